@@ -1,0 +1,351 @@
+/* test_config.c — config.json reading, validation and write/read round trip.
+ * The BERT and RoBERTa texts are the config.json files published with
+ * bert-base-uncased and roberta-base on the Hugging Face hub; the expected
+ * numbers are read off those files by eye. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "json.h"
+
+static const char BERT_BASE_UNCASED[] =
+    "{\n"
+    "  \"architectures\": [\n"
+    "    \"BertForMaskedLM\"\n"
+    "  ],\n"
+    "  \"attention_probs_dropout_prob\": 0.1,\n"
+    "  \"gradient_checkpointing\": false,\n"
+    "  \"hidden_act\": \"gelu\",\n"
+    "  \"hidden_dropout_prob\": 0.1,\n"
+    "  \"hidden_size\": 768,\n"
+    "  \"initializer_range\": 0.02,\n"
+    "  \"intermediate_size\": 3072,\n"
+    "  \"layer_norm_eps\": 1e-12,\n"
+    "  \"max_position_embeddings\": 512,\n"
+    "  \"model_type\": \"bert\",\n"
+    "  \"num_attention_heads\": 12,\n"
+    "  \"num_hidden_layers\": 12,\n"
+    "  \"pad_token_id\": 0,\n"
+    "  \"position_embedding_type\": \"absolute\",\n"
+    "  \"transformers_version\": \"4.6.0.dev0\",\n"
+    "  \"type_vocab_size\": 2,\n"
+    "  \"use_cache\": true,\n"
+    "  \"vocab_size\": 30522\n"
+    "}\n";
+
+static const char ROBERTA_BASE[] =
+    "{\n"
+    "  \"architectures\": [\n"
+    "    \"RobertaForMaskedLM\"\n"
+    "  ],\n"
+    "  \"attention_probs_dropout_prob\": 0.1,\n"
+    "  \"bos_token_id\": 0,\n"
+    "  \"eos_token_id\": 2,\n"
+    "  \"hidden_act\": \"gelu\",\n"
+    "  \"hidden_dropout_prob\": 0.1,\n"
+    "  \"hidden_size\": 768,\n"
+    "  \"initializer_range\": 0.02,\n"
+    "  \"intermediate_size\": 3072,\n"
+    "  \"layer_norm_eps\": 1e-05,\n"
+    "  \"max_position_embeddings\": 514,\n"
+    "  \"model_type\": \"roberta\",\n"
+    "  \"num_attention_heads\": 12,\n"
+    "  \"num_hidden_layers\": 12,\n"
+    "  \"pad_token_id\": 1,\n"
+    "  \"type_vocab_size\": 1,\n"
+    "  \"vocab_size\": 50265\n"
+    "}\n";
+
+/* Only the five required keys: everything else takes BertConfig defaults. */
+static const char MINIMAL[] =
+    "{\"vocab_size\": 100, \"hidden_size\": 16, \"num_hidden_layers\": 2,"
+    " \"num_attention_heads\": 4, \"intermediate_size\": 32}";
+
+static char errbuf[256];
+
+static int from_text(aflo_config *c, const char *text) {
+    errbuf[0] = '\0';
+    return config_from_json(c, text, strlen(text), errbuf, sizeof errbuf);
+}
+
+static void expect_error(const char *text, const char *want) {
+    aflo_config c;
+    memset(&c, 0x5A, sizeof c);
+    aflo_config before = c;
+    if (from_text(&c, text) == 0) fail_msg("config accepted: %s", text);
+    if (!strstr(errbuf, want)) fail_msg("error <%s> lacks <%s>", errbuf, want);
+    /* a failed read leaves the caller's struct alone */
+    assert_memory_equal(&c, &before, sizeof c);
+}
+
+/* Replace the first occurrence of from by to in MINIMAL-like text. */
+static char *replaced(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    assert_non_null(at);
+    size_t n = strlen(text) - strlen(from) + strlen(to) + 1;
+    char *out = malloc(n);
+    assert_non_null(out);
+    snprintf(out, n, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    return out;
+}
+
+static void assert_config_equal(const aflo_config *a, const aflo_config *b) {
+    assert_string_equal(a->model_type, b->model_type);
+    assert_int_equal(a->vocab_size, b->vocab_size);
+    assert_int_equal(a->hidden_size, b->hidden_size);
+    assert_int_equal(a->num_hidden_layers, b->num_hidden_layers);
+    assert_int_equal(a->num_attention_heads, b->num_attention_heads);
+    assert_int_equal(a->intermediate_size, b->intermediate_size);
+    assert_int_equal(a->max_position_embeddings, b->max_position_embeddings);
+    assert_int_equal(a->type_vocab_size, b->type_vocab_size);
+    assert_int_equal(a->pad_token_id, b->pad_token_id);
+    assert_int_equal(a->roberta_positions, b->roberta_positions);
+    /* bitwise: the round trip must be exact, not merely close */
+    assert_memory_equal(&a->layer_norm_eps, &b->layer_norm_eps, sizeof(float));
+    assert_memory_equal(&a->hidden_dropout_prob, &b->hidden_dropout_prob, sizeof(float));
+    assert_memory_equal(&a->attention_probs_dropout_prob, &b->attention_probs_dropout_prob, sizeof(float));
+}
+
+static void test_bert_base(void **state) {
+    (void)state;
+    aflo_config c;
+    if (from_text(&c, BERT_BASE_UNCASED)) fail_msg("%s", errbuf);
+    assert_string_equal(c.model_type, "bert");
+    assert_int_equal(c.vocab_size, 30522);
+    assert_int_equal(c.hidden_size, 768);
+    assert_int_equal(c.num_hidden_layers, 12);
+    assert_int_equal(c.num_attention_heads, 12);
+    assert_int_equal(c.intermediate_size, 3072);
+    assert_int_equal(c.max_position_embeddings, 512);
+    assert_int_equal(c.type_vocab_size, 2);
+    assert_int_equal(c.pad_token_id, 0);
+    assert_int_equal(c.roberta_positions, 0);
+    assert_true(c.layer_norm_eps == 1e-12f);
+    assert_true(c.hidden_dropout_prob == 0.1f);
+    assert_true(c.attention_probs_dropout_prob == 0.1f);
+    assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), 0);
+}
+
+static void test_roberta_base(void **state) {
+    (void)state;
+    aflo_config c;
+    if (from_text(&c, ROBERTA_BASE)) fail_msg("%s", errbuf);
+    assert_string_equal(c.model_type, "roberta");
+    assert_int_equal(c.vocab_size, 50265);
+    assert_int_equal(c.max_position_embeddings, 514);
+    assert_int_equal(c.type_vocab_size, 1);
+    assert_int_equal(c.pad_token_id, 1);
+    assert_int_equal(c.roberta_positions, 1);
+    assert_true(c.layer_norm_eps == 1e-5f);
+
+    char *t = replaced(ROBERTA_BASE, "\"roberta\"", "\"xlm-roberta\"");
+    assert_int_equal(from_text(&c, t), 0);
+    assert_int_equal(c.roberta_positions, 1);
+    free(t);
+    t = replaced(ROBERTA_BASE, "\"roberta\"", "\"camembert\"");
+    assert_int_equal(from_text(&c, t), 0);
+    assert_int_equal(c.roberta_positions, 1);
+    free(t);
+    /* other types keep BERT numbering */
+    t = replaced(ROBERTA_BASE, "\"roberta\"", "\"electra\"");
+    assert_int_equal(from_text(&c, t), 0);
+    assert_string_equal(c.model_type, "electra");
+    assert_int_equal(c.roberta_positions, 0);
+    free(t);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    aflo_config c;
+    if (from_text(&c, MINIMAL)) fail_msg("%s", errbuf);
+    assert_string_equal(c.model_type, "bert");
+    assert_int_equal(c.vocab_size, 100);
+    assert_int_equal(c.hidden_size, 16);
+    assert_int_equal(c.max_position_embeddings, 512);
+    assert_int_equal(c.type_vocab_size, 2);
+    assert_int_equal(c.pad_token_id, 0);
+    assert_int_equal(c.roberta_positions, 0);
+    assert_true(c.layer_norm_eps == 1e-12f);
+    assert_true(c.hidden_dropout_prob == 0.1f);
+    assert_true(c.attention_probs_dropout_prob == 0.1f);
+
+    /* float fields accept integer literals */
+    char *t = replaced(MINIMAL, "{", "{\"hidden_dropout_prob\": 0, ");
+    assert_int_equal(from_text(&c, t), 0);
+    assert_true(c.hidden_dropout_prob == 0.0f);
+    free(t);
+}
+
+static void test_missing_required(void **state) {
+    (void)state;
+    const char *required[] = { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                               "intermediate_size" };
+    for (size_t i = 0; i < 5; i++) {
+        char from[64], to[64], want[96];
+        snprintf(from, sizeof from, "\"%s\"", required[i]);
+        snprintf(to, sizeof to, "\"x_%s\"", required[i]);   /* rename the key away */
+        char *t = replaced(MINIMAL, from, to);
+        snprintf(want, sizeof want, "missing required field %s", required[i]);
+        expect_error(t, want);
+        free(t);
+    }
+}
+
+static void test_wrong_types(void **state) {
+    (void)state;
+    struct { const char *from, *to, *want; } cases[] = {
+        { "\"hidden_size\": 16", "\"hidden_size\": \"16\"", "hidden_size must be an integer, got string" },
+        { "\"hidden_size\": 16", "\"hidden_size\": 16.0", "hidden_size must be an integer, got a non-integer number" },
+        { "\"hidden_size\": 16", "\"hidden_size\": 1.6e1", "hidden_size must be an integer" },
+        { "\"vocab_size\": 100", "\"vocab_size\": null", "vocab_size must be an integer, got null" },
+        { "\"vocab_size\": 100", "\"vocab_size\": 3000000000", "vocab_size = 3000000000 is out of range" },
+        { "{", "{\"pad_token_id\": true, ", "pad_token_id must be an integer, got boolean" },
+        { "{", "{\"layer_norm_eps\": \"1e-12\", ", "layer_norm_eps must be a number, got string" },
+        { "{", "{\"hidden_dropout_prob\": [0.1], ", "hidden_dropout_prob must be a number, got array" },
+        { "{", "{\"layer_norm_eps\": 1e300, ", "layer_norm_eps = 1e+300 does not fit a float" },
+        { "{", "{\"model_type\": 3, ", "model_type must be a string, got number" },
+        { "{", "{\"model_type\": \"a-model-type-name-far-too-long-for-it\", ", "model_type is longer than 31" },
+        { "{", "{\"model_type\": \"be\\u0000rt\", ", "model_type contains a NUL" },
+        { "{", "{\"hidden_act\": null, ", "hidden_act must be a string, got null" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = replaced(MINIMAL, cases[i].from, cases[i].to);
+        expect_error(t, cases[i].want);
+        free(t);
+    }
+}
+
+static void test_hidden_act_and_positions(void **state) {
+    (void)state;
+    char *t = replaced(BERT_BASE_UNCASED, "\"gelu\"", "\"gelu_new\"");
+    expect_error(t, "hidden_act \"gelu_new\" is not supported");
+    free(t);
+    t = replaced(BERT_BASE_UNCASED, "\"gelu\"", "\"relu\"");
+    expect_error(t, "hidden_act \"relu\"");
+    free(t);
+    t = replaced(BERT_BASE_UNCASED, "\"absolute\"", "\"relative_key\"");
+    expect_error(t, "position_embedding_type \"relative_key\" is not supported");
+    free(t);
+}
+
+static void test_bad_json(void **state) {
+    (void)state;
+    expect_error("{\"vocab_size\": 100,", "config.json: line 1, column 20");
+    expect_error("[1, 2]", "top level must be an object, got array");
+    expect_error("", "config.json: line 1, column 1");
+    char *t = replaced(MINIMAL, "{", "{\"vocab_size\": 7, ");
+    expect_error(t, "duplicate key \"vocab_size\"");
+    free(t);
+}
+
+static void test_validate(void **state) {
+    (void)state;
+    aflo_config good;
+    assert_int_equal(from_text(&good, MINIMAL), 0);
+    struct { const char *from, *to, *want; } cases[] = {
+        { "\"hidden_size\": 16", "\"hidden_size\": 18", "hidden_size 18 is not divisible by num_attention_heads 4" },
+        { "\"hidden_size\": 16", "\"hidden_size\": 0", "hidden_size must be positive" },
+        { "\"num_hidden_layers\": 2", "\"num_hidden_layers\": -1", "num_hidden_layers must be positive" },
+        { "{", "{\"type_vocab_size\": 0, ", "type_vocab_size must be positive" },
+        { "{", "{\"pad_token_id\": 100, ", "pad_token_id 100 must be in [0, vocab_size 100)" },
+        { "{", "{\"pad_token_id\": -1, ", "pad_token_id -1" },
+        { "{", "{\"hidden_dropout_prob\": 1, ", "hidden_dropout_prob must be in [0, 1)" },
+        { "{", "{\"attention_probs_dropout_prob\": -0.1, ", "attention_probs_dropout_prob must be in [0, 1)" },
+        { "{", "{\"layer_norm_eps\": 0, ", "layer_norm_eps must be positive" },
+        { "{", "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 2, ",
+          "max_position_embeddings 2 must exceed pad_token_id + 1 = 2" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = replaced(MINIMAL, cases[i].from, cases[i].to);
+        expect_error(t, cases[i].want);
+        free(t);
+    }
+    /* the RoBERTa bound is one past: 3 positions with pad 1 is the smallest legal */
+    char *t = replaced(MINIMAL, "{", "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 3, ");
+    assert_int_equal(from_text(&good, t), 0);
+    free(t);
+
+    /* config_validate on hand-built structs */
+    aflo_config c = good;
+    assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), 0);
+    c.model_type[0] = '\0';
+    assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "model_type"));
+    c = good;
+    memset(c.model_type, 'x', sizeof c.model_type);   /* not terminated */
+    assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), -1);
+    c = good;
+    c.hidden_dropout_prob = NAN;
+    assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "hidden_dropout_prob"));
+}
+
+static void round_trip(const char *text) {
+    aflo_config a, b;
+    if (from_text(&a, text)) fail_msg("%s", errbuf);
+    char *out = config_to_json(&a);
+    assert_non_null(out);
+    if (from_text(&b, out)) fail_msg("re-read failed: %s\n%s", errbuf, out);
+    assert_config_equal(&a, &b);
+    free(out);
+}
+
+static void test_round_trip(void **state) {
+    (void)state;
+    round_trip(BERT_BASE_UNCASED);
+    round_trip(ROBERTA_BASE);
+    round_trip(MINIMAL);
+    /* floats whose shortest decimal form needs many digits */
+    char *t = replaced(MINIMAL, "{", "{\"layer_norm_eps\": 1.2345678e-7, \"hidden_dropout_prob\": 0.333333333,"
+                                     " \"attention_probs_dropout_prob\": 0.0, \"model_type\": \"my\\\"model\", ");
+    round_trip(t);
+    free(t);
+
+    /* the written file is what transformers expects for BERT */
+    aflo_config c;
+    assert_int_equal(from_text(&c, BERT_BASE_UNCASED), 0);
+    char *out = config_to_json(&c);
+    assert_non_null(out);
+    json_value *v = json_parse(out, strlen(out), 0, errbuf, sizeof errbuf);
+    assert_non_null(v);
+    const json_value *arch = json_get(v, "architectures");
+    assert_int_equal(json_len(arch), 1);
+    assert_string_equal(json_string(json_at(arch, 0), NULL), "BertForSequenceClassification");
+    assert_string_equal(json_string(json_get(v, "hidden_act"), NULL), "gelu");
+    assert_string_equal(json_string(json_get(v, "model_type"), NULL), "bert");
+    assert_int_equal(json_int(json_get(v, "vocab_size")), 30522);
+    /* shortest form: "1e-12", not "9.99999996e-13" */
+    assert_non_null(strstr(out, "\"layer_norm_eps\": 1e-12,"));
+    assert_non_null(strstr(out, "\"hidden_dropout_prob\": 0.1,"));
+    json_free(v);
+    free(out);
+
+    assert_int_equal(from_text(&c, ROBERTA_BASE), 0);
+    out = config_to_json(&c);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "\"RobertaForSequenceClassification\""));
+    free(out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bert_base),
+        cmocka_unit_test(test_roberta_base),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_wrong_types),
+        cmocka_unit_test(test_hidden_act_and_positions),
+        cmocka_unit_test(test_bad_json),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
