@@ -482,6 +482,39 @@ static void test_quote(void **state) {
     json_free(v);
 }
 
+static void test_mutated_documents_never_crash(void **state) {
+    (void)state;
+    /* Random byte edits of a valid document: each parse must either succeed
+     * or fail with a message; ASan/valgrind runs catch any bad access or leak. */
+    const char base[] = "{\"a\": [1, -2.5e3, \"x\\u00e9\\uD83D\\uDE00\", true, null],"
+                        " \"b\": {\"c\": \"\xC3\xA9\", \"d\": [[], {}]}, \"e\": false}";
+    char doc[sizeof base];
+    static const char alphabet[] = "{}[]\",:\\u0123456789eE.-+ tfnrl\x80\xC3\xED\xF4\xFF\x01";
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    int ok = 0, bad = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(doc, base, sizeof base);
+        int edits = 1 + iter % 3;
+        for (int k = 0; k < edits; k++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;   /* xorshift64 */
+            size_t pos = (size_t)(x % (sizeof base - 1));
+            doc[pos] = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+        }
+        size_t len = (size_t)((x >> 16) % sizeof base);   /* also truncate */
+        json_value *v = parse_n(doc, iter % 2 ? len : sizeof base - 1, 0);
+        if (v) {
+            ok++;
+            json_free(v);
+        } else {
+            bad++;
+            assert_true(errbuf[0] != '\0');
+        }
+    }
+    /* both outcomes occur, so the loop exercised the error paths and the tree builder */
+    assert_true(ok > 100);
+    assert_true(bad > 100);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalars),
@@ -499,6 +532,7 @@ int main(void) {
         cmocka_unit_test(test_error_line_and_column),
         cmocka_unit_test(test_large_array_grows_arena),
         cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_mutated_documents_never_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
