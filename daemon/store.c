@@ -1,0 +1,1477 @@
+/* store.c — the job queue, event log and dataset records in SQLite.
+ *
+ * A `store` owns one connection and a cache of its prepared statements, each
+ * prepared on first use (SQLITE_PREPARE_PERSISTENT) and reset right after its
+ * rows are read, so repeated calls cost one bind + step and no call leaves a
+ * read transaction open. The SQL lives in one table (STMT_SQL) beside the enum
+ * that names it; the schema is migrations/0001_init.sql.
+ *
+ * Anything that reads and then writes (claim, finish, cancel, requeue, event
+ * batches, dataset delete) runs inside BEGIN IMMEDIATE: the write lock is
+ * taken up front, waiting on the busy timeout, instead of upgrading a read
+ * transaction later, which in WAL mode can fail with SQLITE_BUSY without
+ * waiting. Single-statement writes rely on the statement's own transaction.
+ * Status changes and the "status" event that records them commit together.
+ *
+ * Event seqs are max(seq) + 1 for the job, computed by the INSERT itself
+ * under the write lock, so they are gap-free per job without a counter
+ * column to keep in step. */
+#include "store.h"
+#include "migrate.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+/* Random ids collide with probability ~n^2/2^65; retrying a few times makes a
+ * failure from that alone impossible in practice while still bounding the loop. */
+#define ID_ATTEMPTS 4
+/* Longest piece of a caller-supplied id echoed back in a message. */
+#define MSG_ID_MAX 40
+
+enum stmt_id {
+    STMT_BEGIN,
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_DATASET_EXISTS,
+    STMT_JOB_INSERT,
+    STMT_JOB_GET,
+    STMT_JOB_LIST_ALL,
+    STMT_JOB_LIST_STATUS,
+    STMT_JOB_COUNTS,
+    STMT_JOB_ANY_QUEUED,
+    STMT_JOB_CLAIM,
+    STMT_JOB_PROGRESS,
+    STMT_JOB_STATE,
+    STMT_JOB_FINISH,
+    STMT_JOB_SET_CANCEL,
+    STMT_JOB_REQUEUE,
+    STMT_JOB_LIST_RUNNING,
+    STMT_JOB_EXISTS,
+    STMT_EVENT_INSERT,
+    STMT_EVENT_INSERT_STATUS,
+    STMT_EVENT_LIST,
+    STMT_DATASET_INSERT,
+    STMT_DATASET_GET,
+    STMT_DATASET_LIST,
+    STMT_DATASET_USER,
+    STMT_DATASET_DELETE,
+    STMT_COUNT
+};
+
+/* Column order of JOB_COLUMNS, read by read_job(). */
+enum {
+    JC_ID, JC_STATUS, JC_SPEC, JC_CREATED, JC_STARTED, JC_FINISHED,
+    JC_STEP, JC_TOTAL_STEPS, JC_EPOCH, JC_LOSS, JC_FLOPS_FWD, JC_FLOPS_BWD_IN,
+    JC_FLOPS_BWD_W, JC_TRAINABLE_NOW, JC_TRAINABLE_AVG, JC_FROZEN, JC_FREEZABLE,
+    JC_METRICS, JC_ERROR, JC_CANCEL, JC_ATTEMPTS, JC_TRAIN_DS, JC_EVAL_DS
+};
+#define JOB_COLUMNS                                                                    \
+    "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
+    "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
+    "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
+    "cancel_requested, attempts, train_dataset_id, eval_dataset_id"
+
+enum { DC_ID, DC_NAME, DC_FORMAT, DC_ROWS, DC_BYTES, DC_SHA256, DC_CREATED, DC_PATH };
+#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
+
+#define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
+
+/* Appends an event numbered after the job's last one; one row even when the
+ * job has no events yet (max() of nothing is NULL). */
+#define EVENT_NEXT_SEQ "coalesce(max(seq), 0) + 1"
+
+static const char *const STMT_SQL[STMT_COUNT] = {
+    [STMT_BEGIN]    = "BEGIN IMMEDIATE",
+    [STMT_COMMIT]   = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_DATASET_EXISTS] = "SELECT 1 FROM datasets WHERE id = ?1",
+    [STMT_JOB_INSERT] =
+        "INSERT INTO jobs (id, spec, status, created_at, train_dataset_id, eval_dataset_id) "
+        "VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+    [STMT_JOB_GET] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    /* rowid breaks created_at ties in creation order (see the schema). */
+    [STMT_JOB_LIST_ALL] =
+        "SELECT " JOB_COLUMNS " FROM jobs ORDER BY created_at DESC, rowid DESC "
+        "LIMIT ?1 OFFSET ?2",
+    [STMT_JOB_LIST_STATUS] =
+        "SELECT " JOB_COLUMNS " FROM jobs WHERE status = ?3 "
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
+    [STMT_JOB_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status",
+    [STMT_JOB_ANY_QUEUED] = "SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1",
+    [STMT_JOB_CLAIM] =
+        "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1 "
+        "WHERE rowid = (SELECT rowid FROM jobs WHERE status = 'queued' "
+        "               ORDER BY created_at, rowid LIMIT 1) "
+        "RETURNING " JOB_COLUMNS,
+    [STMT_JOB_PROGRESS] =
+        "UPDATE jobs SET step = ?2, total_steps = ?3, epoch = ?4, loss = ?5, "
+        "flops_forward = ?6, flops_backward_input = ?7, flops_backward_weight = ?8, "
+        "trainable_now = ?9, trainable_avg = ?10, frozen = ?11, freezable = ?12 "
+        "WHERE id = ?1 AND status = 'running' RETURNING cancel_requested",
+    [STMT_JOB_STATE] = "SELECT status, cancel_requested FROM jobs WHERE id = ?1",
+    [STMT_JOB_FINISH] =
+        "UPDATE jobs SET status = ?3, finished_at = ?4, metrics = ?5, error = ?6 "
+        "WHERE id = ?1 AND status = ?2",
+    [STMT_JOB_SET_CANCEL] =
+        "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
+    [STMT_JOB_REQUEUE] =
+        "UPDATE jobs SET status = 'queued', cancel_requested = 0 "
+        "WHERE id = ?1 AND status = 'running'",
+    [STMT_JOB_LIST_RUNNING] =
+        "SELECT id, attempts, cancel_requested FROM jobs WHERE status = 'running' "
+        "ORDER BY created_at, rowid",
+    [STMT_JOB_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
+    [STMT_EVENT_INSERT] =
+        "INSERT INTO events (" EVENT_COLUMNS ") "
+        "SELECT ?1, " EVENT_NEXT_SEQ ", ?2, ?3, ?4 FROM events WHERE job_id = ?1 "
+        "RETURNING seq",
+    /* json_patch drops the members whose value is NULL (RFC 7396), so one
+     * statement writes each kind of status payload without null clutter. */
+    [STMT_EVENT_INSERT_STATUS] =
+        "INSERT INTO events (" EVENT_COLUMNS ") "
+        "SELECT ?1, " EVENT_NEXT_SEQ ", 'status', "
+        "       json_patch(json_object('status', ?2), "
+        "                  json_object('attempt', ?3, 'error', ?4, "
+        "                              'cancel_requested', json(?5), 'reason', ?6)), ?7 "
+        "FROM events WHERE job_id = ?1",
+    [STMT_EVENT_LIST] =
+        "SELECT " EVENT_COLUMNS " FROM events WHERE job_id = ?1 AND seq > ?2 "
+        "ORDER BY seq LIMIT ?3",
+    [STMT_DATASET_INSERT] =
+        "INSERT INTO datasets (" DATASET_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [STMT_DATASET_GET] = "SELECT " DATASET_COLUMNS " FROM datasets WHERE id = ?1",
+    [STMT_DATASET_LIST] =
+        "SELECT " DATASET_COLUMNS " FROM datasets ORDER BY created_at DESC, rowid DESC "
+        "LIMIT ?1 OFFSET ?2",
+    [STMT_DATASET_USER] =
+        "SELECT id, status FROM jobs WHERE status IN ('queued', 'running') "
+        "AND (train_dataset_id = ?1 OR eval_dataset_id = ?1) ORDER BY created_at LIMIT 1",
+    [STMT_DATASET_DELETE] = "DELETE FROM datasets WHERE id = ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+    store_error last_error;
+};
+
+static const char *const STATUS_NAMES[STORE_JOB_STATUS_COUNT] = {
+    "queued", "running", "succeeded", "failed", "cancelled"
+};
+static const char *const EVENT_TYPE_NAMES[STORE_EVENT_TYPE_COUNT] = {
+    "step", "freeze", "eval", "status", "log"
+};
+
+const char *store_job_status_name(store_job_status st)
+{
+    return (unsigned)st < STORE_JOB_STATUS_COUNT ? STATUS_NAMES[st] : NULL;
+}
+
+int store_job_status_parse(const char *name, store_job_status *out)
+{
+    for (int i = 0; name && i < STORE_JOB_STATUS_COUNT; i++)
+        if (strcmp(name, STATUS_NAMES[i]) == 0) {
+            *out = (store_job_status)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *store_event_type_name(store_event_type t)
+{
+    return (unsigned)t < STORE_EVENT_TYPE_COUNT ? EVENT_TYPE_NAMES[t] : NULL;
+}
+
+int store_event_type_parse(const char *name, store_event_type *out)
+{
+    for (int i = 0; name && i < STORE_EVENT_TYPE_COUNT; i++)
+        if (strcmp(name, EVENT_TYPE_NAMES[i]) == 0) {
+            *out = (store_event_type)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+static void vwrite_err(char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    if (err && errlen)
+        vsnprintf(err, errlen, fmt, ap);
+}
+
+static void write_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void write_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwrite_err(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int fail(store *s, store_error kind, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail(store *s, store_error kind, char *err, size_t errlen, const char *fmt, ...)
+{
+    s->last_error = kind;
+    va_list ap;
+    va_start(ap, fmt);
+    vwrite_err(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* An SQLite failure `rc` while doing `what`; must run before the statement is
+ * reset (the message belongs to the last call). Constraint failures are the
+ * caller's data, not a broken database, and are classified as such. */
+static int fail_sql(store *s, int rc, char *err, size_t errlen, const char *what)
+{
+    store_error kind = STORE_E_DB;
+    switch (rc) {
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_DATATYPE:
+        kind = STORE_E_INVALID;
+        break;
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_TRIGGER:
+        kind = STORE_E_CONFLICT;
+        break;
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        kind = STORE_E_NOT_FOUND;
+        break;
+    default:
+        break;
+    }
+    return fail(s, kind, err, errlen, "%s: %s (sqlite error %d)", what,
+                sqlite3_errmsg(s->db), rc);
+}
+
+store_error store_last_error(const store *s)
+{
+    return s ? s->last_error : STORE_E_DB;
+}
+
+/* ---- statements and transactions ----------------------------------------- */
+
+static sqlite3_stmt *prep(store *s, enum stmt_id id, char *err, size_t errlen)
+{
+    if (!s->stmt[id]) {
+        int rc = sqlite3_prepare_v3(s->db, STMT_SQL[id], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &s->stmt[id], NULL);
+        if (rc != SQLITE_OK) {
+            fail_sql(s, rc, err, errlen, "preparing a statement");
+            s->stmt[id] = NULL;
+            return NULL;
+        }
+    }
+    return s->stmt[id];
+}
+
+static void reset_all(store *s)
+{
+    for (int i = 0; i < STMT_COUNT; i++)
+        if (s->stmt[i])
+            sqlite3_reset(s->stmt[i]);
+}
+
+/* Run a statement that returns no rows. */
+static int exec_stmt(store *s, enum stmt_id id, char *err, size_t errlen, const char *what)
+{
+    sqlite3_stmt *st = prep(s, id, err, errlen);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Run a row-less statement whose only parameter ?1 is `key`. */
+static int exec_stmt_bound_id(store *s, enum stmt_id id, const char *key, const char *what,
+                              char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, id, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+static int tx_begin(store *s, char *err, size_t errlen)
+{
+    return exec_stmt(s, STMT_BEGIN, err, errlen, "starting a write transaction");
+}
+
+static void tx_rollback(store *s)
+{
+    reset_all(s);
+    if (!sqlite3_get_autocommit(s->db)) {
+        sqlite3_stmt *st = s->stmt[STMT_ROLLBACK];
+        if (!st && sqlite3_prepare_v3(s->db, STMT_SQL[STMT_ROLLBACK], -1,
+                                      SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+            st = NULL;
+        s->stmt[STMT_ROLLBACK] = st;
+        if (st) {
+            sqlite3_step(st);
+            sqlite3_reset(st);
+        }
+    }
+}
+
+static int tx_commit(store *s, char *err, size_t errlen)
+{
+    if (exec_stmt(s, STMT_COMMIT, err, errlen, "committing") != 0) {
+        tx_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Finish a RETURNING statement whose one row was read: the statement only
+ * completes (and reports late errors such as foreign keys) on the next step. */
+static int step_done(store *s, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        return fail_sql(s, rc, err, errlen, what);
+    return 0;
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int is_id(const char *id)
+{
+    if (!id || strlen(id) != STORE_ID_LEN)
+        return 0;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+void store_new_id(char out[STORE_ID_SIZE])
+{
+    static const char HEX[] = "0123456789abcdef";
+    unsigned char bytes[STORE_ID_LEN / 2];
+    sqlite3_randomness((int)sizeof bytes, bytes);
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        out[2 * i] = HEX[bytes[i] >> 4];
+        out[2 * i + 1] = HEX[bytes[i] & 15];
+    }
+    out[STORE_ID_LEN] = '\0';
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+static void copy_id(char dst[STORE_ID_SIZE], sqlite3_stmt *st, int col)
+{
+    const char *v = (const char *)sqlite3_column_text(st, col);
+    snprintf(dst, STORE_ID_SIZE, "%s", v ? v : "");
+}
+
+/* *dst = copy of a text column, NULL for SQL NULL; -1 on OOM. */
+static int dup_column(sqlite3_stmt *st, int col, char **dst)
+{
+    *dst = NULL;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return 0;
+    const char *v = (const char *)sqlite3_column_text(st, col);
+    if (!v)
+        return -1;   /* text conversion ran out of memory */
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    *dst = malloc(len + 1);
+    if (!*dst)
+        return -1;
+    memcpy(*dst, v, len + 1);
+    return 0;
+}
+
+static int64_t column_time(sqlite3_stmt *st, int col)
+{
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? STORE_TIME_NONE
+                                                       : sqlite3_column_int64(st, col);
+}
+
+/* Grow *arr (elements of size elem) so index *n is valid. */
+static int grow(void **arr, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *p = realloc(*arr, ncap * elem);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+static int check_page(store *s, int64_t limit, int64_t offset, char *err, size_t errlen)
+{
+    if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
+        return fail(s, STORE_E_INVALID, err, errlen, "limit %lld is outside 1..%d",
+                    (long long)limit, STORE_LIST_LIMIT_MAX);
+    if (offset < 0)
+        return fail(s, STORE_E_INVALID, err, errlen, "offset %lld is negative",
+                    (long long)offset);
+    return 0;
+}
+
+/* ---- connection ----------------------------------------------------------- */
+
+/* Run a PRAGMA and copy its first result column (or "" if no row). */
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return rc;
+    out[0] = '\0';
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        snprintf(out, outlen, "%s", v ? v : "");
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Longest single back-off sleep while retrying the switch to WAL (ms). */
+#define WAL_RETRY_SLEEP_MAX_MS 32
+
+/* PRAGMA journal_mode = WAL, retried while another connection holds a lock.
+ * Switching a new file to WAL upgrades the read lock the pragma already holds
+ * to an exclusive one, and SQLite does not call the busy handler for such an
+ * upgrade (two connections doing it at once would wait on each other); so
+ * when several threads open a fresh file together, all but one get
+ * SQLITE_BUSY at once. Retrying with back-off, within the same busy timeout,
+ * lets the first finish; the others then find the file already in WAL mode.
+ * tests/test_store.c (concurrent first open) fails without this loop. */
+static int set_wal_mode(sqlite3 *db, char *mode, size_t modelen)
+{
+    int slept = 0, nap = 1;
+    for (;;) {
+        int rc = pragma_text(db, "PRAGMA journal_mode = WAL", mode, modelen);
+        if ((rc & 0xff) != SQLITE_BUSY || slept >= STORE_BUSY_TIMEOUT_MS)
+            return rc;
+        slept += sqlite3_sleep(nap);
+        if (nap < WAL_RETRY_SLEEP_MAX_MS)
+            nap *= 2;
+    }
+}
+
+store *store_open(const char *path, char *err, size_t errlen)
+{
+    if (!path || !*path) {
+        write_err(err, errlen, "store_open: empty database path");
+        return NULL;
+    }
+    if (!sqlite3_threadsafe()) {
+        /* One connection per thread needs at least SQLITE_THREADSAFE=2. */
+        write_err(err, errlen, "store_open: this SQLite library was built without threads");
+        return NULL;
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s) {
+        write_err(err, errlen, "store_open: out of memory");
+        return NULL;
+    }
+    /* NOMUTEX: each connection is used by one thread, so SQLite's per-call
+     * connection mutex would be pure overhead. */
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        write_err(err, errlen, "cannot open database %s: %s", path,
+                  s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    /* Before anything that may lock: switching to WAL and migrating must
+     * wait for other connections opening the same file at the same time. */
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+
+    char mode[32];
+    rc = set_wal_mode(s->db, mode, sizeof mode);
+    if (rc != SQLITE_OK) {
+        write_err(err, errlen, "database %s: setting WAL mode: %s", path, sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (strcmp(mode, "wal") != 0) {
+        write_err(err, errlen, "database %s: cannot use WAL mode (journal_mode stays '%s')",
+                  path, mode);
+        goto fail;
+    }
+    char fk[8];
+    if ((rc = pragma_text(s->db, "PRAGMA synchronous = NORMAL", mode, sizeof mode)) != SQLITE_OK ||
+        (rc = pragma_text(s->db, "PRAGMA foreign_keys = ON", mode, sizeof mode)) != SQLITE_OK ||
+        (rc = pragma_text(s->db, "PRAGMA foreign_keys", fk, sizeof fk)) != SQLITE_OK) {
+        write_err(err, errlen, "database %s: configuring connection: %s", path,
+                  sqlite3_errmsg(s->db));
+        goto fail;
+    }
+    if (strcmp(fk, "1") != 0) {
+        write_err(err, errlen, "database %s: this SQLite does not enforce foreign keys", path);
+        goto fail;
+    }
+
+    char merr[512];
+    if (migrate_apply(s->db, migrations_embedded, migrations_embedded_count, NULL,
+                      merr, sizeof merr) != 0) {
+        write_err(err, errlen, "database %s: %s", path, merr);
+        goto fail;
+    }
+    return s;
+
+fail:
+    sqlite3_close(s->db);
+    free(s);
+    return NULL;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(s->stmt[i]);
+    /* With every statement finalized close cannot report SQLITE_BUSY; the
+     * last connection to close checkpoints and removes the WAL. */
+    sqlite3_close(s->db);
+    free(s);
+}
+
+struct sqlite3 *store_sqlite(store *s)
+{
+    return s->db;
+}
+
+int store_check_integrity(store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return fail_sql(s, rc, err, errlen, "integrity check");
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        fail_sql(s, rc, err, errlen, "integrity check");
+        sqlite3_finalize(st);
+        return -1;
+    }
+    const char *first = (const char *)sqlite3_column_text(st, 0);
+    int ok = first && strcmp(first, "ok") == 0;
+    if (!ok)
+        fail(s, STORE_E_DB, err, errlen, "integrity check failed: %s",
+             first ? first : "(no message)");
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
+int store_checkpoint(store *s, char *err, size_t errlen)
+{
+    int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail_sql(s, rc, err, errlen, "checkpoint");
+    return 0;
+}
+
+/* ---- events (internal) ---------------------------------------------------- */
+
+/* Append a status event inside the caller's transaction. Optional members:
+ * attempt (> 0), error, cancel_requested (nonzero), reason. */
+static int append_status_event(store *s, const char *job_id, store_job_status status,
+                               int attempt, const char *error, int cancel_requested,
+                               const char *reason, int64_t now, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, STMT_EVENT_INSERT_STATUS, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, STATUS_NAMES[status], -1, SQLITE_STATIC);
+    if (attempt > 0)
+        sqlite3_bind_int(st, 3, attempt);
+    else
+        sqlite3_bind_null(st, 3);
+    bind_text(st, 4, error);
+    bind_text(st, 5, cancel_requested ? "true" : NULL);
+    bind_text(st, 6, reason);
+    sqlite3_bind_int64(st, 7, now);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "recording status event");
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* Append one event inside the caller's transaction (or as its own). */
+static int insert_event(store *s, const char *job_id, store_event_type type,
+                        const char *payload, int64_t now, int64_t *seq_out,
+                        char *err, size_t errlen)
+{
+    if (!job_id || !is_id(job_id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    job_id ? job_id : "(null)");
+    if ((unsigned)type >= STORE_EVENT_TYPE_COUNT)
+        return fail(s, STORE_E_INVALID, err, errlen, "event type %d is not known", (int)type);
+    if (!payload)
+        return fail(s, STORE_E_INVALID, err, errlen, "event payload is NULL");
+    sqlite3_stmt *st = prep(s, STMT_EVENT_INSERT, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, EVENT_TYPE_NAMES[type], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+            sqlite3_reset(st);
+            if (seq_out)
+                *seq_out = seq;
+            return 0;
+        }
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", job_id);
+    else
+        fail_sql(s, rc, err, errlen, "appending event");
+    sqlite3_reset(st);
+    return -1;
+}
+
+/* ---- jobs ----------------------------------------------------------------- */
+
+static int read_job(sqlite3_stmt *st, store_job *j)
+{
+    memset(j, 0, sizeof *j);
+    copy_id(j->id, st, JC_ID);
+    if (store_job_status_parse((const char *)sqlite3_column_text(st, JC_STATUS), &j->status) != 0)
+        return -1;   /* the schema's CHECK makes this unreachable */
+    j->created_at = column_time(st, JC_CREATED);
+    j->started_at = column_time(st, JC_STARTED);
+    j->finished_at = column_time(st, JC_FINISHED);
+    store_progress *p = &j->progress;
+    p->step = sqlite3_column_int64(st, JC_STEP);
+    p->total_steps = sqlite3_column_int64(st, JC_TOTAL_STEPS);
+    p->epoch = sqlite3_column_int64(st, JC_EPOCH);
+    p->loss = sqlite3_column_type(st, JC_LOSS) == SQLITE_NULL ? NAN
+                                                              : sqlite3_column_double(st, JC_LOSS);
+    p->flops_forward = sqlite3_column_int64(st, JC_FLOPS_FWD);
+    p->flops_backward_input = sqlite3_column_int64(st, JC_FLOPS_BWD_IN);
+    p->flops_backward_weight = sqlite3_column_int64(st, JC_FLOPS_BWD_W);
+    p->trainable_now = sqlite3_column_int64(st, JC_TRAINABLE_NOW);
+    p->trainable_avg = sqlite3_column_double(st, JC_TRAINABLE_AVG);
+    p->frozen = sqlite3_column_int64(st, JC_FROZEN);
+    p->freezable = sqlite3_column_int64(st, JC_FREEZABLE);
+    j->cancel_requested = sqlite3_column_int(st, JC_CANCEL);
+    j->attempts = sqlite3_column_int(st, JC_ATTEMPTS);
+    copy_id(j->train_dataset_id, st, JC_TRAIN_DS);
+    copy_id(j->eval_dataset_id, st, JC_EVAL_DS);
+    if (dup_column(st, JC_SPEC, &j->spec) != 0 || dup_column(st, JC_METRICS, &j->metrics) != 0 ||
+        dup_column(st, JC_ERROR, &j->error) != 0) {
+        store_job_clear(j);
+        return -1;
+    }
+    return 0;
+}
+
+void store_job_clear(store_job *j)
+{
+    if (!j)
+        return;
+    free(j->spec);
+    free(j->metrics);
+    free(j->error);
+    memset(j, 0, sizeof *j);
+}
+
+void store_job_list_free(store_job *jobs, size_t n)
+{
+    for (size_t i = 0; jobs && i < n; i++)
+        store_job_clear(&jobs[i]);
+    free(jobs);
+}
+
+/* NOT_FOUND unless dataset `id` exists (inside the caller's transaction). */
+static int need_dataset(store *s, const char *id, const char *role, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s' (%s)", MSG_ID_MAX,
+                    id, role);
+    sqlite3_stmt *st = prep(s, STMT_DATASET_EXISTS, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    if (rc == SQLITE_DONE)
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s (%s)", id, role);
+    else
+        fail_sql(s, rc, err, errlen, "looking up dataset");
+    sqlite3_reset(st);
+    return -1;
+}
+
+int store_job_create(store *s, const char *spec_json, const char *train_dataset_id,
+                     const char *eval_dataset_id, char id_out[STORE_ID_SIZE],
+                     char *err, size_t errlen)
+{
+    if (!spec_json)
+        return fail(s, STORE_E_INVALID, err, errlen, "job spec is NULL");
+    if (!train_dataset_id || !*train_dataset_id)
+        return fail(s, STORE_E_INVALID, err, errlen, "a job needs a training dataset");
+    if (eval_dataset_id && !*eval_dataset_id)
+        eval_dataset_id = NULL;
+
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    if (need_dataset(s, train_dataset_id, "train_dataset_id", err, errlen) != 0 ||
+        (eval_dataset_id && need_dataset(s, eval_dataset_id, "eval_dataset_id", err, errlen) != 0))
+        goto fail;
+
+    int64_t now = now_ms();
+    char id[STORE_ID_SIZE];
+    sqlite3_stmt *st = prep(s, STMT_JOB_INSERT, err, errlen);
+    if (!st)
+        goto fail;
+    int rc = SQLITE_ERROR;
+    for (int attempt = 0; attempt < ID_ATTEMPTS; attempt++) {
+        store_new_id(id);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now);
+        sqlite3_bind_text(st, 4, train_dataset_id, -1, SQLITE_STATIC);
+        bind_text(st, 5, eval_dataset_id);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
+            break;
+        sqlite3_reset(st);
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "creating job");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, NULL, now, err, errlen) != 0 ||
+        tx_commit(s, err, errlen) != 0)
+        goto fail;
+    memcpy(id_out, id, STORE_ID_SIZE);
+    return 0;
+
+fail:
+    tx_rollback(s);
+    return -1;
+}
+
+int store_job_get(store *s, const char *id, store_job *out, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    sqlite3_stmt *st = prep(s, STMT_JOB_GET, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = -1;
+    if (rc == SQLITE_ROW) {
+        if (read_job(st, out) == 0)
+            ret = 0;
+        else
+            fail(s, STORE_E_DB, err, errlen, "reading job %s: out of memory", id);
+    } else if (rc == SQLITE_DONE) {
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    } else {
+        fail_sql(s, rc, err, errlen, "reading job");
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+int store_job_list(store *s, int status, int64_t limit, int64_t offset,
+                   store_job **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (status != STORE_STATUS_ANY && !store_job_status_name((store_job_status)status))
+        return fail(s, STORE_E_INVALID, err, errlen, "job status %d is not known", status);
+    if (check_page(s, limit, offset, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = prep(s, status == STORE_STATUS_ANY ? STMT_JOB_LIST_ALL
+                                                          : STMT_JOB_LIST_STATUS, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, limit);
+    sqlite3_bind_int64(st, 2, offset);
+    if (status != STORE_STATUS_ANY)
+        sqlite3_bind_text(st, 3, STATUS_NAMES[status], -1, SQLITE_STATIC);
+
+    store_job *jobs = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0 || read_job(st, &jobs[cnt]) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "listing jobs: out of memory");
+            goto fail;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "listing jobs");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    *out = jobs;
+    *n = cnt;
+    return 0;
+
+fail:
+    sqlite3_reset(st);
+    store_job_list_free(jobs, cnt);
+    return -1;
+}
+
+int store_job_counts(store *s, int64_t counts[STORE_JOB_STATUS_COUNT], char *err, size_t errlen)
+{
+    for (int i = 0; i < STORE_JOB_STATUS_COUNT; i++)
+        counts[i] = 0;
+    sqlite3_stmt *st = prep(s, STMT_JOB_COUNTS, err, errlen);
+    if (!st)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_job_status status;
+        if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
+            counts[status] = sqlite3_column_int64(st, 1);
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "counting jobs");
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+int store_claim_next_job(store *s, store_job *out, char *err, size_t errlen)
+{
+    /* Idle workers poll; answering "nothing queued" from a plain read keeps
+     * them from taking the write lock each time. A job queued just after
+     * this read is found by the next poll, as if we had polled earlier. */
+    sqlite3_stmt *st = prep(s, STMT_JOB_ANY_QUEUED, err, errlen);
+    if (!st)
+        return -1;
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return fail_sql(s, rc, err, errlen, "looking for queued jobs");
+
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    int64_t now = now_ms();
+    store_job job;
+    memset(&job, 0, sizeof job);
+    st = prep(s, STMT_JOB_CLAIM, err, errlen);
+    if (!st)
+        goto fail;
+    sqlite3_bind_int64(st, 1, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {   /* another worker took the last one */
+        tx_rollback(s);
+        return 0;
+    }
+    if (rc != SQLITE_ROW) {
+        fail_sql(s, rc, err, errlen, "claiming a job");
+        goto fail;
+    }
+    if (read_job(st, &job) != 0) {
+        fail(s, STORE_E_DB, err, errlen, "claiming a job: out of memory");
+        goto fail;
+    }
+    if (step_done(s, st, err, errlen, "claiming a job") != 0)
+        goto fail;
+    sqlite3_reset(st);
+    if (append_status_event(s, job.id, STORE_JOB_RUNNING, job.attempts, NULL, 0, NULL, now,
+                            err, errlen) != 0 ||
+        tx_commit(s, err, errlen) != 0)
+        goto fail;
+    *out = job;
+    return 1;
+
+fail:
+    tx_rollback(s);
+    store_job_clear(&job);
+    return -1;
+}
+
+/* Explain why a job that should have been `expected` was not. */
+static int not_in_state(store *s, const char *id, const char *expected, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not %s", id,
+             (const char *)sqlite3_column_text(st, 0), expected);
+    else if (rc == SQLITE_DONE)
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    else
+        fail_sql(s, rc, err, errlen, "reading job state");
+    sqlite3_reset(st);
+    return -1;
+}
+
+int store_job_update_progress(store *s, const char *id, const store_progress *p,
+                              char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    sqlite3_stmt *st = prep(s, STMT_JOB_PROGRESS, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, p->step);
+    sqlite3_bind_int64(st, 3, p->total_steps);
+    sqlite3_bind_int64(st, 4, p->epoch);
+    if (isnan(p->loss))
+        sqlite3_bind_null(st, 5);   /* SQLite has no NaN; NULL reads back as NAN */
+    else
+        sqlite3_bind_double(st, 5, p->loss);
+    sqlite3_bind_int64(st, 6, p->flops_forward);
+    sqlite3_bind_int64(st, 7, p->flops_backward_input);
+    sqlite3_bind_int64(st, 8, p->flops_backward_weight);
+    sqlite3_bind_int64(st, 9, p->trainable_now);
+    sqlite3_bind_double(st, 10, p->trainable_avg);
+    sqlite3_bind_int64(st, 11, p->frozen);
+    sqlite3_bind_int64(st, 12, p->freezable);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        int cancel = sqlite3_column_int(st, 0);
+        if (step_done(s, st, err, errlen, "updating progress") != 0) {
+            sqlite3_reset(st);
+            return -1;
+        }
+        sqlite3_reset(st);
+        return cancel ? 1 : 0;
+    }
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return not_in_state(s, id, "running", err, errlen);
+    }
+    fail_sql(s, rc, err, errlen, "updating progress");
+    sqlite3_reset(st);
+    return -1;
+}
+
+/* UPDATE a job from status `from` to terminal status `to` inside the caller's
+ * transaction, with its status event. */
+static int transition_to_final(store *s, const char *id, store_job_status from,
+                               store_job_status to, const char *metrics, const char *error,
+                               const char *reason, int64_t now, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, STMT_JOB_FINISH, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, STATUS_NAMES[from], -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, STATUS_NAMES[to], -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, now);
+    bind_text(st, 5, metrics);
+    bind_text(st, 6, error);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "finishing job");
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    if (sqlite3_changes(s->db) != 1)
+        return not_in_state(s, id, STATUS_NAMES[from], err, errlen);
+    return append_status_event(s, id, to, 0, error, 0, reason, now, err, errlen);
+}
+
+int store_job_finish(store *s, const char *id, store_job_status final,
+                     const char *metrics_json, const char *error, char *err, size_t errlen)
+{
+    if (final != STORE_JOB_SUCCEEDED && final != STORE_JOB_FAILED && final != STORE_JOB_CANCELLED)
+        return fail(s, STORE_E_INVALID, err, errlen,
+                    "a job can only finish succeeded, failed or cancelled, not %s",
+                    store_job_status_name(final) ? store_job_status_name(final) : "(unknown)");
+    if (final == STORE_JOB_FAILED && (!error || !*error))
+        return fail(s, STORE_E_INVALID, err, errlen, "a failed job needs an error message");
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    if (transition_to_final(s, id, STORE_JOB_RUNNING, final, metrics_json, error, NULL,
+                            now_ms(), err, errlen) != 0 ||
+        tx_commit(s, err, errlen) != 0) {
+        tx_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
+int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
+    if (!st)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+        goto fail;
+    }
+    if (rc != SQLITE_ROW) {
+        fail_sql(s, rc, err, errlen, "reading job state");
+        goto fail;
+    }
+    store_job_status status;
+    if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) != 0) {
+        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
+        goto fail;
+    }
+    int already = sqlite3_column_int(st, 1);
+    sqlite3_reset(st);
+
+    int64_t now = now_ms();
+    int outcome;
+    if (status == STORE_JOB_QUEUED) {
+        if (transition_to_final(s, id, STORE_JOB_QUEUED, STORE_JOB_CANCELLED, NULL, NULL, NULL,
+                                now, err, errlen) != 0)
+            goto fail;
+        outcome = STORE_CANCEL_DONE;
+    } else if (status == STORE_JOB_RUNNING) {
+        if (!already) {   /* asking twice changes nothing and logs nothing */
+            if (exec_stmt_bound_id(s, STMT_JOB_SET_CANCEL, id, "requesting cancel", err, errlen) != 0 ||
+                append_status_event(s, id, STORE_JOB_RUNNING, 0, NULL, 1, NULL, now,
+                                    err, errlen) != 0)
+                goto fail;
+        }
+        outcome = STORE_CANCEL_REQUESTED;
+    } else {
+        outcome = STORE_CANCEL_ALREADY_FINISHED;
+    }
+    if (tx_commit(s, err, errlen) != 0)
+        return -1;
+    return outcome;
+
+fail:
+    tx_rollback(s);
+    return -1;
+}
+
+/* Why store_requeue_running() changed a job, recorded in its status event. */
+#define REQUEUE_REASON "the daemon stopped while the job was running"
+
+int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
+                          char *err, size_t errlen)
+{
+    store_requeue_result res = {0, 0, 0};
+    struct running { char id[STORE_ID_SIZE]; int attempts, cancel; } *jobs = NULL;
+    size_t cnt = 0, cap = 0;
+
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    /* Collect first, then change: never update the rows a live SELECT walks. */
+    sqlite3_stmt *st = prep(s, STMT_JOB_LIST_RUNNING, err, errlen);
+    if (!st)
+        goto fail;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "requeueing jobs: out of memory");
+            goto fail;
+        }
+        copy_id(jobs[cnt].id, st, 0);
+        jobs[cnt].attempts = sqlite3_column_int(st, 1);
+        jobs[cnt].cancel = sqlite3_column_int(st, 2);
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "listing running jobs");
+        goto fail;
+    }
+    sqlite3_reset(st);
+
+    int64_t now = now_ms();
+    for (size_t i = 0; i < cnt; i++) {
+        const char *id = jobs[i].id;
+        if (jobs[i].cancel) {
+            if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL,
+                                    REQUEUE_REASON, now, err, errlen) != 0)
+                goto fail;
+            res.cancelled++;
+        } else if (max_attempts > 0 && jobs[i].attempts >= max_attempts) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "gave up after %d attempts: the daemon stopped every time this job ran",
+                     jobs[i].attempts);
+            if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_FAILED, NULL, msg,
+                                    REQUEUE_REASON, now, err, errlen) != 0)
+                goto fail;
+            res.failed++;
+        } else {
+            if (exec_stmt_bound_id(s, STMT_JOB_REQUEUE, id, "requeueing job", err, errlen) != 0 ||
+                append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, REQUEUE_REASON, now,
+                                    err, errlen) != 0)
+                goto fail;
+            res.requeued++;
+        }
+    }
+    if (tx_commit(s, err, errlen) != 0) {
+        free(jobs);
+        return -1;
+    }
+    free(jobs);
+    if (out)
+        *out = res;
+    return 0;
+
+fail:
+    tx_rollback(s);
+    free(jobs);
+    return -1;
+}
+
+/* ---- events --------------------------------------------------------------- */
+
+int store_event_append(store *s, const char *job_id, store_event_type type,
+                       const char *payload_json, int64_t *seq_out, char *err, size_t errlen)
+{
+    /* One INSERT is its own transaction and takes the write lock before it
+     * reads max(seq), so no BEGIN IMMEDIATE is needed here. */
+    return insert_event(s, job_id, type, payload_json, now_ms(), seq_out, err, errlen);
+}
+
+int store_event_append_batch(store *s, const store_event_new *events, size_t n,
+                             int64_t *seqs_out, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    if (!events)
+        return fail(s, STORE_E_INVALID, err, errlen, "event batch is NULL");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < n; i++) {
+        char ierr[384];
+        if (insert_event(s, events[i].job_id, events[i].type, events[i].payload, now,
+                         seqs_out ? &seqs_out[i] : NULL, ierr, sizeof ierr) != 0) {
+            write_err(err, errlen, "event %zu of %zu: %s", i + 1, n, ierr);
+            tx_rollback(s);
+            return -1;
+        }
+    }
+    return tx_commit(s, err, errlen);
+}
+
+void store_event_list_free(store_event *events, size_t n)
+{
+    for (size_t i = 0; events && i < n; i++)
+        free(events[i].payload);
+    free(events);
+}
+
+/* NOT_FOUND unless job `id` exists. */
+static int need_job(store *s, const char *id, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, STMT_JOB_EXISTS, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    return fail_sql(s, rc, err, errlen, "looking up job");
+}
+
+int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t limit,
+                     store_event **out, size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!is_id(job_id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    job_id ? job_id : "(null)");
+    if (check_page(s, limit, 0, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = prep(s, STMT_EVENT_LIST, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, after_seq);
+    sqlite3_bind_int64(st, 3, limit);
+    store_event *evs = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&evs, &cap, cnt, sizeof *evs) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
+            goto fail;
+        }
+        store_event *e = &evs[cnt];
+        memset(e, 0, sizeof *e);
+        copy_id(e->job_id, st, 0);
+        e->seq = sqlite3_column_int64(st, 1);
+        if (store_event_type_parse((const char *)sqlite3_column_text(st, 2), &e->type) != 0 ||
+            dup_column(st, 3, &e->payload) != 0 || !e->payload) {
+            free(e->payload);
+            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
+            goto fail;
+        }
+        e->created_at = sqlite3_column_int64(st, 4);
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "listing events");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    /* Every job has event 1, so an empty answer may mean "no such job". */
+    if (cnt == 0 && need_job(s, job_id, err, errlen) != 0)
+        return -1;
+    *out = evs;
+    *n = cnt;
+    return 0;
+
+fail:
+    sqlite3_reset(st);
+    store_event_list_free(evs, cnt);
+    return -1;
+}
+
+/* ---- datasets ------------------------------------------------------------- */
+
+static int read_dataset(sqlite3_stmt *st, store_dataset *d)
+{
+    memset(d, 0, sizeof *d);
+    copy_id(d->id, st, DC_ID);
+    d->rows = sqlite3_column_int64(st, DC_ROWS);
+    d->bytes = sqlite3_column_int64(st, DC_BYTES);
+    const char *sha = (const char *)sqlite3_column_text(st, DC_SHA256);
+    snprintf(d->sha256, sizeof d->sha256, "%s", sha ? sha : "");
+    d->created_at = sqlite3_column_int64(st, DC_CREATED);
+    if (dup_column(st, DC_NAME, &d->name) != 0 || dup_column(st, DC_FORMAT, &d->format) != 0 ||
+        dup_column(st, DC_PATH, &d->path) != 0) {
+        store_dataset_clear(d);
+        return -1;
+    }
+    return 0;
+}
+
+void store_dataset_clear(store_dataset *d)
+{
+    if (!d)
+        return;
+    free(d->name);
+    free(d->format);
+    free(d->path);
+    memset(d, 0, sizeof *d);
+}
+
+void store_dataset_list_free(store_dataset *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++)
+        store_dataset_clear(&d[i]);
+    free(d);
+}
+
+int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_SIZE],
+                         char *err, size_t errlen)
+{
+    if (!d || !d->name || !d->format || !d->path)
+        return fail(s, STORE_E_INVALID, err, errlen, "dataset needs a name, a format and a path");
+    int generate = d->id[0] == '\0';
+    if (!generate && !is_id(d->id))
+        return fail(s, STORE_E_INVALID, err, errlen,
+                    "dataset id '%.*s' is not %d lowercase hex characters", MSG_ID_MAX, d->id,
+                    STORE_ID_LEN);
+    sqlite3_stmt *st = prep(s, STMT_DATASET_INSERT, err, errlen);
+    if (!st)
+        return -1;
+    char id[STORE_ID_SIZE];
+    memcpy(id, d->id, STORE_ID_SIZE);
+    int rc = SQLITE_ERROR;
+    for (int attempt = 0; attempt < (generate ? ID_ATTEMPTS : 1); attempt++) {
+        if (generate)
+            store_new_id(id);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d->format, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, d->rows);
+        sqlite3_bind_int64(st, 5, d->bytes);
+        sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, now_ms());
+        sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
+            break;
+        sqlite3_reset(st);
+    }
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY && !generate) {
+        sqlite3_reset(st);
+        return fail(s, STORE_E_CONFLICT, err, errlen, "dataset %s already exists", id);
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "creating dataset");
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    memcpy(id_out, id, STORE_ID_SIZE);
+    return 0;
+}
+
+int store_dataset_get(store *s, const char *id, store_dataset *out, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    sqlite3_stmt *st = prep(s, STMT_DATASET_GET, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = -1;
+    if (rc == SQLITE_ROW) {
+        if (read_dataset(st, out) == 0)
+            ret = 0;
+        else
+            fail(s, STORE_E_DB, err, errlen, "reading dataset %s: out of memory", id);
+    } else if (rc == SQLITE_DONE) {
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s", id);
+    } else {
+        fail_sql(s, rc, err, errlen, "reading dataset");
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+int store_dataset_list(store *s, int64_t limit, int64_t offset, store_dataset **out,
+                       size_t *n, char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (check_page(s, limit, offset, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = prep(s, STMT_DATASET_LIST, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_int64(st, 1, limit);
+    sqlite3_bind_int64(st, 2, offset);
+    store_dataset *ds = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow((void **)&ds, &cap, cnt, sizeof *ds) != 0 || read_dataset(st, &ds[cnt]) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "listing datasets: out of memory");
+            goto fail;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "listing datasets");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    *out = ds;
+    *n = cnt;
+    return 0;
+
+fail:
+    sqlite3_reset(st);
+    store_dataset_list_free(ds, cnt);
+    return -1;
+}
+
+int store_dataset_delete(store *s, const char *id, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    if (need_dataset(s, id, "delete", err, errlen) != 0)
+        goto fail;
+    sqlite3_stmt *st = prep(s, STMT_DATASET_USER, err, errlen);
+    if (!st)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        fail(s, STORE_E_CONFLICT, err, errlen,
+             "dataset %s is used by %s job %s; cancel the job or wait for it to finish", id,
+             (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 0));
+        goto fail;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, "checking dataset users");
+        goto fail;
+    }
+    sqlite3_reset(st);
+    if (exec_stmt_bound_id(s, STMT_DATASET_DELETE, id, "deleting dataset", err, errlen) != 0 ||
+        tx_commit(s, err, errlen) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    tx_rollback(s);
+    return -1;
+}
