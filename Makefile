@@ -1,0 +1,87 @@
+# aflorad build. `make` builds the engine library and the aflorad binary;
+# `make test` runs every test; `make test-asan` runs the C tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer; `make CC=clang` builds with clang.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2 -march=x86-64-v2
+CFLAGS  ?= $(OPT) -g
+SANITIZE ?=
+
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+DEFS    := -D_GNU_SOURCE
+INC     := -Iengine -Idaemon -Iapi -I/usr/include/x86_64-linux-gnu/openblas-pthread
+OMP     := -fopenmp
+ALL_CFLAGS := $(WARN) $(DEFS) $(INC) $(OMP) $(CFLAGS) $(SANITIZE) -MMD -MP
+LDLIBS_ENGINE := -lopenblas -lm -lpthread
+LDLIBS_DAEMON := -lmicrohttpd -lsqlite3 -lcjson
+LDFLAGS += $(OMP) $(SANITIZE)
+
+ENGINE_SRC := $(wildcard engine/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c) $(wildcard api/*.c)
+TEST_SRC   := $(wildcard tests/test_*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+DAEMON_LIB_OBJ := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJ))
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+LIB := $(BUILD)/libaflora.a
+BIN := $(BUILD)/aflorad
+
+.PHONY: all test test-c test-asan test-clang bench clean start deps
+all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(DAEMON_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(LIB) $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
+
+# Tests link the engine and the daemon/api objects (minus main) so every layer is testable.
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB) $(DAEMON_LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $< $(DAEMON_LIB_OBJ) $(LIB) -lcmocka $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_ENGINE)
+
+deps:
+	@scripts/install-deps.sh
+
+# `make test` and `make start` first install missing Debian packages (one
+# shared script), then build in a sub-make so nothing compiles before that.
+# Every test: C unit tests, then the integration tests that drive the binary.
+test:
+	@scripts/install-deps.sh --test
+	@$(MAKE) --no-print-directory all
+	@tests/run.sh $(BUILD)
+
+test-c:
+	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@tests/run.sh $(BUILD) --c-only
+
+# Same C tests under ASan + UBSan, in their own build tree.
+test-asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test-c
+
+test-clang:
+	$(MAKE) CC=clang BUILD=build-clang all
+
+bench: $(BENCH_BIN)
+
+start:
+	@scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(BIN)
+	$(BIN) demo
+
+clean:
+	rm -rf build build-asan build-clang
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,112 @@
+/* dataset.c — growable flat arrays of tokenised examples; padded batches. */
+#include "dataset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void dataset_init(aflo_dataset *d) { memset(d, 0, sizeof *d); }
+
+void dataset_free(aflo_dataset *d) {
+    free(d->ids);
+    free(d->type_ids);
+    free(d->offsets);
+    free(d->labels);
+    free(d->targets);
+    memset(d, 0, sizeof *d);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t n = *cap ? *cap : 64;
+    while (n < need) n *= 2;
+    void *q = realloc(*p, n * elem);
+    if (!q) return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, int len,
+                int32_t label, float target) {
+    if (len < 0) return -1;
+    size_t cap_tok = d->cap_tokens, cap_tok2 = d->cap_tokens;
+    if (grow((void **)&d->ids, &cap_tok, d->ntokens + (size_t)len, sizeof *d->ids) ||
+        grow((void **)&d->type_ids, &cap_tok2, d->ntokens + (size_t)len, sizeof *d->type_ids))
+        return -1;
+    d->cap_tokens = cap_tok < cap_tok2 ? cap_tok : cap_tok2;
+    size_t c1 = d->cap_n, c2 = d->cap_n, c3 = d->cap_n;
+    if (grow((void **)&d->offsets, &c1, (size_t)d->n + 2, sizeof *d->offsets) ||
+        grow((void **)&d->labels, &c2, (size_t)d->n + 1, sizeof *d->labels) ||
+        grow((void **)&d->targets, &c3, (size_t)d->n + 1, sizeof *d->targets))
+        return -1;
+    d->cap_n = c2 < c3 ? c2 : c3;
+    if (d->n == 0) d->offsets[0] = 0;
+    memcpy(d->ids + d->ntokens, ids, (size_t)len * sizeof *ids);
+    if (type_ids)
+        memcpy(d->type_ids + d->ntokens, type_ids, (size_t)len * sizeof *type_ids);
+    else
+        memset(d->type_ids + d->ntokens, 0, (size_t)len * sizeof *type_ids);
+    d->ntokens += (size_t)len;
+    d->labels[d->n] = label;
+    d->targets[d->n] = target;
+    d->n++;
+    d->offsets[d->n] = d->ntokens;
+    if (len > d->max_len) d->max_len = len;
+    return 0;
+}
+
+int batch_buffers_init(aflo_batch_buffers *bb, int max_batch, int max_seq) {
+    memset(bb, 0, sizeof *bb);
+    size_t n = (size_t)max_batch * (size_t)max_seq;
+    bb->max_batch = max_batch;
+    bb->max_seq = max_seq;
+    bb->ids = malloc(n * sizeof *bb->ids);
+    bb->type_ids = malloc(n * sizeof *bb->type_ids);
+    bb->mask = malloc(n);
+    bb->labels = malloc((size_t)max_batch * sizeof *bb->labels);
+    bb->targets = malloc((size_t)max_batch * sizeof *bb->targets);
+    if (!bb->ids || !bb->type_ids || !bb->mask || !bb->labels || !bb->targets) {
+        batch_buffers_free(bb);
+        return -1;
+    }
+    return 0;
+}
+
+void batch_buffers_free(aflo_batch_buffers *bb) {
+    free(bb->ids);
+    free(bb->type_ids);
+    free(bb->mask);
+    free(bb->labels);
+    free(bb->targets);
+    memset(bb, 0, sizeof *bb);
+}
+
+void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_t pad_id,
+                        aflo_batch_buffers *bb, aflo_batch *out) {
+    int S = 1;
+    for (int i = 0; i < count; i++) {
+        int len = dataset_len(d, idx[i]);
+        if (len > S) S = len;
+    }
+    if (S > bb->max_seq) S = bb->max_seq;
+    for (int i = 0; i < count; i++) {
+        const int32_t *ids = d->ids + d->offsets[idx[i]];
+        const int32_t *tt = d->type_ids + d->offsets[idx[i]];
+        int len = dataset_len(d, idx[i]);
+        if (len > S) len = S;
+        size_t row = (size_t)i * S;
+        memcpy(bb->ids + row, ids, (size_t)len * sizeof *ids);
+        memcpy(bb->type_ids + row, tt, (size_t)len * sizeof *tt);
+        memset(bb->mask + row, 1, (size_t)len);
+        for (int s = len; s < S; s++) {
+            bb->ids[row + s] = pad_id;
+            bb->type_ids[row + s] = 0;
+            bb->mask[row + s] = 0;
+        }
+        bb->labels[i] = d->labels[idx[i]];
+        bb->targets[i] = d->targets[idx[i]];
+    }
+    *out = (aflo_batch){.batch = count, .seq = S, .input_ids = bb->ids,
+                        .token_type_ids = bb->type_ids, .attention_mask = bb->mask,
+                        .labels = bb->labels, .targets = bb->targets};
+}

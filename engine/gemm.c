@@ -1,0 +1,31 @@
+/* gemm.c — cblas_sgemm with FLOP counting, and the engine's thread setting. */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
+
+const char *const flop_kind_names[FLOP_KINDS] = {"forward", "backward_input", "backward_weight"};
+
+void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
+          int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (flops) flops->by_kind[kind] += 2ULL * (uint64_t)M * (uint64_t)N * (uint64_t)K;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+static int engine_nthreads = 1;
+
+void engine_set_threads(int n) {
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    engine_nthreads = n;
+    openblas_set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+int engine_threads(void) { return engine_nthreads; }

@@ -1,0 +1,42 @@
+/* gemm.h — the one door to matrix multiplication, with FLOP accounting.
+ *
+ * Every matmul of the engine goes through gemm(): it calls cblas_sgemm
+ * (row-major) and adds 2*M*N*K to the counter of the given kind, so the
+ * FLOPs reported are exactly the FLOPs executed (aflora.md §7). */
+#ifndef AFLO_GEMM_H
+#define AFLO_GEMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum {
+    FLOP_FORWARD = 0,
+    FLOP_BACKWARD_INPUT,   /* gradients with respect to activations */
+    FLOP_BACKWARD_WEIGHT,  /* gradients with respect to parameters  */
+    FLOP_KINDS
+} aflo_flop_kind;
+
+extern const char *const flop_kind_names[FLOP_KINDS];
+
+typedef struct { uint64_t by_kind[FLOP_KINDS]; } aflo_flops;
+
+/* C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C, row-major.
+ * trans_a / trans_b select op(X) = X^T; lda/ldb/ldc are row strides of the
+ * matrices as stored. flops may be NULL. */
+void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
+          int M, int N, int K, float alpha, const float *A, int lda,
+          const float *B, int ldb, float beta, float *C, int ldc);
+
+static inline uint64_t flops_total(const aflo_flops *f) {
+    uint64_t t = 0;
+    for (int k = 0; k < FLOP_KINDS; k++) t += f->by_kind[k];
+    return t;
+}
+
+/* Threads for OpenBLAS and for the engine's elementwise kernels. n <= 0
+ * means all online cores. Process-global (OpenBLAS 0.3.21 has no per-thread
+ * setting). */
+void engine_set_threads(int n);
+int  engine_threads(void);
+
+#endif

@@ -1,0 +1,43 @@
+/* linear.h — one linear layer with its optional low-rank adapter, forward
+ * and backward, counting the FLOPs it executes.
+ *
+ *   AFLoRA/ELoRA:  Y = X W^T + b + s_b ⊙ ((s_d ⊙ (X A^T)) B^T)
+ *   LoRA:          Y = X W^T + b + scale * (X A^T) B^T
+ *
+ * Which gradients are computed follows each tensor's trainable flag at the
+ * time of the call, so freezing a projection removes its weight-gradient
+ * GEMM from the very next step. */
+#ifndef AFLO_LINEAR_H
+#define AFLO_LINEAR_H
+
+#include "gemm.h"
+#include "model.h"
+
+typedef struct {
+    int in, out;
+    aflo_param *W, *b;                 /* base weight (out x in) and bias */
+    aflo_param *A, *B, *sd, *sb;       /* adapter; all NULL when not adapted;
+                                          sd/sb NULL for LoRA */
+    int rank;
+    float scale;                       /* 1 for AFLoRA/ELoRA, alpha/r for LoRA */
+} aflo_linear;
+
+/* Activations an adapted linear keeps for backward: h1 = X A^T (N x r) and,
+ * with s_b, h3 = (s_d ⊙ h1) B^T (N x out). */
+typedef struct { float *h1, *h3; } aflo_linear_acts;
+
+static inline bool linear_adapted(const aflo_linear *l) { return l->A != NULL; }
+
+/* Y (N x out) = layer(X (N x in)). scratch_r needs N*rank floats. */
+void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
+                    aflo_linear_acts acts, float *scratch_r, aflo_flops *f);
+
+/* Given dY, accumulate parameter gradients of trainable tensors and, when dX
+ * is non-NULL, write (accumulate_dx false) or add (true) the input gradient.
+ * scratch_out needs N*out floats, scratch_r 2*N*rank floats. dY is not
+ * modified. */
+void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const float *dY,
+                     const float *X, int N, aflo_linear_acts acts,
+                     float *scratch_out, float *scratch_r, aflo_flops *f);
+
+#endif

@@ -1,0 +1,35 @@
+/* synth.h — the built-in demo: a tiny BERT config and a synthetic
+ * classification task whose labels follow from token content, so a small
+ * random model can learn it in seconds. Used by tests, benchmarks, and the
+ * offline quickstart. */
+#ifndef AFLO_SYNTH_H
+#define AFLO_SYNTH_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "model.h"
+
+/* Vocabulary layout of the synthetic task: [PAD]=0, [UNK]=1, [CLS]=2,
+ * [SEP]=3, [MASK]=4, then SYNTH_POS_WORDS positive words, SYNTH_NEG_WORDS
+ * negative words, and neutral filler words up to the vocabulary size. */
+#define SYNTH_PAD 0
+#define SYNTH_CLS 2
+#define SYNTH_SEP 3
+#define SYNTH_FIRST_WORD 5
+#define SYNTH_POS_WORDS 8
+#define SYNTH_NEG_WORDS 8
+
+/* Tiny BERT: vocab 96, hidden 32, 2 layers, 4 heads, intermediate 64. */
+void synth_demo_config(aflo_config *c);
+
+/* n examples of [CLS] w1 .. wk [SEP]: filler words plus 2-3 words of the
+ * label's kind (positive: label 1) and at most 1 of the other kind. */
+int synth_sentiment(aflo_dataset *d, int n, int vocab_size, uint64_t seed);
+
+/* Rescale a freshly created demo model's base weights so a frozen random
+ * encoder carries the words to [CLS] (see synth.c). */
+void synth_demo_weights(aflo_model *m);
+
+#endif

@@ -1,0 +1,469 @@
+/* train.c — the training loop (see train.h for the order of a step). */
+#include "train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "freeze.h"
+#include "optim.h"
+#include "rng.h"
+
+/* aflora.md §5: the authors' GLUE recipe. */
+#define DEFAULT_LR 1e-2f
+#define DEFAULT_HEAD_LR 4e-2f
+#define DEFAULT_WEIGHT_DECAY 0.1f
+#define DEFAULT_WARMUP_RATIO 0.06f
+#define DEFAULT_MAX_GRAD_NORM 0.1f
+#define DEFAULT_BATCH 64
+#define DEFAULT_DELTA_T 10
+#define DEFAULT_SCORE_BETA1 0.85
+#define DEFAULT_SCORE_BETA2 0.95
+/* Initial warm-up 1 epoch; final phase 70% of training (paper; the authors'
+ * scripts use final_warmup 14 of 20 epochs for RTE). */
+#define DEFAULT_FINAL_FRACTION 0.7
+#define DEFAULT_SEED 42
+
+void train_config_defaults(aflo_train_config *tc, int epochs) {
+    memset(tc, 0, sizeof *tc);
+    tc->epochs = epochs;
+    tc->batch_size = DEFAULT_BATCH;
+    tc->grad_accum = 1;
+    tc->lr = DEFAULT_LR;
+    tc->head_lr = DEFAULT_HEAD_LR;
+    tc->weight_decay = DEFAULT_WEIGHT_DECAY;
+    tc->warmup_ratio = DEFAULT_WARMUP_RATIO;
+    tc->max_grad_norm = DEFAULT_MAX_GRAD_NORM;
+    tc->adam_beta1 = 0.9f;
+    tc->adam_beta2 = 0.999f;
+    tc->adam_eps = 1e-8f;
+    tc->freeze_initial_epochs = epochs > 1 ? 1.0 : 0.1 * epochs;
+    tc->freeze_final_epochs = DEFAULT_FINAL_FRACTION * epochs;
+    tc->delta_t = DEFAULT_DELTA_T;
+    tc->score_beta1 = DEFAULT_SCORE_BETA1;
+    tc->score_beta2 = DEFAULT_SCORE_BETA2;
+    tc->seed = DEFAULT_SEED;
+    tc->dropout = true;
+    tc->pad_id = 0;
+}
+
+struct aflo_trainer {
+    aflo_model *m;
+    aflo_train_config tc;
+    const aflo_dataset *train, *eval;
+    long steps_per_epoch, total_steps, warmup_steps;
+
+    /* trainable tensors at the start, in table order */
+    int np;
+    aflo_param **p;
+    aflo_adam_state *adam;
+    float **grads;
+    size_t *sizes;
+
+    /* freezable projections (AFLoRA only) */
+    int nf;
+    aflo_param **fp;       /* matrix i of the freezer */
+    int *fp_index;         /* its index in p[], -1 if it never trained */
+    const float **fgrads;
+    int *newly;
+    aflo_freezer *freezer;
+    aflo_freeze_config fc;
+
+    int *order;
+    aflo_batch_buffers bb;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static bool decays(const aflo_param *p) {
+    /* Hugging Face's convention: no weight decay on biases and LayerNorm. */
+    return p->role != PROLE_BIAS && p->role != PROLE_NORM_WEIGHT && p->role != PROLE_NORM_BIAS;
+}
+
+static int validate(const aflo_train_config *tc, const aflo_dataset *train, char *err,
+                    size_t errlen) {
+#define CHECK(cond, ...)                          \
+    do {                                          \
+        if (!(cond)) {                            \
+            snprintf(err, errlen, __VA_ARGS__);   \
+            return -1;                            \
+        }                                         \
+    } while (0)
+    CHECK(train && train->n > 0, "dataset: the training set is empty");
+    CHECK(tc->epochs >= 1, "epochs: must be >= 1");
+    CHECK(tc->batch_size >= 1, "batch_size: must be >= 1");
+    CHECK(tc->grad_accum >= 1, "grad_accum: must be >= 1");
+    CHECK(tc->lr > 0 && isfinite(tc->lr), "learning_rate: must be > 0");
+    CHECK(tc->head_lr > 0 && isfinite(tc->head_lr), "head_learning_rate: must be > 0");
+    CHECK(tc->weight_decay >= 0, "weight_decay: must be >= 0");
+    CHECK(tc->warmup_ratio >= 0 && tc->warmup_ratio < 1, "warmup_ratio: must be in [0, 1)");
+    CHECK(tc->delta_t >= 1, "delta_t: must be >= 1");
+    CHECK(tc->score_beta1 >= 0 && tc->score_beta1 < 1, "beta1: must be in [0, 1)");
+    CHECK(tc->score_beta2 >= 0 && tc->score_beta2 < 1, "beta2: must be in [0, 1)");
+    CHECK(tc->freeze_initial_epochs >= 0 && tc->freeze_final_epochs >= 0,
+          "freeze warm-up epochs must be >= 0");
+    CHECK(tc->freeze_initial_epochs + tc->freeze_final_epochs <= tc->epochs,
+          "initial_warmup_epochs + final_warmup_epochs (%g + %g) exceed epochs (%d)",
+          tc->freeze_initial_epochs, tc->freeze_final_epochs, tc->epochs);
+#undef CHECK
+    return 0;
+}
+
+void trainer_free(aflo_trainer *t) {
+    if (!t) return;
+    if (t->adam)
+        for (int i = 0; i < t->np; i++) adam_state_free(&t->adam[i]);
+    free(t->p);
+    free(t->adam);
+    free(t->grads);
+    free(t->sizes);
+    free(t->fp);
+    free(t->fp_index);
+    free(t->fgrads);
+    free(t->newly);
+    freezer_free(t->freezer);
+    free(t->order);
+    batch_buffers_free(&t->bb);
+    free(t);
+}
+
+aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
+                             const aflo_dataset *eval, char *err, size_t errlen) {
+    if (validate(tc, train, err, errlen) != 0) return NULL;
+    aflo_trainer *t = calloc(1, sizeof *t);
+    if (!t) goto oom;
+    t->m = m;
+    t->tc = *tc;
+    t->train = train;
+    t->eval = eval;
+    long batches = (train->n + tc->batch_size - 1) / tc->batch_size;
+    t->steps_per_epoch = (batches + tc->grad_accum - 1) / tc->grad_accum;
+    t->total_steps = t->steps_per_epoch * tc->epochs;
+    t->warmup_steps = (long)ceil(tc->warmup_ratio * (double)t->total_steps);
+
+    int n = model_param_count(m);
+    t->p = calloc((size_t)n, sizeof *t->p);
+    t->adam = calloc((size_t)n, sizeof *t->adam);
+    t->grads = calloc((size_t)n, sizeof *t->grads);
+    t->sizes = calloc((size_t)n, sizeof *t->sizes);
+    t->fp = calloc((size_t)n, sizeof *t->fp);
+    t->fp_index = calloc((size_t)n, sizeof *t->fp_index);
+    t->fgrads = calloc((size_t)n, sizeof *t->fgrads);
+    t->newly = calloc((size_t)n, sizeof *t->newly);
+    t->order = calloc((size_t)train->n, sizeof *t->order);
+    if (!t->p || !t->adam || !t->grads || !t->sizes || !t->fp || !t->fp_index || !t->fgrads ||
+        !t->newly || !t->order)
+        goto oom;
+
+    bool freezing = model_adapter_config(m)->method == METHOD_AFLORA;
+    bool *ftrain = calloc((size_t)n, sizeof *ftrain);
+    size_t *fsizes = calloc((size_t)n, sizeof *fsizes);
+    if (!ftrain || !fsizes) {
+        free(ftrain);
+        free(fsizes);
+        goto oom;
+    }
+    for (int i = 0; i < n; i++) {
+        aflo_param *p = model_param(m, i);
+        int pi = -1;
+        if (p->trainable) {
+            pi = t->np++;
+            t->p[pi] = p;
+            t->grads[pi] = p->grad;
+            t->sizes[pi] = p->size;
+            if (adam_state_init(&t->adam[pi], p->size) != 0) {
+                free(ftrain);
+                free(fsizes);
+                goto oom;
+            }
+        }
+        if (freezing && (p->role == PROLE_A || p->role == PROLE_B)) {
+            t->fp[t->nf] = p;
+            t->fp_index[t->nf] = pi;
+            ftrain[t->nf] = p->trainable;
+            fsizes[t->nf] = p->size;
+            t->nf++;
+        }
+    }
+    if (t->nf > 0) {
+        long spe = t->steps_per_epoch;
+        t->fc = (aflo_freeze_config){
+            .beta1 = tc->score_beta1,
+            .beta2 = tc->score_beta2,
+            .delta_t = tc->delta_t,
+            .total_steps = t->total_steps,
+            .initial_steps = lround(tc->freeze_initial_epochs * (double)spe),
+            .final_steps = lround(tc->freeze_final_epochs * (double)spe),
+        };
+        t->freezer = freezer_create(&t->fc, t->nf, fsizes, ftrain, err, errlen);
+        if (!t->freezer) {
+            free(ftrain);
+            free(fsizes);
+            trainer_free(t);
+            return NULL;
+        }
+    }
+    free(ftrain);
+    free(fsizes);
+
+    int max_seq = train->max_len;
+    if (eval && eval->max_len > max_seq) max_seq = eval->max_len;
+    if (max_seq < 1) max_seq = 1;
+    if (batch_buffers_init(&t->bb, tc->batch_size, max_seq) != 0) goto oom;
+    if (model_reserve(m, tc->batch_size, max_seq, err, errlen) != 0) {
+        trainer_free(t);
+        return NULL;
+    }
+    return t;
+oom:
+    snprintf(err, errlen, "out of memory setting up training");
+    trainer_free(t);
+    return NULL;
+}
+
+long trainer_total_steps(const aflo_trainer *t) { return t->total_steps; }
+long trainer_steps_per_epoch(const aflo_trainer *t) { return t->steps_per_epoch; }
+
+long trainer_frozen_step(const aflo_trainer *t, const aflo_param *p) {
+    for (int i = 0; i < t->nf; i++)
+        if (t->fp[i] == p) return t->freezer ? freezer_frozen_step(t->freezer, i) : -1;
+    return -1;
+}
+
+/* Epoch e's example order: a Fisher-Yates shuffle seeded by (seed, e), so a
+ * resumed run can rebuild any epoch's order without saved RNG state. */
+static void epoch_order(aflo_trainer *t, int epoch) {
+    aflo_rng rng;
+    rng_seed(&rng, rng_hash(t->tc.seed, 0x5eed0000ULL + (uint64_t)epoch));
+    int n = t->train->n;
+    for (int i = 0; i < n; i++) t->order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)rng_below(&rng, (uint64_t)i + 1);
+        int tmp = t->order[i];
+        t->order[i] = t->order[j];
+        t->order[j] = tmp;
+    }
+}
+
+static int projections_trainable(const aflo_trainer *t) {
+    int k = 0;
+    for (int i = 0; i < t->nf; i++) k += t->fp[i]->trainable;
+    return k;
+}
+
+static void apply_freezes(aflo_trainer *t, long step, int count, const aflo_progress *pr) {
+    for (int j = 0; j < count; j++) {
+        int i = t->newly[j];
+        aflo_param *p = t->fp[i];
+        double score = freezer_frozen_score(t->freezer, i);
+        model_freeze_param(t->m, p);
+        if (t->fp_index[i] >= 0) adam_state_free(&t->adam[t->fp_index[i]]);
+        if (pr && pr->on_freeze) {
+            aflo_freeze_event ev = {.step = step, .layer = p->layer,
+                                    .module = (aflo_module)p->module,
+                                    .matrix = p->role == PROLE_A ? 'A' : 'B', .name = p->name,
+                                    .score = score};
+            pr->on_freeze(pr->ctx, &ev);
+        }
+    }
+}
+
+/* One optimizer step (1-based `step`) over micro-batches starting at
+ * position *pos of this epoch's order. Returns the mean loss, NAN on error. */
+static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm, char *err,
+                        size_t errlen) {
+    const aflo_train_config *tc = &t->tc;
+    aflo_model *m = t->m;
+    model_zero_grad(m);
+    int n = t->train->n;
+    int micro = 0;
+    int remaining = n - *pos;
+    int micro_count = (remaining + tc->batch_size - 1) / tc->batch_size;
+    if (micro_count > tc->grad_accum) micro_count = tc->grad_accum;
+    /* Each micro-batch's loss is a mean over its examples; weighting it by
+     * count/total makes the step's gradient the mean over all its examples. */
+    int total = remaining < micro_count * tc->batch_size ? remaining : micro_count * tc->batch_size;
+    double loss_sum = 0;
+    int examples = 0;
+    for (micro = 0; micro < micro_count; micro++) {
+        int count = n - *pos < tc->batch_size ? n - *pos : tc->batch_size;
+        aflo_batch b;
+        dataset_make_batch(t->train, t->order + *pos, count, tc->pad_id, &t->bb, &b);
+        model_set_dropout_key(m, rng_hash(tc->seed, (uint64_t)step * 1024 + (uint64_t)micro));
+        float loss;
+        if (model_forward(m, &b, &loss, err, errlen) != 0) return NAN;
+        model_backward(m, (float)count / (float)total);
+        loss_sum += (double)loss * count;
+        examples += count;
+        *pos += count;
+    }
+    *grad_norm = tc->max_grad_norm > 0
+                     ? grad_clip_global_norm(t->grads, t->sizes, t->np, tc->max_grad_norm)
+                     : grad_global_norm((const float *const *)t->grads, t->sizes, t->np);
+
+    long s = step - 1;
+    float lr = lr_linear_warmup(tc->lr, s, t->warmup_steps, t->total_steps);
+    float head_lr = lr_linear_warmup(tc->head_lr, s, t->warmup_steps, t->total_steps);
+    for (int i = 0; i < t->np; i++) {
+        aflo_param *p = t->p[i];
+        if (!p->trainable) continue;
+        adamw_update(p->data, p->grad, &t->adam[i], p->group == PGROUP_HEAD ? head_lr : lr,
+                     decays(p) ? tc->weight_decay : 0.0f, tc->adam_beta1, tc->adam_beta2,
+                     tc->adam_eps, step);
+    }
+    return (float)(loss_sum / examples);
+}
+
+aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const atomic_int *cancel,
+                              aflo_train_summary *sum, char *err, size_t errlen) {
+    aflo_model *m = t->m;
+    aflo_train_summary local;
+    if (!sum) sum = &local;
+    memset(sum, 0, sizeof *sum);
+    sum->total_steps = t->total_steps;
+    sum->best_epoch = -1;
+    double t0 = now_s();
+    double trainable_sum = 0;
+    double best = -INFINITY;
+    model_set_dropout(m, t->tc.dropout);
+    memset(model_flops(m), 0, sizeof(aflo_flops));
+
+    long step = 0;
+    for (int epoch = 0; epoch < t->tc.epochs; epoch++) {
+        epoch_order(t, epoch);
+        int pos = 0;
+        for (long k = 0; k < t->steps_per_epoch; k++) {
+            if (cancel && atomic_load(cancel)) {
+                sum->elapsed_s = now_s() - t0;
+                return TRAIN_CANCELLED;
+            }
+            step++;
+            aflo_flops before = *model_flops(m);
+            double gnorm = 0;
+            float loss = train_step(t, step, &pos, &gnorm, err, errlen);
+            if (isnan(loss)) return TRAIN_FAILED;
+            if (!isfinite(loss)) {
+                snprintf(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
+                return TRAIN_FAILED;
+            }
+            if (t->freezer) {
+                for (int i = 0; i < t->nf; i++)
+                    t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
+                freeze_score_update(t->freezer, step, t->fgrads);
+                int count = freeze_decide(t->freezer, step, t->newly);
+                if (count < 0) {
+                    snprintf(err, errlen, "out of memory in the freezing decision");
+                    return TRAIN_FAILED;
+                }
+                apply_freezes(t, step, count, pr);
+            }
+            size_t trainable_now = model_trainable_elements(m);
+            trainable_sum += (double)trainable_now;
+            aflo_step_info info = {
+                .step = step, .total_steps = t->total_steps, .epoch = epoch, .loss = loss,
+                .lr = lr_linear_warmup(t->tc.lr, step - 1, t->warmup_steps, t->total_steps),
+                .head_lr = lr_linear_warmup(t->tc.head_lr, step - 1, t->warmup_steps,
+                                            t->total_steps),
+                .grad_norm = gnorm,
+                .total_flops = *model_flops(m),
+                .trainable_now = trainable_now,
+                .trainable_avg = trainable_sum / (double)step,
+                .projections_trainable = projections_trainable(t),
+                .projections_total = t->nf,
+                .remaining_fraction = 1.0,
+                .elapsed_s = now_s() - t0,
+            };
+            for (int kind = 0; kind < FLOP_KINDS; kind++)
+                info.step_flops.by_kind[kind] =
+                    model_flops(m)->by_kind[kind] - before.by_kind[kind];
+            if (t->freezer) info.remaining_fraction = schedule_remaining_fraction(&t->fc, step);
+            sum->steps_done = step;
+            sum->last_loss = loss;
+            if (pr && pr->on_step) pr->on_step(pr->ctx, &info);
+        }
+        if (t->eval && t->eval->n > 0) {
+            aflo_metrics mt;
+            aflo_flops keep = *model_flops(m);
+            if (evaluate(m, t->eval, t->tc.batch_size, t->tc.pad_id, &mt, err, errlen) != 0)
+                return TRAIN_FAILED;
+            *model_flops(m) = keep; /* training FLOPs only */
+            model_set_dropout(m, t->tc.dropout);
+            sum->last_metrics = mt;
+            double score = mt.classification ? mt.accuracy : mt.pearson;
+            if (score > best) {
+                best = score;
+                sum->best_epoch = epoch;
+                sum->best_metrics = mt;
+            }
+            if (pr && pr->on_eval) {
+                aflo_eval_info ev = {.epoch = epoch, .step = step, .metrics = &mt};
+                pr->on_eval(pr->ctx, &ev);
+            }
+        }
+    }
+    sum->flops = *model_flops(m);
+    sum->trainable_avg = step ? trainable_sum / (double)step : 0;
+    sum->trainable_final = model_trainable_elements(m);
+    sum->elapsed_s = now_s() - t0;
+    return TRAIN_DONE;
+}
+
+int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
+             aflo_metrics *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    int n = d->n, L = model_num_labels(m);
+    bool cls = model_task(m) == TASK_CLASSIFICATION;
+    aflo_batch_buffers bb;
+    int32_t *pred = malloc((size_t)(n ? n : 1) * sizeof *pred);
+    float *val = malloc((size_t)(n ? n : 1) * sizeof *val);
+    int *idx = malloc((size_t)batch_size * sizeof *idx);
+    int rc = -1;
+    if (!pred || !val || !idx || batch_buffers_init(&bb, batch_size, d->max_len ? d->max_len : 1)) {
+        snprintf(err, errlen, "out of memory during evaluation");
+        free(pred);
+        free(val);
+        free(idx);
+        return -1;
+    }
+    if (model_reserve(m, batch_size, d->max_len ? d->max_len : 1, err, errlen) != 0) goto done;
+    model_set_dropout(m, false);
+    double loss_sum = 0;
+    for (int start = 0; start < n; start += batch_size) {
+        int count = n - start < batch_size ? n - start : batch_size;
+        for (int i = 0; i < count; i++) idx[i] = start + i;
+        aflo_batch b;
+        dataset_make_batch(d, idx, count, pad_id, &bb, &b);
+        float loss;
+        if (model_forward(m, &b, &loss, err, errlen) != 0) goto done;
+        loss_sum += (double)loss * count;
+        const float *logits = model_logits(m);
+        for (int i = 0; i < count; i++) {
+            const float *row = logits + (size_t)i * L;
+            if (cls) {
+                int best = 0;
+                for (int c = 1; c < L; c++)
+                    if (row[c] > row[best]) best = c;
+                pred[start + i] = best;
+            } else {
+                val[start + i] = row[0];
+            }
+        }
+    }
+    rc = cls ? metrics_classification(pred, d->labels, n, L, out)
+             : metrics_regression(val, d->targets, n, out);
+    if (rc != 0) snprintf(err, errlen, "metrics could not be computed");
+    out->loss = n ? loss_sum / n : 0;
+    out->n = n;
+done:
+    batch_buffers_free(&bb);
+    free(pred);
+    free(val);
+    free(idx);
+    return rc;
+}

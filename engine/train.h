@@ -1,0 +1,120 @@
+/* train.h — the training loop: batches, AdamW, schedule, adaptive freezing,
+ * evaluation, and a progress interface for whoever drives it.
+ *
+ * One optimizer step = grad_accum micro-batches of batch_size examples:
+ * forward, backward, clip by global norm, AdamW, then (AFLoRA) the freezing
+ * score of every still-trainable projection and, at window boundaries, the
+ * freezing decision (aflora.md §3-4). Matrices frozen at step t received
+ * their last update at step t.
+ *
+ * The trainer is driven by a caller that knows nothing of its insides:
+ * callbacks report each step, freeze event and evaluation, and a cancel flag
+ * (set from any thread) is checked before every step. No files, no HTTP, no
+ * database: the daemon and the CLI plug those in through the callbacks. */
+#ifndef AFLO_TRAIN_H
+#define AFLO_TRAIN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "gemm.h"
+#include "metrics.h"
+#include "model.h"
+
+typedef struct {
+    int epochs;
+    int batch_size;
+    int grad_accum;            /* micro-batches per optimizer step */
+    float lr;                  /* adapter (and, for full, base) learning rate */
+    float head_lr;             /* pooler + classifier */
+    float weight_decay;
+    float warmup_ratio;        /* of total steps, linear warm-up then linear decay */
+    float max_grad_norm;       /* <= 0: no clipping */
+    float adam_beta1, adam_beta2, adam_eps;
+    /* adaptive freezing (aflora.md §3-4); epochs may be fractional */
+    double freeze_initial_epochs, freeze_final_epochs;
+    int delta_t;
+    double score_beta1, score_beta2;
+    uint64_t seed;
+    bool dropout;
+    int32_t pad_id;
+} aflo_train_config;
+
+/* The documented defaults (aflora.md §5, scaled to `epochs`). */
+void train_config_defaults(aflo_train_config *tc, int epochs);
+
+typedef struct {
+    long step, total_steps;      /* 1-based optimizer step */
+    int epoch;                   /* 0-based */
+    float loss;                  /* mean over the step's examples */
+    float lr, head_lr;
+    double grad_norm;            /* before clipping */
+    aflo_flops step_flops;       /* executed in this step */
+    aflo_flops total_flops;      /* since the start of training */
+    size_t trainable_now;        /* elements of tensors trainable after this step */
+    double trainable_avg;        /* time average over steps so far (paper's count) */
+    int projections_trainable, projections_total;
+    double remaining_fraction;   /* r(t) of the schedule, 1 without freezing */
+    double elapsed_s;
+} aflo_step_info;
+
+typedef struct {
+    long step;
+    int layer;
+    aflo_module module;
+    char matrix;                 /* 'A' or 'B' */
+    const char *name;            /* tensor name */
+    double score;                /* s(P) when frozen */
+} aflo_freeze_event;
+
+typedef struct {
+    int epoch;
+    long step;
+    const aflo_metrics *metrics;
+} aflo_eval_info;
+
+typedef struct {
+    void *ctx;
+    void (*on_step)(void *ctx, const aflo_step_info *info);
+    void (*on_freeze)(void *ctx, const aflo_freeze_event *ev);
+    void (*on_eval)(void *ctx, const aflo_eval_info *ev);
+} aflo_progress;
+
+typedef enum { TRAIN_DONE = 0, TRAIN_CANCELLED = 1, TRAIN_FAILED = -1 } aflo_train_status;
+
+typedef struct {
+    long steps_done, total_steps;
+    float last_loss;
+    aflo_flops flops;
+    double trainable_avg;
+    size_t trainable_final;
+    int best_epoch;               /* -1 without evaluation */
+    aflo_metrics best_metrics, last_metrics;
+    double elapsed_s;
+} aflo_train_summary;
+
+typedef struct aflo_trainer aflo_trainer;
+
+/* eval may be NULL. The datasets and model must outlive the trainer. */
+aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
+                             const aflo_dataset *eval, char *err, size_t errlen);
+void trainer_free(aflo_trainer *t);
+
+long trainer_total_steps(const aflo_trainer *t);
+long trainer_steps_per_epoch(const aflo_trainer *t);
+
+/* Run to the end, or until *cancel becomes nonzero (checked before each step). */
+aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *progress,
+                              const atomic_int *cancel, aflo_train_summary *summary, char *err,
+                              size_t errlen);
+
+/* Evaluate the model on a dataset (no dropout): mean loss and metrics. */
+int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
+             aflo_metrics *out, char *err, size_t errlen);
+
+/* Step at which a projection froze (-1: still trainable or never was). */
+long trainer_frozen_step(const aflo_trainer *t, const aflo_param *p);
+
+#endif

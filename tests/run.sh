@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test binary in BUILD/tests (cmocka), then the integration tests
+# (tests/integration/test_*.py) unless --c-only; prints one closing line
+# "N passed, N failed" and exits non-zero if anything failed.
+set -u
+build=${1:-build}
+mode=${2:-all}
+passed=0; failed=0; failed_names=()
+
+for t in "$build"/tests/test_*; do
+  [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue
+  out=$("$t" 2>&1); rc=$?
+  p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+  f=$(grep -Eo '^\[  FAILED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
+  if (( rc != 0 && f == 0 )); then f=1; fi   # crashed or exited early
+  passed=$((passed + p)); failed=$((failed + f))
+  if (( rc != 0 )); then
+    failed_names+=("$(basename "$t")")
+    echo "$out" | tail -n 40
+  fi
+  printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$p" "$f"
+done
+
+if [[ $mode != --c-only ]]; then
+  for t in tests/integration/test_*.py; do
+    [[ -f $t ]] || continue
+    out=$(AFLORAD_BUILD="$build" python3 "$t" 2>&1); rc=$?
+    p=$(grep -Eo '^Ran [0-9]+' <<<"$out" | awk '{print $2+0}'); p=${p:-0}
+    f=$(grep -Eo 'failures=[0-9]+|errors=[0-9]+' <<<"$out" | awk -F= '{s+=$2} END {print s+0}')
+    if (( rc != 0 && f == 0 )); then f=1; fi
+    passed=$((passed + p - f)); failed=$((failed + f))
+    if (( rc != 0 )); then failed_names+=("$(basename "$t")"); echo "$out" | tail -n 60; fi
+    printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$((p - f))" "$f"
+  done
+fi
+
+(( ${#failed_names[@]} )) && echo "failing: ${failed_names[*]}"
+echo "$passed passed, $failed failed"
+(( failed == 0 && passed > 0 ))
