@@ -1,0 +1,89 @@
+/* tokenizer.h — text to model input ids, in process, for BERT and RoBERTa.
+ *
+ * Two tokenizers behind one interface, each a re-implementation of the
+ * Hugging Face "slow" (Python) tokenizer it stands for, so that a model
+ * fine-tuned here sees the same ids it would see from transformers:
+ *   - WordPiece (BertTokenizer): clean text, CJK split, NFC, lower-case and
+ *     strip accents (configurable), punctuation split, greedy longest-match
+ *     WordPiece with "##" continuations. Input: [CLS] a [SEP] (b [SEP]).
+ *   - byte-level BPE (RobertaTokenizer / GPT-2): the GPT-2 pre-tokenisation
+ *     regex, bytes mapped to printable characters, merges by rank.
+ *     Input: <s> a </s> (</s> b </s>), token types all 0.
+ * Special tokens written literally in the text ("[SEP]", "<mask>") become
+ * their ids, as in transformers. Character classes come from Python's
+ * unicodedata (see unicode_tables.h).
+ *
+ * tokenizer_load_dir() picks the kind from the files of a Hugging Face model
+ * folder: vocab.txt => WordPiece; else vocab.json + merges.txt => BPE; else
+ * tokenizer.json whose model.type is "BPE" (with a ByteLevel pre-tokenizer)
+ * => BPE. tokenizer_config.json and special_tokens_map.json, when present,
+ * supply do_lower_case (default true), strip_accents (default: follows
+ * do_lower_case), tokenize_chinese_chars (default true), add_prefix_space
+ * (default false), special token names and added_tokens_decoder.
+ * Not supported (load fails with a message): do_basic_tokenize = false,
+ * WordPiece from tokenizer.json alone, tokenizer.json normalizers and
+ * non-byte-level BPE. The "normalized" and "single_word" flags of added
+ * tokens are ignored; tokens with lstrip/rstrip are honoured.
+ *
+ * A loaded tokenizer is immutable: tokenizer_encode() may be called from
+ * several threads at once (each call allocates its own scratch space).
+ * Invalid UTF-8 in the text is an error, never a crash. */
+#ifndef AFLO_TOKENIZER_H
+#define AFLO_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tokenizer tokenizer;
+
+typedef enum { TOKENIZER_WORDPIECE, TOKENIZER_BPE } tokenizer_kind;
+
+/* BertTokenizer's max_input_chars_per_word: longer words become [UNK]. */
+#define WORDPIECE_MAX_INPUT_CHARS_PER_WORD 100
+/* Largest tokenizer file read (tokenizer.json of large multilingual models
+ * is ~20 MB); a bound so a wrong path cannot make us slurp a huge file. */
+#define TOKENIZER_MAX_FILE_BYTES ((size_t)256 << 20)
+
+/* Largest id accepted (exclusive): real vocabularies stay below ~300k; the
+ * bound keeps a corrupt file from making us allocate an id table for 2^31. */
+#define TOKENIZER_MAX_VOCAB (1 << 24)
+
+/* Load from a model folder. NULL on error, with a message in err. */
+tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen);
+void tokenizer_free(tokenizer *t);
+
+/* Tokenize text_a (and text_b when not NULL; "" is an empty second
+ * segment, not a single sequence) into model input with special tokens,
+ * truncated longest-first (one token at a time from the longer segment, the
+ * second on ties — as transformers' "longest_first") so the total is
+ * <= max_len. ids (and type_ids, unless NULL) must hold max_len entries;
+ * *len gets the count. Token types: WordPiece 0 for [CLS] a [SEP], 1 for
+ * b [SEP]; BPE all 0. Returns 0, or -1 with a message (invalid UTF-8,
+ * max_len smaller than the special tokens, out of memory). */
+int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b,
+                     int max_len, int32_t *ids, int32_t *type_ids, int *len,
+                     char *err, size_t errlen);
+/* Same with explicit byte lengths (texts may contain NUL, which is dropped
+ * like any control character); text_b == NULL for a single sequence. */
+int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
+                       const char *text_b, size_t len_b, int max_len,
+                       int32_t *ids, int32_t *type_ids, int *len,
+                       char *err, size_t errlen);
+
+tokenizer_kind tokenizer_kind_of(const tokenizer *t);
+int32_t tokenizer_pad_id(const tokenizer *t);
+/* First token of every input: [CLS] (WordPiece) or <s> (BPE). */
+int32_t tokenizer_cls_id(const tokenizer *t);
+/* Separator / end token: [SEP] or </s>. */
+int32_t tokenizer_sep_id(const tokenizer *t);
+/* [UNK] / <unk>; -1 when the BPE vocabulary has none. */
+int32_t tokenizer_unk_id(const tokenizer *t);
+/* One more than the largest id the tokenizer can produce (vocabulary and
+ * added tokens): the model's embedding table must have at least this many rows. */
+int32_t tokenizer_vocab_size(const tokenizer *t);
+/* Special tokens added around one sequence (pair = 0) or a pair (pair = 1). */
+int tokenizer_num_special_tokens(const tokenizer *t, int pair);
+/* The vocabulary string of an id (NUL-terminated), or NULL. For logs/tests. */
+const char *tokenizer_id_to_token(const tokenizer *t, int32_t id);
+
+#endif
