@@ -39,7 +39,9 @@ void train_config_defaults(aflo_train_config *tc, int epochs) {
     tc->adam_beta1 = 0.9f;
     tc->adam_beta2 = 0.999f;
     tc->adam_eps = 1e-8f;
-    tc->freeze_initial_epochs = epochs > 1 ? 1.0 : 0.1 * epochs;
+    /* 1 of 20 epochs and 14 of 20 in the paper; scaled down for short runs so
+     * the two phases always leave a middle phase. */
+    tc->freeze_initial_epochs = epochs >= 10 ? 1.0 : 0.1 * epochs;
     tc->freeze_final_epochs = DEFAULT_FINAL_FRACTION * epochs;
     tc->delta_t = DEFAULT_DELTA_T;
     tc->score_beta1 = DEFAULT_SCORE_BETA1;
