@@ -31,7 +31,9 @@ BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libaflora.a
 BIN := $(BUILD)/aflorad
 
-.PHONY: all test test-c test-asan test-clang bench clean start deps
+.PHONY: all test test-c test-asan test-clang test-valgrind bench clean start deps
+# Keep test objects: they are intermediate but rebuilding them every run is waste.
+.SECONDARY:
 all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
 
 $(BUILD)/%.o: %.c
@@ -73,6 +75,11 @@ test-asan:
 
 test-clang:
 	$(MAKE) CC=clang BUILD=build-clang all
+
+# Engine and daemon C tests under valgrind's memcheck: any leak or error fails.
+test-valgrind:
+	@$(MAKE) --no-print-directory $(TEST_BIN)
+	@VALGRIND="valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99" tests/run.sh $(BUILD) --c-only
 
 bench: $(BENCH_BIN)
 

@@ -7,9 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "freeze.h"
-#include "optim.h"
 #include "rng.h"
+#include "train_internal.h"
 
 /* aflora.md §5: the authors' GLUE recipe. */
 #define DEFAULT_LR 1e-2f
@@ -51,31 +50,7 @@ void train_config_defaults(aflo_train_config *tc, int epochs) {
     tc->pad_id = 0;
 }
 
-struct aflo_trainer {
-    aflo_model *m;
-    aflo_train_config tc;
-    const aflo_dataset *train, *eval;
-    long steps_per_epoch, total_steps, warmup_steps;
 
-    /* trainable tensors at the start, in table order */
-    int np;
-    aflo_param **p;
-    aflo_adam_state *adam;
-    float **grads;
-    size_t *sizes;
-
-    /* freezable projections (AFLoRA only) */
-    int nf;
-    aflo_param **fp;       /* matrix i of the freezer */
-    int *fp_index;         /* its index in p[], -1 if it never trained */
-    const float **fgrads;
-    int *newly;
-    aflo_freezer *freezer;
-    aflo_freeze_config fc;
-
-    int *order;
-    aflo_batch_buffers bb;
-};
 
 static double now_s(void) {
     struct timespec ts;
@@ -131,6 +106,7 @@ void trainer_free(aflo_trainer *t) {
     free(t->newly);
     freezer_free(t->freezer);
     free(t->order);
+    free(t->best);
     batch_buffers_free(&t->bb);
     free(t);
 }
@@ -148,6 +124,8 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     t->steps_per_epoch = (batches + tc->grad_accum - 1) / tc->grad_accum;
     t->total_steps = t->steps_per_epoch * tc->epochs;
     t->warmup_steps = (long)ceil(tc->warmup_ratio * (double)t->total_steps);
+    t->best_epoch = -1;
+    t->best_score = -INFINITY;
 
     int n = model_param_count(m);
     t->p = calloc((size_t)n, sizeof *t->p);
@@ -218,6 +196,12 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     if (eval && eval->max_len > max_seq) max_seq = eval->max_len;
     if (max_seq < 1) max_seq = 1;
     if (batch_buffers_init(&t->bb, tc->batch_size, max_seq) != 0) goto oom;
+    if (eval && eval->n > 0) {
+        size_t total = 0;
+        for (int i = 0; i < t->np; i++) total += t->sizes[i];
+        t->best = malloc((total ? total : 1) * sizeof *t->best);
+        if (!t->best) goto oom;
+    }
     if (model_reserve(m, tc->batch_size, max_seq, err, errlen) != 0) {
         trainer_free(t);
         return NULL;
@@ -322,98 +306,154 @@ static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm,
     return (float)(loss_sum / examples);
 }
 
-aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const atomic_int *cancel,
-                              aflo_train_summary *sum, char *err, size_t errlen) {
-    aflo_model *m = t->m;
-    aflo_train_summary local;
-    if (!sum) sum = &local;
-    memset(sum, 0, sizeof *sum);
-    sum->total_steps = t->total_steps;
-    sum->best_epoch = -1;
-    double t0 = now_s();
-    double trainable_sum = 0;
-    double best = -INFINITY;
-    model_set_dropout(m, t->tc.dropout);
-    memset(model_flops(m), 0, sizeof(aflo_flops));
+static double metric_score(const aflo_trainer *t, const aflo_metrics *mt) {
+    const char *name = t->tc.select_metric;
+    if (!name) name = mt->classification ? "accuracy" : "pearson";
+    double v;
+    if (metrics_lookup(mt, name, &v) != 0) return -INFINITY;
+    return strcmp(name, "mse") == 0 ? -v : v;
+}
 
-    long step = 0;
-    for (int epoch = 0; epoch < t->tc.epochs; epoch++) {
-        epoch_order(t, epoch);
-        int pos = 0;
-        for (long k = 0; k < t->steps_per_epoch; k++) {
-            if (cancel && atomic_load(cancel)) {
-                sum->elapsed_s = now_s() - t0;
-                return TRAIN_CANCELLED;
-            }
-            step++;
-            aflo_flops before = *model_flops(m);
-            double gnorm = 0;
-            float loss = train_step(t, step, &pos, &gnorm, err, errlen);
-            if (isnan(loss)) return TRAIN_FAILED;
-            if (!isfinite(loss)) {
-                snprintf(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
-                return TRAIN_FAILED;
-            }
-            if (t->freezer) {
-                for (int i = 0; i < t->nf; i++)
-                    t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
-                freeze_score_update(t->freezer, step, t->fgrads);
-                int count = freeze_decide(t->freezer, step, t->newly);
-                if (count < 0) {
-                    snprintf(err, errlen, "out of memory in the freezing decision");
-                    return TRAIN_FAILED;
-                }
-                apply_freezes(t, step, count, pr);
-            }
-            size_t trainable_now = model_trainable_elements(m);
-            trainable_sum += (double)trainable_now;
-            aflo_step_info info = {
-                .step = step, .total_steps = t->total_steps, .epoch = epoch, .loss = loss,
-                .lr = lr_linear_warmup(t->tc.lr, step - 1, t->warmup_steps, t->total_steps),
-                .head_lr = lr_linear_warmup(t->tc.head_lr, step - 1, t->warmup_steps,
-                                            t->total_steps),
-                .grad_norm = gnorm,
-                .total_flops = *model_flops(m),
-                .trainable_now = trainable_now,
-                .trainable_avg = trainable_sum / (double)step,
-                .projections_trainable = projections_trainable(t),
-                .projections_total = t->nf,
-                .remaining_fraction = 1.0,
-                .elapsed_s = now_s() - t0,
-            };
-            for (int kind = 0; kind < FLOP_KINDS; kind++)
-                info.step_flops.by_kind[kind] =
-                    model_flops(m)->by_kind[kind] - before.by_kind[kind];
-            if (t->freezer) info.remaining_fraction = schedule_remaining_fraction(&t->fc, step);
-            sum->steps_done = step;
-            sum->last_loss = loss;
-            if (pr && pr->on_step) pr->on_step(pr->ctx, &info);
+static void snapshot_best(aflo_trainer *t) {
+    size_t off = 0;
+    for (int i = 0; i < t->np; i++) {
+        memcpy(t->best + off, t->p[i]->data, t->sizes[i] * sizeof(float));
+        off += t->sizes[i];
+    }
+}
+
+void trainer_restore_best(aflo_trainer *t) {
+    if (!t->best || t->best_epoch < 0) return;
+    size_t off = 0;
+    for (int i = 0; i < t->np; i++) {
+        memcpy(t->p[i]->data, t->best + off, t->sizes[i] * sizeof(float));
+        off += t->sizes[i];
+    }
+}
+
+long trainer_step(const aflo_trainer *t) { return t->step; }
+
+static void fill_summary(const aflo_trainer *t, aflo_train_summary *sum, double elapsed) {
+    memset(sum, 0, sizeof *sum);
+    sum->steps_done = t->step;
+    sum->total_steps = t->total_steps;
+    sum->last_loss = t->last_loss;
+    sum->flops = *model_flops(t->m);
+    sum->trainable_avg = t->step ? t->trainable_sum / (double)t->step : 0;
+    sum->trainable_final = model_trainable_elements(t->m);
+    sum->best_epoch = t->best_epoch;
+    sum->best_metrics = t->best_metrics;
+    sum->last_metrics = t->last_metrics;
+    sum->elapsed_s = elapsed;
+}
+
+/* One step with its freezing decision and report. 0, or -1 on failure. */
+static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, char *err,
+                        size_t errlen) {
+    aflo_model *m = t->m;
+    long step = t->step + 1;
+    aflo_flops before = *model_flops(m);
+    double gnorm = 0;
+    float loss = train_step(t, step, &t->pos, &gnorm, err, errlen);
+    if (isnan(loss)) return -1;
+    if (!isfinite(loss)) {
+        snprintf(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
+        return -1;
+    }
+    t->step = step;
+    t->last_loss = loss;
+    if (t->freezer) {
+        for (int i = 0; i < t->nf; i++) t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
+        freeze_score_update(t->freezer, step, t->fgrads);
+        int count = freeze_decide(t->freezer, step, t->newly);
+        if (count < 0) {
+            snprintf(err, errlen, "out of memory in the freezing decision");
+            return -1;
         }
-        if (t->eval && t->eval->n > 0) {
-            aflo_metrics mt;
-            aflo_flops keep = *model_flops(m);
-            if (evaluate(m, t->eval, t->tc.batch_size, t->tc.pad_id, &mt, err, errlen) != 0)
-                return TRAIN_FAILED;
-            *model_flops(m) = keep; /* training FLOPs only */
-            model_set_dropout(m, t->tc.dropout);
-            sum->last_metrics = mt;
-            double score = mt.classification ? mt.accuracy : mt.pearson;
-            if (score > best) {
-                best = score;
-                sum->best_epoch = epoch;
-                sum->best_metrics = mt;
-            }
-            if (pr && pr->on_eval) {
-                aflo_eval_info ev = {.epoch = epoch, .step = step, .metrics = &mt};
-                pr->on_eval(pr->ctx, &ev);
-            }
+        apply_freezes(t, step, count, pr);
+    }
+    size_t trainable_now = model_trainable_elements(m);
+    t->trainable_sum += (double)trainable_now;
+    if (!pr || !pr->on_step) return 0;
+    aflo_step_info info = {
+        .step = step, .total_steps = t->total_steps, .epoch = t->epoch, .loss = loss,
+        .lr = lr_linear_warmup(t->tc.lr, step - 1, t->warmup_steps, t->total_steps),
+        .head_lr = lr_linear_warmup(t->tc.head_lr, step - 1, t->warmup_steps, t->total_steps),
+        .grad_norm = gnorm,
+        .total_flops = *model_flops(m),
+        .trainable_now = trainable_now,
+        .trainable_avg = t->trainable_sum / (double)step,
+        .projections_trainable = projections_trainable(t),
+        .projections_total = t->nf,
+        .remaining_fraction = t->freezer ? schedule_remaining_fraction(&t->fc, step) : 1.0,
+        .elapsed_s = t->elapsed_before + now_s() - t0,
+    };
+    for (int kind = 0; kind < FLOP_KINDS; kind++)
+        info.step_flops.by_kind[kind] = model_flops(m)->by_kind[kind] - before.by_kind[kind];
+    pr->on_step(pr->ctx, &info);
+    return 0;
+}
+
+static int end_of_epoch(aflo_trainer *t, const aflo_progress *pr, char *err, size_t errlen) {
+    if (t->eval && t->eval->n > 0) {
+        aflo_metrics mt;
+        aflo_flops keep = *model_flops(t->m);
+        if (evaluate(t->m, t->eval, t->tc.batch_size, t->tc.pad_id, &mt, err, errlen) != 0)
+            return -1;
+        *model_flops(t->m) = keep; /* FLOPs of training only */
+        model_set_dropout(t->m, t->tc.dropout);
+        t->last_metrics = mt;
+        double score = metric_score(t, &mt);
+        if (t->best_epoch < 0 || score > t->best_score) {
+            t->best_score = score;
+            t->best_epoch = t->epoch;
+            t->best_metrics = mt;
+            snapshot_best(t);
+        }
+        if (pr && pr->on_eval) {
+            aflo_eval_info ev = {.epoch = t->epoch, .step = t->step, .metrics = &mt};
+            pr->on_eval(pr->ctx, &ev);
         }
     }
-    sum->flops = *model_flops(m);
-    sum->trainable_avg = step ? trainable_sum / (double)step : 0;
-    sum->trainable_final = model_trainable_elements(m);
-    sum->elapsed_s = now_s() - t0;
-    return TRAIN_DONE;
+    int done_epoch = t->epoch;
+    t->epoch++;
+    t->pos = 0;
+    if (t->epoch < t->tc.epochs) epoch_order(t, t->epoch);
+    if (pr && pr->on_epoch_end && pr->on_epoch_end(pr->ctx, t, done_epoch, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const atomic_int *cancel,
+                              aflo_train_summary *sum, char *err, size_t errlen) {
+    aflo_train_summary local;
+    if (!sum) sum = &local;
+    double t0 = now_s();
+    model_set_dropout(t->m, t->tc.dropout);
+    if (t->step == 0) memset(model_flops(t->m), 0, sizeof(aflo_flops));
+    if (t->epoch < t->tc.epochs) epoch_order(t, t->epoch);
+    aflo_train_status st = TRAIN_DONE;
+    while (t->epoch < t->tc.epochs) {
+        if (t->pos < t->train->n) {
+            if (cancel && atomic_load(cancel)) {
+                st = TRAIN_CANCELLED;
+                break;
+            }
+            if (run_one_step(t, pr, t0, err, errlen) != 0) {
+                st = TRAIN_FAILED;
+                break;
+            }
+            continue;
+        }
+        if (end_of_epoch(t, pr, err, errlen) != 0) {
+            st = TRAIN_FAILED;
+            break;
+        }
+    }
+    double elapsed = t->elapsed_before + now_s() - t0;
+    t->elapsed_before = elapsed;
+    fill_summary(t, sum, elapsed);
+    return st;
 }
 
 int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,

@@ -40,6 +40,10 @@ typedef struct {
     uint64_t seed;
     bool dropout;
     int32_t pad_id;
+    /* Metric that picks the best epoch (metrics_lookup name); NULL:
+     * accuracy for classification, pearson for regression. "mse" is
+     * minimised, every other metric maximised. */
+    const char *select_metric;
 } aflo_train_config;
 
 /* The documented defaults (aflora.md §5, scaled to `epochs`). */
@@ -75,11 +79,16 @@ typedef struct {
     const aflo_metrics *metrics;
 } aflo_eval_info;
 
+typedef struct aflo_trainer aflo_trainer;
+
 typedef struct {
     void *ctx;
     void (*on_step)(void *ctx, const aflo_step_info *info);
     void (*on_freeze)(void *ctx, const aflo_freeze_event *ev);
     void (*on_eval)(void *ctx, const aflo_eval_info *ev);
+    /* After each epoch (and its evaluation): the place to checkpoint.
+     * Returning nonzero fails the run with the message written to err. */
+    int (*on_epoch_end)(void *ctx, aflo_trainer *t, int epoch, char *err, size_t errlen);
 } aflo_progress;
 
 typedef enum { TRAIN_DONE = 0, TRAIN_CANCELLED = 1, TRAIN_FAILED = -1 } aflo_train_status;
@@ -95,8 +104,6 @@ typedef struct {
     double elapsed_s;
 } aflo_train_summary;
 
-typedef struct aflo_trainer aflo_trainer;
-
 /* eval may be NULL. The datasets and model must outlive the trainer. */
 aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
                              const aflo_dataset *eval, char *err, size_t errlen);
@@ -105,7 +112,9 @@ void trainer_free(aflo_trainer *t);
 long trainer_total_steps(const aflo_trainer *t);
 long trainer_steps_per_epoch(const aflo_trainer *t);
 
-/* Run to the end, or until *cancel becomes nonzero (checked before each step). */
+/* Run to the end, or until *cancel becomes nonzero (checked before each
+ * step). A trainer restored from a checkpoint continues where it stopped;
+ * a cancelled trainer can be checkpointed and run again to continue. */
 aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *progress,
                               const atomic_int *cancel, aflo_train_summary *summary, char *err,
                               size_t errlen);
@@ -114,7 +123,21 @@ aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *progress,
 int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
              aflo_metrics *out, char *err, size_t errlen);
 
-/* Step at which a projection froze (-1: still trainable or never was). */
+/* Step at which a projection froze (-1: still trainable; 0: never trained). */
 long trainer_frozen_step(const aflo_trainer *t, const aflo_param *p);
+
+/* Copy the adapter and head of the best epoch back into the model (the
+ * authors keep the best checkpoint). No-op without evaluation. */
+void trainer_restore_best(aflo_trainer *t);
+long trainer_step(const aflo_trainer *t);
+
+/* The whole training state — every trainable tensor, Adam moments, step and
+ * position in the data order, freezing state, best-epoch snapshot — in one
+ * file, written atomically (temp file, fsync, rename, fsync of the folder).
+ * Dropout masks and data order derive from (seed, step) and (seed, epoch),
+ * so no RNG state needs saving. Loading requires a trainer built from the
+ * same model, configuration and datasets. */
+int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, size_t errlen);
+int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t errlen);
 
 #endif

@@ -9,7 +9,7 @@ passed=0; failed=0; failed_names=()
 
 for t in "$build"/tests/test_*; do
   [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue
-  out=$("$t" 2>&1); rc=$?
+  out=$(${VALGRIND:-} "$t" 2>&1); rc=$?
   p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
   f=$(grep -Eo '^\[  FAILED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
   if (( rc != 0 && f == 0 )); then f=1; fi   # crashed or exited early

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "freeze.h"
 #include "gemm.h"
@@ -289,6 +290,110 @@ static void test_other_methods_train(void **st) {
     }
 }
 
+/* Stopped mid-epoch, checkpointed, restored into a fresh process-like setup
+ * (new model, new trainer) and run on: the same final loss and tensors as an
+ * uninterrupted run, bit for bit. */
+static void test_checkpoint_resume_is_exact(void **st) {
+    (void)st;
+    char dir[] = "/tmp/aflo_ckpt_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/state.ckpt", dir);
+    char err[512];
+
+    setup a;
+    make_setup(&a, METHOD_AFLORA, 160, 4, 16);
+    make_trainer(&a);
+    recorder *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb);
+    assert_true(ra && rb);
+    aflo_train_summary sa, sb;
+    assert_int_equal(run(&a, ra, &sa), TRAIN_DONE);
+    assert_true(ra->nev > 0);
+
+    setup b;
+    make_setup(&b, METHOD_AFLORA, 160, 4, 16);
+    make_trainer(&b);
+    atomic_int cancel = 0;
+    rb->cancel = &cancel;
+    /* 10 steps an epoch; freeze decisions fall at steps 10 and 13: stop at
+     * step 7, mid-epoch and mid-window, so the score window must resume too */
+    rb->cancel_at = 7;
+    assert_int_equal(run(&b, rb, &sb), TRAIN_CANCELLED);
+    assert_int_equal(trainer_save_checkpoint(b.t, path, err, sizeof err), 0);
+    free_setup(&b);
+
+    setup c;
+    make_setup(&c, METHOD_AFLORA, 160, 4, 16);
+    make_trainer(&c);
+    assert_int_equal(trainer_load_checkpoint(c.t, path, err, sizeof err), 0);
+    assert_int_equal(trainer_step(c.t), 7);
+    rb->cancel = NULL;
+    aflo_train_summary sc;
+    assert_int_equal(run(&c, rb, &sc), TRAIN_DONE);
+    assert_int_equal(rb->steps, ra->steps);
+    assert_memory_equal(ra->loss, rb->loss, (size_t)ra->steps * sizeof(float));
+    assert_true(sa.last_loss == sc.last_loss);
+    assert_int_equal(sa.best_epoch, sc.best_epoch);
+    assert_true(sa.flops.by_kind[FLOP_BACKWARD_WEIGHT] == sc.flops.by_kind[FLOP_BACKWARD_WEIGHT]);
+    assert_true(sa.trainable_avg == sc.trainable_avg);
+    for (int i = 0; i < model_param_count(a.m); i++) {
+        aflo_param *p = model_param(a.m, i), *q = model_param(c.m, i);
+        assert_int_equal(p->trainable, q->trainable);
+        assert_memory_equal(p->data, q->data, p->size * sizeof(float));
+        if (p->role == PROLE_A || p->role == PROLE_B)
+            assert_int_equal(trainer_frozen_step(a.t, p), trainer_frozen_step(c.t, q));
+    }
+
+    /* A damaged checkpoint is refused and changes nothing. */
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 200, SEEK_SET), 0);
+    fputc(0x5a, f);
+    fclose(f);
+    setup d;
+    make_setup(&d, METHOD_AFLORA, 160, 4, 16);
+    make_trainer(&d);
+    assert_int_equal(trainer_load_checkpoint(d.t, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "checksum"));
+    assert_int_equal(trainer_step(d.t), 0);
+    /* ... and so is a checkpoint of another run */
+    setup e;
+    make_setup(&e, METHOD_AFLORA, 160, 5, 16);
+    make_trainer(&e);
+    assert_int_equal(trainer_save_checkpoint(e.t, path, err, sizeof err), 0);
+    assert_int_equal(trainer_load_checkpoint(d.t, path, err, sizeof err), -1);
+    assert_non_null(strstr(err, "different run"));
+    free_setup(&d);
+    free_setup(&e);
+
+    unlink(path);
+    rmdir(dir);
+    free(ra);
+    free(rb);
+    free_setup(&a);
+    free_setup(&c);
+}
+
+/* trainer_restore_best puts back the best epoch's adapter and head. */
+static void test_restore_best_epoch(void **st) {
+    (void)st;
+    setup s;
+    make_setup(&s, METHOD_AFLORA, 300, 4, 32);
+    make_trainer(&s);
+    recorder *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    aflo_train_summary sum;
+    assert_int_equal(run(&s, r, &sum), TRAIN_DONE);
+    assert_true(sum.best_epoch >= 0);
+    trainer_restore_best(s.t);
+    aflo_metrics mt;
+    char err[256];
+    assert_int_equal(evaluate(s.m, &s.eval, 32, 0, &mt, err, sizeof err), 0);
+    assert_true(mt.accuracy == sum.best_metrics.accuracy);
+    free(r);
+    free_setup(&s);
+}
+
 int main(void) {
     engine_set_threads(1);
     const struct CMUnitTest tests[] = {
@@ -298,6 +403,8 @@ int main(void) {
         cmocka_unit_test(test_grad_accumulation_matches_large_batch),
         cmocka_unit_test(test_bad_train_config_rejected),
         cmocka_unit_test(test_other_methods_train),
+        cmocka_unit_test(test_checkpoint_resume_is_exact),
+        cmocka_unit_test(test_restore_best_epoch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
