@@ -1,0 +1,987 @@
+/* test_spec.c — the job spec (daemon/spec.c): defaults, strict validation,
+ * the normalised JSON round trip, the conversions to engine configs and the
+ * generated documentation.
+ *
+ * Expected defaults come from the task statement and aflora.md (rank 4 / 1024
+ * / 8 by method, alpha 2 x rank, final phase 70% of epochs, initial warm-up 1
+ * epoch or 10% of a run shorter than 10 epochs, batch 32, ...), worked out by
+ * hand here, never read back from the table. Error cases are written as
+ * JSON with single quotes (turned into double quotes by J()) and each one
+ * states the error code and the exact field path the API must report. The
+ * list of field names the documentation must contain is typed out here from
+ * the task statement, not taken from spec_fields[]. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "spec.h"
+
+/* JSON written with ' for " so the cases stay readable. Returns a static
+ * buffer (one at a time is enough). */
+static const char *J(const char *s) {
+    static char buf[8192];
+    size_t n = strlen(s);
+    if (n >= sizeof buf) fail_msg("J(): case too long");
+    for (size_t i = 0; i <= n; i++) buf[i] = s[i] == '\'' ? '"' : s[i];
+    return buf;
+}
+
+static void parse_ok_n(const char *json, size_t len, aflo_job_spec *s) {
+    aflo_spec_error e;
+    if (spec_parse(json, len, s, &e) != 0)
+        fail_msg("spec rejected: %s [%s]\n  %s", e.message, spec_error_code_name(e.code), json);
+}
+
+static void parse_ok(const char *json, aflo_job_spec *s) { parse_ok_n(json, strlen(json), s); }
+
+/* Parse must fail with this code and field; the message must start with
+ * "<field>: " when there is a field; the output must be left empty. Returns
+ * false (after printing why) instead of failing, so a table of cases reports
+ * every mismatch at once. */
+static bool check_error_n(const char *json, size_t len, spec_error_code code, const char *field,
+                          aflo_spec_error *out_err) {
+    aflo_job_spec s;
+    aflo_spec_error e;
+    memset(&s, 0x5A, sizeof s);
+    if (spec_parse(json, len, &s, &e) == 0) {
+        print_error("accepted, want %s at '%s':\n  %.200s\n", spec_error_code_name(code), field,
+                    json);
+        spec_free(&s);
+        return false;
+    }
+    bool ok = true;
+    if (e.code != code || strcmp(e.field, field) != 0) {
+        print_error("got %s at '%s' (%s), want %s at '%s':\n  %.200s\n",
+                    spec_error_code_name(e.code), e.field, e.message, spec_error_code_name(code),
+                    field, json);
+        ok = false;
+    }
+    size_t fl = strlen(field);
+    if (fl && (strncmp(e.message, field, fl) != 0 || strncmp(e.message + fl, ": ", 2) != 0)) {
+        print_error("message does not start with '%s: ': %s\n", field, e.message);
+        ok = false;
+    }
+    if (s.model || s.dataset.train || s.dataset.labels || s.epochs != 0) {
+        print_error("output not left empty after an error\n");
+        ok = false;
+    }
+    if (out_err) *out_err = e;
+    return ok;
+}
+
+static bool check_error(const char *json, spec_error_code code, const char *field) {
+    return check_error_n(json, strlen(json), code, field, NULL);
+}
+
+static void expect_error(const char *json, spec_error_code code, const char *field,
+                         const char *words) {
+    aflo_spec_error e;
+    if (!check_error_n(json, strlen(json), code, field, &e)) fail_msg("wrong error");
+    if (words && !strstr(e.message, words))
+        fail_msg("message '%s' lacks '%s'", e.message, words);
+}
+
+/* ---- defaults ------------------------------------------------------------- */
+
+static void test_minimal_demo_gets_every_default(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(J("{'model':'demo'}"), &s);
+    assert_string_equal(s.model, "demo");
+    assert_true(spec_is_demo(&s));
+    assert_int_equal(s.task, TASK_CLASSIFICATION);
+    assert_int_equal(s.num_labels, 2);                 /* the demo task is binary */
+    assert_false(s.has_dataset);
+    assert_null(s.dataset.train);
+    assert_int_equal(s.method, METHOD_AFLORA);
+    assert_int_equal(s.rank, 4);
+    assert_true(s.alpha == 8.0);                      /* 2 x rank */
+    assert_int_equal(s.target_modules, 0x3F);         /* all six modules */
+    assert_int_equal(s.trainable_projections, PROJ_FFN);
+    assert_true(s.freeze.initial_warmup_epochs == 1.0);
+    assert_true(s.freeze.final_warmup_epochs == 14.0);  /* 70% of 20 */
+    assert_int_equal(s.freeze.delta_t, 10);
+    assert_true(s.freeze.beta1 == 0.85);
+    assert_true(s.freeze.beta2 == 0.95);
+    assert_int_equal(s.epochs, 20);
+    assert_int_equal(s.batch_size, 32);
+    assert_int_equal(s.grad_accum, 1);
+    assert_int_equal(s.max_seq_len, 128);
+    assert_true(s.learning_rate == 1e-2);
+    assert_true(s.head_learning_rate == 4e-2);
+    assert_true(s.weight_decay == 0.1);
+    assert_true(s.warmup_ratio == 0.06);
+    assert_true(s.max_grad_norm == 0.1);
+    assert_int_equal(s.seed, 42);
+    assert_int_equal(s.threads, 0);
+    assert_true(s.dropout);
+    assert_null(s.init_adapter);
+
+    /* The normalised JSON: exactly the fields that apply to aflora on the
+     * demo (no dataset, no alpha, no init_adapter), in table order. */
+    cJSON *j = spec_to_json(&s);
+    assert_non_null(j);
+    static const char *const keys[] = {
+        "model", "task", "num_labels", "method", "rank", "target_modules",
+        "trainable_projections", "freeze", "epochs", "batch_size", "grad_accum", "max_seq_len",
+        "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
+        "seed", "threads", "dropout"};
+    int n = 0;
+    for (cJSON *it = j->child; it; it = it->next, n++) {
+        assert_true(n < (int)(sizeof keys / sizeof keys[0]));
+        assert_string_equal(it->string, keys[n]);
+    }
+    assert_int_equal(n, (int)(sizeof keys / sizeof keys[0]));
+    cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "freeze");
+    assert_true(cJSON_GetObjectItemCaseSensitive(fr, "final_warmup_epochs")->valuedouble == 14.0);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "target_modules")), 6);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "trainable_projections")->valuestring,
+                        "ffn");
+    cJSON_Delete(j);
+    spec_free(&s);
+    spec_free(&s);   /* idempotent */
+}
+
+/* The README's three-line quickstart. */
+static const char QUICKSTART[] =
+    "{\"model\": \"bert-base-uncased\",\n"
+    " \"dataset\": {\"train\": \"glue/SST-2/train.tsv\", \"eval\": \"glue/SST-2/dev.tsv\"},\n"
+    " \"epochs\": 3}\n";
+
+static void test_quickstart(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(QUICKSTART, &s);
+    assert_false(spec_is_demo(&s));
+    assert_true(s.has_dataset);
+    assert_string_equal(s.dataset.train, "glue/SST-2/train.tsv");
+    assert_string_equal(s.dataset.eval, "glue/SST-2/dev.tsv");
+    assert_int_equal(s.dataset.format, TEXTDATA_AUTO);
+    assert_int_equal(s.dataset.n_text_fields, 1);
+    assert_int_equal(s.dataset.text_fields[0].kind, TEXTDATA_FIELD_NAME);
+    assert_string_equal(s.dataset.text_fields[0].name, "sentence");
+    assert_int_equal(s.dataset.label_field.kind, TEXTDATA_FIELD_NAME);
+    assert_string_equal(s.dataset.label_field.name, "label");
+    assert_null(s.dataset.labels);
+    assert_true(s.dataset.has_header);
+    assert_int_equal(s.num_labels, SPEC_NUM_LABELS_UNSET);
+    assert_int_equal(spec_num_labels(&s), 2);
+    assert_int_equal(s.epochs, 3);
+    /* 3 epochs < 10: initial warm-up 10% = 0.3, final 70% = 2.1. */
+    assert_true(s.freeze.initial_warmup_epochs == 0.3);
+    assert_true(s.freeze.final_warmup_epochs == 2.1);
+
+    aflo_train_config tc;
+    spec_to_train_config(&s, &tc);
+    assert_int_equal(tc.epochs, 3);
+    assert_int_equal(tc.batch_size, 32);
+    assert_true(tc.lr == 1e-2f);
+    assert_true(tc.head_lr == 4e-2f);
+    assert_true(tc.freeze_initial_epochs == 0.3);
+    assert_true(tc.freeze_final_epochs == 2.1);
+
+    textdata_spec ts;
+    assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
+    assert_int_equal(ts.format, TEXTDATA_AUTO);
+    assert_int_equal(ts.text_a.kind, TEXTDATA_FIELD_NAME);
+    assert_string_equal(ts.text_a.name, "sentence");
+    assert_int_equal(ts.text_b.kind, TEXTDATA_FIELD_NONE);
+    assert_int_equal(ts.label.kind, TEXTDATA_FIELD_NAME);
+    assert_string_equal(ts.label.name, "label");
+    assert_int_equal(ts.task, TEXTDATA_CLASSIFICATION);
+    assert_null(ts.labels);
+    assert_int_equal(ts.num_labels, 0);
+    assert_false(ts.no_header);
+
+    /* num_labels stays unset in the stored spec, to be taken from the data. */
+    cJSON *j = spec_to_json(&s);
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "num_labels"));
+    cJSON_Delete(j);
+    spec_free(&s);
+}
+
+static void test_method_defaults(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_adapter_config ac;
+
+    parse_ok(J("{'model':'demo','method':'elora'}"), &s);
+    assert_int_equal(s.rank, 1024);
+    spec_to_adapter_config(&s, &ac);
+    assert_int_equal(ac.method, METHOD_ELORA);
+    assert_int_equal(ac.rank, 1024);
+    assert_int_equal(ac.targets, 0x3F);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','method':'elora','rank':64}"), &s);
+    assert_int_equal(s.rank, 64);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','method':'lora'}"), &s);
+    assert_int_equal(s.rank, 8);
+    assert_true(s.alpha == 16.0);
+    spec_to_adapter_config(&s, &ac);
+    assert_true(ac.alpha == 16.0f);
+    cJSON *j = spec_to_json(&s);
+    assert_true(cJSON_GetObjectItemCaseSensitive(j, "alpha")->valuedouble == 16.0);
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "freeze"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "trainable_projections"));
+    cJSON_Delete(j);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','method':'lora','rank':4}"), &s);
+    assert_true(s.alpha == 8.0);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','method':'lora','rank':4,'alpha':3.5}"), &s);
+    assert_true(s.alpha == 3.5);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','method':'full','learning_rate':2e-5}"), &s);
+    assert_int_equal(s.rank, 0);
+    j = spec_to_json(&s);
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "rank"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "target_modules"));
+    cJSON_Delete(j);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','target_modules':['value','query','output.dense'],"
+               "'trainable_projections':'all'}"),
+             &s);
+    spec_to_adapter_config(&s, &ac);
+    /* query bit 0, value bit 2, output.dense bit 5: 1 + 4 + 32. */
+    assert_int_equal(ac.targets, 37);
+    assert_int_equal(ac.projections, PROJ_ALL);
+    spec_free(&s);
+}
+
+static void test_freeze_defaults_scale_with_epochs(void **state) {
+    (void)state;
+    static const struct { int epochs; double initial, final; } cases[] = {
+        {20, 1.0, 14.0}, {10, 1.0, 7.0}, {30, 1.0, 21.0}, {3, 0.3, 2.1}, {1, 0.1, 0.7},
+        {9, 0.9, 6.3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char json[128];
+        snprintf(json, sizeof json, "{\"model\":\"demo\",\"epochs\":%d}", cases[i].epochs);
+        aflo_job_spec s;
+        parse_ok(json, &s);
+        if (s.freeze.initial_warmup_epochs != cases[i].initial ||
+            s.freeze.final_warmup_epochs != cases[i].final)
+            fail_msg("epochs %d: got %.17g + %.17g", cases[i].epochs,
+                     s.freeze.initial_warmup_epochs, s.freeze.final_warmup_epochs);
+        spec_free(&s);
+    }
+    /* A given value is kept; the other keeps its default. */
+    aflo_job_spec s;
+    parse_ok(J("{'model':'demo','freeze':{'final_warmup_epochs':5}}"), &s);
+    assert_true(s.freeze.final_warmup_epochs == 5.0);
+    assert_true(s.freeze.initial_warmup_epochs == 1.0);
+    spec_free(&s);
+    /* Exactly filling the run is allowed: 3 + 7 = 10. */
+    parse_ok(J("{'model':'demo','epochs':10,'freeze':{'initial_warmup_epochs':3,"
+               "'final_warmup_epochs':7}}"),
+             &s);
+    spec_free(&s);
+}
+
+static void test_freeze_phases_must_fit(void **state) {
+    (void)state;
+    /* 1 (default) + 9.5 > 10. */
+    expect_error(J("{'model':'demo','epochs':10,'freeze':{'final_warmup_epochs':9.5}}"),
+                 SPEC_E_CONFLICT, "freeze.final_warmup_epochs", "exceeds epochs (10)");
+    /* 2 + 3.5 (70% of 5, default) > 5: the given field is named. */
+    expect_error(J("{'model':'demo','epochs':5,'freeze':{'initial_warmup_epochs':2}}"),
+                 SPEC_E_CONFLICT, "freeze.initial_warmup_epochs", "3.5 (default)");
+    expect_error(J("{'model':'demo','epochs':4,'freeze':{'initial_warmup_epochs':2,"
+                   "'final_warmup_epochs':2.5}}"),
+                 SPEC_E_CONFLICT, "freeze.final_warmup_epochs", NULL);
+}
+
+/* ---- rejections ------------------------------------------------------------ */
+
+typedef struct {
+    const char *json;
+    spec_error_code code;
+    const char *field;
+} error_case;
+
+#define D "'dataset':{'train':'t.tsv'"   /* an open dataset object, for brevity */
+
+static const error_case field_errors[] = {
+    /* model */
+    {"{}", SPEC_E_MISSING_FIELD, "model"},
+    {"{'model':5}", SPEC_E_WRONG_TYPE, "model"},
+    {"{'model':''}", SPEC_E_INVALID_VALUE, "model"},
+    {"{'model':'a\\tb'}", SPEC_E_INVALID_VALUE, "model"},
+    {"{'model':null}", SPEC_E_WRONG_TYPE, "model"},
+    /* task, num_labels */
+    {"{'model':'demo','task':'ranking'}", SPEC_E_INVALID_VALUE, "task"},
+    {"{'model':'demo','task':1}", SPEC_E_WRONG_TYPE, "task"},
+    {"{'model':'m'," D "},'num_labels':0}", SPEC_E_OUT_OF_RANGE, "num_labels"},
+    {"{'model':'m'," D "},'num_labels':1001}", SPEC_E_OUT_OF_RANGE, "num_labels"},
+    {"{'model':'m'," D "},'num_labels':2.5}", SPEC_E_WRONG_TYPE, "num_labels"},
+    {"{'model':'m'," D "},'num_labels':'2'}", SPEC_E_WRONG_TYPE, "num_labels"},
+    /* dataset */
+    {"{'model':'m','dataset':'t.tsv'}", SPEC_E_WRONG_TYPE, "dataset"},
+    {"{'model':'m','dataset':{}}", SPEC_E_MISSING_FIELD, "dataset.train"},
+    {"{'model':'m','dataset':{'train':1}}", SPEC_E_WRONG_TYPE, "dataset.train"},
+    {"{'model':'m','dataset':{'train':''}}", SPEC_E_INVALID_VALUE, "dataset.train"},
+    {"{'model':'m'," D ",'eval':true}}", SPEC_E_WRONG_TYPE, "dataset.eval"},
+    {"{'model':'m'," D ",'eval':null}}", SPEC_E_WRONG_TYPE, "dataset.eval"},
+    {"{'model':'m'," D ",'format':'xml'}}", SPEC_E_INVALID_VALUE, "dataset.format"},
+    {"{'model':'m'," D ",'format':'TSV'}}", SPEC_E_INVALID_VALUE, "dataset.format"},
+    {"{'model':'m'," D ",'format':3}}", SPEC_E_WRONG_TYPE, "dataset.format"},
+    {"{'model':'m'," D ",'text_fields':'sentence'}}", SPEC_E_WRONG_TYPE, "dataset.text_fields"},
+    {"{'model':'m'," D ",'text_fields':[]}}", SPEC_E_OUT_OF_RANGE, "dataset.text_fields"},
+    {"{'model':'m'," D ",'text_fields':['a','b','c']}}", SPEC_E_OUT_OF_RANGE,
+     "dataset.text_fields"},
+    {"{'model':'m'," D ",'text_fields':[1.5]}}", SPEC_E_WRONG_TYPE, "dataset.text_fields[0]"},
+    {"{'model':'m'," D ",'text_fields':['a',true]}}", SPEC_E_WRONG_TYPE,
+     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['a',null]}}", SPEC_E_WRONG_TYPE,
+     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[-1]}}", SPEC_E_OUT_OF_RANGE,
+     "dataset.text_fields[0]"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[65536]}}", SPEC_E_OUT_OF_RANGE,
+     "dataset.text_fields[0]"},
+    {"{'model':'m'," D ",'text_fields':['a','']}}", SPEC_E_INVALID_VALUE,
+     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['a','a']}}", SPEC_E_INVALID_VALUE,
+     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'label_field':['label']}}", SPEC_E_WRONG_TYPE, "dataset.label_field"},
+    {"{'model':'m'," D ",'label_field':false}}", SPEC_E_WRONG_TYPE, "dataset.label_field"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[0],'label_field':-1}}",
+     SPEC_E_OUT_OF_RANGE, "dataset.label_field"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[0],'label_field':1.5}}",
+     SPEC_E_WRONG_TYPE, "dataset.label_field"},
+    {"{'model':'m'," D ",'labels':'pos'}}", SPEC_E_WRONG_TYPE, "dataset.labels"},
+    {"{'model':'m'," D ",'labels':[]}}", SPEC_E_OUT_OF_RANGE, "dataset.labels"},
+    {"{'model':'m'," D ",'labels':['a',1]}}", SPEC_E_WRONG_TYPE, "dataset.labels[1]"},
+    {"{'model':'m'," D ",'labels':['a','b','a']}}", SPEC_E_INVALID_VALUE, "dataset.labels[2]"},
+    {"{'model':'m'," D ",'labels':['a ','b']}}", SPEC_E_INVALID_VALUE, "dataset.labels[0]"},
+    {"{'model':'m'," D ",'has_header':1}}", SPEC_E_WRONG_TYPE, "dataset.has_header"},
+    {"{'model':'m'," D ",'has_header':'true'}}", SPEC_E_WRONG_TYPE, "dataset.has_header"},
+    {"{'model':'m'," D ",'header':true}}", SPEC_E_UNKNOWN_FIELD, "dataset.header"},
+    {"{'model':'m'," D ",'train':'u.tsv'}}", SPEC_E_INVALID_VALUE, "dataset.train"},
+    /* method and adapter */
+    {"{'model':'demo','method':'LoRA'}", SPEC_E_INVALID_VALUE, "method"},
+    {"{'model':'demo','method':null}", SPEC_E_WRONG_TYPE, "method"},
+    {"{'model':'demo','rank':0}", SPEC_E_OUT_OF_RANGE, "rank"},
+    {"{'model':'demo','rank':4097}", SPEC_E_OUT_OF_RANGE, "rank"},
+    {"{'model':'demo','rank':4.5}", SPEC_E_WRONG_TYPE, "rank"},
+    {"{'model':'demo','rank':'4'}", SPEC_E_WRONG_TYPE, "rank"},
+    {"{'model':'demo','method':'lora','alpha':0}", SPEC_E_OUT_OF_RANGE, "alpha"},
+    {"{'model':'demo','method':'lora','alpha':-2}", SPEC_E_OUT_OF_RANGE, "alpha"},
+    {"{'model':'demo','method':'lora','alpha':'16'}", SPEC_E_WRONG_TYPE, "alpha"},
+    {"{'model':'demo','target_modules':'query'}", SPEC_E_WRONG_TYPE, "target_modules"},
+    {"{'model':'demo','target_modules':[]}", SPEC_E_OUT_OF_RANGE, "target_modules"},
+    {"{'model':'demo','target_modules':['query','qkv']}", SPEC_E_INVALID_VALUE,
+     "target_modules[1]"},
+    {"{'model':'demo','target_modules':[1]}", SPEC_E_WRONG_TYPE, "target_modules[0]"},
+    {"{'model':'demo','target_modules':['query','value','query']}", SPEC_E_INVALID_VALUE,
+     "target_modules[2]"},
+    {"{'model':'demo','trainable_projections':'some'}", SPEC_E_INVALID_VALUE,
+     "trainable_projections"},
+    {"{'model':'demo','trainable_projections':true}", SPEC_E_WRONG_TYPE,
+     "trainable_projections"},
+    /* freeze */
+    {"{'model':'demo','freeze':1}", SPEC_E_WRONG_TYPE, "freeze"},
+    {"{'model':'demo','freeze':[]}", SPEC_E_WRONG_TYPE, "freeze"},
+    {"{'model':'demo','freeze':{'initial_warmup_epochs':-1}}", SPEC_E_OUT_OF_RANGE,
+     "freeze.initial_warmup_epochs"},
+    {"{'model':'demo','freeze':{'initial_warmup_epochs':'1'}}", SPEC_E_WRONG_TYPE,
+     "freeze.initial_warmup_epochs"},
+    {"{'model':'demo','freeze':{'final_warmup_epochs':1001}}", SPEC_E_OUT_OF_RANGE,
+     "freeze.final_warmup_epochs"},
+    {"{'model':'demo','freeze':{'final_warmup_epochs':false}}", SPEC_E_WRONG_TYPE,
+     "freeze.final_warmup_epochs"},
+    {"{'model':'demo','freeze':{'delta_t':0}}", SPEC_E_OUT_OF_RANGE, "freeze.delta_t"},
+    {"{'model':'demo','freeze':{'delta_t':2.5}}", SPEC_E_WRONG_TYPE, "freeze.delta_t"},
+    {"{'model':'demo','freeze':{'beta1':1}}", SPEC_E_OUT_OF_RANGE, "freeze.beta1"},
+    {"{'model':'demo','freeze':{'beta1':'0.8'}}", SPEC_E_WRONG_TYPE, "freeze.beta1"},
+    {"{'model':'demo','freeze':{'beta2':-0.1}}", SPEC_E_OUT_OF_RANGE, "freeze.beta2"},
+    {"{'model':'demo','freeze':{'beta2':[0.9]}}", SPEC_E_WRONG_TYPE, "freeze.beta2"},
+    {"{'model':'demo','freeze':{'delta':10}}", SPEC_E_UNKNOWN_FIELD, "freeze.delta"},
+    /* training */
+    {"{'model':'demo','epochs':0}", SPEC_E_OUT_OF_RANGE, "epochs"},
+    {"{'model':'demo','epochs':1001}", SPEC_E_OUT_OF_RANGE, "epochs"},
+    {"{'model':'demo','epochs':1.5}", SPEC_E_WRONG_TYPE, "epochs"},
+    {"{'model':'demo','epochs':'20'}", SPEC_E_WRONG_TYPE, "epochs"},
+    {"{'model':'demo','epochs':true}", SPEC_E_WRONG_TYPE, "epochs"},
+    {"{'model':'demo','batch_size':0}", SPEC_E_OUT_OF_RANGE, "batch_size"},
+    {"{'model':'demo','batch_size':4097}", SPEC_E_OUT_OF_RANGE, "batch_size"},
+    {"{'model':'demo','batch_size':'32'}", SPEC_E_WRONG_TYPE, "batch_size"},
+    {"{'model':'demo','grad_accum':0}", SPEC_E_OUT_OF_RANGE, "grad_accum"},
+    {"{'model':'demo','grad_accum':1.25}", SPEC_E_WRONG_TYPE, "grad_accum"},
+    {"{'model':'demo','max_seq_len':7}", SPEC_E_OUT_OF_RANGE, "max_seq_len"},
+    {"{'model':'demo','max_seq_len':4097}", SPEC_E_OUT_OF_RANGE, "max_seq_len"},
+    {"{'model':'demo','max_seq_len':{}}", SPEC_E_WRONG_TYPE, "max_seq_len"},
+    {"{'model':'demo','learning_rate':0}", SPEC_E_OUT_OF_RANGE, "learning_rate"},
+    {"{'model':'demo','learning_rate':11}", SPEC_E_OUT_OF_RANGE, "learning_rate"},
+    {"{'model':'demo','learning_rate':'1e-2'}", SPEC_E_WRONG_TYPE, "learning_rate"},
+    {"{'model':'demo','learning_rate':1e999}", SPEC_E_OUT_OF_RANGE, "learning_rate"},
+    {"{'model':'demo','head_learning_rate':-1}", SPEC_E_OUT_OF_RANGE, "head_learning_rate"},
+    {"{'model':'demo','head_learning_rate':null}", SPEC_E_WRONG_TYPE, "head_learning_rate"},
+    {"{'model':'demo','weight_decay':-0.1}", SPEC_E_OUT_OF_RANGE, "weight_decay"},
+    {"{'model':'demo','weight_decay':1.5}", SPEC_E_OUT_OF_RANGE, "weight_decay"},
+    {"{'model':'demo','weight_decay':true}", SPEC_E_WRONG_TYPE, "weight_decay"},
+    {"{'model':'demo','warmup_ratio':1}", SPEC_E_OUT_OF_RANGE, "warmup_ratio"},
+    {"{'model':'demo','warmup_ratio':'0.06'}", SPEC_E_WRONG_TYPE, "warmup_ratio"},
+    {"{'model':'demo','max_grad_norm':-1}", SPEC_E_OUT_OF_RANGE, "max_grad_norm"},
+    {"{'model':'demo','max_grad_norm':-1e999}", SPEC_E_OUT_OF_RANGE, "max_grad_norm"},
+    {"{'model':'demo','max_grad_norm':[]}", SPEC_E_WRONG_TYPE, "max_grad_norm"},
+    {"{'model':'demo','seed':-1}", SPEC_E_OUT_OF_RANGE, "seed"},
+    {"{'model':'demo','seed':9007199254740992}", SPEC_E_OUT_OF_RANGE, "seed"},   /* 2^53 */
+    {"{'model':'demo','seed':1.5}", SPEC_E_WRONG_TYPE, "seed"},
+    {"{'model':'demo','threads':-1}", SPEC_E_OUT_OF_RANGE, "threads"},
+    {"{'model':'demo','threads':1025}", SPEC_E_OUT_OF_RANGE, "threads"},
+    {"{'model':'demo','threads':'auto'}", SPEC_E_WRONG_TYPE, "threads"},
+    {"{'model':'demo','dropout':0}", SPEC_E_WRONG_TYPE, "dropout"},
+    {"{'model':'demo','dropout':'yes'}", SPEC_E_WRONG_TYPE, "dropout"},
+    {"{'model':'demo','init_adapter':7}", SPEC_E_WRONG_TYPE, "init_adapter"},
+    {"{'model':'demo','init_adapter':''}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    /* unknown keys and keys given twice */
+    {"{'model':'demo','foo':1}", SPEC_E_UNKNOWN_FIELD, "foo"},
+    {"{'model':'demo','Epochs':3}", SPEC_E_UNKNOWN_FIELD, "Epochs"},
+    {"{'model':'demo','freeze.delta_t':5}", SPEC_E_UNKNOWN_FIELD, "freeze.delta_t"},
+    {"{'model':'demo','epochs':3,'epochs':4}", SPEC_E_INVALID_VALUE, "epochs"},
+    {"{'model':'demo','freeze':{'beta1':0.8,'beta1':0.8}}", SPEC_E_INVALID_VALUE,
+     "freeze.beta1"},
+    /* fields that have no effect for the method */
+    {"{'model':'demo','alpha':8}", SPEC_E_CONFLICT, "alpha"},
+    {"{'model':'demo','method':'elora','alpha':8}", SPEC_E_CONFLICT, "alpha"},
+    {"{'model':'demo','method':'lora','trainable_projections':'all'}", SPEC_E_CONFLICT,
+     "trainable_projections"},
+    {"{'model':'demo','method':'lora','freeze':{'delta_t':5}}", SPEC_E_CONFLICT, "freeze"},
+    {"{'model':'demo','method':'full','rank':4}", SPEC_E_CONFLICT, "rank"},
+    {"{'model':'demo','method':'full','target_modules':['query']}", SPEC_E_CONFLICT,
+     "target_modules"},
+    /* labels and task */
+    {"{'model':'m'," D "},'task':'regression','num_labels':2}", SPEC_E_CONFLICT, "num_labels"},
+    {"{'model':'m'," D ",'labels':['0','1']},'task':'regression'}", SPEC_E_CONFLICT,
+     "dataset.labels"},
+    {"{'model':'m'," D ",'labels':['a','b']},'num_labels':3}", SPEC_E_CONFLICT, "num_labels"},
+    /* model vs dataset */
+    {"{'model':'m'}", SPEC_E_MISSING_FIELD, "dataset"},
+    {"{'model':'demo'," D "}}", SPEC_E_CONFLICT, "dataset"},
+    {"{'model':'demo','task':'regression'}", SPEC_E_CONFLICT, "task"},
+    {"{'model':'demo','num_labels':3}", SPEC_E_CONFLICT, "num_labels"},
+    /* columns vs file format */
+    {"{'model':'m','dataset':{'train':'t.jsonl','text_fields':[0]}}", SPEC_E_CONFLICT,
+     "dataset.text_fields[0]"},
+    {"{'model':'m','dataset':{'train':'t.csv','format':'jsonl','label_field':2}}",
+     SPEC_E_CONFLICT, "dataset.label_field"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[3]}}", SPEC_E_CONFLICT,
+     "dataset.label_field"},
+    {"{'model':'m'," D ",'has_header':false,'text_fields':[3,'s2'],'label_field':1}}",
+     SPEC_E_CONFLICT, "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['s','label']}}", SPEC_E_CONFLICT, "dataset.label_field"},
+    {"{'model':'m','dataset':{'train':'train.txt'}}", SPEC_E_CONFLICT, "dataset.format"},
+    {"{'model':'m'," D ",'eval':'dev'}}", SPEC_E_CONFLICT, "dataset.format"},
+};
+
+static void test_each_field_rejected_with_its_path(void **state) {
+    (void)state;
+    int bad = 0;
+    for (size_t i = 0; i < sizeof field_errors / sizeof field_errors[0]; i++)
+        if (!check_error(J(field_errors[i].json), field_errors[i].code, field_errors[i].field))
+            bad++;
+    assert_int_equal(bad, 0);
+}
+
+static void test_error_messages(void **state) {
+    (void)state;
+    /* Messages say what is allowed and what was given. */
+    expect_error(J("{'model':'demo','epochs':1.5}"), SPEC_E_WRONG_TYPE, "epochs",
+                 "must be an integer, got 1.5");
+    expect_error(J("{'model':'demo','epochs':0}"), SPEC_E_OUT_OF_RANGE, "epochs",
+                 "from 1 to 1000, got 0");
+    expect_error(J("{'model':'demo','learning_rate':0}"), SPEC_E_OUT_OF_RANGE, "learning_rate",
+                 "> 0 and <= 10");
+    expect_error(J("{'model':'demo','method':'LoRA'}"), SPEC_E_INVALID_VALUE, "method",
+                 "\"aflora\", \"elora\", \"lora\" or \"full\"");
+    expect_error(J("{'model':'demo','seed':null}"), SPEC_E_WRONG_TYPE, "seed", "got null");
+    expect_error(J("{'model':'demo','alpha':8}"), SPEC_E_CONFLICT, "alpha",
+                 "applies only to method lora (method is aflora)");
+    expect_error(J("{'model':'demo','method':'full','rank':8}"), SPEC_E_CONFLICT, "rank",
+                 "aflora, elora or lora");
+    /* Unknown keys: a typo of a sibling, or a key that lives in another object. */
+    expect_error(J("{'model':'demo','learning_rte':0.1}"), SPEC_E_UNKNOWN_FIELD, "learning_rte",
+                 "did you mean learning_rate?");
+    expect_error(J("{'model':'demo','delta_t':5}"), SPEC_E_UNKNOWN_FIELD, "delta_t",
+                 "did you mean freeze.delta_t?");
+    expect_error(J("{'model':'m','train':'t.tsv'}"), SPEC_E_UNKNOWN_FIELD, "train",
+                 "did you mean dataset.train?");
+    expect_error(J("{'model':'demo','zzzzzz':1}"), SPEC_E_UNKNOWN_FIELD, "zzzzzz", "unknown field");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv','has_header':false,"
+                   "'text_fields':[1]}}"),
+                 SPEC_E_CONFLICT, "dataset.label_field", "default is a name");
+    /* A long unknown key is cut short in the path and message. */
+    char json[400];
+    snprintf(json, sizeof json, "{\"model\":\"demo\",\"%0200d\":1}", 0);
+    aflo_spec_error e;
+    aflo_job_spec s;
+    assert_int_equal(spec_parse(json, strlen(json), &s, &e), -1);
+    assert_int_equal(e.code, SPEC_E_UNKNOWN_FIELD);
+    assert_true(strlen(e.field) < 60);
+    assert_non_null(strstr(e.field, "..."));
+}
+
+static void test_document_limits(void **state) {
+    (void)state;
+    aflo_spec_error e;
+    assert_true(check_error("", SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error("   \n", SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error("{", SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("{'model':'demo',}"), SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("{'model':'demo','epochs':NaN}"), SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("{'model':'demo','epochs':Infinity}"), SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("{'model':'demo'} x"), SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("{'model':'demo'}{}"), SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error(J("[{'model':'demo'}]"), SPEC_E_WRONG_TYPE, ""));
+    assert_true(check_error("\"demo\"", SPEC_E_WRONG_TYPE, ""));
+    /* The position of a syntax error: the 5 where a key should be, on line 2. */
+    const char *two = "{\"model\":\n\"demo\", 5}";
+    assert_true(check_error_n(two, strlen(two), SPEC_E_INVALID_JSON, "", &e));
+    assert_non_null(strstr(e.message, "line 2"));
+    /* Trailing whitespace is fine. */
+    aflo_job_spec s;
+    parse_ok(J(" {'model':'demo'} \n\t\r\n"), &s);
+    spec_free(&s);
+
+    /* Nesting: 8 levels is refused before cJSON sees it (the type error
+     * would come later); a spec needs 3. */
+    assert_true(check_error(J("{'model':'demo','dataset':[[[[[[[[1]]]]]]]]}"), SPEC_E_INVALID_JSON,
+                            ""));
+    /* Exactly SPEC_MAX_DEPTH levels gets through the pre-scan to the type check. */
+    assert_true(check_error(J("{'model':'demo','dataset':[[[[[[[1]]]]]]]}"), SPEC_E_WRONG_TYPE,
+                            "dataset"));
+    /* NUL byte inside the given length; invalid UTF-8; an escaped NUL. */
+    const char nul[] = "{\"model\":\"de\0mo\"}";
+    assert_true(check_error_n(nul, sizeof nul - 1, SPEC_E_INVALID_JSON, "", NULL));
+    assert_true(check_error("{\"model\":\"d\xff\"}", SPEC_E_INVALID_JSON, ""));
+    assert_true(check_error("{\"model\":\"d\xc0\xaf\"}", SPEC_E_INVALID_JSON, ""));   /* overlong */
+    assert_true(check_error("{\"model\":\"\xed\xa0\x80\"}", SPEC_E_INVALID_JSON, ""));  /* surrogate */
+    assert_true(check_error("{\"model\":\"de\\u0000mo\"}", SPEC_E_INVALID_JSON, ""));
+    /* An escaped backslash followed by u0000 is just text. */
+    parse_ok("{\"model\":\"de\\\\u0000mo\",\"dataset\":{\"train\":\"t.tsv\"}}", &s);
+    assert_string_equal(s.model, "de\\u0000mo");
+    spec_free(&s);
+    /* Valid UTF-8 and escapes are kept. */
+    parse_ok("{\"model\":\"mod\xc3\xa9le\\u00e9\",\"dataset\":{\"train\":\"t.tsv\"}}", &s);
+    assert_string_equal(s.model, "mod\xc3\xa9le\xc3\xa9");
+    spec_free(&s);
+
+    /* Size: one byte over the limit is refused before parsing. */
+    size_t big = SPEC_MAX_BYTES + 1;
+    char *buf = malloc(big);
+    assert_non_null(buf);
+    memset(buf, ' ', big);
+    memcpy(buf, "{\"model\":\"demo\"}", 16);
+    assert_true(check_error_n(buf, big, SPEC_E_TOO_LARGE, "", NULL));
+    /* ... and at the limit (trailing spaces) it parses. */
+    parse_ok_n(buf, SPEC_MAX_BYTES, &s);
+    spec_free(&s);
+    free(buf);
+
+    /* Strings: SPEC_MAX_STRING bytes pass, one more is out of range. */
+    char *js = malloc(SPEC_MAX_STRING + 64);
+    assert_non_null(js);
+    for (int extra = 0; extra <= 1; extra++) {
+        int n = sprintf(js, "{\"model\":\"");
+        memset(js + n, 'a', (size_t)SPEC_MAX_STRING + (size_t)extra);
+        n += SPEC_MAX_STRING + extra;
+        strcpy(js + n, "\",\"dataset\":{\"train\":\"t.tsv\"}}");
+        if (extra) {
+            assert_true(check_error(js, SPEC_E_OUT_OF_RANGE, "model"));
+        } else {
+            parse_ok(js, &s);
+            assert_int_equal(strlen(s.model), SPEC_MAX_STRING);
+            spec_free(&s);
+        }
+    }
+    free(js);
+
+    /* NULL error pointer is allowed. */
+    assert_int_equal(spec_parse("{}", 2, &s, NULL), -1);
+}
+
+static void test_dataset_forms(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    textdata_spec ts;
+
+    /* MRPC: headerless pair chosen by index, declared labels, eval by id. */
+    parse_ok(J("{'model':'bert-base-uncased','dataset':{'train':'mrpc/train.tsv',"
+               "'eval':'0123456789abcdef','has_header':false,'text_fields':[3,4],"
+               "'label_field':0,'labels':['0','1']}}"),
+             &s);
+    assert_int_equal(s.num_labels, 2);   /* from the declared labels */
+    assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
+    assert_int_equal(ts.text_a.kind, TEXTDATA_FIELD_INDEX);
+    assert_int_equal(ts.text_a.index, 3);
+    assert_int_equal(ts.text_b.kind, TEXTDATA_FIELD_INDEX);
+    assert_int_equal(ts.text_b.index, 4);
+    assert_int_equal(ts.label.kind, TEXTDATA_FIELD_INDEX);
+    assert_int_equal(ts.label.index, 0);
+    assert_true(ts.no_header);
+    assert_int_equal(ts.num_labels, 2);
+    assert_string_equal(ts.labels[0], "0");
+    assert_string_equal(ts.labels[1], "1");
+    spec_free(&s);
+
+    /* STS-B regression from JSONL: num_labels becomes 1. */
+    parse_ok(J("{'model':'m','task':'regression','dataset':{'train':'stsb/train.jsonl',"
+               "'text_fields':['sentence1','sentence2'],'label_field':'score'}}"),
+             &s);
+    assert_int_equal(s.num_labels, 1);
+    assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
+    assert_int_equal(ts.task, TEXTDATA_REGRESSION);
+    assert_string_equal(ts.text_b.name, "sentence2");
+    spec_free(&s);
+
+    /* An uploaded dataset's id needs no extension; a path with an unknown one
+     * is fine when the format is given. */
+    parse_ok(J("{'model':'m','dataset':{'train':'0123456789abcdef'}}"), &s);
+    assert_true(spec_is_dataset_id(s.dataset.train));
+    spec_free(&s);
+    parse_ok(J("{'model':'m','dataset':{'train':'data/train.txt','format':'tsv'}}"), &s);
+    assert_int_equal(s.dataset.format, TEXTDATA_TSV);
+    spec_free(&s);
+    /* JSONL ignores has_header, names are fine there. */
+    parse_ok(J("{'model':'m','dataset':{'train':'t.jsonl','has_header':false}}"), &s);
+    spec_free(&s);
+
+    assert_false(spec_is_dataset_id("0123456789ABCDEF"));
+    assert_false(spec_is_dataset_id("0123456789abcde"));
+    assert_false(spec_is_dataset_id("0123456789abcdefa"));
+    assert_false(spec_is_dataset_id(NULL));
+
+    /* The demo has no dataset to describe. */
+    parse_ok(J("{'model':'demo'}"), &s);
+    assert_int_equal(spec_to_textdata_spec(&s, &ts), -1);
+    spec_free(&s);
+}
+
+static void test_train_config(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(J("{'model':'demo','epochs':12,'batch_size':16,'grad_accum':4,'learning_rate':0.005,"
+               "'head_learning_rate':0.08,'weight_decay':0.01,'warmup_ratio':0.1,"
+               "'max_grad_norm':0,'seed':7,'dropout':false,'threads':2,"
+               "'freeze':{'initial_warmup_epochs':2,'final_warmup_epochs':6,'delta_t':5,"
+               "'beta1':0.5,'beta2':0.75}}"),
+             &s);
+    aflo_train_config tc, ref;
+    spec_to_train_config(&s, &tc);
+    train_config_defaults(&ref, 12);
+    assert_int_equal(tc.epochs, 12);
+    assert_int_equal(tc.batch_size, 16);
+    assert_int_equal(tc.grad_accum, 4);
+    assert_true(tc.lr == 0.005f);
+    assert_true(tc.head_lr == 0.08f);
+    assert_true(tc.weight_decay == 0.01f);
+    assert_true(tc.warmup_ratio == 0.1f);
+    assert_true(tc.max_grad_norm == 0.0f);
+    assert_true(tc.freeze_initial_epochs == 2.0);
+    assert_true(tc.freeze_final_epochs == 6.0);
+    assert_int_equal(tc.delta_t, 5);
+    assert_true(tc.score_beta1 == 0.5);
+    assert_true(tc.score_beta2 == 0.75);
+    assert_int_equal(tc.seed, 7);
+    assert_false(tc.dropout);
+    /* What the spec does not cover comes from the engine's defaults. */
+    assert_true(tc.adam_beta1 == ref.adam_beta1);
+    assert_true(tc.adam_beta2 == ref.adam_beta2);
+    assert_true(tc.adam_eps == ref.adam_eps);
+    assert_int_equal(tc.pad_id, ref.pad_id);
+    assert_int_equal(s.threads, 2);
+    spec_free(&s);
+}
+
+/* ---- round trip ------------------------------------------------------------ */
+
+static void round_trip(const char *json) {
+    aflo_job_spec a, b;
+    parse_ok(json, &a);
+    char *text = spec_to_json_string(&a, true);
+    assert_non_null(text);
+    parse_ok(text, &b);
+    if (!spec_equal(&a, &b)) fail_msg("round trip differs:\n%s\n->\n%s", json, text);
+    char *again = spec_to_json_string(&b, true);
+    assert_non_null(again);
+    assert_string_equal(text, again);   /* normalising is idempotent */
+    char *compact = spec_to_json_string(&b, false);
+    assert_non_null(compact);
+    assert_null(strchr(compact, '\n'));
+    spec_free(&b);
+    parse_ok(compact, &b);
+    assert_true(spec_equal(&a, &b));
+    free(text);
+    free(again);
+    free(compact);
+    spec_free(&a);
+    spec_free(&b);
+}
+
+static void test_round_trip(void **state) {
+    (void)state;
+    round_trip(J("{'model':'demo'}"));
+    round_trip(QUICKSTART);
+    round_trip(J("{'model':'demo','method':'elora'}"));
+    round_trip(J("{'model':'demo','method':'full','learning_rate':2e-5}"));
+    round_trip(J("{'model':'models/roberta-base','dataset':{'train':'mrpc/train.tsv',"
+                 "'eval':'0123456789abcdef','format':'tsv','has_header':false,"
+                 "'text_fields':[3,4],'label_field':0,'labels':['no','yes']}}"));
+    round_trip(J("{'model':'m','task':'regression','method':'lora','rank':16,'alpha':0.1,"
+                 "'target_modules':['output.dense','query'],'epochs':7,'batch_size':3,"
+                 "'grad_accum':5,'max_seq_len':256,'learning_rate':3e-4,"
+                 "'head_learning_rate':0.07,'weight_decay':0,'warmup_ratio':0.3333333333333333,"
+                 "'max_grad_norm':1e6,'seed':9007199254740991,'threads':3,'dropout':false,"
+                 "'init_adapter':'runs/a.adapter',"
+                 "'dataset':{'train':'stsb/train.csv','text_fields':['s1','s2'],"
+                 "'label_field':'score'}}"));
+    round_trip(J("{'model':'m','epochs':3,'trainable_projections':'none',"
+                 "'freeze':{'initial_warmup_epochs':0.25,'final_warmup_epochs':1.7,"
+                 "'delta_t':1,'beta1':0,'beta2':0.999},"
+                 "'dataset':{'train':'t.jsonl','text_fields':['text'],'label_field':'y'},"
+                 "'num_labels':5}"));
+}
+
+/* spec_equal must see a change in any one field, or the round trip proves nothing. */
+static void test_equal_detects_differences(void **state) {
+    (void)state;
+    static const char *const base =
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}";
+    static const char *const variants[] = {
+        "{'model':'n','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'u.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','c'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a'],"
+        "'labels':['x','y']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['y','x']},'epochs':5,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':6,'seed':1}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':2}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'freeze':{'beta2':0.9}}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'target_modules':['query']}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'init_adapter':'a.bin'}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'learning_rate':0.0100001}",
+    };
+    aflo_job_spec a, b;
+    parse_ok(J(base), &a);
+    parse_ok(J(base), &b);
+    assert_true(spec_equal(&a, &b));
+    spec_free(&b);
+    for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
+        parse_ok(J(variants[i]), &b);
+        if (spec_equal(&a, &b)) fail_msg("variant %zu compares equal", i);
+        spec_free(&b);
+    }
+    spec_free(&a);
+}
+
+/* ---- documentation ------------------------------------------------------------ */
+
+/* Every field of the task statement, typed out independently of the table. */
+static const char *const ALL_FIELDS[] = {
+    "model", "task", "num_labels", "dataset", "dataset.train", "dataset.eval", "dataset.format",
+    "dataset.text_fields", "dataset.label_field", "dataset.labels", "dataset.has_header",
+    "method", "rank", "alpha", "target_modules", "trainable_projections", "freeze",
+    "freeze.initial_warmup_epochs", "freeze.final_warmup_epochs", "freeze.delta_t",
+    "freeze.beta1", "freeze.beta2", "epochs", "batch_size", "grad_accum", "max_seq_len",
+    "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
+    "seed", "threads", "dropout", "init_adapter",
+};
+#define N_ALL_FIELDS ((int)(sizeof ALL_FIELDS / sizeof ALL_FIELDS[0]))
+
+static const char *find_row(const char *md, const char *name) {
+    char key[96];
+    snprintf(key, sizeof key, "\n| `%s` |", name);
+    return strstr(md, key);
+}
+
+static void test_markdown_lists_every_field(void **state) {
+    (void)state;
+    assert_int_equal(spec_field_count, N_ALL_FIELDS);
+    char *md = spec_doc_markdown();
+    assert_non_null(md);
+    assert_true(strncmp(md, "| Field | Type | Default | Allowed | Description |\n", 51) == 0);
+    for (int i = 0; i < N_ALL_FIELDS; i++)
+        if (!find_row(md, ALL_FIELDS[i])) fail_msg("no row for %s", ALL_FIELDS[i]);
+    int rows = 0;
+    for (const char *p = md; (p = strstr(p, "\n| `")); p++) rows++;
+    assert_int_equal(rows, N_ALL_FIELDS);
+    /* Each row has 5 cells: 6 unescaped '|' on its line. */
+    for (const char *line = strchr(md, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        int bars = 0;
+        const char *end = strchr(line, '\n');
+        assert_non_null(end);
+        for (const char *p = line; p < end; p++)
+            if (*p == '|' && (p == line || p[-1] != '\\')) bars++;
+        assert_int_equal(bars, 6);
+    }
+    /* Spot checks of content: defaults, ranges, method notes, the batch why. */
+    const char *r = find_row(md, "epochs");
+    assert_non_null(strstr(r, "| integer | `20` | an integer from 1 to 1000 |"));
+    r = find_row(md, "rank");
+    assert_non_null(strstr(r, "1024 for elora"));
+    r = find_row(md, "alpha");
+    assert_non_null(strstr(r, "Only for method lora."));
+    r = find_row(md, "batch_size");
+    const char *eol = strchr(r + 1, '\n');
+    const char *why = strstr(r, "64");
+    assert_true(why && why < eol);
+    r = find_row(md, "model");
+    assert_non_null(strstr(r, "*required*"));
+    r = find_row(md, "method");
+    assert_non_null(strstr(r, "`\"aflora\"`, `\"elora\"`, `\"lora\"`, `\"full\"`"));
+    free(md);
+}
+
+static void test_schema(void **state) {
+    (void)state;
+    cJSON *sc = spec_schema_json();
+    assert_non_null(sc);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(sc, "type")->valuestring, "object");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(sc, "additionalProperties")));
+    cJSON *req = cJSON_GetObjectItemCaseSensitive(sc, "required");
+    assert_int_equal(cJSON_GetArraySize(req), 1);
+    assert_string_equal(cJSON_GetArrayItem(req, 0)->valuestring, "model");
+    /* Every field is reachable through "properties" by its dotted path. */
+    for (int i = 0; i < N_ALL_FIELDS; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "%s", ALL_FIELDS[i]);
+        cJSON *node = sc;
+        for (char *tok = strtok(path, "."); tok; tok = strtok(NULL, ".")) {
+            node = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(node, "properties"), tok);
+            if (!node) fail_msg("schema lacks %s", ALL_FIELDS[i]);
+        }
+        if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(node, "description")))
+            fail_msg("%s has no description", ALL_FIELDS[i]);
+    }
+    cJSON *props = cJSON_GetObjectItemCaseSensitive(sc, "properties");
+    cJSON *epochs = cJSON_GetObjectItemCaseSensitive(props, "epochs");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(epochs, "type")->valuestring, "integer");
+    assert_true(cJSON_GetObjectItemCaseSensitive(epochs, "minimum")->valuedouble == 1);
+    assert_true(cJSON_GetObjectItemCaseSensitive(epochs, "maximum")->valuedouble == 1000);
+    assert_true(cJSON_GetObjectItemCaseSensitive(epochs, "default")->valuedouble == 20);
+    cJSON *alpha = cJSON_GetObjectItemCaseSensitive(props, "alpha");
+    assert_true(cJSON_GetObjectItemCaseSensitive(alpha, "exclusiveMinimum")->valuedouble == 0);
+    assert_null(cJSON_GetObjectItemCaseSensitive(alpha, "minimum"));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(alpha, "x-default")->valuestring,
+                        "2 × rank");
+    cJSON *xm = cJSON_GetObjectItemCaseSensitive(alpha, "x-methods");
+    assert_int_equal(cJSON_GetArraySize(xm), 1);
+    assert_string_equal(cJSON_GetArrayItem(xm, 0)->valuestring, "lora");
+    cJSON *method = cJSON_GetObjectItemCaseSensitive(props, "method");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(method, "enum")), 4);
+    cJSON *ds = cJSON_GetObjectItemCaseSensitive(props, "dataset");
+    cJSON *dreq = cJSON_GetObjectItemCaseSensitive(ds, "required");
+    assert_int_equal(cJSON_GetArraySize(dreq), 1);
+    assert_string_equal(cJSON_GetArrayItem(dreq, 0)->valuestring, "train");
+    cJSON *tf = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(ds, "properties"), "text_fields");
+    assert_true(cJSON_GetObjectItemCaseSensitive(tf, "maxItems")->valuedouble == 2);
+    cJSON *fr = cJSON_GetObjectItemCaseSensitive(props, "freeze");
+    assert_string_equal(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(fr, "x-methods"), 0)->valuestring,
+        "aflora");
+    cJSON_Delete(sc);
+}
+
+static void test_table_agrees_with_engine_names(void **state) {
+    (void)state;
+    /* The format choices are indexed by textdata_format. */
+    for (int i = 0; i < spec_field_count; i++) {
+        const spec_field_info *f = &spec_fields[i];
+        if (strcmp(f->name, "dataset.format") != 0) continue;
+        assert_int_equal(f->n_choices, 4);
+        for (int k = 0; k < f->n_choices; k++)
+            assert_string_equal(f->choices[k], textdata_format_name((textdata_format)k));
+    }
+    aflo_job_spec s;
+    parse_ok(J("{'model':'m','dataset':{'train':'t','format':'jsonl'}}"), &s);
+    assert_int_equal(s.dataset.format, TEXTDATA_JSONL);
+    spec_free(&s);
+    parse_ok(J("{'model':'demo','trainable_projections':'none','method':'aflora'}"), &s);
+    assert_int_equal(s.trainable_projections, PROJ_NONE);
+    spec_free(&s);
+    parse_ok(J("{'model':'m','task':'regression','dataset':{'train':'t.csv'}}"), &s);
+    assert_int_equal(s.task, TASK_REGRESSION);
+    spec_free(&s);
+}
+
+static void test_parse_file_and_codes(void **state) {
+    (void)state;
+    char dir[] = "/tmp/test_spec_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/spec.json", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(QUICKSTART, f);
+    assert_int_equal(fclose(f), 0);
+    aflo_job_spec s;
+    aflo_spec_error e;
+    assert_int_equal(spec_parse_file(path, &s, &e), 0);
+    assert_int_equal(s.epochs, 3);
+    spec_free(&s);
+    unlink(path);
+    assert_int_equal(spec_parse_file(path, &s, &e), -1);
+    assert_int_equal(e.code, SPEC_E_IO);
+    assert_string_equal(e.field, "");
+    assert_non_null(strstr(e.message, "spec.json"));
+    rmdir(dir);
+
+    assert_string_equal(spec_error_code_name(SPEC_OK), "ok");
+    assert_string_equal(spec_error_code_name(SPEC_E_UNKNOWN_FIELD), "unknown_field");
+    assert_string_equal(spec_error_code_name(SPEC_E_WRONG_TYPE), "wrong_type");
+    assert_string_equal(spec_error_code_name(SPEC_E_OUT_OF_RANGE), "out_of_range");
+    assert_string_equal(spec_error_code_name(SPEC_E_CONFLICT), "conflict");
+    assert_string_equal(spec_error_code_name(SPEC_E_COUNT), "unknown");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_minimal_demo_gets_every_default),
+        cmocka_unit_test(test_quickstart),
+        cmocka_unit_test(test_method_defaults),
+        cmocka_unit_test(test_freeze_defaults_scale_with_epochs),
+        cmocka_unit_test(test_freeze_phases_must_fit),
+        cmocka_unit_test(test_each_field_rejected_with_its_path),
+        cmocka_unit_test(test_error_messages),
+        cmocka_unit_test(test_document_limits),
+        cmocka_unit_test(test_dataset_forms),
+        cmocka_unit_test(test_train_config),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_equal_detects_differences),
+        cmocka_unit_test(test_markdown_lists_every_field),
+        cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_table_agrees_with_engine_names),
+        cmocka_unit_test(test_parse_file_and_codes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
