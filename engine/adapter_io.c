@@ -1,0 +1,1226 @@
+/* adapter_io.c — PEFT folders and native adapter files, out and in.
+ *
+ * PEFT key layout, as checked against peft's src/peft/utils/save_and_load.py
+ * and utils/other.py (ModulesToSaveWrapper):
+ *   - get_peft_model_state_dict() keeps the "lora_" entries of the PeftModel
+ *     state dict and then removes the adapter name ("default") from every key
+ *     ("...query.lora_A.default.weight" -> "...query.lora_A.weight"), so saved
+ *     files never contain "default". The PeftModel wraps the transformers
+ *     model as base_model.model, giving
+ *       base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight
+ *     (lora_A: r x in, lora_B: out x r, nn.Linear weight layout).
+ *   - modules_to_save: ModulesToSaveWrapper.adapter_state_dict() returns the
+ *     wrapped copy's keys without "modules_to_save.<adapter>.", so the head is
+ *     saved under the plain module path: base_model.model.classifier.weight,
+ *     base_model.model.bert.pooler.dense.weight. On load,
+ *     set_peft_model_state_dict() maps them back through
+ *     adapter_state_dict_load_map() (k -> "modules_to_save.<adapter>.k").
+ *   - target_modules as a list matches a module when its name equals an entry
+ *     or ends with "." + entry (check_target_module_exists), so "output.dense"
+ *     also matches "attention.output.dense". When the FFN output is adapted
+ *     without the attention output, the exact set is written as a regular
+ *     expression string instead, which PEFT applies with re.fullmatch.
+ *   - scaling = lora_alpha / r (no use_rslora).
+ * RoBERTa's classification head is classifier.dense + classifier.out_proj;
+ * the engine's pooler and classifier are exported under those names, with
+ * modules_to_save ["classifier"].
+ *
+ * PEFT import: the simplest exact way is a LoRA-method model created from
+ * adapter_peft_read_config() (same r, alpha = lora_alpha, the same modules):
+ * the engine's LoRA forward is PEFT's. An AFLoRA/ELoRA model is accepted too,
+ * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
+#include "adapter_io.h"
+
+#include "json.h"
+#include "safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* PEFT's state-dict root: PeftModel.base_model (LoraModel) .model */
+#define PEFT_ROOT "base_model.model."
+/* adapter_config.json is a page of text; anything much bigger is not one. */
+#define MAX_PEFT_CONFIG_BYTES ((size_t)1 << 20)
+#define MAX_LISTED_PROBLEMS 8
+#define MAX_KEY 256
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static void appendf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void appendf(char *buf, size_t cap, const char *fmt, ...) {
+    size_t len = strnlen(buf, cap);
+    if (len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+/* Problems found while checking a file against a model, reported together. */
+typedef struct {
+    char text[1536];
+    int count;
+} problem_list;
+
+static void problem_add(problem_list *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem_add(problem_list *pr, const char *fmt, ...) {
+    if (pr->count++ >= MAX_LISTED_PROBLEMS) return;
+    if (pr->count > 1) appendf(pr->text, sizeof pr->text, "; ");
+    size_t len = strnlen(pr->text, sizeof pr->text);
+    if (len + 1 >= sizeof pr->text) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pr->text + len, sizeof pr->text - len, fmt, ap);
+    va_end(ap);
+}
+
+static int problems_error(const problem_list *pr, const char *what, char *err, size_t errlen) {
+    char more[48] = "";
+    if (pr->count > MAX_LISTED_PROBLEMS)
+        snprintf(more, sizeof more, "; and %d more", pr->count - MAX_LISTED_PROBLEMS);
+    return set_err(err, errlen, "%s: %d problem%s: %s%s", what, pr->count, pr->count == 1 ? "" : "s",
+                   pr->text, more);
+}
+
+/* Shortest decimal that reads back (strtof) as exactly f. */
+static void format_float(char *buf, size_t cap, float f) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f) return;
+    }
+}
+
+static bool shape_matches(const st_file *f, size_t i, const aflo_param *p) {
+    if (st_ndim(f, i) != (size_t)p->ndim) return false;
+    const int64_t *d = st_shape(f, i);
+    for (int k = 0; k < p->ndim; k++)
+        if (d[k] != p->shape[k]) return false;
+    return true;
+}
+
+static void shape_text(char *buf, size_t cap, const st_file *f, size_t i) {
+    buf[0] = '\0';
+    appendf(buf, cap, "[");
+    for (size_t k = 0; k < st_ndim(f, i); k++)
+        appendf(buf, cap, "%s%lld", k ? ", " : "", (long long)st_shape(f, i)[k]);
+    appendf(buf, cap, "]");
+}
+
+static void param_shape_text(char *buf, size_t cap, const aflo_param *p) {
+    buf[0] = '\0';
+    if (p->ndim == 2) snprintf(buf, cap, "[%d, %d]", p->shape[0], p->shape[1]);
+    else snprintf(buf, cap, "[%d]", p->shape[0]);
+}
+
+/* Check a file tensor against the model tensor it is to fill. */
+static bool check_tensor(problem_list *pr, const st_file *f, size_t i, const aflo_param *p) {
+    st_dtype t = st_dtype_of(f, i);
+    if (t != ST_F32 && t != ST_F16 && t != ST_BF16) {
+        problem_add(pr, "%s has dtype %s (F32, F16 or BF16 needed)", st_name(f, i), st_dtype_name(t));
+        return false;
+    }
+    if (!shape_matches(f, i, p)) {
+        char got[48], want[48];
+        shape_text(got, sizeof got, f, i);
+        param_shape_text(want, sizeof want, p);
+        problem_add(pr, "%s has shape %s, expected %s", st_name(f, i), got, want);
+        return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static int write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* fsync a directory; file systems that cannot sync directories say EINVAL,
+ * and the renames done in it stand anyway. */
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && errno == EINVAL) rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* Directory part of path ("." when none) into out. */
+static void parent_of(char *out, size_t cap, const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(out, cap, ".");
+    else if (slash == path) snprintf(out, cap, "/");
+    else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* path.tmp, fsync, rename over path, fsync the directory. */
+static int write_text_atomic(const char *path, const char *text, size_t len, char *err,
+                             size_t errlen) {
+    char tmp[4096], dir[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return set_err(err, errlen, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    if (write_all(fd, text, len) || fsync(fd)) {
+        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    if (close(fd)) {
+        set_err(err, errlen, "%s: close failed: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (rename(tmp, path)) {
+        set_err(err, errlen, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    parent_of(dir, sizeof dir, path);
+    if (fsync_dir(dir))
+        return set_err(err, errlen, "%s: written, but syncing its directory failed: %s", path,
+                       strerror(errno));
+    return 0;
+}
+
+static char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    char *buf = NULL;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        set_err(err, errlen, "%s: not a regular file of at most %zu bytes", path, max);
+        goto out;
+    }
+    size_t n = (size_t)st.st_size;
+    buf = malloc(n + 1);
+    if (!buf) {
+        set_err(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            set_err(err, errlen, "%s: read failed", path);
+            free(buf);
+            buf = NULL;
+            goto out;
+        }
+        got += (size_t)k;
+    }
+    buf[n] = '\0';
+    *len = n;
+out:
+    close(fd);
+    return buf;
+}
+
+/* Remove the files a staging directory may hold (and their writers' .tmp
+ * leftovers), then the directory itself. Best effort. */
+static void remove_staging(const char *staging, const char *const *names, size_t n) {
+    char p[4096];
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", staging, names[i]) < sizeof p) unlink(p);
+        if ((size_t)snprintf(p, sizeof p, "%s/%s.tmp", staging, names[i]) < sizeof p) unlink(p);
+    }
+    rmdir(staging);
+}
+
+/* Refuse to replace a directory that holds anything but `names`. */
+static int only_these_files(const char *dir, const char *const *names, size_t n, char *err,
+                            size_t errlen) {
+    DIR *d = opendir(dir);
+    if (!d) return set_err(err, errlen, "%s: cannot read: %s", dir, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        bool ours = false;
+        for (size_t i = 0; i < n; i++) ours |= strcmp(e->d_name, names[i]) == 0;
+        if (!ours)
+            rc = set_err(err, errlen,
+                         "%s: exists and holds %s, which is not part of an adapter; refusing to "
+                         "replace it",
+                         dir, e->d_name);
+    }
+    closedir(d);
+    return rc;
+}
+
+typedef int (*folder_filler)(const char *staging, void *ctx, char *err, size_t errlen);
+
+/* Build the folder's files in a sibling temporary directory, then put it in
+ * place with one rename: a reader (or a crash) sees the old folder or the new
+ * one. Replacing an existing folder uses renameat2(RENAME_EXCHANGE); on a
+ * file system without it, the files are renamed into place one by one, each
+ * atomically (weights first, so the config never names missing weights). */
+static int write_folder_atomic(const char *dir_in, const char *const *names, size_t n,
+                               folder_filler fill, void *ctx, char *err, size_t errlen) {
+    char dir[4096], staging[4096 + 16], parent[4096];
+    size_t len = strlen(dir_in);
+    while (len > 1 && dir_in[len - 1] == '/') len--;   /* "out/" is "out" */
+    if (len == 0 || len + 16 >= sizeof dir) return set_err(err, errlen, "adapter folder: bad path");
+    memcpy(dir, dir_in, len);
+    dir[len] = '\0';
+    parent_of(parent, sizeof parent, dir);
+    snprintf(staging, sizeof staging, "%s.tmp-XXXXXX", dir);
+
+    struct stat st;
+    bool exists = stat(dir, &st) == 0;
+    if (exists && !S_ISDIR(st.st_mode))
+        return set_err(err, errlen, "%s: exists and is not a directory", dir);
+    if (exists && only_these_files(dir, names, n, err, errlen)) return -1;
+    if (!mkdtemp(staging))
+        return set_err(err, errlen, "%s: cannot create a temporary directory beside it: %s", dir,
+                       strerror(errno));
+    if (fill(staging, ctx, err, errlen)) goto fail;
+    if (fsync_dir(staging)) {
+        set_err(err, errlen, "%s: fsync failed: %s", staging, strerror(errno));
+        goto fail;
+    }
+    if (!exists) {
+        if (rename(staging, dir)) {
+            set_err(err, errlen, "%s: rename from %s failed: %s", dir, staging, strerror(errno));
+            goto fail;
+        }
+    } else if (renameat2(AT_FDCWD, staging, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        remove_staging(staging, names, n);   /* now the old files */
+    } else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+        for (size_t i = 0; i < n; i++) {
+            char from[4096 + 64], to[4096 + 64];
+            snprintf(from, sizeof from, "%s/%s", staging, names[i]);
+            snprintf(to, sizeof to, "%s/%s", dir, names[i]);
+            if (rename(from, to)) {
+                set_err(err, errlen, "%s: rename failed: %s", to, strerror(errno));
+                goto fail;
+            }
+        }
+        if (fsync_dir(dir)) {
+            set_err(err, errlen, "%s: fsync failed: %s", dir, strerror(errno));
+            goto fail;
+        }
+        remove_staging(staging, names, n);
+    } else {
+        set_err(err, errlen, "%s: swapping in the new folder failed: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (fsync_dir(parent))
+        return set_err(err, errlen, "%s: written, but syncing its directory failed: %s", dir,
+                       strerror(errno));
+    return 0;
+fail:
+    remove_staging(staging, names, n);
+    return -1;
+}
+
+/* ---------------------------------------------------------------- key layout */
+
+typedef struct {
+    const char *prefix;   /* the transformers model attribute: "bert." / "roberta." */
+    bool roberta_head;    /* classifier.dense + classifier.out_proj */
+} key_layout;
+
+static int layout_of(const aflo_model *m, key_layout *lay, char *err, size_t errlen) {
+    static const struct { const char *type; key_layout lay; } layouts[] = {
+        {"bert", {"bert.", false}},
+        {"roberta", {"roberta.", true}},
+        {"xlm-roberta", {"roberta.", true}},
+        {"camembert", {"roberta.", true}},
+    };
+    const char *type = model_config(m)->model_type;
+    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
+        if (strcmp(layouts[i].type, type) == 0) {
+            *lay = layouts[i].lay;
+            return 0;
+        }
+    return set_err(err, errlen,
+                   "PEFT keys are known for bert and roberta-family models, not model_type \"%s\"",
+                   type);
+}
+
+/* PEFT key of a head tensor (engine name pooler.dense.* / classifier.*). */
+static void peft_head_key(char *buf, size_t cap, const key_layout *lay, const char *name) {
+    if (strncmp(name, "pooler.dense.", 13) == 0)
+        snprintf(buf, cap, PEFT_ROOT "%s%s", lay->roberta_head ? "classifier.dense." : lay->prefix,
+                 lay->roberta_head ? name + 13 : name);
+    else if (lay->roberta_head)
+        snprintf(buf, cap, PEFT_ROOT "classifier.out_proj.%s", name + strlen("classifier."));
+    else
+        snprintf(buf, cap, PEFT_ROOT "%s", name);
+}
+
+/* One adapted linear layer's tensors. */
+typedef struct {
+    aflo_param *A, *B, *sd, *sb;
+} adapted_linear;
+
+static aflo_param *sibling(aflo_model *m, const aflo_param *A, const char *suffix) {
+    char name[128];
+    size_t base = strlen(A->name) - strlen(".lora_A");
+    snprintf(name, sizeof name, "%.*s%s", (int)base, A->name, suffix);
+    return model_find_param(m, name);
+}
+
+/* Every adapted layer of m, in table order (malloc'd; *n entries). */
+static adapted_linear *adapted_linears(aflo_model *m, int *n) {
+    int count = 0;
+    for (int i = 0; i < model_param_count(m); i++) count += model_param(m, i)->role == PROLE_A;
+    adapted_linear *out = calloc(count ? (size_t)count : 1, sizeof *out);
+    if (!out) return NULL;
+    *n = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->role != PROLE_A) continue;
+        out[(*n)++] = (adapted_linear){p, sibling(m, p, ".lora_B"), sibling(m, p, ".s_d"),
+                                       sibling(m, p, ".s_b")};
+    }
+    return out;
+}
+
+static void peft_lora_key(char *buf, size_t cap, const key_layout *lay, const aflo_param *p) {
+    /* engine "encoder.layer.3.attention.self.query.lora_A" -> PEFT "...lora_A.weight" */
+    snprintf(buf, cap, PEFT_ROOT "%s%s.weight", lay->prefix, p->name);
+}
+
+/* target_modules as PEFT reads it: a JSON list when suffix matching selects
+ * exactly the adapted modules, else a full-match regular expression. */
+static void write_target_modules(FILE *f, unsigned targets) {
+    bool ambiguous = (targets & (1u << MOD_OUTPUT)) && !(targets & (1u << MOD_ATTN_OUT));
+    if (!ambiguous) {
+        fputc('[', f);
+        bool first = true;
+        for (int mod = 0; mod < MOD_COUNT; mod++) {
+            if (!(targets & (1u << mod))) continue;
+            fprintf(f, "%s\"%s\"", first ? "" : ", ", module_info[mod].target);
+            first = false;
+        }
+        fputc(']', f);
+        return;
+    }
+    /* e.g. .*\.encoder\.layer\.[0-9]+\.(intermediate\.dense|output\.dense) */
+    char re[512] = ".*\\.encoder\\.layer\\.[0-9]+\\.(";
+    bool first = true;
+    for (int mod = 0; mod < MOD_COUNT; mod++) {
+        if (!(targets & (1u << mod))) continue;
+        if (!first) appendf(re, sizeof re, "|");
+        for (const char *c = module_info[mod].path; *c; c++)
+            appendf(re, sizeof re, *c == '.' ? "\\." : "%c", *c);
+        first = false;
+    }
+    appendf(re, sizeof re, ")");
+    char quoted[1100];
+    json_quote(quoted, sizeof quoted, re, strlen(re));
+    fputs(quoted, f);
+}
+
+/* ---------------------------------------------------------------- PEFT export */
+
+typedef struct {
+    st_writer *w;
+    const char *config_json;
+} peft_files;
+
+static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
+    peft_files *pf = ctx;
+    char path[4096 + 64];
+    snprintf(path, sizeof path, "%s/%s", staging, PEFT_WEIGHTS_FILE);
+    if (st_writer_write(pf->w, path, err, errlen)) return -1;
+    snprintf(path, sizeof path, "%s/%s", staging, PEFT_CONFIG_FILE);
+    return write_text_atomic(path, pf->config_json, strlen(pf->config_json), err, errlen);
+}
+
+static char *peft_config_json(const aflo_model *m, const key_layout *lay, const char *base_model,
+                              float lora_alpha) {
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    char alpha[32];
+    /* integral alphas as integers: LoraConfig declares lora_alpha an int */
+    if (lora_alpha == floorf(lora_alpha) && fabsf(lora_alpha) < 1e9f)
+        snprintf(alpha, sizeof alpha, "%d", (int)lora_alpha);
+    else
+        format_float(alpha, sizeof alpha, lora_alpha);
+    size_t blen = strlen(base_model);
+    char *quoted = malloc(6 * blen + 3);
+    if (!quoted) {
+        fclose(f);
+        free(buf);
+        return NULL;
+    }
+    json_quote(quoted, 6 * blen + 3, base_model, blen);
+    /* Keys sorted, as peft writes them; fields a LoraConfig reads with
+     * effect on inference are all explicit. */
+    fprintf(f,
+            "{\n"
+            "  \"alpha_pattern\": {},\n"
+            "  \"base_model_name_or_path\": %s,\n"
+            "  \"bias\": \"none\",\n"
+            "  \"fan_in_fan_out\": false,\n"
+            "  \"inference_mode\": true,\n"
+            "  \"init_lora_weights\": true,\n"
+            "  \"layers_pattern\": null,\n"
+            "  \"layers_to_transform\": null,\n"
+            "  \"lora_alpha\": %s,\n"
+            "  \"lora_dropout\": 0.0,\n"
+            "  \"modules_to_save\": %s,\n"
+            "  \"peft_type\": \"LORA\",\n"
+            "  \"r\": %d,\n"
+            "  \"rank_pattern\": {},\n"
+            "  \"revision\": null,\n"
+            "  \"target_modules\": ",
+            quoted, alpha,
+            lay->roberta_head ? "[\"classifier\"]" : "[\"classifier\", \"pooler\"]", ac->rank);
+    free(quoted);
+    write_target_modules(f, ac->targets);
+    fprintf(f,
+            ",\n"
+            "  \"task_type\": \"SEQ_CLS\",\n"
+            "  \"use_dora\": false,\n"
+            "  \"use_rslora\": false\n"
+            "}\n");
+    int bad = ferror(f);
+    if (fclose(f) || bad) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static bool valid_utf8(const char *s) { return !s || json_utf8_valid(s, strlen(s)); }
+
+int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
+                        char *err, size_t errlen) {
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    if (ac->method == METHOD_FULL)
+        return set_err(err, errlen,
+                       "%s: a fully fine-tuned model has no low-rank adapter to export in PEFT "
+                       "format; export the native file instead",
+                       dir);
+    key_layout lay;
+    if (layout_of(m, &lay, err, errlen)) return -1;
+    const char *base_model = info && info->base_model ? info->base_model : "";
+    if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
+
+    int rc = -1, nlin = 0;
+    float *folded = NULL;
+    char *config = NULL;
+    st_writer *w = NULL;
+    adapted_linear *lins = adapted_linears(m, &nlin);
+    if (!lins) goto oom;
+    bool vectors = ac->method == METHOD_AFLORA || ac->method == METHOD_ELORA;
+    size_t total = 0;
+    for (int i = 0; i < nlin && vectors; i++) total += lins[i].A->size + lins[i].B->size;
+    folded = malloc((total ? total : 1) * sizeof *folded);
+    w = st_writer_new();
+    if (!folded || !w) goto oom;
+
+    char key[MAX_KEY];
+    float *next = folded;
+    for (int i = 0; i < nlin; i++) {
+        adapted_linear *l = &lins[i];
+        const float *a = l->A->data, *b = l->B->data;
+        if (vectors) {
+            /* lora_A = diag(s_d) A: row k of A times s_d[k];
+             * lora_B = diag(s_b) B: row j of B times s_b[j]. */
+            int r = l->A->shape[0], in = l->A->shape[1], out = l->B->shape[0];
+            float *fa = next, *fb = next + l->A->size;
+            for (int k = 0; k < r; k++)
+                for (int j = 0; j < in; j++) fa[(size_t)k * in + j] = l->sd->data[k] * a[(size_t)k * in + j];
+            for (int j = 0; j < out; j++)
+                for (int k = 0; k < r; k++) fb[(size_t)j * r + k] = l->sb->data[j] * b[(size_t)j * r + k];
+            a = fa;
+            b = fb;
+            next += l->A->size + l->B->size;
+        }
+        int64_t sa[2] = {l->A->shape[0], l->A->shape[1]}, sb[2] = {l->B->shape[0], l->B->shape[1]};
+        peft_lora_key(key, sizeof key, &lay, l->A);
+        if (st_writer_add(w, key, sa, 2, a, err, errlen)) goto out;
+        peft_lora_key(key, sizeof key, &lay, l->B);
+        if (st_writer_add(w, key, sb, 2, b, err, errlen)) goto out;
+    }
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->group != PGROUP_HEAD) continue;
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        peft_head_key(key, sizeof key, &lay, p->name);
+        if (st_writer_add(w, key, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
+    }
+    /* transformers and peft tag their safetensors with the framework */
+    if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;
+
+    config = peft_config_json(m, &lay, base_model, vectors ? (float)ac->rank : ac->alpha);
+    if (!config) goto oom;
+    peft_files pf = {w, config};
+    static const char *const names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE};
+    rc = write_folder_atomic(dir, names, 2, fill_peft, &pf, err, errlen);
+    goto out;
+oom:
+    set_err(err, errlen, "%s: out of memory", dir);
+out:
+    st_writer_free(w);
+    free(config);
+    free(folded);
+    free(lins);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- PEFT import */
+
+typedef struct {
+    int r;
+    double lora_alpha;
+} peft_config;
+
+static int read_peft_config(const char *dir, peft_config *pc, char *base_model, size_t cap,
+                            char *err, size_t errlen) {
+    char path[4096 + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, PEFT_CONFIG_FILE);
+    size_t len;
+    char *text = read_text_file(path, MAX_PEFT_CONFIG_BYTES, &len, err, errlen);
+    if (!text) return -1;
+    char jerr[160];
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    free(text);
+    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    int rc = -1;
+    const json_value *v;
+    const char *s = json_string(json_get(root, "peft_type"), NULL);
+    if (!s || strcmp(s, "LORA") != 0) {
+        set_err(err, errlen, "%s: peft_type is %s; only LORA adapters can be loaded", path,
+                s ? s : "missing");
+        goto out;
+    }
+    v = json_get(root, "r");
+    if (!json_is_int(v) || json_int(v) < 1 || json_int(v) > 65536) {
+        set_err(err, errlen, "%s: r must be an integer between 1 and 65536", path);
+        goto out;
+    }
+    pc->r = (int)json_int(v);
+    v = json_get(root, "lora_alpha");
+    if (json_type_of(v) != JSON_NUMBER || !isfinite(json_number(v))) {
+        set_err(err, errlen, "%s: lora_alpha must be a number", path);
+        goto out;
+    }
+    pc->lora_alpha = json_number(v);
+    /* Options that change what the tensors mean: refuse rather than misread. */
+    static const char *const flags[] = {"use_rslora", "use_dora", "fan_in_fan_out"};
+    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
+        if (json_bool(json_get(root, flags[i]))) {
+            set_err(err, errlen, "%s: %s = true is not supported", path, flags[i]);
+            goto out;
+        }
+    static const char *const patterns[] = {"rank_pattern", "alpha_pattern"};
+    for (size_t i = 0; i < sizeof patterns / sizeof *patterns; i++)
+        if (json_len(json_get(root, patterns[i])) > 0) {
+            set_err(err, errlen, "%s: per-module %s is not supported", path, patterns[i]);
+            goto out;
+        }
+    s = json_string(json_get(root, "bias"), NULL);
+    if (s && strcmp(s, "none") != 0) {
+        set_err(err, errlen, "%s: bias \"%s\" is not supported (only \"none\")", path, s);
+        goto out;
+    }
+    if (base_model && cap) {
+        s = json_string(json_get(root, "base_model_name_or_path"), NULL);
+        snprintf(base_model, cap, "%s", s ? s : "");
+    }
+    rc = 0;
+out:
+    json_free(root);
+    return rc;
+}
+
+/* Key without PEFT's root and the model attribute ("bert."/"roberta."), or
+ * NULL when it does not start with the root. */
+static const char *peft_strip(const char *key) {
+    if (strncmp(key, PEFT_ROOT, strlen(PEFT_ROOT)) != 0) return NULL;
+    key += strlen(PEFT_ROOT);
+    if (strncmp(key, "bert.", 5) == 0) return key + 5;
+    if (strncmp(key, "roberta.", 8) == 0) return key + 8;
+    return key;
+}
+
+/* "encoder.layer.N.<module path>.lora_A.weight" -> module, or -1. */
+static int lora_module_of(const char *rest, char which) {
+    char suffix[] = ".lora_X.weight";
+    suffix[6] = which;
+    int layer, used = 0;
+    if (sscanf(rest, "encoder.layer.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return -1;
+    const char *path = rest + used;
+    size_t plen = strlen(path), slen = strlen(suffix);
+    if (plen <= slen || strcmp(path + plen - slen, suffix) != 0) return -1;
+    for (int mod = 0; mod < MOD_COUNT; mod++)
+        if (strlen(module_info[mod].path) == plen - slen &&
+            strncmp(module_info[mod].path, path, plen - slen) == 0)
+            return mod;
+    return -1;
+}
+
+static st_file *open_peft_weights(const char *dir, char *err, size_t errlen) {
+    char path[4096 + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, PEFT_WEIGHTS_FILE);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(path, sizeof path, "%s/adapter_model.bin", dir);
+        if (stat(path, &st) == 0) {
+            set_err(err, errlen,
+                    "%s: has adapter_model.bin but no %s; aflorad reads only safetensors (save "
+                    "the adapter with save_pretrained(..., safe_serialization=True))",
+                    dir, PEFT_WEIGHTS_FILE);
+            return NULL;
+        }
+        snprintf(path, sizeof path, "%s/%s", dir, PEFT_WEIGHTS_FILE);
+    }
+    return st_open(path, err, errlen);
+}
+
+int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *base_model,
+                             size_t base_model_cap, char *err, size_t errlen) {
+    peft_config pc;
+    if (read_peft_config(dir, &pc, base_model, base_model_cap, err, errlen)) return -1;
+    st_file *f = open_peft_weights(dir, err, errlen);
+    if (!f) return -1;
+    unsigned targets = 0;
+    for (size_t i = 0; i < st_count(f); i++) {
+        const char *rest = peft_strip(st_name(f, i));
+        int mod = rest ? lora_module_of(rest, 'A') : -1;
+        if (mod >= 0) targets |= 1u << mod;
+    }
+    st_close(f);
+    if (!targets) return set_err(err, errlen, "%s: no lora_A tensors of encoder layers found", dir);
+    memset(ac, 0, sizeof *ac);
+    ac->method = METHOD_LORA;
+    ac->rank = pc.r;
+    ac->alpha = (float)pc.lora_alpha;
+    ac->targets = targets;
+    ac->projections = PROJ_ALL;
+    return 0;
+}
+
+/* Engine tensor a PEFT key fills, or NULL (the caller reports it). */
+static aflo_param *peft_target(aflo_model *m, const key_layout *lay, const char *key) {
+    const char *rest = peft_strip(key);
+    if (!rest) return NULL;
+    char name[MAX_KEY];
+    if (lora_module_of(rest, 'A') >= 0 || lora_module_of(rest, 'B') >= 0) {
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(rest) - strlen(".weight")), rest);
+        aflo_param *p = model_find_param(m, name);
+        return p && (p->role == PROLE_A || p->role == PROLE_B) ? p : NULL;
+    }
+    /* the head, under modules_to_save: see peft_head_key() */
+    const char *pool_prefix = lay->roberta_head ? "classifier.dense." : "pooler.dense.";
+    const char *cls_prefix = lay->roberta_head ? "classifier.out_proj." : "classifier.";
+    static const char *const ends[] = {"weight", "bias"};
+    for (size_t i = 0; i < 2; i++) {
+        char pool[64], cls[64];
+        snprintf(pool, sizeof pool, "%s%s", pool_prefix, ends[i]);
+        snprintf(cls, sizeof cls, "%s%s", cls_prefix, ends[i]);
+        if (strcmp(rest, pool) == 0) snprintf(name, sizeof name, "pooler.dense.%s", ends[i]);
+        else if (strcmp(rest, cls) == 0) snprintf(name, sizeof name, "classifier.%s", ends[i]);
+        else continue;
+        return model_find_param(m, name);
+    }
+    return NULL;
+}
+
+int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report,
+                        char *err, size_t errlen) {
+    adapter_import_report local;
+    adapter_import_report *rep = report ? report : &local;
+    memset(rep, 0, sizeof *rep);
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    if (ac->method == METHOD_FULL)
+        return set_err(err, errlen, "%s: a LoRA adapter needs a model with adapters, not method full",
+                       dir);
+    key_layout lay;
+    if (layout_of(m, &lay, err, errlen)) return -1;
+    peft_config pc;
+    if (read_peft_config(dir, &pc, NULL, 0, err, errlen)) return -1;
+    if (pc.r != ac->rank)
+        return set_err(err, errlen, "%s: adapter rank r = %d but the model has rank %d", dir, pc.r,
+                       ac->rank);
+    if (ac->method == METHOD_LORA && (float)pc.lora_alpha != ac->alpha)
+        return set_err(err, errlen,
+                       "%s: lora_alpha = %g but the LoRA model has alpha %g (create it with the "
+                       "adapter's alpha)",
+                       dir, pc.lora_alpha, (double)ac->alpha);
+    st_file *f = open_peft_weights(dir, err, errlen);
+    if (!f) return -1;
+
+    int n = model_param_count(m), rc = -1;
+    long *src = malloc((size_t)n * sizeof *src);
+    if (!src) {
+        st_close(f);
+        return set_err(err, errlen, "%s: out of memory", dir);
+    }
+    for (int i = 0; i < n; i++) src[i] = -1;
+    problem_list pr = {.count = 0};
+    for (size_t i = 0; i < st_count(f); i++) {
+        aflo_param *p = peft_target(m, &lay, st_name(f, i));
+        if (!p) {
+            problem_add(&pr, "%s is not a tensor of this model's adapters or head", st_name(f, i));
+            continue;
+        }
+        long *slot = &src[p - model_param(m, 0)];
+        if (*slot >= 0) {
+            problem_add(&pr, "%s appears twice", p->name);
+            continue;
+        }
+        if (check_tensor(&pr, f, i, p)) *slot = (long)i;
+        else *slot = -2;   /* present but unusable: already reported */
+    }
+    for (int i = 0; i < n; i++) {
+        aflo_param *p = model_param(m, i);
+        if ((p->role == PROLE_A || p->role == PROLE_B) && src[i] == -1)
+            problem_add(&pr, "no %s tensor for %s", p->role == PROLE_A ? "lora_A" : "lora_B", p->name);
+    }
+    aflo_param *head[4] = {model_find_param(m, "pooler.dense.weight"),
+                           model_find_param(m, "pooler.dense.bias"),
+                           model_find_param(m, "classifier.weight"),
+                           model_find_param(m, "classifier.bias")};
+    for (int h = 0; h < 4; h += 2) {
+        long a = src[head[h] - model_param(m, 0)], b = src[head[h + 1] - model_param(m, 0)];
+        if ((a == -1) != (b == -1))
+            problem_add(&pr, "%s without %s", a == -1 ? head[h + 1]->name : head[h]->name,
+                        a == -1 ? head[h]->name : head[h + 1]->name);
+    }
+    if (pr.count) {
+        problems_error(&pr, dir, err, errlen);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (src[i] < 0) continue;
+        aflo_param *p = model_param(m, i);
+        if (st_read_f32_at(f, (size_t)src[i], p->data, p->size, err, errlen)) goto out;
+    }
+    if (ac->method != METHOD_LORA) {
+        /* s_b ⊙ B (s_d ⊙ A x) with s_d = alpha/r, s_b = 1 is (alpha/r) B A x */
+        float scale = (float)(pc.lora_alpha / pc.r);
+        for (int i = 0; i < n; i++) {
+            aflo_param *p = model_param(m, i);
+            if (p->role != PROLE_SD && p->role != PROLE_SB) continue;
+            for (size_t j = 0; j < p->size; j++) p->data[j] = p->role == PROLE_SD ? scale : 1.0f;
+        }
+    }
+    rep->pooler_loaded = src[head[0] - model_param(m, 0)] >= 0;
+    rep->classifier_loaded = src[head[2] - model_param(m, 0)] >= 0;
+    rc = 0;
+out:
+    free(src);
+    st_close(f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- native */
+
+static const char *const task_names[] = {[TASK_CLASSIFICATION] = "classification",
+                                         [TASK_REGRESSION] = "regression"};
+
+/* Tensors a native file of this model holds. */
+static bool native_holds(const aflo_model *m, const aflo_param *p) {
+    return p->group != PGROUP_BASE || model_adapter_config(m)->method == METHOD_FULL;
+}
+
+static char *targets_json(unsigned targets) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fputc('[', f);
+    bool first = true;
+    for (int mod = 0; mod < MOD_COUNT; mod++) {
+        if (!(targets & (1u << mod))) continue;
+        fprintf(f, "%s\"%s\"", first ? "" : ",", module_info[mod].target);
+        first = false;
+    }
+    fputc(']', f);
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static char *labels_json(const aflo_model *m, const char *const *labels) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fputc('[', f);
+    for (int i = 0; labels && i < model_num_labels(m); i++) {
+        size_t len = strlen(labels[i]);
+        char *q = malloc(6 * len + 3);
+        if (!q) {
+            fclose(f);
+            free(buf);
+            return NULL;
+        }
+        json_quote(q, 6 * len + 3, labels[i], len);
+        fprintf(f, "%s%s", i ? "," : "", q);
+        free(q);
+    }
+    fputc(']', f);
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static char *frozen_json(aflo_model *m, const adapter_export_info *info) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fputc('{', f);
+    bool first = true;
+    for (int i = 0; i < model_param_count(m); i++) {
+        const aflo_param *p = model_param(m, i);
+        if (p->role != PROLE_A && p->role != PROLE_B) continue;
+        long step = info && info->frozen_step ? info->frozen_step(info->frozen_ctx, p) : -1;
+        if (step >= 0) fprintf(f, "%s\"%s\":%ld", first ? "" : ",", p->name, step);
+        else fprintf(f, "%s\"%s\":null", first ? "" : ",", p->name);
+        first = false;
+    }
+    fputc('}', f);
+    if (fclose(f)) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+int adapter_export_native(aflo_model *m, const char *path, const adapter_export_info *info,
+                          char *err, size_t errlen) {
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    const aflo_config *c = model_config(m);
+    const char *base_model = info && info->base_model ? info->base_model : "";
+    const char *metrics = info && info->metrics_json ? info->metrics_json : "null";
+    if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
+    for (int i = 0; info && info->labels && i < model_num_labels(m); i++)
+        if (!info->labels[i] || !valid_utf8(info->labels[i]))
+            return set_err(err, errlen, "label %d: missing or not valid UTF-8", i);
+    char jerr[160];
+    json_value *check = json_parse(metrics, strlen(metrics), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    if (!check) return set_err(err, errlen, "metrics: not valid JSON: %s", jerr);
+    json_free(check);
+
+    int rc = -1;
+    char *targets = targets_json(ac->targets);
+    char *labels = labels_json(m, info ? info->labels : NULL);
+    char *frozen = frozen_json(m, info);
+    st_writer *w = st_writer_new();
+    if (!targets || !labels || !frozen || !w) {
+        set_err(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (!native_holds(m, p)) continue;
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        if (st_writer_add(w, p->name, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
+    }
+    char rank[16], alpha[32], nl[16], vocab[16], hidden[16], inter[16], layers[16], heads[16];
+    snprintf(rank, sizeof rank, "%d", ac->method == METHOD_FULL ? 0 : ac->rank);
+    format_float(alpha, sizeof alpha, ac->alpha);
+    snprintf(nl, sizeof nl, "%d", model_num_labels(m));
+    snprintf(vocab, sizeof vocab, "%d", c->vocab_size);
+    snprintf(hidden, sizeof hidden, "%d", c->hidden_size);
+    snprintf(inter, sizeof inter, "%d", c->intermediate_size);
+    snprintf(layers, sizeof layers, "%d", c->num_hidden_layers);
+    snprintf(heads, sizeof heads, "%d", c->num_attention_heads);
+    const struct { const char *key, *value; } meta[] = {
+        {"format", ADAPTER_NATIVE_FORMAT},
+        {"version", ADAPTER_NATIVE_VERSION},
+        {"method", method_names[ac->method]},
+        {"rank", rank},
+        {"alpha", alpha},
+        {"target_modules", targets},
+        {"trainable_projections", projections_names[ac->projections]},
+        {"base_model", base_model},
+        {"model_type", c->model_type},
+        {"vocab_size", vocab},
+        {"hidden_size", hidden},
+        {"intermediate_size", inter},
+        {"num_hidden_layers", layers},
+        {"num_attention_heads", heads},
+        {"task", task_names[model_task(m)]},
+        {"num_labels", nl},
+        {"labels", labels},
+        {"metrics", metrics},
+        {"frozen_steps", frozen},
+    };
+    for (size_t i = 0; i < sizeof meta / sizeof *meta; i++)
+        if (st_writer_set_metadata(w, meta[i].key, meta[i].value, err, errlen)) goto out;
+    rc = st_writer_write(w, path, err, errlen);
+out:
+    st_writer_free(w);
+    free(targets);
+    free(labels);
+    free(frozen);
+    return rc;
+}
+
+/* ---- reading the metadata */
+
+static int meta_get(const st_file *f, const char *path, const char *key, const char **out,
+                    char *err, size_t errlen) {
+    *out = st_metadata(f, key);
+    if (!*out) return set_err(err, errlen, "%s: metadata \"%s\" missing", path, key);
+    return 0;
+}
+
+static int meta_int(const st_file *f, const char *path, const char *key, int lo, int hi, int *out,
+                    char *err, size_t errlen) {
+    const char *s;
+    if (meta_get(f, path, key, &s, err, errlen)) return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return set_err(err, errlen, "%s: metadata \"%s\" = \"%s\" is not an integer in [%d, %d]",
+                       path, key, s, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int meta_enum(const st_file *f, const char *path, const char *key, const char *const *names,
+                     int count, int *out, char *err, size_t errlen) {
+    const char *s;
+    if (meta_get(f, path, key, &s, err, errlen)) return -1;
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], s) == 0) {
+            *out = i;
+            return 0;
+        }
+    return set_err(err, errlen, "%s: metadata \"%s\" = \"%s\" is not a known value", path, key, s);
+}
+
+static int meta_json(const st_file *f, const char *path, const char *key, json_type want,
+                     char **out, char *err, size_t errlen) {
+    const char *s;
+    if (meta_get(f, path, key, &s, err, errlen)) return -1;
+    char jerr[160];
+    json_value *v = json_parse(s, strlen(s), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    if (!v) return set_err(err, errlen, "%s: metadata \"%s\": %s", path, key, jerr);
+    json_type t = json_type_of(v);
+    json_free(v);
+    if (want != JSON_MISSING && t != want)
+        return set_err(err, errlen, "%s: metadata \"%s\" must be a JSON %s", path, key,
+                       json_type_name(want));
+    *out = strdup(s);
+    if (!*out) return set_err(err, errlen, "%s: out of memory", path);
+    return 0;
+}
+
+static int parse_targets(const char *text, unsigned *targets) {
+    json_value *v = json_parse(text, strlen(text), JSON_DEFAULT_MAX_DEPTH, NULL, 0);
+    int rc = json_type_of(v) == JSON_ARRAY ? 0 : -1;
+    *targets = 0;
+    for (size_t i = 0; rc == 0 && i < json_len(v); i++) {
+        const char *s = json_string(json_at(v, i), NULL);
+        int found = -1;
+        for (int mod = 0; s && mod < MOD_COUNT; mod++)
+            if (strcmp(module_info[mod].target, s) == 0) found = mod;
+        if (found < 0) rc = -1;
+        else *targets |= 1u << found;
+    }
+    json_free(v);
+    return rc;
+}
+
+static int parse_meta(const st_file *f, const char *path, adapter_native_meta *meta, char *err,
+                      size_t errlen) {
+    const char *s = st_metadata(f, "format");
+    if (!s || strcmp(s, ADAPTER_NATIVE_FORMAT) != 0)
+        return set_err(err, errlen, "%s: not an aflorad adapter (metadata format is %s%s%s, expected \"%s\")",
+                       path, s ? "\"" : "", s ? s : "missing", s ? "\"" : "", ADAPTER_NATIVE_FORMAT);
+    s = st_metadata(f, "version");
+    if (!s || strcmp(s, ADAPTER_NATIVE_VERSION) != 0)
+        return set_err(err, errlen, "%s: adapter format version %s is not supported (this build reads %s)",
+                       path, s ? s : "(missing)", ADAPTER_NATIVE_VERSION);
+    int method = 0, proj = 0, task = 0;
+    if (meta_enum(f, path, "method", method_names, METHOD_COUNT, &method, err, errlen) ||
+        meta_enum(f, path, "trainable_projections", projections_names, PROJ_COUNT, &proj, err, errlen) ||
+        meta_enum(f, path, "task", task_names, 2, &task, err, errlen))
+        return -1;
+    meta->ac.method = (aflo_method)method;
+    meta->ac.projections = (aflo_projections)proj;
+    meta->task = (aflo_task)task;
+    if (meta_int(f, path, "rank", 0, 65536, &meta->ac.rank, err, errlen) ||
+        meta_int(f, path, "num_labels", 1, 100000, &meta->num_labels, err, errlen) ||
+        meta_int(f, path, "vocab_size", 1, 1 << 30, &meta->vocab_size, err, errlen) ||
+        meta_int(f, path, "hidden_size", 1, 1 << 30, &meta->hidden_size, err, errlen) ||
+        meta_int(f, path, "intermediate_size", 1, 1 << 30, &meta->intermediate_size, err, errlen) ||
+        meta_int(f, path, "num_hidden_layers", 1, 1 << 20, &meta->num_hidden_layers, err, errlen) ||
+        meta_int(f, path, "num_attention_heads", 1, 1 << 20, &meta->num_attention_heads, err, errlen))
+        return -1;
+    if (meta_get(f, path, "alpha", &s, err, errlen)) return -1;
+    char *end;
+    meta->ac.alpha = strtof(s, &end);
+    if (end == s || *end || !isfinite(meta->ac.alpha))
+        return set_err(err, errlen, "%s: metadata \"alpha\" = \"%s\" is not a number", path, s);
+    if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
+    if (parse_targets(s, &meta->ac.targets))
+        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
+                       path, s);
+    if (meta_get(f, path, "model_type", &s, err, errlen)) return -1;
+    if (strlen(s) >= sizeof meta->model_type)
+        return set_err(err, errlen, "%s: metadata \"model_type\" is too long", path);
+    strcpy(meta->model_type, s);
+    if (meta_get(f, path, "base_model", &s, err, errlen)) return -1;
+    if (!(meta->base_model = strdup(s))) return set_err(err, errlen, "%s: out of memory", path);
+    if (meta_json(f, path, "labels", JSON_ARRAY, &meta->labels_json, err, errlen) ||
+        meta_json(f, path, "metrics", JSON_MISSING, &meta->metrics_json, err, errlen) ||
+        meta_json(f, path, "frozen_steps", JSON_OBJECT, &meta->frozen_json, err, errlen))
+        return -1;
+    return 0;
+}
+
+void adapter_native_meta_free(adapter_native_meta *meta) {
+    if (!meta) return;
+    free(meta->base_model);
+    free(meta->labels_json);
+    free(meta->metrics_json);
+    free(meta->frozen_json);
+    memset(meta, 0, sizeof *meta);
+}
+
+int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err, size_t errlen) {
+    memset(meta, 0, sizeof *meta);
+    st_file *f = st_open(path, err, errlen);
+    if (!f) return -1;
+    int rc = parse_meta(f, path, meta, err, errlen);
+    st_close(f);
+    if (rc) adapter_native_meta_free(meta);
+    return rc;
+}
+
+/* The job the file was made for must be the model's. */
+static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, const char *path,
+                              char *err, size_t errlen) {
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    const aflo_config *c = model_config(m);
+    if (meta->ac.method != ac->method)
+        return set_err(err, errlen, "%s: adapter method is \"%s\" but the model uses \"%s\"", path,
+                       method_names[meta->ac.method], method_names[ac->method]);
+    if (ac->method != METHOD_FULL) {
+        if (meta->ac.rank != ac->rank)
+            return set_err(err, errlen, "%s: adapter rank is %d but the model has rank %d", path,
+                           meta->ac.rank, ac->rank);
+        if (meta->ac.targets != ac->targets) {
+            char *want = targets_json(ac->targets);
+            char *got = targets_json(meta->ac.targets);
+            set_err(err, errlen, "%s: adapter target_modules %s differ from the model's %s", path,
+                    got ? got : "?", want ? want : "?");
+            free(want);
+            free(got);
+            return -1;
+        }
+    }
+    if (ac->method == METHOD_LORA && meta->ac.alpha != ac->alpha)
+        return set_err(err, errlen, "%s: adapter alpha is %g but the model has alpha %g", path,
+                       (double)meta->ac.alpha, (double)ac->alpha);
+    if (meta->task != model_task(m) || meta->num_labels != model_num_labels(m))
+        return set_err(err, errlen, "%s: adapter is for %s with %d label%s; the model does %s with %d",
+                       path, task_names[meta->task], meta->num_labels, meta->num_labels == 1 ? "" : "s",
+                       task_names[model_task(m)], model_num_labels(m));
+    if (strcmp(meta->model_type, c->model_type) != 0 || meta->hidden_size != c->hidden_size ||
+        meta->intermediate_size != c->intermediate_size ||
+        meta->num_hidden_layers != c->num_hidden_layers ||
+        meta->num_attention_heads != c->num_attention_heads || meta->vocab_size != c->vocab_size)
+        return set_err(err, errlen,
+                       "%s: adapter was trained on a %s model (%d layers, hidden %d, intermediate "
+                       "%d, %d heads, vocab %d); this model is %s (%d, %d, %d, %d, %d)",
+                       path, meta->model_type, meta->num_hidden_layers, meta->hidden_size,
+                       meta->intermediate_size, meta->num_attention_heads, meta->vocab_size,
+                       c->model_type, c->num_hidden_layers, c->hidden_size, c->intermediate_size,
+                       c->num_attention_heads, c->vocab_size);
+    return 0;
+}
+
+int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen) {
+    st_file *f = st_open(path, err, errlen);
+    if (!f) return -1;
+    adapter_native_meta meta;
+    memset(&meta, 0, sizeof meta);
+    int rc = -1, n = model_param_count(m);
+    long *src = NULL;
+    if (parse_meta(f, path, &meta, err, errlen) || check_meta_matches(&meta, m, path, err, errlen))
+        goto out;
+    src = malloc((size_t)n * sizeof *src);
+    if (!src) {
+        set_err(err, errlen, "%s: out of memory", path);
+        goto out;
+    }
+    problem_list pr = {.count = 0};
+    for (int i = 0; i < n; i++) {
+        aflo_param *p = model_param(m, i);
+        src[i] = -1;
+        if (!native_holds(m, p)) continue;
+        long idx = st_find(f, p->name);
+        if (idx < 0) problem_add(&pr, "%s missing", p->name);
+        else if (check_tensor(&pr, f, (size_t)idx, p)) src[i] = idx;
+    }
+    for (size_t i = 0; i < st_count(f); i++) {
+        aflo_param *p = model_find_param(m, st_name(f, i));
+        if (!p || !native_holds(m, p) || strcmp(p->name, st_name(f, i)) != 0)
+            problem_add(&pr, "unexpected tensor %s", st_name(f, i));
+    }
+    if (pr.count) {
+        problems_error(&pr, path, err, errlen);
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        if (src[i] < 0) continue;
+        aflo_param *p = model_param(m, i);
+        if (st_read_f32_at(f, (size_t)src[i], p->data, p->size, err, errlen)) goto out;
+    }
+    rc = 0;
+out:
+    free(src);
+    adapter_native_meta_free(&meta);
+    st_close(f);
+    return rc;
+}
