@@ -23,9 +23,11 @@
 #include <ftw.h>
 #include <math.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -789,6 +791,41 @@ static void test_peft_folder_replace_and_refuse(void **state) {
     model_free(m);
 }
 
+/* A file-size limit stands in for a full disk (SIGXFSZ ignored, so write()
+ * fails with EFBIG): the export fails, the previous folder is intact and no
+ * staging directory is left behind. */
+static void test_peft_failed_write_keeps_previous_folder(void **state) {
+    aflo_config c;
+    tiny_config(&c, false);
+    aflo_model *m = make_model(&c, METHOD_LORA, ALL_MODULES, RANK, RANK);
+    char dir[600];
+    path_in(dir, sizeof dir, state, "out");
+    aflo_param *A = model_find_param(m, "encoder.layer.0.attention.self.query.lora_A");
+    A->data[0] = 0.25f;
+    assert_int_equal(adapter_export_peft(m, dir, NULL, errbuf, sizeof errbuf), 0);
+
+    A->data[0] = -0.5f;
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 1024;   /* the safetensors header alone is larger */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = adapter_export_peft(m, dir, NULL, errbuf, sizeof errbuf);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(errbuf, "failed"));
+    assert_true(first_lora_a(dir) == 0.25f);
+    assert_int_equal(count_staging(state), 0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    json_value *cfg = read_json(path);   /* the old config, whole */
+    assert_int_equal(json_int(json_get(cfg, "r")), RANK);
+    json_free(cfg);
+    model_free(m);
+}
+
 static void test_peft_export_refuses_full(void **state) {
     aflo_config c;
     tiny_config(&c, false);
@@ -816,6 +853,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_native_metadata, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_native_malformed, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, make_dir, remove_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
