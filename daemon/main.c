@@ -1,21 +1,22 @@
-/* main.c — the aflorad binary: one executable, subcommands.
- *
- *   aflorad demo [--method M] [--rank R] [--epochs N] [--threads N] [--seed S]
- *       trains the built-in demo model on the built-in synthetic task in the
- *       foreground, printing progress, freeze events and evaluations.
- *
- * serve, run, predict and init-demo arrive with the daemon and the engine I/O. */
+/* main.c — the aflorad binary: one executable, subcommands (see usage()). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "demo.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: aflorad <command> [options]\n"
             "commands:\n"
-            "  demo     train the built-in demo model on the synthetic task\n"
+            "  run SPEC.json --out DIR [--models-dir DIR]\n"
+            "           fine-tune as the spec says; Ctrl-C checkpoints, rerun resumes\n"
+            "  predict --model M --adapter DIR_OR_FILE (--text T [--text-pair P] | --input FILE)\n"
+            "           predictions as JSON lines, from a PEFT folder or a native adapter file\n"
+            "  init-demo DIR\n"
+            "           write the built-in demo model and dataset into DIR\n"
+            "  demo     train the built-in demo model on the synthetic task (no files)\n"
             "           --method aflora|elora|lora|full  --rank R  --epochs N\n"
             "           --threads N  --seed S  --quiet\n"
             "  help     this text\n");
@@ -27,6 +28,9 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "demo") == 0) return demo_main(argc - 1, argv + 1);
+    bool handled;
+    int rc = cli_dispatch(argc - 1, argv + 1, &handled);
+    if (handled) return rc;
     fprintf(stderr, "aflorad: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,9 +1,16 @@
 /* synth.c — demo config and synthetic sentiment-like task (see synth.h). */
 #include "synth.h"
 
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "rng.h"
+#include "safetensors.h"
 
 void synth_demo_config(aflo_config *c) {
     memset(c, 0, sizeof *c);
@@ -75,4 +82,170 @@ void synth_demo_weights(aflo_model *m) {
         if (p->role != PROLE_WEIGHT && p->role != PROLE_EMBEDDING) continue;
         for (size_t j = 0; j < p->size; j++) p->data[j] *= SYNTH_BASE_SCALE;
     }
+}
+
+/* ---------------------------------------------------------------- words */
+
+static const char *const special_words[SYNTH_FIRST_WORD] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                             "[MASK]"};
+static const char *const positive_words[SYNTH_POS_WORDS] = {
+    "good", "great", "happy", "excellent", "wonderful", "lovely", "superb", "brilliant"};
+static const char *const negative_words[SYNTH_NEG_WORDS] = {
+    "bad", "awful", "sad", "terrible", "horrible", "poor", "dreadful", "boring"};
+static const char *const filler_words[] = {
+    "the", "a", "an", "cat", "dog", "house", "tree", "river", "movie", "book", "film", "story",
+    "plot", "actor", "music", "song", "city", "road", "car", "day", "night", "was", "is", "and",
+    "or", "but", "with", "without", "about", "this", "that", "it", "very", "quite", "rather",
+    "some", "many", "few", "old", "new", "long", "short", "red", "blue", "green", "small",
+    "large", "we", "they", "she", "he", "saw", "read", "heard", "made", "found", "after",
+    "before", "during", "under", "over", "near", "far", "today", "yesterday", "morning",
+    "evening", "table", "chair", "window", "door", "garden", "street", "train", "ship"};
+#define SYNTH_FILLER_WORDS ((int)(sizeof filler_words / sizeof *filler_words))
+
+const char *synth_word(int id) {
+    if (id < 0) return NULL;
+    if (id < SYNTH_FIRST_WORD) return special_words[id];
+    id -= SYNTH_FIRST_WORD;
+    if (id < SYNTH_POS_WORDS) return positive_words[id];
+    id -= SYNTH_POS_WORDS;
+    if (id < SYNTH_NEG_WORDS) return negative_words[id];
+    id -= SYNTH_NEG_WORDS;
+    return id < SYNTH_FILLER_WORDS ? filler_words[id] : NULL;
+}
+
+/* ---------------------------------------------------------------- demo folder */
+
+static int write_text_atomic(const char *dir, const char *name, const char *text, size_t len,
+                             char *err, size_t errlen) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* A growable text buffer for the files below. */
+typedef struct { char *p; size_t len, cap; bool oom; } textbuf;
+
+static void tb_add(textbuf *b, const char *s) {
+    size_t n = strlen(s);
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) { b->oom = true; return; }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n + 1);
+    b->len += n;
+}
+
+static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, int vocab,
+                     char *err, size_t errlen) {
+    aflo_dataset d;
+    dataset_init(&d);
+    textbuf b = {0};
+    int rc = -1;
+    if (synth_sentiment(&d, n, vocab, seed) != 0) {
+        snprintf(err, errlen, "out of memory generating the demo dataset");
+        goto done;
+    }
+    tb_add(&b, "sentence\tlabel\n");
+    for (int i = 0; i < d.n; i++) {
+        int len = dataset_len(&d, i);
+        const int32_t *ids = d.ids + d.offsets[i];
+        for (int k = 1; k < len - 1; k++) { /* without [CLS] and [SEP] */
+            if (k > 1) tb_add(&b, " ");
+            tb_add(&b, synth_word(ids[k]));
+        }
+        tb_add(&b, d.labels[i] ? "\tpositive\n" : "\tnegative\n");
+    }
+    if (b.oom) {
+        snprintf(err, errlen, "out of memory writing the demo dataset");
+        goto done;
+    }
+    rc = write_text_atomic(dir, name, b.p, b.len, err, errlen);
+done:
+    free(b.p);
+    dataset_free(&d);
+    return rc;
+}
+
+int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, char *err,
+                     size_t errlen) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    aflo_config c;
+    synth_demo_config(&c);
+    if (SYNTH_FIRST_WORD + SYNTH_POS_WORDS + SYNTH_NEG_WORDS + SYNTH_FILLER_WORDS !=
+        c.vocab_size) {
+        snprintf(err, errlen, "demo vocabulary does not match the demo config");
+        return -1;
+    }
+    textbuf vocab = {0};
+    for (int id = 0; id < c.vocab_size; id++) {
+        tb_add(&vocab, synth_word(id));
+        tb_add(&vocab, "\n");
+    }
+    char *cfg = config_to_json(&c);
+    static const char tok_cfg[] = "{\"do_lower_case\": true, \"model_max_length\": 64}\n";
+    int rc = -1;
+    aflo_model *m = NULL;
+    st_writer *w = NULL;
+    if (vocab.oom || !cfg) {
+        snprintf(err, errlen, "out of memory writing the demo model");
+        goto done;
+    }
+    if (write_text_atomic(dir, "config.json", cfg, strlen(cfg), err, errlen) != 0 ||
+        write_text_atomic(dir, "vocab.txt", vocab.p, vocab.len, err, errlen) != 0 ||
+        write_text_atomic(dir, "tokenizer_config.json", tok_cfg, sizeof tok_cfg - 1, err,
+                          errlen) != 0)
+        goto done;
+    /* The encoder only: a demo "pretrained" model has no task head. */
+    aflo_adapter_config full = {.method = METHOD_FULL};
+    m = model_create(&c, &full, TASK_CLASSIFICATION, 2, seed, err, errlen);
+    if (!m) goto done;
+    synth_demo_weights(m);
+    w = st_writer_new();
+    if (!w) {
+        snprintf(err, errlen, "out of memory writing the demo model");
+        goto done;
+    }
+    char path[4096];
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->group != PGROUP_BASE) continue;
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        char name[128];
+        snprintf(name, sizeof name, "bert.%s", p->name);
+        if (st_writer_add(w, name, shape, (size_t)p->ndim, p->data, err, errlen) != 0) goto done;
+    }
+    if (st_writer_set_metadata(w, "format", "pt", err, errlen) != 0) goto done;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_writer_write(w, path, err, errlen) != 0) goto done;
+    if (write_tsv(dir, "train.tsv", n_train, seed + 1, c.vocab_size, err, errlen) != 0 ||
+        write_tsv(dir, "dev.tsv", n_eval, seed + 2, c.vocab_size, err, errlen) != 0)
+        goto done;
+    rc = 0;
+done:
+    st_writer_free(w);
+    model_free(m);
+    free(cfg);
+    free(vocab.p);
+    return rc;
 }

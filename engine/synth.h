@@ -28,6 +28,18 @@ void synth_demo_config(aflo_config *c);
  * label's kind (positive: label 1) and at most 1 of the other kind. */
 int synth_sentiment(aflo_dataset *d, int n, int vocab_size, uint64_t seed);
 
+/* The word of each vocabulary id (lower-case, one WordPiece token each):
+ * a sentence's words tokenise back to exactly its ids. */
+const char *synth_word(int id);
+
+/* Write the built-in demo into dir (created if missing): a Hugging Face
+ * folder — config.json, vocab.txt, tokenizer_config.json, model.safetensors
+ * with the seeded random encoder — plus train.tsv (n_train rows) and dev.tsv
+ * (n_eval rows) of "sentence<TAB>label" with labels "negative"/"positive".
+ * Deterministic for a seed. Files are written atomically. */
+int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, char *err,
+                     size_t errlen);
+
 /* Rescale a freshly created demo model's base weights so a frozen random
  * encoder carries the words to [CLS] (see synth.c). */
 void synth_demo_weights(aflo_model *m);

@@ -1,0 +1,416 @@
+/* job.c — spec in, adapter files out (see job.h for the folder layout). */
+#include "job.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adapter_io.h"
+#include "dataset.h"
+#include "fsutil.h"
+#include "gemm.h"
+#include "hfmodel.h"
+#include "safetensors.h"
+#include "synth.h"
+#include "textdata.h"
+#include "tokenizer.h"
+
+/* The demo: 2000 training and 400 evaluation sentences, seed 42 (the paper's). */
+#define DEMO_TRAIN_ROWS 2000
+#define DEMO_EVAL_ROWS 400
+#define DEMO_SEED 42
+
+int job_ensure_demo(const char *models_dir, char *err, size_t errlen) {
+    char dir[4096], probe[4096];
+    if (path_join(dir, sizeof dir, models_dir, JOB_DEMO_MODEL, err, errlen) != 0 ||
+        path_join(probe, sizeof probe, dir, "dev.tsv", err, errlen) != 0) /* written last */
+        return -1;
+    if (file_exists(probe)) return 0;
+    if (make_dir(models_dir, err, errlen) != 0) return -1;
+    return synth_write_demo(dir, DEMO_TRAIN_ROWS, DEMO_EVAL_ROWS, DEMO_SEED, err, errlen);
+}
+
+int job_model_dir(const char *models_dir, const char *model, char *out, size_t outlen, char *err,
+                  size_t errlen) {
+    if (strcmp(model, JOB_DEMO_MODEL) == 0 && job_ensure_demo(models_dir, err, errlen) != 0)
+        return -1;
+    if (strchr(model, '/'))
+        snprintf(out, outlen, "%s", model);
+    else if (path_join(out, outlen, models_dir, model, err, errlen) != 0)
+        return -1;
+    char cfg[4096];
+    if (path_join(cfg, sizeof cfg, out, "config.json", err, errlen) != 0) return -1;
+    if (!file_exists(cfg)) {
+        snprintf(err, errlen, "model: %s has no config.json (looked in %s)", model, out);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- data */
+
+static int resolve_data_path(const job_args *a, const char *ref, char *out, size_t outlen,
+                             char *err, size_t errlen) {
+    if (a->datasets_dir && spec_is_dataset_id(ref))
+        return path_join(out, outlen, a->datasets_dir, ref, err, errlen);
+    snprintf(out, outlen, "%s", ref);
+    return 0;
+}
+
+/* Tokenise every row of td into d. */
+static int tokenise(const tokenizer *tok, const textdata *td, int max_len, aflo_dataset *d,
+                    const char *what, char *err, size_t errlen) {
+    int32_t *ids = malloc((size_t)max_len * sizeof *ids), *tt = malloc((size_t)max_len * sizeof *tt);
+    int rc = -1;
+    if (!ids || !tt) {
+        snprintf(err, errlen, "out of memory tokenising %s", what);
+        goto done;
+    }
+    for (int i = 0; i < textdata_count(td); i++) {
+        int len;
+        char e[256];
+        if (tokenizer_encode(tok, textdata_text_a(td, i), textdata_text_b(td, i), max_len, ids, tt,
+                             &len, e, sizeof e) != 0) {
+            snprintf(err, errlen, "%s, row %d: %s", what, i + 1, e);
+            goto done;
+        }
+        if (dataset_add(d, ids, tt, len, textdata_label_id(td, i), textdata_label_value(td, i))) {
+            snprintf(err, errlen, "out of memory tokenising %s", what);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(tt);
+    return rc;
+}
+
+typedef struct {
+    textdata train_td, eval_td;
+    bool has_eval;
+    aflo_dataset train, eval;
+    const char **labels; /* label names by id (classification) */
+    int num_labels;
+} job_data;
+
+static void job_data_free(job_data *jd) {
+    textdata_free(&jd->train_td);
+    if (jd->has_eval) textdata_free(&jd->eval_td);
+    dataset_free(&jd->train);
+    dataset_free(&jd->eval);
+    free(jd->labels);
+}
+
+static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok,
+                     job_data *jd, char *err, size_t errlen) {
+    const aflo_job_spec *s = a->spec;
+    textdata_spec ts;
+    char train_path[4096], eval_path[4096];
+    memset(&ts, 0, sizeof ts);
+    if (s->has_dataset) {
+        if (spec_to_textdata_spec(s, &ts) != 0) {
+            snprintf(err, errlen, "dataset: missing");
+            return -1;
+        }
+        if (resolve_data_path(a, s->dataset.train, train_path, sizeof train_path, err, errlen))
+            return -1;
+        jd->has_eval = s->dataset.eval != NULL;
+        if (jd->has_eval &&
+            resolve_data_path(a, s->dataset.eval, eval_path, sizeof eval_path, err, errlen))
+            return -1;
+    } else {
+        /* the demo model's own synthetic task */
+        ts.format = TEXTDATA_TSV;
+        ts.text_a = (textdata_field){TEXTDATA_FIELD_NAME, "sentence", 0};
+        ts.label = (textdata_field){TEXTDATA_FIELD_NAME, "label", 0};
+        ts.task = TEXTDATA_CLASSIFICATION;
+        if (path_join(train_path, sizeof train_path, model_dir, "train.tsv", err, errlen) ||
+            path_join(eval_path, sizeof eval_path, model_dir, "dev.tsv", err, errlen))
+            return -1;
+        jd->has_eval = true;
+    }
+    ts.task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
+    if (textdata_load(train_path, &ts, &jd->train_td, err, errlen) != 0) return -1;
+    jd->num_labels = s->task == TASK_REGRESSION ? 1 : textdata_label_count(&jd->train_td);
+    if (s->task == TASK_CLASSIFICATION) {
+        jd->labels = calloc((size_t)jd->num_labels + 1, sizeof *jd->labels);
+        if (!jd->labels) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (int i = 0; i < jd->num_labels; i++)
+            jd->labels[i] = textdata_label_name(&jd->train_td, i);
+        if (s->num_labels != SPEC_NUM_LABELS_UNSET && s->num_labels < jd->num_labels) {
+            snprintf(err, errlen, "num_labels: %d, but the training data has %d labels",
+                     s->num_labels, jd->num_labels);
+            return -1;
+        }
+        if (s->num_labels != SPEC_NUM_LABELS_UNSET) jd->num_labels = s->num_labels;
+        if (jd->num_labels < 2) {
+            snprintf(err, errlen, "dataset: the training data has only one label (%s)",
+                     jd->labels[0]);
+            return -1;
+        }
+    }
+    if (jd->has_eval) {
+        /* the evaluation file must use the training file's label ids */
+        textdata_spec es = ts;
+        if (s->task == TASK_CLASSIFICATION) {
+            es.labels = jd->labels;
+            es.num_labels = textdata_label_count(&jd->train_td);
+        }
+        if (textdata_load(eval_path, &es, &jd->eval_td, err, errlen) != 0) {
+            jd->has_eval = false;
+            return -1;
+        }
+    }
+    dataset_init(&jd->train);
+    dataset_init(&jd->eval);
+    if (tokenise(tok, &jd->train_td, s->max_seq_len, &jd->train, "training data", err, errlen))
+        return -1;
+    if (jd->has_eval &&
+        tokenise(tok, &jd->eval_td, s->max_seq_len, &jd->eval, "evaluation data", err, errlen))
+        return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- outputs */
+
+static cJSON *metrics_object(const aflo_metrics *m) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (m->classification) {
+        cJSON_AddNumberToObject(o, "accuracy", m->accuracy);
+        cJSON_AddNumberToObject(o, "f1", m->f1);
+        cJSON_AddNumberToObject(o, "mcc", m->mcc);
+    } else {
+        cJSON_AddNumberToObject(o, "pearson", m->pearson);
+        cJSON_AddNumberToObject(o, "spearman", m->spearman);
+        cJSON_AddNumberToObject(o, "mse", m->mse);
+    }
+    cJSON_AddNumberToObject(o, "loss", m->loss);
+    cJSON_AddNumberToObject(o, "n", m->n);
+    return o;
+}
+
+typedef struct {
+    const job_args *a;
+    cJSON *epochs;   /* array of {epoch, step, metrics} */
+    const char *checkpoint;
+} run_ctx;
+
+static void fwd_step(void *ctx, const aflo_step_info *i) {
+    run_ctx *c = ctx;
+    if (c->a->ev.on_step) c->a->ev.on_step(c->a->ev.ctx, i);
+}
+
+static void fwd_freeze(void *ctx, const aflo_freeze_event *e) {
+    run_ctx *c = ctx;
+    if (c->a->ev.on_freeze) c->a->ev.on_freeze(c->a->ev.ctx, e);
+}
+
+static void fwd_eval(void *ctx, const aflo_eval_info *e) {
+    run_ctx *c = ctx;
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddNumberToObject(o, "epoch", e->epoch);
+        cJSON_AddNumberToObject(o, "step", (double)e->step);
+        cJSON_AddItemToObject(o, "metrics", metrics_object(e->metrics));
+        cJSON_AddItemToArray(c->epochs, o);
+    }
+    if (c->a->ev.on_eval) c->a->ev.on_eval(c->a->ev.ctx, e);
+}
+
+static int save_at_epoch_end(void *ctx, aflo_trainer *t, int epoch, char *err, size_t errlen) {
+    (void)epoch;
+    run_ctx *c = ctx;
+    return trainer_save_checkpoint(t, c->checkpoint, err, errlen);
+}
+
+static void log_msg(const job_args *a, const char *fmt, const char *arg) {
+    if (!a->ev.on_log) return;
+    char buf[1200];
+    snprintf(buf, sizeof buf, fmt, arg);
+    a->ev.on_log(a->ev.ctx, buf);
+}
+
+static long frozen_step_of(const void *ctx, const aflo_param *p) {
+    return trainer_frozen_step(ctx, p);
+}
+
+/* Method full: the whole fine-tuned model as a Hugging Face folder. */
+static int write_full_model(aflo_model *m, const char *dir, char *err, size_t errlen) {
+    if (make_dir(dir, err, errlen) != 0) return -1;
+    const aflo_config *c = model_config(m);
+    const char *prefix = c->roberta_positions ? "roberta." : "bert.";
+    char *cfg = config_to_json(c);
+    st_writer *w = st_writer_new();
+    int rc = -1;
+    char path[4096];
+    if (!cfg || !w) {
+        snprintf(err, errlen, "out of memory writing the model");
+        goto done;
+    }
+    if (path_join(path, sizeof path, dir, "config.json", err, errlen) != 0 ||
+        write_file_atomic(path, cfg, strlen(cfg), err, errlen) != 0)
+        goto done;
+    char names[256][128];
+    int n = model_param_count(m);
+    char (*nm)[128] = n <= 256 ? names : malloc((size_t)n * sizeof *nm);
+    if (!nm) goto done;
+    for (int i = 0; i < n; i++) {
+        aflo_param *p = model_param(m, i);
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        bool head = p->group == PGROUP_HEAD && strncmp(p->name, "classifier", 10) == 0;
+        snprintf(nm[i], sizeof nm[i], "%s%s", head ? "" : prefix, p->name);
+        if (st_writer_add(w, nm[i], shape, (size_t)p->ndim, p->data, err, errlen) != 0) {
+            if (nm != names) free(nm);
+            goto done;
+        }
+    }
+    if (path_join(path, sizeof path, dir, "model.safetensors", err, errlen) == 0)
+        rc = st_writer_write(w, path, err, errlen);
+    if (nm != names) free(nm);
+done:
+    st_writer_free(w);
+    free(cfg);
+    return rc;
+}
+
+static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, const job_data *jd,
+                         const char *metrics_json, char *err, size_t errlen) {
+    char dir[4096], path[4096];
+    if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
+        make_dir(dir, err, errlen) != 0)
+        return -1;
+    adapter_export_info info = {.base_model = a->spec->model,
+                                .labels = jd->labels,
+                                .metrics_json = metrics_json,
+                                .frozen_step = frozen_step_of,
+                                .frozen_ctx = t};
+    if (path_join(path, sizeof path, dir, "adapter.safetensors", err, errlen) != 0 ||
+        adapter_export_native(m, path, &info, err, errlen) != 0)
+        return -1;
+    if (a->spec->method == METHOD_FULL) {
+        if (path_join(path, sizeof path, dir, "model", err, errlen) != 0 ||
+            write_full_model(m, path, err, errlen) != 0)
+            return -1;
+    } else if (path_join(path, sizeof path, dir, "peft", err, errlen) != 0 ||
+               adapter_export_peft(m, path, &info, err, errlen) != 0) {
+        return -1;
+    }
+    if (path_join(path, sizeof path, a->work_dir, "metrics.json", err, errlen) != 0) return -1;
+    return write_file_atomic(path, metrics_json, strlen(metrics_json), err, errlen);
+}
+
+static char *summary_json(const aflo_train_summary *s, cJSON *epochs, int num_labels,
+                          const char *const *labels) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "best_epoch", s->best_epoch);
+    if (s->best_epoch >= 0) cJSON_AddItemToObject(o, "best", metrics_object(&s->best_metrics));
+    cJSON_AddItemReferenceToObject(o, "epochs", epochs);
+    cJSON_AddNumberToObject(o, "steps", (double)s->steps_done);
+    cJSON_AddNumberToObject(o, "final_loss", s->last_loss);
+    cJSON *fl = cJSON_AddObjectToObject(o, "flops");
+    for (int k = 0; k < FLOP_KINDS; k++)
+        cJSON_AddNumberToObject(fl, flop_kind_names[k], (double)s->flops.by_kind[k]);
+    cJSON_AddNumberToObject(o, "trainable_params_avg", s->trainable_avg);
+    cJSON_AddNumberToObject(o, "trainable_params_final", (double)s->trainable_final);
+    cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
+    if (labels) {
+        cJSON *l = cJSON_AddArrayToObject(o, "labels");
+        for (int i = 0; i < num_labels && labels[i]; i++)
+            cJSON_AddItemToArray(l, cJSON_CreateString(labels[i]));
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* ---------------------------------------------------------------- the job */
+
+job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) {
+    const aflo_job_spec *s = a->spec;
+    memset(r, 0, sizeof *r);
+    char model_dir[4096], checkpoint[4096];
+    job_data jd;
+    memset(&jd, 0, sizeof jd);
+    tokenizer *tok = NULL;
+    aflo_model *m = NULL;
+    aflo_trainer *t = NULL;
+    run_ctx rc = {.a = a, .epochs = cJSON_CreateArray(), .checkpoint = checkpoint};
+    job_outcome out = JOB_FAILED;
+    if (!rc.epochs) {
+        snprintf(err, errlen, "out of memory");
+        return JOB_FAILED;
+    }
+    if (make_dir(a->work_dir, err, errlen) != 0 ||
+        path_join(checkpoint, sizeof checkpoint, a->work_dir, "checkpoint.ckpt", err, errlen))
+        goto done;
+    engine_set_threads(s->threads);
+    if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0)
+        goto done;
+    tok = tokenizer_load_dir(model_dir, err, errlen);
+    if (!tok) goto done;
+    if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
+
+    aflo_adapter_config ac;
+    spec_to_adapter_config(s, &ac);
+    hf_load_report rep;
+    m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
+    if (!m) goto done;
+    if (rep.info[0]) log_msg(a, "model: %s", rep.info);
+    if (s->init_adapter && adapter_import_native(m, s->init_adapter, err, errlen) != 0) goto done;
+
+    aflo_train_config tc;
+    spec_to_train_config(s, &tc);
+    tc.pad_id = tokenizer_pad_id(tok);
+    t = trainer_create(m, &tc, &jd.train, jd.has_eval ? &jd.eval : NULL, err, errlen);
+    if (!t) goto done;
+    if (file_exists(checkpoint)) {
+        if (trainer_load_checkpoint(t, checkpoint, err, errlen) != 0) goto done;
+        char note[64];
+        snprintf(note, sizeof note, "%ld", trainer_step(t));
+        log_msg(a, "resumed from the checkpoint at step %s", note);
+    }
+    aflo_progress pr = {.ctx = &rc, .on_step = fwd_step, .on_freeze = fwd_freeze,
+                        .on_eval = fwd_eval, .on_epoch_end = save_at_epoch_end};
+    aflo_train_status st = trainer_run(t, &pr, a->cancel, &r->summary, err, errlen);
+    if (st == TRAIN_FAILED) goto done;
+    if (st == TRAIN_CANCELLED) {
+        if (trainer_save_checkpoint(t, checkpoint, err, errlen) != 0) goto done;
+        out = JOB_CANCELLED;
+        goto done;
+    }
+    trainer_restore_best(t);
+    r->metrics_json = summary_json(&r->summary, rc.epochs, jd.num_labels, jd.labels);
+    if (!r->metrics_json) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (write_outputs(a, m, t, &jd, r->metrics_json, err, errlen) != 0) goto done;
+    unlink(checkpoint);
+    out = JOB_SUCCEEDED;
+done:
+    if (out != JOB_SUCCEEDED) {
+        free(r->metrics_json);
+        r->metrics_json = NULL;
+    }
+    cJSON_Delete(rc.epochs);
+    trainer_free(t);
+    model_free(m);
+    job_data_free(&jd);
+    tokenizer_free(tok);
+    return out;
+}
+
+void job_result_free(job_result *r) {
+    free(r->metrics_json);
+    r->metrics_json = NULL;
+}

@@ -1,0 +1,65 @@
+/* job.h — one fine-tuning job from spec to adapter files: the single code
+ * path behind `aflorad run` and every daemon worker.
+ *
+ * Given a validated job spec it resolves the model folder (the built-in demo
+ * is written on first use), tokenises the training and evaluation files,
+ * builds the model and trainer, resumes from the job's checkpoint if one is
+ * there, trains with the caller's event callbacks, checkpoints at every epoch
+ * end and when cancelled, and on success keeps the best epoch and writes
+ * into the job's work folder:
+ *   adapter/adapter.safetensors          native file (A, B, s_d, s_b, head, metadata;
+ *                                        method full: every tensor)
+ *   adapter/peft/adapter_config.json     PEFT LoRA folder (not for method full)
+ *   adapter/peft/adapter_model.safetensors
+ *   adapter/model/                       method full: the whole fine-tuned model
+ *   metrics.json                         per-epoch metrics, best epoch, FLOPs, parameters
+ *   checkpoint.ckpt                      training state (removed after success)
+ * It knows nothing of HTTP or SQLite. */
+#ifndef AFLO_JOB_H
+#define AFLO_JOB_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "spec.h"
+#include "train.h"
+
+/* Name of the built-in demo model (and its folder under models_dir). */
+#define JOB_DEMO_MODEL "demo"
+
+typedef struct {
+    void *ctx;
+    void (*on_step)(void *ctx, const aflo_step_info *info);
+    void (*on_freeze)(void *ctx, const aflo_freeze_event *ev);
+    void (*on_eval)(void *ctx, const aflo_eval_info *ev);
+    void (*on_log)(void *ctx, const char *message);   /* notes worth showing a user */
+} job_events;
+
+typedef struct {
+    const aflo_job_spec *spec;
+    const char *models_dir;    /* model names resolve to models_dir/<name> */
+    const char *datasets_dir;  /* uploaded dataset ids resolve to datasets_dir/<id> (may be NULL) */
+    const char *work_dir;      /* the job's own folder, created if missing */
+    const atomic_int *cancel;  /* checked before every step; may be NULL */
+    job_events ev;
+} job_args;
+
+typedef enum { JOB_SUCCEEDED = 0, JOB_CANCELLED = 1, JOB_FAILED = -1 } job_outcome;
+
+typedef struct {
+    aflo_train_summary summary;
+    char *metrics_json;        /* malloc'd: the content of metrics.json; NULL unless succeeded */
+} job_result;
+
+job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen);
+void job_result_free(job_result *r);
+
+/* Ensure models_dir/demo exists (written deterministically when missing). */
+int job_ensure_demo(const char *models_dir, char *err, size_t errlen);
+
+/* Resolve a model name or path to its folder: "demo" and plain names live
+ * under models_dir; a value with a '/' is a path. -1 if it has no config.json. */
+int job_model_dir(const char *models_dir, const char *model, char *out, size_t outlen, char *err,
+                  size_t errlen);
+
+#endif
