@@ -142,7 +142,8 @@ static int cmd_init_demo(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    if (synth_write_demo(argv[1], 2000, 400, 42, err, sizeof err) != 0) {
+    if (make_dirs(argv[1], err, sizeof err) != 0 ||
+        synth_write_demo(argv[1], 2000, 400, 42, err, sizeof err) != 0) {
         fprintf(stderr, "init-demo: %s\n", err);
         return 1;
     }

@@ -32,6 +32,22 @@ int make_dir(const char *path, char *err, size_t errlen) {
     return 0;
 }
 
+int make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(err, errlen, "path too long: %s", path);
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int rc = make_dir(buf, err, errlen);
+        *p = '/';
+        if (rc != 0) return -1;
+    }
+    return make_dir(buf, err, errlen);
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
     size_t n = strlen(path) + 5;
     char *tmp = malloc(n);

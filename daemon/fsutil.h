@@ -13,6 +13,8 @@ int path_join(char *out, size_t cap, const char *dir, const char *name, char *er
 bool file_exists(const char *path);
 /* mkdir that accepts an existing folder. */
 int make_dir(const char *path, char *err, size_t errlen);
+/* mkdir -p */
+int make_dirs(const char *path, char *err, size_t errlen);
 int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
 #endif

@@ -30,7 +30,7 @@ int job_ensure_demo(const char *models_dir, char *err, size_t errlen) {
         path_join(probe, sizeof probe, dir, "dev.tsv", err, errlen) != 0) /* written last */
         return -1;
     if (file_exists(probe)) return 0;
-    if (make_dir(models_dir, err, errlen) != 0) return -1;
+    if (make_dirs(models_dir, err, errlen) != 0) return -1;
     return synth_write_demo(dir, DEMO_TRAIN_ROWS, DEMO_EVAL_ROWS, DEMO_SEED, err, errlen);
 }
 
