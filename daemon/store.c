@@ -759,14 +759,16 @@ int store_job_create(store *s, const char *spec_json, const char *train_dataset_
 {
     if (!spec_json)
         return fail(s, STORE_E_INVALID, err, errlen, "job spec is NULL");
-    if (!train_dataset_id || !*train_dataset_id)
-        return fail(s, STORE_E_INVALID, err, errlen, "a job needs a training dataset");
+    /* No uploaded dataset: the built-in demo, or files named in the spec. */
+    if (train_dataset_id && !*train_dataset_id)
+        train_dataset_id = NULL;
     if (eval_dataset_id && !*eval_dataset_id)
         eval_dataset_id = NULL;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
-    if (need_dataset(s, train_dataset_id, "train_dataset_id", err, errlen) != 0 ||
+    if ((train_dataset_id &&
+         need_dataset(s, train_dataset_id, "train_dataset_id", err, errlen) != 0) ||
         (eval_dataset_id && need_dataset(s, eval_dataset_id, "eval_dataset_id", err, errlen) != 0))
         goto fail;
 
@@ -781,7 +783,7 @@ int store_job_create(store *s, const char *spec_json, const char *train_dataset_
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, now);
-        sqlite3_bind_text(st, 4, train_dataset_id, -1, SQLITE_STATIC);
+        bind_text(st, 4, train_dataset_id);
         bind_text(st, 5, eval_dataset_id);
         rc = sqlite3_step(st);
         if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)

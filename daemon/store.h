@@ -168,9 +168,10 @@ int store_checkpoint(store *s, char *err, size_t errlen);
 
 /* ---- jobs ---------------------------------------------------------------- */
 
-/* Queue a job. spec_json must be a JSON object; train_dataset_id must name an
- * existing dataset, eval_dataset_id one too or be NULL/"". The new id goes
- * into id_out. Also writes status event 1. */
+/* Queue a job. spec_json must be a JSON object; train_dataset_id and
+ * eval_dataset_id name existing uploaded datasets or are NULL/"" (the demo
+ * model's own data, or files the spec names). The new id goes into id_out.
+ * Also writes status event 1. */
 int store_job_create(store *s, const char *spec_json, const char *train_dataset_id,
                      const char *eval_dataset_id, char id_out[STORE_ID_SIZE],
                      char *err, size_t errlen);

@@ -770,9 +770,6 @@ static void test_job_create_validation(void **state)
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
     assert_int_equal(store_job_create(s, NULL, ds, NULL, id, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
-    assert_int_equal(store_job_create(s, SPEC, NULL, NULL, id, err, sizeof err), -1);
-    assert_int_equal(store_last_error(s), STORE_E_INVALID);
-
     assert_int_equal(store_job_create(s, SPEC, NO_SUCH_ID, NULL, id, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
     assert_non_null(strstr(err, NO_SUCH_ID));
@@ -785,6 +782,13 @@ static void test_job_create_validation(void **state)
     int64_t counts[STORE_JOB_STATUS_COUNT];
     assert_int_equal(store_job_counts(s, counts, err, sizeof err), 0);
     assert_int_equal(counts[STORE_JOB_QUEUED], 0);
+
+    /* No uploaded dataset (the demo model's own data): allowed. */
+    assert_int_equal(store_job_create(s, SPEC, NULL, NULL, id, err, sizeof err), 0);
+    store_job j0;
+    assert_int_equal(store_job_get(s, id, &j0, err, sizeof err), 0);
+    assert_string_equal(j0.train_dataset_id, "");
+    store_job_clear(&j0);
 
     /* "" for eval means none. */
     assert_int_equal(store_job_create(s, SPEC, ds, "", id, err, sizeof err), 0);
