@@ -336,6 +336,23 @@ fail:
     return rc;
 }
 
+/* ---------------------------------------------------------------- spec-doc */
+
+/* The job spec's field table as Markdown (the README embeds it; a test keeps
+ * the two equal). */
+static int cmd_spec_doc(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    char *doc = spec_doc_markdown();
+    if (!doc) {
+        fprintf(stderr, "spec-doc: out of memory\n");
+        return 1;
+    }
+    fputs(doc, stdout);
+    free(doc);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- table */
 
 typedef struct {
@@ -347,6 +364,7 @@ static const command commands[] = {
     {"run", cmd_run},
     {"predict", cmd_predict},
     {"init-demo", cmd_init_demo},
+    {"spec-doc", cmd_spec_doc},
 };
 
 int cli_dispatch(int argc, char **argv, bool *handled) {

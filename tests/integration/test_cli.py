@@ -111,6 +111,14 @@ class CliTest(unittest.TestCase):
         lines = [json.loads(l) for l in p.stdout.splitlines()]
         self.assertEqual([l["logits"] for l in lines], [n["logits"] for n in native])
 
+    def test_readme_documents_every_spec_field(self):
+        doc = run("spec-doc", cwd=self.dir).stdout
+        readme = open(os.path.join(os.path.dirname(__file__), "../../README.md")).read()
+        begin = readme.index("<!-- spec-doc:begin")
+        begin = readme.index("\n", begin) + 1
+        end = readme.index("<!-- spec-doc:end -->")
+        self.assertEqual(readme[begin:end], doc, "README's spec table is stale: paste `aflorad spec-doc`")
+
     def test_bad_specs_fail_with_clear_messages(self):
         cases = [
             ({"model": "models/demo", "epochs": 0}, "epochs"),
