@@ -1,0 +1,445 @@
+/* datasets.c — POST /datasets (upload), GET /datasets, GET/DELETE
+ * /datasets/{id}.
+ *
+ * An upload is streamed, never held in memory by the server: after the
+ * headers (datasets_upload_begin) the parameters are checked and a temp file
+ * data_dir/datasets/.upload-XXXXXX is opened; each body chunk is written to it
+ * and fed to SHA-256 as it arrives, and the size limit is enforced on the way
+ * (a declared Content-Length over the limit is refused before any byte is
+ * read). At the end the file is parsed with the same loader training uses
+ * (textdata_load), so a file that uploads is one the worker can read; the
+ * parser's message names the line of the first bad row. Only then is the
+ * file renamed to datasets/<id>.<format> and recorded in the store. A temp
+ * file is removed whatever happens to the request (and, after a crash, at the
+ * next start-up).
+ *
+ * Which columns to check: ?text_field= (and ?text_b_field=, ?label_field=)
+ * name them; without, TSV/CSV check the first column and JSONL the first key
+ * of the first row whose value is a string — enough to prove every row
+ * parses and has it. A job's spec picks its columns later. */
+#include "api_internal.h"
+#include "log.h"
+#include "textdata.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NAME_MAX_BYTES 200
+#define FIELD_MAX_BYTES 200
+/* JSONL: how much of the file is read to find the first row's keys. */
+#define FIRST_ROW_MAX ((size_t)1 << 20)
+#define DATASETS_DEFAULT_LIMIT 100
+
+typedef struct {
+    textdata_format format;
+    textdata_task task;
+    bool no_header;
+    char name[NAME_MAX_BYTES + 1];
+    char text_field[FIELD_MAX_BYTES + 1], text_b_field[FIELD_MAX_BYTES + 1];
+    char label_field[FIELD_MAX_BYTES + 1];
+} upload_params;
+
+/* Printable UTF-8 text without control characters or path separators. */
+static bool text_param_ok(const char *s, size_t max, bool allow_slash)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f || (!allow_slash && (c == '/' || c == '\\')))
+            return false;
+    }
+    return true;
+}
+
+static textdata_format format_from_content_type(const char *ct)
+{
+    if (!ct)
+        return TEXTDATA_AUTO;
+    if (strncasecmp(ct, "text/csv", 8) == 0)
+        return TEXTDATA_CSV;
+    if (strncasecmp(ct, "text/tab-separated-values", 25) == 0)
+        return TEXTDATA_TSV;
+    if (strncasecmp(ct, "application/x-ndjson", 20) == 0 ||
+        strncasecmp(ct, "application/jsonl", 17) == 0 ||
+        strncasecmp(ct, "application/x-jsonlines", 23) == 0)
+        return TEXTDATA_JSONL;
+    return TEXTDATA_AUTO;
+}
+
+static int copy_field_param(api_req *r, const char *key, char *dst)
+{
+    const char *v = api_query(r, key);
+    if (!v)
+        return 0;
+    if (!text_param_ok(v, FIELD_MAX_BYTES, true)) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
+                    "%s must be a column or key name of 1 to %d bytes without control characters",
+                    key, FIELD_MAX_BYTES);
+        return -1;
+    }
+    strcpy(dst, v);
+    return 0;
+}
+
+static int parse_params(api_req *r, upload_params *p)
+{
+    memset(p, 0, sizeof *p);
+    const char *name = api_query(r, "name");
+    if (name && !text_param_ok(name, NAME_MAX_BYTES, false)) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "name",
+                    "name must be 1 to %d bytes without '/', '\\' or control characters",
+                    NAME_MAX_BYTES);
+        return -1;
+    }
+    const char *fmt = api_query(r, "format");
+    if (fmt) {
+        if (strcmp(fmt, "tsv") == 0)
+            p->format = TEXTDATA_TSV;
+        else if (strcmp(fmt, "csv") == 0)
+            p->format = TEXTDATA_CSV;
+        else if (strcmp(fmt, "jsonl") == 0 || strcmp(fmt, "json") == 0)
+            p->format = TEXTDATA_JSONL;
+        else {
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "format",
+                        "format must be tsv, csv or jsonl, not '%.20s'", fmt);
+            return -1;
+        }
+    }
+    if (p->format == TEXTDATA_AUTO && name)
+        p->format = textdata_format_from_path(name);
+    if (p->format == TEXTDATA_AUTO)
+        p->format = format_from_content_type(api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE));
+    if (p->format == TEXTDATA_AUTO) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "format",
+                    "cannot tell the file format: give ?format=tsv|csv|jsonl, a ?name= ending in "
+                    ".tsv, .csv or .jsonl, or a Content-Type of text/tab-separated-values, "
+                    "text/csv or application/x-ndjson");
+        return -1;
+    }
+    snprintf(p->name, sizeof p->name, "%s", name ? name : "upload");
+    if (!name) {
+        size_t n = strlen(p->name);
+        snprintf(p->name + n, sizeof p->name - n, ".%s", textdata_format_name(p->format));
+    }
+    const char *header = api_query(r, "header");
+    if (header) {
+        if (strcmp(header, "true") == 0 || strcmp(header, "1") == 0)
+            p->no_header = false;
+        else if (strcmp(header, "false") == 0 || strcmp(header, "0") == 0)
+            p->no_header = true;
+        else {
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "header",
+                        "header must be true or false");
+            return -1;
+        }
+    }
+    const char *task = api_query(r, "task");
+    if (task) {
+        if (strcmp(task, "classification") == 0)
+            p->task = TEXTDATA_CLASSIFICATION;
+        else if (strcmp(task, "regression") == 0)
+            p->task = TEXTDATA_REGRESSION;
+        else {
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "task",
+                        "task must be classification or regression");
+            return -1;
+        }
+    }
+    if (copy_field_param(r, "text_field", p->text_field) != 0 ||
+        copy_field_param(r, "text_b_field", p->text_b_field) != 0 ||
+        copy_field_param(r, "label_field", p->label_field) != 0)
+        return -1;
+    return 0;
+}
+
+static bool disk_full(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+static enum MHD_Result reply_write_error(api_req *r, int e)
+{
+    if (disk_full(e))
+        return reply_error(r, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage", NULL,
+                           "the server cannot store the upload: %s", strerror(e));
+    return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", NULL,
+                       "writing the upload failed: %s", strerror(e));
+}
+
+enum MHD_Result datasets_upload_begin(api_req *r)
+{
+    const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
+               strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0))
+        return reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
+                           "send the file itself as the body (curl --data-binary @file -H "
+                           "'Content-Type: text/tab-separated-values'), not as a form (%.40s)",
+                           ct);
+    upload_params *p = malloc(sizeof *p);
+    if (!p)
+        return MHD_NO;
+    r->upload_state = p;
+    if (parse_params(r, p) != 0)
+        return MHD_YES;
+    snprintf(r->up.tmp_path, sizeof r->up.tmp_path, "%s/.upload-XXXXXX", r->srv->datasets_dir);
+    r->up.fd = mkostemp(r->up.tmp_path, O_CLOEXEC);
+    if (r->up.fd < 0) {
+        int e = errno;
+        r->up.tmp_path[0] = '\0';
+        return reply_write_error(r, e);
+    }
+    sha256_init(&r->up.sha);
+    return MHD_YES;
+}
+
+enum MHD_Result datasets_upload_chunk(api_req *r, const char *data, size_t len)
+{
+    api_upload *u = &r->up;
+    if (len > r->srv->max_upload - u->bytes)
+        return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
+                           "the upload is larger than the limit of %zu bytes",
+                           r->srv->max_upload);
+    u->bytes += len;
+    sha256_update(&u->sha, data, len);
+    while (len) {
+        ssize_t w = write(u->fd, data, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return reply_write_error(r, errno);
+        data += w;
+        len -= (size_t)w;
+    }
+    return MHD_YES;
+}
+
+void datasets_upload_abort(api_req *r)
+{
+    if (r->up.fd >= 0)
+        close(r->up.fd);
+    r->up.fd = -1;
+    if (r->up.tmp_path[0])
+        unlink(r->up.tmp_path);
+    r->up.tmp_path[0] = '\0';
+    free(r->upload_state);
+    r->upload_state = NULL;
+}
+
+/* JSONL: the first key of the first non-blank row whose value is a string,
+ * or "" when it cannot be found (the loader then reports the bad row). */
+static void first_string_key(int fd, char *out, size_t cap)
+{
+    out[0] = '\0';
+    char *buf = malloc(FIRST_ROW_MAX + 1);
+    if (!buf)
+        return;
+    ssize_t n = pread(fd, buf, FIRST_ROW_MAX, 0);
+    if (n > 0) {
+        buf[n] = '\0';
+        char *line = buf;
+        while (*line) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            if (strspn(line, " \t\r") != strlen(line)) {
+                cJSON *o = cJSON_Parse(line);
+                const cJSON *it;
+                cJSON_ArrayForEach(it, o)
+                {
+                    if (cJSON_IsString(it) && it->string) {
+                        snprintf(out, cap, "%s", it->string);
+                        break;
+                    }
+                }
+                cJSON_Delete(o);
+                break;
+            }
+            if (!nl)
+                break;
+            line = nl + 1;
+        }
+    }
+    free(buf);
+}
+
+/* textdata names the file by the path it read; show the user's name instead. */
+static void rename_in_message(char *msg, size_t cap, const char *tmp_path, const char *name)
+{
+    size_t tl = strlen(tmp_path), nl = strlen(name), ml = strlen(msg);
+    if (strncmp(msg, tmp_path, tl) != 0 || ml - tl + nl >= cap)
+        return;
+    memmove(msg + nl, msg + tl, ml - tl + 1);
+    memcpy(msg, name, nl);
+}
+
+enum MHD_Result h_datasets_create(api_req *r)
+{
+    api_server *s = r->srv;
+    upload_params *p = r->upload_state;
+    api_upload *u = &r->up;
+    if (fsync(u->fd) != 0)
+        return reply_write_error(r, errno);
+
+    textdata_spec spec = {0};
+    spec.format = p->format;
+    spec.task = p->task;
+    spec.no_header = p->no_header;
+    spec.max_bytes = s->max_upload;
+    char jsonl_key[FIELD_MAX_BYTES + 1];
+    if (p->text_field[0]) {
+        spec.text_a = TEXTDATA_BY_NAME(p->text_field);
+    } else if (p->format == TEXTDATA_JSONL) {
+        first_string_key(u->fd, jsonl_key, sizeof jsonl_key);
+        spec.text_a = TEXTDATA_BY_NAME(jsonl_key[0] ? jsonl_key : "text");
+    } else {
+        spec.text_a = TEXTDATA_BY_INDEX(0);
+    }
+    if (p->text_b_field[0])
+        spec.text_b = TEXTDATA_BY_NAME(p->text_b_field);
+    if (p->label_field[0])
+        spec.label = TEXTDATA_BY_NAME(p->label_field);
+    close(u->fd);
+    u->fd = -1;
+
+    textdata td;
+    char err[1024];
+    if (textdata_load(u->tmp_path, &spec, &td, err, sizeof err) != 0) {
+        rename_in_message(err, sizeof err, u->tmp_path, p->name);
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", NULL, "%s", err);
+    }
+    int rows = textdata_count(&td);
+    textdata_free(&td);
+
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    store_dataset d = {0};
+    store_new_id(d.id);
+    char final_path[4096 + 32];
+    snprintf(final_path, sizeof final_path, "%s/%s.%s", s->datasets_dir, d.id,
+             textdata_format_name(p->format));
+    if (rename(u->tmp_path, final_path) != 0)
+        return reply_write_error(r, errno);
+    u->tmp_path[0] = '\0';
+    d.name = p->name;
+    d.format = (char *)textdata_format_name(p->format);
+    d.rows = rows;
+    d.bytes = (int64_t)u->bytes;
+    sha256_final_hex(&u->sha, d.sha256);
+    d.path = final_path;
+    char id[STORE_ID_SIZE];
+    if (store_dataset_create(st, &d, id, err, sizeof err) != 0) {
+        unlink(final_path);
+        return reply_store_error(r, st, err);
+    }
+    store_dataset got;
+    if (store_dataset_get(st, id, &got, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    cJSON *body = api_dataset_json(&got);
+    store_dataset_clear(&got);
+    if (!body)
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    char loc[64];
+    snprintf(loc, sizeof loc, "/datasets/%s", id);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+    log_info("dataset %s uploaded: %s, %d rows, %llu bytes", id, p->name, rows,
+            (unsigned long long)u->bytes);
+    return reply_response(r, MHD_HTTP_CREATED, resp);
+}
+
+cJSON *api_dataset_json(const store_dataset *d)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "id", d->id) ||
+        !cJSON_AddStringToObject(o, "name", d->name ? d->name : "") ||
+        !cJSON_AddStringToObject(o, "format", d->format ? d->format : "") ||
+        !api_add_int(o, "rows", d->rows) || !api_add_int(o, "bytes", d->bytes) ||
+        !cJSON_AddStringToObject(o, "sha256", d->sha256) ||
+        !api_add_time(o, "created_at", d->created_at)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+enum MHD_Result h_datasets_list(api_req *r)
+{
+    int64_t limit, offset;
+    if (api_query_int(r, "limit", DATASETS_DEFAULT_LIMIT, 1, STORE_LIST_LIMIT_MAX, &limit) != 0 ||
+        api_query_int(r, "offset", 0, 0, INT64_MAX, &offset) != 0)
+        return MHD_YES;
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    store_dataset *ds;
+    size_t n;
+    char err[512];
+    if (store_dataset_list(st, limit, offset, &ds, &n, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "datasets");
+    bool ok = arr && api_add_int(root, "limit", limit) && api_add_int(root, "offset", offset);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = cJSON_AddItemToArray(arr, api_dataset_json(&ds[i]));
+    store_dataset_list_free(ds, n);
+    if (!ok) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return reply_json(r, MHD_HTTP_OK, root);
+}
+
+enum MHD_Result h_dataset_get(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    store_dataset d;
+    char err[512];
+    if (store_dataset_get(st, r->id, &d, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    cJSON *o = api_dataset_json(&d);
+    store_dataset_clear(&d);
+    return reply_json(r, MHD_HTTP_OK, o);
+}
+
+enum MHD_Result h_dataset_delete(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    store_dataset d;
+    char err[512];
+    if (store_dataset_get(st, r->id, &d, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    if (store_dataset_delete(st, r->id, err, sizeof err) != 0) {
+        store_dataset_clear(&d);
+        return reply_store_error(r, st, err);
+    }
+    /* Only files this server wrote are removed (the record could name any
+     * path if it came from elsewhere). */
+    size_t dl = strlen(r->srv->datasets_dir);
+    if (d.path && strncmp(d.path, r->srv->datasets_dir, dl) == 0 && d.path[dl] == '/' &&
+        !strchr(d.path + dl + 1, '/') && unlink(d.path) != 0 && errno != ENOENT)
+        log_warn("dataset %s deleted but its file stays: %s: %s", r->id,
+                d.path, strerror(errno));
+    store_dataset_clear(&d);
+    return reply_empty(r, MHD_HTTP_NO_CONTENT);
+}

@@ -1,0 +1,385 @@
+/* info.c — the read-only service endpoints: GET /healthz, GET /metrics
+ * (Prometheus text), GET /openapi.json and GET /models.
+ *
+ * Models are the built-in "demo" plus every subfolder of models_dir holding a
+ * config.json. The config is read with the engine's config parser (config.h:
+ * text in, sizes out — no weights, no math), so a folder listed as usable is
+ * one the engine accepts; one it refuses is listed with the reason. The
+ * parameter count is worked out from the sizes (a BERT encoder with its
+ * pooler), which needs no weight file to be opened. */
+#include "api_internal.h"
+#include "config.h"
+#include "counters.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEMO_MODEL "demo"
+/* The demo model's sizes, as engine/synth.c's synth_demo_config() sets them
+ * (tests/test_api.c checks they agree). */
+#define DEMO_VOCAB 96
+#define DEMO_HIDDEN 32
+#define DEMO_LAYERS 2
+#define DEMO_HEADS 4
+#define DEMO_INTERMEDIATE 64
+#define DEMO_MAX_POSITIONS 64
+#define DEMO_TYPE_VOCAB 2
+/* config.json files are a few KB; anything this large is not one. */
+#define CONFIG_MAX_BYTES ((size_t)1 << 20)
+#define MODELS_MAX 1000
+
+/* Elements of a BERT encoder + pooler: embeddings (word, position, token
+ * type, LayerNorm), per layer four attention projections, two LayerNorms and
+ * the two FFN projections (all with biases), and the pooler dense layer. For
+ * bert-base this gives 109 482 240, the count transformers reports. */
+static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64_t I, int64_t L)
+{
+    int64_t embeddings = (V + P + T) * H + 2 * H;
+    int64_t layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
+    int64_t pooler = H * H + H;
+    return embeddings + L * layer + pooler;
+}
+
+static void demo_info(api_model_info *m)
+{
+    memset(m, 0, sizeof *m);
+    strcpy(m->name, DEMO_MODEL);
+    strcpy(m->architecture, "bert");
+    m->layers = DEMO_LAYERS;
+    m->hidden_size = DEMO_HIDDEN;
+    m->intermediate_size = DEMO_INTERMEDIATE;
+    m->attention_heads = DEMO_HEADS;
+    m->vocab_size = DEMO_VOCAB;
+    m->parameters = bert_parameters(DEMO_VOCAB, DEMO_MAX_POSITIONS, DEMO_TYPE_VOCAB, DEMO_HIDDEN,
+                                    DEMO_INTERMEDIATE, DEMO_LAYERS);
+    m->builtin = true;
+}
+
+/* A model name is one path component we can show and join safely. */
+static bool model_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof ((api_model_info *)0)->name || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            c != '-' && c != '_' && c != '.')
+            return false;
+    }
+    return true;
+}
+
+static int read_small_file(int dirfd, const char *name, char **out, size_t *len, char *err,
+                           size_t errlen)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (size_t)st.st_size > CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "config.json %s", fd < 0 ? strerror(errno) : "is not a small file");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf || got != (size_t)st.st_size) {
+        snprintf(err, errlen, "config.json cannot be read");
+        free(buf);
+        return -1;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+int api_model_lookup(api_server *s, const char *name, api_model_info *out, char *err,
+                     size_t errlen)
+{
+    if (strcmp(name, DEMO_MODEL) == 0) {
+        demo_info(out);
+        return 0;
+    }
+    if (!model_name_ok(name)) {
+        snprintf(err, errlen,
+                 "model '%.80s' is not a model name: use \"demo\" or the name of a folder of the "
+                 "models directory (letters, digits, '-', '_', '.')",
+                 name);
+        return -1;
+    }
+    if (!s->models_dir) {
+        snprintf(err, errlen, "model '%s' is unknown: no models directory is configured, so only "
+                              "\"demo\" is available", name);
+        return -1;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", s->models_dir, name);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        snprintf(err, errlen, "model '%s' is unknown: there is no such folder in the models "
+                              "directory (GET /models lists them)", name);
+        return -1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    char why[512];
+    int rc = read_small_file(dfd, "config.json", &text, &len, why, sizeof why);
+    close(dfd);
+    aflo_config c;
+    if (rc == 0 && config_from_json(&c, text, len, why, sizeof why) != 0)
+        rc = -1;
+    free(text);
+    if (rc != 0) {
+        snprintf(err, errlen, "model '%s' cannot be used: %s", name, why);
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    snprintf(out->architecture, sizeof out->architecture, "%s", c.model_type);
+    out->layers = c.num_hidden_layers;
+    out->hidden_size = c.hidden_size;
+    out->intermediate_size = c.intermediate_size;
+    out->attention_heads = c.num_attention_heads;
+    out->vocab_size = c.vocab_size;
+    out->parameters = bert_parameters(c.vocab_size, c.max_position_embeddings, c.type_vocab_size,
+                                      c.hidden_size, c.intermediate_size, c.num_hidden_layers);
+    return 0;
+}
+
+static cJSON *model_json(const api_model_info *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "name", m->name) ||
+        !cJSON_AddStringToObject(o, "architecture", m->architecture) ||
+        !cJSON_AddBoolToObject(o, "builtin", m->builtin) ||
+        !cJSON_AddNumberToObject(o, "layers", m->layers) ||
+        !cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size) ||
+        !cJSON_AddNumberToObject(o, "intermediate_size", m->intermediate_size) ||
+        !cJSON_AddNumberToObject(o, "attention_heads", m->attention_heads) ||
+        !cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size) ||
+        !api_add_int(o, "parameters", m->parameters) || !cJSON_AddBoolToObject(o, "usable", 1)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum MHD_Result h_models(api_req *r)
+{
+    api_server *s = r->srv;
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "models");
+    api_model_info m;
+    char err[512];
+    demo_info(&m);
+    if (!arr || !cJSON_AddItemToArray(arr, model_json(&m)))
+        goto oom;
+    if (s->models_dir) {
+        DIR *d = opendir(s->models_dir);
+        char *names[MODELS_MAX];
+        int n = 0;
+        struct dirent *e;
+        while (d && n < MODELS_MAX && (e = readdir(d)) != NULL) {
+            struct stat st;
+            char cfg[4096];
+            if (e->d_name[0] == '.' || strcmp(e->d_name, DEMO_MODEL) == 0)
+                continue;
+            snprintf(cfg, sizeof cfg, "%s/%s/config.json", s->models_dir, e->d_name);
+            if (stat(cfg, &st) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            if (!(names[n] = strdup(e->d_name)))
+                break;
+            n++;
+        }
+        if (d)
+            closedir(d);
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
+        bool ok = true;
+        for (int i = 0; i < n; i++) {
+            cJSON *o;
+            if (ok && api_model_lookup(s, names[i], &m, err, sizeof err) == 0) {
+                o = model_json(&m);
+            } else {
+                /* Listed, so the user learns why it cannot be used. */
+                o = cJSON_CreateObject();
+                if (o && (!cJSON_AddStringToObject(o, "name", names[i]) ||
+                          !cJSON_AddBoolToObject(o, "usable", 0) ||
+                          !cJSON_AddStringToObject(o, "error", err))) {
+                    cJSON_Delete(o);
+                    o = NULL;
+                }
+            }
+            if (!o || !cJSON_AddItemToArray(arr, o))
+                ok = false;
+            free(names[i]);
+        }
+        if (!ok)
+            goto oom;
+    }
+    return reply_json(r, MHD_HTTP_OK, root);
+oom:
+    cJSON_Delete(root);
+    return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+}
+
+enum MHD_Result h_healthz(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    int64_t counts[STORE_JOB_STATUS_COUNT];
+    char err[512];
+    bool db_ok = store_job_counts(st, counts, err, sizeof err) == 0;
+    cJSON *root = cJSON_CreateObject();
+    if (!root || !cJSON_AddStringToObject(root, "status", db_ok ? "ok" : "unavailable") ||
+        !cJSON_AddStringToObject(root, "database", db_ok ? "ok" : err) ||
+        !cJSON_AddBoolToObject(root, "workers", r->srv->workers != NULL) ||
+        !api_add_int(root, "uptime_s", (api_now_ms() - r->srv->started_ms) / 1000)) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return reply_json(r, db_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
+}
+
+enum MHD_Result h_openapi(api_req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->srv->openapi_len, r->srv->openapi, MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    return reply_response(r, MHD_HTTP_OK, resp);
+}
+
+/* ---- /metrics ----------------------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} strbuf;
+
+static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(strbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = true;
+            return;
+        }
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap * 2 + (size_t)n + 1;
+        char *nb = realloc(b->buf, cap);
+        if (!nb) {
+            b->oom = true;
+            return;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+}
+
+enum MHD_Result h_metrics(api_req *r)
+{
+    api_server *s = r->srv;
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    int64_t counts[STORE_JOB_STATUS_COUNT];
+    char err[512];
+    if (store_job_counts(st, counts, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    strbuf b = {.cap = 4096};
+    if (!(b.buf = malloc(b.cap)))
+        return MHD_NO;
+    b.buf[0] = '\0';
+    sb_printf(&b, "# HELP aflorad_jobs Jobs in the store by state.\n# TYPE aflorad_jobs gauge\n");
+    for (int i = 0; i < STORE_JOB_STATUS_COUNT; i++)
+        sb_printf(&b, "aflorad_jobs{state=\"%s\"} %lld\n",
+                  store_job_status_name((store_job_status)i), (long long)counts[i]);
+
+    counters_snapshot c;
+    counters_read(&c);
+    sb_printf(&b, "# HELP aflorad_steps_total Optimizer steps processed by the workers.\n"
+                  "# TYPE aflorad_steps_total counter\naflorad_steps_total %llu\n",
+              (unsigned long long)c.steps);
+    sb_printf(&b,
+              "# HELP aflorad_flops_total Training FLOPs executed, by kind.\n"
+              "# TYPE aflorad_flops_total counter\n"
+              "aflorad_flops_total{kind=\"forward\"} %llu\n"
+              "aflorad_flops_total{kind=\"backward_input\"} %llu\n"
+              "aflorad_flops_total{kind=\"backward_weight\"} %llu\n",
+              (unsigned long long)c.flops_forward, (unsigned long long)c.flops_backward_input,
+              (unsigned long long)c.flops_backward_weight);
+    sb_printf(&b,
+              "# HELP aflorad_queue_wait_seconds Time jobs waited in the queue before a worker "
+              "claimed them.\n# TYPE aflorad_queue_wait_seconds summary\n"
+              "aflorad_queue_wait_seconds_sum %.6f\naflorad_queue_wait_seconds_count %llu\n",
+              c.queue_wait_seconds_sum, (unsigned long long)c.queue_wait_count);
+    sb_printf(&b, "# HELP aflorad_jobs_finished_total Jobs the workers ran to a final state.\n"
+                  "# TYPE aflorad_jobs_finished_total counter\naflorad_jobs_finished_total %llu\n",
+              (unsigned long long)c.jobs_finished);
+    sb_printf(&b, "# HELP aflorad_sse_clients Open server-sent event streams.\n"
+                  "# TYPE aflorad_sse_clients gauge\naflorad_sse_clients %d\n",
+              atomic_load(&s->sse_clients));
+    sb_printf(&b, "# HELP aflorad_uptime_seconds Seconds since the API started.\n"
+                  "# TYPE aflorad_uptime_seconds gauge\naflorad_uptime_seconds %lld\n",
+              (long long)((api_now_ms() - s->started_ms) / 1000));
+
+    sb_printf(&b, "# HELP aflorad_http_requests_total HTTP requests answered, by route and "
+                  "status.\n# TYPE aflorad_http_requests_total counter\n");
+    for (int rt = 0; rt <= api_route_count; rt++)
+        for (int k = 0; k < API_STATUS_SLOTS; k++) {
+            uint64_t v = atomic_load_explicit(&s->http_counts[(size_t)rt * API_STATUS_SLOTS + k],
+                                              memory_order_relaxed);
+            if (!v)
+                continue;
+            const char *method = rt < api_route_count ? api_routes[rt].method : "";
+            const char *route = rt < api_route_count ? api_routes[rt].pattern : "unmatched";
+            sb_printf(&b,
+                      "aflorad_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} "
+                      "%llu\n",
+                      method, route, k + API_STATUS_MIN, (unsigned long long)v);
+        }
+    if (b.oom) {
+        free(b.buf);
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b.len, b.buf, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(b.buf);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    return reply_response(r, MHD_HTTP_OK, resp);
+}

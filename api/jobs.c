@@ -1,0 +1,376 @@
+/* jobs.c — POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel and
+ * the reserved POST /jobs/{id}/predict.
+ *
+ * A job spec is parsed and validated by the spec module (spec.h) — the one
+ * parser `aflorad run` and the workers use — and stored in its normalised
+ * form (every default written out), so what a job ran with is visible in GET
+ * /jobs/{id} even if defaults change later. On top of the spec's own checks,
+ * the API enforces what only a server can: the model must be "demo" or a
+ * folder of the models directory (GET /models), the datasets must be ids of
+ * uploaded datasets that exist, and nothing in a spec may name a server file
+ * path (a client must not make the daemon read arbitrary files). The first
+ * rows of each dataset are parsed with the spec's columns, so a wrong column
+ * name fails here with the loader's message rather than minutes later in a
+ * worker. Every failure names the spec field it is about. */
+#include "api_internal.h"
+#include "log.h"
+#include "spec.h"
+#include "textdata.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define JOBS_DEFAULT_LIMIT 50
+/* Up-front dataset check: rows parsed with the spec's columns, read from a
+ * prefix of the file (the whole file only if the prefix cannot decide). */
+#define CHECK_ROWS 50
+#define CHECK_PREFIX ((size_t)1 << 20)
+
+static cJSON *parse_or_null(const char *text)
+{
+    cJSON *v = text ? cJSON_Parse(text) : NULL;
+    return v ? v : cJSON_CreateNull();
+}
+
+cJSON *api_job_json(const store_job *j)
+{
+    const store_progress *p = &j->progress;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON *prog = cJSON_CreateObject(), *fl = cJSON_CreateObject();
+    bool ok = prog && fl && cJSON_AddStringToObject(o, "id", j->id) &&
+              cJSON_AddStringToObject(o, "status", store_job_status_name(j->status)) &&
+              api_add_time(o, "created_at", j->created_at) &&
+              api_add_time(o, "started_at", j->started_at) &&
+              api_add_time(o, "finished_at", j->finished_at) &&
+              cJSON_AddBoolToObject(o, "cancel_requested", j->cancel_requested) &&
+              cJSON_AddNumberToObject(o, "attempts", j->attempts) &&
+              (j->error ? cJSON_AddStringToObject(o, "error", j->error)
+                        : cJSON_AddNullToObject(o, "error")) &&
+              (j->train_dataset_id[0]
+                   ? cJSON_AddStringToObject(o, "train_dataset_id", j->train_dataset_id)
+                   : cJSON_AddNullToObject(o, "train_dataset_id")) &&
+              (j->eval_dataset_id[0]
+                   ? cJSON_AddStringToObject(o, "eval_dataset_id", j->eval_dataset_id)
+                   : cJSON_AddNullToObject(o, "eval_dataset_id"));
+    if (ok) {
+        ok = api_add_int(prog, "step", p->step) && api_add_int(prog, "total_steps", p->total_steps) &&
+             api_add_int(prog, "epoch", p->epoch) &&
+             (p->loss == p->loss ? cJSON_AddNumberToObject(prog, "loss", p->loss) != NULL
+                                 : cJSON_AddNullToObject(prog, "loss") != NULL) &&
+             api_add_int(fl, "forward", p->flops_forward) &&
+             api_add_int(fl, "backward_input", p->flops_backward_input) &&
+             api_add_int(fl, "backward_weight", p->flops_backward_weight) &&
+             api_add_int(fl, "total", p->flops_forward + p->flops_backward_input +
+                                          p->flops_backward_weight) &&
+             api_add_int(prog, "trainable_now", p->trainable_now) &&
+             cJSON_AddNumberToObject(prog, "trainable_avg", p->trainable_avg) &&
+             api_add_int(prog, "frozen", p->frozen) && api_add_int(prog, "freezable", p->freezable);
+    }
+    if (ok) {
+        cJSON_AddItemToObject(prog, "flops", fl);
+        fl = NULL;
+        cJSON_AddItemToObject(o, "progress", prog);
+        prog = NULL;
+        ok = cJSON_AddItemToObject(o, "metrics", parse_or_null(j->metrics)) &&
+             cJSON_AddItemToObject(o, "spec", parse_or_null(j->spec));
+    }
+    cJSON_Delete(fl);
+    cJSON_Delete(prog);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* The served OpenAPI document describes the job spec with the schema the
+ * spec module generates from its field table, so the two cannot drift. */
+int api_openapi_add_spec_schema(cJSON *doc)
+{
+    cJSON *schemas = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(doc, "components"), "schemas");
+    cJSON *schema = spec_schema_json();
+    if (!schemas || !schema) {
+        cJSON_Delete(schema);
+        return -1;
+    }
+    cJSON_AddItemToObject(schema, "description",
+                          cJSON_CreateString("A job spec (aflorad run SPEC.json and POST /jobs). "
+                                             "Over the API, model is \"demo\" or a folder name "
+                                             "of the models directory and dataset.train/eval "
+                                             "are dataset ids."));
+    if (cJSON_GetObjectItemCaseSensitive(schemas, "JobSpec"))
+        return cJSON_ReplaceItemInObjectCaseSensitive(schemas, "JobSpec", schema) ? 0 : -1;
+    return cJSON_AddItemToObject(schemas, "JobSpec", schema) ? 0 : -1;
+}
+
+/* ---- POST /jobs --------------------------------------------------------------- */
+
+static unsigned spec_status(spec_error_code c)
+{
+    switch (c) {
+    case SPEC_E_TOO_LARGE:
+        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case SPEC_E_NO_MEMORY:
+    case SPEC_E_IO:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    default:
+        return MHD_HTTP_BAD_REQUEST;
+    }
+}
+
+/* Parse the first rows of dataset d with the spec's columns. 0, or -1 with
+ * the loader's message. */
+static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d, char *err,
+                              size_t errlen)
+{
+    textdata_spec ts;
+    if (spec_to_textdata_spec(spec, &ts) != 0)
+        return 0;
+    if (ts.format == TEXTDATA_AUTO)
+        ts.format = textdata_format_from_path(d->path);
+    ts.max_rows = CHECK_ROWS;
+    int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "the file of dataset %s is missing on the server: %s", d->id,
+                 strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(CHECK_PREFIX);
+    ssize_t n = buf ? pread(fd, buf, CHECK_PREFIX, 0) : -1;
+    close(fd);
+    if (n < 0) {
+        free(buf);
+        snprintf(err, errlen, "cannot read dataset %s", d->id);
+        return -1;
+    }
+    textdata td;
+    int rc = textdata_load_buffer(buf, (size_t)n, d->name, &ts, &td, err, errlen);
+    free(buf);
+    if (rc == 0) {
+        textdata_free(&td);
+        return 0;
+    }
+    if ((size_t)n < CHECK_PREFIX)
+        return -1;   /* the whole file was read: the message stands */
+    /* The prefix may have cut a row; decide on the whole file. */
+    rc = textdata_load(d->path, &ts, &td, err, errlen);
+    if (rc == 0)
+        textdata_free(&td);
+    return rc;
+}
+
+/* A dataset reference of the spec: an existing uploaded dataset. On failure
+ * replies (400 naming the field, or 500) and returns -1. */
+static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, const char *ref,
+                             const char *field)
+{
+    if (!spec_is_dataset_id(ref)) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field,
+                    "%s: must be the id of an uploaded dataset (POST /datasets); file paths are "
+                    "not accepted over the API",
+                    field);
+        return -1;
+    }
+    store_dataset d;
+    char err[1024];
+    if (store_dataset_get(st, ref, &d, err, sizeof err) != 0) {
+        if (store_last_error(st) == STORE_E_NOT_FOUND)
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_dataset", field,
+                        "%s: no dataset has the id %s (GET /datasets lists them)", field, ref);
+        else
+            reply_store_error(r, st, err);
+        return -1;
+    }
+    int rc = check_dataset_rows(spec, &d, err, sizeof err);
+    store_dataset_clear(&d);
+    if (rc != 0)
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", field,
+                    "%s: the dataset does not fit the spec: %s", field, err);
+    return rc;
+}
+
+static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned status,
+                                 bool location)
+{
+    store_job j;
+    char err[1024];
+    if (store_job_get(st, id, &j, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    cJSON *o = api_job_json(&j);
+    store_job_clear(&j);
+    if (!o)
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (location) {
+        char loc[64];
+        snprintf(loc, sizeof loc, "/jobs/%s", id);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+    }
+    return reply_response(r, status, resp);
+}
+
+enum MHD_Result h_jobs_create(api_req *r)
+{
+    aflo_job_spec spec;
+    aflo_spec_error e;
+    if (spec_parse(r->body, r->body_len, &spec, &e) != 0) {
+        spec_free(&spec);
+        return reply_error(r, spec_status(e.code), spec_error_code_name(e.code), e.field, "%s",
+                           e.message);
+    }
+    enum MHD_Result ret = MHD_YES;
+    char err[1024];
+    char *normal = NULL;
+    api_model_info model;
+    store *st = NULL;
+    if (spec.init_adapter) {
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "init_adapter",
+                          "init_adapter: names a file on the server, which the API does not "
+                          "accept; start from a fresh adapter");
+        goto out;
+    }
+    if (api_model_lookup(r->srv, spec.model, &model, err, sizeof err) != 0) {
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_model", "model", "model: %s", err);
+        goto out;
+    }
+    if (!(st = api_store(r)))
+        goto out;
+    if (spec.has_dataset &&
+        (check_dataset_ref(r, st, &spec, spec.dataset.train, "dataset.train") != 0 ||
+         (spec.dataset.eval &&
+          check_dataset_ref(r, st, &spec, spec.dataset.eval, "dataset.eval") != 0)))
+        goto out;
+    if (!(normal = spec_to_json_string(&spec, false))) {
+        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+        goto out;
+    }
+    char id[STORE_ID_SIZE];
+    if (store_job_create(st, normal, spec.has_dataset ? spec.dataset.train : NULL,
+                         spec.has_dataset ? spec.dataset.eval : NULL, id, err, sizeof err) != 0) {
+        ret = reply_store_error(r, st, err);
+        goto out;
+    }
+    log_info("job %s queued (model %s)", id, spec.model);
+    api_workers_notify(r->srv);
+    ret = reply_job(r, st, id, MHD_HTTP_CREATED, true);
+out:
+    free(normal);
+    spec_free(&spec);
+    return ret;
+}
+
+/* ---- GET /jobs, GET /jobs/{id} -------------------------------------------------- */
+
+enum MHD_Result h_jobs_list(api_req *r)
+{
+    int status = STORE_STATUS_ANY;
+    const char *sname = api_query(r, "status");
+    if (sname) {
+        store_job_status js;
+        if (store_job_status_parse(sname, &js) != 0)
+            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "status",
+                               "status must be queued, running, succeeded, failed or cancelled");
+        status = (int)js;
+    }
+    int64_t limit, offset;
+    if (api_query_int(r, "limit", JOBS_DEFAULT_LIMIT, 1, STORE_LIST_LIMIT_MAX, &limit) != 0 ||
+        api_query_int(r, "offset", 0, 0, INT64_MAX, &offset) != 0)
+        return MHD_YES;
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    store_job *jobs;
+    size_t n;
+    int64_t counts[STORE_JOB_STATUS_COUNT];
+    char err[1024];
+    if (store_job_list(st, status, limit, offset, &jobs, &n, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    if (store_job_counts(st, counts, err, sizeof err) != 0) {
+        store_job_list_free(jobs, n);
+        return reply_store_error(r, st, err);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < STORE_JOB_STATUS_COUNT; i++)
+        if (status == STORE_STATUS_ANY || status == i)
+            total += counts[i];
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "jobs");
+    bool ok = arr && api_add_int(root, "total", total) && api_add_int(root, "limit", limit) &&
+              api_add_int(root, "offset", offset);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = cJSON_AddItemToArray(arr, api_job_json(&jobs[i]));
+    store_job_list_free(jobs, n);
+    if (!ok) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return reply_json(r, MHD_HTTP_OK, root);
+}
+
+enum MHD_Result h_job_get(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    return reply_job(r, st, r->id, MHD_HTTP_OK, false);
+}
+
+/* ---- POST /jobs/{id}/cancel ------------------------------------------------------ */
+
+enum MHD_Result h_job_cancel(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    char err[1024];
+    int outcome = store_job_request_cancel(st, r->id, err, sizeof err);
+    if (outcome < 0)
+        return reply_store_error(r, st, err);
+    if (outcome == STORE_CANCEL_ALREADY_FINISHED) {
+        store_job j;
+        bool have = store_job_get(st, r->id, &j, err, sizeof err) == 0;
+        enum MHD_Result ret = reply_error(
+            r, MHD_HTTP_CONFLICT, "conflict", NULL,
+            "job %s has already %s; there is nothing to cancel", r->id,
+            have ? store_job_status_name(j.status) : "finished");
+        if (have)
+            store_job_clear(&j);
+        return ret;
+    }
+    if (outcome == STORE_CANCEL_REQUESTED)
+        api_workers_cancel(r->srv, r->id);
+    /* A queued job was cancelled by the store, which wrote its status event. */
+    api_notify_job_events(r->srv, r->id);
+    log_info("job %s: %s", r->id,
+            outcome == STORE_CANCEL_DONE ? "cancelled" : "cancel requested");
+    return reply_job(r, st, r->id, outcome == STORE_CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED,
+                     false);
+}
+
+/* ---- POST /jobs/{id}/predict ------------------------------------------------------ */
+
+enum MHD_Result h_job_predict(api_req *r)
+{
+    return reply_error(r, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", NULL,
+                       "prediction over the API is not available in this build yet; use "
+                       "`aflorad predict` with the job's adapter (GET /jobs/%s/adapter/"
+                       "adapter.safetensors)",
+                       r->id);
+}
