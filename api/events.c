@@ -217,7 +217,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 static void sse_free(void *cls)
 {
     sse_stream *ss = cls;
-    atomic_fetch_sub(&ss->srv->sse_clients, 1);
+    api_server *s = ss->srv;
+    pthread_mutex_lock(&s->ev_mu);     /* api_stop may be waiting for the last one */
+    atomic_fetch_sub(&s->sse_clients, 1);
+    pthread_cond_broadcast(&s->ev_cv);
+    pthread_mutex_unlock(&s->ev_mu);
     free(ss->buf);
     free(ss);
 }

@@ -54,6 +54,8 @@
 #include <unistd.h>
 
 #define DB_FILE "aflorad.db"
+/* api_stop: how long open SSE streams get to finish cleanly. */
+#define STOP_DRAIN_MS 500
 #define UPLOAD_TMP_PREFIX ".upload-"
 #define LOG_LINE_MAX 1024
 #define ERR_MSG_MAX 1024
@@ -1088,9 +1090,19 @@ void api_stop(api_server *s)
     if (s->workers)
         workers_set_event_callback(s->workers, NULL, NULL);
     s->listen_fd = (int)MHD_quiesce_daemon(s->mhd);
+    /* End the streams and give them a moment to send their last chunk, so
+     * clients see a clean end (and reconnect) rather than a cut connection. */
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += STOP_DRAIN_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&s->ev_mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->ev_cv);
+    while (atomic_load(&s->sse_clients) > 0)
+        if (pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until) == ETIMEDOUT)
+            break;
     pthread_mutex_unlock(&s->ev_mu);
     MHD_stop_daemon(s->mhd);
     if (s->listen_fd >= 0)

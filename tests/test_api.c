@@ -1327,6 +1327,10 @@ static void test_stop_with_open_stream(void **state)
     assert_true(s < 2.0);
     assert_false(read_some(fd, raw, sizeof raw, &len, 1000));   /* closed */
     close(fd);
+    /* ... cleanly: the chunked body's last chunk arrived, so an EventSource
+     * sees the end of the stream and reconnects with its Last-Event-ID. */
+    assert_true(len >= 5);
+    assert_memory_equal(raw + len - 5, "0\r\n\r\n", 5);
     /* Restart on the same data: the job is still there. */
     store_close(f->st);
     start_server(f, NULL, 0, 0);
