@@ -7,7 +7,15 @@
  * serves until api_stop(). Everything the server needs is in api_config;
  * api_config_defaults() fills the documented defaults (the limits below), so a
  * caller sets only what differs. The routes, their errors and their JSON are
- * described by api/openapi.json, served at GET /openapi.json. */
+ * described by api/openapi.json, served at GET /openapi.json.
+ *
+ * Authentication: with a token configured, every request that changes state
+ * (POST, DELETE) and every adapter download needs "Authorization: Bearer
+ * <token>" (compared in constant time), else 401. Read-only JSON (jobs,
+ * datasets, models, events, metrics, health, the OpenAPI document) and the web
+ * UI's static files stay open, so dashboards and Prometheus need no secret:
+ * they reveal job specs and progress, not data or adapters. The default
+ * listen address is loopback; exposing the daemon is a deliberate choice. */
 #ifndef AFLO_API_SERVER_H
 #define AFLO_API_SERVER_H
 
@@ -45,7 +53,7 @@ typedef struct {
     const char *db_path;         /* NULL: <data_dir>/aflorad.db */
     const char *models_dir;      /* NULL: only the built-in demo model */
     const char *web_dir;         /* NULL: no static files (GET / answers 404) */
-    const char *token;           /* NULL or "": no authentication */
+    const char *token;           /* NULL or "": no authentication (see above) */
     size_t max_json_body;        /* bytes */
     size_t max_upload;           /* bytes */
     int max_json_depth;
