@@ -5,11 +5,14 @@
 
 #include "cli.h"
 #include "demo.h"
+#include "serve.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: aflorad <command> [options]\n"
             "commands:\n"
+            "  serve [options]   the daemon (default when no command is given);\n"
+            "                    aflorad serve --help lists its options\n"
             "  run SPEC.json --out DIR [--models-dir DIR]\n"
             "           fine-tune as the spec says; Ctrl-C checkpoints, rerun resumes\n"
             "  predict --model M --adapter DIR_OR_FILE (--text T [--text-pair P] | --input FILE)\n"
@@ -23,10 +26,19 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    /* No subcommand: serve, with defaults (the README's quickstart). */
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && strcmp(argv[1], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        return serve_main(argc, argv);
     }
+    if (strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0) return serve_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "demo") == 0) return demo_main(argc - 1, argv + 1);
     bool handled;
     int rc = cli_dispatch(argc - 1, argv + 1, &handled);

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "counters.h"
 #include "fsutil.h"
 #include "job.h"
 #include "log.h"
@@ -74,9 +75,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Under the pool's lock, so the API cannot unregister and free its side
+ * while a worker is inside the callback (the callback only takes its own
+ * short lock). */
 static void notify_events(worker *w) {
     workers *p = w->pool;
+    pthread_mutex_lock(&p->mu);
     if (p->event_cb) p->event_cb(p->event_ctx, w->job_id);
+    pthread_mutex_unlock(&p->mu);
 }
 
 /* Write the buffered step events and the progress columns in one go. */
@@ -125,6 +131,9 @@ static cJSON *flops_json(const aflo_flops *f) {
 
 static void on_step(void *ctx, const aflo_step_info *s) {
     worker *w = ctx;
+    counters_add_steps(1);
+    counters_add_flops(s->step_flops.by_kind[FLOP_FORWARD], s->step_flops.by_kind[FLOP_BACKWARD_INPUT],
+                       s->step_flops.by_kind[FLOP_BACKWARD_WEIGHT]);
     w->progress = (store_progress){
         .step = s->step, .total_steps = s->total_steps, .epoch = s->epoch, .loss = s->loss,
         .flops_forward = (int64_t)s->total_flops.by_kind[FLOP_FORWARD],
@@ -246,6 +255,8 @@ static void run_claimed(worker *w, store_job *job) {
     w->last_flush = now_s();
     w->progress = job->progress;
     log_info("job %s: started (attempt %d)", job->id, job->attempts);
+    if (job->attempts == 1 && job->started_at >= job->created_at)
+        counters_observe_queue_wait((double)(job->started_at - job->created_at) / 1000.0);
 
     job_outcome out = JOB_FAILED;
     job_result r = {0};
@@ -294,6 +305,7 @@ static void run_claimed(worker *w, store_job *job) {
     if (rc != 0) log_error("job %s: could not record its end: %s", job->id, serr2);
     notify_events(w);
     job_result_free(&r);
+    counters_add_job_finished();
     pthread_mutex_lock(&p->mu);
     w->job_id[0] = '\0';
     pthread_mutex_unlock(&p->mu);

@@ -6,6 +6,7 @@ set -u
 build=${1:-build}
 mode=${2:-all}
 passed=0; failed=0; failed_names=()
+[[ -n ${VALGRIND:-} ]] && export AFLORAD_VALGRIND=1
 
 for t in "$build"/tests/test_*; do
   [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue

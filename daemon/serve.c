@@ -1,0 +1,230 @@
+/* serve.c — `aflorad serve`: the long-running daemon.
+ *
+ * Start-up: read the configuration (a table: flag, environment variable,
+ * default, help), open the SQLite store (which applies migrations), put jobs
+ * a crashed daemon left "running" back in the queue, write the built-in demo
+ * model if missing, start the workers and the HTTP API. SIGTERM/SIGINT stop
+ * gracefully: the API stops taking requests, running jobs checkpoint and stay
+ * "running" in the store, so the next start resumes them. */
+#include "serve.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "job.h"
+#include "log.h"
+#include "server.h"
+#include "store.h"
+#include "workers.h"
+
+/* A job that crashed the daemon this many times is failed, not retried. */
+#define MAX_ATTEMPTS 3
+
+typedef struct {
+    char listen[128];
+    char data_dir[1024];
+    char models_dir[1024];
+    char web_dir[1024];
+    char token[256];
+    char log_level[16];
+    int workers;
+    int threads_per_job;
+} serve_config;
+
+typedef enum { OPT_STRING, OPT_INT } opt_type;
+
+typedef struct {
+    const char *flag, *env, *def, *help;
+    opt_type type;
+    size_t offset, size;
+} serve_option;
+
+#define STR_OPT(field) OPT_STRING, offsetof(serve_config, field), sizeof(((serve_config *)0)->field)
+#define INT_OPT(field) OPT_INT, offsetof(serve_config, field), sizeof(int)
+
+static const serve_option options[] = {
+    {"--listen", "AFLORAD_LISTEN", "127.0.0.1:8080", "address:port to listen on (port 0: any free)",
+     STR_OPT(listen)},
+    {"--data-dir", "AFLORAD_DATA_DIR", "data", "SQLite file, datasets, checkpoints, adapters",
+     STR_OPT(data_dir)},
+    {"--models-dir", "AFLORAD_MODELS_DIR", "", "Hugging Face model folders (default DATA/models)",
+     STR_OPT(models_dir)},
+    {"--web-dir", "AFLORAD_WEB_DIR", "web", "the dashboard's static files", STR_OPT(web_dir)},
+    {"--token", "AFLORAD_TOKEN", "", "bearer token required for changes and downloads",
+     STR_OPT(token)},
+    {"--log-level", "AFLORAD_LOG_LEVEL", "info", "error, warn, info or debug", STR_OPT(log_level)},
+    {"--workers", "AFLORAD_WORKERS", "1", "jobs trained at the same time", INT_OPT(workers)},
+    {"--threads-per-job", "AFLORAD_THREADS_PER_JOB", "0",
+     "engine threads per job (0: cores / workers)", INT_OPT(threads_per_job)},
+};
+#define N_OPTIONS (sizeof options / sizeof *options)
+
+static int set_option(serve_config *c, const serve_option *o, const char *value) {
+    char *field = (char *)c + o->offset;
+    if (o->type == OPT_STRING) {
+        if (strlen(value) >= o->size) {
+            fprintf(stderr, "serve: %s: value too long (at most %zu bytes)\n", o->flag,
+                    o->size - 1);
+            return -1;
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || *end || end == value || v < 0 || v > 1024) {
+        fprintf(stderr, "serve: %s: '%s' is not a whole number between 0 and 1024\n", o->flag,
+                value);
+        return -1;
+    }
+    *(int *)field = (int)v;
+    return 0;
+}
+
+static void serve_usage(FILE *f) {
+    fprintf(f, "usage: aflorad serve [options]   (each option also reads its environment "
+               "variable)\n");
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        fprintf(f, "  %-20s %-26s %s (default: %s)\n", options[i].flag, options[i].env,
+                options[i].help, options[i].def[0] ? options[i].def : "none");
+}
+
+/* Defaults, then environment, then flags. */
+static int load_config(serve_config *c, int argc, char **argv) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *env = getenv(options[i].env);
+        if (set_option(c, &options[i], options[i].def) != 0) return -1;
+        if (env && *env && set_option(c, &options[i], env) != 0) return -1;
+    }
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--help") == 0) {
+            serve_usage(stdout);
+            exit(0); /* command-line parsing only */
+        }
+        const serve_option *o = NULL;
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strcmp(argv[a], options[i].flag) == 0) o = &options[i];
+        if (!o) {
+            fprintf(stderr, "serve: unknown option %s\n", argv[a]);
+            serve_usage(stderr);
+            return -1;
+        }
+        if (a + 1 >= argc) {
+            fprintf(stderr, "serve: %s needs a value\n", argv[a]);
+            return -1;
+        }
+        if (set_option(c, o, argv[++a]) != 0) return -1;
+    }
+    if (c->workers < 1) {
+        fprintf(stderr, "serve: --workers must be at least 1\n");
+        return -1;
+    }
+    if (!c->models_dir[0] &&
+        snprintf(c->models_dir, sizeof c->models_dir, "%s/models", c->data_dir) >=
+            (int)sizeof c->models_dir) {
+        fprintf(stderr, "serve: --data-dir too long\n");
+        return -1;
+    }
+    if (c->threads_per_job == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->threads_per_job = cores / c->workers > 0 ? (int)(cores / c->workers) : 1;
+    }
+    return 0;
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+int serve_main(int argc, char **argv) {
+    serve_config c;
+    if (load_config(&c, argc, argv) != 0) return 2;
+    log_level lvl;
+    if (log_level_parse(c.log_level, &lvl) != 0) {
+        fprintf(stderr, "serve: --log-level must be error, warn, info or debug\n");
+        return 2;
+    }
+    log_set_level(lvl);
+
+    char err[1024] = "", db_path[1200], sub[1200];
+    if (make_dirs(c.data_dir, err, sizeof err) != 0 ||
+        path_join(db_path, sizeof db_path, c.data_dir, "aflorad.db", err, sizeof err) != 0 ||
+        path_join(sub, sizeof sub, c.data_dir, "datasets", err, sizeof err) != 0 ||
+        make_dir(sub, err, sizeof err) != 0 ||
+        path_join(sub, sizeof sub, c.data_dir, "jobs", err, sizeof err) != 0 ||
+        make_dir(sub, err, sizeof err) != 0 || job_ensure_demo(c.models_dir, err, sizeof err)) {
+        log_error("%s", err);
+        return 1;
+    }
+    store *db = store_open(db_path, err, sizeof err);
+    if (!db) {
+        log_error("database %s: %s", db_path, err);
+        return 1;
+    }
+    store_requeue_result rq;
+    if (store_requeue_running(db, MAX_ATTEMPTS, &rq, err, sizeof err) != 0) {
+        log_error("recovering jobs: %s", err);
+        store_close(db);
+        return 1;
+    }
+    if (rq.requeued || rq.cancelled || rq.failed)
+        log_info("recovered jobs left running: %d requeued, %d cancelled, %d failed after %d "
+                 "attempts", rq.requeued, rq.cancelled, rq.failed, MAX_ATTEMPTS);
+    store_close(db);
+
+    workers_config wc = {.db_path = db_path, .data_dir = c.data_dir, .models_dir = c.models_dir,
+                         .n_workers = c.workers, .threads_per_job = c.threads_per_job};
+    workers *w = workers_start(&wc, err, sizeof err);
+    if (!w) {
+        log_error("starting workers: %s", err);
+        return 1;
+    }
+    api_config ac;
+    api_config_defaults(&ac);
+    ac.listen = c.listen;
+    ac.data_dir = c.data_dir;
+    ac.db_path = db_path;
+    ac.models_dir = c.models_dir;
+    ac.web_dir = c.web_dir;
+    ac.token = c.token[0] ? c.token : NULL;
+    ac.workers = w;
+    api_server *api = api_start(&ac, err, sizeof err);
+    if (!api) {
+        log_error("starting the API: %s", err);
+        workers_stop(w);
+        return 1;
+    }
+    /* listen is host:port; print the port actually bound (it may have been 0) */
+    char host[128];
+    snprintf(host, sizeof host, "%s", c.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    log_info("aflorad listening on http://%s:%u (data %s, models %s, %d worker(s) x %d "
+             "thread(s))", host[0] ? host : "0.0.0.0", api_port(api), c.data_dir, c.models_dir,
+             c.workers, c.threads_per_job);
+    /* The line tests and scripts wait for, on stdout. */
+    printf("listening on %s:%u\n", host[0] ? host : "0.0.0.0", api_port(api));
+    fflush(stdout);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    while (!stop_requested) pause();
+
+    log_info("shutting down: running jobs checkpoint and resume at the next start");
+    api_stop(api);
+    workers_stop(w);
+    log_info("stopped");
+    return 0;
+}
