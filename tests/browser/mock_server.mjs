@@ -1,0 +1,357 @@
+// mock_server.mjs — a stand-in for `aflorad serve` for fast work on the
+// dashboard: serves web/ and a fake REST API with the same routes and JSON
+// shapes (models, datasets, jobs, cancel, SSE events with Last-Event-ID
+// replay, Figure-5 freezing data, adapter downloads), with simulated
+// training that follows AFLoRA's cubic schedule. It is not a test of the
+// daemon — the browser test runs against the real binary — but
+// `node dashboard.test.mjs --mock` runs the same test against it.
+//
+//   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0]
+//
+// --drop-sse-every N cuts every SSE connection after N events, to watch the
+// page reconnect with Last-Event-ID.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const WEB = path.resolve(HERE, '../../web');
+
+function arg(name, def) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+const PORT = Number(arg('port', 8089));
+const STEP_MS = Number(arg('step-ms', 25));
+const DROP_SSE_EVERY = Number(arg('drop-sse-every', 0));
+
+const MODULES = ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
+const FFN = ['intermediate.dense', 'output.dense'];
+const MODELS = [
+  { name: 'demo', architecture: 'bert', layers: 2, hidden_size: 32, parameters: 106_434, steps_per_epoch: 63 },
+  { name: 'mini-bert', architecture: 'bert', layers: 4, hidden_size: 256, parameters: 11_170_560, steps_per_epoch: 40 },
+];
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' };
+
+const datasets = [];
+const jobs = new Map();        // id -> job
+const listeners = new Map();   // id -> Set(fn)
+let runningId = null;
+
+const newId = () => crypto.randomBytes(8).toString('hex');
+const now = () => Date.now();
+
+function send(res, status, body, headers = {}) {
+  const text = body === undefined ? '' : JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+const fail = (res, status, code, message, field) => send(res, status, { error: { code, message, ...(field ? { field } : {}) } });
+
+function readBody(req, limit = 16 << 20) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let n = 0;
+    req.on('data', (c) => { n += c.length; if (n > limit) { reject(new Error('too large')); req.destroy(); } else chunks.push(c); });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+// ---- spec validation (a small part of the daemon's) --------------------------------
+const KNOWN = new Set(['model', 'task', 'num_labels', 'dataset', 'method', 'rank', 'alpha', 'target_modules', 'trainable_projections', 'freeze',
+  'epochs', 'batch_size', 'grad_accum', 'max_seq_len', 'learning_rate', 'head_learning_rate', 'weight_decay', 'warmup_ratio', 'max_grad_norm',
+  'seed', 'threads', 'dropout', 'init_adapter']);
+
+function validate(spec) {
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return ['invalid_json', 'the job spec must be a JSON object', null];
+  for (const k of Object.keys(spec)) if (!KNOWN.has(k)) return ['unknown_field', `unknown field "${k}"`, k];
+  if (typeof spec.model !== 'string' || !spec.model) return ['missing_field', 'model is required', 'model'];
+  const model = MODELS.find((m) => m.name === spec.model);
+  if (!model) return ['unknown_model', `unknown model "${spec.model}"`, 'model'];
+  const method = spec.method ?? 'aflora';
+  if (!['aflora', 'elora', 'lora', 'full'].includes(method)) return ['bad_value', 'method must be one of aflora, elora, lora, full', 'method'];
+  if (spec.model === 'demo' && spec.dataset) return ['bad_field', 'the demo model trains on its built-in data: leave dataset out', 'dataset'];
+  if (spec.model !== 'demo' && !(spec.dataset && spec.dataset.train)) return ['missing_field', 'dataset.train is required', 'dataset.train'];
+  if (spec.dataset && spec.dataset.train && /^[0-9a-f]{16}$/.test(spec.dataset.train) && !datasets.some((d) => d.id === spec.dataset.train)) {
+    return ['unknown_dataset', `no dataset ${spec.dataset.train}`, 'dataset.train'];
+  }
+  const ints = { epochs: [1, 1000], batch_size: [1, 4096], rank: [1, 4096], 'freeze.delta_t': [1, 100000], seed: [0, 2 ** 53 - 1] };
+  for (const [f, [lo, hi]] of Object.entries(ints)) {
+    const v = f.split('.').reduce((o, k) => (o == null ? undefined : o[k]), spec);
+    if (v === undefined) continue;
+    if (!Number.isInteger(v)) return ['bad_type', `${f} must be an integer`, f];
+    if (v < lo || v > hi) return ['out_of_range', `${f} must be between ${lo} and ${hi}`, f];
+  }
+  if (spec.freeze && method !== 'aflora') return ['not_applicable', `freeze has no effect for method ${method}`, 'freeze'];
+  if (spec.alpha !== undefined && method !== 'lora') return ['not_applicable', `alpha has no effect for method ${method}`, 'alpha'];
+  for (const b of ['beta1', 'beta2']) {
+    const v = spec.freeze && spec.freeze[b];
+    if (v !== undefined && !(v >= 0 && v < 1)) return ['out_of_range', `freeze.${b} must be in [0, 1)`, `freeze.${b}`];
+  }
+  return null;
+}
+
+function normalise(spec) {
+  const method = spec.method ?? 'aflora';
+  const epochs = spec.epochs ?? 20;
+  const out = { task: 'classification', method, epochs, batch_size: 32, grad_accum: 1, max_seq_len: 128, learning_rate: 0.01,
+    head_learning_rate: 0.04, weight_decay: 0.1, warmup_ratio: 0.06, max_grad_norm: 0.1, seed: 42, threads: 0, dropout: true, ...spec };
+  if (method !== 'full') out.rank ??= { aflora: 4, elora: 1024, lora: 8 }[method];
+  if (method === 'aflora') {
+    out.trainable_projections ??= 'ffn';
+    out.freeze = { initial_warmup_epochs: epochs < 10 ? 0.1 * epochs : 1, final_warmup_epochs: 0.7 * epochs, delta_t: 10, beta1: 0.85, beta2: 0.95, ...(spec.freeze || {}) };
+  }
+  return out;
+}
+
+// ---- simulated training ------------------------------------------------------------------
+function emit(job, type, data) {
+  const ev = { id: job.events.length + 1, type, data, created_at: now() };
+  job.events.push(ev);
+  for (const fn of listeners.get(job.id) || []) fn(ev);
+}
+
+function setStatus(job, status, error = null) {
+  job.status = status;
+  if (status === 'running') job.started_at = now();
+  if (['succeeded', 'failed', 'cancelled'].includes(status)) job.finished_at = now();
+  if (error) job.error = error;
+  emit(job, 'status', { status, ...(error ? { error } : {}) });
+}
+
+function startsTrainable(spec, module) {
+  if (spec.method === 'lora' || spec.method === 'full') return true;
+  if (spec.method === 'elora') return false;
+  if (spec.trainable_projections === 'all') return true;
+  if (spec.trainable_projections === 'none') return false;
+  return FFN.includes(module);
+}
+
+function startJob(job) {
+  runningId = job.id;
+  const spec = job.spec;
+  const model = MODELS.find((m) => m.name === spec.model);
+  const spe = model.steps_per_epoch;
+  const T = spec.epochs * spe;
+  const ti = Math.floor(spec.method === 'aflora' ? spec.freeze.initial_warmup_epochs * spe : T);
+  const tf = Math.floor(spec.method === 'aflora' ? spec.freeze.final_warmup_epochs * spe : 0);
+  const dt = spec.method === 'aflora' ? spec.freeze.delta_t : 1;
+  const layers = model.layers;
+  const mods = spec.target_modules || MODULES;
+  const trainable = [];
+  for (let l = 0; l < layers; l++) for (const m of mods) for (const x of ['A', 'B']) {
+    job.freezing.set(`${l}|${m}|${x}`, null);
+    if (spec.method === 'aflora' && startsTrainable(spec, m)) trainable.push({ layer: l, module: m, matrix: x, rank: Math.random() });
+  }
+  // intermediate A freezes last, as in the paper's Figure 5
+  trainable.sort((a, b) => (a.module === 'intermediate.dense' && a.matrix === 'A') - (b.module === 'intermediate.dense' && b.matrix === 'A') || a.rank - b.rank);
+  const nTrainable0 = trainable.length;
+  const r = (t) => (t <= ti ? 1 : t > T - tf ? 0 : (1 - (t - ti) / (T - ti - tf)) ** 3);
+  const perMatrixW = 2 * 32 * 128 * 4 * 64;       // weight-gradient FLOPs of one A or B
+  const headW = 3e5;
+  const fwd = 2.3e7; const bin = 2.1e7;
+  let step = 0; let cum = { forward: 0, backward_input: 0, backward_weight: 0 }; let avgSum = 0;
+  job.progress.total_steps = T;
+  setStatus(job, 'running');
+  emit(job, 'log', { message: `training ${spec.model} with ${spec.method}: ${T} steps` });
+  job.timer = setInterval(() => {
+    if (job.cancelRequested) {
+      clearInterval(job.timer);
+      setStatus(job, 'cancelled', 'cancelled by request');
+      return next();
+    }
+    step++;
+    const epoch = Math.floor((step - 1) / spe);
+    if (spec.method === 'aflora' && trainable.length && (step % dt === 0 || step === T - tf + 1) && step > ti) {
+      const rt = r(step);
+      const keep = step > T - tf ? 0 : Math.round(rt * nTrainable0);
+      while (trainable.length > keep) {
+        const m = trainable.shift();
+        job.freezing.set(`${m.layer}|${m.module}|${m.matrix}`, step);
+        emit(job, 'freeze', { step, layer: m.layer, module: m.module, matrix: m.matrix, score: 1e-13 * (1 + Math.random()) });
+      }
+    }
+    const nMat = spec.method === 'aflora' ? trainable.length : spec.method === 'lora' ? layers * mods.length * 2 : 0;
+    const scale = step % spe === 0 ? 0.6 : 1;                  // short last batch
+    const f = { forward: fwd * scale, backward_input: bin * scale, backward_weight: (headW + nMat * perMatrixW) * scale };
+    for (const k of Object.keys(cum)) cum[k] += f[k];
+    const trainableNow = 1618 + nMat * 4 * 96;
+    avgSum += trainableNow;
+    const loss = 0.35 + 0.4 * Math.exp(-step / (T / 3)) + 0.12 * (Math.random() - 0.5);
+    const lrPeak = spec.learning_rate;
+    const wu = Math.max(1, Math.round(spec.warmup_ratio * T));
+    const lr = step <= wu ? (lrPeak * step) / wu : (lrPeak * (T - step)) / Math.max(1, T - wu);
+    const d = { step, total_steps: T, epoch, loss, lr, flops: f, flops_total: { ...cum }, trainable_now: trainableNow, trainable_avg: avgSum / step,
+      projections_trainable: nMat, projections_total: layers * 12, remaining_fraction: r(step), elapsed_s: (step * STEP_MS) / 1000 };
+    Object.assign(job.progress, { step, epoch, loss, flops_forward: cum.forward, flops_backward_input: cum.backward_input, flops_backward_weight: cum.backward_weight,
+      trainable_now: trainableNow, trainable_avg: avgSum / step, frozen: nTrainable0 - trainable.length, freezable: nTrainable0 });
+    emit(job, 'step', d);
+    if (step % spe === 0) {
+      const acc = Math.min(0.95, 0.55 + 0.4 * (step / T) + 0.03 * Math.random());
+      const metrics = { accuracy: acc, f1: acc - 0.02, mcc: 2 * acc - 1.05, loss: loss + 0.05 };
+      job.evals.push({ epoch, step, metrics });
+      emit(job, 'eval', { epoch, step, metrics });
+    }
+    if (step >= T) {
+      clearInterval(job.timer);
+      const best = job.evals.reduce((a, b) => (b.metrics.accuracy > a.metrics.accuracy ? b : a), job.evals[0]);
+      job.metrics = { best_epoch: best ? best.epoch : -1, best: best ? best.metrics : undefined, epochs: job.evals, steps: T, final_loss: loss,
+        flops: cum, trainable_params_avg: avgSum / T };
+      setStatus(job, 'succeeded');
+      next();
+    }
+  }, STEP_MS);
+
+  function next() {
+    runningId = null;
+    const queued = [...jobs.values()].filter((j) => j.status === 'queued').sort((a, b) => a.created_at - b.created_at)[0];
+    if (queued) startJob(queued);
+  }
+}
+
+function jobJson(j) {
+  return { id: j.id, status: j.status, spec: j.spec, progress: { ...j.progress }, metrics: j.metrics, error: j.error,
+    created_at: j.created_at, started_at: j.started_at, finished_at: j.finished_at };
+}
+
+function freezingJson(j) {
+  const model = MODELS.find((m) => m.name === j.spec.model);
+  const spe = model.steps_per_epoch;
+  const T = j.spec.epochs * spe;
+  const layers = [];
+  for (let l = 0; l < model.layers; l++) {
+    const modules = {};
+    for (const m of j.spec.target_modules || MODULES) {
+      modules[m] = { A: j.freezing.get(`${l}|${m}|A`) ?? null, B: j.freezing.get(`${l}|${m}|B`) ?? null };
+    }
+    layers.push({ layer: l, modules });
+  }
+  const out = { layers };
+  if (j.spec.method === 'aflora') {
+    const ti = Math.floor(j.spec.freeze.initial_warmup_epochs * spe);
+    const tf = Math.floor(j.spec.freeze.final_warmup_epochs * spe);
+    const points = [];
+    for (let t = 0; t <= T; t += Math.max(1, Math.floor(T / 100))) points.push({ step: t, r: t <= ti ? 1 : t > T - tf ? 0 : (1 - (t - ti) / (T - ti - tf)) ** 3 });
+    out.schedule = { total_steps: T, initial_warmup_steps: ti, final_start_step: T - tf, points };
+  }
+  return out;
+}
+
+// ---- SSE --------------------------------------------------------------------------------
+function sse(req, res, job) {
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+  const after = Number(req.headers['last-event-id'] || 0) || 0;
+  let sent = 0;
+  let closed = false;
+  const write = (ev) => {
+    if (closed) return;
+    res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`);
+    sent++;
+    if (ev.type === 'status' && ['succeeded', 'failed', 'cancelled'].includes(ev.data.status)) return end();
+    if (DROP_SSE_EVERY && sent >= DROP_SSE_EVERY) { closed = true; res.destroy(); cleanup(); }
+  };
+  const end = () => { if (closed) return; closed = true; res.end(); cleanup(); };
+  const hb = setInterval(() => { if (!closed) res.write(': heartbeat\n\n'); }, 15000);
+  const set = listeners.get(job.id) || new Set();
+  listeners.set(job.id, set);
+  const cleanup = () => { clearInterval(hb); set.delete(write); };
+  res.write('retry: 1000\n\n');
+  for (const ev of job.events) if (ev.id > after) write(ev);
+  if (!closed) set.add(write);
+  req.on('close', () => { closed = true; cleanup(); });
+}
+
+// ---- static files -----------------------------------------------------------------------
+function serveStatic(req, res, urlPath) {
+  let rel = decodeURIComponent(urlPath);
+  if (rel === '/' || rel === '') rel = '/index.html';
+  const file = path.resolve(WEB, `.${rel}`);
+  if (!file.startsWith(WEB + path.sep)) return fail(res, 404, 'not_found', 'no such file');
+  fs.stat(file, (err, st) => {
+    if (err || !st.isFile()) return fail(res, 404, 'not_found', `no route ${urlPath}`);
+    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Content-Length': st.size, 'Cache-Control': 'no-cache' });
+    fs.createReadStream(file).pipe(res);
+  });
+}
+
+// ---- routes -------------------------------------------------------------------------------
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, 'http://x');
+  const p = url.pathname;
+  const m = p.match(/^\/jobs\/([0-9a-f]{16})(\/.*)?$/);
+  try {
+    if (req.method === 'GET' && p === '/healthz') return send(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && p === '/models') return send(res, 200, MODELS.map(({ steps_per_epoch, ...x }) => x));
+    if (req.method === 'GET' && p === '/datasets') return send(res, 200, datasets);
+    if (req.method === 'POST' && p === '/datasets') {
+      const name = url.searchParams.get('name') || 'upload.tsv';
+      const body = await readBody(req);
+      const text = body.toString('utf8');
+      const fmt = (name.split('.').pop() || '').toLowerCase();
+      if (!['tsv', 'csv', 'jsonl', 'json'].includes(fmt)) return fail(res, 400, 'bad_format', 'the name must end in .tsv, .csv or .jsonl', 'name');
+      const lines = text.split('\n').filter((l) => l.trim());
+      const d = { id: newId(), name, format: fmt === 'json' ? 'jsonl' : fmt, rows: Math.max(0, lines.length - (fmt === 'jsonl' ? 0 : 1)), bytes: body.length,
+        sha256: crypto.createHash('sha256').update(body).digest('hex'), created_at: now() };
+      datasets.unshift(d);
+      return send(res, 201, d, { Location: `/datasets/${d.id}` });
+    }
+    if (req.method === 'POST' && p === '/jobs') {
+      let spec;
+      try { spec = JSON.parse((await readBody(req, 1 << 20)).toString('utf8')); } catch (e) { return fail(res, 400, 'invalid_json', `malformed JSON: ${e.message}`); }
+      const bad = validate(spec);
+      if (bad) return fail(res, 422, bad[0], bad[1], bad[2]);
+      const job = { id: newId(), status: 'queued', spec: normalise(spec), progress: { step: 0, total_steps: null, epoch: 0, loss: null }, metrics: null,
+        error: null, created_at: now(), started_at: null, finished_at: null, events: [], evals: [], freezing: new Map() };
+      jobs.set(job.id, job);
+      emit(job, 'status', { status: 'queued' });
+      if (!runningId) setTimeout(() => { if (!runningId && job.status === 'queued') startJob(job); }, 300);
+      return send(res, 201, jobJson(job), { Location: `/jobs/${job.id}` });
+    }
+    if (req.method === 'GET' && p === '/jobs') {
+      const st = url.searchParams.get('status');
+      const limit = Number(url.searchParams.get('limit') || 50);
+      const offset = Number(url.searchParams.get('offset') || 0);
+      const list = [...jobs.values()].filter((j) => !st || j.status === st).sort((a, b) => b.created_at - a.created_at);
+      return send(res, 200, list.slice(offset, offset + limit).map(jobJson));
+    }
+    if (m) {
+      const job = jobs.get(m[1]);
+      if (!job) return fail(res, 404, 'not_found', `no job ${m[1]}`);
+      const sub = m[2] || '';
+      if (req.method === 'GET' && sub === '') return send(res, 200, jobJson(job));
+      if (req.method === 'POST' && sub === '/cancel') {
+        if (job.status === 'queued') { setStatus(job, 'cancelled', 'cancelled by request'); return send(res, 200, jobJson(job)); }
+        if (job.status === 'running') { job.cancelRequested = true; return send(res, 202, jobJson(job)); }
+        return fail(res, 409, 'already_finished', `job ${job.id} has already ${job.status}`);
+      }
+      if (req.method === 'GET' && sub === '/events') {
+        if ((req.headers.accept || '').includes('text/event-stream')) return sse(req, res, job);
+        const after = Number(url.searchParams.get('after') || 0);
+        const limit = Number(url.searchParams.get('limit') || 1000);
+        return send(res, 200, job.events.filter((e) => e.id > after).slice(0, limit));
+      }
+      if (req.method === 'GET' && sub === '/freezing') return send(res, 200, freezingJson(job));
+      const dl = sub.match(/^\/adapter\/(adapter\.safetensors|peft\.tar)$/);
+      if (req.method === 'GET' && dl) {
+        if (job.status !== 'succeeded') return fail(res, 409, 'not_ready', `the adapter is available once the job has succeeded (it is ${job.status})`);
+        const body = Buffer.from(`mock ${dl[1]} of job ${job.id}\n`);
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, 'Content-Disposition': `attachment; filename="${job.id}-${dl[1]}"` });
+        return res.end(body);
+      }
+      return fail(res, 404, 'not_found', `no route ${req.method} ${p}`);
+    }
+    if (req.method === 'GET' && p === '/openapi.json') return send(res, 200, { openapi: '3.0.3', info: { title: 'aflorad (mock)', version: '0' }, paths: {} });
+    if (req.method === 'GET') return serveStatic(req, res, p);
+    return fail(res, 405, 'method_not_allowed', `${req.method} ${p} is not allowed`);
+  } catch (e) {
+    return fail(res, 500, 'internal', e.message);
+  }
+});
+
+server.listen(PORT, '127.0.0.1', () => {
+  console.log(`mock aflorad listening on http://127.0.0.1:${server.address().port}`);
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { server.close(); process.exit(0); });

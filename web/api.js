@@ -1,0 +1,378 @@
+// api.js — the only module that knows the daemon's URLs and JSON shapes.
+//
+// Every response is turned into a plain "normalised" object here
+// (normalizeJob, parseStep, normalizeFreezing, ...), so the views never read
+// raw API keys. When the API's field names change, this file is the one to
+// adjust. The parsers are deliberately tolerant (progress nested or flat,
+// times in ms, seconds or ISO text, several layouts of the freezing data)
+// because they were written against a contract before the API existed.
+//
+// Requests carry `Authorization: Bearer <token>` when the user has set a
+// token (kept in localStorage); errors are thrown as ApiError with the
+// API's {"error": {"code", "message", "field"}} fields.
+
+/** The adapted modules of a BERT block in the paper's Figure-5 order, with
+ *  the engine's event names (what `freeze` events and the spec use). */
+export const MODULES = [
+  { name: 'query', label: 'query' },
+  { name: 'key', label: 'key' },
+  { name: 'value', label: 'value' },
+  { name: 'attention.output.dense', label: 'attention output' },
+  { name: 'intermediate.dense', label: 'intermediate' },
+  { name: 'output.dense', label: 'output' },
+];
+export const FFN_MODULES = ['intermediate.dense', 'output.dense'];
+export const MATRICES = ['A', 'B'];
+export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+export const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+export const METHODS = ['aflora', 'elora', 'lora', 'full'];
+
+const TOKEN_KEY = 'aflorad.apiToken';
+
+export function getToken() {
+  try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
+}
+export function setToken(token) {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch { /* private mode: the token lasts for this page only */ }
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.field = field || null;
+  }
+}
+
+async function request(method, path, { body, contentType, signal } = {}) {
+  const headers = { Accept: 'application/json' };
+  const token = getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined && contentType) headers['Content-Type'] = contentType;
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body, signal });
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    throw new ApiError(0, 'network', `cannot reach the daemon (${e.message})`);
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    let msg = e.message || (text && !data ? text.slice(0, 300) : `HTTP ${res.status} ${res.statusText}`);
+    if (res.status === 401 && !token) msg += ' — set the API token (button at the top right).';
+    throw new ApiError(res.status, e.code || `http_${res.status}`, msg, e.field);
+  }
+  return data;
+}
+
+const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+const pick = (...xs) => { for (const x of xs) if (x !== undefined && x !== null) return x; return null; };
+function parseMaybeJson(x) {
+  if (typeof x !== 'string') return x ?? null;
+  try { return JSON.parse(x); } catch { return null; }
+}
+/** A list either bare or wrapped: [..] | {jobs: [..]} | {items: [..]} | {data: [..]}. */
+function asArray(raw, key) {
+  if (Array.isArray(raw)) return raw;
+  if (raw && typeof raw === 'object') {
+    for (const k of [key, 'items', 'data', 'results']) if (Array.isArray(raw[k])) return raw[k];
+  }
+  return [];
+}
+
+/** Unix ms, unix seconds or ISO text -> ms since the epoch (null: not yet). */
+export function toMs(t) {
+  if (typeof t === 'number') {
+    if (!Number.isFinite(t) || t <= 0) return null;
+    return t > 1e11 ? t : t * 1000;       // below 1e11 it must be seconds (year < 5138)
+  }
+  if (typeof t === 'string' && t) {
+    const v = Date.parse(t);
+    return Number.isFinite(v) ? v : null;
+  }
+  return null;
+}
+
+/** Engine or PEFT spellings of a module -> the event name used in MODULES. */
+export function normalizeModule(m) {
+  if (typeof m !== 'string') return null;
+  const aliases = {
+    'attention.self.query': 'query', q: 'query', q_proj: 'query',
+    'attention.self.key': 'key', k: 'key', k_proj: 'key',
+    'attention.self.value': 'value', v: 'value', v_proj: 'value',
+    attn_out: 'attention.output.dense', 'attention.output': 'attention.output.dense',
+    intermediate: 'intermediate.dense', output: 'output.dense',
+  };
+  return aliases[m] || m;
+}
+export function normalizeMatrix(x) {
+  if (typeof x !== 'string') return null;
+  const s = x.replace(/^lora_/i, '').toUpperCase();
+  return s === 'A' || s === 'B' ? s : null;
+}
+
+// ---- models and datasets ------------------------------------------------------
+
+export function normalizeModel(m) {
+  return {
+    name: m.name ?? m.id ?? '?',
+    architecture: m.architecture ?? m.model_type ?? '',
+    layers: num(pick(m.layers, m.num_hidden_layers)),
+    hiddenSize: num(pick(m.hidden_size, m.hidden)),
+    parameters: num(pick(m.parameters, m.params, m.parameter_count)),
+  };
+}
+
+export function normalizeDataset(d) {
+  return {
+    id: d.id, name: d.name ?? d.id, format: d.format ?? '', rows: num(d.rows),
+    bytes: num(d.bytes), sha256: d.sha256 ?? '', createdAt: toMs(d.created_at),
+  };
+}
+
+// ---- jobs ----------------------------------------------------------------------
+
+const FLOP_KINDS = ['forward', 'backward_input', 'backward_weight'];
+
+function flopsOf(o, prefix) {
+  // {forward, backward_input, backward_weight} or flat flops_forward, ...
+  const nested = o && (o.flops_total || o.flops);
+  const out = {};
+  for (const k of FLOP_KINDS) {
+    out[k] = num(pick(o && o[`${prefix}${k}`], nested && typeof nested === 'object' ? nested[k] : null));
+  }
+  return out;
+}
+
+/** The headline metric of a metrics object: accuracy, else Pearson, else MCC, ... */
+export function headlineMetric(m) {
+  if (!m || typeof m !== 'object') return null;
+  for (const k of ['accuracy', 'pearson', 'mcc', 'f1', 'spearman', 'mse']) {
+    if (num(m[k]) !== null) return { name: k, value: m[k] };
+  }
+  return null;
+}
+
+export function normalizeJob(raw) {
+  const spec = parseMaybeJson(raw.spec) || {};
+  const p = (raw.progress && typeof raw.progress === 'object') ? raw.progress : raw;
+  const metrics = parseMaybeJson(raw.metrics);
+  const lastEval = parseMaybeJson(pick(raw.eval, raw.last_eval, p.eval, p.metrics));
+  const best = metrics && metrics.best ? metrics.best : null;
+  return {
+    id: raw.id,
+    status: raw.status ?? 'queued',
+    spec,
+    model: spec.model ?? raw.model ?? '?',
+    method: spec.method ?? raw.method ?? 'aflora',
+    step: num(p.step) ?? 0,
+    totalSteps: num(pick(p.total_steps, p.totalSteps)),
+    epoch: num(p.epoch),
+    loss: num(p.loss),
+    flops: flopsOf(p, 'flops_'),
+    trainableNow: num(p.trainable_now),
+    trainableAvg: num(p.trainable_avg),
+    frozen: num(p.frozen),
+    freezable: num(p.freezable),
+    metrics,
+    bestEpoch: metrics ? num(metrics.best_epoch) : null,
+    best: headlineMetric(best) || headlineMetric(lastEval && (lastEval.metrics || lastEval)),
+    error: raw.error ?? null,
+    createdAt: toMs(raw.created_at),
+    startedAt: toMs(raw.started_at),
+    finishedAt: toMs(raw.finished_at),
+  };
+}
+
+// ---- events --------------------------------------------------------------------
+
+export function parseStep(d) {
+  return {
+    step: num(d.step) ?? 0,
+    totalSteps: num(d.total_steps),
+    epoch: num(d.epoch),
+    loss: num(d.loss),
+    lr: num(d.lr),
+    flops: flopsOf({ flops: d.flops }, 'x_'),
+    flopsTotal: flopsOf({ flops: d.flops_total }, 'x_'),
+    trainableNow: num(d.trainable_now),
+    trainableAvg: num(d.trainable_avg),
+    projTrainable: num(d.projections_trainable),
+    projTotal: num(d.projections_total),
+    remaining: num(pick(d.remaining_fraction, d.r)),
+    elapsed: num(d.elapsed_s),
+  };
+}
+
+export function parseFreeze(d) {
+  return {
+    step: num(d.step),
+    layer: num(d.layer),
+    module: normalizeModule(d.module),
+    matrix: normalizeMatrix(d.matrix),
+    score: num(d.score),
+  };
+}
+
+export function parseEval(d) {
+  return { epoch: num(d.epoch), step: num(d.step), metrics: d.metrics || {} };
+}
+
+export const parseStatus = (d) => ({ status: d.status, error: d.error ?? d.message ?? null });
+export const parseLog = (d) => ({ message: String(d.message ?? '') });
+
+// ---- freezing (Figure 5) -----------------------------------------------------------
+
+export const cellKey = (layer, module, matrix) => `${layer}|${module}|${matrix}`;
+
+function stepValue(v) {
+  if (v === null || v === undefined) return null;
+  if (typeof v === 'number') return v;
+  if (typeof v === 'object') return num(pick(v.step, v.frozen_at, v.freeze_step, v.frozen_step));
+  return null;
+}
+
+/**
+ * Accepted layouts (the API's exact one was not fixed when this was written):
+ *  {layers: [{layer: 0, modules: {query: {A: 12, B: null}, ...}}, ...]}
+ *  {layers: [{query: {A, B}, ...}, ...]}                  (array index = layer)
+ *  {layers: N, cells|matrices|projections: [{layer, module, matrix, step}]}
+ *  {modules: {query: [{A, B} per layer]}}
+ * plus schedule: [{step, r}] | [[step, r]] and optional phase bounds.
+ * Returns {layers, cells: Map(cellKey -> step|null), schedule, initialSteps,
+ *          finalStart, totalSteps}.
+ */
+export function normalizeFreezing(raw) {
+  const cells = new Map();
+  let layers = null;
+  const put = (layer, module, matrix, v) => {
+    const mod = normalizeModule(module);
+    const mat = normalizeMatrix(matrix);
+    if (num(layer) === null || !mod || !mat) return;
+    cells.set(cellKey(layer, mod, mat), stepValue(v));
+    layers = Math.max(layers ?? 0, layer + 1);
+  };
+  const putModules = (layer, mods) => {
+    if (Array.isArray(mods)) {
+      for (const m of mods) {
+        if (!m) continue;
+        const name = m.module ?? m.name;
+        if ('matrix' in m) put(layer, name, m.matrix, m);
+        else for (const mat of MATRICES) put(layer, name, mat, pick(m[mat], m[`lora_${mat}`], m[mat.toLowerCase()]));
+      }
+      return;
+    }
+    for (const [name, ab] of Object.entries(mods || {})) {
+      if (!ab || typeof ab !== 'object') continue;
+      for (const mat of MATRICES) put(layer, name, mat, pick(ab[mat], ab[`lora_${mat}`], ab[mat.toLowerCase()]));
+    }
+  };
+  const list = Array.isArray(raw.cells) ? raw.cells : Array.isArray(raw.matrices) ? raw.matrices
+    : Array.isArray(raw.projections) ? raw.projections : null;
+  if (list) {
+    for (const c of list) put(c.layer, c.module, c.matrix, pick(c.step, c.frozen_at, c.freeze_step, c.frozen_step));
+  }
+  if (Array.isArray(raw.layers)) {
+    raw.layers.forEach((L, i) => {
+      if (!L || typeof L !== 'object') return;
+      const layer = num(L.layer) ?? i;
+      putModules(layer, L.modules ?? L);
+    });
+  } else if (raw.modules && typeof raw.modules === 'object' && !Array.isArray(raw.modules)) {
+    for (const [name, perLayer] of Object.entries(raw.modules)) {
+      if (!Array.isArray(perLayer)) continue;
+      perLayer.forEach((ab, layer) => {
+        for (const mat of MATRICES) put(layer, name, mat, ab && pick(ab[mat], ab[`lora_${mat}`]));
+      });
+    }
+  }
+  if (num(raw.layers) !== null) layers = raw.layers;
+  if (num(raw.num_layers) !== null) layers = raw.num_layers;
+
+  const sched = raw.schedule && !Array.isArray(raw.schedule) ? raw.schedule : { points: raw.schedule };
+  const pts = Array.isArray(sched.points) ? sched.points : [];
+  const schedule = pts.map((p) => (Array.isArray(p)
+    ? { step: p[0], r: p[1] }
+    : { step: num(p.step ?? p.t), r: num(pick(p.r, p.remaining_fraction, p.fraction)) }))
+    .filter((p) => p.step !== null && p.r !== null);
+  return {
+    layers,
+    cells,
+    schedule,
+    initialSteps: num(pick(sched.initial_warmup_steps, sched.t_i, raw.initial_warmup_steps)),
+    finalStart: num(pick(sched.final_start_step, raw.final_start_step)),
+    finalSteps: num(pick(sched.final_warmup_steps, sched.t_f, raw.final_warmup_steps)),
+    totalSteps: num(pick(sched.total_steps, raw.total_steps)),
+  };
+}
+
+/** Whether a matrix starts trainable, from the job spec (aflora.md §2). */
+export function startsTrainable(spec, module) {
+  const method = spec.method || 'aflora';
+  if (method === 'lora' || method === 'full') return true;
+  if (method === 'elora') return false;
+  const proj = spec.trainable_projections || 'ffn';
+  if (proj === 'all') return true;
+  if (proj === 'none') return false;
+  return FFN_MODULES.includes(module);
+}
+
+/** Modules that carry an adapter in this job (spec.target_modules or all). */
+export function targetModules(spec) {
+  const t = Array.isArray(spec.target_modules) ? spec.target_modules.map(normalizeModule) : null;
+  return MODULES.filter((m) => !t || t.includes(m.name));
+}
+
+// ---- the calls -----------------------------------------------------------------
+
+const enc = encodeURIComponent;
+
+export const api = {
+  models: async () => asArray(await request('GET', '/models'), 'models').map(normalizeModel),
+  datasets: async () => asArray(await request('GET', '/datasets'), 'datasets').map(normalizeDataset),
+  uploadDataset: async (file) => {
+    const ext = (file.name.split('.').pop() || '').toLowerCase();
+    const type = { tsv: 'text/tab-separated-values', csv: 'text/csv', jsonl: 'application/jsonl', json: 'application/jsonl' }[ext]
+      || 'application/octet-stream';
+    return normalizeDataset(await request('POST', `/datasets?name=${enc(file.name)}`, { body: file, contentType: type }));
+  },
+  /** -> {jobs: [normalised], total: number|null} */
+  jobs: async ({ status = '', limit = 50, offset = 0 } = {}, signal) => {
+    const q = new URLSearchParams();
+    if (status) q.set('status', status);
+    q.set('limit', String(limit));
+    q.set('offset', String(offset));
+    const raw = await request('GET', `/jobs?${q}`, { signal });
+    return { jobs: asArray(raw, 'jobs').map(normalizeJob), total: raw && !Array.isArray(raw) ? num(raw.total) : null };
+  },
+  job: async (id, signal) => normalizeJob(await request('GET', `/jobs/${enc(id)}`, { signal })),
+  createJob: async (spec) => normalizeJob(await request('POST', '/jobs', {
+    body: JSON.stringify(spec), contentType: 'application/json',
+  })),
+  cancelJob: async (id) => request('POST', `/jobs/${enc(id)}/cancel`),
+  freezing: async (id, signal) => normalizeFreezing(await request('GET', `/jobs/${enc(id)}/freezing`, { signal }) || {}),
+  eventsUrl: (id) => `/jobs/${enc(id)}/events`,
+  adapterUrl: (id, file) => `/jobs/${enc(id)}/adapter/${file}`,
+  /** Download through fetch (needed when a token must be sent); returns a Blob. */
+  download: async (url) => {
+    const headers = {};
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const res = await fetch(url, { headers });
+    if (!res.ok) {
+      let msg = `HTTP ${res.status}`;
+      try { msg = (await res.json()).error.message || msg; } catch { /* not JSON */ }
+      throw new ApiError(res.status, `http_${res.status}`, msg);
+    }
+    return res.blob();
+  },
+};
