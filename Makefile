@@ -86,7 +86,7 @@ bench: $(BENCH_BIN)
 start:
 	@scripts/install-deps.sh
 	@$(MAKE) --no-print-directory $(BIN)
-	$(BIN) demo
+	$(BIN) serve
 
 clean:
 	rm -rf build build-asan build-clang

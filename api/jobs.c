@@ -14,6 +14,7 @@
  * worker. Every failure names the spec field it is about. */
 #include "api_internal.h"
 #include "log.h"
+#include "predict.h"
 #include "spec.h"
 #include "textdata.h"
 
@@ -366,11 +367,91 @@ enum MHD_Result h_job_cancel(api_req *r)
 
 /* ---- POST /jobs/{id}/predict ------------------------------------------------------ */
 
+/* Inputs per request: a prediction runs on this connection's thread, so a
+ * request stays short. */
+#define PREDICT_MAX_INPUTS 64
+
 enum MHD_Result h_job_predict(api_req *r)
 {
-    return reply_error(r, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented", NULL,
-                       "prediction over the API is not available in this build yet; use "
-                       "`aflorad predict` with the job's adapter (GET /jobs/%s/adapter/"
-                       "adapter.safetensors)",
-                       r->id);
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
+    cJSON *inputs = cJSON_GetObjectItemCaseSensitive(body, "inputs");
+    if (!cJSON_IsObject(body) || !cJSON_IsArray(inputs)) {
+        cJSON_Delete(body);
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "inputs",
+                           "inputs: expected {\"inputs\": [{\"text\": \"...\", "
+                           "\"text_pair\": \"...\"}, ...]}");
+    }
+    int n = cJSON_GetArraySize(inputs);
+    if (n < 1 || n > PREDICT_MAX_INPUTS) {
+        cJSON_Delete(body);
+        return reply_error(r, MHD_HTTP_BAD_REQUEST, "out_of_range", "inputs",
+                           "inputs: between 1 and %d inputs per request, got %d",
+                           PREDICT_MAX_INPUTS, n);
+    }
+    for (int i = 0; i < n; i++) {
+        cJSON *in = cJSON_GetArrayItem(inputs, i);
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "text");
+        cJSON *tp = cJSON_GetObjectItemCaseSensitive(in, "text_pair");
+        if (!cJSON_IsString(t) || (tp && !cJSON_IsString(tp))) {
+            cJSON_Delete(body);
+            char field[64];
+            snprintf(field, sizeof field, "inputs[%d].%s", i, cJSON_IsString(t) ? "text_pair" : "text");
+            return reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_type", field,
+                               "%s: expected a string", field);
+        }
+    }
+
+    char err[1024];
+    store_job j;
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
+        cJSON_Delete(body);
+        return reply_store_error(r, st, err);
+    }
+    if (j.status != STORE_JOB_SUCCEEDED) {
+        enum MHD_Result ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
+                                          "job %s is %s: predictions need a job that has "
+                                          "succeeded", r->id, store_job_status_name(j.status));
+        store_job_clear(&j);
+        cJSON_Delete(body);
+        return ret;
+    }
+    cJSON *spec = cJSON_Parse(j.spec);
+    store_job_clear(&j);
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(spec, "model");
+    char adapter[4096];
+    snprintf(adapter, sizeof adapter, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir, r->id);
+    predictor *p = cJSON_IsString(model)
+                       ? predictor_open(r->srv->models_dir, model->valuestring, adapter, err,
+                                        sizeof err)
+                       : NULL;
+    cJSON_Delete(spec);
+    if (!p) {
+        cJSON_Delete(body);
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                           "cannot load the job's model and adapter: %s", err);
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON *preds = cJSON_AddArrayToObject(out, "predictions");
+    for (int i = 0; i < n; i++) {
+        cJSON *in = cJSON_GetArrayItem(inputs, i);
+        cJSON *tp = cJSON_GetObjectItemCaseSensitive(in, "text_pair");
+        cJSON *res = predictor_run(p, cJSON_GetObjectItemCaseSensitive(in, "text")->valuestring,
+                                   tp ? tp->valuestring : NULL, err, sizeof err);
+        if (!res) {
+            predictor_free(p);
+            cJSON_Delete(out);
+            cJSON_Delete(body);
+            char field[32];
+            snprintf(field, sizeof field, "inputs[%d]", i);
+            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field, "%s: %s", field,
+                               err);
+        }
+        cJSON_AddItemToArray(preds, res);
+    }
+    predictor_free(p);
+    cJSON_Delete(body);
+    return reply_json(r, MHD_HTTP_OK, out);
 }

@@ -693,9 +693,15 @@ static void test_routing_errors(void **state)
     expect_error(&r, 415, "unsupported_media_type");
     resp_free(&r);
 
-    /* Prediction is reserved. */
+    /* Prediction: the body shape is checked first, then the job. */
     http_json(f, "POST", "/jobs/" NO_SUCH_ID "/predict", "{\"texts\":[\"a\"]}", &r);
-    expect_error(&r, 501, "not_implemented");
+    expect_error(&r, 400, "invalid_value");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs/" NO_SUCH_ID "/predict", "{\"inputs\":[{\"text\":1}]}", &r);
+    expect_error(&r, 400, "wrong_type");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs/" NO_SUCH_ID "/predict", "{\"inputs\":[{\"text\":\"a\"}]}", &r);
+    expect_error(&r, 404, "not_found");
     resp_free(&r);
 }
 
