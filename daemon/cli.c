@@ -86,6 +86,11 @@ static void run_log(void *ctx, const char *msg) {
     printf("note    %s\n", msg);
 }
 
+static void run_resume(void *ctx, long step) {
+    (void)ctx;
+    printf("note    resumed from the checkpoint at step %ld\n", step);
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();
     for (int i = 1; i < argc; i++) {
@@ -112,7 +117,7 @@ static int cmd_run(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     job_args a = {.spec = &spec, .models_dir = models, .work_dir = out, .cancel = &interrupted,
                   .ev = {.on_step = run_step, .on_freeze = run_freeze, .on_eval = run_eval,
-                         .on_log = run_log}};
+                         .on_log = run_log, .on_resume = run_resume}};
     job_result r;
     char err[1024] = "";
     job_outcome o = job_run(&a, &r, err, sizeof err);

@@ -375,9 +375,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (!t) goto done;
     if (file_exists(checkpoint)) {
         if (trainer_load_checkpoint(t, checkpoint, err, errlen) != 0) goto done;
-        char note[64];
-        snprintf(note, sizeof note, "%ld", trainer_step(t));
-        log_msg(a, "resumed from the checkpoint at step %s", note);
+        if (a->ev.on_resume) a->ev.on_resume(a->ev.ctx, trainer_step(t));
     }
     aflo_progress pr = {.ctx = &rc, .on_step = fwd_step, .on_freeze = fwd_freeze,
                         .on_eval = fwd_eval, .on_epoch_end = save_at_epoch_end};

@@ -33,6 +33,10 @@ typedef struct {
     void (*on_freeze)(void *ctx, const aflo_freeze_event *ev);
     void (*on_eval)(void *ctx, const aflo_eval_info *ev);
     void (*on_log)(void *ctx, const char *message);   /* notes worth showing a user */
+    /* Training continues from a checkpoint taken after `step`: progress
+     * reported earlier for later steps (before a crash) is superseded. A
+     * resumed run is deterministic, so those steps come again identical. */
+    void (*on_resume)(void *ctx, long step);
 } job_events;
 
 typedef struct {

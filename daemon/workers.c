@@ -212,6 +212,18 @@ static void on_log(void *ctx, const char *msg) {
     append_now(w, STORE_EVENT_LOG, o);
 }
 
+static void on_resume(void *ctx, long step) {
+    worker *w = ctx;
+    log_info("job %s: resumed from the checkpoint at step %ld", w->job_id, step);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return;
+    char msg[96];
+    snprintf(msg, sizeof msg, "resumed from the checkpoint at step %ld", step);
+    cJSON_AddStringToObject(o, "message", msg);
+    cJSON_AddNumberToObject(o, "resumed_from_step", (double)step);
+    append_now(w, STORE_EVENT_LOG, o);
+}
+
 /* Point dataset ids of the spec at their files and formats. */
 static int resolve_datasets(worker *w, aflo_job_spec *spec, char *err, size_t errlen) {
     char **refs[2] = {&spec->dataset.train, &spec->dataset.eval};
@@ -275,7 +287,8 @@ static void run_claimed(worker *w, store_job *job) {
             job_args a = {.spec = &spec, .models_dir = p->models_dir, .datasets_dir = datasets,
                           .work_dir = work, .cancel = &w->cancel,
                           .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,
-                                 .on_eval = on_eval, .on_log = on_log}};
+                                 .on_eval = on_eval, .on_log = on_log,
+                                 .on_resume = on_resume}};
             out = job_run(&a, &r, err, sizeof err);
         }
         spec_free(&spec);

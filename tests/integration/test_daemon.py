@@ -270,6 +270,10 @@ class DaemonTest(unittest.TestCase):
         j = wait_job(d2, job["id"], ["succeeded", "failed"], timeout=300)
         self.assertEqual(j["status"], "succeeded", j.get("error"))
         self.assertEqual(j["attempts"], 2)
+        events = read_sse(d2, job["id"])
+        resumed = [e for _, t, e in events if t == "log" and "resumed_from_step" in e]
+        self.assertEqual(len(resumed), 1)
+        self.assertGreaterEqual(resumed[0]["resumed_from_step"], 63)  # an epoch end
         st, _, _ = d2.request("GET", f"/jobs/{job['id']}/adapter/adapter.safetensors", raw=True)
         self.assertEqual(st, 200)
 
