@@ -31,7 +31,7 @@ BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libaflora.a
 BIN := $(BUILD)/aflorad
 
-.PHONY: all test test-c test-asan test-clang test-valgrind bench clean start deps
+.PHONY: all test test-c test-asan test-integration-asan test-clang test-valgrind bench clean start deps
 # Keep test objects: they are intermediate but rebuilding them every run is waste.
 .SECONDARY:
 all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
@@ -71,7 +71,13 @@ test-c:
 
 # Same C tests under ASan + UBSan, in their own build tree.
 test-asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test-c
+	$(MAKE) $(ASAN_FLAGS) test-c
+
+# The daemon built with ASan+UBSan, driven by the integration tests.
+ASAN_FLAGS := BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
+test-integration-asan:
+	$(MAKE) $(ASAN_FLAGS) build-asan/aflorad
+	@tests/run.sh build-asan --py-only
 
 test-clang:
 	$(MAKE) CC=clang BUILD=build-clang all

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test binary in BUILD/tests (cmocka), then the integration tests
-# (tests/integration/test_*.py) unless --c-only; prints one closing line
+# (tests/integration/test_*.py) against BUILD/aflorad; --c-only or --py-only
+# runs one kind. Prints one closing line
 # "N passed, N failed" and exits non-zero if anything failed.
 set -u
 build=${1:-build}
@@ -8,7 +9,10 @@ mode=${2:-all}
 passed=0; failed=0; failed_names=()
 [[ -n ${VALGRIND:-} ]] && export AFLORAD_VALGRIND=1
 
-for t in "$build"/tests/test_*; do
+c_tests=1; py_tests=1
+[[ $mode == --c-only ]] && py_tests=0
+[[ $mode == --py-only ]] && c_tests=0
+(( c_tests )) && for t in "$build"/tests/test_*; do
   [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue
   out=$(${VALGRIND:-} "$t" 2>&1); rc=$?
   p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
@@ -22,7 +26,7 @@ for t in "$build"/tests/test_*; do
   printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$p" "$f"
 done
 
-if [[ $mode != --c-only ]]; then
+if (( py_tests )); then
   for t in tests/integration/test_*.py; do
     [[ -f $t ]] || continue
     out=$(AFLORAD_BUILD="$build" python3 "$t" 2>&1); rc=$?
