@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "gemm.h"
 #include "job.h"
 #include "log.h"
 #include "server.h"
@@ -155,6 +156,7 @@ int serve_main(int argc, char **argv) {
         return 2;
     }
     log_set_level(lvl);
+    log_info("aflorad starting; BLAS: %s", engine_blas_info());
 
     char err[1024] = "", db_path[1200], sub[1200];
     if (make_dirs(c.data_dir, err, sizeof err) != 0 ||

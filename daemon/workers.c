@@ -157,6 +157,7 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     cJSON_AddNumberToObject(o, "projections_total", s->projections_total);
     cJSON_AddNumberToObject(o, "remaining_fraction", s->remaining_fraction);
     cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
+    cJSON_AddNumberToObject(o, "memory_bytes", (double)s->memory_bytes);
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!text) return;

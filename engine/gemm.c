@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <unistd.h>
 
 const char *const flop_kind_names[FLOP_KINDS] = {"forward", "backward_input", "backward_weight"};
@@ -29,3 +30,12 @@ void engine_set_threads(int n) {
 }
 
 int engine_threads(void) { return engine_nthreads; }
+
+const char *engine_blas_info(void) {
+    static char info[256];
+    static const char *const parallel[] = {"sequential", "pthreads", "OpenMP"};
+    int par = openblas_get_parallel();
+    snprintf(info, sizeof info, "%s (%s)", openblas_get_config(),
+             par >= 0 && par <= 2 ? parallel[par] : "unknown threading");
+    return info;
+}

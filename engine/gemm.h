@@ -38,5 +38,9 @@ static inline uint64_t flops_total(const aflo_flops *f) {
  * setting). */
 void engine_set_threads(int n);
 int  engine_threads(void);
+/* The BLAS library in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... (pthreads)",
+ * for start-up logs: OpenBLAS's threading flavour changes how concurrent
+ * jobs share the cores. */
+const char *engine_blas_info(void);
 
 #endif

@@ -237,6 +237,14 @@ static void epoch_order(aflo_trainer *t, int epoch) {
     }
 }
 
+static size_t working_set(const aflo_trainer *t) {
+    aflo_memory mem = model_memory(t->m);
+    size_t bytes = mem.base + mem.trainable + mem.grads + mem.activations;
+    for (int i = 0; i < t->np; i++)
+        if (t->adam[i].m) bytes += 2 * t->adam[i].size * sizeof(float);
+    return bytes;
+}
+
 static int projections_trainable(const aflo_trainer *t) {
     int k = 0;
     for (int i = 0; i < t->nf; i++) k += t->fp[i]->trainable;
@@ -386,6 +394,7 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
         .projections_trainable = projections_trainable(t),
         .projections_total = t->nf,
         .remaining_fraction = t->freezer ? schedule_remaining_fraction(&t->fc, step) : 1.0,
+        .memory_bytes = working_set(t),
         .elapsed_s = t->elapsed_before + now_s() - t0,
     };
     for (int kind = 0; kind < FLOP_KINDS; kind++)

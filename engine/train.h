@@ -61,6 +61,9 @@ typedef struct {
     double trainable_avg;        /* time average over steps so far (paper's count) */
     int projections_trainable, projections_total;
     double remaining_fraction;   /* r(t) of the schedule, 1 without freezing */
+    size_t memory_bytes;         /* weights + trainable tensors + gradients + Adam
+                                    moments still held + activations: the step's peak
+                                    working set (allocated once, so peak = this) */
     double elapsed_s;
 } aflo_step_info;
 

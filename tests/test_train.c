@@ -33,6 +33,7 @@ typedef struct {
     size_t trainable_first, trainable_last;
     double trainable_avg;
     uint64_t weight_flops_first, weight_flops_last;
+    size_t memory_first, memory_last;
 } recorder;
 
 static void rec_step(void *ctx, const aflo_step_info *s) {
@@ -43,7 +44,9 @@ static void rec_step(void *ctx, const aflo_step_info *s) {
     if (r->steps == 0) {
         r->trainable_first = s->trainable_now;
         r->weight_flops_first = s->step_flops.by_kind[FLOP_BACKWARD_WEIGHT];
+        r->memory_first = s->memory_bytes;
     }
+    r->memory_last = s->memory_bytes;
     r->trainable_last = s->trainable_now;
     r->weight_flops_last = s->step_flops.by_kind[FLOP_BACKWARD_WEIGHT];
     r->trainable_avg = s->trainable_avg;
@@ -164,6 +167,9 @@ static void test_long_aflora_learns_and_freezes(void **st) {
     uint64_t H = 32, head_w = 2 * (H * H + 2 * H) * 32;
     assert_true(r->weight_flops_last <= head_w);
     assert_true(r->weight_flops_first > head_w);
+    /* ... and their Adam moments are released: 2 floats per frozen element */
+    size_t frozen_elems = r->trainable_first - r->trainable_last;
+    assert_int_equal(r->memory_first - r->memory_last, 2 * frozen_elems * sizeof(float));
     free(r);
     free_setup(&s);
 }
