@@ -396,9 +396,10 @@ enum MHD_Result h_job_predict(api_req *r)
         cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "text");
         cJSON *tp = cJSON_GetObjectItemCaseSensitive(in, "text_pair");
         if (!cJSON_IsString(t) || (tp && !cJSON_IsString(tp))) {
-            cJSON_Delete(body);
             char field[64];
-            snprintf(field, sizeof field, "inputs[%d].%s", i, cJSON_IsString(t) ? "text_pair" : "text");
+            snprintf(field, sizeof field, "inputs[%d].%s", i,
+                     cJSON_IsString(t) ? "text_pair" : "text");
+            cJSON_Delete(body);
             return reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_type", field,
                                "%s: expected a string", field);
         }
