@@ -31,6 +31,7 @@
  * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
 #include "adapter_io.h"
 
+#include "errmsg.h"
 #include "json.h"
 #include "safetensors.h"
 
@@ -51,29 +52,6 @@
 #define MAX_PEFT_CONFIG_BYTES ((size_t)1 << 20)
 #define MAX_LISTED_PROBLEMS 8
 #define MAX_KEY 256
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-static void appendf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void appendf(char *buf, size_t cap, const char *fmt, ...) {
-    size_t len = strnlen(buf, cap);
-    if (len + 1 >= cap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, cap - len, fmt, ap);
-    va_end(ap);
-}
 
 /* Problems found while checking a file against a model, reported together. */
 typedef struct {

@@ -13,6 +13,7 @@
  * digits that read back to the same float, so write -> read is exact. */
 #include "config.h"
 
+#include "errmsg.h"
 #include "json.h"
 
 #include <float.h>
@@ -83,18 +84,6 @@ static const struct {
 static int model_type_index(const char *model_type) {
     for (size_t i = 0; i < N_MODEL_TYPES; i++)
         if (strcmp(model_types[i].model_type, model_type) == 0) return (int)i;
-    return -1;
-}
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
     return -1;
 }
 

@@ -20,6 +20,7 @@
  * the random generator over the weights. */
 #include "hfmodel.h"
 
+#include "errmsg.h"
 #include "json.h"
 #include "safetensors.h"
 
@@ -45,30 +46,6 @@
 #define MAX_NAME 192
 
 static const char *const pickle_files[] = {"pytorch_model.bin", "pytorch_model.bin.index.json"};
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* Append to a bounded text buffer; silently truncates. */
-static void appendf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void appendf(char *buf, size_t cap, const char *fmt, ...) {
-    size_t len = strnlen(buf, cap);
-    if (len + 1 >= cap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + len, cap - len, fmt, ap);
-    va_end(ap);
-}
 
 static int join_path(char *out, size_t cap, const char *dir, const char *name) {
     int n = snprintf(out, cap, "%s/%s", dir, name);

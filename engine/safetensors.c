@@ -14,6 +14,7 @@
  * durable. Any failure removes path.tmp and leaves path as it was. */
 #include "safetensors.h"
 
+#include "errmsg.h"
 #include "json.h"
 
 #include <errno.h>
@@ -52,18 +53,6 @@ static int dtype_from_name(const char *s, st_dtype *out) {
             *out = (st_dtype)i;
             return 0;
         }
-    return -1;
-}
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
     return -1;
 }
 
