@@ -125,6 +125,9 @@ export function normalizeMatrix(x) {
 export function normalizeModel(m) {
   return {
     name: m.name ?? m.id ?? '?',
+    usable: m.usable !== false,
+    error: m.error ?? null,
+    builtin: !!m.builtin,
     architecture: m.architecture ?? m.model_type ?? '',
     layers: num(pick(m.layers, m.num_hidden_layers)),
     hiddenSize: num(pick(m.hidden_size, m.hidden)),
@@ -227,7 +230,7 @@ export function parseEval(d) {
   return { epoch: num(d.epoch), step: num(d.step), metrics: d.metrics || {} };
 }
 
-export const parseStatus = (d) => ({ status: d.status, error: d.error ?? d.message ?? null });
+export const parseStatus = (d) => ({ status: d.status, error: d.error ?? null, reason: d.reason ?? null, attempt: num(d.attempt) });
 export const parseLog = (d) => ({ message: String(d.message ?? '') });
 
 // ---- freezing (Figure 5) -----------------------------------------------------------
@@ -242,7 +245,10 @@ function stepValue(v) {
 }
 
 /**
- * Accepted layouts (the API's exact one was not fixed when this was written):
+ * The daemon's layout (api/openapi.json, schema Freezing):
+ *  {layers: N, modules: ["query", ...], frozen_at: {A: [[step|null per module] per layer], B},
+ *   scores: {A, B} (same shape), schedule: [{step, r}], total_steps, method, ...}
+ * Also accepted (the mock server's and earlier drafts'):
  *  {layers: [{layer: 0, modules: {query: {A: 12, B: null}, ...}}, ...]}
  *  {layers: [{query: {A, B}, ...}, ...]}                  (array index = layer)
  *  {layers: N, cells|matrices|projections: [{layer, module, matrix, step}]}
@@ -253,14 +259,27 @@ function stepValue(v) {
  */
 export function normalizeFreezing(raw) {
   const cells = new Map();
+  const scores = new Map();
   let layers = null;
-  const put = (layer, module, matrix, v) => {
+  const put = (layer, module, matrix, v, score = null) => {
     const mod = normalizeModule(module);
     const mat = normalizeMatrix(matrix);
     if (num(layer) === null || !mod || !mat) return;
     cells.set(cellKey(layer, mod, mat), stepValue(v));
+    if (num(score) !== null) scores.set(cellKey(layer, mod, mat), score);
     layers = Math.max(layers ?? 0, layer + 1);
   };
+  if (raw.frozen_at && typeof raw.frozen_at === 'object' && Array.isArray(raw.modules)) {
+    for (const mat of MATRICES) {
+      const g = raw.frozen_at[mat];
+      const sg = raw.scores && raw.scores[mat];
+      if (!Array.isArray(g)) continue;
+      g.forEach((row, layer) => {
+        if (!Array.isArray(row)) return;
+        row.forEach((v, mi) => put(layer, raw.modules[mi], mat, v, Array.isArray(sg) && Array.isArray(sg[layer]) ? sg[layer][mi] : null));
+      });
+    }
+  }
   const putModules = (layer, mods) => {
     if (Array.isArray(mods)) {
       for (const m of mods) {
@@ -307,6 +326,8 @@ export function normalizeFreezing(raw) {
   return {
     layers,
     cells,
+    scores,
+    modules: Array.isArray(raw.modules) ? raw.modules.map(normalizeModule) : null,
     schedule,
     initialSteps: num(pick(sched.initial_warmup_steps, sched.t_i, raw.initial_warmup_steps)),
     finalStart: num(pick(sched.final_start_step, raw.final_start_step)),
@@ -341,7 +362,7 @@ export const api = {
   datasets: async () => asArray(await request('GET', '/datasets'), 'datasets').map(normalizeDataset),
   uploadDataset: async (file) => {
     const ext = (file.name.split('.').pop() || '').toLowerCase();
-    const type = { tsv: 'text/tab-separated-values', csv: 'text/csv', jsonl: 'application/jsonl', json: 'application/jsonl' }[ext]
+    const type = { tsv: 'text/tab-separated-values', csv: 'text/csv', jsonl: 'application/x-ndjson', json: 'application/x-ndjson' }[ext]
       || 'application/octet-stream';
     return normalizeDataset(await request('POST', `/datasets?name=${enc(file.name)}`, { body: file, contentType: type }));
   },

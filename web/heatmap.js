@@ -2,11 +2,14 @@
 //
 // One row per adapted module and projection (query A, query B, ...,
 // output B), one column per encoder layer; a cell is coloured by the
-// optimisation step at which that matrix froze, on a viridis scale from
-// step 0 to the job's last step (perceptually uniform, readable in grey and
-// with red-green colour blindness). The colour domain is fixed to the
-// whole run, so a cell's colour never changes once set and cells can fill
-// in live as `freeze` events arrive.
+// optimisation step at which that matrix froze, on a viridis scale
+// (perceptually uniform, readable in grey and with red-green colour
+// blindness). The colour domain is the window in which AFLoRA can freeze
+// anything — from the end of the initial warm-up to the first step of the
+// final phase, known from the spec before training starts — so the scale
+// is not wasted on steps where nothing can happen, and a cell's colour
+// never changes once set: cells fill in live as `freeze` events arrive.
+// (Without a known window the domain is step 0 to the last step.)
 //
 // Cells that have no freeze step are drawn so they cannot be mistaken for a
 // colour on the scale, and carry a text mark as well:
@@ -60,6 +63,7 @@ export class FreezeHeatmap {
     this.el.classList.add('heatmap');
     this.cells = new Map();          // cellKey -> {td, layer, module, matrix, state, step, score}
     this.totalSteps = 1;
+    this.domain = null;              // [first, last] step of the colour scale
     this.finished = false;
     this.tableHost = h('div', { class: 'heatmap-scroll' });
     this.tip = h('div', { class: 'heatmap-tip', hidden: true, role: 'tooltip' });
@@ -69,12 +73,14 @@ export class FreezeHeatmap {
   }
 
   /** layers: count; modules: [{name, label}]; isInitiallyTrainable(module) -> bool. */
-  configure({ layers, modules, isInitiallyTrainable, totalSteps }) {
+  configure({ layers, modules, isInitiallyTrainable, totalSteps, domain }) {
     const key = JSON.stringify([layers, modules.map((m) => m.name)]);
     if (key === this.layoutKey) {
       if (totalSteps) this.setTotalSteps(totalSteps);
+      if (domain) this.setDomain(domain);
       return;
     }
+    if (domain && domain[1] > domain[0]) this.domain = domain;
     this.layoutKey = key;
     this.layers = layers;
     this.modules = modules;
@@ -126,6 +132,20 @@ export class FreezeHeatmap {
     this.renderLegend();
   }
 
+  /** [lo, hi]: steps at the two ends of the colour scale. */
+  setDomain(domain) {
+    if (!domain || !(domain[1] > domain[0])) return;
+    if (this.domain && this.domain[0] === domain[0] && this.domain[1] === domain[1]) return;
+    this.domain = domain;
+    for (const c of this.cells.values()) this.paint(c);
+    this.renderLegend();
+  }
+
+  scaleOf(step) {
+    const [lo, hi] = this.domain || [0, Math.max(1, this.totalSteps)];
+    return (step - lo) / (hi - lo);
+  }
+
   setFinished(finished) {
     if (this.finished === finished) return;
     this.finished = finished;
@@ -157,7 +177,7 @@ export class FreezeHeatmap {
     const { td } = c;
     td.dataset.state = state;
     if (state === 'frozen') {
-      const t = c.step / Math.max(1, this.totalSteps);
+      const t = Math.min(1, Math.max(0, this.scaleOf(c.step)));
       td.dataset.step = String(c.step);
       td.style.background = viridis(t);
       td.style.color = textOn(t);
@@ -218,15 +238,15 @@ export class FreezeHeatmap {
   }
 
   renderLegend() {
-    const T = Math.max(1, this.totalSteps);
+    const [lo, hi] = this.domain || [0, Math.max(1, this.totalSteps)];
     const stops = [];
     for (let i = 0; i <= 10; i++) stops.push(`${viridis(i / 10)} ${i * 10}%`);
-    const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => h('span', { style: `left:${f * 100}%` }, fmtInt(Math.round(f * T))));
+    const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => h('span', { style: `left:${f * 100}%` }, `${f === 0 && lo > 0 ? '≤ ' : ''}${fmtInt(Math.round(lo + f * (hi - lo)))}${f === 1 && this.domain ? '+' : ''}`));
     fill(this.legend, 
       h('div', { class: 'legend-scale' },
         h('span', { class: 'legend-title' }, 'froze at step'),
         h('div', { class: 'legend-bar-wrap' },
-          h('div', { class: 'legend-bar', style: `background: linear-gradient(to right, ${stops.join(', ')})`, role: 'img', 'aria-label': `colour scale: dark purple = step 0, yellow = step ${fmtInt(T)}` }),
+          h('div', { class: 'legend-bar', style: `background: linear-gradient(to right, ${stops.join(', ')})`, role: 'img', 'aria-label': `colour scale: dark purple = step ${fmtInt(lo)} or earlier, yellow = step ${fmtInt(hi)} or later` }),
           h('div', { class: 'legend-ticks', 'aria-hidden': 'true' }, ticks))),
       h('ul', { class: 'legend-states' },
         h('li', null, h('span', { class: 'swatch', dataset: { state: 'training' } }, STATE_MARK.training), 'still training'),

@@ -243,9 +243,15 @@ export function renderJobDetail(root, id) {
       modules: targetModules(job.spec),
       isInitiallyTrainable: (mod) => startsTrainable(job.spec, mod),
       totalSteps: job.totalSteps || lastStepInfo.totalSteps,
+      domain: heatDomain(),
     });
     for (const f of freezes.values()) heatmap.setStep(f.layer, f.module, f.matrix, f.step, f.score);
     heatmap.setFinished(TERMINAL.has(job.status));
+  }
+
+  function heatDomain() {
+    const w = freezeWindow();
+    return w ? [Math.floor(w.ti), Math.ceil(w.fs) + 1] : null;
   }
 
   function applyFreezing(fz) {
@@ -253,13 +259,15 @@ export function renderJobDetail(root, id) {
     for (const [k, step] of fz.cells) {
       const [layer, module, matrix] = k.split('|');
       const prev = freezes.get(k);
-      if (step !== null && step > 0) freezes.set(k, { layer: Number(layer), module, matrix, step, score: prev ? prev.score : null });
+      const score = fz.scores && fz.scores.has(k) ? fz.scores.get(k) : prev ? prev.score : null;
+      if (step !== null && step > 0) freezes.set(k, { layer: Number(layer), module, matrix, step, score });
       else if (prev && TERMINAL.has(job && job.status)) freezes.delete(k);   // the API's final word
     }
     configureHeatmap();
     for (const [k, step] of fz.cells) {
       const [layer, module, matrix] = k.split('|');
-      heatmap.setStep(Number(layer), module, matrix, step !== null && step > 0 ? step : null);
+      const f = freezes.get(k);
+      heatmap.setStep(Number(layer), module, matrix, step !== null && step > 0 ? step : null, f ? f.score : null);
     }
     scheduleRender();
   }
@@ -318,9 +326,10 @@ export function renderJobDetail(root, id) {
     return best;
   }
 
-  function phaseBands() {
+  /** AFLoRA's freezing window: {ti: last warm-up step, fs: first final-phase step, T}. */
+  function freezeWindow() {
     const T = (job && job.totalSteps) || lastStepInfo.totalSteps;
-    if (!T || !job || job.method !== 'aflora') return [];
+    if (!T || !job || job.method !== 'aflora') return null;
     let ti = null; let fs = null;
     if (freezing) {
       ti = freezing.initialSteps;
@@ -332,6 +341,13 @@ export function renderJobDetail(root, id) {
     const fr = spec.freeze || {};
     if (ti === null) ti = (fr.initial_warmup_epochs ?? (epochs < 10 ? 0.1 * epochs : 1)) * spe;
     if (fs === null) fs = T - (fr.final_warmup_epochs ?? 0.7 * epochs) * spe;
+    return { ti, fs, T };
+  }
+
+  function phaseBands() {
+    const w = freezeWindow();
+    if (!w) return [];
+    const { ti, fs, T } = w;
     return [
       { x0: 0, x1: ti, label: 'initial warm-up (nothing freezes)', class: 'warmup' },
       { x0: fs, x1: T, label: 'final phase (all frozen)', class: 'final' },
@@ -437,7 +453,7 @@ export function renderJobDetail(root, id) {
     if (s.epoch !== null) lastStepInfo.epoch = s.epoch;
     if (s.projTotal !== null) lastStepInfo.projTotal = s.projTotal;
     if (job && job.status === 'queued') { job.status = 'running'; renderHeader(); }
-    if (s.totalSteps && heatmap.layoutKey) heatmap.setTotalSteps(s.totalSteps);
+    if (s.totalSteps && heatmap.layoutKey) { heatmap.setTotalSteps(s.totalSteps); heatmap.setDomain(heatDomain()); }
     scheduleRender();
   }
 

@@ -132,42 +132,35 @@ export function renderNewJob(root) {
   }
 
   // ---- model --------------------------------------------------------------------
+  // GET /models lists "demo" and every folder of the daemon's models
+  // directory; the API accepts no other model (no server paths).
   const modelSelect = h('select', { name: 'model', id: 'model' });
-  const modelOther = h('input', { type: 'text', name: 'model-path', placeholder: 'folder name or path on the server', hidden: true, 'aria-label': 'model folder or path' });
   const modelInfo = h('p', { class: 'help', id: 'model-info' });
   const modelF = fieldWrap('model', 'Base model', modelSelect, null, null);
-  modelF.wrap.append(modelOther, modelInfo);
+  modelF.wrap.append(modelInfo);
   modelF.input = modelSelect;
-  modelF.get = () => {
-    const v = modelSelect.value === '__other' ? modelOther.value.trim() : modelSelect.value;
-    return v ? { value: v } : { error: 'choose a model' };
-  };
+  modelF.get = () => (modelSelect.value ? { value: modelSelect.value } : { error: 'choose a model' });
   controls.set('model', modelF);
-  modelSelect.addEventListener('change', () => { modelOther.hidden = modelSelect.value !== '__other'; update(); });
-  modelOther.addEventListener('input', update);
+  modelSelect.addEventListener('change', update);
 
   // ---- data ---------------------------------------------------------------------
+  // Over the API a job names uploaded datasets by id (server paths are refused).
   function datasetPicker(name, label, optional) {
     const sel = h('select', { name });
-    const path = h('input', { type: 'text', placeholder: 'path of a .tsv/.csv/.jsonl file on the server', hidden: true, 'aria-label': `${label}: path on the server` });
     const f = fieldWrap(name, label, sel, null, null);
-    f.wrap.append(path);
     f.input = sel;
     f.fill = () => {
       const keep = sel.value;
       fill(sel,
         h('option', { value: '' }, optional ? '— none —' : '— choose —'),
-        datasets.map((d) => h('option', { value: d.id }, `${d.name} · ${d.rows !== null ? `${fmtInt(d.rows)} rows` : d.format} · ${d.id}`)),
-        h('option', { value: '__path' }, 'Path on the server…'));
+        datasets.map((d) => h('option', { value: d.id }, `${d.name} · ${d.rows !== null ? `${fmtInt(d.rows)} rows` : d.format} · ${d.id}`)));
       sel.value = [...sel.options].some((o) => o.value === keep) ? keep : '';
     };
     f.get = () => {
-      const v = sel.value === '__path' ? path.value.trim() : sel.value;
-      if (v) return { value: v };
-      return optional ? { skip: true } : { error: 'choose a training file (upload one below) or give its path' };
+      if (sel.value) return { value: sel.value };
+      return optional ? { skip: true } : { error: 'choose a training file (upload one first)' };
     };
-    sel.addEventListener('change', () => { path.hidden = sel.value !== '__path'; update(); });
-    path.addEventListener('input', update);
+    sel.addEventListener('change', update);
     controls.set(name, f);
     return f;
   }
@@ -264,7 +257,7 @@ export function renderNewJob(root) {
     h('fieldset', { class: 'group' }, h('legend', null, 'Adapter'), methodWrap, methodFields),
     freezeBox, trainBox,
     h('div', { class: 'form-actions' }, submit, h('button', { type: 'reset', class: 'secondary' }, 'Reset')));
-  form.addEventListener('reset', () => setTimeout(() => { modelOther.hidden = true; update(); }, 0));
+  form.addEventListener('reset', () => setTimeout(update, 0));
   form.addEventListener('submit', onSubmit);
 
   root.append(h('section', { class: 'newjob' },
@@ -409,9 +402,10 @@ export function renderNewJob(root) {
       models = [];
     }
     if (disposed) return;
-    fill(modelSelect, models.map((m) => h('option', { value: m.name }, m.name)), h('option', { value: '__other' }, 'Other (folder name or path)…'));
-    modelSelect.value = models.some((m) => m.name === 'demo') ? 'demo' : (models[0] ? models[0].name : '__other');
-    modelOther.hidden = modelSelect.value !== '__other';
+    fill(modelSelect, models.map((m) => h('option', { value: m.name, disabled: !m.usable },
+      m.usable ? m.name : `${m.name} (unusable: ${m.error || 'see the daemon log'})`)));
+    const first = models.find((m) => m.usable);
+    modelSelect.value = models.some((m) => m.name === 'demo' && m.usable) ? 'demo' : first ? first.name : '';
     await loadDatasets();
     update();
   })();

@@ -352,6 +352,6 @@ const server = http.createServer(async (req, res) => {
 });
 
 server.listen(PORT, '127.0.0.1', () => {
-  console.log(`mock aflorad listening on http://127.0.0.1:${server.address().port}`);
+  console.log(`listening on 127.0.0.1:${server.address().port}`);   // the line scripts wait for, as aflorad serve prints it
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { server.close(); process.exit(0); });

@@ -1,0 +1,411 @@
+// dashboard.test.mjs — the dashboard in a real browser against the real daemon.
+//
+// Starts `build/aflorad serve` on a free loopback port with a fresh data
+// directory, drives Debian's headless Chromium through playwright-core
+// (no browser download: executablePath /usr/bin/chromium), and checks what
+// a user would: the new-job form shows the API's validation error beside
+// the field it names; a job submitted through the form on the demo model
+// trains while the loss chart gains points and heatmap cells fill in; it
+// succeeds; the heatmap shows exactly the freeze steps that
+// GET /jobs/{id}/freezing and the job's freeze events report; both adapter
+// downloads work through the page's buttons and equal the API's bytes; a
+// second job is cancelled from its page; the jobs list and its filter show
+// both. A screenshot of the job page goes to tests/artifacts/dashboard.png.
+//
+//   node tests/browser/dashboard.test.mjs          real daemon (build/aflorad)
+//   node tests/browser/dashboard.test.mjs --mock   mock_server.mjs instead (UI work)
+// Environment: AFLORAD_BIN (default build/aflorad), CHROMIUM (default
+// /usr/bin/chromium), HEADFUL=1 to watch.
+// Prints one line per test and "N passed, M failed"; exits 1 on any failure.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../..');
+const ARTIFACTS = path.join(ROOT, 'tests/artifacts');
+const MOCK = process.argv.includes('--mock');
+const BIN = process.env.AFLORAD_BIN || path.join(ROOT, 'build/aflorad');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// Job sizes: the demo model trains ~60 steps per epoch in well under a
+// second per epoch on one thread; 8 epochs give several seconds of live
+// updates to watch, the second job is long enough to still be running
+// when it is cancelled.
+const WATCHED_EPOCHS = 8;
+const CANCELLED_EPOCHS = 400;
+const START_TIMEOUT_MS = 15000;
+const TRAIN_TIMEOUT_MS = 180000;
+const SAMPLE_MS = 100;
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-dev-shm-usage'];
+
+// ---- tiny runner -------------------------------------------------------------------
+const results = [];
+let blockedBy = null;      // a failed step that later tests cannot do without
+/** opts.critical: when this fails, the tests after it are reported failed without running. */
+async function test(name, fn, opts = {}) {
+  const t0 = Date.now();
+  if (blockedBy) {
+    results.push({ name, ok: false });
+    console.log(`FAIL ${name}: not run, because "${blockedBy}" failed`);
+    return;
+  }
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false, error: e });
+    if (opts.critical) blockedBy = name;
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join('\n     ') : e}`);
+  }
+}
+function assert(cond, msg) { if (!cond) throw new Error(msg); }
+function assertEq(a, b, msg) { if (a !== b) throw new Error(`${msg}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---- the server ------------------------------------------------------------------------
+let server = null;
+let serverLog = '';
+let dataDir = null;
+
+function startServer() {
+  return new Promise((resolve, reject) => {
+    let cmd; let args;
+    if (MOCK) {
+      cmd = process.execPath;
+      args = [path.join(HERE, 'mock_server.mjs'), '--port', '0', '--step-ms', '15'];
+    } else {
+      if (!fs.existsSync(BIN)) return reject(new Error(`${BIN} not found: run make first`));
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
+      cmd = BIN;
+      args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--web-dir', path.join(ROOT, 'web'),
+        '--workers', '1', '--threads-per-job', '1', '--log-level', 'info'];
+    }
+    server = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => reject(new Error(`server did not print its port within ${START_TIMEOUT_MS} ms:\n${serverLog}`)), START_TIMEOUT_MS);
+    // stdout carries one line for scripts: "listening on HOST:PORT" (the port actually bound)
+    let out = '';
+    server.stdout.on('data', (d) => {
+      serverLog += d;
+      out += d;
+      const m = out.match(/^listening on 127\.0\.0\.1:([1-9]\d*)\s*$/m);
+      if (m) { clearTimeout(timer); resolve(`http://127.0.0.1:${m[1]}`); }
+    });
+    server.stderr.on('data', (d) => { serverLog += d; });
+    server.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${serverLog}`)); });
+  });
+}
+
+async function stopServer() {
+  if (!server || server.exitCode !== null) return;
+  const done = new Promise((r) => server.once('exit', r));
+  server.kill('SIGTERM');
+  const t = setTimeout(() => server.kill('SIGKILL'), 10000);
+  await done;
+  clearTimeout(t);
+}
+
+// ---- API helpers (node side, independent of the page) ----------------------------------------
+let BASE = '';
+async function apiGet(p) {
+  const res = await fetch(BASE + p, { headers: { Accept: 'application/json' } });
+  assert(res.ok, `GET ${p}: HTTP ${res.status}`);
+  return res.json();
+}
+async function apiBytes(p) {
+  const res = await fetch(BASE + p);
+  assert(res.ok, `GET ${p}: HTTP ${res.status}`);
+  return Buffer.from(await res.arrayBuffer());
+}
+/** All events of a job through the JSON pages (?after=). */
+async function allEvents(id) {
+  const out = [];
+  let after = 0;
+  for (;;) {
+    const page = await apiGet(`/jobs/${id}/events?after=${after}&limit=1000`);
+    const evs = Array.isArray(page) ? page : page.events;
+    for (const e of evs) out.push(e);
+    if (evs.length < 1000) break;
+    after = evs[evs.length - 1].seq ?? evs[evs.length - 1].id;
+  }
+  return out;
+}
+/** GET /jobs/{id}/freezing -> Map("layer|module|matrix" -> step|null) (daemon or mock layout). */
+function freezingMap(fz) {
+  const m = new Map();
+  if (fz.frozen_at && Array.isArray(fz.modules)) {
+    for (const mat of ['A', 'B']) {
+      (fz.frozen_at[mat] || []).forEach((row, layer) => row.forEach((v, mi) => m.set(`${layer}|${fz.modules[mi]}|${mat}`, v)));
+    }
+  } else if (Array.isArray(fz.layers)) {
+    for (const L of fz.layers) for (const [mod, ab] of Object.entries(L.modules)) for (const mat of ['A', 'B']) m.set(`${L.layer}|${mod}|${mat}`, ab[mat]);
+  }
+  return m;
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+let ctx = null;
+let page = null;
+const pageErrors = [];
+let jobId = null;
+let cancelId = null;
+
+async function main() {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  BASE = await startServer();
+  console.log(`# ${MOCK ? 'mock server' : BIN} at ${BASE}; chromium ${CHROMIUM}`);
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-chromium-'));
+  const downloads = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-downloads-'));
+  ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: !process.env.HEADFUL,
+    args: CHROMIUM_ARGS.filter((a) => a !== '--headless' || !process.env.HEADFUL),
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads: true,
+    downloadsPath: downloads,
+  });
+  page = ctx.pages()[0] || await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
+  // network errors the test provokes on purpose (400 from the form) are logged as "Failed to load resource"
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(`console: ${m.text()}`); });
+  page.setDefaultTimeout(20000);
+
+  await test('dashboard loads and the form lists the demo model', async () => {
+    await page.goto(`${BASE}/#/new`);
+    await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
+    assertEq(await page.inputValue('#model'), 'demo', 'model selected by default');
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    assertEq(JSON.stringify(spec), JSON.stringify({ model: 'demo' }), 'minimal spec preview');
+  }, { critical: true });
+
+  await test('an API validation error appears next to the field it names', async () => {
+    await page.fill('.field[data-field="freeze.delta_t"] input', '0');
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    assertEq(spec.freeze && spec.freeze.delta_t, 0, 'spec preview follows the form');
+    await page.click('#submit-job');
+    const err = page.locator('.field[data-field="freeze.delta_t"] .field-error');
+    await err.waitFor({ state: 'visible' });
+    const text = await err.textContent();
+    assert(/delta_t/.test(text), `error text names the field: ${text}`);
+    assertEq(await page.getAttribute('.field[data-field="freeze.delta_t"] input', 'aria-invalid'), 'true', 'aria-invalid');
+    assert(/#\/new$/.test(page.url()), 'still on the form');
+  });
+
+  await test('a job submitted through the form opens its live page', async () => {
+    await page.fill('.field[data-field="freeze.delta_t"] input', '');
+    await page.fill('.field[data-field="epochs"] input', String(WATCHED_EPOCHS));
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    assertEq(JSON.stringify(spec), JSON.stringify({ model: 'demo', epochs: WATCHED_EPOCHS }), 'spec sent');
+    assert((await page.textContent('#curl-preview')).includes('curl -X POST'), 'curl form shown');
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    jobId = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+    await page.waitForSelector('.job-detail');
+    const job = await apiGet(`/jobs/${jobId}`);
+    assertEq(job.spec.epochs, WATCHED_EPOCHS, 'the API stored the form\'s epochs');
+  }, { critical: true });
+
+  // Sample the page while the job trains: loss points, frozen cells, status.
+  const samples = [];
+  await test('while it trains, the loss chart gains points and heatmap cells fill in', async () => {
+    const t0 = Date.now();
+    for (;;) {
+      const s = await page.evaluate(() => ({
+        status: document.querySelector('.job-detail')?.dataset.status,
+        points: Number(document.querySelector('#chart-loss')?.dataset.points || 0),
+        frozen: Number(document.querySelector('#heatmap')?.dataset.frozen || 0),
+        cells: document.querySelectorAll('#heatmap td[data-state="frozen"]').length,
+      }));
+      samples.push(s);
+      if (['succeeded', 'failed', 'cancelled'].includes(s.status)) break;
+      assert(Date.now() - t0 < TRAIN_TIMEOUT_MS, 'job did not finish in time');
+      await sleep(SAMPLE_MS);
+    }
+    const running = samples.filter((s) => s.status === 'running');
+    const distinctPoints = new Set(running.map((s) => s.points).filter((p) => p > 0));
+    assert(distinctPoints.size >= 3, `loss chart grew while running (${[...distinctPoints].join(', ')})`);
+    const pts = running.map((s) => s.points);
+    assert(pts.every((p, i) => i === 0 || p >= pts[i - 1]), 'loss points never decrease');
+    const cellCounts = new Set(running.map((s) => s.cells));
+    assert(running.some((s) => s.cells > 0), 'cells filled while still running');
+    assert(cellCounts.size >= 2, `heatmap filled in steps (${[...cellCounts].join(', ')})`);
+  });
+
+  await test('the job reaches succeeded and the page shows it', async () => {
+    await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+    const badge = await page.textContent('.badge-host .badge');
+    assert(/succeeded/.test(badge), `badge: ${badge}`);
+    await page.waitForFunction(() => !/—/.test(document.querySelector('#meta-finished dd')?.textContent || '—'));
+    const job = await apiGet(`/jobs/${jobId}`);
+    assertEq(job.status, 'succeeded', 'API status');
+    const total = job.progress.total_steps;
+    await page.waitForFunction((t) => Number(document.querySelector('#chart-loss').dataset.points) === t, total);
+    const stepsText = await page.textContent('#progress-steps');
+    assert(stepsText.includes(total.toLocaleString('en-US')), `progress: ${stepsText}`);
+  }, { critical: true });
+
+  await test('the heatmap shows exactly the freeze steps the API reports', async () => {
+    const fz = await apiGet(`/jobs/${jobId}/freezing`);
+    const api = freezingMap(fz);
+    assert(api.size > 0, 'freezing data has cells');
+    // the freeze events must tell the same story as /freezing
+    const events = (await allEvents(jobId)).filter((e) => e.type === 'freeze');
+    const fromEvents = new Map();
+    for (const e of events) fromEvents.set(`${e.data.layer}|${e.data.module}|${e.data.matrix}`, e.data.step);
+    for (const [k, v] of fromEvents) assertEq(api.get(k), v, `freeze event ${k} vs /freezing`);
+    assert(fromEvents.size > 0, 'the AFLoRA job froze something');
+    // give the page a moment to apply the last events, then compare cell by cell
+    await page.waitForFunction((n) => Number(document.querySelector('#heatmap').dataset.frozen) === n, fromEvents.size, { timeout: 10000 })
+      .catch(() => {});
+    const dom = await page.$$eval('#heatmap td', (tds) => tds.map((td) => ({
+      key: `${td.dataset.layer}|${td.dataset.module}|${td.dataset.matrix}`,
+      state: td.dataset.state, step: td.dataset.step ?? null, text: td.textContent,
+    })));
+    assertEq(dom.length, api.size, 'one cell per layer x module x matrix');
+    const ffn = ['intermediate.dense', 'output.dense'];
+    for (const c of dom) {
+      assert(api.has(c.key), `cell ${c.key} is in the API data`);
+      const want = api.get(c.key);
+      if (want !== null && want !== undefined) {
+        assertEq(c.state, 'frozen', `cell ${c.key} state`);
+        assertEq(c.step, String(want), `cell ${c.key} data-step`);
+        assertEq(c.text, String(want), `cell ${c.key} text`);
+      } else {
+        assert(c.state !== 'frozen' && c.step === null, `cell ${c.key} shows no step (API: null), got ${c.state} ${c.step}`);
+        // trainable_projections "ffn": attention matrices are frozen from the start
+        if (!ffn.includes(c.key.split('|')[1])) assertEq(c.state, 'initial', `cell ${c.key} frozen from start`);
+      }
+    }
+  });
+
+  await test('heatmap cells are keyboard-focusable and show layer, module, matrix and step', async () => {
+    const first = page.locator('#heatmap td[tabindex="0"]');
+    await first.focus();
+    await page.keyboard.press('End');
+    await page.keyboard.press('ArrowDown');
+    const focused = await page.evaluate(() => {
+      const td = document.activeElement;
+      return td && td.tagName === 'TD' ? { layer: td.dataset.layer, module: td.dataset.module, matrix: td.dataset.matrix, step: td.dataset.step ?? null } : null;
+    });
+    assert(focused, 'a heatmap cell has focus after arrow keys');
+    assertEq(focused.matrix, 'B', 'ArrowDown moved from row A to row B');
+    // walk to a frozen cell and read its tooltip
+    const frozenKey = await page.$eval('#heatmap td[data-state="frozen"]', (td) => ({ layer: td.dataset.layer, module: td.dataset.module, matrix: td.dataset.matrix, step: td.dataset.step }));
+    await page.focus(`#heatmap td[data-layer="${frozenKey.layer}"][data-module="${frozenKey.module}"][data-matrix="${frozenKey.matrix}"]`);
+    const tip = await page.textContent('.heatmap-tip');
+    assert(await page.isVisible('.heatmap-tip'), 'tooltip visible on focus');
+    for (const part of [`layer ${frozenKey.layer}`, frozenKey.module, frozenKey.matrix, `step ${Number(frozenKey.step).toLocaleString('en-US')}`]) {
+      assert(tip.includes(part), `tooltip "${tip}" includes "${part}"`);
+    }
+  });
+
+  await test('charts and figures are drawn (eval, FLOPs, saved estimate, trainable average, schedule)', async () => {
+    for (const id of ['#chart-lr', '#chart-flops-step', '#chart-flops-cum', '#chart-params', '#chart-schedule']) {
+      const n = Number(await page.getAttribute(id, 'data-points'));
+      assert(n > 0, `${id} has points (${n})`);
+    }
+    const evalPts = Number(await page.getAttribute('#chart-eval', 'data-points'));
+    assertEq(evalPts, WATCHED_EPOCHS, 'one eval point per epoch');
+    const saved = await page.textContent('#stat-saved .stat-value');
+    assert(/FLOP/.test(saved) && !/^—$/.test(saved), `saved-FLOPs figure: ${saved}`);
+    const job = await apiGet(`/jobs/${jobId}`);
+    const tAvg = await page.textContent('#stat-trainable .stat-sub');
+    assert(tAvg.includes(Math.round(job.progress.trainable_avg).toLocaleString('en-US')), `time-averaged trainable params ${tAvg} vs API ${job.progress.trainable_avg}`);
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.mouse.move(0, 0);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-dark.png'), fullPage: true });
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize({ width: 420, height: 900 });
+    await sleep(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert(overflow <= 1, `no horizontal page scroll in a narrow window (${overflow}px)`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-narrow.png'), fullPage: false });
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  async function downloadVia(selector, apiPath) {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+    const file = await dl.path();
+    const got = fs.readFileSync(file);
+    const want = await apiBytes(apiPath);
+    assert(got.length > 0, 'downloaded file is not empty');
+    assert(got.equals(want), `${selector}: the page's download equals GET ${apiPath} (${got.length} vs ${want.length} bytes)`);
+    return { got, name: dl.suggestedFilename() };
+  }
+
+  await test('the adapter downloads through the page (native file and PEFT archive)', async () => {
+    const nat = await downloadVia('#download-native', `/jobs/${jobId}/adapter/adapter.safetensors`);
+    if (!MOCK) {
+      const hlen = Number(nat.got.readBigUInt64LE(0));
+      const header = JSON.parse(nat.got.subarray(8, 8 + hlen).toString('utf8'));
+      assert(Object.keys(header).some((k) => /lora_A|lora_a/i.test(k)), 'safetensors header lists adapter tensors');
+    }
+    assert(/safetensors$/.test(nat.name), `file name ${nat.name}`);
+    const peft = await downloadVia('#download-peft', `/jobs/${jobId}/adapter/peft.tar`);
+    if (!MOCK) assertEq(peft.got.subarray(257, 262).toString('latin1'), 'ustar', 'PEFT download is a tar archive');
+  });
+
+  await test('a second job is cancelled from its page', async () => {
+    await page.goto(`${BASE}/#/new`);
+    await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
+    await page.fill('.field[data-field="epochs"] input', String(CANCELLED_EPOCHS));
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    cancelId = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+    assert(cancelId !== jobId, 'a new job');
+    await page.waitForSelector('.job-detail[data-status="running"]', { timeout: 60000 });
+    await page.waitForFunction(() => Number(document.querySelector('#chart-loss').dataset.points) > 0);
+    await page.click('#cancel-job');
+    await page.waitForSelector('.job-detail[data-status="cancelled"]', { timeout: 60000 });
+    const job = await apiGet(`/jobs/${cancelId}`);
+    assertEq(job.status, 'cancelled', 'API status');
+    assert(job.progress.step < job.progress.total_steps, 'stopped before the end');
+    assertEq(await page.locator('#cancel-job').count(), 0, 'no cancel button once cancelled');
+    assertEq(await page.locator('#download-native').count(), 0, 'no downloads for a cancelled job');
+  });
+
+  await test('the jobs list shows both jobs, and the status filter works', async () => {
+    await page.goto(`${BASE}/#/`);
+    await page.waitForSelector(`.jobs-table tr[data-id="${jobId}"]`);
+    await page.waitForSelector(`.jobs-table tr[data-id="${cancelId}"][data-status="cancelled"]`);
+    assertEq(await page.getAttribute(`.jobs-table tr[data-id="${jobId}"]`, 'data-status'), 'succeeded', 'first job row');
+    const ids = await page.$$eval('.jobs-table tbody tr[data-id]', (trs) => trs.map((t) => t.dataset.id));
+    assertEq(ids.indexOf(cancelId) < ids.indexOf(jobId), true, 'newest first');
+    await page.check('#filter-succeeded', { force: true });
+    await page.waitForFunction((c) => !document.querySelector(`.jobs-table tr[data-id="${c}"]`), cancelId);
+    assert(await page.isVisible(`.jobs-table tr[data-id="${jobId}"]`), 'succeeded job still listed');
+    assert(/status=succeeded/.test(page.url()), 'filter kept in the URL');
+    await page.click(`.jobs-table tr[data-id="${jobId}"] a`);
+    await page.waitForURL(new RegExp(`#/jobs/${jobId}$`));
+  });
+
+  await test('no script errors in the page', async () => {
+    assert(pageErrors.length === 0, pageErrors.join('\n'));
+  });
+}
+
+let fatal = null;
+try {
+  await main();
+} catch (e) {
+  fatal = e;
+  console.log(`FAIL setup: ${e && e.stack ? e.stack : e}`);
+} finally {
+  if (ctx) await ctx.close().catch(() => {});
+  await stopServer().catch(() => {});
+  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+}
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed + (fatal ? 1 : 0);
+if (failed) console.log(`# server log (tail):\n${serverLog.split('\n').slice(-25).join('\n')}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
