@@ -17,11 +17,13 @@ const PARSERS = { step: parseStep, freeze: parseFreeze, eval: parseEval, status:
 
 /**
  * handlers: {step, freeze, eval, status, log}(parsed, id), onConnection(state)
- * with state 'open' | 'reconnecting' | 'closed' | 'ended'.
+ * with state 'open' | 'reconnecting' | 'closed' | 'ended', and
+ * onApplied(count, id) after every event applied (count: events so far).
  * Returns {close()}.
  */
 export function followJobEvents(jobId, handlers) {
   let lastId = 0;
+  let applied = 0;
   let done = false;
   const es = new EventSource(api.eventsUrl(jobId));
   const conn = (s) => handlers.onConnection && handlers.onConnection(s);
@@ -45,6 +47,8 @@ export function followJobEvents(jobId, handlers) {
       try { data = JSON.parse(ev.data); } catch { return; }
       const h = handlers[type];
       if (h) h(parse(data), id);
+      applied++;
+      if (handlers.onApplied) handlers.onApplied(applied, id);
       if (type === 'status' && TERMINAL.has(data.status)) finish('ended');
     });
   }

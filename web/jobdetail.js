@@ -95,7 +95,9 @@ export function renderJobDetail(root, id) {
     'r(t): the fraction of trainable projections the cubic schedule allows at step t (1 during the initial warm-up, 0 in the final phase). The second line counts the A and B matrices still training.',
     schedHost);
 
-  root.append(h('section', { class: 'job-detail', 'aria-labelledby': 'job-title' },
+  const section = h('section', { class: 'job-detail', 'aria-labelledby': 'job-title' });
+  root.append(section);
+  section.append(
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/' }, 'Jobs'), ' / ', h('span', null, id)),
     h('header', { class: 'detail-head' }, h('div', { class: 'title-row' }, title, badgeHost, connEl), actions),
     errorBox, meta, progress, stats,
@@ -108,7 +110,7 @@ export function renderJobDetail(root, id) {
       panel('Trainable parameters', TRAINABLE_AVG_HELP, paramsHost),
       panel('Evaluation per epoch', null, evalHost, evalTable),
       panel('Log', null, logList),
-      h('section', { class: 'panel wide' }, h('details', null, h('summary', null, 'Job spec (JSON)'), specPre)))));
+      h('section', { class: 'panel wide' }, h('details', null, h('summary', null, 'Job spec (JSON)'), specPre))));
   title.id = 'job-title';
   title.focus();
 
@@ -127,7 +129,7 @@ export function renderJobDetail(root, id) {
   function renderHeader() {
     if (!job) return;
     fill(badgeHost, statusBadge(job.status));
-    root.querySelector('.job-detail').dataset.status = job.status;
+    section.dataset.status = job.status;
     clear(actions);
     if (job.status === 'queued' || job.status === 'running') {
       const btn = h('button', { type: 'button', class: 'danger', id: 'cancel-job' }, 'Cancel job');
@@ -167,9 +169,10 @@ export function renderJobDetail(root, id) {
     renderProgress();
   }
 
-  function showError(msg) {
+  /** kind 'net': a failed refresh, cleared by the next one that works. */
+  function showError(msg, kind = 'action') {
     errorBox.hidden = false;
-    errorBox.dataset.local = '1';
+    errorBox.dataset.local = kind;
     fill(errorBox, msg);
   }
 
@@ -491,6 +494,7 @@ export function renderJobDetail(root, id) {
   async function refreshJob() {
     try {
       job = await api.job(id);
+      if (errorBox.dataset.local === 'net') { delete errorBox.dataset.local; errorBox.hidden = true; }
       renderHeader();
       scheduleRender();
     } catch (e) {
@@ -498,7 +502,7 @@ export function renderJobDetail(root, id) {
         fill(root, h('section', { class: 'panel' }, h('h2', { tabindex: -1 }, 'Job not found'),
           h('p', null, `There is no job ${id}. `, h('a', { href: '#/' }, 'Back to the jobs'))));
         dispose();
-      } else showError(e.message);
+      } else showError(e.message, 'net');
     }
   }
 
@@ -539,6 +543,8 @@ export function renderJobDetail(root, id) {
       step: onStep, freeze: onFreeze, eval: onEval, status: onStatus,
       log: (l) => addLog(l.message),
       onConnection: setConnection,
+      // for tests and curious users: how many events were applied, up to which id
+      onApplied: (n, lastId) => { section.dataset.events = String(n); section.dataset.lastEvent = String(lastId); },
     });
     startPolling(POLL_LIVE_MS);
     scheduleRender();

@@ -37,6 +37,8 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // when it is cancelled.
 const WATCHED_EPOCHS = 8;
 const CANCELLED_EPOCHS = 400;
+const RESTART_EPOCHS = 10;
+const RESTART_AFTER_STEPS = 100;   // the demo checkpoints every epoch (63 steps)
 const START_TIMEOUT_MS = 15000;
 const TRAIN_TIMEOUT_MS = 180000;
 const SAMPLE_MS = 100;
@@ -75,17 +77,20 @@ let server = null;
 let serverLog = '';
 let dataDir = null;
 
-function startServer() {
+/** Start the daemon (port 0: any free one) with a fresh data directory, or
+ *  again on a given port with the same one (a restart). The mock cuts every
+ *  event stream after 40 events, so the page's reconnects are exercised. */
+function startServer(port = 0) {
   return new Promise((resolve, reject) => {
     let cmd; let args;
     if (MOCK) {
       cmd = process.execPath;
-      args = [path.join(HERE, 'mock_server.mjs'), '--port', '0', '--step-ms', '15'];
+      args = [path.join(HERE, 'mock_server.mjs'), '--port', String(port), '--step-ms', '15', '--drop-sse-every', '40'];
     } else {
       if (!fs.existsSync(BIN)) return reject(new Error(`${BIN} not found: run make first`));
-      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
+      if (!port) dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
       cmd = BIN;
-      args = ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--web-dir', path.join(ROOT, 'web'),
+      args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--web-dir', path.join(ROOT, 'web'),
         '--workers', '1', '--threads-per-job', '1', '--log-level', 'info'];
     }
     server = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -150,12 +155,62 @@ function freezingMap(fz) {
   return m;
 }
 
+/** The page applied every event of the job exactly once (none lost, none twice). */
+async function checkEventsApplied(id) {
+  const events = await allEvents(id);
+  const seqs = events.map((e) => e.seq ?? e.id);
+  await page.waitForFunction((n) => Number(document.querySelector('.job-detail').dataset.events) === n, events.length, { timeout: 10000 })
+    .catch(() => {});
+  const got = await page.evaluate(() => ({ n: Number(document.querySelector('.job-detail').dataset.events), last: Number(document.querySelector('.job-detail').dataset.lastEvent) }));
+  assertEq(got.n, events.length, 'events applied by the page vs events the API holds');
+  assertEq(got.last, Math.max(...seqs), 'last event id applied');
+}
+
+/** Every heatmap cell against GET /jobs/{id}/freezing and the job's freeze events. */
+async function checkHeatmap(id) {
+  const fz = await apiGet(`/jobs/${id}/freezing`);
+  const api = freezingMap(fz);
+  assert(api.size > 0, 'freezing data has cells');
+  // the freeze events must tell the same story as /freezing
+  const events = (await allEvents(id)).filter((e) => e.type === 'freeze');
+  const fromEvents = new Map();
+  for (const e of events) {
+    const k = `${e.data.layer}|${e.data.module}|${e.data.matrix}`;
+    if (!fromEvents.has(k) || e.data.step < fromEvents.get(k)) fromEvents.set(k, e.data.step);
+  }
+  for (const [k, v] of fromEvents) assertEq(api.get(k), v, `freeze event ${k} vs /freezing`);
+  assert(fromEvents.size > 0, 'the AFLoRA job froze something');
+  // give the page a moment to apply the last events, then compare cell by cell
+  await page.waitForFunction((n) => Number(document.querySelector('#heatmap').dataset.frozen) === n, fromEvents.size, { timeout: 10000 })
+    .catch(() => {});
+  const dom = await page.$$eval('#heatmap td', (tds) => tds.map((td) => ({
+    key: `${td.dataset.layer}|${td.dataset.module}|${td.dataset.matrix}`,
+    state: td.dataset.state, step: td.dataset.step ?? null, text: td.textContent,
+  })));
+  assertEq(dom.length, api.size, 'one cell per layer x module x matrix');
+  const ffn = ['intermediate.dense', 'output.dense'];
+  for (const c of dom) {
+    assert(api.has(c.key), `cell ${c.key} is in the API data`);
+    const want = api.get(c.key);
+    if (want !== null && want !== undefined) {
+      assertEq(c.state, 'frozen', `cell ${c.key} state`);
+      assertEq(c.step, String(want), `cell ${c.key} data-step`);
+      assertEq(c.text, String(want), `cell ${c.key} text`);
+    } else {
+      assert(c.state !== 'frozen' && c.step === null, `cell ${c.key} shows no step (API: null), got ${c.state} ${c.step}`);
+      // trainable_projections "ffn": attention matrices are frozen from the start
+      if (!ffn.includes(c.key.split('|')[1])) assertEq(c.state, 'initial', `cell ${c.key} frozen from start`);
+    }
+  }
+}
+
 // ---- the run ---------------------------------------------------------------------------------
 let ctx = null;
 let page = null;
 const pageErrors = [];
 let jobId = null;
 let cancelId = null;
+let restartId = null;
 
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -249,40 +304,11 @@ async function main() {
     await page.waitForFunction((t) => Number(document.querySelector('#chart-loss').dataset.points) === t, total);
     const stepsText = await page.textContent('#progress-steps');
     assert(stepsText.includes(total.toLocaleString('en-US')), `progress: ${stepsText}`);
+    await checkEventsApplied(jobId);
   }, { critical: true });
 
   await test('the heatmap shows exactly the freeze steps the API reports', async () => {
-    const fz = await apiGet(`/jobs/${jobId}/freezing`);
-    const api = freezingMap(fz);
-    assert(api.size > 0, 'freezing data has cells');
-    // the freeze events must tell the same story as /freezing
-    const events = (await allEvents(jobId)).filter((e) => e.type === 'freeze');
-    const fromEvents = new Map();
-    for (const e of events) fromEvents.set(`${e.data.layer}|${e.data.module}|${e.data.matrix}`, e.data.step);
-    for (const [k, v] of fromEvents) assertEq(api.get(k), v, `freeze event ${k} vs /freezing`);
-    assert(fromEvents.size > 0, 'the AFLoRA job froze something');
-    // give the page a moment to apply the last events, then compare cell by cell
-    await page.waitForFunction((n) => Number(document.querySelector('#heatmap').dataset.frozen) === n, fromEvents.size, { timeout: 10000 })
-      .catch(() => {});
-    const dom = await page.$$eval('#heatmap td', (tds) => tds.map((td) => ({
-      key: `${td.dataset.layer}|${td.dataset.module}|${td.dataset.matrix}`,
-      state: td.dataset.state, step: td.dataset.step ?? null, text: td.textContent,
-    })));
-    assertEq(dom.length, api.size, 'one cell per layer x module x matrix');
-    const ffn = ['intermediate.dense', 'output.dense'];
-    for (const c of dom) {
-      assert(api.has(c.key), `cell ${c.key} is in the API data`);
-      const want = api.get(c.key);
-      if (want !== null && want !== undefined) {
-        assertEq(c.state, 'frozen', `cell ${c.key} state`);
-        assertEq(c.step, String(want), `cell ${c.key} data-step`);
-        assertEq(c.text, String(want), `cell ${c.key} text`);
-      } else {
-        assert(c.state !== 'frozen' && c.step === null, `cell ${c.key} shows no step (API: null), got ${c.state} ${c.step}`);
-        // trainable_projections "ffn": attention matrices are frozen from the start
-        if (!ffn.includes(c.key.split('|')[1])) assertEq(c.state, 'initial', `cell ${c.key} frozen from start`);
-      }
-    }
+    await checkHeatmap(jobId);
   });
 
   await test('heatmap cells are keyboard-focusable and show layer, module, matrix and step', async () => {
@@ -372,6 +398,33 @@ async function main() {
     assertEq(await page.locator('#cancel-job').count(), 0, 'no cancel button once cancelled');
     assertEq(await page.locator('#download-native').count(), 0, 'no downloads for a cancelled job');
   });
+
+  if (!MOCK) {
+    await test('across a daemon restart the page reconnects (Last-Event-ID) and loses nothing', async () => {
+      await page.goto(`${BASE}/#/new`);
+      await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
+      await page.fill('.field[data-field="epochs"] input', String(RESTART_EPOCHS));
+      await page.click('#submit-job');
+      await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+      restartId = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+      // past the first epoch's checkpoint, so the job resumes mid-run
+      await page.waitForFunction((n) => Number(document.querySelector('#chart-loss').dataset.points) > n, RESTART_AFTER_STEPS, { timeout: 60000 });
+      const port = Number(new URL(BASE).port);
+      await stopServer();
+      await page.waitForSelector('.conn[data-state="reconnecting"]', { timeout: 10000 });
+      await startServer(port);
+      await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+      const job = await apiGet(`/jobs/${restartId}`);
+      assertEq(job.status, 'succeeded', 'API status after the restart');
+      assert(job.attempts >= 2, `the job was resumed (attempts ${job.attempts})`);
+      await page.waitForFunction((t) => Number(document.querySelector('#chart-loss').dataset.points) === t, job.progress.total_steps, { timeout: 10000 })
+        .catch(() => {});
+      assertEq(Number(await page.getAttribute('#chart-loss', 'data-points')), job.progress.total_steps, 'one loss point per step, none twice');
+      await checkEventsApplied(restartId);
+      await checkHeatmap(restartId);
+      assert(await page.isHidden('.error-box'), 'no stale error once the daemon is back');
+    });
+  }
 
   await test('the jobs list shows both jobs, and the status filter works', async () => {
     await page.goto(`${BASE}/#/`);

@@ -258,7 +258,7 @@ function sse(req, res, job) {
   const set = listeners.get(job.id) || new Set();
   listeners.set(job.id, set);
   const cleanup = () => { clearInterval(hb); set.delete(write); };
-  res.write('retry: 1000\n\n');
+  res.write(`retry: ${DROP_SSE_EVERY ? 200 : 1000}\n\n`);
   for (const ev of job.events) if (ev.id > after) write(ev);
   if (!closed) set.add(write);
   req.on('close', () => { closed = true; cleanup(); });
