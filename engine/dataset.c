@@ -1,4 +1,5 @@
-/* dataset.c — growable flat arrays of tokenised examples; padded batches. */
+/* dataset.c — growable flat arrays of tokenised examples; padded batches;
+ * length bucketing of an epoch's order. */
 #include "dataset.h"
 
 #include <stdlib.h>
@@ -109,4 +110,53 @@ void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_
     *out = (aflo_batch){.batch = count, .seq = S, .input_ids = bb->ids,
                         .token_type_ids = bb->type_ids, .attention_mask = bb->mask,
                         .labels = bb->labels, .targets = bb->targets};
+}
+
+/* Stable merge sort of idx[0..n) by example length, bottom-up, with tmp of n
+ * ints: runs of width w are merged pairwise, taking from the left run on
+ * ties, which is what keeps equal lengths in their incoming order. */
+static void sort_by_length(const aflo_dataset *d, int *idx, long n, int *tmp) {
+    int *src = idx, *dst = tmp;
+    for (long w = 1; w < n; w *= 2) {
+        for (long lo = 0; lo < n; lo += 2 * w) {
+            long mid = lo + w < n ? lo + w : n;
+            long hi = lo + 2 * w < n ? lo + 2 * w : n;
+            long i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                dst[k++] = dataset_len(d, src[j]) < dataset_len(d, src[i]) ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        int *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != idx) memcpy(idx, src, (size_t)n * sizeof *idx);
+}
+
+static void swap_blocks(int *a, int *b, int len) {
+    for (int i = 0; i < len; i++) {
+        int t = a[i];
+        a[i] = b[i];
+        b[i] = t;
+    }
+}
+
+void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size,
+                              long chunk, aflo_rng *rng, int *scratch) {
+    if (n <= 1 || batch_size < 1) return;
+    /* Whole batches per chunk, so no batch straddles two chunks. */
+    chunk = (chunk + batch_size - 1) / batch_size * batch_size;
+    for (long start = 0; start < n; start += chunk) {
+        long len = n - start < chunk ? n - start : chunk;
+        sort_by_length(d, order + start, len, scratch);
+    }
+    /* Fisher-Yates over whole batches: swapping equal-sized blocks in place. */
+    int full = n / batch_size;
+    for (int i = full - 1; i > 0; i--) {
+        int j = (int)rng_below(rng, (uint64_t)i + 1);
+        if (j != i)
+            swap_blocks(order + (size_t)i * batch_size, order + (size_t)j * batch_size,
+                        batch_size);
+    }
 }

@@ -3,7 +3,9 @@
  * A dataset is three flat arrays (token ids, token types, per-example
  * offsets) plus one label per example, so a million short examples cost
  * a few allocations, not a million. Batches use dynamic padding: each batch
- * is padded to its own longest example, never to max_seq_len. */
+ * is padded to its own longest example, never to max_seq_len; length
+ * bucketing (optional) groups examples of similar length into the same
+ * batches so that padding shrinks further. */
 #ifndef AFLO_DATASET_H
 #define AFLO_DATASET_H
 
@@ -11,6 +13,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "rng.h"
 
 typedef struct {
     int n;                   /* examples */
@@ -48,5 +51,17 @@ void batch_buffers_free(aflo_batch_buffers *bb);
  * truncated them). */
 void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_t pad_id,
                         aflo_batch_buffers *bb, aflo_batch *out);
+
+/* Length bucketing of an already shuffled order[0..n): cut it into chunks of
+ * `chunk` examples (rounded up to whole batches), sort each chunk by example
+ * length — stably, so equal lengths keep their shuffled order and the result
+ * depends on nothing but the input order — then shuffle the full batches of
+ * batch_size with rng. Each batch then holds examples of similar length
+ * (little padding) while the batch sequence stays random. A last, partial
+ * batch (n not a multiple of batch_size) stays last, because the trainer
+ * takes full batches until the end of the order. scratch: min(n, chunk)
+ * ints. */
+void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size,
+                              long chunk, aflo_rng *rng, int *scratch);
 
 #endif

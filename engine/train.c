@@ -136,7 +136,7 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     t->fp_index = calloc((size_t)n, sizeof *t->fp_index);
     t->fgrads = calloc((size_t)n, sizeof *t->fgrads);
     t->newly = calloc((size_t)n, sizeof *t->newly);
-    t->order = calloc((size_t)train->n, sizeof *t->order);
+    t->order = calloc((size_t)train->n * (tc->length_bucketing ? 2 : 1), sizeof *t->order);
     if (!t->p || !t->adam || !t->grads || !t->sizes || !t->fp || !t->fp_index || !t->fgrads ||
         !t->newly || !t->order)
         goto oom;
@@ -224,17 +224,29 @@ long trainer_frozen_step(const aflo_trainer *t, const aflo_param *p) {
 
 /* Epoch e's example order: a Fisher-Yates shuffle seeded by (seed, e), so a
  * resumed run can rebuild any epoch's order without saved RNG state. */
-static void epoch_order(aflo_trainer *t, int epoch) {
+void train_epoch_order(const aflo_train_config *tc, const aflo_dataset *d, int epoch, int *order,
+                       int *scratch) {
     aflo_rng rng;
-    rng_seed(&rng, rng_hash(t->tc.seed, 0x5eed0000ULL + (uint64_t)epoch));
-    int n = t->train->n;
-    for (int i = 0; i < n; i++) t->order[i] = i;
+    rng_seed(&rng, rng_hash(tc->seed, 0x5eed0000ULL + (uint64_t)epoch));
+    int n = d->n;
+    for (int i = 0; i < n; i++) order[i] = i;
     for (int i = n - 1; i > 0; i--) {
         int j = (int)rng_below(&rng, (uint64_t)i + 1);
-        int tmp = t->order[i];
-        t->order[i] = t->order[j];
-        t->order[j] = tmp;
+        int tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
     }
+    if (tc->length_bucketing)
+        dataset_bucket_by_length(d, order, n, tc->batch_size,
+                                 (long)tc->batch_size * tc->grad_accum * TRAIN_BUCKET_BATCHES,
+                                 &rng, scratch);
+}
+
+/* With length bucketing, t->order holds 2n ints: the order, then the sort's
+ * scratch (allocated once with the trainer, not per epoch). */
+static void epoch_order(aflo_trainer *t, int epoch) {
+    train_epoch_order(&t->tc, t->train, epoch, t->order,
+                      t->tc.length_bucketing ? t->order + t->train->n : NULL);
 }
 
 static size_t working_set(const aflo_trainer *t) {

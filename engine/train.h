@@ -44,7 +44,17 @@ typedef struct {
      * accuracy for classification, pearson for regression. "mse" is
      * minimised, every other metric maximised. */
     const char *select_metric;
+    /* Length bucketing: batches of similar-length examples (less padding),
+     * still in random batch order; see train_epoch_order. */
+    bool length_bucketing;
 } aflo_train_config;
+
+/* Length bucketing sorts chunks of this many optimizer steps' worth of
+ * examples (batch_size x grad_accum x 50): Hugging Face's group_by_length
+ * sampler uses the same 50-batch "mega-batches". Large enough that a chunk
+ * holds many examples of each length, small enough that a batch's examples
+ * are still drawn from a random 1/(n/chunk) of the data. */
+#define TRAIN_BUCKET_BATCHES 50
 
 /* The documented defaults (aflora.md §5, scaled to `epochs`). */
 void train_config_defaults(aflo_train_config *tc, int epochs);
@@ -121,6 +131,16 @@ long trainer_steps_per_epoch(const aflo_trainer *t);
 aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *progress,
                               const atomic_int *cancel, aflo_train_summary *summary, char *err,
                               size_t errlen);
+
+/* The example order of epoch `epoch`, exactly as the trainer uses it: a
+ * Fisher-Yates shuffle seeded by (seed, epoch) only, so a resumed run
+ * rebuilds any epoch's order without saved RNG state; with
+ * length_bucketing, then dataset_bucket_by_length in chunks of
+ * batch_size x grad_accum x TRAIN_BUCKET_BATCHES examples, its batches
+ * shuffled by the same generator. order: d->n ints; scratch: d->n ints,
+ * used only with length_bucketing (may be NULL without). */
+void train_epoch_order(const aflo_train_config *tc, const aflo_dataset *d, int epoch, int *order,
+                       int *scratch);
 
 /* Evaluate the model on a dataset (no dropout): mean loss and metrics. */
 int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,

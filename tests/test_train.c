@@ -1,5 +1,6 @@
 /* test_train.c — the training loop end to end on the synthetic task:
- * learning, adaptive freezing, determinism, cancel, gradient accumulation. */
+ * learning, adaptive freezing, determinism, cancel, gradient accumulation,
+ * length bucketing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -400,6 +401,176 @@ static void test_long_restore_best_epoch(void **st) {
     free_setup(&s);
 }
 
+/* ---- length bucketing ------------------------------------------------------ */
+
+/* Tokens a pass over order[] costs with dynamic padding: each batch of
+ * batch_size (the last one shorter) is padded to its longest example, as
+ * dataset_make_batch does — batch x seq summed over batches. */
+static long padded_tokens(const aflo_dataset *d, const int *order, int n, int batch_size) {
+    long total = 0;
+    for (int start = 0; start < n; start += batch_size) {
+        int count = n - start < batch_size ? n - start : batch_size, longest = 1;
+        for (int i = 0; i < count; i++) {
+            int len = (int)(d->offsets[order[start + i] + 1] - d->offsets[order[start + i]]);
+            if (len > longest) longest = len;
+        }
+        total += (long)count * longest;
+    }
+    return total;
+}
+
+static void assert_permutation(const int *order, int n) {
+    int *seen = calloc((size_t)n, sizeof *seen);
+    assert_non_null(seen);
+    for (int i = 0; i < n; i++) {
+        assert_true(order[i] >= 0 && order[i] < n);
+        seen[order[i]]++;
+    }
+    for (int i = 0; i < n; i++) assert_int_equal(seen[i], 1);
+    free(seen);
+}
+
+/* With bucketing an epoch costs strictly fewer padded tokens; every example
+ * still comes exactly once; each batch is a slice of one chunk of the plain
+ * shuffle, sorted by length, and the batches themselves are in random order. */
+static void test_length_bucketing_cuts_padding(void **st) {
+    (void)st;
+    enum { N = 1000, BATCH = 16 };   /* chunk 16 x 1 x 50 = 800: two chunks, a partial batch */
+    aflo_config c;
+    synth_demo_config(&c);
+    aflo_dataset d;
+    dataset_init(&d);
+    assert_int_equal(synth_sentiment(&d, N, c.vocab_size, 11), 0);
+    aflo_train_config tc;
+    train_config_defaults(&tc, 3);
+    tc.batch_size = BATCH;
+    tc.seed = 3;
+    int *plain = malloc(N * sizeof *plain), *bucketed = malloc(N * sizeof *bucketed);
+    int *again = malloc(N * sizeof *again), *scratch = malloc(N * sizeof *scratch);
+    int *plain_pos = malloc(N * sizeof *plain_pos);
+    assert_true(plain && bucketed && again && scratch && plain_pos);
+    const long chunk = (long)BATCH * TRAIN_BUCKET_BATCHES;
+    int nbatches = (N + BATCH - 1) / BATCH;
+    for (int epoch = 0; epoch < 3; epoch++) {
+        tc.length_bucketing = false;
+        train_epoch_order(&tc, &d, epoch, plain, NULL);
+        tc.length_bucketing = true;
+        train_epoch_order(&tc, &d, epoch, bucketed, scratch);
+        assert_permutation(plain, N);
+        assert_permutation(bucketed, N);
+        long without = padded_tokens(&d, plain, N, BATCH);
+        long with = padded_tokens(&d, bucketed, N, BATCH);
+        fprintf(stderr, "epoch %d: padded tokens %ld without bucketing, %ld with (%zu real)\n",
+                epoch, without, with, d.ntokens);
+        assert_true(with < without);
+        assert_true(with >= (long)d.ntokens);
+
+        for (int i = 0; i < N; i++) plain_pos[plain[i]] = i;
+        int first_chunk_batches_seen = 0, chunk_order_broken = 0, max_order_broken = 0;
+        int prev_max = 0;
+        for (int b = 0; b < nbatches; b++) {
+            int start = b * BATCH, count = N - start < BATCH ? N - start : BATCH;
+            long chunk_of = plain_pos[bucketed[start]] / chunk;
+            for (int i = 0; i < count; i++) {
+                int ex = bucketed[start + i];
+                assert_int_equal(plain_pos[ex] / chunk, chunk_of);
+                if (i > 0) assert_true(dataset_len(&d, ex) >= dataset_len(&d, bucketed[start + i - 1]));
+            }
+            if (chunk_of == 0) first_chunk_batches_seen++;
+            else if (first_chunk_batches_seen < (int)(chunk / BATCH)) chunk_order_broken = 1;
+            int batch_max = dataset_len(&d, bucketed[start + count - 1]);
+            if (b > 0 && batch_max < prev_max) max_order_broken = 1;
+            prev_max = batch_max;
+        }
+        /* the partial batch (1000 = 62 x 16 + 8) stays last: the last 8 are the
+         * longest of the last chunk (200 examples) */
+        assert_int_equal(N % BATCH, 8);
+        int tail_min = dataset_len(&d, bucketed[N - 8]);
+        for (int i = 0; i < N - 8; i++)
+            if (plain_pos[bucketed[i]] / chunk == 1)
+                assert_true(dataset_len(&d, bucketed[i]) <= tail_min);
+        /* batches are shuffled: not chunk by chunk, not shortest first */
+        assert_true(chunk_order_broken);
+        assert_true(max_order_broken);
+
+        /* derived from (seed, epoch) only */
+        train_epoch_order(&tc, &d, epoch, again, scratch);
+        assert_memory_equal(again, bucketed, N * sizeof *again);
+        if (epoch > 0) {
+            train_epoch_order(&tc, &d, epoch - 1, again, scratch);
+            assert_memory_not_equal(again, bucketed, N * sizeof *again);
+        }
+    }
+    free(plain);
+    free(bucketed);
+    free(again);
+    free(scratch);
+    free(plain_pos);
+    dataset_free(&d);
+}
+
+/* The trainer really uses the bucketed order: fewer forward FLOPs for the
+ * same epoch (every FLOP term grows with the padded length), and a run
+ * stopped mid-epoch and resumed from its checkpoint matches an uninterrupted
+ * one bit for bit. */
+static void test_length_bucketing_trains_and_resumes(void **st) {
+    (void)st;
+    char dir[] = "/tmp/aflo_bucket_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], err[512];
+    snprintf(path, sizeof path, "%s/state.ckpt", dir);
+
+    setup plain, a;
+    make_setup(&plain, METHOD_AFLORA, 160, 3, 16);
+    make_setup(&a, METHOD_AFLORA, 160, 3, 16);
+    a.tc.length_bucketing = true;
+    make_trainer(&plain);
+    make_trainer(&a);
+    recorder *rp = calloc(1, sizeof *rp), *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb);
+    assert_true(rp && ra && rb);
+    aflo_train_summary sp, sa, sb;
+    assert_int_equal(run(&plain, rp, &sp), TRAIN_DONE);
+    assert_int_equal(run(&a, ra, &sa), TRAIN_DONE);
+    assert_int_equal(ra->steps, rp->steps);
+    assert_true(sa.flops.by_kind[FLOP_FORWARD] < sp.flops.by_kind[FLOP_FORWARD]);
+    assert_memory_not_equal(ra->loss, rp->loss, (size_t)ra->steps * sizeof(float));
+
+    setup b;
+    make_setup(&b, METHOD_AFLORA, 160, 3, 16);
+    b.tc.length_bucketing = true;
+    make_trainer(&b);
+    atomic_int cancel = 0;
+    rb->cancel = &cancel;
+    rb->cancel_at = 14;   /* 10 steps an epoch: mid-way through the second */
+    assert_int_equal(run(&b, rb, &sb), TRAIN_CANCELLED);
+    assert_int_equal(trainer_save_checkpoint(b.t, path, err, sizeof err), 0);
+    free_setup(&b);
+
+    setup c;
+    make_setup(&c, METHOD_AFLORA, 160, 3, 16);
+    c.tc.length_bucketing = true;
+    make_trainer(&c);
+    assert_int_equal(trainer_load_checkpoint(c.t, path, err, sizeof err), 0);
+    rb->cancel = NULL;
+    aflo_train_summary sc;
+    assert_int_equal(run(&c, rb, &sc), TRAIN_DONE);
+    assert_int_equal(rb->steps, ra->steps);
+    assert_memory_equal(ra->loss, rb->loss, (size_t)ra->steps * sizeof(float));
+    assert_true(sa.flops.by_kind[FLOP_FORWARD] == sc.flops.by_kind[FLOP_FORWARD]);
+    for (int i = 0; i < model_param_count(a.m); i++) {
+        aflo_param *p = model_param(a.m, i), *q = model_param(c.m, i);
+        assert_memory_equal(p->data, q->data, p->size * sizeof(float));
+    }
+    unlink(path);
+    rmdir(dir);
+    free(rp);
+    free(ra);
+    free(rb);
+    free_setup(&plain);
+    free_setup(&a);
+    free_setup(&c);
+}
+
 int main(void) {
     engine_set_threads(1);
     /* Under valgrind (make test-valgrind) the two long training runs are
@@ -416,6 +587,8 @@ int main(void) {
         cmocka_unit_test(test_other_methods_train),
         cmocka_unit_test(test_checkpoint_resume_is_exact),
         cmocka_unit_test(test_long_restore_best_epoch),
+        cmocka_unit_test(test_length_bucketing_cuts_padding),
+        cmocka_unit_test(test_length_bucketing_trains_and_resumes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
