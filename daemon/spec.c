@@ -72,6 +72,10 @@
  * (SST-2's train.tsv: "sentence\tlabel"). */
 #define DEFAULT_TEXT_FIELD "sentence"
 #define DEFAULT_LABEL_FIELD "label"
+/* The best-epoch metric when none is given: GLUE's headline metric for most
+ * classification tasks (SST-2, QNLI, RTE, MNLI) and for regression (STS-B). */
+#define DEFAULT_METRIC_CLASSIFICATION SPEC_METRIC_ACCURACY
+#define DEFAULT_METRIC_REGRESSION SPEC_METRIC_PEARSON
 /* Unknown keys: suggest a known one at most this many edits away. */
 #define SUGGEST_MAX_EDITS 2
 #define SUGGEST_MAX_KEY 64
@@ -82,6 +86,7 @@ _Static_assert(sizeof(aflo_task) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(aflo_method) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(aflo_projections) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(textdata_format) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -89,6 +94,12 @@ static const char *const task_choices[] = {[TASK_CLASSIFICATION] = "classificati
                                            [TASK_REGRESSION] = "regression"};
 static const char *const format_choices[] = {[TEXTDATA_AUTO] = "auto", [TEXTDATA_TSV] = "tsv",
                                              [TEXTDATA_CSV] = "csv", [TEXTDATA_JSONL] = "jsonl"};
+/* metrics_lookup's names; spec_to_train_config hands these static strings to
+ * the trainer. */
+static const char *const metric_choices[] = {
+    [SPEC_METRIC_ACCURACY] = "accuracy", [SPEC_METRIC_F1] = "f1",
+    [SPEC_METRIC_MCC] = "mcc",           [SPEC_METRIC_PEARSON] = "pearson",
+    [SPEC_METRIC_SPEARMAN] = "spearman", [SPEC_METRIC_MSE] = "mse"};
 
 #define OFF(member) offsetof(aflo_job_spec, member)
 #define ONLY(m) (1u << (m))
@@ -141,6 +152,13 @@ const spec_field_info spec_fields[] = {
      .offset = OFF(dataset.has_header),
      .doc = "TSV/CSV: the first row names the columns (CoLA's train.tsv has none). Ignored for "
             "JSONL."},
+    {.name = "metric", .type = SPEC_T_ENUM, .choices = metric_choices,
+     .n_choices = SPEC_METRIC_COUNT, .methods = SPEC_ALL_METHODS, .offset = OFF(metric),
+     .def_doc = "\"accuracy\" for classification, \"pearson\" for regression",
+     .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
+            "f1 (class 1 positive; binary tasks only) or mcc for classification; pearson, "
+            "spearman or mse (the lowest wins) for regression. GLUE judges CoLA by mcc, STS-B "
+            "by pearson and MRPC by f1. No effect without dataset.eval."},
     {.name = "method", .type = SPEC_T_ENUM, .choices = method_names, .n_choices = METHOD_COUNT,
      .def = METHOD_AFLORA, .methods = SPEC_ALL_METHODS, .offset = OFF(method),
      .doc = "aflora: low-rank A and B that freeze adaptively plus trainable vectors; elora: "
@@ -200,6 +218,13 @@ const spec_field_info spec_fields[] = {
      .doc = "Tokens per example, longer inputs are truncated; also capped by the model's "
             "position embeddings. The paper uses 256; 128 is the usual BERT GLUE setting and "
             "halves the cost on CPU."},
+    {.name = "length_bucketing", .type = SPEC_T_BOOL, .def = 0, .methods = SPEC_ALL_METHODS,
+     .offset = OFF(length_bucketing),
+     .doc = "Batch examples of similar length together to cut padding: each epoch's shuffled "
+            "order is cut into chunks of batch_size × grad_accum × 50 examples, each chunk is "
+            "sorted by length and the resulting batches are shuffled, so batch order stays "
+            "random. Deterministic for a seed; changes which examples share a batch, hence "
+            "the losses."},
     {.name = "learning_rate", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true,
      .max = MAX_LR, .def = DEFAULT_LR, .methods = SPEC_ALL_METHODS, .offset = OFF(learning_rate),
      .doc = "AdamW learning rate of the adapter (the paper's). For method full use a "
@@ -946,6 +971,24 @@ static int resolve(parse_ctx *c) {
         s->num_labels = SPEC_NUM_LABELS_UNSET;
     }
 
+    /* The best-epoch metric must be one of the task's. */
+    bool regression_metric = s->metric >= SPEC_METRIC_PEARSON;
+    if (!given(c, "metric"))
+        s->metric = s->task == TASK_REGRESSION ? DEFAULT_METRIC_REGRESSION
+                                               : DEFAULT_METRIC_CLASSIFICATION;
+    else if (s->task == TASK_REGRESSION && !regression_metric)
+        return fail(c->e, SPEC_E_CONFLICT, "metric",
+                    "\"%s\" is a classification metric (task is regression); use \"pearson\", "
+                    "\"spearman\" or \"mse\"", metric_choices[s->metric]);
+    else if (s->task == TASK_CLASSIFICATION && regression_metric)
+        return fail(c->e, SPEC_E_CONFLICT, "metric",
+                    "\"%s\" is a regression metric (task is classification); use \"accuracy\", "
+                    "\"f1\" or \"mcc\"", metric_choices[s->metric]);
+    else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
+        return fail(c->e, SPEC_E_CONFLICT, "metric",
+                    "f1 scores class 1 against the rest and needs a binary task (num_labels is "
+                    "%d); use \"accuracy\" or \"mcc\"", s->num_labels);
+
     /* Model and data. */
     s->has_dataset = given(c, "dataset");
     if (spec_is_demo(s)) {
@@ -1111,6 +1154,8 @@ void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc) {
     tc->score_beta2 = s->freeze.beta2;
     tc->seed = s->seed;
     tc->dropout = s->dropout;
+    tc->select_metric = metric_choices[s->metric];
+    tc->length_bucketing = s->length_bucketing;
 }
 
 void spec_to_adapter_config(const aflo_job_spec *s, aflo_adapter_config *ac) {
@@ -1269,7 +1314,7 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
         if (!column_equal(&da->text_fields[k], &db->text_fields[k])) return false;
     for (int k = 0; da->labels && k < da->n_labels; k++)
         if (!streq(da->labels[k], db->labels[k])) return false;
-    return a->method == b->method && a->rank == b->rank && a->alpha == b->alpha &&
+    return a->metric == b->metric && a->method == b->method && a->rank == b->rank && a->alpha == b->alpha &&
            a->target_modules == b->target_modules &&
            a->trainable_projections == b->trainable_projections &&
            a->freeze.initial_warmup_epochs == b->freeze.initial_warmup_epochs &&
@@ -1277,7 +1322,8 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->freeze.delta_t == b->freeze.delta_t && a->freeze.beta1 == b->freeze.beta1 &&
            a->freeze.beta2 == b->freeze.beta2 && a->epochs == b->epochs &&
            a->batch_size == b->batch_size && a->grad_accum == b->grad_accum &&
-           a->max_seq_len == b->max_seq_len && a->learning_rate == b->learning_rate &&
+           a->max_seq_len == b->max_seq_len && a->length_bucketing == b->length_bucketing &&
+           a->learning_rate == b->learning_rate &&
            a->head_learning_rate == b->head_learning_rate && a->weight_decay == b->weight_decay &&
            a->warmup_ratio == b->warmup_ratio && a->max_grad_norm == b->max_grad_norm &&
            a->seed == b->seed && a->threads == b->threads && a->dropout == b->dropout &&

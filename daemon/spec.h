@@ -81,12 +81,25 @@ typedef struct {
     double beta1, beta2;
 } spec_freeze;
 
+/* The evaluation metric that picks the best epoch; names as metrics_lookup
+ * takes them. The first three judge classification, the rest regression. */
+typedef enum {
+    SPEC_METRIC_ACCURACY,
+    SPEC_METRIC_F1,
+    SPEC_METRIC_MCC,
+    SPEC_METRIC_PEARSON,
+    SPEC_METRIC_SPEARMAN,
+    SPEC_METRIC_MSE,                     /* minimised; every other one maximised */
+    SPEC_METRIC_COUNT
+} spec_metric;
+
 typedef struct {
     char *model;
     aflo_task task;
     int num_labels;                      /* SPEC_NUM_LABELS_UNSET: from the data */
     bool has_dataset;                    /* false only for the demo model */
     spec_dataset dataset;
+    spec_metric metric;                  /* default by task */
     aflo_method method;
     int rank;                            /* 0 for method full */
     double alpha;                        /* used by lora; 2*rank otherwise */
@@ -94,6 +107,7 @@ typedef struct {
     aflo_projections trainable_projections;
     spec_freeze freeze;                  /* resolved even when unused */
     int epochs, batch_size, grad_accum, max_seq_len;
+    bool length_bucketing;
     double learning_rate, head_learning_rate, weight_decay, warmup_ratio, max_grad_norm;
     uint64_t seed;
     int threads;                         /* 0: one per core */
@@ -151,7 +165,7 @@ int spec_num_labels(const aflo_job_spec *s);
 
 /* Fill a trainer config: train_config_defaults() for what the spec does not
  * cover (Adam moments, pad_id — set pad_id from the tokenizer), then every
- * spec value. */
+ * spec value. select_metric points at a static string, not into *s. */
 void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc);
 void spec_to_adapter_config(const aflo_job_spec *s, aflo_adapter_config *ac);
 /* A textdata_spec for loading the train/eval files. Its strings point into

@@ -124,15 +124,17 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_int_equal(s.threads, 0);
     assert_true(s.dropout);
     assert_null(s.init_adapter);
+    assert_int_equal(s.metric, SPEC_METRIC_ACCURACY);  /* classification's default */
+    assert_false(s.length_bucketing);
 
     /* The normalised JSON: exactly the fields that apply to aflora on the
      * demo (no dataset, no alpha, no init_adapter), in table order. */
     cJSON *j = spec_to_json(&s);
     assert_non_null(j);
     static const char *const keys[] = {
-        "model", "task", "num_labels", "method", "rank", "target_modules",
+        "model", "task", "num_labels", "metric", "method", "rank", "target_modules",
         "trainable_projections", "freeze", "epochs", "batch_size", "grad_accum", "max_seq_len",
-        "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
+        "length_bucketing", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
         "seed", "threads", "dropout"};
     int n = 0;
     for (cJSON *it = j->child; it; it = it->next, n++) {
@@ -449,6 +451,12 @@ static const error_case field_errors[] = {
     {"{'model':'demo','dropout':'yes'}", SPEC_E_WRONG_TYPE, "dropout"},
     {"{'model':'demo','init_adapter':7}", SPEC_E_WRONG_TYPE, "init_adapter"},
     {"{'model':'demo','init_adapter':''}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    {"{'model':'demo','metric':'MCC'}", SPEC_E_INVALID_VALUE, "metric"},
+    {"{'model':'demo','metric':'matthews'}", SPEC_E_INVALID_VALUE, "metric"},
+    {"{'model':'demo','metric':2}", SPEC_E_WRONG_TYPE, "metric"},
+    {"{'model':'demo','metric':null}", SPEC_E_WRONG_TYPE, "metric"},
+    {"{'model':'demo','length_bucketing':1}", SPEC_E_WRONG_TYPE, "length_bucketing"},
+    {"{'model':'demo','length_bucketing':'true'}", SPEC_E_WRONG_TYPE, "length_bucketing"},
     /* unknown keys and keys given twice */
     {"{'model':'demo','foo':1}", SPEC_E_UNKNOWN_FIELD, "foo"},
     {"{'model':'demo','Epochs':3}", SPEC_E_UNKNOWN_FIELD, "Epochs"},
@@ -470,6 +478,15 @@ static const error_case field_errors[] = {
     {"{'model':'m'," D ",'labels':['0','1']},'task':'regression'}", SPEC_E_CONFLICT,
      "dataset.labels"},
     {"{'model':'m'," D ",'labels':['a','b']},'num_labels':3}", SPEC_E_CONFLICT, "num_labels"},
+    /* metric and task */
+    {"{'model':'m'," D "},'task':'regression','metric':'accuracy'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D "},'task':'regression','metric':'f1'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D "},'task':'regression','metric':'mcc'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D "},'metric':'pearson'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D "},'metric':'spearman'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'demo','metric':'mse'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D "},'num_labels':3,'metric':'f1'}", SPEC_E_CONFLICT, "metric"},
+    {"{'model':'m'," D ",'labels':['a','b','c']},'metric':'f1'}", SPEC_E_CONFLICT, "metric"},
     /* model vs dataset */
     {"{'model':'m'}", SPEC_E_MISSING_FIELD, "dataset"},
     {"{'model':'demo'," D "}}", SPEC_E_CONFLICT, "dataset"},
@@ -705,6 +722,104 @@ static void test_train_config(void **state) {
     assert_true(tc.adam_eps == ref.adam_eps);
     assert_int_equal(tc.pad_id, ref.pad_id);
     assert_int_equal(s.threads, 2);
+    /* Not given: classification picks its best epoch by accuracy; no bucketing. */
+    assert_string_equal(tc.select_metric, "accuracy");
+    assert_false(tc.length_bucketing);
+    spec_free(&s);
+}
+
+/* metric: the task's default, the choice handed to the trainer as a name
+ * metrics_lookup knows, conflicts with the other task's metrics. */
+static void test_metric(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_train_config tc;
+    parse_ok(J("{'model':'m','task':'regression','dataset':{'train':'stsb.tsv'}}"), &s);
+    assert_int_equal(s.metric, SPEC_METRIC_PEARSON);
+    spec_to_train_config(&s, &tc);
+    spec_free(&s);
+    assert_string_equal(tc.select_metric, "pearson");   /* not a pointer into the freed spec */
+
+    /* GLUE's choices: CoLA mcc, MRPC f1, STS-B spearman or mse. */
+    static const struct { const char *json; spec_metric want; const char *name; } cases[] = {
+        {"{'model':'m','dataset':{'train':'cola.tsv'},'metric':'mcc'}", SPEC_METRIC_MCC, "mcc"},
+        {"{'model':'m','dataset':{'train':'mrpc.tsv','labels':['0','1']},'metric':'f1'}",
+         SPEC_METRIC_F1, "f1"},
+        {"{'model':'m','dataset':{'train':'sst2.tsv'},'metric':'accuracy'}",
+         SPEC_METRIC_ACCURACY, "accuracy"},
+        {"{'model':'m','task':'regression','dataset':{'train':'s.tsv'},'metric':'spearman'}",
+         SPEC_METRIC_SPEARMAN, "spearman"},
+        {"{'model':'m','task':'regression','dataset':{'train':'s.tsv'},'metric':'mse'}",
+         SPEC_METRIC_MSE, "mse"},
+        {"{'model':'demo','metric':'mcc'}", SPEC_METRIC_MCC, "mcc"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        parse_ok(J(cases[i].json), &s);
+        assert_int_equal(s.metric, cases[i].want);
+        spec_to_train_config(&s, &tc);
+        assert_string_equal(tc.select_metric, cases[i].name);
+        /* the normalised JSON carries the choice */
+        cJSON *j = spec_to_json(&s);
+        assert_non_null(j);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "metric")->valuestring,
+                            cases[i].name);
+        cJSON_Delete(j);
+        spec_free(&s);
+    }
+
+    /* Every choice in the table is a name the engine's metrics_lookup knows,
+     * in the group the spec checks it against (metrics_lookup refuses a
+     * metric of the other group): fill each metric with a distinct value and
+     * read it back by name. */
+    aflo_metrics m = {.accuracy = 1, .f1 = 2, .mcc = 3, .pearson = 4, .spearman = 5, .mse = 6};
+    static const char *const names[] = {"accuracy", "f1", "mcc", "pearson", "spearman", "mse"};
+    int row = -1;
+    for (int i = 0; i < spec_field_count; i++)
+        if (strcmp(spec_fields[i].name, "metric") == 0) row = i;
+    assert_true(row >= 0);
+    assert_int_equal(spec_fields[row].n_choices, 6);
+    for (int k = 0; k < 6; k++) {
+        double v = 0;
+        bool classification = k < 3;   /* accuracy, f1, mcc */
+        assert_string_equal(spec_fields[row].choices[k], names[k]);
+        m.classification = !classification;
+        assert_int_equal(metrics_lookup(&m, spec_fields[row].choices[k], &v), -1);
+        m.classification = classification;
+        assert_int_equal(metrics_lookup(&m, spec_fields[row].choices[k], &v), 0);
+        assert_true(v == (double)(k + 1));
+    }
+
+    /* The messages say which task the metric belongs to. */
+    expect_error(J("{'model':'m','task':'regression','dataset':{'train':'t.tsv'},'metric':'mcc'}"),
+                 SPEC_E_CONFLICT, "metric", "classification metric (task is regression)");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'metric':'mse'}"), SPEC_E_CONFLICT,
+                 "metric", "regression metric (task is classification)");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'num_labels':3,'metric':'f1'}"),
+                 SPEC_E_CONFLICT, "metric", "binary");
+    /* f1 with an unknown label count is left to the data */
+    parse_ok(J("{'model':'m','dataset':{'train':'t.tsv'},'metric':'f1'}"), &s);
+    assert_int_equal(s.metric, SPEC_METRIC_F1);
+    spec_free(&s);
+}
+
+static void test_length_bucketing_field(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_train_config tc;
+    parse_ok(J("{'model':'demo','length_bucketing':true,'batch_size':8,'grad_accum':2}"), &s);
+    assert_true(s.length_bucketing);
+    spec_to_train_config(&s, &tc);
+    assert_true(tc.length_bucketing);
+    assert_int_equal(tc.batch_size, 8);
+    assert_int_equal(tc.grad_accum, 2);
+    cJSON *j = spec_to_json(&s);
+    assert_non_null(j);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "length_bucketing")));
+    cJSON_Delete(j);
+    spec_free(&s);
+    parse_ok(J("{'model':'demo','length_bucketing':false}"), &s);
+    spec_to_train_config(&s, &tc);
+    assert_false(tc.length_bucketing);
     spec_free(&s);
 }
 
@@ -755,6 +870,11 @@ static void test_round_trip(void **state) {
                  "'delta_t':1,'beta1':0,'beta2':0.999},"
                  "'dataset':{'train':'t.jsonl','text_fields':['text'],'label_field':'y'},"
                  "'num_labels':5}"));
+    round_trip(J("{'model':'m','metric':'mcc','length_bucketing':true,"
+                 "'dataset':{'train':'cola.tsv','has_header':false,'text_fields':[3],"
+                 "'label_field':1}}"));
+    round_trip(J("{'model':'m','task':'regression','metric':'mse',"
+                 "'dataset':{'train':'stsb.tsv'}}"));
 }
 
 /* spec_equal must see a change in any one field, or the round trip proves nothing. */
@@ -788,6 +908,10 @@ static void test_equal_detects_differences(void **state) {
         "'labels':['x','y']},'epochs':5,'seed':1,'init_adapter':'a.bin'}",
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'learning_rate':0.0100001}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'metric':'mcc'}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'length_bucketing':true}",
     };
     aflo_job_spec a, b;
     parse_ok(J(base), &a);
@@ -808,11 +932,11 @@ static void test_equal_detects_differences(void **state) {
 static const char *const ALL_FIELDS[] = {
     "model", "task", "num_labels", "dataset", "dataset.train", "dataset.eval", "dataset.format",
     "dataset.text_fields", "dataset.label_field", "dataset.labels", "dataset.has_header",
-    "method", "rank", "alpha", "target_modules", "trainable_projections", "freeze",
+    "metric", "method", "rank", "alpha", "target_modules", "trainable_projections", "freeze",
     "freeze.initial_warmup_epochs", "freeze.final_warmup_epochs", "freeze.delta_t",
     "freeze.beta1", "freeze.beta2", "epochs", "batch_size", "grad_accum", "max_seq_len",
     "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-    "seed", "threads", "dropout", "init_adapter",
+    "seed", "threads", "dropout", "init_adapter", "length_bucketing",
 };
 #define N_ALL_FIELDS ((int)(sizeof ALL_FIELDS / sizeof ALL_FIELDS[0]))
 
@@ -857,6 +981,15 @@ static void test_markdown_lists_every_field(void **state) {
     assert_non_null(strstr(r, "*required*"));
     r = find_row(md, "method");
     assert_non_null(strstr(r, "`\"aflora\"`, `\"elora\"`, `\"lora\"`, `\"full\"`"));
+    r = find_row(md, "metric");
+    eol = strchr(r + 1, '\n');
+    const char *glue = strstr(r, "CoLA by mcc, STS-B by pearson and MRPC by f1");
+    assert_true(glue && glue < eol);
+    assert_non_null(strstr(r, "| string | \"accuracy\" for classification, \"pearson\" for "
+                              "regression | `\"accuracy\"`, `\"f1\"`, `\"mcc\"`, `\"pearson\"`, "
+                              "`\"spearman\"`, `\"mse\"` |"));
+    r = find_row(md, "length_bucketing");
+    assert_non_null(strstr(r, "| boolean | `false` | `true`, `false` |"));
     free(md);
 }
 
@@ -976,6 +1109,8 @@ int main(void) {
         cmocka_unit_test(test_document_limits),
         cmocka_unit_test(test_dataset_forms),
         cmocka_unit_test(test_train_config),
+        cmocka_unit_test(test_metric),
+        cmocka_unit_test(test_length_bucketing_field),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_equal_detects_differences),
         cmocka_unit_test(test_markdown_lists_every_field),
