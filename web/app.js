@@ -71,6 +71,7 @@ dialog.addEventListener('close', () => {
   if (dialog.returnValue === 'save') setToken(tokenInput.value.trim());
   if (dialog.returnValue === 'clear') setToken('');
   showTokenState();
+  window.dispatchEvent(new Event('aflorad:token'));   // views that show it (the curl form) refresh
   tokenButton.focus();
 });
 

@@ -410,5 +410,9 @@ export function renderNewJob(root) {
     update();
   })();
   update();
-  return () => { disposed = true; };
+  window.addEventListener('aflorad:token', update);
+  return () => {
+    disposed = true;
+    window.removeEventListener('aflorad:token', update);
+  };
 }

@@ -17,7 +17,7 @@
 // Environment: AFLORAD_BIN (default build/aflorad), CHROMIUM (default
 // /usr/bin/chromium), HEADFUL=1 to watch.
 // Prints one line per test and "N passed, M failed"; exits 1 on any failure.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +38,10 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WATCHED_EPOCHS = 8;
 const CANCELLED_EPOCHS = 400;
 const RESTART_EPOCHS = 10;
+const UPLOAD_TRAIN_ROWS = 320;     // 10 steps per epoch at batch 32
+const UPLOAD_EVAL_ROWS = 64;
+const UPLOAD_EPOCHS = 3;
+const TOKEN = 'browser-test-token-0123456789';
 const RESTART_AFTER_STEPS = 100;   // the demo checkpoints every epoch (63 steps)
 const START_TIMEOUT_MS = 15000;
 const TRAIN_TIMEOUT_MS = 180000;
@@ -80,7 +84,7 @@ let dataDir = null;
 /** Start the daemon (port 0: any free one) with a fresh data directory, or
  *  again on a given port with the same one (a restart). The mock cuts every
  *  event stream after 40 events, so the page's reconnects are exercised. */
-function startServer(port = 0) {
+function startServer(port = 0, extra = []) {
   return new Promise((resolve, reject) => {
     let cmd; let args;
     if (MOCK) {
@@ -88,10 +92,15 @@ function startServer(port = 0) {
       args = [path.join(HERE, 'mock_server.mjs'), '--port', String(port), '--step-ms', '15', '--drop-sse-every', '40'];
     } else {
       if (!fs.existsSync(BIN)) return reject(new Error(`${BIN} not found: run make first`));
-      if (!port) dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
+      if (!port) {
+        dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
+        // a model folder besides the built-in demo, for the upload test
+        const r = spawnSync(BIN, ['init-demo', path.join(dataDir, 'models', 'tiny')], { encoding: 'utf8' });
+        if (r.status !== 0) return reject(new Error(`init-demo failed: ${r.stderr}`));
+      }
       cmd = BIN;
       args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--web-dir', path.join(ROOT, 'web'),
-        '--workers', '1', '--threads-per-job', '1', '--log-level', 'info'];
+        '--workers', '1', '--threads-per-job', '1', '--log-level', 'info', ...extra];
     }
     server = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const timer = setTimeout(() => reject(new Error(`server did not print its port within ${START_TIMEOUT_MS} ms:\n${serverLog}`)), START_TIMEOUT_MS);
@@ -155,6 +164,33 @@ function freezingMap(fz) {
   return m;
 }
 
+/** A small two-class TSV (GLUE SST-2 layout) the demo vocabulary can read. */
+function sentimentTsv(rows, seed) {
+  const pos = ['good', 'happy', 'wonderful', 'great'];
+  const neg = ['bad', 'sad', 'awful', 'horrible'];
+  const filler = ['the', 'cat', 'music', 'table', 'road', 'city', 'train', 'today', 'very', 'quite'];
+  let x = seed;
+  const rnd = (n) => { x = (x * 1103515245 + 12345) % 2147483648; return x % n; };
+  const lines = ['sentence\tlabel'];
+  for (let i = 0; i < rows; i++) {
+    const positive = rnd(2) === 1;
+    const words = [];
+    for (let k = 0; k < 6; k++) words.push(filler[rnd(filler.length)]);
+    words.splice(rnd(words.length), 0, (positive ? pos : neg)[rnd(4)]);
+    lines.push(`${words.join(' ')}\t${positive ? 'positive' : 'negative'}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A chart's point count once it reaches `want` (charts redraw a few times a
+ *  second, so the last events may land just after the status does), or
+ *  whatever it shows after a few seconds. */
+async function settledPoints(selector, want) {
+  await page.waitForFunction(([sel, n]) => Number(document.querySelector(sel)?.dataset.points) === n, [selector, want], { timeout: 5000 })
+    .catch(() => {});
+  return Number(await page.getAttribute(selector, 'data-points'));
+}
+
 /** The page applied every event of the job exactly once (none lost, none twice). */
 async function checkEventsApplied(id) {
   const events = await allEvents(id);
@@ -211,13 +247,16 @@ const pageErrors = [];
 let jobId = null;
 let cancelId = null;
 let restartId = null;
+let scratch = null;
+let profile = null;
 
 async function main() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   BASE = await startServer();
   console.log(`# ${MOCK ? 'mock server' : BIN} at ${BASE}; chromium ${CHROMIUM}`);
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-chromium-'));
+  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-chromium-'));
   const downloads = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-downloads-'));
+  scratch = downloads;
   ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: !process.env.HEADFUL,
@@ -337,8 +376,7 @@ async function main() {
       const n = Number(await page.getAttribute(id, 'data-points'));
       assert(n > 0, `${id} has points (${n})`);
     }
-    const evalPts = Number(await page.getAttribute('#chart-eval', 'data-points'));
-    assertEq(evalPts, WATCHED_EPOCHS, 'one eval point per epoch');
+    assertEq(await settledPoints('#chart-eval', WATCHED_EPOCHS), WATCHED_EPOCHS, 'one eval point per epoch');
     const saved = await page.textContent('#stat-saved .stat-value');
     assert(/FLOP/.test(saved) && !/^—$/.test(saved), `saved-FLOPs figure: ${saved}`);
     const job = await apiGet(`/jobs/${jobId}`);
@@ -354,6 +392,7 @@ async function main() {
     await sleep(300);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert(overflow <= 1, `no horizontal page scroll in a narrow window (${overflow}px)`);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-narrow.png'), fullPage: false });
     await page.setViewportSize({ width: 1280, height: 900 });
   });
@@ -399,6 +438,38 @@ async function main() {
     assertEq(await page.locator('#download-native').count(), 0, 'no downloads for a cancelled job');
   });
 
+  await test('datasets uploaded through the form train a model from the models directory', async () => {
+    const train = path.join(scratch, 'train.tsv');
+    const dev = path.join(scratch, 'dev.tsv');
+    fs.writeFileSync(train, sentimentTsv(UPLOAD_TRAIN_ROWS, 1));
+    fs.writeFileSync(dev, sentimentTsv(UPLOAD_EVAL_ROWS, 2));
+    await page.goto(`${BASE}/#/new`);
+    await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
+    const other = await page.$$eval('#model option', (os) => os.filter((o) => o.value !== 'demo' && !o.disabled).map((o) => o.value));
+    assert(other.length > 0, 'a model folder besides demo is listed');
+    await page.selectOption('#model', other[0]);
+    await page.waitForSelector('#dataset-upload', { state: 'visible' });
+    for (const [file, field] of [[train, 'dataset.train'], [dev, 'dataset.eval']]) {
+      await page.setInputFiles('#dataset-upload', file);
+      await page.waitForFunction((n) => document.querySelector('#upload-status').textContent.startsWith(`Uploaded ${n}`), path.basename(file));
+      const id = await page.inputValue(`.field[data-field="${field}"] select`);
+      assert(/^[0-9a-f]{16}$/.test(id), `${field} picks the uploaded dataset (${id})`);
+    }
+    const listed = await apiGet('/datasets');
+    const ds = Array.isArray(listed) ? listed : listed.datasets;
+    const byName = Object.fromEntries(ds.map((d) => [d.name, d]));
+    assertEq(byName['train.tsv'] && byName['train.tsv'].rows, UPLOAD_TRAIN_ROWS, 'train rows stored');
+    assertEq(byName['dev.tsv'] && byName['dev.tsv'].rows, UPLOAD_EVAL_ROWS, 'dev rows stored');
+    await page.fill('.field[data-field="epochs"] input', String(UPLOAD_EPOCHS));
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    assertEq(JSON.stringify(spec), JSON.stringify({ model: other[0], dataset: { train: byName['train.tsv'].id, eval: byName['dev.tsv'].id }, epochs: UPLOAD_EPOCHS }), 'spec');
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+    assertEq(await settledPoints('#chart-eval', UPLOAD_EPOCHS), UPLOAD_EPOCHS, 'one eval per epoch on the uploaded dev set');
+    assert(/accuracy/.test(await page.textContent('#stat-best')), 'best eval metric shown');
+  });
+
   if (!MOCK) {
     await test('across a daemon restart the page reconnects (Last-Event-ID) and loses nothing', async () => {
       await page.goto(`${BASE}/#/new`);
@@ -441,6 +512,38 @@ async function main() {
     await page.waitForURL(new RegExp(`#/jobs/${jobId}$`));
   });
 
+  if (!MOCK) {
+    await test('with an API token the page asks for it, sends it, and downloads with it', async () => {
+      await stopServer();
+      BASE = await startServer(0, ['--token', TOKEN]);
+      await page.goto(`${BASE}/#/new`);
+      await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
+      await page.fill('.field[data-field="epochs"] input', '1');
+      await page.click('#submit-job');
+      const err = page.locator('#form-error');
+      await err.waitFor({ state: 'visible' });
+      assert(/token/i.test(await err.textContent()), `401 explained: ${await err.textContent()}`);
+      await page.click('#token-button');
+      await page.fill('#token-input', TOKEN);
+      await page.click('#token-dialog button[value="save"]');
+      // the dialog's close event (which stores the token) fires after the click returns
+      await page.waitForFunction(() => document.querySelector('#token-button').textContent.includes('✓'), null, { timeout: 5000 })
+        .catch(() => {});
+      assert((await page.textContent('#token-button')).includes('✓'), 'token saved');
+      assert((await page.textContent('#curl-preview')).includes('Authorization: Bearer'), 'curl form carries the header');
+      await page.click('#submit-job');
+      await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+      const id = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+      await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+      const res = await fetch(`${BASE}/jobs/${id}/adapter/adapter.safetensors`);
+      assertEq(res.status, 401, 'downloads need the token');
+      const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#download-native')]);
+      const got = fs.readFileSync(await dl.path());
+      const want = Buffer.from(await (await fetch(`${BASE}/jobs/${id}/adapter/adapter.safetensors`, { headers: { Authorization: `Bearer ${TOKEN}` } })).arrayBuffer());
+      assert(got.length > 0 && got.equals(want), `download with the token equals the API's bytes (${got.length} vs ${want.length})`);
+    });
+  }
+
   await test('no script errors in the page', async () => {
     assert(pageErrors.length === 0, pageErrors.join('\n'));
   });
@@ -455,7 +558,7 @@ try {
 } finally {
   if (ctx) await ctx.close().catch(() => {});
   await stopServer().catch(() => {});
-  if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+  for (const d of [dataDir, profile, scratch]) if (d) fs.rmSync(d, { recursive: true, force: true });
 }
 const passed = results.filter((r) => r.ok).length;
 const failed = results.length - passed + (fatal ? 1 : 0);
