@@ -11,8 +11,10 @@ packages=(
   python3
 )
 # Extra packages for the full test suite (integration and browser tests).
+# chromium: the dashboard's browser test drives Debian's build (never a
+# downloaded one); wrk: the HTTP benchmark.
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(valgrind)
+  packages+=(valgrind chromium wrk)
 fi
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test binary in BUILD/tests (cmocka), then the integration tests
+# Runs every test binary in BUILD/tests (cmocka), then the integration tests,
+# then (full runs only) the dashboard's browser test
 # (tests/integration/test_*.py) against BUILD/aflorad; --c-only or --py-only
 # runs one kind. Prints one closing line
 # "N passed, N failed" and exits non-zero if anything failed.
@@ -37,6 +38,18 @@ if (( py_tests )); then
     if (( rc != 0 )); then failed_names+=("$(basename "$t")"); echo "$out" | tail -n 60; fi
     printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$((p - f))" "$f"
   done
+fi
+
+# The dashboard in real headless Chromium (tests/browser/run.sh).
+if (( c_tests && py_tests )) && [[ -x tests/browser/run.sh && -z ${AFLORAD_SKIP_BROWSER:-} ]]; then
+  out=$(BUILD="$build" tests/browser/run.sh 2>&1); rc=$?
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n 1)
+  p=$(awk '{print $1+0}' <<<"${line:-0 passed, 0 failed}")
+  f=$(awk '{print $3+0}' <<<"${line:-0 passed, 0 failed}")
+  if (( rc != 0 && f == 0 )); then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  if (( rc != 0 )); then failed_names+=("browser"); echo "$out" | tail -n 60; fi
+  printf '%-28s %3d passed %3d failed\n' "browser (chromium)" "$p" "$f"
 fi
 
 (( ${#failed_names[@]} )) && echo "failing: ${failed_names[*]}"
