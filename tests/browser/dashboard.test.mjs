@@ -9,8 +9,14 @@
 // succeeds; the heatmap shows exactly the freeze steps that
 // GET /jobs/{id}/freezing and the job's freeze events report; both adapter
 // downloads work through the page's buttons and equal the API's bytes; a
-// second job is cancelled from its page; the jobs list and its filter show
-// both. A screenshot of the job page goes to tests/artifacts/dashboard.png.
+// second job is cancelled from its page; datasets uploaded through the form
+// train a model folder; across a daemon restart mid-training the page
+// reconnects with Last-Event-ID and applies every event exactly once; the
+// jobs list and its filter show the jobs; with an API token the page asks
+// for it and downloads with it; the page logged no script error and the
+// daemon stops cleanly (so an ASan build can be tested this way too:
+// AFLORAD_BIN=build-asan/aflorad). Screenshots of the job page (light, dark,
+// narrow) go to tests/artifacts/dashboard*.png.
 //
 //   node tests/browser/dashboard.test.mjs          real daemon (build/aflorad)
 //   node tests/browser/dashboard.test.mjs --mock   mock_server.mjs instead (UI work)
@@ -117,13 +123,15 @@ function startServer(port = 0, extra = []) {
   });
 }
 
+/** SIGTERM (graceful stop) -> the exit code, or the signal name if it had to be killed. */
 async function stopServer() {
-  if (!server || server.exitCode !== null) return;
-  const done = new Promise((r) => server.once('exit', r));
+  if (!server || server.exitCode !== null || server.signalCode !== null) return server ? server.exitCode : null;
+  const done = new Promise((r) => server.once('exit', (code, sig) => r(code ?? sig)));
   server.kill('SIGTERM');
   const t = setTimeout(() => server.kill('SIGKILL'), 10000);
-  await done;
+  const rc = await done;
   clearTimeout(t);
+  return rc;
 }
 
 // ---- API helpers (node side, independent of the page) ----------------------------------------
@@ -481,7 +489,7 @@ async function main() {
       // past the first epoch's checkpoint, so the job resumes mid-run
       await page.waitForFunction((n) => Number(document.querySelector('#chart-loss').dataset.points) > n, RESTART_AFTER_STEPS, { timeout: 60000 });
       const port = Number(new URL(BASE).port);
-      await stopServer();
+      assertEq(await stopServer(), 0, 'graceful stop mid-training');
       await page.waitForSelector('.conn[data-state="reconnecting"]', { timeout: 10000 });
       await startServer(port);
       await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
@@ -546,6 +554,12 @@ async function main() {
 
   await test('no script errors in the page', async () => {
     assert(pageErrors.length === 0, pageErrors.join('\n'));
+  });
+
+  await test('the server stops cleanly on SIGTERM (no sanitizer reports)', async () => {
+    const rc = await stopServer();
+    assertEq(rc, 0, 'exit status');
+    assert(!/Sanitizer|runtime error:/.test(serverLog), 'sanitizer report in the server log');
   });
 }
 
