@@ -478,10 +478,13 @@ export function renderJobDetail(root, id) {
     scheduleRender();
   }
 
+  // Status events may be history (the stream replays a job from its first
+  // event), so only a final status is applied at once; for the others the
+  // job is read again and GET /jobs/{id} has the last word.
   function onStatus(st) {
-    addLog(`status: ${st.status}${st.error ? ` (${st.error})` : ''}`, 'status');
-    if (job) { job.status = st.status; renderHeader(); }
-    refreshJob().then(() => { if (TERMINAL.has(st.status)) loadFreezing(); });
+    addLog(`status: ${st.status}${st.error ? ` (${st.error})` : ''}${st.reason ? ` — ${st.reason}` : ''}`, 'status');
+    if (job && TERMINAL.has(st.status) && !TERMINAL.has(job.status)) { job.status = st.status; renderHeader(); }
+    refreshJob();
   }
 
   function setConnection(state) {
@@ -491,11 +494,26 @@ export function renderJobDetail(root, id) {
     if (state === 'closed' && !disposed && job && !TERMINAL.has(job.status)) startPolling(POLL_FALLBACK_MS);
   }
 
-  async function refreshJob() {
+  // one GET at a time; calls made meanwhile are folded into one more
+  let finalFreezingRead = false;
+  let refreshing = null;
+  let refreshAgain = false;
+  function refreshJob() {
+    if (refreshing) { refreshAgain = true; return refreshing; }
+    refreshing = fetchJob().finally(() => {
+      refreshing = null;
+      if (refreshAgain && !disposed) { refreshAgain = false; refreshJob(); }
+    });
+    return refreshing;
+  }
+
+  async function fetchJob() {
     try {
       job = await api.job(id);
       if (errorBox.dataset.local === 'net') { delete errorBox.dataset.local; errorBox.hidden = true; }
       renderHeader();
+      // the job has ended: read the final freezing data once
+      if (TERMINAL.has(job.status) && !finalFreezingRead) { finalFreezingRead = true; loadFreezing(); }
       scheduleRender();
     } catch (e) {
       if (e instanceof ApiError && e.status === 404) {
