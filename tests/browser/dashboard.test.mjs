@@ -86,6 +86,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let server = null;
 let serverLog = '';
 let dataDir = null;
+const tempDirs = [];      // data directories to remove at the end
 
 /** Start the daemon (port 0: any free one) with a fresh data directory, or
  *  again on a given port with the same one (a restart). The mock cuts every
@@ -100,6 +101,7 @@ function startServer(port = 0, extra = []) {
       if (!fs.existsSync(BIN)) return reject(new Error(`${BIN} not found: run make first`));
       if (!port) {
         dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'aflorad-browser-'));
+        tempDirs.push(dataDir);
         // a model folder besides the built-in demo, for the upload test
         const r = spawnSync(BIN, ['init-demo', path.join(dataDir, 'models', 'tiny')], { encoding: 'utf8' });
         if (r.status !== 0) return reject(new Error(`init-demo failed: ${r.stderr}`));
@@ -572,7 +574,7 @@ try {
 } finally {
   if (ctx) await ctx.close().catch(() => {});
   await stopServer().catch(() => {});
-  for (const d of [dataDir, profile, scratch]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [...tempDirs, profile, scratch]) if (d) fs.rmSync(d, { recursive: true, force: true });
 }
 const passed = results.filter((r) => r.ok).length;
 const failed = results.length - passed + (fatal ? 1 : 0);
