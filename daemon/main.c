@@ -2,8 +2,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "gemm.h"
 #include "demo.h"
 #include "serve.h"
 
@@ -25,7 +27,19 @@ static void usage(FILE *f) {
             "  help     this text\n");
 }
 
+/* Give OpenBLAS the kernels this CPU can run (see engine_blas_better_core):
+ * set OPENBLAS_CORETYPE and start again, once. A user's own setting wins. */
+static void choose_blas_kernels(char **argv) {
+    const char *core = engine_blas_better_core();
+    if (!core || getenv("OPENBLAS_CORETYPE") || getenv("AFLORAD_BLAS_REEXEC")) return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    setenv("AFLORAD_BLAS_REEXEC", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* exec failed: carry on with the slower kernels */
+}
+
 int main(int argc, char **argv) {
+    choose_blas_kernels(argv);
     /* No subcommand: serve, with defaults (the README's quickstart). */
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && strcmp(argv[1], "--help") == 0) {

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsutil.h"
@@ -140,6 +141,27 @@ static int load_config(serve_config *c, int argc, char **argv) {
     return 0;
 }
 
+/* The dashboard's files: the configured folder, else web/ beside the
+ * binary's build folder (build/aflorad -> web/), so `aflorad serve` works
+ * from any working directory; without either the API runs without it. */
+static const char *find_web_dir(const serve_config *c, char *buf, size_t cap) {
+    struct stat st;
+    if (stat(c->web_dir, &st) == 0 && S_ISDIR(st.st_mode)) return c->web_dir;
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = '\0';
+        if (snprintf(buf, cap, "%s/../web", exe) < (int)cap && stat(buf, &st) == 0 &&
+            S_ISDIR(st.st_mode))
+            return buf;
+    }
+    log_warn("web folder '%s' not found: the dashboard is not served (set --web-dir)",
+             c->web_dir);
+    return NULL;
+}
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) {
@@ -197,7 +219,8 @@ int serve_main(int argc, char **argv) {
     ac.data_dir = c.data_dir;
     ac.db_path = db_path;
     ac.models_dir = c.models_dir;
-    ac.web_dir = c.web_dir;
+    char web_buf[1200];
+    ac.web_dir = find_web_dir(&c, web_buf, sizeof web_buf);
     ac.token = c.token[0] ? c.token : NULL;
     ac.workers = w;
     api_server *api = api_start(&ac, err, sizeof err);

@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 const char *const flop_kind_names[FLOP_KINDS] = {"forward", "backward_input", "backward_weight"};
@@ -38,4 +40,20 @@ const char *engine_blas_info(void) {
     snprintf(info, sizeof info, "%s (%s)", openblas_get_config(),
              par >= 0 && par <= 2 ? parallel[par] : "unknown threading");
     return info;
+}
+
+const char *engine_blas_better_core(void) {
+    static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                       "Sandybridge", "Atom"};
+    const char *core = openblas_get_corename();
+    bool is_weak = false;
+    for (size_t i = 0; i < sizeof weak / sizeof *weak; i++)
+        if (core && strcasecmp(core, weak[i]) == 0) is_weak = true;
+    if (!is_weak) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
 }

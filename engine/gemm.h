@@ -43,4 +43,12 @@ int  engine_threads(void);
  * jobs share the cores. */
 const char *engine_blas_info(void);
 
+/* OpenBLAS 0.3.21 (Debian 12) does not know CPUs newer than its release and
+ * falls back to its SSE3 "Prescott" kernels on them — several times slower.
+ * Returns the OPENBLAS_CORETYPE this CPU can run ("SkylakeX" with AVX-512,
+ * "Haswell" with AVX2+FMA) when the loaded core is weaker, else NULL. The
+ * choice is read when the library loads, so the caller sets the environment
+ * variable and re-executes itself (aflorad's main does). */
+const char *engine_blas_better_core(void);
+
 #endif

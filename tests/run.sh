@@ -9,6 +9,13 @@ build=${1:-build}
 mode=${2:-all}
 passed=0; failed=0; failed_names=()
 [[ -n ${VALGRIND:-} ]] && export AFLORAD_VALGRIND=1
+# Debian's OpenBLAS 0.3.21 falls back to SSE3 kernels on CPUs newer than it;
+# the aflorad binary picks better ones itself (engine_blas_better_core), the
+# test binaries get them here.
+if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
+  if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
 
 c_tests=1; py_tests=1
 [[ $mode == --c-only ]] && py_tests=0
