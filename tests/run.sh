@@ -12,6 +12,8 @@ passed=0; failed=0; failed_names=()
 # Debian's OpenBLAS 0.3.21 falls back to SSE3 kernels on CPUs newer than it;
 # the aflorad binary picks better ones itself (engine_blas_better_core), the
 # test binaries get them here.
+# Idle OpenMP threads must sleep, not spin against OpenBLAS's threads.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
   if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
   elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
