@@ -14,8 +14,9 @@ passed=0; failed=0; failed_names=()
 # test binaries get them here.
 # Idle OpenMP threads must sleep, not spin against OpenBLAS's threads.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# valgrind does not emulate AVX-512: under it, stay with AVX2 kernels.
 if [[ -z ${OPENBLAS_CORETYPE:-} ]]; then
-  if grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  if [[ -z ${VALGRIND:-} ]] && grep -qw avx512bw /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
   elif grep -qw avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
 fi
 
