@@ -77,7 +77,8 @@ struct aflo_model {
     float *emb_in, *emb_mean, *emb_rstd, *x0;
     layer_acts *la;
     float *cls, *pooled, *pooled_drop, *logits, *probs_cls;
-    float *scratch_big, *scratch_h, *scratch_out, *scratch_r, *scratch_ss, *scratch_ss2;
+    float *scratch_big, *scratch_h, *scratch_out, *scratch_r, *scratch_or, *scratch_ss,
+        *scratch_ss2;
     float *d_cur, *d_prev, *d_tmp, *d_h1, *d_big, *dq, *dk, *dv, *dctx;
     int32_t *pos_ids, *type_ids, *ids, *labels;
     uint8_t *mask;
@@ -455,7 +456,7 @@ static size_t layout_activations(aflo_model *m, float *base, int Bm, int Sm) {
             a->ad[mod].h1 = a->ad[mod].h3 = NULL;
             if (!linear_adapted(lin)) continue;
             TAKE(a->ad[mod].h1, N * r);
-            if (lin->sb) TAKE(a->ad[mod].h3, N * (size_t)lin->out);
+            if (lin->sb && !linear_folds_sb(lin)) TAKE(a->ad[mod].h3, N * (size_t)lin->out);
         }
     }
     size_t BL = (size_t)Bm * m->num_labels;
@@ -468,6 +469,7 @@ static size_t layout_activations(aflo_model *m, float *base, int Bm, int Sm) {
     TAKE(m->scratch_h, N * H);
     TAKE(m->scratch_out, N * maxdim);
     TAKE(m->scratch_r, 2 * N * (r ? r : 1));
+    TAKE(m->scratch_or, 2 * maxdim * (r ? r : 1));
     TAKE(m->scratch_ss, (size_t)Sm * Sm);
     TAKE(m->scratch_ss2, (size_t)Sm * Sm);
     TAKE(m->d_cur, N * H);
@@ -595,6 +597,10 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
     return 0;
 }
 
+static aflo_linear_scratch lin_scratch(const aflo_model *m) {
+    return (aflo_linear_scratch){.r2 = m->scratch_r, .out = m->scratch_out, .or2 = m->scratch_or};
+}
+
 static void attention_forward(aflo_model *m, int l, layer_acts *a) {
     int S = m->S, H = m->H, hd = m->hd;
     float scale = 1.0f / sqrtf((float)hd);
@@ -633,21 +639,21 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
     float ph = drop_p(m, m->cfg.hidden_dropout_prob);
     float *qkv[3] = {a->q, a->k, a->v};
     for (int mod = MOD_QUERY; mod <= MOD_VALUE; mod++)
-        linear_forward(&ly->lin[mod], qkv[mod], x, N, a->ad[mod], m->scratch_r, &m->flops);
+        linear_forward(&ly->lin[mod], qkv[mod], x, N, a->ad[mod], lin_scratch(m), &m->flops);
     attention_forward(m, l, a);
 
     linear_forward(&ly->lin[MOD_ATTN_OUT], m->scratch_h, a->ctx, N, a->ad[MOD_ATTN_OUT],
-                   m->scratch_r, &m->flops);
+                   lin_scratch(m), &m->flops);
     residual_dropout(a->res1, m->scratch_h, x, (size_t)N * H, ph, m->dropout_key,
                      dstream(l, SITE_ATTN_OUT, 0));
     layernorm_forward(a->h1, a->mean1, a->rstd1, a->res1, ly->ln1_w->data, ly->ln1_b->data, N, H,
                       m->cfg.layer_norm_eps);
 
     linear_forward(&ly->lin[MOD_INTERMEDIATE], a->inter, a->h1, N, a->ad[MOD_INTERMEDIATE],
-                   m->scratch_r, &m->flops);
+                   lin_scratch(m), &m->flops);
     gelu_forward(m->scratch_big, a->inter, (size_t)N * I);
     linear_forward(&ly->lin[MOD_OUTPUT], m->scratch_h, m->scratch_big, N, a->ad[MOD_OUTPUT],
-                   m->scratch_r, &m->flops);
+                   lin_scratch(m), &m->flops);
     residual_dropout(a->res2, m->scratch_h, a->h1, (size_t)N * H, ph, m->dropout_key,
                      dstream(l, SITE_FFN_OUT, 0));
     layernorm_forward(a->out, a->mean2, a->rstd2, a->res2, ly->ln2_w->data, ly->ln2_b->data, N, H,
@@ -745,10 +751,10 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     dropout_backward(m->d_tmp, m->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_FFN_OUT, 0));
     gelu_forward(m->scratch_big, a->inter, (size_t)N * I);
     linear_backward(&ly->lin[MOD_OUTPUT], m->d_big, false, m->d_tmp, m->scratch_big, N,
-                    a->ad[MOD_OUTPUT], m->scratch_out, m->scratch_r, &m->flops);
+                    a->ad[MOD_OUTPUT], lin_scratch(m), &m->flops);
     gelu_backward(m->d_big, a->inter, m->d_big, (size_t)N * I);
     linear_backward(&ly->lin[MOD_INTERMEDIATE], m->d_h1, true, m->d_big, a->h1, N,
-                    a->ad[MOD_INTERMEDIATE], m->scratch_out, m->scratch_r, &m->flops);
+                    a->ad[MOD_INTERMEDIATE], lin_scratch(m), &m->flops);
 
     /* h1 = LN1(res1): dres1 -> d_tmp; res1 = dropout(ao) + x */
     layernorm_backward(m->d_tmp, grad_of(ly->ln1_w), grad_of(ly->ln1_b), m->d_h1, a->res1,
@@ -756,12 +762,12 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     if (want_dx) memcpy(m->d_prev, m->d_tmp, NH * sizeof(float));
     dropout_backward(m->d_tmp, m->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
     linear_backward(&ly->lin[MOD_ATTN_OUT], m->dctx, false, m->d_tmp, a->ctx, N,
-                    a->ad[MOD_ATTN_OUT], m->scratch_out, m->scratch_r, &m->flops);
+                    a->ad[MOD_ATTN_OUT], lin_scratch(m), &m->flops);
     attention_backward(m, l, a);
     float *dqkv[3] = {m->dq, m->dk, m->dv};
     for (int mod = MOD_QUERY; mod <= MOD_VALUE; mod++)
         linear_backward(&ly->lin[mod], want_dx ? m->d_prev : NULL, true, dqkv[mod], x, N,
-                        a->ad[mod], m->scratch_out, m->scratch_r, &m->flops);
+                        a->ad[mod], lin_scratch(m), &m->flops);
 }
 
 void model_backward(aflo_model *m, float loss_scale) {
