@@ -59,6 +59,10 @@ case $coretype in
   *) export OPENBLAS_CORETYPE=$coretype ;;
 esac
 
+# Idle OpenMP threads must sleep, not spin against OpenBLAS's threads (the
+# aflorad binary sets this itself; the bench program is run directly).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+
 out=build/bench/results
 mkdir -p "$out"
 rm -f "$out"/*.txt
