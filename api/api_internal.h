@@ -125,6 +125,8 @@ struct api_req {
 
 enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);   /* takes body */
 enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text); /* takes text */
+/* reply_json with a Location header (NULL: none). */
+enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location);
 enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* The {"error": {...}} response itself, for replies that need extra headers. */

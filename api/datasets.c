@@ -344,25 +344,11 @@ enum MHD_Result h_datasets_create(api_req *r)
         return reply_store_error(r, st, err);
     cJSON *body = api_dataset_json(&got);
     store_dataset_clear(&got);
-    if (!body)
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    char loc[64];
-    snprintf(loc, sizeof loc, "/datasets/%s", id);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
     log_info("dataset %s uploaded: %s, %d rows, %llu bytes", id, p->name, rows,
             (unsigned long long)u->bytes);
-    return reply_response(r, MHD_HTTP_CREATED, resp);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/datasets/%s", id);
+    return reply_json_at(r, MHD_HTTP_CREATED, body, loc);
 }
 
 cJSON *api_dataset_json(const store_dataset *d)

@@ -206,26 +206,9 @@ static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned
         return reply_store_error(r, st, err);
     cJSON *o = api_job_json(&j);
     store_job_clear(&j);
-    if (!o)
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    char *text = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (location) {
-        char loc[64];
-        snprintf(loc, sizeof loc, "/jobs/%s", id);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
-    }
-    return reply_response(r, status, resp);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/jobs/%s", id);
+    return reply_json_at(r, status, o, location ? loc : NULL);
 }
 
 enum MHD_Result h_jobs_create(api_req *r)

@@ -348,7 +348,8 @@ enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response 
     return ret;
 }
 
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
+static enum MHD_Result reply_text_at(api_req *r, unsigned status, char *text,
+                                     const char *location)
 {
     if (!text)
         return MHD_NO;
@@ -360,10 +361,17 @@ enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     return reply_response(r, status, resp);
 }
 
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
+enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
+{
+    return reply_text_at(r, status, text, NULL);
+}
+
+enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location)
 {
     if (!body)
         return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
@@ -371,7 +379,12 @@ enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
     cJSON_Delete(body);
     if (!text)
         return MHD_NO;
-    return reply_json_text(r, status, text);
+    return reply_text_at(r, status, text, location);
+}
+
+enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
+{
+    return reply_json_at(r, status, body, NULL);
 }
 
 struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
