@@ -557,7 +557,8 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     if (weights_open(&w, dir, err, errlen)) return NULL;
     rep->shards = w.nfiles;
     char merr[256];
-    aflo_model *m = model_create(&c, ac, task, num_labels, seed, merr, sizeof merr);
+    /* every base tensor is loaded below (or the load fails): no random init */
+    aflo_model *m = model_create_ex(&c, ac, task, num_labels, seed, false, merr, sizeof merr);
     if (!m) {
         set_err(err, errlen, "%s: %s", dir, merr);
         weights_close(&w);

@@ -221,11 +221,15 @@ static bool param_initially_trainable(const aflo_model *m, const aflo_param *p) 
     return false;
 }
 
-static void init_weights(aflo_model *m, uint64_t seed) {
+/* Each tensor draws from its own stream, seeded by (seed, its index), so a
+ * tensor's initial values do not depend on which others were initialised —
+ * a loaded model's fresh head equals a random model's head. */
+static void init_weights(aflo_model *m, uint64_t seed, bool init_base) {
     aflo_rng rng;
-    rng_seed(&rng, seed);
     for (int i = 0; i < m->nparams; i++) {
         aflo_param *p = &m->params[i];
+        if (!init_base && p->group == PGROUP_BASE) continue;
+        rng_seed(&rng, rng_hash(seed, (uint64_t)i));
         float *d = p->data;
         switch (p->role) {
         case PROLE_WEIGHT:
@@ -262,6 +266,12 @@ static void init_weights(aflo_model *m, uint64_t seed) {
 
 aflo_model *model_create(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                          int num_labels, uint64_t seed, char *err, size_t errlen) {
+    return model_create_ex(c, ac, task, num_labels, seed, true, err, errlen);
+}
+
+aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                            int num_labels, uint64_t seed, bool init_base, char *err,
+                            size_t errlen) {
     if (config_validate(c, err, errlen) != 0) return NULL;
     if (ac->method < 0 || ac->method >= METHOD_COUNT) {
         snprintf(err, errlen, "method: unknown value %d", (int)ac->method);
@@ -324,7 +334,7 @@ aflo_model *model_create(const aflo_config *c, const aflo_adapter_config *ac, af
         p->grad = m->grad_arena + off;
         off += p->size;
     }
-    init_weights(m, seed);
+    init_weights(m, seed, init_base);
     return m;
 oom:
     snprintf(err, errlen, "out of memory building the model");

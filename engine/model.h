@@ -97,6 +97,12 @@ typedef struct aflo_model aflo_model;
  * initialisation of the chosen method. Returns NULL with a message on error. */
 aflo_model *model_create(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                          int num_labels, uint64_t seed, char *err, size_t errlen);
+/* Same, but with init_base false the base weights stay zero (the caller
+ * loads every one of them: skips ~10^8 random draws for a BERT-base). The
+ * adapter and the head are initialised as usual, from the same seed stream. */
+aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                            int num_labels, uint64_t seed, bool init_base, char *err,
+                            size_t errlen);
 void model_free(aflo_model *m);
 
 const aflo_config *model_config(const aflo_model *m);
