@@ -10,7 +10,7 @@ SANITIZE ?=
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_GNU_SOURCE
-INC     := -Iengine -Idaemon -Iapi -I/usr/include/x86_64-linux-gnu/openblas-pthread
+INC     := -Iengine -Idaemon -Iapi -Itests/support -I/usr/include/x86_64-linux-gnu/openblas-pthread
 OMP     := -fopenmp
 ALL_CFLAGS := $(WARN) $(DEFS) $(INC) $(OMP) $(CFLAGS) $(SANITIZE) -MMD -MP
 LDLIBS_ENGINE := -lopenblas -lm -lpthread
@@ -20,6 +20,7 @@ LDFLAGS += $(OMP) $(SANITIZE)
 ENGINE_SRC := $(wildcard engine/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c) $(wildcard api/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
+TEST_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/support/*.c))
 BENCH_SRC  := $(wildcard bench/*.c)
 
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
@@ -48,8 +49,8 @@ $(BIN): $(DAEMON_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(LIB) $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
 
 # Tests link the engine and the daemon/api objects (minus main) so every layer is testable.
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB) $(DAEMON_LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $< $(DAEMON_LIB_OBJ) $(LIB) -lcmocka $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB) $(DAEMON_LIB_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(DAEMON_LIB_OBJ) $(LIB) -lcmocka $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_ENGINE)

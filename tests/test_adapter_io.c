@@ -34,6 +34,7 @@
 #include "adapter_io.h"
 #include "json.h"
 #include "model.h"
+#include "testutil.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -52,52 +53,7 @@ static const char *const hf_module_paths[6] = {
     "attention.output.dense", "intermediate.dense", "output.dense",
 };
 
-static void tiny_config(aflo_config *c, bool roberta) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->model_type, roberta ? "roberta" : "bert");
-    c->vocab_size = 30;
-    c->hidden_size = 8;
-    c->num_hidden_layers = 2;
-    c->num_attention_heads = 2;
-    c->intermediate_size = 12;
-    c->max_position_embeddings = 16;
-    c->type_vocab_size = 2;
-    c->pad_token_id = roberta ? 1 : 0;
-    c->roberta_positions = roberta;
-    c->layer_norm_eps = 1e-5f;
-    c->hidden_dropout_prob = 0.1f;
-    c->attention_probs_dropout_prob = 0.1f;
-}
-
 /* ---------------------------------------------------------------- temp dirs */
-
-static int make_dir(void **state) {
-    char *d = strdup("/tmp/aflo_aio_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        free(d);
-        return -1;
-    }
-    *state = d;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static int remove_dir(void **state) {
-    char *d = *state;
-    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(d);
-    return 0;
-}
-
-static void path_in(char *out, size_t cap, void **state, const char *name) {
-    snprintf(out, cap, "%s/%s", (const char *)*state, name);
-}
 
 /* ---------------------------------------------------------------- models */
 
@@ -840,21 +796,21 @@ static void test_peft_export_refuses_full(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_fold_aflora_bert, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_fold_elora_roberta, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_fold_lora_bert_subset, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_fold_lora_roberta_fractional_alpha, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_target_modules_forms, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_peft_import_into_lora_and_aflora, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_peft_import_refuses_unknown_options, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_native_round_trip_aflora, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_native_round_trip_lora, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_native_round_trip_full, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_native_metadata, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_native_malformed, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_fold_aflora_bert, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_elora_roberta, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_lora_bert_subset, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_lora_roberta_fractional_alpha, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_target_modules_forms, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_into_lora_and_aflora, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_refuses_unknown_options, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_round_trip_aflora, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_round_trip_lora, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_round_trip_full, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_metadata, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_malformed, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "hfmodel.h"
 #include "model.h"
+#include "testutil.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -33,56 +34,7 @@
 
 static char errbuf[1024];
 
-static void tiny_config(aflo_config *c, bool roberta) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->model_type, roberta ? "roberta" : "bert");
-    c->vocab_size = 30;
-    c->hidden_size = 8;
-    c->num_hidden_layers = 2;
-    c->num_attention_heads = 2;
-    c->intermediate_size = 12;
-    c->max_position_embeddings = 16;
-    c->type_vocab_size = 2;
-    c->pad_token_id = roberta ? 1 : 0;
-    c->roberta_positions = roberta;
-    c->layer_norm_eps = 1e-5f;
-    c->hidden_dropout_prob = 0.1f;
-    c->attention_probs_dropout_prob = 0.1f;
-}
-
 /* ---------------------------------------------------------------- temp dirs */
-
-static int make_dir(void **state) {
-    char *d = strdup("/tmp/aflo_hf_XXXXXX");
-    if (!d || !mkdtemp(d)) {
-        free(d);
-        return -1;
-    }
-    *state = d;
-    return 0;
-}
-
-static int remove_dir(void **state) {
-    char *d = *state;
-    DIR *dh = opendir(d);
-    if (dh) {
-        struct dirent *e;
-        while ((e = readdir(dh))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            char p[600];
-            snprintf(p, sizeof p, "%s/%s", d, e->d_name);
-            unlink(p);
-        }
-        closedir(dh);
-    }
-    rmdir(d);
-    free(d);
-    return 0;
-}
-
-static void path_in(char *out, size_t cap, void **state, const char *name) {
-    snprintf(out, cap, "%s/%s", (const char *)*state, name);
-}
 
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
@@ -674,20 +626,20 @@ static void test_bad_config_and_dtype(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_bert_seqcls_loads_everything, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_head_size_mismatch_keeps_fresh_classifier, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_roberta_seqcls_head_maps_to_pooler_and_classifier, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_bare_model_without_head, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_layernorm_gamma_beta_names, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_hfmodel_info, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_index_errors, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_missing_and_misshaped_listed, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_many_problems_bounded, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_duplicate_names, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_pickle_refused, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_bad_config_and_dtype, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_bert_seqcls_loads_everything, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_head_size_mismatch_keeps_fresh_classifier, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_roberta_seqcls_head_maps_to_pooler_and_classifier, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bare_model_without_head, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_layernorm_gamma_beta_names, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hfmodel_info, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_index_errors, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_and_misshaped_listed, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_many_problems_bounded, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_names, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_pickle_refused, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_config_and_dtype, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

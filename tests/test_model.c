@@ -18,24 +18,16 @@
 
 #include "gemm.h"
 #include "model.h"
+#include "testutil.h"
 #include "rng.h"
 
 #define B 3
 #define S 6
 
-static void tiny_config(aflo_config *c, bool roberta) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->model_type, roberta ? "roberta" : "bert");
-    c->vocab_size = 30;
-    c->hidden_size = 8;
-    c->num_hidden_layers = 2;
-    c->num_attention_heads = 2;
-    c->intermediate_size = 12;
-    c->max_position_embeddings = 16;
-    c->type_vocab_size = 2;
-    c->pad_token_id = roberta ? 1 : 0;
-    c->roberta_positions = roberta;
-    c->layer_norm_eps = 1e-5f;
+/* The shared tiny config with more dropout, so the dropout gradient checks
+ * have many dropped elements to get wrong. */
+static void tiny_model_config(aflo_config *c, bool roberta) {
+    tiny_config(c, roberta);
     c->hidden_dropout_prob = 0.2f;
     c->attention_probs_dropout_prob = 0.2f;
 }
@@ -162,7 +154,7 @@ static int check_gradients(aflo_model *m, const aflo_batch *b) {
 static aflo_model *make_model(aflo_method method, aflo_projections proj, aflo_task task, int labels,
                               bool roberta) {
     aflo_config c;
-    tiny_config(&c, roberta);
+    tiny_model_config(&c, roberta);
     aflo_adapter_config ac = {.method = method, .rank = 3, .alpha = 6.0f, .targets = ALL_MODULES,
                               .projections = proj};
     char err[256];
@@ -315,11 +307,11 @@ static void test_bad_inputs_rejected(void **s) {
     model_free(m);
 
     aflo_config c;
-    tiny_config(&c, false);
+    tiny_model_config(&c, false);
     c.num_attention_heads = 3;
     aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .targets = ALL_MODULES};
     assert_null(model_create(&c, &ac, TASK_CLASSIFICATION, 2, 1, err, sizeof err));
-    tiny_config(&c, false);
+    tiny_model_config(&c, false);
     ac.rank = 0;
     assert_null(model_create(&c, &ac, TASK_CLASSIFICATION, 2, 1, err, sizeof err));
     assert_non_null(strstr(err, "rank"));
@@ -329,7 +321,7 @@ static void test_bad_inputs_rejected(void **s) {
 static void test_aflora_initialisation(void **s) {
     (void)s;
     aflo_config c;
-    tiny_config(&c, false);
+    tiny_model_config(&c, false);
     aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .targets = ALL_MODULES,
                               .projections = PROJ_FFN};
     char err[256];

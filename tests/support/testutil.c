@@ -1,0 +1,52 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tiny_config(aflo_config *c, bool roberta) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->model_type, roberta ? "roberta" : "bert");
+    c->vocab_size = 30;
+    c->hidden_size = 8;
+    c->num_hidden_layers = 2;
+    c->num_attention_heads = 2;
+    c->intermediate_size = 12;
+    c->max_position_embeddings = 16;
+    c->type_vocab_size = 2;
+    c->pad_token_id = roberta ? 1 : 0;
+    c->roberta_positions = roberta;
+    c->layer_norm_eps = 1e-5f;
+    c->hidden_dropout_prob = 0.1f;
+    c->attention_probs_dropout_prob = 0.1f;
+}
+
+int tmpdir_setup(void **state) {
+    char *d = strdup("/tmp/aflo_test_XXXXXX");
+    if (!d || !mkdtemp(d)) {
+        free(d);
+        return -1;
+    }
+    *state = d;
+    return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int tmpdir_teardown(void **state) {
+    char *d = *state;
+    nftw(d, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(d);
+    return 0;
+}
+
+void path_in(char *out, size_t cap, void **state, const char *name) {
+    snprintf(out, cap, "%s/%s", (const char *)*state, name);
+}
