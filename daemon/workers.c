@@ -234,13 +234,12 @@ static int resolve_datasets(worker *w, aflo_job_spec *spec, char *err, size_t er
         store_dataset d;
         if (store_dataset_get(w->db, ref, &d, err, errlen) != 0) return -1;
         char *path = strdup(d.path);
-        if (spec->dataset.format == TEXTDATA_AUTO)
-            spec->dataset.format = textdata_format_from_path(d.format ? d.format : "");
         if (spec->dataset.format == TEXTDATA_AUTO && d.format) {
-            /* the stored format is a bare name: "tsv" */
-            char fake[16];
-            snprintf(fake, sizeof fake, "x.%s", d.format);
-            spec->dataset.format = textdata_format_from_path(fake);
+            /* uploads are stored without an extension; their record names
+             * the format ("tsv"), which the extension rule understands */
+            char as_name[32];
+            snprintf(as_name, sizeof as_name, "upload.%s", d.format);
+            spec->dataset.format = textdata_format_from_path(as_name);
         }
         store_dataset_clear(&d);
         if (!path) {

@@ -16,31 +16,34 @@ void dataset_free(aflo_dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+/* Grow each array of arrs to hold need elements of size elem (they share
+ * one capacity). Arrays already grown stay valid if a later one fails. */
+static int grow_all(void **arrs[], int n, size_t *cap, size_t need, size_t elem) {
     if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 64;
-    while (n < need) n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = n;
+    size_t c = *cap ? *cap : 64;
+    while (c < need) c *= 2;
+    for (int i = 0; i < n; i++) {
+        void *q = realloc(*arrs[i], c * elem);
+        if (!q) return -1;
+        *arrs[i] = q;
+    }
+    *cap = c;
     return 0;
 }
 
 int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, int len,
                 int32_t label, float target) {
     if (len < 0) return -1;
-    size_t cap_tok = d->cap_tokens, cap_tok2 = d->cap_tokens;
-    if (grow((void **)&d->ids, &cap_tok, d->ntokens + (size_t)len, sizeof *d->ids) ||
-        grow((void **)&d->type_ids, &cap_tok2, d->ntokens + (size_t)len, sizeof *d->type_ids))
+    void **tok[] = {(void **)&d->ids, (void **)&d->type_ids};
+    void **per[] = {(void **)&d->labels, (void **)&d->targets};
+    /* offsets (size_t) and labels/targets (4 bytes) share cap_n: offsets grows
+     * from a copy first, then the same need takes cap_n to the same value */
+    size_t off_cap = d->cap_n;
+    if (grow_all(tok, 2, &d->cap_tokens, d->ntokens + (size_t)len, sizeof(int32_t)) ||
+        grow_all((void **[]){(void **)&d->offsets}, 1, &off_cap, (size_t)d->n + 2,
+                 sizeof *d->offsets) ||
+        grow_all(per, 2, &d->cap_n, (size_t)d->n + 2, sizeof(int32_t)))
         return -1;
-    d->cap_tokens = cap_tok < cap_tok2 ? cap_tok : cap_tok2;
-    size_t c1 = d->cap_n, c2 = d->cap_n, c3 = d->cap_n;
-    if (grow((void **)&d->offsets, &c1, (size_t)d->n + 2, sizeof *d->offsets) ||
-        grow((void **)&d->labels, &c2, (size_t)d->n + 1, sizeof *d->labels) ||
-        grow((void **)&d->targets, &c3, (size_t)d->n + 1, sizeof *d->targets))
-        return -1;
-    d->cap_n = c2 < c3 ? c2 : c3;
     if (d->n == 0) d->offsets[0] = 0;
     memcpy(d->ids + d->ntokens, ids, (size_t)len * sizeof *ids);
     if (type_ids)
