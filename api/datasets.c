@@ -292,6 +292,7 @@ enum MHD_Result h_datasets_create(api_req *r)
     spec.task = p->task;
     spec.no_header = p->no_header;
     spec.max_bytes = s->max_upload;
+    spec.rows_only = true;   /* the job that uses it declares labels and num_labels */
     char jsonl_key[FIELD_MAX_BYTES + 1];
     if (p->text_field[0]) {
         spec.text_a = TEXTDATA_BY_NAME(p->text_field);

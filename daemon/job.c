@@ -106,6 +106,48 @@ static void job_data_free(job_data *jd) {
     free(jd->labels);
 }
 
+/* Classification: the label map of the training data into jd, and what the
+ * spec asks of it that only the data can answer. */
+static int check_labels(const aflo_job_spec *s, const textdata *train, job_data *jd, char *err,
+                        size_t errlen) {
+    int n = textdata_label_count(train);
+    jd->num_labels = n;
+    jd->labels = calloc((size_t)n + 1, sizeof *jd->labels);
+    if (!jd->labels) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char list[256] = "";   /* for messages: whole names only, then "..." */
+    bool full = false;
+    for (int i = 0; i < n; i++) {
+        jd->labels[i] = textdata_label_name(train, i);
+        size_t used = strlen(list);
+        if (full || used + strlen(jd->labels[i]) + sizeof ", ..." > sizeof list) {
+            if (!full) snprintf(list + used, sizeof list - used, ", ...");
+            full = true;
+            continue;
+        }
+        snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", jd->labels[i]);
+    }
+    /* textdata enforces a declared num_labels; a mismatch is a bug here */
+    if (s->num_labels != SPEC_NUM_LABELS_UNSET && s->num_labels != n) {
+        snprintf(err, errlen, "num_labels: %d, but the training data gives %d classes (%s)",
+                 s->num_labels, n, list);
+        return -1;
+    }
+    if (n < 2) {
+        snprintf(err, errlen, "dataset: the training data has only one label (%s)", list);
+        return -1;
+    }
+    if (s->metric == SPEC_METRIC_F1 && n > 2) {
+        snprintf(err, errlen,
+                 "metric: f1 scores class 1 against the rest and needs a binary task, but the "
+                 "training data has %d labels (%s); use \"accuracy\" or \"mcc\"", n, list);
+        return -1;
+    }
+    return 0;
+}
+
 static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok,
                      job_data *jd, char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
@@ -135,34 +177,20 @@ static int load_data(const job_args *a, const char *model_dir, const tokenizer *
         jd->has_eval = true;
     }
     ts.task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
+    /* The training file fixes the class ids (textdata.h: integers are their
+     * own ids, other labels sorted, or as declared) and the checks that need
+     * the whole label set run here, before any training. */
     if (textdata_load(train_path, &ts, &jd->train_td, err, errlen) != 0) return -1;
-    jd->num_labels = s->task == TASK_REGRESSION ? 1 : textdata_label_count(&jd->train_td);
-    if (s->task == TASK_CLASSIFICATION) {
-        jd->labels = calloc((size_t)jd->num_labels + 1, sizeof *jd->labels);
-        if (!jd->labels) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        for (int i = 0; i < jd->num_labels; i++)
-            jd->labels[i] = textdata_label_name(&jd->train_td, i);
-        if (s->num_labels != SPEC_NUM_LABELS_UNSET && s->num_labels < jd->num_labels) {
-            snprintf(err, errlen, "num_labels: %d, but the training data has %d labels",
-                     s->num_labels, jd->num_labels);
-            return -1;
-        }
-        if (s->num_labels != SPEC_NUM_LABELS_UNSET) jd->num_labels = s->num_labels;
-        if (jd->num_labels < 2) {
-            snprintf(err, errlen, "dataset: the training data has only one label (%s)",
-                     jd->labels[0]);
-            return -1;
-        }
-    }
+    if (s->task == TASK_CLASSIFICATION && check_labels(s, &jd->train_td, jd, err, errlen) != 0)
+        return -1;
+    if (s->task == TASK_REGRESSION) jd->num_labels = 1;
     if (jd->has_eval) {
         /* the evaluation file must use the training file's label ids */
         textdata_spec es = ts;
         if (s->task == TASK_CLASSIFICATION) {
             es.labels = jd->labels;
-            es.num_labels = textdata_label_count(&jd->train_td);
+            es.num_labels = jd->num_labels;
+            es.labels_origin = "the training data's labels";
         }
         if (textdata_load(eval_path, &es, &jd->eval_td, err, errlen) != 0) {
             jd->has_eval = false;

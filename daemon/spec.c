@@ -120,7 +120,8 @@ const spec_field_info spec_fields[] = {
      .def_doc = "classification: the number of dataset.labels when declared, else taken from "
                 "the training data (2 if nothing says); regression: 1",
      .doc = "Outputs of the task head. Must be 1 for regression, and match dataset.labels "
-            "when both are given."},
+            "when both are given. With integer labels it may exceed the largest label + 1 "
+            "(classes the training data lacks); with other labels it must equal their count."},
     {.name = "dataset", .type = SPEC_T_OBJECT, .methods = SPEC_ALL_METHODS,
      .def_doc = "required, except for model \"demo\" (which must leave it out)",
      .doc = "Training and evaluation data."},
@@ -147,7 +148,9 @@ const spec_field_info spec_fields[] = {
     {.name = "dataset.labels", .type = SPEC_T_STRINGS, .optional = true, .min = 1,
      .max = TEXTDATA_MAX_LABELS, .methods = SPEC_ALL_METHODS,
      .doc = "Classification only: the label names in class-id order; a row with any other "
-            "label is an error. Absent: ids in first-seen order of the training data."},
+            "label is an error. Absent: labels that are all integers are their own ids (0..n-1, "
+            "every id present unless num_labels says more); other labels are sorted, as Hugging "
+            "Face's run_glue does (\"neg\" 0, \"pos\" 1)."},
     {.name = "dataset.has_header", .type = SPEC_T_BOOL, .def = 1, .methods = SPEC_ALL_METHODS,
      .offset = OFF(dataset.has_header),
      .doc = "TSV/CSV: the first row names the columns (CoLA's train.tsv has none). Ignored for "
@@ -156,7 +159,7 @@ const spec_field_info spec_fields[] = {
      .n_choices = SPEC_METRIC_COUNT, .methods = SPEC_ALL_METHODS, .offset = OFF(metric),
      .def_doc = "\"accuracy\" for classification, \"pearson\" for regression",
      .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
-            "f1 (class 1 positive; binary tasks only) or mcc for classification; pearson, "
+            "f1 (class id 1 positive; binary tasks only) or mcc for classification; pearson, "
             "spearman or mse (the lowest wins) for regression. GLUE judges CoLA by mcc, STS-B "
             "by pearson and MRPC by f1. No effect without dataset.eval."},
     {.name = "method", .type = SPEC_T_ENUM, .choices = method_names, .n_choices = METHOD_COUNT,
@@ -1182,7 +1185,11 @@ int spec_to_textdata_spec(const aflo_job_spec *s, textdata_spec *ts) {
     ts->label = to_textdata_field(&d->label_field);
     ts->task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
     ts->labels = (const char *const *)d->labels;
-    ts->num_labels = d->labels ? d->n_labels : 0;
+    /* without names, a declared num_labels is the class count for integer labels */
+    if (d->labels)
+        ts->num_labels = d->n_labels;
+    else if (s->task == TASK_CLASSIFICATION && s->num_labels != SPEC_NUM_LABELS_UNSET)
+        ts->num_labels = s->num_labels;
     ts->no_header = !d->has_header;
     return 0;
 }

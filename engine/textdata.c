@@ -66,6 +66,7 @@ typedef struct {
     int rows_cap;               /* rows allocated: min(limit, lines + 1) */
     size_t pool_len, pool_cap;  /* label pool */
     int labels_cap;
+    size_t *label_line;         /* labels_cap: line each label was first seen on (0: declared) */
     span *fields;               /* current TSV/CSV record */
     size_t nfields, fields_cap;
     int col_a, col_b, col_label;
@@ -166,33 +167,49 @@ static int label_find(const loader *L, const char *s, size_t len) {
     return -1;
 }
 
-/* Append a label name; returns its id, or -1 when out of memory. */
-static int label_add(loader *L, const char *s, size_t len) {
+/* Copy s[0..len) and a NUL to the label pool; its offset, or SIZE_MAX when
+ * out of memory. */
+static size_t pool_add(loader *L, const char *s, size_t len) {
+    textdata *d = L->d;
+    if (L->pool_cap - L->pool_len < len + 1) {
+        size_t cap = L->pool_cap ? L->pool_cap : 256;
+        while (cap - L->pool_len < len + 1) cap *= 2;
+        char *pool = realloc(d->label_pool, cap);
+        if (!pool) return SIZE_MAX;
+        d->label_pool = pool;
+        L->pool_cap = cap;
+    }
+    size_t off = L->pool_len;
+    memcpy(d->label_pool + off, s, len);
+    d->label_pool[off + len] = '\0';
+    L->pool_len += len + 1;
+    return off;
+}
+
+/* Append a label name first seen on line (0: declared); returns its id, or
+ * -1 when out of memory. */
+static int label_add(loader *L, const char *s, size_t len, size_t line) {
     textdata *d = L->d;
     if (d->num_labels == L->labels_cap) {
         int cap = L->labels_cap ? L->labels_cap * 2 : 8;
         size_t *off = realloc(d->label_off, (size_t)cap * sizeof *off);
         if (!off) return -1;
         d->label_off = off;
+        size_t *lines = realloc(L->label_line, (size_t)cap * sizeof *lines);
+        if (!lines) return -1;
+        L->label_line = lines;
         L->labels_cap = cap;
     }
-    if (L->pool_cap - L->pool_len < len + 1) {
-        size_t cap = L->pool_cap ? L->pool_cap : 256;
-        while (cap - L->pool_len < len + 1) cap *= 2;
-        char *pool = realloc(d->label_pool, cap);
-        if (!pool) return -1;
-        d->label_pool = pool;
-        L->pool_cap = cap;
-    }
-    memcpy(d->label_pool + L->pool_len, s, len);
-    d->label_pool[L->pool_len + len] = '\0';
-    d->label_off[d->num_labels] = L->pool_len;
-    L->pool_len += len + 1;
+    size_t off = pool_add(L, s, len);
+    if (off == SIZE_MAX) return -1;
+    d->label_off[d->num_labels] = off;
+    L->label_line[d->num_labels] = line;
     return d->num_labels++;
 }
 
-/* Class id of label text s[0..len) (already trimmed), adding it in first-seen
- * order unless labels were declared. */
+/* Provisional class id of label text s[0..len) (already trimmed): its index
+ * in first-seen order, which finish_labels turns into the final id; or its
+ * final id straight away when the labels were declared. */
 static int classify(loader *L, size_t line, const char *s, size_t len, int32_t *id) {
     char sn[SNIPPET_MAX + 4];
     if (!json_utf8_valid(s, len)) return fail(L, line, "invalid UTF-8 in the label");
@@ -204,13 +221,14 @@ static int classify(loader *L, size_t line, const char *s, size_t len, int32_t *
             char sn2[SNIPPET_MAX + 4];
             list_append(list, snippet(name, strlen(name), sn2));
         }
-        return fail(L, line, "label '%s' is not one of the declared labels (%s)", snippet(s, len, sn), list);
+        return fail(L, line, "label '%s' is not one of %s (%s)", snippet(s, len, sn),
+                    L->spec->labels_origin ? L->spec->labels_origin : "the declared labels", list);
     }
     if (k < 0) {
         if (L->d->num_labels >= TEXTDATA_MAX_LABELS)
-            return fail(L, line, "more than %d distinct labels (label '%s'); is this a regression task?",
+            return fail(L, line, "more than %d distinct labels (label '%s'); did you mean task regression?",
                         TEXTDATA_MAX_LABELS, snippet(s, len, sn));
-        k = label_add(L, s, len);
+        k = label_add(L, s, len, line);
         if (k < 0) return fail(L, line, "out of memory");
     }
     *id = k;
@@ -231,6 +249,169 @@ static int parse_target(loader *L, size_t line, const char *s, size_t len, float
     if (!isfinite(v) || fabs(v) > FLT_MAX)
         return fail(L, line, "label '%s' is not a finite float", snippet(s, len, sn));
     *out = (float)v;
+    return 0;
+}
+
+/* ---- class ids ----------------------------------------------------------------- */
+
+/* A label spelled as a decimal integer the way the number prints ("0", "17",
+ * "-3"; not "+1", "01" or "1.0"), so that its text and its id agree. */
+static bool integer_label(const char *s, long *v) {
+    const char *p = s + (*s == '-');
+    if (*p < '0' || *p > '9' || (*p == '0' && (p[1] != '\0' || p != s))) return false;
+    for (const char *q = p; *q; q++)
+        if (*q < '0' || *q > '9') return false;
+    errno = 0;
+    *v = strtol(s, NULL, 10);   /* out of range: clamped, which is all we need */
+    return true;
+}
+
+/* A label that reads as a finite decimal number ("3.8", "-1e-3"), not "inf",
+ * "nan" or hexadecimal (which strtod would also take). */
+static bool number_label(const char *s, double *v) {
+    const char *p = s + (*s == '-' || *s == '+');
+    if (!((*p >= '0' && *p <= '9') || *p == '.') || strpbrk(s, "xX")) return false;
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (*end != '\0' || !isfinite(x)) return false;
+    *v = x;
+    return true;
+}
+
+typedef struct {
+    const char *name;
+    int k;
+} named_label;
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const named_label *)a)->name, ((const named_label *)b)->name);
+}
+
+/* Turn the provisional ids (first-seen order) into the final ones, by the
+ * rule in textdata.h, and check the label set as a whole unless this is a
+ * preview (max_rows) or rows_only. */
+static int finish_labels(loader *L) {
+    const textdata_spec *spec = L->spec;
+    textdata *d = L->d;
+    if (spec->task != TEXTDATA_CLASSIFICATION || spec->labels || !d->has_labels) return 0;
+    const bool check = !spec->rows_only && spec->max_rows == 0;
+    const int n = d->num_labels, declared = spec->num_labels;
+    const int id_limit = declared ? declared : TEXTDATA_MAX_LABELS;
+    char sn[SNIPPET_MAX + 4], list[LIST_MSG_MAX] = "";
+#define NAME(k) (d->label_pool + d->label_off[k])
+
+    /* What the labels look like; the first offender of each kind, by line. */
+    bool all_int = true, all_number = true;
+    int negative = -1, beyond = -1, fractional = -1;
+    long max = -1;
+    for (int k = 0; k < n; k++) {
+        long v;
+        double x;
+        if (integer_label(NAME(k), &v)) {
+            if (v < 0 && negative < 0) negative = k;
+            if (v >= id_limit && beyond < 0) beyond = k;
+            if (v > max) max = v;
+        } else {
+            all_int = false;
+            if (!number_label(NAME(k), &x))
+                all_number = false;
+            else if (x != floor(x) && fractional < 0)
+                fractional = k;
+        }
+    }
+    if (check && all_int && negative >= 0)
+        return fail(L, L->label_line[negative],
+                    "label '%s' is negative, but integer labels are their own class ids (0, 1, ...); "
+                    "declare the label names in id order (dataset.labels) to use it",
+                    snippet(NAME(negative), strlen(NAME(negative)), sn));
+    if (check && all_int && beyond >= 0) {
+        const char *name = snippet(NAME(beyond), strlen(NAME(beyond)), sn);
+        if (declared)
+            return fail(L, L->label_line[beyond],
+                        "label '%s' is beyond the %d classes num_labels declares (integer labels are "
+                        "their own class ids: 0..%d)", name, declared, declared - 1);
+        return fail(L, L->label_line[beyond],
+                    "label '%s' would be class id %s, beyond the limit of %d classes; did you mean task "
+                    "regression?", name, name, TEXTDATA_MAX_LABELS);
+    }
+    if (check && !all_int && all_number && fractional >= 0)
+        return fail(L, L->label_line[fractional],
+                    "label '%s' looks like a continuous value (the %d distinct labels are all numbers); "
+                    "did you mean task regression? (To use them as class names, declare them with "
+                    "dataset.labels.)",
+                    snippet(NAME(fractional), strlen(NAME(fractional)), sn), n);
+    if (check && !all_int && declared && declared != n) {
+        for (int k = 0; k < n; k++) list_append(list, snippet(NAME(k), strlen(NAME(k)), sn));
+        return fail(L, 0,
+                    "num_labels is %d but the data has %d distinct labels (%s); labels that are not "
+                    "integers name every class, so declare the names with dataset.labels%s",
+                    declared, n, list, declared > n ? " to have classes the data lacks" : "");
+    }
+
+    const bool by_value = all_int && negative < 0 && max < TEXTDATA_MAX_LABELS;
+    int count = n;
+    if (by_value) count = declared > max + 1 ? declared : (int)max + 1;
+    int *new_id = malloc((size_t)n * sizeof *new_id);
+    size_t *off = malloc((size_t)count * sizeof *off);
+    named_label *sorted = by_value ? NULL : malloc((size_t)n * sizeof *sorted);
+    if (!new_id || !off || (!by_value && !sorted)) {
+        free(new_id);
+        free(off);
+        free(sorted);
+        return fail(L, 0, "out of memory");
+    }
+    if (by_value) {
+        for (int j = 0; j < count; j++) off[j] = SIZE_MAX;
+        for (int k = 0; k < n; k++) {
+            long v;
+            integer_label(NAME(k), &v);
+            new_id[k] = (int)v;
+            off[v] = d->label_off[k];
+        }
+        int missing = -1;
+        for (int j = 0; j < count && missing < 0; j++)
+            if (off[j] == SIZE_MAX) missing = j;
+        if (check && missing >= 0 && !declared) {
+            for (int j = 0; j < count; j++)
+                if (off[j] != SIZE_MAX) list_append(list, d->label_pool + off[j]);
+            /* Many holes between few values: more like measurements than class ids. */
+            bool sparse = count - n > n;
+            free(new_id);
+            free(off);
+            return fail(L, 0,
+                        "no row has label %d, but integer labels are their own class ids, so ids 0..%d "
+                        "need every value (labels: %s); declare the classes with dataset.labels (names "
+                        "in id order) or num_labels%s",
+                        missing, count - 1, list, sparse ? "; or did you mean task regression?" : "");
+        }
+        for (int j = 0; j < count; j++) {   /* classes the data lacks: named by their id */
+            if (off[j] != SIZE_MAX) continue;
+            char text[16];
+            int len = snprintf(text, sizeof text, "%d", j);
+            if ((off[j] = pool_add(L, text, (size_t)len)) == SIZE_MAX) {
+                free(new_id);
+                free(off);
+                return fail(L, 0, "out of memory");
+            }
+        }
+    } else {
+        /* Hugging Face's run_glue sorts such labels; byte order of UTF-8 is
+         * code point order, as Python sorts str. */
+        for (int k = 0; k < n; k++) sorted[k] = (named_label){NAME(k), k};
+        qsort(sorted, (size_t)n, sizeof *sorted, by_name);
+        for (int j = 0; j < n; j++) {
+            new_id[sorted[j].k] = j;
+            off[j] = d->label_off[sorted[j].k];
+        }
+        free(sorted);
+    }
+#undef NAME
+    for (int i = 0; i < d->n; i++) d->rows[i].label.id = new_id[d->rows[i].label.id];
+    free(new_id);
+    free(d->label_off);
+    d->label_off = off;
+    d->num_labels = count;
     return 0;
 }
 
@@ -264,7 +445,10 @@ static int check_spec(loader *L) {
         return fail(L, 0, "unknown task kind %d", (int)s->task);
     if (s->max_rows < 0) return fail(L, 0, "max_rows %d is negative", s->max_rows);
     if (!s->labels) {
-        if (s->num_labels != 0) return fail(L, 0, "num_labels %d given without label names", s->num_labels);
+        if (s->num_labels == 0) return 0;
+        if (s->task != TEXTDATA_CLASSIFICATION) return fail(L, 0, "num_labels given for a regression task");
+        if (s->num_labels < 1 || s->num_labels > TEXTDATA_MAX_LABELS)
+            return fail(L, 0, "num_labels %d is not in 1..%d", s->num_labels, TEXTDATA_MAX_LABELS);
         return 0;
     }
     if (s->task != TEXTDATA_CLASSIFICATION) return fail(L, 0, "declared labels given for a regression task");
@@ -284,7 +468,7 @@ static int check_spec(loader *L) {
         if (!json_utf8_valid(name, len)) return fail(L, 0, "declared label %d is not valid UTF-8", k);
         if (label_find(L, name, len) >= 0)
             return fail(L, 0, "declared label '%s' appears twice", snippet(name, len, sn));
-        if (label_add(L, name, len) < 0) return fail(L, 0, "out of memory");
+        if (label_add(L, name, len, 0) < 0) return fail(L, 0, "out of memory");
     }
     return 0;
 }
@@ -715,10 +899,12 @@ static int load_owned(char *buf, size_t len, const char *name, const textdata_sp
         fail(&L, 0, "no data rows");
         goto done;
     }
+    if (finish_labels(&L)) goto done;
     compact(out);
     rc = 0;
 done:
     free(L.fields);
+    free(L.label_line);
     if (rc) textdata_free(out);
     return rc;
 }

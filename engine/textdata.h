@@ -22,11 +22,31 @@
  * fields as the header (or the first row, when there is no header). A UTF-8
  * byte order mark at the start of the file is ignored.
  *
- * Labels: for classification each label string gets an id, in first-seen order
- * or in the order of a declared label list; a JSON number is named by its
- * shortest round-trip text, so 1, 1.0 and "1" are the same label "1". For
- * regression the label is a finite float. Label strings are trimmed of
- * surrounding ASCII whitespace. */
+ * Labels: a JSON number is named by its shortest round-trip text, so 1, 1.0
+ * and "1" are the same label "1"; label strings are trimmed of surrounding
+ * ASCII whitespace. For regression the label is a finite float. For
+ * classification each label gets a class id (the class's row in the task
+ * head), by this rule:
+ *   - declared labels (spec.labels): their position in the list; any other
+ *     label is an error;
+ *   - otherwise, labels that are all non-negative integers spelled plainly
+ *     ("0", "2", not "02" or "+1") are their own ids, as Hugging Face's GLUE
+ *     scripts and anyone loading the adapter will assume: GLUE's "1" is id 1
+ *     whichever row comes first. spec.num_labels, when given, is the class
+ *     count: a label at or beyond it is an error and ids the data lacks are
+ *     fine (named by their number). Without it, ids 0..max must all occur:
+ *     a gap ({0, 2}) is an error naming the missing id;
+ *   - any other labels are sorted by their UTF-8 bytes (code point order, as
+ *     Hugging Face's run_glue sorts them): "neg" 0, "pos" 1. spec.num_labels,
+ *     when given, must equal their count;
+ *   - labels that are all numbers, some not whole ("3.8"), are refused as a
+ *     regression target loaded as classification, as are negative or huge
+ *     (>= TEXTDATA_MAX_LABELS) integers.
+ * The rules on the set as a whole (gaps, counts, continuous-looking labels)
+ * need every row: a preview (max_rows) or a rows_only load skips them and
+ * only assigns ids by the same rule as far as it can. An evaluation file
+ * must use the training file's ids: load it with the training map as its
+ * declared labels (and labels_origin naming it in messages). */
 #ifndef AFLO_TEXTDATA_H
 #define AFLO_TEXTDATA_H
 
@@ -68,10 +88,18 @@ typedef struct {
     textdata_field text_b;         /* NONE: single-text task */
     textdata_field label;          /* NONE: prediction input, no labels read */
     textdata_task task;
-    /* Classification only: label names in id order. A label outside the list
-     * is an error. NULL: ids in first-seen order. Copied by the loader. */
+    /* Classification only. labels: the class names in id order, num_labels
+     * their count (copied by the loader). Without labels, num_labels > 0 is
+     * the class count for integer labels (0: the data decides). */
     const char *const *labels;
     int num_labels;
+    /* What the labels list is, for messages: "the training data's labels";
+     * NULL: "the declared labels". */
+    const char *labels_origin;
+    /* Check the rows only, not the label set as a whole (gaps, num_labels,
+     * continuous-looking numbers): for an upload, whose job (and so whose
+     * declared labels) comes later. */
+    bool rows_only;
     bool no_header;                /* TSV/CSV: the first row is data, not names */
     size_t max_bytes;              /* 0: TEXTDATA_DEFAULT_MAX_BYTES */
     int max_rows;                  /* > 0: stop after this many rows (previews;

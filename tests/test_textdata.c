@@ -94,8 +94,8 @@ static textdata_spec single_spec(void) {
 static void test_tsv_header_pair(void **state) {
     (void)state;
     /* Line 1 header; line 3 blank (skipped); line 4 has literal quotes (TSV
-     * has no quoting) and CRLF; line 5 has no final newline. Labels in
-     * first-seen order: "1" -> 0, "0" -> 1. */
+     * has no quoting) and CRLF; line 5 has no final newline. Integer labels
+     * are their own ids although "1" comes first (GLUE's MRPC starts so). */
     const char *tsv =
         "idx\tsentence1\tsentence2\tlabel\n"
         "0\tThe cat sat.\tA cat was sitting.\t1\n"
@@ -113,12 +113,12 @@ static void test_tsv_header_pair(void **state) {
     assert_string_equal(textdata_text_a(&d, 2), "Third one");
     assert_string_equal(textdata_text_b(&d, 2), "Dritte");
     assert_true(textdata_has_labels(&d));
-    assert_int_equal(textdata_label_id(&d, 0), 0);
-    assert_int_equal(textdata_label_id(&d, 1), 1);
-    assert_int_equal(textdata_label_id(&d, 2), 0);
+    assert_int_equal(textdata_label_id(&d, 0), 1);
+    assert_int_equal(textdata_label_id(&d, 1), 0);
+    assert_int_equal(textdata_label_id(&d, 2), 1);
     assert_int_equal(textdata_label_count(&d), 2);
-    assert_string_equal(textdata_label_name(&d, 0), "1");
-    assert_string_equal(textdata_label_name(&d, 1), "0");
+    assert_string_equal(textdata_label_name(&d, 0), "0");
+    assert_string_equal(textdata_label_name(&d, 1), "1");
     assert_null(textdata_label_name(&d, 2));
     assert_null(textdata_text_a(&d, 3));
     assert_null(textdata_text_a(&d, -1));
@@ -257,7 +257,7 @@ static void test_bom_and_explicit_format(void **state) {
     (void)state;
     /* A BOM before the header must not become part of the first column name;
      * the explicit format wins over the .txt extension. */
-    const char *csv = "\xEF\xBB\xBFtext,label\nhello,1\n";
+    const char *csv = "\xEF\xBB\xBFtext,label\nhello,0\n";
     textdata_spec s = single_spec();
     s.format = TEXTDATA_CSV;
     textdata d;
@@ -290,11 +290,13 @@ static void test_csv_quoting(void **state) {
     assert_string_equal(textdata_text_a(&d, 1), "She said \"hi\"\nthen left");
     assert_string_equal(textdata_text_a(&d, 2), "plain");
     assert_string_equal(textdata_text_a(&d, 3), "a 5\" screen");
-    assert_int_equal(textdata_label_id(&d, 0), 0);
-    assert_int_equal(textdata_label_id(&d, 1), 1);
-    assert_int_equal(textdata_label_id(&d, 2), 0);
-    assert_int_equal(textdata_label_id(&d, 3), 1);
-    assert_string_equal(textdata_label_name(&d, 1), "neg");
+    /* String labels sorted: "neg" 0, "pos" 1, although "pos" comes first. */
+    assert_int_equal(textdata_label_id(&d, 0), 1);
+    assert_int_equal(textdata_label_id(&d, 1), 0);
+    assert_int_equal(textdata_label_id(&d, 2), 1);
+    assert_int_equal(textdata_label_id(&d, 3), 0);
+    assert_string_equal(textdata_label_name(&d, 0), "neg");
+    assert_string_equal(textdata_label_name(&d, 1), "pos");
     textdata_free(&d);
 }
 
@@ -334,13 +336,13 @@ static void test_jsonl_labels(void **state) {
     assert_string_equal(textdata_text_a(&d, 1), "caf\xC3\xA9 \"q\"");
     assert_string_equal(textdata_text_a(&d, 2), "third");
     assert_string_equal(textdata_text_a(&d, 3), "fourth");
-    assert_int_equal(textdata_label_id(&d, 0), 0);
-    assert_int_equal(textdata_label_id(&d, 1), 0);
-    assert_int_equal(textdata_label_id(&d, 2), 1);
-    assert_int_equal(textdata_label_id(&d, 3), 0);
+    assert_int_equal(textdata_label_id(&d, 0), 1);
+    assert_int_equal(textdata_label_id(&d, 1), 1);
+    assert_int_equal(textdata_label_id(&d, 2), 0);
+    assert_int_equal(textdata_label_id(&d, 3), 1);
     assert_int_equal(textdata_label_count(&d), 2);
-    assert_string_equal(textdata_label_name(&d, 0), "1");
-    assert_string_equal(textdata_label_name(&d, 1), "0");
+    assert_string_equal(textdata_label_name(&d, 0), "0");
+    assert_string_equal(textdata_label_name(&d, 1), "1");
     textdata_free(&d);
 }
 
@@ -420,6 +422,138 @@ static void test_load_buffer(void **state) {
     assert_non_null(strstr(errbuf, "limit of 8 bytes"));
 }
 
+
+/* ---- class ids ----------------------------------------------------------------- */
+
+/* Load tsv ("text\tlabel" header) with spec; the label names in id order,
+ * comma-separated, and the ids of the rows, space-separated. */
+static void ids_of(const char *tsv, const textdata_spec *spec, char *names, char *ids, size_t cap) {
+    textdata d;
+    load_ok("ids.tsv", tsv, spec, &d);
+    names[0] = ids[0] = '\0';
+    for (int k = 0; k < textdata_label_count(&d); k++)
+        snprintf(names + strlen(names), cap - strlen(names), "%s%s", k ? "," : "", textdata_label_name(&d, k));
+    for (int i = 0; i < textdata_count(&d); i++)
+        snprintf(ids + strlen(ids), cap - strlen(ids), "%s%d", i ? " " : "", textdata_label_id(&d, i));
+    textdata_free(&d);
+}
+
+static void test_label_ids_strings_sorted(void **state) {
+    (void)state;
+    textdata_spec s = single_spec();
+    char names[256], ids[256];
+    /* MNLI's labels, sorted as Hugging Face's run_glue sorts them. */
+    ids_of("text\tlabel\na\tneutral\nb\tentailment\nc\tcontradiction\nd\tneutral\n", &s, names, ids,
+           sizeof names);
+    assert_string_equal(names, "contradiction,entailment,neutral");
+    assert_string_equal(ids, "2 1 0 2");
+    /* Code point order: 'A' < 'z' < U+00E9. */
+    ids_of("text\tlabel\na\tzebra\nb\t\xC3\xA9lan\nc\tApple\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "Apple,zebra,\xC3\xA9lan");
+    assert_string_equal(ids, "1 2 0");
+    /* Not all plain integers ("01", "+1", "1.0"): strings, sorted. */
+    ids_of("text\tlabel\na\t1\nb\t01\nc\t+1\nd\t1.0\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "+1,01,1,1.0");
+    assert_string_equal(ids, "2 1 0 3");
+    /* JSON booleans: false 0, true 1. */
+    textdata d;
+    load_ok("b.jsonl", "{\"text\":\"a\",\"label\":true}\n{\"text\":\"b\",\"label\":false}\n", &s, &d);
+    assert_int_equal(textdata_label_id(&d, 0), 1);
+    assert_string_equal(textdata_label_name(&d, 0), "false");
+    textdata_free(&d);
+    /* num_labels must count them all: names for classes the data lacks are
+     * not known. */
+    s.num_labels = 2;
+    ids_of("text\tlabel\na\tpos\nb\tneg\n", &s, names, ids, sizeof names);
+    assert_string_equal(ids, "1 0");
+    s.num_labels = 3;
+    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s, "ids.tsv: ",
+                 "num_labels is 3 but the data has 2 distinct labels (pos, neg)");
+    assert_non_null(strstr(errbuf, "dataset.labels"));
+    s.num_labels = 1;
+    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s, "ids.tsv: ",
+                 "num_labels is 1 but the data has 2 distinct labels");
+}
+
+static void test_label_ids_integers(void **state) {
+    (void)state;
+    textdata_spec s = single_spec();
+    char names[256], ids[256];
+    ids_of("text\tlabel\na\t2\nb\t0\nc\t1\nd\t2\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "0,1,2");
+    assert_string_equal(ids, "2 0 1 2");
+    /* A gap: id 1 would be a class no row has. */
+    expect_error("ids.tsv", "text\tlabel\na\t0\nb\t2\n", &s, "ids.tsv: ",
+                 "no row has label 1, but integer labels are their own class ids, so ids 0..2 need every "
+                 "value (labels: 0, 2); declare the classes with dataset.labels (names in id order) or num_labels");
+    assert_null(strstr(errbuf, "regression"));
+    /* Star ratings 1..5: id 0 is missing. */
+    expect_error("ids.tsv", "text\tlabel\na\t5\nb\t1\nc\t2\nd\t3\ne\t4\n", &s, "ids.tsv: ",
+                 "no row has label 0");
+    /* Few values far apart look like measurements. */
+    expect_error("ids.tsv", "text\tlabel\na\t150\nb\t230\nc\t120\n", &s, "ids.tsv: ",
+                 "no row has label 0");
+    assert_non_null(strstr(errbuf, "did you mean task regression?"));
+    expect_error("ids.tsv", "text\tlabel\na\t1\nb\t-1\n", &s, "ids.tsv:3: ", "label '-1' is negative");
+    expect_error("ids.tsv", "text\tlabel\na\t1\nb\t0\nc\t250000\n", &s, "ids.tsv:4: ",
+                 "label '250000' would be class id 250000, beyond the limit of 1000 classes; did you mean task "
+                 "regression?");
+
+    /* num_labels declares the classes: ids the data lacks are fine (named by
+     * their number), a label at or beyond it is not. */
+    s.num_labels = 4;
+    ids_of("text\tlabel\na\t0\nb\t2\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "0,1,2,3");
+    assert_string_equal(ids, "0 2");
+    s.num_labels = 2;
+    expect_error("ids.tsv", "text\tlabel\na\t0\nb\t1\nc\t2\n", &s, "ids.tsv:4: ",
+                 "label '2' is beyond the 2 classes num_labels declares (integer labels are their own class "
+                 "ids: 0..1)");
+}
+
+static void test_label_ids_continuous(void **state) {
+    (void)state;
+    /* STS-B's scores loaded as classification. */
+    textdata_spec s = single_spec();
+    expect_error("sts.tsv", "text\tlabel\na\t5\nb\t3.8\nc\t0.25\n", &s, "sts.tsv:3: ",
+                 "label '3.8' looks like a continuous value (the 3 distinct labels are all numbers); did you mean "
+                 "task regression?");
+    /* Whole numbers written as decimals are class names. */
+    char names[256], ids[256];
+    ids_of("text\tlabel\na\t1.0\nb\t0.0\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "0.0,1.0");
+    /* Numbers among words are words. */
+    ids_of("text\tlabel\na\t2.5\nb\tnone\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "2.5,none");
+    /* Declared, anything goes. */
+    const char *const labels[] = {"3.8", "0.25"};
+    s.labels = labels;
+    s.num_labels = 2;
+    ids_of("text\tlabel\na\t0.25\nb\t3.8\n", &s, names, ids, sizeof names);
+    assert_string_equal(ids, "1 0");
+}
+
+static void test_label_ids_previews(void **state) {
+    (void)state;
+    /* A preview or an upload check sees rows, not the whole label set: the
+     * gap here may be filled by rows it never reads or by the job's
+     * declaration. Ids still follow the values. */
+    const char *tsv = "text\tlabel\na\t2\nb\t0\nc\t3.5\n";
+    textdata_spec s = single_spec();
+    s.max_rows = 2;
+    char names[256], ids[256];
+    ids_of(tsv, &s, names, ids, sizeof names);
+    assert_string_equal(names, "0,1,2");
+    assert_string_equal(ids, "2 0");
+    s.max_rows = 0;
+    s.rows_only = true;
+    ids_of(tsv, &s, names, ids, sizeof names);
+    assert_string_equal(names, "0,2,3.5");
+    assert_string_equal(ids, "1 0 2");
+    ids_of("text\tlabel\na\t-1\nb\t1\n", &s, names, ids, sizeof names);
+    assert_string_equal(names, "-1,1");
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_errors_columns(void **state) {
@@ -485,6 +619,11 @@ static void test_errors_labels(void **state) {
     s.num_labels = 2;
     expect_error("train.csv", "text,label\na,pos\nb,neg\nc,neutral\n", &s, "train.csv:4: ",
                  "label 'neutral' is not one of the declared labels (neg, pos)");
+    /* An evaluation file read with the training file's map says so. */
+    s.labels_origin = "the training data's labels";
+    expect_error("dev.csv", "text,label\na,pos\nc,neutral\n", &s, "dev.csv:3: ",
+                 "label 'neutral' is not one of the training data's labels (neg, pos)");
+    s.labels_origin = NULL;
     s.labels = NULL;
     s.num_labels = 0;
 
@@ -508,6 +647,7 @@ static void test_errors_labels(void **state) {
     char where[32];
     snprintf(where, sizeof where, "many.tsv:%d: ", TEXTDATA_MAX_LABELS + 2);
     expect_error("many.tsv", big, &s, where, "more than 1000 distinct labels");
+    assert_non_null(strstr(errbuf, "did you mean task regression?"));
     free(big);
 }
 
@@ -541,10 +681,10 @@ static void test_errors_file(void **state) {
     expect_error("train.tsv", "", &s, NULL, "train.tsv: empty file: no header row");
     expect_error("train.jsonl", "\n\n", &s, NULL, "train.jsonl: no data rows");
     s.max_bytes = 10;
-    expect_error("big.tsv", "text\tlabel\nabc\t1\n", &s, NULL, "big.tsv: file is 17 bytes, larger than the limit of 10 bytes");
+    expect_error("big.tsv", "text\tlabel\nabc\t0\n", &s, NULL, "big.tsv: file is 17 bytes, larger than the limit of 10 bytes");
     s.max_bytes = 17;   /* exactly at the limit is fine */
     textdata d;
-    load_ok("big.tsv", "text\tlabel\nabc\t1\n", &s, &d);
+    load_ok("big.tsv", "text\tlabel\nabc\t0\n", &s, &d);
     assert_int_equal(textdata_count(&d), 1);
     textdata_free(&d);
 
@@ -599,6 +739,10 @@ int main(void) {
         cmocka_unit_test(test_jsonl_pair_bool_and_regression),
         cmocka_unit_test(test_jsonl_same_field_twice),
         cmocka_unit_test(test_load_buffer),
+        cmocka_unit_test(test_label_ids_strings_sorted),
+        cmocka_unit_test(test_label_ids_integers),
+        cmocka_unit_test(test_label_ids_continuous),
+        cmocka_unit_test(test_label_ids_previews),
         cmocka_unit_test(test_errors_columns),
         cmocka_unit_test(test_errors_csv),
         cmocka_unit_test(test_errors_text),

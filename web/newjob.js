@@ -196,7 +196,7 @@ export function renderNewJob(root) {
     textField('dataset.text_fields', 'Text field(s)', 'sentence', 'Column names or 0-based indices; two for sentence pairs ("sentence1, sentence2").',
       (s) => s.split(',').map(parseColumn).filter((x) => x !== '')),
     textField('dataset.label_field', 'Label field', 'label', 'Column name or 0-based index.', parseColumn),
-    textField('dataset.labels', 'Label names (optional)', 'in first-seen order', 'Comma-separated, in class-id order.', (s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
+    textField('dataset.labels', 'Label names (optional)', 'integer labels: their value; others: sorted', 'Comma-separated, in class-id order.', (s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
     checkField('dataset.has_header', 'First row is a header (TSV/CSV)', true, null));
 
   // ---- method -------------------------------------------------------------------

@@ -139,6 +139,51 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("broken.tsv:3", p.stderr)
 
+    def write_relabelled(self, name, source, mapping, first=None, rows=None):
+        """source (a demo TSV) with its labels mapped; first: the label the
+        first data row must have (rows are rotated until it does)."""
+        with open(os.path.join(self.dir, source)) as f:
+            header, *body = f.read().splitlines()
+        body = [line.rsplit("\t", 1) for line in body[:rows]]
+        body = [(text, mapping[label]) for text, label in body]
+        if first is not None:
+            k = next(i for i, (_, label) in enumerate(body) if label == first)
+            body = body[k:] + body[:k]
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(header + "\n" + "".join(f"{t}\t{l}\n" for t, l in body))
+
+    def test_label_problems_fail_before_training(self):
+        # each fails while loading the data: no training step, no adapter
+        self.write_relabelled("ints.tsv", "small.tsv", {"negative": "0", "positive": "1"})
+        self.write_relabelled("ints_dev.tsv", "small_dev.tsv", {"negative": "0", "positive": "2"})
+        self.write_relabelled("three.tsv", "small.tsv", {"negative": "0", "positive": "1"})
+        with open(os.path.join(self.dir, "three.tsv"), "a") as f:
+            f.write("a third kind of row\t2\n")
+        with open(os.path.join(self.dir, "scores.tsv"), "w") as f:
+            f.write("sentence\tlabel\n" + "".join(f"row {i}\t{i * 0.017:.3f}\n" for i in range(287)))
+        cases = [
+            # string labels cannot name a third class
+            (self.small_spec(num_labels=3), "num_labels is 3 but the data has 2 distinct labels"),
+            (self.small_spec(dataset={"train": "scores.tsv"}), "did you mean task regression?"),
+            (self.small_spec(dataset={"train": "three.tsv"}, metric="f1"),
+             "metric: f1 scores class 1 against the rest and needs a binary task, but the training data "
+             "has 3 labels (0, 1, 2)"),
+            # an evaluation label the training data lacks, named by file and line
+            (self.small_spec(dataset={"train": "ints.tsv", "eval": "ints_dev.tsv"}),
+             "is not one of the training data's labels (0, 1)"),
+        ]
+        for i, (spec, want) in enumerate(cases):
+            self.write_spec(f"lab{i}.json", spec)
+            p = run("run", f"lab{i}.json", "--out", f"lab_out{i}", cwd=self.dir, check=False)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(want, p.stderr)
+            self.assertNotIn("step", p.stdout)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, f"lab_out{i}/adapter")))
+        p = run("run", "lab3.json", "--out", "lab_out3", cwd=self.dir, check=False)
+        with open(os.path.join(self.dir, "ints_dev.tsv")) as f:
+            line = next(n for n, l in enumerate(f, 1) if l.rstrip("\n").endswith("\t2"))
+        self.assertIn(f"ints_dev.tsv:{line}: label '2'", p.stderr)
+
     def test_interrupt_then_resume_matches_uninterrupted_run(self):
         spec = self.small_spec(epochs=4, dropout=False)
         self.write_spec("r.json", spec)
