@@ -221,7 +221,23 @@ static void format_float(char *buf, size_t cap, float f) {
     }
 }
 
-char *config_to_json(const aflo_config *c) {
+/* Write labels[k] (or its id when labels is NULL) quoted to m; -1 on OOM. */
+static int put_label(FILE *m, const config_task *t, int k) {
+    char id[16];
+    snprintf(id, sizeof id, "%d", k);
+    const char *s = t->labels ? t->labels[k] : id;
+    size_t len = strlen(s);
+    char *q = malloc(6 * len + 3);
+    if (!q) return -1;
+    json_quote(q, 6 * len + 3, s, len);
+    fputs(q, m);
+    free(q);
+    return 0;
+}
+
+char *config_to_json(const aflo_config *c) { return config_to_json_task(c, NULL); }
+
+char *config_to_json_task(const aflo_config *c, const config_task *task) {
     char *buf = NULL;
     size_t size = 0;
     FILE *m = open_memstream(&buf, &size);
@@ -235,6 +251,10 @@ char *config_to_json(const aflo_config *c) {
     format_float(eps, sizeof eps, c->layer_norm_eps);
     format_float(hdrop, sizeof hdrop, c->hidden_dropout_prob);
     format_float(adrop, sizeof adrop, c->attention_probs_dropout_prob);
+    /* id2label / label2id only for classification: transformers' default
+     * for regression (one "LABEL_0") needs nothing written. */
+    const bool named = task && !task->regression && task->num_labels > 0;
+    int oom = 0;
 
     /* Keys sorted, as transformers writes them. */
     fputs("{\n", m);
@@ -243,23 +263,48 @@ char *config_to_json(const aflo_config *c) {
             "  \"attention_probs_dropout_prob\": %s,\n"
             "  \"hidden_act\": \"%s\",\n"
             "  \"hidden_dropout_prob\": %s,\n"
-            "  \"hidden_size\": %d,\n"
-            "  \"intermediate_size\": %d,\n"
+            "  \"hidden_size\": %d,\n",
+            adrop, SUPPORTED_HIDDEN_ACT, hdrop, c->hidden_size);
+    if (named) {
+        fputs("  \"id2label\": {", m);
+        for (int k = 0; k < task->num_labels; k++) {
+            fprintf(m, "%s\n    \"%d\": ", k ? "," : "", k);
+            oom |= put_label(m, task, k);
+        }
+        fputs("\n  },\n", m);
+    }
+    fprintf(m, "  \"intermediate_size\": %d,\n", c->intermediate_size);
+    if (named) {
+        fputs("  \"label2id\": {", m);
+        for (int k = 0; k < task->num_labels; k++) {
+            fputs(k ? ",\n    " : "\n    ", m);
+            oom |= put_label(m, task, k);
+            fprintf(m, ": %d", k);
+        }
+        fputs("\n  },\n", m);
+    }
+    fprintf(m,
             "  \"layer_norm_eps\": %s,\n"
             "  \"max_position_embeddings\": %d,\n"
             "  \"model_type\": %s,\n"
             "  \"num_attention_heads\": %d,\n"
-            "  \"num_hidden_layers\": %d,\n"
+            "  \"num_hidden_layers\": %d,\n",
+            eps, c->max_position_embeddings, model_type, c->num_attention_heads, c->num_hidden_layers);
+    if (task) fprintf(m, "  \"num_labels\": %d,\n", task->regression ? 1 : task->num_labels);
+    fprintf(m,
             "  \"pad_token_id\": %d,\n"
-            "  \"position_embedding_type\": \"%s\",\n"
+            "  \"position_embedding_type\": \"%s\",\n",
+            c->pad_token_id, SUPPORTED_POSITION_EMBEDDING);
+    if (task)
+        fprintf(m, "  \"problem_type\": \"%s\",\n",
+                task->regression ? "regression" : "single_label_classification");
+    fprintf(m,
             "  \"type_vocab_size\": %d,\n"
             "  \"vocab_size\": %d\n"
             "}\n",
-            adrop, SUPPORTED_HIDDEN_ACT, hdrop, c->hidden_size, c->intermediate_size, eps,
-            c->max_position_embeddings, model_type, c->num_attention_heads, c->num_hidden_layers,
-            c->pad_token_id, SUPPORTED_POSITION_EMBEDDING, c->type_vocab_size, c->vocab_size);
+            c->type_vocab_size, c->vocab_size);
     int bad = ferror(m);
-    if (fclose(m) != 0 || bad) {
+    if (fclose(m) != 0 || bad || oom) {
         free(buf);
         return NULL;
     }

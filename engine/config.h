@@ -3,6 +3,7 @@
 #ifndef AFLO_CONFIG_H
 #define AFLO_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -32,5 +33,18 @@ int config_validate(const aflo_config *c, char *err, size_t errlen);
 
 /* Serialise as config.json text (malloc'd, NUL-terminated), NULL on OOM. */
 char *config_to_json(const aflo_config *c);
+
+/* A task head as transformers' config.json describes it. */
+typedef struct {
+    bool regression;            /* one output: problem_type "regression" */
+    int num_labels;             /* classification: classes */
+    const char *const *labels;  /* classification: num_labels names by id; NULL: the ids */
+} config_task;
+
+/* config_to_json plus the head of a sequence-classification model: num_labels,
+ * problem_type and, for classification, id2label and label2id (what
+ * AutoConfig.from_pretrained gives AutoModelForSequenceClassification).
+ * task NULL: as config_to_json. */
+char *config_to_json_task(const aflo_config *c, const config_task *task);
 
 #endif

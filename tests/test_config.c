@@ -335,8 +335,72 @@ static void test_round_trip(void **state) {
     free(out);
 }
 
+/* Keys of a JSON object in document order, comma-joined. */
+static void keys_of(const json_value *obj, char *out, size_t cap) {
+    out[0] = '\0';
+    for (size_t i = 0; i < json_len(obj); i++)
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "", json_key_at(obj, i, NULL));
+}
+
+static void test_task_head(void **state) {
+    (void)state;
+    aflo_config c;
+    assert_int_equal(from_text(&c, BERT_BASE_UNCASED), 0);
+    const char *const names[] = {"neg", "pos \"x\"", "caf\xC3\xA9"};
+    config_task task = {.num_labels = 3, .labels = names};
+    char *out = config_to_json_task(&c, &task);
+    assert_non_null(out);
+    json_value *v = json_parse(out, strlen(out), 0, errbuf, sizeof errbuf);
+    if (!v) fail_msg("%s\n%s", errbuf, out);
+    char keys[1024];
+    keys_of(v, keys, sizeof keys);   /* sorted, as transformers writes them */
+    assert_string_equal(keys, "architectures,attention_probs_dropout_prob,hidden_act,hidden_dropout_prob,"
+                              "hidden_size,id2label,intermediate_size,label2id,layer_norm_eps,"
+                              "max_position_embeddings,model_type,num_attention_heads,num_hidden_layers,"
+                              "num_labels,pad_token_id,position_embedding_type,problem_type,type_vocab_size,"
+                              "vocab_size");
+    const json_value *id2label = json_get(v, "id2label"), *label2id = json_get(v, "label2id");
+    keys_of(id2label, keys, sizeof keys);
+    assert_string_equal(keys, "0,1,2");
+    assert_string_equal(json_string(json_get(id2label, "1"), NULL), "pos \"x\"");
+    assert_string_equal(json_string(json_get(id2label, "2"), NULL), "caf\xC3\xA9");
+    assert_int_equal(json_int(json_get(label2id, "pos \"x\"")), 1);
+    assert_int_equal(json_int(json_get(label2id, "neg")), 0);
+    assert_int_equal(json_int(json_get(v, "num_labels")), 3);
+    assert_string_equal(json_string(json_get(v, "problem_type"), NULL), "single_label_classification");
+    json_free(v);
+    /* still a config the engine reads back the same */
+    aflo_config back;
+    if (from_text(&back, out)) fail_msg("re-read failed: %s", errbuf);
+    assert_config_equal(&c, &back);
+    free(out);
+
+    /* no names: the ids */
+    task.labels = NULL;
+    task.num_labels = 2;
+    out = config_to_json_task(&c, &task);
+    assert_non_null(out);
+    v = json_parse(out, strlen(out), 0, errbuf, sizeof errbuf);
+    assert_string_equal(json_string(json_get(json_get(v, "id2label"), "1"), NULL), "1");
+    json_free(v);
+    free(out);
+
+    /* regression: one output, no label names */
+    config_task reg = {.regression = true};
+    out = config_to_json_task(&c, &reg);
+    assert_non_null(out);
+    v = json_parse(out, strlen(out), 0, errbuf, sizeof errbuf);
+    assert_null(json_get(v, "id2label"));
+    assert_null(json_get(v, "label2id"));
+    assert_int_equal(json_int(json_get(v, "num_labels")), 1);
+    assert_string_equal(json_string(json_get(v, "problem_type"), NULL), "regression");
+    json_free(v);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_task_head),
         cmocka_unit_test(test_bert_base),
         cmocka_unit_test(test_roberta_base),
         cmocka_unit_test(test_defaults),
