@@ -38,6 +38,8 @@ static const adapter_file ADAPTER_FILES[] = {
     {"adapter.safetensors", "application/octet-stream", false},
     {"peft/adapter_config.json", "application/json", false},
     {"peft/adapter_model.safetensors", "application/octet-stream", false},
+    {"peft/config.json", "application/json", false},
+    {"peft/README.md", "text/markdown; charset=utf-8", false},
     {"peft.tar", "application/x-tar", true},
 };
 #define N_ADAPTER_FILES ((int)(sizeof ADAPTER_FILES / sizeof ADAPTER_FILES[0]))
@@ -163,7 +165,8 @@ enum MHD_Result h_job_adapter(api_req *r)
     if (!af)
         return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "file",
                            "no adapter file '%.100s'; the files are adapter.safetensors, "
-                           "peft/adapter_config.json, peft/adapter_model.safetensors and peft.tar",
+                           "peft/adapter_config.json, peft/adapter_model.safetensors, "
+                           "peft/config.json, peft/README.md and peft.tar",
                            r->param);
     store *st = api_store(r);
     if (!st)

@@ -271,12 +271,17 @@ static long frozen_step_of(const void *ctx, const aflo_param *p) {
     return trainer_frozen_step(ctx, p);
 }
 
-/* Method full: the whole fine-tuned model as a Hugging Face folder. */
-static int write_full_model(aflo_model *m, const char *dir, char *err, size_t errlen) {
+/* Method full: the whole fine-tuned model as a Hugging Face folder, its
+ * config.json naming the labels. */
+static int write_full_model(aflo_model *m, const char *const *labels, const char *dir, char *err,
+                            size_t errlen) {
     if (make_dir(dir, err, errlen) != 0) return -1;
     const aflo_config *c = model_config(m);
     const char *prefix = c->roberta_positions ? "roberta." : "bert.";
-    char *cfg = config_to_json(c);
+    config_task task = {.regression = model_task(m) == TASK_REGRESSION,
+                        .num_labels = model_num_labels(m),
+                        .labels = labels};
+    char *cfg = config_to_json_task(c, &task);
     st_writer *w = st_writer_new();
     int rc = -1;
     char path[4096];
@@ -310,12 +315,31 @@ done:
     return rc;
 }
 
+/* The base model as a PEFT user can name it: the model folder's own
+ * _name_or_path (a Hub id, or the path transformers loaded it from) when it
+ * records one; otherwise the name the spec gave, which only this daemon
+ * resolves (the PEFT README says which). */
+typedef struct {
+    char name[4096];
+    adapter_base_source source;
+} base_name;
+
+static int resolve_base_name(const char *model, const char *model_dir, base_name *b, char *err,
+                             size_t errlen) {
+    int found = hfmodel_name_or_path(model_dir, b->name, sizeof b->name, err, errlen);
+    if (found < 0) return -1;
+    b->source = found ? ADAPTER_BASE_NAME_OR_PATH : ADAPTER_BASE_LOCAL_NAME;
+    if (!found) snprintf(b->name, sizeof b->name, "%s", model);
+    return 0;
+}
+
 static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, const job_data *jd,
-                         const char *metrics_json, char *err, size_t errlen) {
+                         const base_name *base, const char *metrics_json, char *err, size_t errlen) {
     char dir[4096], path[4096];
     if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
         make_dir(dir, err, errlen) != 0)
         return -1;
+    /* the native file keeps the spec's name: aflorad resolves it */
     adapter_export_info info = {.base_model = a->spec->model,
                                 .labels = jd->labels,
                                 .metrics_json = metrics_json,
@@ -326,11 +350,14 @@ static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, cons
         return -1;
     if (a->spec->method == METHOD_FULL) {
         if (path_join(path, sizeof path, dir, "model", err, errlen) != 0 ||
-            write_full_model(m, path, err, errlen) != 0)
+            write_full_model(m, jd->labels, path, err, errlen) != 0)
             return -1;
-    } else if (path_join(path, sizeof path, dir, "peft", err, errlen) != 0 ||
-               adapter_export_peft(m, path, &info, err, errlen) != 0) {
-        return -1;
+    } else {
+        info.base_model = base->name;
+        info.base_model_source = base->source;
+        if (path_join(path, sizeof path, dir, "peft", err, errlen) != 0 ||
+            adapter_export_peft(m, path, &info, err, errlen) != 0)
+            return -1;
     }
     if (path_join(path, sizeof path, a->work_dir, "metrics.json", err, errlen) != 0) return -1;
     return write_file_atomic(path, metrics_json, strlen(metrics_json), err, errlen);
@@ -367,6 +394,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     const aflo_job_spec *s = a->spec;
     memset(r, 0, sizeof *r);
     char model_dir[4096], checkpoint[4096];
+    base_name base;
     job_data jd;
     memset(&jd, 0, sizeof jd);
     tokenizer *tok = NULL;
@@ -382,7 +410,8 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         path_join(checkpoint, sizeof checkpoint, a->work_dir, "checkpoint.ckpt", err, errlen))
         goto done;
     engine_set_threads(s->threads);
-    if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0)
+    if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0 ||
+        resolve_base_name(s->model, model_dir, &base, err, errlen) != 0)
         goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
@@ -420,7 +449,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    if (write_outputs(a, m, t, &jd, r->metrics_json, err, errlen) != 0) goto done;
+    if (write_outputs(a, m, t, &jd, &base, r->metrics_json, err, errlen) != 0) goto done;
     unlink(checkpoint);
     out = JOB_SUCCEEDED;
 done:

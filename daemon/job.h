@@ -9,8 +9,10 @@
  * into the job's work folder:
  *   adapter/adapter.safetensors          native file (A, B, s_d, s_b, head, metadata;
  *                                        method full: every tensor)
- *   adapter/peft/adapter_config.json     PEFT LoRA folder (not for method full)
- *   adapter/peft/adapter_model.safetensors
+ *   adapter/peft/adapter_config.json     PEFT LoRA folder (not for method full),
+ *   adapter/peft/adapter_model.safetensors   base_model_name_or_path: the model
+ *   adapter/peft/config.json             folder's _name_or_path, else the spec's
+ *   adapter/peft/README.md               model; config.json names the labels
  *   adapter/model/                       method full: the whole fine-tuned model
  *   metrics.json                         per-epoch metrics, best epoch, FLOPs, parameters
  *   checkpoint.ckpt                      training state (removed after success)

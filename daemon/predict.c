@@ -93,7 +93,13 @@ static int predictor_load(predictor *p, const char *models, const char *model,
         aflo_task task = p->num_labels == 1 ? TASK_REGRESSION : TASK_CLASSIFICATION;
         p->m = hfmodel_load(model_dir, &ac, task, p->num_labels, 0, NULL, err, errlen);
         if (!p->m || adapter_import_peft(p->m, adapter, NULL, err, errlen) != 0) return -1;
-        return labels_from_json(p, NULL);
+        /* the names aflorad wrote beside the adapter, as the native file has them */
+        char *names = NULL;
+        if (adapter_peft_read_labels(adapter, p->num_labels, &names, err, errlen) != 0) return -1;
+        int rc = labels_from_json(p, names);
+        free(names);
+        if (rc != 0) snprintf(err, errlen, "out of memory");
+        return rc;
     }
     adapter_native_meta meta;
     if (adapter_native_read_meta(adapter, &meta, err, errlen) != 0) return -1;

@@ -31,6 +31,7 @@
  * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
 #include "adapter_io.h"
 
+#include "config.h"
 #include "errmsg.h"
 #include "json.h"
 #include "safetensors.h"
@@ -432,18 +433,128 @@ static void write_target_modules(FILE *f, unsigned targets) {
 
 /* ---------------------------------------------------------------- PEFT export */
 
+/* The folder's files in writing order: weights first, so that no config
+ * ever names weights that are not there yet. */
+static const char *const peft_names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE, PEFT_MODEL_CONFIG_FILE,
+                                         PEFT_README_FILE};
+#define N_PEFT_FILES (sizeof peft_names / sizeof peft_names[0])
+
 typedef struct {
     st_writer *w;
-    const char *config_json;
+    const char *text[N_PEFT_FILES];   /* the text files' contents; [0] unused */
 } peft_files;
 
 static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     peft_files *pf = ctx;
     char path[4096 + 64];
-    snprintf(path, sizeof path, "%s/%s", staging, PEFT_WEIGHTS_FILE);
-    if (st_writer_write(pf->w, path, err, errlen)) return -1;
-    snprintf(path, sizeof path, "%s/%s", staging, PEFT_CONFIG_FILE);
-    return write_text_atomic(path, pf->config_json, strlen(pf->config_json), err, errlen);
+    for (size_t i = 0; i < N_PEFT_FILES; i++) {
+        snprintf(path, sizeof path, "%s/%s", staging, peft_names[i]);
+        if (i == 0 ? st_writer_write(pf->w, path, err, errlen)
+                   : write_text_atomic(path, pf->text[i], strlen(pf->text[i]), err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* info's label names, when given, must be one valid UTF-8 string per class. */
+static int check_label_names(const aflo_model *m, const adapter_export_info *info, char *err,
+                             size_t errlen) {
+    for (int i = 0; info && info->labels && i < model_num_labels(m); i++)
+        if (!info->labels[i] || !json_utf8_valid(info->labels[i], strlen(info->labels[i])))
+            return set_err(err, errlen, "label %d: missing or not valid UTF-8", i);
+    return 0;
+}
+
+/* fputs(s) as a JSON string literal (also a YAML double-quoted scalar and a
+ * Python string literal, for the README). -1 on OOM. */
+static int put_quoted(FILE *f, const char *s) {
+    size_t len = strlen(s);
+    char *q = malloc(6 * len + 3);
+    if (!q) return -1;
+    json_quote(q, 6 * len + 3, s, len);
+    fputs(q, f);
+    free(q);
+    return 0;
+}
+
+/* README.md beside the adapter: a model card saying what the folder is, where
+ * base_model_name_or_path came from, the labels and how to load it with them
+ * (PEFT's own save_pretrained writes a README.md there too). */
+static char *peft_readme(const aflo_model *m, const adapter_export_info *info, const char *base_model) {
+    const aflo_adapter_config *ac = model_adapter_config(m);
+    const bool regression = model_task(m) == TASK_REGRESSION;
+    const adapter_base_source src = info ? info->base_model_source : ADAPTER_BASE_UNSPECIFIED;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    int oom = 0;
+    fputs("---\nlibrary_name: peft\n", f);
+    if (src == ADAPTER_BASE_NAME_OR_PATH && base_model[0]) {   /* a name others can resolve */
+        fputs("base_model: ", f);
+        oom |= put_quoted(f, base_model);
+        fputc('\n', f);
+    }
+    fprintf(f, "pipeline_tag: text-classification\ntags:\n- aflorad\n- lora\n- %s\n---\n\n",
+            method_names[ac->method]);
+    fprintf(f,
+            "# %s adapter (rank %d), trained by aflorad\n\n"
+            "A PEFT LoRA adapter for sequence %s, for `peft.PeftModel.from_pretrained`.%s\n\n",
+            method_names[ac->method], ac->rank, regression ? "regression" : "classification",
+            ac->method == METHOD_LORA ? ""
+                                      : " The method's vectors are folded into `lora_A` and `lora_B` "
+                                        "exactly (`lora_A = diag(s_d) A`, `lora_B = diag(s_b) B`, "
+                                        "`lora_alpha = r`).");
+    fputs("## Base model\n\n`base_model_name_or_path` in adapter_config.json is ", f);
+    oom |= put_quoted(f, base_model);
+    switch (src) {
+    case ADAPTER_BASE_NAME_OR_PATH:
+        fputs(": the `_name_or_path` recorded in the base model folder's config.json.\n\n", f);
+        break;
+    case ADAPTER_BASE_LOCAL_NAME:
+        fputs(": the name the aflorad daemon knew the base model by (the folder's config.json has "
+              "no `_name_or_path`); only that daemon resolves it. Load the same model yourself, "
+              "from the Hub or a local folder, as below (or put its name into adapter_config.json)."
+              "\n\n",
+              f);
+        break;
+    case ADAPTER_BASE_UNSPECIFIED:
+        fputs(".\n\n", f);
+        break;
+    }
+    fputs("## Labels\n\n", f);
+    if (regression) {
+        fputs("One output (`num_labels` 1, `problem_type` \"regression\").\n\n", f);
+    } else {
+        fprintf(f,
+                "%d classes. config.json here is the base model's configuration with this task's "
+                "head: `num_labels`, `problem_type` and `id2label` / `label2id`:\n\n```json\n{",
+                model_num_labels(m));
+        for (int k = 0; k < model_num_labels(m); k++) {
+            fprintf(f, "%s\"%d\": ", k ? ", " : "", k);
+            char id[16];
+            snprintf(id, sizeof id, "%d", k);
+            oom |= put_quoted(f, info && info->labels ? info->labels[k] : id);
+        }
+        fputs("}\n```\n\n", f);
+    }
+    fputs("## Loading\n\n```python\n"
+          "from transformers import AutoConfig, AutoModelForSequenceClassification\n"
+          "from peft import PeftModel\n\n"
+          "adapter = \"path/to/this/folder\"\n"
+          "config = AutoConfig.from_pretrained(adapter)  # config.json: the labels\n"
+          "model = AutoModelForSequenceClassification.from_pretrained(",
+          f);
+    oom |= put_quoted(f, base_model[0] ? base_model : "BASE_MODEL");
+    fputs(", config=config)\n"
+          "model = PeftModel.from_pretrained(model, adapter)\n```\n",
+          f);
+    int bad = ferror(f);
+    if (fclose(f) || bad || oom) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
 }
 
 static char *peft_config_json(const aflo_model *m, const key_layout *lay, const char *base_model,
@@ -519,10 +630,11 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
     if (layout_of(m, &lay, err, errlen)) return -1;
     const char *base_model = info && info->base_model ? info->base_model : "";
     if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
+    if (check_label_names(m, info, err, errlen)) return -1;
 
     int rc = -1, nlin = 0;
     float *folded = NULL;
-    char *config = NULL;
+    char *config = NULL, *model_config_json = NULL, *readme = NULL;
     st_writer *w = NULL;
     adapted_linear *lins = adapted_linears(m, &nlin);
     if (!lins) goto oom;
@@ -568,16 +680,24 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
     if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;
 
     config = peft_config_json(m, &lay, base_model, vectors ? (float)ac->rank : ac->alpha);
-    if (!config) goto oom;
-    peft_files pf = {w, config};
-    static const char *const names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE};
-    rc = write_folder_atomic(dir, names, 2, fill_peft, &pf, err, errlen);
+    /* PEFT's adapter_config has no field for label names (and older PEFT
+     * refuses unknown keys), so they go into a config.json beside it. */
+    config_task task = {.regression = model_task(m) == TASK_REGRESSION,
+                        .num_labels = model_num_labels(m),
+                        .labels = info ? info->labels : NULL};
+    model_config_json = config_to_json_task(model_config(m), &task);
+    readme = peft_readme(m, info, base_model);
+    if (!config || !model_config_json || !readme) goto oom;
+    peft_files pf = {w, {NULL, config, model_config_json, readme}};
+    rc = write_folder_atomic(dir, peft_names, N_PEFT_FILES, fill_peft, &pf, err, errlen);
     goto out;
 oom:
     set_err(err, errlen, "%s: out of memory", dir);
 out:
     st_writer_free(w);
     free(config);
+    free(model_config_json);
+    free(readme);
     free(folded);
     free(lins);
     return rc;
@@ -691,6 +811,69 @@ static st_file *open_peft_weights(const char *dir, char *err, size_t errlen) {
         snprintf(path, sizeof path, "%s/%s", dir, PEFT_WEIGHTS_FILE);
     }
     return st_open(path, err, errlen);
+}
+
+int adapter_peft_read_labels(const char *dir, int num_labels, char **labels_json, char *err,
+                             size_t errlen) {
+    *labels_json = NULL;
+    char path[4096 + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, PEFT_MODEL_CONFIG_FILE);
+    if (access(path, F_OK) != 0 && errno == ENOENT) return 0;   /* a folder PEFT wrote */
+    size_t len;
+    char *text = read_text_file(path, MAX_PEFT_CONFIG_BYTES, &len, err, errlen);
+    if (!text) return -1;
+    char jerr[160];
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    free(text);
+    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    int rc = -1;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = NULL;
+    const json_value *names = json_get(root, "id2label");
+    if (!names) {   /* transformers' defaults: nothing to name */
+        rc = 0;
+        goto out;
+    }
+    if (json_type_of(names) != JSON_OBJECT) {
+        set_err(err, errlen, "%s: id2label is %s, not an object", path, json_type_name(json_type_of(names)));
+        goto out;
+    }
+    if (json_len(names) != (size_t)num_labels) {
+        set_err(err, errlen, "%s: id2label names %zu classes, but the adapter's classifier has %d", path,
+                json_len(names), num_labels);
+        goto out;
+    }
+    if (!(f = open_memstream(&buf, &size))) goto oom;
+    fputc('[', f);
+    for (int k = 0; k < num_labels; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", k);
+        size_t nlen;
+        const char *name = json_string(json_get(names, key), &nlen);
+        if (!name || strlen(name) != nlen) {
+            set_err(err, errlen, "%s: id2label has no name (a string) for class %d", path, k);
+            goto out;
+        }
+        if (k) fputc(',', f);
+        if (put_quoted(f, name)) goto oom;
+    }
+    fputc(']', f);
+    int bad = ferror(f);
+    int closed = fclose(f);
+    f = NULL;
+    if (closed || bad) goto oom;
+    *labels_json = buf;
+    buf = NULL;
+    rc = 0;
+    goto out;
+oom:
+    set_err(err, errlen, "%s: out of memory", path);
+out:
+    if (f) fclose(f);
+    free(buf);
+    json_free(root);
+    return rc;
 }
 
 int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *base_model,
@@ -916,9 +1099,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     const char *base_model = info && info->base_model ? info->base_model : "";
     const char *metrics = info && info->metrics_json ? info->metrics_json : "null";
     if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
-    for (int i = 0; info && info->labels && i < model_num_labels(m); i++)
-        if (!info->labels[i] || !valid_utf8(info->labels[i]))
-            return set_err(err, errlen, "label %d: missing or not valid UTF-8", i);
+    if (check_label_names(m, info, err, errlen)) return -1;
     char jerr[160];
     json_value *check = json_parse(metrics, strlen(metrics), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
     if (!check) return set_err(err, errlen, "metrics: not valid JSON: %s", jerr);

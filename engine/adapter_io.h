@@ -2,7 +2,18 @@
  * Hugging Face ecosystem, and aflorad's own single-file format.
  *
  * PEFT folder (adapter_config.json + adapter_model.safetensors), loadable by
- * peft.PeftModel.from_pretrained on top of the base model:
+ * peft.PeftModel.from_pretrained on top of the base model, plus two files
+ * PEFT ignores (it reads only those two; its own save_pretrained writes a
+ * README.md beside them):
+ *   - config.json: the base model's configuration with the task head's
+ *     num_labels, problem_type, id2label and label2id, since adapter_config
+ *     has no field for label names (and older PEFT versions refuse
+ *     unknown keys there). AutoConfig.from_pretrained(folder) reads it and gives
+ *     AutoModelForSequenceClassification the labels; aflorad's predict reads
+ *     its id2label to name classes as the native file does.
+ *   - README.md: a model card saying where base_model_name_or_path came from
+ *     (the model folder's _name_or_path, or a name only the daemon knows),
+ *     the labels, and how to load the folder with them.
  *   - LoRA exports A and B as they are, lora_alpha = alpha (PEFT's scale is
  *     lora_alpha / r, as ours).
  *   - AFLoRA and ELoRA fold their vectors in exactly:
@@ -36,11 +47,21 @@
 #define ADAPTER_NATIVE_VERSION "1"
 #define PEFT_CONFIG_FILE "adapter_config.json"
 #define PEFT_WEIGHTS_FILE "adapter_model.safetensors"
+#define PEFT_MODEL_CONFIG_FILE "config.json"
+#define PEFT_README_FILE "README.md"
+
+/* Where adapter_export_info.base_model came from, for the PEFT README. */
+typedef enum {
+    ADAPTER_BASE_UNSPECIFIED = 0,    /* say nothing */
+    ADAPTER_BASE_NAME_OR_PATH,       /* the model folder's config.json "_name_or_path" */
+    ADAPTER_BASE_LOCAL_NAME,         /* the daemon's own name for the folder (no _name_or_path) */
+} adapter_base_source;
 
 /* What the caller knows about the job that the model does not. Every field
  * may be NULL / zero. */
 typedef struct {
     const char *base_model;          /* name or path of the base model ("" if NULL) */
+    adapter_base_source base_model_source;
     const char *const *labels;       /* model_num_labels() names, or NULL */
     const char *metrics_json;        /* JSON text stored as given (validated); NULL: null */
     /* Step at which projection p froze, or < 0 when it did not (e.g. a
@@ -51,9 +72,10 @@ typedef struct {
 
 /* ---- PEFT ----------------------------------------------------------------- */
 
-/* Write dir/adapter_config.json and dir/adapter_model.safetensors. The model
- * type must be bert or a RoBERTa family type (the key layout differs). An
- * existing dir is replaced only when it holds nothing but those two files. */
+/* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json
+ * and dir/README.md. The model type must be bert or a RoBERTa family type (the
+ * key layout differs). An existing dir is replaced only when it holds nothing
+ * but those files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen);
 
@@ -63,6 +85,13 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
  * base_model_name_or_path ("" when absent). */
 int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *base_model,
                              size_t base_model_cap, char *err, size_t errlen);
+
+/* The class names of a PEFT folder: config.json's id2label as a JSON array in
+ * id order (malloc'd into *labels_json), which must name exactly num_labels
+ * classes (the classifier's rows). *labels_json is NULL, and 0 returned, when
+ * the folder has no config.json (one PEFT wrote) or it has no id2label. */
+int adapter_peft_read_labels(const char *dir, int num_labels, char **labels_json, char *err,
+                             size_t errlen);
 
 typedef struct {
     bool pooler_loaded, classifier_loaded;   /* the folder carried them (modules_to_save) */

@@ -114,6 +114,32 @@ int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errle
     return 0;
 }
 
+int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen) {
+    char path[4096];
+    if (join_path(path, sizeof path, dir, CONFIG_FILE))
+        return set_err(err, errlen, "%s: path too long", dir);
+    size_t len;
+    char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
+    if (!text) return -1;
+    char jerr[160];
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    free(text);
+    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    int rc = 0;
+    size_t n;
+    const char *s = json_string(json_get(root, "_name_or_path"), &n);
+    if (s && n > 0 && strlen(s) == n) {
+        if (n >= cap)
+            rc = set_err(err, errlen, "%s: _name_or_path is longer than %zu bytes", path, cap - 1);
+        else {
+            memcpy(out, s, n + 1);
+            rc = 1;
+        }
+    }
+    json_free(root);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- weight files */
 
 typedef struct {

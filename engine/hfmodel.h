@@ -47,6 +47,12 @@ typedef struct {
 /* Read dir/config.json into c (config_from_json: validated). */
 int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen);
 
+/* The "_name_or_path" transformers records in a saved folder's config.json
+ * (the Hub id or path it was loaded from) into out: 1, or 0 when the config
+ * has none (or an empty one), -1 with a message when it cannot be read or
+ * does not fit cap. */
+int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen);
+
 /* Create a model from dir/config.json with the caller's adapter config, task,
  * labels and seed (model_create), then fill its base weights (and the head
  * where the file has a usable one) from the folder's safetensors. F16 and

@@ -782,6 +782,116 @@ static void test_peft_failed_write_keeps_previous_folder(void **state) {
     model_free(m);
 }
 
+/* Whole text file (NUL-terminated, static buffer). */
+static const char *read_text(const char *path) {
+    static char text[65536];
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void test_peft_labels_and_readme(void **state) {
+    aflo_config c;
+    tiny_config(&c, false);
+    aflo_model *m = make_model(&c, METHOD_AFLORA, ALL_MODULES, 1, RANK);
+    char dir[600], path[700];
+    path_in(dir, sizeof dir, state, "peft");
+    adapter_export_info info = {.base_model = "org/tiny-bert",
+                                .base_model_source = ADAPTER_BASE_NAME_OR_PATH,
+                                .labels = label_names};
+    if (adapter_export_peft(m, dir, &info, errbuf, sizeof errbuf)) fail_msg("export: %s", errbuf);
+
+    /* config.json: the base config with the head's labels */
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *cfg = read_json(path);
+    assert_string_equal(json_string(json_get(cfg, "model_type"), NULL), "bert");
+    assert_int_equal(json_int(json_get(cfg, "hidden_size")), c.hidden_size);
+    assert_int_equal(json_int(json_get(cfg, "num_labels")), NUM_LABELS);
+    const json_value *id2label = json_get(cfg, "id2label"), *label2id = json_get(cfg, "label2id");
+    assert_int_equal(json_len(id2label), NUM_LABELS);
+    for (int k = 0; k < NUM_LABELS; k++) {
+        char key[8];
+        snprintf(key, sizeof key, "%d", k);
+        assert_string_equal(json_string(json_get(id2label, key), NULL), label_names[k]);
+        assert_int_equal(json_int(json_get(label2id, label_names[k])), k);
+    }
+    json_free(cfg);
+    /* adapter_config.json has no such keys: older PEFT refuses unknown ones */
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    cfg = read_json(path);
+    assert_null(json_get(cfg, "id2label"));
+    assert_null(json_get(cfg, "num_labels"));
+    json_free(cfg);
+
+    /* read back as predict does */
+    char *names = NULL;
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_string_equal(names, "[\"neg\",\"neu\",\"pos \\\"quoted\\\"\"]");
+    free(names);
+    assert_int_equal(adapter_peft_read_labels(dir, 2, &names, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "config.json: id2label names 3 classes, but the adapter's classifier has 2"));
+    assert_null(names);
+
+    /* the model card: where the base model name comes from, the labels */
+    snprintf(path, sizeof path, "%s/README.md", dir);
+    const char *readme = read_text(path);
+    assert_non_null(strstr(readme, "library_name: peft\nbase_model: \"org/tiny-bert\"\n"));
+    assert_non_null(strstr(readme, "`base_model_name_or_path` in adapter_config.json is \"org/tiny-bert\": the "
+                                   "`_name_or_path` recorded in the base model folder's config.json."));
+    assert_non_null(strstr(readme, "{\"0\": \"neg\", \"1\": \"neu\", \"2\": \"pos \\\"quoted\\\"\"}"));
+    assert_non_null(strstr(readme, "from_pretrained(\"org/tiny-bert\", config=config)"));
+
+    /* a name only the daemon knows: said so, and no Hub metadata claims it */
+    info.base_model = "tiny";
+    info.base_model_source = ADAPTER_BASE_LOCAL_NAME;
+    info.labels = NULL;
+    if (adapter_export_peft(m, dir, &info, errbuf, sizeof errbuf)) fail_msg("export: %s", errbuf);
+    readme = read_text(path);
+    assert_null(strstr(readme, "base_model:"));
+    assert_non_null(strstr(readme, "is \"tiny\": the name the aflorad daemon knew the base model by (the "
+                                   "folder's config.json has no `_name_or_path`); only that daemon resolves it."));
+    /* no names given: the ids */
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_string_equal(names, "[\"0\",\"1\",\"2\"]");
+    free(names);
+
+    /* label names must be UTF-8, checked before anything is written */
+    const char *const bad[NUM_LABELS] = {"a", "b\xFF", "c"};
+    info.labels = bad;
+    assert_int_equal(adapter_export_peft(m, dir, &info, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "label 1: missing or not valid UTF-8"));
+
+    /* a config.json without usable names */
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_file(path, "{\"id2label\": {\"0\": \"a\", \"2\": \"c\", \"3\": \"d\"}}");
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "id2label has no name (a string) for class 1"));
+    write_file(path, "{\"id2label\": [\"a\"]}");
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "id2label is array, not an object"));
+    write_file(path, "{\"id2label\": ");
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "config.json: "));
+    /* transformers' defaults, or a folder PEFT wrote: no names, no error */
+    write_file(path, "{\"model_type\": \"bert\"}");
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), 0);
+    assert_null(names);
+    unlink(path);
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), 0);
+    assert_null(names);
+    model_free(m);
+}
+
 static void test_peft_export_refuses_full(void **state) {
     aflo_config c;
     tiny_config(&c, false);
@@ -810,6 +920,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_native_malformed, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_labels_and_readme, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

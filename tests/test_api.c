@@ -1432,6 +1432,10 @@ static void test_adapter_download(void **state)
     write_file(path, cfg);
     snprintf(path, sizeof path, "%s/jobs/%s/adapter/peft/adapter_model.safetensors", f->data, id);
     write_file(path, "WEIGHTS");
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter/peft/config.json", f->data, id);
+    write_file(path, "{\"id2label\": {}}");
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter/peft/README.md", f->data, id);
+    write_file(path, "# card");
     snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", f->data, id);
     write_file(path, "NATIVE");
     http_get(f, url, &r);
@@ -1466,6 +1470,20 @@ static void test_adapter_download(void **state)
     assert_string_equal(hdr(&r, "Content-Type"), "application/octet-stream");
     resp_free(&r);
 
+    /* The label names and the model card beside the PEFT files. */
+    snprintf(url, sizeof url, "/jobs/%s/adapter/peft/config.json", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"id2label\": {}}");
+    assert_string_equal(hdr(&r, "Content-Type"), "application/json");
+    resp_free(&r);
+    snprintf(url, sizeof url, "/jobs/%s/adapter/peft/README.md", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "# card");
+    assert_string_equal(hdr(&r, "Content-Type"), "text/markdown; charset=utf-8");
+    resp_free(&r);
+
     /* The archive: a tar the system's tar reads back. */
     snprintf(url, sizeof url, "/jobs/%s/adapter/peft.tar", id);
     http_get(f, url, &r);
@@ -1486,6 +1504,11 @@ static void test_adapter_download(void **state)
     char *w = read_file(path, NULL);
     assert_non_null(w);
     assert_string_equal(w, "WEIGHTS");
+    free(w);
+    snprintf(path, sizeof path, "%s/peft/README.md", out);
+    w = read_file(path, NULL);
+    assert_non_null(w);
+    assert_string_equal(w, "# card");
     free(w);
     char etag1[128];
     snprintf(etag1, sizeof etag1, "%s", hdr(&r, "ETag"));

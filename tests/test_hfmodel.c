@@ -496,6 +496,32 @@ static void test_hfmodel_info_single_f32(void **state) {
     model_free(src);
 }
 
+static void test_name_or_path(void **state) {
+    char path[600], name[32];
+    path_in(path, sizeof path, state, "config.json");
+    /* what transformers' save_pretrained records */
+    write_text(path, "{\"_name_or_path\": \"google-bert/bert-base-uncased\", \"model_type\": \"bert\"}");
+    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), 1);
+    assert_string_equal(name, "google-bert/bert-base-uncased");
+    /* absent, empty or not a string: none */
+    const char *none[] = {"{\"model_type\": \"bert\"}", "{\"_name_or_path\": \"\"}", "{\"_name_or_path\": 3}"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        write_text(path, none[i]);
+        strcpy(name, "untouched");
+        assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), 0);
+        assert_string_equal(name, "untouched");
+    }
+    write_text(path, "{\"_name_or_path\": \"a-name-longer-than-the-thirty-two-byte-buffer\"}");
+    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "_name_or_path is longer than 31 bytes"));
+    write_text(path, "{\"_name_or_path\": ");
+    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "config.json: "));
+    unlink(path);
+    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "cannot open"));
+}
+
 static void test_index_errors(void **state) {
     aflo_config c;
     tiny_config(&c, false);
@@ -634,6 +660,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_name_or_path, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_index_errors, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_missing_and_misshaped_listed, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_many_problems_bounded, tmpdir_setup, tmpdir_teardown),

@@ -99,6 +99,7 @@ class CliTest(unittest.TestCase):
             peft.append(json.loads(q.stdout))
         for a, b in zip(native, peft):
             self.assertIn(a["label"], ("negative", "positive"))
+            self.assertEqual(a["label"], b["label"])   # the PEFT folder names its classes too
             for x, y in zip(a["logits"], b["logits"]):
                 self.assertAlmostEqual(x, y, delta=1e-4 * max(1.0, abs(x)))
 
@@ -138,6 +139,10 @@ class CliTest(unittest.TestCase):
         p = run("run", "bad_rows.json", "--out", "bad_rows_out", cwd=self.dir, check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("broken.tsv:3", p.stderr)
+
+    def load_json(self, name):
+        with open(os.path.join(self.dir, name)) as f:
+            return json.load(f)
 
     def write_relabelled(self, name, source, mapping, first=None, rows=None):
         """source (a demo TSV) with its labels mapped; first: the label the
@@ -183,6 +188,81 @@ class CliTest(unittest.TestCase):
         with open(os.path.join(self.dir, "ints_dev.tsv")) as f:
             line = next(n for n, l in enumerate(f, 1) if l.rstrip("\n").endswith("\t2"))
         self.assertIn(f"ints_dev.tsv:{line}: label '2'", p.stderr)
+
+    def test_num_labels_beyond_integer_labels(self):
+        # integer labels 0 and 1 with num_labels 3: class 2 exists, unseen
+        self.write_relabelled("ints3.tsv", "small.tsv", {"negative": "0", "positive": "1"}, rows=60)
+        self.write_spec("n3.json", self.small_spec(dataset={"train": "ints3.tsv"}, num_labels=3, epochs=1))
+        run("run", "n3.json", "--out", "n3", cwd=self.dir)
+        metrics = self.load_json("n3/metrics.json")
+        self.assertEqual(metrics["labels"], ["0", "1", "2"])
+        cfg = self.load_json("n3/adapter/peft/config.json")
+        self.assertEqual(cfg["num_labels"], 3)
+        self.assertEqual(cfg["id2label"], {"0": "0", "1": "1", "2": "2"})
+
+    def test_integer_labels_keep_their_ids_in_both_adapter_forms(self):
+        # GLUE-style 0/1 labels whose first row is 1: id = the integer, and
+        # the PEFT folder predicts the same names as the native file
+        self.write_relabelled("glue.tsv", "small.tsv", {"negative": "0", "positive": "1"}, first="1")
+        self.write_relabelled("glue_dev.tsv", "small_dev.tsv", {"negative": "0", "positive": "1"}, first="0")
+        self.write_spec("g.json", self.small_spec(dataset={"train": "glue.tsv", "eval": "glue_dev.tsv"},
+                                                  metric="f1"))
+        run("run", "g.json", "--out", "g", cwd=self.dir)
+        metrics = self.load_json("g/metrics.json")
+        self.assertEqual(metrics["labels"], ["0", "1"])
+        cfg = self.load_json("g/adapter/peft/config.json")
+        self.assertEqual(cfg["id2label"], {"0": "0", "1": "1"})
+        self.assertEqual(cfg["label2id"], {"0": 0, "1": 1})
+        self.assertEqual(cfg["num_labels"], 2)
+        self.assertEqual(cfg["problem_type"], "single_label_classification")
+        self.assertEqual(cfg["model_type"], "bert")   # a whole config: AutoConfig can read it
+
+        # the positive class of f1 is label 1: recompute it from native predictions
+        with open(os.path.join(self.dir, "glue_dev.tsv")) as f:
+            rows = [line.rsplit("\t", 1) for line in f.read().splitlines()[1:]]
+        with open(os.path.join(self.dir, "glue_dev.jsonl"), "w") as f:
+            for text, _ in rows:
+                f.write(json.dumps({"text": text}) + "\n")
+        native = [json.loads(l) for l in run("predict", "--model", "models/demo", "--adapter",
+                                             "g/adapter/adapter.safetensors", "--input", "glue_dev.jsonl",
+                                             cwd=self.dir).stdout.splitlines()]
+        peft = [json.loads(l) for l in run("predict", "--model", "models/demo", "--adapter", "g/adapter/peft",
+                                           "--input", "glue_dev.jsonl", cwd=self.dir).stdout.splitlines()]
+        self.assertEqual(len(native), len(rows))
+        self.assertEqual([p["label"] for p in native], [p["label"] for p in peft])
+        self.assertEqual([p["label_id"] for p in native], [p["label_id"] for p in peft])
+        for p in native:
+            self.assertEqual(p["label"], str(p["label_id"]))
+        tp = sum(p["label"] == "1" and gold == "1" for p, (_, gold) in zip(native, rows))
+        fp = sum(p["label"] == "1" and gold == "0" for p, (_, gold) in zip(native, rows))
+        fn = sum(p["label"] == "0" and gold == "1" for p, (_, gold) in zip(native, rows))
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+        self.assertAlmostEqual(metrics["best"]["f1"], f1, places=6)
+
+    def test_peft_base_model_name(self):
+        # a model folder saved by transformers records where it came from:
+        # that name goes into the PEFT folder, not the name this run used
+        import shutil
+        named = os.path.join(self.dir, "models/named")
+        if not os.path.exists(named):
+            shutil.copytree(os.path.join(self.dir, "models/demo"), named)
+            path = os.path.join(named, "config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["_name_or_path"] = "google-bert/bert-base-uncased"
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+        for model, want, how in (("models/named", "google-bert/bert-base-uncased", "the `_name_or_path`"),
+                                 ("models/demo", "models/demo", "only that daemon resolves it")):
+            out = model.replace("/", "_")
+            self.write_spec(f"{out}.json", self.small_spec(model=model, epochs=1))
+            run("run", f"{out}.json", "--out", out, cwd=self.dir)
+            with open(os.path.join(self.dir, out, "adapter/peft/adapter_config.json")) as f:
+                self.assertEqual(json.load(f)["base_model_name_or_path"], want)
+            with open(os.path.join(self.dir, out, "adapter/peft/README.md")) as f:
+                readme = f.read()
+            self.assertIn(f'adapter_config.json is "{want}": ', readme)
+            self.assertIn(how, readme)
 
     def test_interrupt_then_resume_matches_uninterrupted_run(self):
         spec = self.small_spec(epochs=4, dropout=False)

@@ -194,9 +194,17 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(st2, 304)
         st, _, tar = d.request("GET", f"/jobs/{job['id']}/adapter/peft.tar", raw=True)
         self.assertEqual(st, 200)
-        names = tarfile.open(fileobj=io.BytesIO(tar)).getnames()
-        self.assertIn("peft/adapter_config.json", names)
-        self.assertIn("peft/adapter_model.safetensors", names)
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            names = archive.getnames()
+            self.assertIn("peft/adapter_config.json", names)
+            self.assertIn("peft/adapter_model.safetensors", names)
+            # the demo folder records no _name_or_path: the daemon's own name, said so
+            cfg = json.load(archive.extractfile("peft/adapter_config.json"))
+            self.assertEqual(cfg["base_model_name_or_path"], "demo")
+            readme = archive.extractfile("peft/README.md").read().decode()
+            self.assertIn("only that daemon resolves it", readme)
+            labels = json.load(archive.extractfile("peft/config.json"))
+            self.assertEqual(labels["id2label"], {"0": "negative", "1": "positive"})
 
         st, _, pred = d.request("POST", f"/jobs/{job['id']}/predict",
                                 {"inputs": [{"text": "a great and lovely film"},
