@@ -200,6 +200,14 @@ class CliTest(unittest.TestCase):
         self.assertEqual(cfg["num_labels"], 3)
         self.assertEqual(cfg["id2label"], {"0": "0", "1": "1", "2": "2"})
 
+    def test_full_model_config_names_labels(self):
+        self.write_spec("full.json", self.small_spec(method="full", learning_rate=2e-5, epochs=1))
+        run("run", "full.json", "--out", "full", cwd=self.dir)
+        cfg = self.load_json("full/adapter/model/config.json")
+        self.assertEqual(cfg["id2label"], {"0": "negative", "1": "positive"})
+        self.assertEqual(cfg["label2id"], {"negative": 0, "positive": 1})
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "full/adapter/peft")))
+
     def test_integer_labels_keep_their_ids_in_both_adapter_forms(self):
         # GLUE-style 0/1 labels whose first row is 1: id = the integer, and
         # the PEFT folder predicts the same names as the native file
