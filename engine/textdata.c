@@ -261,7 +261,6 @@ static bool integer_label(const char *s, long *v) {
     if (*p < '0' || *p > '9' || (*p == '0' && (p[1] != '\0' || p != s))) return false;
     for (const char *q = p; *q; q++)
         if (*q < '0' || *q > '9') return false;
-    errno = 0;
     *v = strtol(s, NULL, 10);   /* out of range: clamped, which is all we need */
     return true;
 }

@@ -664,6 +664,14 @@ static void test_dataset_forms(void **state) {
     assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
     assert_int_equal(ts.task, TEXTDATA_REGRESSION);
     assert_string_equal(ts.text_b.name, "sentence2");
+    assert_int_equal(ts.num_labels, 0);   /* the one output is no class count */
+    spec_free(&s);
+
+    /* num_labels without names: the class count for integer labels */
+    parse_ok(J("{'model':'m','num_labels':5,'dataset':{'train':'yelp.tsv'}}"), &s);
+    assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
+    assert_null(ts.labels);
+    assert_int_equal(ts.num_labels, 5);
     spec_free(&s);
 
     /* An uploaded dataset's id needs no extension; a path with an unknown one
