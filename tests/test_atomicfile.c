@@ -8,19 +8,20 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "adapter_io.h"
 #include "atomicfile.h"
+#include "safetensors.h"
+#include "synth.h"
 #include "testutil.h"
+#include "train.h"
 
 static char errbuf[1024];
 
@@ -61,35 +62,10 @@ static void assert_file_is(const char *path, const char *want) {
     free(got);
 }
 
-/* Temporaries of atomic_file in dir. */
 static int count_temps(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) n += atomic_file_is_temp(e->d_name);
-    closedir(d);
+    int n = count_atomic_temps(dir);
+    assert_true(n >= 0);
     return n;
-}
-
-/* A file-size limit stands in for a full disk: writes past `bytes` fail with
- * EFBIG (SIGXFSZ ignored so write() just fails). */
-typedef struct {
-    struct rlimit old;
-    void (*prev)(int);
-} size_limit;
-
-static void limit_file_size(size_limit *l, rlim_t bytes) {
-    assert_int_equal(getrlimit(RLIMIT_FSIZE, &l->old), 0);
-    struct rlimit lim = l->old;
-    lim.rlim_cur = bytes;
-    l->prev = signal(SIGXFSZ, SIG_IGN);
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
-}
-
-static void unlimit_file_size(size_limit *l) {
-    assert_int_equal(setrlimit(RLIMIT_FSIZE, &l->old), 0);
-    signal(SIGXFSZ, l->prev);
 }
 
 /* ---------------------------------------------------------------- fsync seam */
@@ -221,11 +197,11 @@ static void test_failed_write_keeps_target(void **state) {
 
     atomic_file af;
     assert_int_equal(atomic_file_open(&af, path, errbuf, sizeof errbuf), 0);
-    size_limit lim;
-    limit_file_size(&lim, 4096);
+    file_size_limit lim;
+    assert_int_equal(limit_file_size(&lim, 4096), 0);
     int rc = atomic_file_write(&af, big, BIG);
     int e = errno;
-    unlimit_file_size(&lim);
+    assert_int_equal(unlimit_file_size(&lim), 0);
     assert_int_equal(rc, -1);
     assert_int_equal(e, EFBIG);
     assert_int_equal(af.error, EFBIG);
@@ -238,9 +214,9 @@ static void test_failed_write_keeps_target(void **state) {
     assert_int_equal(count_temps(*state), 0);
 
     /* the one-shot form, likewise */
-    limit_file_size(&lim, 4096);
+    assert_int_equal(limit_file_size(&lim, 4096), 0);
     rc = write_file_atomic(path, big, BIG, errbuf, sizeof errbuf);
-    unlimit_file_size(&lim);
+    assert_int_equal(unlimit_file_size(&lim), 0);
     assert_int_equal(rc, -1);
     assert_file_is(path, "old\n");
     assert_int_equal(count_temps(*state), 0);
@@ -355,6 +331,90 @@ static void test_temp_names(void **state) {
     assert_false(atomic_file_is_temp("out.tmp-XXXXXX"));
 }
 
+/* ---------------------------------------------------------------- its users */
+
+/* The demo folder (the daemon writes it on first start): every file through
+ * the atomic writer, so a crash mid-write never leaves a torn config or
+ * dataset; and a failed rewrite keeps the previous files whole. */
+static void test_demo_written_atomically(void **state) {
+    const char *dir = *state;
+    static const char *const files[] = {"config.json",       "vocab.txt", "tokenizer_config.json",
+                                        "model.safetensors", "train.tsv", "dev.tsv"};
+    seam.dir_errno = EINVAL;   /* and on a file system that cannot sync directories */
+    assert_int_equal(synth_write_demo(dir, 40, 20, 7, errbuf, sizeof errbuf), 0);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) assert_written_atomically(state, files[i]);
+    assert_int_equal(count_temps(dir), 0);
+
+    char path[700];
+    snprintf(path, sizeof path, "%s/train.tsv", dir);
+    char *before = slurp(path);
+    assert_non_null(before);
+    file_size_limit lim;
+    assert_int_equal(limit_file_size(&lim, 2048), 0);   /* the weights alone are larger */
+    int rc = synth_write_demo(dir, 400, 20, 8, errbuf, sizeof errbuf);
+    assert_int_equal(unlimit_file_size(&lim), 0);
+    assert_int_equal(rc, -1);
+    assert_file_is(path, before);
+    free(before);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path, errbuf, sizeof errbuf);   /* the old weights, whole */
+    assert_non_null(f);
+    st_close(f);
+    assert_int_equal(count_temps(dir), 0);
+}
+
+/* Safetensors, checkpoints and both adapter forms are written through it too,
+ * and so also succeed where directories cannot be fsync'd (a checkpoint
+ * failed there at every epoch before). */
+static void test_engine_writers_use_it(void **state) {
+    seam.dir_errno = EINVAL;
+    aflo_config c;
+    synth_demo_config(&c);
+    aflo_dataset d;
+    dataset_init(&d);
+    assert_int_equal(synth_sentiment(&d, 16, c.vocab_size, 1), 0);
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
+    aflo_model *m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, 5, errbuf, sizeof errbuf);
+    assert_non_null(m);
+    aflo_train_config tc;
+    train_config_defaults(&tc, 1);
+    tc.batch_size = 8;
+    aflo_trainer *t = trainer_create(m, &tc, &d, NULL, errbuf, sizeof errbuf);
+    assert_non_null(t);
+
+    char path[600];
+    path_in(path, sizeof path, state, "state.ckpt");
+    if (trainer_save_checkpoint(t, path, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_written_atomically(state, "state.ckpt");
+    assert_int_equal(trainer_load_checkpoint(t, path, errbuf, sizeof errbuf), 0);
+
+    path_in(path, sizeof path, state, "adapter.safetensors");
+    if (adapter_export_native(m, path, NULL, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_written_atomically(state, "adapter.safetensors");
+
+    path_in(path, sizeof path, state, "peft");
+    if (adapter_export_peft(m, path, NULL, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    char peft_file[700];
+    snprintf(peft_file, sizeof peft_file, "%s/adapter_config.json", path);
+    assert_int_equal(access(peft_file, F_OK), 0);
+    assert_int_equal(count_temps(*state), 0);
+    assert_int_equal(count_temps(path), 0);
+
+    /* a failing checkpoint write keeps the previous checkpoint */
+    path_in(path, sizeof path, state, "state.ckpt");
+    seam.file_errno = EIO;
+    assert_int_equal(trainer_save_checkpoint(t, path, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "previous"));
+    seam.file_errno = 0;
+    assert_int_equal(trainer_load_checkpoint(t, path, errbuf, sizeof errbuf), 0);
+    assert_int_equal(count_temps(*state), 0);
+
+    trainer_free(t);
+    model_free(m);
+    dataset_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stream_commit, seam_setup, seam_teardown),
@@ -366,6 +426,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_file_fsync_failure_keeps_target, seam_setup, seam_teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, seam_setup, seam_teardown),
         cmocka_unit_test(test_temp_names),
+        cmocka_unit_test_setup_teardown(test_demo_written_atomically, seam_setup, seam_teardown),
+        cmocka_unit_test_setup_teardown(test_engine_writers_use_it, seam_setup, seam_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
