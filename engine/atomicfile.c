@@ -50,7 +50,7 @@ int atomic_file_open(atomic_file *af, const char *path, char *err, size_t errlen
     for (int attempt = 0; attempt < TEMP_NAME_ATTEMPTS; attempt++) {
         snprintf(af->tmp, cap, "%s" TEMP_MARK "%ld-%u", path, (long)getpid(),
                  atomic_fetch_add(&temp_counter, 1));
-        af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        af->fd = open(af->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (af->fd >= 0 || errno != EEXIST) break;
     }
     if (af->fd < 0) {

@@ -31,7 +31,7 @@
  * fd may be written to (or pread) directly and tmp read by path before the
  * commit — a caller that validates the bytes before publishing them. */
 typedef struct {
-    int fd;       /* the temporary file, open for writing */
+    int fd;       /* the temporary file, open for reading and writing */
     int error;    /* errno of the first failed atomic_file_write, else 0 */
     char *path;   /* the target; NULL when closed */
     char *tmp;    /* the temporary file beside it */

@@ -134,6 +134,9 @@ static void test_stream_commit(void **state) {
     assert_int_equal(atomic_file_write(&af, "", 0), 0);
     assert_int_equal(atomic_file_write(&af, "world\n", 6), 0);
     assert_int_equal(access(path, F_OK), -1);   /* nothing at the target yet */
+    char back[16] = "";
+    assert_int_equal(pread(af.fd, back, 5, 0), 5);   /* a caller may check before publishing */
+    assert_string_equal(back, "hello");
     assert_int_equal(atomic_file_commit(&af, errbuf, sizeof errbuf), 0);
     assert_null(af.path);
     assert_file_is(path, "hello, world\n");
