@@ -34,6 +34,7 @@
 #include "atomicfile.h"
 #include "errmsg.h"
 #include "json.h"
+#include "problems.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -51,35 +52,7 @@
 #define PEFT_ROOT "base_model.model."
 /* adapter_config.json is a page of text; anything much bigger is not one. */
 #define MAX_PEFT_CONFIG_BYTES ((size_t)1 << 20)
-#define MAX_LISTED_PROBLEMS 8
 #define MAX_KEY 256
-
-/* Problems found while checking a file against a model, reported together. */
-typedef struct {
-    char text[1536];
-    int count;
-} problem_list;
-
-static void problem_add(problem_list *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void problem_add(problem_list *pr, const char *fmt, ...) {
-    if (pr->count++ >= MAX_LISTED_PROBLEMS) return;
-    if (pr->count > 1) appendf(pr->text, sizeof pr->text, "; ");
-    size_t len = strnlen(pr->text, sizeof pr->text);
-    if (len + 1 >= sizeof pr->text) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(pr->text + len, sizeof pr->text - len, fmt, ap);
-    va_end(ap);
-}
-
-static int problems_error(const problem_list *pr, const char *what, char *err, size_t errlen) {
-    char more[48] = "";
-    if (pr->count > MAX_LISTED_PROBLEMS)
-        snprintf(more, sizeof more, "; and %d more", pr->count - MAX_LISTED_PROBLEMS);
-    return set_err(err, errlen, "%s: %d problem%s: %s%s", what, pr->count, pr->count == 1 ? "" : "s",
-                   pr->text, more);
-}
 
 /* Shortest decimal that reads back (strtof) as exactly f. */
 static void format_float(char *buf, size_t cap, float f) {
@@ -745,7 +718,7 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
                         a == -1 ? head[h]->name : head[h + 1]->name);
     }
     if (pr.count) {
-        problems_error(&pr, dir, err, errlen);
+        problems_error(&pr, dir, "problem", "problems", err, errlen);
         goto out;
     }
     for (int i = 0; i < n; i++) {
@@ -1128,7 +1101,7 @@ int adapter_import_native(aflo_model *m, const char *path, char *err, size_t err
             problem_add(&pr, "unexpected tensor %s", st_name(f, i));
     }
     if (pr.count) {
-        problems_error(&pr, path, err, errlen);
+        problems_error(&pr, path, "problem", "problems", err, errlen);
         goto out;
     }
     for (int i = 0; i < n; i++) {
