@@ -1,6 +1,9 @@
 # aflorad build. `make` builds the engine library and the aflorad binary;
 # `make test` runs every test; `make test-asan` runs the C tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make CC=clang` builds with clang.
+# Every build keeps assert(): the invariants asserted (shapes and strides,
+# arena bounds, job state transitions) are cheap, outside inner loops, and a
+# violated one is a bug better stopped than trained on. So no -DNDEBUG.
 
 CC      ?= cc
 BUILD   ?= build
@@ -18,6 +21,9 @@ BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/i
 BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 OMP     := -fopenmp
 ALL_CFLAGS := $(WARN) $(DEFS) $(INC) $(BLAS_CFLAGS) $(OMP) $(CFLAGS) $(SANITIZE) -MMD -MP
+ifneq ($(filter -DNDEBUG,$(ALL_CFLAGS)),)
+$(error aflorad keeps assert() in every build: drop -DNDEBUG)
+endif
 LDLIBS_ENGINE := $(BLAS_LIBS) -lm -lpthread
 LDLIBS_DAEMON := -lmicrohttpd -lsqlite3 -lcjson
 LDFLAGS += $(OMP) $(SANITIZE)
