@@ -41,9 +41,7 @@ int atomic_file_open(atomic_file *af, const char *path, char *err, size_t errlen
     af->path = strdup(path);
     af->tmp = malloc(cap);
     if (!af->path || !af->tmp) {
-        free(af->path);
-        free(af->tmp);
-        *af = (atomic_file){.fd = -1};
+        release(af, false);
         errno = ENOMEM;
         return set_err(err, errlen, "%s: out of memory", path);
     }
@@ -55,12 +53,10 @@ int atomic_file_open(atomic_file *af, const char *path, char *err, size_t errlen
     }
     if (af->fd < 0) {
         int e = errno;
-        free(af->path);
-        free(af->tmp);
-        *af = (atomic_file){.fd = -1};
+        release(af, false);
+        set_err(err, errlen, "%s: cannot create a temporary file beside it: %s", path, strerror(e));
         errno = e;
-        return set_err(err, errlen, "%s: cannot create a temporary file beside it: %s", path,
-                       strerror(e));
+        return -1;
     }
     return 0;
 }
