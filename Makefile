@@ -1,19 +1,30 @@
 # aflorad build. `make` builds the engine library and the aflorad binary;
 # `make test` runs every test; `make test-asan` runs the C tests under
 # AddressSanitizer + UndefinedBehaviorSanitizer; `make CC=clang` builds with clang.
+# Every build keeps assert(): the invariants asserted (shapes and strides,
+# arena bounds, job state transitions) are cheap, outside inner loops, and a
+# violated one is a bug better stopped than trained on. So no -DNDEBUG.
 
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2 -march=x86-64-v2
 CFLAGS  ?= $(OPT) -g
 SANITIZE ?=
+# Debian's, as engine/gen_unicode_tables.py's #! line (the tables name it).
+PYTHON  ?= /usr/bin/python3
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 DEFS    := -D_GNU_SOURCE
-INC     := -Iengine -Idaemon -Iapi -Itests/support -I/usr/include/x86_64-linux-gnu/openblas-pthread
+INC     := -Iengine -Idaemon -Iapi -Itests/support
+# OpenBLAS as pkg-config describes it; Debian 12's layout where it has no openblas.pc.
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 OMP     := -fopenmp
-ALL_CFLAGS := $(WARN) $(DEFS) $(INC) $(OMP) $(CFLAGS) $(SANITIZE) -MMD -MP
-LDLIBS_ENGINE := -lopenblas -lm -lpthread
+ALL_CFLAGS := $(WARN) $(DEFS) $(INC) $(BLAS_CFLAGS) $(OMP) $(CFLAGS) $(SANITIZE) -MMD -MP
+ifneq ($(filter -DNDEBUG,$(ALL_CFLAGS)),)
+$(error aflorad keeps assert() in every build: drop -DNDEBUG)
+endif
+LDLIBS_ENGINE := $(BLAS_LIBS) -lm -lpthread
 LDLIBS_DAEMON := -lmicrohttpd -lsqlite3 -lcjson
 LDFLAGS += $(OMP) $(SANITIZE)
 
@@ -32,7 +43,8 @@ BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libaflora.a
 BIN := $(BUILD)/aflorad
 
-.PHONY: all test test-c test-asan test-integration-asan test-clang test-valgrind bench clean start deps
+.PHONY: all test test-c test-asan test-integration-asan test-clang test-valgrind bench clean start deps \
+        check-generated regen-unicode
 # Keep test objects: they are intermediate but rebuilding them every run is waste.
 .SECONDARY:
 all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
@@ -55,6 +67,26 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB) $(DAEMON_LIB_OBJ
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_ENGINE)
 
+# Generated sources. They are committed, so a fresh clone builds without the
+# generators; make regenerates them when their input changes, and
+# `make check-generated` (part of `make test`) proves the committed ones are
+# what the generators make.
+api/openapi_gen.c: api/openapi.json api/embed_openapi.sh
+	api/embed_openapi.sh
+
+daemon/migrations_gen.c: $(wildcard migrations/*.sql) migrations/embed.sh
+	migrations/embed.sh
+
+# The tokenizers' Unicode tables come from the running Python's unicodedata,
+# which is not in the tree: regenerated only on request.
+regen-unicode:
+	$(PYTHON) engine/gen_unicode_tables.py > engine/unicode_tables.c.tmp || \
+	  { rm -f engine/unicode_tables.c.tmp; exit 1; }
+	mv engine/unicode_tables.c.tmp engine/unicode_tables.c
+
+check-generated:
+	@PYTHON=$(PYTHON) scripts/check-generated.sh
+
 deps:
 	@scripts/install-deps.sh
 
@@ -64,6 +96,7 @@ deps:
 test:
 	@scripts/install-deps.sh --test
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-generated
 	@tests/run.sh $(BUILD)
 
 test-c:

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "atomicfile.h"
 #include "server.h"
 #include "sha256.h"
 #include "store.h"
@@ -92,11 +93,9 @@ struct api_server {
 };
 
 typedef struct {
-    int fd;                                            /* -1 when closed */
-    char tmp_path[4096];                               /* "" once renamed or removed */
+    atomic_file file;                                  /* closed once committed or removed */
     sha256_ctx sha;
     uint64_t bytes;
-    int write_errno;                                   /* first failed write */
 } api_upload;
 
 struct api_req {

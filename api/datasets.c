@@ -2,16 +2,17 @@
  * /datasets/{id}.
  *
  * An upload is streamed, never held in memory by the server: after the
- * headers (datasets_upload_begin) the parameters are checked and a temp file
- * data_dir/datasets/.upload-XXXXXX is opened; each body chunk is written to it
- * and fed to SHA-256 as it arrives, and the size limit is enforced on the way
- * (a declared Content-Length over the limit is refused before any byte is
- * read). At the end the file is parsed with the same loader training uses
- * (textdata_load), so a file that uploads is one the worker can read; the
- * parser's message names the line of the first bad row. Only then is the
- * file renamed to datasets/<id>.<format> and recorded in the store. A temp
- * file is removed whatever happens to the request (and, after a crash, at the
- * next start-up).
+ * headers (datasets_upload_begin) the parameters are checked, the dataset's
+ * id is drawn and an atomic file (atomicfile.h) is opened for
+ * data_dir/datasets/<id>.<format>; each body chunk is written to its
+ * temporary and fed to SHA-256 as it arrives, and the size limit is enforced
+ * on the way (a declared Content-Length over the limit is refused before any
+ * byte is read). At the end the temporary is parsed with the same loader
+ * training uses (textdata_load), so a file that uploads is one the worker can
+ * read; the parser's message names the line of the first bad row. Only then
+ * is the file committed (fsync, rename, directory fsync) and recorded in the
+ * store. A temporary is removed whatever happens to the request (and, after a
+ * crash, at the next start-up).
  *
  * Which columns to check: ?text_field= (and ?text_b_field=, ?label_field=)
  * name them; without, TSV/CSV check the first column and JSONL the first key
@@ -36,6 +37,7 @@
 #define DATASETS_DEFAULT_LIMIT 100
 
 typedef struct {
+    char id[STORE_ID_SIZE];                            /* drawn when the upload begins */
     textdata_format format;
     textdata_task task;
     bool no_header;
@@ -188,13 +190,12 @@ enum MHD_Result datasets_upload_begin(api_req *r)
     r->upload_state = p;
     if (parse_params(r, p) != 0)
         return MHD_YES;
-    snprintf(r->up.tmp_path, sizeof r->up.tmp_path, "%s/.upload-XXXXXX", r->srv->datasets_dir);
-    r->up.fd = mkostemp(r->up.tmp_path, O_CLOEXEC);
-    if (r->up.fd < 0) {
-        int e = errno;
-        r->up.tmp_path[0] = '\0';
-        return reply_write_error(r, e);
-    }
+    store_new_id(p->id);
+    char path[4096 + 32], err[256];
+    snprintf(path, sizeof path, "%s/%s.%s", r->srv->datasets_dir, p->id,
+             textdata_format_name(p->format));
+    if (atomic_file_open(&r->up.file, path, err, sizeof err) != 0)
+        return reply_write_error(r, errno);
     sha256_init(&r->up.sha);
     return MHD_YES;
 }
@@ -208,26 +209,14 @@ enum MHD_Result datasets_upload_chunk(api_req *r, const char *data, size_t len)
                            r->srv->max_upload);
     u->bytes += len;
     sha256_update(&u->sha, data, len);
-    while (len) {
-        ssize_t w = write(u->fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return reply_write_error(r, errno);
-        data += w;
-        len -= (size_t)w;
-    }
+    if (atomic_file_write(&u->file, data, len) != 0)
+        return reply_write_error(r, errno);
     return MHD_YES;
 }
 
 void datasets_upload_abort(api_req *r)
 {
-    if (r->up.fd >= 0)
-        close(r->up.fd);
-    r->up.fd = -1;
-    if (r->up.tmp_path[0])
-        unlink(r->up.tmp_path);
-    r->up.tmp_path[0] = '\0';
+    atomic_file_abort(&r->up.file);
     free(r->upload_state);
     r->upload_state = NULL;
 }
@@ -284,9 +273,6 @@ enum MHD_Result h_datasets_create(api_req *r)
     api_server *s = r->srv;
     upload_params *p = r->upload_state;
     api_upload *u = &r->up;
-    if (fsync(u->fd) != 0)
-        return reply_write_error(r, errno);
-
     textdata_spec spec = {0};
     spec.format = p->format;
     spec.task = p->task;
@@ -297,7 +283,7 @@ enum MHD_Result h_datasets_create(api_req *r)
     if (p->text_field[0]) {
         spec.text_a = TEXTDATA_BY_NAME(p->text_field);
     } else if (p->format == TEXTDATA_JSONL) {
-        first_string_key(u->fd, jsonl_key, sizeof jsonl_key);
+        first_string_key(u->file.fd, jsonl_key, sizeof jsonl_key);
         spec.text_a = TEXTDATA_BY_NAME(jsonl_key[0] ? jsonl_key : "text");
     } else {
         spec.text_a = TEXTDATA_BY_INDEX(0);
@@ -306,13 +292,11 @@ enum MHD_Result h_datasets_create(api_req *r)
         spec.text_b = TEXTDATA_BY_NAME(p->text_b_field);
     if (p->label_field[0])
         spec.label = TEXTDATA_BY_NAME(p->label_field);
-    close(u->fd);
-    u->fd = -1;
 
     textdata td;
     char err[1024];
-    if (textdata_load(u->tmp_path, &spec, &td, err, sizeof err) != 0) {
-        rename_in_message(err, sizeof err, u->tmp_path, p->name);
+    if (textdata_load(u->file.tmp, &spec, &td, err, sizeof err) != 0) {
+        rename_in_message(err, sizeof err, u->file.tmp, p->name);
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", NULL, "%s", err);
     }
     int rows = textdata_count(&td);
@@ -322,13 +306,14 @@ enum MHD_Result h_datasets_create(api_req *r)
     if (!st)
         return MHD_YES;
     store_dataset d = {0};
-    store_new_id(d.id);
+    memcpy(d.id, p->id, sizeof d.id);
     char final_path[4096 + 32];
-    snprintf(final_path, sizeof final_path, "%s/%s.%s", s->datasets_dir, d.id,
-             textdata_format_name(p->format));
-    if (rename(u->tmp_path, final_path) != 0)
-        return reply_write_error(r, errno);
-    u->tmp_path[0] = '\0';
+    snprintf(final_path, sizeof final_path, "%s", u->file.path);
+    if (atomic_file_commit(&u->file, err, sizeof err) != 0) {
+        int e = errno;
+        unlink(final_path);   /* in place when only the directory fsync failed */
+        return reply_write_error(r, e);
+    }
     d.name = p->name;
     d.format = (char *)textdata_format_name(p->format);
     d.rows = rows;

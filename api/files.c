@@ -9,8 +9,8 @@
  * No request path reaches the file system as given. Adapter files are a fixed
  * list of names (ADAPTER_FILES); the request only chooses among them. The
  * PEFT archive (peft.tar) is built from the PEFT folder on its first request
- * into a temp file renamed into place, so concurrent first requests each get
- * a whole archive. Static paths are decoded by MHD (percent escapes, with NUL
+ * as an atomic file (a temporary renamed into place, atomicfile.h), so
+ * concurrent first requests each get a whole archive. Static paths are decoded by MHD (percent escapes, with NUL
  * turned into a refused control character, see server.c) and then must be
  * relative, without "." or ".." segments, hidden names, backslashes or
  * control characters; the joined path is resolved with realpath() and must
@@ -118,7 +118,7 @@ static enum MHD_Result reply_file(api_req *r, int fd, const struct stat *st,
 /* Build adapter/peft.tar from adapter/peft/ unless it exists. 0 or -1 + message. */
 static int ensure_archive(const char *adapter_dir, char *err, size_t errlen)
 {
-    char tar_path[PATH_MAX + 32], peft_dir[PATH_MAX + 32], tmp[PATH_MAX + 32];
+    char tar_path[PATH_MAX + 32], peft_dir[PATH_MAX + 32];
     snprintf(tar_path, sizeof tar_path, "%s/peft.tar", adapter_dir);
     snprintf(peft_dir, sizeof peft_dir, "%s/peft", adapter_dir);
     struct stat st;
@@ -130,30 +130,24 @@ static int ensure_archive(const char *adapter_dir, char *err, size_t errlen)
         errno = ENOENT;
         return -1;
     }
-    snprintf(tmp, sizeof tmp, "%s/.peft.tar-XXXXXX", adapter_dir);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
+    atomic_file af;
+    char why[512];
+    if (atomic_file_open(&af, tar_path, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot create the archive: %s", strerror(errno));
         return -1;
     }
-    char why[512];
-    int rc = ustar_write_dir(fd, peft_dir, "peft/", why, sizeof why);
-    if (rc != 0)
+    if (ustar_write_dir(af.fd, peft_dir, "peft/", why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot build the archive: %s", why);
-    else if (fsync(fd) != 0 || fchmod(fd, 0644) != 0) {
-        snprintf(err, errlen, "cannot write the archive: %s", strerror(errno));
-        rc = -1;
-    }
-    close(fd);
-    if (rc == 0 && rename(tmp, tar_path) != 0) {
-        snprintf(err, errlen, "cannot store the archive: %s", strerror(errno));
-        rc = -1;
-    }
-    if (rc != 0) {
-        unlink(tmp);
+        atomic_file_abort(&af);
         errno = EIO;
+        return -1;
     }
-    return rc;
+    if (atomic_file_commit(&af, why, sizeof why) != 0) {
+        snprintf(err, errlen, "cannot store the archive: %s", strerror(errno));
+        errno = EIO;
+        return -1;
+    }
+    return 0;
 }
 
 enum MHD_Result h_job_adapter(api_req *r)

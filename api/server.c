@@ -56,7 +56,8 @@
 #define DB_FILE "aflorad.db"
 /* api_stop: how long open SSE streams get to finish cleanly. */
 #define STOP_DRAIN_MS 500
-#define UPLOAD_TMP_PREFIX ".upload-"
+/* Uploads' temporaries before they were atomic files (older versions). */
+#define OLD_UPLOAD_TMP_PREFIX ".upload-"
 #define LOG_LINE_MAX 1024
 #define ERR_MSG_MAX 1024
 /* A request whose reply is already decided (too large, a failed write) is
@@ -725,7 +726,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = method;
         r->route_index = -1;
-        r->up.fd = -1;
         r->start_us = mono_us();
         *con_cls = r;
         return begin_request(r, url);
@@ -910,7 +910,8 @@ static void remove_stale_uploads(api_server *s)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, UPLOAD_TMP_PREFIX, strlen(UPLOAD_TMP_PREFIX)) == 0 &&
+        if ((atomic_file_is_temp(e->d_name) ||
+             strncmp(e->d_name, OLD_UPLOAD_TMP_PREFIX, strlen(OLD_UPLOAD_TMP_PREFIX)) == 0) &&
             unlinkat(dirfd(d), e->d_name, 0) == 0)
             log_info("removed an unfinished upload %s", e->d_name);
     closedir(d);

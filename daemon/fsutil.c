@@ -2,8 +2,6 @@
 #include "fsutil.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,54 +44,4 @@ int make_dirs(const char *path, char *err, size_t errlen) {
         if (rc != 0) return -1;
     }
     return make_dir(buf, err, errlen);
-}
-
-int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
-    size_t n = strlen(path) + 5;
-    char *tmp = malloc(n);
-    if (!tmp) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    snprintf(tmp, n, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) goto fail;
-        p += w;
-        left -= (size_t)w;
-    }
-    if (fsync(fd) != 0) goto fail;
-    if (close(fd) != 0) {
-        fd = -1;
-        goto fail;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) goto fail;
-    free(tmp);
-    char *copy = strdup(path);
-    if (copy) {
-        int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            fsync(dfd); /* best effort: the file itself is complete either way */
-            close(dfd);
-        }
-        free(copy);
-    }
-    return 0;
-fail:
-    snprintf(err, errlen, "%s: write failed: %s (the previous file, if any, is kept)", path,
-             strerror(errno ? errno : EIO));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    free(tmp);
-    return -1;
 }

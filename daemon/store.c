@@ -19,6 +19,7 @@
 #include "store.h"
 #include "migrate.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1017,6 +1018,11 @@ static int transition_to_final(store *s, const char *id, store_job_status from,
                                store_job_status to, const char *metrics, const char *error,
                                const char *reason, int64_t now, char *err, size_t errlen)
 {
+    /* Only queued or running jobs finish, and only as succeeded, failed (with
+     * a reason) or cancelled; callers decide that before they get here. */
+    assert(from == STORE_JOB_QUEUED || from == STORE_JOB_RUNNING);
+    assert(to == STORE_JOB_SUCCEEDED || to == STORE_JOB_CANCELLED ||
+           (to == STORE_JOB_FAILED && error && *error));
     sqlite3_stmt *st = prep(s, STMT_JOB_FINISH, err, errlen);
     if (!st)
         return -1;

@@ -31,9 +31,11 @@
  * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
 #include "adapter_io.h"
 
+#include "atomicfile.h"
 #include "config.h"
 #include "errmsg.h"
 #include "json.h"
+#include "problems.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -51,35 +53,7 @@
 #define PEFT_ROOT "base_model.model."
 /* adapter_config.json is a page of text; anything much bigger is not one. */
 #define MAX_PEFT_CONFIG_BYTES ((size_t)1 << 20)
-#define MAX_LISTED_PROBLEMS 8
 #define MAX_KEY 256
-
-/* Problems found while checking a file against a model, reported together. */
-typedef struct {
-    char text[1536];
-    int count;
-} problem_list;
-
-static void problem_add(problem_list *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void problem_add(problem_list *pr, const char *fmt, ...) {
-    if (pr->count++ >= MAX_LISTED_PROBLEMS) return;
-    if (pr->count > 1) appendf(pr->text, sizeof pr->text, "; ");
-    size_t len = strnlen(pr->text, sizeof pr->text);
-    if (len + 1 >= sizeof pr->text) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(pr->text + len, sizeof pr->text - len, fmt, ap);
-    va_end(ap);
-}
-
-static int problems_error(const problem_list *pr, const char *what, char *err, size_t errlen) {
-    char more[48] = "";
-    if (pr->count > MAX_LISTED_PROBLEMS)
-        snprintf(more, sizeof more, "; and %d more", pr->count - MAX_LISTED_PROBLEMS);
-    return set_err(err, errlen, "%s: %d problem%s: %s%s", what, pr->count, pr->count == 1 ? "" : "s",
-                   pr->text, more);
-}
 
 /* Shortest decimal that reads back (strtof) as exactly f. */
 static void format_float(char *buf, size_t cap, float f) {
@@ -130,70 +104,12 @@ static bool check_tensor(problem_list *pr, const st_file *f, size_t i, const afl
 
 /* ---------------------------------------------------------------- files */
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* fsync a directory; file systems that cannot sync directories say EINVAL,
- * and the renames done in it stand anyway. */
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    if (rc != 0 && errno == EINVAL) rc = 0;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 /* Directory part of path ("." when none) into out. */
 static void parent_of(char *out, size_t cap, const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(out, cap, ".");
     else if (slash == path) snprintf(out, cap, "/");
     else snprintf(out, cap, "%.*s", (int)(slash - path), path);
-}
-
-/* path.tmp, fsync, rename over path, fsync the directory. */
-static int write_text_atomic(const char *path, const char *text, size_t len, char *err,
-                             size_t errlen) {
-    char tmp[4096], dir[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return set_err(err, errlen, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-    if (write_all(fd, text, len) || fsync(fd)) {
-        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (close(fd)) {
-        set_err(err, errlen, "%s: close failed: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path)) {
-        set_err(err, errlen, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    parent_of(dir, sizeof dir, path);
-    if (fsync_dir(dir))
-        return set_err(err, errlen, "%s: written, but syncing its directory failed: %s", path,
-                       strerror(errno));
-    return 0;
 }
 
 static char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
@@ -233,14 +149,12 @@ out:
     return buf;
 }
 
-/* Remove the files a staging directory may hold (and their writers' .tmp
- * leftovers), then the directory itself. Best effort. */
+/* Remove the files a staging directory may hold, then the directory itself.
+ * Best effort. (A failed atomic write removes its own temporary.) */
 static void remove_staging(const char *staging, const char *const *names, size_t n) {
     char p[4096];
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if ((size_t)snprintf(p, sizeof p, "%s/%s", staging, names[i]) < sizeof p) unlink(p);
-        if ((size_t)snprintf(p, sizeof p, "%s/%s.tmp", staging, names[i]) < sizeof p) unlink(p);
-    }
     rmdir(staging);
 }
 
@@ -450,7 +364,7 @@ static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     for (size_t i = 0; i < N_PEFT_FILES; i++) {
         snprintf(path, sizeof path, "%s/%s", staging, peft_names[i]);
         if (i == 0 ? st_writer_write(pf->w, path, err, errlen)
-                   : write_text_atomic(path, pf->text[i], strlen(pf->text[i]), err, errlen))
+                   : write_file_atomic(path, pf->text[i], strlen(pf->text[i]), err, errlen))
             return -1;
     }
     return 0;
@@ -987,7 +901,7 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
                         a == -1 ? head[h]->name : head[h + 1]->name);
     }
     if (pr.count) {
-        problems_error(&pr, dir, err, errlen);
+        problems_error(&pr, dir, "problem", "problems", err, errlen);
         goto out;
     }
     for (int i = 0; i < n; i++) {
@@ -1368,7 +1282,7 @@ int adapter_import_native(aflo_model *m, const char *path, char *err, size_t err
             problem_add(&pr, "unexpected tensor %s", st_name(f, i));
     }
     if (pr.count) {
-        problems_error(&pr, path, err, errlen);
+        problems_error(&pr, path, "problem", "problems", err, errlen);
         goto out;
     }
     for (int i = 0; i < n; i++) {

@@ -11,17 +11,17 @@
  *   u64 freezer blob length, blob
  *   u8 has_best, then every tensor's best-epoch data
  *   u32 CRC-32 of all bytes before it
- * Written to PATH.tmp, fsync'd, renamed over PATH, then the folder fsync'd:
- * a crash leaves the old checkpoint or the new one, never a torn file. */
+ * Written through the atomic writer (atomicfile.h: a temporary beside PATH,
+ * fsync'd, renamed over PATH, then the folder fsync'd): a crash leaves the
+ * old checkpoint or the new one, never a torn file. */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "atomicfile.h"
 #include "train_internal.h"
 
 #define CKPT_MAGIC "AFLOCKPT"
@@ -49,42 +49,22 @@ static uint32_t crc_update(uint32_t crc, const void *data, size_t n) {
 
 /* ---------------------------------------------------------------- writing */
 
+/* A failed write is remembered by the atomic file and reported by its commit. */
 typedef struct {
-    FILE *f;
+    atomic_file af;
     uint32_t crc;
-    bool failed;
 } ckpt_out;
 
 static void put(ckpt_out *o, const void *data, size_t n) {
-    if (o->failed || n == 0) return;
-    if (fwrite(data, 1, n, o->f) != n) {
-        o->failed = true;
-        return;
-    }
+    if (n == 0 || atomic_file_write(&o->af, data, n) != 0) return;
     o->crc = crc_update(o->crc, data, n);
 }
 
 static void put_u64(ckpt_out *o, uint64_t v) { put(o, &v, sizeof v); }
 static void put_f64(ckpt_out *o, double v) { put(o, &v, sizeof v); }
 
-static int fsync_dir_of(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, size_t errlen) {
     crc_init();
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "checkpoint path too long: %s", path);
-        return -1;
-    }
     size_t blob_len = t->freezer ? freezer_state_size(t->freezer) : 0;
     void *blob = blob_len ? malloc(blob_len) : NULL;
     if (blob_len && (!blob || freezer_save(t->freezer, blob, blob_len) != 0)) {
@@ -92,10 +72,11 @@ int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, 
         snprintf(err, errlen, "checkpoint: cannot serialise the freezing state");
         return -1;
     }
-    ckpt_out o = {.f = fopen(tmp, "wb")};
-    if (!o.f) {
+    ckpt_out o = {0};
+    char why[1024];
+    if (atomic_file_open(&o.af, path, why, sizeof why) != 0) {
         free(blob);
-        snprintf(err, errlen, "checkpoint %s: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "checkpoint %s", why);
         return -1;
     }
     put(&o, CKPT_MAGIC, 8);
@@ -139,25 +120,9 @@ int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, 
         put(&o, t->best, total * sizeof(float));
     }
     uint32_t crc = o.crc;
-    if (!o.failed && fwrite(&crc, sizeof crc, 1, o.f) != 1) o.failed = true;
-    if (!o.failed && fflush(o.f) != 0) o.failed = true;
-    if (!o.failed && fsync(fileno(o.f)) != 0) o.failed = true;
-    int saved_errno = errno;
-    if (fclose(o.f) != 0) o.failed = true;
-    if (o.failed) {
-        unlink(tmp);
-        snprintf(err, errlen, "checkpoint %s: write failed: %s (the previous checkpoint is kept)",
-                 path, strerror(saved_errno ? saved_errno : EIO));
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "checkpoint %s: rename failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (fsync_dir_of(path) != 0) {
-        snprintf(err, errlen, "checkpoint %s: written, but syncing its folder failed: %s", path,
-                 strerror(errno));
+    put(&o, &crc, sizeof crc);
+    if (atomic_file_commit(&o.af, why, sizeof why) != 0) {
+        snprintf(err, errlen, "checkpoint %s", why);
         return -1;
     }
     return 0;

@@ -1,6 +1,7 @@
 /* gemm.c — cblas_sgemm with FLOP counting, and the engine's thread setting. */
 #include "gemm.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -13,6 +14,12 @@ const char *const flop_kind_names[FLOP_KINDS] = {"forward", "backward_input", "b
 void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
           int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
+    /* A caller's shapes that disagree with its strides read or write past a
+     * matrix: a bug, stopped here rather than left to corrupt the model. */
+    assert(M >= 0 && N >= 0 && K >= 0 && (unsigned)kind < FLOP_KINDS);
+    assert(lda >= (trans_a ? M : K) && lda >= 1);
+    assert(ldb >= (trans_b ? K : N) && ldb >= 1);
+    assert(ldc >= N && ldc >= 1);
     if (M <= 0 || N <= 0) return;
     if (flops) flops->by_kind[kind] += 2ULL * (uint64_t)M * (uint64_t)N * (uint64_t)K;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,

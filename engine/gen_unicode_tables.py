@@ -9,7 +9,7 @@ canonical combining class, full canonical decompositions (NFD), primary
 composites (NFC), str.lower(), str.isspace(), and the Cased / Case_Ignorable
 properties that str.lower() uses for the Greek final sigma.
 
-Run:  /usr/bin/python3 engine/gen_unicode_tables.py > engine/unicode_tables.c
+Run:  make regen-unicode  (/usr/bin/python3 engine/gen_unicode_tables.py > engine/unicode_tables.c)
 The Unicode version is that of the running Python (3.11: Unicode 14.0.0); it is
 written into the output as UNI_VERSION. Before writing, the script re-implements
 NFD/NFC and lower() from the generated tables and checks them against

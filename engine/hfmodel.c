@@ -22,6 +22,7 @@
 
 #include "errmsg.h"
 #include "json.h"
+#include "problems.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -38,8 +39,6 @@
  * 100 KB for a 7B model). Anything far bigger is not what we think it is. */
 #define MAX_CONFIG_BYTES ((size_t)1 << 20)
 #define MAX_INDEX_BYTES ((size_t)64 << 20)
-/* Problems named one by one in an error before "and N more". */
-#define MAX_LISTED_PROBLEMS 8
 /* Unknown tensor names quoted as examples in the report. */
 #define MAX_UNKNOWN_EXAMPLES 3
 /* Longest tensor name the loader maps (the engine's own names are < 96). */
@@ -336,25 +335,7 @@ static name_kind canonical_name(const char *in, char *out, size_t cap, int *prio
     return NAME_MODEL;
 }
 
-/* ---------------------------------------------------------------- problems */
-
-typedef struct {
-    char text[1536];
-    int count;
-} problem_list;
-
-static void problem_add(problem_list *pr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void problem_add(problem_list *pr, const char *fmt, ...) {
-    if (pr->count++ >= MAX_LISTED_PROBLEMS) return;
-    if (pr->count > 1) appendf(pr->text, sizeof pr->text, "; ");
-    size_t len = strnlen(pr->text, sizeof pr->text);
-    if (len + 1 >= sizeof pr->text) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(pr->text + len, sizeof pr->text - len, fmt, ap);
-    va_end(ap);
-}
+/* ---------------------------------------------------------------- shapes */
 
 static void shape_text(char *buf, size_t cap, const int64_t *dims, size_t ndim) {
     buf[0] = '\0';
@@ -528,11 +509,8 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
     rep->file_num_labels = rows;
 
     if (cx.problems.count) {
-        char more[48] = "";
-        if (cx.problems.count > MAX_LISTED_PROBLEMS)
-            snprintf(more, sizeof more, "; and %d more", cx.problems.count - MAX_LISTED_PROBLEMS);
-        set_err(err, errlen, "%s: %d tensor%s missing or unusable: %s%s", dir, cx.problems.count,
-                cx.problems.count == 1 ? "" : "s", cx.problems.text, more);
+        problems_error(&cx.problems, dir, "tensor missing or unusable",
+                       "tensors missing or unusable", err, errlen);
         free(cx.src);
         return -1;
     }

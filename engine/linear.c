@@ -18,7 +18,20 @@
  *             g2  = scale * dY Bs */
 #include "linear.h"
 
+#include <assert.h>
+
 #include "ops.h"
+
+/* The layer's tensors have the shapes its in/out/rank promise (gemm trusts
+ * them as strides). */
+static void assert_shapes(const aflo_linear *l) {
+    assert(l->W->shape[0] == l->out && l->W->shape[1] == l->in && l->b->size == (size_t)l->out);
+    if (!linear_adapted(l)) return;
+    assert(l->A->shape[0] == l->rank && l->A->shape[1] == l->in);
+    assert(l->B->shape[0] == l->out && l->B->shape[1] == l->rank);
+    assert(!l->sd || l->sd->size == (size_t)l->rank);
+    assert(!l->sb || l->sb->size == (size_t)l->out);
+}
 
 static inline float *grad_if_trainable(const aflo_param *p) {
     return p && p->trainable ? p->grad : NULL;
@@ -44,6 +57,7 @@ static void scale_rows(float *restrict out, const float *restrict B, const float
 
 void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
                     aflo_linear_acts acts, aflo_linear_scratch scratch, aflo_flops *f) {
+    assert_shapes(l);
     gemm(f, FLOP_FORWARD, false, true, N, l->out, l->in, 1.0f, X, l->in, l->W->data, l->in,
          0.0f, Y, l->out);
     bias_forward(Y, l->b->data, N, l->out);
@@ -99,6 +113,7 @@ static void folded_sb_backward(const aflo_linear *l, const float *dY, const floa
 void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const float *dY,
                      const float *X, int N, aflo_linear_acts acts,
                      aflo_linear_scratch scratch, aflo_flops *f) {
+    assert_shapes(l);
     float *dW = grad_if_trainable(l->W);
     if (dW)
         gemm(f, FLOP_BACKWARD_WEIGHT, true, false, l->out, l->in, N, 1.0f, dY, l->out, X, l->in,

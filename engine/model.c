@@ -13,6 +13,7 @@
  * Head: pooled = tanh(W_p x[CLS] + b_p) -> dropout -> logits = W_c pooled + b_c. */
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,7 @@ typedef struct { size_t offset; int arena; } param_slot;
 static aflo_param *add_param(aflo_model *m, param_slot *slots, size_t *sizes, const char *name,
                              int rows, int cols, aflo_param_group group, aflo_param_role role,
                              int layer, int module) {
+    assert(m->nparams < m->params_cap);   /* params_cap counts every tensor build_table adds */
     aflo_param *p = &m->params[m->nparams];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
@@ -334,6 +336,7 @@ aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac,
         p->grad = m->grad_arena + off;
         off += p->size;
     }
+    assert(off == m->grad_floats);
     init_weights(m, seed, init_base);
     return m;
 oom:
@@ -527,7 +530,9 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
     m->act_floats = need;
     m->max_batch = batch;
     m->max_seq = seq;
-    layout_activations(m, arena, batch, seq);
+    size_t carved = layout_activations(m, arena, batch, seq);
+    assert(carved == need);   /* the carving pass stays inside what the counting pass sized */
+    (void)carved;
     return 0;
 }
 

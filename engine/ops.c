@@ -32,6 +32,7 @@
 #include "gemm.h"
 #include "rng.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -338,6 +339,7 @@ float cross_entropy_forward(float *restrict probs, const float *restrict logits,
         for (int j = 0; j < L; j++) pr[j] *= inv;
         /* loss = logsumexp - logit[label] = (max - logit[label]) + log(sum):
          * the large terms cancel before the small one is added. */
+        assert(labels[b] >= 0 && labels[b] < L);   /* label ids are mapped before training */
         total += (double)(mx - lr[labels[b]]) + (double)logf(sum);
     }
     return B > 0 ? (float)(total / B) : 0.0f;
@@ -352,6 +354,7 @@ void cross_entropy_backward(float *dlogits, const float *probs, const int32_t *l
         float *dr = dlogits + (size_t)b * L;
         #pragma omp simd
         for (int j = 0; j < L; j++) dr[j] = k * pr[j];
+        assert(labels[b] >= 0 && labels[b] < L);
         dr[labels[b]] -= k;
     }
 }

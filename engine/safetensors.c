@@ -9,11 +9,12 @@
  *
  * Writer: tensors are only referenced until st_writer_write, which builds the
  * header in memory, pads it with spaces so the data starts 8-byte aligned,
- * and streams header + data with checked write() calls into path.tmp, then
- * fsync, rename over path and fsync the directory so the rename itself is
- * durable. Any failure removes path.tmp and leaves path as it was. */
+ * and streams header + data through the atomic writer (atomicfile.h: a
+ * temporary file beside path, fsync, rename, directory fsync). Any failure
+ * removes the temporary and leaves path as it was. */
 #include "safetensors.h"
 
+#include "atomicfile.h"
 #include "errmsg.h"
 #include "json.h"
 
@@ -618,53 +619,16 @@ static char *build_header(const st_writer *w, const st_wtensor *const *sorted, s
     return p;
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const unsigned char *p = buf;
-    while (n) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {   /* should not happen for regular files; avoid spinning */
-            errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-/* fsync the directory holding path so a completed rename survives a crash. */
-static int fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) return -1;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    /* some file systems cannot sync directories; the rename stands anyway */
-    if (rc != 0 && errno == EINVAL) rc = 0;
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 int st_writer_write(const st_writer *w, const char *path, char *err, size_t errlen) {
     if (!w || !path) return set_err(err, errlen, "st_writer_write: NULL argument");
-    int rc = -1, fd = -1;
-    char *header = NULL, *tmp = NULL;
+    int rc = -1;
+    char *header = NULL;
+    atomic_file af = {0};
     const st_wtensor **sorted = malloc((w->count ? w->count : 1) * sizeof *sorted);
-    size_t tmplen = strlen(path) + sizeof ".tmp";
-    tmp = malloc(tmplen);
-    if (!sorted || !tmp) {
+    if (!sorted) {
         set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
-    snprintf(tmp, tmplen, "%s.tmp", path);
     for (size_t i = 0; i < w->count; i++) sorted[i] = &w->tensors[i];
     qsort(sorted, w->count, sizeof *sorted, wtensor_ptr_cmp);
 
@@ -675,53 +639,23 @@ int st_writer_write(const st_writer *w, const char *path, char *err, size_t errl
         goto out;
     }
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
-        goto out;
-    }
+    if (atomic_file_open(&af, path, err, errlen) != 0) goto out;
     uint64_t hlen64 = hlen;   /* little-endian host: bytes are already in file order */
-    if (write_all(fd, &hlen64, sizeof hlen64) || write_all(fd, header, hlen)) {
-        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+    if (atomic_file_write(&af, &hlen64, sizeof hlen64) || atomic_file_write(&af, header, hlen)) {
+        set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
         goto out;
     }
     for (size_t i = 0; i < w->count; i++) {
-        if (sorted[i]->numel && write_all(fd, sorted[i]->data, sorted[i]->numel * sizeof(float))) {
-            set_err(err, errlen, "%s: write of tensor '%s' failed: %s", tmp, sorted[i]->name, strerror(errno));
+        if (sorted[i]->numel &&
+            atomic_file_write(&af, sorted[i]->data, sorted[i]->numel * sizeof(float))) {
+            set_err(err, errlen, "%s: write of tensor '%s' failed: %s", path, sorted[i]->name,
+                    strerror(errno));
             goto out;
         }
     }
-    if (fsync(fd) != 0) {
-        set_err(err, errlen, "%s: fsync failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;   /* closed even on error: never close twice */
-        set_err(err, errlen, "%s: close failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        set_err(err, errlen, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    if (fsync_parent_dir(path) != 0) {
-        /* path is already the new file; only durability of the rename is in doubt */
-        set_err(err, errlen, "%s: written, but syncing its directory failed: %s", path, strerror(errno));
-        rc = -1;
-        free(tmp);
-        tmp = NULL;   /* nothing to unlink: the rename happened */
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    rc = 0;
+    rc = atomic_file_commit(&af, err, errlen);
 out:
-    if (fd >= 0) close(fd);
-    if (tmp) {
-        unlink(tmp);   /* best effort; it may not exist */
-        free(tmp);
-    }
+    atomic_file_abort(&af);   /* nothing left to do after a commit */
     free(header);
     free(sorted);
     return rc;

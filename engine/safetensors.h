@@ -16,8 +16,8 @@
  * through st_f32_view() without a copy.
  *
  * Writing collects (name, shape, float data) and metadata, then writes F32
- * tensors sorted by name with the header space-padded to a multiple of 8, via
- * path.tmp + fsync + rename + directory fsync: a crash or a full disk leaves
+ * tensors sorted by name with the header space-padded to a multiple of 8,
+ * through the atomic writer (atomicfile.h): a crash or a full disk leaves
  * either the old file or the new one, never a torn one.
  *
  * Assumes a little-endian host (checked at compile time). */
@@ -98,9 +98,10 @@ int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t n
 int st_writer_set_metadata(st_writer *w, const char *key, const char *value, char *err, size_t errlen);
 
 /* Write everything to path atomically (see the top of this file). On error
- * the previous file at path, if any, is untouched and path.tmp is removed --
- * except if only the final directory fsync fails: path then already holds the
- * new file, and the message says "written, but syncing its directory failed". */
+ * the previous file at path, if any, is untouched and the temporary file
+ * removed -- except if only the final directory fsync fails: path then
+ * already holds the new file, and the message says "written, but syncing its
+ * directory failed". */
 int st_writer_write(const st_writer *w, const char *path, char *err, size_t errlen);
 
 #endif

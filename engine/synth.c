@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "atomicfile.h"
+#include "errmsg.h"
 #include "rng.h"
 #include "safetensors.h"
 
@@ -115,24 +116,13 @@ const char *synth_word(int id) {
 
 /* ---------------------------------------------------------------- demo folder */
 
-static int write_text_atomic(const char *dir, const char *name, const char *text, size_t len,
-                             char *err, size_t errlen) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+/* dir/name, atomically (atomicfile.h). */
+static int write_demo_file(const char *dir, const char *name, const char *text, size_t len,
+                           char *err, size_t errlen) {
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path)
+        return set_err(err, errlen, "%s: path too long", dir);
+    return write_file_atomic(path, text, len, err, errlen);
 }
 
 /* A growable text buffer for the files below. */
@@ -177,7 +167,7 @@ static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, in
         snprintf(err, errlen, "out of memory writing the demo dataset");
         goto done;
     }
-    rc = write_text_atomic(dir, name, b.p, b.len, err, errlen);
+    rc = write_demo_file(dir, name, b.p, b.len, err, errlen);
 done:
     free(b.p);
     dataset_free(&d);
@@ -211,10 +201,10 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
         snprintf(err, errlen, "out of memory writing the demo model");
         goto done;
     }
-    if (write_text_atomic(dir, "config.json", cfg, strlen(cfg), err, errlen) != 0 ||
-        write_text_atomic(dir, "vocab.txt", vocab.p, vocab.len, err, errlen) != 0 ||
-        write_text_atomic(dir, "tokenizer_config.json", tok_cfg, sizeof tok_cfg - 1, err,
-                          errlen) != 0)
+    if (write_demo_file(dir, "config.json", cfg, strlen(cfg), err, errlen) != 0 ||
+        write_demo_file(dir, "vocab.txt", vocab.p, vocab.len, err, errlen) != 0 ||
+        write_demo_file(dir, "tokenizer_config.json", tok_cfg, sizeof tok_cfg - 1, err,
+                        errlen) != 0)
         goto done;
     /* The encoder only: a demo "pretrained" model has no task head. */
     aflo_adapter_config full = {.method = METHOD_FULL};

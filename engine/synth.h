@@ -36,7 +36,7 @@ const char *synth_word(int id);
  * folder — config.json, vocab.txt, tokenizer_config.json, model.safetensors
  * with the seeded random encoder — plus train.tsv (n_train rows) and dev.tsv
  * (n_eval rows) of "sentence<TAB>label" with labels "negative"/"positive".
- * Deterministic for a seed. Files are written atomically. */
+ * Deterministic for a seed. Every file is written atomically (atomicfile.h). */
 int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, char *err,
                      size_t errlen);
 

@@ -3,9 +3,11 @@
 #
 # The daemon must not depend on finding .sql files at run time (its working
 # directory is anybody's guess), so the migrations are compiled in as C string
-# literals. Run this after adding or editing a migration and commit both the
-# .sql file and the generated C file; tests/test_store.c compares the embedded
-# text with the files on disk byte for byte, so forgetting fails the tests.
+# literals. make runs this when a migration changes; commit both the .sql
+# file and the generated C file (a fresh clone builds without running it).
+# tests/test_store.c compares the embedded text with the files on disk byte
+# for byte, and `make check-generated` the generated file with a fresh one.
+# Usage: embed.sh [OUT] (default daemon/migrations_gen.c).
 #
 # Rules checked here: names are NNNN_lowercase_name.sql, numbered 0001, 0002,
 # ... without gaps; files are plain text (tabs allowed, no CR or other control
@@ -14,7 +16,7 @@ set -euo pipefail
 export LC_ALL=C
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-out="$root/daemon/migrations_gen.c"
+out=${1:-$root/daemon/migrations_gen.c}
 tmp="$out.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 

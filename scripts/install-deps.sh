@@ -3,18 +3,24 @@
 # missing. Fast no-op when everything is present, so every entry point can call it.
 set -euo pipefail
 
+# libomp-dev: Debian's clang links -fopenmp against LLVM's libomp (and takes
+# omp.h from it); the unversioned package follows Debian's default clang.
 packages=(
   build-essential clang pkg-config
-  libopenblas-dev libomp-14-dev
+  libopenblas-dev libomp-dev
   libcjson-dev libmicrohttpd-dev libsqlite3-dev
   libcmocka-dev
   python3
 )
 # Extra packages for the full test suite (integration and browser tests).
 # chromium: the dashboard's browser test drives Debian's build (never a
-# downloaded one); wrk: the HTTP benchmark.
+# downloaded one); wrk: the HTTP benchmark; nodejs and npm run that test
+# (playwright-core), from Debian only when no node is on PATH — a newer Node
+# installed some other way is kept (playwright-core asks for Node >= 20;
+# Debian 12 ships 18).
 if [[ "${1:-}" == "--test" ]]; then
   packages+=(valgrind chromium wrk)
+  command -v node >/dev/null || packages+=(nodejs npm)
 fi
 
 missing=()

@@ -45,6 +45,7 @@
 #include "sha256.h"
 #include "store.h"
 #include "synth.h"
+#include "testutil.h"
 #include "ustar.h"
 
 #define ERRLEN 512
@@ -752,7 +753,7 @@ static void test_too_large(void **state)
     }
     char dsdir[400];
     snprintf(dsdir, sizeof dsdir, "%s/datasets", f->data);
-    assert_int_equal(count_entries(dsdir, ".upload-"), 0);
+    assert_int_equal(count_atomic_temps(dsdir), 0);
 }
 
 static void test_token(void **state)
@@ -850,7 +851,7 @@ static void test_dataset_upload(void **state)
     assert_int_equal(upload(f, "?name=bad.tsv", TSV_RAGGED, id, &r), 400);
     expect_error(&r, 400, "invalid_dataset");
     assert_non_null(strstr(err_message(&r), "bad.tsv:3"));
-    assert_null(strstr(err_message(&r), ".upload-"));
+    assert_null(strstr(err_message(&r), ".tmp-"));
     resp_free(&r);
     /* JSONL: a bad line is reported by number. */
     const char *jl = "{\"text\":\"a\",\"label\":1}\n{\"text\":\"b\",\"label\":0}\n{\"text\":\n";
@@ -891,7 +892,7 @@ static void test_dataset_upload(void **state)
     /* No temp file survives, and only the 2 good uploads are listed. */
     char dsdir[400];
     snprintf(dsdir, sizeof dsdir, "%s/datasets", f->data);
-    assert_int_equal(count_entries(dsdir, ".upload-"), 0);
+    assert_int_equal(count_atomic_temps(dsdir), 0);
     http_get(f, "/datasets", &r);
     assert_int_equal(r.status, 200);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "datasets")), 2);
@@ -900,6 +901,21 @@ static void test_dataset_upload(void **state)
     expect_error(&r, 400, "invalid_parameter");
     assert_string_equal(err_field(&r), "limit");
     resp_free(&r);
+
+    /* Uploads cut short by a crash leave temporaries (and, from older
+     * versions, .upload-*): the next start removes them, and only them. */
+    api_stop(f->srv);
+    store_close(f->st);
+    char stale[500];
+    snprintf(stale, sizeof stale, "%s/0123456789abcdef.tsv.tmp-4242-7", dsdir);
+    write_file(stale, "half an upl");
+    snprintf(stale, sizeof stale, "%s/.upload-Ab12Cd", dsdir);
+    write_file(stale, "half an upl");
+    assert_int_equal(count_entries(dsdir, ""), 2 + 2 + 2);   /* ".", "..", 2 datasets */
+    start_server(f, NULL, 0, 0);
+    assert_int_equal(count_entries(dsdir, ""), 2 + 2);
+    assert_int_equal(count_atomic_temps(dsdir), 0);
+    assert_int_equal(count_entries(dsdir, ".upload-"), 0);
 }
 
 /* ---- jobs ---------------------------------------------------------------------- */
@@ -1516,6 +1532,8 @@ static void test_adapter_download(void **state)
     http_get(f, url, &r);   /* second request: the same archive (same ETag) */
     assert_string_equal(hdr(&r, "ETag"), etag1);
     resp_free(&r);
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter", f->data, id);
+    assert_int_equal(count_atomic_temps(path), 0);   /* built as an atomic file */
 
     snprintf(url, sizeof url, "/jobs/%s/adapter/../../aflorad.db", id);
     http_get(f, url, &r);

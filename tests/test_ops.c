@@ -15,11 +15,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "gemm.h"
 #include "ops.h"
@@ -742,6 +746,42 @@ static void test_mse(void **state) {
     free(c.pred); free(c.target);
 }
 
+/* Run violate() in a child process: true when it stops on a failed assert(). */
+static bool aborts(void (*violate)(void)) {
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);   /* the assert's message is expected */
+        if (null >= 0) dup2(null, STDERR_FILENO);
+        violate();
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+}
+
+static void gemm_with_short_stride(void) {
+    float a[6] = {0}, b[6] = {0}, c[4] = {0};
+    /* A is 2 x 3, so its rows are 3 apart, not 2 */
+    gemm(NULL, FLOP_FORWARD, false, false, 2, 2, 3, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+}
+
+static void cross_entropy_with_label_out_of_range(void) {
+    float logits[4] = {0}, probs[4];
+    int32_t labels[2] = {1, 2};   /* 2 classes: label 2 does not exist */
+    cross_entropy_forward(probs, logits, labels, 2, 2);
+}
+
+/* Release builds keep assert() (the Makefile refuses -DNDEBUG): a violated
+ * invariant stops the process instead of reading past a matrix. */
+static void test_invariants_are_checked(void **state) {
+    (void)state;
+    assert_true(aborts(gemm_with_short_stride));
+    assert_true(aborts(cross_entropy_with_label_out_of_range));
+}
+
 /* libgomp keeps its worker threads alive until exit, and valgrind reports
  * their thread-local blocks as "possibly lost"; release the pool first. */
 static int release_omp_threads(void **state) {
@@ -771,6 +811,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy_gradcheck),
         cmocka_unit_test(test_cross_entropy_huge_logits),
         cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_invariants_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, release_omp_threads);
 }

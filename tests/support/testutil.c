@@ -1,10 +1,14 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "atomicfile.h"
 
 void tiny_config(aflo_config *c, bool roberta) {
     memset(c, 0, sizeof *c);
@@ -49,4 +53,28 @@ int tmpdir_teardown(void **state) {
 
 void path_in(char *out, size_t cap, void **state, const char *name) {
     snprintf(out, cap, "%s/%s", (const char *)*state, name);
+}
+
+int count_atomic_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += atomic_file_is_temp(e->d_name);
+    closedir(d);
+    return n;
+}
+
+int limit_file_size(file_size_limit *l, rlim_t bytes) {
+    if (getrlimit(RLIMIT_FSIZE, &l->old) != 0) return -1;
+    struct rlimit lim = l->old;
+    lim.rlim_cur = bytes;
+    l->prev = signal(SIGXFSZ, SIG_IGN);
+    return setrlimit(RLIMIT_FSIZE, &lim);
+}
+
+int unlimit_file_size(file_size_limit *l) {
+    int rc = setrlimit(RLIMIT_FSIZE, &l->old);
+    signal(SIGXFSZ, l->prev);
+    return rc;
 }
