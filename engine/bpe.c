@@ -21,6 +21,7 @@
  * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
  *    the unknown token, or fail when there is none. */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,7 +423,8 @@ int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *e
 {
     char *buf;
     size_t len;
-    int r = tok_read_file(dir, "vocab.json", &buf, &len, err, errlen);
+    int r = tok_read_file(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
+                          errlen);
     if (r <= 0) {
         if (r == 0)
             snprintf(err, errlen, "%s/vocab.json: not found", dir);
@@ -440,7 +442,7 @@ int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *e
     if (rc)
         return -1;
 
-    r = tok_read_file(dir, "merges.txt", &buf, &len, err, errlen);
+    r = tok_read_file(dir, "merges.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
         if (r == 0)
             snprintf(err, errlen, "%s/merges.txt: not found", dir);

@@ -23,6 +23,7 @@
  * the tokenizer stays const and thread-safe. Normalisation forms are the
  * UAX #15 algorithms over the generated tables (unicode_tables.c). */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,7 +457,8 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
 
     char *buf;
     size_t len;
-    int r = tok_read_file(dir, "vocab.txt", &buf, &len, err, errlen);
+    int r = tok_read_file(dir, "vocab.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
+                          errlen);
     if (r <= 0) {
         if (r == 0)
             snprintf(err, errlen, "%s/vocab.txt: not found", dir);
