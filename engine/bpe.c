@@ -29,8 +29,6 @@
 
 #include "unicode_tables.h"
 
-/* JSON nesting depth for vocab.json / tokenizer.json. */
-#define BPE_JSON_MAX_DEPTH 32
 /* bytes_to_unicode: non-printable bytes map to U+0100 upwards, in byte order. */
 #define BYTE_SHIFT_BASE 0x100u
 
@@ -421,20 +419,11 @@ static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size
 
 int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
 {
-    char *buf;
-    size_t len;
-    int r = tok_read_file(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
-                          errlen);
+    json_value *vocab;
+    int r = tok_read_json(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &vocab, err, errlen);
     if (r <= 0) {
         if (r == 0)
             snprintf(err, errlen, "%s/vocab.json: not found", dir);
-        return -1;
-    }
-    char jerr[256];
-    json_value *vocab = json_parse(buf, len, BPE_JSON_MAX_DEPTH, jerr, sizeof jerr);
-    free(buf);
-    if (!vocab) {
-        snprintf(err, errlen, "%s/vocab.json: %s", dir, jerr);
         return -1;
     }
     int rc = put_vocab(t, vocab, "vocab.json", err, errlen);
@@ -442,6 +431,8 @@ int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *e
     if (rc)
         return -1;
 
+    char *buf;
+    size_t len;
     r = tok_read_file(dir, "merges.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
         if (r == 0)
