@@ -23,6 +23,7 @@
  * sequence is tokenized only until it has `budget` tokens: a megabyte of text
  * costs no more than its first few hundred words. */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "errmsg.h"
 #include "unicode_tables.h"
 
 /* ------------------------------------------------------------------ */
@@ -80,14 +82,10 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
 {
     size_t clen;
     const char *c = json_string(json_get(e, "content"), &clen);
-    if (!c || clen == 0 || id < 0 || id > INT32_MAX - 1) {
-        snprintf(err, errlen, "%s: added token without content or with a bad id", where);
-        return -1;
-    }
-    if (tok_utf8_invalid_at(c, clen) < clen) {
-        snprintf(err, errlen, "%s: added token is not valid UTF-8", where);
-        return -1;
-    }
+    if (!c || clen == 0 || id < 0 || id > INT32_MAX - 1)
+        return set_err(err, errlen, "%s: added token without content or with a bad id", where);
+    if (tok_utf8_invalid_at(c, clen) < clen)
+        return set_err(err, errlen, "%s: added token is not valid UTF-8", where);
     bool ls = json_bool(json_get(e, "lstrip")), rs = json_bool(json_get(e, "rstrip"));
     int k = added_find(t, c, clen);
     if (k >= 0) {
@@ -96,10 +94,8 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
         t->added[k].rstrip = rs;
         return 0;
     }
-    if (added_push(t, c, clen, (int32_t)id, ls, rs)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (added_push(t, c, clen, (int32_t)id, ls, rs))
+        return set_err(err, errlen, "out of memory");
     return 0;
 }
 
@@ -113,11 +109,9 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
             char *end;
             errno = 0;
             long long id = strtoll(key, &end, 10);
-            if (errno || end == key || *end != '\0') {
-                snprintf(err, errlen, "tokenizer_config.json: added_tokens_decoder key "
-                         "\"%s\" is not an id", key);
-                return -1;
-            }
+            if (errno || end == key || *end != '\0')
+                return set_err(err, errlen, "tokenizer_config.json: added_tokens_decoder key "
+                               "\"%s\" is not an id", key);
             if (add_entry(t, json_at(dec, i), id, "tokenizer_config.json", err, errlen))
                 return -1;
         }
@@ -171,17 +165,13 @@ static int resolve_special(tokenizer *t, const json_value *cfg, const json_value
             if (k >= 0)
                 id = t->added[k].id;
             else if (tok_map_get(&t->vocab, name, len, &id)) {
-                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false)) {
-                    snprintf(err, errlen, "out of memory");
-                    return -1;
-                }
+                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false))
+                    return set_err(err, errlen, "out of memory");
             }
         }
-        if (id < 0 && sp->required) {
-            snprintf(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
-                     (int)(len > 64 ? 64 : len), name ? name : "");
-            return -1;
-        }
+        if (id < 0 && sp->required)
+            return set_err(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
+                           (int)(len > 64 ? 64 : len), name ? name : "");
         *sp->slot = id;
     }
     return 0;
@@ -214,17 +204,13 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
         if (e.len > t->max_token_bytes)
             t->max_token_bytes = e.len;
     }
-    if (maxid + 1 > TOKENIZER_MAX_VOCAB) {
-        snprintf(err, errlen, "token id %lld is beyond the supported vocabulary size %d",
-                 (long long)maxid, TOKENIZER_MAX_VOCAB);
-        return -1;
-    }
+    if (maxid + 1 > TOKENIZER_MAX_VOCAB)
+        return set_err(err, errlen, "token id %lld is beyond the supported vocabulary size %d",
+                       (long long)maxid, TOKENIZER_MAX_VOCAB);
     t->vocab_size = (int32_t)(maxid + 1);
     t->id_key_off = malloc((size_t)(maxid + 1) * sizeof *t->id_key_off + 1);
-    if (!t->id_key_off) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!t->id_key_off)
+        return set_err(err, errlen, "out of memory");
     for (int64_t i = 0; i <= maxid; i++)
         t->id_key_off[i] = SIZE_MAX;
     for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);)
@@ -237,7 +223,7 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
     tokenizer *t = calloc(1, sizeof *t);
     json_value *cfg = NULL, *stm = NULL, *tj = NULL;
     if (!t) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         return NULL;
     }
     t->cls_id = t->sep_id = t->pad_id = t->unk_id = -1;
@@ -263,15 +249,15 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
         if (r < 0)
             goto fail;
         if (r == 0) {
-            snprintf(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
-                     "vocab.json + merges.txt, or tokenizer.json)", dir);
+            set_err(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
+                    "vocab.json + merges.txt, or tokenizer.json)", dir);
             goto fail;
         }
         size_t tl;
         const char *type = json_string(json_get(json_get(tj, "model"), "type"), &tl);
         if (!type || strcmp(type, "BPE") != 0) {
-            snprintf(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
-                     "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
+            set_err(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
+                    "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
             goto fail;
         }
         t->kind = TOKENIZER_BPE;
@@ -364,10 +350,8 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
                            tok_i32vec *out, const char *which, char *err, size_t errlen)
 {
     size_t bad = tok_utf8_invalid_at(s, n);
-    if (bad < n) {
-        snprintf(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
-        return -1;
-    }
+    if (bad < n)
+        return set_err(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
     if (cap == 0)
         return 0;
 
@@ -378,10 +362,8 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         size_t i = 0;
         if (!(uni_flags(tok_utf8_next(s, n, &i)) & UNI_PY_SPACE)) {
             prefixed = malloc(n + 1);
-            if (!prefixed) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
+            if (!prefixed)
+                return set_err(err, errlen, "out of memory");
             prefixed[0] = ' ';
             memcpy(prefixed + 1, s, n);
             s = prefixed;
@@ -408,7 +390,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
     if (rc == 0 && plain < n)
         rc = piece_push(&pv, plain, n, -1);
     if (rc) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         goto done;
     }
     for (size_t p = 0; p < pv.n; p++) {
@@ -424,7 +406,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         const piece *pc = &pv.v[p];
         if (pc->added >= 0) {
             if (tok_i32_push(out, t->added[pc->added].id)) {
-                snprintf(err, errlen, "out of memory");
+                set_err(err, errlen, "out of memory");
                 rc = -1;
             }
         } else if (pc->end > pc->start) {
@@ -456,15 +438,11 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
     bool pair = text_b != NULL;
     int nspecial = tokenizer_num_special_tokens(t, pair);
     *len = 0;
-    if (!text_a) {
-        snprintf(err, errlen, "text_a is NULL");
-        return -1;
-    }
-    if (max_len < nspecial) {
-        snprintf(err, errlen, "max_len %d leaves no room for the %d special tokens",
-                 max_len, nspecial);
-        return -1;
-    }
+    if (!text_a)
+        return set_err(err, errlen, "text_a is NULL");
+    if (max_len < nspecial)
+        return set_err(err, errlen, "max_len %d leaves no room for the %d special tokens",
+                       max_len, nspecial);
     size_t budget = (size_t)(max_len - nspecial);
     tok_i32vec a = { 0 }, b = { 0 };
     int rc = encode_sequence(t, text_a, len_a, budget, &a, "text_a", err, errlen);

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "errmsg.h"
+
 /* Maximum load factor of the hash map: 7/10. */
 #define MAP_LOAD_NUM 7
 #define MAP_LOAD_DEN 10
@@ -310,33 +312,30 @@ int tok_read_file(const char *dir, const char *name, size_t max_bytes, char **bu
 {
     char path[PATH_MAX];
     int pn = snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (pn < 0 || (size_t)pn >= sizeof path) {
-        snprintf(err, errlen, "path too long: %s/%s", dir, name);
-        return -1;
-    }
+    if (pn < 0 || (size_t)pn >= sizeof path)
+        return set_err(err, errlen, "path too long: %s/%s", dir, name);
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (errno == ENOENT)
             return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+        return set_err(err, errlen, "%s: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
+        set_err(err, errlen, "%s: not a regular file", path);
         fclose(f);
         return -1;
     }
     if ((unsigned long long)st.st_size > max_bytes) {
-        snprintf(err, errlen, "%s: %lld bytes, more than the %zu accepted", path,
-                 (long long)st.st_size, max_bytes);
+        set_err(err, errlen, "%s: %lld bytes, more than the %zu accepted", path,
+                (long long)st.st_size, max_bytes);
         fclose(f);
         return -1;
     }
     size_t size = (size_t)st.st_size;
     char *b = malloc(size + 1);
     if (!b) {
-        snprintf(err, errlen, "%s: out of memory", path);
+        set_err(err, errlen, "%s: out of memory", path);
         fclose(f);
         return -1;
     }
@@ -344,7 +343,7 @@ int tok_read_file(const char *dir, const char *name, size_t max_bytes, char **bu
     int rerr = ferror(f);
     fclose(f);
     if (got != size || rerr) {
-        snprintf(err, errlen, "%s: read failed", path);
+        set_err(err, errlen, "%s: read failed", path);
         free(b);
         return -1;
     }
@@ -365,9 +364,7 @@ int tok_read_json(const char *dir, const char *name, size_t max_bytes, json_valu
     char jerr[256];
     *out = json_parse(buf, len, TOK_JSON_MAX_DEPTH, jerr, sizeof jerr);
     free(buf);
-    if (!*out) {
-        snprintf(err, errlen, "%s/%s: %s", dir, name, jerr);
-        return -1;
-    }
+    if (!*out)
+        return set_err(err, errlen, "%s/%s: %s", dir, name, jerr);
     return 1;
 }
