@@ -2,10 +2,10 @@
  * string -> int32 hash map (vocabularies, BPE merge ranks), UTF-8 decoding,
  * and reading a file or a JSON file from a model folder.
  *
- * It depends on nothing in the tokenizer (only on json.h), so the tokenizer's
- * files form a simple graph: wordpiece.c and bpe.c use tokutil; tokenizer.c
- * (the front end) uses tokutil and the two algorithms. Not part of the
- * engine's API. */
+ * It depends on nothing in the tokenizer (only on json.h and errmsg.h), so
+ * the tokenizer's files form a simple graph: wordpiece.c and bpe.c use
+ * tokutil; tokenizer.c (the front end) uses tokutil and the two algorithms.
+ * Not part of the engine's API. */
 #ifndef AFLO_TOKUTIL_H
 #define AFLO_TOKUTIL_H
 
