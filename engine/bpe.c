@@ -21,15 +21,14 @@
  * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
  *    the unknown token, or fail when there is none. */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "unicode_tables.h"
 
-/* JSON nesting depth for vocab.json / tokenizer.json. */
-#define BPE_JSON_MAX_DEPTH 32
 /* bytes_to_unicode: non-printable bytes map to U+0100 upwards, in byte order. */
 #define BYTE_SHIFT_BASE 0x100u
 
@@ -206,10 +205,8 @@ static bool cand_valid(const bpe_scratch *s, const bpe_cand *c)
 static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_scratch *s,
                     tok_i32vec *out, char *err, size_t errlen)
 {
-    if (m > INT32_MAX / 2) {
-        snprintf(err, errlen, "text too long");
-        return -1;
-    }
+    if (m > INT32_MAX / 2)
+        return set_err(err, errlen, "text too long");
     if (m > s->syms_cap) {
         bpe_sym *ns = realloc(s->syms, m * sizeof *ns);
         if (!ns)
@@ -273,12 +270,10 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
     for (int32_t k = 0; k >= 0; k = s->syms[k].next) {
         int32_t id;
         if (!tok_map_get(&t->vocab, s->word.v + s->syms[k].start, s->syms[k].len, &id)) {
-            if (t->unk_id < 0) {
-                snprintf(err, errlen, "token \"%.*s\" is not in the vocabulary and there "
-                         "is no unknown token", (int)s->syms[k].len,
-                         s->word.v + s->syms[k].start);
-                return -1;
-            }
+            if (t->unk_id < 0)
+                return set_err(err, errlen, "token \"%.*s\" is not in the vocabulary and there "
+                               "is no unknown token", (int)s->syms[k].len,
+                               s->word.v + s->syms[k].start);
             id = t->unk_id;
         }
         if (tok_i32_push(out, id))
@@ -286,8 +281,7 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
     }
     return 0;
 oom:
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    return set_err(err, errlen, "out of memory");
 }
 
 int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
@@ -297,7 +291,7 @@ int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
     memset(&s, 0, sizeof s);
     int rc = 0;
     if (tok_utf8_decode(text, len, &s.cps, &s.offs)) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         rc = -1;
     }
     size_t i = 0, n = s.cps.n;
@@ -317,23 +311,17 @@ int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
 static int put_vocab(tokenizer *t, const json_value *vocab, const char *where, char *err,
                      size_t errlen)
 {
-    if (json_type_of(vocab) != JSON_OBJECT || json_len(vocab) == 0) {
-        snprintf(err, errlen, "%s: the vocabulary must be a non-empty object", where);
-        return -1;
-    }
+    if (json_type_of(vocab) != JSON_OBJECT || json_len(vocab) == 0)
+        return set_err(err, errlen, "%s: the vocabulary must be a non-empty object", where);
     for (size_t i = 0; i < json_len(vocab); i++) {
         size_t klen;
         const char *key = json_key_at(vocab, i, &klen);
         const json_value *v = json_at(vocab, i);
-        if (!json_is_int(v) || json_int(v) < 0 || json_int(v) > INT32_MAX - 1) {
-            snprintf(err, errlen, "%s: id of \"%.*s\" is not an integer in [0, 2^31-1)",
-                     where, (int)(klen > 64 ? 64 : klen), key);
-            return -1;
-        }
-        if (tok_map_put(&t->vocab, key, klen, (int32_t)json_int(v), NULL)) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+        if (!json_is_int(v) || json_int(v) < 0 || json_int(v) > INT32_MAX - 1)
+            return set_err(err, errlen, "%s: id of \"%.*s\" is not an integer in [0, 2^31-1)",
+                           where, (int)(klen > 64 ? 64 : klen), key);
+        if (tok_map_put(&t->vocab, key, klen, (int32_t)json_int(v), NULL))
+            return set_err(err, errlen, "out of memory");
     }
     return 0;
 }
@@ -389,11 +377,11 @@ static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, si
                 p = q;
             }
             if (line - 1 > INT32_MAX - 1) {
-                snprintf(err, errlen, "merges.txt: too many lines");
+                set_err(err, errlen, "merges.txt: too many lines");
                 rc = -1;
             } else if (nf == 2 && put_merge(t, buf + fs[0], fe[0] - fs[0], buf + fs[1],
                                              fe[1] - fs[1], (int32_t)(line - 1), &key)) {
-                snprintf(err, errlen, "out of memory");
+                set_err(err, errlen, "out of memory");
                 rc = -1;
             }
         }
@@ -411,28 +399,18 @@ static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size
     const json_value *v = json_get(cfg, "add_prefix_space");
     if (json_type_of(v) == JSON_BOOL)
         t->add_prefix_space = json_bool(v);
-    else if (json_type_of(v) != JSON_MISSING && json_type_of(v) != JSON_NULL) {
-        snprintf(err, errlen, "tokenizer_config.json: add_prefix_space must be a boolean");
-        return -1;
-    }
+    else if (json_type_of(v) != JSON_MISSING && json_type_of(v) != JSON_NULL)
+        return set_err(err, errlen, "tokenizer_config.json: add_prefix_space must be a boolean");
     return 0;
 }
 
 int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
 {
-    char *buf;
-    size_t len;
-    int r = tok_read_file(dir, "vocab.json", &buf, &len, err, errlen);
+    json_value *vocab;
+    int r = tok_read_json(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &vocab, err, errlen);
     if (r <= 0) {
         if (r == 0)
-            snprintf(err, errlen, "%s/vocab.json: not found", dir);
-        return -1;
-    }
-    char jerr[256];
-    json_value *vocab = json_parse(buf, len, BPE_JSON_MAX_DEPTH, jerr, sizeof jerr);
-    free(buf);
-    if (!vocab) {
-        snprintf(err, errlen, "%s/vocab.json: %s", dir, jerr);
+            set_err(err, errlen, "%s/vocab.json: not found", dir);
         return -1;
     }
     int rc = put_vocab(t, vocab, "vocab.json", err, errlen);
@@ -440,15 +418,17 @@ int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *e
     if (rc)
         return -1;
 
-    r = tok_read_file(dir, "merges.txt", &buf, &len, err, errlen);
+    char *buf;
+    size_t len;
+    r = tok_read_file(dir, "merges.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
         if (r == 0)
-            snprintf(err, errlen, "%s/merges.txt: not found", dir);
+            set_err(err, errlen, "%s/merges.txt: not found", dir);
         return -1;
     }
     size_t bad = tok_utf8_invalid_at(buf, len);
     if (bad < len) {
-        snprintf(err, errlen, "%s/merges.txt: invalid UTF-8 at byte %zu", dir, bad);
+        set_err(err, errlen, "%s/merges.txt: invalid UTF-8 at byte %zu", dir, bad);
         free(buf);
         return -1;
     }
@@ -476,33 +456,27 @@ int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_val
         !empty_or_null(json_get(model, "end_of_word_suffix")) ||
         json_bool(json_get(model, "byte_fallback")) ||
         json_bool(json_get(model, "ignore_merges"))) {
-        snprintf(err, errlen, "tokenizer.json: BPE with dropout, subword prefix/suffix, "
-                 "byte fallback or ignore_merges is not supported");
-        return -1;
+        return set_err(err, errlen, "tokenizer.json: BPE with dropout, subword prefix/suffix, "
+                       "byte fallback or ignore_merges is not supported");
     }
     const json_value *norm = json_get(root, "normalizer");
-    if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL) {
-        snprintf(err, errlen, "tokenizer.json: normalizers are not supported");
-        return -1;
-    }
+    if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
+        return set_err(err, errlen, "tokenizer.json: normalizers are not supported");
     const json_value *pre = json_get(root, "pre_tokenizer");
     const char *ptype = json_string(json_get(pre, "type"), NULL);
     const json_value *use_regex = json_get(pre, "use_regex");
     if (!ptype || strcmp(ptype, "ByteLevel") != 0 ||
         (json_type_of(use_regex) == JSON_BOOL && !json_bool(use_regex))) {
-        snprintf(err, errlen, "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
-                 "regex) is supported, not \"%s\"", ptype ? ptype : "none");
-        return -1;
+        return set_err(err, errlen, "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
+                       "regex) is supported, not \"%s\"", ptype ? ptype : "none");
     }
     t->add_prefix_space = json_bool(json_get(pre, "add_prefix_space"));
 
     if (put_vocab(t, json_get(model, "vocab"), "tokenizer.json", err, errlen))
         return -1;
     const json_value *merges = json_get(model, "merges");
-    if (json_type_of(merges) != JSON_ARRAY) {
-        snprintf(err, errlen, "tokenizer.json: model.merges must be an array");
-        return -1;
-    }
+    if (json_type_of(merges) != JSON_ARRAY)
+        return set_err(err, errlen, "tokenizer.json: model.merges must be an array");
     tok_bytes key = { 0 };
     int rc = 0;
     for (size_t i = 0; i < json_len(merges) && rc == 0; i++) {
@@ -525,10 +499,10 @@ int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_val
             b = json_string(json_at(m, 1), &blen);
         }
         if (!a || !b || alen == 0 || blen == 0 || i > INT32_MAX - 1) {
-            snprintf(err, errlen, "tokenizer.json: merge %zu is not a pair of tokens", i);
+            set_err(err, errlen, "tokenizer.json: merge %zu is not a pair of tokens", i);
             rc = -1;
         } else if (put_merge(t, a, alen, b, blen, (int32_t)i, &key)) {
-            snprintf(err, errlen, "out of memory");
+            set_err(err, errlen, "out of memory");
             rc = -1;
         }
     }

@@ -19,11 +19,11 @@
  * freezer_matrix_score reports is bit-for-bit the one the decision used. */
 #include "freeze.h"
 
+#include "errmsg.h"
 #include "rng.h"
 
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,21 +76,17 @@ double schedule_remaining_fraction(const aflo_freeze_config *c, long t) {
 /* ------------------------------------------------------------------ lifetime */
 
 static int config_check(const aflo_freeze_config *c, char *err, size_t errlen) {
-    if (!c) { snprintf(err, errlen, "freezer: config is NULL"); return -1; }
-    if (!(c->beta1 >= 0.0 && c->beta1 < 1.0)) {
-        snprintf(err, errlen, "freezer: beta1 must be in [0, 1), got %g", c->beta1); return -1;
-    }
-    if (!(c->beta2 >= 0.0 && c->beta2 < 1.0)) {
-        snprintf(err, errlen, "freezer: beta2 must be in [0, 1), got %g", c->beta2); return -1;
-    }
-    if (c->delta_t < 1) {
-        snprintf(err, errlen, "freezer: delta_t must be >= 1, got %d", c->delta_t); return -1;
-    }
-    if (c->total_steps < 0 || c->initial_steps < 0 || c->final_steps < 0) {
-        snprintf(err, errlen, "freezer: total/initial/final steps must be >= 0 (got %ld/%ld/%ld)",
-                 c->total_steps, c->initial_steps, c->final_steps);
-        return -1;
-    }
+    if (!c) return set_err(err, errlen, "freezer: config is NULL");
+    if (!(c->beta1 >= 0.0 && c->beta1 < 1.0))
+        return set_err(err, errlen, "freezer: beta1 must be in [0, 1), got %g", c->beta1);
+    if (!(c->beta2 >= 0.0 && c->beta2 < 1.0))
+        return set_err(err, errlen, "freezer: beta2 must be in [0, 1), got %g", c->beta2);
+    if (c->delta_t < 1)
+        return set_err(err, errlen, "freezer: delta_t must be >= 1, got %d", c->delta_t);
+    if (c->total_steps < 0 || c->initial_steps < 0 || c->final_steps < 0)
+        return set_err(err, errlen,
+                       "freezer: total/initial/final steps must be >= 0 (got %ld/%ld/%ld)",
+                       c->total_steps, c->initial_steps, c->final_steps);
     return 0;
 }
 
@@ -103,13 +99,13 @@ static float *state_alloc(size_t size) {
 aflo_freezer *freezer_create(const aflo_freeze_config *c, int n_matrices, const size_t *sizes,
                              const bool *trainable, char *err, size_t errlen) {
     if (config_check(c, err, errlen)) return NULL;
-    if (n_matrices < 0) { snprintf(err, errlen, "freezer: n_matrices < 0"); return NULL; }
+    if (n_matrices < 0) { set_err(err, errlen, "freezer: n_matrices < 0"); return NULL; }
     if (n_matrices > 0 && (!sizes || !trainable)) {
-        snprintf(err, errlen, "freezer: sizes/trainable are NULL"); return NULL;
+        set_err(err, errlen, "freezer: sizes/trainable are NULL"); return NULL;
     }
     for (int i = 0; i < n_matrices; i++) {
         if (trainable[i] && sizes[i] == 0) {
-            snprintf(err, errlen, "freezer: trainable matrix %d has no elements", i); return NULL;
+            set_err(err, errlen, "freezer: trainable matrix %d has no elements", i); return NULL;
         }
     }
 
@@ -137,7 +133,7 @@ aflo_freezer *freezer_create(const aflo_freeze_config *c, int n_matrices, const 
     }
     return f;
 oom:
-    snprintf(err, errlen, "freezer: out of memory");
+    set_err(err, errlen, "freezer: out of memory");
     freezer_free(f);
     return NULL;
 }
@@ -411,70 +407,57 @@ int freezer_save(const aflo_freezer *f, void *buf, size_t n) {
 
 int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t errlen) {
     const unsigned char *start = buf, *p = start;
-    if (!buf || n < blob_fixed_bytes(0)) {
-        snprintf(err, errlen, "freezer state: blob too short (%zu bytes)", n); return -1;
-    }
-    if (get_u32(&p) != FREEZER_BLOB_MAGIC) {
-        snprintf(err, errlen, "freezer state: bad magic"); return -1;
-    }
+    if (!buf || n < blob_fixed_bytes(0))
+        return set_err(err, errlen, "freezer state: blob too short (%zu bytes)", n);
+    if (get_u32(&p) != FREEZER_BLOB_MAGIC)
+        return set_err(err, errlen, "freezer state: bad magic");
     uint32_t version = get_u32(&p);
-    if (version != FREEZER_BLOB_VERSION) {
-        snprintf(err, errlen, "freezer state: unsupported version %u", version); return -1;
-    }
+    if (version != FREEZER_BLOB_VERSION)
+        return set_err(err, errlen, "freezer state: unsupported version %u", version);
     uint32_t nm = get_u32(&p);
-    if (nm != (uint32_t)f->n) {
-        snprintf(err, errlen, "freezer state: %u matrices, freezer has %d", nm, f->n); return -1;
-    }
-    if (n < blob_fixed_bytes(f->n)) {
-        snprintf(err, errlen, "freezer state: blob truncated"); return -1;
-    }
+    if (nm != (uint32_t)f->n)
+        return set_err(err, errlen, "freezer state: %u matrices, freezer has %d", nm, f->n);
+    if (n < blob_fixed_bytes(f->n))
+        return set_err(err, errlen, "freezer state: blob truncated");
     {   /* the checksum is the last 8 bytes, whatever the length claims */
         const unsigned char *q = start + n - BLOB_CHECKSUM_BYTES;
-        if (get_u64(&q) != fnv1a(start, n - BLOB_CHECKSUM_BYTES)) {
-            snprintf(err, errlen, "freezer state: checksum mismatch (corrupt or truncated)");
-            return -1;
-        }
+        if (get_u64(&q) != fnv1a(start, n - BLOB_CHECKSUM_BYTES))
+            return set_err(err, errlen, "freezer state: checksum mismatch (corrupt or truncated)");
     }
     p += 4;   /* reserved */
 
     unsigned char want[BLOB_CONFIG_BYTES], *w = want;
     put_config(&w, &f->cfg);
-    if (memcmp(p, want, sizeof want) != 0) {
-        snprintf(err, errlen, "freezer state: saved with a different freezing config"); return -1;
-    }
+    if (memcmp(p, want, sizeof want) != 0)
+        return set_err(err, errlen, "freezer state: saved with a different freezing config");
     p += sizeof want;
 
     int64_t window = get_i64(&p);
-    if (window < 0 || window > f->cfg.delta_t) {
-        snprintf(err, errlen, "freezer state: window count %lld out of range", (long long)window);
-        return -1;
-    }
+    if (window < 0 || window > f->cfg.delta_t)
+        return set_err(err, errlen, "freezer state: window count %lld out of range",
+                       (long long)window);
     const unsigned char *table = p;
     size_t expect = blob_fixed_bytes(f->n);
     for (int i = 0; i < f->n; i++) {
         uint64_t size = get_u64(&p);
         int64_t step = get_i64(&p);
         p += 8;   /* frozen score: any value */
-        if (size != f->sizes[i]) {
-            snprintf(err, errlen, "freezer state: matrix %d has %llu elements, expected %zu", i,
-                     (unsigned long long)size, f->sizes[i]);
-            return -1;
-        }
+        if (size != f->sizes[i])
+            return set_err(err, errlen,
+                           "freezer state: matrix %d has %llu elements, expected %zu", i,
+                           (unsigned long long)size, f->sizes[i]);
         bool never = f->frozen_step[i] == STEP_NEVER_TRAINED;
-        if (step < STEP_TRAINABLE || (step == STEP_NEVER_TRAINED) != never) {
-            snprintf(err, errlen, "freezer state: matrix %d frozen step %lld does not fit", i,
-                     (long long)step);
-            return -1;
-        }
+        if (step < STEP_TRAINABLE || (step == STEP_NEVER_TRAINED) != never)
+            return set_err(err, errlen, "freezer state: matrix %d frozen step %lld does not fit", i,
+                           (long long)step);
         if (step == STEP_TRAINABLE) expect += SCORE_ARRAYS * sizeof(float) * f->sizes[i];
     }
-    if (n != expect) {
-        snprintf(err, errlen, "freezer state: %zu bytes, expected %zu", n, expect); return -1;
-    }
+    if (n != expect)
+        return set_err(err, errlen, "freezer state: %zu bytes, expected %zu", n, expect);
 
     /* Allocate what the blob needs before touching f, so a failure leaves it as it was. */
     float **fresh = calloc((size_t)(f->n > 0 ? f->n : 1), sizeof *fresh);
-    if (!fresh) { snprintf(err, errlen, "freezer state: out of memory"); return -1; }
+    if (!fresh) return set_err(err, errlen, "freezer state: out of memory");
     p = table;
     for (int i = 0; i < f->n; i++) {
         p += 8;
@@ -485,8 +468,7 @@ int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t e
             if (!fresh[i]) {
                 for (int j = 0; j < i; j++) free(fresh[j]);
                 free(fresh);
-                snprintf(err, errlen, "freezer state: out of memory");
-                return -1;
+                return set_err(err, errlen, "freezer state: out of memory");
             }
         }
     }

@@ -16,6 +16,8 @@
  * out from the byte offset only then, so the happy path pays nothing for them. */
 #include "json.h"
 
+#include "errmsg.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -136,14 +138,13 @@ static int fail_at(parser *P, const unsigned char *pos, const char *fmt, ...) {
             col++;
         }
     }
-    int n = snprintf(P->err, P->errlen, "line %zu, column %zu (byte %zu): ", line, col,
-                     (size_t)(pos - P->start));
-    if (n >= 0 && (size_t)n < P->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(P->err + n, P->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    set_err(P->err, P->errlen, "line %zu, column %zu (byte %zu): ", line, col,
+            (size_t)(pos - P->start));
+    size_t n = strlen(P->err);   /* < errlen: the append below is at worst empty */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(P->err + n, P->errlen - n, fmt, ap);   /* appendf, from a va_list */
+    va_end(ap);
     return -1;
 }
 
@@ -585,17 +586,16 @@ json_value *json_parse(const char *text, size_t len, int max_depth, char *err, s
     if (err && errlen) err[0] = '\0';
     if (max_depth <= 0) max_depth = JSON_DEFAULT_MAX_DEPTH;
     if (max_depth > JSON_MAX_DEPTH_CEILING) {
-        if (err && errlen)
-            snprintf(err, errlen, "max_depth %d exceeds the ceiling %d", max_depth, JSON_MAX_DEPTH_CEILING);
+        set_err(err, errlen, "max_depth %d exceeds the ceiling %d", max_depth, JSON_MAX_DEPTH_CEILING);
         return NULL;
     }
     if (!text && len) {
-        if (err && errlen) snprintf(err, errlen, "NULL text");
+        set_err(err, errlen, "NULL text");
         return NULL;
     }
     json_doc *doc = calloc(1, sizeof *doc);
     if (!doc) {
-        if (err && errlen) snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         return NULL;
     }
     size_t first = len < ARENA_MAX_FIRST_BLOCK / 2 ? len * 2 : ARENA_MAX_FIRST_BLOCK;

@@ -23,6 +23,7 @@
  * being the physical line where the offending row starts. */
 #include "textdata.h"
 
+#include "errmsg.h"
 #include "json.h"
 
 #include <errno.h>
@@ -78,14 +79,15 @@ static int fail(loader *L, size_t line, const char *fmt, ...) __attribute__((for
 
 static int fail(loader *L, size_t line, const char *fmt, ...) {
     if (!L->err || L->errlen == 0) return -1;
-    int n = line ? snprintf(L->err, L->errlen, "%s:%zu: ", L->name, line)
-                 : snprintf(L->err, L->errlen, "%s: ", L->name);
-    if (n >= 0 && (size_t)n < L->errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(L->err + n, L->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    if (line)
+        set_err(L->err, L->errlen, "%s:%zu: ", L->name, line);
+    else
+        set_err(L->err, L->errlen, "%s: ", L->name);
+    size_t n = strlen(L->err);   /* < errlen: the append below is at worst empty */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(L->err + n, L->errlen - n, fmt, ap);   /* appendf, from a va_list */
+    va_end(ap);
     return -1;
 }
 
@@ -911,26 +913,24 @@ done:
 /* Read a whole file, refusing more than max bytes; *out gets len + 1 bytes. */
 static int read_file(const char *path, size_t max, char **out, size_t *out_len, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    if (fd < 0)
+        return set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        set_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s: is a directory", path);
+        set_err(err, errlen, "%s: is a directory", path);
         close(fd);
         return -1;
     }
     size_t cap = READ_CHUNK;
     if (S_ISREG(st.st_mode)) {
         if ((uintmax_t)st.st_size > (uintmax_t)max) {
-            snprintf(err, errlen, "%s: file is %jd bytes, larger than the limit of %zu bytes", path,
-                     (intmax_t)st.st_size, max);
+            set_err(err, errlen, "%s: file is %jd bytes, larger than the limit of %zu bytes", path,
+                    (intmax_t)st.st_size, max);
             close(fd);
             return -1;
         }
@@ -952,7 +952,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
         ssize_t r = read(fd, buf + used, cap - used);
         if (r < 0) {
             if (errno == EINTR) continue;
-            snprintf(err, errlen, "%s: read failed: %s", path, strerror(errno));
+            set_err(err, errlen, "%s: read failed: %s", path, strerror(errno));
             free(buf);
             close(fd);
             return -1;
@@ -963,7 +963,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
     }
     close(fd);
     if (used > max) {
-        snprintf(err, errlen, "%s: file is larger than the limit of %zu bytes", path, max);
+        set_err(err, errlen, "%s: file is larger than the limit of %zu bytes", path, max);
         free(buf);
         return -1;
     }
@@ -971,7 +971,7 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
     *out_len = used;
     return 0;
 oom:
-    snprintf(err, errlen, "%s: out of memory reading the file", path);
+    set_err(err, errlen, "%s: out of memory reading the file", path);
     free(buf);
     close(fd);
     return -1;
@@ -980,14 +980,12 @@ oom:
 int textdata_load(const char *path, const textdata_spec *spec, textdata *out, char *err, size_t errlen) {
     if (!out) return -1;
     textdata_zero(out);
-    if (!path || !spec) {
-        snprintf(err, errlen, "textdata_load: no path or spec");
-        return -1;
-    }
+    if (!path || !spec)
+        return set_err(err, errlen, "textdata_load: no path or spec");
     size_t max = spec->max_bytes ? spec->max_bytes : TEXTDATA_DEFAULT_MAX_BYTES;
     if (max >= SIZE_MAX - 2) max = SIZE_MAX - 3;   /* keep max + 2 representable */
-    char *buf;
-    size_t len;
+    char *buf = NULL;   /* gcc cannot see that read_file's set_err path returns -1 */
+    size_t len = 0;
     if (read_file(path, max, &buf, &len, err, errlen)) return -1;
     return load_owned(buf, len, path, spec, out, err, errlen);
 }
@@ -996,21 +994,15 @@ int textdata_load_buffer(const char *data, size_t len, const char *name, const t
                          textdata *out, char *err, size_t errlen) {
     if (!out) return -1;
     textdata_zero(out);
-    if (!spec || (!data && len)) {
-        snprintf(err, errlen, "textdata_load_buffer: no data or spec");
-        return -1;
-    }
+    if (!spec || (!data && len))
+        return set_err(err, errlen, "textdata_load_buffer: no data or spec");
     if (!name) name = "<buffer>";
     size_t max = spec->max_bytes ? spec->max_bytes : TEXTDATA_DEFAULT_MAX_BYTES;
-    if (len > max) {
-        snprintf(err, errlen, "%s: %zu bytes, larger than the limit of %zu bytes", name, len, max);
-        return -1;
-    }
+    if (len > max)
+        return set_err(err, errlen, "%s: %zu bytes, larger than the limit of %zu bytes", name, len, max);
     char *buf = malloc(len + 1);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory copying %zu bytes", name, len);
-        return -1;
-    }
+    if (!buf)
+        return set_err(err, errlen, "%s: out of memory copying %zu bytes", name, len);
     if (len) memcpy(buf, data, len);
     return load_owned(buf, len, name, spec, out, err, errlen);
 }

@@ -1,5 +1,8 @@
-/* tokenizer.c — loading a Hugging Face tokenizer folder and building model
- * input; the parts WordPiece and BPE share.
+/* tokenizer.c — the tokenizer front end: loading a Hugging Face tokenizer
+ * folder, special and added tokens, and building model input. The two
+ * algorithms (wordpiece.c, bpe.c) are reached through tokenizer_internal.h;
+ * the utilities all three use (arrays, hash map, UTF-8, file reading) are in
+ * tokutil.c.
  *
  * Loading: the file set decides the kind (see tokenizer.h); the algorithm
  * file (wordpiece.c / bpe.c) reads its vocabulary into t->vocab, then this
@@ -20,6 +23,7 @@
  * sequence is tokenized only until it has `budget` tokens: a megabyte of text
  * costs no more than its first few hundred words. */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,358 +32,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "errmsg.h"
 #include "unicode_tables.h"
 
-/* Maximum load factor of the hash map: 7/10. */
-#define MAP_LOAD_NUM 7
-#define MAP_LOAD_DEN 10
-#define MAP_MIN_CAP 64
-/* Nesting depth accepted in tokenizer JSON files (tokenizer.json nests ~5). */
-#define TOK_JSON_MAX_DEPTH 32
-
 /* ------------------------------------------------------------------ */
-/* Growable arrays                                                      */
-
-static int grow(void **v, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t nc = *cap ? *cap : 16;
-    while (nc < need) {
-        if (nc > SIZE_MAX / 2 / elem)
-            return -1;
-        nc *= 2;
-    }
-    void *p = realloc(*v, nc * elem);
-    if (!p)
-        return -1;
-    *v = p;
-    *cap = nc;
-    return 0;
-}
-
-int tok_i32_push(tok_i32vec *a, int32_t x)
-{
-    if (grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v))
-        return -1;
-    a->v[a->n++] = x;
-    return 0;
-}
-
-int tok_u32_reserve(tok_u32vec *a, size_t extra)
-{
-    if (extra > SIZE_MAX - a->n)
-        return -1;
-    return grow((void **)&a->v, &a->cap, a->n + extra, sizeof *a->v);
-}
-
-int tok_u32_push(tok_u32vec *a, uint32_t x)
-{
-    if (grow((void **)&a->v, &a->cap, a->n + 1, sizeof *a->v))
-        return -1;
-    a->v[a->n++] = x;
-    return 0;
-}
-
-int tok_bytes_append(tok_bytes *b, const char *s, size_t n)
-{
-    if (n > SIZE_MAX - b->n - 1 || grow((void **)&b->v, &b->cap, b->n + n + 1, 1))
-        return -1;
-    if (n)
-        memcpy(b->v + b->n, s, n);
-    b->n += n;
-    b->v[b->n] = '\0';
-    return 0;
-}
-
-int tok_bytes_put_cp(tok_bytes *b, uint32_t cp)
-{
-    char u[4];
-    size_t k;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        k = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        k = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        k = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        k = 4;
-    }
-    return tok_bytes_append(b, u, k);
-}
-
-/* ------------------------------------------------------------------ */
-/* String -> int32 hash map (open addressing, linear probing)           */
-
-struct tok_map_slot {
-    uint64_t hash;
-    size_t off;         /* key offset in pool; SIZE_MAX = empty slot */
-    size_t len;
-    int32_t value;
-};
-
-static uint64_t hash_bytes(const char *s, size_t n)
-{
-    /* FNV-1a, 64-bit: simple, and the keys are not adversarial enough
-     * (vocabulary files we load) to need a keyed hash. */
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-static int map_rehash(tok_map *m, size_t ncap)
-{
-    tok_map_slot *ns = malloc(ncap * sizeof *ns);
-    if (!ns)
-        return -1;
-    for (size_t i = 0; i < ncap; i++)
-        ns[i].off = SIZE_MAX;
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].off == SIZE_MAX)
-            continue;
-        size_t j = (size_t)m->slots[i].hash & (ncap - 1);
-        while (ns[j].off != SIZE_MAX)
-            j = (j + 1) & (ncap - 1);
-        ns[j] = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = ns;
-    m->cap = ncap;
-    return 0;
-}
-
-static size_t map_find(const tok_map *m, const char *s, size_t len, uint64_t h)
-{
-    size_t j = (size_t)h & (m->cap - 1);
-    while (m->slots[j].off != SIZE_MAX) {
-        const tok_map_slot *sl = &m->slots[j];
-        if (sl->hash == h && sl->len == len && memcmp(m->pool + sl->off, s, len) == 0)
-            return j;
-        j = (j + 1) & (m->cap - 1);
-    }
-    return j;   /* the empty slot where s would go */
-}
-
-int tok_map_put(tok_map *m, const char *s, size_t len, int32_t value, size_t *key_off)
-{
-    if (m->cap == 0 || (m->count + 1) * MAP_LOAD_DEN > m->cap * MAP_LOAD_NUM) {
-        size_t ncap = m->cap ? m->cap * 2 : MAP_MIN_CAP;
-        if (ncap < m->cap || map_rehash(m, ncap))
-            return -1;
-    }
-    uint64_t h = hash_bytes(s, len);
-    size_t j = map_find(m, s, len, h);
-    tok_map_slot *sl = &m->slots[j];
-    if (sl->off != SIZE_MAX) {
-        sl->value = value;
-        if (key_off)
-            *key_off = sl->off;
-        return 0;
-    }
-    if (len > SIZE_MAX - m->pool_len - 1 ||
-        grow((void **)&m->pool, &m->pool_cap, m->pool_len + len + 1, 1))
-        return -1;
-    memcpy(m->pool + m->pool_len, s, len);
-    m->pool[m->pool_len + len] = '\0';
-    sl->hash = h;
-    sl->off = m->pool_len;
-    sl->len = len;
-    sl->value = value;
-    if (key_off)
-        *key_off = m->pool_len;
-    m->pool_len += len + 1;
-    m->count++;
-    return 0;
-}
-
-int tok_map_get(const tok_map *m, const char *s, size_t len, int32_t *value)
-{
-    if (m->cap == 0)
-        return 0;
-    size_t j = map_find(m, s, len, hash_bytes(s, len));
-    if (m->slots[j].off == SIZE_MAX)
-        return 0;
-    *value = m->slots[j].value;
-    return 1;
-}
-
-void tok_map_free(tok_map *m)
-{
-    free(m->pool);
-    free(m->slots);
-    memset(m, 0, sizeof *m);
-}
-
-/* ------------------------------------------------------------------ */
-/* UTF-8                                                                */
-
-/* Length of the well-formed sequence at s[i], or 0 (RFC 3629 table:
- * no overlongs, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n, size_t i)
-{
-    unsigned char c = s[i];
-    if (c < 0x80)
-        return 1;
-    size_t k;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        k = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        k = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        k = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n - i < k)
-        return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi)
-        return 0;
-    for (size_t j = 2; j < k; j++)
-        if (s[i + j] < 0x80 || s[i + j] > 0xBF)
-            return 0;
-    return k;
-}
-
-size_t tok_utf8_invalid_at(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t k = utf8_seq_len(u, n, i);
-        if (k == 0)
-            return i;
-        i += k;
-    }
-    return n;
-}
-
-uint32_t tok_utf8_next(const char *s, size_t n, size_t *i)
-{
-    const unsigned char *u = (const unsigned char *)s + *i;
-    (void)n;
-    uint32_t c = u[0];
-    if (c < 0x80) {
-        *i += 1;
-        return c;
-    }
-    if (c < 0xE0) {
-        *i += 2;
-        return ((c & 0x1F) << 6) | (u[1] & 0x3F);
-    }
-    if (c < 0xF0) {
-        *i += 3;
-        return ((c & 0x0F) << 12) | ((uint32_t)(u[1] & 0x3F) << 6) | (u[2] & 0x3F);
-    }
-    *i += 4;
-    return ((c & 0x07) << 18) | ((uint32_t)(u[1] & 0x3F) << 12) |
-           ((uint32_t)(u[2] & 0x3F) << 6) | (u[3] & 0x3F);
-}
-
-int tok_utf8_decode(const char *s, size_t n, tok_u32vec *cps, tok_u32vec *offs)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (offs && tok_u32_push(offs, (uint32_t)i))
-            return -1;
-        if (tok_u32_push(cps, tok_utf8_next(s, n, &i)))
-            return -1;
-    }
-    if (offs && tok_u32_push(offs, (uint32_t)n))
-        return -1;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* Files and config                                                     */
-
-int tok_read_file(const char *dir, const char *name, char **buf, size_t *len,
-                  char *err, size_t errlen)
-{
-    char path[PATH_MAX];
-    int pn = snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (pn < 0 || (size_t)pn >= sizeof path) {
-        snprintf(err, errlen, "path too long: %s/%s", dir, name);
-        return -1;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return 0;
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        fclose(f);
-        return -1;
-    }
-    if ((unsigned long long)st.st_size > TOKENIZER_MAX_FILE_BYTES) {
-        snprintf(err, errlen, "%s: %lld bytes, more than the %zu accepted", path,
-                 (long long)st.st_size, TOKENIZER_MAX_FILE_BYTES);
-        fclose(f);
-        return -1;
-    }
-    size_t size = (size_t)st.st_size;
-    char *b = malloc(size + 1);
-    if (!b) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        fclose(f);
-        return -1;
-    }
-    size_t got = fread(b, 1, size, f);
-    int rerr = ferror(f);
-    fclose(f);
-    if (got != size || rerr) {
-        snprintf(err, errlen, "%s: read failed", path);
-        free(b);
-        return -1;
-    }
-    b[size] = '\0';
-    *buf = b;
-    *len = size;
-    return 1;
-}
-
-/* Parse an optional JSON file: 1 parsed, 0 absent, -1 error. */
-static int read_json_file(const char *dir, const char *name, json_value **out,
-                          char *err, size_t errlen)
-{
-    char *buf;
-    size_t len;
-    int r = tok_read_file(dir, name, &buf, &len, err, errlen);
-    if (r <= 0)
-        return r;
-    char jerr[256];
-    *out = json_parse(buf, len, TOK_JSON_MAX_DEPTH, jerr, sizeof jerr);
-    free(buf);
-    if (!*out) {
-        snprintf(err, errlen, "%s/%s: %s", dir, name, jerr);
-        return -1;
-    }
-    return 1;
-}
+/* Special and added tokens                                             */
 
 /* A special token name: "[CLS]" or {"content": "[CLS]", ...} (the
  * AddedToken serialisation). NULL when absent or null. */
@@ -392,9 +49,6 @@ static const char *token_name(const json_value *obj, const char *key, size_t *le
         return NULL;
     return json_string(v, len);
 }
-
-/* ------------------------------------------------------------------ */
-/* Special and added tokens                                             */
 
 static int added_find(const tokenizer *t, const char *s, size_t len)
 {
@@ -428,14 +82,10 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
 {
     size_t clen;
     const char *c = json_string(json_get(e, "content"), &clen);
-    if (!c || clen == 0 || id < 0 || id > INT32_MAX - 1) {
-        snprintf(err, errlen, "%s: added token without content or with a bad id", where);
-        return -1;
-    }
-    if (tok_utf8_invalid_at(c, clen) < clen) {
-        snprintf(err, errlen, "%s: added token is not valid UTF-8", where);
-        return -1;
-    }
+    if (!c || clen == 0 || id < 0 || id > INT32_MAX - 1)
+        return set_err(err, errlen, "%s: added token without content or with a bad id", where);
+    if (tok_utf8_invalid_at(c, clen) < clen)
+        return set_err(err, errlen, "%s: added token is not valid UTF-8", where);
     bool ls = json_bool(json_get(e, "lstrip")), rs = json_bool(json_get(e, "rstrip"));
     int k = added_find(t, c, clen);
     if (k >= 0) {
@@ -444,10 +94,8 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
         t->added[k].rstrip = rs;
         return 0;
     }
-    if (added_push(t, c, clen, (int32_t)id, ls, rs)) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (added_push(t, c, clen, (int32_t)id, ls, rs))
+        return set_err(err, errlen, "out of memory");
     return 0;
 }
 
@@ -461,11 +109,9 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
             char *end;
             errno = 0;
             long long id = strtoll(key, &end, 10);
-            if (errno || end == key || *end != '\0') {
-                snprintf(err, errlen, "tokenizer_config.json: added_tokens_decoder key "
-                         "\"%s\" is not an id", key);
-                return -1;
-            }
+            if (errno || end == key || *end != '\0')
+                return set_err(err, errlen, "tokenizer_config.json: added_tokens_decoder key "
+                               "\"%s\" is not an id", key);
             if (add_entry(t, json_at(dec, i), id, "tokenizer_config.json", err, errlen))
                 return -1;
         }
@@ -519,17 +165,13 @@ static int resolve_special(tokenizer *t, const json_value *cfg, const json_value
             if (k >= 0)
                 id = t->added[k].id;
             else if (tok_map_get(&t->vocab, name, len, &id)) {
-                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false)) {
-                    snprintf(err, errlen, "out of memory");
-                    return -1;
-                }
+                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false))
+                    return set_err(err, errlen, "out of memory");
             }
         }
-        if (id < 0 && sp->required) {
-            snprintf(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
-                     (int)(len > 64 ? 64 : len), name ? name : "");
-            return -1;
-        }
+        if (id < 0 && sp->required)
+            return set_err(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
+                           (int)(len > 64 ? 64 : len), name ? name : "");
         *sp->slot = id;
     }
     return 0;
@@ -555,33 +197,24 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
         if (t->added[i].id > maxid)
             maxid = t->added[i].id;
     }
-    for (size_t i = 0; i < t->vocab.cap; i++) {
-        const tok_map_slot *sl = &t->vocab.slots[i];
-        if (sl->off == SIZE_MAX)
-            continue;
-        if (sl->value > maxid)
-            maxid = sl->value;
-        if (sl->len > t->max_token_bytes)
-            t->max_token_bytes = sl->len;
+    tok_map_entry e;
+    for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);) {
+        if (e.value > maxid)
+            maxid = e.value;
+        if (e.len > t->max_token_bytes)
+            t->max_token_bytes = e.len;
     }
-    if (maxid + 1 > TOKENIZER_MAX_VOCAB) {
-        snprintf(err, errlen, "token id %lld is beyond the supported vocabulary size %d",
-                 (long long)maxid, TOKENIZER_MAX_VOCAB);
-        return -1;
-    }
+    if (maxid + 1 > TOKENIZER_MAX_VOCAB)
+        return set_err(err, errlen, "token id %lld is beyond the supported vocabulary size %d",
+                       (long long)maxid, TOKENIZER_MAX_VOCAB);
     t->vocab_size = (int32_t)(maxid + 1);
     t->id_key_off = malloc((size_t)(maxid + 1) * sizeof *t->id_key_off + 1);
-    if (!t->id_key_off) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!t->id_key_off)
+        return set_err(err, errlen, "out of memory");
     for (int64_t i = 0; i <= maxid; i++)
         t->id_key_off[i] = SIZE_MAX;
-    for (size_t i = 0; i < t->vocab.cap; i++) {
-        const tok_map_slot *sl = &t->vocab.slots[i];
-        if (sl->off != SIZE_MAX)
-            t->id_key_off[sl->value] = sl->off;
-    }
+    for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);)
+        t->id_key_off[e.value] = e.off;
     return 0;
 }
 
@@ -590,12 +223,14 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
     tokenizer *t = calloc(1, sizeof *t);
     json_value *cfg = NULL, *stm = NULL, *tj = NULL;
     if (!t) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         return NULL;
     }
     t->cls_id = t->sep_id = t->pad_id = t->unk_id = -1;
-    if (read_json_file(dir, "tokenizer_config.json", &cfg, err, errlen) < 0 ||
-        read_json_file(dir, "special_tokens_map.json", &stm, err, errlen) < 0)
+    if (tok_read_json(dir, "tokenizer_config.json", TOKENIZER_MAX_FILE_BYTES, &cfg, err,
+                      errlen) < 0 ||
+        tok_read_json(dir, "special_tokens_map.json", TOKENIZER_MAX_FILE_BYTES, &stm, err,
+                      errlen) < 0)
         goto fail;
 
     char path[PATH_MAX];
@@ -610,19 +245,19 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
         t->kind = TOKENIZER_BPE;
         rc = bpe_load_files(t, dir, cfg, err, errlen);
     } else {
-        int r = read_json_file(dir, "tokenizer.json", &tj, err, errlen);
+        int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, &tj, err, errlen);
         if (r < 0)
             goto fail;
         if (r == 0) {
-            snprintf(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
-                     "vocab.json + merges.txt, or tokenizer.json)", dir);
+            set_err(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
+                    "vocab.json + merges.txt, or tokenizer.json)", dir);
             goto fail;
         }
         size_t tl;
         const char *type = json_string(json_get(json_get(tj, "model"), "type"), &tl);
         if (!type || strcmp(type, "BPE") != 0) {
-            snprintf(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
-                     "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
+            set_err(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
+                    "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
             goto fail;
         }
         t->kind = TOKENIZER_BPE;
@@ -668,7 +303,7 @@ typedef struct { piece *v; size_t n, cap; } piece_vec;
 
 static int piece_push(piece_vec *p, size_t start, size_t end, int added)
 {
-    if (grow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v))
+    if (tok_grow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v))
         return -1;
     p->v[p->n++] = (piece){ start, end, added };
     return 0;
@@ -715,10 +350,8 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
                            tok_i32vec *out, const char *which, char *err, size_t errlen)
 {
     size_t bad = tok_utf8_invalid_at(s, n);
-    if (bad < n) {
-        snprintf(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
-        return -1;
-    }
+    if (bad < n)
+        return set_err(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
     if (cap == 0)
         return 0;
 
@@ -729,10 +362,8 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         size_t i = 0;
         if (!(uni_flags(tok_utf8_next(s, n, &i)) & UNI_PY_SPACE)) {
             prefixed = malloc(n + 1);
-            if (!prefixed) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
+            if (!prefixed)
+                return set_err(err, errlen, "out of memory");
             prefixed[0] = ' ';
             memcpy(prefixed + 1, s, n);
             s = prefixed;
@@ -759,7 +390,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
     if (rc == 0 && plain < n)
         rc = piece_push(&pv, plain, n, -1);
     if (rc) {
-        snprintf(err, errlen, "out of memory");
+        set_err(err, errlen, "out of memory");
         goto done;
     }
     for (size_t p = 0; p < pv.n; p++) {
@@ -775,7 +406,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         const piece *pc = &pv.v[p];
         if (pc->added >= 0) {
             if (tok_i32_push(out, t->added[pc->added].id)) {
-                snprintf(err, errlen, "out of memory");
+                set_err(err, errlen, "out of memory");
                 rc = -1;
             }
         } else if (pc->end > pc->start) {
@@ -807,15 +438,11 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
     bool pair = text_b != NULL;
     int nspecial = tokenizer_num_special_tokens(t, pair);
     *len = 0;
-    if (!text_a) {
-        snprintf(err, errlen, "text_a is NULL");
-        return -1;
-    }
-    if (max_len < nspecial) {
-        snprintf(err, errlen, "max_len %d leaves no room for the %d special tokens",
-                 max_len, nspecial);
-        return -1;
-    }
+    if (!text_a)
+        return set_err(err, errlen, "text_a is NULL");
+    if (max_len < nspecial)
+        return set_err(err, errlen, "max_len %d leaves no room for the %d special tokens",
+                       max_len, nspecial);
     size_t budget = (size_t)(max_len - nspecial);
     tok_i32vec a = { 0 }, b = { 0 };
     int rc = encode_sequence(t, text_a, len_a, budget, &a, "text_a", err, errlen);

@@ -23,11 +23,12 @@
  * the tokenizer stays const and thread-safe. Normalisation forms are the
  * UAX #15 algorithms over the generated tables (unicode_tables.c). */
 #include "tokenizer_internal.h"
+#include "tokutil.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "unicode_tables.h"
 
 /* Hangul syllable arithmetic (Unicode ch. 3.12). */
@@ -409,7 +410,7 @@ int wordpiece_tokenize(const tokenizer *t, const char *text, size_t len, size_t 
     rc = 0;
     goto done;
 oom:
-    snprintf(err, errlen, "out of memory");
+    set_err(err, errlen, "out of memory");
 done:
     scratch_free(&s);
     return rc;
@@ -440,31 +441,28 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
     int chinese = cfg_bool(cfg, "tokenize_chinese_chars", 1);
     int strip = cfg_bool(cfg, "strip_accents", -1);
     int basic = cfg_bool(cfg, "do_basic_tokenize", 1);
-    if (lower == -2 || chinese == -2 || strip == -2 || basic == -2) {
-        snprintf(err, errlen, "%s/tokenizer_config.json: do_lower_case, strip_accents, "
-                 "tokenize_chinese_chars and do_basic_tokenize must be booleans", dir);
-        return -1;
-    }
-    if (!basic) {
-        snprintf(err, errlen, "%s/tokenizer_config.json: do_basic_tokenize = false is "
-                 "not supported", dir);
-        return -1;
-    }
+    if (lower == -2 || chinese == -2 || strip == -2 || basic == -2)
+        return set_err(err, errlen, "%s/tokenizer_config.json: do_lower_case, strip_accents, "
+                       "tokenize_chinese_chars and do_basic_tokenize must be booleans", dir);
+    if (!basic)
+        return set_err(err, errlen, "%s/tokenizer_config.json: do_basic_tokenize = false is "
+                       "not supported", dir);
     t->do_lower_case = lower;
     t->tokenize_chinese_chars = chinese;
     t->strip_accents = strip;
 
     char *buf;
     size_t len;
-    int r = tok_read_file(dir, "vocab.txt", &buf, &len, err, errlen);
+    int r = tok_read_file(dir, "vocab.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
+                          errlen);
     if (r <= 0) {
         if (r == 0)
-            snprintf(err, errlen, "%s/vocab.txt: not found", dir);
+            set_err(err, errlen, "%s/vocab.txt: not found", dir);
         return -1;
     }
     size_t bad = tok_utf8_invalid_at(buf, len);
     if (bad < len) {
-        snprintf(err, errlen, "%s/vocab.txt: invalid UTF-8 at byte %zu", dir, bad);
+        set_err(err, errlen, "%s/vocab.txt: invalid UTF-8 at byte %zu", dir, bad);
         free(buf);
         return -1;
     }
@@ -479,12 +477,12 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
         while (j < len && buf[j] != '\n' && buf[j] != '\r')
             j++;
         if (index > INT32_MAX - 1) {
-            snprintf(err, errlen, "%s/vocab.txt: too many lines", dir);
+            set_err(err, errlen, "%s/vocab.txt: too many lines", dir);
             rc = -1;
             break;
         }
         if (tok_map_put(&t->vocab, buf + i, j - i, (int32_t)index, NULL)) {
-            snprintf(err, errlen, "out of memory");
+            set_err(err, errlen, "out of memory");
             rc = -1;
             break;
         }
@@ -495,7 +493,7 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
     }
     free(buf);
     if (rc == 0 && index == 0) {
-        snprintf(err, errlen, "%s/vocab.txt: empty", dir);
+        set_err(err, errlen, "%s/vocab.txt: empty", dir);
         rc = -1;
     }
     return rc;
