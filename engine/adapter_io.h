@@ -20,6 +20,17 @@
  * labels, metrics and the step at which each projection froze. Importing
  * checks all of it against the model before copying a single value.
  *
+ * How the training text was read (its columns, header and file format) is
+ * kept with the adapter in both forms — the native file's "inputs" metadata
+ * and aflorad.json beside the PEFT files — so prediction reads the same kind
+ * of file (GLUE's dev.tsv, a header-less CoLA file, a sentence pair) without
+ * being told again.
+ *
+ * Method full also exports the whole fine-tuned model as a Hugging Face
+ * folder (config.json with its labels, model.safetensors under transformers'
+ * names, the base model's tokenizer files, aflorad.json): usable as a base
+ * model and by transformers' AutoModelForSequenceClassification.
+ *
  * Writes are atomic: the native file via the safetensors writer (tmp + fsync
  * + rename); a PEFT folder is assembled in a sibling temporary directory and
  * swapped in with one rename (renameat2 RENAME_EXCHANGE when replacing an
@@ -31,11 +42,46 @@
 #include <stddef.h>
 
 #include "model.h"
+#include "textdata.h"
 
 #define ADAPTER_NATIVE_FORMAT "aflorad-adapter"
 #define ADAPTER_NATIVE_VERSION "1"
 #define PEFT_CONFIG_FILE "adapter_config.json"
 #define PEFT_WEIGHTS_FILE "adapter_model.safetensors"
+/* aflorad's notes beside the PEFT files and in a full model folder. */
+#define ADAPTER_INPUTS_FILE "aflorad.json"
+#define HF_CONFIG_FILE "config.json"
+#define HF_WEIGHTS_FILE "model.safetensors"
+/* A column name as the job spec allows it (4096 bytes) and its NUL. */
+#define ADAPTER_FIELD_NAME_MAX 4097
+
+/* One text column of the training data: by header/key name or by 0-based
+ * column index (header-less TSV/CSV). */
+typedef struct {
+    bool by_index;
+    int index;
+    char name[ADAPTER_FIELD_NAME_MAX];
+} adapter_text_field;
+
+/* How the training file's text was read. */
+typedef struct {
+    int n_fields;                  /* 1: single text, 2: a pair; 0: not recorded */
+    adapter_text_field fields[2];
+    bool has_header;               /* TSV/CSV: the first row named the columns */
+    textdata_format format;        /* TEXTDATA_AUTO when not known */
+} adapter_inputs;
+
+/* {"text_fields": ["sentence"] or [3, 4], "has_header": true, "format": "tsv"}
+ * (format left out when unknown); malloc'd, NULL when out of memory or when
+ * in has no fields. */
+char *adapter_inputs_json(const adapter_inputs *in);
+/* Parse that object (strict: known keys, 1 or 2 fields, names or indices);
+ * `where` names the source in messages. */
+int adapter_inputs_parse(const char *json, size_t len, const char *where, adapter_inputs *out,
+                         char *err, size_t errlen);
+/* dir/aflorad.json's inputs; 0 with n_fields 0 when the folder has no such
+ * file (a PEFT folder made elsewhere). */
+int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, size_t errlen);
 
 /* What the caller knows about the job that the model does not. Every field
  * may be NULL / zero. */
@@ -47,13 +93,15 @@ typedef struct {
      * wrapper around trainer_frozen_step). NULL: no freezing information. */
     long (*frozen_step)(const void *ctx, const aflo_param *p);
     const void *frozen_ctx;
+    const adapter_inputs *inputs;    /* how the training text was read, or NULL */
 } adapter_export_info;
 
 /* ---- PEFT ----------------------------------------------------------------- */
 
-/* Write dir/adapter_config.json and dir/adapter_model.safetensors. The model
- * type must be bert or a RoBERTa family type (the key layout differs). An
- * existing dir is replaced only when it holds nothing but those two files. */
+/* Write dir/adapter_config.json and dir/adapter_model.safetensors (and
+ * dir/aflorad.json when info has inputs). The model type must be bert or a
+ * RoBERTa family type (the key layout differs). An existing dir is replaced
+ * only when it holds nothing but those files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen);
 
@@ -93,6 +141,7 @@ typedef struct {
     char *labels_json;     /* JSON array of label names */
     char *metrics_json;    /* JSON text, "null" when none was given */
     char *frozen_json;     /* JSON object: projection name -> step or null */
+    adapter_inputs inputs; /* n_fields 0 when the file does not record them */
 } adapter_native_meta;
 
 int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err, size_t errlen);
@@ -102,5 +151,16 @@ void adapter_native_meta_free(adapter_native_meta *meta);
  * targets, task, labels, model type and dimensions): clear errors otherwise,
  * and m is untouched on any error. */
 int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen);
+
+/* ---- a whole model (method full) ------------------------------------------- */
+
+/* Write dir as a Hugging Face folder of the fine-tuned model: config.json
+ * with id2label/label2id/problem_type from info's labels, model.safetensors
+ * under transformers' names (RoBERTa's head as classifier.dense/out_proj),
+ * every tokenizer file of tokenizer_dir (tokenizer_file_names), and
+ * aflorad.json when info has inputs. Replaces an existing dir only when it
+ * holds nothing but those files. */
+int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
+                            const adapter_export_info *info, char *err, size_t errlen);
 
 #endif

@@ -221,11 +221,35 @@ static void format_float(char *buf, size_t cap, float f) {
     }
 }
 
-char *config_to_json(const aflo_config *c) {
+/* "id2label": {"0": "name", ...} or "label2id": {"name": 0, ...}, with
+ * transformers' "LABEL_<i>" for a missing name. -1 when out of memory. */
+static int write_label_map(FILE *m, const config_head *h, bool by_id) {
+    fprintf(m, "  \"%s\": {\n", by_id ? "id2label" : "label2id");
+    for (int i = 0; i < h->num_labels; i++) {
+        char fallback[24];
+        snprintf(fallback, sizeof fallback, "LABEL_%d", i);
+        const char *name = h->labels && h->labels[i] ? h->labels[i] : fallback;
+        size_t len = strlen(name), cap = 6 * len + 3;
+        char *q = malloc(cap);
+        if (!q) return -1;
+        json_quote(q, cap, name, len);
+        const char *sep = i + 1 < h->num_labels ? "," : "";
+        if (by_id) fprintf(m, "    \"%d\": %s%s\n", i, q, sep);
+        else fprintf(m, "    %s: %d%s\n", q, i, sep);
+        free(q);
+    }
+    fputs("  },\n", m);
+    return 0;
+}
+
+char *config_to_json(const aflo_config *c) { return config_to_json_with_head(c, NULL); }
+
+char *config_to_json_with_head(const aflo_config *c, const config_head *head) {
     char *buf = NULL;
     size_t size = 0;
     FILE *m = open_memstream(&buf, &size);
     if (!m) return NULL;
+    bool labels = head && head->num_labels > 0;
 
     size_t mt_len = strnlen(c->model_type, sizeof c->model_type);
     char model_type[2 * 6 * sizeof c->model_type + 3];   /* worst case: every byte as \u00XX */
@@ -243,21 +267,35 @@ char *config_to_json(const aflo_config *c) {
             "  \"attention_probs_dropout_prob\": %s,\n"
             "  \"hidden_act\": \"%s\",\n"
             "  \"hidden_dropout_prob\": %s,\n"
-            "  \"hidden_size\": %d,\n"
-            "  \"intermediate_size\": %d,\n"
+            "  \"hidden_size\": %d,\n",
+            adrop, SUPPORTED_HIDDEN_ACT, hdrop, c->hidden_size);
+    int oom = labels ? write_label_map(m, head, true) : 0;
+    fprintf(m, "  \"intermediate_size\": %d,\n", c->intermediate_size);
+    if (labels && !oom) oom = write_label_map(m, head, false);
+    fprintf(m,
             "  \"layer_norm_eps\": %s,\n"
             "  \"max_position_embeddings\": %d,\n"
             "  \"model_type\": %s,\n"
             "  \"num_attention_heads\": %d,\n"
             "  \"num_hidden_layers\": %d,\n"
             "  \"pad_token_id\": %d,\n"
-            "  \"position_embedding_type\": \"%s\",\n"
+            "  \"position_embedding_type\": \"%s\",\n",
+            eps, c->max_position_embeddings, model_type, c->num_attention_heads,
+            c->num_hidden_layers, c->pad_token_id, SUPPORTED_POSITION_EMBEDDING);
+    /* transformers picks the loss from problem_type */
+    if (labels)
+        fprintf(m, "  \"problem_type\": \"%s\",\n",
+                head->regression ? "regression" : "single_label_classification");
+    fprintf(m,
             "  \"type_vocab_size\": %d,\n"
             "  \"vocab_size\": %d\n"
             "}\n",
-            adrop, SUPPORTED_HIDDEN_ACT, hdrop, c->hidden_size, c->intermediate_size, eps,
-            c->max_position_embeddings, model_type, c->num_attention_heads, c->num_hidden_layers,
-            c->pad_token_id, SUPPORTED_POSITION_EMBEDDING, c->type_vocab_size, c->vocab_size);
+            c->type_vocab_size, c->vocab_size);
+    if (oom) {
+        fclose(m);
+        free(buf);
+        return NULL;
+    }
     int bad = ferror(m);
     if (fclose(m) != 0 || bad) {
         free(buf);

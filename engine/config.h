@@ -3,6 +3,7 @@
 #ifndef AFLO_CONFIG_H
 #define AFLO_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -32,5 +33,17 @@ int config_validate(const aflo_config *c, char *err, size_t errlen);
 
 /* Serialise as config.json text (malloc'd, NUL-terminated), NULL on OOM. */
 char *config_to_json(const aflo_config *c);
+
+/* A sequence-classification head as transformers describes it in
+ * config.json: id2label and label2id (num_labels is their size) and
+ * problem_type, so a fine-tuned folder loads with its labels and loss. */
+typedef struct {
+    int num_labels;                /* 0: no head keys are written */
+    const char *const *labels;     /* names in id order; NULL or a NULL entry: "LABEL_<id>" */
+    bool regression;               /* problem_type "regression", else single-label */
+} config_head;
+
+/* config_to_json plus the head's keys (head may be NULL). */
+char *config_to_json_with_head(const aflo_config *c, const config_head *head);
 
 #endif

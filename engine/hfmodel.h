@@ -47,6 +47,20 @@ typedef struct {
 /* Read dir/config.json into c (config_from_json: validated). */
 int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen);
 
+/* The fine-tuned head config.json describes (config.h's config_head):
+ * labels in id order from id2label ("LABEL_<id>" for ids it leaves out, or
+ * num_labels of them when it has no id2label), regression when problem_type
+ * says so (or, without one, for a single label). num_labels 0: the folder
+ * describes no head. Release with hf_head_info_free. */
+typedef struct {
+    int num_labels;
+    bool regression;
+    char **labels;               /* num_labels malloc'd names */
+} hf_head_info;
+
+int hfmodel_read_head(const char *dir, hf_head_info *h, char *err, size_t errlen);
+void hf_head_info_free(hf_head_info *h);
+
 /* Create a model from dir/config.json with the caller's adapter config, task,
  * labels and seed (model_create), then fill its base weights (and the head
  * where the file has a usable one) from the folder's safetensors. F16 and
