@@ -14,7 +14,6 @@
 #include "fsutil.h"
 #include "gemm.h"
 #include "hfmodel.h"
-#include "safetensors.h"
 #include "synth.h"
 #include "textdata.h"
 #include "tokenizer.h"
@@ -96,6 +95,7 @@ typedef struct {
     aflo_dataset train, eval;
     const char **labels; /* label names by id (classification) */
     int num_labels;
+    adapter_inputs inputs; /* how the training text was read, kept with the adapter */
 } job_data;
 
 static void job_data_free(job_data *jd) {
@@ -104,6 +104,22 @@ static void job_data_free(job_data *jd) {
     dataset_free(&jd->train);
     dataset_free(&jd->eval);
     free(jd->labels);
+}
+
+/* The columns, header and format the training file is read with: what
+ * prediction needs to read the same kind of file. */
+static void record_inputs(const textdata_spec *ts, const char *train_path, adapter_inputs *in) {
+    memset(in, 0, sizeof *in);
+    const textdata_field *f[2] = {&ts->text_a, &ts->text_b};
+    for (int i = 0; i < 2 && f[i]->kind != TEXTDATA_FIELD_NONE; i++) {
+        adapter_text_field *t = &in->fields[i];
+        t->by_index = f[i]->kind == TEXTDATA_FIELD_INDEX;
+        t->index = f[i]->index;
+        if (!t->by_index) snprintf(t->name, sizeof t->name, "%s", f[i]->name);
+        in->n_fields = i + 1;
+    }
+    in->has_header = !ts->no_header;
+    in->format = ts->format != TEXTDATA_AUTO ? ts->format : textdata_format_from_path(train_path);
 }
 
 static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok,
@@ -134,6 +150,7 @@ static int load_data(const job_args *a, const char *model_dir, const tokenizer *
             return -1;
         jd->has_eval = true;
     }
+    record_inputs(&ts, train_path, &jd->inputs);
     ts.task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
     if (textdata_load(train_path, &ts, &jd->train_td, err, errlen) != 0) return -1;
     jd->num_labels = s->task == TASK_REGRESSION ? 1 : textdata_label_count(&jd->train_td);
@@ -243,47 +260,8 @@ static long frozen_step_of(const void *ctx, const aflo_param *p) {
     return trainer_frozen_step(ctx, p);
 }
 
-/* Method full: the whole fine-tuned model as a Hugging Face folder. */
-static int write_full_model(aflo_model *m, const char *dir, char *err, size_t errlen) {
-    if (make_dir(dir, err, errlen) != 0) return -1;
-    const aflo_config *c = model_config(m);
-    const char *prefix = c->roberta_positions ? "roberta." : "bert.";
-    char *cfg = config_to_json(c);
-    st_writer *w = st_writer_new();
-    int rc = -1;
-    char path[4096];
-    if (!cfg || !w) {
-        snprintf(err, errlen, "out of memory writing the model");
-        goto done;
-    }
-    if (path_join(path, sizeof path, dir, "config.json", err, errlen) != 0 ||
-        write_file_atomic(path, cfg, strlen(cfg), err, errlen) != 0)
-        goto done;
-    char names[256][128];
-    int n = model_param_count(m);
-    char (*nm)[128] = n <= 256 ? names : malloc((size_t)n * sizeof *nm);
-    if (!nm) goto done;
-    for (int i = 0; i < n; i++) {
-        aflo_param *p = model_param(m, i);
-        int64_t shape[2] = {p->shape[0], p->shape[1]};
-        bool head = p->group == PGROUP_HEAD && strncmp(p->name, "classifier", 10) == 0;
-        snprintf(nm[i], sizeof nm[i], "%s%s", head ? "" : prefix, p->name);
-        if (st_writer_add(w, nm[i], shape, (size_t)p->ndim, p->data, err, errlen) != 0) {
-            if (nm != names) free(nm);
-            goto done;
-        }
-    }
-    if (path_join(path, sizeof path, dir, "model.safetensors", err, errlen) == 0)
-        rc = st_writer_write(w, path, err, errlen);
-    if (nm != names) free(nm);
-done:
-    st_writer_free(w);
-    free(cfg);
-    return rc;
-}
-
-static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, const job_data *jd,
-                         const char *metrics_json, char *err, size_t errlen) {
+static int write_outputs(const job_args *a, const char *model_dir, aflo_model *m, aflo_trainer *t,
+                         const job_data *jd, const char *metrics_json, char *err, size_t errlen) {
     char dir[4096], path[4096];
     if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
         make_dir(dir, err, errlen) != 0)
@@ -292,13 +270,15 @@ static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, cons
                                 .labels = jd->labels,
                                 .metrics_json = metrics_json,
                                 .frozen_step = frozen_step_of,
-                                .frozen_ctx = t};
+                                .frozen_ctx = t,
+                                .inputs = &jd->inputs};
     if (path_join(path, sizeof path, dir, "adapter.safetensors", err, errlen) != 0 ||
         adapter_export_native(m, path, &info, err, errlen) != 0)
         return -1;
     if (a->spec->method == METHOD_FULL) {
+        /* the whole model, usable as --model and as a base model */
         if (path_join(path, sizeof path, dir, "model", err, errlen) != 0 ||
-            write_full_model(m, path, err, errlen) != 0)
+            adapter_export_hf_model(m, path, model_dir, &info, err, errlen) != 0)
             return -1;
     } else if (path_join(path, sizeof path, dir, "peft", err, errlen) != 0 ||
                adapter_export_peft(m, path, &info, err, errlen) != 0) {
@@ -392,7 +372,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    if (write_outputs(a, m, t, &jd, r->metrics_json, err, errlen) != 0) goto done;
+    if (write_outputs(a, model_dir, m, t, &jd, r->metrics_json, err, errlen) != 0) goto done;
     unlink(checkpoint);
     out = JOB_SUCCEEDED;
 done:

@@ -11,7 +11,11 @@
  *                                        method full: every tensor)
  *   adapter/peft/adapter_config.json     PEFT LoRA folder (not for method full)
  *   adapter/peft/adapter_model.safetensors
- *   adapter/model/                       method full: the whole fine-tuned model
+ *   adapter/peft/aflorad.json            how the training text was read (also in the
+ *                                        native file's metadata and in model/)
+ *   adapter/model/                       method full: the whole fine-tuned model as a
+ *                                        Hugging Face folder (labels, tokenizer), usable
+ *                                        as --model and as a base model
  *   metrics.json                         per-epoch metrics, best epoch, FLOPs, parameters
  *   checkpoint.ckpt                      training state (removed after success)
  * It knows nothing of HTTP or SQLite. */
