@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "predict.h"
 #include "server.h"
 #include "sha256.h"
 #include "store.h"
@@ -89,6 +90,9 @@ struct api_server {
 
     /* requests by route (api_route_count = no route matched) and status */
     atomic_uint_fast64_t *http_counts;
+
+    /* loaded models for POST /jobs/{id}/predict, by job id */
+    predict_cache *predict;
 };
 
 typedef struct {
