@@ -1507,6 +1507,102 @@ static void test_adapter_download(void **state)
     resp_free(&r);
 }
 
+/* Method full: adapter/model/ (a whole Hugging Face folder) is served file by
+ * file and as model.tar; a missing file's 404 lists what the job has. */
+static void test_full_model_download(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], id[STORE_ID_SIZE], path[600], url[160], dir[500];
+    upload_ok(f, ds);
+    create_job(f, ds, id);
+    claim(f, id);
+    finish(f, id, STORE_JOB_SUCCEEDED);
+    snprintf(dir, sizeof dir, "%s/jobs/%s", f->data, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/jobs/%s/adapter", f->data, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
+    write_file(path, "NATIVE");
+    snprintf(path, sizeof path, "%s/model", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    static const struct { const char *name, *text; } files[] = {
+        {"config.json", "{\"id2label\": {\"0\": \"a\", \"1\": \"b\"}}"},
+        {"model.safetensors", "WEIGHTS"},
+        {"vocab.txt", "[PAD]\n[UNK]\n"},
+        {".hidden", "no"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/model/%s", dir, files[i].name);
+        write_file(path, files[i].text);
+    }
+    char outside[500];
+    snprintf(outside, sizeof outside, "%s/secret.txt", f->outside);
+    snprintf(path, sizeof path, "%s/model/link.txt", dir);
+    assert_int_equal(symlink(outside, path), 0);
+
+    http_resp r;
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model/config.json", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, files[0].text);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/json");
+    assert_non_null(strstr(hdr(&r, "Content-Disposition"), "config.json"));
+    resp_free(&r);
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model/model.safetensors", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "WEIGHTS");
+    assert_string_equal(hdr(&r, "Content-Type"), "application/octet-stream");
+    resp_free(&r);
+
+    /* the archive, as the system's tar reads it */
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model.tar", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/x-tar");
+    char tarp[600], out[400], cmd[2000];
+    snprintf(tarp, sizeof tarp, "%s/model.tar", f->dir);
+    snprintf(out, sizeof out, "%s/unpacked", f->dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    FILE *t = fopen(tarp, "wb");
+    assert_non_null(t);
+    assert_int_equal(fwrite(r.body, 1, r.body_len, t), r.body_len);
+    fclose(t);
+    resp_free(&r);
+    snprintf(cmd, sizeof cmd, "tar -xf '%s' -C '%s'", tarp, out);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/model/vocab.txt", out);
+    char *v = read_file(path, NULL);
+    assert_non_null(v);
+    assert_string_equal(v, files[2].text);
+    free(v);
+
+    /* what is not there: 404 listing the job's files (no PEFT folder here) */
+    const char *missing[] = {"peft.tar", "peft/adapter_config.json", "model/.hidden",
+                             "model/link.txt", "model/../adapter.safetensors", "model/nope.bin",
+                             "model"};
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
+        snprintf(url, sizeof url, "/jobs/%s/adapter/%s", id, missing[i]);
+        http_get(f, url, &r);
+        expect_error(&r, 404, "not_found");
+        const char *msg = err_message(&r), *list = strstr(msg, "its files are: ");
+        if (!list || strcmp(list + 15, "adapter.safetensors, model.tar, model/config.json, "
+                                       "model/model.safetensors, model/vocab.txt") != 0)
+            fail_msg("%s: %s", missing[i], msg);
+        resp_free(&r);
+    }
+
+    /* a new model folder (a retried job): the archive is built again */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/model' && mkdir '%s/model' && printf NEW > "
+                              "'%s/model/config.json'", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model.tar", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 3 * 512 + 2 * 512);   /* dir + one file of 1 block + end */
+    resp_free(&r);
+}
+
 /* ---- predictions ------------------------------------------------------------------- */
 
 /* The value of a sample line "series value" (not a # HELP line). */
@@ -1933,6 +2029,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_with_open_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freezing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adapter_download, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_model_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_predict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
