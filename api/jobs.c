@@ -13,6 +13,7 @@
  * name fails here with the loader's message rather than minutes later in a
  * worker. Every failure names the spec field it is about. */
 #include "api_internal.h"
+#include "job.h"
 #include "log.h"
 #include "predict.h"
 #include "spec.h"
@@ -198,6 +199,51 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
     return rc;
 }
 
+/* init_adapter "job:<id>": a succeeded job whose adapter fits this spec (what
+ * the spec alone tells: method, rank, targets, task, the model's shapes, the
+ * declared labels; the worker checks the labels of the data again). 0, or
+ * -1 after replying: 400 for a wrong reference or a mismatch, 409 while the
+ * job has not succeeded, 500 when its adapter cannot be read. */
+static int check_init_adapter(api_req *r, store *st, const aflo_job_spec *spec,
+                              enum MHD_Result *ret)
+{
+    const char *id = spec_init_adapter_job(spec);
+    store_job j;
+    char err[1024];
+    if (store_job_get(st, id, &j, err, sizeof err) != 0) {
+        *ret = store_last_error(st) == STORE_E_NOT_FOUND
+                   ? reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_job", "init_adapter",
+                                 "init_adapter: no job has the id %s (GET /jobs lists them)", id)
+                   : reply_store_error(r, st, err);
+        return -1;
+    }
+    store_job_status status = j.status;
+    store_job_clear(&j);
+    if (status != STORE_JOB_SUCCEEDED) {
+        *ret = reply_error(r, MHD_HTTP_CONFLICT, "not_ready", "init_adapter",
+                           "init_adapter: job %s is %s; its adapter exists once it has succeeded",
+                           id, store_job_status_name(status));
+        return -1;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir, id);
+    if (access(path, R_OK) != 0) {
+        *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "adapter_missing", NULL,
+                           "init_adapter: job %s has succeeded but its adapter is missing on the "
+                           "server (%s)", id, strerror(errno));
+        return -1;
+    }
+    const char *const *labels = (const char *const *)spec->dataset.labels;
+    int rc = job_check_init_adapter(r->srv->models_dir, spec, path, labels,
+                                    spec->num_labels, err, sizeof err);
+    if (rc == -1)
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "incompatible_adapter", "init_adapter", "%s",
+                           err);
+    else if (rc != 0)
+        *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "%s", err);
+    return rc;
+}
+
 static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned status,
                                  bool location)
 {
@@ -226,10 +272,10 @@ enum MHD_Result h_jobs_create(api_req *r)
     char *normal = NULL;
     api_model_info model;
     store *st = NULL;
-    if (spec.init_adapter) {
+    if (spec.init_adapter && !spec_init_adapter_job(&spec)) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "init_adapter",
                           "init_adapter: names a file on the server, which the API does not "
-                          "accept; start from a fresh adapter");
+                          "accept; give \"job:<id>\" to start from a succeeded job's adapter");
         goto out;
     }
     if (api_model_lookup(r->srv, spec.model, &model, err, sizeof err) != 0) {
@@ -237,6 +283,8 @@ enum MHD_Result h_jobs_create(api_req *r)
         goto out;
     }
     if (!(st = api_store(r)))
+        goto out;
+    if (spec.init_adapter && check_init_adapter(r, st, &spec, &ret) != 0)
         goto out;
     if (spec.has_dataset &&
         (check_dataset_ref(r, st, &spec, spec.dataset.train, "dataset.train") != 0 ||

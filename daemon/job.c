@@ -50,6 +50,130 @@ int job_model_dir(const char *models_dir, const char *model, char *out, size_t o
     return 0;
 }
 
+/* ---------------------------------------------------------------- init_adapter */
+
+int job_init_adapter_path(const char *jobs_dir, const char *ref, char *out, size_t outlen,
+                          char *err, size_t errlen) {
+    size_t n = strlen(SPEC_JOB_REF_PREFIX);
+    if (strncmp(ref, SPEC_JOB_REF_PREFIX, n) == 0) {
+        if (!jobs_dir) {
+            snprintf(err, errlen,
+                     "init_adapter: \"%.40s\" names a job of the daemon; here give the adapter "
+                     "file (e.g. out/adapter/adapter.safetensors)", ref);
+            return -1;
+        }
+        char dir[4096];
+        return path_join(dir, sizeof dir, jobs_dir, ref + n, err, errlen) != 0 ||
+                       (size_t)snprintf(out, outlen, "%s/adapter/adapter.safetensors", dir) >= outlen
+                   ? (snprintf(err, errlen, "init_adapter: path too long"), -1)
+                   : 0;
+    }
+    struct stat st;
+    if (stat(ref, &st) == 0 && S_ISDIR(st.st_mode))
+        return path_join(out, outlen, ref, "adapter.safetensors", err, errlen);
+    if ((size_t)snprintf(out, outlen, "%s", ref) >= outlen) {
+        snprintf(err, errlen, "init_adapter: path too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* ["a", "b", ...] for messages (the first few names). */
+static void names_text(char *buf, size_t cap, const char *const *names, int n) {
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && used < cap; i++) {
+        int k = i == 6 ? snprintf(buf + used, cap - used, ", ...")
+                       : snprintf(buf + used, cap - used, "%s\"%.40s\"", i ? ", " : "", names[i]);
+        if (k < 0) return;
+        used += (size_t)k;
+        if (i == 6) break;
+    }
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+static int check_labels(const adapter_native_meta *meta, const char *const *labels,
+                        int num_labels, char *err, size_t errlen) {
+    if (num_labels > 0 && meta->num_labels != num_labels) {
+        snprintf(err, errlen, "init_adapter: the adapter has %d label%s, this job %d",
+                 meta->num_labels, meta->num_labels == 1 ? "" : "s", num_labels);
+        return -1;
+    }
+    if (!labels || meta->task == TASK_REGRESSION) return 0;
+    cJSON *arr = cJSON_Parse(meta->labels_json);
+    int n = cJSON_GetArraySize(arr), rc = 0;
+    const char **have = calloc((size_t)(n > 0 ? n : 1), sizeof *have);
+    if (!have) {
+        cJSON_Delete(arr);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bool same = n == num_labels;
+    for (int i = 0; i < n; i++) {
+        cJSON *it = cJSON_GetArrayItem(arr, i);
+        have[i] = cJSON_IsString(it) ? it->valuestring : "?";
+        same = same && strcmp(have[i], labels[i]) == 0;
+    }
+    if (!same) {
+        char a[400], b[400];
+        names_text(a, sizeof a, have, n);
+        names_text(b, sizeof b, labels, num_labels);
+        snprintf(err, errlen, "init_adapter: the adapter's labels %s differ from this job's %s "
+                              "(in class-id order)", a, b);
+        rc = -1;
+    }
+    free(have);
+    cJSON_Delete(arr);
+    return rc;
+}
+
+int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const char *path,
+                           const char *const *labels, int num_labels, char *err, size_t errlen) {
+    char model_dir[4096], why[1024];
+    aflo_config c;
+    if (job_model_dir(models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0 ||
+        hfmodel_read_config(model_dir, &c, err, errlen) != 0)
+        return -2;
+    adapter_native_meta meta;
+    if (adapter_native_read_meta(path, &meta, why, sizeof why) != 0) {
+        snprintf(err, errlen, "init_adapter: %s", why);
+        return -2;
+    }
+    aflo_adapter_config ac;
+    spec_to_adapter_config(s, &ac);
+    int rc = -1;
+    if (meta.ac.method != ac.method)
+        snprintf(err, errlen, "init_adapter: the adapter was trained with method %s, this job uses "
+                              "%s", method_names[meta.ac.method], method_names[ac.method]);
+    else if (ac.method != METHOD_FULL && meta.ac.rank != ac.rank)
+        snprintf(err, errlen, "init_adapter: the adapter has rank %d, this job %d", meta.ac.rank,
+                 ac.rank);
+    else if (ac.method != METHOD_FULL && meta.ac.targets != ac.targets)
+        snprintf(err, errlen, "init_adapter: the adapter adapts other target_modules than this "
+                              "job");
+    else if (ac.method == METHOD_LORA && meta.ac.alpha != ac.alpha)
+        snprintf(err, errlen, "init_adapter: the adapter has alpha %g, this job %g",
+                 (double)meta.ac.alpha, (double)ac.alpha);
+    else if (meta.task != s->task)
+        snprintf(err, errlen, "init_adapter: the adapter is for %s, this job does %s",
+                 s->task == TASK_REGRESSION ? "classification" : "regression",
+                 s->task == TASK_REGRESSION ? "regression" : "classification");
+    else if (strcmp(meta.model_type, c.model_type) != 0 || meta.hidden_size != c.hidden_size ||
+             meta.intermediate_size != c.intermediate_size ||
+             meta.num_hidden_layers != c.num_hidden_layers ||
+             meta.num_attention_heads != c.num_attention_heads || meta.vocab_size != c.vocab_size)
+        snprintf(err, errlen,
+                 "init_adapter: the adapter was trained on a %s model (%d layers, hidden %d, "
+                 "intermediate %d, %d heads, vocab %d); %s is %s (%d, %d, %d, %d, %d)",
+                 meta.model_type, meta.num_hidden_layers, meta.hidden_size,
+                 meta.intermediate_size, meta.num_attention_heads, meta.vocab_size, s->model,
+                 c.model_type, c.num_hidden_layers, c.hidden_size, c.intermediate_size,
+                 c.num_attention_heads, c.vocab_size);
+    else
+        rc = check_labels(&meta, labels, num_labels, err, errlen);
+    adapter_native_meta_free(&meta);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- data */
 
 static int resolve_data_path(const job_args *a, const char *ref, char *out, size_t outlen,
@@ -346,7 +470,16 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;
     if (rep.info[0]) log_msg(a, "model: %s", rep.info);
-    if (s->init_adapter && adapter_import_native(m, s->init_adapter, err, errlen) != 0) goto done;
+    if (s->init_adapter) {
+        /* names for every class id (num_labels may exceed the labels seen) */
+        bool names_known = jd.labels && textdata_label_count(&jd.train_td) == jd.num_labels;
+        char init[4096];
+        if (job_init_adapter_path(a->jobs_dir, s->init_adapter, init, sizeof init, err, errlen) ||
+            job_check_init_adapter(a->models_dir, s, init, names_known ? jd.labels : NULL,
+                                   jd.num_labels, err, errlen) ||
+            adapter_import_native(m, init, err, errlen))
+            goto done;
+    }
 
     aflo_train_config tc;
     spec_to_train_config(s, &tc);

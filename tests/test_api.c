@@ -1783,6 +1783,104 @@ static void test_predict(void **state)
     predict_error(f, queued, "{\"inputs\":[{\"text\":\"a\"}]}", 409, "conflict", NULL, "queued");
 }
 
+/* init_adapter "job:<id>" starts a job from a succeeded job's adapter; what
+ * the spec can tell is checked at once: the reference, the job's state and
+ * its adapter's method, rank, model shapes and declared labels. */
+static void test_init_adapter_from_job(void **state)
+{
+    fixture *f = *state;
+    char a[STORE_ID_SIZE], gone[STORE_ID_SIZE], spec[512], ds[STORE_ID_SIZE];
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":1}", a);
+    write_demo_adapter(f, a, 1);
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":2}", gone);   /* no adapter file */
+    http_resp r;
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    if (r.status != 201)
+        fail_msg("%d %s", r.status, r.body);
+    char want[64];
+    snprintf(want, sizeof want, "job:%s", a);
+    assert_string_equal(json_str(cJSON_GetObjectItem(r.json, "spec"), "init_adapter"), want);
+    resp_free(&r);
+
+    static const struct { const char *extra, *words; } mismatch[] = {
+        {",\"rank\":8", "rank 4, this job 8"},
+        {",\"method\":\"lora\"", "method aflora, this job uses lora"},
+        {",\"target_modules\":[\"query\"]", "target_modules"},
+    };
+    for (size_t i = 0; i < sizeof mismatch / sizeof *mismatch; i++) {
+        snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"%s}", a,
+                 mismatch[i].extra);
+        http_json(f, "POST", "/jobs", spec, &r);
+        expect_error(&r, 400, "incompatible_adapter");
+        assert_string_equal(err_field(&r), "init_adapter");
+        if (!strstr(err_message(&r), mismatch[i].words))
+            fail_msg("\"%s\" lacks \"%s\"", err_message(&r), mismatch[i].words);
+        resp_free(&r);
+    }
+    /* another model's shapes */
+    upload_ok(f, ds);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\"},\"init_adapter\":"
+             "\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "incompatible_adapter");
+    assert_non_null(strstr(err_message(&r), "bert-base is bert (12, 768, 3072, 12, 30522)"));
+    resp_free(&r);
+    /* the demo's shapes under another name, with declared labels */
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/demo' '%s/tiny'", f->models, f->models);
+    assert_int_equal(system(cmd), 0);
+    http_resp u;
+    assert_int_equal(upload(f, "?name=s.tsv", "sentence\tlabel\ngood\tpositive\nbad\tnegative\n",
+                            ds, &u), 201);
+    resp_free(&u);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"positive\","
+             "\"negative\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "incompatible_adapter");
+    assert_non_null(strstr(err_message(&r), "[\"negative\", \"positive\"] differ from this job's "
+                                            "[\"positive\", \"negative\"]"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"negative\","
+             "\"positive\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+
+    /* references that do not work */
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"job:" NO_SUCH_ID "\"}",
+              &r);
+    expect_error(&r, 400, "unknown_job");
+    assert_string_equal(err_field(&r), "init_adapter");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"job:12\"}", &r);
+    expect_error(&r, 400, "invalid_value");
+    assert_string_equal(err_field(&r), "init_adapter");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"a.safetensors\"}", &r);
+    expect_error(&r, 400, "invalid_value");
+    assert_non_null(strstr(err_message(&r), "job:<id>"));
+    resp_free(&r);
+    /* not finished yet: 409; finished without its adapter: the server's fault */
+    char q[STORE_ID_SIZE];
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\"}", &r);
+    snprintf(q, sizeof q, "%s", json_str(r.json, "id"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", q);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 409, "not_ready");
+    assert_string_equal(err_field(&r), "init_adapter");
+    assert_non_null(strstr(err_message(&r), "queued"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", gone);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 500, "adapter_missing");
+    resp_free(&r);
+}
+
 /* ---- static files ------------------------------------------------------------------- */
 
 static void test_static_files(void **state)
@@ -2031,6 +2129,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adapter_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_model_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_predict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_adapter_from_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),

@@ -236,6 +236,22 @@ class CliTest(unittest.TestCase):
         p = run("run", "f2.json", "--out", "out_f2", cwd=self.dir)
         self.assertIn("done", p.stdout)
 
+    def test_init_adapter_takes_the_adapter_folder(self):
+        """run starts from a previous run's adapter/ folder; job:<id> is the
+        daemon's form and is refused here with what to give instead."""
+        self.write_spec("i0.json", self.small_spec(epochs=1))
+        run("run", "i0.json", "--out", "out_i0", cwd=self.dir)
+        self.write_spec("i1.json", self.small_spec(epochs=1, init_adapter="out_i0/adapter"))
+        self.assertIn("done", run("run", "i1.json", "--out", "out_i1", cwd=self.dir).stdout)
+        self.write_spec("i2.json", self.small_spec(epochs=1, rank=8, init_adapter="out_i0/adapter"))
+        p = run("run", "i2.json", "--out", "out_i2", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("init_adapter: the adapter has rank 4, this job 8", p.stderr)
+        self.write_spec("i3.json", self.small_spec(epochs=1, init_adapter="job:0123456789abcdef"))
+        p = run("run", "i3.json", "--out", "out_i3", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("adapter file", p.stderr)
+
     def test_readme_documents_every_spec_field(self):
         doc = run("spec-doc", cwd=self.dir).stdout
         readme = open(os.path.join(os.path.dirname(__file__), "../../README.md")).read()
