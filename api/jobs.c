@@ -1,5 +1,5 @@
 /* jobs.c — POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel and
- * the reserved POST /jobs/{id}/predict.
+ * POST /jobs/{id}/predict.
  *
  * A job spec is parsed and validated by the spec module (spec.h) — the one
  * parser `aflorad run` and the workers use — and stored in its normalised
@@ -8,10 +8,16 @@
  * the API enforces what only a server can: the model must be "demo" or a
  * folder of the models directory (GET /models), the datasets must be ids of
  * uploaded datasets that exist, and nothing in a spec may name a server file
- * path (a client must not make the daemon read arbitrary files). The first
- * rows of each dataset are parsed with the spec's columns, so a wrong column
- * name fails here with the loader's message rather than minutes later in a
- * worker. Every failure names the spec field it is about. */
+ * path (a client must not make the daemon read arbitrary files): an
+ * init_adapter is "job:<id>", a succeeded job whose adapter is checked
+ * against the spec here. The first rows of each dataset are parsed with the
+ * spec's columns, so a wrong column name fails here with the loader's message
+ * rather than minutes later in a worker. Every failure names the spec field
+ * it is about.
+ *
+ * Predictions check the request (and the pair rule, from the stored spec)
+ * before touching a model, then take the job's model from the server's
+ * predict cache (predict.h), so only the first request loads it. */
 #include "api_internal.h"
 #include "job.h"
 #include "log.h"

@@ -63,10 +63,12 @@ int job_init_adapter_path(const char *jobs_dir, const char *ref, char *out, size
             return -1;
         }
         char dir[4096];
-        return path_join(dir, sizeof dir, jobs_dir, ref + n, err, errlen) != 0 ||
-                       (size_t)snprintf(out, outlen, "%s/adapter/adapter.safetensors", dir) >= outlen
-                   ? (snprintf(err, errlen, "init_adapter: path too long"), -1)
-                   : 0;
+        if (path_join(dir, sizeof dir, jobs_dir, ref + n, err, errlen) != 0) return -1;
+        if ((size_t)snprintf(out, outlen, "%s/adapter/adapter.safetensors", dir) >= outlen) {
+            snprintf(err, errlen, "init_adapter: path too long");
+            return -1;
+        }
+        return 0;
     }
     struct stat st;
     if (stat(ref, &st) == 0 && S_ISDIR(st.st_mode))
