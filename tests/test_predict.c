@@ -214,12 +214,103 @@ static void test_adapter_forms(void **state) {
     assert_non_null(strstr(errbuf, "adapter_config.json"));
 }
 
+/* Label names in predictions agree across the forms an adapter takes: the
+ * native file's metadata, the PEFT folder's config.json and method full's
+ * model/ folder name every class alike (the classifier is set so that each
+ * class wins in turn); the PEFT folder without config.json (one PEFT wrote)
+ * names the ids, and one whose config.json names another class count is
+ * refused. The inputs recorded with the adapter come back from both files. */
+static const char *label_of(predictor *p) {
+    static char label[64];
+    predict_status st;
+    cJSON *o = predictor_run(p, TEXT, NULL, &st, errbuf, sizeof errbuf);
+    if (!o) fail_msg("%s", errbuf);
+    snprintf(label, sizeof label, "%s", cJSON_GetObjectItem(o, "label")->valuestring);
+    cJSON_Delete(o);
+    return label;
+}
+
+static void make_class_win(aflo_model *m, int k) {
+    aflo_param *w = model_find_param(m, "classifier.weight");
+    aflo_param *b = model_find_param(m, "classifier.bias");
+    assert_non_null(w);
+    assert_non_null(b);
+    memset(w->data, 0, w->size * sizeof *w->data);
+    for (size_t i = 0; i < b->size; i++) b->data[i] = (int)i == k ? 10.0f : 0.0f;
+}
+
+static void test_label_names_agree_across_forms(void **state) {
+    char models[600], demo[700], native[700], peft[700], full[700], cfg[800];
+    path_in(models, sizeof models, state, "models");
+    if (job_ensure_demo(models, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    snprintf(demo, sizeof demo, "%s/demo", models);
+    path_in(native, sizeof native, state, "adapter.safetensors");
+    path_in(peft, sizeof peft, state, "peft");
+    path_in(full, sizeof full, state, "model");
+    enum { L = 3 };
+    static const char *const labels[L] = {"neg", "neu", "pos \"q\""};
+    adapter_inputs in = {.n_fields = 1, .has_header = false, .format = TEXTDATA_TSV};
+    in.fields[0].by_index = true;
+    in.fields[0].index = 3;
+    adapter_export_info info = {.labels = labels, .inputs = &in};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
+                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config fc = {.method = METHOD_FULL};
+    for (int k = 0; k < L; k++) {
+        aflo_model *m = hfmodel_load(demo, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
+                                     sizeof errbuf);
+        aflo_model *f = hfmodel_load(demo, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
+                                     sizeof errbuf);
+        if (!m || !f) fail_msg("%s", errbuf);
+        make_class_win(m, k);
+        make_class_win(f, k);
+        if (adapter_export_native(m, native, &info, errbuf, sizeof errbuf) ||
+            adapter_export_peft(m, peft, &info, errbuf, sizeof errbuf) ||
+            adapter_export_hf_model(f, full, demo, &info, errbuf, sizeof errbuf))
+            fail_msg("%s", errbuf);
+        model_free(m);
+        model_free(f);
+        predictor *pn = predictor_open(models, "demo", native, errbuf, sizeof errbuf);
+        predictor *pp = pn ? predictor_open(models, "demo", peft, errbuf, sizeof errbuf) : NULL;
+        predictor *pf = pp ? predictor_open(models, full, NULL, errbuf, sizeof errbuf) : NULL;
+        if (!pf) fail_msg("%s", errbuf);
+        assert_string_equal(label_of(pn), labels[k]);
+        assert_string_equal(label_of(pp), labels[k]);
+        assert_string_equal(label_of(pf), labels[k]);
+        const adapter_inputs *a = predictor_inputs(pn), *b = predictor_inputs(pp),
+                             *c = predictor_inputs(pf);
+        assert_true(a->n_fields == 1 && b->n_fields == 1 && c->n_fields == 1);
+        assert_true(a->fields[0].by_index && b->fields[0].by_index && c->fields[0].by_index);
+        assert_true(a->fields[0].index == 3 && b->fields[0].index == 3 && c->fields[0].index == 3);
+        assert_true(!a->has_header && !b->has_header && !c->has_header);
+        predictor_free(pn);
+        predictor_free(pp);
+        predictor_free(pf);
+    }
+    /* a PEFT folder without config.json: the ids */
+    snprintf(cfg, sizeof cfg, "%s/config.json", peft);
+    assert_int_equal(unlink(cfg), 0);
+    predictor *p = predictor_open(models, "demo", peft, errbuf, sizeof errbuf);
+    if (!p) fail_msg("%s", errbuf);
+    assert_string_equal(label_of(p), "2");
+    predictor_free(p);
+    /* a config.json naming another number of classes than the classifier's */
+    FILE *fp = fopen(cfg, "w");
+    assert_non_null(fp);
+    fputs("{\"id2label\": {\"0\": \"a\", \"1\": \"b\"}}", fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_null(predictor_open(models, "demo", peft, errbuf, sizeof errbuf));
+    assert_non_null(strstr(errbuf, "names 2 classes, but the adapter's classifier has 3"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_cache_reloads_a_replaced_adapter, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_adapter_forms, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_label_names_agree_across_forms, tmpdir_setup,
+                                        tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
