@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include "atomicfile.h"
+#include "predict.h"
 #include "server.h"
 #include "sha256.h"
 #include "store.h"
@@ -90,6 +91,9 @@ struct api_server {
 
     /* requests by route (api_route_count = no route matched) and status */
     atomic_uint_fast64_t *http_counts;
+
+    /* loaded models for POST /jobs/{id}/predict, by job id */
+    predict_cache *predict;
 };
 
 typedef struct {

@@ -6,11 +6,15 @@
  * MHD sends it with sendfile where it can and closes it), with an ETag from
  * the file's size, mtime and inode and a 304 for a matching If-None-Match.
  *
- * No request path reaches the file system as given. Adapter files are a fixed
- * list of names (ADAPTER_FILES); the request only chooses among them. The
- * PEFT archive (peft.tar) is built from the PEFT folder on its first request
- * as an atomic file (a temporary renamed into place, atomicfile.h), so
- * concurrent first requests each get a whole archive. Static paths are decoded by MHD (percent escapes, with NUL
+ * No request path reaches the file system as given. A job's downloads are
+ * adapter.safetensors, the files of its adapter folders (peft/ for an
+ * adapter, model/ — a whole Hugging Face model — for method full) as
+ * "<folder>/<name>" with a plain name opened inside the folder without
+ * following links, and "<folder>.tar", each folder as one archive. An archive
+ * is built on its first request (and again when the folder is newer: a
+ * retried job) as an atomic file (a temporary renamed into place,
+ * atomicfile.h), so concurrent first requests each get a whole archive. Anything else is a 404 that lists the
+ * job's files. Static paths are decoded by MHD (percent escapes, with NUL
  * turned into a refused control character, see server.c) and then must be
  * relative, without "." or ".." segments, hidden names, backslashes or
  * control characters; the joined path is resolved with realpath() and must
@@ -19,6 +23,7 @@
 #include "api_internal.h"
 #include "ustar.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,21 +33,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef struct {
-    const char *name;          /* as requested, under adapter/ */
-    const char *content_type;
-    bool archive;              /* built from the peft/ folder on first use */
-} adapter_file;
-
-static const adapter_file ADAPTER_FILES[] = {
-    {"adapter.safetensors", "application/octet-stream", false},
-    {"peft/adapter_config.json", "application/json", false},
-    {"peft/adapter_model.safetensors", "application/octet-stream", false},
-    {"peft/config.json", "application/json", false},
-    {"peft/README.md", "text/markdown; charset=utf-8", false},
-    {"peft.tar", "application/x-tar", true},
-};
-#define N_ADAPTER_FILES ((int)(sizeof ADAPTER_FILES / sizeof ADAPTER_FILES[0]))
+/* A job's adapter folders: their files are served by name, each folder also
+ * as <name>.tar. */
+static const char *const ADAPTER_FOLDERS[] = {"peft", "model"};
+#define N_ADAPTER_FOLDERS ((int)(sizeof ADAPTER_FOLDERS / sizeof ADAPTER_FOLDERS[0]))
+#define NATIVE_ADAPTER_FILE "adapter.safetensors"
+/* The 404's list of a job's files stops at this length. */
+#define FILE_LIST_MAX 2048
 
 typedef struct {
     const char *ext;
@@ -115,28 +112,32 @@ static enum MHD_Result reply_file(api_req *r, int fd, const struct stat *st,
 
 /* ---- adapters ------------------------------------------------------------------ */
 
-/* Build adapter/peft.tar from adapter/peft/ unless it exists. 0 or -1 + message. */
-static int ensure_archive(const char *adapter_dir, char *err, size_t errlen)
+/* Build adapter/<folder>.tar from adapter/<folder>/ unless it exists and is
+ * newer than the folder. 0, or -1 + message with errno ENOENT when there is
+ * no such folder. */
+static int ensure_archive(const char *adapter_dir, const char *folder, char *err, size_t errlen)
 {
-    char tar_path[PATH_MAX + 32], peft_dir[PATH_MAX + 32];
-    snprintf(tar_path, sizeof tar_path, "%s/peft.tar", adapter_dir);
-    snprintf(peft_dir, sizeof peft_dir, "%s/peft", adapter_dir);
-    struct stat st;
-    if (stat(tar_path, &st) == 0)
-        return 0;
-    if (stat(peft_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "this job has no PEFT adapter folder (method full writes the whole "
-                              "model instead)");
+    char tar_path[PATH_MAX + 32], dir[PATH_MAX + 32], prefix[32];
+    snprintf(tar_path, sizeof tar_path, "%s/%s.tar", adapter_dir, folder);
+    snprintf(dir, sizeof dir, "%s/%s", adapter_dir, folder);
+    snprintf(prefix, sizeof prefix, "%s/", folder);
+    struct stat st, ds;
+    if (stat(dir, &ds) != 0 || !S_ISDIR(ds.st_mode)) {
+        snprintf(err, errlen, "this job has no %s/ folder", folder);
         errno = ENOENT;
         return -1;
     }
+    if (stat(tar_path, &st) == 0 &&
+        (st.st_mtim.tv_sec > ds.st_mtim.tv_sec ||
+         (st.st_mtim.tv_sec == ds.st_mtim.tv_sec && st.st_mtim.tv_nsec >= ds.st_mtim.tv_nsec)))
+        return 0;
     atomic_file af;
     char why[512];
     if (atomic_file_open(&af, tar_path, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot create the archive: %s", strerror(errno));
         return -1;
     }
-    if (ustar_write_dir(af.fd, peft_dir, "peft/", why, sizeof why) != 0) {
+    if (ustar_write_dir(af.fd, dir, prefix, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot build the archive: %s", why);
         atomic_file_abort(&af);
         errno = EIO;
@@ -150,18 +151,110 @@ static int ensure_archive(const char *adapter_dir, char *err, size_t errlen)
     return 0;
 }
 
+/* A file name we serve from an adapter folder: one segment, not hidden. */
+static bool plain_name(const char *s)
+{
+    if (!*s || *s == '.' || strlen(s) > NAME_MAX)
+        return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c == '/' || *c == '\\' || *c == '"' || *c < 0x20 || *c == 0x7f)
+            return false;
+    return true;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "adapter.safetensors, model.tar, model/config.json, ..." — what this job
+ * has to download. */
+static void list_job_files(const char *adapter_dir, char *out, size_t cap)
+{
+    out[0] = '\0';
+    size_t used = 0;
+#define ADD(...)                                                                        \
+    do {                                                                                \
+        int n_ = used < cap ? snprintf(out + used, cap - used, __VA_ARGS__) : 0;        \
+        used += n_ > 0 ? (size_t)n_ : 0;                                                \
+    } while (0)
+    char path[PATH_MAX + 64];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", adapter_dir, NATIVE_ADAPTER_FILE);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+        ADD("%s", NATIVE_ADAPTER_FILE);
+    for (int f = 0; f < N_ADAPTER_FOLDERS; f++) {
+        snprintf(path, sizeof path, "%s/%s", adapter_dir, ADAPTER_FOLDERS[f]);
+        DIR *d = opendir(path);
+        if (!d)
+            continue;
+        ADD("%s%s.tar", used ? ", " : "", ADAPTER_FOLDERS[f]);
+        char *names[64];
+        int n = 0;
+        struct dirent *e;
+        struct stat fs;
+        while ((e = readdir(d)) != NULL && n < 64)
+            if (plain_name(e->d_name) &&
+                fstatat(dirfd(d), e->d_name, &fs, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(fs.st_mode) && (names[n] = strdup(e->d_name)))
+                n++;
+        closedir(d);
+        qsort(names, (size_t)n, sizeof *names, compare_names);
+        for (int i = 0; i < n; i++) {
+            ADD(", %s/%s", ADAPTER_FOLDERS[f], names[i]);
+            free(names[i]);
+        }
+    }
+#undef ADD
+    if (used >= cap && cap > 4)
+        memcpy(out + cap - 4, "...", 4);
+    if (!out[0])
+        snprintf(out, cap, "none (the adapter folder is missing)");
+}
+
+/* Open what the request names: adapter.safetensors, <folder>.tar (built on
+ * demand) or <folder>/<plain name>. -1 with errno ENOENT when it names
+ * nothing this job has, other errno (err set) when building an archive failed. */
+static int open_adapter_file(const char *adapter_dir, const char *name, const char **type,
+                             char *err, size_t errlen)
+{
+    char path[PATH_MAX + API_PATH_PARAM_MAX];
+    *type = "application/octet-stream";
+    if (strcmp(name, NATIVE_ADAPTER_FILE) == 0) {
+        snprintf(path, sizeof path, "%s/%s", adapter_dir, name);
+        return open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    for (int f = 0; f < N_ADAPTER_FOLDERS; f++) {
+        const char *folder = ADAPTER_FOLDERS[f];
+        size_t fl = strlen(folder);
+        if (strncmp(name, folder, fl) != 0)
+            continue;
+        if (strcmp(name + fl, ".tar") == 0) {
+            *type = "application/x-tar";
+            if (ensure_archive(adapter_dir, folder, err, errlen) != 0)
+                return -1;
+            snprintf(path, sizeof path, "%s/%s", adapter_dir, name);
+            return open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        }
+        if (name[fl] == '/' && plain_name(name + fl + 1)) {
+            snprintf(path, sizeof path, "%s/%s", adapter_dir, folder);
+            int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+            if (dfd < 0)
+                return -1;
+            int fd = openat(dfd, name + fl + 1, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            int saved = errno;
+            close(dfd);
+            errno = saved;
+            *type = mime_for(name);
+            return fd;
+        }
+    }
+    errno = ENOENT;
+    return -1;
+}
+
 enum MHD_Result h_job_adapter(api_req *r)
 {
-    const adapter_file *af = NULL;
-    for (int i = 0; i < N_ADAPTER_FILES; i++)
-        if (strcmp(r->param, ADAPTER_FILES[i].name) == 0)
-            af = &ADAPTER_FILES[i];
-    if (!af)
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "file",
-                           "no adapter file '%.100s'; the files are adapter.safetensors, "
-                           "peft/adapter_config.json, peft/adapter_model.safetensors, "
-                           "peft/config.json, peft/README.md and peft.tar",
-                           r->param);
     store *st = api_store(r);
     if (!st)
         return MHD_YES;
@@ -176,29 +269,34 @@ enum MHD_Result h_job_adapter(api_req *r)
                            "job %s is %s: its adapter can be downloaded once it has succeeded",
                            r->id, store_job_status_name(status));
 
-    char adapter_dir[PATH_MAX], path[PATH_MAX + 64];
+    char adapter_dir[PATH_MAX];
     snprintf(adapter_dir, sizeof adapter_dir, "%s/%s/adapter", r->srv->jobs_dir, r->id);
-    if (af->archive && ensure_archive(adapter_dir, err, sizeof err) != 0)
-        return errno == ENOENT
-                   ? reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "file", "%s", err)
-                   : reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", NULL, "%s", err);
-    snprintf(path, sizeof path, "%s/%s", adapter_dir, af->name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    const char *type;
+    err[0] = '\0';
+    int fd = open_adapter_file(adapter_dir, r->param, &type, err, sizeof err);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        if (fd >= 0)
-            close(fd);
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "file",
-                           "job %s has no %s (method full keeps no PEFT folder)", r->id, af->name);
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        fd = -1;
+        errno = ENOENT;
     }
-    const char *base = strrchr(af->name, '/');
-    base = base ? base + 1 : af->name;
-    char disposition[128];
-    snprintf(disposition, sizeof disposition, "attachment; filename=\"aflorad-%s-%s\"", r->id,
-             base);
+    if (fd < 0) {
+        if (err[0] && errno != ENOENT)
+            return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", NULL, "%s", err);
+        char files[FILE_LIST_MAX];
+        list_job_files(adapter_dir, files, sizeof files);
+        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "file",
+                           "job %s has no adapter file '%.100s'; its files are: %s", r->id,
+                           r->param, files);
+    }
+    const char *base = strrchr(r->param, '/');
+    base = base ? base + 1 : r->param;
+    char disposition[400];
+    snprintf(disposition, sizeof disposition, "attachment; filename=\"aflorad-%s-%.255s\"",
+             r->id, base);
     /* A succeeded job's files never change, but the token guards them:
      * private, so shared caches keep no copy. */
-    return reply_file(r, fd, &sb, af->content_type, disposition, "private, max-age=0");
+    return reply_file(r, fd, &sb, type, disposition, "private, max-age=0");
 }
 
 /* ---- static files ---------------------------------------------------------------- */

@@ -350,6 +350,19 @@ enum MHD_Result h_metrics(api_req *r)
     sb_printf(&b, "# HELP aflorad_sse_clients Open server-sent event streams.\n"
                   "# TYPE aflorad_sse_clients gauge\naflorad_sse_clients %d\n",
               atomic_load(&s->sse_clients));
+    predict_cache_stats pc;
+    predict_cache_stats_read(s->predict, &pc);
+    sb_printf(&b, "# HELP aflorad_predict_model_loads_total Models loaded for predictions "
+                  "(a first request, or a reload after eviction or a new adapter).\n"
+                  "# TYPE aflorad_predict_model_loads_total counter\n"
+                  "aflorad_predict_model_loads_total %llu\n"
+                  "# HELP aflorad_predict_cache_hits_total Prediction requests served by a loaded "
+                  "model.\n# TYPE aflorad_predict_cache_hits_total counter\n"
+                  "aflorad_predict_cache_hits_total %llu\n"
+                  "# HELP aflorad_predict_models Models held for predictions now (at most "
+                  "--predict-cache).\n# TYPE aflorad_predict_models gauge\n"
+                  "aflorad_predict_models %d\n",
+              (unsigned long long)pc.loads, (unsigned long long)pc.hits, pc.entries);
     sb_printf(&b, "# HELP aflorad_uptime_seconds Seconds since the API started.\n"
                   "# TYPE aflorad_uptime_seconds gauge\naflorad_uptime_seconds %lld\n",
               (long long)((api_now_ms() - s->started_ms) / 1000));

@@ -1,5 +1,5 @@
 /* jobs.c — POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel and
- * the reserved POST /jobs/{id}/predict.
+ * POST /jobs/{id}/predict.
  *
  * A job spec is parsed and validated by the spec module (spec.h) — the one
  * parser `aflorad run` and the workers use — and stored in its normalised
@@ -8,11 +8,18 @@
  * the API enforces what only a server can: the model must be "demo" or a
  * folder of the models directory (GET /models), the datasets must be ids of
  * uploaded datasets that exist, and nothing in a spec may name a server file
- * path (a client must not make the daemon read arbitrary files). The first
- * rows of each dataset are parsed with the spec's columns, so a wrong column
- * name fails here with the loader's message rather than minutes later in a
- * worker. Every failure names the spec field it is about. */
+ * path (a client must not make the daemon read arbitrary files): an
+ * init_adapter is "job:<id>", a succeeded job whose adapter is checked
+ * against the spec here. The first rows of each dataset are parsed with the
+ * spec's columns, so a wrong column name fails here with the loader's message
+ * rather than minutes later in a worker. Every failure names the spec field
+ * it is about.
+ *
+ * Predictions check the request (and the pair rule, from the stored spec)
+ * before touching a model, then take the job's model from the server's
+ * predict cache (predict.h), so only the first request loads it. */
 #include "api_internal.h"
+#include "job.h"
 #include "log.h"
 #include "predict.h"
 #include "spec.h"
@@ -20,6 +27,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +205,51 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
     return rc;
 }
 
+/* init_adapter "job:<id>": a succeeded job whose adapter fits this spec (what
+ * the spec alone tells: method, rank, targets, task, the model's shapes, the
+ * declared labels; the worker checks the labels of the data again). 0, or
+ * -1 after replying: 400 for a wrong reference or a mismatch, 409 while the
+ * job has not succeeded, 500 when its adapter cannot be read. */
+static int check_init_adapter(api_req *r, store *st, const aflo_job_spec *spec,
+                              enum MHD_Result *ret)
+{
+    const char *id = spec_init_adapter_job(spec);
+    store_job j;
+    char err[1024];
+    if (store_job_get(st, id, &j, err, sizeof err) != 0) {
+        *ret = store_last_error(st) == STORE_E_NOT_FOUND
+                   ? reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_job", "init_adapter",
+                                 "init_adapter: no job has the id %s (GET /jobs lists them)", id)
+                   : reply_store_error(r, st, err);
+        return -1;
+    }
+    store_job_status status = j.status;
+    store_job_clear(&j);
+    if (status != STORE_JOB_SUCCEEDED) {
+        *ret = reply_error(r, MHD_HTTP_CONFLICT, "not_ready", "init_adapter",
+                           "init_adapter: job %s is %s; its adapter exists once it has succeeded",
+                           id, store_job_status_name(status));
+        return -1;
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir, id);
+    if (access(path, R_OK) != 0) {
+        *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "adapter_missing", NULL,
+                           "init_adapter: job %s has succeeded but its adapter is missing on the "
+                           "server (%s)", id, strerror(errno));
+        return -1;
+    }
+    const char *const *labels = (const char *const *)spec->dataset.labels;
+    int rc = job_check_init_adapter(r->srv->models_dir, spec, path, labels,
+                                    spec->num_labels, err, sizeof err);
+    if (rc == -1)
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "incompatible_adapter", "init_adapter", "%s",
+                           err);
+    else if (rc != 0)
+        *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "%s", err);
+    return rc;
+}
+
 static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned status,
                                  bool location)
 {
@@ -225,10 +278,10 @@ enum MHD_Result h_jobs_create(api_req *r)
     char *normal = NULL;
     api_model_info model;
     store *st = NULL;
-    if (spec.init_adapter) {
+    if (spec.init_adapter && !spec_init_adapter_job(&spec)) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "init_adapter",
                           "init_adapter: names a file on the server, which the API does not "
-                          "accept; start from a fresh adapter");
+                          "accept; give \"job:<id>\" to start from a succeeded job's adapter");
         goto out;
     }
     if (api_model_lookup(r->srv, spec.model, &model, err, sizeof err) != 0) {
@@ -236,6 +289,8 @@ enum MHD_Result h_jobs_create(api_req *r)
         goto out;
     }
     if (!(st = api_store(r)))
+        goto out;
+    if (spec.init_adapter && check_init_adapter(r, st, &spec, &ret) != 0)
         goto out;
     if (spec.has_dataset &&
         (check_dataset_ref(r, st, &spec, spec.dataset.train, "dataset.train") != 0 ||
@@ -354,88 +409,187 @@ enum MHD_Result h_job_cancel(api_req *r)
  * request stays short. */
 #define PREDICT_MAX_INPUTS 64
 
-enum MHD_Result h_job_predict(api_req *r)
+/* Check the body's shape: {"inputs": [{"text": "...", "text_pair"?: "..."}]}.
+ * Replies 400 naming the field and returns NULL, or returns the inputs. */
+static cJSON *predict_inputs(api_req *r, cJSON *body, enum MHD_Result *ret)
 {
-    store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
-    cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
     cJSON *inputs = cJSON_GetObjectItemCaseSensitive(body, "inputs");
     if (!cJSON_IsObject(body) || !cJSON_IsArray(inputs)) {
-        cJSON_Delete(body);
-        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "inputs",
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "inputs",
                            "inputs: expected {\"inputs\": [{\"text\": \"...\", "
                            "\"text_pair\": \"...\"}, ...]}");
+        return NULL;
     }
     int n = cJSON_GetArraySize(inputs);
     if (n < 1 || n > PREDICT_MAX_INPUTS) {
-        cJSON_Delete(body);
-        return reply_error(r, MHD_HTTP_BAD_REQUEST, "out_of_range", "inputs",
+        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "out_of_range", "inputs",
                            "inputs: between 1 and %d inputs per request, got %d",
                            PREDICT_MAX_INPUTS, n);
+        return NULL;
     }
+    char field[64];
     for (int i = 0; i < n; i++) {
         cJSON *in = cJSON_GetArrayItem(inputs, i);
+        snprintf(field, sizeof field, "inputs[%d]", i);
+        if (!cJSON_IsObject(in)) {
+            *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_type", field,
+                               "%s: expected an object {\"text\": ...}", field);
+            return NULL;
+        }
+        for (cJSON *k = in->child; k; k = k->next)
+            if (strcmp(k->string, "text") != 0 && strcmp(k->string, "text_pair") != 0) {
+                snprintf(field, sizeof field, "inputs[%d].%.32s", i, k->string);
+                *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_field", field,
+                                   "%s: unknown field (an input has text and, for pairs, "
+                                   "text_pair)", field);
+                return NULL;
+            }
         cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "text");
         cJSON *tp = cJSON_GetObjectItemCaseSensitive(in, "text_pair");
+        if (!t) {
+            snprintf(field, sizeof field, "inputs[%d].text", i);
+            *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "missing_field", field, "%s: is required",
+                               field);
+            return NULL;
+        }
         if (!cJSON_IsString(t) || (tp && !cJSON_IsString(tp))) {
-            char field[64];
             snprintf(field, sizeof field, "inputs[%d].%s", i,
                      cJSON_IsString(t) ? "text_pair" : "text");
-            cJSON_Delete(body);
-            return reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_type", field,
+            *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_type", field,
                                "%s: expected a string", field);
+            return NULL;
         }
     }
+    return inputs;
+}
 
+/* The job's text columns, for messages: "\"question1\" and \"question2\"". */
+static void describe_text_fields(const aflo_job_spec *spec, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!spec->has_dataset) {
+        snprintf(buf, cap, "the demo's sentences");
+        return;
+    }
+    size_t used = 0;
+    for (int i = 0; i < spec->dataset.n_text_fields && used < cap; i++) {
+        const spec_column *c = &spec->dataset.text_fields[i];
+        int k = c->kind == TEXTDATA_FIELD_INDEX
+                    ? snprintf(buf + used, cap - used, "%scolumn %d", i ? " and " : "", c->index)
+                    : snprintf(buf + used, cap - used, "%s\"%.100s\"", i ? " and " : "", c->name);
+        if (k < 0)
+            return;
+        used += (size_t)k;
+    }
+}
+
+/* A pair for a pair-trained job, a single text otherwise: 0, or -1 after
+ * replying 400 naming the input. */
+static int check_pairs(api_req *r, const aflo_job_spec *spec, cJSON *inputs,
+                       enum MHD_Result *ret)
+{
+    bool pairs = spec->has_dataset && spec->dataset.n_text_fields == 2;
+    char fields[256], field[64];
+    describe_text_fields(spec, fields, sizeof fields);
+    for (int i = 0; i < cJSON_GetArraySize(inputs); i++) {
+        bool has = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(inputs, i), "text_pair");
+        if (has == pairs)
+            continue;
+        snprintf(field, sizeof field, "inputs[%d].text_pair", i);
+        *ret = pairs ? reply_error(r, MHD_HTTP_BAD_REQUEST, "missing_field", field,
+                                   "%s: the job was trained on text pairs (%s): give text_pair "
+                                   "too", field, fields)
+                     : reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field,
+                                   "%s: the job was trained on single texts (%s): text_pair "
+                                   "does not apply", field, fields);
+        return -1;
+    }
+    return 0;
+}
+
+enum MHD_Result h_job_predict(api_req *r)
+{
+    enum MHD_Result ret = MHD_YES;
+    cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
+    cJSON *inputs = predict_inputs(r, body, &ret);
+    store *st = NULL;
+    aflo_job_spec spec;
+    memset(&spec, 0, sizeof spec);
+    predictor *p = NULL;
+    cJSON *out = NULL;
+    if (!inputs || !(st = api_store(r)))
+        goto out;
     char err[1024];
     store_job j;
     if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
-        cJSON_Delete(body);
-        return reply_store_error(r, st, err);
+        ret = reply_store_error(r, st, err);
+        goto out;
     }
     if (j.status != STORE_JOB_SUCCEEDED) {
-        enum MHD_Result ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
-                                          "job %s is %s: predictions need a job that has "
-                                          "succeeded", r->id, store_job_status_name(j.status));
+        ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
+                          "job %s is %s: predictions need a job that has succeeded", r->id,
+                          store_job_status_name(j.status));
         store_job_clear(&j);
-        cJSON_Delete(body);
-        return ret;
+        goto out;
     }
-    cJSON *spec = cJSON_Parse(j.spec);
+    aflo_spec_error se;
+    int bad_spec = spec_parse(j.spec, strlen(j.spec), &spec, &se);
     store_job_clear(&j);
-    cJSON *model = cJSON_GetObjectItemCaseSensitive(spec, "model");
-    char adapter[4096];
-    snprintf(adapter, sizeof adapter, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir, r->id);
-    predictor *p = cJSON_IsString(model)
-                       ? predictor_open(r->srv->models_dir, model->valuestring, adapter, err,
-                                        sizeof err)
-                       : NULL;
-    cJSON_Delete(spec);
-    if (!p) {
-        cJSON_Delete(body);
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                           "cannot load the job's model and adapter: %s", err);
+    if (bad_spec) {
+        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                          "job %s: its stored spec is invalid: %s", r->id, se.message);
+        goto out;
     }
-    cJSON *out = cJSON_CreateObject();
+    if (check_pairs(r, &spec, inputs, &ret) != 0)
+        goto out;
+
+    char adapter[PATH_MAX];
+    snprintf(adapter, sizeof adapter, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir,
+             r->id);
+    if (access(adapter, F_OK) != 0) {
+        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "adapter_missing", NULL,
+                          "job %s has succeeded but its adapter is missing on the server (%s)",
+                          r->id, strerror(errno));
+        goto out;
+    }
+    p = predict_cache_acquire(r->srv->predict, r->id, r->srv->models_dir, spec.model, adapter, err,
+                              sizeof err);
+    if (!p) {
+        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                          "cannot load the job's model and adapter: %s", err);
+        goto out;
+    }
+    out = cJSON_CreateObject();
     cJSON *preds = cJSON_AddArrayToObject(out, "predictions");
-    for (int i = 0; i < n; i++) {
+    if (!preds) {
+        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < cJSON_GetArraySize(inputs); i++) {
         cJSON *in = cJSON_GetArrayItem(inputs, i);
         cJSON *tp = cJSON_GetObjectItemCaseSensitive(in, "text_pair");
+        predict_status ps;
         cJSON *res = predictor_run(p, cJSON_GetObjectItemCaseSensitive(in, "text")->valuestring,
-                                   tp ? tp->valuestring : NULL, err, sizeof err);
+                                   tp ? tp->valuestring : NULL, &ps, err, sizeof err);
         if (!res) {
-            predictor_free(p);
-            cJSON_Delete(out);
-            cJSON_Delete(body);
             char field[32];
             snprintf(field, sizeof field, "inputs[%d]", i);
-            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field, "%s: %s", field,
-                               err);
+            ret = ps == PREDICT_E_INPUT
+                      ? reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field, "%s: %s",
+                                    field, err)
+                      : reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", field,
+                                    "%s: %s", field, err);
+            goto out;
         }
         cJSON_AddItemToArray(preds, res);
     }
-    predictor_free(p);
+    ret = reply_json(r, MHD_HTTP_OK, out);
+    out = NULL;
+out:
+    if (p)
+        predict_cache_release(r->srv->predict, p);
+    cJSON_Delete(out);
+    spec_free(&spec);
     cJSON_Delete(body);
-    return reply_json(r, MHD_HTTP_OK, out);
+    return ret;
 }

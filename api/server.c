@@ -812,6 +812,7 @@ void api_config_defaults(api_config *c)
     c->max_json_depth = API_DEFAULT_MAX_JSON_DEPTH;
     c->max_connections = API_DEFAULT_MAX_CONNECTIONS;
     c->connection_timeout_s = API_DEFAULT_CONNECTION_TIMEOUT_S;
+    c->predict_cache = API_DEFAULT_PREDICT_CACHE;
 }
 
 /* "host:port", "[v6]:port" or ":port" into a socket address. */
@@ -930,6 +931,7 @@ static void server_free(api_server *s)
     pthread_mutex_destroy(&s->ev_mu);
     pthread_cond_destroy(&s->ev_cv);
     free(s->http_counts);
+    predict_cache_free(s->predict);   /* MHD has stopped: nobody holds an entry */
     free(s->openapi);
     free(s->data_dir);
     free(s->db_path);
@@ -971,8 +973,9 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     if (cfg->max_json_body == 0 || cfg->max_upload == 0 || cfg->max_json_depth < 1 ||
-        cfg->max_connections == 0) {
-        snprintf(err, errlen, "api: body limits, JSON depth and connection limit must be > 0");
+        cfg->max_connections == 0 || cfg->predict_cache < 1) {
+        snprintf(err, errlen, "api: body limits, JSON depth, connection limit and predict cache "
+                              "must be > 0");
         return NULL;
     }
     struct sockaddr_storage addr;
@@ -1035,7 +1038,8 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
     s->pool = calloc(s->pool_cap, sizeof *s->pool);
     s->http_counts = calloc((size_t)(api_route_count + 1) * API_STATUS_SLOTS,
                             sizeof *s->http_counts);
-    if (!s->pool || !s->http_counts) {
+    s->predict = predict_cache_new(cfg->predict_cache);
+    if (!s->pool || !s->http_counts || !s->predict) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -45,6 +45,11 @@
  * every API_SSE_HEARTBEAT_MS, well inside it. */
 #define API_DEFAULT_CONNECTION_TIMEOUT_S 30u
 #define API_SSE_HEARTBEAT_MS 15000
+/* Models kept loaded for POST /jobs/{id}/predict (least recently used out).
+ * Each holds its base model's weights — ~440 MB for BERT-base, a few MB for
+ * the demo — so two cover a base model and its comparison without letting
+ * predictions take the memory the workers train in. */
+#define API_DEFAULT_PREDICT_CACHE 2
 
 typedef struct {
     const char *listen;          /* "host:port", "[v6]:port" or ":port"; port 0 =
@@ -59,6 +64,7 @@ typedef struct {
     int max_json_depth;
     unsigned max_connections;
     unsigned connection_timeout_s;
+    int predict_cache;           /* models kept loaded for predictions (>= 1) */
     workers *workers;            /* NULL: jobs are stored and stay queued (tests) */
 } api_config;
 

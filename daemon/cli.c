@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "adapter_io.h"
+#include "errmsg.h"
 #include "fsutil.h"
 #include "gemm.h"
 #include "hfmodel.h"
@@ -162,7 +164,7 @@ static int cmd_init_demo(int argc, char **argv) {
 
 static int print_prediction(predictor *p, const char *a, const char *b, char *err,
                             size_t errlen) {
-    cJSON *o = predictor_run(p, a, b, err, errlen);
+    cJSON *o = predictor_run(p, a, b, NULL, err, errlen);
     if (!o) return -1;
     char *line = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -175,9 +177,117 @@ static int print_prediction(predictor *p, const char *a, const char *b, char *er
     return 0;
 }
 
+/* --text-field / --pair-field: a 0-based column index when all digits, else
+ * a header column or JSON key name. */
+static int parse_field(const char *flag, const char *v, adapter_text_field *t, char *err,
+                       size_t errlen) {
+    memset(t, 0, sizeof *t);
+    size_t n = strspn(v, "0123456789");
+    if (v[0] && !v[n]) {
+        errno = 0;
+        long idx = strtol(v, NULL, 10);
+        if (errno || idx > 65535) {
+            snprintf(err, errlen, "%s %s: a column index must be at most 65535", flag, v);
+            return -1;
+        }
+        t->by_index = true;
+        t->index = (int)idx;
+        return 0;
+    }
+    if (!v[0] || strlen(v) >= sizeof t->name) {
+        snprintf(err, errlen, "%s: give a column name or a 0-based column index", flag);
+        return -1;
+    }
+    snprintf(t->name, sizeof t->name, "%s", v);
+    return 0;
+}
+
+static textdata_field to_field(const adapter_text_field *t) {
+    return t->by_index ? TEXTDATA_BY_INDEX(t->index) : TEXTDATA_BY_NAME(t->name);
+}
+
+typedef struct {
+    const char *text_field, *pair_field;
+    int header;                /* -1: not given; 0 / 1: --no-header / --header */
+} input_overrides;
+
+/* Predict every row of FILE, read with the columns the adapter was trained
+ * on unless overridden. */
+static int predict_file(predictor *p, const char *input, const input_overrides *o, char *err,
+                        size_t errlen) {
+    adapter_inputs in = *predictor_inputs(p);
+    bool recorded = in.n_fields > 0, overridden = o->text_field || o->pair_field;
+    if (o->pair_field && predictor_check_pair(p, true, err, errlen) != 0) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "--pair-field: %s", why);
+        return -1;
+    }
+    if (o->text_field && parse_field("--text-field", o->text_field, &in.fields[0], err, errlen))
+        return -1;
+    if (o->pair_field && parse_field("--pair-field", o->pair_field, &in.fields[1], err, errlen))
+        return -1;
+    if (o->pair_field) in.n_fields = 2;
+    else if (o->text_field && !recorded) in.n_fields = 1;
+    if (!recorded && !o->text_field) {   /* nothing to go by: the "text" column */
+        snprintf(in.fields[0].name, sizeof in.fields[0].name, "text");
+        in.fields[0].by_index = false;
+    }
+    bool named = false;
+    for (int i = 0; i < in.n_fields; i++) named |= !in.fields[i].by_index;
+    bool header = o->header >= 0 ? o->header : overridden && named ? true
+                                             : recorded ? in.has_header : true;
+    textdata_spec ts = {.format = textdata_format_from_path(input),
+                        .text_a = to_field(&in.fields[0]),
+                        .no_header = !header};
+    if (ts.format == TEXTDATA_AUTO) ts.format = in.format;
+    if (in.n_fields == 2) ts.text_b = to_field(&in.fields[1]);
+    textdata td;
+    int rc;
+    if (in.n_fields == 0 && !o->text_field) {
+        /* not recorded: "text" and "text_pair" when the file has both, else "text" */
+        ts.text_b = TEXTDATA_BY_NAME("text_pair");
+        rc = textdata_load(input, &ts, &td, err, errlen);
+        if (rc != 0) {
+            ts.text_b = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
+            rc = textdata_load(input, &ts, &td, err, errlen);
+        }
+    } else {
+        rc = textdata_load(input, &ts, &td, err, errlen);
+        if (rc != 0 && recorded && !overridden) {
+            /* the generic "text" ("text_pair") columns predict has always read */
+            textdata_spec generic = {.format = ts.format, .text_a = TEXTDATA_BY_NAME("text")};
+            if (in.n_fields == 2) generic.text_b = TEXTDATA_BY_NAME("text_pair");
+            char ignored[256];
+            if (textdata_load(input, &generic, &td, ignored, sizeof ignored) == 0) rc = 0;
+        }
+    }
+    if (rc != 0) {
+        if (recorded && !overridden) {
+            char fields[512];
+            predictor_describe_fields(p, fields, sizeof fields);
+            appendf(err, errlen, " (the adapter reads %s, as in its training data; "
+                                 "--text-field and --pair-field choose other columns)", fields);
+        }
+        return -1;
+    }
+    for (int i = 0; i < textdata_count(&td); i++) {
+        char why[900];
+        if (print_prediction(p, textdata_text_a(&td, i), textdata_text_b(&td, i), why,
+                             sizeof why) != 0) {
+            snprintf(err, errlen, "%s, row %d: %s", input, i + 1, why);
+            textdata_free(&td);
+            return -1;
+        }
+    }
+    textdata_free(&td);
+    return 0;
+}
+
 static int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *text = NULL, *pair = NULL, *input = NULL;
     const char *models = models_dir_default();
+    input_overrides o = {.header = -1};
     for (int i = 1; i < argc; i++) {
         const char *v;
         if ((v = opt_value(argc, argv, &i, "--model"))) model = v;
@@ -185,17 +295,28 @@ static int cmd_predict(int argc, char **argv) {
         else if ((v = opt_value(argc, argv, &i, "--text"))) text = v;
         else if ((v = opt_value(argc, argv, &i, "--text-pair"))) pair = v;
         else if ((v = opt_value(argc, argv, &i, "--input"))) input = v;
+        else if ((v = opt_value(argc, argv, &i, "--text-field"))) o.text_field = v;
+        else if ((v = opt_value(argc, argv, &i, "--pair-field"))) o.pair_field = v;
         else if ((v = opt_value(argc, argv, &i, "--models-dir"))) models = v;
+        else if (strcmp(argv[i], "--header") == 0) o.header = 1;
+        else if (strcmp(argv[i], "--no-header") == 0) o.header = 0;
         else {
             fprintf(stderr, "predict: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    if (!model || !adapter || (!text == !input)) {
-        fprintf(stderr, "usage: aflorad predict --model M --adapter DIR_OR_FILE "
-                        "(--text T [--text-pair P] | --input FILE) [--models-dir DIR]\n"
-                        "  FILE: .jsonl with \"text\" (and \"text_pair\"), or .tsv/.csv with a "
-                        "\"text\" column (and \"text_pair\")\n");
+    if (!model || (!text == !input) || (pair && !text) ||
+        (!input && (o.text_field || o.pair_field || o.header >= 0))) {
+        fprintf(stderr,
+                "usage: aflorad predict --model M [--adapter FILE_OR_DIR] [--models-dir DIR]\n"
+                "                       (--text T [--text-pair P] | --input FILE [--text-field F]\n"
+                "                        [--pair-field F] [--header | --no-header])\n"
+                "  --adapter: adapter.safetensors, the adapter/ folder `aflorad run` prints, or a\n"
+                "    PEFT folder; leave it out when M is itself fine-tuned (a method-full run's\n"
+                "    adapter/model/)\n"
+                "  FILE (.tsv, .csv, .jsonl) is read with the text columns, header and format the\n"
+                "    adapter was trained with; --text-field/--pair-field (a name, or a 0-based\n"
+                "    column index) and --header/--no-header override them\n");
         return 2;
     }
     char err[1024] = "";
@@ -203,23 +324,13 @@ static int cmd_predict(int argc, char **argv) {
     int rc = 1;
     if (!p) goto fail;
     if (text) {
-        if (print_prediction(p, text, pair, err, sizeof err) != 0) goto fail;
-    } else {
-        /* a pair file first (text + text_pair), else single texts */
-        textdata_spec ts = {.text_a = TEXTDATA_BY_NAME("text"),
-                            .text_b = TEXTDATA_BY_NAME("text_pair")};
-        textdata td;
-        if (textdata_load(input, &ts, &td, err, sizeof err) != 0) {
-            ts.text_b = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
-            if (textdata_load(input, &ts, &td, err, sizeof err) != 0) goto fail;
+        if (predictor_check_pair(p, pair != NULL, err, sizeof err) != 0) {
+            appendf(err, sizeof err, pair ? "" : " (--text-pair)");
+            goto fail;
         }
-        for (int i = 0; i < textdata_count(&td); i++)
-            if (print_prediction(p, textdata_text_a(&td, i), textdata_text_b(&td, i), err,
-                                 sizeof err) != 0) {
-                textdata_free(&td);
-                goto fail;
-            }
-        textdata_free(&td);
+        if (print_prediction(p, text, pair, err, sizeof err) != 0) goto fail;
+    } else if (predict_file(p, input, &o, err, sizeof err) != 0) {
+        goto fail;
     }
     rc = 0;
 fail:

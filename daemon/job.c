@@ -14,7 +14,6 @@
 #include "fsutil.h"
 #include "gemm.h"
 #include "hfmodel.h"
-#include "safetensors.h"
 #include "synth.h"
 #include "textdata.h"
 #include "tokenizer.h"
@@ -49,6 +48,132 @@ int job_model_dir(const char *models_dir, const char *model, char *out, size_t o
         return -1;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- init_adapter */
+
+int job_init_adapter_path(const char *jobs_dir, const char *ref, char *out, size_t outlen,
+                          char *err, size_t errlen) {
+    size_t n = strlen(SPEC_JOB_REF_PREFIX);
+    if (strncmp(ref, SPEC_JOB_REF_PREFIX, n) == 0) {
+        if (!jobs_dir) {
+            snprintf(err, errlen,
+                     "init_adapter: \"%.40s\" names a job of the daemon; here give the adapter "
+                     "file (e.g. out/adapter/adapter.safetensors)", ref);
+            return -1;
+        }
+        char dir[4096];
+        if (path_join(dir, sizeof dir, jobs_dir, ref + n, err, errlen) != 0) return -1;
+        if ((size_t)snprintf(out, outlen, "%s/adapter/adapter.safetensors", dir) >= outlen) {
+            snprintf(err, errlen, "init_adapter: path too long");
+            return -1;
+        }
+        return 0;
+    }
+    struct stat st;
+    if (stat(ref, &st) == 0 && S_ISDIR(st.st_mode))
+        return path_join(out, outlen, ref, "adapter.safetensors", err, errlen);
+    if ((size_t)snprintf(out, outlen, "%s", ref) >= outlen) {
+        snprintf(err, errlen, "init_adapter: path too long");
+        return -1;
+    }
+    return 0;
+}
+
+/* ["a", "b", ...] for messages (the first few names). */
+static void names_text(char *buf, size_t cap, const char *const *names, int n) {
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && used < cap; i++) {
+        int k = i == 6 ? snprintf(buf + used, cap - used, ", ...")
+                       : snprintf(buf + used, cap - used, "%s\"%.40s\"", i ? ", " : "", names[i]);
+        if (k < 0) return;
+        used += (size_t)k;
+        if (i == 6) break;
+    }
+    if (used < cap) snprintf(buf + used, cap - used, "]");
+}
+
+static int check_init_labels(const adapter_native_meta *meta, const char *const *labels,
+                             int num_labels, char *err, size_t errlen) {
+    if (num_labels > 0 && meta->num_labels != num_labels) {
+        snprintf(err, errlen, "init_adapter: the adapter has %d label%s, this job %d",
+                 meta->num_labels, meta->num_labels == 1 ? "" : "s", num_labels);
+        return -1;
+    }
+    if (!labels || meta->task == TASK_REGRESSION) return 0;
+    cJSON *arr = cJSON_Parse(meta->labels_json);
+    int n = cJSON_GetArraySize(arr), rc = 0;
+    const char **have = calloc((size_t)(n > 0 ? n : 1), sizeof *have);
+    if (!have) {
+        cJSON_Delete(arr);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    bool same = n == num_labels;
+    for (int i = 0; i < n; i++) {
+        cJSON *it = cJSON_GetArrayItem(arr, i);
+        have[i] = cJSON_IsString(it) ? it->valuestring : "?";
+        same = same && strcmp(have[i], labels[i]) == 0;
+    }
+    if (!same) {
+        char a[400], b[400];
+        names_text(a, sizeof a, have, n);
+        names_text(b, sizeof b, labels, num_labels);
+        snprintf(err, errlen, "init_adapter: the adapter's labels %s differ from this job's %s "
+                              "(in class-id order)", a, b);
+        rc = -1;
+    }
+    free(have);
+    cJSON_Delete(arr);
+    return rc;
+}
+
+int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const char *path,
+                           const char *const *labels, int num_labels, char *err, size_t errlen) {
+    char model_dir[4096], why[1024];
+    aflo_config c;
+    if (job_model_dir(models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0 ||
+        hfmodel_read_config(model_dir, &c, err, errlen) != 0)
+        return -2;
+    adapter_native_meta meta;
+    if (adapter_native_read_meta(path, &meta, why, sizeof why) != 0) {
+        snprintf(err, errlen, "init_adapter: %s", why);
+        return -2;
+    }
+    aflo_adapter_config ac;
+    spec_to_adapter_config(s, &ac);
+    int rc = -1;
+    if (meta.ac.method != ac.method)
+        snprintf(err, errlen, "init_adapter: the adapter was trained with method %s, this job uses "
+                              "%s", method_names[meta.ac.method], method_names[ac.method]);
+    else if (ac.method != METHOD_FULL && meta.ac.rank != ac.rank)
+        snprintf(err, errlen, "init_adapter: the adapter has rank %d, this job %d", meta.ac.rank,
+                 ac.rank);
+    else if (ac.method != METHOD_FULL && meta.ac.targets != ac.targets)
+        snprintf(err, errlen, "init_adapter: the adapter adapts other target_modules than this "
+                              "job");
+    else if (ac.method == METHOD_LORA && meta.ac.alpha != ac.alpha)
+        snprintf(err, errlen, "init_adapter: the adapter has alpha %g, this job %g",
+                 (double)meta.ac.alpha, (double)ac.alpha);
+    else if (meta.task != s->task)
+        snprintf(err, errlen, "init_adapter: the adapter is for %s, this job does %s",
+                 s->task == TASK_REGRESSION ? "classification" : "regression",
+                 s->task == TASK_REGRESSION ? "regression" : "classification");
+    else if (strcmp(meta.model_type, c.model_type) != 0 || meta.hidden_size != c.hidden_size ||
+             meta.intermediate_size != c.intermediate_size ||
+             meta.num_hidden_layers != c.num_hidden_layers ||
+             meta.num_attention_heads != c.num_attention_heads || meta.vocab_size != c.vocab_size)
+        snprintf(err, errlen,
+                 "init_adapter: the adapter was trained on a %s model (%d layers, hidden %d, "
+                 "intermediate %d, %d heads, vocab %d); %s is %s (%d, %d, %d, %d, %d)",
+                 meta.model_type, meta.num_hidden_layers, meta.hidden_size,
+                 meta.intermediate_size, meta.num_attention_heads, meta.vocab_size, s->model,
+                 c.model_type, c.num_hidden_layers, c.hidden_size, c.intermediate_size,
+                 c.num_attention_heads, c.vocab_size);
+    else
+        rc = check_init_labels(&meta, labels, num_labels, err, errlen);
+    adapter_native_meta_free(&meta);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- data */
@@ -96,6 +221,7 @@ typedef struct {
     aflo_dataset train, eval;
     const char **labels; /* label names by id (classification) */
     int num_labels;
+    adapter_inputs inputs; /* how the training text was read, kept with the adapter */
 } job_data;
 
 static void job_data_free(job_data *jd) {
@@ -148,6 +274,22 @@ static int check_labels(const aflo_job_spec *s, const textdata *train, job_data 
     return 0;
 }
 
+/* The columns, header and format the training file is read with: what
+ * prediction needs to read the same kind of file. */
+static void record_inputs(const textdata_spec *ts, const char *train_path, adapter_inputs *in) {
+    memset(in, 0, sizeof *in);
+    const textdata_field *f[2] = {&ts->text_a, &ts->text_b};
+    for (int i = 0; i < 2 && f[i]->kind != TEXTDATA_FIELD_NONE; i++) {
+        adapter_text_field *t = &in->fields[i];
+        t->by_index = f[i]->kind == TEXTDATA_FIELD_INDEX;
+        t->index = f[i]->index;
+        if (!t->by_index) snprintf(t->name, sizeof t->name, "%s", f[i]->name);
+        in->n_fields = i + 1;
+    }
+    in->has_header = !ts->no_header;
+    in->format = ts->format != TEXTDATA_AUTO ? ts->format : textdata_format_from_path(train_path);
+}
+
 static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok,
                      job_data *jd, char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
@@ -176,6 +318,7 @@ static int load_data(const job_args *a, const char *model_dir, const tokenizer *
             return -1;
         jd->has_eval = true;
     }
+    record_inputs(&ts, train_path, &jd->inputs);
     ts.task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
     /* The training file fixes the class ids (textdata.h: integers are their
      * own ids, other labels sorted, or as declared) and the checks that need
@@ -271,50 +414,6 @@ static long frozen_step_of(const void *ctx, const aflo_param *p) {
     return trainer_frozen_step(ctx, p);
 }
 
-/* Method full: the whole fine-tuned model as a Hugging Face folder, its
- * config.json naming the labels. */
-static int write_full_model(aflo_model *m, const char *const *labels, const char *dir, char *err,
-                            size_t errlen) {
-    if (make_dir(dir, err, errlen) != 0) return -1;
-    const aflo_config *c = model_config(m);
-    const char *prefix = c->roberta_positions ? "roberta." : "bert.";
-    config_task task = {.regression = model_task(m) == TASK_REGRESSION,
-                        .num_labels = model_num_labels(m),
-                        .labels = labels};
-    char *cfg = config_to_json_task(c, &task);
-    st_writer *w = st_writer_new();
-    int rc = -1;
-    char path[4096];
-    if (!cfg || !w) {
-        snprintf(err, errlen, "out of memory writing the model");
-        goto done;
-    }
-    if (path_join(path, sizeof path, dir, "config.json", err, errlen) != 0 ||
-        write_file_atomic(path, cfg, strlen(cfg), err, errlen) != 0)
-        goto done;
-    char names[256][128];
-    int n = model_param_count(m);
-    char (*nm)[128] = n <= 256 ? names : malloc((size_t)n * sizeof *nm);
-    if (!nm) goto done;
-    for (int i = 0; i < n; i++) {
-        aflo_param *p = model_param(m, i);
-        int64_t shape[2] = {p->shape[0], p->shape[1]};
-        bool head = p->group == PGROUP_HEAD && strncmp(p->name, "classifier", 10) == 0;
-        snprintf(nm[i], sizeof nm[i], "%s%s", head ? "" : prefix, p->name);
-        if (st_writer_add(w, nm[i], shape, (size_t)p->ndim, p->data, err, errlen) != 0) {
-            if (nm != names) free(nm);
-            goto done;
-        }
-    }
-    if (path_join(path, sizeof path, dir, "model.safetensors", err, errlen) == 0)
-        rc = st_writer_write(w, path, err, errlen);
-    if (nm != names) free(nm);
-done:
-    st_writer_free(w);
-    free(cfg);
-    return rc;
-}
-
 /* The base model as a PEFT user can name it: the model folder's own
  * _name_or_path (a Hub id, or the path transformers loaded it from) when it
  * records one; otherwise the name the spec gave, which only this daemon
@@ -333,8 +432,9 @@ static int resolve_base_name(const char *model, const char *model_dir, base_name
     return 0;
 }
 
-static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, const job_data *jd,
-                         const base_name *base, const char *metrics_json, char *err, size_t errlen) {
+static int write_outputs(const job_args *a, const char *model_dir, aflo_model *m, aflo_trainer *t,
+                         const job_data *jd, const base_name *base, const char *metrics_json,
+                         char *err, size_t errlen) {
     char dir[4096], path[4096];
     if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
         make_dir(dir, err, errlen) != 0)
@@ -344,13 +444,15 @@ static int write_outputs(const job_args *a, aflo_model *m, aflo_trainer *t, cons
                                 .labels = jd->labels,
                                 .metrics_json = metrics_json,
                                 .frozen_step = frozen_step_of,
-                                .frozen_ctx = t};
+                                .frozen_ctx = t,
+                                .inputs = &jd->inputs};
     if (path_join(path, sizeof path, dir, "adapter.safetensors", err, errlen) != 0 ||
         adapter_export_native(m, path, &info, err, errlen) != 0)
         return -1;
     if (a->spec->method == METHOD_FULL) {
+        /* the whole model, usable as --model and as a base model */
         if (path_join(path, sizeof path, dir, "model", err, errlen) != 0 ||
-            write_full_model(m, jd->labels, path, err, errlen) != 0)
+            adapter_export_hf_model(m, path, model_dir, &info, err, errlen) != 0)
             return -1;
     } else {
         info.base_model = base->name;
@@ -423,7 +525,16 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;
     if (rep.info[0]) log_msg(a, "model: %s", rep.info);
-    if (s->init_adapter && adapter_import_native(m, s->init_adapter, err, errlen) != 0) goto done;
+    if (s->init_adapter) {
+        /* every class id has a name (textdata.h: ids the data lacks by their
+         * number); regression has none */
+        char init[4096];
+        if (job_init_adapter_path(a->jobs_dir, s->init_adapter, init, sizeof init, err, errlen) ||
+            job_check_init_adapter(a->models_dir, s, init, jd.labels, jd.num_labels, err,
+                                   errlen) ||
+            adapter_import_native(m, init, err, errlen))
+            goto done;
+    }
 
     aflo_train_config tc;
     spec_to_train_config(s, &tc);
@@ -449,7 +560,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    if (write_outputs(a, m, t, &jd, &base, r->metrics_json, err, errlen) != 0) goto done;
+    if (write_outputs(a, model_dir, m, t, &jd, &base, r->metrics_json, err, errlen) != 0) goto done;
     unlink(checkpoint);
     out = JOB_SUCCEEDED;
 done:

@@ -13,7 +13,11 @@
  *   adapter/peft/adapter_model.safetensors   base_model_name_or_path: the model
  *   adapter/peft/config.json             folder's _name_or_path, else the spec's
  *   adapter/peft/README.md               model; config.json names the labels
- *   adapter/model/                       method full: the whole fine-tuned model
+ *   adapter/peft/aflorad.json            how the training text was read (also in the
+ *                                        native file's metadata and in model/)
+ *   adapter/model/                       method full: the whole fine-tuned model as a
+ *                                        Hugging Face folder (labels, tokenizer), usable
+ *                                        as --model and as a base model
  *   metrics.json                         per-epoch metrics, best epoch, FLOPs, parameters
  *   checkpoint.ckpt                      training state (removed after success)
  * It knows nothing of HTTP or SQLite. */
@@ -45,6 +49,8 @@ typedef struct {
     const aflo_job_spec *spec;
     const char *models_dir;    /* model names resolve to models_dir/<name> */
     const char *datasets_dir;  /* uploaded dataset ids resolve to datasets_dir/<id> (may be NULL) */
+    const char *jobs_dir;      /* init_adapter "job:<id>" resolves under jobs_dir/<id> (may be
+                                  NULL: refused, as in `aflorad run`) */
     const char *work_dir;      /* the job's own folder, created if missing */
     const atomic_int *cancel;  /* checked before every step; may be NULL */
     job_events ev;
@@ -62,6 +68,21 @@ void job_result_free(job_result *r);
 
 /* Ensure models_dir/demo exists (written deterministically when missing). */
 int job_ensure_demo(const char *models_dir, char *err, size_t errlen);
+
+/* The native adapter file an init_adapter names: "job:<id>" is
+ * jobs_dir/<id>/adapter/adapter.safetensors (refused when jobs_dir is NULL),
+ * a folder means its adapter.safetensors, anything else is the path. */
+int job_init_adapter_path(const char *jobs_dir, const char *ref, char *out, size_t outlen,
+                          char *err, size_t errlen);
+
+/* Whether the native adapter at path can start job s: method, rank, alpha,
+ * target modules, task and the base model's shapes must match, and the
+ * labels — their number when known (num_labels > 0), their names in id order
+ * when given (labels != NULL). 0; -1 when they do not match, with a message
+ * starting "init_adapter: " that says what differs; -2 when the adapter or
+ * the model cannot be read. */
+int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const char *path,
+                           const char *const *labels, int num_labels, char *err, size_t errlen);
 
 /* Resolve a model name or path to its folder: "demo" and plain names live
  * under models_dir; a value with a '/' is a path. -1 if it has no config.json. */

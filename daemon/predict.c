@@ -1,17 +1,22 @@
 /* predict.c — inference with a finished adapter (see predict.h). */
 #include "predict.h"
 
+#include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "adapter_io.h"
 #include "fsutil.h"
 #include "hfmodel.h"
 #include "job.h"
+#include "json.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+
+typedef struct cache_entry cache_entry;
 
 struct predictor {
     aflo_model *m;
@@ -19,6 +24,8 @@ struct predictor {
     char **labels;
     int num_labels;
     int max_len;
+    adapter_inputs inputs;
+    cache_entry *entry;        /* the cache entry holding it, or NULL */
 };
 
 void predictor_free(predictor *p) {
@@ -31,25 +38,25 @@ void predictor_free(predictor *p) {
     free(p);
 }
 
-static int labels_from_json(predictor *p, const char *json) {
+/* The class names from a JSON array (the native file's labels), or the ids
+ * (json NULL). */
+static int labels_from_json(predictor *p, const char *json, char *err, size_t errlen) {
     cJSON *arr = json ? cJSON_Parse(json) : NULL;
     p->labels = calloc((size_t)p->num_labels, sizeof *p->labels);
-    if (!p->labels) {
-        cJSON_Delete(arr);
-        return -1;
-    }
-    for (int i = 0; i < p->num_labels; i++) {
+    for (int i = 0; p->labels && i < p->num_labels; i++) {
         cJSON *it = cJSON_IsArray(arr) ? cJSON_GetArrayItem(arr, i) : NULL;
         char buf[32];
         snprintf(buf, sizeof buf, "%d", i);
-        p->labels[i] = strdup(cJSON_IsString(it) ? it->valuestring : buf);
-        if (!p->labels[i]) {
+        if (!(p->labels[i] = strdup(cJSON_IsString(it) ? it->valuestring : buf))) {
             cJSON_Delete(arr);
+            snprintf(err, errlen, "out of memory");
             return -1;
         }
     }
     cJSON_Delete(arr);
-    return 0;
+    if (p->labels) return 0;
+    snprintf(err, errlen, "out of memory");
+    return -1;
 }
 
 /* Rows of the classifier in a PEFT folder's weights: its label count. */
@@ -74,42 +81,101 @@ static int peft_num_labels(const char *dir, char *err, size_t errlen) {
     return n;
 }
 
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int load_peft(predictor *p, const char *model_dir, const char *adapter, char *err,
+                     size_t errlen) {
+    aflo_adapter_config ac;
+    if (adapter_peft_read_config(adapter, &ac, NULL, 0, err, errlen) != 0) return -1;
+    if (adapter_read_inputs_file(adapter, &p->inputs, err, errlen) != 0) return -1;
+    p->num_labels = peft_num_labels(adapter, err, errlen);
+    if (p->num_labels < 1) return -1;
+    aflo_task task = p->num_labels == 1 ? TASK_REGRESSION : TASK_CLASSIFICATION;
+    p->m = hfmodel_load(model_dir, &ac, task, p->num_labels, 0, NULL, err, errlen);
+    if (!p->m || adapter_import_peft(p->m, adapter, NULL, err, errlen) != 0) return -1;
+    /* the names aflorad wrote beside the adapter (config.json), as the native
+     * file has them; the ids for a folder without them */
+    hf_head_info head;
+    if (adapter_peft_read_labels(adapter, p->num_labels, &head, err, errlen) != 0) return -1;
+    if (head.num_labels == 0) return labels_from_json(p, NULL, err, errlen);
+    p->labels = head.labels;   /* taken */
+    return 0;
+}
+
+static int load_native(predictor *p, const char *model_dir, const char *path, char *err,
+                       size_t errlen) {
+    adapter_native_meta meta;
+    if (adapter_native_read_meta(path, &meta, err, errlen) != 0) return -1;
+    p->num_labels = meta.num_labels;
+    p->inputs = meta.inputs;
+    p->m = hfmodel_load(model_dir, &meta.ac, meta.task, meta.num_labels, 0, NULL, err, errlen);
+    int rc = -1;
+    if (p->m && adapter_import_native(p->m, path, err, errlen) == 0)
+        rc = labels_from_json(p, meta.labels_json, err, errlen);
+    adapter_native_meta_free(&meta);
+    return rc;
+}
+
+/* A model folder with its own fine-tuned head (method full's model/). */
+static int load_finetuned_folder(predictor *p, const char *model, const char *model_dir,
+                                 char *err, size_t errlen) {
+    hf_head_info head;
+    if (hfmodel_read_head(model_dir, &head, err, errlen) != 0) return -1;
+    int rc = -1;
+    if (head.num_labels == 0) {
+        snprintf(err, errlen,
+                 "model %s has no fine-tuned head (its config.json names no labels): give "
+                 "--adapter, or use the adapter/model/ folder of a method-full run",
+                 model);
+        goto out;
+    }
+    aflo_adapter_config full = {.method = METHOD_FULL};
+    aflo_task task = head.regression ? TASK_REGRESSION : TASK_CLASSIFICATION;
+    hf_load_report rep;
+    p->m = hfmodel_load(model_dir, &full, task, head.num_labels, 0, &rep, err, errlen);
+    if (!p->m) goto out;
+    if (!rep.classifier_pretrained || !rep.pooler_pretrained) {
+        snprintf(err, errlen,
+                 "model %s: config.json names %d labels but the weights hold no matching "
+                 "classification head (%s)",
+                 model, head.num_labels, rep.info);
+        goto out;
+    }
+    if (adapter_read_inputs_file(model_dir, &p->inputs, err, errlen) != 0) goto out;
+    p->num_labels = head.num_labels;
+    p->labels = head.labels;   /* taken */
+    head.labels = NULL;
+    head.num_labels = 0;
+    rc = 0;
+out:
+    hf_head_info_free(&head);
+    return rc;
+}
+
 static int predictor_load(predictor *p, const char *models, const char *model,
                           const char *adapter, char *err, size_t errlen) {
-    char model_dir[4096], cfgpath[4096];
+    char model_dir[4096], path[4096];
     if (job_model_dir(models, model, model_dir, sizeof model_dir, err, errlen) != 0) return -1;
     p->tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!p->tok) return -1;
     aflo_config c;
     if (hfmodel_read_config(model_dir, &c, err, errlen) != 0) return -1;
     p->max_len = c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0);
-    bool is_dir = path_join(cfgpath, sizeof cfgpath, adapter, PEFT_CONFIG_FILE, err, errlen) == 0 &&
-                  file_exists(cfgpath);
-    if (is_dir) {
-        aflo_adapter_config ac;
-        if (adapter_peft_read_config(adapter, &ac, NULL, 0, err, errlen) != 0) return -1;
-        p->num_labels = peft_num_labels(adapter, err, errlen);
-        if (p->num_labels < 1) return -1;
-        aflo_task task = p->num_labels == 1 ? TASK_REGRESSION : TASK_CLASSIFICATION;
-        p->m = hfmodel_load(model_dir, &ac, task, p->num_labels, 0, NULL, err, errlen);
-        if (!p->m || adapter_import_peft(p->m, adapter, NULL, err, errlen) != 0) return -1;
-        /* the names aflorad wrote beside the adapter, as the native file has them */
-        char *names = NULL;
-        if (adapter_peft_read_labels(adapter, p->num_labels, &names, err, errlen) != 0) return -1;
-        int rc = labels_from_json(p, names);
-        free(names);
-        if (rc != 0) snprintf(err, errlen, "out of memory");
-        return rc;
-    }
-    adapter_native_meta meta;
-    if (adapter_native_read_meta(adapter, &meta, err, errlen) != 0) return -1;
-    p->num_labels = meta.num_labels;
-    p->m = hfmodel_load(model_dir, &meta.ac, meta.task, meta.num_labels, 0, NULL, err, errlen);
-    int rc = -1;
-    if (p->m && adapter_import_native(p->m, adapter, err, errlen) == 0)
-        rc = labels_from_json(p, meta.labels_json);
-    adapter_native_meta_free(&meta);
-    return rc;
+    if (!adapter) return load_finetuned_folder(p, model, model_dir, err, errlen);
+    if (!is_dir(adapter)) return load_native(p, model_dir, adapter, err, errlen);
+    if (path_join(path, sizeof path, adapter, PEFT_CONFIG_FILE, err, errlen) != 0) return -1;
+    if (file_exists(path)) return load_peft(p, model_dir, adapter, err, errlen);
+    /* the adapter/ folder `aflorad run` prints */
+    if (path_join(path, sizeof path, adapter, "adapter.safetensors", err, errlen) != 0) return -1;
+    if (file_exists(path)) return load_native(p, model_dir, path, err, errlen);
+    snprintf(err, errlen,
+             "%s: a folder with neither adapter.safetensors (the adapter/ folder `aflorad run` "
+             "writes) nor %s (a PEFT folder)",
+             adapter, PEFT_CONFIG_FILE);
+    return -1;
 }
 
 predictor *predictor_open(const char *models_dir, const char *model, const char *adapter,
@@ -126,7 +192,50 @@ predictor *predictor_open(const char *models_dir, const char *model, const char 
     return p;
 }
 
-cJSON *predictor_run(predictor *p, const char *a, const char *b, char *err, size_t errlen) {
+const adapter_inputs *predictor_inputs(const predictor *p) { return &p->inputs; }
+
+void predictor_describe_fields(const predictor *p, char *buf, size_t cap) {
+    buf[0] = '\0';
+    size_t used = 0;
+    for (int i = 0; i < p->inputs.n_fields && used < cap; i++) {
+        const adapter_text_field *t = &p->inputs.fields[i];
+        int n = t->by_index ? snprintf(buf + used, cap - used, "%scolumn %d", i ? " and " : "",
+                                       t->index)
+                            : snprintf(buf + used, cap - used, "%s\"%.200s\"", i ? " and " : "",
+                                       t->name);
+        if (n < 0) return;
+        used += (size_t)n;
+    }
+}
+
+int predictor_check_pair(const predictor *p, bool has_pair, char *err, size_t errlen) {
+    int n = p->inputs.n_fields;
+    if (n == 0 || (n == 2) == has_pair) return 0;
+    char fields[512];
+    predictor_describe_fields(p, fields, sizeof fields);
+    if (n == 2)
+        snprintf(err, errlen, "the adapter was trained on text pairs (%s): give the second text too",
+                 fields);
+    else
+        snprintf(err, errlen,
+                 "the adapter was trained on single texts (%s): a second text does not apply",
+                 fields);
+    return -1;
+}
+
+cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status *status,
+                     char *err, size_t errlen) {
+    predict_status local;
+    if (!status) status = &local;
+    *status = PREDICT_E_INPUT;
+    const char *bad = !json_utf8_valid(a, strlen(a)) ? "the text"
+                      : b && !json_utf8_valid(b, strlen(b)) ? "the second text"
+                                                            : NULL;
+    if (bad) {
+        snprintf(err, errlen, "%s is not valid UTF-8", bad);
+        return NULL;
+    }
+    *status = PREDICT_E_INTERNAL;
     int32_t ids[PREDICT_MAX_TOKENS], tt[PREDICT_MAX_TOKENS];
     int len, max = p->max_len < PREDICT_MAX_TOKENS ? p->max_len : PREDICT_MAX_TOKENS;
     if (tokenizer_encode(p->tok, a, b, max, ids, tt, &len, err, errlen) != 0) return NULL;
@@ -135,27 +244,233 @@ cJSON *predictor_run(predictor *p, const char *a, const char *b, char *err, size
     if (model_forward(p->m, &batch, NULL, err, errlen) != 0) return NULL;
     const float *logits = model_logits(p->m);
     cJSON *o = cJSON_CreateObject();
-    if (!o) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    if (model_task(p->m) == TASK_REGRESSION) {
-        cJSON_AddNumberToObject(o, "value", logits[0]);
-    } else {
+    bool ok = o != NULL;
+    if (ok && model_task(p->m) == TASK_REGRESSION) {
+        ok = cJSON_AddNumberToObject(o, "value", logits[0]) != NULL;
+    } else if (ok) {
         int L = p->num_labels, best = 0;
-        double mx = logits[0], sum = 0;
+        double mx, sum = 0;
         for (int k = 1; k < L; k++)
             if (logits[k] > logits[best]) best = k;
         mx = logits[best];
         for (int k = 0; k < L; k++) sum += exp(logits[k] - mx);
-        cJSON_AddStringToObject(o, "label", p->labels[best]);
-        cJSON_AddNumberToObject(o, "label_id", best);
-        cJSON *probs = cJSON_AddArrayToObject(o, "probabilities");
-        cJSON *lg = cJSON_AddArrayToObject(o, "logits");
-        for (int k = 0; k < L; k++) {
-            cJSON_AddItemToArray(probs, cJSON_CreateNumber(exp(logits[k] - mx) / sum));
-            cJSON_AddItemToArray(lg, cJSON_CreateNumber(logits[k]));
+        cJSON *probs, *lg;
+        ok = cJSON_AddStringToObject(o, "label", p->labels[best]) &&
+             cJSON_AddNumberToObject(o, "label_id", best) &&
+             (probs = cJSON_AddArrayToObject(o, "probabilities")) &&
+             (lg = cJSON_AddArrayToObject(o, "logits"));
+        for (int k = 0; ok && k < L; k++) {
+            cJSON *pr = cJSON_CreateNumber(exp(logits[k] - mx) / sum);
+            cJSON *lv = cJSON_CreateNumber(logits[k]);
+            ok = pr && lv;
+            if (pr) cJSON_AddItemToArray(probs, pr);
+            if (lv) cJSON_AddItemToArray(lg, lv);
         }
     }
+    if (!ok) {
+        cJSON_Delete(o);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    *status = PREDICT_OK;
     return o;
+}
+
+/* ---------------------------------------------------------------- the cache */
+
+/* Job ids are 16 characters; anything a caller uses as a key fits. */
+#define CACHE_KEY_MAX 64
+
+/* The adapter file a predictor was loaded from: another inode, size or
+ * mtime means it was replaced (written anew by a retried job). */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id;
+
+struct cache_entry {
+    char key[CACHE_KEY_MAX];
+    file_id id;
+    predictor *p;              /* NULL while loading */
+    bool loading;
+    bool detached;             /* out of the table (stale), freed by its last user */
+    int users;                 /* acquired and not yet released */
+    uint64_t last_used;
+    pthread_mutex_t run;       /* held by the user running forward passes */
+};
+
+struct predict_cache {
+    pthread_mutex_t mu;
+    pthread_cond_t changed;    /* a load ended or an entry was released */
+    int capacity;
+    int live;                  /* entries loaded or loading, detached ones included */
+    cache_entry **slots;       /* capacity slots, NULL when free */
+    uint64_t tick, loads, hits;
+};
+
+predict_cache *predict_cache_new(int capacity) {
+    if (capacity < 1) return NULL;
+    predict_cache *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->slots = calloc((size_t)capacity, sizeof *c->slots);
+    if (!c->slots) {
+        free(c);
+        return NULL;
+    }
+    c->capacity = capacity;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->changed, NULL);
+    return c;
+}
+
+static void entry_free(cache_entry *e) {
+    if (!e) return;
+    predictor_free(e->p);
+    pthread_mutex_destroy(&e->run);
+    free(e);
+}
+
+void predict_cache_free(predict_cache *c) {
+    if (!c) return;
+    for (int i = 0; i < c->capacity; i++) entry_free(c->slots[i]);
+    free(c->slots);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->changed);
+    free(c);
+}
+
+static int slot_of(const predict_cache *c, const cache_entry *e) {
+    for (int i = 0; i < c->capacity; i++)
+        if (c->slots[i] == e) return i;
+    return -1;
+}
+
+static bool same_file(const file_id *a, const file_id *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* Take e out of the table; returns it when nobody uses it any more (the
+ * caller frees it after unlocking), else its last user will. */
+static cache_entry *detach(predict_cache *c, cache_entry *e) {
+    c->slots[slot_of(c, e)] = NULL;
+    e->detached = true;
+    if (e->users > 0) return NULL;
+    c->live--;
+    return e;
+}
+
+predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
+                                 const char *model, const char *adapter, char *err,
+                                 size_t errlen) {
+    if (strlen(key) >= CACHE_KEY_MAX) {
+        snprintf(err, errlen, "predict cache: key too long");
+        return NULL;
+    }
+    struct stat st;
+    if (stat(adapter, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", adapter, strerror(errno));
+        return NULL;
+    }
+    file_id id = {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    cache_entry *e = NULL, *unused = NULL;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        e = NULL;
+        for (int i = 0; i < c->capacity && !e; i++)
+            if (c->slots[i] && strcmp(c->slots[i]->key, key) == 0) e = c->slots[i];
+        if (e && !same_file(&e->id, &id)) {
+            cache_entry *gone = detach(c, e);
+            if (gone) {   /* free outside the lock */
+                pthread_mutex_unlock(&c->mu);
+                entry_free(gone);
+                pthread_mutex_lock(&c->mu);
+                continue;
+            }
+            e = NULL;
+        }
+        if (e && e->loading) {
+            pthread_cond_wait(&c->changed, &c->mu);
+            continue;
+        }
+        if (e) {
+            e->users++;
+            e->last_used = ++c->tick;
+            c->hits++;
+            pthread_mutex_unlock(&c->mu);
+            pthread_mutex_lock(&e->run);
+            return e->p;
+        }
+        if (c->live < c->capacity) break;
+        cache_entry *lru = NULL;
+        for (int i = 0; i < c->capacity; i++) {
+            cache_entry *x = c->slots[i];
+            if (x && x->users == 0 && !x->loading && (!lru || x->last_used < lru->last_used))
+                lru = x;
+        }
+        if (!lru) {   /* every loaded model is in use: wait for one */
+            pthread_cond_wait(&c->changed, &c->mu);
+            continue;
+        }
+        unused = detach(c, lru);
+        break;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e) {
+        pthread_mutex_unlock(&c->mu);
+        entry_free(unused);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(e->key, sizeof e->key, "%s", key);
+    e->id = id;
+    e->loading = true;
+    e->users = 1;
+    e->last_used = ++c->tick;
+    pthread_mutex_init(&e->run, NULL);
+    c->slots[slot_of(c, NULL)] = e;   /* live < capacity: the table has a free slot */
+    c->live++;
+    pthread_mutex_unlock(&c->mu);
+    entry_free(unused);
+
+    predictor *p = predictor_open(models_dir, model, adapter, err, errlen);
+    pthread_mutex_lock(&c->mu);
+    e->loading = false;
+    if (!p) {
+        if (!e->detached) c->slots[slot_of(c, e)] = NULL;
+        c->live--;
+        pthread_cond_broadcast(&c->changed);
+        pthread_mutex_unlock(&c->mu);
+        entry_free(e);
+        return NULL;
+    }
+    e->p = p;
+    p->entry = e;
+    c->loads++;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_lock(&e->run);
+    return p;
+}
+
+void predict_cache_release(predict_cache *c, predictor *p) {
+    cache_entry *e = p->entry;
+    pthread_mutex_unlock(&e->run);
+    pthread_mutex_lock(&c->mu);
+    bool gone = --e->users == 0 && e->detached;
+    if (gone) c->live--;
+    pthread_cond_broadcast(&c->changed);
+    pthread_mutex_unlock(&c->mu);
+    if (gone) entry_free(e);
+}
+
+void predict_cache_stats_read(predict_cache *c, predict_cache_stats *out) {
+    pthread_mutex_lock(&c->mu);
+    out->loads = c->loads;
+    out->hits = c->hits;
+    out->entries = c->live;
+    out->capacity = c->capacity;
+    pthread_mutex_unlock(&c->mu);
 }

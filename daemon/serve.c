@@ -36,6 +36,7 @@ typedef struct {
     char log_level[16];
     int workers;
     int threads_per_job;
+    int predict_cache;
 } serve_config;
 
 typedef enum { OPT_STRING, OPT_INT } opt_type;
@@ -63,6 +64,9 @@ static const serve_option options[] = {
     {"--workers", "AFLORAD_WORKERS", "1", "jobs trained at the same time", INT_OPT(workers)},
     {"--threads-per-job", "AFLORAD_THREADS_PER_JOB", "0",
      "engine threads per job (0: cores / workers)", INT_OPT(threads_per_job)},
+    {"--predict-cache", "AFLORAD_PREDICT_CACHE", "2",
+     "models kept loaded for predictions (each holds its base model's weights)",
+     INT_OPT(predict_cache)},
 };
 #define N_OPTIONS (sizeof options / sizeof *options)
 
@@ -124,8 +128,8 @@ static int load_config(serve_config *c, int argc, char **argv) {
         }
         if (set_option(c, o, argv[++a]) != 0) return -1;
     }
-    if (c->workers < 1) {
-        fprintf(stderr, "serve: --workers must be at least 1\n");
+    if (c->workers < 1 || c->predict_cache < 1) {
+        fprintf(stderr, "serve: --workers and --predict-cache must be at least 1\n");
         return -1;
     }
     if (!c->models_dir[0] &&
@@ -223,6 +227,7 @@ int serve_main(int argc, char **argv) {
     ac.web_dir = find_web_dir(&c, web_buf, sizeof web_buf);
     ac.token = c.token[0] ? c.token : NULL;
     ac.workers = w;
+    ac.predict_cache = c.predict_cache;
     api_server *api = api_start(&ac, err, sizeof err);
     if (!api) {
         log_error("starting the API: %s", err);

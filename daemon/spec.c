@@ -257,7 +257,10 @@ const spec_field_info spec_fields[] = {
      .doc = "Apply the base model's dropout (its config's probabilities) while training."},
     {.name = "init_adapter", .type = SPEC_T_STRING, .optional = true, .min = 1,
      .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(init_adapter),
-     .doc = "Start from this native adapter file instead of a fresh adapter."},
+     .doc = "Start from a trained native adapter instead of a fresh one: \"job:<id>\" for the "
+            "adapter of a succeeded job (the only form the API accepts), or a file path "
+            "(aflorad run; an adapter/ folder means its adapter.safetensors). Its method, rank, "
+            "target modules, labels and base model shapes must match this job's."},
 };
 
 #define N_FIELDS ((int)(sizeof spec_fields / sizeof spec_fields[0]))
@@ -1023,6 +1026,12 @@ static int resolve(parse_ctx *c) {
         }
     }
     if (!given(c, "alpha")) s->alpha = DEFAULT_ALPHA_PER_RANK * s->rank;
+    if (s->init_adapter && strncmp(s->init_adapter, SPEC_JOB_REF_PREFIX,
+                                   strlen(SPEC_JOB_REF_PREFIX)) == 0 &&
+        !spec_init_adapter_job(s))
+        return fail(c->e, SPEC_E_INVALID_VALUE, "init_adapter",
+                    "\"%.40s\": after \"" SPEC_JOB_REF_PREFIX "\" comes a job id (16 lowercase "
+                    "hex characters)", s->init_adapter);
 
     /* Freezing phases: computed from integers so 70% of 20 is exactly 14. */
     bool ini_given = given(c, "freeze.initial_warmup_epochs");
@@ -1135,6 +1144,12 @@ bool spec_is_dataset_id(const char *ref) {
     for (const char *p = ref; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
     return true;
+}
+
+const char *spec_init_adapter_job(const aflo_job_spec *s) {
+    size_t n = strlen(SPEC_JOB_REF_PREFIX);
+    if (!s->init_adapter || strncmp(s->init_adapter, SPEC_JOB_REF_PREFIX, n) != 0) return NULL;
+    return spec_is_dataset_id(s->init_adapter + n) ? s->init_adapter + n : NULL;
 }
 
 int spec_num_labels(const aflo_job_spec *s) {

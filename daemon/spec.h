@@ -48,6 +48,8 @@
 #define SPEC_MAX_COLUMN_INDEX 65535      /* far beyond any real file's columns */
 #define SPEC_NUM_LABELS_UNSET 0          /* num_labels: infer from the data */
 #define SPEC_DEMO_MODEL "demo"
+/* init_adapter "job:<id>": the adapter of a succeeded job of the daemon. */
+#define SPEC_JOB_REF_PREFIX "job:"
 /* Seeds travel as JSON numbers: keep them exact in a double. */
 #define SPEC_MAX_SEED ((1ull << 53) - 1)
 
@@ -112,7 +114,7 @@ typedef struct {
     uint64_t seed;
     int threads;                         /* 0: one per core */
     bool dropout;
-    char *init_adapter;                  /* NULL: fresh adapter */
+    char *init_adapter;                  /* NULL: fresh adapter; "job:<id>" or a path */
 } aflo_job_spec;
 
 /* ---- errors --------------------------------------------------------------- */
@@ -162,6 +164,9 @@ bool spec_is_dataset_id(const char *ref);
 /* num_labels, or its fallback when unset (2: binary classification). The
  * worker should prefer the label count it finds in the training data. */
 int spec_num_labels(const aflo_job_spec *s);
+/* The job id of an init_adapter "job:<id>" (pointing into s), or NULL when
+ * init_adapter is absent or a path. Job ids look like dataset ids. */
+const char *spec_init_adapter_job(const aflo_job_spec *s);
 
 /* Fill a trainer config: train_config_defaults() for what the spec does not
  * cover (Adam moments, pad_id — set pad_id from the tokenizer), then every

@@ -285,7 +285,7 @@ static void run_claimed(worker *w, store_job *job) {
             path_join(work, sizeof work, jobs, job->id, err, sizeof err) == 0 &&
             resolve_datasets(w, &spec, err, sizeof err) == 0) {
             job_args a = {.spec = &spec, .models_dir = p->models_dir, .datasets_dir = datasets,
-                          .work_dir = work, .cancel = &w->cancel,
+                          .jobs_dir = jobs, .work_dir = work, .cancel = &w->cancel,
                           .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,
                                  .on_eval = on_eval, .on_log = on_log,
                                  .on_resume = on_resume}};

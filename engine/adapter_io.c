@@ -37,6 +37,7 @@
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +246,148 @@ fail:
     return -1;
 }
 
+/* ---------------------------------------------------------------- inputs */
+
+/* aflorad.json is a few lines; anything much bigger is not one. */
+#define MAX_INPUTS_FILE_BYTES ((size_t)1 << 20)
+
+char *adapter_inputs_json(const adapter_inputs *in) {
+    if (!in || in->n_fields < 1 || in->n_fields > 2) return NULL;
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f) return NULL;
+    fputs("{\"text_fields\": [", f);
+    bool oom = false;
+    for (int i = 0; i < in->n_fields && !oom; i++) {
+        const adapter_text_field *t = &in->fields[i];
+        if (i) fputs(", ", f);
+        if (t->by_index) {
+            fprintf(f, "%d", t->index);
+            continue;
+        }
+        size_t len = strnlen(t->name, sizeof t->name), cap = 6 * len + 3;
+        char *q = malloc(cap);
+        if (!q) {
+            oom = true;
+            break;
+        }
+        json_quote(q, cap, t->name, len);
+        fputs(q, f);
+        free(q);
+    }
+    fprintf(f, "], \"has_header\": %s", in->has_header ? "true" : "false");
+    if (in->format != TEXTDATA_AUTO) fprintf(f, ", \"format\": \"%s\"", textdata_format_name(in->format));
+    fputc('}', f);
+    int bad = ferror(f);
+    if (fclose(f) || bad || oom) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static int inputs_from_value(const json_value *v, const char *where, adapter_inputs *out,
+                             char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (json_type_of(v) != JSON_OBJECT)
+        return set_err(err, errlen, "%s: inputs must be a JSON object", where);
+    for (size_t i = 0; i < json_len(v); i++) {
+        const char *k = json_key_at(v, i, NULL);
+        if (strcmp(k, "text_fields") && strcmp(k, "has_header") && strcmp(k, "format"))
+            return set_err(err, errlen, "%s: inputs: unknown key \"%.64s\"", where, k);
+    }
+    const json_value *fields = json_get(v, "text_fields");
+    size_t n = json_len(fields);
+    if (json_type_of(fields) != JSON_ARRAY || n < 1 || n > 2)
+        return set_err(err, errlen, "%s: inputs.text_fields must be a list of 1 or 2 columns", where);
+    for (size_t i = 0; i < n; i++) {
+        const json_value *c = json_at(fields, i);
+        adapter_text_field *t = &out->fields[i];
+        size_t len;
+        const char *name = json_string(c, &len);
+        if (json_is_int(c) && json_int(c) >= 0 && json_int(c) <= INT32_MAX) {
+            t->by_index = true;
+            t->index = (int)json_int(c);
+        } else if (name && len > 0 && len < sizeof t->name && strlen(name) == len) {
+            memcpy(t->name, name, len + 1);
+        } else {
+            return set_err(err, errlen,
+                           "%s: inputs.text_fields[%zu] must be a column name or a 0-based index",
+                           where, i);
+        }
+    }
+    out->n_fields = (int)n;
+    const json_value *h = json_get(v, "has_header");
+    if (h && json_type_of(h) != JSON_BOOL)
+        return set_err(err, errlen, "%s: inputs.has_header must be true or false", where);
+    out->has_header = h ? json_bool(h) : true;
+    const char *fmt = json_string(json_get(v, "format"), NULL);
+    if (json_get(v, "format")) {
+        static const textdata_format known[] = {TEXTDATA_TSV, TEXTDATA_CSV, TEXTDATA_JSONL};
+        bool found = false;
+        for (size_t i = 0; fmt && i < sizeof known / sizeof *known; i++)
+            if (strcmp(fmt, textdata_format_name(known[i])) == 0) {
+                out->format = known[i];
+                found = true;
+            }
+        if (!found) return set_err(err, errlen, "%s: inputs.format must be tsv, csv or jsonl", where);
+    }
+    return 0;
+}
+
+int adapter_inputs_parse(const char *json, size_t len, const char *where, adapter_inputs *out,
+                         char *err, size_t errlen) {
+    char jerr[160];
+    json_value *v = json_parse(json, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    if (!v) {
+        memset(out, 0, sizeof *out);
+        return set_err(err, errlen, "%s: inputs: %s", where, jerr);
+    }
+    int rc = inputs_from_value(v, where, out, err, errlen);
+    json_free(v);
+    if (rc) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+/* {"inputs": {...}}: an object, so later notes can sit beside it. */
+static char *inputs_file_text(const adapter_inputs *in) {
+    char *inner = adapter_inputs_json(in);
+    if (!inner) return NULL;
+    size_t cap = strlen(inner) + 32;
+    char *text = malloc(cap);
+    if (text) snprintf(text, cap, "{\"inputs\": %s}\n", inner);
+    free(inner);
+    return text;
+}
+
+int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    char path[4096 + 64];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, ADAPTER_INPUTS_FILE) >= sizeof path)
+        return set_err(err, errlen, "%s: path too long", dir);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) return 0;
+    size_t len;
+    char *text = read_text_file(path, MAX_INPUTS_FILE_BYTES, &len, err, errlen);
+    if (!text) return -1;
+    char jerr[160];
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    free(text);
+    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    int rc = 0;
+    if (json_type_of(root) != JSON_OBJECT) rc = set_err(err, errlen, "%s: not a JSON object", path);
+    else if (json_get(root, "inputs"))
+        rc = inputs_from_value(json_get(root, "inputs"), path, out, err, errlen);
+    json_free(root);
+    if (rc) memset(out, 0, sizeof *out);
+    return rc;
+}
+
+static bool has_inputs(const adapter_export_info *info) {
+    return info && info->inputs && info->inputs->n_fields > 0;
+}
+
 /* ---------------------------------------------------------------- key layout */
 
 typedef struct {
@@ -350,18 +493,19 @@ static void write_target_modules(FILE *f, unsigned targets) {
 /* The folder's files in writing order: weights first, so that no config
  * ever names weights that are not there yet. */
 static const char *const peft_names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE, PEFT_MODEL_CONFIG_FILE,
-                                         PEFT_README_FILE};
+                                         PEFT_README_FILE, ADAPTER_INPUTS_FILE};
 #define N_PEFT_FILES (sizeof peft_names / sizeof peft_names[0])
 
 typedef struct {
     st_writer *w;
-    const char *text[N_PEFT_FILES];   /* the text files' contents; [0] unused */
+    const char *text[N_PEFT_FILES];   /* the text files' contents; [0] unused, NULL: not written */
 } peft_files;
 
 static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     peft_files *pf = ctx;
     char path[4096 + 64];
     for (size_t i = 0; i < N_PEFT_FILES; i++) {
+        if (i > 0 && !pf->text[i]) continue;   /* aflorad.json without inputs */
         snprintf(path, sizeof path, "%s/%s", staging, peft_names[i]);
         if (i == 0 ? st_writer_write(pf->w, path, err, errlen)
                    : write_file_atomic(path, pf->text[i], strlen(pf->text[i]), err, errlen))
@@ -548,10 +692,11 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
 
     int rc = -1, nlin = 0;
     float *folded = NULL;
-    char *config = NULL, *model_config_json = NULL, *readme = NULL;
+    char *config = NULL, *model_config_json = NULL, *readme = NULL, *inputs = NULL;
     st_writer *w = NULL;
     adapted_linear *lins = adapted_linears(m, &nlin);
     if (!lins) goto oom;
+    if (has_inputs(info) && !(inputs = inputs_file_text(info->inputs))) goto oom;
     bool vectors = ac->method == METHOD_AFLORA || ac->method == METHOD_ELORA;
     size_t total = 0;
     for (int i = 0; i < nlin && vectors; i++) total += lins[i].A->size + lins[i].B->size;
@@ -602,7 +747,7 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
     model_config_json = config_to_json_task(model_config(m), &task);
     readme = peft_readme(m, info, base_model);
     if (!config || !model_config_json || !readme) goto oom;
-    peft_files pf = {w, {NULL, config, model_config_json, readme}};
+    peft_files pf = {w, {NULL, config, model_config_json, readme, inputs}};
     rc = write_folder_atomic(dir, peft_names, N_PEFT_FILES, fill_peft, &pf, err, errlen);
     goto out;
 oom:
@@ -612,6 +757,7 @@ out:
     free(config);
     free(model_config_json);
     free(readme);
+    free(inputs);
     free(folded);
     free(lins);
     return rc;
@@ -727,67 +873,19 @@ static st_file *open_peft_weights(const char *dir, char *err, size_t errlen) {
     return st_open(path, err, errlen);
 }
 
-int adapter_peft_read_labels(const char *dir, int num_labels, char **labels_json, char *err,
+int adapter_peft_read_labels(const char *dir, int num_labels, hf_head_info *head, char *err,
                              size_t errlen) {
-    *labels_json = NULL;
+    memset(head, 0, sizeof *head);
     char path[4096 + 64];
-    snprintf(path, sizeof path, "%s/%s", dir, PEFT_MODEL_CONFIG_FILE);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, PEFT_MODEL_CONFIG_FILE) >= sizeof path)
+        return set_err(err, errlen, "%s: path too long", dir);
     if (access(path, F_OK) != 0 && errno == ENOENT) return 0;   /* a folder PEFT wrote */
-    size_t len;
-    char *text = read_text_file(path, MAX_PEFT_CONFIG_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
-    int rc = -1;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = NULL;
-    const json_value *names = json_get(root, "id2label");
-    if (!names) {   /* transformers' defaults: nothing to name */
-        rc = 0;
-        goto out;
-    }
-    if (json_type_of(names) != JSON_OBJECT) {
-        set_err(err, errlen, "%s: id2label is %s, not an object", path, json_type_name(json_type_of(names)));
-        goto out;
-    }
-    if (json_len(names) != (size_t)num_labels) {
-        set_err(err, errlen, "%s: id2label names %zu classes, but the adapter's classifier has %d", path,
-                json_len(names), num_labels);
-        goto out;
-    }
-    if (!(f = open_memstream(&buf, &size))) goto oom;
-    fputc('[', f);
-    for (int k = 0; k < num_labels; k++) {
-        char key[16];
-        snprintf(key, sizeof key, "%d", k);
-        size_t nlen;
-        const char *name = json_string(json_get(names, key), &nlen);
-        if (!name || strlen(name) != nlen) {
-            set_err(err, errlen, "%s: id2label has no name (a string) for class %d", path, k);
-            goto out;
-        }
-        if (k) fputc(',', f);
-        if (put_quoted(f, name)) goto oom;
-    }
-    fputc(']', f);
-    int bad = ferror(f);
-    int closed = fclose(f);
-    f = NULL;
-    if (closed || bad) goto oom;
-    *labels_json = buf;
-    buf = NULL;
-    rc = 0;
-    goto out;
-oom:
-    set_err(err, errlen, "%s: out of memory", path);
-out:
-    if (f) fclose(f);
-    free(buf);
-    json_free(root);
-    return rc;
+    if (hfmodel_read_head(dir, head, err, errlen)) return -1;
+    if (head->num_labels == 0 || head->num_labels == num_labels) return 0;
+    set_err(err, errlen, "%s: names %d classes, but the adapter's classifier has %d", path,
+            head->num_labels, num_labels);
+    hf_head_info_free(head);
+    return -1;
 }
 
 int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *base_model,
@@ -1023,8 +1121,9 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     char *targets = targets_json(ac->targets);
     char *labels = labels_json(m, info ? info->labels : NULL);
     char *frozen = frozen_json(m, info);
+    char *inputs = has_inputs(info) ? adapter_inputs_json(info->inputs) : NULL;
     st_writer *w = st_writer_new();
-    if (!targets || !labels || !frozen || !w) {
+    if (!targets || !labels || !frozen || !w || (has_inputs(info) && !inputs)) {
         set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
@@ -1066,12 +1165,15 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     };
     for (size_t i = 0; i < sizeof meta / sizeof *meta; i++)
         if (st_writer_set_metadata(w, meta[i].key, meta[i].value, err, errlen)) goto out;
+    /* optional: files from before it was recorded lack it */
+    if (inputs && st_writer_set_metadata(w, "inputs", inputs, err, errlen)) goto out;
     rc = st_writer_write(w, path, err, errlen);
 out:
     st_writer_free(w);
     free(targets);
     free(labels);
     free(frozen);
+    free(inputs);
     return rc;
 }
 
@@ -1188,6 +1290,8 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
         meta_json(f, path, "metrics", JSON_MISSING, &meta->metrics_json, err, errlen) ||
         meta_json(f, path, "frozen_steps", JSON_OBJECT, &meta->frozen_json, err, errlen))
         return -1;
+    s = st_metadata(f, "inputs");
+    if (s && adapter_inputs_parse(s, strlen(s), path, &meta->inputs, err, errlen)) return -1;
     return 0;
 }
 
@@ -1295,5 +1399,125 @@ out:
     free(src);
     adapter_native_meta_free(&meta);
     st_close(f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- a whole model */
+
+/* transformers' name of an engine tensor in a *ForSequenceClassification
+ * model: the encoder under "bert."/"roberta.", BERT's head as pooler +
+ * classifier, RoBERTa's as classifier.dense + classifier.out_proj. */
+static void hf_model_key(char *buf, size_t cap, const key_layout *lay, const char *name) {
+    if (lay->roberta_head && strncmp(name, "pooler.dense.", 13) == 0)
+        snprintf(buf, cap, "classifier.dense.%s", name + 13);
+    else if (lay->roberta_head && strncmp(name, "classifier.", 11) == 0)
+        snprintf(buf, cap, "classifier.out_proj.%s", name + 11);
+    else if (strncmp(name, "classifier.", 11) == 0)
+        snprintf(buf, cap, "%s", name);
+    else
+        snprintf(buf, cap, "%s%s", lay->prefix, name);
+}
+
+/* Copy from to `to` through the atomic writer (atomicfile.h). */
+static int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen) {
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0) return set_err(err, errlen, "%s: cannot open: %s", from, strerror(errno));
+    atomic_file af;
+    if (atomic_file_open(&af, to, err, errlen)) {
+        close(in);
+        return -1;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t k = read(in, buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) {
+            set_err(err, errlen, "%s: read failed: %s", from, strerror(errno));
+            close(in);
+            atomic_file_abort(&af);
+            return -1;
+        }
+        if (k == 0) break;
+        if (atomic_file_write(&af, buf, (size_t)k)) break;   /* commit reports it */
+    }
+    close(in);
+    return atomic_file_commit(&af, err, errlen);
+}
+
+typedef struct {
+    st_writer *w;
+    const char *config_json, *inputs_text, *tokenizer_dir;
+} hf_model_files;
+
+static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errlen) {
+    hf_model_files *hf = ctx;
+    char path[4096 + 64], src[4096 + 64];
+    snprintf(path, sizeof path, "%s/%s", staging, HF_WEIGHTS_FILE);
+    if (st_writer_write(hf->w, path, err, errlen)) return -1;
+    int copied = 0;
+    for (int i = 0; i < tokenizer_file_count; i++) {
+        struct stat st;
+        if ((size_t)snprintf(src, sizeof src, "%s/%s", hf->tokenizer_dir, tokenizer_file_names[i]) >=
+            sizeof src)
+            return set_err(err, errlen, "%s: path too long", hf->tokenizer_dir);
+        if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        snprintf(path, sizeof path, "%s/%s", staging, tokenizer_file_names[i]);
+        if (copy_file_atomic(src, path, err, errlen)) return -1;
+        copied++;
+    }
+    if (copied == 0)
+        return set_err(err, errlen, "%s: no tokenizer files to copy into the model folder",
+                       hf->tokenizer_dir);
+    if (hf->inputs_text) {
+        snprintf(path, sizeof path, "%s/%s", staging, ADAPTER_INPUTS_FILE);
+        if (write_file_atomic(path, hf->inputs_text, strlen(hf->inputs_text), err, errlen))
+            return -1;
+    }
+    snprintf(path, sizeof path, "%s/%s", staging, HF_CONFIG_FILE);
+    return write_file_atomic(path, hf->config_json, strlen(hf->config_json), err, errlen);
+}
+
+int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
+                            const adapter_export_info *info, char *err, size_t errlen) {
+    if (model_adapter_config(m)->method != METHOD_FULL)
+        return set_err(err, errlen,
+                       "%s: only a fully fine-tuned model (method full) is exported as a whole "
+                       "model folder; an adapter goes to a PEFT folder",
+                       dir);
+    key_layout lay;
+    if (layout_of(m, &lay, err, errlen)) return -1;
+    if (check_label_names(m, info, err, errlen)) return -1;
+    config_task task = {.regression = model_task(m) == TASK_REGRESSION,
+                        .num_labels = model_num_labels(m),
+                        .labels = info ? info->labels : NULL};
+    int rc = -1;
+    char *config = config_to_json_task(model_config(m), &task);
+    char *inputs = has_inputs(info) ? inputs_file_text(info->inputs) : NULL;
+    st_writer *w = st_writer_new();
+    if (!config || !w || (has_inputs(info) && !inputs)) {
+        set_err(err, errlen, "%s: out of memory", dir);
+        goto out;
+    }
+    char key[MAX_KEY];
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        hf_model_key(key, sizeof key, &lay, p->name);
+        if (st_writer_add(w, key, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
+    }
+    if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;
+    const char *names[16];
+    size_t n = 0;
+    names[n++] = HF_WEIGHTS_FILE;
+    names[n++] = HF_CONFIG_FILE;
+    names[n++] = ADAPTER_INPUTS_FILE;
+    for (int i = 0; i < tokenizer_file_count && n < sizeof names / sizeof *names; i++)
+        names[n++] = tokenizer_file_names[i];
+    hf_model_files hf = {w, config, inputs, tokenizer_dir};
+    rc = write_folder_atomic(dir, names, n, fill_hf_model, &hf, err, errlen);
+out:
+    st_writer_free(w);
+    free(config);
+    free(inputs);
     return rc;
 }

@@ -2,7 +2,7 @@
  * Hugging Face ecosystem, and aflorad's own single-file format.
  *
  * PEFT folder (adapter_config.json + adapter_model.safetensors), loadable by
- * peft.PeftModel.from_pretrained on top of the base model, plus two files
+ * peft.PeftModel.from_pretrained on top of the base model, plus three files
  * PEFT ignores (it reads only those two; its own save_pretrained writes a
  * README.md beside them):
  *   - config.json: the base model's configuration with the task head's
@@ -14,6 +14,7 @@
  *   - README.md: a model card saying where base_model_name_or_path came from
  *     (the model folder's _name_or_path, or a name only the daemon knows),
  *     the labels, and how to load the folder with them.
+ *   - aflorad.json: how the training text was read (below), when known.
  *   - LoRA exports A and B as they are, lora_alpha = alpha (PEFT's scale is
  *     lora_alpha / r, as ours).
  *   - AFLoRA and ELoRA fold their vectors in exactly:
@@ -31,24 +32,43 @@
  * labels, metrics and the step at which each projection froze. Importing
  * checks all of it against the model before copying a single value.
  *
+ * How the training text was read (its columns, header and file format) is
+ * kept with the adapter in both forms — the native file's "inputs" metadata
+ * and aflorad.json beside the PEFT files — so prediction reads the same kind
+ * of file (GLUE's dev.tsv, a header-less CoLA file, a sentence pair) without
+ * being told again.
+ *
+ * Method full also exports the whole fine-tuned model as a Hugging Face
+ * folder (config.json with its labels, model.safetensors under transformers'
+ * names, the base model's tokenizer files, aflorad.json): usable as a base
+ * model and by transformers' AutoModelForSequenceClassification.
+ *
  * Writes are atomic: the native file via the safetensors writer (tmp + fsync
  * + rename); a PEFT folder is assembled in a sibling temporary directory and
  * swapped in with one rename (renameat2 RENAME_EXCHANGE when replacing an
- * existing folder), so readers see the old pair of files or the new pair. */
+ * existing folder), so readers see the old set of files or the new set; a
+ * full model's folder likewise. */
 #ifndef AFLO_ADAPTER_IO_H
 #define AFLO_ADAPTER_IO_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "hfmodel.h"
 #include "model.h"
+#include "textdata.h"
 
 #define ADAPTER_NATIVE_FORMAT "aflorad-adapter"
 #define ADAPTER_NATIVE_VERSION "1"
 #define PEFT_CONFIG_FILE "adapter_config.json"
 #define PEFT_WEIGHTS_FILE "adapter_model.safetensors"
-#define PEFT_MODEL_CONFIG_FILE "config.json"
+/* A Hugging Face model folder's configuration and weights. */
+#define HF_CONFIG_FILE "config.json"
+#define HF_WEIGHTS_FILE "model.safetensors"
+#define PEFT_MODEL_CONFIG_FILE HF_CONFIG_FILE
 #define PEFT_README_FILE "README.md"
+/* aflorad's notes (the inputs) beside the PEFT files and in a full model folder. */
+#define ADAPTER_INPUTS_FILE "aflorad.json"
 
 /* Where adapter_export_info.base_model came from, for the PEFT README. */
 typedef enum {
@@ -56,6 +76,37 @@ typedef enum {
     ADAPTER_BASE_NAME_OR_PATH,       /* the model folder's config.json "_name_or_path" */
     ADAPTER_BASE_LOCAL_NAME,         /* the daemon's own name for the folder (no _name_or_path) */
 } adapter_base_source;
+
+/* A column name as the job spec allows it (4096 bytes) and its NUL. */
+#define ADAPTER_FIELD_NAME_MAX 4097
+
+/* One text column of the training data: by header/key name or by 0-based
+ * column index (header-less TSV/CSV). */
+typedef struct {
+    bool by_index;
+    int index;
+    char name[ADAPTER_FIELD_NAME_MAX];
+} adapter_text_field;
+
+/* How the training file's text was read. */
+typedef struct {
+    int n_fields;                  /* 1: single text, 2: a pair; 0: not recorded */
+    adapter_text_field fields[2];
+    bool has_header;               /* TSV/CSV: the first row named the columns */
+    textdata_format format;        /* TEXTDATA_AUTO when not known */
+} adapter_inputs;
+
+/* {"text_fields": ["sentence"] or [3, 4], "has_header": true, "format": "tsv"}
+ * (format left out when unknown); malloc'd, NULL when out of memory or when
+ * in has no fields. */
+char *adapter_inputs_json(const adapter_inputs *in);
+/* Parse that object (strict: known keys, 1 or 2 fields, names or indices);
+ * `where` names the source in messages. */
+int adapter_inputs_parse(const char *json, size_t len, const char *where, adapter_inputs *out,
+                         char *err, size_t errlen);
+/* dir/aflorad.json's inputs; 0 with n_fields 0 when the folder has no such
+ * file (a PEFT folder made elsewhere). */
+int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, size_t errlen);
 
 /* What the caller knows about the job that the model does not. Every field
  * may be NULL / zero. */
@@ -68,14 +119,15 @@ typedef struct {
      * wrapper around trainer_frozen_step). NULL: no freezing information. */
     long (*frozen_step)(const void *ctx, const aflo_param *p);
     const void *frozen_ctx;
+    const adapter_inputs *inputs;    /* how the training text was read, or NULL */
 } adapter_export_info;
 
 /* ---- PEFT ----------------------------------------------------------------- */
 
-/* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json
- * and dir/README.md. The model type must be bert or a RoBERTa family type (the
- * key layout differs). An existing dir is replaced only when it holds nothing
- * but those files. */
+/* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json,
+ * dir/README.md and, when info has inputs, dir/aflorad.json. The model type
+ * must be bert or a RoBERTa family type (the key layout differs). An existing
+ * dir is replaced only when it holds nothing but those files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen);
 
@@ -86,11 +138,12 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
 int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *base_model,
                              size_t base_model_cap, char *err, size_t errlen);
 
-/* The class names of a PEFT folder: config.json's id2label as a JSON array in
- * id order (malloc'd into *labels_json), which must name exactly num_labels
- * classes (the classifier's rows). *labels_json is NULL, and 0 returned, when
- * the folder has no config.json (one PEFT wrote) or it has no id2label. */
-int adapter_peft_read_labels(const char *dir, int num_labels, char **labels_json, char *err,
+/* The class names of a PEFT folder: its config.json's head, read by
+ * hfmodel_read_head (the reader of every folder's labels), which must name
+ * exactly num_labels classes (the classifier's rows). head->num_labels is 0,
+ * and 0 returned, when the folder has no config.json (one PEFT wrote) or it
+ * names no labels. Release head with hf_head_info_free. */
+int adapter_peft_read_labels(const char *dir, int num_labels, hf_head_info *head, char *err,
                              size_t errlen);
 
 typedef struct {
@@ -122,6 +175,7 @@ typedef struct {
     char *labels_json;     /* JSON array of label names */
     char *metrics_json;    /* JSON text, "null" when none was given */
     char *frozen_json;     /* JSON object: projection name -> step or null */
+    adapter_inputs inputs; /* n_fields 0 when the file does not record them */
 } adapter_native_meta;
 
 int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err, size_t errlen);
@@ -131,5 +185,16 @@ void adapter_native_meta_free(adapter_native_meta *meta);
  * targets, task, labels, model type and dimensions): clear errors otherwise,
  * and m is untouched on any error. */
 int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen);
+
+/* ---- a whole model (method full) ------------------------------------------- */
+
+/* Write dir as a Hugging Face folder of the fine-tuned model: config.json
+ * with id2label/label2id/problem_type from info's labels, model.safetensors
+ * under transformers' names (RoBERTa's head as classifier.dense/out_proj),
+ * every tokenizer file of tokenizer_dir (tokenizer_file_names), and
+ * aflorad.json when info has inputs. Replaces an existing dir only when it
+ * holds nothing but those files. */
+int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
+                            const adapter_export_info *info, char *err, size_t errlen);
 
 #endif

@@ -113,17 +113,27 @@ int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errle
     return 0;
 }
 
-int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen) {
-    char path[4096];
-    if (join_path(path, sizeof path, dir, CONFIG_FILE))
-        return set_err(err, errlen, "%s: path too long", dir);
+/* dir/config.json parsed (path gets its path), or NULL with a message. */
+static json_value *parse_config_file(const char *dir, char *path, size_t cap, char *err,
+                                     size_t errlen) {
+    if (join_path(path, cap, dir, CONFIG_FILE)) {
+        set_err(err, errlen, "%s: path too long", dir);
+        return NULL;
+    }
     size_t len;
     char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
-    if (!text) return -1;
+    if (!text) return NULL;
     char jerr[160];
     json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
     free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    if (!root) set_err(err, errlen, "%s: %s", path, jerr);
+    return root;
+}
+
+int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen) {
+    char path[4096];
+    json_value *root = parse_config_file(dir, path, sizeof path, err, errlen);
+    if (!root) return -1;
     int rc = 0;
     size_t n;
     const char *s = json_string(json_get(root, "_name_or_path"), &n);
@@ -136,6 +146,73 @@ int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size
         }
     }
     json_free(root);
+    return rc;
+}
+
+/* Largest label count read from id2label: TEXTDATA_MAX_LABELS's bound and
+ * far beyond any classification head in use. */
+#define MAX_HEAD_LABELS 100000
+
+void hf_head_info_free(hf_head_info *h) {
+    if (!h) return;
+    for (int i = 0; h->labels && i < h->num_labels; i++) free(h->labels[i]);
+    free(h->labels);
+    memset(h, 0, sizeof *h);
+}
+
+static int read_head(const json_value *root, const char *path, hf_head_info *h, char *err,
+                     size_t errlen) {
+    const json_value *map = json_get(root, "id2label");
+    const json_value *nl = json_get(root, "num_labels");
+    const char *pt = json_string(json_get(root, "problem_type"), NULL);
+    if (map && json_type_of(map) != JSON_OBJECT)
+        return set_err(err, errlen, "%s: id2label is %s, not an object", path,
+                       json_type_name(json_type_of(map)));
+    size_t n = map ? json_len(map) : 0;
+    if (!map && json_is_int(nl) && json_int(nl) > 0 && json_int(nl) <= MAX_HEAD_LABELS)
+        n = (size_t)json_int(nl);
+    if (n == 0) return 0;
+    if (n > MAX_HEAD_LABELS)
+        return set_err(err, errlen, "%s: id2label has %zu labels, more than %d", path, n,
+                       MAX_HEAD_LABELS);
+    h->labels = calloc(n, sizeof *h->labels);
+    if (!h->labels) return set_err(err, errlen, "%s: out of memory", path);
+    h->num_labels = (int)n;
+    for (size_t i = 0; map && i < n; i++) {
+        size_t klen, nlen;
+        const char *key = json_key_at(map, i, &klen);
+        char *end;
+        errno = 0;
+        long id = strtol(key, &end, 10);
+        const char *name = json_string(json_at(map, i), &nlen);
+        if (errno || end == key || (size_t)(end - key) != klen || id < 0 || (size_t)id >= n ||
+            !name || strlen(name) != nlen)
+            return set_err(err, errlen,
+                           "%s: id2label entry \"%.40s\" must map a label id below %zu to a name",
+                           path, key, n);
+        if (h->labels[id])
+            return set_err(err, errlen, "%s: id2label names label %ld twice", path, id);
+        if (!(h->labels[id] = strdup(name))) return set_err(err, errlen, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!h->labels[i]) {
+            char name[24];
+            snprintf(name, sizeof name, "LABEL_%zu", i);
+            if (!(h->labels[i] = strdup(name)))
+                return set_err(err, errlen, "%s: out of memory", path);
+        }
+    h->regression = pt ? strcmp(pt, "regression") == 0 : n == 1;
+    return 0;
+}
+
+int hfmodel_read_head(const char *dir, hf_head_info *h, char *err, size_t errlen) {
+    memset(h, 0, sizeof *h);
+    char path[4096];
+    json_value *root = parse_config_file(dir, path, sizeof path, err, errlen);
+    if (!root) return -1;
+    int rc = read_head(root, path, h, err, errlen);
+    json_free(root);
+    if (rc) hf_head_info_free(h);
     return rc;
 }
 

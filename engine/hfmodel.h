@@ -53,6 +53,23 @@ int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errle
  * does not fit cap. */
 int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen);
 
+/* The fine-tuned head dir/config.json describes (config.h's config_task, as
+ * config_to_json_task writes it; the one reader of a folder's labels, for a
+ * full model's folder and a PEFT folder alike): labels in id order from
+ * id2label (whose keys must be the ids 0..n-1, each once), or transformers'
+ * "LABEL_<id>" for each of num_labels when it has no id2label; regression
+ * when problem_type says so (or, without one, for a single label).
+ * num_labels 0: the folder describes no head. Release with
+ * hf_head_info_free (also after an error: h is then empty). */
+typedef struct {
+    int num_labels;
+    bool regression;
+    char **labels;               /* num_labels malloc'd names */
+} hf_head_info;
+
+int hfmodel_read_head(const char *dir, hf_head_info *h, char *err, size_t errlen);
+void hf_head_info_free(hf_head_info *h);
+
 /* Create a model from dir/config.json with the caller's adapter config, task,
  * labels and seed (model_create), then fill its base weights (and the head
  * where the file has a usable one) from the folder's safetensors. F16 and

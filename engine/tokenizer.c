@@ -218,6 +218,12 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
     return 0;
 }
 
+const char *const tokenizer_file_names[] = {
+    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json",
+};
+const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
+
 tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
 {
     tokenizer *t = calloc(1, sizeof *t);

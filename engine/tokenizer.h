@@ -48,6 +48,12 @@ typedef enum { TOKENIZER_WORDPIECE, TOKENIZER_BPE } tokenizer_kind;
  * bound keeps a corrupt file from making us allocate an id table for 2^31. */
 #define TOKENIZER_MAX_VOCAB (1 << 24)
 
+/* The tokenizer files a model folder may hold: those tokenizer_load_dir
+ * reads, and added_tokens.json, which transformers' slow tokenizers read. A
+ * copy of a tokenizer is a copy of these. */
+extern const char *const tokenizer_file_names[];
+extern const int tokenizer_file_count;
+
 /* Load from a model folder. NULL on error, with a message in err. */
 tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);

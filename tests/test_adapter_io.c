@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "adapter_io.h"
+#include "hfmodel.h"
 #include "json.h"
 #include "model.h"
 #include "testutil.h"
@@ -591,6 +592,30 @@ static void rewrite(const char *from, const char *to, const file_edit *e) {
     st_close(f);
 }
 
+/* Set (or add) one metadata key of a native file in place. */
+static void rewrite_meta(const char *path, const char *key, const char *value) {
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.edit", path);
+    st_file *f = st_open(path, errbuf, sizeof errbuf);
+    if (!f) fail_msg("%s", errbuf);
+    st_writer *w = st_writer_new();
+    assert_non_null(w);
+    for (size_t i = 0; i < st_count(f); i++) {
+        int64_t shape[2] = {st_shape(f, i)[0], st_ndim(f, i) > 1 ? st_shape(f, i)[1] : 0};
+        assert_int_equal(st_writer_add(w, st_name(f, i), shape, st_ndim(f, i), st_f32_view(f, i),
+                                       errbuf, sizeof errbuf), 0);
+    }
+    for (size_t i = 0; i < st_metadata_count(f); i++)
+        if (strcmp(st_metadata_key(f, i), key) != 0)
+            assert_int_equal(st_writer_set_metadata(w, st_metadata_key(f, i), st_metadata_value(f, i),
+                                                    errbuf, sizeof errbuf), 0);
+    assert_int_equal(st_writer_set_metadata(w, key, value, errbuf, sizeof errbuf), 0);
+    assert_int_equal(st_writer_write(w, tmp, errbuf, sizeof errbuf), 0);
+    st_writer_free(w);
+    st_close(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
 /* Import must fail with `want` in the message and leave m as it was. */
 static void expect_import_fail(aflo_model *m, const char *path, const char *want) {
     size_t total = 0;
@@ -834,13 +859,16 @@ static void test_peft_labels_and_readme(void **state) {
     json_free(cfg);
 
     /* read back as predict does */
-    char *names = NULL;
-    if (adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
-    assert_string_equal(names, "[\"neg\",\"neu\",\"pos \\\"quoted\\\"\"]");
-    free(names);
-    assert_int_equal(adapter_peft_read_labels(dir, 2, &names, errbuf, sizeof errbuf), -1);
-    assert_non_null(strstr(errbuf, "config.json: id2label names 3 classes, but the adapter's classifier has 2"));
-    assert_null(names);
+    hf_head_info head;
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_int_equal(head.num_labels, NUM_LABELS);
+    assert_false(head.regression);
+    for (int k = 0; k < NUM_LABELS; k++) assert_string_equal(head.labels[k], label_names[k]);
+    hf_head_info_free(&head);
+    assert_int_equal(adapter_peft_read_labels(dir, 2, &head, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "config.json: names 3 classes, but the adapter's classifier has 2"));
+    assert_int_equal(head.num_labels, 0);
+    assert_null(head.labels);
 
     /* the model card: where the base model name comes from, the labels */
     snprintf(path, sizeof path, "%s/README.md", dir);
@@ -861,9 +889,11 @@ static void test_peft_labels_and_readme(void **state) {
     assert_non_null(strstr(readme, "is \"tiny\": the name the aflorad daemon knew the base model by (the "
                                    "folder's config.json has no `_name_or_path`); only that daemon resolves it."));
     /* no names given: the ids */
-    if (adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
-    assert_string_equal(names, "[\"0\",\"1\",\"2\"]");
-    free(names);
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_int_equal(head.num_labels, NUM_LABELS);
+    assert_string_equal(head.labels[0], "0");
+    assert_string_equal(head.labels[2], "2");
+    hf_head_info_free(&head);
 
     /* label names must be UTF-8, checked before anything is written */
     const char *const bad[NUM_LABELS] = {"a", "b\xFF", "c"};
@@ -874,21 +904,25 @@ static void test_peft_labels_and_readme(void **state) {
     /* a config.json without usable names */
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_file(path, "{\"id2label\": {\"0\": \"a\", \"2\": \"c\", \"3\": \"d\"}}");
-    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
-    assert_non_null(strstr(errbuf, "id2label has no name (a string) for class 1"));
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "id2label entry \"3\" must map a label id below 3 to a name"));
+    write_file(path, "{\"id2label\": {\"0\": \"a\", \"1\": 7, \"2\": \"c\"}}");
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "id2label entry \"1\" must map a label id below 3 to a name"));
     write_file(path, "{\"id2label\": [\"a\"]}");
-    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "id2label is array, not an object"));
     write_file(path, "{\"id2label\": ");
-    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), -1);
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "config.json: "));
+    assert_null(head.labels);
     /* transformers' defaults, or a folder PEFT wrote: no names, no error */
     write_file(path, "{\"model_type\": \"bert\"}");
-    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), 0);
-    assert_null(names);
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), 0);
+    assert_int_equal(head.num_labels, 0);
     unlink(path);
-    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &names, errbuf, sizeof errbuf), 0);
-    assert_null(names);
+    assert_int_equal(adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf), 0);
+    assert_int_equal(head.num_labels, 0);
     model_free(m);
 }
 
@@ -902,6 +936,216 @@ static void test_peft_export_refuses_full(void **state) {
     assert_non_null(strstr(errbuf, "native"));
     assert_int_equal(access(dir, F_OK), -1);
     model_free(m);
+}
+
+/* ---------------------------------------------------------------- inputs */
+
+static void set_field(adapter_text_field *t, const char *name, int index) {
+    memset(t, 0, sizeof *t);
+    t->by_index = name == NULL;
+    t->index = index;
+    if (name) snprintf(t->name, sizeof t->name, "%s", name);
+}
+
+static void assert_inputs_equal(const adapter_inputs *a, const adapter_inputs *b) {
+    assert_int_equal(a->n_fields, b->n_fields);
+    for (int i = 0; i < a->n_fields; i++) {
+        assert_int_equal(a->fields[i].by_index, b->fields[i].by_index);
+        if (a->fields[i].by_index) assert_int_equal(a->fields[i].index, b->fields[i].index);
+        else assert_string_equal(a->fields[i].name, b->fields[i].name);
+    }
+    assert_int_equal(a->has_header, b->has_header);
+    assert_int_equal(a->format, b->format);
+}
+
+/* How the training text was read survives both adapter forms: a header-less
+ * CoLA-style file (column 3) in the native metadata, a named pair in the
+ * PEFT folder's aflorad.json; files without the record read as "unknown". */
+static void test_inputs_recorded_in_both_forms(void **state) {
+    aflo_config c;
+    tiny_config(&c, false);
+    aflo_model *m = make_model(&c, METHOD_AFLORA, ALL_MODULES, 1, RANK);
+    adapter_inputs cola = {.n_fields = 1, .has_header = false, .format = TEXTDATA_TSV};
+    set_field(&cola.fields[0], NULL, 3);
+    adapter_inputs pair = {.n_fields = 2, .has_header = true, .format = TEXTDATA_CSV};
+    set_field(&pair.fields[0], "question1", 0);
+    set_field(&pair.fields[1], "qu\"estion 2", 0);
+
+    char path[600], dir[600], file[700];
+    path_in(path, sizeof path, state, "adapter.safetensors");
+    adapter_export_info info = {.inputs = &cola};
+    if (adapter_export_native(m, path, &info, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    adapter_native_meta meta;
+    if (adapter_native_read_meta(path, &meta, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_inputs_equal(&meta.inputs, &cola);
+    adapter_native_meta_free(&meta);
+    /* a file without the record (made before it existed) still loads */
+    assert_int_equal(adapter_export_native(m, path, NULL, errbuf, sizeof errbuf), 0);
+    assert_int_equal(adapter_native_read_meta(path, &meta, errbuf, sizeof errbuf), 0);
+    assert_int_equal(meta.inputs.n_fields, 0);
+    adapter_native_meta_free(&meta);
+
+    path_in(dir, sizeof dir, state, "peft");
+    info.inputs = &pair;
+    if (adapter_export_peft(m, dir, &info, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    adapter_inputs got;
+    if (adapter_read_inputs_file(dir, &got, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_inputs_equal(&got, &pair);
+    /* replaced by an export without inputs: the old record goes with the folder */
+    assert_int_equal(adapter_export_peft(m, dir, NULL, errbuf, sizeof errbuf), 0);
+    snprintf(file, sizeof file, "%s/%s", dir, ADAPTER_INPUTS_FILE);
+    assert_int_equal(access(file, F_OK), -1);
+    assert_int_equal(adapter_read_inputs_file(dir, &got, errbuf, sizeof errbuf), 0);
+    assert_int_equal(got.n_fields, 0);
+
+    /* malformed records are refused with the reason */
+    static const struct { const char *json, *want; } bad[] = {
+        {"{\"text_fields\": []}", "1 or 2"},
+        {"{\"text_fields\": [\"a\", \"b\", \"c\"]}", "1 or 2"},
+        {"{\"text_fields\": [-1]}", "text_fields[0]"},
+        {"{\"text_fields\": [\"\"]}", "text_fields[0]"},
+        {"{\"text_fields\": [\"a\"], \"has_header\": 1}", "has_header"},
+        {"{\"text_fields\": [\"a\"], \"format\": \"xml\"}", "format"},
+        {"{\"text_fields\": [\"a\"], \"colour\": 1}", "colour"},
+        {"[1]", "object"},
+        {"{\"text_fields\": [", "inputs"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(adapter_inputs_parse(bad[i].json, strlen(bad[i].json), "t", &got, errbuf,
+                                               sizeof errbuf), -1);
+        if (!strstr(errbuf, bad[i].want)) fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].json, errbuf, bad[i].want);
+    }
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"inputs\": {\"text_fields\": 3}}", f);
+    fclose(f);
+    assert_int_equal(adapter_read_inputs_file(dir, &got, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, ADAPTER_INPUTS_FILE));
+    rewrite_meta(path, "inputs", "{\"text_fields\": {}}");
+    assert_int_equal(adapter_native_read_meta(path, &meta, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "text_fields"));
+    model_free(m);
+}
+
+/* ---------------------------------------------------------------- a whole model */
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A fully fine-tuned model exported as a Hugging Face folder loads back as a
+ * base model with its own head (same logits), names its labels in
+ * config.json as transformers does, carries the tokenizer and, for RoBERTa,
+ * uses RobertaForSequenceClassification's head names. */
+static void hf_model_round_trip(void **state, bool roberta) {
+    aflo_config c;
+    tiny_config(&c, roberta);
+    aflo_model *m = make_model(&c, METHOD_FULL, 0, 0, 0);
+    randomize(m, 5, true);
+    char tok[600], dir[600], path[700];
+    path_in(tok, sizeof tok, state, "base");
+    assert_int_equal(mkdir(tok, 0755), 0);
+    snprintf(path, sizeof path, "%s/vocab.txt", tok);
+    write_text(path, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nfilm\n");
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", tok);
+    write_text(path, "{\"do_lower_case\": true}\n");
+    adapter_inputs in = {.n_fields = 1, .has_header = true, .format = TEXTDATA_TSV};
+    set_field(&in.fields[0], "sentence", 0);
+    adapter_export_info info = {.labels = label_names, .inputs = &in};
+    path_in(dir, sizeof dir, state, "model");
+    if (adapter_export_hf_model(m, dir, tok, &info, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *cfg = read_json(path);
+    const json_value *id2label = json_get(cfg, "id2label");
+    assert_int_equal(json_len(id2label), NUM_LABELS);
+    assert_string_equal(json_string(json_get(id2label, "2"), NULL), "pos \"quoted\"");
+    assert_int_equal(json_int(json_get(json_get(cfg, "label2id"), "neu")), 1);
+    assert_string_equal(json_string(json_get(cfg, "problem_type"), NULL), "single_label_classification");
+    assert_string_equal(json_string(json_at(json_get(cfg, "architectures"), 0), NULL),
+                        roberta ? "RobertaForSequenceClassification" : "BertForSequenceClassification");
+    json_free(cfg);
+    hf_head_info head;
+    if (hfmodel_read_head(dir, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    assert_int_equal(head.num_labels, NUM_LABELS);
+    assert_false(head.regression);
+    assert_string_equal(head.labels[0], "neg");
+    hf_head_info_free(&head);
+    adapter_inputs got;
+    assert_int_equal(adapter_read_inputs_file(dir, &got, errbuf, sizeof errbuf), 0);
+    assert_inputs_equal(&got, &in);
+
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_file *f = st_open(path, errbuf, sizeof errbuf);
+    assert_non_null(f);
+    if (roberta) {
+        assert_true(st_find(f, "classifier.out_proj.weight") >= 0);
+        assert_true(st_find(f, "classifier.dense.weight") >= 0);
+        assert_true(st_find(f, "roberta.encoder.layer.1.output.dense.weight") >= 0);
+    } else {
+        assert_true(st_find(f, "classifier.weight") >= 0);
+        assert_true(st_find(f, "bert.pooler.dense.weight") >= 0);
+    }
+    st_close(f);
+
+    aflo_adapter_config full = {.method = METHOD_FULL};
+    hf_load_report rep;
+    aflo_model *back = hfmodel_load(dir, &full, TASK_CLASSIFICATION, NUM_LABELS, 99, &rep, errbuf,
+                                    sizeof errbuf);
+    if (!back) fail_msg("%s", errbuf);
+    assert_true(rep.classifier_pretrained && rep.pooler_pretrained);
+    float want[B * NUM_LABELS], got_logits[B * NUM_LABELS];
+    logits_of(m, want);
+    logits_of(back, got_logits);
+    assert_memory_equal(got_logits, want, sizeof want);
+    model_free(back);
+
+    /* an adapter is not a whole model */
+    aflo_model *a = make_model(&c, METHOD_AFLORA, ALL_MODULES, 1, RANK);
+    path_in(path, sizeof path, state, "adapter-model");
+    assert_int_equal(adapter_export_hf_model(a, path, tok, NULL, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "method full"));
+    model_free(a);
+    model_free(m);
+}
+
+static void test_hf_model_folder_bert(void **state) { hf_model_round_trip(state, false); }
+static void test_hf_model_folder_roberta(void **state) { hf_model_round_trip(state, true); }
+
+/* config.json's head as transformers writes it, and what is refused. */
+static void test_read_head(void **state) {
+    char dir[600], path[700];
+    path_in(dir, sizeof dir, state, "m");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    hf_head_info h;
+    write_text(path, "{\"id2label\": {\"1\": \"b\", \"0\": \"a\"}}");
+    assert_int_equal(hfmodel_read_head(dir, &h, errbuf, sizeof errbuf), 0);
+    assert_int_equal(h.num_labels, 2);
+    assert_string_equal(h.labels[0], "a");
+    assert_string_equal(h.labels[1], "b");
+    assert_false(h.regression);
+    hf_head_info_free(&h);
+    write_text(path, "{\"id2label\": {\"0\": \"LABEL_0\"}, \"problem_type\": \"regression\"}");
+    assert_int_equal(hfmodel_read_head(dir, &h, errbuf, sizeof errbuf), 0);
+    assert_true(h.num_labels == 1 && h.regression);
+    hf_head_info_free(&h);
+    write_text(path, "{\"hidden_size\": 8}");
+    assert_int_equal(hfmodel_read_head(dir, &h, errbuf, sizeof errbuf), 0);
+    assert_int_equal(h.num_labels, 0);
+    write_text(path, "{\"id2label\": {\"0\": \"a\", \"2\": \"b\"}}");
+    assert_int_equal(hfmodel_read_head(dir, &h, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "\"2\""));
+    write_text(path, "{\"id2label\": {\"0\": \"a\", \"00\": \"b\"}}");
+    assert_int_equal(hfmodel_read_head(dir, &h, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "twice"));
 }
 
 int main(void) {
@@ -922,6 +1166,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_labels_and_readme, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_inputs_recorded_in_both_forms, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hf_model_folder_bert, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hf_model_folder_roberta, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_read_head, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,9 +37,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "adapter_io.h"
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"
+#include "hfmodel.h"
+#include "job.h"
 #include "log.h"
 #include "server.h"
 #include "sha256.h"
@@ -1545,6 +1548,380 @@ static void test_adapter_download(void **state)
     resp_free(&r);
 }
 
+/* Method full: adapter/model/ (a whole Hugging Face folder) is served file by
+ * file and as model.tar; a missing file's 404 lists what the job has. */
+static void test_full_model_download(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], id[STORE_ID_SIZE], path[600], url[160], dir[500];
+    upload_ok(f, ds);
+    create_job(f, ds, id);
+    claim(f, id);
+    finish(f, id, STORE_JOB_SUCCEEDED);
+    snprintf(dir, sizeof dir, "%s/jobs/%s", f->data, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/jobs/%s/adapter", f->data, id);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(path, sizeof path, "%s/adapter.safetensors", dir);
+    write_file(path, "NATIVE");
+    snprintf(path, sizeof path, "%s/model", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    static const struct { const char *name, *text; } files[] = {
+        {"config.json", "{\"id2label\": {\"0\": \"a\", \"1\": \"b\"}}"},
+        {"model.safetensors", "WEIGHTS"},
+        {"vocab.txt", "[PAD]\n[UNK]\n"},
+        {".hidden", "no"},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/model/%s", dir, files[i].name);
+        write_file(path, files[i].text);
+    }
+    char outside[500];
+    snprintf(outside, sizeof outside, "%s/secret.txt", f->outside);
+    snprintf(path, sizeof path, "%s/model/link.txt", dir);
+    assert_int_equal(symlink(outside, path), 0);
+
+    http_resp r;
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model/config.json", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, files[0].text);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/json");
+    assert_non_null(strstr(hdr(&r, "Content-Disposition"), "config.json"));
+    resp_free(&r);
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model/model.safetensors", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "WEIGHTS");
+    assert_string_equal(hdr(&r, "Content-Type"), "application/octet-stream");
+    resp_free(&r);
+
+    /* the archive, as the system's tar reads it */
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model.tar", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hdr(&r, "Content-Type"), "application/x-tar");
+    char tarp[600], out[400], cmd[2000];
+    snprintf(tarp, sizeof tarp, "%s/model.tar", f->dir);
+    snprintf(out, sizeof out, "%s/unpacked", f->dir);
+    assert_int_equal(mkdir(out, 0755), 0);
+    FILE *t = fopen(tarp, "wb");
+    assert_non_null(t);
+    assert_int_equal(fwrite(r.body, 1, r.body_len, t), r.body_len);
+    fclose(t);
+    resp_free(&r);
+    snprintf(cmd, sizeof cmd, "tar -xf '%s' -C '%s'", tarp, out);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/model/vocab.txt", out);
+    char *v = read_file(path, NULL);
+    assert_non_null(v);
+    assert_string_equal(v, files[2].text);
+    free(v);
+
+    /* what is not there: 404 listing the job's files (no PEFT folder here) */
+    const char *missing[] = {"peft.tar", "peft/adapter_config.json", "model/.hidden",
+                             "model/link.txt", "model/../adapter.safetensors", "model/nope.bin",
+                             "model"};
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
+        snprintf(url, sizeof url, "/jobs/%s/adapter/%s", id, missing[i]);
+        http_get(f, url, &r);
+        expect_error(&r, 404, "not_found");
+        const char *msg = err_message(&r), *list = strstr(msg, "its files are: ");
+        if (!list || strcmp(list + 15, "adapter.safetensors, model.tar, model/config.json, "
+                                       "model/model.safetensors, model/vocab.txt") != 0)
+            fail_msg("%s: %s", missing[i], msg);
+        resp_free(&r);
+    }
+
+    /* a new model folder (a retried job): the archive is built again */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/model' && mkdir '%s/model' && printf NEW > "
+                              "'%s/model/config.json'", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(url, sizeof url, "/jobs/%s/adapter/model.tar", id);
+    http_get(f, url, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, 3 * 512 + 2 * 512);   /* dir + one file of 1 block + end */
+    resp_free(&r);
+}
+
+/* ---- predictions ------------------------------------------------------------------- */
+
+/* The value of a sample line "series value" (not a # HELP line). */
+static long metric_value(const char *text, const char *series);
+
+static long predict_metric(fixture *f, const char *series)
+{
+    http_resp r;
+    http_get(f, "/metrics", &r);
+    assert_int_equal(r.status, 200);
+    long v = metric_value(r.body, series);
+    resp_free(&r);
+    return v;
+}
+
+/* A demo job that "succeeded": queued over the API, claimed and finished in
+ * the store as a worker would. */
+static void succeeded_job(fixture *f, const char *spec, char id[STORE_ID_SIZE])
+{
+    http_resp r;
+    http_json(f, "POST", "/jobs", spec, &r);
+    if (r.status != 201)
+        fail_msg("POST /jobs: %d %s", r.status, r.body);
+    snprintf(id, STORE_ID_SIZE, "%s", json_str(r.json, "id"));
+    resp_free(&r);
+    claim(f, id);
+    finish(f, id, STORE_JOB_SUCCEEDED);
+}
+
+/* What a finished demo job leaves: its native adapter (a fresh AFLoRA
+ * adapter and head drawn from seed), written atomically like the worker's. */
+static void write_demo_adapter(fixture *f, const char *id, uint64_t seed)
+{
+    char err[ERRLEN], dir[600], path[700];
+    assert_int_equal(job_ensure_demo(f->models, err, sizeof err), 0);
+    snprintf(dir, sizeof dir, "%s/demo", f->models);
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
+                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_model *m = hfmodel_load(dir, &ac, TASK_CLASSIFICATION, 2, seed, NULL, err, sizeof err);
+    if (!m)
+        fail_msg("hfmodel_load: %s", err);
+    snprintf(path, sizeof path, "%s/jobs/%s", f->data, id);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter", f->data, id);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", f->data, id);
+    static const char *const labels[] = {"negative", "positive"};
+    adapter_export_info info = {.base_model = "demo", .labels = labels};
+    if (adapter_export_native(m, path, &info, err, sizeof err) != 0)
+        fail_msg("export: %s", err);
+    model_free(m);
+}
+
+static double first_logit(const http_resp *r)
+{
+    const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "predictions"), 0);
+    return cJSON_GetArrayItem(cJSON_GetObjectItem(p, "logits"), 0)->valuedouble;
+}
+
+static void predict_ok(fixture *f, const char *id, double *logit)
+{
+    char url[64];
+    snprintf(url, sizeof url, "/jobs/%s/predict", id);
+    http_resp r;
+    http_json(f, "POST", url, "{\"inputs\":[{\"text\":\"a great and lovely film\"},"
+                              "{\"text\":\"awful boring story\"}]}", &r);
+    if (r.status != 200)
+        fail_msg("predict %s: %d %s", id, r.status, r.body);
+    const cJSON *preds = cJSON_GetObjectItem(r.json, "predictions");
+    assert_int_equal(cJSON_GetArraySize(preds), 2);
+    const char *label = json_str(cJSON_GetArrayItem(preds, 1), "label");
+    assert_true(strcmp(label, "negative") == 0 || strcmp(label, "positive") == 0);
+    if (logit)
+        *logit = first_logit(&r);
+    resp_free(&r);
+}
+
+static void predict_error(fixture *f, const char *id, const char *body, int status,
+                          const char *code, const char *field, const char *words)
+{
+    char url[64];
+    snprintf(url, sizeof url, "/jobs/%s/predict", id);
+    http_resp r;
+    http_json(f, "POST", url, body, &r);
+    expect_error(&r, status, code);
+    if (field)
+        assert_string_equal(err_field(&r), field);
+    if (words && !strstr(err_message(&r), words))
+        fail_msg("\"%s\" lacks \"%s\"", err_message(&r), words);
+    resp_free(&r);
+}
+
+/* POST /jobs/{id}/predict keeps the job's model loaded (two requests, one
+ * load), reloads it when the job's adapter is replaced, holds at most the
+ * configured number (2) of models, and answers 4xx for the client's errors
+ * — naming the input — and 5xx only for the server's. */
+static void test_predict(void **state)
+{
+    fixture *f = *state;
+    char a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE], q[STORE_ID_SIZE];
+    const char *demo = "{\"model\":\"demo\",\"epochs\":1}";
+    succeeded_job(f, demo, a);
+    write_demo_adapter(f, a, 1);
+    double l1, l2, l3;
+    predict_ok(f, a, &l1);
+    predict_ok(f, a, &l2);
+    assert_true(l1 == l2);
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 1);
+    assert_int_equal(predict_metric(f, "aflorad_predict_cache_hits_total "), 1);
+    assert_int_equal(predict_metric(f, "aflorad_predict_models "), 1);
+
+    /* the client's errors: 400 naming the input, and no model is loaded */
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"a\",\"text_pair\":\"b\"}]}", 400,
+                  "invalid_value", "inputs[0].text_pair", "single texts");
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"a\"},{}]}", 400, "missing_field",
+                  "inputs[1].text", NULL);
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"a\",\"txt\":\"b\"}]}", 400, "unknown_field",
+                  "inputs[0].txt", NULL);
+    predict_error(f, a, "{\"inputs\":[\"a\"]}", 400, "wrong_type", "inputs[0]", NULL);
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"caf\xc3\"}]}", 400, "invalid_value",
+                  "inputs[0]", "UTF-8");
+    char many[2048] = "{\"inputs\":[";
+    for (int i = 0; i < 65; i++)
+        strcat(many, i ? ",{\"text\":\"x\"}" : "{\"text\":\"x\"}");
+    strcat(many, "]}");
+    predict_error(f, a, many, 400, "out_of_range", "inputs", "64");
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 1);
+
+    /* a new adapter for the same job (a retry wrote it): loaded anew */
+    write_demo_adapter(f, a, 2);
+    predict_ok(f, a, &l3);
+    assert_true(l3 != l1);
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 2);
+
+    /* at most two models: a third evicts the least recently used (a) */
+    succeeded_job(f, demo, b);
+    write_demo_adapter(f, b, 3);
+    succeeded_job(f, demo, c);
+    write_demo_adapter(f, c, 4);
+    predict_ok(f, b, NULL);
+    predict_ok(f, c, NULL);
+    assert_int_equal(predict_metric(f, "aflorad_predict_models "), 2);
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 4);
+    predict_ok(f, c, NULL);
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 4);
+    predict_ok(f, a, &l2);
+    assert_true(l2 == l3);
+    assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 5);
+    assert_int_equal(predict_metric(f, "aflorad_predict_models "), 2);
+
+    /* the server's fault: a succeeded job whose adapter is gone is a 500 */
+    char path[600];
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", f->data, c);
+    assert_int_equal(unlink(path), 0);
+    predict_error(f, c, "{\"inputs\":[{\"text\":\"a\"}]}", 500, "adapter_missing", NULL, c);
+
+    /* a pair job wants pairs (checked before anything is loaded) */
+    char ds[STORE_ID_SIZE], spec[256];
+    http_resp r;
+    assert_int_equal(upload(f, "?name=pairs.tsv",
+                            "q1\tq2\tlabel\nis it\tit is\t1\nwho\twhat\t0\n", ds, &r), 201);
+    resp_free(&r);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"text_fields\":[\"q1\","
+             "\"q2\"]}}", ds);
+    succeeded_job(f, spec, q);
+    predict_error(f, q, "{\"inputs\":[{\"text\":\"a\"}]}", 400, "missing_field",
+                  "inputs[0].text_pair", "\"q1\" and \"q2\"");
+    predict_error(f, q, "{\"inputs\":[{\"text\":\"a\",\"text_pair\":\"b\"}]}", 500,
+                  "adapter_missing", NULL, NULL);
+
+    /* not finished: 409 */
+    http_json(f, "POST", "/jobs", demo, &r);
+    assert_int_equal(r.status, 201);
+    char queued[STORE_ID_SIZE];
+    snprintf(queued, sizeof queued, "%s", json_str(r.json, "id"));
+    resp_free(&r);
+    predict_error(f, queued, "{\"inputs\":[{\"text\":\"a\"}]}", 409, "conflict", NULL, "queued");
+}
+
+/* init_adapter "job:<id>" starts a job from a succeeded job's adapter; what
+ * the spec can tell is checked at once: the reference, the job's state and
+ * its adapter's method, rank, model shapes and declared labels. */
+static void test_init_adapter_from_job(void **state)
+{
+    fixture *f = *state;
+    char a[STORE_ID_SIZE], gone[STORE_ID_SIZE], spec[512], ds[STORE_ID_SIZE];
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":1}", a);
+    write_demo_adapter(f, a, 1);
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":2}", gone);   /* no adapter file */
+    http_resp r;
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    if (r.status != 201)
+        fail_msg("%d %s", r.status, r.body);
+    char want[64];
+    snprintf(want, sizeof want, "job:%s", a);
+    assert_string_equal(json_str(cJSON_GetObjectItem(r.json, "spec"), "init_adapter"), want);
+    resp_free(&r);
+
+    static const struct { const char *extra, *words; } mismatch[] = {
+        {",\"rank\":8", "rank 4, this job 8"},
+        {",\"method\":\"lora\"", "method aflora, this job uses lora"},
+        {",\"target_modules\":[\"query\"]", "target_modules"},
+    };
+    for (size_t i = 0; i < sizeof mismatch / sizeof *mismatch; i++) {
+        snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"%s}", a,
+                 mismatch[i].extra);
+        http_json(f, "POST", "/jobs", spec, &r);
+        expect_error(&r, 400, "incompatible_adapter");
+        assert_string_equal(err_field(&r), "init_adapter");
+        if (!strstr(err_message(&r), mismatch[i].words))
+            fail_msg("\"%s\" lacks \"%s\"", err_message(&r), mismatch[i].words);
+        resp_free(&r);
+    }
+    /* another model's shapes */
+    upload_ok(f, ds);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\"},\"init_adapter\":"
+             "\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "incompatible_adapter");
+    assert_non_null(strstr(err_message(&r), "bert-base is bert (12, 768, 3072, 12, 30522)"));
+    resp_free(&r);
+    /* the demo's shapes under another name, with declared labels */
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cp -r '%s/demo' '%s/tiny'", f->models, f->models);
+    assert_int_equal(system(cmd), 0);
+    http_resp u;
+    assert_int_equal(upload(f, "?name=s.tsv", "sentence\tlabel\ngood\tpositive\nbad\tnegative\n",
+                            ds, &u), 201);
+    resp_free(&u);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"positive\","
+             "\"negative\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "incompatible_adapter");
+    assert_non_null(strstr(err_message(&r), "[\"negative\", \"positive\"] differ from this job's "
+                                            "[\"positive\", \"negative\"]"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"negative\","
+             "\"positive\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+    http_json(f, "POST", "/jobs", spec, &r);
+    assert_int_equal(r.status, 201);
+    resp_free(&r);
+
+    /* references that do not work */
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"job:" NO_SUCH_ID "\"}",
+              &r);
+    expect_error(&r, 400, "unknown_job");
+    assert_string_equal(err_field(&r), "init_adapter");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"job:12\"}", &r);
+    expect_error(&r, 400, "invalid_value");
+    assert_string_equal(err_field(&r), "init_adapter");
+    resp_free(&r);
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\",\"init_adapter\":\"a.safetensors\"}", &r);
+    expect_error(&r, 400, "invalid_value");
+    assert_non_null(strstr(err_message(&r), "job:<id>"));
+    resp_free(&r);
+    /* not finished yet: 409; finished without its adapter: the server's fault */
+    char q[STORE_ID_SIZE];
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\"}", &r);
+    snprintf(q, sizeof q, "%s", json_str(r.json, "id"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", q);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 409, "not_ready");
+    assert_string_equal(err_field(&r), "init_adapter");
+    assert_non_null(strstr(err_message(&r), "queued"));
+    resp_free(&r);
+    snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", gone);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 500, "adapter_missing");
+    resp_free(&r);
+}
+
 /* ---- static files ------------------------------------------------------------------- */
 
 static void test_static_files(void **state)
@@ -1791,6 +2168,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_with_open_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_freezing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adapter_download, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_model_download, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_predict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_adapter_from_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),

@@ -451,6 +451,9 @@ static const error_case field_errors[] = {
     {"{'model':'demo','dropout':'yes'}", SPEC_E_WRONG_TYPE, "dropout"},
     {"{'model':'demo','init_adapter':7}", SPEC_E_WRONG_TYPE, "init_adapter"},
     {"{'model':'demo','init_adapter':''}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    {"{'model':'demo','init_adapter':'job:'}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    {"{'model':'demo','init_adapter':'job:0123456789ABCDEF'}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    {"{'model':'demo','init_adapter':'job:0123456789abcdef0'}", SPEC_E_INVALID_VALUE, "init_adapter"},
     {"{'model':'demo','metric':'MCC'}", SPEC_E_INVALID_VALUE, "metric"},
     {"{'model':'demo','metric':'matthews'}", SPEC_E_INVALID_VALUE, "metric"},
     {"{'model':'demo','metric':2}", SPEC_E_WRONG_TYPE, "metric"},
@@ -831,6 +834,27 @@ static void test_length_bucketing_field(void **state) {
     spec_free(&s);
 }
 
+/* init_adapter: a path, or "job:<id>" naming a job of the daemon. */
+static void test_init_adapter_forms(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(J("{'model':'demo','init_adapter':'job:0123456789abcdef'}"), &s);
+    assert_string_equal(spec_init_adapter_job(&s), "0123456789abcdef");
+    assert_string_equal(s.init_adapter, "job:0123456789abcdef");   /* stored as given */
+    spec_free(&s);
+    parse_ok(J("{'model':'demo','init_adapter':'out/adapter/adapter.safetensors'}"), &s);
+    assert_null(spec_init_adapter_job(&s));
+    spec_free(&s);
+    parse_ok(J("{'model':'demo'}"), &s);
+    assert_null(spec_init_adapter_job(&s));
+    spec_free(&s);
+    aflo_spec_error e;
+    const char *bad = J("{'model':'demo','init_adapter':'job:abc'}");
+    assert_int_equal(spec_parse(bad, strlen(bad), &s, &e), -1);
+    assert_non_null(strstr(e.message, "job id"));
+    spec_free(&s);
+}
+
 /* ---- round trip ------------------------------------------------------------ */
 
 static void round_trip(const char *json) {
@@ -1119,6 +1143,7 @@ int main(void) {
         cmocka_unit_test(test_train_config),
         cmocka_unit_test(test_metric),
         cmocka_unit_test(test_length_bucketing_field),
+        cmocka_unit_test(test_init_adapter_forms),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_equal_detects_differences),
         cmocka_unit_test(test_markdown_lists_every_field),

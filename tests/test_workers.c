@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "fsutil.h"
 #include "job.h"
 #include "log.h"
+#include "safetensors.h"
 #include "store.h"
 #include "workers.h"
 
@@ -226,6 +228,64 @@ static void test_shutdown_then_resume(void **st) {
     remove_env(&e);
 }
 
+/* The classifier weights of a job's native adapter. */
+static void classifier_of(const env *e, const char *id, float *out, size_t n) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", e->data, id);
+    st_file *f = st_open(path, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    if (st_read_f32(f, "classifier.weight", out, n, err, sizeof err)) fail_msg("%s", err);
+    st_close(f);
+}
+
+/* init_adapter "job:<id>": the worker starts the job from that job's adapter
+ * (with learning rates near zero the result stays that adapter), and a job
+ * whose data has other labels fails saying so. */
+static void test_init_adapter_from_job(void **st) {
+    (void)st;
+    env e;
+    make_env(&e);
+    char err[512];
+    store *s = store_open(e.db, err, sizeof err);
+    assert_non_null(s);
+    char a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE], spec[1024], other[200];
+    create_job(s, &e, 1, a);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"%s/demo\",\"dataset\":{\"train\":\"%s\"},\"epochs\":1,"
+             "\"batch_size\":8,\"threads\":1,\"learning_rate\":1e-12,"
+             "\"head_learning_rate\":1e-12,\"weight_decay\":0,\"init_adapter\":\"job:%s\"}",
+             e.models, e.train, a);
+    assert_int_equal(store_job_create(s, spec, NULL, NULL, b, err, sizeof err), 0);
+    /* the same sentences labelled x / y */
+    snprintf(other, sizeof other, "%s/xy.tsv", e.dir);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "sed -e 's/\tnegative$/\tx/' -e 's/\tpositive$/\ty/' '%s' > '%s'",
+             e.train, other);
+    assert_int_equal(system(cmd), 0);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"%s/demo\",\"dataset\":{\"train\":\"%s\"},\"epochs\":1,"
+             "\"threads\":1,\"init_adapter\":\"job:%s\"}", e.models, other, a);
+    assert_int_equal(store_job_create(s, spec, NULL, NULL, c, err, sizeof err), 0);
+    workers *w = start(&e, 1);
+    workers_notify(w);
+    assert_int_equal(wait_status(s, a, 120, true, 0), STORE_JOB_SUCCEEDED);
+    assert_int_equal(wait_status(s, b, 120, true, 0), STORE_JOB_SUCCEEDED);
+    assert_int_equal(wait_status(s, c, 120, true, 0), STORE_JOB_FAILED);
+    workers_stop(w);
+    float wa[2 * 32], wb[2 * 32];   /* demo: 2 labels x hidden 32 */
+    classifier_of(&e, a, wa, 64);
+    classifier_of(&e, b, wb, 64);
+    for (int i = 0; i < 64; i++) assert_true(fabsf(wa[i] - wb[i]) < 1e-6f);
+    store_job j;
+    assert_int_equal(store_job_get(s, c, &j, err, sizeof err), 0);
+    assert_non_null(j.error);
+    if (!strstr(j.error, "init_adapter: the adapter's labels [\"negative\", \"positive\"] differ"))
+        fail_msg("%s", j.error);
+    store_job_clear(&j);
+    store_close(s);
+    remove_env(&e);
+}
+
 int main(void) {
     log_set_level(LOG_WARN);
     const struct CMUnitTest tests[] = {
@@ -233,6 +293,7 @@ int main(void) {
         cmocka_unit_test(test_cancel_running_job),
         cmocka_unit_test(test_failed_job_records_error),
         cmocka_unit_test(test_shutdown_then_resume),
+        cmocka_unit_test(test_init_adapter_from_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

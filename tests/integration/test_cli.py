@@ -112,6 +112,147 @@ class CliTest(unittest.TestCase):
         lines = [json.loads(l) for l in p.stdout.splitlines()]
         self.assertEqual([l["logits"] for l in lines], [n["logits"] for n in native])
 
+    def predict(self, *args, check=True):
+        return run("predict", "--model", "models/demo", *args, cwd=self.dir, check=check)
+
+    def lines(self, p):
+        return [json.loads(l) for l in p.stdout.splitlines()]
+
+    def write_rows(self, name, rows, header=None, sep="\t"):
+        with open(os.path.join(self.dir, name), "w") as f:
+            if header:
+                f.write(sep.join(header) + "\n")
+            for r in rows:
+                f.write(sep.join(r) + "\n")
+
+    def demo_rows(self, path, n):
+        """(sentence, label) pairs of one of the demo's files."""
+        with open(os.path.join(self.dir, path)) as f:
+            return [tuple(l.split("\t")) for l in f.read().splitlines()[1:n + 1]]
+
+    def test_predict_reads_the_eval_file_as_trained(self):
+        """predict --input scores the file one trained with: GLUE's `sentence`
+        column, a header-less CoLA-style file and a sentence pair, because the
+        adapter records how its training text was read (in both forms)."""
+        dev = self.demo_rows("small_dev.tsv", 12)
+        # GLUE-style: the adapter/ folder `run` prints, the dev file as it is
+        self.write_spec("g.json", self.small_spec(epochs=1))
+        run("run", "g.json", "--out", "out_g", cwd=self.dir)
+        got = self.lines(self.predict("--adapter", "out_g/adapter", "--input", "small_dev.tsv"))
+        self.assertEqual(len(got), 100)
+        one = json.loads(self.predict("--adapter", "out_g/adapter", "--text", dev[0][0]).stdout)
+        self.assertEqual(got[0]["logits"], one["logits"])
+        peft = self.lines(self.predict("--adapter", "out_g/adapter/peft", "--input", "small_dev.tsv"))
+        for a, b in zip(got, peft):
+            self.assertEqual(a["label_id"], b["label_id"])
+        # a file with other column names: --text-field
+        with open(os.path.join(self.dir, "reviews.jsonl"), "w") as f:
+            for s, _ in dev:
+                f.write(json.dumps({"review": s}) + "\n")
+        p = self.predict("--adapter", "out_g/adapter", "--input", "reviews.jsonl", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("sentence", p.stderr)          # says what it looked for
+        self.assertIn("--text-field", p.stderr)      # and how to choose another
+        rev = self.lines(self.predict("--adapter", "out_g/adapter", "--input", "reviews.jsonl",
+                                      "--text-field", "review"))
+        self.assertEqual(rev[0]["logits"], one["logits"])
+        # a single-text adapter given a pair is an error
+        p = self.predict("--adapter", "out_g/adapter", "--text", "a", "--text-pair", "b", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("single texts", p.stderr)
+        p = self.predict("--adapter", "out_g/adapter/peft", "--input", "small_dev.tsv",
+                         "--pair-field", "label", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("single texts", p.stderr)
+
+        # CoLA-style: no header, the sentence in column 3, the label in column 1
+        train = self.demo_rows("small.tsv", 240)
+        self.write_rows("cola_train.tsv", [("src", l, "", s) for s, l in train])
+        self.write_rows("cola_dev.tsv", [("src", l, "", s) for s, l in dev])
+        self.write_spec("c.json", self.small_spec(
+            epochs=1, dataset={"train": "cola_train.tsv", "text_fields": [3], "label_field": 1,
+                               "has_header": False}))
+        run("run", "c.json", "--out", "out_c", cwd=self.dir)
+        cola = self.lines(self.predict("--adapter", "out_c/adapter/adapter.safetensors",
+                                       "--input", "cola_dev.tsv"))
+        self.assertEqual(len(cola), len(dev))        # the first row is data, not a header
+        first = json.loads(self.predict("--adapter", "out_c/adapter", "--text", dev[0][0]).stdout)
+        self.assertEqual(cola[0]["logits"], first["logits"])
+
+        # a pair task (MRPC-like columns): pairs in, an error without the pair
+        half = lambda s: (" ".join(s.split()[:3]), " ".join(s.split()[3:]) or "x")
+        self.write_rows("pair_train.tsv", [(*half(s), l) for s, l in train],
+                        header=("#1 String", "#2 String", "Quality"))
+        self.write_rows("pair_dev.tsv", [(*half(s), l) for s, l in dev],
+                        header=("#1 String", "#2 String", "Quality"))
+        self.write_spec("p.json", self.small_spec(
+            epochs=1, dataset={"train": "pair_train.tsv", "label_field": "Quality",
+                               "text_fields": ["#1 String", "#2 String"]}))
+        run("run", "p.json", "--out", "out_p", cwd=self.dir)
+        for adapter in ("out_p/adapter", "out_p/adapter/peft"):
+            pairs = self.lines(self.predict("--adapter", adapter, "--input", "pair_dev.tsv"))
+            self.assertEqual(len(pairs), len(dev))
+        a, b = half(dev[0][0])
+        both = json.loads(self.predict("--adapter", "out_p/adapter", "--text", a,
+                                       "--text-pair", b).stdout)
+        self.assertEqual(both["logits"], pairs[0]["logits"])
+        p = self.predict("--adapter", "out_p/adapter", "--text", a, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("text pairs", p.stderr)
+        self.assertIn("#2 String", p.stderr)
+
+    def test_full_method_writes_a_usable_model_folder(self):
+        """method full's adapter/model/ is a complete Hugging Face folder:
+        labels in config.json, the tokenizer, safetensors weights; it works as
+        predict --model (no adapter) and as the base model of another run."""
+        self.write_spec("f.json", self.small_spec(epochs=1, method="full", learning_rate=1e-4))
+        run("run", "f.json", "--out", "out_f", cwd=self.dir)
+        folder = os.path.join(self.dir, "out_f/adapter/model")
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        self.assertEqual(cfg["id2label"], {"0": "negative", "1": "positive"})
+        self.assertEqual(cfg["label2id"], {"negative": 0, "positive": 1})
+        self.assertEqual(cfg["problem_type"], "single_label_classification")
+        self.assertEqual(cfg["architectures"], ["BertForSequenceClassification"])
+        for name in ("vocab.txt", "tokenizer_config.json", "model.safetensors"):
+            self.assertTrue(os.path.exists(os.path.join(folder, name)), name)
+        self.assertIn("classifier.weight", safetensors_tensors(os.path.join(folder, "model.safetensors")))
+        t = "the movie was great and lovely"
+        alone = json.loads(run("predict", "--model", "out_f/adapter/model", "--text", t,
+                               cwd=self.dir).stdout)
+        native = json.loads(self.predict("--adapter", "out_f/adapter/adapter.safetensors",
+                                         "--text", t).stdout)
+        self.assertIn(alone["label"], ("negative", "positive"))
+        for x, y in zip(alone["logits"], native["logits"]):
+            self.assertAlmostEqual(x, y, delta=1e-5 * max(1.0, abs(y)))
+        rows = self.lines(run("predict", "--model", "out_f/adapter/model", "--input",
+                              "small_dev.tsv", cwd=self.dir))
+        self.assertEqual(len(rows), 100)
+        # a plain base model has no head to predict with
+        p = self.predict("--text", t, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no fine-tuned head", p.stderr)
+        # and the folder is a base model for the next run
+        self.write_spec("f2.json", dict(self.small_spec(epochs=1), model="out_f/adapter/model"))
+        p = run("run", "f2.json", "--out", "out_f2", cwd=self.dir)
+        self.assertIn("done", p.stdout)
+
+    def test_init_adapter_takes_the_adapter_folder(self):
+        """run starts from a previous run's adapter/ folder; job:<id> is the
+        daemon's form and is refused here with what to give instead."""
+        self.write_spec("i0.json", self.small_spec(epochs=1))
+        run("run", "i0.json", "--out", "out_i0", cwd=self.dir)
+        self.write_spec("i1.json", self.small_spec(epochs=1, init_adapter="out_i0/adapter"))
+        self.assertIn("done", run("run", "i1.json", "--out", "out_i1", cwd=self.dir).stdout)
+        self.write_spec("i2.json", self.small_spec(epochs=1, rank=8, init_adapter="out_i0/adapter"))
+        p = run("run", "i2.json", "--out", "out_i2", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("init_adapter: the adapter has rank 4, this job 8", p.stderr)
+        self.write_spec("i3.json", self.small_spec(epochs=1, init_adapter="job:0123456789abcdef"))
+        p = run("run", "i3.json", "--out", "out_i3", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("adapter file", p.stderr)
+
     def test_readme_documents_every_spec_field(self):
         doc = run("spec-doc", cwd=self.dir).stdout
         readme = open(os.path.join(os.path.dirname(__file__), "../../README.md")).read()

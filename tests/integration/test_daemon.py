@@ -234,6 +234,65 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn(b"aflorad_jobs", metrics)
 
+    def test_full_method_model_and_init_adapter_from_a_job(self):
+        """Method full's model/ folder downloads (file by file and as
+        model.tar) and predicts on its own through the CLI; a second job
+        starts from the first one's adapter with init_adapter "job:<id>";
+        predictions keep the model loaded and refuse a pair for a
+        single-text job."""
+        d = self.daemon()
+        st, _, full = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1,
+                                                 "method": "full", "learning_rate": 1e-4})
+        self.assertEqual(st, 201, full)
+        self.assertEqual(wait_job(d, full["id"], ["succeeded", "failed"])["status"], "succeeded")
+        st, _, cfg = d.request("GET", f"/jobs/{full['id']}/adapter/model/config.json")
+        self.assertEqual(st, 200)
+        self.assertEqual(cfg["id2label"], {"0": "negative", "1": "positive"})
+        st, _, tar = d.request("GET", f"/jobs/{full['id']}/adapter/model.tar", raw=True)
+        self.assertEqual(st, 200)
+        out = os.path.join(self.tmp.name, "dl")
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            self.assertIn("model/vocab.txt", t.getnames())
+            t.extractall(out)
+        cli = subprocess.run([BIN, "predict", "--model", os.path.join(out, "model"),
+                              "--text", "a great and lovely film"],
+                             capture_output=True, text=True)
+        self.assertEqual(cli.returncode, 0, cli.stderr)
+        st, _, pred = d.request("POST", f"/jobs/{full['id']}/predict",
+                                {"inputs": [{"text": "a great and lovely film"}]})
+        self.assertEqual(st, 200, pred)
+        for x, y in zip(json.loads(cli.stdout)["logits"], pred["predictions"][0]["logits"]):
+            self.assertAlmostEqual(x, y, delta=1e-5 * max(1.0, abs(y)))
+        st, _, e = d.request("GET", f"/jobs/{full['id']}/adapter/peft.tar")
+        self.assertEqual(st, 404)
+        self.assertIn("model/config.json", e["error"]["message"])
+
+        st, _, a = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1})
+        self.assertEqual(wait_job(d, a["id"], ["succeeded", "failed"])["status"], "succeeded")
+        st, _, b = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1,
+                                               "init_adapter": f"job:{a['id']}"})
+        self.assertEqual(st, 201, b)
+        self.assertEqual(wait_job(d, b["id"], ["succeeded", "failed"])["status"], "succeeded")
+        st, _, e = d.request("POST", "/jobs", {"model": "demo", "method": "full",
+                                               "learning_rate": 1e-4,
+                                               "init_adapter": f"job:{a['id']}"})
+        self.assertEqual(st, 400, e)
+        self.assertEqual(e["error"]["field"], "init_adapter")
+        self.assertIn("method aflora", e["error"]["message"])
+
+        for _ in range(3):
+            st, _, pred = d.request("POST", f"/jobs/{b['id']}/predict",
+                                    {"inputs": [{"text": "a great and lovely film"}]})
+            self.assertEqual(st, 200, pred)
+        st, _, e = d.request("POST", f"/jobs/{b['id']}/predict",
+                             {"inputs": [{"text": "a", "text_pair": "b"}]})
+        self.assertEqual(st, 400)
+        self.assertEqual(e["error"]["field"], "inputs[0].text_pair")
+        st, _, metrics = d.request("GET", "/metrics", raw=True)
+        loads = [l for l in metrics.decode().splitlines()
+                 if l.startswith("aflorad_predict_model_loads_total ")]
+        self.assertEqual(loads, ["aflorad_predict_model_loads_total 2"])   # full + b
+
     def test_sse_resume_loses_and_duplicates_nothing(self):
         d = self.daemon()
         st, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1})

@@ -1,0 +1,316 @@
+/* test_predict.c — predictors (daemon/predict.c) on the demo model and the
+ * API's predict cache under concurrent use.
+ *
+ * Adapters are written by the engine's exporters from the demo model with
+ * different seeds (different heads, so different logits). The cache test
+ * runs many threads against three jobs with room for two: every thread's
+ * prediction must equal the one a lone predictor gives for its job, and no
+ * more than two models may ever be loaded at once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adapter_io.h"
+#include "hfmodel.h"
+#include "job.h"
+#include "predict.h"
+#include "testutil.h"
+
+#define JOBS 3
+#define THREADS 6
+#define ROUNDS 8
+#define TEXT "a great and lovely film"
+
+static char errbuf[1024];
+
+typedef struct {
+    char models[600];
+    char adapters[JOBS][700];
+    double reference[JOBS];      /* first logit of TEXT, from a lone predictor */
+} demo_env;
+
+static double first_logit(predictor *p, const char *text) {
+    predict_status st;
+    cJSON *o = predictor_run(p, text, NULL, &st, errbuf, sizeof errbuf);
+    if (!o) return NAN;
+    double v = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "logits"), 0)->valuedouble;
+    cJSON_Delete(o);
+    return v;
+}
+
+static void make_env(void **state, demo_env *e) {
+    path_in(e->models, sizeof e->models, state, "models");
+    if (job_ensure_demo(e->models, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/demo", e->models);
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
+                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    static const char *const labels[] = {"negative", "positive"};
+    for (int j = 0; j < JOBS; j++) {
+        aflo_model *m = hfmodel_load(dir, &ac, TASK_CLASSIFICATION, 2, 100 + (uint64_t)j, NULL,
+                                     errbuf, sizeof errbuf);
+        if (!m) fail_msg("%s", errbuf);
+        char name[32];
+        snprintf(name, sizeof name, "job%d.safetensors", j);
+        path_in(e->adapters[j], sizeof e->adapters[j], state, name);
+        adapter_export_info info = {.labels = labels};
+        if (adapter_export_native(m, e->adapters[j], &info, errbuf, sizeof errbuf))
+            fail_msg("%s", errbuf);
+        model_free(m);
+        predictor *p = predictor_open(e->models, "demo", e->adapters[j], errbuf, sizeof errbuf);
+        if (!p) fail_msg("%s", errbuf);
+        e->reference[j] = first_logit(p, TEXT);
+        predictor_free(p);
+    }
+    assert_true(e->reference[0] != e->reference[1] && e->reference[1] != e->reference[2]);
+}
+
+typedef struct {
+    const demo_env *e;
+    predict_cache *cache;
+    int id;
+    atomic_int *wrong, *over_capacity, *failed;
+} worker_arg;
+
+static void *hammer(void *arg) {
+    worker_arg *w = arg;
+    for (int r = 0; r < ROUNDS; r++) {
+        int j = (w->id + r) % JOBS;
+        char key[16], err[512];
+        snprintf(key, sizeof key, "job%d", j);
+        predictor *p = predict_cache_acquire(w->cache, key, w->e->models, "demo",
+                                             w->e->adapters[j], err, sizeof err);
+        if (!p) {
+            atomic_fetch_add(w->failed, 1);
+            continue;
+        }
+        predict_cache_stats st;
+        predict_cache_stats_read(w->cache, &st);
+        if (st.entries > st.capacity) atomic_fetch_add(w->over_capacity, 1);
+        predict_status ps;
+        cJSON *o = predictor_run(p, TEXT, NULL, &ps, err, sizeof err);
+        double v = o ? cJSON_GetArrayItem(cJSON_GetObjectItem(o, "logits"), 0)->valuedouble : NAN;
+        cJSON_Delete(o);
+        if (v != w->e->reference[j]) atomic_fetch_add(w->wrong, 1);
+        predict_cache_release(w->cache, p);
+    }
+    return NULL;
+}
+
+static void test_cache_shared_by_threads(void **state) {
+    demo_env e;
+    make_env(state, &e);
+    predict_cache *c = predict_cache_new(2);
+    assert_non_null(c);
+    atomic_int wrong = 0, over = 0, failed = 0;
+    pthread_t t[THREADS];
+    worker_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (worker_arg){&e, c, i, &wrong, &over, &failed};
+        assert_int_equal(pthread_create(&t[i], NULL, hammer, &args[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&failed), 0);
+    assert_int_equal(atomic_load(&wrong), 0);
+    assert_int_equal(atomic_load(&over), 0);
+    predict_cache_stats st;
+    predict_cache_stats_read(c, &st);
+    assert_int_equal(st.loads + st.hits, THREADS * ROUNDS);
+    assert_true(st.loads >= JOBS);
+    assert_true(st.entries <= 2);
+    predict_cache_free(c);
+    assert_null(predict_cache_new(0));
+}
+
+/* Hits, a reload when the file is replaced, and no entry left by a failed load. */
+static void test_cache_reloads_a_replaced_adapter(void **state) {
+    demo_env e;
+    make_env(state, &e);
+    predict_cache *c = predict_cache_new(1);
+    assert_non_null(c);
+    predictor *p = predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf,
+                                         sizeof errbuf);
+    assert_non_null(p);
+    assert_true(first_logit(p, TEXT) == e.reference[0]);
+    predict_cache_release(c, p);
+    p = predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf, sizeof errbuf);
+    assert_non_null(p);
+    predict_cache_release(c, p);
+    predict_cache_stats st;
+    predict_cache_stats_read(c, &st);
+    assert_true(st.loads == 1 && st.hits == 1 && st.entries == 1);
+    /* job a's adapter replaced by another one (a rename: a new inode) */
+    char copy[800];
+    snprintf(copy, sizeof copy, "%s.new", e.adapters[0]);
+    char cmd[4000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && mv '%s' '%s'", e.adapters[1], copy, copy,
+             e.adapters[0]);
+    assert_int_equal(system(cmd), 0);
+    p = predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf, sizeof errbuf);
+    assert_non_null(p);
+    assert_true(first_logit(p, TEXT) == e.reference[1]);
+    predict_cache_release(c, p);
+    predict_cache_stats_read(c, &st);
+    assert_true(st.loads == 2 && st.entries == 1);
+    /* a failed load leaves nothing behind */
+    assert_null(predict_cache_acquire(c, "b", e.models, "demo", "/no/such/file", errbuf,
+                                      sizeof errbuf));
+    assert_non_null(strstr(errbuf, "/no/such/file"));
+    char bad[700];
+    path_in(bad, sizeof bad, state, "not-an-adapter.safetensors");
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("garbage", f);
+    fclose(f);
+    assert_null(predict_cache_acquire(c, "b", e.models, "demo", bad, errbuf, sizeof errbuf));
+    /* (room for b was made before its load: the bound holds during loads) */
+    predict_cache_stats_read(c, &st);
+    assert_true(st.loads == 2 && st.entries == 0);
+    p = predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf, sizeof errbuf);
+    assert_non_null(p);
+    predict_cache_release(c, p);
+    predict_cache_stats_read(c, &st);
+    assert_true(st.loads == 3 && st.entries == 1);
+    predict_cache_free(c);
+}
+
+/* The adapter forms --adapter takes, and what a predictor knows of its inputs. */
+static void test_adapter_forms(void **state) {
+    demo_env e;
+    make_env(state, &e);
+    char run_dir[700], dst[800], cmd[2000];
+    path_in(run_dir, sizeof run_dir, state, "adapter");
+    assert_int_equal(mkdir(run_dir, 0755), 0);
+    snprintf(dst, sizeof dst, "%s/adapter.safetensors", run_dir);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", e.adapters[2], dst);
+    assert_int_equal(system(cmd), 0);
+    predictor *p = predictor_open(e.models, "demo", run_dir, errbuf, sizeof errbuf);
+    if (!p) fail_msg("%s", errbuf);
+    assert_true(first_logit(p, TEXT) == e.reference[2]);
+    /* this file records no inputs: any input shape is accepted */
+    assert_int_equal(predictor_inputs(p)->n_fields, 0);
+    assert_int_equal(predictor_check_pair(p, true, errbuf, sizeof errbuf), 0);
+    predict_status st;
+    assert_null(predictor_run(p, "bad \xff byte", NULL, &st, errbuf, sizeof errbuf));
+    assert_int_equal(st, PREDICT_E_INPUT);
+    predictor_free(p);
+
+    char empty[700];
+    path_in(empty, sizeof empty, state, "empty");
+    assert_int_equal(mkdir(empty, 0755), 0);
+    assert_null(predictor_open(e.models, "demo", empty, errbuf, sizeof errbuf));
+    assert_non_null(strstr(errbuf, "adapter.safetensors"));
+    assert_non_null(strstr(errbuf, "adapter_config.json"));
+}
+
+/* Label names in predictions agree across the forms an adapter takes: the
+ * native file's metadata, the PEFT folder's config.json and method full's
+ * model/ folder name every class alike (the classifier is set so that each
+ * class wins in turn); the PEFT folder without config.json (one PEFT wrote)
+ * names the ids, and one whose config.json names another class count is
+ * refused. The inputs recorded with the adapter come back from both files. */
+static const char *label_of(predictor *p) {
+    static char label[64];
+    predict_status st;
+    cJSON *o = predictor_run(p, TEXT, NULL, &st, errbuf, sizeof errbuf);
+    if (!o) fail_msg("%s", errbuf);
+    snprintf(label, sizeof label, "%s", cJSON_GetObjectItem(o, "label")->valuestring);
+    cJSON_Delete(o);
+    return label;
+}
+
+static void make_class_win(aflo_model *m, int k) {
+    aflo_param *w = model_find_param(m, "classifier.weight");
+    aflo_param *b = model_find_param(m, "classifier.bias");
+    assert_non_null(w);
+    assert_non_null(b);
+    memset(w->data, 0, w->size * sizeof *w->data);
+    for (size_t i = 0; i < b->size; i++) b->data[i] = (int)i == k ? 10.0f : 0.0f;
+}
+
+static void test_label_names_agree_across_forms(void **state) {
+    char models[600], demo[700], native[700], peft[700], full[700], cfg[800];
+    path_in(models, sizeof models, state, "models");
+    if (job_ensure_demo(models, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    snprintf(demo, sizeof demo, "%s/demo", models);
+    path_in(native, sizeof native, state, "adapter.safetensors");
+    path_in(peft, sizeof peft, state, "peft");
+    path_in(full, sizeof full, state, "model");
+    enum { L = 3 };
+    static const char *const labels[L] = {"neg", "neu", "pos \"q\""};
+    adapter_inputs in = {.n_fields = 1, .has_header = false, .format = TEXTDATA_TSV};
+    in.fields[0].by_index = true;
+    in.fields[0].index = 3;
+    adapter_export_info info = {.labels = labels, .inputs = &in};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
+                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config fc = {.method = METHOD_FULL};
+    for (int k = 0; k < L; k++) {
+        aflo_model *m = hfmodel_load(demo, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
+                                     sizeof errbuf);
+        aflo_model *f = hfmodel_load(demo, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
+                                     sizeof errbuf);
+        if (!m || !f) fail_msg("%s", errbuf);
+        make_class_win(m, k);
+        make_class_win(f, k);
+        if (adapter_export_native(m, native, &info, errbuf, sizeof errbuf) ||
+            adapter_export_peft(m, peft, &info, errbuf, sizeof errbuf) ||
+            adapter_export_hf_model(f, full, demo, &info, errbuf, sizeof errbuf))
+            fail_msg("%s", errbuf);
+        model_free(m);
+        model_free(f);
+        predictor *pn = predictor_open(models, "demo", native, errbuf, sizeof errbuf);
+        predictor *pp = pn ? predictor_open(models, "demo", peft, errbuf, sizeof errbuf) : NULL;
+        predictor *pf = pp ? predictor_open(models, full, NULL, errbuf, sizeof errbuf) : NULL;
+        if (!pf) fail_msg("%s", errbuf);
+        assert_string_equal(label_of(pn), labels[k]);
+        assert_string_equal(label_of(pp), labels[k]);
+        assert_string_equal(label_of(pf), labels[k]);
+        const adapter_inputs *a = predictor_inputs(pn), *b = predictor_inputs(pp),
+                             *c = predictor_inputs(pf);
+        assert_true(a->n_fields == 1 && b->n_fields == 1 && c->n_fields == 1);
+        assert_true(a->fields[0].by_index && b->fields[0].by_index && c->fields[0].by_index);
+        assert_true(a->fields[0].index == 3 && b->fields[0].index == 3 && c->fields[0].index == 3);
+        assert_true(!a->has_header && !b->has_header && !c->has_header);
+        predictor_free(pn);
+        predictor_free(pp);
+        predictor_free(pf);
+    }
+    /* a PEFT folder without config.json: the ids */
+    snprintf(cfg, sizeof cfg, "%s/config.json", peft);
+    assert_int_equal(unlink(cfg), 0);
+    predictor *p = predictor_open(models, "demo", peft, errbuf, sizeof errbuf);
+    if (!p) fail_msg("%s", errbuf);
+    assert_string_equal(label_of(p), "2");
+    predictor_free(p);
+    /* a config.json naming another number of classes than the classifier's */
+    FILE *fp = fopen(cfg, "w");
+    assert_non_null(fp);
+    fputs("{\"id2label\": {\"0\": \"a\", \"1\": \"b\"}}", fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_null(predictor_open(models, "demo", peft, errbuf, sizeof errbuf));
+    assert_non_null(strstr(errbuf, "names 2 classes, but the adapter's classifier has 3"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_reloads_a_replaced_adapter, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_adapter_forms, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_label_names_agree_across_forms, tmpdir_setup,
+                                        tmpdir_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
