@@ -360,8 +360,14 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
 
+    /* target_modules name the modules of the model's family */
+    aflo_config mc;
     aflo_adapter_config ac;
-    spec_to_adapter_config(s, &ac);
+    const aflo_family *fam = NULL;
+    if (hfmodel_read_config(model_dir, &mc, err, errlen) != 0) goto done;
+    if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
+        spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
+        goto done;
     hf_load_report rep;
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;

@@ -32,6 +32,7 @@
 #include "adapter_io.h"
 
 #include "errmsg.h"
+#include "family.h"
 #include "json.h"
 #include "safetensors.h"
 
@@ -399,29 +400,48 @@ static void peft_lora_key(char *buf, size_t cap, const key_layout *lay, const af
     snprintf(buf, cap, PEFT_ROOT "%s%s.weight", lay->prefix, p->name);
 }
 
+/* PEFT's list matching (check_target_module_exists): a module is selected
+ * when its name equals an entry or ends with "." + entry. */
+static bool peft_list_selects(const char *path, const char *entry) {
+    size_t n = strlen(path), k = strlen(entry);
+    return strcmp(path, entry) == 0 ||
+           (n > k && path[n - k - 1] == '.' && strcmp(path + n - k, entry) == 0);
+}
+
+static void append_regex_literal(char *re, size_t cap, const char *text) {
+    for (const char *c = text; *c; c++) appendf(re, cap, *c == '.' ? "\\." : "%c", *c);
+}
+
 /* target_modules as PEFT reads it: a JSON list when suffix matching selects
- * exactly the adapted modules, else a full-match regular expression. */
-static void write_target_modules(FILE *f, unsigned targets) {
-    bool ambiguous = (targets & (1u << MOD_OUTPUT)) && !(targets & (1u << MOD_ATTN_OUT));
+ * exactly the adapted modules (BERT: "output.dense" alone would also select
+ * attention.output.dense), else a full-match regular expression. */
+static void write_target_modules(FILE *f, const aflo_family *fam, unsigned targets) {
+    bool ambiguous = false;
+    for (int mod = 0; mod < fam->n_modules; mod++)
+        for (int other = 0; (targets & (1u << mod)) && other < fam->n_modules; other++)
+            if (!(targets & (1u << other)) &&
+                peft_list_selects(fam->modules[other].path, fam->modules[mod].target))
+                ambiguous = true;
     if (!ambiguous) {
         fputc('[', f);
         bool first = true;
-        for (int mod = 0; mod < MOD_COUNT; mod++) {
+        for (int mod = 0; mod < fam->n_modules; mod++) {
             if (!(targets & (1u << mod))) continue;
-            fprintf(f, "%s\"%s\"", first ? "" : ", ", module_info[mod].target);
+            fprintf(f, "%s\"%s\"", first ? "" : ", ", fam->modules[mod].target);
             first = false;
         }
         fputc(']', f);
         return;
     }
     /* e.g. .*\.encoder\.layer\.[0-9]+\.(intermediate\.dense|output\.dense) */
-    char re[512] = ".*\\.encoder\\.layer\\.[0-9]+\\.(";
+    char re[512] = ".*\\.";
+    append_regex_literal(re, sizeof re, fam->block_prefix);
+    appendf(re, sizeof re, "[0-9]+\\.(");
     bool first = true;
-    for (int mod = 0; mod < MOD_COUNT; mod++) {
+    for (int mod = 0; mod < fam->n_modules; mod++) {
         if (!(targets & (1u << mod))) continue;
         if (!first) appendf(re, sizeof re, "|");
-        for (const char *c = module_info[mod].path; *c; c++)
-            appendf(re, sizeof re, *c == '.' ? "\\." : "%c", *c);
+        append_regex_literal(re, sizeof re, fam->modules[mod].path);
         first = false;
     }
     appendf(re, sizeof re, ")");
@@ -490,7 +510,7 @@ static char *peft_config_json(const aflo_model *m, const key_layout *lay, const 
             quoted, alpha,
             lay->roberta_head ? "[\"classifier\"]" : "[\"classifier\", \"pooler\"]", ac->rank);
     free(quoted);
-    write_target_modules(f, ac->targets);
+    write_target_modules(f, model_family(m), ac->targets);
     fprintf(f,
             ",\n"
             "  \"task_type\": \"SEQ_CLS\",\n"
@@ -649,28 +669,35 @@ out:
     return rc;
 }
 
-/* Key without PEFT's root and the model attribute ("bert."/"roberta."), or
- * NULL when it does not start with the root. */
-static const char *peft_strip(const char *key) {
+/* Key without PEFT's root and the base model's attribute (a variant prefix
+ * of the family: "bert.", "roberta."), or NULL when it does not start with
+ * the root. */
+static const char *peft_strip(const aflo_family *fam, const char *key) {
     if (strncmp(key, PEFT_ROOT, strlen(PEFT_ROOT)) != 0) return NULL;
     key += strlen(PEFT_ROOT);
-    if (strncmp(key, "bert.", 5) == 0) return key + 5;
-    if (strncmp(key, "roberta.", 8) == 0) return key + 8;
+    for (int v = 0; v < fam->n_variants; v++) {
+        size_t n = strlen(fam->variants[v].hf_prefix);
+        if (strncmp(key, fam->variants[v].hf_prefix, n) == 0) return key + n;
+    }
     return key;
 }
 
-/* "encoder.layer.N.<module path>.lora_A.weight" -> module, or -1. */
-static int lora_module_of(const char *rest, char which) {
+/* "<block prefix>N.<module path>.lora_A.weight" ("encoder.layer.3.attention.
+ * self.query.lora_A.weight") -> module, or -1. */
+static int lora_module_of(const aflo_family *fam, const char *rest, char which) {
     char suffix[] = ".lora_X.weight";
     suffix[6] = which;
-    int layer, used = 0;
-    if (sscanf(rest, "encoder.layer.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return -1;
-    const char *path = rest + used;
-    size_t plen = strlen(path), slen = strlen(suffix);
-    if (plen <= slen || strcmp(path + plen - slen, suffix) != 0) return -1;
-    for (int mod = 0; mod < MOD_COUNT; mod++)
-        if (strlen(module_info[mod].path) == plen - slen &&
-            strncmp(module_info[mod].path, path, plen - slen) == 0)
+    size_t blen = strlen(fam->block_prefix);
+    if (strncmp(rest, fam->block_prefix, blen) != 0) return -1;
+    const char *p = rest + blen;
+    if (*p < '0' || *p > '9') return -1;
+    while (*p >= '0' && *p <= '9') p++;
+    if (*p++ != '.') return -1;
+    size_t plen = strlen(p), slen = strlen(suffix);
+    if (plen <= slen || strcmp(p + plen - slen, suffix) != 0) return -1;
+    for (int mod = 0; mod < fam->n_modules; mod++)
+        if (strlen(fam->modules[mod].path) == plen - slen &&
+            strncmp(fam->modules[mod].path, p, plen - slen) == 0)
             return mod;
     return -1;
 }
@@ -699,11 +726,17 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
     if (read_peft_config(dir, &pc, base_model, base_model_cap, err, errlen)) return -1;
     st_file *f = open_peft_weights(dir, err, errlen);
     if (!f) return -1;
+    /* The first family whose block and module names the keys use: its
+     * module bits are the targets. A family's checkpoints carry its own
+     * model prefix ("bert.", "roberta."), so families do not overlap. */
     unsigned targets = 0;
-    for (size_t i = 0; i < st_count(f); i++) {
-        const char *rest = peft_strip(st_name(f, i));
-        int mod = rest ? lora_module_of(rest, 'A') : -1;
-        if (mod >= 0) targets |= 1u << mod;
+    for (int k = 0; k < family_count() && !targets; k++) {
+        const aflo_family *fam = family_at(k);
+        for (size_t i = 0; i < st_count(f); i++) {
+            const char *rest = peft_strip(fam, st_name(f, i));
+            int mod = rest ? lora_module_of(fam, rest, 'A') : -1;
+            if (mod >= 0) targets |= 1u << mod;
+        }
     }
     st_close(f);
     if (!targets) return set_err(err, errlen, "%s: no lora_A tensors of encoder layers found", dir);
@@ -718,10 +751,11 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
 
 /* Engine tensor a PEFT key fills, or NULL (the caller reports it). */
 static aflo_param *peft_target(aflo_model *m, const key_layout *lay, const char *key) {
-    const char *rest = peft_strip(key);
+    const aflo_family *fam = model_family(m);
+    const char *rest = peft_strip(fam, key);
     if (!rest) return NULL;
     char name[MAX_KEY];
-    if (lora_module_of(rest, 'A') >= 0 || lora_module_of(rest, 'B') >= 0) {
+    if (lora_module_of(fam, rest, 'A') >= 0 || lora_module_of(fam, rest, 'B') >= 0) {
         snprintf(name, sizeof name, "%.*s", (int)(strlen(rest) - strlen(".weight")), rest);
         aflo_param *p = model_find_param(m, name);
         return p && (p->role == PROLE_A || p->role == PROLE_B) ? p : NULL;
@@ -840,16 +874,17 @@ static bool native_holds(const aflo_model *m, const aflo_param *p) {
     return p->group != PGROUP_BASE || model_adapter_config(m)->method == METHOD_FULL;
 }
 
-static char *targets_json(unsigned targets) {
+/* target_modules as the metadata stores it: the family's names of the set bits. */
+static char *targets_json(const aflo_family *fam, unsigned targets) {
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) return NULL;
     fputc('[', f);
     bool first = true;
-    for (int mod = 0; mod < MOD_COUNT; mod++) {
+    for (int mod = 0; mod < fam->n_modules; mod++) {
         if (!(targets & (1u << mod))) continue;
-        fprintf(f, "%s\"%s\"", first ? "" : ",", module_info[mod].target);
+        fprintf(f, "%s\"%s\"", first ? "" : ",", fam->modules[mod].target);
         first = false;
     }
     fputc(']', f);
@@ -925,7 +960,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     json_free(check);
 
     int rc = -1;
-    char *targets = targets_json(ac->targets);
+    char *targets = targets_json(model_family(m), ac->targets);
     char *labels = labels_json(m, info ? info->labels : NULL);
     char *frozen = frozen_json(m, info);
     st_writer *w = st_writer_new();
@@ -1032,15 +1067,12 @@ static int meta_json(const st_file *f, const char *path, const char *key, json_t
     return 0;
 }
 
-static int parse_targets(const char *text, unsigned *targets) {
+static int parse_targets(const aflo_family *fam, const char *text, unsigned *targets) {
     json_value *v = json_parse(text, strlen(text), JSON_DEFAULT_MAX_DEPTH, NULL, 0);
     int rc = json_type_of(v) == JSON_ARRAY ? 0 : -1;
     *targets = 0;
     for (size_t i = 0; rc == 0 && i < json_len(v); i++) {
-        const char *s = json_string(json_at(v, i), NULL);
-        int found = -1;
-        for (int mod = 0; s && mod < MOD_COUNT; mod++)
-            if (strcmp(module_info[mod].target, s) == 0) found = mod;
+        int found = family_module_index(fam, json_string(json_at(v, i), NULL));
         if (found < 0) rc = -1;
         else *targets |= 1u << found;
     }
@@ -1079,14 +1111,18 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
     meta->ac.alpha = strtof(s, &end);
     if (end == s || *end || !isfinite(meta->ac.alpha))
         return set_err(err, errlen, "%s: metadata \"alpha\" = \"%s\" is not a number", path, s);
-    if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
-    if (parse_targets(s, &meta->ac.targets))
-        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
-                       path, s);
+    /* the model type first: its family's module table names the targets */
     if (meta_get(f, path, "model_type", &s, err, errlen)) return -1;
     if (strlen(s) >= sizeof meta->model_type)
         return set_err(err, errlen, "%s: metadata \"model_type\" is too long", path);
     strcpy(meta->model_type, s);
+    char ferr[512];
+    const aflo_family *fam = family_for_config(s, NULL, NULL, ferr, sizeof ferr);
+    if (!fam) return set_err(err, errlen, "%s: metadata \"model_type\": %s", path, ferr);
+    if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
+    if (parse_targets(fam, s, &meta->ac.targets))
+        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
+                       path, s);
     if (meta_get(f, path, "base_model", &s, err, errlen)) return -1;
     if (!(meta->base_model = strdup(s))) return set_err(err, errlen, "%s: out of memory", path);
     if (meta_json(f, path, "labels", JSON_ARRAY, &meta->labels_json, err, errlen) ||
@@ -1127,9 +1163,12 @@ static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, co
         if (meta->ac.rank != ac->rank)
             return set_err(err, errlen, "%s: adapter rank is %d but the model has rank %d", path,
                            meta->ac.rank, ac->rank);
-        if (meta->ac.targets != ac->targets) {
-            char *want = targets_json(ac->targets);
-            char *got = targets_json(meta->ac.targets);
+        /* target bits index the family's table: another family's file fails
+         * on its model type below */
+        bool same_family = family_for_model_type(meta->model_type, NULL) == model_family(m);
+        if (same_family && meta->ac.targets != ac->targets) {
+            char *want = targets_json(model_family(m), ac->targets);
+            char *got = targets_json(model_family(m), meta->ac.targets);
             set_err(err, errlen, "%s: adapter target_modules %s differ from the model's %s", path,
                     got ? got : "?", want ? want : "?");
             free(want);

@@ -38,14 +38,14 @@
 enum { SITE_EMB, SITE_ATTN_PROBS, SITE_ATTN_OUT, SITE_FFN_OUT, SITE_HEAD };
 
 typedef struct {
-    aflo_linear lin[MOD_COUNT];
+    aflo_linear lin[BERT_MODULE_COUNT];
     aflo_param *ln1_w, *ln1_b, *ln2_w, *ln2_b;
 } aflo_layer;
 
 typedef struct {
     float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2,
         *out;
-    aflo_linear_acts ad[MOD_COUNT];
+    aflo_linear_acts ad[BERT_MODULE_COUNT];
 } layer_acts;
 
 typedef struct {
@@ -73,10 +73,22 @@ typedef struct {
 
 /* ---------------------------------------------------------------- tensor table */
 
+/* The adapted linear layers of a block, in forward order; the AFLoRA
+ * authors' target_modules for BERT-family GLUE runs are all six. */
+static const aflo_module_info bert_modules[BERT_MODULE_COUNT] = {
+    [BERT_QUERY]        = {"attention.self.query", "query", "query", false},
+    [BERT_KEY]          = {"attention.self.key", "key", "key", false},
+    [BERT_VALUE]        = {"attention.self.value", "value", "value", false},
+    [BERT_ATTN_OUT]     = {"attention.output.dense", "attention.output.dense",
+                           "attention output", false},
+    [BERT_INTERMEDIATE] = {"intermediate.dense", "intermediate.dense", "intermediate", true},
+    [BERT_OUTPUT]       = {"output.dense", "output.dense", "output", true},
+};
+
 /* Per block: six linear layers of up to six tensors (W, b, A, B, s_d, s_b)
  * and two LayerNorms; embeddings five, head four. */
 static int bert_max_params(const aflo_config *c) {
-    return 5 + c->num_hidden_layers * (MOD_COUNT * 6 + 4) + 4;
+    return 5 + c->num_hidden_layers * (BERT_MODULE_COUNT * 6 + 4) + 4;
 }
 
 /* Tensors in table order: embeddings, then per block each linear layer (W,
@@ -117,20 +129,20 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
 
     for (int l = 0; l < enc->L; l++) {
         aflo_layer *ly = &enc->layers[l];
-        for (int mod = 0; mod < MOD_COUNT; mod++) {
+        for (int mod = 0; mod < BERT_MODULE_COUNT; mod++) {
             aflo_linear *lin = &ly->lin[mod];
-            lin->in = mod == MOD_OUTPUT ? I : H;
-            lin->out = mod == MOD_INTERMEDIATE ? I : H;
-            const char *path = module_info[mod].path;
+            lin->in = mod == BERT_OUTPUT ? I : H;
+            lin->out = mod == BERT_INTERMEDIATE ? I : H;
+            const char *path = bert_modules[mod].path;
             snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, path);
             lin->W = model_add_param(m, name, lin->out, lin->in, PGROUP_BASE, PROLE_WEIGHT, l,
                                      mod);
             snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, path);
             lin->b = model_add_param(m, name, 0, lin->out, PGROUP_BASE, PROLE_BIAS, l, mod);
-            if (mod == MOD_ATTN_OUT || mod == MOD_OUTPUT) {
-                const char *ln = mod == MOD_ATTN_OUT ? "attention.output" : "output";
-                aflo_param **w = mod == MOD_ATTN_OUT ? &ly->ln1_w : &ly->ln2_w;
-                aflo_param **b = mod == MOD_ATTN_OUT ? &ly->ln1_b : &ly->ln2_b;
+            if (mod == BERT_ATTN_OUT || mod == BERT_OUTPUT) {
+                const char *ln = mod == BERT_ATTN_OUT ? "attention.output" : "output";
+                aflo_param **w = mod == BERT_ATTN_OUT ? &ly->ln1_w : &ly->ln2_w;
+                aflo_param **b = mod == BERT_ATTN_OUT ? &ly->ln1_b : &ly->ln2_b;
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.LayerNorm.weight", l, ln);
                 *w = model_add_param(m, name, 0, H, PGROUP_BASE, PROLE_NORM_WEIGHT, l, -1);
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.LayerNorm.bias", l, ln);
@@ -209,7 +221,7 @@ static size_t bert_layout(aflo_model *m, float *base, int Bm, int Sm) {
         TAKE(a->mean2, N);
         TAKE(a->rstd2, N);
         TAKE(a->out, N * H);
-        for (int mod = 0; mod < MOD_COUNT; mod++) {
+        for (int mod = 0; mod < BERT_MODULE_COUNT; mod++) {
             const aflo_linear *lin = &enc->layers[l].lin[mod];
             a->ad[mod].h1 = a->ad[mod].h3 = NULL;
             if (!linear_adapted(lin)) continue;
@@ -371,21 +383,21 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
     int N = enc->N, H = enc->H, I = enc->I;
     float ph = drop_p(m, m->cfg.hidden_dropout_prob);
     float *qkv[3] = {a->q, a->k, a->v};
-    for (int mod = MOD_QUERY; mod <= MOD_VALUE; mod++)
+    for (int mod = BERT_QUERY; mod <= BERT_VALUE; mod++)
         linear_forward(&ly->lin[mod], qkv[mod], x, N, a->ad[mod], lin_scratch(enc), &m->flops);
     attention_forward(m, l, a);
 
-    linear_forward(&ly->lin[MOD_ATTN_OUT], enc->scratch_h, a->ctx, N, a->ad[MOD_ATTN_OUT],
+    linear_forward(&ly->lin[BERT_ATTN_OUT], enc->scratch_h, a->ctx, N, a->ad[BERT_ATTN_OUT],
                    lin_scratch(enc), &m->flops);
     residual_dropout(a->res1, enc->scratch_h, x, (size_t)N * H, ph, m->dropout_key,
                      dstream(l, SITE_ATTN_OUT, 0));
     layernorm_forward(a->h1, a->mean1, a->rstd1, a->res1, ly->ln1_w->data, ly->ln1_b->data, N, H,
                       m->cfg.layer_norm_eps);
 
-    linear_forward(&ly->lin[MOD_INTERMEDIATE], a->inter, a->h1, N, a->ad[MOD_INTERMEDIATE],
+    linear_forward(&ly->lin[BERT_INTERMEDIATE], a->inter, a->h1, N, a->ad[BERT_INTERMEDIATE],
                    lin_scratch(enc), &m->flops);
     gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
-    linear_forward(&ly->lin[MOD_OUTPUT], enc->scratch_h, enc->scratch_big, N, a->ad[MOD_OUTPUT],
+    linear_forward(&ly->lin[BERT_OUTPUT], enc->scratch_h, enc->scratch_big, N, a->ad[BERT_OUTPUT],
                    lin_scratch(enc), &m->flops);
     residual_dropout(a->res2, enc->scratch_h, a->h1, (size_t)N * H, ph, m->dropout_key,
                      dstream(l, SITE_FFN_OUT, 0));
@@ -485,22 +497,22 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     memcpy(enc->d_h1, enc->d_tmp, NH * sizeof(float));
     dropout_backward(enc->d_tmp, enc->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_FFN_OUT, 0));
     gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
-    linear_backward(&ly->lin[MOD_OUTPUT], enc->d_big, false, enc->d_tmp, enc->scratch_big, N,
-                    a->ad[MOD_OUTPUT], lin_scratch(enc), &m->flops);
+    linear_backward(&ly->lin[BERT_OUTPUT], enc->d_big, false, enc->d_tmp, enc->scratch_big, N,
+                    a->ad[BERT_OUTPUT], lin_scratch(enc), &m->flops);
     gelu_backward(enc->d_big, a->inter, enc->d_big, (size_t)N * I);
-    linear_backward(&ly->lin[MOD_INTERMEDIATE], enc->d_h1, true, enc->d_big, a->h1, N,
-                    a->ad[MOD_INTERMEDIATE], lin_scratch(enc), &m->flops);
+    linear_backward(&ly->lin[BERT_INTERMEDIATE], enc->d_h1, true, enc->d_big, a->h1, N,
+                    a->ad[BERT_INTERMEDIATE], lin_scratch(enc), &m->flops);
 
     /* h1 = LN1(res1): dres1 -> d_tmp; res1 = dropout(ao) + x */
     layernorm_backward(enc->d_tmp, grad_of(ly->ln1_w), grad_of(ly->ln1_b), enc->d_h1, a->res1,
                        a->mean1, a->rstd1, ly->ln1_w->data, N, H);
     if (want_dx) memcpy(enc->d_prev, enc->d_tmp, NH * sizeof(float));
     dropout_backward(enc->d_tmp, enc->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
-    linear_backward(&ly->lin[MOD_ATTN_OUT], enc->dctx, false, enc->d_tmp, a->ctx, N,
-                    a->ad[MOD_ATTN_OUT], lin_scratch(enc), &m->flops);
+    linear_backward(&ly->lin[BERT_ATTN_OUT], enc->dctx, false, enc->d_tmp, a->ctx, N,
+                    a->ad[BERT_ATTN_OUT], lin_scratch(enc), &m->flops);
     attention_backward(m, l, a);
     float *dqkv[3] = {enc->dq, enc->dk, enc->dv};
-    for (int mod = MOD_QUERY; mod <= MOD_VALUE; mod++)
+    for (int mod = BERT_QUERY; mod <= BERT_VALUE; mod++)
         linear_backward(&ly->lin[mod], want_dx ? enc->d_prev : NULL, true, dqkv[mod], x, N,
                         a->ad[mod], lin_scratch(enc), &m->flops);
 }
@@ -586,15 +598,6 @@ static void bert_config_finish(aflo_config *c, const aflo_family_variant *v) {
     c->roberta_positions = (v->flags & BERT_ROBERTA_POSITIONS) != 0;
 }
 
-const aflo_module_info module_info[MOD_COUNT] = {
-    [MOD_QUERY]        = {"attention.self.query", "query", "query", false},
-    [MOD_KEY]          = {"attention.self.key", "key", "key", false},
-    [MOD_VALUE]        = {"attention.self.value", "value", "value", false},
-    [MOD_ATTN_OUT]     = {"attention.output.dense", "attention.output.dense", "attention output",
-                          false},
-    [MOD_INTERMEDIATE] = {"intermediate.dense", "intermediate.dense", "intermediate", true},
-    [MOD_OUTPUT]       = {"output.dense", "output.dense", "output", true},
-};
 
 /* BertForSequenceClassification keeps the pooler inside the model
  * (bert.pooler.dense) and the classifier beside it (classifier). */
@@ -636,8 +639,8 @@ const aflo_family bert_family = {
     .description = "BERT/RoBERTa encoder",
     .variants = bert_variants,
     .n_variants = (int)(sizeof bert_variants / sizeof *bert_variants),
-    .modules = module_info,
-    .n_modules = MOD_COUNT,
+    .modules = bert_modules,
+    .n_modules = BERT_MODULE_COUNT,
     .block_prefix = "encoder.layer.",
     .hf_ignored = bert_hf_ignored,
     .tasks = (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION),

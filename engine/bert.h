@@ -11,6 +11,13 @@
  * pad_token_id + 1, padding at pad_token_id (RoBERTa and its derivatives). */
 #define BERT_ROBERTA_POSITIONS 1u
 
+/* The family's module table, in forward order: aflo_param.module and the
+ * bits of aflo_adapter_config.targets of a BERT-family model. */
+enum {
+    BERT_QUERY, BERT_KEY, BERT_VALUE, BERT_ATTN_OUT, BERT_INTERMEDIATE, BERT_OUTPUT,
+    BERT_MODULE_COUNT
+};
+
 extern const aflo_family bert_family;
 
 #endif

@@ -56,13 +56,9 @@ typedef struct {
     bool ffn;               /* a feed-forward layer (trains its projections under PROJ_FFN) */
 } aflo_module_info;
 
-/* Transitional: BERT's module table under its old global names, until every
- * caller asks the model's family (model_module()). */
-typedef enum {
-    MOD_QUERY, MOD_KEY, MOD_VALUE, MOD_ATTN_OUT, MOD_INTERMEDIATE, MOD_OUTPUT, MOD_COUNT
-} aflo_module;
-extern const aflo_module_info module_info[MOD_COUNT];
-#define ALL_MODULES ((1u << MOD_COUNT) - 1u)
+/* aflo_adapter_config.targets selecting every module of the model's
+ * family, whichever it is (model_create keeps the family's bits). */
+#define ALL_MODULES (~0u)
 
 typedef struct {
     aflo_method method;
