@@ -21,9 +21,12 @@
  *     without the attention output, the exact set is written as a regular
  *     expression string instead, which PEFT applies with re.fullmatch.
  *   - scaling = lora_alpha / r (no use_rslora).
- * RoBERTa's classification head is classifier.dense + classifier.out_proj;
- * the engine's pooler and classifier are exported under those names, with
- * modules_to_save ["classifier"].
+ * Every key is PEFT's root + the tensor's name in a transformers checkpoint
+ * of the model's type (model_hf_name), and modules_to_save is the family
+ * variant's: for RoBERTa the engine's pooler and classifier are its
+ * classification head, classifier.dense + classifier.out_proj, with
+ * modules_to_save ["classifier"]. The module names in target_modules and the
+ * block path in its regular-expression form are the family's (family.h).
  *
  * PEFT import: the simplest exact way is a LoRA-method model created from
  * adapter_peft_read_config() (same r, alpha = lora_alpha, the same modules):
@@ -331,40 +334,17 @@ fail:
     return -1;
 }
 
-/* ---------------------------------------------------------------- key layout */
+/* ---------------------------------------------------------------- keys */
 
-typedef struct {
-    const char *prefix;   /* the transformers model attribute: "bert." / "roberta." */
-    bool roberta_head;    /* classifier.dense + classifier.out_proj */
-} key_layout;
-
-static int layout_of(const aflo_model *m, key_layout *lay, char *err, size_t errlen) {
-    static const struct { const char *type; key_layout lay; } layouts[] = {
-        {"bert", {"bert.", false}},
-        {"roberta", {"roberta.", true}},
-        {"xlm-roberta", {"roberta.", true}},
-        {"camembert", {"roberta.", true}},
-    };
-    const char *type = model_config(m)->model_type;
-    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
-        if (strcmp(layouts[i].type, type) == 0) {
-            *lay = layouts[i].lay;
-            return 0;
-        }
-    return set_err(err, errlen,
-                   "PEFT keys are known for bert and roberta-family models, not model_type \"%s\"",
-                   type);
-}
-
-/* PEFT key of a head tensor (engine name pooler.dense.* / classifier.*). */
-static void peft_head_key(char *buf, size_t cap, const key_layout *lay, const char *name) {
-    if (strncmp(name, "pooler.dense.", 13) == 0)
-        snprintf(buf, cap, PEFT_ROOT "%s%s", lay->roberta_head ? "classifier.dense." : lay->prefix,
-                 lay->roberta_head ? name + 13 : name);
-    else if (lay->roberta_head)
-        snprintf(buf, cap, PEFT_ROOT "classifier.out_proj.%s", name + strlen("classifier."));
-    else
-        snprintf(buf, cap, PEFT_ROOT "%s", name);
+/* PEFT key of a model tensor: PEFT's root, the tensor's name in a
+ * transformers checkpoint of the model's type (model_hf_name: "bert.encoder.
+ * layer.0...", the head as the task class names it), then suffix. */
+static int peft_key(char *buf, size_t cap, const aflo_model *m, const aflo_param *p,
+                    const char *suffix) {
+    char hf[MAX_KEY];
+    if (model_hf_name(m, p, hf, sizeof hf)) return -1;
+    int n = snprintf(buf, cap, PEFT_ROOT "%s%s", hf, suffix);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 /* One adapted linear layer's tensors. */
@@ -393,11 +373,6 @@ static adapted_linear *adapted_linears(aflo_model *m, int *n) {
                                        sibling(m, p, ".s_b")};
     }
     return out;
-}
-
-static void peft_lora_key(char *buf, size_t cap, const key_layout *lay, const aflo_param *p) {
-    /* engine "encoder.layer.3.attention.self.query.lora_A" -> PEFT "...lora_A.weight" */
-    snprintf(buf, cap, PEFT_ROOT "%s%s.weight", lay->prefix, p->name);
 }
 
 /* PEFT's list matching (check_target_module_exists): a module is selected
@@ -466,7 +441,7 @@ static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     return write_text_atomic(path, pf->config_json, strlen(pf->config_json), err, errlen);
 }
 
-static char *peft_config_json(const aflo_model *m, const key_layout *lay, const char *base_model,
+static char *peft_config_json(const aflo_model *m, const char *base_model,
                               float lora_alpha) {
     const aflo_adapter_config *ac = model_adapter_config(m);
     char *buf = NULL;
@@ -508,7 +483,7 @@ static char *peft_config_json(const aflo_model *m, const key_layout *lay, const 
             "  \"revision\": null,\n"
             "  \"target_modules\": ",
             quoted, alpha,
-            lay->roberta_head ? "[\"classifier\"]" : "[\"classifier\", \"pooler\"]", ac->rank);
+            model_variant(m)->peft_modules_to_save, ac->rank);
     free(quoted);
     write_target_modules(f, model_family(m), ac->targets);
     fprintf(f,
@@ -535,8 +510,6 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
                        "%s: a fully fine-tuned model has no low-rank adapter to export in PEFT "
                        "format; export the native file instead",
                        dir);
-    key_layout lay;
-    if (layout_of(m, &lay, err, errlen)) return -1;
     const char *base_model = info && info->base_model ? info->base_model : "";
     if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
 
@@ -572,26 +545,30 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
             next += l->A->size + l->B->size;
         }
         int64_t sa[2] = {l->A->shape[0], l->A->shape[1]}, sb[2] = {l->B->shape[0], l->B->shape[1]};
-        peft_lora_key(key, sizeof key, &lay, l->A);
+        /* engine "encoder.layer.3.attention.self.query.lora_A" -> "...lora_A.weight" */
+        if (peft_key(key, sizeof key, m, l->A, ".weight")) goto long_key;
         if (st_writer_add(w, key, sa, 2, a, err, errlen)) goto out;
-        peft_lora_key(key, sizeof key, &lay, l->B);
+        if (peft_key(key, sizeof key, m, l->B, ".weight")) goto long_key;
         if (st_writer_add(w, key, sb, 2, b, err, errlen)) goto out;
     }
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         if (p->group != PGROUP_HEAD) continue;
         int64_t shape[2] = {p->shape[0], p->shape[1]};
-        peft_head_key(key, sizeof key, &lay, p->name);
+        if (peft_key(key, sizeof key, m, p, "")) goto long_key;
         if (st_writer_add(w, key, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
     }
     /* transformers and peft tag their safetensors with the framework */
     if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;
 
-    config = peft_config_json(m, &lay, base_model, vectors ? (float)ac->rank : ac->alpha);
+    config = peft_config_json(m, base_model, vectors ? (float)ac->rank : ac->alpha);
     if (!config) goto oom;
     peft_files pf = {w, config};
     static const char *const names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE};
     rc = write_folder_atomic(dir, names, 2, fill_peft, &pf, err, errlen);
+    goto out;
+long_key:
+    set_err(err, errlen, "%s: a tensor name is too long for a PEFT key", dir);
     goto out;
 oom:
     set_err(err, errlen, "%s: out of memory", dir);
@@ -750,7 +727,7 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
 }
 
 /* Engine tensor a PEFT key fills, or NULL (the caller reports it). */
-static aflo_param *peft_target(aflo_model *m, const key_layout *lay, const char *key) {
+static aflo_param *peft_target(aflo_model *m, const char *key) {
     const aflo_family *fam = model_family(m);
     const char *rest = peft_strip(fam, key);
     if (!rest) return NULL;
@@ -760,18 +737,14 @@ static aflo_param *peft_target(aflo_model *m, const key_layout *lay, const char 
         aflo_param *p = model_find_param(m, name);
         return p && (p->role == PROLE_A || p->role == PROLE_B) ? p : NULL;
     }
-    /* the head, under modules_to_save: see peft_head_key() */
-    const char *pool_prefix = lay->roberta_head ? "classifier.dense." : "pooler.dense.";
-    const char *cls_prefix = lay->roberta_head ? "classifier.out_proj." : "classifier.";
-    static const char *const ends[] = {"weight", "bias"};
-    for (size_t i = 0; i < 2; i++) {
-        char pool[64], cls[64];
-        snprintf(pool, sizeof pool, "%s%s", pool_prefix, ends[i]);
-        snprintf(cls, sizeof cls, "%s%s", cls_prefix, ends[i]);
-        if (strcmp(rest, pool) == 0) snprintf(name, sizeof name, "pooler.dense.%s", ends[i]);
-        else if (strcmp(rest, cls) == 0) snprintf(name, sizeof name, "classifier.%s", ends[i]);
-        else continue;
-        return model_find_param(m, name);
+    /* the head, under modules_to_save, by the names peft_key() gives it */
+    const char *prefix = model_variant(m)->hf_prefix;
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->group != PGROUP_HEAD || model_hf_name(m, p, name, sizeof name)) continue;
+        const char *want = name;
+        if (strncmp(want, prefix, strlen(prefix)) == 0) want += strlen(prefix);
+        if (strcmp(rest, want) == 0) return p;
     }
     return NULL;
 }
@@ -785,8 +758,6 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen, "%s: a LoRA adapter needs a model with adapters, not method full",
                        dir);
-    key_layout lay;
-    if (layout_of(m, &lay, err, errlen)) return -1;
     peft_config pc;
     if (read_peft_config(dir, &pc, NULL, 0, err, errlen)) return -1;
     if (pc.r != ac->rank)
@@ -809,7 +780,7 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     for (int i = 0; i < n; i++) src[i] = -1;
     problem_list pr = {.count = 0};
     for (size_t i = 0; i < st_count(f); i++) {
-        aflo_param *p = peft_target(m, &lay, st_name(f, i));
+        aflo_param *p = peft_target(m, st_name(f, i));
         if (!p) {
             problem_add(&pr, "%s is not a tensor of this model's adapters or head", st_name(f, i));
             continue;

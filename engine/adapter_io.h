@@ -51,8 +51,8 @@ typedef struct {
 
 /* ---- PEFT ----------------------------------------------------------------- */
 
-/* Write dir/adapter_config.json and dir/adapter_model.safetensors. The model
- * type must be bert or a RoBERTa family type (the key layout differs). An
+/* Write dir/adapter_config.json and dir/adapter_model.safetensors, keyed as
+ * PEFT keys the model's type (bert, roberta, ...: its family's naming). An
  * existing dir is replaced only when it holds nothing but those two files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen);

@@ -634,6 +634,9 @@ static const char *const bert_hf_ignored[] = {
     "cls.seq_relationship.", "lm_head.", NULL,
 };
 
+/* The head: pooled = tanh(pooler.dense(x[CLS])), logits = classifier(pooled). */
+static const char *const bert_head_layers[] = {"pooler.dense", "classifier", NULL};
+
 const aflo_family bert_family = {
     .name = "bert",
     .description = "BERT/RoBERTa encoder",
@@ -643,6 +646,7 @@ const aflo_family bert_family = {
     .n_modules = BERT_MODULE_COUNT,
     .block_prefix = "encoder.layer.",
     .hf_ignored = bert_hf_ignored,
+    .head_layers = bert_head_layers,
     .tasks = (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION),
     .config_finish = bert_config_finish,
     .max_params = bert_max_params,

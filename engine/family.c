@@ -69,7 +69,7 @@ const aflo_family *family_for_config(const char *model_type, const char *archite
     char supported[512], what[160];
     family_supported_text(supported, sizeof supported);
     if (architecture && model_type)
-        snprintf(what, sizeof what, "%s (model_type \"%s\")", architecture, model_type);
+        snprintf(what, sizeof what, "%s, model_type \"%s\"", architecture, model_type);
     else if (architecture)
         snprintf(what, sizeof what, "%s", architecture);
     else

@@ -32,6 +32,8 @@
  *   hf_ignored   checkpoint tensors a sequence-classification load skips
  *                (pre-training heads, buffers); an entry ending in "." is a
  *                prefix.
+ *   head_layers  the task head's linear layers (BERT: pooler.dense,
+ *                classifier), which a checkpoint may or may not carry.
  *   tasks        the heads it has, bit (1u << aflo_task).
  *   functions    config_finish (config fields that follow from the variant),
  *                max_params + build (declare every tensor with
@@ -89,6 +91,10 @@ struct aflo_family {
     int n_modules;
     const char *block_prefix;    /* "encoder.layer." */
     const char *const *hf_ignored;     /* NULL-terminated */
+    /* The task head's linear layers by engine name, input to output, each
+     * with .weight and .bias; the last has num_labels rows. The loader keeps
+     * a checkpoint's layer when it is complete and fits. NULL-terminated. */
+    const char *const *head_layers;
     unsigned tasks;              /* bit (1u << aflo_task) per head it has */
 
     /* Fields of c that follow from the variant (config.c calls it after
@@ -109,6 +115,9 @@ struct aflo_family {
     void (*backward)(aflo_model *m, float loss_scale);
 };
 
+/* The variant of a model's config.json model_type. */
+const aflo_family_variant *model_variant(const aflo_model *m);
+
 /* ---- the registry ------------------------------------------------------------ */
 
 int family_count(void);
@@ -120,9 +129,9 @@ const aflo_family *family_by_name(const char *name);
 const aflo_family *family_for_model_type(const char *model_type, const aflo_family_variant **v);
 /* The family for a config.json: by model_type when given (as transformers'
  * AutoConfig decides), else by architectures[0] (<prefix>Model,
- * <prefix>For*). Either may be NULL. NULL with "unsupported architecture X
- * (supported: BertForSequenceClassification (bert), ...)" when no family
- * reads it. */
+ * <prefix>For*). Either may be NULL. NULL with "unsupported architecture
+ * ElectraForPreTraining, model_type "electra" (supported:
+ * BertForSequenceClassification (bert), ...)" when no family reads it. */
 const aflo_family *family_for_config(const char *model_type, const char *architecture,
                                      const aflo_family_variant **v, char *err, size_t errlen);
 /* Human-readable list of what is supported: "BertForSequenceClassification

@@ -142,7 +142,8 @@ aflo_model *model_create(const aflo_config *c, const aflo_adapter_config *ac, af
 static aflo_model *model_declare(const aflo_config *c, const aflo_adapter_config *ac,
                                  aflo_task task, int num_labels, char *err, size_t errlen) {
     if (config_validate(c, err, errlen) != 0) return NULL;
-    const aflo_family *fam = family_for_config(c->model_type, NULL, NULL, err, errlen);
+    const aflo_family_variant *variant;
+    const aflo_family *fam = family_for_config(c->model_type, NULL, &variant, err, errlen);
     if (!fam) return NULL;
     if (ac->method < 0 || ac->method >= METHOD_COUNT) {
         snprintf(err, errlen, "method: unknown value %d", (int)ac->method);
@@ -168,6 +169,7 @@ static aflo_model *model_declare(const aflo_config *c, const aflo_adapter_config
     aflo_model *m = calloc(1, sizeof *m);
     if (!m) goto oom;
     m->family = fam;
+    m->variant = variant;
     m->cfg = *c;
     m->ac = *ac;
     m->ac.targets &= family_all_modules(fam);
@@ -235,6 +237,7 @@ void model_free(aflo_model *m) {
 
 const aflo_config *model_config(const aflo_model *m) { return &m->cfg; }
 const aflo_family *model_family(const aflo_model *m) { return m->family; }
+const aflo_family_variant *model_variant(const aflo_model *m) { return m->variant; }
 int model_module_count(const aflo_model *m) { return m->family->n_modules; }
 const aflo_module_info *model_module(const aflo_model *m, int i) { return &m->family->modules[i]; }
 const aflo_adapter_config *model_adapter_config(const aflo_model *m) { return &m->ac; }
@@ -257,6 +260,19 @@ aflo_param *model_find_param(aflo_model *m, const char *name) {
     for (int i = 0; i < m->nparams; i++)
         if (strcmp(m->params[i].name, name) == 0) return &m->params[i];
     return NULL;
+}
+
+int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap) {
+    const char *prefix = m->variant->hf_prefix, *name = p->name;
+    for (const aflo_name_map *h = m->variant->head_names; p->group == PGROUP_HEAD && h && h->engine;
+         h++)
+        if (strncmp(name, h->engine, strlen(h->engine)) == 0) {
+            prefix = h->hf;
+            name += strlen(h->engine);
+            break;
+        }
+    int n = snprintf(buf, cap, "%s%s", prefix, name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n, char *err,

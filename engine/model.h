@@ -134,6 +134,13 @@ aflo_param *model_param(aflo_model *m, int i);
 /* By HF name; a leading model prefix of the family's checkpoints ("bert.",
  * "roberta.") is ignored. NULL if absent. */
 aflo_param *model_find_param(aflo_model *m, const char *name);
+/* The tensor's name in a transformers checkpoint of the model's type, as a
+ * task class (BertForSequenceClassification, RobertaFor...) names it: the
+ * base model's attribute + the engine name ("bert.encoder.layer.0..."), and
+ * the task head under the names the family gives it ("classifier.weight";
+ * RoBERTa: "classifier.dense.weight", "classifier.out_proj.weight").
+ * -1 when it does not fit cap. */
+int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap);
 /* Copy n floats into the named tensor; error if absent or n != size. */
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n,
                      char *err, size_t errlen);

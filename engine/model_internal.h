@@ -22,6 +22,7 @@ typedef struct { size_t offset; int arena; } param_slot;
 
 struct aflo_model {
     const aflo_family *family;
+    const aflo_family_variant *variant;   /* of cfg.model_type */
     aflo_config cfg;
     aflo_adapter_config ac;      /* targets masked to the family's modules */
     aflo_task task;
