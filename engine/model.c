@@ -346,6 +346,21 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
     return 0;
 }
 
+int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                          int num_labels, int batch, int seq, aflo_memory *out, char *err,
+                          size_t errlen) {
+    if (batch < 1 || seq < 1) {
+        snprintf(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch, seq);
+        return -1;
+    }
+    aflo_model *m = model_declare(c, ac, task, num_labels, err, errlen);
+    if (!m) return -1;
+    m->act_floats = m->family->layout(m, NULL, batch, seq);
+    *out = model_memory(m);
+    model_free(m);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- forward, backward */
 
 int model_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen) {

@@ -177,5 +177,12 @@ aflo_flops *model_flops(aflo_model *m);
 /* Bytes in each arena: base weights, adapters+head, gradients, activations. */
 typedef struct { size_t base, trainable, grads, activations; } aflo_memory;
 aflo_memory model_memory(const aflo_model *m);
+/* What model_create + model_reserve(batch, seq) would hold, from the family's
+ * tensor declarations and activation layout, without allocating the arenas:
+ * for sizing a job before it runs. 0, or -1 with a message (the config or
+ * settings model_create would refuse). */
+int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                          int num_labels, int batch, int seq, aflo_memory *out, char *err,
+                          size_t errlen);
 
 #endif

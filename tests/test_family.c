@@ -197,6 +197,42 @@ static void test_checkpoint_names(void **state) {
     model_free(m);
 }
 
+/* The estimate is what a created model holds once reserved, without its
+ * arenas: the same declarations and the same activation layout. */
+static void test_memory_estimate(void **state) {
+    (void)state;
+    aflo_config c;
+    tiny_config(&c, true);
+    static const aflo_adapter_config acs[] = {
+        {.method = METHOD_AFLORA, .rank = 4, .targets = ALL_MODULES, .projections = PROJ_FFN},
+        {.method = METHOD_ELORA, .rank = 40, .targets = 0x30, .projections = PROJ_NONE},
+        {.method = METHOD_LORA, .rank = 2, .alpha = 4, .targets = 0x05},
+        {.method = METHOD_FULL},
+    };
+    for (size_t i = 0; i < sizeof acs / sizeof *acs; i++) {
+        aflo_memory est;
+        assert_int_equal(model_estimate_memory(&c, &acs[i], TASK_CLASSIFICATION, 3, 5, 7, &est,
+                                               errbuf, sizeof errbuf),
+                         0);
+        aflo_model *m = model_create(&c, &acs[i], TASK_CLASSIFICATION, 3, 1, errbuf, sizeof errbuf);
+        assert_non_null(m);
+        assert_int_equal(model_reserve(m, 5, 7, errbuf, sizeof errbuf), 0);
+        aflo_memory got = model_memory(m);
+        assert_int_equal(est.base, got.base);
+        assert_int_equal(est.trainable, got.trainable);
+        assert_int_equal(est.grads, got.grads);
+        assert_int_equal(est.activations, got.activations);
+        assert_true(est.activations > 0 && est.base > 0);
+        model_free(m);
+    }
+    aflo_memory est;
+    strcpy(c.model_type, "electra");
+    assert_int_equal(model_estimate_memory(&c, &acs[0], TASK_CLASSIFICATION, 3, 5, 7, &est, errbuf,
+                                           sizeof errbuf),
+                     -1);
+    assert_non_null(strstr(errbuf, "unsupported architecture"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lookups),
@@ -207,6 +243,7 @@ int main(void) {
         cmocka_unit_test(test_target_names),
         cmocka_unit_test(test_module_table_of_a_model),
         cmocka_unit_test(test_checkpoint_names),
+        cmocka_unit_test(test_memory_estimate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
