@@ -1238,6 +1238,19 @@ static bool put(cJSON *obj, const char *key, cJSON *item) {
     return ok;
 }
 
+/* target_modules: the names of the set bits (NULL when out of memory). */
+static cJSON *modules_json(unsigned mask) {
+    const char *names[FAMILY_MAX_MODULES];
+    int count = family_target_names(names);
+    cJSON *arr = cJSON_CreateArray();
+    for (int m = 0; arr && m < count; m++)
+        if ((mask & (1u << m)) && !put(arr, NULL, cJSON_CreateString(names[m]))) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+    return arr;
+}
+
 /* cJSON's printer compares its 15-digit text with a relative epsilon rather
  * than exactly, so it can drop the last digit of a 16-17 digit value (a seed
  * above 2^50, a rate typed with 17 digits). The text form therefore carries
@@ -1300,18 +1313,7 @@ static bool emit_object(const aflo_job_spec *s, const char *prefix, cJSON *obj, 
                     item = NULL;
                 }
             break;
-        case SPEC_T_MODULES: {
-            const char *names[FAMILY_MAX_MODULES];
-            int count = family_target_names(names);
-            item = cJSON_CreateArray();
-            for (int m = 0; item && m < count; m++)
-                if ((s->target_modules & (1u << m)) &&
-                    !put(item, NULL, cJSON_CreateString(names[m]))) {
-                    cJSON_Delete(item);
-                    item = NULL;
-                }
-            break;
-        }
+        case SPEC_T_MODULES: item = modules_json(s->target_modules); break;
         }
         if (!put(obj, key, item)) return false;
     }

@@ -536,7 +536,8 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
             output = head[k];
             rep->classifier_pretrained = used;
         } else if (!used) {
-            appendf(fresh_hidden, sizeof fresh_hidden, "%s%s", fresh_hidden[0] ? ", " : "", head[k]);
+            appendf(fresh_hidden, sizeof fresh_hidden, "%s%s", fresh_hidden[0] ? ", " : "",
+                    head[k]);
         }
     }
     rep->pooler_pretrained = fresh_hidden[0] == '\0';

@@ -300,7 +300,8 @@ static void test_target_modules_bind_to_the_family(void **state) {
     const char *bad = J("{'model':'demo','target_modules':['qkv']}");
     assert_int_equal(spec_parse(bad, strlen(bad), &s, &e), -1);
     assert_non_null(strstr(e.message, "\"qkv\" is not a module; use query, key, value, "
-                                      "attention.output.dense, intermediate.dense or output.dense"));
+                                      "attention.output.dense, intermediate.dense or "
+                                      "output.dense"));
 }
 
 static void test_freeze_defaults_scale_with_epochs(void **state) {
