@@ -18,8 +18,15 @@
  *
  * Event payloads are the JSON the workers (and the store, for "status")
  * wrote; line breaks, which JSON allows only as whitespace, are dropped so a
- * payload is always one data: line. */
+ * payload is always one data: line.
+ *
+ * Freezing. The grid's columns are the spec's target_modules (then any
+ * module an event names); module_info describes each column from the
+ * model's family (engine/family.h: its display label and whether it is a
+ * feed-forward layer), so a dashboard draws the rows of whatever family the
+ * job's model is, with no list of its own. */
 #include "api_internal.h"
+#include "family.h"
 #include "log.h"
 
 #include <errno.h>
@@ -471,6 +478,31 @@ static cJSON *grid(const freeze_data *f, int layers, int matrix, bool scores)
     return g;
 }
 
+/* module_info: per column of the grid, {name, label, ffn} from the family's
+ * module table; a name the family lacks (or no family known: the model
+ * folder is gone) has label = name and ffn null. */
+static cJSON *module_info_json(const freeze_data *f, const aflo_family *fam)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < f->n_modules; i++) {
+        int k = family_module_index(fam, f->modules[i]);
+        const aflo_module_info *mi = k >= 0 ? &fam->modules[k] : NULL;
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(arr, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(arr);
+            return NULL;
+        }
+        if (!cJSON_AddStringToObject(o, "name", f->modules[i]) ||
+            !cJSON_AddStringToObject(o, "label", mi ? mi->label : f->modules[i]) ||
+            !(mi ? cJSON_AddBoolToObject(o, "ffn", mi->ffn) : cJSON_AddNullToObject(o, "ffn"))) {
+            cJSON_Delete(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
 enum MHD_Result h_job_freezing(api_req *r)
 {
     store *st = api_store(r);
@@ -516,15 +548,19 @@ enum MHD_Result h_job_freezing(api_req *r)
     }
     const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
     api_model_info mi;
-    int layers = model && api_model_lookup(r->srv, model, &mi, err, sizeof err) == 0 ? mi.layers : 0;
+    bool known = model && api_model_lookup(r->srv, model, &mi, err, sizeof err) == 0;
+    int layers = known ? mi.layers : 0;
     if (f.max_layer + 1 > layers)
         layers = f.max_layer + 1;
+    /* api_model_info.architecture is the config's model_type */
+    const aflo_family *fam = known ? family_for_model_type(mi.architecture, NULL) : NULL;
 
     root = cJSON_CreateObject();
     cJSON *mods = f.n_modules
                       ? cJSON_CreateStringArray((const char *const *)f.modules, f.n_modules)
                       : cJSON_CreateArray();
     cJSON *frozen = cJSON_CreateObject(), *scores = cJSON_CreateObject();
+    cJSON *infos = module_info_json(&f, fam);
     const char *method = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "method"));
     const char *proj =
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "trainable_projections"));
@@ -534,12 +570,15 @@ enum MHD_Result h_job_freezing(api_req *r)
               (proj ? cJSON_AddStringToObject(root, "trainable_projections", proj)
                     : cJSON_AddNullToObject(root, "trainable_projections")) &&
               api_add_int(root, "total_steps", j.progress.total_steps) &&
-              cJSON_AddNumberToObject(root, "layers", layers);
-    if (ok && mods && frozen && scores) {
+              cJSON_AddNumberToObject(root, "layers", layers) &&
+              (fam ? cJSON_AddStringToObject(root, "family", fam->name)
+                   : cJSON_AddNullToObject(root, "family"));
+    if (ok && mods && infos && frozen && scores) {
         cJSON_AddItemToObject(root, "modules", mods);
+        cJSON_AddItemToObject(root, "module_info", infos);
         cJSON_AddItemToObject(root, "frozen_at", frozen);
         cJSON_AddItemToObject(root, "scores", scores);
-        mods = frozen = scores = NULL;
+        mods = infos = frozen = scores = NULL;
     } else {
         ok = false;
     }
@@ -554,6 +593,7 @@ enum MHD_Result h_job_freezing(api_req *r)
         f.schedule = NULL;
     }
     cJSON_Delete(mods);
+    cJSON_Delete(infos);
     cJSON_Delete(frozen);
     cJSON_Delete(scores);
     if (!ok)

@@ -66,8 +66,7 @@ static void run_step(void *ctx, const aflo_step_info *s) {
 
 static void run_freeze(void *ctx, const aflo_freeze_event *e) {
     (void)ctx;
-    printf("freeze  step %ld  layer %d  %s  %c\n", e->step, e->layer,
-           module_info[e->module].target, e->matrix);
+    printf("freeze  step %ld  layer %d  %s  %c\n", e->step, e->layer, e->module_name, e->matrix);
     fflush(stdout);
 }
 

@@ -140,8 +140,16 @@ int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const
         snprintf(err, errlen, "init_adapter: %s", why);
         return -2;
     }
+    /* the spec's target_modules as bits of the model's family; the file's
+     * are its model type's family's (adapter_native_read_meta) */
+    const aflo_family *fam = family_for_config(c.model_type, NULL, NULL, why, sizeof why);
+    bool same_family = fam && family_for_model_type(meta.model_type, NULL) == fam;
     aflo_adapter_config ac;
-    spec_to_adapter_config(s, &ac);
+    if (!fam || spec_to_adapter_config(s, fam, &ac, why, sizeof why) != 0) {
+        snprintf(err, errlen, "init_adapter: %s", why);
+        adapter_native_meta_free(&meta);
+        return fam ? -1 : -2;
+    }
     int rc = -1;
     if (meta.ac.method != ac.method)
         snprintf(err, errlen, "init_adapter: the adapter was trained with method %s, this job uses "
@@ -149,7 +157,7 @@ int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const
     else if (ac.method != METHOD_FULL && meta.ac.rank != ac.rank)
         snprintf(err, errlen, "init_adapter: the adapter has rank %d, this job %d", meta.ac.rank,
                  ac.rank);
-    else if (ac.method != METHOD_FULL && meta.ac.targets != ac.targets)
+    else if (ac.method != METHOD_FULL && same_family && meta.ac.targets != ac.targets)
         snprintf(err, errlen, "init_adapter: the adapter adapts other target_modules than this "
                               "job");
     else if (ac.method == METHOD_LORA && meta.ac.alpha != ac.alpha)
@@ -519,8 +527,14 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
 
+    /* target_modules name the modules of the model's family */
+    aflo_config mc;
     aflo_adapter_config ac;
-    spec_to_adapter_config(s, &ac);
+    const aflo_family *fam = NULL;
+    if (hfmodel_read_config(model_dir, &mc, err, errlen) != 0) goto done;
+    if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
+        spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
+        goto done;
     hf_load_report rep;
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;

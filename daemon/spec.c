@@ -21,6 +21,25 @@
 
 #include "store.h"
 
+/* ---- module names ------------------------------------------------------------ */
+
+/* target_modules bits: every family's names (family_target_names); a spec is
+ * checked before its model, and so its family, is known. */
+static unsigned all_target_names(void) {
+    const char *names[FAMILY_MAX_MODULES];
+    int n = family_target_names(names);
+    return n >= 32 ? ~0u : (1u << n) - 1u;
+}
+
+/* "a, b, c or d" */
+static void names_text(const char *const *names, int n, char *buf, size_t cap) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < n && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s",
+                                i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+}
+
 /* ---- defaults and limits that matter --------------------------------------- */
 
 /* Ranks of the paper's comparison (aflora.md §6): AFLoRA r = 4, its ELoRA
@@ -173,9 +192,11 @@ const spec_field_info spec_fields[] = {
     {.name = "alpha", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true, .max = MAX_ALPHA,
      .methods = ONLY(METHOD_LORA), .offset = OFF(alpha), .def_doc = "2 × rank",
      .doc = "LoRA scaling numerator: the update is (alpha / rank) B A x."},
-    {.name = "target_modules", .type = SPEC_T_MODULES, .min = 1, .max = MOD_COUNT,
+    {.name = "target_modules", .type = SPEC_T_MODULES, .min = 1, .max = FAMILY_MAX_MODULES,
      .methods = ADAPTER_METHODS,
-     .doc = "Which linear layers of every encoder block get an adapter."},
+     .doc = "Which linear layers of every block get an adapter, by the module names of the "
+            "model's family (its Hugging Face names); a name the model's family lacks fails the "
+            "job when it starts."},
     {.name = "trainable_projections", .type = SPEC_T_ENUM, .choices = projections_names,
      .n_choices = PROJ_COUNT, .def = PROJ_FFN, .methods = ONLY(METHOD_AFLORA),
      .offset = OFF(trainable_projections),
@@ -504,7 +525,7 @@ static void apply_static_defaults(aflo_job_spec *s) {
         case SPEC_T_NUMBER: put_double(s, f, f->def); break;
         case SPEC_T_BOOL: put_bool(s, f, f->def != 0); break;
         case SPEC_T_ENUM: put_enum(s, f, (int)f->def); break;
-        case SPEC_T_MODULES: s->target_modules = ALL_MODULES; break;
+        case SPEC_T_MODULES: s->target_modules = all_target_names(); break;
         default: break;
         }
     }
@@ -733,18 +754,18 @@ static int parse_modules(parse_ctx *c, const spec_field_info *f, const cJSON *v)
     for (const cJSON *it = v->child; it; it = it->next, i++) {
         snprintf(path, sizeof path, "%s[%d]", f->name, i);
         if (!cJSON_IsString(it)) return fail_type(c, path, SPEC_T_STRING, it);
-        int m = 0;
-        while (m < MOD_COUNT && strcmp(module_info[m].target, it->valuestring) != 0) m++;
-        if (m == MOD_COUNT) {
-            char key[KEY_SNIPPET + 8];
+        const char *names[FAMILY_MAX_MODULES];
+        int count = family_target_names(names), m = 0;
+        while (m < count && strcmp(names[m], it->valuestring) != 0) m++;
+        if (m == count) {
+            char key[KEY_SNIPPET + 8], choices[1024];
             key_snippet(it->valuestring, key, sizeof key);
-            return fail(c->e, SPEC_E_INVALID_VALUE, path,
-                        "\"%s\" is not a module; use query, key, value, attention.output.dense, "
-                        "intermediate.dense or output.dense", key);
+            names_text(names, count, choices, sizeof choices);
+            return fail(c->e, SPEC_E_INVALID_VALUE, path, "\"%s\" is not a module; use %s", key,
+                        choices);
         }
         if (mask & (1u << m))
-            return fail(c->e, SPEC_E_INVALID_VALUE, path, "\"%s\" is listed twice",
-                        module_info[m].target);
+            return fail(c->e, SPEC_E_INVALID_VALUE, path, "\"%s\" is listed twice", names[m]);
         mask |= 1u << m;
     }
     c->s->target_modules = mask;
@@ -1176,13 +1197,33 @@ void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc) {
     tc->length_bucketing = s->length_bucketing;
 }
 
-void spec_to_adapter_config(const aflo_job_spec *s, aflo_adapter_config *ac) {
+int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
+                           aflo_adapter_config *ac, char *err, size_t errlen) {
     memset(ac, 0, sizeof *ac);
     ac->method = s->method;
     ac->rank = s->rank;
     ac->alpha = (float)s->alpha;
-    ac->targets = s->target_modules;
     ac->projections = s->trainable_projections;
+    ac->targets = family_all_modules(family);
+    if (s->target_modules == all_target_names()) return 0;   /* the default */
+    const char *names[FAMILY_MAX_MODULES];
+    int count = family_target_names(names);
+    ac->targets = 0;
+    for (int i = 0; i < count; i++) {
+        if (!(s->target_modules & (1u << i))) continue;
+        int m = family_module_index(family, names[i]);
+        if (m < 0) {
+            const char *own[FAMILY_MAX_MODULES];
+            char choices[1024];
+            for (int k = 0; k < family->n_modules; k++) own[k] = family->modules[k].target;
+            names_text(own, family->n_modules, choices, sizeof choices);
+            snprintf(err, errlen, "target_modules: \"%s\" is not a module of this model (a %s); "
+                     "use %s", names[i], family->description, choices);
+            return -1;
+        }
+        ac->targets |= 1u << m;
+    }
+    return 0;
 }
 
 static textdata_field to_textdata_field(const spec_column *c) {
@@ -1217,6 +1258,19 @@ static bool put(cJSON *obj, const char *key, cJSON *item) {
     cJSON_bool ok = key ? cJSON_AddItemToObject(obj, key, item) : cJSON_AddItemToArray(obj, item);
     if (!ok) cJSON_Delete(item);
     return ok;
+}
+
+/* target_modules: the names of the set bits (NULL when out of memory). */
+static cJSON *modules_json(unsigned mask) {
+    const char *names[FAMILY_MAX_MODULES];
+    int count = family_target_names(names);
+    cJSON *arr = cJSON_CreateArray();
+    for (int m = 0; arr && m < count; m++)
+        if ((mask & (1u << m)) && !put(arr, NULL, cJSON_CreateString(names[m]))) {
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+    return arr;
 }
 
 /* cJSON's printer compares its 15-digit text with a relative epsilon rather
@@ -1281,15 +1335,7 @@ static bool emit_object(const aflo_job_spec *s, const char *prefix, cJSON *obj, 
                     item = NULL;
                 }
             break;
-        case SPEC_T_MODULES:
-            item = cJSON_CreateArray();
-            for (int m = 0; item && m < MOD_COUNT; m++)
-                if ((s->target_modules & (1u << m)) &&
-                    !put(item, NULL, cJSON_CreateString(module_info[m].target))) {
-                    cJSON_Delete(item);
-                    item = NULL;
-                }
-            break;
+        case SPEC_T_MODULES: item = modules_json(s->target_modules); break;
         }
         if (!put(obj, key, item)) return false;
     }
@@ -1416,7 +1462,9 @@ static void default_doc(const spec_field_info *f, char *buf, size_t n) {
     case SPEC_T_ENUM: snprintf(buf, n, "`\"%s\"`", f->choices[(int)f->def]); break;
     case SPEC_T_COLUMNS: snprintf(buf, n, "`[\"%s\"]`", f->def_str); break;
     case SPEC_T_COLUMN: snprintf(buf, n, "`\"%s\"`", f->def_str); break;
-    case SPEC_T_MODULES: snprintf(buf, n, "all six"); break;
+    case SPEC_T_MODULES:
+        snprintf(buf, n, "every module of the model's family (all six for BERT/RoBERTa)");
+        break;
     default: snprintf(buf, n, "see its fields"); break;
     }
 }
@@ -1432,12 +1480,14 @@ static void allowed_doc(const spec_field_info *f, char *buf, size_t n) {
             len += (size_t)snprintf(buf + len, n - len, "%s`\"%s\"`", k ? ", " : "",
                                     f->choices[k]);
         break;
-    case SPEC_T_MODULES:
-        for (int m = 0; m < MOD_COUNT && len < n; m++)
-            len += (size_t)snprintf(buf + len, n - len, "%s`\"%s\"`", m ? ", " : "",
-                                    module_info[m].target);
+    case SPEC_T_MODULES: {
+        const char *names[FAMILY_MAX_MODULES];
+        int count = family_target_names(names);
+        for (int m = 0; m < count && len < n; m++)
+            len += (size_t)snprintf(buf + len, n - len, "%s`\"%s\"`", m ? ", " : "", names[m]);
         snprintf(buf + len, len < n ? n - len : 0, " (each at most once)");
         break;
+    }
     case SPEC_T_STRING: snprintf(buf, n, "non-empty, at most %d bytes", (int)f->max); break;
     case SPEC_T_BOOL: snprintf(buf, n, "`true`, `false`"); break;
     case SPEC_T_COLUMNS:
@@ -1562,17 +1612,17 @@ static cJSON *field_schema(const spec_field_info *f) {
         break;
     }
     case SPEC_T_MODULES: {
-        const char *names[MOD_COUNT];
-        for (int m = 0; m < MOD_COUNT; m++) names[m] = module_info[m].target;
+        const char *names[FAMILY_MAX_MODULES];
+        int count = family_target_names(names);
         cJSON *items = cJSON_CreateObject();
         ok = put(p, "type", cJSON_CreateString("array")) &&
              put(p, "minItems", cJSON_CreateNumber(f->min)) &&
-             put(p, "maxItems", cJSON_CreateNumber(f->max)) &&
+             put(p, "maxItems", cJSON_CreateNumber(count)) &&
              put(p, "uniqueItems", cJSON_CreateTrue()) && items &&
              put(items, "type", cJSON_CreateString("string")) &&
-             put(items, "enum", string_array(names, MOD_COUNT));
+             put(items, "enum", string_array(names, count));
         ok = put(p, "items", items) && ok;
-        if (ok) ok = put(p, "default", string_array(names, MOD_COUNT));
+        if (ok) ok = put(p, "default", string_array(names, count));
         break;
     }
     case SPEC_T_COLUMN:

@@ -32,6 +32,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "family.h"
 #include "model.h"
 #include "textdata.h"
 #include "train.h"
@@ -105,7 +106,9 @@ typedef struct {
     aflo_method method;
     int rank;                            /* 0 for method full */
     double alpha;                        /* used by lora; 2*rank otherwise */
-    unsigned target_modules;             /* bit (1u << aflo_module) */
+    unsigned target_modules;             /* bit i: name i of family_target_names(); all of
+                                            them (the default): every module of the
+                                            model's family */
     aflo_projections trainable_projections;
     spec_freeze freeze;                  /* resolved even when unused */
     int epochs, batch_size, grad_accum, max_seq_len;
@@ -172,7 +175,12 @@ const char *spec_init_adapter_job(const aflo_job_spec *s);
  * cover (Adam moments, pad_id — set pad_id from the tokenizer), then every
  * spec value. select_metric points at a static string, not into *s. */
 void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc);
-void spec_to_adapter_config(const aflo_job_spec *s, aflo_adapter_config *ac);
+/* The adapter config for a model of this family (the model's, from its
+ * config.json): target_modules become the family's module bits. The spec
+ * checked the names against every family's; a name the model's family lacks
+ * is an error here ("target_modules: ..."), at job start. */
+int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
+                           aflo_adapter_config *ac, char *err, size_t errlen);
 /* A textdata_spec for loading the train/eval files. Its strings point into
  * *s, which must outlive it. Returns -1 when the spec has no dataset. */
 int spec_to_textdata_spec(const aflo_job_spec *s, textdata_spec *ts);
@@ -200,7 +208,7 @@ typedef enum {
     SPEC_T_COLUMNS,    /* array of column names/indices (dataset.text_fields) */
     SPEC_T_COLUMN,     /* a column name or index (dataset.label_field) */
     SPEC_T_STRINGS,    /* array of distinct strings (dataset.labels) */
-    SPEC_T_MODULES     /* array of distinct module_info[].target names */
+    SPEC_T_MODULES     /* array of distinct family_target_names() */
 } spec_type;
 
 #define SPEC_ALL_METHODS ((1u << METHOD_COUNT) - 1u)

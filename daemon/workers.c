@@ -176,7 +176,7 @@ static void on_freeze(void *ctx, const aflo_freeze_event *e) {
     if (!o) return;
     cJSON_AddNumberToObject(o, "step", (double)e->step);
     cJSON_AddNumberToObject(o, "layer", e->layer);
-    cJSON_AddStringToObject(o, "module", module_info[e->module].target);
+    cJSON_AddStringToObject(o, "module", e->module_name);
     char m[2] = {e->matrix, 0};
     cJSON_AddStringToObject(o, "matrix", m);
     cJSON_AddNumberToObject(o, "score", isfinite(e->score) ? e->score : 0);

@@ -21,9 +21,12 @@
  *     without the attention output, the exact set is written as a regular
  *     expression string instead, which PEFT applies with re.fullmatch.
  *   - scaling = lora_alpha / r (no use_rslora).
- * RoBERTa's classification head is classifier.dense + classifier.out_proj;
- * the engine's pooler and classifier are exported under those names, with
- * modules_to_save ["classifier"].
+ * Every key is PEFT's root + the tensor's name in a transformers checkpoint
+ * of the model's type (model_hf_name), and modules_to_save is the family
+ * variant's: for RoBERTa the engine's pooler and classifier are its
+ * classification head, classifier.dense + classifier.out_proj, with
+ * modules_to_save ["classifier"]. The module names in target_modules and the
+ * block path in its regular-expression form are the family's (family.h).
  *
  * PEFT import: the simplest exact way is a LoRA-method model created from
  * adapter_peft_read_config() (same r, alpha = lora_alpha, the same modules):
@@ -34,6 +37,7 @@
 #include "atomicfile.h"
 #include "config.h"
 #include "errmsg.h"
+#include "family.h"
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
@@ -388,40 +392,17 @@ static bool has_inputs(const adapter_export_info *info) {
     return info && info->inputs && info->inputs->n_fields > 0;
 }
 
-/* ---------------------------------------------------------------- key layout */
+/* ---------------------------------------------------------------- keys */
 
-typedef struct {
-    const char *prefix;   /* the transformers model attribute: "bert." / "roberta." */
-    bool roberta_head;    /* classifier.dense + classifier.out_proj */
-} key_layout;
-
-static int layout_of(const aflo_model *m, key_layout *lay, char *err, size_t errlen) {
-    static const struct { const char *type; key_layout lay; } layouts[] = {
-        {"bert", {"bert.", false}},
-        {"roberta", {"roberta.", true}},
-        {"xlm-roberta", {"roberta.", true}},
-        {"camembert", {"roberta.", true}},
-    };
-    const char *type = model_config(m)->model_type;
-    for (size_t i = 0; i < sizeof layouts / sizeof *layouts; i++)
-        if (strcmp(layouts[i].type, type) == 0) {
-            *lay = layouts[i].lay;
-            return 0;
-        }
-    return set_err(err, errlen,
-                   "PEFT keys are known for bert and roberta-family models, not model_type \"%s\"",
-                   type);
-}
-
-/* PEFT key of a head tensor (engine name pooler.dense.* / classifier.*). */
-static void peft_head_key(char *buf, size_t cap, const key_layout *lay, const char *name) {
-    if (strncmp(name, "pooler.dense.", 13) == 0)
-        snprintf(buf, cap, PEFT_ROOT "%s%s", lay->roberta_head ? "classifier.dense." : lay->prefix,
-                 lay->roberta_head ? name + 13 : name);
-    else if (lay->roberta_head)
-        snprintf(buf, cap, PEFT_ROOT "classifier.out_proj.%s", name + strlen("classifier."));
-    else
-        snprintf(buf, cap, PEFT_ROOT "%s", name);
+/* PEFT key of a model tensor: PEFT's root, the tensor's name in a
+ * transformers checkpoint of the model's type (model_hf_name: "bert.encoder.
+ * layer.0...", the head as the task class names it), then suffix. */
+static int peft_key(char *buf, size_t cap, const aflo_model *m, const aflo_param *p,
+                    const char *suffix) {
+    char hf[MAX_KEY];
+    if (model_hf_name(m, p, hf, sizeof hf)) return -1;
+    int n = snprintf(buf, cap, PEFT_ROOT "%s%s", hf, suffix);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
 /* One adapted linear layer's tensors. */
@@ -452,34 +433,48 @@ static adapted_linear *adapted_linears(aflo_model *m, int *n) {
     return out;
 }
 
-static void peft_lora_key(char *buf, size_t cap, const key_layout *lay, const aflo_param *p) {
-    /* engine "encoder.layer.3.attention.self.query.lora_A" -> PEFT "...lora_A.weight" */
-    snprintf(buf, cap, PEFT_ROOT "%s%s.weight", lay->prefix, p->name);
+/* PEFT's list matching (check_target_module_exists): a module is selected
+ * when its name equals an entry or ends with "." + entry. */
+static bool peft_list_selects(const char *path, const char *entry) {
+    size_t n = strlen(path), k = strlen(entry);
+    return strcmp(path, entry) == 0 ||
+           (n > k && path[n - k - 1] == '.' && strcmp(path + n - k, entry) == 0);
+}
+
+static void append_regex_literal(char *re, size_t cap, const char *text) {
+    for (const char *c = text; *c; c++) appendf(re, cap, *c == '.' ? "\\." : "%c", *c);
 }
 
 /* target_modules as PEFT reads it: a JSON list when suffix matching selects
- * exactly the adapted modules, else a full-match regular expression. */
-static void write_target_modules(FILE *f, unsigned targets) {
-    bool ambiguous = (targets & (1u << MOD_OUTPUT)) && !(targets & (1u << MOD_ATTN_OUT));
+ * exactly the adapted modules (BERT: "output.dense" alone would also select
+ * attention.output.dense), else a full-match regular expression. */
+static void write_target_modules(FILE *f, const aflo_family *fam, unsigned targets) {
+    bool ambiguous = false;
+    for (int mod = 0; mod < fam->n_modules; mod++)
+        for (int other = 0; (targets & (1u << mod)) && other < fam->n_modules; other++)
+            if (!(targets & (1u << other)) &&
+                peft_list_selects(fam->modules[other].path, fam->modules[mod].target))
+                ambiguous = true;
     if (!ambiguous) {
         fputc('[', f);
         bool first = true;
-        for (int mod = 0; mod < MOD_COUNT; mod++) {
+        for (int mod = 0; mod < fam->n_modules; mod++) {
             if (!(targets & (1u << mod))) continue;
-            fprintf(f, "%s\"%s\"", first ? "" : ", ", module_info[mod].target);
+            fprintf(f, "%s\"%s\"", first ? "" : ", ", fam->modules[mod].target);
             first = false;
         }
         fputc(']', f);
         return;
     }
     /* e.g. .*\.encoder\.layer\.[0-9]+\.(intermediate\.dense|output\.dense) */
-    char re[512] = ".*\\.encoder\\.layer\\.[0-9]+\\.(";
+    char re[512] = ".*\\.";
+    append_regex_literal(re, sizeof re, fam->block_prefix);
+    appendf(re, sizeof re, "[0-9]+\\.(");
     bool first = true;
-    for (int mod = 0; mod < MOD_COUNT; mod++) {
+    for (int mod = 0; mod < fam->n_modules; mod++) {
         if (!(targets & (1u << mod))) continue;
         if (!first) appendf(re, sizeof re, "|");
-        for (const char *c = module_info[mod].path; *c; c++)
-            appendf(re, sizeof re, *c == '.' ? "\\." : "%c", *c);
+        append_regex_literal(re, sizeof re, fam->modules[mod].path);
         first = false;
     }
     appendf(re, sizeof re, ")");
@@ -615,7 +610,7 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info, c
     return buf;
 }
 
-static char *peft_config_json(const aflo_model *m, const key_layout *lay, const char *base_model,
+static char *peft_config_json(const aflo_model *m, const char *base_model,
                               float lora_alpha) {
     const aflo_adapter_config *ac = model_adapter_config(m);
     char *buf = NULL;
@@ -657,9 +652,9 @@ static char *peft_config_json(const aflo_model *m, const key_layout *lay, const 
             "  \"revision\": null,\n"
             "  \"target_modules\": ",
             quoted, alpha,
-            lay->roberta_head ? "[\"classifier\"]" : "[\"classifier\", \"pooler\"]", ac->rank);
+            model_variant(m)->peft_modules_to_save, ac->rank);
     free(quoted);
-    write_target_modules(f, ac->targets);
+    write_target_modules(f, model_family(m), ac->targets);
     fprintf(f,
             ",\n"
             "  \"task_type\": \"SEQ_CLS\",\n"
@@ -684,8 +679,6 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
                        "%s: a fully fine-tuned model has no low-rank adapter to export in PEFT "
                        "format; export the native file instead",
                        dir);
-    key_layout lay;
-    if (layout_of(m, &lay, err, errlen)) return -1;
     const char *base_model = info && info->base_model ? info->base_model : "";
     if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
     if (check_label_names(m, info, err, errlen)) return -1;
@@ -723,22 +716,23 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
             next += l->A->size + l->B->size;
         }
         int64_t sa[2] = {l->A->shape[0], l->A->shape[1]}, sb[2] = {l->B->shape[0], l->B->shape[1]};
-        peft_lora_key(key, sizeof key, &lay, l->A);
+        /* engine "encoder.layer.3.attention.self.query.lora_A" -> "...lora_A.weight" */
+        if (peft_key(key, sizeof key, m, l->A, ".weight")) goto long_key;
         if (st_writer_add(w, key, sa, 2, a, err, errlen)) goto out;
-        peft_lora_key(key, sizeof key, &lay, l->B);
+        if (peft_key(key, sizeof key, m, l->B, ".weight")) goto long_key;
         if (st_writer_add(w, key, sb, 2, b, err, errlen)) goto out;
     }
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         if (p->group != PGROUP_HEAD) continue;
         int64_t shape[2] = {p->shape[0], p->shape[1]};
-        peft_head_key(key, sizeof key, &lay, p->name);
+        if (peft_key(key, sizeof key, m, p, "")) goto long_key;
         if (st_writer_add(w, key, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
     }
     /* transformers and peft tag their safetensors with the framework */
     if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;
 
-    config = peft_config_json(m, &lay, base_model, vectors ? (float)ac->rank : ac->alpha);
+    config = peft_config_json(m, base_model, vectors ? (float)ac->rank : ac->alpha);
     /* PEFT's adapter_config has no field for label names (and older PEFT
      * refuses unknown keys), so they go into a config.json beside it. */
     config_task task = {.regression = model_task(m) == TASK_REGRESSION,
@@ -749,6 +743,9 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
     if (!config || !model_config_json || !readme) goto oom;
     peft_files pf = {w, {NULL, config, model_config_json, readme, inputs}};
     rc = write_folder_atomic(dir, peft_names, N_PEFT_FILES, fill_peft, &pf, err, errlen);
+    goto out;
+long_key:
+    set_err(err, errlen, "%s: a tensor name is too long for a PEFT key", dir);
     goto out;
 oom:
     set_err(err, errlen, "%s: out of memory", dir);
@@ -829,28 +826,35 @@ out:
     return rc;
 }
 
-/* Key without PEFT's root and the model attribute ("bert."/"roberta."), or
- * NULL when it does not start with the root. */
-static const char *peft_strip(const char *key) {
+/* Key without PEFT's root and the base model's attribute (a variant prefix
+ * of the family: "bert.", "roberta."), or NULL when it does not start with
+ * the root. */
+static const char *peft_strip(const aflo_family *fam, const char *key) {
     if (strncmp(key, PEFT_ROOT, strlen(PEFT_ROOT)) != 0) return NULL;
     key += strlen(PEFT_ROOT);
-    if (strncmp(key, "bert.", 5) == 0) return key + 5;
-    if (strncmp(key, "roberta.", 8) == 0) return key + 8;
+    for (int v = 0; v < fam->n_variants; v++) {
+        size_t n = strlen(fam->variants[v].hf_prefix);
+        if (strncmp(key, fam->variants[v].hf_prefix, n) == 0) return key + n;
+    }
     return key;
 }
 
-/* "encoder.layer.N.<module path>.lora_A.weight" -> module, or -1. */
-static int lora_module_of(const char *rest, char which) {
+/* "<block prefix>N.<module path>.lora_A.weight" ("encoder.layer.3.attention.
+ * self.query.lora_A.weight") -> module, or -1. */
+static int lora_module_of(const aflo_family *fam, const char *rest, char which) {
     char suffix[] = ".lora_X.weight";
     suffix[6] = which;
-    int layer, used = 0;
-    if (sscanf(rest, "encoder.layer.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0) return -1;
-    const char *path = rest + used;
-    size_t plen = strlen(path), slen = strlen(suffix);
-    if (plen <= slen || strcmp(path + plen - slen, suffix) != 0) return -1;
-    for (int mod = 0; mod < MOD_COUNT; mod++)
-        if (strlen(module_info[mod].path) == plen - slen &&
-            strncmp(module_info[mod].path, path, plen - slen) == 0)
+    size_t blen = strlen(fam->block_prefix);
+    if (strncmp(rest, fam->block_prefix, blen) != 0) return -1;
+    const char *p = rest + blen;
+    if (*p < '0' || *p > '9') return -1;
+    while (*p >= '0' && *p <= '9') p++;
+    if (*p++ != '.') return -1;
+    size_t plen = strlen(p), slen = strlen(suffix);
+    if (plen <= slen || strcmp(p + plen - slen, suffix) != 0) return -1;
+    for (int mod = 0; mod < fam->n_modules; mod++)
+        if (strlen(fam->modules[mod].path) == plen - slen &&
+            strncmp(fam->modules[mod].path, p, plen - slen) == 0)
             return mod;
     return -1;
 }
@@ -894,11 +898,17 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
     if (read_peft_config(dir, &pc, base_model, base_model_cap, err, errlen)) return -1;
     st_file *f = open_peft_weights(dir, err, errlen);
     if (!f) return -1;
+    /* The first family whose block and module names the keys use: its
+     * module bits are the targets. A family's checkpoints carry its own
+     * model prefix ("bert.", "roberta."), so families do not overlap. */
     unsigned targets = 0;
-    for (size_t i = 0; i < st_count(f); i++) {
-        const char *rest = peft_strip(st_name(f, i));
-        int mod = rest ? lora_module_of(rest, 'A') : -1;
-        if (mod >= 0) targets |= 1u << mod;
+    for (int k = 0; k < family_count() && !targets; k++) {
+        const aflo_family *fam = family_at(k);
+        for (size_t i = 0; i < st_count(f); i++) {
+            const char *rest = peft_strip(fam, st_name(f, i));
+            int mod = rest ? lora_module_of(fam, rest, 'A') : -1;
+            if (mod >= 0) targets |= 1u << mod;
+        }
     }
     st_close(f);
     if (!targets) return set_err(err, errlen, "%s: no lora_A tensors of encoder layers found", dir);
@@ -912,27 +922,24 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
 }
 
 /* Engine tensor a PEFT key fills, or NULL (the caller reports it). */
-static aflo_param *peft_target(aflo_model *m, const key_layout *lay, const char *key) {
-    const char *rest = peft_strip(key);
+static aflo_param *peft_target(aflo_model *m, const char *key) {
+    const aflo_family *fam = model_family(m);
+    const char *rest = peft_strip(fam, key);
     if (!rest) return NULL;
     char name[MAX_KEY];
-    if (lora_module_of(rest, 'A') >= 0 || lora_module_of(rest, 'B') >= 0) {
+    if (lora_module_of(fam, rest, 'A') >= 0 || lora_module_of(fam, rest, 'B') >= 0) {
         snprintf(name, sizeof name, "%.*s", (int)(strlen(rest) - strlen(".weight")), rest);
         aflo_param *p = model_find_param(m, name);
         return p && (p->role == PROLE_A || p->role == PROLE_B) ? p : NULL;
     }
-    /* the head, under modules_to_save: see peft_head_key() */
-    const char *pool_prefix = lay->roberta_head ? "classifier.dense." : "pooler.dense.";
-    const char *cls_prefix = lay->roberta_head ? "classifier.out_proj." : "classifier.";
-    static const char *const ends[] = {"weight", "bias"};
-    for (size_t i = 0; i < 2; i++) {
-        char pool[64], cls[64];
-        snprintf(pool, sizeof pool, "%s%s", pool_prefix, ends[i]);
-        snprintf(cls, sizeof cls, "%s%s", cls_prefix, ends[i]);
-        if (strcmp(rest, pool) == 0) snprintf(name, sizeof name, "pooler.dense.%s", ends[i]);
-        else if (strcmp(rest, cls) == 0) snprintf(name, sizeof name, "classifier.%s", ends[i]);
-        else continue;
-        return model_find_param(m, name);
+    /* the head, under modules_to_save, by the names peft_key() gives it */
+    const char *prefix = model_variant(m)->hf_prefix;
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->group != PGROUP_HEAD || model_hf_name(m, p, name, sizeof name)) continue;
+        const char *want = name;
+        if (strncmp(want, prefix, strlen(prefix)) == 0) want += strlen(prefix);
+        if (strcmp(rest, want) == 0) return p;
     }
     return NULL;
 }
@@ -946,8 +953,6 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen, "%s: a LoRA adapter needs a model with adapters, not method full",
                        dir);
-    key_layout lay;
-    if (layout_of(m, &lay, err, errlen)) return -1;
     peft_config pc;
     if (read_peft_config(dir, &pc, NULL, 0, err, errlen)) return -1;
     if (pc.r != ac->rank)
@@ -970,7 +975,7 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     for (int i = 0; i < n; i++) src[i] = -1;
     problem_list pr = {.count = 0};
     for (size_t i = 0; i < st_count(f); i++) {
-        aflo_param *p = peft_target(m, &lay, st_name(f, i));
+        aflo_param *p = peft_target(m, st_name(f, i));
         if (!p) {
             problem_add(&pr, "%s is not a tensor of this model's adapters or head", st_name(f, i));
             continue;
@@ -1035,16 +1040,17 @@ static bool native_holds(const aflo_model *m, const aflo_param *p) {
     return p->group != PGROUP_BASE || model_adapter_config(m)->method == METHOD_FULL;
 }
 
-static char *targets_json(unsigned targets) {
+/* target_modules as the metadata stores it: the family's names of the set bits. */
+static char *targets_json(const aflo_family *fam, unsigned targets) {
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (!f) return NULL;
     fputc('[', f);
     bool first = true;
-    for (int mod = 0; mod < MOD_COUNT; mod++) {
+    for (int mod = 0; mod < fam->n_modules; mod++) {
         if (!(targets & (1u << mod))) continue;
-        fprintf(f, "%s\"%s\"", first ? "" : ",", module_info[mod].target);
+        fprintf(f, "%s\"%s\"", first ? "" : ",", fam->modules[mod].target);
         first = false;
     }
     fputc(']', f);
@@ -1118,7 +1124,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     json_free(check);
 
     int rc = -1;
-    char *targets = targets_json(ac->targets);
+    char *targets = targets_json(model_family(m), ac->targets);
     char *labels = labels_json(m, info ? info->labels : NULL);
     char *frozen = frozen_json(m, info);
     char *inputs = has_inputs(info) ? adapter_inputs_json(info->inputs) : NULL;
@@ -1229,15 +1235,12 @@ static int meta_json(const st_file *f, const char *path, const char *key, json_t
     return 0;
 }
 
-static int parse_targets(const char *text, unsigned *targets) {
+static int parse_targets(const aflo_family *fam, const char *text, unsigned *targets) {
     json_value *v = json_parse(text, strlen(text), JSON_DEFAULT_MAX_DEPTH, NULL, 0);
     int rc = json_type_of(v) == JSON_ARRAY ? 0 : -1;
     *targets = 0;
     for (size_t i = 0; rc == 0 && i < json_len(v); i++) {
-        const char *s = json_string(json_at(v, i), NULL);
-        int found = -1;
-        for (int mod = 0; s && mod < MOD_COUNT; mod++)
-            if (strcmp(module_info[mod].target, s) == 0) found = mod;
+        int found = family_module_index(fam, json_string(json_at(v, i), NULL));
         if (found < 0) rc = -1;
         else *targets |= 1u << found;
     }
@@ -1276,14 +1279,18 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
     meta->ac.alpha = strtof(s, &end);
     if (end == s || *end || !isfinite(meta->ac.alpha))
         return set_err(err, errlen, "%s: metadata \"alpha\" = \"%s\" is not a number", path, s);
-    if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
-    if (parse_targets(s, &meta->ac.targets))
-        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
-                       path, s);
+    /* the model type first: its family's module table names the targets */
     if (meta_get(f, path, "model_type", &s, err, errlen)) return -1;
     if (strlen(s) >= sizeof meta->model_type)
         return set_err(err, errlen, "%s: metadata \"model_type\" is too long", path);
     strcpy(meta->model_type, s);
+    char ferr[512];
+    const aflo_family *fam = family_for_config(s, NULL, NULL, ferr, sizeof ferr);
+    if (!fam) return set_err(err, errlen, "%s: metadata \"model_type\": %s", path, ferr);
+    if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
+    if (parse_targets(fam, s, &meta->ac.targets))
+        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
+                       path, s);
     if (meta_get(f, path, "base_model", &s, err, errlen)) return -1;
     if (!(meta->base_model = strdup(s))) return set_err(err, errlen, "%s: out of memory", path);
     if (meta_json(f, path, "labels", JSON_ARRAY, &meta->labels_json, err, errlen) ||
@@ -1326,9 +1333,12 @@ static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, co
         if (meta->ac.rank != ac->rank)
             return set_err(err, errlen, "%s: adapter rank is %d but the model has rank %d", path,
                            meta->ac.rank, ac->rank);
-        if (meta->ac.targets != ac->targets) {
-            char *want = targets_json(ac->targets);
-            char *got = targets_json(meta->ac.targets);
+        /* target bits index the family's table: another family's file fails
+         * on its model type below */
+        bool same_family = family_for_model_type(meta->model_type, NULL) == model_family(m);
+        if (same_family && meta->ac.targets != ac->targets) {
+            char *want = targets_json(model_family(m), ac->targets);
+            char *got = targets_json(model_family(m), meta->ac.targets);
             set_err(err, errlen, "%s: adapter target_modules %s differ from the model's %s", path,
                     got ? got : "?", want ? want : "?");
             free(want);
@@ -1404,20 +1414,6 @@ out:
 
 /* ---------------------------------------------------------------- a whole model */
 
-/* transformers' name of an engine tensor in a *ForSequenceClassification
- * model: the encoder under "bert."/"roberta.", BERT's head as pooler +
- * classifier, RoBERTa's as classifier.dense + classifier.out_proj. */
-static void hf_model_key(char *buf, size_t cap, const key_layout *lay, const char *name) {
-    if (lay->roberta_head && strncmp(name, "pooler.dense.", 13) == 0)
-        snprintf(buf, cap, "classifier.dense.%s", name + 13);
-    else if (lay->roberta_head && strncmp(name, "classifier.", 11) == 0)
-        snprintf(buf, cap, "classifier.out_proj.%s", name + 11);
-    else if (strncmp(name, "classifier.", 11) == 0)
-        snprintf(buf, cap, "%s", name);
-    else
-        snprintf(buf, cap, "%s%s", lay->prefix, name);
-}
-
 /* Copy from to `to` through the atomic writer (atomicfile.h). */
 static int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen) {
     int in = open(from, O_RDONLY | O_CLOEXEC);
@@ -1484,8 +1480,6 @@ int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenize
                        "%s: only a fully fine-tuned model (method full) is exported as a whole "
                        "model folder; an adapter goes to a PEFT folder",
                        dir);
-    key_layout lay;
-    if (layout_of(m, &lay, err, errlen)) return -1;
     if (check_label_names(m, info, err, errlen)) return -1;
     config_task task = {.regression = model_task(m) == TASK_REGRESSION,
                         .num_labels = model_num_labels(m),
@@ -1502,7 +1496,13 @@ int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenize
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         int64_t shape[2] = {p->shape[0], p->shape[1]};
-        hf_model_key(key, sizeof key, &lay, p->name);
+        /* transformers' name in a *ForSequenceClassification checkpoint:
+         * the encoder under "bert."/"roberta.", the head as the family's
+         * variant names it (RoBERTa: classifier.dense, classifier.out_proj) */
+        if (model_hf_name(m, p, key, sizeof key)) {
+            set_err(err, errlen, "%s: tensor name %s is too long", dir, p->name);
+            goto out;
+        }
         if (st_writer_add(w, key, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
     }
     if (st_writer_set_metadata(w, "format", "pt", err, errlen)) goto out;

@@ -125,9 +125,9 @@ typedef struct {
 /* ---- PEFT ----------------------------------------------------------------- */
 
 /* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json,
- * dir/README.md and, when info has inputs, dir/aflorad.json. The model type
- * must be bert or a RoBERTa family type (the key layout differs). An existing
- * dir is replaced only when it holds nothing but those files. */
+ * dir/README.md and, when info has inputs, dir/aflorad.json; the tensors keyed
+ * as PEFT keys the model's type (bert, roberta, ...: its family's naming). An
+ * existing dir is replaced only when it holds nothing but those files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen);
 

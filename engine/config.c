@@ -8,12 +8,19 @@
  * (initializer_range, transformers_version, id2label, ...) that do not change
  * the encoder's forward pass.
  *
+ * What follows from the model type comes from the family registry
+ * (family.h): the variant's config_finish (RoBERTa position numbering) on
+ * reading, its sequence-classification class on writing. A model type no
+ * family reads is kept as it is — reading a config is not loading a model;
+ * the loader (hfmodel.c) and model_create refuse it.
+ *
  * config_from_json() also runs config_validate(), so a config that reads
  * successfully is usable. config_to_json() prints floats with the fewest
  * digits that read back to the same float, so write -> read is exact. */
 #include "config.h"
 
 #include "errmsg.h"
+#include "family.h"
 #include "json.h"
 
 #include <float.h>
@@ -66,26 +73,6 @@ static const config_field config_fields[] = {
       offsetof(aflo_config, attention_probs_dropout_prob) },
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
-
-/* model_type -> head class written into "architectures"; RoBERTa-family
- * types also switch on RoBERTa position numbering. */
-static const struct {
-    const char *model_type;
-    const char *architecture;
-    int roberta_positions;
-} model_types[] = {
-    { "bert", "BertForSequenceClassification", 0 },
-    { "roberta", "RobertaForSequenceClassification", 1 },
-    { "xlm-roberta", "XLMRobertaForSequenceClassification", 1 },
-    { "camembert", "CamembertForSequenceClassification", 1 },
-};
-#define N_MODEL_TYPES (sizeof model_types / sizeof model_types[0])
-
-static int model_type_index(const char *model_type) {
-    for (size_t i = 0; i < N_MODEL_TYPES; i++)
-        if (strcmp(model_types[i].model_type, model_type) == 0) return (int)i;
-    return -1;
-}
 
 static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err, size_t errlen) {
     void *dst = (char *)c + f->offset;
@@ -140,12 +127,19 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
 
     const char *model_type, *act, *pos;
     if (read_string(root, "model_type", &model_type, err, errlen)) return -1;
-    if (!model_type) model_type = BERT_DEFAULT_MODEL_TYPE;
+    const aflo_family_variant *v = NULL;
+    if (!model_type) {
+        /* absent: the type whose classes architectures[0] names, else BERT */
+        const char *arch = json_string(json_at(json_get(root, "architectures"), 0), NULL);
+        model_type = arch && family_for_config(NULL, arch, &v, NULL, 0) ? v->model_type
+                                                                         : BERT_DEFAULT_MODEL_TYPE;
+    }
     if (strlen(model_type) >= sizeof c->model_type)
         return set_err(err, errlen, "config.json: model_type is longer than %zu bytes", sizeof c->model_type - 1);
     strcpy(c->model_type, model_type);
-    int mt = model_type_index(model_type);
-    c->roberta_positions = mt >= 0 ? model_types[mt].roberta_positions : 0;
+    const aflo_family *fam = family_for_model_type(model_type, &v);
+    c->roberta_positions = 0;
+    if (fam && fam->config_finish) fam->config_finish(c, v);
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
     if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
@@ -246,7 +240,8 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
     size_t mt_len = strnlen(c->model_type, sizeof c->model_type);
     char model_type[2 * 6 * sizeof c->model_type + 3];   /* worst case: every byte as \u00XX */
     json_quote(model_type, sizeof model_type, c->model_type, mt_len);
-    int mt = model_type_index(c->model_type);
+    const aflo_family_variant *v = NULL;
+    family_for_model_type(c->model_type, &v);
     char eps[32], hdrop[32], adrop[32];
     format_float(eps, sizeof eps, c->layer_norm_eps);
     format_float(hdrop, sizeof hdrop, c->hidden_dropout_prob);
@@ -258,7 +253,7 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
 
     /* Keys sorted, as transformers writes them. */
     fputs("{\n", m);
-    if (mt >= 0) fprintf(m, "  \"architectures\": [\n    \"%s\"\n  ],\n", model_types[mt].architecture);
+    if (v) fprintf(m, "  \"architectures\": [\n    \"%s\"\n  ],\n", v->architecture);
     fprintf(m,
             "  \"attention_probs_dropout_prob\": %s,\n"
             "  \"hidden_act\": \"%s\",\n"

@@ -1,26 +1,29 @@
 /* hfmodel.c — load a Hugging Face model folder into an aflo_model.
  *
  * Flow of hfmodel_load():
- *   1. config.json -> aflo_config -> model_create() (fresh weights everywhere);
+ *   1. config.json -> aflo_config and its model family (family.h: by
+ *      model_type, else architectures[0]; none is "unsupported architecture")
+ *      -> model_create_ex() (fresh adapter and head, base weights left zero);
  *   2. open the weights: model.safetensors, or every shard named by
  *      model.safetensors.index.json (each shard opened once), into one list of
  *      (name in the file, shard, tensor index) entries;
- *   3. map each file name to the engine's name (strip "bert."/"roberta.",
- *      LayerNorm gamma/beta -> weight/bias, RoBERTa head -> pooler/classifier)
- *      and claim the model tensor it fills; skip known-unused names;
+ *   3. map each file name to the engine's name with the family's naming
+ *      (strip its model prefixes "bert."/"roberta.", skip what it ignores,
+ *      its head renames such as RoBERTa's classifier.dense -> pooler.dense;
+ *      LayerNorm gamma/beta -> weight/bias) and claim the model tensor it
+ *      fills;
  *   4. check everything before touching the model: every base tensor present,
- *      every claimed tensor of the right shape and a float dtype, the head
- *      complete or absent. All problems go into one bounded error;
+ *      every claimed tensor of the right shape and a float dtype, each of the
+ *      family's head layers complete or absent. All problems go into one
+ *      bounded error;
  *   5. copy (st_read_f32_at converts F16/BF16), fill in the report.
  * Nothing is copied until the whole folder has passed step 4, and the model
  * is freed on any error, so a caller never sees a half-loaded model.
- *
- * The model is created with random base weights that are then overwritten:
- * model.h offers no "uninitialised" constructor, and the cost is one pass of
- * the random generator over the weights. */
+ * Nothing here names a family's tensors: the family descriptor does. */
 #include "hfmodel.h"
 
 #include "errmsg.h"
+#include "family.h"
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
@@ -99,7 +102,18 @@ fail:
     return NULL;
 }
 
-int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen) {
+/* config.json's "architectures"[0] into out ("" when absent); the text
+ * parsed once already, so only absence is expected. */
+static void first_architecture(const char *text, size_t len, char *out, size_t cap) {
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, NULL, 0);
+    const char *arch = json_string(json_at(json_get(root, "architectures"), 0), NULL);
+    snprintf(out, cap, "%s", arch ? arch : "");
+    json_free(root);
+}
+
+/* dir/config.json into c, and the first architecture it names. */
+static int read_config(const char *dir, aflo_config *c, char *arch, size_t arch_cap, char *err,
+                       size_t errlen) {
     char path[4096];
     if (join_path(path, sizeof path, dir, CONFIG_FILE))
         return set_err(err, errlen, "%s: path too long", dir);
@@ -108,8 +122,17 @@ int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errle
     if (!text) return -1;
     char cerr[256];
     int rc = config_from_json(c, text, len, cerr, sizeof cerr);
+    if (rc == 0) first_architecture(text, len, arch, arch_cap);
     free(text);
     if (rc) return set_err(err, errlen, "%s: %s", dir, cerr);
+    return 0;
+}
+
+int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen) {
+    char arch[64], ferr[768];
+    if (read_config(dir, c, arch, sizeof arch, err, errlen)) return -1;
+    if (!family_for_config(c->model_type, arch[0] ? arch : NULL, NULL, ferr, sizeof ferr))
+        return set_err(err, errlen, "%s: %s", dir, ferr);
     return 0;
 }
 
@@ -366,34 +389,36 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Map a checkpoint name to the engine's. *priority is 1 for names from
- * RoBERTa's classification head, which win over a plain pooler.dense (the
- * head was trained with the classifier it feeds), 0 otherwise. */
-static name_kind canonical_name(const char *in, char *out, size_t cap, int *priority) {
-    static const char *const model_prefixes[] = {"bert.", "roberta."};
-    /* Parts of a checkpoint that sequence classification does not use:
-     * buffers, and the pre-training heads of BERT and RoBERTa. */
-    static const char *const ignored_exact[] = {"embeddings.position_ids",
-                                                "embeddings.token_type_ids"};
-    static const char *const ignored_prefixes[] = {"cls.predictions.", "cls.seq_relationship.",
-                                                   "lm_head."};
+/* The family's head rename whose checkpoint prefix starts in, NULL if none
+ * (from any of its variants: a checkpoint may use a sibling's head layout). */
+static const aflo_name_map *head_rename(const aflo_family *fam, const char *in) {
+    for (int v = 0; v < fam->n_variants; v++)
+        for (const aflo_name_map *h = fam->variants[v].head_names; h && h->engine; h++)
+            if (strcmp(h->engine, h->hf) != 0 && starts_with(in, h->hf)) return h;
+    return NULL;
+}
+
+/* Map a checkpoint name to the engine's with the family's naming. *priority
+ * is 1 for names from a renamed classification head (RoBERTa's
+ * classifier.dense / classifier.out_proj), which win over a plain
+ * pooler.dense (the head was trained with the classifier it feeds), 0
+ * otherwise. */
+static name_kind canonical_name(const aflo_family *fam, const char *in, char *out, size_t cap,
+                                int *priority) {
     *priority = 0;
-    for (size_t i = 0; i < sizeof model_prefixes / sizeof *model_prefixes; i++)
-        if (starts_with(in, model_prefixes[i])) {
-            in += strlen(model_prefixes[i]);
+    for (int v = 0; v < fam->n_variants; v++)
+        if (starts_with(in, fam->variants[v].hf_prefix)) {
+            in += strlen(fam->variants[v].hf_prefix);
             break;
         }
-    for (size_t i = 0; i < sizeof ignored_exact / sizeof *ignored_exact; i++)
-        if (strcmp(in, ignored_exact[i]) == 0) return NAME_IGNORED;
-    for (size_t i = 0; i < sizeof ignored_prefixes / sizeof *ignored_prefixes; i++)
-        if (starts_with(in, ignored_prefixes[i])) return NAME_IGNORED;
+    for (const char *const *ig = fam->hf_ignored; ig && *ig; ig++)
+        if (ends_with(*ig, ".") ? starts_with(in, *ig) : strcmp(in, *ig) == 0)
+            return NAME_IGNORED;
 
     int n;
-    if (starts_with(in, "classifier.dense.")) {
-        n = snprintf(out, cap, "pooler.dense.%s", in + strlen("classifier.dense."));
-        *priority = 1;
-    } else if (starts_with(in, "classifier.out_proj.")) {
-        n = snprintf(out, cap, "classifier.%s", in + strlen("classifier.out_proj."));
+    const aflo_name_map *h = head_rename(fam, in);
+    if (h) {
+        n = snprintf(out, cap, "%s%s", h->engine, in + strlen(h->hf));
         *priority = 1;
     } else {
         n = snprintf(out, cap, "%s", in);
@@ -458,7 +483,8 @@ static void claim_tensors(load_ctx *cx) {
     for (size_t e = 0; e < cx->w->nentries; e++) {
         const char *file_name = cx->w->entries[e].name;
         int priority;
-        if (canonical_name(file_name, name, sizeof name, &priority) == NAME_IGNORED) {
+        if (canonical_name(model_family(cx->m), file_name, name, sizeof name, &priority) ==
+            NAME_IGNORED) {
             cx->rep->tensors_ignored++;
             continue;
         }
@@ -479,7 +505,7 @@ static void claim_tensors(load_ctx *cx) {
                             file_name);
                 continue;
             }
-            if (s->priority > priority) {   /* the RoBERTa head already supplies it */
+            if (s->priority > priority) {   /* the renamed head already supplies it */
                 appendf(cx->superseded, sizeof cx->superseded, "%s%s",
                         cx->superseded[0] ? ", " : "", file_name);
                 cx->rep->tensors_ignored++;
@@ -576,13 +602,29 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
         else
             check_claim(&cx, p);
     }
-    aflo_param *pool_w = model_find_param(m, "pooler.dense.weight");
-    aflo_param *pool_b = model_find_param(m, "pooler.dense.bias");
-    aflo_param *cls_w = model_find_param(m, "classifier.weight");
-    aflo_param *cls_b = model_find_param(m, "classifier.bias");
-    int rows;
-    rep->pooler_pretrained = check_head_pair(&cx, pool_w, pool_b, false, &rows);
-    rep->classifier_pretrained = check_head_pair(&cx, cls_w, cls_b, true, &rows);
+    /* The family's head layers, input to output: the hidden ones (BERT's
+     * pooler) and the output layer, whose label count may be another task's. */
+    const char *const *head = model_family(m)->head_layers;
+    const char *output = NULL;
+    char fresh_hidden[128] = "";
+    int rows = 0;
+    for (int k = 0; head && head[k]; k++) {
+        char wname[96], bname[96];
+        snprintf(wname, sizeof wname, "%s.weight", head[k]);
+        snprintf(bname, sizeof bname, "%s.bias", head[k]);
+        aflo_param *hw = model_find_param(m, wname), *hb = model_find_param(m, bname);
+        if (!hw || !hb) continue;
+        bool last = head[k + 1] == NULL;
+        bool used = check_head_pair(&cx, hw, hb, last, &rows);
+        if (last) {
+            output = head[k];
+            rep->classifier_pretrained = used;
+        } else if (!used) {
+            appendf(fresh_hidden, sizeof fresh_hidden, "%s%s", fresh_hidden[0] ? ", " : "",
+                    head[k]);
+        }
+    }
+    rep->pooler_pretrained = fresh_hidden[0] == '\0';
     rep->file_num_labels = rows;
 
     if (cx.problems.count) {
@@ -607,18 +649,18 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
     free(cx.src);
 
     if (!rep->pooler_pretrained)
-        note(rep, "no pooler in the checkpoint: the pooler dense layer starts fresh and trains "
-                  "with the head");
-    if (!rep->classifier_pretrained) {
+        note(rep, "no %s in the checkpoint: it starts fresh and trains with the head",
+             fresh_hidden);
+    if (output && !rep->classifier_pretrained) {
         if (rep->file_num_labels)
-            note(rep, "the checkpoint's classifier has %d outputs but the task needs %d: a fresh "
-                      "classifier is used",
-                 rep->file_num_labels, model_num_labels(m));
+            note(rep, "the checkpoint's %s has %d outputs but the task needs %d: a fresh %s is "
+                      "used",
+                 output, rep->file_num_labels, model_num_labels(m), output);
         else
-            note(rep, "no classifier in the checkpoint: a fresh one is used");
+            note(rep, "no %s in the checkpoint: a fresh one is used", output);
     }
     if (cx.superseded[0])
-        note(rep, "superseded by the RoBERTa classification head: %s", cx.superseded);
+        note(rep, "superseded by the checkpoint's classification head: %s", cx.superseded);
     if (rep->tensors_unknown)
         note(rep, "skipped %d tensor%s this engine does not use (%s%s)", rep->tensors_unknown,
              rep->tensors_unknown == 1 ? "" : "s", cx.unknown_examples,
@@ -658,7 +700,12 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
 int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
     aflo_config c;
-    if (hfmodel_read_config(dir, &c, err, errlen)) return -1;
+    char ferr[768];
+    if (read_config(dir, &c, info->architecture, sizeof info->architecture, err, errlen))
+        return -1;
+    const aflo_family *fam = family_for_config(
+        c.model_type, info->architecture[0] ? info->architecture : NULL, NULL, ferr, sizeof ferr);
+    if (!fam) return set_err(err, errlen, "%s: %s", dir, ferr);
     snprintf(info->model_type, sizeof info->model_type, "%s", c.model_type);
     info->num_hidden_layers = c.num_hidden_layers;
     info->hidden_size = c.hidden_size;
@@ -666,20 +713,11 @@ int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen)
     info->num_attention_heads = c.num_attention_heads;
     info->vocab_size = c.vocab_size;
     info->max_position_embeddings = c.max_position_embeddings;
-
-    /* "architectures" is not part of aflo_config: read it here. The text
-     * already parsed once, so errors are not expected, only absence. */
-    char path[4096];
-    if (join_path(path, sizeof path, dir, CONFIG_FILE)) return set_err(err, errlen, "%s: path too long", dir);
-    size_t len;
-    char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    const char *arch = json_string(json_at(json_get(root, "architectures"), 0), NULL);
-    if (arch) snprintf(info->architecture, sizeof info->architecture, "%s", arch);
-    json_free(root);
+    /* the rows of the head's output layer: a sequence-classification head */
+    char output[96] = "";
+    int nhead = 0;
+    while (fam->head_layers && fam->head_layers[nhead]) nhead++;
+    if (nhead) snprintf(output, sizeof output, "%s.weight", fam->head_layers[nhead - 1]);
 
     weight_set w;
     if (weights_open(&w, dir, err, errlen)) return -1;
@@ -697,8 +735,8 @@ int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen)
         info->weight_bytes += st_numel(f, i) * st_dtype_size(t);
         seen = seen == -1 ? (int)t : (seen == (int)t ? seen : -2);
         int priority;
-        if (canonical_name(w.entries[e].name, name, sizeof name, &priority) == NAME_MODEL &&
-            strcmp(name, "classifier.weight") == 0 && st_ndim(f, i) == 2)
+        if (canonical_name(fam, w.entries[e].name, name, sizeof name, &priority) == NAME_MODEL &&
+            output[0] && strcmp(name, output) == 0 && st_ndim(f, i) == 2)
             info->head_num_labels = (int)st_shape(f, i)[0];
     }
     snprintf(info->dtype, sizeof info->dtype, "%s",

@@ -3,17 +3,20 @@
  *
  * A folder is what transformers' save_pretrained() writes: config.json and
  * either model.safetensors or model.safetensors.index.json plus the shards its
- * "weight_map" names. Tensor names of BertModel, BertForSequenceClassification,
- * RobertaModel and RobertaForSequenceClassification are understood, with or
- * without the "bert." / "roberta." prefix, as are the pre-training heads
- * (cls.*, lm_head.*), which are skipped.
+ * "weight_map" names. The config's model type picks the model family
+ * (family.h), whose naming the loader follows: for the BERT family, tensor
+ * names of BertModel, BertForSequenceClassification, RobertaModel and
+ * RobertaForSequenceClassification are understood, with or without the
+ * "bert." / "roberta." prefix, and the pre-training heads (cls.*, lm_head.*)
+ * are skipped. A model type no family reads is refused: "unsupported
+ * architecture X, model_type "t" (supported: ...)".
  *
- * The engine's task head is pooler dense + tanh + classifier. RoBERTa's
- * classification head (classifier.dense -> tanh -> classifier.out_proj) has
- * the same shape, so classifier.dense fills the pooler and classifier.out_proj
- * the classifier. A pretrained classifier is used only when its number of
- * labels is the task's; otherwise, like a missing pooler, the fresh
- * initialisation stays and the load report says so. Everything else the
+ * The task head is the family's head layers (BERT: pooler dense + tanh +
+ * classifier). RoBERTa's classification head (classifier.dense -> tanh ->
+ * classifier.out_proj) has the same shape, so classifier.dense fills the
+ * pooler and classifier.out_proj the classifier. A pretrained output layer is
+ * used only when its number of labels is the task's; otherwise, like a
+ * missing pooler, the fresh initialisation stays and the load report says so. Everything else the
  * encoder needs must be present with the right shape: one error lists every
  * tensor that is missing or mis-shaped.
  *
@@ -34,8 +37,9 @@
 
 /* What a load did beyond the plain copy, for the user to see. */
 typedef struct {
-    bool pooler_pretrained;      /* pooler from the file (pooler.dense or RoBERTa classifier.dense) */
-    bool classifier_pretrained;  /* classifier from the file (its label count matched) */
+    bool pooler_pretrained;      /* every head layer before the output layer from the file
+                                    (BERT's pooler: pooler.dense or RoBERTa classifier.dense) */
+    bool classifier_pretrained;  /* the head's output layer from the file (labels matched) */
     int file_num_labels;         /* rows of the file's classifier; 0 when it has none */
     int tensors_loaded;          /* tensors copied into the model */
     int tensors_ignored;         /* known-unused tensors skipped (lm_head.*, position_ids, ...) */
@@ -44,7 +48,8 @@ typedef struct {
     char info[HF_REPORT_INFO_LEN]; /* notes ("; "-separated), "" when there is nothing to say */
 } hf_load_report;
 
-/* Read dir/config.json into c (config_from_json: validated). */
+/* Read dir/config.json into c (config_from_json: validated); -1 also when no
+ * model family reads its model type ("unsupported architecture ..."). */
 int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen);
 
 /* The "_name_or_path" transformers records in a saved folder's config.json

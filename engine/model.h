@@ -1,4 +1,5 @@
-/* model.h — a BERT-family encoder with low-rank adapters, forward and backward.
+/* model.h — a model of some family with low-rank adapters: its tensor
+ * table, forward and backward, whatever the architecture.
  *
  * What it owns: every tensor of one model (frozen base weights, adapter
  * matrices and vectors, the task head), their gradients, and the activations
@@ -7,11 +8,21 @@
  * third, and the activations in a fourth sized once for (batch, seq) by
  * model_reserve(); nothing is allocated per step.
  *
+ * The architecture is the model's family (family.h): BERT/RoBERTa today
+ * (bert.c). The family declares the tensors, lays out the activations and
+ * does forward and backward; this interface, and everything built on it —
+ * trainer, freezer, FLOP accounting, checkpoints, adapter files, the daemon —
+ * is the same for every family. The family is chosen by the config's
+ * model_type when the model is created.
+ *
  * Every tensor is described by an aflo_param (name, shape, group, role,
- * trainable flag), named as Hugging Face names it ("encoder.layer.3.
- * attention.self.query.weight"); adapter tensors append ".lora_A", ".lora_B",
- * ".s_d", ".s_b" to the linear layer's path. The optimizer, the freezing
- * logic and the file formats all work from that one table.
+ * trainable flag), named as Hugging Face names it inside the base model
+ * ("encoder.layer.3.attention.self.query.weight"); adapter tensors append
+ * ".lora_A", ".lora_B", ".s_d", ".s_b" to the linear layer's path. The
+ * optimizer, the freezing logic and the file formats all work from that one
+ * table. A tensor of an adapted linear layer names its module: an index into
+ * the family's module table (model_module()), which gives the names users
+ * write in target_modules, PEFT's keys and the heatmap's rows.
  *
  * Adapted linear layer (aflora.md §2):   y = W0 x + b0 + s_b ⊙ B (s_d ⊙ A x)
  * LoRA:                                  y = W0 x + b0 + (alpha/r) B A x
@@ -36,26 +47,25 @@ extern const char *const method_names[METHOD_COUNT];
 typedef enum { PROJ_FFN, PROJ_ALL, PROJ_NONE, PROJ_COUNT } aflo_projections;
 extern const char *const projections_names[PROJ_COUNT];
 
-/* The six linear layers of a block, in forward order. */
-typedef enum {
-    MOD_QUERY, MOD_KEY, MOD_VALUE, MOD_ATTN_OUT, MOD_INTERMEDIATE, MOD_OUTPUT, MOD_COUNT
-} aflo_module;
-
+/* One adapted linear layer of a family's block (family.h): the family's
+ * module table lists them in forward order. */
 typedef struct {
-    const char *path;       /* HF path inside a layer: "attention.self.query" */
-    const char *target;     /* name in target_modules: "query", "attention.output.dense", ... */
-    const char *short_name; /* for display: "query", "attn_out", "intermediate", "output" */
-    bool ffn;               /* an FFN layer (trains its projections under PROJ_FFN) */
+    const char *path;       /* HF path inside a block: "attention.self.query" */
+    const char *target;     /* name in target_modules and PEFT: "query", "output.dense", ... */
+    const char *label;      /* short display name (heatmap rows): "attention output" */
+    bool ffn;               /* a feed-forward layer (trains its projections under PROJ_FFN) */
 } aflo_module_info;
-extern const aflo_module_info module_info[MOD_COUNT];
 
-#define ALL_MODULES ((1u << MOD_COUNT) - 1u)
+/* aflo_adapter_config.targets selecting every module of the model's
+ * family, whichever it is (model_create keeps the family's bits). */
+#define ALL_MODULES (~0u)
 
 typedef struct {
     aflo_method method;
     int rank;               /* r; ignored for METHOD_FULL */
     float alpha;            /* LoRA scaling numerator (scale = alpha / r) */
-    unsigned targets;       /* bit m set: module m of every layer is adapted */
+    unsigned targets;       /* bit m set: module m of the family's table is adapted in every
+                               block */
     aflo_projections projections;
 } aflo_adapter_config;
 
@@ -76,8 +86,9 @@ typedef struct {
     aflo_param_group group;
     aflo_param_role role;
     bool trainable;         /* receives gradients now (false once frozen) */
-    int layer;              /* encoder layer, -1 outside the blocks */
-    int module;             /* aflo_module, -1 when not part of a linear layer */
+    int layer;              /* block (encoder layer), -1 outside the blocks */
+    int module;             /* index into the family's module table, -1 when not part of an
+                               adapted linear layer */
 } aflo_param;
 
 /* One batch, row-major [batch x seq]; seq is the batch's own padded length. */
@@ -91,10 +102,13 @@ typedef struct {
 } aflo_batch;
 
 typedef struct aflo_model aflo_model;
+typedef struct aflo_family aflo_family;
 
 /* Build a model from a config with seeded random base weights (normal,
- * std 0.02, LayerNorm 1/0, biases 0 — BERT's initializer) and the adapter
- * initialisation of the chosen method. Returns NULL with a message on error. */
+ * std 0.02, LayerNorm 1/0, biases 0 — the initializer of BERT and of most
+ * transformers models) and the adapter initialisation of the chosen method.
+ * The family is the one whose model types include c->model_type; none is an
+ * error. Returns NULL with a message on error. */
 aflo_model *model_create(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                          int num_labels, uint64_t seed, char *err, size_t errlen);
 /* Same, but with init_base false the base weights stay zero (the caller
@@ -106,6 +120,10 @@ aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac,
 void model_free(aflo_model *m);
 
 const aflo_config *model_config(const aflo_model *m);
+const aflo_family *model_family(const aflo_model *m);
+/* The family's adapted linear layers (family.h): module i of every block. */
+int model_module_count(const aflo_model *m);
+const aflo_module_info *model_module(const aflo_model *m, int i);
 const aflo_adapter_config *model_adapter_config(const aflo_model *m);
 aflo_task model_task(const aflo_model *m);
 int model_num_labels(const aflo_model *m);
@@ -113,8 +131,16 @@ int model_num_labels(const aflo_model *m);
 /* The tensor table. */
 int model_param_count(const aflo_model *m);
 aflo_param *model_param(aflo_model *m, int i);
-/* By HF name; a leading "bert." or "roberta." is ignored. NULL if absent. */
+/* By HF name; a leading model prefix of the family's checkpoints ("bert.",
+ * "roberta.") is ignored. NULL if absent. */
 aflo_param *model_find_param(aflo_model *m, const char *name);
+/* The tensor's name in a transformers checkpoint of the model's type, as a
+ * task class (BertForSequenceClassification, RobertaFor...) names it: the
+ * base model's attribute + the engine name ("bert.encoder.layer.0..."), and
+ * the task head under the names the family gives it ("classifier.weight";
+ * RoBERTa: "classifier.dense.weight", "classifier.out_proj.weight").
+ * -1 when it does not fit cap. */
+int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap);
 /* Copy n floats into the named tensor; error if absent or n != size. */
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n,
                      char *err, size_t errlen);
@@ -151,5 +177,12 @@ aflo_flops *model_flops(aflo_model *m);
 /* Bytes in each arena: base weights, adapters+head, gradients, activations. */
 typedef struct { size_t base, trainable, grads, activations; } aflo_memory;
 aflo_memory model_memory(const aflo_model *m);
+/* What model_create + model_reserve(batch, seq) would hold, from the family's
+ * tensor declarations and activation layout, without allocating the arenas:
+ * for sizing a job before it runs. 0, or -1 with a message (the config or
+ * settings model_create would refuse). */
+int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                          int num_labels, int batch, int seq, aflo_memory *out, char *err,
+                          size_t errlen);
 
 #endif

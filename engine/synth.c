@@ -222,7 +222,7 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
         if (p->group != PGROUP_BASE) continue;
         int64_t shape[2] = {p->shape[0], p->shape[1]};
         char name[128];
-        snprintf(name, sizeof name, "bert.%s", p->name);
+        model_hf_name(m, p, name, sizeof name);   /* "bert." + the engine's name */
         if (st_writer_add(w, name, shape, (size_t)p->ndim, p->data, err, errlen) != 0) goto done;
     }
     if (st_writer_set_metadata(w, "format", "pt", err, errlen) != 0) goto done;

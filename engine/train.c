@@ -271,8 +271,8 @@ static void apply_freezes(aflo_trainer *t, long step, int count, const aflo_prog
         model_freeze_param(t->m, p);
         if (t->fp_index[i] >= 0) adam_state_free(&t->adam[t->fp_index[i]]);
         if (pr && pr->on_freeze) {
-            aflo_freeze_event ev = {.step = step, .layer = p->layer,
-                                    .module = (aflo_module)p->module,
+            aflo_freeze_event ev = {.step = step, .layer = p->layer, .module = p->module,
+                                    .module_name = model_module(t->m, p->module)->target,
                                     .matrix = p->role == PROLE_A ? 'A' : 'B', .name = p->name,
                                     .score = score};
             pr->on_freeze(pr->ctx, &ev);

@@ -80,7 +80,8 @@ typedef struct {
 typedef struct {
     long step;
     int layer;
-    aflo_module module;
+    int module;                  /* index into the model's module table (model_module) */
+    const char *module_name;     /* that module's target_modules name: "intermediate.dense" */
     char matrix;                 /* 'A' or 'B' */
     const char *name;            /* tensor name */
     double score;                /* s(P) when frozen */

@@ -1402,6 +1402,17 @@ static void test_freezing(void **state)
             inter_i = i;
     }
     assert_true(out_i >= 0 && inter_i >= 0);
+    /* the rows described by the model's family, one per column */
+    assert_string_equal(json_str(r.json, "family"), "bert");
+    const cJSON *infos = cJSON_GetObjectItem(r.json, "module_info");
+    assert_int_equal(cJSON_GetArraySize(infos), n_mods);
+    for (int i = 0; i < n_mods; i++) {
+        const cJSON *mi = cJSON_GetArrayItem(infos, i);
+        assert_string_equal(json_str(mi, "name"), cJSON_GetArrayItem(mods, i)->valuestring);
+        assert_true(cJSON_IsBool(cJSON_GetObjectItem(mi, "ffn")));
+        assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(mi, "ffn")), i == out_i || i == inter_i);
+    }
+    assert_string_equal(json_str(cJSON_GetArrayItem(infos, out_i), "label"), "output");
     const cJSON *fa = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "frozen_at"), "A");
     const cJSON *fb = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "frozen_at"), "B");
     assert_int_equal(cJSON_GetArraySize(fa), 12);

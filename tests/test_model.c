@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bert.h"
 #include "gemm.h"
 #include "model.h"
 #include "testutil.h"
@@ -226,7 +227,7 @@ static void test_ffn_projections_default(void **s) {
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         if (p->role != PROLE_A && p->role != PROLE_B) continue;
-        bool ffn = p->module == MOD_INTERMEDIATE || p->module == MOD_OUTPUT;
+        bool ffn = p->module == BERT_INTERMEDIATE || p->module == BERT_OUTPUT;
         assert_int_equal(p->trainable, ffn);
         trainable_proj += p->trainable;
     }

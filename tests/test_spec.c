@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bert.h"
 #include "spec.h"
 
 /* JSON written with ' for " so the cases stay readable. Returns a static
@@ -217,7 +218,7 @@ static void test_method_defaults(void **state) {
 
     parse_ok(J("{'model':'demo','method':'elora'}"), &s);
     assert_int_equal(s.rank, 1024);
-    spec_to_adapter_config(&s, &ac);
+    assert_int_equal(spec_to_adapter_config(&s, &bert_family, &ac, NULL, 0), 0);
     assert_int_equal(ac.method, METHOD_ELORA);
     assert_int_equal(ac.rank, 1024);
     assert_int_equal(ac.targets, 0x3F);
@@ -230,7 +231,7 @@ static void test_method_defaults(void **state) {
     parse_ok(J("{'model':'demo','method':'lora'}"), &s);
     assert_int_equal(s.rank, 8);
     assert_true(s.alpha == 16.0);
-    spec_to_adapter_config(&s, &ac);
+    assert_int_equal(spec_to_adapter_config(&s, &bert_family, &ac, NULL, 0), 0);
     assert_true(ac.alpha == 16.0f);
     cJSON *j = spec_to_json(&s);
     assert_true(cJSON_GetObjectItemCaseSensitive(j, "alpha")->valuedouble == 16.0);
@@ -258,11 +259,49 @@ static void test_method_defaults(void **state) {
     parse_ok(J("{'model':'demo','target_modules':['value','query','output.dense'],"
                "'trainable_projections':'all'}"),
              &s);
-    spec_to_adapter_config(&s, &ac);
+    assert_int_equal(spec_to_adapter_config(&s, &bert_family, &ac, NULL, 0), 0);
     /* query bit 0, value bit 2, output.dense bit 5: 1 + 4 + 32. */
     assert_int_equal(ac.targets, 37);
     assert_int_equal(ac.projections, PROJ_ALL);
     spec_free(&s);
+}
+
+/* target_modules are checked against every family's names at parse time
+ * and against the model's family at job start: a family without "query"
+ * (a stand-in with two modules, as a decoder family would have) refuses it
+ * by name, and the default selects all of its own modules. */
+static void test_target_modules_bind_to_the_family(void **state) {
+    (void)state;
+    static const aflo_module_info mods[] = {
+        {"self_attn.q_proj", "q_proj", "q", false}, {"mlp.up_proj", "up_proj", "up", true}};
+    aflo_family other = bert_family;
+    other.description = "stand-in decoder";
+    other.modules = mods;
+    other.n_modules = 2;
+    aflo_job_spec s;
+    aflo_adapter_config ac;
+    char err[256];
+
+    parse_ok(J("{'model':'demo'}"), &s);
+    assert_int_equal(spec_to_adapter_config(&s, &other, &ac, err, sizeof err), 0);
+    assert_int_equal(ac.targets, 3);
+    assert_int_equal(spec_to_adapter_config(&s, &bert_family, &ac, err, sizeof err), 0);
+    assert_int_equal(ac.targets, 0x3F);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','target_modules':['query','value']}"), &s);
+    assert_int_equal(spec_to_adapter_config(&s, &other, &ac, err, sizeof err), -1);
+    assert_string_equal(err, "target_modules: \"query\" is not a module of this model (a stand-in "
+                             "decoder); use q_proj or up_proj");
+    spec_free(&s);
+
+    /* the parser's message lists every family's names */
+    aflo_spec_error e;
+    const char *bad = J("{'model':'demo','target_modules':['qkv']}");
+    assert_int_equal(spec_parse(bad, strlen(bad), &s, &e), -1);
+    assert_non_null(strstr(e.message, "\"qkv\" is not a module; use query, key, value, "
+                                      "attention.output.dense, intermediate.dense or "
+                                      "output.dense"));
 }
 
 static void test_freeze_defaults_scale_with_epochs(void **state) {
@@ -1134,6 +1173,7 @@ int main(void) {
         cmocka_unit_test(test_minimal_demo_gets_every_default),
         cmocka_unit_test(test_quickstart),
         cmocka_unit_test(test_method_defaults),
+        cmocka_unit_test(test_target_modules_bind_to_the_family),
         cmocka_unit_test(test_freeze_defaults_scale_with_epochs),
         cmocka_unit_test(test_freeze_phases_must_fit),
         cmocka_unit_test(test_each_field_rejected_with_its_path),

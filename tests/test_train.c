@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bert.h"
 #include "freeze.h"
 #include "gemm.h"
 #include "synth.h"
@@ -157,7 +158,8 @@ static void test_long_aflora_learns_and_freezes(void **st) {
         assert_non_null(p);
         assert_false(p->trainable);
         assert_int_equal(trainer_frozen_step(s.t, p), t);
-        assert_true(r->ev[i].module == MOD_INTERMEDIATE || r->ev[i].module == MOD_OUTPUT);
+        assert_true(r->ev[i].module == BERT_INTERMEDIATE || r->ev[i].module == BERT_OUTPUT);
+        assert_string_equal(r->ev[i].module_name, model_module(s.m, r->ev[i].module)->target);
     }
     /* trainable parameters shrink; the time average lies between */
     assert_true(r->trainable_last < r->trainable_first);

@@ -12,7 +12,9 @@
 // API's {"error": {"code", "message", "field"}} fields.
 
 /** The adapted modules of a BERT block in the paper's Figure-5 order, with
- *  the engine's event names (what `freeze` events and the spec use). */
+ *  the engine's event names (what `freeze` events and the spec use): the
+ *  new-job form's choices. The job page's heatmap rows come from the daemon
+ *  instead (GET /jobs/{id}/freezing module_info: the model family's table). */
 export const MODULES = [
   { name: 'query', label: 'query' },
   { name: 'key', label: 'key' },
@@ -21,7 +23,6 @@ export const MODULES = [
   { name: 'intermediate.dense', label: 'intermediate' },
   { name: 'output.dense', label: 'output' },
 ];
-export const FFN_MODULES = ['intermediate.dense', 'output.dense'];
 export const MATRICES = ['A', 'B'];
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 export const STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -102,13 +103,15 @@ export function toMs(t) {
   return null;
 }
 
-/** Engine or PEFT spellings of a module -> the event name used in MODULES. */
+/** Engine or PEFT spellings of a BERT module -> its target_modules name, the
+ *  one freeze events and the spec use. Other families' names (q_proj, ...)
+ *  pass through: they are their own target names. */
 export function normalizeModule(m) {
   if (typeof m !== 'string') return null;
   const aliases = {
-    'attention.self.query': 'query', q: 'query', q_proj: 'query',
-    'attention.self.key': 'key', k: 'key', k_proj: 'key',
-    'attention.self.value': 'value', v: 'value', v_proj: 'value',
+    'attention.self.query': 'query', q: 'query',
+    'attention.self.key': 'key', k: 'key',
+    'attention.self.value': 'value', v: 'value',
     attn_out: 'attention.output.dense', 'attention.output': 'attention.output.dense',
     intermediate: 'intermediate.dense', output: 'output.dense',
   };
@@ -247,7 +250,8 @@ function stepValue(v) {
 /**
  * The daemon's layout (api/openapi.json, schema Freezing):
  *  {layers: N, modules: ["query", ...], frozen_at: {A: [[step|null per module] per layer], B},
- *   scores: {A, B} (same shape), schedule: [{step, r}], total_steps, method, ...}
+ *   scores: {A, B} (same shape), schedule: [{step, r}], total_steps, method,
+ *   module_info: [{name, label, ffn} per module, from the model's family], ...}
  * Also accepted (the mock server's and earlier drafts'):
  *  {layers: [{layer: 0, modules: {query: {A: 12, B: null}, ...}}, ...]}
  *  {layers: [{query: {A, B}, ...}, ...]}                  (array index = layer)
@@ -255,7 +259,7 @@ function stepValue(v) {
  *  {modules: {query: [{A, B} per layer]}}
  * plus schedule: [{step, r}] | [[step, r]] and optional phase bounds.
  * Returns {layers, cells: Map(cellKey -> step|null), schedule, initialSteps,
- *          finalStart, totalSteps}.
+ *          finalStart, totalSteps, moduleInfo: heatmap rows [{name, label, ffn}] or null}.
  */
 export function normalizeFreezing(raw) {
   const cells = new Map();
@@ -328,6 +332,7 @@ export function normalizeFreezing(raw) {
     cells,
     scores,
     modules: Array.isArray(raw.modules) ? raw.modules.map(normalizeModule) : null,
+    moduleInfo: normalizeModuleInfo(raw.module_info),
     schedule,
     initialSteps: num(pick(sched.initial_warmup_steps, sched.t_i, raw.initial_warmup_steps)),
     finalStart: num(pick(sched.final_start_step, raw.final_start_step)),
@@ -336,21 +341,36 @@ export function normalizeFreezing(raw) {
   };
 }
 
-/** Whether a matrix starts trainable, from the job spec (aflora.md §2). */
-export function startsTrainable(spec, module) {
+/** The freezing response's module_info -> heatmap rows [{name, label, ffn}]
+ *  (ffn null when the daemon does not know), or null when absent. */
+function normalizeModuleInfo(info) {
+  if (!Array.isArray(info)) return null;
+  const rows = info.filter((m) => m && typeof m.name === 'string').map((m) => ({
+    name: normalizeModule(m.name),
+    label: typeof m.label === 'string' && m.label ? m.label : m.name,
+    ffn: typeof m.ffn === 'boolean' ? m.ffn : null,
+  }));
+  return rows.length ? rows : null;
+}
+
+/** Whether a heatmap row's A and B start trainable, from the job spec
+ *  (aflora.md §2) and the row's ffn flag (null, unknown: counted trainable). */
+export function startsTrainable(spec, row) {
   const method = spec.method || 'aflora';
   if (method === 'lora' || method === 'full') return true;
   if (method === 'elora') return false;
   const proj = spec.trainable_projections || 'ffn';
   if (proj === 'all') return true;
   if (proj === 'none') return false;
-  return FFN_MODULES.includes(module);
+  return row.ffn !== false;
 }
 
-/** Modules that carry an adapter in this job (spec.target_modules or all). */
+/** Heatmap rows until GET /jobs/{id}/freezing answers with the family's
+ *  (module_info): the spec's target_modules (its normalised form lists them
+ *  all), named as they are. */
 export function targetModules(spec) {
-  const t = Array.isArray(spec.target_modules) ? spec.target_modules.map(normalizeModule) : null;
-  return MODULES.filter((m) => !t || t.includes(m.name));
+  const t = Array.isArray(spec.target_modules) ? spec.target_modules : [];
+  return t.map((name) => ({ name: normalizeModule(name), label: name, ffn: null }));
 }
 
 // ---- the calls -----------------------------------------------------------------

@@ -72,9 +72,9 @@ export class FreezeHeatmap {
     this.el.append(this.summary, this.tableHost, this.tip, this.legend);
   }
 
-  /** layers: count; modules: [{name, label}]; isInitiallyTrainable(module) -> bool. */
+  /** layers: count; modules: [{name, label, ffn}]; isInitiallyTrainable(module) -> bool. */
   configure({ layers, modules, isInitiallyTrainable, totalSteps, domain }) {
-    const key = JSON.stringify([layers, modules.map((m) => m.name)]);
+    const key = JSON.stringify([layers, modules.map((m) => [m.name, m.label, m.ffn])]);
     if (key === this.layoutKey) {
       if (totalSteps) this.setTotalSteps(totalSteps);
       if (domain) this.setDomain(domain);

@@ -241,10 +241,14 @@ export function renderJobDetail(root, id) {
     }[method] || '';
     const layers = layerCount();
     if (!layers) { heatNote.textContent += ' Waiting for the model\'s layer count…'; return; }
+    // Rows: the model family's modules as the freezing data describes them,
+    // the spec's names until it has answered.
+    const rows = (freezing && freezing.moduleInfo) || targetModules(job.spec);
+    const byName = new Map(rows.map((r) => [r.name, r]));
     heatmap.configure({
       layers,
-      modules: targetModules(job.spec),
-      isInitiallyTrainable: (mod) => startsTrainable(job.spec, mod),
+      modules: rows,
+      isInitiallyTrainable: (mod) => startsTrainable(job.spec, byName.get(mod) || { ffn: null }),
       totalSteps: job.totalSteps || lastStepInfo.totalSteps,
       domain: heatDomain(),
     });

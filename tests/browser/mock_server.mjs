@@ -29,6 +29,8 @@ const DROP_SSE_EVERY = Number(arg('drop-sse-every', 0));
 
 const MODULES = ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
 const FFN = ['intermediate.dense', 'output.dense'];
+// The BERT family's row labels, as GET /jobs/{id}/freezing sends them in module_info.
+const LABELS = { 'attention.output.dense': 'attention output', 'intermediate.dense': 'intermediate', 'output.dense': 'output' };
 const MODELS = [
   { name: 'demo', architecture: 'bert', layers: 2, hidden_size: 32, parameters: 106_434, steps_per_epoch: 63 },
   { name: 'mini-bert', architecture: 'bert', layers: 4, hidden_size: 256, parameters: 11_170_560, steps_per_epoch: 40 },
@@ -229,7 +231,8 @@ function freezingJson(j) {
     }
     layers.push({ layer: l, modules });
   }
-  const out = { layers };
+  const mods = j.spec.target_modules || MODULES;
+  const out = { layers, family: 'bert', module_info: mods.map((m) => ({ name: m, label: LABELS[m] || m, ffn: FFN.includes(m) })) };
   if (j.spec.method === 'aflora') {
     const ti = Math.floor(j.spec.freeze.initial_warmup_epochs * spe);
     const tf = Math.floor(j.spec.freeze.final_warmup_epochs * spe);
