@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "family.h"
 #include "fsutil.h"
 #include "hfmodel.h"
 #include "job.h"
@@ -59,23 +60,34 @@ static int labels_from_json(predictor *p, const char *json, char *err, size_t er
     return -1;
 }
 
-/* Rows of the classifier in a PEFT folder's weights: its label count. */
-static int peft_num_labels(const char *dir, char *err, size_t errlen) {
-    char path[4096];
+/* Whether a PEFT key names this checkpoint tensor: the key is the name, or
+ * ends with "." + name (after PEFT's root). */
+static bool key_names(const char *key, const char *name) {
+    size_t len = strlen(key), n = strlen(name);
+    return len >= n && (len == n || key[len - n - 1] == '.') && strcmp(key + len - n, name) == 0;
+}
+
+/* Rows of the head's output layer in a PEFT folder's weights: its label
+ * count. The layer is the model family's (family_head_output), under the
+ * checkpoint name of any of its variants (BERT "classifier.weight", RoBERTa
+ * "classifier.out_proj.weight"); a folder keyed for a sibling variant is
+ * refused by the import, with its reasons. */
+static int peft_num_labels(const char *dir, const aflo_family *fam, char *err, size_t errlen) {
+    const char *output = family_head_output(fam);
+    char engine[128], hf[128], path[4096];
+    if (!output || (size_t)snprintf(engine, sizeof engine, "%s.weight", output) >= sizeof engine) {
+        snprintf(err, errlen, "%s: the %s family has no classification head", dir, fam->name);
+        return -1;
+    }
     if (path_join(path, sizeof path, dir, PEFT_WEIGHTS_FILE, err, errlen) != 0) return -1;
     st_file *f = st_open(path, err, errlen);
     if (!f) return -1;
     int n = -1;
-    for (size_t i = 0; i < st_count(f); i++) {
-        const char *name = st_name(f, i);
-        size_t len = strlen(name);
-        static const char *const suffixes[] = {"classifier.weight", "classifier.out_proj.weight"};
-        for (size_t k = 0; k < 2; k++) {
-            size_t sl = strlen(suffixes[k]);
-            if (len >= sl && strcmp(name + len - sl, suffixes[k]) == 0 && st_ndim(f, i) == 2)
+    for (size_t i = 0; i < st_count(f); i++)
+        for (int v = 0; v < fam->n_variants && st_ndim(f, i) == 2; v++)
+            if (family_hf_name(&fam->variants[v], engine, true, hf, sizeof hf) == 0 &&
+                key_names(st_name(f, i), hf))
                 n = (int)st_shape(f, i)[0];
-        }
-    }
     st_close(f);
     if (n < 1) snprintf(err, errlen, "%s: no classifier weights in the PEFT folder", dir);
     return n;
@@ -86,12 +98,12 @@ static bool is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int load_peft(predictor *p, const char *model_dir, const char *adapter, char *err,
-                     size_t errlen) {
+static int load_peft(predictor *p, const aflo_family *fam, const char *model_dir,
+                     const char *adapter, char *err, size_t errlen) {
     aflo_adapter_config ac;
     if (adapter_peft_read_config(adapter, &ac, NULL, 0, err, errlen) != 0) return -1;
     if (adapter_read_inputs_file(adapter, &p->inputs, err, errlen) != 0) return -1;
-    p->num_labels = peft_num_labels(adapter, err, errlen);
+    p->num_labels = peft_num_labels(adapter, fam, err, errlen);
     if (p->num_labels < 1) return -1;
     aflo_task task = p->num_labels == 1 ? TASK_REGRESSION : TASK_CLASSIFICATION;
     p->m = hfmodel_load(model_dir, &ac, task, p->num_labels, 0, NULL, err, errlen);
@@ -163,11 +175,13 @@ static int predictor_load(predictor *p, const char *models, const char *model,
     if (!p->tok) return -1;
     aflo_config c;
     if (hfmodel_read_config(model_dir, &c, err, errlen) != 0) return -1;
-    p->max_len = c.max_position_embeddings - (c.roberta_positions ? c.pad_token_id + 1 : 0);
+    const aflo_family *fam = family_for_config(c.model_type, NULL, NULL, err, errlen);
+    if (!fam) return -1;
+    p->max_len = family_max_tokens(&c);
     if (!adapter) return load_finetuned_folder(p, model, model_dir, err, errlen);
     if (!is_dir(adapter)) return load_native(p, model_dir, adapter, err, errlen);
     if (path_join(path, sizeof path, adapter, PEFT_CONFIG_FILE, err, errlen) != 0) return -1;
-    if (file_exists(path)) return load_peft(p, model_dir, adapter, err, errlen);
+    if (file_exists(path)) return load_peft(p, fam, model_dir, adapter, err, errlen);
     /* the adapter/ folder `aflorad run` prints */
     if (path_join(path, sizeof path, adapter, "adapter.safetensors", err, errlen) != 0) return -1;
     if (file_exists(path)) return load_native(p, model_dir, path, err, errlen);

@@ -598,6 +598,12 @@ static void bert_config_finish(aflo_config *c, const aflo_family_variant *v) {
     c->roberta_positions = (v->flags & BERT_ROBERTA_POSITIONS) != 0;
 }
 
+/* RoBERTa's positions run pad_token_id + 1 .. pad_token_id + length (see
+ * load_batch), BERT's 0 .. length - 1. */
+static int bert_max_tokens(const aflo_config *c) {
+    return c->max_position_embeddings - (c->roberta_positions ? c->pad_token_id + 1 : 0);
+}
+
 
 /* BertForSequenceClassification keeps the pooler inside the model
  * (bert.pooler.dense) and the classifier beside it (classifier). */
@@ -649,6 +655,7 @@ const aflo_family bert_family = {
     .head_layers = bert_head_layers,
     .tasks = (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION),
     .config_finish = bert_config_finish,
+    .max_tokens = bert_max_tokens,
     .max_params = bert_max_params,
     .build = bert_build,
     .destroy = bert_destroy,

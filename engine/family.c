@@ -78,6 +78,30 @@ const aflo_family *family_for_config(const char *model_type, const char *archite
     return NULL;
 }
 
+int family_max_tokens(const aflo_config *c) {
+    const aflo_family *f = family_for_model_type(c->model_type, NULL);
+    return f && f->max_tokens ? f->max_tokens(c) : c->max_position_embeddings;
+}
+
+int family_hf_name(const aflo_family_variant *v, const char *name, bool head, char *buf,
+                   size_t cap) {
+    const char *prefix = v->hf_prefix;
+    for (const aflo_name_map *h = v->head_names; head && h && h->engine; h++)
+        if (strncmp(name, h->engine, strlen(h->engine)) == 0) {
+            prefix = h->hf;
+            name += strlen(h->engine);
+            break;
+        }
+    int n = snprintf(buf, cap, "%s%s", prefix, name);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+const char *family_head_output(const aflo_family *f) {
+    const char *last = NULL;
+    for (const char *const *h = f->head_layers; h && *h; h++) last = *h;
+    return last;
+}
+
 int family_module_index(const aflo_family *f, const char *target) {
     for (int i = 0; f && target && i < f->n_modules; i++)
         if (strcmp(f->modules[i].target, target) == 0) return i;

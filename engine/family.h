@@ -36,6 +36,7 @@
  *                classifier), which a checkpoint may or may not carry.
  *   tasks        the heads it has, bit (1u << aflo_task).
  *   functions    config_finish (config fields that follow from the variant),
+ *                max_tokens (the longest sequence its positions reach),
  *                max_params + build (declare every tensor with
  *                model_add_param, in table order, and set up the family's
  *                own state in m->impl), layout (the activation arena: count
@@ -118,6 +119,10 @@ struct aflo_family {
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */
     void (*config_finish)(aflo_config *c, const aflo_family_variant *v);
+    /* The longest token sequence (special tokens included) a model of this
+     * config takes: what its position embeddings reach. May be NULL:
+     * max_position_embeddings. */
+    int (*max_tokens)(const aflo_config *c);
     /* Upper bound of the tensors build declares for this config. */
     int (*max_params)(const aflo_config *c);
     /* Declare every tensor (model_add_param) and allocate m->impl. Tensor
@@ -156,6 +161,21 @@ const aflo_family *family_for_config(const char *model_type, const char *archite
 /* Human-readable list of what is supported: "BertForSequenceClassification
  * (bert), RobertaForSequenceClassification (roberta), ...". */
 void family_supported_text(char *buf, size_t cap);
+
+/* c's family's max_tokens (config fields filled by config_from_json);
+ * max_position_embeddings when the family has none or none reads c. */
+int family_max_tokens(const aflo_config *c);
+
+/* The checkpoint name of an engine tensor under variant v, as its task class
+ * names it: v's hf_prefix + name, or for a task-head tensor (head) whose
+ * name starts with an entry of v->head_names, that entry's hf + the rest
+ * (RoBERTa: "classifier.weight" -> "classifier.out_proj.weight"). 0, or -1
+ * when it does not fit cap. model_hf_name() is this for a model's tensor. */
+int family_hf_name(const aflo_family_variant *v, const char *name, bool head, char *buf,
+                   size_t cap);
+/* The task head's output layer (the last of head_layers: BERT "classifier"),
+ * NULL when the family declares no head layers. */
+const char *family_head_output(const aflo_family *f);
 
 /* The family's module by target_modules name, -1 when it has none. */
 int family_module_index(const aflo_family *f, const char *target);

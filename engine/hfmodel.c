@@ -715,9 +715,8 @@ int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen)
     info->max_position_embeddings = c.max_position_embeddings;
     /* the rows of the head's output layer: a sequence-classification head */
     char output[96] = "";
-    int nhead = 0;
-    while (fam->head_layers && fam->head_layers[nhead]) nhead++;
-    if (nhead) snprintf(output, sizeof output, "%s.weight", fam->head_layers[nhead - 1]);
+    const char *head = family_head_output(fam);
+    if (head) snprintf(output, sizeof output, "%s.weight", head);
 
     weight_set w;
     if (weights_open(&w, dir, err, errlen)) return -1;

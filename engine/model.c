@@ -266,16 +266,7 @@ aflo_param *model_find_param(aflo_model *m, const char *name) {
 }
 
 int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap) {
-    const char *prefix = m->variant->hf_prefix, *name = p->name;
-    for (const aflo_name_map *h = m->variant->head_names; p->group == PGROUP_HEAD && h && h->engine;
-         h++)
-        if (strncmp(name, h->engine, strlen(h->engine)) == 0) {
-            prefix = h->hf;
-            name += strlen(h->engine);
-            break;
-        }
-    int n = snprintf(buf, cap, "%s%s", prefix, name);
-    return n < 0 || (size_t)n >= cap ? -1 : 0;
+    return family_hf_name(m->variant, p->name, p->group == PGROUP_HEAD, buf, cap);
 }
 
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n, char *err,

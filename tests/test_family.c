@@ -197,6 +197,36 @@ static void test_checkpoint_names(void **state) {
     model_free(m);
 }
 
+/* What predict asks a family without a model: the head's output layer and
+ * its checkpoint name under each variant, and the longest sequence a
+ * config's positions reach (RoBERTa's start after pad_token_id). */
+static void test_head_output_and_max_tokens(void **state) {
+    (void)state;
+    assert_string_equal(family_head_output(&bert_family), "classifier");
+    const aflo_family_variant *bert = NULL, *roberta = NULL;
+    family_for_model_type("bert", &bert);
+    family_for_model_type("xlm-roberta", &roberta);
+    char buf[64];
+    assert_int_equal(family_hf_name(bert, "classifier.weight", true, buf, sizeof buf), 0);
+    assert_string_equal(buf, "classifier.weight");
+    assert_int_equal(family_hf_name(roberta, "classifier.weight", true, buf, sizeof buf), 0);
+    assert_string_equal(buf, "classifier.out_proj.weight");
+    assert_int_equal(family_hf_name(roberta, "pooler.dense.bias", true, buf, sizeof buf), 0);
+    assert_string_equal(buf, "classifier.dense.bias");
+    /* not a head tensor: the prefix, whatever its name */
+    assert_int_equal(family_hf_name(roberta, "classifier.weight", false, buf, sizeof buf), 0);
+    assert_string_equal(buf, "roberta.classifier.weight");
+    assert_int_equal(family_hf_name(roberta, "classifier.weight", true, buf, 8), -1);
+
+    aflo_config c;
+    tiny_config(&c, false);
+    assert_int_equal(family_max_tokens(&c), c.max_position_embeddings);
+    tiny_config(&c, true);   /* pad 1: positions 2 .. 16 */
+    assert_int_equal(family_max_tokens(&c), c.max_position_embeddings - 2);
+    strcpy(c.model_type, "electra");   /* no family: the positions themselves */
+    assert_int_equal(family_max_tokens(&c), c.max_position_embeddings);
+}
+
 /* The estimate is what a created model holds once reserved, without its
  * arenas: the same declarations and the same activation layout. */
 static void test_memory_estimate(void **state) {
@@ -243,6 +273,7 @@ int main(void) {
         cmocka_unit_test(test_target_names),
         cmocka_unit_test(test_module_table_of_a_model),
         cmocka_unit_test(test_checkpoint_names),
+        cmocka_unit_test(test_head_output_and_max_tokens),
         cmocka_unit_test(test_memory_estimate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

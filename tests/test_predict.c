@@ -25,6 +25,7 @@
 #include "hfmodel.h"
 #include "job.h"
 #include "predict.h"
+#include "safetensors.h"
 #include "testutil.h"
 
 #define JOBS 3
@@ -303,6 +304,94 @@ static void test_label_names_agree_across_forms(void **state) {
     assert_non_null(strstr(errbuf, "names 2 classes, but the adapter's classifier has 3"));
 }
 
+/* The whole of a small file, NUL-terminated (malloc'd). */
+static char *slurp(const char *path) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    char *buf = calloc(1, 1 << 16);
+    size_t n = buf ? fread(buf, 1, (1 << 16) - 1, fp) : 0;
+    fclose(fp);
+    if (buf && n == 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* A RoBERTa model (the demo's weights and tokenizer under model_type
+ * "roberta"): the PEFT folder's head is classifier.dense/out_proj, which
+ * predict finds through the family; method full's folder too; and a text
+ * longer than the positions reach is cut to what RoBERTa's numbering
+ * (from pad_token_id + 1) leaves, not to max_position_embeddings. */
+static void test_roberta_model(void **state) {
+    char models[600], demo[700], rob[700], peft[700], full[700], cmd[2000], path[800];
+    path_in(models, sizeof models, state, "models");
+    if (job_ensure_demo(models, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    snprintf(demo, sizeof demo, "%s/demo", models);
+    snprintf(rob, sizeof rob, "%s/demo-roberta", models);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", demo, rob);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/config.json", rob);
+    char *text = slurp(path);
+    assert_non_null(text);
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    assert_non_null(cfg);
+    cJSON_DeleteItemFromObject(cfg, "model_type");
+    cJSON_DeleteItemFromObject(cfg, "architectures");
+    cJSON_AddStringToObject(cfg, "model_type", "roberta");
+    char *out = cJSON_Print(cfg);
+    cJSON_Delete(cfg);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(out, fp);
+    assert_int_equal(fclose(fp), 0);
+    free(out);
+
+    path_in(peft, sizeof peft, state, "peft");
+    path_in(full, sizeof full, state, "model");
+    enum { L = 3 };
+    static const char *const labels[L] = {"a", "b", "c"};
+    adapter_export_info info = {.labels = labels};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
+                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config fc = {.method = METHOD_FULL};
+    aflo_model *m = hfmodel_load(rob, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
+    aflo_model *f = hfmodel_load(rob, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
+    if (!m || !f) fail_msg("%s", errbuf);
+    assert_string_equal(model_config(m)->model_type, "roberta");
+    make_class_win(m, 1);
+    make_class_win(f, 2);
+    if (adapter_export_peft(m, peft, &info, errbuf, sizeof errbuf) ||
+        adapter_export_hf_model(f, full, rob, &info, errbuf, sizeof errbuf))
+        fail_msg("%s", errbuf);
+    model_free(m);
+    model_free(f);
+    snprintf(path, sizeof path, "%s/%s", peft, PEFT_WEIGHTS_FILE);
+    st_file *st = st_open(path, errbuf, sizeof errbuf);
+    if (!st) fail_msg("%s", errbuf);
+    assert_true(st_find(st, "base_model.model.classifier.out_proj.weight") >= 0);
+    assert_true(st_find(st, "base_model.model.classifier.weight") < 0);
+    st_close(st);
+
+    predictor *pp = predictor_open(models, "demo-roberta", peft, errbuf, sizeof errbuf);
+    predictor *pf = pp ? predictor_open(models, full, NULL, errbuf, sizeof errbuf) : NULL;
+    if (!pf) fail_msg("%s", errbuf);
+    assert_string_equal(label_of(pp), "b");
+    assert_string_equal(label_of(pf), "c");
+    /* far more words than the 64 positions: cut to 63 tokens, and predicted */
+    char long_text[2000] = "";
+    for (int i = 0; i < 150; i++) strcat(long_text, "great ");
+    predict_status ps;
+    for (int k = 0; k < 2; k++) {
+        cJSON *o = predictor_run(k ? pf : pp, long_text, NULL, &ps, errbuf, sizeof errbuf);
+        if (!o) fail_msg("%s", errbuf);
+        cJSON_Delete(o);
+    }
+    predictor_free(pp);
+    predictor_free(pf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup, tmpdir_teardown),
@@ -311,6 +400,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_adapter_forms, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_label_names_agree_across_forms, tmpdir_setup,
                                         tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_roberta_model, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
