@@ -993,15 +993,22 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
         if ((p->role == PROLE_A || p->role == PROLE_B) && src[i] == -1)
             problem_add(&pr, "no %s tensor for %s", p->role == PROLE_A ? "lora_A" : "lora_B", p->name);
     }
-    aflo_param *head[4] = {model_find_param(m, "pooler.dense.weight"),
-                           model_find_param(m, "pooler.dense.bias"),
-                           model_find_param(m, "classifier.weight"),
-                           model_find_param(m, "classifier.bias")};
-    for (int h = 0; h < 4; h += 2) {
-        long a = src[head[h] - model_param(m, 0)], b = src[head[h + 1] - model_param(m, 0)];
+    /* each of the family's head layers (BERT: pooler.dense, classifier)
+     * comes whole or not at all; loaded: the hidden ones (the pooler) and
+     * the output layer (the classifier) */
+    bool hidden_loaded = true, output_loaded = false;
+    for (const char *const *h = model_family(m)->head_layers; h && *h; h++) {
+        char wname[96], bname[96];
+        snprintf(wname, sizeof wname, "%s.weight", *h);
+        snprintf(bname, sizeof bname, "%s.bias", *h);
+        aflo_param *pw = model_find_param(m, wname), *pb = model_find_param(m, bname);
+        if (!pw || !pb) continue;
+        long a = src[pw - model_param(m, 0)], b = src[pb - model_param(m, 0)];
         if ((a == -1) != (b == -1))
-            problem_add(&pr, "%s without %s", a == -1 ? head[h + 1]->name : head[h]->name,
-                        a == -1 ? head[h]->name : head[h + 1]->name);
+            problem_add(&pr, "%s without %s", a == -1 ? pb->name : pw->name,
+                        a == -1 ? pw->name : pb->name);
+        if (h[1]) hidden_loaded &= a >= 0 && b >= 0;
+        else output_loaded = a >= 0 && b >= 0;
     }
     if (pr.count) {
         problems_error(&pr, dir, "problem", "problems", err, errlen);
@@ -1021,8 +1028,8 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
             for (size_t j = 0; j < p->size; j++) p->data[j] = p->role == PROLE_SD ? scale : 1.0f;
         }
     }
-    rep->pooler_loaded = src[head[0] - model_param(m, 0)] >= 0;
-    rep->classifier_loaded = src[head[2] - model_param(m, 0)] >= 0;
+    rep->pooler_loaded = hidden_loaded;
+    rep->classifier_loaded = output_loaded;
     rc = 0;
 out:
     free(src);

@@ -147,7 +147,9 @@ int adapter_peft_read_labels(const char *dir, int num_labels, hf_head_info *head
                              size_t errlen);
 
 typedef struct {
-    bool pooler_loaded, classifier_loaded;   /* the folder carried them (modules_to_save) */
+    /* the folder carried them (modules_to_save): every head layer before
+     * the output layer (BERT's pooler), the output layer (the classifier) */
+    bool pooler_loaded, classifier_loaded;
 } adapter_import_report;
 
 /* Load a PEFT LoRA folder into m for inference: A <- lora_A, B <- lora_B.

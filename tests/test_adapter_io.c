@@ -440,6 +440,61 @@ static void test_peft_import_into_lora_and_aflora(void **state) {
     model_free(m);
 }
 
+/* dir's adapter_model.safetensors rewritten without the tensors named
+ * drop[0..n) (keys after PEFT's root). */
+static void peft_drop_tensors(const char *dir, const char *const *drop, int n) {
+    char path[700], tmp[720];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    st_file *f = st_open(path, errbuf, sizeof errbuf);
+    if (!f) fail_msg("%s", errbuf);
+    st_writer *w = st_writer_new();
+    assert_non_null(w);
+    for (size_t i = 0; i < st_count(f); i++) {
+        bool dropped = false;
+        for (int k = 0; k < n; k++)
+            dropped |= strcmp(st_name(f, i), drop[k]) == 0;
+        if (dropped) continue;
+        assert_int_equal(st_writer_add(w, st_name(f, i), st_shape(f, i), st_ndim(f, i),
+                                       st_f32_view(f, i), errbuf, sizeof errbuf),
+                         0);
+    }
+    if (st_writer_write(w, tmp, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    st_writer_free(w);
+    st_close(f);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* The head in a PEFT folder, layer by layer as the family declares it
+ * (RoBERTa's keys: classifier.dense, classifier.out_proj): a layer comes
+ * whole or not at all, and the report says which layers the folder had. */
+static void test_peft_import_head_layers(void **state) {
+    aflo_config c;
+    tiny_config(&c, true);
+    aflo_model *m = make_model(&c, METHOD_LORA, ALL_MODULES, RANK, RANK);
+    randomize(m, 9, true);
+    char dir[600];
+    path_in(dir, sizeof dir, state, "peft");
+    assert_int_equal(adapter_export_peft(m, dir, NULL, errbuf, sizeof errbuf), 0);
+    aflo_model *l = make_model(&c, METHOD_LORA, ALL_MODULES, RANK, RANK);
+    adapter_import_report rep;
+    assert_int_equal(adapter_import_peft(l, dir, &rep, errbuf, sizeof errbuf), 0);
+    assert_true(rep.pooler_loaded && rep.classifier_loaded);
+
+    static const char *const no_dense[] = {"base_model.model.classifier.dense.weight",
+                                           "base_model.model.classifier.dense.bias"};
+    peft_drop_tensors(dir, no_dense, 2);
+    assert_int_equal(adapter_import_peft(l, dir, &rep, errbuf, sizeof errbuf), 0);
+    assert_true(!rep.pooler_loaded && rep.classifier_loaded);
+
+    static const char *const half_out[] = {"base_model.model.classifier.out_proj.bias"};
+    peft_drop_tensors(dir, half_out, 1);
+    assert_int_equal(adapter_import_peft(l, dir, &rep, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, "classifier.weight without classifier.bias"));
+    model_free(l);
+    model_free(m);
+}
+
 static void test_peft_import_refuses_unknown_options(void **state) {
     aflo_config c;
     tiny_config(&c, false);
@@ -1156,6 +1211,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fold_lora_roberta_fractional_alpha, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_target_modules_forms, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_import_into_lora_and_aflora, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_head_layers, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_import_refuses_unknown_options, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_round_trip_aflora, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_round_trip_lora, tmpdir_setup, tmpdir_teardown),
