@@ -34,6 +34,7 @@
  * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
 #include "adapter_io.h"
 
+#include "adapter_internal.h"
 #include "atomicfile.h"
 #include "config.h"
 #include "errmsg.h"
@@ -59,196 +60,6 @@
 #define PEFT_ROOT "base_model.model."
 /* adapter_config.json is a page of text; anything much bigger is not one. */
 #define MAX_PEFT_CONFIG_BYTES ((size_t)1 << 20)
-#define MAX_KEY 256
-
-/* Shortest decimal that reads back (strtof) as exactly f. */
-static void format_float(char *buf, size_t cap, float f) {
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, cap, "%.*g", prec, (double)f);
-        if (strtof(buf, NULL) == f) return;
-    }
-}
-
-static bool shape_matches(const st_file *f, size_t i, const aflo_param *p) {
-    if (st_ndim(f, i) != (size_t)p->ndim) return false;
-    const int64_t *d = st_shape(f, i);
-    for (int k = 0; k < p->ndim; k++)
-        if (d[k] != p->shape[k]) return false;
-    return true;
-}
-
-static void shape_text(char *buf, size_t cap, const st_file *f, size_t i) {
-    buf[0] = '\0';
-    appendf(buf, cap, "[");
-    for (size_t k = 0; k < st_ndim(f, i); k++)
-        appendf(buf, cap, "%s%lld", k ? ", " : "", (long long)st_shape(f, i)[k]);
-    appendf(buf, cap, "]");
-}
-
-static void param_shape_text(char *buf, size_t cap, const aflo_param *p) {
-    buf[0] = '\0';
-    if (p->ndim == 2) snprintf(buf, cap, "[%d, %d]", p->shape[0], p->shape[1]);
-    else snprintf(buf, cap, "[%d]", p->shape[0]);
-}
-
-/* Check a file tensor against the model tensor it is to fill. */
-static bool check_tensor(problem_list *pr, const st_file *f, size_t i, const aflo_param *p) {
-    st_dtype t = st_dtype_of(f, i);
-    if (t != ST_F32 && t != ST_F16 && t != ST_BF16) {
-        problem_add(pr, "%s has dtype %s (F32, F16 or BF16 needed)", st_name(f, i), st_dtype_name(t));
-        return false;
-    }
-    if (!shape_matches(f, i, p)) {
-        char got[48], want[48];
-        shape_text(got, sizeof got, f, i);
-        param_shape_text(want, sizeof want, p);
-        problem_add(pr, "%s has shape %s, expected %s", st_name(f, i), got, want);
-        return false;
-    }
-    return true;
-}
-
-/* ---------------------------------------------------------------- inputs */
-
-/* aflorad.json is a few lines; anything much bigger is not one. */
-#define MAX_INPUTS_FILE_BYTES ((size_t)1 << 20)
-
-char *adapter_inputs_json(const adapter_inputs *in) {
-    if (!in || in->n_fields < 1 || in->n_fields > 2) return NULL;
-    char *buf = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) return NULL;
-    fputs("{\"text_fields\": [", f);
-    bool oom = false;
-    for (int i = 0; i < in->n_fields && !oom; i++) {
-        const adapter_text_field *t = &in->fields[i];
-        if (i) fputs(", ", f);
-        if (t->by_index) {
-            fprintf(f, "%d", t->index);
-            continue;
-        }
-        size_t len = strnlen(t->name, sizeof t->name), cap = 6 * len + 3;
-        char *q = malloc(cap);
-        if (!q) {
-            oom = true;
-            break;
-        }
-        json_quote(q, cap, t->name, len);
-        fputs(q, f);
-        free(q);
-    }
-    fprintf(f, "], \"has_header\": %s", in->has_header ? "true" : "false");
-    if (in->format != TEXTDATA_AUTO) fprintf(f, ", \"format\": \"%s\"", textdata_format_name(in->format));
-    fputc('}', f);
-    int bad = ferror(f);
-    if (fclose(f) || bad || oom) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-static int inputs_from_value(const json_value *v, const char *where, adapter_inputs *out,
-                             char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    if (json_type_of(v) != JSON_OBJECT)
-        return set_err(err, errlen, "%s: inputs must be a JSON object", where);
-    for (size_t i = 0; i < json_len(v); i++) {
-        const char *k = json_key_at(v, i, NULL);
-        if (strcmp(k, "text_fields") && strcmp(k, "has_header") && strcmp(k, "format"))
-            return set_err(err, errlen, "%s: inputs: unknown key \"%.64s\"", where, k);
-    }
-    const json_value *fields = json_get(v, "text_fields");
-    size_t n = json_len(fields);
-    if (json_type_of(fields) != JSON_ARRAY || n < 1 || n > 2)
-        return set_err(err, errlen, "%s: inputs.text_fields must be a list of 1 or 2 columns", where);
-    for (size_t i = 0; i < n; i++) {
-        const json_value *c = json_at(fields, i);
-        adapter_text_field *t = &out->fields[i];
-        size_t len;
-        const char *name = json_string(c, &len);
-        if (json_is_int(c) && json_int(c) >= 0 && json_int(c) <= INT32_MAX) {
-            t->by_index = true;
-            t->index = (int)json_int(c);
-        } else if (name && len > 0 && len < sizeof t->name && strlen(name) == len) {
-            memcpy(t->name, name, len + 1);
-        } else {
-            return set_err(err, errlen,
-                           "%s: inputs.text_fields[%zu] must be a column name or a 0-based index",
-                           where, i);
-        }
-    }
-    out->n_fields = (int)n;
-    const json_value *h = json_get(v, "has_header");
-    if (h && json_type_of(h) != JSON_BOOL)
-        return set_err(err, errlen, "%s: inputs.has_header must be true or false", where);
-    out->has_header = h ? json_bool(h) : true;
-    const char *fmt = json_string(json_get(v, "format"), NULL);
-    if (json_get(v, "format")) {
-        static const textdata_format known[] = {TEXTDATA_TSV, TEXTDATA_CSV, TEXTDATA_JSONL};
-        bool found = false;
-        for (size_t i = 0; fmt && i < sizeof known / sizeof *known; i++)
-            if (strcmp(fmt, textdata_format_name(known[i])) == 0) {
-                out->format = known[i];
-                found = true;
-            }
-        if (!found) return set_err(err, errlen, "%s: inputs.format must be tsv, csv or jsonl", where);
-    }
-    return 0;
-}
-
-int adapter_inputs_parse(const char *json, size_t len, const char *where, adapter_inputs *out,
-                         char *err, size_t errlen) {
-    char jerr[160];
-    json_value *v = json_parse(json, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    if (!v) {
-        memset(out, 0, sizeof *out);
-        return set_err(err, errlen, "%s: inputs: %s", where, jerr);
-    }
-    int rc = inputs_from_value(v, where, out, err, errlen);
-    json_free(v);
-    if (rc) memset(out, 0, sizeof *out);
-    return rc;
-}
-
-/* {"inputs": {...}}: an object, so later notes can sit beside it. */
-static char *inputs_file_text(const adapter_inputs *in) {
-    char *inner = adapter_inputs_json(in);
-    if (!inner) return NULL;
-    size_t cap = strlen(inner) + 32;
-    char *text = malloc(cap);
-    if (text) snprintf(text, cap, "{\"inputs\": %s}\n", inner);
-    free(inner);
-    return text;
-}
-
-int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    char path[4096 + 64];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, ADAPTER_INPUTS_FILE) >= sizeof path)
-        return set_err(err, errlen, "%s: path too long", dir);
-    struct stat st;
-    if (stat(path, &st) != 0 && errno == ENOENT) return 0;
-    size_t len;
-    char *text = read_text_file(path, MAX_INPUTS_FILE_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
-    int rc = 0;
-    if (json_type_of(root) != JSON_OBJECT) rc = set_err(err, errlen, "%s: not a JSON object", path);
-    else if (json_get(root, "inputs"))
-        rc = inputs_from_value(json_get(root, "inputs"), path, out, err, errlen);
-    json_free(root);
-    if (rc) memset(out, 0, sizeof *out);
-    return rc;
-}
-
-static bool has_inputs(const adapter_export_info *info) {
-    return info && info->inputs && info->inputs->n_fields > 0;
-}
 
 /* ---------------------------------------------------------------- keys */
 
@@ -367,15 +178,6 @@ static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     return 0;
 }
 
-/* info's label names, when given, must be one valid UTF-8 string per class. */
-static int check_label_names(const aflo_model *m, const adapter_export_info *info, char *err,
-                             size_t errlen) {
-    for (int i = 0; info && info->labels && i < model_num_labels(m); i++)
-        if (!info->labels[i] || !json_utf8_valid(info->labels[i], strlen(info->labels[i])))
-            return set_err(err, errlen, "label %d: missing or not valid UTF-8", i);
-    return 0;
-}
-
 /* fputs(s) as a JSON string literal (also a YAML double-quoted scalar and a
  * Python string literal, for the README). -1 on OOM. */
 static int put_quoted(FILE *f, const char *s) {
@@ -480,7 +282,7 @@ static char *peft_config_json(const aflo_model *m, const char *base_model,
     if (lora_alpha == floorf(lora_alpha) && fabsf(lora_alpha) < 1e9f)
         snprintf(alpha, sizeof alpha, "%d", (int)lora_alpha);
     else
-        format_float(alpha, sizeof alpha, lora_alpha);
+        adapter_format_float(alpha, sizeof alpha, lora_alpha);
     size_t blen = strlen(base_model);
     char *quoted = malloc(6 * blen + 3);
     if (!quoted) {
@@ -527,8 +329,6 @@ static char *peft_config_json(const aflo_model *m, const char *base_model,
     return buf;
 }
 
-static bool valid_utf8(const char *s) { return !s || json_utf8_valid(s, strlen(s)); }
-
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
                         char *err, size_t errlen) {
     const aflo_adapter_config *ac = model_adapter_config(m);
@@ -538,8 +338,8 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
                        "format; export the native file instead",
                        dir);
     const char *base_model = info && info->base_model ? info->base_model : "";
-    if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
-    if (check_label_names(m, info, err, errlen)) return -1;
+    if (!adapter_valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
+    if (adapter_check_label_names(m, info, err, errlen)) return -1;
 
     int rc = -1, nlin = 0;
     float *folded = NULL;
@@ -547,7 +347,7 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
     st_writer *w = NULL;
     adapted_linear *lins = adapted_linears(m, &nlin);
     if (!lins) goto oom;
-    if (has_inputs(info) && !(inputs = inputs_file_text(info->inputs))) goto oom;
+    if (adapter_has_inputs(info) && !(inputs = adapter_inputs_file_text(info->inputs))) goto oom;
     bool vectors = ac->method == METHOD_AFLORA || ac->method == METHOD_ELORA;
     size_t total = 0;
     for (int i = 0; i < nlin && vectors; i++) total += lins[i].A->size + lins[i].B->size;
@@ -843,7 +643,7 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
             problem_add(&pr, "%s appears twice", p->name);
             continue;
         }
-        if (check_tensor(&pr, f, i, p)) *slot = (long)i;
+        if (adapter_check_tensor(&pr, f, i, p)) *slot = (long)i;
         else *slot = -2;   /* present but unusable: already reported */
     }
     for (int i = 0; i < n; i++) {
@@ -981,8 +781,8 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     const aflo_config *c = model_config(m);
     const char *base_model = info && info->base_model ? info->base_model : "";
     const char *metrics = info && info->metrics_json ? info->metrics_json : "null";
-    if (!valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
-    if (check_label_names(m, info, err, errlen)) return -1;
+    if (!adapter_valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
+    if (adapter_check_label_names(m, info, err, errlen)) return -1;
     char jerr[160];
     json_value *check = json_parse(metrics, strlen(metrics), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
     if (!check) return set_err(err, errlen, "metrics: not valid JSON: %s", jerr);
@@ -992,9 +792,9 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     char *targets = targets_json(model_family(m), ac->targets);
     char *labels = labels_json(m, info ? info->labels : NULL);
     char *frozen = frozen_json(m, info);
-    char *inputs = has_inputs(info) ? adapter_inputs_json(info->inputs) : NULL;
+    char *inputs = adapter_has_inputs(info) ? adapter_inputs_json(info->inputs) : NULL;
     st_writer *w = st_writer_new();
-    if (!targets || !labels || !frozen || !w || (has_inputs(info) && !inputs)) {
+    if (!targets || !labels || !frozen || !w || (adapter_has_inputs(info) && !inputs)) {
         set_err(err, errlen, "%s: out of memory", path);
         goto out;
     }
@@ -1006,7 +806,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     }
     char rank[16], alpha[32], nl[16], vocab[16], hidden[16], inter[16], layers[16], heads[16];
     snprintf(rank, sizeof rank, "%d", ac->method == METHOD_FULL ? 0 : ac->rank);
-    format_float(alpha, sizeof alpha, ac->alpha);
+    adapter_format_float(alpha, sizeof alpha, ac->alpha);
     snprintf(nl, sizeof nl, "%d", model_num_labels(m));
     snprintf(vocab, sizeof vocab, "%d", c->vocab_size);
     snprintf(hidden, sizeof hidden, "%d", c->hidden_size);
@@ -1253,7 +1053,7 @@ int adapter_import_native(aflo_model *m, const char *path, char *err, size_t err
         if (!native_holds(m, p)) continue;
         long idx = st_find(f, p->name);
         if (idx < 0) problem_add(&pr, "%s missing", p->name);
-        else if (check_tensor(&pr, f, (size_t)idx, p)) src[i] = idx;
+        else if (adapter_check_tensor(&pr, f, (size_t)idx, p)) src[i] = idx;
     }
     for (size_t i = 0; i < st_count(f); i++) {
         aflo_param *p = model_find_param(m, st_name(f, i));
@@ -1319,15 +1119,15 @@ int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenize
                        "%s: only a fully fine-tuned model (method full) is exported as a whole "
                        "model folder; an adapter goes to a PEFT folder",
                        dir);
-    if (check_label_names(m, info, err, errlen)) return -1;
+    if (adapter_check_label_names(m, info, err, errlen)) return -1;
     config_task task = {.regression = model_task(m) == TASK_REGRESSION,
                         .num_labels = model_num_labels(m),
                         .labels = info ? info->labels : NULL};
     int rc = -1;
     char *config = config_to_json_task(model_config(m), &task);
-    char *inputs = has_inputs(info) ? inputs_file_text(info->inputs) : NULL;
+    char *inputs = adapter_has_inputs(info) ? adapter_inputs_file_text(info->inputs) : NULL;
     st_writer *w = st_writer_new();
-    if (!config || !w || (has_inputs(info) && !inputs)) {
+    if (!config || !w || (adapter_has_inputs(info) && !inputs)) {
         set_err(err, errlen, "%s: out of memory", dir);
         goto out;
     }
