@@ -55,12 +55,11 @@
 #include <stddef.h>
 
 #include "adapter_info.h"
+#include "adapter_native.h"
 #include "hfmodel.h"
 #include "model.h"
 #include "textdata.h"
 
-#define ADAPTER_NATIVE_FORMAT "aflorad-adapter"
-#define ADAPTER_NATIVE_VERSION "1"
 #define PEFT_CONFIG_FILE "adapter_config.json"
 #define PEFT_WEIGHTS_FILE "adapter_model.safetensors"
 #define PEFT_MODEL_CONFIG_FILE HF_CONFIG_FILE
@@ -103,34 +102,6 @@ typedef struct {
  * when present. report may be NULL. */
 int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report,
                         char *err, size_t errlen);
-
-/* ---- native ----------------------------------------------------------------- */
-
-int adapter_export_native(aflo_model *m, const char *path, const adapter_export_info *info,
-                          char *err, size_t errlen);
-
-/* The metadata of a native file, parsed and checked. */
-typedef struct {
-    aflo_adapter_config ac;
-    aflo_task task;
-    int num_labels;
-    char model_type[32];
-    int vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
-    /* malloc'd, NUL-terminated; released by adapter_native_meta_free */
-    char *base_model;      /* as given at export */
-    char *labels_json;     /* JSON array of label names */
-    char *metrics_json;    /* JSON text, "null" when none was given */
-    char *frozen_json;     /* JSON object: projection name -> step or null */
-    adapter_inputs inputs; /* n_fields 0 when the file does not record them */
-} adapter_native_meta;
-
-int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err, size_t errlen);
-void adapter_native_meta_free(adapter_native_meta *meta);
-
-/* Load a native file into m, which must match it (method, rank, alpha,
- * targets, task, labels, model type and dimensions): clear errors otherwise,
- * and m is untouched on any error. */
-int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen);
 
 /* ---- a whole model (method full) ------------------------------------------- */
 
