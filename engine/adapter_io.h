@@ -57,6 +57,7 @@
 #include "adapter_info.h"
 #include "adapter_native.h"
 #include "hfmodel.h"
+#include "hfmodel_export.h"
 #include "model.h"
 #include "textdata.h"
 
@@ -102,16 +103,5 @@ typedef struct {
  * when present. report may be NULL. */
 int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report,
                         char *err, size_t errlen);
-
-/* ---- a whole model (method full) ------------------------------------------- */
-
-/* Write dir as a Hugging Face folder of the fine-tuned model: config.json
- * with id2label/label2id/problem_type from info's labels, model.safetensors
- * under transformers' names (RoBERTa's head as classifier.dense/out_proj),
- * every tokenizer file of tokenizer_dir (tokenizer_file_names), and
- * aflorad.json when info has inputs. Replaces an existing dir only when it
- * holds nothing but those files. */
-int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
-                            const adapter_export_info *info, char *err, size_t errlen);
 
 #endif
