@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_io.h"
+#include "adapter_info.h"
 #include "errmsg.h"
 #include "fsutil.h"
 #include "gemm.h"

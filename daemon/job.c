@@ -9,11 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_io.h"
+#include "adapter_native.h"
+#include "adapter_peft.h"
 #include "dataset.h"
 #include "fsutil.h"
 #include "gemm.h"
 #include "hfmodel.h"
+#include "hfmodel_export.h"
 #include "synth.h"
 #include "textdata.h"
 #include "tokenizer.h"

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "adapter_native.h"
+#include "adapter_peft.h"
 #include "family.h"
 #include "fsutil.h"
 #include "hfmodel.h"

@@ -31,8 +31,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_io.h"
+#include "adapter_info.h"
+#include "adapter_native.h"
+#include "adapter_peft.h"
 #include "hfmodel.h"
+#include "hfmodel_export.h"
 #include "json.h"
 #include "model.h"
 #include "testutil.h"

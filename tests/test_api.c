@@ -37,7 +37,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "adapter_io.h"
+#include "adapter_native.h"
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"

@@ -16,7 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_io.h"
+#include "adapter_native.h"
+#include "adapter_peft.h"
 #include "atomicfile.h"
 #include "safetensors.h"
 #include "synth.h"

@@ -21,8 +21,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_io.h"
+#include "adapter_native.h"
+#include "adapter_peft.h"
 #include "hfmodel.h"
+#include "hfmodel_export.h"
 #include "job.h"
 #include "predict.h"
 #include "safetensors.h"

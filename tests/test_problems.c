@@ -1,4 +1,4 @@
-/* test_problems.c — the problem list that file checks (hfmodel, adapter_io)
+/* test_problems.c — the problem list that file checks (hfmodel, the adapter formats)
  * report through: singular and plural, the first PROBLEMS_LISTED spelled out
  * and the rest counted. */
 #include <setjmp.h>

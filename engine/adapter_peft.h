@@ -1,5 +1,5 @@
-/* adapter_io.h — adapters out (and back in): a PEFT LoRA folder for the
- * Hugging Face ecosystem, and aflorad's own single-file format.
+/* adapter_peft.h — an adapter as a PEFT LoRA folder for the Hugging Face
+ * ecosystem, out and back in.
  *
  * PEFT folder (adapter_config.json + adapter_model.safetensors), loadable by
  * peft.PeftModel.from_pretrained on top of the base model, plus three files
@@ -14,7 +14,7 @@
  *   - README.md: a model card saying where base_model_name_or_path came from
  *     (the model folder's _name_or_path, or a name only the daemon knows),
  *     the labels, and how to load the folder with them.
- *   - aflorad.json: how the training text was read (below), when known.
+ *   - aflorad.json: how the training text was read (adapter_info.h), when known.
  *   - LoRA exports A and B as they are, lora_alpha = alpha (PEFT's scale is
  *     lora_alpha / r, as ours).
  *   - AFLoRA and ELoRA fold their vectors in exactly:
@@ -24,49 +24,23 @@
  *   - The head (pooler + classifier) goes under modules_to_save.
  *   - Full fine-tuning has no low-rank adapter: PEFT export is refused.
  *
- * Native file (one .safetensors): every adapter tensor (A, B, s_d, s_b) and
- * the head under the model's own tensor names — for method "full", every
- * base tensor too — and a "__metadata__" block describing the job: format
- * "aflorad-adapter", version "1", method, rank, alpha, target_modules,
- * trainable_projections, base model and its dimensions, task, num_labels,
- * labels, metrics and the step at which each projection froze. Importing
- * checks all of it against the model before copying a single value.
- *
- * How the training text was read (its columns, header and file format) is
- * kept with the adapter in both forms — the native file's "inputs" metadata
- * and aflorad.json beside the PEFT files — so prediction reads the same kind
- * of file (GLUE's dev.tsv, a header-less CoLA file, a sentence pair) without
- * being told again.
- *
- * Method full also exports the whole fine-tuned model as a Hugging Face
- * folder (config.json with its labels, model.safetensors under transformers'
- * names, the base model's tokenizer files, aflorad.json): usable as a base
- * model and by transformers' AutoModelForSequenceClassification.
- *
- * Writes are atomic: the native file via the safetensors writer (tmp + fsync
- * + rename); a PEFT folder is assembled in a sibling temporary directory and
- * swapped in with one rename (renameat2 RENAME_EXCHANGE when replacing an
- * existing folder), so readers see the old set of files or the new set; a
- * full model's folder likewise. */
-#ifndef AFLO_ADAPTER_IO_H
-#define AFLO_ADAPTER_IO_H
+ * The folder is written as a whole (folder.h): assembled in a sibling
+ * temporary directory and swapped in with one rename, so readers see the old
+ * set of files or the new set. */
+#ifndef AFLO_ADAPTER_PEFT_H
+#define AFLO_ADAPTER_PEFT_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "adapter_info.h"
-#include "adapter_native.h"
 #include "hfmodel.h"
-#include "hfmodel_export.h"
 #include "model.h"
-#include "textdata.h"
 
 #define PEFT_CONFIG_FILE "adapter_config.json"
 #define PEFT_WEIGHTS_FILE "adapter_model.safetensors"
 #define PEFT_MODEL_CONFIG_FILE HF_CONFIG_FILE
 #define PEFT_README_FILE "README.md"
-
-/* ---- PEFT ----------------------------------------------------------------- */
 
 /* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json,
  * dir/README.md and, when info has inputs, dir/aflorad.json; the tensors keyed

@@ -1,4 +1,4 @@
-/* adapter_io.c — PEFT folders and native adapter files, out and in.
+/* adapter_peft.c — PEFT LoRA folders, out and in.
  *
  * PEFT key layout, as checked against peft's src/peft/utils/save_and_load.py
  * and utils/other.py (ModulesToSaveWrapper):
@@ -32,7 +32,7 @@
  * adapter_peft_read_config() (same r, alpha = lora_alpha, the same modules):
  * the engine's LoRA forward is PEFT's. An AFLoRA/ELoRA model is accepted too,
  * with s_d = lora_alpha / r and s_b = 1, the same function up to rounding. */
-#include "adapter_io.h"
+#include "adapter_peft.h"
 
 #include "adapter_internal.h"
 #include "atomicfile.h"
@@ -43,16 +43,13 @@
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
-#include "tokenizer.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
