@@ -15,11 +15,15 @@ int set_err(char *err, size_t errlen, const char *fmt, ...) {
     return -1;
 }
 
-void appendf(char *buf, size_t cap, const char *fmt, ...) {
+void vappendf(char *buf, size_t cap, const char *fmt, va_list ap) {
     size_t len = strnlen(buf, cap);
     if (len + 1 >= cap) return;
+    vsnprintf(buf + len, cap - len, fmt, ap);
+}
+
+void appendf(char *buf, size_t cap, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf + len, cap - len, fmt, ap);
+    vappendf(buf, cap, fmt, ap);
     va_end(ap);
 }

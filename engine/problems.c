@@ -5,16 +5,13 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
 void problem_add(problem_list *pr, const char *fmt, ...) {
     if (pr->count++ >= PROBLEMS_LISTED) return;
     if (pr->count > 1) appendf(pr->text, sizeof pr->text, "; ");
-    size_t len = strnlen(pr->text, sizeof pr->text);
-    if (len + 1 >= sizeof pr->text) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(pr->text + len, sizeof pr->text - len, fmt, ap);
+    vappendf(pr->text, sizeof pr->text, fmt, ap);
     va_end(ap);
 }
 
