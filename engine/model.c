@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "family.h"
 #include "model_internal.h"
 #include "rng.h"
@@ -148,24 +149,24 @@ static aflo_model *model_declare(const aflo_config *c, const aflo_adapter_config
     const aflo_family *fam = family_for_config(c->model_type, NULL, &variant, err, errlen);
     if (!fam) return NULL;
     if (ac->method < 0 || ac->method >= METHOD_COUNT) {
-        snprintf(err, errlen, "method: unknown value %d", (int)ac->method);
+        set_err(err, errlen, "method: unknown value %d", (int)ac->method);
         return NULL;
     }
     if (ac->method != METHOD_FULL && (ac->rank < 1 || ac->rank > 65536)) {
-        snprintf(err, errlen, "rank: must be between 1 and 65536, got %d", ac->rank);
+        set_err(err, errlen, "rank: must be between 1 and 65536, got %d", ac->rank);
         return NULL;
     }
     if (ac->method != METHOD_FULL && (ac->targets & family_all_modules(fam)) == 0) {
-        snprintf(err, errlen, "target_modules: no module selected");
+        set_err(err, errlen, "target_modules: no module selected");
         return NULL;
     }
     if (!(fam->tasks & (1u << task))) {
-        snprintf(err, errlen, "task: the %s family has no head for this task", fam->name);
+        set_err(err, errlen, "task: the %s family has no head for this task", fam->name);
         return NULL;
     }
     if (task == TASK_REGRESSION ? num_labels != 1 : (num_labels < 2 || num_labels > 100000)) {
-        snprintf(err, errlen, "num_labels: %d is not valid for %s", num_labels,
-                 task == TASK_REGRESSION ? "regression (must be 1)" : "classification (>= 2)");
+        set_err(err, errlen, "num_labels: %d is not valid for %s", num_labels,
+                task == TASK_REGRESSION ? "regression (must be 1)" : "classification (>= 2)");
         return NULL;
     }
     aflo_model *m = calloc(1, sizeof *m);
@@ -192,7 +193,7 @@ static aflo_model *model_declare(const aflo_config *c, const aflo_adapter_config
     }
     return m;
 oom:
-    snprintf(err, errlen, "out of memory building the model");
+    set_err(err, errlen, "out of memory building the model");
     model_free(m);
     return NULL;
 }
@@ -206,7 +207,7 @@ aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac,
     m->train_arena = calloc(m->train_floats, sizeof(float));
     m->grad_arena = calloc(m->grad_floats ? m->grad_floats : 1, sizeof(float));
     if (!m->base_arena || !m->train_arena || !m->grad_arena) {
-        snprintf(err, errlen, "out of memory building the model");
+        set_err(err, errlen, "out of memory building the model");
         model_free(m);
         return NULL;
     }
@@ -272,14 +273,9 @@ int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t ca
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n, char *err,
                      size_t errlen) {
     aflo_param *p = model_find_param(m, name);
-    if (!p) {
-        snprintf(err, errlen, "tensor %s: not part of this model", name);
-        return -1;
-    }
-    if (n != p->size) {
-        snprintf(err, errlen, "tensor %s: expected %zu values, got %zu", name, p->size, n);
-        return -1;
-    }
+    if (!p) return set_err(err, errlen, "tensor %s: not part of this model", name);
+    if (n != p->size)
+        return set_err(err, errlen, "tensor %s: expected %zu values, got %zu", name, p->size, n);
     memcpy(p->data, data, n * sizeof(float));
     return 0;
 }
@@ -317,20 +313,17 @@ aflo_memory model_memory(const aflo_model *m) {
 /* ---------------------------------------------------------------- activations */
 
 int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
-    if (batch < 1 || seq < 1) {
-        snprintf(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch, seq);
-        return -1;
-    }
+    if (batch < 1 || seq < 1)
+        return set_err(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch,
+                       seq);
     if (m->act_arena && batch <= m->max_batch && seq <= m->max_seq) return 0;
     if (batch < m->max_batch) batch = m->max_batch;
     if (seq < m->max_seq) seq = m->max_seq;
     size_t need = m->family->layout(m, NULL, batch, seq);
     float *arena = malloc(need * sizeof(float));
-    if (!arena) {
-        snprintf(err, errlen, "out of memory: activations for batch %d x seq %d need %zu MiB",
-                 batch, seq, need * sizeof(float) >> 20);
-        return -1;
-    }
+    if (!arena)
+        return set_err(err, errlen, "out of memory: activations for batch %d x seq %d need %zu MiB",
+                       batch, seq, need * sizeof(float) >> 20);
     free(m->act_arena);
     m->act_arena = arena;
     m->act_floats = need;
@@ -345,10 +338,9 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
 int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                           int num_labels, int batch, int seq, aflo_memory *out, char *err,
                           size_t errlen) {
-    if (batch < 1 || seq < 1) {
-        snprintf(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch, seq);
-        return -1;
-    }
+    if (batch < 1 || seq < 1)
+        return set_err(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch,
+                       seq);
     aflo_model *m = model_declare(c, ac, task, num_labels, err, errlen);
     if (!m) return -1;
     m->act_floats = m->family->layout(m, NULL, batch, seq);
