@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errmsg.h"
 #include "linear.h"
 #include "model_internal.h"
 #include "ops.h"
@@ -176,8 +177,7 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
                                  -1, -1);
     return 0;
 oom:
-    snprintf(err, errlen, "out of memory building the model");
-    return -1;
+    return set_err(err, errlen, "out of memory building the model");
 }
 
 /* ---------------------------------------------------------------- activations */
@@ -272,11 +272,9 @@ static uint64_t dstream(int layer, int site, int sub) {
 
 static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errlen) {
     bert_model *enc = m->impl;
-    if (b->batch < 1 || b->seq < 1 || b->batch > m->max_batch || b->seq > m->max_seq) {
-        snprintf(err, errlen, "batch %d x %d exceeds the reserved %d x %d", b->batch, b->seq,
-                 m->max_batch, m->max_seq);
-        return -1;
-    }
+    if (b->batch < 1 || b->seq < 1 || b->batch > m->max_batch || b->seq > m->max_seq)
+        return set_err(err, errlen, "batch %d x %d exceeds the reserved %d x %d", b->batch, b->seq,
+                       m->max_batch, m->max_seq);
     enc->B = b->batch;
     enc->S = b->seq;
     enc->N = b->batch * b->seq;
@@ -287,16 +285,12 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
             int i = bi * enc->S + s;
             int32_t id = b->input_ids[i];
             int32_t tt = b->token_type_ids ? b->token_type_ids[i] : 0;
-            if (id < 0 || id >= c->vocab_size) {
-                snprintf(err, errlen, "input id %d at [%d,%d] outside vocabulary of %d", id, bi, s,
-                         c->vocab_size);
-                return -1;
-            }
-            if (tt < 0 || tt >= c->type_vocab_size) {
-                snprintf(err, errlen, "token type %d at [%d,%d] outside 0..%d", tt, bi, s,
-                         c->type_vocab_size - 1);
-                return -1;
-            }
+            if (id < 0 || id >= c->vocab_size)
+                return set_err(err, errlen, "input id %d at [%d,%d] outside vocabulary of %d", id,
+                               bi, s, c->vocab_size);
+            if (tt < 0 || tt >= c->type_vocab_size)
+                return set_err(err, errlen, "token type %d at [%d,%d] outside 0..%d", tt, bi, s,
+                               c->type_vocab_size - 1);
             int pos;
             if (c->roberta_positions) {
                 /* HF create_position_ids_from_input_ids: padding keeps pad_token_id. */
@@ -306,29 +300,24 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
             } else {
                 pos = s;
             }
-            if (pos >= c->max_position_embeddings) {
-                snprintf(err, errlen, "sequence of %d tokens exceeds max_position_embeddings %d",
-                         enc->S, c->max_position_embeddings);
-                return -1;
-            }
+            if (pos >= c->max_position_embeddings)
+                return set_err(err, errlen,
+                               "sequence of %d tokens exceeds max_position_embeddings %d", enc->S,
+                               c->max_position_embeddings);
             enc->ids[i] = id;
             enc->type_ids[i] = tt;
             enc->pos_ids[i] = pos;
             enc->mask[i] = b->attention_mask ? (b->attention_mask[i] != 0) : 1;
         }
-        if (!enc->mask[bi * enc->S]) {
-            snprintf(err, errlen, "sequence %d: first token is masked out", bi);
-            return -1;
-        }
+        if (!enc->mask[bi * enc->S])
+            return set_err(err, errlen, "sequence %d: first token is masked out", bi);
     }
     enc->has_labels = false;
     if (m->task == TASK_CLASSIFICATION && b->labels) {
         for (int bi = 0; bi < enc->B; bi++) {
-            if (b->labels[bi] < 0 || b->labels[bi] >= m->num_labels) {
-                snprintf(err, errlen, "label %d of example %d outside 0..%d", b->labels[bi], bi,
-                         m->num_labels - 1);
-                return -1;
-            }
+            if (b->labels[bi] < 0 || b->labels[bi] >= m->num_labels)
+                return set_err(err, errlen, "label %d of example %d outside 0..%d", b->labels[bi],
+                               bi, m->num_labels - 1);
             enc->labels[bi] = b->labels[bi];
         }
         enc->has_labels = true;
