@@ -10,6 +10,7 @@
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"
+#include "version.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -252,6 +253,7 @@ enum MHD_Result h_healthz(api_req *r)
     cJSON *root = cJSON_CreateObject();
     if (!root || !cJSON_AddStringToObject(root, "status", db_ok ? "ok" : "unavailable") ||
         !cJSON_AddStringToObject(root, "database", db_ok ? "ok" : err) ||
+        !cJSON_AddStringToObject(root, "version", AFLORAD_VERSION) ||
         !cJSON_AddBoolToObject(root, "workers", r->srv->workers != NULL) ||
         !api_add_int(root, "uptime_s", (api_now_ms() - r->srv->started_ms) / 1000)) {
         cJSON_Delete(root);

@@ -329,6 +329,7 @@ const char api_openapi_json[] =
     "        \"properties\": {\n"
     "          \"status\": {\"type\": \"string\", \"enum\": [\"ok\", \"unavailable\"]},\n"
     "          \"database\": {\"type\": \"string\"},\n"
+    "          \"version\": {\"type\": \"string\", \"description\": \"aflorad's version, as aflorad --version prints it.\"},\n"
     "          \"workers\": {\"type\": \"boolean\"},\n"
     "          \"uptime_s\": {\"type\": \"integer\"}\n"
     "        }\n"

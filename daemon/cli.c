@@ -1,7 +1,10 @@
 /* cli.c — the one-shot commands: `aflorad run`, `aflorad predict`,
- * `aflorad init-demo`. `run` goes through job_run(), exactly the code path of
- * the daemon's workers; Ctrl-C checkpoints and stops, and running the same
- * command again resumes. */
+ * `aflorad init-demo`, `aflorad spec-doc`. `run` goes through job_run(),
+ * exactly the code path of the daemon's workers; Ctrl-C checkpoints and
+ * stops, and running the same command again resumes.
+ *
+ * Each command is a row of commands[] with its usage text; cli_dispatch
+ * answers --help/-h for all of them before the command reads its options. */
 #include "cli.h"
 
 #include <cjson/cJSON.h>
@@ -91,6 +94,12 @@ static void run_resume(void *ctx, long step) {
     printf("note    resumed from the checkpoint at step %ld\n", step);
 }
 
+static const char run_usage[] =
+    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR]\n"
+    "  Fine-tune as the job spec says (aflorad spec-doc lists its fields) and write\n"
+    "  DIR/adapter/ and DIR/metrics.json. Ctrl-C checkpoints; the same command resumes.\n"
+    "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n";
+
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();
     for (int i = 1; i < argc; i++) {
@@ -103,7 +112,7 @@ static int cmd_run(int argc, char **argv) {
         } else spec_path = argv[i];
     }
     if (!spec_path || !out) {
-        fprintf(stderr, "usage: aflorad run SPEC.json --out DIR [--models-dir DIR]\n");
+        fputs(run_usage, stderr);
         return 2;
     }
     aflo_job_spec spec;
@@ -142,9 +151,14 @@ static int cmd_run(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- init-demo */
 
+static const char init_demo_usage[] =
+    "usage: aflorad init-demo DIR\n"
+    "  Write the built-in demo model (config.json, vocab.txt, model.safetensors) and its\n"
+    "  synthetic sentiment dataset (train.tsv, dev.tsv) into DIR, a Hugging Face folder.\n";
+
 static int cmd_init_demo(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: aflorad init-demo DIR\n");
+    if (argc != 2 || argv[1][0] == '-') {
+        fputs(init_demo_usage, stderr);
         return 2;
     }
     char err[512];
@@ -175,6 +189,13 @@ static int print_prediction(predictor *p, const char *a, const char *b, char *er
     return 0;
 }
 
+static const char predict_usage[] =
+    "usage: aflorad predict --model M --adapter DIR_OR_FILE\n"
+    "                       (--text T [--text-pair P] | --input FILE) [--models-dir DIR]\n"
+    "  Predictions as JSON lines, from a PEFT folder or a native adapter file.\n"
+    "  FILE: .jsonl with \"text\" (and \"text_pair\"), or .tsv/.csv with a \"text\"\n"
+    "  column (and \"text_pair\").\n";
+
 static int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *text = NULL, *pair = NULL, *input = NULL;
     const char *models = models_dir_default();
@@ -192,10 +213,7 @@ static int cmd_predict(int argc, char **argv) {
         }
     }
     if (!model || !adapter || (!text == !input)) {
-        fprintf(stderr, "usage: aflorad predict --model M --adapter DIR_OR_FILE "
-                        "(--text T [--text-pair P] | --input FILE) [--models-dir DIR]\n"
-                        "  FILE: .jsonl with \"text\" (and \"text_pair\"), or .tsv/.csv with a "
-                        "\"text\" column (and \"text_pair\")\n");
+        fputs(predict_usage, stderr);
         return 2;
     }
     char err[1024] = "";
@@ -230,11 +248,19 @@ fail:
 
 /* ---------------------------------------------------------------- spec-doc */
 
+static const char spec_doc_usage[] =
+    "usage: aflorad spec-doc\n"
+    "  Print the job spec's fields (type, default, allowed values, description) as the\n"
+    "  Markdown table the README embeds.\n";
+
 /* The job spec's field table as Markdown (the README embeds it; a test keeps
  * the two equal). */
 static int cmd_spec_doc(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
+    if (argc > 1) {
+        fprintf(stderr, "spec-doc: unexpected argument %s\n", argv[1]);
+        fputs(spec_doc_usage, stderr);
+        return 2;
+    }
     char *doc = spec_doc_markdown();
     if (!doc) {
         fprintf(stderr, "spec-doc: out of memory\n");
@@ -250,19 +276,30 @@ static int cmd_spec_doc(int argc, char **argv) {
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
+    const char *usage;
 } command;
 
 static const command commands[] = {
-    {"run", cmd_run},
-    {"predict", cmd_predict},
-    {"init-demo", cmd_init_demo},
-    {"spec-doc", cmd_spec_doc},
+    {"run", cmd_run, run_usage},
+    {"predict", cmd_predict, predict_usage},
+    {"init-demo", cmd_init_demo, init_demo_usage},
+    {"spec-doc", cmd_spec_doc, spec_doc_usage},
 };
+
+bool cli_help_requested(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+    return false;
+}
 
 int cli_dispatch(int argc, char **argv, bool *handled) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[0], commands[i].name) == 0) {
             *handled = true;
+            if (cli_help_requested(argc, argv)) {
+                fputs(commands[i].usage, stdout);
+                return 0;
+            }
             return commands[i].fn(argc, argv);
         }
     *handled = false;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "gemm.h"
 #include "model.h"
 #include "synth.h"
@@ -43,7 +44,17 @@ static int parse_method(const char *s, aflo_method *m) {
     return -1;
 }
 
+static const char demo_usage[] =
+    "usage: aflorad demo [--method aflora|elora|lora|full] [--rank R] [--epochs N]\n"
+    "                    [--threads N] [--seed S] [--quiet]\n"
+    "  Train the built-in demo model on its synthetic sentiment task in memory (no\n"
+    "  files), printing progress, freeze events and every epoch's evaluation.\n";
+
 int demo_main(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(demo_usage, stdout);
+        return 0;
+    }
     aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8.0f,
                               .targets = ALL_MODULES, .projections = PROJ_FFN};
     int epochs = 6, threads = 1;
@@ -53,7 +64,11 @@ int demo_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quiet") == 0) { d.quiet = true; continue; }
-        if (!v) { fprintf(stderr, "demo: %s needs a value\n", a); return 2; }
+        if (!v) {
+            fprintf(stderr, "demo: %s needs a value\n", a);
+            fputs(demo_usage, stderr);
+            return 2;
+        }
         i++;
         if (strcmp(a, "--method") == 0) {
             if (parse_method(v, &ac.method) != 0) {
@@ -64,7 +79,11 @@ int demo_main(int argc, char **argv) {
         else if (strcmp(a, "--epochs") == 0) epochs = atoi(v);
         else if (strcmp(a, "--threads") == 0) threads = atoi(v);
         else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
-        else { fprintf(stderr, "demo: unknown option %s\n", a); return 2; }
+        else {
+            fprintf(stderr, "demo: unknown option %s\n", a);
+            fputs(demo_usage, stderr);
+            return 2;
+        }
     }
     if (ac.method == METHOD_ELORA && !rank_set) ac.rank = 64; /* the demo's hidden size is 32 */
     engine_set_threads(threads);

@@ -46,6 +46,7 @@
 #include "store.h"
 #include "synth.h"
 #include "ustar.h"
+#include "version.h"
 
 #define ERRLEN 512
 #define NO_SUCH_ID "0123456789abcdef"
@@ -620,6 +621,7 @@ static void test_routing_errors(void **state)
     http_get(f, "/healthz", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(json_str(r.json, "status"), "ok");
+    assert_string_equal(json_str(r.json, "version"), AFLORAD_VERSION);
     resp_free(&r);
 
     http_get(f, "/nope/nothing", &r);
