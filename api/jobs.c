@@ -6,7 +6,8 @@
  * form (every default written out), so what a job ran with is visible in GET
  * /jobs/{id} even if defaults change later. On top of the spec's own checks,
  * the API enforces what only a server can: the model must be "demo" or a
- * folder of the models directory (GET /models), the datasets must be ids of
+ * folder of the models directory that the engine's probe finds usable (GET
+ * /models says which and why not), the datasets must be ids of
  * uploaded datasets that exist, and nothing in a spec may name a server file
  * path (a client must not make the daemon read arbitrary files). The first
  * rows of each dataset are parsed with the spec's columns, so a wrong column
@@ -231,8 +232,13 @@ enum MHD_Result h_jobs_create(api_req *r)
                           "accept; start from a fresh adapter");
         goto out;
     }
-    if (api_model_lookup(r->srv, spec.model, &model, err, sizeof err) != 0) {
+    if (api_model_lookup(r->srv, spec.model, true, &model, err, sizeof err) != 0) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_model", "model", "model: %s", err);
+        goto out;
+    }
+    if (!model.usable) {
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
+                          "model: '%s' cannot be used: %s", spec.model, model.reason);
         goto out;
     }
     if (!(st = api_store(r)))

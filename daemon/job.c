@@ -356,6 +356,11 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     engine_set_threads(s->threads);
     if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0)
         goto done;
+    /* The API's check, again: an unusable folder fails here with the same
+     * reason GET /models gives, before any data is read. */
+    aflo_config probed;
+    bool config_read;
+    if (hfmodel_probe(model_dir, &probed, &config_read, err, errlen) != 0) goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;

@@ -17,6 +17,7 @@
 #include "json.h"
 
 #include <float.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -67,17 +68,21 @@ static const config_field config_fields[] = {
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
 
-/* model_type -> head class written into "architectures"; RoBERTa-family
- * types also switch on RoBERTa position numbering. */
+/* The model types the engine implements (a BERT-family encoder with learned
+ * absolute positions): model_type -> head class written into "architectures",
+ * the class-name prefix of its transformers classes, and
+ * whether positions follow RoBERTa's numbering. Any other model_type (DeBERTa,
+ * LLaMA, ELECTRA, ...) is refused when a config is read, with this list. */
 static const struct {
     const char *model_type;
     const char *architecture;
+    const char *class_prefix;
     int roberta_positions;
 } model_types[] = {
-    { "bert", "BertForSequenceClassification", 0 },
-    { "roberta", "RobertaForSequenceClassification", 1 },
-    { "xlm-roberta", "XLMRobertaForSequenceClassification", 1 },
-    { "camembert", "CamembertForSequenceClassification", 1 },
+    { "bert", "BertForSequenceClassification", "Bert", 0 },
+    { "roberta", "RobertaForSequenceClassification", "Roberta", 1 },
+    { "xlm-roberta", "XLMRobertaForSequenceClassification", "XLMRoberta", 1 },
+    { "camembert", "CamembertForSequenceClassification", "Camembert", 1 },
 };
 #define N_MODEL_TYPES (sizeof model_types / sizeof model_types[0])
 
@@ -85,6 +90,23 @@ static int model_type_index(const char *model_type) {
     for (size_t i = 0; i < N_MODEL_TYPES; i++)
         if (strcmp(model_types[i].model_type, model_type) == 0) return (int)i;
     return -1;
+}
+
+void config_supported_types(char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap) buf[0] = '\0';
+    for (size_t i = 0; i < N_MODEL_TYPES && n < cap; i++) {
+        int k = snprintf(buf + n, cap - n, "%s%s", i ? ", " : "", model_types[i].model_type);
+        if (k < 0) return;
+        n += (size_t)k;
+    }
+}
+
+static int unsupported(char *err, size_t errlen, const char *what, size_t len) {
+    char list[128];
+    config_supported_types(list, sizeof list);
+    return set_err(err, errlen, "config.json: unsupported architecture \"%.*s\" (supported: %s)",
+                   (int)(len > 64 ? 64 : len), what, list);
 }
 
 static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err, size_t errlen) {
@@ -135,17 +157,33 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     if (json_type_of(root) != JSON_OBJECT)
         return set_err(err, errlen, "config.json: top level must be an object, got %s",
                        json_type_name(json_type_of(root)));
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
-        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
-
+    /* The architecture first: a LLaMA or DeBERTa config is refused as such,
+     * not for whichever of its fields a BERT reader trips over first. */
     const char *model_type, *act, *pos;
     if (read_string(root, "model_type", &model_type, err, errlen)) return -1;
     if (!model_type) model_type = BERT_DEFAULT_MODEL_TYPE;
     if (strlen(model_type) >= sizeof c->model_type)
         return set_err(err, errlen, "config.json: model_type is longer than %zu bytes", sizeof c->model_type - 1);
-    strcpy(c->model_type, model_type);
     int mt = model_type_index(model_type);
-    c->roberta_positions = mt >= 0 ? model_types[mt].roberta_positions : 0;
+    if (mt < 0) return unsupported(err, errlen, model_type, strlen(model_type));
+    /* transformers names the class it saved: a config without model_type
+     * (read as BERT) whose class is LlamaForCausalLM is not a BERT. Any
+     * supported family's class passes: they share one architecture. */
+    const json_value *archs = json_get(root, "architectures");
+    for (size_t i = 0; json_type_of(archs) == JSON_ARRAY && i < json_len(archs); i++) {
+        size_t len;
+        const char *a = json_string(json_at(archs, i), &len);
+        if (!a) return set_err(err, errlen, "config.json: architectures must be an array of strings");
+        bool known = false;
+        for (size_t k = 0; k < N_MODEL_TYPES && !known; k++)
+            known = strncmp(a, model_types[k].class_prefix, strlen(model_types[k].class_prefix)) == 0;
+        if (!known) return unsupported(err, errlen, a, len);
+    }
+    strcpy(c->model_type, model_type);
+    c->roberta_positions = model_types[mt].roberta_positions;
+
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
     if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)

@@ -23,9 +23,16 @@ typedef struct {
     float attention_probs_dropout_prob;
 } aflo_config;
 
-/* Fill c from config.json text. Only hidden_act "gelu" (erf form) is
- * accepted. On error returns -1 and writes a message naming the field. */
+/* Fill c from config.json text. Only the model types the engine implements
+ * (config_supported_types) and hidden_act "gelu" (erf form) are accepted; any
+ * other model_type, or an "architectures" class of another family, fails
+ * with "unsupported architecture X (supported: ...)". On error returns -1
+ * and writes a message naming the field. */
 int config_from_json(aflo_config *c, const char *json, size_t len, char *err, size_t errlen);
+
+/* The supported model types, comma-separated ("bert, roberta, ..."), into
+ * buf (truncated to cap). */
+void config_supported_types(char *buf, size_t cap);
 
 /* Check internal consistency (positive sizes, heads divide hidden, ...). */
 int config_validate(const aflo_config *c, char *err, size_t errlen);

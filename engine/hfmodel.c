@@ -23,6 +23,7 @@
 #include "errmsg.h"
 #include "json.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -570,6 +571,21 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     }
     weights_close(&w);
     return m;
+}
+
+/* ---------------------------------------------------------------- probe */
+
+int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err, size_t errlen) {
+    *config_read = false;
+    if (hfmodel_read_config(dir, c, err, errlen)) return -1;
+    *config_read = true;
+    if (tokenizer_probe_dir(dir, err, errlen)) return -1;
+    /* Opening the weights maps the files and validates every header; no
+     * tensor data is read. */
+    weight_set w;
+    if (weights_open(&w, dir, err, errlen)) return -1;
+    weights_close(&w);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- info */

@@ -126,7 +126,7 @@ export function normalizeModel(m) {
   return {
     name: m.name ?? m.id ?? '?',
     usable: m.usable !== false,
-    error: m.error ?? null,
+    reason: m.reason ?? null,
     builtin: !!m.builtin,
     architecture: m.architecture ?? m.model_type ?? '',
     layers: num(pick(m.layers, m.num_hidden_layers)),

@@ -403,7 +403,7 @@ export function renderNewJob(root) {
     }
     if (disposed) return;
     fill(modelSelect, models.map((m) => h('option', { value: m.name, disabled: !m.usable },
-      m.usable ? m.name : `${m.name} (unusable: ${m.error || 'see the daemon log'})`)));
+      m.usable ? m.name : `${m.name} (unusable: ${m.reason || 'see the daemon log'})`)));
     const first = models.find((m) => m.usable);
     modelSelect.value = models.some((m) => m.name === 'demo' && m.usable) ? 'demo' : first ? first.name : '';
     await loadDatasets();
