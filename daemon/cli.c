@@ -59,7 +59,7 @@ static void run_step(void *ctx, const aflo_step_info *s) {
     if (s->step % PROGRESS_EVERY != 0 && s->step != s->total_steps && s->step != 1) return;
     printf("step %ld/%ld  epoch %d  loss %.4f  lr %.2e  trainable %zu  projections %d/%d  "
            "GFLOP %.2f\n",
-           s->step, s->total_steps, s->epoch + 1, s->loss, s->lr, s->trainable_now,
+           s->step, s->total_steps, JOB_EPOCH_SHOWN(s->epoch), s->loss, s->lr, s->trainable_now,
            s->projections_trainable, s->projections_total,
            (double)flops_total(&s->total_flops) * 1e-9);
     fflush(stdout);
@@ -76,10 +76,12 @@ static void run_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
     const aflo_metrics *m = e->metrics;
     if (m->classification)
-        printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n", e->epoch + 1,
+        printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n",
+               JOB_EPOCH_SHOWN(e->epoch),
                m->loss, m->accuracy, m->f1, m->mcc);
     else
-        printf("eval    epoch %d  loss %.4f  pearson %.4f  spearman %.4f\n", e->epoch + 1,
+        printf("eval    epoch %d  loss %.4f  pearson %.4f  spearman %.4f\n",
+               JOB_EPOCH_SHOWN(e->epoch),
                m->loss, m->pearson, m->spearman);
     fflush(stdout);
 }
@@ -132,10 +134,13 @@ static int cmd_run(int argc, char **argv) {
     job_outcome o = job_run(&a, &r, err, sizeof err);
     int rc = 1;
     if (o == JOB_SUCCEEDED) {
-        printf("done    %ld steps in %.1f s; best epoch %d; average trainable parameters %.0f\n"
+        char best[48] = "no evaluation, last epoch kept";
+        if (r.summary.best_epoch >= 0)
+            snprintf(best, sizeof best, "best epoch %d", JOB_EPOCH_SHOWN(r.summary.best_epoch));
+        printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n"
                "adapter %s/adapter/\nmetrics %s/metrics.json\n",
-               r.summary.steps_done, r.summary.elapsed_s, r.summary.best_epoch + 1,
-               r.summary.trainable_avg, out, out);
+               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg, out,
+               out);
         rc = 0;
     } else if (o == JOB_CANCELLED) {
         fprintf(stderr, "run: stopped at step %ld; checkpoint saved in %s; run the same command "

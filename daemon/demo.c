@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "gemm.h"
+#include "job.h"
 #include "model.h"
 #include "synth.h"
 #include "train.h"
@@ -19,8 +20,8 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     if (d->quiet || (s->step % d->every != 0 && s->step != s->total_steps)) return;
     printf("step %ld/%ld epoch %d loss %.4f lr %.2e trainable %zu (avg %.0f) "
            "projections %d/%d r(t) %.3f GFLOP %.3f\n",
-           s->step, s->total_steps, s->epoch, s->loss, s->lr, s->trainable_now, s->trainable_avg,
-           s->projections_trainable, s->projections_total, s->remaining_fraction,
+           s->step, s->total_steps, JOB_EPOCH_SHOWN(s->epoch), s->loss, s->lr, s->trainable_now,
+           s->trainable_avg, s->projections_trainable, s->projections_total, s->remaining_fraction,
            (double)flops_total(&s->total_flops) * 1e-9);
 }
 
@@ -31,7 +32,8 @@ static void on_freeze(void *ctx, const aflo_freeze_event *e) {
 
 static void on_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
-    printf("eval epoch %d step %ld loss %.4f accuracy %.4f f1 %.4f mcc %.4f\n", e->epoch, e->step,
+    printf("eval epoch %d step %ld loss %.4f accuracy %.4f f1 %.4f mcc %.4f\n",
+           JOB_EPOCH_SHOWN(e->epoch), e->step,
            e->metrics->loss, e->metrics->accuracy, e->metrics->f1, e->metrics->mcc);
 }
 
@@ -120,7 +122,7 @@ int demo_main(int argc, char **argv) {
     printf("done: %ld steps in %.2f s, final loss %.4f, best accuracy %.4f (epoch %d), "
            "avg trainable params %.0f, GFLOP fwd %.3f bwd-input %.3f bwd-weight %.3f\n",
            sum.steps_done, sum.elapsed_s, sum.last_loss, sum.best_metrics.accuracy,
-           sum.best_epoch, sum.trainable_avg, sum.flops.by_kind[FLOP_FORWARD] * 1e-9,
+           JOB_EPOCH_SHOWN(sum.best_epoch), sum.trainable_avg, sum.flops.by_kind[FLOP_FORWARD] * 1e-9,
            sum.flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
            sum.flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9);
     rc = 0;

@@ -218,7 +218,7 @@ static void fwd_eval(void *ctx, const aflo_eval_info *e) {
     run_ctx *c = ctx;
     cJSON *o = cJSON_CreateObject();
     if (o) {
-        cJSON_AddNumberToObject(o, "epoch", e->epoch);
+        cJSON_AddNumberToObject(o, "epoch", JOB_EPOCH_SHOWN(e->epoch));
         cJSON_AddNumberToObject(o, "step", (double)e->step);
         cJSON_AddItemToObject(o, "metrics", metrics_object(e->metrics));
         cJSON_AddItemToArray(c->epochs, o);
@@ -312,8 +312,13 @@ static char *summary_json(const aflo_train_summary *s, cJSON *epochs, int num_la
                           const char *const *labels) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "best_epoch", s->best_epoch);
-    if (s->best_epoch >= 0) cJSON_AddItemToObject(o, "best", metrics_object(&s->best_metrics));
+    /* null without evaluation: the last epoch's adapter was kept */
+    if (s->best_epoch >= 0) {
+        cJSON_AddNumberToObject(o, "best_epoch", JOB_EPOCH_SHOWN(s->best_epoch));
+        cJSON_AddItemToObject(o, "best", metrics_object(&s->best_metrics));
+    } else {
+        cJSON_AddNullToObject(o, "best_epoch");
+    }
     cJSON_AddItemReferenceToObject(o, "epochs", epochs);
     cJSON_AddNumberToObject(o, "steps", (double)s->steps_done);
     cJSON_AddNumberToObject(o, "final_loss", s->last_loss);

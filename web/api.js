@@ -179,7 +179,7 @@ export function normalizeJob(raw) {
     method: spec.method ?? raw.method ?? 'aflora',
     step: num(p.step) ?? 0,
     totalSteps: num(pick(p.total_steps, p.totalSteps)),
-    epoch: num(p.epoch),
+    epoch: num(p.epoch),            // counted from 1; 0 before the first step
     loss: num(p.loss),
     flops: flopsOf(p, 'flops_'),
     trainableNow: num(p.trainable_now),

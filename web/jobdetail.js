@@ -206,7 +206,7 @@ export function renderJobDetail(root, id) {
     fill(progress, 
       h('div', { class: 'progress-label' },
         h('span', { id: 'progress-steps' }, `step ${fmtInt(step)}${total ? ` of ${fmtInt(total)}` : ''}`),
-        epoch !== null ? h('span', null, ` · epoch ${epoch + 1}${epochs ? ` of ${epochs}` : ''}`) : null,
+        epoch ? h('span', null, ` · epoch ${epoch}${epochs ? ` of ${epochs}` : ''}`) : null,
         el !== null ? h('span', { class: 'muted' }, ` · ${fmtDuration(el)} of training`) : null,
         eta !== null ? h('span', { class: 'muted' }, ` · about ${fmtDuration(eta)} left`) : null),
       h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total || 1, 'aria-valuenow': step, 'aria-label': 'training progress' },
@@ -305,7 +305,7 @@ export function renderJobDetail(root, id) {
     const tAvg = n ? S.tAvg[n - 1] : job && job.trainableAvg;
     fill(stats, 
       stat('Latest loss', fmtNum(lastLoss), n > 1 ? `smoothed ${fmtNum(smooth(S.loss)[n - 1])}` : null, null, 'stat-loss'),
-      stat('Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—', best ? `epoch ${best.epoch + 1}` : null, null, 'stat-best'),
+      stat('Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—', best ? `epoch ${best.epoch}` : null, null, 'stat-best'),
       stat('Trainable now', fmtInt(tNow), `time average ${fmtInt(tAvg)}`, TRAINABLE_AVG_HELP, 'stat-trainable'),
       stat('Matrices training', projT !== null ? `${fmtInt(projT)} of ${fmtInt(S.projTrain[0])}` : job && job.freezable ? `${fmtInt(job.freezable - job.frozen)} of ${fmtInt(job.freezable)}` : '—',
         projT !== null ? `A and B that started trainable (${fmtInt(lastStepInfo.projTotal)} in all)` : 'A and B that started trainable', null, 'stat-proj'),
@@ -368,7 +368,7 @@ export function renderJobDetail(root, id) {
     charts.lr.update({ xDomain, series: [{ name: 'learning rate', xs, ys: S.lr, color: PALETTE[2] }] });
 
     const ev = evals.slice().sort((a, b) => a.epoch - b.epoch);
-    const ex = ev.map((e) => e.epoch + 1);
+    const ex = ev.map((e) => e.epoch);
     const names = ['accuracy', 'f1', 'mcc', 'pearson', 'spearman'].filter((k) => ev.some((e) => Number.isFinite(e.metrics[k])));
     const evalSeries = names.map((k, i) => ({ name: k, xs: ex, ys: ev.map((e) => e.metrics[k]), markers: true, color: PALETTE[i], dash: ['', '6 3', '2 3', '8 3 2 3', '1 2'][i] }));
     if (ev.some((e) => Number.isFinite(e.metrics.loss))) evalSeries.push({ name: 'eval loss', xs: ex, ys: ev.map((e) => e.metrics.loss), axis: 'right', markers: true, color: PALETTE[5], dash: '4 2' });
@@ -413,7 +413,7 @@ export function renderJobDetail(root, id) {
     fill(evalTable, h('table', { class: 'data' },
       h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'epoch'), h('th', { scope: 'col' }, 'step'), cols.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, ev.map((e) => h('tr', { class: best && best.epoch === e.epoch ? 'best' : null },
-        h('td', null, String(e.epoch + 1), best && best.epoch === e.epoch ? h('span', { class: 'tag' }, 'best') : null),
+        h('td', null, String(e.epoch), best && best.epoch === e.epoch ? h('span', { class: 'tag' }, 'best') : null),
         h('td', null, fmtInt(e.step)), cols.map((c) => h('td', null, fmtNum(e.metrics[c]))))))));
   }
 
@@ -474,7 +474,7 @@ export function renderJobDetail(root, id) {
     const i = evals.findIndex((x) => x.epoch === e.epoch);
     if (i >= 0) evals[i] = e; else evals.push(e);
     const hm = Object.entries(e.metrics).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${fmtNum(v)}`).join(', ');
-    addLog(`epoch ${e.epoch + 1} evaluated at step ${fmtInt(e.step)}: ${hm}`, 'eval');
+    addLog(`epoch ${e.epoch} evaluated at step ${fmtInt(e.step)}: ${hm}`, 'eval');
     scheduleRender();
   }
 

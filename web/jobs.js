@@ -25,7 +25,7 @@ function progressCell(j) {
     h('div', { class: 'progress small', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total || 1, 'aria-valuenow': j.step, 'aria-label': `job ${j.id} progress` },
       h('div', { class: 'progress-fill', style: `width:${(frac * 100).toFixed(1)}%` })),
     h('span', { class: 'muted' }, total ? `${fmtInt(j.step)} / ${fmtInt(total)}` : '—',
-      j.epoch !== null && total ? ` · ep ${j.epoch + 1}${epochs ? `/${epochs}` : ''}` : ''));
+      j.epoch && total ? ` · ep ${j.epoch}${epochs ? `/${epochs}` : ''}` : ''));
 }
 
 /** params: URLSearchParams of the route (status, offset). */

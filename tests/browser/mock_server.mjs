@@ -164,7 +164,7 @@ function startJob(job) {
       return next();
     }
     step++;
-    const epoch = Math.floor((step - 1) / spe);
+    const epoch = Math.floor((step - 1) / spe) + 1;   // counted from 1, as the daemon does
     if (spec.method === 'aflora' && trainable.length && (step % dt === 0 || step === T - tf + 1) && step > ti) {
       const rt = r(step);
       const keep = step > T - tf ? 0 : Math.round(rt * nTrainable0);
@@ -198,7 +198,7 @@ function startJob(job) {
     if (step >= T) {
       clearInterval(job.timer);
       const best = job.evals.reduce((a, b) => (b.metrics.accuracy > a.metrics.accuracy ? b : a), job.evals[0]);
-      job.metrics = { best_epoch: best ? best.epoch : -1, best: best ? best.metrics : undefined, epochs: job.evals, steps: T, final_loss: loss,
+      job.metrics = { best_epoch: best ? best.epoch : null, best: best ? best.metrics : undefined, epochs: job.evals, steps: T, final_loss: loss,
         flops: cum, trainable_params_avg: avgSum / T };
       setStatus(job, 'succeeded');
       next();

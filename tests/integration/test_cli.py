@@ -81,6 +81,15 @@ class CliTest(unittest.TestCase):
         out = os.path.join(self.dir, "out_a")
         metrics = json.load(open(os.path.join(out, "metrics.json")))
         self.assertEqual(len(metrics["epochs"]), 3)
+        # one convention, counted from 1: metrics.json, the console and the
+        # eval lines agree on which epoch was best
+        self.assertEqual([e["epoch"] for e in metrics["epochs"]], [1, 2, 3])
+        best = metrics["best_epoch"]
+        self.assertIn(best, (1, 2, 3))
+        self.assertIn(f"best epoch {best};", p.stdout)
+        self.assertEqual(metrics["best"], metrics["epochs"][best - 1]["metrics"])
+        first_step = next(l for l in p.stdout.splitlines() if l.startswith("step "))
+        self.assertIn("epoch 1 ", first_step)
         self.assertEqual(metrics["labels"], ["negative", "positive"])
         self.assertGreater(metrics["flops"]["backward_weight"], 0)
         self.assertFalse(os.path.exists(os.path.join(out, "checkpoint.ckpt")))
