@@ -1077,8 +1077,33 @@ static void test_jobs(void **state)
              ds);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "invalid_dataset");
-    assert_string_equal(err_field(&r), "dataset.train");
+    assert_string_equal(err_field(&r), "dataset.text_fields[0]");
     assert_non_null(strstr(err_message(&r), "text"));
+    resp_free(&r);
+    /* A dataset that does not fit names the spec field at fault, not the
+     * dataset (the form shows the error beside that field). */
+    const struct { const char *dataset, *field, *why; } misfits[] = {
+        {"\"label_field\":\"lbl\"", "dataset.label_field", "no column named 'lbl'"},
+        {"\"label_field\":7", "dataset.label_field", "out of range"},
+        {"\"labels\":[\"a\",\"b\"]", "dataset.labels", "not one of the declared labels"},
+        {"\"text_fields\":[\"sentence\",\"nope\"]", "dataset.text_fields[1]", "'nope'"},
+    };
+    for (size_t i = 0; i < sizeof misfits / sizeof *misfits; i++) {
+        snprintf(spec, sizeof spec, "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",%s}}",
+                 ds, misfits[i].dataset);
+        http_json(f, "POST", "/jobs", spec, &r);
+        expect_error(&r, 400, "invalid_dataset");
+        assert_string_equal(err_field(&r), misfits[i].field);
+        if (!strstr(err_message(&r), misfits[i].why))
+            fail_msg("%s: %s", misfits[i].field, err_message(&r));
+        resp_free(&r);
+    }
+    /* A file that is broken as a whole still names the dataset. */
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"format\":\"jsonl\"}}", ds);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "invalid_dataset");
+    assert_string_equal(err_field(&r), "dataset.train");
     resp_free(&r);
     snprintf(spec, sizeof spec,
              "{\"model\":\"bert-base\",\"init_adapter\":\"/tmp/a.safetensors\",\"dataset\":{\"train\":\"%s\"}}",
