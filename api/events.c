@@ -516,7 +516,8 @@ enum MHD_Result h_job_freezing(api_req *r)
     }
     const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
     api_model_info mi;
-    int layers = model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 ? mi.layers : 0;
+    int layers =
+        model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 ? mi.layers : 0;
     if (f.max_layer + 1 > layers)
         layers = f.max_layer + 1;
 

@@ -251,6 +251,63 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
     return rc;
 }
 
+/* The spec fields that shape an adapter: a job started from another's
+ * adapter must agree on all of them (adapter_import_native checks the file
+ * again when the job runs). */
+static const char *const adapter_shape_fields[] = {"model", "task", "method", "rank", "alpha",
+                                                   "target_modules"};
+
+/* init_adapter over the API: the id of a succeeded job with the same adapter
+ * shape. On failure replies (400 naming init_adapter, or 500), returns -1. */
+static int check_init_adapter(api_req *r, store *st, const aflo_job_spec *spec)
+{
+    store_job j;
+    char err[1024];
+    if (store_job_get(st, spec->init_adapter, &j, err, sizeof err) != 0) {
+        if (store_last_error(st) == STORE_E_NOT_FOUND)
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_job", "init_adapter",
+                        "init_adapter: no job has the id %s (GET /jobs lists them)",
+                        spec->init_adapter);
+        else
+            reply_store_error(r, st, err);
+        return -1;
+    }
+    int rc = 0;
+    if (j.status != STORE_JOB_SUCCEEDED) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "init_adapter",
+                    "init_adapter: job %s is %s; only a succeeded job has an adapter to start "
+                    "from", j.id, store_job_status_name(j.status));
+        rc = -1;
+    }
+    cJSON *theirs = rc == 0 ? cJSON_Parse(j.spec) : NULL;
+    cJSON *ours = rc == 0 ? spec_to_json(spec) : NULL;
+    if (rc == 0 && (!theirs || !ours)) {
+        reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < sizeof adapter_shape_fields / sizeof *adapter_shape_fields;
+         i++) {
+        const char *k = adapter_shape_fields[i];
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(ours, k),
+                    *b = cJSON_GetObjectItemCaseSensitive(theirs, k);
+        if ((a || b) && !(a && b && cJSON_Compare(a, b, true))) {
+            char *av = a ? cJSON_PrintUnformatted(a) : NULL;
+            char *bv = b ? cJSON_PrintUnformatted(b) : NULL;
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "conflict", "init_adapter",
+                        "init_adapter: job %s trained with %s %s, this job has %s; an adapter "
+                        "only fits the same %s", j.id, k, bv ? bv : "(none)", av ? av : "(none)",
+                        k);
+            free(av);
+            free(bv);
+            rc = -1;
+        }
+    }
+    cJSON_Delete(theirs);
+    cJSON_Delete(ours);
+    store_job_clear(&j);
+    return rc;
+}
+
 static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned status,
                                  bool location)
 {
@@ -279,10 +336,11 @@ enum MHD_Result h_jobs_create(api_req *r)
     char *normal = NULL;
     api_model_info model;
     store *st = NULL;
-    if (spec.init_adapter) {
+    if (spec.init_adapter && !spec_is_job_id(spec.init_adapter)) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "init_adapter",
-                          "init_adapter: names a file on the server, which the API does not "
-                          "accept; start from a fresh adapter");
+                          "init_adapter: over the API, the id of a succeeded job whose adapter "
+                          "to start from (GET /jobs?status=succeeded); file paths are not "
+                          "accepted");
         goto out;
     }
     if (api_model_lookup(r->srv, spec.model, true, &model, err, sizeof err) != 0) {
@@ -295,6 +353,8 @@ enum MHD_Result h_jobs_create(api_req *r)
         goto out;
     }
     if (!(st = api_store(r)))
+        goto out;
+    if (spec.init_adapter && check_init_adapter(r, st, &spec) != 0)
         goto out;
     if (spec.has_dataset &&
         (check_dataset_ref(r, st, &spec, spec.dataset.train, "dataset.train") != 0 ||

@@ -254,7 +254,10 @@ const spec_field_info spec_fields[] = {
      .doc = "Apply the base model's dropout (its config's probabilities) while training."},
     {.name = "init_adapter", .type = SPEC_T_STRING, .optional = true, .min = 1,
      .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(init_adapter),
-     .doc = "Start from this native adapter file instead of a fresh adapter."},
+     .doc = "Start from a trained adapter instead of a fresh one: with aflorad run, a native "
+            "adapter file; over the API, the id of a succeeded job (16 lowercase hex "
+            "characters). Its model, task, method, rank, alpha and target_modules must be this "
+            "job's."},
 };
 
 #define N_FIELDS ((int)(sizeof spec_fields / sizeof spec_fields[0]))
@@ -1133,6 +1136,8 @@ bool spec_is_dataset_id(const char *ref) {
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
     return true;
 }
+
+bool spec_is_job_id(const char *ref) { return spec_is_dataset_id(ref); /* one id format */ }
 
 int spec_num_labels(const aflo_job_spec *s) {
     return s->num_labels == SPEC_NUM_LABELS_UNSET ? FALLBACK_NUM_LABELS : s->num_labels;

@@ -159,6 +159,8 @@ bool spec_is_demo(const aflo_job_spec *s);
 /* Whether a dataset reference is an uploaded dataset's id (16 lowercase hex
  * characters, as store.h makes them) rather than a file path. */
 bool spec_is_dataset_id(const char *ref);
+/* Whether init_adapter is a job's id (the same format) rather than a path. */
+bool spec_is_job_id(const char *ref);
 /* num_labels, or its fallback when unset (2: binary classification). The
  * worker should prefer the label count it finds in the training data. */
 int spec_num_labels(const aflo_job_spec *s);

@@ -253,6 +253,28 @@ static int resolve_datasets(worker *w, aflo_job_spec *spec, char *err, size_t er
     return 0;
 }
 
+/* init_adapter naming a job: that job's native adapter file. The API
+ * checked the job had succeeded with a matching spec; job_run's import
+ * checks the file itself. */
+static int resolve_init_adapter(const workers *p, aflo_job_spec *spec, char *err,
+                                size_t errlen) {
+    if (!spec->init_adapter || !spec_is_job_id(spec->init_adapter)) return 0;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", p->data_dir,
+                 spec->init_adapter) >= (int)sizeof path) {
+        snprintf(err, errlen, "init_adapter: the data directory's path is too long");
+        return -1;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(spec->init_adapter);
+    spec->init_adapter = copy;
+    return 0;
+}
+
 static void run_claimed(worker *w, store_job *job) {
     workers *p = w->pool;
     char err[1024] = "";
@@ -284,7 +306,8 @@ static void run_claimed(worker *w, store_job *job) {
             path_join(jobs, sizeof jobs, p->data_dir, "jobs", err, sizeof err) == 0 &&
             make_dir(jobs, err, sizeof err) == 0 &&
             path_join(work, sizeof work, jobs, job->id, err, sizeof err) == 0 &&
-            resolve_datasets(w, &spec, err, sizeof err) == 0) {
+            resolve_datasets(w, &spec, err, sizeof err) == 0 &&
+            resolve_init_adapter(p, &spec, err, sizeof err) == 0) {
             job_args a = {.spec = &spec, .models_dir = p->models_dir, .datasets_dir = datasets,
                           .work_dir = work, .cancel = &w->cancel,
                           .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,

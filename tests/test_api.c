@@ -1152,6 +1152,52 @@ static void test_jobs(void **state)
     resp_free(&r);
 }
 
+/* init_adapter over the API: a succeeded job's id, with the same adapter
+ * shape; anything else is refused naming init_adapter. */
+static void test_init_adapter_from_job(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], src[STORE_ID_SIZE], queued[STORE_ID_SIZE];
+    upload_ok(f, ds);
+    create_job(f, ds, src);
+    claim(f, src);
+    finish(f, src, STORE_JOB_SUCCEEDED);
+    create_job(f, ds, queued);
+    const struct {
+        const char *adapter, *extra;
+        int status;
+        const char *code, *why;
+    } cases[] = {
+        {src, "", 201, NULL, NULL},
+        {src, ",\"method\":\"lora\"", 400, "conflict", "method"},
+        {src, ",\"rank\":8", 400, "conflict", "rank"},
+        {src, ",\"target_modules\":[\"query\"]", 400, "conflict", "target_modules"},
+        {queued, "", 400, "invalid_value", "is queued"},
+        {NO_SUCH_ID, "", 400, "unknown_job", NO_SUCH_ID},
+        {"adapter.safetensors", "", 400, "invalid_value", "file paths are not accepted"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char spec[512];
+        snprintf(spec, sizeof spec,
+                 "{\"model\":\"bert-base\",\"init_adapter\":\"%s\",\"dataset\":{\"train\":\"%s\"}%s}",
+                 cases[i].adapter, ds, cases[i].extra);
+        http_resp r;
+        http_json(f, "POST", "/jobs", spec, &r);
+        if (r.status != cases[i].status)
+            fail_msg("case %zu: %d %s", i, r.status, r.body);
+        if (cases[i].code) {
+            expect_error(&r, cases[i].status, cases[i].code);
+            assert_string_equal(err_field(&r), "init_adapter");
+            if (!strstr(err_message(&r), cases[i].why))
+                fail_msg("case %zu: %s", i, err_message(&r));
+        } else {
+            const cJSON *sp = cJSON_GetObjectItem(r.json, "spec");
+            assert_string_equal(json_str(sp, "init_adapter"), src);
+        }
+        resp_free(&r);
+    }
+}
+
 /* GET /jobs/{id} shows what the worker reported, FLOPs beyond 2^53 exactly. */
 static void test_job_progress(void **state)
 {
@@ -1850,6 +1896,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token, setup_token, teardown),
         cmocka_unit_test_setup_teardown(test_dataset_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_adapter_from_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sse_live, setup, teardown),

@@ -235,6 +235,14 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertIn(b"aflorad_jobs", metrics)
 
+        # a job that starts from this one's adapter (init_adapter: its id):
+        # the worker finds the file, so the job trains and succeeds
+        st, _, second = d.request("POST", "/jobs", {"model": "demo", "epochs": 2, "threads": 1,
+                                                    "init_adapter": job["id"]})
+        self.assertEqual(st, 201, second)
+        events = read_sse(d, second["id"])
+        self.assertEqual(events[-1][2]["status"], "succeeded", events[-1])
+
     def test_sse_resume_loses_and_duplicates_nothing(self):
         d = self.daemon()
         st, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1})
