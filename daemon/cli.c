@@ -254,24 +254,34 @@ fail:
 /* ---------------------------------------------------------------- spec-doc */
 
 static const char spec_doc_usage[] =
-    "usage: aflorad spec-doc\n"
+    "usage: aflorad spec-doc [--json]\n"
     "  Print the job spec's fields (type, default, allowed values, description) as the\n"
-    "  Markdown table the README embeds.\n";
+    "  Markdown table the README embeds, or with --json as the JSON Schema that GET\n"
+    "  /openapi.json serves as JobSpec (defaults, enums, x-default rules).\n";
 
 /* The job spec's field table as Markdown (the README embeds it; a test keeps
- * the two equal). */
+ * the two equal) or as JSON Schema (the dashboard's mock server serves it). */
 static int cmd_spec_doc(int argc, char **argv) {
-    if (argc > 1) {
+    bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 && !json) {
         fprintf(stderr, "spec-doc: unexpected argument %s\n", argv[1]);
         fputs(spec_doc_usage, stderr);
         return 2;
     }
-    char *doc = spec_doc_markdown();
+    char *doc = NULL;
+    if (json) {
+        cJSON *schema = spec_schema_json();
+        doc = schema ? cJSON_Print(schema) : NULL;
+        cJSON_Delete(schema);
+    } else {
+        doc = spec_doc_markdown();
+    }
     if (!doc) {
         fprintf(stderr, "spec-doc: out of memory\n");
         return 1;
     }
     fputs(doc, stdout);
+    if (json) fputc('\n', stdout);
     free(doc);
     return 0;
 }

@@ -1867,6 +1867,22 @@ static void test_openapi_coverage(void **state)
         cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "components"), "schemas"), "JobSpec");
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(js, "properties"), "model"));
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(js, "properties"), "epochs"));
+    /* Fixed defaults as values, lookups as x-default-by (what the dashboard's
+     * form shows), the same the parser applies. */
+    const cJSON *props = cJSON_GetObjectItem(js, "properties");
+    assert_int_equal((int)json_num(cJSON_GetObjectItem(props, "batch_size"), "default"), 32);
+    assert_true(cJSON_IsFalse(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "length_bucketing"), "default")));
+    const cJSON *rank_by = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "rank"), "x-default-by"), "method");
+    assert_int_equal((int)json_num(rank_by, "aflora"), 4);
+    assert_int_equal((int)json_num(rank_by, "elora"), 1024);
+    assert_int_equal((int)json_num(rank_by, "lora"), 8);
+    assert_null(cJSON_GetObjectItem(rank_by, "full"));
+    const cJSON *metric_by = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "metric"), "x-default-by"), "task");
+    assert_string_equal(json_str(metric_by, "classification"), "accuracy");
+    assert_string_equal(json_str(metric_by, "regression"), "pearson");
     resp_free(&r);
 
     /* The embedded copy is the file (rerun api/embed_openapi.sh if not). */

@@ -129,6 +129,15 @@ class CliTest(unittest.TestCase):
         end = readme.index("<!-- spec-doc:end -->")
         self.assertEqual(readme[begin:end], doc, "README's spec table is stale: paste `aflorad spec-doc`")
 
+    def test_spec_doc_json_is_the_schema_with_its_defaults(self):
+        schema = json.loads(run("spec-doc", "--json", cwd=self.dir).stdout)
+        props = schema["properties"]
+        self.assertEqual(props["batch_size"]["default"], 32)
+        self.assertEqual(props["rank"]["x-default-by"], {"method": {"aflora": 4, "elora": 1024, "lora": 8}})
+        self.assertEqual(props["metric"]["x-default-by"]["task"]["regression"], "pearson")
+        self.assertEqual(props["dataset"]["properties"]["label_field"]["default"], "label")
+        self.assertIn("init_adapter", props)
+
     def test_bad_specs_fail_with_clear_messages(self):
         cases = [
             ({"model": "models/demo", "epochs": 0}, "epochs"),
