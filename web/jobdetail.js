@@ -18,7 +18,7 @@
 // savings); the saving of a step is that minus the weight-gradient FLOPs it
 // really spent, and the figure shown is the sum over steps.
 import { h, clear, fill, fmtInt, fmtNum, fmtFlops, fmtPercent, fmtTime, fmtDuration, throttle, infoTip } from './util.js';
-import { api, TERMINAL, startsTrainable, targetModules, ApiError, getToken } from './api.js';
+import { api, TERMINAL, startsTrainable, targetModules, ApiError, getToken, bestOfEvals } from './api.js';
 import { followJobEvents } from './events.js';
 import { LineChart, smooth, PALETTE } from './charts.js';
 import { FreezeHeatmap } from './heatmap.js';
@@ -305,7 +305,8 @@ export function renderJobDetail(root, id) {
     const tAvg = n ? S.tAvg[n - 1] : job && job.trainableAvg;
     fill(stats, 
       stat('Latest loss', fmtNum(lastLoss), n > 1 ? `smoothed ${fmtNum(smooth(S.loss)[n - 1])}` : null, null, 'stat-loss'),
-      stat('Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—', best ? `epoch ${best.epoch}` : null, null, 'stat-best'),
+      stat(job && !TERMINAL.has(job.status) ? 'Best eval so far' : 'Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—',
+        best ? `epoch ${best.epoch}` : bestMissing(), null, 'stat-best'),
       stat('Trainable now', fmtInt(tNow), `time average ${fmtInt(tAvg)}`, TRAINABLE_AVG_HELP, 'stat-trainable'),
       stat('Matrices training', projT !== null ? `${fmtInt(projT)} of ${fmtInt(S.projTrain[0])}` : job && job.freezable ? `${fmtInt(job.freezable - job.frozen)} of ${fmtInt(job.freezable)}` : '—',
         projT !== null ? `A and B that started trainable (${fmtInt(lastStepInfo.projTotal)} in all)` : 'A and B that started trainable', null, 'stat-proj'),
@@ -315,18 +316,19 @@ export function renderJobDetail(root, id) {
     );
   }
 
+  /** A finished job: what it kept (job.best, the API's metrics — the jobs
+   *  list shows the same); a live one: the best eval so far by spec.metric. */
   function bestEval() {
-    let best = null;
-    const higher = (name) => name !== 'mse' && name !== 'loss';
-    for (const e of evals) {
-      const m = e.metrics;
-      const name = ['accuracy', 'pearson', 'mcc', 'f1'].find((k) => Number.isFinite(m[k])) || (Number.isFinite(m.mse) ? 'mse' : null);
-      if (!name) continue;
-      const v = m[name];
-      if (!best || (higher(name) ? v > best.value : v < best.value)) best = { name, value: v, epoch: e.epoch };
-    }
-    if (!best && job && job.best) return { ...job.best, epoch: job.bestEpoch ?? 0 };
-    return best;
+    if (!job) return null;
+    if (TERMINAL.has(job.status)) return job.best;
+    return bestOfEvals(job.spec, evals);
+  }
+
+  function bestMissing() {
+    if (!job) return null;
+    if (job.status === 'failed' || job.status === 'cancelled') return `${job.status}: no adapter kept`;
+    if (job.status === 'succeeded') return 'no evaluation set: the last epoch was kept';
+    return null;
   }
 
   /** AFLoRA's freezing window: {ti: last warm-up step, fs: first final-phase step, T}. */
