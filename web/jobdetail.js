@@ -340,12 +340,13 @@ export function renderJobDetail(root, id) {
       ti = freezing.initialSteps;
       fs = freezing.finalStart ?? (freezing.finalSteps !== null ? T - freezing.finalSteps : null);
     }
+    // the stored spec is the normalised one: every default written out
     const spec = job.spec;
-    const epochs = spec.epochs || 20;
-    const spe = T / epochs;
-    const fr = spec.freeze || {};
-    if (ti === null) ti = (fr.initial_warmup_epochs ?? (epochs < 10 ? 0.1 * epochs : 1)) * spe;
-    if (fs === null) fs = T - (fr.final_warmup_epochs ?? 0.7 * epochs) * spe;
+    const fr = spec.freeze;
+    if (!spec.epochs || !fr) return null;
+    const spe = T / spec.epochs;
+    if (ti === null) ti = fr.initial_warmup_epochs * spe;
+    if (fs === null) fs = T - fr.final_warmup_epochs * spe;
     return { ti, fs, T };
   }
 
@@ -545,7 +546,7 @@ export function renderJobDetail(root, id) {
   function methodText(spec) {
     const m = spec.method || 'aflora';
     const parts = [m];
-    if (m !== 'full') parts.push(`rank ${spec.rank ?? { aflora: 4, elora: 1024, lora: 8 }[m]}`);
+    if (m !== 'full' && spec.rank !== undefined) parts.push(`rank ${spec.rank}`);   // normalised spec: always there
     if (m === 'aflora') parts.push(`projections ${spec.trainable_projections || 'ffn'}`);
     return parts.join(' · ');
   }
