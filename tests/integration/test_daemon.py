@@ -175,9 +175,18 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(len(steps), steps[-1]["total_steps"])
         self.assertGreater(sum(1 for t in types if t == "freeze"), 0)
         self.assertEqual(sum(1 for t in types if t == "eval"), 2)
+        # epochs count from 1 in events, progress and metrics alike
+        self.assertEqual([e["epoch"] for _, t, e in events if t == "eval"], [1, 2])
+        self.assertEqual(steps[0]["epoch"], 1)
+        self.assertEqual(steps[-1]["epoch"], 2)
 
         st, _, j = d.request("GET", f"/jobs/{job['id']}")
         self.assertEqual(j["status"], "succeeded")
+        self.assertEqual(j["progress"]["epoch"], 2)
+        self.assertEqual([e["epoch"] for e in j["metrics"]["epochs"]], [1, 2])
+        self.assertIn(j["metrics"]["best_epoch"], (1, 2))
+        self.assertEqual(j["metrics"]["best"],
+                         j["metrics"]["epochs"][j["metrics"]["best_epoch"] - 1]["metrics"])
         st, _, fr = d.request("GET", f"/jobs/{job['id']}/freezing")
         self.assertEqual(st, 200)
         froze = [e for _, t, e in events if t == "freeze"]
@@ -233,6 +242,14 @@ class DaemonTest(unittest.TestCase):
         st, _, metrics = d.request("GET", "/metrics", raw=True)
         self.assertEqual(st, 200)
         self.assertIn(b"aflorad_jobs", metrics)
+
+        # a job that starts from this one's adapter (init_adapter "job:<id>"):
+        # the worker finds the file, so the job trains and succeeds
+        st, _, second = d.request("POST", "/jobs", {"model": "demo", "epochs": 2, "threads": 1,
+                                                    "init_adapter": f"job:{job['id']}"})
+        self.assertEqual(st, 201, second)
+        events = read_sse(d, second["id"])
+        self.assertEqual(events[-1][2]["status"], "succeeded", events[-1])
 
     def test_full_method_model_and_init_adapter_from_a_job(self):
         """Method full's model/ folder downloads (file by file and as
