@@ -530,18 +530,16 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         goto done;
     /* The API's check, again: an unusable folder fails here with the same
      * reason GET /models gives, before any data is read. */
-    aflo_config probed;
+    aflo_config mc;
     bool config_read;
-    if (hfmodel_probe(model_dir, &probed, &config_read, err, errlen) != 0) goto done;
+    if (hfmodel_probe(model_dir, &mc, &config_read, err, errlen) != 0) goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
 
     /* target_modules name the modules of the model's family */
-    aflo_config mc;
     aflo_adapter_config ac;
     const aflo_family *fam = NULL;
-    if (hfmodel_read_config(model_dir, &mc, err, errlen) != 0) goto done;
     if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
         spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
         goto done;
