@@ -125,14 +125,19 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
     snprintf(out->name, sizeof out->name, "%s", name);
     aflo_config c;
     bool read;
+    /* room for the path and the whole reason (an unsupported architecture's
+     * lists what is supported) before the path becomes the name */
+    char why[sizeof path + 1024] = "";
     if (check_usable) {
-        out->usable = hfmodel_probe(path, &c, &read, out->reason, sizeof out->reason) == 0;
+        out->usable = hfmodel_probe(path, &c, &read, why, sizeof why) == 0;
     } else {
-        read = hfmodel_read_config(path, &c, out->reason, sizeof out->reason) == 0;
+        read = hfmodel_read_config(path, &c, why, sizeof why) == 0;
         out->usable = read;
     }
-    if (!out->usable)
-        hide_path(out->reason, sizeof out->reason, path, name);
+    if (!out->usable) {
+        hide_path(why, sizeof why, path, name);
+        snprintf(out->reason, sizeof out->reason, "%s", why);
+    }
     if (!read)
         return 0;
     out->described = true;

@@ -420,6 +420,36 @@ class DaemonTest(unittest.TestCase):
         self.assertIn("bad.tsv:3", resp["error"]["message"])
         self.assertEqual(d.request("GET", "/healthz")[0], 200)  # still alive
 
+    def test_unusable_model_reason_is_whole_under_a_long_path(self):
+        """GET /models and POST /jobs give the whole reason a folder no model
+        family reads is refused for (the supported list to its end), naming
+        the model instead of the server's path, however long that path is."""
+        data = os.path.join(self.tmp.name, "d" * 200, "e" * 200)
+        folder = os.path.join(data, "models", "llama")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                       "vocab_size": 32000, "hidden_size": 4096, "num_hidden_layers": 32,
+                       "num_attention_heads": 32, "intermediate_size": 11008,
+                       "hidden_act": "silu"}, f)
+        d = Daemon(data).start()
+        self.daemons.append(d)
+        want = ("llama: config.json: unsupported architecture LlamaForCausalLM, model_type "
+                "\"llama\" (supported: BertForSequenceClassification (bert), ")
+        st, _, ms = d.request("GET", "/models")
+        self.assertEqual(st, 200)
+        llama = next(m for m in ms["models"] if m["name"] == "llama")
+        self.assertFalse(llama["usable"])
+        self.assertTrue(llama["reason"].startswith(want), llama["reason"])
+        self.assertTrue(llama["reason"].endswith("(camembert))"), llama["reason"])
+        st, _, e = d.request("POST", "/jobs", {"model": "llama",
+                                               "dataset": {"train": "0123456789abcdef"}})
+        self.assertEqual(st, 400, e)
+        self.assertEqual(e["error"]["code"], "unusable_model")
+        self.assertEqual(e["error"]["field"], "model")
+        self.assertTrue(e["error"]["message"].endswith("(camembert))"), e)
+        self.assertNotIn("d" * 200, e["error"]["message"])
+
     def test_token_required_for_changes_and_downloads(self):
         d = self.daemon(token="s3cret")
         st, _, resp = d.request("POST", "/jobs", {"model": "demo"},
