@@ -320,7 +320,7 @@ const char api_openapi_json[] =
     "            \"type\": \"object\",\n"
     "            \"required\": [\"code\", \"message\"],\n"
     "            \"properties\": {\n"
-    "              \"code\": {\"type\": \"string\", \"description\": \"Stable machine-readable code: invalid_json, unknown_field, wrong_type, out_of_range, invalid_value, missing_field, conflict, too_large, invalid_id, invalid_parameter, invalid_dataset, unknown_model, unusable_model, unknown_dataset, unknown_job, invalid_path, unauthorized, not_found, not_ready, method_not_allowed, unsupported_media_type, insufficient_storage, not_implemented, io_error, database_error, database_unavailable, internal.\"},\n"
+    "              \"code\": {\"type\": \"string\", \"description\": \"Stable machine-readable code: invalid_json, unknown_field, wrong_type, out_of_range, invalid_value, missing_field, conflict, too_large, invalid_id, invalid_parameter, invalid_dataset, unknown_model, unusable_model, unknown_dataset, unknown_job, incompatible_adapter, invalid_path, unauthorized, not_found, not_ready, method_not_allowed, unsupported_media_type, insufficient_storage, not_implemented, io_error, adapter_missing, database_error, database_unavailable, internal.\"},\n"
     "              \"message\": {\"type\": \"string\"},\n"
     "              \"field\": {\"type\": \"string\"}\n"
     "            }\n"
