@@ -203,15 +203,21 @@ cJSON *api_dataset_json(const store_dataset *d);
  * /models and checked by POST /jobs. */
 typedef struct {
     char name[256];
+    bool described;            /* config.json was read: the sizes below are set */
     char architecture[64];     /* model_type: "bert", "roberta" */
     int layers, hidden_size, intermediate_size, attention_heads, vocab_size;
     int64_t parameters;        /* computed from the sizes (BERT encoder + pooler) */
     bool builtin;
+    bool usable;               /* the engine can fine-tune it (hfmodel_probe) */
+    char reason[512];          /* why not, when !usable */
 } api_model_info;
-/* 0 when name is "demo" or a valid folder of models_dir with a readable
- * config.json; -1 with a message otherwise. */
-int api_model_lookup(api_server *s, const char *name, api_model_info *out, char *err,
-                     size_t errlen);
+/* 0 when name is "demo" or a folder of models_dir; -1 with a message when
+ * it is neither. With check_usable the folder is probed (config, tokenizer,
+ * weight headers: hfmodel_probe) and usable/reason say the verdict; without,
+ * only config.json is read (describing a job's model costs no more) and
+ * usable just means that config was readable. */
+int api_model_lookup(api_server *s, const char *name, bool check_usable, api_model_info *out,
+                     char *err, size_t errlen);
 
 /* Replace components.schemas.JobSpec of doc by the spec module's schema. */
 int api_openapi_add_spec_schema(cJSON *doc);

@@ -548,7 +548,8 @@ enum MHD_Result h_job_freezing(api_req *r)
     }
     const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
     api_model_info mi;
-    bool known = model && api_model_lookup(r->srv, model, &mi, err, sizeof err) == 0;
+    bool known = model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 &&
+                 mi.described;
     int layers = known ? mi.layers : 0;
     if (f.max_layer + 1 > layers)
         layers = f.max_layer + 1;

@@ -2,14 +2,17 @@
  * (Prometheus text), GET /openapi.json and GET /models.
  *
  * Models are the built-in "demo" plus every subfolder of models_dir holding a
- * config.json. The config is read with the engine's config parser (config.h:
- * text in, sizes out — no weights, no math), so a folder listed as usable is
- * one the engine accepts; one it refuses is listed with the reason. The
- * parameter count is worked out from the sizes (a BERT encoder with its
- * pooler), which needs no weight file to be opened. */
+ * config.json. Each is checked by the engine's probe (hfmodel_probe: the
+ * config's architecture and sizes, the tokenizer files, the weight files'
+ * headers — no tensor data, no math), so a folder listed as usable is one a
+ * job can train on, and POST /jobs refuses the others with the same reason.
+ * The parameter count is worked out from the config's sizes (a BERT encoder
+ * with its pooler). */
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"
+#include "hfmodel.h"
+#include "version.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,8 +33,6 @@
 #define DEMO_INTERMEDIATE 64
 #define DEMO_MAX_POSITIONS 64
 #define DEMO_TYPE_VOCAB 2
-/* config.json files are a few KB; anything this large is not one. */
-#define CONFIG_MAX_BYTES ((size_t)1 << 20)
 #define MODELS_MAX 1000
 
 /* Elements of a BERT encoder + pooler: embeddings (word, position, token
@@ -59,6 +60,8 @@ static void demo_info(api_model_info *m)
     m->parameters = bert_parameters(DEMO_VOCAB, DEMO_MAX_POSITIONS, DEMO_TYPE_VOCAB, DEMO_HIDDEN,
                                     DEMO_INTERMEDIATE, DEMO_LAYERS);
     m->builtin = true;
+    m->described = true;
+    m->usable = true;
 }
 
 /* A model name is one path component we can show and join safely. */
@@ -76,40 +79,23 @@ static bool model_name_ok(const char *name)
     return true;
 }
 
-static int read_small_file(int dirfd, const char *name, char **out, size_t *len, char *err,
-                           size_t errlen)
+/* Every occurrence of the folder's server path in an engine message becomes
+ * the model's name: clients see names, not the daemon's file system. */
+static void hide_path(char *msg, size_t cap, const char *path, const char *name)
 {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        (size_t)st.st_size > CONFIG_MAX_BYTES) {
-        snprintf(err, errlen, "config.json %s", fd < 0 ? strerror(errno) : "is not a small file");
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (buf && got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r <= 0)
+    size_t pl = strlen(path), nl = strlen(name);
+    char *at;
+    while (pl && (at = strstr(msg, path)) != NULL) {
+        size_t tail = strlen(at + pl);
+        if ((size_t)(at - msg) + nl + tail >= cap)
             break;
-        got += (size_t)r;
+        memmove(at + nl, at + pl, tail + 1);
+        memcpy(at, name, nl);
     }
-    close(fd);
-    if (!buf || got != (size_t)st.st_size) {
-        snprintf(err, errlen, "config.json cannot be read");
-        free(buf);
-        return -1;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 0;
 }
 
-int api_model_lookup(api_server *s, const char *name, api_model_info *out, char *err,
-                     size_t errlen)
+int api_model_lookup(api_server *s, const char *name, bool check_usable, api_model_info *out,
+                     char *err, size_t errlen)
 {
     if (strcmp(name, DEMO_MODEL) == 0) {
         demo_info(out);
@@ -128,28 +114,33 @@ int api_model_lookup(api_server *s, const char *name, api_model_info *out, char 
         return -1;
     }
     char path[4096];
+    struct stat st;
     snprintf(path, sizeof path, "%s/%s", s->models_dir, name);
-    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
         snprintf(err, errlen, "model '%s' is unknown: there is no such folder in the models "
                               "directory (GET /models lists them)", name);
         return -1;
     }
-    char *text = NULL;
-    size_t len = 0;
-    char why[512];
-    int rc = read_small_file(dfd, "config.json", &text, &len, why, sizeof why);
-    close(dfd);
-    aflo_config c;
-    if (rc == 0 && config_from_json(&c, text, len, why, sizeof why) != 0)
-        rc = -1;
-    free(text);
-    if (rc != 0) {
-        snprintf(err, errlen, "model '%s' cannot be used: %s", name, why);
-        return -1;
-    }
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name);
+    aflo_config c;
+    bool read;
+    /* room for the path and the whole reason (an unsupported architecture's
+     * lists what is supported) before the path becomes the name */
+    char why[sizeof path + 1024] = "";
+    if (check_usable) {
+        out->usable = hfmodel_probe(path, &c, &read, why, sizeof why) == 0;
+    } else {
+        read = hfmodel_read_config(path, &c, why, sizeof why) == 0;
+        out->usable = read;
+    }
+    if (!out->usable) {
+        hide_path(why, sizeof why, path, name);
+        snprintf(out->reason, sizeof out->reason, "%s", why);
+    }
+    if (!read)
+        return 0;
+    out->described = true;
     snprintf(out->architecture, sizeof out->architecture, "%s", c.model_type);
     out->layers = c.num_hidden_layers;
     out->hidden_size = c.hidden_size;
@@ -164,15 +155,19 @@ int api_model_lookup(api_server *s, const char *name, api_model_info *out, char 
 static cJSON *model_json(const api_model_info *m)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "name", m->name) ||
-        !cJSON_AddStringToObject(o, "architecture", m->architecture) ||
-        !cJSON_AddBoolToObject(o, "builtin", m->builtin) ||
-        !cJSON_AddNumberToObject(o, "layers", m->layers) ||
-        !cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size) ||
-        !cJSON_AddNumberToObject(o, "intermediate_size", m->intermediate_size) ||
-        !cJSON_AddNumberToObject(o, "attention_heads", m->attention_heads) ||
-        !cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size) ||
-        !api_add_int(o, "parameters", m->parameters) || !cJSON_AddBoolToObject(o, "usable", 1)) {
+    bool ok = o && cJSON_AddStringToObject(o, "name", m->name) &&
+              cJSON_AddBoolToObject(o, "usable", m->usable) &&
+              (m->usable || cJSON_AddStringToObject(o, "reason", m->reason)) &&
+              cJSON_AddBoolToObject(o, "builtin", m->builtin);
+    if (ok && m->described)
+        ok = cJSON_AddStringToObject(o, "architecture", m->architecture) &&
+             cJSON_AddNumberToObject(o, "layers", m->layers) &&
+             cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size) &&
+             cJSON_AddNumberToObject(o, "intermediate_size", m->intermediate_size) &&
+             cJSON_AddNumberToObject(o, "attention_heads", m->attention_heads) &&
+             cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size) &&
+             api_add_int(o, "parameters", m->parameters);
+    if (!ok) {
         cJSON_Delete(o);
         return NULL;
     }
@@ -215,21 +210,17 @@ enum MHD_Result h_models(api_req *r)
         qsort(names, (size_t)n, sizeof *names, cmp_str);
         bool ok = true;
         for (int i = 0; i < n; i++) {
-            cJSON *o;
-            if (ok && api_model_lookup(s, names[i], &m, err, sizeof err) == 0) {
-                o = model_json(&m);
-            } else {
-                /* Listed, so the user learns why it cannot be used. */
-                o = cJSON_CreateObject();
-                if (o && (!cJSON_AddStringToObject(o, "name", names[i]) ||
-                          !cJSON_AddBoolToObject(o, "usable", 0) ||
-                          !cJSON_AddStringToObject(o, "error", err))) {
-                    cJSON_Delete(o);
-                    o = NULL;
-                }
+            if (ok && api_model_lookup(s, names[i], true, &m, err, sizeof err) != 0) {
+                /* gone since the directory was read: listed with the reason */
+                memset(&m, 0, sizeof m);
+                snprintf(m.name, sizeof m.name, "%s", names[i]);
+                snprintf(m.reason, sizeof m.reason, "%s", err);
             }
-            if (!o || !cJSON_AddItemToArray(arr, o))
+            cJSON *o = ok ? model_json(&m) : NULL;
+            if (!o || !cJSON_AddItemToArray(arr, o)) {
+                cJSON_Delete(o);
                 ok = false;
+            }
             free(names[i]);
         }
         if (!ok)
@@ -252,6 +243,7 @@ enum MHD_Result h_healthz(api_req *r)
     cJSON *root = cJSON_CreateObject();
     if (!root || !cJSON_AddStringToObject(root, "status", db_ok ? "ok" : "unavailable") ||
         !cJSON_AddStringToObject(root, "database", db_ok ? "ok" : err) ||
+        !cJSON_AddStringToObject(root, "version", AFLORAD_VERSION) ||
         !cJSON_AddBoolToObject(root, "workers", r->srv->workers != NULL) ||
         !api_add_int(root, "uptime_s", (api_now_ms() - r->srv->started_ms) / 1000)) {
         cJSON_Delete(root);

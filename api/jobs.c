@@ -6,14 +6,16 @@
  * form (every default written out), so what a job ran with is visible in GET
  * /jobs/{id} even if defaults change later. On top of the spec's own checks,
  * the API enforces what only a server can: the model must be "demo" or a
- * folder of the models directory (GET /models), the datasets must be ids of
+ * folder of the models directory that the engine's probe finds usable (GET
+ * /models says which and why not), the datasets must be ids of
  * uploaded datasets that exist, and nothing in a spec may name a server file
  * path (a client must not make the daemon read arbitrary files): an
  * init_adapter is "job:<id>", a succeeded job whose adapter is checked
  * against the spec here. The first rows of each dataset are parsed with the
  * spec's columns, so a wrong column name fails here with the loader's message
  * rather than minutes later in a worker. Every failure names the spec field
- * it is about.
+ * it is about (for a dataset that does not fit, the column or label field at
+ * fault: blame_field).
  *
  * Predictions check the request (and the pair rule, from the stored spec)
  * before touching a model, then take the job's model from the server's
@@ -134,14 +136,12 @@ static unsigned spec_status(spec_error_code c)
     }
 }
 
-/* Parse the first rows of dataset d with the spec's columns. 0, or -1 with
- * the loader's message. */
-static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d, char *err,
-                              size_t errlen)
+/* Parse the first rows of dataset d as ts says. 0, or -1 with the loader's
+ * message. */
+static int rows_fit(const textdata_spec *spec_ts, const store_dataset *d, char *err,
+                    size_t errlen)
 {
-    textdata_spec ts;
-    if (spec_to_textdata_spec(spec, &ts) != 0)
-        return 0;
+    textdata_spec ts = *spec_ts;
     if (ts.format == TEXTDATA_AUTO)
         ts.format = textdata_format_from_path(d->path);
     ts.max_rows = CHECK_ROWS;
@@ -175,6 +175,56 @@ static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d,
     return rc;
 }
 
+/* The spec field a failed rows check is about, so the error lands on it (a
+ * form shows it beside that field). The loader's message names file and
+ * line, not the field, so the check is retried with parts of the spec left
+ * out: rows that fit without the label blame the label (the declared labels
+ * if they alone are the problem), rows that fit without the second text
+ * blame it, rows that fit with the first column for the first text blame
+ * that; otherwise it is the file itself (NULL). */
+static const char *blame_field(const textdata_spec *full, const store_dataset *d)
+{
+    char scratch[512];
+    textdata_spec t = *full;
+    t.label = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
+    t.labels = NULL;
+    t.num_labels = 0;
+    if (rows_fit(&t, d, scratch, sizeof scratch) == 0) {
+        textdata_spec u = *full;
+        u.labels = NULL;
+        u.num_labels = 0;
+        if (full->labels && rows_fit(&u, d, scratch, sizeof scratch) == 0)
+            return "dataset.labels";
+        return "dataset.label_field";
+    }
+    bool pair = t.text_b.kind != TEXTDATA_FIELD_NONE;
+    t.text_b = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
+    if (pair && rows_fit(&t, d, scratch, sizeof scratch) == 0)
+        return "dataset.text_fields[1]";
+    textdata_format fmt =
+        full->format == TEXTDATA_AUTO ? textdata_format_from_path(d->path) : full->format;
+    t.text_a = TEXTDATA_BY_INDEX(0);
+    if (fmt != TEXTDATA_JSONL && rows_fit(&t, d, scratch, sizeof scratch) == 0)
+        return "dataset.text_fields[0]";
+    return NULL;
+}
+
+/* Parse the first rows of dataset d with the spec's columns. 0, or -1 with
+ * the loader's message and *field set to the spec field it is about (NULL:
+ * the file as a whole). */
+static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d,
+                              const char **field, char *err, size_t errlen)
+{
+    textdata_spec ts;
+    *field = NULL;
+    if (spec_to_textdata_spec(spec, &ts) != 0)
+        return 0;
+    if (rows_fit(&ts, d, err, errlen) == 0)
+        return 0;
+    *field = blame_field(&ts, d);
+    return -1;
+}
+
 /* A dataset reference of the spec: an existing uploaded dataset. On failure
  * replies (400 naming the field, or 500) and returns -1. */
 static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, const char *ref,
@@ -197,9 +247,13 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
             reply_store_error(r, st, err);
         return -1;
     }
-    int rc = check_dataset_rows(spec, &d, err, sizeof err);
+    const char *blamed;
+    int rc = check_dataset_rows(spec, &d, &blamed, err, sizeof err);
     store_dataset_clear(&d);
-    if (rc != 0)
+    if (rc != 0 && blamed)
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", blamed,
+                    "%s: does not match the data of %s: %s", blamed, field, err);
+    else if (rc != 0)
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", field,
                     "%s: the dataset does not fit the spec: %s", field, err);
     return rc;
@@ -284,8 +338,13 @@ enum MHD_Result h_jobs_create(api_req *r)
                           "accept; give \"job:<id>\" to start from a succeeded job's adapter");
         goto out;
     }
-    if (api_model_lookup(r->srv, spec.model, &model, err, sizeof err) != 0) {
+    if (api_model_lookup(r->srv, spec.model, true, &model, err, sizeof err) != 0) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_model", "model", "model: %s", err);
+        goto out;
+    }
+    if (!model.usable) {
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
+                          "model: '%s' cannot be used: %s", spec.model, model.reason);
         goto out;
     }
     if (!(st = api_store(r)))

@@ -1,7 +1,10 @@
 /* cli.c — the one-shot commands: `aflorad run`, `aflorad predict`,
- * `aflorad init-demo`. `run` goes through job_run(), exactly the code path of
- * the daemon's workers; Ctrl-C checkpoints and stops, and running the same
- * command again resumes. */
+ * `aflorad init-demo`, `aflorad spec-doc`. `run` goes through job_run(),
+ * exactly the code path of the daemon's workers; Ctrl-C checkpoints and
+ * stops, and running the same command again resumes.
+ *
+ * Each command is a row of commands[] with its usage text; cli_dispatch
+ * answers --help/-h for all of them before the command reads its options. */
 #include "cli.h"
 
 #include <cjson/cJSON.h>
@@ -58,7 +61,7 @@ static void run_step(void *ctx, const aflo_step_info *s) {
     if (s->step % PROGRESS_EVERY != 0 && s->step != s->total_steps && s->step != 1) return;
     printf("step %ld/%ld  epoch %d  loss %.4f  lr %.2e  trainable %zu  projections %d/%d  "
            "GFLOP %.2f\n",
-           s->step, s->total_steps, s->epoch + 1, s->loss, s->lr, s->trainable_now,
+           s->step, s->total_steps, JOB_EPOCH_SHOWN(s->epoch), s->loss, s->lr, s->trainable_now,
            s->projections_trainable, s->projections_total,
            (double)flops_total(&s->total_flops) * 1e-9);
     fflush(stdout);
@@ -74,10 +77,12 @@ static void run_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
     const aflo_metrics *m = e->metrics;
     if (m->classification)
-        printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n", e->epoch + 1,
+        printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n",
+               JOB_EPOCH_SHOWN(e->epoch),
                m->loss, m->accuracy, m->f1, m->mcc);
     else
-        printf("eval    epoch %d  loss %.4f  pearson %.4f  spearman %.4f\n", e->epoch + 1,
+        printf("eval    epoch %d  loss %.4f  pearson %.4f  spearman %.4f\n",
+               JOB_EPOCH_SHOWN(e->epoch),
                m->loss, m->pearson, m->spearman);
     fflush(stdout);
 }
@@ -92,6 +97,12 @@ static void run_resume(void *ctx, long step) {
     printf("note    resumed from the checkpoint at step %ld\n", step);
 }
 
+static const char run_usage[] =
+    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR]\n"
+    "  Fine-tune as the job spec says (aflorad spec-doc lists its fields) and write\n"
+    "  DIR/adapter/ and DIR/metrics.json. Ctrl-C checkpoints; the same command resumes.\n"
+    "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n";
+
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();
     for (int i = 1; i < argc; i++) {
@@ -104,7 +115,7 @@ static int cmd_run(int argc, char **argv) {
         } else spec_path = argv[i];
     }
     if (!spec_path || !out) {
-        fprintf(stderr, "usage: aflorad run SPEC.json --out DIR [--models-dir DIR]\n");
+        fputs(run_usage, stderr);
         return 2;
     }
     aflo_job_spec spec;
@@ -124,10 +135,13 @@ static int cmd_run(int argc, char **argv) {
     job_outcome o = job_run(&a, &r, err, sizeof err);
     int rc = 1;
     if (o == JOB_SUCCEEDED) {
-        printf("done    %ld steps in %.1f s; best epoch %d; average trainable parameters %.0f\n"
+        char best[48] = "no evaluation, last epoch kept";
+        if (r.summary.best_epoch >= 0)
+            snprintf(best, sizeof best, "best epoch %d", JOB_EPOCH_SHOWN(r.summary.best_epoch));
+        printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n"
                "adapter %s/adapter/\nmetrics %s/metrics.json\n",
-               r.summary.steps_done, r.summary.elapsed_s, r.summary.best_epoch + 1,
-               r.summary.trainable_avg, out, out);
+               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg, out,
+               out);
         rc = 0;
     } else if (o == JOB_CANCELLED) {
         fprintf(stderr, "run: stopped at step %ld; checkpoint saved in %s; run the same command "
@@ -143,9 +157,14 @@ static int cmd_run(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- init-demo */
 
+static const char init_demo_usage[] =
+    "usage: aflorad init-demo DIR\n"
+    "  Write the built-in demo model (config.json, vocab.txt, model.safetensors) and its\n"
+    "  synthetic sentiment dataset (train.tsv, dev.tsv) into DIR, a Hugging Face folder.\n";
+
 static int cmd_init_demo(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: aflorad init-demo DIR\n");
+    if (argc != 2 || argv[1][0] == '-') {
+        fputs(init_demo_usage, stderr);
         return 2;
     }
     char err[512];
@@ -283,6 +302,18 @@ static int predict_file(predictor *p, const char *input, const input_overrides *
     return 0;
 }
 
+static const char predict_usage[] =
+    "usage: aflorad predict --model M [--adapter FILE_OR_DIR] [--models-dir DIR]\n"
+    "                       (--text T [--text-pair P] | --input FILE [--text-field F]\n"
+    "                        [--pair-field F] [--header | --no-header])\n"
+    "  Predictions as JSON lines.\n"
+    "  --adapter: adapter.safetensors, the adapter/ folder `aflorad run` prints, or a\n"
+    "    PEFT folder; leave it out when M is itself fine-tuned (a method-full run's\n"
+    "    adapter/model/)\n"
+    "  FILE (.tsv, .csv, .jsonl) is read with the text columns, header and format the\n"
+    "    adapter was trained with; --text-field/--pair-field (a name, or a 0-based\n"
+    "    column index) and --header/--no-header override them\n";
+
 static int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *text = NULL, *pair = NULL, *input = NULL;
     const char *models = models_dir_default();
@@ -306,16 +337,7 @@ static int cmd_predict(int argc, char **argv) {
     }
     if (!model || (!text == !input) || (pair && !text) ||
         (!input && (o.text_field || o.pair_field || o.header >= 0))) {
-        fprintf(stderr,
-                "usage: aflorad predict --model M [--adapter FILE_OR_DIR] [--models-dir DIR]\n"
-                "                       (--text T [--text-pair P] | --input FILE [--text-field F]\n"
-                "                        [--pair-field F] [--header | --no-header])\n"
-                "  --adapter: adapter.safetensors, the adapter/ folder `aflorad run` prints, or a\n"
-                "    PEFT folder; leave it out when M is itself fine-tuned (a method-full run's\n"
-                "    adapter/model/)\n"
-                "  FILE (.tsv, .csv, .jsonl) is read with the text columns, header and format the\n"
-                "    adapter was trained with; --text-field/--pair-field (a name, or a 0-based\n"
-                "    column index) and --header/--no-header override them\n");
+        fputs(predict_usage, stderr);
         return 2;
     }
     char err[1024] = "";
@@ -340,17 +362,35 @@ fail:
 
 /* ---------------------------------------------------------------- spec-doc */
 
+static const char spec_doc_usage[] =
+    "usage: aflorad spec-doc [--json]\n"
+    "  Print the job spec's fields (type, default, allowed values, description) as the\n"
+    "  Markdown table the README embeds, or with --json as the JSON Schema that GET\n"
+    "  /openapi.json serves as JobSpec (defaults, enums, x-default rules).\n";
+
 /* The job spec's field table as Markdown (the README embeds it; a test keeps
- * the two equal). */
+ * the two equal) or as JSON Schema (the dashboard's mock server serves it). */
 static int cmd_spec_doc(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    char *doc = spec_doc_markdown();
+    bool json = argc == 2 && strcmp(argv[1], "--json") == 0;
+    if (argc > 1 && !json) {
+        fprintf(stderr, "spec-doc: unexpected argument %s\n", argv[1]);
+        fputs(spec_doc_usage, stderr);
+        return 2;
+    }
+    char *doc = NULL;
+    if (json) {
+        cJSON *schema = spec_schema_json();
+        doc = schema ? cJSON_Print(schema) : NULL;
+        cJSON_Delete(schema);
+    } else {
+        doc = spec_doc_markdown();
+    }
     if (!doc) {
         fprintf(stderr, "spec-doc: out of memory\n");
         return 1;
     }
     fputs(doc, stdout);
+    if (json) fputc('\n', stdout);
     free(doc);
     return 0;
 }
@@ -360,19 +400,30 @@ static int cmd_spec_doc(int argc, char **argv) {
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
+    const char *usage;
 } command;
 
 static const command commands[] = {
-    {"run", cmd_run},
-    {"predict", cmd_predict},
-    {"init-demo", cmd_init_demo},
-    {"spec-doc", cmd_spec_doc},
+    {"run", cmd_run, run_usage},
+    {"predict", cmd_predict, predict_usage},
+    {"init-demo", cmd_init_demo, init_demo_usage},
+    {"spec-doc", cmd_spec_doc, spec_doc_usage},
 };
+
+bool cli_help_requested(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+    return false;
+}
 
 int cli_dispatch(int argc, char **argv, bool *handled) {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         if (strcmp(argv[0], commands[i].name) == 0) {
             *handled = true;
+            if (cli_help_requested(argc, argv)) {
+                fputs(commands[i].usage, stdout);
+                return 0;
+            }
             return commands[i].fn(argc, argv);
         }
     *handled = false;

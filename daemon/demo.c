@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "gemm.h"
+#include "job.h"
 #include "model.h"
 #include "synth.h"
 #include "train.h"
@@ -18,8 +20,8 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     if (d->quiet || (s->step % d->every != 0 && s->step != s->total_steps)) return;
     printf("step %ld/%ld epoch %d loss %.4f lr %.2e trainable %zu (avg %.0f) "
            "projections %d/%d r(t) %.3f GFLOP %.3f\n",
-           s->step, s->total_steps, s->epoch, s->loss, s->lr, s->trainable_now, s->trainable_avg,
-           s->projections_trainable, s->projections_total, s->remaining_fraction,
+           s->step, s->total_steps, JOB_EPOCH_SHOWN(s->epoch), s->loss, s->lr, s->trainable_now,
+           s->trainable_avg, s->projections_trainable, s->projections_total, s->remaining_fraction,
            (double)flops_total(&s->total_flops) * 1e-9);
 }
 
@@ -30,7 +32,8 @@ static void on_freeze(void *ctx, const aflo_freeze_event *e) {
 
 static void on_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
-    printf("eval epoch %d step %ld loss %.4f accuracy %.4f f1 %.4f mcc %.4f\n", e->epoch, e->step,
+    printf("eval epoch %d step %ld loss %.4f accuracy %.4f f1 %.4f mcc %.4f\n",
+           JOB_EPOCH_SHOWN(e->epoch), e->step,
            e->metrics->loss, e->metrics->accuracy, e->metrics->f1, e->metrics->mcc);
 }
 
@@ -43,7 +46,17 @@ static int parse_method(const char *s, aflo_method *m) {
     return -1;
 }
 
+static const char demo_usage[] =
+    "usage: aflorad demo [--method aflora|elora|lora|full] [--rank R] [--epochs N]\n"
+    "                    [--threads N] [--seed S] [--quiet]\n"
+    "  Train the built-in demo model on its synthetic sentiment task in memory (no\n"
+    "  files), printing progress, freeze events and every epoch's evaluation.\n";
+
 int demo_main(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        fputs(demo_usage, stdout);
+        return 0;
+    }
     aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8.0f,
                               .targets = ALL_MODULES, .projections = PROJ_FFN};
     int epochs = 6, threads = 1;
@@ -53,7 +66,11 @@ int demo_main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quiet") == 0) { d.quiet = true; continue; }
-        if (!v) { fprintf(stderr, "demo: %s needs a value\n", a); return 2; }
+        if (!v) {
+            fprintf(stderr, "demo: %s needs a value\n", a);
+            fputs(demo_usage, stderr);
+            return 2;
+        }
         i++;
         if (strcmp(a, "--method") == 0) {
             if (parse_method(v, &ac.method) != 0) {
@@ -64,7 +81,11 @@ int demo_main(int argc, char **argv) {
         else if (strcmp(a, "--epochs") == 0) epochs = atoi(v);
         else if (strcmp(a, "--threads") == 0) threads = atoi(v);
         else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
-        else { fprintf(stderr, "demo: unknown option %s\n", a); return 2; }
+        else {
+            fprintf(stderr, "demo: unknown option %s\n", a);
+            fputs(demo_usage, stderr);
+            return 2;
+        }
     }
     if (ac.method == METHOD_ELORA && !rank_set) ac.rank = 64; /* the demo's hidden size is 32 */
     engine_set_threads(threads);
@@ -101,7 +122,7 @@ int demo_main(int argc, char **argv) {
     printf("done: %ld steps in %.2f s, final loss %.4f, best accuracy %.4f (epoch %d), "
            "avg trainable params %.0f, GFLOP fwd %.3f bwd-input %.3f bwd-weight %.3f\n",
            sum.steps_done, sum.elapsed_s, sum.last_loss, sum.best_metrics.accuracy,
-           sum.best_epoch, sum.trainable_avg, sum.flops.by_kind[FLOP_FORWARD] * 1e-9,
+           JOB_EPOCH_SHOWN(sum.best_epoch), sum.trainable_avg, sum.flops.by_kind[FLOP_FORWARD] * 1e-9,
            sum.flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
            sum.flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9);
     rc = 0;

@@ -399,7 +399,7 @@ static void fwd_eval(void *ctx, const aflo_eval_info *e) {
     run_ctx *c = ctx;
     cJSON *o = cJSON_CreateObject();
     if (o) {
-        cJSON_AddNumberToObject(o, "epoch", e->epoch);
+        cJSON_AddNumberToObject(o, "epoch", JOB_EPOCH_SHOWN(e->epoch));
         cJSON_AddNumberToObject(o, "step", (double)e->step);
         cJSON_AddItemToObject(o, "metrics", metrics_object(e->metrics));
         cJSON_AddItemToArray(c->epochs, o);
@@ -479,8 +479,13 @@ static char *summary_json(const aflo_train_summary *s, cJSON *epochs, int num_la
                           const char *const *labels) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "best_epoch", s->best_epoch);
-    if (s->best_epoch >= 0) cJSON_AddItemToObject(o, "best", metrics_object(&s->best_metrics));
+    /* null without evaluation: the last epoch's adapter was kept */
+    if (s->best_epoch >= 0) {
+        cJSON_AddNumberToObject(o, "best_epoch", JOB_EPOCH_SHOWN(s->best_epoch));
+        cJSON_AddItemToObject(o, "best", metrics_object(&s->best_metrics));
+    } else {
+        cJSON_AddNullToObject(o, "best_epoch");
+    }
     cJSON_AddItemReferenceToObject(o, "epochs", epochs);
     cJSON_AddNumberToObject(o, "steps", (double)s->steps_done);
     cJSON_AddNumberToObject(o, "final_loss", s->last_loss);
@@ -525,15 +530,18 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0 ||
         resolve_base_name(s->model, model_dir, &base, err, errlen) != 0)
         goto done;
+    /* The API's check, again: an unusable folder fails here with the same
+     * reason GET /models gives, before any data is read. */
+    aflo_config mc;
+    bool config_read;
+    if (hfmodel_probe(model_dir, &mc, &config_read, err, errlen) != 0) goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
 
     /* target_modules name the modules of the model's family */
-    aflo_config mc;
     aflo_adapter_config ac;
     const aflo_family *fam = NULL;
-    if (hfmodel_read_config(model_dir, &mc, err, errlen) != 0) goto done;
     if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
         spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
         goto done;

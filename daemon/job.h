@@ -30,6 +30,11 @@
 #include "spec.h"
 #include "train.h"
 
+/* Epochs as people read them: the engine counts from 0 (an index into the
+ * data orders), everything aflorad shows — console, metrics.json, events,
+ * the API, the dashboard — counts from 1, so "best epoch 3" is the third. */
+#define JOB_EPOCH_SHOWN(engine_epoch) ((engine_epoch) + 1)
+
 /* Name of the built-in demo model (and its folder under models_dir). */
 #define JOB_DEMO_MODEL "demo"
 

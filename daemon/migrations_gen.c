@@ -117,8 +117,45 @@ static const char MIGRATION_0001_SQL[] =
     ") STRICT, WITHOUT ROWID;\n"
     ;
 
+static const char MIGRATION_0002_SQL[] =
+    "-- 0002_epochs_from_one.sql — stored epochs counted from 1, as people read them.\n"
+    "--\n"
+    "-- Versions before this one stored epochs counted from 0 (a job's progress,\n"
+    "-- the \"epoch\" of step and eval events, metrics' best_epoch and\n"
+    "-- epochs[].epoch) while `aflorad run` printed \"best epoch 3\" for index 2.\n"
+    "-- Everything aflorad writes now counts from 1 (daemon/job.h,\n"
+    "-- JOB_EPOCH_SHOWN); this rewrites what older versions stored so old and new\n"
+    "-- jobs read alike. A best_epoch of -1 (no evaluation) becomes null, as new\n"
+    "-- jobs write it. A job's progress epoch 0 before its first step stays 0.\n"
+    "--\n"
+    "-- JSON values carry a subtype only within one expression, so the rebuilt\n"
+    "-- epochs array goes through json() before json_set stores it.\n"
+    "\n"
+    "UPDATE jobs SET epoch = epoch + 1 WHERE step > 0;\n"
+    "\n"
+    "UPDATE events\n"
+    "   SET payload = json_set(payload, '$.epoch', json_extract(payload, '$.epoch') + 1)\n"
+    " WHERE type IN ('step', 'eval') AND json_type(payload, '$.epoch') = 'integer';\n"
+    "\n"
+    "UPDATE jobs\n"
+    "   SET metrics = json_set(metrics, '$.best_epoch',\n"
+    "                          CASE WHEN json_extract(metrics, '$.best_epoch') >= 0\n"
+    "                               THEN json_extract(metrics, '$.best_epoch') + 1 END)\n"
+    " WHERE metrics IS NOT NULL AND json_type(metrics, '$.best_epoch') = 'integer';\n"
+    "\n"
+    "UPDATE jobs\n"
+    "   SET metrics = json_set(metrics, '$.epochs', json(\n"
+    "           (SELECT json_group_array(CASE WHEN json_type(value, '$.epoch') = 'integer'\n"
+    "                                         THEN json_set(value, '$.epoch',\n"
+    "                                                       json_extract(value, '$.epoch') + 1)\n"
+    "                                         ELSE json(value) END)\n"
+    "              FROM json_each(metrics, '$.epochs'))))\n"
+    " WHERE metrics IS NOT NULL AND json_type(metrics, '$.epochs') = 'array';\n"
+    ;
+
 const migration migrations_embedded[] = {
     { 1, "0001_init", MIGRATION_0001_SQL },
+    { 2, "0002_epochs_from_one", MIGRATION_0002_SQL },
 };
 
 const size_t migrations_embedded_count =

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "fsutil.h"
 #include "gemm.h"
 #include "job.h"
@@ -110,10 +111,6 @@ static int load_config(serve_config *c, int argc, char **argv) {
         if (env && *env && set_option(c, &options[i], env) != 0) return -1;
     }
     for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--help") == 0) {
-            serve_usage(stdout);
-            exit(0); /* command-line parsing only */
-        }
         const serve_option *o = NULL;
         for (size_t i = 0; i < N_OPTIONS; i++)
             if (strcmp(argv[a], options[i].flag) == 0) o = &options[i];
@@ -174,6 +171,10 @@ static void on_signal(int sig) {
 }
 
 int serve_main(int argc, char **argv) {
+    if (cli_help_requested(argc, argv)) {
+        serve_usage(stdout);
+        return 0;
+    }
     serve_config c;
     if (load_config(&c, argc, argv) != 0) return 2;
     log_level lvl;

@@ -120,6 +120,16 @@ static const char *const metric_choices[] = {
     [SPEC_METRIC_MCC] = "mcc",           [SPEC_METRIC_PEARSON] = "pearson",
     [SPEC_METRIC_SPEARMAN] = "spearman", [SPEC_METRIC_MSE] = "mse"};
 
+/* The defaults that are lookups (rank by method, metric by task). */
+static const double rank_by_method[METHOD_COUNT] = {
+    [METHOD_AFLORA] = DEFAULT_RANK_AFLORA, [METHOD_ELORA] = DEFAULT_RANK_ELORA,
+    [METHOD_LORA] = DEFAULT_RANK_LORA, [METHOD_FULL] = NAN};
+static const int metric_by_task[] = {[TASK_CLASSIFICATION] = DEFAULT_METRIC_CLASSIFICATION,
+                                     [TASK_REGRESSION] = DEFAULT_METRIC_REGRESSION};
+_Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
+                   sizeof task_choices / sizeof *task_choices,
+               "one default metric per task");
+
 #define OFF(member) offsetof(aflo_job_spec, member)
 #define ONLY(m) (1u << (m))
 #define ADAPTER_METHODS (ONLY(METHOD_AFLORA) | ONLY(METHOD_ELORA) | ONLY(METHOD_LORA))
@@ -176,7 +186,7 @@ const spec_field_info spec_fields[] = {
             "JSONL."},
     {.name = "metric", .type = SPEC_T_ENUM, .choices = metric_choices,
      .n_choices = SPEC_METRIC_COUNT, .methods = SPEC_ALL_METHODS, .offset = OFF(metric),
-     .def_doc = "\"accuracy\" for classification, \"pearson\" for regression",
+     .def_by_task = metric_by_task,
      .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
             "f1 (class id 1 positive; binary tasks only) or mcc for classification; pearson, "
             "spearman or mse (the lowest wins) for regression. GLUE judges CoLA by mcc, STS-B "
@@ -187,7 +197,7 @@ const spec_field_info spec_fields[] = {
             "frozen random A and B, trainable vectors; lora: trainable A and B scaled by "
             "alpha/rank; full: every base weight trains (no adapter)."},
     {.name = "rank", .type = SPEC_T_INT, .min = 1, .max = MAX_RANK, .methods = ADAPTER_METHODS,
-     .offset = OFF(rank), .def_doc = "4 for aflora, 1024 for elora, 8 for lora",
+     .offset = OFF(rank), .def_by_method = rank_by_method,
      .doc = "Adapter rank r (the paper's settings by method)."},
     {.name = "alpha", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true, .max = MAX_ALPHA,
      .methods = ONLY(METHOD_LORA), .offset = OFF(alpha), .def_doc = "2 × rank",
@@ -519,7 +529,7 @@ static const char *get_str(const aflo_job_spec *s, const spec_field_info *f) {
 static void apply_static_defaults(aflo_job_spec *s) {
     for (int i = 0; i < N_FIELDS; i++) {
         const spec_field_info *f = &spec_fields[i];
-        if (f->def_doc) continue;
+        if (f->def_doc || f->def_by_method || f->def_by_task) continue;
         switch (f->type) {
         case SPEC_T_INT: put_int(s, f, f->def); break;
         case SPEC_T_NUMBER: put_double(s, f, f->def); break;
@@ -1001,8 +1011,7 @@ static int resolve(parse_ctx *c) {
     /* The best-epoch metric must be one of the task's. */
     bool regression_metric = s->metric >= SPEC_METRIC_PEARSON;
     if (!given(c, "metric"))
-        s->metric = s->task == TASK_REGRESSION ? DEFAULT_METRIC_REGRESSION
-                                               : DEFAULT_METRIC_CLASSIFICATION;
+        s->metric = (spec_metric)metric_by_task[s->task];
     else if (s->task == TASK_REGRESSION && !regression_metric)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "\"%s\" is a classification metric (task is regression); use \"pearson\", "
@@ -1039,12 +1048,8 @@ static int resolve(parse_ctx *c) {
 
     /* Adapter. */
     if (!given(c, "rank")) {
-        switch (s->method) {
-        case METHOD_AFLORA: s->rank = DEFAULT_RANK_AFLORA; break;
-        case METHOD_ELORA: s->rank = DEFAULT_RANK_ELORA; break;
-        case METHOD_LORA: s->rank = DEFAULT_RANK_LORA; break;
-        default: s->rank = 0; break;
-        }
+        double r = rank_by_method[s->method];
+        s->rank = isnan(r) ? 0 : (int)r;
     }
     if (!given(c, "alpha")) s->alpha = DEFAULT_ALPHA_PER_RANK * s->rank;
     if (s->init_adapter && strncmp(s->init_adapter, SPEC_JOB_REF_PREFIX,
@@ -1450,10 +1455,32 @@ static const char *type_doc(spec_type t) {
     return "?";
 }
 
-static void default_doc(const spec_field_info *f, char *buf, size_t n) {
+/* The rule of a default that depends on other fields, as text ("4 for
+ * aflora, 1024 for elora, 8 for lora"); NULL for a fixed default. */
+static const char *default_rule(const spec_field_info *f, char *buf, size_t n) {
+    size_t len = 0;
     char num[32];
+    if (f->def_doc) return f->def_doc;
+    if (!f->def_by_method && !f->def_by_task) return NULL;
+    buf[0] = '\0';
+    for (int m = 0; f->def_by_method && m < METHOD_COUNT && len < n; m++) {
+        if (isnan(f->def_by_method[m])) continue;
+        fmt_num(num, sizeof num, f->def_by_method[m]);
+        len += (size_t)snprintf(buf + len, n - len, "%s%s for %s", len ? ", " : "", num,
+                                method_names[m]);
+    }
+    for (int t = 0; f->def_by_task && t < (int)(sizeof task_choices / sizeof *task_choices) &&
+                    len < n; t++)
+        len += (size_t)snprintf(buf + len, n - len, "%s\"%s\" for %s", len ? ", " : "",
+                                f->choices[f->def_by_task[t]], task_choices[t]);
+    return buf;
+}
+
+static void default_doc(const spec_field_info *f, char *buf, size_t n) {
+    char num[32], rule_buf[160];
+    const char *rule = default_rule(f, rule_buf, sizeof rule_buf);
     if (f->required) snprintf(buf, n, "*required*");
-    else if (f->def_doc) snprintf(buf, n, "%s", f->def_doc);
+    else if (rule) snprintf(buf, n, "%s", rule);
     else if (f->optional) snprintf(buf, n, "none");
     else switch (f->type) {
     case SPEC_T_INT:
@@ -1571,6 +1598,28 @@ static cJSON *string_array(const char *const *items, int n) {
     return a;
 }
 
+/* {"method": {"aflora": 4, ...}} or {"task": {"classification": "accuracy", ...}}. */
+static cJSON *default_by(const spec_field_info *f) {
+    cJSON *o = cJSON_CreateObject(), *map = cJSON_CreateObject();
+    bool ok = o && map;
+    for (int m = 0; ok && f->def_by_method && m < METHOD_COUNT; m++)
+        if (!isnan(f->def_by_method[m]))
+            ok = put(map, method_names[m], cJSON_CreateNumber(f->def_by_method[m]));
+    for (int t = 0; ok && f->def_by_task && t < (int)(sizeof task_choices / sizeof *task_choices);
+         t++)
+        ok = put(map, task_choices[t], cJSON_CreateString(f->choices[f->def_by_task[t]]));
+    if (ok) {
+        ok = put(o, f->def_by_method ? "method" : "task", map);
+        map = NULL;
+    }
+    cJSON_Delete(map);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 static cJSON *object_schema(const char *prefix);
 
 static cJSON *field_schema(const spec_field_info *f) {
@@ -1628,9 +1677,14 @@ static cJSON *field_schema(const spec_field_info *f) {
     case SPEC_T_COLUMN:
     case SPEC_T_OBJECT: break;
     }
-    /* The default: a value when it is fixed, the rule (x-default) when not. */
-    if (ok && f->def_doc) ok = put(p, "x-default", cJSON_CreateString(f->def_doc));
-    else if (ok && !f->required && !f->optional) {
+    /* The default: a value when it is fixed, the rule (x-default) when not,
+     * and a lookup a client can apply (x-default-by) when it is one. */
+    char rule_buf[160];
+    const char *rule = default_rule(f, rule_buf, sizeof rule_buf);
+    if (ok && rule) {
+        ok = put(p, "x-default", cJSON_CreateString(rule));
+        if (ok && (f->def_by_method || f->def_by_task)) ok = put(p, "x-default-by", default_by(f));
+    } else if (ok && !f->required && !f->optional) {
         switch (f->type) {
         case SPEC_T_INT:
         case SPEC_T_NUMBER: ok = put(p, "default", cJSON_CreateNumber(f->def)); break;

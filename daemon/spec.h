@@ -226,6 +226,10 @@ typedef struct {
     double def;
     const char *def_str;         /* static default of STRING/COLUMN(S), or NULL */
     const char *def_doc;         /* the rule when the default depends on other fields */
+    /* Defaults that are a lookup on another field, applied by the parser and
+     * documented (text and x-default-by) from these same arrays: */
+    const double *def_by_method; /* INT: one value per aflo_method, NaN where none */
+    const int *def_by_task;      /* ENUM: one choice index per aflo_task */
     const char *const *choices;  /* ENUM */
     int n_choices;
     unsigned methods;            /* bit (1u << aflo_method): where the field applies */

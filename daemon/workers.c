@@ -135,7 +135,8 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     counters_add_flops(s->step_flops.by_kind[FLOP_FORWARD], s->step_flops.by_kind[FLOP_BACKWARD_INPUT],
                        s->step_flops.by_kind[FLOP_BACKWARD_WEIGHT]);
     w->progress = (store_progress){
-        .step = s->step, .total_steps = s->total_steps, .epoch = s->epoch, .loss = s->loss,
+        .step = s->step, .total_steps = s->total_steps, .epoch = JOB_EPOCH_SHOWN(s->epoch),
+        .loss = s->loss,
         .flops_forward = (int64_t)s->total_flops.by_kind[FLOP_FORWARD],
         .flops_backward_input = (int64_t)s->total_flops.by_kind[FLOP_BACKWARD_INPUT],
         .flops_backward_weight = (int64_t)s->total_flops.by_kind[FLOP_BACKWARD_WEIGHT],
@@ -146,7 +147,7 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     if (!o) return;
     cJSON_AddNumberToObject(o, "step", (double)s->step);
     cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps);
-    cJSON_AddNumberToObject(o, "epoch", s->epoch);
+    cJSON_AddNumberToObject(o, "epoch", JOB_EPOCH_SHOWN(s->epoch));
     cJSON_AddNumberToObject(o, "loss", isfinite(s->loss) ? s->loss : 0);
     cJSON_AddNumberToObject(o, "lr", s->lr);
     cJSON_AddItemToObject(o, "flops", flops_json(&s->step_flops));
@@ -187,7 +188,7 @@ static void on_eval(void *ctx, const aflo_eval_info *e) {
     worker *w = ctx;
     cJSON *o = cJSON_CreateObject();
     if (!o) return;
-    cJSON_AddNumberToObject(o, "epoch", e->epoch);
+    cJSON_AddNumberToObject(o, "epoch", JOB_EPOCH_SHOWN(e->epoch));
     cJSON_AddNumberToObject(o, "step", (double)e->step);
     cJSON *mt = cJSON_AddObjectToObject(o, "metrics");
     const aflo_metrics *x = e->metrics;

@@ -9,10 +9,13 @@
  * the encoder's forward pass.
  *
  * What follows from the model type comes from the family registry
- * (family.h): the variant's config_finish (RoBERTa position numbering) on
- * reading, its sequence-classification class on writing. A model type no
- * family reads is kept as it is — reading a config is not loading a model;
- * the loader (hfmodel.c) and model_create refuse it.
+ * (family.h): which types are read at all (family_for_config: a model_type,
+ * or without one architectures[0], that no family reads is refused before
+ * any other field as "unsupported architecture ... (supported: ...)"), the
+ * variant's config_finish (RoBERTa position numbering) on reading, its
+ * sequence-classification class on writing. So everything that reads a
+ * config.json — the loader, the model probe, GET /models — refuses another
+ * family's folder in the same words.
  *
  * config_from_json() also runs config_validate(), so a config that reads
  * successfully is usable. config_to_json() prints floats with the fewest
@@ -122,24 +125,32 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     if (json_type_of(root) != JSON_OBJECT)
         return set_err(err, errlen, "config.json: top level must be an object, got %s",
                        json_type_name(json_type_of(root)));
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
-        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
-
+    /* The architecture first, by the family registry: a LLaMA or DeBERTa
+     * config is refused as such, naming what is supported, not for
+     * whichever of its fields a BERT reader trips over first. */
     const char *model_type, *act, *pos;
     if (read_string(root, "model_type", &model_type, err, errlen)) return -1;
-    const aflo_family_variant *v = NULL;
-    if (!model_type) {
-        /* absent: the type whose classes architectures[0] names, else BERT */
-        const char *arch = json_string(json_at(json_get(root, "architectures"), 0), NULL);
-        model_type = arch && family_for_config(NULL, arch, &v, NULL, 0) ? v->model_type
-                                                                         : BERT_DEFAULT_MODEL_TYPE;
-    }
-    if (strlen(model_type) >= sizeof c->model_type)
+    const json_value *archs = json_get(root, "architectures");
+    for (size_t i = 0; json_type_of(archs) == JSON_ARRAY && i < json_len(archs); i++)
+        if (!json_string(json_at(archs, i), NULL))
+            return set_err(err, errlen, "config.json: architectures must be an array of strings");
+    const char *arch = json_string(json_at(archs, 0), NULL);
+    if (model_type && strlen(model_type) >= sizeof c->model_type)
         return set_err(err, errlen, "config.json: model_type is longer than %zu bytes", sizeof c->model_type - 1);
-    strcpy(c->model_type, model_type);
-    const aflo_family *fam = family_for_model_type(model_type, &v);
+    /* model_type decides (as transformers' AutoConfig does); when it is
+     * absent, the type whose classes architectures[0] names, and with
+     * neither, BERT's default. */
+    if (!model_type && !arch) model_type = BERT_DEFAULT_MODEL_TYPE;
+    const aflo_family_variant *v = NULL;
+    char why[768];
+    const aflo_family *fam = family_for_config(model_type, arch, &v, why, sizeof why);
+    if (!fam) return set_err(err, errlen, "config.json: %s", why);
+    strcpy(c->model_type, v->model_type);
     c->roberta_positions = 0;
-    if (fam && fam->config_finish) fam->config_finish(c, v);
+    if (fam->config_finish) fam->config_finish(c, v);
+
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
     if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)

@@ -24,8 +24,12 @@ typedef struct {
     float attention_probs_dropout_prob;
 } aflo_config;
 
-/* Fill c from config.json text. Only hidden_act "gelu" (erf form) is
- * accepted. On error returns -1 and writes a message naming the field. */
+/* Fill c from config.json text. Only model types a family of the registry
+ * reads (family.h; without model_type, the type of architectures[0], and
+ * without either BERT) and hidden_act "gelu" (erf form) are accepted; any
+ * other fails, before the other fields are read, with family_for_config's
+ * "unsupported architecture X (supported: ...)". On error returns -1 and
+ * writes a message naming the field. */
 int config_from_json(aflo_config *c, const char *json, size_t len, char *err, size_t errlen);
 
 /* Check internal consistency (positive sizes, heads divide hidden, ...). */

@@ -27,7 +27,9 @@
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
+#include "tokenizer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,7 +122,7 @@ static int read_config(const char *dir, aflo_config *c, char *arch, size_t arch_
     size_t len;
     char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
     if (!text) return -1;
-    char cerr[256];
+    char cerr[768];   /* an unsupported architecture's message lists what is */
     int rc = config_from_json(c, text, len, cerr, sizeof cerr);
     if (rc == 0) first_architecture(text, len, arch, arch_cap);
     free(text);
@@ -128,12 +130,11 @@ static int read_config(const char *dir, aflo_config *c, char *arch, size_t arch_
     return 0;
 }
 
+/* config_from_json refuses a config no family reads (family_for_config), so
+ * a config read here has a family. */
 int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen) {
-    char arch[64], ferr[768];
-    if (read_config(dir, c, arch, sizeof arch, err, errlen)) return -1;
-    if (!family_for_config(c->model_type, arch[0] ? arch : NULL, NULL, ferr, sizeof ferr))
-        return set_err(err, errlen, "%s: %s", dir, ferr);
-    return 0;
+    char arch[64];
+    return read_config(dir, c, arch, sizeof arch, err, errlen);
 }
 
 /* dir/config.json parsed (path gets its path), or NULL with a message. */
@@ -695,17 +696,30 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     return m;
 }
 
+/* ---------------------------------------------------------------- probe */
+
+int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err, size_t errlen) {
+    *config_read = false;
+    if (hfmodel_read_config(dir, c, err, errlen)) return -1;
+    *config_read = true;
+    if (tokenizer_probe_dir(dir, err, errlen)) return -1;
+    /* Opening the weights maps the files and validates every header; no
+     * tensor data is read. */
+    weight_set w;
+    if (weights_open(&w, dir, err, errlen)) return -1;
+    weights_close(&w);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- info */
 
 int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
     aflo_config c;
-    char ferr[768];
     if (read_config(dir, &c, info->architecture, sizeof info->architecture, err, errlen))
         return -1;
-    const aflo_family *fam = family_for_config(
-        c.model_type, info->architecture[0] ? info->architecture : NULL, NULL, ferr, sizeof ferr);
-    if (!fam) return set_err(err, errlen, "%s: %s", dir, ferr);
+    const aflo_family *fam = family_for_model_type(c.model_type, NULL);
+    assert(fam);   /* config_from_json read it */
     snprintf(info->model_type, sizeof info->model_type, "%s", c.model_type);
     info->num_hidden_layers = c.num_hidden_layers;
     info->hidden_size = c.hidden_size;

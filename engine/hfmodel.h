@@ -49,7 +49,8 @@ typedef struct {
 } hf_load_report;
 
 /* Read dir/config.json into c (config_from_json: validated); -1 also when no
- * model family reads its model type ("unsupported architecture ..."). */
+ * model family reads it ("unsupported architecture ...", family_for_config's
+ * words, from config_from_json). */
 int hfmodel_read_config(const char *dir, aflo_config *c, char *err, size_t errlen);
 
 /* The "_name_or_path" transformers records in a saved folder's config.json
@@ -83,6 +84,17 @@ void hf_head_info_free(hf_head_info *h);
 aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_task task,
                          int num_labels, uint64_t seed, hf_load_report *report, char *err,
                          size_t errlen);
+
+/* Whether dir is a model folder the engine can fine-tune, checked without
+ * loading it: config.json (an architecture a model family reads, consistent
+ * sizes: config_from_json), the
+ * tokenizer files (tokenizer_probe_dir) and the weights (model.safetensors or
+ * every shard of the index, headers validated, tensor data never read; a
+ * folder with only pytorch_model.bin gets the command that converts it).
+ * Returns 0 when usable, else -1 with the reason in err. *config_read is set
+ * when config.json itself was fine (*c then holds it), so a caller can still
+ * describe a folder that lacks, say, its tokenizer. */
+int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err, size_t errlen);
 
 /* A folder described from config.json and the safetensors headers only (the
  * weight data is never read): for listing available models. */

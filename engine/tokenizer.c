@@ -224,6 +224,59 @@ const char *const tokenizer_file_names[] = {
 };
 const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
 
+/* Which tokenizer the folder's files make: vocab.txt (WordPiece), else
+ * vocab.json + merges.txt (byte-level BPE), else tokenizer.json when its
+ * model is BPE (*tj: the parsed file, for the loader). The one rule both
+ * tokenizer_load_dir and tokenizer_probe_dir follow. */
+static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files,
+                           json_value **tj, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    struct stat st;
+#define HAS_FILE(name) (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && \
+                        stat(path, &st) == 0)
+    *tj = NULL;
+    *bpe_files = false;
+    if (HAS_FILE("vocab.txt")) {
+        *kind = TOKENIZER_WORDPIECE;
+        return 0;
+    }
+    if (HAS_FILE("vocab.json") && HAS_FILE("merges.txt")) {
+        *kind = TOKENIZER_BPE;
+        *bpe_files = true;
+        return 0;
+    }
+#undef HAS_FILE
+    int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, tj, err, errlen);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        return set_err(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
+                       "vocab.json + merges.txt, or tokenizer.json)", dir);
+    size_t tl;
+    const char *type = json_string(json_get(json_get(*tj, "model"), "type"), &tl);
+    if (!type || strcmp(type, "BPE") != 0) {
+        set_err(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
+                "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
+        json_free(*tj);
+        *tj = NULL;
+        return -1;
+    }
+    *kind = TOKENIZER_BPE;
+    return 0;
+}
+
+int tokenizer_probe_dir(const char *dir, char *err, size_t errlen)
+{
+    tokenizer_kind kind;
+    bool bpe_files;
+    json_value *tj;
+    if (tokenizer_files(dir, &kind, &bpe_files, &tj, err, errlen) != 0)
+        return -1;
+    json_free(tj);
+    return 0;
+}
+
 tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
 {
     tokenizer *t = calloc(1, sizeof *t);
@@ -239,37 +292,16 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
                       errlen) < 0)
         goto fail;
 
-    char path[PATH_MAX];
-    struct stat st;
-#define HAS_FILE(name) (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && \
-                        stat(path, &st) == 0)
+    bool bpe_files;
+    if (tokenizer_files(dir, &t->kind, &bpe_files, &tj, err, errlen) != 0)
+        goto fail;
     int rc;
-    if (HAS_FILE("vocab.txt")) {
-        t->kind = TOKENIZER_WORDPIECE;
+    if (t->kind == TOKENIZER_WORDPIECE)
         rc = wordpiece_load(t, dir, cfg, err, errlen);
-    } else if (HAS_FILE("vocab.json") && HAS_FILE("merges.txt")) {
-        t->kind = TOKENIZER_BPE;
+    else if (bpe_files)
         rc = bpe_load_files(t, dir, cfg, err, errlen);
-    } else {
-        int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, &tj, err, errlen);
-        if (r < 0)
-            goto fail;
-        if (r == 0) {
-            set_err(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
-                    "vocab.json + merges.txt, or tokenizer.json)", dir);
-            goto fail;
-        }
-        size_t tl;
-        const char *type = json_string(json_get(json_get(tj, "model"), "type"), &tl);
-        if (!type || strcmp(type, "BPE") != 0) {
-            set_err(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
-                    "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
-            goto fail;
-        }
-        t->kind = TOKENIZER_BPE;
+    else
         rc = bpe_load_tokenizer_json(t, tj, cfg, err, errlen);
-    }
-#undef HAS_FILE
     if (rc || finish_load(t, cfg, stm, tj, err, errlen))
         goto fail;
     json_free(cfg);

@@ -56,6 +56,10 @@ extern const int tokenizer_file_count;
 
 /* Load from a model folder. NULL on error, with a message in err. */
 tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen);
+/* Whether dir holds tokenizer files tokenizer_load_dir can use (the same
+ * choice of files; tokenizer.json is parsed for its model type), without
+ * building the vocabulary: 0, or -1 with the reason in err. */
+int tokenizer_probe_dir(const char *dir, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);
 
 /* Tokenize text_a (and text_b when not NULL; "" is an empty second

@@ -50,6 +50,7 @@
 #include "synth.h"
 #include "testutil.h"
 #include "ustar.h"
+#include "version.h"
 
 #define ERRLEN 512
 #define NO_SUCH_ID "0123456789abcdef"
@@ -78,6 +79,28 @@ static void write_file(const char *path, const char *text)
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
     assert_int_equal(fclose(f), 0);
+}
+
+/* A safetensors file of one F32 tensor [rows, cols] whose data is a hole:
+ * a full-size file that costs no disk, for code that reads headers only. */
+static void write_sparse_safetensors(const char *path, const char *name, long rows, long cols)
+{
+    char header[256];
+    long bytes = rows * cols * 4;
+    int n = snprintf(header, sizeof header,
+                     "{\"%s\":{\"dtype\":\"F32\",\"shape\":[%ld,%ld],\"data_offsets\":[0,%ld]}}",
+                     name, rows, cols, bytes);
+    while (n % 8)
+        header[n++] = ' ';
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(len, 1, 8, f), 8);
+    assert_int_equal(fwrite(header, 1, (size_t)n, f), (size_t)n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(truncate(path, 8 + n + bytes), 0);
 }
 
 static char *read_file(const char *path, size_t *len)
@@ -159,20 +182,46 @@ static void make_tree(fixture *f)
     char link[400];
     snprintf(link, sizeof link, "%s/escape.txt", f->web);
     assert_int_equal(symlink(p, link), 0);
-    /* A model folder: bert-base sizes (no weights needed by the API). */
-    snprintf(p, sizeof p, "%s/bert-base", f->models);
-    assert_int_equal(mkdir(p, 0755), 0);
-    snprintf(p, sizeof p, "%s/bert-base/config.json", f->models);
-    write_file(p, "{\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":768,"
-                  "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
-                  "\"intermediate_size\":3072,\"max_position_embeddings\":512,"
-                  "\"type_vocab_size\":2,\"hidden_act\":\"gelu\"}");
-    snprintf(p, sizeof p, "%s/broken", f->models);
-    assert_int_equal(mkdir(p, 0755), 0);
-    snprintf(p, sizeof p, "%s/broken/config.json", f->models);
-    write_file(p, "{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,"
-                  "\"num_hidden_layers\":1,\"num_attention_heads\":2,"
-                  "\"intermediate_size\":16,\"hidden_act\":\"gelu_new\"}");
+    /* Model folders: bert-base sizes with a tokenizer and a weights file the
+     * probe accepts (a sparse file: its header is all that is read), the
+     * same without a tokenizer, and configs the engine refuses. */
+    static const char bert_base[] =
+        "{\"model_type\":\"bert\",\"vocab_size\":30522,\"hidden_size\":768,"
+        "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
+        "\"intermediate_size\":3072,\"max_position_embeddings\":512,"
+        "\"type_vocab_size\":2,\"hidden_act\":\"gelu\"}";
+    const struct {
+        const char *name, *config;
+        bool tokenizer, weights;
+    } folders[] = {
+        {"bert-base", bert_base, true, true},
+        {"no-tokenizer", bert_base, false, true},
+        {"broken", "{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,"
+                   "\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+                   "\"intermediate_size\":16,\"hidden_act\":\"gelu_new\"}", true, true},
+        {"deberta", "{\"model_type\":\"deberta-v2\",\"vocab_size\":128100,\"hidden_size\":768,"
+                    "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
+                    "\"intermediate_size\":3072,\"hidden_act\":\"gelu\","
+                    "\"relative_attention\":true,\"type_vocab_size\":0}", true, true},
+        {"llama", "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+                  "\"vocab_size\":32000,\"hidden_size\":4096,\"num_hidden_layers\":32,"
+                  "\"num_attention_heads\":32,\"intermediate_size\":11008,"
+                  "\"hidden_act\":\"silu\"}", true, true},
+    };
+    for (size_t i = 0; i < sizeof folders / sizeof *folders; i++) {
+        snprintf(p, sizeof p, "%s/%s", f->models, folders[i].name);
+        assert_int_equal(mkdir(p, 0755), 0);
+        snprintf(p, sizeof p, "%s/%s/config.json", f->models, folders[i].name);
+        write_file(p, folders[i].config);
+        if (folders[i].tokenizer) {
+            snprintf(p, sizeof p, "%s/%s/vocab.txt", f->models, folders[i].name);
+            write_file(p, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n");
+        }
+        if (folders[i].weights) {
+            snprintf(p, sizeof p, "%s/%s/model.safetensors", f->models, folders[i].name);
+            write_sparse_safetensors(p, "bert.embeddings.word_embeddings.weight", 30522, 768);
+        }
+    }
 }
 
 static int setup_with(void **state, const char *token, size_t json_limit, size_t upload_limit)
@@ -624,6 +673,7 @@ static void test_routing_errors(void **state)
     http_get(f, "/healthz", &r);
     assert_int_equal(r.status, 200);
     assert_string_equal(json_str(r.json, "status"), "ok");
+    assert_string_equal(json_str(r.json, "version"), AFLORAD_VERSION);
     resp_free(&r);
 
     http_get(f, "/nope/nothing", &r);
@@ -1024,18 +1074,57 @@ static void test_jobs(void **state)
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "unknown_model");
     resp_free(&r);
-    snprintf(spec, sizeof spec, "{\"model\":\"broken\",\"dataset\":{\"train\":\"%s\"}}", ds);
-    http_json(f, "POST", "/jobs", spec, &r);
-    expect_error(&r, 400, "unknown_model");
-    assert_non_null(strstr(err_message(&r), "gelu_new"));
-    resp_free(&r);
+    /* Folders the probe refuses: 400 naming model, with the probe's reason. */
+    const struct { const char *model, *why; } unusable[] = {
+        {"broken", "gelu_new"},
+        {"deberta", "unsupported architecture model_type \"deberta-v2\" (supported: "
+                    "BertForSequenceClassification (bert), RobertaForSequenceClassification"},
+        {"llama", "unsupported architecture LlamaForCausalLM, model_type \"llama\" (supported: "
+                  "BertForSequenceClassification (bert)"},
+        {"no-tokenizer", "no tokenizer files"},
+    };
+    for (size_t i = 0; i < sizeof unusable / sizeof *unusable; i++) {
+        snprintf(spec, sizeof spec, "{\"model\":\"%s\",\"dataset\":{\"train\":\"%s\"}}",
+                 unusable[i].model, ds);
+        http_json(f, "POST", "/jobs", spec, &r);
+        expect_error(&r, 400, "unusable_model");
+        assert_string_equal(err_field(&r), "model");
+        if (!strstr(err_message(&r), unusable[i].why))
+            fail_msg("%s: %s", unusable[i].model, err_message(&r));
+        resp_free(&r);
+    }
     snprintf(spec, sizeof spec,
              "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"text_fields\":[\"text\"]}}",
              ds);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "invalid_dataset");
-    assert_string_equal(err_field(&r), "dataset.train");
+    assert_string_equal(err_field(&r), "dataset.text_fields[0]");
     assert_non_null(strstr(err_message(&r), "text"));
+    resp_free(&r);
+    /* A dataset that does not fit names the spec field at fault, not the
+     * dataset (the form shows the error beside that field). */
+    const struct { const char *dataset, *field, *why; } misfits[] = {
+        {"\"label_field\":\"lbl\"", "dataset.label_field", "no column named 'lbl'"},
+        {"\"label_field\":7", "dataset.label_field", "out of range"},
+        {"\"labels\":[\"a\",\"b\"]", "dataset.labels", "not one of the declared labels"},
+        {"\"text_fields\":[\"sentence\",\"nope\"]", "dataset.text_fields[1]", "'nope'"},
+    };
+    for (size_t i = 0; i < sizeof misfits / sizeof *misfits; i++) {
+        snprintf(spec, sizeof spec, "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",%s}}",
+                 ds, misfits[i].dataset);
+        http_json(f, "POST", "/jobs", spec, &r);
+        expect_error(&r, 400, "invalid_dataset");
+        assert_string_equal(err_field(&r), misfits[i].field);
+        if (!strstr(err_message(&r), misfits[i].why))
+            fail_msg("%s: %s", misfits[i].field, err_message(&r));
+        resp_free(&r);
+    }
+    /* A file that is broken as a whole still names the dataset. */
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"format\":\"jsonl\"}}", ds);
+    http_json(f, "POST", "/jobs", spec, &r);
+    expect_error(&r, 400, "invalid_dataset");
+    assert_string_equal(err_field(&r), "dataset.train");
     resp_free(&r);
     snprintf(spec, sizeof spec,
              "{\"model\":\"bert-base\",\"init_adapter\":\"/tmp/a.safetensors\",\"dataset\":{\"train\":\"%s\"}}",
@@ -1933,6 +2022,57 @@ static void test_init_adapter_from_job(void **state)
     resp_free(&r);
 }
 
+/* init_adapter over the API, case by case: "job:<id>" of a succeeded job
+ * with the same adapter shape is taken; any other shape, a job that has not
+ * succeeded, an unknown id, a bare id (the reference needs its "job:") and
+ * a file path are refused naming init_adapter. */
+static void test_init_adapter_job_refs(void **state)
+{
+    fixture *f = *state;
+    char src[STORE_ID_SIZE], queued[STORE_ID_SIZE], ref[64], queued_ref[64];
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":1}", src);
+    write_demo_adapter(f, src, 1);
+    http_resp r;
+    http_json(f, "POST", "/jobs", "{\"model\":\"demo\"}", &r);
+    assert_int_equal(r.status, 201);
+    snprintf(queued, sizeof queued, "%s", json_str(r.json, "id"));
+    resp_free(&r);
+    snprintf(ref, sizeof ref, "job:%s", src);
+    snprintf(queued_ref, sizeof queued_ref, "job:%s", queued);
+    const struct {
+        const char *adapter, *extra;
+        int status;
+        const char *code, *why;
+    } cases[] = {
+        {ref, "", 201, NULL, NULL},
+        {ref, ",\"method\":\"lora\"", 400, "incompatible_adapter", "method"},
+        {ref, ",\"rank\":8", 400, "incompatible_adapter", "rank"},
+        {ref, ",\"target_modules\":[\"query\"]", 400, "incompatible_adapter", "target_modules"},
+        {queued_ref, "", 409, "not_ready", "is queued"},
+        {"job:" NO_SUCH_ID, "", 400, "unknown_job", NO_SUCH_ID},
+        {src, "", 400, "invalid_value", "job:<id>"},
+        {"adapter.safetensors", "", 400, "invalid_value", "job:<id>"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char spec[512];
+        snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"%s\"%s}",
+                 cases[i].adapter, cases[i].extra);
+        http_json(f, "POST", "/jobs", spec, &r);
+        if (r.status != cases[i].status)
+            fail_msg("case %zu: %d %s", i, r.status, r.body);
+        if (cases[i].code) {
+            expect_error(&r, cases[i].status, cases[i].code);
+            assert_string_equal(err_field(&r), "init_adapter");
+            if (!strstr(err_message(&r), cases[i].why))
+                fail_msg("case %zu: %s", i, err_message(&r));
+        } else {
+            const cJSON *sp = cJSON_GetObjectItem(r.json, "spec");
+            assert_string_equal(json_str(sp, "init_adapter"), ref);
+        }
+        resp_free(&r);
+    }
+}
+
 /* ---- static files ------------------------------------------------------------------- */
 
 static void test_static_files(void **state)
@@ -1992,9 +2132,11 @@ static void test_models(void **state)
     http_get(f, "/models", &r);
     assert_int_equal(r.status, 200);
     const cJSON *ms = cJSON_GetObjectItem(r.json, "models");
-    assert_int_equal(cJSON_GetArraySize(ms), 3);   /* demo, bert-base, broken */
+    assert_int_equal(cJSON_GetArraySize(ms), 6);   /* demo, then the folders by name */
     const cJSON *demo = cJSON_GetArrayItem(ms, 0), *bert = cJSON_GetArrayItem(ms, 1),
-                *broken = cJSON_GetArrayItem(ms, 2);
+                *broken = cJSON_GetArrayItem(ms, 2), *deberta = cJSON_GetArrayItem(ms, 3),
+                *llama = cJSON_GetArrayItem(ms, 4), *notok = cJSON_GetArrayItem(ms, 5);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(demo, "usable")));
     assert_string_equal(json_str(demo, "name"), "demo");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(demo, "builtin")));
     /* The demo sizes agree with the engine's demo config. */
@@ -2015,9 +2157,28 @@ static void test_models(void **state)
     /* transformers: BertModel(bert-base-uncased) has 109 482 240 parameters. */
     assert_int_equal((long)json_num(bert, "parameters"), 109482240L);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(bert, "usable")));
+    assert_null(cJSON_GetObjectItem(bert, "reason"));
     assert_string_equal(json_str(broken, "name"), "broken");
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(broken, "usable")));
-    assert_non_null(strstr(json_str(broken, "error"), "gelu_new"));
+    assert_non_null(strstr(json_str(broken, "reason"), "gelu_new"));
+    /* Other families: usable false, saying what is supported. */
+    assert_string_equal(json_str(deberta, "name"), "deberta");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(deberta, "usable")));
+    assert_non_null(strstr(json_str(deberta, "reason"),
+                           "unsupported architecture model_type \"deberta-v2\" (supported: "
+                           "BertForSequenceClassification (bert)"));
+    assert_string_equal(json_str(llama, "name"), "llama");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(llama, "usable")));
+    assert_non_null(strstr(json_str(llama, "reason"),
+                           "unsupported architecture LlamaForCausalLM, model_type \"llama\""));
+    /* A folder without tokenizer files: described from its config, unusable,
+     * and the message names the model, not the server's path. */
+    assert_string_equal(json_str(notok, "name"), "no-tokenizer");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(notok, "usable")));
+    assert_int_equal((int)json_num(notok, "layers"), 12);
+    const char *why = json_str(notok, "reason");
+    assert_non_null(strstr(why, "no-tokenizer: no tokenizer files"));
+    assert_null(strstr(why, f->models));
     resp_free(&r);
 }
 
@@ -2144,6 +2305,22 @@ static void test_openapi_coverage(void **state)
         cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "components"), "schemas"), "JobSpec");
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(js, "properties"), "model"));
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(js, "properties"), "epochs"));
+    /* Fixed defaults as values, lookups as x-default-by (what the dashboard's
+     * form shows), the same the parser applies. */
+    const cJSON *props = cJSON_GetObjectItem(js, "properties");
+    assert_int_equal((int)json_num(cJSON_GetObjectItem(props, "batch_size"), "default"), 32);
+    assert_true(cJSON_IsFalse(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "length_bucketing"), "default")));
+    const cJSON *rank_by = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "rank"), "x-default-by"), "method");
+    assert_int_equal((int)json_num(rank_by, "aflora"), 4);
+    assert_int_equal((int)json_num(rank_by, "elora"), 1024);
+    assert_int_equal((int)json_num(rank_by, "lora"), 8);
+    assert_null(cJSON_GetObjectItem(rank_by, "full"));
+    const cJSON *metric_by = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(props, "metric"), "x-default-by"), "task");
+    assert_string_equal(json_str(metric_by, "classification"), "accuracy");
+    assert_string_equal(json_str(metric_by, "regression"), "pearson");
     resp_free(&r);
 
     /* The embedded copy is the file (rerun api/embed_openapi.sh if not). */
@@ -2182,6 +2359,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_model_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_predict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_init_adapter_from_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_adapter_job_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),

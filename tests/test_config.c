@@ -69,7 +69,7 @@ static const char MINIMAL[] =
     "{\"vocab_size\": 100, \"hidden_size\": 16, \"num_hidden_layers\": 2,"
     " \"num_attention_heads\": 4, \"intermediate_size\": 32}";
 
-static char errbuf[256];
+static char errbuf[512];
 
 static int from_text(aflo_config *c, const char *text) {
     errbuf[0] = '\0';
@@ -154,11 +154,47 @@ static void test_roberta_base(void **state) {
     assert_int_equal(from_text(&c, t), 0);
     assert_int_equal(c.roberta_positions, 1);
     free(t);
-    /* other types keep BERT numbering */
-    t = replaced(ROBERTA_BASE, "\"roberta\"", "\"electra\"");
-    assert_int_equal(from_text(&c, t), 0);
-    assert_string_equal(c.model_type, "electra");
-    assert_int_equal(c.roberta_positions, 0);
+}
+
+/* Configs of other families are refused by what they are, in the family
+ * registry's words (family_for_config: the architecture and model_type,
+ * then what is supported), before any of their fields is read as a BERT's. */
+static const char DEBERTA_V3_BASE[] =
+    "{\"model_type\": \"deberta-v2\", \"attention_probs_dropout_prob\": 0.1, \"hidden_act\": \"gelu\","
+    " \"hidden_dropout_prob\": 0.1, \"hidden_size\": 768, \"intermediate_size\": 3072,"
+    " \"max_position_embeddings\": 512, \"num_attention_heads\": 12, \"num_hidden_layers\": 12,"
+    " \"position_biased_input\": false, \"relative_attention\": true, \"type_vocab_size\": 0,"
+    " \"vocab_size\": 128100}";
+static const char LLAMA_2_7B[] =
+    "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_act\": \"silu\", \"hidden_size\": 4096,"
+    " \"intermediate_size\": 11008, \"max_position_embeddings\": 4096, \"model_type\": \"llama\","
+    " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"rms_norm_eps\": 1e-05,"
+    " \"vocab_size\": 32000}";
+#define SUPPORTED                                                                              \
+    "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification "      \
+    "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                           \
+    "CamembertForSequenceClassification (camembert))"
+
+static void test_unsupported_architectures(void **state) {
+    (void)state;
+    expect_error(DEBERTA_V3_BASE, "config.json: unsupported architecture model_type \"deberta-v2\" " SUPPORTED);
+    expect_error(LLAMA_2_7B, "config.json: unsupported architecture LlamaForCausalLM, model_type \"llama\" "
+                             SUPPORTED);
+    char *t = replaced(ROBERTA_BASE, "\"roberta\"", "\"electra\"");
+    expect_error(t, "unsupported architecture RobertaForMaskedLM, model_type \"electra\" " SUPPORTED);
+    free(t);
+    /* no model_type (BERT's default) but a LLaMA class */
+    t = replaced(MINIMAL, "{", "{\"architectures\": [\"LlamaForCausalLM\"], ");
+    expect_error(t, "unsupported architecture LlamaForCausalLM " SUPPORTED);
+    free(t);
+    t = replaced(MINIMAL, "{", "{\"architectures\": [7], ");
+    expect_error(t, "architectures must be an array of strings");
+    free(t);
+    /* any class of the family is fine */
+    t = replaced(MINIMAL, "{", "{\"architectures\": [\"BertModel\", \"BertForPreTraining\"], ");
+    aflo_config c;
+    if (from_text(&c, t)) fail_msg("%s", errbuf);
+    assert_string_equal(c.model_type, "bert");
     free(t);
 }
 
@@ -305,9 +341,22 @@ static void test_round_trip(void **state) {
     round_trip(MINIMAL);
     /* floats whose shortest decimal form needs many digits */
     char *t = replaced(MINIMAL, "{", "{\"layer_norm_eps\": 1.2345678e-7, \"hidden_dropout_prob\": 0.333333333,"
-                                     " \"attention_probs_dropout_prob\": 0.0, \"model_type\": \"my\\\"model\", ");
+                                     " \"attention_probs_dropout_prob\": 0.0, ");
     round_trip(t);
     free(t);
+    /* a model_type needing escapes is written as valid JSON (and then
+     * refused on reading: not a type the engine knows) */
+    aflo_config q;
+    assert_int_equal(from_text(&q, MINIMAL), 0);
+    strcpy(q.model_type, "my\"model");
+    char *qs = config_to_json(&q);
+    assert_non_null(qs);
+    json_value *qv = json_parse(qs, strlen(qs), 0, errbuf, sizeof errbuf);
+    assert_non_null(qv);
+    assert_string_equal(json_string(json_get(qv, "model_type"), NULL), "my\"model");
+    json_free(qv);
+    expect_error(qs, "unsupported architecture model_type \"my\"model\" (supported: ");
+    free(qs);
 
     /* the written file is what transformers expects for BERT */
     aflo_config c;
@@ -403,6 +452,7 @@ int main(void) {
         cmocka_unit_test(test_task_head),
         cmocka_unit_test(test_bert_base),
         cmocka_unit_test(test_roberta_base),
+        cmocka_unit_test(test_unsupported_architectures),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_wrong_types),

@@ -98,11 +98,15 @@ static void test_loader_refuses_unsupported_folder(void **state) {
     assert_int_equal(hfmodel_info(dir, &info, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "unsupported architecture"));
 
-    /* reading the config alone stays lenient (it is not loading a model) */
+    /* reading the config alone refuses it too, in the registry's words:
+     * config_from_json asks family_for_config before reading any field, so
+     * the probe, GET /models and the loader give one reason */
     static const char text[] = "{\"model_type\": \"electra\", \"vocab_size\": 30, "
                                "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
                                "\"num_attention_heads\": 2, \"intermediate_size\": 12}";
-    assert_int_equal(config_from_json(&c, text, strlen(text), errbuf, sizeof errbuf), 0);
+    assert_int_equal(config_from_json(&c, text, strlen(text), errbuf, sizeof errbuf), -1);
+    assert_string_equal(errbuf, "config.json: unsupported architecture model_type \"electra\" "
+                                SUPPORTED);
 }
 
 /* Without model_type, config.json's architectures name the type. */

@@ -650,6 +650,65 @@ static void test_bad_config_and_dtype(void **state) {
     assert_non_null(strstr(errbuf, "hidden_act"));
 }
 
+/* hfmodel_probe: what a job would need, checked without loading. */
+static void expect_probe(void **state, int want_rc, bool want_config, const char *want) {
+    aflo_config c;
+    bool read = !want_config;
+    errbuf[0] = '\0';
+    assert_int_equal(hfmodel_probe((const char *)*state, &c, &read, errbuf, sizeof errbuf), want_rc);
+    assert_int_equal(read, want_config);
+    if (want && !strstr(errbuf, want)) fail_msg("probe said <%s>, want <%s>", errbuf, want);
+}
+
+static void test_probe(void **state) {
+    aflo_config c;
+    tiny_config(&c, false);
+    aflo_model *src = source_model(&c, NUM_LABELS);
+    write_model_folder(state, src, STYLE_BERT_SEQCLS, NULL);
+    model_free(src);
+    char vocab[600], tj[600], weights[600], path[600];
+    path_in(vocab, sizeof vocab, state, "vocab.txt");
+    path_in(tj, sizeof tj, state, "tokenizer.json");
+    path_in(weights, sizeof weights, state, "model.safetensors");
+    /* config and weights but no tokenizer: the sizes are still known */
+    expect_probe(state, -1, true, "no tokenizer files (expected vocab.txt, vocab.json + merges.txt, "
+                                  "or tokenizer.json)");
+    /* a tokenizer.json of a kind only vocab.txt could stand in for */
+    write_text(tj, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
+    expect_probe(state, -1, true, "model type \"WordPiece\" is not supported");
+    write_text(tj, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
+    expect_probe(state, 0, true, NULL);
+    unlink(tj);
+    write_text(vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n");
+    expect_probe(state, 0, true, NULL);
+    /* a weights file whose header is not safetensors */
+    rename(weights, tj);
+    write_text(weights, "not safetensors at all");
+    expect_probe(state, -1, true, "model.safetensors");
+    unlink(weights);
+    expect_probe(state, -1, true, "no model.safetensors");
+    path_in(path, sizeof path, state, "pytorch_model.bin");
+    write_text(path, "PK");
+    expect_probe(state, -1, true, "safe_serialization=True");
+    rename(tj, weights);
+    expect_probe(state, 0, true, NULL);
+    /* other families are refused before anything else is looked at */
+    path_in(path, sizeof path, state, "config.json");
+    write_text(path, "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
+                     " \"num_attention_heads\": 12, \"intermediate_size\": 3072, \"vocab_size\": 128100,"
+                     " \"type_vocab_size\": 0, \"relative_attention\": true}");
+    expect_probe(state, -1, false, "unsupported architecture model_type \"deberta-v2\" (supported: "
+                                   "BertForSequenceClassification (bert)");
+    write_text(path, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+                     "\"hidden_act\": \"silu\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
+                     "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"vocab_size\": 32000}");
+    expect_probe(state, -1, false, "unsupported architecture LlamaForCausalLM, model_type \"llama\" "
+                                   "(supported: BertForSequenceClassification (bert)");
+    /* and loading says the same, before any training could start */
+    assert_null(load(state, NUM_LABELS, NULL));
+    assert_non_null(strstr(errbuf, "unsupported architecture LlamaForCausalLM, model_type \"llama\""));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bert_seqcls_loads_everything, tmpdir_setup, tmpdir_teardown),
@@ -659,6 +718,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_layernorm_gamma_beta_names, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_probe, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_name_or_path, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_index_errors, tmpdir_setup, tmpdir_teardown),

@@ -538,6 +538,70 @@ static void test_failed_migration_rolls_back(void **state)
     sqlite3_close(db);
 }
 
+/* The first column of a one-row query, as text (malloc'd; "NULL" for null). */
+static char *raw_text(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    char *v = strdup(t ? (const char *)t : "NULL");
+    assert_non_null(v);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void expect_text(const char *path, const char *sql, const char *want)
+{
+    char *got = raw_text(path, sql);
+    if (strcmp(got, want) != 0)
+        fail_msg("%s\n got  %s\n want %s", sql, got, want);
+    free(got);
+}
+
+/* 0002 rewrites epochs stored from 0 by older versions to count from 1. */
+static void test_migration_epochs_from_one(void **state)
+{
+    fixture *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    char err[ERRLEN] = "";
+    assert_int_equal(migrate_apply(db, migrations_embedded, 1, NULL, err, sizeof err), 0);
+    sqlite3_close(db);
+    raw_exec_ok(f->db,
+        "INSERT INTO jobs (id, spec, status, created_at, started_at, finished_at, step, "
+        "total_steps, epoch, metrics) VALUES "
+        "('00000000000000a1', '{}', 'succeeded', 1, 1, 2, 30, 30, 2, "
+        " '{\"best_epoch\":1,\"best\":{\"accuracy\":0.9},\"epochs\":[{\"epoch\":0,\"step\":10},"
+        "{\"epoch\":1,\"step\":20},{\"epoch\":2,\"step\":30}],\"steps\":30}'),"
+        "('00000000000000a2', '{}', 'succeeded', 3, 3, 4, 10, 10, 0, "
+        " '{\"best_epoch\":-1,\"epochs\":[],\"steps\":10}'),"
+        "('00000000000000a3', '{}', 'queued', 5, NULL, NULL, 0, 0, 0, NULL);"
+        "INSERT INTO events (job_id, seq, type, payload, created_at) VALUES "
+        "('00000000000000a1', 1, 'step', '{\"step\":1,\"epoch\":0,\"loss\":0.7}', 1),"
+        "('00000000000000a1', 2, 'eval', '{\"epoch\":0,\"step\":10,\"metrics\":{\"accuracy\":0.5}}', 1),"
+        "('00000000000000a1', 3, 'freeze', '{\"step\":5,\"layer\":0}', 1),"
+        "('00000000000000a1', 4, 'status', '{\"status\":\"succeeded\"}', 1);");
+    store *s = open_ok(f->db);   /* applies 0002 */
+    store_close(s);
+    expect_text(f->db, "SELECT epoch FROM jobs WHERE id = '00000000000000a1'", "3");
+    expect_text(f->db, "SELECT epoch FROM jobs WHERE id = '00000000000000a3'", "0");
+    expect_text(f->db, "SELECT metrics FROM jobs WHERE id = '00000000000000a1'",
+                "{\"best_epoch\":2,\"best\":{\"accuracy\":0.9},\"epochs\":[{\"epoch\":1,\"step\":10},"
+                "{\"epoch\":2,\"step\":20},{\"epoch\":3,\"step\":30}],\"steps\":30}");
+    expect_text(f->db, "SELECT metrics FROM jobs WHERE id = '00000000000000a2'",
+                "{\"best_epoch\":null,\"epochs\":[],\"steps\":10}");
+    expect_text(f->db, "SELECT group_concat(payload, ' ') FROM "
+                       "(SELECT payload FROM events ORDER BY seq)",
+                "{\"step\":1,\"epoch\":1,\"loss\":0.7} "
+                "{\"epoch\":1,\"step\":10,\"metrics\":{\"accuracy\":0.5}} "
+                "{\"step\":5,\"layer\":0} {\"status\":\"succeeded\"}");
+}
+
 static void test_too_new_database_refused(void **state)
 {
     fixture *f = *state;
@@ -1508,6 +1572,7 @@ int main(void)
         cmocka_unit_test(test_migrate_applies_only_new),
         cmocka_unit_test(test_failed_migration_rolls_back),
         cmocka_unit_test_setup_teardown(test_too_new_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_epochs_from_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_first_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_lifecycle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_create_validation, setup, teardown),

@@ -129,7 +129,7 @@ export function normalizeModel(m) {
   return {
     name: m.name ?? m.id ?? '?',
     usable: m.usable !== false,
-    error: m.error ?? null,
+    reason: m.reason ?? null,
     builtin: !!m.builtin,
     architecture: m.architecture ?? m.model_type ?? '',
     layers: num(pick(m.layers, m.num_hidden_layers)),
@@ -168,12 +168,45 @@ export function headlineMetric(m) {
   return null;
 }
 
+/** Metrics where the lowest value wins (the spec's metric field says so for mse). */
+export const LOWER_IS_BETTER = new Set(['mse']);
+
+/** The metric that picks a job's best epoch: spec.metric (every normalised
+ *  spec has it), else the headline of what there is (jobs of older daemons). */
+export function bestMetricName(spec, metrics) {
+  if (spec && typeof spec.metric === 'string') return spec.metric;
+  const hm = headlineMetric(metrics);
+  return hm ? hm.name : null;
+}
+
+/** What the job kept: the best epoch's spec.metric from its final metrics
+ *  ({name, value, epoch}, epoch counted from 1), or null when it kept
+ *  nothing evaluated (not succeeded, or no eval set). The jobs list and the
+ *  job page both show this for a finished job, so they cannot disagree. */
+export function keptBest(spec, metrics) {
+  const best = metrics && metrics.best;
+  const name = bestMetricName(spec, best);
+  if (!best || !name || num(best[name]) === null) return null;
+  return { name, value: best[name], epoch: num(metrics.best_epoch) };
+}
+
+/** The best so far of eval events [{epoch, metrics}] by the job's metric. */
+export function bestOfEvals(spec, evals) {
+  let best = null;
+  for (const e of evals) {
+    const name = bestMetricName(spec, e.metrics);
+    const v = name ? num(e.metrics[name]) : null;
+    if (v === null) continue;
+    const better = !best || (LOWER_IS_BETTER.has(name) ? v < best.value : v > best.value);
+    if (better) best = { name, value: v, epoch: e.epoch };
+  }
+  return best;
+}
+
 export function normalizeJob(raw) {
   const spec = parseMaybeJson(raw.spec) || {};
   const p = (raw.progress && typeof raw.progress === 'object') ? raw.progress : raw;
   const metrics = parseMaybeJson(raw.metrics);
-  const lastEval = parseMaybeJson(pick(raw.eval, raw.last_eval, p.eval, p.metrics));
-  const best = metrics && metrics.best ? metrics.best : null;
   return {
     id: raw.id,
     status: raw.status ?? 'queued',
@@ -182,7 +215,7 @@ export function normalizeJob(raw) {
     method: spec.method ?? raw.method ?? 'aflora',
     step: num(p.step) ?? 0,
     totalSteps: num(pick(p.total_steps, p.totalSteps)),
-    epoch: num(p.epoch),
+    epoch: num(p.epoch),            // counted from 1; 0 before the first step
     loss: num(p.loss),
     flops: flopsOf(p, 'flops_'),
     trainableNow: num(p.trainable_now),
@@ -191,7 +224,7 @@ export function normalizeJob(raw) {
     freezable: num(p.freezable),
     metrics,
     bestEpoch: metrics ? num(metrics.best_epoch) : null,
-    best: headlineMetric(best) || headlineMetric(lastEval && (lastEval.metrics || lastEval)),
+    best: keptBest(spec, metrics),
     error: raw.error ?? null,
     createdAt: toMs(raw.created_at),
     startedAt: toMs(raw.started_at),
@@ -378,6 +411,13 @@ export function targetModules(spec) {
 const enc = encodeURIComponent;
 
 export const api = {
+  /** The job spec's JSON Schema from /openapi.json (the daemon's spec table). */
+  specSchema: async () => {
+    const doc = await request('GET', '/openapi.json');
+    const s = doc && doc.components && doc.components.schemas && doc.components.schemas.JobSpec;
+    if (!s || !s.properties) throw new ApiError(0, 'no_schema', '/openapi.json has no JobSpec schema');
+    return s;
+  },
   models: async () => asArray(await request('GET', '/models'), 'models').map(normalizeModel),
   datasets: async () => asArray(await request('GET', '/datasets'), 'datasets').map(normalizeDataset),
   uploadDataset: async (file) => {

@@ -24,9 +24,11 @@ const MARGIN = { top: 12, right: 16, bottom: 34, left: 58 };
 const RIGHT_AXIS_MARGIN = 58;
 const CHAR_PX = 6.4;               // width of one 11px tick-label character, roughly
 
-/** About `count` round tick values covering [lo, hi]. */
+/** About `count` round tick values covering [lo, hi]. A range far below the
+ *  values' precision (0.95 and 0.9500000000000001) counts as no range: a
+ *  step under half an ulp would never advance the loop below. */
 export function niceTicks(lo, hi, count = 5) {
-  if (!(hi > lo)) { const d = Math.abs(lo) || 1; lo -= d / 2; hi += d / 2; }
+  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) { const d = Math.abs(lo) || 1; lo -= d / 2; hi += d / 2; }
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const norm = raw / mag;
@@ -43,7 +45,7 @@ function domainOf(values, includeZero) {
   for (const v of values) { if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
   if (!Number.isFinite(lo)) return [0, 1];
   if (includeZero) { lo = Math.min(lo, 0); hi = Math.max(hi, 0); }
-  if (hi === lo) { const d = Math.abs(lo) * 0.1 || 1; return [lo - d, hi + d]; }
+  if (!(hi - lo > Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9)) { const d = Math.abs(lo) * 0.1 || 1; return [lo - d, hi + d]; }
   const { ticks, step } = niceTicks(lo, hi);
   return [Math.min(lo, ticks[0]), Math.max(hi, ticks[ticks.length - 1] + (ticks[ticks.length - 1] < hi ? step : 0))];
 }

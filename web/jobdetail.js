@@ -18,7 +18,7 @@
 // savings); the saving of a step is that minus the weight-gradient FLOPs it
 // really spent, and the figure shown is the sum over steps.
 import { h, clear, fill, fmtInt, fmtNum, fmtFlops, fmtPercent, fmtTime, fmtDuration, throttle, infoTip } from './util.js';
-import { api, TERMINAL, startsTrainable, targetModules, ApiError, getToken } from './api.js';
+import { api, TERMINAL, startsTrainable, targetModules, ApiError, getToken, bestOfEvals } from './api.js';
 import { followJobEvents } from './events.js';
 import { LineChart, smooth, PALETTE } from './charts.js';
 import { FreezeHeatmap } from './heatmap.js';
@@ -206,7 +206,7 @@ export function renderJobDetail(root, id) {
     fill(progress, 
       h('div', { class: 'progress-label' },
         h('span', { id: 'progress-steps' }, `step ${fmtInt(step)}${total ? ` of ${fmtInt(total)}` : ''}`),
-        epoch !== null ? h('span', null, ` · epoch ${epoch + 1}${epochs ? ` of ${epochs}` : ''}`) : null,
+        epoch ? h('span', null, ` · epoch ${epoch}${epochs ? ` of ${epochs}` : ''}`) : null,
         el !== null ? h('span', { class: 'muted' }, ` · ${fmtDuration(el)} of training`) : null,
         eta !== null ? h('span', { class: 'muted' }, ` · about ${fmtDuration(eta)} left`) : null),
       h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total || 1, 'aria-valuenow': step, 'aria-label': 'training progress' },
@@ -309,7 +309,8 @@ export function renderJobDetail(root, id) {
     const tAvg = n ? S.tAvg[n - 1] : job && job.trainableAvg;
     fill(stats, 
       stat('Latest loss', fmtNum(lastLoss), n > 1 ? `smoothed ${fmtNum(smooth(S.loss)[n - 1])}` : null, null, 'stat-loss'),
-      stat('Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—', best ? `epoch ${best.epoch + 1}` : null, null, 'stat-best'),
+      stat(job && !TERMINAL.has(job.status) ? 'Best eval so far' : 'Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—',
+        best ? `epoch ${best.epoch}` : bestMissing(), null, 'stat-best'),
       stat('Trainable now', fmtInt(tNow), `time average ${fmtInt(tAvg)}`, TRAINABLE_AVG_HELP, 'stat-trainable'),
       stat('Matrices training', projT !== null ? `${fmtInt(projT)} of ${fmtInt(S.projTrain[0])}` : job && job.freezable ? `${fmtInt(job.freezable - job.frozen)} of ${fmtInt(job.freezable)}` : '—',
         projT !== null ? `A and B that started trainable (${fmtInt(lastStepInfo.projTotal)} in all)` : 'A and B that started trainable', null, 'stat-proj'),
@@ -319,18 +320,19 @@ export function renderJobDetail(root, id) {
     );
   }
 
+  /** A finished job: what it kept (job.best, the API's metrics — the jobs
+   *  list shows the same); a live one: the best eval so far by spec.metric. */
   function bestEval() {
-    let best = null;
-    const higher = (name) => name !== 'mse' && name !== 'loss';
-    for (const e of evals) {
-      const m = e.metrics;
-      const name = ['accuracy', 'pearson', 'mcc', 'f1'].find((k) => Number.isFinite(m[k])) || (Number.isFinite(m.mse) ? 'mse' : null);
-      if (!name) continue;
-      const v = m[name];
-      if (!best || (higher(name) ? v > best.value : v < best.value)) best = { name, value: v, epoch: e.epoch };
-    }
-    if (!best && job && job.best) return { ...job.best, epoch: job.bestEpoch ?? 0 };
-    return best;
+    if (!job) return null;
+    if (TERMINAL.has(job.status)) return job.best;
+    return bestOfEvals(job.spec, evals);
+  }
+
+  function bestMissing() {
+    if (!job) return null;
+    if (job.status === 'failed' || job.status === 'cancelled') return `${job.status}: no adapter kept`;
+    if (job.status === 'succeeded') return 'no evaluation set: the last epoch was kept';
+    return null;
   }
 
   /** AFLoRA's freezing window: {ti: last warm-up step, fs: first final-phase step, T}. */
@@ -342,12 +344,13 @@ export function renderJobDetail(root, id) {
       ti = freezing.initialSteps;
       fs = freezing.finalStart ?? (freezing.finalSteps !== null ? T - freezing.finalSteps : null);
     }
+    // the stored spec is the normalised one: every default written out
     const spec = job.spec;
-    const epochs = spec.epochs || 20;
-    const spe = T / epochs;
-    const fr = spec.freeze || {};
-    if (ti === null) ti = (fr.initial_warmup_epochs ?? (epochs < 10 ? 0.1 * epochs : 1)) * spe;
-    if (fs === null) fs = T - (fr.final_warmup_epochs ?? 0.7 * epochs) * spe;
+    const fr = spec.freeze;
+    if (!spec.epochs || !fr) return null;
+    const spe = T / spec.epochs;
+    if (ti === null) ti = fr.initial_warmup_epochs * spe;
+    if (fs === null) fs = T - fr.final_warmup_epochs * spe;
     return { ti, fs, T };
   }
 
@@ -372,7 +375,7 @@ export function renderJobDetail(root, id) {
     charts.lr.update({ xDomain, series: [{ name: 'learning rate', xs, ys: S.lr, color: PALETTE[2] }] });
 
     const ev = evals.slice().sort((a, b) => a.epoch - b.epoch);
-    const ex = ev.map((e) => e.epoch + 1);
+    const ex = ev.map((e) => e.epoch);
     const names = ['accuracy', 'f1', 'mcc', 'pearson', 'spearman'].filter((k) => ev.some((e) => Number.isFinite(e.metrics[k])));
     const evalSeries = names.map((k, i) => ({ name: k, xs: ex, ys: ev.map((e) => e.metrics[k]), markers: true, color: PALETTE[i], dash: ['', '6 3', '2 3', '8 3 2 3', '1 2'][i] }));
     if (ev.some((e) => Number.isFinite(e.metrics.loss))) evalSeries.push({ name: 'eval loss', xs: ex, ys: ev.map((e) => e.metrics.loss), axis: 'right', markers: true, color: PALETTE[5], dash: '4 2' });
@@ -417,7 +420,7 @@ export function renderJobDetail(root, id) {
     fill(evalTable, h('table', { class: 'data' },
       h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'epoch'), h('th', { scope: 'col' }, 'step'), cols.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, ev.map((e) => h('tr', { class: best && best.epoch === e.epoch ? 'best' : null },
-        h('td', null, String(e.epoch + 1), best && best.epoch === e.epoch ? h('span', { class: 'tag' }, 'best') : null),
+        h('td', null, String(e.epoch), best && best.epoch === e.epoch ? h('span', { class: 'tag' }, 'best') : null),
         h('td', null, fmtInt(e.step)), cols.map((c) => h('td', null, fmtNum(e.metrics[c]))))))));
   }
 
@@ -478,7 +481,7 @@ export function renderJobDetail(root, id) {
     const i = evals.findIndex((x) => x.epoch === e.epoch);
     if (i >= 0) evals[i] = e; else evals.push(e);
     const hm = Object.entries(e.metrics).filter(([, v]) => Number.isFinite(v)).map(([k, v]) => `${k} ${fmtNum(v)}`).join(', ');
-    addLog(`epoch ${e.epoch + 1} evaluated at step ${fmtInt(e.step)}: ${hm}`, 'eval');
+    addLog(`epoch ${e.epoch} evaluated at step ${fmtInt(e.step)}: ${hm}`, 'eval');
     scheduleRender();
   }
 
@@ -547,7 +550,7 @@ export function renderJobDetail(root, id) {
   function methodText(spec) {
     const m = spec.method || 'aflora';
     const parts = [m];
-    if (m !== 'full') parts.push(`rank ${spec.rank ?? { aflora: 4, elora: 1024, lora: 8 }[m]}`);
+    if (m !== 'full' && spec.rank !== undefined) parts.push(`rank ${spec.rank}`);   // normalised spec: always there
     if (m === 'aflora') parts.push(`projections ${spec.trainable_projections || 'ffn'}`);
     return parts.join(' · ');
   }

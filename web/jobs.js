@@ -1,5 +1,7 @@
 // jobs.js — the jobs list: status, model, method, progress, latest loss and
-// best metric of every job, newest first, filtered by status and paged.
+// best metric of every job, newest first, filtered by status and paged. The
+// best metric is what a finished job kept (spec.metric of its best epoch,
+// api.js keptBest), the same figure its page shows.
 //
 // It polls GET /jobs every couple of seconds while the tab is visible
 // (one request for the whole page is cheaper than one event stream per
@@ -25,7 +27,7 @@ function progressCell(j) {
     h('div', { class: 'progress small', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': total || 1, 'aria-valuenow': j.step, 'aria-label': `job ${j.id} progress` },
       h('div', { class: 'progress-fill', style: `width:${(frac * 100).toFixed(1)}%` })),
     h('span', { class: 'muted' }, total ? `${fmtInt(j.step)} / ${fmtInt(total)}` : '—',
-      j.epoch !== null && total ? ` · ep ${j.epoch + 1}${epochs ? `/${epochs}` : ''}` : ''));
+      j.epoch && total ? ` · ep ${j.epoch}${epochs ? `/${epochs}` : ''}` : ''));
 }
 
 /** params: URLSearchParams of the route (status, offset). */
@@ -85,7 +87,7 @@ export function renderJobs(root, params) {
       h('td', null, j.method),
       progressCell(j),
       h('td', { class: 'num' }, fmtNum(j.loss)),
-      h('td', { class: 'num' }, j.best ? `${j.best.name} ${fmtNum(j.best.value)}` : '—'),
+      h('td', { class: 'num best-cell' }, j.best ? `${j.best.name} ${fmtNum(j.best.value)}` : '—'),
       h('td', null, fmtTime(j.createdAt)));
   }
 

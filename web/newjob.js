@@ -2,45 +2,70 @@
 //
 // The form writes the same JSON job spec a user would POST with curl, and
 // shows it (and the curl command) live, so the form teaches the API. Only
-// fields the user changed go into the spec; every other field shows its
-// default as a placeholder (defaults that depend on other fields, such as
-// rank on method or the freezing phases on epochs, are worked out the way
-// the daemon's spec table documents them). Fields that do not apply to the
-// chosen method are hidden and left out, because the daemon rejects them.
+// fields the user changed go into the spec.
+//
+// Fields, defaults and help come from one source: the JobSpec schema of
+// GET /openapi.json, which the daemon generates from its spec table
+// (daemon/spec.c). Every property of the schema gets a control chosen by its
+// type (number, boolean, enum, column, list); its default is shown as the
+// placeholder or the preselected value — a fixed `default`, a lookup
+// `x-default-by` (rank by method, metric by task) applied to the current
+// choices, or the `x-default` rule as text. Fields whose `x-methods` exclude
+// the chosen method are hidden and left out, because the daemon rejects
+// them. What lives here is presentation only: which group a field sits in,
+// its label, and the few controls that pick among things the API lists
+// (models, uploaded datasets, succeeded jobs for init_adapter). A field the
+// layout does not name still appears, under "Training".
 //
 // Validation is the daemon's: a 4xx answer's error.field (a dotted path
 // such as "freeze.delta_t" or "dataset.text_fields[1]") is matched to the
 // form control carrying that data-field, and the message appears beside it.
 // The only checks made here are those the JSON cannot express (a number
 // field that is not a number, no training data chosen).
-import { h, clear, fill, fmtInt, uid } from './util.js';
-import { api, MODULES, getToken } from './api.js';
+import { h, fill, fmtInt, fmtNum, uid, infoTip } from './util.js';
+import { api, getToken } from './api.js';
 
-// Defaults as documented by the daemon's spec table (daemon/spec.c).
-const RANK_DEFAULT = { aflora: 4, elora: 1024, lora: 8 };
-const SHORT_RUN_EPOCHS = 10;
+/** Where fields go ('*' = the rest of that object), in order. */
+const GROUPS = [
+  { legend: 'Model and task', fields: ['model', 'task', 'num_labels', 'metric'] },
+  { legend: 'Data', id: 'data-group', fields: ['dataset.*'] },
+  { legend: 'Adapter', fields: ['method', 'rank', 'alpha', 'trainable_projections', 'target_modules', 'init_adapter'] },
+  { legend: 'Adaptive freezing (AFLoRA)', id: 'freeze-group', object: 'freeze', fields: ['freeze.*'],
+    note: 'The cubic schedule keeps every projection trainable during the initial warm-up, freezes the least sensitive ones every Δt steps in between, and freezes what is left at the start of the final phase.' },
+  { legend: 'Training', fields: ['*'] },
+];
 
-/** Number fields: [name, label, int?, default text, methods or null (all), help] */
-const TRAINING_FIELDS = [
-  ['epochs', 'Epochs', true, '20', null, 'Passes over the training data.'],
-  ['batch_size', 'Batch size', true, '32', null, 'Examples per micro-batch.'],
-  ['grad_accum', 'Gradient accumulation', true, '1', null, 'Micro-batches per optimiser step.'],
-  ['max_seq_len', 'Max sequence length', true, '128', null, 'Tokens per example; longer inputs are truncated.'],
-  ['learning_rate', 'Learning rate', false, '0.01', null, 'AdamW learning rate of the adapter (use ~2e-5 for full).'],
-  ['head_learning_rate', 'Head learning rate', false, '0.04', null, 'Learning rate of the task head.'],
-  ['weight_decay', 'Weight decay', false, '0.1', null, 'AdamW decoupled weight decay.'],
-  ['warmup_ratio', 'Warm-up ratio', false, '0.06', null, 'Fraction of steps of linear LR warm-up.'],
-  ['max_grad_norm', 'Max gradient norm', false, '0.1', null, 'Clip to this global norm; 0 turns clipping off.'],
-  ['seed', 'Seed', true, '42', null, 'Same spec and seed, same run.'],
-  ['threads', 'Threads', true, '0', null, 'Compute threads for this job; 0 = one per core.'],
-];
-const FREEZE_FIELDS = [
-  ['freeze.initial_warmup_epochs', 'Initial warm-up (epochs)', false, null, ['aflora'], 'Epochs before any projection may freeze.'],
-  ['freeze.final_warmup_epochs', 'Final phase (epochs)', false, null, ['aflora'], 'Epochs at the end with everything frozen.'],
-  ['freeze.delta_t', 'Δt (steps per window)', true, '10', ['aflora'], 'Scoring window; freezing decisions every Δt steps.'],
-  ['freeze.beta1', 'β1 (sensitivity smoothing)', false, '0.85', ['aflora'], 'EMA factor of the smoothed sensitivity.'],
-  ['freeze.beta2', 'β2 (uncertainty smoothing)', false, '0.95', ['aflora'], 'EMA factor of the uncertainty.'],
-];
+/** Labels people read; a field without one is named after its key. */
+const LABELS = {
+  model: 'Base model', task: 'Task', num_labels: 'Number of labels', metric: 'Best-epoch metric',
+  'dataset.train': 'Training data', 'dataset.eval': 'Evaluation data (optional)', 'dataset.format': 'Format',
+  'dataset.text_fields': 'Text field(s)', 'dataset.label_field': 'Label field',
+  'dataset.labels': 'Label names (optional)', 'dataset.has_header': 'First row is a header (TSV/CSV)',
+  method: 'Method', rank: 'Rank r', alpha: 'LoRA alpha', trainable_projections: 'Trainable projections',
+  target_modules: 'Target modules', init_adapter: 'Start from the adapter of',
+  'freeze.initial_warmup_epochs': 'Initial warm-up (epochs)', 'freeze.final_warmup_epochs': 'Final phase (epochs)',
+  'freeze.delta_t': 'Δt (steps per window)', 'freeze.beta1': 'β1 (sensitivity smoothing)',
+  'freeze.beta2': 'β2 (uncertainty smoothing)', epochs: 'Epochs', batch_size: 'Batch size',
+  grad_accum: 'Gradient accumulation', max_seq_len: 'Max sequence length',
+  length_bucketing: 'Length bucketing (batch similar lengths together)', learning_rate: 'Learning rate',
+  head_learning_rate: 'Head learning rate', weight_decay: 'Weight decay', warmup_ratio: 'Warm-up ratio',
+  max_grad_norm: 'Max gradient norm', seed: 'Seed', threads: 'Threads', dropout: "Dropout (the base model's)",
+};
+const METHOD_TEXT = { aflora: 'AFLoRA', elora: 'ELoRA', lora: 'LoRA', full: 'Full fine-tuning' };
+
+const labelOf = (name) => LABELS[name] || name.split('.').pop().replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+
+/** The schema's properties as a flat list: {name: "freeze.delta_t", s, methods}. */
+export function flattenSchema(schema, prefix = '', inherited = null) {
+  const out = [];
+  for (const [key, s] of Object.entries(schema.properties || {})) {
+    const name = prefix ? `${prefix}.${key}` : key;
+    const methods = s['x-methods'] || inherited;
+    if (s.type === 'object' && s.properties) out.push(...flattenSchema(s, name, methods));
+    else out.push({ name, s, methods, required: (schema.required || []).includes(key) });
+  }
+  return out;
+}
 
 function setPath(obj, path, value) {
   const parts = path.split('.');
@@ -55,100 +80,223 @@ function parseColumn(s) {
   return /^\d+$/.test(t) ? Number(t) : t;
 }
 
+/** The first sentence of a description (the whole one goes in a tooltip):
+ *  up to the first '.' or ';' outside parentheses ("e.g. STS-B" stays). */
+function firstSentence(text) {
+  const t = text || '';
+  let depth = 0;
+  for (let i = 0; i < t.length; i++) {
+    const c = t[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth = Math.max(0, depth - 1);
+    else if (depth === 0 && (c === '.' || c === ';') && (i + 1 === t.length || /\s/.test(t[i + 1]))) return `${t.slice(0, i)}.`;
+  }
+  return t;
+}
+
 export function renderNewJob(root) {
   let disposed = false;
+  let schema = null;
   let models = [];
   let datasets = [];
-  const controls = new Map();      // field name -> {wrap, input, errorEl, get(), methods}
+  let finished = [];                 // succeeded jobs: their adapters can start a job
+  const controls = new Map();        // field name -> {wrap, input, errorEl, get(), methods, refresh?()}
 
   const heading = h('h2', { tabindex: -1, id: 'newjob-title' }, 'New job');
   const formError = h('div', { class: 'error-box', role: 'alert', hidden: true, id: 'form-error' });
-  const form = h('form', { id: 'new-job-form', novalidate: true, 'aria-labelledby': 'newjob-title' });
+  const form = h('form', { id: 'new-job-form', novalidate: true, 'aria-labelledby': 'newjob-title' },
+    h('p', { class: 'muted' }, 'Loading the job spec…'));
   const preview = h('pre', { class: 'code', id: 'spec-preview', 'aria-live': 'off' });
   const curlPre = h('pre', { class: 'code', id: 'curl-preview' });
   const submit = h('button', { type: 'submit', class: 'primary', id: 'submit-job' }, 'Start training');
 
-  // ---- field helpers ---------------------------------------------------------------
-  function fieldWrap(name, label, input, help, methods) {
+  root.append(h('section', { class: 'newjob' },
+    h('div', { class: 'title-row' }, heading),
+    formError,
+    h('div', { class: 'newjob-layout' }, form,
+      h('aside', { class: 'spec-aside', 'aria-label': 'The resulting job spec' },
+        h('h3', null, 'Job spec'), h('p', { class: 'help' }, 'What the form sends: POST /jobs with this JSON.'), preview,
+        h('h3', null, 'Same with curl'), curlPre))));
+  heading.focus();
+
+  // ---- the current choices the dependent defaults look up ----------------------------
+  const method = () => {
+    const c = form.querySelector('input[name="method"]:checked');
+    return c ? c.value : (controls.get('method')?.def ?? null);
+  };
+  const current = (name) => {
+    if (name === 'method') return method();
+    const f = controls.get(name);
+    if (!f) return null;
+    const r = f.get();
+    return r.value !== undefined ? r.value : f.def ?? null;
+  };
+
+  /** The default a field takes now: {value} (shown as the value), or {rule} (text). */
+  function defaultOf(f) {
+    const s = f.s;
+    if (s['x-default-by']) {
+      for (const [by, table] of Object.entries(s['x-default-by'])) {
+        const v = table[current(by)];
+        if (v !== undefined) return { value: v };
+      }
+      return { value: null };
+    }
+    if (s.default !== undefined) return { value: s.default };
+    if (s['x-default']) return { rule: s['x-default'] };
+    return { value: null };
+  }
+  const show = (v) => (Array.isArray(v) ? v.join(', ') : v === null || v === undefined ? '' : String(v));
+
+  // ---- controls by schema type ---------------------------------------------------------
+  /** The whole description, when the help line shows only its first sentence. */
+  const tipFor = (desc, short, name) => (desc.length > short.length ? infoTip(desc, `About ${name}`) : null);
+
+  function fieldWrap(f, input, extra) {
     const errId = uid('err');
-    const helpId = help ? uid('help') : null;
+    const helpId = uid('help');
     input.id ||= uid('f');
-    input.setAttribute('aria-describedby', [helpId, errId].filter(Boolean).join(' '));
+    input.setAttribute('aria-describedby', `${helpId} ${errId}`);
+    const desc = f.s.description || '';
+    const short = firstSentence(desc);
+    const rule = f.s['x-default'] ? `Default: ${f.s['x-default']}.` : '';
     const errorEl = h('p', { class: 'field-error', id: errId, hidden: true });
-    const wrap = h('div', { class: 'field', dataset: { field: name } },
-      h('label', { for: input.id }, label), input,
-      help ? h('p', { class: 'help', id: helpId }, help) : null, errorEl);
-    return { wrap, errorEl, methods };
+    const wrap = h('div', { class: 'field', dataset: { field: f.name } },
+      h('div', { class: 'label-row' }, h('label', { for: input.id }, labelOf(f.name)), tipFor(desc, short, f.name)),
+      input, extra || null,
+      h('p', { class: 'help', id: helpId }, [short, rule].filter(Boolean).join(' ')), errorEl);
+    return Object.assign(f, { wrap, errorEl, input });
   }
 
-  function numberField([name, label, isInt, def, methods, help]) {
-    const input = h('input', { type: 'text', inputmode: isInt ? 'numeric' : 'decimal', name, autocomplete: 'off', placeholder: def ?? '' });
-    const f = fieldWrap(name, label, input, help, methods);
-    f.input = input;
+  function textControl(f, parse) {
+    const isNum = f.s.type === 'integer' || f.s.type === 'number';
+    const input = h('input', { type: 'text', name: f.name, autocomplete: 'off', inputmode: isNum ? (f.s.type === 'integer' ? 'numeric' : 'decimal') : null });
+    fieldWrap(f, input);
+    f.refresh = () => {
+      const d = defaultOf(f);
+      input.placeholder = d.value !== null && d.value !== undefined ? show(d.value) : d.rule ? 'auto' : '';
+    };
     f.get = () => {
       const t = input.value.trim();
       if (!t) return { skip: true };
+      if (!isNum) return { value: parse ? parse(t) : t };
       const v = Number(t);
       if (!Number.isFinite(v)) return { error: `"${t}" is not a number` };
       return { value: v };
     };
     input.addEventListener('input', update);
-    controls.set(name, f);
-    return f.wrap;
+    return f;
   }
 
-  function selectField(name, label, options, def, help, methods) {
-    const input = h('select', { name }, options.map(([v, t]) => h('option', { value: v }, t)));
-    input.value = def;
-    const f = fieldWrap(name, label, input, help, methods);
-    f.input = input;
-    f.get = () => (input.value === def ? { skip: true } : { value: input.value });
+  function boolControl(f) {
+    const input = h('input', { type: 'checkbox', name: f.name });
+    input.checked = f.s.default === true;
+    f.def = f.s.default === true;
+    const errorEl = h('p', { class: 'field-error', hidden: true, id: uid('err') });
+    input.setAttribute('aria-describedby', errorEl.id);
+    const desc = f.s.description || '';
+    const short = firstSentence(desc);
+    f.wrap = h('div', { class: 'field check', dataset: { field: f.name } },
+      h('div', { class: 'label-row' }, h('label', null, input, ` ${labelOf(f.name)}`), tipFor(desc, short, f.name)),
+      h('p', { class: 'help' }, short), errorEl);
+    Object.assign(f, { input, errorEl });
+    f.get = () => (input.checked === f.def ? { skip: true } : { value: input.checked });
     input.addEventListener('change', update);
-    controls.set(name, f);
-    return f.wrap;
+    return f;
   }
 
-  function checkField(name, label, def, help) {
-    const input = h('input', { type: 'checkbox', name });
-    input.checked = def;
-    const errId = uid('err');
-    const errorEl = h('p', { class: 'field-error', id: errId, hidden: true });
-    input.setAttribute('aria-describedby', errId);
-    const wrap = h('div', { class: 'field check', dataset: { field: name } },
-      h('label', null, input, ` ${label}`), help ? h('p', { class: 'help' }, help) : null, errorEl);
-    controls.set(name, { wrap, input, errorEl, get: () => (input.checked === def ? { skip: true } : { value: input.checked }) });
+  /** An enum: the fixed default preselected, or a first "default" option that
+   *  names the looked-up default (metric by task) and sends nothing. */
+  function enumControl(f) {
+    const input = h('select', { name: f.name });
+    fieldWrap(f, input);
+    const fixed = f.s.default !== undefined;
+    f.def = fixed ? f.s.default : '';
+    const autoOpt = fixed ? null : h('option', { value: '' });
+    fill(input, autoOpt, f.s.enum.map((v) => h('option', { value: v }, v)));
+    input.value = f.def;
+    f.refresh = () => {
+      if (!autoOpt) return;
+      const d = defaultOf(f);
+      autoOpt.textContent = d.value ? `default (${d.value})` : 'default';
+    };
+    f.get = () => (input.value === f.def ? { skip: true } : { value: input.value });
     input.addEventListener('change', update);
-    return wrap;
+    return f;
   }
 
-  function textField(name, label, placeholder, help, parse) {
-    const input = h('input', { type: 'text', name, placeholder, autocomplete: 'off' });
-    const f = fieldWrap(name, label, input, help, null);
-    f.input = input;
-    f.get = () => (input.value.trim() ? { value: parse(input.value) } : { skip: true });
-    input.addEventListener('input', update);
-    controls.set(name, f);
-    return f.wrap;
+  /** Method: radio buttons; its help quotes the schema's words for the choice. */
+  function methodControl(f) {
+    const box = h('fieldset', { class: 'segmented', id: 'method' }, h('legend', null, labelOf(f.name)));
+    f.def = f.s.default;
+    for (const m of f.s.enum) {
+      const r = h('input', { type: 'radio', name: 'method', value: m, id: `method-${m}` });
+      r.checked = m === f.def;
+      r.addEventListener('change', update);
+      box.append(h('label', { for: r.id }, r, h('span', null, METHOD_TEXT[m] || m)));
+    }
+    const help = h('p', { class: 'help', id: 'method-help' });
+    const errorEl = h('p', { class: 'field-error', hidden: true });
+    f.wrap = h('div', { class: 'field', dataset: { field: f.name } }, box, errorEl, help);
+    Object.assign(f, { input: box.querySelector('input'), errorEl });
+    // "aflora: low-rank A and B ...; elora: ...": the part for the chosen method
+    const parts = Object.fromEntries((f.s.description || '').split(/;\s*/).map((p) => {
+      const i = p.indexOf(':');
+      return [p.slice(0, i).trim(), p.slice(i + 1).trim().replace(/\.$/, '')];
+    }));
+    f.refresh = () => {
+      const p = parts[method()];
+      help.textContent = p ? `${p[0].toUpperCase()}${p.slice(1)}.` : '';
+    };
+    f.get = () => (method() === f.def ? { skip: true } : { value: method() });
+    return f;
   }
 
-  // ---- model --------------------------------------------------------------------
+  /** An array of enum strings (target_modules): one checkbox each; the default all. */
+  function checksControl(f) {
+    const items = f.s.items.enum;
+    const def = Array.isArray(f.s.default) ? f.s.default : items;
+    const box = h('fieldset', { class: 'checks' }, h('legend', null, labelOf(f.name)));
+    for (const m of items) {
+      const c = h('input', { type: 'checkbox', value: m });
+      c.checked = def.includes(m);
+      c.addEventListener('change', update);
+      box.append(h('label', null, c, ` ${m}`));
+    }
+    const errorEl = h('p', { class: 'field-error', hidden: true });
+    f.wrap = h('div', { class: 'field', dataset: { field: f.name } }, box, errorEl,
+      h('p', { class: 'help' }, firstSentence(f.s.description)));
+    Object.assign(f, { input: box.querySelector('input'), errorEl });
+    f.get = () => {
+      const on = [...box.querySelectorAll('input')].filter((c) => c.checked).map((c) => c.value);
+      if (!on.length) return { error: 'choose at least one' };
+      return on.length === def.length && on.every((x) => def.includes(x)) ? { skip: true } : { value: on };
+    };
+    return f;
+  }
+
   // GET /models lists "demo" and every folder of the daemon's models
   // directory; the API accepts no other model (no server paths).
-  const modelSelect = h('select', { name: 'model', id: 'model' });
   const modelInfo = h('p', { class: 'help', id: 'model-info' });
-  const modelF = fieldWrap('model', 'Base model', modelSelect, null, null);
-  modelF.wrap.append(modelInfo);
-  modelF.input = modelSelect;
-  modelF.get = () => (modelSelect.value ? { value: modelSelect.value } : { error: 'choose a model' });
-  controls.set('model', modelF);
-  modelSelect.addEventListener('change', update);
+  function modelControl(f) {
+    const input = h('select', { name: 'model', id: 'model' });
+    fieldWrap(f, input, modelInfo);
+    f.fill = () => {
+      fill(input, models.map((m) => h('option', { value: m.name, disabled: !m.usable },
+        m.usable ? m.name : `${m.name} (unusable: ${m.reason || 'see the daemon log'})`)));
+      const builtin = models.find((m) => m.builtin && m.usable);
+      const first = models.find((m) => m.usable);
+      input.value = builtin ? builtin.name : first ? first.name : '';
+    };
+    f.get = () => (input.value ? { value: input.value } : { error: 'choose a model' });
+    input.addEventListener('change', update);
+    return f;
+  }
 
-  // ---- data ---------------------------------------------------------------------
   // Over the API a job names uploaded datasets by id (server paths are refused).
-  function datasetPicker(name, label, optional) {
-    const sel = h('select', { name });
-    const f = fieldWrap(name, label, sel, null, null);
-    f.input = sel;
+  function datasetControl(f, optional) {
+    const sel = h('select', { name: f.name });
+    fieldWrap(f, sel);
     f.fill = () => {
       const keep = sel.value;
       fill(sel,
@@ -161,11 +309,44 @@ export function renderNewJob(root) {
       return optional ? { skip: true } : { error: 'choose a training file (upload one first)' };
     };
     sel.addEventListener('change', update);
-    controls.set(name, f);
     return f;
   }
-  const trainF = datasetPicker('dataset.train', 'Training data', false);
-  const evalF = datasetPicker('dataset.eval', 'Evaluation data (optional)', true);
+
+  // init_adapter over the API: "job:<id>", a succeeded job's adapter (the
+  // daemon checks that it fits this spec and names what differs).
+  function adapterControl(f) {
+    const sel = h('select', { name: f.name });
+    fieldWrap(f, sel);
+    f.fill = () => {
+      const keep = sel.value;
+      fill(sel, h('option', { value: '' }, '— a fresh adapter —'),
+        finished.map((j) => h('option', { value: `job:${j.id}` },
+          `${j.id} · ${j.model} · ${j.method}${j.best ? ` · ${j.best.name} ${fmtNum(j.best.value)}` : ''}`)));
+      sel.value = [...sel.options].some((o) => o.value === keep) ? keep : '';
+    };
+    f.get = () => (sel.value ? { value: sel.value } : { skip: true });
+    sel.addEventListener('change', update);
+    return f;
+  }
+
+  function controlFor(f) {
+    const s = f.s;
+    if (f.name === 'model') return modelControl(f);
+    if (f.name === 'dataset.train' || f.name === 'dataset.eval') return datasetControl(f, !f.required);
+    if (f.name === 'init_adapter') return adapterControl(f);
+    if (f.name === 'method') return methodControl(f);
+    if (s.type === 'boolean') return boolControl(f);
+    if (Array.isArray(s.enum)) return enumControl(f);
+    if (s.type === 'array' && s.items && Array.isArray(s.items.enum)) return checksControl(f);
+    if (s.type === 'array' && s.items && s.items.oneOf) {
+      return textControl(f, (t) => t.split(',').map(parseColumn).filter((x) => x !== ''));
+    }
+    if (s.type === 'array') return textControl(f, (t) => t.split(',').map((x) => x.trim()).filter(Boolean));
+    if (s.oneOf) return textControl(f, parseColumn);
+    return textControl(f, null);
+  }
+
+  // ---- the upload box (not a spec field: it fills the dataset pickers) --------------------
   const upload = h('input', { type: 'file', id: 'dataset-upload', accept: '.tsv,.csv,.jsonl,.json,text/tab-separated-values,text/csv' });
   const uploadStatus = h('p', { class: 'help', 'aria-live': 'polite', id: 'upload-status' });
   const uploadErr = h('p', { class: 'field-error', hidden: true });
@@ -177,8 +358,10 @@ export function renderNewJob(root) {
     try {
       const d = await api.uploadDataset(file);
       await loadDatasets();
-      if (!trainF.input.value) trainF.input.value = d.id;
-      else if (!evalF.input.value) evalF.input.value = d.id;
+      const train = controls.get('dataset.train');
+      const ev = controls.get('dataset.eval');
+      if (train && !train.input.value) train.input.value = d.id;
+      else if (ev && !ev.input.value) ev.input.value = d.id;
       uploadStatus.textContent = `Uploaded ${d.name}: ${d.rows !== null ? `${fmtInt(d.rows)} rows, ` : ''}id ${d.id}.`;
       upload.value = '';
       update();
@@ -188,125 +371,87 @@ export function renderNewJob(root) {
       uploadErr.textContent = `Upload failed: ${e.message}`;
     }
   });
+  const uploadBox = h('div', { class: 'field', dataset: { field: 'upload' } },
+    h('label', { for: 'dataset-upload' }, 'Upload a data file (TSV, CSV or JSONL)'), upload, uploadStatus, uploadErr);
   const dataDemoNote = h('p', { class: 'note' }, 'The demo model trains on its own built-in synthetic sentiment data; a spec for it names no dataset.');
-  const dataFields = h('div', { class: 'grid' },
-    trainF.wrap, evalF.wrap,
-    h('div', { class: 'field', dataset: { field: 'upload' } }, h('label', { for: 'dataset-upload' }, 'Upload a data file (TSV, CSV or JSONL)'), upload, uploadStatus, uploadErr),
-    selectField('dataset.format', 'Format', [['auto', 'auto (by extension)'], ['tsv', 'TSV'], ['csv', 'CSV'], ['jsonl', 'JSON Lines']], 'auto', null),
-    textField('dataset.text_fields', 'Text field(s)', 'sentence', 'Column names or 0-based indices; two for sentence pairs ("sentence1, sentence2").',
-      (s) => s.split(',').map(parseColumn).filter((x) => x !== '')),
-    textField('dataset.label_field', 'Label field', 'label', 'Column name or 0-based index.', parseColumn),
-    textField('dataset.labels', 'Label names (optional)', 'integer labels: their value; others: sorted', 'Comma-separated, in class-id order.', (s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
-    checkField('dataset.has_header', 'First row is a header (TSV/CSV)', true, null));
 
-  // ---- method -------------------------------------------------------------------
-  const methodBox = h('fieldset', { class: 'segmented', id: 'method' }, h('legend', null, 'Method'));
-  const METHOD_TEXT = { aflora: 'AFLoRA', elora: 'ELoRA', lora: 'LoRA', full: 'Full fine-tuning' };
-  for (const m of Object.keys(METHOD_TEXT)) {
-    const r = h('input', { type: 'radio', name: 'method', value: m, id: `method-${m}` });
-    r.checked = m === 'aflora';
-    r.addEventListener('change', update);
-    methodBox.append(h('label', { for: r.id }, r, h('span', null, METHOD_TEXT[m])));
+  // ---- building the form from the schema --------------------------------------------------
+  let dataFields = null;
+  let freezeBox = null;
+  let freezeMethods = null;
+
+  function build() {
+    const fields = flattenSchema(schema);
+    const placed = new Set();
+    const matches = (pattern, name) => (pattern === '*' ? true
+      : pattern.endsWith('.*') ? name.startsWith(pattern.slice(0, -1)) : pattern === name);
+    const groups = GROUPS.map((g) => ({ ...g, items: [] }));
+    for (const g of groups) {
+      for (const pattern of g.fields) {
+        for (const f of fields) {
+          if (placed.has(f.name) || !matches(pattern, f.name)) continue;
+          placed.add(f.name);
+          g.items.push(f);
+        }
+      }
+    }
+    fill(form);
+    for (const g of groups) {
+      if (!g.items.length) continue;
+      const made = g.items.map((f) => { const c = controlFor(f); controls.set(f.name, c); return c.wrap; });
+      let body;
+      if (g.id === 'data-group') {
+        // the upload box right after the two dataset pickers
+        const at = g.items.findIndex((f) => f.name === 'dataset.eval') + 1 || 2;
+        made.splice(at, 0, uploadBox);
+        dataFields = h('div', { class: 'grid' }, made);
+        body = [dataDemoNote, dataFields];
+      } else if (g.legend === 'Adapter') {
+        const m = controls.get('method');
+        body = [m ? m.wrap : null, h('div', { class: 'grid' }, made.filter((w) => !m || w !== m.wrap))];
+      } else {
+        body = [g.note ? h('p', { class: 'help' }, g.note) : null, h('div', { class: 'grid' }, made)];
+      }
+      const box = h('fieldset', { class: 'group', id: g.id || null }, h('legend', null, g.legend), body);
+      if (g.object) {
+        freezeBox = box;
+        freezeMethods = (schema.properties[g.object] || {})['x-methods'] || null;
+      }
+      form.append(box);
+    }
+    form.append(h('div', { class: 'form-actions' }, submit, h('button', { type: 'reset', class: 'secondary' }, 'Reset')));
   }
-  const methodErr = h('p', { class: 'field-error', hidden: true });
-  const methodWrap = h('div', { class: 'field', dataset: { field: 'method' } }, methodBox, methodErr,
-    h('p', { class: 'help', id: 'method-help' }));
-  const method = () => methodBox.querySelector('input:checked').value;
-  controls.set('method', { wrap: methodWrap, input: methodBox.querySelector('input'), errorEl: methodErr, get: () => (method() === 'aflora' ? { skip: true } : { value: method() }) });
-
-  const modulesBox = h('fieldset', { class: 'checks' }, h('legend', null, 'Target modules'));
-  for (const m of MODULES) {
-    const c = h('input', { type: 'checkbox', value: m.name });
-    c.checked = true;
-    c.addEventListener('change', update);
-    modulesBox.append(h('label', null, c, ` ${m.name}`));
-  }
-  const modulesErr = h('p', { class: 'field-error', hidden: true });
-  const modulesWrap = h('div', { class: 'field', dataset: { field: 'target_modules' } }, modulesBox, modulesErr);
-  controls.set('target_modules', {
-    wrap: modulesWrap, input: modulesBox.querySelector('input'), errorEl: modulesErr, methods: ['aflora', 'elora', 'lora'],
-    get: () => {
-      const on = [...modulesBox.querySelectorAll('input')].filter((c) => c.checked).map((c) => c.value);
-      if (!on.length) return { error: 'choose at least one module' };
-      return on.length === MODULES.length ? { skip: true } : { value: on };
-    },
-  });
-
-  const methodFields = h('div', { class: 'grid' },
-    numberField(['rank', 'Rank r', true, '4', ['aflora', 'elora', 'lora'], 'Adapter rank.']),
-    numberField(['alpha', 'LoRA alpha', false, '16', ['lora'], 'Update scaled by alpha / rank.']),
-    selectField('trainable_projections', 'Trainable projections', [['ffn', 'ffn — FFN A/B train and freeze (authors\' code)'], ['all', 'all — every A/B starts trainable'], ['none', 'none — A/B frozen from the start']], 'ffn',
-      'Whose A and B start trainable.', ['aflora']),
-    modulesWrap);
-
-  // ---- the rest -----------------------------------------------------------------
-  const taskFields = h('div', { class: 'grid' },
-    modelF.wrap,
-    selectField('task', 'Task', [['classification', 'classification'], ['regression', 'regression']], 'classification', null),
-    numberField(['num_labels', 'Number of labels', true, 'from the data', null, 'Outputs of the head (1 for regression).']));
-  const freezeBox = h('fieldset', { class: 'group', id: 'freeze-group' }, h('legend', null, 'Adaptive freezing (AFLoRA)'),
-    h('p', { class: 'help' }, 'The cubic schedule keeps every projection trainable during the initial warm-up, freezes the least sensitive ones every Δt steps in between, and freezes what is left at the start of the final phase.'),
-    h('div', { class: 'grid' }, FREEZE_FIELDS.map(numberField)));
-  const trainBox = h('fieldset', { class: 'group' }, h('legend', null, 'Training'),
-    h('div', { class: 'grid' }, TRAINING_FIELDS.map(numberField), checkField('dropout', 'Dropout (the base model\'s)', true, null)));
-  const dataBox = h('fieldset', { class: 'group', id: 'data-group' }, h('legend', null, 'Data'), dataDemoNote, dataFields);
-
-  form.append(
-    h('fieldset', { class: 'group' }, h('legend', null, 'Model and task'), taskFields),
-    dataBox,
-    h('fieldset', { class: 'group' }, h('legend', null, 'Adapter'), methodWrap, methodFields),
-    freezeBox, trainBox,
-    h('div', { class: 'form-actions' }, submit, h('button', { type: 'reset', class: 'secondary' }, 'Reset')));
   form.addEventListener('reset', () => setTimeout(update, 0));
   form.addEventListener('submit', onSubmit);
 
-  root.append(h('section', { class: 'newjob' },
-    h('div', { class: 'title-row' }, heading),
-    formError,
-    h('div', { class: 'newjob-layout' }, form,
-      h('aside', { class: 'spec-aside', 'aria-label': 'The resulting job spec' },
-        h('h3', null, 'Job spec'), h('p', { class: 'help' }, 'What the form sends: POST /jobs with this JSON.'), preview,
-        h('h3', null, 'Same with curl'), curlPre))));
-  heading.focus();
-
   // ---- behaviour ---------------------------------------------------------------------
-  function applies(f) {
-    return !f.methods || f.methods.includes(method());
-  }
+  const applies = (f) => !f.methods || f.methods.includes(method());
 
   function isDemo() {
-    const m = modelF.get();
-    return m.value === 'demo';
+    const mc = controls.get('model');
+    const mi = mc ? models.find((x) => x.name === mc.input.value) : null;
+    return !!(mi && mi.builtin);
   }
 
   function update() {
-    const m = method();
+    if (!schema) return;
     const demo = isDemo();
-    dataBox.classList.toggle('demo', demo);
-    dataFields.hidden = demo;
-    dataDemoNote.hidden = !demo;
-    freezeBox.hidden = m !== 'aflora';
-    for (const f of controls.values()) if (f.methods) f.wrap.hidden = !applies(f);
-    // dependent defaults as placeholders
-    const rankIn = controls.get('rank').input;
-    rankIn.placeholder = RANK_DEFAULT[m] ? String(RANK_DEFAULT[m]) : '';
-    const rank = Number(rankIn.value) || RANK_DEFAULT[m] || 0;
-    controls.get('alpha').input.placeholder = `${2 * rank} (2 × rank)`;
-    const ep = Number(controls.get('epochs').input.value) || 20;
-    controls.get('freeze.initial_warmup_epochs').input.placeholder = String(ep < SHORT_RUN_EPOCHS ? Number((0.1 * ep).toFixed(4)) : 1);
-    controls.get('freeze.final_warmup_epochs').input.placeholder = String(Number((0.7 * ep).toFixed(4)));
-    document.getElementById('method-help').textContent = {
-      aflora: 'Low-rank A and B (r = 4) that freeze adaptively, plus trainable vectors s_d and s_b.',
-      elora: 'Frozen random A and B (r = 1024), trainable vectors only.',
-      lora: 'Trainable A and B scaled by alpha / r; nothing freezes.',
-      full: 'Every base weight trains (no adapter); use a small learning rate such as 2e-5.',
-    }[m];
-    const mi = models.find((x) => x.name === modelF.get().value);
+    if (dataFields) {
+      dataFields.closest('fieldset').classList.toggle('demo', demo);
+      dataFields.hidden = demo;
+      dataDemoNote.hidden = !demo;
+    }
+    if (freezeBox) freezeBox.hidden = !!freezeMethods && !freezeMethods.includes(method());
+    for (const f of controls.values()) {
+      if (f.methods) f.wrap.hidden = !applies(f);
+      if (f.refresh) f.refresh();
+    }
+    const mc = controls.get('model');
+    const mi = mc ? models.find((x) => x.name === mc.input.value) : null;
     modelInfo.textContent = mi ? [mi.architecture, mi.layers !== null ? `${mi.layers} layers` : null, mi.hiddenSize !== null ? `hidden ${mi.hiddenSize}` : null,
       mi.parameters !== null ? `${fmtInt(mi.parameters)} parameters` : null].filter(Boolean).join(' · ') : '';
     const { spec } = buildSpec();
-    const json = JSON.stringify(spec, null, 2);
-    preview.textContent = json;
+    preview.textContent = JSON.stringify(spec, null, 2);
     const token = getToken() ? ' \\\n  -H "Authorization: Bearer $AFLORAD_TOKEN"' : '';
     curlPre.textContent = `curl -X POST ${location.origin}/jobs${token} \\\n  -H 'Content-Type: application/json' \\\n  -d '${JSON.stringify(spec).replace(/'/g, "'\\''")}'`;
   }
@@ -317,10 +462,8 @@ export function renderNewJob(root) {
     const errors = new Map();
     const demo = isDemo();
     for (const [name, f] of controls) {
-      if (f.methods && !applies(f)) continue;
-      if (name.startsWith('freeze.') && method() !== 'aflora') continue;
+      if (!applies(f)) continue;
       if (name.startsWith('dataset.') && demo) continue;
-      if (name === 'rank' && method() === 'full') continue;
       const r = f.get();
       if (r.error) errors.set(name, r.error);
       else if (!r.skip) setPath(spec, name, r.value);
@@ -364,6 +507,7 @@ export function renderNewJob(root) {
 
   async function onSubmit(e) {
     e.preventDefault();
+    if (!schema) return;
     clearErrors();
     const { spec, errors } = buildSpec();
     if (errors.size) {
@@ -389,27 +533,31 @@ export function renderNewJob(root) {
   async function loadDatasets() {
     try { datasets = await api.datasets(); } catch { datasets = []; }
     if (disposed) return;
-    trainF.fill();
-    evalF.fill();
+    for (const n of ['dataset.train', 'dataset.eval']) if (controls.get(n)) controls.get(n).fill();
   }
 
   (async () => {
-    try {
-      models = await api.models();
-    } catch (e) {
-      formError.hidden = false;
-      formError.textContent = `Cannot list models: ${e.message}`;
-      models = [];
-    }
+    const problems = [];
+    const [sch, ms, jobs] = await Promise.all([
+      api.specSchema().catch((e) => { problems.push(`Cannot read the job spec: ${e.message}`); return null; }),
+      api.models().catch((e) => { problems.push(`Cannot list models: ${e.message}`); return []; }),
+      api.jobs({ status: 'succeeded', limit: 100 }).catch(() => ({ jobs: [] })),
+    ]);
     if (disposed) return;
-    fill(modelSelect, models.map((m) => h('option', { value: m.name, disabled: !m.usable },
-      m.usable ? m.name : `${m.name} (unusable: ${m.error || 'see the daemon log'})`)));
-    const first = models.find((m) => m.usable);
-    modelSelect.value = models.some((m) => m.name === 'demo' && m.usable) ? 'demo' : first ? first.name : '';
+    if (problems.length) {
+      formError.hidden = false;
+      formError.textContent = problems.join(' ');
+    }
+    if (!sch) { fill(form); return; }
+    schema = sch;
+    models = ms;
+    finished = jobs.jobs;
+    build();
+    controls.get('model')?.fill();
+    controls.get('init_adapter')?.fill();
     await loadDatasets();
     update();
   })();
-  update();
   window.addEventListener('aflorad:token', update);
   return () => {
     disposed = true;

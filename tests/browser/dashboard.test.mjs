@@ -3,14 +3,20 @@
 // Starts `build/aflorad serve` on a free loopback port with a fresh data
 // directory, drives Debian's headless Chromium through playwright-core
 // (no browser download: executablePath /usr/bin/chromium), and checks what
-// a user would: the new-job form shows the API's validation error beside
-// the field it names; a job submitted through the form on the demo model
+// a user would: the new-job form has a control for every field of the
+// daemon's JobSpec schema (/openapi.json) showing that schema's default,
+// including the lookups (rank by method, metric by task); it shows the API's
+// validation error beside the field it names (a wrong label column beside
+// the label field); a job submitted through the form on the demo model
 // trains while the loss chart gains points and heatmap cells fill in; it
 // succeeds; the heatmap shows exactly the freeze steps that
 // GET /jobs/{id}/freezing and the job's freeze events report; both adapter
 // downloads work through the page's buttons and equal the API's bytes; a
-// second job is cancelled from its page; datasets uploaded through the form
-// train a model folder; across a daemon restart mid-training the page
+// second job is cancelled from its page; a job starts from the first one's
+// adapter (init_adapter); datasets uploaded through the form train a model
+// folder with the f1 metric, which the jobs list and the job page both show;
+// a job that failed after an evaluation shows the same best metric (none) in
+// the list and on its page; across a daemon restart mid-training the page
 // reconnects with Last-Event-ID and applies every event exactly once; the
 // jobs list and its filter show the jobs; with an API token the page asks
 // for it and downloads with it; the page logged no script error and the
@@ -161,18 +167,40 @@ async function allEvents(id) {
   }
   return out;
 }
-/** GET /jobs/{id}/freezing -> Map("layer|module|matrix" -> step|null) (daemon or mock layout). */
+/** GET /jobs/{id}/freezing -> Map("layer|module|matrix" -> step|null). The
+ *  daemon's layout only (api/openapi.json, schema Freezing), which the mock
+ *  must serve too: a layout the page happens to tolerate is not enough. */
 function freezingMap(fz) {
+  for (const k of ['job_id', 'status', 'method', 'trainable_projections', 'total_steps', 'layers', 'modules', 'frozen_at', 'scores', 'schedule']) {
+    assert(k in fz, `/freezing has ${k}`);
+  }
+  assert(Number.isInteger(fz.layers) && Array.isArray(fz.modules) && Array.isArray(fz.schedule), '/freezing: layers a count, modules and schedule arrays');
+  assert(fz.schedule.every((p) => Number.isInteger(p.step) && typeof p.r === 'number'), '/freezing: schedule of {step, r}');
   const m = new Map();
-  if (fz.frozen_at && Array.isArray(fz.modules)) {
-    for (const mat of ['A', 'B']) {
-      (fz.frozen_at[mat] || []).forEach((row, layer) => row.forEach((v, mi) => m.set(`${layer}|${fz.modules[mi]}|${mat}`, v)));
-    }
-  } else if (Array.isArray(fz.layers)) {
-    for (const L of fz.layers) for (const [mod, ab] of Object.entries(L.modules)) for (const mat of ['A', 'B']) m.set(`${L.layer}|${mod}|${mat}`, ab[mat]);
+  for (const mat of ['A', 'B']) {
+    assertEq(fz.frozen_at[mat].length, fz.layers, `/freezing frozen_at.${mat} rows`);
+    assertEq(fz.scores[mat].length, fz.layers, `/freezing scores.${mat} rows`);
+    fz.frozen_at[mat].forEach((row, layer) => {
+      assertEq(row.length, fz.modules.length, `/freezing frozen_at.${mat}[${layer}] columns`);
+      row.forEach((v, mi) => m.set(`${layer}|${fz.modules[mi]}|${mat}`, v));
+    });
   }
   return m;
 }
+
+/** The JobSpec schema's leaf fields: [{name: "freeze.delta_t", s}]. */
+function schemaFields(schema, prefix = '') {
+  const out = [];
+  for (const [k, s] of Object.entries(schema.properties || {})) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    if (s.type === 'object' && s.properties) out.push(...schemaFields(s, name));
+    else out.push({ name, s });
+  }
+  return out;
+}
+
+/** A number as the page prints it (util.js fmtNum, 4 significant digits). */
+const pageNum = (x) => String(Number(x.toPrecision(4)));
 
 /** A small two-class TSV (GLUE SST-2 layout) the demo vocabulary can read. */
 function sentimentTsv(rows, seed) {
@@ -256,6 +284,8 @@ let page = null;
 const pageErrors = [];
 let jobId = null;
 let cancelId = null;
+let uploadId = null;
+let failedId = null;
 let restartId = null;
 let scratch = null;
 let profile = null;
@@ -288,6 +318,48 @@ async function main() {
     const spec = JSON.parse(await page.textContent('#spec-preview'));
     assertEq(JSON.stringify(spec), JSON.stringify({ model: 'demo' }), 'minimal spec preview');
   }, { critical: true });
+
+  await test('the form has every field of the daemon\'s job spec, showing its defaults (GET /openapi.json)', async () => {
+    const doc = await apiGet('/openapi.json');
+    const fields = schemaFields(doc.components.schemas.JobSpec);
+    assert(fields.length >= 30, `JobSpec lists the spec's fields (${fields.length})`);
+    for (const name of ['metric', 'length_bucketing', 'init_adapter']) {
+      assert(fields.some((f) => f.name === name), `the schema has ${name}`);
+    }
+    for (const { name, s } of fields) {
+      const sel = `.field[data-field="${name}"]`;
+      assertEq(await page.locator(sel).count(), 1, `a control for ${name}`);
+      if (s.default === undefined) continue;
+      const want = s.default;
+      let got;
+      if (name === 'method') got = await page.$eval('#method input:checked', (i) => i.value);
+      else if (s.type === 'boolean') got = await page.isChecked(`${sel} input[type="checkbox"]`);
+      else if (Array.isArray(s.enum)) got = await page.inputValue(`${sel} select`);
+      else if (s.type === 'array' && s.items && s.items.enum) {
+        got = await page.$$eval(`${sel} input[type="checkbox"]`, (cs) => cs.filter((c) => c.checked).map((c) => c.value));
+        assertEq(JSON.stringify(got), JSON.stringify(want), `${name}: default`);
+        continue;
+      } else {
+        got = await page.getAttribute(`${sel} input`, 'placeholder');
+        assertEq(got, Array.isArray(want) ? want.join(', ') : String(want), `${name}: default shown`);
+        continue;
+      }
+      assertEq(got, want, `${name}: default`);
+    }
+    // defaults that are lookups follow the choice they depend on
+    const rankBy = doc.components.schemas.JobSpec.properties.rank['x-default-by'].method;
+    for (const m of ['elora', 'lora', 'aflora']) {
+      await page.check(`#method-${m}`, { force: true });
+      assertEq(await page.getAttribute('.field[data-field="rank"] input', 'placeholder'), String(rankBy[m]), `rank default for ${m}`);
+    }
+    const metricBy = doc.components.schemas.JobSpec.properties.metric['x-default-by'].task;
+    for (const t of ['regression', 'classification']) {
+      await page.selectOption('.field[data-field="task"] select', t);
+      const shown = await page.$eval('.field[data-field="metric"] select', (sel) => sel.options[sel.selectedIndex].textContent);
+      assert(shown.includes(metricBy[t]), `metric default for ${t}: ${shown}`);
+    }
+    assertEq(JSON.stringify(JSON.parse(await page.textContent('#spec-preview'))), JSON.stringify({ model: 'demo' }), 'defaults send nothing');
+  });
 
   await test('an API validation error appears next to the field it names', async () => {
     await page.fill('.field[data-field="freeze.delta_t"] input', '0');
@@ -387,6 +459,12 @@ async function main() {
       assert(n > 0, `${id} has points (${n})`);
     }
     assertEq(await settledPoints('#chart-eval', WATCHED_EPOCHS), WATCHED_EPOCHS, 'one eval point per epoch');
+    // epochs counted from 1, the best one tagged where the API says it is
+    const rows = await page.$$eval('.eval-table tbody tr', (trs) => trs.map((tr) => ({
+      epoch: tr.querySelector('td').firstChild.textContent, best: tr.classList.contains('best') })));
+    assertEq(rows.map((r) => r.epoch).join(','), Array.from({ length: WATCHED_EPOCHS }, (_, i) => i + 1).join(','), 'eval table epochs');
+    const done = await apiGet(`/jobs/${jobId}`);
+    assertEq(rows.findIndex((r) => r.best) + 1, done.metrics.best_epoch, 'the best row is metrics.best_epoch');
     const saved = await page.textContent('#stat-saved .stat-value');
     assert(/FLOP/.test(saved) && !/^—$/.test(saved), `saved-FLOPs figure: ${saved}`);
     const job = await apiGet(`/jobs/${jobId}`);
@@ -470,14 +548,83 @@ async function main() {
     const byName = Object.fromEntries(ds.map((d) => [d.name, d]));
     assertEq(byName['train.tsv'] && byName['train.tsv'].rows, UPLOAD_TRAIN_ROWS, 'train rows stored');
     assertEq(byName['dev.tsv'] && byName['dev.tsv'].rows, UPLOAD_EVAL_ROWS, 'dev rows stored');
+    // a label column the data lacks: the error is shown beside the label field
+    await page.fill('.field[data-field="dataset.label_field"] input', 'nope');
+    await page.click('#submit-job');
+    const labelErr = page.locator('.field[data-field="dataset.label_field"] .field-error');
+    await labelErr.waitFor({ state: 'visible' });
+    assert(/nope/.test(await labelErr.textContent()), `label error text: ${await labelErr.textContent()}`);
+    assert(await page.isHidden('.field[data-field="dataset.train"] .field-error'), 'not beside the training data');
+    assert(/#\/new$/.test(page.url()), 'still on the form');
+    await page.fill('.field[data-field="dataset.label_field"] input', '');
     await page.fill('.field[data-field="epochs"] input', String(UPLOAD_EPOCHS));
+    await page.selectOption('.field[data-field="metric"] select', 'f1');
     const spec = JSON.parse(await page.textContent('#spec-preview'));
-    assertEq(JSON.stringify(spec), JSON.stringify({ model: other[0], dataset: { train: byName['train.tsv'].id, eval: byName['dev.tsv'].id }, epochs: UPLOAD_EPOCHS }), 'spec');
+    assertEq(JSON.stringify(spec), JSON.stringify({ model: other[0], metric: 'f1', dataset: { train: byName['train.tsv'].id, eval: byName['dev.tsv'].id }, epochs: UPLOAD_EPOCHS }), 'spec');
     await page.click('#submit-job');
     await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    uploadId = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
     await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
     assertEq(await settledPoints('#chart-eval', UPLOAD_EPOCHS), UPLOAD_EPOCHS, 'one eval per epoch on the uploaded dev set');
-    assert(/accuracy/.test(await page.textContent('#stat-best')), 'best eval metric shown');
+    // the best metric is the spec's (f1), as the API kept it
+    const job = await apiGet(`/jobs/${uploadId}`);
+    assertEq(job.spec.metric, 'f1', 'the API stored the metric');
+    await page.waitForFunction((w) => document.querySelector('#stat-best .stat-value').textContent === w,
+      `f1 ${pageNum(job.metrics.best.f1)}`, { timeout: 5000 }).catch(() => {});
+    assertEq(await page.textContent('#stat-best .stat-value'), `f1 ${pageNum(job.metrics.best.f1)}`, 'best eval on the page');
+    assertEq(await page.textContent('#stat-best .stat-sub'), `epoch ${job.metrics.best_epoch}`, 'best epoch on the page (counted from 1)');
+  });
+
+  await test('a job starts from a finished job\'s adapter (init_adapter)', async () => {
+    await page.goto(`${BASE}/#/new`);
+    await page.waitForSelector(`.field[data-field="init_adapter"] option[value="job:${jobId}"]`, { state: 'attached' });
+    await page.selectOption('.field[data-field="init_adapter"] select', `job:${jobId}`);
+    await page.fill('.field[data-field="epochs"] input', '1');
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    assertEq(JSON.stringify(spec), JSON.stringify({ model: 'demo', init_adapter: `job:${jobId}`, epochs: 1 }), 'spec');
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    const id = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+    await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+    assertEq((await apiGet(`/jobs/${id}`)).spec.init_adapter, `job:${jobId}`, 'the API stored init_adapter');
+  });
+
+  await test('a job that failed after an evaluation shows the same best metric in the list and on its page', async () => {
+    // The daemon fails a job when it cannot write its epoch-end checkpoint:
+    // a folder where the checkpoint file goes makes the rename fail (even
+    // for root). Batch 1 makes the first epoch long enough (2000 steps) to
+    // put it there after the start. The mock has a hook instead.
+    const created = await fetch(`${BASE}/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'demo', epochs: 2, batch_size: MOCK ? 32 : 1, threads: 1 }) });
+    assertEq(created.status, 201, 'job created');
+    failedId = (await created.json()).id;
+    if (MOCK) {
+      assert((await fetch(`${BASE}/_mock/jobs/${failedId}/fail`, { method: 'POST' })).ok, 'mock fail hook');
+    } else {
+      const t0 = Date.now();
+      while ((await apiGet(`/jobs/${failedId}`)).progress.step < 1) {
+        assert(Date.now() - t0 < 60000, 'the job did not start');
+        await sleep(20);
+      }
+      fs.mkdirSync(path.join(dataDir, 'jobs', failedId, 'checkpoint.ckpt'));
+    }
+    const t1 = Date.now();
+    let job;
+    while ((job = await apiGet(`/jobs/${failedId}`)).status !== 'failed') {
+      assert(!['succeeded', 'cancelled'].includes(job.status), `the job ended ${job.status}, not failed`);
+      assert(Date.now() - t1 < TRAIN_TIMEOUT_MS, 'the job did not fail');
+      await sleep(100);
+    }
+    assert((await allEvents(failedId)).some((e) => e.type === 'eval'), 'it was evaluated before failing');
+    await page.goto(`${BASE}/#/jobs/${failedId}`);
+    await page.waitForSelector('.job-detail[data-status="failed"]');
+    await page.waitForFunction(() => document.querySelectorAll('.eval-table tbody tr').length > 0, null, { timeout: 10000 });
+    const onPage = await page.textContent('#stat-best .stat-value');
+    assert(/no adapter kept/.test(await page.textContent('#stat-best .stat-sub')), 'the page says why');
+    await page.goto(`${BASE}/#/`);
+    await page.waitForSelector(`.jobs-table tr[data-id="${failedId}"][data-status="failed"]`);
+    const inList = await page.textContent(`.jobs-table tr[data-id="${failedId}"] .best-cell`);
+    assertEq(onPage, inList, 'best metric: job page vs jobs list');
   });
 
   if (!MOCK) {
@@ -518,6 +665,13 @@ async function main() {
     await page.waitForFunction((c) => !document.querySelector(`.jobs-table tr[data-id="${c}"]`), cancelId);
     assert(await page.isVisible(`.jobs-table tr[data-id="${jobId}"]`), 'succeeded job still listed');
     assert(/status=succeeded/.test(page.url()), 'filter kept in the URL');
+    // the best metric column: the spec's metric of the kept epoch (f1 for the upload job)
+    await page.check('#filter-all', { force: true });
+    const up = await apiGet(`/jobs/${uploadId}`);
+    await page.waitForSelector(`.jobs-table tr[data-id="${uploadId}"]`);
+    assertEq(await page.textContent(`.jobs-table tr[data-id="${uploadId}"] .best-cell`), `f1 ${pageNum(up.metrics.best.f1)}`, 'best metric of the f1 job');
+    const first = await apiGet(`/jobs/${jobId}`);
+    assertEq(await page.textContent(`.jobs-table tr[data-id="${jobId}"] .best-cell`), `accuracy ${pageNum(first.metrics.best.accuracy)}`, 'best metric of the first job');
     await page.click(`.jobs-table tr[data-id="${jobId}"] a`);
     await page.waitForURL(new RegExp(`#/jobs/${jobId}$`));
   });

@@ -1,23 +1,61 @@
 // mock_server.mjs — a stand-in for `aflorad serve` for fast work on the
 // dashboard: serves web/ and a fake REST API with the same routes and JSON
 // shapes (models, datasets, jobs, cancel, SSE events with Last-Event-ID
-// replay, Figure-5 freezing data, adapter downloads), with simulated
-// training that follows AFLoRA's cubic schedule. It is not a test of the
-// daemon — the browser test runs against the real binary — but
+// replay, the daemon's GET /jobs/{id}/freezing layout, adapter downloads),
+// with simulated training that follows AFLoRA's cubic schedule. It is not a
+// test of the daemon — the browser test runs against the real binary — but
 // `node dashboard.test.mjs --mock` runs the same test against it.
+//
+// The job spec is the daemon's own: /openapi.json serves the JobSpec schema
+// that `aflorad spec-doc --json` prints from the spec table (so the binary
+// must be built: AFLORAD_BIN, default build/aflorad), and the mock takes its
+// field list and defaults from it rather than from a copy.
 //
 //   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0]
 //
 // --drop-sse-every N cuts every SSE connection after N events, to watch the
-// page reconnect with Last-Event-ID.
+// page reconnect with Last-Event-ID. POST /_mock/jobs/{id}/fail makes a job
+// fail right after its next evaluation (the browser test's failed job).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const WEB = path.resolve(HERE, '../../web');
+const BIN = process.env.AFLORAD_BIN || path.resolve(HERE, '../../build/aflorad');
+
+/** The daemon's JobSpec schema, from its spec table. */
+function loadSpecSchema() {
+  const r = spawnSync(BIN, ['spec-doc', '--json'], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.error(`mock_server: \`${BIN} spec-doc --json\` failed (${r.error ? r.error.message : r.stderr}); build aflorad first`);
+    process.exit(1);
+  }
+  return JSON.parse(r.stdout);
+}
+const SPEC_SCHEMA = loadSpecSchema();
+
+/** [{name: "freeze.delta_t", s, methods}] for every leaf field of the schema. */
+function specFields(schema, prefix = '', inherited = null) {
+  const out = [];
+  for (const [k, s] of Object.entries(schema.properties || {})) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    const methods = s['x-methods'] || inherited;
+    out.push({ name, s, methods });
+    if (s.type === 'object' && s.properties) out.push(...specFields(s, name, methods));
+  }
+  return out;
+}
+const SPEC_FIELDS = specFields(SPEC_SCHEMA);
+const getPath = (o, p) => p.split('.').reduce((x, k) => (x == null ? undefined : x[k]), o);
+function setPath(o, p, v) {
+  const parts = p.split('.');
+  for (const k of parts.slice(0, -1)) o = o[k] ??= {};
+  o[parts[parts.length - 1]] = v;
+}
 
 function arg(name, def) {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,8 +70,9 @@ const FFN = ['intermediate.dense', 'output.dense'];
 // The BERT family's row labels, as GET /jobs/{id}/freezing sends them in module_info.
 const LABELS = { 'attention.output.dense': 'attention output', 'intermediate.dense': 'intermediate', 'output.dense': 'output' };
 const MODELS = [
-  { name: 'demo', architecture: 'bert', layers: 2, hidden_size: 32, parameters: 106_434, steps_per_epoch: 63 },
-  { name: 'mini-bert', architecture: 'bert', layers: 4, hidden_size: 256, parameters: 11_170_560, steps_per_epoch: 40 },
+  { name: 'demo', usable: true, builtin: true, architecture: 'bert', layers: 2, hidden_size: 32, intermediate_size: 64, attention_heads: 4, vocab_size: 96, parameters: 23_392, steps_per_epoch: 63 },
+  { name: 'mini-bert', usable: true, builtin: false, architecture: 'bert', layers: 4, hidden_size: 256, intermediate_size: 1024, attention_heads: 4, vocab_size: 30522, parameters: 11_170_560, steps_per_epoch: 40 },
+  { name: 'llama-7b', usable: false, builtin: false, reason: 'llama-7b: config.json: unsupported architecture LlamaForCausalLM, model_type "llama" (supported: BertForSequenceClassification (bert), RobertaForSequenceClassification (roberta), XLMRobertaForSequenceClassification (xlm-roberta), CamembertForSequenceClassification (camembert))' },
 ];
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' };
 
@@ -63,22 +102,53 @@ function readBody(req, limit = 16 << 20) {
 }
 
 // ---- spec validation (a small part of the daemon's) --------------------------------
-const KNOWN = new Set(['model', 'task', 'num_labels', 'dataset', 'method', 'rank', 'alpha', 'target_modules', 'trainable_projections', 'freeze',
-  'epochs', 'batch_size', 'grad_accum', 'max_seq_len', 'learning_rate', 'head_learning_rate', 'weight_decay', 'warmup_ratio', 'max_grad_norm',
-  'seed', 'threads', 'dropout', 'init_adapter']);
+function unknownKey(obj, prefix) {
+  for (const [k, v] of Object.entries(obj)) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    const f = SPEC_FIELDS.find((x) => x.name === name);
+    if (!f) return name;
+    if (f.s.type === 'object' && v && typeof v === 'object') {
+      const inner = unknownKey(v, name);
+      if (inner) return inner;
+    }
+  }
+  return null;
+}
 
 function validate(spec) {
   if (!spec || typeof spec !== 'object' || Array.isArray(spec)) return ['invalid_json', 'the job spec must be a JSON object', null];
-  for (const k of Object.keys(spec)) if (!KNOWN.has(k)) return ['unknown_field', `unknown field "${k}"`, k];
+  const unknown = unknownKey(spec, '');
+  if (unknown) return ['unknown_field', `${unknown}: unknown field`, unknown];
   if (typeof spec.model !== 'string' || !spec.model) return ['missing_field', 'model is required', 'model'];
   const model = MODELS.find((m) => m.name === spec.model);
   if (!model) return ['unknown_model', `unknown model "${spec.model}"`, 'model'];
+  if (!model.usable) return ['unusable_model', `model: '${model.name}' cannot be used: ${model.reason}`, 'model'];
   const method = spec.method ?? 'aflora';
   if (!['aflora', 'elora', 'lora', 'full'].includes(method)) return ['bad_value', 'method must be one of aflora, elora, lora, full', 'method'];
   if (spec.model === 'demo' && spec.dataset) return ['bad_field', 'the demo model trains on its built-in data: leave dataset out', 'dataset'];
   if (spec.model !== 'demo' && !(spec.dataset && spec.dataset.train)) return ['missing_field', 'dataset.train is required', 'dataset.train'];
-  if (spec.dataset && spec.dataset.train && /^[0-9a-f]{16}$/.test(spec.dataset.train) && !datasets.some((d) => d.id === spec.dataset.train)) {
-    return ['unknown_dataset', `no dataset ${spec.dataset.train}`, 'dataset.train'];
+  for (const which of ['train', 'eval']) {
+    const id = spec.dataset && spec.dataset[which];
+    if (!id) continue;
+    const d = datasets.find((x) => x.id === id);
+    if (!d) return ['unknown_dataset', `dataset.${which}: no dataset has the id ${id}`, `dataset.${which}`];
+    // like the daemon: a column the data lacks is blamed on the spec field
+    const label = spec.dataset.label_field ?? 'label';
+    if (typeof label === 'string' && d.columns && !d.columns.includes(label)) {
+      return ['invalid_dataset', `dataset.label_field: does not match the data of dataset.${which}: ${d.name}:1: no column named '${label}' in the header (columns: ${d.columns.join(', ')})`, 'dataset.label_field'];
+    }
+  }
+  if (spec.init_adapter !== undefined) {
+    // "job:<id>", as the daemon takes it over the API (api/jobs.c check_init_adapter)
+    const ref = /^job:([0-9a-f]{16})$/.exec(String(spec.init_adapter));
+    if (!ref) return ['invalid_value', 'init_adapter: names a file on the server, which the API does not accept; give "job:<id>" to start from a succeeded job\'s adapter', 'init_adapter'];
+    const src = jobs.get(ref[1]);
+    if (!src) return ['unknown_job', `init_adapter: no job has the id ${ref[1]} (GET /jobs lists them)`, 'init_adapter'];
+    if (src.status !== 'succeeded') return ['not_ready', `init_adapter: job ${src.id} is ${src.status}; its adapter exists once it has succeeded`, 'init_adapter', 409];
+    const theirs = src.spec, ours = normalise(spec);
+    if (theirs.method !== ours.method) return ['incompatible_adapter', `init_adapter: the adapter was trained with method ${theirs.method}, this job uses ${ours.method}`, 'init_adapter'];
+    if ((theirs.rank ?? 0) !== (ours.rank ?? 0)) return ['incompatible_adapter', `init_adapter: the adapter has rank ${theirs.rank}, this job ${ours.rank}`, 'init_adapter'];
+    if (theirs.model !== ours.model) return ['incompatible_adapter', `init_adapter: the adapter was trained on model ${theirs.model}, this job uses ${ours.model}`, 'init_adapter'];
   }
   const ints = { epochs: [1, 1000], batch_size: [1, 4096], rank: [1, 4096], 'freeze.delta_t': [1, 100000], seed: [0, 2 ** 53 - 1] };
   for (const [f, [lo, hi]] of Object.entries(ints)) {
@@ -96,16 +166,35 @@ function validate(spec) {
   return null;
 }
 
+/** Every default the schema states (fixed, or looked up by method/task) for
+ *  the fields that apply; the freezing phases (a rule in words) as the daemon
+ *  works them out. */
 function normalise(spec) {
-  const method = spec.method ?? 'aflora';
-  const epochs = spec.epochs ?? 20;
-  const out = { task: 'classification', method, epochs, batch_size: 32, grad_accum: 1, max_seq_len: 128, learning_rate: 0.01,
-    head_learning_rate: 0.04, weight_decay: 0.1, warmup_ratio: 0.06, max_grad_norm: 0.1, seed: 42, threads: 0, dropout: true, ...spec };
-  if (method !== 'full') out.rank ??= { aflora: 4, elora: 1024, lora: 8 }[method];
-  if (method === 'aflora') {
-    out.trainable_projections ??= 'ffn';
-    out.freeze = { initial_warmup_epochs: epochs < 10 ? 0.1 * epochs : 1, final_warmup_epochs: 0.7 * epochs, delta_t: 10, beta1: 0.85, beta2: 0.95, ...(spec.freeze || {}) };
+  const out = structuredClone(spec);
+  const method = () => out.method;
+  for (const f of SPEC_FIELDS) {
+    if (f.s.type === 'object' || getPath(out, f.name) !== undefined) continue;
+    if (f.name.startsWith('dataset.') && !out.dataset) continue;
+    let v;
+    if (f.s.default !== undefined) v = f.s.default;
+    else if (f.s['x-default-by']) {
+      const [[by, table]] = Object.entries(f.s['x-default-by']);
+      v = table[getPath(out, by)];
+    }
+    if (v !== undefined) setPath(out, f.name, structuredClone(v));
   }
+  for (const f of SPEC_FIELDS) {   // drop what does not apply to the method
+    if (f.methods && !f.methods.includes(method()) && getPath(out, f.name) !== undefined) {
+      const parts = f.name.split('.');
+      const parent = parts.length > 1 ? getPath(out, parts.slice(0, -1).join('.')) : out;
+      if (parent) delete parent[parts[parts.length - 1]];
+    }
+  }
+  if (method() === 'aflora') {
+    out.freeze.initial_warmup_epochs ??= out.epochs < 10 ? 0.1 * out.epochs : 1;
+    out.freeze.final_warmup_epochs ??= 0.7 * out.epochs;
+  }
+  if (method() === 'lora') out.alpha ??= 2 * out.rank;
   return out;
 }
 
@@ -166,14 +255,15 @@ function startJob(job) {
       return next();
     }
     step++;
-    const epoch = Math.floor((step - 1) / spe);
+    const epoch = Math.floor((step - 1) / spe) + 1;   // counted from 1, as the daemon does
     if (spec.method === 'aflora' && trainable.length && (step % dt === 0 || step === T - tf + 1) && step > ti) {
       const rt = r(step);
       const keep = step > T - tf ? 0 : Math.round(rt * nTrainable0);
       while (trainable.length > keep) {
         const m = trainable.shift();
-        job.freezing.set(`${m.layer}|${m.module}|${m.matrix}`, step);
-        emit(job, 'freeze', { step, layer: m.layer, module: m.module, matrix: m.matrix, score: 1e-13 * (1 + Math.random()) });
+        const score = 1e-13 * (1 + Math.random());
+        job.freezing.set(`${m.layer}|${m.module}|${m.matrix}`, { step, score });
+        emit(job, 'freeze', { step, layer: m.layer, module: m.module, matrix: m.matrix, score });
       }
     }
     const nMat = spec.method === 'aflora' ? trainable.length : spec.method === 'lora' ? layers * mods.length * 2 : 0;
@@ -188,19 +278,28 @@ function startJob(job) {
     const lr = step <= wu ? (lrPeak * step) / wu : (lrPeak * (T - step)) / Math.max(1, T - wu);
     const d = { step, total_steps: T, epoch, loss, lr, flops: f, flops_total: { ...cum }, trainable_now: trainableNow, trainable_avg: avgSum / step,
       projections_trainable: nMat, projections_total: layers * 12, remaining_fraction: r(step), elapsed_s: (step * STEP_MS) / 1000 };
-    Object.assign(job.progress, { step, epoch, loss, flops_forward: cum.forward, flops_backward_input: cum.backward_input, flops_backward_weight: cum.backward_weight,
+    Object.assign(job.progress, { step, epoch, loss, flops: { ...cum, total: cum.forward + cum.backward_input + cum.backward_weight },
       trainable_now: trainableNow, trainable_avg: avgSum / step, frozen: nTrainable0 - trainable.length, freezable: nTrainable0 });
+    job.schedule.push({ step, r: r(step) });
     emit(job, 'step', d);
     if (step % spe === 0) {
       const acc = Math.min(0.95, 0.55 + 0.4 * (step / T) + 0.03 * Math.random());
       const metrics = { accuracy: acc, f1: acc - 0.02, mcc: 2 * acc - 1.05, loss: loss + 0.05 };
       job.evals.push({ epoch, step, metrics });
       emit(job, 'eval', { epoch, step, metrics });
+      if (job.failAfterEval) {
+        clearInterval(job.timer);
+        setStatus(job, 'failed', 'mock: failed on request after an evaluation');
+        return next();
+      }
     }
     if (step >= T) {
       clearInterval(job.timer);
-      const best = job.evals.reduce((a, b) => (b.metrics.accuracy > a.metrics.accuracy ? b : a), job.evals[0]);
-      job.metrics = { best_epoch: best ? best.epoch : -1, best: best ? best.metrics : undefined, epochs: job.evals, steps: T, final_loss: loss,
+      // the best epoch by spec.metric, as the daemon picks it (mse: lowest)
+      const k = spec.metric;
+      const better = (a, b) => (k === 'mse' ? b.metrics[k] < a.metrics[k] : b.metrics[k] > a.metrics[k]);
+      const best = job.evals.reduce((a, b) => (better(a, b) ? b : a), job.evals[0]);
+      job.metrics = { best_epoch: best ? best.epoch : null, ...(best ? { best: best.metrics } : {}), epochs: job.evals, steps: T, final_loss: loss,
         flops: cum, trainable_params_avg: avgSum / T };
       setStatus(job, 'succeeded');
       next();
@@ -215,32 +314,28 @@ function startJob(job) {
 }
 
 function jobJson(j) {
-  return { id: j.id, status: j.status, spec: j.spec, progress: { ...j.progress }, metrics: j.metrics, error: j.error,
-    created_at: j.created_at, started_at: j.started_at, finished_at: j.finished_at };
+  return { id: j.id, status: j.status, created_at: j.created_at, started_at: j.started_at, finished_at: j.finished_at,
+    cancel_requested: !!j.cancelRequested, attempts: j.started_at ? 1 : 0, error: j.error,
+    train_dataset_id: (j.spec.dataset && j.spec.dataset.train) || null, eval_dataset_id: (j.spec.dataset && j.spec.dataset.eval) || null,
+    progress: { ...j.progress }, metrics: j.metrics, spec: j.spec };
 }
 
+/** The daemon's layout (api/events.c, h_job_freezing): modules in spec order;
+ *  frozen_at.A/B and scores.A/B are [layer][module] (null: not frozen);
+ *  schedule is r(t) of every step so far. */
 function freezingJson(j) {
   const model = MODELS.find((m) => m.name === j.spec.model);
-  const spe = model.steps_per_epoch;
-  const T = j.spec.epochs * spe;
-  const layers = [];
-  for (let l = 0; l < model.layers; l++) {
-    const modules = {};
-    for (const m of j.spec.target_modules || MODULES) {
-      modules[m] = { A: j.freezing.get(`${l}|${m}|A`) ?? null, B: j.freezing.get(`${l}|${m}|B`) ?? null };
-    }
-    layers.push({ layer: l, modules });
-  }
-  const mods = j.spec.target_modules || MODULES;
-  const out = { layers, family: 'bert', module_info: mods.map((m) => ({ name: m, label: LABELS[m] || m, ffn: FFN.includes(m) })) };
-  if (j.spec.method === 'aflora') {
-    const ti = Math.floor(j.spec.freeze.initial_warmup_epochs * spe);
-    const tf = Math.floor(j.spec.freeze.final_warmup_epochs * spe);
-    const points = [];
-    for (let t = 0; t <= T; t += Math.max(1, Math.floor(T / 100))) points.push({ step: t, r: t <= ti ? 1 : t > T - tf ? 0 : (1 - (t - ti) / (T - ti - tf)) ** 3 });
-    out.schedule = { total_steps: T, initial_warmup_steps: ti, final_start_step: T - tf, points };
-  }
-  return out;
+  const modules = j.spec.target_modules || [];
+  const grid = (mat, what) => Array.from({ length: model.layers }, (_, l) =>
+    modules.map((m) => { const c = j.freezing.get(`${l}|${m}|${mat}`); return c ? c[what] : null; }));
+  return {
+    job_id: j.id, status: j.status, method: j.spec.method, trainable_projections: j.spec.trainable_projections ?? null,
+    total_steps: j.progress.total_steps ?? 0, layers: model.layers, family: 'bert', modules,
+    module_info: modules.map((m) => ({ name: m, label: LABELS[m] || m, ffn: FFN.includes(m) })),
+    frozen_at: { A: grid('A', 'step'), B: grid('B', 'step') },
+    scores: { A: grid('A', 'score'), B: grid('B', 'score') },
+    schedule: j.schedule,
+  };
 }
 
 // ---- SSE --------------------------------------------------------------------------------
@@ -254,7 +349,9 @@ function sse(req, res, job) {
     res.write(`id: ${ev.id}\nevent: ${ev.type}\ndata: ${JSON.stringify(ev.data)}\n\n`);
     sent++;
     if (ev.type === 'status' && ['succeeded', 'failed', 'cancelled'].includes(ev.data.status)) return end();
-    if (DROP_SSE_EVERY && sent >= DROP_SSE_EVERY) { closed = true; res.destroy(); cleanup(); }
+    // end the body (not destroy the socket, which can lose what was just
+    // written): the browser takes it as a drop and reconnects with Last-Event-ID
+    if (DROP_SSE_EVERY && sent >= DROP_SSE_EVERY) { closed = true; res.end(); cleanup(); }
   };
   const end = () => { if (closed) return; closed = true; res.end(); cleanup(); };
   const hb = setInterval(() => { if (!closed) res.write(': heartbeat\n\n'); }, 15000);
@@ -286,9 +383,9 @@ const server = http.createServer(async (req, res) => {
   const p = url.pathname;
   const m = p.match(/^\/jobs\/([0-9a-f]{16})(\/.*)?$/);
   try {
-    if (req.method === 'GET' && p === '/healthz') return send(res, 200, { status: 'ok' });
-    if (req.method === 'GET' && p === '/models') return send(res, 200, MODELS.map(({ steps_per_epoch, ...x }) => x));
-    if (req.method === 'GET' && p === '/datasets') return send(res, 200, datasets);
+    if (req.method === 'GET' && p === '/healthz') return send(res, 200, { status: 'ok', database: 'ok', version: 'mock', workers: true, uptime_s: 0 });
+    if (req.method === 'GET' && p === '/models') return send(res, 200, { models: MODELS.map(({ steps_per_epoch, ...x }) => x) });
+    if (req.method === 'GET' && p === '/datasets') return send(res, 200, { datasets, limit: 50, offset: 0 });
     if (req.method === 'POST' && p === '/datasets') {
       const name = url.searchParams.get('name') || 'upload.tsv';
       const body = await readBody(req);
@@ -299,15 +396,18 @@ const server = http.createServer(async (req, res) => {
       const d = { id: newId(), name, format: fmt === 'json' ? 'jsonl' : fmt, rows: Math.max(0, lines.length - (fmt === 'jsonl' ? 0 : 1)), bytes: body.length,
         sha256: crypto.createHash('sha256').update(body).digest('hex'), created_at: now() };
       datasets.unshift(d);
+      // the header's columns, to check a spec's label_field against (not in the API's answer)
+      const columns = fmt === 'tsv' ? lines[0].split('\t') : fmt === 'csv' ? lines[0].split(',') : null;
+      Object.defineProperty(d, 'columns', { value: columns, enumerable: false });
       return send(res, 201, d, { Location: `/datasets/${d.id}` });
     }
     if (req.method === 'POST' && p === '/jobs') {
       let spec;
       try { spec = JSON.parse((await readBody(req, 1 << 20)).toString('utf8')); } catch (e) { return fail(res, 400, 'invalid_json', `malformed JSON: ${e.message}`); }
       const bad = validate(spec);
-      if (bad) return fail(res, 422, bad[0], bad[1], bad[2]);
+      if (bad) return fail(res, bad[3] || 400, bad[0], bad[1], bad[2]);
       const job = { id: newId(), status: 'queued', spec: normalise(spec), progress: { step: 0, total_steps: null, epoch: 0, loss: null }, metrics: null,
-        error: null, created_at: now(), started_at: null, finished_at: null, events: [], evals: [], freezing: new Map() };
+        error: null, created_at: now(), started_at: null, finished_at: null, events: [], evals: [], freezing: new Map(), schedule: [] };
       jobs.set(job.id, job);
       emit(job, 'status', { status: 'queued' });
       if (!runningId) setTimeout(() => { if (!runningId && job.status === 'queued') startJob(job); }, 300);
@@ -318,7 +418,14 @@ const server = http.createServer(async (req, res) => {
       const limit = Number(url.searchParams.get('limit') || 50);
       const offset = Number(url.searchParams.get('offset') || 0);
       const list = [...jobs.values()].filter((j) => !st || j.status === st).sort((a, b) => b.created_at - a.created_at);
-      return send(res, 200, list.slice(offset, offset + limit).map(jobJson));
+      return send(res, 200, { jobs: list.slice(offset, offset + limit).map(jobJson), total: list.length, limit, offset });
+    }
+    const hook = p.match(/^\/_mock\/jobs\/([0-9a-f]{16})\/fail$/);
+    if (req.method === 'POST' && hook) {
+      const job = jobs.get(hook[1]);
+      if (!job) return fail(res, 404, 'not_found', `no job ${hook[1]}`);
+      job.failAfterEval = true;
+      return send(res, 200, { ok: true });
     }
     if (m) {
       const job = jobs.get(m[1]);
@@ -346,7 +453,9 @@ const server = http.createServer(async (req, res) => {
       }
       return fail(res, 404, 'not_found', `no route ${req.method} ${p}`);
     }
-    if (req.method === 'GET' && p === '/openapi.json') return send(res, 200, { openapi: '3.0.3', info: { title: 'aflorad (mock)', version: '0' }, paths: {} });
+    if (req.method === 'GET' && p === '/openapi.json') {
+      return send(res, 200, { openapi: '3.0.3', info: { title: 'aflorad (mock)', version: '0' }, paths: {}, components: { schemas: { JobSpec: SPEC_SCHEMA } } });
+    }
     if (req.method === 'GET') return serveStatic(req, res, p);
     return fail(res, 405, 'method_not_allowed', `${req.method} ${p} is not allowed`);
   } catch (e) {

@@ -8,7 +8,8 @@
 # test's lines and a closing "N passed, M failed"; exits non-zero on failure.
 #
 #   tests/browser/run.sh            against BUILD/aflorad (BUILD defaults to build)
-#   tests/browser/run.sh --mock     against mock_server.mjs (no daemon needed)
+#   tests/browser/run.sh --mock     against mock_server.mjs (no daemon running; the
+#                                   binary is still built for its spec schema)
 # Environment: BUILD (build dir), AFLORAD_BIN (binary; overrides BUILD).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +31,8 @@ command -v node >/dev/null && command -v npm >/dev/null || fail "node and npm ar
 
 ( cd "$here" && npm ci --no-audit --no-fund --loglevel=error >/dev/null ) || fail "npm ci failed in tests/browser"
 
-if [[ " $* " != *" --mock "* && ! -x $AFLORAD_BIN ]]; then
+# the mock needs the binary too: it serves the daemon's job-spec schema (aflorad spec-doc --json)
+if [[ ! -x $AFLORAD_BIN ]]; then
   make -C "$root" --no-print-directory "$build/aflorad" >/dev/null || fail "could not build $build/aflorad"
 fi
 

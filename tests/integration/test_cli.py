@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end tests of the one-shot CLI: `aflorad init-demo`, `run`, `predict`.
+"""End-to-end tests of the one-shot CLI: `aflorad init-demo`, `run`, `predict`,
+and --help / --version of every subcommand.
 
 They drive the real binary in a temporary folder: a short fine-tuning run on
 the demo model with a small dataset, both adapter forms giving the same
@@ -80,6 +81,15 @@ class CliTest(unittest.TestCase):
         out = os.path.join(self.dir, "out_a")
         metrics = json.load(open(os.path.join(out, "metrics.json")))
         self.assertEqual(len(metrics["epochs"]), 3)
+        # one convention, counted from 1: metrics.json, the console and the
+        # eval lines agree on which epoch was best
+        self.assertEqual([e["epoch"] for e in metrics["epochs"]], [1, 2, 3])
+        best = metrics["best_epoch"]
+        self.assertIn(best, (1, 2, 3))
+        self.assertIn(f"best epoch {best};", p.stdout)
+        self.assertEqual(metrics["best"], metrics["epochs"][best - 1]["metrics"])
+        first_step = next(l for l in p.stdout.splitlines() if l.startswith("step "))
+        self.assertIn("epoch 1 ", first_step)
         self.assertEqual(metrics["labels"], ["negative", "positive"])
         self.assertGreater(metrics["flops"]["backward_weight"], 0)
         self.assertFalse(os.path.exists(os.path.join(out, "checkpoint.ckpt")))
@@ -261,6 +271,15 @@ class CliTest(unittest.TestCase):
         end = readme.index("<!-- spec-doc:end -->")
         self.assertEqual(readme[begin:end], doc, "README's spec table is stale: paste `aflorad spec-doc`")
 
+    def test_spec_doc_json_is_the_schema_with_its_defaults(self):
+        schema = json.loads(run("spec-doc", "--json", cwd=self.dir).stdout)
+        props = schema["properties"]
+        self.assertEqual(props["batch_size"]["default"], 32)
+        self.assertEqual(props["rank"]["x-default-by"], {"method": {"aflora": 4, "elora": 1024, "lora": 8}})
+        self.assertEqual(props["metric"]["x-default-by"]["task"]["regression"], "pearson")
+        self.assertEqual(props["dataset"]["properties"]["label_field"]["default"], "label")
+        self.assertIn("init_adapter", props)
+
     def test_bad_specs_fail_with_clear_messages(self):
         cases = [
             ({"model": "models/demo", "epochs": 0}, "epochs"),
@@ -440,6 +459,72 @@ class CliTest(unittest.TestCase):
         b = safetensors_tensors(os.path.join(self.dir, "resumed/adapter/adapter.safetensors"))
         self.assertGreater(len(a), 10)
         self.assertEqual(a, b)  # bit for bit
+
+
+# Every subcommand, with arguments that would make it do real work (or fail)
+# if --help were not honoured wherever it appears.
+SUBCOMMANDS = {
+    "serve": ["--listen", "127.0.0.1:0", "--data-dir", "d"],
+    "run": ["spec.json", "--out", "o"],
+    "predict": ["--model", "demo", "--text", "x"],
+    "init-demo": [],
+    "demo": ["--epochs"],
+    "spec-doc": [],
+    "version": [],
+    "help": [],
+}
+
+
+class HelpAndVersionTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_every_subcommand_prints_its_usage_for_help(self):
+        for cmd, args in SUBCOMMANDS.items():
+            for argv in ([cmd, "--help"], [cmd, "-h"], [cmd, *args, "--help"]):
+                with self.subTest(argv=argv):
+                    p = run(*argv, cwd=self.dir, timeout=60, check=False)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    want = "usage: aflorad " + ("<command>" if cmd == "help" else cmd)
+                    self.assertTrue(p.stdout.startswith(want), p.stdout[:200])
+                    self.assertEqual(p.stderr, "")
+                    # nothing was done: no folder named --help, no data dir, no output
+                    self.assertEqual(os.listdir(self.dir), [])
+
+    def test_help_command_and_top_level_help(self):
+        for argv in (["help"], ["--help"], ["-h"]):
+            p = run(*argv, cwd=self.dir, timeout=60)
+            self.assertTrue(p.stdout.startswith("usage: aflorad <command>"), p.stdout[:200])
+            for cmd in SUBCOMMANDS:
+                self.assertIn(cmd, p.stdout)
+        for cmd in SUBCOMMANDS:
+            if cmd == "help":
+                continue
+            p = run("help", cmd, cwd=self.dir, timeout=60)
+            self.assertTrue(p.stdout.startswith("usage: aflorad " + cmd), p.stdout[:200])
+        p = run("help", "nosuch", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown command 'nosuch'", p.stderr)
+
+    def test_version(self):
+        a = run("--version", cwd=self.dir).stdout
+        b = run("version", cwd=self.dir).stdout
+        self.assertRegex(a, r"^aflorad \d+\.\d+\.\d+\n$")
+        self.assertEqual(a, b)
+
+    def test_usage_errors_exit_2_on_stderr(self):
+        for argv in (["run"], ["run", "--bogus"], ["init-demo"], ["init-demo", "--bogus"],
+                     ["demo", "--bogus", "1"], ["spec-doc", "extra"], ["predict"]):
+            with self.subTest(argv=argv):
+                p = run(*argv, cwd=self.dir, check=False)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertEqual(p.stdout, "")
+                self.assertIn(argv[0], p.stderr)
+                self.assertEqual(os.listdir(self.dir), [])
 
 
 if __name__ == "__main__":

@@ -175,9 +175,18 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(len(steps), steps[-1]["total_steps"])
         self.assertGreater(sum(1 for t in types if t == "freeze"), 0)
         self.assertEqual(sum(1 for t in types if t == "eval"), 2)
+        # epochs count from 1 in events, progress and metrics alike
+        self.assertEqual([e["epoch"] for _, t, e in events if t == "eval"], [1, 2])
+        self.assertEqual(steps[0]["epoch"], 1)
+        self.assertEqual(steps[-1]["epoch"], 2)
 
         st, _, j = d.request("GET", f"/jobs/{job['id']}")
         self.assertEqual(j["status"], "succeeded")
+        self.assertEqual(j["progress"]["epoch"], 2)
+        self.assertEqual([e["epoch"] for e in j["metrics"]["epochs"]], [1, 2])
+        self.assertIn(j["metrics"]["best_epoch"], (1, 2))
+        self.assertEqual(j["metrics"]["best"],
+                         j["metrics"]["epochs"][j["metrics"]["best_epoch"] - 1]["metrics"])
         st, _, fr = d.request("GET", f"/jobs/{job['id']}/freezing")
         self.assertEqual(st, 200)
         froze = [e for _, t, e in events if t == "freeze"]
@@ -233,6 +242,14 @@ class DaemonTest(unittest.TestCase):
         st, _, metrics = d.request("GET", "/metrics", raw=True)
         self.assertEqual(st, 200)
         self.assertIn(b"aflorad_jobs", metrics)
+
+        # a job that starts from this one's adapter (init_adapter "job:<id>"):
+        # the worker finds the file, so the job trains and succeeds
+        st, _, second = d.request("POST", "/jobs", {"model": "demo", "epochs": 2, "threads": 1,
+                                                    "init_adapter": f"job:{job['id']}"})
+        self.assertEqual(st, 201, second)
+        events = read_sse(d, second["id"])
+        self.assertEqual(events[-1][2]["status"], "succeeded", events[-1])
 
     def test_full_method_model_and_init_adapter_from_a_job(self):
         """Method full's model/ folder downloads (file by file and as
@@ -402,6 +419,36 @@ class DaemonTest(unittest.TestCase):
         self.assertEqual(st, 400, resp)
         self.assertIn("bad.tsv:3", resp["error"]["message"])
         self.assertEqual(d.request("GET", "/healthz")[0], 200)  # still alive
+
+    def test_unusable_model_reason_is_whole_under_a_long_path(self):
+        """GET /models and POST /jobs give the whole reason a folder no model
+        family reads is refused for (the supported list to its end), naming
+        the model instead of the server's path, however long that path is."""
+        data = os.path.join(self.tmp.name, "d" * 200, "e" * 200)
+        folder = os.path.join(data, "models", "llama")
+        os.makedirs(folder)
+        with open(os.path.join(folder, "config.json"), "w") as f:
+            json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                       "vocab_size": 32000, "hidden_size": 4096, "num_hidden_layers": 32,
+                       "num_attention_heads": 32, "intermediate_size": 11008,
+                       "hidden_act": "silu"}, f)
+        d = Daemon(data).start()
+        self.daemons.append(d)
+        want = ("llama: config.json: unsupported architecture LlamaForCausalLM, model_type "
+                "\"llama\" (supported: BertForSequenceClassification (bert), ")
+        st, _, ms = d.request("GET", "/models")
+        self.assertEqual(st, 200)
+        llama = next(m for m in ms["models"] if m["name"] == "llama")
+        self.assertFalse(llama["usable"])
+        self.assertTrue(llama["reason"].startswith(want), llama["reason"])
+        self.assertTrue(llama["reason"].endswith("(camembert))"), llama["reason"])
+        st, _, e = d.request("POST", "/jobs", {"model": "llama",
+                                               "dataset": {"train": "0123456789abcdef"}})
+        self.assertEqual(st, 400, e)
+        self.assertEqual(e["error"]["code"], "unusable_model")
+        self.assertEqual(e["error"]["field"], "model")
+        self.assertTrue(e["error"]["message"].endswith("(camembert))"), e)
+        self.assertNotIn("d" * 200, e["error"]["message"])
 
     def test_token_required_for_changes_and_downloads(self):
         d = self.daemon(token="s3cret")
