@@ -112,6 +112,7 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "run: %s: %s\n", spec_path, serr.message);
         return 1;
     }
+    engine_set_blas_threads(spec.threads); /* one job in this process: it may set them */
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -353,7 +353,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (make_dir(a->work_dir, err, errlen) != 0 ||
         path_join(checkpoint, sizeof checkpoint, a->work_dir, "checkpoint.ckpt", err, errlen))
         goto done;
-    engine_set_threads(s->threads);
+    engine_set_threads(s->threads); /* this thread's kernels; OpenBLAS is the caller's */
     if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0)
         goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);

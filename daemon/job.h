@@ -55,6 +55,9 @@ typedef struct {
     char *metrics_json;        /* malloc'd: the content of metrics.json; NULL unless succeeded */
 } job_result;
 
+/* Runs on the calling thread, whose kernel threads it sets to spec->threads
+ * (engine_set_threads); OpenBLAS's count is process-wide and the caller's to
+ * set (engine_set_blas_threads) before jobs run. */
 job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen);
 void job_result_free(job_result *r);
 

@@ -27,6 +27,7 @@
 
 #include "counters.h"
 #include "fsutil.h"
+#include "gemm.h"
 #include "job.h"
 #include "log.h"
 #include "spec.h"
@@ -361,6 +362,12 @@ workers *workers_start(const workers_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     p->cfg = *cfg;
+    /* OpenBLAS's thread count is process-wide: set once, before any job
+     * runs. One worker gets them all; several get one BLAS thread each, so
+     * their GEMMs run side by side on their own threads (OpenBLAS would
+     * serialise concurrent multi-threaded calls). Each job's `threads`
+     * sets its own kernels only (engine_set_threads, per thread). */
+    engine_set_blas_threads(cfg->n_workers > 1 ? 1 : cfg->threads_per_job);
     p->db_path = strdup(cfg->db_path);
     p->data_dir = strdup(cfg->data_dir);
     p->models_dir = strdup(cfg->models_dir);

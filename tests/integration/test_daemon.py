@@ -18,12 +18,14 @@ import urllib.error
 import urllib.request
 
 BUILD = os.environ.get("AFLORAD_BUILD", "build")
+# make test-tsan runs these with two workers
+WORKERS = int(os.environ.get("AFLORAD_TEST_WORKERS", "1"))
 BIN = os.path.abspath(os.path.join(BUILD, "aflorad"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
 
 class Daemon:
-    def __init__(self, data_dir, token=None, workers=1):
+    def __init__(self, data_dir, token=None, workers=WORKERS):
         self.data_dir = data_dir
         self.token = token
         self.workers = workers
@@ -244,8 +246,13 @@ class DaemonTest(unittest.TestCase):
     def test_cancel_queued_and_running(self):
         d = self.daemon()
         _, _, a = d.request("POST", "/jobs", {"model": "demo", "epochs": 200, "threads": 1})
+        # every other worker busy too, so b stays queued
+        others = [d.request("POST", "/jobs", {"model": "demo", "epochs": 200, "threads": 1})[2]
+                  for _ in range(d.workers - 1)]
         _, _, b = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1})
         wait_job(d, a["id"], ["running"], min_step=2)
+        for o in others:
+            wait_job(d, o["id"], ["running"])
         st, _, jb = d.request("POST", f"/jobs/{b['id']}/cancel")
         self.assertEqual(st, 200)
         self.assertEqual(jb["status"], "cancelled")
