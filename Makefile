@@ -54,6 +54,10 @@ $(BIN): $(DAEMON_OBJ) $(LIB)
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_SUPPORT_OBJ) $(LIB) $(DAEMON_LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(DAEMON_LIB_OBJ) $(LIB) -lcmocka $(LDLIBS_DAEMON) $(LDLIBS_ENGINE)
 
+# These tests inject fsync failures: their own __wrap_fsync sees every call
+# the engine makes and passes the rest on to __real_fsync.
+$(BUILD)/tests/test_checkpoint $(BUILD)/tests/test_synth: LDFLAGS += -Wl,--wrap=fsync
+
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS_ENGINE)
 

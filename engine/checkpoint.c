@@ -107,14 +107,22 @@ static void put(ckpt_out *o, const void *data, size_t n) {
 static void put_u64(ckpt_out *o, uint64_t v) { put(o, &v, sizeof v); }
 static void put_f64(ckpt_out *o, double v) { put(o, &v, sizeof v); }
 
+/* fsync the folder holding path so the rename survives a crash. File
+ * systems that cannot sync a directory answer EINVAL; the rename stands
+ * there anyway (as the other writers, adapter_io.c and safetensors.c, also
+ * accept), so that is not a failure — else every epoch's checkpoint failed
+ * on them. */
 static int fsync_dir_of(const char *path) {
     char *copy = strdup(path);
     if (!copy) return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(copy);
     if (fd < 0) return -1;
     int rc = fsync(fd);
+    if (rc != 0 && errno == EINVAL) rc = 0;
+    int saved = errno;
     close(fd);
+    errno = saved;
     return rc;
 }
 

@@ -1,6 +1,10 @@
 /* test_checkpoint.c — the checkpoint file itself (engine/checkpoint.c): its
- * CRC against the bitwise definition of CRC-32, and first checkpoints
- * written by several threads at once. */
+ * CRC against the bitwise definition of CRC-32, first checkpoints written by
+ * several threads at once, and the folder fsync's failure modes (injected).
+ *
+ * fsync is wrapped at link time (-Wl,--wrap=fsync, see the Makefile): calls
+ * on a directory can be made to fail with a chosen errno; every other call
+ * goes to the real fsync. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +23,27 @@
 #include "synth.h"
 #include "testutil.h"
 #include "train.h"
+
+/* ---- fsync fault injection -------------------------------------------------- */
+
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+
+static atomic_int dir_fsync_errno;   /* 0: directories sync for real */
+static atomic_int dir_fsyncs;
+
+int __wrap_fsync(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        atomic_fetch_add(&dir_fsyncs, 1);
+        int e = atomic_load(&dir_fsync_errno);
+        if (e) {
+            errno = e;
+            return -1;
+        }
+    }
+    return __real_fsync(fd);
+}
 
 /* ---- a small trainer -------------------------------------------------------- */
 
@@ -142,12 +167,39 @@ static void test_concurrent_first_checkpoints_load(void **state) {
     }
 }
 
+/* A file system that cannot sync directories (EINVAL) keeps the checkpoint:
+ * the rename stands. Any other error is reported, and the new file is the
+ * one in place. */
+static void test_folder_sync_einval_is_not_a_failure(void **state) {
+    setup s;
+    make_setup(&s, 5);
+    char path[512], err[512] = "";
+    path_in(path, sizeof path, state, "a.ckpt");
+    atomic_store(&dir_fsyncs, 0);
+    atomic_store(&dir_fsync_errno, EINVAL);
+    int rc = trainer_save_checkpoint(s.t, path, err, sizeof err);
+    atomic_store(&dir_fsync_errno, 0);
+    if (rc != 0) fail_msg("EINVAL from the folder's fsync failed the checkpoint: %s", err);
+    assert_true(atomic_load(&dir_fsyncs) >= 1);   /* it did try */
+    assert_int_equal(trainer_load_checkpoint(s.t, path, err, sizeof err), 0);
+
+    atomic_store(&dir_fsync_errno, EIO);
+    rc = trainer_save_checkpoint(s.t, path, err, sizeof err);
+    atomic_store(&dir_fsync_errno, 0);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(err, "syncing its folder"));
+    assert_non_null(strstr(err, strerror(EIO)));
+    free_setup(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         /* first: the checkpoints of this test must be the process's first */
         cmocka_unit_test_setup_teardown(test_concurrent_first_checkpoints_load, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_crc_is_crc32, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_folder_sync_einval_is_not_a_failure, tmpdir_setup,
+                                        tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
