@@ -2,6 +2,7 @@
 #include "synth.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,21 +116,53 @@ const char *synth_word(int id) {
 
 /* ---------------------------------------------------------------- demo folder */
 
+/* fsync a folder so the renames done in it survive a crash; EINVAL (a file
+ * system that cannot sync directories) is not a failure: the renames stand. */
+static int fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    if (rc != 0 && errno == EINVAL) rc = 0;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+/* What synth.h promises: temp file, fsync, rename over the name, fsync of
+ * the folder — a crash leaves the old file or the new one, and a finished
+ * call's files survive it. */
 static int write_text_atomic(const char *dir, const char *name, const char *text, size_t len,
                              char *err, size_t errlen) {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        snprintf(err, errlen, "path too long: %s/%s", dir, name);
+        return -1;
+    }
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    FILE *f = fopen(tmp, "wbe");
     if (!f) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
         return -1;
     }
     bool ok = fwrite(text, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    int saved = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = false;
+        saved = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        saved = errno;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "%s: write failed: %s", path, strerror(saved ? saved : EIO));
         unlink(tmp);
+        return -1;
+    }
+    if (fsync_dir(dir) != 0) {
+        snprintf(err, errlen, "%s: written, but syncing its folder failed: %s", path,
+                 strerror(errno));
         return -1;
     }
     return 0;
