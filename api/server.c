@@ -37,6 +37,7 @@
  * (a benchmark must not be measuring stderr), job and dataset changes at
  * info, server-side failures (5xx) at error. */
 #include "api_internal.h"
+#include "json.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -148,6 +149,31 @@ bool api_is_id(const char *s)
         if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
     return n == STORE_ID_LEN;
+}
+
+char *api_utf8_sanitize(const char *s)
+{
+    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1);   /* each bad byte grows to 3 */
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+        if (len && i + len <= n && json_utf8_valid(s + i, len)) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, replacement, 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }
 
 const char *api_query(api_req *r, const char *key)
@@ -389,10 +415,18 @@ enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
 
 struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
 {
+    /* Messages echo what clients sent (paths, ids, names), cut with %.Ns
+     * maybe mid-character: the JSON must stay UTF-8 all the same. */
+    char *safe_msg = api_utf8_sanitize(msg);
+    char *safe_field = field && *field ? api_utf8_sanitize(field) : NULL;
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    if (!e || !cJSON_AddStringToObject(e, "code", code) ||
-        !cJSON_AddStringToObject(e, "message", msg) ||
-        (field && *field && !cJSON_AddStringToObject(e, "field", field))) {
+    bool ok = e && safe_msg && (!field || !*field || safe_field) &&
+              cJSON_AddStringToObject(e, "code", code) &&
+              cJSON_AddStringToObject(e, "message", safe_msg) &&
+              (!safe_field || cJSON_AddStringToObject(e, "field", safe_field));
+    free(safe_msg);
+    free(safe_field);
+    if (!ok) {
         cJSON_Delete(root);
         return NULL;
     }
@@ -591,11 +625,26 @@ static enum MHD_Result reply_too_large(api_req *r)
                        r->route->body == BODY_UPLOAD ? " for a dataset upload" : "");
 }
 
+/* A route without a body refuses one rather than drop it unread: the client
+ * meant something by it (413: its limit is 0 bytes). */
+static enum MHD_Result reply_body_not_allowed(api_req *r)
+{
+    return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_not_allowed", NULL,
+                       "%s %s takes no request body; send it without one", r->route->method,
+                       r->route->pattern);
+}
+
 /* After the headers: everything that can be refused before the body arrives. */
 static enum MHD_Result begin_body(api_req *r)
 {
     const char *cl = api_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t declared;
+    if (r->route->body == BODY_NONE) {
+        /* Content-Length: 0 is no body; chunked ones are caught in body_chunk */
+        if (cl && !(parse_int64(cl, &declared) && declared == 0))
+            return reply_body_not_allowed(r);
+        return MHD_YES;
+    }
     if (cl && parse_int64(cl, &declared) && declared >= 0 && (uint64_t)declared > body_limit(r))
         return reply_too_large(r);
     if (r->route->body == BODY_JSON) {
@@ -616,13 +665,11 @@ static enum MHD_Result body_chunk(api_req *r, const char *data, size_t len)
 {
     if (r->route->body == BODY_UPLOAD)
         return datasets_upload_chunk(r, data, len);
+    if (r->route->body == BODY_NONE)
+        return reply_body_not_allowed(r);   /* chunked: known only now */
     size_t lim = body_limit(r);
     if (len > lim - r->body_len)
         return reply_too_large(r);
-    if (r->route->body == BODY_NONE) {
-        r->body_len += len;
-        return MHD_YES;
-    }
     if (r->body_len + len + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
         while (cap < r->body_len + len + 1)
