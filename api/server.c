@@ -912,6 +912,31 @@ bad:
     return -1;
 }
 
+/* Bind the address the way MHD will (SO_REUSEADDR, never SO_REUSEPORT) and
+ * let go at once, to say exactly why it cannot be had: MHD only logs "Failed
+ * to bind to port 0" when given a socket address. Without SO_REUSEPORT a
+ * second daemon cannot share the port. */
+static int probe_listen(const struct sockaddr_storage *addr, socklen_t len, const char *spec,
+                        char *err, size_t errlen)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;   /* let MHD try and report */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int rc = bind(fd, (const struct sockaddr *)addr, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    snprintf(err, errlen, "cannot listen on %s: %s%s", spec, strerror(e),
+             e == EADDRINUSE ? " (another aflorad or another program has this port)"
+             : e == EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+    return -1;
+}
+
 static char *join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -1098,6 +1123,9 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         goto fail;
     s->pool[s->pool_n++] = probe;
 
+    const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
+    if (probe_listen(&addr, addr_len, spec, err, errlen) != 0)
+        goto fail;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->mhd = MHD_start_daemon(
@@ -1105,12 +1133,10 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         s->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
-    (void)addr_len;
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine?)",
-                 cfg->listen ? cfg->listen : API_DEFAULT_LISTEN);
+                 spec);
         goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);

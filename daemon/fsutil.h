@@ -17,4 +17,13 @@ int make_dir(const char *path, char *err, size_t errlen);
 int make_dirs(const char *path, char *err, size_t errlen);
 int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen);
 
+/* Claim folder dir for this process alone: an exclusive flock on
+ * dir/aflorad.lock (created if missing), which then holds this process's
+ * PID. The lock lasts while *fd_out stays open — the process's lifetime, so
+ * a crash or kill -9 releases it and no stale lock is left. -1 with a
+ * message when another process holds it ("<what> DIR is in use by aflorad
+ * PID N") or the file cannot be opened. */
+#define DIR_LOCK_FILE "aflorad.lock"
+int lock_dir(const char *dir, const char *what, int *fd_out, char *err, size_t errlen);
+
 #endif

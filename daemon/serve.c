@@ -1,7 +1,8 @@
 /* serve.c — `aflorad serve`: the long-running daemon.
  *
  * Start-up: read the configuration (a table: flag, environment variable,
- * default, help), open the SQLite store (which applies migrations), put jobs
+ * default, help), lock the data directory (one daemon per directory: a
+ * second one fails naming the first's PID), open the SQLite store (which applies migrations), put jobs
  * a crashed daemon left "running" back in the queue, write the built-in demo
  * model if missing, start the workers and the HTTP API. SIGTERM/SIGINT stop
  * gracefully: the API stops taking requests, running jobs checkpoint and stay
@@ -181,8 +182,16 @@ int serve_main(int argc, char **argv) {
     log_info("aflorad starting; BLAS: %s", engine_blas_info());
 
     char err[1024] = "", db_path[1200], sub[1200];
+    /* One daemon per data directory: a second would share the queue and
+     * run the same jobs. Held until the process ends (serve_main returns
+     * only to exit). */
+    int lock_fd = -1;
     if (make_dirs(c.data_dir, err, sizeof err) != 0 ||
-        path_join(db_path, sizeof db_path, c.data_dir, "aflorad.db", err, sizeof err) != 0 ||
+        lock_dir(c.data_dir, "data directory", &lock_fd, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (path_join(db_path, sizeof db_path, c.data_dir, "aflorad.db", err, sizeof err) != 0 ||
         path_join(sub, sizeof sub, c.data_dir, "datasets", err, sizeof err) != 0 ||
         make_dir(sub, err, sizeof err) != 0 ||
         path_join(sub, sizeof sub, c.data_dir, "jobs", err, sizeof err) != 0 ||
@@ -251,5 +260,6 @@ int serve_main(int argc, char **argv) {
     api_stop(api);
     workers_stop(w);
     log_info("stopped");
+    close(lock_fd);
     return 0;
 }

@@ -297,6 +297,36 @@ class DaemonTest(unittest.TestCase):
         steps = [e["step"] for _, t, e in events if t == "step"]
         self.assertEqual(steps, list(range(1, steps[-1] + 1)))
 
+    def second_daemon(self, data_dir, listen):
+        """Start another daemon and return (exit code, stderr); it must not start."""
+        p = subprocess.run([BIN, "serve", "--listen", listen, "--data-dir", data_dir,
+                            "--web-dir", os.path.join(ROOT, "web"), "--log-level", "warn"],
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_one_daemon_per_data_directory(self):
+        d = self.daemon()
+        rc, out = self.second_daemon(self.tmp.name, "127.0.0.1:0")
+        self.assertEqual(rc, 1, out)
+        self.assertNotIn("listening on", out)
+        self.assertIn(f"data directory {self.tmp.name} is in use by aflorad PID {d.proc.pid}",
+                      out)
+        # the first one is unharmed, and once it is gone (even by kill -9)
+        # the directory is free again
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+        d.stop(signal.SIGKILL)
+        self.assertEqual(self.daemon().request("GET", "/healthz")[0], 200)
+
+    def test_one_daemon_per_port(self):
+        d = self.daemon()
+        other = os.path.join(self.tmp.name, "other")
+        os.mkdir(other)
+        rc, out = self.second_daemon(other, d.base[len("http://"):])
+        self.assertEqual(rc, 1, out)
+        self.assertNotIn("listening on", out)
+        self.assertIn("Address already in use", out)
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+
     def test_bad_requests_get_clear_errors(self):
         d = self.daemon()
         cases = [
