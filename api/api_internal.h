@@ -183,6 +183,7 @@ enum MHD_Result h_jobs_create(api_req *r);
 enum MHD_Result h_jobs_list(api_req *r);
 enum MHD_Result h_job_get(api_req *r);
 enum MHD_Result h_job_cancel(api_req *r);
+enum MHD_Result h_job_retry(api_req *r);
 enum MHD_Result h_job_events(api_req *r);
 enum MHD_Result h_job_freezing(api_req *r);
 enum MHD_Result h_job_adapter(api_req *r);

@@ -101,6 +101,7 @@ const api_route api_routes[] = {
     {"GET", "/jobs", h_jobs_list, BODY_NONE, 0},
     {"GET", "/jobs/{id}", h_job_get, BODY_NONE, 0},
     {"POST", "/jobs/{id}/cancel", h_job_cancel, BODY_NONE, ROUTE_AUTH},
+    {"POST", "/jobs/{id}/retry", h_job_retry, BODY_NONE, ROUTE_AUTH},
     {"GET", "/jobs/{id}/events", h_job_events, BODY_NONE, 0},
     {"GET", "/jobs/{id}/freezing", h_job_freezing, BODY_NONE, 0},
     {"GET", "/jobs/{id}/adapter/{file}", h_job_adapter, BODY_NONE, ROUTE_AUTH | ROUTE_TAIL},

@@ -9,10 +9,12 @@
  * honoured within a second even without workers_cancel().
  *
  * Stopping: workers_stop() sets every running job's cancel flag; job_run()
- * then writes a checkpoint and returns, and the job is left "running" in
- * the store, so the next start (store_requeue_running) queues it again and
- * it resumes from that checkpoint. A kill -9 leaves the same state, minus
- * the steps after the last checkpoint. */
+ * then writes a checkpoint and returns, and the worker puts the job back in
+ * the queue (store_job_release) — a clean stop does not count against it —
+ * so the next start resumes it from that checkpoint. A kill -9 leaves jobs
+ * "running" instead: the next start counts that as a crash
+ * (store_requeue_running), requeues them, and they resume from their last
+ * checkpoint. */
 #include "workers.h"
 
 #include <cjson/cJSON.h>
@@ -310,8 +312,18 @@ static void run_claimed(worker *w, store_job *job) {
                               serr2, sizeof serr2);
         log_info("job %s: cancelled", job->id);
     } else if (out == JOB_CANCELLED) {
-        /* shutdown: left running; the next start requeues it and it resumes */
-        log_info("job %s: checkpointed at step %ld for shutdown", job->id, r.summary.steps_done);
+        /* shutdown: back to the queue, not counted as a crash; it resumes */
+        char reason[128];
+        snprintf(reason, sizeof reason,
+                 "the daemon shut down; the job resumes from its checkpoint at step %ld",
+                 r.summary.steps_done);
+        rc = store_job_release(w->db, job->id, reason, serr2, sizeof serr2);
+        if (rc > 0)
+            log_info("job %s: cancelled (requested during shutdown)", job->id);
+        else if (rc == 0)
+            log_info("job %s: checkpointed at step %ld for shutdown", job->id,
+                     r.summary.steps_done);
+        rc = rc < 0 ? -1 : 0;
     } else {
         rc = store_job_finish(w->db, job->id, STORE_JOB_FAILED, NULL, err, serr2, sizeof serr2);
         log_warn("job %s: failed: %s", job->id, err);

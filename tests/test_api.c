@@ -1667,6 +1667,112 @@ static void check_refs(const cJSON *doc, const cJSON *node)
 /* Every route of the table is in the OpenAPI document and every operation
  * of the document is a route; the compiled-in document is api/openapi.json
  * byte for byte, and the served one carries the generated job spec schema. */
+/* ---- POST /jobs/{id}/retry ---------------------------------------------------------- */
+
+static void post_retry(fixture *f, const char *id, http_resp *r)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s/retry", id);
+    http_raw(f->port, "POST", path, NULL, NULL, 0, r);
+}
+
+/* Failed and cancelled jobs go back to the queue (200, a status event says
+ * why); queued, running and succeeded ones, unknown ids and jobs whose
+ * dataset is gone are refused with JSON errors. */
+static void test_job_retry(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], err[ERRLEN];
+    upload_ok(f, ds);
+    create_job(f, ds, a);
+    http_resp r;
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "queued"));
+    resp_free(&r);
+    claim(f, a);
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "running"));
+    resp_free(&r);
+    store_progress p = {.step = 5, .total_steps = 20};
+    assert_int_equal(store_job_update_progress(f->st, a, &p, err, sizeof err), 0);
+    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_FAILED, NULL, "disk full", err,
+                                      sizeof err), 0);
+
+    post_retry(f, a, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str(r.json, "status"), "queued");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "error")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "finished_at")));
+    assert_int_equal((int)json_num(cJSON_GetObjectItem(r.json, "progress"), "step"), 5);
+    resp_free(&r);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s/events?after=0&limit=100", a);
+    http_get(f, path, &r);
+    cJSON *evs = cJSON_GetObjectItem(r.json, "events");
+    cJSON *last = cJSON_GetArrayItem(evs, cJSON_GetArraySize(evs) - 1);
+    cJSON *data = cJSON_GetObjectItem(last, "data");
+    assert_string_equal(json_str(data, "status"), "queued");
+    assert_string_equal(json_str(data, "reason"), "retry requested");
+    resp_free(&r);
+
+    /* a body is refused; the job is unchanged */
+    snprintf(path, sizeof path, "/jobs/%s/retry", a);
+    http_json(f, "POST", path, "{}", &r);
+    expect_error(&r, 413, "body_not_allowed");
+    resp_free(&r);
+    /* succeeded: nothing to retry */
+    claim(f, a);
+    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_SUCCEEDED, "{}", NULL, err,
+                                      sizeof err), 0);
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "succeeded"));
+    resp_free(&r);
+    /* A replay of its events goes past the old "failed" to the end: queued,
+     * running, failed, queued (retry), running, succeeded. */
+    int fd = open_sse(f, a, NULL);
+    static char raw[65536];
+    size_t len = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (read_some(fd, raw, sizeof raw, &len, IO_TIMEOUT_MS))
+        ;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    close(fd);
+    if (t1.tv_sec - t0.tv_sec >= IO_TIMEOUT_MS / 1000)
+        fail_msg("the stream did not end after the last status");
+    http_resp h;
+    sse_log log;
+    sse_collect(raw, len, &log, &h);
+    assert_int_equal(log.n, 6);
+    assert_non_null(strstr(h.body, "\"status\":\"failed\""));
+    assert_non_null(strstr(h.body, "\"status\":\"succeeded\""));
+    resp_free(&h);
+    post_retry(f, NO_SUCH_ID, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+
+    /* cancelled, then its dataset deleted: refused, naming the dataset */
+    char ds2[STORE_ID_SIZE];
+    upload_ok(f, ds2);
+    create_job(f, ds2, b);
+    snprintf(path, sizeof path, "/jobs/%s/cancel", b);
+    http_raw(f->port, "POST", path, NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/datasets/%s", ds2);
+    http_raw(f->port, "DELETE", path, NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    post_retry(f, b, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), ds2));
+    assert_non_null(strstr(err_message(&r), "deleted"));
+    resp_free(&r);
+}
+
 /* ---- request hygiene: bodies where none belongs, UTF-8 ------------------------- */
 
 /* The whole response body is UTF-8 (JSON must be; cJSON_Parse does not check). */
@@ -1860,6 +1966,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_on_route_without_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_names_are_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_openapi_coverage, setup, teardown),

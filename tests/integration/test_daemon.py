@@ -297,6 +297,45 @@ class DaemonTest(unittest.TestCase):
         steps = [e["step"] for _, t, e in events if t == "step"]
         self.assertEqual(steps, list(range(1, steps[-1] + 1)))
 
+    def test_clean_restarts_are_not_failures(self):
+        # more SIGTERM restarts than the crash limit (3): the job keeps going
+        d = self.daemon()
+        _, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 6, "threads": 1})
+        step = 0
+        for _ in range(4):
+            j = wait_job(d, job["id"], ["running"], min_step=step + 5)
+            self.assertEqual(d.stop(signal.SIGTERM), 0)
+            step = j["progress"]["step"]
+            d = self.daemon()
+        j = wait_job(d, job["id"], ["succeeded", "failed"], timeout=300)
+        self.assertEqual(j["status"], "succeeded", j.get("error"))
+        self.assertEqual(j["attempts"], 5)
+        events = read_sse(d, job["id"])
+        steps = [e["step"] for _, t, e in events if t == "step"]
+        self.assertEqual(steps, list(range(1, steps[-1] + 1)))
+        shutdowns = [e for _, t, e in events
+                     if t == "status" and "shut down" in e.get("reason", "")]
+        self.assertEqual(len(shutdowns), 4)
+
+    def test_retry_resumes_a_cancelled_job(self):
+        d = self.daemon()
+        _, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 3, "threads": 1})
+        wait_job(d, job["id"], ["running"], min_step=30)
+        self.assertEqual(d.request("POST", f"/jobs/{job['id']}/cancel")[0], 202)
+        stopped = wait_job(d, job["id"], ["cancelled"], timeout=60)["progress"]["step"]
+        st, _, j = d.request("POST", f"/jobs/{job['id']}/retry")
+        self.assertEqual(st, 200, j)
+        self.assertEqual(j["status"], "queued")
+        j = wait_job(d, job["id"], ["succeeded", "failed"], timeout=300)
+        self.assertEqual(j["status"], "succeeded", j.get("error"))
+        events = read_sse(d, job["id"])
+        resumed = [e for _, t, e in events if t == "log" and "resumed_from_step" in e]
+        self.assertEqual(len(resumed), 1)
+        self.assertEqual(resumed[0]["resumed_from_step"], stopped)
+        st, _, e = d.request("POST", f"/jobs/{job['id']}/retry")
+        self.assertEqual(st, 409)
+        self.assertIn("succeeded", e["error"]["message"])
+
     def second_daemon(self, data_dir, listen):
         """Start another daemon and return (exit code, stderr); it must not start."""
         p = subprocess.run([BIN, "serve", "--listen", listen, "--data-dir", data_dir,
