@@ -291,7 +291,9 @@ static void run_claimed(worker *w, store_job *job) {
                           .work_dir = work, .cancel = &w->cancel,
                           .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,
                                  .on_eval = on_eval, .on_log = on_log,
-                                 .on_resume = on_resume}};
+                                 .on_resume = on_resume},
+                          .mismatch_hint = "remove that file and retry the job "
+                                           "(POST /jobs/{id}/retry) to start it over"};
             out = job_run(&a, &r, err, sizeof err);
         }
         spec_free(&spec);

@@ -3,6 +3,8 @@
  * Layout (little-endian), every section in the order the trainer lists its
  * trainable tensors, so a file only loads into the same kind of trainer:
  *   "AFLOCKPT" u32 version
+ *   u32 note length, note (version 2 on; the caller's record of the run,
+ *       not interpreted here: see trainer_set_checkpoint_note)
  *   u64 step, epoch, pos, total_steps, n_tensors, best_epoch+1
  *   f64 trainable_sum, best_score, elapsed
  *   f32 last_loss; FLOPs so far; metrics best, last (raw struct bytes)
@@ -12,7 +14,8 @@
  *   u8 has_best, then every tensor's best-epoch data
  *   u32 CRC-32 of all bytes before it
  * Written to PATH.tmp, fsync'd, renamed over PATH, then the folder fsync'd:
- * a crash leaves the old checkpoint or the new one, never a torn file. */
+ * a crash leaves the old checkpoint or the new one, never a torn file.
+ * Version 1 files (no note) still load. */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -25,7 +28,10 @@
 #include "train_internal.h"
 
 #define CKPT_MAGIC "AFLOCKPT"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
+#define CKPT_FIRST_NOTE_VERSION 2u
+/* A note is a few KB of JSON; anything near this is not one. */
+#define CKPT_NOTE_MAX ((size_t)1 << 20)
 
 /* ---------------------------------------------------------------- CRC-32 */
 
@@ -126,6 +132,14 @@ static int fsync_dir_of(const char *path) {
     return rc;
 }
 
+int trainer_set_checkpoint_note(aflo_trainer *t, const char *note) {
+    char *copy = NULL;
+    if (note && (strlen(note) > CKPT_NOTE_MAX || !(copy = strdup(note)))) return -1;
+    free(t->ckpt_note);
+    t->ckpt_note = copy;
+    return 0;
+}
+
 int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, size_t errlen) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
@@ -148,6 +162,9 @@ int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, 
     put(&o, CKPT_MAGIC, 8);
     uint32_t version = CKPT_VERSION;
     put(&o, &version, sizeof version);
+    uint32_t note_len = t->ckpt_note ? (uint32_t)strlen(t->ckpt_note) : 0;
+    put(&o, &note_len, sizeof note_len);
+    put(&o, t->ckpt_note, note_len);
     put_u64(&o, (uint64_t)t->step);
     put_u64(&o, (uint64_t)t->epoch);
     put_u64(&o, (uint64_t)t->pos);
@@ -267,6 +284,54 @@ io:
     return -1;
 }
 
+int checkpoint_read_note(const char *path, char **note, char *err, size_t errlen) {
+    *note = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "checkpoint %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = -1;
+    uint8_t head[8 + 4 + 4];
+    size_t got = fread(head, 1, sizeof head, f);
+    uint32_t version = 0, len = 0;
+    if (got >= 12) memcpy(&version, head + 8, 4);
+    if (got < 12 || memcmp(head, CKPT_MAGIC, 8) != 0) {
+        snprintf(err, errlen, "checkpoint %s: not an aflorad checkpoint", path);
+        goto out;
+    }
+    if (version < 1 || version > CKPT_VERSION) {
+        snprintf(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
+                 version, CKPT_VERSION);
+        goto out;
+    }
+    if (version < CKPT_FIRST_NOTE_VERSION) {
+        rc = 0; /* written before notes existed */
+        goto out;
+    }
+    if (got == sizeof head) memcpy(&len, head + 12, 4);
+    if (got != sizeof head || len > CKPT_NOTE_MAX) {
+        snprintf(err, errlen, "checkpoint %s: truncated or damaged", path);
+        goto out;
+    }
+    *note = malloc((size_t)len + 1);
+    if (!*note) {
+        snprintf(err, errlen, "checkpoint %s: out of memory", path);
+        goto out;
+    }
+    if (fread(*note, 1, len, f) != len) {
+        snprintf(err, errlen, "checkpoint %s: truncated or damaged", path);
+        free(*note);
+        *note = NULL;
+        goto out;
+    }
+    (*note)[len] = '\0';
+    rc = 0;
+out:
+    fclose(f);
+    return rc;
+}
+
 int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
@@ -286,10 +351,15 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
     ckpt_in in = {.p = buf + 8, .end = buf + len - 4};
     uint32_t version;
     take(&in, &version, sizeof version);
-    if (version != CKPT_VERSION) {
-        snprintf(err, errlen, "checkpoint %s: version %u, this build reads %u", path, version,
-                 CKPT_VERSION);
+    if (version < 1 || version > CKPT_VERSION) {
+        snprintf(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
+                 version, CKPT_VERSION);
         goto out;
+    }
+    if (version >= CKPT_FIRST_NOTE_VERSION) {
+        uint32_t note_len;
+        take(&in, &note_len, sizeof note_len);
+        take(&in, NULL, note_len);
     }
     long step = (long)take_u64(&in);
     int epoch = (int)take_u64(&in), pos = (int)take_u64(&in);

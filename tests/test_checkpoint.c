@@ -1,6 +1,7 @@
 /* test_checkpoint.c — the checkpoint file itself (engine/checkpoint.c): its
  * CRC against the bitwise definition of CRC-32, first checkpoints written by
- * several threads at once, and the folder fsync's failure modes (injected).
+ * several threads at once, the folder fsync's failure modes (injected), and
+ * the caller's note, including version 1 files written before notes.
  *
  * fsync is wrapped at link time (-Wl,--wrap=fsync, see the Makefile): calls
  * on a directory can be made to fail with a chosen errno; every other call
@@ -89,6 +90,13 @@ static uint8_t *slurp(const char *path, size_t *len) {
     fclose(f);
     *len = (size_t)n;
     return buf;
+}
+
+static void spill(const char *path, const uint8_t *buf, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
 }
 
 /* CRC-32 bit by bit, straight from its definition (reflected 0xedb88320,
@@ -192,6 +200,55 @@ static void test_folder_sync_einval_is_not_a_failure(void **state) {
     free_setup(&s);
 }
 
+/* The caller's note comes back from the header alone, and does not disturb
+ * loading; a version 1 file (before notes) still loads and has no note. */
+static void test_note_round_trip_and_version_1(void **state) {
+    setup s;
+    make_setup(&s, 5);
+    char path[512], err[512];
+    path_in(path, sizeof path, state, "a.ckpt");
+    static const char note[] = "{\"spec\": {\"learning_rate\": 0.01}}";
+    assert_int_equal(trainer_set_checkpoint_note(s.t, note), 0);
+    assert_int_equal(trainer_save_checkpoint(s.t, path, err, sizeof err), 0);
+    char *got = NULL;
+    assert_int_equal(checkpoint_read_note(path, &got, err, sizeof err), 0);
+    assert_non_null(got);
+    assert_string_equal(got, note);
+    free(got);
+    assert_int_equal(trainer_load_checkpoint(s.t, path, err, sizeof err), 0);
+
+    /* The same file as version 1 wrote it: no note section, CRC redone. */
+    size_t len;
+    uint8_t *buf = slurp(path, &len);
+    size_t note_at = 8 + 4, cut = 4 + strlen(note);
+    uint32_t v1 = 1;
+    memcpy(buf + 8, &v1, 4);
+    memmove(buf + note_at, buf + note_at + cut, len - note_at - cut);
+    len -= cut;
+    uint32_t crc = crc32_bitwise(buf, len - 4);
+    memcpy(buf + len - 4, &crc, 4);
+    spill(path, buf, len);
+    free(buf);
+    got = (char *)1;
+    assert_int_equal(checkpoint_read_note(path, &got, err, sizeof err), 0);
+    assert_null(got);
+    if (trainer_load_checkpoint(s.t, path, err, sizeof err) != 0) fail_msg("%s", err);
+
+    /* Not a checkpoint at all, and a note longer than the file. */
+    spill(path, (const uint8_t *)"hello", 5);
+    assert_int_equal(checkpoint_read_note(path, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not an aflorad checkpoint"));
+    uint8_t head[16] = "AFLOCKPT";
+    uint32_t v2 = 2, big = 1000;
+    memcpy(head + 8, &v2, 4);
+    memcpy(head + 12, &big, 4);
+    spill(path, head, sizeof head);
+    assert_int_equal(checkpoint_read_note(path, &got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "truncated"));
+    assert_null(got);
+    free_setup(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         /* first: the checkpoints of this test must be the process's first */
@@ -199,6 +256,8 @@ int main(void) {
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_crc_is_crc32, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_folder_sync_einval_is_not_a_failure, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_note_round_trip_and_version_1, tmpdir_setup,
                                         tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
