@@ -97,6 +97,7 @@ static int env_setup(void **state) {
     env *e = calloc(1, sizeof *e);
     if (!e) return -1;
     snprintf(e->dir, sizeof e->dir, "%s", (const char *)*state);
+    free(*state);   /* env_teardown hands tmpdir_teardown a copy again */
     snprintf(e->models, sizeof e->models, "%s/models", e->dir);
     snprintf(e->out, sizeof e->out, "%s/out", e->dir);
     snprintf(e->train, sizeof e->train, "%s/train.tsv", e->dir);
