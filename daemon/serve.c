@@ -2,9 +2,10 @@
  *
  * Start-up: read the configuration (a table: flag, environment variable,
  * default, help), lock the data directory (one daemon per directory: a
- * second one fails naming the first's PID), open the SQLite store (which applies migrations), put jobs
- * a crashed daemon left "running" back in the queue, write the built-in demo
- * model if missing, start the workers and the HTTP API. SIGTERM/SIGINT stop
+ * second one fails naming the first's PID), open the SQLite store (which
+ * applies migrations), put jobs a crashed daemon left "running" back in the
+ * queue, write the built-in demo model if missing, start the workers and the
+ * HTTP API. SIGTERM/SIGINT stop
  * gracefully: the API stops taking requests, running jobs checkpoint and go
  * back to the queue (not counted as a crash), so the next start resumes
  * them. */

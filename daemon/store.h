@@ -12,13 +12,15 @@
  * Jobs move queued -> running -> succeeded | failed | cancelled (a queued job
  * may also be cancelled directly; store_job_release() puts a running job a
  * worker stopped cleanly back in the queue, store_requeue_running() those a
- * crash left running, and store_job_retry() a failed or cancelled one). Every status change appends a "status"
- * event to the job's log in the same transaction — the daemon must not write
- * those itself — so the event log is a complete, gap-free history: events of
- * a job are numbered 1, 2, 3, ... (seq 1 is {"status":"queued"} written at
- * creation). Status event payloads are {"status": "<new status>"} plus, where
- * they apply, "attempt" (on claim), "error" (on failure), "cancel_requested":
- * true (cancel asked of a running job) and "reason" (after a restart).
+ * crash left running, and store_job_retry() a failed or cancelled one).
+ * Every status change appends a "status" event to the job's log in the same
+ * transaction — the daemon must not write those itself — so the event log is
+ * a complete, gap-free history: events of a job are numbered 1, 2, 3, ...
+ * (seq 1 is {"status":"queued"} written at creation). Status event payloads
+ * are {"status": "<new status>"} plus, where they apply, "attempt" (on
+ * claim), "error" (on failure), "cancel_requested": true (cancel asked of a
+ * running job) and "reason" (back in the queue after a shutdown, a crash or
+ * a retry).
  *
  * Conventions: functions that can fail return -1 and write a message
  * (including sqlite3_errmsg where SQLite failed) into err[0..errlen) — err may
