@@ -264,6 +264,29 @@ static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned
     return reply_json_at(r, status, o, location ? loc : NULL);
 }
 
+/* reply_job for a job this request has just queued: its JSON is read before
+ * the workers are woken, so the reply shows the state the request produced
+ * ("queued", as documented) rather than what an idle worker made of it a
+ * moment later. The workers are woken whatever happens. */
+static enum MHD_Result reply_queued_job(api_req *r, store *st, const char *id, unsigned status,
+                                        bool location)
+{
+    store_job j;
+    char err[1024];
+    cJSON *o = NULL;
+    int got = store_job_get(st, id, &j, err, sizeof err);
+    if (got == 0) {
+        o = api_job_json(&j);
+        store_job_clear(&j);
+    }
+    api_workers_notify(r->srv);
+    if (got != 0)
+        return reply_store_error(r, st, err);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/jobs/%s", id);
+    return reply_json_at(r, status, o, location ? loc : NULL);
+}
+
 enum MHD_Result h_jobs_create(api_req *r)
 {
     aflo_job_spec spec;
@@ -308,8 +331,7 @@ enum MHD_Result h_jobs_create(api_req *r)
         goto out;
     }
     log_info("job %s queued (model %s)", id, spec.model);
-    api_workers_notify(r->srv);
-    ret = reply_job(r, st, id, MHD_HTTP_CREATED, true);
+    ret = reply_queued_job(r, st, id, MHD_HTTP_CREATED, true);
 out:
     free(normal);
     spec_free(&spec);
@@ -440,9 +462,8 @@ enum MHD_Result h_job_retry(api_req *r)
     if (rc != 0)
         return reply_store_error(r, st, err);
     log_info("job %s: queued again (retry)", r->id);
-    api_workers_notify(r->srv);
     api_notify_job_events(r->srv, r->id);
-    return reply_job(r, st, r->id, MHD_HTTP_OK, false);
+    return reply_queued_job(r, st, r->id, MHD_HTTP_OK, false);
 }
 
 /* ---- POST /jobs/{id}/predict ------------------------------------------------------ */
