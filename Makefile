@@ -1,6 +1,8 @@
 # aflorad build. `make` builds the engine library and the aflorad binary;
 # `make test` runs every test; `make test-asan` runs the C tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer; `make CC=clang` builds with clang.
+# AddressSanitizer + UndefinedBehaviorSanitizer; `make test-tsan` runs the
+# worker and daemon tests with two workers under ThreadSanitizer;
+# `make CC=clang` builds with clang.
 # Every build keeps assert(): the invariants asserted (shapes and strides,
 # arena bounds, job state transitions) are cheap, outside inner loops, and a
 # violated one is a bug better stopped than trained on. So no -DNDEBUG.
@@ -43,8 +45,8 @@ BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIB := $(BUILD)/libaflora.a
 BIN := $(BUILD)/aflorad
 
-.PHONY: all test test-c test-asan test-integration-asan test-clang test-valgrind bench clean start deps \
-        check-generated regen-unicode
+.PHONY: all test test-c test-asan test-integration-asan test-tsan test-clang test-valgrind bench clean \
+        start deps check-generated regen-unicode
 # Keep test objects: they are intermediate but rebuilding them every run is waste.
 .SECONDARY:
 all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
@@ -113,6 +115,29 @@ test-integration-asan:
 	$(MAKE) $(ASAN_FLAGS) build-asan/aflorad
 	@tests/run.sh build-asan --py-only
 
+# ThreadSanitizer over what runs on several threads: the worker pool, the
+# store, the API and checkpointing (C tests), and the daemon with two workers
+# (integration test). Built without OpenMP: libgomp is not instrumented, so
+# TSan would take its barriers for races; the kernels' OpenMP loops split
+# rows among threads of their own, while the threads TSan must see (workers,
+# HTTP, SQLite) are plain pthreads. Any report fails the run (reports go to
+# build-tsan/tsan.*); none is suppressed.
+TSAN_FLAGS := BUILD=build-tsan OMP= OPT="-O1 -Wno-unknown-pragmas" \
+	SANITIZE="-fsanitize=thread -fno-omit-frame-pointer"
+TSAN_TESTS := test_workers test_store test_api test_checkpoint
+TSAN_ENV := TSAN_OPTIONS="log_path=$(CURDIR)/build-tsan/tsan exitcode=66" \
+	AFLORAD_TEST_WORKERS=2
+test-tsan:
+	$(MAKE) $(TSAN_FLAGS) build-tsan/aflorad $(TSAN_TESTS:%=build-tsan/tests/%)
+	@rm -f build-tsan/tsan.*; rc=0; \
+	$(TSAN_ENV) tests/run.sh build-tsan --c-only || rc=1; \
+	$(TSAN_ENV) AFLORAD_BUILD=build-tsan python3 tests/integration/test_daemon.py \
+	  >build-tsan/test_daemon.log 2>&1 || { tail -n 40 build-tsan/test_daemon.log; rc=1; }; \
+	tail -n 3 build-tsan/test_daemon.log; \
+	if ls build-tsan/tsan.* >/dev/null 2>&1; then cat build-tsan/tsan.*; \
+	  echo "ThreadSanitizer reported the races above"; rc=1; fi; \
+	exit $$rc
+
 test-clang:
 	$(MAKE) CC=clang BUILD=build-clang all
 
@@ -129,6 +154,6 @@ start:
 	$(BIN) serve
 
 clean:
-	rm -rf build build-asan build-clang
+	rm -rf build build-asan build-clang build-tsan
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

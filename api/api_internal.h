@@ -35,10 +35,10 @@
 #define API_PATH_PARAM_MAX 1024
 
 typedef enum {
-    BODY_NONE = 0,     /* a body is refused (it would be ignored otherwise) */
+    BODY_NONE = 0,     /* a body is refused with 413 body_not_allowed (it would be
+                          ignored otherwise); Content-Length: 0 is fine */
     BODY_JSON,         /* buffered up to max_json_body, Content-Type application/json */
-    BODY_UPLOAD,       /* streamed by the handler's upload hooks (POST /datasets) */
-    BODY_IGNORE        /* read (up to max_json_body) and dropped: POST .../cancel */
+    BODY_UPLOAD        /* streamed by the handler's upload hooks (POST /datasets) */
 } api_body_kind;
 
 #define ROUTE_AUTH 1u  /* needs the bearer token when one is configured */
@@ -155,6 +155,10 @@ const char *api_header(api_req *r, const char *key);
 /* ?key= as an integer in [min, max]; absent -> def. -1 after replying 400. */
 int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out);
 bool api_is_id(const char *s);
+/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD, for
+ * text that goes into JSON (which must be UTF-8) but may echo what a client
+ * sent: paths, names, parser messages. malloc'd; NULL when out of memory. */
+char *api_utf8_sanitize(const char *s);
 /* Add an int64 as an exact JSON number (cJSON numbers are doubles, and FLOP
  * totals pass 2^53). */
 cJSON *api_add_int(cJSON *obj, const char *key, int64_t v);
@@ -182,6 +186,7 @@ enum MHD_Result h_jobs_create(api_req *r);
 enum MHD_Result h_jobs_list(api_req *r);
 enum MHD_Result h_job_get(api_req *r);
 enum MHD_Result h_job_cancel(api_req *r);
+enum MHD_Result h_job_retry(api_req *r);
 enum MHD_Result h_job_events(api_req *r);
 enum MHD_Result h_job_freezing(api_req *r);
 enum MHD_Result h_job_adapter(api_req *r);

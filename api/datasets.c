@@ -19,6 +19,7 @@
  * of the first row whose value is a string — enough to prove every row
  * parses and has it. A job's spec picks its columns later. */
 #include "api_internal.h"
+#include "json.h"
 #include "log.h"
 #include "textdata.h"
 
@@ -46,11 +47,13 @@ typedef struct {
     char label_field[FIELD_MAX_BYTES + 1];
 } upload_params;
 
-/* Printable UTF-8 text without control characters or path separators. */
+/* Printable UTF-8 text without control characters or path separators.
+ * Valid UTF-8 because names and fields are echoed in JSON (GET /datasets,
+ * error messages), which must be UTF-8. */
 static bool text_param_ok(const char *s, size_t max, bool allow_slash)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > max)
+    if (n == 0 || n > max || !json_utf8_valid(s, n))
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -82,7 +85,8 @@ static int copy_field_param(api_req *r, const char *key, char *dst)
         return 0;
     if (!text_param_ok(v, FIELD_MAX_BYTES, true)) {
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
-                    "%s must be a column or key name of 1 to %d bytes without control characters",
+                    "%s must be a column or key name of 1 to %d bytes of UTF-8 without control "
+                    "characters",
                     key, FIELD_MAX_BYTES);
         return -1;
     }
@@ -96,7 +100,8 @@ static int parse_params(api_req *r, upload_params *p)
     const char *name = api_query(r, "name");
     if (name && !text_param_ok(name, NAME_MAX_BYTES, false)) {
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "name",
-                    "name must be 1 to %d bytes without '/', '\\' or control characters",
+                    "name must be 1 to %d bytes of UTF-8 without '/', '\\' or control "
+                    "characters",
                     NAME_MAX_BYTES);
         return -1;
     }
@@ -340,15 +345,19 @@ enum MHD_Result h_datasets_create(api_req *r)
 cJSON *api_dataset_json(const store_dataset *d)
 {
     cJSON *o = cJSON_CreateObject();
-    if (!o || !cJSON_AddStringToObject(o, "id", d->id) ||
-        !cJSON_AddStringToObject(o, "name", d->name ? d->name : "") ||
+    /* names recorded before they were checked may not be UTF-8 */
+    char *name = api_utf8_sanitize(d->name ? d->name : "");
+    if (!o || !name || !cJSON_AddStringToObject(o, "id", d->id) ||
+        !cJSON_AddStringToObject(o, "name", name) ||
         !cJSON_AddStringToObject(o, "format", d->format ? d->format : "") ||
         !api_add_int(o, "rows", d->rows) || !api_add_int(o, "bytes", d->bytes) ||
         !cJSON_AddStringToObject(o, "sha256", d->sha256) ||
         !api_add_time(o, "created_at", d->created_at)) {
+        free(name);
         cJSON_Delete(o);
         return NULL;
     }
+    free(name);
     return o;
 }
 

@@ -13,8 +13,9 @@
  * (api_notify_job_events), the heartbeat is due (a ": heartbeat" comment
  * every API_SSE_HEARTBEAT_MS keeps proxies and the idle timeout from closing
  * it), or the server stops. It never polls in a loop. The stream ends after
- * the job's terminal status event; a request for a finished job with nothing
- * left to send gets 204, which tells EventSource to stop reconnecting.
+ * the job's terminal status event (the last one: a retried job has earlier
+ * ones); a request for a finished job with nothing left to send gets 204,
+ * which tells EventSource to stop reconnecting.
  *
  * Event payloads are the JSON the workers (and the store, for "status")
  * wrote; line breaks, which JSON allows only as whitespace, are dropped so a
@@ -90,7 +91,8 @@ typedef struct {
     int64_t heartbeat_at;           /* monotonic ms */
     char *buf;
     size_t len, off, cap;
-    bool finished;                  /* the terminal status is in buf */
+    bool last_was_final;            /* the last event sent is a terminal status */
+    bool finished;                  /* ... and nothing came after it: end */
 } sse_stream;
 
 static unsigned bucket_of(const char *job_id)
@@ -162,9 +164,12 @@ static int sse_fill(sse_stream *ss)
         }
         ss->last_seq = ev[i].seq;
         rc++;
-        if (ev[i].type == STORE_EVENT_STATUS && status_is_final(ev[i].payload))
-            ss->finished = true;
+        ss->last_was_final = ev[i].type == STORE_EVENT_STATUS && status_is_final(ev[i].payload);
     }
+    /* A terminal status ends the stream only as the log's last event: a
+     * retried job (POST /jobs/{id}/retry) carries on after its old one. */
+    if (n < SSE_BATCH && ss->last_was_final)
+        ss->finished = true;
     store_event_list_free(ev, n);
     return rc;
 }
@@ -195,7 +200,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         int got = sse_fill(ss);
         if (got < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (got > 0)
+        if (got > 0 || ss->finished)
             continue;
         int64_t now = api_mono_ms();
         if (now >= ss->heartbeat_at) {

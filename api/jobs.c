@@ -1,5 +1,5 @@
-/* jobs.c — POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel and
- * POST /jobs/{id}/predict.
+/* jobs.c — POST /jobs, GET /jobs, GET /jobs/{id}, POST /jobs/{id}/cancel,
+ * POST /jobs/{id}/retry and POST /jobs/{id}/predict.
  *
  * A job spec is parsed and validated by the spec module (spec.h) — the one
  * parser `aflorad run` and the workers use — and stored in its normalised
@@ -318,6 +318,29 @@ static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned
     return reply_json_at(r, status, o, location ? loc : NULL);
 }
 
+/* reply_job for a job this request has just queued: its JSON is read before
+ * the workers are woken, so the reply shows the state the request produced
+ * ("queued", as documented) rather than what an idle worker made of it a
+ * moment later. The workers are woken whatever happens. */
+static enum MHD_Result reply_queued_job(api_req *r, store *st, const char *id, unsigned status,
+                                        bool location)
+{
+    store_job j;
+    char err[1024];
+    cJSON *o = NULL;
+    int got = store_job_get(st, id, &j, err, sizeof err);
+    if (got == 0) {
+        o = api_job_json(&j);
+        store_job_clear(&j);
+    }
+    api_workers_notify(r->srv);
+    if (got != 0)
+        return reply_store_error(r, st, err);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/jobs/%s", id);
+    return reply_json_at(r, status, o, location ? loc : NULL);
+}
+
 enum MHD_Result h_jobs_create(api_req *r)
 {
     aflo_job_spec spec;
@@ -367,8 +390,7 @@ enum MHD_Result h_jobs_create(api_req *r)
         goto out;
     }
     log_info("job %s queued (model %s)", id, spec.model);
-    api_workers_notify(r->srv);
-    ret = reply_job(r, st, id, MHD_HTTP_CREATED, true);
+    ret = reply_queued_job(r, st, id, MHD_HTTP_CREATED, true);
 out:
     free(normal);
     spec_free(&spec);
@@ -460,6 +482,47 @@ enum MHD_Result h_job_cancel(api_req *r)
             outcome == STORE_CANCEL_DONE ? "cancelled" : "cancel requested");
     return reply_job(r, st, r->id, outcome == STORE_CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED,
                      false);
+}
+
+/* ---- POST /jobs/{id}/retry ------------------------------------------------------- */
+
+/* A failed or cancelled job goes back to the queue and resumes from its
+ * checkpoint (the store keeps its progress; the worker finds the file in
+ * the job's folder). Its uploaded datasets must still exist: the ids come
+ * from its spec, since the job's own columns are cleared when a dataset of
+ * a finished job is deleted. */
+enum MHD_Result h_job_retry(api_req *r)
+{
+    store *st = api_store(r);
+    if (!st)
+        return MHD_YES;
+    char err[1024];
+    store_job j;
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0)
+        return reply_store_error(r, st, err);
+    aflo_job_spec spec;
+    aflo_spec_error e;
+    int parsed = spec_parse(j.spec, strlen(j.spec), &spec, &e);
+    store_job_clear(&j);
+    if (parsed != 0) {
+        spec_free(&spec);
+        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                           "job %s: its stored spec no longer parses: %s", r->id, e.message);
+    }
+    const char *train = NULL, *eval = NULL;
+    if (spec.has_dataset) {
+        if (spec_is_dataset_id(spec.dataset.train))
+            train = spec.dataset.train;
+        if (spec.dataset.eval && spec_is_dataset_id(spec.dataset.eval))
+            eval = spec.dataset.eval;
+    }
+    int rc = store_job_retry(st, r->id, train, eval, err, sizeof err);
+    spec_free(&spec);
+    if (rc != 0)
+        return reply_store_error(r, st, err);
+    log_info("job %s: queued again (retry)", r->id);
+    api_notify_job_events(r->srv, r->id);
+    return reply_queued_job(r, st, r->id, MHD_HTTP_OK, false);
 }
 
 /* ---- POST /jobs/{id}/predict ------------------------------------------------------ */

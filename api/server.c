@@ -37,6 +37,7 @@
  * (a benchmark must not be measuring stderr), job and dataset changes at
  * info, server-side failures (5xx) at error. */
 #include "api_internal.h"
+#include "json.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -101,6 +102,7 @@ const api_route api_routes[] = {
     {"GET", "/jobs", h_jobs_list, BODY_NONE, 0},
     {"GET", "/jobs/{id}", h_job_get, BODY_NONE, 0},
     {"POST", "/jobs/{id}/cancel", h_job_cancel, BODY_NONE, ROUTE_AUTH},
+    {"POST", "/jobs/{id}/retry", h_job_retry, BODY_NONE, ROUTE_AUTH},
     {"GET", "/jobs/{id}/events", h_job_events, BODY_NONE, 0},
     {"GET", "/jobs/{id}/freezing", h_job_freezing, BODY_NONE, 0},
     {"GET", "/jobs/{id}/adapter/{file}", h_job_adapter, BODY_NONE, ROUTE_AUTH | ROUTE_TAIL},
@@ -149,6 +151,31 @@ bool api_is_id(const char *s)
         if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
     return n == STORE_ID_LEN;
+}
+
+char *api_utf8_sanitize(const char *s)
+{
+    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
+    size_t n = strlen(s);
+    char *out = malloc(3 * n + 1);   /* each bad byte grows to 3 */
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
+        if (len && i + len <= n && json_utf8_valid(s + i, len)) {
+            memcpy(out + o, s + i, len);
+            o += len;
+            i += len;
+        } else {
+            memcpy(out + o, replacement, 3);
+            o += 3;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }
 
 const char *api_query(api_req *r, const char *key)
@@ -390,10 +417,18 @@ enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
 
 struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
 {
+    /* Messages echo what clients sent (paths, ids, names), cut with %.Ns
+     * maybe mid-character: the JSON must stay UTF-8 all the same. */
+    char *safe_msg = api_utf8_sanitize(msg);
+    char *safe_field = field && *field ? api_utf8_sanitize(field) : NULL;
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    if (!e || !cJSON_AddStringToObject(e, "code", code) ||
-        !cJSON_AddStringToObject(e, "message", msg) ||
-        (field && *field && !cJSON_AddStringToObject(e, "field", field))) {
+    bool ok = e && safe_msg && (!field || !*field || safe_field) &&
+              cJSON_AddStringToObject(e, "code", code) &&
+              cJSON_AddStringToObject(e, "message", safe_msg) &&
+              (!safe_field || cJSON_AddStringToObject(e, "field", safe_field));
+    free(safe_msg);
+    free(safe_field);
+    if (!ok) {
         cJSON_Delete(root);
         return NULL;
     }
@@ -592,11 +627,26 @@ static enum MHD_Result reply_too_large(api_req *r)
                        r->route->body == BODY_UPLOAD ? " for a dataset upload" : "");
 }
 
+/* A route without a body refuses one rather than drop it unread: the client
+ * meant something by it (413: its limit is 0 bytes). */
+static enum MHD_Result reply_body_not_allowed(api_req *r)
+{
+    return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_not_allowed", NULL,
+                       "%s %s takes no request body; send it without one", r->route->method,
+                       r->route->pattern);
+}
+
 /* After the headers: everything that can be refused before the body arrives. */
 static enum MHD_Result begin_body(api_req *r)
 {
     const char *cl = api_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t declared;
+    if (r->route->body == BODY_NONE) {
+        /* Content-Length: 0 is no body; chunked ones are caught in body_chunk */
+        if (cl && !(parse_int64(cl, &declared) && declared == 0))
+            return reply_body_not_allowed(r);
+        return MHD_YES;
+    }
     if (cl && parse_int64(cl, &declared) && declared >= 0 && (uint64_t)declared > body_limit(r))
         return reply_too_large(r);
     if (r->route->body == BODY_JSON) {
@@ -617,13 +667,11 @@ static enum MHD_Result body_chunk(api_req *r, const char *data, size_t len)
 {
     if (r->route->body == BODY_UPLOAD)
         return datasets_upload_chunk(r, data, len);
+    if (r->route->body == BODY_NONE)
+        return reply_body_not_allowed(r);   /* chunked: known only now */
     size_t lim = body_limit(r);
     if (len > lim - r->body_len)
         return reply_too_large(r);
-    if (r->route->body == BODY_NONE) {
-        r->body_len += len;
-        return MHD_YES;
-    }
     if (r->body_len + len + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
         while (cap < r->body_len + len + 1)
@@ -866,6 +914,31 @@ bad:
     return -1;
 }
 
+/* Bind the address the way MHD will (SO_REUSEADDR, never SO_REUSEPORT) and
+ * let go at once, to say exactly why it cannot be had: MHD only logs "Failed
+ * to bind to port 0" when given a socket address. Without SO_REUSEPORT a
+ * second daemon cannot share the port. */
+static int probe_listen(const struct sockaddr_storage *addr, socklen_t len, const char *spec,
+                        char *err, size_t errlen)
+{
+    int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;   /* let MHD try and report */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (addr->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    int rc = bind(fd, (const struct sockaddr *)addr, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    snprintf(err, errlen, "cannot listen on %s: %s%s", spec, strerror(e),
+             e == EADDRINUSE ? " (another aflorad or another program has this port)"
+             : e == EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+    return -1;
+}
+
 static char *join(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
@@ -1056,6 +1129,9 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         goto fail;
     s->pool[s->pool_n++] = probe;
 
+    const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
+    if (probe_listen(&addr, addr_len, spec, err, errlen) != 0)
+        goto fail;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     s->mhd = MHD_start_daemon(
@@ -1063,12 +1139,10 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_CONNECTION_LIMIT, s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         s->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
-    (void)addr_len;
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine?)",
-                 cfg->listen ? cfg->listen : API_DEFAULT_LISTEN);
+                 spec);
         goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);

@@ -235,6 +235,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "--batches x --batch exceeds --examples\n");
         return 2;
     }
+    engine_set_blas_threads(threads);
     engine_set_threads(threads);
     double start = now_s();
 

@@ -509,6 +509,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    engine_set_blas_threads(threads);
     engine_set_threads(threads);
 
     static result res[N_VARIANTS];

@@ -98,17 +98,21 @@ static void run_resume(void *ctx, long step) {
 }
 
 static const char run_usage[] =
-    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR]\n"
+    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR] [--restart]\n"
     "  Fine-tune as the job spec says (aflorad spec-doc lists its fields) and write\n"
-    "  DIR/adapter/ and DIR/metrics.json. Ctrl-C checkpoints; the same command resumes.\n"
-    "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n";
+    "  DIR/adapter/ and DIR/metrics.json. Ctrl-C checkpoints; the same command resumes\n"
+    "  (only a checkpoint of the same spec and data; a different one is refused).\n"
+    "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n"
+    "  --restart          discard DIR's checkpoint and start from step 1\n";
 
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();
+    bool restart = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if ((v = opt_value(argc, argv, &i, "--out"))) out = v;
         else if ((v = opt_value(argc, argv, &i, "--models-dir"))) models = v;
+        else if (strcmp(argv[i], "--restart") == 0) restart = true;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "run: unknown option %s\n", argv[i]);
             return 2;
@@ -124,12 +128,16 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "run: %s: %s\n", spec_path, serr.message);
         return 1;
     }
+    engine_set_blas_threads(spec.threads); /* one job in this process: it may set them */
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     job_args a = {.spec = &spec, .models_dir = models, .work_dir = out, .cancel = &interrupted,
                   .ev = {.on_step = run_step, .on_freeze = run_freeze, .on_eval = run_eval,
-                         .on_log = run_log, .on_resume = run_resume}};
+                         .on_log = run_log, .on_resume = run_resume},
+                  .restart = restart,
+                  .mismatch_hint = "run with the spec it was made with to resume it, or add "
+                                   "--restart to discard it and start over"};
     job_result r;
     char err[1024] = "";
     job_outcome o = job_run(&a, &r, err, sizeof err);

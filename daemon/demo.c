@@ -88,6 +88,7 @@ int demo_main(int argc, char **argv) {
         }
     }
     if (ac.method == METHOD_ELORA && !rank_set) ac.rank = 64; /* the demo's hidden size is 32 */
+    engine_set_blas_threads(threads);
     engine_set_threads(threads);
 
     char err[512];

@@ -2,9 +2,11 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,4 +46,45 @@ int make_dirs(const char *path, char *err, size_t errlen) {
         if (rc != 0) return -1;
     }
     return make_dir(buf, err, errlen);
+}
+
+int lock_dir(const char *dir, const char *what, int *fd_out, char *err, size_t errlen) {
+    char path[4096];
+    if (path_join(path, sizeof path, dir, DIR_LOCK_FILE, err, errlen) != 0) return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* flock, not fcntl: an fcntl lock is the process's and goes away when
+     * any descriptor of the file is closed, e.g. by a library. */
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(e));
+            return -1;
+        }
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (pid[0])
+            snprintf(err, errlen, "%s %s is in use by aflorad PID %s (stop it, or give this one "
+                     "its own folder)", what, dir, pid);
+        else
+            snprintf(err, errlen, "%s %s is in use by another aflorad (its PID is not written "
+                     "yet)", what, dir);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        snprintf(err, errlen, "%s: cannot write the PID: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    *fd_out = fd;
+    return 0;
 }

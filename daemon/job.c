@@ -505,6 +505,223 @@ static char *summary_json(const aflo_train_summary *s, cJSON *epochs, int num_la
     return text;
 }
 
+/* ---------------------------------------------------------------- checkpoint records */
+
+/* Spec fields that may differ between a checkpoint and the run resuming it:
+ * threads changes speed, not what is trained (the checked thread count only
+ * decides bit-identity with an uninterrupted run: resume_notes says so);
+ * the datasets are compared by their content (data_record), not by path. */
+static const char *const RESUME_FREE_FIELDS[] = {"threads", "dataset.train", "dataset.eval"};
+
+static bool resume_free(const char *path) {
+    for (size_t i = 0; i < sizeof RESUME_FREE_FIELDS / sizeof *RESUME_FREE_FIELDS; i++)
+        if (strcmp(path, RESUME_FREE_FIELDS[i]) == 0) return true;
+    return false;
+}
+
+typedef struct {
+    char *out;
+    size_t cap, len;
+    int count;
+} diff_buf;
+
+static void diff_add(diff_buf *d, const char *path, const cJSON *then, const cJSON *now) {
+    char *a = then ? cJSON_PrintUnformatted(then) : NULL;
+    char *b = now ? cJSON_PrintUnformatted(now) : NULL;
+    if (d->len < d->cap) {
+        int n = snprintf(d->out + d->len, d->cap - d->len, "%s%s: checkpoint %s, spec %s",
+                         d->count ? "; " : "", path, a ? a : "(not set)", b ? b : "(not set)");
+        d->len = n < 0 ? d->cap : d->len + (size_t)n;
+    }
+    d->count++;
+    free(a);
+    free(b);
+}
+
+/* Compare two spec objects key by key (nested objects by their keys). */
+static void diff_objects(diff_buf *d, const char *prefix, const cJSON *then, const cJSON *now) {
+    const cJSON *it;
+    char path[SPEC_FIELD_PATH_MAX];
+    cJSON_ArrayForEach(it, then) {
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
+        if (resume_free(path)) continue;
+        const cJSON *other = cJSON_GetObjectItemCaseSensitive(now, it->string);
+        if (cJSON_IsObject(it) && cJSON_IsObject(other))
+            diff_objects(d, path, it, other);
+        else if (!other || !cJSON_Compare(it, other, true))
+            diff_add(d, path, it, other);
+    }
+    cJSON_ArrayForEach(it, now) {   /* set now, absent then */
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
+        if (!resume_free(path) && !cJSON_GetObjectItemCaseSensitive(then, it->string))
+            diff_add(d, path, NULL, it);
+    }
+}
+
+static int spec_diff_trees(const cJSON *then, const cJSON *now, char *out, size_t outlen) {
+    if (!cJSON_IsObject(then) || !cJSON_IsObject(now)) return -1;
+    diff_buf d = {.out = out, .cap = outlen, .len = 0, .count = 0};
+    if (outlen) out[0] = '\0';
+    diff_objects(&d, "", then, now);
+    return d.count;
+}
+
+int job_spec_differences(const char *checkpoint_spec, const char *spec, char *out,
+                         size_t outlen) {
+    cJSON *then = cJSON_Parse(checkpoint_spec), *now = cJSON_Parse(spec);
+    int n = spec_diff_trees(then, now, out, outlen);
+    cJSON_Delete(then);
+    cJSON_Delete(now);
+    return n;
+}
+
+/* FNV-1a over every example's tokens, token types, label and target: equal
+ * for the same rows read the same way (file, columns, labels, tokenizer,
+ * max_seq_len), different when any of that changed. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static uint64_t data_fingerprint(const aflo_dataset *d) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < d->n; i++) {
+        size_t from = d->offsets[i], len = d->offsets[i + 1] - from;
+        uint64_t l = len;
+        h = fnv1a(h, &l, sizeof l);
+        h = fnv1a(h, d->ids + from, len * sizeof *d->ids);
+        h = fnv1a(h, d->type_ids + from, len * sizeof *d->type_ids);
+        h = fnv1a(h, &d->labels[i], sizeof d->labels[i]);
+        h = fnv1a(h, &d->targets[i], sizeof d->targets[i]);
+    }
+    return h;
+}
+
+static cJSON *data_record(const aflo_dataset *d, const char *file) {
+    cJSON *o = cJSON_CreateObject();
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)data_fingerprint(d));
+    if (!o || !cJSON_AddNumberToObject(o, "rows", d->n) ||
+        !cJSON_AddStringToObject(o, "fingerprint", hex) ||
+        !cJSON_AddStringToObject(o, "file", file)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static const char *train_file(const aflo_job_spec *s) {
+    return s->has_dataset ? s->dataset.train : "the demo's train.tsv";
+}
+
+static const char *eval_file(const aflo_job_spec *s) {
+    return s->has_dataset ? s->dataset.eval : "the demo's dev.tsv";
+}
+
+/* What this run is: {"spec": <normalised spec, exact text>, "data": {"train":
+ * {rows, fingerprint, file}, "eval": ... or null}}. malloc'd or NULL. */
+static char *run_record(const aflo_job_spec *s, const job_data *jd) {
+    char *spec = spec_to_json_string(s, false);
+    cJSON *data = cJSON_CreateObject();
+    char *data_text = NULL, *out = NULL;
+    if (!spec || !data ||
+        !cJSON_AddItemToObject(data, "train", data_record(&jd->train, train_file(s))) ||
+        !cJSON_AddItemToObject(data, "eval", jd->has_eval
+                                                 ? data_record(&jd->eval, eval_file(s))
+                                                 : cJSON_CreateNull()) ||
+        !(data_text = cJSON_PrintUnformatted(data)))
+        goto done;
+    size_t n = strlen(spec) + strlen(data_text) + 32;
+    if ((out = malloc(n))) snprintf(out, n, "{\"spec\":%s,\"data\":%s}", spec, data_text);
+done:
+    free(spec);
+    free(data_text);
+    cJSON_Delete(data);
+    return out;
+}
+
+static int refuse(const job_args *a, const char *checkpoint, const char *what, char *err,
+                  size_t errlen) {
+    snprintf(err, errlen, "checkpoint %s was made for a different run: %s%s%s", checkpoint, what,
+             a->mismatch_hint ? "; " : "", a->mismatch_hint ? a->mismatch_hint : "");
+    return -1;
+}
+
+/* Before anything is built: the recorded spec must match this one. */
+static int check_recorded_spec(const job_args *a, const cJSON *record, const char *checkpoint,
+                               char *err, size_t errlen) {
+    char *text = spec_to_json_string(a->spec, false);
+    cJSON *now = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!now) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const cJSON *then = cJSON_GetObjectItemCaseSensitive(record, "spec");
+    char diffs[1024];
+    int n = spec_diff_trees(then, now, diffs, sizeof diffs);
+    int rc = 0;
+    if (n < 0) {
+        snprintf(err, errlen, "checkpoint %s: its record of the run is damaged%s%s", checkpoint,
+                 a->mismatch_hint ? "; " : "", a->mismatch_hint ? a->mismatch_hint : "");
+        rc = -1;
+    } else if (n > 0) {
+        rc = refuse(a, checkpoint, diffs, err, errlen);
+    } else {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(then, "threads");
+        if (cJSON_IsNumber(t) && t->valueint != a->spec->threads) {
+            char note[200];
+            snprintf(note, sizeof note, "threads: checkpoint %d, now %d: the run goes on, but "
+                     "its results will not be bit-identical to an uninterrupted run",
+                     t->valueint, a->spec->threads);
+            log_msg(a, "%s", note);
+        }
+    }
+    cJSON_Delete(now);
+    return rc;
+}
+
+/* After tokenising: the recorded data must be this data. */
+static int check_one_dataset(const job_args *a, const cJSON *then, const aflo_dataset *now,
+                             bool has_now, const char *field, const char *file,
+                             const char *checkpoint, char *err, size_t errlen) {
+    char what[1024];
+    if (cJSON_IsNull(then) && !has_now) return 0;
+    if (cJSON_IsNull(then) || !has_now) {
+        snprintf(what, sizeof what, "%s: checkpoint %s, spec %s", field,
+                 has_now ? "has none" : "has one", has_now ? "has one" : "has none");
+        return refuse(a, checkpoint, what, err, errlen);
+    }
+    const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(then, "fingerprint"));
+    const char *was = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(then, "file"));
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(then, "rows");
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)data_fingerprint(now));
+    if (fp && strcmp(fp, hex) == 0) return 0;
+    snprintf(what, sizeof what,
+             "%s: the data differs from the checkpoint's (checkpoint %d rows of %s, now %d rows "
+             "of %s)", field, cJSON_IsNumber(rows) ? rows->valueint : -1, was ? was : "?",
+             now->n, file);
+    return refuse(a, checkpoint, what, err, errlen);
+}
+
+static int check_recorded_data(const job_args *a, const cJSON *record, const job_data *jd,
+                               const char *checkpoint, char *err, size_t errlen) {
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(record, "data");
+    const cJSON *train = cJSON_GetObjectItemCaseSensitive(data, "train");
+    const cJSON *eval = cJSON_GetObjectItemCaseSensitive(data, "eval");
+    if (!cJSON_IsObject(train) || !eval) {
+        snprintf(err, errlen, "checkpoint %s: its record of the run is damaged", checkpoint);
+        return -1;
+    }
+    if (check_one_dataset(a, train, &jd->train, true, "dataset.train", train_file(a->spec),
+                          checkpoint, err, errlen) != 0)
+        return -1;
+    return check_one_dataset(a, eval, &jd->eval, jd->has_eval, "dataset.eval",
+                             eval_file(a->spec), checkpoint, err, errlen);
+}
+
 /* ---------------------------------------------------------------- the job */
 
 job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) {
@@ -519,6 +736,8 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     aflo_trainer *t = NULL;
     run_ctx rc = {.a = a, .epochs = cJSON_CreateArray(), .checkpoint = checkpoint};
     job_outcome out = JOB_FAILED;
+    char *recorded_text = NULL, *record_text = NULL;
+    cJSON *recorded = NULL;   /* the checkpoint's record of its run, when it has one */
     if (!rc.epochs) {
         snprintf(err, errlen, "out of memory");
         return JOB_FAILED;
@@ -526,7 +745,27 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (make_dir(a->work_dir, err, errlen) != 0 ||
         path_join(checkpoint, sizeof checkpoint, a->work_dir, "checkpoint.ckpt", err, errlen))
         goto done;
-    engine_set_threads(s->threads);
+    engine_set_threads(s->threads); /* this thread's kernels; OpenBLAS is the caller's */
+    if (file_exists(checkpoint) && a->restart) {
+        if (unlink(checkpoint) != 0) {
+            snprintf(err, errlen, "%s: cannot remove: %s", checkpoint, strerror(errno));
+            goto done;
+        }
+        log_msg(a, "discarded the checkpoint in %s: starting over", a->work_dir);
+    }
+    if (file_exists(checkpoint)) {
+        /* whose is it? refuse before the model and data are loaded */
+        if (checkpoint_read_note(checkpoint, &recorded_text, err, errlen) != 0) goto done;
+        if (!recorded_text)
+            log_msg(a, "%s", "the checkpoint was written before checkpoints recorded their "
+                             "spec: resuming without checking it");
+        else if (!(recorded = cJSON_Parse(recorded_text))) {
+            snprintf(err, errlen, "checkpoint %s: its record of the run is damaged", checkpoint);
+            goto done;
+        } else if (check_recorded_spec(a, recorded, checkpoint, err, errlen) != 0) {
+            goto done;
+        }
+    }
     if (job_model_dir(a->models_dir, s->model, model_dir, sizeof model_dir, err, errlen) != 0 ||
         resolve_base_name(s->model, model_dir, &base, err, errlen) != 0)
         goto done;
@@ -538,6 +777,12 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
+    if (recorded && check_recorded_data(a, recorded, &jd, checkpoint, err, errlen) != 0)
+        goto done;
+    if (!(record_text = run_record(s, &jd))) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
 
     /* target_modules name the modules of the model's family */
     aflo_adapter_config ac;
@@ -565,6 +810,10 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     tc.pad_id = tokenizer_pad_id(tok);
     t = trainer_create(m, &tc, &jd.train, jd.has_eval ? &jd.eval : NULL, err, errlen);
     if (!t) goto done;
+    if (trainer_set_checkpoint_note(t, record_text) != 0) {
+        snprintf(err, errlen, "out of memory (or a spec over 1 MiB)");
+        goto done;
+    }
     if (file_exists(checkpoint)) {
         if (trainer_load_checkpoint(t, checkpoint, err, errlen) != 0) goto done;
         if (a->ev.on_resume) a->ev.on_resume(a->ev.ctx, trainer_step(t));
@@ -593,6 +842,9 @@ done:
         r->metrics_json = NULL;
     }
     cJSON_Delete(rc.epochs);
+    cJSON_Delete(recorded);
+    free(recorded_text);
+    free(record_text);
     trainer_free(t);
     model_free(m);
     job_data_free(&jd);

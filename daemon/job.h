@@ -20,11 +20,23 @@
  *                                        as --model and as a base model
  *   metrics.json                         per-epoch metrics, best epoch, FLOPs, parameters
  *   checkpoint.ckpt                      training state (removed after success)
+ *
+ * A checkpoint records the run it belongs to (trainer_set_checkpoint_note):
+ * the normalised spec and, per dataset, its row count and a fingerprint of
+ * its tokenised rows and labels. A run resumes from it only if that record
+ * matches: every spec field but `threads` (speed, not training — a note says
+ * that results then stop being bit-identical to an uninterrupted run) and
+ * the dataset paths (the data is compared by content instead, so moved files
+ * still resume). Otherwise it fails naming each difference ("learning_rate:
+ * checkpoint 0.01, spec 0.02") before any model is loaded, unless restart
+ * says to discard the checkpoint. Checkpoints from before these records are
+ * resumed unchecked, as before.
  * It knows nothing of HTTP or SQLite. */
 #ifndef AFLO_JOB_H
 #define AFLO_JOB_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "spec.h"
@@ -59,6 +71,11 @@ typedef struct {
     const char *work_dir;      /* the job's own folder, created if missing */
     const atomic_int *cancel;  /* checked before every step; may be NULL */
     job_events ev;
+    /* Discard a checkpoint in work_dir and start over (aflorad run --restart). */
+    bool restart;
+    /* Appended to the refusal of a checkpoint made for another run, e.g. how
+     * to discard it; may be NULL. */
+    const char *mismatch_hint;
 } job_args;
 
 typedef enum { JOB_SUCCEEDED = 0, JOB_CANCELLED = 1, JOB_FAILED = -1 } job_outcome;
@@ -68,8 +85,18 @@ typedef struct {
     char *metrics_json;        /* malloc'd: the content of metrics.json; NULL unless succeeded */
 } job_result;
 
+/* Runs on the calling thread, whose kernel threads it sets to spec->threads
+ * (engine_set_threads); OpenBLAS's count is process-wide and the caller's to
+ * set (engine_set_blas_threads) before jobs run. */
 job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen);
 void job_result_free(job_result *r);
+
+/* The differences between the spec a checkpoint recorded and this one (both
+ * JSON text of spec_to_json_string), ignoring the fields that may differ
+ * (threads, dataset.train, dataset.eval): "field: checkpoint X, spec Y" for
+ * each, joined by "; ", into out. Returns how many, or -1 when either text is
+ * not a JSON object. */
+int job_spec_differences(const char *checkpoint_spec, const char *spec, char *out, size_t outlen);
 
 /* Ensure models_dir/demo exists (written deterministically when missing). */
 int job_ensure_demo(const char *models_dir, char *err, size_t errlen);

@@ -153,9 +153,26 @@ static const char MIGRATION_0002_SQL[] =
     " WHERE metrics IS NOT NULL AND json_type(metrics, '$.epochs') = 'array';\n"
     ;
 
+static const char MIGRATION_0003_SQL[] =
+    "-- 0003_job_crashes.sql — count the times the daemon died under a job apart\n"
+    "-- from the times a worker claimed it.\n"
+    "--\n"
+    "-- attempts counts every claim. A clean shutdown checkpoints a running job and\n"
+    "-- puts it back in the queue, so a long job restarted a few times for upgrades\n"
+    "-- collected \"attempts\" and was failed as if it crashed the daemon. crashes\n"
+    "-- counts only what store_requeue_running finds at start-up: jobs still\n"
+    "-- running, i.e. the daemon was killed or crashed while they ran. The daemon\n"
+    "-- gives up on a job after too many crashes, and POST /jobs/{id}/retry resets\n"
+    "-- the count. Jobs of an older database start at 0.\n"
+    "\n"
+    "ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0\n"
+    "    CONSTRAINT job_crashes_nonnegative CHECK (crashes >= 0);\n"
+    ;
+
 const migration migrations_embedded[] = {
     { 1, "0001_init", MIGRATION_0001_SQL },
     { 2, "0002_epochs_from_one", MIGRATION_0002_SQL },
+    { 3, "0003_job_crashes", MIGRATION_0003_SQL },
 };
 
 const size_t migrations_embedded_count =

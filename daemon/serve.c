@@ -1,11 +1,14 @@
 /* serve.c — `aflorad serve`: the long-running daemon.
  *
  * Start-up: read the configuration (a table: flag, environment variable,
- * default, help), open the SQLite store (which applies migrations), put jobs
- * a crashed daemon left "running" back in the queue, write the built-in demo
- * model if missing, start the workers and the HTTP API. SIGTERM/SIGINT stop
- * gracefully: the API stops taking requests, running jobs checkpoint and stay
- * "running" in the store, so the next start resumes them. */
+ * default, help), lock the data directory (one daemon per directory: a
+ * second one fails naming the first's PID), open the SQLite store (which
+ * applies migrations), put jobs a crashed daemon left "running" back in the
+ * queue, write the built-in demo model if missing, start the workers and the
+ * HTTP API. SIGTERM/SIGINT stop
+ * gracefully: the API stops taking requests, running jobs checkpoint and go
+ * back to the queue (not counted as a crash), so the next start resumes
+ * them. */
 #include "serve.h"
 
 #include <errno.h>
@@ -25,8 +28,10 @@
 #include "store.h"
 #include "workers.h"
 
-/* A job that crashed the daemon this many times is failed, not retried. */
-#define MAX_ATTEMPTS 3
+/* A job the daemon died under this many times is failed, not requeued (a
+ * job that kills the daemon must not do so forever); clean shutdowns do not
+ * count, and POST /jobs/{id}/retry starts the count again. */
+#define MAX_CRASHES 3
 
 typedef struct {
     char listen[128];
@@ -186,8 +191,16 @@ int serve_main(int argc, char **argv) {
     log_info("aflorad starting; BLAS: %s", engine_blas_info());
 
     char err[1024] = "", db_path[1200], sub[1200];
+    /* One daemon per data directory: a second would share the queue and
+     * run the same jobs. Held until the process ends (serve_main returns
+     * only to exit). */
+    int lock_fd = -1;
     if (make_dirs(c.data_dir, err, sizeof err) != 0 ||
-        path_join(db_path, sizeof db_path, c.data_dir, "aflorad.db", err, sizeof err) != 0 ||
+        lock_dir(c.data_dir, "data directory", &lock_fd, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (path_join(db_path, sizeof db_path, c.data_dir, "aflorad.db", err, sizeof err) != 0 ||
         path_join(sub, sizeof sub, c.data_dir, "datasets", err, sizeof err) != 0 ||
         make_dir(sub, err, sizeof err) != 0 ||
         path_join(sub, sizeof sub, c.data_dir, "jobs", err, sizeof err) != 0 ||
@@ -201,14 +214,14 @@ int serve_main(int argc, char **argv) {
         return 1;
     }
     store_requeue_result rq;
-    if (store_requeue_running(db, MAX_ATTEMPTS, &rq, err, sizeof err) != 0) {
+    if (store_requeue_running(db, MAX_CRASHES, &rq, err, sizeof err) != 0) {
         log_error("recovering jobs: %s", err);
         store_close(db);
         return 1;
     }
     if (rq.requeued || rq.cancelled || rq.failed)
-        log_info("recovered jobs left running: %d requeued, %d cancelled, %d failed after %d "
-                 "attempts", rq.requeued, rq.cancelled, rq.failed, MAX_ATTEMPTS);
+        log_info("recovered jobs left running by a crash: %d requeued, %d cancelled, %d failed "
+                 "after %d crashes", rq.requeued, rq.cancelled, rq.failed, MAX_CRASHES);
     store_close(db);
 
     workers_config wc = {.db_path = db_path, .data_dir = c.data_dir, .models_dir = c.models_dir,
@@ -257,5 +270,6 @@ int serve_main(int argc, char **argv) {
     api_stop(api);
     workers_stop(w);
     log_info("stopped");
+    close(lock_fd);
     return 0;
 }

@@ -52,7 +52,9 @@ enum stmt_id {
     STMT_JOB_FINISH,
     STMT_JOB_SET_CANCEL,
     STMT_JOB_REQUEUE,
+    STMT_JOB_COUNT_CRASHES,
     STMT_JOB_LIST_RUNNING,
+    STMT_JOB_RETRY,
     STMT_JOB_EXISTS,
     STMT_EVENT_INSERT,
     STMT_EVENT_INSERT_STATUS,
@@ -70,13 +72,13 @@ enum {
     JC_ID, JC_STATUS, JC_SPEC, JC_CREATED, JC_STARTED, JC_FINISHED,
     JC_STEP, JC_TOTAL_STEPS, JC_EPOCH, JC_LOSS, JC_FLOPS_FWD, JC_FLOPS_BWD_IN,
     JC_FLOPS_BWD_W, JC_TRAINABLE_NOW, JC_TRAINABLE_AVG, JC_FROZEN, JC_FREEZABLE,
-    JC_METRICS, JC_ERROR, JC_CANCEL, JC_ATTEMPTS, JC_TRAIN_DS, JC_EVAL_DS
+    JC_METRICS, JC_ERROR, JC_CANCEL, JC_ATTEMPTS, JC_TRAIN_DS, JC_EVAL_DS, JC_CRASHES
 };
 #define JOB_COLUMNS                                                                    \
     "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
     "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
     "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
-    "cancel_requested, attempts, train_dataset_id, eval_dataset_id"
+    "cancel_requested, attempts, train_dataset_id, eval_dataset_id, crashes"
 
 enum { DC_ID, DC_NAME, DC_FORMAT, DC_ROWS, DC_BYTES, DC_SHA256, DC_CREATED, DC_PATH };
 #define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
@@ -124,9 +126,18 @@ static const char *const STMT_SQL[STMT_COUNT] = {
     [STMT_JOB_REQUEUE] =
         "UPDATE jobs SET status = 'queued', cancel_requested = 0 "
         "WHERE id = ?1 AND status = 'running'",
+    /* At start-up every job still running is one the daemon died under. */
+    [STMT_JOB_COUNT_CRASHES] =
+        "UPDATE jobs SET crashes = crashes + 1 WHERE status = 'running'",
     [STMT_JOB_LIST_RUNNING] =
-        "SELECT id, attempts, cancel_requested FROM jobs WHERE status = 'running' "
+        "SELECT id, crashes, cancel_requested FROM jobs WHERE status = 'running' "
         "ORDER BY created_at, rowid",
+    /* finished_at goes (CHECK job_finished_at_iff_finished); the checkpoint
+     * on disk and the progress columns stay, so the job resumes. */
+    [STMT_JOB_RETRY] =
+        "UPDATE jobs SET status = 'queued', finished_at = NULL, error = NULL, metrics = NULL, "
+        "cancel_requested = 0, crashes = 0, train_dataset_id = ?2, eval_dataset_id = ?3 "
+        "WHERE id = ?1 AND status IN ('failed', 'cancelled')",
     [STMT_JOB_EXISTS] = "SELECT 1 FROM jobs WHERE id = ?1",
     [STMT_EVENT_INSERT] =
         "INSERT INTO events (" EVENT_COLUMNS ") "
@@ -704,6 +715,7 @@ static int read_job(sqlite3_stmt *st, store_job *j)
     p->freezable = sqlite3_column_int64(st, JC_FREEZABLE);
     j->cancel_requested = sqlite3_column_int(st, JC_CANCEL);
     j->attempts = sqlite3_column_int(st, JC_ATTEMPTS);
+    j->crashes = sqlite3_column_int(st, JC_CRASHES);
     copy_id(j->train_dataset_id, st, JC_TRAIN_DS);
     copy_id(j->eval_dataset_id, st, JC_EVAL_DS);
     if (dup_column(st, JC_SPEC, &j->spec) != 0 || dup_column(st, JC_METRICS, &j->metrics) != 0 ||
@@ -1125,15 +1137,19 @@ fail:
 /* Why store_requeue_running() changed a job, recorded in its status event. */
 #define REQUEUE_REASON "the daemon stopped while the job was running"
 
-int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
+int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
                           char *err, size_t errlen)
 {
     store_requeue_result res = {0, 0, 0};
-    struct running { char id[STORE_ID_SIZE]; int attempts, cancel; } *jobs = NULL;
+    struct running { char id[STORE_ID_SIZE]; int crashes, cancel; } *jobs = NULL;
     size_t cnt = 0, cap = 0;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
+    /* A clean stop left nothing running (store_job_release), so whatever is
+     * running now, the daemon died under. */
+    if (exec_stmt(s, STMT_JOB_COUNT_CRASHES, err, errlen, "counting crashes") != 0)
+        goto fail;
     /* Collect first, then change: never update the rows a live SELECT walks. */
     sqlite3_stmt *st = prep(s, STMT_JOB_LIST_RUNNING, err, errlen);
     if (!st)
@@ -1145,7 +1161,7 @@ int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
             goto fail;
         }
         copy_id(jobs[cnt].id, st, 0);
-        jobs[cnt].attempts = sqlite3_column_int(st, 1);
+        jobs[cnt].crashes = sqlite3_column_int(st, 1);
         jobs[cnt].cancel = sqlite3_column_int(st, 2);
         cnt++;
     }
@@ -1163,11 +1179,12 @@ int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
                                     REQUEUE_REASON, now, err, errlen) != 0)
                 goto fail;
             res.cancelled++;
-        } else if (max_attempts > 0 && jobs[i].attempts >= max_attempts) {
-            char msg[160];
+        } else if (max_crashes > 0 && jobs[i].crashes >= max_crashes) {
+            char msg[200];
             snprintf(msg, sizeof msg,
-                     "gave up after %d attempts: the daemon stopped every time this job ran",
-                     jobs[i].attempts);
+                     "gave up after %d crashes: the daemon died while this job ran, each time "
+                     "(clean shutdowns do not count; POST /jobs/%s/retry runs it again)",
+                     jobs[i].crashes, id);
             if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_FAILED, NULL, msg,
                                     REQUEUE_REASON, now, err, errlen) != 0)
                 goto fail;
@@ -1192,6 +1209,130 @@ int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
 fail:
     tx_rollback(s);
     free(jobs);
+    return -1;
+}
+
+/* Read a job's status and cancel flag inside the caller's transaction. */
+static int job_state(store *s, const char *id, store_job_status *status, int *cancel,
+                     char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int ret = -1;
+    if (rc == SQLITE_DONE)
+        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    else if (rc != SQLITE_ROW)
+        fail_sql(s, rc, err, errlen, "reading job state");
+    else if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), status) != 0)
+        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
+    else {
+        if (cancel)
+            *cancel = sqlite3_column_int(st, 1);
+        ret = 0;
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    store_job_status status;
+    int cancel = 0;
+    if (job_state(s, id, &status, &cancel, err, errlen) != 0)
+        goto fail;
+    if (status != STORE_JOB_RUNNING) {
+        fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not running", id,
+             STATUS_NAMES[status]);
+        goto fail;
+    }
+    int64_t now = now_ms();
+    int outcome;
+    if (cancel) {   /* asked to stop for good while it was stopping anyway */
+        if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL, reason,
+                                now, err, errlen) != 0)
+            goto fail;
+        outcome = STORE_RELEASE_CANCELLED;
+    } else {
+        if (exec_stmt_bound_id(s, STMT_JOB_REQUEUE, id, "requeueing job", err, errlen) != 0 ||
+            append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, reason, now, err,
+                                errlen) != 0)
+            goto fail;
+        outcome = STORE_RELEASE_QUEUED;
+    }
+    if (tx_commit(s, err, errlen) != 0)
+        return -1;
+    return outcome;
+
+fail:
+    tx_rollback(s);
+    return -1;
+}
+
+/* A dataset a retried job needs must still exist (inside the transaction). */
+static int retry_needs_dataset(store *s, const char *job, const char *ds, const char *role,
+                               char *err, size_t errlen)
+{
+    if (!ds || !*ds)
+        return 0;
+    if (need_dataset(s, ds, role, err, errlen) == 0)
+        return 0;
+    if (store_last_error(s) == STORE_E_NOT_FOUND)
+        fail(s, STORE_E_CONFLICT, err, errlen,
+             "job %s cannot run again: its %s dataset %.*s has been deleted (submit a new job "
+             "with another dataset)", job, role, MSG_ID_MAX, ds);
+    return -1;
+}
+
+#define RETRY_REASON "retry requested"
+
+int store_job_retry(store *s, const char *id, const char *train_dataset_id,
+                    const char *eval_dataset_id, char *err, size_t errlen)
+{
+    if (!is_id(id))
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
+                    id ? id : "(null)");
+    if (tx_begin(s, err, errlen) != 0)
+        return -1;
+    store_job_status status;
+    if (job_state(s, id, &status, NULL, err, errlen) != 0)
+        goto fail;
+    if (status != STORE_JOB_FAILED && status != STORE_JOB_CANCELLED) {
+        fail(s, STORE_E_CONFLICT, err, errlen,
+             "job %s is %s: only a failed or cancelled job can be retried", id,
+             STATUS_NAMES[status]);
+        goto fail;
+    }
+    if (retry_needs_dataset(s, id, train_dataset_id, "train", err, errlen) != 0 ||
+        retry_needs_dataset(s, id, eval_dataset_id, "eval", err, errlen) != 0)
+        goto fail;
+    sqlite3_stmt *st = prep(s, STMT_JOB_RETRY, err, errlen);
+    if (!st)
+        goto fail;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bind_text(st, 2, train_dataset_id && *train_dataset_id ? train_dataset_id : NULL);
+    bind_text(st, 3, eval_dataset_id && *eval_dataset_id ? eval_dataset_id : NULL);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        fail_sql(s, rc, err, errlen, "requeueing job for a retry");
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        goto fail;
+    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, RETRY_REASON, now_ms(), err,
+                            errlen) != 0 ||
+        tx_commit(s, err, errlen) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    tx_rollback(s);
     return -1;
 }
 

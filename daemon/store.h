@@ -10,14 +10,17 @@
  * STORE_BUSY_TIMEOUT_MS for another connection's write lock before failing.
  *
  * Jobs move queued -> running -> succeeded | failed | cancelled (a queued job
- * may also be cancelled directly, and store_requeue_running() moves running
- * jobs back to queued after a crash). Every status change appends a "status"
- * event to the job's log in the same transaction — the daemon must not write
- * those itself — so the event log is a complete, gap-free history: events of
- * a job are numbered 1, 2, 3, ... (seq 1 is {"status":"queued"} written at
- * creation). Status event payloads are {"status": "<new status>"} plus, where
- * they apply, "attempt" (on claim), "error" (on failure), "cancel_requested":
- * true (cancel asked of a running job) and "reason" (after a restart).
+ * may also be cancelled directly; store_job_release() puts a running job a
+ * worker stopped cleanly back in the queue, store_requeue_running() those a
+ * crash left running, and store_job_retry() a failed or cancelled one).
+ * Every status change appends a "status" event to the job's log in the same
+ * transaction — the daemon must not write those itself — so the event log is
+ * a complete, gap-free history: events of a job are numbered 1, 2, 3, ...
+ * (seq 1 is {"status":"queued"} written at creation). Status event payloads
+ * are {"status": "<new status>"} plus, where they apply, "attempt" (on
+ * claim), "error" (on failure), "cancel_requested": true (cancel asked of a
+ * running job) and "reason" (back in the queue after a shutdown, a crash or
+ * a retry).
  *
  * Conventions: functions that can fail return -1 and write a message
  * (including sqlite3_errmsg where SQLite failed) into err[0..errlen) — err may
@@ -106,6 +109,8 @@ typedef struct {
     char *error;                        /* NULL unless it failed (or a message was kept) */
     int cancel_requested;               /* 1: a cancel was asked while it ran */
     int attempts;                       /* times a worker claimed it */
+    int crashes;                        /* times the daemon died while it ran (since
+                                           its last retry); clean stops do not count */
     char train_dataset_id[STORE_ID_SIZE];
     char eval_dataset_id[STORE_ID_SIZE];   /* "" when none (or deleted later) */
 } store_job;
@@ -146,8 +151,14 @@ typedef enum {
 typedef struct {
     int requeued;    /* running -> queued, progress kept */
     int cancelled;   /* running with a cancel request -> cancelled */
-    int failed;      /* running with attempts >= max_attempts -> failed */
+    int failed;      /* running with crashes >= max_crashes -> failed */
 } store_requeue_result;
+
+/* What store_job_release() did. */
+typedef enum {
+    STORE_RELEASE_QUEUED = 0,           /* back in the queue */
+    STORE_RELEASE_CANCELLED             /* a cancel had been requested: cancelled */
+} store_release_outcome;
 
 /* ---- connection ---------------------------------------------------------- */
 
@@ -212,13 +223,32 @@ int store_job_finish(store *s, const char *id, store_job_status final,
  * cancel_requested = 1. Returns a store_cancel_outcome (>= 0) or -1. */
 int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen);
 
-/* At start-up, before any worker runs: every job left running by a crashed
- * daemon goes back to queued, keeping its progress and attempts — unless a
- * cancel had been requested (-> cancelled) or max_attempts > 0 and it has
- * already been claimed max_attempts times (-> failed, so a job that kills the
- * daemon cannot do so forever). *out (may be NULL) gets the counts. */
-int store_requeue_running(store *s, int max_attempts, store_requeue_result *out,
+/* A worker stopped a running job cleanly (daemon shutdown, checkpoint
+ * written): running -> queued, keeping progress, attempts and crashes — a
+ * clean stop is not a crash — with a status event giving `reason` (may be
+ * NULL). If a cancel had been requested meanwhile the job is cancelled
+ * instead. Returns a store_release_outcome (>= 0) or -1 (CONFLICT when the
+ * job is not running). */
+int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen);
+
+/* At start-up, before any worker runs: every job still running is one the
+ * daemon died under (clean stops released theirs), so its crash count goes
+ * up and it goes back to queued, keeping its progress — unless a cancel had
+ * been requested (-> cancelled) or max_crashes > 0 and the daemon has now
+ * died under it max_crashes times (-> failed, so a job that kills the daemon
+ * cannot do so forever). *out (may be NULL) gets the counts. */
+int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
                           char *err, size_t errlen);
+
+/* Run a failed or cancelled job again: -> queued with finished_at, error
+ * and metrics cleared and crashes reset, with a status event (reason "retry
+ * requested"). Its progress columns stay, and the worker resumes from the
+ * checkpoint in its folder if there is one. train/eval_dataset_id (NULL or
+ * "" for none) are the uploaded datasets its spec names: CONFLICT if one has
+ * been deleted since, or if the job is queued, running or succeeded;
+ * NOT_FOUND if there is no such job. */
+int store_job_retry(store *s, const char *id, const char *train_dataset_id,
+                    const char *eval_dataset_id, char *err, size_t errlen);
 
 /* ---- events -------------------------------------------------------------- */
 

@@ -9,10 +9,12 @@
  * honoured within a second even without workers_cancel().
  *
  * Stopping: workers_stop() sets every running job's cancel flag; job_run()
- * then writes a checkpoint and returns, and the job is left "running" in
- * the store, so the next start (store_requeue_running) queues it again and
- * it resumes from that checkpoint. A kill -9 leaves the same state, minus
- * the steps after the last checkpoint. */
+ * then writes a checkpoint and returns, and the worker puts the job back in
+ * the queue (store_job_release) — a clean stop does not count against it —
+ * so the next start resumes it from that checkpoint. A kill -9 leaves jobs
+ * "running" instead: the next start counts that as a crash
+ * (store_requeue_running), requeues them, and they resume from their last
+ * checkpoint. */
 #include "workers.h"
 
 #include <cjson/cJSON.h>
@@ -27,6 +29,7 @@
 
 #include "counters.h"
 #include "fsutil.h"
+#include "gemm.h"
 #include "job.h"
 #include "log.h"
 #include "spec.h"
@@ -289,7 +292,9 @@ static void run_claimed(worker *w, store_job *job) {
                           .jobs_dir = jobs, .work_dir = work, .cancel = &w->cancel,
                           .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,
                                  .on_eval = on_eval, .on_log = on_log,
-                                 .on_resume = on_resume}};
+                                 .on_resume = on_resume},
+                          .mismatch_hint = "remove that file and retry the job "
+                                           "(POST /jobs/{id}/retry) to start it over"};
             out = job_run(&a, &r, err, sizeof err);
         }
         spec_free(&spec);
@@ -310,8 +315,18 @@ static void run_claimed(worker *w, store_job *job) {
                               serr2, sizeof serr2);
         log_info("job %s: cancelled", job->id);
     } else if (out == JOB_CANCELLED) {
-        /* shutdown: left running; the next start requeues it and it resumes */
-        log_info("job %s: checkpointed at step %ld for shutdown", job->id, r.summary.steps_done);
+        /* shutdown: back to the queue, not counted as a crash; it resumes */
+        char reason[128];
+        snprintf(reason, sizeof reason,
+                 "the daemon shut down; the job resumes from its checkpoint at step %ld",
+                 r.summary.steps_done);
+        rc = store_job_release(w->db, job->id, reason, serr2, sizeof serr2);
+        if (rc > 0)
+            log_info("job %s: cancelled (requested during shutdown)", job->id);
+        else if (rc == 0)
+            log_info("job %s: checkpointed at step %ld for shutdown", job->id,
+                     r.summary.steps_done);
+        rc = rc < 0 ? -1 : 0;
     } else {
         rc = store_job_finish(w->db, job->id, STORE_JOB_FAILED, NULL, err, serr2, sizeof serr2);
         log_warn("job %s: failed: %s", job->id, err);
@@ -362,6 +377,12 @@ workers *workers_start(const workers_config *cfg, char *err, size_t errlen) {
         return NULL;
     }
     p->cfg = *cfg;
+    /* OpenBLAS's thread count is process-wide: set once, before any job
+     * runs. One worker gets them all; several get one BLAS thread each, so
+     * their GEMMs run side by side on their own threads (OpenBLAS would
+     * serialise concurrent multi-threaded calls). Each job's `threads`
+     * sets its own kernels only (engine_set_threads, per thread). */
+    engine_set_blas_threads(cfg->n_workers > 1 ? 1 : cfg->threads_per_job);
     p->db_path = strdup(cfg->db_path);
     p->data_dir = strdup(cfg->data_dir);
     p->models_dir = strdup(cfg->models_dir);

@@ -17,7 +17,8 @@ typedef struct {
     const char *data_dir;      /* datasets/, jobs/<id>/ (checkpoints, adapters) */
     const char *models_dir;    /* Hugging Face model folders */
     int n_workers;             /* concurrent jobs */
-    int threads_per_job;       /* engine + OpenBLAS threads each */
+    int threads_per_job;       /* each job's kernel threads at most; also OpenBLAS's
+                                  (process-wide) with one worker, 1 with several */
 } workers_config;
 
 workers *workers_start(const workers_config *cfg, char *err, size_t errlen);

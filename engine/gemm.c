@@ -1,9 +1,11 @@
-/* gemm.c — cblas_sgemm with FLOP counting, and the engine's thread setting. */
+/* gemm.c — cblas_sgemm with FLOP counting, and the engine's thread settings. */
 #include "gemm.h"
 
 #include <assert.h>
 #include <cblas.h>
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -26,19 +28,32 @@ void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-static int engine_nthreads = 1;
+/* One trainer runs on one thread, so the kernels' thread count lives with
+ * the calling thread: two jobs on two worker threads each keep their own
+ * (a process-wide value would let one job's `threads` overwrite the other's
+ * between two kernels). */
+static _Thread_local int engine_nthreads = 1;
+
+static int threads_or_cores(int n) {
+    if (n > 0) return n;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (int)cores : 1;
+}
 
 void engine_set_threads(int n) {
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)cores : 1;
-    }
-    engine_nthreads = n;
-    openblas_set_num_threads(n);
-    omp_set_num_threads(n);
+    engine_nthreads = threads_or_cores(n);
+#ifdef _OPENMP
+    /* also the calling thread's own default for regions without num_threads
+     * (OpenMP keeps it per thread) */
+    omp_set_num_threads(engine_nthreads);
+#endif
 }
 
 int engine_threads(void) { return engine_nthreads; }
+
+void engine_set_blas_threads(int n) { openblas_set_num_threads(threads_or_cores(n)); }
+
+int engine_blas_threads(void) { return openblas_get_num_threads(); }
 
 const char *engine_blas_info(void) {
     static char info[256];

@@ -33,11 +33,17 @@ static inline uint64_t flops_total(const aflo_flops *f) {
     return t;
 }
 
-/* Threads for OpenBLAS and for the engine's elementwise kernels. n <= 0
- * means all online cores. Process-global (OpenBLAS 0.3.21 has no per-thread
- * setting). */
+/* Threads of the engine's own (OpenMP) kernels for the CALLING thread: a
+ * trainer runs on one thread, so each job sets its own and concurrent jobs
+ * do not see each other's. n <= 0 means all online cores. */
 void engine_set_threads(int n);
 int  engine_threads(void);
+/* OpenBLAS's thread count, process-wide (0.3.21 has no per-thread setting):
+ * set it once, before trainers run concurrently — one caller with every
+ * BLAS thread, or one BLAS thread per concurrent caller (platform-facts.md:
+ * concurrent multi-threaded calls are serialised). n <= 0: all cores. */
+void engine_set_blas_threads(int n);
+int  engine_blas_threads(void);
 /* The BLAS library in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... (pthreads)",
  * for start-up logs: OpenBLAS's threading flavour changes how concurrent
  * jobs share the cores. */

@@ -107,6 +107,7 @@ void trainer_free(aflo_trainer *t) {
     freezer_free(t->freezer);
     free(t->order);
     free(t->best);
+    free(t->ckpt_note);
     batch_buffers_free(&t->bb);
     free(t);
 }

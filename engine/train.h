@@ -164,4 +164,16 @@ long trainer_step(const aflo_trainer *t);
 int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, size_t errlen);
 int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t errlen);
 
+/* Text written into every checkpoint of this trainer from now on: the
+ * caller's record of what the run was made from (aflorad: the job spec and
+ * a fingerprint of the data), so a later run can tell whether a checkpoint
+ * is its own before building anything. The engine does not interpret it.
+ * Copied; NULL clears. -1 when out of memory or over 1 MiB. */
+int trainer_set_checkpoint_note(aflo_trainer *t, const char *note);
+/* The note of the checkpoint at path: *note is malloc'd, or NULL for a file
+ * written before notes existed (version 1). Reads the header only (magic,
+ * version, bounds); trainer_load_checkpoint verifies the rest. -1 with a
+ * message. */
+int checkpoint_read_note(const char *path, char **note, char *err, size_t errlen);
+
 #endif

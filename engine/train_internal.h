@@ -44,6 +44,7 @@ struct aflo_trainer {
     float last_loss;
     float *best;              /* snapshot of every p[i]->data at the best epoch */
     double elapsed_before;    /* seconds spent before a resume */
+    char *ckpt_note;          /* written into every checkpoint (owned; may be NULL) */
 };
 
 #endif

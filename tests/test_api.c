@@ -43,6 +43,7 @@
 #include "counters.h"
 #include "hfmodel.h"
 #include "job.h"
+#include "json.h"
 #include "log.h"
 #include "server.h"
 #include "sha256.h"
@@ -2256,6 +2257,218 @@ static void check_refs(const cJSON *doc, const cJSON *node)
 /* Every route of the table is in the OpenAPI document and every operation
  * of the document is a route; the compiled-in document is api/openapi.json
  * byte for byte, and the served one carries the generated job spec schema. */
+/* ---- POST /jobs/{id}/retry ---------------------------------------------------------- */
+
+static void post_retry(fixture *f, const char *id, http_resp *r)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s/retry", id);
+    http_raw(f->port, "POST", path, NULL, NULL, 0, r);
+}
+
+/* Failed and cancelled jobs go back to the queue (200, a status event says
+ * why); queued, running and succeeded ones, unknown ids and jobs whose
+ * dataset is gone are refused with JSON errors. */
+static void test_job_retry(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], err[ERRLEN];
+    upload_ok(f, ds);
+    create_job(f, ds, a);
+    http_resp r;
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "queued"));
+    resp_free(&r);
+    claim(f, a);
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "running"));
+    resp_free(&r);
+    store_progress p = {.step = 5, .total_steps = 20};
+    assert_int_equal(store_job_update_progress(f->st, a, &p, err, sizeof err), 0);
+    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_FAILED, NULL, "disk full", err,
+                                      sizeof err), 0);
+
+    post_retry(f, a, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str(r.json, "status"), "queued");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "error")));
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "finished_at")));
+    assert_int_equal((int)json_num(cJSON_GetObjectItem(r.json, "progress"), "step"), 5);
+    resp_free(&r);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s/events?after=0&limit=100", a);
+    http_get(f, path, &r);
+    cJSON *evs = cJSON_GetObjectItem(r.json, "events");
+    cJSON *last = cJSON_GetArrayItem(evs, cJSON_GetArraySize(evs) - 1);
+    cJSON *data = cJSON_GetObjectItem(last, "data");
+    assert_string_equal(json_str(data, "status"), "queued");
+    assert_string_equal(json_str(data, "reason"), "retry requested");
+    resp_free(&r);
+
+    /* a body is refused; the job is unchanged */
+    snprintf(path, sizeof path, "/jobs/%s/retry", a);
+    http_json(f, "POST", path, "{}", &r);
+    expect_error(&r, 413, "body_not_allowed");
+    resp_free(&r);
+    /* succeeded: nothing to retry */
+    claim(f, a);
+    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_SUCCEEDED, "{}", NULL, err,
+                                      sizeof err), 0);
+    post_retry(f, a, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), "succeeded"));
+    resp_free(&r);
+    /* A replay of its events goes past the old "failed" to the end: queued,
+     * running, failed, queued (retry), running, succeeded. */
+    int fd = open_sse(f, a, NULL);
+    static char raw[65536];
+    size_t len = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (read_some(fd, raw, sizeof raw, &len, IO_TIMEOUT_MS))
+        ;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    close(fd);
+    if (t1.tv_sec - t0.tv_sec >= IO_TIMEOUT_MS / 1000)
+        fail_msg("the stream did not end after the last status");
+    http_resp h;
+    sse_log log;
+    sse_collect(raw, len, &log, &h);
+    assert_int_equal(log.n, 6);
+    assert_non_null(strstr(h.body, "\"status\":\"failed\""));
+    assert_non_null(strstr(h.body, "\"status\":\"succeeded\""));
+    resp_free(&h);
+    post_retry(f, NO_SUCH_ID, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+
+    /* cancelled, then its dataset deleted: refused, naming the dataset */
+    char ds2[STORE_ID_SIZE];
+    upload_ok(f, ds2);
+    create_job(f, ds2, b);
+    snprintf(path, sizeof path, "/jobs/%s/cancel", b);
+    http_raw(f->port, "POST", path, NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    snprintf(path, sizeof path, "/datasets/%s", ds2);
+    http_raw(f->port, "DELETE", path, NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 204);
+    resp_free(&r);
+    post_retry(f, b, &r);
+    expect_error(&r, 409, "conflict");
+    assert_non_null(strstr(err_message(&r), ds2));
+    assert_non_null(strstr(err_message(&r), "deleted"));
+    resp_free(&r);
+}
+
+/* ---- request hygiene: bodies where none belongs, UTF-8 ------------------------- */
+
+/* The whole response body is UTF-8 (JSON must be; cJSON_Parse does not check). */
+static void expect_utf8(const http_resp *r)
+{
+    if (!json_utf8_valid(r->body ? r->body : "", r->body_len))
+        fail_msg("response is not UTF-8: %.*s", (int)r->body_len, r->body);
+}
+
+/* A body sent to a route that takes none is refused, not silently dropped,
+ * and the request has no effect. */
+static void test_body_on_route_without_one(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
+    upload_ok(f, ds);
+    create_job(f, ds, id);
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s/cancel", id);
+    http_resp r;
+    http_json(f, "POST", path, "{\"reason\": \"too slow\"}", &r);
+    expect_error(&r, 413, "body_not_allowed");
+    assert_non_null(strstr(err_message(&r), "/jobs/{id}/cancel"));
+    resp_free(&r);
+    /* chunked: only known once the body arrives, refused all the same */
+    int fd = connect_to(f->port);
+    send_request_head(fd, "POST", path, "Transfer-Encoding: chunked\r\n", -1);
+    assert_true(send_all(fd, "2\r\n{}\r\n0\r\n\r\n", 12));
+    size_t len;
+    char *raw = read_all(fd, &len);
+    close(fd);
+    parse_response(raw, len, &r);
+    expect_error(&r, 413, "body_not_allowed");
+    resp_free(&r);
+    /* nothing was cancelled */
+    store_job j;
+    char err[ERRLEN];
+    assert_int_equal(store_job_get(f->st, id, &j, err, sizeof err), 0);
+    assert_int_equal(j.status, STORE_JOB_QUEUED);
+    store_job_clear(&j);
+    /* GET with a body, too */
+    http_raw(f->port, "GET", "/healthz", NULL, "x", 1, &r);
+    expect_error(&r, 413, "body_not_allowed");
+    resp_free(&r);
+    /* Content-Length: 0 is no body */
+    http_raw(f->port, "POST", path, NULL, "", 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(json_str(r.json, "status"), "cancelled");
+    resp_free(&r);
+}
+
+/* Upload names and column parameters are echoed in JSON, so they must be
+ * UTF-8: refused with 400 naming the parameter. Error messages that echo a
+ * client's bytes, and names stored before the check, come out as UTF-8. */
+static void test_upload_names_are_utf8(void **state)
+{
+    fixture *f = *state;
+    char id[STORE_ID_SIZE];
+    http_resp r;
+    assert_int_equal(upload(f, "?name=caf%E9.tsv", TSV_OK, id, &r), 400);   /* Latin-1 */
+    expect_error(&r, 400, "invalid_parameter");
+    assert_string_equal(err_field(&r), "name");
+    assert_non_null(strstr(err_message(&r), "UTF-8"));
+    expect_utf8(&r);
+    resp_free(&r);
+    static const char *const fields[] = {"text_field", "text_b_field", "label_field"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        char q[96];
+        snprintf(q, sizeof q, "?name=t.tsv&%s=%%C3%%28", fields[i]);   /* bad continuation */
+        assert_int_equal(upload(f, q, TSV_OK, id, &r), 400);
+        expect_error(&r, 400, "invalid_parameter");
+        assert_string_equal(err_field(&r), fields[i]);
+        resp_free(&r);
+    }
+    /* valid UTF-8 names are fine */
+    assert_int_equal(upload(f, "?name=caf%C3%A9.tsv", TSV_OK, id, &r), 201);
+    assert_string_equal(json_str(r.json, "name"), "caf\xc3\xa9.tsv");
+    resp_free(&r);
+
+    /* an echoed path with bytes that are not UTF-8 */
+    http_get(f, "/jobs/%FF%FE%C3", &r);
+    expect_error(&r, 400, "invalid_id");
+    expect_utf8(&r);
+    resp_free(&r);
+    http_get(f, "/nothing/%FF", &r);
+    expect_error(&r, 404, "not_found");
+    expect_utf8(&r);
+    resp_free(&r);
+
+    /* a record written before names were checked */
+    store_dataset d = {0};
+    d.name = "bad\xff\xfename.tsv";
+    d.format = "tsv";
+    d.rows = 1;
+    d.bytes = 1;
+    memset(d.sha256, 'a', 64);
+    d.path = "/nonexistent";
+    char err[ERRLEN], got[STORE_ID_SIZE];
+    assert_int_equal(store_dataset_create(f->st, &d, got, err, sizeof err), 0);
+    http_get(f, "/datasets", &r);
+    assert_int_equal(r.status, 200);
+    expect_utf8(&r);
+    assert_non_null(strstr(r.body, "bad\xef\xbf\xbd\xef\xbf\xbdname.tsv"));
+    resp_free(&r);
+}
+
 static void test_openapi_coverage(void **state)
 {
     fixture *f = *state;
@@ -2363,6 +2576,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_static_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_on_route_without_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_names_are_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_openapi_coverage, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

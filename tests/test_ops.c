@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -782,6 +783,41 @@ static void test_invariants_are_checked(void **state) {
     assert_true(aborts(cross_entropy_with_label_out_of_range));
 }
 
+/* ------------------------------------------------------------ thread counts */
+
+/* Two jobs run on two worker threads: each one's `threads` must stay its
+ * own (it used to be one process-wide value the second job overwrote). */
+typedef struct {
+    pthread_barrier_t *set, *read;
+    int want, got;
+} thread_count_probe;
+
+static void *set_then_read_threads(void *arg) {
+    thread_count_probe *p = arg;
+    engine_set_threads(p->want);
+    pthread_barrier_wait(p->set);   /* both have set theirs */
+    p->got = engine_threads();
+    pthread_barrier_wait(p->read);
+    return NULL;
+}
+
+static void test_thread_count_is_per_thread(void **state) {
+    (void)state;
+    pthread_barrier_t set, read;
+    assert_int_equal(pthread_barrier_init(&set, NULL, 2), 0);
+    assert_int_equal(pthread_barrier_init(&read, NULL, 2), 0);
+    thread_count_probe a = {&set, &read, 3, 0}, b = {&set, &read, 1, 0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, set_then_read_threads, &a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, set_then_read_threads, &b), 0);
+    assert_int_equal(pthread_join(ta, NULL), 0);
+    assert_int_equal(pthread_join(tb, NULL), 0);
+    pthread_barrier_destroy(&set);
+    pthread_barrier_destroy(&read);
+    assert_int_equal(a.got, 3);
+    assert_int_equal(b.got, 1);
+}
+
 /* libgomp keeps its worker threads alive until exit, and valgrind reports
  * their thread-local blocks as "possibly lost"; release the pool first. */
 static int release_omp_threads(void **state) {
@@ -812,6 +848,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy_huge_logits),
         cmocka_unit_test(test_mse),
         cmocka_unit_test(test_invariants_are_checked),
+        cmocka_unit_test(test_thread_count_is_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, release_omp_threads);
 }

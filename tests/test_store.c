@@ -1086,6 +1086,7 @@ static void test_requeue_after_crash(void **state)
     assert_int_equal(j.progress.frozen, 2);
     assert_true(j.progress.loss == 0.25);
     assert_int_equal(j.attempts, 1);
+    assert_int_equal(j.crashes, 1);
     assert_int_equal(j.started_at, a_started);
     assert_int_equal(j.finished_at, STORE_TIME_NONE);
     store_job_clear(&j);
@@ -1104,7 +1105,7 @@ static void test_requeue_after_crash(void **state)
     store_job_clear(&j);
     store_close(s);
 
-    /* Dies again; with at most 2 attempts, a is given up on. */
+    /* Dies again; after 2 crashes, a is given up on. */
     s = open_ok(f->db);
     assert_int_equal(store_requeue_running(s, 2, &res, err, sizeof err), 0);
     assert_int_equal(res.requeued, 0);
@@ -1113,7 +1114,8 @@ static void test_requeue_after_crash(void **state)
     j = get_job(s, a);
     assert_int_equal(j.status, STORE_JOB_FAILED);
     assert_non_null(j.error);
-    assert_non_null(strstr(j.error, "2 attempts"));
+    assert_non_null(strstr(j.error, "2 crashes"));
+    assert_int_equal(j.crashes, 2);
     store_job_clear(&j);
 
     /* Nothing running: nothing to do. */
@@ -1122,6 +1124,146 @@ static void test_requeue_after_crash(void **state)
     assert_int_equal(claim(s, &j), 1);
     assert_string_equal(j.id, c);
     store_job_clear(&j);
+    check_integrity(s);
+    store_close(s);
+}
+
+/* A clean stop (shutdown with a checkpoint) puts the job back in the queue
+ * without counting a crash, however often it happens; only what is still
+ * running at start-up counts. */
+static void test_clean_release_is_not_a_crash(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE];
+    char err[ERRLEN] = "";
+    store *s = open_ok(f->db);
+    make_dataset(s, "train", ds);
+    make_job(s, ds, a);
+    store_job j;
+    for (int round = 1; round <= 5; round++) {
+        assert_int_equal(claim(s, &j), 1);
+        assert_int_equal(j.attempts, round);
+        store_job_clear(&j);
+        store_progress p = {.step = 10 * round, .total_steps = 100};
+        assert_int_equal(store_job_update_progress(s, a, &p, err, sizeof err), 0);
+        assert_int_equal(store_job_release(s, a, "shut down at step 10", err, sizeof err),
+                         STORE_RELEASE_QUEUED);
+        assert_last_event(s, a, STORE_EVENT_STATUS,
+                          "{\"status\":\"queued\",\"reason\":\"shut down at step 10\"}");
+        store_requeue_result res;
+        assert_int_equal(store_requeue_running(s, 3, &res, err, sizeof err), 0);
+        assert_int_equal(res.requeued + res.cancelled + res.failed, 0);
+        j = get_job(s, a);
+        assert_int_equal(j.status, STORE_JOB_QUEUED);
+        assert_int_equal(j.crashes, 0);
+        assert_int_equal(j.progress.step, 10 * round);   /* kept for the resume */
+        store_job_clear(&j);
+    }
+    /* now a real crash: counted */
+    assert_int_equal(claim(s, &j), 1);
+    store_job_clear(&j);
+    store_requeue_result res;
+    assert_int_equal(store_requeue_running(s, 3, &res, err, sizeof err), 0);
+    assert_int_equal(res.requeued, 1);
+    j = get_job(s, a);
+    assert_int_equal(j.crashes, 1);
+    assert_int_equal(j.attempts, 6);
+    store_job_clear(&j);
+
+    /* Only a running job can be released; a cancel asked meanwhile wins. */
+    assert_int_equal(store_job_release(s, a, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
+    assert_non_null(strstr(err, "queued"));
+    assert_int_equal(store_job_release(s, "0123456789abcdef", NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
+    make_job(s, ds, b);
+    assert_int_equal(claim(s, &j), 1);   /* a (older) */
+    store_job_clear(&j);
+    assert_int_equal(store_job_request_cancel(s, a, err, sizeof err), STORE_CANCEL_REQUESTED);
+    assert_int_equal(store_job_release(s, a, "shut down", err, sizeof err),
+                     STORE_RELEASE_CANCELLED);
+    assert_int_equal(job_status(s, a), STORE_JOB_CANCELLED);
+    check_integrity(s);
+    store_close(s);
+}
+
+/* Retry: failed and cancelled jobs go back to the queue with their progress,
+ * error and finished_at cleared and the crash count reset; nothing else can
+ * be retried, nor a job whose dataset is gone. */
+static void test_retry(void **state)
+{
+    fixture *f = *state;
+    char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE];
+    char err[ERRLEN] = "";
+    store *s = open_ok(f->db);
+    make_dataset(s, "train", ds);
+    make_job(s, ds, a);
+    make_job(s, ds, b);
+    /* a: queued -> refused */
+    assert_int_equal(store_job_retry(s, a, ds, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
+    assert_non_null(strstr(err, "queued"));
+    assert_non_null(strstr(err, "only a failed or cancelled job"));
+    /* a: running -> refused; then crashes twice and fails */
+    store_job j;
+    assert_int_equal(claim(s, &j), 1);
+    store_job_clear(&j);
+    assert_int_equal(store_job_retry(s, a, ds, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
+    store_progress p = {.step = 42, .total_steps = 100};
+    assert_int_equal(store_job_update_progress(s, a, &p, err, sizeof err), 0);
+    store_requeue_result res;
+    assert_int_equal(store_requeue_running(s, 2, &res, err, sizeof err), 0);
+    assert_int_equal(claim(s, &j), 1);
+    store_job_clear(&j);
+    assert_int_equal(store_requeue_running(s, 2, &res, err, sizeof err), 0);
+    assert_int_equal(res.failed, 1);
+    assert_int_equal(job_status(s, a), STORE_JOB_FAILED);
+
+    size_t before = event_count(s, a);
+    assert_int_equal(store_job_retry(s, a, ds, NULL, err, sizeof err), 0);
+    j = get_job(s, a);
+    assert_int_equal(j.status, STORE_JOB_QUEUED);
+    assert_null(j.error);
+    assert_int_equal(j.finished_at, STORE_TIME_NONE);
+    assert_int_equal(j.crashes, 0);
+    assert_int_equal(j.progress.step, 42);
+    assert_string_equal(j.train_dataset_id, ds);
+    store_job_clear(&j);
+    assert_int_equal(event_count(s, a), before + 1);
+    assert_last_event(s, a, STORE_EVENT_STATUS,
+                      "{\"status\":\"queued\",\"reason\":\"retry requested\"}");
+    /* and runs again: claimed before b, which is newer */
+    assert_int_equal(claim(s, &j), 1);
+    assert_string_equal(j.id, a);
+    assert_int_equal(j.attempts, 3);
+    store_job_clear(&j);
+    assert_int_equal(store_job_finish(s, a, STORE_JOB_SUCCEEDED, "{}", NULL, err, sizeof err),
+                     0);
+    /* succeeded -> refused */
+    assert_int_equal(store_job_retry(s, a, ds, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
+    assert_non_null(strstr(err, "succeeded"));
+    /* cancelled -> fine */
+    assert_int_equal(store_job_request_cancel(s, b, err, sizeof err), STORE_CANCEL_DONE);
+    assert_int_equal(store_job_retry(s, b, ds, NULL, err, sizeof err), 0);
+    assert_int_equal(job_status(s, b), STORE_JOB_QUEUED);
+    /* unknown job */
+    assert_int_equal(store_job_retry(s, "0123456789abcdef", NULL, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
+
+    /* c's dataset is deleted after it failed: it cannot run again */
+    char ds2[STORE_ID_SIZE];
+    make_dataset(s, "other", ds2);
+    make_job(s, ds2, c);
+    assert_int_equal(store_job_request_cancel(s, b, err, sizeof err), STORE_CANCEL_DONE);
+    assert_int_equal(store_job_request_cancel(s, c, err, sizeof err), STORE_CANCEL_DONE);
+    assert_int_equal(store_dataset_delete(s, ds2, err, sizeof err), 0);
+    assert_int_equal(store_job_retry(s, c, ds2, NULL, err, sizeof err), -1);
+    assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
+    assert_non_null(strstr(err, "deleted"));
+    assert_non_null(strstr(err, ds2));
+    assert_int_equal(job_status(s, c), STORE_JOB_CANCELLED);
     check_integrity(s);
     store_close(s);
 }
@@ -1580,6 +1722,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_claims, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_semantics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_requeue_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_release_is_not_a_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_list_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_batch_and_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_datasets, setup, teardown),

@@ -432,6 +432,48 @@ class CliTest(unittest.TestCase):
             self.assertIn(f'adapter_config.json is "{want}": ', readme)
             self.assertIn(how, readme)
 
+    def interrupted_run(self, spec_name, out):
+        """Start `run`, Ctrl-C at its first progress line: a checkpoint in out."""
+        proc = subprocess.Popen([BIN, "run", spec_name, "--out", out], cwd=self.dir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        while line and not line.startswith("step"):
+            line = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertTrue(os.path.exists(os.path.join(self.dir, out, "checkpoint.ckpt")))
+
+    def test_rerun_with_another_spec_is_refused(self):
+        # long enough that the first step line comes well before the end
+        self.write_spec("c.json", self.small_spec(epochs=40))
+        self.interrupted_run("c.json", "changed")
+        # another learning rate: refused, naming it, nothing trained
+        self.write_spec("c_lr.json", self.small_spec(epochs=40, learning_rate=0.02))
+        p = run("run", "c_lr.json", "--out", "changed", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("learning_rate: checkpoint 0.01, spec 0.02", p.stderr)
+        self.assertIn("--restart", p.stderr)
+        self.assertNotIn("step", p.stdout)
+        # other data under the same spec shape: refused, naming the dataset
+        with open(os.path.join(self.dir, "small.tsv")) as f:
+            rows = f.read().splitlines()
+        with open(os.path.join(self.dir, "fewer.tsv"), "w") as f:
+            f.write("\n".join(rows[:200]) + "\n")
+        self.write_spec("c_data.json", self.small_spec(
+            epochs=40, dataset={"train": "fewer.tsv", "eval": "small_dev.tsv"}))
+        p = run("run", "c_data.json", "--out", "changed", cwd=self.dir, check=False)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("dataset.train: the data differs", p.stderr)
+        # --restart discards the checkpoint and starts from step 1
+        self.write_spec("c_short.json", self.small_spec(epochs=2, learning_rate=0.02))
+        p = run("run", "c_short.json", "--out", "changed", "--restart", cwd=self.dir)
+        self.assertIn("discarded the checkpoint", p.stdout)
+        self.assertNotIn("resumed", p.stdout)
+        self.assertIn("step 1/", p.stdout)
+
     def test_interrupt_then_resume_matches_uninterrupted_run(self):
         spec = self.small_spec(epochs=4, dropout=False)
         self.write_spec("r.json", spec)

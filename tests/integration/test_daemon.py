@@ -18,12 +18,14 @@ import urllib.error
 import urllib.request
 
 BUILD = os.environ.get("AFLORAD_BUILD", "build")
+# make test-tsan runs these with two workers
+WORKERS = int(os.environ.get("AFLORAD_TEST_WORKERS", "1"))
 BIN = os.path.abspath(os.path.join(BUILD, "aflorad"))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
 
 class Daemon:
-    def __init__(self, data_dir, token=None, workers=1):
+    def __init__(self, data_dir, token=None, workers=WORKERS):
         self.data_dir = data_dir
         self.token = token
         self.workers = workers
@@ -328,8 +330,13 @@ class DaemonTest(unittest.TestCase):
     def test_cancel_queued_and_running(self):
         d = self.daemon()
         _, _, a = d.request("POST", "/jobs", {"model": "demo", "epochs": 200, "threads": 1})
+        # every other worker busy too, so b stays queued
+        others = [d.request("POST", "/jobs", {"model": "demo", "epochs": 200, "threads": 1})[2]
+                  for _ in range(d.workers - 1)]
         _, _, b = d.request("POST", "/jobs", {"model": "demo", "epochs": 1, "threads": 1})
         wait_job(d, a["id"], ["running"], min_step=2)
+        for o in others:
+            wait_job(d, o["id"], ["running"])
         st, _, jb = d.request("POST", f"/jobs/{b['id']}/cancel")
         self.assertEqual(st, 200)
         self.assertEqual(jb["status"], "cancelled")
@@ -373,6 +380,75 @@ class DaemonTest(unittest.TestCase):
         events = read_sse(d2, job["id"])
         steps = [e["step"] for _, t, e in events if t == "step"]
         self.assertEqual(steps, list(range(1, steps[-1] + 1)))
+
+    def test_clean_restarts_are_not_failures(self):
+        # more SIGTERM restarts than the crash limit (3): the job keeps going
+        d = self.daemon()
+        _, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 6, "threads": 1})
+        step = 0
+        for _ in range(4):
+            j = wait_job(d, job["id"], ["running"], min_step=step + 5)
+            self.assertEqual(d.stop(signal.SIGTERM), 0)
+            step = j["progress"]["step"]
+            d = self.daemon()
+        j = wait_job(d, job["id"], ["succeeded", "failed"], timeout=300)
+        self.assertEqual(j["status"], "succeeded", j.get("error"))
+        self.assertEqual(j["attempts"], 5)
+        events = read_sse(d, job["id"])
+        steps = [e["step"] for _, t, e in events if t == "step"]
+        self.assertEqual(steps, list(range(1, steps[-1] + 1)))
+        shutdowns = [e for _, t, e in events
+                     if t == "status" and "shut down" in e.get("reason", "")]
+        self.assertEqual(len(shutdowns), 4)
+
+    def test_retry_resumes_a_cancelled_job(self):
+        d = self.daemon()
+        _, _, job = d.request("POST", "/jobs", {"model": "demo", "epochs": 3, "threads": 1})
+        wait_job(d, job["id"], ["running"], min_step=30)
+        self.assertEqual(d.request("POST", f"/jobs/{job['id']}/cancel")[0], 202)
+        stopped = wait_job(d, job["id"], ["cancelled"], timeout=60)["progress"]["step"]
+        st, _, j = d.request("POST", f"/jobs/{job['id']}/retry")
+        self.assertEqual(st, 200, j)
+        self.assertEqual(j["status"], "queued")
+        j = wait_job(d, job["id"], ["succeeded", "failed"], timeout=300)
+        self.assertEqual(j["status"], "succeeded", j.get("error"))
+        events = read_sse(d, job["id"])
+        resumed = [e for _, t, e in events if t == "log" and "resumed_from_step" in e]
+        self.assertEqual(len(resumed), 1)
+        self.assertEqual(resumed[0]["resumed_from_step"], stopped)
+        st, _, e = d.request("POST", f"/jobs/{job['id']}/retry")
+        self.assertEqual(st, 409)
+        self.assertIn("succeeded", e["error"]["message"])
+
+    def second_daemon(self, data_dir, listen):
+        """Start another daemon and return (exit code, stderr); it must not start."""
+        p = subprocess.run([BIN, "serve", "--listen", listen, "--data-dir", data_dir,
+                            "--web-dir", os.path.join(ROOT, "web"), "--log-level", "warn"],
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode, p.stdout + p.stderr
+
+    def test_one_daemon_per_data_directory(self):
+        d = self.daemon()
+        rc, out = self.second_daemon(self.tmp.name, "127.0.0.1:0")
+        self.assertEqual(rc, 1, out)
+        self.assertNotIn("listening on", out)
+        self.assertIn(f"data directory {self.tmp.name} is in use by aflorad PID {d.proc.pid}",
+                      out)
+        # the first one is unharmed, and once it is gone (even by kill -9)
+        # the directory is free again
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+        d.stop(signal.SIGKILL)
+        self.assertEqual(self.daemon().request("GET", "/healthz")[0], 200)
+
+    def test_one_daemon_per_port(self):
+        d = self.daemon()
+        other = os.path.join(self.tmp.name, "other")
+        os.mkdir(other)
+        rc, out = self.second_daemon(other, d.base[len("http://"):])
+        self.assertEqual(rc, 1, out)
+        self.assertNotIn("listening on", out)
+        self.assertIn("Address already in use", out)
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
 
     def test_bad_requests_get_clear_errors(self):
         d = self.daemon()
