@@ -903,7 +903,7 @@ static void test_peft_labels_and_readme(void **state) {
     const json_value *id2label = json_get(cfg, "id2label"), *label2id = json_get(cfg, "label2id");
     assert_int_equal(json_len(id2label), NUM_LABELS);
     for (int k = 0; k < NUM_LABELS; k++) {
-        char key[8];
+        char key[16];
         snprintf(key, sizeof key, "%d", k);
         assert_string_equal(json_string(json_get(id2label, key), NULL), label_names[k]);
         assert_int_equal(json_int(json_get(label2id, label_names[k])), k);
