@@ -136,7 +136,10 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
     }
     if (!out->usable) {
         hide_path(why, sizeof why, path, name);
-        snprintf(out->reason, sizeof out->reason, "%s", why);
+        /* a longer reason is cut to the field (the common ones fit) */
+        size_t n = strnlen(why, sizeof out->reason - 1);
+        memcpy(out->reason, why, n);
+        out->reason[n] = '\0';
     }
     if (!read)
         return 0;
