@@ -295,20 +295,22 @@ static void reset_all(store *s)
             sqlite3_reset(s->stmt[i]);
 }
 
-/* Run a statement that returns no rows. */
+/* Step a prepared and bound statement that returns no rows to its end and
+ * reset it; -1 with "<what>: <SQLite's message>" if it failed. */
+static int run_stmt(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        fail_sql(s, rc, err, errlen, what);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Run a statement that has no parameters and returns no rows. */
 static int exec_stmt(store *s, enum stmt_id id, char *err, size_t errlen, const char *what)
 {
     sqlite3_stmt *st = prep(s, id, err, errlen);
-    if (!st)
-        return -1;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, what);
-        sqlite3_reset(st);
-        return -1;
-    }
-    sqlite3_reset(st);
-    return 0;
+    return st ? run_stmt(s, st, what, err, errlen) : -1;
 }
 
 /* Run a row-less statement whose only parameter ?1 is `key`. */
@@ -319,14 +321,7 @@ static int exec_stmt_bound_id(store *s, enum stmt_id id, const char *key, const 
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, what);
-        sqlite3_reset(st);
-        return -1;
-    }
-    sqlite3_reset(st);
-    return 0;
+    return run_stmt(s, st, what, err, errlen);
 }
 
 static int tx_begin(store *s, char *err, size_t errlen)
@@ -386,6 +381,16 @@ static int is_id(const char *id)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
             return 0;
     return 1;
+}
+
+/* 0 when id can name a `kind` ("job", "dataset"); otherwise no such one
+ * exists, and the message quotes (the start of) what was asked for. */
+static int check_id(store *s, const char *kind, const char *id, char *err, size_t errlen)
+{
+    if (is_id(id))
+        return 0;
+    return fail(s, STORE_E_NOT_FOUND, err, errlen, "no %s '%.*s'", kind, MSG_ID_MAX,
+                id ? id : "(null)");
 }
 
 void store_new_id(char out[STORE_ID_SIZE])
@@ -641,14 +646,7 @@ static int append_status_event(store *s, const char *job_id, store_job_status st
     bind_text(st, 5, cancel_requested ? "true" : NULL);
     bind_text(st, 6, reason);
     sqlite3_bind_int64(st, 7, now);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "recording status event");
-        sqlite3_reset(st);
-        return -1;
-    }
-    sqlite3_reset(st);
-    return 0;
+    return run_stmt(s, st, "recording status event", err, errlen);
 }
 
 /* Append one event inside the caller's transaction (or as its own). */
@@ -656,9 +654,8 @@ static int insert_event(store *s, const char *job_id, store_event_type type,
                         const char *payload, int64_t now, int64_t *seq_out,
                         char *err, size_t errlen)
 {
-    if (!job_id || !is_id(job_id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    job_id ? job_id : "(null)");
+    if (check_id(s, "job", job_id, err, errlen) != 0)
+        return -1;
     if ((unsigned)type >= STORE_EVENT_TYPE_COUNT)
         return fail(s, STORE_E_INVALID, err, errlen, "event type %d is not known", (int)type);
     if (!payload)
@@ -821,9 +818,8 @@ fail:
 
 int store_job_get(store *s, const char *id, store_job *out, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     sqlite3_stmt *st = prep(s, STMT_JOB_GET, err, errlen);
     if (!st)
         return -1;
@@ -984,9 +980,8 @@ static int not_in_state(store *s, const char *id, const char *expected, char *er
 int store_job_update_progress(store *s, const char *id, const store_progress *p,
                               char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     sqlite3_stmt *st = prep(s, STMT_JOB_PROGRESS, err, errlen);
     if (!st)
         return -1;
@@ -1044,13 +1039,8 @@ static int transition_to_final(store *s, const char *id, store_job_status from,
     sqlite3_bind_int64(st, 4, now);
     bind_text(st, 5, metrics);
     bind_text(st, 6, error);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "finishing job");
-        sqlite3_reset(st);
+    if (run_stmt(s, st, "finishing job", err, errlen) != 0)
         return -1;
-    }
-    sqlite3_reset(st);
     if (sqlite3_changes(s->db) != 1)
         return not_in_state(s, id, STATUS_NAMES[from], err, errlen);
     return append_status_event(s, id, to, 0, error, 0, reason, now, err, errlen);
@@ -1065,9 +1055,8 @@ int store_job_finish(store *s, const char *id, store_job_status final,
                     store_job_status_name(final) ? store_job_status_name(final) : "(unknown)");
     if (final == STORE_JOB_FAILED && (!error || !*error))
         return fail(s, STORE_E_INVALID, err, errlen, "a failed job needs an error message");
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     if (transition_to_final(s, id, STORE_JOB_RUNNING, final, metrics_json, error, NULL,
@@ -1081,9 +1070,8 @@ int store_job_finish(store *s, const char *id, store_job_status final,
 
 int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
@@ -1239,9 +1227,8 @@ static int job_state(store *s, const char *id, store_job_status *status, int *ca
 
 int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     store_job_status status;
@@ -1296,9 +1283,8 @@ static int retry_needs_dataset(store *s, const char *job, const char *ds, const 
 int store_job_retry(store *s, const char *id, const char *train_dataset_id,
                     const char *eval_dataset_id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     store_job_status status;
@@ -1319,13 +1305,8 @@ int store_job_retry(store *s, const char *id, const char *train_dataset_id,
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     bind_text(st, 2, train_dataset_id && *train_dataset_id ? train_dataset_id : NULL);
     bind_text(st, 3, eval_dataset_id && *eval_dataset_id ? eval_dataset_id : NULL);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        fail_sql(s, rc, err, errlen, "requeueing job for a retry");
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto fail;
-    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, RETRY_REASON, now_ms(), err,
+    if (run_stmt(s, st, "requeueing job for a retry", err, errlen) != 0 ||
+        append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, RETRY_REASON, now_ms(), err,
                             errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;
@@ -1396,9 +1377,8 @@ int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t li
 {
     *out = NULL;
     *n = 0;
-    if (!is_id(job_id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    job_id ? job_id : "(null)");
+    if (check_id(s, "job", job_id, err, errlen) != 0)
+        return -1;
     if (check_page(s, limit, 0, err, errlen) != 0)
         return -1;
     sqlite3_stmt *st = prep(s, STMT_EVENT_LIST, err, errlen);
@@ -1530,9 +1510,8 @@ int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_
 
 int store_dataset_get(store *s, const char *id, store_dataset *out, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "dataset", id, err, errlen) != 0)
+        return -1;
     sqlite3_stmt *st = prep(s, STMT_DATASET_GET, err, errlen);
     if (!st)
         return -1;
@@ -1592,9 +1571,8 @@ fail:
 
 int store_dataset_delete(store *s, const char *id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "dataset", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     if (need_dataset(s, id, "delete", err, errlen) != 0)
