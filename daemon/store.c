@@ -22,6 +22,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,126 @@
 #define ID_ATTEMPTS 4
 /* Longest piece of a caller-supplied id echoed back in a message. */
 #define MSG_ID_MAX 40
+
+/* ---- column tables --------------------------------------------------------
+ *
+ * Rows are read into structs by one function, read_row(), driven by a table
+ * per struct: for each column of the SELECT, in order, the member it fills
+ * and how. The SQL column lists (JOB_COLUMNS, ...) stay plain strings beside
+ * their tables; every query checks (assert) that the statement's columns are
+ * the table's, by name and number, so the two cannot drift apart. */
+
+typedef enum {
+    COL_INT,            /* int */
+    COL_INT64,          /* int64_t */
+    COL_TIME,           /* int64_t unix ms; NULL reads STORE_TIME_NONE */
+    COL_DOUBLE,         /* double */
+    COL_DOUBLE_OR_NAN,  /* double; NULL reads NAN (SQLite stores no NaN) */
+    COL_TEXT,           /* char *, a malloc'd copy; NULL reads NULL */
+    COL_CHARS,          /* char[size] (ids, sha256); NULL reads "" */
+    COL_JOB_STATUS,     /* store_job_status, from its name */
+    COL_EVENT_TYPE      /* store_event_type, from its name */
+} column_type;
+
+typedef struct {
+    const char *name;   /* the column's name in the statement */
+    column_type type;
+    size_t offset, size;  /* the member it fills: MEMBER(struct, member) */
+} column;
+
+#define MEMBER(type, member) offsetof(type, member), sizeof(((type *)0)->member)
+#define COUNT_OF(array) ((int)(sizeof(array) / sizeof(array)[0]))
+
+/* A row struct: its columns in SELECT order, and its size. */
+typedef struct {
+    const column *cols;
+    int ncols;
+    size_t size;
+} row_layout;
+
+#define JOB_COLUMNS                                                                    \
+    "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
+    "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
+    "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
+    "cancel_requested, attempts, train_dataset_id, eval_dataset_id, crashes"
+static const column JOB_COLS[] = {
+    {"id",                    COL_CHARS,         MEMBER(store_job, id)},
+    {"status",                COL_JOB_STATUS,    MEMBER(store_job, status)},
+    {"spec",                  COL_TEXT,          MEMBER(store_job, spec)},
+    {"created_at",            COL_TIME,          MEMBER(store_job, created_at)},
+    {"started_at",            COL_TIME,          MEMBER(store_job, started_at)},
+    {"finished_at",           COL_TIME,          MEMBER(store_job, finished_at)},
+    {"step",                  COL_INT64,         MEMBER(store_job, progress.step)},
+    {"total_steps",           COL_INT64,         MEMBER(store_job, progress.total_steps)},
+    {"epoch",                 COL_INT64,         MEMBER(store_job, progress.epoch)},
+    {"loss",                  COL_DOUBLE_OR_NAN, MEMBER(store_job, progress.loss)},
+    {"flops_forward",         COL_INT64,         MEMBER(store_job, progress.flops_forward)},
+    {"flops_backward_input",  COL_INT64,         MEMBER(store_job, progress.flops_backward_input)},
+    {"flops_backward_weight", COL_INT64,         MEMBER(store_job, progress.flops_backward_weight)},
+    {"trainable_now",         COL_INT64,         MEMBER(store_job, progress.trainable_now)},
+    {"trainable_avg",         COL_DOUBLE,        MEMBER(store_job, progress.trainable_avg)},
+    {"frozen",                COL_INT64,         MEMBER(store_job, progress.frozen)},
+    {"freezable",             COL_INT64,         MEMBER(store_job, progress.freezable)},
+    {"metrics",               COL_TEXT,          MEMBER(store_job, metrics)},
+    {"error",                 COL_TEXT,          MEMBER(store_job, error)},
+    {"cancel_requested",      COL_INT,           MEMBER(store_job, cancel_requested)},
+    {"attempts",              COL_INT,           MEMBER(store_job, attempts)},
+    {"train_dataset_id",      COL_CHARS,         MEMBER(store_job, train_dataset_id)},
+    {"eval_dataset_id",       COL_CHARS,         MEMBER(store_job, eval_dataset_id)},
+    {"crashes",               COL_INT,           MEMBER(store_job, crashes)},
+};
+static const row_layout JOB_ROW = {JOB_COLS, COUNT_OF(JOB_COLS), sizeof(store_job)};
+
+#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
+static const column DATASET_COLS[] = {
+    {"id",         COL_CHARS, MEMBER(store_dataset, id)},
+    {"name",       COL_TEXT,  MEMBER(store_dataset, name)},
+    {"format",     COL_TEXT,  MEMBER(store_dataset, format)},
+    {"rows",       COL_INT64, MEMBER(store_dataset, rows)},
+    {"bytes",      COL_INT64, MEMBER(store_dataset, bytes)},
+    {"sha256",     COL_CHARS, MEMBER(store_dataset, sha256)},
+    {"created_at", COL_TIME,  MEMBER(store_dataset, created_at)},
+    {"path",       COL_TEXT,  MEMBER(store_dataset, path)},
+};
+static const row_layout DATASET_ROW = {DATASET_COLS, COUNT_OF(DATASET_COLS),
+                                       sizeof(store_dataset)};
+
+#define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
+static const column EVENT_COLS[] = {
+    {"job_id",     COL_CHARS,      MEMBER(store_event, job_id)},
+    {"seq",        COL_INT64,      MEMBER(store_event, seq)},
+    {"type",       COL_EVENT_TYPE, MEMBER(store_event, type)},
+    {"payload",    COL_TEXT,       MEMBER(store_event, payload)},
+    {"created_at", COL_TIME,       MEMBER(store_event, created_at)},
+};
+static const row_layout EVENT_ROW = {EVENT_COLS, COUNT_OF(EVENT_COLS), sizeof(store_event)};
+
+/* A job store_requeue_running() found running (STMT_JOB_LIST_RUNNING). */
+typedef struct {
+    char id[STORE_ID_SIZE];
+    int crashes, cancel_requested;
+} running_job;
+static const column RUNNING_JOB_COLS[] = {
+    {"id",               COL_CHARS, MEMBER(running_job, id)},
+    {"crashes",          COL_INT,   MEMBER(running_job, crashes)},
+    {"cancel_requested", COL_INT,   MEMBER(running_job, cancel_requested)},
+};
+static const row_layout RUNNING_JOB_ROW = {RUNNING_JOB_COLS, COUNT_OF(RUNNING_JOB_COLS),
+                                           sizeof(running_job)};
+
+/* One row of STMT_JOB_COUNTS. */
+typedef struct {
+    store_job_status status;
+    int64_t count;
+} status_count;
+static const column STATUS_COUNT_COLS[] = {
+    {"status", COL_JOB_STATUS, MEMBER(status_count, status)},
+    {"n",      COL_INT64,      MEMBER(status_count, count)},
+};
+static const row_layout STATUS_COUNT_ROW = {STATUS_COUNT_COLS, COUNT_OF(STATUS_COUNT_COLS),
+                                            sizeof(status_count)};
+
+/* ---- statements ----------------------------------------------------------- */
 
 enum stmt_id {
     STMT_BEGIN,
@@ -67,24 +188,6 @@ enum stmt_id {
     STMT_COUNT
 };
 
-/* Column order of JOB_COLUMNS, read by read_job(). */
-enum {
-    JC_ID, JC_STATUS, JC_SPEC, JC_CREATED, JC_STARTED, JC_FINISHED,
-    JC_STEP, JC_TOTAL_STEPS, JC_EPOCH, JC_LOSS, JC_FLOPS_FWD, JC_FLOPS_BWD_IN,
-    JC_FLOPS_BWD_W, JC_TRAINABLE_NOW, JC_TRAINABLE_AVG, JC_FROZEN, JC_FREEZABLE,
-    JC_METRICS, JC_ERROR, JC_CANCEL, JC_ATTEMPTS, JC_TRAIN_DS, JC_EVAL_DS, JC_CRASHES
-};
-#define JOB_COLUMNS                                                                    \
-    "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
-    "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
-    "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
-    "cancel_requested, attempts, train_dataset_id, eval_dataset_id, crashes"
-
-enum { DC_ID, DC_NAME, DC_FORMAT, DC_ROWS, DC_BYTES, DC_SHA256, DC_CREATED, DC_PATH };
-#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
-
-#define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
-
 /* Appends an event numbered after the job's last one; one row even when the
  * job has no events yet (max() of nothing is NULL). */
 #define EVENT_NEXT_SEQ "coalesce(max(seq), 0) + 1"
@@ -105,7 +208,7 @@ static const char *const STMT_SQL[STMT_COUNT] = {
     [STMT_JOB_LIST_STATUS] =
         "SELECT " JOB_COLUMNS " FROM jobs WHERE status = ?3 "
         "ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
-    [STMT_JOB_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status",
+    [STMT_JOB_COUNTS] = "SELECT status, count(*) AS n FROM jobs GROUP BY status",
     [STMT_JOB_ANY_QUEUED] = "SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1",
     [STMT_JOB_CLAIM] =
         "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1 "
@@ -410,12 +513,6 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
-static void copy_id(char dst[STORE_ID_SIZE], sqlite3_stmt *st, int col)
-{
-    const char *v = (const char *)sqlite3_column_text(st, col);
-    snprintf(dst, STORE_ID_SIZE, "%s", v ? v : "");
-}
-
 /* *dst = copy of a text column, NULL for SQL NULL; -1 on OOM. */
 static int dup_column(sqlite3_stmt *st, int col, char **dst)
 {
@@ -431,12 +528,6 @@ static int dup_column(sqlite3_stmt *st, int col, char **dst)
         return -1;
     memcpy(*dst, v, len + 1);
     return 0;
-}
-
-static int64_t column_time(sqlite3_stmt *st, int col)
-{
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? STORE_TIME_NONE
-                                                       : sqlite3_column_int64(st, col);
 }
 
 /* Grow *arr (elements of size elem) so index *n is valid. */
@@ -462,6 +553,138 @@ static int check_page(store *s, int64_t limit, int64_t offset, char *err, size_t
         return fail(s, STORE_E_INVALID, err, errlen, "offset %lld is negative",
                     (long long)offset);
     return 0;
+}
+
+/* ---- reading rows --------------------------------------------------------- */
+
+/* The statement's result columns are the layout's, by number and name, and
+ * each member has the size its column type writes. For assert(). */
+static int layout_matches(sqlite3_stmt *st, const row_layout *l)
+{
+    if (sqlite3_column_count(st) != l->ncols)
+        return 0;
+    for (int i = 0; i < l->ncols; i++) {
+        const column *c = &l->cols[i];
+        const char *name = sqlite3_column_name(st, i);
+        size_t want = 0;
+        switch (c->type) {
+        case COL_INT:           want = sizeof(int); break;
+        case COL_INT64:
+        case COL_TIME:          want = sizeof(int64_t); break;
+        case COL_DOUBLE:
+        case COL_DOUBLE_OR_NAN: want = sizeof(double); break;
+        case COL_TEXT:          want = sizeof(char *); break;
+        case COL_CHARS:         want = c->size; break;
+        case COL_JOB_STATUS:    want = sizeof(store_job_status); break;
+        case COL_EVENT_TYPE:    want = sizeof(store_event_type); break;
+        }
+        if (!name || strcmp(name, c->name) != 0 || c->size != want || want == 0 ||
+            c->offset + c->size > l->size)
+            return 0;
+    }
+    return 1;
+}
+
+/* Free the COL_TEXT members of a row read with layout l and zero it. */
+static void clear_row(const row_layout *l, void *row)
+{
+    for (int i = 0; i < l->ncols; i++)
+        if (l->cols[i].type == COL_TEXT)
+            free(*(char **)((char *)row + l->cols[i].offset));
+    memset(row, 0, l->size);
+}
+
+/* clear_row() each of rows[0..n), then free the array. */
+static void free_rows(const row_layout *l, void *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++)
+        clear_row(l, (char *)rows + i * l->size);
+    free(rows);
+}
+
+/* Fill *row from the statement's current row; -1 (row cleared) when out of
+ * memory or a name column holds no known name (the schema's CHECKs make that
+ * unreachable). */
+static int read_row(sqlite3_stmt *st, const row_layout *l, void *row)
+{
+    memset(row, 0, l->size);
+    for (int i = 0; i < l->ncols; i++) {
+        const column *c = &l->cols[i];
+        void *m = (char *)row + c->offset;
+        int is_null = sqlite3_column_type(st, i) == SQLITE_NULL;
+        int ok = 1;
+        switch (c->type) {
+        case COL_INT:
+            *(int *)m = sqlite3_column_int(st, i);
+            break;
+        case COL_INT64:
+            *(int64_t *)m = sqlite3_column_int64(st, i);
+            break;
+        case COL_TIME:
+            *(int64_t *)m = is_null ? STORE_TIME_NONE : sqlite3_column_int64(st, i);
+            break;
+        case COL_DOUBLE:
+            *(double *)m = sqlite3_column_double(st, i);
+            break;
+        case COL_DOUBLE_OR_NAN:
+            *(double *)m = is_null ? NAN : sqlite3_column_double(st, i);
+            break;
+        case COL_TEXT:
+            ok = dup_column(st, i, (char **)m) == 0;
+            break;
+        case COL_CHARS: {
+            const char *v = (const char *)sqlite3_column_text(st, i);
+            snprintf((char *)m, c->size, "%s", v ? v : "");
+            break;
+        }
+        case COL_JOB_STATUS:
+            ok = store_job_status_parse((const char *)sqlite3_column_text(st, i),
+                                        (store_job_status *)m) == 0;
+            break;
+        case COL_EVENT_TYPE:
+            ok = store_event_type_parse((const char *)sqlite3_column_text(st, i),
+                                        (store_event_type *)m) == 0;
+            break;
+        }
+        if (!ok) {
+            clear_row(l, row);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Step st to its end, reading every row with layout l into a new array
+ * (*out, NULL when *n == 0; release with free_rows), and reset it. -1 with
+ * "<what>: <SQLite's message>" or "<what>: out of memory". */
+static int query_rows(store *s, sqlite3_stmt *st, const row_layout *l, void **out, size_t *n,
+                      const char *what, char *err, size_t errlen)
+{
+    assert(layout_matches(st, l));
+    void *rows = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow(&rows, &cap, cnt, l->size) != 0 ||
+            read_row(st, l, (char *)rows + cnt * l->size) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "%s: out of memory", what);
+            goto fail;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        goto fail;
+    }
+    sqlite3_reset(st);
+    *out = rows;
+    *n = cnt;
+    return 0;
+
+fail:
+    sqlite3_reset(st);
+    free_rows(l, rows, cnt);
+    return -1;
 }
 
 /* ---- connection ----------------------------------------------------------- */
@@ -690,54 +913,19 @@ static int insert_event(store *s, const char *job_id, store_event_type type,
 
 static int read_job(sqlite3_stmt *st, store_job *j)
 {
-    memset(j, 0, sizeof *j);
-    copy_id(j->id, st, JC_ID);
-    if (store_job_status_parse((const char *)sqlite3_column_text(st, JC_STATUS), &j->status) != 0)
-        return -1;   /* the schema's CHECK makes this unreachable */
-    j->created_at = column_time(st, JC_CREATED);
-    j->started_at = column_time(st, JC_STARTED);
-    j->finished_at = column_time(st, JC_FINISHED);
-    store_progress *p = &j->progress;
-    p->step = sqlite3_column_int64(st, JC_STEP);
-    p->total_steps = sqlite3_column_int64(st, JC_TOTAL_STEPS);
-    p->epoch = sqlite3_column_int64(st, JC_EPOCH);
-    p->loss = sqlite3_column_type(st, JC_LOSS) == SQLITE_NULL ? NAN
-                                                              : sqlite3_column_double(st, JC_LOSS);
-    p->flops_forward = sqlite3_column_int64(st, JC_FLOPS_FWD);
-    p->flops_backward_input = sqlite3_column_int64(st, JC_FLOPS_BWD_IN);
-    p->flops_backward_weight = sqlite3_column_int64(st, JC_FLOPS_BWD_W);
-    p->trainable_now = sqlite3_column_int64(st, JC_TRAINABLE_NOW);
-    p->trainable_avg = sqlite3_column_double(st, JC_TRAINABLE_AVG);
-    p->frozen = sqlite3_column_int64(st, JC_FROZEN);
-    p->freezable = sqlite3_column_int64(st, JC_FREEZABLE);
-    j->cancel_requested = sqlite3_column_int(st, JC_CANCEL);
-    j->attempts = sqlite3_column_int(st, JC_ATTEMPTS);
-    j->crashes = sqlite3_column_int(st, JC_CRASHES);
-    copy_id(j->train_dataset_id, st, JC_TRAIN_DS);
-    copy_id(j->eval_dataset_id, st, JC_EVAL_DS);
-    if (dup_column(st, JC_SPEC, &j->spec) != 0 || dup_column(st, JC_METRICS, &j->metrics) != 0 ||
-        dup_column(st, JC_ERROR, &j->error) != 0) {
-        store_job_clear(j);
-        return -1;
-    }
-    return 0;
+    return read_row(st, &JOB_ROW, j);
 }
 
+/* Frees spec, metrics and error: JOB_ROW's text columns. */
 void store_job_clear(store_job *j)
 {
-    if (!j)
-        return;
-    free(j->spec);
-    free(j->metrics);
-    free(j->error);
-    memset(j, 0, sizeof *j);
+    if (j)
+        clear_row(&JOB_ROW, j);
 }
 
 void store_job_list_free(store_job *jobs, size_t n)
 {
-    for (size_t i = 0; jobs && i < n; i++)
-        store_job_clear(&jobs[i]);
-    free(jobs);
+    free_rows(&JOB_ROW, jobs, n);
 }
 
 /* NOT_FOUND unless dataset `id` exists (inside the caller's transaction). */
@@ -857,30 +1045,11 @@ int store_job_list(store *s, int status, int64_t limit, int64_t offset,
     sqlite3_bind_int64(st, 2, offset);
     if (status != STORE_STATUS_ANY)
         sqlite3_bind_text(st, 3, STATUS_NAMES[status], -1, SQLITE_STATIC);
-
-    store_job *jobs = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0 || read_job(st, &jobs[cnt]) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing jobs: out of memory");
-            goto fail;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing jobs");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *jobs;
+    if (query_rows(s, st, &JOB_ROW, &jobs, n, "listing jobs", err, errlen) != 0)
+        return -1;
     *out = jobs;
-    *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_job_list_free(jobs, cnt);
-    return -1;
 }
 
 int store_job_counts(store *s, int64_t counts[STORE_JOB_STATUS_COUNT], char *err, size_t errlen)
@@ -890,18 +1059,14 @@ int store_job_counts(store *s, int64_t counts[STORE_JOB_STATUS_COUNT], char *err
     sqlite3_stmt *st = prep(s, STMT_JOB_COUNTS, err, errlen);
     if (!st)
         return -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_job_status status;
-        if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
-            counts[status] = sqlite3_column_int64(st, 1);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "counting jobs");
-        sqlite3_reset(st);
+    void *rows;
+    size_t n;
+    if (query_rows(s, st, &STATUS_COUNT_ROW, &rows, &n, "counting jobs", err, errlen) != 0)
         return -1;
-    }
-    sqlite3_reset(st);
+    const status_count *row = rows;
+    for (size_t i = 0; i < n; i++)
+        counts[row[i].status] = row[i].count;
+    free_rows(&STATUS_COUNT_ROW, rows, n);
     return 0;
 }
 
@@ -1129,8 +1294,8 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
                           char *err, size_t errlen)
 {
     store_requeue_result res = {0, 0, 0};
-    struct running { char id[STORE_ID_SIZE]; int crashes, cancel; } *jobs = NULL;
-    size_t cnt = 0, cap = 0;
+    void *rows = NULL;
+    size_t cnt = 0;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
@@ -1140,29 +1305,15 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
         goto fail;
     /* Collect first, then change: never update the rows a live SELECT walks. */
     sqlite3_stmt *st = prep(s, STMT_JOB_LIST_RUNNING, err, errlen);
-    if (!st)
+    if (!st || query_rows(s, st, &RUNNING_JOB_ROW, &rows, &cnt, "listing running jobs", err,
+                          errlen) != 0)
         goto fail;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "requeueing jobs: out of memory");
-            goto fail;
-        }
-        copy_id(jobs[cnt].id, st, 0);
-        jobs[cnt].crashes = sqlite3_column_int(st, 1);
-        jobs[cnt].cancel = sqlite3_column_int(st, 2);
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing running jobs");
-        goto fail;
-    }
-    sqlite3_reset(st);
 
+    const running_job *jobs = rows;
     int64_t now = now_ms();
     for (size_t i = 0; i < cnt; i++) {
         const char *id = jobs[i].id;
-        if (jobs[i].cancel) {
+        if (jobs[i].cancel_requested) {
             if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL,
                                     REQUEUE_REASON, now, err, errlen) != 0)
                 goto fail;
@@ -1186,17 +1337,17 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
         }
     }
     if (tx_commit(s, err, errlen) != 0) {
-        free(jobs);
+        free_rows(&RUNNING_JOB_ROW, rows, cnt);
         return -1;
     }
-    free(jobs);
+    free_rows(&RUNNING_JOB_ROW, rows, cnt);
     if (out)
         *out = res;
     return 0;
 
 fail:
     tx_rollback(s);
-    free(jobs);
+    free_rows(&RUNNING_JOB_ROW, rows, cnt);
     return -1;
 }
 
@@ -1351,9 +1502,7 @@ int store_event_append_batch(store *s, const store_event_new *events, size_t n,
 
 void store_event_list_free(store_event *events, size_t n)
 {
-    for (size_t i = 0; events && i < n; i++)
-        free(events[i].payload);
-    free(events);
+    free_rows(&EVENT_ROW, events, n);
 }
 
 /* NOT_FOUND unless job `id` exists. */
@@ -1387,79 +1536,35 @@ int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t li
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, after_seq);
     sqlite3_bind_int64(st, 3, limit);
-    store_event *evs = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&evs, &cap, cnt, sizeof *evs) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
-            goto fail;
-        }
-        store_event *e = &evs[cnt];
-        memset(e, 0, sizeof *e);
-        copy_id(e->job_id, st, 0);
-        e->seq = sqlite3_column_int64(st, 1);
-        if (store_event_type_parse((const char *)sqlite3_column_text(st, 2), &e->type) != 0 ||
-            dup_column(st, 3, &e->payload) != 0 || !e->payload) {
-            free(e->payload);
-            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
-            goto fail;
-        }
-        e->created_at = sqlite3_column_int64(st, 4);
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing events");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *evs;
+    size_t cnt;
+    if (query_rows(s, st, &EVENT_ROW, &evs, &cnt, "listing events", err, errlen) != 0)
+        return -1;
     /* Every job has event 1, so an empty answer may mean "no such job". */
     if (cnt == 0 && need_job(s, job_id, err, errlen) != 0)
         return -1;
     *out = evs;
     *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_event_list_free(evs, cnt);
-    return -1;
 }
 
 /* ---- datasets ------------------------------------------------------------- */
 
 static int read_dataset(sqlite3_stmt *st, store_dataset *d)
 {
-    memset(d, 0, sizeof *d);
-    copy_id(d->id, st, DC_ID);
-    d->rows = sqlite3_column_int64(st, DC_ROWS);
-    d->bytes = sqlite3_column_int64(st, DC_BYTES);
-    const char *sha = (const char *)sqlite3_column_text(st, DC_SHA256);
-    snprintf(d->sha256, sizeof d->sha256, "%s", sha ? sha : "");
-    d->created_at = sqlite3_column_int64(st, DC_CREATED);
-    if (dup_column(st, DC_NAME, &d->name) != 0 || dup_column(st, DC_FORMAT, &d->format) != 0 ||
-        dup_column(st, DC_PATH, &d->path) != 0) {
-        store_dataset_clear(d);
-        return -1;
-    }
-    return 0;
+    return read_row(st, &DATASET_ROW, d);
 }
 
+/* Frees name, format and path: DATASET_ROW's text columns. */
 void store_dataset_clear(store_dataset *d)
 {
-    if (!d)
-        return;
-    free(d->name);
-    free(d->format);
-    free(d->path);
-    memset(d, 0, sizeof *d);
+    if (d)
+        clear_row(&DATASET_ROW, d);
 }
 
 void store_dataset_list_free(store_dataset *d, size_t n)
 {
-    for (size_t i = 0; d && i < n; i++)
-        store_dataset_clear(&d[i]);
-    free(d);
+    free_rows(&DATASET_ROW, d, n);
 }
 
 int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_SIZE],
@@ -1544,29 +1649,11 @@ int store_dataset_list(store *s, int64_t limit, int64_t offset, store_dataset **
         return -1;
     sqlite3_bind_int64(st, 1, limit);
     sqlite3_bind_int64(st, 2, offset);
-    store_dataset *ds = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&ds, &cap, cnt, sizeof *ds) != 0 || read_dataset(st, &ds[cnt]) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing datasets: out of memory");
-            goto fail;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing datasets");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *ds;
+    if (query_rows(s, st, &DATASET_ROW, &ds, n, "listing datasets", err, errlen) != 0)
+        return -1;
     *out = ds;
-    *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_dataset_list_free(ds, cnt);
-    return -1;
 }
 
 int store_dataset_delete(store *s, const char *id, char *err, size_t errlen)
