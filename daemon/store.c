@@ -154,6 +154,39 @@ static const column STATUS_COUNT_COLS[] = {
 static const row_layout STATUS_COUNT_ROW = {STATUS_COUNT_COLS, COUNT_OF(STATUS_COUNT_COLS),
                                             sizeof(status_count)};
 
+/* A job's state (STMT_JOB_STATE, and what STMT_JOB_PROGRESS returns). */
+typedef struct {
+    store_job_status status;
+    int cancel_requested;
+} job_state_row;
+static const column JOB_STATE_COLS[] = {
+    {"status",           COL_JOB_STATUS, MEMBER(job_state_row, status)},
+    {"cancel_requested", COL_INT,        MEMBER(job_state_row, cancel_requested)},
+};
+static const row_layout JOB_STATE_ROW = {JOB_STATE_COLS, COUNT_OF(JOB_STATE_COLS),
+                                         sizeof(job_state_row)};
+
+/* A queued or running job that uses a dataset (STMT_DATASET_USER). */
+typedef struct {
+    char id[STORE_ID_SIZE];
+    store_job_status status;
+} job_ref;
+static const column JOB_REF_COLS[] = {
+    {"id",     COL_CHARS,      MEMBER(job_ref, id)},
+    {"status", COL_JOB_STATUS, MEMBER(job_ref, status)},
+};
+static const row_layout JOB_REF_ROW = {JOB_REF_COLS, COUNT_OF(JOB_REF_COLS), sizeof(job_ref)};
+
+/* The seq an appended event got (STMT_EVENT_INSERT). */
+typedef struct {
+    int64_t seq;
+} event_seq;
+static const column EVENT_SEQ_COLS[] = {
+    {"seq", COL_INT64, MEMBER(event_seq, seq)},
+};
+static const row_layout EVENT_SEQ_ROW = {EVENT_SEQ_COLS, COUNT_OF(EVENT_SEQ_COLS),
+                                         sizeof(event_seq)};
+
 /* ---- statements ----------------------------------------------------------- */
 
 enum stmt_id {
@@ -219,7 +252,7 @@ static const char *const STMT_SQL[STMT_COUNT] = {
         "UPDATE jobs SET step = ?2, total_steps = ?3, epoch = ?4, loss = ?5, "
         "flops_forward = ?6, flops_backward_input = ?7, flops_backward_weight = ?8, "
         "trainable_now = ?9, trainable_avg = ?10, frozen = ?11, freezable = ?12 "
-        "WHERE id = ?1 AND status = 'running' RETURNING cancel_requested",
+        "WHERE id = ?1 AND status = 'running' RETURNING status, cancel_requested",
     [STMT_JOB_STATE] = "SELECT status, cancel_requested FROM jobs WHERE id = ?1",
     [STMT_JOB_FINISH] =
         "UPDATE jobs SET status = ?3, finished_at = ?4, metrics = ?5, error = ?6 "
@@ -457,16 +490,6 @@ static int tx_commit(store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Finish a RETURNING statement whose one row was read: the statement only
- * completes (and reports late errors such as foreign keys) on the next step. */
-static int step_done(store *s, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
-{
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        return fail_sql(s, rc, err, errlen, what);
-    return 0;
-}
-
 /* ---- small helpers -------------------------------------------------------- */
 
 static int64_t now_ms(void)
@@ -687,6 +710,62 @@ fail:
     return -1;
 }
 
+/* Run st, which yields at most one row, to its end and reset it: 1 with the
+ * row read into *row with layout l (l NULL: only whether there is a row), 0
+ * when there is none, -1 as query_rows(). Stepping past the row is what
+ * completes an UPDATE or INSERT ... RETURNING and reports its late errors
+ * (foreign keys), so it happens before the reset. */
+static int query_row(store *s, sqlite3_stmt *st, const row_layout *l, void *row,
+                     const char *what, char *err, size_t errlen)
+{
+    assert(!l || layout_matches(st, l));
+    int rc = sqlite3_step(st);
+    int got = rc == SQLITE_ROW;
+    if (got) {
+        if (l && read_row(st, l, row) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "%s: out of memory", what);
+            sqlite3_reset(st);
+            return -1;
+        }
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        if (got && l)
+            clear_row(l, row);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return got;
+}
+
+/* query_row() of statement `id` with its one parameter ?1 bound to key. */
+static int query_row_by_key(store *s, enum stmt_id id, const char *key, const row_layout *l,
+                            void *row, const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, id, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    return query_row(s, st, l, row, what, err, errlen);
+}
+
+/* Read the `kind` ("job", "dataset") with this id into *out through
+ * statement `stmt` (SELECT ... WHERE id = ?1); NOT_FOUND if there is none. */
+static int get_by_id(store *s, enum stmt_id stmt, const row_layout *l, const char *kind,
+                     const char *id, void *out, char *err, size_t errlen)
+{
+    if (check_id(s, kind, id, err, errlen) != 0)
+        return -1;
+    char what[32];
+    snprintf(what, sizeof what, "reading %s", kind);
+    int got = query_row_by_key(s, stmt, id, l, out, what, err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no %s %s", kind, id);
+    return got == 1 ? 0 : -1;
+}
+
 /* ---- connection ----------------------------------------------------------- */
 
 /* Run a PRAGMA and copy its first result column (or "" if no row). */
@@ -890,31 +969,19 @@ static int insert_event(store *s, const char *job_id, store_event_type type,
     sqlite3_bind_text(st, 2, EVENT_TYPE_NAMES[type], -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
-            sqlite3_reset(st);
-            if (seq_out)
-                *seq_out = seq;
-            return 0;
-        }
-    }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", job_id);
-    else
-        fail_sql(s, rc, err, errlen, "appending event");
-    sqlite3_reset(st);
-    return -1;
+    event_seq row;
+    int got = query_row(s, st, &EVENT_SEQ_ROW, &row, "appending event", err, errlen);
+    if (got < 0 && s->last_error == STORE_E_NOT_FOUND)   /* the job's foreign key */
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", job_id);
+    if (got < 0)
+        return -1;
+    assert(got == 1);   /* INSERT ... SELECT of an aggregate: always one row */
+    if (seq_out)
+        *seq_out = row.seq;
+    return 0;
 }
 
 /* ---- jobs ----------------------------------------------------------------- */
-
-static int read_job(sqlite3_stmt *st, store_job *j)
-{
-    return read_row(st, &JOB_ROW, j);
-}
 
 /* Frees spec, metrics and error: JOB_ROW's text columns. */
 void store_job_clear(store_job *j)
@@ -934,21 +1001,11 @@ static int need_dataset(store *s, const char *id, const char *role, char *err, s
     if (!is_id(id))
         return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s' (%s)", MSG_ID_MAX,
                     id, role);
-    sqlite3_stmt *st = prep(s, STMT_DATASET_EXISTS, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        sqlite3_reset(st);
-        return 0;
-    }
-    if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s (%s)", id, role);
-    else
-        fail_sql(s, rc, err, errlen, "looking up dataset");
-    sqlite3_reset(st);
-    return -1;
+    int got = query_row_by_key(s, STMT_DATASET_EXISTS, id, NULL, NULL, "looking up dataset",
+                               err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s (%s)", id, role);
+    return got == 1 ? 0 : -1;
 }
 
 int store_job_create(store *s, const char *spec_json, const char *train_dataset_id,
@@ -1006,26 +1063,7 @@ fail:
 
 int store_job_get(store *s, const char *id, store_job *out, char *err, size_t errlen)
 {
-    if (check_id(s, "job", id, err, errlen) != 0)
-        return -1;
-    sqlite3_stmt *st = prep(s, STMT_JOB_GET, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_ROW) {
-        if (read_job(st, out) == 0)
-            ret = 0;
-        else
-            fail(s, STORE_E_DB, err, errlen, "reading job %s: out of memory", id);
-    } else if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    } else {
-        fail_sql(s, rc, err, errlen, "reading job");
-    }
-    sqlite3_reset(st);
-    return ret;
+    return get_by_id(s, STMT_JOB_GET, &JOB_ROW, "job", id, out, err, errlen);
 }
 
 int store_job_list(store *s, int status, int64_t limit, int64_t offset,
@@ -1078,12 +1116,9 @@ int store_claim_next_job(store *s, store_job *out, char *err, size_t errlen)
     sqlite3_stmt *st = prep(s, STMT_JOB_ANY_QUEUED, err, errlen);
     if (!st)
         return -1;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    if (rc != SQLITE_ROW)
-        return fail_sql(s, rc, err, errlen, "looking for queued jobs");
+    int got = query_row(s, st, NULL, NULL, "looking for queued jobs", err, errlen);
+    if (got <= 0)
+        return got;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
@@ -1094,22 +1129,13 @@ int store_claim_next_job(store *s, store_job *out, char *err, size_t errlen)
     if (!st)
         goto fail;
     sqlite3_bind_int64(st, 1, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {   /* another worker took the last one */
+    got = query_row(s, st, &JOB_ROW, &job, "claiming a job", err, errlen);
+    if (got < 0)
+        goto fail;
+    if (got == 0) {   /* another worker took the last one */
         tx_rollback(s);
         return 0;
     }
-    if (rc != SQLITE_ROW) {
-        fail_sql(s, rc, err, errlen, "claiming a job");
-        goto fail;
-    }
-    if (read_job(st, &job) != 0) {
-        fail(s, STORE_E_DB, err, errlen, "claiming a job: out of memory");
-        goto fail;
-    }
-    if (step_done(s, st, err, errlen, "claiming a job") != 0)
-        goto fail;
-    sqlite3_reset(st);
     if (append_status_event(s, job.id, STORE_JOB_RUNNING, job.attempts, NULL, 0, NULL, now,
                             err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
@@ -1123,22 +1149,23 @@ fail:
     return -1;
 }
 
+/* Read a job's status and cancel flag; NOT_FOUND if there is no such job. */
+static int job_state(store *s, const char *id, job_state_row *out, char *err, size_t errlen)
+{
+    int got = query_row_by_key(s, STMT_JOB_STATE, id, &JOB_STATE_ROW, out,
+                               "reading job state", err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    return got == 1 ? 0 : -1;
+}
+
 /* Explain why a job that should have been `expected` was not. */
 static int not_in_state(store *s, const char *id, const char *expected, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    job_state_row state;
+    if (job_state(s, id, &state, err, errlen) == 0)
         fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not %s", id,
-             (const char *)sqlite3_column_text(st, 0), expected);
-    else if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    else
-        fail_sql(s, rc, err, errlen, "reading job state");
-    sqlite3_reset(st);
+             STATUS_NAMES[state.status], expected);
     return -1;
 }
 
@@ -1165,23 +1192,13 @@ int store_job_update_progress(store *s, const char *id, const store_progress *p,
     sqlite3_bind_double(st, 10, p->trainable_avg);
     sqlite3_bind_int64(st, 11, p->frozen);
     sqlite3_bind_int64(st, 12, p->freezable);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int cancel = sqlite3_column_int(st, 0);
-        if (step_done(s, st, err, errlen, "updating progress") != 0) {
-            sqlite3_reset(st);
-            return -1;
-        }
-        sqlite3_reset(st);
-        return cancel ? 1 : 0;
-    }
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
+    job_state_row row;
+    int got = query_row(s, st, &JOB_STATE_ROW, &row, "updating progress", err, errlen);
+    if (got == 0)
         return not_in_state(s, id, "running", err, errlen);
-    }
-    fail_sql(s, rc, err, errlen, "updating progress");
-    sqlite3_reset(st);
-    return -1;
+    if (got < 0)
+        return -1;
+    return row.cancel_requested ? 1 : 0;
 }
 
 /* UPDATE a job from status `from` to terminal status `to` inside the caller's
@@ -1239,36 +1256,18 @@ int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen)
         return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
+    job_state_row state;
+    if (job_state(s, id, &state, err, errlen) != 0)
         goto fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-        goto fail;
-    }
-    if (rc != SQLITE_ROW) {
-        fail_sql(s, rc, err, errlen, "reading job state");
-        goto fail;
-    }
-    store_job_status status;
-    if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) != 0) {
-        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
-        goto fail;
-    }
-    int already = sqlite3_column_int(st, 1);
-    sqlite3_reset(st);
-
     int64_t now = now_ms();
     int outcome;
-    if (status == STORE_JOB_QUEUED) {
+    if (state.status == STORE_JOB_QUEUED) {
         if (transition_to_final(s, id, STORE_JOB_QUEUED, STORE_JOB_CANCELLED, NULL, NULL, NULL,
                                 now, err, errlen) != 0)
             goto fail;
         outcome = STORE_CANCEL_DONE;
-    } else if (status == STORE_JOB_RUNNING) {
-        if (!already) {   /* asking twice changes nothing and logs nothing */
+    } else if (state.status == STORE_JOB_RUNNING) {
+        if (!state.cancel_requested) {   /* asking twice changes nothing and logs nothing */
             if (exec_stmt_bound_id(s, STMT_JOB_SET_CANCEL, id, "requesting cancel", err, errlen) != 0 ||
                 append_status_event(s, id, STORE_JOB_RUNNING, 0, NULL, 1, NULL, now,
                                     err, errlen) != 0)
@@ -1351,49 +1350,23 @@ fail:
     return -1;
 }
 
-/* Read a job's status and cancel flag inside the caller's transaction. */
-static int job_state(store *s, const char *id, store_job_status *status, int *cancel,
-                     char *err, size_t errlen)
-{
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    else if (rc != SQLITE_ROW)
-        fail_sql(s, rc, err, errlen, "reading job state");
-    else if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), status) != 0)
-        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
-    else {
-        if (cancel)
-            *cancel = sqlite3_column_int(st, 1);
-        ret = 0;
-    }
-    sqlite3_reset(st);
-    return ret;
-}
-
 int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen)
 {
     if (check_id(s, "job", id, err, errlen) != 0)
         return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
-    store_job_status status;
-    int cancel = 0;
-    if (job_state(s, id, &status, &cancel, err, errlen) != 0)
+    job_state_row state;
+    if (job_state(s, id, &state, err, errlen) != 0)
         goto fail;
-    if (status != STORE_JOB_RUNNING) {
+    if (state.status != STORE_JOB_RUNNING) {
         fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not running", id,
-             STATUS_NAMES[status]);
+             STATUS_NAMES[state.status]);
         goto fail;
     }
     int64_t now = now_ms();
     int outcome;
-    if (cancel) {   /* asked to stop for good while it was stopping anyway */
+    if (state.cancel_requested) {   /* asked to stop for good while it was stopping anyway */
         if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL, reason,
                                 now, err, errlen) != 0)
             goto fail;
@@ -1438,13 +1411,13 @@ int store_job_retry(store *s, const char *id, const char *train_dataset_id,
         return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
-    store_job_status status;
-    if (job_state(s, id, &status, NULL, err, errlen) != 0)
+    job_state_row state;
+    if (job_state(s, id, &state, err, errlen) != 0)
         goto fail;
-    if (status != STORE_JOB_FAILED && status != STORE_JOB_CANCELLED) {
+    if (state.status != STORE_JOB_FAILED && state.status != STORE_JOB_CANCELLED) {
         fail(s, STORE_E_CONFLICT, err, errlen,
              "job %s is %s: only a failed or cancelled job can be retried", id,
-             STATUS_NAMES[status]);
+             STATUS_NAMES[state.status]);
         goto fail;
     }
     if (retry_needs_dataset(s, id, train_dataset_id, "train", err, errlen) != 0 ||
@@ -1508,17 +1481,10 @@ void store_event_list_free(store_event *events, size_t n)
 /* NOT_FOUND unless job `id` exists. */
 static int need_job(store *s, const char *id, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prep(s, STMT_JOB_EXISTS, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    if (rc == SQLITE_DONE)
+    int got = query_row_by_key(s, STMT_JOB_EXISTS, id, NULL, NULL, "looking up job", err, errlen);
+    if (got == 0)
         return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    return fail_sql(s, rc, err, errlen, "looking up job");
+    return got == 1 ? 0 : -1;
 }
 
 int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t limit,
@@ -1549,11 +1515,6 @@ int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t li
 }
 
 /* ---- datasets ------------------------------------------------------------- */
-
-static int read_dataset(sqlite3_stmt *st, store_dataset *d)
-{
-    return read_row(st, &DATASET_ROW, d);
-}
 
 /* Frees name, format and path: DATASET_ROW's text columns. */
 void store_dataset_clear(store_dataset *d)
@@ -1615,26 +1576,7 @@ int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_
 
 int store_dataset_get(store *s, const char *id, store_dataset *out, char *err, size_t errlen)
 {
-    if (check_id(s, "dataset", id, err, errlen) != 0)
-        return -1;
-    sqlite3_stmt *st = prep(s, STMT_DATASET_GET, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_ROW) {
-        if (read_dataset(st, out) == 0)
-            ret = 0;
-        else
-            fail(s, STORE_E_DB, err, errlen, "reading dataset %s: out of memory", id);
-    } else if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s", id);
-    } else {
-        fail_sql(s, rc, err, errlen, "reading dataset");
-    }
-    sqlite3_reset(st);
-    return ret;
+    return get_by_id(s, STMT_DATASET_GET, &DATASET_ROW, "dataset", id, out, err, errlen);
 }
 
 int store_dataset_list(store *s, int64_t limit, int64_t offset, store_dataset **out,
@@ -1664,22 +1606,15 @@ int store_dataset_delete(store *s, const char *id, char *err, size_t errlen)
         return -1;
     if (need_dataset(s, id, "delete", err, errlen) != 0)
         goto fail;
-    sqlite3_stmt *st = prep(s, STMT_DATASET_USER, err, errlen);
-    if (!st)
-        goto fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    job_ref user;
+    int got = query_row_by_key(s, STMT_DATASET_USER, id, &JOB_REF_ROW, &user,
+                               "checking dataset users", err, errlen);
+    if (got == 1)
         fail(s, STORE_E_CONFLICT, err, errlen,
              "dataset %s is used by %s job %s; cancel the job or wait for it to finish", id,
-             (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 0));
+             STATUS_NAMES[user.status], user.id);
+    if (got != 0)
         goto fail;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "checking dataset users");
-        goto fail;
-    }
-    sqlite3_reset(st);
     if (exec_stmt_bound_id(s, STMT_DATASET_DELETE, id, "deleting dataset", err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;
