@@ -63,7 +63,6 @@ typedef struct {
 } column;
 
 #define MEMBER(type, member) offsetof(type, member), sizeof(((type *)0)->member)
-#define COUNT_OF(array) ((int)(sizeof(array) / sizeof(array)[0]))
 
 /* A row struct: its columns in SELECT order, and its size. */
 typedef struct {
@@ -71,6 +70,8 @@ typedef struct {
     int ncols;
     size_t size;
 } row_layout;
+
+#define ROW_LAYOUT(cols, type) {cols, (int)(sizeof(cols) / sizeof(cols)[0]), sizeof(type)}
 
 #define JOB_COLUMNS                                                                    \
     "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
@@ -103,7 +104,7 @@ static const column JOB_COLS[] = {
     {"eval_dataset_id",       COL_CHARS,         MEMBER(store_job, eval_dataset_id)},
     {"crashes",               COL_INT,           MEMBER(store_job, crashes)},
 };
-static const row_layout JOB_ROW = {JOB_COLS, COUNT_OF(JOB_COLS), sizeof(store_job)};
+static const row_layout JOB_ROW = ROW_LAYOUT(JOB_COLS, store_job);
 
 #define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
 static const column DATASET_COLS[] = {
@@ -116,8 +117,7 @@ static const column DATASET_COLS[] = {
     {"created_at", COL_TIME,  MEMBER(store_dataset, created_at)},
     {"path",       COL_TEXT,  MEMBER(store_dataset, path)},
 };
-static const row_layout DATASET_ROW = {DATASET_COLS, COUNT_OF(DATASET_COLS),
-                                       sizeof(store_dataset)};
+static const row_layout DATASET_ROW = ROW_LAYOUT(DATASET_COLS, store_dataset);
 
 #define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
 static const column EVENT_COLS[] = {
@@ -127,7 +127,7 @@ static const column EVENT_COLS[] = {
     {"payload",    COL_TEXT,       MEMBER(store_event, payload)},
     {"created_at", COL_TIME,       MEMBER(store_event, created_at)},
 };
-static const row_layout EVENT_ROW = {EVENT_COLS, COUNT_OF(EVENT_COLS), sizeof(store_event)};
+static const row_layout EVENT_ROW = ROW_LAYOUT(EVENT_COLS, store_event);
 
 /* A job store_requeue_running() found running (STMT_JOB_LIST_RUNNING). */
 typedef struct {
@@ -139,8 +139,7 @@ static const column RUNNING_JOB_COLS[] = {
     {"crashes",          COL_INT,   MEMBER(running_job, crashes)},
     {"cancel_requested", COL_INT,   MEMBER(running_job, cancel_requested)},
 };
-static const row_layout RUNNING_JOB_ROW = {RUNNING_JOB_COLS, COUNT_OF(RUNNING_JOB_COLS),
-                                           sizeof(running_job)};
+static const row_layout RUNNING_JOB_ROW = ROW_LAYOUT(RUNNING_JOB_COLS, running_job);
 
 /* One row of STMT_JOB_COUNTS. */
 typedef struct {
@@ -151,8 +150,7 @@ static const column STATUS_COUNT_COLS[] = {
     {"status", COL_JOB_STATUS, MEMBER(status_count, status)},
     {"n",      COL_INT64,      MEMBER(status_count, count)},
 };
-static const row_layout STATUS_COUNT_ROW = {STATUS_COUNT_COLS, COUNT_OF(STATUS_COUNT_COLS),
-                                            sizeof(status_count)};
+static const row_layout STATUS_COUNT_ROW = ROW_LAYOUT(STATUS_COUNT_COLS, status_count);
 
 /* A job's state (STMT_JOB_STATE, and what STMT_JOB_PROGRESS returns). */
 typedef struct {
@@ -163,8 +161,7 @@ static const column JOB_STATE_COLS[] = {
     {"status",           COL_JOB_STATUS, MEMBER(job_state_row, status)},
     {"cancel_requested", COL_INT,        MEMBER(job_state_row, cancel_requested)},
 };
-static const row_layout JOB_STATE_ROW = {JOB_STATE_COLS, COUNT_OF(JOB_STATE_COLS),
-                                         sizeof(job_state_row)};
+static const row_layout JOB_STATE_ROW = ROW_LAYOUT(JOB_STATE_COLS, job_state_row);
 
 /* A queued or running job that uses a dataset (STMT_DATASET_USER). */
 typedef struct {
@@ -175,7 +172,7 @@ static const column JOB_REF_COLS[] = {
     {"id",     COL_CHARS,      MEMBER(job_ref, id)},
     {"status", COL_JOB_STATUS, MEMBER(job_ref, status)},
 };
-static const row_layout JOB_REF_ROW = {JOB_REF_COLS, COUNT_OF(JOB_REF_COLS), sizeof(job_ref)};
+static const row_layout JOB_REF_ROW = ROW_LAYOUT(JOB_REF_COLS, job_ref);
 
 /* The seq an appended event got (STMT_EVENT_INSERT). */
 typedef struct {
@@ -184,8 +181,7 @@ typedef struct {
 static const column EVENT_SEQ_COLS[] = {
     {"seq", COL_INT64, MEMBER(event_seq, seq)},
 };
-static const row_layout EVENT_SEQ_ROW = {EVENT_SEQ_COLS, COUNT_OF(EVENT_SEQ_COLS),
-                                         sizeof(event_seq)};
+static const row_layout EVENT_SEQ_ROW = ROW_LAYOUT(EVENT_SEQ_COLS, event_seq);
 
 /* ---- statements ----------------------------------------------------------- */
 
