@@ -456,6 +456,29 @@ static int exec_stmt_bound_id(store *s, enum stmt_id id, const char *key, const 
     return run_stmt(s, st, what, err, errlen);
 }
 
+/* Run an INSERT whose ?1 is the new row's id (its other parameters bound)
+ * and reset it, as run_stmt(). generate: a fresh random id goes into id for
+ * each attempt, retried while it collides with an existing one; otherwise
+ * id is inserted as it is, and a collision fails with STORE_E_CONFLICT. */
+static int insert_with_id(store *s, sqlite3_stmt *st, char id[STORE_ID_SIZE], int generate,
+                          const char *what, char *err, size_t errlen)
+{
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        if (generate)
+            store_new_id(id);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY || !generate || attempt == ID_ATTEMPTS)
+            break;
+        sqlite3_reset(st);
+    }
+    if (rc != SQLITE_DONE)
+        fail_sql(s, rc, err, errlen, what);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static int tx_begin(store *s, char *err, size_t errlen)
 {
     return exec_stmt(s, STMT_BEGIN, err, errlen, "starting a write transaction");
@@ -1028,25 +1051,12 @@ int store_job_create(store *s, const char *spec_json, const char *train_dataset_
     sqlite3_stmt *st = prep(s, STMT_JOB_INSERT, err, errlen);
     if (!st)
         goto fail;
-    int rc = SQLITE_ERROR;
-    for (int attempt = 0; attempt < ID_ATTEMPTS; attempt++) {
-        store_new_id(id);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-        bind_text(st, 4, train_dataset_id);
-        bind_text(st, 5, eval_dataset_id);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
-            break;
-        sqlite3_reset(st);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "creating job");
-        goto fail;
-    }
-    sqlite3_reset(st);
-    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, NULL, now, err, errlen) != 0 ||
+    sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, train_dataset_id);
+    bind_text(st, 5, eval_dataset_id);
+    if (insert_with_id(s, st, id, 1, "creating job", err, errlen) != 0 ||
+        append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, NULL, now, err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;
     memcpy(id_out, id, STORE_ID_SIZE);
@@ -1155,6 +1165,20 @@ static int job_state(store *s, const char *id, job_state_row *out, char *err, si
     return got == 1 ? 0 : -1;
 }
 
+/* Check id, start a write transaction and read the job's state in it: 0, or
+ * -1 with nothing left open. */
+static int tx_begin_on_job(store *s, const char *id, job_state_row *state, char *err,
+                           size_t errlen)
+{
+    if (check_id(s, "job", id, err, errlen) != 0 || tx_begin(s, err, errlen) != 0)
+        return -1;
+    if (job_state(s, id, state, err, errlen) != 0) {
+        tx_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
 /* Explain why a job that should have been `expected` was not. */
 static int not_in_state(store *s, const char *id, const char *expected, char *err, size_t errlen)
 {
@@ -1248,13 +1272,9 @@ int store_job_finish(store *s, const char *id, store_job_status final,
 
 int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen)
 {
-    if (check_id(s, "job", id, err, errlen) != 0)
-        return -1;
-    if (tx_begin(s, err, errlen) != 0)
-        return -1;
     job_state_row state;
-    if (job_state(s, id, &state, err, errlen) != 0)
-        goto fail;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
+        return -1;
     int64_t now = now_ms();
     int outcome;
     if (state.status == STORE_JOB_QUEUED) {
@@ -1348,13 +1368,9 @@ fail:
 
 int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen)
 {
-    if (check_id(s, "job", id, err, errlen) != 0)
-        return -1;
-    if (tx_begin(s, err, errlen) != 0)
-        return -1;
     job_state_row state;
-    if (job_state(s, id, &state, err, errlen) != 0)
-        goto fail;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
+        return -1;
     if (state.status != STORE_JOB_RUNNING) {
         fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not running", id,
              STATUS_NAMES[state.status]);
@@ -1403,13 +1419,9 @@ static int retry_needs_dataset(store *s, const char *job, const char *ds, const 
 int store_job_retry(store *s, const char *id, const char *train_dataset_id,
                     const char *eval_dataset_id, char *err, size_t errlen)
 {
-    if (check_id(s, "job", id, err, errlen) != 0)
-        return -1;
-    if (tx_begin(s, err, errlen) != 0)
-        return -1;
     job_state_row state;
-    if (job_state(s, id, &state, err, errlen) != 0)
-        goto fail;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
+        return -1;
     if (state.status != STORE_JOB_FAILED && state.status != STORE_JOB_CANCELLED) {
         fail(s, STORE_E_CONFLICT, err, errlen,
              "job %s is %s: only a failed or cancelled job can be retried", id,
@@ -1539,33 +1551,19 @@ int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_
         return -1;
     char id[STORE_ID_SIZE];
     memcpy(id, d->id, STORE_ID_SIZE);
-    int rc = SQLITE_ERROR;
-    for (int attempt = 0; attempt < (generate ? ID_ATTEMPTS : 1); attempt++) {
-        if (generate)
-            store_new_id(id);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, d->format, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, d->rows);
-        sqlite3_bind_int64(st, 5, d->bytes);
-        sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 7, now_ms());
-        sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
-            break;
-        sqlite3_reset(st);
-    }
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY && !generate) {
-        sqlite3_reset(st);
-        return fail(s, STORE_E_CONFLICT, err, errlen, "dataset %s already exists", id);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "creating dataset");
-        sqlite3_reset(st);
+    sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->format, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, d->rows);
+    sqlite3_bind_int64(st, 5, d->bytes);
+    sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, now_ms());
+    sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
+    if (insert_with_id(s, st, id, generate, "creating dataset", err, errlen) != 0) {
+        /* The primary key is the one constraint of datasets that conflicts. */
+        if (!generate && s->last_error == STORE_E_CONFLICT)
+            fail(s, STORE_E_CONFLICT, err, errlen, "dataset %s already exists", id);
         return -1;
     }
-    sqlite3_reset(st);
     memcpy(id_out, id, STORE_ID_SIZE);
     return 0;
 }
