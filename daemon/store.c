@@ -312,6 +312,15 @@ static const char *const EVENT_TYPE_NAMES[STORE_EVENT_TYPE_COUNT] = {
     "step", "freeze", "eval", "status", "log"
 };
 
+/* Index of name in names[0..count), or -1 when it is not there (or NULL). */
+static int name_index(const char *const *names, int count, const char *name)
+{
+    for (int i = 0; name && i < count; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 const char *store_job_status_name(store_job_status st)
 {
     return (unsigned)st < STORE_JOB_STATUS_COUNT ? STATUS_NAMES[st] : NULL;
@@ -319,12 +328,11 @@ const char *store_job_status_name(store_job_status st)
 
 int store_job_status_parse(const char *name, store_job_status *out)
 {
-    for (int i = 0; name && i < STORE_JOB_STATUS_COUNT; i++)
-        if (strcmp(name, STATUS_NAMES[i]) == 0) {
-            *out = (store_job_status)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(STATUS_NAMES, STORE_JOB_STATUS_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (store_job_status)i;
+    return 0;
 }
 
 const char *store_event_type_name(store_event_type t)
@@ -334,12 +342,11 @@ const char *store_event_type_name(store_event_type t)
 
 int store_event_type_parse(const char *name, store_event_type *out)
 {
-    for (int i = 0; name && i < STORE_EVENT_TYPE_COUNT; i++)
-        if (strcmp(name, EVENT_TYPE_NAMES[i]) == 0) {
-            *out = (store_event_type)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(EVENT_TYPE_NAMES, STORE_EVENT_TYPE_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (store_event_type)i;
+    return 0;
 }
 
 /* ---- errors --------------------------------------------------------------- */
