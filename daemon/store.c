@@ -6,6 +6,14 @@
  * read transaction open. The SQL lives in one table (STMT_SQL) beside the enum
  * that names it; the schema is migrations/0001_init.sql.
  *
+ * The cached statements run through one of three functions: run_stmt() (no
+ * rows), query_row() (at most one) or query_rows() (all, into an array).
+ * They step, report a failure as "<what>: <SQLite's message>" and reset, and
+ * turn rows into structs through the column tables below, one per struct; so
+ * a new query is its SQL, its bindings and, for a new kind of row, a table.
+ * (insert_with_id() is run_stmt() plus a retry on a colliding random id;
+ * ROLLBACK steps by itself so as not to overwrite the error it follows.)
+ *
  * Anything that reads and then writes (claim, finish, cancel, requeue, event
  * batches, dataset delete) runs inside BEGIN IMMEDIATE: the write lock is
  * taken up front, waiting on the busy timeout, instead of upgrading a read
