@@ -744,11 +744,12 @@ fail:
     return -1;
 }
 
-/* Run st, which yields at most one row, to its end and reset it: 1 with the
- * row read into *row with layout l (l NULL: only whether there is a row), 0
- * when there is none, -1 as query_rows(). Stepping past the row is what
- * completes an UPDATE or INSERT ... RETURNING and reports its late errors
- * (foreign keys), so it happens before the reset. */
+/* Run st, which yields at most one row (a key lookup, LIMIT 1, or RETURNING
+ * of one row; a second row fails as an SQLite error), to its end and reset
+ * it: 1 with the row read into *row with layout l (l NULL: only whether there
+ * is a row), 0 when there is none, -1 as query_rows(). Stepping past the row
+ * is what completes an UPDATE or INSERT ... RETURNING and reports its late
+ * errors (foreign keys), so it happens before the reset. */
 static int query_row(store *s, sqlite3_stmt *st, const row_layout *l, void *row,
                      const char *what, char *err, size_t errlen)
 {
