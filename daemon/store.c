@@ -6,6 +6,14 @@
  * read transaction open. The SQL lives in one table (STMT_SQL) beside the enum
  * that names it; the schema is migrations/0001_init.sql.
  *
+ * The cached statements run through one of three functions: run_stmt() (no
+ * rows), query_row() (at most one) or query_rows() (all, into an array).
+ * They step, report a failure as "<what>: <SQLite's message>" and reset, and
+ * turn rows into structs through the column tables below, one per struct; so
+ * a new query is its SQL, its bindings and, for a new kind of row, a table.
+ * (insert_with_id() is run_stmt() plus a retry on a colliding random id;
+ * ROLLBACK steps by itself so as not to overwrite the error it follows.)
+ *
  * Anything that reads and then writes (claim, finish, cancel, requeue, event
  * batches, dataset delete) runs inside BEGIN IMMEDIATE: the write lock is
  * taken up front, waiting on the busy timeout, instead of upgrading a read
@@ -22,6 +30,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +43,155 @@
 #define ID_ATTEMPTS 4
 /* Longest piece of a caller-supplied id echoed back in a message. */
 #define MSG_ID_MAX 40
+
+/* ---- column tables --------------------------------------------------------
+ *
+ * Rows are read into structs by one function, read_row(), driven by a table
+ * per struct: for each column of the SELECT, in order, the member it fills
+ * and how. The SQL column lists (JOB_COLUMNS, ...) stay plain strings beside
+ * their tables; every query checks (assert) that the statement's columns are
+ * the table's, by name and number, so the two cannot drift apart. */
+
+typedef enum {
+    COL_INT,            /* int */
+    COL_INT64,          /* int64_t */
+    COL_TIME,           /* int64_t unix ms; NULL reads STORE_TIME_NONE */
+    COL_DOUBLE,         /* double */
+    COL_DOUBLE_OR_NAN,  /* double; NULL reads NAN (SQLite stores no NaN) */
+    COL_TEXT,           /* char *, a malloc'd copy; NULL reads NULL */
+    COL_CHARS,          /* char[size] (ids, sha256); NULL reads "" */
+    COL_JOB_STATUS,     /* store_job_status, from its name */
+    COL_EVENT_TYPE      /* store_event_type, from its name */
+} column_type;
+
+typedef struct {
+    const char *name;   /* the column's name in the statement */
+    column_type type;
+    size_t offset, size;  /* the member it fills: MEMBER(struct, member) */
+} column;
+
+#define MEMBER(type, member) offsetof(type, member), sizeof(((type *)0)->member)
+
+/* A row struct: its columns in SELECT order, and its size. */
+typedef struct {
+    const column *cols;
+    int ncols;
+    size_t size;
+} row_layout;
+
+#define ROW_LAYOUT(cols, type) {cols, (int)(sizeof(cols) / sizeof(cols)[0]), sizeof(type)}
+
+#define JOB_COLUMNS                                                                    \
+    "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
+    "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
+    "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
+    "cancel_requested, attempts, train_dataset_id, eval_dataset_id, crashes"
+static const column JOB_COLS[] = {
+    {"id",                    COL_CHARS,         MEMBER(store_job, id)},
+    {"status",                COL_JOB_STATUS,    MEMBER(store_job, status)},
+    {"spec",                  COL_TEXT,          MEMBER(store_job, spec)},
+    {"created_at",            COL_TIME,          MEMBER(store_job, created_at)},
+    {"started_at",            COL_TIME,          MEMBER(store_job, started_at)},
+    {"finished_at",           COL_TIME,          MEMBER(store_job, finished_at)},
+    {"step",                  COL_INT64,         MEMBER(store_job, progress.step)},
+    {"total_steps",           COL_INT64,         MEMBER(store_job, progress.total_steps)},
+    {"epoch",                 COL_INT64,         MEMBER(store_job, progress.epoch)},
+    {"loss",                  COL_DOUBLE_OR_NAN, MEMBER(store_job, progress.loss)},
+    {"flops_forward",         COL_INT64,         MEMBER(store_job, progress.flops_forward)},
+    {"flops_backward_input",  COL_INT64,         MEMBER(store_job, progress.flops_backward_input)},
+    {"flops_backward_weight", COL_INT64,         MEMBER(store_job, progress.flops_backward_weight)},
+    {"trainable_now",         COL_INT64,         MEMBER(store_job, progress.trainable_now)},
+    {"trainable_avg",         COL_DOUBLE,        MEMBER(store_job, progress.trainable_avg)},
+    {"frozen",                COL_INT64,         MEMBER(store_job, progress.frozen)},
+    {"freezable",             COL_INT64,         MEMBER(store_job, progress.freezable)},
+    {"metrics",               COL_TEXT,          MEMBER(store_job, metrics)},
+    {"error",                 COL_TEXT,          MEMBER(store_job, error)},
+    {"cancel_requested",      COL_INT,           MEMBER(store_job, cancel_requested)},
+    {"attempts",              COL_INT,           MEMBER(store_job, attempts)},
+    {"train_dataset_id",      COL_CHARS,         MEMBER(store_job, train_dataset_id)},
+    {"eval_dataset_id",       COL_CHARS,         MEMBER(store_job, eval_dataset_id)},
+    {"crashes",               COL_INT,           MEMBER(store_job, crashes)},
+};
+static const row_layout JOB_ROW = ROW_LAYOUT(JOB_COLS, store_job);
+
+#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
+static const column DATASET_COLS[] = {
+    {"id",         COL_CHARS, MEMBER(store_dataset, id)},
+    {"name",       COL_TEXT,  MEMBER(store_dataset, name)},
+    {"format",     COL_TEXT,  MEMBER(store_dataset, format)},
+    {"rows",       COL_INT64, MEMBER(store_dataset, rows)},
+    {"bytes",      COL_INT64, MEMBER(store_dataset, bytes)},
+    {"sha256",     COL_CHARS, MEMBER(store_dataset, sha256)},
+    {"created_at", COL_TIME,  MEMBER(store_dataset, created_at)},
+    {"path",       COL_TEXT,  MEMBER(store_dataset, path)},
+};
+static const row_layout DATASET_ROW = ROW_LAYOUT(DATASET_COLS, store_dataset);
+
+#define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
+static const column EVENT_COLS[] = {
+    {"job_id",     COL_CHARS,      MEMBER(store_event, job_id)},
+    {"seq",        COL_INT64,      MEMBER(store_event, seq)},
+    {"type",       COL_EVENT_TYPE, MEMBER(store_event, type)},
+    {"payload",    COL_TEXT,       MEMBER(store_event, payload)},
+    {"created_at", COL_TIME,       MEMBER(store_event, created_at)},
+};
+static const row_layout EVENT_ROW = ROW_LAYOUT(EVENT_COLS, store_event);
+
+/* A job store_requeue_running() found running (STMT_JOB_LIST_RUNNING). */
+typedef struct {
+    char id[STORE_ID_SIZE];
+    int crashes, cancel_requested;
+} running_job;
+static const column RUNNING_JOB_COLS[] = {
+    {"id",               COL_CHARS, MEMBER(running_job, id)},
+    {"crashes",          COL_INT,   MEMBER(running_job, crashes)},
+    {"cancel_requested", COL_INT,   MEMBER(running_job, cancel_requested)},
+};
+static const row_layout RUNNING_JOB_ROW = ROW_LAYOUT(RUNNING_JOB_COLS, running_job);
+
+/* One row of STMT_JOB_COUNTS. */
+typedef struct {
+    store_job_status status;
+    int64_t count;
+} status_count;
+static const column STATUS_COUNT_COLS[] = {
+    {"status", COL_JOB_STATUS, MEMBER(status_count, status)},
+    {"n",      COL_INT64,      MEMBER(status_count, count)},
+};
+static const row_layout STATUS_COUNT_ROW = ROW_LAYOUT(STATUS_COUNT_COLS, status_count);
+
+/* A job's state (STMT_JOB_STATE, and what STMT_JOB_PROGRESS returns). */
+typedef struct {
+    store_job_status status;
+    int cancel_requested;
+} job_state_row;
+static const column JOB_STATE_COLS[] = {
+    {"status",           COL_JOB_STATUS, MEMBER(job_state_row, status)},
+    {"cancel_requested", COL_INT,        MEMBER(job_state_row, cancel_requested)},
+};
+static const row_layout JOB_STATE_ROW = ROW_LAYOUT(JOB_STATE_COLS, job_state_row);
+
+/* A queued or running job that uses a dataset (STMT_DATASET_USER). */
+typedef struct {
+    char id[STORE_ID_SIZE];
+    store_job_status status;
+} job_ref;
+static const column JOB_REF_COLS[] = {
+    {"id",     COL_CHARS,      MEMBER(job_ref, id)},
+    {"status", COL_JOB_STATUS, MEMBER(job_ref, status)},
+};
+static const row_layout JOB_REF_ROW = ROW_LAYOUT(JOB_REF_COLS, job_ref);
+
+/* The seq an appended event got (STMT_EVENT_INSERT). */
+typedef struct {
+    int64_t seq;
+} event_seq;
+static const column EVENT_SEQ_COLS[] = {
+    {"seq", COL_INT64, MEMBER(event_seq, seq)},
+};
+static const row_layout EVENT_SEQ_ROW = ROW_LAYOUT(EVENT_SEQ_COLS, event_seq);
+
+/* ---- statements ----------------------------------------------------------- */
 
 enum stmt_id {
     STMT_BEGIN,
@@ -67,24 +225,6 @@ enum stmt_id {
     STMT_COUNT
 };
 
-/* Column order of JOB_COLUMNS, read by read_job(). */
-enum {
-    JC_ID, JC_STATUS, JC_SPEC, JC_CREATED, JC_STARTED, JC_FINISHED,
-    JC_STEP, JC_TOTAL_STEPS, JC_EPOCH, JC_LOSS, JC_FLOPS_FWD, JC_FLOPS_BWD_IN,
-    JC_FLOPS_BWD_W, JC_TRAINABLE_NOW, JC_TRAINABLE_AVG, JC_FROZEN, JC_FREEZABLE,
-    JC_METRICS, JC_ERROR, JC_CANCEL, JC_ATTEMPTS, JC_TRAIN_DS, JC_EVAL_DS, JC_CRASHES
-};
-#define JOB_COLUMNS                                                                    \
-    "id, status, spec, created_at, started_at, finished_at, step, total_steps, "      \
-    "epoch, loss, flops_forward, flops_backward_input, flops_backward_weight, "       \
-    "trainable_now, trainable_avg, frozen, freezable, metrics, error, "               \
-    "cancel_requested, attempts, train_dataset_id, eval_dataset_id, crashes"
-
-enum { DC_ID, DC_NAME, DC_FORMAT, DC_ROWS, DC_BYTES, DC_SHA256, DC_CREATED, DC_PATH };
-#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
-
-#define EVENT_COLUMNS "job_id, seq, type, payload, created_at"
-
 /* Appends an event numbered after the job's last one; one row even when the
  * job has no events yet (max() of nothing is NULL). */
 #define EVENT_NEXT_SEQ "coalesce(max(seq), 0) + 1"
@@ -105,7 +245,7 @@ static const char *const STMT_SQL[STMT_COUNT] = {
     [STMT_JOB_LIST_STATUS] =
         "SELECT " JOB_COLUMNS " FROM jobs WHERE status = ?3 "
         "ORDER BY created_at DESC, rowid DESC LIMIT ?1 OFFSET ?2",
-    [STMT_JOB_COUNTS] = "SELECT status, count(*) FROM jobs GROUP BY status",
+    [STMT_JOB_COUNTS] = "SELECT status, count(*) AS n FROM jobs GROUP BY status",
     [STMT_JOB_ANY_QUEUED] = "SELECT 1 FROM jobs WHERE status = 'queued' LIMIT 1",
     [STMT_JOB_CLAIM] =
         "UPDATE jobs SET status = 'running', started_at = ?1, attempts = attempts + 1 "
@@ -116,7 +256,7 @@ static const char *const STMT_SQL[STMT_COUNT] = {
         "UPDATE jobs SET step = ?2, total_steps = ?3, epoch = ?4, loss = ?5, "
         "flops_forward = ?6, flops_backward_input = ?7, flops_backward_weight = ?8, "
         "trainable_now = ?9, trainable_avg = ?10, frozen = ?11, freezable = ?12 "
-        "WHERE id = ?1 AND status = 'running' RETURNING cancel_requested",
+        "WHERE id = ?1 AND status = 'running' RETURNING status, cancel_requested",
     [STMT_JOB_STATE] = "SELECT status, cancel_requested FROM jobs WHERE id = ?1",
     [STMT_JOB_FINISH] =
         "UPDATE jobs SET status = ?3, finished_at = ?4, metrics = ?5, error = ?6 "
@@ -180,6 +320,15 @@ static const char *const EVENT_TYPE_NAMES[STORE_EVENT_TYPE_COUNT] = {
     "step", "freeze", "eval", "status", "log"
 };
 
+/* Index of name in names[0..count), or -1 when it is not there (or NULL). */
+static int name_index(const char *const *names, int count, const char *name)
+{
+    for (int i = 0; name && i < count; i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
 const char *store_job_status_name(store_job_status st)
 {
     return (unsigned)st < STORE_JOB_STATUS_COUNT ? STATUS_NAMES[st] : NULL;
@@ -187,12 +336,11 @@ const char *store_job_status_name(store_job_status st)
 
 int store_job_status_parse(const char *name, store_job_status *out)
 {
-    for (int i = 0; name && i < STORE_JOB_STATUS_COUNT; i++)
-        if (strcmp(name, STATUS_NAMES[i]) == 0) {
-            *out = (store_job_status)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(STATUS_NAMES, STORE_JOB_STATUS_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (store_job_status)i;
+    return 0;
 }
 
 const char *store_event_type_name(store_event_type t)
@@ -202,12 +350,11 @@ const char *store_event_type_name(store_event_type t)
 
 int store_event_type_parse(const char *name, store_event_type *out)
 {
-    for (int i = 0; name && i < STORE_EVENT_TYPE_COUNT; i++)
-        if (strcmp(name, EVENT_TYPE_NAMES[i]) == 0) {
-            *out = (store_event_type)i;
-            return 0;
-        }
-    return -1;
+    int i = name_index(EVENT_TYPE_NAMES, STORE_EVENT_TYPE_COUNT, name);
+    if (i < 0)
+        return -1;
+    *out = (store_event_type)i;
+    return 0;
 }
 
 /* ---- errors --------------------------------------------------------------- */
@@ -295,20 +442,22 @@ static void reset_all(store *s)
             sqlite3_reset(s->stmt[i]);
 }
 
-/* Run a statement that returns no rows. */
+/* Step a prepared and bound statement that returns no rows to its end and
+ * reset it; -1 with "<what>: <SQLite's message>" if it failed. */
+static int run_stmt(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        fail_sql(s, rc, err, errlen, what);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Run a statement that has no parameters and returns no rows. */
 static int exec_stmt(store *s, enum stmt_id id, char *err, size_t errlen, const char *what)
 {
     sqlite3_stmt *st = prep(s, id, err, errlen);
-    if (!st)
-        return -1;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, what);
-        sqlite3_reset(st);
-        return -1;
-    }
-    sqlite3_reset(st);
-    return 0;
+    return st ? run_stmt(s, st, what, err, errlen) : -1;
 }
 
 /* Run a row-less statement whose only parameter ?1 is `key`. */
@@ -319,14 +468,30 @@ static int exec_stmt_bound_id(store *s, enum stmt_id id, const char *key, const 
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, what);
+    return run_stmt(s, st, what, err, errlen);
+}
+
+/* Run an INSERT whose ?1 is the new row's id (its other parameters bound)
+ * and reset it, as run_stmt(). generate: a fresh random id goes into id for
+ * each attempt, retried while it collides with an existing one; otherwise
+ * id is inserted as it is, and a collision fails with STORE_E_CONFLICT. */
+static int insert_with_id(store *s, sqlite3_stmt *st, char id[STORE_ID_SIZE], int generate,
+                          const char *what, char *err, size_t errlen)
+{
+    int rc;
+    for (int attempt = 1;; attempt++) {
+        if (generate)
+            store_new_id(id);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY || !generate || attempt == ID_ATTEMPTS)
+            break;
         sqlite3_reset(st);
-        return -1;
     }
+    if (rc != SQLITE_DONE)
+        fail_sql(s, rc, err, errlen, what);
     sqlite3_reset(st);
-    return 0;
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int tx_begin(store *s, char *err, size_t errlen)
@@ -359,16 +524,6 @@ static int tx_commit(store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Finish a RETURNING statement whose one row was read: the statement only
- * completes (and reports late errors such as foreign keys) on the next step. */
-static int step_done(store *s, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
-{
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        return fail_sql(s, rc, err, errlen, what);
-    return 0;
-}
-
 /* ---- small helpers -------------------------------------------------------- */
 
 static int64_t now_ms(void)
@@ -388,6 +543,16 @@ static int is_id(const char *id)
     return 1;
 }
 
+/* 0 when id can name a `kind` ("job", "dataset"); otherwise no such one
+ * exists, and the message quotes (the start of) what was asked for. */
+static int check_id(store *s, const char *kind, const char *id, char *err, size_t errlen)
+{
+    if (is_id(id))
+        return 0;
+    return fail(s, STORE_E_NOT_FOUND, err, errlen, "no %s '%.*s'", kind, MSG_ID_MAX,
+                id ? id : "(null)");
+}
+
 void store_new_id(char out[STORE_ID_SIZE])
 {
     static const char HEX[] = "0123456789abcdef";
@@ -405,12 +570,6 @@ static int bind_text(sqlite3_stmt *st, int i, const char *v)
     return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
-static void copy_id(char dst[STORE_ID_SIZE], sqlite3_stmt *st, int col)
-{
-    const char *v = (const char *)sqlite3_column_text(st, col);
-    snprintf(dst, STORE_ID_SIZE, "%s", v ? v : "");
-}
-
 /* *dst = copy of a text column, NULL for SQL NULL; -1 on OOM. */
 static int dup_column(sqlite3_stmt *st, int col, char **dst)
 {
@@ -426,12 +585,6 @@ static int dup_column(sqlite3_stmt *st, int col, char **dst)
         return -1;
     memcpy(*dst, v, len + 1);
     return 0;
-}
-
-static int64_t column_time(sqlite3_stmt *st, int col)
-{
-    return sqlite3_column_type(st, col) == SQLITE_NULL ? STORE_TIME_NONE
-                                                       : sqlite3_column_int64(st, col);
 }
 
 /* Grow *arr (elements of size elem) so index *n is valid. */
@@ -457,6 +610,195 @@ static int check_page(store *s, int64_t limit, int64_t offset, char *err, size_t
         return fail(s, STORE_E_INVALID, err, errlen, "offset %lld is negative",
                     (long long)offset);
     return 0;
+}
+
+/* ---- reading rows --------------------------------------------------------- */
+
+/* The statement's result columns are the layout's, by number and name, and
+ * each member has the size its column type writes. For assert(). */
+static int layout_matches(sqlite3_stmt *st, const row_layout *l)
+{
+    if (sqlite3_column_count(st) != l->ncols)
+        return 0;
+    for (int i = 0; i < l->ncols; i++) {
+        const column *c = &l->cols[i];
+        const char *name = sqlite3_column_name(st, i);
+        size_t want = 0;
+        switch (c->type) {
+        case COL_INT:           want = sizeof(int); break;
+        case COL_INT64:
+        case COL_TIME:          want = sizeof(int64_t); break;
+        case COL_DOUBLE:
+        case COL_DOUBLE_OR_NAN: want = sizeof(double); break;
+        case COL_TEXT:          want = sizeof(char *); break;
+        case COL_CHARS:         want = c->size; break;
+        case COL_JOB_STATUS:    want = sizeof(store_job_status); break;
+        case COL_EVENT_TYPE:    want = sizeof(store_event_type); break;
+        }
+        if (!name || strcmp(name, c->name) != 0 || c->size != want || want == 0 ||
+            c->offset + c->size > l->size)
+            return 0;
+    }
+    return 1;
+}
+
+/* Free the COL_TEXT members of a row read with layout l and zero it. */
+static void clear_row(const row_layout *l, void *row)
+{
+    for (int i = 0; i < l->ncols; i++)
+        if (l->cols[i].type == COL_TEXT)
+            free(*(char **)((char *)row + l->cols[i].offset));
+    memset(row, 0, l->size);
+}
+
+/* clear_row() each of rows[0..n), then free the array. */
+static void free_rows(const row_layout *l, void *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++)
+        clear_row(l, (char *)rows + i * l->size);
+    free(rows);
+}
+
+/* Fill *row from the statement's current row; -1 (row cleared) when out of
+ * memory or a name column holds no known name (the schema's CHECKs make that
+ * unreachable). */
+static int read_row(sqlite3_stmt *st, const row_layout *l, void *row)
+{
+    memset(row, 0, l->size);
+    for (int i = 0; i < l->ncols; i++) {
+        const column *c = &l->cols[i];
+        void *m = (char *)row + c->offset;
+        int is_null = sqlite3_column_type(st, i) == SQLITE_NULL;
+        int ok = 1;
+        switch (c->type) {
+        case COL_INT:
+            *(int *)m = sqlite3_column_int(st, i);
+            break;
+        case COL_INT64:
+            *(int64_t *)m = sqlite3_column_int64(st, i);
+            break;
+        case COL_TIME:
+            *(int64_t *)m = is_null ? STORE_TIME_NONE : sqlite3_column_int64(st, i);
+            break;
+        case COL_DOUBLE:
+            *(double *)m = sqlite3_column_double(st, i);
+            break;
+        case COL_DOUBLE_OR_NAN:
+            *(double *)m = is_null ? NAN : sqlite3_column_double(st, i);
+            break;
+        case COL_TEXT:
+            ok = dup_column(st, i, (char **)m) == 0;
+            break;
+        case COL_CHARS: {
+            const char *v = (const char *)sqlite3_column_text(st, i);
+            snprintf((char *)m, c->size, "%s", v ? v : "");
+            break;
+        }
+        case COL_JOB_STATUS:
+            ok = store_job_status_parse((const char *)sqlite3_column_text(st, i),
+                                        (store_job_status *)m) == 0;
+            break;
+        case COL_EVENT_TYPE:
+            ok = store_event_type_parse((const char *)sqlite3_column_text(st, i),
+                                        (store_event_type *)m) == 0;
+            break;
+        }
+        if (!ok) {
+            clear_row(l, row);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Step st to its end, reading every row with layout l into a new array
+ * (*out, NULL when *n == 0; release with free_rows), and reset it. -1 with
+ * "<what>: <SQLite's message>" or "<what>: out of memory". */
+static int query_rows(store *s, sqlite3_stmt *st, const row_layout *l, void **out, size_t *n,
+                      const char *what, char *err, size_t errlen)
+{
+    assert(layout_matches(st, l));
+    void *rows = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (grow(&rows, &cap, cnt, l->size) != 0 ||
+            read_row(st, l, (char *)rows + cnt * l->size) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "%s: out of memory", what);
+            goto fail;
+        }
+        cnt++;
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        goto fail;
+    }
+    sqlite3_reset(st);
+    *out = rows;
+    *n = cnt;
+    return 0;
+
+fail:
+    sqlite3_reset(st);
+    free_rows(l, rows, cnt);
+    return -1;
+}
+
+/* Run st, which yields at most one row (a key lookup, LIMIT 1, or RETURNING
+ * of one row; a second row fails as an SQLite error), to its end and reset
+ * it: 1 with the row read into *row with layout l (l NULL: only whether there
+ * is a row), 0 when there is none, -1 as query_rows(). Stepping past the row
+ * is what completes an UPDATE or INSERT ... RETURNING and reports its late
+ * errors (foreign keys), so it happens before the reset. */
+static int query_row(store *s, sqlite3_stmt *st, const row_layout *l, void *row,
+                     const char *what, char *err, size_t errlen)
+{
+    assert(!l || layout_matches(st, l));
+    int rc = sqlite3_step(st);
+    int got = rc == SQLITE_ROW;
+    if (got) {
+        if (l && read_row(st, l, row) != 0) {
+            fail(s, STORE_E_DB, err, errlen, "%s: out of memory", what);
+            sqlite3_reset(st);
+            return -1;
+        }
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_DONE) {
+        fail_sql(s, rc, err, errlen, what);
+        if (got && l)
+            clear_row(l, row);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return got;
+}
+
+/* query_row() of statement `id` with its one parameter ?1 bound to key. */
+static int query_row_by_key(store *s, enum stmt_id id, const char *key, const row_layout *l,
+                            void *row, const char *what, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = prep(s, id, err, errlen);
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    return query_row(s, st, l, row, what, err, errlen);
+}
+
+/* Read the `kind` ("job", "dataset") with this id into *out through
+ * statement `stmt` (SELECT ... WHERE id = ?1); NOT_FOUND if there is none. */
+static int get_by_id(store *s, enum stmt_id stmt, const row_layout *l, const char *kind,
+                     const char *id, void *out, char *err, size_t errlen)
+{
+    if (check_id(s, kind, id, err, errlen) != 0)
+        return -1;
+    char what[32];
+    snprintf(what, sizeof what, "reading %s", kind);
+    int got = query_row_by_key(s, stmt, id, l, out, what, err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no %s %s", kind, id);
+    return got == 1 ? 0 : -1;
 }
 
 /* ---- connection ----------------------------------------------------------- */
@@ -641,14 +983,7 @@ static int append_status_event(store *s, const char *job_id, store_job_status st
     bind_text(st, 5, cancel_requested ? "true" : NULL);
     bind_text(st, 6, reason);
     sqlite3_bind_int64(st, 7, now);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "recording status event");
-        sqlite3_reset(st);
-        return -1;
-    }
-    sqlite3_reset(st);
-    return 0;
+    return run_stmt(s, st, "recording status event", err, errlen);
 }
 
 /* Append one event inside the caller's transaction (or as its own). */
@@ -656,9 +991,8 @@ static int insert_event(store *s, const char *job_id, store_event_type type,
                         const char *payload, int64_t now, int64_t *seq_out,
                         char *err, size_t errlen)
 {
-    if (!job_id || !is_id(job_id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    job_id ? job_id : "(null)");
+    if (check_id(s, "job", job_id, err, errlen) != 0)
+        return -1;
     if ((unsigned)type >= STORE_EVENT_TYPE_COUNT)
         return fail(s, STORE_E_INVALID, err, errlen, "event type %d is not known", (int)type);
     if (!payload)
@@ -670,77 +1004,30 @@ static int insert_event(store *s, const char *job_id, store_event_type type,
     sqlite3_bind_text(st, 2, EVENT_TYPE_NAMES[type], -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, payload, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, now);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int64_t seq = sqlite3_column_int64(st, 0);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE) {
-            sqlite3_reset(st);
-            if (seq_out)
-                *seq_out = seq;
-            return 0;
-        }
-    }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", job_id);
-    else
-        fail_sql(s, rc, err, errlen, "appending event");
-    sqlite3_reset(st);
-    return -1;
+    event_seq row;
+    int got = query_row(s, st, &EVENT_SEQ_ROW, &row, "appending event", err, errlen);
+    if (got < 0 && s->last_error == STORE_E_NOT_FOUND)   /* the job's foreign key */
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", job_id);
+    if (got < 0)
+        return -1;
+    assert(got == 1);   /* INSERT ... SELECT of an aggregate: always one row */
+    if (seq_out)
+        *seq_out = row.seq;
+    return 0;
 }
 
 /* ---- jobs ----------------------------------------------------------------- */
 
-static int read_job(sqlite3_stmt *st, store_job *j)
-{
-    memset(j, 0, sizeof *j);
-    copy_id(j->id, st, JC_ID);
-    if (store_job_status_parse((const char *)sqlite3_column_text(st, JC_STATUS), &j->status) != 0)
-        return -1;   /* the schema's CHECK makes this unreachable */
-    j->created_at = column_time(st, JC_CREATED);
-    j->started_at = column_time(st, JC_STARTED);
-    j->finished_at = column_time(st, JC_FINISHED);
-    store_progress *p = &j->progress;
-    p->step = sqlite3_column_int64(st, JC_STEP);
-    p->total_steps = sqlite3_column_int64(st, JC_TOTAL_STEPS);
-    p->epoch = sqlite3_column_int64(st, JC_EPOCH);
-    p->loss = sqlite3_column_type(st, JC_LOSS) == SQLITE_NULL ? NAN
-                                                              : sqlite3_column_double(st, JC_LOSS);
-    p->flops_forward = sqlite3_column_int64(st, JC_FLOPS_FWD);
-    p->flops_backward_input = sqlite3_column_int64(st, JC_FLOPS_BWD_IN);
-    p->flops_backward_weight = sqlite3_column_int64(st, JC_FLOPS_BWD_W);
-    p->trainable_now = sqlite3_column_int64(st, JC_TRAINABLE_NOW);
-    p->trainable_avg = sqlite3_column_double(st, JC_TRAINABLE_AVG);
-    p->frozen = sqlite3_column_int64(st, JC_FROZEN);
-    p->freezable = sqlite3_column_int64(st, JC_FREEZABLE);
-    j->cancel_requested = sqlite3_column_int(st, JC_CANCEL);
-    j->attempts = sqlite3_column_int(st, JC_ATTEMPTS);
-    j->crashes = sqlite3_column_int(st, JC_CRASHES);
-    copy_id(j->train_dataset_id, st, JC_TRAIN_DS);
-    copy_id(j->eval_dataset_id, st, JC_EVAL_DS);
-    if (dup_column(st, JC_SPEC, &j->spec) != 0 || dup_column(st, JC_METRICS, &j->metrics) != 0 ||
-        dup_column(st, JC_ERROR, &j->error) != 0) {
-        store_job_clear(j);
-        return -1;
-    }
-    return 0;
-}
-
+/* Frees spec, metrics and error: JOB_ROW's text columns. */
 void store_job_clear(store_job *j)
 {
-    if (!j)
-        return;
-    free(j->spec);
-    free(j->metrics);
-    free(j->error);
-    memset(j, 0, sizeof *j);
+    if (j)
+        clear_row(&JOB_ROW, j);
 }
 
 void store_job_list_free(store_job *jobs, size_t n)
 {
-    for (size_t i = 0; jobs && i < n; i++)
-        store_job_clear(&jobs[i]);
-    free(jobs);
+    free_rows(&JOB_ROW, jobs, n);
 }
 
 /* NOT_FOUND unless dataset `id` exists (inside the caller's transaction). */
@@ -749,21 +1036,11 @@ static int need_dataset(store *s, const char *id, const char *role, char *err, s
     if (!is_id(id))
         return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s' (%s)", MSG_ID_MAX,
                     id, role);
-    sqlite3_stmt *st = prep(s, STMT_DATASET_EXISTS, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        sqlite3_reset(st);
-        return 0;
-    }
-    if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s (%s)", id, role);
-    else
-        fail_sql(s, rc, err, errlen, "looking up dataset");
-    sqlite3_reset(st);
-    return -1;
+    int got = query_row_by_key(s, STMT_DATASET_EXISTS, id, NULL, NULL, "looking up dataset",
+                               err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s (%s)", id, role);
+    return got == 1 ? 0 : -1;
 }
 
 int store_job_create(store *s, const char *spec_json, const char *train_dataset_id,
@@ -790,25 +1067,12 @@ int store_job_create(store *s, const char *spec_json, const char *train_dataset_
     sqlite3_stmt *st = prep(s, STMT_JOB_INSERT, err, errlen);
     if (!st)
         goto fail;
-    int rc = SQLITE_ERROR;
-    for (int attempt = 0; attempt < ID_ATTEMPTS; attempt++) {
-        store_new_id(id);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-        bind_text(st, 4, train_dataset_id);
-        bind_text(st, 5, eval_dataset_id);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
-            break;
-        sqlite3_reset(st);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "creating job");
-        goto fail;
-    }
-    sqlite3_reset(st);
-    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, NULL, now, err, errlen) != 0 ||
+    sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    bind_text(st, 4, train_dataset_id);
+    bind_text(st, 5, eval_dataset_id);
+    if (insert_with_id(s, st, id, 1, "creating job", err, errlen) != 0 ||
+        append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, NULL, now, err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;
     memcpy(id_out, id, STORE_ID_SIZE);
@@ -821,27 +1085,7 @@ fail:
 
 int store_job_get(store *s, const char *id, store_job *out, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
-    sqlite3_stmt *st = prep(s, STMT_JOB_GET, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_ROW) {
-        if (read_job(st, out) == 0)
-            ret = 0;
-        else
-            fail(s, STORE_E_DB, err, errlen, "reading job %s: out of memory", id);
-    } else if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    } else {
-        fail_sql(s, rc, err, errlen, "reading job");
-    }
-    sqlite3_reset(st);
-    return ret;
+    return get_by_id(s, STMT_JOB_GET, &JOB_ROW, "job", id, out, err, errlen);
 }
 
 int store_job_list(store *s, int status, int64_t limit, int64_t offset,
@@ -861,30 +1105,11 @@ int store_job_list(store *s, int status, int64_t limit, int64_t offset,
     sqlite3_bind_int64(st, 2, offset);
     if (status != STORE_STATUS_ANY)
         sqlite3_bind_text(st, 3, STATUS_NAMES[status], -1, SQLITE_STATIC);
-
-    store_job *jobs = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0 || read_job(st, &jobs[cnt]) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing jobs: out of memory");
-            goto fail;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing jobs");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *jobs;
+    if (query_rows(s, st, &JOB_ROW, &jobs, n, "listing jobs", err, errlen) != 0)
+        return -1;
     *out = jobs;
-    *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_job_list_free(jobs, cnt);
-    return -1;
 }
 
 int store_job_counts(store *s, int64_t counts[STORE_JOB_STATUS_COUNT], char *err, size_t errlen)
@@ -894,18 +1119,14 @@ int store_job_counts(store *s, int64_t counts[STORE_JOB_STATUS_COUNT], char *err
     sqlite3_stmt *st = prep(s, STMT_JOB_COUNTS, err, errlen);
     if (!st)
         return -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        store_job_status status;
-        if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) == 0)
-            counts[status] = sqlite3_column_int64(st, 1);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "counting jobs");
-        sqlite3_reset(st);
+    void *rows;
+    size_t n;
+    if (query_rows(s, st, &STATUS_COUNT_ROW, &rows, &n, "counting jobs", err, errlen) != 0)
         return -1;
-    }
-    sqlite3_reset(st);
+    const status_count *row = rows;
+    for (size_t i = 0; i < n; i++)
+        counts[row[i].status] = row[i].count;
+    free_rows(&STATUS_COUNT_ROW, rows, n);
     return 0;
 }
 
@@ -917,12 +1138,9 @@ int store_claim_next_job(store *s, store_job *out, char *err, size_t errlen)
     sqlite3_stmt *st = prep(s, STMT_JOB_ANY_QUEUED, err, errlen);
     if (!st)
         return -1;
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        return 0;
-    if (rc != SQLITE_ROW)
-        return fail_sql(s, rc, err, errlen, "looking for queued jobs");
+    int got = query_row(s, st, NULL, NULL, "looking for queued jobs", err, errlen);
+    if (got <= 0)
+        return got;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
@@ -933,22 +1151,13 @@ int store_claim_next_job(store *s, store_job *out, char *err, size_t errlen)
     if (!st)
         goto fail;
     sqlite3_bind_int64(st, 1, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {   /* another worker took the last one */
+    got = query_row(s, st, &JOB_ROW, &job, "claiming a job", err, errlen);
+    if (got < 0)
+        goto fail;
+    if (got == 0) {   /* another worker took the last one */
         tx_rollback(s);
         return 0;
     }
-    if (rc != SQLITE_ROW) {
-        fail_sql(s, rc, err, errlen, "claiming a job");
-        goto fail;
-    }
-    if (read_job(st, &job) != 0) {
-        fail(s, STORE_E_DB, err, errlen, "claiming a job: out of memory");
-        goto fail;
-    }
-    if (step_done(s, st, err, errlen, "claiming a job") != 0)
-        goto fail;
-    sqlite3_reset(st);
     if (append_status_event(s, job.id, STORE_JOB_RUNNING, job.attempts, NULL, 0, NULL, now,
                             err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
@@ -962,31 +1171,45 @@ fail:
     return -1;
 }
 
+/* Read a job's status and cancel flag; NOT_FOUND if there is no such job. */
+static int job_state(store *s, const char *id, job_state_row *out, char *err, size_t errlen)
+{
+    int got = query_row_by_key(s, STMT_JOB_STATE, id, &JOB_STATE_ROW, out,
+                               "reading job state", err, errlen);
+    if (got == 0)
+        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
+    return got == 1 ? 0 : -1;
+}
+
+/* Check id, start a write transaction and read the job's state in it: 0, or
+ * -1 with nothing left open. */
+static int tx_begin_on_job(store *s, const char *id, job_state_row *state, char *err,
+                           size_t errlen)
+{
+    if (check_id(s, "job", id, err, errlen) != 0 || tx_begin(s, err, errlen) != 0)
+        return -1;
+    if (job_state(s, id, state, err, errlen) != 0) {
+        tx_rollback(s);
+        return -1;
+    }
+    return 0;
+}
+
 /* Explain why a job that should have been `expected` was not. */
 static int not_in_state(store *s, const char *id, const char *expected, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    job_state_row state;
+    if (job_state(s, id, &state, err, errlen) == 0)
         fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not %s", id,
-             (const char *)sqlite3_column_text(st, 0), expected);
-    else if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    else
-        fail_sql(s, rc, err, errlen, "reading job state");
-    sqlite3_reset(st);
+             STATUS_NAMES[state.status], expected);
     return -1;
 }
 
 int store_job_update_progress(store *s, const char *id, const store_progress *p,
                               char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     sqlite3_stmt *st = prep(s, STMT_JOB_PROGRESS, err, errlen);
     if (!st)
         return -1;
@@ -1005,23 +1228,13 @@ int store_job_update_progress(store *s, const char *id, const store_progress *p,
     sqlite3_bind_double(st, 10, p->trainable_avg);
     sqlite3_bind_int64(st, 11, p->frozen);
     sqlite3_bind_int64(st, 12, p->freezable);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        int cancel = sqlite3_column_int(st, 0);
-        if (step_done(s, st, err, errlen, "updating progress") != 0) {
-            sqlite3_reset(st);
-            return -1;
-        }
-        sqlite3_reset(st);
-        return cancel ? 1 : 0;
-    }
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(st);
+    job_state_row row;
+    int got = query_row(s, st, &JOB_STATE_ROW, &row, "updating progress", err, errlen);
+    if (got == 0)
         return not_in_state(s, id, "running", err, errlen);
-    }
-    fail_sql(s, rc, err, errlen, "updating progress");
-    sqlite3_reset(st);
-    return -1;
+    if (got < 0)
+        return -1;
+    return row.cancel_requested ? 1 : 0;
 }
 
 /* UPDATE a job from status `from` to terminal status `to` inside the caller's
@@ -1044,13 +1257,8 @@ static int transition_to_final(store *s, const char *id, store_job_status from,
     sqlite3_bind_int64(st, 4, now);
     bind_text(st, 5, metrics);
     bind_text(st, 6, error);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "finishing job");
-        sqlite3_reset(st);
+    if (run_stmt(s, st, "finishing job", err, errlen) != 0)
         return -1;
-    }
-    sqlite3_reset(st);
     if (sqlite3_changes(s->db) != 1)
         return not_in_state(s, id, STATUS_NAMES[from], err, errlen);
     return append_status_event(s, id, to, 0, error, 0, reason, now, err, errlen);
@@ -1065,9 +1273,8 @@ int store_job_finish(store *s, const char *id, store_job_status final,
                     store_job_status_name(final) ? store_job_status_name(final) : "(unknown)");
     if (final == STORE_JOB_FAILED && (!error || !*error))
         return fail(s, STORE_E_INVALID, err, errlen, "a failed job needs an error message");
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "job", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     if (transition_to_final(s, id, STORE_JOB_RUNNING, final, metrics_json, error, NULL,
@@ -1081,41 +1288,18 @@ int store_job_finish(store *s, const char *id, store_job_status final,
 
 int store_job_request_cancel(store *s, const char *id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
-    if (tx_begin(s, err, errlen) != 0)
+    job_state_row state;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
         return -1;
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
-        goto fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-        goto fail;
-    }
-    if (rc != SQLITE_ROW) {
-        fail_sql(s, rc, err, errlen, "reading job state");
-        goto fail;
-    }
-    store_job_status status;
-    if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), &status) != 0) {
-        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
-        goto fail;
-    }
-    int already = sqlite3_column_int(st, 1);
-    sqlite3_reset(st);
-
     int64_t now = now_ms();
     int outcome;
-    if (status == STORE_JOB_QUEUED) {
+    if (state.status == STORE_JOB_QUEUED) {
         if (transition_to_final(s, id, STORE_JOB_QUEUED, STORE_JOB_CANCELLED, NULL, NULL, NULL,
                                 now, err, errlen) != 0)
             goto fail;
         outcome = STORE_CANCEL_DONE;
-    } else if (status == STORE_JOB_RUNNING) {
-        if (!already) {   /* asking twice changes nothing and logs nothing */
+    } else if (state.status == STORE_JOB_RUNNING) {
+        if (!state.cancel_requested) {   /* asking twice changes nothing and logs nothing */
             if (exec_stmt_bound_id(s, STMT_JOB_SET_CANCEL, id, "requesting cancel", err, errlen) != 0 ||
                 append_status_event(s, id, STORE_JOB_RUNNING, 0, NULL, 1, NULL, now,
                                     err, errlen) != 0)
@@ -1141,8 +1325,8 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
                           char *err, size_t errlen)
 {
     store_requeue_result res = {0, 0, 0};
-    struct running { char id[STORE_ID_SIZE]; int crashes, cancel; } *jobs = NULL;
-    size_t cnt = 0, cap = 0;
+    void *rows = NULL;
+    size_t cnt = 0;
 
     if (tx_begin(s, err, errlen) != 0)
         return -1;
@@ -1152,29 +1336,15 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
         goto fail;
     /* Collect first, then change: never update the rows a live SELECT walks. */
     sqlite3_stmt *st = prep(s, STMT_JOB_LIST_RUNNING, err, errlen);
-    if (!st)
+    if (!st || query_rows(s, st, &RUNNING_JOB_ROW, &rows, &cnt, "listing running jobs", err,
+                          errlen) != 0)
         goto fail;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&jobs, &cap, cnt, sizeof *jobs) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "requeueing jobs: out of memory");
-            goto fail;
-        }
-        copy_id(jobs[cnt].id, st, 0);
-        jobs[cnt].crashes = sqlite3_column_int(st, 1);
-        jobs[cnt].cancel = sqlite3_column_int(st, 2);
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing running jobs");
-        goto fail;
-    }
-    sqlite3_reset(st);
 
+    const running_job *jobs = rows;
     int64_t now = now_ms();
     for (size_t i = 0; i < cnt; i++) {
         const char *id = jobs[i].id;
-        if (jobs[i].cancel) {
+        if (jobs[i].cancel_requested) {
             if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL,
                                     REQUEUE_REASON, now, err, errlen) != 0)
                 goto fail;
@@ -1198,64 +1368,33 @@ int store_requeue_running(store *s, int max_crashes, store_requeue_result *out,
         }
     }
     if (tx_commit(s, err, errlen) != 0) {
-        free(jobs);
+        free_rows(&RUNNING_JOB_ROW, rows, cnt);
         return -1;
     }
-    free(jobs);
+    free_rows(&RUNNING_JOB_ROW, rows, cnt);
     if (out)
         *out = res;
     return 0;
 
 fail:
     tx_rollback(s);
-    free(jobs);
+    free_rows(&RUNNING_JOB_ROW, rows, cnt);
     return -1;
-}
-
-/* Read a job's status and cancel flag inside the caller's transaction. */
-static int job_state(store *s, const char *id, store_job_status *status, int *cancel,
-                     char *err, size_t errlen)
-{
-    sqlite3_stmt *st = prep(s, STMT_JOB_STATE, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_DONE)
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    else if (rc != SQLITE_ROW)
-        fail_sql(s, rc, err, errlen, "reading job state");
-    else if (store_job_status_parse((const char *)sqlite3_column_text(st, 0), status) != 0)
-        fail(s, STORE_E_DB, err, errlen, "job %s has an unknown status", id);
-    else {
-        if (cancel)
-            *cancel = sqlite3_column_int(st, 1);
-        ret = 0;
-    }
-    sqlite3_reset(st);
-    return ret;
 }
 
 int store_job_release(store *s, const char *id, const char *reason, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
-    if (tx_begin(s, err, errlen) != 0)
+    job_state_row state;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
         return -1;
-    store_job_status status;
-    int cancel = 0;
-    if (job_state(s, id, &status, &cancel, err, errlen) != 0)
-        goto fail;
-    if (status != STORE_JOB_RUNNING) {
+    if (state.status != STORE_JOB_RUNNING) {
         fail(s, STORE_E_CONFLICT, err, errlen, "job %s is %s, not running", id,
-             STATUS_NAMES[status]);
+             STATUS_NAMES[state.status]);
         goto fail;
     }
     int64_t now = now_ms();
     int outcome;
-    if (cancel) {   /* asked to stop for good while it was stopping anyway */
+    if (state.cancel_requested) {   /* asked to stop for good while it was stopping anyway */
         if (transition_to_final(s, id, STORE_JOB_RUNNING, STORE_JOB_CANCELLED, NULL, NULL, reason,
                                 now, err, errlen) != 0)
             goto fail;
@@ -1296,18 +1435,13 @@ static int retry_needs_dataset(store *s, const char *job, const char *ds, const 
 int store_job_retry(store *s, const char *id, const char *train_dataset_id,
                     const char *eval_dataset_id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
-    if (tx_begin(s, err, errlen) != 0)
+    job_state_row state;
+    if (tx_begin_on_job(s, id, &state, err, errlen) != 0)
         return -1;
-    store_job_status status;
-    if (job_state(s, id, &status, NULL, err, errlen) != 0)
-        goto fail;
-    if (status != STORE_JOB_FAILED && status != STORE_JOB_CANCELLED) {
+    if (state.status != STORE_JOB_FAILED && state.status != STORE_JOB_CANCELLED) {
         fail(s, STORE_E_CONFLICT, err, errlen,
              "job %s is %s: only a failed or cancelled job can be retried", id,
-             STATUS_NAMES[status]);
+             STATUS_NAMES[state.status]);
         goto fail;
     }
     if (retry_needs_dataset(s, id, train_dataset_id, "train", err, errlen) != 0 ||
@@ -1319,13 +1453,8 @@ int store_job_retry(store *s, const char *id, const char *train_dataset_id,
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     bind_text(st, 2, train_dataset_id && *train_dataset_id ? train_dataset_id : NULL);
     bind_text(st, 3, eval_dataset_id && *eval_dataset_id ? eval_dataset_id : NULL);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        fail_sql(s, rc, err, errlen, "requeueing job for a retry");
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        goto fail;
-    if (append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, RETRY_REASON, now_ms(), err,
+    if (run_stmt(s, st, "requeueing job for a retry", err, errlen) != 0 ||
+        append_status_event(s, id, STORE_JOB_QUEUED, 0, NULL, 0, RETRY_REASON, now_ms(), err,
                             errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;
@@ -1370,25 +1499,16 @@ int store_event_append_batch(store *s, const store_event_new *events, size_t n,
 
 void store_event_list_free(store_event *events, size_t n)
 {
-    for (size_t i = 0; events && i < n; i++)
-        free(events[i].payload);
-    free(events);
+    free_rows(&EVENT_ROW, events, n);
 }
 
 /* NOT_FOUND unless job `id` exists. */
 static int need_job(store *s, const char *id, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prep(s, STMT_JOB_EXISTS, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
-        return 0;
-    if (rc == SQLITE_DONE)
+    int got = query_row_by_key(s, STMT_JOB_EXISTS, id, NULL, NULL, "looking up job", err, errlen);
+    if (got == 0)
         return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job %s", id);
-    return fail_sql(s, rc, err, errlen, "looking up job");
+    return got == 1 ? 0 : -1;
 }
 
 int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t limit,
@@ -1396,9 +1516,8 @@ int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t li
 {
     *out = NULL;
     *n = 0;
-    if (!is_id(job_id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no job '%.*s'", MSG_ID_MAX,
-                    job_id ? job_id : "(null)");
+    if (check_id(s, "job", job_id, err, errlen) != 0)
+        return -1;
     if (check_page(s, limit, 0, err, errlen) != 0)
         return -1;
     sqlite3_stmt *st = prep(s, STMT_EVENT_LIST, err, errlen);
@@ -1407,79 +1526,30 @@ int store_event_list(store *s, const char *job_id, int64_t after_seq, int64_t li
     sqlite3_bind_text(st, 1, job_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, after_seq);
     sqlite3_bind_int64(st, 3, limit);
-    store_event *evs = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&evs, &cap, cnt, sizeof *evs) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
-            goto fail;
-        }
-        store_event *e = &evs[cnt];
-        memset(e, 0, sizeof *e);
-        copy_id(e->job_id, st, 0);
-        e->seq = sqlite3_column_int64(st, 1);
-        if (store_event_type_parse((const char *)sqlite3_column_text(st, 2), &e->type) != 0 ||
-            dup_column(st, 3, &e->payload) != 0 || !e->payload) {
-            free(e->payload);
-            fail(s, STORE_E_DB, err, errlen, "listing events: out of memory");
-            goto fail;
-        }
-        e->created_at = sqlite3_column_int64(st, 4);
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing events");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *evs;
+    size_t cnt;
+    if (query_rows(s, st, &EVENT_ROW, &evs, &cnt, "listing events", err, errlen) != 0)
+        return -1;
     /* Every job has event 1, so an empty answer may mean "no such job". */
     if (cnt == 0 && need_job(s, job_id, err, errlen) != 0)
         return -1;
     *out = evs;
     *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_event_list_free(evs, cnt);
-    return -1;
 }
 
 /* ---- datasets ------------------------------------------------------------- */
 
-static int read_dataset(sqlite3_stmt *st, store_dataset *d)
-{
-    memset(d, 0, sizeof *d);
-    copy_id(d->id, st, DC_ID);
-    d->rows = sqlite3_column_int64(st, DC_ROWS);
-    d->bytes = sqlite3_column_int64(st, DC_BYTES);
-    const char *sha = (const char *)sqlite3_column_text(st, DC_SHA256);
-    snprintf(d->sha256, sizeof d->sha256, "%s", sha ? sha : "");
-    d->created_at = sqlite3_column_int64(st, DC_CREATED);
-    if (dup_column(st, DC_NAME, &d->name) != 0 || dup_column(st, DC_FORMAT, &d->format) != 0 ||
-        dup_column(st, DC_PATH, &d->path) != 0) {
-        store_dataset_clear(d);
-        return -1;
-    }
-    return 0;
-}
-
+/* Frees name, format and path: DATASET_ROW's text columns. */
 void store_dataset_clear(store_dataset *d)
 {
-    if (!d)
-        return;
-    free(d->name);
-    free(d->format);
-    free(d->path);
-    memset(d, 0, sizeof *d);
+    if (d)
+        clear_row(&DATASET_ROW, d);
 }
 
 void store_dataset_list_free(store_dataset *d, size_t n)
 {
-    for (size_t i = 0; d && i < n; i++)
-        store_dataset_clear(&d[i]);
-    free(d);
+    free_rows(&DATASET_ROW, d, n);
 }
 
 int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_SIZE],
@@ -1497,60 +1567,26 @@ int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_
         return -1;
     char id[STORE_ID_SIZE];
     memcpy(id, d->id, STORE_ID_SIZE);
-    int rc = SQLITE_ERROR;
-    for (int attempt = 0; attempt < (generate ? ID_ATTEMPTS : 1); attempt++) {
-        if (generate)
-            store_new_id(id);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, d->format, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, d->rows);
-        sqlite3_bind_int64(st, 5, d->bytes);
-        sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 7, now_ms());
-        sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_CONSTRAINT_PRIMARYKEY)
-            break;
-        sqlite3_reset(st);
-    }
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY && !generate) {
-        sqlite3_reset(st);
-        return fail(s, STORE_E_CONFLICT, err, errlen, "dataset %s already exists", id);
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "creating dataset");
-        sqlite3_reset(st);
+    sqlite3_bind_text(st, 2, d->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, d->format, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, d->rows);
+    sqlite3_bind_int64(st, 5, d->bytes);
+    sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, now_ms());
+    sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
+    if (insert_with_id(s, st, id, generate, "creating dataset", err, errlen) != 0) {
+        /* The primary key is the one constraint of datasets that conflicts. */
+        if (!generate && s->last_error == STORE_E_CONFLICT)
+            fail(s, STORE_E_CONFLICT, err, errlen, "dataset %s already exists", id);
         return -1;
     }
-    sqlite3_reset(st);
     memcpy(id_out, id, STORE_ID_SIZE);
     return 0;
 }
 
 int store_dataset_get(store *s, const char *id, store_dataset *out, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
-    sqlite3_stmt *st = prep(s, STMT_DATASET_GET, err, errlen);
-    if (!st)
-        return -1;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ret = -1;
-    if (rc == SQLITE_ROW) {
-        if (read_dataset(st, out) == 0)
-            ret = 0;
-        else
-            fail(s, STORE_E_DB, err, errlen, "reading dataset %s: out of memory", id);
-    } else if (rc == SQLITE_DONE) {
-        fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset %s", id);
-    } else {
-        fail_sql(s, rc, err, errlen, "reading dataset");
-    }
-    sqlite3_reset(st);
-    return ret;
+    return get_by_id(s, STMT_DATASET_GET, &DATASET_ROW, "dataset", id, out, err, errlen);
 }
 
 int store_dataset_list(store *s, int64_t limit, int64_t offset, store_dataset **out,
@@ -1565,56 +1601,30 @@ int store_dataset_list(store *s, int64_t limit, int64_t offset, store_dataset **
         return -1;
     sqlite3_bind_int64(st, 1, limit);
     sqlite3_bind_int64(st, 2, offset);
-    store_dataset *ds = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (grow((void **)&ds, &cap, cnt, sizeof *ds) != 0 || read_dataset(st, &ds[cnt]) != 0) {
-            fail(s, STORE_E_DB, err, errlen, "listing datasets: out of memory");
-            goto fail;
-        }
-        cnt++;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "listing datasets");
-        goto fail;
-    }
-    sqlite3_reset(st);
+    void *ds;
+    if (query_rows(s, st, &DATASET_ROW, &ds, n, "listing datasets", err, errlen) != 0)
+        return -1;
     *out = ds;
-    *n = cnt;
     return 0;
-
-fail:
-    sqlite3_reset(st);
-    store_dataset_list_free(ds, cnt);
-    return -1;
 }
 
 int store_dataset_delete(store *s, const char *id, char *err, size_t errlen)
 {
-    if (!is_id(id))
-        return fail(s, STORE_E_NOT_FOUND, err, errlen, "no dataset '%.*s'", MSG_ID_MAX,
-                    id ? id : "(null)");
+    if (check_id(s, "dataset", id, err, errlen) != 0)
+        return -1;
     if (tx_begin(s, err, errlen) != 0)
         return -1;
     if (need_dataset(s, id, "delete", err, errlen) != 0)
         goto fail;
-    sqlite3_stmt *st = prep(s, STMT_DATASET_USER, err, errlen);
-    if (!st)
-        goto fail;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    job_ref user;
+    int got = query_row_by_key(s, STMT_DATASET_USER, id, &JOB_REF_ROW, &user,
+                               "checking dataset users", err, errlen);
+    if (got == 1)
         fail(s, STORE_E_CONFLICT, err, errlen,
              "dataset %s is used by %s job %s; cancel the job or wait for it to finish", id,
-             (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 0));
+             STATUS_NAMES[user.status], user.id);
+    if (got != 0)
         goto fail;
-    }
-    if (rc != SQLITE_DONE) {
-        fail_sql(s, rc, err, errlen, "checking dataset users");
-        goto fail;
-    }
-    sqlite3_reset(st);
     if (exec_stmt_bound_id(s, STMT_DATASET_DELETE, id, "deleting dataset", err, errlen) != 0 ||
         tx_commit(s, err, errlen) != 0)
         goto fail;

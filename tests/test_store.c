@@ -1469,7 +1469,7 @@ static void test_datasets(void **state)
     assert_string_equal(b, "00000000000000bb");
     assert_int_equal(store_dataset_create(s, &d, b, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
-    assert_non_null(strstr(err, "00000000000000bb"));
+    assert_non_null(strstr(err, "dataset 00000000000000bb already exists"));
     snprintf(d.id, sizeof d.id, "00000000000000BB");
     assert_int_equal(store_dataset_create(s, &d, b, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
