@@ -545,11 +545,9 @@ static void note(hf_load_report *rep, const char *fmt, ...) __attribute__((forma
 
 static void note(hf_load_report *rep, const char *fmt, ...) {
     if (rep->info[0]) appendf(rep->info, sizeof rep->info, "; ");
-    size_t len = strnlen(rep->info, sizeof rep->info);
-    if (len + 1 >= sizeof rep->info) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rep->info + len, sizeof rep->info - len, fmt, ap);
+    vappendf(rep->info, sizeof rep->info, fmt, ap);
     va_end(ap);
 }
 

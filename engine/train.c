@@ -2,11 +2,11 @@
 #include "train.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "errmsg.h"
 #include "rng.h"
 #include "train_internal.h"
 
@@ -65,12 +65,9 @@ static bool decays(const aflo_param *p) {
 
 static int validate(const aflo_train_config *tc, const aflo_dataset *train, char *err,
                     size_t errlen) {
-#define CHECK(cond, ...)                          \
-    do {                                          \
-        if (!(cond)) {                            \
-            snprintf(err, errlen, __VA_ARGS__);   \
-            return -1;                            \
-        }                                         \
+#define CHECK(cond, ...)                                        \
+    do {                                                        \
+        if (!(cond)) return set_err(err, errlen, __VA_ARGS__);  \
     } while (0)
     CHECK(train && train->n > 0, "dataset: the training set is empty");
     CHECK(tc->epochs >= 1, "epochs: must be >= 1");
@@ -209,7 +206,7 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     }
     return t;
 oom:
-    snprintf(err, errlen, "out of memory setting up training");
+    set_err(err, errlen, "out of memory setting up training");
     trainer_free(t);
     return NULL;
 }
@@ -377,20 +374,15 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
     double gnorm = 0;
     float loss = train_step(t, step, &t->pos, &gnorm, err, errlen);
     if (isnan(loss)) return -1;
-    if (!isfinite(loss)) {
-        snprintf(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
-        return -1;
-    }
+    if (!isfinite(loss))
+        return set_err(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
     t->step = step;
     t->last_loss = loss;
     if (t->freezer) {
         for (int i = 0; i < t->nf; i++) t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
         freeze_score_update(t->freezer, step, t->fgrads);
         int count = freeze_decide(t->freezer, step, t->newly);
-        if (count < 0) {
-            snprintf(err, errlen, "out of memory in the freezing decision");
-            return -1;
-        }
+        if (count < 0) return set_err(err, errlen, "out of memory in the freezing decision");
         apply_freezes(t, step, count, pr);
     }
     size_t trainable_now = model_trainable_elements(m);
@@ -489,7 +481,7 @@ int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_i
     int *idx = malloc((size_t)batch_size * sizeof *idx);
     int rc = -1;
     if (!pred || !val || !idx || batch_buffers_init(&bb, batch_size, d->max_len ? d->max_len : 1)) {
-        snprintf(err, errlen, "out of memory during evaluation");
+        set_err(err, errlen, "out of memory during evaluation");
         free(pred);
         free(val);
         free(idx);
@@ -521,7 +513,7 @@ int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_i
     }
     rc = cls ? metrics_classification(pred, d->labels, n, L, out)
              : metrics_regression(val, d->targets, n, out);
-    if (rc != 0) snprintf(err, errlen, "metrics could not be computed");
+    if (rc != 0) set_err(err, errlen, "metrics could not be computed");
     out->loss = n ? loss_sum / n : 0;
     out->n = n;
 done:
