@@ -100,8 +100,8 @@ int demo_main(int argc, char **argv) {
     aflo_model *m = NULL;
     aflo_trainer *t = NULL;
     int rc = 1;
-    if (synth_sentiment(&train, 2000, c.vocab_size, seed) != 0 ||
-        synth_sentiment(&eval, 400, c.vocab_size, seed + 1) != 0) {
+    if (synth_sentiment(&train, SYNTH_DEMO_TRAIN_ROWS, c.vocab_size, seed) != 0 ||
+        synth_sentiment(&eval, SYNTH_DEMO_EVAL_ROWS, c.vocab_size, seed + 1) != 0) {
         fprintf(stderr, "demo: out of memory building the dataset\n");
         goto done;
     }
