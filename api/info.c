@@ -12,6 +12,7 @@
 #include "config.h"
 #include "counters.h"
 #include "hfmodel.h"
+#include "synth.h"
 #include "version.h"
 
 #include <dirent.h>
@@ -24,15 +25,6 @@
 #include <unistd.h>
 
 #define DEMO_MODEL "demo"
-/* The demo model's sizes, as engine/synth.c's synth_demo_config() sets them
- * (tests/test_api.c checks they agree). */
-#define DEMO_VOCAB 96
-#define DEMO_HIDDEN 32
-#define DEMO_LAYERS 2
-#define DEMO_HEADS 4
-#define DEMO_INTERMEDIATE 64
-#define DEMO_MAX_POSITIONS 64
-#define DEMO_TYPE_VOCAB 2
 #define MODELS_MAX 1000
 
 /* Elements of a BERT encoder + pooler: embeddings (word, position, token
@@ -47,20 +39,29 @@ static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64
     return embeddings + L * layer + pooler;
 }
 
+/* A model's architecture, sizes and parameter count, from its config. */
+static void describe(api_model_info *m, const aflo_config *c)
+{
+    m->described = true;
+    snprintf(m->architecture, sizeof m->architecture, "%s", c->model_type);
+    m->layers = c->num_hidden_layers;
+    m->hidden_size = c->hidden_size;
+    m->intermediate_size = c->intermediate_size;
+    m->attention_heads = c->num_attention_heads;
+    m->vocab_size = c->vocab_size;
+    m->parameters = bert_parameters(c->vocab_size, c->max_position_embeddings, c->type_vocab_size,
+                                    c->hidden_size, c->intermediate_size, c->num_hidden_layers);
+}
+
+/* The built-in demo, described from the engine's demo config (synth.h). */
 static void demo_info(api_model_info *m)
 {
     memset(m, 0, sizeof *m);
     strcpy(m->name, DEMO_MODEL);
-    strcpy(m->architecture, "bert");
-    m->layers = DEMO_LAYERS;
-    m->hidden_size = DEMO_HIDDEN;
-    m->intermediate_size = DEMO_INTERMEDIATE;
-    m->attention_heads = DEMO_HEADS;
-    m->vocab_size = DEMO_VOCAB;
-    m->parameters = bert_parameters(DEMO_VOCAB, DEMO_MAX_POSITIONS, DEMO_TYPE_VOCAB, DEMO_HIDDEN,
-                                    DEMO_INTERMEDIATE, DEMO_LAYERS);
+    aflo_config c;
+    synth_demo_config(&c);
+    describe(m, &c);
     m->builtin = true;
-    m->described = true;
     m->usable = true;
 }
 
@@ -141,17 +142,8 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
         memcpy(out->reason, why, n);
         out->reason[n] = '\0';
     }
-    if (!read)
-        return 0;
-    out->described = true;
-    snprintf(out->architecture, sizeof out->architecture, "%s", c.model_type);
-    out->layers = c.num_hidden_layers;
-    out->hidden_size = c.hidden_size;
-    out->intermediate_size = c.intermediate_size;
-    out->attention_heads = c.num_attention_heads;
-    out->vocab_size = c.vocab_size;
-    out->parameters = bert_parameters(c.vocab_size, c.max_position_embeddings, c.type_vocab_size,
-                                      c.hidden_size, c.intermediate_size, c.num_hidden_layers);
+    if (read)
+        describe(out, &c);
     return 0;
 }
 

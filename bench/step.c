@@ -43,6 +43,7 @@
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
+#include "train.h"
 
 /* BERT-base (bert-base-uncased config.json). */
 #define BERT_VOCAB 30522
@@ -69,15 +70,9 @@
 #define LORA_RANK 8
 #define LORA_ALPHA 16.0f
 
-/* The optimizer recipe of aflora.md §5 (values only affect the numbers the
- * step writes, not its cost; clipping at 0.1 always rescales, as in training). */
-#define RECIPE_LR 1e-2f
-#define RECIPE_HEAD_LR 4e-2f
-#define RECIPE_WEIGHT_DECAY 0.1f
-#define RECIPE_MAX_GRAD_NORM 0.1
-#define RECIPE_BETA1 0.9f
-#define RECIPE_BETA2 0.999f
-#define RECIPE_EPS 1e-8f
+/* The optimizer settings are the trainer's defaults (train.h: aflora.md §5);
+ * they only affect the numbers the step writes, not its cost (clipping at
+ * 0.1 always rescales, as in training). */
 
 /* sgemm peak: a large cube and the intermediate projection of one batch
  * (tokens x intermediate x hidden, X W^T as linear_forward calls it). */
@@ -261,13 +256,13 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
         double t2 = now_ms();
         model_backward(m, 1.0f);
         double t3 = now_ms();
-        grad_clip_global_norm(grads, sizes, n, RECIPE_MAX_GRAD_NORM);
+        grad_clip_global_norm(grads, sizes, n, TRAIN_DEFAULT_MAX_GRAD_NORM);
         for (int i = 0; i < n; i++) {
             aflo_param *p = tp[i];
-            adamw_update(p->data, p->grad, &adam[i],
-                         p->group == PGROUP_HEAD ? RECIPE_HEAD_LR : RECIPE_LR,
-                         decays(p) ? RECIPE_WEIGHT_DECAY : 0.0f, RECIPE_BETA1, RECIPE_BETA2,
-                         RECIPE_EPS, s + 1);
+            float lr = (float)(p->group == PGROUP_HEAD ? TRAIN_DEFAULT_HEAD_LR : TRAIN_DEFAULT_LR);
+            float wd = decays(p) ? (float)TRAIN_DEFAULT_WEIGHT_DECAY : 0.0f;
+            adamw_update(p->data, p->grad, &adam[i], lr, wd, TRAIN_ADAM_BETA1, TRAIN_ADAM_BETA2,
+                         TRAIN_ADAM_EPS, s + 1);
         }
         double t4 = now_ms();
         double c4 = cpu_ms();

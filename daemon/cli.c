@@ -177,7 +177,8 @@ static int cmd_init_demo(int argc, char **argv) {
     }
     char err[512];
     if (make_dirs(argv[1], err, sizeof err) != 0 ||
-        synth_write_demo(argv[1], 2000, 400, 42, err, sizeof err) != 0) {
+        synth_write_demo(argv[1], SYNTH_DEMO_TRAIN_ROWS, SYNTH_DEMO_EVAL_ROWS, SYNTH_DEMO_SEED, err,
+                         sizeof err) != 0) {
         fprintf(stderr, "init-demo: %s\n", err);
         return 1;
     }

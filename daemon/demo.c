@@ -60,7 +60,7 @@ int demo_main(int argc, char **argv) {
     aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8.0f,
                               .targets = ALL_MODULES, .projections = PROJ_FFN};
     int epochs = 6, threads = 1;
-    unsigned long long seed = 42;
+    unsigned long long seed = TRAIN_DEFAULT_SEED;
     demo_ctx d = {.quiet = false, .every = 10};
     bool rank_set = false;
     for (int i = 1; i < argc; i++) {
@@ -100,17 +100,16 @@ int demo_main(int argc, char **argv) {
     aflo_model *m = NULL;
     aflo_trainer *t = NULL;
     int rc = 1;
-    if (synth_sentiment(&train, 2000, c.vocab_size, seed) != 0 ||
-        synth_sentiment(&eval, 400, c.vocab_size, seed + 1) != 0) {
+    if (synth_sentiment(&train, SYNTH_DEMO_TRAIN_ROWS, c.vocab_size, seed) != 0 ||
+        synth_sentiment(&eval, SYNTH_DEMO_EVAL_ROWS, c.vocab_size, seed + 1) != 0) {
         fprintf(stderr, "demo: out of memory building the dataset\n");
         goto done;
     }
     m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, seed, err, sizeof err);
     if (!m) { fprintf(stderr, "demo: %s\n", err); goto done; }
     synth_demo_weights(m);
-    aflo_train_config tc;
+    aflo_train_config tc;   /* a job's defaults, as for {"model": "demo", "epochs": N, "seed": S} */
     train_config_defaults(&tc, epochs);
-    tc.batch_size = 32;
     tc.seed = seed;
     t = trainer_create(m, &tc, &train, &eval, err, sizeof err);
     if (!t) { fprintf(stderr, "demo: %s\n", err); goto done; }

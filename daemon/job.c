@@ -20,11 +20,6 @@
 #include "textdata.h"
 #include "tokenizer.h"
 
-/* The demo: 2000 training and 400 evaluation sentences, seed 42 (the paper's). */
-#define DEMO_TRAIN_ROWS 2000
-#define DEMO_EVAL_ROWS 400
-#define DEMO_SEED 42
-
 int job_ensure_demo(const char *models_dir, char *err, size_t errlen) {
     char dir[4096], probe[4096];
     if (path_join(dir, sizeof dir, models_dir, JOB_DEMO_MODEL, err, errlen) != 0 ||
@@ -32,7 +27,8 @@ int job_ensure_demo(const char *models_dir, char *err, size_t errlen) {
         return -1;
     if (file_exists(probe)) return 0;
     if (make_dirs(models_dir, err, errlen) != 0) return -1;
-    return synth_write_demo(dir, DEMO_TRAIN_ROWS, DEMO_EVAL_ROWS, DEMO_SEED, err, errlen);
+    return synth_write_demo(dir, SYNTH_DEMO_TRAIN_ROWS, SYNTH_DEMO_EVAL_ROWS, SYNTH_DEMO_SEED, err,
+                            errlen);
 }
 
 int job_model_dir(const char *models_dir, const char *model, char *out, size_t outlen, char *err,

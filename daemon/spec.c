@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "freeze.h"
 #include "store.h"
 
 /* ---- module names ------------------------------------------------------------ */
@@ -42,6 +43,12 @@ static void names_text(const char *const *names, int n, char *buf, size_t cap) {
 
 /* ---- defaults and limits that matter --------------------------------------- */
 
+/* The training defaults (learning rates, schedule, clipping, batch, seed,
+ * dropout, the freezing phases and score) are the engine's, one set for the
+ * trainer and this table: engine/train.h's TRAIN_DEFAULT_* and freeze.h's
+ * AFLO_FREEZE_DEFAULT_*. The defaults below are of fields the trainer does
+ * not take. */
+
 /* Ranks of the paper's comparison (aflora.md §6): AFLoRA r = 4, its ELoRA
  * reproduction r = 1024, its LoRA baseline r = 8. */
 #define DEFAULT_RANK_AFLORA 4
@@ -51,32 +58,12 @@ static void names_text(const char *const *names, int n, char *buf, size_t cap) {
 /* LoRA alpha = 2 * rank: the scale alpha / r stays 2 whatever the rank. */
 #define DEFAULT_ALPHA_PER_RANK 2.0
 #define MAX_ALPHA 65536.0
-/* Freezing phases (aflora.md §4): initial warm-up 1 epoch, final phase 70%
- * of training (paper; 14 of 20 epochs in the authors' RTE script). Below
- * SHORT_RUN_EPOCHS the initial warm-up is 10% of the run instead, as in
- * train_config_defaults, so 1 + 70% still leaves a middle phase. */
-#define DEFAULT_INITIAL_WARMUP_EPOCHS 1.0
-#define SHORT_RUN_EPOCHS 10
-#define SHORT_RUN_INITIAL_PERCENT 10
-#define DEFAULT_FINAL_WARMUP_PERCENT 70
-/* aflora.md §3: window 10 steps, beta1 0.85, beta2 0.95 (authors' code). */
-#define DEFAULT_DELTA_T 10
 #define MAX_DELTA_T 100000
-#define DEFAULT_SCORE_BETA1 0.85
-#define DEFAULT_SCORE_BETA2 0.95
-/* aflora.md §5: the authors' GLUE recipe. */
+/* aflora.md §5: the paper trains GLUE tasks 20-30 epochs. */
 #define DEFAULT_EPOCHS 20
 #define MAX_EPOCHS 1000
-#define DEFAULT_LR 1e-2
-#define DEFAULT_HEAD_LR 4e-2
 #define MAX_LR 10.0
-#define DEFAULT_WEIGHT_DECAY 0.1
-#define DEFAULT_WARMUP_RATIO 0.06
-#define DEFAULT_MAX_GRAD_NORM 0.1
 #define MAX_GRAD_NORM_LIMIT 1e6
-#define DEFAULT_SEED 42
-/* Batch 32, not the paper's 64: see the batch_size doc string. */
-#define DEFAULT_BATCH 32
 #define MAX_BATCH 4096
 #define MAX_GRAD_ACCUM 1024
 /* 128 tokens, not the paper's 256: see the max_seq_len doc string. */
@@ -131,6 +118,9 @@ _Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
                "one default metric per task");
 
 #define OFF(member) offsetof(aflo_job_spec, member)
+/* A constant's digits in a doc string ("70% of epochs"). */
+#define STR_(x) #x
+#define XSTR(x) STR_(x)
 #define ONLY(m) (1u << (m))
 #define ADAPTER_METHODS (ONLY(METHOD_AFLORA) | ONLY(METHOD_ELORA) | ONLY(METHOD_LORA))
 
@@ -218,73 +208,78 @@ const spec_field_info spec_fields[] = {
             "schedule). initial_warmup_epochs + final_warmup_epochs must not exceed epochs."},
     {.name = "freeze.initial_warmup_epochs", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_EPOCHS,
      .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.initial_warmup_epochs),
-     .def_doc = "1 (10% of epochs when epochs < 10)",
+     .def_doc = XSTR(TRAIN_DEFAULT_INITIAL_WARMUP_EPOCHS) " (" XSTR(TRAIN_SHORT_RUN_INITIAL_PERCENT)
+                "% of epochs when epochs < " XSTR(TRAIN_SHORT_RUN_EPOCHS) ")",
      .doc = "Epochs before any projection may freeze (fractions allowed)."},
     {.name = "freeze.final_warmup_epochs", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_EPOCHS,
      .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.final_warmup_epochs),
-     .def_doc = "70% of epochs",
+     .def_doc = XSTR(TRAIN_DEFAULT_FINAL_WARMUP_PERCENT) "% of epochs",
      .doc = "Epochs at the end with every projection frozen; its first step freezes what is "
             "left."},
     {.name = "freeze.delta_t", .type = SPEC_T_INT, .min = 1, .max = MAX_DELTA_T,
-     .def = DEFAULT_DELTA_T, .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.delta_t),
+     .def = AFLO_FREEZE_DEFAULT_DELTA_T, .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.delta_t),
      .doc = "Steps per scoring window; freezing decisions are taken every delta_t steps."},
     {.name = "freeze.beta1", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = DEFAULT_SCORE_BETA1, .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.beta1),
+     .def = AFLO_FREEZE_DEFAULT_BETA1, .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.beta1),
      .doc = "Smoothing of the sensitivity in the freezing score."},
     {.name = "freeze.beta2", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = DEFAULT_SCORE_BETA2, .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.beta2),
+     .def = AFLO_FREEZE_DEFAULT_BETA2, .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.beta2),
      .doc = "Smoothing of the uncertainty in the freezing score."},
     {.name = "epochs", .type = SPEC_T_INT, .min = 1, .max = MAX_EPOCHS, .def = DEFAULT_EPOCHS,
      .methods = SPEC_ALL_METHODS, .offset = OFF(epochs),
      .doc = "Passes over the training data (the paper trains GLUE tasks 20-30 epochs)."},
-    {.name = "batch_size", .type = SPEC_T_INT, .min = 1, .max = MAX_BATCH, .def = DEFAULT_BATCH,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(batch_size),
+    {.name = "batch_size", .type = SPEC_T_INT, .min = 1, .max = MAX_BATCH,
+     .def = TRAIN_DEFAULT_BATCH_SIZE, .methods = SPEC_ALL_METHODS, .offset = OFF(batch_size),
      .doc = "Examples per micro-batch. The paper uses 64 on GPUs; aflorad trains on CPUs, where "
             "activation memory grows linearly with the batch (32 halves it) and, unlike on a "
             "GPU, a bigger batch buys little speed once each matrix product already has "
             "thousands of rows (32 x 128 tokens). Set grad_accum 2 for the paper's 64 examples "
             "per optimizer step."},
-    {.name = "grad_accum", .type = SPEC_T_INT, .min = 1, .max = MAX_GRAD_ACCUM, .def = 1,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(grad_accum),
+    {.name = "grad_accum", .type = SPEC_T_INT, .min = 1, .max = MAX_GRAD_ACCUM,
+     .def = TRAIN_DEFAULT_GRAD_ACCUM, .methods = SPEC_ALL_METHODS, .offset = OFF(grad_accum),
      .doc = "Micro-batches per optimizer step (examples per step = batch_size × grad_accum)."},
     {.name = "max_seq_len", .type = SPEC_T_INT, .min = MIN_MAX_SEQ_LEN, .max = MAX_MAX_SEQ_LEN,
      .def = DEFAULT_MAX_SEQ_LEN, .methods = SPEC_ALL_METHODS, .offset = OFF(max_seq_len),
      .doc = "Tokens per example, longer inputs are truncated; also capped by the model's "
             "position embeddings. The paper uses 256; 128 is the usual BERT GLUE setting and "
             "halves the cost on CPU."},
-    {.name = "length_bucketing", .type = SPEC_T_BOOL, .def = 0, .methods = SPEC_ALL_METHODS,
-     .offset = OFF(length_bucketing),
+    {.name = "length_bucketing", .type = SPEC_T_BOOL, .def = TRAIN_DEFAULT_LENGTH_BUCKETING,
+     .methods = SPEC_ALL_METHODS, .offset = OFF(length_bucketing),
      .doc = "Batch examples of similar length together to cut padding: each epoch's shuffled "
             "order is cut into chunks of batch_size × grad_accum × 50 examples, each chunk is "
             "sorted by length and the resulting batches are shuffled, so batch order stays "
             "random. Deterministic for a seed; changes which examples share a batch, hence "
             "the losses."},
     {.name = "learning_rate", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true,
-     .max = MAX_LR, .def = DEFAULT_LR, .methods = SPEC_ALL_METHODS, .offset = OFF(learning_rate),
+     .max = MAX_LR, .def = TRAIN_DEFAULT_LR, .methods = SPEC_ALL_METHODS,
+     .offset = OFF(learning_rate),
      .doc = "AdamW learning rate of the adapter (the paper's). For method full use a "
             "full-fine-tuning rate such as 2e-5."},
     {.name = "head_learning_rate", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true,
-     .max = MAX_LR, .def = DEFAULT_HEAD_LR, .methods = SPEC_ALL_METHODS,
+     .max = MAX_LR, .def = TRAIN_DEFAULT_HEAD_LR, .methods = SPEC_ALL_METHODS,
      .offset = OFF(head_learning_rate),
      .doc = "Learning rate of the task head (the paper uses 4e-2 to 8e-2 by task)."},
     {.name = "weight_decay", .type = SPEC_T_NUMBER, .min = 0, .max = 1,
-     .def = DEFAULT_WEIGHT_DECAY, .methods = SPEC_ALL_METHODS, .offset = OFF(weight_decay),
+     .def = TRAIN_DEFAULT_WEIGHT_DECAY, .methods = SPEC_ALL_METHODS, .offset = OFF(weight_decay),
      .doc = "AdamW decoupled weight decay."},
     {.name = "warmup_ratio", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = DEFAULT_WARMUP_RATIO, .methods = SPEC_ALL_METHODS, .offset = OFF(warmup_ratio),
+     .def = TRAIN_DEFAULT_WARMUP_RATIO, .methods = SPEC_ALL_METHODS, .offset = OFF(warmup_ratio),
      .doc = "Fraction of steps of linear learning-rate warm-up, then linear decay to 0."},
     {.name = "max_grad_norm", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_GRAD_NORM_LIMIT,
-     .def = DEFAULT_MAX_GRAD_NORM, .methods = SPEC_ALL_METHODS, .offset = OFF(max_grad_norm),
+     .def = TRAIN_DEFAULT_MAX_GRAD_NORM, .methods = SPEC_ALL_METHODS, .offset = OFF(max_grad_norm),
      .doc = "Clip gradients to this global norm; 0 turns clipping off."},
     {.name = "seed", .type = SPEC_T_INT, .min = 0, .max = (double)SPEC_MAX_SEED,
-     .def = DEFAULT_SEED, .methods = SPEC_ALL_METHODS, .offset = OFF(seed), .wide = true,
+     .def = TRAIN_DEFAULT_SEED, .methods = SPEC_ALL_METHODS, .offset = OFF(seed), .wide = true,
      .doc = "Seeds initialisation, data order and dropout: the same spec and seed give the same "
             "run."},
     {.name = "threads", .type = SPEC_T_INT, .min = 0, .max = MAX_THREADS, .def = 0,
      .methods = SPEC_ALL_METHODS, .offset = OFF(threads),
      .doc = "Compute threads for this job; 0 uses one per core."},
-    {.name = "dropout", .type = SPEC_T_BOOL, .def = 1, .methods = SPEC_ALL_METHODS,
-     .offset = OFF(dropout),
+    {.name = "dropout", .type = SPEC_T_BOOL, .def = TRAIN_DEFAULT_DROPOUT,
+     .methods = SPEC_ALL_METHODS, .offset = OFF(dropout),
      .doc = "Apply the base model's dropout (its config's probabilities) while training."},
     {.name = "init_adapter", .type = SPEC_T_STRING, .optional = true, .min = 1,
      .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(init_adapter),
@@ -1059,15 +1054,13 @@ static int resolve(parse_ctx *c) {
                     "\"%.40s\": after \"" SPEC_JOB_REF_PREFIX "\" comes a job id (16 lowercase "
                     "hex characters)", s->init_adapter);
 
-    /* Freezing phases: computed from integers so 70% of 20 is exactly 14. */
+    /* Freezing phases: the engine's, for this many epochs. */
     bool ini_given = given(c, "freeze.initial_warmup_epochs");
     bool fin_given = given(c, "freeze.final_warmup_epochs");
     if (!ini_given)
-        s->freeze.initial_warmup_epochs =
-            s->epochs >= SHORT_RUN_EPOCHS ? DEFAULT_INITIAL_WARMUP_EPOCHS
-                                          : s->epochs * SHORT_RUN_INITIAL_PERCENT / 100.0;
+        s->freeze.initial_warmup_epochs = train_default_initial_warmup_epochs(s->epochs);
     if (!fin_given)
-        s->freeze.final_warmup_epochs = s->epochs * DEFAULT_FINAL_WARMUP_PERCENT / 100.0;
+        s->freeze.final_warmup_epochs = train_default_final_warmup_epochs(s->epochs);
     if (s->freeze.initial_warmup_epochs + s->freeze.final_warmup_epochs > s->epochs) {
         char a[32], b[32];
         fmt_num(a, sizeof a, s->freeze.initial_warmup_epochs);

@@ -8,7 +8,10 @@
  * spec_schema_json for OpenAPI), so they cannot drift apart. Defaults that
  * depend on other fields (rank on method, alpha on rank, the freezing phases
  * on epochs, num_labels on task) are worked out after the table pass, and
- * their table row documents the rule.
+ * their table row documents the rule. The training defaults in the table
+ * (and the freezing-phase rule) are the engine's constants (train.h,
+ * freeze.h), which train_config_defaults() fills in too: a spec that gives
+ * only model and epochs trains with train_config_defaults(epochs).
  *
  * Parsing is strict: an unknown key, a key given twice, a wrong JSON type
  * (1.5 or "3" for an integer, 1 for a boolean, null for anything), a value

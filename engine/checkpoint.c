@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "atomicfile.h"
+#include "errmsg.h"
 #include "train_internal.h"
 
 #define CKPT_MAGIC "AFLOCKPT"
@@ -122,15 +123,13 @@ int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, 
     void *blob = blob_len ? malloc(blob_len) : NULL;
     if (blob_len && (!blob || freezer_save(t->freezer, blob, blob_len) != 0)) {
         free(blob);
-        snprintf(err, errlen, "checkpoint: cannot serialise the freezing state");
-        return -1;
+        return set_err(err, errlen, "checkpoint: cannot serialise the freezing state");
     }
     ckpt_out o = {0};
     char why[1024];
     if (atomic_file_open(&o.af, path, why, sizeof why) != 0) {
         free(blob);
-        snprintf(err, errlen, "checkpoint %s", why);
-        return -1;
+        return set_err(err, errlen, "checkpoint %s", why);
     }
     put(&o, CKPT_MAGIC, 8);
     uint32_t version = CKPT_VERSION;
@@ -178,8 +177,7 @@ int trainer_save_checkpoint(const aflo_trainer *t, const char *path, char *err, 
     uint32_t crc = o.crc;
     put(&o, &crc, sizeof crc);
     if (atomic_file_commit(&o.af, why, sizeof why) != 0) {
-        snprintf(err, errlen, "checkpoint %s", why);
-        return -1;
+        return set_err(err, errlen, "checkpoint %s", why);
     }
     return 0;
 }
@@ -215,18 +213,14 @@ static double take_f64(ckpt_in *in) {
 
 static int read_file(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "checkpoint %s: %s", path, strerror(errno));
-        return -1;
-    }
+    if (!f) return set_err(err, errlen, "checkpoint %s: %s", path, strerror(errno));
     if (fseek(f, 0, SEEK_END) != 0) goto io;
     long n = ftell(f);
     if (n < 0 || fseek(f, 0, SEEK_SET) != 0) goto io;
     *out = malloc(n ? (size_t)n : 1);
     if (!*out) {
         fclose(f);
-        snprintf(err, errlen, "checkpoint %s: out of memory", path);
-        return -1;
+        return set_err(err, errlen, "checkpoint %s: out of memory", path);
     }
     if (fread(*out, 1, (size_t)n, f) != (size_t)n) {
         free(*out);
@@ -237,29 +231,25 @@ static int read_file(const char *path, uint8_t **out, size_t *len, char *err, si
     return 0;
 io:
     fclose(f);
-    snprintf(err, errlen, "checkpoint %s: read error", path);
-    return -1;
+    return set_err(err, errlen, "checkpoint %s: read error", path);
 }
 
 int checkpoint_read_note(const char *path, char **note, char *err, size_t errlen) {
     *note = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "checkpoint %s: %s", path, strerror(errno));
-        return -1;
-    }
+    if (!f) return set_err(err, errlen, "checkpoint %s: %s", path, strerror(errno));
     int rc = -1;
     uint8_t head[8 + 4 + 4];
     size_t got = fread(head, 1, sizeof head, f);
     uint32_t version = 0, len = 0;
     if (got >= 12) memcpy(&version, head + 8, 4);
     if (got < 12 || memcmp(head, CKPT_MAGIC, 8) != 0) {
-        snprintf(err, errlen, "checkpoint %s: not an aflorad checkpoint", path);
+        set_err(err, errlen, "checkpoint %s: not an aflorad checkpoint", path);
         goto out;
     }
     if (version < 1 || version > CKPT_VERSION) {
-        snprintf(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
-                 version, CKPT_VERSION);
+        set_err(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
+                version, CKPT_VERSION);
         goto out;
     }
     if (version < CKPT_FIRST_NOTE_VERSION) {
@@ -268,16 +258,16 @@ int checkpoint_read_note(const char *path, char **note, char *err, size_t errlen
     }
     if (got == sizeof head) memcpy(&len, head + 12, 4);
     if (got != sizeof head || len > CKPT_NOTE_MAX) {
-        snprintf(err, errlen, "checkpoint %s: truncated or damaged", path);
+        set_err(err, errlen, "checkpoint %s: truncated or damaged", path);
         goto out;
     }
     *note = malloc((size_t)len + 1);
     if (!*note) {
-        snprintf(err, errlen, "checkpoint %s: out of memory", path);
+        set_err(err, errlen, "checkpoint %s: out of memory", path);
         goto out;
     }
     if (fread(*note, 1, len, f) != len) {
-        snprintf(err, errlen, "checkpoint %s: truncated or damaged", path);
+        set_err(err, errlen, "checkpoint %s: truncated or damaged", path);
         free(*note);
         *note = NULL;
         goto out;
@@ -290,27 +280,27 @@ out:
 }
 
 int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t errlen) {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     if (read_file(path, &buf, &len, err, errlen) != 0) return -1;
     int rc = -1;
     float *staged = NULL;
     if (len < 8 + 4 + 4 || memcmp(buf, CKPT_MAGIC, 8) != 0) {
-        snprintf(err, errlen, "checkpoint %s: not an aflorad checkpoint", path);
+        set_err(err, errlen, "checkpoint %s: not an aflorad checkpoint", path);
         goto out;
     }
     uint32_t stored_crc;
     memcpy(&stored_crc, buf + len - 4, 4);
     if (crc_update(0, buf, len - 4) != stored_crc) {
-        snprintf(err, errlen, "checkpoint %s: checksum mismatch (file is corrupt)", path);
+        set_err(err, errlen, "checkpoint %s: checksum mismatch (file is corrupt)", path);
         goto out;
     }
     ckpt_in in = {.p = buf + 8, .end = buf + len - 4};
     uint32_t version;
     take(&in, &version, sizeof version);
     if (version < 1 || version > CKPT_VERSION) {
-        snprintf(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
-                 version, CKPT_VERSION);
+        set_err(err, errlen, "checkpoint %s: version %u, this build reads 1 to %u", path,
+                version, CKPT_VERSION);
         goto out;
     }
     if (version >= CKPT_FIRST_NOTE_VERSION) {
@@ -333,10 +323,10 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
     take(&in, &last_m, sizeof last_m);
     if (total != t->total_steps || np != (uint64_t)t->np || epoch > t->tc.epochs ||
         pos > t->train->n) {
-        snprintf(err, errlen,
-                 "checkpoint %s: made for a different run (%ld steps, %llu tensors; this run has "
-                 "%ld steps, %d tensors)",
-                 path, total, (unsigned long long)np, t->total_steps, t->np);
+        set_err(err, errlen,
+                "checkpoint %s: made for a different run (%ld steps, %llu tensors; this run has "
+                "%ld steps, %d tensors)",
+                path, total, (unsigned long long)np, t->total_steps, t->np);
         goto out;
     }
     /* Validate everything before changing the trainer: stage tensor data. */
@@ -344,7 +334,7 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
     for (int i = 0; i < t->np; i++) all += t->sizes[i];
     staged = malloc((all ? all : 1) * sizeof(float));
     if (!staged) {
-        snprintf(err, errlen, "checkpoint %s: out of memory", path);
+        set_err(err, errlen, "checkpoint %s: out of memory", path);
         goto out;
     }
     const uint8_t *sections = in.p;
@@ -359,8 +349,8 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
         uint8_t flags[2];
         take(&in, flags, 2);
         if (in.short_read || strcmp(name, t->p[i]->name) != 0 || size != t->p[i]->size) {
-            snprintf(err, errlen, "checkpoint %s: tensor %d is %s, expected %s of %zu values",
-                     path, i, in.short_read ? "truncated" : name, t->p[i]->name, t->p[i]->size);
+            set_err(err, errlen, "checkpoint %s: tensor %d is %s, expected %s of %zu values",
+                    path, i, in.short_read ? "truncated" : name, t->p[i]->name, t->p[i]->size);
             goto out;
         }
         take(&in, staged + off, size * sizeof(float));
@@ -373,20 +363,20 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
     uint8_t has_best;
     take(&in, &has_best, 1);
     if (has_best && !t->best) {
-        snprintf(err, errlen, "checkpoint %s: has a best-epoch snapshot but this run has no "
-                 "evaluation set", path);
+        set_err(err, errlen, "checkpoint %s: has a best-epoch snapshot but this run has no "
+                "evaluation set", path);
         goto out;
     }
     const uint8_t *best = in.p;
     if (has_best) take(&in, NULL, all * sizeof(float));
     if (in.short_read || in.p != in.end) {
-        snprintf(err, errlen, "checkpoint %s: truncated or has trailing bytes", path);
+        set_err(err, errlen, "checkpoint %s: truncated or has trailing bytes", path);
         goto out;
     }
     if (t->freezer && freezer_load(t->freezer, blob, blob_len, err, errlen) != 0) goto out;
     if (!t->freezer && blob_len) {
-        snprintf(err, errlen, "checkpoint %s: has freezing state but this run does not freeze",
-                 path);
+        set_err(err, errlen, "checkpoint %s: has freezing state but this run does not freeze",
+                path);
         goto out;
     }
 
@@ -403,7 +393,7 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
         take(&in, p->data, p->size * sizeof(float));
         if (flags[1]) {
             if (!t->adam[i].m && adam_state_init(&t->adam[i], p->size) != 0) {
-                snprintf(err, errlen, "checkpoint %s: out of memory", path);
+                set_err(err, errlen, "checkpoint %s: out of memory", path);
                 goto out;
             }
             take(&in, t->adam[i].m, p->size * sizeof(float));

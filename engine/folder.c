@@ -30,8 +30,13 @@ char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_
     }
     struct stat st;
     char *buf = NULL;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-        set_err(err, errlen, "%s: not a regular file of at most %zu bytes", path, max);
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        set_err(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((size_t)st.st_size > max) {
+        set_err(err, errlen, "%s: larger than %zu bytes, not a plausible file of this kind", path,
+                max);
         goto out;
     }
     size_t n = (size_t)st.st_size;

@@ -36,8 +36,10 @@ int write_folder_atomic(const char *dir_in, const char *const *names, size_t n,
 int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen);
 
 /* The whole regular file at path, NUL-terminated (malloc'd; *len bytes
- * without the NUL), refused when bigger than max bytes. NULL with a message
- * when it cannot be opened or read. */
+ * without the NUL). NULL with a message when it cannot be opened or read,
+ * is not a regular file, or is bigger than max bytes ("larger than MAX
+ * bytes, not a plausible file of this kind": max is the caller's sanity
+ * limit for its format). */
 char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 
 #endif

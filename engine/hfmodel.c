@@ -24,6 +24,7 @@
 
 #include "errmsg.h"
 #include "family.h"
+#include "folder.h"
 #include "json.h"
 #include "problems.h"
 #include "safetensors.h"
@@ -59,49 +60,6 @@ static int join_path(char *out, size_t cap, const char *dir, const char *name) {
 static bool is_regular_file(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Whole file as NUL-terminated text (malloc'd); refuses files over max. */
-static char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                set_err(err, errlen, "%s: out of memory", path);
-                goto fail;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (n > max) {
-            set_err(err, errlen, "%s: larger than %zu bytes, not a plausible file of this kind", path,
-                    max);
-            goto fail;
-        }
-        if (k == 0) break;
-    }
-    if (ferror(f)) {
-        set_err(err, errlen, "%s: read failed", path);
-        goto fail;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-fail:
-    fclose(f);
-    free(buf);
-    return NULL;
 }
 
 /* config.json's "architectures"[0] into out ("" when absent); the text
@@ -545,11 +503,9 @@ static void note(hf_load_report *rep, const char *fmt, ...) __attribute__((forma
 
 static void note(hf_load_report *rep, const char *fmt, ...) {
     if (rep->info[0]) appendf(rep->info, sizeof rep->info, "; ");
-    size_t len = strnlen(rep->info, sizeof rep->info);
-    if (len + 1 >= sizeof rep->info) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(rep->info + len, sizeof rep->info - len, fmt, ap);
+    vappendf(rep->info, sizeof rep->info, fmt, ap);
     va_end(ap);
 }
 

@@ -150,7 +150,7 @@ static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, in
     textbuf b = {0};
     int rc = -1;
     if (synth_sentiment(&d, n, vocab, seed) != 0) {
-        snprintf(err, errlen, "out of memory generating the demo dataset");
+        set_err(err, errlen, "out of memory generating the demo dataset");
         goto done;
     }
     tb_add(&b, "sentence\tlabel\n");
@@ -164,7 +164,7 @@ static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, in
         tb_add(&b, d.labels[i] ? "\tpositive\n" : "\tnegative\n");
     }
     if (b.oom) {
-        snprintf(err, errlen, "out of memory writing the demo dataset");
+        set_err(err, errlen, "out of memory writing the demo dataset");
         goto done;
     }
     rc = write_demo_file(dir, name, b.p, b.len, err, errlen);
@@ -176,17 +176,13 @@ done:
 
 int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, char *err,
                      size_t errlen) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return set_err(err, errlen, "%s: %s", dir, strerror(errno));
     aflo_config c;
     synth_demo_config(&c);
     if (SYNTH_FIRST_WORD + SYNTH_POS_WORDS + SYNTH_NEG_WORDS + SYNTH_FILLER_WORDS !=
-        c.vocab_size) {
-        snprintf(err, errlen, "demo vocabulary does not match the demo config");
-        return -1;
-    }
+        c.vocab_size)
+        return set_err(err, errlen, "demo vocabulary does not match the demo config");
     textbuf vocab = {0};
     for (int id = 0; id < c.vocab_size; id++) {
         tb_add(&vocab, synth_word(id));
@@ -198,7 +194,7 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
     aflo_model *m = NULL;
     st_writer *w = NULL;
     if (vocab.oom || !cfg) {
-        snprintf(err, errlen, "out of memory writing the demo model");
+        set_err(err, errlen, "out of memory writing the demo model");
         goto done;
     }
     if (write_demo_file(dir, "config.json", cfg, strlen(cfg), err, errlen) != 0 ||
@@ -213,7 +209,7 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
     synth_demo_weights(m);
     w = st_writer_new();
     if (!w) {
-        snprintf(err, errlen, "out of memory writing the demo model");
+        set_err(err, errlen, "out of memory writing the demo model");
         goto done;
     }
     char path[4096];

@@ -21,8 +21,16 @@
 #define SYNTH_POS_WORDS 8
 #define SYNTH_NEG_WORDS 8
 
-/* Tiny BERT: vocab 96, hidden 32, 2 layers, 4 heads, intermediate 64. */
+/* Tiny BERT: vocab 96, hidden 32, 2 layers, 4 heads, intermediate 64. The
+ * one description of the demo model: GET /models reports these sizes. */
 void synth_demo_config(aflo_config *c);
+
+/* The demo's dataset: training and evaluation sentences, as `aflorad demo`
+ * generates them in memory and synth_write_demo writes them for the daemon
+ * (with SYNTH_DEMO_SEED, the paper's seed 42). */
+#define SYNTH_DEMO_TRAIN_ROWS 2000
+#define SYNTH_DEMO_EVAL_ROWS 400
+#define SYNTH_DEMO_SEED 42
 
 /* n examples of [CLS] w1 .. wk [SEP]: filler words plus 2-3 words of the
  * label's kind (positive: label 1) and at most 1 of the other kind. */

@@ -2,55 +2,47 @@
 #include "train.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "errmsg.h"
 #include "rng.h"
 #include "train_internal.h"
 
-/* aflora.md §5: the authors' GLUE recipe. */
-#define DEFAULT_LR 1e-2f
-#define DEFAULT_HEAD_LR 4e-2f
-#define DEFAULT_WEIGHT_DECAY 0.1f
-#define DEFAULT_WARMUP_RATIO 0.06f
-#define DEFAULT_MAX_GRAD_NORM 0.1f
-#define DEFAULT_BATCH 64
-#define DEFAULT_DELTA_T 10
-#define DEFAULT_SCORE_BETA1 0.85
-#define DEFAULT_SCORE_BETA2 0.95
-/* Initial warm-up 1 epoch; final phase 70% of training (paper; the authors'
- * scripts use final_warmup 14 of 20 epochs for RTE). */
-#define DEFAULT_FINAL_FRACTION 0.7
-#define DEFAULT_SEED 42
+double train_default_initial_warmup_epochs(int epochs) {
+    return epochs >= TRAIN_SHORT_RUN_EPOCHS ? (double)TRAIN_DEFAULT_INITIAL_WARMUP_EPOCHS
+                                            : epochs * TRAIN_SHORT_RUN_INITIAL_PERCENT / 100.0;
+}
+
+double train_default_final_warmup_epochs(int epochs) {
+    return epochs * TRAIN_DEFAULT_FINAL_WARMUP_PERCENT / 100.0;
+}
 
 void train_config_defaults(aflo_train_config *tc, int epochs) {
     memset(tc, 0, sizeof *tc);
     tc->epochs = epochs;
-    tc->batch_size = DEFAULT_BATCH;
-    tc->grad_accum = 1;
-    tc->lr = DEFAULT_LR;
-    tc->head_lr = DEFAULT_HEAD_LR;
-    tc->weight_decay = DEFAULT_WEIGHT_DECAY;
-    tc->warmup_ratio = DEFAULT_WARMUP_RATIO;
-    tc->max_grad_norm = DEFAULT_MAX_GRAD_NORM;
-    tc->adam_beta1 = 0.9f;
-    tc->adam_beta2 = 0.999f;
-    tc->adam_eps = 1e-8f;
-    /* 1 of 20 epochs and 14 of 20 in the paper; scaled down for short runs so
-     * the two phases always leave a middle phase. */
-    tc->freeze_initial_epochs = epochs >= 10 ? 1.0 : 0.1 * epochs;
-    tc->freeze_final_epochs = DEFAULT_FINAL_FRACTION * epochs;
-    tc->delta_t = DEFAULT_DELTA_T;
-    tc->score_beta1 = DEFAULT_SCORE_BETA1;
-    tc->score_beta2 = DEFAULT_SCORE_BETA2;
-    tc->seed = DEFAULT_SEED;
-    tc->dropout = true;
+    tc->batch_size = TRAIN_DEFAULT_BATCH_SIZE;
+    tc->grad_accum = TRAIN_DEFAULT_GRAD_ACCUM;
+    tc->lr = (float)TRAIN_DEFAULT_LR;
+    tc->head_lr = (float)TRAIN_DEFAULT_HEAD_LR;
+    tc->weight_decay = (float)TRAIN_DEFAULT_WEIGHT_DECAY;
+    tc->warmup_ratio = (float)TRAIN_DEFAULT_WARMUP_RATIO;
+    tc->max_grad_norm = (float)TRAIN_DEFAULT_MAX_GRAD_NORM;
+    tc->adam_beta1 = TRAIN_ADAM_BETA1;
+    tc->adam_beta2 = TRAIN_ADAM_BETA2;
+    tc->adam_eps = TRAIN_ADAM_EPS;
+    tc->freeze_initial_epochs = train_default_initial_warmup_epochs(epochs);
+    tc->freeze_final_epochs = train_default_final_warmup_epochs(epochs);
+    tc->delta_t = AFLO_FREEZE_DEFAULT_DELTA_T;
+    tc->score_beta1 = AFLO_FREEZE_DEFAULT_BETA1;
+    tc->score_beta2 = AFLO_FREEZE_DEFAULT_BETA2;
+    tc->seed = TRAIN_DEFAULT_SEED;
+    tc->dropout = TRAIN_DEFAULT_DROPOUT;
     tc->pad_id = 0;
+    tc->select_metric = NULL;
+    tc->length_bucketing = TRAIN_DEFAULT_LENGTH_BUCKETING;
 }
-
-
 
 static double now_s(void) {
     struct timespec ts;
@@ -65,12 +57,9 @@ static bool decays(const aflo_param *p) {
 
 static int validate(const aflo_train_config *tc, const aflo_dataset *train, char *err,
                     size_t errlen) {
-#define CHECK(cond, ...)                          \
-    do {                                          \
-        if (!(cond)) {                            \
-            snprintf(err, errlen, __VA_ARGS__);   \
-            return -1;                            \
-        }                                         \
+#define CHECK(cond, ...)                                        \
+    do {                                                        \
+        if (!(cond)) return set_err(err, errlen, __VA_ARGS__);  \
     } while (0)
     CHECK(train && train->n > 0, "dataset: the training set is empty");
     CHECK(tc->epochs >= 1, "epochs: must be >= 1");
@@ -209,7 +198,7 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     }
     return t;
 oom:
-    snprintf(err, errlen, "out of memory setting up training");
+    set_err(err, errlen, "out of memory setting up training");
     trainer_free(t);
     return NULL;
 }
@@ -377,20 +366,15 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
     double gnorm = 0;
     float loss = train_step(t, step, &t->pos, &gnorm, err, errlen);
     if (isnan(loss)) return -1;
-    if (!isfinite(loss)) {
-        snprintf(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
-        return -1;
-    }
+    if (!isfinite(loss))
+        return set_err(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
     t->step = step;
     t->last_loss = loss;
     if (t->freezer) {
         for (int i = 0; i < t->nf; i++) t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
         freeze_score_update(t->freezer, step, t->fgrads);
         int count = freeze_decide(t->freezer, step, t->newly);
-        if (count < 0) {
-            snprintf(err, errlen, "out of memory in the freezing decision");
-            return -1;
-        }
+        if (count < 0) return set_err(err, errlen, "out of memory in the freezing decision");
         apply_freezes(t, step, count, pr);
     }
     size_t trainable_now = model_trainable_elements(m);
@@ -489,7 +473,7 @@ int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_i
     int *idx = malloc((size_t)batch_size * sizeof *idx);
     int rc = -1;
     if (!pred || !val || !idx || batch_buffers_init(&bb, batch_size, d->max_len ? d->max_len : 1)) {
-        snprintf(err, errlen, "out of memory during evaluation");
+        set_err(err, errlen, "out of memory during evaluation");
         free(pred);
         free(val);
         free(idx);
@@ -521,7 +505,7 @@ int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_i
     }
     rc = cls ? metrics_classification(pred, d->labels, n, L, out)
              : metrics_regression(val, d->targets, n, out);
-    if (rc != 0) snprintf(err, errlen, "metrics could not be computed");
+    if (rc != 0) set_err(err, errlen, "metrics could not be computed");
     out->loss = n ? loss_sum / n : 0;
     out->n = n;
 done:

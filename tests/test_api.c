@@ -2143,6 +2143,7 @@ static void test_models(void **state)
     /* The demo sizes agree with the engine's demo config. */
     aflo_config c;
     synth_demo_config(&c);
+    assert_string_equal(json_str(demo, "architecture"), c.model_type);
     assert_int_equal((int)json_num(demo, "layers"), c.num_hidden_layers);
     assert_int_equal((int)json_num(demo, "hidden_size"), c.hidden_size);
     assert_int_equal((int)json_num(demo, "intermediate_size"), c.intermediate_size);

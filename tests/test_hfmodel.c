@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -650,6 +651,25 @@ static void test_bad_config_and_dtype(void **state) {
     assert_non_null(strstr(errbuf, "hidden_act"));
 }
 
+/* config.json is read whole (folder.h's read_text_file): something that is
+ * not a plain file of plausible size is refused with what is wrong. */
+static void test_config_file_refused(void **state) {
+    char path[600];
+    path_in(path, sizeof path, state, "config.json");
+    size_t big = ((size_t)1 << 20) + 1;   /* hfmodel.c's MAX_CONFIG_BYTES + 1 */
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < big; i++) assert_int_equal(fputc(' ', f), ' ');
+    assert_int_equal(fclose(f), 0);
+    assert_null(load(state, NUM_LABELS, NULL));
+    if (!strstr(errbuf, "config.json: larger than 1048576 bytes, not a plausible file of this kind"))
+        fail_msg("got <%s>", errbuf);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_null(load(state, NUM_LABELS, NULL));
+    if (!strstr(errbuf, "config.json: not a regular file")) fail_msg("got <%s>", errbuf);
+}
+
 /* hfmodel_probe: what a job would need, checked without loading. */
 static void expect_probe(void **state, int want_rc, bool want_config, const char *want) {
     aflo_config c;
@@ -727,6 +747,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_duplicate_names, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_pickle_refused, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_bad_config_and_dtype, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_config_file_refused, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -778,6 +778,52 @@ static void test_train_config(void **state) {
     spec_free(&s);
 }
 
+/* One set of training defaults: a spec that gives only the epochs trains
+ * exactly as the engine's train_config_defaults says, short runs (initial
+ * warm-up 10% of the epochs) and 70% final phases included. */
+static void test_defaults_are_the_engines(void **state) {
+    (void)state;
+    static const int epochs[] = {1, 3, 5, 6, 9, 10, 12, 20, 45, 1000};
+    for (size_t i = 0; i < sizeof epochs / sizeof *epochs; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"model\":\"demo\",\"epochs\":%d}", epochs[i]);
+        aflo_job_spec s;
+        parse_ok(json, &s);
+        aflo_train_config got, want;
+        spec_to_train_config(&s, &got);
+        spec_free(&s);
+        train_config_defaults(&want, epochs[i]);
+        assert_int_equal(got.epochs, want.epochs);
+        assert_int_equal(got.batch_size, want.batch_size);
+        assert_int_equal(got.grad_accum, want.grad_accum);
+        assert_true(got.lr == want.lr);
+        assert_true(got.head_lr == want.head_lr);
+        assert_true(got.weight_decay == want.weight_decay);
+        assert_true(got.warmup_ratio == want.warmup_ratio);
+        assert_true(got.max_grad_norm == want.max_grad_norm);
+        assert_true(got.adam_beta1 == want.adam_beta1);
+        assert_true(got.adam_beta2 == want.adam_beta2);
+        assert_true(got.adam_eps == want.adam_eps);
+        assert_true(got.freeze_initial_epochs == want.freeze_initial_epochs);
+        assert_true(got.freeze_final_epochs == want.freeze_final_epochs);
+        assert_int_equal(got.delta_t, want.delta_t);
+        assert_true(got.score_beta1 == want.score_beta1);
+        assert_true(got.score_beta2 == want.score_beta2);
+        assert_int_equal(got.seed, want.seed);
+        assert_int_equal(got.dropout, want.dropout);
+        assert_int_equal(got.pad_id, want.pad_id);
+        assert_int_equal(got.length_bucketing, want.length_bucketing);
+        /* The spec names the metric; the engine's NULL means the same. */
+        assert_null(want.select_metric);
+        assert_string_equal(got.select_metric, "accuracy");
+    }
+    /* The phases' rule, from integers: 70% of 20 is 14, of 3 is 2.1. */
+    assert_true(train_default_final_warmup_epochs(20) == 14.0);
+    assert_true(train_default_final_warmup_epochs(3) == 2.1);
+    assert_true(train_default_initial_warmup_epochs(3) == 0.3);
+    assert_true(train_default_initial_warmup_epochs(10) == 1.0);
+}
+
 /* metric: the task's default, the choice handed to the trainer as a name
  * metrics_lookup knows, conflicts with the other task's metrics. */
 static void test_metric(void **state) {
@@ -1181,6 +1227,7 @@ int main(void) {
         cmocka_unit_test(test_document_limits),
         cmocka_unit_test(test_dataset_forms),
         cmocka_unit_test(test_train_config),
+        cmocka_unit_test(test_defaults_are_the_engines),
         cmocka_unit_test(test_metric),
         cmocka_unit_test(test_length_bucketing_field),
         cmocka_unit_test(test_init_adapter_forms),
