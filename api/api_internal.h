@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -124,6 +125,45 @@ struct api_req {
     void *upload_state;                                /* handler-owned (datasets.c) */
 };
 
+/* ---- clocks and the worker pool ---------------------------------------------
+ * Small enough to live here, so a handler that needs the time or wakes the
+ * workers depends on the server's state, not on server.c. */
+
+/* Wall-clock unix milliseconds (job times, uptime). */
+static inline int64_t api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CLOCK_MONOTONIC, the clock of ev_cv's timed waits and of request timing. */
+static inline int64_t api_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t api_mono_ms(void)
+{
+    return api_mono_us() / 1000;
+}
+
+/* The API calls the pool only through these, and only when one is configured
+ * (tests run without: jobs then stay queued). */
+static inline void api_workers_notify(api_server *s)
+{
+    if (s->workers)
+        workers_notify(s->workers);
+}
+
+static inline void api_workers_cancel(api_server *s, const char *job_id)
+{
+    if (s->workers)
+        workers_cancel(s->workers, job_id);
+}
+
 /* ---- replies (each queues the response and returns MHD's verdict) -------- */
 
 enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);   /* takes body */
@@ -143,13 +183,11 @@ enum MHD_Result reply_empty(api_req *r, unsigned status);
 
 /* ---- helpers --------------------------------------------------------------- */
 
-int64_t api_now_ms(void);
 /* The calling thread's store connection (opened on first use); NULL after
  * replying 500 when it cannot be opened. */
 store *api_store(api_req *r);
 /* The same without a request (SSE readers): NULL + message. */
 store *api_thread_store(api_server *s, char *err, size_t errlen);
-int64_t api_mono_ms(void);
 const char *api_query(api_req *r, const char *key);
 const char *api_header(api_req *r, const char *key);
 /* ?key= as an integer in [min, max]; absent -> def. -1 after replying 400. */
@@ -167,10 +205,6 @@ cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms);
 /* ETag of an open file and whether the request's If-None-Match matches it. */
 void api_file_etag(const struct stat *st, char out[64]);
 bool api_etag_matches(api_req *r, const char *etag);
-
-/* The worker pool, when one is configured (no-ops otherwise). */
-void api_workers_notify(api_server *s);
-void api_workers_cancel(api_server *s, const char *job_id);
 
 /* ---- handlers ------------------------------------------------------------ */
 

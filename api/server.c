@@ -68,21 +68,6 @@
  * are refused from the headers. */
 #define DISCARD_MAX ((size_t)64 << 20)
 
-/* ---- the worker pool -------------------------------------------------------------
- * The API calls the pool only through these, and only when one is configured
- * (tests run without: jobs then stay queued). */
-void api_workers_notify(api_server *s)
-{
-    if (s->workers)
-        workers_notify(s->workers);
-}
-
-void api_workers_cancel(api_server *s, const char *job_id)
-{
-    if (s->workers)
-        workers_cancel(s->workers, job_id);
-}
-
 /* ---- the route table ---------------------------------------------------------
  * One row per method + path. Patterns are matched segment by segment; {id}
  * must be a 16-hex id (checked before any handler runs); ROUTE_TAIL lets the
@@ -113,25 +98,6 @@ const api_route api_routes[] = {
 const int api_route_count = (int)(sizeof api_routes / sizeof api_routes[0]);
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-int64_t api_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t api_mono_ms(void)
-{
-    return mono_us() / 1000;
-}
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
@@ -774,7 +740,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = method;
         r->route_index = -1;
-        r->start_us = mono_us();
+        r->start_us = api_mono_us();
         *con_cls = r;
         return begin_request(r, url);
     }
@@ -817,7 +783,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     log_debug("%s %s %u %.1fms%s", r->method,
             r->route ? r->route->pattern : "(no route)", r->status,
-            (double)(mono_us() - r->start_us) / 1000.0,
+            (double)(api_mono_us() - r->start_us) / 1000.0,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     if (r->deferred)
         MHD_destroy_response(r->deferred);
