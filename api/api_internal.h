@@ -1,10 +1,11 @@
 /* api_internal.h — what the API's source files share: the server state, the
- * per-request state, the route table's shape and the reply helpers.
+ * per-request state and the route table's shape. Replies are reply.h's, what
+ * a handler reads from its request request.h's.
  *
  * Not for use outside api/. A handler gets an api_req whose route is matched,
  * whose path parameters are extracted, whose token (when its route needs one)
  * is checked and whose body (JSON routes) is complete; it answers by calling
- * exactly one reply_* function and returning its result. */
+ * exactly one reply_* function (reply.h) and returning its result. */
 #ifndef AFLO_API_INTERNAL_H
 #define AFLO_API_INTERNAL_H
 
@@ -164,23 +165,6 @@ static inline void api_workers_cancel(api_server *s, const char *job_id)
         workers_cancel(s->workers, job_id);
 }
 
-/* ---- replies (each queues the response and returns MHD's verdict) -------- */
-
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);   /* takes body */
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text); /* takes text */
-/* reply_json with a Location header (NULL: none). */
-enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location);
-enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
-                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* The {"error": {...}} response itself, for replies that need extra headers. */
-struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg);
-/* A store failure: NOT_FOUND -> 404, CONFLICT -> 409, INVALID -> 400, else 500. */
-enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg);
-/* Queue resp (takes it) with status; adds the headers every response carries. */
-enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp);
-/* 204 No Content. */
-enum MHD_Result reply_empty(api_req *r, unsigned status);
-
 /* ---- helpers --------------------------------------------------------------- */
 
 /* The calling thread's store connection (opened on first use); NULL after
@@ -188,23 +172,7 @@ enum MHD_Result reply_empty(api_req *r, unsigned status);
 store *api_store(api_req *r);
 /* The same without a request (SSE readers): NULL + message. */
 store *api_thread_store(api_server *s, char *err, size_t errlen);
-const char *api_query(api_req *r, const char *key);
-const char *api_header(api_req *r, const char *key);
-/* ?key= as an integer in [min, max]; absent -> def. -1 after replying 400. */
-int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out);
 bool api_is_id(const char *s);
-/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD, for
- * text that goes into JSON (which must be UTF-8) but may echo what a client
- * sent: paths, names, parser messages. malloc'd; NULL when out of memory. */
-char *api_utf8_sanitize(const char *s);
-/* Add an int64 as an exact JSON number (cJSON numbers are doubles, and FLOP
- * totals pass 2^53). */
-cJSON *api_add_int(cJSON *obj, const char *key, int64_t v);
-/* A unix-ms time, or null for STORE_TIME_NONE. */
-cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms);
-/* ETag of an open file and whether the request's If-None-Match matches it. */
-void api_file_etag(const struct stat *st, char out[64]);
-bool api_etag_matches(api_req *r, const char *etag);
 
 /* ---- handlers ------------------------------------------------------------ */
 

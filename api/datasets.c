@@ -21,6 +21,8 @@
 #include "api_internal.h"
 #include "json.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
 #include "textdata.h"
 
 #include <errno.h>

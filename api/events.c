@@ -29,6 +29,8 @@
 #include "api_internal.h"
 #include "family.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
 
 #include <errno.h>
 #include <math.h>

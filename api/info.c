@@ -12,6 +12,7 @@
 #include "config.h"
 #include "counters.h"
 #include "hfmodel.h"
+#include "reply.h"
 #include "version.h"
 
 #include <dirent.h>

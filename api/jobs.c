@@ -24,6 +24,8 @@
 #include "job.h"
 #include "log.h"
 #include "predict.h"
+#include "reply.h"
+#include "request.h"
 #include "spec.h"
 #include "textdata.h"
 

@@ -1,6 +1,7 @@
 /* server.c — the HTTP front of `aflorad serve`: libmicrohttpd set-up, the
- * route table, the request life cycle (match, authenticate, read the body,
- * dispatch, count) and the helpers every handler replies with.
+ * route table and the request life cycle (match, authenticate, read the body,
+ * dispatch, count). Handlers answer through reply.c and read their request
+ * through request.c.
  *
  * Threading: MHD_USE_THREAD_PER_CONNECTION (with its internal listen thread).
  * The alternative, a thread pool, may not block in a handler, so every SSE
@@ -37,8 +38,9 @@
  * (a benchmark must not be measuring stderr), job and dataset changes at
  * info, server-side failures (5xx) at error. */
 #include "api_internal.h"
-#include "json.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -119,133 +121,6 @@ bool api_is_id(const char *s)
     return n == STORE_ID_LEN;
 }
 
-char *api_utf8_sanitize(const char *s)
-{
-    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
-    size_t n = strlen(s);
-    char *out = malloc(3 * n + 1);   /* each bad byte grows to 3 */
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-        if (len && i + len <= n && json_utf8_valid(s + i, len)) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, replacement, 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-const char *api_query(api_req *r, const char *key)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
-}
-
-const char *api_header(api_req *r, const char *key)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
-}
-
-/* Strict decimal: digits only (an optional '-' when min < 0), no overflow. */
-static bool parse_int64(const char *s, int64_t *out)
-{
-    bool neg = false;
-    if (*s == '-') {
-        neg = true;
-        s++;
-    }
-    if (!*s)
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    if (v > (uint64_t)INT64_MAX)
-        return false;
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return true;
-}
-
-int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out)
-{
-    const char *v = api_query(r, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    int64_t x;
-    if (!parse_int64(v, &x) || x < min || x > max) {
-        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
-                    "%s must be an integer from %lld to %lld", key, (long long)min,
-                    (long long)max);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-cJSON *api_add_int(cJSON *obj, const char *key, int64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%lld", (long long)v);
-    return cJSON_AddRawToObject(obj, key, buf);
-}
-
-cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms)
-{
-    return ms == STORE_TIME_NONE ? cJSON_AddNullToObject(obj, key) : api_add_int(obj, key, ms);
-}
-
-void api_file_etag(const struct stat *st, char out[64])
-{
-    /* Size, mtime (ns) and inode change whenever the file is replaced
-     * (adapters and archives are written to a temp file and renamed). */
-    snprintf(out, 64, "\"%llx-%llx-%llx\"", (unsigned long long)st->st_size,
-             (unsigned long long)st->st_mtim.tv_sec * 1000000000ull +
-                 (unsigned long long)st->st_mtim.tv_nsec,
-             (unsigned long long)st->st_ino);
-}
-
-bool api_etag_matches(api_req *r, const char *etag)
-{
-    const char *inm = api_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (!inm)
-        return false;
-    size_t el = strlen(etag);
-    /* A comma-separated list of (possibly weak, W/"...") tags, or "*". */
-    const char *p = inm;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *q = end;
-        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-            q--;
-        if (q - p >= 2 && p[0] == 'W' && p[1] == '/')
-            p += 2;
-        if ((q - p == 1 && *p == '*') || ((size_t)(q - p) == el && memcmp(p, etag, el) == 0))
-            return true;
-        p = end;
-    }
-    return false;
-}
-
 /* ---- SQLite connections ------------------------------------------------------ */
 
 typedef struct {
@@ -304,146 +179,6 @@ store *api_store(api_req *r)
         reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "database_unavailable", NULL,
                     "the database cannot be opened: %s", err);
     return st;
-}
-
-/* ---- replies ----------------------------------------------------------------- */
-
-enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp)
-{
-    if (!resp)
-        return MHD_NO;
-    if (r->responded) {
-        /* A handler bug: two replies. Keep the first. */
-        log_error("second reply (%u) to one request ignored", status);
-        MHD_destroy_response(resp);
-        return MHD_YES;
-    }
-    if (r->deferred) {
-        MHD_destroy_response(resp);   /* an error was already decided */
-        return MHD_YES;
-    }
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"aflorad\"");
-    if (r->receiving) {
-        /* MHD 0.9.75 refuses a response while the body is arriving: keep it,
-         * drop the rest of the body, and queue it when the body has ended. */
-        r->deferred = resp;
-        r->deferred_status = status;
-        r->discard = true;
-        return MHD_YES;
-    }
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    if (ret == MHD_YES) {
-        r->responded = true;
-        r->status = status;
-    }
-    return ret;
-}
-
-static enum MHD_Result reply_text_at(api_req *r, unsigned status, char *text,
-                                     const char *location)
-{
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (location)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    return reply_response(r, status, resp);
-}
-
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
-{
-    return reply_text_at(r, status, text, NULL);
-}
-
-enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location)
-{
-    if (!body)
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    if (!text)
-        return MHD_NO;
-    return reply_text_at(r, status, text, location);
-}
-
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
-{
-    return reply_json_at(r, status, body, NULL);
-}
-
-struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
-{
-    /* Messages echo what clients sent (paths, ids, names), cut with %.Ns
-     * maybe mid-character: the JSON must stay UTF-8 all the same. */
-    char *safe_msg = api_utf8_sanitize(msg);
-    char *safe_field = field && *field ? api_utf8_sanitize(field) : NULL;
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    bool ok = e && safe_msg && (!field || !*field || safe_field) &&
-              cJSON_AddStringToObject(e, "code", code) &&
-              cJSON_AddStringToObject(e, "message", safe_msg) &&
-              (!safe_field || cJSON_AddStringToObject(e, "field", safe_field));
-    free(safe_msg);
-    free(safe_field);
-    if (!ok) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    char *text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!text)
-        return NULL;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return NULL;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    return resp;
-}
-
-enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
-                            const char *fmt, ...)
-{
-    char msg[ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (status >= 500 && status != MHD_HTTP_NOT_IMPLEMENTED)
-        log_error("%s: %s", code, msg);
-    return reply_response(r, status, api_error_response(code, field, msg));
-}
-
-enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg)
-{
-    switch (store_last_error(st)) {
-    case STORE_E_NOT_FOUND:
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s", msg);
-    case STORE_E_CONFLICT:
-        return reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "%s", msg);
-    case STORE_E_INVALID:
-        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request", NULL, "%s", msg);
-    default:
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "database_error", NULL, "%s", msg);
-    }
-}
-
-enum MHD_Result reply_empty(api_req *r, unsigned status)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    return reply_response(r, status, resp);
 }
 
 /* ---- routing ---------------------------------------------------------------- */
@@ -609,11 +344,11 @@ static enum MHD_Result begin_body(api_req *r)
     int64_t declared;
     if (r->route->body == BODY_NONE) {
         /* Content-Length: 0 is no body; chunked ones are caught in body_chunk */
-        if (cl && !(parse_int64(cl, &declared) && declared == 0))
+        if (cl && !(api_parse_int64(cl, &declared) && declared == 0))
             return reply_body_not_allowed(r);
         return MHD_YES;
     }
-    if (cl && parse_int64(cl, &declared) && declared >= 0 && (uint64_t)declared > body_limit(r))
+    if (cl && api_parse_int64(cl, &declared) && declared >= 0 && (uint64_t)declared > body_limit(r))
         return reply_too_large(r);
     if (r->route->body == BODY_JSON) {
         const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -852,7 +587,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
         port = colon + 1;
     }
     int64_t p;
-    if (!parse_int64(port, &p) || p < 0 || p > 65535)
+    if (!api_parse_int64(port, &p) || p < 0 || p > 65535)
         goto bad;
     if (!host[0])
         strcpy(host, "0.0.0.0");
