@@ -77,7 +77,8 @@ struct api_server {
     char *openapi;                                     /* the served document */
     size_t openapi_len;
 
-    /* SQLite connections: one per thread while it runs, kept for reuse. */
+    /* SQLite connections: one per thread while it runs, kept for reuse
+     * (dbpool.c). */
     pthread_key_t store_key;
     bool store_key_ok;
     pthread_mutex_t pool_mu;
@@ -167,11 +168,6 @@ static inline void api_workers_cancel(api_server *s, const char *job_id)
 
 /* ---- helpers --------------------------------------------------------------- */
 
-/* The calling thread's store connection (opened on first use); NULL after
- * replying 500 when it cannot be opened. */
-store *api_store(api_req *r);
-/* The same without a request (SSE readers): NULL + message. */
-store *api_thread_store(api_server *s, char *err, size_t errlen);
 bool api_is_id(const char *s);
 
 /* ---- handlers ------------------------------------------------------------ */

@@ -27,6 +27,7 @@
  * feed-forward layer), so a dashboard draws the rows of whatever family the
  * job's model is, with no list of its own. */
 #include "api_internal.h"
+#include "dbpool.h"
 #include "family.h"
 #include "log.h"
 #include "reply.h"

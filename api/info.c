@@ -11,6 +11,7 @@
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"
+#include "dbpool.h"
 #include "hfmodel.h"
 #include "reply.h"
 #include "version.h"

@@ -21,6 +21,7 @@
  * before touching a model, then take the job's model from the server's
  * predict cache (predict.h), so only the first request loads it. */
 #include "api_internal.h"
+#include "dbpool.h"
 #include "job.h"
 #include "log.h"
 #include "predict.h"

@@ -15,10 +15,8 @@
  * one closed after connection_timeout_s; SSE streams stay inside that
  * timeout by sending a heartbeat every 15 s.
  *
- * SQLite: one connection per thread, as store.h requires. A thread gets one
- * from a small pool the first time it needs it (api_store) and hands it back
- * when the thread ends (a pthread key destructor), so keep-alive clients and
- * new connections reuse open connections instead of paying store_open each.
+ * SQLite: one connection per thread, from the pool of dbpool.c, which
+ * api_start opens (proving the database usable) and api_stop closes.
  *
  * Request life cycle (MHD calls on_request once after the headers, once per
  * body chunk and once at the end): the first call matches the route (404 /
@@ -38,6 +36,7 @@
  * (a benchmark must not be measuring stderr), job and dataset changes at
  * info, server-side failures (5xx) at error. */
 #include "api_internal.h"
+#include "dbpool.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
@@ -62,7 +61,6 @@
 /* Uploads' temporaries before they were atomic files (older versions). */
 #define OLD_UPLOAD_TMP_PREFIX ".upload-"
 #define LOG_LINE_MAX 1024
-#define ERR_MSG_MAX 1024
 /* A request whose reply is already decided (too large, a failed write) is
  * still read to its end, so the client gets the reply — MHD cannot send it
  * mid-body — but beyond this many dropped bytes the connection is closed
@@ -119,66 +117,6 @@ bool api_is_id(const char *s)
         if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
             return false;
     return n == STORE_ID_LEN;
-}
-
-/* ---- SQLite connections ------------------------------------------------------ */
-
-typedef struct {
-    api_server *srv;
-    store *st;
-} thread_store;
-
-static void pool_put(api_server *s, store *st)
-{
-    pthread_mutex_lock(&s->pool_mu);
-    if (s->pool_n < s->pool_cap) {
-        s->pool[s->pool_n++] = st;
-        st = NULL;
-    }
-    pthread_mutex_unlock(&s->pool_mu);
-    store_close(st);
-}
-
-/* Runs when an MHD thread that used a connection ends. */
-static void thread_store_release(void *p)
-{
-    thread_store *ts = p;
-    pool_put(ts->srv, ts->st);
-    free(ts);
-}
-
-store *api_thread_store(api_server *s, char *err, size_t errlen)
-{
-    thread_store *ts = pthread_getspecific(s->store_key);
-    if (ts)
-        return ts->st;
-    store *st = NULL;
-    pthread_mutex_lock(&s->pool_mu);
-    if (s->pool_n)
-        st = s->pool[--s->pool_n];
-    pthread_mutex_unlock(&s->pool_mu);
-    if (!st && !(st = store_open(s->db_path, err, errlen)))
-        return NULL;
-    ts = malloc(sizeof *ts);
-    if (!ts || pthread_setspecific(s->store_key, ts) != 0) {
-        free(ts);
-        pool_put(s, st);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    ts->srv = s;
-    ts->st = st;
-    return st;
-}
-
-store *api_store(api_req *r)
-{
-    char err[ERR_MSG_MAX] = "";
-    store *st = api_thread_store(r->srv, err, sizeof err);
-    if (!st)
-        reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "database_unavailable", NULL,
-                    "the database cannot be opened: %s", err);
-    return st;
 }
 
 /* ---- routing ---------------------------------------------------------------- */
@@ -696,11 +634,7 @@ static void server_free(api_server *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->pool_n; i++)
-        store_close(s->pool[i]);
-    free(s->pool);
-    if (s->store_key_ok)
-        pthread_key_delete(s->store_key);
+    api_dbpool_close(s);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_mutex_destroy(&s->ev_mu);
     pthread_cond_destroy(&s->ev_cv);
@@ -808,27 +742,15 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
     if (load_openapi(s, err, errlen) != 0)
         goto fail;
 
-    s->pool_cap = cfg->max_connections;
-    s->pool = calloc(s->pool_cap, sizeof *s->pool);
     s->http_counts = calloc((size_t)(api_route_count + 1) * API_STATUS_SLOTS,
                             sizeof *s->http_counts);
     s->predict = predict_cache_new(cfg->predict_cache);
-    if (!s->pool || !s->http_counts || !s->predict) {
+    if (!s->http_counts || !s->predict) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pthread_key_create(&s->store_key, thread_store_release) != 0) {
-        snprintf(err, errlen, "cannot create a thread key");
+    if (api_dbpool_open(s, cfg->max_connections, err, errlen) != 0)
         goto fail;
-    }
-    s->store_key_ok = true;
-
-    /* Open the database once now: a bad path or a too-new schema should stop
-     * start-up with its message, not fail every request later. */
-    store *probe = store_open(s->db_path, err, errlen);
-    if (!probe)
-        goto fail;
-    s->pool[s->pool_n++] = probe;
 
     const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
     if (probe_listen(&addr, addr_len, spec, err, errlen) != 0)
