@@ -20,6 +20,7 @@
  * parses and has it. A job's spec picks its columns later. */
 #include "api_internal.h"
 #include "dbpool.h"
+#include "handlers.h"
 #include "json.h"
 #include "log.h"
 #include "reply.h"

@@ -29,6 +29,7 @@
 #include "api_internal.h"
 #include "dbpool.h"
 #include "family.h"
+#include "handlers.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"

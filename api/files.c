@@ -22,6 +22,7 @@
  * Directories are never listed; only "/" maps to index.html. */
 #include "api_internal.h"
 #include "dbpool.h"
+#include "handlers.h"
 #include "reply.h"
 #include "request.h"
 #include "ustar.h"

@@ -12,8 +12,10 @@
 #include "config.h"
 #include "counters.h"
 #include "dbpool.h"
+#include "handlers.h"
 #include "hfmodel.h"
 #include "reply.h"
+#include "routes.h"
 #include "version.h"
 
 #include <dirent.h>

@@ -22,6 +22,7 @@
  * predict cache (predict.h), so only the first request loads it. */
 #include "api_internal.h"
 #include "dbpool.h"
+#include "handlers.h"
 #include "job.h"
 #include "log.h"
 #include "predict.h"
