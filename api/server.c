@@ -480,18 +480,6 @@ uint16_t api_port(const api_server *s)
     return s->port;
 }
 
-void api_notify_job_events(void *server, const char *job_id)
-{
-    api_server *s = server;
-    unsigned h = 2166136261u;   /* FNV-1a */
-    for (const char *p = job_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    pthread_mutex_lock(&s->ev_mu);
-    s->ev_gen[h % API_EVENT_BUCKETS]++;
-    pthread_cond_broadcast(&s->ev_cv);
-    pthread_mutex_unlock(&s->ev_mu);
-}
-
 void api_stop(api_server *s)
 {
     if (!s)
