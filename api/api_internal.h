@@ -1,22 +1,27 @@
-/* api_internal.h — what the API's source files share: the server state, the
- * per-request state, the route table's shape and the reply helpers.
+/* api_internal.h — the state every file of api/ shares: the server's
+ * (api_server, one per `aflorad serve`) and a request's (api_req, one per
+ * HTTP request, created and freed by server.c), with the few inline helpers
+ * that only read that state (clocks, the worker pool).
  *
- * Not for use outside api/. A handler gets an api_req whose route is matched,
- * whose path parameters are extracted, whose token (when its route needs one)
- * is checked and whose body (JSON routes) is complete; it answers by calling
- * exactly one reply_* function and returning its result. */
+ * Not for use outside api/. The functions live in headers of their own, so
+ * each file includes what it uses: reply.h (answering), request.h (reading
+ * query and headers), dbpool.h (the thread's SQLite connection), routes.h
+ * (the route table), handlers.h (the handlers and what they share).
+ *
+ * A handler gets an api_req whose route is matched, whose path parameters
+ * are extracted, whose token (when its route needs one) is checked and whose
+ * body (JSON routes) is complete; it answers by calling exactly one reply_*
+ * function and returning its result. */
 #ifndef AFLO_API_INTERNAL_H
 #define AFLO_API_INTERNAL_H
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
-#include <sys/types.h>
+#include <time.h>
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "atomicfile.h"
@@ -34,29 +39,8 @@
 #define API_STATUS_SLOTS 500
 #define API_PATH_PARAM_MAX 1024
 
-typedef enum {
-    BODY_NONE = 0,     /* a body is refused with 413 body_not_allowed (it would be
-                          ignored otherwise); Content-Length: 0 is fine */
-    BODY_JSON,         /* buffered up to max_json_body, Content-Type application/json */
-    BODY_UPLOAD        /* streamed by the handler's upload hooks (POST /datasets) */
-} api_body_kind;
-
-#define ROUTE_AUTH 1u  /* needs the bearer token when one is configured */
-#define ROUTE_TAIL 2u  /* the last {param} takes the rest of the path, slashes too */
-
 typedef struct api_req api_req;
-typedef enum MHD_Result (*api_handler)(api_req *r);
-
-typedef struct {
-    const char *method;            /* "GET", "POST", "DELETE" (GET also answers HEAD) */
-    const char *pattern;           /* "/jobs/{id}/events": literal segments and {params} */
-    api_handler handler;
-    api_body_kind body;
-    unsigned flags;
-} api_route;
-
-extern const api_route api_routes[];
-extern const int api_route_count;
+typedef struct api_route api_route;     /* a row of the route table (routes.h) */
 
 struct api_server {
     char *data_dir, *db_path, *models_dir, *web_dir;   /* absolute; models/web may be NULL */
@@ -75,7 +59,8 @@ struct api_server {
     char *openapi;                                     /* the served document */
     size_t openapi_len;
 
-    /* SQLite connections: one per thread while it runs, kept for reuse. */
+    /* SQLite connections: one per thread while it runs, kept for reuse
+     * (dbpool.c). */
     pthread_key_t store_key;
     bool store_key_ok;
     pthread_mutex_t pool_mu;
@@ -124,108 +109,44 @@ struct api_req {
     void *upload_state;                                /* handler-owned (datasets.c) */
 };
 
-/* ---- replies (each queues the response and returns MHD's verdict) -------- */
+/* ---- clocks and the worker pool ---------------------------------------------
+ * Small enough to live here, so a handler that needs the time or wakes the
+ * workers depends on the server's state, not on server.c. */
 
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);   /* takes body */
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text); /* takes text */
-/* reply_json with a Location header (NULL: none). */
-enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location);
-enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
-                            const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* The {"error": {...}} response itself, for replies that need extra headers. */
-struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg);
-/* A store failure: NOT_FOUND -> 404, CONFLICT -> 409, INVALID -> 400, else 500. */
-enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg);
-/* Queue resp (takes it) with status; adds the headers every response carries. */
-enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp);
-/* 204 No Content. */
-enum MHD_Result reply_empty(api_req *r, unsigned status);
+/* Wall-clock unix milliseconds (job times, uptime). */
+static inline int64_t api_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
-/* ---- helpers --------------------------------------------------------------- */
+/* CLOCK_MONOTONIC, the clock of ev_cv's timed waits and of request timing. */
+static inline int64_t api_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
-int64_t api_now_ms(void);
-/* The calling thread's store connection (opened on first use); NULL after
- * replying 500 when it cannot be opened. */
-store *api_store(api_req *r);
-/* The same without a request (SSE readers): NULL + message. */
-store *api_thread_store(api_server *s, char *err, size_t errlen);
-int64_t api_mono_ms(void);
-const char *api_query(api_req *r, const char *key);
-const char *api_header(api_req *r, const char *key);
-/* ?key= as an integer in [min, max]; absent -> def. -1 after replying 400. */
-int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out);
-bool api_is_id(const char *s);
-/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD, for
- * text that goes into JSON (which must be UTF-8) but may echo what a client
- * sent: paths, names, parser messages. malloc'd; NULL when out of memory. */
-char *api_utf8_sanitize(const char *s);
-/* Add an int64 as an exact JSON number (cJSON numbers are doubles, and FLOP
- * totals pass 2^53). */
-cJSON *api_add_int(cJSON *obj, const char *key, int64_t v);
-/* A unix-ms time, or null for STORE_TIME_NONE. */
-cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms);
-/* ETag of an open file and whether the request's If-None-Match matches it. */
-void api_file_etag(const struct stat *st, char out[64]);
-bool api_etag_matches(api_req *r, const char *etag);
+static inline int64_t api_mono_ms(void)
+{
+    return api_mono_us() / 1000;
+}
 
-/* The worker pool, when one is configured (no-ops otherwise). */
-void api_workers_notify(api_server *s);
-void api_workers_cancel(api_server *s, const char *job_id);
+/* The API calls the pool only through these, and only when one is configured
+ * (tests run without: jobs then stay queued). */
+static inline void api_workers_notify(api_server *s)
+{
+    if (s->workers)
+        workers_notify(s->workers);
+}
 
-/* ---- handlers ------------------------------------------------------------ */
-
-enum MHD_Result h_healthz(api_req *r);
-enum MHD_Result h_metrics(api_req *r);
-enum MHD_Result h_openapi(api_req *r);
-enum MHD_Result h_models(api_req *r);
-enum MHD_Result h_datasets_create(api_req *r);
-enum MHD_Result h_datasets_list(api_req *r);
-enum MHD_Result h_dataset_get(api_req *r);
-enum MHD_Result h_dataset_delete(api_req *r);
-enum MHD_Result h_jobs_create(api_req *r);
-enum MHD_Result h_jobs_list(api_req *r);
-enum MHD_Result h_job_get(api_req *r);
-enum MHD_Result h_job_cancel(api_req *r);
-enum MHD_Result h_job_retry(api_req *r);
-enum MHD_Result h_job_events(api_req *r);
-enum MHD_Result h_job_freezing(api_req *r);
-enum MHD_Result h_job_adapter(api_req *r);
-enum MHD_Result h_job_predict(api_req *r);
-enum MHD_Result h_static(api_req *r);
-
-/* POST /datasets streams its body: begin runs after the headers (may reply
- * early: bad parameters, wrong type, too large), chunk per piece, and the
- * request's cleanup calls upload_abort (removes the temp file unless kept). */
-enum MHD_Result datasets_upload_begin(api_req *r);
-enum MHD_Result datasets_upload_chunk(api_req *r, const char *data, size_t len);
-void datasets_upload_abort(api_req *r);
-
-/* JSON for one job / dataset (the same object GET returns). NULL on OOM. */
-cJSON *api_job_json(const store_job *j);
-cJSON *api_dataset_json(const store_dataset *d);
-
-/* The built-in "demo" model or a folder of models_dir described for GET
- * /models and checked by POST /jobs. */
-typedef struct {
-    char name[256];
-    bool described;            /* config.json was read: the sizes below are set */
-    char architecture[64];     /* model_type: "bert", "roberta" */
-    int layers, hidden_size, intermediate_size, attention_heads, vocab_size;
-    int64_t parameters;        /* computed from the sizes (BERT encoder + pooler) */
-    bool builtin;
-    bool usable;               /* the engine can fine-tune it (hfmodel_probe) */
-    char reason[512];          /* why not, when !usable */
-} api_model_info;
-/* 0 when name is "demo" or a folder of models_dir; -1 with a message when
- * it is neither. With check_usable the folder is probed (config, tokenizer,
- * weight headers: hfmodel_probe) and usable/reason say the verdict; without,
- * only config.json is read (describing a job's model costs no more) and
- * usable just means that config was readable. */
-int api_model_lookup(api_server *s, const char *name, bool check_usable, api_model_info *out,
-                     char *err, size_t errlen);
-
-/* Replace components.schemas.JobSpec of doc by the spec module's schema. */
-int api_openapi_add_spec_schema(cJSON *doc);
+static inline void api_workers_cancel(api_server *s, const char *job_id)
+{
+    if (s->workers)
+        workers_cancel(s->workers, job_id);
+}
 
 /* The OpenAPI document compiled in (openapi_gen.c, from api/openapi.json). */
 extern const char api_openapi_json[];

@@ -19,8 +19,12 @@
  * of the first row whose value is a string — enough to prove every row
  * parses and has it. A job's spec picks its columns later. */
 #include "api_internal.h"
+#include "dbpool.h"
+#include "handlers.h"
 #include "json.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
 #include "textdata.h"
 
 #include <errno.h>

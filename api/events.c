@@ -10,12 +10,13 @@
  * its reader runs in the connection's own thread (server.c), reads pending
  * events from SQLite, and when there are none sleeps on the server's
  * condition variable until a worker reports events for a job in its bucket
- * (api_notify_job_events), the heartbeat is due (a ": heartbeat" comment
- * every API_SSE_HEARTBEAT_MS keeps proxies and the idle timeout from closing
- * it), or the server stops. It never polls in a loop. The stream ends after
- * the job's terminal status event (the last one: a retried job has earlier
- * ones); a request for a finished job with nothing left to send gets 204,
- * which tells EventSource to stop reconnecting.
+ * (api_notify_job_events, defined here beside the readers it wakes), the
+ * heartbeat is due (a ": heartbeat" comment every API_SSE_HEARTBEAT_MS keeps
+ * proxies and the idle timeout from closing it), or the server stops. It
+ * never polls in a loop. The stream ends after the job's terminal status
+ * event (the last one: a retried job has earlier ones); a request for a
+ * finished job with nothing left to send gets 204, which tells EventSource
+ * to stop reconnecting.
  *
  * Event payloads are the JSON the workers (and the store, for "status")
  * wrote; line breaks, which JSON allows only as whitespace, are dropped so a
@@ -27,8 +28,13 @@
  * feed-forward layer), so a dashboard draws the rows of whatever family the
  * job's model is, with no list of its own. */
 #include "api_internal.h"
+#include "dbpool.h"
 #include "family.h"
+#include "handlers.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
+#include "server.h"
 
 #include <errno.h>
 #include <math.h>
@@ -97,10 +103,21 @@ typedef struct {
 
 static unsigned bucket_of(const char *job_id)
 {
-    unsigned h = 2166136261u;   /* FNV-1a, as api_notify_job_events */
+    unsigned h = 2166136261u;   /* FNV-1a */
     for (const char *p = job_id; *p; p++)
         h = (h ^ (unsigned char)*p) * 16777619u;
     return h % API_EVENT_BUCKETS;
+}
+
+/* Registered with the workers by api_start; jobs.c calls it too, after a
+ * cancel or a retry wrote a status event. */
+void api_notify_job_events(void *server, const char *job_id)
+{
+    api_server *s = server;
+    pthread_mutex_lock(&s->ev_mu);
+    s->ev_gen[bucket_of(job_id)]++;
+    pthread_cond_broadcast(&s->ev_cv);
+    pthread_mutex_unlock(&s->ev_mu);
 }
 
 static int sse_reserve(sse_stream *ss, size_t more)

@@ -21,6 +21,10 @@
  * still lie inside web_dir — which also refuses a symlink pointing out of it.
  * Directories are never listed; only "/" maps to index.html. */
 #include "api_internal.h"
+#include "dbpool.h"
+#include "handlers.h"
+#include "reply.h"
+#include "request.h"
 #include "ustar.h"
 
 #include <dirent.h>

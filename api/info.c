@@ -11,7 +11,11 @@
 #include "api_internal.h"
 #include "config.h"
 #include "counters.h"
+#include "dbpool.h"
+#include "handlers.h"
 #include "hfmodel.h"
+#include "reply.h"
+#include "routes.h"
 #include "synth.h"
 #include "version.h"
 

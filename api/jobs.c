@@ -21,9 +21,13 @@
  * before touching a model, then take the job's model from the server's
  * predict cache (predict.h), so only the first request loads it. */
 #include "api_internal.h"
+#include "dbpool.h"
+#include "handlers.h"
 #include "job.h"
 #include "log.h"
 #include "predict.h"
+#include "reply.h"
+#include "request.h"
 #include "spec.h"
 #include "textdata.h"
 

@@ -1,6 +1,12 @@
-/* server.c — the HTTP front of `aflorad serve`: libmicrohttpd set-up, the
- * route table, the request life cycle (match, authenticate, read the body,
- * dispatch, count) and the helpers every handler replies with.
+/* server.c — the HTTP server of `aflorad serve`: start-up (configuration,
+ * directories, the listen address, libmicrohttpd), the per-connection
+ * request state and its life cycle, and shutdown.
+ *
+ * The rest of api/ is below it, each file one concept: routes.c the route
+ * table and what is decided before a handler runs; reply.c and request.c
+ * how a handler answers and what it reads; dbpool.c the SQLite
+ * connections; the handlers, one file per resource (handlers.h). server.c
+ * uses them all; none of them uses server.c.
  *
  * Threading: MHD_USE_THREAD_PER_CONNECTION (with its internal listen thread).
  * The alternative, a thread pool, may not block in a handler, so every SSE
@@ -14,17 +20,18 @@
  * one closed after connection_timeout_s; SSE streams stay inside that
  * timeout by sending a heartbeat every 15 s.
  *
- * SQLite: one connection per thread, as store.h requires. A thread gets one
- * from a small pool the first time it needs it (api_store) and hands it back
- * when the thread ends (a pthread key destructor), so keep-alive clients and
- * new connections reuse open connections instead of paying store_open each.
+ * SQLite: one connection per thread, from the pool of dbpool.c, which
+ * api_start opens (proving the database usable) and api_stop closes.
  *
  * Request life cycle (MHD calls on_request once after the headers, once per
- * body chunk and once at the end): the first call matches the route (404 /
+ * body chunk and once at the end): the first call creates the request's
+ * state (api_req) and hands it to routes.c, which matches the route (404 /
  * 405), checks the token (401), the id (400), the declared body size (413)
  * and type (415) and may answer at once — MHD then skips the body and closes
- * the connection. Body chunks go to a buffer (JSON, bounded) or to the
- * upload hooks (datasets.c, streamed to disk). The last call dispatches to
+ * the connection. Body chunks go to routes.c too (a bounded buffer for JSON,
+ * the upload hooks of datasets.c, streamed to disk), unless the reply is
+ * already decided: then they are dropped, up to DISCARD_MAX. The last call
+ * queues a reply deferred while the body arrived (reply.c) or dispatches to
  * the handler. on_completed counts the request by route and status, logs it
  * and frees everything, including a half-written upload.
  *
@@ -37,15 +44,19 @@
  * (a benchmark must not be measuring stderr), job and dataset changes at
  * info, server-side failures (5xx) at error. */
 #include "api_internal.h"
-#include "json.h"
+#include "dbpool.h"
+#include "handlers.h"
 #include "log.h"
+#include "reply.h"
+#include "request.h"
+#include "routes.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +71,6 @@
 /* Uploads' temporaries before they were atomic files (older versions). */
 #define OLD_UPLOAD_TMP_PREFIX ".upload-"
 #define LOG_LINE_MAX 1024
-#define ERR_MSG_MAX 1024
 /* A request whose reply is already decided (too large, a failed write) is
  * still read to its end, so the client gets the reply — MHD cannot send it
  * mid-body — but beyond this many dropped bytes the connection is closed
@@ -68,71 +78,7 @@
  * are refused from the headers. */
 #define DISCARD_MAX ((size_t)64 << 20)
 
-/* ---- the worker pool -------------------------------------------------------------
- * The API calls the pool only through these, and only when one is configured
- * (tests run without: jobs then stay queued). */
-void api_workers_notify(api_server *s)
-{
-    if (s->workers)
-        workers_notify(s->workers);
-}
-
-void api_workers_cancel(api_server *s, const char *job_id)
-{
-    if (s->workers)
-        workers_cancel(s->workers, job_id);
-}
-
-/* ---- the route table ---------------------------------------------------------
- * One row per method + path. Patterns are matched segment by segment; {id}
- * must be a 16-hex id (checked before any handler runs); ROUTE_TAIL lets the
- * last parameter span several segments. The order matters only for the
- * static catch-all, which is last. tests/test_api.c checks that these rows
- * and the paths of api/openapi.json are the same set. */
-const api_route api_routes[] = {
-    {"GET", "/healthz", h_healthz, BODY_NONE, 0},
-    {"GET", "/metrics", h_metrics, BODY_NONE, 0},
-    {"GET", "/openapi.json", h_openapi, BODY_NONE, 0},
-    {"GET", "/models", h_models, BODY_NONE, 0},
-    {"POST", "/datasets", h_datasets_create, BODY_UPLOAD, ROUTE_AUTH},
-    {"GET", "/datasets", h_datasets_list, BODY_NONE, 0},
-    {"GET", "/datasets/{id}", h_dataset_get, BODY_NONE, 0},
-    {"DELETE", "/datasets/{id}", h_dataset_delete, BODY_NONE, ROUTE_AUTH},
-    {"POST", "/jobs", h_jobs_create, BODY_JSON, ROUTE_AUTH},
-    {"GET", "/jobs", h_jobs_list, BODY_NONE, 0},
-    {"GET", "/jobs/{id}", h_job_get, BODY_NONE, 0},
-    {"POST", "/jobs/{id}/cancel", h_job_cancel, BODY_NONE, ROUTE_AUTH},
-    {"POST", "/jobs/{id}/retry", h_job_retry, BODY_NONE, ROUTE_AUTH},
-    {"GET", "/jobs/{id}/events", h_job_events, BODY_NONE, 0},
-    {"GET", "/jobs/{id}/freezing", h_job_freezing, BODY_NONE, 0},
-    {"GET", "/jobs/{id}/adapter/{file}", h_job_adapter, BODY_NONE, ROUTE_AUTH | ROUTE_TAIL},
-    {"POST", "/jobs/{id}/predict", h_job_predict, BODY_JSON, ROUTE_AUTH},
-    {"GET", "/", h_static, BODY_NONE, 0},
-    {"GET", "/{path}", h_static, BODY_NONE, ROUTE_TAIL},
-};
-const int api_route_count = (int)(sizeof api_routes / sizeof api_routes[0]);
-
-/* ---- small helpers ---------------------------------------------------------- */
-
-int64_t api_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int64_t api_mono_ms(void)
-{
-    return mono_us() / 1000;
-}
-
+/* libmicrohttpd's own messages, through our log at warn level. */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -144,620 +90,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     log_warn("http: %s", line);
 }
 
-bool api_is_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == STORE_ID_LEN;
-}
-
-char *api_utf8_sanitize(const char *s)
-{
-    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
-    size_t n = strlen(s);
-    char *out = malloc(3 * n + 1);   /* each bad byte grows to 3 */
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        unsigned char c = (unsigned char)s[i];
-        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 0;
-        if (len && i + len <= n && json_utf8_valid(s + i, len)) {
-            memcpy(out + o, s + i, len);
-            o += len;
-            i += len;
-        } else {
-            memcpy(out + o, replacement, 3);
-            o += 3;
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
-const char *api_query(api_req *r, const char *key)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
-}
-
-const char *api_header(api_req *r, const char *key)
-{
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
-}
-
-/* Strict decimal: digits only (an optional '-' when min < 0), no overflow. */
-static bool parse_int64(const char *s, int64_t *out)
-{
-    bool neg = false;
-    if (*s == '-') {
-        neg = true;
-        s++;
-    }
-    if (!*s)
-        return false;
-    uint64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
-        v = v * 10 + (uint64_t)(*s - '0');
-    }
-    if (v > (uint64_t)INT64_MAX)
-        return false;
-    *out = neg ? -(int64_t)v : (int64_t)v;
-    return true;
-}
-
-int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out)
-{
-    const char *v = api_query(r, key);
-    if (!v) {
-        *out = def;
-        return 0;
-    }
-    int64_t x;
-    if (!parse_int64(v, &x) || x < min || x > max) {
-        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
-                    "%s must be an integer from %lld to %lld", key, (long long)min,
-                    (long long)max);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-cJSON *api_add_int(cJSON *obj, const char *key, int64_t v)
-{
-    char buf[24];
-    snprintf(buf, sizeof buf, "%lld", (long long)v);
-    return cJSON_AddRawToObject(obj, key, buf);
-}
-
-cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms)
-{
-    return ms == STORE_TIME_NONE ? cJSON_AddNullToObject(obj, key) : api_add_int(obj, key, ms);
-}
-
-void api_file_etag(const struct stat *st, char out[64])
-{
-    /* Size, mtime (ns) and inode change whenever the file is replaced
-     * (adapters and archives are written to a temp file and renamed). */
-    snprintf(out, 64, "\"%llx-%llx-%llx\"", (unsigned long long)st->st_size,
-             (unsigned long long)st->st_mtim.tv_sec * 1000000000ull +
-                 (unsigned long long)st->st_mtim.tv_nsec,
-             (unsigned long long)st->st_ino);
-}
-
-bool api_etag_matches(api_req *r, const char *etag)
-{
-    const char *inm = api_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (!inm)
-        return false;
-    size_t el = strlen(etag);
-    /* A comma-separated list of (possibly weak, W/"...") tags, or "*". */
-    const char *p = inm;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *q = end;
-        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-            q--;
-        if (q - p >= 2 && p[0] == 'W' && p[1] == '/')
-            p += 2;
-        if ((q - p == 1 && *p == '*') || ((size_t)(q - p) == el && memcmp(p, etag, el) == 0))
-            return true;
-        p = end;
-    }
-    return false;
-}
-
-/* ---- SQLite connections ------------------------------------------------------ */
-
-typedef struct {
-    api_server *srv;
-    store *st;
-} thread_store;
-
-static void pool_put(api_server *s, store *st)
-{
-    pthread_mutex_lock(&s->pool_mu);
-    if (s->pool_n < s->pool_cap) {
-        s->pool[s->pool_n++] = st;
-        st = NULL;
-    }
-    pthread_mutex_unlock(&s->pool_mu);
-    store_close(st);
-}
-
-/* Runs when an MHD thread that used a connection ends. */
-static void thread_store_release(void *p)
-{
-    thread_store *ts = p;
-    pool_put(ts->srv, ts->st);
-    free(ts);
-}
-
-store *api_thread_store(api_server *s, char *err, size_t errlen)
-{
-    thread_store *ts = pthread_getspecific(s->store_key);
-    if (ts)
-        return ts->st;
-    store *st = NULL;
-    pthread_mutex_lock(&s->pool_mu);
-    if (s->pool_n)
-        st = s->pool[--s->pool_n];
-    pthread_mutex_unlock(&s->pool_mu);
-    if (!st && !(st = store_open(s->db_path, err, errlen)))
-        return NULL;
-    ts = malloc(sizeof *ts);
-    if (!ts || pthread_setspecific(s->store_key, ts) != 0) {
-        free(ts);
-        pool_put(s, st);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    ts->srv = s;
-    ts->st = st;
-    return st;
-}
-
-store *api_store(api_req *r)
-{
-    char err[ERR_MSG_MAX] = "";
-    store *st = api_thread_store(r->srv, err, sizeof err);
-    if (!st)
-        reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "database_unavailable", NULL,
-                    "the database cannot be opened: %s", err);
-    return st;
-}
-
-/* ---- replies ----------------------------------------------------------------- */
-
-enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp)
-{
-    if (!resp)
-        return MHD_NO;
-    if (r->responded) {
-        /* A handler bug: two replies. Keep the first. */
-        log_error("second reply (%u) to one request ignored", status);
-        MHD_destroy_response(resp);
-        return MHD_YES;
-    }
-    if (r->deferred) {
-        MHD_destroy_response(resp);   /* an error was already decided */
-        return MHD_YES;
-    }
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"aflorad\"");
-    if (r->receiving) {
-        /* MHD 0.9.75 refuses a response while the body is arriving: keep it,
-         * drop the rest of the body, and queue it when the body has ended. */
-        r->deferred = resp;
-        r->deferred_status = status;
-        r->discard = true;
-        return MHD_YES;
-    }
-    enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
-    MHD_destroy_response(resp);
-    if (ret == MHD_YES) {
-        r->responded = true;
-        r->status = status;
-    }
-    return ret;
-}
-
-static enum MHD_Result reply_text_at(api_req *r, unsigned status, char *text,
-                                     const char *location)
-{
-    if (!text)
-        return MHD_NO;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (location)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    return reply_response(r, status, resp);
-}
-
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
-{
-    return reply_text_at(r, status, text, NULL);
-}
-
-enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location)
-{
-    if (!body)
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
-    char *text = cJSON_PrintUnformatted(body);
-    cJSON_Delete(body);
-    if (!text)
-        return MHD_NO;
-    return reply_text_at(r, status, text, location);
-}
-
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
-{
-    return reply_json_at(r, status, body, NULL);
-}
-
-struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
-{
-    /* Messages echo what clients sent (paths, ids, names), cut with %.Ns
-     * maybe mid-character: the JSON must stay UTF-8 all the same. */
-    char *safe_msg = api_utf8_sanitize(msg);
-    char *safe_field = field && *field ? api_utf8_sanitize(field) : NULL;
-    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
-    bool ok = e && safe_msg && (!field || !*field || safe_field) &&
-              cJSON_AddStringToObject(e, "code", code) &&
-              cJSON_AddStringToObject(e, "message", safe_msg) &&
-              (!safe_field || cJSON_AddStringToObject(e, "field", safe_field));
-    free(safe_msg);
-    free(safe_field);
-    if (!ok) {
-        cJSON_Delete(root);
-        return NULL;
-    }
-    char *text = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    if (!text)
-        return NULL;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
-        return NULL;
-    }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    return resp;
-}
-
-enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
-                            const char *fmt, ...)
-{
-    char msg[ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (status >= 500 && status != MHD_HTTP_NOT_IMPLEMENTED)
-        log_error("%s: %s", code, msg);
-    return reply_response(r, status, api_error_response(code, field, msg));
-}
-
-enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg)
-{
-    switch (store_last_error(st)) {
-    case STORE_E_NOT_FOUND:
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s", msg);
-    case STORE_E_CONFLICT:
-        return reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "%s", msg);
-    case STORE_E_INVALID:
-        return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request", NULL, "%s", msg);
-    default:
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "database_error", NULL, "%s", msg);
-    }
-}
-
-enum MHD_Result reply_empty(api_req *r, unsigned status)
-{
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    return reply_response(r, status, resp);
-}
-
-/* ---- routing ---------------------------------------------------------------- */
-
-/* Whether url matches rt's pattern; on a match the {id} text and the other
- * parameter go to id_out / param_out (truncation makes the match fail). */
-static bool route_match(const api_route *rt, const char *url, char *id_out, size_t id_cap,
-                        char *param_out, size_t param_cap)
-{
-    const char *p = rt->pattern, *u = url;
-    id_out[0] = param_out[0] = '\0';
-    if (strcmp(p, "/") == 0)
-        return strcmp(u, "/") == 0;
-    while (*p) {
-        if (*p != '/' || *u != '/')
-            return false;
-        p++;
-        u++;
-        const char *pe = strchr(p, '/');
-        size_t plen = pe ? (size_t)(pe - p) : strlen(p);
-        const char *ue = strchr(u, '/');
-        size_t ulen = ue ? (size_t)(ue - u) : strlen(u);
-        if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
-            bool is_id = plen == 4 && memcmp(p, "{id}", 4) == 0;
-            bool tail = !pe && (rt->flags & ROUTE_TAIL);
-            if (tail)
-                ulen = strlen(u);
-            if (ulen == 0)
-                return false;
-            char *dst = is_id ? id_out : param_out;
-            size_t cap = is_id ? id_cap : param_cap;
-            if (ulen >= cap)
-                ulen = cap - 1;   /* an over-long id still matches; it fails validation */
-            memcpy(dst, u, ulen);
-            dst[ulen] = '\0';
-            if (!is_id && strlen(u) >= param_cap && tail)
-                return false;
-            u += tail ? strlen(u) : (ue ? (size_t)(ue - u) : strlen(u));
-        } else {
-            if (plen != ulen || memcmp(p, u, plen) != 0)
-                return false;
-            u += ulen;
-        }
-        p += plen;
-    }
-    return *u == '\0';
-}
-
-static bool method_is(const char *method, const char *route_method)
-{
-    if (strcmp(method, route_method) == 0)
-        return true;
-    return strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 && strcmp(route_method, "GET") == 0;
-}
-
-/* ---- authentication ---------------------------------------------------------- */
-
-/* Compare digests, not the strings: the time taken depends on neither the
- * token's content nor its length. */
-static bool token_ok(api_server *s, const char *given, size_t len)
-{
-    sha256_ctx c;
-    uint8_t d[SHA256_DIGEST_LEN];
-    sha256_init(&c);
-    sha256_update(&c, given, len);
-    sha256_final(&c, d);
-    volatile uint8_t diff = 0;
-    for (int i = 0; i < SHA256_DIGEST_LEN; i++)
-        diff |= (uint8_t)(d[i] ^ s->token_digest[i]);
-    return diff == 0;
-}
-
-static enum MHD_Result check_auth(api_req *r, bool *ok)
-{
-    *ok = true;
-    if (!r->srv->has_token || !(r->route->flags & ROUTE_AUTH))
-        return MHD_YES;
-    *ok = false;
-    const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h)
-        return reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                           "this server requires an API token for %s %s: send the header "
-                           "'Authorization: Bearer <token>'",
-                           r->route->method, r->route->pattern);
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                           "the Authorization header must use the Bearer scheme: "
-                           "'Authorization: Bearer <token>'");
-    const char *t = h + 7;
-    while (*t == ' ')
-        t++;
-    size_t n = strlen(t);
-    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-        n--;
-    if (!token_ok(r->srv, t, n))
-        return reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
-                           "the bearer token is not valid for this server");
-    *ok = true;
-    return MHD_YES;
-}
-
-/* ---- request bodies ---------------------------------------------------------- */
-
-static bool content_type_is(const char *ct, const char *want)
-{
-    size_t n = strlen(want);
-    if (strncasecmp(ct, want, n) != 0)
-        return false;
-    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
-}
-
-/* Deepest nesting of objects and arrays in a JSON text (strings skipped);
- * cheap enough to run before any parser, so deep documents never recurse. */
-static int json_depth(const char *s, size_t len, int stop_at)
-{
-    int depth = 0, max = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max && (max = depth) > stop_at)
-                return max;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return max;
-}
-
-static size_t body_limit(const api_req *r)
-{
-    return r->route->body == BODY_UPLOAD ? r->srv->max_upload : r->srv->max_json_body;
-}
-
-static enum MHD_Result reply_too_large(api_req *r)
-{
-    size_t lim = body_limit(r);
-    return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
-                       "the request body is larger than the limit of %zu bytes%s", lim,
-                       r->route->body == BODY_UPLOAD ? " for a dataset upload" : "");
-}
-
-/* A route without a body refuses one rather than drop it unread: the client
- * meant something by it (413: its limit is 0 bytes). */
-static enum MHD_Result reply_body_not_allowed(api_req *r)
-{
-    return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_not_allowed", NULL,
-                       "%s %s takes no request body; send it without one", r->route->method,
-                       r->route->pattern);
-}
-
-/* After the headers: everything that can be refused before the body arrives. */
-static enum MHD_Result begin_body(api_req *r)
-{
-    const char *cl = api_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    int64_t declared;
-    if (r->route->body == BODY_NONE) {
-        /* Content-Length: 0 is no body; chunked ones are caught in body_chunk */
-        if (cl && !(parse_int64(cl, &declared) && declared == 0))
-            return reply_body_not_allowed(r);
-        return MHD_YES;
-    }
-    if (cl && parse_int64(cl, &declared) && declared >= 0 && (uint64_t)declared > body_limit(r))
-        return reply_too_large(r);
-    if (r->route->body == BODY_JSON) {
-        const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
-        if (ct && !content_type_is(ct, "application/json"))
-            return reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                               NULL,
-                               "the body must be JSON sent with 'Content-Type: "
-                               "application/json', not '%.100s'",
-                               ct);
-    }
-    if (r->route->body == BODY_UPLOAD)
-        return datasets_upload_begin(r);
-    return MHD_YES;
-}
-
-static enum MHD_Result body_chunk(api_req *r, const char *data, size_t len)
-{
-    if (r->route->body == BODY_UPLOAD)
-        return datasets_upload_chunk(r, data, len);
-    if (r->route->body == BODY_NONE)
-        return reply_body_not_allowed(r);   /* chunked: known only now */
-    size_t lim = body_limit(r);
-    if (len > lim - r->body_len)
-        return reply_too_large(r);
-    if (r->body_len + len + 1 > r->body_cap) {
-        size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->body_len + len + 1)
-            cap *= 2;
-        if (cap > lim + 1)
-            cap = lim + 1;
-        char *nb = realloc(r->body, cap);
-        if (!nb)
-            return MHD_NO;
-        r->body = nb;
-        r->body_cap = cap;
-    }
-    memcpy(r->body + r->body_len, data, len);
-    r->body_len += len;
-    r->body[r->body_len] = '\0';
-    return MHD_YES;
-}
-
-/* ---- the access handler -------------------------------------------------------- */
-
-static enum MHD_Result begin_request(api_req *r, const char *url)
-{
-    char id[STORE_ID_SIZE + 8];
-    char allow[128] = "";
-    bool path_known = false;
-    for (int i = 0; i < api_route_count; i++) {
-        const api_route *rt = &api_routes[i];
-        if (!route_match(rt, url, id, sizeof id, r->param, sizeof r->param))
-            continue;
-        if (method_is(r->method, rt->method)) {
-            r->route = rt;
-            r->route_index = i;
-            break;
-        }
-        path_known = true;
-        if (!strstr(allow, rt->method)) {
-            size_t n = strlen(allow);
-            snprintf(allow + n, sizeof allow - n, "%s%s%s", n ? ", " : "", rt->method,
-                     strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
-        }
-    }
-    if (!r->route) {
-        if (path_known) {
-            char msg[384];
-            snprintf(msg, sizeof msg, "%.16s is not allowed on %.100s; allowed: %s", r->method,
-                     url, allow);
-            struct MHD_Response *resp = api_error_response("method_not_allowed", NULL, msg);
-            if (resp)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-            return reply_response(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
-        }
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no such route: %s %.200s",
-                           r->method, url);
-    }
-    bool ok;
-    enum MHD_Result ret = check_auth(r, &ok);
-    if (!ok)
-        return ret;
-    if (strstr(r->route->pattern, "{id}")) {
-        if (!api_is_id(id))
-            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_id", "id",
-                               "'%.40s' is not a valid id (16 lowercase hexadecimal characters)",
-                               id);
-        memcpy(r->id, id, STORE_ID_SIZE);
-    }
-    return begin_body(r);
-}
-
-static enum MHD_Result dispatch(api_req *r)
-{
-    if (r->route->body == BODY_JSON) {
-        if (r->body_len == 0)
-            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
-                               "the request needs a JSON body");
-        if (json_depth(r->body, r->body_len, r->srv->max_json_depth) > r->srv->max_json_depth)
-            return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
-                               "the JSON body nests deeper than %d levels",
-                               r->srv->max_json_depth);
-    }
-    enum MHD_Result ret = r->route->handler(r);
-    if (ret == MHD_YES && !r->responded)
-        return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                           "the handler of %s %s did not answer", r->route->method,
-                           r->route->pattern);
-    return ret;
-}
+/* ---- the request life cycle --------------------------------------------------- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
@@ -774,9 +107,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->method = method;
         r->route_index = -1;
-        r->start_us = mono_us();
+        r->start_us = api_mono_us();
         *con_cls = r;
-        return begin_request(r, url);
+        return api_route_begin(r, url);
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
@@ -786,7 +119,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return r->dropped > DISCARD_MAX ? MHD_NO : MHD_YES;
         }
         r->receiving = true;
-        enum MHD_Result ret = body_chunk(r, upload_data, n);
+        enum MHD_Result ret = api_route_body(r, upload_data, n);
         r->receiving = false;
         return ret;
     }
@@ -797,7 +130,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->responded)
         return MHD_YES;
-    return dispatch(r);
+    return api_route_dispatch(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -817,7 +150,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     log_debug("%s %s %u %.1fms%s", r->method,
             r->route ? r->route->pattern : "(no route)", r->status,
-            (double)(mono_us() - r->start_us) / 1000.0,
+            (double)(api_mono_us() - r->start_us) / 1000.0,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     if (r->deferred)
         MHD_destroy_response(r->deferred);
@@ -886,7 +219,7 @@ static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t
         port = colon + 1;
     }
     int64_t p;
-    if (!parse_int64(port, &p) || p < 0 || p > 65535)
+    if (!api_parse_int64(port, &p) || p < 0 || p > 65535)
         goto bad;
     if (!host[0])
         strcpy(host, "0.0.0.0");
@@ -995,11 +328,7 @@ static void server_free(api_server *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->pool_n; i++)
-        store_close(s->pool[i]);
-    free(s->pool);
-    if (s->store_key_ok)
-        pthread_key_delete(s->store_key);
+    api_dbpool_close(s);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_mutex_destroy(&s->ev_mu);
     pthread_cond_destroy(&s->ev_cv);
@@ -1107,27 +436,15 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
     if (load_openapi(s, err, errlen) != 0)
         goto fail;
 
-    s->pool_cap = cfg->max_connections;
-    s->pool = calloc(s->pool_cap, sizeof *s->pool);
     s->http_counts = calloc((size_t)(api_route_count + 1) * API_STATUS_SLOTS,
                             sizeof *s->http_counts);
     s->predict = predict_cache_new(cfg->predict_cache);
-    if (!s->pool || !s->http_counts || !s->predict) {
+    if (!s->http_counts || !s->predict) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pthread_key_create(&s->store_key, thread_store_release) != 0) {
-        snprintf(err, errlen, "cannot create a thread key");
+    if (api_dbpool_open(s, cfg->max_connections, err, errlen) != 0)
         goto fail;
-    }
-    s->store_key_ok = true;
-
-    /* Open the database once now: a bad path or a too-new schema should stop
-     * start-up with its message, not fail every request later. */
-    store *probe = store_open(s->db_path, err, errlen);
-    if (!probe)
-        goto fail;
-    s->pool[s->pool_n++] = probe;
 
     const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
     if (probe_listen(&addr, addr_len, spec, err, errlen) != 0)
@@ -1161,18 +478,6 @@ fail:
 uint16_t api_port(const api_server *s)
 {
     return s->port;
-}
-
-void api_notify_job_events(void *server, const char *job_id)
-{
-    api_server *s = server;
-    unsigned h = 2166136261u;   /* FNV-1a */
-    for (const char *p = job_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    pthread_mutex_lock(&s->ev_mu);
-    s->ev_gen[h % API_EVENT_BUCKETS]++;
-    pthread_cond_broadcast(&s->ev_cv);
-    pthread_mutex_unlock(&s->ev_mu);
 }
 
 void api_stop(api_server *s)

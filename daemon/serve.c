@@ -8,7 +8,14 @@
  * HTTP API. SIGTERM/SIGINT stop
  * gracefully: the API stops taking requests, running jobs checkpoint and go
  * back to the queue (not counted as a crash), so the next start resumes
- * them. */
+ * them.
+ *
+ * Layering: this file is where the binary is assembled, above both the
+ * daemon's own modules and the HTTP API, and the one file of daemon/ that
+ * includes an api/ header (server.h: api_start, api_stop). Everything else
+ * in daemon/ — store, workers, jobs, specs, counters — is below api/ and
+ * never reaches up into it; the API meets the workers only through
+ * workers.h, wired here (api_config.workers). */
 #include "serve.h"
 
 #include <errno.h>

@@ -45,6 +45,7 @@
 #include "job.h"
 #include "json.h"
 #include "log.h"
+#include "routes.h"
 #include "server.h"
 #include "sha256.h"
 #include "store.h"

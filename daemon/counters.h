@@ -2,6 +2,10 @@
  * reports (Prometheus text): optimizer steps and FLOPs processed, and how
  * long jobs waited in the queue.
  *
+ * They live with the daemon, beside the workers that write them; the API
+ * only reads them (counters_read), so the dependency points from api/ down
+ * to daemon/, never up.
+ *
  * Lock-free (C11 atomics), so a worker can call these from its training loop
  * at no measurable cost. Not named metrics.h: engine/metrics.h (GLUE scores)
  * comes first on the include path. Counters only grow; Prometheus computes
