@@ -12,7 +12,7 @@ BUILD   ?= build
 OPT     ?= -O2 -march=x86-64-v2
 CFLAGS  ?= $(OPT) -g
 SANITIZE ?=
-# Debian's, as engine/gen_unicode_tables.py's #! line (the tables name it).
+# Debian's, as engine/tokenizer/gen_unicode_tables.py's #! line (the tables name it).
 PYTHON  ?= /usr/bin/python3
 
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -30,7 +30,7 @@ LDLIBS_ENGINE := $(BLAS_LIBS) -lm -lpthread
 LDLIBS_DAEMON := -lmicrohttpd -lsqlite3 -lcjson
 LDFLAGS += $(OMP) $(SANITIZE)
 
-ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_SRC := $(wildcard engine/*/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c) $(wildcard api/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/support/*.c))
@@ -82,9 +82,9 @@ daemon/migrations_gen.c: $(wildcard migrations/*.sql) migrations/embed.sh
 # The tokenizers' Unicode tables come from the running Python's unicodedata,
 # which is not in the tree: regenerated only on request.
 regen-unicode:
-	$(PYTHON) engine/gen_unicode_tables.py > engine/unicode_tables.c.tmp || \
-	  { rm -f engine/unicode_tables.c.tmp; exit 1; }
-	mv engine/unicode_tables.c.tmp engine/unicode_tables.c
+	$(PYTHON) engine/tokenizer/gen_unicode_tables.py > engine/tokenizer/unicode_tables.c.tmp || \
+	  { rm -f engine/tokenizer/unicode_tables.c.tmp; exit 1; }
+	mv engine/tokenizer/unicode_tables.c.tmp engine/tokenizer/unicode_tables.c
 
 check-generated:
 	@PYTHON=$(PYTHON) scripts/check-generated.sh

@@ -24,7 +24,7 @@
 
 #include <microhttpd.h>
 
-#include "atomicfile.h"
+#include "base/atomicfile.h"
 #include "predict.h"
 #include "server.h"
 #include "sha256.h"

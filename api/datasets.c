@@ -21,11 +21,11 @@
 #include "api_internal.h"
 #include "dbpool.h"
 #include "handlers.h"
-#include "json.h"
+#include "base/json.h"
 #include "log.h"
 #include "reply.h"
 #include "request.h"
-#include "textdata.h"
+#include "io/textdata.h"
 
 #include <errno.h>
 #include <fcntl.h>

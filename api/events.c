@@ -24,12 +24,12 @@
  *
  * Freezing. The grid's columns are the spec's target_modules (then any
  * module an event names); module_info describes each column from the
- * model's family (engine/family.h: its display label and whether it is a
+ * model's family (engine/model/family.h: its display label and whether it is a
  * feed-forward layer), so a dashboard draws the rows of whatever family the
  * job's model is, with no list of its own. */
 #include "api_internal.h"
 #include "dbpool.h"
-#include "family.h"
+#include "model/family.h"
 #include "handlers.h"
 #include "log.h"
 #include "reply.h"

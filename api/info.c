@@ -9,11 +9,11 @@
  * The parameter count is worked out from the config's sizes (a BERT encoder
  * with its pooler). */
 #include "api_internal.h"
-#include "config.h"
+#include "model/config.h"
 #include "counters.h"
 #include "dbpool.h"
 #include "handlers.h"
-#include "hfmodel.h"
+#include "io/hfmodel.h"
 #include "reply.h"
 #include "routes.h"
 #include "synth.h"

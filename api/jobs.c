@@ -29,7 +29,7 @@
 #include "reply.h"
 #include "request.h"
 #include "spec.h"
-#include "textdata.h"
+#include "io/textdata.h"
 
 #include <errno.h>
 #include <fcntl.h>

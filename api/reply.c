@@ -24,7 +24,7 @@
  * use it, never the other way round. */
 #include "reply.h"
 
-#include "json.h"
+#include "base/json.h"
 #include "log.h"
 
 #include <stdarg.h>

@@ -46,11 +46,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "dataset.h"
-#include "gemm.h"
-#include "model.h"
-#include "rng.h"
-#include "train.h"
+#include "train/dataset.h"
+#include "model/gemm.h"
+#include "model/model.h"
+#include "base/rng.h"
+#include "train/train.h"
 
 /* BERT-base (bert-base-uncased config.json). */
 #define BERT_VOCAB 30522

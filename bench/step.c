@@ -4,7 +4,7 @@
  * much memory it holds.
  *
  * What is timed is exactly what the trainer's step does for one micro-batch
- * (engine/train.c train_step): model_zero_grad, model_forward,
+ * (engine/train/train.c train_step): model_zero_grad, model_forward,
  * model_backward, global-norm clipping over the trainable gradients and one
  * adamw_update per trainable tensor. Dataset batching, freezing scores and
  * callbacks are left out: they are not model compute.
@@ -39,11 +39,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gemm.h"
-#include "model.h"
-#include "optim.h"
-#include "rng.h"
-#include "train.h"
+#include "model/gemm.h"
+#include "model/model.h"
+#include "train/optim.h"
+#include "base/rng.h"
+#include "train/train.h"
 
 /* BERT-base (bert-base-uncased config.json). */
 #define BERT_VOCAB 30522

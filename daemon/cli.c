@@ -16,18 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_info.h"
-#include "errmsg.h"
+#include "io/adapter_info.h"
+#include "base/errmsg.h"
 #include "fsutil.h"
-#include "gemm.h"
-#include "hfmodel.h"
+#include "model/gemm.h"
+#include "io/hfmodel.h"
 #include "job.h"
 #include "predict.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "spec.h"
 #include "synth.h"
-#include "textdata.h"
-#include "tokenizer.h"
+#include "io/textdata.h"
+#include "tokenizer/tokenizer.h"
 
 #define DEFAULT_MODELS_DIR "models"
 #define PROGRESS_EVERY 10

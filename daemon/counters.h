@@ -7,7 +7,7 @@
  * to daemon/, never up.
  *
  * Lock-free (C11 atomics), so a worker can call these from its training loop
- * at no measurable cost. Not named metrics.h: engine/metrics.h (GLUE scores)
+ * at no measurable cost. Not named metrics.h: engine/train/metrics.h (GLUE scores)
  * comes first on the include path. Counters only grow; Prometheus computes
  * rates from them. */
 #ifndef AFLO_COUNTERS_H

@@ -7,11 +7,11 @@
 #include <string.h>
 
 #include "cli.h"
-#include "gemm.h"
+#include "model/gemm.h"
 #include "job.h"
-#include "model.h"
+#include "model/model.h"
 #include "synth.h"
-#include "train.h"
+#include "train/train.h"
 
 typedef struct { bool quiet; long every; } demo_ctx;
 

@@ -9,16 +9,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_native.h"
-#include "adapter_peft.h"
-#include "dataset.h"
+#include "io/adapter_native.h"
+#include "io/adapter_peft.h"
+#include "train/dataset.h"
 #include "fsutil.h"
-#include "gemm.h"
-#include "hfmodel.h"
-#include "hfmodel_export.h"
+#include "model/gemm.h"
+#include "io/hfmodel.h"
+#include "io/hfmodel_export.h"
 #include "synth.h"
-#include "textdata.h"
-#include "tokenizer.h"
+#include "io/textdata.h"
+#include "tokenizer/tokenizer.h"
 
 int job_ensure_demo(const char *models_dir, char *err, size_t errlen) {
     char dir[4096], probe[4096];

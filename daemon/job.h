@@ -40,7 +40,7 @@
 #include <stddef.h>
 
 #include "spec.h"
-#include "train.h"
+#include "train/train.h"
 
 /* Epochs as people read them: the engine counts from 0 (an index into the
  * data orders), everything aflorad shows — console, metrics.json, events,

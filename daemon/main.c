@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "gemm.h"
+#include "model/gemm.h"
 #include "demo.h"
 #include "serve.h"
 #include "version.h"

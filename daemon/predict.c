@@ -9,15 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "adapter_native.h"
-#include "adapter_peft.h"
-#include "family.h"
+#include "io/adapter_native.h"
+#include "io/adapter_peft.h"
+#include "model/family.h"
 #include "fsutil.h"
-#include "hfmodel.h"
+#include "io/hfmodel.h"
 #include "job.h"
-#include "json.h"
-#include "safetensors.h"
-#include "tokenizer.h"
+#include "base/json.h"
+#include "io/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 typedef struct cache_entry cache_entry;
 

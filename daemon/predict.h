@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "adapter_info.h"
+#include "io/adapter_info.h"
 
 /* Longest input, in tokens, a prediction accepts (also capped by the model). */
 #define PREDICT_MAX_TOKENS 4096

@@ -28,7 +28,7 @@
 
 #include "cli.h"
 #include "fsutil.h"
-#include "gemm.h"
+#include "model/gemm.h"
 #include "job.h"
 #include "log.h"
 #include "server.h"

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "freeze.h"
+#include "train/freeze.h"
 #include "store.h"
 
 /* ---- module names ------------------------------------------------------------ */
@@ -45,7 +45,7 @@ static void names_text(const char *const *names, int n, char *buf, size_t cap) {
 
 /* The training defaults (learning rates, schedule, clipping, batch, seed,
  * dropout, the freezing phases and score) are the engine's, one set for the
- * trainer and this table: engine/train.h's TRAIN_DEFAULT_* and freeze.h's
+ * trainer and this table: engine/train/train.h's TRAIN_DEFAULT_* and freeze.h's
  * AFLO_FREEZE_DEFAULT_*. The defaults below are of fields the trainer does
  * not take. */
 

@@ -35,10 +35,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "family.h"
-#include "model.h"
-#include "textdata.h"
-#include "train.h"
+#include "model/family.h"
+#include "model/model.h"
+#include "io/textdata.h"
+#include "train/train.h"
 
 /* Limits on the document. A spec with a thousand declared labels and a few
  * long paths fits in SPEC_MAX_BYTES many times over; a valid spec nests 3

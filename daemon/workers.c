@@ -29,7 +29,7 @@
 
 #include "counters.h"
 #include "fsutil.h"
-#include "gemm.h"
+#include "model/gemm.h"
 #include "job.h"
 #include "log.h"
 #include "spec.h"

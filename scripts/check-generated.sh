@@ -3,7 +3,7 @@
 # (`make check-generated`, part of `make test`):
 #   api/openapi_gen.c        from api/openapi.json by api/embed_openapi.sh
 #   daemon/migrations_gen.c  from migrations/*.sql by migrations/embed.sh
-#   engine/unicode_tables.c  from Python's unicodedata by engine/gen_unicode_tables.py,
+#   engine/tokenizer/unicode_tables.c  from Python's unicodedata by engine/tokenizer/gen_unicode_tables.py,
 #                            checked only when this Python has the Unicode
 #                            version the tables were made from (the comment
 #                            line naming the Python release is not compared)
@@ -33,11 +33,11 @@ same api/openapi_gen.c api/openapi_gen.c "$scratch/openapi_gen.c" "api/embed_ope
 migrations/embed.sh "$scratch/migrations_gen.c" >/dev/null
 same daemon/migrations_gen.c daemon/migrations_gen.c "$scratch/migrations_gen.c" "migrations/embed.sh"
 
-tables=engine/unicode_tables.c
+tables=engine/tokenizer/unicode_tables.c
 made_from=$(sed -n 's/^const char uni_version\[\] = "\(.*\)";$/\1/p' "$tables")
 here=$("$python" -c 'import unicodedata; print(unicodedata.unidata_version)' 2>/dev/null || true)
 if [[ -n $here && $here == "$made_from" ]]; then
-  "$python" engine/gen_unicode_tables.py >"$scratch/fresh.c"
+  "$python" engine/tokenizer/gen_unicode_tables.py >"$scratch/fresh.c"
   grep -v "taken from Python" "$tables" >"$scratch/committed.c"
   grep -v "taken from Python" "$scratch/fresh.c" >"$scratch/unicode_tables.c"
   same "$tables" "$scratch/committed.c" "$scratch/unicode_tables.c" "make regen-unicode"

@@ -31,16 +31,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_info.h"
-#include "adapter_native.h"
-#include "adapter_peft.h"
-#include "hfmodel.h"
-#include "hfmodel_export.h"
-#include "json.h"
-#include "model.h"
+#include "io/adapter_info.h"
+#include "io/adapter_native.h"
+#include "io/adapter_peft.h"
+#include "io/hfmodel.h"
+#include "io/hfmodel_export.h"
+#include "base/json.h"
+#include "model/model.h"
 #include "testutil.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "base/rng.h"
+#include "io/safetensors.h"
 
 #define B 3
 #define S 6

@@ -37,13 +37,13 @@
 
 #include <cjson/cJSON.h>
 
-#include "adapter_native.h"
+#include "io/adapter_native.h"
 #include "api_internal.h"
-#include "config.h"
+#include "model/config.h"
 #include "counters.h"
-#include "hfmodel.h"
+#include "io/hfmodel.h"
 #include "job.h"
-#include "json.h"
+#include "base/json.h"
 #include "log.h"
 #include "routes.h"
 #include "server.h"

@@ -16,13 +16,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_native.h"
-#include "adapter_peft.h"
-#include "atomicfile.h"
-#include "safetensors.h"
+#include "io/adapter_native.h"
+#include "io/adapter_peft.h"
+#include "base/atomicfile.h"
+#include "io/safetensors.h"
 #include "synth.h"
 #include "testutil.h"
-#include "train.h"
+#include "train/train.h"
 
 static char errbuf[1024];
 

@@ -1,4 +1,4 @@
-/* test_checkpoint.c — the checkpoint file itself (engine/checkpoint.c): its
+/* test_checkpoint.c — the checkpoint file itself (engine/train/checkpoint.c): its
  * CRC against the bitwise definition of CRC-32, first checkpoints written by
  * several threads at once, the folder fsync's failure modes (injected), and
  * the caller's note, including version 1 files written before notes.
@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "atomicfile.h"
+#include "base/atomicfile.h"
 #include "synth.h"
 #include "testutil.h"
-#include "train.h"
+#include "train/train.h"
 
 /* ---- fsync fault injection -------------------------------------------------- */
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "json.h"
+#include "model/config.h"
+#include "base/json.h"
 
 static const char BERT_BASE_UNCASED[] =
     "{\n"

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bert.h"
-#include "config.h"
-#include "family.h"
-#include "hfmodel.h"
-#include "model.h"
+#include "model/bert.h"
+#include "model/config.h"
+#include "model/family.h"
+#include "io/hfmodel.h"
+#include "model/model.h"
 #include "testutil.h"
 
 #define SUPPORTED                                                                              \

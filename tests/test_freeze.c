@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "freeze.h"
-#include "rng.h"
+#include "train/freeze.h"
+#include "base/rng.h"
 
 #define ERRLEN 256
 

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "gemm.h"
-#include "model.h"
-#include "safetensors.h"
+#include "model/config.h"
+#include "model/gemm.h"
+#include "model/model.h"
+#include "io/safetensors.h"
 
 #ifndef GOLDEN_DIR
 #define GOLDEN_DIR "tests/golden"

@@ -22,12 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "hfmodel.h"
-#include "model.h"
+#include "model/config.h"
+#include "io/hfmodel.h"
+#include "model/model.h"
 #include "testutil.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "base/rng.h"
+#include "io/safetensors.h"
 
 #define NUM_LABELS 3
 #define SRC_SEED 11

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "train/metrics.h"
 
 /* Results are short double sums of small integers: only last-bit rounding. */
 #define TOL 1e-12

@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bert.h"
-#include "gemm.h"
-#include "model.h"
+#include "model/bert.h"
+#include "model/gemm.h"
+#include "model/model.h"
 #include "testutil.h"
-#include "rng.h"
+#include "base/rng.h"
 
 #define B 3
 #define S 6

@@ -1,4 +1,4 @@
-/* test_ops.c — the transformer kernels of engine/ops.c against independent
+/* test_ops.c — the transformer kernels of engine/model/ops.c against independent
  * double-precision references.
  *
  * Every forward is re-implemented here in double (a few lines each) and the
@@ -26,9 +26,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gemm.h"
-#include "ops.h"
-#include "rng.h"
+#include "model/gemm.h"
+#include "model/ops.h"
+#include "base/rng.h"
 
 /* Central-difference step (absolute). With a
  * double reference, truncation (~h^2) and rounding (~1e-16/h) errors are

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "optim.h"
+#include "train/optim.h"
 
 #define N 5
 /* Same tensor and gradients as tests/golden/gen_adamw.py. */

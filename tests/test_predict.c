@@ -21,13 +21,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "adapter_native.h"
-#include "adapter_peft.h"
-#include "hfmodel.h"
-#include "hfmodel_export.h"
+#include "io/adapter_native.h"
+#include "io/adapter_peft.h"
+#include "io/hfmodel.h"
+#include "io/hfmodel_export.h"
 #include "job.h"
 #include "predict.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 
 #define JOBS 3

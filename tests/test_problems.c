@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "problems.h"
+#include "base/problems.h"
 
 static void test_one_and_many(void **state) {
     (void)state;

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bert.h"
+#include "model/bert.h"
 #include "spec.h"
 
 /* JSON written with ' for " so the cases stay readable. Returns a static

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "textdata.h"
+#include "io/textdata.h"
 
 static char errbuf[512];
 

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #define MAX_IDS 256
 

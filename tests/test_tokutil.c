@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "tokutil.h"
+#include "tokenizer/tokutil.h"
 
 /* More keys than the map's first capacity, so it rehashes on the way. */
 #define MAP_TEST_KEYS 1000

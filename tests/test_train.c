@@ -13,11 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bert.h"
-#include "freeze.h"
-#include "gemm.h"
+#include "model/bert.h"
+#include "train/freeze.h"
+#include "model/gemm.h"
 #include "synth.h"
-#include "train.h"
+#include "train/train.h"
 
 #define MAX_STEPS 4096
 #define MAX_EVENTS 256

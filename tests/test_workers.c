@@ -18,7 +18,7 @@
 #include "fsutil.h"
 #include "job.h"
 #include "log.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "store.h"
 #include "workers.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "atomicfile.h"
+#include "base/atomicfile.h"
 
 void tiny_config(aflo_config *c, bool roberta) {
     memset(c, 0, sizeof *c);

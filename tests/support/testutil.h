@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <sys/resource.h>
 
-#include "config.h"
+#include "model/config.h"
 
 /* vocab 30, hidden 8, 2 layers, 2 heads, intermediate 12, 16 positions,
  * dropout 0.1; RoBERTa positions (pad 1) when roberta. */

@@ -1,0 +1,318 @@
+/* config.c — read, check and write a BERT-family config.json.
+ *
+ * The numeric fields are one table (name, kind, required, default, where it
+ * lives in aflo_config), so reading, defaults and error messages cannot drift
+ * apart; the two string fields (model_type, hidden_act) and the one
+ * architecture switch (position_embedding_type) are handled by hand after it.
+ * Keys the table does not know are ignored: Hugging Face configs carry many
+ * (initializer_range, transformers_version, id2label, ...) that do not change
+ * the encoder's forward pass.
+ *
+ * What follows from the model type comes from the family registry
+ * (family.h): which types are read at all (family_for_config: a model_type,
+ * or without one architectures[0], that no family reads is refused before
+ * any other field as "unsupported architecture ... (supported: ...)"), the
+ * variant's config_finish (RoBERTa position numbering) on reading, its
+ * sequence-classification class on writing. So everything that reads a
+ * config.json — the loader, the model probe, GET /models — refuses another
+ * family's folder in the same words.
+ *
+ * config_from_json() also runs config_validate(), so a config that reads
+ * successfully is usable. config_to_json() prints floats with the fewest
+ * digits that read back to the same float, so write -> read is exact. */
+#include "model/config.h"
+
+#include "base/errmsg.h"
+#include "model/family.h"
+#include "base/json.h"
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Defaults of transformers' BertConfig (models/bert/configuration_bert.py),
+ * used when a key is absent. */
+#define BERT_DEFAULT_MAX_POSITION_EMBEDDINGS 512
+#define BERT_DEFAULT_TYPE_VOCAB_SIZE 2
+#define BERT_DEFAULT_PAD_TOKEN_ID 0
+#define BERT_DEFAULT_LAYER_NORM_EPS 1e-12
+#define BERT_DEFAULT_DROPOUT 0.1
+#define BERT_DEFAULT_MODEL_TYPE "bert"
+/* The only activation implemented: transformers' "gelu" is the exact erf
+ * form; "gelu_new"/"gelu_fast" are tanh approximations and would silently
+ * change the model if accepted. */
+#define SUPPORTED_HIDDEN_ACT "gelu"
+/* Learned absolute positions; "relative_key*" adds attention terms we lack. */
+#define SUPPORTED_POSITION_EMBEDDING "absolute"
+
+typedef enum { FIELD_INT, FIELD_FLOAT } field_kind;
+
+typedef struct {
+    const char *name;
+    field_kind kind;
+    int required;
+    double default_value;       /* when not required */
+    size_t offset;              /* into aflo_config */
+} config_field;
+
+static const config_field config_fields[] = {
+    { "vocab_size", FIELD_INT, 1, 0, offsetof(aflo_config, vocab_size) },
+    { "hidden_size", FIELD_INT, 1, 0, offsetof(aflo_config, hidden_size) },
+    { "num_hidden_layers", FIELD_INT, 1, 0, offsetof(aflo_config, num_hidden_layers) },
+    { "num_attention_heads", FIELD_INT, 1, 0, offsetof(aflo_config, num_attention_heads) },
+    { "intermediate_size", FIELD_INT, 1, 0, offsetof(aflo_config, intermediate_size) },
+    { "max_position_embeddings", FIELD_INT, 0, BERT_DEFAULT_MAX_POSITION_EMBEDDINGS,
+      offsetof(aflo_config, max_position_embeddings) },
+    { "type_vocab_size", FIELD_INT, 0, BERT_DEFAULT_TYPE_VOCAB_SIZE, offsetof(aflo_config, type_vocab_size) },
+    { "pad_token_id", FIELD_INT, 0, BERT_DEFAULT_PAD_TOKEN_ID, offsetof(aflo_config, pad_token_id) },
+    { "layer_norm_eps", FIELD_FLOAT, 0, BERT_DEFAULT_LAYER_NORM_EPS, offsetof(aflo_config, layer_norm_eps) },
+    { "hidden_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT, offsetof(aflo_config, hidden_dropout_prob) },
+    { "attention_probs_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT,
+      offsetof(aflo_config, attention_probs_dropout_prob) },
+};
+#define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+
+static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err, size_t errlen) {
+    void *dst = (char *)c + f->offset;
+    if (!v) {
+        if (f->required) return set_err(err, errlen, "config.json: missing required field %s", f->name);
+        if (f->kind == FIELD_INT) *(int *)dst = (int)f->default_value;
+        else *(float *)dst = (float)f->default_value;
+        return 0;
+    }
+    if (f->kind == FIELD_INT) {
+        if (!json_is_int(v)) {
+            const char *what = json_type_of(v) == JSON_NUMBER ? "a non-integer number"
+                                                                 : json_type_name(json_type_of(v));
+            return set_err(err, errlen, "config.json: %s must be an integer, got %s", f->name, what);
+        }
+        int64_t x = json_int(v);
+        if (x < INT_MIN || x > INT_MAX)
+            return set_err(err, errlen, "config.json: %s = %lld is out of range", f->name, (long long)x);
+        *(int *)dst = (int)x;
+    } else {
+        if (json_type_of(v) != JSON_NUMBER)
+            return set_err(err, errlen, "config.json: %s must be a number, got %s", f->name,
+                           json_type_name(json_type_of(v)));
+        double x = json_number(v);
+        if (fabs(x) > (double)FLT_MAX)
+            return set_err(err, errlen, "config.json: %s = %g does not fit a float", f->name, x);
+        *(float *)dst = (float)x;
+    }
+    return 0;
+}
+
+/* Optional string field: NULL when absent, error when present but not a
+ * NUL-free string. */
+static int read_string(const json_value *root, const char *name, const char **out, char *err, size_t errlen) {
+    const json_value *v = json_get(root, name);
+    *out = NULL;
+    if (!v) return 0;
+    size_t len;
+    const char *s = json_string(v, &len);
+    if (!s) return set_err(err, errlen, "config.json: %s must be a string, got %s", name, json_type_name(json_type_of(v)));
+    if (strlen(s) != len) return set_err(err, errlen, "config.json: %s contains a NUL character", name);
+    *out = s;
+    return 0;
+}
+
+static int fill_config(aflo_config *c, const json_value *root, char *err, size_t errlen) {
+    if (json_type_of(root) != JSON_OBJECT)
+        return set_err(err, errlen, "config.json: top level must be an object, got %s",
+                       json_type_name(json_type_of(root)));
+    /* The architecture first, by the family registry: a LLaMA or DeBERTa
+     * config is refused as such, naming what is supported, not for
+     * whichever of its fields a BERT reader trips over first. */
+    const char *model_type, *act, *pos;
+    if (read_string(root, "model_type", &model_type, err, errlen)) return -1;
+    const json_value *archs = json_get(root, "architectures");
+    for (size_t i = 0; json_type_of(archs) == JSON_ARRAY && i < json_len(archs); i++)
+        if (!json_string(json_at(archs, i), NULL))
+            return set_err(err, errlen, "config.json: architectures must be an array of strings");
+    const char *arch = json_string(json_at(archs, 0), NULL);
+    if (model_type && strlen(model_type) >= sizeof c->model_type)
+        return set_err(err, errlen, "config.json: model_type is longer than %zu bytes", sizeof c->model_type - 1);
+    /* model_type decides (as transformers' AutoConfig does); when it is
+     * absent, the type whose classes architectures[0] names, and with
+     * neither, BERT's default. */
+    if (!model_type && !arch) model_type = BERT_DEFAULT_MODEL_TYPE;
+    const aflo_family_variant *v = NULL;
+    char why[768];
+    const aflo_family *fam = family_for_config(model_type, arch, &v, why, sizeof why);
+    if (!fam) return set_err(err, errlen, "config.json: %s", why);
+    strcpy(c->model_type, v->model_type);
+    c->roberta_positions = 0;
+    if (fam->config_finish) fam->config_finish(c, v);
+
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
+        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
+
+    if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
+    if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
+        return set_err(err, errlen, "config.json: hidden_act \"%s\" is not supported (only \"%s\")", act,
+                       SUPPORTED_HIDDEN_ACT);
+
+    if (read_string(root, "position_embedding_type", &pos, err, errlen)) return -1;
+    if (pos && strcmp(pos, SUPPORTED_POSITION_EMBEDDING) != 0)
+        return set_err(err, errlen, "config.json: position_embedding_type \"%s\" is not supported (only \"%s\")",
+                       pos, SUPPORTED_POSITION_EMBEDDING);
+    return 0;
+}
+
+int config_from_json(aflo_config *c, const char *json, size_t len, char *err, size_t errlen) {
+    char jerr[160];
+    json_value *root = json_parse(json, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    if (!root) return set_err(err, errlen, "config.json: %s", jerr);
+    aflo_config tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = fill_config(&tmp, root, err, errlen);
+    json_free(root);
+    if (rc == 0) rc = config_validate(&tmp, err, errlen);
+    if (rc == 0) *c = tmp;      /* c is untouched on error */
+    return rc;
+}
+
+int config_validate(const aflo_config *c, char *err, size_t errlen) {
+    if (!memchr(c->model_type, '\0', sizeof c->model_type) || c->model_type[0] == '\0')
+        return set_err(err, errlen, "config: model_type must be a non-empty string");
+    const struct { const char *name; int value; } positive[] = {
+        { "vocab_size", c->vocab_size },
+        { "hidden_size", c->hidden_size },
+        { "num_hidden_layers", c->num_hidden_layers },
+        { "num_attention_heads", c->num_attention_heads },
+        { "intermediate_size", c->intermediate_size },
+        { "max_position_embeddings", c->max_position_embeddings },
+        { "type_vocab_size", c->type_vocab_size },
+    };
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (positive[i].value <= 0)
+            return set_err(err, errlen, "config: %s must be positive, got %d", positive[i].name, positive[i].value);
+    if (c->hidden_size % c->num_attention_heads != 0)
+        return set_err(err, errlen, "config: hidden_size %d is not divisible by num_attention_heads %d",
+                       c->hidden_size, c->num_attention_heads);
+    if (c->pad_token_id < 0 || c->pad_token_id >= c->vocab_size)
+        return set_err(err, errlen, "config: pad_token_id %d must be in [0, vocab_size %d)", c->pad_token_id,
+                       c->vocab_size);
+    const struct { const char *name; float value; } dropouts[] = {
+        { "hidden_dropout_prob", c->hidden_dropout_prob },
+        { "attention_probs_dropout_prob", c->attention_probs_dropout_prob },
+    };
+    for (size_t i = 0; i < 2; i++)   /* written so NaN fails too */
+        if (!(dropouts[i].value >= 0.0f && dropouts[i].value < 1.0f))
+            return set_err(err, errlen, "config: %s must be in [0, 1), got %g", dropouts[i].name,
+                           (double)dropouts[i].value);
+    if (!(c->layer_norm_eps > 0.0f && isfinite(c->layer_norm_eps)))
+        return set_err(err, errlen, "config: layer_norm_eps must be positive, got %g", (double)c->layer_norm_eps);
+    /* RoBERTa positions run pad_token_id+1 .. pad_token_id+seq_len, so at
+     * least one real position must exist beyond pad_token_id + 1. */
+    if (c->roberta_positions && c->max_position_embeddings <= c->pad_token_id + 1)
+        return set_err(err, errlen,
+                       "config: max_position_embeddings %d must exceed pad_token_id + 1 = %d for %s positions",
+                       c->max_position_embeddings, c->pad_token_id + 1, c->model_type);
+    return 0;
+}
+
+/* Shortest %g form of f that strtod + float rounding (how config_from_json
+ * reads it) turns back into exactly f. 9 significant digits always suffice. */
+static void format_float(char *buf, size_t cap, float f) {
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, cap, "%.*g", prec, (double)f);
+        if ((float)strtod(buf, NULL) == f) return;
+    }
+}
+
+/* Write labels[k] (or its id when labels is NULL) quoted to m; -1 on OOM. */
+static int put_label(FILE *m, const config_task *t, int k) {
+    char id[16];
+    snprintf(id, sizeof id, "%d", k);
+    const char *s = t->labels ? t->labels[k] : id;
+    size_t len = strlen(s);
+    char *q = malloc(6 * len + 3);
+    if (!q) return -1;
+    json_quote(q, 6 * len + 3, s, len);
+    fputs(q, m);
+    free(q);
+    return 0;
+}
+
+char *config_to_json(const aflo_config *c) { return config_to_json_task(c, NULL); }
+
+char *config_to_json_task(const aflo_config *c, const config_task *task) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *m = open_memstream(&buf, &size);
+    if (!m) return NULL;
+
+    size_t mt_len = strnlen(c->model_type, sizeof c->model_type);
+    char model_type[2 * 6 * sizeof c->model_type + 3];   /* worst case: every byte as \u00XX */
+    json_quote(model_type, sizeof model_type, c->model_type, mt_len);
+    const aflo_family_variant *v = NULL;
+    family_for_model_type(c->model_type, &v);
+    char eps[32], hdrop[32], adrop[32];
+    format_float(eps, sizeof eps, c->layer_norm_eps);
+    format_float(hdrop, sizeof hdrop, c->hidden_dropout_prob);
+    format_float(adrop, sizeof adrop, c->attention_probs_dropout_prob);
+    /* id2label / label2id only for classification: transformers' default
+     * for regression (one "LABEL_0") needs nothing written. */
+    const bool named = task && !task->regression && task->num_labels > 0;
+    int oom = 0;
+
+    /* Keys sorted, as transformers writes them. */
+    fputs("{\n", m);
+    if (v) fprintf(m, "  \"architectures\": [\n    \"%s\"\n  ],\n", v->architecture);
+    fprintf(m,
+            "  \"attention_probs_dropout_prob\": %s,\n"
+            "  \"hidden_act\": \"%s\",\n"
+            "  \"hidden_dropout_prob\": %s,\n"
+            "  \"hidden_size\": %d,\n",
+            adrop, SUPPORTED_HIDDEN_ACT, hdrop, c->hidden_size);
+    if (named) {
+        fputs("  \"id2label\": {", m);
+        for (int k = 0; k < task->num_labels; k++) {
+            fprintf(m, "%s\n    \"%d\": ", k ? "," : "", k);
+            oom |= put_label(m, task, k);
+        }
+        fputs("\n  },\n", m);
+    }
+    fprintf(m, "  \"intermediate_size\": %d,\n", c->intermediate_size);
+    if (named) {
+        fputs("  \"label2id\": {", m);
+        for (int k = 0; k < task->num_labels; k++) {
+            fputs(k ? ",\n    " : "\n    ", m);
+            oom |= put_label(m, task, k);
+            fprintf(m, ": %d", k);
+        }
+        fputs("\n  },\n", m);
+    }
+    fprintf(m,
+            "  \"layer_norm_eps\": %s,\n"
+            "  \"max_position_embeddings\": %d,\n"
+            "  \"model_type\": %s,\n"
+            "  \"num_attention_heads\": %d,\n"
+            "  \"num_hidden_layers\": %d,\n",
+            eps, c->max_position_embeddings, model_type, c->num_attention_heads, c->num_hidden_layers);
+    if (task) fprintf(m, "  \"num_labels\": %d,\n", task->regression ? 1 : task->num_labels);
+    fprintf(m,
+            "  \"pad_token_id\": %d,\n"
+            "  \"position_embedding_type\": \"%s\",\n",
+            c->pad_token_id, SUPPORTED_POSITION_EMBEDDING);
+    if (task)
+        fprintf(m, "  \"problem_type\": \"%s\",\n",
+                task->regression ? "regression" : "single_label_classification");
+    fprintf(m,
+            "  \"type_vocab_size\": %d,\n"
+            "  \"vocab_size\": %d\n"
+            "}\n",
+            c->type_vocab_size, c->vocab_size);
+    int bad = ferror(m);
+    if (fclose(m) != 0 || bad || oom) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}

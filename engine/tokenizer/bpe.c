@@ -1,0 +1,513 @@
+/* bpe.c — GPT-2 / RoBERTa byte-level BPE, as Hugging Face's RobertaTokenizer
+ * (slow) does it.
+ *
+ * 1. Pre-tokenisation by GPT-2's regex (the `regex` module, Unicode classes):
+ *      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *    implemented by hand below: alternatives are tried in that order at each
+ *    position, with the backtracking the regex engine would do (" ?" tries the
+ *    space first; "\s+(?!\S)" gives back one whitespace character when a
+ *    non-space follows, so "a   b" splits "a", "  ", " b"). \s is the
+ *    White_Space property, \p{L} / \p{N} the general categories.
+ * 2. Each pre-token's UTF-8 bytes become printable characters through GPT-2's
+ *    bytes_to_unicode table (printable Latin-1 bytes map to themselves, the
+ *    other 68 bytes to U+0100..U+0143; so space is "Ġ", U+0120).
+ * 3. BPE: repeatedly take the adjacent pair with the lowest merge rank and
+ *    merge all its occurrences left to right; stop when no pair has a rank.
+ *    A min-heap of (rank, position) candidates makes this O(n log n) rather
+ *    than Python's O(n^2); all occurrences of one rank are merged as a batch
+ *    before new neighbours are considered, which is what Python's loop does
+ *    even for merge tables where a newly formed pair outranks the current
+ *    one.
+ * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
+ *    the unknown token, or fail when there is none. */
+#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/tokutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/errmsg.h"
+#include "tokenizer/unicode_tables.h"
+
+/* bytes_to_unicode: non-printable bytes map to U+0100 upwards, in byte order. */
+#define BYTE_SHIFT_BASE 0x100u
+
+/* ------------------------------------------------------------------ */
+/* GPT-2 bytes_to_unicode                                               */
+
+static uint32_t byte_char(unsigned b)
+{
+    /* Printable: '!'..'~', '¡'..'¬', '®'..'ÿ' map to themselves. */
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
+        return b;
+    /* The others, counted in byte order: 0x00-0x20 (33), 0x7F-0xA0 (34), 0xAD. */
+    if (b <= 0x20)
+        return BYTE_SHIFT_BASE + b;
+    if (b <= 0xA0)
+        return BYTE_SHIFT_BASE + 33 + (b - 0x7F);
+    return BYTE_SHIFT_BASE + 67;
+}
+
+/* ------------------------------------------------------------------ */
+/* Pre-tokenisation                                                     */
+
+static bool is_letter(uint32_t c) { return (uni_flags(c) & UNI_LETTER) != 0; }
+static bool is_number(uint32_t c) { return (uni_flags(c) & UNI_NUMBER) != 0; }
+static bool is_space(uint32_t c) { return (uni_flags(c) & UNI_WHITE_SPACE) != 0; }
+static bool is_other(uint32_t c)
+{
+    return !(uni_flags(c) & (UNI_LETTER | UNI_NUMBER | UNI_WHITE_SPACE));
+}
+
+/* End of the regex match starting at c[i] (i < n). */
+static size_t pretoken_end(const uint32_t *c, size_t n, size_t i)
+{
+    /* 's|'t|'re|'ve|'m|'ll|'d (case-sensitive) */
+    if (c[i] == '\'' && i + 1 < n) {
+        uint32_t x = c[i + 1];
+        if (x == 's' || x == 't' || x == 'm' || x == 'd')
+            return i + 2;
+        if (i + 2 < n && ((x == 'r' && c[i + 2] == 'e') || (x == 'v' && c[i + 2] == 'e') ||
+                          (x == 'l' && c[i + 2] == 'l')))
+            return i + 3;
+    }
+    /* " ?X+" for X = \p{L}, \p{N}, [^\s\p{L}\p{N}]: with the space if the
+     * class follows it; without it the space itself would have to be an X,
+     * which it is not for any of the three. */
+    size_t j = i + (c[i] == ' ' ? 1 : 0);
+    if (j < n) {
+        bool (*cls)(uint32_t) = is_letter(c[j]) ? is_letter
+                              : is_number(c[j]) ? is_number
+                              : is_other(c[j]) ? is_other : NULL;
+        if (cls) {
+            while (j < n && cls(c[j]))
+                j++;
+            return j;
+        }
+    }
+    /* \s+(?!\S) then \s+ : c[i] is whitespace here. */
+    j = i;
+    while (j < n && is_space(c[j]))
+        j++;
+    if (j < n && j - i >= 2)
+        return j - 1;   /* leave the last space to prefix the next word */
+    return j;
+}
+
+/* ------------------------------------------------------------------ */
+/* BPE merges                                                           */
+
+typedef struct {
+    uint32_t start, len;    /* bytes of word; len 0 = merged into its left neighbour */
+    int32_t prev, next;
+} bpe_sym;
+
+typedef struct {
+    int32_t rank;
+    int32_t left, right;
+    uint32_t llen, rlen;    /* lengths when queued: stale if either changed */
+} bpe_cand;
+
+typedef struct {
+    tok_u32vec cps, offs;
+    tok_bytes word, key;
+    bpe_sym *syms;
+    size_t syms_cap;
+    bpe_cand *heap, *batch;
+    size_t heap_n, heap_cap, batch_cap;
+    tok_i32vec touched;
+} bpe_scratch;
+
+static void scratch_free(bpe_scratch *s)
+{
+    free(s->cps.v);
+    free(s->offs.v);
+    free(s->word.v);
+    free(s->key.v);
+    free(s->syms);
+    free(s->heap);
+    free(s->batch);
+    free(s->touched.v);
+}
+
+static bool cand_less(const bpe_cand *a, const bpe_cand *b)
+{
+    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static int heap_push(bpe_scratch *s, bpe_cand c)
+{
+    if (s->heap_n == s->heap_cap) {
+        size_t nc = s->heap_cap ? s->heap_cap * 2 : 64;
+        bpe_cand *h = realloc(s->heap, nc * sizeof *h);
+        if (!h)
+            return -1;
+        s->heap = h;
+        s->heap_cap = nc;
+    }
+    size_t i = s->heap_n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!cand_less(&c, &s->heap[p]))
+            break;
+        s->heap[i] = s->heap[p];
+        i = p;
+    }
+    s->heap[i] = c;
+    return 0;
+}
+
+static bpe_cand heap_pop(bpe_scratch *s)
+{
+    bpe_cand top = s->heap[0], last = s->heap[--s->heap_n];
+    size_t i = 0, n = s->heap_n;
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        const bpe_cand *best = &last;
+        if (l < n && cand_less(&s->heap[l], best)) {
+            m = l;
+            best = &s->heap[l];
+        }
+        if (l + 1 < n && cand_less(&s->heap[l + 1], best))
+            m = l + 1;
+        if (m == i)
+            break;
+        s->heap[i] = s->heap[m];
+        i = m;
+    }
+    if (n > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+/* Queue the pair (l, r) if the merge table ranks it. */
+static int queue_pair(const tokenizer *t, bpe_scratch *s, int32_t l, int32_t r)
+{
+    const bpe_sym *a = &s->syms[l], *b = &s->syms[r];
+    s->key.n = 0;
+    if (tok_bytes_append(&s->key, s->word.v + a->start, a->len) ||
+        tok_bytes_append(&s->key, " ", 1) ||
+        tok_bytes_append(&s->key, s->word.v + b->start, b->len))
+        return -1;
+    int32_t rank;
+    if (!tok_map_get(&t->merges, s->key.v, s->key.n, &rank))
+        return 0;
+    return heap_push(s, (bpe_cand){ rank, l, r, a->len, b->len });
+}
+
+static bool cand_valid(const bpe_scratch *s, const bpe_cand *c)
+{
+    const bpe_sym *a = &s->syms[c->left];
+    return a->len == c->llen && a->next == c->right && s->syms[c->right].len == c->rlen;
+}
+
+/* BPE of one pre-token (raw bytes b[0..m), m > 0), appending ids. */
+static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_scratch *s,
+                    tok_i32vec *out, char *err, size_t errlen)
+{
+    if (m > INT32_MAX / 2)
+        return set_err(err, errlen, "text too long");
+    if (m > s->syms_cap) {
+        bpe_sym *ns = realloc(s->syms, m * sizeof *ns);
+        if (!ns)
+            goto oom;
+        s->syms = ns;
+        s->syms_cap = m;
+    }
+    s->word.n = 0;
+    for (size_t k = 0; k < m; k++) {
+        uint32_t start = (uint32_t)s->word.n;
+        if (tok_bytes_put_cp(&s->word, byte_char(b[k])))
+            goto oom;
+        s->syms[k] = (bpe_sym){ start, (uint32_t)s->word.n - start, (int32_t)k - 1,
+                                k + 1 < m ? (int32_t)k + 1 : -1 };
+    }
+    s->heap_n = 0;
+    for (size_t k = 0; k + 1 < m; k++)
+        if (queue_pair(t, s, (int32_t)k, (int32_t)k + 1))
+            goto oom;
+    while (s->heap_n > 0) {
+        /* Take every queued occurrence of the best-ranked pair (the heap
+         * yields them left to right), merge the still-valid ones, and only
+         * then queue the pairs the merges created. */
+        int32_t rank = s->heap[0].rank;
+        size_t nb = 0;
+        while (s->heap_n > 0 && s->heap[0].rank == rank) {
+            if (nb == s->batch_cap) {
+                size_t nc = s->batch_cap ? s->batch_cap * 2 : 64;
+                bpe_cand *nbat = realloc(s->batch, nc * sizeof *nbat);
+                if (!nbat)
+                    goto oom;
+                s->batch = nbat;
+                s->batch_cap = nc;
+            }
+            s->batch[nb++] = heap_pop(s);
+        }
+        s->touched.n = 0;
+        for (size_t k = 0; k < nb; k++) {
+            const bpe_cand *c = &s->batch[k];
+            if (!cand_valid(s, c))
+                continue;
+            bpe_sym *l = &s->syms[c->left], *r = &s->syms[c->right];
+            l->len += r->len;
+            l->next = r->next;
+            if (r->next >= 0)
+                s->syms[r->next].prev = c->left;
+            r->len = 0;
+            if (tok_i32_push(&s->touched, c->left))
+                goto oom;
+        }
+        for (size_t k = 0; k < s->touched.n; k++) {
+            int32_t x = s->touched.v[k];
+            if (s->syms[x].len == 0)
+                continue;
+            if (s->syms[x].prev >= 0 && queue_pair(t, s, s->syms[x].prev, x))
+                goto oom;
+            if (s->syms[x].next >= 0 && queue_pair(t, s, x, s->syms[x].next))
+                goto oom;
+        }
+    }
+    for (int32_t k = 0; k >= 0; k = s->syms[k].next) {
+        int32_t id;
+        if (!tok_map_get(&t->vocab, s->word.v + s->syms[k].start, s->syms[k].len, &id)) {
+            if (t->unk_id < 0)
+                return set_err(err, errlen, "token \"%.*s\" is not in the vocabulary and there "
+                               "is no unknown token", (int)s->syms[k].len,
+                               s->word.v + s->syms[k].start);
+            id = t->unk_id;
+        }
+        if (tok_i32_push(out, id))
+            goto oom;
+    }
+    return 0;
+oom:
+    return set_err(err, errlen, "out of memory");
+}
+
+int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
+                 tok_i32vec *out, char *err, size_t errlen)
+{
+    bpe_scratch s;
+    memset(&s, 0, sizeof s);
+    int rc = 0;
+    if (tok_utf8_decode(text, len, &s.cps, &s.offs)) {
+        set_err(err, errlen, "out of memory");
+        rc = -1;
+    }
+    size_t i = 0, n = s.cps.n;
+    while (rc == 0 && i < n && out->n < cap) {
+        size_t j = pretoken_end(s.cps.v, n, i);
+        size_t b0 = s.offs.v[i], b1 = s.offs.v[j];
+        rc = bpe_word(t, (const unsigned char *)text + b0, b1 - b0, &s, out, err, errlen);
+        i = j;
+    }
+    scratch_free(&s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                              */
+
+static int put_vocab(tokenizer *t, const json_value *vocab, const char *where, char *err,
+                     size_t errlen)
+{
+    if (json_type_of(vocab) != JSON_OBJECT || json_len(vocab) == 0)
+        return set_err(err, errlen, "%s: the vocabulary must be a non-empty object", where);
+    for (size_t i = 0; i < json_len(vocab); i++) {
+        size_t klen;
+        const char *key = json_key_at(vocab, i, &klen);
+        const json_value *v = json_at(vocab, i);
+        if (!json_is_int(v) || json_int(v) < 0 || json_int(v) > INT32_MAX - 1)
+            return set_err(err, errlen, "%s: id of \"%.*s\" is not an integer in [0, 2^31-1)",
+                           where, (int)(klen > 64 ? 64 : klen), key);
+        if (tok_map_put(&t->vocab, key, klen, (int32_t)json_int(v), NULL))
+            return set_err(err, errlen, "out of memory");
+    }
+    return 0;
+}
+
+static int put_merge(tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                     int32_t rank, tok_bytes *key)
+{
+    key->n = 0;
+    if (tok_bytes_append(key, a, alen) || tok_bytes_append(key, " ", 1) ||
+        tok_bytes_append(key, b, blen))
+        return -1;
+    return tok_map_put(&t->merges, key->v, key->n, rank, NULL);
+}
+
+/* merges.txt as RobertaTokenizer reads it: read().split("\n")[1:-1] in
+ * text mode (so "\r\n" and "\r" count as "\n"): the first line (the
+ * "#version" header) and the text after the last newline are dropped
+ * whatever they hold; each remaining line's str.split() must give a pair to
+ * be a merge, and its index is the rank (a later duplicate wins). */
+static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, size_t errlen)
+{
+    tok_bytes key = { 0 };
+    int rc = 0;
+    size_t i = 0;
+    int64_t line = 0;
+    while (i < len && rc == 0) {
+        size_t j = i;
+        while (j < len && buf[j] != '\n' && buf[j] != '\r')
+            j++;
+        if (j == len)
+            break;      /* no newline after it: the dropped last element */
+        if (line > 0) {
+            /* Split on Python whitespace into at most 3 fields. */
+            size_t fs[3], fe[3];
+            int nf = 0;
+            size_t p = i;
+            while (p < j && nf < 3) {
+                size_t q = p;
+                while (q < j) {
+                    size_t r = q;
+                    if (uni_flags(tok_utf8_next(buf, j, &r)) & UNI_PY_SPACE)
+                        break;
+                    q = r;
+                }
+                if (q > p) {
+                    fs[nf] = p;
+                    fe[nf] = q;
+                    nf++;
+                }
+                if (q == j)
+                    break;
+                tok_utf8_next(buf, j, &q);
+                p = q;
+            }
+            if (line - 1 > INT32_MAX - 1) {
+                set_err(err, errlen, "merges.txt: too many lines");
+                rc = -1;
+            } else if (nf == 2 && put_merge(t, buf + fs[0], fe[0] - fs[0], buf + fs[1],
+                                             fe[1] - fs[1], (int32_t)(line - 1), &key)) {
+                set_err(err, errlen, "out of memory");
+                rc = -1;
+            }
+        }
+        line++;
+        if (buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n')
+            j++;
+        i = j + 1;
+    }
+    free(key.v);
+    return rc;
+}
+
+static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size_t errlen)
+{
+    const json_value *v = json_get(cfg, "add_prefix_space");
+    if (json_type_of(v) == JSON_BOOL)
+        t->add_prefix_space = json_bool(v);
+    else if (json_type_of(v) != JSON_MISSING && json_type_of(v) != JSON_NULL)
+        return set_err(err, errlen, "tokenizer_config.json: add_prefix_space must be a boolean");
+    return 0;
+}
+
+int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
+{
+    json_value *vocab;
+    int r = tok_read_json(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &vocab, err, errlen);
+    if (r <= 0) {
+        if (r == 0)
+            set_err(err, errlen, "%s/vocab.json: not found", dir);
+        return -1;
+    }
+    int rc = put_vocab(t, vocab, "vocab.json", err, errlen);
+    json_free(vocab);
+    if (rc)
+        return -1;
+
+    char *buf;
+    size_t len;
+    r = tok_read_file(dir, "merges.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
+    if (r <= 0) {
+        if (r == 0)
+            set_err(err, errlen, "%s/merges.txt: not found", dir);
+        return -1;
+    }
+    size_t bad = tok_utf8_invalid_at(buf, len);
+    if (bad < len) {
+        set_err(err, errlen, "%s/merges.txt: invalid UTF-8 at byte %zu", dir, bad);
+        free(buf);
+        return -1;
+    }
+    rc = parse_merges(t, buf, len, err, errlen);
+    free(buf);
+    if (rc)
+        return -1;
+    return cfg_prefix_space(t, cfg, err, errlen);
+}
+
+/* A string field that must be absent, null or "". */
+static bool empty_or_null(const json_value *v)
+{
+    size_t n;
+    return json_type_of(v) == JSON_MISSING || json_type_of(v) == JSON_NULL ||
+           (json_type_of(v) == JSON_STRING && (json_string(v, &n), n == 0));
+}
+
+int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg,
+                            char *err, size_t errlen)
+{
+    const json_value *model = json_get(root, "model");
+    if (!empty_or_null(json_get(model, "dropout")) ||
+        !empty_or_null(json_get(model, "continuing_subword_prefix")) ||
+        !empty_or_null(json_get(model, "end_of_word_suffix")) ||
+        json_bool(json_get(model, "byte_fallback")) ||
+        json_bool(json_get(model, "ignore_merges"))) {
+        return set_err(err, errlen, "tokenizer.json: BPE with dropout, subword prefix/suffix, "
+                       "byte fallback or ignore_merges is not supported");
+    }
+    const json_value *norm = json_get(root, "normalizer");
+    if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
+        return set_err(err, errlen, "tokenizer.json: normalizers are not supported");
+    const json_value *pre = json_get(root, "pre_tokenizer");
+    const char *ptype = json_string(json_get(pre, "type"), NULL);
+    const json_value *use_regex = json_get(pre, "use_regex");
+    if (!ptype || strcmp(ptype, "ByteLevel") != 0 ||
+        (json_type_of(use_regex) == JSON_BOOL && !json_bool(use_regex))) {
+        return set_err(err, errlen, "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
+                       "regex) is supported, not \"%s\"", ptype ? ptype : "none");
+    }
+    t->add_prefix_space = json_bool(json_get(pre, "add_prefix_space"));
+
+    if (put_vocab(t, json_get(model, "vocab"), "tokenizer.json", err, errlen))
+        return -1;
+    const json_value *merges = json_get(model, "merges");
+    if (json_type_of(merges) != JSON_ARRAY)
+        return set_err(err, errlen, "tokenizer.json: model.merges must be an array");
+    tok_bytes key = { 0 };
+    int rc = 0;
+    for (size_t i = 0; i < json_len(merges) && rc == 0; i++) {
+        const json_value *m = json_at(merges, i);
+        const char *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        if (json_type_of(m) == JSON_STRING) {
+            /* "a b": exactly one space (the Rust loader's rule). */
+            size_t n;
+            const char *s = json_string(m, &n);
+            const char *sp = memchr(s, ' ', n);
+            if (sp && !memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s))) {
+                a = s;
+                alen = (size_t)(sp - s);
+                b = sp + 1;
+                blen = n - alen - 1;
+            }
+        } else if (json_type_of(m) == JSON_ARRAY && json_len(m) == 2) {
+            a = json_string(json_at(m, 0), &alen);
+            b = json_string(json_at(m, 1), &blen);
+        }
+        if (!a || !b || alen == 0 || blen == 0 || i > INT32_MAX - 1) {
+            set_err(err, errlen, "tokenizer.json: merge %zu is not a pair of tokens", i);
+            rc = -1;
+        } else if (put_merge(t, a, alen, b, blen, (int32_t)i, &key)) {
+            set_err(err, errlen, "out of memory");
+            rc = -1;
+        }
+    }
+    free(key.v);
+    if (rc)
+        return -1;
+    return cfg_prefix_space(t, cfg, err, errlen);
+}

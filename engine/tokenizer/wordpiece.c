@@ -1,0 +1,500 @@
+/* wordpiece.c — BERT's tokenizer: Hugging Face BertTokenizer (slow), step by step.
+ *
+ * BasicTokenizer.tokenize, in transformers' order:
+ *   1. clean: drop U+0000, U+FFFD and control characters (category C* except
+ *      \t \n \r, so unassigned code points go too); whitespace (\t \n \r,
+ *      space, Zs) becomes ' ';
+ *   2. put spaces around CJK ideographs (BERT's code point ranges);
+ *   3. NFC;
+ *   4. split on whitespace as Python's str.split() does (str.isspace(): this
+ *      also splits on U+2028/U+2029, which step 1 keeps);
+ *   5. per word, unless it is a special token: lower-case with str.lower()
+ *      (full mapping: the final-sigma rule, U+0130 -> i + U+0307), then strip
+ *      accents (NFD, drop Mn) — lower-casing and stripping follow
+ *      do_lower_case / strip_accents;
+ *   6. split off every punctuation character (ASCII 33-47, 58-64, 91-96,
+ *      123-126, and Unicode P*).
+ * WordpieceTokenizer then maps each piece: longer than 100 code points ->
+ * [UNK]; else greedy longest-match-first against the vocabulary, with "##"
+ * on every sub-token after the first; if some position matches nothing, the
+ * whole piece is one [UNK].
+ *
+ * Everything runs on arrays of code points (scratch owned by one call), so
+ * the tokenizer stays const and thread-safe. Normalisation forms are the
+ * UAX #15 algorithms over the generated tables (unicode_tables.c). */
+#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/tokutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/errmsg.h"
+#include "tokenizer/unicode_tables.h"
+
+/* Hangul syllable arithmetic (Unicode ch. 3.12). */
+#define HANGUL_S_BASE 0xAC00u
+#define HANGUL_L_BASE 0x1100u
+#define HANGUL_V_BASE 0x1161u
+#define HANGUL_T_BASE 0x11A7u
+#define HANGUL_L_COUNT 19u
+#define HANGUL_V_COUNT 21u
+#define HANGUL_T_COUNT 28u
+#define HANGUL_N_COUNT (HANGUL_V_COUNT * HANGUL_T_COUNT)
+#define HANGUL_S_COUNT (HANGUL_L_COUNT * HANGUL_N_COUNT)
+
+/* Below this no code point changes under NFC or combines with a neighbour
+ * (the first combining mark is U+0300), so Latin-1 text skips NFC. */
+#define NFC_QUICK_LIMIT 0x300u
+
+#define CP_FINAL_SIGMA 0x3C2u
+#define CP_SMALL_SIGMA 0x3C3u
+#define CP_CAPITAL_SIGMA 0x3A3u
+#define CP_DOTTED_CAPITAL_I 0x130u
+#define CP_COMBINING_DOT_ABOVE 0x307u
+
+/* ------------------------------------------------------------------ */
+/* Character classes as BertTokenizer defines them                      */
+
+static bool is_cjk(uint32_t cp)
+{
+    /* _is_chinese_char: the CJK Unified Ideographs blocks (not Hangul,
+     * Hiragana or Katakana). */
+    return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
+           (cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
+           (cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+           (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
+}
+
+static bool is_punct(uint32_t cp)
+{
+    /* _is_punctuation: all non-alphanumeric ASCII counts ("^", "$", "`"
+     * are symbols in Unicode), plus general category P*. */
+    if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
+        (cp >= 123 && cp <= 126))
+        return true;
+    return (uni_flags(cp) & UNI_PUNCT) != 0;
+}
+
+static bool is_bert_whitespace(uint32_t cp)
+{
+    return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || (uni_flags(cp) & UNI_ZS);
+}
+
+static bool is_bert_control(uint32_t cp)
+{
+    if (cp == '\t' || cp == '\n' || cp == '\r')
+        return false;
+    return (uni_flags(cp) & UNI_CONTROL) != 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Normalisation (UAX #15)                                              */
+
+/* Append the canonical decomposition of in[0..n) to out and put each run of
+ * combining marks in canonical order. */
+static int nfd_append(const uint32_t *in, size_t n, tok_u32vec *out)
+{
+    size_t first = out->n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t cp = in[i];
+        uint32_t d[UNI_MAX_DECOMP];
+        int k;
+        if (cp >= HANGUL_S_BASE && cp < HANGUL_S_BASE + HANGUL_S_COUNT) {
+            uint32_t s = cp - HANGUL_S_BASE;
+            d[0] = HANGUL_L_BASE + s / HANGUL_N_COUNT;
+            d[1] = HANGUL_V_BASE + (s % HANGUL_N_COUNT) / HANGUL_T_COUNT;
+            k = 2;
+            if (s % HANGUL_T_COUNT)
+                d[k++] = HANGUL_T_BASE + s % HANGUL_T_COUNT;
+        } else if ((k = uni_decompose(cp, d)) == 0) {
+            d[0] = cp;
+            k = 1;
+        }
+        if (tok_u32_reserve(out, (size_t)k))
+            return -1;
+        for (int j = 0; j < k; j++)
+            out->v[out->n++] = d[j];
+    }
+    /* Canonical ordering: stable insertion sort by combining class inside
+     * each run of non-starters (runs are short). */
+    uint32_t *v = out->v;
+    for (size_t i = first; i < out->n; i++) {
+        int ci = uni_ccc(v[i]);
+        if (ci == 0)
+            continue;
+        size_t j = i;
+        uint32_t x = v[i];
+        while (j > first) {
+            int cj = uni_ccc(v[j - 1]);
+            if (cj == 0 || cj <= ci)
+                break;
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+    return 0;
+}
+
+static uint32_t compose_pair(uint32_t a, uint32_t b)
+{
+    if (a >= HANGUL_L_BASE && a < HANGUL_L_BASE + HANGUL_L_COUNT &&
+        b >= HANGUL_V_BASE && b < HANGUL_V_BASE + HANGUL_V_COUNT)
+        return HANGUL_S_BASE +
+               ((a - HANGUL_L_BASE) * HANGUL_V_COUNT + (b - HANGUL_V_BASE)) * HANGUL_T_COUNT;
+    if (a >= HANGUL_S_BASE && a < HANGUL_S_BASE + HANGUL_S_COUNT &&
+        (a - HANGUL_S_BASE) % HANGUL_T_COUNT == 0 &&
+        b > HANGUL_T_BASE && b < HANGUL_T_BASE + HANGUL_T_COUNT)
+        return a + (b - HANGUL_T_BASE);
+    return uni_compose(a, b);
+}
+
+/* out = NFC(in[0..n)); tmp is scratch. */
+static int nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp)
+{
+    out->n = 0;
+    bool quick = true;
+    for (size_t i = 0; i < n && quick; i++)
+        quick = in[i] < NFC_QUICK_LIMIT;
+    if (quick) {
+        if (tok_u32_reserve(out, n))
+            return -1;
+        if (n)
+            memcpy(out->v, in, n * sizeof *in);
+        out->n = n;
+        return 0;
+    }
+    tmp->n = 0;
+    if (nfd_append(in, n, tmp))
+        return -1;
+    if (tmp->n == 0)
+        return 0;
+    if (tok_u32_reserve(out, tmp->n))
+        return -1;
+    /* Canonical composition: a mark composes with the last starter unless
+     * a mark of equal or higher class (or a starter) stands between them. */
+    uint32_t *o = out->v;
+    size_t on = 1, starter = 0;
+    o[0] = tmp->v[0];
+    int last = uni_ccc(o[0]) ? 256 : 0;
+    for (size_t i = 1; i < tmp->n; i++) {
+        uint32_t ch = tmp->v[i];
+        int cc = uni_ccc(ch);
+        uint32_t comp = compose_pair(o[starter], ch);
+        if (comp && (last < cc || last == 0)) {
+            o[starter] = comp;
+            continue;
+        }
+        if (cc == 0)
+            starter = on;
+        last = cc;
+        o[on++] = ch;
+    }
+    out->n = on;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lower-casing and accents                                             */
+
+/* CPython's final-sigma context: Cased (Case_Ignorable)* Σ !((Case_Ignorable)* Cased). */
+static bool final_sigma(const uint32_t *w, size_t n, size_t i)
+{
+    size_t j = i;
+    uint32_t c = 0;
+    bool found = false;
+    while (j > 0) {
+        c = w[--j];
+        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) {
+            found = true;
+            break;
+        }
+    }
+    if (!found || !(uni_flags(c) & UNI_CASED))
+        return false;
+    for (j = i + 1; j < n; j++) {
+        c = w[j];
+        if (!(uni_flags(c) & UNI_CASE_IGNORABLE))
+            return !(uni_flags(c) & UNI_CASED);
+    }
+    return true;
+}
+
+/* out = str.lower(w[0..n)). */
+static int lower_word(const uint32_t *w, size_t n, tok_u32vec *out)
+{
+    out->n = 0;
+    if (tok_u32_reserve(out, n + 1))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t cp = w[i];
+        if (cp == CP_DOTTED_CAPITAL_I) {
+            if (tok_u32_push(out, 'i') || tok_u32_push(out, CP_COMBINING_DOT_ABOVE))
+                return -1;
+            continue;
+        }
+        if (cp == CP_CAPITAL_SIGMA)
+            cp = final_sigma(w, n, i) ? CP_FINAL_SIGMA : CP_SMALL_SIGMA;
+        else
+            cp = uni_lower(cp);
+        if (tok_u32_push(out, cp))
+            return -1;
+    }
+    return 0;
+}
+
+/* out = w without accents: NFD, then drop nonspacing marks. */
+static int strip_accents(const uint32_t *w, size_t n, tok_u32vec *out)
+{
+    out->n = 0;
+    if (nfd_append(w, n, out))
+        return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < out->n; i++)
+        if (!(uni_flags(out->v[i]) & UNI_MN))
+            out->v[k++] = out->v[i];
+    out->n = k;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* WordPiece                                                            */
+
+typedef struct {
+    tok_u32vec cps, clean, norm, tmp, low, bare;
+    tok_bytes utf8, key;
+    tok_u32vec offs;    /* byte offset of each code point of a piece in utf8 */
+} wp_scratch;
+
+static void scratch_free(wp_scratch *s)
+{
+    free(s->cps.v);
+    free(s->clean.v);
+    free(s->norm.v);
+    free(s->tmp.v);
+    free(s->low.v);
+    free(s->bare.v);
+    free(s->utf8.v);
+    free(s->key.v);
+    free(s->offs.v);
+}
+
+/* Greedy longest-match-first over one piece (no whitespace, no punctuation
+ * boundary inside), appending ids. */
+static int wordpiece_piece(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s,
+                           tok_i32vec *out)
+{
+    if (n > WORDPIECE_MAX_INPUT_CHARS_PER_WORD)
+        return tok_i32_push(out, t->unk_id);
+    s->utf8.n = 0;
+    s->offs.n = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tok_u32_push(&s->offs, (uint32_t)s->utf8.n) || tok_bytes_put_cp(&s->utf8, w[i]))
+            return -1;
+    if (tok_u32_push(&s->offs, (uint32_t)s->utf8.n))
+        return -1;
+
+    size_t first = out->n, start = 0;
+    while (start < n) {
+        int32_t id = -1;
+        size_t end = n;
+        for (; end > start; end--) {
+            size_t b0 = s->offs.v[start], b1 = s->offs.v[end];
+            size_t prefix = start > 0 ? 2 : 0;
+            if (b1 - b0 + prefix > t->max_token_bytes)
+                continue;   /* longer than any vocabulary entry */
+            s->key.n = 0;
+            if ((prefix && tok_bytes_append(&s->key, "##", 2)) ||
+                tok_bytes_append(&s->key, s->utf8.v + b0, b1 - b0))
+                return -1;
+            if (tok_map_get(&t->vocab, s->key.v, s->key.n, &id))
+                break;
+        }
+        if (end == start) {
+            out->n = first;     /* the whole piece becomes one [UNK] */
+            return tok_i32_push(out, t->unk_id);
+        }
+        if (tok_i32_push(out, id))
+            return -1;
+        start = end;
+    }
+    return 0;
+}
+
+/* Is w[0..n) exactly an added token (BasicTokenizer's never_split)? */
+static bool is_never_split(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s)
+{
+    s->key.n = 0;
+    for (size_t i = 0; i < n; i++)
+        if (tok_bytes_put_cp(&s->key, w[i]))
+            return false;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].len == s->key.n && memcmp(t->added[i].content, s->key.v, s->key.n) == 0)
+            return true;
+    return false;
+}
+
+/* Steps 5-6 and WordPiece for one whitespace-delimited word. */
+static int tokenize_word(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s,
+                         tok_i32vec *out)
+{
+    if (is_never_split(t, w, n, s))
+        return wordpiece_piece(t, w, n, s, out);
+    bool strip = t->strip_accents < 0 ? t->do_lower_case : t->strip_accents == 1;
+    if (t->do_lower_case) {
+        if (lower_word(w, n, &s->low))
+            return -1;
+        w = s->low.v;
+        n = s->low.n;
+    }
+    if (strip) {
+        if (strip_accents(w, n, &s->bare))
+            return -1;
+        w = s->bare.v;
+        n = s->bare.n;
+    }
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_punct(w[i]))
+            continue;
+        if (i > run && wordpiece_piece(t, w + run, i - run, s, out))
+            return -1;
+        if (wordpiece_piece(t, w + i, 1, s, out))
+            return -1;
+        run = i + 1;
+    }
+    if (n > run && wordpiece_piece(t, w + run, n - run, s, out))
+        return -1;
+    return 0;
+}
+
+int wordpiece_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
+                       tok_i32vec *out, char *err, size_t errlen)
+{
+    wp_scratch s;
+    memset(&s, 0, sizeof s);
+    int rc = -1;
+    if (tok_utf8_decode(text, len, &s.cps, NULL))
+        goto oom;
+
+    /* 1-2: clean, space out CJK. */
+    for (size_t i = 0; i < s.cps.n; i++) {
+        uint32_t cp = s.cps.v[i];
+        if (cp == 0 || cp == 0xFFFD || is_bert_control(cp))
+            continue;
+        if (is_bert_whitespace(cp))
+            cp = ' ';
+        if (t->tokenize_chinese_chars && is_cjk(cp)) {
+            if (tok_u32_push(&s.clean, ' ') || tok_u32_push(&s.clean, cp) ||
+                tok_u32_push(&s.clean, ' '))
+                goto oom;
+        } else if (tok_u32_push(&s.clean, cp))
+            goto oom;
+    }
+    /* 3: NFC. */
+    if (nfc(s.clean.v, s.clean.n, &s.norm, &s.tmp))
+        goto oom;
+    /* 4-6 and WordPiece, word by word, until enough tokens. */
+    const uint32_t *v = s.norm.v;
+    size_t n = s.norm.n, i = 0;
+    while (i < n && out->n < cap) {
+        while (i < n && (uni_flags(v[i]) & UNI_PY_SPACE))
+            i++;
+        size_t j = i;
+        while (j < n && !(uni_flags(v[j]) & UNI_PY_SPACE))
+            j++;
+        if (j > i && tokenize_word(t, v + i, j - i, &s, out))
+            goto oom;
+        i = j;
+    }
+    rc = 0;
+    goto done;
+oom:
+    set_err(err, errlen, "out of memory");
+done:
+    scratch_free(&s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading                                                              */
+
+/* Optional boolean config key: 1/0, or dflt when absent or null; -2 when
+ * present with another type. */
+static int cfg_bool(const json_value *cfg, const char *key, int dflt)
+{
+    const json_value *v = json_get(cfg, key);
+    switch (json_type_of(v)) {
+    case JSON_MISSING:
+    case JSON_NULL:
+        return dflt;
+    case JSON_BOOL:
+        return json_bool(v);
+    default:
+        return -2;
+    }
+}
+
+int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
+{
+    int lower = cfg_bool(cfg, "do_lower_case", 1);
+    int chinese = cfg_bool(cfg, "tokenize_chinese_chars", 1);
+    int strip = cfg_bool(cfg, "strip_accents", -1);
+    int basic = cfg_bool(cfg, "do_basic_tokenize", 1);
+    if (lower == -2 || chinese == -2 || strip == -2 || basic == -2)
+        return set_err(err, errlen, "%s/tokenizer_config.json: do_lower_case, strip_accents, "
+                       "tokenize_chinese_chars and do_basic_tokenize must be booleans", dir);
+    if (!basic)
+        return set_err(err, errlen, "%s/tokenizer_config.json: do_basic_tokenize = false is "
+                       "not supported", dir);
+    t->do_lower_case = lower;
+    t->tokenize_chinese_chars = chinese;
+    t->strip_accents = strip;
+
+    char *buf;
+    size_t len;
+    int r = tok_read_file(dir, "vocab.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
+                          errlen);
+    if (r <= 0) {
+        if (r == 0)
+            set_err(err, errlen, "%s/vocab.txt: not found", dir);
+        return -1;
+    }
+    size_t bad = tok_utf8_invalid_at(buf, len);
+    if (bad < len) {
+        set_err(err, errlen, "%s/vocab.txt: invalid UTF-8 at byte %zu", dir, bad);
+        free(buf);
+        return -1;
+    }
+    /* load_vocab: Python text mode reads "\r\n" and "\r" as "\n"; each line
+     * minus its newline is a token, its 0-based line number the id; a later
+     * duplicate wins. */
+    int rc = 0;
+    int64_t index = 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && buf[j] != '\n' && buf[j] != '\r')
+            j++;
+        if (index > INT32_MAX - 1) {
+            set_err(err, errlen, "%s/vocab.txt: too many lines", dir);
+            rc = -1;
+            break;
+        }
+        if (tok_map_put(&t->vocab, buf + i, j - i, (int32_t)index, NULL)) {
+            set_err(err, errlen, "out of memory");
+            rc = -1;
+            break;
+        }
+        index++;
+        if (j < len && buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n')
+            j++;
+        i = j + 1;
+    }
+    free(buf);
+    if (rc == 0 && index == 0) {
+        set_err(err, errlen, "%s/vocab.txt: empty", dir);
+        rc = -1;
+    }
+    return rc;
+}
