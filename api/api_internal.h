@@ -40,12 +40,12 @@
 #define API_PATH_PARAM_MAX 1024
 
 typedef struct api_req api_req;
-typedef struct api_route api_route;     /* a row of the route table (routes.h) */
+typedef struct api_route api_route; /* a row of the route table (routes.h) */
 
 struct api_server {
-    char *data_dir, *db_path, *models_dir, *web_dir;   /* absolute; models/web may be NULL */
+    char *data_dir, *db_path, *models_dir, *web_dir; /* absolute; models/web may be NULL */
     char *datasets_dir, *jobs_dir;
-    uint8_t token_digest[SHA256_DIGEST_LEN];           /* sha256 of the token */
+    uint8_t token_digest[SHA256_DIGEST_LEN]; /* sha256 of the token */
     bool has_token;
     size_t max_json_body, max_upload;
     int max_json_depth;
@@ -53,10 +53,10 @@ struct api_server {
     workers *workers;
 
     struct MHD_Daemon *mhd;
-    int listen_fd;                                     /* ours after MHD_quiesce_daemon */
+    int listen_fd; /* ours after MHD_quiesce_daemon */
     uint16_t port;
     int64_t started_ms;
-    char *openapi;                                     /* the served document */
+    char *openapi; /* the served document */
     size_t openapi_len;
 
     /* SQLite connections: one per thread while it runs, kept for reuse
@@ -69,7 +69,7 @@ struct api_server {
 
     /* SSE wake-ups. */
     pthread_mutex_t ev_mu;
-    pthread_cond_t ev_cv;                              /* CLOCK_MONOTONIC */
+    pthread_cond_t ev_cv; /* CLOCK_MONOTONIC */
     uint64_t ev_gen[API_EVENT_BUCKETS];
     bool stopping;
     atomic_int sse_clients;
@@ -82,7 +82,7 @@ struct api_server {
 };
 
 typedef struct {
-    atomic_file file;                                  /* closed once committed or removed */
+    atomic_file file; /* closed once committed or removed */
     sha256_ctx sha;
     uint64_t bytes;
 } api_upload;
@@ -90,23 +90,23 @@ typedef struct {
 struct api_req {
     api_server *srv;
     struct MHD_Connection *conn;
-    const char *method;                                /* as sent ("HEAD" stays "HEAD") */
-    int route_index;                                   /* -1 until matched */
+    const char *method; /* as sent ("HEAD" stays "HEAD") */
+    int route_index;    /* -1 until matched */
     const api_route *route;
-    char id[STORE_ID_SIZE];                            /* {id}, when valid */
-    char param[API_PATH_PARAM_MAX];                    /* the tail parameter, decoded */
-    bool responded;                                    /* a response is queued */
-    bool receiving;                                    /* inside a body chunk */
-    bool discard;                                      /* reply decided: drop the body */
-    struct MHD_Response *deferred;                     /* queued once the body ends */
+    char id[STORE_ID_SIZE];         /* {id}, when valid */
+    char param[API_PATH_PARAM_MAX]; /* the tail parameter, decoded */
+    bool responded;                 /* a response is queued */
+    bool receiving;                 /* inside a body chunk */
+    bool discard;                   /* reply decided: drop the body */
+    struct MHD_Response *deferred;  /* queued once the body ends */
     unsigned deferred_status;
-    size_t dropped;                                    /* body bytes dropped */
+    size_t dropped; /* body bytes dropped */
     unsigned status;
     int64_t start_us;
-    char *body;                                        /* BODY_JSON: NUL-terminated */
+    char *body; /* BODY_JSON: NUL-terminated */
     size_t body_len, body_cap;
-    api_upload up;                                     /* BODY_UPLOAD */
-    void *upload_state;                                /* handler-owned (datasets.c) */
+    api_upload up;      /* BODY_UPLOAD */
+    void *upload_state; /* handler-owned (datasets.c) */
 };
 
 /* ---- clocks and the worker pool ---------------------------------------------
@@ -114,38 +114,29 @@ struct api_req {
  * workers depends on the server's state, not on server.c. */
 
 /* Wall-clock unix milliseconds (job times, uptime). */
-static inline int64_t api_now_ms(void)
-{
+static inline int64_t api_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* CLOCK_MONOTONIC, the clock of ev_cv's timed waits and of request timing. */
-static inline int64_t api_mono_us(void)
-{
+static inline int64_t api_mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static inline int64_t api_mono_ms(void)
-{
-    return api_mono_us() / 1000;
-}
+static inline int64_t api_mono_ms(void) { return api_mono_us() / 1000; }
 
 /* The API calls the pool only through these, and only when one is configured
  * (tests run without: jobs then stay queued). */
-static inline void api_workers_notify(api_server *s)
-{
-    if (s->workers)
-        workers_notify(s->workers);
+static inline void api_workers_notify(api_server *s) {
+    if (s->workers) workers_notify(s->workers);
 }
 
-static inline void api_workers_cancel(api_server *s, const char *job_id)
-{
-    if (s->workers)
-        workers_cancel(s->workers, job_id);
+static inline void api_workers_cancel(api_server *s, const char *job_id) {
+    if (s->workers) workers_cancel(s->workers, job_id);
 }
 
 /* The OpenAPI document compiled in (openapi_gen.c, from api/openapi.json). */

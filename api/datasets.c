@@ -42,7 +42,7 @@
 #define DATASETS_DEFAULT_LIMIT 100
 
 typedef struct {
-    char id[STORE_ID_SIZE];                            /* drawn when the upload begins */
+    char id[STORE_ID_SIZE]; /* drawn when the upload begins */
     textdata_format format;
     textdata_task task;
     bool no_header;
@@ -54,27 +54,20 @@ typedef struct {
 /* Printable UTF-8 text without control characters or path separators.
  * Valid UTF-8 because names and fields are echoed in JSON (GET /datasets,
  * error messages), which must be UTF-8. */
-static bool text_param_ok(const char *s, size_t max, bool allow_slash)
-{
+static bool text_param_ok(const char *s, size_t max, bool allow_slash) {
     size_t n = strlen(s);
-    if (n == 0 || n > max || !json_utf8_valid(s, n))
-        return false;
+    if (n == 0 || n > max || !json_utf8_valid(s, n)) return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (!allow_slash && (c == '/' || c == '\\')))
-            return false;
+        if (c < 0x20 || c == 0x7f || (!allow_slash && (c == '/' || c == '\\'))) return false;
     }
     return true;
 }
 
-static textdata_format format_from_content_type(const char *ct)
-{
-    if (!ct)
-        return TEXTDATA_AUTO;
-    if (strncasecmp(ct, "text/csv", 8) == 0)
-        return TEXTDATA_CSV;
-    if (strncasecmp(ct, "text/tab-separated-values", 25) == 0)
-        return TEXTDATA_TSV;
+static textdata_format format_from_content_type(const char *ct) {
+    if (!ct) return TEXTDATA_AUTO;
+    if (strncasecmp(ct, "text/csv", 8) == 0) return TEXTDATA_CSV;
+    if (strncasecmp(ct, "text/tab-separated-values", 25) == 0) return TEXTDATA_TSV;
     if (strncasecmp(ct, "application/x-ndjson", 20) == 0 ||
         strncasecmp(ct, "application/jsonl", 17) == 0 ||
         strncasecmp(ct, "application/x-jsonlines", 23) == 0)
@@ -82,11 +75,9 @@ static textdata_format format_from_content_type(const char *ct)
     return TEXTDATA_AUTO;
 }
 
-static int copy_field_param(api_req *r, const char *key, char *dst)
-{
+static int copy_field_param(api_req *r, const char *key, char *dst) {
     const char *v = api_query(r, key);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!text_param_ok(v, FIELD_MAX_BYTES, true)) {
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
                     "%s must be a column or key name of 1 to %d bytes of UTF-8 without control "
@@ -98,8 +89,7 @@ static int copy_field_param(api_req *r, const char *key, char *dst)
     return 0;
 }
 
-static int parse_params(api_req *r, upload_params *p)
-{
+static int parse_params(api_req *r, upload_params *p) {
     memset(p, 0, sizeof *p);
     const char *name = api_query(r, "name");
     if (name && !text_param_ok(name, NAME_MAX_BYTES, false)) {
@@ -123,8 +113,7 @@ static int parse_params(api_req *r, upload_params *p)
             return -1;
         }
     }
-    if (p->format == TEXTDATA_AUTO && name)
-        p->format = textdata_format_from_path(name);
+    if (p->format == TEXTDATA_AUTO && name) p->format = textdata_format_from_path(name);
     if (p->format == TEXTDATA_AUTO)
         p->format = format_from_content_type(api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE));
     if (p->format == TEXTDATA_AUTO) {
@@ -170,13 +159,9 @@ static int parse_params(api_req *r, upload_params *p)
     return 0;
 }
 
-static bool disk_full(int e)
-{
-    return e == ENOSPC || e == EDQUOT || e == EFBIG;
-}
+static bool disk_full(int e) { return e == ENOSPC || e == EDQUOT || e == EFBIG; }
 
-static enum MHD_Result reply_write_error(api_req *r, int e)
-{
+static enum MHD_Result reply_write_error(api_req *r, int e) {
     if (disk_full(e))
         return reply_error(r, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage", NULL,
                            "the server cannot store the upload: %s", strerror(e));
@@ -184,8 +169,7 @@ static enum MHD_Result reply_write_error(api_req *r, int e)
                        "writing the upload failed: %s", strerror(e));
 }
 
-enum MHD_Result datasets_upload_begin(api_req *r)
-{
+enum MHD_Result datasets_upload_begin(api_req *r) {
     const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
                strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0))
@@ -194,11 +178,9 @@ enum MHD_Result datasets_upload_begin(api_req *r)
                            "'Content-Type: text/tab-separated-values'), not as a form (%.40s)",
                            ct);
     upload_params *p = malloc(sizeof *p);
-    if (!p)
-        return MHD_NO;
+    if (!p) return MHD_NO;
     r->upload_state = p;
-    if (parse_params(r, p) != 0)
-        return MHD_YES;
+    if (parse_params(r, p) != 0) return MHD_YES;
     store_new_id(p->id);
     char path[4096 + 32], err[256];
     snprintf(path, sizeof path, "%s/%s.%s", r->srv->datasets_dir, p->id,
@@ -209,22 +191,18 @@ enum MHD_Result datasets_upload_begin(api_req *r)
     return MHD_YES;
 }
 
-enum MHD_Result datasets_upload_chunk(api_req *r, const char *data, size_t len)
-{
+enum MHD_Result datasets_upload_chunk(api_req *r, const char *data, size_t len) {
     api_upload *u = &r->up;
     if (len > r->srv->max_upload - u->bytes)
         return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
-                           "the upload is larger than the limit of %zu bytes",
-                           r->srv->max_upload);
+                           "the upload is larger than the limit of %zu bytes", r->srv->max_upload);
     u->bytes += len;
     sha256_update(&u->sha, data, len);
-    if (atomic_file_write(&u->file, data, len) != 0)
-        return reply_write_error(r, errno);
+    if (atomic_file_write(&u->file, data, len) != 0) return reply_write_error(r, errno);
     return MHD_YES;
 }
 
-void datasets_upload_abort(api_req *r)
-{
+void datasets_upload_abort(api_req *r) {
     atomic_file_abort(&r->up.file);
     free(r->upload_state);
     r->upload_state = NULL;
@@ -232,25 +210,21 @@ void datasets_upload_abort(api_req *r)
 
 /* JSONL: the first key of the first non-blank row whose value is a string,
  * or "" when it cannot be found (the loader then reports the bad row). */
-static void first_string_key(int fd, char *out, size_t cap)
-{
+static void first_string_key(int fd, char *out, size_t cap) {
     out[0] = '\0';
     char *buf = malloc(FIRST_ROW_MAX + 1);
-    if (!buf)
-        return;
+    if (!buf) return;
     ssize_t n = pread(fd, buf, FIRST_ROW_MAX, 0);
     if (n > 0) {
         buf[n] = '\0';
         char *line = buf;
         while (*line) {
             char *nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
+            if (nl) *nl = '\0';
             if (strspn(line, " \t\r") != strlen(line)) {
                 cJSON *o = cJSON_Parse(line);
                 const cJSON *it;
-                cJSON_ArrayForEach(it, o)
-                {
+                cJSON_ArrayForEach (it, o) {
                     if (cJSON_IsString(it) && it->string) {
                         snprintf(out, cap, "%s", it->string);
                         break;
@@ -259,8 +233,7 @@ static void first_string_key(int fd, char *out, size_t cap)
                 cJSON_Delete(o);
                 break;
             }
-            if (!nl)
-                break;
+            if (!nl) break;
             line = nl + 1;
         }
     }
@@ -268,17 +241,14 @@ static void first_string_key(int fd, char *out, size_t cap)
 }
 
 /* textdata names the file by the path it read; show the user's name instead. */
-static void rename_in_message(char *msg, size_t cap, const char *tmp_path, const char *name)
-{
+static void rename_in_message(char *msg, size_t cap, const char *tmp_path, const char *name) {
     size_t tl = strlen(tmp_path), nl = strlen(name), ml = strlen(msg);
-    if (strncmp(msg, tmp_path, tl) != 0 || ml - tl + nl >= cap)
-        return;
+    if (strncmp(msg, tmp_path, tl) != 0 || ml - tl + nl >= cap) return;
     memmove(msg + nl, msg + tl, ml - tl + 1);
     memcpy(msg, name, nl);
 }
 
-enum MHD_Result h_datasets_create(api_req *r)
-{
+enum MHD_Result h_datasets_create(api_req *r) {
     api_server *s = r->srv;
     upload_params *p = r->upload_state;
     api_upload *u = &r->up;
@@ -287,7 +257,7 @@ enum MHD_Result h_datasets_create(api_req *r)
     spec.task = p->task;
     spec.no_header = p->no_header;
     spec.max_bytes = s->max_upload;
-    spec.rows_only = true;   /* the job that uses it declares labels and num_labels */
+    spec.rows_only = true; /* the job that uses it declares labels and num_labels */
     char jsonl_key[FIELD_MAX_BYTES + 1];
     if (p->text_field[0]) {
         spec.text_a = TEXTDATA_BY_NAME(p->text_field);
@@ -297,10 +267,8 @@ enum MHD_Result h_datasets_create(api_req *r)
     } else {
         spec.text_a = TEXTDATA_BY_INDEX(0);
     }
-    if (p->text_b_field[0])
-        spec.text_b = TEXTDATA_BY_NAME(p->text_b_field);
-    if (p->label_field[0])
-        spec.label = TEXTDATA_BY_NAME(p->label_field);
+    if (p->text_b_field[0]) spec.text_b = TEXTDATA_BY_NAME(p->text_b_field);
+    if (p->label_field[0]) spec.label = TEXTDATA_BY_NAME(p->label_field);
 
     textdata td;
     char err[1024];
@@ -312,15 +280,14 @@ enum MHD_Result h_datasets_create(api_req *r)
     textdata_free(&td);
 
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_dataset d = {0};
     memcpy(d.id, p->id, sizeof d.id);
     char final_path[4096 + 32];
     snprintf(final_path, sizeof final_path, "%s", u->file.path);
     if (atomic_file_commit(&u->file, err, sizeof err) != 0) {
         int e = errno;
-        unlink(final_path);   /* in place when only the directory fsync failed */
+        unlink(final_path); /* in place when only the directory fsync failed */
         return reply_write_error(r, e);
     }
     d.name = p->name;
@@ -335,19 +302,17 @@ enum MHD_Result h_datasets_create(api_req *r)
         return reply_store_error(r, st, err);
     }
     store_dataset got;
-    if (store_dataset_get(st, id, &got, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_dataset_get(st, id, &got, err, sizeof err) != 0) return reply_store_error(r, st, err);
     cJSON *body = api_dataset_json(&got);
     store_dataset_clear(&got);
     log_info("dataset %s uploaded: %s, %d rows, %llu bytes", id, p->name, rows,
-            (unsigned long long)u->bytes);
+             (unsigned long long)u->bytes);
     char loc[64];
     snprintf(loc, sizeof loc, "/datasets/%s", id);
     return reply_json_at(r, MHD_HTTP_CREATED, body, loc);
 }
 
-cJSON *api_dataset_json(const store_dataset *d)
-{
+cJSON *api_dataset_json(const store_dataset *d) {
     cJSON *o = cJSON_CreateObject();
     /* names recorded before they were checked may not be UTF-8 */
     char *name = api_utf8_sanitize(d->name ? d->name : "");
@@ -365,15 +330,13 @@ cJSON *api_dataset_json(const store_dataset *d)
     return o;
 }
 
-enum MHD_Result h_datasets_list(api_req *r)
-{
+enum MHD_Result h_datasets_list(api_req *r) {
     int64_t limit, offset;
     if (api_query_int(r, "limit", DATASETS_DEFAULT_LIMIT, 1, STORE_LIST_LIMIT_MAX, &limit) != 0 ||
         api_query_int(r, "offset", 0, 0, INT64_MAX, &offset) != 0)
         return MHD_YES;
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_dataset *ds;
     size_t n;
     char err[512];
@@ -381,8 +344,7 @@ enum MHD_Result h_datasets_list(api_req *r)
         return reply_store_error(r, st, err);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "datasets");
     bool ok = arr && api_add_int(root, "limit", limit) && api_add_int(root, "offset", offset);
-    for (size_t i = 0; ok && i < n; i++)
-        ok = cJSON_AddItemToArray(arr, api_dataset_json(&ds[i]));
+    for (size_t i = 0; ok && i < n; i++) ok = cJSON_AddItemToArray(arr, api_dataset_json(&ds[i]));
     store_dataset_list_free(ds, n);
     if (!ok) {
         cJSON_Delete(root);
@@ -391,11 +353,9 @@ enum MHD_Result h_datasets_list(api_req *r)
     return reply_json(r, MHD_HTTP_OK, root);
 }
 
-enum MHD_Result h_dataset_get(api_req *r)
-{
+enum MHD_Result h_dataset_get(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_dataset d;
     char err[512];
     if (store_dataset_get(st, r->id, &d, err, sizeof err) != 0)
@@ -405,11 +365,9 @@ enum MHD_Result h_dataset_get(api_req *r)
     return reply_json(r, MHD_HTTP_OK, o);
 }
 
-enum MHD_Result h_dataset_delete(api_req *r)
-{
+enum MHD_Result h_dataset_delete(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_dataset d;
     char err[512];
     if (store_dataset_get(st, r->id, &d, err, sizeof err) != 0)
@@ -423,8 +381,7 @@ enum MHD_Result h_dataset_delete(api_req *r)
     size_t dl = strlen(r->srv->datasets_dir);
     if (d.path && strncmp(d.path, r->srv->datasets_dir, dl) == 0 && d.path[dl] == '/' &&
         !strchr(d.path + dl + 1, '/') && unlink(d.path) != 0 && errno != ENOENT)
-        log_warn("dataset %s deleted but its file stays: %s: %s", r->id,
-                d.path, strerror(errno));
+        log_warn("dataset %s deleted but its file stays: %s: %s", r->id, d.path, strerror(errno));
     store_dataset_clear(&d);
     return reply_empty(r, MHD_HTTP_NO_CONTENT);
 }

@@ -33,8 +33,7 @@ typedef struct {
     store *st;
 } thread_store;
 
-static void pool_put(api_server *s, store *st)
-{
+static void pool_put(api_server *s, store *st) {
     pthread_mutex_lock(&s->pool_mu);
     if (s->pool_n < s->pool_cap) {
         s->pool[s->pool_n++] = st;
@@ -45,25 +44,20 @@ static void pool_put(api_server *s, store *st)
 }
 
 /* Runs when an MHD thread that used a connection ends. */
-static void thread_store_release(void *p)
-{
+static void thread_store_release(void *p) {
     thread_store *ts = p;
     pool_put(ts->srv, ts->st);
     free(ts);
 }
 
-store *api_thread_store(api_server *s, char *err, size_t errlen)
-{
+store *api_thread_store(api_server *s, char *err, size_t errlen) {
     thread_store *ts = pthread_getspecific(s->store_key);
-    if (ts)
-        return ts->st;
+    if (ts) return ts->st;
     store *st = NULL;
     pthread_mutex_lock(&s->pool_mu);
-    if (s->pool_n)
-        st = s->pool[--s->pool_n];
+    if (s->pool_n) st = s->pool[--s->pool_n];
     pthread_mutex_unlock(&s->pool_mu);
-    if (!st && !(st = store_open(s->db_path, err, errlen)))
-        return NULL;
+    if (!st && !(st = store_open(s->db_path, err, errlen))) return NULL;
     ts = malloc(sizeof *ts);
     if (!ts || pthread_setspecific(s->store_key, ts) != 0) {
         free(ts);
@@ -76,8 +70,7 @@ store *api_thread_store(api_server *s, char *err, size_t errlen)
     return st;
 }
 
-store *api_store(api_req *r)
-{
+store *api_store(api_req *r) {
     char err[ERR_MSG_MAX] = "";
     store *st = api_thread_store(r->srv, err, sizeof err);
     if (!st)
@@ -86,8 +79,7 @@ store *api_store(api_req *r)
     return st;
 }
 
-int api_dbpool_open(api_server *s, size_t cap, char *err, size_t errlen)
-{
+int api_dbpool_open(api_server *s, size_t cap, char *err, size_t errlen) {
     s->pool_cap = cap;
     s->pool = calloc(s->pool_cap, sizeof *s->pool);
     if (!s->pool) {
@@ -103,17 +95,13 @@ int api_dbpool_open(api_server *s, size_t cap, char *err, size_t errlen)
     /* Open the database once now: a bad path or a too-new schema should stop
      * start-up with its message, not fail every request later. */
     store *probe = store_open(s->db_path, err, errlen);
-    if (!probe)
-        return -1;
+    if (!probe) return -1;
     s->pool[s->pool_n++] = probe;
     return 0;
 }
 
-void api_dbpool_close(api_server *s)
-{
-    for (size_t i = 0; i < s->pool_n; i++)
-        store_close(s->pool[i]);
+void api_dbpool_close(api_server *s) {
+    for (size_t i = 0; i < s->pool_n; i++) store_close(s->pool[i]);
     free(s->pool);
-    if (s->store_key_ok)
-        pthread_key_delete(s->store_key);
+    if (s->store_key_ok) pthread_key_delete(s->store_key);
 }

@@ -50,10 +50,9 @@
 /* Reconnect delay suggested to EventSource clients. */
 #define SSE_RETRY_MS 2000
 #define FREEZE_PAGE STORE_LIST_LIMIT_MAX
-#define MATRIX_COUNT 2   /* A and B */
+#define MATRIX_COUNT 2 /* A and B */
 
-static bool status_is_final(const char *payload)
-{
+static bool status_is_final(const char *payload) {
     cJSON *p = cJSON_Parse(payload);
     const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "status"));
     store_job_status s;
@@ -63,14 +62,12 @@ static bool status_is_final(const char *payload)
     return final;
 }
 
-static bool job_is_final(store_job_status s)
-{
+static bool job_is_final(store_job_status s) {
     return s == STORE_JOB_SUCCEEDED || s == STORE_JOB_FAILED || s == STORE_JOB_CANCELLED;
 }
 
 /* Last-Event-ID (reconnect) or ?after= (first connect); -1 after replying. */
-static int start_seq(api_req *r, int64_t *out)
-{
+static int start_seq(api_req *r, int64_t *out) {
     const char *h = api_header(r, "Last-Event-ID");
     if (h && *h) {
         char *end;
@@ -94,25 +91,22 @@ typedef struct {
     char job_id[STORE_ID_SIZE];
     unsigned bucket;
     int64_t last_seq;
-    int64_t heartbeat_at;           /* monotonic ms */
+    int64_t heartbeat_at; /* monotonic ms */
     char *buf;
     size_t len, off, cap;
-    bool last_was_final;            /* the last event sent is a terminal status */
-    bool finished;                  /* ... and nothing came after it: end */
+    bool last_was_final; /* the last event sent is a terminal status */
+    bool finished;       /* ... and nothing came after it: end */
 } sse_stream;
 
-static unsigned bucket_of(const char *job_id)
-{
-    unsigned h = 2166136261u;   /* FNV-1a */
-    for (const char *p = job_id; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+static unsigned bucket_of(const char *job_id) {
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const char *p = job_id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
     return h % API_EVENT_BUCKETS;
 }
 
 /* Registered with the workers by api_start; jobs.c calls it too, after a
  * cancel or a retry wrote a status event. */
-void api_notify_job_events(void *server, const char *job_id)
-{
+void api_notify_job_events(void *server, const char *job_id) {
     api_server *s = server;
     pthread_mutex_lock(&s->ev_mu);
     s->ev_gen[bucket_of(job_id)]++;
@@ -120,47 +114,37 @@ void api_notify_job_events(void *server, const char *job_id)
     pthread_mutex_unlock(&s->ev_mu);
 }
 
-static int sse_reserve(sse_stream *ss, size_t more)
-{
-    if (ss->len + more + 1 <= ss->cap)
-        return 0;
+static int sse_reserve(sse_stream *ss, size_t more) {
+    if (ss->len + more + 1 <= ss->cap) return 0;
     size_t cap = ss->cap ? ss->cap : SSE_BLOCK;
-    while (cap < ss->len + more + 1)
-        cap *= 2;
+    while (cap < ss->len + more + 1) cap *= 2;
     char *nb = realloc(ss->buf, cap);
-    if (!nb)
-        return -1;
+    if (!nb) return -1;
     ss->buf = nb;
     ss->cap = cap;
     return 0;
 }
 
-static int sse_append(sse_stream *ss, const char *s, size_t n)
-{
-    if (sse_reserve(ss, n) != 0)
-        return -1;
+static int sse_append(sse_stream *ss, const char *s, size_t n) {
+    if (sse_reserve(ss, n) != 0) return -1;
     memcpy(ss->buf + ss->len, s, n);
     ss->len += n;
     return 0;
 }
 
-static int sse_format(sse_stream *ss, const store_event *e)
-{
+static int sse_format(sse_stream *ss, const store_event *e) {
     char head[96];
     int n = snprintf(head, sizeof head, "id: %lld\nevent: %s\ndata: ", (long long)e->seq,
                      store_event_type_name(e->type));
     size_t pl = strlen(e->payload);
-    if (sse_append(ss, head, (size_t)n) != 0 || sse_reserve(ss, pl + 2) != 0)
-        return -1;
+    if (sse_append(ss, head, (size_t)n) != 0 || sse_reserve(ss, pl + 2) != 0) return -1;
     for (size_t i = 0; i < pl; i++)
-        if (e->payload[i] != '\n' && e->payload[i] != '\r')
-            ss->buf[ss->len++] = e->payload[i];
+        if (e->payload[i] != '\n' && e->payload[i] != '\r') ss->buf[ss->len++] = e->payload[i];
     return sse_append(ss, "\n\n", 2);
 }
 
 /* Read events after last_seq into buf: count, or -1. */
-static int sse_fill(sse_stream *ss)
-{
+static int sse_fill(sse_stream *ss) {
     char err[512];
     store *st = api_thread_store(ss->srv, err, sizeof err);
     if (!st) {
@@ -185,14 +169,12 @@ static int sse_fill(sse_stream *ss)
     }
     /* A terminal status ends the stream only as the log's last event: a
      * retried job (POST /jobs/{id}/retry) carries on after its old one. */
-    if (n < SSE_BATCH && ss->last_was_final)
-        ss->finished = true;
+    if (n < SSE_BATCH && ss->last_was_final) ss->finished = true;
     store_event_list_free(ev, n);
     return rc;
 }
 
-static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
-{
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
     (void)pos;
     sse_stream *ss = cls;
     api_server *s = ss->srv;
@@ -204,21 +186,17 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
             return (ssize_t)n;
         }
         ss->off = ss->len = 0;
-        if (ss->finished)
-            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (ss->finished) return MHD_CONTENT_READER_END_OF_STREAM;
         /* Take the bucket's generation before reading, so events written
          * between the read and the wait still wake us. */
         pthread_mutex_lock(&s->ev_mu);
         uint64_t gen = s->ev_gen[ss->bucket];
         bool stopping = s->stopping;
         pthread_mutex_unlock(&s->ev_mu);
-        if (stopping)
-            return MHD_CONTENT_READER_END_OF_STREAM;   /* the client reconnects later */
+        if (stopping) return MHD_CONTENT_READER_END_OF_STREAM; /* the client reconnects later */
         int got = sse_fill(ss);
-        if (got < 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (got > 0 || ss->finished)
-            continue;
+        if (got < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (got > 0 || ss->finished) continue;
         int64_t now = api_mono_ms();
         if (now >= ss->heartbeat_at) {
             ss->heartbeat_at = now + API_SSE_HEARTBEAT_MS;
@@ -237,17 +215,15 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
         }
         pthread_mutex_lock(&s->ev_mu);
         while (s->ev_gen[ss->bucket] == gen && !s->stopping)
-            if (pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until) == ETIMEDOUT)
-                break;
+            if (pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until) == ETIMEDOUT) break;
         pthread_mutex_unlock(&s->ev_mu);
     }
 }
 
-static void sse_free(void *cls)
-{
+static void sse_free(void *cls) {
     sse_stream *ss = cls;
     api_server *s = ss->srv;
-    pthread_mutex_lock(&s->ev_mu);     /* api_stop may be waiting for the last one */
+    pthread_mutex_lock(&s->ev_mu); /* api_stop may be waiting for the last one */
     atomic_fetch_sub(&s->sse_clients, 1);
     pthread_cond_broadcast(&s->ev_cv);
     pthread_mutex_unlock(&s->ev_mu);
@@ -255,11 +231,9 @@ static void sse_free(void *cls)
     free(ss);
 }
 
-static enum MHD_Result start_stream(api_req *r, int64_t after)
-{
+static enum MHD_Result start_stream(api_req *r, int64_t after) {
     sse_stream *ss = calloc(1, sizeof *ss);
-    if (!ss)
-        return MHD_NO;
+    if (!ss) return MHD_NO;
     ss->srv = r->srv;
     memcpy(ss->job_id, r->id, STORE_ID_SIZE);
     ss->bucket = bucket_of(r->id);
@@ -285,16 +259,14 @@ static enum MHD_Result start_stream(api_req *r, int64_t after)
     return reply_response(r, MHD_HTTP_OK, resp);
 }
 
-static bool wants_sse(api_req *r)
-{
+static bool wants_sse(api_req *r) {
     const char *accept = api_header(r, MHD_HTTP_HEADER_ACCEPT);
     return accept && strstr(accept, "text/event-stream") != NULL;
 }
 
 /* ---- JSON page ---------------------------------------------------------------- */
 
-static cJSON *event_json(const store_event *e)
-{
+static cJSON *event_json(const store_event *e) {
     cJSON *o = cJSON_CreateObject();
     cJSON *data = cJSON_Parse(e->payload);
     if (!o || !api_add_int(o, "seq", e->seq) ||
@@ -307,18 +279,14 @@ static cJSON *event_json(const store_event *e)
     return o;
 }
 
-enum MHD_Result h_job_events(api_req *r)
-{
+enum MHD_Result h_job_events(api_req *r) {
     int64_t after;
-    if (start_seq(r, &after) != 0)
-        return MHD_YES;
+    if (start_seq(r, &after) != 0) return MHD_YES;
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     char err[1024];
     store_job j;
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) return reply_store_error(r, st, err);
     store_job_status status = j.status;
     store_job_clear(&j);
 
@@ -330,8 +298,7 @@ enum MHD_Result h_job_events(api_req *r)
             if (store_event_list(st, r->id, after, 1, &ev, &n, err, sizeof err) != 0)
                 return reply_store_error(r, st, err);
             store_event_list_free(ev, n);
-            if (n == 0)
-                return reply_empty(r, MHD_HTTP_NO_CONTENT);
+            if (n == 0) return reply_empty(r, MHD_HTTP_NO_CONTENT);
         }
         return start_stream(r, after);
     }
@@ -345,8 +312,7 @@ enum MHD_Result h_job_events(api_req *r)
         return reply_store_error(r, st, err);
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "events");
     bool ok = arr != NULL;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = cJSON_AddItemToArray(arr, event_json(&ev[i]));
+    for (size_t i = 0; ok && i < n; i++) ok = cJSON_AddItemToArray(arr, event_json(&ev[i]));
     ok = ok && api_add_int(root, "next_after", n ? ev[n - 1].seq : after) &&
          cJSON_AddStringToObject(root, "job_status", store_job_status_name(status));
     store_event_list_free(ev, n);
@@ -362,8 +328,8 @@ enum MHD_Result h_job_events(api_req *r)
 typedef struct {
     int64_t step;
     int layer;
-    int module;                     /* index into the module list */
-    int matrix;                     /* 0 = A, 1 = B */
+    int module; /* index into the module list */
+    int matrix; /* 0 = A, 1 = B */
     double score;
 } freeze_point;
 
@@ -372,42 +338,34 @@ typedef struct {
     int n_modules, cap_modules;
     freeze_point *pts;
     size_t n_pts, cap_pts;
-    cJSON *schedule;                /* [{step, r}] */
+    cJSON *schedule; /* [{step, r}] */
     int64_t last_schedule_step;
     int max_layer;
 } freeze_data;
 
-static int module_index(freeze_data *f, const char *name, bool add)
-{
+static int module_index(freeze_data *f, const char *name, bool add) {
     for (int i = 0; i < f->n_modules; i++)
-        if (strcmp(f->modules[i], name) == 0)
-            return i;
-    if (!add)
-        return -1;
+        if (strcmp(f->modules[i], name) == 0) return i;
+    if (!add) return -1;
     if (f->n_modules == f->cap_modules) {
         int cap = f->cap_modules ? 2 * f->cap_modules : 8;
         char **nm = realloc(f->modules, (size_t)cap * sizeof *nm);
-        if (!nm)
-            return -2;
+        if (!nm) return -2;
         f->modules = nm;
         f->cap_modules = cap;
     }
-    if (!(f->modules[f->n_modules] = strdup(name)))
-        return -2;
+    if (!(f->modules[f->n_modules] = strdup(name))) return -2;
     return f->n_modules++;
 }
 
-static void freeze_data_free(freeze_data *f)
-{
-    for (int i = 0; i < f->n_modules; i++)
-        free(f->modules[i]);
+static void freeze_data_free(freeze_data *f) {
+    for (int i = 0; i < f->n_modules; i++) free(f->modules[i]);
     free(f->modules);
     free(f->pts);
     cJSON_Delete(f->schedule);
 }
 
-static bool json_int(const cJSON *o, const char *key, int64_t *out)
-{
+static bool json_int(const cJSON *o, const char *key, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0)
         return false;
@@ -417,8 +375,7 @@ static bool json_int(const cJSON *o, const char *key, int64_t *out)
 
 /* One event into f: 0, or -1 when out of memory. Malformed payloads are
  * skipped (a worker bug must not break the page). */
-static int take_event(freeze_data *f, const store_event *e)
-{
+static int take_event(freeze_data *f, const store_event *e) {
     cJSON *p = cJSON_Parse(e->payload);
     int rc = 0;
     int64_t step, layer;
@@ -442,11 +399,10 @@ static int take_event(freeze_data *f, const store_event *e)
                     f->pts = np;
                     f->cap_pts = cap;
                 }
-                f->pts[f->n_pts++] = (freeze_point){
-                    step, (int)layer, mi, mat[0] == 'A' ? 0 : 1,
-                    cJSON_IsNumber(score) ? score->valuedouble : NAN};
-                if ((int)layer > f->max_layer)
-                    f->max_layer = (int)layer;
+                f->pts[f->n_pts++] =
+                    (freeze_point){step, (int)layer, mi, mat[0] == 'A' ? 0 : 1,
+                                   cJSON_IsNumber(score) ? score->valuedouble : NAN};
+                if ((int)layer > f->max_layer) f->max_layer = (int)layer;
             }
         }
     } else if (e->type == STORE_EVENT_STEP) {
@@ -467,8 +423,7 @@ static int take_event(freeze_data *f, const store_event *e)
 }
 
 /* frozen_at.A / .B: layers x modules of the step (or null). */
-static cJSON *grid(const freeze_data *f, int layers, int matrix, bool scores)
-{
+static cJSON *grid(const freeze_data *f, int layers, int matrix, bool scores) {
     cJSON *g = cJSON_CreateArray();
     for (int l = 0; g && l < layers; l++) {
         cJSON *row = cJSON_CreateArray();
@@ -503,8 +458,7 @@ static cJSON *grid(const freeze_data *f, int layers, int matrix, bool scores)
 /* module_info: per column of the grid, {name, label, ffn} from the family's
  * module table; a name the family lacks (or no family known: the model
  * folder is gone) has label = name and ffn null. */
-static cJSON *module_info_json(const freeze_data *f, const aflo_family *fam)
-{
+static cJSON *module_info_json(const freeze_data *f, const aflo_family *fam) {
     cJSON *arr = cJSON_CreateArray();
     for (int i = 0; arr && i < f->n_modules; i++) {
         int k = family_module_index(fam, f->modules[i]);
@@ -525,29 +479,23 @@ static cJSON *module_info_json(const freeze_data *f, const aflo_family *fam)
     return arr;
 }
 
-enum MHD_Result h_job_freezing(api_req *r)
-{
+enum MHD_Result h_job_freezing(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     char err[1024];
     store_job j;
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) return reply_store_error(r, st, err);
 
     freeze_data f = {.max_layer = -1, .last_schedule_step = -1};
     cJSON *spec = cJSON_Parse(j.spec), *root = NULL;
     enum MHD_Result ret;
     f.schedule = cJSON_CreateArray();
-    if (!f.schedule)
-        goto oom;
+    if (!f.schedule) goto oom;
     /* Modules in the order the spec lists them (its normalised form lists
      * every adapted module), then any others the events name. */
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(spec, "target_modules"), *it;
-    cJSON_ArrayForEach(it, tm)
-    {
-        if (cJSON_IsString(it) && module_index(&f, it->valuestring, true) == -2)
-            goto oom;
+    cJSON_ArrayForEach (it, tm) {
+        if (cJSON_IsString(it) && module_index(&f, it->valuestring, true) == -2) goto oom;
     }
     int64_t after = 0;
     for (;;) {
@@ -558,30 +506,24 @@ enum MHD_Result h_job_freezing(api_req *r)
             goto out;
         }
         int rc = 0;
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = take_event(&f, &ev[i]);
-        if (n)
-            after = ev[n - 1].seq;
+        for (size_t i = 0; i < n && rc == 0; i++) rc = take_event(&f, &ev[i]);
+        if (n) after = ev[n - 1].seq;
         store_event_list_free(ev, n);
-        if (rc != 0)
-            goto oom;
-        if (n < FREEZE_PAGE)
-            break;
+        if (rc != 0) goto oom;
+        if (n < FREEZE_PAGE) break;
     }
     const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
     api_model_info mi;
-    bool known = model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 &&
-                 mi.described;
+    bool known =
+        model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 && mi.described;
     int layers = known ? mi.layers : 0;
-    if (f.max_layer + 1 > layers)
-        layers = f.max_layer + 1;
+    if (f.max_layer + 1 > layers) layers = f.max_layer + 1;
     /* api_model_info.architecture is the config's model_type */
     const aflo_family *fam = known ? family_for_model_type(mi.architecture, NULL) : NULL;
 
     root = cJSON_CreateObject();
-    cJSON *mods = f.n_modules
-                      ? cJSON_CreateStringArray((const char *const *)f.modules, f.n_modules)
-                      : cJSON_CreateArray();
+    cJSON *mods = f.n_modules ? cJSON_CreateStringArray((const char *const *)f.modules, f.n_modules)
+                              : cJSON_CreateArray();
     cJSON *frozen = cJSON_CreateObject(), *scores = cJSON_CreateObject();
     cJSON *infos = module_info_json(&f, fam);
     const char *method = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "method"));
@@ -619,8 +561,7 @@ enum MHD_Result h_job_freezing(api_req *r)
     cJSON_Delete(infos);
     cJSON_Delete(frozen);
     cJSON_Delete(scores);
-    if (!ok)
-        goto oom;
+    if (!ok) goto oom;
     ret = reply_json(r, MHD_HTTP_OK, root);
     root = NULL;
     goto out;

@@ -72,22 +72,19 @@ static const mime_type MIME_TYPES[] = {
     {"wasm", "application/wasm"},
 };
 
-static const char *mime_for(const char *path)
-{
+static const char *mime_for(const char *path) {
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash : path, '.');
     if (dot)
         for (size_t i = 0; i < sizeof MIME_TYPES / sizeof MIME_TYPES[0]; i++)
-            if (strcasecmp(dot + 1, MIME_TYPES[i].ext) == 0)
-                return MIME_TYPES[i].type;
+            if (strcasecmp(dot + 1, MIME_TYPES[i].ext) == 0) return MIME_TYPES[i].type;
     return "application/octet-stream";
 }
 
 /* Serve the open file fd (taken) with its type; 304 when the client has it. */
 static enum MHD_Result reply_file(api_req *r, int fd, const struct stat *st,
                                   const char *content_type, const char *disposition,
-                                  const char *cache_control)
-{
+                                  const char *cache_control) {
     char etag[64];
     api_file_etag(st, etag);
     struct MHD_Response *resp;
@@ -98,12 +95,10 @@ static enum MHD_Result reply_file(api_req *r, int fd, const struct stat *st,
         status = MHD_HTTP_NOT_MODIFIED;
     } else {
         resp = MHD_create_response_from_fd((uint64_t)st->st_size, fd);
-        if (!resp)
-            close(fd);
+        if (!resp) close(fd);
         status = MHD_HTTP_OK;
     }
-    if (!resp)
-        return MHD_NO;
+    if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control);
     if (status == MHD_HTTP_OK) {
@@ -119,8 +114,7 @@ static enum MHD_Result reply_file(api_req *r, int fd, const struct stat *st,
 /* Build adapter/<folder>.tar from adapter/<folder>/ unless it exists and is
  * newer than the folder. 0, or -1 + message with errno ENOENT when there is
  * no such folder. */
-static int ensure_archive(const char *adapter_dir, const char *folder, char *err, size_t errlen)
-{
+static int ensure_archive(const char *adapter_dir, const char *folder, char *err, size_t errlen) {
     char tar_path[PATH_MAX + 32], dir[PATH_MAX + 32], prefix[32];
     snprintf(tar_path, sizeof tar_path, "%s/%s.tar", adapter_dir, folder);
     snprintf(dir, sizeof dir, "%s/%s", adapter_dir, folder);
@@ -156,42 +150,35 @@ static int ensure_archive(const char *adapter_dir, const char *folder, char *err
 }
 
 /* A file name we serve from an adapter folder: one segment, not hidden. */
-static bool plain_name(const char *s)
-{
-    if (!*s || *s == '.' || strlen(s) > NAME_MAX)
-        return false;
+static bool plain_name(const char *s) {
+    if (!*s || *s == '.' || strlen(s) > NAME_MAX) return false;
     for (const unsigned char *c = (const unsigned char *)s; *c; c++)
-        if (*c == '/' || *c == '\\' || *c == '"' || *c < 0x20 || *c == 0x7f)
-            return false;
+        if (*c == '/' || *c == '\\' || *c == '"' || *c < 0x20 || *c == 0x7f) return false;
     return true;
 }
 
-static int compare_names(const void *a, const void *b)
-{
+static int compare_names(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* "adapter.safetensors, model.tar, model/config.json, ..." — what this job
  * has to download. */
-static void list_job_files(const char *adapter_dir, char *out, size_t cap)
-{
+static void list_job_files(const char *adapter_dir, char *out, size_t cap) {
     out[0] = '\0';
     size_t used = 0;
-#define ADD(...)                                                                        \
-    do {                                                                                \
-        int n_ = used < cap ? snprintf(out + used, cap - used, __VA_ARGS__) : 0;        \
-        used += n_ > 0 ? (size_t)n_ : 0;                                                \
+#define ADD(...)                                                                 \
+    do {                                                                         \
+        int n_ = used < cap ? snprintf(out + used, cap - used, __VA_ARGS__) : 0; \
+        used += n_ > 0 ? (size_t)n_ : 0;                                         \
     } while (0)
     char path[PATH_MAX + 64];
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", adapter_dir, NATIVE_ADAPTER_FILE);
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-        ADD("%s", NATIVE_ADAPTER_FILE);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) ADD("%s", NATIVE_ADAPTER_FILE);
     for (int f = 0; f < N_ADAPTER_FOLDERS; f++) {
         snprintf(path, sizeof path, "%s/%s", adapter_dir, ADAPTER_FOLDERS[f]);
         DIR *d = opendir(path);
-        if (!d)
-            continue;
+        if (!d) continue;
         ADD("%s%s.tar", used ? ", " : "", ADAPTER_FOLDERS[f]);
         char *names[64];
         int n = 0;
@@ -210,18 +197,15 @@ static void list_job_files(const char *adapter_dir, char *out, size_t cap)
         }
     }
 #undef ADD
-    if (used >= cap && cap > 4)
-        memcpy(out + cap - 4, "...", 4);
-    if (!out[0])
-        snprintf(out, cap, "none (the adapter folder is missing)");
+    if (used >= cap && cap > 4) memcpy(out + cap - 4, "...", 4);
+    if (!out[0]) snprintf(out, cap, "none (the adapter folder is missing)");
 }
 
 /* Open what the request names: adapter.safetensors, <folder>.tar (built on
  * demand) or <folder>/<plain name>. -1 with errno ENOENT when it names
  * nothing this job has, other errno (err set) when building an archive failed. */
 static int open_adapter_file(const char *adapter_dir, const char *name, const char **type,
-                             char *err, size_t errlen)
-{
+                             char *err, size_t errlen) {
     char path[PATH_MAX + API_PATH_PARAM_MAX];
     *type = "application/octet-stream";
     if (strcmp(name, NATIVE_ADAPTER_FILE) == 0) {
@@ -231,20 +215,17 @@ static int open_adapter_file(const char *adapter_dir, const char *name, const ch
     for (int f = 0; f < N_ADAPTER_FOLDERS; f++) {
         const char *folder = ADAPTER_FOLDERS[f];
         size_t fl = strlen(folder);
-        if (strncmp(name, folder, fl) != 0)
-            continue;
+        if (strncmp(name, folder, fl) != 0) continue;
         if (strcmp(name + fl, ".tar") == 0) {
             *type = "application/x-tar";
-            if (ensure_archive(adapter_dir, folder, err, errlen) != 0)
-                return -1;
+            if (ensure_archive(adapter_dir, folder, err, errlen) != 0) return -1;
             snprintf(path, sizeof path, "%s/%s", adapter_dir, name);
             return open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         }
         if (name[fl] == '/' && plain_name(name + fl + 1)) {
             snprintf(path, sizeof path, "%s/%s", adapter_dir, folder);
             int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-            if (dfd < 0)
-                return -1;
+            if (dfd < 0) return -1;
             int fd = openat(dfd, name + fl + 1, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
             int saved = errno;
             close(dfd);
@@ -257,15 +238,12 @@ static int open_adapter_file(const char *adapter_dir, const char *name, const ch
     return -1;
 }
 
-enum MHD_Result h_job_adapter(api_req *r)
-{
+enum MHD_Result h_job_adapter(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_job j;
     char err[1024];
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) return reply_store_error(r, st, err);
     store_job_status status = j.status;
     store_job_clear(&j);
     if (status != STORE_JOB_SUCCEEDED)
@@ -296,8 +274,8 @@ enum MHD_Result h_job_adapter(api_req *r)
     const char *base = strrchr(r->param, '/');
     base = base ? base + 1 : r->param;
     char disposition[400];
-    snprintf(disposition, sizeof disposition, "attachment; filename=\"aflorad-%s-%.255s\"",
-             r->id, base);
+    snprintf(disposition, sizeof disposition, "attachment; filename=\"aflorad-%s-%.255s\"", r->id,
+             base);
     /* A succeeded job's files never change, but the token guards them:
      * private, so shared caches keep no copy. */
     return reply_file(r, fd, &sb, type, disposition, "private, max-age=0");
@@ -306,21 +284,17 @@ enum MHD_Result h_job_adapter(api_req *r)
 /* ---- static files ---------------------------------------------------------------- */
 
 /* A request path that may name a file under web_dir ("" = refused). */
-static bool static_path_ok(const char *p)
-{
-    if (!*p || *p == '/')
-        return false;
+static bool static_path_ok(const char *p) {
+    if (!*p || *p == '/') return false;
     const char *seg = p;
     for (const char *c = p;; c++) {
         unsigned char ch = (unsigned char)*c;
         if (ch == '/' || ch == '\0') {
             size_t n = (size_t)(c - seg);
-            if (n == 0 && ch == '\0')
-                return true;                /* "dir/": found to be no file, 404 */
-            if (n == 0 || seg[0] == '.')   /* "a//b", ".", "..", hidden */
+            if (n == 0 && ch == '\0') return true; /* "dir/": found to be no file, 404 */
+            if (n == 0 || seg[0] == '.')           /* "a//b", ".", "..", hidden */
                 return false;
-            if (ch == '\0')
-                return true;
+            if (ch == '\0') return true;
             seg = c + 1;
         } else if (ch < 0x20 || ch == 0x7f || ch == '\\') {
             return false;
@@ -328,8 +302,7 @@ static bool static_path_ok(const char *p)
     }
 }
 
-enum MHD_Result h_static(api_req *r)
-{
+enum MHD_Result h_static(api_req *r) {
     api_server *s = r->srv;
     const char *rel = r->param[0] ? r->param : "index.html";
     if (!static_path_ok(rel))

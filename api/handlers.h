@@ -54,13 +54,13 @@ cJSON *api_dataset_json(const store_dataset *d);
  * /models and checked by POST /jobs. */
 typedef struct {
     char name[256];
-    bool described;            /* config.json was read: the sizes below are set */
-    char architecture[64];     /* model_type: "bert", "roberta" */
+    bool described;        /* config.json was read: the sizes below are set */
+    char architecture[64]; /* model_type: "bert", "roberta" */
     int layers, hidden_size, intermediate_size, attention_heads, vocab_size;
-    int64_t parameters;        /* computed from the sizes (BERT encoder + pooler) */
+    int64_t parameters; /* computed from the sizes (BERT encoder + pooler) */
     bool builtin;
-    bool usable;               /* the engine can fine-tune it (hfmodel_probe) */
-    char reason[512];          /* why not, when !usable */
+    bool usable;      /* the engine can fine-tune it (hfmodel_probe) */
+    char reason[512]; /* why not, when !usable */
 } api_model_info;
 /* 0 when name is "demo" or a folder of models_dir; -1 with a message when
  * it is neither. With check_usable the folder is probed (config, tokenizer,

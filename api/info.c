@@ -35,8 +35,7 @@
  * type, LayerNorm), per layer four attention projections, two LayerNorms and
  * the two FFN projections (all with biases), and the pooler dense layer. For
  * bert-base this gives 109 482 240, the count transformers reports. */
-static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64_t I, int64_t L)
-{
+static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64_t I, int64_t L) {
     int64_t embeddings = (V + P + T) * H + 2 * H;
     int64_t layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
     int64_t pooler = H * H + H;
@@ -44,8 +43,7 @@ static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64
 }
 
 /* A model's architecture, sizes and parameter count, from its config. */
-static void describe(api_model_info *m, const aflo_config *c)
-{
+static void describe(api_model_info *m, const aflo_config *c) {
     m->described = true;
     snprintf(m->architecture, sizeof m->architecture, "%s", c->model_type);
     m->layers = c->num_hidden_layers;
@@ -58,8 +56,7 @@ static void describe(api_model_info *m, const aflo_config *c)
 }
 
 /* The built-in demo, described from the engine's demo config (synth.h). */
-static void demo_info(api_model_info *m)
-{
+static void demo_info(api_model_info *m) {
     memset(m, 0, sizeof *m);
     strcpy(m->name, DEMO_MODEL);
     aflo_config c;
@@ -70,11 +67,9 @@ static void demo_info(api_model_info *m)
 }
 
 /* A model name is one path component we can show and join safely. */
-static bool model_name_ok(const char *name)
-{
+static bool model_name_ok(const char *name) {
     size_t n = strlen(name);
-    if (n == 0 || n >= sizeof ((api_model_info *)0)->name || name[0] == '.')
-        return false;
+    if (n == 0 || n >= sizeof((api_model_info *)0)->name || name[0] == '.') return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
         if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
@@ -86,22 +81,19 @@ static bool model_name_ok(const char *name)
 
 /* Every occurrence of the folder's server path in an engine message becomes
  * the model's name: clients see names, not the daemon's file system. */
-static void hide_path(char *msg, size_t cap, const char *path, const char *name)
-{
+static void hide_path(char *msg, size_t cap, const char *path, const char *name) {
     size_t pl = strlen(path), nl = strlen(name);
     char *at;
     while (pl && (at = strstr(msg, path)) != NULL) {
         size_t tail = strlen(at + pl);
-        if ((size_t)(at - msg) + nl + tail >= cap)
-            break;
+        if ((size_t)(at - msg) + nl + tail >= cap) break;
         memmove(at + nl, at + pl, tail + 1);
         memcpy(at, name, nl);
     }
 }
 
 int api_model_lookup(api_server *s, const char *name, bool check_usable, api_model_info *out,
-                     char *err, size_t errlen)
-{
+                     char *err, size_t errlen) {
     if (strcmp(name, DEMO_MODEL) == 0) {
         demo_info(out);
         return 0;
@@ -114,16 +106,20 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
         return -1;
     }
     if (!s->models_dir) {
-        snprintf(err, errlen, "model '%s' is unknown: no models directory is configured, so only "
-                              "\"demo\" is available", name);
+        snprintf(err, errlen,
+                 "model '%s' is unknown: no models directory is configured, so only "
+                 "\"demo\" is available",
+                 name);
         return -1;
     }
     char path[4096];
     struct stat st;
     snprintf(path, sizeof path, "%s/%s", s->models_dir, name);
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "model '%s' is unknown: there is no such folder in the models "
-                              "directory (GET /models lists them)", name);
+        snprintf(err, errlen,
+                 "model '%s' is unknown: there is no such folder in the models "
+                 "directory (GET /models lists them)",
+                 name);
         return -1;
     }
     memset(out, 0, sizeof *out);
@@ -146,13 +142,11 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
         memcpy(out->reason, why, n);
         out->reason[n] = '\0';
     }
-    if (read)
-        describe(out, &c);
+    if (read) describe(out, &c);
     return 0;
 }
 
-static cJSON *model_json(const api_model_info *m)
-{
+static cJSON *model_json(const api_model_info *m) {
     cJSON *o = cJSON_CreateObject();
     bool ok = o && cJSON_AddStringToObject(o, "name", m->name) &&
               cJSON_AddBoolToObject(o, "usable", m->usable) &&
@@ -173,20 +167,17 @@ static cJSON *model_json(const api_model_info *m)
     return o;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-enum MHD_Result h_models(api_req *r)
-{
+enum MHD_Result h_models(api_req *r) {
     api_server *s = r->srv;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "models");
     api_model_info m;
     char err[512];
     demo_info(&m);
-    if (!arr || !cJSON_AddItemToArray(arr, model_json(&m)))
-        goto oom;
+    if (!arr || !cJSON_AddItemToArray(arr, model_json(&m))) goto oom;
     if (s->models_dir) {
         DIR *d = opendir(s->models_dir);
         char *names[MODELS_MAX];
@@ -195,17 +186,13 @@ enum MHD_Result h_models(api_req *r)
         while (d && n < MODELS_MAX && (e = readdir(d)) != NULL) {
             struct stat st;
             char cfg[4096];
-            if (e->d_name[0] == '.' || strcmp(e->d_name, DEMO_MODEL) == 0)
-                continue;
+            if (e->d_name[0] == '.' || strcmp(e->d_name, DEMO_MODEL) == 0) continue;
             snprintf(cfg, sizeof cfg, "%s/%s/config.json", s->models_dir, e->d_name);
-            if (stat(cfg, &st) != 0 || !S_ISREG(st.st_mode))
-                continue;
-            if (!(names[n] = strdup(e->d_name)))
-                break;
+            if (stat(cfg, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+            if (!(names[n] = strdup(e->d_name))) break;
             n++;
         }
-        if (d)
-            closedir(d);
+        if (d) closedir(d);
         qsort(names, (size_t)n, sizeof *names, cmp_str);
         bool ok = true;
         for (int i = 0; i < n; i++) {
@@ -222,8 +209,7 @@ enum MHD_Result h_models(api_req *r)
             }
             free(names[i]);
         }
-        if (!ok)
-            goto oom;
+        if (!ok) goto oom;
     }
     return reply_json(r, MHD_HTTP_OK, root);
 oom:
@@ -231,11 +217,9 @@ oom:
     return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
 }
 
-enum MHD_Result h_healthz(api_req *r)
-{
+enum MHD_Result h_healthz(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     int64_t counts[STORE_JOB_STATUS_COUNT];
     char err[512];
     bool db_ok = store_job_counts(st, counts, err, sizeof err) == 0;
@@ -251,12 +235,10 @@ enum MHD_Result h_healthz(api_req *r)
     return reply_json(r, db_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
 }
 
-enum MHD_Result h_openapi(api_req *r)
-{
+enum MHD_Result h_openapi(api_req *r) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         r->srv->openapi_len, r->srv->openapi, MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
+    if (!resp) return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     return reply_response(r, MHD_HTTP_OK, resp);
 }
@@ -270,10 +252,8 @@ typedef struct {
 } strbuf;
 
 static void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(strbuf *b, const char *fmt, ...)
-{
-    if (b->oom)
-        return;
+static void sb_printf(strbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -298,19 +278,15 @@ static void sb_printf(strbuf *b, const char *fmt, ...)
     }
 }
 
-enum MHD_Result h_metrics(api_req *r)
-{
+enum MHD_Result h_metrics(api_req *r) {
     api_server *s = r->srv;
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     int64_t counts[STORE_JOB_STATUS_COUNT];
     char err[512];
-    if (store_job_counts(st, counts, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_counts(st, counts, err, sizeof err) != 0) return reply_store_error(r, st, err);
     strbuf b = {.cap = 4096};
-    if (!(b.buf = malloc(b.cap)))
-        return MHD_NO;
+    if (!(b.buf = malloc(b.cap))) return MHD_NO;
     b.buf[0] = '\0';
     sb_printf(&b, "# HELP aflorad_jobs Jobs in the store by state.\n# TYPE aflorad_jobs gauge\n");
     for (int i = 0; i < STORE_JOB_STATUS_COUNT; i++)
@@ -319,8 +295,9 @@ enum MHD_Result h_metrics(api_req *r)
 
     counters_snapshot c;
     counters_read(&c);
-    sb_printf(&b, "# HELP aflorad_steps_total Optimizer steps processed by the workers.\n"
-                  "# TYPE aflorad_steps_total counter\naflorad_steps_total %llu\n",
+    sb_printf(&b,
+              "# HELP aflorad_steps_total Optimizer steps processed by the workers.\n"
+              "# TYPE aflorad_steps_total counter\naflorad_steps_total %llu\n",
               (unsigned long long)c.steps);
     sb_printf(&b,
               "# HELP aflorad_flops_total Training FLOPs executed, by kind.\n"
@@ -335,27 +312,31 @@ enum MHD_Result h_metrics(api_req *r)
               "claimed them.\n# TYPE aflorad_queue_wait_seconds summary\n"
               "aflorad_queue_wait_seconds_sum %.6f\naflorad_queue_wait_seconds_count %llu\n",
               c.queue_wait_seconds_sum, (unsigned long long)c.queue_wait_count);
-    sb_printf(&b, "# HELP aflorad_jobs_finished_total Jobs the workers ran to a final state.\n"
-                  "# TYPE aflorad_jobs_finished_total counter\naflorad_jobs_finished_total %llu\n",
+    sb_printf(&b,
+              "# HELP aflorad_jobs_finished_total Jobs the workers ran to a final state.\n"
+              "# TYPE aflorad_jobs_finished_total counter\naflorad_jobs_finished_total %llu\n",
               (unsigned long long)c.jobs_finished);
-    sb_printf(&b, "# HELP aflorad_sse_clients Open server-sent event streams.\n"
-                  "# TYPE aflorad_sse_clients gauge\naflorad_sse_clients %d\n",
+    sb_printf(&b,
+              "# HELP aflorad_sse_clients Open server-sent event streams.\n"
+              "# TYPE aflorad_sse_clients gauge\naflorad_sse_clients %d\n",
               atomic_load(&s->sse_clients));
     predict_cache_stats pc;
     predict_cache_stats_read(s->predict, &pc);
-    sb_printf(&b, "# HELP aflorad_predict_model_loads_total Models loaded for predictions "
-                  "(a first request, or a reload after eviction or a new adapter).\n"
-                  "# TYPE aflorad_predict_model_loads_total counter\n"
-                  "aflorad_predict_model_loads_total %llu\n"
-                  "# HELP aflorad_predict_cache_hits_total Prediction requests served by a loaded "
-                  "model.\n# TYPE aflorad_predict_cache_hits_total counter\n"
-                  "aflorad_predict_cache_hits_total %llu\n"
-                  "# HELP aflorad_predict_models Models held for predictions now (at most "
-                  "--predict-cache).\n# TYPE aflorad_predict_models gauge\n"
-                  "aflorad_predict_models %d\n",
+    sb_printf(&b,
+              "# HELP aflorad_predict_model_loads_total Models loaded for predictions "
+              "(a first request, or a reload after eviction or a new adapter).\n"
+              "# TYPE aflorad_predict_model_loads_total counter\n"
+              "aflorad_predict_model_loads_total %llu\n"
+              "# HELP aflorad_predict_cache_hits_total Prediction requests served by a loaded "
+              "model.\n# TYPE aflorad_predict_cache_hits_total counter\n"
+              "aflorad_predict_cache_hits_total %llu\n"
+              "# HELP aflorad_predict_models Models held for predictions now (at most "
+              "--predict-cache).\n# TYPE aflorad_predict_models gauge\n"
+              "aflorad_predict_models %d\n",
               (unsigned long long)pc.loads, (unsigned long long)pc.hits, pc.entries);
-    sb_printf(&b, "# HELP aflorad_uptime_seconds Seconds since the API started.\n"
-                  "# TYPE aflorad_uptime_seconds gauge\naflorad_uptime_seconds %lld\n",
+    sb_printf(&b,
+              "# HELP aflorad_uptime_seconds Seconds since the API started.\n"
+              "# TYPE aflorad_uptime_seconds gauge\naflorad_uptime_seconds %lld\n",
               (long long)((api_now_ms() - s->started_ms) / 1000));
 
     sb_printf(&b, "# HELP aflorad_http_requests_total HTTP requests answered, by route and "
@@ -364,8 +345,7 @@ enum MHD_Result h_metrics(api_req *r)
         for (int k = 0; k < API_STATUS_SLOTS; k++) {
             uint64_t v = atomic_load_explicit(&s->http_counts[(size_t)rt * API_STATUS_SLOTS + k],
                                               memory_order_relaxed);
-            if (!v)
-                continue;
+            if (!v) continue;
             const char *method = rt < api_route_count ? api_routes[rt].method : "";
             const char *route = rt < api_route_count ? api_routes[rt].pattern : "unmatched";
             sb_printf(&b,

@@ -45,44 +45,42 @@
 #define CHECK_ROWS 50
 #define CHECK_PREFIX ((size_t)1 << 20)
 
-static cJSON *parse_or_null(const char *text)
-{
+static cJSON *parse_or_null(const char *text) {
     cJSON *v = text ? cJSON_Parse(text) : NULL;
     return v ? v : cJSON_CreateNull();
 }
 
-cJSON *api_job_json(const store_job *j)
-{
+cJSON *api_job_json(const store_job *j) {
     const store_progress *p = &j->progress;
     cJSON *o = cJSON_CreateObject();
-    if (!o)
-        return NULL;
+    if (!o) return NULL;
     cJSON *prog = cJSON_CreateObject(), *fl = cJSON_CreateObject();
-    bool ok = prog && fl && cJSON_AddStringToObject(o, "id", j->id) &&
-              cJSON_AddStringToObject(o, "status", store_job_status_name(j->status)) &&
-              api_add_time(o, "created_at", j->created_at) &&
-              api_add_time(o, "started_at", j->started_at) &&
-              api_add_time(o, "finished_at", j->finished_at) &&
-              cJSON_AddBoolToObject(o, "cancel_requested", j->cancel_requested) &&
-              cJSON_AddNumberToObject(o, "attempts", j->attempts) &&
-              (j->error ? cJSON_AddStringToObject(o, "error", j->error)
-                        : cJSON_AddNullToObject(o, "error")) &&
-              (j->train_dataset_id[0]
-                   ? cJSON_AddStringToObject(o, "train_dataset_id", j->train_dataset_id)
-                   : cJSON_AddNullToObject(o, "train_dataset_id")) &&
-              (j->eval_dataset_id[0]
-                   ? cJSON_AddStringToObject(o, "eval_dataset_id", j->eval_dataset_id)
-                   : cJSON_AddNullToObject(o, "eval_dataset_id"));
+    bool ok =
+        prog && fl && cJSON_AddStringToObject(o, "id", j->id) &&
+        cJSON_AddStringToObject(o, "status", store_job_status_name(j->status)) &&
+        api_add_time(o, "created_at", j->created_at) &&
+        api_add_time(o, "started_at", j->started_at) &&
+        api_add_time(o, "finished_at", j->finished_at) &&
+        cJSON_AddBoolToObject(o, "cancel_requested", j->cancel_requested) &&
+        cJSON_AddNumberToObject(o, "attempts", j->attempts) &&
+        (j->error ? cJSON_AddStringToObject(o, "error", j->error)
+                  : cJSON_AddNullToObject(o, "error")) &&
+        (j->train_dataset_id[0]
+             ? cJSON_AddStringToObject(o, "train_dataset_id", j->train_dataset_id)
+             : cJSON_AddNullToObject(o, "train_dataset_id")) &&
+        (j->eval_dataset_id[0] ? cJSON_AddStringToObject(o, "eval_dataset_id", j->eval_dataset_id)
+                               : cJSON_AddNullToObject(o, "eval_dataset_id"));
     if (ok) {
-        ok = api_add_int(prog, "step", p->step) && api_add_int(prog, "total_steps", p->total_steps) &&
+        ok = api_add_int(prog, "step", p->step) &&
+             api_add_int(prog, "total_steps", p->total_steps) &&
              api_add_int(prog, "epoch", p->epoch) &&
              (p->loss == p->loss ? cJSON_AddNumberToObject(prog, "loss", p->loss) != NULL
                                  : cJSON_AddNullToObject(prog, "loss") != NULL) &&
              api_add_int(fl, "forward", p->flops_forward) &&
              api_add_int(fl, "backward_input", p->flops_backward_input) &&
              api_add_int(fl, "backward_weight", p->flops_backward_weight) &&
-             api_add_int(fl, "total", p->flops_forward + p->flops_backward_input +
-                                          p->flops_backward_weight) &&
+             api_add_int(fl, "total",
+                         p->flops_forward + p->flops_backward_input + p->flops_backward_weight) &&
              api_add_int(prog, "trainable_now", p->trainable_now) &&
              cJSON_AddNumberToObject(prog, "trainable_avg", p->trainable_avg) &&
              api_add_int(prog, "frozen", p->frozen) && api_add_int(prog, "freezable", p->freezable);
@@ -106,8 +104,7 @@ cJSON *api_job_json(const store_job *j)
 
 /* The served OpenAPI document describes the job spec with the schema the
  * spec module generates from its field table, so the two cannot drift. */
-int api_openapi_add_spec_schema(cJSON *doc)
-{
+int api_openapi_add_spec_schema(cJSON *doc) {
     cJSON *schemas = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(doc, "components"), "schemas");
     cJSON *schema = spec_schema_json();
@@ -127,27 +124,21 @@ int api_openapi_add_spec_schema(cJSON *doc)
 
 /* ---- POST /jobs --------------------------------------------------------------- */
 
-static unsigned spec_status(spec_error_code c)
-{
+static unsigned spec_status(spec_error_code c) {
     switch (c) {
-    case SPEC_E_TOO_LARGE:
-        return MHD_HTTP_CONTENT_TOO_LARGE;
+    case SPEC_E_TOO_LARGE: return MHD_HTTP_CONTENT_TOO_LARGE;
     case SPEC_E_NO_MEMORY:
-    case SPEC_E_IO:
-        return MHD_HTTP_INTERNAL_SERVER_ERROR;
-    default:
-        return MHD_HTTP_BAD_REQUEST;
+    case SPEC_E_IO: return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    default: return MHD_HTTP_BAD_REQUEST;
     }
 }
 
 /* Parse the first rows of dataset d as ts says. 0, or -1 with the loader's
  * message. */
 static int rows_fit(const textdata_spec *spec_ts, const store_dataset *d, char *err,
-                    size_t errlen)
-{
+                    size_t errlen) {
     textdata_spec ts = *spec_ts;
-    if (ts.format == TEXTDATA_AUTO)
-        ts.format = textdata_format_from_path(d->path);
+    if (ts.format == TEXTDATA_AUTO) ts.format = textdata_format_from_path(d->path);
     ts.max_rows = CHECK_ROWS;
     int fd = open(d->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -170,12 +161,10 @@ static int rows_fit(const textdata_spec *spec_ts, const store_dataset *d, char *
         textdata_free(&td);
         return 0;
     }
-    if ((size_t)n < CHECK_PREFIX)
-        return -1;   /* the whole file was read: the message stands */
+    if ((size_t)n < CHECK_PREFIX) return -1; /* the whole file was read: the message stands */
     /* The prefix may have cut a row; decide on the whole file. */
     rc = textdata_load(d->path, &ts, &td, err, errlen);
-    if (rc == 0)
-        textdata_free(&td);
+    if (rc == 0) textdata_free(&td);
     return rc;
 }
 
@@ -186,8 +175,7 @@ static int rows_fit(const textdata_spec *spec_ts, const store_dataset *d, char *
  * if they alone are the problem), rows that fit without the second text
  * blame it, rows that fit with the first column for the first text blame
  * that; otherwise it is the file itself (NULL). */
-static const char *blame_field(const textdata_spec *full, const store_dataset *d)
-{
+static const char *blame_field(const textdata_spec *full, const store_dataset *d) {
     char scratch[512];
     textdata_spec t = *full;
     t.label = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
@@ -197,14 +185,12 @@ static const char *blame_field(const textdata_spec *full, const store_dataset *d
         textdata_spec u = *full;
         u.labels = NULL;
         u.num_labels = 0;
-        if (full->labels && rows_fit(&u, d, scratch, sizeof scratch) == 0)
-            return "dataset.labels";
+        if (full->labels && rows_fit(&u, d, scratch, sizeof scratch) == 0) return "dataset.labels";
         return "dataset.label_field";
     }
     bool pair = t.text_b.kind != TEXTDATA_FIELD_NONE;
     t.text_b = (textdata_field){TEXTDATA_FIELD_NONE, NULL, 0};
-    if (pair && rows_fit(&t, d, scratch, sizeof scratch) == 0)
-        return "dataset.text_fields[1]";
+    if (pair && rows_fit(&t, d, scratch, sizeof scratch) == 0) return "dataset.text_fields[1]";
     textdata_format fmt =
         full->format == TEXTDATA_AUTO ? textdata_format_from_path(d->path) : full->format;
     t.text_a = TEXTDATA_BY_INDEX(0);
@@ -216,15 +202,12 @@ static const char *blame_field(const textdata_spec *full, const store_dataset *d
 /* Parse the first rows of dataset d with the spec's columns. 0, or -1 with
  * the loader's message and *field set to the spec field it is about (NULL:
  * the file as a whole). */
-static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d,
-                              const char **field, char *err, size_t errlen)
-{
+static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d, const char **field,
+                              char *err, size_t errlen) {
     textdata_spec ts;
     *field = NULL;
-    if (spec_to_textdata_spec(spec, &ts) != 0)
-        return 0;
-    if (rows_fit(&ts, d, err, errlen) == 0)
-        return 0;
+    if (spec_to_textdata_spec(spec, &ts) != 0) return 0;
+    if (rows_fit(&ts, d, err, errlen) == 0) return 0;
     *field = blame_field(&ts, d);
     return -1;
 }
@@ -232,8 +215,7 @@ static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d,
 /* A dataset reference of the spec: an existing uploaded dataset. On failure
  * replies (400 naming the field, or 500) and returns -1. */
 static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, const char *ref,
-                             const char *field)
-{
+                             const char *field) {
     if (!spec_is_dataset_id(ref)) {
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field,
                     "%s: must be the id of an uploaded dataset (POST /datasets); file paths are "
@@ -269,8 +251,7 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
  * -1 after replying: 400 for a wrong reference or a mismatch, 409 while the
  * job has not succeeded, 500 when its adapter cannot be read. */
 static int check_init_adapter(api_req *r, store *st, const aflo_job_spec *spec,
-                              enum MHD_Result *ret)
-{
+                              enum MHD_Result *ret) {
     const char *id = spec_init_adapter_job(spec);
     store_job j;
     char err[1024];
@@ -294,27 +275,26 @@ static int check_init_adapter(api_req *r, store *st, const aflo_job_spec *spec,
     if (access(path, R_OK) != 0) {
         *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "adapter_missing", NULL,
                            "init_adapter: job %s has succeeded but its adapter is missing on the "
-                           "server (%s)", id, strerror(errno));
+                           "server (%s)",
+                           id, strerror(errno));
         return -1;
     }
     const char *const *labels = (const char *const *)spec->dataset.labels;
-    int rc = job_check_init_adapter(r->srv->models_dir, spec, path, labels,
-                                    spec->num_labels, err, sizeof err);
+    int rc = job_check_init_adapter(r->srv->models_dir, spec, path, labels, spec->num_labels, err,
+                                    sizeof err);
     if (rc == -1)
-        *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "incompatible_adapter", "init_adapter", "%s",
-                           err);
+        *ret =
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "incompatible_adapter", "init_adapter", "%s", err);
     else if (rc != 0)
         *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "%s", err);
     return rc;
 }
 
 static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned status,
-                                 bool location)
-{
+                                 bool location) {
     store_job j;
     char err[1024];
-    if (store_job_get(st, id, &j, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_get(st, id, &j, err, sizeof err) != 0) return reply_store_error(r, st, err);
     cJSON *o = api_job_json(&j);
     store_job_clear(&j);
     char loc[64];
@@ -327,8 +307,7 @@ static enum MHD_Result reply_job(api_req *r, store *st, const char *id, unsigned
  * ("queued", as documented) rather than what an idle worker made of it a
  * moment later. The workers are woken whatever happens. */
 static enum MHD_Result reply_queued_job(api_req *r, store *st, const char *id, unsigned status,
-                                        bool location)
-{
+                                        bool location) {
     store_job j;
     char err[1024];
     cJSON *o = NULL;
@@ -338,15 +317,13 @@ static enum MHD_Result reply_queued_job(api_req *r, store *st, const char *id, u
         store_job_clear(&j);
     }
     api_workers_notify(r->srv);
-    if (got != 0)
-        return reply_store_error(r, st, err);
+    if (got != 0) return reply_store_error(r, st, err);
     char loc[64];
     snprintf(loc, sizeof loc, "/jobs/%s", id);
     return reply_json_at(r, status, o, location ? loc : NULL);
 }
 
-enum MHD_Result h_jobs_create(api_req *r)
-{
+enum MHD_Result h_jobs_create(api_req *r) {
     aflo_job_spec spec;
     aflo_spec_error e;
     if (spec_parse(r->body, r->body_len, &spec, &e) != 0) {
@@ -374,10 +351,8 @@ enum MHD_Result h_jobs_create(api_req *r)
                           "model: '%s' cannot be used: %s", spec.model, model.reason);
         goto out;
     }
-    if (!(st = api_store(r)))
-        goto out;
-    if (spec.init_adapter && check_init_adapter(r, st, &spec, &ret) != 0)
-        goto out;
+    if (!(st = api_store(r))) goto out;
+    if (spec.init_adapter && check_init_adapter(r, st, &spec, &ret) != 0) goto out;
     if (spec.has_dataset &&
         (check_dataset_ref(r, st, &spec, spec.dataset.train, "dataset.train") != 0 ||
          (spec.dataset.eval &&
@@ -403,8 +378,7 @@ out:
 
 /* ---- GET /jobs, GET /jobs/{id} -------------------------------------------------- */
 
-enum MHD_Result h_jobs_list(api_req *r)
-{
+enum MHD_Result h_jobs_list(api_req *r) {
     int status = STORE_STATUS_ANY;
     const char *sname = api_query(r, "status");
     if (sname) {
@@ -419,8 +393,7 @@ enum MHD_Result h_jobs_list(api_req *r)
         api_query_int(r, "offset", 0, 0, INT64_MAX, &offset) != 0)
         return MHD_YES;
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     store_job *jobs;
     size_t n;
     int64_t counts[STORE_JOB_STATUS_COUNT];
@@ -433,13 +406,11 @@ enum MHD_Result h_jobs_list(api_req *r)
     }
     int64_t total = 0;
     for (int i = 0; i < STORE_JOB_STATUS_COUNT; i++)
-        if (status == STORE_STATUS_ANY || status == i)
-            total += counts[i];
+        if (status == STORE_STATUS_ANY || status == i) total += counts[i];
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "jobs");
     bool ok = arr && api_add_int(root, "total", total) && api_add_int(root, "limit", limit) &&
               api_add_int(root, "offset", offset);
-    for (size_t i = 0; ok && i < n; i++)
-        ok = cJSON_AddItemToArray(arr, api_job_json(&jobs[i]));
+    for (size_t i = 0; ok && i < n; i++) ok = cJSON_AddItemToArray(arr, api_job_json(&jobs[i]));
     store_job_list_free(jobs, n);
     if (!ok) {
         cJSON_Delete(root);
@@ -448,42 +419,34 @@ enum MHD_Result h_jobs_list(api_req *r)
     return reply_json(r, MHD_HTTP_OK, root);
 }
 
-enum MHD_Result h_job_get(api_req *r)
-{
+enum MHD_Result h_job_get(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     return reply_job(r, st, r->id, MHD_HTTP_OK, false);
 }
 
 /* ---- POST /jobs/{id}/cancel ------------------------------------------------------ */
 
-enum MHD_Result h_job_cancel(api_req *r)
-{
+enum MHD_Result h_job_cancel(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     char err[1024];
     int outcome = store_job_request_cancel(st, r->id, err, sizeof err);
-    if (outcome < 0)
-        return reply_store_error(r, st, err);
+    if (outcome < 0) return reply_store_error(r, st, err);
     if (outcome == STORE_CANCEL_ALREADY_FINISHED) {
         store_job j;
         bool have = store_job_get(st, r->id, &j, err, sizeof err) == 0;
-        enum MHD_Result ret = reply_error(
-            r, MHD_HTTP_CONFLICT, "conflict", NULL,
-            "job %s has already %s; there is nothing to cancel", r->id,
-            have ? store_job_status_name(j.status) : "finished");
-        if (have)
-            store_job_clear(&j);
+        enum MHD_Result ret =
+            reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
+                        "job %s has already %s; there is nothing to cancel", r->id,
+                        have ? store_job_status_name(j.status) : "finished");
+        if (have) store_job_clear(&j);
         return ret;
     }
-    if (outcome == STORE_CANCEL_REQUESTED)
-        api_workers_cancel(r->srv, r->id);
+    if (outcome == STORE_CANCEL_REQUESTED) api_workers_cancel(r->srv, r->id);
     /* A queued job was cancelled by the store, which wrote its status event. */
     api_notify_job_events(r->srv, r->id);
-    log_info("job %s: %s", r->id,
-            outcome == STORE_CANCEL_DONE ? "cancelled" : "cancel requested");
+    log_info("job %s: %s", r->id, outcome == STORE_CANCEL_DONE ? "cancelled" : "cancel requested");
     return reply_job(r, st, r->id, outcome == STORE_CANCEL_DONE ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED,
                      false);
 }
@@ -495,15 +458,12 @@ enum MHD_Result h_job_cancel(api_req *r)
  * the job's folder). Its uploaded datasets must still exist: the ids come
  * from its spec, since the job's own columns are cleared when a dataset of
  * a finished job is deleted. */
-enum MHD_Result h_job_retry(api_req *r)
-{
+enum MHD_Result h_job_retry(api_req *r) {
     store *st = api_store(r);
-    if (!st)
-        return MHD_YES;
+    if (!st) return MHD_YES;
     char err[1024];
     store_job j;
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0)
-        return reply_store_error(r, st, err);
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) return reply_store_error(r, st, err);
     aflo_job_spec spec;
     aflo_spec_error e;
     int parsed = spec_parse(j.spec, strlen(j.spec), &spec, &e);
@@ -515,15 +475,12 @@ enum MHD_Result h_job_retry(api_req *r)
     }
     const char *train = NULL, *eval = NULL;
     if (spec.has_dataset) {
-        if (spec_is_dataset_id(spec.dataset.train))
-            train = spec.dataset.train;
-        if (spec.dataset.eval && spec_is_dataset_id(spec.dataset.eval))
-            eval = spec.dataset.eval;
+        if (spec_is_dataset_id(spec.dataset.train)) train = spec.dataset.train;
+        if (spec.dataset.eval && spec_is_dataset_id(spec.dataset.eval)) eval = spec.dataset.eval;
     }
     int rc = store_job_retry(st, r->id, train, eval, err, sizeof err);
     spec_free(&spec);
-    if (rc != 0)
-        return reply_store_error(r, st, err);
+    if (rc != 0) return reply_store_error(r, st, err);
     log_info("job %s: queued again (retry)", r->id);
     api_notify_job_events(r->srv, r->id);
     return reply_queued_job(r, st, r->id, MHD_HTTP_OK, false);
@@ -537,8 +494,7 @@ enum MHD_Result h_job_retry(api_req *r)
 
 /* Check the body's shape: {"inputs": [{"text": "...", "text_pair"?: "..."}]}.
  * Replies 400 naming the field and returns NULL, or returns the inputs. */
-static cJSON *predict_inputs(api_req *r, cJSON *body, enum MHD_Result *ret)
-{
+static cJSON *predict_inputs(api_req *r, cJSON *body, enum MHD_Result *ret) {
     cJSON *inputs = cJSON_GetObjectItemCaseSensitive(body, "inputs");
     if (!cJSON_IsObject(body) || !cJSON_IsArray(inputs)) {
         *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", "inputs",
@@ -567,7 +523,8 @@ static cJSON *predict_inputs(api_req *r, cJSON *body, enum MHD_Result *ret)
                 snprintf(field, sizeof field, "inputs[%d].%.32s", i, k->string);
                 *ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_field", field,
                                    "%s: unknown field (an input has text and, for pairs, "
-                                   "text_pair)", field);
+                                   "text_pair)",
+                                   field);
                 return NULL;
             }
         cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "text");
@@ -590,8 +547,7 @@ static cJSON *predict_inputs(api_req *r, cJSON *body, enum MHD_Result *ret)
 }
 
 /* The job's text columns, for messages: "\"question1\" and \"question2\"". */
-static void describe_text_fields(const aflo_job_spec *spec, char *buf, size_t cap)
-{
+static void describe_text_fields(const aflo_job_spec *spec, char *buf, size_t cap) {
     buf[0] = '\0';
     if (!spec->has_dataset) {
         snprintf(buf, cap, "the demo's sentences");
@@ -603,38 +559,35 @@ static void describe_text_fields(const aflo_job_spec *spec, char *buf, size_t ca
         int k = c->kind == TEXTDATA_FIELD_INDEX
                     ? snprintf(buf + used, cap - used, "%scolumn %d", i ? " and " : "", c->index)
                     : snprintf(buf + used, cap - used, "%s\"%.100s\"", i ? " and " : "", c->name);
-        if (k < 0)
-            return;
+        if (k < 0) return;
         used += (size_t)k;
     }
 }
 
 /* A pair for a pair-trained job, a single text otherwise: 0, or -1 after
  * replying 400 naming the input. */
-static int check_pairs(api_req *r, const aflo_job_spec *spec, cJSON *inputs,
-                       enum MHD_Result *ret)
-{
+static int check_pairs(api_req *r, const aflo_job_spec *spec, cJSON *inputs, enum MHD_Result *ret) {
     bool pairs = spec->has_dataset && spec->dataset.n_text_fields == 2;
     char fields[256], field[64];
     describe_text_fields(spec, fields, sizeof fields);
     for (int i = 0; i < cJSON_GetArraySize(inputs); i++) {
         bool has = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(inputs, i), "text_pair");
-        if (has == pairs)
-            continue;
+        if (has == pairs) continue;
         snprintf(field, sizeof field, "inputs[%d].text_pair", i);
         *ret = pairs ? reply_error(r, MHD_HTTP_BAD_REQUEST, "missing_field", field,
                                    "%s: the job was trained on text pairs (%s): give text_pair "
-                                   "too", field, fields)
+                                   "too",
+                                   field, fields)
                      : reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field,
                                    "%s: the job was trained on single texts (%s): text_pair "
-                                   "does not apply", field, fields);
+                                   "does not apply",
+                                   field, fields);
         return -1;
     }
     return 0;
 }
 
-enum MHD_Result h_job_predict(api_req *r)
-{
+enum MHD_Result h_job_predict(api_req *r) {
     enum MHD_Result ret = MHD_YES;
     cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
     cJSON *inputs = predict_inputs(r, body, &ret);
@@ -643,8 +596,7 @@ enum MHD_Result h_job_predict(api_req *r)
     memset(&spec, 0, sizeof spec);
     predictor *p = NULL;
     cJSON *out = NULL;
-    if (!inputs || !(st = api_store(r)))
-        goto out;
+    if (!inputs || !(st = api_store(r))) goto out;
     char err[1024];
     store_job j;
     if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
@@ -666,12 +618,10 @@ enum MHD_Result h_job_predict(api_req *r)
                           "job %s: its stored spec is invalid: %s", r->id, se.message);
         goto out;
     }
-    if (check_pairs(r, &spec, inputs, &ret) != 0)
-        goto out;
+    if (check_pairs(r, &spec, inputs, &ret) != 0) goto out;
 
     char adapter[PATH_MAX];
-    snprintf(adapter, sizeof adapter, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir,
-             r->id);
+    snprintf(adapter, sizeof adapter, "%s/%s/adapter/adapter.safetensors", r->srv->jobs_dir, r->id);
     if (access(adapter, F_OK) != 0) {
         ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "adapter_missing", NULL,
                           "job %s has succeeded but its adapter is missing on the server (%s)",
@@ -700,11 +650,10 @@ enum MHD_Result h_job_predict(api_req *r)
         if (!res) {
             char field[32];
             snprintf(field, sizeof field, "inputs[%d]", i);
-            ret = ps == PREDICT_E_INPUT
-                      ? reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field, "%s: %s",
-                                    field, err)
-                      : reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", field,
-                                    "%s: %s", field, err);
+            ret = ps == PREDICT_E_INPUT ? reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value",
+                                                      field, "%s: %s", field, err)
+                                        : reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                                                      field, "%s: %s", field, err);
             goto out;
         }
         cJSON_AddItemToArray(preds, res);
@@ -712,8 +661,7 @@ enum MHD_Result h_job_predict(api_req *r)
     ret = reply_json(r, MHD_HTTP_OK, out);
     out = NULL;
 out:
-    if (p)
-        predict_cache_release(r->srv->predict, p);
+    if (p) predict_cache_release(r->srv->predict, p);
     cJSON_Delete(out);
     spec_free(&spec);
     cJSON_Delete(body);

@@ -36,10 +36,8 @@
 
 /* ---- replies ----------------------------------------------------------------- */
 
-enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp)
-{
-    if (!resp)
-        return MHD_NO;
+enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response *resp) {
+    if (!resp) return MHD_NO;
     if (r->responded) {
         /* A handler bug: two replies. Keep the first. */
         log_error("second reply (%u) to one request ignored", status);
@@ -47,7 +45,7 @@ enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response 
         return MHD_YES;
     }
     if (r->deferred) {
-        MHD_destroy_response(resp);   /* an error was already decided */
+        MHD_destroy_response(resp); /* an error was already decided */
         return MHD_YES;
     }
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -71,10 +69,8 @@ enum MHD_Result reply_response(api_req *r, unsigned status, struct MHD_Response 
 }
 
 static enum MHD_Result reply_text_at(api_req *r, unsigned status, char *text,
-                                     const char *location)
-{
-    if (!text)
-        return MHD_NO;
+                                     const char *location) {
+    if (!text) return MHD_NO;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -83,34 +79,28 @@ static enum MHD_Result reply_text_at(api_req *r, unsigned status, char *text,
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (location)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    if (location) MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     return reply_response(r, status, resp);
 }
 
-enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text)
-{
+enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text) {
     return reply_text_at(r, status, text, NULL);
 }
 
-enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location)
-{
+enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location) {
     if (!body)
         return reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
-    if (!text)
-        return MHD_NO;
+    if (!text) return MHD_NO;
     return reply_text_at(r, status, text, location);
 }
 
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body)
-{
+enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body) {
     return reply_json_at(r, status, body, NULL);
 }
 
-struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg)
-{
+struct MHD_Response *api_error_response(const char *code, const char *field, const char *msg) {
     /* Messages echo what clients sent (paths, ids, names), cut with %.Ns
      * maybe mid-character: the JSON must stay UTF-8 all the same. */
     char *safe_msg = api_utf8_sanitize(msg);
@@ -128,8 +118,7 @@ struct MHD_Response *api_error_response(const char *code, const char *field, con
     }
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    if (!text)
-        return NULL;
+    if (!text) return NULL;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -142,25 +131,20 @@ struct MHD_Response *api_error_response(const char *code, const char *field, con
 }
 
 enum MHD_Result reply_error(api_req *r, unsigned status, const char *code, const char *field,
-                            const char *fmt, ...)
-{
+                            const char *fmt, ...) {
     char msg[ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (status >= 500 && status != MHD_HTTP_NOT_IMPLEMENTED)
-        log_error("%s: %s", code, msg);
+    if (status >= 500 && status != MHD_HTTP_NOT_IMPLEMENTED) log_error("%s: %s", code, msg);
     return reply_response(r, status, api_error_response(code, field, msg));
 }
 
-enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg)
-{
+enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg) {
     switch (store_last_error(st)) {
-    case STORE_E_NOT_FOUND:
-        return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s", msg);
-    case STORE_E_CONFLICT:
-        return reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "%s", msg);
+    case STORE_E_NOT_FOUND: return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "%s", msg);
+    case STORE_E_CONFLICT: return reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL, "%s", msg);
     case STORE_E_INVALID:
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_request", NULL, "%s", msg);
     default:
@@ -168,21 +152,18 @@ enum MHD_Result reply_store_error(api_req *r, store *st, const char *msg)
     }
 }
 
-enum MHD_Result reply_empty(api_req *r, unsigned status)
-{
+enum MHD_Result reply_empty(api_req *r, unsigned status) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     return reply_response(r, status, resp);
 }
 
 /* ---- what goes into a reply ------------------------------------------------- */
 
-char *api_utf8_sanitize(const char *s)
-{
-    static const char replacement[] = "\xef\xbf\xbd";   /* U+FFFD */
+char *api_utf8_sanitize(const char *s) {
+    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
     size_t n = strlen(s);
-    char *out = malloc(3 * n + 1);   /* each bad byte grows to 3 */
-    if (!out)
-        return NULL;
+    char *out = malloc(3 * n + 1); /* each bad byte grows to 3 */
+    if (!out) return NULL;
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
@@ -201,20 +182,17 @@ char *api_utf8_sanitize(const char *s)
     return out;
 }
 
-cJSON *api_add_int(cJSON *obj, const char *key, int64_t v)
-{
+cJSON *api_add_int(cJSON *obj, const char *key, int64_t v) {
     char buf[24];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
     return cJSON_AddRawToObject(obj, key, buf);
 }
 
-cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms)
-{
+cJSON *api_add_time(cJSON *obj, const char *key, int64_t ms) {
     return ms == STORE_TIME_NONE ? cJSON_AddNullToObject(obj, key) : api_add_int(obj, key, ms);
 }
 
-void api_file_etag(const struct stat *st, char out[64])
-{
+void api_file_etag(const struct stat *st, char out[64]) {
     /* Size, mtime (ns) and inode change whenever the file is replaced
      * (adapters and archives are written to a temp file and renamed). */
     snprintf(out, 64, "\"%llx-%llx-%llx\"", (unsigned long long)st->st_size,

@@ -17,7 +17,7 @@
 
 /* ---- replies (each queues the response and returns MHD's verdict) -------- */
 
-enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);   /* takes body */
+enum MHD_Result reply_json(api_req *r, unsigned status, cJSON *body);     /* takes body */
 enum MHD_Result reply_json_text(api_req *r, unsigned status, char *text); /* takes text */
 /* reply_json with a Location header (NULL: none). */
 enum MHD_Result reply_json_at(api_req *r, unsigned status, cJSON *body, const char *location);

@@ -15,42 +15,35 @@
 
 #include <string.h>
 
-const char *api_query(api_req *r, const char *key)
-{
+const char *api_query(api_req *r, const char *key) {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
-const char *api_header(api_req *r, const char *key)
-{
+const char *api_header(api_req *r, const char *key) {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, key);
 }
 
 /* Strict decimal: digits only (an optional '-' when min < 0), no overflow. */
-bool api_parse_int64(const char *s, int64_t *out)
-{
+bool api_parse_int64(const char *s, int64_t *out) {
     bool neg = false;
     if (*s == '-') {
         neg = true;
         s++;
     }
-    if (!*s)
-        return false;
+    if (!*s) return false;
     uint64_t v = 0;
     for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        if (v > (UINT64_MAX - 9) / 10)
-            return false;
+        if (*s < '0' || *s > '9') return false;
+        if (v > (UINT64_MAX - 9) / 10) return false;
         v = v * 10 + (uint64_t)(*s - '0');
     }
-    if (v > (uint64_t)INT64_MAX)
-        return false;
+    if (v > (uint64_t)INT64_MAX) return false;
     *out = neg ? -(int64_t)v : (int64_t)v;
     return true;
 }
 
-int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max, int64_t *out)
-{
+int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t max,
+                  int64_t *out) {
     const char *v = api_query(r, key);
     if (!v) {
         *out = def;
@@ -59,35 +52,27 @@ int api_query_int(api_req *r, const char *key, int64_t def, int64_t min, int64_t
     int64_t x;
     if (!api_parse_int64(v, &x) || x < min || x > max) {
         reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", key,
-                    "%s must be an integer from %lld to %lld", key, (long long)min,
-                    (long long)max);
+                    "%s must be an integer from %lld to %lld", key, (long long)min, (long long)max);
         return -1;
     }
     *out = x;
     return 0;
 }
 
-bool api_etag_matches(api_req *r, const char *etag)
-{
+bool api_etag_matches(api_req *r, const char *etag) {
     const char *inm = api_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (!inm)
-        return false;
+    if (!inm) return false;
     size_t el = strlen(etag);
     /* A comma-separated list of (possibly weak, W/"...") tags, or "*". */
     const char *p = inm;
     while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
+        while (*p == ' ' || *p == '\t' || *p == ',') p++;
+        if (!*p) break;
         const char *end = p;
-        while (*end && *end != ',')
-            end++;
+        while (*end && *end != ',') end++;
         const char *q = end;
-        while (q > p && (q[-1] == ' ' || q[-1] == '\t'))
-            q--;
-        if (q - p >= 2 && p[0] == 'W' && p[1] == '/')
-            p += 2;
+        while (q > p && (q[-1] == ' ' || q[-1] == '\t')) q--;
+        if (q - p >= 2 && p[0] == 'W' && p[1] == '/') p += 2;
         if ((q - p == 1 && *p == '*') || ((size_t)(q - p) == el && memcmp(p, etag, el) == 0))
             return true;
         p = end;

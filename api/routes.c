@@ -61,12 +61,10 @@ const api_route api_routes[] = {
 };
 const int api_route_count = (int)(sizeof api_routes / sizeof api_routes[0]);
 
-bool api_is_id(const char *s)
-{
+bool api_is_id(const char *s) {
     size_t n = 0;
     for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f'))) return false;
     return n == STORE_ID_LEN;
 }
 
@@ -75,15 +73,12 @@ bool api_is_id(const char *s)
 /* Whether url matches rt's pattern; on a match the {id} text and the other
  * parameter go to id_out / param_out (truncation makes the match fail). */
 static bool route_match(const api_route *rt, const char *url, char *id_out, size_t id_cap,
-                        char *param_out, size_t param_cap)
-{
+                        char *param_out, size_t param_cap) {
     const char *p = rt->pattern, *u = url;
     id_out[0] = param_out[0] = '\0';
-    if (strcmp(p, "/") == 0)
-        return strcmp(u, "/") == 0;
+    if (strcmp(p, "/") == 0) return strcmp(u, "/") == 0;
     while (*p) {
-        if (*p != '/' || *u != '/')
-            return false;
+        if (*p != '/' || *u != '/') return false;
         p++;
         u++;
         const char *pe = strchr(p, '/');
@@ -93,22 +88,18 @@ static bool route_match(const api_route *rt, const char *url, char *id_out, size
         if (plen >= 2 && p[0] == '{' && p[plen - 1] == '}') {
             bool is_id = plen == 4 && memcmp(p, "{id}", 4) == 0;
             bool tail = !pe && (rt->flags & ROUTE_TAIL);
-            if (tail)
-                ulen = strlen(u);
-            if (ulen == 0)
-                return false;
+            if (tail) ulen = strlen(u);
+            if (ulen == 0) return false;
             char *dst = is_id ? id_out : param_out;
             size_t cap = is_id ? id_cap : param_cap;
             if (ulen >= cap)
-                ulen = cap - 1;   /* an over-long id still matches; it fails validation */
+                ulen = cap - 1; /* an over-long id still matches; it fails validation */
             memcpy(dst, u, ulen);
             dst[ulen] = '\0';
-            if (!is_id && strlen(u) >= param_cap && tail)
-                return false;
+            if (!is_id && strlen(u) >= param_cap && tail) return false;
             u += tail ? strlen(u) : (ue ? (size_t)(ue - u) : strlen(u));
         } else {
-            if (plen != ulen || memcmp(p, u, plen) != 0)
-                return false;
+            if (plen != ulen || memcmp(p, u, plen) != 0) return false;
             u += ulen;
         }
         p += plen;
@@ -116,10 +107,8 @@ static bool route_match(const api_route *rt, const char *url, char *id_out, size
     return *u == '\0';
 }
 
-static bool method_is(const char *method, const char *route_method)
-{
-    if (strcmp(method, route_method) == 0)
-        return true;
+static bool method_is(const char *method, const char *route_method) {
+    if (strcmp(method, route_method) == 0) return true;
     return strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 && strcmp(route_method, "GET") == 0;
 }
 
@@ -127,24 +116,20 @@ static bool method_is(const char *method, const char *route_method)
 
 /* Compare digests, not the strings: the time taken depends on neither the
  * token's content nor its length. */
-static bool token_ok(api_server *s, const char *given, size_t len)
-{
+static bool token_ok(api_server *s, const char *given, size_t len) {
     sha256_ctx c;
     uint8_t d[SHA256_DIGEST_LEN];
     sha256_init(&c);
     sha256_update(&c, given, len);
     sha256_final(&c, d);
     volatile uint8_t diff = 0;
-    for (int i = 0; i < SHA256_DIGEST_LEN; i++)
-        diff |= (uint8_t)(d[i] ^ s->token_digest[i]);
+    for (int i = 0; i < SHA256_DIGEST_LEN; i++) diff |= (uint8_t)(d[i] ^ s->token_digest[i]);
     return diff == 0;
 }
 
-static enum MHD_Result check_auth(api_req *r, bool *ok)
-{
+static enum MHD_Result check_auth(api_req *r, bool *ok) {
     *ok = true;
-    if (!r->srv->has_token || !(r->route->flags & ROUTE_AUTH))
-        return MHD_YES;
+    if (!r->srv->has_token || !(r->route->flags & ROUTE_AUTH)) return MHD_YES;
     *ok = false;
     const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h)
@@ -157,11 +142,9 @@ static enum MHD_Result check_auth(api_req *r, bool *ok)
                            "the Authorization header must use the Bearer scheme: "
                            "'Authorization: Bearer <token>'");
     const char *t = h + 7;
-    while (*t == ' ')
-        t++;
+    while (*t == ' ') t++;
     size_t n = strlen(t);
-    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-        n--;
+    while (n && (t[n - 1] == ' ' || t[n - 1] == '\t')) n--;
     if (!token_ok(r->srv, t, n))
         return reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", NULL,
                            "the bearer token is not valid for this server");
@@ -171,18 +154,15 @@ static enum MHD_Result check_auth(api_req *r, bool *ok)
 
 /* ---- request bodies ---------------------------------------------------------- */
 
-static bool content_type_is(const char *ct, const char *want)
-{
+static bool content_type_is(const char *ct, const char *want) {
     size_t n = strlen(want);
-    if (strncasecmp(ct, want, n) != 0)
-        return false;
+    if (strncasecmp(ct, want, n) != 0) return false;
     return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
 }
 
 /* Deepest nesting of objects and arrays in a JSON text (strings skipped);
  * cheap enough to run before any parser, so deep documents never recurse. */
-static int json_depth(const char *s, size_t len, int stop_at)
-{
+static int json_depth(const char *s, size_t len, int stop_at) {
     int depth = 0, max = 0;
     bool in_str = false;
     for (size_t i = 0; i < len; i++) {
@@ -195,8 +175,7 @@ static int json_depth(const char *s, size_t len, int stop_at)
         } else if (c == '"') {
             in_str = true;
         } else if (c == '{' || c == '[') {
-            if (++depth > max && (max = depth) > stop_at)
-                return max;
+            if (++depth > max && (max = depth) > stop_at) return max;
         } else if (c == '}' || c == ']') {
             depth--;
         }
@@ -204,13 +183,11 @@ static int json_depth(const char *s, size_t len, int stop_at)
     return max;
 }
 
-static size_t body_limit(const api_req *r)
-{
+static size_t body_limit(const api_req *r) {
     return r->route->body == BODY_UPLOAD ? r->srv->max_upload : r->srv->max_json_body;
 }
 
-static enum MHD_Result reply_too_large(api_req *r)
-{
+static enum MHD_Result reply_too_large(api_req *r) {
     size_t lim = body_limit(r);
     return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
                        "the request body is larger than the limit of %zu bytes%s", lim,
@@ -219,16 +196,14 @@ static enum MHD_Result reply_too_large(api_req *r)
 
 /* A route without a body refuses one rather than drop it unread: the client
  * meant something by it (413: its limit is 0 bytes). */
-static enum MHD_Result reply_body_not_allowed(api_req *r)
-{
+static enum MHD_Result reply_body_not_allowed(api_req *r) {
     return reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "body_not_allowed", NULL,
                        "%s %s takes no request body; send it without one", r->route->method,
                        r->route->pattern);
 }
 
 /* After the headers: everything that can be refused before the body arrives. */
-static enum MHD_Result begin_body(api_req *r)
-{
+static enum MHD_Result begin_body(api_req *r) {
     const char *cl = api_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int64_t declared;
     if (r->route->body == BODY_NONE) {
@@ -242,35 +217,26 @@ static enum MHD_Result begin_body(api_req *r)
     if (r->route->body == BODY_JSON) {
         const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (ct && !content_type_is(ct, "application/json"))
-            return reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
-                               NULL,
+            return reply_error(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", NULL,
                                "the body must be JSON sent with 'Content-Type: "
                                "application/json', not '%.100s'",
                                ct);
     }
-    if (r->route->body == BODY_UPLOAD)
-        return datasets_upload_begin(r);
+    if (r->route->body == BODY_UPLOAD) return datasets_upload_begin(r);
     return MHD_YES;
 }
 
-enum MHD_Result api_route_body(api_req *r, const char *data, size_t len)
-{
-    if (r->route->body == BODY_UPLOAD)
-        return datasets_upload_chunk(r, data, len);
-    if (r->route->body == BODY_NONE)
-        return reply_body_not_allowed(r);   /* chunked: known only now */
+enum MHD_Result api_route_body(api_req *r, const char *data, size_t len) {
+    if (r->route->body == BODY_UPLOAD) return datasets_upload_chunk(r, data, len);
+    if (r->route->body == BODY_NONE) return reply_body_not_allowed(r); /* chunked: known only now */
     size_t lim = body_limit(r);
-    if (len > lim - r->body_len)
-        return reply_too_large(r);
+    if (len > lim - r->body_len) return reply_too_large(r);
     if (r->body_len + len + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
-        while (cap < r->body_len + len + 1)
-            cap *= 2;
-        if (cap > lim + 1)
-            cap = lim + 1;
+        while (cap < r->body_len + len + 1) cap *= 2;
+        if (cap > lim + 1) cap = lim + 1;
         char *nb = realloc(r->body, cap);
-        if (!nb)
-            return MHD_NO;
+        if (!nb) return MHD_NO;
         r->body = nb;
         r->body_cap = cap;
     }
@@ -282,15 +248,13 @@ enum MHD_Result api_route_body(api_req *r, const char *data, size_t len)
 
 /* ---- matching a request, and calling its handler --------------------------- */
 
-enum MHD_Result api_route_begin(api_req *r, const char *url)
-{
+enum MHD_Result api_route_begin(api_req *r, const char *url) {
     char id[STORE_ID_SIZE + 8];
     char allow[128] = "";
     bool path_known = false;
     for (int i = 0; i < api_route_count; i++) {
         const api_route *rt = &api_routes[i];
-        if (!route_match(rt, url, id, sizeof id, r->param, sizeof r->param))
-            continue;
+        if (!route_match(rt, url, id, sizeof id, r->param, sizeof r->param)) continue;
         if (method_is(r->method, rt->method)) {
             r->route = rt;
             r->route_index = i;
@@ -306,11 +270,10 @@ enum MHD_Result api_route_begin(api_req *r, const char *url)
     if (!r->route) {
         if (path_known) {
             char msg[384];
-            snprintf(msg, sizeof msg, "%.16s is not allowed on %.100s; allowed: %s", r->method,
-                     url, allow);
+            snprintf(msg, sizeof msg, "%.16s is not allowed on %.100s; allowed: %s", r->method, url,
+                     allow);
             struct MHD_Response *resp = api_error_response("method_not_allowed", NULL, msg);
-            if (resp)
-                MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+            if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
             return reply_response(r, MHD_HTTP_METHOD_NOT_ALLOWED, resp);
         }
         return reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no such route: %s %.200s",
@@ -318,8 +281,7 @@ enum MHD_Result api_route_begin(api_req *r, const char *url)
     }
     bool ok;
     enum MHD_Result ret = check_auth(r, &ok);
-    if (!ok)
-        return ret;
+    if (!ok) return ret;
     if (strstr(r->route->pattern, "{id}")) {
         if (!api_is_id(id))
             return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_id", "id",
@@ -330,16 +292,14 @@ enum MHD_Result api_route_begin(api_req *r, const char *url)
     return begin_body(r);
 }
 
-enum MHD_Result api_route_dispatch(api_req *r)
-{
+enum MHD_Result api_route_dispatch(api_req *r) {
     if (r->route->body == BODY_JSON) {
         if (r->body_len == 0)
             return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
                                "the request needs a JSON body");
         if (json_depth(r->body, r->body_len, r->srv->max_json_depth) > r->srv->max_json_depth)
             return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_json", NULL,
-                               "the JSON body nests deeper than %d levels",
-                               r->srv->max_json_depth);
+                               "the JSON body nests deeper than %d levels", r->srv->max_json_depth);
     }
     enum MHD_Result ret = r->route->handler(r);
     if (ret == MHD_YES && !r->responded)

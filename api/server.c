@@ -79,30 +79,25 @@
 #define DISCARD_MAX ((size_t)64 << 20)
 
 /* libmicrohttpd's own messages, through our log at warn level. */
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
-{
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char line[LOG_LINE_MAX];
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        line[--n] = '\0';
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
     log_warn("http: %s", line);
 }
 
 /* ---- the request life cycle --------------------------------------------------- */
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
-{
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
     (void)version;
     api_server *s = cls;
     api_req *r = *con_cls;
     if (!r) {
-        if (!(r = calloc(1, sizeof *r)))
-            return MHD_NO;
+        if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         r->srv = s;
         r->conn = conn;
         r->method = method;
@@ -128,19 +123,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->deferred = NULL;
         return reply_response(r, r->deferred_status, resp);
     }
-    if (r->responded)
-        return MHD_YES;
+    if (r->responded) return MHD_YES;
     return api_route_dispatch(r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
-{
+                         enum MHD_RequestTerminationCode toe) {
     (void)conn;
     api_server *s = cls;
     api_req *r = *con_cls;
-    if (!r)
-        return;
+    if (!r) return;
     *con_cls = NULL;
     if (r->status >= API_STATUS_MIN && r->status < API_STATUS_MIN + API_STATUS_SLOTS) {
         int route = r->route_index >= 0 ? r->route_index : api_route_count;
@@ -148,14 +140,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             &s->http_counts[(size_t)route * API_STATUS_SLOTS + (r->status - API_STATUS_MIN)], 1,
             memory_order_relaxed);
     }
-    log_debug("%s %s %u %.1fms%s", r->method,
-            r->route ? r->route->pattern : "(no route)", r->status,
-            (double)(api_mono_us() - r->start_us) / 1000.0,
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
-    if (r->deferred)
-        MHD_destroy_response(r->deferred);
-    if (r->route && r->route->body == BODY_UPLOAD)
-        datasets_upload_abort(r);
+    log_debug("%s %s %u %.1fms%s", r->method, r->route ? r->route->pattern : "(no route)",
+              r->status, (double)(api_mono_us() - r->start_us) / 1000.0,
+              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
+    if (r->deferred) MHD_destroy_response(r->deferred);
+    if (r->route && r->route->body == BODY_UPLOAD) datasets_upload_abort(r);
     free(r->body);
     free(r);
 }
@@ -163,8 +152,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* MHD's default unescaper lets "%00" cut the path short, which a handler
  * cannot see. This one decodes %XX except that a NUL becomes 0x01, a control
  * character every path and name check refuses. */
-static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
-{
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
     (void)cls;
     (void)c;
     char *w = s;
@@ -184,8 +172,7 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 
 /* ---- configuration and start-up --------------------------------------------- */
 
-void api_config_defaults(api_config *c)
-{
+void api_config_defaults(api_config *c) {
     memset(c, 0, sizeof *c);
     c->listen = API_DEFAULT_LISTEN;
     c->max_json_body = API_DEFAULT_MAX_JSON_BODY;
@@ -198,31 +185,26 @@ void api_config_defaults(api_config *c)
 
 /* "host:port", "[v6]:port" or ":port" into a socket address. */
 static int parse_listen(const char *spec, struct sockaddr_storage *ss, socklen_t *len, bool *v6,
-                        char *err, size_t errlen)
-{
+                        char *err, size_t errlen) {
     char host[128];
     const char *port;
     memset(ss, 0, sizeof *ss);
     if (spec[0] == '[') {
         const char *close = strchr(spec, ']');
-        if (!close || close[1] != ':' || (size_t)(close - spec - 1) >= sizeof host)
-            goto bad;
+        if (!close || close[1] != ':' || (size_t)(close - spec - 1) >= sizeof host) goto bad;
         memcpy(host, spec + 1, (size_t)(close - spec - 1));
         host[close - spec - 1] = '\0';
         port = close + 2;
     } else {
         const char *colon = strrchr(spec, ':');
-        if (!colon || (size_t)(colon - spec) >= sizeof host)
-            goto bad;
+        if (!colon || (size_t)(colon - spec) >= sizeof host) goto bad;
         memcpy(host, spec, (size_t)(colon - spec));
         host[colon - spec] = '\0';
         port = colon + 1;
     }
     int64_t p;
-    if (!api_parse_int64(port, &p) || p < 0 || p > 65535)
-        goto bad;
-    if (!host[0])
-        strcpy(host, "0.0.0.0");
+    if (!api_parse_int64(port, &p) || p < 0 || p > 65535) goto bad;
+    if (!host[0]) strcpy(host, "0.0.0.0");
     struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
     if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
@@ -252,37 +234,31 @@ bad:
  * to bind to port 0" when given a socket address. Without SO_REUSEPORT a
  * second daemon cannot share the port. */
 static int probe_listen(const struct sockaddr_storage *addr, socklen_t len, const char *spec,
-                        char *err, size_t errlen)
-{
+                        char *err, size_t errlen) {
     int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return 0;   /* let MHD try and report */
+    if (fd < 0) return 0; /* let MHD try and report */
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (addr->ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (addr->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     int rc = bind(fd, (const struct sockaddr *)addr, len);
     int e = errno;
     close(fd);
-    if (rc == 0)
-        return 0;
+    if (rc == 0) return 0;
     snprintf(err, errlen, "cannot listen on %s: %s%s", spec, strerror(e),
-             e == EADDRINUSE ? " (another aflorad or another program has this port)"
-             : e == EADDRNOTAVAIL ? " (not an address of this machine)" : "");
+             e == EADDRINUSE      ? " (another aflorad or another program has this port)"
+             : e == EADDRNOTAVAIL ? " (not an address of this machine)"
+                                  : "");
     return -1;
 }
 
-static char *join(const char *a, const char *b)
-{
+static char *join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 2;
     char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", a, b);
+    if (p) snprintf(p, n, "%s/%s", a, b);
     return p;
 }
 
-static int ensure_dir(const char *path, char *err, size_t errlen)
-{
+static int ensure_dir(const char *path, char *err, size_t errlen) {
     if (mkdir(path, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
         return -1;
@@ -296,13 +272,12 @@ static int ensure_dir(const char *path, char *err, size_t errlen)
 }
 
 /* An existing directory as an absolute path without symlinks (NULL + message). */
-static char *real_dir(const char *path, const char *what, char *err, size_t errlen)
-{
+static char *real_dir(const char *path, const char *what, char *err, size_t errlen) {
     char *p = realpath(path, NULL);
     struct stat st;
     if (!p || stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "%s '%s' is not a readable directory%s%s", what, path,
-                 p ? "" : ": ", p ? "" : strerror(errno));
+        snprintf(err, errlen, "%s '%s' is not a readable directory%s%s", what, path, p ? "" : ": ",
+                 p ? "" : strerror(errno));
         free(p);
         return NULL;
     }
@@ -310,11 +285,9 @@ static char *real_dir(const char *path, const char *what, char *err, size_t errl
 }
 
 /* Temp files of uploads cut short by a crash: only this daemon writes them. */
-static void remove_stale_uploads(api_server *s)
-{
+static void remove_stale_uploads(api_server *s) {
     DIR *d = opendir(s->datasets_dir);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if ((atomic_file_is_temp(e->d_name) ||
@@ -324,16 +297,14 @@ static void remove_stale_uploads(api_server *s)
     closedir(d);
 }
 
-static void server_free(api_server *s)
-{
-    if (!s)
-        return;
+static void server_free(api_server *s) {
+    if (!s) return;
     api_dbpool_close(s);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_mutex_destroy(&s->ev_mu);
     pthread_cond_destroy(&s->ev_cv);
     free(s->http_counts);
-    predict_cache_free(s->predict);   /* MHD has stopped: nobody holds an entry */
+    predict_cache_free(s->predict); /* MHD has stopped: nobody holds an entry */
     free(s->openapi);
     free(s->data_dir);
     free(s->db_path);
@@ -346,8 +317,7 @@ static void server_free(api_server *s)
 
 /* The served OpenAPI document: the compiled-in file with the generated job
  * spec schema, pretty-printed. */
-static int load_openapi(api_server *s, char *err, size_t errlen)
-{
+static int load_openapi(api_server *s, char *err, size_t errlen) {
     cJSON *doc = cJSON_Parse(api_openapi_json);
     if (!doc) {
         snprintf(err, errlen, "the compiled-in OpenAPI document is not valid JSON");
@@ -368,16 +338,16 @@ static int load_openapi(api_server *s, char *err, size_t errlen)
     return 0;
 }
 
-api_server *api_start(const api_config *cfg, char *err, size_t errlen)
-{
+api_server *api_start(const api_config *cfg, char *err, size_t errlen) {
     if (!cfg || !cfg->data_dir || !cfg->data_dir[0]) {
         snprintf(err, errlen, "api: no data directory configured");
         return NULL;
     }
     if (cfg->max_json_body == 0 || cfg->max_upload == 0 || cfg->max_json_depth < 1 ||
         cfg->max_connections == 0 || cfg->predict_cache < 1) {
-        snprintf(err, errlen, "api: body limits, JSON depth, connection limit and predict cache "
-                              "must be > 0");
+        snprintf(err, errlen,
+                 "api: body limits, JSON depth, connection limit and predict cache "
+                 "must be > 0");
         return NULL;
     }
     struct sockaddr_storage addr;
@@ -433,30 +403,27 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
         !(s->web_dir = real_dir(cfg->web_dir, "web directory", err, errlen)))
         goto fail;
     remove_stale_uploads(s);
-    if (load_openapi(s, err, errlen) != 0)
-        goto fail;
+    if (load_openapi(s, err, errlen) != 0) goto fail;
 
-    s->http_counts = calloc((size_t)(api_route_count + 1) * API_STATUS_SLOTS,
-                            sizeof *s->http_counts);
+    s->http_counts =
+        calloc((size_t)(api_route_count + 1) * API_STATUS_SLOTS, sizeof *s->http_counts);
     s->predict = predict_cache_new(cfg->predict_cache);
     if (!s->http_counts || !s->predict) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (api_dbpool_open(s, cfg->max_connections, err, errlen) != 0)
-        goto fail;
+    if (api_dbpool_open(s, cfg->max_connections, err, errlen) != 0) goto fail;
 
     const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
-    if (probe_listen(&addr, addr_len, spec, err, errlen) != 0)
-        goto fail;
+    if (probe_listen(&addr, addr_len, spec, err, errlen) != 0) goto fail;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_CONNECTION_LIMIT, s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        s->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                              mhd_logger, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                              MHD_OPTION_CONNECTION_LIMIT, s->max_connections,
+                              MHD_OPTION_CONNECTION_TIMEOUT, s->connection_timeout_s,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->mhd) {
         snprintf(err, errlen, "cannot listen on %s (in use, or not an address of this machine?)",
                  spec);
@@ -464,28 +431,21 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen)
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : 0;
-    if (s->workers)
-        workers_set_event_callback(s->workers, api_notify_job_events, s);
+    if (s->workers) workers_set_event_callback(s->workers, api_notify_job_events, s);
     log_info("api: listening on %s (port %u), data in %s%s",
-            cfg->listen ? cfg->listen : API_DEFAULT_LISTEN, (unsigned)s->port, s->data_dir,
-            s->has_token ? ", token required for changes and downloads" : "");
+             cfg->listen ? cfg->listen : API_DEFAULT_LISTEN, (unsigned)s->port, s->data_dir,
+             s->has_token ? ", token required for changes and downloads" : "");
     return s;
 fail:
     server_free(s);
     return NULL;
 }
 
-uint16_t api_port(const api_server *s)
-{
-    return s->port;
-}
+uint16_t api_port(const api_server *s) { return s->port; }
 
-void api_stop(api_server *s)
-{
-    if (!s)
-        return;
-    if (s->workers)
-        workers_set_event_callback(s->workers, NULL, NULL);
+void api_stop(api_server *s) {
+    if (!s) return;
+    if (s->workers) workers_set_event_callback(s->workers, NULL, NULL);
     s->listen_fd = (int)MHD_quiesce_daemon(s->mhd);
     /* End the streams and give them a moment to send their last chunk, so
      * clients see a clean end (and reconnect) rather than a cut connection. */
@@ -498,12 +458,10 @@ void api_stop(api_server *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->ev_cv);
     while (atomic_load(&s->sse_clients) > 0)
-        if (pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until) == ETIMEDOUT)
-            break;
+        if (pthread_cond_timedwait(&s->ev_cv, &s->ev_mu, &until) == ETIMEDOUT) break;
     pthread_mutex_unlock(&s->ev_mu);
     MHD_stop_daemon(s->mhd);
-    if (s->listen_fd >= 0)
-        close(s->listen_fd);
+    if (s->listen_fd >= 0) close(s->listen_fd);
     log_info("api: stopped");
     server_free(s);
 }

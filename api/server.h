@@ -52,20 +52,20 @@
 #define API_DEFAULT_PREDICT_CACHE 2
 
 typedef struct {
-    const char *listen;          /* "host:port", "[v6]:port" or ":port"; port 0 =
+    const char *listen;     /* "host:port", "[v6]:port" or ":port"; port 0 =
                                     any free port (see api_port) */
-    const char *data_dir;        /* required: datasets/, jobs/<id>/adapter/ live here */
-    const char *db_path;         /* NULL: <data_dir>/aflorad.db */
-    const char *models_dir;      /* NULL: only the built-in demo model */
-    const char *web_dir;         /* NULL: no static files (GET / answers 404) */
-    const char *token;           /* NULL or "": no authentication (see above) */
-    size_t max_json_body;        /* bytes */
-    size_t max_upload;           /* bytes */
+    const char *data_dir;   /* required: datasets/, jobs/<id>/adapter/ live here */
+    const char *db_path;    /* NULL: <data_dir>/aflorad.db */
+    const char *models_dir; /* NULL: only the built-in demo model */
+    const char *web_dir;    /* NULL: no static files (GET / answers 404) */
+    const char *token;      /* NULL or "": no authentication (see above) */
+    size_t max_json_body;   /* bytes */
+    size_t max_upload;      /* bytes */
     int max_json_depth;
     unsigned max_connections;
     unsigned connection_timeout_s;
-    int predict_cache;           /* models kept loaded for predictions (>= 1) */
-    workers *workers;            /* NULL: jobs are stored and stay queued (tests) */
+    int predict_cache; /* models kept loaded for predictions (>= 1) */
+    workers *workers;  /* NULL: jobs are stored and stay queued (tests) */
 } api_config;
 
 typedef struct api_server api_server;

@@ -19,13 +19,9 @@ static const uint32_t K[64] = {
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 };
 
-static uint32_t rotr(uint32_t x, unsigned n)
-{
-    return (x >> n) | (x << (32 - n));
-}
+static uint32_t rotr(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
 
-static void compress(uint32_t h[8], const uint8_t p[64])
-{
+static void compress(uint32_t h[8], const uint8_t p[64]) {
     uint32_t w[64];
     for (int t = 0; t < 16; t++)
         w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
@@ -62,8 +58,7 @@ static void compress(uint32_t h[8], const uint8_t p[64])
     h[7] += k;
 }
 
-void sha256_init(sha256_ctx *c)
-{
+void sha256_init(sha256_ctx *c) {
     /* Fractional parts of the square roots of the first 8 primes (§5.3.3). */
     static const uint32_t H0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -72,8 +67,7 @@ void sha256_init(sha256_ctx *c)
     c->used = 0;
 }
 
-void sha256_update(sha256_ctx *c, const void *data, size_t len)
-{
+void sha256_update(sha256_ctx *c, const void *data, size_t len) {
     const uint8_t *p = data;
     c->bytes += len;
     if (c->used) {
@@ -82,19 +76,16 @@ void sha256_update(sha256_ctx *c, const void *data, size_t len)
         c->used += take;
         p += take;
         len -= take;
-        if (c->used < 64)
-            return;
+        if (c->used < 64) return;
         compress(c->h, c->block);
         c->used = 0;
     }
-    for (; len >= 64; p += 64, len -= 64)
-        compress(c->h, p);
+    for (; len >= 64; p += 64, len -= 64) compress(c->h, p);
     memcpy(c->block, p, len);
     c->used = len;
 }
 
-void sha256_final(sha256_ctx *c, uint8_t out[SHA256_DIGEST_LEN])
-{
+void sha256_final(sha256_ctx *c, uint8_t out[SHA256_DIGEST_LEN]) {
     uint64_t bits = c->bytes * 8;
     /* Padding: 0x80, zeros up to 56 mod 64, then the bit length big-endian. */
     c->block[c->used++] = 0x80;
@@ -104,8 +95,7 @@ void sha256_final(sha256_ctx *c, uint8_t out[SHA256_DIGEST_LEN])
         c->used = 0;
     }
     memset(c->block + c->used, 0, 56 - c->used);
-    for (int i = 0; i < 8; i++)
-        c->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++) c->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
     compress(c->h, c->block);
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(c->h[i] >> 24);
@@ -115,8 +105,7 @@ void sha256_final(sha256_ctx *c, uint8_t out[SHA256_DIGEST_LEN])
     }
 }
 
-void sha256_final_hex(sha256_ctx *c, char out[SHA256_HEX_SIZE])
-{
+void sha256_final_hex(sha256_ctx *c, char out[SHA256_HEX_SIZE]) {
     static const char hex[] = "0123456789abcdef";
     uint8_t d[SHA256_DIGEST_LEN];
     sha256_final(c, d);

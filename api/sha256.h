@@ -12,13 +12,13 @@
 #include <stdint.h>
 
 #define SHA256_DIGEST_LEN 32
-#define SHA256_HEX_SIZE 65                 /* 64 hex characters + NUL */
+#define SHA256_HEX_SIZE 65 /* 64 hex characters + NUL */
 
 typedef struct {
     uint32_t h[8];
-    uint64_t bytes;                        /* message length so far */
+    uint64_t bytes; /* message length so far */
     uint8_t block[64];
-    size_t used;                           /* bytes waiting in block */
+    size_t used; /* bytes waiting in block */
 } sha256_ctx;
 
 void sha256_init(sha256_ctx *c);

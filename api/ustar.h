@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define USTAR_BLOCK 512
-#define USTAR_NAME_MAX 100                 /* bytes of the name field, no NUL needed */
+#define USTAR_NAME_MAX 100 /* bytes of the name field, no NUL needed */
 /* The size field holds 11 octal digits: 8 GiB - 1 per member. */
 #define USTAR_SIZE_MAX ((((uint64_t)1) << 33) - 1)
 

@@ -64,7 +64,7 @@
 #define BERT_DROPOUT 0.1f
 #define BERT_CLS 101
 #define BERT_SEP 102
-#define BERT_FIRST_WORD 1000   /* below: [unused], special tokens, punctuation */
+#define BERT_FIRST_WORD 1000 /* below: [unused], special tokens, punctuation */
 
 /* Defaults: 1 of BERT-base's 12 layers (time budget, see above); 8 batches
  * of 32 (aflorad's default batch_size; the paper's 64 halved). */
@@ -91,8 +91,8 @@ typedef enum { WAY_FIXED, WAY_DYNAMIC, WAY_BUCKETED, WAY_COUNT } way;
 static const char *const way_names[WAY_COUNT] = {"fixed 256", "dynamic", "dynamic+bucketing"};
 
 typedef struct {
-    long tokens;        /* batch x seq summed: processed, padding included */
-    long real;          /* non-padding tokens */
+    long tokens; /* batch x seq summed: processed, padding included */
+    long real;   /* non-padding tokens */
     aflo_flops flops;
     double seconds;
 } slice_result;
@@ -162,7 +162,8 @@ static long epoch_tokens(const aflo_dataset *d, const int *order, int batch, boo
     for (int start = 0; start < d->n; start += batch) {
         int count = d->n - start < batch ? d->n - start : batch, longest = 1;
         for (int i = 0; i < count; i++)
-            if (dataset_len(d, order[start + i]) > longest) longest = dataset_len(d, order[start + i]);
+            if (dataset_len(d, order[start + i]) > longest)
+                longest = dataset_len(d, order[start + i]);
         total += (long)count * longest;
     }
     return total;
@@ -183,9 +184,13 @@ static void make_fixed_batch(const aflo_dataset *d, const int *idx, int count,
         bb->labels[i] = d->labels[idx[i]];
         bb->targets[i] = d->targets[idx[i]];
     }
-    *out = (aflo_batch){.batch = count, .seq = FIXED_PAD, .input_ids = bb->ids,
-                        .token_type_ids = bb->type_ids, .attention_mask = bb->mask,
-                        .labels = bb->labels, .targets = bb->targets};
+    *out = (aflo_batch){.batch = count,
+                        .seq = FIXED_PAD,
+                        .input_ids = bb->ids,
+                        .token_type_ids = bb->type_ids,
+                        .attention_mask = bb->mask,
+                        .labels = bb->labels,
+                        .targets = bb->targets};
 }
 
 /* Forward + backward of batch k of order, one way; adds to r. */
@@ -196,8 +201,10 @@ static int run_batch(aflo_model *m, const aflo_dataset *d, const int *order, int
     aflo_batch b;
     memset(model_flops(m), 0, sizeof(aflo_flops));
     double t0 = now_s();
-    if (fixed) make_fixed_batch(d, idx, batch, bb, &b);
-    else dataset_make_batch(d, idx, batch, 0, bb, &b);
+    if (fixed)
+        make_fixed_batch(d, idx, batch, bb, &b);
+    else
+        dataset_make_batch(d, idx, batch, 0, bb, &b);
     model_set_dropout_key(m, rng_hash(BENCH_SEED, (uint64_t)k));
     model_zero_grad(m);
     float loss;
@@ -217,16 +224,23 @@ int main(int argc, char **argv) {
     bool dropout = true;
     for (int i = 1; i < argc; i++) {
         int rc = 0;
-        if (strcmp(argv[i], "--layers") == 0) rc = arg_int(argc, argv, &i, 1, BERT_LAYERS, &layers);
-        else if (strcmp(argv[i], "--batches") == 0) rc = arg_int(argc, argv, &i, 1, 1000, &nbatches);
-        else if (strcmp(argv[i], "--batch") == 0) rc = arg_int(argc, argv, &i, 1, 512, &batch);
-        else if (strcmp(argv[i], "--threads") == 0) rc = arg_int(argc, argv, &i, 0, 1024, &threads);
-        else if (strcmp(argv[i], "--no-dropout") == 0) dropout = false;
+        if (strcmp(argv[i], "--layers") == 0)
+            rc = arg_int(argc, argv, &i, 1, BERT_LAYERS, &layers);
+        else if (strcmp(argv[i], "--batches") == 0)
+            rc = arg_int(argc, argv, &i, 1, 1000, &nbatches);
+        else if (strcmp(argv[i], "--batch") == 0)
+            rc = arg_int(argc, argv, &i, 1, 512, &batch);
+        else if (strcmp(argv[i], "--threads") == 0)
+            rc = arg_int(argc, argv, &i, 0, 1024, &threads);
+        else if (strcmp(argv[i], "--no-dropout") == 0)
+            dropout = false;
         else if (strcmp(argv[i], "--examples") == 0)
             rc = arg_int(argc, argv, &i, 1, 10000000, &examples);
         else {
-            fprintf(stderr, "usage: %s [--layers N] [--batches N] [--batch N] [--threads N] "
-                            "[--examples N] [--no-dropout]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--layers N] [--batches N] [--batch N] [--threads N] "
+                    "[--examples N] [--no-dropout]\n",
+                    argv[0]);
             return 2;
         }
         if (rc != 0) return 2;
@@ -263,8 +277,8 @@ int main(int argc, char **argv) {
     tc.length_bucketing = true;
     train_epoch_order(&tc, &d, 0, bucketed, scratch);
 
-    printf("padding benchmark: %d examples, SST-2-shaped lengths (mean %.1f tokens, max %d)\n",
-           d.n, (double)d.ntokens / d.n, d.max_len);
+    printf("padding benchmark: %d examples, SST-2-shaped lengths (mean %.1f tokens, max %d)\n", d.n,
+           (double)d.ntokens / d.n, d.max_len);
     printf("BLAS: %s; core %s; %d threads\n", engine_blas_info(), openblas_get_corename(),
            engine_threads());
 
@@ -284,8 +298,11 @@ int main(int argc, char **argv) {
     /* 2. The first nbatches batches, run. */
     aflo_config c;
     bert_config(&c, layers);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = AFLORA_RANK, .alpha = 0.0f,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = AFLORA_RANK,
+                              .alpha = 0.0f,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     m = model_create(&c, &ac, TASK_CLASSIFICATION, BENCH_LABELS, BENCH_SEED, err, sizeof err);
     if (!m || model_reserve(m, batch, FIXED_PAD, err, sizeof err) != 0) {
         fprintf(stderr, "%s\n", err);
@@ -306,17 +323,17 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nbatches; k++)
         for (int w = 0; w < WAY_COUNT; w++) {
             const int *order = w == WAY_BUCKETED ? bucketed : plain;
-            if (run_batch(m, &d, order, k, batch, w == WAY_FIXED, &bb, &res[w], err,
-                          sizeof err) != 0) {
+            if (run_batch(m, &d, order, k, batch, w == WAY_FIXED, &bb, &res[w], err, sizeof err) !=
+                0) {
                 fprintf(stderr, "%s\n", err);
                 goto out;
             }
         }
     printf("\nslice: the first %d batches of %d, BERT-base shape with %d of 12 layers, "
-           "AFLoRA r=%d,\nforward + backward (dropout %s):\n", nbatches, batch, layers,
-           AFLORA_RANK, dropout ? "on" : "off");
-    printf("  %-18s %9s %9s %9s %10s %9s %9s %9s\n", "way", "tokens", "padding", "GFLOP",
-           "time s", "GFLOP/s", "tok x", "time x");
+           "AFLoRA r=%d,\nforward + backward (dropout %s):\n",
+           nbatches, batch, layers, AFLORA_RANK, dropout ? "on" : "off");
+    printf("  %-18s %9s %9s %9s %10s %9s %9s %9s\n", "way", "tokens", "padding", "GFLOP", "time s",
+           "GFLOP/s", "tok x", "time x");
     for (int w = 0; w < WAY_COUNT; w++) {
         double gf = (double)flops_total(&res[w].flops) / 1e9;
         printf("  %-18s %9ld %8.1f%% %9.1f %10.2f %9.1f %8.2fx %8.2fx\n", way_names[w],

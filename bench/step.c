@@ -93,16 +93,26 @@ typedef struct {
 } variant;
 
 static const variant variants[] = {
-    {"aflora", "AFLoRA r=4, FFN projections trainable (before freezing)",
-     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_FFN}, false},
-    {"aflora-all", "AFLoRA r=4, all projections trainable (before freezing)",
-     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_ALL}, false},
-    {"aflora-frozen", "AFLoRA r=4 after freezing: every A and B frozen",
-     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_FFN}, true},
-    {"elora", "ELoRA r=1024, projections frozen",
-     {METHOD_ELORA, ELORA_RANK, 0.0f, ALL_MODULES, PROJ_NONE}, false},
-    {"lora", "LoRA r=8, alpha 16",
-     {METHOD_LORA, LORA_RANK, LORA_ALPHA, ALL_MODULES, PROJ_NONE}, false},
+    {"aflora",
+     "AFLoRA r=4, FFN projections trainable (before freezing)",
+     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_FFN},
+     false},
+    {"aflora-all",
+     "AFLoRA r=4, all projections trainable (before freezing)",
+     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_ALL},
+     false},
+    {"aflora-frozen",
+     "AFLoRA r=4 after freezing: every A and B frozen",
+     {METHOD_AFLORA, AFLORA_RANK, 0.0f, ALL_MODULES, PROJ_FFN},
+     true},
+    {"elora",
+     "ELoRA r=1024, projections frozen",
+     {METHOD_ELORA, ELORA_RANK, 0.0f, ALL_MODULES, PROJ_NONE},
+     false},
+    {"lora",
+     "LoRA r=8, alpha 16",
+     {METHOD_LORA, LORA_RANK, LORA_ALPHA, ALL_MODULES, PROJ_NONE},
+     false},
     {"full", "full fine-tuning", {METHOD_FULL, 0, 0.0f, ALL_MODULES, PROJ_NONE}, false},
 };
 #define N_VARIANTS ((int)(sizeof variants / sizeof variants[0]))
@@ -110,25 +120,29 @@ static const variant variants[] = {
 /* Parts of one step, in milliseconds of wall time; cpu is the process CPU
  * time of the whole step (all threads, spinning included). On a machine shared
  * with other work, cpu is the steadier figure at --threads 1. */
-typedef struct { double zero, fwd, bwd, opt, total, cpu; } step_times;
+typedef struct {
+    double zero, fwd, bwd, opt, total, cpu;
+} step_times;
 
 typedef struct {
     const variant *v;
     bool ran;
     int steps;
     step_times t[MAX_STEPS];
-    step_times median;            /* the step whose total is the median */
-    aflo_flops flops;             /* of one step */
-    size_t trainable;             /* elements trained in the timed steps */
+    step_times median; /* the step whose total is the median */
+    aflo_flops flops;  /* of one step */
+    size_t trainable;  /* elements trained in the timed steps */
     int trainable_tensors;
     aflo_memory mem;
     size_t adam_bytes;
     double maxrss_before_mb, maxrss_after_mb;
-    float first_loss;             /* of the warm-up step, before any update: ~ln 2 */
-    float loss;                   /* of the last timed step */
+    float first_loss; /* of the warm-up step, before any update: ~ln 2 */
+    float loss;       /* of the last timed step */
 } result;
 
-typedef struct { double cube, proj, best; } sgemm_peak;
+typedef struct {
+    double cube, proj, best;
+} sgemm_peak;
 
 static double now_ms(void) {
     struct timespec ts;
@@ -194,8 +208,8 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
     int32_t *ids = NULL, *labels = NULL;
     uint8_t *mask = NULL;
 
-    aflo_model *m = model_create(&c, &v->ac, TASK_CLASSIFICATION, BENCH_LABELS, BENCH_SEED, err,
-                                 errlen);
+    aflo_model *m =
+        model_create(&c, &v->ac, TASK_CLASSIFICATION, BENCH_LABELS, BENCH_SEED, err, errlen);
     if (!m) return -1;
     if (model_reserve(m, BENCH_BATCH, BENCH_SEQ, err, errlen) != 0) goto out;
     model_set_dropout(m, dropout);
@@ -238,8 +252,12 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
         mask[i] = 1;
     }
     for (int i = 0; i < BENCH_BATCH; i++) labels[i] = (int32_t)rng_below(&rng, BENCH_LABELS);
-    aflo_batch b = {.batch = BENCH_BATCH, .seq = BENCH_SEQ, .input_ids = ids,
-                    .token_type_ids = NULL, .attention_mask = mask, .labels = labels,
+    aflo_batch b = {.batch = BENCH_BATCH,
+                    .seq = BENCH_SEQ,
+                    .input_ids = ids,
+                    .token_type_ids = NULL,
+                    .attention_mask = mask,
+                    .labels = labels,
                     .targets = NULL};
 
     /* Step 0 is the warm-up (first touch of the activation arena, OpenBLAS
@@ -319,8 +337,8 @@ static double time_sgemm(int M, int N, int K, bool trans_b, int reps, char *err,
     double best = 0.0;
     for (int rep = 0; rep <= reps; rep++) {
         double t0 = now_ms();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                    1.0f, A, K, B, trans_b ? K : N, 0.0f, C, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                    A, K, B, trans_b ? K : N, 0.0f, C, N);
         double ms = now_ms() - t0;
         double gf = 2.0 * M * N * K / (ms * 1e6);
         if (rep > 0 && gf > best) best = gf;
@@ -350,9 +368,9 @@ static size_t arenas_bytes(const aflo_memory *mem) {
 static void print_table(const result *res, int nres, const sgemm_peak *pk) {
     printf("\n%-14s %10s %9s %9s %9s %9s %9s %9s | %8s %8s %8s %8s | %7s %6s | %8s %8s %8s "
            "%8s\n",
-           "method", "trainable", "step_ms", "cpu_ms", "zero_ms", "fwd_ms", "bwd_ms", "opt_ms", "GF_fwd",
-           "GF_bwdin", "GF_bwdw", "GF_tot", "GFLOP/s", "%peak", "arenaMB", "adamMB", "rssMB",
-           "rssΔMB");
+           "method", "trainable", "step_ms", "cpu_ms", "zero_ms", "fwd_ms", "bwd_ms", "opt_ms",
+           "GF_fwd", "GF_bwdin", "GF_bwdw", "GF_tot", "GFLOP/s", "%peak", "arenaMB", "adamMB",
+           "rssMB", "rssΔMB");
     for (int i = 0; i < nres; i++) {
         const result *r = &res[i];
         if (!r->ran) continue;
@@ -365,8 +383,8 @@ static void print_table(const result *res, int nres, const sgemm_peak *pk) {
                (double)r->flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
                (double)r->flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9,
                (double)flops_total(&r->flops) * 1e-9, gfs, 100.0 * gfs / pk->best,
-               (double)arenas_bytes(&r->mem) / MIB, (double)r->adam_bytes / MIB,
-               r->maxrss_after_mb, r->maxrss_after_mb - r->maxrss_before_mb);
+               (double)arenas_bytes(&r->mem) / MIB, (double)r->adam_bytes / MIB, r->maxrss_after_mb,
+               r->maxrss_after_mb - r->maxrss_before_mb);
     }
     printf("sgemm peak: %.1f GFLOP/s (%dx%dx%d cube %.1f, %dx%dx%d projection %.1f)\n", pk->best,
            PEAK_CUBE, PEAK_CUBE, PEAK_CUBE, pk->cube, PEAK_PROJ_M, PEAK_PROJ_N, PEAK_PROJ_K,
@@ -386,7 +404,8 @@ static void print_ratios(const result *res, int nres) {
     for (size_t i = 0; i < sizeof afl / sizeof *afl; i++) {
         const result *a = find_result(res, nres, afl[i]);
         if (!a) continue;
-        printf("ELoRA / %-13s  time %.2fx  FLOPs %.2fx\n", afl[i], e->median.total / a->median.total,
+        printf("ELoRA / %-13s  time %.2fx  FLOPs %.2fx\n", afl[i],
+               e->median.total / a->median.total,
                (double)flops_total(&e->flops) / (double)flops_total(&a->flops));
     }
 }
@@ -396,9 +415,12 @@ static void json_str(const char *s) {
     putchar('"');
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') printf("\\%c", ch);
-        else if (ch < 0x20) printf("\\u%04x", ch);
-        else putchar(ch);
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
     }
     putchar('"');
 }
@@ -448,7 +470,8 @@ static void print_json(const result *res, int nres, const sgemm_peak *pk, int st
         double gfs = step_gflops(r);
         printf("],\"cpu_ms\":[");
         for (int s = 0; s < r->steps; s++) printf("%s%.3f", s ? "," : "", r->t[s].cpu);
-        printf("],\"median_ms\":%.3f,\"median_step_cpu_ms\":%.3f,\"zero_grad_ms\":%.3f,\"forward_ms\":%.3f,"
+        printf("],\"median_ms\":%.3f,\"median_step_cpu_ms\":%.3f,\"zero_grad_ms\":%.3f,\"forward_"
+               "ms\":%.3f,"
                "\"backward_ms\":%.3f,\"optimizer_ms\":%.3f,"
                "\"flops\":{\"forward\":%llu,\"backward_input\":%llu,\"backward_weight\":%llu,"
                "\"total\":%llu},\"gflops_per_s\":%.3f,\"pct_of_sgemm_peak\":%.2f,",
@@ -468,10 +491,11 @@ static void print_json(const result *res, int nres, const sgemm_peak *pk, int st
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: step [--steps N] [--threads N] [--method NAME] [--dropout]\n"
-               "  --steps N     timed steps after one warm-up step (default %d)\n"
-               "  --threads N   engine/OpenBLAS threads (default: all online cores)\n"
-               "  --method NAME run one method only; NAME is one of:\n",
+    fprintf(f,
+            "usage: step [--steps N] [--threads N] [--method NAME] [--dropout]\n"
+            "  --steps N     timed steps after one warm-up step (default %d)\n"
+            "  --threads N   engine/OpenBLAS threads (default: all online cores)\n"
+            "  --method NAME run one method only; NAME is one of:\n",
             DEFAULT_STEPS);
     for (int i = 0; i < N_VARIANTS; i++)
         fprintf(f, "                  %-14s %s\n", variants[i].name, variants[i].what);
@@ -484,14 +508,29 @@ int main(int argc, char **argv) {
     bool dropout = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--dropout") == 0) { dropout = true; continue; }
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
-        if (i + 1 >= argc) { usage(stderr); return 2; }
+        if (strcmp(a, "--dropout") == 0) {
+            dropout = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            usage(stderr);
+            return 2;
+        }
         const char *v = argv[++i];
-        if (strcmp(a, "--steps") == 0) steps = atoi(v);
-        else if (strcmp(a, "--threads") == 0) threads = atoi(v);
-        else if (strcmp(a, "--method") == 0) only = v;
-        else { usage(stderr); return 2; }
+        if (strcmp(a, "--steps") == 0)
+            steps = atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            threads = atoi(v);
+        else if (strcmp(a, "--method") == 0)
+            only = v;
+        else {
+            usage(stderr);
+            return 2;
+        }
     }
     if (steps < 1 || steps > MAX_STEPS) {
         fprintf(stderr, "step: --steps must be between 1 and %d\n", MAX_STEPS);

@@ -78,12 +78,10 @@ static void run_eval(void *ctx, const aflo_eval_info *e) {
     const aflo_metrics *m = e->metrics;
     if (m->classification)
         printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n",
-               JOB_EPOCH_SHOWN(e->epoch),
-               m->loss, m->accuracy, m->f1, m->mcc);
+               JOB_EPOCH_SHOWN(e->epoch), m->loss, m->accuracy, m->f1, m->mcc);
     else
         printf("eval    epoch %d  loss %.4f  pearson %.4f  spearman %.4f\n",
-               JOB_EPOCH_SHOWN(e->epoch),
-               m->loss, m->pearson, m->spearman);
+               JOB_EPOCH_SHOWN(e->epoch), m->loss, m->pearson, m->spearman);
     fflush(stdout);
 }
 
@@ -110,13 +108,17 @@ static int cmd_run(int argc, char **argv) {
     bool restart = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if ((v = opt_value(argc, argv, &i, "--out"))) out = v;
-        else if ((v = opt_value(argc, argv, &i, "--models-dir"))) models = v;
-        else if (strcmp(argv[i], "--restart") == 0) restart = true;
+        if ((v = opt_value(argc, argv, &i, "--out")))
+            out = v;
+        else if ((v = opt_value(argc, argv, &i, "--models-dir")))
+            models = v;
+        else if (strcmp(argv[i], "--restart") == 0)
+            restart = true;
         else if (argv[i][0] == '-') {
             fprintf(stderr, "run: unknown option %s\n", argv[i]);
             return 2;
-        } else spec_path = argv[i];
+        } else
+            spec_path = argv[i];
     }
     if (!spec_path || !out) {
         fputs(run_usage, stderr);
@@ -132,9 +134,15 @@ static int cmd_run(int argc, char **argv) {
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    job_args a = {.spec = &spec, .models_dir = models, .work_dir = out, .cancel = &interrupted,
-                  .ev = {.on_step = run_step, .on_freeze = run_freeze, .on_eval = run_eval,
-                         .on_log = run_log, .on_resume = run_resume},
+    job_args a = {.spec = &spec,
+                  .models_dir = models,
+                  .work_dir = out,
+                  .cancel = &interrupted,
+                  .ev = {.on_step = run_step,
+                         .on_freeze = run_freeze,
+                         .on_eval = run_eval,
+                         .on_log = run_log,
+                         .on_resume = run_resume},
                   .restart = restart,
                   .mismatch_hint = "run with the spec it was made with to resume it, or add "
                                    "--restart to discard it and start over"};
@@ -148,12 +156,13 @@ static int cmd_run(int argc, char **argv) {
             snprintf(best, sizeof best, "best epoch %d", JOB_EPOCH_SHOWN(r.summary.best_epoch));
         printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n"
                "adapter %s/adapter/\nmetrics %s/metrics.json\n",
-               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg, out,
-               out);
+               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg, out, out);
         rc = 0;
     } else if (o == JOB_CANCELLED) {
-        fprintf(stderr, "run: stopped at step %ld; checkpoint saved in %s; run the same command "
-                        "to resume\n", r.summary.steps_done, out);
+        fprintf(stderr,
+                "run: stopped at step %ld; checkpoint saved in %s; run the same command "
+                "to resume\n",
+                r.summary.steps_done, out);
         rc = 130;
     } else {
         fprintf(stderr, "run: %s\n", err);
@@ -183,14 +192,14 @@ static int cmd_init_demo(int argc, char **argv) {
         return 1;
     }
     printf("wrote the demo model and dataset to %s (config.json, vocab.txt, model.safetensors, "
-           "train.tsv, dev.tsv)\n", argv[1]);
+           "train.tsv, dev.tsv)\n",
+           argv[1]);
     return 0;
 }
 
 /* ---------------------------------------------------------------- predict */
 
-static int print_prediction(predictor *p, const char *a, const char *b, char *err,
-                            size_t errlen) {
+static int print_prediction(predictor *p, const char *a, const char *b, char *err, size_t errlen) {
     cJSON *o = predictor_run(p, a, b, NULL, err, errlen);
     if (!o) return -1;
     char *line = cJSON_PrintUnformatted(o);
@@ -235,7 +244,7 @@ static textdata_field to_field(const adapter_text_field *t) {
 
 typedef struct {
     const char *text_field, *pair_field;
-    int header;                /* -1: not given; 0 / 1: --no-header / --header */
+    int header; /* -1: not given; 0 / 1: --no-header / --header */
 } input_overrides;
 
 /* Predict every row of FILE, read with the columns the adapter was trained
@@ -254,16 +263,20 @@ static int predict_file(predictor *p, const char *input, const input_overrides *
         return -1;
     if (o->pair_field && parse_field("--pair-field", o->pair_field, &in.fields[1], err, errlen))
         return -1;
-    if (o->pair_field) in.n_fields = 2;
-    else if (o->text_field && !recorded) in.n_fields = 1;
-    if (!recorded && !o->text_field) {   /* nothing to go by: the "text" column */
+    if (o->pair_field)
+        in.n_fields = 2;
+    else if (o->text_field && !recorded)
+        in.n_fields = 1;
+    if (!recorded && !o->text_field) { /* nothing to go by: the "text" column */
         snprintf(in.fields[0].name, sizeof in.fields[0].name, "text");
         in.fields[0].by_index = false;
     }
     bool named = false;
     for (int i = 0; i < in.n_fields; i++) named |= !in.fields[i].by_index;
-    bool header = o->header >= 0 ? o->header : overridden && named ? true
-                                             : recorded ? in.has_header : true;
+    bool header = o->header >= 0        ? o->header
+                  : overridden && named ? true
+                  : recorded            ? in.has_header
+                                        : true;
     textdata_spec ts = {.format = textdata_format_from_path(input),
                         .text_a = to_field(&in.fields[0]),
                         .no_header = !header};
@@ -293,8 +306,10 @@ static int predict_file(predictor *p, const char *input, const input_overrides *
         if (recorded && !overridden) {
             char fields[512];
             predictor_describe_fields(p, fields, sizeof fields);
-            appendf(err, errlen, " (the adapter reads %s, as in its training data; "
-                                 "--text-field and --pair-field choose other columns)", fields);
+            appendf(err, errlen,
+                    " (the adapter reads %s, as in its training data; "
+                    "--text-field and --pair-field choose other columns)",
+                    fields);
         }
         return -1;
     }
@@ -329,16 +344,26 @@ static int cmd_predict(int argc, char **argv) {
     input_overrides o = {.header = -1};
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if ((v = opt_value(argc, argv, &i, "--model"))) model = v;
-        else if ((v = opt_value(argc, argv, &i, "--adapter"))) adapter = v;
-        else if ((v = opt_value(argc, argv, &i, "--text"))) text = v;
-        else if ((v = opt_value(argc, argv, &i, "--text-pair"))) pair = v;
-        else if ((v = opt_value(argc, argv, &i, "--input"))) input = v;
-        else if ((v = opt_value(argc, argv, &i, "--text-field"))) o.text_field = v;
-        else if ((v = opt_value(argc, argv, &i, "--pair-field"))) o.pair_field = v;
-        else if ((v = opt_value(argc, argv, &i, "--models-dir"))) models = v;
-        else if (strcmp(argv[i], "--header") == 0) o.header = 1;
-        else if (strcmp(argv[i], "--no-header") == 0) o.header = 0;
+        if ((v = opt_value(argc, argv, &i, "--model")))
+            model = v;
+        else if ((v = opt_value(argc, argv, &i, "--adapter")))
+            adapter = v;
+        else if ((v = opt_value(argc, argv, &i, "--text")))
+            text = v;
+        else if ((v = opt_value(argc, argv, &i, "--text-pair")))
+            pair = v;
+        else if ((v = opt_value(argc, argv, &i, "--input")))
+            input = v;
+        else if ((v = opt_value(argc, argv, &i, "--text-field")))
+            o.text_field = v;
+        else if ((v = opt_value(argc, argv, &i, "--pair-field")))
+            o.pair_field = v;
+        else if ((v = opt_value(argc, argv, &i, "--models-dir")))
+            models = v;
+        else if (strcmp(argv[i], "--header") == 0)
+            o.header = 1;
+        else if (strcmp(argv[i], "--no-header") == 0)
+            o.header = 0;
         else {
             fprintf(stderr, "predict: unknown option %s\n", argv[i]);
             return 2;

@@ -16,11 +16,11 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t steps;                         /* optimizer steps done, all jobs */
+    uint64_t steps; /* optimizer steps done, all jobs */
     uint64_t flops_forward, flops_backward_input, flops_backward_weight;
-    double queue_wait_seconds_sum;          /* created -> claimed, per claim */
-    uint64_t queue_wait_count;              /* = jobs claimed */
-    uint64_t jobs_finished;                 /* succeeded, failed or cancelled */
+    double queue_wait_seconds_sum; /* created -> claimed, per claim */
+    uint64_t queue_wait_count;     /* = jobs claimed */
+    uint64_t jobs_finished;        /* succeeded, failed or cancelled */
 } counters_snapshot;
 
 void counters_add_steps(uint64_t n);

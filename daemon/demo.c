@@ -13,7 +13,10 @@
 #include "synth.h"
 #include "train/train.h"
 
-typedef struct { bool quiet; long every; } demo_ctx;
+typedef struct {
+    bool quiet;
+    long every;
+} demo_ctx;
 
 static void on_step(void *ctx, const aflo_step_info *s) {
     const demo_ctx *d = ctx;
@@ -33,8 +36,8 @@ static void on_freeze(void *ctx, const aflo_freeze_event *e) {
 static void on_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
     printf("eval epoch %d step %ld loss %.4f accuracy %.4f f1 %.4f mcc %.4f\n",
-           JOB_EPOCH_SHOWN(e->epoch), e->step,
-           e->metrics->loss, e->metrics->accuracy, e->metrics->f1, e->metrics->mcc);
+           JOB_EPOCH_SHOWN(e->epoch), e->step, e->metrics->loss, e->metrics->accuracy,
+           e->metrics->f1, e->metrics->mcc);
 }
 
 static int parse_method(const char *s, aflo_method *m) {
@@ -57,15 +60,21 @@ int demo_main(int argc, char **argv) {
         fputs(demo_usage, stdout);
         return 0;
     }
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8.0f,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8.0f,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     int epochs = 6, threads = 1;
     unsigned long long seed = TRAIN_DEFAULT_SEED;
     demo_ctx d = {.quiet = false, .every = 10};
     bool rank_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--quiet") == 0) { d.quiet = true; continue; }
+        if (strcmp(a, "--quiet") == 0) {
+            d.quiet = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "demo: %s needs a value\n", a);
             fputs(demo_usage, stderr);
@@ -77,10 +86,15 @@ int demo_main(int argc, char **argv) {
                 fprintf(stderr, "demo: --method must be aflora, elora, lora or full\n");
                 return 2;
             }
-        } else if (strcmp(a, "--rank") == 0) { ac.rank = atoi(v); rank_set = true; }
-        else if (strcmp(a, "--epochs") == 0) epochs = atoi(v);
-        else if (strcmp(a, "--threads") == 0) threads = atoi(v);
-        else if (strcmp(a, "--seed") == 0) seed = strtoull(v, NULL, 10);
+        } else if (strcmp(a, "--rank") == 0) {
+            ac.rank = atoi(v);
+            rank_set = true;
+        } else if (strcmp(a, "--epochs") == 0)
+            epochs = atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            threads = atoi(v);
+        else if (strcmp(a, "--seed") == 0)
+            seed = strtoull(v, NULL, 10);
         else {
             fprintf(stderr, "demo: unknown option %s\n", a);
             fputs(demo_usage, stderr);
@@ -106,13 +120,19 @@ int demo_main(int argc, char **argv) {
         goto done;
     }
     m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, seed, err, sizeof err);
-    if (!m) { fprintf(stderr, "demo: %s\n", err); goto done; }
+    if (!m) {
+        fprintf(stderr, "demo: %s\n", err);
+        goto done;
+    }
     synth_demo_weights(m);
-    aflo_train_config tc;   /* a job's defaults, as for {"model": "demo", "epochs": N, "seed": S} */
+    aflo_train_config tc; /* a job's defaults, as for {"model": "demo", "epochs": N, "seed": S} */
     train_config_defaults(&tc, epochs);
     tc.seed = seed;
     t = trainer_create(m, &tc, &train, &eval, err, sizeof err);
-    if (!t) { fprintf(stderr, "demo: %s\n", err); goto done; }
+    if (!t) {
+        fprintf(stderr, "demo: %s\n", err);
+        goto done;
+    }
     aflo_progress pr = {.ctx = &d, .on_step = on_step, .on_freeze = on_freeze, .on_eval = on_eval};
     aflo_train_summary sum;
     if (trainer_run(t, &pr, NULL, &sum, err, sizeof err) != TRAIN_DONE) {
@@ -122,8 +142,8 @@ int demo_main(int argc, char **argv) {
     printf("done: %ld steps in %.2f s, final loss %.4f, best accuracy %.4f (epoch %d), "
            "avg trainable params %.0f, GFLOP fwd %.3f bwd-input %.3f bwd-weight %.3f\n",
            sum.steps_done, sum.elapsed_s, sum.last_loss, sum.best_metrics.accuracy,
-           JOB_EPOCH_SHOWN(sum.best_epoch), sum.trainable_avg, sum.flops.by_kind[FLOP_FORWARD] * 1e-9,
-           sum.flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
+           JOB_EPOCH_SHOWN(sum.best_epoch), sum.trainable_avg,
+           sum.flops.by_kind[FLOP_FORWARD] * 1e-9, sum.flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
            sum.flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9);
     rc = 0;
 done:

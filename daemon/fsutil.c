@@ -71,11 +71,15 @@ int lock_dir(const char *dir, const char *what, int *fd_out, char *err, size_t e
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
         if (pid[0])
-            snprintf(err, errlen, "%s %s is in use by aflorad PID %s (stop it, or give this one "
-                     "its own folder)", what, dir, pid);
+            snprintf(err, errlen,
+                     "%s %s is in use by aflorad PID %s (stop it, or give this one "
+                     "its own folder)",
+                     what, dir, pid);
         else
-            snprintf(err, errlen, "%s %s is in use by another aflorad (its PID is not written "
-                     "yet)", what, dir);
+            snprintf(err, errlen,
+                     "%s %s is in use by another aflorad (its PID is not written "
+                     "yet)",
+                     what, dir);
         return -1;
     }
     char pid[32];

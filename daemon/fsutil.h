@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "base/atomicfile.h"   /* write_file_atomic */
+#include "base/atomicfile.h" /* write_file_atomic */
 
 /* out = dir "/" name; -1 (with message) when it does not fit. */
 int path_join(char *out, size_t cap, const char *dir, const char *name, char *err, size_t errlen);

@@ -57,7 +57,8 @@ int job_init_adapter_path(const char *jobs_dir, const char *ref, char *out, size
         if (!jobs_dir) {
             snprintf(err, errlen,
                      "init_adapter: \"%.40s\" names a job of the daemon; here give the adapter "
-                     "file (e.g. out/adapter/adapter.safetensors)", ref);
+                     "file (e.g. out/adapter/adapter.safetensors)",
+                     ref);
             return -1;
         }
         char dir[4096];
@@ -117,8 +118,10 @@ static int check_init_labels(const adapter_native_meta *meta, const char *const 
         char a[400], b[400];
         names_text(a, sizeof a, have, n);
         names_text(b, sizeof b, labels, num_labels);
-        snprintf(err, errlen, "init_adapter: the adapter's labels %s differ from this job's %s "
-                              "(in class-id order)", a, b);
+        snprintf(err, errlen,
+                 "init_adapter: the adapter's labels %s differ from this job's %s "
+                 "(in class-id order)",
+                 a, b);
         rc = -1;
     }
     free(have);
@@ -150,14 +153,17 @@ int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const
     }
     int rc = -1;
     if (meta.ac.method != ac.method)
-        snprintf(err, errlen, "init_adapter: the adapter was trained with method %s, this job uses "
-                              "%s", method_names[meta.ac.method], method_names[ac.method]);
+        snprintf(err, errlen,
+                 "init_adapter: the adapter was trained with method %s, this job uses "
+                 "%s",
+                 method_names[meta.ac.method], method_names[ac.method]);
     else if (ac.method != METHOD_FULL && meta.ac.rank != ac.rank)
         snprintf(err, errlen, "init_adapter: the adapter has rank %d, this job %d", meta.ac.rank,
                  ac.rank);
     else if (ac.method != METHOD_FULL && same_family && meta.ac.targets != ac.targets)
-        snprintf(err, errlen, "init_adapter: the adapter adapts other target_modules than this "
-                              "job");
+        snprintf(err, errlen,
+                 "init_adapter: the adapter adapts other target_modules than this "
+                 "job");
     else if (ac.method == METHOD_LORA && meta.ac.alpha != ac.alpha)
         snprintf(err, errlen, "init_adapter: the adapter has alpha %g, this job %g",
                  (double)meta.ac.alpha, (double)ac.alpha);
@@ -172,10 +178,10 @@ int job_check_init_adapter(const char *models_dir, const aflo_job_spec *s, const
         snprintf(err, errlen,
                  "init_adapter: the adapter was trained on a %s model (%d layers, hidden %d, "
                  "intermediate %d, %d heads, vocab %d); %s is %s (%d, %d, %d, %d, %d)",
-                 meta.model_type, meta.num_hidden_layers, meta.hidden_size,
-                 meta.intermediate_size, meta.num_attention_heads, meta.vocab_size, s->model,
-                 c.model_type, c.num_hidden_layers, c.hidden_size, c.intermediate_size,
-                 c.num_attention_heads, c.vocab_size);
+                 meta.model_type, meta.num_hidden_layers, meta.hidden_size, meta.intermediate_size,
+                 meta.num_attention_heads, meta.vocab_size, s->model, c.model_type,
+                 c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
+                 c.vocab_size);
     else
         rc = check_init_labels(&meta, labels, num_labels, err, errlen);
     adapter_native_meta_free(&meta);
@@ -195,7 +201,8 @@ static int resolve_data_path(const job_args *a, const char *ref, char *out, size
 /* Tokenise every row of td into d. */
 static int tokenise(const tokenizer *tok, const textdata *td, int max_len, aflo_dataset *d,
                     const char *what, char *err, size_t errlen) {
-    int32_t *ids = malloc((size_t)max_len * sizeof *ids), *tt = malloc((size_t)max_len * sizeof *tt);
+    int32_t *ids = malloc((size_t)max_len * sizeof *ids),
+            *tt = malloc((size_t)max_len * sizeof *tt);
     int rc = -1;
     if (!ids || !tt) {
         snprintf(err, errlen, "out of memory tokenising %s", what);
@@ -249,7 +256,7 @@ static int check_labels(const aflo_job_spec *s, const textdata *train, job_data 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    char list[256] = "";   /* for messages: whole names only, then "..." */
+    char list[256] = ""; /* for messages: whole names only, then "..." */
     bool full = false;
     for (int i = 0; i < n; i++) {
         jd->labels[i] = textdata_label_name(train, i);
@@ -274,7 +281,8 @@ static int check_labels(const aflo_job_spec *s, const textdata *train, job_data 
     if (s->metric == SPEC_METRIC_F1 && n > 2) {
         snprintf(err, errlen,
                  "metric: f1 scores class 1 against the rest and needs a binary task, but the "
-                 "training data has %d labels (%s); use \"accuracy\" or \"mcc\"", n, list);
+                 "training data has %d labels (%s); use \"accuracy\" or \"mcc\"",
+                 n, list);
         return -1;
     }
     return 0;
@@ -296,8 +304,8 @@ static void record_inputs(const textdata_spec *ts, const char *train_path, adapt
     in->format = ts->format != TEXTDATA_AUTO ? ts->format : textdata_format_from_path(train_path);
 }
 
-static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok,
-                     job_data *jd, char *err, size_t errlen) {
+static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok, job_data *jd,
+                     char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
     textdata_spec ts;
     char train_path[4096], eval_path[4096];
@@ -377,7 +385,7 @@ static cJSON *metrics_object(const aflo_metrics *m) {
 
 typedef struct {
     const job_args *a;
-    cJSON *epochs;   /* array of {epoch, step, metrics} */
+    cJSON *epochs; /* array of {epoch, step, metrics} */
     const char *checkpoint;
 } run_ctx;
 
@@ -538,7 +546,7 @@ static void diff_add(diff_buf *d, const char *path, const cJSON *then, const cJS
 static void diff_objects(diff_buf *d, const char *prefix, const cJSON *then, const cJSON *now) {
     const cJSON *it;
     char path[SPEC_FIELD_PATH_MAX];
-    cJSON_ArrayForEach(it, then) {
+    cJSON_ArrayForEach (it, then) {
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
         if (resume_free(path)) continue;
         const cJSON *other = cJSON_GetObjectItemCaseSensitive(now, it->string);
@@ -547,7 +555,7 @@ static void diff_objects(diff_buf *d, const char *prefix, const cJSON *then, con
         else if (!other || !cJSON_Compare(it, other, true))
             diff_add(d, path, it, other);
     }
-    cJSON_ArrayForEach(it, now) {   /* set now, absent then */
+    cJSON_ArrayForEach (it, now) { /* set now, absent then */
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
         if (!resume_free(path) && !cJSON_GetObjectItemCaseSensitive(then, it->string))
             diff_add(d, path, NULL, it);
@@ -562,8 +570,7 @@ static int spec_diff_trees(const cJSON *then, const cJSON *now, char *out, size_
     return d.count;
 }
 
-int job_spec_differences(const char *checkpoint_spec, const char *spec, char *out,
-                         size_t outlen) {
+int job_spec_differences(const char *checkpoint_spec, const char *spec, char *out, size_t outlen) {
     cJSON *then = cJSON_Parse(checkpoint_spec), *now = cJSON_Parse(spec);
     int n = spec_diff_trees(then, now, out, outlen);
     cJSON_Delete(then);
@@ -623,9 +630,9 @@ static char *run_record(const aflo_job_spec *s, const job_data *jd) {
     char *data_text = NULL, *out = NULL;
     if (!spec || !data ||
         !cJSON_AddItemToObject(data, "train", data_record(&jd->train, train_file(s))) ||
-        !cJSON_AddItemToObject(data, "eval", jd->has_eval
-                                                 ? data_record(&jd->eval, eval_file(s))
-                                                 : cJSON_CreateNull()) ||
+        !cJSON_AddItemToObject(data, "eval",
+                               jd->has_eval ? data_record(&jd->eval, eval_file(s))
+                                            : cJSON_CreateNull()) ||
         !(data_text = cJSON_PrintUnformatted(data)))
         goto done;
     size_t n = strlen(spec) + strlen(data_text) + 32;
@@ -668,7 +675,8 @@ static int check_recorded_spec(const job_args *a, const cJSON *record, const cha
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(then, "threads");
         if (cJSON_IsNumber(t) && t->valueint != a->spec->threads) {
             char note[200];
-            snprintf(note, sizeof note, "threads: checkpoint %d, now %d: the run goes on, but "
+            snprintf(note, sizeof note,
+                     "threads: checkpoint %d, now %d: the run goes on, but "
                      "its results will not be bit-identical to an uninterrupted run",
                      t->valueint, a->spec->threads);
             log_msg(a, "%s", note);
@@ -697,8 +705,8 @@ static int check_one_dataset(const job_args *a, const cJSON *then, const aflo_da
     if (fp && strcmp(fp, hex) == 0) return 0;
     snprintf(what, sizeof what,
              "%s: the data differs from the checkpoint's (checkpoint %d rows of %s, now %d rows "
-             "of %s)", field, cJSON_IsNumber(rows) ? rows->valueint : -1, was ? was : "?",
-             now->n, file);
+             "of %s)",
+             field, cJSON_IsNumber(rows) ? rows->valueint : -1, was ? was : "?", now->n, file);
     return refuse(a, checkpoint, what, err, errlen);
 }
 
@@ -714,8 +722,8 @@ static int check_recorded_data(const job_args *a, const cJSON *record, const job
     if (check_one_dataset(a, train, &jd->train, true, "dataset.train", train_file(a->spec),
                           checkpoint, err, errlen) != 0)
         return -1;
-    return check_one_dataset(a, eval, &jd->eval, jd->has_eval, "dataset.eval",
-                             eval_file(a->spec), checkpoint, err, errlen);
+    return check_one_dataset(a, eval, &jd->eval, jd->has_eval, "dataset.eval", eval_file(a->spec),
+                             checkpoint, err, errlen);
 }
 
 /* ---------------------------------------------------------------- the job */
@@ -733,7 +741,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     run_ctx rc = {.a = a, .epochs = cJSON_CreateArray(), .checkpoint = checkpoint};
     job_outcome out = JOB_FAILED;
     char *recorded_text = NULL, *record_text = NULL;
-    cJSON *recorded = NULL;   /* the checkpoint's record of its run, when it has one */
+    cJSON *recorded = NULL; /* the checkpoint's record of its run, when it has one */
     if (!rc.epochs) {
         snprintf(err, errlen, "out of memory");
         return JOB_FAILED;
@@ -753,8 +761,9 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         /* whose is it? refuse before the model and data are loaded */
         if (checkpoint_read_note(checkpoint, &recorded_text, err, errlen) != 0) goto done;
         if (!recorded_text)
-            log_msg(a, "%s", "the checkpoint was written before checkpoints recorded their "
-                             "spec: resuming without checking it");
+            log_msg(a, "%s",
+                    "the checkpoint was written before checkpoints recorded their "
+                    "spec: resuming without checking it");
         else if (!(recorded = cJSON_Parse(recorded_text))) {
             snprintf(err, errlen, "checkpoint %s: its record of the run is damaged", checkpoint);
             goto done;
@@ -773,8 +782,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
     if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
-    if (recorded && check_recorded_data(a, recorded, &jd, checkpoint, err, errlen) != 0)
-        goto done;
+    if (recorded && check_recorded_data(a, recorded, &jd, checkpoint, err, errlen) != 0) goto done;
     if (!(record_text = run_record(s, &jd))) {
         snprintf(err, errlen, "out of memory");
         goto done;
@@ -795,8 +803,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
          * number); regression has none */
         char init[4096];
         if (job_init_adapter_path(a->jobs_dir, s->init_adapter, init, sizeof init, err, errlen) ||
-            job_check_init_adapter(a->models_dir, s, init, jd.labels, jd.num_labels, err,
-                                   errlen) ||
+            job_check_init_adapter(a->models_dir, s, init, jd.labels, jd.num_labels, err, errlen) ||
             adapter_import_native(m, init, err, errlen))
             goto done;
     }
@@ -814,8 +821,11 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
         if (trainer_load_checkpoint(t, checkpoint, err, errlen) != 0) goto done;
         if (a->ev.on_resume) a->ev.on_resume(a->ev.ctx, trainer_step(t));
     }
-    aflo_progress pr = {.ctx = &rc, .on_step = fwd_step, .on_freeze = fwd_freeze,
-                        .on_eval = fwd_eval, .on_epoch_end = save_at_epoch_end};
+    aflo_progress pr = {.ctx = &rc,
+                        .on_step = fwd_step,
+                        .on_freeze = fwd_freeze,
+                        .on_eval = fwd_eval,
+                        .on_epoch_end = save_at_epoch_end};
     aflo_train_status st = trainer_run(t, &pr, a->cancel, &r->summary, err, errlen);
     if (st == TRAIN_FAILED) goto done;
     if (st == TRAIN_CANCELLED) {

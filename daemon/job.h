@@ -55,7 +55,7 @@ typedef struct {
     void (*on_step)(void *ctx, const aflo_step_info *info);
     void (*on_freeze)(void *ctx, const aflo_freeze_event *ev);
     void (*on_eval)(void *ctx, const aflo_eval_info *ev);
-    void (*on_log)(void *ctx, const char *message);   /* notes worth showing a user */
+    void (*on_log)(void *ctx, const char *message); /* notes worth showing a user */
     /* Training continues from a checkpoint taken after `step`: progress
      * reported earlier for later steps (before a crash) is superseded. A
      * resumed run is deterministic, so those steps come again identical. */
@@ -64,12 +64,12 @@ typedef struct {
 
 typedef struct {
     const aflo_job_spec *spec;
-    const char *models_dir;    /* model names resolve to models_dir/<name> */
-    const char *datasets_dir;  /* uploaded dataset ids resolve to datasets_dir/<id> (may be NULL) */
-    const char *jobs_dir;      /* init_adapter "job:<id>" resolves under jobs_dir/<id> (may be
+    const char *models_dir;   /* model names resolve to models_dir/<name> */
+    const char *datasets_dir; /* uploaded dataset ids resolve to datasets_dir/<id> (may be NULL) */
+    const char *jobs_dir;     /* init_adapter "job:<id>" resolves under jobs_dir/<id> (may be
                                   NULL: refused, as in `aflorad run`) */
-    const char *work_dir;      /* the job's own folder, created if missing */
-    const atomic_int *cancel;  /* checked before every step; may be NULL */
+    const char *work_dir;     /* the job's own folder, created if missing */
+    const atomic_int *cancel; /* checked before every step; may be NULL */
     job_events ev;
     /* Discard a checkpoint in work_dir and start over (aflorad run --restart). */
     bool restart;
@@ -82,7 +82,7 @@ typedef enum { JOB_SUCCEEDED = 0, JOB_CANCELLED = 1, JOB_FAILED = -1 } job_outco
 
 typedef struct {
     aflo_train_summary summary;
-    char *metrics_json;        /* malloc'd: the content of metrics.json; NULL unless succeeded */
+    char *metrics_json; /* malloc'd: the content of metrics.json; NULL unless succeeded */
 } job_result;
 
 /* Runs on the calling thread, whose kernel threads it sets to spec->threads

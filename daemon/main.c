@@ -12,23 +12,23 @@
 #include "version.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: aflorad <command> [options]     (aflorad <command> --help: its usage)\n"
-            "commands:\n"
-            "  serve [options]   the daemon (default when no command is given)\n"
-            "  run SPEC.json --out DIR [--models-dir DIR] [--restart]\n"
-            "           fine-tune as the spec says; Ctrl-C checkpoints, rerun resumes\n"
-            "           (the same spec only); --restart discards the checkpoint\n"
-            "  predict --model M [--adapter FILE_OR_DIR] (--text T [--text-pair P] | --input FILE)\n"
-            "           predictions as JSON lines, from either adapter form or a fine-tuned model\n"
-            "  init-demo DIR\n"
-            "           write the built-in demo model and dataset into DIR\n"
-            "  demo [options]\n"
-            "           train the built-in demo model on the synthetic task (no files)\n"
-            "  spec-doc the job spec's fields as a Markdown table\n"
-            "  help [COMMAND]\n"
-            "           this text, or COMMAND's usage\n"
-            "  version  the version (also --version)\n");
+    fprintf(
+        f, "usage: aflorad <command> [options]     (aflorad <command> --help: its usage)\n"
+           "commands:\n"
+           "  serve [options]   the daemon (default when no command is given)\n"
+           "  run SPEC.json --out DIR [--models-dir DIR] [--restart]\n"
+           "           fine-tune as the spec says; Ctrl-C checkpoints, rerun resumes\n"
+           "           (the same spec only); --restart discards the checkpoint\n"
+           "  predict --model M [--adapter FILE_OR_DIR] (--text T [--text-pair P] | --input FILE)\n"
+           "           predictions as JSON lines, from either adapter form or a fine-tuned model\n"
+           "  init-demo DIR\n"
+           "           write the built-in demo model and dataset into DIR\n"
+           "  demo [options]\n"
+           "           train the built-in demo model on the synthetic task (no files)\n"
+           "  spec-doc the job spec's fields as a Markdown table\n"
+           "  help [COMMAND]\n"
+           "           this text, or COMMAND's usage\n"
+           "  version  the version (also --version)\n");
 }
 
 /* Two settings that must be in the environment before the libraries load,

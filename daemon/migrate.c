@@ -17,8 +17,7 @@
 static int failf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static int failf(char *err, size_t errlen, const char *fmt, ...)
-{
+static int failf(char *err, size_t errlen, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
@@ -28,13 +27,9 @@ static int failf(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-int migrate_latest_version(const migration *list, size_t n)
-{
-    return n ? list[n - 1].version : 0;
-}
+int migrate_latest_version(const migration *list, size_t n) { return n ? list[n - 1].version : 0; }
 
-int migrate_current_version(sqlite3 *db, int *version, char *err, size_t errlen)
-{
+int migrate_current_version(sqlite3 *db, int *version, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     if (rc != SQLITE_OK)
@@ -50,23 +45,20 @@ int migrate_current_version(sqlite3 *db, int *version, char *err, size_t errlen)
     return 0;
 }
 
-static int too_new(char *err, size_t errlen, int have, int latest)
-{
+static int too_new(char *err, size_t errlen, int have, int latest) {
     return failf(err, errlen,
                  "database schema version %d is newer than the newest migration this aflorad "
                  "knows (%d): it was written by a newer aflorad; refusing to open it",
                  have, latest);
 }
 
-static void rollback(sqlite3 *db)
-{
+static void rollback(sqlite3 *db) {
     /* Fails harmlessly if SQLite already rolled back (e.g. after SQLITE_FULL). */
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 /* Run list[i] unless another connection already did. 1 = ran, 0 = skipped. */
-static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, size_t errlen)
-{
+static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
         failf(err, errlen, "migration %s: cannot start transaction: %s", m->name,
@@ -87,10 +79,10 @@ static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, siz
         rollback(db);
         return 0;
     }
-    if (have != m->version - 1) {   /* cannot happen when applied in order */
+    if (have != m->version - 1) { /* cannot happen when applied in order */
         rollback(db);
-        return failf(err, errlen, "migration %s: database is at version %d, expected %d",
-                     m->name, have, m->version - 1);
+        return failf(err, errlen, "migration %s: database is at version %d, expected %d", m->name,
+                     have, m->version - 1);
     }
     if (sqlite3_exec(db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
         failf(err, errlen, "migration %s failed: %s", m->name, msg ? msg : sqlite3_errmsg(db));
@@ -103,7 +95,8 @@ static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, siz
          * atomic with the version bump. Do not bump; make the author fix it. */
         return failf(err, errlen,
                      "migration %s ended the migration's transaction itself (COMMIT or "
-                     "ROLLBACK in its SQL); schema left at version %d", m->name, have);
+                     "ROLLBACK in its SQL); schema left at version %d",
+                     m->name, have);
     }
     char bump[64];
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
@@ -118,30 +111,23 @@ static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, siz
     return 1;
 }
 
-int migrate_apply(sqlite3 *db, const migration *list, size_t n, int *applied,
-                  char *err, size_t errlen)
-{
-    if (applied)
-        *applied = 0;
+int migrate_apply(sqlite3 *db, const migration *list, size_t n, int *applied, char *err,
+                  size_t errlen) {
+    if (applied) *applied = 0;
     for (size_t i = 0; i < n; i++)
         if (list[i].version != (int)i + 1 || !list[i].name || !list[i].sql)
             return failf(err, errlen, "migration list is malformed at entry %zu", i);
     int latest = migrate_latest_version(list, n);
 
     int have;
-    if (migrate_current_version(db, &have, err, errlen) != 0)
-        return -1;
-    if (have > latest)
-        return too_new(err, errlen, have, latest);
-    if (have < 0)
-        return failf(err, errlen, "database schema version %d is negative", have);
+    if (migrate_current_version(db, &have, err, errlen) != 0) return -1;
+    if (have > latest) return too_new(err, errlen, have, latest);
+    if (have < 0) return failf(err, errlen, "database schema version %d is negative", have);
 
     for (size_t i = (size_t)have; i < n; i++) {
         int r = apply_one(db, &list[i], latest, err, errlen);
-        if (r < 0)
-            return -1;
-        if (applied)
-            *applied += r;
+        if (r < 0) return -1;
+        if (applied) *applied += r;
     }
     return 0;
 }

@@ -28,7 +28,7 @@ struct predictor {
     int num_labels;
     int max_len;
     adapter_inputs inputs;
-    cache_entry *entry;        /* the cache entry holding it, or NULL */
+    cache_entry *entry; /* the cache entry holding it, or NULL */
 };
 
 void predictor_free(predictor *p) {
@@ -115,7 +115,7 @@ static int load_peft(predictor *p, const aflo_family *fam, const char *model_dir
     hf_head_info head;
     if (adapter_peft_read_labels(adapter, p->num_labels, &head, err, errlen) != 0) return -1;
     if (head.num_labels == 0) return labels_from_json(p, NULL, err, errlen);
-    p->labels = head.labels;   /* taken */
+    p->labels = head.labels; /* taken */
     return 0;
 }
 
@@ -134,8 +134,8 @@ static int load_native(predictor *p, const char *model_dir, const char *path, ch
 }
 
 /* A model folder with its own fine-tuned head (method full's model/). */
-static int load_finetuned_folder(predictor *p, const char *model, const char *model_dir,
-                                 char *err, size_t errlen) {
+static int load_finetuned_folder(predictor *p, const char *model, const char *model_dir, char *err,
+                                 size_t errlen) {
     hf_head_info head;
     if (hfmodel_read_head(model_dir, &head, err, errlen) != 0) return -1;
     int rc = -1;
@@ -160,7 +160,7 @@ static int load_finetuned_folder(predictor *p, const char *model, const char *mo
     }
     if (adapter_read_inputs_file(model_dir, &p->inputs, err, errlen) != 0) goto out;
     p->num_labels = head.num_labels;
-    p->labels = head.labels;   /* taken */
+    p->labels = head.labels; /* taken */
     head.labels = NULL;
     head.num_labels = 0;
     rc = 0;
@@ -169,8 +169,8 @@ out:
     return rc;
 }
 
-static int predictor_load(predictor *p, const char *models, const char *model,
-                          const char *adapter, char *err, size_t errlen) {
+static int predictor_load(predictor *p, const char *models, const char *model, const char *adapter,
+                          char *err, size_t errlen) {
     char model_dir[4096], path[4096];
     if (job_model_dir(models, model, model_dir, sizeof model_dir, err, errlen) != 0) return -1;
     p->tok = tokenizer_load_dir(model_dir, err, errlen);
@@ -194,8 +194,8 @@ static int predictor_load(predictor *p, const char *models, const char *model,
     return -1;
 }
 
-predictor *predictor_open(const char *models_dir, const char *model, const char *adapter,
-                          char *err, size_t errlen) {
+predictor *predictor_open(const char *models_dir, const char *model, const char *adapter, char *err,
+                          size_t errlen) {
     predictor *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -215,10 +215,9 @@ void predictor_describe_fields(const predictor *p, char *buf, size_t cap) {
     size_t used = 0;
     for (int i = 0; i < p->inputs.n_fields && used < cap; i++) {
         const adapter_text_field *t = &p->inputs.fields[i];
-        int n = t->by_index ? snprintf(buf + used, cap - used, "%scolumn %d", i ? " and " : "",
-                                       t->index)
-                            : snprintf(buf + used, cap - used, "%s\"%.200s\"", i ? " and " : "",
-                                       t->name);
+        int n = t->by_index
+                    ? snprintf(buf + used, cap - used, "%scolumn %d", i ? " and " : "", t->index)
+                    : snprintf(buf + used, cap - used, "%s\"%.200s\"", i ? " and " : "", t->name);
         if (n < 0) return;
         used += (size_t)n;
     }
@@ -230,8 +229,8 @@ int predictor_check_pair(const predictor *p, bool has_pair, char *err, size_t er
     char fields[512];
     predictor_describe_fields(p, fields, sizeof fields);
     if (n == 2)
-        snprintf(err, errlen, "the adapter was trained on text pairs (%s): give the second text too",
-                 fields);
+        snprintf(err, errlen,
+                 "the adapter was trained on text pairs (%s): give the second text too", fields);
     else
         snprintf(err, errlen,
                  "the adapter was trained on single texts (%s): a second text does not apply",
@@ -239,12 +238,12 @@ int predictor_check_pair(const predictor *p, bool has_pair, char *err, size_t er
     return -1;
 }
 
-cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status *status,
-                     char *err, size_t errlen) {
+cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status *status, char *err,
+                     size_t errlen) {
     predict_status local;
     if (!status) status = &local;
     *status = PREDICT_E_INPUT;
-    const char *bad = !json_utf8_valid(a, strlen(a)) ? "the text"
+    const char *bad = !json_utf8_valid(a, strlen(a))        ? "the text"
                       : b && !json_utf8_valid(b, strlen(b)) ? "the second text"
                                                             : NULL;
     if (bad) {
@@ -309,20 +308,20 @@ typedef struct {
 struct cache_entry {
     char key[CACHE_KEY_MAX];
     file_id id;
-    predictor *p;              /* NULL while loading */
+    predictor *p; /* NULL while loading */
     bool loading;
-    bool detached;             /* out of the table (stale), freed by its last user */
-    int users;                 /* acquired and not yet released */
+    bool detached; /* out of the table (stale), freed by its last user */
+    int users;     /* acquired and not yet released */
     uint64_t last_used;
-    pthread_mutex_t run;       /* held by the user running forward passes */
+    pthread_mutex_t run; /* held by the user running forward passes */
 };
 
 struct predict_cache {
     pthread_mutex_t mu;
-    pthread_cond_t changed;    /* a load ended or an entry was released */
+    pthread_cond_t changed; /* a load ended or an entry was released */
     int capacity;
-    int live;                  /* entries loaded or loading, detached ones included */
-    cache_entry **slots;       /* capacity slots, NULL when free */
+    int live;            /* entries loaded or loading, detached ones included */
+    cache_entry **slots; /* capacity slots, NULL when free */
     uint64_t tick, loads, hits;
 };
 
@@ -379,8 +378,7 @@ static cache_entry *detach(predict_cache *c, cache_entry *e) {
 }
 
 predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
-                                 const char *model, const char *adapter, char *err,
-                                 size_t errlen) {
+                                 const char *model, const char *adapter, char *err, size_t errlen) {
     if (strlen(key) >= CACHE_KEY_MAX) {
         snprintf(err, errlen, "predict cache: key too long");
         return NULL;
@@ -399,7 +397,7 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
             if (c->slots[i] && strcmp(c->slots[i]->key, key) == 0) e = c->slots[i];
         if (e && !same_file(&e->id, &id)) {
             cache_entry *gone = detach(c, e);
-            if (gone) {   /* free outside the lock */
+            if (gone) { /* free outside the lock */
                 pthread_mutex_unlock(&c->mu);
                 entry_free(gone);
                 pthread_mutex_lock(&c->mu);
@@ -426,7 +424,7 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
             if (x && x->users == 0 && !x->loading && (!lru || x->last_used < lru->last_used))
                 lru = x;
         }
-        if (!lru) {   /* every loaded model is in use: wait for one */
+        if (!lru) { /* every loaded model is in use: wait for one */
             pthread_cond_wait(&c->changed, &c->mu);
             continue;
         }
@@ -446,7 +444,7 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
     e->users = 1;
     e->last_used = ++c->tick;
     pthread_mutex_init(&e->run, NULL);
-    c->slots[slot_of(c, NULL)] = e;   /* live < capacity: the table has a free slot */
+    c->slots[slot_of(c, NULL)] = e; /* live < capacity: the table has a free slot */
     c->live++;
     pthread_mutex_unlock(&c->mu);
     entry_free(unused);

@@ -35,8 +35,8 @@ typedef enum { PREDICT_OK = 0, PREDICT_E_INPUT, PREDICT_E_INTERNAL } predict_sta
  * `aflorad run` writes), a PEFT folder, or NULL when the model folder itself
  * is fine-tuned (config.json names its labels and the weights hold the
  * classifier: method full's adapter/model/). NULL with a message on error. */
-predictor *predictor_open(const char *models_dir, const char *model, const char *adapter,
-                          char *err, size_t errlen);
+predictor *predictor_open(const char *models_dir, const char *model, const char *adapter, char *err,
+                          size_t errlen);
 void predictor_free(predictor *p);
 
 /* How the adapter's training text was read; n_fields 0 when it was not
@@ -53,8 +53,8 @@ int predictor_check_pair(const predictor *p, bool has_pair, char *err, size_t er
 /* {"label", "label_id", "probabilities", "logits"} for classification,
  * {"value"} for regression. text_b may be NULL. NULL with a message on
  * error; *status (may be NULL) says whether the input was at fault. */
-cJSON *predictor_run(predictor *p, const char *text_a, const char *text_b,
-                     predict_status *status, char *err, size_t errlen);
+cJSON *predictor_run(predictor *p, const char *text_a, const char *text_b, predict_status *status,
+                     char *err, size_t errlen);
 
 /* ---- the API's cache --------------------------------------------------------
  * Memory: each entry holds one base model's weights (about 4 bytes a
@@ -65,9 +65,9 @@ cJSON *predictor_run(predictor *p, const char *text_a, const char *text_b,
 typedef struct predict_cache predict_cache;
 
 typedef struct {
-    uint64_t loads;            /* predictors loaded (misses, reloads included) */
-    uint64_t hits;             /* acquisitions served by a loaded predictor */
-    int entries, capacity;     /* loaded now (or loading), and the bound */
+    uint64_t loads;        /* predictors loaded (misses, reloads included) */
+    uint64_t hits;         /* acquisitions served by a loaded predictor */
+    int entries, capacity; /* loaded now (or loading), and the bound */
 } predict_cache_stats;
 
 /* NULL when out of memory or capacity < 1. */
@@ -79,8 +79,7 @@ void predict_cache_free(predict_cache *c);
  * holds it exclusively until predict_cache_release. NULL with a message when
  * the file or the model cannot be loaded. */
 predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
-                                 const char *model, const char *adapter, char *err,
-                                 size_t errlen);
+                                 const char *model, const char *adapter, char *err, size_t errlen);
 void predict_cache_release(predict_cache *c, predictor *p);
 void predict_cache_stats_read(predict_cache *c, predict_cache_stats *out);
 

@@ -141,9 +141,8 @@ static int load_config(serve_config *c, int argc, char **argv) {
         fprintf(stderr, "serve: --workers and --predict-cache must be at least 1\n");
         return -1;
     }
-    if (!c->models_dir[0] &&
-        snprintf(c->models_dir, sizeof c->models_dir, "%s/models", c->data_dir) >=
-            (int)sizeof c->models_dir) {
+    if (!c->models_dir[0] && snprintf(c->models_dir, sizeof c->models_dir, "%s/models",
+                                      c->data_dir) >= (int)sizeof c->models_dir) {
         fprintf(stderr, "serve: --data-dir too long\n");
         return -1;
     }
@@ -170,8 +169,7 @@ static const char *find_web_dir(const serve_config *c, char *buf, size_t cap) {
             S_ISDIR(st.st_mode))
             return buf;
     }
-    log_warn("web folder '%s' not found: the dashboard is not served (set --web-dir)",
-             c->web_dir);
+    log_warn("web folder '%s' not found: the dashboard is not served (set --web-dir)", c->web_dir);
     return NULL;
 }
 
@@ -228,11 +226,15 @@ int serve_main(int argc, char **argv) {
     }
     if (rq.requeued || rq.cancelled || rq.failed)
         log_info("recovered jobs left running by a crash: %d requeued, %d cancelled, %d failed "
-                 "after %d crashes", rq.requeued, rq.cancelled, rq.failed, MAX_CRASHES);
+                 "after %d crashes",
+                 rq.requeued, rq.cancelled, rq.failed, MAX_CRASHES);
     store_close(db);
 
-    workers_config wc = {.db_path = db_path, .data_dir = c.data_dir, .models_dir = c.models_dir,
-                         .n_workers = c.workers, .threads_per_job = c.threads_per_job};
+    workers_config wc = {.db_path = db_path,
+                         .data_dir = c.data_dir,
+                         .models_dir = c.models_dir,
+                         .n_workers = c.workers,
+                         .threads_per_job = c.threads_per_job};
     workers *w = workers_start(&wc, err, sizeof err);
     if (!w) {
         log_error("starting workers: %s", err);
@@ -261,8 +263,9 @@ int serve_main(int argc, char **argv) {
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
     log_info("aflorad listening on http://%s:%u (data %s, models %s, %d worker(s) x %d "
-             "thread(s))", host[0] ? host : "0.0.0.0", api_port(api), c.data_dir, c.models_dir,
-             c.workers, c.threads_per_job);
+             "thread(s))",
+             host[0] ? host : "0.0.0.0", api_port(api), c.data_dir, c.models_dir, c.workers,
+             c.threads_per_job);
     /* The line tests and scripts wait for, on stdout. */
     printf("listening on %s:%u\n", host[0] ? host : "0.0.0.0", api_port(api));
     fflush(stdout);

@@ -38,7 +38,10 @@ static void names_text(const char *const *names, int n, char *buf, size_t cap) {
     buf[0] = '\0';
     for (int i = 0; i < n && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%s",
-                                i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+                                i == 0       ? ""
+                                : i == n - 1 ? " or "
+                                             : ", ",
+                                names[i]);
 }
 
 /* ---- defaults and limits that matter --------------------------------------- */
@@ -96,10 +99,12 @@ _Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
-static const char *const task_choices[] = {[TASK_CLASSIFICATION] = "classification",
-                                           [TASK_REGRESSION] = "regression"};
-static const char *const format_choices[] = {[TEXTDATA_AUTO] = "auto", [TEXTDATA_TSV] = "tsv",
-                                             [TEXTDATA_CSV] = "csv", [TEXTDATA_JSONL] = "jsonl"};
+static const char *const task_choices[] = {
+    [TASK_CLASSIFICATION] = "classification", [TASK_REGRESSION] = "regression"};
+static const char *const format_choices[] = {[TEXTDATA_AUTO] = "auto",
+                                             [TEXTDATA_TSV] = "tsv",
+                                             [TEXTDATA_CSV] = "csv",
+                                             [TEXTDATA_JSONL] = "jsonl"};
 /* metrics_lookup's names; spec_to_train_config hands these static strings to
  * the trainer. */
 static const char *const metric_choices[] = {
@@ -108,9 +113,10 @@ static const char *const metric_choices[] = {
     [SPEC_METRIC_SPEARMAN] = "spearman", [SPEC_METRIC_MSE] = "mse"};
 
 /* The defaults that are lookups (rank by method, metric by task). */
-static const double rank_by_method[METHOD_COUNT] = {
-    [METHOD_AFLORA] = DEFAULT_RANK_AFLORA, [METHOD_ELORA] = DEFAULT_RANK_ELORA,
-    [METHOD_LORA] = DEFAULT_RANK_LORA, [METHOD_FULL] = NAN};
+static const double rank_by_method[METHOD_COUNT] = {[METHOD_AFLORA] = DEFAULT_RANK_AFLORA,
+                                                    [METHOD_ELORA] = DEFAULT_RANK_ELORA,
+                                                    [METHOD_LORA] = DEFAULT_RANK_LORA,
+                                                    [METHOD_FULL] = NAN};
 static const int metric_by_task[] = {[TASK_CLASSIFICATION] = DEFAULT_METRIC_CLASSIFICATION,
                                      [TASK_REGRESSION] = DEFAULT_METRIC_REGRESSION};
 _Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
@@ -125,164 +131,329 @@ _Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
 #define ADAPTER_METHODS (ONLY(METHOD_AFLORA) | ONLY(METHOD_ELORA) | ONLY(METHOD_LORA))
 
 const spec_field_info spec_fields[] = {
-    {.name = "model", .type = SPEC_T_STRING, .required = true, .min = 1, .max = SPEC_MAX_STRING,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(model),
+    {.name = "model",
+     .type = SPEC_T_STRING,
+     .required = true,
+     .min = 1,
+     .max = SPEC_MAX_STRING,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(model),
      .doc = "Base model: a model folder name under the daemon's model directory, a path to a "
             "Hugging Face-style folder (config.json, model.safetensors, tokenizer files), or "
             "\"demo\" for the built-in tiny model and its synthetic sentiment dataset."},
-    {.name = "task", .type = SPEC_T_ENUM, .choices = task_choices, .n_choices = 2,
-     .def = TASK_CLASSIFICATION, .methods = SPEC_ALL_METHODS, .offset = OFF(task),
+    {.name = "task",
+     .type = SPEC_T_ENUM,
+     .choices = task_choices,
+     .n_choices = 2,
+     .def = TASK_CLASSIFICATION,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(task),
      .doc = "Classification (cross-entropy over num_labels classes) or regression (one "
             "output, mean squared error, e.g. STS-B)."},
-    {.name = "num_labels", .type = SPEC_T_INT, .min = 1, .max = TEXTDATA_MAX_LABELS,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(num_labels),
+    {.name = "num_labels",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = TEXTDATA_MAX_LABELS,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(num_labels),
      .def_doc = "classification: the number of dataset.labels when declared, else taken from "
                 "the training data (2 if nothing says); regression: 1",
      .doc = "Outputs of the task head. Must be 1 for regression, and match dataset.labels "
             "when both are given. With integer labels it may exceed the largest label + 1 "
             "(classes the training data lacks); with other labels it must equal their count."},
-    {.name = "dataset", .type = SPEC_T_OBJECT, .methods = SPEC_ALL_METHODS,
+    {.name = "dataset",
+     .type = SPEC_T_OBJECT,
+     .methods = SPEC_ALL_METHODS,
      .def_doc = "required, except for model \"demo\" (which must leave it out)",
      .doc = "Training and evaluation data."},
-    {.name = "dataset.train", .type = SPEC_T_STRING, .required = true, .min = 1,
-     .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(dataset.train),
+    {.name = "dataset.train",
+     .type = SPEC_T_STRING,
+     .required = true,
+     .min = 1,
+     .max = SPEC_MAX_STRING,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(dataset.train),
      .doc = "Training data: a file path (.tsv, .csv, .jsonl or .json for JSON Lines) or the id "
             "of an uploaded dataset (16 lowercase hex characters)."},
-    {.name = "dataset.eval", .type = SPEC_T_STRING, .optional = true, .min = 1,
-     .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(dataset.eval),
+    {.name = "dataset.eval",
+     .type = SPEC_T_STRING,
+     .optional = true,
+     .min = 1,
+     .max = SPEC_MAX_STRING,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(dataset.eval),
      .doc = "Evaluation data, same forms as train, scored after every epoch; the best epoch's "
             "adapter is kept. Absent: no evaluation, the last epoch's adapter is kept."},
-    {.name = "dataset.format", .type = SPEC_T_ENUM, .choices = format_choices, .n_choices = 4,
-     .def = TEXTDATA_AUTO, .methods = SPEC_ALL_METHODS, .offset = OFF(dataset.format),
+    {.name = "dataset.format",
+     .type = SPEC_T_ENUM,
+     .choices = format_choices,
+     .n_choices = 4,
+     .def = TEXTDATA_AUTO,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(dataset.format),
      .doc = "File format; auto goes by the file extension. TSV is GLUE's (no quoting), CSV is "
             "RFC 4180, JSONL is one JSON object per line."},
-    {.name = "dataset.text_fields", .type = SPEC_T_COLUMNS, .min = 1, .max = SPEC_MAX_TEXT_FIELDS,
-     .def_str = DEFAULT_TEXT_FIELD, .methods = SPEC_ALL_METHODS,
+    {.name = "dataset.text_fields",
+     .type = SPEC_T_COLUMNS,
+     .min = 1,
+     .max = SPEC_MAX_TEXT_FIELDS,
+     .def_str = DEFAULT_TEXT_FIELD,
+     .methods = SPEC_ALL_METHODS,
      .doc = "The input text: one field, or two for sentence-pair tasks (MRPC, QQP, MNLI, ...). "
             "Each is a header column or JSON key name, or a 0-based column index (TSV/CSV; "
             "required when has_header is false)."},
-    {.name = "dataset.label_field", .type = SPEC_T_COLUMN, .min = 0, .max = SPEC_MAX_COLUMN_INDEX,
-     .def_str = DEFAULT_LABEL_FIELD, .methods = SPEC_ALL_METHODS,
+    {.name = "dataset.label_field",
+     .type = SPEC_T_COLUMN,
+     .min = 0,
+     .max = SPEC_MAX_COLUMN_INDEX,
+     .def_str = DEFAULT_LABEL_FIELD,
+     .methods = SPEC_ALL_METHODS,
      .doc = "The label: a column or key name, or a 0-based column index."},
-    {.name = "dataset.labels", .type = SPEC_T_STRINGS, .optional = true, .min = 1,
-     .max = TEXTDATA_MAX_LABELS, .methods = SPEC_ALL_METHODS,
+    {.name = "dataset.labels",
+     .type = SPEC_T_STRINGS,
+     .optional = true,
+     .min = 1,
+     .max = TEXTDATA_MAX_LABELS,
+     .methods = SPEC_ALL_METHODS,
      .doc = "Classification only: the label names in class-id order; a row with any other "
             "label is an error. Absent: labels that are all integers are their own ids (0..n-1, "
             "every id present unless num_labels says more); other labels are sorted, as Hugging "
             "Face's run_glue does (\"neg\" 0, \"pos\" 1)."},
-    {.name = "dataset.has_header", .type = SPEC_T_BOOL, .def = 1, .methods = SPEC_ALL_METHODS,
+    {.name = "dataset.has_header",
+     .type = SPEC_T_BOOL,
+     .def = 1,
+     .methods = SPEC_ALL_METHODS,
      .offset = OFF(dataset.has_header),
      .doc = "TSV/CSV: the first row names the columns (CoLA's train.tsv has none). Ignored for "
             "JSONL."},
-    {.name = "metric", .type = SPEC_T_ENUM, .choices = metric_choices,
-     .n_choices = SPEC_METRIC_COUNT, .methods = SPEC_ALL_METHODS, .offset = OFF(metric),
+    {.name = "metric",
+     .type = SPEC_T_ENUM,
+     .choices = metric_choices,
+     .n_choices = SPEC_METRIC_COUNT,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(metric),
      .def_by_task = metric_by_task,
      .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
             "f1 (class id 1 positive; binary tasks only) or mcc for classification; pearson, "
             "spearman or mse (the lowest wins) for regression. GLUE judges CoLA by mcc, STS-B "
             "by pearson and MRPC by f1. No effect without dataset.eval."},
-    {.name = "method", .type = SPEC_T_ENUM, .choices = method_names, .n_choices = METHOD_COUNT,
-     .def = METHOD_AFLORA, .methods = SPEC_ALL_METHODS, .offset = OFF(method),
+    {.name = "method",
+     .type = SPEC_T_ENUM,
+     .choices = method_names,
+     .n_choices = METHOD_COUNT,
+     .def = METHOD_AFLORA,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(method),
      .doc = "aflora: low-rank A and B that freeze adaptively plus trainable vectors; elora: "
             "frozen random A and B, trainable vectors; lora: trainable A and B scaled by "
             "alpha/rank; full: every base weight trains (no adapter)."},
-    {.name = "rank", .type = SPEC_T_INT, .min = 1, .max = MAX_RANK, .methods = ADAPTER_METHODS,
-     .offset = OFF(rank), .def_by_method = rank_by_method,
+    {.name = "rank",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = MAX_RANK,
+     .methods = ADAPTER_METHODS,
+     .offset = OFF(rank),
+     .def_by_method = rank_by_method,
      .doc = "Adapter rank r (the paper's settings by method)."},
-    {.name = "alpha", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true, .max = MAX_ALPHA,
-     .methods = ONLY(METHOD_LORA), .offset = OFF(alpha), .def_doc = "2 × rank",
+    {.name = "alpha",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .min_exclusive = true,
+     .max = MAX_ALPHA,
+     .methods = ONLY(METHOD_LORA),
+     .offset = OFF(alpha),
+     .def_doc = "2 × rank",
      .doc = "LoRA scaling numerator: the update is (alpha / rank) B A x."},
-    {.name = "target_modules", .type = SPEC_T_MODULES, .min = 1, .max = FAMILY_MAX_MODULES,
+    {.name = "target_modules",
+     .type = SPEC_T_MODULES,
+     .min = 1,
+     .max = FAMILY_MAX_MODULES,
      .methods = ADAPTER_METHODS,
      .doc = "Which linear layers of every block get an adapter, by the module names of the "
             "model's family (its Hugging Face names); a name the model's family lacks fails the "
             "job when it starts."},
-    {.name = "trainable_projections", .type = SPEC_T_ENUM, .choices = projections_names,
-     .n_choices = PROJ_COUNT, .def = PROJ_FFN, .methods = ONLY(METHOD_AFLORA),
+    {.name = "trainable_projections",
+     .type = SPEC_T_ENUM,
+     .choices = projections_names,
+     .n_choices = PROJ_COUNT,
+     .def = PROJ_FFN,
+     .methods = ONLY(METHOD_AFLORA),
      .offset = OFF(trainable_projections),
      .doc = "Whose A and B start trainable: ffn (intermediate.dense and output.dense, as in "
             "the authors' code and the paper's best ablation), all, or none (ELoRA-like at "
             "rank r)."},
-    {.name = "freeze", .type = SPEC_T_OBJECT, .methods = ONLY(METHOD_AFLORA),
+    {.name = "freeze",
+     .type = SPEC_T_OBJECT,
+     .methods = ONLY(METHOD_AFLORA),
      .doc = "Adaptive freezing of the projections (AFLoRA's freezing score and cubic "
             "schedule). initial_warmup_epochs + final_warmup_epochs must not exceed epochs."},
-    {.name = "freeze.initial_warmup_epochs", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_EPOCHS,
-     .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.initial_warmup_epochs),
-     .def_doc = XSTR(TRAIN_DEFAULT_INITIAL_WARMUP_EPOCHS) " (" XSTR(TRAIN_SHORT_RUN_INITIAL_PERCENT)
-                "% of epochs when epochs < " XSTR(TRAIN_SHORT_RUN_EPOCHS) ")",
+    {.name = "freeze.initial_warmup_epochs",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = MAX_EPOCHS,
+     .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.initial_warmup_epochs),
+     .def_doc = XSTR(TRAIN_DEFAULT_INITIAL_WARMUP_EPOCHS) " (" XSTR(
+         TRAIN_SHORT_RUN_INITIAL_PERCENT) "% of epochs when epochs < " XSTR(TRAIN_SHORT_RUN_EPOCHS) ")",
      .doc = "Epochs before any projection may freeze (fractions allowed)."},
-    {.name = "freeze.final_warmup_epochs", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_EPOCHS,
-     .methods = ONLY(METHOD_AFLORA), .offset = OFF(freeze.final_warmup_epochs),
+    {.name = "freeze.final_warmup_epochs",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = MAX_EPOCHS,
+     .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.final_warmup_epochs),
      .def_doc = XSTR(TRAIN_DEFAULT_FINAL_WARMUP_PERCENT) "% of epochs",
      .doc = "Epochs at the end with every projection frozen; its first step freezes what is "
             "left."},
-    {.name = "freeze.delta_t", .type = SPEC_T_INT, .min = 1, .max = MAX_DELTA_T,
-     .def = AFLO_FREEZE_DEFAULT_DELTA_T, .methods = ONLY(METHOD_AFLORA),
+    {.name = "freeze.delta_t",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = MAX_DELTA_T,
+     .def = AFLO_FREEZE_DEFAULT_DELTA_T,
+     .methods = ONLY(METHOD_AFLORA),
      .offset = OFF(freeze.delta_t),
      .doc = "Steps per scoring window; freezing decisions are taken every delta_t steps."},
-    {.name = "freeze.beta1", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = AFLO_FREEZE_DEFAULT_BETA1, .methods = ONLY(METHOD_AFLORA),
+    {.name = "freeze.beta1",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = 1,
+     .max_exclusive = true,
+     .def = AFLO_FREEZE_DEFAULT_BETA1,
+     .methods = ONLY(METHOD_AFLORA),
      .offset = OFF(freeze.beta1),
      .doc = "Smoothing of the sensitivity in the freezing score."},
-    {.name = "freeze.beta2", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = AFLO_FREEZE_DEFAULT_BETA2, .methods = ONLY(METHOD_AFLORA),
+    {.name = "freeze.beta2",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = 1,
+     .max_exclusive = true,
+     .def = AFLO_FREEZE_DEFAULT_BETA2,
+     .methods = ONLY(METHOD_AFLORA),
      .offset = OFF(freeze.beta2),
      .doc = "Smoothing of the uncertainty in the freezing score."},
-    {.name = "epochs", .type = SPEC_T_INT, .min = 1, .max = MAX_EPOCHS, .def = DEFAULT_EPOCHS,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(epochs),
+    {.name = "epochs",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = MAX_EPOCHS,
+     .def = DEFAULT_EPOCHS,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(epochs),
      .doc = "Passes over the training data (the paper trains GLUE tasks 20-30 epochs)."},
-    {.name = "batch_size", .type = SPEC_T_INT, .min = 1, .max = MAX_BATCH,
-     .def = TRAIN_DEFAULT_BATCH_SIZE, .methods = SPEC_ALL_METHODS, .offset = OFF(batch_size),
+    {.name = "batch_size",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = MAX_BATCH,
+     .def = TRAIN_DEFAULT_BATCH_SIZE,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(batch_size),
      .doc = "Examples per micro-batch. The paper uses 64 on GPUs; aflorad trains on CPUs, where "
             "activation memory grows linearly with the batch (32 halves it) and, unlike on a "
             "GPU, a bigger batch buys little speed once each matrix product already has "
             "thousands of rows (32 x 128 tokens). Set grad_accum 2 for the paper's 64 examples "
             "per optimizer step."},
-    {.name = "grad_accum", .type = SPEC_T_INT, .min = 1, .max = MAX_GRAD_ACCUM,
-     .def = TRAIN_DEFAULT_GRAD_ACCUM, .methods = SPEC_ALL_METHODS, .offset = OFF(grad_accum),
+    {.name = "grad_accum",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = MAX_GRAD_ACCUM,
+     .def = TRAIN_DEFAULT_GRAD_ACCUM,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(grad_accum),
      .doc = "Micro-batches per optimizer step (examples per step = batch_size × grad_accum)."},
-    {.name = "max_seq_len", .type = SPEC_T_INT, .min = MIN_MAX_SEQ_LEN, .max = MAX_MAX_SEQ_LEN,
-     .def = DEFAULT_MAX_SEQ_LEN, .methods = SPEC_ALL_METHODS, .offset = OFF(max_seq_len),
+    {.name = "max_seq_len",
+     .type = SPEC_T_INT,
+     .min = MIN_MAX_SEQ_LEN,
+     .max = MAX_MAX_SEQ_LEN,
+     .def = DEFAULT_MAX_SEQ_LEN,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(max_seq_len),
      .doc = "Tokens per example, longer inputs are truncated; also capped by the model's "
             "position embeddings. The paper uses 256; 128 is the usual BERT GLUE setting and "
             "halves the cost on CPU."},
-    {.name = "length_bucketing", .type = SPEC_T_BOOL, .def = TRAIN_DEFAULT_LENGTH_BUCKETING,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(length_bucketing),
+    {.name = "length_bucketing",
+     .type = SPEC_T_BOOL,
+     .def = TRAIN_DEFAULT_LENGTH_BUCKETING,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(length_bucketing),
      .doc = "Batch examples of similar length together to cut padding: each epoch's shuffled "
             "order is cut into chunks of batch_size × grad_accum × 50 examples, each chunk is "
             "sorted by length and the resulting batches are shuffled, so batch order stays "
             "random. Deterministic for a seed; changes which examples share a batch, hence "
             "the losses."},
-    {.name = "learning_rate", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true,
-     .max = MAX_LR, .def = TRAIN_DEFAULT_LR, .methods = SPEC_ALL_METHODS,
+    {.name = "learning_rate",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .min_exclusive = true,
+     .max = MAX_LR,
+     .def = TRAIN_DEFAULT_LR,
+     .methods = SPEC_ALL_METHODS,
      .offset = OFF(learning_rate),
      .doc = "AdamW learning rate of the adapter (the paper's). For method full use a "
             "full-fine-tuning rate such as 2e-5."},
-    {.name = "head_learning_rate", .type = SPEC_T_NUMBER, .min = 0, .min_exclusive = true,
-     .max = MAX_LR, .def = TRAIN_DEFAULT_HEAD_LR, .methods = SPEC_ALL_METHODS,
+    {.name = "head_learning_rate",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .min_exclusive = true,
+     .max = MAX_LR,
+     .def = TRAIN_DEFAULT_HEAD_LR,
+     .methods = SPEC_ALL_METHODS,
      .offset = OFF(head_learning_rate),
      .doc = "Learning rate of the task head (the paper uses 4e-2 to 8e-2 by task)."},
-    {.name = "weight_decay", .type = SPEC_T_NUMBER, .min = 0, .max = 1,
-     .def = TRAIN_DEFAULT_WEIGHT_DECAY, .methods = SPEC_ALL_METHODS, .offset = OFF(weight_decay),
+    {.name = "weight_decay",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = 1,
+     .def = TRAIN_DEFAULT_WEIGHT_DECAY,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(weight_decay),
      .doc = "AdamW decoupled weight decay."},
-    {.name = "warmup_ratio", .type = SPEC_T_NUMBER, .min = 0, .max = 1, .max_exclusive = true,
-     .def = TRAIN_DEFAULT_WARMUP_RATIO, .methods = SPEC_ALL_METHODS, .offset = OFF(warmup_ratio),
+    {.name = "warmup_ratio",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = 1,
+     .max_exclusive = true,
+     .def = TRAIN_DEFAULT_WARMUP_RATIO,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(warmup_ratio),
      .doc = "Fraction of steps of linear learning-rate warm-up, then linear decay to 0."},
-    {.name = "max_grad_norm", .type = SPEC_T_NUMBER, .min = 0, .max = MAX_GRAD_NORM_LIMIT,
-     .def = TRAIN_DEFAULT_MAX_GRAD_NORM, .methods = SPEC_ALL_METHODS, .offset = OFF(max_grad_norm),
+    {.name = "max_grad_norm",
+     .type = SPEC_T_NUMBER,
+     .min = 0,
+     .max = MAX_GRAD_NORM_LIMIT,
+     .def = TRAIN_DEFAULT_MAX_GRAD_NORM,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(max_grad_norm),
      .doc = "Clip gradients to this global norm; 0 turns clipping off."},
-    {.name = "seed", .type = SPEC_T_INT, .min = 0, .max = (double)SPEC_MAX_SEED,
-     .def = TRAIN_DEFAULT_SEED, .methods = SPEC_ALL_METHODS, .offset = OFF(seed), .wide = true,
+    {.name = "seed",
+     .type = SPEC_T_INT,
+     .min = 0,
+     .max = (double)SPEC_MAX_SEED,
+     .def = TRAIN_DEFAULT_SEED,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(seed),
+     .wide = true,
      .doc = "Seeds initialisation, data order and dropout: the same spec and seed give the same "
             "run."},
-    {.name = "threads", .type = SPEC_T_INT, .min = 0, .max = MAX_THREADS, .def = 0,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(threads),
+    {.name = "threads",
+     .type = SPEC_T_INT,
+     .min = 0,
+     .max = MAX_THREADS,
+     .def = 0,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(threads),
      .doc = "Compute threads for this job; 0 uses one per core."},
-    {.name = "dropout", .type = SPEC_T_BOOL, .def = TRAIN_DEFAULT_DROPOUT,
-     .methods = SPEC_ALL_METHODS, .offset = OFF(dropout),
+    {.name = "dropout",
+     .type = SPEC_T_BOOL,
+     .def = TRAIN_DEFAULT_DROPOUT,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(dropout),
      .doc = "Apply the base model's dropout (its config's probabilities) while training."},
-    {.name = "init_adapter", .type = SPEC_T_STRING, .optional = true, .min = 1,
-     .max = SPEC_MAX_STRING, .methods = SPEC_ALL_METHODS, .offset = OFF(init_adapter),
+    {.name = "init_adapter",
+     .type = SPEC_T_STRING,
+     .optional = true,
+     .min = 1,
+     .max = SPEC_MAX_STRING,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(init_adapter),
      .doc = "Start from a trained native adapter instead of a fresh one: \"job:<id>\" for the "
             "adapter of a succeeded job (the only form the API accepts), or a file path "
             "(aflorad run; an adapter/ folder means its adapter.safetensors). Its method, rank, "
@@ -399,8 +570,8 @@ static void key_snippet(const char *key, char *buf, size_t n) {
         buf[o++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
     }
     if (key[i]) {
-        while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80) o--;   /* continuation */
-        if (o > 0 && (unsigned char)buf[o - 1] >= 0xC0) o--;               /* its lead byte */
+        while (o > 0 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80) o--; /* continuation */
+        if (o > 0 && (unsigned char)buf[o - 1] >= 0xC0) o--;             /* its lead byte */
         memcpy(buf + o, "...", 3);
         o += 3;
     }
@@ -437,7 +608,8 @@ typedef struct {
 #if defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
-static int fail(aflo_spec_error *e, spec_error_code code, const char *field, const char *fmt, ...) {
+static int
+fail(aflo_spec_error *e, spec_error_code code, const char *field, const char *fmt, ...) {
     if (!e) return -1;
     e->code = code;
     snprintf(e->field, sizeof e->field, "%s", field ? field : "");
@@ -558,10 +730,20 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     unsigned cp, min;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1Fu; min = 0x80; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0Fu; min = 0x800; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07u; min = 0x10000; }
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        cp = c & 0x1Fu;
+        min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        cp = c & 0x0Fu;
+        min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        cp = c & 0x07u;
+        min = 0x10000;
+    } else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -656,7 +838,7 @@ static int check_number(parse_ctx *c, const spec_field_info *f, const char *path
         range_text(f, range, sizeof range);
         return fail(c->e, SPEC_E_OUT_OF_RANGE, path, "must be %s, got %s", range, got);
     }
-    *out = d == 0 ? 0 : d;   /* -0 reads back as 0 */
+    *out = d == 0 ? 0 : d; /* -0 reads back as 0 */
     return 0;
 }
 
@@ -812,7 +994,9 @@ static int parse_value(parse_ctx *c, int idx, const cJSON *v) {
         list[0] = '\0';
         for (int k = 0; k < f->n_choices && len < sizeof list; k++)
             len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\"",
-                                    k == 0 ? "" : k == f->n_choices - 1 ? " or " : ", ",
+                                    k == 0                  ? ""
+                                    : k == f->n_choices - 1 ? " or "
+                                                            : ", ",
                                     f->choices[k]);
         key_snippet(v->valuestring, got, sizeof got);
         return fail(c->e, SPEC_E_INVALID_VALUE, f->name, "must be %s, got \"%s\"", list, got);
@@ -821,8 +1005,7 @@ static int parse_value(parse_ctx *c, int idx, const cJSON *v) {
         if (!cJSON_IsObject(v)) return fail_type(c, f->name, f->type, v);
         return parse_object(c, v, f->name);
     case SPEC_T_COLUMNS: return parse_columns(c, f, v);
-    case SPEC_T_COLUMN:
-        return parse_column(c, f, f->name, v, &c->s->dataset.label_field);
+    case SPEC_T_COLUMN: return parse_column(c, f, f->name, v, &c->s->dataset.label_field);
     case SPEC_T_STRINGS: return parse_labels(c, f, v);
     case SPEC_T_MODULES: return parse_modules(c, f, v);
     }
@@ -906,8 +1089,10 @@ static bool given(const parse_ctx *c, const char *name) {
 }
 
 static const char *column_path(int text_index, char *buf, size_t n) {
-    if (text_index < 0) snprintf(buf, n, "dataset.label_field");
-    else snprintf(buf, n, "dataset.text_fields[%d]", text_index);
+    if (text_index < 0)
+        snprintf(buf, n, "dataset.label_field");
+    else
+        snprintf(buf, n, "dataset.text_fields[%d]", text_index);
     return buf;
 }
 
@@ -923,13 +1108,15 @@ static int check_columns(parse_ctx *c, textdata_format fmt, const char *which) {
         if (fmt == TEXTDATA_JSONL && col->kind == TEXTDATA_FIELD_INDEX)
             return fail(c->e, SPEC_E_CONFLICT, path,
                         "%s is JSON Lines, whose fields are chosen by key name, not by column "
-                        "index", which);
+                        "index",
+                        which);
         if ((fmt == TEXTDATA_TSV || fmt == TEXTDATA_CSV) && !d->has_header &&
             col->kind == TEXTDATA_FIELD_NAME) {
             bool dflt = k < 0 ? !given(c, "dataset.label_field") : !given(c, "dataset.text_fields");
             return fail(c->e, SPEC_E_CONFLICT, path,
                         "dataset.has_header is false, so choose the column of %s by 0-based "
-                        "index%s", which, dflt ? " (the default is a name)" : "");
+                        "index%s",
+                        which, dflt ? " (the default is a name)" : "");
         }
     }
     return 0;
@@ -963,7 +1150,8 @@ static int check_dataset(parse_ctx *c) {
         if (fmt == TEXTDATA_AUTO)
             return fail(c->e, SPEC_E_CONFLICT, "dataset.format",
                         "cannot tell the format of %s from its file name (expected .tsv, .csv, "
-                        ".jsonl or .json); set dataset.format", names[r]);
+                        ".jsonl or .json); set dataset.format",
+                        names[r]);
         if (check_columns(c, fmt, names[r])) return -1;
     }
     return 0;
@@ -1010,15 +1198,18 @@ static int resolve(parse_ctx *c) {
     else if (s->task == TASK_REGRESSION && !regression_metric)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "\"%s\" is a classification metric (task is regression); use \"pearson\", "
-                    "\"spearman\" or \"mse\"", metric_choices[s->metric]);
+                    "\"spearman\" or \"mse\"",
+                    metric_choices[s->metric]);
     else if (s->task == TASK_CLASSIFICATION && regression_metric)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "\"%s\" is a regression metric (task is classification); use \"accuracy\", "
-                    "\"f1\" or \"mcc\"", metric_choices[s->metric]);
+                    "\"f1\" or \"mcc\"",
+                    metric_choices[s->metric]);
     else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "f1 scores class 1 against the rest and needs a binary task (num_labels is "
-                    "%d); use \"accuracy\" or \"mcc\"", s->num_labels);
+                    "%d); use \"accuracy\" or \"mcc\"",
+                    s->num_labels);
 
     /* Model and data. */
     s->has_dataset = given(c, "dataset");
@@ -1028,8 +1219,7 @@ static int resolve(parse_ctx *c) {
                         "the demo model trains on its built-in synthetic dataset; leave dataset "
                         "out or name a real model");
         if (s->task != TASK_CLASSIFICATION)
-            return fail(c->e, SPEC_E_CONFLICT, "task",
-                        "the demo dataset is binary classification");
+            return fail(c->e, SPEC_E_CONFLICT, "task", "the demo dataset is binary classification");
         if (s->num_labels != SPEC_NUM_LABELS_UNSET && s->num_labels != DEMO_NUM_LABELS)
             return fail(c->e, SPEC_E_CONFLICT, "num_labels", "the demo dataset has %d labels",
                         DEMO_NUM_LABELS);
@@ -1047,30 +1237,31 @@ static int resolve(parse_ctx *c) {
         s->rank = isnan(r) ? 0 : (int)r;
     }
     if (!given(c, "alpha")) s->alpha = DEFAULT_ALPHA_PER_RANK * s->rank;
-    if (s->init_adapter && strncmp(s->init_adapter, SPEC_JOB_REF_PREFIX,
-                                   strlen(SPEC_JOB_REF_PREFIX)) == 0 &&
+    if (s->init_adapter &&
+        strncmp(s->init_adapter, SPEC_JOB_REF_PREFIX, strlen(SPEC_JOB_REF_PREFIX)) == 0 &&
         !spec_init_adapter_job(s))
         return fail(c->e, SPEC_E_INVALID_VALUE, "init_adapter",
                     "\"%.40s\": after \"" SPEC_JOB_REF_PREFIX "\" comes a job id (16 lowercase "
-                    "hex characters)", s->init_adapter);
+                    "hex characters)",
+                    s->init_adapter);
 
     /* Freezing phases: the engine's, for this many epochs. */
     bool ini_given = given(c, "freeze.initial_warmup_epochs");
     bool fin_given = given(c, "freeze.final_warmup_epochs");
     if (!ini_given)
         s->freeze.initial_warmup_epochs = train_default_initial_warmup_epochs(s->epochs);
-    if (!fin_given)
-        s->freeze.final_warmup_epochs = train_default_final_warmup_epochs(s->epochs);
+    if (!fin_given) s->freeze.final_warmup_epochs = train_default_final_warmup_epochs(s->epochs);
     if (s->freeze.initial_warmup_epochs + s->freeze.final_warmup_epochs > s->epochs) {
         char a[32], b[32];
         fmt_num(a, sizeof a, s->freeze.initial_warmup_epochs);
         fmt_num(b, sizeof b, s->freeze.final_warmup_epochs);
-        const char *field = fin_given ? "freeze.final_warmup_epochs"
-                            : ini_given ? "freeze.initial_warmup_epochs" : "epochs";
+        const char *field = fin_given   ? "freeze.final_warmup_epochs"
+                            : ini_given ? "freeze.initial_warmup_epochs"
+                                        : "epochs";
         return fail(c->e, SPEC_E_CONFLICT, field,
                     "initial_warmup_epochs + final_warmup_epochs = %s%s + %s%s exceeds epochs "
-                    "(%d)", a, ini_given ? "" : " (default)", b, fin_given ? "" : " (default)",
-                    s->epochs);
+                    "(%d)",
+                    a, ini_given ? "" : " (default)", b, fin_given ? "" : " (default)", s->epochs);
     }
     return 0;
 }
@@ -1134,8 +1325,7 @@ int spec_parse_file(const char *path, aflo_job_spec *out, aflo_spec_error *err) 
     if (bad)
         rc = fail(err, SPEC_E_IO, NULL, "cannot read %s", path);
     else if (n > SPEC_MAX_BYTES)
-        rc = fail(err, SPEC_E_TOO_LARGE, NULL, "%s is larger than %zu bytes", path,
-                  SPEC_MAX_BYTES);
+        rc = fail(err, SPEC_E_TOO_LARGE, NULL, "%s is larger than %zu bytes", path, SPEC_MAX_BYTES);
     else
         rc = spec_parse(buf, n, out, err);
     free(buf);
@@ -1156,7 +1346,9 @@ void spec_free(aflo_job_spec *s) {
     memset(s, 0, sizeof *s);
 }
 
-bool spec_is_demo(const aflo_job_spec *s) { return s->model && strcmp(s->model, SPEC_DEMO_MODEL) == 0; }
+bool spec_is_demo(const aflo_job_spec *s) {
+    return s->model && strcmp(s->model, SPEC_DEMO_MODEL) == 0;
+}
 
 bool spec_is_dataset_id(const char *ref) {
     if (!ref || strlen(ref) != STORE_ID_LEN) return false;
@@ -1203,7 +1395,7 @@ int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
     ac->alpha = (float)s->alpha;
     ac->projections = s->trainable_projections;
     ac->targets = family_all_modules(family);
-    if (s->target_modules == all_target_names()) return 0;   /* the default */
+    if (s->target_modules == all_target_names()) return 0; /* the default */
     const char *names[FAMILY_MAX_MODULES];
     int count = family_target_names(names);
     ac->targets = 0;
@@ -1215,8 +1407,10 @@ int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
             char choices[1024];
             for (int k = 0; k < family->n_modules; k++) own[k] = family->modules[k].target;
             names_text(own, family->n_modules, choices, sizeof choices);
-            snprintf(err, errlen, "target_modules: \"%s\" is not a module of this model (a %s); "
-                     "use %s", names[i], family->description, choices);
+            snprintf(err, errlen,
+                     "target_modules: \"%s\" is not a module of this model (a %s); "
+                     "use %s",
+                     names[i], family->description, choices);
             return -1;
         }
         ac->targets |= 1u << m;
@@ -1357,7 +1551,7 @@ char *spec_to_json_string(const aflo_job_spec *s, bool pretty) {
     char *text = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!text) return NULL;
-    char *copy = xstrdup(text);   /* ours to free() whatever cJSON's hooks are */
+    char *copy = xstrdup(text); /* ours to free() whatever cJSON's hooks are */
     cJSON_free(text);
     return copy;
 }
@@ -1372,16 +1566,16 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
         a->has_dataset != b->has_dataset)
         return false;
     if (!streq(da->train, db->train) || !streq(da->eval, db->eval) || da->format != db->format ||
-        da->n_text_fields != db->n_text_fields || !column_equal(&da->label_field, &db->label_field) ||
-        da->n_labels != db->n_labels || (da->labels == NULL) != (db->labels == NULL) ||
-        da->has_header != db->has_header)
+        da->n_text_fields != db->n_text_fields ||
+        !column_equal(&da->label_field, &db->label_field) || da->n_labels != db->n_labels ||
+        (da->labels == NULL) != (db->labels == NULL) || da->has_header != db->has_header)
         return false;
     for (int k = 0; k < SPEC_MAX_TEXT_FIELDS; k++)
         if (!column_equal(&da->text_fields[k], &db->text_fields[k])) return false;
     for (int k = 0; da->labels && k < da->n_labels; k++)
         if (!streq(da->labels[k], db->labels[k])) return false;
-    return a->metric == b->metric && a->method == b->method && a->rank == b->rank && a->alpha == b->alpha &&
-           a->target_modules == b->target_modules &&
+    return a->metric == b->metric && a->method == b->method && a->rank == b->rank &&
+           a->alpha == b->alpha && a->target_modules == b->target_modules &&
            a->trainable_projections == b->trainable_projections &&
            a->freeze.initial_warmup_epochs == b->freeze.initial_warmup_epochs &&
            a->freeze.final_warmup_epochs == b->freeze.final_warmup_epochs &&
@@ -1389,11 +1583,10 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->freeze.beta2 == b->freeze.beta2 && a->epochs == b->epochs &&
            a->batch_size == b->batch_size && a->grad_accum == b->grad_accum &&
            a->max_seq_len == b->max_seq_len && a->length_bucketing == b->length_bucketing &&
-           a->learning_rate == b->learning_rate &&
-           a->head_learning_rate == b->head_learning_rate && a->weight_decay == b->weight_decay &&
-           a->warmup_ratio == b->warmup_ratio && a->max_grad_norm == b->max_grad_norm &&
-           a->seed == b->seed && a->threads == b->threads && a->dropout == b->dropout &&
-           streq(a->init_adapter, b->init_adapter);
+           a->learning_rate == b->learning_rate && a->head_learning_rate == b->head_learning_rate &&
+           a->weight_decay == b->weight_decay && a->warmup_ratio == b->warmup_ratio &&
+           a->max_grad_norm == b->max_grad_norm && a->seed == b->seed && a->threads == b->threads &&
+           a->dropout == b->dropout && streq(a->init_adapter, b->init_adapter);
 }
 
 /* ---- documentation --------------------------------------------------------------- */
@@ -1427,8 +1620,10 @@ static void sb_str(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
 /* Table cell text: '|' escaped, nothing else needs it in our doc strings. */
 static void sb_cell(strbuf *b, const char *s) {
     for (const char *p = s; *p; p++) {
-        if (*p == '|') sb_str(b, "\\|");
-        else sb_add(b, p, 1);
+        if (*p == '|')
+            sb_str(b, "\\|");
+        else
+            sb_add(b, p, 1);
     }
 }
 
@@ -1462,8 +1657,8 @@ static const char *default_rule(const spec_field_info *f, char *buf, size_t n) {
         len += (size_t)snprintf(buf + len, n - len, "%s%s for %s", len ? ", " : "", num,
                                 method_names[m]);
     }
-    for (int t = 0; f->def_by_task && t < (int)(sizeof task_choices / sizeof *task_choices) &&
-                    len < n; t++)
+    for (int t = 0;
+         f->def_by_task && t < (int)(sizeof task_choices / sizeof *task_choices) && len < n; t++)
         len += (size_t)snprintf(buf + len, n - len, "%s\"%s\" for %s", len ? ", " : "",
                                 f->choices[f->def_by_task[t]], task_choices[t]);
     return buf;
@@ -1472,21 +1667,28 @@ static const char *default_rule(const spec_field_info *f, char *buf, size_t n) {
 static void default_doc(const spec_field_info *f, char *buf, size_t n) {
     char num[32], rule_buf[160];
     const char *rule = default_rule(f, rule_buf, sizeof rule_buf);
-    if (f->required) snprintf(buf, n, "*required*");
-    else if (rule) snprintf(buf, n, "%s", rule);
-    else if (f->optional) snprintf(buf, n, "none");
-    else switch (f->type) {
-    case SPEC_T_INT:
-    case SPEC_T_NUMBER: fmt_num(num, sizeof num, f->def); snprintf(buf, n, "`%s`", num); break;
-    case SPEC_T_BOOL: snprintf(buf, n, "`%s`", f->def != 0 ? "true" : "false"); break;
-    case SPEC_T_ENUM: snprintf(buf, n, "`\"%s\"`", f->choices[(int)f->def]); break;
-    case SPEC_T_COLUMNS: snprintf(buf, n, "`[\"%s\"]`", f->def_str); break;
-    case SPEC_T_COLUMN: snprintf(buf, n, "`\"%s\"`", f->def_str); break;
-    case SPEC_T_MODULES:
-        snprintf(buf, n, "every module of the model's family (all six for BERT/RoBERTa)");
-        break;
-    default: snprintf(buf, n, "see its fields"); break;
-    }
+    if (f->required)
+        snprintf(buf, n, "*required*");
+    else if (rule)
+        snprintf(buf, n, "%s", rule);
+    else if (f->optional)
+        snprintf(buf, n, "none");
+    else
+        switch (f->type) {
+        case SPEC_T_INT:
+        case SPEC_T_NUMBER:
+            fmt_num(num, sizeof num, f->def);
+            snprintf(buf, n, "`%s`", num);
+            break;
+        case SPEC_T_BOOL: snprintf(buf, n, "`%s`", f->def != 0 ? "true" : "false"); break;
+        case SPEC_T_ENUM: snprintf(buf, n, "`\"%s\"`", f->choices[(int)f->def]); break;
+        case SPEC_T_COLUMNS: snprintf(buf, n, "`[\"%s\"]`", f->def_str); break;
+        case SPEC_T_COLUMN: snprintf(buf, n, "`\"%s\"`", f->def_str); break;
+        case SPEC_T_MODULES:
+            snprintf(buf, n, "every module of the model's family (all six for BERT/RoBERTa)");
+            break;
+        default: snprintf(buf, n, "see its fields"); break;
+        }
 }
 
 static void allowed_doc(const spec_field_info *f, char *buf, size_t n) {
@@ -1497,8 +1699,7 @@ static void allowed_doc(const spec_field_info *f, char *buf, size_t n) {
     case SPEC_T_NUMBER: range_text(f, buf, n); break;
     case SPEC_T_ENUM:
         for (int k = 0; k < f->n_choices && len < n; k++)
-            len += (size_t)snprintf(buf + len, n - len, "%s`\"%s\"`", k ? ", " : "",
-                                    f->choices[k]);
+            len += (size_t)snprintf(buf + len, n - len, "%s`\"%s\"`", k ? ", " : "", f->choices[k]);
         break;
     case SPEC_T_MODULES: {
         const char *names[FAMILY_MAX_MODULES];
@@ -1517,7 +1718,9 @@ static void allowed_doc(const spec_field_info *f, char *buf, size_t n) {
     case SPEC_T_COLUMN:
         snprintf(buf, n, "a column name or 0-based index (up to %d)", SPEC_MAX_COLUMN_INDEX);
         break;
-    case SPEC_T_STRINGS: snprintf(buf, n, "%d to %d distinct names", (int)f->min, (int)f->max); break;
+    case SPEC_T_STRINGS:
+        snprintf(buf, n, "%d to %d distinct names", (int)f->min, (int)f->max);
+        break;
     case SPEC_T_OBJECT: break;
     }
 }
@@ -1628,9 +1831,10 @@ static cJSON *field_schema(const spec_field_info *f) {
         break;
     case SPEC_T_INT:
     case SPEC_T_NUMBER:
-        ok = put(p, "type", cJSON_CreateString(f->type == SPEC_T_INT ? "integer" : "number")) &&
-             put(p, f->min_exclusive ? "exclusiveMinimum" : "minimum", cJSON_CreateNumber(f->min)) &&
-             put(p, f->max_exclusive ? "exclusiveMaximum" : "maximum", cJSON_CreateNumber(f->max));
+        ok =
+            put(p, "type", cJSON_CreateString(f->type == SPEC_T_INT ? "integer" : "number")) &&
+            put(p, f->min_exclusive ? "exclusiveMinimum" : "minimum", cJSON_CreateNumber(f->min)) &&
+            put(p, f->max_exclusive ? "exclusiveMaximum" : "maximum", cJSON_CreateNumber(f->max));
         break;
     case SPEC_T_BOOL: ok = put(p, "type", cJSON_CreateString("boolean")); break;
     case SPEC_T_ENUM:
@@ -1682,7 +1886,9 @@ static cJSON *field_schema(const spec_field_info *f) {
         case SPEC_T_INT:
         case SPEC_T_NUMBER: ok = put(p, "default", cJSON_CreateNumber(f->def)); break;
         case SPEC_T_BOOL: ok = put(p, "default", cJSON_CreateBool(f->def != 0)); break;
-        case SPEC_T_ENUM: ok = put(p, "default", cJSON_CreateString(f->choices[(int)f->def])); break;
+        case SPEC_T_ENUM:
+            ok = put(p, "default", cJSON_CreateString(f->choices[(int)f->def]));
+            break;
         case SPEC_T_COLUMN: ok = put(p, "default", cJSON_CreateString(f->def_str)); break;
         case SPEC_T_COLUMNS: ok = put(p, "default", string_array(&f->def_str, 1)); break;
         default: break;

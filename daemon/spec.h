@@ -48,9 +48,9 @@
 #define SPEC_MAX_DEPTH 8
 /* Strings (model, paths, field and label names): at most PATH_MAX bytes. */
 #define SPEC_MAX_STRING 4096
-#define SPEC_MAX_TEXT_FIELDS 2           /* single text or a pair */
-#define SPEC_MAX_COLUMN_INDEX 65535      /* far beyond any real file's columns */
-#define SPEC_NUM_LABELS_UNSET 0          /* num_labels: infer from the data */
+#define SPEC_MAX_TEXT_FIELDS 2      /* single text or a pair */
+#define SPEC_MAX_COLUMN_INDEX 65535 /* far beyond any real file's columns */
+#define SPEC_NUM_LABELS_UNSET 0     /* num_labels: infer from the data */
 #define SPEC_DEMO_MODEL "demo"
 /* init_adapter "job:<id>": the adapter of a succeeded job of the daemon. */
 #define SPEC_JOB_REF_PREFIX "job:"
@@ -64,21 +64,21 @@
 
 /* A data column: by header/JSON key name, or by 0-based column index. */
 typedef struct {
-    textdata_field_kind kind;            /* TEXTDATA_FIELD_NAME or _INDEX */
-    char *name;                          /* owned; kind NAME */
-    int index;                           /* kind INDEX */
+    textdata_field_kind kind; /* TEXTDATA_FIELD_NAME or _INDEX */
+    char *name;               /* owned; kind NAME */
+    int index;                /* kind INDEX */
 } spec_column;
 
 typedef struct {
-    char *train;                         /* file path or uploaded dataset id */
-    char *eval;                          /* NULL: no evaluation set */
+    char *train; /* file path or uploaded dataset id */
+    char *eval;  /* NULL: no evaluation set */
     textdata_format format;
     spec_column text_fields[SPEC_MAX_TEXT_FIELDS];
-    int n_text_fields;                   /* 1 or 2 */
+    int n_text_fields; /* 1 or 2 */
     spec_column label_field;
-    char **labels;                       /* declared label names, or NULL */
+    char **labels; /* declared label names, or NULL */
     int n_labels;
-    bool has_header;                     /* TSV/CSV only */
+    bool has_header; /* TSV/CSV only */
 } spec_dataset;
 
 typedef struct {
@@ -95,55 +95,55 @@ typedef enum {
     SPEC_METRIC_MCC,
     SPEC_METRIC_PEARSON,
     SPEC_METRIC_SPEARMAN,
-    SPEC_METRIC_MSE,                     /* minimised; every other one maximised */
+    SPEC_METRIC_MSE, /* minimised; every other one maximised */
     SPEC_METRIC_COUNT
 } spec_metric;
 
 typedef struct {
     char *model;
     aflo_task task;
-    int num_labels;                      /* SPEC_NUM_LABELS_UNSET: from the data */
-    bool has_dataset;                    /* false only for the demo model */
+    int num_labels;   /* SPEC_NUM_LABELS_UNSET: from the data */
+    bool has_dataset; /* false only for the demo model */
     spec_dataset dataset;
-    spec_metric metric;                  /* default by task */
+    spec_metric metric; /* default by task */
     aflo_method method;
-    int rank;                            /* 0 for method full */
-    double alpha;                        /* used by lora; 2*rank otherwise */
-    unsigned target_modules;             /* bit i: name i of family_target_names(); all of
+    int rank;                /* 0 for method full */
+    double alpha;            /* used by lora; 2*rank otherwise */
+    unsigned target_modules; /* bit i: name i of family_target_names(); all of
                                             them (the default): every module of the
                                             model's family */
     aflo_projections trainable_projections;
-    spec_freeze freeze;                  /* resolved even when unused */
+    spec_freeze freeze; /* resolved even when unused */
     int epochs, batch_size, grad_accum, max_seq_len;
     bool length_bucketing;
     double learning_rate, head_learning_rate, weight_decay, warmup_ratio, max_grad_norm;
     uint64_t seed;
-    int threads;                         /* 0: one per core */
+    int threads; /* 0: one per core */
     bool dropout;
-    char *init_adapter;                  /* NULL: fresh adapter; "job:<id>" or a path */
+    char *init_adapter; /* NULL: fresh adapter; "job:<id>" or a path */
 } aflo_job_spec;
 
 /* ---- errors --------------------------------------------------------------- */
 
 typedef enum {
     SPEC_OK = 0,
-    SPEC_E_INVALID_JSON,   /* syntax, bad UTF-8, NUL, trailing text, too deep */
-    SPEC_E_TOO_LARGE,      /* document over SPEC_MAX_BYTES */
+    SPEC_E_INVALID_JSON, /* syntax, bad UTF-8, NUL, trailing text, too deep */
+    SPEC_E_TOO_LARGE,    /* document over SPEC_MAX_BYTES */
     SPEC_E_UNKNOWN_FIELD,
     SPEC_E_WRONG_TYPE,
-    SPEC_E_OUT_OF_RANGE,   /* number, string length or array length */
-    SPEC_E_INVALID_VALUE,  /* not one of the choices, empty, duplicate, given twice */
+    SPEC_E_OUT_OF_RANGE,  /* number, string length or array length */
+    SPEC_E_INVALID_VALUE, /* not one of the choices, empty, duplicate, given twice */
     SPEC_E_MISSING_FIELD,
-    SPEC_E_CONFLICT,       /* fields that do not fit together */
-    SPEC_E_IO,             /* spec_parse_file: cannot read the file */
+    SPEC_E_CONFLICT, /* fields that do not fit together */
+    SPEC_E_IO,       /* spec_parse_file: cannot read the file */
     SPEC_E_NO_MEMORY,
     SPEC_E_COUNT
 } spec_error_code;
 
 typedef struct {
     spec_error_code code;
-    char field[SPEC_FIELD_PATH_MAX];     /* dotted path; "" when not about one field */
-    char message[SPEC_MESSAGE_MAX];      /* starts with the field path when there is one */
+    char field[SPEC_FIELD_PATH_MAX]; /* dotted path; "" when not about one field */
+    char message[SPEC_MESSAGE_MAX];  /* starts with the field path when there is one */
 } aflo_spec_error;
 
 /* "invalid_json", "too_large", "unknown_field", "wrong_type", "out_of_range",
@@ -206,38 +206,38 @@ typedef enum {
     SPEC_T_INT,
     SPEC_T_NUMBER,
     SPEC_T_BOOL,
-    SPEC_T_ENUM,       /* one string of `choices` */
-    SPEC_T_OBJECT,     /* its fields are the rows named "<name>.<key>" */
-    SPEC_T_COLUMNS,    /* array of column names/indices (dataset.text_fields) */
-    SPEC_T_COLUMN,     /* a column name or index (dataset.label_field) */
-    SPEC_T_STRINGS,    /* array of distinct strings (dataset.labels) */
-    SPEC_T_MODULES     /* array of distinct family_target_names() */
+    SPEC_T_ENUM,    /* one string of `choices` */
+    SPEC_T_OBJECT,  /* its fields are the rows named "<name>.<key>" */
+    SPEC_T_COLUMNS, /* array of column names/indices (dataset.text_fields) */
+    SPEC_T_COLUMN,  /* a column name or index (dataset.label_field) */
+    SPEC_T_STRINGS, /* array of distinct strings (dataset.labels) */
+    SPEC_T_MODULES  /* array of distinct family_target_names() */
 } spec_type;
 
 #define SPEC_ALL_METHODS ((1u << METHOD_COUNT) - 1u)
 
 typedef struct {
-    const char *name;            /* dotted path: "freeze.delta_t" */
+    const char *name; /* dotted path: "freeze.delta_t" */
     spec_type type;
-    bool required;               /* must be present when its object is */
-    bool optional;               /* absent is a valid state (no default value) */
+    bool required; /* must be present when its object is */
+    bool optional; /* absent is a valid state (no default value) */
     /* Numbers: the allowed range. STRING: length in bytes. COLUMNS, STRINGS,
      * MODULES: number of items. COLUMN: the column index. */
     double min, max;
     bool min_exclusive, max_exclusive;
     /* Static default: INT, NUMBER, BOOL, ENUM (index into choices). */
     double def;
-    const char *def_str;         /* static default of STRING/COLUMN(S), or NULL */
-    const char *def_doc;         /* the rule when the default depends on other fields */
+    const char *def_str; /* static default of STRING/COLUMN(S), or NULL */
+    const char *def_doc; /* the rule when the default depends on other fields */
     /* Defaults that are a lookup on another field, applied by the parser and
      * documented (text and x-default-by) from these same arrays: */
     const double *def_by_method; /* INT: one value per aflo_method, NaN where none */
     const int *def_by_task;      /* ENUM: one choice index per aflo_task */
     const char *const *choices;  /* ENUM */
     int n_choices;
-    unsigned methods;            /* bit (1u << aflo_method): where the field applies */
-    size_t offset;               /* scalar storage in aflo_job_spec */
-    bool wide;                   /* INT stored as uint64_t (seed) */
+    unsigned methods; /* bit (1u << aflo_method): where the field applies */
+    size_t offset;    /* scalar storage in aflo_job_spec */
+    bool wide;        /* INT stored as uint64_t (seed) */
     const char *doc;
 } spec_field_info;
 

@@ -44,7 +44,8 @@ int synth_sentiment(aflo_dataset *d, int n, int vocab_size, uint64_t seed) {
         /* 2 or 3 words of the label's kind, at most 1 of the other kind. */
         int major = 2 + (int)rng_below(&rng, 2);
         int minor = (int)rng_below(&rng, 2);
-        int filler = SYNTH_MIN_FILLER + (int)rng_below(&rng, SYNTH_MAX_FILLER - SYNTH_MIN_FILLER + 1);
+        int filler =
+            SYNTH_MIN_FILLER + (int)rng_below(&rng, SYNTH_MAX_FILLER - SYNTH_MIN_FILLER + 1);
         int words = filler + major + minor;
         int32_t body[SYNTH_MAX_LEN];
         int k = 0;
@@ -88,19 +89,21 @@ void synth_demo_weights(aflo_model *m) {
 /* ---------------------------------------------------------------- words */
 
 static const char *const special_words[SYNTH_FIRST_WORD] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
-                                                             "[MASK]"};
+                                                            "[MASK]"};
 static const char *const positive_words[SYNTH_POS_WORDS] = {
     "good", "great", "happy", "excellent", "wonderful", "lovely", "superb", "brilliant"};
 static const char *const negative_words[SYNTH_NEG_WORDS] = {
     "bad", "awful", "sad", "terrible", "horrible", "poor", "dreadful", "boring"};
 static const char *const filler_words[] = {
-    "the", "a", "an", "cat", "dog", "house", "tree", "river", "movie", "book", "film", "story",
-    "plot", "actor", "music", "song", "city", "road", "car", "day", "night", "was", "is", "and",
-    "or", "but", "with", "without", "about", "this", "that", "it", "very", "quite", "rather",
-    "some", "many", "few", "old", "new", "long", "short", "red", "blue", "green", "small",
-    "large", "we", "they", "she", "he", "saw", "read", "heard", "made", "found", "after",
-    "before", "during", "under", "over", "near", "far", "today", "yesterday", "morning",
-    "evening", "table", "chair", "window", "door", "garden", "street", "train", "ship"};
+    "the",     "a",         "an",      "cat",     "dog",    "house", "tree",   "river",  "movie",
+    "book",    "film",      "story",   "plot",    "actor",  "music", "song",   "city",   "road",
+    "car",     "day",       "night",   "was",     "is",     "and",   "or",     "but",    "with",
+    "without", "about",     "this",    "that",    "it",     "very",  "quite",  "rather", "some",
+    "many",    "few",       "old",     "new",     "long",   "short", "red",    "blue",   "green",
+    "small",   "large",     "we",      "they",    "she",    "he",    "saw",    "read",   "heard",
+    "made",    "found",     "after",   "before",  "during", "under", "over",   "near",   "far",
+    "today",   "yesterday", "morning", "evening", "table",  "chair", "window", "door",   "garden",
+    "street",  "train",     "ship"};
 #define SYNTH_FILLER_WORDS ((int)(sizeof filler_words / sizeof *filler_words))
 
 const char *synth_word(int id) {
@@ -126,7 +129,11 @@ static int write_demo_file(const char *dir, const char *name, const char *text, 
 }
 
 /* A growable text buffer for the files below. */
-typedef struct { char *p; size_t len, cap; bool oom; } textbuf;
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} textbuf;
 
 static void tb_add(textbuf *b, const char *s) {
     size_t n = strlen(s);
@@ -135,7 +142,10 @@ static void tb_add(textbuf *b, const char *s) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->len + n + 1) cap *= 2;
         char *q = realloc(b->p, cap);
-        if (!q) { b->oom = true; return; }
+        if (!q) {
+            b->oom = true;
+            return;
+        }
         b->p = q;
         b->cap = cap;
     }
@@ -143,8 +153,8 @@ static void tb_add(textbuf *b, const char *s) {
     b->len += n;
 }
 
-static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, int vocab,
-                     char *err, size_t errlen) {
+static int write_tsv(const char *dir, const char *name, int n, uint64_t seed, int vocab, char *err,
+                     size_t errlen) {
     aflo_dataset d;
     dataset_init(&d);
     textbuf b = {0};
@@ -180,8 +190,7 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
         return set_err(err, errlen, "%s: %s", dir, strerror(errno));
     aflo_config c;
     synth_demo_config(&c);
-    if (SYNTH_FIRST_WORD + SYNTH_POS_WORDS + SYNTH_NEG_WORDS + SYNTH_FILLER_WORDS !=
-        c.vocab_size)
+    if (SYNTH_FIRST_WORD + SYNTH_POS_WORDS + SYNTH_NEG_WORDS + SYNTH_FILLER_WORDS != c.vocab_size)
         return set_err(err, errlen, "demo vocabulary does not match the demo config");
     textbuf vocab = {0};
     for (int id = 0; id < c.vocab_size; id++) {
@@ -199,8 +208,8 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
     }
     if (write_demo_file(dir, "config.json", cfg, strlen(cfg), err, errlen) != 0 ||
         write_demo_file(dir, "vocab.txt", vocab.p, vocab.len, err, errlen) != 0 ||
-        write_demo_file(dir, "tokenizer_config.json", tok_cfg, sizeof tok_cfg - 1, err,
-                        errlen) != 0)
+        write_demo_file(dir, "tokenizer_config.json", tok_cfg, sizeof tok_cfg - 1, err, errlen) !=
+            0)
         goto done;
     /* The encoder only: a demo "pretrained" model has no task head. */
     aflo_adapter_config full = {.method = METHOD_FULL};
@@ -218,7 +227,7 @@ int synth_write_demo(const char *dir, int n_train, int n_eval, uint64_t seed, ch
         if (p->group != PGROUP_BASE) continue;
         int64_t shape[2] = {p->shape[0], p->shape[1]};
         char name[128];
-        model_hf_name(m, p, name, sizeof name);   /* "bert." + the engine's name */
+        model_hf_name(m, p, name, sizeof name); /* "bert." + the engine's name */
         if (st_writer_add(w, name, shape, (size_t)p->ndim, p->data, err, errlen) != 0) goto done;
     }
     if (st_writer_set_metadata(w, "format", "pt", err, errlen) != 0) goto done;

@@ -35,9 +35,9 @@
 #include "spec.h"
 #include "store.h"
 
-#define STEP_BATCH_MAX 64          /* step events per transaction at most */
-#define STEP_BATCH_SECONDS 1.0     /* ... and at least one transaction a second */
-#define IDLE_POLL_SECONDS 2        /* re-check the queue even without notify */
+#define STEP_BATCH_MAX 64      /* step events per transaction at most */
+#define STEP_BATCH_SECONDS 1.0 /* ... and at least one transaction a second */
+#define IDLE_POLL_SECONDS 2    /* re-check the queue even without notify */
 
 typedef struct worker worker;
 
@@ -60,7 +60,7 @@ struct worker {
     store *db;
     /* the running job, guarded by pool->mu for id; flags are atomic */
     char job_id[STORE_ID_SIZE];
-    atomic_int cancel;             /* stop the engine (user cancel or shutdown) */
+    atomic_int cancel; /* stop the engine (user cancel or shutdown) */
     atomic_int user_cancelled;
     /* step event batch */
     store_event_new batch[STEP_BATCH_MAX];
@@ -135,15 +135,19 @@ static cJSON *flops_json(const aflo_flops *f) {
 static void on_step(void *ctx, const aflo_step_info *s) {
     worker *w = ctx;
     counters_add_steps(1);
-    counters_add_flops(s->step_flops.by_kind[FLOP_FORWARD], s->step_flops.by_kind[FLOP_BACKWARD_INPUT],
+    counters_add_flops(s->step_flops.by_kind[FLOP_FORWARD],
+                       s->step_flops.by_kind[FLOP_BACKWARD_INPUT],
                        s->step_flops.by_kind[FLOP_BACKWARD_WEIGHT]);
     w->progress = (store_progress){
-        .step = s->step, .total_steps = s->total_steps, .epoch = JOB_EPOCH_SHOWN(s->epoch),
+        .step = s->step,
+        .total_steps = s->total_steps,
+        .epoch = JOB_EPOCH_SHOWN(s->epoch),
         .loss = s->loss,
         .flops_forward = (int64_t)s->total_flops.by_kind[FLOP_FORWARD],
         .flops_backward_input = (int64_t)s->total_flops.by_kind[FLOP_BACKWARD_INPUT],
         .flops_backward_weight = (int64_t)s->total_flops.by_kind[FLOP_BACKWARD_WEIGHT],
-        .trainable_now = (int64_t)s->trainable_now, .trainable_avg = s->trainable_avg,
+        .trainable_now = (int64_t)s->trainable_now,
+        .trainable_avg = s->trainable_avg,
         .frozen = s->projections_total - s->projections_trainable,
         .freezable = s->projections_total};
     cJSON *o = cJSON_CreateObject();
@@ -166,8 +170,8 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     cJSON_Delete(o);
     if (!text) return;
     w->payloads[w->nbatch] = text;
-    w->batch[w->nbatch] = (store_event_new){.job_id = w->job_id, .type = STORE_EVENT_STEP,
-                                            .payload = text};
+    w->batch[w->nbatch] =
+        (store_event_new){.job_id = w->job_id, .type = STORE_EVENT_STEP, .payload = text};
     w->nbatch++;
     if (w->nbatch == STEP_BATCH_MAX || now_s() - w->last_flush >= STEP_BATCH_SECONDS ||
         s->step == s->total_steps)
@@ -288,10 +292,17 @@ static void run_claimed(worker *w, store_job *job) {
             make_dir(jobs, err, sizeof err) == 0 &&
             path_join(work, sizeof work, jobs, job->id, err, sizeof err) == 0 &&
             resolve_datasets(w, &spec, err, sizeof err) == 0) {
-            job_args a = {.spec = &spec, .models_dir = p->models_dir, .datasets_dir = datasets,
-                          .jobs_dir = jobs, .work_dir = work, .cancel = &w->cancel,
-                          .ev = {.ctx = w, .on_step = on_step, .on_freeze = on_freeze,
-                                 .on_eval = on_eval, .on_log = on_log,
+            job_args a = {.spec = &spec,
+                          .models_dir = p->models_dir,
+                          .datasets_dir = datasets,
+                          .jobs_dir = jobs,
+                          .work_dir = work,
+                          .cancel = &w->cancel,
+                          .ev = {.ctx = w,
+                                 .on_step = on_step,
+                                 .on_freeze = on_freeze,
+                                 .on_eval = on_eval,
+                                 .on_log = on_log,
                                  .on_resume = on_resume},
                           .mismatch_hint = "remove that file and retry the job "
                                            "(POST /jobs/{id}/retry) to start it over"};

@@ -13,11 +13,11 @@
 typedef struct workers workers;
 
 typedef struct {
-    const char *db_path;       /* SQLite file */
-    const char *data_dir;      /* datasets/, jobs/<id>/ (checkpoints, adapters) */
-    const char *models_dir;    /* Hugging Face model folders */
-    int n_workers;             /* concurrent jobs */
-    int threads_per_job;       /* each job's kernel threads at most; also OpenBLAS's
+    const char *db_path;    /* SQLite file */
+    const char *data_dir;   /* datasets/, jobs/<id>/ (checkpoints, adapters) */
+    const char *models_dir; /* Hugging Face model folders */
+    int n_workers;          /* concurrent jobs */
+    int threads_per_job;    /* each job's kernel threads at most; also OpenBLAS's
                                   (process-wide) with one worker, 1 with several */
 } workers_config;
 

@@ -14,12 +14,12 @@ packages=(
 )
 # Extra packages for the full test suite (integration and browser tests).
 # chromium: the dashboard's browser test drives Debian's build (never a
-# downloaded one); wrk: the HTTP benchmark; nodejs and npm run that test
+# downloaded one); wrk: the HTTP benchmark; clang-format: make format-check; nodejs and npm run that test
 # (playwright-core), from Debian only when no node is on PATH — a newer Node
 # installed some other way is kept (playwright-core asks for Node >= 20;
 # Debian 12 ships 18).
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(valgrind chromium wrk)
+  packages+=(valgrind chromium wrk clang-format)
   command -v node >/dev/null || packages+=(nodejs npm)
 fi
 

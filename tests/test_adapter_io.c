@@ -53,7 +53,7 @@ static char errbuf[1024];
 /* PEFT's names for the six adapted modules of a BERT layer, written out here
  * independently of the engine's module table. */
 static const char *const hf_module_paths[6] = {
-    "attention.self.query", "attention.self.key",   "attention.self.value",
+    "attention.self.query",   "attention.self.key", "attention.self.value",
     "attention.output.dense", "intermediate.dense", "output.dense",
 };
 
@@ -61,11 +61,15 @@ static const char *const hf_module_paths[6] = {
 
 /* ---------------------------------------------------------------- models */
 
-static aflo_model *make_model(const aflo_config *c, aflo_method method, unsigned targets, float alpha,
-                              int rank) {
-    aflo_adapter_config ac = {.method = method, .rank = rank, .alpha = alpha, .targets = targets,
+static aflo_model *make_model(const aflo_config *c, aflo_method method, unsigned targets,
+                              float alpha, int rank) {
+    aflo_adapter_config ac = {.method = method,
+                              .rank = rank,
+                              .alpha = alpha,
+                              .targets = targets,
                               .projections = PROJ_ALL};
-    aflo_model *m = model_create(c, &ac, TASK_CLASSIFICATION, NUM_LABELS, SEED, errbuf, sizeof errbuf);
+    aflo_model *m =
+        model_create(c, &ac, TASK_CLASSIFICATION, NUM_LABELS, SEED, errbuf, sizeof errbuf);
     if (!m) fail_msg("model_create: %s", errbuf);
     return m;
 }
@@ -88,7 +92,8 @@ static void copy_base(aflo_model *dst, aflo_model *src) {
     for (int i = 0; i < model_param_count(src); i++) {
         aflo_param *p = model_param(src, i);
         if (p->group != PGROUP_BASE) continue;
-        assert_int_equal(model_set_tensor(dst, p->name, p->data, p->size, errbuf, sizeof errbuf), 0);
+        assert_int_equal(model_set_tensor(dst, p->name, p->data, p->size, errbuf, sizeof errbuf),
+                         0);
     }
 }
 
@@ -110,7 +115,10 @@ static void make_batch(fixture_batch *fb, int pad) {
             fb->types[i] = 0;
             fb->mask[i] = real;
         }
-    fb->batch = (aflo_batch){.batch = B, .seq = S, .input_ids = fb->ids, .token_type_ids = fb->types,
+    fb->batch = (aflo_batch){.batch = B,
+                             .seq = S,
+                             .input_ids = fb->ids,
+                             .token_type_ids = fb->types,
                              .attention_mask = fb->mask};
 }
 
@@ -133,7 +141,8 @@ static void assert_logits_close(const float *a, const float *b, double tol) {
     assert_true(scale > 1e-3);
     for (int i = 0; i < B * NUM_LABELS; i++)
         if (fabs((double)a[i] - b[i]) > tol * scale)
-            fail_msg("logit %d: %.9g vs %.9g (tolerance %.3g)", i, (double)a[i], (double)b[i], tol * scale);
+            fail_msg("logit %d: %.9g vs %.9g (tolerance %.3g)", i, (double)a[i], (double)b[i],
+                     tol * scale);
 }
 
 /* ---------------------------------------------------------------- reading a PEFT folder */
@@ -157,7 +166,8 @@ static int hf_module_names(char names[][96], bool roberta, int layers) {
     int n = 0;
     snprintf(names[n++], 96, "%sembeddings.word_embeddings", pre);
     for (int l = 0; l < layers; l++) {
-        for (int k = 0; k < 6; k++) snprintf(names[n++], 96, "%sencoder.layer.%d.%s", pre, l, hf_module_paths[k]);
+        for (int k = 0; k < 6; k++)
+            snprintf(names[n++], 96, "%sencoder.layer.%d.%s", pre, l, hf_module_paths[k]);
         snprintf(names[n++], 96, "%sencoder.layer.%d.attention.output.LayerNorm", pre, l);
         snprintf(names[n++], 96, "%sencoder.layer.%d.output.LayerNorm", pre, l);
     }
@@ -174,7 +184,7 @@ static int hf_module_names(char names[][96], bool roberta, int layers) {
 /* Does peft's check_target_module_exists select `name`? */
 static bool peft_selects(const json_value *target_modules, const char *name) {
     const char *re = json_string(target_modules, NULL);
-    if (re) {   /* a string: re.fullmatch */
+    if (re) { /* a string: re.fullmatch */
         char anchored[600];
         snprintf(anchored, sizeof anchored, "^(%s)$", re);
         regex_t rx;
@@ -194,7 +204,8 @@ static bool peft_selects(const json_value *target_modules, const char *name) {
     return false;
 }
 
-static void read_tensor(const st_file *f, const char *key, float *dst, size_t n, int rows, int cols) {
+static void read_tensor(const st_file *f, const char *key, float *dst, size_t n, int rows,
+                        int cols) {
     long i = st_find(f, key);
     if (i < 0) fail_msg("PEFT file lacks %s", key);
     assert_int_equal(st_ndim(f, (size_t)i), cols ? 2 : 1);
@@ -205,8 +216,8 @@ static void read_tensor(const st_file *f, const char *key, float *dst, size_t n,
 
 /* ---------------------------------------------------------------- the fold proof */
 
-static void fold_proof(void **state, bool roberta, aflo_method method, unsigned targets, float alpha,
-                       double expect_lora_alpha) {
+static void fold_proof(void **state, bool roberta, aflo_method method, unsigned targets,
+                       float alpha, double expect_lora_alpha) {
     aflo_config c;
     tiny_config(&c, roberta);
     aflo_model *m = make_model(&c, method, targets, alpha, RANK);
@@ -223,7 +234,8 @@ static void fold_proof(void **state, bool roberta, aflo_method method, unsigned 
     assert_string_equal(json_string(json_get(cfg, "peft_type"), NULL), "LORA");
     assert_string_equal(json_string(json_get(cfg, "task_type"), NULL), "SEQ_CLS");
     assert_string_equal(json_string(json_get(cfg, "bias"), NULL), "none");
-    assert_string_equal(json_string(json_get(cfg, "base_model_name_or_path"), NULL), info.base_model);
+    assert_string_equal(json_string(json_get(cfg, "base_model_name_or_path"), NULL),
+                        info.base_model);
     assert_int_equal(json_type_of(json_get(cfg, "fan_in_fan_out")), JSON_BOOL);
     assert_false(json_bool(json_get(cfg, "fan_in_fan_out")));
     assert_true(json_bool(json_get(cfg, "inference_mode")));
@@ -269,9 +281,11 @@ static void fold_proof(void **state, bool roberta, aflo_method method, unsigned 
             float *A = malloc(sizeof(float) * RANK * in), *Bm = malloc(sizeof(float) * out * RANK);
             assert_non_null(A);
             assert_non_null(Bm);
-            snprintf(key, sizeof key, "base_model.model.%sencoder.layer.%d.%s.lora_A.weight", pre, l, hf_module_paths[k]);
+            snprintf(key, sizeof key, "base_model.model.%sencoder.layer.%d.%s.lora_A.weight", pre,
+                     l, hf_module_paths[k]);
             read_tensor(f, key, A, (size_t)RANK * in, RANK, in);
-            snprintf(key, sizeof key, "base_model.model.%sencoder.layer.%d.%s.lora_B.weight", pre, l, hf_module_paths[k]);
+            snprintf(key, sizeof key, "base_model.model.%sencoder.layer.%d.%s.lora_B.weight", pre,
+                     l, hf_module_paths[k]);
             read_tensor(f, key, Bm, (size_t)out * RANK, out, RANK);
             consumed += 2;
             snprintf(wname, sizeof wname, "encoder.layer.%d.%s.weight", l, hf_module_paths[k]);
@@ -286,12 +300,18 @@ static void fold_proof(void **state, bool roberta, aflo_method method, unsigned 
             free(A);
             free(Bm);
         }
-    struct { const char *key, *name; int rows, cols; } head[4] = {
-        {roberta ? "base_model.model.classifier.dense.weight" : "base_model.model.bert.pooler.dense.weight",
+    struct {
+        const char *key, *name;
+        int rows, cols;
+    } head[4] = {
+        {roberta ? "base_model.model.classifier.dense.weight"
+                 : "base_model.model.bert.pooler.dense.weight",
          "pooler.dense.weight", H, H},
-        {roberta ? "base_model.model.classifier.dense.bias" : "base_model.model.bert.pooler.dense.bias",
+        {roberta ? "base_model.model.classifier.dense.bias"
+                 : "base_model.model.bert.pooler.dense.bias",
          "pooler.dense.bias", H, 0},
-        {roberta ? "base_model.model.classifier.out_proj.weight" : "base_model.model.classifier.weight",
+        {roberta ? "base_model.model.classifier.out_proj.weight"
+                 : "base_model.model.classifier.weight",
          "classifier.weight", NUM_LABELS, H},
         {roberta ? "base_model.model.classifier.out_proj.bias" : "base_model.model.classifier.bias",
          "classifier.bias", NUM_LABELS, 0},
@@ -302,7 +322,7 @@ static void fold_proof(void **state, bool roberta, aflo_method method, unsigned 
         read_tensor(f, head[h].key, p->data, p->size, head[h].rows, head[h].cols);
         consumed++;
     }
-    assert_int_equal(st_count(f), (size_t)consumed);   /* nothing else in the file */
+    assert_int_equal(st_count(f), (size_t)consumed); /* nothing else in the file */
     assert_string_equal(st_metadata(f, "format"), "pt");
     st_close(f);
 
@@ -315,7 +335,8 @@ static void fold_proof(void **state, bool roberta, aflo_method method, unsigned 
     copy_base(plain, m);
     for (int h = 0; h < 4; h++) {
         aflo_param *p = model_find_param(merged, head[h].name);
-        assert_int_equal(model_set_tensor(plain, p->name, p->data, p->size, errbuf, sizeof errbuf), 0);
+        assert_int_equal(model_set_tensor(plain, p->name, p->data, p->size, errbuf, sizeof errbuf),
+                         0);
     }
     logits_of(plain, base_only);
     double diff = 0;
@@ -403,7 +424,8 @@ static void test_peft_import_into_lora_and_aflora(void **state) {
     assert_int_equal(ac.targets, t);
     assert_string_equal(base, "tiny-bert");
 
-    aflo_model *l = model_create(&c, &ac, TASK_CLASSIFICATION, NUM_LABELS, 77, errbuf, sizeof errbuf);
+    aflo_model *l =
+        model_create(&c, &ac, TASK_CLASSIFICATION, NUM_LABELS, 77, errbuf, sizeof errbuf);
     assert_non_null(l);
     copy_base(l, m);
     adapter_import_report rep;
@@ -436,7 +458,8 @@ static void test_peft_import_into_lora_and_aflora(void **state) {
     model_free(wrong_rank);
     aflo_model *wrong_targets = make_model(&c, METHOD_LORA, t | 1u, RANK, RANK);
     assert_int_equal(adapter_import_peft(wrong_targets, dir, NULL, errbuf, sizeof errbuf), -1);
-    assert_non_null(strstr(errbuf, "no lora_A tensor for encoder.layer.0.attention.self.query.lora_A"));
+    assert_non_null(
+        strstr(errbuf, "no lora_A tensor for encoder.layer.0.attention.self.query.lora_A"));
     model_free(wrong_targets);
 
     model_free(l);
@@ -455,8 +478,7 @@ static void peft_drop_tensors(const char *dir, const char *const *drop, int n) {
     assert_non_null(w);
     for (size_t i = 0; i < st_count(f); i++) {
         bool dropped = false;
-        for (int k = 0; k < n; k++)
-            dropped |= strcmp(st_name(f, i), drop[k]) == 0;
+        for (int k = 0; k < n; k++) dropped |= strcmp(st_name(f, i), drop[k]) == 0;
         if (dropped) continue;
         assert_int_equal(st_writer_add(w, st_name(f, i), st_shape(f, i), st_ndim(f, i),
                                        st_f32_view(f, i), errbuf, sizeof errbuf),
@@ -538,7 +560,8 @@ static void export_native(aflo_model *m, const char *path) {
                                 .labels = label_names,
                                 .metrics_json = "{\"accuracy\": 0.75, \"f1\": null}",
                                 .frozen_step = frozen_cb};
-    if (adapter_export_native(m, path, &info, errbuf, sizeof errbuf)) fail_msg("export: %s", errbuf);
+    if (adapter_export_native(m, path, &info, errbuf, sizeof errbuf))
+        fail_msg("export: %s", errbuf);
 }
 
 static void native_round_trip(void **state, aflo_method method) {
@@ -552,7 +575,7 @@ static void native_round_trip(void **state, aflo_method method) {
 
     aflo_model *fresh = make_model(&c, method, ALL_MODULES, 8, RANK);
     copy_base(fresh, m);
-    if (method == METHOD_FULL) randomize(fresh, 4, true);   /* the file must restore the base too */
+    if (method == METHOD_FULL) randomize(fresh, 4, true); /* the file must restore the base too */
     float want[B * NUM_LABELS], before[B * NUM_LABELS], got[B * NUM_LABELS];
     logits_of(m, want);
     logits_of(fresh, before);
@@ -579,7 +602,7 @@ static void test_native_metadata(void **state) {
     if (adapter_native_read_meta(path, &meta, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
     assert_int_equal(meta.ac.method, METHOD_AFLORA);
     assert_int_equal(meta.ac.rank, RANK);
-    assert_int_equal(meta.ac.targets, 0x3F);   /* BERT's six modules */
+    assert_int_equal(meta.ac.targets, 0x3F); /* BERT's six modules */
     assert_int_equal(meta.ac.projections, PROJ_ALL);
     assert_int_equal(meta.task, TASK_CLASSIFICATION);
     assert_int_equal(meta.num_labels, NUM_LABELS);
@@ -587,19 +610,23 @@ static void test_native_metadata(void **state) {
     assert_int_equal(meta.hidden_size, 8);
     assert_int_equal(meta.num_hidden_layers, 2);
     assert_string_equal(meta.base_model, "org/tiny-bert");
-    json_value *labels = json_parse(meta.labels_json, strlen(meta.labels_json), 0, errbuf, sizeof errbuf);
+    json_value *labels =
+        json_parse(meta.labels_json, strlen(meta.labels_json), 0, errbuf, sizeof errbuf);
     assert_int_equal(json_len(labels), 3);
     assert_string_equal(json_string(json_at(labels, 2), NULL), "pos \"quoted\"");
     json_free(labels);
-    json_value *metrics = json_parse(meta.metrics_json, strlen(meta.metrics_json), 0, errbuf, sizeof errbuf);
+    json_value *metrics =
+        json_parse(meta.metrics_json, strlen(meta.metrics_json), 0, errbuf, sizeof errbuf);
     assert_true(json_number(json_get(metrics, "accuracy")) == 0.75);
     json_free(metrics);
-    json_value *frozen = json_parse(meta.frozen_json, strlen(meta.frozen_json), 0, errbuf, sizeof errbuf);
+    json_value *frozen =
+        json_parse(meta.frozen_json, strlen(meta.frozen_json), 0, errbuf, sizeof errbuf);
     /* 2 layers x 6 modules x {A, B} */
     assert_int_equal(json_len(frozen), 24);
     assert_int_equal(json_int(json_get(frozen, "encoder.layer.1.intermediate.dense.lora_A")), 114);
     assert_int_equal(json_int(json_get(frozen, "encoder.layer.0.output.dense.lora_B")), 106);
-    assert_int_equal(json_type_of(json_get(frozen, "encoder.layer.0.attention.self.query.lora_A")), JSON_NULL);
+    assert_int_equal(json_type_of(json_get(frozen, "encoder.layer.0.attention.self.query.lora_A")),
+                     JSON_NULL);
     json_free(frozen);
     adapter_native_meta_free(&meta);
 
@@ -631,19 +658,25 @@ static void rewrite(const char *from, const char *to, const file_edit *e) {
             shape[0] = shape[1];
             shape[1] = t;
         }
-        assert_int_equal(st_writer_add(w, name, shape, st_ndim(f, i), st_f32_view(f, i), errbuf, sizeof errbuf), 0);
+        assert_int_equal(
+            st_writer_add(w, name, shape, st_ndim(f, i), st_f32_view(f, i), errbuf, sizeof errbuf),
+            0);
         if (e->add && i == 0) {
-            assert_int_equal(st_writer_add(w, e->add, shape, st_ndim(f, i), st_f32_view(f, i), errbuf, sizeof errbuf), 0);
+            assert_int_equal(st_writer_add(w, e->add, shape, st_ndim(f, i), st_f32_view(f, i),
+                                           errbuf, sizeof errbuf),
+                             0);
         }
     }
     for (size_t i = 0; i < st_metadata_count(f); i++) {
         const char *k = st_metadata_key(f, i);
         if (e->meta_key && strcmp(k, e->meta_key) == 0) {
             if (e->meta_value)
-                assert_int_equal(st_writer_set_metadata(w, k, e->meta_value, errbuf, sizeof errbuf), 0);
+                assert_int_equal(st_writer_set_metadata(w, k, e->meta_value, errbuf, sizeof errbuf),
+                                 0);
             continue;
         }
-        assert_int_equal(st_writer_set_metadata(w, k, st_metadata_value(f, i), errbuf, sizeof errbuf), 0);
+        assert_int_equal(
+            st_writer_set_metadata(w, k, st_metadata_value(f, i), errbuf, sizeof errbuf), 0);
     }
     assert_int_equal(st_writer_write(w, to, errbuf, sizeof errbuf), 0);
     st_writer_free(w);
@@ -661,12 +694,14 @@ static void rewrite_meta(const char *path, const char *key, const char *value) {
     for (size_t i = 0; i < st_count(f); i++) {
         int64_t shape[2] = {st_shape(f, i)[0], st_ndim(f, i) > 1 ? st_shape(f, i)[1] : 0};
         assert_int_equal(st_writer_add(w, st_name(f, i), shape, st_ndim(f, i), st_f32_view(f, i),
-                                       errbuf, sizeof errbuf), 0);
+                                       errbuf, sizeof errbuf),
+                         0);
     }
     for (size_t i = 0; i < st_metadata_count(f); i++)
         if (strcmp(st_metadata_key(f, i), key) != 0)
-            assert_int_equal(st_writer_set_metadata(w, st_metadata_key(f, i), st_metadata_value(f, i),
-                                                    errbuf, sizeof errbuf), 0);
+            assert_int_equal(st_writer_set_metadata(w, st_metadata_key(f, i),
+                                                    st_metadata_value(f, i), errbuf, sizeof errbuf),
+                             0);
     assert_int_equal(st_writer_set_metadata(w, key, value, errbuf, sizeof errbuf), 0);
     assert_int_equal(st_writer_write(w, tmp, errbuf, sizeof errbuf), 0);
     st_writer_free(w);
@@ -689,7 +724,8 @@ static void expect_import_fail(aflo_model *m, const char *path, const char *want
     if (!strstr(errbuf, want)) fail_msg("error \"%s\" lacks \"%s\"", errbuf, want);
     off = 0;
     for (int i = 0; i < model_param_count(m); i++) {
-        assert_memory_equal(snap + off, model_param(m, i)->data, model_param(m, i)->size * sizeof(float));
+        assert_memory_equal(snap + off, model_param(m, i)->data,
+                            model_param(m, i)->size * sizeof(float));
         off += model_param(m, i)->size;
     }
     free(snap);
@@ -732,10 +768,12 @@ static void test_native_malformed(void **state) {
     expect_import_fail(target, bad, "encoder.layer.1.intermediate.dense.s_b missing");
     /* an extra one */
     rewrite(good, bad, &(file_edit){.add = "encoder.layer.9.attention.self.query.lora_A"});
-    expect_import_fail(target, bad, "unexpected tensor encoder.layer.9.attention.self.query.lora_A");
+    expect_import_fail(target, bad,
+                       "unexpected tensor encoder.layer.9.attention.self.query.lora_A");
     /* a transposed one */
     rewrite(good, bad, &(file_edit){.reshape = "encoder.layer.0.intermediate.dense.lora_A"});
-    expect_import_fail(target, bad, "encoder.layer.0.intermediate.dense.lora_A has shape [8, 4], expected [4, 8]");
+    expect_import_fail(
+        target, bad, "encoder.layer.0.intermediate.dense.lora_A has shape [8, 4], expected [4, 8]");
     /* wrong format tag, missing tag, future version */
     rewrite(good, bad, &(file_edit){.meta_key = "format", .meta_value = "pt"});
     expect_import_fail(target, bad, "not an aflorad adapter (metadata format is \"pt\"");
@@ -745,7 +783,8 @@ static void test_native_malformed(void **state) {
     expect_import_fail(target, bad, "version 2 is not supported");
     rewrite(good, bad, &(file_edit){.meta_key = "rank", .meta_value = "four"});
     expect_import_fail(target, bad, "\"rank\" = \"four\"");
-    rewrite(good, bad, &(file_edit){.meta_key = "target_modules", .meta_value = "[\"query\",\"fc1\"]"});
+    rewrite(good, bad,
+            &(file_edit){.meta_key = "target_modules", .meta_value = "[\"query\",\"fc1\"]"});
     expect_import_fail(target, bad, "target_modules");
     rewrite(good, bad, &(file_edit){.meta_key = "task", .meta_value = NULL});
     expect_import_fail(target, bad, "\"task\" missing");
@@ -780,8 +819,10 @@ static float first_lora_a(const char *dir) {
     st_file *f = st_open(path, errbuf, sizeof errbuf);
     assert_non_null(f);
     float v[RANK * 8];
-    assert_int_equal(st_read_f32(f, "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight",
-                                 v, RANK * 8, errbuf, sizeof errbuf), 0);
+    assert_int_equal(
+        st_read_f32(f, "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight",
+                    v, RANK * 8, errbuf, sizeof errbuf),
+        0);
     st_close(f);
     return v[0];
 }
@@ -847,7 +888,7 @@ static void test_peft_failed_write_keeps_previous_folder(void **state) {
     struct rlimit old, lim;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
     lim = old;
-    lim.rlim_cur = 1024;   /* the safetensors header alone is larger */
+    lim.rlim_cur = 1024; /* the safetensors header alone is larger */
     void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
     int rc = adapter_export_peft(m, dir, NULL, errbuf, sizeof errbuf);
@@ -859,7 +900,7 @@ static void test_peft_failed_write_keeps_previous_folder(void **state) {
     assert_int_equal(count_staging(state), 0);
     char path[700];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    json_value *cfg = read_json(path);   /* the old config, whole */
+    json_value *cfg = read_json(path); /* the old config, whole */
     assert_int_equal(json_int(json_get(cfg, "r")), RANK);
     json_free(cfg);
     model_free(m);
@@ -918,13 +959,15 @@ static void test_peft_labels_and_readme(void **state) {
 
     /* read back as predict does */
     hf_head_info head;
-    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf))
+        fail_msg("%s", errbuf);
     assert_int_equal(head.num_labels, NUM_LABELS);
     assert_false(head.regression);
     for (int k = 0; k < NUM_LABELS; k++) assert_string_equal(head.labels[k], label_names[k]);
     hf_head_info_free(&head);
     assert_int_equal(adapter_peft_read_labels(dir, 2, &head, errbuf, sizeof errbuf), -1);
-    assert_non_null(strstr(errbuf, "config.json: names 3 classes, but the adapter's classifier has 2"));
+    assert_non_null(
+        strstr(errbuf, "config.json: names 3 classes, but the adapter's classifier has 2"));
     assert_int_equal(head.num_labels, 0);
     assert_null(head.labels);
 
@@ -932,9 +975,11 @@ static void test_peft_labels_and_readme(void **state) {
     snprintf(path, sizeof path, "%s/README.md", dir);
     const char *readme = read_text(path);
     assert_non_null(strstr(readme, "library_name: peft\nbase_model: \"org/tiny-bert\"\n"));
-    assert_non_null(strstr(readme, "`base_model_name_or_path` in adapter_config.json is \"org/tiny-bert\": the "
-                                   "`_name_or_path` recorded in the base model folder's config.json."));
-    assert_non_null(strstr(readme, "{\"0\": \"neg\", \"1\": \"neu\", \"2\": \"pos \\\"quoted\\\"\"}"));
+    assert_non_null(
+        strstr(readme, "`base_model_name_or_path` in adapter_config.json is \"org/tiny-bert\": the "
+                       "`_name_or_path` recorded in the base model folder's config.json."));
+    assert_non_null(
+        strstr(readme, "{\"0\": \"neg\", \"1\": \"neu\", \"2\": \"pos \\\"quoted\\\"\"}"));
     assert_non_null(strstr(readme, "from_pretrained(\"org/tiny-bert\", config=config)"));
 
     /* a name only the daemon knows: said so, and no Hub metadata claims it */
@@ -944,10 +989,12 @@ static void test_peft_labels_and_readme(void **state) {
     if (adapter_export_peft(m, dir, &info, errbuf, sizeof errbuf)) fail_msg("export: %s", errbuf);
     readme = read_text(path);
     assert_null(strstr(readme, "base_model:"));
-    assert_non_null(strstr(readme, "is \"tiny\": the name the aflorad daemon knew the base model by (the "
-                                   "folder's config.json has no `_name_or_path`); only that daemon resolves it."));
+    assert_non_null(strstr(
+        readme, "is \"tiny\": the name the aflorad daemon knew the base model by (the "
+                "folder's config.json has no `_name_or_path`); only that daemon resolves it."));
     /* no names given: the ids */
-    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
+    if (adapter_peft_read_labels(dir, NUM_LABELS, &head, errbuf, sizeof errbuf))
+        fail_msg("%s", errbuf);
     assert_int_equal(head.num_labels, NUM_LABELS);
     assert_string_equal(head.labels[0], "0");
     assert_string_equal(head.labels[2], "2");
@@ -1009,8 +1056,10 @@ static void assert_inputs_equal(const adapter_inputs *a, const adapter_inputs *b
     assert_int_equal(a->n_fields, b->n_fields);
     for (int i = 0; i < a->n_fields; i++) {
         assert_int_equal(a->fields[i].by_index, b->fields[i].by_index);
-        if (a->fields[i].by_index) assert_int_equal(a->fields[i].index, b->fields[i].index);
-        else assert_string_equal(a->fields[i].name, b->fields[i].name);
+        if (a->fields[i].by_index)
+            assert_int_equal(a->fields[i].index, b->fields[i].index);
+        else
+            assert_string_equal(a->fields[i].name, b->fields[i].name);
     }
     assert_int_equal(a->has_header, b->has_header);
     assert_int_equal(a->format, b->format);
@@ -1057,7 +1106,9 @@ static void test_inputs_recorded_in_both_forms(void **state) {
     assert_int_equal(got.n_fields, 0);
 
     /* malformed records are refused with the reason */
-    static const struct { const char *json, *want; } bad[] = {
+    static const struct {
+        const char *json, *want;
+    } bad[] = {
         {"{\"text_fields\": []}", "1 or 2"},
         {"{\"text_fields\": [\"a\", \"b\", \"c\"]}", "1 or 2"},
         {"{\"text_fields\": [-1]}", "text_fields[0]"},
@@ -1070,8 +1121,10 @@ static void test_inputs_recorded_in_both_forms(void **state) {
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(adapter_inputs_parse(bad[i].json, strlen(bad[i].json), "t", &got, errbuf,
-                                               sizeof errbuf), -1);
-        if (!strstr(errbuf, bad[i].want)) fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].json, errbuf, bad[i].want);
+                                              sizeof errbuf),
+                         -1);
+        if (!strstr(errbuf, bad[i].want))
+            fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].json, errbuf, bad[i].want);
     }
     FILE *f = fopen(file, "w");
     assert_non_null(f);
@@ -1126,9 +1179,11 @@ static void hf_model_round_trip(void **state, bool roberta) {
     assert_int_equal(json_len(id2label), NUM_LABELS);
     assert_string_equal(json_string(json_get(id2label, "2"), NULL), "pos \"quoted\"");
     assert_int_equal(json_int(json_get(json_get(cfg, "label2id"), "neu")), 1);
-    assert_string_equal(json_string(json_get(cfg, "problem_type"), NULL), "single_label_classification");
+    assert_string_equal(json_string(json_get(cfg, "problem_type"), NULL),
+                        "single_label_classification");
     assert_string_equal(json_string(json_at(json_get(cfg, "architectures"), 0), NULL),
-                        roberta ? "RobertaForSequenceClassification" : "BertForSequenceClassification");
+                        roberta ? "RobertaForSequenceClassification"
+                                : "BertForSequenceClassification");
     json_free(cfg);
     hf_head_info head;
     if (hfmodel_read_head(dir, &head, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
@@ -1155,8 +1210,8 @@ static void hf_model_round_trip(void **state, bool roberta) {
 
     aflo_adapter_config full = {.method = METHOD_FULL};
     hf_load_report rep;
-    aflo_model *back = hfmodel_load(dir, &full, TASK_CLASSIFICATION, NUM_LABELS, 99, &rep, errbuf,
-                                    sizeof errbuf);
+    aflo_model *back =
+        hfmodel_load(dir, &full, TASK_CLASSIFICATION, NUM_LABELS, 99, &rep, errbuf, sizeof errbuf);
     if (!back) fail_msg("%s", errbuf);
     assert_true(rep.classifier_pretrained && rep.pooler_pretrained);
     float want[B * NUM_LABELS], got_logits[B * NUM_LABELS];
@@ -1211,23 +1266,33 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fold_aflora_bert, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_fold_elora_roberta, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_fold_lora_bert_subset, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_fold_lora_roberta_fractional_alpha, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_fold_lora_roberta_fractional_alpha, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_target_modules_forms, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_import_into_lora_and_aflora, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_import_head_layers, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_import_refuses_unknown_options, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_native_round_trip_aflora, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_into_lora_and_aflora, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_head_layers, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_refuses_unknown_options, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_native_round_trip_aflora, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_round_trip_lora, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_round_trip_full, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_metadata, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_malformed, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_folder_replace_and_refuse, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_failed_write_keeps_previous_folder, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_peft_labels_and_readme, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_inputs_recorded_in_both_forms, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_export_refuses_full, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_inputs_recorded_in_both_forms, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hf_model_folder_bert, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_hf_model_folder_roberta, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hf_model_folder_roberta, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_read_head, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -72,11 +72,10 @@ typedef struct {
     char data[300], web[300], models[300], outside[300];
     api_server *srv;
     uint16_t port;
-    store *st;                      /* the test's own connection */
+    store *st; /* the test's own connection */
 } fixture;
 
-static void write_file(const char *path, const char *text)
-{
+static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
@@ -85,18 +84,15 @@ static void write_file(const char *path, const char *text)
 
 /* A safetensors file of one F32 tensor [rows, cols] whose data is a hole:
  * a full-size file that costs no disk, for code that reads headers only. */
-static void write_sparse_safetensors(const char *path, const char *name, long rows, long cols)
-{
+static void write_sparse_safetensors(const char *path, const char *name, long rows, long cols) {
     char header[256];
     long bytes = rows * cols * 4;
     int n = snprintf(header, sizeof header,
                      "{\"%s\":{\"dtype\":\"F32\",\"shape\":[%ld,%ld],\"data_offsets\":[0,%ld]}}",
                      name, rows, cols, bytes);
-    while (n % 8)
-        header[n++] = ' ';
+    while (n % 8) header[n++] = ' ';
     unsigned char len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)n >> (8 * i));
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(len, 1, 8, f), 8);
@@ -105,11 +101,9 @@ static void write_sparse_safetensors(const char *path, const char *name, long ro
     assert_int_equal(truncate(path, 8 + n + bytes), 0);
 }
 
-static char *read_file(const char *path, size_t *len)
-{
+static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -118,20 +112,17 @@ static char *read_file(const char *path, size_t *len)
     assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
     buf[n] = '\0';
     fclose(f);
-    if (len)
-        *len = (size_t)n;
+    if (len) *len = (size_t)n;
     return buf;
 }
 
-static void rm_rf(const char *path)
-{
+static void rm_rf(const char *path) {
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
     assert_int_equal(system(cmd), 0);
 }
 
-static void start_server(fixture *f, const char *token, size_t json_limit, size_t upload_limit)
-{
+static void start_server(fixture *f, const char *token, size_t json_limit, size_t upload_limit) {
     api_config c;
     api_config_defaults(&c);
     c.listen = "127.0.0.1:0";
@@ -139,25 +130,20 @@ static void start_server(fixture *f, const char *token, size_t json_limit, size_
     c.web_dir = f->web;
     c.models_dir = f->models;
     c.token = token;
-    if (json_limit)
-        c.max_json_body = json_limit;
-    if (upload_limit)
-        c.max_upload = upload_limit;
+    if (json_limit) c.max_json_body = json_limit;
+    if (upload_limit) c.max_upload = upload_limit;
     char err[ERRLEN] = "";
     f->srv = api_start(&c, err, sizeof err);
-    if (!f->srv)
-        fail_msg("api_start: %s", err);
+    if (!f->srv) fail_msg("api_start: %s", err);
     f->port = api_port(f->srv);
     assert_true(f->port > 0);
     char db[400];
     snprintf(db, sizeof db, "%s/aflorad.db", f->data);
     f->st = store_open(db, err, sizeof err);
-    if (!f->st)
-        fail_msg("store_open: %s", err);
+    if (!f->st) fail_msg("store_open: %s", err);
 }
 
-static void make_tree(fixture *f)
-{
+static void make_tree(fixture *f) {
     const char *tmp = getenv("TMPDIR");
     snprintf(f->dir, sizeof f->dir, "%s/test_api.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(f->dir));
@@ -198,17 +184,23 @@ static void make_tree(fixture *f)
     } folders[] = {
         {"bert-base", bert_base, true, true},
         {"no-tokenizer", bert_base, false, true},
-        {"broken", "{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,"
-                   "\"num_hidden_layers\":1,\"num_attention_heads\":2,"
-                   "\"intermediate_size\":16,\"hidden_act\":\"gelu_new\"}", true, true},
-        {"deberta", "{\"model_type\":\"deberta-v2\",\"vocab_size\":128100,\"hidden_size\":768,"
-                    "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
-                    "\"intermediate_size\":3072,\"hidden_act\":\"gelu\","
-                    "\"relative_attention\":true,\"type_vocab_size\":0}", true, true},
-        {"llama", "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
-                  "\"vocab_size\":32000,\"hidden_size\":4096,\"num_hidden_layers\":32,"
-                  "\"num_attention_heads\":32,\"intermediate_size\":11008,"
-                  "\"hidden_act\":\"silu\"}", true, true},
+        {"broken",
+         "{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,"
+         "\"num_hidden_layers\":1,\"num_attention_heads\":2,"
+         "\"intermediate_size\":16,\"hidden_act\":\"gelu_new\"}",
+         true, true},
+        {"deberta",
+         "{\"model_type\":\"deberta-v2\",\"vocab_size\":128100,\"hidden_size\":768,"
+         "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
+         "\"intermediate_size\":3072,\"hidden_act\":\"gelu\","
+         "\"relative_attention\":true,\"type_vocab_size\":0}",
+         true, true},
+        {"llama",
+         "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+         "\"vocab_size\":32000,\"hidden_size\":4096,\"num_hidden_layers\":32,"
+         "\"num_attention_heads\":32,\"intermediate_size\":11008,"
+         "\"hidden_act\":\"silu\"}",
+         true, true},
     };
     for (size_t i = 0; i < sizeof folders / sizeof *folders; i++) {
         snprintf(p, sizeof p, "%s/%s", f->models, folders[i].name);
@@ -226,34 +218,24 @@ static void make_tree(fixture *f)
     }
 }
 
-static int setup_with(void **state, const char *token, size_t json_limit, size_t upload_limit)
-{
+static int setup_with(void **state, const char *token, size_t json_limit, size_t upload_limit) {
     fixture *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
+    if (!f) return -1;
     make_tree(f);
     start_server(f, token, json_limit, upload_limit);
     *state = f;
     return 0;
 }
 
-static int setup(void **state)
-{
-    return setup_with(state, NULL, 0, 0);
-}
+static int setup(void **state) { return setup_with(state, NULL, 0, 0); }
 
-static int setup_token(void **state)
-{
-    return setup_with(state, TOKEN, 0, 0);
-}
+static int setup_token(void **state) { return setup_with(state, TOKEN, 0, 0); }
 
-static int setup_small(void **state)
-{
+static int setup_small(void **state) {
     return setup_with(state, NULL, SMALL_JSON_LIMIT, SMALL_UPLOAD_LIMIT);
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fixture *f = *state;
     api_stop(f->srv);
     store_close(f->st);
@@ -266,21 +248,19 @@ static int teardown(void **state)
 
 typedef struct {
     int status;
-    char head[8192];                /* status line + headers */
+    char head[8192]; /* status line + headers */
     char *body;
     size_t body_len;
-    cJSON *json;                    /* body parsed, when it is JSON */
+    cJSON *json; /* body parsed, when it is JSON */
 } http_resp;
 
-static void resp_free(http_resp *r)
-{
+static void resp_free(http_resp *r) {
     free(r->body);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }
 
-static int connect_to(uint16_t port)
-{
+static int connect_to(uint16_t port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -290,15 +270,12 @@ static int connect_to(uint16_t port)
 }
 
 /* Send everything; false when the peer closed first (EPIPE/ECONNRESET). */
-static bool send_all(int fd, const void *buf, size_t len)
-{
+static bool send_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len) {
         ssize_t w = send(fd, p, len, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
         p += w;
         len -= (size_t)w;
     }
@@ -306,11 +283,11 @@ static bool send_all(int fd, const void *buf, size_t len)
 }
 
 static void send_request_head(int fd, const char *method, const char *path, const char *headers,
-                              long content_length)
-{
+                              long content_length) {
     char req[8192];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s",
-                     method, path, headers ? headers : "");
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s",
+                 method, path, headers ? headers : "");
     if (content_length >= 0)
         n += snprintf(req + n, sizeof req - (size_t)n, "Content-Length: %ld\r\n", content_length);
     n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
@@ -318,24 +295,21 @@ static void send_request_head(int fd, const char *method, const char *path, cons
 }
 
 /* Read until EOF (or timeout) into a malloc'd buffer. */
-static char *read_all(int fd, size_t *len)
-{
+static char *read_all(int fd, size_t *len) {
     size_t cap = 16384, n = 0;
     char *buf = malloc(cap);
     assert_non_null(buf);
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int pr = poll(&p, 1, IO_TIMEOUT_MS);
-        if (pr <= 0)
-            break;
+        if (pr <= 0) break;
         if (n + 4096 > cap) {
             cap *= 2;
             buf = realloc(buf, cap);
             assert_non_null(buf);
         }
         ssize_t r = recv(fd, buf + n, cap - n - 1, 0);
-        if (r <= 0)
-            break;
+        if (r <= 0) break;
         n += (size_t)r;
     }
     buf[n] = '\0';
@@ -343,19 +317,17 @@ static char *read_all(int fd, size_t *len)
     return buf;
 }
 
-static const char *header_in(const char *head, const char *name, char *out, size_t cap)
-{
+static const char *header_in(const char *head, const char *name, char *out, size_t cap) {
     size_t nl = strlen(name);
-    for (const char *line = strstr(head, "\r\n"); line && line[2]; line = strstr(line + 2, "\r\n")) {
+    for (const char *line = strstr(head, "\r\n"); line && line[2];
+         line = strstr(line + 2, "\r\n")) {
         const char *h = line + 2;
         if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
             const char *v = h + nl + 1;
-            while (*v == ' ')
-                v++;
+            while (*v == ' ') v++;
             const char *end = strstr(v, "\r\n");
             size_t len = end ? (size_t)(end - v) : strlen(v);
-            if (len >= cap)
-                len = cap - 1;
+            if (len >= cap) len = cap - 1;
             memcpy(out, v, len);
             out[len] = '\0';
             return out;
@@ -365,19 +337,16 @@ static const char *header_in(const char *head, const char *name, char *out, size
 }
 
 /* Decode a chunked body in place; returns its length. */
-static size_t dechunk(char *b, size_t len)
-{
+static size_t dechunk(char *b, size_t len) {
     size_t r = 0, w = 0;
     while (r < len) {
         char *end;
         unsigned long n = strtoul(b + r, &end, 16);
         char *crlf = strstr(b + r, "\r\n");
-        if (!crlf || n == 0)
-            break;
+        if (!crlf || n == 0) break;
         (void)end;
         r = (size_t)(crlf - b) + 2;
-        if (r + n > len)
-            n = len - r;
+        if (r + n > len) n = len - r;
         memmove(b + w, b + r, n);
         w += n;
         r += n + 2;
@@ -386,8 +355,7 @@ static size_t dechunk(char *b, size_t len)
     return w;
 }
 
-static void parse_response(char *raw, size_t len, http_resp *out)
-{
+static void parse_response(char *raw, size_t len, http_resp *out) {
     memset(out, 0, sizeof *out);
     char *sep = strstr(raw, "\r\n\r\n");
     if (!sep) {
@@ -414,71 +382,59 @@ static void parse_response(char *raw, size_t len, http_resp *out)
 }
 
 static void http_raw(uint16_t port, const char *method, const char *path, const char *headers,
-                     const void *body, size_t body_len, http_resp *out)
-{
+                     const void *body, size_t body_len, http_resp *out) {
     int fd = connect_to(port);
     send_request_head(fd, method, path, headers, body ? (long)body_len : -1);
-    if (body)
-        send_all(fd, body, body_len);   /* the server may answer early and close */
+    if (body) send_all(fd, body, body_len); /* the server may answer early and close */
     size_t len;
     char *raw = read_all(fd, &len);
     close(fd);
     parse_response(raw, len, out);
 }
 
-static void http_get(fixture *f, const char *path, http_resp *out)
-{
+static void http_get(fixture *f, const char *path, http_resp *out) {
     http_raw(f->port, "GET", path, NULL, NULL, 0, out);
 }
 
 static void http_json(fixture *f, const char *method, const char *path, const char *json,
-                      http_resp *out)
-{
+                      http_resp *out) {
     http_raw(f->port, method, path, "Content-Type: application/json\r\n", json,
              json ? strlen(json) : 0, out);
 }
 
-static const char *hdr(const http_resp *r, const char *name)
-{
+static const char *hdr(const http_resp *r, const char *name) {
     static char buf[512];
     return header_in(r->head, name, buf, sizeof buf);
 }
 
-static const char *err_code(const http_resp *r)
-{
-    return cJSON_GetStringValue(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "code"));
+static const char *err_code(const http_resp *r) {
+    return cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "code"));
 }
 
-static const char *err_field(const http_resp *r)
-{
+static const char *err_field(const http_resp *r) {
     return cJSON_GetStringValue(
         cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "field"));
 }
 
-static const char *err_message(const http_resp *r)
-{
-    const char *m = cJSON_GetStringValue(
-        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message"));
+static const char *err_message(const http_resp *r) {
+    const char *m =
+        cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message"));
     return m ? m : "";
 }
 
 /* An error reply: status, JSON {"error":{code,message}}, the code. */
-static void expect_error(const http_resp *r, int status, const char *code)
-{
+static void expect_error(const http_resp *r, int status, const char *code) {
     if (r->status != status || !r->json || !err_code(r) || strcmp(err_code(r), code) != 0)
         fail_msg("expected %d %s, got %d: %.*s", status, code, r->status, (int)r->body_len,
                  r->body ? r->body : "");
-    assert_true(strlen(err_message(r)) > 10);   /* a message a person can act on */
+    assert_true(strlen(err_message(r)) > 10); /* a message a person can act on */
 }
 
-static const char *json_str(const cJSON *o, const char *key)
-{
+static const char *json_str(const cJSON *o, const char *key) {
     return cJSON_GetStringValue(cJSON_GetObjectItem(o, key));
 }
 
-static double json_num(const cJSON *o, const char *key)
-{
+static double json_num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItem(o, key);
     assert_true(cJSON_IsNumber(v));
     return v->valuedouble;
@@ -486,20 +442,17 @@ static double json_num(const cJSON *o, const char *key)
 
 /* Upload a TSV; returns the status and the new id (or ""). */
 static int upload(fixture *f, const char *query, const char *text, char id[STORE_ID_SIZE],
-                  http_resp *out)
-{
+                  http_resp *out) {
     char path[256];
     snprintf(path, sizeof path, "/datasets%s", query);
     http_raw(f->port, "POST", path, "Content-Type: text/tab-separated-values\r\n", text,
              strlen(text), out);
     id[0] = '\0';
-    if (out->status == 201)
-        snprintf(id, STORE_ID_SIZE, "%s", json_str(out->json, "id"));
+    if (out->status == 201) snprintf(id, STORE_ID_SIZE, "%s", json_str(out->json, "id"));
     return out->status;
 }
 
-static void upload_ok(fixture *f, char id[STORE_ID_SIZE])
-{
+static void upload_ok(fixture *f, char id[STORE_ID_SIZE]) {
     http_resp r;
     if (upload(f, "?name=train.tsv", TSV_OK, id, &r) != 201)
         fail_msg("upload: %d %s", r.status, r.body);
@@ -507,21 +460,18 @@ static void upload_ok(fixture *f, char id[STORE_ID_SIZE])
 }
 
 /* POST /jobs with a spec for the bert-base folder and dataset ds. */
-static void create_job(fixture *f, const char *ds, char id[STORE_ID_SIZE])
-{
+static void create_job(fixture *f, const char *ds, char id[STORE_ID_SIZE]) {
     char spec[256];
     snprintf(spec, sizeof spec, "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\"}}", ds);
     http_resp r;
     http_json(f, "POST", "/jobs", spec, &r);
-    if (r.status != 201)
-        fail_msg("POST /jobs: %d %s", r.status, r.body);
+    if (r.status != 201) fail_msg("POST /jobs: %d %s", r.status, r.body);
     snprintf(id, STORE_ID_SIZE, "%s", json_str(r.json, "id"));
     resp_free(&r);
 }
 
 /* What a worker would do: claim the job (status event "running"). */
-static void claim(fixture *f, const char *id)
-{
+static void claim(fixture *f, const char *id) {
     store_job j;
     char err[ERRLEN];
     assert_int_equal(store_claim_next_job(f->st, &j, err, sizeof err), 1);
@@ -529,46 +479,40 @@ static void claim(fixture *f, const char *id)
     store_job_clear(&j);
 }
 
-static void add_event(fixture *f, const char *id, store_event_type t, const char *payload)
-{
+static void add_event(fixture *f, const char *id, store_event_type t, const char *payload) {
     char err[ERRLEN];
     if (store_event_append(f->st, id, t, payload, NULL, err, sizeof err) != 0)
         fail_msg("store_event_append: %s", err);
 }
 
-static void finish(fixture *f, const char *id, store_job_status st)
-{
+static void finish(fixture *f, const char *id, store_job_status st) {
     char err[ERRLEN];
     if (store_job_finish(f->st, id, st, NULL, st == STORE_JOB_FAILED ? "boom" : NULL, err,
                          sizeof err) != 0)
         fail_msg("store_job_finish: %s", err);
 }
 
-static int count_entries(const char *dir, const char *prefix)
-{
+static int count_entries(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-            n++;
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
     closedir(d);
     return n;
 }
 
 /* ---- sha256 and ustar ------------------------------------------------------------- */
 
-static void sha_hex(const void *data, size_t len, char out[SHA256_HEX_SIZE])
-{
+static void sha_hex(const void *data, size_t len, char out[SHA256_HEX_SIZE]) {
     sha256_ctx c;
     sha256_init(&c);
     sha256_update(&c, data, len);
     sha256_final_hex(&c, out);
 }
 
-static void test_sha256_vectors(void **state)
-{
+static void test_sha256_vectors(void **state) {
     (void)state;
     char hex[SHA256_HEX_SIZE];
     /* FIPS 180-2 appendix B and the empty message. */
@@ -612,8 +556,7 @@ static void test_sha256_vectors(void **state)
     }
 }
 
-static void test_ustar_roundtrip(void **state)
-{
+static void test_ustar_roundtrip(void **state) {
     fixture *f = *state;
     char src[400], tarp[400], out[400], cmd[1400], p[500];
     snprintf(src, sizeof src, "%s/peft", f->dir);
@@ -625,13 +568,12 @@ static void test_ustar_roundtrip(void **state)
     write_file(p, "{\"r\": 4}");
     /* 1000 bytes: not a multiple of the 512-byte block. */
     char big[1001];
-    for (int i = 0; i < 1000; i++)
-        big[i] = (char)('a' + i % 26);
+    for (int i = 0; i < 1000; i++) big[i] = (char)('a' + i % 26);
     big[1000] = '\0';
     snprintf(p, sizeof p, "%s/a.bin", src);
     write_file(p, big);
     snprintf(p, sizeof p, "%s/sub", src);
-    assert_int_equal(mkdir(p, 0755), 0);   /* not archived */
+    assert_int_equal(mkdir(p, 0755), 0); /* not archived */
     int fd = open(tarp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(fd >= 0);
     char err[ERRLEN];
@@ -667,8 +609,7 @@ static void test_ustar_roundtrip(void **state)
 
 /* ---- routing and the error matrix ---------------------------------------------- */
 
-static void test_routing_errors(void **state)
-{
+static void test_routing_errors(void **state) {
     fixture *f = *state;
     http_resp r;
 
@@ -694,7 +635,7 @@ static void test_routing_errors(void **state)
     expect_error(&r, 400, "invalid_id");
     assert_string_equal(err_field(&r), "id");
     resp_free(&r);
-    http_get(f, "/jobs/0123456789ABCDEF", &r);   /* upper case is not an id */
+    http_get(f, "/jobs/0123456789ABCDEF", &r); /* upper case is not an id */
     expect_error(&r, 400, "invalid_id");
     resp_free(&r);
     http_get(f, "/jobs/" NO_SUCH_ID, &r);
@@ -730,10 +671,8 @@ static void test_routing_errors(void **state)
     resp_free(&r);
     /* 40 levels of nesting: refused by the API's depth limit (32). */
     char deep[128] = "";
-    for (int i = 0; i < 40; i++)
-        strcat(deep, "[");
-    for (int i = 0; i < 40; i++)
-        strcat(deep, "]");
+    for (int i = 0; i < 40; i++) strcat(deep, "[");
+    for (int i = 0; i < 40; i++) strcat(deep, "]");
     http_json(f, "POST", "/jobs", deep, &r);
     expect_error(&r, 400, "invalid_json");
     assert_non_null(strstr(err_message(&r), "32"));
@@ -761,8 +700,7 @@ static void test_routing_errors(void **state)
     resp_free(&r);
 }
 
-static void test_too_large(void **state)
-{
+static void test_too_large(void **state) {
     fixture *f = *state;
     http_resp r;
     /* Declared too large: refused from the headers, before any body byte. */
@@ -811,8 +749,7 @@ static void test_too_large(void **state)
     assert_int_equal(count_atomic_temps(dsdir), 0);
 }
 
-static void test_token(void **state)
-{
+static void test_token(void **state) {
     fixture *f = *state;
     http_resp r;
     http_json(f, "POST", "/jobs", "{\"model\":\"demo\"}", &r);
@@ -831,8 +768,10 @@ static void test_token(void **state)
              "{\"model\":\"demo\"}", 16, &r);
     expect_error(&r, 401, "unauthorized");
     resp_free(&r);
-    http_raw(f->port, "POST", "/jobs", "Content-Type: application/json\r\nAuthorization: Basic "
-             "eDp5\r\n", "{}", 2, &r);
+    http_raw(f->port, "POST", "/jobs",
+             "Content-Type: application/json\r\nAuthorization: Basic "
+             "eDp5\r\n",
+             "{}", 2, &r);
     expect_error(&r, 401, "unauthorized");
     resp_free(&r);
     /* Uploads, deletes, cancels and downloads are guarded too. */
@@ -851,8 +790,8 @@ static void test_token(void **state)
              "{\"modle\":1}", 11, &r);
     expect_error(&r, 400, "unknown_field");
     resp_free(&r);
-    http_raw(f->port, "POST", "/datasets?name=t.tsv", "Authorization: Bearer " TOKEN "\r\n",
-             TSV_OK, strlen(TSV_OK), &r);
+    http_raw(f->port, "POST", "/datasets?name=t.tsv", "Authorization: Bearer " TOKEN "\r\n", TSV_OK,
+             strlen(TSV_OK), &r);
     assert_int_equal(r.status, 201);
     resp_free(&r);
     /* Read-only JSON stays open. */
@@ -866,8 +805,7 @@ static void test_token(void **state)
 
 /* ---- datasets ------------------------------------------------------------------ */
 
-static void test_dataset_upload(void **state)
-{
+static void test_dataset_upload(void **state) {
     fixture *f = *state;
     http_resp r;
     char id[STORE_ID_SIZE];
@@ -966,7 +904,7 @@ static void test_dataset_upload(void **state)
     write_file(stale, "half an upl");
     snprintf(stale, sizeof stale, "%s/.upload-Ab12Cd", dsdir);
     write_file(stale, "half an upl");
-    assert_int_equal(count_entries(dsdir, ""), 2 + 2 + 2);   /* ".", "..", 2 datasets */
+    assert_int_equal(count_entries(dsdir, ""), 2 + 2 + 2); /* ".", "..", 2 datasets */
     start_server(f, NULL, 0, 0);
     assert_int_equal(count_entries(dsdir, ""), 2 + 2);
     assert_int_equal(count_atomic_temps(dsdir), 0);
@@ -975,20 +913,19 @@ static void test_dataset_upload(void **state)
 
 /* ---- jobs ---------------------------------------------------------------------- */
 
-static void test_jobs(void **state)
-{
+static void test_jobs(void **state) {
     fixture *f = *state;
     http_resp r;
     char ds[STORE_ID_SIZE], j1[STORE_ID_SIZE], j2[STORE_ID_SIZE];
     upload_ok(f, ds);
 
     char spec[256];
-    snprintf(spec, sizeof spec,
-             "{\"model\":\"bert-base\",\"method\":\"lora\",\"epochs\":2,\"dataset\":{\"train\":\"%s\"}}",
-             ds);
+    snprintf(
+        spec, sizeof spec,
+        "{\"model\":\"bert-base\",\"method\":\"lora\",\"epochs\":2,\"dataset\":{\"train\":\"%s\"}}",
+        ds);
     http_json(f, "POST", "/jobs", spec, &r);
-    if (r.status != 201)
-        fail_msg("%d %s", r.status, r.body);
+    if (r.status != 201) fail_msg("%d %s", r.status, r.body);
     snprintf(j1, sizeof j1, "%s", json_str(r.json, "id"));
     char loc[64];
     snprintf(loc, sizeof loc, "/jobs/%s", j1);
@@ -998,7 +935,7 @@ static void test_jobs(void **state)
     /* The stored spec is the normalised one: defaults written out. */
     const cJSON *sp = cJSON_GetObjectItem(r.json, "spec");
     assert_string_equal(json_str(sp, "method"), "lora");
-    assert_int_equal((int)json_num(sp, "rank"), 8);     /* lora's default rank */
+    assert_int_equal((int)json_num(sp, "rank"), 8); /* lora's default rank */
     assert_int_equal((int)json_num(sp, "epochs"), 2);
     assert_non_null(cJSON_GetObjectItem(sp, "learning_rate"));
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "progress"), "loss")));
@@ -1007,8 +944,7 @@ static void test_jobs(void **state)
 
     /* The demo model needs no dataset (it trains on its built-in one). */
     http_json(f, "POST", "/jobs", "{\"model\":\"demo\"}", &r);
-    if (r.status != 201)
-        fail_msg("demo: %d %s", r.status, r.body);
+    if (r.status != 201) fail_msg("demo: %d %s", r.status, r.body);
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(r.json, "train_dataset_id")));
     assert_string_equal(json_str(cJSON_GetObjectItem(r.json, "spec"), "model"), "demo");
     char demo[STORE_ID_SIZE];
@@ -1053,16 +989,19 @@ static void test_jobs(void **state)
     resp_free(&r);
 
     /* API-only checks, each naming the field. */
-    http_json(f, "POST", "/jobs", "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"" NO_SUCH_ID "\"}}", &r);
+    http_json(f, "POST", "/jobs",
+              "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"" NO_SUCH_ID "\"}}", &r);
     expect_error(&r, 400, "unknown_dataset");
     assert_string_equal(err_field(&r), "dataset.train");
     resp_free(&r);
-    http_json(f, "POST", "/jobs", "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"/etc/passwd.tsv\"}}", &r);
+    http_json(f, "POST", "/jobs",
+              "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"/etc/passwd.tsv\"}}", &r);
     expect_error(&r, 400, "invalid_value");
     assert_string_equal(err_field(&r), "dataset.train");
     resp_free(&r);
     snprintf(spec, sizeof spec,
-             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"eval\":\"" NO_SUCH_ID "\"}}", ds);
+             "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"eval\":\"" NO_SUCH_ID "\"}}",
+             ds);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "unknown_dataset");
     assert_string_equal(err_field(&r), "dataset.eval");
@@ -1072,12 +1011,15 @@ static void test_jobs(void **state)
     expect_error(&r, 400, "unknown_model");
     assert_string_equal(err_field(&r), "model");
     resp_free(&r);
-    snprintf(spec, sizeof spec, "{\"model\":\"../models/bert-base\",\"dataset\":{\"train\":\"%s\"}}", ds);
+    snprintf(spec, sizeof spec,
+             "{\"model\":\"../models/bert-base\",\"dataset\":{\"train\":\"%s\"}}", ds);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "unknown_model");
     resp_free(&r);
     /* Folders the probe refuses: 400 naming model, with the probe's reason. */
-    const struct { const char *model, *why; } unusable[] = {
+    const struct {
+        const char *model, *why;
+    } unusable[] = {
         {"broken", "gelu_new"},
         {"deberta", "unsupported architecture model_type \"deberta-v2\" (supported: "
                     "BertForSequenceClassification (bert), RobertaForSequenceClassification"},
@@ -1105,7 +1047,9 @@ static void test_jobs(void **state)
     resp_free(&r);
     /* A dataset that does not fit names the spec field at fault, not the
      * dataset (the form shows the error beside that field). */
-    const struct { const char *dataset, *field, *why; } misfits[] = {
+    const struct {
+        const char *dataset, *field, *why;
+    } misfits[] = {
         {"\"label_field\":\"lbl\"", "dataset.label_field", "no column named 'lbl'"},
         {"\"label_field\":7", "dataset.label_field", "out of range"},
         {"\"labels\":[\"a\",\"b\"]", "dataset.labels", "not one of the declared labels"},
@@ -1129,7 +1073,8 @@ static void test_jobs(void **state)
     assert_string_equal(err_field(&r), "dataset.train");
     resp_free(&r);
     snprintf(spec, sizeof spec,
-             "{\"model\":\"bert-base\",\"init_adapter\":\"/tmp/a.safetensors\",\"dataset\":{\"train\":\"%s\"}}",
+             "{\"model\":\"bert-base\",\"init_adapter\":\"/tmp/"
+             "a.safetensors\",\"dataset\":{\"train\":\"%s\"}}",
              ds);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "invalid_value");
@@ -1176,17 +1121,22 @@ static void test_jobs(void **state)
 }
 
 /* GET /jobs/{id} shows what the worker reported, FLOPs beyond 2^53 exactly. */
-static void test_job_progress(void **state)
-{
+static void test_job_progress(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE], err[ERRLEN];
     upload_ok(f, ds);
     create_job(f, ds, id);
     claim(f, id);
-    store_progress p = {.step = 7, .total_steps = 40, .epoch = 1, .loss = 0.5,
-                        .flops_forward = 9007199254740993LL,   /* 2^53 + 1 */
-                        .flops_backward_input = 2, .flops_backward_weight = 3,
-                        .trainable_now = 1000, .trainable_avg = 1500.5, .frozen = 3,
+    store_progress p = {.step = 7,
+                        .total_steps = 40,
+                        .epoch = 1,
+                        .loss = 0.5,
+                        .flops_forward = 9007199254740993LL, /* 2^53 + 1 */
+                        .flops_backward_input = 2,
+                        .flops_backward_weight = 3,
+                        .trainable_now = 1000,
+                        .trainable_avg = 1500.5,
+                        .frozen = 3,
                         .freezable = 24};
     assert_int_equal(store_job_update_progress(f->st, id, &p, err, sizeof err), 0);
     char path[64];
@@ -1215,20 +1165,18 @@ typedef struct {
     long ids[64];
     char types[64][16];
     int n;
-    bool ended;                     /* the server closed the stream */
+    bool ended; /* the server closed the stream */
     int heartbeats;
 } sse_log;
 
 /* Parse complete SSE events out of text (already de-chunked). */
-static void sse_parse(const char *text, sse_log *log)
-{
+static void sse_parse(const char *text, sse_log *log) {
     const char *p = text;
     long id = -1;
     char type[16] = "message";
     while (*p) {
         const char *nl = strchr(p, '\n');
-        if (!nl)
-            break;
+        if (!nl) break;
         size_t len = (size_t)(nl - p);
         if (len == 0) {
             if (id >= 0 && log->n < 64) {
@@ -1249,8 +1197,7 @@ static void sse_parse(const char *text, sse_log *log)
     }
 }
 
-static int open_sse(fixture *f, const char *id, const char *last_event_id)
-{
+static int open_sse(fixture *f, const char *id, const char *last_event_id) {
     char path[96], headers[128];
     snprintf(path, sizeof path, "/jobs/%s/events", id);
     snprintf(headers, sizeof headers, "Accept: text/event-stream\r\n%s%s%s",
@@ -1262,22 +1209,19 @@ static int open_sse(fixture *f, const char *id, const char *last_event_id)
 }
 
 /* Read what arrives within ms (or until EOF) and append it to buf. */
-static bool read_some(int fd, char *buf, size_t cap, size_t *len, int ms)
-{
+static bool read_some(int fd, char *buf, size_t cap, size_t *len, int ms) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
     while (poll(&p, 1, ms) > 0) {
         ssize_t r = recv(fd, buf + *len, cap - *len - 1, 0);
-        if (r <= 0)
-            return false;   /* EOF */
+        if (r <= 0) return false; /* EOF */
         *len += (size_t)r;
         buf[*len] = '\0';
-        ms = 50;            /* drain what is already there */
+        ms = 50; /* drain what is already there */
     }
     return true;
 }
 
-static void sse_collect(char *raw, size_t len, sse_log *log, http_resp *head)
-{
+static void sse_collect(char *raw, size_t len, sse_log *log, http_resp *head) {
     char *copy = malloc(len + 1);
     assert_non_null(copy);
     memcpy(copy, raw, len + 1);
@@ -1286,19 +1230,18 @@ static void sse_collect(char *raw, size_t len, sse_log *log, http_resp *head)
     sse_parse(head->body ? head->body : "", log);
 }
 
-static void test_sse_replay(void **state)
-{
+static void test_sse_replay(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
-    create_job(f, ds, id);                                                  /* 1 queued */
-    claim(f, id);                                                           /* 2 running */
-    add_event(f, id, STORE_EVENT_STEP, "{\"step\":1,\"loss\":0.9}");        /* 3 */
-    add_event(f, id, STORE_EVENT_STEP, "{\"step\":2,\n \"loss\":0.8}");     /* 4: a newline */
+    create_job(f, ds, id);                                              /* 1 queued */
+    claim(f, id);                                                       /* 2 running */
+    add_event(f, id, STORE_EVENT_STEP, "{\"step\":1,\"loss\":0.9}");    /* 3 */
+    add_event(f, id, STORE_EVENT_STEP, "{\"step\":2,\n \"loss\":0.8}"); /* 4: a newline */
     add_event(f, id, STORE_EVENT_FREEZE,
               "{\"step\":2,\"layer\":0,\"module\":\"intermediate.dense\",\"matrix\":\"A\","
-              "\"score\":0.1}");                                            /* 5 */
-    finish(f, id, STORE_JOB_SUCCEEDED);                                     /* 6 succeeded */
+              "\"score\":0.1}");        /* 5 */
+    finish(f, id, STORE_JOB_SUCCEEDED); /* 6 succeeded */
 
     /* Resume after 3: exactly 4, 5, 6, then the stream ends by itself. */
     int fd = open_sse(f, id, "3");
@@ -1338,8 +1281,7 @@ static void test_sse_replay(void **state)
     close(fd);
     sse_collect(raw, len, &log, &h);
     assert_int_equal(log.n, 6);
-    for (int i = 0; i < 6; i++)
-        assert_int_equal(log.ids[i], i + 1);
+    for (int i = 0; i < 6; i++) assert_int_equal(log.ids[i], i + 1);
     resp_free(&h);
 
     /* Finished and nothing after the id: 204, so EventSource stops. */
@@ -1379,21 +1321,20 @@ static void test_sse_replay(void **state)
 
 /* Live: a waiting stream wakes on api_notify_job_events (far sooner than a
  * heartbeat), and ends with the terminal status. */
-static void test_sse_live(void **state)
-{
+static void test_sse_live(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
     create_job(f, ds, id);
-    claim(f, id);                                                     /* seq 2 */
+    claim(f, id); /* seq 2 */
     int fd = open_sse(f, id, "2");
     static char raw[65536];
     size_t len = 0;
-    assert_true(read_some(fd, raw, sizeof raw, &len, 300));           /* headers + retry */
+    assert_true(read_some(fd, raw, sizeof raw, &len, 300)); /* headers + retry */
     assert_non_null(strstr(raw, "200"));
     assert_null(strstr(raw, "id: "));
 
-    add_event(f, id, STORE_EVENT_STEP, "{\"step\":1}");               /* seq 3 */
+    add_event(f, id, STORE_EVENT_STEP, "{\"step\":1}"); /* seq 3 */
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     api_notify_job_events(f->srv, id);
@@ -1408,7 +1349,7 @@ static void test_sse_live(void **state)
     assert_true(read_some(fd, raw, sizeof raw, &len, 200));
     assert_int_equal(len, before);
 
-    finish(f, id, STORE_JOB_FAILED);                                  /* seq 4 */
+    finish(f, id, STORE_JOB_FAILED); /* seq 4 */
     api_notify_job_events(f->srv, id);
     while (read_some(fd, raw, sizeof raw, &len, 2000))
         ;
@@ -1424,8 +1365,7 @@ static void test_sse_live(void **state)
 }
 
 /* api_stop ends open streams instead of waiting for them. */
-static void test_stop_with_open_stream(void **state)
-{
+static void test_stop_with_open_stream(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
@@ -1441,7 +1381,7 @@ static void test_stop_with_open_stream(void **state)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     assert_true(s < 2.0);
-    assert_false(read_some(fd, raw, sizeof raw, &len, 1000));   /* closed */
+    assert_false(read_some(fd, raw, sizeof raw, &len, 1000)); /* closed */
     close(fd);
     /* ... cleanly: the chunked body's last chunk arrived, so an EventSource
      * sees the end of the stream and reconnects with its Last-Event-ID. */
@@ -1460,37 +1400,36 @@ static void test_stop_with_open_stream(void **state)
 
 /* ---- freezing ---------------------------------------------------------------------- */
 
-static void test_freezing(void **state)
-{
+static void test_freezing(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
-    create_job(f, ds, id);   /* aflora: default target modules, trainable ffn */
+    create_job(f, ds, id); /* aflora: default target modules, trainable ffn */
     claim(f, id);
     add_event(f, id, STORE_EVENT_STEP, "{\"step\":1,\"remaining_fraction\":1}");
     add_event(f, id, STORE_EVENT_STEP, "{\"step\":2,\"remaining_fraction\":0.5}");
+    add_event(
+        f, id, STORE_EVENT_FREEZE,
+        "{\"step\":2,\"layer\":3,\"module\":\"output.dense\",\"matrix\":\"B\",\"score\":0.25}");
     add_event(f, id, STORE_EVENT_FREEZE,
-              "{\"step\":2,\"layer\":3,\"module\":\"output.dense\",\"matrix\":\"B\",\"score\":0.25}");
-    add_event(f, id, STORE_EVENT_FREEZE,
-              "{\"step\":5,\"layer\":11,\"module\":\"intermediate.dense\",\"matrix\":\"A\",\"score\":0.5}");
-    add_event(f, id, STORE_EVENT_FREEZE, "{\"step\":\"x\"}");    /* malformed: skipped */
+              "{\"step\":5,\"layer\":11,\"module\":\"intermediate.dense\",\"matrix\":\"A\","
+              "\"score\":0.5}");
+    add_event(f, id, STORE_EVENT_FREEZE, "{\"step\":\"x\"}"); /* malformed: skipped */
     add_event(f, id, STORE_EVENT_STEP, "{\"step\":3,\"remaining_fraction\":0}");
     char path[96];
     snprintf(path, sizeof path, "/jobs/%s/freezing", id);
     http_resp r;
     http_get(f, path, &r);
     assert_int_equal(r.status, 200);
-    assert_int_equal((int)json_num(r.json, "layers"), 12);   /* bert-base */
+    assert_int_equal((int)json_num(r.json, "layers"), 12); /* bert-base */
     assert_string_equal(json_str(r.json, "method"), "aflora");
     const cJSON *mods = cJSON_GetObjectItem(r.json, "modules");
     int n_mods = cJSON_GetArraySize(mods);
     int out_i = -1, inter_i = -1;
     for (int i = 0; i < n_mods; i++) {
         const char *m = cJSON_GetArrayItem(mods, i)->valuestring;
-        if (strcmp(m, "output.dense") == 0)
-            out_i = i;
-        if (strcmp(m, "intermediate.dense") == 0)
-            inter_i = i;
+        if (strcmp(m, "output.dense") == 0) out_i = i;
+        if (strcmp(m, "intermediate.dense") == 0) inter_i = i;
     }
     assert_true(out_i >= 0 && inter_i >= 0);
     /* the rows described by the model's family, one per column */
@@ -1528,8 +1467,7 @@ static void test_freezing(void **state)
 
 /* ---- adapter downloads ---------------------------------------------------------------- */
 
-static void test_adapter_download(void **state)
-{
+static void test_adapter_download(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE], path[512], url[128];
     upload_ok(f, ds);
@@ -1560,7 +1498,7 @@ static void test_adapter_download(void **state)
     snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", f->data, id);
     write_file(path, "NATIVE");
     http_get(f, url, &r);
-    expect_error(&r, 409, "not_ready");   /* running */
+    expect_error(&r, 409, "not_ready"); /* running */
     resp_free(&r);
     finish(f, id, STORE_JOB_SUCCEEDED);
 
@@ -1634,11 +1572,11 @@ static void test_adapter_download(void **state)
     char etag1[128];
     snprintf(etag1, sizeof etag1, "%s", hdr(&r, "ETag"));
     resp_free(&r);
-    http_get(f, url, &r);   /* second request: the same archive (same ETag) */
+    http_get(f, url, &r); /* second request: the same archive (same ETag) */
     assert_string_equal(hdr(&r, "ETag"), etag1);
     resp_free(&r);
     snprintf(path, sizeof path, "%s/jobs/%s/adapter", f->data, id);
-    assert_int_equal(count_atomic_temps(path), 0);   /* built as an atomic file */
+    assert_int_equal(count_atomic_temps(path), 0); /* built as an atomic file */
 
     snprintf(url, sizeof url, "/jobs/%s/adapter/../../aflorad.db", id);
     http_get(f, url, &r);
@@ -1652,8 +1590,7 @@ static void test_adapter_download(void **state)
 
 /* Method full: adapter/model/ (a whole Hugging Face folder) is served file by
  * file and as model.tar; a missing file's 404 lists what the job has. */
-static void test_full_model_download(void **state)
-{
+static void test_full_model_download(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE], path[600], url[160], dir[500];
     upload_ok(f, ds);
@@ -1668,7 +1605,9 @@ static void test_full_model_download(void **state)
     write_file(path, "NATIVE");
     snprintf(path, sizeof path, "%s/model", dir);
     assert_int_equal(mkdir(path, 0755), 0);
-    static const struct { const char *name, *text; } files[] = {
+    static const struct {
+        const char *name, *text;
+    } files[] = {
         {"config.json", "{\"id2label\": {\"0\": \"a\", \"1\": \"b\"}}"},
         {"model.safetensors", "WEIGHTS"},
         {"vocab.txt", "[PAD]\n[UNK]\n"},
@@ -1721,7 +1660,7 @@ static void test_full_model_download(void **state)
     free(v);
 
     /* what is not there: 404 listing the job's files (no PEFT folder here) */
-    const char *missing[] = {"peft.tar", "peft/adapter_config.json", "model/.hidden",
+    const char *missing[] = {"peft.tar",       "peft/adapter_config.json",     "model/.hidden",
                              "model/link.txt", "model/../adapter.safetensors", "model/nope.bin",
                              "model"};
     for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
@@ -1736,13 +1675,15 @@ static void test_full_model_download(void **state)
     }
 
     /* a new model folder (a retried job): the archive is built again */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/model' && mkdir '%s/model' && printf NEW > "
-                              "'%s/model/config.json'", dir, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "rm -rf '%s/model' && mkdir '%s/model' && printf NEW > "
+             "'%s/model/config.json'",
+             dir, dir, dir);
     assert_int_equal(system(cmd), 0);
     snprintf(url, sizeof url, "/jobs/%s/adapter/model.tar", id);
     http_get(f, url, &r);
     assert_int_equal(r.status, 200);
-    assert_int_equal(r.body_len, 3 * 512 + 2 * 512);   /* dir + one file of 1 block + end */
+    assert_int_equal(r.body_len, 3 * 512 + 2 * 512); /* dir + one file of 1 block + end */
     resp_free(&r);
 }
 
@@ -1751,8 +1692,7 @@ static void test_full_model_download(void **state)
 /* The value of a sample line "series value" (not a # HELP line). */
 static long metric_value(const char *text, const char *series);
 
-static long predict_metric(fixture *f, const char *series)
-{
+static long predict_metric(fixture *f, const char *series) {
     http_resp r;
     http_get(f, "/metrics", &r);
     assert_int_equal(r.status, 200);
@@ -1763,12 +1703,10 @@ static long predict_metric(fixture *f, const char *series)
 
 /* A demo job that "succeeded": queued over the API, claimed and finished in
  * the store as a worker would. */
-static void succeeded_job(fixture *f, const char *spec, char id[STORE_ID_SIZE])
-{
+static void succeeded_job(fixture *f, const char *spec, char id[STORE_ID_SIZE]) {
     http_resp r;
     http_json(f, "POST", "/jobs", spec, &r);
-    if (r.status != 201)
-        fail_msg("POST /jobs: %d %s", r.status, r.body);
+    if (r.status != 201) fail_msg("POST /jobs: %d %s", r.status, r.body);
     snprintf(id, STORE_ID_SIZE, "%s", json_str(r.json, "id"));
     resp_free(&r);
     claim(f, id);
@@ -1777,16 +1715,17 @@ static void succeeded_job(fixture *f, const char *spec, char id[STORE_ID_SIZE])
 
 /* What a finished demo job leaves: its native adapter (a fresh AFLoRA
  * adapter and head drawn from seed), written atomically like the worker's. */
-static void write_demo_adapter(fixture *f, const char *id, uint64_t seed)
-{
+static void write_demo_adapter(fixture *f, const char *id, uint64_t seed) {
     char err[ERRLEN], dir[600], path[700];
     assert_int_equal(job_ensure_demo(f->models, err, sizeof err), 0);
     snprintf(dir, sizeof dir, "%s/demo", f->models);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     aflo_model *m = hfmodel_load(dir, &ac, TASK_CLASSIFICATION, 2, seed, NULL, err, sizeof err);
-    if (!m)
-        fail_msg("hfmodel_load: %s", err);
+    if (!m) fail_msg("hfmodel_load: %s", err);
     snprintf(path, sizeof path, "%s/jobs/%s", f->data, id);
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/jobs/%s/adapter", f->data, id);
@@ -1794,45 +1733,40 @@ static void write_demo_adapter(fixture *f, const char *id, uint64_t seed)
     snprintf(path, sizeof path, "%s/jobs/%s/adapter/adapter.safetensors", f->data, id);
     static const char *const labels[] = {"negative", "positive"};
     adapter_export_info info = {.base_model = "demo", .labels = labels};
-    if (adapter_export_native(m, path, &info, err, sizeof err) != 0)
-        fail_msg("export: %s", err);
+    if (adapter_export_native(m, path, &info, err, sizeof err) != 0) fail_msg("export: %s", err);
     model_free(m);
 }
 
-static double first_logit(const http_resp *r)
-{
+static double first_logit(const http_resp *r) {
     const cJSON *p = cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "predictions"), 0);
     return cJSON_GetArrayItem(cJSON_GetObjectItem(p, "logits"), 0)->valuedouble;
 }
 
-static void predict_ok(fixture *f, const char *id, double *logit)
-{
+static void predict_ok(fixture *f, const char *id, double *logit) {
     char url[64];
     snprintf(url, sizeof url, "/jobs/%s/predict", id);
     http_resp r;
-    http_json(f, "POST", url, "{\"inputs\":[{\"text\":\"a great and lovely film\"},"
-                              "{\"text\":\"awful boring story\"}]}", &r);
-    if (r.status != 200)
-        fail_msg("predict %s: %d %s", id, r.status, r.body);
+    http_json(f, "POST", url,
+              "{\"inputs\":[{\"text\":\"a great and lovely film\"},"
+              "{\"text\":\"awful boring story\"}]}",
+              &r);
+    if (r.status != 200) fail_msg("predict %s: %d %s", id, r.status, r.body);
     const cJSON *preds = cJSON_GetObjectItem(r.json, "predictions");
     assert_int_equal(cJSON_GetArraySize(preds), 2);
     const char *label = json_str(cJSON_GetArrayItem(preds, 1), "label");
     assert_true(strcmp(label, "negative") == 0 || strcmp(label, "positive") == 0);
-    if (logit)
-        *logit = first_logit(&r);
+    if (logit) *logit = first_logit(&r);
     resp_free(&r);
 }
 
 static void predict_error(fixture *f, const char *id, const char *body, int status,
-                          const char *code, const char *field, const char *words)
-{
+                          const char *code, const char *field, const char *words) {
     char url[64];
     snprintf(url, sizeof url, "/jobs/%s/predict", id);
     http_resp r;
     http_json(f, "POST", url, body, &r);
     expect_error(&r, status, code);
-    if (field)
-        assert_string_equal(err_field(&r), field);
+    if (field) assert_string_equal(err_field(&r), field);
     if (words && !strstr(err_message(&r), words))
         fail_msg("\"%s\" lacks \"%s\"", err_message(&r), words);
     resp_free(&r);
@@ -1842,8 +1776,7 @@ static void predict_error(fixture *f, const char *id, const char *body, int stat
  * load), reloads it when the job's adapter is replaced, holds at most the
  * configured number (2) of models, and answers 4xx for the client's errors
  * — naming the input — and 5xx only for the server's. */
-static void test_predict(void **state)
-{
+static void test_predict(void **state) {
     fixture *f = *state;
     char a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE], q[STORE_ID_SIZE];
     const char *demo = "{\"model\":\"demo\",\"epochs\":1}";
@@ -1858,18 +1791,17 @@ static void test_predict(void **state)
     assert_int_equal(predict_metric(f, "aflorad_predict_models "), 1);
 
     /* the client's errors: 400 naming the input, and no model is loaded */
-    predict_error(f, a, "{\"inputs\":[{\"text\":\"a\",\"text_pair\":\"b\"}]}", 400,
-                  "invalid_value", "inputs[0].text_pair", "single texts");
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"a\",\"text_pair\":\"b\"}]}", 400, "invalid_value",
+                  "inputs[0].text_pair", "single texts");
     predict_error(f, a, "{\"inputs\":[{\"text\":\"a\"},{}]}", 400, "missing_field",
                   "inputs[1].text", NULL);
     predict_error(f, a, "{\"inputs\":[{\"text\":\"a\",\"txt\":\"b\"}]}", 400, "unknown_field",
                   "inputs[0].txt", NULL);
     predict_error(f, a, "{\"inputs\":[\"a\"]}", 400, "wrong_type", "inputs[0]", NULL);
-    predict_error(f, a, "{\"inputs\":[{\"text\":\"caf\xc3\"}]}", 400, "invalid_value",
-                  "inputs[0]", "UTF-8");
+    predict_error(f, a, "{\"inputs\":[{\"text\":\"caf\xc3\"}]}", 400, "invalid_value", "inputs[0]",
+                  "UTF-8");
     char many[2048] = "{\"inputs\":[";
-    for (int i = 0; i < 65; i++)
-        strcat(many, i ? ",{\"text\":\"x\"}" : "{\"text\":\"x\"}");
+    for (int i = 0; i < 65; i++) strcat(many, i ? ",{\"text\":\"x\"}" : "{\"text\":\"x\"}");
     strcat(many, "]}");
     predict_error(f, a, many, 400, "out_of_range", "inputs", "64");
     assert_int_equal(predict_metric(f, "aflorad_predict_model_loads_total "), 1);
@@ -1905,12 +1837,14 @@ static void test_predict(void **state)
     /* a pair job wants pairs (checked before anything is loaded) */
     char ds[STORE_ID_SIZE], spec[256];
     http_resp r;
-    assert_int_equal(upload(f, "?name=pairs.tsv",
-                            "q1\tq2\tlabel\nis it\tit is\t1\nwho\twhat\t0\n", ds, &r), 201);
+    assert_int_equal(
+        upload(f, "?name=pairs.tsv", "q1\tq2\tlabel\nis it\tit is\t1\nwho\twhat\t0\n", ds, &r),
+        201);
     resp_free(&r);
     snprintf(spec, sizeof spec,
              "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\",\"text_fields\":[\"q1\","
-             "\"q2\"]}}", ds);
+             "\"q2\"]}}",
+             ds);
     succeeded_job(f, spec, q);
     predict_error(f, q, "{\"inputs\":[{\"text\":\"a\"}]}", 400, "missing_field",
                   "inputs[0].text_pair", "\"q1\" and \"q2\"");
@@ -1929,24 +1863,24 @@ static void test_predict(void **state)
 /* init_adapter "job:<id>" starts a job from a succeeded job's adapter; what
  * the spec can tell is checked at once: the reference, the job's state and
  * its adapter's method, rank, model shapes and declared labels. */
-static void test_init_adapter_from_job(void **state)
-{
+static void test_init_adapter_from_job(void **state) {
     fixture *f = *state;
     char a[STORE_ID_SIZE], gone[STORE_ID_SIZE], spec[512], ds[STORE_ID_SIZE];
     succeeded_job(f, "{\"model\":\"demo\",\"epochs\":1}", a);
     write_demo_adapter(f, a, 1);
-    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":2}", gone);   /* no adapter file */
+    succeeded_job(f, "{\"model\":\"demo\",\"epochs\":2}", gone); /* no adapter file */
     http_resp r;
     snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"job:%s\"}", a);
     http_json(f, "POST", "/jobs", spec, &r);
-    if (r.status != 201)
-        fail_msg("%d %s", r.status, r.body);
+    if (r.status != 201) fail_msg("%d %s", r.status, r.body);
     char want[64];
     snprintf(want, sizeof want, "job:%s", a);
     assert_string_equal(json_str(cJSON_GetObjectItem(r.json, "spec"), "init_adapter"), want);
     resp_free(&r);
 
-    static const struct { const char *extra, *words; } mismatch[] = {
+    static const struct {
+        const char *extra, *words;
+    } mismatch[] = {
         {",\"rank\":8", "rank 4, this job 8"},
         {",\"method\":\"lora\"", "method aflora, this job uses lora"},
         {",\"target_modules\":[\"query\"]", "target_modules"},
@@ -1965,7 +1899,8 @@ static void test_init_adapter_from_job(void **state)
     upload_ok(f, ds);
     snprintf(spec, sizeof spec,
              "{\"model\":\"bert-base\",\"dataset\":{\"train\":\"%s\"},\"init_adapter\":"
-             "\"job:%s\"}", ds, a);
+             "\"job:%s\"}",
+             ds, a);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "incompatible_adapter");
     assert_non_null(strstr(err_message(&r), "bert-base is bert (12, 768, 3072, 12, 30522)"));
@@ -1975,12 +1910,13 @@ static void test_init_adapter_from_job(void **state)
     snprintf(cmd, sizeof cmd, "cp -r '%s/demo' '%s/tiny'", f->models, f->models);
     assert_int_equal(system(cmd), 0);
     http_resp u;
-    assert_int_equal(upload(f, "?name=s.tsv", "sentence\tlabel\ngood\tpositive\nbad\tnegative\n",
-                            ds, &u), 201);
+    assert_int_equal(
+        upload(f, "?name=s.tsv", "sentence\tlabel\ngood\tpositive\nbad\tnegative\n", ds, &u), 201);
     resp_free(&u);
     snprintf(spec, sizeof spec,
              "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"positive\","
-             "\"negative\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+             "\"negative\"]},\"init_adapter\":\"job:%s\"}",
+             ds, a);
     http_json(f, "POST", "/jobs", spec, &r);
     expect_error(&r, 400, "incompatible_adapter");
     assert_non_null(strstr(err_message(&r), "[\"negative\", \"positive\"] differ from this job's "
@@ -1988,7 +1924,8 @@ static void test_init_adapter_from_job(void **state)
     resp_free(&r);
     snprintf(spec, sizeof spec,
              "{\"model\":\"tiny\",\"dataset\":{\"train\":\"%s\",\"labels\":[\"negative\","
-             "\"positive\"]},\"init_adapter\":\"job:%s\"}", ds, a);
+             "\"positive\"]},\"init_adapter\":\"job:%s\"}",
+             ds, a);
     http_json(f, "POST", "/jobs", spec, &r);
     assert_int_equal(r.status, 201);
     resp_free(&r);
@@ -2028,8 +1965,7 @@ static void test_init_adapter_from_job(void **state)
  * with the same adapter shape is taken; any other shape, a job that has not
  * succeeded, an unknown id, a bare id (the reference needs its "job:") and
  * a file path are refused naming init_adapter. */
-static void test_init_adapter_job_refs(void **state)
-{
+static void test_init_adapter_job_refs(void **state) {
     fixture *f = *state;
     char src[STORE_ID_SIZE], queued[STORE_ID_SIZE], ref[64], queued_ref[64];
     succeeded_job(f, "{\"model\":\"demo\",\"epochs\":1}", src);
@@ -2060,8 +1996,7 @@ static void test_init_adapter_job_refs(void **state)
         snprintf(spec, sizeof spec, "{\"model\":\"demo\",\"init_adapter\":\"%s\"%s}",
                  cases[i].adapter, cases[i].extra);
         http_json(f, "POST", "/jobs", spec, &r);
-        if (r.status != cases[i].status)
-            fail_msg("case %zu: %d %s", i, r.status, r.body);
+        if (r.status != cases[i].status) fail_msg("case %zu: %d %s", i, r.status, r.body);
         if (cases[i].code) {
             expect_error(&r, cases[i].status, cases[i].code);
             assert_string_equal(err_field(&r), "init_adapter");
@@ -2077,8 +2012,7 @@ static void test_init_adapter_job_refs(void **state)
 
 /* ---- static files ------------------------------------------------------------------- */
 
-static void test_static_files(void **state)
-{
+static void test_static_files(void **state) {
     fixture *f = *state;
     http_resp r;
     http_get(f, "/", &r);
@@ -2098,15 +2032,19 @@ static void test_static_files(void **state)
 
     /* Refused shapes: 400. */
     static const char *const bad[] = {
-        "/../outside/secret.txt", "/assets/../../outside/secret.txt",
-        "/%2e%2e/outside/secret.txt", "/assets/%2E%2E/%2e%2e/outside/secret.txt",
-        "/.hidden", "/index.html%00.png", "/assets/./style.css", "/a%5c..%5csecret",
+        "/../outside/secret.txt",
+        "/assets/../../outside/secret.txt",
+        "/%2e%2e/outside/secret.txt",
+        "/assets/%2E%2E/%2e%2e/outside/secret.txt",
+        "/.hidden",
+        "/index.html%00.png",
+        "/assets/./style.css",
+        "/a%5c..%5csecret",
         "/assets//style.css",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         http_get(f, bad[i], &r);
-        if (r.status != 400)
-            fail_msg("%s: expected 400, got %d %s", bad[i], r.status, r.body);
+        if (r.status != 400) fail_msg("%s: expected 400, got %d %s", bad[i], r.status, r.body);
         assert_null(strstr(r.body, "SECRET"));
         resp_free(&r);
     }
@@ -2114,8 +2052,7 @@ static void test_static_files(void **state)
     static const char *const missing[] = {"/escape.txt", "/assets", "/assets/", "/nope.html"};
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
         http_get(f, missing[i], &r);
-        if (r.status != 404)
-            fail_msg("%s: expected 404, got %d %s", missing[i], r.status, r.body);
+        if (r.status != 404) fail_msg("%s: expected 404, got %d %s", missing[i], r.status, r.body);
         assert_null(strstr(r.body, "SECRET"));
         assert_null(strstr(r.body, "style.css"));
         resp_free(&r);
@@ -2127,14 +2064,13 @@ static void test_static_files(void **state)
 
 /* ---- models, metrics, OpenAPI --------------------------------------------------------- */
 
-static void test_models(void **state)
-{
+static void test_models(void **state) {
     fixture *f = *state;
     http_resp r;
     http_get(f, "/models", &r);
     assert_int_equal(r.status, 200);
     const cJSON *ms = cJSON_GetObjectItem(r.json, "models");
-    assert_int_equal(cJSON_GetArraySize(ms), 6);   /* demo, then the folders by name */
+    assert_int_equal(cJSON_GetArraySize(ms), 6); /* demo, then the folders by name */
     const cJSON *demo = cJSON_GetArrayItem(ms, 0), *bert = cJSON_GetArrayItem(ms, 1),
                 *broken = cJSON_GetArrayItem(ms, 2), *deberta = cJSON_GetArrayItem(ms, 3),
                 *llama = cJSON_GetArrayItem(ms, 4), *notok = cJSON_GetArrayItem(ms, 5);
@@ -2186,18 +2122,15 @@ static void test_models(void **state)
 }
 
 /* The value of a sample line "series value" (not a # HELP line). */
-static long metric_value(const char *text, const char *series)
-{
+static long metric_value(const char *text, const char *series) {
     char key[256];
     snprintf(key, sizeof key, "\n%s", series);
     const char *p = strstr(text, key);
-    if (!p)
-        return -1;
+    if (!p) return -1;
     return strtol(p + strlen(key), NULL, 10);
 }
 
-static void test_metrics(void **state)
-{
+static void test_metrics(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
@@ -2234,11 +2167,9 @@ static void test_metrics(void **state)
 }
 
 /* Every "$ref" of the document points at something in it. */
-static void check_refs(const cJSON *doc, const cJSON *node)
-{
+static void check_refs(const cJSON *doc, const cJSON *node) {
     const cJSON *it;
-    cJSON_ArrayForEach(it, node)
-    {
+    cJSON_ArrayForEach (it, node) {
         if (it->string && strcmp(it->string, "$ref") == 0) {
             const char *ref = cJSON_GetStringValue(it);
             assert_non_null(ref);
@@ -2248,8 +2179,7 @@ static void check_refs(const cJSON *doc, const cJSON *node)
             const cJSON *at = doc;
             for (char *tok = strtok(buf, "/"); tok; tok = strtok(NULL, "/"))
                 at = cJSON_GetObjectItemCaseSensitive(at, tok);
-            if (!at)
-                fail_msg("dangling $ref %s", ref);
+            if (!at) fail_msg("dangling $ref %s", ref);
         } else if (cJSON_IsObject(it) || cJSON_IsArray(it)) {
             check_refs(doc, it);
         }
@@ -2261,8 +2191,7 @@ static void check_refs(const cJSON *doc, const cJSON *node)
  * byte for byte, and the served one carries the generated job spec schema. */
 /* ---- POST /jobs/{id}/retry ---------------------------------------------------------- */
 
-static void post_retry(fixture *f, const char *id, http_resp *r)
-{
+static void post_retry(fixture *f, const char *id, http_resp *r) {
     char path[64];
     snprintf(path, sizeof path, "/jobs/%s/retry", id);
     http_raw(f->port, "POST", path, NULL, NULL, 0, r);
@@ -2271,8 +2200,7 @@ static void post_retry(fixture *f, const char *id, http_resp *r)
 /* Failed and cancelled jobs go back to the queue (200, a status event says
  * why); queued, running and succeeded ones, unknown ids and jobs whose
  * dataset is gone are refused with JSON errors. */
-static void test_job_retry(void **state)
-{
+static void test_job_retry(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], err[ERRLEN];
     upload_ok(f, ds);
@@ -2289,8 +2217,8 @@ static void test_job_retry(void **state)
     resp_free(&r);
     store_progress p = {.step = 5, .total_steps = 20};
     assert_int_equal(store_job_update_progress(f->st, a, &p, err, sizeof err), 0);
-    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_FAILED, NULL, "disk full", err,
-                                      sizeof err), 0);
+    assert_int_equal(
+        store_job_finish(f->st, a, STORE_JOB_FAILED, NULL, "disk full", err, sizeof err), 0);
 
     post_retry(f, a, &r);
     assert_int_equal(r.status, 200);
@@ -2316,8 +2244,8 @@ static void test_job_retry(void **state)
     resp_free(&r);
     /* succeeded: nothing to retry */
     claim(f, a);
-    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_SUCCEEDED, "{}", NULL, err,
-                                      sizeof err), 0);
+    assert_int_equal(store_job_finish(f->st, a, STORE_JOB_SUCCEEDED, "{}", NULL, err, sizeof err),
+                     0);
     post_retry(f, a, &r);
     expect_error(&r, 409, "conflict");
     assert_non_null(strstr(err_message(&r), "succeeded"));
@@ -2368,16 +2296,14 @@ static void test_job_retry(void **state)
 /* ---- request hygiene: bodies where none belongs, UTF-8 ------------------------- */
 
 /* The whole response body is UTF-8 (JSON must be; cJSON_Parse does not check). */
-static void expect_utf8(const http_resp *r)
-{
+static void expect_utf8(const http_resp *r) {
     if (!json_utf8_valid(r->body ? r->body : "", r->body_len))
         fail_msg("response is not UTF-8: %.*s", (int)r->body_len, r->body);
 }
 
 /* A body sent to a route that takes none is refused, not silently dropped,
  * and the request has no effect. */
-static void test_body_on_route_without_one(void **state)
-{
+static void test_body_on_route_without_one(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
     upload_ok(f, ds);
@@ -2419,12 +2345,11 @@ static void test_body_on_route_without_one(void **state)
 /* Upload names and column parameters are echoed in JSON, so they must be
  * UTF-8: refused with 400 naming the parameter. Error messages that echo a
  * client's bytes, and names stored before the check, come out as UTF-8. */
-static void test_upload_names_are_utf8(void **state)
-{
+static void test_upload_names_are_utf8(void **state) {
     fixture *f = *state;
     char id[STORE_ID_SIZE];
     http_resp r;
-    assert_int_equal(upload(f, "?name=caf%E9.tsv", TSV_OK, id, &r), 400);   /* Latin-1 */
+    assert_int_equal(upload(f, "?name=caf%E9.tsv", TSV_OK, id, &r), 400); /* Latin-1 */
     expect_error(&r, 400, "invalid_parameter");
     assert_string_equal(err_field(&r), "name");
     assert_non_null(strstr(err_message(&r), "UTF-8"));
@@ -2433,7 +2358,7 @@ static void test_upload_names_are_utf8(void **state)
     static const char *const fields[] = {"text_field", "text_b_field", "label_field"};
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
         char q[96];
-        snprintf(q, sizeof q, "?name=t.tsv&%s=%%C3%%28", fields[i]);   /* bad continuation */
+        snprintf(q, sizeof q, "?name=t.tsv&%s=%%C3%%28", fields[i]); /* bad continuation */
         assert_int_equal(upload(f, q, TSV_OK, id, &r), 400);
         expect_error(&r, 400, "invalid_parameter");
         assert_string_equal(err_field(&r), fields[i]);
@@ -2471,8 +2396,7 @@ static void test_upload_names_are_utf8(void **state)
     resp_free(&r);
 }
 
-static void test_openapi_coverage(void **state)
-{
+static void test_openapi_coverage(void **state) {
     fixture *f = *state;
     http_resp r;
     http_get(f, "/openapi.json", &r);
@@ -2483,8 +2407,7 @@ static void test_openapi_coverage(void **state)
     for (int i = 0; i < api_route_count; i++) {
         char method[16];
         snprintf(method, sizeof method, "%s", api_routes[i].method);
-        for (char *c = method; *c; c++)
-            *c = (char)(*c - 'A' + 'a');
+        for (char *c = method; *c; c++) *c = (char)(*c - 'A' + 'a');
         const cJSON *op = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(paths, api_routes[i].pattern), method);
         if (!op)
@@ -2494,15 +2417,13 @@ static void test_openapi_coverage(void **state)
         bool doc_auth = cJSON_GetObjectItem(op, "security") != NULL;
         assert_int_equal(doc_auth, (api_routes[i].flags & ROUTE_AUTH) != 0);
     }
-    static const char *const verbs[] = {"get", "put", "post", "delete", "options", "head",
-                                        "patch", "trace"};
+    static const char *const verbs[] = {"get",     "put",  "post",  "delete",
+                                        "options", "head", "patch", "trace"};
     const cJSON *path;
     int operations = 0;
-    cJSON_ArrayForEach(path, paths)
-    {
+    cJSON_ArrayForEach (path, paths) {
         for (size_t v = 0; v < sizeof verbs / sizeof verbs[0]; v++) {
-            if (!cJSON_GetObjectItemCaseSensitive(path, verbs[v]))
-                continue;
+            if (!cJSON_GetObjectItemCaseSensitive(path, verbs[v])) continue;
             operations++;
             bool found = false;
             for (int i = 0; i < api_route_count && !found; i++)
@@ -2546,17 +2467,15 @@ static void test_openapi_coverage(void **state)
              "../api/openapi.json");
     size_t len;
     char *text = read_file(file, &len);
-    if (!text)
-        fail_msg("cannot read %s", file);
+    if (!text) fail_msg("cannot read %s", file);
     if (strcmp(text, api_openapi_json) != 0)
         fail_msg("api/openapi_gen.c is stale: run api/embed_openapi.sh");
     free(text);
 }
 
-int main(void)
-{
+int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    log_set_level(LOG_ERROR);   /* the 5xx the tests provoke are expected */
+    log_set_level(LOG_ERROR); /* the 5xx the tests provoke are expected */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test_setup_teardown(test_ustar_roundtrip, setup, teardown),

@@ -75,7 +75,7 @@ static int count_temps(const char *dir) {
  * calls: "D <dir>" or "F <file>", paths read back from /proc/self/fd. */
 #define MAX_SYNCS 64
 static struct {
-    int dir_errno, file_errno;   /* 0: the real fsync */
+    int dir_errno, file_errno; /* 0: the real fsync */
     int n;
     char log[MAX_SYNCS][600];
 } seam;
@@ -134,9 +134,9 @@ static void test_stream_commit(void **state) {
     assert_int_equal(atomic_file_write(&af, "hello, ", 7), 0);
     assert_int_equal(atomic_file_write(&af, "", 0), 0);
     assert_int_equal(atomic_file_write(&af, "world\n", 6), 0);
-    assert_int_equal(access(path, F_OK), -1);   /* nothing at the target yet */
+    assert_int_equal(access(path, F_OK), -1); /* nothing at the target yet */
     char back[16] = "";
-    assert_int_equal(pread(af.fd, back, 5, 0), 5);   /* a caller may check before publishing */
+    assert_int_equal(pread(af.fd, back, 5, 0), 5); /* a caller may check before publishing */
     assert_string_equal(back, "hello");
     assert_int_equal(atomic_file_commit(&af, errbuf, sizeof errbuf), 0);
     assert_null(af.path);
@@ -177,7 +177,7 @@ static void test_abort_keeps_target(void **state) {
     atomic_file_abort(&af);
     assert_int_equal(errno, ERANGE);
     assert_null(af.path);
-    atomic_file_abort(&af);   /* twice is harmless */
+    atomic_file_abort(&af); /* twice is harmless */
     assert_file_is(path, "precious\n");
     assert_int_equal(count_temps(*state), 0);
 
@@ -209,7 +209,7 @@ static void test_failed_write_keeps_target(void **state) {
     assert_int_equal(rc, -1);
     assert_int_equal(e, EFBIG);
     assert_int_equal(af.error, EFBIG);
-    assert_int_equal(atomic_file_write(&af, "more", 4), -1);   /* sticky */
+    assert_int_equal(atomic_file_write(&af, "more", 4), -1); /* sticky */
     assert_int_equal(atomic_file_commit(&af, errbuf, sizeof errbuf), -1);
     assert_int_equal(errno, EFBIG);
     assert_non_null(strstr(errbuf, "write failed"));
@@ -327,8 +327,8 @@ static void test_temp_names(void **state) {
     assert_true(atomic_file_is_temp("model.safetensors.tmp-123-0"));
     assert_true(atomic_file_is_temp("a.tmp-1.tmp-77-4294967295"));
     assert_false(atomic_file_is_temp("model.safetensors"));
-    assert_false(atomic_file_is_temp("model.safetensors.tmp"));   /* not ours */
-    assert_false(atomic_file_is_temp(".tmp-1-2"));                /* no target name */
+    assert_false(atomic_file_is_temp("model.safetensors.tmp")); /* not ours */
+    assert_false(atomic_file_is_temp(".tmp-1-2"));              /* no target name */
     assert_false(atomic_file_is_temp("x.tmp-1-"));
     assert_false(atomic_file_is_temp("x.tmp--2"));
     assert_false(atomic_file_is_temp("x.tmp-1-2b"));
@@ -344,9 +344,10 @@ static void test_demo_written_atomically(void **state) {
     const char *dir = *state;
     static const char *const files[] = {"config.json",       "vocab.txt", "tokenizer_config.json",
                                         "model.safetensors", "train.tsv", "dev.tsv"};
-    seam.dir_errno = EINVAL;   /* and on a file system that cannot sync directories */
+    seam.dir_errno = EINVAL; /* and on a file system that cannot sync directories */
     assert_int_equal(synth_write_demo(dir, 40, 20, 7, errbuf, sizeof errbuf), 0);
-    for (size_t i = 0; i < sizeof files / sizeof *files; i++) assert_written_atomically(state, files[i]);
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++)
+        assert_written_atomically(state, files[i]);
     assert_int_equal(count_temps(dir), 0);
 
     char path[700];
@@ -354,14 +355,14 @@ static void test_demo_written_atomically(void **state) {
     char *before = slurp(path);
     assert_non_null(before);
     file_size_limit lim;
-    assert_int_equal(limit_file_size(&lim, 2048), 0);   /* the weights alone are larger */
+    assert_int_equal(limit_file_size(&lim, 2048), 0); /* the weights alone are larger */
     int rc = synth_write_demo(dir, 400, 20, 8, errbuf, sizeof errbuf);
     assert_int_equal(unlimit_file_size(&lim), 0);
     assert_int_equal(rc, -1);
     assert_file_is(path, before);
     free(before);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    st_file *f = st_open(path, errbuf, sizeof errbuf);   /* the old weights, whole */
+    st_file *f = st_open(path, errbuf, sizeof errbuf); /* the old weights, whole */
     assert_non_null(f);
     st_close(f);
     assert_int_equal(count_temps(dir), 0);
@@ -377,8 +378,8 @@ static void test_engine_writers_use_it(void **state) {
     aflo_dataset d;
     dataset_init(&d);
     assert_int_equal(synth_sentiment(&d, 16, c.vocab_size, 1), 0);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES,
-                              .projections = PROJ_FFN};
+    aflo_adapter_config ac = {
+        .method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES, .projections = PROJ_FFN};
     aflo_model *m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, 5, errbuf, sizeof errbuf);
     assert_non_null(m);
     aflo_train_config tc;
@@ -427,7 +428,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_failed_write_keeps_target, seam_setup, seam_teardown),
         cmocka_unit_test_setup_teardown(test_cannot_create, seam_setup, seam_teardown),
         cmocka_unit_test_setup_teardown(test_dir_fsync_einval_tolerated, seam_setup, seam_teardown),
-        cmocka_unit_test_setup_teardown(test_file_fsync_failure_keeps_target, seam_setup, seam_teardown),
+        cmocka_unit_test_setup_teardown(test_file_fsync_failure_keeps_target, seam_setup,
+                                        seam_teardown),
         cmocka_unit_test_setup_teardown(test_two_writers, seam_setup, seam_teardown),
         cmocka_unit_test(test_temp_names),
         cmocka_unit_test_setup_teardown(test_demo_written_atomically, seam_setup, seam_teardown),

@@ -29,7 +29,7 @@
 
 /* ---- fsync fault injection -------------------------------------------------- */
 
-static atomic_int dir_fsync_errno;   /* 0: directories sync for real */
+static atomic_int dir_fsync_errno; /* 0: directories sync for real */
 static atomic_int dir_fsyncs;
 
 static int fake_fsync(int fd) {
@@ -71,8 +71,11 @@ static void make_setup(setup *s, uint64_t seed) {
     synth_demo_config(&s->c);
     dataset_init(&s->train);
     assert_int_equal(synth_sentiment(&s->train, 40, s->c.vocab_size, 11), 0);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     s->m = model_create(&s->c, &ac, TASK_CLASSIFICATION, 2, seed, err, sizeof err);
     assert_non_null(s->m);
     aflo_train_config tc;
@@ -199,7 +202,7 @@ static void test_folder_sync_einval_is_not_a_failure(void **state) {
     int rc = trainer_save_checkpoint(s.t, path, err, sizeof err);
     atomic_store(&dir_fsync_errno, 0);
     if (rc != 0) fail_msg("EINVAL from the folder's fsync failed the checkpoint: %s", err);
-    assert_int_equal(atomic_load(&dir_fsyncs), 1);   /* it did try, once */
+    assert_int_equal(atomic_load(&dir_fsyncs), 1); /* it did try, once */
     assert_int_equal(trainer_load_checkpoint(s.t, path, err, sizeof err), 0);
 
     atomic_store(&dir_fsyncs, 0);

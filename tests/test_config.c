@@ -16,58 +16,55 @@
 #include "model/config.h"
 #include "base/json.h"
 
-static const char BERT_BASE_UNCASED[] =
-    "{\n"
-    "  \"architectures\": [\n"
-    "    \"BertForMaskedLM\"\n"
-    "  ],\n"
-    "  \"attention_probs_dropout_prob\": 0.1,\n"
-    "  \"gradient_checkpointing\": false,\n"
-    "  \"hidden_act\": \"gelu\",\n"
-    "  \"hidden_dropout_prob\": 0.1,\n"
-    "  \"hidden_size\": 768,\n"
-    "  \"initializer_range\": 0.02,\n"
-    "  \"intermediate_size\": 3072,\n"
-    "  \"layer_norm_eps\": 1e-12,\n"
-    "  \"max_position_embeddings\": 512,\n"
-    "  \"model_type\": \"bert\",\n"
-    "  \"num_attention_heads\": 12,\n"
-    "  \"num_hidden_layers\": 12,\n"
-    "  \"pad_token_id\": 0,\n"
-    "  \"position_embedding_type\": \"absolute\",\n"
-    "  \"transformers_version\": \"4.6.0.dev0\",\n"
-    "  \"type_vocab_size\": 2,\n"
-    "  \"use_cache\": true,\n"
-    "  \"vocab_size\": 30522\n"
-    "}\n";
+static const char BERT_BASE_UNCASED[] = "{\n"
+                                        "  \"architectures\": [\n"
+                                        "    \"BertForMaskedLM\"\n"
+                                        "  ],\n"
+                                        "  \"attention_probs_dropout_prob\": 0.1,\n"
+                                        "  \"gradient_checkpointing\": false,\n"
+                                        "  \"hidden_act\": \"gelu\",\n"
+                                        "  \"hidden_dropout_prob\": 0.1,\n"
+                                        "  \"hidden_size\": 768,\n"
+                                        "  \"initializer_range\": 0.02,\n"
+                                        "  \"intermediate_size\": 3072,\n"
+                                        "  \"layer_norm_eps\": 1e-12,\n"
+                                        "  \"max_position_embeddings\": 512,\n"
+                                        "  \"model_type\": \"bert\",\n"
+                                        "  \"num_attention_heads\": 12,\n"
+                                        "  \"num_hidden_layers\": 12,\n"
+                                        "  \"pad_token_id\": 0,\n"
+                                        "  \"position_embedding_type\": \"absolute\",\n"
+                                        "  \"transformers_version\": \"4.6.0.dev0\",\n"
+                                        "  \"type_vocab_size\": 2,\n"
+                                        "  \"use_cache\": true,\n"
+                                        "  \"vocab_size\": 30522\n"
+                                        "}\n";
 
-static const char ROBERTA_BASE[] =
-    "{\n"
-    "  \"architectures\": [\n"
-    "    \"RobertaForMaskedLM\"\n"
-    "  ],\n"
-    "  \"attention_probs_dropout_prob\": 0.1,\n"
-    "  \"bos_token_id\": 0,\n"
-    "  \"eos_token_id\": 2,\n"
-    "  \"hidden_act\": \"gelu\",\n"
-    "  \"hidden_dropout_prob\": 0.1,\n"
-    "  \"hidden_size\": 768,\n"
-    "  \"initializer_range\": 0.02,\n"
-    "  \"intermediate_size\": 3072,\n"
-    "  \"layer_norm_eps\": 1e-05,\n"
-    "  \"max_position_embeddings\": 514,\n"
-    "  \"model_type\": \"roberta\",\n"
-    "  \"num_attention_heads\": 12,\n"
-    "  \"num_hidden_layers\": 12,\n"
-    "  \"pad_token_id\": 1,\n"
-    "  \"type_vocab_size\": 1,\n"
-    "  \"vocab_size\": 50265\n"
-    "}\n";
+static const char ROBERTA_BASE[] = "{\n"
+                                   "  \"architectures\": [\n"
+                                   "    \"RobertaForMaskedLM\"\n"
+                                   "  ],\n"
+                                   "  \"attention_probs_dropout_prob\": 0.1,\n"
+                                   "  \"bos_token_id\": 0,\n"
+                                   "  \"eos_token_id\": 2,\n"
+                                   "  \"hidden_act\": \"gelu\",\n"
+                                   "  \"hidden_dropout_prob\": 0.1,\n"
+                                   "  \"hidden_size\": 768,\n"
+                                   "  \"initializer_range\": 0.02,\n"
+                                   "  \"intermediate_size\": 3072,\n"
+                                   "  \"layer_norm_eps\": 1e-05,\n"
+                                   "  \"max_position_embeddings\": 514,\n"
+                                   "  \"model_type\": \"roberta\",\n"
+                                   "  \"num_attention_heads\": 12,\n"
+                                   "  \"num_hidden_layers\": 12,\n"
+                                   "  \"pad_token_id\": 1,\n"
+                                   "  \"type_vocab_size\": 1,\n"
+                                   "  \"vocab_size\": 50265\n"
+                                   "}\n";
 
 /* Only the five required keys: everything else takes BertConfig defaults. */
-static const char MINIMAL[] =
-    "{\"vocab_size\": 100, \"hidden_size\": 16, \"num_hidden_layers\": 2,"
-    " \"num_attention_heads\": 4, \"intermediate_size\": 32}";
+static const char MINIMAL[] = "{\"vocab_size\": 100, \"hidden_size\": 16, \"num_hidden_layers\": 2,"
+                              " \"num_attention_heads\": 4, \"intermediate_size\": 32}";
 
 static char errbuf[512];
 
@@ -111,7 +108,8 @@ static void assert_config_equal(const aflo_config *a, const aflo_config *b) {
     /* bitwise: the round trip must be exact, not merely close */
     assert_memory_equal(&a->layer_norm_eps, &b->layer_norm_eps, sizeof(float));
     assert_memory_equal(&a->hidden_dropout_prob, &b->hidden_dropout_prob, sizeof(float));
-    assert_memory_equal(&a->attention_probs_dropout_prob, &b->attention_probs_dropout_prob, sizeof(float));
+    assert_memory_equal(&a->attention_probs_dropout_prob, &b->attention_probs_dropout_prob,
+                        sizeof(float));
 }
 
 static void test_bert_base(void **state) {
@@ -160,7 +158,8 @@ static void test_roberta_base(void **state) {
  * registry's words (family_for_config: the architecture and model_type,
  * then what is supported), before any of their fields is read as a BERT's. */
 static const char DEBERTA_V3_BASE[] =
-    "{\"model_type\": \"deberta-v2\", \"attention_probs_dropout_prob\": 0.1, \"hidden_act\": \"gelu\","
+    "{\"model_type\": \"deberta-v2\", \"attention_probs_dropout_prob\": 0.1, \"hidden_act\": "
+    "\"gelu\","
     " \"hidden_dropout_prob\": 0.1, \"hidden_size\": 768, \"intermediate_size\": 3072,"
     " \"max_position_embeddings\": 512, \"num_attention_heads\": 12, \"num_hidden_layers\": 12,"
     " \"position_biased_input\": false, \"relative_attention\": true, \"type_vocab_size\": 0,"
@@ -170,18 +169,21 @@ static const char LLAMA_2_7B[] =
     " \"intermediate_size\": 11008, \"max_position_embeddings\": 4096, \"model_type\": \"llama\","
     " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"rms_norm_eps\": 1e-05,"
     " \"vocab_size\": 32000}";
-#define SUPPORTED                                                                              \
-    "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification "      \
-    "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                           \
+#define SUPPORTED                                                                         \
+    "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification " \
+    "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                      \
     "CamembertForSequenceClassification (camembert))"
 
 static void test_unsupported_architectures(void **state) {
     (void)state;
-    expect_error(DEBERTA_V3_BASE, "config.json: unsupported architecture model_type \"deberta-v2\" " SUPPORTED);
-    expect_error(LLAMA_2_7B, "config.json: unsupported architecture LlamaForCausalLM, model_type \"llama\" "
-                             SUPPORTED);
+    expect_error(DEBERTA_V3_BASE,
+                 "config.json: unsupported architecture model_type \"deberta-v2\" " SUPPORTED);
+    expect_error(
+        LLAMA_2_7B,
+        "config.json: unsupported architecture LlamaForCausalLM, model_type \"llama\" " SUPPORTED);
     char *t = replaced(ROBERTA_BASE, "\"roberta\"", "\"electra\"");
-    expect_error(t, "unsupported architecture RobertaForMaskedLM, model_type \"electra\" " SUPPORTED);
+    expect_error(t,
+                 "unsupported architecture RobertaForMaskedLM, model_type \"electra\" " SUPPORTED);
     free(t);
     /* no model_type (BERT's default) but a LLaMA class */
     t = replaced(MINIMAL, "{", "{\"architectures\": [\"LlamaForCausalLM\"], ");
@@ -222,12 +224,12 @@ static void test_defaults(void **state) {
 
 static void test_missing_required(void **state) {
     (void)state;
-    const char *required[] = { "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                               "intermediate_size" };
+    const char *required[] = {"vocab_size", "hidden_size", "num_hidden_layers",
+                              "num_attention_heads", "intermediate_size"};
     for (size_t i = 0; i < 5; i++) {
         char from[64], to[64], want[96];
         snprintf(from, sizeof from, "\"%s\"", required[i]);
-        snprintf(to, sizeof to, "\"x_%s\"", required[i]);   /* rename the key away */
+        snprintf(to, sizeof to, "\"x_%s\"", required[i]); /* rename the key away */
         char *t = replaced(MINIMAL, from, to);
         snprintf(want, sizeof want, "missing required field %s", required[i]);
         expect_error(t, want);
@@ -237,20 +239,27 @@ static void test_missing_required(void **state) {
 
 static void test_wrong_types(void **state) {
     (void)state;
-    struct { const char *from, *to, *want; } cases[] = {
-        { "\"hidden_size\": 16", "\"hidden_size\": \"16\"", "hidden_size must be an integer, got string" },
-        { "\"hidden_size\": 16", "\"hidden_size\": 16.0", "hidden_size must be an integer, got a non-integer number" },
-        { "\"hidden_size\": 16", "\"hidden_size\": 1.6e1", "hidden_size must be an integer" },
-        { "\"vocab_size\": 100", "\"vocab_size\": null", "vocab_size must be an integer, got null" },
-        { "\"vocab_size\": 100", "\"vocab_size\": 3000000000", "vocab_size = 3000000000 is out of range" },
-        { "{", "{\"pad_token_id\": true, ", "pad_token_id must be an integer, got boolean" },
-        { "{", "{\"layer_norm_eps\": \"1e-12\", ", "layer_norm_eps must be a number, got string" },
-        { "{", "{\"hidden_dropout_prob\": [0.1], ", "hidden_dropout_prob must be a number, got array" },
-        { "{", "{\"layer_norm_eps\": 1e300, ", "layer_norm_eps = 1e+300 does not fit a float" },
-        { "{", "{\"model_type\": 3, ", "model_type must be a string, got number" },
-        { "{", "{\"model_type\": \"a-model-type-name-far-too-long-for-it\", ", "model_type is longer than 31" },
-        { "{", "{\"model_type\": \"be\\u0000rt\", ", "model_type contains a NUL" },
-        { "{", "{\"hidden_act\": null, ", "hidden_act must be a string, got null" },
+    struct {
+        const char *from, *to, *want;
+    } cases[] = {
+        {"\"hidden_size\": 16", "\"hidden_size\": \"16\"",
+         "hidden_size must be an integer, got string"},
+        {"\"hidden_size\": 16", "\"hidden_size\": 16.0",
+         "hidden_size must be an integer, got a non-integer number"},
+        {"\"hidden_size\": 16", "\"hidden_size\": 1.6e1", "hidden_size must be an integer"},
+        {"\"vocab_size\": 100", "\"vocab_size\": null", "vocab_size must be an integer, got null"},
+        {"\"vocab_size\": 100", "\"vocab_size\": 3000000000",
+         "vocab_size = 3000000000 is out of range"},
+        {"{", "{\"pad_token_id\": true, ", "pad_token_id must be an integer, got boolean"},
+        {"{", "{\"layer_norm_eps\": \"1e-12\", ", "layer_norm_eps must be a number, got string"},
+        {"{", "{\"hidden_dropout_prob\": [0.1], ",
+         "hidden_dropout_prob must be a number, got array"},
+        {"{", "{\"layer_norm_eps\": 1e300, ", "layer_norm_eps = 1e+300 does not fit a float"},
+        {"{", "{\"model_type\": 3, ", "model_type must be a string, got number"},
+        {"{", "{\"model_type\": \"a-model-type-name-far-too-long-for-it\", ",
+         "model_type is longer than 31"},
+        {"{", "{\"model_type\": \"be\\u0000rt\", ", "model_type contains a NUL"},
+        {"{", "{\"hidden_act\": null, ", "hidden_act must be a string, got null"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = replaced(MINIMAL, cases[i].from, cases[i].to);
@@ -286,18 +295,23 @@ static void test_validate(void **state) {
     (void)state;
     aflo_config good;
     assert_int_equal(from_text(&good, MINIMAL), 0);
-    struct { const char *from, *to, *want; } cases[] = {
-        { "\"hidden_size\": 16", "\"hidden_size\": 18", "hidden_size 18 is not divisible by num_attention_heads 4" },
-        { "\"hidden_size\": 16", "\"hidden_size\": 0", "hidden_size must be positive" },
-        { "\"num_hidden_layers\": 2", "\"num_hidden_layers\": -1", "num_hidden_layers must be positive" },
-        { "{", "{\"type_vocab_size\": 0, ", "type_vocab_size must be positive" },
-        { "{", "{\"pad_token_id\": 100, ", "pad_token_id 100 must be in [0, vocab_size 100)" },
-        { "{", "{\"pad_token_id\": -1, ", "pad_token_id -1" },
-        { "{", "{\"hidden_dropout_prob\": 1, ", "hidden_dropout_prob must be in [0, 1)" },
-        { "{", "{\"attention_probs_dropout_prob\": -0.1, ", "attention_probs_dropout_prob must be in [0, 1)" },
-        { "{", "{\"layer_norm_eps\": 0, ", "layer_norm_eps must be positive" },
-        { "{", "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 2, ",
-          "max_position_embeddings 2 must exceed pad_token_id + 1 = 2" },
+    struct {
+        const char *from, *to, *want;
+    } cases[] = {
+        {"\"hidden_size\": 16", "\"hidden_size\": 18",
+         "hidden_size 18 is not divisible by num_attention_heads 4"},
+        {"\"hidden_size\": 16", "\"hidden_size\": 0", "hidden_size must be positive"},
+        {"\"num_hidden_layers\": 2", "\"num_hidden_layers\": -1",
+         "num_hidden_layers must be positive"},
+        {"{", "{\"type_vocab_size\": 0, ", "type_vocab_size must be positive"},
+        {"{", "{\"pad_token_id\": 100, ", "pad_token_id 100 must be in [0, vocab_size 100)"},
+        {"{", "{\"pad_token_id\": -1, ", "pad_token_id -1"},
+        {"{", "{\"hidden_dropout_prob\": 1, ", "hidden_dropout_prob must be in [0, 1)"},
+        {"{", "{\"attention_probs_dropout_prob\": -0.1, ",
+         "attention_probs_dropout_prob must be in [0, 1)"},
+        {"{", "{\"layer_norm_eps\": 0, ", "layer_norm_eps must be positive"},
+        {"{", "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 2, ",
+         "max_position_embeddings 2 must exceed pad_token_id + 1 = 2"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = replaced(MINIMAL, cases[i].from, cases[i].to);
@@ -305,7 +319,9 @@ static void test_validate(void **state) {
         free(t);
     }
     /* the RoBERTa bound is one past: 3 positions with pad 1 is the smallest legal */
-    char *t = replaced(MINIMAL, "{", "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 3, ");
+    char *t = replaced(
+        MINIMAL, "{",
+        "{\"model_type\": \"roberta\", \"pad_token_id\": 1, \"max_position_embeddings\": 3, ");
     assert_int_equal(from_text(&good, t), 0);
     free(t);
 
@@ -316,7 +332,7 @@ static void test_validate(void **state) {
     assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "model_type"));
     c = good;
-    memset(c.model_type, 'x', sizeof c.model_type);   /* not terminated */
+    memset(c.model_type, 'x', sizeof c.model_type); /* not terminated */
     assert_int_equal(config_validate(&c, errbuf, sizeof errbuf), -1);
     c = good;
     c.hidden_dropout_prob = NAN;
@@ -340,8 +356,9 @@ static void test_round_trip(void **state) {
     round_trip(ROBERTA_BASE);
     round_trip(MINIMAL);
     /* floats whose shortest decimal form needs many digits */
-    char *t = replaced(MINIMAL, "{", "{\"layer_norm_eps\": 1.2345678e-7, \"hidden_dropout_prob\": 0.333333333,"
-                                     " \"attention_probs_dropout_prob\": 0.0, ");
+    char *t = replaced(MINIMAL, "{",
+                       "{\"layer_norm_eps\": 1.2345678e-7, \"hidden_dropout_prob\": 0.333333333,"
+                       " \"attention_probs_dropout_prob\": 0.0, ");
     round_trip(t);
     free(t);
     /* a model_type needing escapes is written as valid JSON (and then
@@ -388,7 +405,8 @@ static void test_round_trip(void **state) {
 static void keys_of(const json_value *obj, char *out, size_t cap) {
     out[0] = '\0';
     for (size_t i = 0; i < json_len(obj); i++)
-        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "", json_key_at(obj, i, NULL));
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? "," : "",
+                 json_key_at(obj, i, NULL));
 }
 
 static void test_task_head(void **state) {
@@ -402,12 +420,13 @@ static void test_task_head(void **state) {
     json_value *v = json_parse(out, strlen(out), 0, errbuf, sizeof errbuf);
     if (!v) fail_msg("%s\n%s", errbuf, out);
     char keys[1024];
-    keys_of(v, keys, sizeof keys);   /* sorted, as transformers writes them */
-    assert_string_equal(keys, "architectures,attention_probs_dropout_prob,hidden_act,hidden_dropout_prob,"
-                              "hidden_size,id2label,intermediate_size,label2id,layer_norm_eps,"
-                              "max_position_embeddings,model_type,num_attention_heads,num_hidden_layers,"
-                              "num_labels,pad_token_id,position_embedding_type,problem_type,type_vocab_size,"
-                              "vocab_size");
+    keys_of(v, keys, sizeof keys); /* sorted, as transformers writes them */
+    assert_string_equal(
+        keys, "architectures,attention_probs_dropout_prob,hidden_act,hidden_dropout_prob,"
+              "hidden_size,id2label,intermediate_size,label2id,layer_norm_eps,"
+              "max_position_embeddings,model_type,num_attention_heads,num_hidden_layers,"
+              "num_labels,pad_token_id,position_embedding_type,problem_type,type_vocab_size,"
+              "vocab_size");
     const json_value *id2label = json_get(v, "id2label"), *label2id = json_get(v, "label2id");
     keys_of(id2label, keys, sizeof keys);
     assert_string_equal(keys, "0,1,2");
@@ -416,7 +435,8 @@ static void test_task_head(void **state) {
     assert_int_equal(json_int(json_get(label2id, "pos \"x\"")), 1);
     assert_int_equal(json_int(json_get(label2id, "neg")), 0);
     assert_int_equal(json_int(json_get(v, "num_labels")), 3);
-    assert_string_equal(json_string(json_get(v, "problem_type"), NULL), "single_label_classification");
+    assert_string_equal(json_string(json_get(v, "problem_type"), NULL),
+                        "single_label_classification");
     json_free(v);
     /* still a config the engine reads back the same */
     aflo_config back;
@@ -449,16 +469,11 @@ static void test_task_head(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_task_head),
-        cmocka_unit_test(test_bert_base),
-        cmocka_unit_test(test_roberta_base),
-        cmocka_unit_test(test_unsupported_architectures),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_missing_required),
-        cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_hidden_act_and_positions),
-        cmocka_unit_test(test_bad_json),
-        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_task_head),    cmocka_unit_test(test_bert_base),
+        cmocka_unit_test(test_roberta_base), cmocka_unit_test(test_unsupported_architectures),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_wrong_types),  cmocka_unit_test(test_hidden_act_and_positions),
+        cmocka_unit_test(test_bad_json),     cmocka_unit_test(test_validate),
         cmocka_unit_test(test_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,9 +19,9 @@
 #include "model/model.h"
 #include "testutil.h"
 
-#define SUPPORTED                                                                              \
-    "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification "      \
-    "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                           \
+#define SUPPORTED                                                                         \
+    "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification " \
+    "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                      \
     "CamembertForSequenceClassification (camembert))"
 
 static char errbuf[1024];
@@ -68,8 +68,7 @@ static void test_unsupported_messages(void **state) {
     aflo_config c;
     tiny_config(&c, false);
     strcpy(c.model_type, "electra");
-    aflo_adapter_config ac = {.method = METHOD_LORA, .rank = 2, .alpha = 2,
-                              .targets = ALL_MODULES};
+    aflo_adapter_config ac = {.method = METHOD_LORA, .rank = 2, .alpha = 2, .targets = ALL_MODULES};
     assert_null(model_create(&c, &ac, TASK_CLASSIFICATION, 2, 1, errbuf, sizeof errbuf));
     assert_non_null(strstr(errbuf, "unsupported architecture model_type \"electra\""));
 }
@@ -105,8 +104,8 @@ static void test_loader_refuses_unsupported_folder(void **state) {
                                "\"hidden_size\": 8, \"num_hidden_layers\": 1, "
                                "\"num_attention_heads\": 2, \"intermediate_size\": 12}";
     assert_int_equal(config_from_json(&c, text, strlen(text), errbuf, sizeof errbuf), -1);
-    assert_string_equal(errbuf, "config.json: unsupported architecture model_type \"electra\" "
-                                SUPPORTED);
+    assert_string_equal(errbuf,
+                        "config.json: unsupported architecture model_type \"electra\" " SUPPORTED);
 }
 
 /* Without model_type, config.json's architectures name the type. */
@@ -126,8 +125,8 @@ static void test_config_type_from_architectures(void **state) {
 static void test_target_names(void **state) {
     (void)state;
     const char *names[FAMILY_MAX_MODULES];
-    static const char *const want[] = {"query", "key", "value", "attention.output.dense",
-                                       "intermediate.dense", "output.dense"};
+    static const char *const want[] = {
+        "query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"};
     assert_int_equal(family_target_names(names), 6);
     for (int i = 0; i < 6; i++) assert_string_equal(names[i], want[i]);
     assert_int_equal(family_module_index(&bert_family, "output.dense"), BERT_OUTPUT);
@@ -141,12 +140,12 @@ static void test_module_table_of_a_model(void **state) {
     (void)state;
     aflo_config c;
     tiny_config(&c, false);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES,
-                              .projections = PROJ_FFN};
+    aflo_adapter_config ac = {
+        .method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES, .projections = PROJ_FFN};
     aflo_model *m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, 1, errbuf, sizeof errbuf);
     assert_non_null(m);
     assert_ptr_equal(model_family(m), &bert_family);
-    assert_int_equal(model_adapter_config(m)->targets, 0x3F);   /* ALL_MODULES, masked */
+    assert_int_equal(model_adapter_config(m)->targets, 0x3F); /* ALL_MODULES, masked */
     assert_int_equal(model_module_count(m), BERT_MODULE_COUNT);
     assert_true(model_module(m, BERT_INTERMEDIATE)->ffn && model_module(m, BERT_OUTPUT)->ffn);
     assert_false(model_module(m, BERT_QUERY)->ffn || model_module(m, BERT_ATTN_OUT)->ffn);
@@ -160,7 +159,7 @@ static void test_module_table_of_a_model(void **state) {
         assert_true(strncmp(p->name, want, strlen(want)) == 0);
         adapted++;
     }
-    assert_int_equal(adapted, 2 * 6 * 4);   /* layers x modules x (A, B, s_d, s_b) */
+    assert_int_equal(adapted, 2 * 6 * 4); /* layers x modules x (A, B, s_d, s_b) */
     model_free(m);
 }
 
@@ -225,9 +224,9 @@ static void test_head_output_and_max_tokens(void **state) {
     aflo_config c;
     tiny_config(&c, false);
     assert_int_equal(family_max_tokens(&c), c.max_position_embeddings);
-    tiny_config(&c, true);   /* pad 1: positions 2 .. 16 */
+    tiny_config(&c, true); /* pad 1: positions 2 .. 16 */
     assert_int_equal(family_max_tokens(&c), c.max_position_embeddings - 2);
-    strcpy(c.model_type, "electra");   /* no family: the positions themselves */
+    strcpy(c.model_type, "electra"); /* no family: the positions themselves */
     assert_int_equal(family_max_tokens(&c), c.max_position_embeddings);
 }
 

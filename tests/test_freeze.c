@@ -42,24 +42,24 @@ static void test_schedule_hand_cases(void **state) {
     assert_true(schedule_remaining_fraction(&c, 1) == 1.0);
     assert_true(schedule_remaining_fraction(&c, 10) == 1.0);
     assert_near(schedule_remaining_fraction(&c, 11), pow(59.0 / 60.0, 3), 1e-15);
-    assert_near(schedule_remaining_fraction(&c, 40), 0.125, 1e-15);      /* (1 - 30/60)^3 */
-    assert_near(schedule_remaining_fraction(&c, 55), 0.015625, 1e-15);   /* (1 - 45/60)^3 */
-    assert_true(schedule_remaining_fraction(&c, 70) == 0.0);             /* (1 - 60/60)^3 */
+    assert_near(schedule_remaining_fraction(&c, 40), 0.125, 1e-15);    /* (1 - 30/60)^3 */
+    assert_near(schedule_remaining_fraction(&c, 55), 0.015625, 1e-15); /* (1 - 45/60)^3 */
+    assert_true(schedule_remaining_fraction(&c, 70) == 0.0);           /* (1 - 60/60)^3 */
     assert_true(schedule_remaining_fraction(&c, 71) == 0.0);
     assert_true(schedule_remaining_fraction(&c, 100) == 0.0);
 
-    aflo_freeze_config z = cfg(0.85, 0.95, 10, 10, 0, 0);   /* no warm-up, no final phase */
+    aflo_freeze_config z = cfg(0.85, 0.95, 10, 10, 0, 0); /* no warm-up, no final phase */
     assert_near(schedule_remaining_fraction(&z, 1), 0.729, 1e-15);
     assert_true(schedule_remaining_fraction(&z, 10) == 0.0);
 }
 
 static void test_schedule_without_middle_phase(void **state) {
     (void)state;
-    aflo_freeze_config c = cfg(0.85, 0.95, 1, 10, 4, 6);   /* T - t_i - t_f = 0 */
+    aflo_freeze_config c = cfg(0.85, 0.95, 1, 10, 4, 6); /* T - t_i - t_f = 0 */
     assert_true(schedule_remaining_fraction(&c, 4) == 1.0);
     assert_true(schedule_remaining_fraction(&c, 5) == 0.0);
     assert_true(schedule_remaining_fraction(&c, 10) == 0.0);
-    aflo_freeze_config o = cfg(0.85, 0.95, 1, 10, 6, 6);   /* phases overlap: warm-up wins */
+    aflo_freeze_config o = cfg(0.85, 0.95, 1, 10, 6, 6); /* phases overlap: warm-up wins */
     assert_true(schedule_remaining_fraction(&o, 5) == 1.0);
     assert_true(schedule_remaining_fraction(&o, 6) == 1.0);
     assert_true(schedule_remaining_fraction(&o, 7) == 0.0);
@@ -107,14 +107,15 @@ static void test_window_and_ema_by_hand(void **state) {
  * Ubar = .05*|2 - .3| = .085, score .0255. */
 static void test_default_betas_one_boundary(void **state) {
     (void)state;
-    aflo_freeze_config c = cfg(AFLO_FREEZE_DEFAULT_BETA1, AFLO_FREEZE_DEFAULT_BETA2, 2, 100, 100, 0);
+    aflo_freeze_config c =
+        cfg(AFLO_FREEZE_DEFAULT_BETA1, AFLO_FREEZE_DEFAULT_BETA2, 2, 100, 100, 0);
     const size_t sizes[1] = {1};
     const bool tr[1] = {true};
     aflo_freezer *f = make(&c, 1, sizes, tr);
     const float two = 2.0f, seven = 7.0f;
     const float *g1[1] = {&two}, *g2[1] = {&seven};
     freeze_score_update(f, 1, g1);
-    freeze_score_update(f, 2, g2);   /* 7 starts the next window, not this boundary */
+    freeze_score_update(f, 2, g2); /* 7 starts the next window, not this boundary */
     assert_near(freezer_matrix_score(f, 0), 0.0255, 1e-8);
     freezer_free(f);
 }
@@ -175,8 +176,8 @@ static void test_threshold_decision_three_matrices(void **state) {
     assert_int_equal(freezer_frozen_step(f, 0), 2);
     assert_int_equal(freezer_frozen_step(f, 1), -1);
     assert_int_equal(freezer_frozen_step(f, 2), -1);
-    assert_true(freezer_matrix_score(f, 0) == 0.0);             /* state freed */
-    assert_near(freezer_frozen_score(f, 0), 0.125, 1e-12);       /* kept for reports */
+    assert_true(freezer_matrix_score(f, 0) == 0.0);        /* state freed */
+    assert_near(freezer_frozen_score(f, 0), 0.125, 1e-12); /* kept for reports */
     assert_true(freezer_frozen_score(f, 1) == 0.0);
     assert_int_equal(freezer_trainable_count(f), 2);
     /* M0's three score arrays are gone */
@@ -242,7 +243,11 @@ static void test_decisions_only_at_multiples_and_final_once(void **state) {
     size_t sizes[M];
     bool tr[M];
     float grad[M];
-    for (int j = 0; j < M; j++) { sizes[j] = 1; tr[j] = true; grad[j] = (float)(j + 1); }
+    for (int j = 0; j < M; j++) {
+        sizes[j] = 1;
+        tr[j] = true;
+        grad[j] = (float)(j + 1);
+    }
     aflo_freezer *f = make(&c, M, sizes, tr);
     const long want_step[M] = {6, 6, 6, 9, 9, 9, 9, 12, 21, 21};
     int out[M];
@@ -282,7 +287,7 @@ static void test_final_phase_freezes_all_left_once(void **state) {
     assert_true(freezer_is_frozen(f, 1));
     assert_int_equal(freezer_frozen_step(f, 1), 0);
     assert_int_equal(freezer_trainable_count(f), 2);
-    const float g[3] = {0.5f, -0.5f, 0.5f};   /* all element scores equal */
+    const float g[3] = {0.5f, -0.5f, 0.5f}; /* all element scores equal */
     int out[3];
     for (long t = 1; t <= 20; t++) {
         const float *gs[3] = {freezer_is_frozen(f, 0) ? NULL : g, NULL,
@@ -339,7 +344,7 @@ static void test_decision_matches_sort_reference(void **state) {
     (void)state;
     enum { M = 40, MAXSZ = 24 };
     const long spans[4] = {3, 5, 9, 40};
-    int froze = 0, kept = 0;   /* the trials must exercise both outcomes */
+    int froze = 0, kept = 0; /* the trials must exercise both outcomes */
     for (int trial = 0; trial < 8; trial++) {
         aflo_rng rng;
         rng_seed(&rng, 1000 + (uint64_t)trial);
@@ -353,9 +358,10 @@ static void test_decision_matches_sort_reference(void **state) {
             sizes[j] = 1 + (size_t)rng_below(&rng, MAXSZ);
             tr[j] = rng_below(&rng, 8) != 0;
             if (tr[j]) total += sizes[j];
-            int scale = (int)rng_below(&rng, 3);   /* some matrices mostly small */
+            int scale = (int)rng_below(&rng, 3); /* some matrices mostly small */
             for (size_t e = 0; e < sizes[j]; e++)
-                grads[j][e] = (float)rng_below(&rng, 2 + 2 * (uint64_t)scale) * (rng_below(&rng, 2) ? 1.f : -1.f);
+                grads[j][e] = (float)rng_below(&rng, 2 + 2 * (uint64_t)scale) *
+                              (rng_below(&rng, 2) ? 1.f : -1.f);
         }
         /* reference */
         float *all = malloc(total * sizeof(float));
@@ -379,7 +385,10 @@ static void test_decision_matches_sort_reference(void **state) {
         bool want[M] = {false};
         int nwant = 0;
         for (int j = 0; j < M; j++)
-            if (tr[j] && k > 0 && mean[j] < all[k - 1]) { want[j] = true; nwant++; }
+            if (tr[j] && k > 0 && mean[j] < all[k - 1]) {
+                want[j] = true;
+                nwant++;
+            }
         free(all);
 
         aflo_freezer *f = make(&c, M, sizes, tr);
@@ -393,7 +402,10 @@ static void test_decision_matches_sort_reference(void **state) {
         for (int j = 0; j < M; j++) {
             assert_int_equal(tr[j] && freezer_is_frozen(f, j), want[j]);
             if (want[j]) assert_int_equal(freezer_frozen_step(f, j), 2);
-            if (tr[j]) { froze += want[j]; kept += !want[j]; }
+            if (tr[j]) {
+                froze += want[j];
+                kept += !want[j];
+            }
         }
         freezer_free(f);
     }
@@ -439,7 +451,7 @@ static void *save_blob(const aflo_freezer *f, size_t *n) {
 
 static void test_save_load_round_trip(void **state) {
     (void)state;
-    const long SAVE_AT = 13;   /* saved with a window of two gradients open */
+    const long SAVE_AT = 13; /* saved with a window of two gradients open */
     aflo_freeze_config c = rt_cfg();
     aflo_freezer *a = make(&c, RT_M, RT_SIZES, RT_TRAIN);
     aflo_freezer *b = make(&c, RT_M, RT_SIZES, RT_TRAIN);
@@ -447,8 +459,8 @@ static void test_save_load_round_trip(void **state) {
     int out_a[RT_M], out_b[RT_M], out_d[RT_M];
     for (long t = 1; t <= SAVE_AT; t++) assert_true(rt_step(a, t, out_a) >= 0);
     int frozen_before = (RT_M - 1) - freezer_trainable_count(a);
-    assert_true(frozen_before >= 1);   /* the blob holds some frozen matrices */
-    assert_true(freezer_trainable_count(a) >= 3);   /* and some with live scores */
+    assert_true(frozen_before >= 1);              /* the blob holds some frozen matrices */
+    assert_true(freezer_trainable_count(a) >= 3); /* and some with live scores */
     /* `done` ran to the end: everything frozen, state freed; loading must re-create it */
     for (long t = 1; t <= RT_T; t++) rt_step(done, t, out_d);
     assert_int_equal(freezer_trainable_count(done), 0);
@@ -480,7 +492,7 @@ static void test_save_load_round_trip(void **state) {
             assert_true(freezer_matrix_score(done, j) == freezer_matrix_score(a, j));
         }
     }
-    assert_true(middle_freezes_after >= 2);   /* the continuation decided something */
+    assert_true(middle_freezes_after >= 2); /* the continuation decided something */
     for (int j = 0; j < RT_M; j++) {
         assert_int_equal(freezer_frozen_step(b, j), freezer_frozen_step(a, j));
         assert_int_equal(freezer_frozen_step(done, j), freezer_frozen_step(a, j));
@@ -514,25 +526,32 @@ static void test_bad_blobs_rejected(void **state) {
     aflo_freezer *src = make(&c, RT_M, RT_SIZES, RT_TRAIN);
     aflo_freezer *dst = make(&c, RT_M, RT_SIZES, RT_TRAIN);
     int out[RT_M];
-    for (long t = 1; t <= 9; t++) { rt_step(src, t, out); rt_step(dst, t, out); }
-    for (long t = 10; t <= 12; t++) rt_step(src, t, out);   /* dst differs from src */
+    for (long t = 1; t <= 9; t++) {
+        rt_step(src, t, out);
+        rt_step(dst, t, out);
+    }
+    for (long t = 10; t <= 12; t++) rt_step(src, t, out); /* dst differs from src */
     size_t n;
     unsigned char *blob = save_blob(src, &n);
     unsigned char *bad = malloc(n);
     assert_non_null(bad);
 
-    assert_int_equal(freezer_save(src, bad, n - 1), -1);   /* buffer too small */
+    assert_int_equal(freezer_save(src, bad, n - 1), -1); /* buffer too small */
 
-    expect_rejected(dst, blob, n - 1, "checksum");          /* truncated */
+    expect_rejected(dst, blob, n - 1, "checksum"); /* truncated */
     expect_rejected(dst, blob, 10, "short");
     expect_rejected(dst, NULL, 0, "short");
-    memcpy(bad, blob, n); bad[0] ^= 1;
+    memcpy(bad, blob, n);
+    bad[0] ^= 1;
     expect_rejected(dst, bad, n, "magic");
-    memcpy(bad, blob, n); bad[4] = 2;
+    memcpy(bad, blob, n);
+    bad[4] = 2;
     expect_rejected(dst, bad, n, "version");
-    memcpy(bad, blob, n); bad[n / 2] ^= 0x40;                /* a score bit flipped */
+    memcpy(bad, blob, n);
+    bad[n / 2] ^= 0x40; /* a score bit flipped */
     expect_rejected(dst, bad, n, "checksum");
-    memcpy(bad, blob, n); bad[n - 1] ^= 1;                   /* checksum itself */
+    memcpy(bad, blob, n);
+    bad[n - 1] ^= 1; /* checksum itself */
     expect_rejected(dst, bad, n, "checksum");
 
     /* another freezer's blob: other delta_t; other sizes; other trainable set */
@@ -590,18 +609,22 @@ static void test_create_rejects_bad_input(void **state) {
     aflo_freeze_config bad;
 
     err[0] = 0;
-    assert_null(freezer_create(&c, 2, sizes, tr, err, sizeof err));   /* trainable, 0 elements */
+    assert_null(freezer_create(&c, 2, sizes, tr, err, sizeof err)); /* trainable, 0 elements */
     assert_non_null(strstr(err, "matrix 1"));
-    bad = c; bad.beta1 = 1.0;
+    bad = c;
+    bad.beta1 = 1.0;
     assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
     assert_non_null(strstr(err, "beta1"));
-    bad = c; bad.beta2 = -0.1;
+    bad = c;
+    bad.beta2 = -0.1;
     assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
     assert_non_null(strstr(err, "beta2"));
-    bad = c; bad.delta_t = 0;
+    bad = c;
+    bad.delta_t = 0;
     assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
     assert_non_null(strstr(err, "delta_t"));
-    bad = c; bad.final_steps = -1;
+    bad = c;
+    bad.final_steps = -1;
     assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
     assert_null(freezer_create(NULL, 2, sizes, tr_ok, err, sizeof err));
     assert_null(freezer_create(&c, -1, sizes, tr_ok, err, sizeof err));

@@ -55,8 +55,8 @@ static void compare(const char *what, const float *got, const float *ref, size_t
         }
     }
     if (worst > ATOL + RTOL * scale) {
-        fprintf(stderr, "%s: max error %.3g at %zu (got %.8g, ref %.8g, scale %.3g)\n", what,
-                worst, at, got[at], ref[at], scale);
+        fprintf(stderr, "%s: max error %.3g at %zu (got %.8g, ref %.8g, scale %.3g)\n", what, worst,
+                at, got[at], ref[at], scale);
         fail();
     }
 }
@@ -79,8 +79,8 @@ static void run_fixture(const char *file) {
     ac.rank = atoi(st_metadata(f, "rank"));
     ac.alpha = (float)atof(st_metadata(f, "alpha"));
     int labels = atoi(st_metadata(f, "num_labels"));
-    aflo_task task = strcmp(st_metadata(f, "task"), "regression") == 0 ? TASK_REGRESSION
-                                                                       : TASK_CLASSIFICATION;
+    aflo_task task =
+        strcmp(st_metadata(f, "task"), "regression") == 0 ? TASK_REGRESSION : TASK_CLASSIFICATION;
     aflo_model *m = model_create(&c, &ac, task, labels, 1, err, sizeof err);
     if (!m) fprintf(stderr, "%s\n", err);
     assert_non_null(m);
@@ -112,8 +112,13 @@ static void run_fixture(const char *file) {
         mask[i] = mask_f[i] != 0.0f;
     }
     for (size_t i = 0; i < n_lab; i++) lab[i] = (int32_t)lab_f[i];
-    aflo_batch b = {.batch = B, .seq = S, .input_ids = ids, .token_type_ids = tt,
-                    .attention_mask = mask, .labels = lab, .targets = lab_f};
+    aflo_batch b = {.batch = B,
+                    .seq = S,
+                    .input_ids = ids,
+                    .token_type_ids = tt,
+                    .attention_mask = mask,
+                    .labels = lab,
+                    .targets = lab_f};
 
     assert_int_equal(model_reserve(m, B, S, err, sizeof err), 0);
     model_zero_grad(m);
@@ -140,16 +145,36 @@ static void run_fixture(const char *file) {
         checked++;
     }
     assert_true(checked >= 4);
-    free(ids_f); free(tt_f); free(mask_f); free(lab_f); free(ref_logits); free(ref_loss);
-    free(ids); free(tt); free(lab); free(mask);
+    free(ids_f);
+    free(tt_f);
+    free(mask_f);
+    free(lab_f);
+    free(ref_logits);
+    free(ref_loss);
+    free(ids);
+    free(tt);
+    free(lab);
+    free(mask);
     model_free(m);
     st_close(f);
 }
 
-static void test_aflora_classification(void **s) { (void)s; run_fixture("aflora_cls.safetensors"); }
-static void test_lora_classification(void **s) { (void)s; run_fixture("lora_cls.safetensors"); }
-static void test_full_regression(void **s) { (void)s; run_fixture("full_reg.safetensors"); }
-static void test_roberta_aflora(void **s) { (void)s; run_fixture("roberta_aflora.safetensors"); }
+static void test_aflora_classification(void **s) {
+    (void)s;
+    run_fixture("aflora_cls.safetensors");
+}
+static void test_lora_classification(void **s) {
+    (void)s;
+    run_fixture("lora_cls.safetensors");
+}
+static void test_full_regression(void **s) {
+    (void)s;
+    run_fixture("full_reg.safetensors");
+}
+static void test_roberta_aflora(void **s) {
+    (void)s;
+    run_fixture("roberta_aflora.safetensors");
+}
 
 int main(void) {
     engine_set_threads(1);

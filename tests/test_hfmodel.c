@@ -56,13 +56,16 @@ static void write_config(void **state, const aflo_config *c) {
 /* ---------------------------------------------------------------- the source model */
 
 static aflo_adapter_config full_ac(void) {
-    return (aflo_adapter_config){.method = METHOD_FULL, .rank = 0, .alpha = 0, .targets = 0,
-                                 .projections = PROJ_FFN};
+    return (aflo_adapter_config){
+        .method = METHOD_FULL, .rank = 0, .alpha = 0, .targets = 0, .projections = PROJ_FFN};
 }
 
 static aflo_adapter_config aflora_ac(void) {
-    return (aflo_adapter_config){.method = METHOD_AFLORA, .rank = 2, .alpha = 2,
-                                 .targets = ALL_MODULES, .projections = PROJ_FFN};
+    return (aflo_adapter_config){.method = METHOD_AFLORA,
+                                 .rank = 2,
+                                 .alpha = 2,
+                                 .targets = ALL_MODULES,
+                                 .projections = PROJ_FFN};
 }
 
 /* A model whose every base and head value is a multiple of 1/1024 below 1/8
@@ -70,8 +73,8 @@ static aflo_adapter_config aflora_ac(void) {
  * tensor is trivially 0 or 1. */
 static aflo_model *source_model(const aflo_config *c, int num_labels) {
     aflo_adapter_config ac = full_ac();
-    aflo_model *m = model_create(c, &ac, TASK_CLASSIFICATION, num_labels, SRC_SEED, errbuf,
-                                 sizeof errbuf);
+    aflo_model *m =
+        model_create(c, &ac, TASK_CLASSIFICATION, num_labels, SRC_SEED, errbuf, sizeof errbuf);
     assert_non_null(m);
     aflo_rng rng;
     rng_seed(&rng, 1234);
@@ -92,13 +95,14 @@ static const char *file_name(char *buf, size_t cap, name_style style, const char
     bool head_pool = strncmp(name, "pooler.", 7) == 0;
     bool head_cls = strncmp(name, "classifier.", 11) == 0;
     switch (style) {
-    case STYLE_BERT_SEQCLS:
-        snprintf(buf, cap, head_cls ? "%s" : "bert.%s", name);
-        return buf;
+    case STYLE_BERT_SEQCLS: snprintf(buf, cap, head_cls ? "%s" : "bert.%s", name); return buf;
     case STYLE_ROBERTA_SEQCLS:
-        if (head_pool) snprintf(buf, cap, "classifier.dense.%s", name + strlen("pooler.dense."));
-        else if (head_cls) snprintf(buf, cap, "classifier.out_proj.%s", name + strlen("classifier."));
-        else snprintf(buf, cap, "roberta.%s", name);
+        if (head_pool)
+            snprintf(buf, cap, "classifier.dense.%s", name + strlen("pooler.dense."));
+        else if (head_cls)
+            snprintf(buf, cap, "classifier.out_proj.%s", name + strlen("classifier."));
+        else
+            snprintf(buf, cap, "roberta.%s", name);
         return buf;
     case STYLE_BERT_BARE:
         if (head_pool || head_cls) return NULL;
@@ -110,7 +114,8 @@ static const char *file_name(char *buf, size_t cap, name_style style, const char
 
 static void add_tensor(st_writer *w, const char *name, const aflo_param *p) {
     int64_t shape[2] = {p->shape[0], p->shape[1]};
-    assert_int_equal(st_writer_add(w, name, shape, (size_t)p->ndim, p->data, errbuf, sizeof errbuf), 0);
+    assert_int_equal(st_writer_add(w, name, shape, (size_t)p->ndim, p->data, errbuf, sizeof errbuf),
+                     0);
 }
 
 /* Write model.safetensors of src under a style; `skip` names engine tensors
@@ -131,7 +136,8 @@ static void write_weights(void **state, aflo_model *src, name_style style, const
     assert_int_equal(st_writer_write(w, path, errbuf, sizeof errbuf), 0);
 }
 
-static void write_model_folder(void **state, aflo_model *src, name_style style, const char *const *skip) {
+static void write_model_folder(void **state, aflo_model *src, name_style style,
+                               const char *const *skip) {
     write_config(state, model_config(src));
     st_writer *w = st_writer_new();
     assert_non_null(w);
@@ -151,7 +157,8 @@ static void assert_same_tensor(aflo_model *got, aflo_model *want, const char *go
     assert_non_null(g);
     assert_non_null(w);
     assert_int_equal(g->size, w->size);
-    if (memcmp(g->data, w->data, g->size * sizeof(float)) != 0) fail_msg("tensor %s differs", got_name);
+    if (memcmp(g->data, w->data, g->size * sizeof(float)) != 0)
+        fail_msg("tensor %s differs", got_name);
 }
 
 static void assert_base_equal(aflo_model *got, aflo_model *want) {
@@ -180,8 +187,11 @@ static void test_bert_seqcls_loads_everything(void **state) {
     for (int i = 0; i < 16; i++) pos_ids[i] = (float)i;
     memset(mlm_bias, 0, sizeof mlm_bias);
     int64_t s16 = 16, s30 = 30, s2 = 2;
-    assert_int_equal(st_writer_add(w, "bert.embeddings.position_ids", &s16, 1, pos_ids, errbuf, sizeof errbuf), 0);
-    assert_int_equal(st_writer_add(w, "cls.predictions.bias", &s30, 1, mlm_bias, errbuf, sizeof errbuf), 0);
+    assert_int_equal(
+        st_writer_add(w, "bert.embeddings.position_ids", &s16, 1, pos_ids, errbuf, sizeof errbuf),
+        0);
+    assert_int_equal(
+        st_writer_add(w, "cls.predictions.bias", &s30, 1, mlm_bias, errbuf, sizeof errbuf), 0);
     assert_int_equal(st_writer_add(w, "foo.unexpected", &s2, 1, foo, errbuf, sizeof errbuf), 0);
     write_weights(state, src, STYLE_BERT_SEQCLS, NULL, w);
     st_writer_free(w);
@@ -227,7 +237,8 @@ static void test_head_size_mismatch_keeps_fresh_classifier(void **state) {
     assert_non_null(strstr(rep.info, "needs 2"));
     /* the classifier is exactly what a fresh model with the same seed has */
     aflo_adapter_config ac = aflora_ac();
-    aflo_model *fresh = model_create(&c, &ac, TASK_CLASSIFICATION, 2, LOAD_SEED, errbuf, sizeof errbuf);
+    aflo_model *fresh =
+        model_create(&c, &ac, TASK_CLASSIFICATION, 2, LOAD_SEED, errbuf, sizeof errbuf);
     assert_non_null(fresh);
     assert_same_tensor(m, fresh, "classifier.weight", "classifier.weight");
     assert_same_tensor(m, fresh, "classifier.bias", "classifier.bias");
@@ -344,26 +355,27 @@ static uint16_t f16_bits(float v) {
     float a = fabsf(v);
     if (a == 0.0f) return sign;
     int e;
-    float m = frexpf(a, &e);            /* a = m 2^e, m in [0.5, 1) */
-    int biased = e - 1 + 15;            /* a = (2m) 2^(e-1) */
+    float m = frexpf(a, &e); /* a = m 2^e, m in [0.5, 1) */
+    int biased = e - 1 + 15; /* a = (2m) 2^(e-1) */
     assert_true(biased > 0 && biased < 31);
     float frac = (2.0f * m - 1.0f) * 1024.0f;
-    assert_true(frac == floorf(frac));  /* exactly representable */
+    assert_true(frac == floorf(frac)); /* exactly representable */
     return (uint16_t)(sign | (uint16_t)(biased << 10) | (uint16_t)frac);
 }
 
 static uint16_t bf16_bits(float v) {
     uint32_t u;
     memcpy(&u, &v, 4);
-    assert_int_equal(u & 0xFFFFu, 0);   /* exactly representable */
+    assert_int_equal(u & 0xFFFFu, 0); /* exactly representable */
     return (uint16_t)(u >> 16);
 }
 
 /* Write a safetensors file by hand with 16-bit tensors under the given file
  * names: 2-D weights as F16, everything else as BF16. */
-static void write_half_shard(const char *path, char (*fnames)[160], aflo_param *const *params, int n) {
+static void write_half_shard(const char *path, char (*fnames)[160], aflo_param *const *params,
+                             int n) {
     enum { HEADER_CAP = 8192 };
-    char *header = calloc(1, HEADER_CAP);   /* heap: its size is not the compiler's business */
+    char *header = calloc(1, HEADER_CAP); /* heap: its size is not the compiler's business */
     assert_non_null(header);
     header[0] = '{';
     size_t off = 0, total = 0;
@@ -501,25 +513,33 @@ static void test_name_or_path(void **state) {
     char path[600], name[32];
     path_in(path, sizeof path, state, "config.json");
     /* what transformers' save_pretrained records */
-    write_text(path, "{\"_name_or_path\": \"google-bert/bert-base-uncased\", \"model_type\": \"bert\"}");
-    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), 1);
+    write_text(path,
+               "{\"_name_or_path\": \"google-bert/bert-base-uncased\", \"model_type\": \"bert\"}");
+    assert_int_equal(
+        hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), 1);
     assert_string_equal(name, "google-bert/bert-base-uncased");
     /* absent, empty or not a string: none */
-    const char *none[] = {"{\"model_type\": \"bert\"}", "{\"_name_or_path\": \"\"}", "{\"_name_or_path\": 3}"};
+    const char *none[] = {"{\"model_type\": \"bert\"}", "{\"_name_or_path\": \"\"}",
+                          "{\"_name_or_path\": 3}"};
     for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
         write_text(path, none[i]);
         strcpy(name, "untouched");
-        assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), 0);
+        assert_int_equal(
+            hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf),
+            0);
         assert_string_equal(name, "untouched");
     }
     write_text(path, "{\"_name_or_path\": \"a-name-longer-than-the-thirty-two-byte-buffer\"}");
-    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_int_equal(
+        hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "_name_or_path is longer than 31 bytes"));
     write_text(path, "{\"_name_or_path\": ");
-    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_int_equal(
+        hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "config.json: "));
     unlink(path);
-    assert_int_equal(hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
+    assert_int_equal(
+        hfmodel_name_or_path((const char *)*state, name, sizeof name, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "cannot open"));
 }
 
@@ -528,7 +548,8 @@ static void test_index_errors(void **state) {
     tiny_config(&c, false);
     aflo_model *src = source_model(&c, NUM_LABELS);
     /* a tensor the index places in a shard that does not have it */
-    write_sharded_folder(state, src, ", \"bert.ghost.weight\": \"model-00001-of-00002.safetensors\"");
+    write_sharded_folder(state, src,
+                         ", \"bert.ghost.weight\": \"model-00001-of-00002.safetensors\"");
     aflo_model *m = load(state, NUM_LABELS, NULL);
     assert_null(m);
     assert_non_null(strstr(errbuf, "bert.ghost.weight"));
@@ -559,8 +580,9 @@ static void test_missing_and_misshaped_listed(void **state) {
     /* the intermediate weight of layer 1 transposed: 8 x 12 instead of 12 x 8 */
     aflo_param *p = model_find_param(src, "encoder.layer.1.intermediate.dense.weight");
     int64_t t[2] = {8, 12};
-    assert_int_equal(st_writer_add(w, "bert.encoder.layer.1.intermediate.dense.weight", t, 2, p->data,
-                                   errbuf, sizeof errbuf), 0);
+    assert_int_equal(st_writer_add(w, "bert.encoder.layer.1.intermediate.dense.weight", t, 2,
+                                   p->data, errbuf, sizeof errbuf),
+                     0);
     write_weights(state, src, STYLE_BERT_SEQCLS, skip, w);
     st_writer_free(w);
     aflo_model *m = load(state, NUM_LABELS, NULL);
@@ -568,7 +590,9 @@ static void test_missing_and_misshaped_listed(void **state) {
     assert_non_null(strstr(errbuf, "3 tensors missing or unusable"));
     assert_non_null(strstr(errbuf, "encoder.layer.0.attention.self.key.bias missing"));
     assert_non_null(strstr(errbuf, "embeddings.LayerNorm.weight missing"));
-    assert_non_null(strstr(errbuf, "bert.encoder.layer.1.intermediate.dense.weight has shape [8, 12], expected [12, 8]"));
+    assert_non_null(strstr(
+        errbuf,
+        "bert.encoder.layer.1.intermediate.dense.weight has shape [8, 12], expected [12, 8]"));
     assert_null(strstr(errbuf, "more"));
     model_free(src);
 }
@@ -590,8 +614,8 @@ static void test_many_problems_bounded(void **state) {
     write_model_folder(state, src, STYLE_BERT_SEQCLS, skip);
     char small[300];
     aflo_adapter_config ac = aflora_ac();
-    aflo_model *m = hfmodel_load((const char *)*state, &ac, TASK_CLASSIFICATION, NUM_LABELS, 1, NULL,
-                                 errbuf, sizeof errbuf);
+    aflo_model *m = hfmodel_load((const char *)*state, &ac, TASK_CLASSIFICATION, NUM_LABELS, 1,
+                                 NULL, errbuf, sizeof errbuf);
     assert_null(m);
     /* 16 missing + the pooler weight without its bias = 17; 8 listed */
     assert_non_null(strstr(errbuf, "17 tensors missing or unusable"));
@@ -612,7 +636,8 @@ static void test_duplicate_names(void **state) {
     write_config(state, &c);
     st_writer *w = st_writer_new();
     assert_non_null(w);
-    add_tensor(w, "embeddings.LayerNorm.weight", model_find_param(src, "embeddings.LayerNorm.weight"));
+    add_tensor(w, "embeddings.LayerNorm.weight",
+               model_find_param(src, "embeddings.LayerNorm.weight"));
     write_weights(state, src, STYLE_BERT_SEQCLS, NULL, w);
     st_writer_free(w);
     assert_null(load(state, NUM_LABELS, NULL));
@@ -645,8 +670,9 @@ static void test_bad_config_and_dtype(void **state) {
     /* an unsupported activation */
     char path[600];
     path_in(path, sizeof path, state, "config.json");
-    write_text(path, "{\"vocab_size\": 30, \"hidden_size\": 8, \"num_hidden_layers\": 1, "
-                     "\"num_attention_heads\": 2, \"intermediate_size\": 12, \"hidden_act\": \"relu\"}");
+    write_text(path,
+               "{\"vocab_size\": 30, \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+               "\"num_attention_heads\": 2, \"intermediate_size\": 12, \"hidden_act\": \"relu\"}");
     assert_null(load(state, NUM_LABELS, NULL));
     assert_non_null(strstr(errbuf, "hidden_act"));
 }
@@ -656,13 +682,14 @@ static void test_bad_config_and_dtype(void **state) {
 static void test_config_file_refused(void **state) {
     char path[600];
     path_in(path, sizeof path, state, "config.json");
-    size_t big = ((size_t)1 << 20) + 1;   /* hfmodel.c's MAX_CONFIG_BYTES + 1 */
+    size_t big = ((size_t)1 << 20) + 1; /* hfmodel.c's MAX_CONFIG_BYTES + 1 */
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     for (size_t i = 0; i < big; i++) assert_int_equal(fputc(' ', f), ' ');
     assert_int_equal(fclose(f), 0);
     assert_null(load(state, NUM_LABELS, NULL));
-    if (!strstr(errbuf, "config.json: larger than 1048576 bytes, not a plausible file of this kind"))
+    if (!strstr(errbuf,
+                "config.json: larger than 1048576 bytes, not a plausible file of this kind"))
         fail_msg("got <%s>", errbuf);
     assert_int_equal(unlink(path), 0);
     assert_int_equal(mkdir(path, 0755), 0);
@@ -675,7 +702,8 @@ static void expect_probe(void **state, int want_rc, bool want_config, const char
     aflo_config c;
     bool read = !want_config;
     errbuf[0] = '\0';
-    assert_int_equal(hfmodel_probe((const char *)*state, &c, &read, errbuf, sizeof errbuf), want_rc);
+    assert_int_equal(hfmodel_probe((const char *)*state, &c, &read, errbuf, sizeof errbuf),
+                     want_rc);
     assert_int_equal(read, want_config);
     if (want && !strstr(errbuf, want)) fail_msg("probe said <%s>, want <%s>", errbuf, want);
 }
@@ -691,8 +719,9 @@ static void test_probe(void **state) {
     path_in(tj, sizeof tj, state, "tokenizer.json");
     path_in(weights, sizeof weights, state, "model.safetensors");
     /* config and weights but no tokenizer: the sizes are still known */
-    expect_probe(state, -1, true, "no tokenizer files (expected vocab.txt, vocab.json + merges.txt, "
-                                  "or tokenizer.json)");
+    expect_probe(state, -1, true,
+                 "no tokenizer files (expected vocab.txt, vocab.json + merges.txt, "
+                 "or tokenizer.json)");
     /* a tokenizer.json of a kind only vocab.txt could stand in for */
     write_text(tj, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
     expect_probe(state, -1, true, "model type \"WordPiece\" is not supported");
@@ -714,35 +743,47 @@ static void test_probe(void **state) {
     expect_probe(state, 0, true, NULL);
     /* other families are refused before anything else is looked at */
     path_in(path, sizeof path, state, "config.json");
-    write_text(path, "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
-                     " \"num_attention_heads\": 12, \"intermediate_size\": 3072, \"vocab_size\": 128100,"
-                     " \"type_vocab_size\": 0, \"relative_attention\": true}");
-    expect_probe(state, -1, false, "unsupported architecture model_type \"deberta-v2\" (supported: "
-                                   "BertForSequenceClassification (bert)");
-    write_text(path, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
-                     "\"hidden_act\": \"silu\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
-                     "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"vocab_size\": 32000}");
-    expect_probe(state, -1, false, "unsupported architecture LlamaForCausalLM, model_type \"llama\" "
-                                   "(supported: BertForSequenceClassification (bert)");
+    write_text(path,
+               "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
+               " \"num_attention_heads\": 12, \"intermediate_size\": 3072, \"vocab_size\": 128100,"
+               " \"type_vocab_size\": 0, \"relative_attention\": true}");
+    expect_probe(state, -1, false,
+                 "unsupported architecture model_type \"deberta-v2\" (supported: "
+                 "BertForSequenceClassification (bert)");
+    write_text(path,
+               "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
+               "\"hidden_act\": \"silu\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
+               "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"vocab_size\": 32000}");
+    expect_probe(state, -1, false,
+                 "unsupported architecture LlamaForCausalLM, model_type \"llama\" "
+                 "(supported: BertForSequenceClassification (bert)");
     /* and loading says the same, before any training could start */
     assert_null(load(state, NUM_LABELS, NULL));
-    assert_non_null(strstr(errbuf, "unsupported architecture LlamaForCausalLM, model_type \"llama\""));
+    assert_non_null(
+        strstr(errbuf, "unsupported architecture LlamaForCausalLM, model_type \"llama\""));
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_bert_seqcls_loads_everything, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_head_size_mismatch_keeps_fresh_classifier, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_roberta_seqcls_head_maps_to_pooler_and_classifier, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_bare_model_without_head, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_layernorm_gamma_beta_names, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bert_seqcls_loads_everything, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_head_size_mismatch_keeps_fresh_classifier,
+                                        tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_roberta_seqcls_head_maps_to_pooler_and_classifier,
+                                        tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_bare_model_without_head, tmpdir_setup,
+                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_layernorm_gamma_beta_names, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_probe, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_name_or_path, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_index_errors, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_missing_and_misshaped_listed, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_and_misshaped_listed, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_many_problems_bounded, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_names, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_pickle_refused, tmpdir_setup, tmpdir_teardown),

@@ -60,9 +60,9 @@ typedef struct {
 
 typedef struct {
     atomic_int cancel;
-    long cancel_at;          /* stop after this step (0: never) */
-    long first_step;         /* first step reported */
-    long resumed_from;       /* -1: no resume */
+    long cancel_at;    /* stop after this step (0: never) */
+    long first_step;   /* first step reported */
+    long resumed_from; /* -1: no resume */
     char logs[4096];
 } run_log;
 
@@ -97,7 +97,7 @@ static int env_setup(void **state) {
     env *e = calloc(1, sizeof *e);
     if (!e) return -1;
     snprintf(e->dir, sizeof e->dir, "%s", (const char *)*state);
-    free(*state);   /* env_teardown hands tmpdir_teardown a copy again */
+    free(*state); /* env_teardown hands tmpdir_teardown a copy again */
     snprintf(e->models, sizeof e->models, "%s/models", e->dir);
     snprintf(e->out, sizeof e->out, "%s/out", e->dir);
     snprintf(e->train, sizeof e->train, "%s/train.tsv", e->dir);
@@ -106,7 +106,7 @@ static int env_setup(void **state) {
     if (job_ensure_demo(e->models, err, sizeof err) != 0) return -1;
     snprintf(src, sizeof src, "%s/demo/train.tsv", e->models);
     copy_rows(src, e->train, 120);
-    copy_rows(src, e->other, 96);   /* fewer rows: other data */
+    copy_rows(src, e->other, 96); /* fewer rows: other data */
     *state = e;
     return 0;
 }
@@ -121,18 +121,21 @@ static int env_teardown(void **state) {
 
 /* Run a spec (JSON text) into e->out, stopping after step cancel_at (0:
  * never); the outcome, with the message in err and what happened in *l. */
-static job_outcome run_spec(env *e, const char *spec_json, bool restart, long cancel_at,
-                            run_log *l, char *err, size_t errlen) {
+static job_outcome run_spec(env *e, const char *spec_json, bool restart, long cancel_at, run_log *l,
+                            char *err, size_t errlen) {
     aflo_job_spec spec;
     aflo_spec_error se;
     if (spec_parse(spec_json, strlen(spec_json), &spec, &se) != 0) fail_msg("%s", se.message);
     memset(l, 0, sizeof *l);
     l->resumed_from = -1;
     l->cancel_at = cancel_at;
-    job_args a = {.spec = &spec, .models_dir = e->models, .work_dir = e->out,
+    job_args a = {.spec = &spec,
+                  .models_dir = e->models,
+                  .work_dir = e->out,
                   .cancel = &l->cancel,
                   .ev = {.ctx = l, .on_step = on_step, .on_log = on_log, .on_resume = on_resume},
-                  .restart = restart, .mismatch_hint = "HINT"};
+                  .restart = restart,
+                  .mismatch_hint = "HINT"};
     job_result r;
     err[0] = '\0';
     job_outcome o = job_run(&a, &r, err, errlen);
@@ -168,7 +171,7 @@ static void test_changed_spec_is_refused_naming_the_field(void **state) {
     assert_int_equal(run_spec(e, spec, false, 0, l, err, sizeof err), JOB_FAILED);
     assert_non_null(strstr(err, "learning_rate: checkpoint 0.01, spec 0.02"));
     assert_non_null(strstr(err, "HINT"));
-    assert_int_equal(l->first_step, 0);   /* nothing trained */
+    assert_int_equal(l->first_step, 0); /* nothing trained */
     spec_text(spec, sizeof spec, e, e->train, ",\"threads\":1,\"seed\":1,\"dropout\":false");
     assert_int_equal(run_spec(e, spec, false, 0, l, err, sizeof err), JOB_FAILED);
     assert_non_null(strstr(err, "seed: checkpoint 42, spec 1"));
@@ -196,7 +199,8 @@ static void test_changed_data_is_refused(void **state) {
     char eval[1400];
     snprintf(eval, sizeof eval,
              "{\"model\":\"%s/demo\",\"dataset\":{\"train\":\"%s\",\"eval\":\"%s\"},"
-             "\"epochs\":4,\"batch_size\":8,\"threads\":1}", e->models, e->train, e->other);
+             "\"epochs\":4,\"batch_size\":8,\"threads\":1}",
+             e->models, e->train, e->other);
     assert_int_equal(run_spec(e, eval, false, 0, l, err, sizeof err), JOB_FAILED);
     assert_non_null(strstr(err, "dataset.eval: checkpoint has none, spec has one"));
     /* the same rows under another name resume */
@@ -237,8 +241,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_changed_spec_is_refused_naming_the_field, env_setup,
                                         env_teardown),
         cmocka_unit_test_setup_teardown(test_changed_data_is_refused, env_setup, env_teardown),
-        cmocka_unit_test_setup_teardown(test_threads_may_differ_and_restart_starts_over,
-                                        env_setup, env_teardown),
+        cmocka_unit_test_setup_teardown(test_threads_may_differ_and_restart_starts_over, env_setup,
+                                        env_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

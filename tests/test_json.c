@@ -128,7 +128,7 @@ static void test_accessors_tolerate_null_and_wrong_types(void **state) {
     json_free(NULL);
 
     json_value *v = parse_ok("[1]");
-    assert_null(json_get(v, "1"));        /* array is not an object */
+    assert_null(json_get(v, "1")); /* array is not an object */
     assert_null(json_key_at(v, 0, NULL));
     assert_null(json_string(json_at(v, 0), NULL));
     assert_int_equal(json_bool(json_at(v, 0)), 0);
@@ -238,7 +238,8 @@ static void test_string_escapes(void **state) {
      * U+10FFFF (DBFF DFFF) -> F4 8F BF BF, U+007F stays one byte. */
     v = parse_ok("\"\\u00e9\\u20AC\\uD83D\\uDE00\\udbff\\udfff\\u007f\\u0041\"");
     s = json_string(v, &len);
-    const char want[] = "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF\x7F" "A";
+    const char want[] = "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF\x7F"
+                        "A";
     assert_int_equal(len, sizeof want - 1);
     assert_memory_equal(s, want, sizeof want - 1);
     json_free(v);
@@ -265,7 +266,7 @@ static void test_string_errors(void **state) {
     expect_fail("\"\\uD800x\"", "high surrogate");
     expect_fail("\"\\uD800\\uD800\"", "high surrogate");
     expect_fail("\"\\uDC00\"", "lone low surrogate");
-    expect_fail("\"\\uDE00\\uD83D\"", "lone low surrogate");   /* pair in the wrong order */
+    expect_fail("\"\\uDE00\\uD83D\"", "lone low surrogate"); /* pair in the wrong order */
     expect_fail("\"\\u12G4\"", "4 hex digits");
     expect_fail("\"\\u12\"", "4 hex digits");
     expect_fail("\"\\x\"", "invalid escape");
@@ -282,16 +283,16 @@ static void test_string_errors(void **state) {
 
 static void test_invalid_utf8(void **state) {
     (void)state;
-    expect_fail("\"\xC3\"", "invalid UTF-8");              /* truncated 2-byte */
-    expect_fail("\"\xC0\x80\"", "invalid UTF-8");          /* overlong NUL */
-    expect_fail("\"\xC1\xBF\"", "invalid UTF-8");          /* overlong */
-    expect_fail("\"\xE0\x80\x80\"", "invalid UTF-8");      /* overlong 3-byte */
-    expect_fail("\"\xED\xA0\x80\"", "invalid UTF-8");      /* encoded surrogate D800 */
-    expect_fail("\"\xF4\x90\x80\x80\"", "invalid UTF-8");  /* U+110000 */
+    expect_fail("\"\xC3\"", "invalid UTF-8");             /* truncated 2-byte */
+    expect_fail("\"\xC0\x80\"", "invalid UTF-8");         /* overlong NUL */
+    expect_fail("\"\xC1\xBF\"", "invalid UTF-8");         /* overlong */
+    expect_fail("\"\xE0\x80\x80\"", "invalid UTF-8");     /* overlong 3-byte */
+    expect_fail("\"\xED\xA0\x80\"", "invalid UTF-8");     /* encoded surrogate D800 */
+    expect_fail("\"\xF4\x90\x80\x80\"", "invalid UTF-8"); /* U+110000 */
     expect_fail("\"\xF5\x80\x80\x80\"", "invalid UTF-8");
     expect_fail("\"\xFF\"", "invalid UTF-8");
-    expect_fail("\"\x80\"", "invalid UTF-8");              /* lone continuation */
-    expect_fail("\"\xE2\x82\"", "invalid UTF-8");          /* truncated before quote */
+    expect_fail("\"\x80\"", "invalid UTF-8");     /* lone continuation */
+    expect_fail("\"\xE2\x82\"", "invalid UTF-8"); /* truncated before quote */
     expect_fail("\"\xF0\x9F\x98\"", "invalid UTF-8");
     /* outside strings any non-ASCII byte is just unexpected */
     expect_fail("\xEF\xBB\xBF{}", "expected a JSON value");
@@ -300,8 +301,8 @@ static void test_invalid_utf8(void **state) {
 
     assert_true(json_utf8_valid("", 0));
     assert_true(json_utf8_valid("\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xF4\x8F\xBF\xBF", 13));
-    assert_true(json_utf8_valid("\xED\x9F\xBF", 3));    /* U+D7FF, just below the surrogates */
-    assert_true(json_utf8_valid("\xEE\x80\x80", 3));    /* U+E000, just above */
+    assert_true(json_utf8_valid("\xED\x9F\xBF", 3)); /* U+D7FF, just below the surrogates */
+    assert_true(json_utf8_valid("\xEE\x80\x80", 3)); /* U+E000, just above */
     assert_false(json_utf8_valid("\xED\xBF\xBF", 3));
     assert_false(json_utf8_valid("\xF0\x8F\xBF\xBF", 4)); /* overlong 4-byte */
     assert_false(json_utf8_valid("\xE2\x82", 2));
@@ -374,7 +375,8 @@ static void test_duplicate_keys(void **state) {
     size_t off = 0;
     buf[off++] = '{';
     for (int i = 0; i < 40; i++)
-        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s\"k%02d\":%d", i ? "," : "", 39 - i, i);
+        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s\"k%02d\":%d", i ? "," : "", 39 - i,
+                                i);
     buf[off++] = '}';
     buf[off] = '\0';
     v = parse_ok(buf);
@@ -431,7 +433,7 @@ static void test_error_line_and_column(void **state) {
 static void test_large_array_grows_arena(void **state) {
     (void)state;
     enum { N = 20000 };
-    size_t cap = (size_t)N * 24 + 16, off = 0;   /* ",[19999,\"s19999\"]" is 17 bytes */
+    size_t cap = (size_t)N * 24 + 16, off = 0; /* ",[19999,\"s19999\"]" is 17 bytes */
     char *s = malloc(cap);
     assert_non_null(s);
     s[off++] = '[';
@@ -496,11 +498,13 @@ static void test_mutated_documents_never_crash(void **state) {
         memcpy(doc, base, sizeof base);
         int edits = 1 + iter % 3;
         for (int k = 0; k < edits; k++) {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;   /* xorshift64 */
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17; /* xorshift64 */
             size_t pos = (size_t)(x % (sizeof base - 1));
             doc[pos] = alphabet[(x >> 32) % (sizeof alphabet - 1)];
         }
-        size_t len = (size_t)((x >> 16) % sizeof base);   /* also truncate */
+        size_t len = (size_t)((x >> 16) % sizeof base); /* also truncate */
         json_value *v = parse_n(doc, iter % 2 ? len : sizeof base - 1, 0);
         if (v) {
             ok++;

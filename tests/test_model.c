@@ -55,8 +55,12 @@ static void make_batch(fixture_batch *fb, int pad, int num_labels) {
         fb->labels[b] = b % num_labels;
         fb->targets[b] = 0.5f * (float)b - 0.3f;
     }
-    fb->batch = (aflo_batch){.batch = B, .seq = S, .input_ids = fb->ids, .token_type_ids = fb->types,
-                             .attention_mask = fb->mask, .labels = fb->labels,
+    fb->batch = (aflo_batch){.batch = B,
+                             .seq = S,
+                             .input_ids = fb->ids,
+                             .token_type_ids = fb->types,
+                             .attention_mask = fb->mask,
+                             .labels = fb->labels,
                              .targets = fb->targets};
 }
 
@@ -156,8 +160,8 @@ static aflo_model *make_model(aflo_method method, aflo_projections proj, aflo_ta
                               bool roberta) {
     aflo_config c;
     tiny_model_config(&c, roberta);
-    aflo_adapter_config ac = {.method = method, .rank = 3, .alpha = 6.0f, .targets = ALL_MODULES,
-                              .projections = proj};
+    aflo_adapter_config ac = {
+        .method = method, .rank = 3, .alpha = 6.0f, .targets = ALL_MODULES, .projections = proj};
     char err[256];
     aflo_model *m = model_create(&c, &ac, task, labels, 1234, err, sizeof err);
     if (!m) fprintf(stderr, "%s\n", err);
@@ -279,9 +283,9 @@ static void test_forward_flops_by_hand(void **s) {
     memset(model_flops(m), 0, sizeof(aflo_flops));
     assert_int_equal(model_forward(m, &fb.batch, &loss, err, sizeof err), 0);
     uint64_t N = B * S, H = 8, I = 12, r = 3, nh = 2, hd = 4, L = 2;
-    uint64_t lin = 2 * N * (4 * H * H + 2 * H * I);             /* base weights */
-    uint64_t ad = 2 * N * r * (4 * (H + H) + 2 * (H + I));        /* A and B of 6 layers */
-    uint64_t att = 2 * (2 * S * S * hd) * B * nh;                 /* QK^T and PV */
+    uint64_t lin = 2 * N * (4 * H * H + 2 * H * I);        /* base weights */
+    uint64_t ad = 2 * N * r * (4 * (H + H) + 2 * (H + I)); /* A and B of 6 layers */
+    uint64_t att = 2 * (2 * S * S * hd) * B * nh;          /* QK^T and PV */
     uint64_t head = 2 * B * H * H + 2 * B * H * L;
     assert_int_equal(model_flops(m)->by_kind[FLOP_FORWARD], 2 * (lin + ad + att) + head);
     model_free(m);
@@ -302,7 +306,8 @@ static void test_bad_inputs_rejected(void **s) {
     assert_int_equal(model_forward(m, &fb.batch, &loss, err, sizeof err), -1);
     assert_non_null(strstr(err, "label"));
     fb.labels[1] = 1;
-    assert_int_equal(model_set_tensor(m, "bert.classifier.weight", fb.targets, 3, err, sizeof err), -1);
+    assert_int_equal(model_set_tensor(m, "bert.classifier.weight", fb.targets, 3, err, sizeof err),
+                     -1);
     assert_non_null(strstr(err, "expected 16"));
     assert_int_equal(model_set_tensor(m, "nope", fb.targets, 3, err, sizeof err), -1);
     model_free(m);
@@ -323,20 +328,24 @@ static void test_aflora_initialisation(void **s) {
     (void)s;
     aflo_config c;
     tiny_model_config(&c, false);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .targets = ALL_MODULES,
-                              .projections = PROJ_FFN};
+    aflo_adapter_config ac = {
+        .method = METHOD_AFLORA, .rank = 4, .targets = ALL_MODULES, .projections = PROJ_FFN};
     char err[256];
     aflo_model *m = model_create(&c, &ac, TASK_CLASSIFICATION, 2, 3, err, sizeof err);
     assert_non_null(m);
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
-        float bound = p->role == PROLE_A || p->role == PROLE_B ? sqrtf(6.0f / (float)p->shape[1]) : 0;
+        float bound =
+            p->role == PROLE_A || p->role == PROLE_B ? sqrtf(6.0f / (float)p->shape[1]) : 0;
         float maxabs = 0;
         for (size_t j = 0; j < p->size; j++) maxabs = fmaxf(maxabs, fabsf(p->data[j]));
         switch (p->role) {
-        case PROLE_SD: for (size_t j = 0; j < p->size; j++) assert_true(p->data[j] == 0.1f); break;
+        case PROLE_SD:
+            for (size_t j = 0; j < p->size; j++) assert_true(p->data[j] == 0.1f);
+            break;
         case PROLE_SB: assert_true(maxabs == 0.0f); break;
-        case PROLE_A: case PROLE_B: assert_true(maxabs <= bound && maxabs > 0.5f * bound); break;
+        case PROLE_A:
+        case PROLE_B: assert_true(maxabs <= bound && maxabs > 0.5f * bound); break;
         default: break;
         }
     }

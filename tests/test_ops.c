@@ -65,8 +65,8 @@ static void check_close(const char *what, const float *got, const double *want, 
     for (size_t i = 0; i < n; i++) {
         double err = fabs((double)got[i] - want[i]);
         if (!(err <= atol + rtol * fabs(want[i])))
-            fail_msg("%s[%zu]: got %.9g, want %.9g (err %.3g)", what, i, (double)got[i],
-                     want[i], err);
+            fail_msg("%s[%zu]: got %.9g, want %.9g (err %.3g)", what, i, (double)got[i], want[i],
+                     err);
     }
 }
 
@@ -97,8 +97,8 @@ static double dot_d(const double *a, const double *b, size_t n) {
 
 static const float LN_EPS = 1e-5f;
 
-static void ref_layernorm(double *out, double *mean, double *rstd, const double *x,
-                          const double *g, const double *b, int N, int C, double eps) {
+static void ref_layernorm(double *out, double *mean, double *rstd, const double *x, const double *g,
+                          const double *b, int N, int C, double eps) {
     for (int n = 0; n < N; n++) {
         const double *xr = x + (size_t)n * C;
         double m = 0.0, v = 0.0;
@@ -144,7 +144,9 @@ static void test_layernorm_forward_matches_double(void **state) {
     check_close("out", out, outd, N * C, 1e-4, FWD_RTOL);
     check_close("mean", mean, meand, N, FWD_ATOL, FWD_RTOL);
     check_close("rstd", rstd, rstdd, N, FWD_ATOL, 1e-4);
-    free(xd); free(gd); free(bd);
+    free(xd);
+    free(gd);
+    free(bd);
 }
 
 static void test_layernorm_backward_gradcheck(void **state) {
@@ -166,16 +168,22 @@ static void test_layernorm_backward_gradcheck(void **state) {
     layernorm_backward(dx, dg, db, R, x, mean, rstd, g, N, C);
 
     double outd[N * C], gx[N * C], gg[C], gb[C];
-    ln_ctx c = {N, C, to_double(x, N * C), to_double(g, C), to_double(b, C),
-                to_double(R, N * C), outd};
+    ln_ctx c = {N,   C, to_double(x, N * C), to_double(g, C), to_double(b, C), to_double(R, N * C),
+                outd};
     fd_grad(ln_loss, &c, c.x, N * C, gx);
     fd_grad(ln_loss, &c, c.g, C, gg);
     fd_grad(ln_loss, &c, c.b, C, gb);
-    for (int i = 0; i < C; i++) { gg[i] += dg0[i]; gb[i] += db0[i]; }
+    for (int i = 0; i < C; i++) {
+        gg[i] += dg0[i];
+        gb[i] += db0[i];
+    }
     check_close("dx", dx, gx, N * C, GRAD_ATOL, GRAD_RTOL);
     check_close("dgamma", dg, gg, C, GRAD_ATOL, GRAD_RTOL);
     check_close("dbeta", db, gb, C, GRAD_ATOL, GRAD_RTOL);
-    free(c.x); free(c.g); free(c.b); free(c.R);
+    free(c.x);
+    free(c.g);
+    free(c.b);
+    free(c.R);
 }
 
 /* Frozen gamma/beta (NULL gradients) give the same dx; dx may overwrite dout. */
@@ -211,7 +219,7 @@ static void test_layernorm_backward_null_params_and_in_place(void **state) {
 /* The parameter-gradient reduction must not depend on the thread count. */
 static void test_layernorm_backward_thread_determinism(void **state) {
     (void)state;
-    enum { N = 256, C = 256 };  /* 65536 elements: above the parallel threshold */
+    enum { N = 256, C = 256 }; /* 65536 elements: above the parallel threshold */
     aflo_rng r;
     rng_seed(&r, 14);
     size_t nc = (size_t)N * C;
@@ -242,14 +250,22 @@ static void test_layernorm_backward_thread_determinism(void **state) {
     float ss = 0.0f;
     for (int c = 0; c < C; c++) ss += fabsf(dg1[c]);
     assert_true(ss > 0.0f);
-    free(x); free(out); free(R); free(dx1); free(dx2);
+    free(x);
+    free(out);
+    free(R);
+    free(dx1);
+    free(dx2);
 }
 
 /* --------------------------------------------------------------------- gelu */
 
 static double ref_gelu(double x) { return 0.5 * x * (1.0 + erf(x / sqrt(2.0))); }
 
-typedef struct { size_t n; double *x, *R; double (*f)(double); } ew_ctx;
+typedef struct {
+    size_t n;
+    double *x, *R;
+    double (*f)(double);
+} ew_ctx;
 
 static double ew_loss(void *p) {
     ew_ctx *c = p;
@@ -301,7 +317,8 @@ static void test_gelu_backward_gradcheck(void **state) {
     /* Saturation: gelu' is exactly 1 far right, exactly 0 far left. */
     assert_true(dx[0] == 0.0f);
     assert_true(dx[N_SPECIAL - 1] == R[N_SPECIAL - 1]);
-    free(c.x); free(c.R);
+    free(c.x);
+    free(c.R);
 }
 
 /* --------------------------------------------------------------------- tanh */
@@ -325,12 +342,16 @@ static void test_tanh_forward_backward(void **state) {
     ew_ctx c = {N, to_double(x, N), to_double(R, N), tanh};
     fd_grad(ew_loss, &c, c.x, N, want);
     check_close("dtanh", dx, want, N, GRAD_ATOL, GRAD_RTOL);
-    free(c.x); free(c.R);
+    free(c.x);
+    free(c.R);
 }
 
 /* --------------------------------------------------------------------- bias */
 
-typedef struct { int N, C; double *y0, *b, *R; } bias_ctx;
+typedef struct {
+    int N, C;
+    double *y0, *b, *R;
+} bias_ctx;
 
 static double bias_loss(void *p) {
     bias_ctx *c = p;
@@ -365,12 +386,17 @@ static void test_bias_forward_backward(void **state) {
     fd_grad(bias_loss, &c, c.b, C, gb);
     for (int j = 0; j < C; j++) gb[j] += db0[j];
     check_close("dbias", db, gb, C, GRAD_ATOL, GRAD_RTOL);
-    free(c.y0); free(c.b); free(c.R);
+    free(c.y0);
+    free(c.b);
+    free(c.R);
 }
 
 /* --------------------------------------------------------------- scale_cols */
 
-typedef struct { int N, C; double *x, *s, *R; } sc_ctx;
+typedef struct {
+    int N, C;
+    double *x, *s, *R;
+} sc_ctx;
 
 static double sc_loss(void *p) {
     sc_ctx *c = p;
@@ -420,7 +446,9 @@ static void test_scale_cols(void **state) {
     /* Forward in place. */
     scale_cols_forward(x, x, s, N, C);
     assert_memory_equal(x, y, sizeof y);
-    free(c.x); free(c.s); free(c.R);
+    free(c.x);
+    free(c.s);
+    free(c.R);
 }
 
 /* ------------------------------------------------------------------ softmax */
@@ -430,7 +458,8 @@ static void ref_softmax(double *p, const double *s, const uint8_t *mask, int row
         const double *sr = s + (size_t)r * S;
         double *pr = p + (size_t)r * S;
         double mx = -INFINITY, sum = 0.0;
-        for (int j = 0; j < S; j++) if (!mask || mask[j]) mx = fmax(mx, sr[j]);
+        for (int j = 0; j < S; j++)
+            if (!mask || mask[j]) mx = fmax(mx, sr[j]);
         for (int j = 0; j < S; j++) {
             pr[j] = (!mask || mask[j]) ? exp(sr[j] - mx) : 0.0;
             sum += pr[j];
@@ -439,7 +468,11 @@ static void ref_softmax(double *p, const double *s, const uint8_t *mask, int row
     }
 }
 
-typedef struct { int rows, S; const uint8_t *mask; double *s, *R, *p; } sm_ctx;
+typedef struct {
+    int rows, S;
+    const uint8_t *mask;
+    double *s, *R, *p;
+} sm_ctx;
 
 static double sm_loss(void *v) {
     sm_ctx *c = v;
@@ -469,8 +502,10 @@ static void test_softmax_masked(void **state) {
         double sum = 0.0;
         for (int j = 0; j < S; j++) {
             float v = p[row * S + j];
-            if (!mask[j]) assert_true(v == 0.0f);  /* exactly 0 */
-            else assert_true(v > 0.0f && v < 1.0f);
+            if (!mask[j])
+                assert_true(v == 0.0f); /* exactly 0 */
+            else
+                assert_true(v > 0.0f && v < 1.0f);
             sum += v;
         }
         assert_true(fabs(sum - 1.0) < 1e-6);
@@ -493,7 +528,8 @@ static void test_softmax_masked(void **state) {
     memcpy(inplace, R, sizeof R);
     softmax_backward(inplace, p, inplace, ROWS, S);
     assert_memory_equal(inplace, ds, sizeof ds);
-    free(sd); free(c.R);
+    free(sd);
+    free(c.R);
 }
 
 static void test_softmax_unmasked_in_place(void **state) {
@@ -525,7 +561,7 @@ static int doc_keep(uint64_t seed, uint64_t stream, size_t i, float p) {
 
 static float *drop_input(void) {
     float *x = xmalloc(DROP_N * sizeof *x);
-    for (size_t i = 0; i < DROP_N; i++) x[i] = 1.0f + (float)(i % 7) * 0.25f;  /* never 0 */
+    for (size_t i = 0; i < DROP_N; i++) x[i] = 1.0f + (float)(i % 7) * 0.25f; /* never 0 */
     return x;
 }
 
@@ -539,7 +575,8 @@ static void test_dropout_p0_copies(void **state) {
     memcpy(y, x, DROP_N * sizeof *y);
     dropout_forward(y, y, DROP_N, 0.0f, DROP_SEED, 1);
     assert_memory_equal(x, y, DROP_N * sizeof *y);
-    free(x); free(y);
+    free(x);
+    free(y);
 }
 
 static void test_dropout_rate_scale_and_rule(void **state) {
@@ -561,7 +598,8 @@ static void test_dropout_rate_scale_and_rule(void **state) {
     }
     /* 10% +- 1% (the binomial sd is 0.095%, so this is > 10 sigma). */
     assert_in_range(dropped, 9000, 11000);
-    free(x); free(y);
+    free(x);
+    free(y);
 }
 
 static void test_dropout_backward_regenerates_mask(void **state) {
@@ -571,7 +609,7 @@ static void test_dropout_backward_regenerates_mask(void **state) {
     rng_seed(&r, 71);
     float *x = drop_input(), *y = xmalloc(DROP_N * sizeof *y);
     float *dy = xmalloc(DROP_N * sizeof *dy), *dx = xmalloc(DROP_N * sizeof *dx);
-    fill_uniform(dy, DROP_N, 0.5f, 1.5f, &r);  /* never 0 */
+    fill_uniform(dy, DROP_N, 0.5f, 1.5f, &r); /* never 0 */
     dropout_forward(y, x, DROP_N, p, DROP_SEED, 9);
     dropout_backward(dx, dy, DROP_N, p, DROP_SEED, 9);
     for (size_t i = 0; i < DROP_N; i++) {
@@ -584,7 +622,10 @@ static void test_dropout_backward_regenerates_mask(void **state) {
     /* In place over dy gives the same. */
     dropout_backward(dy, dy, DROP_N, p, DROP_SEED, 9);
     assert_memory_equal(dy, dx, DROP_N * sizeof *dx);
-    free(x); free(y); free(dy); free(dx);
+    free(x);
+    free(y);
+    free(dy);
+    free(dx);
 }
 
 static size_t mask_differences(const float *a, const float *b) {
@@ -611,7 +652,9 @@ static void test_dropout_seed_stream_and_threads(void **state) {
     dropout_forward(b, x, DROP_N, p, DROP_SEED, 5);
     engine_set_threads(1);
     assert_memory_equal(a, b, DROP_N * sizeof *a);
-    free(x); free(a); free(b);
+    free(x);
+    free(a);
+    free(b);
 }
 
 /* ---------------------------------------------------------------- embedding */
@@ -620,23 +663,23 @@ static void test_embedding(void **state) {
     (void)state;
     enum { V = 5, C = 3, N = 4 };
     /* Halves and small integers: every sum below is exact in fp32. */
-    const float table[V * C] = {0.5f, 1, 2,  3, 4, 5,  6, 7, 8,  9, 10, 11,  -1, -2, -3};
+    const float table[V * C] = {0.5f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -1, -2, -3};
     const int32_t ids[N] = {2, 0, 2, 4};
     float out[N * C];
     embedding_forward(out, ids, table, N, C, 0);
-    const float want[N * C] = {6, 7, 8,  0.5f, 1, 2,  6, 7, 8,  -1, -2, -3};
+    const float want[N * C] = {6, 7, 8, 0.5f, 1, 2, 6, 7, 8, -1, -2, -3};
     assert_memory_equal(out, want, sizeof want);
     embedding_forward(out, ids, table, N, C, 1);
-    const float want2[N * C] = {12, 14, 16,  1, 2, 4,  12, 14, 16,  -2, -4, -6};
+    const float want2[N * C] = {12, 14, 16, 1, 2, 4, 12, 14, 16, -2, -4, -6};
     assert_memory_equal(out, want2, sizeof want2);
 
-    const float dout[N * C] = {1, 2, 3,  0.5f, 0.5f, 0.5f,  10, 20, 30,  -1, -1, -1};
+    const float dout[N * C] = {1, 2, 3, 0.5f, 0.5f, 0.5f, 10, 20, 30, -1, -1, -1};
     float dtable[V * C];
     for (int i = 0; i < V * C; i++) dtable[i] = 100.0f;
     embedding_backward(dtable, ids, dout, N, C);
     /* Row 2 gets rows 0 and 2 of dout; rows 1 and 3 of the table get none. */
-    const float wantd[V * C] = {100.5f, 100.5f, 100.5f,  100, 100, 100,  111, 122, 133,
-                                100, 100, 100,  99, 99, 99};
+    const float wantd[V * C] = {100.5f, 100.5f, 100.5f, 100, 100, 100, 111, 122,
+                                133,    100,    100,    100, 99,  99,  99};
     assert_memory_equal(dtable, wantd, sizeof wantd);
 }
 
@@ -654,7 +697,12 @@ static double ref_ce(const double *logits, const int32_t *labels, int B, int L) 
     return total / B;
 }
 
-typedef struct { int B, L; const int32_t *labels; double *logits; double scale; } ce_ctx;
+typedef struct {
+    int B, L;
+    const int32_t *labels;
+    double *logits;
+    double scale;
+} ce_ctx;
 
 static double ce_loss(void *p) {
     ce_ctx *c = p;
@@ -694,7 +742,7 @@ static void test_cross_entropy_huge_logits(void **state) {
     float logits[B * L];
     const float row[L] = {1e4f, -1e4f, 0.0f, 1e4f - 3.0f, 5e3f};
     for (int b = 0; b < B; b++) memcpy(logits + b * L, row, sizeof row);
-    const int32_t labels[B] = {0, 1, 2, 3, 4};  /* every position once */
+    const int32_t labels[B] = {0, 1, 2, 3, 4}; /* every position once */
     float probs[B * L], dl[B * L];
     float loss = cross_entropy_forward(probs, logits, labels, B, L);
     assert_true(isfinite(loss));
@@ -714,7 +762,11 @@ static void test_cross_entropy_huge_logits(void **state) {
 
 /* ---------------------------------------------------------------------- mse */
 
-typedef struct { int B; double *pred, *target; double scale; } mse_ctx;
+typedef struct {
+    int B;
+    double *pred, *target;
+    double scale;
+} mse_ctx;
 
 static double mse_loss(void *p) {
     mse_ctx *c = p;
@@ -744,7 +796,8 @@ static void test_mse(void **state) {
     double g[B];
     fd_grad(mse_loss, &c, c.pred, B, g);
     check_close("dpred", dp, g, B, GRAD_ATOL, GRAD_RTOL);
-    free(c.pred); free(c.target);
+    free(c.pred);
+    free(c.target);
 }
 
 /* Run violate() in a child process: true when it stops on a failed assert(). */
@@ -753,7 +806,7 @@ static bool aborts(void (*violate)(void)) {
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);   /* the assert's message is expected */
+        int null = open("/dev/null", O_WRONLY); /* the assert's message is expected */
         if (null >= 0) dup2(null, STDERR_FILENO);
         violate();
         _exit(0);
@@ -771,7 +824,7 @@ static void gemm_with_short_stride(void) {
 
 static void cross_entropy_with_label_out_of_range(void) {
     float logits[4] = {0}, probs[4];
-    int32_t labels[2] = {1, 2};   /* 2 classes: label 2 does not exist */
+    int32_t labels[2] = {1, 2}; /* 2 classes: label 2 does not exist */
     cross_entropy_forward(probs, logits, labels, 2, 2);
 }
 
@@ -795,7 +848,7 @@ typedef struct {
 static void *set_then_read_threads(void *arg) {
     thread_count_probe *p = arg;
     engine_set_threads(p->want);
-    pthread_barrier_wait(p->set);   /* both have set theirs */
+    pthread_barrier_wait(p->set); /* both have set theirs */
     p->got = engine_threads();
     pthread_barrier_wait(p->read);
     return NULL;

@@ -23,8 +23,10 @@ static const float GRADS[3][N] = {
 
 /* Printed by tests/golden/gen_adamw.py (torch 1.13, torch.optim.AdamW,
  * foreach=False): parameters after the 3 steps. */
-static const float expected_wd[5] = {4.796623290e-01f, -1.242382526e+00f, 1.993007064e+00f, -3.801556071e-03f, 1.466224995e-02f};
-static const float expected_nowd[5] = {4.809350967e-01f, -1.246552348e+00f, 2.000000000e+00f, -2.184158377e-02f, 1.486178953e-02f};
+static const float expected_wd[5] = {4.796623290e-01f, -1.242382526e+00f, 1.993007064e+00f,
+                                     -3.801556071e-03f, 1.466224995e-02f};
+static const float expected_nowd[5] = {4.809350967e-01f, -1.246552348e+00f, 2.000000000e+00f,
+                                       -2.184158377e-02f, 1.486178953e-02f};
 
 /* Float results may differ from a double or torch computation by a few ulps
  * of the values involved; parameters here are O(1e-3..2). */
@@ -37,8 +39,8 @@ static void assert_close(double got, double want) {
 }
 
 /* AdamW written from the formula, in double. */
-static void adamw_reference(double *p, const float g[3][N], const float *lrs, double wd,
-                            double b1, double b2, double eps) {
+static void adamw_reference(double *p, const float g[3][N], const float *lrs, double wd, double b1,
+                            double b2, double eps) {
     double m[N] = {0}, v[N] = {0};
     for (int t = 1; t <= 3; t++) {
         double lr = lrs[t - 1];
@@ -106,9 +108,9 @@ static void test_adamw_first_step_by_hand(void **state) {
     adamw_update(p, g, &s, 0.01f, 0.1f, 0.9f, 0.999f, 1e-6f, 1);
     /* 0.5 * 0.999 - 0.01 * 0.1 / 0.100001 = 0.4995 - 0.00999990000099999 */
     assert_close(p[0], 0.489500099999);
-    assert_close(p[1], -2.0 * 0.999);                 /* g = 0: decay only */
-    assert_close(s.m[0], 0.01);                       /* (1 - 0.9) * 0.1 */
-    assert_close(s.v[0], 1e-5);                       /* (1 - 0.999) * 0.01 */
+    assert_close(p[1], -2.0 * 0.999); /* g = 0: decay only */
+    assert_close(s.m[0], 0.01);       /* (1 - 0.9) * 0.1 */
+    assert_close(s.v[0], 1e-5);       /* (1 - 0.999) * 0.01 */
     adam_state_free(&s);
 }
 
@@ -117,11 +119,14 @@ static void test_adam_state_zeroed_and_double_free_safe(void **state) {
     aflo_adam_state s;
     assert_int_equal(adam_state_init(&s, 7), 0);
     assert_int_equal(s.size, 7);
-    for (int i = 0; i < 7; i++) { assert_true(s.m[i] == 0.0f); assert_true(s.v[i] == 0.0f); }
+    for (int i = 0; i < 7; i++) {
+        assert_true(s.m[i] == 0.0f);
+        assert_true(s.v[i] == 0.0f);
+    }
     adam_state_free(&s);
     adam_state_free(&s);
     assert_null(s.m);
-    assert_int_equal(adam_state_init(&s, 0), 0);  /* empty tensor: nothing to hold */
+    assert_int_equal(adam_state_init(&s, 0), 0); /* empty tensor: nothing to hold */
     adam_state_free(&s);
 }
 
@@ -132,11 +137,11 @@ static void test_lr_schedule_boundaries(void **state) {
     assert_close(lr_linear_warmup(peak, 0, 6, 100), 0.0);
     assert_close(lr_linear_warmup(peak, 3, 6, 100), 0.5 * 1e-2f);
     assert_close(lr_linear_warmup(peak, 5, 6, 100), 5.0 / 6.0 * 1e-2f);
-    assert_close(lr_linear_warmup(peak, 6, 6, 100), 1e-2f);           /* (100-6)/94 */
-    assert_close(lr_linear_warmup(peak, 53, 6, 100), 0.5 * 1e-2f);    /* 47/94 */
+    assert_close(lr_linear_warmup(peak, 6, 6, 100), 1e-2f);        /* (100-6)/94 */
+    assert_close(lr_linear_warmup(peak, 53, 6, 100), 0.5 * 1e-2f); /* 47/94 */
     assert_close(lr_linear_warmup(peak, 99, 6, 100), 1.0 / 94 * 1e-2f);
     assert_close(lr_linear_warmup(peak, 100, 6, 100), 0.0);
-    assert_close(lr_linear_warmup(peak, 120, 6, 100), 0.0);           /* clamped at 0 */
+    assert_close(lr_linear_warmup(peak, 120, 6, 100), 0.0); /* clamped at 0 */
     /* no warm-up: starts at the peak */
     assert_close(lr_linear_warmup(peak, 0, 0, 100), 1e-2f);
     assert_close(lr_linear_warmup(peak, 50, 0, 100), 0.5 * 1e-2f);

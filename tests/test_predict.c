@@ -40,7 +40,7 @@ static char errbuf[1024];
 typedef struct {
     char models[600];
     char adapters[JOBS][700];
-    double reference[JOBS];      /* first logit of TEXT, from a lone predictor */
+    double reference[JOBS]; /* first logit of TEXT, from a lone predictor */
 } demo_env;
 
 static double first_logit(predictor *p, const char *text) {
@@ -57,8 +57,11 @@ static void make_env(void **state, demo_env *e) {
     if (job_ensure_demo(e->models, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
     char dir[700];
     snprintf(dir, sizeof dir, "%s/demo", e->models);
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     static const char *const labels[] = {"negative", "positive"};
     for (int j = 0; j < JOBS; j++) {
         aflo_model *m = hfmodel_load(dir, &ac, TASK_CLASSIFICATION, 2, 100 + (uint64_t)j, NULL,
@@ -92,8 +95,8 @@ static void *hammer(void *arg) {
         int j = (w->id + r) % JOBS;
         char key[16], err[512];
         snprintf(key, sizeof key, "job%d", j);
-        predictor *p = predict_cache_acquire(w->cache, key, w->e->models, "demo",
-                                             w->e->adapters[j], err, sizeof err);
+        predictor *p = predict_cache_acquire(w->cache, key, w->e->models, "demo", w->e->adapters[j],
+                                             err, sizeof err);
         if (!p) {
             atomic_fetch_add(w->failed, 1);
             continue;
@@ -142,8 +145,8 @@ static void test_cache_reloads_a_replaced_adapter(void **state) {
     make_env(state, &e);
     predict_cache *c = predict_cache_new(1);
     assert_non_null(c);
-    predictor *p = predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf,
-                                         sizeof errbuf);
+    predictor *p =
+        predict_cache_acquire(c, "a", e.models, "demo", e.adapters[0], errbuf, sizeof errbuf);
     assert_non_null(p);
     assert_true(first_logit(p, TEXT) == e.reference[0]);
     predict_cache_release(c, p);
@@ -167,8 +170,8 @@ static void test_cache_reloads_a_replaced_adapter(void **state) {
     predict_cache_stats_read(c, &st);
     assert_true(st.loads == 2 && st.entries == 1);
     /* a failed load leaves nothing behind */
-    assert_null(predict_cache_acquire(c, "b", e.models, "demo", "/no/such/file", errbuf,
-                                      sizeof errbuf));
+    assert_null(
+        predict_cache_acquire(c, "b", e.models, "demo", "/no/such/file", errbuf, sizeof errbuf));
     assert_non_null(strstr(errbuf, "/no/such/file"));
     char bad[700];
     path_in(bad, sizeof bad, state, "not-an-adapter.safetensors");
@@ -256,14 +259,17 @@ static void test_label_names_agree_across_forms(void **state) {
     in.fields[0].by_index = true;
     in.fields[0].index = 3;
     adapter_export_info info = {.labels = labels, .inputs = &in};
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     aflo_adapter_config fc = {.method = METHOD_FULL};
     for (int k = 0; k < L; k++) {
-        aflo_model *m = hfmodel_load(demo, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
-                                     sizeof errbuf);
-        aflo_model *f = hfmodel_load(demo, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf,
-                                     sizeof errbuf);
+        aflo_model *m =
+            hfmodel_load(demo, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
+        aflo_model *f =
+            hfmodel_load(demo, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
         if (!m || !f) fail_msg("%s", errbuf);
         make_class_win(m, k);
         make_class_win(f, k);
@@ -355,8 +361,11 @@ static void test_roberta_model(void **state) {
     enum { L = 3 };
     static const char *const labels[L] = {"a", "b", "c"};
     adapter_export_info info = {.labels = labels};
-    aflo_adapter_config ac = {.method = METHOD_AFLORA, .rank = 4, .alpha = 8,
-                              .targets = ALL_MODULES, .projections = PROJ_FFN};
+    aflo_adapter_config ac = {.method = METHOD_AFLORA,
+                              .rank = 4,
+                              .alpha = 8,
+                              .targets = ALL_MODULES,
+                              .projections = PROJ_FFN};
     aflo_adapter_config fc = {.method = METHOD_FULL};
     aflo_model *m = hfmodel_load(rob, &ac, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
     aflo_model *f = hfmodel_load(rob, &fc, TASK_CLASSIFICATION, L, 7, NULL, errbuf, sizeof errbuf);
@@ -396,7 +405,8 @@ static void test_roberta_model(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup,
+                                        tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_cache_reloads_a_replaced_adapter, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_adapter_forms, tmpdir_setup, tmpdir_teardown),

@@ -22,7 +22,8 @@ static void test_one_and_many(void **state) {
     problem_add(&pr, "%s has shape [%d]", "b.bias", 3);
     problems_error(&pr, "dir", "tensor missing or unusable", "tensors missing or unusable", err,
                    sizeof err);
-    assert_string_equal(err, "dir: 2 tensors missing or unusable: a.weight missing; b.bias has shape [3]");
+    assert_string_equal(
+        err, "dir: 2 tensors missing or unusable: a.weight missing; b.bias has shape [3]");
 }
 
 static void test_the_rest_are_counted(void **state) {

@@ -54,7 +54,6 @@ static int remove_dir(void **state) {
     return 0;
 }
 
-
 static void write_bytes(const char *path, const void *buf, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -72,12 +71,13 @@ static size_t file_bytes(const char *path, unsigned char *buf, size_t cap) {
 
 /* A file: u64 header length, the header text padded with spaces to pad_len
  * (if larger), then data. Built without any help from safetensors.c. */
-static size_t assemble(unsigned char *out, size_t cap, const char *header, size_t pad_len, const void *data,
-                       size_t data_len) {
+static size_t assemble(unsigned char *out, size_t cap, const char *header, size_t pad_len,
+                       const void *data, size_t data_len) {
     size_t hl = strlen(header);
     size_t n = hl > pad_len ? hl : pad_len;
     assert_true(8 + n + data_len <= cap);
-    for (int i = 0; i < 8; i++) out[i] = (unsigned char)((uint64_t)n >> (8 * i));   /* little-endian */
+    for (int i = 0; i < 8; i++)
+        out[i] = (unsigned char)((uint64_t)n >> (8 * i)); /* little-endian */
     memcpy(out + 8, header, hl);
     memset(out + 8 + hl, ' ', n - hl);
     if (data_len) memcpy(out + 8 + n, data, data_len);
@@ -102,7 +102,7 @@ static void expect_open_fail_bytes(void **state, const void *bytes, size_t n, co
 /* A header plus data_len zero bytes of data. */
 static void expect_open_fail(void **state, const char *header, size_t data_len, const char *want) {
     unsigned char buf[4096];
-    unsigned char zeros[256] = { 0 };
+    unsigned char zeros[256] = {0};
     assert_true(data_len <= sizeof zeros);
     size_t n = assemble(buf, sizeof buf, header, 0, zeros, data_len);
     expect_open_fail_bytes(state, buf, n, want);
@@ -121,10 +121,10 @@ static void test_round_trip_with_metadata(void **state) {
     path_in(path, sizeof path, state, "model.safetensors");
 
     /* values include the float edge cases: -0, inf, NaN, smallest subnormal, max */
-    const float bw[6] = { 1.5f, -0.0f, INFINITY, NAN, 0x1p-149f, FLT_MAX };
-    const float ab[3] = { 0.25f, -7.0f, 3.0e-5f };
-    const float sc[1] = { 42.0f };
-    const int64_t bshape[2] = { 2, 3 }, ashape[1] = { 3 }, eshape[2] = { 0, 4 };
+    const float bw[6] = {1.5f, -0.0f, INFINITY, NAN, 0x1p-149f, FLT_MAX};
+    const float ab[3] = {0.25f, -7.0f, 3.0e-5f};
+    const float sc[1] = {42.0f};
+    const int64_t bshape[2] = {2, 3}, ashape[1] = {3}, eshape[2] = {0, 4};
 
     st_writer *w = st_writer_new();
     assert_non_null(w);
@@ -134,10 +134,12 @@ static void test_round_trip_with_metadata(void **state) {
     assert_int_equal(st_writer_add(w, "empty", eshape, 2, NULL, errbuf, sizeof errbuf), 0);
     assert_int_equal(st_writer_add(w, "a.bias", ashape, 1, ab, errbuf, sizeof errbuf), 0);
     assert_int_equal(st_writer_set_metadata(w, "format", "np", errbuf, sizeof errbuf), 0);
-    assert_int_equal(st_writer_set_metadata(w, "note", "q\" b\\ \xC3\xA9\n", errbuf, sizeof errbuf), 0);
-    assert_int_equal(st_writer_set_metadata(w, "format", "pt", errbuf, sizeof errbuf), 0);   /* replaces */
+    assert_int_equal(st_writer_set_metadata(w, "note", "q\" b\\ \xC3\xA9\n", errbuf, sizeof errbuf),
+                     0);
+    assert_int_equal(st_writer_set_metadata(w, "format", "pt", errbuf, sizeof errbuf),
+                     0); /* replaces */
     if (st_writer_write(w, path, errbuf, sizeof errbuf)) fail_msg("%s", errbuf);
-    assert_int_equal(count_atomic_temps(*state), 0);   /* no temp file left */
+    assert_int_equal(count_atomic_temps(*state), 0); /* no temp file left */
 
     /* Layout, checked on the raw bytes: header length a multiple of 8, data
      * 4*(3 + 6 + 0 + 1) = 40 bytes, tensors stored in name order
@@ -173,7 +175,8 @@ static void test_round_trip_with_metadata(void **state) {
     assert_int_equal(st_numel(f, (size_t)bi), 6);
     float got[6];
     assert_int_equal(st_read_f32(f, "b.weight", got, 6, errbuf, sizeof errbuf), 0);
-    for (int i = 0; i < 6; i++) assert_int_equal(bits_of(got[i]), bits_of(bw[i]));   /* bitwise, NaN too */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(bits_of(got[i]), bits_of(bw[i])); /* bitwise, NaN too */
     const float *view = st_f32_view(f, (size_t)bi);
     assert_non_null(view);
     assert_memory_equal(view, bw, sizeof bw);
@@ -214,13 +217,14 @@ static void test_round_trip_with_metadata(void **state) {
 static void test_overwrite_and_empty(void **state) {
     char path[512];
     path_in(path, sizeof path, state, "x.safetensors");
-    const float one[2] = { 1, 2 }, two[2] = { 3, 4 };
-    const int64_t shape[1] = { 2 };
+    const float one[2] = {1, 2}, two[2] = {3, 4};
+    const int64_t shape[1] = {2};
 
     for (int round = 0; round < 2; round++) {
         st_writer *w = st_writer_new();
         assert_non_null(w);
-        assert_int_equal(st_writer_add(w, "t", shape, 1, round ? two : one, errbuf, sizeof errbuf), 0);
+        assert_int_equal(st_writer_add(w, "t", shape, 1, round ? two : one, errbuf, sizeof errbuf),
+                         0);
         assert_int_equal(st_writer_write(w, path, errbuf, sizeof errbuf), 0);
         st_writer_free(w);
     }
@@ -259,20 +263,19 @@ static void test_hand_built_f16_bf16(void **state) {
      *   [26,32) b  BF16 [3]    1.0, -3.0, 3.140625
      *   [32,40) i  I64  [1]    7 */
     const unsigned char data[40] = {
-        0x00, 0x00, 0x80, 0x3F,                                        /* f */
+        0x00, 0x00, 0x80, 0x3F,                                                 /* f */
         0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00, 0xFF, 0x03, 0xFF, 0x7B, 0x55, 0x35, /* h */
-        0x00, 0x7C, 0x00, 0xFC, 0x00, 0x7E, 0x00, 0x80,                /* s */
-        0xEE, 0xEE,                                                    /* gap */
-        0x80, 0x3F, 0x40, 0xC0, 0x49, 0x40,                            /* b */
-        7, 0, 0, 0, 0, 0, 0, 0,                                        /* i */
+        0x00, 0x7C, 0x00, 0xFC, 0x00, 0x7E, 0x00, 0x80,                         /* s */
+        0xEE, 0xEE,                                                             /* gap */
+        0x80, 0x3F, 0x40, 0xC0, 0x49, 0x40,                                     /* b */
+        7,    0,    0,    0,    0,    0,    0,    0,                            /* i */
     };
-    const char *header =
-        "{\"h\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[4,16]},"
-        "\"__metadata__\":{\"format\":\"pt\"},"
-        "\"b\":{\"shape\":[3],\"dtype\":\"BF16\",\"data_offsets\":[26,32]},"
-        "\"s\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[16,24]},"
-        "\"i\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[32,40]},"
-        "\"f\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    const char *header = "{\"h\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[4,16]},"
+                         "\"__metadata__\":{\"format\":\"pt\"},"
+                         "\"b\":{\"shape\":[3],\"dtype\":\"BF16\",\"data_offsets\":[26,32]},"
+                         "\"s\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[16,24]},"
+                         "\"i\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[32,40]},"
+                         "\"f\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
     /* pad the header so the data buffer starts 1 byte past a multiple of 4
      * (the mapping itself is page-aligned): F32 data there cannot be viewed
      * in place, only copied */
@@ -286,7 +289,7 @@ static void test_hand_built_f16_bf16(void **state) {
     if (!f) fail_msg("%s", errbuf);
     assert_int_equal(st_count(f), 5);
     /* name order: b f h i s */
-    const char *names[5] = { "b", "f", "h", "i", "s" };
+    const char *names[5] = {"b", "f", "h", "i", "s"};
     for (size_t i = 0; i < 5; i++) assert_string_equal(st_name(f, i), names[i]);
     assert_string_equal(st_metadata(f, "format"), "pt");
 
@@ -295,10 +298,10 @@ static void test_hand_built_f16_bf16(void **state) {
     assert_int_equal(st_dtype_of(f, (size_t)st_find(f, "h")), ST_F16);
     assert_true(h[0] == 1.0f);
     assert_true(h[1] == -2.0f);
-    assert_true(h[2] == 5.9604644775390625e-8f);        /* 2^-24, smallest F16 subnormal */
-    assert_true(h[3] == 6.0975551605224609375e-5f);     /* 1023 * 2^-24, largest subnormal */
-    assert_true(h[4] == 65504.0f);                      /* largest finite F16 */
-    assert_true(h[5] == 0.333251953125f);               /* (1 + 341/1024) / 4 */
+    assert_true(h[2] == 5.9604644775390625e-8f);    /* 2^-24, smallest F16 subnormal */
+    assert_true(h[3] == 6.0975551605224609375e-5f); /* 1023 * 2^-24, largest subnormal */
+    assert_true(h[4] == 65504.0f);                  /* largest finite F16 */
+    assert_true(h[5] == 0.333251953125f);           /* (1 + 341/1024) / 4 */
 
     float s[4];
     assert_int_equal(st_read_f32(f, "s", s, 4, errbuf, sizeof errbuf), 0);
@@ -350,7 +353,8 @@ static void test_f16_conversion_all_exponents(void **state) {
         }
         double mag = e ? ldexp(1.0 + m / 1024.0, (int)e - 15) : ldexp(m / 1024.0, -14);
         double want = (h & 0x8000) ? -mag : mag;
-        if ((double)got != want || !signbit(got) != !signbit(want)) fail_msg("f16 0x%04X -> %a, want %a", h, (double)got, want);
+        if ((double)got != want || !signbit(got) != !signbit(want))
+            fail_msg("f16 0x%04X -> %a, want %a", h, (double)got, want);
     }
     /* BF16 is the top half of the f32 bits */
     assert_true(st_bf16_to_f32(0x3F80) == 1.0f);
@@ -364,9 +368,10 @@ static void test_malformed_prefix(void **state) {
     expect_open_fail_bytes(state, "\x10\0\0\0", 4, "shorter than the 8-byte header length");
 
     /* header length 100, only 20 header bytes follow: truncated header */
-    unsigned char buf[64] = { 100 };
+    unsigned char buf[64] = {100};
     memcpy(buf + 8, "{\"a\":{\"dtype\":\"F32\",", 20);
-    expect_open_fail_bytes(state, buf, 28, "header length 100 is larger than the 20 bytes after it");
+    expect_open_fail_bytes(state, buf, 28,
+                           "header length 100 is larger than the 20 bytes after it");
 
     /* header length far larger than the file, and above the 100 MB limit */
     uint64_t huge = 200000000;
@@ -383,7 +388,7 @@ static void test_malformed_prefix(void **state) {
     path_in(path, sizeof path, state, "does-not-exist");
     assert_null(st_open(path, errbuf, sizeof errbuf));
     assert_non_null(strstr(errbuf, "cannot open"));
-    assert_null(st_open((const char *)*state, errbuf, sizeof errbuf));   /* a directory */
+    assert_null(st_open((const char *)*state, errbuf, sizeof errbuf)); /* a directory */
     assert_non_null(strstr(errbuf, "not a regular file"));
 }
 
@@ -401,47 +406,62 @@ static void test_malformed_json(void **state) {
 }
 
 static void test_malformed_entries(void **state) {
-    static const struct { const char *header; size_t data; const char *want; } cases[] = {
-        { "{\"a\":[1]}", 0, "tensor 'a': entry must be an object, got array" },
-        { "{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': missing \"dtype\"" },
-        { "{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "missing \"shape\"" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "missing \"data_offsets\"" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", 4,
-          "unexpected key \"extra\"" },
-        { "{\"a\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype \"F128\"" },
-        { "{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype \"f32\"" },
-        { "{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "dtype must be a string" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,12]}}", 12, "shape must be an array" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "non-negative integers" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, "non-negative integers" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", 4,
-          "shape is too large" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
-          "shape and dtype F32 need 12 bytes but data_offsets span 8" },
-        { "{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
-          "F16 need 8 bytes but data_offsets span 16" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8, "data_offsets must be" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 8, "data_offsets must be" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{\"0\":4}}}", 8, "data_offsets must be" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, "begin 8 > end 4" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[250],\"data_offsets\":[0,1000]}}", 8,
-          "outside the data buffer of 8 bytes" },
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551615]}}", 8,
-          "data_offsets must be" },
-        { "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "NUL" },
-        { "{\"__metadata__\":[],\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
-          "__metadata__ must be an object, got array" },
-        { "{\"__metadata__\":{\"k\":1}}", 0, "__metadata__ value of \"k\" must be a string, got number" },
+    static const struct {
+        const char *header;
+        size_t data;
+        const char *want;
+    } cases[] = {
+        {"{\"a\":[1]}", 0, "tensor 'a': entry must be an object, got array"},
+        {"{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': missing \"dtype\""},
+        {"{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "missing \"shape\""},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "missing \"data_offsets\""},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"extra\":1}}", 4,
+         "unexpected key \"extra\""},
+        {"{\"a\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "unknown dtype \"F128\""},
+        {"{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "unknown dtype \"f32\""},
+        {"{\"a\":{\"dtype\":32,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "dtype must be a string"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,12]}}", 12,
+         "shape must be an array"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+         "non-negative integers"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4,
+         "non-negative integers"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}",
+         4, "shape is too large"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
+         "shape and dtype F32 need 12 bytes but data_offsets span 8"},
+        {"{\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", 16,
+         "F16 need 8 bytes but data_offsets span 16"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]}}", 8,
+         "data_offsets must be"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]}}", 8,
+         "data_offsets must be"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{\"0\":4}}}", 8,
+         "data_offsets must be"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]}}", 8, "begin 8 > end 4"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[250],\"data_offsets\":[0,1000]}}", 8,
+         "outside the data buffer of 8 bytes"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,18446744073709551615]}}", 8,
+         "data_offsets must be"},
+        {"{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "NUL"},
+        {"{\"__metadata__\":[],\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+         "__metadata__ must be an object, got array"},
+        {"{\"__metadata__\":{\"k\":1}}", 0,
+         "__metadata__ value of \"k\" must be a string, got number"},
         /* overlaps: partial, containment, identical ranges */
-        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-          "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
-          "tensors 'a' [0, 8) and 'b' [4, 12) overlap" },
-        { "{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-          "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]},"
-          "\"in\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 20,
-          "tensors 'big' [0, 16) and 'in' [8, 12) overlap" },
-        { "{\"p\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-          "\"q\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "overlap" },
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         12, "tensors 'a' [0, 8) and 'b' [4, 12) overlap"},
+        {"{\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+         "\"x\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[16,20]},"
+         "\"in\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+         20, "tensors 'big' [0, 16) and 'in' [8, 12) overlap"},
+        {"{\"p\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+         "\"q\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         4, "overlap"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_open_fail(state, cases[i].header, cases[i].data, cases[i].want);
@@ -452,12 +472,11 @@ static void test_gaps_and_empty_tensors_allowed(void **state) {
     path_in(path, sizeof path, state, "ok.safetensors");
     /* empty tensors at offsets inside another tensor occupy no bytes; gaps and
      * trailing bytes after the last tensor are allowed */
-    const char *header =
-        "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-        "\"e1\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
-        "\"e2\":{\"dtype\":\"BF16\",\"shape\":[0,5],\"data_offsets\":[4,4]},"
-        "\"y\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[12,13]}}";
-    unsigned char data[20] = { 0 };
+    const char *header = "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                         "\"e1\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                         "\"e2\":{\"dtype\":\"BF16\",\"shape\":[0,5],\"data_offsets\":[4,4]},"
+                         "\"y\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[12,13]}}";
+    unsigned char data[20] = {0};
     data[12] = 200;
     unsigned char file[512];
     size_t n = assemble(file, sizeof file, header, 0, data, sizeof data);
@@ -483,8 +502,8 @@ static void test_gaps_and_empty_tensors_allowed(void **state) {
 
 static void test_writer_rejects_bad_input(void **state) {
     char path[512];
-    const float d[2] = { 1, 2 };
-    const int64_t s2[1] = { 2 }, neg[2] = { 2, -1 };
+    const float d[2] = {1, 2};
+    const int64_t s2[1] = {2}, neg[2] = {2, -1};
     st_writer *w = st_writer_new();
     assert_non_null(w);
     assert_int_equal(st_writer_add(w, "t", s2, 1, d, errbuf, sizeof errbuf), 0);
@@ -520,8 +539,8 @@ static void test_writer_rejects_bad_input(void **state) {
 static void test_failed_write_keeps_previous_file(void **state) {
     char path[512];
     path_in(path, sizeof path, state, "keep.safetensors");
-    const float small[4] = { 1, 2, 3, 4 };
-    const int64_t s4[1] = { 4 };
+    const float small[4] = {1, 2, 3, 4};
+    const int64_t s4[1] = {4};
     st_writer *w = st_writer_new();
     assert_non_null(w);
     assert_int_equal(st_writer_add(w, "v", s4, 1, small, errbuf, sizeof errbuf), 0);
@@ -533,7 +552,7 @@ static void test_failed_write_keeps_previous_file(void **state) {
     enum { BIG = 16384 };
     float *big = calloc(BIG, sizeof *big);
     assert_non_null(big);
-    const int64_t sb[1] = { BIG };
+    const int64_t sb[1] = {BIG};
     w = st_writer_new();
     assert_non_null(w);
     assert_int_equal(st_writer_add(w, "v", sb, 1, big, errbuf, sizeof errbuf), 0);
@@ -544,7 +563,7 @@ static void test_failed_write_keeps_previous_file(void **state) {
     assert_int_equal(unlimit_file_size(&lim), 0);
     assert_int_equal(rc, -1);
     assert_non_null(strstr(errbuf, "write of tensor 'v' failed"));
-    assert_int_equal(count_atomic_temps(*state), 0);   /* temp file removed */
+    assert_int_equal(count_atomic_temps(*state), 0); /* temp file removed */
     st_writer_free(w);
     free(big);
 
@@ -565,8 +584,8 @@ static void test_truncations_and_mutations_refused_cleanly(void **state) {
     char path[512], bad[512];
     path_in(path, sizeof path, state, "src.safetensors");
     path_in(bad, sizeof bad, state, "cut.safetensors");
-    const float a[3] = { 1, 2, 3 }, b[2] = { 4, 5 };
-    const int64_t s3[1] = { 3 }, s2[2] = { 1, 2 };
+    const float a[3] = {1, 2, 3}, b[2] = {4, 5};
+    const int64_t s3[1] = {3}, s2[2] = {1, 2};
     st_writer *w = st_writer_new();
     assert_non_null(w);
     assert_int_equal(st_writer_add(w, "a", s3, 1, a, errbuf, sizeof errbuf), 0);
@@ -586,13 +605,15 @@ static void test_truncations_and_mutations_refused_cleanly(void **state) {
         assert_true(errbuf[0] != '\0');
     }
 
-    uint64_t hlen = raw[0] | (uint64_t)raw[1] << 8;   /* < 64 KB here */
+    uint64_t hlen = raw[0] | (uint64_t)raw[1] << 8; /* < 64 KB here */
     uint64_t x = 0x2545F4914F6CDD1DULL;
     static const char alphabet[] = "{}[]\",:0123456789-e. FBI_\xFF";
     int accepted = 0;
     for (int iter = 0; iter < 300; iter++) {
         memcpy(mut, raw, n);
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
         mut[8 + x % hlen] = (unsigned char)alphabet[(x >> 32) % (sizeof alphabet - 1)];
         write_bytes(bad, mut, n);
         st_file *f = st_open(bad, errbuf, sizeof errbuf);
@@ -622,9 +643,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_malformed_json, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_malformed_entries, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_gaps_and_empty_tensors_allowed, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_truncations_and_mutations_refused_cleanly, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_truncations_and_mutations_refused_cleanly, make_dir,
+                                        remove_dir),
         cmocka_unit_test_setup_teardown(test_writer_rejects_bad_input, make_dir, remove_dir),
-        cmocka_unit_test_setup_teardown(test_failed_write_keeps_previous_file, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_failed_write_keeps_previous_file, make_dir,
+                                        remove_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

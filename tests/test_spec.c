@@ -86,8 +86,7 @@ static void expect_error(const char *json, spec_error_code code, const char *fie
                          const char *words) {
     aflo_spec_error e;
     if (!check_error_n(json, strlen(json), code, field, &e)) fail_msg("wrong error");
-    if (words && !strstr(e.message, words))
-        fail_msg("message '%s' lacks '%s'", e.message, words);
+    if (words && !strstr(e.message, words)) fail_msg("message '%s' lacks '%s'", e.message, words);
 }
 
 /* ---- defaults ------------------------------------------------------------- */
@@ -99,16 +98,16 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_string_equal(s.model, "demo");
     assert_true(spec_is_demo(&s));
     assert_int_equal(s.task, TASK_CLASSIFICATION);
-    assert_int_equal(s.num_labels, 2);                 /* the demo task is binary */
+    assert_int_equal(s.num_labels, 2); /* the demo task is binary */
     assert_false(s.has_dataset);
     assert_null(s.dataset.train);
     assert_int_equal(s.method, METHOD_AFLORA);
     assert_int_equal(s.rank, 4);
-    assert_true(s.alpha == 8.0);                      /* 2 x rank */
-    assert_int_equal(s.target_modules, 0x3F);         /* all six modules */
+    assert_true(s.alpha == 8.0);              /* 2 x rank */
+    assert_int_equal(s.target_modules, 0x3F); /* all six modules */
     assert_int_equal(s.trainable_projections, PROJ_FFN);
     assert_true(s.freeze.initial_warmup_epochs == 1.0);
-    assert_true(s.freeze.final_warmup_epochs == 14.0);  /* 70% of 20 */
+    assert_true(s.freeze.final_warmup_epochs == 14.0); /* 70% of 20 */
     assert_int_equal(s.freeze.delta_t, 10);
     assert_true(s.freeze.beta1 == 0.85);
     assert_true(s.freeze.beta2 == 0.95);
@@ -125,18 +124,24 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_int_equal(s.threads, 0);
     assert_true(s.dropout);
     assert_null(s.init_adapter);
-    assert_int_equal(s.metric, SPEC_METRIC_ACCURACY);  /* classification's default */
+    assert_int_equal(s.metric, SPEC_METRIC_ACCURACY); /* classification's default */
     assert_false(s.length_bucketing);
 
     /* The normalised JSON: exactly the fields that apply to aflora on the
      * demo (no dataset, no alpha, no init_adapter), in table order. */
     cJSON *j = spec_to_json(&s);
     assert_non_null(j);
-    static const char *const keys[] = {
-        "model", "task", "num_labels", "metric", "method", "rank", "target_modules",
-        "trainable_projections", "freeze", "epochs", "batch_size", "grad_accum", "max_seq_len",
-        "length_bucketing", "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-        "seed", "threads", "dropout"};
+    static const char *const keys[] = {"model",          "task",
+                                       "num_labels",     "metric",
+                                       "method",         "rank",
+                                       "target_modules", "trainable_projections",
+                                       "freeze",         "epochs",
+                                       "batch_size",     "grad_accum",
+                                       "max_seq_len",    "length_bucketing",
+                                       "learning_rate",  "head_learning_rate",
+                                       "weight_decay",   "warmup_ratio",
+                                       "max_grad_norm",  "seed",
+                                       "threads",        "dropout"};
     int n = 0;
     for (cJSON *it = j->child; it; it = it->next, n++) {
         assert_true(n < (int)(sizeof keys / sizeof keys[0]));
@@ -150,7 +155,7 @@ static void test_minimal_demo_gets_every_default(void **state) {
                         "ffn");
     cJSON_Delete(j);
     spec_free(&s);
-    spec_free(&s);   /* idempotent */
+    spec_free(&s); /* idempotent */
 }
 
 /* The README's three-line quickstart. */
@@ -272,8 +277,8 @@ static void test_method_defaults(void **state) {
  * by name, and the default selects all of its own modules. */
 static void test_target_modules_bind_to_the_family(void **state) {
     (void)state;
-    static const aflo_module_info mods[] = {
-        {"self_attn.q_proj", "q_proj", "q", false}, {"mlp.up_proj", "up_proj", "up", true}};
+    static const aflo_module_info mods[] = {{"self_attn.q_proj", "q_proj", "q", false},
+                                            {"mlp.up_proj", "up_proj", "up", true}};
     aflo_family other = bert_family;
     other.description = "stand-in decoder";
     other.modules = mods;
@@ -306,9 +311,12 @@ static void test_target_modules_bind_to_the_family(void **state) {
 
 static void test_freeze_defaults_scale_with_epochs(void **state) {
     (void)state;
-    static const struct { int epochs; double initial, final; } cases[] = {
-        {20, 1.0, 14.0}, {10, 1.0, 7.0}, {30, 1.0, 21.0}, {3, 0.3, 2.1}, {1, 0.1, 0.7},
-        {9, 0.9, 6.3},
+    static const struct {
+        int epochs;
+        double initial, final;
+    } cases[] = {
+        {20, 1.0, 14.0}, {10, 1.0, 7.0}, {30, 1.0, 21.0},
+        {3, 0.3, 2.1},   {1, 0.1, 0.7},  {9, 0.9, 6.3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char json[128];
@@ -355,7 +363,7 @@ typedef struct {
     const char *field;
 } error_case;
 
-#define D "'dataset':{'train':'t.tsv'"   /* an open dataset object, for brevity */
+#define D "'dataset':{'train':'t.tsv'" /* an open dataset object, for brevity */
 
 static const error_case field_errors[] = {
     /* model */
@@ -386,16 +394,13 @@ static const error_case field_errors[] = {
     {"{'model':'m'," D ",'text_fields':['a','b','c']}}", SPEC_E_OUT_OF_RANGE,
      "dataset.text_fields"},
     {"{'model':'m'," D ",'text_fields':[1.5]}}", SPEC_E_WRONG_TYPE, "dataset.text_fields[0]"},
-    {"{'model':'m'," D ",'text_fields':['a',true]}}", SPEC_E_WRONG_TYPE,
-     "dataset.text_fields[1]"},
-    {"{'model':'m'," D ",'text_fields':['a',null]}}", SPEC_E_WRONG_TYPE,
-     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['a',true]}}", SPEC_E_WRONG_TYPE, "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['a',null]}}", SPEC_E_WRONG_TYPE, "dataset.text_fields[1]"},
     {"{'model':'m'," D ",'has_header':false,'text_fields':[-1]}}", SPEC_E_OUT_OF_RANGE,
      "dataset.text_fields[0]"},
     {"{'model':'m'," D ",'has_header':false,'text_fields':[65536]}}", SPEC_E_OUT_OF_RANGE,
      "dataset.text_fields[0]"},
-    {"{'model':'m'," D ",'text_fields':['a','']}}", SPEC_E_INVALID_VALUE,
-     "dataset.text_fields[1]"},
+    {"{'model':'m'," D ",'text_fields':['a','']}}", SPEC_E_INVALID_VALUE, "dataset.text_fields[1]"},
     {"{'model':'m'," D ",'text_fields':['a','a']}}", SPEC_E_INVALID_VALUE,
      "dataset.text_fields[1]"},
     {"{'model':'m'," D ",'label_field':['label']}}", SPEC_E_WRONG_TYPE, "dataset.label_field"},
@@ -432,8 +437,7 @@ static const error_case field_errors[] = {
      "target_modules[2]"},
     {"{'model':'demo','trainable_projections':'some'}", SPEC_E_INVALID_VALUE,
      "trainable_projections"},
-    {"{'model':'demo','trainable_projections':true}", SPEC_E_WRONG_TYPE,
-     "trainable_projections"},
+    {"{'model':'demo','trainable_projections':true}", SPEC_E_WRONG_TYPE, "trainable_projections"},
     /* freeze */
     {"{'model':'demo','freeze':1}", SPEC_E_WRONG_TYPE, "freeze"},
     {"{'model':'demo','freeze':[]}", SPEC_E_WRONG_TYPE, "freeze"},
@@ -481,7 +485,7 @@ static const error_case field_errors[] = {
     {"{'model':'demo','max_grad_norm':-1e999}", SPEC_E_OUT_OF_RANGE, "max_grad_norm"},
     {"{'model':'demo','max_grad_norm':[]}", SPEC_E_WRONG_TYPE, "max_grad_norm"},
     {"{'model':'demo','seed':-1}", SPEC_E_OUT_OF_RANGE, "seed"},
-    {"{'model':'demo','seed':9007199254740992}", SPEC_E_OUT_OF_RANGE, "seed"},   /* 2^53 */
+    {"{'model':'demo','seed':9007199254740992}", SPEC_E_OUT_OF_RANGE, "seed"}, /* 2^53 */
     {"{'model':'demo','seed':1.5}", SPEC_E_WRONG_TYPE, "seed"},
     {"{'model':'demo','threads':-1}", SPEC_E_OUT_OF_RANGE, "threads"},
     {"{'model':'demo','threads':1025}", SPEC_E_OUT_OF_RANGE, "threads"},
@@ -491,8 +495,10 @@ static const error_case field_errors[] = {
     {"{'model':'demo','init_adapter':7}", SPEC_E_WRONG_TYPE, "init_adapter"},
     {"{'model':'demo','init_adapter':''}", SPEC_E_INVALID_VALUE, "init_adapter"},
     {"{'model':'demo','init_adapter':'job:'}", SPEC_E_INVALID_VALUE, "init_adapter"},
-    {"{'model':'demo','init_adapter':'job:0123456789ABCDEF'}", SPEC_E_INVALID_VALUE, "init_adapter"},
-    {"{'model':'demo','init_adapter':'job:0123456789abcdef0'}", SPEC_E_INVALID_VALUE, "init_adapter"},
+    {"{'model':'demo','init_adapter':'job:0123456789ABCDEF'}", SPEC_E_INVALID_VALUE,
+     "init_adapter"},
+    {"{'model':'demo','init_adapter':'job:0123456789abcdef0'}", SPEC_E_INVALID_VALUE,
+     "init_adapter"},
     {"{'model':'demo','metric':'MCC'}", SPEC_E_INVALID_VALUE, "metric"},
     {"{'model':'demo','metric':'matthews'}", SPEC_E_INVALID_VALUE, "metric"},
     {"{'model':'demo','metric':2}", SPEC_E_WRONG_TYPE, "metric"},
@@ -504,8 +510,7 @@ static const error_case field_errors[] = {
     {"{'model':'demo','Epochs':3}", SPEC_E_UNKNOWN_FIELD, "Epochs"},
     {"{'model':'demo','freeze.delta_t':5}", SPEC_E_UNKNOWN_FIELD, "freeze.delta_t"},
     {"{'model':'demo','epochs':3,'epochs':4}", SPEC_E_INVALID_VALUE, "epochs"},
-    {"{'model':'demo','freeze':{'beta1':0.8,'beta1':0.8}}", SPEC_E_INVALID_VALUE,
-     "freeze.beta1"},
+    {"{'model':'demo','freeze':{'beta1':0.8,'beta1':0.8}}", SPEC_E_INVALID_VALUE, "freeze.beta1"},
     /* fields that have no effect for the method */
     {"{'model':'demo','alpha':8}", SPEC_E_CONFLICT, "alpha"},
     {"{'model':'demo','method':'elora','alpha':8}", SPEC_E_CONFLICT, "alpha"},
@@ -537,8 +542,8 @@ static const error_case field_errors[] = {
     /* columns vs file format */
     {"{'model':'m','dataset':{'train':'t.jsonl','text_fields':[0]}}", SPEC_E_CONFLICT,
      "dataset.text_fields[0]"},
-    {"{'model':'m','dataset':{'train':'t.csv','format':'jsonl','label_field':2}}",
-     SPEC_E_CONFLICT, "dataset.label_field"},
+    {"{'model':'m','dataset':{'train':'t.csv','format':'jsonl','label_field':2}}", SPEC_E_CONFLICT,
+     "dataset.label_field"},
     {"{'model':'m'," D ",'has_header':false,'text_fields':[3]}}", SPEC_E_CONFLICT,
      "dataset.label_field"},
     {"{'model':'m'," D ",'has_header':false,'text_fields':[3,'s2'],'label_field':1}}",
@@ -619,17 +624,18 @@ static void test_document_limits(void **state) {
 
     /* Nesting: 8 levels is refused before cJSON sees it (the type error
      * would come later); a spec needs 3. */
-    assert_true(check_error(J("{'model':'demo','dataset':[[[[[[[[1]]]]]]]]}"), SPEC_E_INVALID_JSON,
-                            ""));
+    assert_true(
+        check_error(J("{'model':'demo','dataset':[[[[[[[[1]]]]]]]]}"), SPEC_E_INVALID_JSON, ""));
     /* Exactly SPEC_MAX_DEPTH levels gets through the pre-scan to the type check. */
-    assert_true(check_error(J("{'model':'demo','dataset':[[[[[[[1]]]]]]]}"), SPEC_E_WRONG_TYPE,
-                            "dataset"));
+    assert_true(
+        check_error(J("{'model':'demo','dataset':[[[[[[[1]]]]]]]}"), SPEC_E_WRONG_TYPE, "dataset"));
     /* NUL byte inside the given length; invalid UTF-8; an escaped NUL. */
     const char nul[] = "{\"model\":\"de\0mo\"}";
     assert_true(check_error_n(nul, sizeof nul - 1, SPEC_E_INVALID_JSON, "", NULL));
     assert_true(check_error("{\"model\":\"d\xff\"}", SPEC_E_INVALID_JSON, ""));
-    assert_true(check_error("{\"model\":\"d\xc0\xaf\"}", SPEC_E_INVALID_JSON, ""));   /* overlong */
-    assert_true(check_error("{\"model\":\"\xed\xa0\x80\"}", SPEC_E_INVALID_JSON, ""));  /* surrogate */
+    assert_true(check_error("{\"model\":\"d\xc0\xaf\"}", SPEC_E_INVALID_JSON, "")); /* overlong */
+    assert_true(
+        check_error("{\"model\":\"\xed\xa0\x80\"}", SPEC_E_INVALID_JSON, "")); /* surrogate */
     assert_true(check_error("{\"model\":\"de\\u0000mo\"}", SPEC_E_INVALID_JSON, ""));
     /* An escaped backslash followed by u0000 is just text. */
     parse_ok("{\"model\":\"de\\\\u0000mo\",\"dataset\":{\"train\":\"t.tsv\"}}", &s);
@@ -684,7 +690,7 @@ static void test_dataset_forms(void **state) {
                "'eval':'0123456789abcdef','has_header':false,'text_fields':[3,4],"
                "'label_field':0,'labels':['0','1']}}"),
              &s);
-    assert_int_equal(s.num_labels, 2);   /* from the declared labels */
+    assert_int_equal(s.num_labels, 2); /* from the declared labels */
     assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
     assert_int_equal(ts.text_a.kind, TEXTDATA_FIELD_INDEX);
     assert_int_equal(ts.text_a.index, 3);
@@ -706,7 +712,7 @@ static void test_dataset_forms(void **state) {
     assert_int_equal(spec_to_textdata_spec(&s, &ts), 0);
     assert_int_equal(ts.task, TEXTDATA_REGRESSION);
     assert_string_equal(ts.text_b.name, "sentence2");
-    assert_int_equal(ts.num_labels, 0);   /* the one output is no class count */
+    assert_int_equal(ts.num_labels, 0); /* the one output is no class count */
     spec_free(&s);
 
     /* num_labels without names: the class count for integer labels */
@@ -834,15 +840,19 @@ static void test_metric(void **state) {
     assert_int_equal(s.metric, SPEC_METRIC_PEARSON);
     spec_to_train_config(&s, &tc);
     spec_free(&s);
-    assert_string_equal(tc.select_metric, "pearson");   /* not a pointer into the freed spec */
+    assert_string_equal(tc.select_metric, "pearson"); /* not a pointer into the freed spec */
 
     /* GLUE's choices: CoLA mcc, MRPC f1, STS-B spearman or mse. */
-    static const struct { const char *json; spec_metric want; const char *name; } cases[] = {
+    static const struct {
+        const char *json;
+        spec_metric want;
+        const char *name;
+    } cases[] = {
         {"{'model':'m','dataset':{'train':'cola.tsv'},'metric':'mcc'}", SPEC_METRIC_MCC, "mcc"},
         {"{'model':'m','dataset':{'train':'mrpc.tsv','labels':['0','1']},'metric':'f1'}",
          SPEC_METRIC_F1, "f1"},
-        {"{'model':'m','dataset':{'train':'sst2.tsv'},'metric':'accuracy'}",
-         SPEC_METRIC_ACCURACY, "accuracy"},
+        {"{'model':'m','dataset':{'train':'sst2.tsv'},'metric':'accuracy'}", SPEC_METRIC_ACCURACY,
+         "accuracy"},
         {"{'model':'m','task':'regression','dataset':{'train':'s.tsv'},'metric':'spearman'}",
          SPEC_METRIC_SPEARMAN, "spearman"},
         {"{'model':'m','task':'regression','dataset':{'train':'s.tsv'},'metric':'mse'}",
@@ -876,7 +886,7 @@ static void test_metric(void **state) {
     assert_int_equal(spec_fields[row].n_choices, 6);
     for (int k = 0; k < 6; k++) {
         double v = 0;
-        bool classification = k < 3;   /* accuracy, f1, mcc */
+        bool classification = k < 3; /* accuracy, f1, mcc */
         assert_string_equal(spec_fields[row].choices[k], names[k]);
         m.classification = !classification;
         assert_int_equal(metrics_lookup(&m, spec_fields[row].choices[k], &v), -1);
@@ -925,7 +935,7 @@ static void test_init_adapter_forms(void **state) {
     aflo_job_spec s;
     parse_ok(J("{'model':'demo','init_adapter':'job:0123456789abcdef'}"), &s);
     assert_string_equal(spec_init_adapter_job(&s), "0123456789abcdef");
-    assert_string_equal(s.init_adapter, "job:0123456789abcdef");   /* stored as given */
+    assert_string_equal(s.init_adapter, "job:0123456789abcdef"); /* stored as given */
     spec_free(&s);
     parse_ok(J("{'model':'demo','init_adapter':'out/adapter/adapter.safetensors'}"), &s);
     assert_null(spec_init_adapter_job(&s));
@@ -951,7 +961,7 @@ static void round_trip(const char *json) {
     if (!spec_equal(&a, &b)) fail_msg("round trip differs:\n%s\n->\n%s", json, text);
     char *again = spec_to_json_string(&b, true);
     assert_non_null(again);
-    assert_string_equal(text, again);   /* normalising is idempotent */
+    assert_string_equal(text, again); /* normalising is idempotent */
     char *compact = spec_to_json_string(&b, false);
     assert_non_null(compact);
     assert_null(strchr(compact, '\n'));
@@ -1047,13 +1057,43 @@ static void test_equal_detects_differences(void **state) {
 
 /* Every field of the task statement, typed out independently of the table. */
 static const char *const ALL_FIELDS[] = {
-    "model", "task", "num_labels", "dataset", "dataset.train", "dataset.eval", "dataset.format",
-    "dataset.text_fields", "dataset.label_field", "dataset.labels", "dataset.has_header",
-    "metric", "method", "rank", "alpha", "target_modules", "trainable_projections", "freeze",
-    "freeze.initial_warmup_epochs", "freeze.final_warmup_epochs", "freeze.delta_t",
-    "freeze.beta1", "freeze.beta2", "epochs", "batch_size", "grad_accum", "max_seq_len",
-    "learning_rate", "head_learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-    "seed", "threads", "dropout", "init_adapter", "length_bucketing",
+    "model",
+    "task",
+    "num_labels",
+    "dataset",
+    "dataset.train",
+    "dataset.eval",
+    "dataset.format",
+    "dataset.text_fields",
+    "dataset.label_field",
+    "dataset.labels",
+    "dataset.has_header",
+    "metric",
+    "method",
+    "rank",
+    "alpha",
+    "target_modules",
+    "trainable_projections",
+    "freeze",
+    "freeze.initial_warmup_epochs",
+    "freeze.final_warmup_epochs",
+    "freeze.delta_t",
+    "freeze.beta1",
+    "freeze.beta2",
+    "epochs",
+    "batch_size",
+    "grad_accum",
+    "max_seq_len",
+    "learning_rate",
+    "head_learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+    "seed",
+    "threads",
+    "dropout",
+    "init_adapter",
+    "length_bucketing",
 };
 #define N_ALL_FIELDS ((int)(sizeof ALL_FIELDS / sizeof ALL_FIELDS[0]))
 
@@ -1152,8 +1192,8 @@ static void test_schema(void **state) {
     cJSON *dreq = cJSON_GetObjectItemCaseSensitive(ds, "required");
     assert_int_equal(cJSON_GetArraySize(dreq), 1);
     assert_string_equal(cJSON_GetArrayItem(dreq, 0)->valuestring, "train");
-    cJSON *tf = cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(ds, "properties"), "text_fields");
+    cJSON *tf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ds, "properties"),
+                                                 "text_fields");
     assert_true(cJSON_GetObjectItemCaseSensitive(tf, "maxItems")->valuedouble == 2);
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(props, "freeze");
     assert_string_equal(

@@ -56,11 +56,9 @@ typedef struct {
     char db[300];
 } fixture;
 
-static int setup(void **state)
-{
+static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    if (!f)
-        return -1;
+    if (!f) return -1;
     const char *tmp = getenv("TMPDIR");
     snprintf(f->dir, sizeof f->dir, "%s/test_store.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(f->dir)) {
@@ -72,15 +70,13 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
     fixture *f = *state;
     DIR *d = opendir(f->dir);
     if (d) {
         struct dirent *e;
         while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
             char p[600];
             snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
             unlink(p);
@@ -94,31 +90,25 @@ static int teardown(void **state)
 
 /* ---- helpers -------------------------------------------------------------- */
 
-static int64_t wall_ms(void)
-{
+static int64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static store *open_ok(const char *path)
-{
+static store *open_ok(const char *path) {
     char err[ERRLEN] = "";
     store *s = store_open(path, err, sizeof err);
-    if (!s)
-        fail_msg("store_open(%s): %s", path, err);
+    if (!s) fail_msg("store_open(%s): %s", path, err);
     return s;
 }
 
-static void check_integrity(store *s)
-{
+static void check_integrity(store *s) {
     char err[ERRLEN] = "";
-    if (store_check_integrity(s, err, sizeof err) != 0)
-        fail_msg("%s", err);
+    if (store_check_integrity(s, err, sizeof err) != 0) fail_msg("%s", err);
 }
 
-static void make_dataset(store *s, const char *name, char id[STORE_ID_SIZE])
-{
+static void make_dataset(store *s, const char *name, char id[STORE_ID_SIZE]) {
     store_dataset d;
     memset(&d, 0, sizeof d);
     d.name = (char *)name;
@@ -132,33 +122,27 @@ static void make_dataset(store *s, const char *name, char id[STORE_ID_SIZE])
         fail_msg("store_dataset_create: %s", err);
 }
 
-static void make_job(store *s, const char *ds, char id[STORE_ID_SIZE])
-{
+static void make_job(store *s, const char *ds, char id[STORE_ID_SIZE]) {
     char err[ERRLEN] = "";
     if (store_job_create(s, SPEC, ds, NULL, id, err, sizeof err) != 0)
         fail_msg("store_job_create: %s", err);
 }
 
-static int claim(store *s, store_job *j)
-{
+static int claim(store *s, store_job *j) {
     char err[ERRLEN] = "";
     int r = store_claim_next_job(s, j, err, sizeof err);
-    if (r < 0)
-        fail_msg("store_claim_next_job: %s", err);
+    if (r < 0) fail_msg("store_claim_next_job: %s", err);
     return r;
 }
 
-static store_job get_job(store *s, const char *id)
-{
+static store_job get_job(store *s, const char *id) {
     store_job j;
     char err[ERRLEN] = "";
-    if (store_job_get(s, id, &j, err, sizeof err) != 0)
-        fail_msg("store_job_get(%s): %s", id, err);
+    if (store_job_get(s, id, &j, err, sizeof err) != 0) fail_msg("store_job_get(%s): %s", id, err);
     return j;
 }
 
-static store_job_status job_status(store *s, const char *id)
-{
+static store_job_status job_status(store *s, const char *id) {
     store_job j = get_job(s, id);
     store_job_status st = j.status;
     store_job_clear(&j);
@@ -166,8 +150,7 @@ static store_job_status job_status(store *s, const char *id)
 }
 
 /* All events of a job (paging through store_event_list). */
-static store_event *all_events(store *s, const char *job_id, size_t *n)
-{
+static store_event *all_events(store *s, const char *job_id, size_t *n) {
     store_event *all = NULL;
     size_t total = 0;
     int64_t after = 0;
@@ -175,16 +158,15 @@ static store_event *all_events(store *s, const char *job_id, size_t *n)
         store_event *page;
         size_t k;
         char err[ERRLEN] = "";
-        if (store_event_list(s, job_id, after, STORE_LIST_LIMIT_MAX, &page, &k, err,
-                             sizeof err) != 0)
+        if (store_event_list(s, job_id, after, STORE_LIST_LIMIT_MAX, &page, &k, err, sizeof err) !=
+            0)
             fail_msg("store_event_list: %s", err);
-        if (k == 0)
-            break;
+        if (k == 0) break;
         store_event *grown = realloc(all, (total + k) * sizeof *all);
         assert_non_null(grown);
         all = grown;
         memcpy(all + total, page, k * sizeof *page);
-        free(page);   /* the payloads moved into `all` */
+        free(page); /* the payloads moved into `all` */
         total += k;
         after = all[total - 1].seq;
     }
@@ -193,8 +175,7 @@ static store_event *all_events(store *s, const char *job_id, size_t *n)
 }
 
 static void assert_last_event(store *s, const char *job_id, store_event_type type,
-                              const char *payload)
-{
+                              const char *payload) {
     size_t n;
     store_event *ev = all_events(s, job_id, &n);
     assert_true(n > 0);
@@ -203,8 +184,7 @@ static void assert_last_event(store *s, const char *job_id, store_event_type typ
     store_event_list_free(ev, n);
 }
 
-static size_t event_count(store *s, const char *job_id)
-{
+static size_t event_count(store *s, const char *job_id) {
     size_t n;
     store_event *ev = all_events(s, job_id, &n);
     store_event_list_free(ev, n);
@@ -212,8 +192,7 @@ static size_t event_count(store *s, const char *job_id)
 }
 
 /* One integer from a query on a separate plain connection. */
-static int64_t raw_int(const char *path, const char *sql)
-{
+static int64_t raw_int(const char *path, const char *sql) {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
@@ -229,31 +208,26 @@ static int64_t raw_int(const char *path, const char *sql)
 
 /* Run sql on a separate plain connection; returns the SQLite result code
  * and copies the error message. */
-static int raw_exec(const char *path, const char *sql, char *msg, size_t msglen)
-{
+static int raw_exec(const char *path, const char *sql, char *msg, size_t msglen) {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
     sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
     char *e = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &e);
-    if (msg)
-        snprintf(msg, msglen, "%s", e ? e : "");
+    if (msg) snprintf(msg, msglen, "%s", e ? e : "");
     sqlite3_free(e);
     sqlite3_close(db);
     return rc;
 }
 
-static void raw_exec_ok(const char *path, const char *sql)
-{
+static void raw_exec_ok(const char *path, const char *sql) {
     char msg[ERRLEN];
-    if (raw_exec(path, sql, msg, sizeof msg) != SQLITE_OK)
-        fail_msg("%s: %s", sql, msg);
+    if (raw_exec(path, sql, msg, sizeof msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
 }
 
 /* Text of a one-row pragma/query on the store's own connection. */
-static void conn_text(store *s, const char *sql, char *out, size_t outlen)
-{
+static void conn_text(store *s, const char *sql, char *out, size_t outlen) {
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(store_sqlite(s), sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -263,8 +237,7 @@ static void conn_text(store *s, const char *sql, char *out, size_t outlen)
 
 /* The source tree's migrations/ directory: AFLORAD_SOURCE_DIR, else found
  * from this file's compile-time path (make compiles from the repo root). */
-static void migrations_dir(char *out, size_t outlen)
-{
+static void migrations_dir(char *out, size_t outlen) {
     const char *src = getenv("AFLORAD_SOURCE_DIR");
     if (src && *src) {
         snprintf(out, outlen, "%s/migrations", src);
@@ -278,25 +251,23 @@ static void migrations_dir(char *out, size_t outlen)
         snprintf(out, outlen, "%.*s/../migrations", (int)(slash - file), file);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Sorted names of the *.sql files in dir; returns the count. */
-static size_t list_sql_files(const char *dir, char ***names)
-{
+static size_t list_sql_files(const char *dir, char ***names) {
     DIR *d = opendir(dir);
     if (!d)
         fail_msg("cannot open %s (%s); run from the repository root or set "
-                 "AFLORAD_SOURCE_DIR", dir, strerror(errno));
+                 "AFLORAD_SOURCE_DIR",
+                 dir, strerror(errno));
     size_t n = 0, cap = 0;
     char **v = NULL;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        if (len < 5 || strcmp(e->d_name + len - 4, ".sql") != 0)
-            continue;
+        if (len < 5 || strcmp(e->d_name + len - 4, ".sql") != 0) continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
             v = realloc(v, cap * sizeof *v);
@@ -312,11 +283,9 @@ static size_t list_sql_files(const char *dir, char ***names)
     return n;
 }
 
-static char *read_file(const char *path)
-{
+static char *read_file(const char *path) {
     FILE *fp = fopen(path, "rb");
-    if (!fp)
-        fail_msg("cannot read %s: %s", path, strerror(errno));
+    if (!fp) fail_msg("cannot read %s: %s", path, strerror(errno));
     fseek(fp, 0, SEEK_END);
     long len = ftell(fp);
     fseek(fp, 0, SEEK_SET);
@@ -330,22 +299,19 @@ static char *read_file(const char *path)
 
 /* Number of migration files on disk = the schema version a fresh database
  * must reach. Counted from the directory, not from the embedded list. */
-static int migrations_on_disk(void)
-{
+static int migrations_on_disk(void) {
     char dir[512];
     migrations_dir(dir, sizeof dir);
     char **names;
     size_t n = list_sql_files(dir, &names);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
+    for (size_t i = 0; i < n; i++) free(names[i]);
     free(names);
     return (int)n;
 }
 
 /* ---- migrations ----------------------------------------------------------- */
 
-static void test_embedded_migrations_match_files(void **state)
-{
+static void test_embedded_migrations_match_files(void **state) {
     (void)state;
     char dir[512];
     migrations_dir(dir, sizeof dir);
@@ -371,30 +337,30 @@ static void test_embedded_migrations_match_files(void **state)
     free(names);
 }
 
-static void test_open_configures_connection(void **state)
-{
+static void test_open_configures_connection(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char v[64];
     conn_text(s, "PRAGMA journal_mode", v, sizeof v);
     assert_string_equal(v, "wal");
     conn_text(s, "PRAGMA synchronous", v, sizeof v);
-    assert_string_equal(v, "1");                 /* NORMAL */
+    assert_string_equal(v, "1"); /* NORMAL */
     conn_text(s, "PRAGMA foreign_keys", v, sizeof v);
     assert_string_equal(v, "1");
     conn_text(s, "PRAGMA busy_timeout", v, sizeof v);
     assert_string_equal(v, "5000");
     conn_text(s, "PRAGMA user_version", v, sizeof v);
     assert_int_equal(atoi(v), migrations_on_disk());
-    conn_text(s, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
-                 "WHERE type = 'table' ORDER BY name)", v, sizeof v);
+    conn_text(s,
+              "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
+              "WHERE type = 'table' ORDER BY name)",
+              v, sizeof v);
     assert_string_equal(v, "datasets,events,jobs");
     check_integrity(s);
     store_close(s);
 }
 
-static void test_open_reports_bad_paths(void **state)
-{
+static void test_open_reports_bad_paths(void **state) {
     fixture *f = *state;
     char err[ERRLEN] = "";
     char path[400];
@@ -406,8 +372,7 @@ static void test_open_reports_bad_paths(void **state)
     snprintf(path, sizeof path, "%s/notes.txt", f->dir);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
-    for (int i = 0; i < 200; i++)
-        fputs("this is not an SQLite database\n", fp);
+    for (int i = 0; i < 200; i++) fputs("this is not an SQLite database\n", fp);
     fclose(fp);
     err[0] = '\0';
     assert_null(store_open(path, err, sizeof err));
@@ -418,8 +383,7 @@ static void test_open_reports_bad_paths(void **state)
     assert_true(err[0] != '\0');
 }
 
-static void test_reopen_is_idempotent(void **state)
-{
+static void test_reopen_is_idempotent(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], job[STORE_ID_SIZE];
     store *s = open_ok(f->db);
@@ -444,16 +408,17 @@ static void test_reopen_is_idempotent(void **state)
     int applied = -1;
     char err[ERRLEN] = "";
     assert_int_equal(migrate_apply(db, migrations_embedded, migrations_embedded_count, &applied,
-                                   err, sizeof err), 0);
+                                   err, sizeof err),
+                     0);
     assert_int_equal(applied, 0);
     sqlite3_close(db);
 }
 
-static int table_exists(sqlite3 *db, const char *name)
-{
+static int table_exists(sqlite3 *db, const char *name) {
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
-                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema WHERE name = ?1", -1, &st, NULL),
+        SQLITE_OK);
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     int n = sqlite3_column_int(st, 0);
@@ -461,22 +426,20 @@ static int table_exists(sqlite3 *db, const char *name)
     return n;
 }
 
-static int user_version(sqlite3 *db)
-{
+static int user_version(sqlite3 *db) {
     int v = -1;
     char err[ERRLEN];
     assert_int_equal(migrate_current_version(db, &v, err, sizeof err), 0);
     return v;
 }
 
-static void test_migrate_applies_only_new(void **state)
-{
+static void test_migrate_applies_only_new(void **state) {
     (void)state;
     /* Rerunning m1 would fail ("table a already exists"), so success of the
      * second call shows that only m2 ran. */
     const migration list[] = {
-        { 1, "0001_a", "CREATE TABLE a (x INTEGER);" },
-        { 2, "0002_b", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (42);" },
+        {1, "0001_a", "CREATE TABLE a (x INTEGER);"},
+        {2, "0002_b", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (42);"},
     };
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
@@ -499,20 +462,19 @@ static void test_migrate_applies_only_new(void **state)
     sqlite3_close(db);
 
     /* A list that is not numbered 1..n is a programming error. */
-    const migration gap[] = { { 1, "0001_a", "SELECT 1;" }, { 3, "0003_c", "SELECT 1;" } };
+    const migration gap[] = {{1, "0001_a", "SELECT 1;"}, {3, "0003_c", "SELECT 1;"}};
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
     assert_int_equal(migrate_apply(db, gap, 2, NULL, err, sizeof err), -1);
     assert_int_equal(user_version(db), 0);
     sqlite3_close(db);
 }
 
-static void test_failed_migration_rolls_back(void **state)
-{
+static void test_failed_migration_rolls_back(void **state) {
     (void)state;
     const migration list[] = {
-        { 1, "0001_a", "CREATE TABLE a (x INTEGER);" },
+        {1, "0001_a", "CREATE TABLE a (x INTEGER);"},
         /* The first statement succeeds, the second fails: neither may stay. */
-        { 2, "0002_bad", "CREATE TABLE b (y INTEGER); INSERT INTO nosuch VALUES (1);" },
+        {2, "0002_bad", "CREATE TABLE b (y INTEGER); INSERT INTO nosuch VALUES (1);"},
     };
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
@@ -525,10 +487,10 @@ static void test_failed_migration_rolls_back(void **state)
     assert_int_equal(user_version(db), 1);
     assert_true(table_exists(db, "a"));
     assert_false(table_exists(db, "b"));
-    assert_true(sqlite3_get_autocommit(db));   /* no transaction left open */
+    assert_true(sqlite3_get_autocommit(db)); /* no transaction left open */
 
     /* A migration that commits by itself is reported and not counted. */
-    const migration commits[] = { { 1, "0001_commits", "COMMIT; CREATE TABLE c (z);" } };
+    const migration commits[] = {{1, "0001_commits", "COMMIT; CREATE TABLE c (z);"}};
     sqlite3 *db2 = NULL;
     assert_int_equal(sqlite3_open(":memory:", &db2), SQLITE_OK);
     assert_int_equal(migrate_apply(db2, commits, 1, NULL, err, sizeof err), -1);
@@ -539,8 +501,7 @@ static void test_failed_migration_rolls_back(void **state)
 }
 
 /* The first column of a one-row query, as text (malloc'd; "NULL" for null). */
-static char *raw_text(const char *path, const char *sql)
-{
+static char *raw_text(const char *path, const char *sql) {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
@@ -555,24 +516,22 @@ static char *raw_text(const char *path, const char *sql)
     return v;
 }
 
-static void expect_text(const char *path, const char *sql, const char *want)
-{
+static void expect_text(const char *path, const char *sql, const char *want) {
     char *got = raw_text(path, sql);
-    if (strcmp(got, want) != 0)
-        fail_msg("%s\n got  %s\n want %s", sql, got, want);
+    if (strcmp(got, want) != 0) fail_msg("%s\n got  %s\n want %s", sql, got, want);
     free(got);
 }
 
 /* 0002 rewrites epochs stored from 0 by older versions to count from 1. */
-static void test_migration_epochs_from_one(void **state)
-{
+static void test_migration_epochs_from_one(void **state) {
     fixture *f = *state;
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
     char err[ERRLEN] = "";
     assert_int_equal(migrate_apply(db, migrations_embedded, 1, NULL, err, sizeof err), 0);
     sqlite3_close(db);
-    raw_exec_ok(f->db,
+    raw_exec_ok(
+        f->db,
         "INSERT INTO jobs (id, spec, status, created_at, started_at, finished_at, step, "
         "total_steps, epoch, metrics) VALUES "
         "('00000000000000a1', '{}', 'succeeded', 1, 1, 2, 30, 30, 2, "
@@ -583,27 +542,29 @@ static void test_migration_epochs_from_one(void **state)
         "('00000000000000a3', '{}', 'queued', 5, NULL, NULL, 0, 0, 0, NULL);"
         "INSERT INTO events (job_id, seq, type, payload, created_at) VALUES "
         "('00000000000000a1', 1, 'step', '{\"step\":1,\"epoch\":0,\"loss\":0.7}', 1),"
-        "('00000000000000a1', 2, 'eval', '{\"epoch\":0,\"step\":10,\"metrics\":{\"accuracy\":0.5}}', 1),"
+        "('00000000000000a1', 2, 'eval', "
+        "'{\"epoch\":0,\"step\":10,\"metrics\":{\"accuracy\":0.5}}', 1),"
         "('00000000000000a1', 3, 'freeze', '{\"step\":5,\"layer\":0}', 1),"
         "('00000000000000a1', 4, 'status', '{\"status\":\"succeeded\"}', 1);");
-    store *s = open_ok(f->db);   /* applies 0002 */
+    store *s = open_ok(f->db); /* applies 0002 */
     store_close(s);
     expect_text(f->db, "SELECT epoch FROM jobs WHERE id = '00000000000000a1'", "3");
     expect_text(f->db, "SELECT epoch FROM jobs WHERE id = '00000000000000a3'", "0");
-    expect_text(f->db, "SELECT metrics FROM jobs WHERE id = '00000000000000a1'",
-                "{\"best_epoch\":2,\"best\":{\"accuracy\":0.9},\"epochs\":[{\"epoch\":1,\"step\":10},"
-                "{\"epoch\":2,\"step\":20},{\"epoch\":3,\"step\":30}],\"steps\":30}");
+    expect_text(
+        f->db, "SELECT metrics FROM jobs WHERE id = '00000000000000a1'",
+        "{\"best_epoch\":2,\"best\":{\"accuracy\":0.9},\"epochs\":[{\"epoch\":1,\"step\":10},"
+        "{\"epoch\":2,\"step\":20},{\"epoch\":3,\"step\":30}],\"steps\":30}");
     expect_text(f->db, "SELECT metrics FROM jobs WHERE id = '00000000000000a2'",
                 "{\"best_epoch\":null,\"epochs\":[],\"steps\":10}");
-    expect_text(f->db, "SELECT group_concat(payload, ' ') FROM "
-                       "(SELECT payload FROM events ORDER BY seq)",
+    expect_text(f->db,
+                "SELECT group_concat(payload, ' ') FROM "
+                "(SELECT payload FROM events ORDER BY seq)",
                 "{\"step\":1,\"epoch\":1,\"loss\":0.7} "
                 "{\"epoch\":1,\"step\":10,\"metrics\":{\"accuracy\":0.5}} "
                 "{\"step\":5,\"layer\":0} {\"status\":\"succeeded\"}");
 }
 
-static void test_too_new_database_refused(void **state)
-{
+static void test_too_new_database_refused(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     store_close(s);
@@ -630,8 +591,7 @@ typedef struct {
     char err[ERRLEN];
 } opener;
 
-static void *open_thread(void *arg)
-{
+static void *open_thread(void *arg) {
     opener *o = arg;
     pthread_barrier_wait(o->barrier);
     store *s = store_open(o->path, o->err, sizeof o->err);
@@ -646,8 +606,7 @@ static void *open_thread(void *arg)
 /* Several threads opening one fresh file at once: all must succeed (the
  * WAL switch and the migrations race) and migrations must run once. Repeated
  * on new files because the race is timing-dependent. */
-static void test_concurrent_first_open(void **state)
-{
+static void test_concurrent_first_open(void **state) {
     fixture *f = *state;
     for (int round = 0; round < OPEN_ROUNDS; round++) {
         char path[400];
@@ -662,20 +621,17 @@ static void test_concurrent_first_open(void **state)
             o[i].barrier = &barrier;
             assert_int_equal(pthread_create(&th[i], NULL, open_thread, &o[i]), 0);
         }
-        for (int i = 0; i < OPEN_THREADS; i++)
-            pthread_join(th[i], NULL);
+        for (int i = 0; i < OPEN_THREADS; i++) pthread_join(th[i], NULL);
         pthread_barrier_destroy(&barrier);
         for (int i = 0; i < OPEN_THREADS; i++)
-            if (!o[i].ok)
-                fail_msg("round %d, thread %d: %s", round, i, o[i].err);
+            if (!o[i].ok) fail_msg("round %d, thread %d: %s", round, i, o[i].err);
         assert_int_equal(raw_int(path, "PRAGMA user_version"), migrations_on_disk());
     }
 }
 
 /* ---- jobs ----------------------------------------------------------------- */
 
-static void test_job_lifecycle(void **state)
-{
+static void test_job_lifecycle(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], eval_ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
@@ -719,10 +675,17 @@ static void test_job_lifecycle(void **state)
 
     /* Values beyond 32 bits check the int64 path. */
     store_progress p = {
-        .step = 120, .total_steps = 400, .epoch = 2, .loss = 0.6931,
-        .flops_forward = 1234567890123LL, .flops_backward_input = 987654321098LL,
-        .flops_backward_weight = 5000000000LL, .trainable_now = 36864,
-        .trainable_avg = 40000.5, .frozen = 3, .freezable = 48,
+        .step = 120,
+        .total_steps = 400,
+        .epoch = 2,
+        .loss = 0.6931,
+        .flops_forward = 1234567890123LL,
+        .flops_backward_input = 987654321098LL,
+        .flops_backward_weight = 5000000000LL,
+        .trainable_now = 36864,
+        .trainable_avg = 40000.5,
+        .frozen = 3,
+        .freezable = 48,
     };
     assert_int_equal(store_job_update_progress(s, id, &p, err, sizeof err), 0);
     j = get_job(s, id);
@@ -751,21 +714,21 @@ static void test_job_lifecycle(void **state)
     assert_int_equal(store_job_finish(s, id, STORE_JOB_QUEUED, NULL, NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
     /* Metrics must be JSON. */
-    assert_int_equal(store_job_finish(s, id, STORE_JOB_SUCCEEDED, "{acc: 1}", NULL, err,
-                                      sizeof err), -1);
+    assert_int_equal(
+        store_job_finish(s, id, STORE_JOB_SUCCEEDED, "{acc: 1}", NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
     assert_int_equal(job_status(s, id), STORE_JOB_RUNNING);
 
     const char *metrics = "{\"accuracy\":0.9243,\"best_epoch\":2}";
     before = wall_ms();
-    assert_int_equal(store_job_finish(s, id, STORE_JOB_SUCCEEDED, metrics, NULL, err,
-                                      sizeof err), 0);
+    assert_int_equal(store_job_finish(s, id, STORE_JOB_SUCCEEDED, metrics, NULL, err, sizeof err),
+                     0);
     after = wall_ms();
     j = get_job(s, id);
     assert_int_equal(j.status, STORE_JOB_SUCCEEDED);
     assert_string_equal(j.metrics, metrics);
     assert_true(j.finished_at >= before && j.finished_at <= after);
-    assert_int_equal(j.progress.step, 120);   /* progress stays */
+    assert_int_equal(j.progress.step, 120); /* progress stays */
     store_job_clear(&j);
 
     /* Finished is final. */
@@ -795,8 +758,9 @@ static void test_job_lifecycle(void **state)
     assert_int_equal(claim(s, &c), 1);
     assert_string_equal(c.id, id2);
     store_job_clear(&c);
-    assert_int_equal(store_job_finish(s, id2, STORE_JOB_FAILED, NULL, "out of memory \"x\"",
-                                      err, sizeof err), 0);
+    assert_int_equal(
+        store_job_finish(s, id2, STORE_JOB_FAILED, NULL, "out of memory \"x\"", err, sizeof err),
+        0);
     j = get_job(s, id2);
     assert_int_equal(j.status, STORE_JOB_FAILED);
     assert_string_equal(j.error, "out of memory \"x\"");
@@ -810,8 +774,8 @@ static void test_job_lifecycle(void **state)
     assert_non_null(strstr(err, NO_SUCH_ID));
     assert_int_equal(store_job_get(s, "../etc/passwd", &j, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
-    assert_int_equal(store_job_finish(s, NO_SUCH_ID, STORE_JOB_SUCCEEDED, NULL, NULL, err,
-                                      sizeof err), -1);
+    assert_int_equal(
+        store_job_finish(s, NO_SUCH_ID, STORE_JOB_SUCCEEDED, NULL, NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
     assert_int_equal(store_job_update_progress(s, NO_SUCH_ID, &p, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
@@ -820,8 +784,7 @@ static void test_job_lifecycle(void **state)
     store_close(s);
 }
 
-static void test_job_create_validation(void **state)
-{
+static void test_job_create_validation(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], id[STORE_ID_SIZE];
@@ -863,14 +826,13 @@ static void test_job_create_validation(void **state)
     store_close(s);
 }
 
-static void test_claim_oldest_first(void **state)
-{
+static void test_claim_oldest_first(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE];
     make_dataset(s, "train", ds);
     store_job j;
-    assert_int_equal(claim(s, &j), 0);   /* empty queue */
+    assert_int_equal(claim(s, &j), 0); /* empty queue */
 
     /* Created in the same millisecond or not, creation order decides... */
     make_job(s, ds, a);
@@ -878,11 +840,10 @@ static void test_claim_oldest_first(void **state)
     make_job(s, ds, c);
     /* ...unless created_at says otherwise: make c the oldest. */
     char sql[160];
-    snprintf(sql, sizeof sql,
-             "UPDATE jobs SET created_at = created_at - 1000 WHERE id = '%s'", c);
+    snprintf(sql, sizeof sql, "UPDATE jobs SET created_at = created_at - 1000 WHERE id = '%s'", c);
     raw_exec_ok(f->db, sql);
 
-    const char *expect[] = { c, a, b };
+    const char *expect[] = {c, a, b};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(claim(s, &j), 1);
         assert_string_equal(j.id, expect[i]);
@@ -903,8 +864,7 @@ typedef struct {
     char err[ERRLEN];
 } claimer;
 
-static void *claim_thread(void *arg)
-{
+static void *claim_thread(void *arg) {
     claimer *c = arg;
     store *s = store_open(c->path, c->err, sizeof c->err);
     pthread_barrier_wait(c->barrier);
@@ -919,10 +879,8 @@ static void *claim_thread(void *arg)
             c->failed = 1;
             break;
         }
-        if (r == 0)
-            break;
-        if (c->n < CLAIM_JOBS)
-            memcpy(c->ids[c->n], j.id, STORE_ID_SIZE);
+        if (r == 0) break;
+        if (c->n < CLAIM_JOBS) memcpy(c->ids[c->n], j.id, STORE_ID_SIZE);
         c->n++;
         store_job_clear(&j);
     }
@@ -930,15 +888,13 @@ static void *claim_thread(void *arg)
     return NULL;
 }
 
-static void test_concurrent_claims(void **state)
-{
+static void test_concurrent_claims(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE];
     make_dataset(s, "train", ds);
     static char created[CLAIM_JOBS][STORE_ID_SIZE];
-    for (int i = 0; i < CLAIM_JOBS; i++)
-        make_job(s, ds, created[i]);
+    for (int i = 0; i < CLAIM_JOBS; i++) make_job(s, ds, created[i]);
 
     static char got[CLAIM_THREADS][CLAIM_JOBS][STORE_ID_SIZE];
     claimer c[CLAIM_THREADS];
@@ -952,8 +908,7 @@ static void test_concurrent_claims(void **state)
         c[t].ids = got[t];
         assert_int_equal(pthread_create(&th[t], NULL, claim_thread, &c[t]), 0);
     }
-    for (int t = 0; t < CLAIM_THREADS; t++)
-        pthread_join(th[t], NULL);
+    for (int t = 0; t < CLAIM_THREADS; t++) pthread_join(th[t], NULL);
     pthread_barrier_destroy(&barrier);
 
     /* Every created job claimed exactly once, nothing else claimed. */
@@ -961,22 +916,19 @@ static void test_concurrent_claims(void **state)
     static int seen[CLAIM_JOBS];
     memset(seen, 0, sizeof seen);
     for (int t = 0; t < CLAIM_THREADS; t++) {
-        if (c[t].failed)
-            fail_msg("claimer %d: %s", t, c[t].err);
+        if (c[t].failed) fail_msg("claimer %d: %s", t, c[t].err);
         total += c[t].n;
         for (int k = 0; k < c[t].n && k < CLAIM_JOBS; k++) {
             int found = -1;
             for (int i = 0; i < CLAIM_JOBS; i++)
-                if (strcmp(created[i], got[t][k]) == 0)
-                    found = i;
+                if (strcmp(created[i], got[t][k]) == 0) found = i;
             assert_true(found >= 0);
             seen[found]++;
         }
     }
     assert_int_equal(total, CLAIM_JOBS);
     for (int i = 0; i < CLAIM_JOBS; i++)
-        if (seen[i] != 1)
-            fail_msg("job %d claimed %d times", i, seen[i]);
+        if (seen[i] != 1) fail_msg("job %d claimed %d times", i, seen[i]);
 
     int64_t counts[STORE_JOB_STATUS_COUNT];
     char err[ERRLEN];
@@ -985,16 +937,16 @@ static void test_concurrent_claims(void **state)
     assert_int_equal(counts[STORE_JOB_QUEUED], 0);
     assert_int_equal(raw_int(f->db, "SELECT max(attempts) FROM jobs"), 1);
     /* Each job: queued + running events, seqs 1 and 2. */
-    assert_int_equal(raw_int(f->db, "SELECT count(*) FROM events WHERE seq = 2 AND type = "
-                                    "'status' AND payload = '{\"status\":\"running\",\"attempt\":1}'"),
+    assert_int_equal(raw_int(f->db,
+                             "SELECT count(*) FROM events WHERE seq = 2 AND type = "
+                             "'status' AND payload = '{\"status\":\"running\",\"attempt\":1}'"),
                      CLAIM_JOBS);
     assert_int_equal(raw_int(f->db, "SELECT count(*) FROM events"), 2 * CLAIM_JOBS);
     check_integrity(s);
     store_close(s);
 }
 
-static void test_cancel_semantics(void **state)
-{
+static void test_cancel_semantics(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], r[STORE_ID_SIZE], q[STORE_ID_SIZE];
@@ -1020,7 +972,7 @@ static void test_cancel_semantics(void **state)
     assert_int_equal(claim(s, &j), 0);
 
     /* Running: flagged; the worker sees it on its next progress update. */
-    store_progress p = { .step = 5, .total_steps = 10, .loss = 1.5 };
+    store_progress p = {.step = 5, .total_steps = 10, .loss = 1.5};
     assert_int_equal(store_job_update_progress(s, r, &p, err, sizeof err), 0);
     assert_int_equal(store_job_request_cancel(s, r, err, sizeof err), STORE_CANCEL_REQUESTED);
     j = get_job(s, r);
@@ -1032,7 +984,7 @@ static void test_cancel_semantics(void **state)
                       "{\"status\":\"running\",\"cancel_requested\":true}");
     size_t before = event_count(s, r);
     assert_int_equal(store_job_request_cancel(s, r, err, sizeof err), STORE_CANCEL_REQUESTED);
-    assert_int_equal(event_count(s, r), before);   /* asking twice logs nothing */
+    assert_int_equal(event_count(s, r), before); /* asking twice logs nothing */
     p.step = 6;
     assert_int_equal(store_job_update_progress(s, r, &p, err, sizeof err), 1);
 
@@ -1052,8 +1004,7 @@ static void test_cancel_semantics(void **state)
 #define REQUEUED_EVENT \
     "{\"status\":\"queued\",\"reason\":\"the daemon stopped while the job was running\"}"
 
-static void test_requeue_after_crash(void **state)
-{
+static void test_requeue_after_crash(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE];
     char err[ERRLEN] = "";
@@ -1063,18 +1014,18 @@ static void test_requeue_after_crash(void **state)
     make_job(s, ds, b);
     make_job(s, ds, c);
     store_job j;
-    assert_int_equal(claim(s, &j), 1);   /* a, with progress */
+    assert_int_equal(claim(s, &j), 1); /* a, with progress */
     int64_t a_started = j.started_at;
     store_job_clear(&j);
-    store_progress p = { .step = 7, .total_steps = 30, .epoch = 1, .loss = 0.25, .frozen = 2 };
+    store_progress p = {.step = 7, .total_steps = 30, .epoch = 1, .loss = 0.25, .frozen = 2};
     assert_int_equal(store_job_update_progress(s, a, &p, err, sizeof err), 0);
-    assert_int_equal(claim(s, &j), 1);   /* b, then a cancel request */
+    assert_int_equal(claim(s, &j), 1); /* b, then a cancel request */
     store_job_clear(&j);
     assert_int_equal(store_job_request_cancel(s, b, err, sizeof err), STORE_CANCEL_REQUESTED);
-    store_close(s);                      /* the daemon "dies" */
+    store_close(s); /* the daemon "dies" */
 
     s = open_ok(f->db);
-    store_requeue_result res = { -1, -1, -1 };
+    store_requeue_result res = {-1, -1, -1};
     assert_int_equal(store_requeue_running(s, 0, &res, err, sizeof err), 0);
     assert_int_equal(res.requeued, 1);
     assert_int_equal(res.cancelled, 1);
@@ -1131,8 +1082,7 @@ static void test_requeue_after_crash(void **state)
 /* A clean stop (shutdown with a checkpoint) puts the job back in the queue
  * without counting a crash, however often it happens; only what is still
  * running at start-up counts. */
-static void test_clean_release_is_not_a_crash(void **state)
-{
+static void test_clean_release_is_not_a_crash(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE];
     char err[ERRLEN] = "";
@@ -1156,7 +1106,7 @@ static void test_clean_release_is_not_a_crash(void **state)
         j = get_job(s, a);
         assert_int_equal(j.status, STORE_JOB_QUEUED);
         assert_int_equal(j.crashes, 0);
-        assert_int_equal(j.progress.step, 10 * round);   /* kept for the resume */
+        assert_int_equal(j.progress.step, 10 * round); /* kept for the resume */
         store_job_clear(&j);
     }
     /* now a real crash: counted */
@@ -1177,7 +1127,7 @@ static void test_clean_release_is_not_a_crash(void **state)
     assert_int_equal(store_job_release(s, "0123456789abcdef", NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
     make_job(s, ds, b);
-    assert_int_equal(claim(s, &j), 1);   /* a (older) */
+    assert_int_equal(claim(s, &j), 1); /* a (older) */
     store_job_clear(&j);
     assert_int_equal(store_job_request_cancel(s, a, err, sizeof err), STORE_CANCEL_REQUESTED);
     assert_int_equal(store_job_release(s, a, "shut down", err, sizeof err),
@@ -1190,8 +1140,7 @@ static void test_clean_release_is_not_a_crash(void **state)
 /* Retry: failed and cancelled jobs go back to the queue with their progress,
  * error and finished_at cleared and the crash count reset; nothing else can
  * be retried, nor a job whose dataset is gone. */
-static void test_retry(void **state)
-{
+static void test_retry(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], a[STORE_ID_SIZE], b[STORE_ID_SIZE], c[STORE_ID_SIZE];
     char err[ERRLEN] = "";
@@ -1238,8 +1187,7 @@ static void test_retry(void **state)
     assert_string_equal(j.id, a);
     assert_int_equal(j.attempts, 3);
     store_job_clear(&j);
-    assert_int_equal(store_job_finish(s, a, STORE_JOB_SUCCEEDED, "{}", NULL, err, sizeof err),
-                     0);
+    assert_int_equal(store_job_finish(s, a, STORE_JOB_SUCCEEDED, "{}", NULL, err, sizeof err), 0);
     /* succeeded -> refused */
     assert_int_equal(store_job_retry(s, a, ds, NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
@@ -1268,21 +1216,20 @@ static void test_retry(void **state)
     store_close(s);
 }
 
-static void test_job_list_and_counts(void **state)
-{
+static void test_job_list_and_counts(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], id[5][STORE_ID_SIZE];
     char err[ERRLEN] = "";
     make_dataset(s, "train", ds);
-    for (int i = 0; i < 5; i++)
-        make_job(s, ds, id[i]);
+    for (int i = 0; i < 5; i++) make_job(s, ds, id[i]);
     store_job j;
-    assert_int_equal(claim(s, &j), 1);   /* 0 */
+    assert_int_equal(claim(s, &j), 1); /* 0 */
     store_job_clear(&j);
-    assert_int_equal(claim(s, &j), 1);   /* 1 */
+    assert_int_equal(claim(s, &j), 1); /* 1 */
     store_job_clear(&j);
-    assert_int_equal(store_job_finish(s, id[0], STORE_JOB_FAILED, NULL, "boom", err, sizeof err), 0);
+    assert_int_equal(store_job_finish(s, id[0], STORE_JOB_FAILED, NULL, "boom", err, sizeof err),
+                     0);
     assert_int_equal(store_job_request_cancel(s, id[2], err, sizeof err), STORE_CANCEL_DONE);
     /* Now: 0 failed, 1 running, 2 cancelled, 3 and 4 queued. */
 
@@ -1298,8 +1245,7 @@ static void test_job_list_and_counts(void **state)
     size_t n;
     assert_int_equal(store_job_list(s, STORE_STATUS_ANY, 100, 0, &list, &n, err, sizeof err), 0);
     assert_int_equal(n, 5);
-    for (int i = 0; i < 5; i++)
-        assert_string_equal(list[i].id, id[4 - i]);   /* newest first */
+    for (int i = 0; i < 5; i++) assert_string_equal(list[i].id, id[4 - i]); /* newest first */
     assert_int_equal(list[4].status, STORE_JOB_FAILED);
     assert_string_equal(list[4].error, "boom");
     store_job_list_free(list, n);
@@ -1327,7 +1273,8 @@ static void test_job_list_and_counts(void **state)
     assert_int_equal(store_job_list(s, STORE_STATUS_ANY, 0, 0, &list, &n, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
     assert_int_equal(store_job_list(s, STORE_STATUS_ANY, STORE_LIST_LIMIT_MAX + 1, 0, &list, &n,
-                                    err, sizeof err), -1);
+                                    err, sizeof err),
+                     -1);
     assert_int_equal(store_job_list(s, STORE_STATUS_ANY, 10, -1, &list, &n, err, sizeof err), -1);
     check_integrity(s);
     store_close(s);
@@ -1335,14 +1282,13 @@ static void test_job_list_and_counts(void **state)
 
 /* ---- events --------------------------------------------------------------- */
 
-static void test_events_batch_and_list(void **state)
-{
+static void test_events_batch_and_list(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], J[STORE_ID_SIZE], K[STORE_ID_SIZE];
     char err[ERRLEN] = "";
     make_dataset(s, "train", ds);
-    make_job(s, ds, J);   /* each already has event 1 (queued) */
+    make_job(s, ds, J); /* each already has event 1 (queued) */
     make_job(s, ds, K);
 
     enum { B = 10 };
@@ -1357,9 +1303,8 @@ static void test_events_batch_and_list(void **state)
     int64_t seqs[B];
     assert_int_equal(store_event_append_batch(s, batch, B, seqs, err, sizeof err), 0);
     /* J's events continue 2, 3, ...; K's 2, 3 — counted by hand. */
-    const int64_t expect[B] = { 2, 3, 4, 2, 5, 6, 7, 3, 8, 9 };
-    for (int i = 0; i < B; i++)
-        assert_int_equal(seqs[i], expect[i]);
+    const int64_t expect[B] = {2, 3, 4, 2, 5, 6, 7, 3, 8, 9};
+    for (int i = 0; i < B; i++) assert_int_equal(seqs[i], expect[i]);
 
     store_event *ev;
     size_t n;
@@ -1368,8 +1313,7 @@ static void test_events_batch_and_list(void **state)
     assert_int_equal(ev[0].type, STORE_EVENT_STATUS);
     int k = 1;
     for (int i = 0; i < B; i++) {
-        if (batch[i].job_id != J)
-            continue;
+        if (batch[i].job_id != J) continue;
         assert_int_equal(ev[k].seq, k + 1);
         assert_string_equal(ev[k].payload, payload[i]);
         assert_int_equal(ev[k].type, batch[i].type);
@@ -1382,7 +1326,7 @@ static void test_events_batch_and_list(void **state)
     assert_int_equal(n, 3);
     assert_int_equal(ev[0].seq, 5);
     assert_int_equal(ev[2].seq, 7);
-    assert_int_equal(ev[1].type, STORE_EVENT_FREEZE);   /* seq 6 = batch[5] */
+    assert_int_equal(ev[1].type, STORE_EVENT_FREEZE); /* seq 6 = batch[5] */
     store_event_list_free(ev, n);
 
     assert_int_equal(store_event_list(s, J, 9, 100, &ev, &n, err, sizeof err), 0);
@@ -1394,15 +1338,15 @@ static void test_events_batch_and_list(void **state)
     store_event_list_free(ev, n);
 
     int64_t seq = 0;
-    assert_int_equal(store_event_append(s, J, STORE_EVENT_LOG, "{\"msg\":\"hello\"}", &seq, err,
-                                        sizeof err), 0);
+    assert_int_equal(
+        store_event_append(s, J, STORE_EVENT_LOG, "{\"msg\":\"hello\"}", &seq, err, sizeof err), 0);
     assert_int_equal(seq, 10);
 
     /* A batch with one bad event stores nothing. */
     store_event_new bad[3] = {
-        { J, STORE_EVENT_STEP, "{\"step\":100}" },
-        { J, STORE_EVENT_STEP, "{not json" },
-        { J, STORE_EVENT_STEP, "{\"step\":101}" },
+        {J, STORE_EVENT_STEP, "{\"step\":100}"},
+        {J, STORE_EVENT_STEP, "{not json"},
+        {J, STORE_EVENT_STEP, "{\"step\":101}"},
     };
     assert_int_equal(store_event_append_batch(s, bad, 3, NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
@@ -1414,11 +1358,11 @@ static void test_events_batch_and_list(void **state)
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
     assert_int_equal(event_count(s, J), 10);
 
-    assert_int_equal(store_event_append(s, NO_SUCH_ID, STORE_EVENT_LOG, "{}", NULL, err,
-                                        sizeof err), -1);
+    assert_int_equal(
+        store_event_append(s, NO_SUCH_ID, STORE_EVENT_LOG, "{}", NULL, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
-    assert_int_equal(store_event_append(s, J, STORE_EVENT_TYPE_COUNT, "{}", NULL, err,
-                                        sizeof err), -1);
+    assert_int_equal(store_event_append(s, J, STORE_EVENT_TYPE_COUNT, "{}", NULL, err, sizeof err),
+                     -1);
     assert_int_equal(store_last_error(s), STORE_E_INVALID);
     assert_int_equal(store_event_list(s, NO_SUCH_ID, 0, 10, &ev, &n, err, sizeof err), -1);
     assert_int_equal(store_last_error(s), STORE_E_NOT_FOUND);
@@ -1431,8 +1375,7 @@ static void test_events_batch_and_list(void **state)
 
 /* ---- datasets ------------------------------------------------------------- */
 
-static void test_datasets(void **state)
-{
+static void test_datasets(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char err[ERRLEN] = "";
@@ -1442,7 +1385,7 @@ static void test_datasets(void **state)
     d.format = (char *)"tsv";
     d.path = (char *)"/var/lib/aflorad/datasets/a.tsv";
     d.rows = 67349;
-    d.bytes = 4976728LL * 1000;   /* > 2^32 */
+    d.bytes = 4976728LL * 1000; /* > 2^32 */
     snprintf(d.sha256, sizeof d.sha256, "%s", SHA_EMPTY);
     char a[STORE_ID_SIZE];
     int64_t before = wall_ms();
@@ -1492,7 +1435,7 @@ static void test_datasets(void **state)
     size_t n;
     assert_int_equal(store_dataset_list(s, 10, 0, &list, &n, err, sizeof err), 0);
     assert_int_equal(n, 2);
-    assert_string_equal(list[0].id, b);   /* newest first */
+    assert_string_equal(list[0].id, b); /* newest first */
     assert_string_equal(list[1].id, a);
     store_dataset_list_free(list, n);
     assert_int_equal(store_dataset_list(s, 1, 1, &list, &n, err, sizeof err), 0);
@@ -1507,7 +1450,7 @@ static void test_datasets(void **state)
     assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
     assert_non_null(strstr(err, job));
     assert_non_null(strstr(err, "queued"));
-    assert_int_equal(store_dataset_delete(s, b, err, sizeof err), -1);   /* as eval set */
+    assert_int_equal(store_dataset_delete(s, b, err, sizeof err), -1); /* as eval set */
     assert_int_equal(store_last_error(s), STORE_E_CONFLICT);
     store_job j;
     assert_int_equal(claim(s, &j), 1);
@@ -1541,8 +1484,7 @@ static void test_datasets(void **state)
 /* ---- schema, integrity, crash --------------------------------------------- */
 
 /* EXPLAIN QUERY PLAN details of sql, joined with " | ". */
-static void query_plan(store *s, const char *sql, char *out, size_t outlen)
-{
+static void query_plan(store *s, const char *sql, char *out, size_t outlen) {
     sqlite3_stmt *st = NULL;
     char q[1024];
     snprintf(q, sizeof q, "EXPLAIN QUERY PLAN %s", sql);
@@ -1556,38 +1498,41 @@ static void query_plan(store *s, const char *sql, char *out, size_t outlen)
     sqlite3_finalize(st);
 }
 
-static void test_queries_use_indexes(void **state)
-{
+static void test_queries_use_indexes(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char plan[1024];
-    query_plan(s, "SELECT rowid FROM jobs WHERE status = 'queued' "
-                  "ORDER BY created_at, rowid LIMIT 1", plan, sizeof plan);
-    assert_non_null(strstr(plan, "jobs_by_status_created"));
-    assert_null(strstr(plan, "TEMP B-TREE"));
-    query_plan(s, "SELECT * FROM jobs WHERE status = 'running' "
-                  "ORDER BY created_at DESC, rowid DESC LIMIT 10", plan, sizeof plan);
-    assert_non_null(strstr(plan, "jobs_by_status_created"));
-    assert_null(strstr(plan, "TEMP B-TREE"));
-    query_plan(s, "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 10",
+    query_plan(s,
+               "SELECT rowid FROM jobs WHERE status = 'queued' "
+               "ORDER BY created_at, rowid LIMIT 1",
                plan, sizeof plan);
+    assert_non_null(strstr(plan, "jobs_by_status_created"));
+    assert_null(strstr(plan, "TEMP B-TREE"));
+    query_plan(s,
+               "SELECT * FROM jobs WHERE status = 'running' "
+               "ORDER BY created_at DESC, rowid DESC LIMIT 10",
+               plan, sizeof plan);
+    assert_non_null(strstr(plan, "jobs_by_status_created"));
+    assert_null(strstr(plan, "TEMP B-TREE"));
+    query_plan(s, "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT 10", plan,
+               sizeof plan);
     assert_non_null(strstr(plan, "jobs_by_created"));
     assert_null(strstr(plan, "TEMP B-TREE"));
-    query_plan(s, "SELECT * FROM events WHERE job_id = '0123456789abcdef' AND seq > 5 "
-                  "ORDER BY seq LIMIT 10", plan, sizeof plan);
+    query_plan(s,
+               "SELECT * FROM events WHERE job_id = '0123456789abcdef' AND seq > 5 "
+               "ORDER BY seq LIMIT 10",
+               plan, sizeof plan);
     assert_non_null(strstr(plan, "PRIMARY KEY (job_id=? AND seq>?)"));
     assert_null(strstr(plan, "TEMP B-TREE"));
     store_close(s);
 }
 
-static off_t file_size(const char *path)
-{
+static off_t file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
-static void test_checkpoint_and_corruption_detected(void **state)
-{
+static void test_checkpoint_and_corruption_detected(void **state) {
     fixture *f = *state;
     store *s = open_ok(f->db);
     char ds[STORE_ID_SIZE], job[STORE_ID_SIZE], err[ERRLEN] = "";
@@ -1595,8 +1540,9 @@ static void test_checkpoint_and_corruption_detected(void **state)
     make_job(s, ds, job);
     for (int i = 0; i < 50; i++)
         assert_int_equal(store_event_append(s, job, STORE_EVENT_LOG,
-                                            "{\"msg\":\"some log line to fill a page\"}", NULL,
-                                            err, sizeof err), 0);
+                                            "{\"msg\":\"some log line to fill a page\"}", NULL, err,
+                                            sizeof err),
+                         0);
     char wal[400];
     snprintf(wal, sizeof wal, "%s-wal", f->db);
     assert_true(file_size(wal) > 0);
@@ -1630,12 +1576,10 @@ static void test_checkpoint_and_corruption_detected(void **state)
 
 /* Child: append batches of CRASH_BATCH events to job forever, reporting the
  * last seq of each committed batch on fd. Never returns. */
-static void crash_child(const char *path, const char *job, int fd)
-{
-    prctl(PR_SET_PDEATHSIG, SIGKILL);   /* no orphan if the parent dies */
+static void crash_child(const char *path, const char *job, int fd) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* no orphan if the parent dies */
     store *s = store_open(path, NULL, 0);
-    if (!s)
-        _exit(2);
+    if (!s) _exit(2);
     char payload[CRASH_BATCH][96];
     store_event_new batch[CRASH_BATCH];
     for (long round = 0;; round++) {
@@ -1643,25 +1587,22 @@ static void crash_child(const char *path, const char *job, int fd)
             snprintf(payload[i], sizeof payload[i],
                      "{\"step\":%ld,\"loss\":0.5,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
                      round * CRASH_BATCH + i);
-            batch[i] = (store_event_new){ job, STORE_EVENT_STEP, payload[i] };
+            batch[i] = (store_event_new){job, STORE_EVENT_STEP, payload[i]};
         }
         int64_t seqs[CRASH_BATCH];
-        if (store_event_append_batch(s, batch, CRASH_BATCH, seqs, NULL, 0) != 0)
-            _exit(3);
+        if (store_event_append_batch(s, batch, CRASH_BATCH, seqs, NULL, 0) != 0) _exit(3);
         int64_t last = seqs[CRASH_BATCH - 1];
-        if (write(fd, &last, sizeof last) != (ssize_t)sizeof last)
-            _exit(4);
+        if (write(fd, &last, sizeof last) != (ssize_t)sizeof last) _exit(4);
     }
 }
 
-static void test_crash_during_event_appends(void **state)
-{
+static void test_crash_during_event_appends(void **state) {
     fixture *f = *state;
     char ds[STORE_ID_SIZE], job[STORE_ID_SIZE];
     store *s = open_ok(f->db);
     make_dataset(s, "train", ds);
-    make_job(s, ds, job);   /* event 1 */
-    store_close(s);         /* no connection open across fork() */
+    make_job(s, ds, job); /* event 1 */
+    store_close(s);       /* no connection open across fork() */
 
     int64_t reported = 1;
     for (int round = 0; round < CRASH_ROUNDS; round++) {
@@ -1680,13 +1621,12 @@ static void test_crash_during_event_appends(void **state)
                 fail_msg("round %d: child stopped before its batch %d", round, k + 1);
             reported = last;
         }
-        usleep((useconds_t)(round * 700));   /* kill at a different point each round */
+        usleep((useconds_t)(round * 700)); /* kill at a different point each round */
         kill(pid, SIGKILL);
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-        while (read(fds[0], &last, sizeof last) == (ssize_t)sizeof last)
-            reported = last;
+        while (read(fds[0], &last, sizeof last) == (ssize_t)sizeof last) reported = last;
         close(fds[0]);
 
         /* What a reader finds after the crash: a sound file, every event the
@@ -1696,16 +1636,14 @@ static void test_crash_during_event_appends(void **state)
         size_t n;
         store_event *ev = all_events(s, job, &n);
         assert_true((int64_t)n >= reported);
-        for (size_t i = 0; i < n; i++)
-            assert_int_equal(ev[i].seq, (int64_t)i + 1);
+        for (size_t i = 0; i < n; i++) assert_int_equal(ev[i].seq, (int64_t)i + 1);
         assert_int_equal((n - 1) % CRASH_BATCH, 0);
         store_event_list_free(ev, n);
         store_close(s);
     }
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedded_migrations_match_files),
         cmocka_unit_test_setup_teardown(test_open_configures_connection, setup, teardown),

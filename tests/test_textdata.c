@@ -24,8 +24,8 @@ static char errbuf[512];
 
 /* Write content to a file called fname in a fresh temporary directory, load
  * it with spec, then remove file and directory. Returns textdata_load's rc. */
-static int load_file_n(const char *fname, const char *content, size_t len, const textdata_spec *spec,
-                       textdata *out) {
+static int load_file_n(const char *fname, const char *content, size_t len,
+                       const textdata_spec *spec, textdata *out) {
     char dir[] = "/tmp/test_textdata_XXXXXX";
     if (!mkdtemp(dir)) fail_msg("mkdtemp failed");
     char path[256];
@@ -41,20 +41,22 @@ static int load_file_n(const char *fname, const char *content, size_t len, const
     return rc;
 }
 
-static int load_file(const char *fname, const char *content, const textdata_spec *spec, textdata *out) {
+static int load_file(const char *fname, const char *content, const textdata_spec *spec,
+                     textdata *out) {
     return load_file_n(fname, content, strlen(content), spec, out);
 }
 
-static void load_ok(const char *fname, const char *content, const textdata_spec *spec, textdata *out) {
+static void load_ok(const char *fname, const char *content, const textdata_spec *spec,
+                    textdata *out) {
     if (load_file(fname, content, spec, out) != 0) fail_msg("load of %s failed: %s", fname, errbuf);
 }
 
 /* The load must fail, leave out empty, and the message must hold both the
  * "<fname>:<line>: " location (where != NULL) and the words in want. */
-static void expect_error_n(const char *fname, const char *content, size_t len, const textdata_spec *spec,
-                           const char *where, const char *want) {
+static void expect_error_n(const char *fname, const char *content, size_t len,
+                           const textdata_spec *spec, const char *where, const char *want) {
     textdata d;
-    memset(&d, 0x5A, sizeof d);   /* garbage: the loader must clear it */
+    memset(&d, 0x5A, sizeof d); /* garbage: the loader must clear it */
     if (load_file_n(fname, content, len, spec, &d) == 0) {
         textdata_free(&d);
         fail_msg("load of %s unexpectedly succeeded (want <%s>)", fname, want);
@@ -66,11 +68,11 @@ static void expect_error_n(const char *fname, const char *content, size_t len, c
     assert_null(textdata_text_a(&d, 0));
     if (where && !strstr(errbuf, where)) fail_msg("error <%s> lacks location <%s>", errbuf, where);
     if (!strstr(errbuf, want)) fail_msg("error <%s> lacks <%s>", errbuf, want);
-    textdata_free(&d);   /* harmless on the cleared struct */
+    textdata_free(&d); /* harmless on the cleared struct */
 }
 
-static void expect_error(const char *fname, const char *content, const textdata_spec *spec, const char *where,
-                         const char *want) {
+static void expect_error(const char *fname, const char *content, const textdata_spec *spec,
+                         const char *where, const char *want) {
     expect_error_n(fname, content, strlen(content), spec, where, want);
 }
 
@@ -96,12 +98,11 @@ static void test_tsv_header_pair(void **state) {
     /* Line 1 header; line 3 blank (skipped); line 4 has literal quotes (TSV
      * has no quoting) and CRLF; line 5 has no final newline. Integer labels
      * are their own ids although "1" comes first (GLUE's MRPC starts so). */
-    const char *tsv =
-        "idx\tsentence1\tsentence2\tlabel\n"
-        "0\tThe cat sat.\tA cat was sitting.\t1\n"
-        "\n"
-        "1\t\"Quoted,\" he said\tHe said it.\t0\r\n"
-        "2\tThird one\tDritte\t1";
+    const char *tsv = "idx\tsentence1\tsentence2\tlabel\n"
+                      "0\tThe cat sat.\tA cat was sitting.\t1\n"
+                      "\n"
+                      "1\t\"Quoted,\" he said\tHe said it.\t0\r\n"
+                      "2\tThird one\tDritte\t1";
     textdata_spec s = pair_spec();
     textdata d;
     load_ok("train.tsv", tsv, &s, &d);
@@ -122,7 +123,7 @@ static void test_tsv_header_pair(void **state) {
     assert_null(textdata_label_name(&d, 2));
     assert_null(textdata_text_a(&d, 3));
     assert_null(textdata_text_a(&d, -1));
-    assert_true(isnan(textdata_label_value(&d, 0)));   /* classification */
+    assert_true(isnan(textdata_label_value(&d, 0))); /* classification */
     textdata_free(&d);
     assert_null(d.buf);
 }
@@ -146,7 +147,8 @@ static void test_tsv_headerless_by_index(void **state) {
     assert_int_equal(textdata_count(&d), 3);
     assert_string_equal(textdata_text_a(&d, 0),
                         "Our friends won't buy this analysis, let alone the next one we propose.");
-    assert_string_equal(textdata_text_a(&d, 1), "One more pseudo generalization and I'm giving up.");
+    assert_string_equal(textdata_text_a(&d, 1),
+                        "One more pseudo generalization and I'm giving up.");
     assert_null(textdata_text_b(&d, 0));
     /* Declared order: "0" -> 0, "1" -> 1, although "1" is seen first. */
     assert_int_equal(textdata_label_id(&d, 0), 1);
@@ -164,7 +166,7 @@ static void test_tsv_columns_reordered_and_shared(void **state) {
     textdata_spec s = {0};
     s.text_a = TEXTDATA_BY_NAME("a");
     s.text_b = TEXTDATA_BY_NAME("b");
-    s.label = TEXTDATA_BY_INDEX(2);   /* by index, with a header */
+    s.label = TEXTDATA_BY_INDEX(2); /* by index, with a header */
     textdata d;
     load_ok("x.tsv", tsv, &s, &d);
     assert_string_equal(textdata_text_a(&d, 0), "first-0");
@@ -276,12 +278,11 @@ static void test_csv_quoting(void **state) {
     /* Physical lines: 1 header, 2 row 0, 3-4 row 1 (quoted newline), 5 row 2,
      * 6 row 3 (empty last field quoted, trailing text unquoted with a bare
      * quote inside, kept literally). CRLF line ends except inside quotes. */
-    const char *csv =
-        "id,text,label\r\n"
-        "1,\"Hello, world\",pos\r\n"
-        "2,\"She said \"\"hi\"\"\nthen left\",neg\r\n"
-        "3,plain,pos\r\n"
-        "4,a 5\" screen,\"neg\"\r\n";
+    const char *csv = "id,text,label\r\n"
+                      "1,\"Hello, world\",pos\r\n"
+                      "2,\"She said \"\"hi\"\"\nthen left\",neg\r\n"
+                      "3,plain,pos\r\n"
+                      "4,a 5\" screen,\"neg\"\r\n";
     textdata_spec s = single_spec();
     textdata d;
     load_ok("train.csv", csv, &s, &d);
@@ -348,9 +349,8 @@ static void test_jsonl_labels(void **state) {
 
 static void test_jsonl_pair_bool_and_regression(void **state) {
     (void)state;
-    const char *jsonl =
-        "{\"q\": \"Is it?\", \"p\": \"It is.\", \"label\": true}\n"
-        "{\"q\": \"Really?\", \"p\": \"No.\", \"label\": false}\n";
+    const char *jsonl = "{\"q\": \"Is it?\", \"p\": \"It is.\", \"label\": true}\n"
+                        "{\"q\": \"Really?\", \"p\": \"No.\", \"label\": false}\n";
     textdata_spec s = {0};
     s.text_a = TEXTDATA_BY_NAME("q");
     s.text_b = TEXTDATA_BY_NAME("p");
@@ -359,7 +359,7 @@ static void test_jsonl_pair_bool_and_regression(void **state) {
     s.labels = labels;
     s.num_labels = 2;
     textdata d;
-    load_ok("boolq.json", jsonl, &s, &d);   /* .json is read as JSON Lines */
+    load_ok("boolq.json", jsonl, &s, &d); /* .json is read as JSON Lines */
     assert_int_equal(textdata_count(&d), 2);
     assert_string_equal(textdata_text_b(&d, 0), "It is.");
     assert_string_equal(textdata_text_a(&d, 1), "Really?");
@@ -367,7 +367,8 @@ static void test_jsonl_pair_bool_and_regression(void **state) {
     assert_int_equal(textdata_label_id(&d, 1), 0);
     textdata_free(&d);
 
-    const char *reg = "{\"text\": \"a\", \"y\": 2.5}\n{\"text\": \"b\", \"y\": \"-0.5\"}\n{\"text\": \"c\", \"y\": 4}\n";
+    const char *reg = "{\"text\": \"a\", \"y\": 2.5}\n{\"text\": \"b\", \"y\": "
+                      "\"-0.5\"}\n{\"text\": \"c\", \"y\": 4}\n";
     textdata_spec r = {0};
     r.text_a = TEXTDATA_BY_NAME("text");
     r.label = TEXTDATA_BY_NAME("y");
@@ -406,22 +407,24 @@ static void test_load_buffer(void **state) {
     char data[] = "text,label\nupload one,a\nupload two,b\n";
     textdata_spec s = single_spec();
     textdata d;
-    assert_int_equal(textdata_load_buffer(data, strlen(data), "upload.csv", &s, &d, errbuf, sizeof errbuf), 0);
-    memset(data, 'X', strlen(data));   /* the rows must not point into the caller's memory */
+    assert_int_equal(
+        textdata_load_buffer(data, strlen(data), "upload.csv", &s, &d, errbuf, sizeof errbuf), 0);
+    memset(data, 'X', strlen(data)); /* the rows must not point into the caller's memory */
     assert_int_equal(textdata_count(&d), 2);
     assert_string_equal(textdata_text_a(&d, 1), "upload two");
     textdata_free(&d);
 
     const char *bad = "text,label\nok,a\n,b\n";
-    assert_int_equal(textdata_load_buffer(bad, strlen(bad), "upload.csv", &s, &d, errbuf, sizeof errbuf), -1);
+    assert_int_equal(
+        textdata_load_buffer(bad, strlen(bad), "upload.csv", &s, &d, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "upload.csv:3: empty text in column 'text'"));
     assert_int_equal(textdata_count(&d), 0);
 
     s.max_bytes = 8;
-    assert_int_equal(textdata_load_buffer(data, strlen(data), "big.csv", &s, &d, errbuf, sizeof errbuf), -1);
+    assert_int_equal(
+        textdata_load_buffer(data, strlen(data), "big.csv", &s, &d, errbuf, sizeof errbuf), -1);
     assert_non_null(strstr(errbuf, "limit of 8 bytes"));
 }
-
 
 /* ---- class ids ----------------------------------------------------------------- */
 
@@ -432,9 +435,11 @@ static void ids_of(const char *tsv, const textdata_spec *spec, char *names, char
     load_ok("ids.tsv", tsv, spec, &d);
     names[0] = ids[0] = '\0';
     for (int k = 0; k < textdata_label_count(&d); k++)
-        snprintf(names + strlen(names), cap - strlen(names), "%s%s", k ? "," : "", textdata_label_name(&d, k));
+        snprintf(names + strlen(names), cap - strlen(names), "%s%s", k ? "," : "",
+                 textdata_label_name(&d, k));
     for (int i = 0; i < textdata_count(&d); i++)
-        snprintf(ids + strlen(ids), cap - strlen(ids), "%s%d", i ? " " : "", textdata_label_id(&d, i));
+        snprintf(ids + strlen(ids), cap - strlen(ids), "%s%d", i ? " " : "",
+                 textdata_label_id(&d, i));
     textdata_free(&d);
 }
 
@@ -457,7 +462,8 @@ static void test_label_ids_strings_sorted(void **state) {
     assert_string_equal(ids, "2 1 0 3");
     /* JSON booleans: false 0, true 1. */
     textdata d;
-    load_ok("b.jsonl", "{\"text\":\"a\",\"label\":true}\n{\"text\":\"b\",\"label\":false}\n", &s, &d);
+    load_ok("b.jsonl", "{\"text\":\"a\",\"label\":true}\n{\"text\":\"b\",\"label\":false}\n", &s,
+            &d);
     assert_int_equal(textdata_label_id(&d, 0), 1);
     assert_string_equal(textdata_label_name(&d, 0), "false");
     textdata_free(&d);
@@ -467,12 +473,12 @@ static void test_label_ids_strings_sorted(void **state) {
     ids_of("text\tlabel\na\tpos\nb\tneg\n", &s, names, ids, sizeof names);
     assert_string_equal(ids, "1 0");
     s.num_labels = 3;
-    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s, "ids.tsv: ",
-                 "num_labels is 3 but the data has 2 distinct labels (pos, neg)");
+    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s,
+                 "ids.tsv: ", "num_labels is 3 but the data has 2 distinct labels (pos, neg)");
     assert_non_null(strstr(errbuf, "dataset.labels"));
     s.num_labels = 1;
-    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s, "ids.tsv: ",
-                 "num_labels is 1 but the data has 2 distinct labels");
+    expect_error("ids.tsv", "text\tlabel\na\tpos\nb\tneg\n", &s,
+                 "ids.tsv: ", "num_labels is 1 but the data has 2 distinct labels");
 }
 
 static void test_label_ids_integers(void **state) {
@@ -483,20 +489,24 @@ static void test_label_ids_integers(void **state) {
     assert_string_equal(names, "0,1,2");
     assert_string_equal(ids, "2 0 1 2");
     /* A gap: id 1 would be a class no row has. */
-    expect_error("ids.tsv", "text\tlabel\na\t0\nb\t2\n", &s, "ids.tsv: ",
-                 "no row has label 1, but integer labels are their own class ids, so ids 0..2 need every "
-                 "value (labels: 0, 2); declare the classes with dataset.labels (names in id order) or num_labels");
+    expect_error(
+        "ids.tsv", "text\tlabel\na\t0\nb\t2\n", &s, "ids.tsv: ",
+        "no row has label 1, but integer labels are their own class ids, so ids 0..2 need every "
+        "value (labels: 0, 2); declare the classes with dataset.labels (names in id order) or "
+        "num_labels");
     assert_null(strstr(errbuf, "regression"));
     /* Star ratings 1..5: id 0 is missing. */
-    expect_error("ids.tsv", "text\tlabel\na\t5\nb\t1\nc\t2\nd\t3\ne\t4\n", &s, "ids.tsv: ",
-                 "no row has label 0");
+    expect_error("ids.tsv", "text\tlabel\na\t5\nb\t1\nc\t2\nd\t3\ne\t4\n", &s,
+                 "ids.tsv: ", "no row has label 0");
     /* Few values far apart look like measurements. */
-    expect_error("ids.tsv", "text\tlabel\na\t150\nb\t230\nc\t120\n", &s, "ids.tsv: ",
-                 "no row has label 0");
+    expect_error("ids.tsv", "text\tlabel\na\t150\nb\t230\nc\t120\n", &s,
+                 "ids.tsv: ", "no row has label 0");
     assert_non_null(strstr(errbuf, "did you mean task regression?"));
-    expect_error("ids.tsv", "text\tlabel\na\t1\nb\t-1\n", &s, "ids.tsv:3: ", "label '-1' is negative");
+    expect_error("ids.tsv", "text\tlabel\na\t1\nb\t-1\n", &s,
+                 "ids.tsv:3: ", "label '-1' is negative");
     expect_error("ids.tsv", "text\tlabel\na\t1\nb\t0\nc\t250000\n", &s, "ids.tsv:4: ",
-                 "label '250000' would be class id 250000, beyond the limit of 1000 classes; did you mean task "
+                 "label '250000' would be class id 250000, beyond the limit of 1000 classes; did "
+                 "you mean task "
                  "regression?");
 
     /* num_labels declares the classes: ids the data lacks are fine (named by
@@ -506,9 +516,10 @@ static void test_label_ids_integers(void **state) {
     assert_string_equal(names, "0,1,2,3");
     assert_string_equal(ids, "0 2");
     s.num_labels = 2;
-    expect_error("ids.tsv", "text\tlabel\na\t0\nb\t1\nc\t2\n", &s, "ids.tsv:4: ",
-                 "label '2' is beyond the 2 classes num_labels declares (integer labels are their own class "
-                 "ids: 0..1)");
+    expect_error(
+        "ids.tsv", "text\tlabel\na\t0\nb\t1\nc\t2\n", &s, "ids.tsv:4: ",
+        "label '2' is beyond the 2 classes num_labels declares (integer labels are their own class "
+        "ids: 0..1)");
 }
 
 static void test_label_ids_continuous(void **state) {
@@ -516,7 +527,8 @@ static void test_label_ids_continuous(void **state) {
     /* STS-B's scores loaded as classification. */
     textdata_spec s = single_spec();
     expect_error("sts.tsv", "text\tlabel\na\t5\nb\t3.8\nc\t0.25\n", &s, "sts.tsv:3: ",
-                 "label '3.8' looks like a continuous value (the 3 distinct labels are all numbers); did you mean "
+                 "label '3.8' looks like a continuous value (the 3 distinct labels are all "
+                 "numbers); did you mean "
                  "task regression?");
     /* Whole numbers written as decimals are class names. */
     char names[256], ids[256];
@@ -562,49 +574,54 @@ static void test_errors_columns(void **state) {
     expect_error("train.tsv", "sentence1\tlabel\na\t1\n", &s, "train.tsv:1: ",
                  "no column named 'sentence2' in the header (columns: sentence1, label)");
     /* Header on line 2 after a blank line: the location follows it. */
-    expect_error("train.tsv", "\nsentence1\tsentence2\tsentence1\tlabel\na\tb\tc\t1\n", &s, "train.tsv:2: ",
-                 "column 'sentence1' appears more than once");
+    expect_error("train.tsv", "\nsentence1\tsentence2\tsentence1\tlabel\na\tb\tc\t1\n", &s,
+                 "train.tsv:2: ", "column 'sentence1' appears more than once");
     /* Ragged: line 3 has 2 fields, line 4 has 4. */
-    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\tb\t1\na\t1\n", &s, "train.tsv:3: ",
-                 "ragged row: 2 fields, the header has 3");
-    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\tb\t1\na\tb\t1\textra\n", &s, "train.tsv:3: ",
-                 "ragged row: 4 fields");
+    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\tb\t1\na\t1\n", &s,
+                 "train.tsv:3: ", "ragged row: 2 fields, the header has 3");
+    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\tb\t1\na\tb\t1\textra\n", &s,
+                 "train.tsv:3: ", "ragged row: 4 fields");
 
     textdata_spec h = {0};
     h.no_header = true;
     h.text_a = TEXTDATA_BY_INDEX(3);
     h.label = TEXTDATA_BY_INDEX(1);
-    expect_error("cola.tsv", "\n\ns\t1\tonly three\n", &h, "cola.tsv:3: ",
-                 "column 3 is out of range: the first row has 3 fields");
-    expect_error("cola.tsv", "s\t1\t\ttext\ns\t0\tx\n", &h, "cola.tsv:2: ", "ragged row: 3 fields, the first row has 4");
+    expect_error("cola.tsv", "\n\ns\t1\tonly three\n", &h,
+                 "cola.tsv:3: ", "column 3 is out of range: the first row has 3 fields");
+    expect_error("cola.tsv", "s\t1\t\ttext\ns\t0\tx\n", &h,
+                 "cola.tsv:2: ", "ragged row: 3 fields, the first row has 4");
 }
 
 static void test_errors_csv(void **state) {
     (void)state;
     textdata_spec s = single_spec();
     /* Row 2 spans lines 3-4; the unterminated quote opens on line 5. */
-    expect_error("train.csv", "text,label\nfine,1\n\"two\nlines\",0\nx,\"open\n", &s, "train.csv:5: ",
-                 "unterminated quoted field");
+    expect_error("train.csv", "text,label\nfine,1\n\"two\nlines\",0\nx,\"open\n", &s,
+                 "train.csv:5: ", "unterminated quoted field");
     /* Line counting through a quoted newline: the ragged row is on line 5. */
-    expect_error("train.csv", "text,label\r\nfine,1\r\n\"two\r\nlines\",0\r\nx,1,2\r\n", &s, "train.csv:5: ",
-                 "ragged row: 3 fields, the header has 2");
-    expect_error("train.csv", "text,label\n\"quoted\"x,1\n", &s, "train.csv:2: ",
-                 "unexpected character after the closing quote of field 1");
-    expect_error("train.csv", "text,label\n\"a\",\"b\n", &s, "train.csv:2: ", "unterminated quoted field (field 2");
+    expect_error("train.csv", "text,label\r\nfine,1\r\n\"two\r\nlines\",0\r\nx,1,2\r\n", &s,
+                 "train.csv:5: ", "ragged row: 3 fields, the header has 2");
+    expect_error("train.csv", "text,label\n\"quoted\"x,1\n", &s,
+                 "train.csv:2: ", "unexpected character after the closing quote of field 1");
+    expect_error("train.csv", "text,label\n\"a\",\"b\n", &s,
+                 "train.csv:2: ", "unterminated quoted field (field 2");
 }
 
 static void test_errors_text(void **state) {
     (void)state;
     textdata_spec s = single_spec();
-    expect_error("train.tsv", "text\tlabel\nok\t1\nbad \xFF byte\t0\n", &s, "train.tsv:3: ",
-                 "invalid UTF-8 in column 'text'");
+    expect_error("train.tsv", "text\tlabel\nok\t1\nbad \xFF byte\t0\n", &s,
+                 "train.tsv:3: ", "invalid UTF-8 in column 'text'");
     /* An overlong encoding of '/' is invalid too. */
-    expect_error("train.csv", "text,label\n\"\xC0\xAF\",0\n", &s, "train.csv:2: ", "invalid UTF-8 in column 'text'");
-    expect_error("train.tsv", "text\tlabel\nok\t1\n\t0\n", &s, "train.tsv:3: ", "empty text in column 'text'");
-    expect_error("train.tsv", "text\tlabel\n  \t0\n", &s, "train.tsv:2: ", "empty text in column 'text'");
+    expect_error("train.csv", "text,label\n\"\xC0\xAF\",0\n", &s,
+                 "train.csv:2: ", "invalid UTF-8 in column 'text'");
+    expect_error("train.tsv", "text\tlabel\nok\t1\n\t0\n", &s,
+                 "train.tsv:3: ", "empty text in column 'text'");
+    expect_error("train.tsv", "text\tlabel\n  \t0\n", &s,
+                 "train.tsv:2: ", "empty text in column 'text'");
     textdata_spec p = pair_spec();
-    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\t\t1\n", &p, "train.tsv:2: ",
-                 "empty text in column 'sentence2'");
+    expect_error("train.tsv", "sentence1\tsentence2\tlabel\na\t\t1\n", &p,
+                 "train.tsv:2: ", "empty text in column 'sentence2'");
     static const char with_nul[] = "text\tlabel\nok\t1\nnul\0here\t0\n";
     expect_error_n("train.tsv", with_nul, sizeof with_nul - 1, &s, "train.tsv:3: ", "NUL byte");
 }
@@ -612,13 +629,13 @@ static void test_errors_text(void **state) {
 static void test_errors_labels(void **state) {
     (void)state;
     textdata_spec s = single_spec();
-    expect_error("train.tsv", "text\tlabel\na\t1\nb\t \n", &s, "train.tsv:3: ",
-                 "missing label (column 'label' is empty)");
+    expect_error("train.tsv", "text\tlabel\na\t1\nb\t \n", &s,
+                 "train.tsv:3: ", "missing label (column 'label' is empty)");
     const char *const labels[] = {"neg", "pos"};
     s.labels = labels;
     s.num_labels = 2;
-    expect_error("train.csv", "text,label\na,pos\nb,neg\nc,neutral\n", &s, "train.csv:4: ",
-                 "label 'neutral' is not one of the declared labels (neg, pos)");
+    expect_error("train.csv", "text,label\na,pos\nb,neg\nc,neutral\n", &s,
+                 "train.csv:4: ", "label 'neutral' is not one of the declared labels (neg, pos)");
     /* An evaluation file read with the training file's map says so. */
     s.labels_origin = "the training data's labels";
     expect_error("dev.csv", "text,label\na,pos\nc,neutral\n", &s, "dev.csv:3: ",
@@ -629,21 +646,25 @@ static void test_errors_labels(void **state) {
 
     textdata_spec r = single_spec();
     r.task = TEXTDATA_REGRESSION;
-    expect_error("sts.tsv", "text\tlabel\na\t1.5\nb\tabc\n", &r, "sts.tsv:3: ", "label 'abc' is not a number");
-    expect_error("sts.tsv", "text\tlabel\na\t1.5x\n", &r, "sts.tsv:2: ", "label '1.5x' is not a number");
+    expect_error("sts.tsv", "text\tlabel\na\t1.5\nb\tabc\n", &r,
+                 "sts.tsv:3: ", "label 'abc' is not a number");
+    expect_error("sts.tsv", "text\tlabel\na\t1.5x\n", &r,
+                 "sts.tsv:2: ", "label '1.5x' is not a number");
     expect_error("sts.tsv", "text\tlabel\na\tinf\n", &r, "sts.tsv:2: ", "not a finite float");
     expect_error("sts.tsv", "text\tlabel\na\tnan\n", &r, "sts.tsv:2: ", "not a finite float");
     expect_error("sts.tsv", "text\tlabel\na\t1e39\n", &r, "sts.tsv:2: ", "not a finite float");
-    expect_error("sts.jsonl", "{\"text\":\"a\",\"label\":1e300}\n", &r, "sts.jsonl:1: ", "not a finite float");
-    expect_error("sts.jsonl", "{\"text\":\"a\",\"label\":[1]}\n", &r, "sts.jsonl:1: ",
-                 "field 'label' is an array, expected a number");
+    expect_error("sts.jsonl", "{\"text\":\"a\",\"label\":1e300}\n", &r,
+                 "sts.jsonl:1: ", "not a finite float");
+    expect_error("sts.jsonl", "{\"text\":\"a\",\"label\":[1]}\n", &r,
+                 "sts.jsonl:1: ", "field 'label' is an array, expected a number");
 
     /* TEXTDATA_MAX_LABELS + 1 distinct labels. */
     size_t cap = 32 + (size_t)(TEXTDATA_MAX_LABELS + 1) * 16;
     char *big = malloc(cap);
     assert_non_null(big);
     size_t used = (size_t)snprintf(big, cap, "text\tlabel\n");
-    for (int i = 0; i <= TEXTDATA_MAX_LABELS; i++) used += (size_t)snprintf(big + used, cap - used, "t\tL%d\n", i);
+    for (int i = 0; i <= TEXTDATA_MAX_LABELS; i++)
+        used += (size_t)snprintf(big + used, cap - used, "t\tL%d\n", i);
     char where[32];
     snprintf(where, sizeof where, "many.tsv:%d: ", TEXTDATA_MAX_LABELS + 2);
     expect_error("many.tsv", big, &s, where, "more than 1000 distinct labels");
@@ -654,22 +675,26 @@ static void test_errors_labels(void **state) {
 static void test_errors_jsonl(void **state) {
     (void)state;
     textdata_spec s = single_spec();
-    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n\n{\"text\": \"x\",}\n", &s, "train.jsonl:3: ",
-                 "bad JSON: column 14");
-    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n{\"text\":\"\xFF\",\"label\":1}\n", &s,
-                 "train.jsonl:2: ", "invalid UTF-8");
-    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n{\"label\":1}\n", &s, "train.jsonl:2: ",
-                 "missing field 'text'");
-    expect_error("train.jsonl", "{\"text\":\"a\"}\n", &s, "train.jsonl:1: ", "missing label (field 'label' is absent)");
-    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":null}\n", &s, "train.jsonl:1: ",
-                 "missing label (field 'label' is null)");
-    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":\"\"}\n", &s, "train.jsonl:1: ", "missing label");
+    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n\n{\"text\": \"x\",}\n", &s,
+                 "train.jsonl:3: ", "bad JSON: column 14");
+    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n{\"text\":\"\xFF\",\"label\":1}\n",
+                 &s, "train.jsonl:2: ", "invalid UTF-8");
+    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":1}\n{\"label\":1}\n", &s,
+                 "train.jsonl:2: ", "missing field 'text'");
+    expect_error("train.jsonl", "{\"text\":\"a\"}\n", &s,
+                 "train.jsonl:1: ", "missing label (field 'label' is absent)");
+    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":null}\n", &s,
+                 "train.jsonl:1: ", "missing label (field 'label' is null)");
+    expect_error("train.jsonl", "{\"text\":\"a\",\"label\":\"\"}\n", &s,
+                 "train.jsonl:1: ", "missing label");
     expect_error("train.jsonl", "{\"text\":\"a\",\"label\":{}}\n", &s, "train.jsonl:1: ",
                  "field 'label' is an object, expected a string, number or boolean");
-    expect_error("train.jsonl", "{\"text\":5,\"label\":1}\n", &s, "train.jsonl:1: ",
-                 "field 'text' is a number, expected a string");
-    expect_error("train.jsonl", "{\"text\":\"  \",\"label\":1}\n", &s, "train.jsonl:1: ", "empty text in field 'text'");
-    expect_error("train.jsonl", "{\"text\":\"a\\u0000b\",\"label\":1}\n", &s, "train.jsonl:1: ", "NUL character");
+    expect_error("train.jsonl", "{\"text\":5,\"label\":1}\n", &s,
+                 "train.jsonl:1: ", "field 'text' is a number, expected a string");
+    expect_error("train.jsonl", "{\"text\":\"  \",\"label\":1}\n", &s,
+                 "train.jsonl:1: ", "empty text in field 'text'");
+    expect_error("train.jsonl", "{\"text\":\"a\\u0000b\",\"label\":1}\n", &s,
+                 "train.jsonl:1: ", "NUL character");
     expect_error("train.json", "[{\"text\":\"a\",\"label\":1}]\n", &s, "train.json:1: ",
                  "expected a JSON object (JSON Lines: one object per line), found an array");
 }
@@ -681,8 +706,9 @@ static void test_errors_file(void **state) {
     expect_error("train.tsv", "", &s, NULL, "train.tsv: empty file: no header row");
     expect_error("train.jsonl", "\n\n", &s, NULL, "train.jsonl: no data rows");
     s.max_bytes = 10;
-    expect_error("big.tsv", "text\tlabel\nabc\t0\n", &s, NULL, "big.tsv: file is 17 bytes, larger than the limit of 10 bytes");
-    s.max_bytes = 17;   /* exactly at the limit is fine */
+    expect_error("big.tsv", "text\tlabel\nabc\t0\n", &s, NULL,
+                 "big.tsv: file is 17 bytes, larger than the limit of 10 bytes");
+    s.max_bytes = 17; /* exactly at the limit is fine */
     textdata d;
     load_ok("big.tsv", "text\tlabel\nabc\t0\n", &s, &d);
     assert_int_equal(textdata_count(&d), 1);
@@ -698,7 +724,8 @@ static void test_errors_spec(void **state) {
     (void)state;
     textdata_spec s = single_spec();
     s.no_header = true;
-    expect_error("x.tsv", "a\t1\n", &s, NULL, "text_a is chosen by name but the file has no header row");
+    expect_error("x.tsv", "a\t1\n", &s, NULL,
+                 "text_a is chosen by name but the file has no header row");
     textdata_spec j = {0};
     j.text_a = TEXTDATA_BY_INDEX(0);
     expect_error("x.jsonl", "{\"a\":\"b\"}\n", &j, NULL, "JSONL fields are chosen by name");
@@ -710,7 +737,8 @@ static void test_errors_spec(void **state) {
     dup.num_labels = 2;
     expect_error("x.tsv", "text\tlabel\nt\ta\n", &dup, NULL, "declared label 'a' appears twice");
     dup.task = TEXTDATA_REGRESSION;
-    expect_error("x.tsv", "text\tlabel\nt\ta\n", &dup, NULL, "declared labels given for a regression task");
+    expect_error("x.tsv", "text\tlabel\nt\ta\n", &dup, NULL,
+                 "declared labels given for a regression task");
 }
 
 static void test_format_from_path(void **state) {

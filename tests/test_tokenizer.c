@@ -25,20 +25,22 @@
 /* Temp model folders                                                   */
 
 static const char *const tmp_names[] = {
-    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json",
-    "tokenizer_config.json", "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
 };
 
-static char *make_dir(void)
-{
+static char *make_dir(void) {
     char *d = strdup("/tmp/aflo_tok_XXXXXX");
     assert_non_null(d);
     assert_non_null(mkdtemp(d));
     return d;
 }
 
-static void put_file(const char *dir, const char *name, const char *text)
-{
+static void put_file(const char *dir, const char *name, const char *text) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
@@ -47,8 +49,7 @@ static void put_file(const char *dir, const char *name, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-static void remove_dir(char *dir)
-{
+static void remove_dir(char *dir) {
     char path[512];
     for (size_t i = 0; i < sizeof tmp_names / sizeof tmp_names[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, tmp_names[i]);
@@ -60,14 +61,12 @@ static void remove_dir(char *dir)
 
 /* Load a folder holding the given files (name, content pairs, NULL-ended);
  * the folder is removed again right away (the tokenizer keeps no files). */
-static tokenizer *load_files(char *errbuf, size_t errlen, ...)
-{
+static tokenizer *load_files(char *errbuf, size_t errlen, ...) {
     char *dir = make_dir();
     va_list ap;
     va_start(ap, errlen);
     const char *name;
-    while ((name = va_arg(ap, const char *)) != NULL)
-        put_file(dir, name, va_arg(ap, const char *));
+    while ((name = va_arg(ap, const char *)) != NULL) put_file(dir, name, va_arg(ap, const char *));
     va_end(ap);
     tokenizer *t = tokenizer_load_dir(dir, errbuf, errlen);
     remove_dir(dir);
@@ -77,17 +76,14 @@ static tokenizer *load_files(char *errbuf, size_t errlen, ...)
 /* ------------------------------------------------------------------ */
 /* Checking helpers                                                     */
 
-static void expect_ids(const tokenizer *t, const char *a, size_t alen, const char *b,
-                       size_t blen, int max_len, const int32_t *want, int nwant,
-                       const int32_t *want_types)
-{
+static void expect_ids(const tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                       int max_len, const int32_t *want, int nwant, const int32_t *want_types) {
     int32_t ids[MAX_IDS], types[MAX_IDS];
     char err[256] = "";
     int len = -1;
     assert_true(max_len <= MAX_IDS);
     int rc = tokenizer_encode_n(t, a, alen, b, blen, max_len, ids, types, &len, err, sizeof err);
-    if (rc != 0)
-        fail_msg("encode failed: %s", err);
+    if (rc != 0) fail_msg("encode failed: %s", err);
     if (len != nwant || memcmp(ids, want, (size_t)nwant * sizeof *ids) != 0) {
         char got[2048];
         size_t o = 0;
@@ -95,26 +91,25 @@ static void expect_ids(const tokenizer *t, const char *a, size_t alen, const cha
             o += (size_t)snprintf(got + o, sizeof got - o, "%d ", ids[i]);
         fail_msg("ids mismatch: got [%s] (len %d, want len %d)", got, len, nwant);
     }
-    for (int i = 0; i < nwant; i++)
-        assert_int_equal(types[i], want_types ? want_types[i] : 0);
+    for (int i = 0; i < nwant; i++) assert_int_equal(types[i], want_types ? want_types[i] : 0);
 }
 
-#define IDS(...) ((const int32_t[]){ __VA_ARGS__ }), \
-    (int)(sizeof((const int32_t[]){ __VA_ARGS__ }) / sizeof(int32_t))
+#define IDS(...)                      \
+    ((const int32_t[]){__VA_ARGS__}), \
+        (int)(sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t))
 
 /* Single sequence, NUL-terminated text, generous max_len. */
-#define EXPECT1(t, text, ...) expect_ids((t), (text), strlen(text), NULL, 0, 128, IDS(__VA_ARGS__), NULL)
+#define EXPECT1(t, text, ...) \
+    expect_ids((t), (text), strlen(text), NULL, 0, 128, IDS(__VA_ARGS__), NULL)
 
-static void expect_error(const tokenizer *t, const char *a, size_t alen, const char *b,
-                         size_t blen, int max_len, const char *needle)
-{
+static void expect_error(const tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
+                         int max_len, const char *needle) {
     int32_t ids[MAX_IDS];
     char err[256] = "";
     int len = -1;
-    assert_int_equal(tokenizer_encode_n(t, a, alen, b, blen, max_len, ids, NULL, &len, err,
-                                        sizeof err), -1);
-    if (!strstr(err, needle))
-        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+    assert_int_equal(
+        tokenizer_encode_n(t, a, alen, b, blen, max_len, ids, NULL, &len, err, sizeof err), -1);
+    if (!strstr(err, needle)) fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
 }
 
 /* ------------------------------------------------------------------ */
@@ -130,25 +125,21 @@ static const char wp_vocab[] =
     "我\n爱\n你\nun\n##aff\n##able\na\n##a\n$\nb\n"
     "οδος\n\xe1\x84\x92\n##\xe1\x85\xa1\n##\xe1\x86\xab\ni\n##s\nhel\n##lo\n";
 
-static int wp_setup(void **state)
-{
+static int wp_setup(void **state) {
     char err[256];
     /* No tokenizer_config.json: BertTokenizer defaults (lower-case, strip accents). */
     tokenizer *t = load_files(err, sizeof err, "vocab.txt", wp_vocab, NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    if (!t) fail_msg("load: %s", err);
     *state = t;
     return 0;
 }
 
-static int tok_teardown(void **state)
-{
+static int tok_teardown(void **state) {
     tokenizer_free(*state);
     return 0;
 }
 
-static void test_wp_accessors(void **state)
-{
+static void test_wp_accessors(void **state) {
     const tokenizer *t = *state;
     assert_int_equal(tokenizer_kind_of(t), TOKENIZER_WORDPIECE);
     assert_int_equal(tokenizer_pad_id(t), 0);
@@ -164,8 +155,7 @@ static void test_wp_accessors(void **state)
     assert_null(tokenizer_id_to_token(t, -1));
 }
 
-static void test_wp_accents_and_case(void **state)
-{
+static void test_wp_accents_and_case(void **state) {
     const tokenizer *t = *state;
     /* "Héllo Wörld": split on the space; lower() -> "héllo", "wörld"; strip
      * accents: NFD gives e + U+0301 and o + U+0308, the marks (Mn) go ->
@@ -189,8 +179,7 @@ static void test_wp_accents_and_case(void **state)
     EXPECT1(t, "\xc4\xb0", 2, 24, 3);
 }
 
-static void test_wp_punctuation(void **state)
-{
+static void test_wp_punctuation(void **state) {
     const tokenizer *t = *state;
     /* Every punctuation character is its own token: hello ! ! ! . . . ? */
     EXPECT1(t, "hello!!!...?", 2, 5, 7, 7, 7, 8, 8, 8, 9, 3);
@@ -199,11 +188,13 @@ static void test_wp_punctuation(void **state)
      * punctuation: "a€b" stays one word; "a" matches, then neither "##€b" nor
      * "##€" is in the vocabulary, so the whole word is [UNK]. */
     EXPECT1(t, "a$b", 2, 16, 18, 19, 3);
-    EXPECT1(t, "a\xe2\x82\xac" "b", 2, 1, 3);
+    EXPECT1(t,
+            "a\xe2\x82\xac"
+            "b",
+            2, 1, 3);
 }
 
-static void test_wp_cjk_emoji(void **state)
-{
+static void test_wp_cjk_emoji(void **state) {
     const tokenizer *t = *state;
     /* Each CJK ideograph gets spaces around it: 我 (10) 爱 (11) 你 (12). */
     EXPECT1(t, "我爱你", 2, 10, 11, 12, 3);
@@ -212,8 +203,7 @@ static void test_wp_cjk_emoji(void **state)
     EXPECT1(t, "hello \xf0\x9f\x98\x80", 2, 5, 1, 3);
 }
 
-static void test_wp_wordpiece_greedy(void **state)
-{
+static void test_wp_wordpiece_greedy(void **state) {
     const tokenizer *t = *state;
     /* Longest match first: "un" (13), then "##aff" (14), then "##able" (15). */
     EXPECT1(t, "unaffable", 2, 13, 14, 15, 3);
@@ -225,8 +215,7 @@ static void test_wp_wordpiece_greedy(void **state)
     EXPECT1(t, "xyz", 2, 1, 3);
 }
 
-static void test_wp_long_word(void **state)
-{
+static void test_wp_long_word(void **state) {
     const tokenizer *t = *state;
     char word[102];
     int32_t want[104];
@@ -235,8 +224,7 @@ static void test_wp_long_word(void **state)
     word[100] = '\0';
     want[0] = 2;
     want[1] = 16;
-    for (int i = 2; i <= 100; i++)
-        want[i] = 17;
+    for (int i = 2; i <= 100; i++) want[i] = 17;
     want[101] = 3;
     expect_ids(t, word, 100, NULL, 0, 128, want, 102, NULL);
     /* 101 characters: [UNK] without trying WordPiece. */
@@ -245,14 +233,16 @@ static void test_wp_long_word(void **state)
     EXPECT1(t, word, 2, 1, 3);
 }
 
-static void test_wp_empty_and_control(void **state)
-{
+static void test_wp_empty_and_control(void **state) {
     const tokenizer *t = *state;
     EXPECT1(t, "", 2, 3);
     EXPECT1(t, " \t\r\n  ", 2, 3);
     /* Cleaning drops U+0001 and U+007F (Cc), U+200B (Cf) and U+FFFD, so
      * these are "hello" and "world". */
-    EXPECT1(t, "hel\x01lo\x7f wor\xe2\x80\x8b" "ld", 2, 5, 6, 3);
+    EXPECT1(t,
+            "hel\x01lo\x7f wor\xe2\x80\x8b"
+            "ld",
+            2, 5, 6, 3);
     EXPECT1(t, "hel\xef\xbf\xbdlo", 2, 5, 3);
     /* NUL is dropped too (explicit length). */
     expect_ids(t, "hel\0lo", 6, NULL, 0, 16, IDS(2, 5, 3), NULL);
@@ -263,8 +253,7 @@ static void test_wp_empty_and_control(void **state)
     EXPECT1(t, "hello\xe2\x80\xa8world", 2, 5, 6, 3);
 }
 
-static void test_wp_special_tokens_in_text(void **state)
-{
+static void test_wp_special_tokens_in_text(void **state) {
     const tokenizer *t = *state;
     /* "[SEP]" in the text is the special token (3); "[MASK]" is 4. */
     EXPECT1(t, "hello [SEP] world", 2, 5, 3, 6, 3);
@@ -274,34 +263,32 @@ static void test_wp_special_tokens_in_text(void **state)
     EXPECT1(t, "[sep]", 2, 1, 1, 1, 3);
 }
 
-static void test_wp_pairs_and_truncation(void **state)
-{
+static void test_wp_pairs_and_truncation(void **state) {
     const tokenizer *t = *state;
     /* [CLS] hello [SEP] world [SEP], types 0 0 0 1 1. */
-    expect_ids(t, "hello", 5, "world", 5, 16, IDS(2, 5, 3, 6, 3), (const int32_t[]){ 0, 0, 0, 1, 1 });
+    expect_ids(t, "hello", 5, "world", 5, 16, IDS(2, 5, 3, 6, 3), (const int32_t[]){0, 0, 0, 1, 1});
     /* max_len 6 leaves 3 tokens: a = [5 6 5], b = [6]; a is longer, loses its
      * last -> [5 6] + [6]. */
     expect_ids(t, "hello world hello", 17, "world", 5, 6, IDS(2, 5, 6, 3, 6, 3),
-               (const int32_t[]){ 0, 0, 0, 0, 1, 1 });
+               (const int32_t[]){0, 0, 0, 0, 1, 1});
     /* Equal lengths (2 and 2, budget 3): the second sequence loses first. */
     expect_ids(t, "hello world", 11, "hello world", 11, 6, IDS(2, 5, 6, 3, 5, 3),
-               (const int32_t[]){ 0, 0, 0, 0, 1, 1 });
+               (const int32_t[]){0, 0, 0, 0, 1, 1});
     /* a = six "a" (16), b = "b b" (19 19), max_len 8, budget 5: a goes
      * 6 -> 5 -> 4 -> 3, then 3 + 2 fits. */
     expect_ids(t, "a a a a a a", 11, "b b", 3, 8, IDS(2, 16, 16, 16, 3, 19, 19, 3),
-               (const int32_t[]){ 0, 0, 0, 0, 0, 1, 1, 1 });
+               (const int32_t[]){0, 0, 0, 0, 0, 1, 1, 1});
     /* Budget 1 with 1 + 1 tokens: equal, b loses -> [CLS] hello [SEP] [SEP]. */
-    expect_ids(t, "hello", 5, "world", 5, 4, IDS(2, 5, 3, 3), (const int32_t[]){ 0, 0, 0, 1 });
+    expect_ids(t, "hello", 5, "world", 5, 4, IDS(2, 5, 3, 3), (const int32_t[]){0, 0, 0, 1});
     /* Empty second text is still a pair. */
-    expect_ids(t, "hello", 5, "", 0, 16, IDS(2, 5, 3, 3), (const int32_t[]){ 0, 0, 0, 1 });
+    expect_ids(t, "hello", 5, "", 0, 16, IDS(2, 5, 3, 3), (const int32_t[]){0, 0, 0, 1});
     /* Single sequence cut to max_len - 2. */
     expect_ids(t, "hello world hello", 17, NULL, 0, 4, IDS(2, 5, 6, 3), NULL);
     /* Truncation also applies to a very long text (tokenized only as far as needed). */
     size_t n = 6 * 50000;
     char *big = malloc(n + 1);
     assert_non_null(big);
-    for (size_t i = 0; i < n; i += 6)
-        memcpy(big + i, "hello ", 6);
+    for (size_t i = 0; i < n; i += 6) memcpy(big + i, "hello ", 6);
     big[n] = '\0';
     expect_ids(t, big, n, NULL, 0, 5, IDS(2, 5, 5, 5, 3), NULL);
     free(big);
@@ -310,14 +297,13 @@ static void test_wp_pairs_and_truncation(void **state)
     expect_error(t, "hello", 5, NULL, 0, 1, "special tokens");
 }
 
-static void test_wp_invalid_utf8(void **state)
-{
+static void test_wp_invalid_utf8(void **state) {
     const tokenizer *t = *state;
     expect_error(t, "\xff", 1, NULL, 0, 16, "text_a: invalid UTF-8 at byte 0");
-    expect_error(t, "abc\xc3", 4, NULL, 0, 16, "invalid UTF-8 at byte 3");    /* truncated */
-    expect_error(t, "\xc0\xaf", 2, NULL, 0, 16, "invalid UTF-8");             /* overlong '/' */
-    expect_error(t, "\xed\xa0\x80", 3, NULL, 0, 16, "invalid UTF-8");         /* surrogate */
-    expect_error(t, "\xf4\x90\x80\x80", 4, NULL, 0, 16, "invalid UTF-8");     /* > U+10FFFF */
+    expect_error(t, "abc\xc3", 4, NULL, 0, 16, "invalid UTF-8 at byte 3"); /* truncated */
+    expect_error(t, "\xc0\xaf", 2, NULL, 0, 16, "invalid UTF-8");          /* overlong '/' */
+    expect_error(t, "\xed\xa0\x80", 3, NULL, 0, 16, "invalid UTF-8");      /* surrogate */
+    expect_error(t, "\xf4\x90\x80\x80", 4, NULL, 0, 16, "invalid UTF-8");  /* > U+10FFFF */
     expect_error(t, "ok", 2, "x\x80", 2, 16, "text_b: invalid UTF-8 at byte 1");
     /* Even when truncation would drop that part of the text. */
     expect_error(t, "hello hello \xff", 13, NULL, 0, 3, "invalid UTF-8");
@@ -325,17 +311,15 @@ static void test_wp_invalid_utf8(void **state)
 
 /* Cased vocabulary with CRLF line ends (Python reads them as "\n"):
  *   0 [PAD] 1 [UNK] 2 [CLS] 3 [SEP] 4 [MASK] 5 Héllo 6 hello 7 héllo 8 <cls> */
-static const char wp_cased_vocab[] =
-    "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\nH\xc3\xa9llo\r\nhello\r\nh\xc3\xa9llo\r\n<cls>\r\n";
+static const char wp_cased_vocab[] = "[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]"
+                                     "\r\nH\xc3\xa9llo\r\nhello\r\nh\xc3\xa9llo\r\n<cls>\r\n";
 
-static void test_wp_config_options(void **state)
-{
+static void test_wp_config_options(void **state) {
     (void)state;
     char err[256];
-    tokenizer *t = load_files(err, sizeof err, "vocab.txt", wp_cased_vocab,
-                              "tokenizer_config.json", "{\"do_lower_case\": false}", NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    tokenizer *t = load_files(err, sizeof err, "vocab.txt", wp_cased_vocab, "tokenizer_config.json",
+                              "{\"do_lower_case\": false}", NULL);
+    if (!t) fail_msg("load: %s", err);
     /* No lower-casing, no accent stripping: "Héllo" (5), "hello" (6);
      * "Hello" is not in the vocabulary. The decomposed "He\u0301llo" is
      * composed by NFC first and so is "Héllo" too. */
@@ -346,23 +330,20 @@ static void test_wp_config_options(void **state)
     /* Lower-case but keep accents: "Héllo" -> "héllo" (7). */
     t = load_files(err, sizeof err, "vocab.txt", wp_cased_vocab, "tokenizer_config.json",
                    "{\"do_lower_case\": true, \"strip_accents\": false}", NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    if (!t) fail_msg("load: %s", err);
     EXPECT1(t, "H\xc3\xa9llo", 2, 7, 3);
     tokenizer_free(t);
 
     /* special_tokens_map.json renames the CLS token (AddedToken form). */
     t = load_files(err, sizeof err, "vocab.txt", wp_cased_vocab, "special_tokens_map.json",
                    "{\"cls_token\": {\"content\": \"<cls>\", \"lstrip\": false}}", NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    if (!t) fail_msg("load: %s", err);
     assert_int_equal(tokenizer_cls_id(t), 8);
     EXPECT1(t, "hello", 8, 6, 3);
     tokenizer_free(t);
 }
 
-static void test_load_errors(void **state)
-{
+static void test_load_errors(void **state) {
     (void)state;
     char err[256];
     char *dir = make_dir();
@@ -383,12 +364,12 @@ static void test_load_errors(void **state)
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", NULL));
     assert_non_null(strstr(err, "WordPiece"));
-    assert_null(load_files(err, sizeof err, "vocab.json", "{\"a\": -1}", "merges.txt",
-                           "#v\n", NULL));
+    assert_null(
+        load_files(err, sizeof err, "vocab.json", "{\"a\": -1}", "merges.txt", "#v\n", NULL));
     assert_non_null(strstr(err, "vocab.json"));
     assert_null(load_files(err, sizeof err, "vocab.json",
-                           "{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2000000000}", "merges.txt",
-                           "#v\n", NULL));
+                           "{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2000000000}", "merges.txt", "#v\n",
+                           NULL));
     assert_non_null(strstr(err, "vocabulary size"));
 }
 
@@ -418,19 +399,16 @@ static const char bpe_vocab[] =
     "1 2\n\xc3\x83 \xc2\xa9"
 static const char bpe_merges[] = "#version: 0.2\n" BPE_MERGE_LINES "\n";
 
-static int bpe_setup(void **state)
-{
+static int bpe_setup(void **state) {
     char err[256];
-    tokenizer *t = load_files(err, sizeof err, "vocab.json", bpe_vocab, "merges.txt",
-                              bpe_merges, NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    tokenizer *t =
+        load_files(err, sizeof err, "vocab.json", bpe_vocab, "merges.txt", bpe_merges, NULL);
+    if (!t) fail_msg("load: %s", err);
     *state = t;
     return 0;
 }
 
-static void test_bpe_accessors(void **state)
-{
+static void test_bpe_accessors(void **state) {
     const tokenizer *t = *state;
     assert_int_equal(tokenizer_kind_of(t), TOKENIZER_BPE);
     assert_int_equal(tokenizer_cls_id(t), 0);
@@ -442,8 +420,7 @@ static void test_bpe_accessors(void **state)
     assert_string_equal(tokenizer_id_to_token(t, 18), "\xc4\xa0wor");
 }
 
-static void test_bpe_merges(void **state)
-{
+static void test_bpe_merges(void **state) {
     const tokenizer *t = *state;
     /* "hello": pairs (h,e)=0 (l,l)=1 -> he l l o -> he ll o -> (he,ll)=2 ->
      * hell o -> (hell,o)=3 -> hello (15). */
@@ -465,8 +442,7 @@ static void test_bpe_merges(void **state)
     EXPECT1(t, "", 0, 2);
 }
 
-static void test_bpe_pretokenizer(void **state)
-{
+static void test_bpe_pretokenizer(void **state) {
     const tokenizer *t = *state;
     /* Contractions: "he's" -> "he" (12), "'s" one pre-token -> (',s)=10 -> 's
      * (28). Upper-case "'S" is no contraction: "'" (25) is a run of "other"
@@ -492,8 +468,7 @@ static void test_bpe_pretokenizer(void **state)
     EXPECT1(t, "hello!", 0, 15, 35, 2);
 }
 
-static void test_bpe_special_tokens(void **state)
-{
+static void test_bpe_special_tokens(void **state) {
     const tokenizer *t = *state;
     /* <mask> has lstrip (RobertaTokenizer): the space before it goes, so no
      * Ġ: hello (15) <mask> (36). Without rstrip the space after it stays:
@@ -503,8 +478,7 @@ static void test_bpe_special_tokens(void **state)
     EXPECT1(t, "hello</s>", 0, 15, 2, 2);
 }
 
-static void test_bpe_pairs(void **state)
-{
+static void test_bpe_pairs(void **state) {
     const tokenizer *t = *state;
     /* <s> hello </s></s> w or l d </s>: "world" without a space: w o r l d
      * -> (o,r)=5 -> w or l d; all token types 0. */
@@ -517,8 +491,7 @@ static void test_bpe_pairs(void **state)
     expect_error(t, "a\xc3", 2, NULL, 0, 16, "invalid UTF-8");
 }
 
-static void test_bpe_prefix_space_and_merges_quirk(void **state)
-{
+static void test_bpe_prefix_space_and_merges_quirk(void **state) {
     (void)state;
     char err[256];
     /* add_prefix_space, and a merges.txt without a final newline: Python's
@@ -526,8 +499,7 @@ static void test_bpe_prefix_space_and_merges_quirk(void **state)
     tokenizer *t = load_files(err, sizeof err, "vocab.json", bpe_vocab, "merges.txt",
                               "#version: 0.2\n" BPE_MERGE_LINES, "tokenizer_config.json",
                               "{\"add_prefix_space\": true}", NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    if (!t) fail_msg("load: %s", err);
     /* "hello" -> " hello" -> Ġ (8) hello (15); "é" -> " é" -> Ġ Ã © with no
      * merge left for (Ã,©): 8 32 33. Text already starting with a space
      * gets none added. */
@@ -537,8 +509,7 @@ static void test_bpe_prefix_space_and_merges_quirk(void **state)
     tokenizer_free(t);
 }
 
-static void test_bpe_tokenizer_json(void **state)
-{
+static void test_bpe_tokenizer_json(void **state) {
     const tokenizer *files = *state;
     char err[256];
     /* The same model as tokenizer.json (merges as strings and as pairs). */
@@ -552,20 +523,19 @@ static void test_bpe_tokenizer_json(void **state)
              " \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null,"
              " \"vocab\": %s, \"merges\": [\"h e\", \"l l\", \"he ll\", \"hell o\","
              " \"\xc4\xa0 w\", [\"o\", \"r\"], \"\xc4\xa0w or\", \"b c\", \"a b\", \"a a\","
-             " \"' s\", \"1 2\", \"\xc3\x83 \xc2\xa9\"]}}", bpe_vocab);
+             " \"' s\", \"1 2\", \"\xc3\x83 \xc2\xa9\"]}}",
+             bpe_vocab);
     tokenizer *t = load_files(err, sizeof err, "tokenizer.json", tj, NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+    if (!t) fail_msg("load: %s", err);
     static const char *const texts[] = {
         "hello world", "abc aaa", "he's a  b ", "\xc3\xa9 12", "hello <mask>!",
     };
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         int32_t a[64], b[64];
         int la, lb;
-        assert_int_equal(tokenizer_encode(files, texts[i], NULL, 64, a, NULL, &la, err,
-                                          sizeof err), 0);
-        assert_int_equal(tokenizer_encode(t, texts[i], NULL, 64, b, NULL, &lb, err,
-                                          sizeof err), 0);
+        assert_int_equal(tokenizer_encode(files, texts[i], NULL, 64, a, NULL, &la, err, sizeof err),
+                         0);
+        assert_int_equal(tokenizer_encode(t, texts[i], NULL, 64, b, NULL, &lb, err, sizeof err), 0);
         assert_int_equal(la, lb);
         assert_memory_equal(a, b, (size_t)la * sizeof *a);
     }
@@ -577,35 +547,34 @@ static void test_bpe_tokenizer_json(void **state)
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\":"
                            " \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
-                           " \"merges\": []}}", NULL));
+                           " \"merges\": []}}",
+                           NULL));
     assert_non_null(strstr(err, "normalizer"));
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": {\"type\":"
-                           " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}", NULL));
+                           " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+                           NULL));
     assert_non_null(strstr(err, "ByteLevel"));
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"model\": {\"type\": \"Unigram\"}}", NULL));
     assert_non_null(strstr(err, "Unigram"));
 }
 
-static void test_bpe_no_unk(void **state)
-{
+static void test_bpe_no_unk(void **state) {
     (void)state;
     char err[256];
     /* Without <unk>, a byte missing from the vocabulary is an error. */
     tokenizer *t = load_files(err, sizeof err, "vocab.json",
-                              "{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2, \"a\": 3}",
-                              "merges.txt", "#version: 0.2\n", NULL);
-    if (!t)
-        fail_msg("load: %s", err);
+                              "{\"<s>\": 0, \"<pad>\": 1, \"</s>\": 2, \"a\": 3}", "merges.txt",
+                              "#version: 0.2\n", NULL);
+    if (!t) fail_msg("load: %s", err);
     assert_int_equal(tokenizer_unk_id(t), -1);
     EXPECT1(t, "aa", 0, 3, 3, 2);
     expect_error(t, "ab", 2, NULL, 0, 16, "not in the vocabulary");
     tokenizer_free(t);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_wp_accessors, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_accents_and_case, wp_setup, tok_teardown),

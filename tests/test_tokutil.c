@@ -18,19 +18,18 @@
 /* More keys than the map's first capacity, so it rehashes on the way. */
 #define MAP_TEST_KEYS 1000
 
-static void test_map(void **state)
-{
+static void test_map(void **state) {
     (void)state;
-    tok_map m = { 0 };
+    tok_map m = {0};
     int32_t v = -1;
-    assert_int_equal(tok_map_get(&m, "a", 1, &v), 0);   /* empty map */
+    assert_int_equal(tok_map_get(&m, "a", 1, &v), 0); /* empty map */
     char key[16];
     for (int i = 0; i < MAP_TEST_KEYS; i++) {
         int n = snprintf(key, sizeof key, "k%d", i);
         assert_int_equal(tok_map_put(&m, key, (size_t)n, i, NULL), 0);
     }
     size_t off = 0;
-    assert_int_equal(tok_map_put(&m, "k7", 2, -7, &off), 0);   /* later wins */
+    assert_int_equal(tok_map_put(&m, "k7", 2, -7, &off), 0); /* later wins */
     assert_string_equal(m.pool + off, "k7");
     assert_int_equal(m.count, MAP_TEST_KEYS);
     assert_int_equal(tok_map_get(&m, "k7", 2, &v), 1);
@@ -60,33 +59,31 @@ static void test_map(void **state)
     tok_map_free(&m);
 
     size_t pos = 0;
-    assert_int_equal(tok_map_next(&m, &pos, &e), 0);   /* freed map is empty */
+    assert_int_equal(tok_map_next(&m, &pos, &e), 0); /* freed map is empty */
 }
 
-static void test_utf8(void **state)
-{
+static void test_utf8(void **state) {
     (void)state;
     /* "aé€😀": 1, 2, 3 and 4 bytes. */
     const char s[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
     size_t n = sizeof s - 1;
     assert_int_equal(tok_utf8_invalid_at(s, n), n);
-    assert_int_equal(tok_utf8_invalid_at("ab\xc0\xaf", 4), 2);       /* overlong */
-    assert_int_equal(tok_utf8_invalid_at("\xed\xa0\x80", 3), 0);     /* surrogate */
-    assert_int_equal(tok_utf8_invalid_at("x\xe2\x82", 3), 1);        /* truncated */
+    assert_int_equal(tok_utf8_invalid_at("ab\xc0\xaf", 4), 2);   /* overlong */
+    assert_int_equal(tok_utf8_invalid_at("\xed\xa0\x80", 3), 0); /* surrogate */
+    assert_int_equal(tok_utf8_invalid_at("x\xe2\x82", 3), 1);    /* truncated */
 
-    tok_u32vec cps = { 0 }, offs = { 0 };
+    tok_u32vec cps = {0}, offs = {0};
     assert_int_equal(tok_utf8_decode(s, n, &cps, &offs), 0);
-    const uint32_t want[] = { 0x61, 0xE9, 0x20AC, 0x1F600 };
-    const uint32_t want_offs[] = { 0, 1, 3, 6, 10 };
+    const uint32_t want[] = {0x61, 0xE9, 0x20AC, 0x1F600};
+    const uint32_t want_offs[] = {0, 1, 3, 6, 10};
     assert_int_equal(cps.n, 4);
     assert_memory_equal(cps.v, want, sizeof want);
     assert_int_equal(offs.n, 5);
     assert_memory_equal(offs.v, want_offs, sizeof want_offs);
 
     /* tok_bytes_put_cp is the inverse. */
-    tok_bytes b = { 0 };
-    for (size_t i = 0; i < cps.n; i++)
-        assert_int_equal(tok_bytes_put_cp(&b, cps.v[i]), 0);
+    tok_bytes b = {0};
+    for (size_t i = 0; i < cps.n; i++) assert_int_equal(tok_bytes_put_cp(&b, cps.v[i]), 0);
     assert_int_equal(b.n, n);
     assert_memory_equal(b.v, s, n);
     assert_int_equal(b.v[b.n], '\0');
@@ -95,8 +92,7 @@ static void test_utf8(void **state)
     free(b.v);
 }
 
-static void put(void **state, const char *name, const char *text)
-{
+static void put(void **state, const char *name, const char *text) {
     char path[512];
     path_in(path, sizeof path, state, name);
     FILE *f = fopen(path, "wb");
@@ -105,8 +101,7 @@ static void put(void **state, const char *name, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-static void test_read_files(void **state)
-{
+static void test_read_files(void **state) {
     const char *dir = *state;
     char err[256] = "", *buf = NULL;
     size_t len = 0;
@@ -134,8 +129,7 @@ static void test_read_files(void **state)
         fail_msg("message \"%s\" does not start with \"%s\"", err, want);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map),
         cmocka_unit_test(test_utf8),

@@ -85,8 +85,8 @@ static void make_setup(setup *s, aflo_method method, int ntrain, int epochs, int
     dataset_init(&s->eval);
     assert_int_equal(synth_sentiment(&s->train, ntrain, s->c.vocab_size, 11), 0);
     assert_int_equal(synth_sentiment(&s->eval, 300, s->c.vocab_size, 12), 0);
-    aflo_adapter_config ac = {.method = method, .rank = 4, .alpha = 8, .targets = ALL_MODULES,
-                              .projections = PROJ_FFN};
+    aflo_adapter_config ac = {
+        .method = method, .rank = 4, .alpha = 8, .targets = ALL_MODULES, .projections = PROJ_FFN};
     s->m = model_create(&s->c, &ac, TASK_CLASSIFICATION, 2, 5, err, sizeof err);
     assert_non_null(s->m);
     synth_demo_weights(s->m);
@@ -112,8 +112,8 @@ static void free_setup(setup *s) {
 
 static aflo_train_status run(setup *s, recorder *r, aflo_train_summary *sum) {
     char err[512];
-    aflo_progress pr = {.ctx = r, .on_step = rec_step, .on_freeze = rec_freeze,
-                        .on_eval = rec_eval};
+    aflo_progress pr = {
+        .ctx = r, .on_step = rec_step, .on_freeze = rec_freeze, .on_eval = rec_eval};
     aflo_train_status st = trainer_run(s->t, &pr, r->cancel, sum, err, sizeof err);
     if (st == TRAIN_FAILED) fprintf(stderr, "%s\n", err);
     return st;
@@ -136,13 +136,19 @@ static void test_long_aflora_learns_and_freezes(void **st) {
     double first = 0, last = 0;
     int nfirst = 0, nlast = 0;
     for (long i = 0; i < r->steps; i++) {
-        if (r->epoch_of[i] == 0) { first += r->loss[i]; nfirst++; }
-        if (r->epoch_of[i] == s.tc.epochs - 1) { last += r->loss[i]; nlast++; }
+        if (r->epoch_of[i] == 0) {
+            first += r->loss[i];
+            nfirst++;
+        }
+        if (r->epoch_of[i] == s.tc.epochs - 1) {
+            last += r->loss[i];
+            nlast++;
+        }
     }
     first /= nfirst;
     last /= nlast;
-    fprintf(stderr, "loss first epoch %.4f last epoch %.4f, best eval accuracy %.3f\n", first,
-            last, r->best_acc);
+    fprintf(stderr, "loss first epoch %.4f last epoch %.4f, best eval accuracy %.3f\n", first, last,
+            r->best_acc);
     assert_true(last < 0.8 * first);
     assert_true(r->best_acc >= 0.75); /* chance is 0.5 */
 
@@ -440,7 +446,7 @@ static void assert_permutation(const int *order, int n) {
  * shuffle, sorted by length, and the batches themselves are in random order. */
 static void test_length_bucketing_cuts_padding(void **st) {
     (void)st;
-    enum { N = 1000, BATCH = 16 };   /* chunk 16 x 1 x 50 = 800: two chunks, a partial batch */
+    enum { N = 1000, BATCH = 16 }; /* chunk 16 x 1 x 50 = 800: two chunks, a partial batch */
     aflo_config c;
     synth_demo_config(&c);
     aflo_dataset d;
@@ -479,10 +485,13 @@ static void test_length_bucketing_cuts_padding(void **st) {
             for (int i = 0; i < count; i++) {
                 int ex = bucketed[start + i];
                 assert_int_equal(plain_pos[ex] / chunk, chunk_of);
-                if (i > 0) assert_true(dataset_len(&d, ex) >= dataset_len(&d, bucketed[start + i - 1]));
+                if (i > 0)
+                    assert_true(dataset_len(&d, ex) >= dataset_len(&d, bucketed[start + i - 1]));
             }
-            if (chunk_of == 0) first_chunk_batches_seen++;
-            else if (first_chunk_batches_seen < (int)(chunk / BATCH)) chunk_order_broken = 1;
+            if (chunk_of == 0)
+                first_chunk_batches_seen++;
+            else if (first_chunk_batches_seen < (int)(chunk / BATCH))
+                chunk_order_broken = 1;
             int batch_max = dataset_len(&d, bucketed[start + count - 1]);
             if (b > 0 && batch_max < prev_max) max_order_broken = 1;
             prev_max = batch_max;
@@ -546,7 +555,7 @@ static void test_length_bucketing_trains_and_resumes(void **st) {
     make_trainer(&b);
     atomic_int cancel = 0;
     rb->cancel = &cancel;
-    rb->cancel_at = 14;   /* 10 steps an epoch: mid-way through the second */
+    rb->cancel_at = 14; /* 10 steps an epoch: mid-way through the second */
     assert_int_equal(run(&b, rb, &sb), TRAIN_CANCELLED);
     assert_int_equal(trainer_save_checkpoint(b.t, path, err, sizeof err), 0);
     free_setup(&b);
@@ -581,8 +590,7 @@ int main(void) {
     /* Under valgrind (make test-valgrind) the two long training runs are
      * skipped — reported as skipped, not passed; every code path they use
      * also runs in the shorter tests, and both run in the plain and ASan passes. */
-    if (getenv("AFLORAD_VALGRIND"))
-        cmocka_set_skip_filter("test_long_*");
+    if (getenv("AFLORAD_VALGRIND")) cmocka_set_skip_filter("test_long_*");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_long_aflora_learns_and_freezes),
         cmocka_unit_test(test_deterministic_losses),

@@ -71,8 +71,8 @@ static store_job_status wait_status(store *s, const char *id, int timeout_s, boo
         store_job_status st = j.status;
         int64_t step = j.progress.step;
         store_job_clear(&j);
-        bool final = st == STORE_JOB_SUCCEEDED || st == STORE_JOB_FAILED ||
-                     st == STORE_JOB_CANCELLED;
+        bool final =
+            st == STORE_JOB_SUCCEEDED || st == STORE_JOB_FAILED || st == STORE_JOB_CANCELLED;
         if (until_final ? final : (st == want && step >= 2)) return st;
         usleep(50000);
     }
@@ -84,7 +84,7 @@ static int count_events(store *s, const char *id, store_event_type type, int64_t
     char err[512];
     int k = 0;
     int64_t after = 0;
-    for (;;) {   /* page by page */
+    for (;;) { /* page by page */
         store_event *ev;
         size_t n;
         assert_int_equal(store_event_list(s, id, after, 1000, &ev, &n, err, sizeof err), 0);
@@ -108,8 +108,11 @@ static int count_events(store *s, const char *id, store_event_type type, int64_t
 static workers *start(const env *e, int n) {
     const char *more = getenv("AFLORAD_TEST_WORKERS");
     if (more && atoi(more) > n) n = atoi(more);
-    workers_config cfg = {.db_path = e->db, .data_dir = e->data, .models_dir = e->models,
-                          .n_workers = n, .threads_per_job = 1};
+    workers_config cfg = {.db_path = e->db,
+                          .data_dir = e->data,
+                          .models_dir = e->models,
+                          .n_workers = n,
+                          .threads_per_job = 1};
     char err[512] = "";
     workers *w = workers_start(&cfg, err, sizeof err);
     if (!w) fprintf(stderr, "%s\n", err);
@@ -180,8 +183,11 @@ static void test_failed_job_records_error(void **st) {
     store *s = store_open(e.db, err, sizeof err);
     assert_non_null(s);
     char a[STORE_ID_SIZE];
-    assert_int_equal(store_job_create(s, "{\"model\":\"/nonexistent/model\",\"dataset\":{\"train\":"
-                                         "\"x.tsv\"}}", NULL, NULL, a, err, sizeof err), 0);
+    assert_int_equal(store_job_create(s,
+                                      "{\"model\":\"/nonexistent/model\",\"dataset\":{\"train\":"
+                                      "\"x.tsv\"}}",
+                                      NULL, NULL, a, err, sizeof err),
+                     0);
     workers *w = start(&e, 1);
     workers_notify(w);
     assert_int_equal(wait_status(s, a, 30, true, 0), STORE_JOB_FAILED);
@@ -224,7 +230,7 @@ static void test_shutdown_then_resume(void **st) {
 
     store_requeue_result rr;
     assert_int_equal(store_requeue_running(s, 3, &rr, err, sizeof err), 0);
-    assert_int_equal(rr.requeued, 0);   /* nothing was left running */
+    assert_int_equal(rr.requeued, 0); /* nothing was left running */
     w = start(&e, 1);
     workers_notify(w);
     assert_int_equal(wait_status(s, a, 120, true, 0), STORE_JOB_SUCCEEDED);
@@ -279,13 +285,14 @@ static void test_init_adapter_from_job(void **st) {
     assert_int_equal(system(cmd), 0);
     snprintf(spec, sizeof spec,
              "{\"model\":\"%s/demo\",\"dataset\":{\"train\":\"%s\"},\"epochs\":1,"
-             "\"threads\":1,\"init_adapter\":\"job:%s\"}", e.models, other, a);
+             "\"threads\":1,\"init_adapter\":\"job:%s\"}",
+             e.models, other, a);
     assert_int_equal(store_job_create(s, spec, NULL, NULL, c, err, sizeof err), 0);
     workers_notify(w);
     assert_int_equal(wait_status(s, b, 120, true, 0), STORE_JOB_SUCCEEDED);
     assert_int_equal(wait_status(s, c, 120, true, 0), STORE_JOB_FAILED);
     workers_stop(w);
-    float wa[2 * 32], wb[2 * 32];   /* demo: 2 labels x hidden 32 */
+    float wa[2 * 32], wb[2 * 32]; /* demo: 2 labels x hidden 32 */
     classifier_of(&e, a, wa, 64);
     classifier_of(&e, b, wb, 64);
     for (int i = 0; i < 64; i++) assert_true(fabsf(wa[i] - wb[i]) < 1e-6f);
@@ -317,7 +324,7 @@ static void test_clean_shutdowns_do_not_count(void **st) {
     create_job(s, &e, epochs, a);
     int64_t last_step = 0;
     for (int restart = 0; restart < 4; restart++) {
-        store_requeue_result rr;   /* what serve does at every start */
+        store_requeue_result rr; /* what serve does at every start */
         assert_int_equal(store_requeue_running(s, 3, &rr, err, sizeof err), 0);
         assert_int_equal(rr.failed, 0);
         workers *w = start(&e, 1);

@@ -37,7 +37,7 @@ static void release(atomic_file *af, bool remove_temp) {
 
 int atomic_file_open(atomic_file *af, const char *path, char *err, size_t errlen) {
     *af = (atomic_file){.fd = -1};
-    size_t cap = strlen(path) + sizeof TEMP_MARK + 48;   /* two decimal numbers */
+    size_t cap = strlen(path) + sizeof TEMP_MARK + 48; /* two decimal numbers */
     af->path = strdup(path);
     af->tmp = malloc(cap);
     if (!af->path || !af->tmp) {
@@ -75,7 +75,7 @@ int atomic_file_write(atomic_file *af, const void *data, size_t len) {
         ssize_t k = write(af->fd, p, len);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
-            if (k == 0) errno = EIO;   /* not for regular files; never spin */
+            if (k == 0) errno = EIO; /* not for regular files; never spin */
             af->error = errno;
             return -1;
         }
@@ -100,7 +100,7 @@ int fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = atomic_file_fsync(fd);
-    if (rc != 0 && errno == EINVAL) rc = 0;   /* cannot sync directories; the renames stand */
+    if (rc != 0 && errno == EINVAL) rc = 0; /* cannot sync directories; the renames stand */
     int saved = errno;
     close(fd);
     errno = saved;
@@ -121,8 +121,10 @@ int atomic_file_commit(atomic_file *af, char *err, size_t errlen) {
     } else {
         int rc = close(af->fd);
         af->fd = -1;
-        if (rc != 0) step = "close";
-        else if (rename(af->tmp, af->path) != 0) step = "rename into place";
+        if (rc != 0)
+            step = "close";
+        else if (rename(af->tmp, af->path) != 0)
+            step = "rename into place";
     }
     if (step) {
         int e = errno;
@@ -148,7 +150,7 @@ int atomic_file_commit(atomic_file *af, char *err, size_t errlen) {
 int write_file_atomic(const char *path, const void *data, size_t len, char *err, size_t errlen) {
     atomic_file af;
     if (atomic_file_open(&af, path, err, errlen) != 0) return -1;
-    atomic_file_write(&af, data, len);   /* a failure is reported by the commit */
+    atomic_file_write(&af, data, len); /* a failure is reported by the commit */
     return atomic_file_commit(&af, err, errlen);
 }
 

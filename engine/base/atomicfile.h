@@ -31,10 +31,10 @@
  * fd may be written to (or pread) directly and tmp read by path before the
  * commit — a caller that validates the bytes before publishing them. */
 typedef struct {
-    int fd;       /* the temporary file, open for reading and writing */
-    int error;    /* errno of the first failed atomic_file_write, else 0 */
-    char *path;   /* the target; NULL when closed */
-    char *tmp;    /* the temporary file beside it */
+    int fd;     /* the temporary file, open for reading and writing */
+    int error;  /* errno of the first failed atomic_file_write, else 0 */
+    char *path; /* the target; NULL when closed */
+    char *tmp;  /* the temporary file beside it */
 } atomic_file;
 
 /* Create the temporary file beside path (mode 0644 less the umask).

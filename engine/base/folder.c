@@ -17,9 +17,12 @@
 /* Directory part of path ("." when none) into out. */
 static void parent_of(char *out, size_t cap, const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(out, cap, ".");
-    else if (slash == path) snprintf(out, cap, "/");
-    else snprintf(out, cap, "%.*s", (int)(slash - path), path);
+    if (!slash)
+        snprintf(out, cap, ".");
+    else if (slash == path)
+        snprintf(out, cap, "/");
+    else
+        snprintf(out, cap, "%.*s", (int)(slash - path), path);
 }
 
 char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
@@ -94,11 +97,11 @@ static int only_these_files(const char *dir, const char *const *names, size_t n,
     return rc;
 }
 
-int write_folder_atomic(const char *dir_in, const char *const *names, size_t n,
-                        folder_filler fill, void *ctx, char *err, size_t errlen) {
+int write_folder_atomic(const char *dir_in, const char *const *names, size_t n, folder_filler fill,
+                        void *ctx, char *err, size_t errlen) {
     char dir[4096], staging[4096 + 16], parent[4096];
     size_t len = strlen(dir_in);
-    while (len > 1 && dir_in[len - 1] == '/') len--;   /* "out/" is "out" */
+    while (len > 1 && dir_in[len - 1] == '/') len--; /* "out/" is "out" */
     if (len == 0 || len + 16 >= sizeof dir) return set_err(err, errlen, "adapter folder: bad path");
     memcpy(dir, dir_in, len);
     dir[len] = '\0';
@@ -124,7 +127,7 @@ int write_folder_atomic(const char *dir_in, const char *const *names, size_t n,
             goto fail;
         }
     } else if (renameat2(AT_FDCWD, staging, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
-        remove_staging(staging, names, n);   /* now the old files */
+        remove_staging(staging, names, n); /* now the old files */
     } else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
         for (size_t i = 0; i < n; i++) {
             char from[4096 + 64], to[4096 + 64];
@@ -172,7 +175,7 @@ int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen)
             return -1;
         }
         if (k == 0) break;
-        if (atomic_file_write(&af, buf, (size_t)k)) break;   /* commit reports it */
+        if (atomic_file_write(&af, buf, (size_t)k)) break; /* commit reports it */
     }
     close(in);
     return atomic_file_commit(&af, err, errlen);

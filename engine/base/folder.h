@@ -29,8 +29,8 @@ typedef int (*folder_filler)(const char *staging, void *ctx, char *err, size_t e
  * order. 0, or -1 with a message; on failure the staging directory is
  * removed and dir is as it was, except when only the final fsync of its
  * parent fails ("written, but syncing its directory failed"). */
-int write_folder_atomic(const char *dir_in, const char *const *names, size_t n,
-                        folder_filler fill, void *ctx, char *err, size_t errlen);
+int write_folder_atomic(const char *dir_in, const char *const *names, size_t n, folder_filler fill,
+                        void *ctx, char *err, size_t errlen);
 
 /* Copy from to `to` through the atomic writer (atomicfile.h). */
 int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen);

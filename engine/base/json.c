@@ -29,13 +29,25 @@ typedef struct json_member json_member;
 
 struct json_value {
     json_type type;
-    int is_int;                 /* numbers only: integer literal fitting int64 */
+    int is_int; /* numbers only: integer literal fitting int64 */
     union {
         int b;
-        struct { double d; int64_t i; } num;
-        struct { const char *s; size_t len; } str;
-        struct { json_value *items; size_t n; } arr;
-        struct { json_member *members; size_t n; } obj;
+        struct {
+            double d;
+            int64_t i;
+        } num;
+        struct {
+            const char *s;
+            size_t len;
+        } str;
+        struct {
+            json_value *items;
+            size_t n;
+        } arr;
+        struct {
+            json_member *members;
+            size_t n;
+        } obj;
     } u;
 };
 
@@ -52,16 +64,17 @@ struct json_member {
 #define ARENA_MIN_BLOCK ((size_t)1024)
 #define ARENA_MAX_FIRST_BLOCK ((size_t)1 << 20)
 #define ARENA_MAX_BLOCK ((size_t)64 << 20)
-#define ARENA_ALIGN (_Alignof(json_member) > _Alignof(double) ? _Alignof(json_member) : _Alignof(double))
+#define ARENA_ALIGN \
+    (_Alignof(json_member) > _Alignof(double) ? _Alignof(json_member) : _Alignof(double))
 
 typedef struct arena_block {
     struct arena_block *next;
     size_t cap, used;
-    max_align_t data[];         /* max_align_t only to align the payload */
+    max_align_t data[]; /* max_align_t only to align the payload */
 } arena_block;
 
 typedef struct {
-    arena_block *blocks;        /* newest first */
+    arena_block *blocks; /* newest first */
     size_t next_cap;
     json_value root;
 } json_doc;
@@ -107,9 +120,9 @@ static void doc_free(json_doc *d) {
 /* ---- parser state ----------------------------------------------------- */
 
 typedef struct {
-    const char *key;            /* NULL for array elements */
+    const char *key; /* NULL for array elements */
     size_t key_len;
-    size_t key_pos;             /* byte offset of the key, for duplicate errors */
+    size_t key_pos; /* byte offset of the key, for duplicate errors */
     json_value value;
 } scratch_entry;
 
@@ -134,16 +147,16 @@ static int fail_at(parser *P, const unsigned char *pos, const char *fmt, ...) {
         if (*q == '\n') {
             line++;
             col = 1;
-        } else if ((*q & 0xC0) != 0x80) {   /* count characters, not continuation bytes */
+        } else if ((*q & 0xC0) != 0x80) { /* count characters, not continuation bytes */
             col++;
         }
     }
     set_err(P->err, P->errlen, "line %zu, column %zu (byte %zu): ", line, col,
             (size_t)(pos - P->start));
-    size_t n = strlen(P->err);   /* < errlen: the append below is at worst empty */
+    size_t n = strlen(P->err); /* < errlen: the append below is at worst empty */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(P->err + n, P->errlen - n, fmt, ap);   /* appendf, from a va_list */
+    vsnprintf(P->err + n, P->errlen - n, fmt, ap); /* appendf, from a va_list */
     va_end(ap);
     return -1;
 }
@@ -188,17 +201,17 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *end) {
     unsigned c = p[0];
     if (c < 0x80) return 1;
     size_t n;
-    unsigned lo = 0x80, hi = 0xBF;     /* allowed range of the second byte */
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
     if (c >= 0xC2 && c <= 0xDF) {
         n = 2;
     } else if (c >= 0xE0 && c <= 0xEF) {
         n = 3;
-        if (c == 0xE0) lo = 0xA0;       /* no overlongs */
-        if (c == 0xED) hi = 0x9F;       /* no UTF-16 surrogates */
+        if (c == 0xE0) lo = 0xA0; /* no overlongs */
+        if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
     } else if (c >= 0xF0 && c <= 0xF4) {
         n = 4;
-        if (c == 0xF0) lo = 0x90;       /* no overlongs */
-        if (c == 0xF4) hi = 0x8F;       /* nothing above U+10FFFF */
+        if (c == 0xF0) lo = 0x90; /* no overlongs */
+        if (c == 0xF4) hi = 0x8F; /* nothing above U+10FFFF */
     } else {
         return 0;
     }
@@ -249,10 +262,14 @@ static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
         unsigned c = p[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
         v = v * 16 + d;
     }
     *out = v;
@@ -265,7 +282,7 @@ static int parse_string(parser *P, const char **out, size_t *out_len) {
     const unsigned char *open = P->p;
     const unsigned char *q = open + 1;
     while (q < P->end && *q != '"') {
-        if (*q == '\\' && P->end - q < 2) break;   /* do not step past the end */
+        if (*q == '\\' && P->end - q < 2) break; /* do not step past the end */
         q += (*q == '\\') ? 2 : 1;
     }
     if (q >= P->end || *q != '"') return fail_at(P, open, "unterminated string");
@@ -279,7 +296,7 @@ static int parse_string(parser *P, const char **out, size_t *out_len) {
         unsigned c = *p;
         if (c == '\\') {
             const unsigned char *esc = p;
-            unsigned e = p[1];      /* p + 1 < q: a backslash never ends the scan */
+            unsigned e = p[1]; /* p + 1 < q: a backslash never ends the scan */
             p += 2;
             switch (e) {
             case '"': *w++ = '"'; break;
@@ -300,7 +317,8 @@ static int parse_string(parser *P, const char **out, size_t *out_len) {
                     unsigned lo;
                     if (q - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, q, &lo) ||
                         lo < 0xDC00 || lo > 0xDFFF)
-                        return fail_at(P, esc, "high surrogate \\u%04X not followed by a low surrogate", cp);
+                        return fail_at(
+                            P, esc, "high surrogate \\u%04X not followed by a low surrogate", cp);
                     p += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
@@ -334,7 +352,7 @@ static int parse_string(parser *P, const char **out, size_t *out_len) {
 
 /* ---- numbers ---------------------------------------------------------- */
 
-#define NUMBER_STACK_BUF 64   /* longer lexemes (rare) are copied to the heap */
+#define NUMBER_STACK_BUF 64 /* longer lexemes (rare) are copied to the heap */
 
 static int is_digit(const parser *P, const unsigned char *p) {
     return p < P->end && *p >= '0' && *p <= '9';
@@ -385,7 +403,7 @@ static int parse_number(parser *P, json_value *out) {
 
     errno = 0;
     double d = strtod(lex, NULL);
-    int overflow = isinf(d);    /* underflow to 0 or a subnormal is accepted */
+    int overflow = isinf(d); /* underflow to 0 or a subnormal is accepted */
     int64_t i = 0;
     int fits = 0;
     if (integral && !overflow) {
@@ -428,13 +446,13 @@ static int check_depth(parser *P, int depth) {
 static int parse_array(parser *P, int depth, json_value *out) {
     if (check_depth(P, depth)) return -1;
     size_t base = P->stack_len;
-    P->p++;     /* '[' */
+    P->p++; /* '[' */
     skip_ws(P);
     if (P->p < P->end && *P->p == ']') {
         P->p++;
     } else {
         for (;;) {
-            scratch_entry e = { 0 };
+            scratch_entry e = {0};
             skip_ws(P);
             if (parse_value(P, depth + 1, &e.value)) return -1;
             if (push_entry(P, &e)) return -1;
@@ -473,7 +491,8 @@ static int key_cmp(const scratch_entry *a, const scratch_entry *b) {
 }
 
 static int entry_ptr_cmp(const void *x, const void *y) {
-    const scratch_entry *a = *(const scratch_entry *const *)x, *b = *(const scratch_entry *const *)y;
+    const scratch_entry *a = *(const scratch_entry *const *)x,
+                        *b = *(const scratch_entry *const *)y;
     int c = key_cmp(a, b);
     if (c) return c;
     return a->key_pos < b->key_pos ? -1 : a->key_pos > b->key_pos;
@@ -512,13 +531,13 @@ static const scratch_entry *find_duplicate(const scratch_entry *e, size_t n, int
 static int parse_object(parser *P, int depth, json_value *out) {
     if (check_depth(P, depth)) return -1;
     size_t base = P->stack_len;
-    P->p++;     /* '{' */
+    P->p++; /* '{' */
     skip_ws(P);
     if (P->p < P->end && *P->p == '}') {
         P->p++;
     } else {
         for (;;) {
-            scratch_entry e = { 0 };
+            scratch_entry e = {0};
             skip_ws(P);
             if (P->p >= P->end || *P->p != '"') return fail_expected(P, "a string key in object");
             e.key_pos = (size_t)(P->p - P->start);
@@ -570,9 +589,7 @@ static int parse_value(parser *P, int depth, json_value *out) {
     switch (*P->p) {
     case '{': return parse_object(P, depth, out);
     case '[': return parse_array(P, depth, out);
-    case '"':
-        out->type = JSON_STRING;
-        return parse_string(P, &out->u.str.s, &out->u.str.len);
+    case '"': out->type = JSON_STRING; return parse_string(P, &out->u.str.s, &out->u.str.len);
     case 't': return parse_literal(P, "true", out, JSON_BOOL, 1);
     case 'f': return parse_literal(P, "false", out, JSON_BOOL, 0);
     case 'n': return parse_literal(P, "null", out, JSON_NULL, 0);
@@ -586,7 +603,8 @@ json_value *json_parse(const char *text, size_t len, int max_depth, char *err, s
     if (err && errlen) err[0] = '\0';
     if (max_depth <= 0) max_depth = JSON_DEFAULT_MAX_DEPTH;
     if (max_depth > JSON_MAX_DEPTH_CEILING) {
-        set_err(err, errlen, "max_depth %d exceeds the ceiling %d", max_depth, JSON_MAX_DEPTH_CEILING);
+        set_err(err, errlen, "max_depth %d exceeds the ceiling %d", max_depth,
+                JSON_MAX_DEPTH_CEILING);
         return NULL;
     }
     if (!text && len) {
@@ -706,26 +724,51 @@ const json_value *json_get(const json_value *obj, const char *key) {
 size_t json_quote(char *dst, size_t cap, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
     size_t need = 0;
-#define EMIT(ch)                                  \
-    do {                                          \
-        if (need + 1 < cap) dst[need] = (ch);     \
-        need++;                                   \
+#define EMIT(ch)                              \
+    do {                                      \
+        if (need + 1 < cap) dst[need] = (ch); \
+        need++;                               \
     } while (0)
     EMIT('"');
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '"': EMIT('\\'); EMIT('"'); break;
-        case '\\': EMIT('\\'); EMIT('\\'); break;
-        case '\n': EMIT('\\'); EMIT('n'); break;
-        case '\r': EMIT('\\'); EMIT('r'); break;
-        case '\t': EMIT('\\'); EMIT('t'); break;
-        case '\b': EMIT('\\'); EMIT('b'); break;
-        case '\f': EMIT('\\'); EMIT('f'); break;
+        case '"':
+            EMIT('\\');
+            EMIT('"');
+            break;
+        case '\\':
+            EMIT('\\');
+            EMIT('\\');
+            break;
+        case '\n':
+            EMIT('\\');
+            EMIT('n');
+            break;
+        case '\r':
+            EMIT('\\');
+            EMIT('r');
+            break;
+        case '\t':
+            EMIT('\\');
+            EMIT('t');
+            break;
+        case '\b':
+            EMIT('\\');
+            EMIT('b');
+            break;
+        case '\f':
+            EMIT('\\');
+            EMIT('f');
+            break;
         default:
             if (c < 0x20) {
-                EMIT('\\'); EMIT('u'); EMIT('0'); EMIT('0');
-                EMIT(hex[c >> 4]); EMIT(hex[c & 15]);
+                EMIT('\\');
+                EMIT('u');
+                EMIT('0');
+                EMIT('0');
+                EMIT(hex[c >> 4]);
+                EMIT(hex[c & 15]);
             } else {
                 EMIT((char)c);
             }

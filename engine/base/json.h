@@ -31,7 +31,7 @@
 #define JSON_MAX_DEPTH_CEILING 1024
 
 typedef enum {
-    JSON_MISSING = 0,   /* what json_type_of(NULL) answers */
+    JSON_MISSING = 0, /* what json_type_of(NULL) answers */
     JSON_NULL,
     JSON_BOOL,
     JSON_NUMBER,
@@ -52,8 +52,8 @@ json_value *json_parse(const char *text, size_t len, int max_depth, char *err, s
 /* Free a tree returned by json_parse (only the root; NULL is fine). */
 void json_free(json_value *root);
 
-json_type   json_type_of(const json_value *v);
-const char *json_type_name(json_type t);   /* "object", "string", ... */
+json_type json_type_of(const json_value *v);
+const char *json_type_name(json_type t); /* "object", "string", ... */
 
 /* Bool: 1 or 0 (0 also when v is not a bool). */
 int json_bool(const json_value *v);
@@ -62,7 +62,7 @@ int json_bool(const json_value *v);
 double json_number(const json_value *v);
 /* 1 when v was written as an integer literal (no fraction, no exponent) that
  * fits int64_t; json_int() then gives it exactly. "-0" counts, as 0. */
-int     json_is_int(const json_value *v);
+int json_is_int(const json_value *v);
 int64_t json_int(const json_value *v);
 
 /* String bytes (UTF-8, NUL-terminated) or NULL; *len (if len) gets the byte

@@ -11,8 +11,8 @@
 #define PROBLEMS_LISTED 8
 
 typedef struct {
-    char text[1536];   /* the first PROBLEMS_LISTED, "; "-separated */
-    int count;         /* all of them */
+    char text[1536]; /* the first PROBLEMS_LISTED, "; "-separated */
+    int count;       /* all of them */
 } problem_list;
 
 /* Add one problem (printf-style). Zero-initialise the list first. */

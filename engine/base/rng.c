@@ -30,13 +30,9 @@ uint64_t rng_next(aflo_rng *r) {
     return result;
 }
 
-float rng_uniform(aflo_rng *r) {
-    return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f);
-}
+float rng_uniform(aflo_rng *r) { return (float)(rng_next(r) >> 40) * (1.0f / 16777216.0f); }
 
-float rng_uniform_range(aflo_rng *r, float lo, float hi) {
-    return lo + (hi - lo) * rng_uniform(r);
-}
+float rng_uniform_range(aflo_rng *r, float lo, float hi) { return lo + (hi - lo) * rng_uniform(r); }
 
 float rng_normal(aflo_rng *r) {
     /* 1 - u keeps the log argument in (0, 1]. */
@@ -48,7 +44,8 @@ float rng_normal(aflo_rng *r) {
 uint64_t rng_below(aflo_rng *r, uint64_t n) {
     uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     uint64_t x;
-    do x = rng_next(r); while (x >= limit);
+    do x = rng_next(r);
+    while (x >= limit);
     return x % n;
 }
 

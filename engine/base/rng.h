@@ -10,15 +10,17 @@
 
 #include <stdint.h>
 
-typedef struct { uint64_t s[4]; } aflo_rng;
+typedef struct {
+    uint64_t s[4];
+} aflo_rng;
 
-void     rng_seed(aflo_rng *r, uint64_t seed);
+void rng_seed(aflo_rng *r, uint64_t seed);
 uint64_t rng_next(aflo_rng *r);
 /* Uniform in [0, 1) with 24 random bits (exactly representable in fp32). */
-float    rng_uniform(aflo_rng *r);
-float    rng_uniform_range(aflo_rng *r, float lo, float hi);
+float rng_uniform(aflo_rng *r);
+float rng_uniform_range(aflo_rng *r, float lo, float hi);
 /* Standard normal (Box-Muller). */
-float    rng_normal(aflo_rng *r);
+float rng_normal(aflo_rng *r);
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t rng_below(aflo_rng *r, uint64_t n);
 

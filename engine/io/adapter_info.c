@@ -45,7 +45,8 @@ char *adapter_inputs_json(const adapter_inputs *in) {
         free(q);
     }
     fprintf(f, "], \"has_header\": %s", in->has_header ? "true" : "false");
-    if (in->format != TEXTDATA_AUTO) fprintf(f, ", \"format\": \"%s\"", textdata_format_name(in->format));
+    if (in->format != TEXTDATA_AUTO)
+        fprintf(f, ", \"format\": \"%s\"", textdata_format_name(in->format));
     fputc('}', f);
     int bad = ferror(f);
     if (fclose(f) || bad || oom) {
@@ -55,8 +56,8 @@ char *adapter_inputs_json(const adapter_inputs *in) {
     return buf;
 }
 
-static int inputs_from_value(const json_value *v, const char *where, adapter_inputs *out,
-                             char *err, size_t errlen) {
+static int inputs_from_value(const json_value *v, const char *where, adapter_inputs *out, char *err,
+                             size_t errlen) {
     memset(out, 0, sizeof *out);
     if (json_type_of(v) != JSON_OBJECT)
         return set_err(err, errlen, "%s: inputs must be a JSON object", where);
@@ -68,7 +69,8 @@ static int inputs_from_value(const json_value *v, const char *where, adapter_inp
     const json_value *fields = json_get(v, "text_fields");
     size_t n = json_len(fields);
     if (json_type_of(fields) != JSON_ARRAY || n < 1 || n > 2)
-        return set_err(err, errlen, "%s: inputs.text_fields must be a list of 1 or 2 columns", where);
+        return set_err(err, errlen, "%s: inputs.text_fields must be a list of 1 or 2 columns",
+                       where);
     for (size_t i = 0; i < n; i++) {
         const json_value *c = json_at(fields, i);
         adapter_text_field *t = &out->fields[i];
@@ -99,7 +101,8 @@ static int inputs_from_value(const json_value *v, const char *where, adapter_inp
                 out->format = known[i];
                 found = true;
             }
-        if (!found) return set_err(err, errlen, "%s: inputs.format must be tsv, csv or jsonl", where);
+        if (!found)
+            return set_err(err, errlen, "%s: inputs.format must be tsv, csv or jsonl", where);
     }
     return 0;
 }
@@ -143,7 +146,8 @@ int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, si
     free(text);
     if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
     int rc = 0;
-    if (json_type_of(root) != JSON_OBJECT) rc = set_err(err, errlen, "%s: not a JSON object", path);
+    if (json_type_of(root) != JSON_OBJECT)
+        rc = set_err(err, errlen, "%s: not a JSON object", path);
     else if (json_get(root, "inputs"))
         rc = inputs_from_value(json_get(root, "inputs"), path, out, err, errlen);
     json_free(root);
@@ -182,14 +186,17 @@ static void shape_text(char *buf, size_t cap, const st_file *f, size_t i) {
 
 static void param_shape_text(char *buf, size_t cap, const aflo_param *p) {
     buf[0] = '\0';
-    if (p->ndim == 2) snprintf(buf, cap, "[%d, %d]", p->shape[0], p->shape[1]);
-    else snprintf(buf, cap, "[%d]", p->shape[0]);
+    if (p->ndim == 2)
+        snprintf(buf, cap, "[%d, %d]", p->shape[0], p->shape[1]);
+    else
+        snprintf(buf, cap, "[%d]", p->shape[0]);
 }
 
 bool adapter_check_tensor(problem_list *pr, const st_file *f, size_t i, const aflo_param *p) {
     st_dtype t = st_dtype_of(f, i);
     if (t != ST_F32 && t != ST_F16 && t != ST_BF16) {
-        problem_add(pr, "%s has dtype %s (F32, F16 or BF16 needed)", st_name(f, i), st_dtype_name(t));
+        problem_add(pr, "%s has dtype %s (F32, F16 or BF16 needed)", st_name(f, i),
+                    st_dtype_name(t));
         return false;
     }
     if (!shape_matches(f, i, p)) {

@@ -35,9 +35,9 @@
 
 /* Where adapter_export_info.base_model came from, for the PEFT README. */
 typedef enum {
-    ADAPTER_BASE_UNSPECIFIED = 0,    /* say nothing */
-    ADAPTER_BASE_NAME_OR_PATH,       /* the model folder's config.json "_name_or_path" */
-    ADAPTER_BASE_LOCAL_NAME,         /* the daemon's own name for the folder (no _name_or_path) */
+    ADAPTER_BASE_UNSPECIFIED = 0, /* say nothing */
+    ADAPTER_BASE_NAME_OR_PATH,    /* the model folder's config.json "_name_or_path" */
+    ADAPTER_BASE_LOCAL_NAME,      /* the daemon's own name for the folder (no _name_or_path) */
 } adapter_base_source;
 
 /* A column name as the job spec allows it (4096 bytes) and its NUL. */
@@ -53,10 +53,10 @@ typedef struct {
 
 /* How the training file's text was read. */
 typedef struct {
-    int n_fields;                  /* 1: single text, 2: a pair; 0: not recorded */
+    int n_fields; /* 1: single text, 2: a pair; 0: not recorded */
     adapter_text_field fields[2];
-    bool has_header;               /* TSV/CSV: the first row named the columns */
-    textdata_format format;        /* TEXTDATA_AUTO when not known */
+    bool has_header;        /* TSV/CSV: the first row named the columns */
+    textdata_format format; /* TEXTDATA_AUTO when not known */
 } adapter_inputs;
 
 /* {"text_fields": ["sentence"] or [3, 4], "has_header": true, "format": "tsv"}
@@ -74,15 +74,15 @@ int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, si
 /* What the caller knows about the job that the model does not. Every field
  * may be NULL / zero. */
 typedef struct {
-    const char *base_model;          /* name or path of the base model ("" if NULL) */
+    const char *base_model; /* name or path of the base model ("" if NULL) */
     adapter_base_source base_model_source;
-    const char *const *labels;       /* model_num_labels() names, or NULL */
-    const char *metrics_json;        /* JSON text stored as given (validated); NULL: null */
+    const char *const *labels; /* model_num_labels() names, or NULL */
+    const char *metrics_json;  /* JSON text stored as given (validated); NULL: null */
     /* Step at which projection p froze, or < 0 when it did not (e.g. a
      * wrapper around trainer_frozen_step). NULL: no freezing information. */
     long (*frozen_step)(const void *ctx, const aflo_param *p);
     const void *frozen_ctx;
-    const adapter_inputs *inputs;    /* how the training text was read, or NULL */
+    const adapter_inputs *inputs; /* how the training text was read, or NULL */
 } adapter_export_info;
 
 #endif

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const task_names[] = {[TASK_CLASSIFICATION] = "classification",
-                                         [TASK_REGRESSION] = "regression"};
+static const char *const task_names[] = {
+    [TASK_CLASSIFICATION] = "classification", [TASK_REGRESSION] = "regression"};
 
 /* Tensors a native file of this model holds. */
 static bool native_holds(const aflo_model *m, const aflo_param *p) {
@@ -82,8 +82,10 @@ static char *frozen_json(aflo_model *m, const adapter_export_info *info) {
         const aflo_param *p = model_param(m, i);
         if (p->role != PROLE_A && p->role != PROLE_B) continue;
         long step = info && info->frozen_step ? info->frozen_step(info->frozen_ctx, p) : -1;
-        if (step >= 0) fprintf(f, "%s\"%s\":%ld", first ? "" : ",", p->name, step);
-        else fprintf(f, "%s\"%s\":null", first ? "" : ",", p->name);
+        if (step >= 0)
+            fprintf(f, "%s\"%s\":%ld", first ? "" : ",", p->name, step);
+        else
+            fprintf(f, "%s\"%s\":null", first ? "" : ",", p->name);
         first = false;
     }
     fputc('}', f);
@@ -103,7 +105,8 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     if (!adapter_valid_utf8(base_model)) return set_err(err, errlen, "base_model: not valid UTF-8");
     if (adapter_check_label_names(m, info, err, errlen)) return -1;
     char jerr[160];
-    json_value *check = json_parse(metrics, strlen(metrics), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    json_value *check =
+        json_parse(metrics, strlen(metrics), JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
     if (!check) return set_err(err, errlen, "metrics: not valid JSON: %s", jerr);
     json_free(check);
 
@@ -132,7 +135,9 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     snprintf(inter, sizeof inter, "%d", c->intermediate_size);
     snprintf(layers, sizeof layers, "%d", c->num_hidden_layers);
     snprintf(heads, sizeof heads, "%d", c->num_attention_heads);
-    const struct { const char *key, *value; } meta[] = {
+    const struct {
+        const char *key, *value;
+    } meta[] = {
         {"format", ADAPTER_NATIVE_FORMAT},
         {"version", ADAPTER_NATIVE_VERSION},
         {"method", method_names[ac->method]},
@@ -225,8 +230,10 @@ static int parse_targets(const aflo_family *fam, const char *text, unsigned *tar
     *targets = 0;
     for (size_t i = 0; rc == 0 && i < json_len(v); i++) {
         int found = family_module_index(fam, json_string(json_at(v, i), NULL));
-        if (found < 0) rc = -1;
-        else *targets |= 1u << found;
+        if (found < 0)
+            rc = -1;
+        else
+            *targets |= 1u << found;
     }
     json_free(v);
     return rc;
@@ -236,15 +243,18 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
                       size_t errlen) {
     const char *s = st_metadata(f, "format");
     if (!s || strcmp(s, ADAPTER_NATIVE_FORMAT) != 0)
-        return set_err(err, errlen, "%s: not an aflorad adapter (metadata format is %s%s%s, expected \"%s\")",
-                       path, s ? "\"" : "", s ? s : "missing", s ? "\"" : "", ADAPTER_NATIVE_FORMAT);
+        return set_err(
+            err, errlen, "%s: not an aflorad adapter (metadata format is %s%s%s, expected \"%s\")",
+            path, s ? "\"" : "", s ? s : "missing", s ? "\"" : "", ADAPTER_NATIVE_FORMAT);
     s = st_metadata(f, "version");
     if (!s || strcmp(s, ADAPTER_NATIVE_VERSION) != 0)
-        return set_err(err, errlen, "%s: adapter format version %s is not supported (this build reads %s)",
-                       path, s ? s : "(missing)", ADAPTER_NATIVE_VERSION);
+        return set_err(err, errlen,
+                       "%s: adapter format version %s is not supported (this build reads %s)", path,
+                       s ? s : "(missing)", ADAPTER_NATIVE_VERSION);
     int method = 0, proj = 0, task = 0;
     if (meta_enum(f, path, "method", method_names, METHOD_COUNT, &method, err, errlen) ||
-        meta_enum(f, path, "trainable_projections", projections_names, PROJ_COUNT, &proj, err, errlen) ||
+        meta_enum(f, path, "trainable_projections", projections_names, PROJ_COUNT, &proj, err,
+                  errlen) ||
         meta_enum(f, path, "task", task_names, 2, &task, err, errlen))
         return -1;
     meta->ac.method = (aflo_method)method;
@@ -256,7 +266,8 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
         meta_int(f, path, "hidden_size", 1, 1 << 30, &meta->hidden_size, err, errlen) ||
         meta_int(f, path, "intermediate_size", 1, 1 << 30, &meta->intermediate_size, err, errlen) ||
         meta_int(f, path, "num_hidden_layers", 1, 1 << 20, &meta->num_hidden_layers, err, errlen) ||
-        meta_int(f, path, "num_attention_heads", 1, 1 << 20, &meta->num_attention_heads, err, errlen))
+        meta_int(f, path, "num_attention_heads", 1, 1 << 20, &meta->num_attention_heads, err,
+                 errlen))
         return -1;
     if (meta_get(f, path, "alpha", &s, err, errlen)) return -1;
     char *end;
@@ -273,8 +284,9 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
     if (!fam) return set_err(err, errlen, "%s: metadata \"model_type\": %s", path, ferr);
     if (meta_get(f, path, "target_modules", &s, err, errlen)) return -1;
     if (parse_targets(fam, s, &meta->ac.targets))
-        return set_err(err, errlen, "%s: metadata \"target_modules\" = %s is not a list of known modules",
-                       path, s);
+        return set_err(err, errlen,
+                       "%s: metadata \"target_modules\" = %s is not a list of known modules", path,
+                       s);
     if (meta_get(f, path, "base_model", &s, err, errlen)) return -1;
     if (!(meta->base_model = strdup(s))) return set_err(err, errlen, "%s: out of memory", path);
     if (meta_json(f, path, "labels", JSON_ARRAY, &meta->labels_json, err, errlen) ||
@@ -295,7 +307,8 @@ void adapter_native_meta_free(adapter_native_meta *meta) {
     memset(meta, 0, sizeof *meta);
 }
 
-int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err, size_t errlen) {
+int adapter_native_read_meta(const char *path, adapter_native_meta *meta, char *err,
+                             size_t errlen) {
     memset(meta, 0, sizeof *meta);
     st_file *f = st_open(path, err, errlen);
     if (!f) return -1;
@@ -334,8 +347,9 @@ static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, co
         return set_err(err, errlen, "%s: adapter alpha is %g but the model has alpha %g", path,
                        (double)meta->ac.alpha, (double)ac->alpha);
     if (meta->task != model_task(m) || meta->num_labels != model_num_labels(m))
-        return set_err(err, errlen, "%s: adapter is for %s with %d label%s; the model does %s with %d",
-                       path, task_names[meta->task], meta->num_labels, meta->num_labels == 1 ? "" : "s",
+        return set_err(err, errlen,
+                       "%s: adapter is for %s with %d label%s; the model does %s with %d", path,
+                       task_names[meta->task], meta->num_labels, meta->num_labels == 1 ? "" : "s",
                        task_names[model_task(m)], model_num_labels(m));
     if (strcmp(meta->model_type, c->model_type) != 0 || meta->hidden_size != c->hidden_size ||
         meta->intermediate_size != c->intermediate_size ||
@@ -371,8 +385,10 @@ int adapter_import_native(aflo_model *m, const char *path, char *err, size_t err
         src[i] = -1;
         if (!native_holds(m, p)) continue;
         long idx = st_find(f, p->name);
-        if (idx < 0) problem_add(&pr, "%s missing", p->name);
-        else if (adapter_check_tensor(&pr, f, (size_t)idx, p)) src[i] = idx;
+        if (idx < 0)
+            problem_add(&pr, "%s missing", p->name);
+        else if (adapter_check_tensor(&pr, f, (size_t)idx, p))
+            src[i] = idx;
     }
     for (size_t i = 0; i < st_count(f); i++) {
         aflo_param *p = model_find_param(m, st_name(f, i));

@@ -153,20 +153,21 @@ static void write_target_modules(FILE *f, const aflo_family *fam, unsigned targe
 
 /* The folder's files in writing order: weights first, so that no config
  * ever names weights that are not there yet. */
-static const char *const peft_names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE, PEFT_MODEL_CONFIG_FILE,
-                                         PEFT_README_FILE, ADAPTER_INPUTS_FILE};
+static const char *const peft_names[] = {PEFT_WEIGHTS_FILE, PEFT_CONFIG_FILE,
+                                         PEFT_MODEL_CONFIG_FILE, PEFT_README_FILE,
+                                         ADAPTER_INPUTS_FILE};
 #define N_PEFT_FILES (sizeof peft_names / sizeof peft_names[0])
 
 typedef struct {
     st_writer *w;
-    const char *text[N_PEFT_FILES];   /* the text files' contents; [0] unused, NULL: not written */
+    const char *text[N_PEFT_FILES]; /* the text files' contents; [0] unused, NULL: not written */
 } peft_files;
 
 static int fill_peft(const char *staging, void *ctx, char *err, size_t errlen) {
     peft_files *pf = ctx;
     char path[4096 + 64];
     for (size_t i = 0; i < N_PEFT_FILES; i++) {
-        if (i > 0 && !pf->text[i]) continue;   /* aflorad.json without inputs */
+        if (i > 0 && !pf->text[i]) continue; /* aflorad.json without inputs */
         snprintf(path, sizeof path, "%s/%s", staging, peft_names[i]);
         if (i == 0 ? st_writer_write(pf->w, path, err, errlen)
                    : write_file_atomic(path, pf->text[i], strlen(pf->text[i]), err, errlen))
@@ -190,7 +191,8 @@ static int put_quoted(FILE *f, const char *s) {
 /* README.md beside the adapter: a model card saying what the folder is, where
  * base_model_name_or_path came from, the labels and how to load it with them
  * (PEFT's own save_pretrained writes a README.md there too). */
-static char *peft_readme(const aflo_model *m, const adapter_export_info *info, const char *base_model) {
+static char *peft_readme(const aflo_model *m, const adapter_export_info *info,
+                         const char *base_model) {
     const aflo_adapter_config *ac = model_adapter_config(m);
     const bool regression = model_task(m) == TASK_REGRESSION;
     const adapter_base_source src = info ? info->base_model_source : ADAPTER_BASE_UNSPECIFIED;
@@ -200,7 +202,7 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info, c
     if (!f) return NULL;
     int oom = 0;
     fputs("---\nlibrary_name: peft\n", f);
-    if (src == ADAPTER_BASE_NAME_OR_PATH && base_model[0]) {   /* a name others can resolve */
+    if (src == ADAPTER_BASE_NAME_OR_PATH && base_model[0]) { /* a name others can resolve */
         fputs("base_model: ", f);
         oom |= put_quoted(f, base_model);
         fputc('\n', f);
@@ -211,10 +213,11 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info, c
             "# %s adapter (rank %d), trained by aflorad\n\n"
             "A PEFT LoRA adapter for sequence %s, for `peft.PeftModel.from_pretrained`.%s\n\n",
             method_names[ac->method], ac->rank, regression ? "regression" : "classification",
-            ac->method == METHOD_LORA ? ""
-                                      : " The method's vectors are folded into `lora_A` and `lora_B` "
-                                        "exactly (`lora_A = diag(s_d) A`, `lora_B = diag(s_b) B`, "
-                                        "`lora_alpha = r`).");
+            ac->method == METHOD_LORA
+                ? ""
+                : " The method's vectors are folded into `lora_A` and `lora_B` "
+                  "exactly (`lora_A = diag(s_d) A`, `lora_B = diag(s_b) B`, "
+                  "`lora_alpha = r`).");
     fputs("## Base model\n\n`base_model_name_or_path` in adapter_config.json is ", f);
     oom |= put_quoted(f, base_model);
     switch (src) {
@@ -228,9 +231,7 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info, c
               "\n\n",
               f);
         break;
-    case ADAPTER_BASE_UNSPECIFIED:
-        fputs(".\n\n", f);
-        break;
+    case ADAPTER_BASE_UNSPECIFIED: fputs(".\n\n", f); break;
     }
     fputs("## Labels\n\n", f);
     if (regression) {
@@ -267,8 +268,7 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info, c
     return buf;
 }
 
-static char *peft_config_json(const aflo_model *m, const char *base_model,
-                              float lora_alpha) {
+static char *peft_config_json(const aflo_model *m, const char *base_model, float lora_alpha) {
     const aflo_adapter_config *ac = model_adapter_config(m);
     char *buf = NULL;
     size_t size = 0;
@@ -308,16 +308,14 @@ static char *peft_config_json(const aflo_model *m, const char *base_model,
             "  \"rank_pattern\": {},\n"
             "  \"revision\": null,\n"
             "  \"target_modules\": ",
-            quoted, alpha,
-            model_variant(m)->peft_modules_to_save, ac->rank);
+            quoted, alpha, model_variant(m)->peft_modules_to_save, ac->rank);
     free(quoted);
     write_target_modules(f, model_family(m), ac->targets);
-    fprintf(f,
-            ",\n"
-            "  \"task_type\": \"SEQ_CLS\",\n"
-            "  \"use_dora\": false,\n"
-            "  \"use_rslora\": false\n"
-            "}\n");
+    fprintf(f, ",\n"
+               "  \"task_type\": \"SEQ_CLS\",\n"
+               "  \"use_dora\": false,\n"
+               "  \"use_rslora\": false\n"
+               "}\n");
     int bad = ferror(f);
     if (fclose(f) || bad) {
         free(buf);
@@ -326,8 +324,8 @@ static char *peft_config_json(const aflo_model *m, const char *base_model,
     return buf;
 }
 
-int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
-                        char *err, size_t errlen) {
+int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info, char *err,
+                        size_t errlen) {
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen,
@@ -363,9 +361,11 @@ int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_inf
             int r = l->A->shape[0], in = l->A->shape[1], out = l->B->shape[0];
             float *fa = next, *fb = next + l->A->size;
             for (int k = 0; k < r; k++)
-                for (int j = 0; j < in; j++) fa[(size_t)k * in + j] = l->sd->data[k] * a[(size_t)k * in + j];
+                for (int j = 0; j < in; j++)
+                    fa[(size_t)k * in + j] = l->sd->data[k] * a[(size_t)k * in + j];
             for (int j = 0; j < out; j++)
-                for (int k = 0; k < r; k++) fb[(size_t)j * r + k] = l->sb->data[j] * b[(size_t)j * r + k];
+                for (int k = 0; k < r; k++)
+                    fb[(size_t)j * r + k] = l->sb->data[j] * b[(size_t)j * r + k];
             a = fa;
             b = fb;
             next += l->A->size + l->B->size;
@@ -538,7 +538,7 @@ int adapter_peft_read_labels(const char *dir, int num_labels, hf_head_info *head
     char path[4096 + 64];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, PEFT_MODEL_CONFIG_FILE) >= sizeof path)
         return set_err(err, errlen, "%s: path too long", dir);
-    if (access(path, F_OK) != 0 && errno == ENOENT) return 0;   /* a folder PEFT wrote */
+    if (access(path, F_OK) != 0 && errno == ENOENT) return 0; /* a folder PEFT wrote */
     if (hfmodel_read_head(dir, head, err, errlen)) return -1;
     if (head->num_labels == 0 || head->num_labels == num_labels) return 0;
     set_err(err, errlen, "%s: names %d classes, but the adapter's classifier has %d", path,
@@ -599,15 +599,15 @@ static aflo_param *peft_target(aflo_model *m, const char *key) {
     return NULL;
 }
 
-int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report,
-                        char *err, size_t errlen) {
+int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report, char *err,
+                        size_t errlen) {
     adapter_import_report local;
     adapter_import_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
-        return set_err(err, errlen, "%s: a LoRA adapter needs a model with adapters, not method full",
-                       dir);
+        return set_err(err, errlen,
+                       "%s: a LoRA adapter needs a model with adapters, not method full", dir);
     peft_config pc;
     if (read_peft_config(dir, &pc, NULL, 0, err, errlen)) return -1;
     if (pc.r != ac->rank)
@@ -640,13 +640,16 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
             problem_add(&pr, "%s appears twice", p->name);
             continue;
         }
-        if (adapter_check_tensor(&pr, f, i, p)) *slot = (long)i;
-        else *slot = -2;   /* present but unusable: already reported */
+        if (adapter_check_tensor(&pr, f, i, p))
+            *slot = (long)i;
+        else
+            *slot = -2; /* present but unusable: already reported */
     }
     for (int i = 0; i < n; i++) {
         aflo_param *p = model_param(m, i);
         if ((p->role == PROLE_A || p->role == PROLE_B) && src[i] == -1)
-            problem_add(&pr, "no %s tensor for %s", p->role == PROLE_A ? "lora_A" : "lora_B", p->name);
+            problem_add(&pr, "no %s tensor for %s", p->role == PROLE_A ? "lora_A" : "lora_B",
+                        p->name);
     }
     /* each of the family's head layers (BERT: pooler.dense, classifier)
      * comes whole or not at all; loaded: the hidden ones (the pooler) and
@@ -662,8 +665,10 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
         if ((a == -1) != (b == -1))
             problem_add(&pr, "%s without %s", a == -1 ? pb->name : pw->name,
                         a == -1 ? pw->name : pb->name);
-        if (h[1]) hidden_loaded &= a >= 0 && b >= 0;
-        else output_loaded = a >= 0 && b >= 0;
+        if (h[1])
+            hidden_loaded &= a >= 0 && b >= 0;
+        else
+            output_loaded = a >= 0 && b >= 0;
     }
     if (pr.count) {
         problems_error(&pr, dir, "problem", "problems", err, errlen);

@@ -46,8 +46,8 @@
  * dir/README.md and, when info has inputs, dir/aflorad.json; the tensors keyed
  * as PEFT keys the model's type (bert, roberta, ...: its family's naming). An
  * existing dir is replaced only when it holds nothing but those files. */
-int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info,
-                        char *err, size_t errlen);
+int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info, char *err,
+                        size_t errlen);
 
 /* The adapter config a model must be created with to load a PEFT LoRA folder
  * exactly: METHOD_LORA, rank r, alpha lora_alpha, targets = the modules that
@@ -75,7 +75,7 @@ typedef struct {
  * alpha == lora_alpha (so its scale is PEFT's); an AFLoRA/ELoRA model gets
  * s_d = lora_alpha / r and s_b = 1, the same function. The head is loaded
  * when present. report may be NULL. */
-int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report,
-                        char *err, size_t errlen);
+int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *report, char *err,
+                        size_t errlen);
 
 #endif

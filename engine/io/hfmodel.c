@@ -80,7 +80,7 @@ static int read_config(const char *dir, aflo_config *c, char *arch, size_t arch_
     size_t len;
     char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
     if (!text) return -1;
-    char cerr[768];   /* an unsupported architecture's message lists what is */
+    char cerr[768]; /* an unsupported architecture's message lists what is */
     int rc = config_from_json(c, text, len, cerr, sizeof cerr);
     if (rc == 0) first_architecture(text, len, arch, arch_cap);
     free(text);
@@ -201,7 +201,7 @@ int hfmodel_read_head(const char *dir, hf_head_info *h, char *err, size_t errlen
 /* ---------------------------------------------------------------- weight files */
 
 typedef struct {
-    const char *name;   /* as in the file; points into the open st_file */
+    const char *name; /* as in the file; points into the open st_file */
     int file;
     size_t index;
 } weight_entry;
@@ -224,13 +224,14 @@ static int no_weights_error(const char *dir, char *err, size_t errlen) {
     char path[4096];
     for (size_t i = 0; i < sizeof pickle_files / sizeof *pickle_files; i++) {
         if (join_path(path, sizeof path, dir, pickle_files[i]) == 0 && is_regular_file(path))
-            return set_err(err, errlen,
-                           "%s: has %s but no %s; aflorad reads only safetensors (a pickle file can "
-                           "run code when loaded). Convert it once with: python -c \"from "
-                           "transformers import AutoModel; AutoModel.from_pretrained('%s')."
-                           "save_pretrained('%s', safe_serialization=True)\" (use "
-                           "AutoModelForSequenceClassification to keep a fine-tuned head)",
-                           dir, pickle_files[i], WEIGHTS_FILE, dir, dir);
+            return set_err(
+                err, errlen,
+                "%s: has %s but no %s; aflorad reads only safetensors (a pickle file can "
+                "run code when loaded). Convert it once with: python -c \"from "
+                "transformers import AutoModel; AutoModel.from_pretrained('%s')."
+                "save_pretrained('%s', safe_serialization=True)\" (use "
+                "AutoModelForSequenceClassification to keep a fine-tuned head)",
+                dir, pickle_files[i], WEIGHTS_FILE, dir, dir);
     }
     return set_err(err, errlen, "%s: no %s or %s found", dir, WEIGHTS_FILE, INDEX_FILE);
 }
@@ -244,8 +245,7 @@ static int open_single(weight_set *w, const char *path, char *err, size_t errlen
     size_t n = st_count(w->files[0]);
     w->entries = calloc(n ? n : 1, sizeof *w->entries);
     if (!w->entries) return set_err(err, errlen, "%s: out of memory", path);
-    for (size_t i = 0; i < n; i++)
-        w->entries[i] = (weight_entry){st_name(w->files[0], i), 0, i};
+    for (size_t i = 0; i < n; i++) w->entries[i] = (weight_entry){st_name(w->files[0], i), 0, i};
     w->nentries = n;
     return 0;
 }
@@ -291,7 +291,7 @@ static int open_sharded(weight_set *w, const char *dir, const char *index_path, 
         }
         int f = 0;
         while (f < w->nfiles && strcmp(shard_names[f], shard) != 0) f++;
-        if (f == w->nfiles) {   /* first mention: open the shard, once */
+        if (f == w->nfiles) { /* first mention: open the shard, once */
             char path[4096];
             if (join_path(path, sizeof path, dir, shard)) {
                 set_err(err, errlen, "%s: path too long", dir);
@@ -371,8 +371,7 @@ static name_kind canonical_name(const aflo_family *fam, const char *in, char *ou
             break;
         }
     for (const char *const *ig = fam->hf_ignored; ig && *ig; ig++)
-        if (ends_with(*ig, ".") ? starts_with(in, *ig) : strcmp(in, *ig) == 0)
-            return NAME_IGNORED;
+        if (ends_with(*ig, ".") ? starts_with(in, *ig) : strcmp(in, *ig) == 0) return NAME_IGNORED;
 
     int n;
     const aflo_name_map *h = head_rename(fam, in);
@@ -383,7 +382,7 @@ static name_kind canonical_name(const aflo_family *fam, const char *in, char *ou
         n = snprintf(out, cap, "%s", in);
     }
     if (n < 0 || (size_t)n >= cap) {
-        out[0] = '\0';   /* too long to be one of ours: reported as unknown */
+        out[0] = '\0'; /* too long to be one of ours: reported as unknown */
         return NAME_MODEL;
     }
     /* Checkpoints converted from TensorFlow name LayerNorm parameters
@@ -401,7 +400,8 @@ static name_kind canonical_name(const aflo_family *fam, const char *in, char *ou
 static void shape_text(char *buf, size_t cap, const int64_t *dims, size_t ndim) {
     buf[0] = '\0';
     appendf(buf, cap, "[");
-    for (size_t i = 0; i < ndim; i++) appendf(buf, cap, "%s%lld", i ? ", " : "", (long long)dims[i]);
+    for (size_t i = 0; i < ndim; i++)
+        appendf(buf, cap, "%s%lld", i ? ", " : "", (long long)dims[i]);
     appendf(buf, cap, "]");
 }
 
@@ -423,7 +423,7 @@ static bool float_dtype(st_dtype t) { return t == ST_F32 || t == ST_F16 || t == 
 /* ---------------------------------------------------------------- load */
 
 typedef struct {
-    long entry;      /* index into weight_set.entries, -1 when not in the file */
+    long entry; /* index into weight_set.entries, -1 when not in the file */
     int priority;
 } param_source;
 
@@ -464,7 +464,7 @@ static void claim_tensors(load_ctx *cx) {
                             file_name);
                 continue;
             }
-            if (s->priority > priority) {   /* the renamed head already supplies it */
+            if (s->priority > priority) { /* the renamed head already supplies it */
                 appendf(cx->superseded, sizeof cx->superseded, "%s%s",
                         cx->superseded[0] ? ", " : "", file_name);
                 cx->rep->tensors_ignored++;
@@ -533,7 +533,7 @@ static bool check_head_pair(load_ctx *cx, aflo_param *w, aflo_param *b, bool row
         st_shape(fb, eb->index)[0] == st_shape(fw, ew->index)[0] &&
         st_shape(fw, ew->index)[0] != w->shape[0]) {
         *file_rows = (int)st_shape(fw, ew->index)[0];
-        sw->entry = sb->entry = -1;   /* a different task's head: keep the fresh one */
+        sw->entry = sb->entry = -1; /* a different task's head: keep the fresh one */
         return false;
     }
     bool ok = check_claim(cx, w);
@@ -610,8 +610,9 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
              fresh_hidden);
     if (output && !rep->classifier_pretrained) {
         if (rep->file_num_labels)
-            note(rep, "the checkpoint's %s has %d outputs but the task needs %d: a fresh %s is "
-                      "used",
+            note(rep,
+                 "the checkpoint's %s has %d outputs but the task needs %d: a fresh %s is "
+                 "used",
                  output, rep->file_num_labels, model_num_labels(m), output);
         else
             note(rep, "no %s in the checkpoint: a fresh one is used", output);
@@ -672,10 +673,9 @@ int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err,
 int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen) {
     memset(info, 0, sizeof *info);
     aflo_config c;
-    if (read_config(dir, &c, info->architecture, sizeof info->architecture, err, errlen))
-        return -1;
+    if (read_config(dir, &c, info->architecture, sizeof info->architecture, err, errlen)) return -1;
     const aflo_family *fam = family_for_model_type(c.model_type, NULL);
-    assert(fam);   /* config_from_json read it */
+    assert(fam); /* config_from_json read it */
     snprintf(info->model_type, sizeof info->model_type, "%s", c.model_type);
     info->num_hidden_layers = c.num_hidden_layers;
     info->hidden_size = c.hidden_size;
@@ -691,7 +691,7 @@ int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen)
     weight_set w;
     if (weights_open(&w, dir, err, errlen)) return -1;
     info->shards = w.nfiles;
-    int seen = -1;   /* dtype of the float tensors so far; -2 once they differ */
+    int seen = -1; /* dtype of the float tensors so far; -2 once they differ */
     char name[MAX_NAME];
     for (size_t e = 0; e < w.nentries; e++) {
         const st_file *f = w.files[w.entries[e].file];
@@ -709,7 +709,9 @@ int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen)
             info->head_num_labels = (int)st_shape(f, i)[0];
     }
     snprintf(info->dtype, sizeof info->dtype, "%s",
-             seen == -2 ? "mixed" : seen == -1 ? "none" : st_dtype_name((st_dtype)seen));
+             seen == -2   ? "mixed"
+             : seen == -1 ? "none"
+                          : st_dtype_name((st_dtype)seen));
     weights_close(&w);
     return 0;
 }

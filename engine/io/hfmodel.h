@@ -37,14 +37,14 @@
 
 /* What a load did beyond the plain copy, for the user to see. */
 typedef struct {
-    bool pooler_pretrained;      /* every head layer before the output layer from the file
+    bool pooler_pretrained;        /* every head layer before the output layer from the file
                                     (BERT's pooler: pooler.dense or RoBERTa classifier.dense) */
-    bool classifier_pretrained;  /* the head's output layer from the file (labels matched) */
-    int file_num_labels;         /* rows of the file's classifier; 0 when it has none */
-    int tensors_loaded;          /* tensors copied into the model */
-    int tensors_ignored;         /* known-unused tensors skipped (lm_head.*, position_ids, ...) */
-    int tensors_unknown;         /* names the engine does not know, skipped */
-    int shards;                  /* safetensors files read */
+    bool classifier_pretrained;    /* the head's output layer from the file (labels matched) */
+    int file_num_labels;           /* rows of the file's classifier; 0 when it has none */
+    int tensors_loaded;            /* tensors copied into the model */
+    int tensors_ignored;           /* known-unused tensors skipped (lm_head.*, position_ids, ...) */
+    int tensors_unknown;           /* names the engine does not know, skipped */
+    int shards;                    /* safetensors files read */
     char info[HF_REPORT_INFO_LEN]; /* notes ("; "-separated), "" when there is nothing to say */
 } hf_load_report;
 
@@ -70,7 +70,7 @@ int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size
 typedef struct {
     int num_labels;
     bool regression;
-    char **labels;               /* num_labels malloc'd names */
+    char **labels; /* num_labels malloc'd names */
 } hf_head_info;
 
 int hfmodel_read_head(const char *dir, hf_head_info *h, char *err, size_t errlen);
@@ -99,15 +99,15 @@ int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err,
 /* A folder described from config.json and the safetensors headers only (the
  * weight data is never read): for listing available models. */
 typedef struct {
-    char architecture[64];       /* config "architectures"[0], "" when absent */
+    char architecture[64]; /* config "architectures"[0], "" when absent */
     char model_type[32];
     int num_hidden_layers, hidden_size, intermediate_size, num_attention_heads;
     int vocab_size, max_position_embeddings;
-    uint64_t num_params;         /* elements of every tensor in the weight files */
-    uint64_t weight_bytes;       /* bytes of tensor data */
-    char dtype[8];               /* "F32", "F16", "BF16", ... or "mixed" */
-    int shards;                  /* safetensors files */
-    int head_num_labels;         /* rows of a sequence-classification head, 0 if none */
+    uint64_t num_params;   /* elements of every tensor in the weight files */
+    uint64_t weight_bytes; /* bytes of tensor data */
+    char dtype[8];         /* "F32", "F16", "BF16", ... or "mixed" */
+    int shards;            /* safetensors files */
+    int head_num_labels;   /* rows of a sequence-classification head, 0 if none */
 } hf_model_info;
 
 int hfmodel_info(const char *dir, hf_model_info *info, char *err, size_t errlen);

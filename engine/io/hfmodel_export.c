@@ -28,8 +28,8 @@ static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errle
     int copied = 0;
     for (int i = 0; i < tokenizer_file_count; i++) {
         struct stat st;
-        if ((size_t)snprintf(src, sizeof src, "%s/%s", hf->tokenizer_dir, tokenizer_file_names[i]) >=
-            sizeof src)
+        if ((size_t)snprintf(src, sizeof src, "%s/%s", hf->tokenizer_dir,
+                             tokenizer_file_names[i]) >= sizeof src)
             return set_err(err, errlen, "%s: path too long", hf->tokenizer_dir);
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
         snprintf(path, sizeof path, "%s/%s", staging, tokenizer_file_names[i]);

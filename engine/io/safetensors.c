@@ -32,20 +32,24 @@
 #error "safetensors.c reads little-endian data in place: port the byte order first"
 #endif
 
-#define ST_LEN_PREFIX 8             /* the u64 header length */
-#define ST_HEADER_ALIGN 8           /* writer pads so data starts 8-byte aligned */
+#define ST_LEN_PREFIX 8   /* the u64 header length */
+#define ST_HEADER_ALIGN 8 /* writer pads so data starts 8-byte aligned */
 #define ST_METADATA_KEY "__metadata__"
 
-static const struct { const char *name; size_t size; } dtype_table[ST_DTYPE_COUNT] = {
-    [ST_BOOL] = { "BOOL", 1 },     [ST_U8] = { "U8", 1 },     [ST_I8] = { "I8", 1 },
-    [ST_F8_E5M2] = { "F8_E5M2", 1 }, [ST_F8_E4M3] = { "F8_E4M3", 1 },
-    [ST_I16] = { "I16", 2 },       [ST_U16] = { "U16", 2 },   [ST_F16] = { "F16", 2 },
-    [ST_BF16] = { "BF16", 2 },     [ST_I32] = { "I32", 4 },   [ST_U32] = { "U32", 4 },
-    [ST_F32] = { "F32", 4 },       [ST_F64] = { "F64", 8 },   [ST_I64] = { "I64", 8 },
-    [ST_U64] = { "U64", 8 },
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_table[ST_DTYPE_COUNT] = {
+    [ST_BOOL] = {"BOOL", 1},       [ST_U8] = {"U8", 1},           [ST_I8] = {"I8", 1},
+    [ST_F8_E5M2] = {"F8_E5M2", 1}, [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},         [ST_F16] = {"F16", 2},         [ST_BF16] = {"BF16", 2},
+    [ST_I32] = {"I32", 4},         [ST_U32] = {"U32", 4},         [ST_F32] = {"F32", 4},
+    [ST_F64] = {"F64", 8},         [ST_I64] = {"I64", 8},         [ST_U64] = {"U64", 8},
 };
 
-const char *st_dtype_name(st_dtype t) { return (unsigned)t < ST_DTYPE_COUNT ? dtype_table[t].name : "?"; }
+const char *st_dtype_name(st_dtype t) {
+    return (unsigned)t < ST_DTYPE_COUNT ? dtype_table[t].name : "?";
+}
 size_t st_dtype_size(st_dtype t) { return (unsigned)t < ST_DTYPE_COUNT ? dtype_table[t].size : 0; }
 
 static int dtype_from_name(const char *s, st_dtype *out) {
@@ -68,9 +72,9 @@ float st_f16_to_f32(uint16_t h) {
         return sign ? -f : f;
     }
     if (exp == 0x1F) {
-        bits = sign | 0x7F800000u | (mant << 13);   /* inf, or NaN keeping its payload */
+        bits = sign | 0x7F800000u | (mant << 13); /* inf, or NaN keeping its payload */
     } else {
-        bits = sign | ((exp + (127 - 15)) << 23) | (mant << 13);   /* rebias exponent */
+        bits = sign | ((exp + (127 - 15)) << 23) | (mant << 13); /* rebias exponent */
     }
     float f;
     memcpy(&f, &bits, sizeof f);
@@ -78,7 +82,7 @@ float st_f16_to_f32(uint16_t h) {
 }
 
 float st_bf16_to_f32(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;   /* bf16 is the top half of an f32 */
+    uint32_t bits = (uint32_t)b << 16; /* bf16 is the top half of an f32 */
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
@@ -87,21 +91,21 @@ float st_bf16_to_f32(uint16_t b) {
 /* ---- reader ----------------------------------------------------------- */
 
 typedef struct {
-    const char *name;           /* points into the JSON tree */
+    const char *name; /* points into the JSON tree */
     st_dtype dtype;
     size_t ndim;
     const int64_t *shape;
     size_t numel;
-    uint64_t begin, end;        /* within the data buffer */
+    uint64_t begin, end; /* within the data buffer */
 } st_tensor;
 
 struct st_file {
     unsigned char *map;
     size_t map_len;
-    const unsigned char *data;  /* start of the data buffer */
+    const unsigned char *data; /* start of the data buffer */
     uint64_t data_len;
     json_value *header;
-    st_tensor *tensors;         /* sorted by name */
+    st_tensor *tensors; /* sorted by name */
     size_t count;
     int64_t *dims;              /* all shapes, back to back */
     const json_value *metadata; /* NULL when absent */
@@ -133,17 +137,19 @@ static int check_metadata(const json_value *meta, const char *path, char *err, s
         const char *k = json_key_at(meta, i, &klen);
         const char *v = json_string(json_at(meta, i), &vlen);
         if (!v)
-            return set_err(err, errlen, "%s: __metadata__ value of \"%s\" must be a string, got %s", path, k,
-                           json_type_name(json_type_of(json_at(meta, i))));
+            return set_err(err, errlen, "%s: __metadata__ value of \"%s\" must be a string, got %s",
+                           path, k, json_type_name(json_type_of(json_at(meta, i))));
         if (strlen(k) != klen || strlen(v) != vlen)
-            return set_err(err, errlen, "%s: __metadata__ entry \"%s\" contains a NUL character", path, k);
+            return set_err(err, errlen, "%s: __metadata__ entry \"%s\" contains a NUL character",
+                           path, k);
     }
     return 0;
 }
 
 /* Fill t from one header entry; dims is where its shape goes. */
-static int parse_entry(st_tensor *t, const char *name, size_t name_len, const json_value *v, int64_t *dims,
-                       uint64_t data_len, const char *path, char *err, size_t errlen) {
+static int parse_entry(st_tensor *t, const char *name, size_t name_len, const json_value *v,
+                       int64_t *dims, uint64_t data_len, const char *path, char *err,
+                       size_t errlen) {
     if (strlen(name) != name_len)
         return set_err(err, errlen, "%s: a tensor name contains a NUL character", path);
     t->name = name;
@@ -153,13 +159,18 @@ static int parse_entry(st_tensor *t, const char *name, size_t name_len, const js
     for (size_t i = 0; i < json_len(v); i++) {
         const char *k = json_key_at(v, i, NULL);
         if (strcmp(k, "dtype") != 0 && strcmp(k, "shape") != 0 && strcmp(k, "data_offsets") != 0)
-            return set_err(err, errlen, "%s: tensor '%s': unexpected key \"%s\" (only dtype, shape, data_offsets)",
-                           path, name, k);
+            return set_err(
+                err, errlen,
+                "%s: tensor '%s': unexpected key \"%s\" (only dtype, shape, data_offsets)", path,
+                name, k);
     }
-    const json_value *dt = json_get(v, "dtype"), *shape = json_get(v, "shape"), *off = json_get(v, "data_offsets");
+    const json_value *dt = json_get(v, "dtype"), *shape = json_get(v, "shape"),
+                     *off = json_get(v, "data_offsets");
     if (!dt || !shape || !off)
         return set_err(err, errlen, "%s: tensor '%s': missing \"%s\"", path, name,
-                       !dt ? "dtype" : !shape ? "shape" : "data_offsets");
+                       !dt      ? "dtype"
+                       : !shape ? "shape"
+                                : "data_offsets");
 
     const char *dts = json_string(dt, NULL);
     if (!dts) return set_err(err, errlen, "%s: tensor '%s': dtype must be a string", path, name);
@@ -174,31 +185,38 @@ static int parse_entry(st_tensor *t, const char *name, size_t name_len, const js
     for (size_t d = 0; d < t->ndim; d++) {
         uint64_t dim;
         if (get_u64(json_at(shape, d), &dim))
-            return set_err(err, errlen, "%s: tensor '%s': shape must hold non-negative integers", path, name);
+            return set_err(err, errlen, "%s: tensor '%s': shape must hold non-negative integers",
+                           path, name);
         if (__builtin_mul_overflow(numel, dim, &numel))
             return set_err(err, errlen, "%s: tensor '%s': shape is too large", path, name);
         dims[d] = (int64_t)dim;
     }
     uint64_t nbytes;
-    if (__builtin_mul_overflow(numel, (uint64_t)st_dtype_size(t->dtype), &nbytes) || numel > SIZE_MAX)
+    if (__builtin_mul_overflow(numel, (uint64_t)st_dtype_size(t->dtype), &nbytes) ||
+        numel > SIZE_MAX)
         return set_err(err, errlen, "%s: tensor '%s': shape is too large", path, name);
     t->numel = (size_t)numel;
 
-    if (json_type_of(off) != JSON_ARRAY || json_len(off) != 2 || get_u64(json_at(off, 0), &t->begin) ||
-        get_u64(json_at(off, 1), &t->end))
-        return set_err(err, errlen, "%s: tensor '%s': data_offsets must be [begin, end] non-negative integers",
+    if (json_type_of(off) != JSON_ARRAY || json_len(off) != 2 ||
+        get_u64(json_at(off, 0), &t->begin) || get_u64(json_at(off, 1), &t->end))
+        return set_err(err, errlen,
+                       "%s: tensor '%s': data_offsets must be [begin, end] non-negative integers",
                        path, name);
     if (t->begin > t->end)
-        return set_err(err, errlen, "%s: tensor '%s': data_offsets begin %llu > end %llu", path, name,
-                       (unsigned long long)t->begin, (unsigned long long)t->end);
+        return set_err(err, errlen, "%s: tensor '%s': data_offsets begin %llu > end %llu", path,
+                       name, (unsigned long long)t->begin, (unsigned long long)t->end);
     if (t->end > data_len)
-        return set_err(err, errlen, "%s: tensor '%s': data_offsets [%llu, %llu) outside the data buffer of %llu bytes",
-                       path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                       (unsigned long long)data_len);
+        return set_err(
+            err, errlen,
+            "%s: tensor '%s': data_offsets [%llu, %llu) outside the data buffer of %llu bytes",
+            path, name, (unsigned long long)t->begin, (unsigned long long)t->end,
+            (unsigned long long)data_len);
     if (t->end - t->begin != nbytes)
-        return set_err(err, errlen, "%s: tensor '%s': shape and dtype %s need %llu bytes but data_offsets span %llu",
-                       path, name, st_dtype_name(t->dtype), (unsigned long long)nbytes,
-                       (unsigned long long)(t->end - t->begin));
+        return set_err(
+            err, errlen,
+            "%s: tensor '%s': shape and dtype %s need %llu bytes but data_offsets span %llu", path,
+            name, st_dtype_name(t->dtype), (unsigned long long)nbytes,
+            (unsigned long long)(t->end - t->begin));
     return 0;
 }
 
@@ -224,7 +242,8 @@ static int load_tensors(st_file *f, const char *path, char *err, size_t errlen) 
         size_t klen;
         const char *k = json_key_at(h, i, &klen);
         if (strcmp(k, ST_METADATA_KEY) == 0) continue;
-        if (parse_entry(&f->tensors[t], k, klen, json_at(h, i), f->dims + used_dims, f->data_len, path, err, errlen))
+        if (parse_entry(&f->tensors[t], k, klen, json_at(h, i), f->dims + used_dims, f->data_len,
+                        path, err, errlen))
             return -1;
         used_dims += f->tensors[t].ndim;
         t++;
@@ -244,9 +263,10 @@ static int load_tensors(st_file *f, const char *path, char *err, size_t errlen) 
     const st_tensor *furthest = NULL;
     for (size_t i = 0; i < m && rc == 0; i++) {
         if (furthest && byoff[i]->begin < furthest->end)
-            rc = set_err(err, errlen, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap", path,
-                         furthest->name, (unsigned long long)furthest->begin, (unsigned long long)furthest->end,
-                         byoff[i]->name, (unsigned long long)byoff[i]->begin, (unsigned long long)byoff[i]->end);
+            rc = set_err(err, errlen, "%s: tensors '%s' [%llu, %llu) and '%s' [%llu, %llu) overlap",
+                         path, furthest->name, (unsigned long long)furthest->begin,
+                         (unsigned long long)furthest->end, byoff[i]->name,
+                         (unsigned long long)byoff[i]->begin, (unsigned long long)byoff[i]->end);
         if (!furthest || byoff[i]->end > furthest->end) furthest = byoff[i];
     }
     free(byoff);
@@ -285,7 +305,7 @@ st_file *st_open(const char *path, char *err, size_t errlen) {
     f->map_len = (size_t)sb.st_size;
     void *map = mmap(NULL, f->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
     int map_errno = errno;
-    close(fd);   /* the mapping keeps the file alive */
+    close(fd); /* the mapping keeps the file alive */
     if (map == MAP_FAILED) {
         set_err(err, errlen, "%s: mmap failed: %s", path, strerror(map_errno));
         goto fail;
@@ -293,7 +313,7 @@ st_file *st_open(const char *path, char *err, size_t errlen) {
     f->map = map;
 
     uint64_t hlen;
-    memcpy(&hlen, f->map, sizeof hlen);   /* little-endian host */
+    memcpy(&hlen, f->map, sizeof hlen); /* little-endian host */
     uint64_t avail = (uint64_t)f->map_len - ST_LEN_PREFIX;
     if (hlen > ST_MAX_HEADER_BYTES) {
         set_err(err, errlen, "%s: header length %llu exceeds the limit of %llu bytes", path,
@@ -301,7 +321,8 @@ st_file *st_open(const char *path, char *err, size_t errlen) {
         goto fail;
     }
     if (hlen > avail) {
-        set_err(err, errlen, "%s: header length %llu is larger than the %llu bytes after it (truncated file?)",
+        set_err(err, errlen,
+                "%s: header length %llu is larger than the %llu bytes after it (truncated file?)",
                 path, (unsigned long long)hlen, (unsigned long long)avail);
         goto fail;
     }
@@ -309,8 +330,8 @@ st_file *st_open(const char *path, char *err, size_t errlen) {
     f->data_len = avail - hlen;
 
     char jerr[160];
-    f->header = json_parse((const char *)f->map + ST_LEN_PREFIX, (size_t)hlen, JSON_DEFAULT_MAX_DEPTH, jerr,
-                           sizeof jerr);
+    f->header = json_parse((const char *)f->map + ST_LEN_PREFIX, (size_t)hlen,
+                           JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
     if (!f->header) {
         set_err(err, errlen, "%s: header is not valid JSON: %s", path, jerr);
         goto fail;
@@ -346,8 +367,10 @@ long st_find(const st_file *f, const char *name) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(f->tensors[mid].name, name);
         if (c == 0) return (long)mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -397,13 +420,15 @@ const float *st_f32_view(const st_file *f, size_t i) {
 
 int st_read_f32_at(const st_file *f, size_t i, float *dst, size_t n, char *err, size_t errlen) {
     const st_tensor *t = tensor_at(f, i);
-    if (!t) return set_err(err, errlen, "tensor index %zu out of range (%zu tensors)", i, st_count(f));
+    if (!t)
+        return set_err(err, errlen, "tensor index %zu out of range (%zu tensors)", i, st_count(f));
     if (n != t->numel)
-        return set_err(err, errlen, "tensor '%s' has %zu elements, caller expects %zu", t->name, t->numel, n);
+        return set_err(err, errlen, "tensor '%s' has %zu elements, caller expects %zu", t->name,
+                       t->numel, n);
     const unsigned char *p = f->data + t->begin;
     switch (t->dtype) {
     case ST_F32:
-        if (n) memcpy(dst, p, n * sizeof(float));   /* memcpy: the data may be unaligned */
+        if (n) memcpy(dst, p, n * sizeof(float)); /* memcpy: the data may be unaligned */
         return 0;
     case ST_F16:
     case ST_BF16:
@@ -414,12 +439,15 @@ int st_read_f32_at(const st_file *f, size_t i, float *dst, size_t n, char *err, 
         }
         return 0;
     default:
-        return set_err(err, errlen, "tensor '%s' has dtype %s, which is not converted to f32 (only F32, F16, BF16)",
-                       t->name, st_dtype_name(t->dtype));
+        return set_err(
+            err, errlen,
+            "tensor '%s' has dtype %s, which is not converted to f32 (only F32, F16, BF16)",
+            t->name, st_dtype_name(t->dtype));
     }
 }
 
-int st_read_f32(const st_file *f, const char *name, float *dst, size_t n, char *err, size_t errlen) {
+int st_read_f32(const st_file *f, const char *name, float *dst, size_t n, char *err,
+                size_t errlen) {
     long i = st_find(f, name);
     if (i < 0) return set_err(err, errlen, "no tensor named '%s'", name ? name : "(null)");
     return st_read_f32_at(f, (size_t)i, dst, n, err, errlen);
@@ -488,8 +516,8 @@ static int grow(void **arr, size_t *cap, size_t count, size_t elem) {
     return 0;
 }
 
-int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t ndim, const float *data,
-                  char *err, size_t errlen) {
+int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t ndim,
+                  const float *data, char *err, size_t errlen) {
     if (!w || !name) return set_err(err, errlen, "st_writer_add: NULL writer or name");
     if (!json_utf8_valid(name, strlen(name)))
         return set_err(err, errlen, "tensor name is not valid UTF-8");
@@ -502,7 +530,8 @@ int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t n
     uint64_t numel = 1, nbytes;
     for (size_t d = 0; d < ndim; d++) {
         if (shape[d] < 0)
-            return set_err(err, errlen, "tensor '%s': negative dimension %lld", name, (long long)shape[d]);
+            return set_err(err, errlen, "tensor '%s': negative dimension %lld", name,
+                           (long long)shape[d]);
         if (__builtin_mul_overflow(numel, (uint64_t)shape[d], &numel))
             return set_err(err, errlen, "tensor '%s': shape is too large", name);
     }
@@ -512,7 +541,7 @@ int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t n
 
     if (grow((void **)&w->tensors, &w->cap, w->count, sizeof *w->tensors))
         return set_err(err, errlen, "out of memory");
-    st_wtensor t = { .ndim = ndim, .numel = (size_t)numel, .data = data };
+    st_wtensor t = {.ndim = ndim, .numel = (size_t)numel, .data = data};
     t.name = strdup(name);
     t.shape = malloc((ndim ? ndim : 1) * sizeof *t.shape);
     if (!t.name || !t.shape) {
@@ -525,7 +554,8 @@ int st_writer_add(st_writer *w, const char *name, const int64_t *shape, size_t n
     return 0;
 }
 
-int st_writer_set_metadata(st_writer *w, const char *key, const char *value, char *err, size_t errlen) {
+int st_writer_set_metadata(st_writer *w, const char *key, const char *value, char *err,
+                           size_t errlen) {
     if (!w || !key || !value) return set_err(err, errlen, "st_writer_set_metadata: NULL argument");
     if (!json_utf8_valid(key, strlen(key)) || !json_utf8_valid(value, strlen(value)))
         return set_err(err, errlen, "metadata \"%s\": key and value must be valid UTF-8", key);
@@ -595,9 +625,11 @@ static char *build_header(const st_writer *w, const st_wtensor *const *sorted, s
         if (i || w->meta_count) fputc(',', m);
         bad |= put_quoted(m, t->name);
         fputs(":{\"dtype\":\"F32\",\"shape\":[", m);
-        for (size_t d = 0; d < t->ndim; d++) fprintf(m, "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        for (size_t d = 0; d < t->ndim; d++)
+            fprintf(m, "%s%lld", d ? "," : "", (long long)t->shape[d]);
         uint64_t end = offset + (uint64_t)t->numel * sizeof(float);
-        fprintf(m, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset, (unsigned long long)end);
+        fprintf(m, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offset,
+                (unsigned long long)end);
         offset = end;
     }
     fputc('}', m);
@@ -640,7 +672,7 @@ int st_writer_write(const st_writer *w, const char *path, char *err, size_t errl
     }
 
     if (atomic_file_open(&af, path, err, errlen) != 0) goto out;
-    uint64_t hlen64 = hlen;   /* little-endian host: bytes are already in file order */
+    uint64_t hlen64 = hlen; /* little-endian host: bytes are already in file order */
     if (atomic_file_write(&af, &hlen64, sizeof hlen64) || atomic_file_write(&af, header, hlen)) {
         set_err(err, errlen, "%s: write failed: %s", path, strerror(errno));
         goto out;
@@ -655,7 +687,7 @@ int st_writer_write(const st_writer *w, const char *path, char *err, size_t errl
     }
     rc = atomic_file_commit(&af, err, errlen);
 out:
-    atomic_file_abort(&af);   /* nothing left to do after a commit */
+    atomic_file_abort(&af); /* nothing left to do after a commit */
     free(header);
     free(sorted);
     return rc;

@@ -62,13 +62,13 @@ typedef struct {
     char *err;
     size_t errlen;
     textdata *d;
-    size_t len;                 /* bytes of input in d->buf (d->buf[len] is spare) */
-    int limit;                  /* rows to read at most */
-    int rows_cap;               /* rows allocated: min(limit, lines + 1) */
-    size_t pool_len, pool_cap;  /* label pool */
+    size_t len;                /* bytes of input in d->buf (d->buf[len] is spare) */
+    int limit;                 /* rows to read at most */
+    int rows_cap;              /* rows allocated: min(limit, lines + 1) */
+    size_t pool_len, pool_cap; /* label pool */
     int labels_cap;
-    size_t *label_line;         /* labels_cap: line each label was first seen on (0: declared) */
-    span *fields;               /* current TSV/CSV record */
+    size_t *label_line; /* labels_cap: line each label was first seen on (0: declared) */
+    span *fields;       /* current TSV/CSV record */
     size_t nfields, fields_cap;
     int col_a, col_b, col_label;
 } loader;
@@ -83,10 +83,10 @@ static int fail(loader *L, size_t line, const char *fmt, ...) {
         set_err(L->err, L->errlen, "%s:%zu: ", L->name, line);
     else
         set_err(L->err, L->errlen, "%s: ", L->name);
-    size_t n = strlen(L->err);   /* < errlen: the append below is at worst empty */
+    size_t n = strlen(L->err); /* < errlen: the append below is at worst empty */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(L->err + n, L->errlen - n, fmt, ap);   /* appendf, from a va_list */
+    vsnprintf(L->err + n, L->errlen - n, fmt, ap); /* appendf, from a va_list */
     va_end(ap);
     return -1;
 }
@@ -112,9 +112,9 @@ static const char *snippet(const char *s, size_t len, char out[SNIPPET_MAX + 4])
 /* Append item (UTF-8) to a comma-separated list in buf (LIST_MSG_MAX bytes),
  * ending it with "..." at a character boundary once it is full. */
 static void list_append(char *buf, const char *item) {
-    const size_t stop = LIST_MSG_MAX - 4;   /* room for "..." and the NUL */
+    const size_t stop = LIST_MSG_MAX - 4; /* room for "..." and the NUL */
     size_t used = strlen(buf);
-    if (used >= stop) return;               /* already elided */
+    if (used >= stop) return; /* already elided */
     int n = snprintf(buf + used, LIST_MSG_MAX - used, "%s%s", used ? ", " : "", item);
     if (n >= 0 && used + (size_t)n < stop) return;
     size_t q = stop;
@@ -123,7 +123,8 @@ static void list_append(char *buf, const char *item) {
 }
 
 /* "column 'sentence'", "column 3" or "field 'text'" for messages. */
-static const char *field_desc(const loader *L, const textdata_field *f, char out[SNIPPET_MAX + 32]) {
+static const char *field_desc(const loader *L, const textdata_field *f,
+                              char out[SNIPPET_MAX + 32]) {
     char sn[SNIPPET_MAX + 4];
     if (f->kind == TEXTDATA_FIELD_INDEX) {
         snprintf(out, SNIPPET_MAX + 32, "column %d", f->index);
@@ -228,7 +229,8 @@ static int classify(loader *L, size_t line, const char *s, size_t len, int32_t *
     }
     if (k < 0) {
         if (L->d->num_labels >= TEXTDATA_MAX_LABELS)
-            return fail(L, line, "more than %d distinct labels (label '%s'); did you mean task regression?",
+            return fail(L, line,
+                        "more than %d distinct labels (label '%s'); did you mean task regression?",
                         TEXTDATA_MAX_LABELS, snippet(s, len, sn));
         k = label_add(L, s, len, line);
         if (k < 0) return fail(L, line, "out of memory");
@@ -247,7 +249,8 @@ static int parse_target(loader *L, size_t line, const char *s, size_t len, float
     char *end;
     errno = 0;
     double v = strtod(tmp, &end);
-    if (len == 0 || end != tmp + len) return fail(L, line, "label '%s' is not a number", snippet(s, len, sn));
+    if (len == 0 || end != tmp + len)
+        return fail(L, line, "label '%s' is not a number", snippet(s, len, sn));
     if (!isfinite(v) || fabs(v) > FLT_MAX)
         return fail(L, line, "label '%s' is not a finite float", snippet(s, len, sn));
     *out = (float)v;
@@ -263,7 +266,7 @@ static bool integer_label(const char *s, long *v) {
     if (*p < '0' || *p > '9' || (*p == '0' && (p[1] != '\0' || p != s))) return false;
     for (const char *q = p; *q; q++)
         if (*q < '0' || *q > '9') return false;
-    *v = strtol(s, NULL, 10);   /* out of range: clamped, which is all we need */
+    *v = strtol(s, NULL, 10); /* out of range: clamped, which is all we need */
     return true;
 }
 
@@ -322,32 +325,39 @@ static int finish_labels(loader *L) {
         }
     }
     if (check && all_int && negative >= 0)
-        return fail(L, L->label_line[negative],
-                    "label '%s' is negative, but integer labels are their own class ids (0, 1, ...); "
-                    "declare the label names in id order (dataset.labels) to use it",
-                    snippet(NAME(negative), strlen(NAME(negative)), sn));
+        return fail(
+            L, L->label_line[negative],
+            "label '%s' is negative, but integer labels are their own class ids (0, 1, ...); "
+            "declare the label names in id order (dataset.labels) to use it",
+            snippet(NAME(negative), strlen(NAME(negative)), sn));
     if (check && all_int && beyond >= 0) {
         const char *name = snippet(NAME(beyond), strlen(NAME(beyond)), sn);
         if (declared)
-            return fail(L, L->label_line[beyond],
-                        "label '%s' is beyond the %d classes num_labels declares (integer labels are "
-                        "their own class ids: 0..%d)", name, declared, declared - 1);
-        return fail(L, L->label_line[beyond],
-                    "label '%s' would be class id %s, beyond the limit of %d classes; did you mean task "
-                    "regression?", name, name, TEXTDATA_MAX_LABELS);
+            return fail(
+                L, L->label_line[beyond],
+                "label '%s' is beyond the %d classes num_labels declares (integer labels are "
+                "their own class ids: 0..%d)",
+                name, declared, declared - 1);
+        return fail(
+            L, L->label_line[beyond],
+            "label '%s' would be class id %s, beyond the limit of %d classes; did you mean task "
+            "regression?",
+            name, name, TEXTDATA_MAX_LABELS);
     }
     if (check && !all_int && all_number && fractional >= 0)
-        return fail(L, L->label_line[fractional],
-                    "label '%s' looks like a continuous value (the %d distinct labels are all numbers); "
-                    "did you mean task regression? (To use them as class names, declare them with "
-                    "dataset.labels.)",
-                    snippet(NAME(fractional), strlen(NAME(fractional)), sn), n);
+        return fail(
+            L, L->label_line[fractional],
+            "label '%s' looks like a continuous value (the %d distinct labels are all numbers); "
+            "did you mean task regression? (To use them as class names, declare them with "
+            "dataset.labels.)",
+            snippet(NAME(fractional), strlen(NAME(fractional)), sn), n);
     if (check && !all_int && declared && declared != n) {
         for (int k = 0; k < n; k++) list_append(list, snippet(NAME(k), strlen(NAME(k)), sn));
-        return fail(L, 0,
-                    "num_labels is %d but the data has %d distinct labels (%s); labels that are not "
-                    "integers name every class, so declare the names with dataset.labels%s",
-                    declared, n, list, declared > n ? " to have classes the data lacks" : "");
+        return fail(
+            L, 0,
+            "num_labels is %d but the data has %d distinct labels (%s); labels that are not "
+            "integers name every class, so declare the names with dataset.labels%s",
+            declared, n, list, declared > n ? " to have classes the data lacks" : "");
     }
 
     const bool by_value = all_int && negative < 0 && max < TEXTDATA_MAX_LABELS;
@@ -380,13 +390,14 @@ static int finish_labels(loader *L) {
             bool sparse = count - n > n;
             free(new_id);
             free(off);
-            return fail(L, 0,
-                        "no row has label %d, but integer labels are their own class ids, so ids 0..%d "
-                        "need every value (labels: %s); declare the classes with dataset.labels (names "
-                        "in id order) or num_labels%s",
-                        missing, count - 1, list, sparse ? "; or did you mean task regression?" : "");
+            return fail(
+                L, 0,
+                "no row has label %d, but integer labels are their own class ids, so ids 0..%d "
+                "need every value (labels: %s); declare the classes with dataset.labels (names "
+                "in id order) or num_labels%s",
+                missing, count - 1, list, sparse ? "; or did you mean task regression?" : "");
         }
-        for (int j = 0; j < count; j++) {   /* classes the data lacks: named by their id */
+        for (int j = 0; j < count; j++) { /* classes the data lacks: named by their id */
             if (off[j] != SIZE_MAX) continue;
             char text[16];
             int len = snprintf(text, sizeof text, "%d", j);
@@ -430,7 +441,8 @@ static int check_field(loader *L, const textdata_field *f, const char *what, boo
         return 0;
     case TEXTDATA_FIELD_INDEX:
         if (L->format == TEXTDATA_JSONL)
-            return fail(L, 0, "%s is chosen by column index, but JSONL fields are chosen by name", what);
+            return fail(L, 0, "%s is chosen by column index, but JSONL fields are chosen by name",
+                        what);
         if (f->index < 0) return fail(L, 0, "%s column index %d is negative", what, f->index);
         return 0;
     }
@@ -447,14 +459,17 @@ static int check_spec(loader *L) {
     if (s->max_rows < 0) return fail(L, 0, "max_rows %d is negative", s->max_rows);
     if (!s->labels) {
         if (s->num_labels == 0) return 0;
-        if (s->task != TEXTDATA_CLASSIFICATION) return fail(L, 0, "num_labels given for a regression task");
+        if (s->task != TEXTDATA_CLASSIFICATION)
+            return fail(L, 0, "num_labels given for a regression task");
         if (s->num_labels < 1 || s->num_labels > TEXTDATA_MAX_LABELS)
             return fail(L, 0, "num_labels %d is not in 1..%d", s->num_labels, TEXTDATA_MAX_LABELS);
         return 0;
     }
-    if (s->task != TEXTDATA_CLASSIFICATION) return fail(L, 0, "declared labels given for a regression task");
+    if (s->task != TEXTDATA_CLASSIFICATION)
+        return fail(L, 0, "declared labels given for a regression task");
     if (s->num_labels < 1 || s->num_labels > TEXTDATA_MAX_LABELS)
-        return fail(L, 0, "declared label count %d is not in 1..%d", s->num_labels, TEXTDATA_MAX_LABELS);
+        return fail(L, 0, "declared label count %d is not in 1..%d", s->num_labels,
+                    TEXTDATA_MAX_LABELS);
     for (int k = 0; k < s->num_labels; k++) {
         char sn[SNIPPET_MAX + 4];
         const char *name = s->labels[k];
@@ -466,7 +481,8 @@ static int check_spec(loader *L) {
         if (tl == 0 || tl != len)
             return fail(L, 0, "declared label %d ('%s') is empty or has surrounding whitespace", k,
                         snippet(name, len, sn));
-        if (!json_utf8_valid(name, len)) return fail(L, 0, "declared label %d is not valid UTF-8", k);
+        if (!json_utf8_valid(name, len))
+            return fail(L, 0, "declared label %d is not valid UTF-8", k);
         if (label_find(L, name, len) >= 0)
             return fail(L, 0, "declared label '%s' appears twice", snippet(name, len, sn));
         if (label_add(L, name, len, 0) < 0) return fail(L, 0, "out of memory");
@@ -512,10 +528,11 @@ static int read_record(loader *L, bool csv, size_t *pos, size_t *line, size_t *r
     const char sep = csv ? ',' : '\t';
     for (;;) {
         if (csv && p < n && b[p] == '"') {
-            size_t w = p, q = p + 1;   /* content slides over the opening quote */
+            size_t w = p, q = p + 1; /* content slides over the opening quote */
             for (;;) {
                 if (q >= n)
-                    return fail(L, *rec_line, "unterminated quoted field (field %zu runs to the end of the file)",
+                    return fail(L, *rec_line,
+                                "unterminated quoted field (field %zu runs to the end of the file)",
                                 L->nfields + 1);
                 if (b[q] == '"') {
                     if (q + 1 < n && b[q + 1] == '"') {
@@ -541,7 +558,8 @@ static int read_record(loader *L, bool csv, size_t *pos, size_t *line, size_t *r
                 (*line)++;
                 break;
             }
-            return fail(L, *rec_line, "unexpected character after the closing quote of field %zu", L->nfields);
+            return fail(L, *rec_line, "unexpected character after the closing quote of field %zu",
+                        L->nfields);
         }
         size_t f = p;
         while (p < n && b[p] != sep && b[p] != '\n') p++;
@@ -551,7 +569,7 @@ static int read_record(loader *L, bool csv, size_t *pos, size_t *line, size_t *r
             continue;
         }
         size_t end = p;
-        if (end > f && b[end - 1] == '\r') end--;   /* CRLF */
+        if (end > f && b[end - 1] == '\r') end--; /* CRLF */
         if (push_field(L, f, end - f)) return fail(L, *rec_line, "out of memory");
         if (p < n) {
             p++;
@@ -571,8 +589,8 @@ static int resolve_column(loader *L, const textdata_field *f, bool header, size_
     if (f->kind == TEXTDATA_FIELD_NONE) return 0;
     if (f->kind == TEXTDATA_FIELD_INDEX) {
         if ((size_t)f->index >= L->nfields)
-            return fail(L, line, "%s is out of range: the %s has %zu fields", field_desc(L, f, desc),
-                        header ? "header" : "first row", L->nfields);
+            return fail(L, line, "%s is out of range: the %s has %zu fields",
+                        field_desc(L, f, desc), header ? "header" : "first row", L->nfields);
         *col = f->index;
         return 0;
     }
@@ -581,7 +599,8 @@ static int resolve_column(loader *L, const textdata_field *f, bool header, size_
         const span *s = &L->fields[i];
         if (s->len != want || memcmp(b + s->off, f->name, want) != 0) continue;
         if (*col >= 0)
-            return fail(L, line, "column '%s' appears more than once in the header", snippet(f->name, want, sn));
+            return fail(L, line, "column '%s' appears more than once in the header",
+                        snippet(f->name, want, sn));
         *col = (int)i;
     }
     if (*col < 0) {
@@ -589,7 +608,8 @@ static int resolve_column(loader *L, const textdata_field *f, bool header, size_
         for (size_t i = 0; i < L->nfields; i++)
             list_append(list, snippet(b + L->fields[i].off, L->fields[i].len, sn));
         char sn2[SNIPPET_MAX + 4];
-        return fail(L, line, "no column named '%s' in the header (columns: %s)", snippet(f->name, want, sn2), list);
+        return fail(L, line, "no column named '%s' in the header (columns: %s)",
+                    snippet(f->name, want, sn2), list);
     }
     return 0;
 }
@@ -610,8 +630,10 @@ static int take_text(loader *L, size_t line, int col, const textdata_field *f, s
     char desc[SNIPPET_MAX + 32];
     char *b = L->d->buf;
     const span *s = &L->fields[col];
-    if (!json_utf8_valid(b + s->off, s->len)) return fail(L, line, "invalid UTF-8 in %s", field_desc(L, f, desc));
-    if (is_blank(b + s->off, s->len)) return fail(L, line, "empty text in %s", field_desc(L, f, desc));
+    if (!json_utf8_valid(b + s->off, s->len))
+        return fail(L, line, "invalid UTF-8 in %s", field_desc(L, f, desc));
+    if (is_blank(b + s->off, s->len))
+        return fail(L, line, "empty text in %s", field_desc(L, f, desc));
     b[s->off + s->len] = '\0';
     *off = s->off;
     return 0;
@@ -620,8 +642,10 @@ static int take_text(loader *L, size_t line, int col, const textdata_field *f, s
 static int take_label(loader *L, size_t line, const char *s, size_t len, textdata_row *row) {
     char desc[SNIPPET_MAX + 32];
     trim(&s, &len);
-    if (len == 0) return fail(L, line, "missing label (%s is empty)", field_desc(L, &L->spec->label, desc));
-    if (L->spec->task == TEXTDATA_REGRESSION) return parse_target(L, line, s, len, &row->label.value);
+    if (len == 0)
+        return fail(L, line, "missing label (%s is empty)", field_desc(L, &L->spec->label, desc));
+    if (L->spec->task == TEXTDATA_REGRESSION)
+        return parse_target(L, line, s, len, &row->label.value);
     return classify(L, line, s, len, &row->label.id);
 }
 
@@ -671,8 +695,8 @@ static int parse_delimited(loader *L, size_t start) {
 
 /* Copy string member f of obj to *w (inside the current line) and advance *w.
  * line_room bounds the copy, as a guard: distinct members always fit. */
-static int jsonl_text(loader *L, size_t line, const json_value *obj, const textdata_field *f, char **w,
-                      const char *line_end, size_t *off) {
+static int jsonl_text(loader *L, size_t line, const json_value *obj, const textdata_field *f,
+                      char **w, const char *line_end, size_t *off) {
     char desc[SNIPPET_MAX + 32];
     const json_value *v = json_get(obj, f->name);
     json_type t = json_type_of(v);
@@ -682,10 +706,13 @@ static int jsonl_text(loader *L, size_t line, const json_value *obj, const textd
                     t == JSON_ARRAY || t == JSON_OBJECT ? "an" : "a", json_type_name(t));
     size_t len;
     const char *s = json_string(v, &len);
-    if (strlen(s) != len) return fail(L, line, "%s contains a NUL character", field_desc(L, f, desc));
-    if (!json_utf8_valid(s, len)) return fail(L, line, "invalid UTF-8 in %s", field_desc(L, f, desc));
+    if (strlen(s) != len)
+        return fail(L, line, "%s contains a NUL character", field_desc(L, f, desc));
+    if (!json_utf8_valid(s, len))
+        return fail(L, line, "invalid UTF-8 in %s", field_desc(L, f, desc));
     if (is_blank(s, len)) return fail(L, line, "empty text in %s", field_desc(L, f, desc));
-    if ((size_t)(line_end - *w) < len + 1) return fail(L, line, "internal error: decoded text outgrew its line");
+    if ((size_t)(line_end - *w) < len + 1)
+        return fail(L, line, "internal error: decoded text outgrew its line");
     memcpy(*w, s, len);
     (*w)[len] = '\0';
     *off = (size_t)(*w - L->d->buf);
@@ -707,10 +734,11 @@ static int jsonl_label(loader *L, size_t line, const json_value *obj, textdata_r
     const json_value *v = json_get(obj, f->name);
     json_type t = json_type_of(v);
     if (t == JSON_MISSING || t == JSON_NULL)
-        return fail(L, line, "missing label (%s is %s)", field_desc(L, f, desc), t == JSON_NULL ? "null" : "absent");
+        return fail(L, line, "missing label (%s is %s)", field_desc(L, f, desc),
+                    t == JSON_NULL ? "null" : "absent");
     if (L->spec->task == TEXTDATA_REGRESSION) {
         if (t == JSON_NUMBER) {
-            double x = json_number(v);   /* the parser rejects inf/nan literals */
+            double x = json_number(v); /* the parser rejects inf/nan literals */
             if (fabs(x) > FLT_MAX) return fail(L, line, "label %g is not a finite float", x);
             row->label.value = (float)x;
             return 0;
@@ -719,7 +747,8 @@ static int jsonl_label(loader *L, size_t line, const json_value *obj, textdata_r
             size_t len;
             const char *s = json_string(v, &len);
             trim(&s, &len);
-            if (len == 0) return fail(L, line, "missing label (%s is empty)", field_desc(L, f, desc));
+            if (len == 0)
+                return fail(L, line, "missing label (%s is empty)", field_desc(L, f, desc));
             return parse_target(L, line, s, len, &row->label.value);
         }
         return fail(L, line, "%s is %s %s, expected a number", field_desc(L, f, desc),
@@ -733,7 +762,8 @@ static int jsonl_label(loader *L, size_t line, const json_value *obj, textdata_r
         s = json_string(v, &len);
         trim(&s, &len);
         if (len == 0) return fail(L, line, "missing label (%s is empty)", field_desc(L, f, desc));
-        if (strlen(s) < len) return fail(L, line, "%s contains a NUL character", field_desc(L, f, desc));
+        if (strlen(s) < len)
+            return fail(L, line, "%s contains a NUL character", field_desc(L, f, desc));
         break;
     case JSON_NUMBER:
         if (json_is_int(v))
@@ -748,20 +778,23 @@ static int jsonl_label(loader *L, size_t line, const json_value *obj, textdata_r
         len = strlen(s);
         break;
     default:
-        return fail(L, line, "%s is %s %s, expected a string, number or boolean", field_desc(L, f, desc),
-                    t == JSON_ARRAY || t == JSON_OBJECT ? "an" : "a", json_type_name(t));
+        return fail(L, line, "%s is %s %s, expected a string, number or boolean",
+                    field_desc(L, f, desc), t == JSON_ARRAY || t == JSON_OBJECT ? "an" : "a",
+                    json_type_name(t));
     }
     return classify(L, line, s, len, &row->label.id);
 }
 
 /* One JSONL row from object obj parsed from the line at ls (line_end = one past
  * its last usable byte, which includes its newline slot). */
-static int jsonl_row(loader *L, size_t line, const json_value *obj, char *ls, const char *line_end) {
+static int jsonl_row(loader *L, size_t line, const json_value *obj, char *ls,
+                     const char *line_end) {
     const textdata_spec *spec = L->spec;
     textdata *d = L->d;
     json_type t = json_type_of(obj);
     if (t != JSON_OBJECT)
-        return fail(L, line, "expected a JSON object (JSON Lines: one object per line), found %s %s",
+        return fail(L, line,
+                    "expected a JSON object (JSON Lines: one object per line), found %s %s",
                     t == JSON_ARRAY ? "an" : "a", json_type_name(t));
     if (d->n >= L->rows_cap) return fail(L, line, "internal error: more rows than lines");
     textdata_row *row = &d->rows[d->n];
@@ -771,7 +804,7 @@ static int jsonl_row(loader *L, size_t line, const json_value *obj, char *ls, co
     if (jsonl_text(L, line, obj, &spec->text_a, &w, line_end, &row->a)) return -1;
     if (spec->text_b.kind != TEXTDATA_FIELD_NONE) {
         if (strcmp(spec->text_b.name, spec->text_a.name) == 0)
-            row->b = row->a;   /* same member: one copy (two might not fit the line) */
+            row->b = row->a; /* same member: one copy (two might not fit the line) */
         else if (jsonl_text(L, line, obj, &spec->text_b, &w, line_end, &row->b))
             return -1;
     }
@@ -835,16 +868,14 @@ static void compact(textdata *d) {
         w += len;
     }
     char *shrunk = realloc(d->buf, w ? w : 1);
-    if (shrunk) d->buf = shrunk;   /* a failed shrink just keeps the larger block */
+    if (shrunk) d->buf = shrunk; /* a failed shrink just keeps the larger block */
     if (d->n > 0) {
         textdata_row *rows = realloc(d->rows, (size_t)d->n * sizeof *rows);
         if (rows) d->rows = rows;
     }
 }
 
-static void textdata_zero(textdata *d) {
-    memset(d, 0, sizeof *d);
-}
+static void textdata_zero(textdata *d) { memset(d, 0, sizeof *d); }
 
 void textdata_free(textdata *d) {
     if (!d) return;
@@ -857,8 +888,8 @@ void textdata_free(textdata *d) {
 
 /* Parse buf[0..len) (owned; buf[len] is spare) into *out, taking ownership of
  * buf whatever happens. */
-static int load_owned(char *buf, size_t len, const char *name, const textdata_spec *spec, textdata *out,
-                      char *err, size_t errlen) {
+static int load_owned(char *buf, size_t len, const char *name, const textdata_spec *spec,
+                      textdata *out, char *err, size_t errlen) {
     loader L = {.spec = spec, .name = name, .err = err, .errlen = errlen, .d = out, .len = len};
     textdata_zero(out);
     out->buf = buf;
@@ -866,7 +897,8 @@ static int load_owned(char *buf, size_t len, const char *name, const textdata_sp
     int rc = -1;
     L.format = spec->format == TEXTDATA_AUTO ? textdata_format_from_path(name) : spec->format;
     if (L.format == TEXTDATA_AUTO) {
-        fail(&L, 0, "cannot tell the format from the file name (expected .tsv, .csv, .jsonl or .json)");
+        fail(&L, 0,
+             "cannot tell the format from the file name (expected .tsv, .csv, .jsonl or .json)");
         goto done;
     }
     if (L.format != TEXTDATA_TSV && L.format != TEXTDATA_CSV && L.format != TEXTDATA_JSONL) {
@@ -876,14 +908,15 @@ static int load_owned(char *buf, size_t len, const char *name, const textdata_sp
     if (check_spec(&L)) goto done;
 
     size_t start = 0;
-    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) start = 3;   /* UTF-8 BOM */
+    if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) start = 3; /* UTF-8 BOM */
     const char *nul = memchr(buf + start, '\0', len - start);
     if (nul) {
         fail(&L, line_of(buf, (size_t)(nul - buf)), "NUL byte in the file (is it text?)");
         goto done;
     }
     size_t lines = 1;
-    for (const char *p = buf + start; (p = memchr(p, '\n', (size_t)(buf + len - p))) != NULL; p++) lines++;
+    for (const char *p = buf + start; (p = memchr(p, '\n', (size_t)(buf + len - p))) != NULL; p++)
+        lines++;
     L.limit = spec->max_rows > 0 ? spec->max_rows : INT_MAX;
     L.rows_cap = lines < (size_t)L.limit ? (int)lines : L.limit;
     out->rows = malloc((size_t)L.rows_cap * sizeof *out->rows);
@@ -911,10 +944,10 @@ done:
 }
 
 /* Read a whole file, refusing more than max bytes; *out gets len + 1 bytes. */
-static int read_file(const char *path, size_t max, char **out, size_t *out_len, char *err, size_t errlen) {
+static int read_file(const char *path, size_t max, char **out, size_t *out_len, char *err,
+                     size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         set_err(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
@@ -934,15 +967,15 @@ static int read_file(const char *path, size_t max, char **out, size_t *out_len, 
             close(fd);
             return -1;
         }
-        cap = (size_t)st.st_size + 1;   /* +1: room to see EOF (or growth) */
+        cap = (size_t)st.st_size + 1; /* +1: room to see EOF (or growth) */
     }
     if (cap > max + 1) cap = max + 1;
-    char *buf = malloc(cap + 1);        /* +1: spare byte for the last NUL */
+    char *buf = malloc(cap + 1); /* +1: spare byte for the last NUL */
     size_t used = 0;
     if (!buf) goto oom;
     for (;;) {
         if (used == cap) {
-            if (cap > max) break;       /* caught just below */
+            if (cap > max) break; /* caught just below */
             size_t ncap = cap > (max + 1) / 2 ? max + 1 : cap * 2;
             char *nb = realloc(buf, ncap + 1);
             if (!nb) goto oom;
@@ -977,14 +1010,14 @@ oom:
     return -1;
 }
 
-int textdata_load(const char *path, const textdata_spec *spec, textdata *out, char *err, size_t errlen) {
+int textdata_load(const char *path, const textdata_spec *spec, textdata *out, char *err,
+                  size_t errlen) {
     if (!out) return -1;
     textdata_zero(out);
-    if (!path || !spec)
-        return set_err(err, errlen, "textdata_load: no path or spec");
+    if (!path || !spec) return set_err(err, errlen, "textdata_load: no path or spec");
     size_t max = spec->max_bytes ? spec->max_bytes : TEXTDATA_DEFAULT_MAX_BYTES;
-    if (max >= SIZE_MAX - 2) max = SIZE_MAX - 3;   /* keep max + 2 representable */
-    char *buf = NULL;   /* gcc cannot see that read_file's set_err path returns -1 */
+    if (max >= SIZE_MAX - 2) max = SIZE_MAX - 3; /* keep max + 2 representable */
+    char *buf = NULL; /* gcc cannot see that read_file's set_err path returns -1 */
     size_t len = 0;
     if (read_file(path, max, &buf, &len, err, errlen)) return -1;
     return load_owned(buf, len, path, spec, out, err, errlen);
@@ -999,10 +1032,10 @@ int textdata_load_buffer(const char *data, size_t len, const char *name, const t
     if (!name) name = "<buffer>";
     size_t max = spec->max_bytes ? spec->max_bytes : TEXTDATA_DEFAULT_MAX_BYTES;
     if (len > max)
-        return set_err(err, errlen, "%s: %zu bytes, larger than the limit of %zu bytes", name, len, max);
+        return set_err(err, errlen, "%s: %zu bytes, larger than the limit of %zu bytes", name, len,
+                       max);
     char *buf = malloc(len + 1);
-    if (!buf)
-        return set_err(err, errlen, "%s: out of memory copying %zu bytes", name, len);
+    if (!buf) return set_err(err, errlen, "%s: out of memory copying %zu bytes", name, len);
     if (len) memcpy(buf, data, len);
     return load_owned(buf, len, name, spec, out, err, errlen);
 }
@@ -1033,7 +1066,9 @@ int textdata_count(const textdata *d) { return d ? d->n : 0; }
 
 static bool row_ok(const textdata *d, int i) { return d && d->rows && i >= 0 && i < d->n; }
 
-const char *textdata_text_a(const textdata *d, int i) { return row_ok(d, i) ? d->buf + d->rows[i].a : NULL; }
+const char *textdata_text_a(const textdata *d, int i) {
+    return row_ok(d, i) ? d->buf + d->rows[i].a : NULL;
+}
 
 const char *textdata_text_b(const textdata *d, int i) {
     if (!row_ok(d, i) || d->rows[i].b == NO_TEXT) return NULL;

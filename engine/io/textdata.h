@@ -63,7 +63,7 @@
 #define TEXTDATA_MAX_LABELS 1000
 
 typedef enum {
-    TEXTDATA_AUTO = 0,   /* from the extension: .tsv .csv .jsonl .json */
+    TEXTDATA_AUTO = 0, /* from the extension: .tsv .csv .jsonl .json */
     TEXTDATA_TSV,
     TEXTDATA_CSV,
     TEXTDATA_JSONL
@@ -73,7 +73,11 @@ typedef enum { TEXTDATA_CLASSIFICATION = 0, TEXTDATA_REGRESSION } textdata_task;
 
 /* Which field of a row: by name (header column / JSON key) or by 0-based
  * column index (TSV/CSV only). The zero value means "no such field". */
-typedef enum { TEXTDATA_FIELD_NONE = 0, TEXTDATA_FIELD_NAME, TEXTDATA_FIELD_INDEX } textdata_field_kind;
+typedef enum {
+    TEXTDATA_FIELD_NONE = 0,
+    TEXTDATA_FIELD_NAME,
+    TEXTDATA_FIELD_INDEX
+} textdata_field_kind;
 typedef struct {
     textdata_field_kind kind;
     const char *name;
@@ -84,9 +88,9 @@ typedef struct {
 
 typedef struct {
     textdata_format format;
-    textdata_field text_a;         /* required */
-    textdata_field text_b;         /* NONE: single-text task */
-    textdata_field label;          /* NONE: prediction input, no labels read */
+    textdata_field text_a; /* required */
+    textdata_field text_b; /* NONE: single-text task */
+    textdata_field label;  /* NONE: prediction input, no labels read */
     textdata_task task;
     /* Classification only. labels: the class names in id order, num_labels
      * their count (copied by the loader). Without labels, num_labels > 0 is
@@ -100,29 +104,29 @@ typedef struct {
      * continuous-looking numbers): for an upload, whose job (and so whose
      * declared labels) comes later. */
     bool rows_only;
-    bool no_header;                /* TSV/CSV: the first row is data, not names */
-    size_t max_bytes;              /* 0: TEXTDATA_DEFAULT_MAX_BYTES */
-    int max_rows;                  /* > 0: stop after this many rows (previews;
+    bool no_header;   /* TSV/CSV: the first row is data, not names */
+    size_t max_bytes; /* 0: TEXTDATA_DEFAULT_MAX_BYTES */
+    int max_rows;     /* > 0: stop after this many rows (previews;
                                       later rows are not read, so not checked) */
 } textdata_spec;
 
 /* One row: offsets into buf. Read through the accessors. */
 typedef struct {
-    size_t a, b;                   /* b == SIZE_MAX: no second text */
+    size_t a, b; /* b == SIZE_MAX: no second text */
     union {
-        int32_t id;                /* classification */
-        float value;               /* regression */
+        int32_t id;  /* classification */
+        float value; /* regression */
     } label;
 } textdata_row;
 
 typedef struct {
-    char *buf;                     /* all kept texts, NUL-terminated */
+    char *buf; /* all kept texts, NUL-terminated */
     textdata_row *rows;
     int n;
     textdata_task task;
     bool has_text_b, has_labels;
-    int num_labels;                /* classification: size of the label map */
-    size_t *label_off;             /* num_labels offsets into label_pool */
+    int num_labels;    /* classification: size of the label map */
+    size_t *label_off; /* num_labels offsets into label_pool */
     char *label_pool;
 } textdata;
 
@@ -139,7 +143,7 @@ void textdata_free(textdata *d);
 
 /* Format for a path's extension, or TEXTDATA_AUTO when it has none we know. */
 textdata_format textdata_format_from_path(const char *path);
-const char *textdata_format_name(textdata_format f);   /* "tsv", "csv", "jsonl", "auto" */
+const char *textdata_format_name(textdata_format f); /* "tsv", "csv", "jsonl", "auto" */
 
 int textdata_count(const textdata *d);
 /* Row texts (UTF-8, NUL-terminated, non-empty); NULL if i is out of range.

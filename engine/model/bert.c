@@ -44,8 +44,7 @@ typedef struct {
 } aflo_layer;
 
 typedef struct {
-    float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2,
-        *out;
+    float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2, *out;
     aflo_linear_acts ad[BERT_MODULE_COUNT];
 } layer_acts;
 
@@ -77,13 +76,13 @@ typedef struct {
 /* The adapted linear layers of a block, in forward order; the AFLoRA
  * authors' target_modules for BERT-family GLUE runs are all six. */
 static const aflo_module_info bert_modules[BERT_MODULE_COUNT] = {
-    [BERT_QUERY]        = {"attention.self.query", "query", "query", false},
-    [BERT_KEY]          = {"attention.self.key", "key", "key", false},
-    [BERT_VALUE]        = {"attention.self.value", "value", "value", false},
-    [BERT_ATTN_OUT]     = {"attention.output.dense", "attention.output.dense",
-                           "attention output", false},
+    [BERT_QUERY] = {"attention.self.query", "query", "query", false},
+    [BERT_KEY] = {"attention.self.key", "key", "key", false},
+    [BERT_VALUE] = {"attention.self.value", "value", "value", false},
+    [BERT_ATTN_OUT] = {"attention.output.dense", "attention.output.dense", "attention output",
+                       false},
     [BERT_INTERMEDIATE] = {"intermediate.dense", "intermediate.dense", "intermediate", true},
-    [BERT_OUTPUT]       = {"output.dense", "output.dense", "output", true},
+    [BERT_OUTPUT] = {"output.dense", "output.dense", "output", true},
 };
 
 /* Per block: six linear layers of up to six tensors (W, b, A, B, s_d, s_b)
@@ -117,16 +116,16 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
 
     enc->word_emb = model_add_param(m, "embeddings.word_embeddings.weight", V, H, PGROUP_BASE,
                                     PROLE_EMBEDDING, -1, -1);
-    enc->pos_emb = model_add_param(m, "embeddings.position_embeddings.weight",
-                                   m->cfg.max_position_embeddings, H, PGROUP_BASE,
-                                   PROLE_EMBEDDING, -1, -1);
-    enc->type_emb = model_add_param(m, "embeddings.token_type_embeddings.weight",
-                                    m->cfg.type_vocab_size, H, PGROUP_BASE, PROLE_EMBEDDING, -1,
-                                    -1);
+    enc->pos_emb =
+        model_add_param(m, "embeddings.position_embeddings.weight", m->cfg.max_position_embeddings,
+                        H, PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
+    enc->type_emb =
+        model_add_param(m, "embeddings.token_type_embeddings.weight", m->cfg.type_vocab_size, H,
+                        PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
     enc->emb_ln_w = model_add_param(m, "embeddings.LayerNorm.weight", 0, H, PGROUP_BASE,
                                     PROLE_NORM_WEIGHT, -1, -1);
-    enc->emb_ln_b = model_add_param(m, "embeddings.LayerNorm.bias", 0, H, PGROUP_BASE,
-                                    PROLE_NORM_BIAS, -1, -1);
+    enc->emb_ln_b =
+        model_add_param(m, "embeddings.LayerNorm.bias", 0, H, PGROUP_BASE, PROLE_NORM_BIAS, -1, -1);
 
     for (int l = 0; l < enc->L; l++) {
         aflo_layer *ly = &enc->layers[l];
@@ -136,8 +135,7 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
             lin->out = mod == BERT_INTERMEDIATE ? I : H;
             const char *path = bert_modules[mod].path;
             snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, path);
-            lin->W = model_add_param(m, name, lin->out, lin->in, PGROUP_BASE, PROLE_WEIGHT, l,
-                                     mod);
+            lin->W = model_add_param(m, name, lin->out, lin->in, PGROUP_BASE, PROLE_WEIGHT, l, mod);
             snprintf(name, sizeof name, "encoder.layer.%d.%s.bias", l, path);
             lin->b = model_add_param(m, name, 0, lin->out, PGROUP_BASE, PROLE_BIAS, l, mod);
             if (mod == BERT_ATTN_OUT || mod == BERT_OUTPUT) {
@@ -161,20 +159,19 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.s_d", l, path);
                 lin->sd = model_add_param(m, name, 0, r, PGROUP_ADAPTER, PROLE_SD, l, mod);
                 snprintf(name, sizeof name, "encoder.layer.%d.%s.s_b", l, path);
-                lin->sb = model_add_param(m, name, 0, lin->out, PGROUP_ADAPTER, PROLE_SB, l,
-                                          mod);
+                lin->sb = model_add_param(m, name, 0, lin->out, PGROUP_ADAPTER, PROLE_SB, l, mod);
             } else {
                 lin->scale = m->ac.alpha / (float)r;
             }
         }
     }
-    enc->pool_w = model_add_param(m, "pooler.dense.weight", H, H, PGROUP_HEAD, PROLE_WEIGHT, -1,
-                                  -1);
+    enc->pool_w =
+        model_add_param(m, "pooler.dense.weight", H, H, PGROUP_HEAD, PROLE_WEIGHT, -1, -1);
     enc->pool_b = model_add_param(m, "pooler.dense.bias", 0, H, PGROUP_HEAD, PROLE_BIAS, -1, -1);
     enc->cls_w = model_add_param(m, "classifier.weight", m->num_labels, H, PGROUP_HEAD,
                                  PROLE_WEIGHT, -1, -1);
-    enc->cls_b = model_add_param(m, "classifier.bias", 0, m->num_labels, PGROUP_HEAD, PROLE_BIAS,
-                                 -1, -1);
+    enc->cls_b =
+        model_add_param(m, "classifier.bias", 0, m->num_labels, PGROUP_HEAD, PROLE_BIAS, -1, -1);
     return 0;
 oom:
     return set_err(err, errlen, "out of memory building the model");
@@ -194,10 +191,10 @@ static size_t bert_layout(aflo_model *m, float *base, int Bm, int Sm) {
         if (base) (ptr) = base + off;                           \
         off += ((size_t)(count) + 15) & ~(size_t)15; /* 64 B */ \
     } while (0)
-#define TAKE_INT(ptr, count)                                    \
-    do {                                                        \
-        if (base) (ptr) = (void *)(base + off);                 \
-        off += ((size_t)(count) + 15) & ~(size_t)15;            \
+#define TAKE_INT(ptr, count)                         \
+    do {                                             \
+        if (base) (ptr) = (void *)(base + off);      \
+        off += ((size_t)(count) + 15) & ~(size_t)15; \
     } while (0)
     TAKE(enc->emb_in, N * H);
     TAKE(enc->emb_mean, N);
@@ -329,8 +326,8 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
 }
 
 static aflo_linear_scratch lin_scratch(const bert_model *enc) {
-    return (aflo_linear_scratch){.r2 = enc->scratch_r, .out = enc->scratch_out,
-                                 .or2 = enc->scratch_or};
+    return (aflo_linear_scratch){
+        .r2 = enc->scratch_r, .out = enc->scratch_out, .or2 = enc->scratch_or};
 }
 
 static void attention_forward(aflo_model *m, int l, layer_acts *a) {
@@ -361,7 +358,7 @@ static void attention_forward(aflo_model *m, int l, layer_acts *a) {
 static void residual_dropout(float *out, float *y, const float *x, size_t n, float p, uint64_t key,
                              uint64_t stream) {
     dropout_forward(y, y, n, p, key, stream);
-    #pragma omp parallel for schedule(static) if (n >= 32768)
+#pragma omp parallel for schedule(static) if (n >= 32768)
     for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
 }
 
@@ -394,8 +391,7 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
                       m->cfg.layer_norm_eps);
 }
 
-static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err,
-                        size_t errlen) {
+static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen) {
     bert_model *enc = m->impl;
     if (load_batch(m, b, err, errlen) != 0) return -1;
     int N = enc->N, H = enc->H, B = enc->B, L = m->num_labels;
@@ -461,8 +457,8 @@ static void attention_backward(aflo_model *m, int l, layer_acts *a) {
             /* scores = scale * q k^T: dq = scale dS k ; dk = scale dS^T q */
             gemm(&m->flops, FLOP_BACKWARD_INPUT, false, false, S, hd, S, scale, dP, S, a->k + tok,
                  H, 0.0f, enc->dq + tok, H);
-            gemm(&m->flops, FLOP_BACKWARD_INPUT, true, false, S, hd, S, scale, dP, S, a->q + tok,
-                 H, 0.0f, enc->dk + tok, H);
+            gemm(&m->flops, FLOP_BACKWARD_INPUT, true, false, S, hd, S, scale, dP, S, a->q + tok, H,
+                 0.0f, enc->dk + tok, H);
         }
     }
 }
@@ -593,7 +589,6 @@ static int bert_max_tokens(const aflo_config *c) {
     return c->max_position_embeddings - (c->roberta_positions ? c->pad_token_id + 1 : 0);
 }
 
-
 /* BertForSequenceClassification keeps the pooler inside the model
  * (bert.pooler.dense) and the classifier beside it (classifier). */
 static const aflo_name_map bert_head_names[] = {
@@ -618,15 +613,19 @@ static const aflo_family_variant bert_variants[] = {
      "[\"classifier\"]", BERT_ROBERTA_POSITIONS},
     {"xlm-roberta", "XLMRoberta", "XLMRobertaForSequenceClassification", "roberta.",
      roberta_head_names, "[\"classifier\"]", BERT_ROBERTA_POSITIONS},
-    {"camembert", "Camembert", "CamembertForSequenceClassification", "roberta.",
-     roberta_head_names, "[\"classifier\"]", BERT_ROBERTA_POSITIONS},
+    {"camembert", "Camembert", "CamembertForSequenceClassification", "roberta.", roberta_head_names,
+     "[\"classifier\"]", BERT_ROBERTA_POSITIONS},
 };
 
 /* Checkpoint tensors sequence classification does not use: buffers, and
  * the pre-training heads of BERT (cls.*) and RoBERTa (lm_head.*). */
 static const char *const bert_hf_ignored[] = {
-    "embeddings.position_ids", "embeddings.token_type_ids", "cls.predictions.",
-    "cls.seq_relationship.", "lm_head.", NULL,
+    "embeddings.position_ids",
+    "embeddings.token_type_ids",
+    "cls.predictions.",
+    "cls.seq_relationship.",
+    "lm_head.",
+    NULL,
 };
 
 /* The head: pooled = tanh(pooler.dense(x[CLS])), logits = classifier(pooled). */

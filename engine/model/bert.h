@@ -14,7 +14,12 @@
 /* The family's module table, in forward order: aflo_param.module and the
  * bits of aflo_adapter_config.targets of a BERT-family model. */
 enum {
-    BERT_QUERY, BERT_KEY, BERT_VALUE, BERT_ATTN_OUT, BERT_INTERMEDIATE, BERT_OUTPUT,
+    BERT_QUERY,
+    BERT_KEY,
+    BERT_VALUE,
+    BERT_ATTN_OUT,
+    BERT_INTERMEDIATE,
+    BERT_OUTPUT,
     BERT_MODULE_COUNT
 };
 

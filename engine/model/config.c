@@ -56,44 +56,53 @@ typedef struct {
     const char *name;
     field_kind kind;
     int required;
-    double default_value;       /* when not required */
-    size_t offset;              /* into aflo_config */
+    double default_value; /* when not required */
+    size_t offset;        /* into aflo_config */
 } config_field;
 
 static const config_field config_fields[] = {
-    { "vocab_size", FIELD_INT, 1, 0, offsetof(aflo_config, vocab_size) },
-    { "hidden_size", FIELD_INT, 1, 0, offsetof(aflo_config, hidden_size) },
-    { "num_hidden_layers", FIELD_INT, 1, 0, offsetof(aflo_config, num_hidden_layers) },
-    { "num_attention_heads", FIELD_INT, 1, 0, offsetof(aflo_config, num_attention_heads) },
-    { "intermediate_size", FIELD_INT, 1, 0, offsetof(aflo_config, intermediate_size) },
-    { "max_position_embeddings", FIELD_INT, 0, BERT_DEFAULT_MAX_POSITION_EMBEDDINGS,
-      offsetof(aflo_config, max_position_embeddings) },
-    { "type_vocab_size", FIELD_INT, 0, BERT_DEFAULT_TYPE_VOCAB_SIZE, offsetof(aflo_config, type_vocab_size) },
-    { "pad_token_id", FIELD_INT, 0, BERT_DEFAULT_PAD_TOKEN_ID, offsetof(aflo_config, pad_token_id) },
-    { "layer_norm_eps", FIELD_FLOAT, 0, BERT_DEFAULT_LAYER_NORM_EPS, offsetof(aflo_config, layer_norm_eps) },
-    { "hidden_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT, offsetof(aflo_config, hidden_dropout_prob) },
-    { "attention_probs_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT,
-      offsetof(aflo_config, attention_probs_dropout_prob) },
+    {"vocab_size", FIELD_INT, 1, 0, offsetof(aflo_config, vocab_size)},
+    {"hidden_size", FIELD_INT, 1, 0, offsetof(aflo_config, hidden_size)},
+    {"num_hidden_layers", FIELD_INT, 1, 0, offsetof(aflo_config, num_hidden_layers)},
+    {"num_attention_heads", FIELD_INT, 1, 0, offsetof(aflo_config, num_attention_heads)},
+    {"intermediate_size", FIELD_INT, 1, 0, offsetof(aflo_config, intermediate_size)},
+    {"max_position_embeddings", FIELD_INT, 0, BERT_DEFAULT_MAX_POSITION_EMBEDDINGS,
+     offsetof(aflo_config, max_position_embeddings)},
+    {"type_vocab_size", FIELD_INT, 0, BERT_DEFAULT_TYPE_VOCAB_SIZE,
+     offsetof(aflo_config, type_vocab_size)},
+    {"pad_token_id", FIELD_INT, 0, BERT_DEFAULT_PAD_TOKEN_ID, offsetof(aflo_config, pad_token_id)},
+    {"layer_norm_eps", FIELD_FLOAT, 0, BERT_DEFAULT_LAYER_NORM_EPS,
+     offsetof(aflo_config, layer_norm_eps)},
+    {"hidden_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT,
+     offsetof(aflo_config, hidden_dropout_prob)},
+    {"attention_probs_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT,
+     offsetof(aflo_config, attention_probs_dropout_prob)},
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
 
-static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err, size_t errlen) {
+static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err,
+                      size_t errlen) {
     void *dst = (char *)c + f->offset;
     if (!v) {
-        if (f->required) return set_err(err, errlen, "config.json: missing required field %s", f->name);
-        if (f->kind == FIELD_INT) *(int *)dst = (int)f->default_value;
-        else *(float *)dst = (float)f->default_value;
+        if (f->required)
+            return set_err(err, errlen, "config.json: missing required field %s", f->name);
+        if (f->kind == FIELD_INT)
+            *(int *)dst = (int)f->default_value;
+        else
+            *(float *)dst = (float)f->default_value;
         return 0;
     }
     if (f->kind == FIELD_INT) {
         if (!json_is_int(v)) {
             const char *what = json_type_of(v) == JSON_NUMBER ? "a non-integer number"
-                                                                 : json_type_name(json_type_of(v));
-            return set_err(err, errlen, "config.json: %s must be an integer, got %s", f->name, what);
+                                                              : json_type_name(json_type_of(v));
+            return set_err(err, errlen, "config.json: %s must be an integer, got %s", f->name,
+                           what);
         }
         int64_t x = json_int(v);
         if (x < INT_MIN || x > INT_MAX)
-            return set_err(err, errlen, "config.json: %s = %lld is out of range", f->name, (long long)x);
+            return set_err(err, errlen, "config.json: %s = %lld is out of range", f->name,
+                           (long long)x);
         *(int *)dst = (int)x;
     } else {
         if (json_type_of(v) != JSON_NUMBER)
@@ -109,14 +118,18 @@ static int read_field(aflo_config *c, const config_field *f, const json_value *v
 
 /* Optional string field: NULL when absent, error when present but not a
  * NUL-free string. */
-static int read_string(const json_value *root, const char *name, const char **out, char *err, size_t errlen) {
+static int read_string(const json_value *root, const char *name, const char **out, char *err,
+                       size_t errlen) {
     const json_value *v = json_get(root, name);
     *out = NULL;
     if (!v) return 0;
     size_t len;
     const char *s = json_string(v, &len);
-    if (!s) return set_err(err, errlen, "config.json: %s must be a string, got %s", name, json_type_name(json_type_of(v)));
-    if (strlen(s) != len) return set_err(err, errlen, "config.json: %s contains a NUL character", name);
+    if (!s)
+        return set_err(err, errlen, "config.json: %s must be a string, got %s", name,
+                       json_type_name(json_type_of(v)));
+    if (strlen(s) != len)
+        return set_err(err, errlen, "config.json: %s contains a NUL character", name);
     *out = s;
     return 0;
 }
@@ -136,7 +149,8 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
             return set_err(err, errlen, "config.json: architectures must be an array of strings");
     const char *arch = json_string(json_at(archs, 0), NULL);
     if (model_type && strlen(model_type) >= sizeof c->model_type)
-        return set_err(err, errlen, "config.json: model_type is longer than %zu bytes", sizeof c->model_type - 1);
+        return set_err(err, errlen, "config.json: model_type is longer than %zu bytes",
+                       sizeof c->model_type - 1);
     /* model_type decides (as transformers' AutoConfig does); when it is
      * absent, the type whose classes architectures[0] names, and with
      * neither, BERT's default. */
@@ -150,16 +164,18 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     if (fam->config_finish) fam->config_finish(c, v);
 
     for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
-        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen)) return -1;
+        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen))
+            return -1;
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
     if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
-        return set_err(err, errlen, "config.json: hidden_act \"%s\" is not supported (only \"%s\")", act,
-                       SUPPORTED_HIDDEN_ACT);
+        return set_err(err, errlen, "config.json: hidden_act \"%s\" is not supported (only \"%s\")",
+                       act, SUPPORTED_HIDDEN_ACT);
 
     if (read_string(root, "position_embedding_type", &pos, err, errlen)) return -1;
     if (pos && strcmp(pos, SUPPORTED_POSITION_EMBEDDING) != 0)
-        return set_err(err, errlen, "config.json: position_embedding_type \"%s\" is not supported (only \"%s\")",
+        return set_err(err, errlen,
+                       "config.json: position_embedding_type \"%s\" is not supported (only \"%s\")",
                        pos, SUPPORTED_POSITION_EMBEDDING);
     return 0;
 }
@@ -173,47 +189,57 @@ int config_from_json(aflo_config *c, const char *json, size_t len, char *err, si
     int rc = fill_config(&tmp, root, err, errlen);
     json_free(root);
     if (rc == 0) rc = config_validate(&tmp, err, errlen);
-    if (rc == 0) *c = tmp;      /* c is untouched on error */
+    if (rc == 0) *c = tmp; /* c is untouched on error */
     return rc;
 }
 
 int config_validate(const aflo_config *c, char *err, size_t errlen) {
     if (!memchr(c->model_type, '\0', sizeof c->model_type) || c->model_type[0] == '\0')
         return set_err(err, errlen, "config: model_type must be a non-empty string");
-    const struct { const char *name; int value; } positive[] = {
-        { "vocab_size", c->vocab_size },
-        { "hidden_size", c->hidden_size },
-        { "num_hidden_layers", c->num_hidden_layers },
-        { "num_attention_heads", c->num_attention_heads },
-        { "intermediate_size", c->intermediate_size },
-        { "max_position_embeddings", c->max_position_embeddings },
-        { "type_vocab_size", c->type_vocab_size },
+    const struct {
+        const char *name;
+        int value;
+    } positive[] = {
+        {"vocab_size", c->vocab_size},
+        {"hidden_size", c->hidden_size},
+        {"num_hidden_layers", c->num_hidden_layers},
+        {"num_attention_heads", c->num_attention_heads},
+        {"intermediate_size", c->intermediate_size},
+        {"max_position_embeddings", c->max_position_embeddings},
+        {"type_vocab_size", c->type_vocab_size},
     };
     for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
         if (positive[i].value <= 0)
-            return set_err(err, errlen, "config: %s must be positive, got %d", positive[i].name, positive[i].value);
+            return set_err(err, errlen, "config: %s must be positive, got %d", positive[i].name,
+                           positive[i].value);
     if (c->hidden_size % c->num_attention_heads != 0)
-        return set_err(err, errlen, "config: hidden_size %d is not divisible by num_attention_heads %d",
+        return set_err(err, errlen,
+                       "config: hidden_size %d is not divisible by num_attention_heads %d",
                        c->hidden_size, c->num_attention_heads);
     if (c->pad_token_id < 0 || c->pad_token_id >= c->vocab_size)
-        return set_err(err, errlen, "config: pad_token_id %d must be in [0, vocab_size %d)", c->pad_token_id,
-                       c->vocab_size);
-    const struct { const char *name; float value; } dropouts[] = {
-        { "hidden_dropout_prob", c->hidden_dropout_prob },
-        { "attention_probs_dropout_prob", c->attention_probs_dropout_prob },
+        return set_err(err, errlen, "config: pad_token_id %d must be in [0, vocab_size %d)",
+                       c->pad_token_id, c->vocab_size);
+    const struct {
+        const char *name;
+        float value;
+    } dropouts[] = {
+        {"hidden_dropout_prob", c->hidden_dropout_prob},
+        {"attention_probs_dropout_prob", c->attention_probs_dropout_prob},
     };
-    for (size_t i = 0; i < 2; i++)   /* written so NaN fails too */
+    for (size_t i = 0; i < 2; i++) /* written so NaN fails too */
         if (!(dropouts[i].value >= 0.0f && dropouts[i].value < 1.0f))
             return set_err(err, errlen, "config: %s must be in [0, 1), got %g", dropouts[i].name,
                            (double)dropouts[i].value);
     if (!(c->layer_norm_eps > 0.0f && isfinite(c->layer_norm_eps)))
-        return set_err(err, errlen, "config: layer_norm_eps must be positive, got %g", (double)c->layer_norm_eps);
+        return set_err(err, errlen, "config: layer_norm_eps must be positive, got %g",
+                       (double)c->layer_norm_eps);
     /* RoBERTa positions run pad_token_id+1 .. pad_token_id+seq_len, so at
      * least one real position must exist beyond pad_token_id + 1. */
     if (c->roberta_positions && c->max_position_embeddings <= c->pad_token_id + 1)
-        return set_err(err, errlen,
-                       "config: max_position_embeddings %d must exceed pad_token_id + 1 = %d for %s positions",
-                       c->max_position_embeddings, c->pad_token_id + 1, c->model_type);
+        return set_err(
+            err, errlen,
+            "config: max_position_embeddings %d must exceed pad_token_id + 1 = %d for %s positions",
+            c->max_position_embeddings, c->pad_token_id + 1, c->model_type);
     return 0;
 }
 
@@ -249,7 +275,7 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
     if (!m) return NULL;
 
     size_t mt_len = strnlen(c->model_type, sizeof c->model_type);
-    char model_type[2 * 6 * sizeof c->model_type + 3];   /* worst case: every byte as \u00XX */
+    char model_type[2 * 6 * sizeof c->model_type + 3]; /* worst case: every byte as \u00XX */
     json_quote(model_type, sizeof model_type, c->model_type, mt_len);
     const aflo_family_variant *v = NULL;
     family_for_model_type(c->model_type, &v);
@@ -295,7 +321,8 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
             "  \"model_type\": %s,\n"
             "  \"num_attention_heads\": %d,\n"
             "  \"num_hidden_layers\": %d,\n",
-            eps, c->max_position_embeddings, model_type, c->num_attention_heads, c->num_hidden_layers);
+            eps, c->max_position_embeddings, model_type, c->num_attention_heads,
+            c->num_hidden_layers);
     if (task) fprintf(m, "  \"num_labels\": %d,\n", task->regression ? 1 : task->num_labels);
     fprintf(m,
             "  \"pad_token_id\": %d,\n"

@@ -7,18 +7,18 @@
 #include <stddef.h>
 
 typedef struct {
-    char  model_type[32];      /* "bert", "roberta", ... */
-    int   vocab_size;
-    int   hidden_size;
-    int   num_hidden_layers;
-    int   num_attention_heads;
-    int   intermediate_size;
-    int   max_position_embeddings;
-    int   type_vocab_size;
-    int   pad_token_id;
+    char model_type[32]; /* "bert", "roberta", ... */
+    int vocab_size;
+    int hidden_size;
+    int num_hidden_layers;
+    int num_attention_heads;
+    int intermediate_size;
+    int max_position_embeddings;
+    int type_vocab_size;
+    int pad_token_id;
     /* RoBERTa numbers positions from pad_token_id + 1 and gives padding the
      * position pad_token_id; BERT numbers from 0. 1 = RoBERTa scheme. */
-    int   roberta_positions;
+    int roberta_positions;
     float layer_norm_eps;
     float hidden_dropout_prob;
     float attention_probs_dropout_prob;
@@ -40,9 +40,9 @@ char *config_to_json(const aflo_config *c);
 
 /* A task head as transformers' config.json describes it. */
 typedef struct {
-    bool regression;            /* one output: problem_type "regression" */
-    int num_labels;             /* classification: classes */
-    const char *const *labels;  /* classification: num_labels names by id; NULL: the ids */
+    bool regression;           /* one output: problem_type "regression" */
+    int num_labels;            /* classification: classes */
+    const char *const *labels; /* classification: num_labels names by id; NULL: the ids */
 } config_task;
 
 /* config_to_json plus the head of a sequence-classification model: num_labels,

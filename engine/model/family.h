@@ -87,34 +87,34 @@
 /* A task-head tensor whose checkpoint name is not the variant's prefix + the
  * engine name: engine name prefix -> checkpoint name prefix (no model prefix). */
 typedef struct {
-    const char *engine;          /* "pooler.dense." */
-    const char *hf;              /* "classifier.dense." */
+    const char *engine; /* "pooler.dense." */
+    const char *hf;     /* "classifier.dense." */
 } aflo_name_map;
 
 typedef struct {
-    const char *model_type;      /* config.json "model_type": "roberta" */
-    const char *class_prefix;    /* transformers classes: "Roberta" (RobertaModel, RobertaFor*) */
-    const char *architecture;    /* written into config.json: "RobertaForSequenceClassification" */
-    const char *hf_prefix;       /* the base model's attribute in task classes: "roberta." */
-    const aflo_name_map *head_names;   /* ends with {NULL, NULL}; NULL: none renamed */
-    const char *peft_modules_to_save;  /* PEFT's modules_to_save for the head (JSON list) */
-    unsigned flags;              /* the family's own switches (bert.h) */
+    const char *model_type;   /* config.json "model_type": "roberta" */
+    const char *class_prefix; /* transformers classes: "Roberta" (RobertaModel, RobertaFor*) */
+    const char *architecture; /* written into config.json: "RobertaForSequenceClassification" */
+    const char *hf_prefix;    /* the base model's attribute in task classes: "roberta." */
+    const aflo_name_map *head_names;  /* ends with {NULL, NULL}; NULL: none renamed */
+    const char *peft_modules_to_save; /* PEFT's modules_to_save for the head (JSON list) */
+    unsigned flags;                   /* the family's own switches (bert.h) */
 } aflo_family_variant;
 
 struct aflo_family {
-    const char *name;            /* "bert" */
-    const char *description;     /* "BERT/RoBERTa encoder" */
+    const char *name;        /* "bert" */
+    const char *description; /* "BERT/RoBERTa encoder" */
     const aflo_family_variant *variants;
     int n_variants;
     const aflo_module_info *modules;
     int n_modules;
-    const char *block_prefix;    /* "encoder.layer." */
-    const char *const *hf_ignored;     /* NULL-terminated */
+    const char *block_prefix;      /* "encoder.layer." */
+    const char *const *hf_ignored; /* NULL-terminated */
     /* The task head's linear layers by engine name, input to output, each
      * with .weight and .bias; the last has num_labels rows. The loader keeps
      * a checkpoint's layer when it is complete and fits. NULL-terminated. */
     const char *const *head_layers;
-    unsigned tasks;              /* bit (1u << aflo_task) per head it has */
+    unsigned tasks; /* bit (1u << aflo_task) per head it has */
 
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */

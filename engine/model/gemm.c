@@ -13,9 +13,9 @@
 
 const char *const flop_kind_names[FLOP_KINDS] = {"forward", "backward_input", "backward_weight"};
 
-void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
-          int M, int N, int K, float alpha, const float *A, int lda,
-          const float *B, int ldb, float beta, float *C, int ldc) {
+void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b, int M, int N, int K,
+          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+          int ldc) {
     /* A caller's shapes that disagree with its strides read or write past a
      * matrix: a bug, stopped here rather than left to corrupt the model. */
     assert(M >= 0 && N >= 0 && K >= 0 && (unsigned)kind < FLOP_KINDS);
@@ -65,8 +65,8 @@ const char *engine_blas_info(void) {
 }
 
 const char *engine_blas_better_core(void) {
-    static const char *const weak[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
-                                       "Sandybridge", "Atom"};
+    static const char *const weak[] = {"Prescott", "Core2",       "Penryn", "Dunnington",
+                                       "Nehalem",  "Sandybridge", "Atom"};
     const char *core = openblas_get_corename();
     bool is_weak = false;
     for (size_t i = 0; i < sizeof weak / sizeof *weak; i++)

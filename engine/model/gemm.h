@@ -11,21 +11,23 @@
 
 typedef enum {
     FLOP_FORWARD = 0,
-    FLOP_BACKWARD_INPUT,   /* gradients with respect to activations */
-    FLOP_BACKWARD_WEIGHT,  /* gradients with respect to parameters  */
+    FLOP_BACKWARD_INPUT,  /* gradients with respect to activations */
+    FLOP_BACKWARD_WEIGHT, /* gradients with respect to parameters  */
     FLOP_KINDS
 } aflo_flop_kind;
 
 extern const char *const flop_kind_names[FLOP_KINDS];
 
-typedef struct { uint64_t by_kind[FLOP_KINDS]; } aflo_flops;
+typedef struct {
+    uint64_t by_kind[FLOP_KINDS];
+} aflo_flops;
 
 /* C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C, row-major.
  * trans_a / trans_b select op(X) = X^T; lda/ldb/ldc are row strides of the
  * matrices as stored. flops may be NULL. */
-void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b,
-          int M, int N, int K, float alpha, const float *A, int lda,
-          const float *B, int ldb, float beta, float *C, int ldc);
+void gemm(aflo_flops *flops, aflo_flop_kind kind, bool trans_a, bool trans_b, int M, int N, int K,
+          float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+          int ldc);
 
 static inline uint64_t flops_total(const aflo_flops *f) {
     uint64_t t = 0;
@@ -37,13 +39,13 @@ static inline uint64_t flops_total(const aflo_flops *f) {
  * trainer runs on one thread, so each job sets its own and concurrent jobs
  * do not see each other's. n <= 0 means all online cores. */
 void engine_set_threads(int n);
-int  engine_threads(void);
+int engine_threads(void);
 /* OpenBLAS's thread count, process-wide (0.3.21 has no per-thread setting):
  * set it once, before trainers run concurrently — one caller with every
  * BLAS thread, or one BLAS thread per concurrent caller (platform-facts.md:
  * concurrent multi-threaded calls are serialised). n <= 0: all cores. */
 void engine_set_blas_threads(int n);
-int  engine_blas_threads(void);
+int engine_blas_threads(void);
 /* The BLAS library in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... (pthreads)",
  * for start-up logs: OpenBLAS's threading flavour changes how concurrent
  * jobs share the cores. */

@@ -40,7 +40,7 @@ static inline float *grad_if_trainable(const aflo_param *p) {
 /* Y[n,c] += h3[n,c] * s[c] */
 static void add_scaled_cols(float *restrict Y, const float *restrict h3, const float *restrict s,
                             int N, int C) {
-    #pragma omp parallel for schedule(static) if ((size_t)N * C >= 32768)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= 32768)
     for (int n = 0; n < N; n++) {
         float *y = Y + (size_t)n * C;
         const float *h = h3 + (size_t)n * C;
@@ -55,11 +55,11 @@ static void scale_rows(float *restrict out, const float *restrict B, const float
         for (int j = 0; j < r; j++) out[(size_t)c * r + j] = s[c] * B[(size_t)c * r + j];
 }
 
-void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
-                    aflo_linear_acts acts, aflo_linear_scratch scratch, aflo_flops *f) {
+void linear_forward(const aflo_linear *l, float *Y, const float *X, int N, aflo_linear_acts acts,
+                    aflo_linear_scratch scratch, aflo_flops *f) {
     assert_shapes(l);
-    gemm(f, FLOP_FORWARD, false, true, N, l->out, l->in, 1.0f, X, l->in, l->W->data, l->in,
-         0.0f, Y, l->out);
+    gemm(f, FLOP_FORWARD, false, true, N, l->out, l->in, 1.0f, X, l->in, l->W->data, l->in, 0.0f, Y,
+         l->out);
     bias_forward(Y, l->b->data, N, l->out);
     if (!linear_adapted(l)) return;
 
@@ -67,8 +67,8 @@ void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
     gemm(f, FLOP_FORWARD, false, true, N, r, l->in, 1.0f, X, l->in, l->A->data, l->in, 0.0f,
          acts.h1, r);
     if (!l->sb) { /* LoRA: Y += scale * h1 B^T straight into Y */
-        gemm(f, FLOP_FORWARD, false, true, N, l->out, r, l->scale, acts.h1, r, l->B->data, r,
-             1.0f, Y, l->out);
+        gemm(f, FLOP_FORWARD, false, true, N, l->out, r, l->scale, acts.h1, r, l->B->data, r, 1.0f,
+             Y, l->out);
         return;
     }
     float *h2 = scratch.r2;
@@ -79,8 +79,8 @@ void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
         gemm(f, FLOP_FORWARD, false, true, N, l->out, r, l->scale, h2, r, Bs, r, 1.0f, Y, l->out);
         return;
     }
-    gemm(f, FLOP_FORWARD, false, true, N, l->out, r, l->scale, h2, r, l->B->data, r, 0.0f,
-         acts.h3, l->out);
+    gemm(f, FLOP_FORWARD, false, true, N, l->out, r, l->scale, h2, r, l->B->data, r, 0.0f, acts.h3,
+         l->out);
     add_scaled_cols(Y, acts.h3, l->sb->data, N, l->out);
 }
 
@@ -92,8 +92,8 @@ static void folded_sb_backward(const aflo_linear *l, const float *dY, const floa
     const float *B = l->B->data, *sb = l->sb->data;
     if (dB || dsb) {
         float *G = scratch.or2 + (size_t)l->out * r;
-        gemm(f, FLOP_BACKWARD_WEIGHT, true, false, l->out, r, N, 1.0f, dY, l->out, h2, r, 0.0f,
-             G, r);
+        gemm(f, FLOP_BACKWARD_WEIGHT, true, false, l->out, r, N, 1.0f, dY, l->out, h2, r, 0.0f, G,
+             r);
         for (int c = 0; c < l->out; c++) {
             const float *gc = G + (size_t)c * r, *bc = B + (size_t)c * r;
             float acc = 0.0f;
@@ -111,8 +111,8 @@ static void folded_sb_backward(const aflo_linear *l, const float *dY, const floa
 }
 
 void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const float *dY,
-                     const float *X, int N, aflo_linear_acts acts,
-                     aflo_linear_scratch scratch, aflo_flops *f) {
+                     const float *X, int N, aflo_linear_acts acts, aflo_linear_scratch scratch,
+                     aflo_flops *f) {
     assert_shapes(l);
     float *dW = grad_if_trainable(l->W);
     if (dW)
@@ -121,8 +121,8 @@ void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const 
     float *db = grad_if_trainable(l->b);
     if (db) bias_backward(db, dY, N, l->out);
     if (dX)
-        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, l->out, 1.0f, dY, l->out,
-             l->W->data, l->in, accumulate_dx ? 1.0f : 0.0f, dX, l->in);
+        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, l->out, 1.0f, dY, l->out, l->W->data,
+             l->in, accumulate_dx ? 1.0f : 0.0f, dX, l->in);
     if (!linear_adapted(l)) return;
 
     int r = l->rank;
@@ -160,6 +160,6 @@ below_B:
         gemm(f, FLOP_BACKWARD_WEIGHT, true, false, r, l->in, N, 1.0f, g, r, X, l->in, 1.0f, dA,
              l->in);
     if (dX)
-        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, r, 1.0f, g, r, l->A->data, l->in,
-             1.0f, dX, l->in);
+        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, r, 1.0f, g, r, l->A->data, l->in, 1.0f,
+             dX, l->in);
 }

@@ -15,11 +15,11 @@
 
 typedef struct {
     int in, out;
-    aflo_param *W, *b;                 /* base weight (out x in) and bias */
-    aflo_param *A, *B, *sd, *sb;       /* adapter; all NULL when not adapted;
+    aflo_param *W, *b;           /* base weight (out x in) and bias */
+    aflo_param *A, *B, *sd, *sb; /* adapter; all NULL when not adapted;
                                           sd/sb NULL for LoRA */
     int rank;
-    float scale;                       /* 1 for AFLoRA/ELoRA, alpha/r for LoRA */
+    float scale; /* 1 for AFLoRA/ELoRA, alpha/r for LoRA */
 } aflo_linear;
 
 /* Up to this rank s_b is folded into B (diag(s_b)·B, out x r) instead of
@@ -31,10 +31,14 @@ typedef struct {
 
 /* Activations an adapted linear keeps for backward: h1 = X A^T (N x r) and,
  * with s_b above SB_FOLD_MAX_RANK, h3 = (s_d ⊙ h1) B^T (N x out). */
-typedef struct { float *h1, *h3; } aflo_linear_acts;
+typedef struct {
+    float *h1, *h3;
+} aflo_linear_acts;
 
 /* Working space: r2 holds 2*N*rank floats, out N*out, or2 2*out*rank. */
-typedef struct { float *r2, *out, *or2; } aflo_linear_scratch;
+typedef struct {
+    float *r2, *out, *or2;
+} aflo_linear_scratch;
 
 static inline bool linear_adapted(const aflo_linear *l) { return l->A != NULL; }
 static inline bool linear_folds_sb(const aflo_linear *l) {
@@ -42,14 +46,14 @@ static inline bool linear_folds_sb(const aflo_linear *l) {
 }
 
 /* Y (N x out) = layer(X (N x in)). */
-void linear_forward(const aflo_linear *l, float *Y, const float *X, int N,
-                    aflo_linear_acts acts, aflo_linear_scratch scratch, aflo_flops *f);
+void linear_forward(const aflo_linear *l, float *Y, const float *X, int N, aflo_linear_acts acts,
+                    aflo_linear_scratch scratch, aflo_flops *f);
 
 /* Given dY, accumulate parameter gradients of trainable tensors and, when dX
  * is non-NULL, write (accumulate_dx false) or add (true) the input gradient.
  * dY is not modified. */
 void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const float *dY,
-                     const float *X, int N, aflo_linear_acts acts,
-                     aflo_linear_scratch scratch, aflo_flops *f);
+                     const float *X, int N, aflo_linear_acts acts, aflo_linear_scratch scratch,
+                     aflo_flops *f);
 
 #endif

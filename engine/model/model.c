@@ -40,7 +40,7 @@ const char *const projections_names[PROJ_COUNT] = {"ffn", "all", "none"};
 
 aflo_param *model_add_param(aflo_model *m, const char *name, int rows, int cols,
                             aflo_param_group group, aflo_param_role role, int layer, int module) {
-    assert(m->nparams < m->params_cap);   /* the family's max_params counts every tensor its
+    assert(m->nparams < m->params_cap); /* the family's max_params counts every tensor its
                                              build declares */
     aflo_param *p = &m->params[m->nparams];
     memset(p, 0, sizeof *p);
@@ -110,8 +110,7 @@ static void init_weights(aflo_model *m, uint64_t seed, bool init_base) {
             for (size_t j = 0; j < p->size; j++) d[j] = 1.0f;
             break;
         case PROLE_BIAS:
-        case PROLE_NORM_BIAS:
-            break; /* arenas are zeroed */
+        case PROLE_NORM_BIAS: break; /* arenas are zeroed */
         case PROLE_A:
         case PROLE_B: {
             /* fan_in = in for A (r x in) and r for B (out x r): the second dimension. */
@@ -214,8 +213,8 @@ aflo_model *model_create_ex(const aflo_config *c, const aflo_adapter_config *ac,
     size_t off = 0;
     for (int i = 0; i < m->nparams; i++) {
         aflo_param *p = &m->params[i];
-        p->data = (m->slots[i].arena == ARENA_BASE ? m->base_arena : m->train_arena) +
-                  m->slots[i].offset;
+        p->data =
+            (m->slots[i].arena == ARENA_BASE ? m->base_arena : m->train_arena) + m->slots[i].offset;
         if (!p->trainable) continue;
         p->grad = m->grad_arena + off;
         off += p->size;
@@ -309,7 +308,6 @@ aflo_memory model_memory(const aflo_model *m) {
     return mem;
 }
 
-
 /* ---------------------------------------------------------------- activations */
 
 int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
@@ -330,7 +328,7 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
     m->max_batch = batch;
     m->max_seq = seq;
     size_t carved = m->family->layout(m, arena, batch, seq);
-    assert(carved == need);   /* the carving pass stays inside what the counting pass sized */
+    assert(carved == need); /* the carving pass stays inside what the counting pass sized */
     (void)carved;
     return 0;
 }

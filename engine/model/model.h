@@ -50,10 +50,10 @@ extern const char *const projections_names[PROJ_COUNT];
 /* One adapted linear layer of a family's block (family.h): the family's
  * module table lists them in forward order. */
 typedef struct {
-    const char *path;       /* HF path inside a block: "attention.self.query" */
-    const char *target;     /* name in target_modules and PEFT: "query", "output.dense", ... */
-    const char *label;      /* short display name (heatmap rows): "attention output" */
-    bool ffn;               /* a feed-forward layer (trains its projections under PROJ_FFN) */
+    const char *path;   /* HF path inside a block: "attention.self.query" */
+    const char *target; /* name in target_modules and PEFT: "query", "output.dense", ... */
+    const char *label;  /* short display name (heatmap rows): "attention output" */
+    bool ffn;           /* a feed-forward layer (trains its projections under PROJ_FFN) */
 } aflo_module_info;
 
 /* aflo_adapter_config.targets selecting every module of the model's
@@ -62,9 +62,9 @@ typedef struct {
 
 typedef struct {
     aflo_method method;
-    int rank;               /* r; ignored for METHOD_FULL */
-    float alpha;            /* LoRA scaling numerator (scale = alpha / r) */
-    unsigned targets;       /* bit m set: module m of the family's table is adapted in every
+    int rank;         /* r; ignored for METHOD_FULL */
+    float alpha;      /* LoRA scaling numerator (scale = alpha / r) */
+    unsigned targets; /* bit m set: module m of the family's table is adapted in every
                                block */
     aflo_projections projections;
 } aflo_adapter_config;
@@ -73,21 +73,28 @@ typedef enum { TASK_CLASSIFICATION, TASK_REGRESSION } aflo_task;
 
 typedef enum { PGROUP_BASE, PGROUP_ADAPTER, PGROUP_HEAD } aflo_param_group;
 typedef enum {
-    PROLE_WEIGHT, PROLE_BIAS, PROLE_NORM_WEIGHT, PROLE_NORM_BIAS, PROLE_EMBEDDING,
-    PROLE_A, PROLE_B, PROLE_SD, PROLE_SB
+    PROLE_WEIGHT,
+    PROLE_BIAS,
+    PROLE_NORM_WEIGHT,
+    PROLE_NORM_BIAS,
+    PROLE_EMBEDDING,
+    PROLE_A,
+    PROLE_B,
+    PROLE_SD,
+    PROLE_SB
 } aflo_param_role;
 
 typedef struct {
     char name[96];
     float *data;
-    float *grad;            /* NULL when this tensor never trains in this job */
+    float *grad; /* NULL when this tensor never trains in this job */
     size_t size;
     int ndim, shape[2];
     aflo_param_group group;
     aflo_param_role role;
-    bool trainable;         /* receives gradients now (false once frozen) */
-    int layer;              /* block (encoder layer), -1 outside the blocks */
-    int module;             /* index into the family's module table, -1 when not part of an
+    bool trainable; /* receives gradients now (false once frozen) */
+    int layer;      /* block (encoder layer), -1 outside the blocks */
+    int module;     /* index into the family's module table, -1 when not part of an
                                adapted linear layer */
 } aflo_param;
 
@@ -95,10 +102,10 @@ typedef struct {
 typedef struct {
     int batch, seq;
     const int32_t *input_ids;
-    const int32_t *token_type_ids;   /* may be NULL: all zero */
-    const uint8_t *attention_mask;   /* 1 = real token; may be NULL: all real */
-    const int32_t *labels;           /* classification targets, or NULL */
-    const float *targets;            /* regression targets, or NULL */
+    const int32_t *token_type_ids; /* may be NULL: all zero */
+    const uint8_t *attention_mask; /* 1 = real token; may be NULL: all real */
+    const int32_t *labels;         /* classification targets, or NULL */
+    const float *targets;          /* regression targets, or NULL */
 } aflo_batch;
 
 typedef struct aflo_model aflo_model;
@@ -142,8 +149,8 @@ aflo_param *model_find_param(aflo_model *m, const char *name);
  * -1 when it does not fit cap. */
 int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap);
 /* Copy n floats into the named tensor; error if absent or n != size. */
-int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n,
-                     char *err, size_t errlen);
+int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n, char *err,
+                     size_t errlen);
 
 /* Stop training a tensor (a frozen projection): no more gradient for it. */
 void model_freeze_param(aflo_model *m, aflo_param *p);
@@ -175,7 +182,9 @@ void model_zero_grad(aflo_model *m);
 aflo_flops *model_flops(aflo_model *m);
 
 /* Bytes in each arena: base weights, adapters+head, gradients, activations. */
-typedef struct { size_t base, trainable, grads, activations; } aflo_memory;
+typedef struct {
+    size_t base, trainable, grads, activations;
+} aflo_memory;
 aflo_memory model_memory(const aflo_model *m);
 /* What model_create + model_reserve(batch, seq) would hold, from the family's
  * tensor declarations and activation layout, without allocating the arenas:

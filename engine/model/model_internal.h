@@ -18,13 +18,16 @@
 enum { ARENA_BASE, ARENA_TRAIN };
 
 /* Where a declared tensor's data will live, before the arenas exist. */
-typedef struct { size_t offset; int arena; } param_slot;
+typedef struct {
+    size_t offset;
+    int arena;
+} param_slot;
 
 struct aflo_model {
     const aflo_family *family;
-    const aflo_family_variant *variant;   /* of cfg.model_type */
+    const aflo_family_variant *variant; /* of cfg.model_type */
     aflo_config cfg;
-    aflo_adapter_config ac;      /* targets masked to the family's modules */
+    aflo_adapter_config ac; /* targets masked to the family's modules */
     aflo_task task;
     int num_labels;
 
@@ -32,7 +35,7 @@ struct aflo_model {
      * pointers a family keeps into it stay valid */
     aflo_param *params;
     int nparams, params_cap;
-    param_slot *slots;           /* only while building */
+    param_slot *slots; /* only while building */
     float *base_arena, *train_arena, *grad_arena;
     size_t base_floats, train_floats, grad_floats;
 
@@ -40,13 +43,13 @@ struct aflo_model {
     float *act_arena;
     size_t act_floats;
     int max_batch, max_seq;
-    float *logits;               /* batch x num_labels of the last forward */
+    float *logits; /* batch x num_labels of the last forward */
 
     bool dropout;
     uint64_t dropout_key;
     aflo_flops flops;
 
-    void *impl;                  /* the family's own state */
+    void *impl; /* the family's own state */
 };
 
 /* Declare the next tensor of the table: rows x cols (rows 0: a vector of

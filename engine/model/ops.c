@@ -44,8 +44,8 @@
 #define DROPOUT_U24_SCALE (1.0f / 16777216.0f)
 
 /* 1/sqrt(2) and 1/sqrt(2*pi) for the exact GELU and its derivative. */
-#define GELU_INV_SQRT2     0.70710678118654752440f
-#define GELU_INV_SQRT_2PI  0.39894228040143267794f
+#define GELU_INV_SQRT2 0.70710678118654752440f
+#define GELU_INV_SQRT_2PI 0.39894228040143267794f
 
 static inline int big_enough(size_t rows, size_t cols) {
     return rows * cols >= (size_t)OPS_PARALLEL_MIN_ELEMS;
@@ -56,8 +56,8 @@ static inline int big_enough(size_t rows, size_t cols) {
 void layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd,
                        const float *restrict x, const float *restrict gamma,
                        const float *restrict beta, int N, int C, float eps) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *outr = out + (size_t)n * C;
@@ -72,7 +72,7 @@ void layernorm_forward(float *restrict out, float *restrict mean, float *restric
             sq += d * d;
         }
         float s = 1.0f / sqrtf(sq / (float)C + eps);
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) outr[c] = (xr[c] - m) * s * gamma[c] + beta[c];
         mean[n] = m;
         rstd[n] = s;
@@ -81,8 +81,7 @@ void layernorm_forward(float *restrict out, float *restrict mean, float *restric
 
 void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
                         const float *restrict x, const float *restrict mean,
-                        const float *restrict rstd, const float *restrict gamma,
-                        int N, int C) {
+                        const float *restrict rstd, const float *restrict gamma, int N, int C) {
     /* Parameter gradients first, serially in row order (determinism), and
      * before dx is written because dx may alias dout. */
     if (dgamma) {
@@ -90,21 +89,21 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
             const float *xr = x + (size_t)n * C;
             const float *dr = dout + (size_t)n * C;
             float m = mean[n], s = rstd[n];
-            #pragma omp simd
+#pragma omp simd
             for (int c = 0; c < C; c++) dgamma[c] += dr[c] * ((xr[c] - m) * s);
         }
     }
     if (dbeta) {
         for (int n = 0; n < N; n++) {
             const float *dr = dout + (size_t)n * C;
-            #pragma omp simd
+#pragma omp simd
             for (int c = 0; c < C; c++) dbeta[c] += dr[c];
         }
     }
 
-    /* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma. */
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+/* dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma. */
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         const float *dr = dout + (size_t)n * C;
@@ -118,7 +117,7 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
         }
         float mean_g = sum_g / (float)C;
         float mean_gx = sum_gx / (float)C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) {
             float xhat = (xr[c] - m) * s;
             dxr[c] = s * (dr[c] * gamma[c] - mean_g - xhat * mean_gx);
@@ -129,8 +128,7 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
 /* --------------------------------------------------------------------- gelu */
 
 void gelu_forward(float *out, const float *x, size_t n) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough(n, 1))
+#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         out[i] = 0.5f * v * (1.0f + erff(v * GELU_INV_SQRT2));
@@ -138,9 +136,8 @@ void gelu_forward(float *out, const float *x, size_t n) {
 }
 
 void gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
-    /* gelu'(x) = Phi(x) + x * phi(x), Phi the normal CDF, phi its density. */
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough(n, 1))
+/* gelu'(x) = Phi(x) + x * phi(x), Phi the normal CDF, phi its density. */
+#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         float cdf = 0.5f * (1.0f + erff(v * GELU_INV_SQRT2));
@@ -152,25 +149,23 @@ void gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
 /* --------------------------------------------------------------------- tanh */
 
 void tanh_forward(float *out, const float *x, size_t n) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough(n, 1))
+#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
     for (size_t i = 0; i < n; i++) out[i] = tanhf(x[i]);
 }
 
 void tanh_backward(float *dx, const float *out, const float *dout, size_t n) {
-    #pragma omp parallel for simd schedule(static) num_threads(engine_threads()) \
-        if (big_enough(n, 1))
+#pragma omp parallel for simd schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
     for (size_t i = 0; i < n; i++) dx[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
 
 /* --------------------------------------------------------------------- bias */
 
 void bias_forward(float *restrict y, const float *restrict b, int N, int C) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         float *yr = y + (size_t)n * C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) yr[c] += b[c];
     }
 }
@@ -178,7 +173,7 @@ void bias_forward(float *restrict y, const float *restrict b, int N, int C) {
 void bias_backward(float *restrict db, const float *restrict dy, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *dr = dy + (size_t)n * C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) db[c] += dr[c];
     }
 }
@@ -186,34 +181,34 @@ void bias_backward(float *restrict db, const float *restrict dy, int N, int C) {
 /* --------------------------------------------------------------- scale_cols */
 
 void scale_cols_forward(float *y, const float *x, const float *restrict s, int N, int C) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *yr = y + (size_t)n * C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) yr[c] = xr[c] * s[c];
     }
 }
 
-void scale_cols_backward(float *dx, float *ds, const float *dy, const float *x,
-                         const float *s, int N, int C) {
+void scale_cols_backward(float *dx, float *ds, const float *dy, const float *x, const float *s,
+                         int N, int C) {
     /* ds before dx: dx may alias dy. */
     if (ds) {
         for (int n = 0; n < N; n++) {
             const float *dr = dy + (size_t)n * C;
             const float *xr = x + (size_t)n * C;
-            #pragma omp simd
+#pragma omp simd
             for (int c = 0; c < C; c++) ds[c] += dr[c] * xr[c];
         }
     }
     if (!dx) return;
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         const float *dr = dy + (size_t)n * C;
         float *dxr = dx + (size_t)n * C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) dxr[c] = dr[c] * s[c];
     }
 }
@@ -221,8 +216,8 @@ void scale_cols_backward(float *dx, float *ds, const float *dy, const float *x,
 /* ------------------------------------------------------------------ softmax */
 
 void softmax_forward(float *p, const float *scores, const uint8_t *key_mask, int rows, int S) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)rows, (size_t)S))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)rows, (size_t)S))
     for (int r = 0; r < rows; r++) {
         const float *sr = scores + (size_t)r * S;
         float *pr = p + (size_t)r * S;
@@ -238,21 +233,21 @@ void softmax_forward(float *p, const float *scores, const uint8_t *key_mask, int
         }
         /* sum >= 1: the max key contributes exp(0). */
         float inv = 1.0f / sum;
-        #pragma omp simd
+#pragma omp simd
         for (int j = 0; j < S; j++) pr[j] *= inv;
     }
 }
 
 void softmax_backward(float *dscores, const float *p, const float *dp, int rows, int S) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)rows, (size_t)S))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)rows, (size_t)S))
     for (int r = 0; r < rows; r++) {
         const float *pr = p + (size_t)r * S;
         const float *dpr = dp + (size_t)r * S;
         float *dsr = dscores + (size_t)r * S;
         float dot = 0.0f;
         for (int j = 0; j < S; j++) dot += pr[j] * dpr[j];
-        #pragma omp simd
+#pragma omp simd
         for (int j = 0; j < S; j++) dsr[j] = pr[j] * (dpr[j] - dot);
     }
 }
@@ -265,25 +260,24 @@ static inline int dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p
 }
 
 /* Forward and backward are the same map: v -> keep ? v/(1-p) : 0. */
-static void dropout_apply(float *y, const float *x, size_t n, float p,
-                          uint64_t seed, uint64_t stream) {
+static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t seed,
+                          uint64_t stream) {
     if (p <= 0.0f) {
         if (y != x) memmove(y, x, n * sizeof *y);
         return;
     }
     /* p >= 1 drops everything; handled apart so 1/(1-p) is never formed. */
     float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough(n, 1))
-    for (size_t i = 0; i < n; i++)
-        y[i] = dropout_keep(seed, stream, i, p) ? x[i] * scale : 0.0f;
+#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
+    for (size_t i = 0; i < n; i++) y[i] = dropout_keep(seed, stream, i, p) ? x[i] * scale : 0.0f;
 }
 
 void dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream) {
     dropout_apply(y, x, n, p, seed, stream);
 }
 
-void dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream) {
+void dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
+                      uint64_t stream) {
     dropout_apply(dx, dy, n, p, seed, stream);
 }
 
@@ -291,13 +285,13 @@ void dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t se
 
 void embedding_forward(float *restrict out, const int32_t *restrict ids,
                        const float *restrict table, int N, int C, int accumulate) {
-    #pragma omp parallel for schedule(static) num_threads(engine_threads()) \
-        if (big_enough((size_t)N, (size_t)C))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
     for (int n = 0; n < N; n++) {
         const float *tr = table + (size_t)ids[n] * C;
         float *outr = out + (size_t)n * C;
         if (accumulate) {
-            #pragma omp simd
+#pragma omp simd
             for (int c = 0; c < C; c++) outr[c] += tr[c];
         } else {
             memcpy(outr, tr, (size_t)C * sizeof *outr);
@@ -311,7 +305,7 @@ void embedding_backward(float *restrict dtable, const int32_t *restrict ids,
     for (int n = 0; n < N; n++) {
         float *tr = dtable + (size_t)ids[n] * C;
         const float *dr = dout + (size_t)n * C;
-        #pragma omp simd
+#pragma omp simd
         for (int c = 0; c < C; c++) tr[c] += dr[c];
     }
 }
@@ -339,20 +333,20 @@ float cross_entropy_forward(float *restrict probs, const float *restrict logits,
         for (int j = 0; j < L; j++) pr[j] *= inv;
         /* loss = logsumexp - logit[label] = (max - logit[label]) + log(sum):
          * the large terms cancel before the small one is added. */
-        assert(labels[b] >= 0 && labels[b] < L);   /* label ids are mapped before training */
+        assert(labels[b] >= 0 && labels[b] < L); /* label ids are mapped before training */
         total += (double)(mx - lr[labels[b]]) + (double)logf(sum);
     }
     return B > 0 ? (float)(total / B) : 0.0f;
 }
 
-void cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels,
-                            int B, int L, float scale) {
+void cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int L,
+                            float scale) {
     if (B <= 0) return;
     float k = scale / (float)B;
     for (int b = 0; b < B; b++) {
         const float *pr = probs + (size_t)b * L;
         float *dr = dlogits + (size_t)b * L;
-        #pragma omp simd
+#pragma omp simd
         for (int j = 0; j < L; j++) dr[j] = k * pr[j];
         assert(labels[b] >= 0 && labels[b] < L);
         dr[labels[b]] -= k;
@@ -373,6 +367,6 @@ float mse_forward(const float *pred, const float *target, int B) {
 void mse_backward(float *dpred, const float *pred, const float *target, int B, float scale) {
     if (B <= 0) return;
     float k = 2.0f * scale / (float)B;
-    #pragma omp simd
+#pragma omp simd
     for (int b = 0; b < B; b++) dpred[b] = k * (pred[b] - target[b]);
 }

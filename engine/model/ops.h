@@ -24,12 +24,11 @@
 /* out[n,:] = (x[n,:] - mean_n) * rstd_n * gamma + beta, with
  * rstd_n = 1/sqrt(var_n + eps) (biased variance, as torch.nn.LayerNorm).
  * mean/rstd (N each) are saved for backward. out may not alias x. */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *x,
-                       const float *gamma, const float *beta, int N, int C, float eps);
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int N, int C, float eps);
 /* dx = dLoss/dx; dgamma += sum_n dout*xhat; dbeta += sum_n dout. dx may not alias x. */
-void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
-                        const float *x, const float *mean, const float *rstd,
-                        const float *gamma, int N, int C);
+void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C);
 
 /* GELU, exact erf form: 0.5*x*(1+erf(x/sqrt(2))). out may alias x. */
 void gelu_forward(float *out, const float *x, size_t n);
@@ -50,8 +49,8 @@ void bias_backward(float *db, const float *dy, int N, int C);
 void scale_cols_forward(float *y, const float *x, const float *s, int N, int C);
 /* dx[n,c] = dy[n,c]*s[c]; ds[c] += sum_n dy[n,c]*x[n,c]. dx may be NULL
  * (no input gradient wanted); ds may be NULL. x is the forward INPUT. dx may alias dy. */
-void scale_cols_backward(float *dx, float *ds, const float *dy, const float *x,
-                         const float *s, int N, int C);
+void scale_cols_backward(float *dx, float *ds, const float *dy, const float *x, const float *s,
+                         int N, int C);
 
 /* Row softmax over `rows` rows of length S. key_mask (length S, may be NULL)
  * marks valid keys with 1; masked keys get probability exactly 0 (as HF's
@@ -64,10 +63,12 @@ void softmax_backward(float *dscores, const float *p, const float *dp, int rows,
 /* Inverted dropout: y = keep ? x/(1-p) : 0, keep(i) as described above.
  * p == 0 copies (y may alias x). */
 void dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream);
-void dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
+void dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
+                      uint64_t stream);
 
 /* out[n,:] = table[ids[n],:] (+= when accumulate is nonzero). ids must be in range. */
-void embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C, int accumulate);
+void embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C,
+                       int accumulate);
 /* dtable[ids[n],:] += dout[n,:], serially in row order. */
 void embedding_backward(float *dtable, const int32_t *ids, const float *dout, int N, int C);
 
@@ -75,7 +76,8 @@ void embedding_backward(float *dtable, const int32_t *ids, const float *dout, in
  * (B x L) saved for backward. Returns the mean loss. */
 float cross_entropy_forward(float *probs, const float *logits, const int32_t *labels, int B, int L);
 /* dlogits = scale * (probs - onehot(labels)) / B. */
-void cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int L, float scale);
+void cross_entropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int L,
+                            float scale);
 
 /* Mean squared error of B predictions (logits, one per row) against targets. */
 float mse_forward(const float *pred, const float *target, int B);

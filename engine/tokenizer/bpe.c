@@ -35,16 +35,12 @@
 /* ------------------------------------------------------------------ */
 /* GPT-2 bytes_to_unicode                                               */
 
-static uint32_t byte_char(unsigned b)
-{
+static uint32_t byte_char(unsigned b) {
     /* Printable: '!'..'~', '¡'..'¬', '®'..'ÿ' map to themselves. */
-    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))
-        return b;
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
     /* The others, counted in byte order: 0x00-0x20 (33), 0x7F-0xA0 (34), 0xAD. */
-    if (b <= 0x20)
-        return BYTE_SHIFT_BASE + b;
-    if (b <= 0xA0)
-        return BYTE_SHIFT_BASE + 33 + (b - 0x7F);
+    if (b <= 0x20) return BYTE_SHIFT_BASE + b;
+    if (b <= 0xA0) return BYTE_SHIFT_BASE + 33 + (b - 0x7F);
     return BYTE_SHIFT_BASE + 67;
 }
 
@@ -54,19 +50,16 @@ static uint32_t byte_char(unsigned b)
 static bool is_letter(uint32_t c) { return (uni_flags(c) & UNI_LETTER) != 0; }
 static bool is_number(uint32_t c) { return (uni_flags(c) & UNI_NUMBER) != 0; }
 static bool is_space(uint32_t c) { return (uni_flags(c) & UNI_WHITE_SPACE) != 0; }
-static bool is_other(uint32_t c)
-{
+static bool is_other(uint32_t c) {
     return !(uni_flags(c) & (UNI_LETTER | UNI_NUMBER | UNI_WHITE_SPACE));
 }
 
 /* End of the regex match starting at c[i] (i < n). */
-static size_t pretoken_end(const uint32_t *c, size_t n, size_t i)
-{
+static size_t pretoken_end(const uint32_t *c, size_t n, size_t i) {
     /* 's|'t|'re|'ve|'m|'ll|'d (case-sensitive) */
     if (c[i] == '\'' && i + 1 < n) {
         uint32_t x = c[i + 1];
-        if (x == 's' || x == 't' || x == 'm' || x == 'd')
-            return i + 2;
+        if (x == 's' || x == 't' || x == 'm' || x == 'd') return i + 2;
         if (i + 2 < n && ((x == 'r' && c[i + 2] == 'e') || (x == 'v' && c[i + 2] == 'e') ||
                           (x == 'l' && c[i + 2] == 'l')))
             return i + 3;
@@ -76,21 +69,19 @@ static size_t pretoken_end(const uint32_t *c, size_t n, size_t i)
      * which it is not for any of the three. */
     size_t j = i + (c[i] == ' ' ? 1 : 0);
     if (j < n) {
-        bool (*cls)(uint32_t) = is_letter(c[j]) ? is_letter
-                              : is_number(c[j]) ? is_number
-                              : is_other(c[j]) ? is_other : NULL;
+        bool (*cls)(uint32_t) = is_letter(c[j])   ? is_letter
+                                : is_number(c[j]) ? is_number
+                                : is_other(c[j])  ? is_other
+                                                  : NULL;
         if (cls) {
-            while (j < n && cls(c[j]))
-                j++;
+            while (j < n && cls(c[j])) j++;
             return j;
         }
     }
     /* \s+(?!\S) then \s+ : c[i] is whitespace here. */
     j = i;
-    while (j < n && is_space(c[j]))
-        j++;
-    if (j < n && j - i >= 2)
-        return j - 1;   /* leave the last space to prefix the next word */
+    while (j < n && is_space(c[j])) j++;
+    if (j < n && j - i >= 2) return j - 1; /* leave the last space to prefix the next word */
     return j;
 }
 
@@ -98,14 +89,14 @@ static size_t pretoken_end(const uint32_t *c, size_t n, size_t i)
 /* BPE merges                                                           */
 
 typedef struct {
-    uint32_t start, len;    /* bytes of word; len 0 = merged into its left neighbour */
+    uint32_t start, len; /* bytes of word; len 0 = merged into its left neighbour */
     int32_t prev, next;
 } bpe_sym;
 
 typedef struct {
     int32_t rank;
     int32_t left, right;
-    uint32_t llen, rlen;    /* lengths when queued: stale if either changed */
+    uint32_t llen, rlen; /* lengths when queued: stale if either changed */
 } bpe_cand;
 
 typedef struct {
@@ -118,8 +109,7 @@ typedef struct {
     tok_i32vec touched;
 } bpe_scratch;
 
-static void scratch_free(bpe_scratch *s)
-{
+static void scratch_free(bpe_scratch *s) {
     free(s->cps.v);
     free(s->offs.v);
     free(s->word.v);
@@ -130,26 +120,22 @@ static void scratch_free(bpe_scratch *s)
     free(s->touched.v);
 }
 
-static bool cand_less(const bpe_cand *a, const bpe_cand *b)
-{
+static bool cand_less(const bpe_cand *a, const bpe_cand *b) {
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-static int heap_push(bpe_scratch *s, bpe_cand c)
-{
+static int heap_push(bpe_scratch *s, bpe_cand c) {
     if (s->heap_n == s->heap_cap) {
         size_t nc = s->heap_cap ? s->heap_cap * 2 : 64;
         bpe_cand *h = realloc(s->heap, nc * sizeof *h);
-        if (!h)
-            return -1;
+        if (!h) return -1;
         s->heap = h;
         s->heap_cap = nc;
     }
     size_t i = s->heap_n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!cand_less(&c, &s->heap[p]))
-            break;
+        if (!cand_less(&c, &s->heap[p])) break;
         s->heap[i] = s->heap[p];
         i = p;
     }
@@ -157,8 +143,7 @@ static int heap_push(bpe_scratch *s, bpe_cand c)
     return 0;
 }
 
-static bpe_cand heap_pop(bpe_scratch *s)
-{
+static bpe_cand heap_pop(bpe_scratch *s) {
     bpe_cand top = s->heap[0], last = s->heap[--s->heap_n];
     size_t i = 0, n = s->heap_n;
     for (;;) {
@@ -168,21 +153,17 @@ static bpe_cand heap_pop(bpe_scratch *s)
             m = l;
             best = &s->heap[l];
         }
-        if (l + 1 < n && cand_less(&s->heap[l + 1], best))
-            m = l + 1;
-        if (m == i)
-            break;
+        if (l + 1 < n && cand_less(&s->heap[l + 1], best)) m = l + 1;
+        if (m == i) break;
         s->heap[i] = s->heap[m];
         i = m;
     }
-    if (n > 0)
-        s->heap[i] = last;
+    if (n > 0) s->heap[i] = last;
     return top;
 }
 
 /* Queue the pair (l, r) if the merge table ranks it. */
-static int queue_pair(const tokenizer *t, bpe_scratch *s, int32_t l, int32_t r)
-{
+static int queue_pair(const tokenizer *t, bpe_scratch *s, int32_t l, int32_t r) {
     const bpe_sym *a = &s->syms[l], *b = &s->syms[r];
     s->key.n = 0;
     if (tok_bytes_append(&s->key, s->word.v + a->start, a->len) ||
@@ -190,42 +171,35 @@ static int queue_pair(const tokenizer *t, bpe_scratch *s, int32_t l, int32_t r)
         tok_bytes_append(&s->key, s->word.v + b->start, b->len))
         return -1;
     int32_t rank;
-    if (!tok_map_get(&t->merges, s->key.v, s->key.n, &rank))
-        return 0;
-    return heap_push(s, (bpe_cand){ rank, l, r, a->len, b->len });
+    if (!tok_map_get(&t->merges, s->key.v, s->key.n, &rank)) return 0;
+    return heap_push(s, (bpe_cand){rank, l, r, a->len, b->len});
 }
 
-static bool cand_valid(const bpe_scratch *s, const bpe_cand *c)
-{
+static bool cand_valid(const bpe_scratch *s, const bpe_cand *c) {
     const bpe_sym *a = &s->syms[c->left];
     return a->len == c->llen && a->next == c->right && s->syms[c->right].len == c->rlen;
 }
 
 /* BPE of one pre-token (raw bytes b[0..m), m > 0), appending ids. */
 static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_scratch *s,
-                    tok_i32vec *out, char *err, size_t errlen)
-{
-    if (m > INT32_MAX / 2)
-        return set_err(err, errlen, "text too long");
+                    tok_i32vec *out, char *err, size_t errlen) {
+    if (m > INT32_MAX / 2) return set_err(err, errlen, "text too long");
     if (m > s->syms_cap) {
         bpe_sym *ns = realloc(s->syms, m * sizeof *ns);
-        if (!ns)
-            goto oom;
+        if (!ns) goto oom;
         s->syms = ns;
         s->syms_cap = m;
     }
     s->word.n = 0;
     for (size_t k = 0; k < m; k++) {
         uint32_t start = (uint32_t)s->word.n;
-        if (tok_bytes_put_cp(&s->word, byte_char(b[k])))
-            goto oom;
-        s->syms[k] = (bpe_sym){ start, (uint32_t)s->word.n - start, (int32_t)k - 1,
-                                k + 1 < m ? (int32_t)k + 1 : -1 };
+        if (tok_bytes_put_cp(&s->word, byte_char(b[k]))) goto oom;
+        s->syms[k] = (bpe_sym){start, (uint32_t)s->word.n - start, (int32_t)k - 1,
+                               k + 1 < m ? (int32_t)k + 1 : -1};
     }
     s->heap_n = 0;
     for (size_t k = 0; k + 1 < m; k++)
-        if (queue_pair(t, s, (int32_t)k, (int32_t)k + 1))
-            goto oom;
+        if (queue_pair(t, s, (int32_t)k, (int32_t)k + 1)) goto oom;
     while (s->heap_n > 0) {
         /* Take every queued occurrence of the best-ranked pair (the heap
          * yields them left to right), merge the still-valid ones, and only
@@ -236,8 +210,7 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
             if (nb == s->batch_cap) {
                 size_t nc = s->batch_cap ? s->batch_cap * 2 : 64;
                 bpe_cand *nbat = realloc(s->batch, nc * sizeof *nbat);
-                if (!nbat)
-                    goto oom;
+                if (!nbat) goto oom;
                 s->batch = nbat;
                 s->batch_cap = nc;
             }
@@ -246,47 +219,40 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
         s->touched.n = 0;
         for (size_t k = 0; k < nb; k++) {
             const bpe_cand *c = &s->batch[k];
-            if (!cand_valid(s, c))
-                continue;
+            if (!cand_valid(s, c)) continue;
             bpe_sym *l = &s->syms[c->left], *r = &s->syms[c->right];
             l->len += r->len;
             l->next = r->next;
-            if (r->next >= 0)
-                s->syms[r->next].prev = c->left;
+            if (r->next >= 0) s->syms[r->next].prev = c->left;
             r->len = 0;
-            if (tok_i32_push(&s->touched, c->left))
-                goto oom;
+            if (tok_i32_push(&s->touched, c->left)) goto oom;
         }
         for (size_t k = 0; k < s->touched.n; k++) {
             int32_t x = s->touched.v[k];
-            if (s->syms[x].len == 0)
-                continue;
-            if (s->syms[x].prev >= 0 && queue_pair(t, s, s->syms[x].prev, x))
-                goto oom;
-            if (s->syms[x].next >= 0 && queue_pair(t, s, x, s->syms[x].next))
-                goto oom;
+            if (s->syms[x].len == 0) continue;
+            if (s->syms[x].prev >= 0 && queue_pair(t, s, s->syms[x].prev, x)) goto oom;
+            if (s->syms[x].next >= 0 && queue_pair(t, s, x, s->syms[x].next)) goto oom;
         }
     }
     for (int32_t k = 0; k >= 0; k = s->syms[k].next) {
         int32_t id;
         if (!tok_map_get(&t->vocab, s->word.v + s->syms[k].start, s->syms[k].len, &id)) {
             if (t->unk_id < 0)
-                return set_err(err, errlen, "token \"%.*s\" is not in the vocabulary and there "
-                               "is no unknown token", (int)s->syms[k].len,
-                               s->word.v + s->syms[k].start);
+                return set_err(err, errlen,
+                               "token \"%.*s\" is not in the vocabulary and there "
+                               "is no unknown token",
+                               (int)s->syms[k].len, s->word.v + s->syms[k].start);
             id = t->unk_id;
         }
-        if (tok_i32_push(out, id))
-            goto oom;
+        if (tok_i32_push(out, id)) goto oom;
     }
     return 0;
 oom:
     return set_err(err, errlen, "out of memory");
 }
 
-int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
-                 tok_i32vec *out, char *err, size_t errlen)
-{
+int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap, tok_i32vec *out,
+                 char *err, size_t errlen) {
     bpe_scratch s;
     memset(&s, 0, sizeof s);
     int rc = 0;
@@ -309,8 +275,7 @@ int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
 /* Loading                                                              */
 
 static int put_vocab(tokenizer *t, const json_value *vocab, const char *where, char *err,
-                     size_t errlen)
-{
+                     size_t errlen) {
     if (json_type_of(vocab) != JSON_OBJECT || json_len(vocab) == 0)
         return set_err(err, errlen, "%s: the vocabulary must be a non-empty object", where);
     for (size_t i = 0; i < json_len(vocab); i++) {
@@ -327,8 +292,7 @@ static int put_vocab(tokenizer *t, const json_value *vocab, const char *where, c
 }
 
 static int put_merge(tokenizer *t, const char *a, size_t alen, const char *b, size_t blen,
-                     int32_t rank, tok_bytes *key)
-{
+                     int32_t rank, tok_bytes *key) {
     key->n = 0;
     if (tok_bytes_append(key, a, alen) || tok_bytes_append(key, " ", 1) ||
         tok_bytes_append(key, b, blen))
@@ -341,18 +305,15 @@ static int put_merge(tokenizer *t, const char *a, size_t alen, const char *b, si
  * "#version" header) and the text after the last newline are dropped
  * whatever they hold; each remaining line's str.split() must give a pair to
  * be a merge, and its index is the rank (a later duplicate wins). */
-static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, size_t errlen)
-{
-    tok_bytes key = { 0 };
+static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, size_t errlen) {
+    tok_bytes key = {0};
     int rc = 0;
     size_t i = 0;
     int64_t line = 0;
     while (i < len && rc == 0) {
         size_t j = i;
-        while (j < len && buf[j] != '\n' && buf[j] != '\r')
-            j++;
-        if (j == len)
-            break;      /* no newline after it: the dropped last element */
+        while (j < len && buf[j] != '\n' && buf[j] != '\r') j++;
+        if (j == len) break; /* no newline after it: the dropped last element */
         if (line > 0) {
             /* Split on Python whitespace into at most 3 fields. */
             size_t fs[3], fe[3];
@@ -362,8 +323,7 @@ static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, si
                 size_t q = p;
                 while (q < j) {
                     size_t r = q;
-                    if (uni_flags(tok_utf8_next(buf, j, &r)) & UNI_PY_SPACE)
-                        break;
+                    if (uni_flags(tok_utf8_next(buf, j, &r)) & UNI_PY_SPACE) break;
                     q = r;
                 }
                 if (q > p) {
@@ -371,8 +331,7 @@ static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, si
                     fe[nf] = q;
                     nf++;
                 }
-                if (q == j)
-                    break;
+                if (q == j) break;
                 tok_utf8_next(buf, j, &q);
                 p = q;
             }
@@ -380,22 +339,20 @@ static int parse_merges(tokenizer *t, const char *buf, size_t len, char *err, si
                 set_err(err, errlen, "merges.txt: too many lines");
                 rc = -1;
             } else if (nf == 2 && put_merge(t, buf + fs[0], fe[0] - fs[0], buf + fs[1],
-                                             fe[1] - fs[1], (int32_t)(line - 1), &key)) {
+                                            fe[1] - fs[1], (int32_t)(line - 1), &key)) {
                 set_err(err, errlen, "out of memory");
                 rc = -1;
             }
         }
         line++;
-        if (buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n')
-            j++;
+        if (buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n') j++;
         i = j + 1;
     }
     free(key.v);
     return rc;
 }
 
-static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size_t errlen)
-{
+static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size_t errlen) {
     const json_value *v = json_get(cfg, "add_prefix_space");
     if (json_type_of(v) == JSON_BOOL)
         t->add_prefix_space = json_bool(v);
@@ -404,26 +361,22 @@ static int cfg_prefix_space(tokenizer *t, const json_value *cfg, char *err, size
     return 0;
 }
 
-int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
-{
+int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen) {
     json_value *vocab;
     int r = tok_read_json(dir, "vocab.json", TOKENIZER_MAX_FILE_BYTES, &vocab, err, errlen);
     if (r <= 0) {
-        if (r == 0)
-            set_err(err, errlen, "%s/vocab.json: not found", dir);
+        if (r == 0) set_err(err, errlen, "%s/vocab.json: not found", dir);
         return -1;
     }
     int rc = put_vocab(t, vocab, "vocab.json", err, errlen);
     json_free(vocab);
-    if (rc)
-        return -1;
+    if (rc) return -1;
 
     char *buf;
     size_t len;
     r = tok_read_file(dir, "merges.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
-        if (r == 0)
-            set_err(err, errlen, "%s/merges.txt: not found", dir);
+        if (r == 0) set_err(err, errlen, "%s/merges.txt: not found", dir);
         return -1;
     }
     size_t bad = tok_utf8_invalid_at(buf, len);
@@ -434,29 +387,27 @@ int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *e
     }
     rc = parse_merges(t, buf, len, err, errlen);
     free(buf);
-    if (rc)
-        return -1;
+    if (rc) return -1;
     return cfg_prefix_space(t, cfg, err, errlen);
 }
 
 /* A string field that must be absent, null or "". */
-static bool empty_or_null(const json_value *v)
-{
+static bool empty_or_null(const json_value *v) {
     size_t n;
     return json_type_of(v) == JSON_MISSING || json_type_of(v) == JSON_NULL ||
            (json_type_of(v) == JSON_STRING && (json_string(v, &n), n == 0));
 }
 
-int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg,
-                            char *err, size_t errlen)
-{
+int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg, char *err,
+                            size_t errlen) {
     const json_value *model = json_get(root, "model");
     if (!empty_or_null(json_get(model, "dropout")) ||
         !empty_or_null(json_get(model, "continuing_subword_prefix")) ||
         !empty_or_null(json_get(model, "end_of_word_suffix")) ||
         json_bool(json_get(model, "byte_fallback")) ||
         json_bool(json_get(model, "ignore_merges"))) {
-        return set_err(err, errlen, "tokenizer.json: BPE with dropout, subword prefix/suffix, "
+        return set_err(err, errlen,
+                       "tokenizer.json: BPE with dropout, subword prefix/suffix, "
                        "byte fallback or ignore_merges is not supported");
     }
     const json_value *norm = json_get(root, "normalizer");
@@ -467,17 +418,18 @@ int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_val
     const json_value *use_regex = json_get(pre, "use_regex");
     if (!ptype || strcmp(ptype, "ByteLevel") != 0 ||
         (json_type_of(use_regex) == JSON_BOOL && !json_bool(use_regex))) {
-        return set_err(err, errlen, "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
-                       "regex) is supported, not \"%s\"", ptype ? ptype : "none");
+        return set_err(err, errlen,
+                       "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
+                       "regex) is supported, not \"%s\"",
+                       ptype ? ptype : "none");
     }
     t->add_prefix_space = json_bool(json_get(pre, "add_prefix_space"));
 
-    if (put_vocab(t, json_get(model, "vocab"), "tokenizer.json", err, errlen))
-        return -1;
+    if (put_vocab(t, json_get(model, "vocab"), "tokenizer.json", err, errlen)) return -1;
     const json_value *merges = json_get(model, "merges");
     if (json_type_of(merges) != JSON_ARRAY)
         return set_err(err, errlen, "tokenizer.json: model.merges must be an array");
-    tok_bytes key = { 0 };
+    tok_bytes key = {0};
     int rc = 0;
     for (size_t i = 0; i < json_len(merges) && rc == 0; i++) {
         const json_value *m = json_at(merges, i);
@@ -507,7 +459,6 @@ int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_val
         }
     }
     free(key.v);
-    if (rc)
-        return -1;
+    if (rc) return -1;
     return cfg_prefix_space(t, cfg, err, errlen);
 }

@@ -40,46 +40,37 @@
 
 /* A special token name: "[CLS]" or {"content": "[CLS]", ...} (the
  * AddedToken serialisation). NULL when absent or null. */
-static const char *token_name(const json_value *obj, const char *key, size_t *len)
-{
+static const char *token_name(const json_value *obj, const char *key, size_t *len) {
     const json_value *v = json_get(obj, key);
-    if (json_type_of(v) == JSON_OBJECT)
-        v = json_get(v, "content");
-    if (json_type_of(v) != JSON_STRING)
-        return NULL;
+    if (json_type_of(v) == JSON_OBJECT) v = json_get(v, "content");
+    if (json_type_of(v) != JSON_STRING) return NULL;
     return json_string(v, len);
 }
 
-static int added_find(const tokenizer *t, const char *s, size_t len)
-{
+static int added_find(const tokenizer *t, const char *s, size_t len) {
     for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].len == len && memcmp(t->added[i].content, s, len) == 0)
-            return (int)i;
+        if (t->added[i].len == len && memcmp(t->added[i].content, s, len) == 0) return (int)i;
     return -1;
 }
 
 static int added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool lstrip,
-                      bool rstrip)
-{
+                      bool rstrip) {
     tok_added *na = realloc(t->added, (t->n_added + 1) * sizeof *na);
-    if (!na)
-        return -1;
+    if (!na) return -1;
     t->added = na;
     char *c = malloc(len + 1);
-    if (!c)
-        return -1;
+    if (!c) return -1;
     memcpy(c, s, len);
     c[len] = '\0';
-    t->added[t->n_added++] = (tok_added){ c, len, id, lstrip, rstrip };
+    t->added[t->n_added++] = (tok_added){c, len, id, lstrip, rstrip};
     return 0;
 }
 
 /* Entries {content, lstrip, rstrip} with the id either in field "id"
  * (tokenizer.json added_tokens) or given by the caller (added_tokens_decoder
  * keys). Later entries with the same content replace earlier ones. */
-static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *where,
-                     char *err, size_t errlen)
-{
+static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *where, char *err,
+                     size_t errlen) {
     size_t clen;
     const char *c = json_string(json_get(e, "content"), &clen);
     if (!c || clen == 0 || id < 0 || id > INT32_MAX - 1)
@@ -94,14 +85,12 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
         t->added[k].rstrip = rs;
         return 0;
     }
-    if (added_push(t, c, clen, (int32_t)id, ls, rs))
-        return set_err(err, errlen, "out of memory");
+    if (added_push(t, c, clen, (int32_t)id, ls, rs)) return set_err(err, errlen, "out of memory");
     return 0;
 }
 
-static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_value *tj,
-                             char *err, size_t errlen)
-{
+static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_value *tj, char *err,
+                             size_t errlen) {
     const json_value *dec = json_get(cfg, "added_tokens_decoder");
     if (json_type_of(dec) == JSON_OBJECT) {
         for (size_t i = 0; i < json_len(dec); i++) {
@@ -110,10 +99,11 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
             errno = 0;
             long long id = strtoll(key, &end, 10);
             if (errno || end == key || *end != '\0')
-                return set_err(err, errlen, "tokenizer_config.json: added_tokens_decoder key "
-                               "\"%s\" is not an id", key);
-            if (add_entry(t, json_at(dec, i), id, "tokenizer_config.json", err, errlen))
-                return -1;
+                return set_err(err, errlen,
+                               "tokenizer_config.json: added_tokens_decoder key "
+                               "\"%s\" is not an id",
+                               key);
+            if (add_entry(t, json_at(dec, i), id, "tokenizer_config.json", err, errlen)) return -1;
         }
         return 0;
     }
@@ -122,39 +112,36 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
         const json_value *e = json_at(arr, i);
         const json_value *idv = json_get(e, "id");
         int64_t id = json_is_int(idv) ? json_int(idv) : -1;
-        if (add_entry(t, e, id, "tokenizer.json", err, errlen))
-            return -1;
+        if (add_entry(t, e, id, "tokenizer.json", err, errlen)) return -1;
     }
     return 0;
 }
 
 typedef struct {
-    const char *key;            /* tokenizer_config.json / special_tokens_map.json key */
+    const char *key; /* tokenizer_config.json / special_tokens_map.json key */
     const char *wordpiece_default, *bpe_default;
-    int32_t *slot;              /* where the id goes (NULL: only matched in text) */
-    bool required, bpe_lstrip;  /* RobertaTokenizer gives <mask> lstrip=True */
+    int32_t *slot;             /* where the id goes (NULL: only matched in text) */
+    bool required, bpe_lstrip; /* RobertaTokenizer gives <mask> lstrip=True */
 } special_spec;
 
-static int resolve_special(tokenizer *t, const json_value *cfg, const json_value *stm,
-                           char *err, size_t errlen)
-{
+static int resolve_special(tokenizer *t, const json_value *cfg, const json_value *stm, char *err,
+                           size_t errlen) {
     bool wp = t->kind == TOKENIZER_WORDPIECE;
     int32_t unused = -1;
     const special_spec specs[] = {
-        { "cls_token", "[CLS]", "<s>", &t->cls_id, true, false },
-        { "sep_token", "[SEP]", "</s>", &t->sep_id, true, false },
-        { "pad_token", "[PAD]", "<pad>", &t->pad_id, true, false },
-        { "unk_token", "[UNK]", "<unk>", &t->unk_id, wp, false },
-        { "mask_token", "[MASK]", "<mask>", &unused, false, true },
-        { "bos_token", NULL, "<s>", &unused, false, false },
-        { "eos_token", NULL, "</s>", &unused, false, false },
+        {"cls_token", "[CLS]", "<s>", &t->cls_id, true, false},
+        {"sep_token", "[SEP]", "</s>", &t->sep_id, true, false},
+        {"pad_token", "[PAD]", "<pad>", &t->pad_id, true, false},
+        {"unk_token", "[UNK]", "<unk>", &t->unk_id, wp, false},
+        {"mask_token", "[MASK]", "<mask>", &unused, false, true},
+        {"bos_token", NULL, "<s>", &unused, false, false},
+        {"eos_token", NULL, "</s>", &unused, false, false},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         const special_spec *sp = &specs[i];
         size_t len = 0;
         const char *name = token_name(stm, sp->key, &len);
-        if (!name)
-            name = token_name(cfg, sp->key, &len);
+        if (!name) name = token_name(cfg, sp->key, &len);
         if (!name) {
             name = wp ? sp->wordpiece_default : sp->bpe_default;
             len = name ? strlen(name) : 0;
@@ -177,15 +164,13 @@ static int resolve_special(tokenizer *t, const json_value *cfg, const json_value
     return 0;
 }
 
-static int cmp_added_longest_first(const void *a, const void *b)
-{
+static int cmp_added_longest_first(const void *a, const void *b) {
     const tok_added *x = a, *y = b;
     return (x->len < y->len) - (x->len > y->len);
 }
 
 static int finish_load(tokenizer *t, const json_value *cfg, const json_value *stm,
-                       const json_value *tj, char *err, size_t errlen)
-{
+                       const json_value *tj, char *err, size_t errlen) {
     if (load_added_tokens(t, cfg, tj, err, errlen) || resolve_special(t, cfg, stm, err, errlen))
         return -1;
     qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
@@ -194,33 +179,32 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
     for (size_t i = 0; i < t->n_added; i++) {
         unsigned char c = (unsigned char)t->added[i].content[0];
         t->added_first_byte[c >> 3] |= (uint8_t)(1u << (c & 7));
-        if (t->added[i].id > maxid)
-            maxid = t->added[i].id;
+        if (t->added[i].id > maxid) maxid = t->added[i].id;
     }
     tok_map_entry e;
     for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);) {
-        if (e.value > maxid)
-            maxid = e.value;
-        if (e.len > t->max_token_bytes)
-            t->max_token_bytes = e.len;
+        if (e.value > maxid) maxid = e.value;
+        if (e.len > t->max_token_bytes) t->max_token_bytes = e.len;
     }
     if (maxid + 1 > TOKENIZER_MAX_VOCAB)
         return set_err(err, errlen, "token id %lld is beyond the supported vocabulary size %d",
                        (long long)maxid, TOKENIZER_MAX_VOCAB);
     t->vocab_size = (int32_t)(maxid + 1);
     t->id_key_off = malloc((size_t)(maxid + 1) * sizeof *t->id_key_off + 1);
-    if (!t->id_key_off)
-        return set_err(err, errlen, "out of memory");
-    for (int64_t i = 0; i <= maxid; i++)
-        t->id_key_off[i] = SIZE_MAX;
-    for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);)
-        t->id_key_off[e.value] = e.off;
+    if (!t->id_key_off) return set_err(err, errlen, "out of memory");
+    for (int64_t i = 0; i <= maxid; i++) t->id_key_off[i] = SIZE_MAX;
+    for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);) t->id_key_off[e.value] = e.off;
     return 0;
 }
 
 const char *const tokenizer_file_names[] = {
-    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
 };
 const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
 
@@ -228,13 +212,12 @@ const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tok
  * vocab.json + merges.txt (byte-level BPE), else tokenizer.json when its
  * model is BPE (*tj: the parsed file, for the loader). The one rule both
  * tokenizer_load_dir and tokenizer_probe_dir follow. */
-static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files,
-                           json_value **tj, char *err, size_t errlen)
-{
+static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files, json_value **tj,
+                           char *err, size_t errlen) {
     char path[PATH_MAX];
     struct stat st;
-#define HAS_FILE(name) (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && \
-                        stat(path, &st) == 0)
+#define HAS_FILE(name) \
+    (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &st) == 0)
     *tj = NULL;
     *bpe_files = false;
     if (HAS_FILE("vocab.txt")) {
@@ -248,16 +231,19 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
     }
 #undef HAS_FILE
     int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, tj, err, errlen);
-    if (r < 0)
-        return -1;
+    if (r < 0) return -1;
     if (r == 0)
-        return set_err(err, errlen, "%s: no tokenizer files (expected vocab.txt, "
-                       "vocab.json + merges.txt, or tokenizer.json)", dir);
+        return set_err(err, errlen,
+                       "%s: no tokenizer files (expected vocab.txt, "
+                       "vocab.json + merges.txt, or tokenizer.json)",
+                       dir);
     size_t tl;
     const char *type = json_string(json_get(json_get(*tj, "model"), "type"), &tl);
     if (!type || strcmp(type, "BPE") != 0) {
-        set_err(err, errlen, "%s/tokenizer.json: model type \"%s\" is not supported "
-                "without vocab.txt (only byte-level BPE is)", dir, type ? type : "?");
+        set_err(err, errlen,
+                "%s/tokenizer.json: model type \"%s\" is not supported "
+                "without vocab.txt (only byte-level BPE is)",
+                dir, type ? type : "?");
         json_free(*tj);
         *tj = NULL;
         return -1;
@@ -266,19 +252,16 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
     return 0;
 }
 
-int tokenizer_probe_dir(const char *dir, char *err, size_t errlen)
-{
+int tokenizer_probe_dir(const char *dir, char *err, size_t errlen) {
     tokenizer_kind kind;
     bool bpe_files;
     json_value *tj;
-    if (tokenizer_files(dir, &kind, &bpe_files, &tj, err, errlen) != 0)
-        return -1;
+    if (tokenizer_files(dir, &kind, &bpe_files, &tj, err, errlen) != 0) return -1;
     json_free(tj);
     return 0;
 }
 
-tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
-{
+tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen) {
     tokenizer *t = calloc(1, sizeof *t);
     json_value *cfg = NULL, *stm = NULL, *tj = NULL;
     if (!t) {
@@ -286,15 +269,14 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     t->cls_id = t->sep_id = t->pad_id = t->unk_id = -1;
-    if (tok_read_json(dir, "tokenizer_config.json", TOKENIZER_MAX_FILE_BYTES, &cfg, err,
-                      errlen) < 0 ||
-        tok_read_json(dir, "special_tokens_map.json", TOKENIZER_MAX_FILE_BYTES, &stm, err,
-                      errlen) < 0)
+    if (tok_read_json(dir, "tokenizer_config.json", TOKENIZER_MAX_FILE_BYTES, &cfg, err, errlen) <
+            0 ||
+        tok_read_json(dir, "special_tokens_map.json", TOKENIZER_MAX_FILE_BYTES, &stm, err, errlen) <
+            0)
         goto fail;
 
     bool bpe_files;
-    if (tokenizer_files(dir, &t->kind, &bpe_files, &tj, err, errlen) != 0)
-        goto fail;
+    if (tokenizer_files(dir, &t->kind, &bpe_files, &tj, err, errlen) != 0) goto fail;
     int rc;
     if (t->kind == TOKENIZER_WORDPIECE)
         rc = wordpiece_load(t, dir, cfg, err, errlen);
@@ -302,8 +284,7 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen)
         rc = bpe_load_files(t, dir, cfg, err, errlen);
     else
         rc = bpe_load_tokenizer_json(t, tj, cfg, err, errlen);
-    if (rc || finish_load(t, cfg, stm, tj, err, errlen))
-        goto fail;
+    if (rc || finish_load(t, cfg, stm, tj, err, errlen)) goto fail;
     json_free(cfg);
     json_free(stm);
     json_free(tj);
@@ -316,14 +297,11 @@ fail:
     return NULL;
 }
 
-void tokenizer_free(tokenizer *t)
-{
-    if (!t)
-        return;
+void tokenizer_free(tokenizer *t) {
+    if (!t) return;
     tok_map_free(&t->vocab);
     tok_map_free(&t->merges);
-    for (size_t i = 0; i < t->n_added; i++)
-        free(t->added[i].content);
+    for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->id_key_off);
     free(t);
@@ -334,64 +312,55 @@ void tokenizer_free(tokenizer *t)
 
 typedef struct {
     size_t start, end;
-    int added;          /* index into t->added, or -1 for plain text */
+    int added; /* index into t->added, or -1 for plain text */
 } piece;
 
-typedef struct { piece *v; size_t n, cap; } piece_vec;
+typedef struct {
+    piece *v;
+    size_t n, cap;
+} piece_vec;
 
-static int piece_push(piece_vec *p, size_t start, size_t end, int added)
-{
-    if (tok_grow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v))
-        return -1;
-    p->v[p->n++] = (piece){ start, end, added };
+static int piece_push(piece_vec *p, size_t start, size_t end, int added) {
+    if (tok_grow((void **)&p->v, &p->cap, p->n + 1, sizeof *p->v)) return -1;
+    p->v[p->n++] = (piece){start, end, added};
     return 0;
 }
 
 /* Longest added token starting at s[i], or -1. */
-static int added_at(const tokenizer *t, const char *s, size_t n, size_t i)
-{
+static int added_at(const tokenizer *t, const char *s, size_t n, size_t i) {
     unsigned char c = (unsigned char)s[i];
-    if (!(t->added_first_byte[c >> 3] & (1u << (c & 7))))
-        return -1;
-    for (size_t k = 0; k < t->n_added; k++) {   /* sorted longest first */
+    if (!(t->added_first_byte[c >> 3] & (1u << (c & 7)))) return -1;
+    for (size_t k = 0; k < t->n_added; k++) { /* sorted longest first */
         const tok_added *a = &t->added[k];
-        if (a->len <= n - i && memcmp(s + i, a->content, a->len) == 0)
-            return (int)k;
+        if (a->len <= n - i && memcmp(s + i, a->content, a->len) == 0) return (int)k;
     }
     return -1;
 }
 
 /* Python str.rstrip() / lstrip() on a piece of valid UTF-8. */
-static void strip_right(const char *s, piece *p)
-{
+static void strip_right(const char *s, piece *p) {
     size_t i = p->start, keep = p->start;
     while (i < p->end) {
         uint32_t cp = tok_utf8_next(s, p->end, &i);
-        if (!(uni_flags(cp) & UNI_PY_SPACE))
-            keep = i;
+        if (!(uni_flags(cp) & UNI_PY_SPACE)) keep = i;
     }
     p->end = keep;
 }
 
-static void strip_left(const char *s, piece *p)
-{
+static void strip_left(const char *s, piece *p) {
     while (p->start < p->end) {
         size_t i = p->start;
         uint32_t cp = tok_utf8_next(s, p->end, &i);
-        if (!(uni_flags(cp) & UNI_PY_SPACE))
-            break;
+        if (!(uni_flags(cp) & UNI_PY_SPACE)) break;
         p->start = i;
     }
 }
 
-static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t cap,
-                           tok_i32vec *out, const char *which, char *err, size_t errlen)
-{
+static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t cap, tok_i32vec *out,
+                           const char *which, char *err, size_t errlen) {
     size_t bad = tok_utf8_invalid_at(s, n);
-    if (bad < n)
-        return set_err(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
-    if (cap == 0)
-        return 0;
+    if (bad < n) return set_err(err, errlen, "%s: invalid UTF-8 at byte %zu", which, bad);
+    if (cap == 0) return 0;
 
     char *prefixed = NULL;
     if (t->kind == TOKENIZER_BPE && t->add_prefix_space && n > 0) {
@@ -400,8 +369,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         size_t i = 0;
         if (!(uni_flags(tok_utf8_next(s, n, &i)) & UNI_PY_SPACE)) {
             prefixed = malloc(n + 1);
-            if (!prefixed)
-                return set_err(err, errlen, "out of memory");
+            if (!prefixed) return set_err(err, errlen, "out of memory");
             prefixed[0] = ' ';
             memcpy(prefixed + 1, s, n);
             s = prefixed;
@@ -409,7 +377,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
         }
     }
 
-    piece_vec pv = { 0 };
+    piece_vec pv = {0};
     int rc = 0;
     size_t plain = 0, i = 0;
     while (i < n && rc == 0) {
@@ -418,27 +386,21 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
             i++;
             continue;
         }
-        if (i > plain)
-            rc = piece_push(&pv, plain, i, -1);
-        if (rc == 0)
-            rc = piece_push(&pv, i, i + t->added[k].len, k);
+        if (i > plain) rc = piece_push(&pv, plain, i, -1);
+        if (rc == 0) rc = piece_push(&pv, i, i + t->added[k].len, k);
         i += t->added[k].len;
         plain = i;
     }
-    if (rc == 0 && plain < n)
-        rc = piece_push(&pv, plain, n, -1);
+    if (rc == 0 && plain < n) rc = piece_push(&pv, plain, n, -1);
     if (rc) {
         set_err(err, errlen, "out of memory");
         goto done;
     }
     for (size_t p = 0; p < pv.n; p++) {
-        if (pv.v[p].added < 0)
-            continue;
+        if (pv.v[p].added < 0) continue;
         const tok_added *a = &t->added[pv.v[p].added];
-        if (a->lstrip && p > 0 && pv.v[p - 1].added < 0)
-            strip_right(s, &pv.v[p - 1]);
-        if (a->rstrip && p + 1 < pv.n && pv.v[p + 1].added < 0)
-            strip_left(s, &pv.v[p + 1]);
+        if (a->lstrip && p > 0 && pv.v[p - 1].added < 0) strip_right(s, &pv.v[p - 1]);
+        if (a->rstrip && p + 1 < pv.n && pv.v[p + 1].added < 0) strip_left(s, &pv.v[p + 1]);
     }
     for (size_t p = 0; p < pv.n && out->n < cap && rc == 0; p++) {
         const piece *pc = &pv.v[p];
@@ -449,10 +411,9 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
             }
         } else if (pc->end > pc->start) {
             rc = t->kind == TOKENIZER_WORDPIECE
-                     ? wordpiece_tokenize(t, s + pc->start, pc->end - pc->start, cap, out,
-                                          err, errlen)
-                     : bpe_tokenize(t, s + pc->start, pc->end - pc->start, cap, out, err,
-                                    errlen);
+                     ? wordpiece_tokenize(t, s + pc->start, pc->end - pc->start, cap, out, err,
+                                          errlen)
+                     : bpe_tokenize(t, s + pc->start, pc->end - pc->start, cap, out, err, errlen);
         }
     }
 done:
@@ -461,31 +422,25 @@ done:
     return rc;
 }
 
-int tokenizer_num_special_tokens(const tokenizer *t, int pair)
-{
-    if (!pair)
-        return 2;
+int tokenizer_num_special_tokens(const tokenizer *t, int pair) {
+    if (!pair) return 2;
     return t->kind == TOKENIZER_BPE ? 4 : 3;
 }
 
-int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
-                       const char *text_b, size_t len_b, int max_len,
-                       int32_t *ids, int32_t *type_ids, int *len,
-                       char *err, size_t errlen)
-{
+int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, const char *text_b,
+                       size_t len_b, int max_len, int32_t *ids, int32_t *type_ids, int *len,
+                       char *err, size_t errlen) {
     bool pair = text_b != NULL;
     int nspecial = tokenizer_num_special_tokens(t, pair);
     *len = 0;
-    if (!text_a)
-        return set_err(err, errlen, "text_a is NULL");
+    if (!text_a) return set_err(err, errlen, "text_a is NULL");
     if (max_len < nspecial)
-        return set_err(err, errlen, "max_len %d leaves no room for the %d special tokens",
-                       max_len, nspecial);
+        return set_err(err, errlen, "max_len %d leaves no room for the %d special tokens", max_len,
+                       nspecial);
     size_t budget = (size_t)(max_len - nspecial);
-    tok_i32vec a = { 0 }, b = { 0 };
+    tok_i32vec a = {0}, b = {0};
     int rc = encode_sequence(t, text_a, len_a, budget, &a, "text_a", err, errlen);
-    if (rc == 0 && pair)
-        rc = encode_sequence(t, text_b, len_b, budget, &b, "text_b", err, errlen);
+    if (rc == 0 && pair) rc = encode_sequence(t, text_b, len_b, budget, &b, "text_b", err, errlen);
     if (rc == 0) {
         /* transformers' longest_first: drop the last token of the longer
          * sequence, of the second on ties, until the total fits. */
@@ -498,17 +453,19 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
         }
         int n = 0;
         bool bpe = t->kind == TOKENIZER_BPE;
-#define EMIT(id, ty) do { ids[n] = (id); if (type_ids) type_ids[n] = (ty); n++; } while (0)
+#define EMIT(id, ty)                      \
+    do {                                  \
+        ids[n] = (id);                    \
+        if (type_ids) type_ids[n] = (ty); \
+        n++;                              \
+    } while (0)
         EMIT(t->cls_id, 0);
-        for (size_t i = 0; i < la; i++)
-            EMIT(a.v[i], 0);
+        for (size_t i = 0; i < la; i++) EMIT(a.v[i], 0);
         EMIT(t->sep_id, 0);
         if (pair) {
             int ty = bpe ? 0 : 1;
-            if (bpe)
-                EMIT(t->sep_id, 0);
-            for (size_t i = 0; i < lb; i++)
-                EMIT(b.v[i], ty);
+            if (bpe) EMIT(t->sep_id, 0);
+            for (size_t i = 0; i < lb; i++) EMIT(b.v[i], ty);
             EMIT(t->sep_id, ty);
         }
 #undef EMIT
@@ -519,13 +476,11 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
     return rc;
 }
 
-int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b,
-                     int max_len, int32_t *ids, int32_t *type_ids, int *len,
-                     char *err, size_t errlen)
-{
+int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b, int max_len,
+                     int32_t *ids, int32_t *type_ids, int *len, char *err, size_t errlen) {
     return tokenizer_encode_n(t, text_a, text_a ? strlen(text_a) : 0, text_b,
-                              text_b ? strlen(text_b) : 0, max_len, ids, type_ids, len,
-                              err, errlen);
+                              text_b ? strlen(text_b) : 0, max_len, ids, type_ids, len, err,
+                              errlen);
 }
 
 tokenizer_kind tokenizer_kind_of(const tokenizer *t) { return t->kind; }
@@ -535,14 +490,10 @@ int32_t tokenizer_sep_id(const tokenizer *t) { return t->sep_id; }
 int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
 int32_t tokenizer_vocab_size(const tokenizer *t) { return t->vocab_size; }
 
-const char *tokenizer_id_to_token(const tokenizer *t, int32_t id)
-{
-    if (id < 0 || id >= t->vocab_size)
-        return NULL;
-    if (t->id_key_off[id] != SIZE_MAX)
-        return t->vocab.pool + t->id_key_off[id];
+const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->vocab_size) return NULL;
+    if (t->id_key_off[id] != SIZE_MAX) return t->vocab.pool + t->id_key_off[id];
     for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].id == id)
-            return t->added[i].content;
+        if (t->added[i].id == id) return t->added[i].content;
     return NULL;
 }

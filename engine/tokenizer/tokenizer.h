@@ -70,14 +70,12 @@ void tokenizer_free(tokenizer *t);
  * *len gets the count. Token types: WordPiece 0 for [CLS] a [SEP], 1 for
  * b [SEP]; BPE all 0. Returns 0, or -1 with a message (invalid UTF-8,
  * max_len smaller than the special tokens, out of memory). */
-int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b,
-                     int max_len, int32_t *ids, int32_t *type_ids, int *len,
-                     char *err, size_t errlen);
+int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b, int max_len,
+                     int32_t *ids, int32_t *type_ids, int *len, char *err, size_t errlen);
 /* Same with explicit byte lengths (texts may contain NUL, which is dropped
  * like any control character); text_b == NULL for a single sequence. */
-int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a,
-                       const char *text_b, size_t len_b, int max_len,
-                       int32_t *ids, int32_t *type_ids, int *len,
+int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, const char *text_b,
+                       size_t len_b, int max_len, int32_t *ids, int32_t *type_ids, int *len,
                        char *err, size_t errlen);
 
 tokenizer_kind tokenizer_kind_of(const tokenizer *t);

@@ -26,27 +26,27 @@ typedef struct {
     char *content;
     size_t len;
     int32_t id;
-    bool lstrip, rstrip;    /* swallow whitespace on that side */
+    bool lstrip, rstrip; /* swallow whitespace on that side */
 } tok_added;
 
 struct tokenizer {
     tokenizer_kind kind;
-    tok_map vocab;              /* token -> id */
-    size_t *id_key_off;         /* id -> offset in vocab.pool, SIZE_MAX if none */
-    int32_t vocab_size;         /* max id + 1 over vocab and added tokens */
-    size_t max_token_bytes;     /* longest vocabulary string */
+    tok_map vocab;          /* token -> id */
+    size_t *id_key_off;     /* id -> offset in vocab.pool, SIZE_MAX if none */
+    int32_t vocab_size;     /* max id + 1 over vocab and added tokens */
+    size_t max_token_bytes; /* longest vocabulary string */
     int32_t cls_id, sep_id, pad_id, unk_id;
-    tok_added *added;           /* matched longest first at each position */
+    tok_added *added; /* matched longest first at each position */
     size_t n_added;
-    uint8_t added_first_byte[32];  /* bitset of the added tokens' first bytes */
+    uint8_t added_first_byte[32]; /* bitset of the added tokens' first bytes */
 
     /* WordPiece (BertTokenizer options) */
     bool do_lower_case;
     bool tokenize_chinese_chars;
-    int strip_accents;          /* -1 unset (follows do_lower_case), 0, 1 */
+    int strip_accents; /* -1 unset (follows do_lower_case), 0, 1 */
 
     /* byte-level BPE */
-    tok_map merges;             /* "left right" -> rank */
+    tok_map merges; /* "left right" -> rank */
     bool add_prefix_space;
 };
 
@@ -54,15 +54,15 @@ struct tokenizer {
  * tokenizer_config.json (or NULL). 0, or -1 with a message. */
 int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen);
 int bpe_load_files(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen);
-int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg,
-                            char *err, size_t errlen);
+int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg, char *err,
+                            size_t errlen);
 
 /* Tokenize s[0..n) (valid UTF-8, no added tokens in it) appending ids to
  * out; may stop early once out->n >= cap (later tokens would be truncated
  * anyway). 0, or -1 with a message. */
-int wordpiece_tokenize(const tokenizer *t, const char *s, size_t n, size_t cap,
-                       tok_i32vec *out, char *err, size_t errlen);
-int bpe_tokenize(const tokenizer *t, const char *s, size_t n, size_t cap,
-                 tok_i32vec *out, char *err, size_t errlen);
+int wordpiece_tokenize(const tokenizer *t, const char *s, size_t n, size_t cap, tok_i32vec *out,
+                       char *err, size_t errlen);
+int bpe_tokenize(const tokenizer *t, const char *s, size_t n, size_t cap, tok_i32vec *out,
+                 char *err, size_t errlen);
 
 #endif

@@ -15,9 +15,18 @@
 #include "base/json.h"
 
 /* ---- growable arrays (zero-initialise; free with free(v.v)) ---- */
-typedef struct { int32_t *v; size_t n, cap; } tok_i32vec;
-typedef struct { uint32_t *v; size_t n, cap; } tok_u32vec;
-typedef struct { char *v; size_t n, cap; } tok_bytes;
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} tok_i32vec;
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} tok_u32vec;
+typedef struct {
+    char *v;
+    size_t n, cap;
+} tok_bytes;
 
 /* Make *v (capacity *cap elements of elem bytes) hold at least need
  * elements, doubling from 16. 0, or -1 on overflow or OOM (*v unchanged). */
@@ -32,17 +41,17 @@ int tok_bytes_put_cp(tok_bytes *b, uint32_t cp);
 /* ---- string -> int32 hash map; strings are copied into its pool ---- */
 typedef struct tok_map_slot tok_map_slot;
 typedef struct {
-    char *pool;             /* keys, each NUL-terminated */
+    char *pool; /* keys, each NUL-terminated */
     size_t pool_len, pool_cap;
     tok_map_slot *slots;
-    size_t cap, count;      /* cap is 0 or a power of two */
+    size_t cap, count; /* cap is 0 or a power of two */
 } tok_map;
 
 /* One entry, as tok_map_next() reports it. */
 typedef struct {
-    const char *key;        /* in pool, NUL-terminated */
+    const char *key; /* in pool, NUL-terminated */
     size_t len;
-    size_t off;             /* key's offset in pool */
+    size_t off; /* key's offset in pool */
     int32_t value;
 } tok_map_entry;
 
@@ -76,7 +85,7 @@ int tok_read_file(const char *dir, const char *name, size_t max_bytes, char **bu
                   char *err, size_t errlen);
 /* Read and parse dir/name as JSON (nesting up to TOK_JSON_MAX_DEPTH). 1
  * parsed (*out to json_free), 0 absent, -1 error (message in err). */
-int tok_read_json(const char *dir, const char *name, size_t max_bytes, json_value **out,
-                  char *err, size_t errlen);
+int tok_read_json(const char *dir, const char *name, size_t max_bytes, json_value **out, char *err,
+                  size_t errlen);
 
 #endif

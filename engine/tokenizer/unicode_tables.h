@@ -26,15 +26,15 @@
 
 /* Bits of uni_flags(). */
 enum {
-    UNI_PUNCT       = 1u << 0,  /* general category P* */
-    UNI_MN          = 1u << 1,  /* Mn, nonspacing mark (what strip_accents removes) */
-    UNI_CONTROL     = 1u << 2,  /* C*: Cc Cf Cn Co Cs (unassigned included) */
-    UNI_ZS          = 1u << 3,  /* Zs, space separator */
-    UNI_LETTER      = 1u << 4,  /* L*  (\p{L}) */
-    UNI_NUMBER      = 1u << 5,  /* N*  (\p{N}) */
-    UNI_WHITE_SPACE = 1u << 6,  /* White_Space property: the `regex` module's \s */
-    UNI_PY_SPACE    = 1u << 7,  /* Python str.isspace(): what str.split() splits on */
-    UNI_CASED       = 1u << 8,  /* Cased (for the final-sigma rule of str.lower()) */
+    UNI_PUNCT = 1u << 0,         /* general category P* */
+    UNI_MN = 1u << 1,            /* Mn, nonspacing mark (what strip_accents removes) */
+    UNI_CONTROL = 1u << 2,       /* C*: Cc Cf Cn Co Cs (unassigned included) */
+    UNI_ZS = 1u << 3,            /* Zs, space separator */
+    UNI_LETTER = 1u << 4,        /* L*  (\p{L}) */
+    UNI_NUMBER = 1u << 5,        /* N*  (\p{N}) */
+    UNI_WHITE_SPACE = 1u << 6,   /* White_Space property: the `regex` module's \s */
+    UNI_PY_SPACE = 1u << 7,      /* Python str.isspace(): what str.split() splits on */
+    UNI_CASED = 1u << 8,         /* Cased (for the final-sigma rule of str.lower()) */
     UNI_CASE_IGNORABLE = 1u << 9 /* Case_Ignorable (same rule) */
 };
 

@@ -55,8 +55,7 @@
 /* ------------------------------------------------------------------ */
 /* Character classes as BertTokenizer defines them                      */
 
-static bool is_cjk(uint32_t cp)
-{
+static bool is_cjk(uint32_t cp) {
     /* _is_chinese_char: the CJK Unified Ideographs blocks (not Hangul,
      * Hiragana or Katakana). */
     return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
@@ -65,8 +64,7 @@ static bool is_cjk(uint32_t cp)
            (cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
-static bool is_punct(uint32_t cp)
-{
+static bool is_punct(uint32_t cp) {
     /* _is_punctuation: all non-alphanumeric ASCII counts ("^", "$", "`"
      * are symbols in Unicode), plus general category P*. */
     if ((cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) ||
@@ -75,15 +73,12 @@ static bool is_punct(uint32_t cp)
     return (uni_flags(cp) & UNI_PUNCT) != 0;
 }
 
-static bool is_bert_whitespace(uint32_t cp)
-{
+static bool is_bert_whitespace(uint32_t cp) {
     return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || (uni_flags(cp) & UNI_ZS);
 }
 
-static bool is_bert_control(uint32_t cp)
-{
-    if (cp == '\t' || cp == '\n' || cp == '\r')
-        return false;
+static bool is_bert_control(uint32_t cp) {
+    if (cp == '\t' || cp == '\n' || cp == '\r') return false;
     return (uni_flags(cp) & UNI_CONTROL) != 0;
 }
 
@@ -92,8 +87,7 @@ static bool is_bert_control(uint32_t cp)
 
 /* Append the canonical decomposition of in[0..n) to out and put each run of
  * combining marks in canonical order. */
-static int nfd_append(const uint32_t *in, size_t n, tok_u32vec *out)
-{
+static int nfd_append(const uint32_t *in, size_t n, tok_u32vec *out) {
     size_t first = out->n;
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = in[i];
@@ -104,30 +98,25 @@ static int nfd_append(const uint32_t *in, size_t n, tok_u32vec *out)
             d[0] = HANGUL_L_BASE + s / HANGUL_N_COUNT;
             d[1] = HANGUL_V_BASE + (s % HANGUL_N_COUNT) / HANGUL_T_COUNT;
             k = 2;
-            if (s % HANGUL_T_COUNT)
-                d[k++] = HANGUL_T_BASE + s % HANGUL_T_COUNT;
+            if (s % HANGUL_T_COUNT) d[k++] = HANGUL_T_BASE + s % HANGUL_T_COUNT;
         } else if ((k = uni_decompose(cp, d)) == 0) {
             d[0] = cp;
             k = 1;
         }
-        if (tok_u32_reserve(out, (size_t)k))
-            return -1;
-        for (int j = 0; j < k; j++)
-            out->v[out->n++] = d[j];
+        if (tok_u32_reserve(out, (size_t)k)) return -1;
+        for (int j = 0; j < k; j++) out->v[out->n++] = d[j];
     }
     /* Canonical ordering: stable insertion sort by combining class inside
      * each run of non-starters (runs are short). */
     uint32_t *v = out->v;
     for (size_t i = first; i < out->n; i++) {
         int ci = uni_ccc(v[i]);
-        if (ci == 0)
-            continue;
+        if (ci == 0) continue;
         size_t j = i;
         uint32_t x = v[i];
         while (j > first) {
             int cj = uni_ccc(v[j - 1]);
-            if (cj == 0 || cj <= ci)
-                break;
+            if (cj == 0 || cj <= ci) break;
             v[j] = v[j - 1];
             j--;
         }
@@ -136,41 +125,33 @@ static int nfd_append(const uint32_t *in, size_t n, tok_u32vec *out)
     return 0;
 }
 
-static uint32_t compose_pair(uint32_t a, uint32_t b)
-{
-    if (a >= HANGUL_L_BASE && a < HANGUL_L_BASE + HANGUL_L_COUNT &&
-        b >= HANGUL_V_BASE && b < HANGUL_V_BASE + HANGUL_V_COUNT)
+static uint32_t compose_pair(uint32_t a, uint32_t b) {
+    if (a >= HANGUL_L_BASE && a < HANGUL_L_BASE + HANGUL_L_COUNT && b >= HANGUL_V_BASE &&
+        b < HANGUL_V_BASE + HANGUL_V_COUNT)
         return HANGUL_S_BASE +
                ((a - HANGUL_L_BASE) * HANGUL_V_COUNT + (b - HANGUL_V_BASE)) * HANGUL_T_COUNT;
     if (a >= HANGUL_S_BASE && a < HANGUL_S_BASE + HANGUL_S_COUNT &&
-        (a - HANGUL_S_BASE) % HANGUL_T_COUNT == 0 &&
-        b > HANGUL_T_BASE && b < HANGUL_T_BASE + HANGUL_T_COUNT)
+        (a - HANGUL_S_BASE) % HANGUL_T_COUNT == 0 && b > HANGUL_T_BASE &&
+        b < HANGUL_T_BASE + HANGUL_T_COUNT)
         return a + (b - HANGUL_T_BASE);
     return uni_compose(a, b);
 }
 
 /* out = NFC(in[0..n)); tmp is scratch. */
-static int nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp)
-{
+static int nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp) {
     out->n = 0;
     bool quick = true;
-    for (size_t i = 0; i < n && quick; i++)
-        quick = in[i] < NFC_QUICK_LIMIT;
+    for (size_t i = 0; i < n && quick; i++) quick = in[i] < NFC_QUICK_LIMIT;
     if (quick) {
-        if (tok_u32_reserve(out, n))
-            return -1;
-        if (n)
-            memcpy(out->v, in, n * sizeof *in);
+        if (tok_u32_reserve(out, n)) return -1;
+        if (n) memcpy(out->v, in, n * sizeof *in);
         out->n = n;
         return 0;
     }
     tmp->n = 0;
-    if (nfd_append(in, n, tmp))
-        return -1;
-    if (tmp->n == 0)
-        return 0;
-    if (tok_u32_reserve(out, tmp->n))
-        return -1;
+    if (nfd_append(in, n, tmp)) return -1;
+    if (tmp->n == 0) return 0;
+    if (tok_u32_reserve(out, tmp->n)) return -1;
     /* Canonical composition: a mark composes with the last starter unless
      * a mark of equal or higher class (or a starter) stands between them. */
     uint32_t *o = out->v;
@@ -185,8 +166,7 @@ static int nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp)
             o[starter] = comp;
             continue;
         }
-        if (cc == 0)
-            starter = on;
+        if (cc == 0) starter = on;
         last = cc;
         o[on++] = ch;
     }
@@ -198,8 +178,7 @@ static int nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp)
 /* Lower-casing and accents                                             */
 
 /* CPython's final-sigma context: Cased (Case_Ignorable)* Σ !((Case_Ignorable)* Cased). */
-static bool final_sigma(const uint32_t *w, size_t n, size_t i)
-{
+static bool final_sigma(const uint32_t *w, size_t n, size_t i) {
     size_t j = i;
     uint32_t c = 0;
     bool found = false;
@@ -210,49 +189,40 @@ static bool final_sigma(const uint32_t *w, size_t n, size_t i)
             break;
         }
     }
-    if (!found || !(uni_flags(c) & UNI_CASED))
-        return false;
+    if (!found || !(uni_flags(c) & UNI_CASED)) return false;
     for (j = i + 1; j < n; j++) {
         c = w[j];
-        if (!(uni_flags(c) & UNI_CASE_IGNORABLE))
-            return !(uni_flags(c) & UNI_CASED);
+        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) return !(uni_flags(c) & UNI_CASED);
     }
     return true;
 }
 
 /* out = str.lower(w[0..n)). */
-static int lower_word(const uint32_t *w, size_t n, tok_u32vec *out)
-{
+static int lower_word(const uint32_t *w, size_t n, tok_u32vec *out) {
     out->n = 0;
-    if (tok_u32_reserve(out, n + 1))
-        return -1;
+    if (tok_u32_reserve(out, n + 1)) return -1;
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = w[i];
         if (cp == CP_DOTTED_CAPITAL_I) {
-            if (tok_u32_push(out, 'i') || tok_u32_push(out, CP_COMBINING_DOT_ABOVE))
-                return -1;
+            if (tok_u32_push(out, 'i') || tok_u32_push(out, CP_COMBINING_DOT_ABOVE)) return -1;
             continue;
         }
         if (cp == CP_CAPITAL_SIGMA)
             cp = final_sigma(w, n, i) ? CP_FINAL_SIGMA : CP_SMALL_SIGMA;
         else
             cp = uni_lower(cp);
-        if (tok_u32_push(out, cp))
-            return -1;
+        if (tok_u32_push(out, cp)) return -1;
     }
     return 0;
 }
 
 /* out = w without accents: NFD, then drop nonspacing marks. */
-static int strip_accents(const uint32_t *w, size_t n, tok_u32vec *out)
-{
+static int strip_accents(const uint32_t *w, size_t n, tok_u32vec *out) {
     out->n = 0;
-    if (nfd_append(w, n, out))
-        return -1;
+    if (nfd_append(w, n, out)) return -1;
     size_t k = 0;
     for (size_t i = 0; i < out->n; i++)
-        if (!(uni_flags(out->v[i]) & UNI_MN))
-            out->v[k++] = out->v[i];
+        if (!(uni_flags(out->v[i]) & UNI_MN)) out->v[k++] = out->v[i];
     out->n = k;
     return 0;
 }
@@ -263,11 +233,10 @@ static int strip_accents(const uint32_t *w, size_t n, tok_u32vec *out)
 typedef struct {
     tok_u32vec cps, clean, norm, tmp, low, bare;
     tok_bytes utf8, key;
-    tok_u32vec offs;    /* byte offset of each code point of a piece in utf8 */
+    tok_u32vec offs; /* byte offset of each code point of a piece in utf8 */
 } wp_scratch;
 
-static void scratch_free(wp_scratch *s)
-{
+static void scratch_free(wp_scratch *s) {
     free(s->cps.v);
     free(s->clean.v);
     free(s->norm.v);
@@ -282,17 +251,14 @@ static void scratch_free(wp_scratch *s)
 /* Greedy longest-match-first over one piece (no whitespace, no punctuation
  * boundary inside), appending ids. */
 static int wordpiece_piece(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s,
-                           tok_i32vec *out)
-{
-    if (n > WORDPIECE_MAX_INPUT_CHARS_PER_WORD)
-        return tok_i32_push(out, t->unk_id);
+                           tok_i32vec *out) {
+    if (n > WORDPIECE_MAX_INPUT_CHARS_PER_WORD) return tok_i32_push(out, t->unk_id);
     s->utf8.n = 0;
     s->offs.n = 0;
     for (size_t i = 0; i < n; i++)
         if (tok_u32_push(&s->offs, (uint32_t)s->utf8.n) || tok_bytes_put_cp(&s->utf8, w[i]))
             return -1;
-    if (tok_u32_push(&s->offs, (uint32_t)s->utf8.n))
-        return -1;
+    if (tok_u32_push(&s->offs, (uint32_t)s->utf8.n)) return -1;
 
     size_t first = out->n, start = 0;
     while (start < n) {
@@ -302,32 +268,28 @@ static int wordpiece_piece(const tokenizer *t, const uint32_t *w, size_t n, wp_s
             size_t b0 = s->offs.v[start], b1 = s->offs.v[end];
             size_t prefix = start > 0 ? 2 : 0;
             if (b1 - b0 + prefix > t->max_token_bytes)
-                continue;   /* longer than any vocabulary entry */
+                continue; /* longer than any vocabulary entry */
             s->key.n = 0;
             if ((prefix && tok_bytes_append(&s->key, "##", 2)) ||
                 tok_bytes_append(&s->key, s->utf8.v + b0, b1 - b0))
                 return -1;
-            if (tok_map_get(&t->vocab, s->key.v, s->key.n, &id))
-                break;
+            if (tok_map_get(&t->vocab, s->key.v, s->key.n, &id)) break;
         }
         if (end == start) {
-            out->n = first;     /* the whole piece becomes one [UNK] */
+            out->n = first; /* the whole piece becomes one [UNK] */
             return tok_i32_push(out, t->unk_id);
         }
-        if (tok_i32_push(out, id))
-            return -1;
+        if (tok_i32_push(out, id)) return -1;
         start = end;
     }
     return 0;
 }
 
 /* Is w[0..n) exactly an added token (BasicTokenizer's never_split)? */
-static bool is_never_split(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s)
-{
+static bool is_never_split(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s) {
     s->key.n = 0;
     for (size_t i = 0; i < n; i++)
-        if (tok_bytes_put_cp(&s->key, w[i]))
-            return false;
+        if (tok_bytes_put_cp(&s->key, w[i])) return false;
     for (size_t i = 0; i < t->n_added; i++)
         if (t->added[i].len == s->key.n && memcmp(t->added[i].content, s->key.v, s->key.n) == 0)
             return true;
@@ -336,54 +298,42 @@ static bool is_never_split(const tokenizer *t, const uint32_t *w, size_t n, wp_s
 
 /* Steps 5-6 and WordPiece for one whitespace-delimited word. */
 static int tokenize_word(const tokenizer *t, const uint32_t *w, size_t n, wp_scratch *s,
-                         tok_i32vec *out)
-{
-    if (is_never_split(t, w, n, s))
-        return wordpiece_piece(t, w, n, s, out);
+                         tok_i32vec *out) {
+    if (is_never_split(t, w, n, s)) return wordpiece_piece(t, w, n, s, out);
     bool strip = t->strip_accents < 0 ? t->do_lower_case : t->strip_accents == 1;
     if (t->do_lower_case) {
-        if (lower_word(w, n, &s->low))
-            return -1;
+        if (lower_word(w, n, &s->low)) return -1;
         w = s->low.v;
         n = s->low.n;
     }
     if (strip) {
-        if (strip_accents(w, n, &s->bare))
-            return -1;
+        if (strip_accents(w, n, &s->bare)) return -1;
         w = s->bare.v;
         n = s->bare.n;
     }
     size_t run = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!is_punct(w[i]))
-            continue;
-        if (i > run && wordpiece_piece(t, w + run, i - run, s, out))
-            return -1;
-        if (wordpiece_piece(t, w + i, 1, s, out))
-            return -1;
+        if (!is_punct(w[i])) continue;
+        if (i > run && wordpiece_piece(t, w + run, i - run, s, out)) return -1;
+        if (wordpiece_piece(t, w + i, 1, s, out)) return -1;
         run = i + 1;
     }
-    if (n > run && wordpiece_piece(t, w + run, n - run, s, out))
-        return -1;
+    if (n > run && wordpiece_piece(t, w + run, n - run, s, out)) return -1;
     return 0;
 }
 
 int wordpiece_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap,
-                       tok_i32vec *out, char *err, size_t errlen)
-{
+                       tok_i32vec *out, char *err, size_t errlen) {
     wp_scratch s;
     memset(&s, 0, sizeof s);
     int rc = -1;
-    if (tok_utf8_decode(text, len, &s.cps, NULL))
-        goto oom;
+    if (tok_utf8_decode(text, len, &s.cps, NULL)) goto oom;
 
     /* 1-2: clean, space out CJK. */
     for (size_t i = 0; i < s.cps.n; i++) {
         uint32_t cp = s.cps.v[i];
-        if (cp == 0 || cp == 0xFFFD || is_bert_control(cp))
-            continue;
-        if (is_bert_whitespace(cp))
-            cp = ' ';
+        if (cp == 0 || cp == 0xFFFD || is_bert_control(cp)) continue;
+        if (is_bert_whitespace(cp)) cp = ' ';
         if (t->tokenize_chinese_chars && is_cjk(cp)) {
             if (tok_u32_push(&s.clean, ' ') || tok_u32_push(&s.clean, cp) ||
                 tok_u32_push(&s.clean, ' '))
@@ -392,19 +342,15 @@ int wordpiece_tokenize(const tokenizer *t, const char *text, size_t len, size_t 
             goto oom;
     }
     /* 3: NFC. */
-    if (nfc(s.clean.v, s.clean.n, &s.norm, &s.tmp))
-        goto oom;
+    if (nfc(s.clean.v, s.clean.n, &s.norm, &s.tmp)) goto oom;
     /* 4-6 and WordPiece, word by word, until enough tokens. */
     const uint32_t *v = s.norm.v;
     size_t n = s.norm.n, i = 0;
     while (i < n && out->n < cap) {
-        while (i < n && (uni_flags(v[i]) & UNI_PY_SPACE))
-            i++;
+        while (i < n && (uni_flags(v[i]) & UNI_PY_SPACE)) i++;
         size_t j = i;
-        while (j < n && !(uni_flags(v[j]) & UNI_PY_SPACE))
-            j++;
-        if (j > i && tokenize_word(t, v + i, j - i, &s, out))
-            goto oom;
+        while (j < n && !(uni_flags(v[j]) & UNI_PY_SPACE)) j++;
+        if (j > i && tokenize_word(t, v + i, j - i, &s, out)) goto oom;
         i = j;
     }
     rc = 0;
@@ -421,43 +367,40 @@ done:
 
 /* Optional boolean config key: 1/0, or dflt when absent or null; -2 when
  * present with another type. */
-static int cfg_bool(const json_value *cfg, const char *key, int dflt)
-{
+static int cfg_bool(const json_value *cfg, const char *key, int dflt) {
     const json_value *v = json_get(cfg, key);
     switch (json_type_of(v)) {
     case JSON_MISSING:
-    case JSON_NULL:
-        return dflt;
-    case JSON_BOOL:
-        return json_bool(v);
-    default:
-        return -2;
+    case JSON_NULL: return dflt;
+    case JSON_BOOL: return json_bool(v);
+    default: return -2;
     }
 }
 
-int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen)
-{
+int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *err, size_t errlen) {
     int lower = cfg_bool(cfg, "do_lower_case", 1);
     int chinese = cfg_bool(cfg, "tokenize_chinese_chars", 1);
     int strip = cfg_bool(cfg, "strip_accents", -1);
     int basic = cfg_bool(cfg, "do_basic_tokenize", 1);
     if (lower == -2 || chinese == -2 || strip == -2 || basic == -2)
-        return set_err(err, errlen, "%s/tokenizer_config.json: do_lower_case, strip_accents, "
-                       "tokenize_chinese_chars and do_basic_tokenize must be booleans", dir);
+        return set_err(err, errlen,
+                       "%s/tokenizer_config.json: do_lower_case, strip_accents, "
+                       "tokenize_chinese_chars and do_basic_tokenize must be booleans",
+                       dir);
     if (!basic)
-        return set_err(err, errlen, "%s/tokenizer_config.json: do_basic_tokenize = false is "
-                       "not supported", dir);
+        return set_err(err, errlen,
+                       "%s/tokenizer_config.json: do_basic_tokenize = false is "
+                       "not supported",
+                       dir);
     t->do_lower_case = lower;
     t->tokenize_chinese_chars = chinese;
     t->strip_accents = strip;
 
     char *buf;
     size_t len;
-    int r = tok_read_file(dir, "vocab.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err,
-                          errlen);
+    int r = tok_read_file(dir, "vocab.txt", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
-        if (r == 0)
-            set_err(err, errlen, "%s/vocab.txt: not found", dir);
+        if (r == 0) set_err(err, errlen, "%s/vocab.txt: not found", dir);
         return -1;
     }
     size_t bad = tok_utf8_invalid_at(buf, len);
@@ -474,8 +417,7 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
     size_t i = 0;
     while (i < len) {
         size_t j = i;
-        while (j < len && buf[j] != '\n' && buf[j] != '\r')
-            j++;
+        while (j < len && buf[j] != '\n' && buf[j] != '\r') j++;
         if (index > INT32_MAX - 1) {
             set_err(err, errlen, "%s/vocab.txt: too many lines", dir);
             rc = -1;
@@ -487,8 +429,7 @@ int wordpiece_load(tokenizer *t, const char *dir, const json_value *cfg, char *e
             break;
         }
         index++;
-        if (j < len && buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n')
-            j++;
+        if (j < len && buf[j] == '\r' && j + 1 < len && buf[j + 1] == '\n') j++;
         i = j + 1;
     }
     free(buf);

@@ -110,9 +110,13 @@ void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_
         bb->labels[i] = d->labels[idx[i]];
         bb->targets[i] = d->targets[idx[i]];
     }
-    *out = (aflo_batch){.batch = count, .seq = S, .input_ids = bb->ids,
-                        .token_type_ids = bb->type_ids, .attention_mask = bb->mask,
-                        .labels = bb->labels, .targets = bb->targets};
+    *out = (aflo_batch){.batch = count,
+                        .seq = S,
+                        .input_ids = bb->ids,
+                        .token_type_ids = bb->type_ids,
+                        .attention_mask = bb->mask,
+                        .labels = bb->labels,
+                        .targets = bb->targets};
 }
 
 /* Stable merge sort of idx[0..n) by example length, bottom-up, with tmp of n
@@ -145,8 +149,8 @@ static void swap_blocks(int *a, int *b, int len) {
     }
 }
 
-void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size,
-                              long chunk, aflo_rng *rng, int *scratch) {
+void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size, long chunk,
+                              aflo_rng *rng, int *scratch) {
     if (n <= 1 || batch_size < 1) return;
     /* Whole batches per chunk, so no batch straddles two chunks. */
     chunk = (chunk + batch_size - 1) / batch_size * batch_size;
@@ -159,7 +163,6 @@ void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batc
     for (int i = full - 1; i > 0; i--) {
         int j = (int)rng_below(rng, (uint64_t)i + 1);
         if (j != i)
-            swap_blocks(order + (size_t)i * batch_size, order + (size_t)j * batch_size,
-                        batch_size);
+            swap_blocks(order + (size_t)i * batch_size, order + (size_t)j * batch_size, batch_size);
     }
 }

@@ -16,7 +16,7 @@
 #include "base/rng.h"
 
 typedef struct {
-    int n;                   /* examples */
+    int n; /* examples */
     size_t ntokens;
     int32_t *ids, *type_ids; /* ntokens each */
     size_t *offsets;         /* n + 1 */
@@ -61,7 +61,7 @@ void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_
  * batch (n not a multiple of batch_size) stays last, because the trainer
  * takes full batches until the end of the order. scratch: min(n, chunk)
  * ints. */
-void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size,
-                              long chunk, aflo_rng *rng, int *scratch);
+void dataset_bucket_by_length(const aflo_dataset *d, int *order, int n, int batch_size, long chunk,
+                              aflo_rng *rng, int *scratch);
 
 #endif

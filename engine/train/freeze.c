@@ -30,36 +30,36 @@
 /* Score arrays per matrix: Ibar, Ubar, Iwin. */
 #define SCORE_ARRAYS 3
 /* Checkpoint blob identification: "AFFZ" little-endian, format version 1. */
-#define FREEZER_BLOB_MAGIC   0x5A464641u
+#define FREEZER_BLOB_MAGIC 0x5A464641u
 #define FREEZER_BLOB_VERSION 1u
 /* Fixed part of the blob: magic, version, n, reserved (4 x u32); config
  * (2 x f64 + 4 x i64); window count (i64); trailing checksum (u64). */
-#define BLOB_HEADER_BYTES  (4 * 4)
-#define BLOB_CONFIG_BYTES  (6 * 8)
-#define BLOB_WINDOW_BYTES  8
-#define BLOB_MATRIX_BYTES  (8 + 8 + 8)   /* size u64, frozen step i64, frozen score f64 */
+#define BLOB_HEADER_BYTES (4 * 4)
+#define BLOB_CONFIG_BYTES (6 * 8)
+#define BLOB_WINDOW_BYTES 8
+#define BLOB_MATRIX_BYTES (8 + 8 + 8) /* size u64, frozen step i64, frozen score f64 */
 #define BLOB_CHECKSUM_BYTES 8
 /* FNV-1a 64-bit parameters. */
 #define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
+#define FNV_PRIME 0x100000001b3ULL
 /* Key of the pivot-position hash: any fixed value keeps selection deterministic. */
 #define SELECT_PIVOT_KEY 0x61667265657a65ULL
 
 /* frozen_step values */
-#define STEP_TRAINABLE     (-1L)
+#define STEP_TRAINABLE (-1L)
 #define STEP_NEVER_TRAINED 0L
 
 struct aflo_freezer {
     aflo_freeze_config cfg;
-    int     n;
-    int     n_trainable;
+    int n;
+    int n_trainable;
     size_t *sizes;
-    long   *frozen_step;   /* STEP_TRAINABLE, STEP_NEVER_TRAINED or the step */
-    double *frozen_score;  /* s(P) when it froze */
-    float **state;         /* Ibar | Ubar | Iwin per trainable matrix, else NULL */
-    long    window_count;  /* steps summed into Iwin so far */
-    float  *scratch;       /* element scores for selection */
-    size_t  scratch_cap;
+    long *frozen_step;    /* STEP_TRAINABLE, STEP_NEVER_TRAINED or the step */
+    double *frozen_score; /* s(P) when it froze */
+    float **state;        /* Ibar | Ubar | Iwin per trainable matrix, else NULL */
+    long window_count;    /* steps summed into Iwin so far */
+    float *scratch;       /* element scores for selection */
+    size_t scratch_cap;
 };
 
 /* ------------------------------------------------------------------ schedule */
@@ -68,7 +68,7 @@ double schedule_remaining_fraction(const aflo_freeze_config *c, long t) {
     if (t <= c->initial_steps) return 1.0;
     if (t > c->total_steps - c->final_steps) return 0.0;
     long span = c->total_steps - c->initial_steps - c->final_steps;
-    if (span <= 0) return 0.0;   /* unreachable given the two tests above; kept as a guard */
+    if (span <= 0) return 0.0; /* unreachable given the two tests above; kept as a guard */
     double x = 1.0 - (double)(t - c->initial_steps) / (double)span;
     return x * x * x;
 }
@@ -99,13 +99,18 @@ static float *state_alloc(size_t size) {
 aflo_freezer *freezer_create(const aflo_freeze_config *c, int n_matrices, const size_t *sizes,
                              const bool *trainable, char *err, size_t errlen) {
     if (config_check(c, err, errlen)) return NULL;
-    if (n_matrices < 0) { set_err(err, errlen, "freezer: n_matrices < 0"); return NULL; }
+    if (n_matrices < 0) {
+        set_err(err, errlen, "freezer: n_matrices < 0");
+        return NULL;
+    }
     if (n_matrices > 0 && (!sizes || !trainable)) {
-        set_err(err, errlen, "freezer: sizes/trainable are NULL"); return NULL;
+        set_err(err, errlen, "freezer: sizes/trainable are NULL");
+        return NULL;
     }
     for (int i = 0; i < n_matrices; i++) {
         if (trainable[i] && sizes[i] == 0) {
-            set_err(err, errlen, "freezer: trainable matrix %d has no elements", i); return NULL;
+            set_err(err, errlen, "freezer: trainable matrix %d has no elements", i);
+            return NULL;
         }
     }
 
@@ -153,7 +158,7 @@ void freezer_free(aflo_freezer *f) {
 /* ------------------------------------------------------------------- score */
 
 void freeze_score_update(aflo_freezer *f, long t, const float *const *grads) {
-    if (f->n_trainable == 0) return;   /* scoring stops when none is left */
+    if (f->n_trainable == 0) return; /* scoring stops when none is left */
     const bool boundary = (t % f->cfg.delta_t == 0) && f->window_count > 0;
     const double b1 = f->cfg.beta1, b2 = f->cfg.beta2;
     const double inv_count = boundary ? 1.0 / (double)f->window_count : 0.0;
@@ -168,11 +173,11 @@ void freeze_score_update(aflo_freezer *f, long t, const float *const *grads) {
         if (boundary) {
 #pragma omp simd
             for (size_t e = 0; e < n; e++) {
-                double w = (double)iwin[e] * inv_count;          /* window mean of |grad| */
+                double w = (double)iwin[e] * inv_count; /* window mean of |grad| */
                 double ib = b1 * (double)ibar[e] + (1.0 - b1) * w;
                 ibar[e] = (float)ib;
                 ubar[e] = (float)(b2 * (double)ubar[e] + (1.0 - b2) * fabs(w - ib));
-                iwin[e] = fabsf(g[e]);                           /* window restarts */
+                iwin[e] = fabsf(g[e]); /* window restarts */
             }
         } else {
 #pragma omp simd
@@ -199,7 +204,11 @@ static void freeze_matrix(aflo_freezer *f, int i, long t, double score) {
     f->n_trainable--;
 }
 
-static inline void swap_f(float *a, float *b) { float x = *a; *a = *b; *b = x; }
+static inline void swap_f(float *a, float *b) {
+    float x = *a;
+    *a = *b;
+    *b = x;
+}
 
 static inline float median3(float a, float b, float c) {
     if (a < b) return b < c ? b : (a < c ? c : a);
@@ -208,7 +217,7 @@ static inline float median3(float a, float b, float c) {
 
 /* The k-th smallest (0-based) of a[0..n), n > 0, k < n; permutes a. */
 static float select_kth(float *a, size_t n, size_t k) {
-    size_t lo = 0, hi = n;   /* the answer lies in [lo, hi) */
+    size_t lo = 0, hi = n; /* the answer lies in [lo, hi) */
     uint64_t round = 0;
     while (hi - lo > 1) {
         size_t span = hi - lo;
@@ -221,13 +230,19 @@ static float select_kth(float *a, size_t n, size_t k) {
          * shrinks the range. (A NaN pivot puts everything in the middle.) */
         size_t lt = lo, i = lo, gt = hi;
         while (i < gt) {
-            if (a[i] < p) swap_f(&a[lt++], &a[i++]);
-            else if (a[i] > p) swap_f(&a[i], &a[--gt]);
-            else i++;
+            if (a[i] < p)
+                swap_f(&a[lt++], &a[i++]);
+            else if (a[i] > p)
+                swap_f(&a[i], &a[--gt]);
+            else
+                i++;
         }
-        if (k < lt) hi = lt;
-        else if (k >= gt) lo = gt;
-        else return p;
+        if (k < lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return p;
     }
     return a[lo];
 }
@@ -271,7 +286,7 @@ int freeze_decide(aflo_freezer *f, long t, int *newly_frozen) {
     for (int i = 0; i < f->n; i++)
         if (f->state[i]) total += f->sizes[i];
     double kd = floor((double)total * (1.0 - schedule_remaining_fraction(c, t)));
-    if (!(kd >= 1.0)) return 0;   /* k = 0: nothing to freeze */
+    if (!(kd >= 1.0)) return 0; /* k = 0: nothing to freeze */
     size_t k = kd >= (double)total ? total : (size_t)kd;
 
     if (scratch_fit(f, total)) return -1;
@@ -295,15 +310,13 @@ int freeze_decide(aflo_freezer *f, long t, int *newly_frozen) {
             left += f->sizes[i];
         }
     }
-    if (count > 0) scratch_fit(f, left);   /* give back what frozen matrices used */
+    if (count > 0) scratch_fit(f, left); /* give back what frozen matrices used */
     return count;
 }
 
 /* --------------------------------------------------------------- accessors */
 
-bool freezer_is_frozen(const aflo_freezer *f, int i) {
-    return f->frozen_step[i] != STEP_TRAINABLE;
-}
+bool freezer_is_frozen(const aflo_freezer *f, int i) { return f->frozen_step[i] != STEP_TRAINABLE; }
 
 long freezer_frozen_step(const aflo_freezer *f, int i) { return f->frozen_step[i]; }
 
@@ -360,7 +373,10 @@ static void get_floats(const unsigned char **p, float *x, size_t n) {
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
     uint64_t h = FNV_OFFSET;
-    for (size_t i = 0; i < n; i++) { h ^= p[i]; h *= FNV_PRIME; }
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= FNV_PRIME;
+    }
     return h;
 }
 
@@ -391,7 +407,7 @@ int freezer_save(const aflo_freezer *f, void *buf, size_t n) {
     put_u32(&p, FREEZER_BLOB_MAGIC);
     put_u32(&p, FREEZER_BLOB_VERSION);
     put_u32(&p, (uint32_t)f->n);
-    put_u32(&p, 0);   /* reserved */
+    put_u32(&p, 0); /* reserved */
     put_config(&p, &f->cfg);
     put_i64(&p, f->window_count);
     for (int i = 0; i < f->n; i++) {
@@ -409,22 +425,20 @@ int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t e
     const unsigned char *start = buf, *p = start;
     if (!buf || n < blob_fixed_bytes(0))
         return set_err(err, errlen, "freezer state: blob too short (%zu bytes)", n);
-    if (get_u32(&p) != FREEZER_BLOB_MAGIC)
-        return set_err(err, errlen, "freezer state: bad magic");
+    if (get_u32(&p) != FREEZER_BLOB_MAGIC) return set_err(err, errlen, "freezer state: bad magic");
     uint32_t version = get_u32(&p);
     if (version != FREEZER_BLOB_VERSION)
         return set_err(err, errlen, "freezer state: unsupported version %u", version);
     uint32_t nm = get_u32(&p);
     if (nm != (uint32_t)f->n)
         return set_err(err, errlen, "freezer state: %u matrices, freezer has %d", nm, f->n);
-    if (n < blob_fixed_bytes(f->n))
-        return set_err(err, errlen, "freezer state: blob truncated");
-    {   /* the checksum is the last 8 bytes, whatever the length claims */
+    if (n < blob_fixed_bytes(f->n)) return set_err(err, errlen, "freezer state: blob truncated");
+    { /* the checksum is the last 8 bytes, whatever the length claims */
         const unsigned char *q = start + n - BLOB_CHECKSUM_BYTES;
         if (get_u64(&q) != fnv1a(start, n - BLOB_CHECKSUM_BYTES))
             return set_err(err, errlen, "freezer state: checksum mismatch (corrupt or truncated)");
     }
-    p += 4;   /* reserved */
+    p += 4; /* reserved */
 
     unsigned char want[BLOB_CONFIG_BYTES], *w = want;
     put_config(&w, &f->cfg);
@@ -441,11 +455,10 @@ int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t e
     for (int i = 0; i < f->n; i++) {
         uint64_t size = get_u64(&p);
         int64_t step = get_i64(&p);
-        p += 8;   /* frozen score: any value */
+        p += 8; /* frozen score: any value */
         if (size != f->sizes[i])
-            return set_err(err, errlen,
-                           "freezer state: matrix %d has %llu elements, expected %zu", i,
-                           (unsigned long long)size, f->sizes[i]);
+            return set_err(err, errlen, "freezer state: matrix %d has %llu elements, expected %zu",
+                           i, (unsigned long long)size, f->sizes[i]);
         bool never = f->frozen_step[i] == STEP_NEVER_TRAINED;
         if (step < STEP_TRAINABLE || (step == STEP_NEVER_TRAINED) != never)
             return set_err(err, errlen, "freezer state: matrix %d frozen step %lld does not fit", i,

@@ -22,17 +22,17 @@
 #include <stddef.h>
 
 /* Defaults from the paper and the authors' code (aflora.md §3). */
-#define AFLO_FREEZE_DEFAULT_BETA1   0.85  /* EMA of sensitivity */
-#define AFLO_FREEZE_DEFAULT_BETA2   0.95  /* EMA of uncertainty */
-#define AFLO_FREEZE_DEFAULT_DELTA_T 10    /* window length, steps */
+#define AFLO_FREEZE_DEFAULT_BETA1 0.85 /* EMA of sensitivity */
+#define AFLO_FREEZE_DEFAULT_BETA2 0.95 /* EMA of uncertainty */
+#define AFLO_FREEZE_DEFAULT_DELTA_T 10 /* window length, steps */
 
 typedef struct {
-    double beta1;        /* EMA of sensitivity, default 0.85, in [0, 1) */
-    double beta2;        /* EMA of uncertainty, default 0.95, in [0, 1) */
-    int    delta_t;      /* window length in steps, default 10, >= 1 */
-    long   total_steps;  /* T */
-    long   initial_steps;/* t_i: no freezing while t <= t_i */
-    long   final_steps;  /* t_f: everything still trainable freezes at the
+    double beta1;       /* EMA of sensitivity, default 0.85, in [0, 1) */
+    double beta2;       /* EMA of uncertainty, default 0.95, in [0, 1) */
+    int delta_t;        /* window length in steps, default 10, >= 1 */
+    long total_steps;   /* T */
+    long initial_steps; /* t_i: no freezing while t <= t_i */
+    long final_steps;   /* t_f: everything still trainable freezes at the
                             first step t > T - t_f */
 } aflo_freeze_config;
 
@@ -50,7 +50,7 @@ typedef struct aflo_freezer aflo_freezer;
  * config or size (a trainable matrix needs size > 0) or on OOM. */
 aflo_freezer *freezer_create(const aflo_freeze_config *c, int n_matrices, const size_t *sizes,
                              const bool *trainable, char *err, size_t errlen);
-void freezer_free(aflo_freezer *f);   /* NULL is fine */
+void freezer_free(aflo_freezer *f); /* NULL is fine */
 
 /* Step t (1-based, called once per optimizer step, after the gradient of the
  * step is final). grads[i] is matrix i's gradient (ignored, and may be NULL,
@@ -68,12 +68,14 @@ void freeze_score_update(aflo_freezer *f, long t, const float *const *grads);
  * the trainable matrices; the threshold is the k-th smallest; matrices whose
  * mean score is strictly below it freeze (k = 0 freezes nothing). At the
  * first final-phase step every remaining matrix freezes. */
-int  freeze_decide(aflo_freezer *f, long t, int *newly_frozen);
+int freeze_decide(aflo_freezer *f, long t, int *newly_frozen);
 
-bool   freezer_is_frozen(const aflo_freezer *f, int i);
-long   freezer_frozen_step(const aflo_freezer *f, int i); /* -1 while trainable, 0 if never trainable */
-int    freezer_trainable_count(const aflo_freezer *f);
-double freezer_matrix_score(const aflo_freezer *f, int i); /* s(P) = mean(Ibar*Ubar); 0 when frozen */
+bool freezer_is_frozen(const aflo_freezer *f, int i);
+long freezer_frozen_step(const aflo_freezer *f,
+                         int i); /* -1 while trainable, 0 if never trainable */
+int freezer_trainable_count(const aflo_freezer *f);
+double freezer_matrix_score(const aflo_freezer *f,
+                            int i); /* s(P) = mean(Ibar*Ubar); 0 when frozen */
 /* s(P) at the moment matrix i froze (the value the decision compared; for
  * the final phase, the score then); 0 while trainable or if never trainable.
  * Kept because freezer_matrix_score is 0 once the score state is freed. */
@@ -88,7 +90,7 @@ double freezer_frozen_score(const aflo_freezer *f, int i);
  * sizes and initially-trainable set; on any error it returns -1, writes err
  * and leaves f unchanged. */
 size_t freezer_state_size(const aflo_freezer *f);
-int    freezer_save(const aflo_freezer *f, void *buf, size_t n);
-int    freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t errlen);
+int freezer_save(const aflo_freezer *f, void *buf, size_t n);
+int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t errlen);
 
 #endif

@@ -110,7 +110,7 @@ static int ranked_cmp(const void *a, const void *b) {
     const ranked *x = a, *y = b;
     if (x->v < y->v) return -1;
     if (x->v > y->v) return 1;
-    return (x->i > y->i) - (x->i < y->i);   /* total order: qsort needs consistency */
+    return (x->i > y->i) - (x->i < y->i); /* total order: qsort needs consistency */
 }
 
 /* rank[i] = 1-based rank of v[i]; a run of equal values all get the mean of

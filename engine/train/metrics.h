@@ -10,7 +10,7 @@ typedef struct {
     bool classification;      /* which group below is filled */
     double accuracy, f1, mcc; /* f1: positive class 1, only meaningful for 2 labels */
     double pearson, spearman, mse;
-    double loss;              /* mean eval loss, filled by the caller */
+    double loss; /* mean eval loss, filled by the caller */
     int n;
 } aflo_metrics;
 

@@ -14,10 +14,13 @@
 #include <stddef.h>
 
 /* Adam moments of one tensor: first (m) and second (v) raw moments. */
-typedef struct { float *m, *v; size_t size; } aflo_adam_state;
+typedef struct {
+    float *m, *v;
+    size_t size;
+} aflo_adam_state;
 
-int  adam_state_init(aflo_adam_state *s, size_t size);   /* zeroed; -1 on OOM */
-void adam_state_free(aflo_adam_state *s);                /* safe to call twice */
+int adam_state_init(aflo_adam_state *s, size_t size); /* zeroed; -1 on OOM */
+void adam_state_free(aflo_adam_state *s);             /* safe to call twice */
 
 /* torch.optim.AdamW (amsgrad off, not maximize): p -= lr*wd*p;
  * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;

@@ -57,9 +57,9 @@ static bool decays(const aflo_param *p) {
 
 static int validate(const aflo_train_config *tc, const aflo_dataset *train, char *err,
                     size_t errlen) {
-#define CHECK(cond, ...)                                        \
-    do {                                                        \
-        if (!(cond)) return set_err(err, errlen, __VA_ARGS__);  \
+#define CHECK(cond, ...)                                       \
+    do {                                                       \
+        if (!(cond)) return set_err(err, errlen, __VA_ARGS__); \
     } while (0)
     CHECK(train && train->n > 0, "dataset: the training set is empty");
     CHECK(tc->epochs >= 1, "epochs: must be >= 1");
@@ -228,8 +228,8 @@ void train_epoch_order(const aflo_train_config *tc, const aflo_dataset *d, int e
     }
     if (tc->length_bucketing)
         dataset_bucket_by_length(d, order, n, tc->batch_size,
-                                 (long)tc->batch_size * tc->grad_accum * TRAIN_BUCKET_BATCHES,
-                                 &rng, scratch);
+                                 (long)tc->batch_size * tc->grad_accum * TRAIN_BUCKET_BATCHES, &rng,
+                                 scratch);
 }
 
 /* With length bucketing, t->order holds 2n ints: the order, then the sort's
@@ -261,9 +261,12 @@ static void apply_freezes(aflo_trainer *t, long step, int count, const aflo_prog
         model_freeze_param(t->m, p);
         if (t->fp_index[i] >= 0) adam_state_free(&t->adam[t->fp_index[i]]);
         if (pr && pr->on_freeze) {
-            aflo_freeze_event ev = {.step = step, .layer = p->layer, .module = p->module,
+            aflo_freeze_event ev = {.step = step,
+                                    .layer = p->layer,
+                                    .module = p->module,
                                     .module_name = model_module(t->m, p->module)->target,
-                                    .matrix = p->role == PROLE_A ? 'A' : 'B', .name = p->name,
+                                    .matrix = p->role == PROLE_A ? 'A' : 'B',
+                                    .name = p->name,
                                     .score = score};
             pr->on_freeze(pr->ctx, &ev);
         }
@@ -381,7 +384,10 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
     t->trainable_sum += (double)trainable_now;
     if (!pr || !pr->on_step) return 0;
     aflo_step_info info = {
-        .step = step, .total_steps = t->total_steps, .epoch = t->epoch, .loss = loss,
+        .step = step,
+        .total_steps = t->total_steps,
+        .epoch = t->epoch,
+        .loss = loss,
         .lr = lr_linear_warmup(t->tc.lr, step - 1, t->warmup_steps, t->total_steps),
         .head_lr = lr_linear_warmup(t->tc.head_lr, step - 1, t->warmup_steps, t->total_steps),
         .grad_norm = gnorm,

@@ -26,12 +26,12 @@
 typedef struct {
     int epochs;
     int batch_size;
-    int grad_accum;            /* micro-batches per optimizer step */
-    float lr;                  /* adapter (and, for full, base) learning rate */
-    float head_lr;             /* pooler + classifier */
+    int grad_accum; /* micro-batches per optimizer step */
+    float lr;       /* adapter (and, for full, base) learning rate */
+    float head_lr;  /* pooler + classifier */
     float weight_decay;
-    float warmup_ratio;        /* of total steps, linear warm-up then linear decay */
-    float max_grad_norm;       /* <= 0: no clipping */
+    float warmup_ratio;  /* of total steps, linear warm-up then linear decay */
+    float max_grad_norm; /* <= 0: no clipping */
     float adam_beta1, adam_beta2, adam_eps;
     /* adaptive freezing (aflora.md §3-4); epochs may be fractional */
     double freeze_initial_epochs, freeze_final_epochs;
@@ -66,8 +66,8 @@ typedef struct {
 
 /* AdamW, linear warm-up then linear decay, clipping (aflora.md §5). Written
  * as doubles, the job spec's type; the trainer's floats are these rounded. */
-#define TRAIN_DEFAULT_LR 1e-2             /* adapter parameters */
-#define TRAIN_DEFAULT_HEAD_LR 4e-2        /* the task head: 4e-2 to 8e-2 by task in the paper */
+#define TRAIN_DEFAULT_LR 1e-2      /* adapter parameters */
+#define TRAIN_DEFAULT_HEAD_LR 4e-2 /* the task head: 4e-2 to 8e-2 by task in the paper */
 #define TRAIN_DEFAULT_WEIGHT_DECAY 0.1
 #define TRAIN_DEFAULT_WARMUP_RATIO 0.06
 #define TRAIN_DEFAULT_MAX_GRAD_NORM 0.1
@@ -110,18 +110,18 @@ double train_default_final_warmup_epochs(int epochs);
 void train_config_defaults(aflo_train_config *tc, int epochs);
 
 typedef struct {
-    long step, total_steps;      /* 1-based optimizer step */
-    int epoch;                   /* 0-based */
-    float loss;                  /* mean over the step's examples */
+    long step, total_steps; /* 1-based optimizer step */
+    int epoch;              /* 0-based */
+    float loss;             /* mean over the step's examples */
     float lr, head_lr;
-    double grad_norm;            /* before clipping */
-    aflo_flops step_flops;       /* executed in this step */
-    aflo_flops total_flops;      /* since the start of training */
-    size_t trainable_now;        /* elements of tensors trainable after this step */
-    double trainable_avg;        /* time average over steps so far (paper's count) */
+    double grad_norm;       /* before clipping */
+    aflo_flops step_flops;  /* executed in this step */
+    aflo_flops total_flops; /* since the start of training */
+    size_t trainable_now;   /* elements of tensors trainable after this step */
+    double trainable_avg;   /* time average over steps so far (paper's count) */
     int projections_trainable, projections_total;
-    double remaining_fraction;   /* r(t) of the schedule, 1 without freezing */
-    size_t memory_bytes;         /* weights + trainable tensors + gradients + Adam
+    double remaining_fraction; /* r(t) of the schedule, 1 without freezing */
+    size_t memory_bytes;       /* weights + trainable tensors + gradients + Adam
                                     moments still held + activations: the step's peak
                                     working set (allocated once, so peak = this) */
     double elapsed_s;
@@ -130,11 +130,11 @@ typedef struct {
 typedef struct {
     long step;
     int layer;
-    int module;                  /* index into the model's module table (model_module) */
-    const char *module_name;     /* that module's target_modules name: "intermediate.dense" */
-    char matrix;                 /* 'A' or 'B' */
-    const char *name;            /* tensor name */
-    double score;                /* s(P) when frozen */
+    int module;              /* index into the model's module table (model_module) */
+    const char *module_name; /* that module's target_modules name: "intermediate.dense" */
+    char matrix;             /* 'A' or 'B' */
+    const char *name;        /* tensor name */
+    double score;            /* s(P) when frozen */
 } aflo_freeze_event;
 
 typedef struct {
@@ -163,7 +163,7 @@ typedef struct {
     aflo_flops flops;
     double trainable_avg;
     size_t trainable_final;
-    int best_epoch;               /* -1 without evaluation */
+    int best_epoch; /* -1 without evaluation */
     aflo_metrics best_metrics, last_metrics;
     double elapsed_s;
 } aflo_train_summary;

@@ -22,8 +22,8 @@ struct aflo_trainer {
 
     /* freezable projections (AFLoRA only) */
     int nf;
-    aflo_param **fp;       /* matrix i of the freezer */
-    int *fp_index;         /* its index in p[], -1 if it never trained */
+    aflo_param **fp; /* matrix i of the freezer */
+    int *fp_index;   /* its index in p[], -1 if it never trained */
     const float **fgrads;
     int *newly;
     aflo_freezer *freezer;
@@ -39,12 +39,12 @@ struct aflo_trainer {
     int pos;
     double trainable_sum;
     double best_score;
-    int best_epoch;           /* -1: none yet */
+    int best_epoch; /* -1: none yet */
     aflo_metrics best_metrics, last_metrics;
     float last_loss;
-    float *best;              /* snapshot of every p[i]->data at the best epoch */
-    double elapsed_before;    /* seconds spent before a resume */
-    char *ckpt_note;          /* written into every checkpoint (owned; may be NULL) */
+    float *best;           /* snapshot of every p[i]->data at the best epoch */
+    double elapsed_before; /* seconds spent before a resume */
+    char *ckpt_note;       /* written into every checkpoint (owned; may be NULL) */
 };
 
 #endif
