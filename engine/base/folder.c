@@ -180,3 +180,14 @@ int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen)
     close(in);
     return atomic_file_commit(&af, err, errlen);
 }
+
+json_value *read_json_file(const char *path, size_t max, char *err, size_t errlen) {
+    size_t len;
+    char *text = read_text_file(path, max, &len, err, errlen);
+    if (!text) return NULL;
+    char jerr[160];
+    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    free(text);
+    if (!root) set_err(err, errlen, "%s: %s", path, jerr);
+    return root;
+}

@@ -20,6 +20,8 @@
 
 #include <stddef.h>
 
+#include "base/json.h"
+
 /* Writes the folder's files into staging (each with atomicfile.h or
  * copy_file_atomic); 0, or -1 with a message. */
 typedef int (*folder_filler)(const char *staging, void *ctx, char *err, size_t errlen);
@@ -41,5 +43,9 @@ int copy_file_atomic(const char *from, const char *to, char *err, size_t errlen)
  * bytes, not a plausible file of this kind": max is the caller's sanity
  * limit for its format). */
 char *read_text_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
+/* read_text_file parsed as one JSON document (json.h, default depth): NULL
+ * with "PATH: what is wrong" when it cannot be read or parsed. */
+json_value *read_json_file(const char *path, size_t max, char *err, size_t errlen);
 
 #endif

@@ -138,13 +138,8 @@ int adapter_read_inputs_file(const char *dir, adapter_inputs *out, char *err, si
         return set_err(err, errlen, "%s: path too long", dir);
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT) return 0;
-    size_t len;
-    char *text = read_text_file(path, MAX_INPUTS_FILE_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    json_value *root = read_json_file(path, MAX_INPUTS_FILE_BYTES, err, errlen);
+    if (!root) return -1;
     int rc = 0;
     if (json_type_of(root) != JSON_OBJECT)
         rc = set_err(err, errlen, "%s: not a JSON object", path);

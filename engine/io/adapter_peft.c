@@ -426,13 +426,8 @@ static int read_peft_config(const char *dir, peft_config *pc, char *base_model, 
                             char *err, size_t errlen) {
     char path[4096 + 64];
     snprintf(path, sizeof path, "%s/%s", dir, PEFT_CONFIG_FILE);
-    size_t len;
-    char *text = read_text_file(path, MAX_PEFT_CONFIG_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", path, jerr);
+    json_value *root = read_json_file(path, MAX_PEFT_CONFIG_BYTES, err, errlen);
+    if (!root) return -1;
     int rc = -1;
     const json_value *v;
     const char *s = json_string(json_get(root, "peft_type"), NULL);

@@ -102,14 +102,7 @@ static json_value *parse_config_file(const char *dir, char *path, size_t cap, ch
         set_err(err, errlen, "%s: path too long", dir);
         return NULL;
     }
-    size_t len;
-    char *text = read_text_file(path, MAX_CONFIG_BYTES, &len, err, errlen);
-    if (!text) return NULL;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) set_err(err, errlen, "%s: %s", path, jerr);
-    return root;
+    return read_json_file(path, MAX_CONFIG_BYTES, err, errlen);
 }
 
 int hfmodel_name_or_path(const char *dir, char *out, size_t cap, char *err, size_t errlen) {
@@ -258,13 +251,8 @@ static bool plain_file_name(const char *s, size_t len) {
 
 static int open_sharded(weight_set *w, const char *dir, const char *index_path, char *err,
                         size_t errlen) {
-    size_t len;
-    char *text = read_text_file(index_path, MAX_INDEX_BYTES, &len, err, errlen);
-    if (!text) return -1;
-    char jerr[160];
-    json_value *root = json_parse(text, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    free(text);
-    if (!root) return set_err(err, errlen, "%s: %s", index_path, jerr);
+    json_value *root = read_json_file(index_path, MAX_INDEX_BYTES, err, errlen);
+    if (!root) return -1;
     int rc = -1;
     const char **shard_names = NULL;
     const json_value *map = json_get(root, "weight_map");
