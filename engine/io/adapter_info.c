@@ -163,14 +163,6 @@ void adapter_format_float(char *buf, size_t cap, float f) {
     }
 }
 
-static bool shape_matches(const st_file *f, size_t i, const aflo_param *p) {
-    if (st_ndim(f, i) != (size_t)p->ndim) return false;
-    const int64_t *d = st_shape(f, i);
-    for (int k = 0; k < p->ndim; k++)
-        if (d[k] != p->shape[k]) return false;
-    return true;
-}
-
 static void shape_text(char *buf, size_t cap, const st_file *f, size_t i) {
     buf[0] = '\0';
     appendf(buf, cap, "[");
@@ -194,7 +186,7 @@ bool adapter_check_tensor(problem_list *pr, const st_file *f, size_t i, const af
                     st_dtype_name(t));
         return false;
     }
-    if (!shape_matches(f, i, p)) {
+    if (!st_shape_equals(f, i, p->ndim, p->shape)) {
         char got[48], want[48];
         shape_text(got, sizeof got, f, i);
         param_shape_text(want, sizeof want, p);

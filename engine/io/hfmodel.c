@@ -398,14 +398,6 @@ static void param_shape_text(char *buf, size_t cap, const aflo_param *p) {
     shape_text(buf, cap, dims, (size_t)p->ndim);
 }
 
-static bool shape_matches(const st_file *f, size_t i, const aflo_param *p) {
-    if (st_ndim(f, i) != (size_t)p->ndim) return false;
-    const int64_t *d = st_shape(f, i);
-    for (int k = 0; k < p->ndim; k++)
-        if (d[k] != p->shape[k]) return false;
-    return true;
-}
-
 static bool float_dtype(st_dtype t) { return t == ST_F32 || t == ST_F16 || t == ST_BF16; }
 
 /* ---------------------------------------------------------------- load */
@@ -477,7 +469,7 @@ static bool check_claim(load_ctx *cx, const aflo_param *p) {
                     st_dtype_name(st_dtype_of(f, e->index)));
         return false;
     }
-    if (!shape_matches(f, e->index, p)) {
+    if (!st_shape_equals(f, e->index, p->ndim, p->shape)) {
         char got[64], want[64];
         shape_text(got, sizeof got, st_shape(f, e->index), st_ndim(f, e->index));
         param_shape_text(want, sizeof want, p);

@@ -692,3 +692,11 @@ out:
     free(sorted);
     return rc;
 }
+
+bool st_shape_equals(const st_file *f, size_t i, int ndim, const int *shape) {
+    if (ndim < 0 || st_ndim(f, i) != (size_t)ndim) return false;
+    const int64_t *d = st_shape(f, i);
+    for (int k = 0; k < ndim; k++)
+        if (d[k] != shape[k]) return false;
+    return true;
+}

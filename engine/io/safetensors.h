@@ -24,6 +24,7 @@
 #ifndef AFLO_SAFETENSORS_H
 #define AFLO_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,7 +71,9 @@ const char *st_name(const st_file *f, size_t i);
 st_dtype st_dtype_of(const st_file *f, size_t i);
 size_t st_ndim(const st_file *f, size_t i);
 const int64_t *st_shape(const st_file *f, size_t i); /* ndim entries; may be NULL when ndim == 0 */
-size_t st_numel(const st_file *f, size_t i);         /* product of shape; 1 for a scalar */
+/* Tensor i has exactly these ndim dimensions (a model's int shapes). */
+bool st_shape_equals(const st_file *f, size_t i, int ndim, const int *shape);
+size_t st_numel(const st_file *f, size_t i); /* product of shape; 1 for a scalar */
 /* The tensor's bytes inside the mapping (any dtype, little-endian) and their
  * count; valid until st_close. */
 const void *st_data(const st_file *f, size_t i, size_t *nbytes);
