@@ -9,23 +9,11 @@
  * disagree after a crash. See migrate.h. */
 #include "migrate.h"
 
-#include <stdarg.h>
+#include "base/errmsg.h"
+
 #include <stdio.h>
 
 #include <sqlite3.h>
-
-static int failf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int failf(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int migrate_latest_version(const migration *list, size_t n) { return n ? list[n - 1].version : 0; }
 
@@ -33,10 +21,10 @@ int migrate_current_version(sqlite3 *db, int *version, char *err, size_t errlen)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return failf(err, errlen, "reading schema version: %s", sqlite3_errmsg(db));
+        return set_err(err, errlen, "reading schema version: %s", sqlite3_errmsg(db));
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        failf(err, errlen, "reading schema version: %s", sqlite3_errmsg(db));
+        set_err(err, errlen, "reading schema version: %s", sqlite3_errmsg(db));
         sqlite3_finalize(st);
         return -1;
     }
@@ -46,10 +34,10 @@ int migrate_current_version(sqlite3 *db, int *version, char *err, size_t errlen)
 }
 
 static int too_new(char *err, size_t errlen, int have, int latest) {
-    return failf(err, errlen,
-                 "database schema version %d is newer than the newest migration this aflorad "
-                 "knows (%d): it was written by a newer aflorad; refusing to open it",
-                 have, latest);
+    return set_err(err, errlen,
+                   "database schema version %d is newer than the newest migration this aflorad "
+                   "knows (%d): it was written by a newer aflorad; refusing to open it",
+                   have, latest);
 }
 
 static void rollback(sqlite3 *db) {
@@ -61,8 +49,8 @@ static void rollback(sqlite3 *db) {
 static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, size_t errlen) {
     char *msg = NULL;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
-        failf(err, errlen, "migration %s: cannot start transaction: %s", m->name,
-              msg ? msg : sqlite3_errmsg(db));
+        set_err(err, errlen, "migration %s: cannot start transaction: %s", m->name,
+                msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         return -1;
     }
@@ -81,11 +69,11 @@ static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, siz
     }
     if (have != m->version - 1) { /* cannot happen when applied in order */
         rollback(db);
-        return failf(err, errlen, "migration %s: database is at version %d, expected %d", m->name,
-                     have, m->version - 1);
+        return set_err(err, errlen, "migration %s: database is at version %d, expected %d", m->name,
+                       have, m->version - 1);
     }
     if (sqlite3_exec(db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
-        failf(err, errlen, "migration %s failed: %s", m->name, msg ? msg : sqlite3_errmsg(db));
+        set_err(err, errlen, "migration %s failed: %s", m->name, msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         rollback(db);
         return -1;
@@ -93,17 +81,17 @@ static int apply_one(sqlite3 *db, const migration *m, int latest, char *err, siz
     if (sqlite3_get_autocommit(db)) {
         /* The SQL ran COMMIT or ROLLBACK itself: its changes are no longer
          * atomic with the version bump. Do not bump; make the author fix it. */
-        return failf(err, errlen,
-                     "migration %s ended the migration's transaction itself (COMMIT or "
-                     "ROLLBACK in its SQL); schema left at version %d",
-                     m->name, have);
+        return set_err(err, errlen,
+                       "migration %s ended the migration's transaction itself (COMMIT or "
+                       "ROLLBACK in its SQL); schema left at version %d",
+                       m->name, have);
     }
     char bump[64];
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
     if (sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-        failf(err, errlen, "migration %s: cannot commit: %s", m->name,
-              msg ? msg : sqlite3_errmsg(db));
+        set_err(err, errlen, "migration %s: cannot commit: %s", m->name,
+                msg ? msg : sqlite3_errmsg(db));
         sqlite3_free(msg);
         rollback(db);
         return -1;
@@ -116,13 +104,13 @@ int migrate_apply(sqlite3 *db, const migration *list, size_t n, int *applied, ch
     if (applied) *applied = 0;
     for (size_t i = 0; i < n; i++)
         if (list[i].version != (int)i + 1 || !list[i].name || !list[i].sql)
-            return failf(err, errlen, "migration list is malformed at entry %zu", i);
+            return set_err(err, errlen, "migration list is malformed at entry %zu", i);
     int latest = migrate_latest_version(list, n);
 
     int have;
     if (migrate_current_version(db, &have, err, errlen) != 0) return -1;
     if (have > latest) return too_new(err, errlen, have, latest);
-    if (have < 0) return failf(err, errlen, "database schema version %d is negative", have);
+    if (have < 0) return set_err(err, errlen, "database schema version %d is negative", have);
 
     for (size_t i = (size_t)have; i < n; i++) {
         int r = apply_one(db, &list[i], latest, err, errlen);
