@@ -29,34 +29,6 @@
 
 /* ---- fsync fault injection -------------------------------------------------- */
 
-static atomic_int dir_fsync_errno; /* 0: directories sync for real */
-static atomic_int dir_fsyncs;
-
-static int fake_fsync(int fd) {
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        atomic_fetch_add(&dir_fsyncs, 1);
-        int e = atomic_load(&dir_fsync_errno);
-        if (e) {
-            errno = e;
-            return -1;
-        }
-    }
-    return fsync(fd);
-}
-
-static int seam_setup(void **state) {
-    atomic_store(&dir_fsync_errno, 0);
-    atomic_store(&dir_fsyncs, 0);
-    atomic_file_fsync = fake_fsync;
-    return tmpdir_setup(state);
-}
-
-static int seam_teardown(void **state) {
-    atomic_file_fsync = fsync;
-    return tmpdir_teardown(state);
-}
-
 /* ---- a small trainer -------------------------------------------------------- */
 
 typedef struct {
@@ -197,20 +169,20 @@ static void test_folder_sync_einval_is_not_a_failure(void **state) {
     make_setup(&s, 5);
     char path[512], err[512] = "";
     path_in(path, sizeof path, state, "a.ckpt");
-    atomic_store(&dir_fsyncs, 0);
-    atomic_store(&dir_fsync_errno, EINVAL);
+    fsync_counts_reset();
+    fsync_fail_dirs(EINVAL);
     int rc = trainer_save_checkpoint(s.t, path, err, sizeof err);
-    atomic_store(&dir_fsync_errno, 0);
+    fsync_fail_dirs(0);
     if (rc != 0) fail_msg("EINVAL from the folder's fsync failed the checkpoint: %s", err);
-    assert_int_equal(atomic_load(&dir_fsyncs), 1); /* it did try, once */
+    assert_int_equal(fsync_dir_calls(), 1); /* it did try, once */
     assert_int_equal(trainer_load_checkpoint(s.t, path, err, sizeof err), 0);
 
-    atomic_store(&dir_fsyncs, 0);
-    atomic_store(&dir_fsync_errno, EIO);
+    fsync_counts_reset();
+    fsync_fail_dirs(EIO);
     rc = trainer_save_checkpoint(s.t, path, err, sizeof err);
-    atomic_store(&dir_fsync_errno, 0);
+    fsync_fail_dirs(0);
     assert_int_equal(rc, -1);
-    assert_int_equal(atomic_load(&dir_fsyncs), 1);
+    assert_int_equal(fsync_dir_calls(), 1);
     assert_non_null(strstr(err, "syncing its directory failed"));
     assert_non_null(strstr(err, strerror(EIO)));
     /* renamed before the folder sync failed: the new checkpoint is there */
@@ -274,8 +246,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_concurrent_first_checkpoints_load, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_crc_is_crc32, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_folder_sync_einval_is_not_a_failure, seam_setup,
-                                        seam_teardown),
+        cmocka_unit_test_setup_teardown(test_folder_sync_einval_is_not_a_failure, fsync_seam_setup,
+                                        fsync_seam_teardown),
         cmocka_unit_test_setup_teardown(test_note_round_trip_and_version_1, tmpdir_setup,
                                         tmpdir_teardown),
     };

@@ -30,37 +30,6 @@
  * train.tsv, dev.tsv */
 #define DEMO_FILES 6
 
-static atomic_int dir_fsync_errno;
-static atomic_int dir_fsyncs, file_fsyncs;
-
-static int fake_fsync(int fd) {
-    struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        atomic_fetch_add(&dir_fsyncs, 1);
-        int e = atomic_load(&dir_fsync_errno);
-        if (e) {
-            errno = e;
-            return -1;
-        }
-    } else {
-        atomic_fetch_add(&file_fsyncs, 1);
-    }
-    return fsync(fd);
-}
-
-static int seam_setup(void **state) {
-    atomic_store(&dir_fsync_errno, 0);
-    atomic_store(&dir_fsyncs, 0);
-    atomic_store(&file_fsyncs, 0);
-    atomic_file_fsync = fake_fsync;
-    return tmpdir_setup(state);
-}
-
-static int seam_teardown(void **state) {
-    atomic_file_fsync = fsync;
-    return tmpdir_teardown(state);
-}
-
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
@@ -81,8 +50,8 @@ static void test_every_file_is_synced_into_its_folder(void **state) {
     char dir[512], err[512] = "";
     path_in(dir, sizeof dir, state, "demo");
     if (synth_write_demo(dir, 20, 10, 42, err, sizeof err) != 0) fail_msg("%s", err);
-    assert_int_equal(atomic_load(&file_fsyncs), DEMO_FILES);
-    assert_int_equal(atomic_load(&dir_fsyncs), DEMO_FILES);
+    assert_int_equal(fsync_file_calls(), DEMO_FILES);
+    assert_int_equal(fsync_dir_calls(), DEMO_FILES);
     assert_int_equal(count_atomic_temps(dir), 0);
 
     /* the same seed writes the same files */
@@ -103,16 +72,16 @@ static void test_every_file_is_synced_into_its_folder(void **state) {
 static void test_folder_sync_failure_is_reported(void **state) {
     char dir[512], err[512] = "";
     path_in(dir, sizeof dir, state, "demo");
-    atomic_store(&dir_fsync_errno, EINVAL);
+    fsync_fail_dirs(EINVAL);
     int rc = synth_write_demo(dir, 20, 10, 42, err, sizeof err);
-    atomic_store(&dir_fsync_errno, 0);
+    fsync_fail_dirs(0);
     if (rc != 0) fail_msg("EINVAL from a folder's fsync failed the demo: %s", err);
-    assert_int_equal(atomic_load(&dir_fsyncs), DEMO_FILES);
+    assert_int_equal(fsync_dir_calls(), DEMO_FILES);
 
     path_in(dir, sizeof dir, state, "demo_eio");
-    atomic_store(&dir_fsync_errno, EIO);
+    fsync_fail_dirs(EIO);
     rc = synth_write_demo(dir, 20, 10, 42, err, sizeof err);
-    atomic_store(&dir_fsync_errno, 0);
+    fsync_fail_dirs(0);
     assert_int_equal(rc, -1);
     /* the first file written already reports it */
     assert_non_null(strstr(err, "config.json"));
@@ -123,10 +92,10 @@ static void test_folder_sync_failure_is_reported(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_every_file_is_synced_into_its_folder, seam_setup,
-                                        seam_teardown),
-        cmocka_unit_test_setup_teardown(test_folder_sync_failure_is_reported, seam_setup,
-                                        seam_teardown),
+        cmocka_unit_test_setup_teardown(test_every_file_is_synced_into_its_folder, fsync_seam_setup,
+                                        fsync_seam_teardown),
+        cmocka_unit_test_setup_teardown(test_folder_sync_failure_is_reported, fsync_seam_setup,
+                                        fsync_seam_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

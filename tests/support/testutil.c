@@ -2,11 +2,15 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/atomicfile.h"
 
@@ -78,3 +82,43 @@ int unlimit_file_size(file_size_limit *l) {
     signal(SIGXFSZ, l->prev);
     return rc;
 }
+
+static atomic_int seam_dir_errno; /* 0: directories sync for real */
+static atomic_int seam_dir_calls, seam_file_calls;
+
+static int counting_fsync(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        atomic_fetch_add(&seam_dir_calls, 1);
+        int e = atomic_load(&seam_dir_errno);
+        if (e) {
+            errno = e;
+            return -1;
+        }
+    } else {
+        atomic_fetch_add(&seam_file_calls, 1);
+    }
+    return fsync(fd);
+}
+
+int fsync_seam_setup(void **state) {
+    fsync_fail_dirs(0);
+    fsync_counts_reset();
+    atomic_file_fsync = counting_fsync;
+    return tmpdir_setup(state);
+}
+
+int fsync_seam_teardown(void **state) {
+    atomic_file_fsync = fsync;
+    return tmpdir_teardown(state);
+}
+
+void fsync_fail_dirs(int e) { atomic_store(&seam_dir_errno, e); }
+
+void fsync_counts_reset(void) {
+    atomic_store(&seam_dir_calls, 0);
+    atomic_store(&seam_file_calls, 0);
+}
+
+int fsync_dir_calls(void) { return atomic_load(&seam_dir_calls); }
+int fsync_file_calls(void) { return atomic_load(&seam_file_calls); }

@@ -27,6 +27,18 @@ void path_in(char *out, size_t cap, void **state, const char *name);
  * -1 when it cannot be read. */
 int count_atomic_temps(const char *dir);
 
+/* A counting fsync for the atomic writer (atomicfile.h's atomic_file_fsync):
+ * fsync_seam_setup installs it (and makes the test's folder, as
+ * tmpdir_setup), fsync_seam_teardown puts fsync back. It counts file and
+ * directory syncs (fsync_counts_reset zeroes both) and, after
+ * fsync_fail_dirs(e) with e != 0, fails every directory sync with errno e. */
+int fsync_seam_setup(void **state);
+int fsync_seam_teardown(void **state);
+void fsync_fail_dirs(int e);
+void fsync_counts_reset(void);
+int fsync_dir_calls(void);
+int fsync_file_calls(void);
+
 /* A file-size limit stands in for a full disk: until unlimit_file_size,
  * writes past `bytes` fail with EFBIG (SIGXFSZ ignored, so write() just
  * fails). Both return 0, or -1 when the limit cannot be set. */
