@@ -30,13 +30,24 @@ LDLIBS_ENGINE := $(BLAS_LIBS) -lm -lpthread
 LDLIBS_DAEMON := -lmicrohttpd -lsqlite3 -lcjson
 LDFLAGS += $(OMP) $(SANITIZE)
 
-ENGINE_SRC := $(wildcard engine/*/*.c)
+# Multi-ISA kernel sources (*_kern.c, see engine/base/isa.h): each is compiled
+# once per vector level with that level's -march, into one object per level.
+# -O3 and -fno-math-errno let the compiler vectorise their loops and inline
+# sqrtf; nothing in them reads errno.
+ISA_LEVELS := base avx2 avx512
+ISA_FLAGS_base   := -march=x86-64-v2
+ISA_FLAGS_avx2   := -march=x86-64-v3
+ISA_FLAGS_avx512 := -march=x86-64-v4 -mprefer-vector-width=512
+KERN_OPT ?= -O3 -fno-math-errno
+KERN_SRC   := $(wildcard engine/*/*_kern.c)
+ENGINE_SRC := $(filter-out $(KERN_SRC),$(wildcard engine/*/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c) $(wildcard api/*.c)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_SUPPORT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/support/*.c))
 BENCH_SRC  := $(wildcard bench/*.c)
 
-ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) \
+              $(foreach l,$(ISA_LEVELS),$(KERN_SRC:%.c=$(BUILD)/%.$(l).o))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_LIB_OBJ := $(filter-out $(BUILD)/daemon/main.o,$(DAEMON_OBJ))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -54,6 +65,14 @@ all: $(LIB) $(BIN) $(TEST_BIN) $(BENCH_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# One rule per level; the level's flags come last so its -march wins over OPT's.
+define KERN_RULE
+$$(BUILD)/%.$(1).o: %.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) $$(KERN_OPT) $$(ISA_FLAGS_$(1)) -DAFLO_ISA=$(1) -c $$< -o $$@
+endef
+$(foreach l,$(ISA_LEVELS),$(eval $(call KERN_RULE,$(l))))
 
 $(LIB): $(ENGINE_OBJ)
 	@rm -f $@
