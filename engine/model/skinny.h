@@ -19,8 +19,8 @@ typedef struct {
     /* For rows n in [n0, n1): H[n*r + j] = sum_k X[n*ldx + k] * A[j*K + k]
      * (H = X A^T, A is r x K), and H2[n*r + j] = H[n*r + j] * s[j] when H2
      * is non-NULL. */
-    void (*rows_dot)(float *H, float *H2, const float *s, const float *X, int ldx,
-                     const float *A, int K, int r, int n0, int n1);
+    void (*rows_dot)(float *H, float *H2, const float *s, const float *X, int ldx, const float *A,
+                     int K, int r, int n0, int n1);
     /* For rows n in [n0, n1), c in [0, C):
      *   Y[n*ldy + c] = Yin[n*ldin + c] + bias[c] + sum_j H[n*ldh + j] * BT[j*C + c]
      * (Y = Yin + bias + H BT, BT is r x C); bias may be NULL; Y may be Yin. */

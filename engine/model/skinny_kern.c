@@ -85,9 +85,9 @@ static void rows_dot(float *H, float *H2, const float *s, const float *X, int ld
 
 /* Y may be Yin (exact in place: element c is read before it is written), so
  * neither is restrict; `omp simd` states the loop has no other dependence. */
-INLINE void rows_axpy_r(float *Y, int ldy, const float *Yin, int ldin,
-                        const float *restrict bias, const float *restrict H, int ldh,
-                        const float *restrict BT, int C, const int R, int n0, int n1) {
+INLINE void rows_axpy_r(float *Y, int ldy, const float *Yin, int ldin, const float *restrict bias,
+                        const float *restrict H, int ldh, const float *restrict BT, int C,
+                        const int R, int n0, int n1) {
     for (int n = n0; n < n1; n++) {
         float h[SKINNY_MAX_RANK];
         for (int j = 0; j < R; j++) h[j] = H[(size_t)n * ldh + j];
@@ -129,8 +129,8 @@ static void rows_axpy(float *Y, int ldy, const float *Yin, int ldin, const float
  * from G / colsum, summed over the rows in order, stored back — so each
  * column's sum runs over n = 0..N-1 in order whatever the tiling. */
 INLINE void gram_tile(float *restrict G, int ldg, float *restrict colsum, const float *restrict Y,
-                      int ldy, const float *restrict H, int ldh, const int R, int nb, int ne,
-                      int c, const int W, const int with_sum) {
+                      int ldy, const float *restrict H, int ldh, const int R, int nb, int ne, int c,
+                      const int W, const int with_sum) {
     float acc[SKINNY_MAX_RANK][GRAM_TILE], cs[GRAM_TILE];
     for (int j = 0; j < R; j++)
         for (int i = 0; i < W; i++) acc[j][i] = G[(size_t)j * ldg + c + i];
@@ -165,12 +165,12 @@ INLINE void cols_gram_r(float *G, int ldg, float *colsum, const float *Y, int ld
     }
 }
 
-#define GRAM_CASE(RR)                                                                              \
-    case RR:                                                                                       \
-        if (colsum)                                                                                \
-            cols_gram_r(G, ldg, colsum, Y, ldy, H, ldh, RR, N, c0, c1, 1);                         \
-        else                                                                                       \
-            cols_gram_r(G, ldg, colsum, Y, ldy, H, ldh, RR, N, c0, c1, 0);                         \
+#define GRAM_CASE(RR)                                                      \
+    case RR:                                                               \
+        if (colsum)                                                        \
+            cols_gram_r(G, ldg, colsum, Y, ldy, H, ldh, RR, N, c0, c1, 1); \
+        else                                                               \
+            cols_gram_r(G, ldg, colsum, Y, ldy, H, ldh, RR, N, c0, c1, 0); \
         break;
 
 static void cols_gram(float *G, int ldg, float *colsum, const float *Y, int ldy, const float *H,
