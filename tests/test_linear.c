@@ -63,8 +63,14 @@ static void fixture_init(fixture *fx, adapter_kind kind, int N, int in, int out,
     param(&fx->b, out, 1, -0.5f, 0.5f);
     param(&fx->A, r, in, -0.5f, 0.5f);
     param(&fx->B, out, r, -0.5f, 0.5f);
-    fx->l = (aflo_linear){.in = in, .out = out, .W = &fx->W, .b = &fx->b, .A = &fx->A,
-                          .B = &fx->B, .rank = r, .scale = 1.0f};
+    fx->l = (aflo_linear){.in = in,
+                          .out = out,
+                          .W = &fx->W,
+                          .b = &fx->b,
+                          .A = &fx->A,
+                          .B = &fx->B,
+                          .rank = r,
+                          .scale = 1.0f};
     fx->W.trainable = fx->b.trainable = false;
     if (kind == KIND_LORA) {
         fx->l.scale = 2.0f;
@@ -170,7 +176,8 @@ static void reference_run(reference *ref, const fixture *fx, const float *dX_ini
     for (int j = 0; j < r; j++)
         for (int n = 0; n < N; n++) {
             ref->dsd[j] += g2[n * r + j] * h1[n * r + j];
-            for (int k = 0; k < in; k++) ref->dA[j * in + k] += g2[n * r + j] * SD(j) * X[n * in + k];
+            for (int k = 0; k < in; k++)
+                ref->dA[j * in + k] += g2[n * r + j] * SD(j) * X[n * in + k];
         }
     for (int n = 0; n < N; n++)
         for (int k = 0; k < in; k++) {
@@ -213,10 +220,10 @@ typedef struct {
 } shape_case;
 
 static const shape_case shapes[] = {
-    {KIND_AFLORA, 50, 45, 70, 4},  /* odd widths: vector tails everywhere */
-    {KIND_AFLORA, 46, 70, 45, 3},  /* a rank without its own kernel copy */
-    {KIND_LORA, 50, 45, 70, 8},    /* s_d, s_b absent, scale 2 */
-    {KIND_WIDE, 40, 33, 35, 40},   /* above SB_FOLD_MAX_RANK: s_b unfolded, BLAS */
+    {KIND_AFLORA, 50, 45, 70, 4},   /* odd widths: vector tails everywhere */
+    {KIND_AFLORA, 46, 70, 45, 3},   /* a rank without its own kernel copy */
+    {KIND_LORA, 50, 45, 70, 8},     /* s_d, s_b absent, scale 2 */
+    {KIND_WIDE, 40, 33, 35, 40},    /* above SB_FOLD_MAX_RANK: s_b unfolded, BLAS */
     {KIND_AFLORA, 130, 200, 170, 4} /* big enough for the threaded paths */
 };
 
@@ -288,9 +295,9 @@ static void test_every_path_every_level(void **state) {
                 for (unsigned frozen = 0; frozen < 16; frozen++) {
                     if (shapes[s].kind == KIND_LORA && frozen >= 4) continue;
                     /* the big shape (threads) on a few masks: its reference is slow */
-                    if (shapes[s].N > 100 && frozen != 0 && frozen != 3 && frozen != 12)
-                        continue;
-                    for (int dx = 0; dx < 3; dx++) run_case(&shapes[s], frozen, dx, ((frozen ^ (unsigned)dx) & 1) != 0);
+                    if (shapes[s].N > 100 && frozen != 0 && frozen != 3 && frozen != 12) continue;
+                    for (int dx = 0; dx < 3; dx++)
+                        run_case(&shapes[s], frozen, dx, ((frozen ^ (unsigned)dx) & 1) != 0);
                 }
         }
     }
@@ -447,8 +454,7 @@ static void test_threads_bit_identical(void **state) {
         fixture fx;
         fixture_init(&fx, KIND_AFLORA, 130, 200, 170, 4);
         linear_forward(&fx.l, fx.Y, fx.X, fx.N, acts_of(&fx), scratch_of(&fx), NULL);
-        linear_backward(&fx.l, fx.dX, true, fx.dY, fx.X, fx.N, acts_of(&fx), scratch_of(&fx),
-                        NULL);
+        linear_backward(&fx.l, fx.dX, true, fx.dY, fx.X, fx.N, acts_of(&fx), scratch_of(&fx), NULL);
         float *src[4] = {fx.Y, fx.dX, fx.A.grad, fx.sb.grad};
         size_t n[4] = {130 * 170, 130 * 200, fx.A.size, fx.sb.size};
         for (int i = 0; i < 4; i++) {
@@ -468,10 +474,8 @@ static void test_threads_bit_identical(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_path_every_level),
-        cmocka_unit_test(test_unadapted),
-        cmocka_unit_test(test_finite_differences),
-        cmocka_unit_test(test_flops_by_kind),
+        cmocka_unit_test(test_every_path_every_level), cmocka_unit_test(test_unadapted),
+        cmocka_unit_test(test_finite_differences),     cmocka_unit_test(test_flops_by_kind),
         cmocka_unit_test(test_threads_bit_identical),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

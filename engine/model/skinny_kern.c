@@ -111,6 +111,31 @@ INLINE void rows_axpy_r(float *Y, int ldy, const float *Yin, int ldin, const flo
     }
 }
 
+/* Any rank: the same sums in the same order (t = Yin + bias, then each
+ * h_j BT_j in turn), one j at a time, so no loop nests a run-time bound
+ * inside a simd loop. */
+static void rows_axpy_any(float *Y, int ldy, const float *Yin, int ldin, const float *restrict bias,
+                          const float *restrict H, int ldh, const float *restrict BT, int C, int R,
+                          int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        float *y = Y + (size_t)n * ldy;
+        const float *yi = Yin + (size_t)n * ldin;
+        if (bias) {
+#pragma omp simd
+            for (int c = 0; c < C; c++) y[c] = yi[c] + bias[c];
+        } else if (y != yi) {
+#pragma omp simd
+            for (int c = 0; c < C; c++) y[c] = yi[c];
+        }
+        for (int j = 0; j < R; j++) {
+            float hj = H[(size_t)n * ldh + j];
+            const float *restrict bt = BT + (size_t)j * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) y[c] = MADD(hj, bt[c], y[c]);
+        }
+    }
+}
+
 static void rows_axpy(float *Y, int ldy, const float *Yin, int ldin, const float *bias,
                       const float *H, int ldh, const float *BT, int C, int r, int n0, int n1) {
     switch (r) {
@@ -119,7 +144,7 @@ static void rows_axpy(float *Y, int ldy, const float *Yin, int ldin, const float
     case 4: rows_axpy_r(Y, ldy, Yin, ldin, bias, H, ldh, BT, C, 4, n0, n1); break;
     case 8: rows_axpy_r(Y, ldy, Yin, ldin, bias, H, ldh, BT, C, 8, n0, n1); break;
     case 16: rows_axpy_r(Y, ldy, Yin, ldin, bias, H, ldh, BT, C, 16, n0, n1); break;
-    default: rows_axpy_r(Y, ldy, Yin, ldin, bias, H, ldh, BT, C, r, n0, n1); break;
+    default: rows_axpy_any(Y, ldy, Yin, ldin, bias, H, ldh, BT, C, r, n0, n1); break;
     }
 }
 
