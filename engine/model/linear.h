@@ -6,7 +6,7 @@
  *
  * Which gradients are computed follows each tensor's trainable flag at the
  * time of the call, so freezing a projection removes its weight-gradient
- * GEMM from the very next step. */
+ * product from the very next step. */
 #ifndef AFLO_LINEAR_H
 #define AFLO_LINEAR_H
 
@@ -20,6 +20,10 @@ typedef struct {
                                           sd/sb NULL for LoRA */
     int rank;
     float scale; /* 1 for AFLoRA/ELoRA, alpha/r for LoRA */
+    /* The caller owns the bias b: forward leaves it out of Y and backward
+     * does not accumulate its gradient (e.g. to fuse bias + GELU). False by
+     * default: the layer adds b and accumulates db itself. */
+    bool bias_by_caller;
 } aflo_linear;
 
 /* Up to this rank s_b is folded into B (diag(s_b)·B, out x r) instead of
@@ -35,7 +39,9 @@ typedef struct {
     float *h1, *h3;
 } aflo_linear_acts;
 
-/* Working space: r2 holds 2*N*rank floats, out N*out, or2 2*out*rank. */
+/* Working space: r2 holds 2*N*rank floats, out N*max(in, out), or2
+ * 2*out*rank. With rank <= SB_FOLD_MAX_RANK `out` doubles as the merged
+ * weight W_eff (out x in) where that is cheaper (see linear.c). */
 typedef struct {
     float *r2, *out, *or2;
 } aflo_linear_scratch;
@@ -55,5 +61,11 @@ void linear_forward(const aflo_linear *l, float *Y, const float *X, int N, aflo_
 void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const float *dY,
                      const float *X, int N, aflo_linear_acts acts, aflo_linear_scratch scratch,
                      aflo_flops *f);
+
+/* Whether the low-rank update is merged into the weight (W_eff) for the
+ * output / the input gradient: AUTO follows the cost rule in linear.c; the
+ * others force a path, for tests and bench/linear.c. Process-wide. */
+typedef enum { LINEAR_MERGE_AUTO, LINEAR_MERGE_NEVER, LINEAR_MERGE_ALWAYS } linear_merge_policy;
+void linear_set_merge_policy(linear_merge_policy p);
 
 #endif
