@@ -139,8 +139,8 @@ static void fixture_init(fixture *f, int N, int C) {
 }
 
 static void fixture_free(fixture *f) {
-    float *ps[] = {f->x,   f->y,    f->dout, f->gamma, f->beta, f->out, f->res,    f->dres,
-                   f->dy,  f->mean, f->rstd, f->dg,    f->db,   f->scratch};
+    float *ps[] = {f->x,    f->y,  f->dout, f->gamma, f->beta, f->out, f->res,
+                   f->dres, f->dy, f->mean, f->rstd,  f->dg,   f->db,  f->scratch};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) free(ps[i]);
 }
 
@@ -267,11 +267,11 @@ static void test_partial_outputs(void **state) {
     float *full_dres = xmalloc(n * 4), *full_dy = xmalloc(n * 4), *t = xmalloc(n * 4);
     memcpy(full_dres, f.dres, n * 4);
     memcpy(full_dy, f.dy, n * 4);
-    resnorm_backward(t, NULL, NULL, NULL, NULL, f.dout, f.res, f.mean, f.rstd, f.gamma, f.N, f.C,
-                     p, SEED, STREAM);
+    resnorm_backward(t, NULL, NULL, NULL, NULL, f.dout, f.res, f.mean, f.rstd, f.gamma, f.N, f.C, p,
+                     SEED, STREAM);
     assert_memory_equal(t, full_dres, n * 4);
-    resnorm_backward(NULL, t, NULL, NULL, NULL, f.dout, f.res, f.mean, f.rstd, f.gamma, f.N, f.C,
-                     p, SEED, STREAM);
+    resnorm_backward(NULL, t, NULL, NULL, NULL, f.dout, f.res, f.mean, f.rstd, f.gamma, f.N, f.C, p,
+                     SEED, STREAM);
     assert_memory_equal(t, full_dy, n * 4);
     memcpy(t, f.dout, n * 4);
     resnorm_backward(t, NULL, NULL, NULL, NULL, t, f.res, f.mean, f.rstd, f.gamma, f.N, f.C, p,
@@ -318,7 +318,8 @@ static void check_embnorm(float p) {
             if ((out[i] == 0.0f) != (out_ref[i] == 0.0f)) fail_msg("mask differs at %d", i);
             assert_tol(out[i], out_ref[i], TOL_FWD, "emb out", (size_t)i);
         }
-        for (int n = 0; n < N; n++) assert_tol(rstd[n], rstd_ref[n], TOL_FWD, "emb rstd", (size_t)n);
+        for (int n = 0; n < N; n++)
+            assert_tol(rstd[n], rstd_ref[n], TOL_FWD, "emb rstd", (size_t)n);
     }
     select_level(before);
     free(word), free(pos), free(type), free(sum_ref), free(out_ref), free(sum), free(out);

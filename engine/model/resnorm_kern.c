@@ -14,6 +14,7 @@
 #include "model/resnorm_kern.h"
 
 #include <math.h>
+#include <string.h>
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -27,10 +28,39 @@ static inline uint64_t drop_hash(uint64_t key, uint64_t counter) {
     return z ^ (z >> 31);
 }
 
-/* v kept and scaled, or 0, for element i of the tensor. */
-static inline float drop_one(const resnorm_drop *d, uint64_t i, float v) {
-    int64_t u = (int64_t)(drop_hash(d->seed, d->base + i) >> 40);
-    return u >= d->thr ? v * d->scale : 0.0f;
+/* Columns whose mask bits are made at once: the hash loop (64-bit integer
+ * multiplies) vectorises apart from the float loop that applies it. */
+#define DROP_CHUNK 256
+
+/* u[c] = the top 24 hash bits of tensor elements first .. first+len-1. */
+static inline void drop_bits(int32_t *restrict u, const resnorm_drop *d, uint64_t first, int len) {
+    const uint64_t key = d->seed, base = d->base + first;
+    /* No simd pragma: the cost model keeps this scalar where 64-bit
+     * multiplies must be emulated with SSE (base), vectorises it above. */
+    for (int c = 0; c < len; c++) u[c] = (int32_t)(drop_hash(key, base + (uint64_t)c) >> 40);
+}
+
+/* o[c] = a[c] + dropout(v[c]) (a NULL: o = dropout(v)) for columns
+ * [0, len) of a row whose first element has tensor index first. o may be v. */
+static inline void drop_add(float *o, const float *restrict a, const float *v,
+                            const resnorm_drop *d, uint64_t first, int len) {
+    const int32_t thr = (int32_t)d->thr;
+    const float scale = d->scale;
+    for (int c0 = 0; c0 < len; c0 += DROP_CHUNK) {
+        int32_t u[DROP_CHUNK];
+        const int n = len - c0 < DROP_CHUNK ? len - c0 : DROP_CHUNK;
+        drop_bits(u, d, first + (uint64_t)c0, n);
+        float *oc = o + c0;
+        const float *vc = v + c0;
+        if (a) {
+            const float *restrict ac = a + c0;
+#pragma omp simd
+            for (int c = 0; c < n; c++) oc[c] = ac[c] + (u[c] >= thr ? vc[c] * scale : 0.0f);
+        } else {
+#pragma omp simd
+            for (int c = 0; c < n; c++) oc[c] = u[c] >= thr ? vc[c] * scale : 0.0f;
+        }
+    }
 }
 
 /* Fixed-lane sums: lane j adds elements j, j+LANES, ... then a fixed tree. */
@@ -43,8 +73,10 @@ static inline float lanes_total(float *acc) {
 static inline float row_sum(const float *restrict r, int C) {
     float acc[RESNORM_LANES] = {0};
     int c = 0;
-    for (; c + RESNORM_LANES <= C; c += RESNORM_LANES)
+    for (; c + RESNORM_LANES <= C; c += RESNORM_LANES) {
+#pragma omp simd
         for (int j = 0; j < RESNORM_LANES; j++) acc[j] += r[c + j];
+    }
     for (int j = 0; c + j < C; j++) acc[j] += r[c + j];
     return lanes_total(acc);
 }
@@ -52,11 +84,13 @@ static inline float row_sum(const float *restrict r, int C) {
 static inline float row_sq_dev(const float *restrict r, float m, int C) {
     float acc[RESNORM_LANES] = {0};
     int c = 0;
-    for (; c + RESNORM_LANES <= C; c += RESNORM_LANES)
+    for (; c + RESNORM_LANES <= C; c += RESNORM_LANES) {
+#pragma omp simd
         for (int j = 0; j < RESNORM_LANES; j++) {
             float d = r[c + j] - m;
             acc[j] += d * d;
         }
+    }
     for (int j = 0; c + j < C; j++) {
         float d = r[c + j] - m;
         acc[j] += d * d;
@@ -86,8 +120,7 @@ static void res_ln_fwd(float *restrict out, float *restrict res, float *restrict
         const float *restrict xr = x + off, *restrict yr = y + off;
         float *restrict rr = res + off;
         if (d.on) {
-#pragma omp simd
-            for (int c = 0; c < C; c++) rr[c] = xr[c] + drop_one(&d, off + (uint64_t)c, yr[c]);
+            drop_add(rr, xr, yr, &d, off, C);
         } else {
 #pragma omp simd
             for (int c = 0; c < C; c++) rr[c] = xr[c] + yr[c];
@@ -98,9 +131,9 @@ static void res_ln_fwd(float *restrict out, float *restrict res, float *restrict
 
 /* dres may alias dout, so neither is restrict. */
 static void ln_bwd(float *dres, float *restrict dy, float *restrict dg, float *restrict db,
-                   const float *dout, const float *restrict res,
-                   const float *restrict mean, const float *restrict rstd,
-                   const float *restrict gamma, int n0, int n1, int C, const resnorm_drop *dp) {
+                   const float *dout, const float *restrict res, const float *restrict mean,
+                   const float *restrict rstd, const float *restrict gamma, int n0, int n1, int C,
+                   const resnorm_drop *dp) {
     const resnorm_drop d = *dp;
     for (int n = n0; n < n1; n++) {
         const size_t off = (size_t)n * C;
@@ -117,12 +150,14 @@ static void ln_bwd(float *dres, float *restrict dy, float *restrict dg, float *r
         }
         float ag[RESNORM_LANES] = {0}, agx[RESNORM_LANES] = {0};
         int c = 0;
-        for (; c + RESNORM_LANES <= C; c += RESNORM_LANES)
+        for (; c + RESNORM_LANES <= C; c += RESNORM_LANES) {
+#pragma omp simd
             for (int j = 0; j < RESNORM_LANES; j++) {
                 float g = dr[c + j] * gamma[c + j];
                 ag[j] += g;
                 agx[j] += g * ((xr[c + j] - m) * s);
             }
+        }
         for (int j = 0; c + j < C; j++) {
             float g = dr[c + j] * gamma[c + j];
             ag[j] += g;
@@ -131,33 +166,19 @@ static void ln_bwd(float *dres, float *restrict dy, float *restrict dg, float *r
         const float mean_g = lanes_total(ag) / (float)C;
         const float mean_gx = lanes_total(agx) / (float)C;
         /* dres = rstd * (g - mean(g) - xhat * mean(g * xhat)) */
-        if (dy && d.on) {
-            float *restrict dyr = dy + off;
-            if (dres) {
-                float *dxr = dres + off;
+        if (!dres && !dy) continue; /* parameter gradients only */
+        float *o1 = dres ? dres + off : dy + off;
 #pragma omp simd
-                for (int k = 0; k < C; k++) {
-                    float v = s * (dr[k] * gamma[k] - mean_g - ((xr[k] - m) * s) * mean_gx);
-                    dxr[k] = v;
-                    dyr[k] = drop_one(&d, off + (uint64_t)k, v);
-                }
-            } else {
-#pragma omp simd
-                for (int k = 0; k < C; k++) {
-                    float v = s * (dr[k] * gamma[k] - mean_g - ((xr[k] - m) * s) * mean_gx);
-                    dyr[k] = drop_one(&d, off + (uint64_t)k, v);
-                }
-            }
-        } else {
-            float *o1 = dres ? dres + off : NULL, *o2 = dy ? dy + off : NULL;
-            if (!o1) o1 = o2, o2 = NULL;
-            if (!o1) continue;
-#pragma omp simd
-            for (int k = 0; k < C; k++)
-                o1[k] = s * (dr[k] * gamma[k] - mean_g - ((xr[k] - m) * s) * mean_gx);
-            if (o2)
-                for (int k = 0; k < C; k++) o2[k] = o1[k];
+        for (int k = 0; k < C; k++)
+            o1[k] = s * (dr[k] * gamma[k] - mean_g - ((xr[k] - m) * s) * mean_gx);
+        if (!dres || !dy) {
+            if (dy && d.on) drop_add(o1, NULL, o1, &d, off, C); /* dy alone: in place */
+            continue;
         }
+        if (d.on)
+            drop_add(dy + off, NULL, o1, &d, off, C);
+        else
+            memcpy(dy + off, o1, (size_t)C * sizeof *dy);
     }
 }
 
@@ -178,10 +199,7 @@ static void emb_ln_fwd(float *restrict out, float *restrict sum, float *restrict
 #pragma omp simd
         for (int c = 0; c < C; c++) sr[c] = (w[c] + p[c]) + t[c];
         ln_row(o, &mean[n], &rstd[n], sr, gamma, beta, C, eps);
-        if (d.on) {
-#pragma omp simd
-            for (int c = 0; c < C; c++) o[c] = drop_one(&d, off + (uint64_t)c, o[c]);
-        }
+        if (d.on) drop_add(o, NULL, o, &d, off, C);
     }
 }
 

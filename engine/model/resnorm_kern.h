@@ -13,11 +13,11 @@
  * (hash(seed, base + i) >> 40) >= thr, thr = ceil(p * 2^24) — the same test
  * as u(i) >= p with u(i) = (hash >> 40) * 2^-24, in integers. */
 typedef struct {
-    int on;         /* 0: no dropout */
-    int64_t thr;    /* kept when the top 24 hash bits are >= thr */
-    float scale;    /* 1/(1-p), 0 when p >= 1 */
-    uint64_t seed;  /* the hash key */
-    uint64_t base;  /* stream << 32 */
+    int on;        /* 0: no dropout */
+    int64_t thr;   /* kept when the top 24 hash bits are >= thr */
+    float scale;   /* 1/(1-p), 0 when p >= 1 */
+    uint64_t seed; /* the hash key */
+    uint64_t base; /* stream << 32 */
 } resnorm_drop;
 
 /* Row-sum lanes: fixed, so sums are the same at every level. */
@@ -25,8 +25,8 @@ typedef struct {
 
 typedef struct {
     void (*res_ln_fwd)(float *out, float *res, float *mean, float *rstd, const float *x,
-                       const float *y, const float *gamma, const float *beta, int n0, int n1,
-                       int C, float eps, const resnorm_drop *d);
+                       const float *y, const float *gamma, const float *beta, int n0, int n1, int C,
+                       float eps, const resnorm_drop *d);
     /* dg/db: this block's partial sums (C each, zeroed by the caller), or
      * NULL. dres, dy may be NULL. */
     void (*ln_bwd)(float *dres, float *dy, float *dg, float *db, const float *dout,
@@ -35,8 +35,7 @@ typedef struct {
     void (*emb_ln_fwd)(float *out, float *sum, float *mean, float *rstd, const float *word,
                        const int32_t *ids, const float *pos, const int32_t *pos_ids,
                        const float *type, const int32_t *type_ids, const float *gamma,
-                       const float *beta, int n0, int n1, int C, float eps,
-                       const resnorm_drop *d);
+                       const float *beta, int n0, int n1, int C, float eps, const resnorm_drop *d);
 } resnorm_kernels;
 
 extern const resnorm_kernels resnorm_kernels_base, resnorm_kernels_avx2, resnorm_kernels_avx512;

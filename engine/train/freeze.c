@@ -178,7 +178,14 @@ void freeze_score_update(aflo_freezer *f, long t, const float *const *grads) {
         const float *g = grads[i];
         /* Elementwise, so any split among threads gives the same bits. */
         const size_t nc = (n + SCORE_CHUNK - 1) / SCORE_CHUNK;
-#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (nc > 1)
+        if (nc <= 1) { /* AFLoRA's usual case: no OpenMP region (~1 us each) */
+            if (boundary)
+                kern->score_boundary(ibar, ubar, iwin, g, n, b1, b2, inv_count);
+            else
+                kern->score_accumulate(iwin, g, n);
+            continue;
+        }
+#pragma omp parallel for schedule(static) num_threads(engine_threads())
         for (size_t c = 0; c < nc; c++) {
             size_t e = c * SCORE_CHUNK, len = n - e < SCORE_CHUNK ? n - e : SCORE_CHUNK;
             if (boundary)

@@ -76,7 +76,11 @@ void adamw_update(float *param, const float *grad, aflo_adam_state *s, float lr,
                             .eps = eps};
     const optim_kernels *kern = optim_kern();
     const size_t n = s->size, nc = chunks_of(n);
-#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (nc > 1)
+    if (nc <= 1) { /* no OpenMP region: even a one-thread one costs ~1 us */
+        kern->adamw(param, grad, s->m, s->v, n, &k);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(engine_threads())
     for (size_t c = 0; c < nc; c++) {
         size_t i = c * OPTIM_CHUNK, len = n - i < OPTIM_CHUNK ? n - i : OPTIM_CHUNK;
         kern->adamw(param + i, grad + i, s->m + i, s->v + i, len, &k);
@@ -102,6 +106,10 @@ double grad_global_norm(const float *const *grads, const size_t *sizes, int n) {
         const float *g = grads[k];
         if (!g) continue;
         const size_t nc = chunks_of(sizes[k]);
+        if (nc <= 1) { /* the one chunk, without an OpenMP region */
+            sum += kern->sumsq(g, sizes[k]);
+            continue;
+        }
         /* Rounds of chunk sums in parallel, each round added in chunk order. */
         for (size_t c0 = 0; c0 < nc; c0 += NORM_ROUND_CHUNKS) {
             double part[NORM_ROUND_CHUNKS];
@@ -128,7 +136,11 @@ double grad_clip_global_norm(float *const *grads, const size_t *sizes, int n, do
         float *g = grads[k];
         if (!g) continue;
         const size_t nc = chunks_of(sizes[k]);
-#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (nc > 1)
+        if (nc <= 1) {
+            kern->scale(g, sizes[k], c);
+            continue;
+        }
+#pragma omp parallel for schedule(static) num_threads(engine_threads())
         for (size_t j = 0; j < nc; j++) {
             size_t i = j * OPTIM_CHUNK;
             kern->scale(g + i, sizes[k] - i < OPTIM_CHUNK ? sizes[k] - i : OPTIM_CHUNK, c);
