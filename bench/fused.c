@@ -227,15 +227,15 @@ static void fwd_old(void *c) {
 }
 static void fwd_new(void *c) {
     rn_ctx *r = c;
-    resnorm_forward(r->out, r->res, r->mean, r->rstd, r->x, r->y, r->gamma, r->beta, N_ROWS,
-                    C_COLS, LN_EPS, r->p, KEY, 5);
+    resnorm_forward(r->out, r->res, r->mean, r->rstd, r->x, r->y, r->gamma, r->beta, N_ROWS, C_COLS,
+                    LN_EPS, r->p, KEY, 5);
 }
 /* bert.c's layer_backward at a residual site before the fusion. */
 static void bwd_old(void *c) {
     rn_ctx *r = c;
     size_t n = (size_t)N_ROWS * C_COLS;
-    layernorm_backward(r->dtmp, r->params ? r->dg : NULL, r->params ? r->db : NULL, r->dout,
-                       r->res, r->mean, r->rstd, r->gamma, N_ROWS, C_COLS);
+    layernorm_backward(r->dtmp, r->params ? r->dg : NULL, r->params ? r->db : NULL, r->dout, r->res,
+                       r->mean, r->rstd, r->gamma, N_ROWS, C_COLS);
     memcpy(r->dres, r->dtmp, n * sizeof(float));
     dropout_backward(r->dtmp, r->dtmp, n, r->p, KEY, 5);
 }
@@ -286,7 +286,8 @@ static void run_threads(int threads, size_t adam_n, int reps, adam_ctx *a, score
             report(what, ln, to, tn);
         }
         ab(score_old, score_new, s, reps, &to, &tn);
-        snprintf(what, sizeof what, "freeze score %d mats %.2fM", SCORE_MATS, (double)SCORE_N / 1e6);
+        snprintf(what, sizeof what, "freeze score %d mats %.2fM", SCORE_MATS,
+                 (double)SCORE_N / 1e6);
         report(what, ln, to, tn);
         for (int drop = 0; drop < 2; drop++) {
             r->p = drop ? DROP_P : 0.0f;
@@ -395,7 +396,8 @@ int main(int argc, char **argv) {
     if (!r.dg || !r.db) return 1;
     fill(r.x, n, 4, -2, 2), fill(r.y, n, 5, -1, 1), fill(r.dout, n, 6, -1, 1);
     fill(r.gamma, C_COLS, 7, 0.5f, 1.5f), fill(r.beta, C_COLS, 8, -0.5f, 0.5f);
-    fill(r.word, (size_t)VOCAB * C_COLS, 9, -1, 1), fill(r.pos, (size_t)MAX_POS * C_COLS, 10, -1, 1);
+    fill(r.word, (size_t)VOCAB * C_COLS, 9, -1, 1),
+        fill(r.pos, (size_t)MAX_POS * C_COLS, 10, -1, 1);
     fill(r.type, 2 * C_COLS, 11, -1, 1);
     aflo_rng rng;
     rng_seed(&rng, 12);
