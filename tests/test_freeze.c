@@ -1,6 +1,8 @@
 /* test_freeze.c — the AFLoRA freezing score, cubic schedule and decision
  * rule (aflora.md §3-4), against hand-worked numbers and an independent
- * sort-based reference; checkpoint round trip and corrupt blobs. */
+ * sort-based reference; checkpoint round trip and corrupt blobs. The score
+ * update at every ISA level the CPU runs against a double reference, with
+ * the same saved state at every level and thread count. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,7 +15,9 @@
 #include <string.h>
 
 #include "train/freeze.h"
+#include "base/isa.h"
 #include "base/rng.h"
+#include "model/gemm.h"
 
 #define ERRLEN 256
 
@@ -641,6 +645,95 @@ static void test_create_rejects_bad_input(void **state) {
     freezer_free(NULL);
 }
 
+/* ---------------------------------------------------- every ISA level */
+
+/* Matrices of 3 parallel chunks plus a tail, one small, one never trained;
+ * 7 steps with delta_t = 3 cross two window boundaries. */
+#define LV_STEPS 7
+static const size_t LV_SIZES[3] = {3 * 65536 + 77, 37, 8};
+static const bool LV_TRAIN[3] = {true, true, false};
+
+static void lv_grads(float *g[3], long t) {
+    aflo_rng r;
+    rng_seed(&r, 1000 + (uint64_t)t);
+    for (int i = 0; i < 2; i++)
+        for (size_t e = 0; e < LV_SIZES[i]; e++) g[i][e] = rng_uniform_range(&r, -1.0f, 1.0f);
+}
+
+/* The score of §3 in double: window mean, Ibar, Ubar (with the new Ibar). */
+static double lv_reference_score(int i, const aflo_freeze_config *c, float *g[3]) {
+    size_t n = LV_SIZES[i];
+    double *ib = calloc(n, sizeof *ib), *ub = calloc(n, sizeof *ub), *win = calloc(n, sizeof *win);
+    assert_true(ib && ub && win);
+    long count = 0;
+    for (long t = 1; t <= LV_STEPS; t++) {
+        lv_grads(g, t);
+        bool boundary = t % c->delta_t == 0 && count > 0;
+        for (size_t e = 0; e < n; e++) {
+            double a = fabs((double)g[i][e]);
+            if (boundary) {
+                double w = win[e] / (double)count;
+                ib[e] = c->beta1 * ib[e] + (1 - c->beta1) * w;
+                ub[e] = c->beta2 * ub[e] + (1 - c->beta2) * fabs(w - ib[e]);
+                win[e] = a;
+            } else {
+                win[e] += a;
+            }
+        }
+        count = boundary ? 1 : count + 1;
+    }
+    double sum = 0;
+    for (size_t e = 0; e < n; e++) sum += ib[e] * ub[e];
+    free(ib), free(ub), free(win);
+    return sum / (double)n;
+}
+
+static void test_score_update_every_level(void **state) {
+    (void)state;
+    aflo_freeze_config c = cfg(0.85, 0.95, 3, 1000, 1000, 0);
+    float *g[3];
+    for (int i = 0; i < 3; i++) assert_non_null(g[i] = malloc(LV_SIZES[i] * sizeof(float)));
+    double want[2] = {lv_reference_score(0, &c, g), lv_reference_score(1, &c, g)};
+    assert_true(want[0] > 0 && want[1] > 0);
+    unsigned char *first = NULL;
+    size_t first_n = 0;
+    aflo_isa before = isa_level();
+    char err[ERRLEN];
+    for (int level = 0; level < ISA_COUNT; level++) {
+        if (!isa_supported((aflo_isa)level)) continue;
+        assert_int_equal(isa_select((aflo_isa)level, err, sizeof err), 0);
+        for (int threads = 1; threads <= 2; threads++) {
+            engine_set_threads(threads);
+            aflo_freezer *f = make(&c, 3, LV_SIZES, LV_TRAIN);
+            for (long t = 1; t <= LV_STEPS; t++) {
+                lv_grads(g, t);
+                freeze_score_update(f, t, (const float *const *)g);
+            }
+            /* float storage of the EMAs: a few float ulps from the double path */
+            for (int i = 0; i < 2; i++)
+                assert_near(freezer_matrix_score(f, i), want[i], 1e-5 * want[i]);
+            size_t n = freezer_state_size(f);
+            unsigned char *blob = malloc(n);
+            assert_non_null(blob);
+            assert_int_equal(freezer_save(f, blob, n), 0);
+            if (!first) {
+                first = blob, first_n = n;
+            } else {
+                /* same bits at every level and thread count */
+                assert_int_equal(n, first_n);
+                assert_memory_equal(blob, first, n);
+                free(blob);
+            }
+            freezer_free(f);
+        }
+    }
+    assert_non_null(first);
+    assert_int_equal(isa_select(before, err, sizeof err), 0);
+    engine_set_threads(0);
+    free(first);
+    for (int i = 0; i < 3; i++) free(g[i]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_hand_cases),
@@ -657,6 +750,7 @@ int main(void) {
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_bad_blobs_rejected),
         cmocka_unit_test(test_create_rejects_bad_input),
+        cmocka_unit_test(test_score_update_every_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,9 @@
 /* test_optim.c — AdamW against a double-precision reference, a hand-worked
  * first step and PyTorch golden values; the HF linear warm-up schedule at its
- * boundaries; global-norm clipping below and above the limit. */
+ * boundaries; global-norm clipping below and above the limit. Every ISA
+ * level the CPU runs (base/isa.h) on tensors spanning several parallel
+ * chunks: AdamW bit-identical to the scalar float formula, the global norm
+ * against a long-double sum and identical across levels and thread counts. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,8 +11,13 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/isa.h"
+#include "base/rng.h"
+#include "model/gemm.h"
 #include "train/optim.h"
 
 #define N 5
@@ -203,6 +211,123 @@ static void test_clip_nonfinite_norm_leaves_grads(void **state) {
     assert_true(a[1] == 1.0f);
 }
 
+/* ------------------------------------------------ every ISA level, big tensors */
+
+/* Three 64K-element chunks and a ragged tail: exercises the parallel split. */
+#define BIG ((size_t)3 * 65536 + 123)
+
+static void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
+    aflo_rng r;
+    rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = rng_uniform_range(&r, lo, hi);
+}
+
+/* The scalar float loop adamw_update ran before it was vectorised; the
+ * kernels promise its exact bits (no FMA, correctly rounded sqrt and div). */
+static void adamw_scalar(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                         float wd, float beta1, float beta2, float eps, long t) {
+    const double bias1 = 1.0 - pow((double)beta1, (double)t);
+    const double bias2 = 1.0 - pow((double)beta2, (double)t);
+    const float decay = (float)(1.0 - (double)lr * (double)wd);
+    const float one_b1 = (float)(1.0 - (double)beta1), one_b2 = (float)(1.0 - (double)beta2);
+    const float step_size = (float)((double)lr / bias1), bias2_sqrt = (float)sqrt(bias2);
+    for (size_t i = 0; i < n; i++) {
+        volatile float g = grad[i]; /* volatile: keep this loop scalar, unfused */
+        float p = param[i] * decay;
+        m[i] = m[i] * beta1 + g * one_b1;
+        v[i] = v[i] * beta2 + one_b2 * g * g;
+        float denom = sqrtf(v[i]) / bias2_sqrt + eps;
+        param[i] = p - step_size * m[i] / denom;
+    }
+}
+
+static void select_level(int level) {
+    char err[128];
+    if (isa_select((aflo_isa)level, err, sizeof err) != 0) fail_msg("%s", err);
+}
+
+static void test_adamw_every_level_matches_scalar(void **state) {
+    (void)state;
+    float *p0 = malloc(BIG * sizeof *p0), *g = malloc(3 * BIG * sizeof *g);
+    float *p = malloc(BIG * sizeof *p), *pr = malloc(BIG * sizeof *pr);
+    float *mr = calloc(BIG, sizeof *mr), *vr = calloc(BIG, sizeof *vr);
+    assert_true(p0 && g && p && pr && mr && vr);
+    fill_uniform(p0, BIG, 1, -2.0f, 2.0f);
+    fill_uniform(g, 3 * BIG, 2, -1.0f, 1.0f);
+    for (size_t i = 0; i < BIG; i += 97) g[i] = 0.0f; /* zero gradients: v stays tiny */
+    memcpy(pr, p0, BIG * sizeof *pr);
+    const float lrs[3] = {1e-2f, 3e-2f, 5e-3f};
+    for (long t = 1; t <= 3; t++)
+        adamw_scalar(pr, g + (t - 1) * BIG, mr, vr, BIG, lrs[t - 1], 0.1f, 0.9f, 0.999f, 1e-6f, t);
+    aflo_isa before = isa_level();
+    int ran = 0;
+    for (int level = 0; level < ISA_COUNT; level++) {
+        if (!isa_supported((aflo_isa)level)) continue;
+        select_level(level);
+        for (int threads = 1; threads <= 2; threads++) {
+            engine_set_threads(threads);
+            aflo_adam_state s;
+            assert_int_equal(adam_state_init(&s, BIG), 0);
+            memcpy(p, p0, BIG * sizeof *p);
+            for (long t = 1; t <= 3; t++)
+                adamw_update(p, g + (t - 1) * BIG, &s, lrs[t - 1], 0.1f, 0.9f, 0.999f, 1e-6f, t);
+            for (size_t i = 0; i < BIG; i++)
+                if (p[i] != pr[i] || s.m[i] != mr[i] || s.v[i] != vr[i])
+                    fail_msg("level %s, %d threads, element %zu: p %.9g vs %.9g",
+                             isa_name((aflo_isa)level), threads, i, p[i], pr[i]);
+            adam_state_free(&s);
+        }
+        ran++;
+    }
+    assert_true(ran >= 1);
+    select_level(before);
+    engine_set_threads(0);
+    free(p0), free(g), free(p), free(pr), free(mr), free(vr);
+}
+
+static void test_global_norm_every_level(void **state) {
+    (void)state;
+    /* Tensors below, at and above one chunk, and one with a NULL gradient. */
+    const size_t sizes[4] = {BIG, 5, 65536, 300001};
+    float *g[4];
+    long double ref = 0.0L;
+    for (int k = 0; k < 4; k++) {
+        g[k] = malloc(sizes[k] * sizeof(float));
+        assert_non_null(g[k]);
+        fill_uniform(g[k], sizes[k], 10 + (uint64_t)k, -3.0f, 3.0f);
+        if (k == 1) continue; /* passed as NULL below */
+        for (size_t i = 0; i < sizes[k]; i++) ref += (long double)g[k][i] * g[k][i];
+    }
+    const float *cg[4] = {g[0], NULL, g[2], g[3]};
+    double want = sqrt((double)ref), first = 0.0;
+    aflo_isa before = isa_level();
+    bool have_first = false;
+    for (int level = 0; level < ISA_COUNT; level++) {
+        if (!isa_supported((aflo_isa)level)) continue;
+        select_level(level);
+        for (int threads = 1; threads <= 2; threads++) {
+            engine_set_threads(threads);
+            double got = grad_global_norm(cg, sizes, 4);
+            if (fabs(got - want) > 1e-13 * want) fail_msg("norm %.17g vs %.17g", got, want);
+            if (!have_first) first = got, have_first = true;
+            /* fixed order: the same bits at every level and thread count */
+            assert_true(got == first);
+        }
+    }
+    /* Clipping scales every element by the same float coefficient. */
+    float *keep = malloc(sizes[3] * sizeof *keep);
+    assert_non_null(keep);
+    memcpy(keep, g[3], sizes[3] * sizeof *keep);
+    float *mg[4] = {g[0], NULL, g[2], g[3]};
+    assert_true(grad_clip_global_norm(mg, sizes, 4, 1.0) == first);
+    const float c = (float)(1.0 / (first + 1e-6));
+    for (size_t i = 0; i < sizes[3]; i++) assert_true(g[3][i] == keep[i] * c);
+    select_level(before);
+    engine_set_threads(0);
+    free(keep);
+    for (int k = 0; k < 4; k++) free(g[k]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_matches_double_reference_with_decay),
@@ -216,6 +341,8 @@ int main(void) {
         cmocka_unit_test(test_clip_above_max_scales_grads),
         cmocka_unit_test(test_clip_at_exactly_max_still_scales),
         cmocka_unit_test(test_clip_nonfinite_norm_leaves_grads),
+        cmocka_unit_test(test_adamw_every_level_matches_scalar),
+        cmocka_unit_test(test_global_norm_every_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

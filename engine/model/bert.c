@@ -34,6 +34,7 @@
 #include "model/linear.h"
 #include "model/model_internal.h"
 #include "model/ops.h"
+#include "model/resnorm.h"
 
 /* Dropout sites, to give every dropout call its own mask stream. */
 enum { SITE_EMB, SITE_ATTN_PROBS, SITE_ATTN_OUT, SITE_FFN_OUT, SITE_HEAD };
@@ -60,7 +61,7 @@ typedef struct {
     layer_acts *la;
     float *cls, *pooled, *pooled_drop, *probs_cls;
     float *scratch_big, *scratch_h, *scratch_out, *scratch_r, *scratch_or, *scratch_ss,
-        *scratch_ss2;
+        *scratch_ss2, *scratch_ln;
     float *d_cur, *d_prev, *d_tmp, *d_h1, *d_big, *dq, *dk, *dv, *dctx;
     int32_t *pos_ids, *type_ids, *ids, *labels;
     uint8_t *mask;
@@ -239,6 +240,7 @@ static size_t bert_layout(aflo_model *m, float *base, int Bm, int Sm) {
     TAKE(enc->scratch_or, 2 * maxdim * (r ? r : 1));
     TAKE(enc->scratch_ss, (size_t)Sm * Sm);
     TAKE(enc->scratch_ss2, (size_t)Sm * Sm);
+    TAKE(enc->scratch_ln, resnorm_scratch_floats((int)N, (int)H)); /* LN parameter grads */
     TAKE(enc->d_cur, N * H);
     TAKE(enc->d_prev, N * H);
     TAKE(enc->d_tmp, N * H);
@@ -354,14 +356,6 @@ static void attention_forward(aflo_model *m, int l, layer_acts *a) {
     }
 }
 
-/* x + dropout(y) into out. */
-static void residual_dropout(float *out, float *y, const float *x, size_t n, float p, uint64_t key,
-                             uint64_t stream) {
-    dropout_forward(y, y, n, p, key, stream);
-#pragma omp parallel for schedule(static) if (n >= 32768)
-    for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
-}
-
 static void layer_forward(aflo_model *m, int l, const float *x) {
     bert_model *enc = m->impl;
     aflo_layer *ly = &enc->layers[l];
@@ -375,20 +369,19 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
 
     linear_forward(&ly->lin[BERT_ATTN_OUT], enc->scratch_h, a->ctx, N, a->ad[BERT_ATTN_OUT],
                    lin_scratch(enc), &m->flops);
-    residual_dropout(a->res1, enc->scratch_h, x, (size_t)N * H, ph, m->dropout_key,
-                     dstream(l, SITE_ATTN_OUT, 0));
-    layernorm_forward(a->h1, a->mean1, a->rstd1, a->res1, ly->ln1_w->data, ly->ln1_b->data, N, H,
-                      m->cfg.layer_norm_eps);
+    /* res1 = x + dropout(ao), h1 = LN1(res1): one pass */
+    resnorm_forward(a->h1, a->res1, a->mean1, a->rstd1, x, enc->scratch_h, ly->ln1_w->data,
+                    ly->ln1_b->data, N, H, m->cfg.layer_norm_eps, ph, m->dropout_key,
+                    dstream(l, SITE_ATTN_OUT, 0));
 
     linear_forward(&ly->lin[BERT_INTERMEDIATE], a->inter, a->h1, N, a->ad[BERT_INTERMEDIATE],
                    lin_scratch(enc), &m->flops);
     gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
     linear_forward(&ly->lin[BERT_OUTPUT], enc->scratch_h, enc->scratch_big, N, a->ad[BERT_OUTPUT],
                    lin_scratch(enc), &m->flops);
-    residual_dropout(a->res2, enc->scratch_h, a->h1, (size_t)N * H, ph, m->dropout_key,
-                     dstream(l, SITE_FFN_OUT, 0));
-    layernorm_forward(a->out, a->mean2, a->rstd2, a->res2, ly->ln2_w->data, ly->ln2_b->data, N, H,
-                      m->cfg.layer_norm_eps);
+    resnorm_forward(a->out, a->res2, a->mean2, a->rstd2, a->h1, enc->scratch_h, ly->ln2_w->data,
+                    ly->ln2_b->data, N, H, m->cfg.layer_norm_eps, ph, m->dropout_key,
+                    dstream(l, SITE_FFN_OUT, 0));
 }
 
 static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen) {
@@ -397,12 +390,11 @@ static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *e
     int N = enc->N, H = enc->H, B = enc->B, L = m->num_labels;
     float ph = drop_p(m, m->cfg.hidden_dropout_prob);
 
-    embedding_forward(enc->emb_in, enc->ids, enc->word_emb->data, N, H, 0);
-    embedding_forward(enc->emb_in, enc->pos_ids, enc->pos_emb->data, N, H, 1);
-    embedding_forward(enc->emb_in, enc->type_ids, enc->type_emb->data, N, H, 1);
-    layernorm_forward(enc->x0, enc->emb_mean, enc->emb_rstd, enc->emb_in, enc->emb_ln_w->data,
-                      enc->emb_ln_b->data, N, H, m->cfg.layer_norm_eps);
-    dropout_forward(enc->x0, enc->x0, (size_t)N * H, ph, m->dropout_key, dstream(-1, SITE_EMB, 0));
+    /* emb_in = word + position + type, x0 = dropout(LN(emb_in)): one pass */
+    embnorm_forward(enc->x0, enc->emb_in, enc->emb_mean, enc->emb_rstd, enc->word_emb->data,
+                    enc->ids, enc->pos_emb->data, enc->pos_ids, enc->type_emb->data, enc->type_ids,
+                    enc->emb_ln_w->data, enc->emb_ln_b->data, N, H, m->cfg.layer_norm_eps, ph,
+                    m->dropout_key, dstream(-1, SITE_EMB, 0));
 
     const float *x = enc->x0;
     for (int l = 0; l < enc->L; l++) {
@@ -472,28 +464,31 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     aflo_layer *ly = &enc->layers[l];
     layer_acts *a = &enc->la[l];
     int N = enc->N, H = enc->H, I = enc->I;
-    size_t NH = (size_t)N * H;
     float ph = drop_p(m, m->cfg.hidden_dropout_prob);
+    /* Without dropout the branch's gradient is the residual's: no copy. */
+    bool drop = ph > 0.0f;
 
-    /* out = LN2(res2): dres2 -> d_tmp */
-    layernorm_backward(enc->d_tmp, grad_of(ly->ln2_w), grad_of(ly->ln2_b), enc->d_cur, a->res2,
-                       a->mean2, a->rstd2, ly->ln2_w->data, N, H);
-    /* res2 = dropout(o) + h1 */
-    memcpy(enc->d_h1, enc->d_tmp, NH * sizeof(float));
-    dropout_backward(enc->d_tmp, enc->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_FFN_OUT, 0));
+    /* out = LN2(res2), res2 = h1 + dropout(o), in one pass: dres2 -> d_h1
+     * (h1's gradient through the residual), do -> d_tmp */
+    resnorm_backward(enc->d_h1, drop ? enc->d_tmp : NULL, grad_of(ly->ln2_w), grad_of(ly->ln2_b),
+                     enc->scratch_ln, enc->d_cur, a->res2, a->mean2, a->rstd2, ly->ln2_w->data, N,
+                     H, ph, m->dropout_key, dstream(l, SITE_FFN_OUT, 0));
+    const float *d_o = drop ? enc->d_tmp : enc->d_h1;
     gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
-    linear_backward(&ly->lin[BERT_OUTPUT], enc->d_big, false, enc->d_tmp, enc->scratch_big, N,
+    linear_backward(&ly->lin[BERT_OUTPUT], enc->d_big, false, d_o, enc->scratch_big, N,
                     a->ad[BERT_OUTPUT], lin_scratch(enc), &m->flops);
     gelu_backward(enc->d_big, a->inter, enc->d_big, (size_t)N * I);
     linear_backward(&ly->lin[BERT_INTERMEDIATE], enc->d_h1, true, enc->d_big, a->h1, N,
                     a->ad[BERT_INTERMEDIATE], lin_scratch(enc), &m->flops);
 
-    /* h1 = LN1(res1): dres1 -> d_tmp; res1 = dropout(ao) + x */
-    layernorm_backward(enc->d_tmp, grad_of(ly->ln1_w), grad_of(ly->ln1_b), enc->d_h1, a->res1,
-                       a->mean1, a->rstd1, ly->ln1_w->data, N, H);
-    if (want_dx) memcpy(enc->d_prev, enc->d_tmp, NH * sizeof(float));
-    dropout_backward(enc->d_tmp, enc->d_tmp, NH, ph, m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
-    linear_backward(&ly->lin[BERT_ATTN_OUT], enc->dctx, false, enc->d_tmp, a->ctx, N,
+    /* h1 = LN1(res1), res1 = x + dropout(ao): dres1 -> d_prev (x's gradient
+     * through the residual, when wanted), dao -> d_tmp */
+    float *dres1 = want_dx ? enc->d_prev : (drop ? NULL : enc->d_tmp);
+    resnorm_backward(dres1, drop ? enc->d_tmp : NULL, grad_of(ly->ln1_w), grad_of(ly->ln1_b),
+                     enc->scratch_ln, enc->d_h1, a->res1, a->mean1, a->rstd1, ly->ln1_w->data, N, H,
+                     ph, m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
+    const float *d_ao = drop ? enc->d_tmp : dres1;
+    linear_backward(&ly->lin[BERT_ATTN_OUT], enc->dctx, false, d_ao, a->ctx, N,
                     a->ad[BERT_ATTN_OUT], lin_scratch(enc), &m->flops);
     attention_backward(m, l, a);
     float *dqkv[3] = {enc->dq, enc->dk, enc->dv};
@@ -559,8 +554,10 @@ static void bert_backward(aflo_model *m, float loss_scale) {
     /* embeddings (full fine-tuning) */
     dropout_backward(enc->d_cur, enc->d_cur, (size_t)N * H, ph, m->dropout_key,
                      dstream(-1, SITE_EMB, 0));
-    layernorm_backward(enc->d_tmp, grad_of(enc->emb_ln_w), grad_of(enc->emb_ln_b), enc->d_cur,
-                       enc->emb_in, enc->emb_mean, enc->emb_rstd, enc->emb_ln_w->data, N, H);
+    /* LayerNorm backward alone (no residual here) */
+    resnorm_backward(enc->d_tmp, NULL, grad_of(enc->emb_ln_w), grad_of(enc->emb_ln_b),
+                     enc->scratch_ln, enc->d_cur, enc->emb_in, enc->emb_mean, enc->emb_rstd,
+                     enc->emb_ln_w->data, N, H, 0.0f, 0, 0);
     if (enc->word_emb->trainable)
         embedding_backward(enc->word_emb->grad, enc->ids, enc->d_tmp, N, H);
     if (enc->pos_emb->trainable)

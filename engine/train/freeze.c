@@ -14,6 +14,9 @@
  * scratch copy it permutes lives in the freezer and shrinks as matrices
  * freeze.
  *
+ * The score update's element loops are optim_kern.c's vector kernels (same
+ * bits at every ISA level).
+ *
  * EMAs are stored in float and computed in double; the matrix mean s(P) is
  * always computed by the same function in the same order, so the value that
  * freezer_matrix_score reports is bit-for-bit the one the decision used. */
@@ -21,12 +24,16 @@
 
 #include "base/errmsg.h"
 #include "base/rng.h"
+#include "model/gemm.h"
+#include "train/optim_kern.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Elements per work unit of the parallel score update (64K floats). */
+#define SCORE_CHUNK ((size_t)1 << 16)
 /* Score arrays per matrix: Ibar, Ubar, Iwin. */
 #define SCORE_ARRAYS 3
 /* Checkpoint blob identification: "AFFZ" little-endian, format version 1. */
@@ -163,25 +170,28 @@ void freeze_score_update(aflo_freezer *f, long t, const float *const *grads) {
     const double b1 = f->cfg.beta1, b2 = f->cfg.beta2;
     const double inv_count = boundary ? 1.0 / (double)f->window_count : 0.0;
 
+    const optim_kernels *kern = optim_kern();
     for (int i = 0; i < f->n; i++) {
         if (!f->state[i]) continue;
         const size_t n = f->sizes[i];
-        float *restrict ibar = f->state[i];
-        float *restrict ubar = ibar + n;
-        float *restrict iwin = ibar + 2 * n;
-        const float *restrict g = grads[i];
-        if (boundary) {
-#pragma omp simd
-            for (size_t e = 0; e < n; e++) {
-                double w = (double)iwin[e] * inv_count; /* window mean of |grad| */
-                double ib = b1 * (double)ibar[e] + (1.0 - b1) * w;
-                ibar[e] = (float)ib;
-                ubar[e] = (float)(b2 * (double)ubar[e] + (1.0 - b2) * fabs(w - ib));
-                iwin[e] = fabsf(g[e]); /* window restarts */
-            }
-        } else {
-#pragma omp simd
-            for (size_t e = 0; e < n; e++) iwin[e] += fabsf(g[e]);
+        float *ibar = f->state[i], *ubar = ibar + n, *iwin = ibar + 2 * n;
+        const float *g = grads[i];
+        /* Elementwise, so any split among threads gives the same bits. */
+        const size_t nc = (n + SCORE_CHUNK - 1) / SCORE_CHUNK;
+        if (nc <= 1) { /* AFLoRA's usual case: no OpenMP region (~1 us each) */
+            if (boundary)
+                kern->score_boundary(ibar, ubar, iwin, g, n, b1, b2, inv_count);
+            else
+                kern->score_accumulate(iwin, g, n);
+            continue;
+        }
+#pragma omp parallel for schedule(static) num_threads(engine_threads())
+        for (size_t c = 0; c < nc; c++) {
+            size_t e = c * SCORE_CHUNK, len = n - e < SCORE_CHUNK ? n - e : SCORE_CHUNK;
+            if (boundary)
+                kern->score_boundary(ibar + e, ubar + e, iwin + e, g + e, len, b1, b2, inv_count);
+            else
+                kern->score_accumulate(iwin + e, g + e, len);
         }
     }
     f->window_count = boundary ? 1 : f->window_count + 1;

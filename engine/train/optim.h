@@ -36,7 +36,8 @@ void adamw_update(float *param, const float *grad, aflo_adam_state *s, float lr,
 float lr_linear_warmup(float peak, long s, long warmup, long total);
 
 /* sqrt(sum of squares) over n gradient buffers (NULL entries skipped),
- * accumulated in double. */
+ * accumulated in double in a fixed order (fixed chunks and lanes, see
+ * optim.c): the same value for any thread count and ISA level. */
 double grad_global_norm(const float *const *grads, const size_t *sizes, int n);
 
 /* torch.nn.utils.clip_grad_norm_: coef = max_norm/(norm+1e-6); if coef < 1
