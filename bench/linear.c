@@ -258,8 +258,14 @@ static void run_shape(int N, int in, int out, int reps) {
         param(&B, out, r, !me->ab_frozen);
         param(&sd, r, 1, true);
         param(&sb, out, 1, true);
-        aflo_linear l = {.in = in, .out = out, .W = &W, .b = &b, .A = &A, .B = &B,
-                         .rank = r, .scale = me->lora ? 2.0f : 1.0f};
+        aflo_linear l = {.in = in,
+                         .out = out,
+                         .W = &W,
+                         .b = &b,
+                         .A = &A,
+                         .B = &B,
+                         .rank = r,
+                         .scale = me->lora ? 2.0f : 1.0f};
         if (!me->lora) {
             l.sd = &sd;
             l.sb = &sb;
@@ -320,8 +326,8 @@ static void run_products(int N, int in, int out, int r, int reps) {
     float *dX = buf((size_t)N * in), *H = buf((size_t)N * r), *A = buf((size_t)r * in);
     float *Bs = buf((size_t)out * r), *BT = buf((size_t)out * r), *G = buf((size_t)out * r);
     float *dA = buf((size_t)r * in);
-    const char *names[6] = {"h1 = X A^T", "Y += h2 Bs^T", "G = dY^T h2", "g = dY Bs",
-                            "dA += g^T X", "dX += g A"};
+    const char *names[6] = {"h1 = X A^T", "Y += h2 Bs^T", "G = dY^T h2",
+                            "g = dY Bs",  "dA += g^T X",  "dX += g A"};
     printf("%d x %d -> %d, r = %d, 1 thread: BLAS / skinny ms (median of %d)\n", N, in, out, r,
            reps);
     for (int p = 0; p < 6; p++) {
