@@ -48,8 +48,3 @@ uint64_t rng_below(aflo_rng *r, uint64_t n) {
     while (x >= limit);
     return x % n;
 }
-
-uint64_t rng_hash(uint64_t key, uint64_t counter) {
-    uint64_t x = key ^ (counter * 0xd1342543de82ef95ULL);
-    return splitmix64(&x);
-}

@@ -24,7 +24,15 @@ float rng_normal(aflo_rng *r);
 /* Uniform integer in [0, n), n > 0, without modulo bias. */
 uint64_t rng_below(aflo_rng *r, uint64_t n);
 
-/* Stateless: a well-mixed 64-bit hash of (key, counter). */
-uint64_t rng_hash(uint64_t key, uint64_t counter);
+/* Stateless: a well-mixed 64-bit hash of (key, counter) — splitmix64's
+ * finaliser of key ^ counter*K. Inline so that vectorised kernels (dropout
+ * masks inside *_kern.c loops) hash in registers instead of calling out. */
+static inline uint64_t rng_hash(uint64_t key, uint64_t counter) {
+    uint64_t z = key ^ (counter * 0xd1342543de82ef95ULL);
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
 
 #endif

@@ -4,7 +4,7 @@
  *
  * A row (C floats, a few KiB) is read from memory once and then stays in L1
  * while its short loops run: the residual sum, the mean, the variance, the
- * output. The dropout mask is ops.c's counter hash (base/rng.c's rng_hash,
+ * output. The dropout mask is ops.c's counter hash (base/rng.h's rng_hash,
  * restated here so it inlines and vectorises; tests/test_resnorm.c checks
  * they agree), compared in integers.
  *
@@ -13,20 +13,14 @@
  * to an FMA (gcc's ISO C mode; a pragma for clang). */
 #include "model/resnorm_kern.h"
 
+#include "base/rng.h"
+
 #include <math.h>
 #include <string.h>
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
-
-/* rng_hash(key, counter): splitmix64 of key ^ counter*K (base/rng.c). */
-static inline uint64_t drop_hash(uint64_t key, uint64_t counter) {
-    uint64_t z = (key ^ (counter * 0xd1342543de82ef95ULL)) + 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 /* Columns whose mask bits are made at once: the hash loop (64-bit integer
  * multiplies) vectorises apart from the float loop that applies it. */
@@ -37,7 +31,7 @@ static inline void drop_bits(int32_t *restrict u, const resnorm_drop *d, uint64_
     const uint64_t key = d->seed, base = d->base + first;
     /* No simd pragma: the cost model keeps this scalar where 64-bit
      * multiplies must be emulated with SSE (base), vectorises it above. */
-    for (int c = 0; c < len; c++) u[c] = (int32_t)(drop_hash(key, base + (uint64_t)c) >> 40);
+    for (int c = 0; c < len; c++) u[c] = (int32_t)(rng_hash(key, base + (uint64_t)c) >> 40);
 }
 
 /* o[c] = a[c] + dropout(v[c]) (a NULL: o = dropout(v)) for columns
