@@ -66,7 +66,7 @@ static inline float vm_erff(float x) {
     p = p * s - 2.685382090e-02f;
     p = p * s + 1.128358541e-01f;
     p = p * s - 3.761262586e-01f;
-    p = p * s + 1.283791671e-01f; /* P's constant term minus 1 */
+    p = p * s + 1.283791657e-01f; /* P's constant term minus 1 */
     /* a + a*(P - 1): the leading term exact, so P's float rounding shrinks */
     const float small = a + a * p;
     /* The tail's argument is clamped to [1, 4] so 1/a is always finite. */
