@@ -35,6 +35,16 @@ void gelu_forward(float *out, const float *x, size_t n);
 /* dx = dout * gelu'(x). */
 void gelu_backward(float *dx, const float *x, const float *dout, size_t n);
 
+/* out[n,c] = gelu(x[n,c] + b[c]): the bias add fused into the GELU, for a
+ * linear layer whose bias is left to its caller (linear.h bias_by_caller).
+ * x (without the bias) is what backward needs, kept for backward. out may alias x
+ * (then x is lost). */
+void bias_gelu_forward(float *out, const float *x, const float *b, int N, int C);
+/* dx = dout * gelu'(x + b); db[c] += sum_n dx[n,c] (db may be NULL when the
+ * bias is frozen). x and b as given to the forward; dx may alias dout. */
+void bias_gelu_backward(float *dx, float *db, const float *x, const float *b, const float *dout,
+                        int N, int C);
+
 /* tanh. */
 void tanh_forward(float *out, const float *x, size_t n);
 /* dx = dout * (1 - out^2), from the saved forward OUTPUT. */
