@@ -1,6 +1,5 @@
 /* ops_kern.c — the elementwise kernels of ops.c (GELU and its backward,
- * bias + GELU fused, bias add and its column sums, dropout, the head's
- * softmax + cross-entropy), compiled once per ISA level (base/isa.h; table
+ * bias + GELU fused, bias add and its column sums, dropout), compiled once per ISA level (base/isa.h; table
  * in ops_kern.h).
  *
  * Every loop is plain C under `#pragma omp simd`; the libm calls that kept
@@ -10,8 +9,7 @@
  * exactly its input (in place) or does not overlap it.
  *
  * Reductions: bias gradients sum each column over the rows in order (the
- * caller gives each thread whole columns), the head's loss sums rows in
- * order: the same bits for any thread count. No a*b+c is contracted to an
+ * caller gives each thread whole columns): the same bits for any thread count. No a*b+c is contracted to an
  * FMA (gcc's ISO C mode; a pragma for clang), so a vector lane computes the
  * same bits as the scalar remainder loop, and every level the same bits as
  * the others, except where -O3 reassociates nothing: it does not (no
@@ -20,8 +18,6 @@
 
 #include "base/rng.h"
 #include "model/vmath.h"
-
-#include <math.h>
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
@@ -122,30 +118,6 @@ static void dropout(float *y, const float *x, size_t n, uint64_t first, const op
     }
 }
 
-static double xent_fwd(float *restrict probs, const float *restrict logits,
-                       const int32_t *restrict labels, int B, int L) {
-    double total = 0.0;
-    for (int b = 0; b < B; b++) {
-        const float *lr = logits + (size_t)b * L;
-        float *pr = probs + (size_t)b * L;
-        float mx = lr[0];
-        for (int j = 1; j < L; j++) mx = lr[j] > mx ? lr[j] : mx;
-#pragma omp simd
-        for (int j = 0; j < L; j++) pr[j] = vm_expf(lr[j] - mx);
-        /* In order: L is a handful of classes, and the sum stays fixed. */
-        float sum = 0.0f;
-        for (int j = 0; j < L; j++) sum += pr[j];
-        /* sum >= 1: the max logit contributes exp(0). */
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int j = 0; j < L; j++) pr[j] *= inv;
-        /* loss = logsumexp - logit[label] = (max - logit[label]) + log(sum):
-         * the large terms cancel before the small one is added. */
-        total += (double)(mx - lr[labels[b]]) + (double)logf(sum);
-    }
-    return total;
-}
-
 const ops_kernels ISA_TABLE(ops_kernels) = {
     .gelu_fwd = gelu_fwd,
     .gelu_bwd = gelu_bwd,
@@ -154,5 +126,4 @@ const ops_kernels ISA_TABLE(ops_kernels) = {
     .bias_fwd = bias_fwd,
     .bias_bwd = bias_bwd,
     .dropout = dropout,
-    .xent_fwd = xent_fwd,
 };

@@ -39,9 +39,6 @@ typedef struct {
     void (*bias_bwd)(float *db, const float *dy, int N, int C, int c0, int c1);
     /* y[i] = keep(first + i) ? x[i] * scale : 0, i < n; y may alias x. */
     void (*dropout)(float *y, const float *x, size_t n, uint64_t first, const ops_drop *d);
-    /* Softmax of B rows of L logits into probs; returns the sum over rows of
-     * (max - logit[label]) + log(sum of exp), in double, in row order. */
-    double (*xent_fwd)(float *probs, const float *logits, const int32_t *labels, int B, int L);
 } ops_kernels;
 
 extern const ops_kernels ops_kernels_base, ops_kernels_avx2, ops_kernels_avx512;
