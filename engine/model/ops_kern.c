@@ -14,14 +14,16 @@
  * same bits as the scalar remainder loop, and every level the same bits as
  * the others, except where -O3 reassociates nothing: it does not (no
  * -ffast-math). */
+/* Before the includes: vmath.h's inline polynomials must not contract
+ * either (clang contracts a*b+c within an expression by default). */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 #include "model/ops_kern.h"
 
 #include "base/rng.h"
 #include "model/vmath.h"
-
-#ifdef __clang__
-#pragma STDC FP_CONTRACT OFF
-#endif
 
 /* 1/sqrt(2) and 1/sqrt(2*pi) for the exact GELU and its derivative. */
 #define GELU_INV_SQRT2 0.70710678118654752440f

@@ -6,7 +6,10 @@
  * straight-line code (clamps, a polynomial, integer bit tricks), which
  * `#pragma omp simd` loops in *_kern.c files turn into AVX2/AVX-512 code.
  * Accuracy is stated per function and checked against double precision in
- * tests/test_vmath.c. */
+ * tests/test_vmath.c. They give the same bits at every vector level only
+ * where a*b+c is not contracted into an FMA: gcc's ISO C mode does not;
+ * clang does unless `#pragma STDC FP_CONTRACT OFF` comes before this
+ * header (as in ops_kern.c). */
 #ifndef AFLO_VMATH_H
 #define AFLO_VMATH_H
 
