@@ -1,11 +1,10 @@
 /* ops.c — elementwise and row-wise kernels of the transformer (see ops.h).
  *
  * The hot elementwise kernels (GELU and its backward, bias + GELU, bias add
- * and its gradient, dropout) live in
- * ops_kern.c, compiled once per ISA level; this file splits their work among
- * the engine's threads and calls the level isa_level() picked. The rest
- * (LayerNorm, tanh, scale_cols, attention's softmax, embeddings, the head's
- * cross-entropy and MSE) stays
+ * and its gradient, dropout) live in ops_kern.c, compiled once per ISA
+ * level; this file splits their work among the engine's threads and calls
+ * the level isa_level() picked. The rest (LayerNorm, tanh, scale_cols,
+ * attention's softmax, embeddings, the head's cross-entropy and MSE) stays
  * here, compiled for the baseline.
  *
  * Shape of every kernel: the work is split among threads with OpenMP when
