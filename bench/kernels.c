@@ -116,8 +116,8 @@ static void old_dropout(float *y, const float *x, size_t n, float p, uint64_t se
     float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) num_threads(engine_threads()) if (n >= OLD_PARALLEL_MIN)
     for (size_t i = 0; i < n; i++) {
-        float u = (float)(rng_hash(seed, (stream << 32) + (uint64_t)i) >> 40) *
-                  (1.0f / 16777216.0f);
+        float u =
+            (float)(rng_hash(seed, (stream << 32) + (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
         y[i] = u >= p ? x[i] * scale : 0.0f;
     }
 }
@@ -235,16 +235,16 @@ static const kernel_row rows[] = {
     {"bias add NxH", bias_f_old, bias_f_new, (double)NH, 8.0 * NH},
     {"bias grad NxH", bias_b_old, bias_b_new, (double)NH, 4.0 * NH},
     {"dropout p=0.1 NxH", drop_old, drop_new, (double)NH, 8.0 * NH},
-    {"softmax+xent 8x2 (x1000)", xent_old, xent_new, (double)HEAD_B * HEAD_L * HEAD_CALLS,
-     16.0 * HEAD_B * HEAD_L * HEAD_CALLS},
+    {"softmax+xent 8x2 (x1000)", xent_old, xent_new, (double)HEAD_B *HEAD_L *HEAD_CALLS,
+     16.0 * HEAD_B *HEAD_L *HEAD_CALLS},
 };
 #define N_KERNELS (sizeof rows / sizeof rows[0])
 
 static void run(bench_ctx *c, int threads, int reps) {
     engine_set_threads(threads);
     printf("\n%d thread(s): per call, best of %d (median ratio in brackets)\n", threads, reps);
-    printf("  %-28s %-7s %9s %9s %7s %9s %8s %8s\n", "kernel", "level", "old ms", "new ms",
-           "ratio", "(median)", "new GB/s", "Gelem/s");
+    printf("  %-28s %-7s %9s %9s %7s %9s %8s %8s\n", "kernel", "level", "old ms", "new ms", "ratio",
+           "(median)", "new GB/s", "Gelem/s");
     for (int level = 0; level < ISA_COUNT; level++) {
         char err[128];
         if (isa_select((aflo_isa)level, err, sizeof err) != 0) {
