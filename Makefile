@@ -38,7 +38,7 @@ ISA_LEVELS := base avx2 avx512
 ISA_FLAGS_base   := -march=x86-64-v2
 ISA_FLAGS_avx2   := -march=x86-64-v3
 ISA_FLAGS_avx512 := -march=x86-64-v4 -mprefer-vector-width=512
-KERN_OPT ?= -O3 -fno-math-errno
+KERN_OPT ?= -O3 -fno-math-errno -fno-trapping-math
 KERN_SRC   := $(wildcard engine/*/*_kern.c)
 ENGINE_SRC := $(filter-out $(KERN_SRC),$(wildcard engine/*/*.c))
 DAEMON_SRC := $(wildcard daemon/*.c) $(wildcard api/*.c)

@@ -18,6 +18,7 @@
 
 #include "io/adapter_info.h"
 #include "base/errmsg.h"
+#include "base/isa.h"
 #include "fsutil.h"
 #include "model/gemm.h"
 #include "io/hfmodel.h"
@@ -131,6 +132,7 @@ static int cmd_run(int argc, char **argv) {
         return 1;
     }
     engine_set_blas_threads(spec.threads); /* one job in this process: it may set them */
+    printf("note    kernels: %s\n", isa_describe());
     struct sigaction sa = {.sa_handler = on_sigint};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

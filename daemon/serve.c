@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/isa.h"
 #include "cli.h"
 #include "fsutil.h"
 #include "model/gemm.h"
@@ -194,6 +195,7 @@ int serve_main(int argc, char **argv) {
     }
     log_set_level(lvl);
     log_info("aflorad starting; BLAS: %s", engine_blas_info());
+    log_info("kernels: %s", isa_describe());
 
     char err[1024] = "", db_path[1200], sub[1200];
     /* One daemon per data directory: a second would share the queue and

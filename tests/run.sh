@@ -23,18 +23,48 @@ fi
 c_tests=1; py_tests=1
 [[ $mode == --c-only ]] && py_tests=0
 [[ $mode == --py-only ]] && c_tests=0
-(( c_tests )) && for t in "$build"/tests/test_*; do
-  [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue
-  out=$(${VALGRIND:-} "$t" 2>&1); rc=$?
+# run_c_test LABEL BINARY [ENV=VALUE...]: one cmocka binary, counted.
+run_c_test() {
+  local label=$1 t=$2; shift 2
+  out=$(env "$@" ${VALGRIND:-} "$t" 2>&1); rc=$?
   p=$(grep -Eo '^\[  PASSED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
   f=$(grep -Eo '^\[  FAILED  \] [0-9]+' <<<"$out" | awk '{s+=$NF} END {print s+0}')
   if (( rc != 0 && f == 0 )); then f=1; fi   # crashed or exited early
   passed=$((passed + p)); failed=$((failed + f))
   if (( rc != 0 )); then
-    failed_names+=("$(basename "$t")")
+    failed_names+=("$label")
     echo "$out" | tail -n 40
   fi
-  printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$p" "$f"
+  printf '%-28s %3d passed %3d failed\n' "$label" "$p" "$f"
+}
+
+(( c_tests )) && for t in "$build"/tests/test_*; do
+  [[ -x $t && ! -d $t && $t != *.o && $t != *.d ]] || continue
+  run_c_test "$(basename "$t")" "$t"
+done
+
+# The golden, finite-difference and learning tests once more at every other
+# kernel level the CPU supports (engine/base/isa.h; the loop above ran them at
+# the level chosen by default), so each variant is proven, not just the best.
+# valgrind does not emulate AVX-512: no avx512 under it.
+level_ok() {
+  case $1 in
+    base) return 0 ;;
+    avx2) grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo ;;
+    avx512) [[ -z ${VALGRIND:-} ]] && grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo &&
+              grep -qw avx512dq /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo ;;
+  esac
+}
+default_level=${AFLORAD_ISA:-}
+if [[ -z $default_level ]]; then
+  for l in base avx2 avx512; do level_ok "$l" && default_level=$l; done
+fi
+(( c_tests )) && for level in base avx2 avx512; do
+  [[ $level == "$default_level" ]] && continue
+  level_ok "$level" || { printf '%-28s not run (CPU or valgrind)\n' "[$level]"; continue; }
+  for name in test_golden test_model test_train; do
+    [[ -x $build/tests/$name ]] && run_c_test "$name [$level]" "$build/tests/$name" AFLORAD_ISA="$level"
+  done
 done
 
 if (( py_tests )); then

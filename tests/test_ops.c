@@ -8,6 +8,10 @@
  * difference is compared with the fp32 analytic gradient (called with
  * dout = R). Parameter gradients start from nonzero values to check that the
  * kernels accumulate (+=) rather than overwrite.
+ *
+ * The kernels of ops_kern.c (GELU, bias + GELU, bias, dropout) are built once per ISA level: their tests run once at
+ * every level this CPU supports (isa_select), and test_levels_agree checks
+ * on larger tensors that every level gives the same bits as the baseline.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,9 +30,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/isa.h"
+#include "base/rng.h"
 #include "model/gemm.h"
 #include "model/ops.h"
-#include "base/rng.h"
 
 /* Central-difference step (absolute). With a
  * double reference, truncation (~h^2) and rounding (~1e-16/h) errors are
@@ -319,6 +324,148 @@ static void test_gelu_backward_gradcheck(void **state) {
     assert_true(dx[N_SPECIAL - 1] == R[N_SPECIAL - 1]);
     free(c.x);
     free(c.R);
+}
+
+static double ref_gelu_grad(double x) {
+    return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+}
+
+/* A dense sweep of [-8, 8] (every vector lane and the remainder loop see
+ * every region of vm_erff) against the double GELU and its derivative. */
+static void test_gelu_sweep_matches_double(void **state) {
+    (void)state;
+    enum { N = 40003 }; /* odd: the remainder loop runs too */
+    float *x = xmalloc(N * sizeof *x), *y = xmalloc(N * sizeof *y), *g = xmalloc(N * sizeof *g);
+    float *one = xmalloc(N * sizeof *one);
+    double *want = xmalloc(N * sizeof *want);
+    for (int i = 0; i < N; i++) {
+        x[i] = -8.0f + 16.0f * (float)i / (N - 1);
+        one[i] = 1.0f;
+    }
+    gelu_forward(y, x, N);
+    for (int i = 0; i < N; i++) want[i] = ref_gelu(x[i]);
+    check_close("gelu", y, want, N, 1e-6, FWD_RTOL);
+    gelu_backward(g, x, one, N);
+    for (int i = 0; i < N; i++) want[i] = ref_gelu_grad(x[i]);
+    check_close("gelu'", g, want, N, 1e-6, FWD_RTOL);
+    free(x);
+    free(y);
+    free(g);
+    free(one);
+    free(want);
+}
+
+/* ------------------------------------------------------------- bias + gelu */
+
+typedef struct {
+    int N, C;
+    double *x, *b, *R;
+} bg_ctx;
+
+static double bg_loss(void *p) {
+    bg_ctx *c = p;
+    double s = 0.0;
+    for (int n = 0; n < c->N; n++)
+        for (int j = 0; j < c->C; j++) {
+            size_t i = (size_t)n * c->C + j;
+            s += ref_gelu(c->x[i] + c->b[j]) * c->R[i];
+        }
+    return s;
+}
+
+static void test_bias_gelu_forward_backward(void **state) {
+    (void)state;
+    enum { N = 5, C = 37 }; /* C not a multiple of any vector width */
+    aflo_rng r;
+    rng_seed(&r, 23);
+    float x[N * C], b[C], y[N * C], R[N * C], dx[N * C], db[C], db0[C];
+    fill_uniform(x, N * C, -4.0f, 4.0f, &r);
+    fill_uniform(b, C, -1.0f, 1.0f, &r);
+    fill_uniform(R, N * C, -1.0f, 1.0f, &r);
+    fill_uniform(db0, C, -1.0f, 1.0f, &r);
+    bias_gelu_forward(y, x, b, N, C);
+    double want[N * C];
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++) want[n * C + j] = ref_gelu((double)(x[n * C + j] + b[j]));
+    check_close("bias_gelu", y, want, N * C, 1e-6, FWD_RTOL);
+
+    memcpy(db, db0, sizeof db);
+    bias_gelu_backward(dx, db, x, b, R, N, C);
+    bg_ctx c = {N, C, to_double(x, N * C), to_double(b, C), to_double(R, N * C)};
+    double gx[N * C], gb[C];
+    fd_grad(bg_loss, &c, c.x, N * C, gx);
+    fd_grad(bg_loss, &c, c.b, C, gb);
+    for (int j = 0; j < C; j++) gb[j] += db0[j];
+    check_close("dx", dx, gx, N * C, GRAD_ATOL, GRAD_RTOL);
+    check_close("dbias", db, gb, C, GRAD_ATOL, GRAD_RTOL);
+
+    /* The same as the unfused kernels: bias, then GELU; bias' gradient. */
+    float sum[N * C], y2[N * C], dx2[N * C], db2[C];
+    memcpy(sum, x, sizeof sum);
+    bias_forward(sum, b, N, C);
+    gelu_forward(y2, sum, N * C);
+    assert_memory_equal(y, y2, sizeof y);
+    gelu_backward(dx2, sum, R, N * C);
+    assert_memory_equal(dx, dx2, sizeof dx);
+    memcpy(db2, db0, sizeof db2);
+    bias_backward(db2, dx2, N, C);
+    assert_memory_equal(db, db2, sizeof db);
+
+    /* Frozen bias: the same dx; in place over dout; forward in place. */
+    float inplace[N * C];
+    memcpy(inplace, R, sizeof R);
+    bias_gelu_backward(inplace, NULL, x, b, inplace, N, C);
+    assert_memory_equal(inplace, dx, sizeof dx);
+    bias_gelu_forward(x, x, b, N, C);
+    assert_memory_equal(x, y, sizeof y);
+    free(c.x);
+    free(c.b);
+    free(c.R);
+}
+
+/* Above the parallel threshold: 1 and 2 threads give the same bits (rows
+ * split for the values, whole columns for the bias gradient). */
+static void test_bias_gelu_thread_determinism(void **state) {
+    (void)state;
+    enum { N = 300, C = 301 };
+    const size_t nc = (size_t)N * C;
+    aflo_rng r;
+    rng_seed(&r, 24);
+    float *x = xmalloc(nc * sizeof *x), *R = xmalloc(nc * sizeof *R);
+    float *y1 = xmalloc(nc * sizeof *y1), *y2 = xmalloc(nc * sizeof *y2);
+    float *d1 = xmalloc(nc * sizeof *d1), *d2 = xmalloc(nc * sizeof *d2);
+    float b[C], db1[C] = {0}, db2[C] = {0}, bb1[C] = {0}, bb2[C] = {0};
+    fill_uniform(x, nc, -4.0f, 4.0f, &r);
+    fill_uniform(R, nc, -1.0f, 1.0f, &r);
+    fill_uniform(b, C, -1.0f, 1.0f, &r);
+    engine_set_threads(1);
+    bias_gelu_forward(y1, x, b, N, C);
+    bias_gelu_backward(d1, db1, x, b, R, N, C);
+    bias_backward(bb1, R, N, C);
+    engine_set_threads(2);
+    bias_gelu_forward(y2, x, b, N, C);
+    bias_gelu_backward(d2, db2, x, b, R, N, C);
+    bias_backward(bb2, R, N, C);
+    engine_set_threads(1);
+    assert_memory_equal(y1, y2, nc * sizeof *y1);
+    assert_memory_equal(d1, d2, nc * sizeof *d1);
+    assert_memory_equal(db1, db2, sizeof db1);
+    assert_memory_equal(bb1, bb2, sizeof bb1);
+    float ss = 0.0f;
+    for (int c = 0; c < C; c++) ss += fabsf(db1[c]);
+    assert_true(ss > 0.0f);
+    /* And the column sums are the serial row-order sums, exactly. */
+    for (int c = 0; c < C; c++) {
+        float t = 0.0f;
+        for (int n = 0; n < N; n++) t += R[(size_t)n * C + c];
+        assert_true(t == bb1[c]);
+    }
+    free(x);
+    free(R);
+    free(y1);
+    free(y2);
+    free(d1);
+    free(d2);
 }
 
 /* --------------------------------------------------------------------- tanh */
@@ -628,6 +775,25 @@ static void test_dropout_backward_regenerates_mask(void **state) {
     free(dx);
 }
 
+/* p >= 1 drops every element (and never forms 1/(1-p)); a tiny p keeps
+ * all but about p*n. */
+static void test_dropout_extremes(void **state) {
+    (void)state;
+    float *x = drop_input(), *y = xmalloc(DROP_N * sizeof *y);
+    dropout_forward(y, x, DROP_N, 1.0f, DROP_SEED, 2);
+    for (size_t i = 0; i < DROP_N; i++) assert_true(y[i] == 0.0f);
+    const float p = 1e-4f;
+    dropout_forward(y, x, DROP_N, p, DROP_SEED, 2);
+    size_t dropped = 0;
+    for (size_t i = 0; i < DROP_N; i++) {
+        assert_int_equal(y[i] != 0.0f, doc_keep(DROP_SEED, 2, i, p));
+        dropped += y[i] == 0.0f;
+    }
+    assert_in_range(dropped, 1, 40); /* mean 10 */
+    free(x);
+    free(y);
+}
+
 static size_t mask_differences(const float *a, const float *b) {
     size_t d = 0;
     for (size_t i = 0; i < DROP_N; i++) d += (a[i] == 0.0f) != (b[i] == 0.0f);
@@ -871,37 +1037,136 @@ static void test_thread_count_is_per_thread(void **state) {
     assert_int_equal(b.got, 1);
 }
 
-/* libgomp keeps its worker threads alive until exit, and valgrind reports
- * their thread-local blocks as "possibly lost"; release the pool first. */
-static int release_omp_threads(void **state) {
+/* ------------------------------------------------------------------- levels */
+
+static void select_level(aflo_isa level) {
+    char err[128];
+    if (isa_select(level, err, sizeof err) != 0) fail_msg("%s", err);
+}
+
+/* The outputs of every ops_kern.c kernel on tensors above the parallel
+ * threshold, at the current level, 2 threads. */
+enum { LV_N = 256, LV_C = 300 };
+typedef struct {
+    float *gelu, *dgelu, *bg, *dbg, *bias, *drop;
+    float dbias[LV_C], db[LV_C];
+} level_outputs;
+
+static void run_level(level_outputs *o, const float *x, const float *R, const float *b) {
+    const size_t nc = (size_t)LV_N * LV_C;
+    engine_set_threads(2);
+    gelu_forward(o->gelu, x, nc);
+    gelu_backward(o->dgelu, x, R, nc);
+    bias_gelu_forward(o->bg, x, b, LV_N, LV_C);
+    memset(o->db, 0, sizeof o->db);
+    bias_gelu_backward(o->dbg, o->db, x, b, R, LV_N, LV_C);
+    memcpy(o->bias, x, nc * sizeof *x);
+    bias_forward(o->bias, b, LV_N, LV_C);
+    memset(o->dbias, 0, sizeof o->dbias);
+    bias_backward(o->dbias, R, LV_N, LV_C);
+    dropout_forward(o->drop, x, nc, 0.1f, DROP_SEED, 4);
+    engine_set_threads(1);
+}
+
+/* No FMA contraction and no reassociation in ops_kern.c: every level
+ * computes each element with the same IEEE operations, so the bits agree. */
+static void test_levels_agree(void **state) {
     (void)state;
-    omp_pause_resource_all(omp_pause_hard);
-    return 0;
+    const size_t nc = (size_t)LV_N * LV_C;
+    aflo_rng r;
+    rng_seed(&r, 101);
+    float *x = xmalloc(nc * sizeof *x), *R = xmalloc(nc * sizeof *R), b[LV_C];
+    fill_uniform(x, nc, -6.0f, 6.0f, &r);
+    fill_uniform(R, nc, -1.0f, 1.0f, &r);
+    fill_uniform(b, LV_C, -1.0f, 1.0f, &r);
+    level_outputs out[ISA_COUNT];
+    const aflo_isa start = isa_level();
+    int ran = 0;
+    for (int l = 0; l < ISA_COUNT; l++) {
+        level_outputs *o = &out[l];
+        float **bufs[] = {&o->gelu, &o->dgelu, &o->bg, &o->dbg, &o->bias, &o->drop};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            *bufs[i] = isa_supported((aflo_isa)l) ? xmalloc(nc * sizeof(float)) : NULL;
+        if (!isa_supported((aflo_isa)l)) continue;
+        select_level((aflo_isa)l);
+        run_level(o, x, R, b);
+        ran++;
+        if (l == ISA_BASE) continue;
+        const level_outputs *z = &out[ISA_BASE];
+        print_message("level %s against base\n", isa_name((aflo_isa)l));
+        assert_memory_equal(o->gelu, z->gelu, nc * sizeof(float));
+        assert_memory_equal(o->dgelu, z->dgelu, nc * sizeof(float));
+        assert_memory_equal(o->bg, z->bg, nc * sizeof(float));
+        assert_memory_equal(o->dbg, z->dbg, nc * sizeof(float));
+        assert_memory_equal(o->db, z->db, sizeof o->db);
+        assert_memory_equal(o->bias, z->bias, nc * sizeof(float));
+        assert_memory_equal(o->dbias, z->dbias, sizeof o->dbias);
+        assert_memory_equal(o->drop, z->drop, nc * sizeof(float));
+    }
+    select_level(start);
+    assert_true(ran >= 1 && isa_supported(ISA_BASE));
+    for (int l = 0; l < ISA_COUNT; l++) {
+        free(out[l].gelu);
+        free(out[l].dgelu);
+        free(out[l].bg);
+        free(out[l].dbg);
+        free(out[l].bias);
+        free(out[l].drop);
+    }
+    free(x);
+    free(R);
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layernorm_forward_matches_double),
-        cmocka_unit_test(test_layernorm_backward_gradcheck),
-        cmocka_unit_test(test_layernorm_backward_null_params_and_in_place),
-        cmocka_unit_test(test_layernorm_backward_thread_determinism),
+    /* The kernels of ops_kern.c: run at every level. */
+    const struct CMUnitTest per_level[] = {
         cmocka_unit_test(test_gelu_forward_matches_erf),
         cmocka_unit_test(test_gelu_backward_gradcheck),
-        cmocka_unit_test(test_tanh_forward_backward),
+        cmocka_unit_test(test_gelu_sweep_matches_double),
+        cmocka_unit_test(test_bias_gelu_forward_backward),
+        cmocka_unit_test(test_bias_gelu_thread_determinism),
         cmocka_unit_test(test_bias_forward_backward),
-        cmocka_unit_test(test_scale_cols),
-        cmocka_unit_test(test_softmax_masked),
-        cmocka_unit_test(test_softmax_unmasked_in_place),
         cmocka_unit_test(test_dropout_p0_copies),
         cmocka_unit_test(test_dropout_rate_scale_and_rule),
         cmocka_unit_test(test_dropout_backward_regenerates_mask),
         cmocka_unit_test(test_dropout_seed_stream_and_threads),
+        cmocka_unit_test(test_dropout_extremes),
+    };
+    /* The rest of ops.c (one build), the level comparison, thread counts. */
+    const struct CMUnitTest once[] = {
+        cmocka_unit_test(test_layernorm_forward_matches_double),
+        cmocka_unit_test(test_layernorm_backward_gradcheck),
+        cmocka_unit_test(test_layernorm_backward_null_params_and_in_place),
+        cmocka_unit_test(test_layernorm_backward_thread_determinism),
+        cmocka_unit_test(test_tanh_forward_backward),
+        cmocka_unit_test(test_scale_cols),
+        cmocka_unit_test(test_softmax_masked),
+        cmocka_unit_test(test_softmax_unmasked_in_place),
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_cross_entropy_gradcheck),
         cmocka_unit_test(test_cross_entropy_huge_logits),
         cmocka_unit_test(test_mse),
         cmocka_unit_test(test_invariants_are_checked),
         cmocka_unit_test(test_thread_count_is_per_thread),
+        cmocka_unit_test(test_levels_agree),
     };
-    return cmocka_run_group_tests(tests, NULL, release_omp_threads);
+    int failed = cmocka_run_group_tests_name("ops", once, NULL, NULL);
+    for (int l = 0; l < ISA_COUNT; l++) {
+        if (!isa_supported((aflo_isa)l)) {
+            /* Not a pass: nothing is counted for a level this CPU lacks. */
+            printf("ops_kern at %s: not run, this CPU does not support it\n",
+                   isa_name((aflo_isa)l));
+            continue;
+        }
+        char err[128];
+        if (isa_select((aflo_isa)l, err, sizeof err) != 0) {
+            printf("%s\n", err);
+            return 1;
+        }
+        failed += cmocka_run_group_tests_name(isa_name((aflo_isa)l), per_level, NULL, NULL);
+    }
+    /* libgomp keeps its worker threads alive until exit, and valgrind
+     * reports their thread-local blocks as "possibly lost": release them. */
+    omp_pause_resource_all(omp_pause_hard);
+    return failed;
 }

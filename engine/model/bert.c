@@ -6,11 +6,13 @@
  *   q,k,v  = linear(x)                       (adapted)
  *   ctx    = dropout(softmax(q k^T/sqrt(d) + mask)) v      per (batch, head)
  *   res1   = dropout(linear_attn_out(ctx)) + x;   h1  = LN1(res1)
- *   inter  = linear_intermediate(h1);             g   = gelu(inter)
+ *   inter  = h1 W_i^T (+ adapter);                g   = gelu(inter + b_i)
  *   res2   = dropout(linear_output(g)) + h1;      out = LN2(res2)
  * Saved for backward: q, k, v, softmax probabilities, ctx, res1, h1, inter,
- * res2, out, LN statistics and each adapter's h1/h3. g is recomputed from
- * inter in backward (cheap elementwise) instead of kept: N*I floats a layer.
+ * res2, out, LN statistics and each adapter's h1/h3. The intermediate's bias
+ * is added inside the GELU (one pass instead of two; inter is kept without
+ * it), and g is recomputed from inter in backward (cheap elementwise)
+ * instead of kept: N*I floats a layer.
  *
  * Embeddings: word + position + token type, LayerNorm, dropout. RoBERTa
  * differs only in numbering positions from pad_token_id + 1 (padding keeps
@@ -134,6 +136,8 @@ static int bert_build(aflo_model *m, char *err, size_t errlen) {
             aflo_linear *lin = &ly->lin[mod];
             lin->in = mod == BERT_OUTPUT ? I : H;
             lin->out = mod == BERT_INTERMEDIATE ? I : H;
+            /* The intermediate's bias is added inside the GELU (bias_gelu_*). */
+            lin->bias_by_caller = mod == BERT_INTERMEDIATE;
             const char *path = bert_modules[mod].path;
             snprintf(name, sizeof name, "encoder.layer.%d.%s.weight", l, path);
             lin->W = model_add_param(m, name, lin->out, lin->in, PGROUP_BASE, PROLE_WEIGHT, l, mod);
@@ -376,7 +380,7 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
 
     linear_forward(&ly->lin[BERT_INTERMEDIATE], a->inter, a->h1, N, a->ad[BERT_INTERMEDIATE],
                    lin_scratch(enc), &m->flops);
-    gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
+    bias_gelu_forward(enc->scratch_big, a->inter, ly->lin[BERT_INTERMEDIATE].b->data, N, I);
     linear_forward(&ly->lin[BERT_OUTPUT], enc->scratch_h, enc->scratch_big, N, a->ad[BERT_OUTPUT],
                    lin_scratch(enc), &m->flops);
     resnorm_forward(a->out, a->res2, a->mean2, a->rstd2, a->h1, enc->scratch_h, ly->ln2_w->data,
@@ -474,10 +478,11 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
                      enc->scratch_ln, enc->d_cur, a->res2, a->mean2, a->rstd2, ly->ln2_w->data, N,
                      H, ph, m->dropout_key, dstream(l, SITE_FFN_OUT, 0));
     const float *d_o = drop ? enc->d_tmp : enc->d_h1;
-    gelu_forward(enc->scratch_big, a->inter, (size_t)N * I);
+    const aflo_param *bi = ly->lin[BERT_INTERMEDIATE].b;
+    bias_gelu_forward(enc->scratch_big, a->inter, bi->data, N, I);
     linear_backward(&ly->lin[BERT_OUTPUT], enc->d_big, false, d_o, enc->scratch_big, N,
                     a->ad[BERT_OUTPUT], lin_scratch(enc), &m->flops);
-    gelu_backward(enc->d_big, a->inter, enc->d_big, (size_t)N * I);
+    bias_gelu_backward(enc->d_big, grad_of(bi), a->inter, bi->data, enc->d_big, N, I);
     linear_backward(&ly->lin[BERT_INTERMEDIATE], enc->d_h1, true, enc->d_big, a->h1, N,
                     a->ad[BERT_INTERMEDIATE], lin_scratch(enc), &m->flops);
 

@@ -1,12 +1,20 @@
 /* ops.c — elementwise and row-wise kernels of the transformer (see ops.h).
  *
- * Shape of every kernel: an outer loop over rows, parallel with OpenMP when
- * the tensor is big enough to repay the fork/join (OPS_PARALLEL_MIN_ELEMS),
- * and a plain inner loop over columns. Each row
- * is computed by one thread start to finish, so a row's result does not
+ * The hot elementwise kernels (GELU and its backward, bias + GELU, bias add
+ * and its gradient, dropout) live in ops_kern.c, compiled once per ISA
+ * level; this file splits their work among the engine's threads and calls
+ * the level isa_level() picked. The rest (LayerNorm, tanh, scale_cols,
+ * attention's softmax, embeddings, the head's cross-entropy and MSE) stays
+ * here, compiled for the baseline.
+ *
+ * Shape of every kernel: the work is split among threads with OpenMP when
+ * the tensor is big enough to repay the fork/join (OPS_PARALLEL_MIN_ELEMS):
+ * rows for row kernels, fixed blocks for flat elementwise ones. Each row or
+ * block is computed by one thread start to finish, so its result does not
  * depend on the thread count. Reductions ACROSS rows (dgamma, dbeta, dbias,
- * ds, embedding gradients) run serially in row order: no atomics, no
- * per-thread partial sums, hence bit-identical results run to run.
+ * ds, embedding gradients) sum each column over the rows in order — serially,
+ * or with whole columns per thread — no atomics, no per-thread partial sums,
+ * hence bit-identical results run to run and for any thread count.
  *
  * Vectorisation: gcc 12 at -O2 uses the "very cheap" cost model, which
  * vectorises no loop whose trip count is unknown, i.e. none of ours. So the
@@ -29,8 +37,9 @@
  */
 #include "model/ops.h"
 
+#include "base/isa.h"
 #include "model/gemm.h"
-#include "base/rng.h"
+#include "model/ops_kern.h"
 
 #include <assert.h>
 #include <math.h>
@@ -40,15 +49,29 @@
  * fork/join costs a few microseconds, about what 32K simple flops take. */
 #define OPS_PARALLEL_MIN_ELEMS 32768
 
-/* 2^-24: turns the top 24 bits of a hash into a uniform in [0, 1). */
-#define DROPOUT_U24_SCALE (1.0f / 16777216.0f)
+/* Flat elementwise kernels run in blocks of this many elements (64 KiB of
+ * floats): fixed, so an element's place in its block, hence the code that
+ * computes it (vector body or remainder), does not depend on the threads. */
+#define OPS_BLOCK 16384
+/* Column ranges of threads start at multiples of this (two cache lines of
+ * floats), so no two threads write the same line of a bias gradient. */
+#define OPS_COL_ALIGN 32
 
-/* 1/sqrt(2) and 1/sqrt(2*pi) for the exact GELU and its derivative. */
-#define GELU_INV_SQRT2 0.70710678118654752440f
-#define GELU_INV_SQRT_2PI 0.39894228040143267794f
+static const ops_kernels *const variants[ISA_COUNT] = {&ops_kernels_base, &ops_kernels_avx2,
+                                                       &ops_kernels_avx512};
 
 static inline int big_enough(size_t rows, size_t cols) {
     return rows * cols >= (size_t)OPS_PARALLEL_MIN_ELEMS;
+}
+
+static inline size_t blocks_of(size_t n) { return (n + OPS_BLOCK - 1) / OPS_BLOCK; }
+
+/* Threads for a kernel over `elems` elements: one below the threshold. */
+static inline int team(size_t elems) { return big_enough(elems, 1) ? engine_threads() : 1; }
+
+/* Start of thread t's columns out of T (t == T: the end). */
+static inline int col_split(int C, int t, int T) {
+    return t == T ? C : (int)((long)C * t / T) / OPS_COL_ALIGN * OPS_COL_ALIGN;
 }
 
 /* ---------------------------------------------------------------- layernorm */
@@ -128,21 +151,47 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
 /* --------------------------------------------------------------------- gelu */
 
 void gelu_forward(float *out, const float *x, size_t n) {
+    const ops_kernels *k = variants[isa_level()];
+    const size_t nb = blocks_of(n);
 #pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        out[i] = 0.5f * v * (1.0f + erff(v * GELU_INV_SQRT2));
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * OPS_BLOCK, len = n - i0 < OPS_BLOCK ? n - i0 : OPS_BLOCK;
+        k->gelu_fwd(out + i0, x + i0, len);
     }
 }
 
 void gelu_backward(float *dx, const float *x, const float *dout, size_t n) {
-/* gelu'(x) = Phi(x) + x * phi(x), Phi the normal CDF, phi its density. */
+    const ops_kernels *k = variants[isa_level()];
+    const size_t nb = blocks_of(n);
 #pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + erff(v * GELU_INV_SQRT2));
-        float pdf = GELU_INV_SQRT_2PI * expf(-0.5f * v * v);
-        dx[i] = dout[i] * (cdf + v * pdf);
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * OPS_BLOCK, len = n - i0 < OPS_BLOCK ? n - i0 : OPS_BLOCK;
+        k->gelu_bwd(dx + i0, x + i0, dout + i0, len);
+    }
+}
+
+void bias_gelu_forward(float *out, const float *x, const float *b, int N, int C) {
+    const ops_kernels *k = variants[isa_level()];
+    const int T = team((size_t)N * C);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int t = 0; t < T; t++)
+        k->bias_gelu_fwd(out, x, b, (int)((long)N * t / T), (int)((long)N * (t + 1) / T), C);
+}
+
+void bias_gelu_backward(float *dx, float *db, const float *x, const float *b, const float *dout,
+                        int N, int C) {
+    const ops_kernels *k = variants[isa_level()];
+    const int T = team((size_t)N * C);
+    /* With db: whole columns per thread, each summed over the rows in order.
+     * Without: whole rows per thread. */
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int t = 0; t < T; t++) {
+        if (db)
+            k->bias_gelu_bwd(dx, db, x, b, dout, 0, N, col_split(C, t, T), col_split(C, t + 1, T),
+                             C);
+        else
+            k->bias_gelu_bwd(dx, NULL, x, b, dout, (int)((long)N * t / T),
+                             (int)((long)N * (t + 1) / T), 0, C, C);
     }
 }
 
@@ -160,22 +209,20 @@ void tanh_backward(float *dx, const float *out, const float *dout, size_t n) {
 
 /* --------------------------------------------------------------------- bias */
 
-void bias_forward(float *restrict y, const float *restrict b, int N, int C) {
-#pragma omp parallel for schedule(static) \
-    num_threads(engine_threads()) if (big_enough((size_t)N, (size_t)C))
-    for (int n = 0; n < N; n++) {
-        float *yr = y + (size_t)n * C;
-#pragma omp simd
-        for (int c = 0; c < C; c++) yr[c] += b[c];
-    }
+void bias_forward(float *y, const float *b, int N, int C) {
+    const ops_kernels *k = variants[isa_level()];
+    const int T = team((size_t)N * C);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int t = 0; t < T; t++)
+        k->bias_fwd(y, b, (int)((long)N * t / T), (int)((long)N * (t + 1) / T), C);
 }
 
-void bias_backward(float *restrict db, const float *restrict dy, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *dr = dy + (size_t)n * C;
-#pragma omp simd
-        for (int c = 0; c < C; c++) db[c] += dr[c];
-    }
+void bias_backward(float *db, const float *dy, int N, int C) {
+    const ops_kernels *k = variants[isa_level()];
+    const int T = team((size_t)N * C);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int t = 0; t < T; t++)
+        k->bias_bwd(db, dy, N, C, col_split(C, t, T), col_split(C, t + 1, T));
 }
 
 /* --------------------------------------------------------------- scale_cols */
@@ -254,11 +301,6 @@ void softmax_backward(float *dscores, const float *p, const float *dp, int rows,
 
 /* ------------------------------------------------------------------ dropout */
 
-static inline int dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p) {
-    float u = (float)(rng_hash(seed, (stream << 32) + (uint64_t)i) >> 40) * DROPOUT_U24_SCALE;
-    return u >= p;
-}
-
 /* Forward and backward are the same map: v -> keep ? v/(1-p) : 0. */
 static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t seed,
                           uint64_t stream) {
@@ -266,10 +308,21 @@ static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t 
         if (y != x) memmove(y, x, n * sizeof *y);
         return;
     }
-    /* p >= 1 drops everything; handled apart so 1/(1-p) is never formed. */
-    float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const ops_kernels *k = variants[isa_level()];
+    /* u >= p  <=>  (hash >> 40) * 2^-24 >= p  <=>  (hash >> 40) >= ceil(p * 2^24),
+     * p * 2^24 being exact in double; p >= 1 drops everything (thr above
+     * every 24-bit value) and never forms 1/(1-p). */
+    double t = ceil((double)p * 16777216.0);
+    const ops_drop d = {.thr = t > 16777216.0 ? 16777216 : (int32_t)t,
+                        .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f,
+                        .seed = seed,
+                        .base = stream << 32};
+    const size_t nb = blocks_of(n);
 #pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough(n, 1))
-    for (size_t i = 0; i < n; i++) y[i] = dropout_keep(seed, stream, i, p) ? x[i] * scale : 0.0f;
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * OPS_BLOCK, len = n - i0 < OPS_BLOCK ? n - i0 : OPS_BLOCK;
+        k->dropout(y + i0, x + i0, len, i0, &d);
+    }
 }
 
 void dropout_forward(float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream) {
@@ -315,6 +368,11 @@ void embedding_backward(float *restrict dtable, const int32_t *restrict ids,
 /* Serial over rows: B x L is a task head's output (batch x a few classes),
  * far too small to share between threads, and the loss sum then has one
  * fixed order. Labels must lie in [0, L). */
+/* Serial over rows and left here, scalar: B x L is a task head's output
+ * (batch x a few classes), far too small to share between threads or to
+ * repay a vector kernel (bench/kernels.c measured an ops_kern.c version
+ * with vm_expf at 0.6x of this one on 8 x 2: dispatch and a 2-wide loop),
+ * and the loss sum then has one fixed order. Labels must lie in [0, L). */
 float cross_entropy_forward(float *restrict probs, const float *restrict logits,
                             const int32_t *restrict labels, int B, int L) {
     double total = 0.0;

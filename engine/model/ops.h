@@ -10,8 +10,10 @@
  *   the kernel then skips that reduction entirely.
  * - Unless a comment says otherwise, dx may alias dout (in-place backward).
  * - Row-parallel loops use OpenMP with the engine's thread count; every
- *   reduction across rows is done serially in row order, so results are
- *   bit-identical for a given thread count.
+ *   reduction across rows sums each column over the rows in order
+ *   (serially, or whole columns per thread), so results are bit-identical
+ *   for any thread count. The kernels of ops_kern.c (GELU, bias + GELU,
+ *   bias, dropout) also give the same bits at every ISA level.
  * - Dropout masks are not stored: keep(i) = rng_hash(seed, stream*2^32 + i)
  *   compared with p, so backward regenerates exactly the forward mask.
  */
@@ -34,6 +36,16 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
 void gelu_forward(float *out, const float *x, size_t n);
 /* dx = dout * gelu'(x). */
 void gelu_backward(float *dx, const float *x, const float *dout, size_t n);
+
+/* out[n,c] = gelu(x[n,c] + b[c]): the bias add fused into the GELU, for a
+ * linear layer whose bias is left to its caller (linear.h bias_by_caller).
+ * Backward needs x as it was (without the bias), so keep it: out may alias
+ * x only when no backward follows. */
+void bias_gelu_forward(float *out, const float *x, const float *b, int N, int C);
+/* dx = dout * gelu'(x + b); db[c] += sum_n dx[n,c] (db may be NULL when the
+ * bias is frozen). x and b as given to the forward; dx may alias dout. */
+void bias_gelu_backward(float *dx, float *db, const float *x, const float *b, const float *dout,
+                        int N, int C);
 
 /* tanh. */
 void tanh_forward(float *out, const float *x, size_t n);
