@@ -309,6 +309,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     model_set_dropout(m, dropout);
+    model_set_training(m, true);
     /* Warm-up: first touch of the activation arena and OpenBLAS's buffers at
      * the largest shape, untimed. */
     slice_result res[WAY_COUNT];

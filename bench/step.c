@@ -213,6 +213,7 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
     if (!m) return -1;
     if (model_reserve(m, BENCH_BATCH, BENCH_SEQ, err, errlen) != 0) goto out;
     model_set_dropout(m, dropout);
+    model_set_training(m, true);
 
     int np = model_param_count(m);
     if (v->freeze_projections)

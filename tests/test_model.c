@@ -178,6 +178,7 @@ static void run_case(aflo_method method, aflo_projections proj, aflo_task task, 
     make_batch(&fb, model_config(m)->pad_token_id, labels);
     model_set_dropout(m, dropout);
     model_set_dropout_key(m, 42);
+    model_set_training(m, true);
     int n = check_gradients(m, &fb.batch);
     assert_true(n >= expect_min_tensors);
     model_free(m);
@@ -280,17 +281,23 @@ static void test_forward_flops_by_hand(void **s) {
     make_batch(&fb, 0, 2);
     char err[256];
     float loss;
-    memset(model_flops(m), 0, sizeof(aflo_flops));
-    assert_int_equal(model_forward(m, &fb.batch, &loss, err, sizeof err), 0);
     uint64_t N = B * S, H = 8, I = 12, r = 3, nh = 2, hd = 4, L = 2;
     uint64_t lin = 2 * N * (4 * H * H + 2 * H * I); /* base weights */
-    /* A and B of 6 projections; the intermediate's bias is added in its GELU
+    uint64_t att = 2 * (2 * S * S * hd) * B * nh;   /* QK^T and PV */
+    uint64_t head = 2 * B * H * H + 2 * B * H * L;
+    /* Inference: A and B of the 6 projections, each X A^T then (.) B^T. */
+    uint64_t ad = 2 * N * r * (4 * (H + H) + (H + I) + (I + H));
+    memset(model_flops(m), 0, sizeof(aflo_flops));
+    assert_int_equal(model_forward(m, &fb.batch, &loss, err, sizeof err), 0);
+    assert_int_equal(model_flops(m)->by_kind[FLOP_FORWARD], 2 * (lin + ad + att) + head);
+    /* Training: the intermediate's bias is added in its GELU
      * (bias_by_caller), so with N > in its adapter is merged into W_eff
      * (linear.c): 2*I*H*r to build it plus h1 = X A^T, instead of the
      * adapter's pass over Y. */
-    uint64_t ad = 2 * N * r * (4 * (H + H) + (H + I)) + 2 * N * r * H + 2 * I * H * r;
-    uint64_t att = 2 * (2 * S * S * hd) * B * nh; /* QK^T and PV */
-    uint64_t head = 2 * B * H * H + 2 * B * H * L;
+    model_set_training(m, true);
+    ad = 2 * N * r * (4 * (H + H) + (H + I)) + 2 * N * r * H + 2 * I * H * r;
+    memset(model_flops(m), 0, sizeof(aflo_flops));
+    assert_int_equal(model_forward(m, &fb.batch, &loss, err, sizeof err), 0);
     assert_int_equal(model_flops(m)->by_kind[FLOP_FORWARD], 2 * (lin + ad + att) + head);
     model_free(m);
 }

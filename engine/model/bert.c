@@ -72,6 +72,7 @@ typedef struct {
     /* the current batch */
     int B, S, N;
     bool has_labels;
+    bool training; /* m->training for this forward (lin_scratch reads it) */
 } bert_model;
 
 /* ---------------------------------------------------------------- tensor table */
@@ -332,8 +333,10 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
 }
 
 static aflo_linear_scratch lin_scratch(const bert_model *enc) {
-    return (aflo_linear_scratch){
-        .r2 = enc->scratch_r, .out = enc->scratch_out, .or2 = enc->scratch_or};
+    return (aflo_linear_scratch){.r2 = enc->scratch_r,
+                                 .out = enc->scratch_out,
+                                 .or2 = enc->scratch_or,
+                                 .merge_ok = enc->training};
 }
 
 static void attention_forward(aflo_model *m, int l, layer_acts *a) {
@@ -391,6 +394,7 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
 static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen) {
     bert_model *enc = m->impl;
     if (load_batch(m, b, err, errlen) != 0) return -1;
+    enc->training = m->training;
     int N = enc->N, H = enc->H, B = enc->B, L = m->num_labels;
     float ph = drop_p(m, m->cfg.hidden_dropout_prob);
 

@@ -176,11 +176,11 @@ static bool weff_fits(const aflo_linear *l, int N) {
  * cheaper than the adapter's pass over Y (N x out): that pass also adds
  * the bias, which the merged path does separately — so only when the
  * caller owns the bias and N > in. Measured in bench/linear.c. */
-static bool merge_forward(const aflo_linear *l, int N) {
+static bool merge_forward(const aflo_linear *l, int N, bool merge_ok) {
     switch (atomic_load(&merge_policy)) {
     case LINEAR_MERGE_NEVER: return false;
     case LINEAR_MERGE_ALWAYS: return weff_fits(l, N);
-    default: return l->bias_by_caller && N > l->in && weff_fits(l, N);
+    default: return merge_ok && l->bias_by_caller && N > l->in && weff_fits(l, N);
     }
 }
 
@@ -218,7 +218,7 @@ static void skinny_forward(const aflo_linear *l, float *Y, const float *X, int N
                            aflo_linear_acts acts, aflo_linear_scratch scratch, aflo_flops *f) {
     int r = l->rank, in = l->in, out = l->out;
     const float *sd = l->sd ? l->sd->data : NULL;
-    if (merge_forward(l, N)) {
+    if (merge_forward(l, N, scratch.merge_ok)) {
         const float *Weff = merged_weight(l, scratch, f, FLOP_FORWARD);
         gemm(f, FLOP_FORWARD, false, true, N, out, in, 1.0f, X, in, Weff, in, 0.0f, Y, out);
         if (bias) bias_forward(Y, bias, N, out);

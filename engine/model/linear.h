@@ -44,6 +44,9 @@ typedef struct {
  * weight W_eff (out x in) where that is cheaper (see linear.c). */
 typedef struct {
     float *r2, *out, *or2;
+    /* The caller allows the merged weight in forward (model_set_training:
+     * a training forward); false keeps each row's bits independent of N. */
+    bool merge_ok;
 } aflo_linear_scratch;
 
 static inline bool linear_adapted(const aflo_linear *l) { return l->A != NULL; }

@@ -297,6 +297,7 @@ void model_zero_grad(aflo_model *m) {
 
 void model_set_dropout(aflo_model *m, bool enabled) { m->dropout = enabled; }
 void model_set_dropout_key(aflo_model *m, uint64_t key) { m->dropout_key = key; }
+void model_set_training(aflo_model *m, bool training) { m->training = training; }
 
 aflo_memory model_memory(const aflo_model *m) {
     aflo_memory mem = {

@@ -165,6 +165,12 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen);
 void model_set_dropout(aflo_model *m, bool enabled);
 void model_set_dropout_key(aflo_model *m, uint64_t key);
 
+/* Training forwards (a backward follows; off by default) may take paths
+ * whose rounding depends on the batch size, such as merging the adapter into
+ * the weight when the batch is large. Inference forwards never do: a row's
+ * logits have the same bits alone or inside any batch. */
+void model_set_training(aflo_model *m, bool training);
+
 /* Forward a batch. Returns the mean loss when the batch has labels/targets,
  * else 0. Logits (batch x num_labels) stay readable via model_logits() until
  * the next forward. Fails (-1 with message) on ids out of range or a batch

@@ -47,6 +47,7 @@ struct aflo_model {
 
     bool dropout;
     uint64_t dropout_key;
+    bool training; /* model_set_training */
     aflo_flops flops;
 
     void *impl; /* the family's own state */

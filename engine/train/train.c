@@ -290,6 +290,7 @@ static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm,
     int total = remaining < micro_count * tc->batch_size ? remaining : micro_count * tc->batch_size;
     double loss_sum = 0;
     int examples = 0;
+    model_set_training(m, true);
     for (micro = 0; micro < micro_count; micro++) {
         int count = n - *pos < tc->batch_size ? n - *pos : tc->batch_size;
         aflo_batch b;
@@ -487,6 +488,7 @@ int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_i
     }
     if (model_reserve(m, batch_size, d->max_len ? d->max_len : 1, err, errlen) != 0) goto done;
     model_set_dropout(m, false);
+    model_set_training(m, false);
     double loss_sum = 0;
     for (int start = 0; start < n; start += batch_size) {
         int count = n - start < batch_size ? n - start : batch_size;
