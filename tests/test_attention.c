@@ -55,13 +55,13 @@ static void select_level(int level) {
 typedef struct {
     const char *name;
     int B, nH, nKV, T, d;
-    int pad;      /* 0 none; 1 key_mask with a padded tail; 2 key_lens; 3 mask with holes and a
+    int pad; /* 0 none; 1 key_mask with a padded tail; 2 key_lens; 3 mask with holes and a
                      masked first key */
     bool causal;
     int window;
     float dropout;
-    bool fused;   /* q, k, v in one buffer (else apart); both with gap columns */
-    float scale;  /* 0: 1/sqrt(d) */
+    bool fused;  /* q, k, v in one buffer (else apart); both with gap columns */
+    float scale; /* 0: 1/sqrt(d) */
 } tcase;
 
 static const tcase cases[] = {
@@ -87,7 +87,7 @@ typedef struct {
     attention_opts o;
     int qcols, kcols; /* nH*d, nKV*d */
     /* inputs */
-    float *qkv;       /* fused buffer, or q's */
+    float *qkv; /* fused buffer, or q's */
     float *kbuf, *vbuf;
     attention_rows q, k, v;
     uint8_t *mask;
@@ -233,8 +233,8 @@ static bool ref_visible(const problem *p, int b, int i, int j) {
  * Outputs: O [N][qcols], lse [B][nH][T]; gradients of sum(dO o O) when
  * dq != NULL. */
 typedef struct {
-    double *q, *k, *v, *dout;                /* inputs, dense */
-    double *O, *lse, *dq, *dk, *dv;          /* outputs, dense */
+    double *q, *k, *v, *dout;       /* inputs, dense */
+    double *O, *lse, *dq, *dk, *dv; /* outputs, dense */
 } ref_bufs;
 
 static void ref_alloc(ref_bufs *r, const problem *p) {
@@ -301,7 +301,8 @@ static void ref_run(const problem *p, ref_bufs *r, bool grads) {
                     double s = -INFINITY;
                     if (ref_visible(p, b, i, j)) {
                         s = 0;
-                        for (int c = 0; c < d; c++) s += q[(size_t)i * QC + c] * k[(size_t)j * KC + c];
+                        for (int c = 0; c < d; c++)
+                            s += q[(size_t)i * QC + c] * k[(size_t)j * KC + c];
                         s *= scale;
                     }
                     P[(size_t)i * T + j] = s;
@@ -313,8 +314,10 @@ static void ref_run(const problem *p, ref_bufs *r, bool grads) {
                     P[(size_t)i * T + j] = e;
                     sum += e;
                 }
-                r->lse[((size_t)b * o->heads + h) * T + i] = mx == -INFINITY ? INFINITY : mx + log(sum);
-                for (int j = 0; j < T; j++) P[(size_t)i * T + j] = sum > 0 ? P[(size_t)i * T + j] / sum : 0;
+                r->lse[((size_t)b * o->heads + h) * T + i] =
+                    mx == -INFINITY ? INFINITY : mx + log(sum);
+                for (int j = 0; j < T; j++)
+                    P[(size_t)i * T + j] = sum > 0 ? P[(size_t)i * T + j] / sum : 0;
                 for (int c = 0; c < d; c++) {
                     double t = 0;
                     for (int j = 0; j < T; j++)
@@ -447,7 +450,8 @@ static void fd_check(problem *p, ref_bufs *r, double *x, size_t n, const double 
         x[i] = keepv;
         double fd = (lp - lm) / (2 * h);
         if (!(fabs(ana[i] - fd) <= 1e-6 * (1 + fabs(fd))))
-            fail_msg("reference %s[%zu]: analytic %.9g, finite difference %.9g", what, i, ana[i], fd);
+            fail_msg("reference %s[%zu]: analytic %.9g, finite difference %.9g", what, i, ana[i],
+                     fd);
         double got = at(kt, (int)(i / cols), (int)(i % cols));
         if (!(fabs(got - fd) <= 1e-4 * (1 + fabs(fd))))
             fail_msg("kernel %s[%zu] [%s]: %.9g, finite difference %.9g", what, i,
@@ -548,10 +552,8 @@ static void test_row_without_keys(void **s) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_against_double_reference),
-        cmocka_unit_test(test_finite_differences),
-        cmocka_unit_test(test_thread_count_invariant),
-        cmocka_unit_test(test_flops_as_gemms),
+        cmocka_unit_test(test_against_double_reference), cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_thread_count_invariant),   cmocka_unit_test(test_flops_as_gemms),
         cmocka_unit_test(test_row_without_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

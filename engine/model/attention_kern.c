@@ -21,6 +21,14 @@
  *
  * Multiply-adds go through MADD as in skinny_kern.c (an FMA where the
  * level has one). */
+/* gcc 12 if-converts a float select (vm_expf's clamps, the masks) only
+ * without -ftrapping-math, so without this no loop calling vm_expf
+ * vectorises; nothing here reads the floating-point exception flags.
+ * Before the includes, so the inline helpers get it too. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "model/attention_kern.h"
 
 #include <math.h>
@@ -37,49 +45,64 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Register tile: RT x NT accumulators — 16 of 32 zmm registers at AVX-512,
- * 8 of 16 ymm at AVX2, 8 of 16 xmm at SSE, leaving room for the B row and
- * the broadcast A element. */
+/* Register tiles: RQ (tiles over query rows) or RK (over key rows) x NT
+ * accumulators — 16 of 32 zmm registers at AVX-512; 12 of 16 ymm at AVX2
+ * (6 x 16 as BLIS's Haswell kernel: enough independent FMA chains to cover
+ * the latency of both FMA ports); 8 of 16 xmm at SSE — leaving room for the
+ * B row and the broadcast A element. RK divides ATTN_PAD (key ranges are
+ * ATTN_PAD-aligned); a block's query rows are padded up to a multiple of
+ * RQ (ATTN_ROW_SLACK spare rows). */
 #if defined(__AVX512F__)
 #define NT 32
-#define RT 8
+#define RQ 8
 #elif defined(__AVX2__)
 #define NT 16
-#define RT 4
+#define RQ 6
 #else
 #define NT 8
-#define RT 4
+#define RQ 4
 #endif
+#define RMAX 8
 
 /* Lanes of the softmax's row max and sum. */
 #define LANES 16
 
 _Static_assert(ATTN_PAD % LANES == 0, "key ranges hold whole lanes");
 _Static_assert(ATTN_PAD % NT == 0, "padding must hold whole tiles");
-_Static_assert(ATTN_BLOCK_Q % RT == 0 && NT % RT == 0, "row tiles must divide blocks");
+_Static_assert(RQ <= ATTN_ROW_SLACK && RQ <= RMAX, "row tiles must fit the padding");
 
 static int imin(int a, int b) { return a < b ? a : b; }
 static int imax(int a, int b) { return a > b ? a : b; }
 
-/* C[r*ldc + n] (+)= sum_{k<K} A[r*ars + k*aks] * B[k*ldb + n], r < RT, n < NT. */
-INLINE void tile(float *restrict C, int ldc, const float *restrict A, ptrdiff_t ars, ptrdiff_t aks,
-                 const float *restrict B, int ldb, int K, const int accumulate) {
-    float acc[RT][NT];
-    for (int r = 0; r < RT; r++)
+/* C[r*ldc + n] (+)= sum_{k<K} A[r*ars + k*aks] * B[k*ldb + n], r < R, n < NT.
+ * The sum starts from zero and C is added at the end: loading C into the
+ * accumulators first made gcc copy it through the stack in halves, and the
+ * full-width reloads then stalled on store forwarding. */
+INLINE void tile(const int R, float *restrict C, int ldc, const float *restrict A, ptrdiff_t ars,
+                 ptrdiff_t aks, const float *restrict B, int ldb, int K, const int accumulate) {
+    float acc[RMAX][NT];
+    for (int r = 0; r < R; r++)
 #pragma omp simd
-        for (int n = 0; n < NT; n++) acc[r][n] = accumulate ? C[(size_t)r * ldc + n] : 0.0f;
+        for (int n = 0; n < NT; n++) acc[r][n] = 0.0f;
     for (int k = 0; k < K; k++) {
         const float *restrict b = B + (size_t)k * ldb;
         const float *restrict a = A + k * aks;
-        for (int r = 0; r < RT; r++) {
+        for (int r = 0; r < R; r++) {
             const float av = a[r * ars];
 #pragma omp simd
             for (int n = 0; n < NT; n++) acc[r][n] = MADD(av, b[n], acc[r][n]);
         }
     }
-    for (int r = 0; r < RT; r++)
+    for (int r = 0; r < R; r++) {
+        float *restrict c = C + (size_t)r * ldc;
+        if (accumulate) {
 #pragma omp simd
-        for (int n = 0; n < NT; n++) C[(size_t)r * ldc + n] = acc[r][n];
+            for (int n = 0; n < NT; n++) c[n] += acc[r][n];
+        } else {
+#pragma omp simd
+            for (int n = 0; n < NT; n++) c[n] = acc[r][n];
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- operands */
@@ -97,15 +120,18 @@ static void copy_pad(float *restrict dst, int dp, const float *restrict src, int
     memset(dst + (size_t)rows * dp, 0, (size_t)(rows_p - rows) * dp * sizeof *dst);
 }
 
-/* dst (d x Tp, zero padded) = src^T, src T rows of d columns. */
-static void transpose_pad(float *restrict dst, int Tp, const float *restrict src, int ld, int T,
-                          int d) {
-    for (int j = 0; j < T; j++) {
-        const float *restrict x = src + (size_t)j * ld;
-        for (int c = 0; c < d; c++) dst[(size_t)c * Tp + j] = x[c];
-    }
-    for (int c = 0; c < d; c++)
-        for (int j = T; j < Tp; j++) dst[(size_t)c * Tp + j] = 0.0f;
+/* dst[c*ldd + r] = src[r*lds + c] for r < R, c < C, in 8 x 8 blocks so the
+ * writes of a block share cache lines. Used in cache only: the operands
+ * come from memory (and go back) in row order, streamed by copy_pad and
+ * memcpy. */
+static void transpose(float *restrict dst, int ldd, const float *restrict src, int lds, int R,
+                      int C) {
+    for (int r0 = 0; r0 < R; r0 += 8)
+        for (int c0 = 0; c0 < C; c0 += 8) {
+            const int r1 = imin(r0 + 8, R), c1 = imin(c0 + 8, C);
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+        }
 }
 
 /* bias[j] = 0 for a key batch b may attend, -inf for padding; returns one
@@ -152,11 +178,11 @@ INLINE int kept(const attention_job *J, uint64_t ctr) {
 }
 
 /* S[rows_p x (jlo..jhi)] = Qs Kt: the block's scores. */
-static void scores(float *S, int Tp, const float *Qs, int dp, const float *Kt, int rows_p,
-                   int jlo, int jhi, int d) {
-    for (int r0 = 0; r0 < rows_p; r0 += RT)
+static void scores(float *S, int Tp, const float *Qs, int dp, const float *Kt, int rows_p, int jlo,
+                   int jhi, int d) {
+    for (int r0 = 0; r0 < rows_p; r0 += RQ)
         for (int j0 = jlo; j0 < jhi; j0 += NT)
-            tile(S + (size_t)r0 * Tp + j0, Tp, Qs + (size_t)r0 * dp, dp, 1, Kt + j0, Tp, d, 0);
+            tile(RQ, S + (size_t)r0 * Tp + j0, Tp, Qs + (size_t)r0 * dp, dp, 1, Kt + j0, Tp, d, 0);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -219,7 +245,9 @@ static void forward_unit(const attention_job *J, int b, int kvh, float *ws) {
     float *bias = ws + m.bias;
     const size_t tok = (size_t)b * T;
     int kend = key_bias(o, b, Tp, bias);
-    transpose_pad(Kt, Tp, J->k.data + tok * J->k.ld + (size_t)kvh * d, J->k.ld, T, d);
+    float *Kp = ws + m.kp; /* K padded, for the transpose */
+    copy_pad(Kp, dp, J->k.data + tok * J->k.ld + (size_t)kvh * d, J->k.ld, T, Tp, d, 1.0f);
+    transpose(Kt, Tp, Kp, dp, Tp, d);
     copy_pad(Vp, dp, J->v.data + tok * J->v.ld + (size_t)kvh * d, J->v.ld, T, Tp, d, 1.0f);
     for (int g = 0; g < J->group; g++) {
         const int h = kvh * J->group + g;
@@ -228,7 +256,7 @@ static void forward_unit(const attention_job *J, int b, int kvh, float *ws) {
         float *lse = J->lse + ((size_t)b * o->heads + h) * T;
         const uint64_t stream = (o->dropout_stream + (uint64_t)b * o->heads + (uint64_t)h) << 32;
         for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK_Q) {
-            const int nr = imin(ATTN_BLOCK_Q, T - i0), nrp = attn_roundup(nr, RT);
+            const int nr = imin(ATTN_BLOCK_Q, T - i0), nrp = attn_roundup(nr, RQ);
             int jlo, jhi;
             if (!block_range(o, i0, nr, kend, Tp, &jlo, &jhi)) {
                 for (int r = 0; r < nr; r++) {
@@ -244,9 +272,9 @@ static void forward_unit(const attention_job *J, int b, int kvh, float *ws) {
                 lse[i] = softmax_row(J, S + (size_t)r * Tp, bias, i, kend, jlo, jhi,
                                      stream + (uint64_t)i * T);
             }
-            for (int r0 = 0; r0 < nrp; r0 += RT)
+            for (int r0 = 0; r0 < nrp; r0 += RQ)
                 for (int c0 = 0; c0 < dp; c0 += NT)
-                    tile(Ob + (size_t)r0 * dp + c0, dp, S + (size_t)r0 * Tp + jlo, Tp, 1,
+                    tile(RQ, Ob + (size_t)r0 * dp + c0, dp, S + (size_t)r0 * Tp + jlo, Tp, 1,
                          Vp + (size_t)jlo * dp + c0, dp, jhi - jlo, 0);
             for (int r = 0; r < nr; r++)
                 memcpy(O + (size_t)(i0 + r) * J->out.ld, Ob + (size_t)r * dp,
@@ -303,11 +331,14 @@ static void backward_unit(const attention_job *J, int b, int kvh, float *ws) {
     const float *K = J->k.data + tok * J->k.ld + (size_t)kvh * d;
     const float *V = J->v.data + tok * J->v.ld + (size_t)kvh * d;
     int kend = key_bias(o, b, Tp, bias);
-    transpose_pad(Kt, Tp, K, J->k.ld, T, d);
-    transpose_pad(Vt, Tp, V, J->v.ld, T, d);
+    float *Vp = ws + m.vp; /* V padded, for the transpose */
     copy_pad(Kp, dp, K, J->k.ld, T, Tp, d, 1.0f);
-    memset(dKa, 0, (size_t)Tp * dp * sizeof *dKa);
-    memset(dVa, 0, (size_t)Tp * dp * sizeof *dVa);
+    copy_pad(Vp, dp, V, J->v.ld, T, Tp, d, 1.0f);
+    transpose(Kt, Tp, Kp, dp, Tp, d);
+    transpose(Vt, Tp, Vp, dp, Tp, d);
+    const size_t acc_floats = (size_t)(dp + ATTN_ROW_SLACK) * Tp;
+    memset(dKa, 0, acc_floats * sizeof *dKa);
+    memset(dVa, 0, acc_floats * sizeof *dVa);
     for (int g = 0; g < J->group; g++) {
         const int h = kvh * J->group + g;
         const size_t hc = (size_t)h * d;
@@ -318,7 +349,7 @@ static void backward_unit(const attention_job *J, int b, int kvh, float *ws) {
         const float *lse = J->lse + ((size_t)b * o->heads + h) * T;
         const uint64_t stream = (o->dropout_stream + (uint64_t)b * o->heads + (uint64_t)h) << 32;
         for (int i0 = 0; i0 < T; i0 += ATTN_BLOCK_Q) {
-            const int nr = imin(ATTN_BLOCK_Q, T - i0), nrp = attn_roundup(nr, RT);
+            const int nr = imin(ATTN_BLOCK_Q, T - i0), nrp = attn_roundup(nr, RQ);
             int jlo, jhi;
             if (!block_range(o, i0, nr, kend, Tp, &jlo, &jhi)) {
                 for (int r = 0; r < nr; r++)
@@ -328,8 +359,8 @@ static void backward_unit(const attention_job *J, int b, int kvh, float *ws) {
             copy_pad(Qs, dp, Q + (size_t)i0 * J->q.ld, J->q.ld, nr, nrp, d, o->scale);
             copy_pad(dOb, dp, dO + (size_t)i0 * J->dout.ld, J->dout.ld, nr, nrp, d, 1.0f);
             for (int r = 0; r < nr; r++)
-                Drow[r] = dot(dO + (size_t)(i0 + r) * J->dout.ld,
-                              O + (size_t)(i0 + r) * J->out.ld, d);
+                Drow[r] =
+                    dot(dO + (size_t)(i0 + r) * J->dout.ld, O + (size_t)(i0 + r) * J->out.ld, d);
             scores(S, Tp, Qs, dp, Kt, nrp, jlo, jhi, d);
             scores(dS, Tp, dOb, dp, Vt, nrp, jlo, jhi, d); /* dP = dO V^T */
             for (int r = 0; r < nr; r++) {
@@ -338,9 +369,9 @@ static void backward_unit(const attention_job *J, int b, int kvh, float *ws) {
                          lse[i], Drow[r], stream + (uint64_t)i * T);
             }
             /* dQ = scale dS K, this block's rows complete */
-            for (int r0 = 0; r0 < nrp; r0 += RT)
+            for (int r0 = 0; r0 < nrp; r0 += RQ)
                 for (int c0 = 0; c0 < dp; c0 += NT)
-                    tile(Gb + (size_t)r0 * dp + c0, dp, dS + (size_t)r0 * Tp + jlo, Tp, 1,
+                    tile(RQ, Gb + (size_t)r0 * dp + c0, dp, dS + (size_t)r0 * Tp + jlo, Tp, 1,
                          Kp + (size_t)jlo * dp + c0, dp, jhi - jlo, 0);
             for (int r = 0; r < nr; r++) {
                 float *y = dQ + (size_t)(i0 + r) * J->dq.ld;
@@ -348,20 +379,27 @@ static void backward_unit(const attention_job *J, int b, int kvh, float *ws) {
 #pragma omp simd
                 for (int c = 0; c < d; c++) y[c] = o->scale * x[c];
             }
-            /* dK += dS^T Qs and dV += P_d^T dO over the block's real rows:
-             * key rows j0.. of the accumulators, A read down a column. */
-            for (int j0 = jlo; j0 < jhi; j0 += RT)
-                for (int c0 = 0; c0 < dp; c0 += NT) {
-                    tile(dKa + (size_t)j0 * dp + c0, dp, dS + j0, 1, Tp, Qs + c0, dp, nr, 1);
-                    tile(dVa + (size_t)j0 * dp + c0, dp, S + j0, 1, Tp, dOb + c0, dp, nr, 1);
+            /* dK^T += Qs^T dS and dV^T += dO^T P_d over the block's real
+             * rows, transposed so B is the contiguous rows of dS and P and
+             * the tiles are RQ x NT like the others. A tile's last rows
+             * may run past d into padding or the next row of Qs/dO
+             * (finite values) and land in accumulator rows >= d, which are
+             * never read. */
+            for (int c0 = 0; c0 < d; c0 += RQ)
+                for (int j0 = jlo; j0 < jhi; j0 += NT) {
+                    tile(RQ, dKa + (size_t)c0 * Tp + j0, Tp, Qs + c0, 1, dp, dS + j0, Tp, nr, 1);
+                    tile(RQ, dVa + (size_t)c0 * Tp + j0, Tp, dOb + c0, 1, dp, S + j0, Tp, nr, 1);
                 }
         }
     }
     float *dK = J->dk.data + tok * J->dk.ld + (size_t)kvh * d;
     float *dV = J->dv.data + tok * J->dv.ld + (size_t)kvh * d;
+    /* back to rows in cache (Kp, Vp are free now), then out row by row */
+    transpose(Kp, dp, dKa, Tp, d, T);
+    transpose(Vp, dp, dVa, Tp, d, T);
     for (int j = 0; j < T; j++) {
-        memcpy(dK + (size_t)j * J->dk.ld, dKa + (size_t)j * dp, (size_t)d * sizeof *dK);
-        memcpy(dV + (size_t)j * J->dv.ld, dVa + (size_t)j * dp, (size_t)d * sizeof *dV);
+        memcpy(dK + (size_t)j * J->dk.ld, Kp + (size_t)j * dp, (size_t)d * sizeof *dK);
+        memcpy(dV + (size_t)j * J->dv.ld, Vp + (size_t)j * dp, (size_t)d * sizeof *dV);
     }
 }
 

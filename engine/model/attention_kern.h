@@ -17,10 +17,13 @@
 
 /* Query rows per block: 64 rows of scores at T = 128 are 32 KiB, and the
  * dK/dV accumulators are loaded and stored once per 64 rows of work. */
-#define ATTN_BLOCK_Q 64
+#define ATTN_BLOCK_Q 128
 /* Padding of sequence and head dimension: a multiple of every level's tile
  * width (32 floats at AVX-512). */
 #define ATTN_PAD 32
+/* Spare rows of a query block's buffers: rows are padded up to a multiple
+ * of the level's register tile (at most 8). */
+#define ATTN_ROW_SLACK 8
 
 static inline int attn_roundup(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -44,24 +47,24 @@ typedef struct {
 static inline attention_scratch_map attention_scratch_layout(int Tp, int dp, int d) {
     attention_scratch_map m;
     size_t off = 0;
-#define ATTN_TAKE(f, n)                                 \
-    do {                                                \
-        m.f = off;                                      \
-        off += ((size_t)(n) + 15) & ~(size_t)15;        \
+#define ATTN_TAKE(f, n)                          \
+    do {                                         \
+        m.f = off;                               \
+        off += ((size_t)(n) + 15) & ~(size_t)15; \
     } while (0)
-    ATTN_TAKE(kt, (size_t)d * Tp);              /* K^T: d x Tp */
-    ATTN_TAKE(vt, (size_t)d * Tp);              /* V^T (backward) */
-    ATTN_TAKE(kp, (size_t)Tp * dp);             /* K, padded (backward) */
-    ATTN_TAKE(vp, (size_t)Tp * dp);             /* V, padded (forward) */
-    ATTN_TAKE(dk, (size_t)Tp * dp);             /* dK accumulator */
-    ATTN_TAKE(dv, (size_t)Tp * dp);             /* dV accumulator */
-    ATTN_TAKE(qs, (size_t)ATTN_BLOCK_Q * dp);   /* scale * Q block */
-    ATTN_TAKE(dob, (size_t)ATTN_BLOCK_Q * dp);  /* dO block */
-    ATTN_TAKE(s, (size_t)ATTN_BLOCK_Q * Tp);    /* scores, then P */
-    ATTN_TAKE(ds, (size_t)ATTN_BLOCK_Q * Tp);   /* dP, then dS */
-    ATTN_TAKE(ob, (size_t)ATTN_BLOCK_Q * dp);   /* O / dQ block */
-    ATTN_TAKE(bias, Tp);                        /* 0 or -inf per key */
-    ATTN_TAKE(rowf, 2 * ATTN_BLOCK_Q);          /* lse and D of the block */
+    ATTN_TAKE(kt, (size_t)d * Tp);                                /* K^T: d x Tp */
+    ATTN_TAKE(vt, (size_t)d * Tp);                                /* V^T (backward) */
+    ATTN_TAKE(kp, (size_t)Tp * dp);                               /* K, padded (backward) */
+    ATTN_TAKE(vp, (size_t)Tp * dp);                               /* V, padded (forward) */
+    ATTN_TAKE(dk, (size_t)(dp + ATTN_ROW_SLACK) * Tp);            /* dK^T accumulator */
+    ATTN_TAKE(dv, (size_t)(dp + ATTN_ROW_SLACK) * Tp);            /* dV^T accumulator */
+    ATTN_TAKE(qs, (size_t)(ATTN_BLOCK_Q + ATTN_ROW_SLACK) * dp);  /* scale * Q block */
+    ATTN_TAKE(dob, (size_t)(ATTN_BLOCK_Q + ATTN_ROW_SLACK) * dp); /* dO block */
+    ATTN_TAKE(s, (size_t)(ATTN_BLOCK_Q + ATTN_ROW_SLACK) * Tp);   /* scores, then P */
+    ATTN_TAKE(ds, (size_t)(ATTN_BLOCK_Q + ATTN_ROW_SLACK) * Tp);  /* dP, then dS */
+    ATTN_TAKE(ob, (size_t)(ATTN_BLOCK_Q + ATTN_ROW_SLACK) * dp);  /* O / dQ block */
+    ATTN_TAKE(bias, Tp);                                          /* 0 or -inf per key */
+    ATTN_TAKE(rowf, 2 * ATTN_BLOCK_Q);                            /* lse and D of the block */
 #undef ATTN_TAKE
     m.total = off;
     return m;
