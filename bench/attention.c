@@ -7,7 +7,9 @@
  * (N x 768 each), full key mask, dropout off as bench/step.c (--dropout p
  * turns it on for both). For 1 and 2 threads (engine and OpenBLAS), the old
  * code once and the new kernel at every ISA level the CPU runs, repetitions
- * alternated, median of --reps. Share of sgemm = the attention FLOPs the
+ * alternated; best and median of --reps, ratios (old / new, > 1 = new
+ * faster) of the best, the steadiest figure on a shared machine. Share of
+ * sgemm = the attention FLOPs the
  * engine counts (2 products forward, 4 backward, 2*T*T*d each per head) /
  * time / the rate of cblas_sgemm on BERT-base's largest projection
  * (1024 x 3072 x 768, best of 5) measured here at the same thread count.
@@ -72,8 +74,8 @@ static void old_backward(old_bufs *ob, float *dq, float *dk, float *dv, const fl
             float *dP = ob->ss2;
             gemm(NULL, FLOP_BACKWARD_INPUT, false, true, S, S, hd, 1.0f, dctx + tok, H, v + tok, H,
                  0.0f, dP, S);
-            gemm(NULL, FLOP_BACKWARD_INPUT, true, false, S, hd, S, 1.0f, Pd, S, dctx + tok, H,
-                 0.0f, dv + tok, H);
+            gemm(NULL, FLOP_BACKWARD_INPUT, true, false, S, hd, S, 1.0f, Pd, S, dctx + tok, H, 0.0f,
+                 dv + tok, H);
             if (p > 0.0f) dropout_backward(dP, dP, (size_t)S * S, p, seed, stream);
             softmax_backward(dP, P, dP, S, S);
             gemm(NULL, FLOP_BACKWARD_INPUT, false, false, S, hd, S, scale, dP, S, k + tok, H, 0.0f,
@@ -107,8 +109,10 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+/* Sorts v; *best = the minimum, returns the median. */
+static double stats(double *v, int n, double *best) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
+    *best = v[0];
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -192,7 +196,8 @@ static void run(int threads, int reps, float p) {
     aflo_isa before = isa_level();
     for (int rep = 0; rep <= reps; rep++)
         for (int var = 0; var <= ISA_COUNT; var++) {
-            if (var > 0 && (!isa_supported((aflo_isa)(var - 1)) || !level_wanted(var - 1))) continue;
+            if (var > 0 && (!isa_supported((aflo_isa)(var - 1)) || !level_wanted(var - 1)))
+                continue;
             double t0 = now_ms(), t1;
             if (var == 0) {
                 old_forward(&ob, ctx, q, k, v, mask, p, seed, stream0);
@@ -213,21 +218,21 @@ static void run(int threads, int reps, float p) {
         }
     select_level(before);
     double unit = 2.0 * SEQ * SEQ * HD * HEADS * BATCH; /* one product, FLOPs */
-    double of = median(tf[0], reps), obk = median(tb[0], reps);
-    printf("\n%d thread%s: sgemm %.0f GFLOP/s in-process (1024x3072x768)\n", threads,
-           threads > 1 ? "s" : "", rate);
-    printf("  %-18s %9s %6s %9s %6s %9s %9s\n", "variant", "fwd ms", "share", "bwd ms", "share",
+    double of, obk, ofm = stats(tf[0], reps, &of), obm = stats(tb[0], reps, &obk);
+    printf("\n%d thread%s: sgemm %.0f GFLOP/s in-process (1024x3072x768); ms best (median)\n",
+           threads, threads > 1 ? "s" : "", rate);
+    printf("  %-18s %17s %6s %17s %6s %7s %7s\n", "variant", "fwd ms", "share", "bwd ms", "share",
            "fwd x", "bwd x");
-    printf("  %-18s %9.2f %5.0f%% %9.2f %5.0f%% %9s %9s\n", "old per-head BLAS", of,
-           100.0 * 2 * unit / (of * 1e6) / rate, obk, 100.0 * 4 * unit / (obk * 1e6) / rate, "1.00",
-           "1.00");
+    printf("  %-18s %7.2f (%7.2f) %5.0f%% %7.2f (%7.2f) %5.0f%% %7s %7s\n", "old per-head BLAS", of,
+           ofm, 100.0 * 2 * unit / (of * 1e6) / rate, obk, obm,
+           100.0 * 4 * unit / (obk * 1e6) / rate, "1.00", "1.00");
     for (int l = 0; l < ISA_COUNT; l++) {
         if (!isa_supported((aflo_isa)l) || !level_wanted(l)) continue;
-        double f = median(tf[1 + l], reps), bk = median(tb[1 + l], reps);
+        double f, bk, fm = stats(tf[1 + l], reps, &f), bm = stats(tb[1 + l], reps, &bk);
         char name[32];
         snprintf(name, sizeof name, "fused %s", isa_name((aflo_isa)l));
-        printf("  %-18s %9.2f %5.0f%% %9.2f %5.0f%% %8.2fx %8.2fx\n", name, f,
-               100.0 * 2 * unit / (f * 1e6) / rate, bk, 100.0 * 4 * unit / (bk * 1e6) / rate,
+        printf("  %-18s %7.2f (%7.2f) %5.0f%% %7.2f (%7.2f) %5.0f%% %6.2fx %6.2fx\n", name, f, fm,
+               100.0 * 2 * unit / (f * 1e6) / rate, bk, bm, 100.0 * 4 * unit / (bk * 1e6) / rate,
                of / f, obk / bk);
     }
     float *all[] = {q, k, v, ctx, dctx, dq, dk, dv, lse, ob.probs, ob.ss, ob.ss2, scratch};
@@ -253,9 +258,9 @@ int main(int argc, char **argv) {
                 return 2;
             }
             only_level = (int)l;
-        }
-        else {
-            fprintf(stderr, "usage: %s [--reps n] [--threads 1,2] [--dropout p] [--level avx2]\n", argv[0]);
+        } else {
+            fprintf(stderr, "usage: %s [--reps n] [--threads 1,2] [--dropout p] [--level avx2]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -263,8 +268,8 @@ int main(int argc, char **argv) {
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("CPU %s, OPENBLAS_CORETYPE=%s\n%s\n", cpu_name(), core ? core : "(unset)",
            engine_blas_info());
-    printf("attention %d x %d heads x T %d x d %d, dropout %.2f; median of %d; share = counted "
-           "FLOPs / time / sgemm rate\n",
+    printf("attention %d x %d heads x T %d x d %d, dropout %.2f; %d reps; share = counted "
+           "FLOPs / best time / sgemm rate; ratios old / new of the best\n",
            BATCH, HEADS, SEQ, HD, p, reps);
     for (const char *t = threads; *t;) {
         int n = atoi(t);

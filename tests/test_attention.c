@@ -4,8 +4,8 @@
  *   of cases: key padding by mask and by lengths, causal, sliding window
  *   (causal and two-sided), grouped-query and multi-query heads, q/k/v in
  *   one fused strided buffer or apart, attention dropout, T = 1, T not a
- *   multiple of the block or the padding, head dim 4/8/16/64, query rows
- *   that see no key at all;
+ *   multiple of the block or the padding, several query blocks (later ones
+ *   skipping key tiles), head dim 4/8/16/64, query rows that see no key;
  * - the dropout mask is ops.c's dropout_forward on each head's T x T matrix;
  * - the reference's gradients against central finite differences, and the
  *   kernel's gradients against finite differences of the reference's loss;
@@ -77,6 +77,9 @@ static const tcase cases[] = {
     {"holes, empty rows", 2, 2, 2, 29, 8, 3, true, 0, 0.0f, false, 0},
     {"head dim 4", 2, 2, 2, 7, 4, 1, false, 0, 0.3f, false, 0.7f},
     {"drop all", 1, 1, 1, 9, 8, 0, false, 0, 1.0f, false, 0},
+    /* several query blocks, later ones skipping key tiles */
+    {"causal multi-block", 1, 2, 2, 200, 16, 1, true, 0, 0.1f, false, 0},
+    {"window multi-block GQA", 1, 4, 2, 300, 8, 0, true, 40, 0.0f, true, 0},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

@@ -4,11 +4,14 @@
  * backward, without per-head GEMM calls and without the T x T probability
  * matrix: forward keeps only each row's log-sum-exp (batch x heads x T
  * floats); backward recomputes the probabilities from it, block by block.
- * Per (batch, kv head) one thread transposes/pads K and V into its scratch,
- * then walks blocks of query rows: scores by register-tiled FMA loops,
- * masking and softmax in the same pass, P v; backward accumulates dK and dV
- * for all query rows of the group in scratch and writes dQ per query block.
- * The per-tile maths is multi-ISA (attention_kern.c, see base/isa.h).
+ * One thread takes one (batch, kv head) unit: it copies that head's K and V
+ * into its scratch (padded, and transposed where a product contracts over
+ * the head dimension), then walks blocks of up to 128 query rows, each
+ * product a register-tiled FMA loop over operands in L1/L2: forward the
+ * scores, mask and softmax by rows, P V; backward the scores again,
+ * dP = dO V^T, dS, dQ = dS K per block, and dK^T, dV^T summed in scratch
+ * over every block and every query head of the group, written once. The
+ * per-tile maths is multi-ISA (attention_kern.c, see base/isa.h).
  *
  * Options cover the encoder (key padding mask or lengths) and decoder
  * families (causal, sliding window, grouped-query heads); q, k, v and the

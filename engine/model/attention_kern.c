@@ -1,26 +1,28 @@
 /* attention_kern.c — the maths of one (batch, kv head) unit of attention
  * (attention.h), compiled once per ISA level.
  *
- * Every product is the same register tile: RT rows x NT columns of C in
+ * Every product is the same register tile: RQ rows x NT columns of C in
  * registers, summed over k as C += A(r, k) * B[k][0..NT), with A read as
  * scalars through two strides (so A may be a matrix or its transpose) and
  * B as contiguous rows. The operands are arranged so B always has
  * contiguous rows: K is transposed once per unit for the scores (S = Qs
- * K^T as Qs * Kt), V likewise for dP = dO V^T; P V, dS K, dS^T Qs and
- * P^T dO read V, K, Qs and dO row by row. Padding (ATTN_PAD) makes every
- * tile whole; pads hold zeros so they add nothing.
+ * K^T as Qs * Kt), V likewise for dP = dO V^T; P V and dS K read V and K
+ * row by row; dK and dV are summed transposed (dK^T = Qs^T dS,
+ * dV^T = dO^T P) so they read dS and P row by row, and are transposed back
+ * once at the end. Padding (ATTN_PAD) makes every tile whole; pads hold
+ * zeros so they add nothing.
  *
  * Forward, per block of query rows: S = (scale Q) Kt over the block's key
  * range (causal/window blocks skip key tiles no row sees), mask and
  * softmax by rows with the log-sum-exp kept, dropout, O = P V.
  * Backward, per block: S again, P = exp(S - lse), dP = dO Vt, dropout,
  * dS = P (dP - D) with D = rowsum(dO o O); dQ = scale dS K written per
- * block; dK += dS^T (scale Q) and dV += P^T dO summed in the unit's
- * accumulators over every block and every query head of the group, then
- * written once.
+ * block; dK^T and dV^T summed in the unit's accumulators over every block
+ * and every query head of the group, then written once.
  *
  * Multiply-adds go through MADD as in skinny_kern.c (an FMA where the
  * level has one). */
+
 /* gcc 12 if-converts a float select (vm_expf's clamps, the masks) only
  * without -ftrapping-math, so without this no loop calling vm_expf
  * vectorises; nothing here reads the floating-point exception flags.
@@ -45,13 +47,11 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
-/* Register tiles: RQ (tiles over query rows) or RK (over key rows) x NT
- * accumulators — 16 of 32 zmm registers at AVX-512; 12 of 16 ymm at AVX2
- * (6 x 16 as BLIS's Haswell kernel: enough independent FMA chains to cover
- * the latency of both FMA ports); 8 of 16 xmm at SSE — leaving room for the
- * B row and the broadcast A element. RK divides ATTN_PAD (key ranges are
- * ATTN_PAD-aligned); a block's query rows are padded up to a multiple of
- * RQ (ATTN_ROW_SLACK spare rows). */
+/* Register tile: RQ x NT accumulators — 16 of 32 zmm registers at AVX-512;
+ * 12 of 16 ymm at AVX2 (6 x 16, the shape of BLIS's Haswell kernel: enough
+ * independent FMA chains to cover the latency of both FMA ports); 8 of 16
+ * xmm at SSE — leaving room for the B row and the broadcast A element.
+ * Tile rows run past the real rows into ATTN_ROW_SLACK spare rows. */
 #if defined(__AVX512F__)
 #define NT 32
 #define RQ 8
