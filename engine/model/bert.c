@@ -8,11 +8,11 @@
  *   res1   = dropout(linear_attn_out(ctx)) + x;   h1  = LN1(res1)
  *   inter  = h1 W_i^T (+ adapter);                g   = gelu(inter + b_i)
  *   res2   = dropout(linear_output(g)) + h1;      out = LN2(res2)
- * Saved for backward: q, k, v, softmax probabilities, ctx, res1, h1, inter,
- * res2, out, LN statistics and each adapter's h1/h3. The intermediate's bias
- * is added inside the GELU (one pass instead of two; inter is kept without
- * it), and g is recomputed from inter in backward (cheap elementwise)
- * instead of kept: N*I floats a layer.
+ * Saved for backward: q, k, v, attention's row log-sum-exps, ctx, res1, h1,
+ * inter, res2, out, LN statistics and each adapter's h1/h3. The
+ * intermediate's bias is added inside the GELU (one pass instead of two;
+ * inter is kept without it), and g is recomputed from inter in backward
+ * (cheap elementwise) instead of kept: N*I floats a layer.
  *
  * Embeddings: word + position + token type, LayerNorm, dropout. RoBERTa
  * differs only in numbering positions from pad_token_id + 1 (padding keeps
@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "base/errmsg.h"
+#include "model/attention.h"
 #include "model/linear.h"
 #include "model/model_internal.h"
 #include "model/ops.h"
@@ -47,7 +48,7 @@ typedef struct {
 } aflo_layer;
 
 typedef struct {
-    float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2, *out;
+    float *q, *k, *v, *lse, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2, *out;
     aflo_linear_acts ad[BERT_MODULE_COUNT];
 } layer_acts;
 
@@ -62,8 +63,9 @@ typedef struct {
     float *emb_in, *emb_mean, *emb_rstd, *x0;
     layer_acts *la;
     float *cls, *pooled, *pooled_drop, *probs_cls;
-    float *scratch_big, *scratch_h, *scratch_out, *scratch_r, *scratch_or, *scratch_ss,
-        *scratch_ss2, *scratch_ln;
+    float *scratch_big, *scratch_h, *scratch_out, *scratch_r, *scratch_or, *scratch_ln;
+    float *scratch_attn; /* attn_threads slices of attention_scratch_floats */
+    int attn_threads;
     float *d_cur, *d_prev, *d_tmp, *d_h1, *d_big, *dq, *dk, *dv, *dctx;
     int32_t *pos_ids, *type_ids, *ids, *labels;
     uint8_t *mask;
@@ -213,7 +215,7 @@ static size_t bert_layout(aflo_model *m, float *base, int Bm, int Sm) {
         TAKE(a->q, N * H);
         TAKE(a->k, N * H);
         TAKE(a->v, N * H);
-        TAKE(a->probs, (size_t)Bm * enc->nh * Sm * Sm);
+        TAKE(a->lse, (size_t)Bm * enc->nh * Sm); /* attention recomputes P from it */
         TAKE(a->ctx, N * H);
         TAKE(a->res1, N * H);
         TAKE(a->mean1, N);
@@ -243,8 +245,10 @@ static size_t bert_layout(aflo_model *m, float *base, int Bm, int Sm) {
     TAKE(enc->scratch_out, N * maxdim);
     TAKE(enc->scratch_r, 2 * N * (r ? r : 1));
     TAKE(enc->scratch_or, 2 * maxdim * (r ? r : 1));
-    TAKE(enc->scratch_ss, (size_t)Sm * Sm);
-    TAKE(enc->scratch_ss2, (size_t)Sm * Sm);
+    attention_opts ao = {
+        .batch = Bm, .heads = enc->nh, .kv_heads = enc->nh, .seq = Sm, .head_dim = enc->hd};
+    enc->attn_threads = attention_max_threads();
+    TAKE(enc->scratch_attn, attention_scratch_floats(&ao) * (size_t)enc->attn_threads);
     TAKE(enc->scratch_ln, resnorm_scratch_floats((int)N, (int)H)); /* LN parameter grads */
     TAKE(enc->d_cur, N * H);
     TAKE(enc->d_prev, N * H);
@@ -339,28 +343,34 @@ static aflo_linear_scratch lin_scratch(const bert_model *enc) {
                                  .merge_ok = enc->training};
 }
 
-static void attention_forward(aflo_model *m, int l, layer_acts *a) {
+/* The attention of layer l over a B x S batch: each head (b, h) draws its
+ * dropout mask from stream dstream(l, SITE_ATTN_PROBS, b*heads + h). */
+static attention_opts attn_opts(const aflo_model *m, int B, int S, int l) {
+    const bert_model *enc = m->impl;
+    return (attention_opts){
+        .batch = B,
+        .heads = enc->nh,
+        .kv_heads = enc->nh,
+        .seq = S,
+        .head_dim = enc->hd,
+        .scale = 1.0f / sqrtf((float)enc->hd),
+        .key_mask = enc->mask,
+        .dropout = drop_p(m, m->cfg.attention_probs_dropout_prob),
+        .dropout_seed = m->dropout_key,
+        .dropout_stream = dstream(l, SITE_ATTN_PROBS, 0),
+    };
+}
+
+static attention_rows rows(float *p, int ld) { return (attention_rows){p, ld}; }
+
+/* BERT's self-attention: every head its own k/v, key padding mask, no
+ * causality; scale 1/sqrt(head size), dropout on the probabilities. */
+static void attention_fwd(aflo_model *m, int l, layer_acts *a) {
     bert_model *enc = m->impl;
-    int S = enc->S, H = enc->H, hd = enc->hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    float p = drop_p(m, m->cfg.attention_probs_dropout_prob);
-    for (int b = 0; b < enc->B; b++) {
-        for (int h = 0; h < enc->nh; h++) {
-            size_t tok = (size_t)b * S * H + (size_t)h * hd;
-            float *P = a->probs + ((size_t)b * enc->nh + h) * S * S;
-            gemm(&m->flops, FLOP_FORWARD, false, true, S, S, hd, scale, a->q + tok, H, a->k + tok,
-                 H, 0.0f, P, S);
-            softmax_forward(P, P, enc->mask + (size_t)b * S, S, S);
-            const float *Pd = P;
-            if (p > 0.0f) {
-                dropout_forward(enc->scratch_ss, P, (size_t)S * S, p, m->dropout_key,
-                                dstream(l, SITE_ATTN_PROBS, b * enc->nh + h));
-                Pd = enc->scratch_ss;
-            }
-            gemm(&m->flops, FLOP_FORWARD, false, false, S, hd, S, 1.0f, Pd, S, a->v + tok, H, 0.0f,
-                 a->ctx + tok, H);
-        }
-    }
+    attention_opts o = attn_opts(m, enc->B, enc->S, l);
+    int H = enc->H;
+    attention_forward(&o, rows(a->ctx, H), a->lse, rows(a->q, H), rows(a->k, H), rows(a->v, H),
+                      enc->scratch_attn, enc->attn_threads, &m->flops);
 }
 
 static void layer_forward(aflo_model *m, int l, const float *x) {
@@ -372,7 +382,7 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
     float *qkv[3] = {a->q, a->k, a->v};
     for (int mod = BERT_QUERY; mod <= BERT_VALUE; mod++)
         linear_forward(&ly->lin[mod], qkv[mod], x, N, a->ad[mod], lin_scratch(enc), &m->flops);
-    attention_forward(m, l, a);
+    attention_fwd(m, l, a);
 
     linear_forward(&ly->lin[BERT_ATTN_OUT], enc->scratch_h, a->ctx, N, a->ad[BERT_ATTN_OUT],
                    lin_scratch(enc), &m->flops);
@@ -431,36 +441,13 @@ static int bert_forward(aflo_model *m, const aflo_batch *b, float *loss, char *e
 
 /* ---------------------------------------------------------------- backward */
 
-static void attention_backward(aflo_model *m, int l, layer_acts *a) {
+static void attention_bwd(aflo_model *m, int l, layer_acts *a) {
     bert_model *enc = m->impl;
-    int S = enc->S, H = enc->H, hd = enc->hd;
-    float scale = 1.0f / sqrtf((float)hd);
-    float p = drop_p(m, m->cfg.attention_probs_dropout_prob);
-    for (int b = 0; b < enc->B; b++) {
-        for (int h = 0; h < enc->nh; h++) {
-            size_t tok = (size_t)b * S * H + (size_t)h * hd;
-            const float *P = a->probs + ((size_t)b * enc->nh + h) * S * S;
-            uint64_t stream = dstream(l, SITE_ATTN_PROBS, b * enc->nh + h);
-            const float *Pd = P;
-            if (p > 0.0f) {
-                dropout_forward(enc->scratch_ss, P, (size_t)S * S, p, m->dropout_key, stream);
-                Pd = enc->scratch_ss;
-            }
-            float *dP = enc->scratch_ss2;
-            /* dPd = dctx V^T ; dV = Pd^T dctx */
-            gemm(&m->flops, FLOP_BACKWARD_INPUT, false, true, S, S, hd, 1.0f, enc->dctx + tok, H,
-                 a->v + tok, H, 0.0f, dP, S);
-            gemm(&m->flops, FLOP_BACKWARD_INPUT, true, false, S, hd, S, 1.0f, Pd, S,
-                 enc->dctx + tok, H, 0.0f, enc->dv + tok, H);
-            if (p > 0.0f) dropout_backward(dP, dP, (size_t)S * S, p, m->dropout_key, stream);
-            softmax_backward(dP, P, dP, S, S);
-            /* scores = scale * q k^T: dq = scale dS k ; dk = scale dS^T q */
-            gemm(&m->flops, FLOP_BACKWARD_INPUT, false, false, S, hd, S, scale, dP, S, a->k + tok,
-                 H, 0.0f, enc->dq + tok, H);
-            gemm(&m->flops, FLOP_BACKWARD_INPUT, true, false, S, hd, S, scale, dP, S, a->q + tok, H,
-                 0.0f, enc->dk + tok, H);
-        }
-    }
+    attention_opts o = attn_opts(m, enc->B, enc->S, l);
+    int H = enc->H;
+    attention_backward(&o, rows(enc->dq, H), rows(enc->dk, H), rows(enc->dv, H), rows(enc->dctx, H),
+                       rows(a->ctx, H), a->lse, rows(a->q, H), rows(a->k, H), rows(a->v, H),
+                       enc->scratch_attn, enc->attn_threads, &m->flops);
 }
 
 static float *grad_of(const aflo_param *p) { return p->trainable ? p->grad : NULL; }
@@ -499,7 +486,7 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     const float *d_ao = drop ? enc->d_tmp : dres1;
     linear_backward(&ly->lin[BERT_ATTN_OUT], enc->dctx, false, d_ao, a->ctx, N,
                     a->ad[BERT_ATTN_OUT], lin_scratch(enc), &m->flops);
-    attention_backward(m, l, a);
+    attention_bwd(m, l, a);
     float *dqkv[3] = {enc->dq, enc->dk, enc->dv};
     for (int mod = BERT_QUERY; mod <= BERT_VALUE; mod++)
         linear_backward(&ly->lin[mod], want_dx ? enc->d_prev : NULL, true, dqkv[mod], x, N,
