@@ -43,8 +43,7 @@ static const struct {
 };
 #define N_CORES (sizeof cores / sizeof *cores)
 
-static const char *const needs_names[] = {"SSE3", "AVX", "AVX2 and FMA", "AVX-512",
-                                          "AVX-512 BF16"};
+static const char *const needs_names[] = {"SSE3", "AVX", "AVX2 and FMA", "AVX-512", "AVX-512 BF16"};
 
 static int find_core(const char *name) {
     for (size_t i = 0; i < N_CORES; i++)
@@ -199,7 +198,8 @@ static int find_flag(int argc, char **argv, const char **value, int *at, int *wi
         if (strcmp(argv[i], flag) == 0) {
             if (i + 1 >= argc) return snprintf(err, errlen, "%s needs a value", flag), -1;
             *value = argv[i + 1], *at = i, *width = 2;
-        } else if (strncmp(argv[i], flag, sizeof flag - 1) == 0 && argv[i][sizeof flag - 1] == '=') {
+        } else if (strncmp(argv[i], flag, sizeof flag - 1) == 0 &&
+                   argv[i][sizeof flag - 1] == '=') {
             *value = argv[i] + sizeof flag, *at = i, *width = 1;
         }
     }
@@ -215,12 +215,12 @@ static double now_ms(void) {
 int blas_setup(int *argc, char **argv, bool quiet, char *err, size_t errlen) {
     const char *flag;
     int at = 0, width = 0;
-    if (find_flag(*argc, argv, &flag, &at, &width, err, errlen) != 0) return -1;
+    if (find_flag(*argc, argv, &flag, &at, &width, err, errlen) != 0) return -2;
     blas_choice ch;
     if (!take_marker(&ch)) {
         if (blas_choose(flag, getenv("AFLORAD_BLAS_CORE"), getenv("OPENBLAS_CORETYPE"),
                         blas_cpu_detect(), &ch, err, errlen) != 0)
-            return -1;
+            return -2;
         if (apply_env(&ch)) {
             reexec(argv, &ch);
             log_warn("blas: could not restart with OPENBLAS_CORETYPE=%s (%s); the kernels stay "

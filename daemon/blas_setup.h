@@ -22,9 +22,9 @@
 #include <stddef.h>
 
 /* One usage line for the commands that train (serve, run). */
-#define BLAS_CORE_USAGE                                                                            \
-    "  --blas-core NAME     AFLORAD_BLAS_CORE          OpenBLAS kernels: auto, SkylakeX, "        \
-    "Haswell, Zen, Sandybridge, Prescott, ... or none (OpenBLAS's own detection) (default: "       \
+#define BLAS_CORE_USAGE                                                                      \
+    "  --blas-core NAME     AFLORAD_BLAS_CORE          OpenBLAS kernels: auto, SkylakeX, "   \
+    "Haswell, Zen, Sandybridge, Prescott, ... or none (OpenBLAS's own detection) (default: " \
     "OPENBLAS_CORETYPE if set, else auto)\n"
 
 /* The vector extensions that decide which cores this CPU can run. */
@@ -33,8 +33,8 @@ typedef struct {
 } blas_cpu;
 
 typedef struct {
-    char core[32];      /* canonical name; "" leaves OpenBLAS's own detection */
-    char source[96];    /* why: "--blas-core", "AFLORAD_BLAS_CORE", "auto: avx512bw", ... */
+    char core[32];   /* canonical name; "" leaves OpenBLAS's own detection */
+    char source[96]; /* why: "--blas-core", "AFLORAD_BLAS_CORE", "auto: avx512bw", ... */
 } blas_choice;
 
 blas_cpu blas_cpu_detect(void);
@@ -56,8 +56,8 @@ const char *blas_fallback(const char *loaded_core);
  * never see it), chooses the core, re-executes when the environment had to
  * change, runs the self-check, falls back on failure, and logs
  * "blas: OpenBLAS V core C (from S), sgemm self-check ok in N ms" (at debug
- * level when quiet). Returns 0, or -1 with a message in err: a bad name, or
- * no core left that passes the check. AFLORAD_TEST_BLAS_CHECK_FAIL=CORE
+ * level when quiet). Returns 0; -2 with a message in err for a usage error
+ * (a bad or missing name); -1 when no core is left that passes the check. AFLORAD_TEST_BLAS_CHECK_FAIL=CORE
  * (or "all") makes the check fail for that loaded core: tests prove the
  * fallback with it. */
 int blas_setup(int *argc, char **argv, bool quiet, char *err, size_t errlen);

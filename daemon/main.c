@@ -40,14 +40,16 @@ static const struct {
     bool quiet;
 } computing_commands[] = {{"serve", false}, {"run", false}, {"demo", false}, {"predict", true}};
 
+/* 0 to go on, else the exit status. */
 static int setup_blas_for(const char *command, int *argc, char **argv) {
     for (size_t i = 0; i < sizeof computing_commands / sizeof *computing_commands; i++) {
         if (strcmp(command, computing_commands[i].name) != 0) continue;
         if (cli_help_requested(*argc, argv)) return 0;
         char err[1024];
-        if (blas_setup(argc, argv, computing_commands[i].quiet, err, sizeof err) != 0) {
+        int rc = blas_setup(argc, argv, computing_commands[i].quiet, err, sizeof err);
+        if (rc != 0) {
             fprintf(stderr, "aflorad: %s\n", err);
-            return -1;
+            return rc == -2 ? 2 : 1; /* usage errors exit 2, as every command's */
         }
     }
     return 0;
@@ -90,7 +92,8 @@ int main(int argc, char **argv) {
     /* No subcommand: serve, with defaults (the README's quickstart). */
     bool bare_serve = argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--version") != 0 &&
                                    strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0);
-    if (setup_blas_for(bare_serve ? "serve" : argv[1], &argc, argv) != 0) return 1;
+    int rc = setup_blas_for(bare_serve ? "serve" : argv[1], &argc, argv);
+    if (rc != 0) return rc;
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) return version_main(1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                       strcmp(argv[1], "help") == 0))
