@@ -70,14 +70,8 @@ blas_cpu blas_cpu_detect(void) {
         .avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                   __builtin_cpu_supports("avx512cd"),
+        .avx512_bf16 = __builtin_cpu_supports("avx512bf16"),
     };
-    /* gcc 12 knows "avx512bf16"; clang 14's __builtin_cpu_supports does not,
-     * and only Cooperlake needs it (never chosen automatically). */
-#if defined(__clang__)
-    c.avx512_bf16 = false;
-#else
-    c.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
-#endif
     return c;
 }
 

@@ -27,11 +27,11 @@
 
 typedef enum {
     FAULT_NONE,
-    FAULT_SKINNY_ELEMENT, /* one element 1% off, only in products with N == 4 */
-    FAULT_WRITE_PAST,     /* writes into the padding after row 0 of C */
-    FAULT_IGNORE_BETA,    /* computes as if beta were 0 */
+    FAULT_SKINNY_ELEMENT,  /* one element 1% off, only in products with N == 4 */
+    FAULT_WRITE_PAST,      /* writes into the padding after row 0 of C */
+    FAULT_IGNORE_BETA,     /* computes as if beta were 0 */
     FAULT_READ_C_AT_BETA0, /* beta = 0 multiplies C in (0 * NaN = NaN) */
-    FAULT_ROUNDING,       /* every element 2 ulp off: must still pass */
+    FAULT_ROUNDING,        /* every element 2 ulp off: must still pass */
 } sgemm_fault;
 
 static sgemm_fault fault;
@@ -57,8 +57,8 @@ void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
         assert_non_null(C0);
         memcpy(C0, C, (size_t)M * ldc * sizeof *C0);
     }
-    real(order, ta, tb, M, N, K, alpha, A, lda, B, ldb,
-         fault == FAULT_IGNORE_BETA ? 0.0f : beta, C, ldc);
+    real(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, fault == FAULT_IGNORE_BETA ? 0.0f : beta, C,
+         ldc);
     switch (fault) {
     case FAULT_SKINNY_ELEMENT:
         if (N == 4) C[(size_t)(M / 2) * ldc + 3] *= 1.01f;
@@ -69,7 +69,8 @@ void cblas_sgemm(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
     case FAULT_READ_C_AT_BETA0:
         if (C0)
             for (blasint i = 0; i < M; i++)
-                for (blasint j = 0; j < N; j++) C[(size_t)i * ldc + j] += 0.0f * C0[(size_t)i * ldc + j];
+                for (blasint j = 0; j < N; j++)
+                    C[(size_t)i * ldc + j] += 0.0f * C0[(size_t)i * ldc + j];
         free(C0);
         break;
     case FAULT_ROUNDING:
@@ -118,9 +119,12 @@ static void test_self_check_catches_wrong_kernels(void **state) {
 
 /* -------------------------------------------------------- core choice */
 
-static const blas_cpu CPU_AVX512 = {.avx = true, .avx2_fma = true, .avx512 = true};
-static const blas_cpu CPU_AVX2 = {.avx = true, .avx2_fma = true};
-static const blas_cpu CPU_SSE = {0};
+#define CPU_AVX512 \
+    { .avx = true, .avx2_fma = true, .avx512 = true }
+#define CPU_AVX2 \
+    { .avx = true, .avx2_fma = true }
+#define CPU_SSE \
+    { .avx = false }
 
 typedef struct {
     const char *flag, *aflorad_env, *openblas_env;
@@ -161,7 +165,8 @@ static void test_choice_order_and_validation(void **state) {
         const choice_case *c = &choice_cases[i];
         blas_choice ch;
         char err[512] = "";
-        int rc = blas_choose(c->flag, c->aflorad_env, c->openblas_env, c->cpu, &ch, err, sizeof err);
+        int rc =
+            blas_choose(c->flag, c->aflorad_env, c->openblas_env, c->cpu, &ch, err, sizeof err);
         if (rc != c->rc) fail_msg("case %zu: rc %d, want %d (%s)", i, rc, c->rc, err);
         if (rc == 0) {
             if (strcmp(ch.core, c->core) != 0 || !strstr(ch.source, c->source))
@@ -182,8 +187,8 @@ static void test_fallback_chain_gets_safer_and_ends(void **state) {
     assert_null(blas_fallback("Prescott"));
     assert_string_equal(blas_fallback("SomethingNew"), "Prescott");
     /* from any start the chain ends within a few steps: no re-exec loop */
-    const char *starts[] = {"Cooperlake", "SkylakeX", "Zen", "Haswell", "Sandybridge",
-                            "Nehalem", "Core2", "Prescott", "Piledriver"};
+    const char *starts[] = {"Cooperlake", "SkylakeX", "Zen",      "Haswell",   "Sandybridge",
+                            "Nehalem",    "Core2",    "Prescott", "Piledriver"};
     for (size_t i = 0; i < sizeof starts / sizeof *starts; i++) {
         const char *c = starts[i];
         int steps = 0;
