@@ -15,6 +15,7 @@
 #                     this process only: the system default is not changed),
 #                     OMP_WAIT_POLICY unset — OpenBLAS then runs its GEMMs on
 #                     the same libgomp team as the engine's kernels
+#   openmp-passive    the OpenMP build with OMP_WAIT_POLICY=passive
 # Rounds run the setups in rotating order so that load from other work drifts
 # over all of them alike; the table shows each setup's median over rounds and
 # its ratio to pthreads-passive. Only ratios within one run mean anything on a
@@ -40,7 +41,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "threads.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -52,7 +53,7 @@ if [[ ! -e $openmp_dir/libopenblas.so.0 ]]; then
   exit 1
 fi
 
-setups=(pthreads pthreads-passive openmp)
+setups=(pthreads pthreads-passive openmp openmp-passive)
 # Runs $step with setup $1's environment; the rest of the arguments are step's.
 run_setup() {
   local s=$1; shift
@@ -61,6 +62,8 @@ run_setup() {
     pthreads-passive) env OMP_WAIT_POLICY=passive "$step" "$@" ;;
     openmp) env -u OMP_WAIT_POLICY LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       "$step" "$@" ;;
+    openmp-passive) env OMP_WAIT_POLICY=passive \
+      LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$step" "$@" ;;
   esac
 }
 
