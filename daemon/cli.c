@@ -97,12 +97,14 @@ static void run_resume(void *ctx, long step) {
 }
 
 static const char run_usage[] =
-    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR] [--restart]\n"
+    "usage: aflorad run SPEC.json --out DIR [--models-dir DIR] [--restart] [--blas-core NAME]\n"
     "  Fine-tune as the job spec says (aflorad spec-doc lists its fields) and write\n"
     "  DIR/adapter/ and DIR/metrics.json. Ctrl-C checkpoints; the same command resumes\n"
     "  (only a checkpoint of the same spec and data; a different one is refused).\n"
     "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n"
-    "  --restart          discard DIR's checkpoint and start from step 1\n";
+    "  --restart          discard DIR's checkpoint and start from step 1\n"
+    "  --blas-core NAME   OpenBLAS kernels (also AFLORAD_BLAS_CORE): auto, SkylakeX, Haswell,\n"
+    "                     ... or none (default: OPENBLAS_CORETYPE if set, else auto)\n";
 
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();

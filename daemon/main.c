@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas_setup.h"
 #include "cli.h"
-#include "model/gemm.h"
 #include "demo.h"
 #include "serve.h"
 #include "version.h"
@@ -31,29 +31,28 @@ static void usage(FILE *f) {
            "  version  the version (also --version)\n");
 }
 
-/* Two settings that must be in the environment before the libraries load,
- * so main sets them and starts again, once; a user's own values win:
- * - OPENBLAS_CORETYPE: the kernels this CPU can run (engine_blas_better_core).
- * - OMP_WAIT_POLICY=passive: idle OpenMP threads sleep instead of spinning;
- *   spinning threads steal the cores OpenBLAS's own threads need between the
- *   elementwise kernels and the GEMMs (measured: an AFLoRA BERT-base step
- *   16.5 s with spinning, 4.4 s passive, on 2 cores). */
-static void choose_runtime_env(char **argv) {
-    if (getenv("AFLORAD_ENV_SET")) return;
-    bool changed = false;
-    const char *core = engine_blas_better_core();
-    if (core && !getenv("OPENBLAS_CORETYPE")) {
-        setenv("OPENBLAS_CORETYPE", core, 1);
-        changed = true;
+/* The commands that compute: they get the OpenBLAS core and thread
+ * environment chosen, verified and logged first (blas_setup.h); the rest
+ * (help, version, init-demo, spec-doc) start at once. predict writes its
+ * results to stdout, so it logs the BLAS line only at debug level. */
+static const struct {
+    const char *name;
+    bool quiet;
+} computing_commands[] = {{"serve", false}, {"run", false}, {"demo", false}, {"predict", true}};
+
+/* 0 to go on, else the exit status. */
+static int setup_blas_for(const char *command, int *argc, char **argv) {
+    for (size_t i = 0; i < sizeof computing_commands / sizeof *computing_commands; i++) {
+        if (strcmp(command, computing_commands[i].name) != 0) continue;
+        if (cli_help_requested(*argc, argv)) return 0;
+        char err[1024];
+        int rc = blas_setup(argc, argv, computing_commands[i].quiet, err, sizeof err);
+        if (rc != 0) {
+            fprintf(stderr, "aflorad: %s\n", err);
+            return rc == -2 ? 2 : 1; /* usage errors exit 2, as every command's */
+        }
     }
-    if (!getenv("OMP_WAIT_POLICY")) {
-        setenv("OMP_WAIT_POLICY", "passive", 1);
-        changed = true;
-    }
-    if (!changed) return;
-    setenv("AFLORAD_ENV_SET", "1", 1);
-    execv("/proc/self/exe", argv);
-    /* exec failed: carry on with the defaults */
+    return 0;
 }
 
 static int version_main(int argc, char **argv) {
@@ -90,12 +89,15 @@ static int help_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    choose_runtime_env(argv);
+    /* No subcommand: serve, with defaults (the README's quickstart). */
+    bool bare_serve = argc < 2 || (argv[1][0] == '-' && strcmp(argv[1], "--version") != 0 &&
+                                   strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0);
+    int rc = setup_blas_for(bare_serve ? "serve" : argv[1], &argc, argv);
+    if (rc != 0) return rc;
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) return version_main(1, argv + 1);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
                       strcmp(argv[1], "help") == 0))
         return help_main(argc - 1, argv + 1);
-    /* No subcommand: serve, with defaults (the README's quickstart). */
-    if (argc < 2 || argv[1][0] == '-') return serve_main(argc, argv);
+    if (bare_serve) return serve_main(argc, argv);
     return run_command(argc - 1, argv + 1);
 }

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "base/isa.h"
+#include "blas_setup.h"
 #include "cli.h"
 #include "fsutil.h"
 #include "model/gemm.h"
@@ -113,6 +114,8 @@ static void serve_usage(FILE *f) {
     for (size_t i = 0; i < N_OPTIONS; i++)
         fprintf(f, "  %-20s %-26s %s (default: %s)\n", options[i].flag, options[i].env,
                 options[i].help, options[i].def[0] ? options[i].def : "none");
+    /* read in main, before the libraries load (blas_setup.h) */
+    fputs(BLAS_CORE_USAGE, f);
 }
 
 /* Defaults, then environment, then flags. */

@@ -9,9 +9,9 @@ build=${1:-build}
 mode=${2:-all}
 passed=0; failed=0; failed_names=()
 [[ -n ${VALGRIND:-} ]] && export AFLORAD_VALGRIND=1
-# Debian's OpenBLAS 0.3.21 falls back to SSE3 kernels on CPUs newer than it;
-# the aflorad binary picks better ones itself (engine_blas_better_core), the
-# test binaries get them here.
+# OpenBLAS reads its kernel set (OPENBLAS_CORETYPE) when it loads: the
+# aflorad binary chooses and checks one itself (daemon/blas_setup.c), the
+# test binaries get one here; one already set (this environment's) is kept.
 # Idle OpenMP threads must sleep, not spin against OpenBLAS's threads.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # valgrind does not emulate AVX-512: under it, stay with AVX2 kernels.

@@ -7,6 +7,7 @@
 #define AFLO_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum {
@@ -51,12 +52,18 @@ int engine_blas_threads(void);
  * jobs share the cores. */
 const char *engine_blas_info(void);
 
-/* OpenBLAS 0.3.21 (Debian 12) does not know CPUs newer than its release and
- * falls back to its SSE3 "Prescott" kernels on them — several times slower.
- * Returns the OPENBLAS_CORETYPE this CPU can run ("SkylakeX" with AVX-512,
- * "Haswell" with AVX2+FMA) when the loaded core is weaker, else NULL. The
- * choice is read when the library loads, so the caller sets the environment
- * variable and re-executes itself (aflorad's main does). */
-const char *engine_blas_better_core(void);
+/* The loaded OpenBLAS's version ("0.3.21") and the kernel set it runs
+ * ("SkylakeX", "Haswell", ...: openblas_get_corename), for start-up logs. */
+const char *engine_blas_version(void);
+const char *engine_blas_core(void);
+
+/* Checks cblas_sgemm once against a double-precision reference on a handful
+ * of shapes that take different kernel paths: square, odd sizes that leave
+ * edge tiles, transposed operands, the skinny rank-4 products of adapters,
+ * padded leading dimensions, alpha != 1 and beta != 0 (~10-50 ms). A kernel
+ * set that miscomputes on this CPU (OPENBLAS_CORETYPE forces kernels the
+ * library cannot check itself) is caught before any training. Returns 0, or
+ * -1 with the first mismatch (shape, element, values) in err. */
+int engine_blas_self_check(char *err, size_t errlen);
 
 #endif

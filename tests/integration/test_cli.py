@@ -29,8 +29,16 @@ def safetensors_tensors(path):
             for k, v in header.items() if k != "__metadata__"}
 
 
-def run(*args, cwd, timeout=600, check=True):
-    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run(*args, cwd, timeout=600, check=True, env=None):
+    """env: variables to set over os.environ (None removes one)."""
+    full = dict(os.environ)
+    for k, v in (env or {}).items():
+        if v is None:
+            full.pop(k, None)
+        else:
+            full[k] = v
+    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env=full)
     if check and p.returncode != 0:
         raise AssertionError(f"aflorad {' '.join(args)} exited {p.returncode}:\n{p.stderr}")
     return p
@@ -574,6 +582,89 @@ class HelpAndVersionTest(unittest.TestCase):
                 self.assertEqual(p.stdout, "")
                 self.assertIn(argv[0], p.stderr)
                 self.assertEqual(os.listdir(self.dir), [])
+
+
+def cpu_cores():
+    """(the strongest OpenBLAS core this CPU runs, the next safer one)."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"} <= flags:
+        return "SkylakeX", "Haswell"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell", "Prescott"
+    return "Prescott", None
+
+
+BLAS_LINE = r"blas: OpenBLAS [0-9.]+ core (\S+) \(from ([^)]*)\), sgemm self-check ok in \d+ ms"
+NO_BLAS_SETTINGS = {"AFLORAD_BLAS_CORE": None, "AFLORAD_TEST_BLAS_CHECK_FAIL": None}
+
+
+class BlasCoreTest(unittest.TestCase):
+    """The OpenBLAS core `aflorad run` chooses, verifies and logs (daemon/blas_setup.h)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.dir = cls.tmp.name
+        with open(os.path.join(cls.dir, "demo.json"), "w") as f:
+            json.dump({"model": "demo", "epochs": 1, "threads": 1}, f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def run_demo(self, *flags, env=None, check=True):
+        return run("run", "demo.json", "--out", "out", "--restart", *flags, cwd=self.dir,
+                   env={**NO_BLAS_SETTINGS, **(env or {})}, check=check)
+
+    def blas_line(self, p):
+        import re
+        m = re.search(BLAS_LINE, p.stderr)
+        self.assertIsNotNone(m, p.stderr)
+        self.assertIn("done ", p.stdout)   # and the job ran on it
+        return m.group(1), m.group(2)
+
+    def test_flag_then_env_then_openblas_coretype_then_auto(self):
+        strong, _ = cpu_cores()
+        p = self.run_demo("--blas-core", strong.lower(),
+                          env={"AFLORAD_BLAS_CORE": "Prescott", "OPENBLAS_CORETYPE": "Prescott"})
+        self.assertEqual(self.blas_line(p), (strong, "--blas-core"))
+        p = self.run_demo(env={"AFLORAD_BLAS_CORE": "Prescott", "OPENBLAS_CORETYPE": strong})
+        self.assertEqual(self.blas_line(p), ("Prescott", "AFLORAD_BLAS_CORE"))
+        p = self.run_demo(env={"OPENBLAS_CORETYPE": "Prescott"})
+        self.assertEqual(self.blas_line(p), ("Prescott", "OPENBLAS_CORETYPE"))
+        p = self.run_demo("--blas-core=auto", env={"OPENBLAS_CORETYPE": "Prescott"})
+        core, source = self.blas_line(p)
+        self.assertTrue(source.startswith("auto"), source)
+        if strong != "Prescott":
+            self.assertEqual(core, strong)
+
+    def test_failed_self_check_falls_back_to_a_safer_core(self):
+        strong, safer = cpu_cores()
+        if safer is None:
+            self.skipTest("no core above Prescott on this CPU")
+        p = self.run_demo("--blas-core", strong, env={"AFLORAD_TEST_BLAS_CHECK_FAIL": strong})
+        self.assertIn(f"self-check failed with OpenBLAS core {strong} (from --blas-core)", p.stderr)
+        self.assertEqual(self.blas_line(p), (safer, f"fallback: {strong} failed the self-check"))
+        # nothing passes: refuse to train rather than train on a wrong sgemm
+        p = self.run_demo(env={"AFLORAD_TEST_BLAS_CHECK_FAIL": "all"}, check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("no safer core is left", p.stderr)
+        self.assertNotIn("done ", p.stdout)
+
+    def test_bad_core_names_are_usage_errors(self):
+        for flags, env, words in ((["--blas-core", "Bogus"], {}, "unknown OpenBLAS core 'Bogus'"),
+                                  ([], {"AFLORAD_BLAS_CORE": "bogus"}, "AFLORAD_BLAS_CORE"),
+                                  (["--blas-core"], {}, "--blas-core needs a value")):
+            with self.subTest(flags=flags, env=env):
+                p = self.run_demo(*flags, env=env, check=False)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn(words, p.stderr)
+                self.assertEqual(p.stdout, "")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
 
 class Daemon:
-    def __init__(self, data_dir, token=None, workers=WORKERS):
+    def __init__(self, data_dir, token=None, workers=WORKERS, args=(), env=None):
         self.data_dir = data_dir
         self.token = token
         self.workers = workers
+        self.args = list(args)
+        self.env = env
         self.proc = None
         self.base = None
 
@@ -38,8 +40,10 @@ class Daemon:
                 "--threads-per-job", "1", "--log-level", "warn"]
         if self.token:
             args += ["--token", self.token]
+        args += self.args
         self.log = open(os.path.join(self.data_dir, "daemon.log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log,
+                                     env={**os.environ, **(self.env or {})})
         line = self.proc.stdout.readline().decode()
         if not line.startswith("listening on "):
             raise AssertionError(f"daemon did not start: {line!r}")
@@ -449,6 +453,27 @@ class DaemonTest(unittest.TestCase):
         self.assertNotIn("listening on", out)
         self.assertIn("Address already in use", out)
         self.assertEqual(d.request("GET", "/healthz")[0], 200)
+
+    def test_blas_core_choice_and_fallback_are_logged(self):
+        # the flag wins over AFLORAD_BLAS_CORE; a core failing the start-up
+        # sgemm check is replaced by the next safer one and the daemon serves
+        flags = open("/proc/cpuinfo").read()
+        strong, safer = (("SkylakeX", "Haswell") if " avx512bw" in flags else
+                         ("Haswell", "Prescott") if " avx2" in flags else ("Prescott", None))
+        log = os.path.join(self.tmp.name, "daemon.log")
+        d = self.daemon(args=["--blas-core", strong], env={"AFLORAD_BLAS_CORE": "Prescott"})
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+        self.assertIn(f"core {strong} (from --blas-core), sgemm self-check ok", open(log).read())
+        d.stop()
+        if safer is None:
+            return
+        d = self.daemon(env={"AFLORAD_BLAS_CORE": strong, "AFLORAD_TEST_BLAS_CHECK_FAIL": strong})
+        self.assertEqual(d.request("GET", "/healthz")[0], 200)
+        text = open(log).read()
+        self.assertIn(f"self-check failed with OpenBLAS core {strong} (from AFLORAD_BLAS_CORE)",
+                      text)
+        self.assertIn(f"core {safer} (from fallback: {strong} failed the self-check), sgemm "
+                      "self-check ok", text)
 
     def test_bad_requests_get_clear_errors(self):
         d = self.daemon()
