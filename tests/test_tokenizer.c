@@ -554,7 +554,12 @@ static void test_bpe_tokenizer_json(void **state) {
                            "{\"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": {\"type\":"
                            " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
                            NULL));
-    assert_non_null(strstr(err, "ByteLevel"));
+    assert_non_null(strstr(err, "Metaspace replacement"));
+    assert_null(load_files(err, sizeof err, "tokenizer.json",
+                           "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\":"
+                           " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+                           NULL));
+    assert_non_null(strstr(err, "SentencePiece"));
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"model\": {\"type\": \"Unigram\"}}", NULL));
     assert_non_null(strstr(err, "Unigram"));
