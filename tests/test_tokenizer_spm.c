@@ -149,8 +149,8 @@ static void expect_decode(const tokenizer *t, const int32_t *ids, size_t n, int 
     if (tokenizer_decode(t, ids, n, skip, &text, &len, err, sizeof err))
         fail_msg("%s: decode: %s", what, err);
     if (len != wlen || memcmp(text, want, wlen) != 0)
-        fail_msg("%s: decoded \"%s\" (%zu bytes), want \"%.*s\" (%zu)", what, text, len,
-                 (int)wlen, want, wlen);
+        fail_msg("%s: decoded \"%s\" (%zu bytes), want \"%.*s\" (%zu)", what, text, len, (int)wlen,
+                 want, wlen);
     assert_int_equal(text[len], '\0');
     free(text);
 }
@@ -477,35 +477,40 @@ static void json_bytelevel(char *out, size_t cap, size_t *o, const char *s, size
     assert_true(*o < cap);
 }
 
-#define LLAMA3_PATTERN                                                                  \
+#define LLAMA3_PATTERN                                                                     \
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| " \
     "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
-#define QWEN2_PATTERN                                                                   \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| "      \
+#define QWEN2_PATTERN                                                                 \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| " \
     "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
 
 /* A LLaMA-3-style tokenizer.json: the 256 byte characters (ids 0..255),
  * then the extra entries (ids 256..), no merges, ignore_merges, special
  * tokens <|begin_of_text|> (1000) and <|eot_id|> (1001) and the
  * "<|begin_of_text|> $A" template. */
-static tokenizer *load_bytelevel(const char *pattern, const char *const *extra, size_t n_extra) {
+static tokenizer *load_bytelevel_with(const char *pattern, const char *normalizer, bool pp_sequence,
+                                      const char *const *extra, size_t n_extra) {
     size_t cap = 1 << 16, o = 0;
     char *j = malloc(cap);
     assert_non_null(j);
     o += (size_t)snprintf(j + o, cap - o,
                           "{\"added_tokens\": [{\"id\": 1000, \"content\": \"<|begin_of_text|>\","
                           " \"special\": true}, {\"id\": 1001, \"content\": \"<|eot_id|>\","
-                          " \"special\": true}], \"normalizer\": null,"
+                          " \"special\": true}], \"normalizer\": %s,"
                           " \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": ["
                           "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"%s\"}, \"behavior\":"
                           " \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\","
                           " \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\":"
-                          " false}]}, \"post_processor\": {\"type\": \"TemplateProcessing\","
+                          " false}]}, \"post_processor\": %s{\"type\": \"TemplateProcessing\","
                           " \"single\": [{\"SpecialToken\": {\"id\": \"<|begin_of_text|>\","
-                          " \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]},"
+                          " \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}]}%s,"
                           " \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null,"
                           " \"ignore_merges\": true, \"byte_fallback\": false, \"vocab\": {",
-                          pattern);
+                          normalizer, pattern,
+                          pp_sequence ? "{\"type\": \"Sequence\", \"processors\": [{\"type\":"
+                                        " \"ByteLevel\", \"trim_offsets\": false}, "
+                                      : "",
+                          pp_sequence ? "]}" : "");
     for (unsigned b = 0; b < 256; b++) {
         char c = (char)b;
         json_bytelevel(j, cap, &o, &c, 1);
@@ -523,6 +528,10 @@ static tokenizer *load_bytelevel(const char *pattern, const char *const *extra, 
     if (!t) fail_msg("load: %s", err);
     free(j);
     return t;
+}
+
+static tokenizer *load_bytelevel(const char *pattern, const char *const *extra, size_t n_extra) {
+    return load_bytelevel_with(pattern, "null", false, extra, n_extra);
 }
 
 typedef struct {
@@ -556,8 +565,11 @@ static const split_case llama3_splits[] = {
      {"a", "\xc2\xa0"
            "b"}},
     /* Letters of any script; an emoji is P. */
-    {"\xc3\xbcn\xc3\xaf" "c\xc3\xb6" /* ünïcö */ " \xe6\x97\xa5\xe6\x9c\xac" /* 日本 */,
-     {"\xc3\xbcn\xc3\xaf" "c\xc3\xb6", " \xe6\x97\xa5\xe6\x9c\xac"}},
+    {"\xc3\xbcn\xc3\xaf"
+     "c\xc3\xb6" /* ünïcö */ " \xe6\x97\xa5\xe6\x9c\xac" /* 日本 */,
+     {"\xc3\xbcn\xc3\xaf"
+      "c\xc3\xb6",
+      " \xe6\x97\xa5\xe6\x9c\xac"}},
     {"\xf0\x9f\x99\x82 ok", {"\xf0\x9f\x99\x82", " ok"}},
     /* "'" after a space is not C (that needs the quote first): P " '". */
     {"x 's", {"x", " '", "s"}},
@@ -614,15 +626,32 @@ static void test_llama3_pretokenizer(void **state) {
 
 static void test_qwen2_pretokenizer(void **state) {
     (void)state;
-    /* Qwen2's regex differs only in single digits. */
+    /* Qwen2's regex differs only in single digits; its NFC normalizer
+     * composes e + U+0301 into \u00e9 (C3 A9) before the split, so the
+     * letters stay one run "caf\u00e9" (without NFC the mark, category Mn
+     * and so not \p{L}, would end the run). */
     static const split_case qwen[] = {
         {"12345 42", {"1", "2", "3", "4", "5", " ", "4", "2"}},
         {"Hello world", {"Hello", " world"}},
+        {"cafe\xcc\x81 ok", {"caf\xc3\xa9", " ok"}},
     };
+    const size_t nq = sizeof qwen / sizeof qwen[0];
     const char *extra[16];
-    size_t n_extra = collect_extra(qwen, 2, extra, 16);
-    tokenizer *t = load_bytelevel(QWEN2_PATTERN, extra, n_extra);
-    check_splits(t, qwen, 2, extra, n_extra, "qwen2");
+    size_t n_extra = collect_extra(qwen, nq, extra, 16);
+    tokenizer *t = load_bytelevel_with(QWEN2_PATTERN, "{\"type\": \"NFC\"}", true, extra, n_extra);
+    check_splits(t, qwen, nq, extra, n_extra, "qwen2");
+    /* The template inside a post_processor Sequence (LLaMA-3's form). */
+    assert_true(tokenizer_adds_bos(t));
+    tokenizer_free(t);
+    /* Without NFC the mark splits off: "cafe" is not in the vocabulary and
+     * comes out as bytes. */
+    t = load_bytelevel(QWEN2_PATTERN, extra, n_extra);
+    int32_t *ids;
+    size_t n;
+    char err[256];
+    assert_int_equal(tokenizer_tokenize(t, "cafe\xcc\x81", 6, &ids, &n, err, sizeof err), 0);
+    assert_int_equal(n, 6);
+    free(ids);
     tokenizer_free(t);
 }
 
@@ -637,9 +666,9 @@ static void test_llama3_specials_and_decode(void **state) {
     int32_t ids[16];
     int len;
     char err[256];
-    assert_int_equal(tokenizer_encode(t, "Hello world<|eot_id|>", NULL, 16, ids, NULL, &len, err,
-                                      sizeof err),
-                     0);
+    assert_int_equal(
+        tokenizer_encode(t, "Hello world<|eot_id|>", NULL, 16, ids, NULL, &len, err, sizeof err),
+        0);
     assert_int_equal(len, 4);
     assert_int_equal(ids[0], 1000);
     assert_int_equal(ids[1], 256);
@@ -650,7 +679,10 @@ static void test_llama3_specials_and_decode(void **state) {
     /* Not in the vocabulary as a whole: bytes (no merges), and a cut UTF-8
      * sequence decodes to U+FFFD (maximal subpart: E6 97 is one). */
     int32_t cut[] = {0xE6, 0x97, 'A', 0xFF};
-    expect_decode(t, cut, 4, 0, "\xef\xbf\xbd" "A\xef\xbf\xbd", 7, "lossy");
+    expect_decode(t, cut, 4, 0,
+                  "\xef\xbf\xbd"
+                  "A\xef\xbf\xbd",
+                  7, "lossy");
     tokenizer_free(t);
 
     /* An unknown Split regex is refused with its text. */
@@ -673,9 +705,11 @@ static bool valid_utf8(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
-        size_t k = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                                           : c >= 0xF0 && c <= 0xF4   ? 4
-                                                                                      : 0;
+        size_t k = c < 0x80                 ? 1
+                   : c >= 0xC2 && c <= 0xDF ? 2
+                   : c >= 0xE0 && c <= 0xEF ? 3
+                   : c >= 0xF0 && c <= 0xF4 ? 4
+                                            : 0;
         if (k == 0 || i + k > n) return false;
         for (size_t j = 1; j < k; j++)
             if ((s[i + j] & 0xC0) != 0x80) return false;

@@ -21,6 +21,7 @@
  * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
  *    the unknown token, or fail when there is none. */
 #include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/tokutil.h"
 
 #include <stdlib.h>
@@ -371,13 +372,29 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
     return bpe_merge_word(t, s->word.v, s->word.n, s, out, err, errlen);
 }
 
+/* out = NFC(text) as UTF-8 (uses the scratch's arrays, left empty). */
+static int nfc_text(const char *text, size_t len, bpe_scratch *s, tok_bytes *out) {
+    tok_u32vec tmp = {0}, normed = {0};
+    int rc = tok_utf8_decode(text, len, &s->cps, NULL) ||
+             tok_nfc(s->cps.v, s->cps.n, &normed, &tmp) || tok_bytes_append(out, "", 0);
+    for (size_t i = 0; i < normed.n && rc == 0; i++) rc = tok_bytes_put_cp(out, normed.v[i]);
+    s->cps.n = 0;
+    free(tmp.v);
+    free(normed.v);
+    return rc ? -1 : 0;
+}
+
 int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap, tok_i32vec *out,
                  char *err, size_t errlen) {
     bpe_scratch *s = bpe_scratch_new();
-    if (!s || tok_utf8_decode(text, len, &s->cps, &s->offs)) {
+    tok_bytes normed = {0};
+    if (!s || (t->nfc && nfc_text(text, len, s, &normed)) ||
+        tok_utf8_decode(normed.v ? normed.v : text, normed.v ? normed.n : len, &s->cps, &s->offs)) {
         bpe_scratch_free(s);
+        free(normed.v);
         return set_err(err, errlen, "out of memory");
     }
+    if (normed.v) text = normed.v;
     int rc = 0;
     size_t i = 0, n = s->cps.n;
     while (rc == 0 && i < n && out->n < cap) {
@@ -388,6 +405,7 @@ int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap, t
         i = j;
     }
     bpe_scratch_free(s);
+    free(normed.v);
     return rc;
 }
 
@@ -619,8 +637,14 @@ int bpe_load_model_json(tokenizer *t, const json_value *model, char *err, size_t
 int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg, char *err,
                             size_t errlen) {
     const json_value *norm = json_get(root, "normalizer");
-    if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
-        return set_err(err, errlen, "tokenizer.json: normalizers are not supported");
+    const char *ntype = json_string(json_get(norm, "type"), NULL);
+    if (ntype && strcmp(ntype, "NFC") == 0)
+        t->nfc = true; /* Qwen2 */
+    else if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
+        return set_err(err, errlen,
+                       "tokenizer.json: normalizer \"%s\" is not supported (only NFC is, "
+                       "with a byte-level BPE)",
+                       ntype ? ntype : "?");
     const json_value *pre = json_get(root, "pre_tokenizer");
     const char *ptype = json_string(json_get(pre, "type"), NULL);
     const json_value *use_regex = json_get(pre, "use_regex");

@@ -144,7 +144,8 @@ bad:
 
 static int metaspace(tokenizer *t, const json_value *pre, char *err, size_t errlen) {
     if (!is_sp_space_string(json_get(pre, "replacement")))
-        return set_err(err, errlen, "tokenizer.json: Metaspace replacement must be \"\xe2\x96\x81\"");
+        return set_err(err, errlen,
+                       "tokenizer.json: Metaspace replacement must be \"\xe2\x96\x81\"");
     const char *scheme = json_string(json_get(pre, "prepend_scheme"), NULL);
     const json_value *aps = json_get(pre, "add_prefix_space"); /* before tokenizers 0.19 */
     if (scheme && strcmp(scheme, "always") == 0)
@@ -156,8 +157,8 @@ static int metaspace(tokenizer *t, const json_value *pre, char *err, size_t errl
     else if (scheme)
         return set_err(err, errlen, "tokenizer.json: Metaspace prepend_scheme \"%.32s\"", scheme);
     else
-        t->sp_prefix = json_type_of(aps) == JSON_BOOL && !json_bool(aps) ? SP_PREFIX_NEVER
-                                                                         : SP_PREFIX_ALWAYS;
+        t->sp_prefix =
+            json_type_of(aps) == JSON_BOOL && !json_bool(aps) ? SP_PREFIX_NEVER : SP_PREFIX_ALWAYS;
     const json_value *split = json_get(pre, "split");
     t->sp_split = json_type_of(split) == JSON_BOOL ? json_bool(split) : true;
     t->sp_prefix_unless_space = true;

@@ -37,8 +37,14 @@
 #include "base/errmsg.h"
 
 /* SentencePiece piece types and model types (enum values in the proto). */
-enum { SP_NORMAL = 1, SP_UNKNOWN = 2, SP_CONTROL = 3, SP_USER_DEFINED = 4, SP_UNUSED = 5,
-       SP_BYTE = 6 };
+enum {
+    SP_NORMAL = 1,
+    SP_UNKNOWN = 2,
+    SP_CONTROL = 3,
+    SP_USER_DEFINED = 4,
+    SP_UNUSED = 5,
+    SP_BYTE = 6
+};
 enum { SP_MODEL_UNIGRAM = 1, SP_MODEL_BPE = 2 };
 /* SentencePiece's penalty below the lowest piece score for an unknown
  * character (unigram_model.cc kUnkPenalty). */
@@ -82,8 +88,7 @@ static int pb_next(pb_reader *r, pb_field *f) {
     f->u = 0;
     size_t left = (size_t)(r->end - r->p);
     switch (f->wire) {
-    case 0:
-        return pb_varint(r, &f->u) ? -1 : 1;
+    case 0: return pb_varint(r, &f->u) ? -1 : 1;
     case 1:
     case 5: {
         size_t k = f->wire == 1 ? 8 : 4;
@@ -101,8 +106,7 @@ static int pb_next(pb_reader *r, pb_field *f) {
         r->p += n;
         return 1;
     }
-    default: /* groups (3, 4) and reserved types: not in this schema */
-        return -1;
+    default: /* groups (3, 4) and reserved types: not in this schema */ return -1;
     }
 }
 
@@ -236,8 +240,7 @@ static int build_merges(tokenizer *t, const sp_model *m, char *err, size_t errle
     int rc = 0;
     if (!order) return set_err(err, errlen, "out of memory");
     for (size_t i = 0; i < m->n; i++)
-        if (m->pieces[i].type == SP_NORMAL)
-            order[nn++] = (ranked){m->pieces[i].score, (int32_t)i};
+        if (m->pieces[i].type == SP_NORMAL) order[nn++] = (ranked){m->pieces[i].score, (int32_t)i};
     qsort(order, nn, sizeof *order, cmp_ranked);
     for (size_t r = 0; r < nn && rc == 0; r++) {
         const sp_piece *p = &m->pieces[order[r].id];
@@ -266,7 +269,8 @@ static int build_merges(tokenizer *t, const sp_model *m, char *err, size_t errle
 int spmodel_load(tokenizer *t, const char *dir, char *err, size_t errlen) {
     char *buf;
     size_t len;
-    int r = tok_read_file(dir, "tokenizer.model", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
+    int r =
+        tok_read_file(dir, "tokenizer.model", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
         if (r == 0) set_err(err, errlen, "%s/tokenizer.model: not found", dir);
         return -1;

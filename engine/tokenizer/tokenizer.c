@@ -198,6 +198,17 @@ static int causal_wrap(tokenizer *t, const json_value *cfg, const json_value *tj
     bool add_bos = spm, add_eos = false;
     const json_value *pp = json_get(tj, "post_processor");
     const char *ptype = json_string(json_get(pp, "type"), NULL);
+    if (ptype && strcmp(ptype, "Sequence") == 0) { /* LLaMA-3: [ByteLevel, TemplateProcessing] */
+        const json_value *procs = json_get(pp, "processors");
+        for (size_t i = 0; i < json_len(procs); i++) {
+            const char *pt = json_string(json_get(json_at(procs, i), "type"), NULL);
+            if (pt && strcmp(pt, "TemplateProcessing") == 0) {
+                pp = json_at(procs, i);
+                ptype = pt;
+                break;
+            }
+        }
+    }
     if (ptype && strcmp(ptype, "TemplateProcessing") == 0) {
         const json_value *single = json_get(pp, "single");
         bool after = false;

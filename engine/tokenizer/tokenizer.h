@@ -28,8 +28,9 @@
  * folder: vocab.txt => WordPiece; else vocab.json + merges.txt => byte-level
  * BPE; else tokenizer.json whose model.type is "BPE": byte-level when its
  * pre-tokenizer is ByteLevel (alone, or after a Split with the LLaMA-3 or
- * Qwen2 regex), else SentencePiece-style (Prepend/Replace normalizer or
- * Metaspace pre-tokenizer); else tokenizer.model (SentencePiece BPE or
+ * Qwen2 regex; an NFC normalizer, as Qwen2's, is applied), else
+ * SentencePiece-style (Prepend/Replace normalizer or Metaspace
+ * pre-tokenizer); else tokenizer.model (SentencePiece BPE or
  * Unigram, identity normalizer). tokenizer_config.json and
  * special_tokens_map.json, when present, supply do_lower_case (default
  * true), strip_accents (default: follows do_lower_case),
@@ -37,7 +38,7 @@
  * add_bos_token / add_eos_token, special token names and
  * added_tokens_decoder. Not supported (load fails with a message):
  * do_basic_tokenize = false, WordPiece or Unigram from tokenizer.json alone,
- * other tokenizer.json normalizers (Qwen2's NFC among them), other Split
+ * other tokenizer.json normalizers, other Split
  * regexes, SentencePiece's precompiled charsmaps (nmt_nfkc). The
  * "normalized" and "single_word" flags of added tokens are ignored; tokens
  * with lstrip/rstrip are honoured.

@@ -76,6 +76,7 @@ struct tokenizer {
     bool ignore_merges; /* a pre-token that is in the vocabulary is one token */
     bool byte_fallback; /* unknown symbols become their <0xNN> byte tokens */
     bool fuse_unk;      /* consecutive unknowns are one <unk> */
+    bool nfc;           /* tokenizer.json normalizer NFC (Qwen2) */
     int32_t byte_ids[256];
 
     /* SentencePiece conventions (TOKENIZER_SPM_BPE / TOKENIZER_SPM_UNIGRAM) */
