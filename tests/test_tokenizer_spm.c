@@ -251,6 +251,15 @@ static void test_sp_unigram_model(void **state) {
     tokenizer_free(t);
 }
 
+/* A model with its own normalization rules (a precompiled_charsmap). */
+static void test_sp_charsmap_model(void **state) {
+    (void)state;
+    tokenizer *t = load_fixture_dir("sp_rules");
+    assert_int_equal(tokenizer_kind_of(t), TOKENIZER_SPM_UNIGRAM);
+    check_cases(t, "sp_rules", false, false, "sp_rules tokenizer.model");
+    tokenizer_free(t);
+}
+
 /* BOS/EOS from tokenizer_config.json and the model input around them. */
 static void test_sp_bos_eos(void **state) {
     (void)state;
@@ -410,17 +419,22 @@ static void test_sp_decode_bytes(void **state) {
 static void test_sp_model_corrupt(void **state) {
     (void)state;
     size_t len;
-    char *m = read_all(FIXTURES "/sp_uni/tokenizer.model", &len);
+    /* sp_rules: pieces, trainer and normalizer specs and a charsmap. */
+    char *m = read_all(FIXTURES "/sp_rules/tokenizer.model", &len);
     char *dir = make_dir();
     char err[256];
-    int loaded = 0, failed = 0;
+    /* Text that walks the charsmap's trie (fullwidth h, the ligature, 12). */
+    static const char probe[] = "\xef\xbd\x88"
+                                "ello \xef\xac\x81ne 12 e\xcc\x81 world";
+    int loaded = 0, failed = 0, corrupt_encoded = 0;
     for (size_t cut = 0; cut < len; cut += 7) {
         write_all(dir, "tokenizer.model", m, cut);
         tokenizer *t = tokenizer_load_dir(dir, err, sizeof err);
         if (t) {
             int32_t *ids;
             size_t n;
-            if (tokenizer_tokenize(t, "hello world", 11, &ids, &n, err, sizeof err) == 0) free(ids);
+            if (tokenizer_tokenize(t, probe, sizeof probe - 1, &ids, &n, err, sizeof err) == 0)
+                free(ids);
             loaded++;
         } else {
             failed++;
@@ -430,7 +444,7 @@ static void test_sp_model_corrupt(void **state) {
     uint32_t rng = 12345;
     char *c = malloc(len);
     assert_non_null(c);
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 2000; i++) {
         memcpy(c, m, len);
         rng = rng * 1664525u + 1013904223u;
         c[(rng >> 8) % len] = (char)(rng >> 24);
@@ -439,15 +453,19 @@ static void test_sp_model_corrupt(void **state) {
         if (t) {
             int32_t *ids;
             size_t n;
-            if (tokenizer_tokenize(t, "hello world", 11, &ids, &n, err, sizeof err) == 0) free(ids);
+            if (tokenizer_tokenize(t, probe, sizeof probe - 1, &ids, &n, err, sizeof err) == 0) {
+                free(ids);
+                corrupt_encoded++;
+            }
         }
         tokenizer_free(t);
     }
     free(c);
     free(m);
     remove_dir(dir);
-    assert_true(failed > 0); /* cut mid-field */
-    (void)loaded;
+    /* Both outcomes happened, so both paths ran under the sanitizers. */
+    assert_true(failed > 0 && loaded > 0);
+    assert_true(corrupt_encoded > 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -792,6 +810,7 @@ int main(void) {
         cmocka_unit_test(test_sp_bpe_tokenizer_json),
         cmocka_unit_test(test_sp_bpe_model),
         cmocka_unit_test(test_sp_unigram_model),
+        cmocka_unit_test(test_sp_charsmap_model),
         cmocka_unit_test(test_sp_bos_eos),
         cmocka_unit_test(test_sp_metaspace),
         cmocka_unit_test(test_sp_decode_bytes),

@@ -113,4 +113,3 @@ int tok_nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp) {
     out->n = on;
     return 0;
 }
-

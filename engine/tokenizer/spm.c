@@ -71,9 +71,20 @@ static int spm_normalize(const tokenizer *t, const char *s, size_t n, bool at_st
 
 int spm_tokenize(const tokenizer *t, const char *s, size_t n, bool at_start, size_t cap,
                  tok_i32vec *out, char *err, size_t errlen) {
-    tok_bytes norm = {0};
+    tok_bytes norm = {0}, mapped = {0};
     bpe_scratch *sc = NULL;
     int rc = 0;
+    if (t->charsmap) {
+        /* The model's normalization rules first; its whitespace handling
+         * then sees their output, as in SentencePiece. */
+        if (charsmap_apply(t->charsmap, s, n, &mapped)) goto oom;
+        if (tok_utf8_invalid_at(mapped.v, mapped.n) < mapped.n) {
+            free(mapped.v);
+            return set_err(err, errlen, "the model's normalization rules produced invalid UTF-8");
+        }
+        s = mapped.v;
+        n = mapped.n;
+    }
     if (spm_normalize(t, s, n, at_start, &norm)) goto oom;
     if (norm.n == 0) goto done;
     if (t->kind == TOKENIZER_SPM_UNIGRAM) {
@@ -99,10 +110,12 @@ int spm_tokenize(const tokenizer *t, const char *s, size_t n, bool at_start, siz
 done:
     bpe_scratch_free(sc);
     free(norm.v);
+    free(mapped.v);
     return rc;
 oom:
     bpe_scratch_free(sc);
     free(norm.v);
+    free(mapped.v);
     return set_err(err, errlen, "out of memory");
 }
 

@@ -24,9 +24,9 @@
  * two vocabulary pieces becomes a merge with that piece's rank. Unigram:
  * the scores themselves. Control and unknown pieces become special added
  * tokens, user-defined pieces plain added tokens: they are split out of the
- * text before the model, as transformers does. A non-empty
- * precompiled_charsmap (the nmt_nfkc normalizers) is refused: only the
- * identity normalizer is implemented. */
+ * text before the model, as transformers does. The normalizer's
+ * precompiled_charsmap (nmt_nfkc, or the model's own rules) is applied by
+ * charsmap.c. */
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/tokutil.h"
 
@@ -135,6 +135,7 @@ typedef struct {
     bool add_dummy_prefix, remove_extra_ws, escape_ws;
     const char *norm_name;
     size_t norm_name_len, charsmap_len;
+    const unsigned char *charsmap;
 } sp_model;
 
 static int parse_piece(const pb_field *outer, sp_piece *pc) {
@@ -177,6 +178,7 @@ static int parse_normalizer(const pb_field *outer, sp_model *m) {
             m->norm_name = (const char *)f.data;
             m->norm_name_len = f.len;
         } else if (f.field == 2 && f.wire == 2) {
+            m->charsmap = f.data;
             m->charsmap_len = f.len;
         } else if (f.wire == 0 && f.field >= 3 && f.field <= 5) {
             bool v = f.u != 0;
@@ -281,12 +283,10 @@ int spmodel_load(tokenizer *t, const char *dir, char *err, size_t errlen) {
         rc = set_err(err, errlen,
                      "tokenizer.model: model type %d is not supported (only BPE and Unigram)",
                      m.model_type);
-    if (rc == 0 && m.charsmap_len > 0)
-        rc = set_err(err, errlen,
-                     "tokenizer.model: normalizer \"%.*s\" uses a precompiled charsmap, which is "
-                     "not supported (only the identity normalizer is)",
-                     (int)(m.norm_name_len > 32 ? 32 : m.norm_name_len),
-                     m.norm_name ? m.norm_name : "");
+    if (rc == 0 && m.charsmap_len > 0) {
+        t->charsmap = charsmap_new(m.charsmap, m.charsmap_len, err, errlen);
+        if (!t->charsmap) rc = -1;
+    }
     if (rc == 0 && (m.ws_suffix || !m.escape_ws))
         rc = set_err(err, errlen,
                      "tokenizer.model: treat_whitespace_as_suffix and unescaped whitespace are "

@@ -437,6 +437,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->added);
     free(t->id_key_off);
     free(t->scores);
+    charsmap_free(t->charsmap);
     free(t);
 }
 

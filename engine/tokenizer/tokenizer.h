@@ -31,7 +31,8 @@
  * Qwen2 regex; an NFC normalizer, as Qwen2's, is applied), else
  * SentencePiece-style (Prepend/Replace normalizer or Metaspace
  * pre-tokenizer); else tokenizer.model (SentencePiece BPE or
- * Unigram, identity normalizer). tokenizer_config.json and
+ * Unigram, with its normalizer: identity or a precompiled charsmap such as
+ * nmt_nfkc). tokenizer_config.json and
  * special_tokens_map.json, when present, supply do_lower_case (default
  * true), strip_accents (default: follows do_lower_case),
  * tokenize_chinese_chars (default true), add_prefix_space (default false),
@@ -39,7 +40,7 @@
  * added_tokens_decoder. Not supported (load fails with a message):
  * do_basic_tokenize = false, WordPiece or Unigram from tokenizer.json alone,
  * other tokenizer.json normalizers, other Split
- * regexes, SentencePiece's precompiled charsmaps (nmt_nfkc). The
+ * regexes, a tokenizer.json Precompiled normalizer. The
  * "normalized" and "single_word" flags of added tokens are ignored; tokens
  * with lstrip/rstrip are honoured.
  *

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "base/json.h"
+#include "tokenizer/charsmap.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/tokutil.h"
 
@@ -85,6 +86,7 @@ struct tokenizer {
     bool sp_escape_spaces;       /* ' ' -> U+2581 */
     bool sp_split;               /* Metaspace split: BPE each "▁word" on its own */
     bool sp_remove_extra_spaces; /* strip and collapse ' ' runs (normalizer_spec) */
+    tok_charsmap *charsmap;      /* tokenizer.model's precompiled normalizer, or NULL */
     float *scores;               /* Unigram: log-probability of each id (NAN: not a piece) */
     float unk_score;             /* Unigram: the score of an unknown character */
 

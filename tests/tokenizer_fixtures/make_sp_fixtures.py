@@ -14,6 +14,10 @@ only read the committed files):
   sp_bpe/tokenizer_config.json  add_bos_token true, add_eos_token false
   sp_uni/tokenizer.model        Unigram, no byte fallback (unknown characters
                                 become <unk>), remove_extra_whitespaces true
+  sp_rules/tokenizer.model      Unigram with a normalization rule table of its
+                                own (RULES below), so its precompiled_charsmap
+                                is a few hundred bytes where nmt_nfkc's is
+                                ~240 KB; the same trie format either way
   expected.tsv                  model  kind  text(hex)  ids(comma-separated)
                                 kind "sp": SentencePieceProcessor.encode(text)
                                 exactly (no BOS/EOS); kind "hf": the ids a
@@ -28,6 +32,7 @@ import io
 import json
 import os
 import random
+import tempfile
 
 import sentencepiece as spm
 
@@ -68,6 +73,22 @@ SP_CASES = [
     "a\u0301 combining",
     "fine-tuning 2024: 3.14!",
     "zzzz qqqq xyzzy",
+]
+
+# Normalization rules for sp_rules (source code points -> target, hex):
+# fullwidth letters, a ligature, a circled digit, tab and ideographic space
+# to space, a two-character source (e + combining acute), and "12" beside
+# "1" (the longest match wins; a replacement is not normalized again).
+RULES = [("FF48", "68"), ("FF45", "65"), ("FF4C", "6C"), ("FF4F", "6F"), ("FB01", "66 69"),
+         ("2460", "31"), ("9", "20"), ("65 301", "E9"), ("31 32", "78"), ("31", "79"),
+         ("3000", "20")]
+RULE_CASES = [
+    "\uff48\uff45\uff4c\uff4c\uff4f world",
+    "\ufb01ne",
+    "\u2460 and 1 and 12 and 123",
+    "a\tb\u3000\u3000c",
+    "cafe\u0301 caf\u00e9",
+    "\u3000 lead and trail \t",
 ]
 
 # Added tokens in the text, as Hugging Face splits them: the added token
@@ -162,10 +183,16 @@ def main():
     uni = train(HERE + "/sp_uni", model_type="unigram", vocab_size=120,
                 normalization_rule_name="identity", remove_extra_whitespaces=True,
                 add_dummy_prefix=True, character_coverage=1.0)
+    with tempfile.NamedTemporaryFile("w", suffix=".tsv") as rules:
+        rules.write("".join("%s\t%s\n" % r for r in RULES))
+        rules.flush()
+        ruled = train(HERE + "/sp_rules", model_type="unigram", vocab_size=100,
+                      normalization_rule_tsv=rules.name, remove_extra_whitespaces=True,
+                      add_dummy_prefix=True, character_coverage=1.0)
 
     rows = []
-    for name, sp in (("sp_bpe", bpe), ("sp_uni", uni)):
-        for s in SP_CASES:
+    for name, sp in (("sp_bpe", bpe), ("sp_uni", uni), ("sp_rules", ruled)):
+        for s in SP_CASES + (RULE_CASES if name == "sp_rules" else []):
             ids = sp.encode(s)
             # The decoder must give the text back (identity normalizer; the
             # Unigram model collapses whitespace and has unknowns, so only
