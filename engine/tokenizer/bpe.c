@@ -1,5 +1,6 @@
-/* bpe.c — GPT-2 / RoBERTa byte-level BPE, as Hugging Face's RobertaTokenizer
- * (slow) does it.
+/* bpe.c — byte-level BPE (GPT-2 / RoBERTa as Hugging Face's RobertaTokenizer
+ * (slow) does it; LLaMA-3 and Qwen2 as their tokenizer.json says), and the
+ * merge loop SentencePiece-style BPE (spm.c) shares.
  *
  * 1. Pre-tokenisation by GPT-2's regex (the `regex` module, Unicode classes):
  *      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -8,9 +9,13 @@
  *    space first; "\s+(?!\S)" gives back one whitespace character when a
  *    non-space follows, so "a   b" splits "a", "  ", " b"). \s is the
  *    White_Space property, \p{L} / \p{N} the general categories.
+ *    or by LLaMA-3's / Qwen2's (tiktoken-style) regex, also by hand, see
+ *    pretoken_end_llama3; Qwen2's NFC normalizer runs first.
  * 2. Each pre-token's UTF-8 bytes become printable characters through GPT-2's
  *    bytes_to_unicode table (printable Latin-1 bytes map to themselves, the
  *    other 68 bytes to U+0100..U+0143; so space is "Ġ", U+0120).
+ *    With ignore_merges (LLaMA-3) a pre-token that is itself in the
+ *    vocabulary is that one token.
  * 3. BPE: repeatedly take the adjacent pair with the lowest merge rank and
  *    merge all its occurrences left to right; stop when no pair has a rank.
  *    A min-heap of (rank, position) candidates makes this O(n log n) rather
@@ -18,8 +23,10 @@
  *    before new neighbours are considered, which is what Python's loop does
  *    even for merge tables where a newly formed pair outranks the current
  *    one.
- * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
- *    the unknown token, or fail when there is none. */
+ * 4. Each symbol's id comes from the vocabulary; a symbol missing from it
+ *    becomes its <0xNN> byte tokens with byte_fallback (SentencePiece
+ *    style), else the unknown token (one per run with fuse_unk), else an
+ *    error. */
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/normalize.h"
 #include "tokenizer/tokutil.h"

@@ -37,8 +37,8 @@ tok_charsmap *charsmap_new(const unsigned char *blob, size_t len, char *err, siz
         set_err(err, errlen, "precompiled_charsmap: too short");
         return NULL;
     }
-    size_t trie = (size_t)blob[0] | (size_t)blob[1] << 8 | (size_t)blob[2] << 16 |
-                  (size_t)blob[3] << 24;
+    size_t trie =
+        (size_t)blob[0] | (size_t)blob[1] << 8 | (size_t)blob[2] << 16 | (size_t)blob[3] << 24;
     if (trie % 4 != 0 || trie == 0 || trie > len - 4) {
         set_err(err, errlen, "precompiled_charsmap: bad trie size %zu", trie);
         return NULL;
@@ -52,8 +52,8 @@ tok_charsmap *charsmap_new(const unsigned char *blob, size_t len, char *err, siz
     if (!cm->units || !cm->pool) goto oom;
     for (size_t i = 0; i < cm->n_units; i++) {
         const unsigned char *p = blob + 4 + 4 * i;
-        cm->units[i] = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                       (uint32_t)p[3] << 24;
+        cm->units[i] =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     }
     if (cm->pool_len) memcpy(cm->pool, blob + 4 + trie, cm->pool_len);
     cm->pool[cm->pool_len] = '\0';

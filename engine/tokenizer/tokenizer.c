@@ -1,11 +1,12 @@
 /* tokenizer.c — the tokenizer front end: loading a Hugging Face tokenizer
- * folder, special and added tokens, and building model input. The two
- * algorithms (wordpiece.c, bpe.c) are reached through tokenizer_internal.h;
- * the utilities all three use (arrays, hash map, UTF-8, file reading) are in
- * tokutil.c.
+ * folder, special and added tokens, and building model input. The
+ * algorithms (wordpiece.c, bpe.c, spm.c) are reached through
+ * tokenizer_internal.h; the utilities they all use (arrays, hash map,
+ * UTF-8, file reading) are in tokutil.c.
  *
  * Loading: the file set decides the kind (see tokenizer.h); the algorithm
- * file (wordpiece.c / bpe.c) reads its vocabulary into t->vocab, then this
+ * file (wordpiece.c / bpe.c / spm.c / spmodel.c) reads its vocabulary into
+ * t->vocab, then this
  * file resolves the special tokens by name (tokenizer_config.json and
  * special_tokens_map.json may rename them) and builds the list of added
  * tokens that are matched literally in text, as transformers' Trie does.
@@ -14,7 +15,8 @@
  * (longest match at the leftmost position; lstrip/rstrip tokens swallow the
  * neighbouring whitespace), hand each plain piece to the algorithm and each
  * added token to its id. Then the pair is truncated longest-first and
- * wrapped in special tokens.
+ * wrapped in special tokens: a table of what goes before and after each
+ * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs).
  *
  * Truncation only ever keeps the first max_len - specials tokens of each
  * sequence, and longest-first gives the same result whether a sequence's

@@ -1,7 +1,9 @@
 /* tokenizer_internal.h — the contract between the tokenizer front end
- * (tokenizer.c) and its two algorithms (wordpiece.c, bpe.c): the tokenizer
- * struct they share and each algorithm's two entry points, load and tokenize
- * (BPE loads from either of two file sets).
+ * (tokenizer.c) and its algorithms (wordpiece.c; bpe.c; spm.c with
+ * spmodel.c and unigram.c for SentencePiece; decode.c back to text): the
+ * tokenizer struct they share and each algorithm's entry points, load and
+ * tokenize (BPE loads from vocab.json + merges.txt or tokenizer.json,
+ * SentencePiece from tokenizer.json or tokenizer.model).
  *
  * The front end picks the algorithm, calls its load function to fill the
  * vocabulary (and merges and options), then resolves special and added
