@@ -174,12 +174,12 @@ static int hexval(char c) {
 static sp_case *read_cases(size_t *count) {
     size_t len;
     char *buf = read_all(FIXTURES "/expected.tsv", &len);
-    sp_case *cs = calloc(64, sizeof *cs);
+    sp_case *cs = calloc(128, sizeof *cs);
     assert_non_null(cs);
     size_t n = 0;
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#') continue;
-        assert_true(n < 64);
+        assert_true(n < 128);
         sp_case *c = &cs[n++];
         char *f[4] = {line, NULL, NULL, NULL};
         for (int k = 1; k < 4; k++) {
@@ -248,6 +248,16 @@ static void test_sp_unigram_model(void **state) {
     tokenizer *t = load_fixture_dir("sp_uni");
     assert_int_equal(tokenizer_kind_of(t), TOKENIZER_SPM_UNIGRAM);
     check_cases(t, "sp_uni", false, false, "sp_uni tokenizer.model");
+    tokenizer_free(t);
+}
+
+/* Unigram with byte fallback: characters no piece covers become bytes, and
+ * the ids decode back to the text. */
+static void test_sp_unigram_byte_fallback(void **state) {
+    (void)state;
+    tokenizer *t = load_fixture_dir("sp_unibf");
+    assert_int_equal(tokenizer_kind_of(t), TOKENIZER_SPM_UNIGRAM);
+    check_cases(t, "sp_unibf", false, true, "sp_unibf tokenizer.model");
     tokenizer_free(t);
 }
 
@@ -810,6 +820,7 @@ int main(void) {
         cmocka_unit_test(test_sp_bpe_tokenizer_json),
         cmocka_unit_test(test_sp_bpe_model),
         cmocka_unit_test(test_sp_unigram_model),
+        cmocka_unit_test(test_sp_unigram_byte_fallback),
         cmocka_unit_test(test_sp_charsmap_model),
         cmocka_unit_test(test_sp_bos_eos),
         cmocka_unit_test(test_sp_metaspace),

@@ -14,6 +14,7 @@ only read the committed files):
   sp_bpe/tokenizer_config.json  add_bos_token true, add_eos_token false
   sp_uni/tokenizer.model        Unigram, no byte fallback (unknown characters
                                 become <unk>), remove_extra_whitespaces true
+  sp_unibf/tokenizer.model      Unigram with byte_fallback, identity normalizer
   sp_rules/tokenizer.model      Unigram with a normalization rule table of its
                                 own (RULES below), so its precompiled_charsmap
                                 is a few hundred bytes where nmt_nfkc's is
@@ -183,21 +184,32 @@ def main():
     uni = train(HERE + "/sp_uni", model_type="unigram", vocab_size=120,
                 normalization_rule_name="identity", remove_extra_whitespaces=True,
                 add_dummy_prefix=True, character_coverage=1.0)
-    with tempfile.NamedTemporaryFile("w", suffix=".tsv") as rules:
-        rules.write("".join("%s\t%s\n" % r for r in RULES))
-        rules.flush()
-        ruled = train(HERE + "/sp_rules", model_type="unigram", vocab_size=100,
-                      normalization_rule_tsv=rules.name, remove_extra_whitespaces=True,
-                      add_dummy_prefix=True, character_coverage=1.0)
+    unibf = train(HERE + "/sp_unibf", model_type="unigram", vocab_size=420, byte_fallback=True,
+                  normalization_rule_name="identity", remove_extra_whitespaces=False,
+                  add_dummy_prefix=True, character_coverage=1.0, hard_vocab_limit=False)
+    # The trainer records the rule file's path in the model: a fixed
+    # relative name (in a scratch directory) keeps the model reproducible.
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chdir(scratch)
+        try:
+            with open("rules.tsv", "w") as rules:
+                rules.write("".join("%s\t%s\n" % r for r in RULES))
+            ruled = train(HERE + "/sp_rules", model_type="unigram", vocab_size=100,
+                          normalization_rule_tsv="rules.tsv", remove_extra_whitespaces=True,
+                          add_dummy_prefix=True, character_coverage=1.0)
+        finally:
+            os.chdir(cwd)
 
     rows = []
-    for name, sp in (("sp_bpe", bpe), ("sp_uni", uni), ("sp_rules", ruled)):
+    for name, sp in (("sp_bpe", bpe), ("sp_uni", uni), ("sp_unibf", unibf),
+                     ("sp_rules", ruled)):
         for s in SP_CASES + (RULE_CASES if name == "sp_rules" else []):
             ids = sp.encode(s)
-            # The decoder must give the text back (identity normalizer; the
-            # Unigram model collapses whitespace and has unknowns, so only
-            # its ids are checked).
-            if name == "sp_bpe":
+            # The decoder must give the text back (identity normalizer and
+            # byte fallback; the other Unigram models collapse whitespace or
+            # have unknowns, so only their ids are checked).
+            if name in ("sp_bpe", "sp_unibf"):
                 assert sp.decode(ids) == s, (s, sp.decode(ids))
             rows.append((name, "sp", s, ids))
     for parts in HF_CASES:
