@@ -721,7 +721,7 @@ static void test_probe(void **state) {
     /* config and weights but no tokenizer: the sizes are still known */
     expect_probe(state, -1, true,
                  "no tokenizer files (expected vocab.txt, vocab.json + merges.txt, "
-                 "or tokenizer.json)");
+                 "tokenizer.json or tokenizer.model)");
     /* a tokenizer.json of a kind only vocab.txt could stand in for */
     write_text(tj, "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}");
     expect_probe(state, -1, true, "model type \"WordPiece\" is not supported");

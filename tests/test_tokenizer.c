@@ -215,6 +215,28 @@ static void test_wp_wordpiece_greedy(void **state) {
     EXPECT1(t, "xyz", 2, 1, 3);
 }
 
+static void expect_decoded(const tokenizer *t, const char *text, int skip, const char *want) {
+    int32_t ids[MAX_IDS];
+    int len;
+    char err[256], *out;
+    size_t olen;
+    assert_int_equal(tokenizer_encode(t, text, NULL, MAX_IDS, ids, NULL, &len, err, sizeof err), 0);
+    if (tokenizer_decode(t, ids, (size_t)len, skip, &out, &olen, err, sizeof err))
+        fail_msg("decode: %s", err);
+    if (strcmp(out, want) != 0 || olen != strlen(want))
+        fail_msg("decoded \"%s\", want \"%s\"", out, want);
+    free(out);
+}
+
+static void test_wp_decode(void **state) {
+    const tokenizer *t = *state;
+    /* Tokens joined by spaces, "##" glued on (no clean-up of the space
+     * before punctuation): [CLS] un ##aff ##able ! [SEP]. Lower-casing is
+     * not undone. */
+    expect_decoded(t, "Unaffable!", 1, "unaffable !");
+    expect_decoded(t, "hello world", 0, "[CLS] hello world [SEP]");
+}
+
 static void test_wp_long_word(void **state) {
     const tokenizer *t = *state;
     char word[102];
@@ -478,6 +500,13 @@ static void test_bpe_special_tokens(void **state) {
     EXPECT1(t, "hello</s>", 0, 15, 2, 2);
 }
 
+static void test_bpe_decode(void **state) {
+    const tokenizer *t = *state;
+    /* Byte-level characters back to bytes: Ġ is a space, Ã© is C3 A9. */
+    expect_decoded(t, "hello world \xc3\xa9", 1, "hello world \xc3\xa9");
+    expect_decoded(t, "hello <mask>", 0, "<s>hello<mask></s>");
+}
+
 static void test_bpe_pairs(void **state) {
     const tokenizer *t = *state;
     /* <s> hello </s></s> w or l d </s>: "world" without a space: w o r l d
@@ -544,17 +573,23 @@ static void test_bpe_tokenizer_json(void **state) {
     tokenizer_free(t);
 
     /* Unsupported variants fail at load. */
-    assert_null(load_files(err, sizeof err, "tokenizer.json",
-                           "{\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\":"
-                           " \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
-                           " \"merges\": []}}",
-                           NULL));
+    assert_null(
+        load_files(err, sizeof err, "tokenizer.json",
+                   "{\"normalizer\": {\"type\": \"Lowercase\"}, \"pre_tokenizer\": {\"type\":"
+                   " \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0},"
+                   " \"merges\": []}}",
+                   NULL));
     assert_non_null(strstr(err, "normalizer"));
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"model\": {\"type\":"
                            " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
                            NULL));
-    assert_non_null(strstr(err, "ByteLevel"));
+    assert_non_null(strstr(err, "Metaspace replacement"));
+    assert_null(load_files(err, sizeof err, "tokenizer.json",
+                           "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\":"
+                           " \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}",
+                           NULL));
+    assert_non_null(strstr(err, "SentencePiece"));
     assert_null(load_files(err, sizeof err, "tokenizer.json",
                            "{\"model\": {\"type\": \"Unigram\"}}", NULL));
     assert_non_null(strstr(err, "Unigram"));
@@ -582,6 +617,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_wp_cjk_emoji, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_wordpiece_greedy, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_long_word, wp_setup, tok_teardown),
+        cmocka_unit_test_setup_teardown(test_wp_decode, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_empty_and_control, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_special_tokens_in_text, wp_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_wp_pairs_and_truncation, wp_setup, tok_teardown),
@@ -593,6 +629,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bpe_pretokenizer, bpe_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_bpe_special_tokens, bpe_setup, tok_teardown),
         cmocka_unit_test_setup_teardown(test_bpe_pairs, bpe_setup, tok_teardown),
+        cmocka_unit_test_setup_teardown(test_bpe_decode, bpe_setup, tok_teardown),
         cmocka_unit_test(test_bpe_prefix_space_and_merges_quirk),
         cmocka_unit_test_setup_teardown(test_bpe_tokenizer_json, bpe_setup, tok_teardown),
         cmocka_unit_test(test_bpe_no_unk),

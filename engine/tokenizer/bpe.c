@@ -1,5 +1,6 @@
-/* bpe.c — GPT-2 / RoBERTa byte-level BPE, as Hugging Face's RobertaTokenizer
- * (slow) does it.
+/* bpe.c — byte-level BPE (GPT-2 / RoBERTa as Hugging Face's RobertaTokenizer
+ * (slow) does it; LLaMA-3 and Qwen2 as their tokenizer.json says), and the
+ * merge loop SentencePiece-style BPE (spm.c) shares.
  *
  * 1. Pre-tokenisation by GPT-2's regex (the `regex` module, Unicode classes):
  *      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -8,9 +9,13 @@
  *    space first; "\s+(?!\S)" gives back one whitespace character when a
  *    non-space follows, so "a   b" splits "a", "  ", " b"). \s is the
  *    White_Space property, \p{L} / \p{N} the general categories.
+ *    or by LLaMA-3's / Qwen2's (tiktoken-style) regex, also by hand, see
+ *    pretoken_end_llama3; Qwen2's NFC normalizer runs first.
  * 2. Each pre-token's UTF-8 bytes become printable characters through GPT-2's
  *    bytes_to_unicode table (printable Latin-1 bytes map to themselves, the
  *    other 68 bytes to U+0100..U+0143; so space is "Ġ", U+0120).
+ *    With ignore_merges (LLaMA-3) a pre-token that is itself in the
+ *    vocabulary is that one token.
  * 3. BPE: repeatedly take the adjacent pair with the lowest merge rank and
  *    merge all its occurrences left to right; stop when no pair has a rank.
  *    A min-heap of (rank, position) candidates makes this O(n log n) rather
@@ -18,9 +23,12 @@
  *    before new neighbours are considered, which is what Python's loop does
  *    even for merge tables where a newly formed pair outranks the current
  *    one.
- * 4. Each symbol's id comes from vocab.json; symbols missing from it map to
- *    the unknown token, or fail when there is none. */
+ * 4. Each symbol's id comes from the vocabulary; a symbol missing from it
+ *    becomes its <0xNN> byte tokens with byte_fallback (SentencePiece
+ *    style), else the unknown token (one per run with fuse_unk), else an
+ *    error. */
 #include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/tokutil.h"
 
 #include <stdlib.h>
@@ -42,6 +50,15 @@ static uint32_t byte_char(unsigned b) {
     if (b <= 0x20) return BYTE_SHIFT_BASE + b;
     if (b <= 0xA0) return BYTE_SHIFT_BASE + 33 + (b - 0x7F);
     return BYTE_SHIFT_BASE + 67;
+}
+
+int bpe_char_byte(uint32_t cp) {
+    if (cp < 0x100 && byte_char(cp) == cp) return (int)cp;
+    if (cp >= BYTE_SHIFT_BASE && cp < BYTE_SHIFT_BASE + 68) {
+        uint32_t k = cp - BYTE_SHIFT_BASE;
+        return (int)(k <= 32 ? k : k <= 66 ? 0x7F + (k - 33) : 0xAD);
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -85,6 +102,67 @@ static size_t pretoken_end(const uint32_t *c, size_t n, size_t i) {
     return j;
 }
 
+static bool is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
+
+/* (?i:'s|'t|'re|'ve|'m|'ll|'d) at c[i]: the match's end, or i. Case
+ * folding is Unicode's simple folding, so 's' also matches U+017F (ſ). */
+static size_t contraction_end(const uint32_t *c, size_t n, size_t i) {
+    if (c[i] != '\'' || i + 1 >= n) return i;
+    uint32_t x = c[i + 1] | 0x20u, y = i + 2 < n ? c[i + 2] | 0x20u : 0;
+    if (x == 's' || x == 't' || x == 'm' || x == 'd' || c[i + 1] == 0x17F) return i + 2;
+    if ((x == 'r' && y == 'e') || (x == 'v' && y == 'e') || (x == 'l' && y == 'l')) return i + 3;
+    return i;
+}
+
+/* End of the match at c[i] (i < n) of LLaMA-3's pre-tokenizer regex
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}
+ *   | ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * or Qwen2's (\p{N} instead of \p{N}{1,3}), alternatives in order, with the
+ * regex engine's backtracking worked out per alternative. */
+static size_t pretoken_end_llama3(const uint32_t *c, size_t n, size_t i, tok_pretok kind) {
+    size_t j = contraction_end(c, n, i);
+    if (j > i) return j;
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ : the optional character is taken first when
+     * a letter follows it, else the run must start at c[i]. */
+    j = i;
+    if (!is_newline(c[j]) && !is_letter(c[j]) && !is_number(c[j]) && j + 1 < n &&
+        is_letter(c[j + 1]))
+        j++;
+    if (is_letter(c[j])) {
+        while (j < n && is_letter(c[j])) j++;
+        return j;
+    }
+    /* \p{N}{1,3} (LLaMA-3) or \p{N} (Qwen2) */
+    if (is_number(c[i])) {
+        size_t max = kind == PRETOK_QWEN2 ? 1 : 3;
+        for (j = i; j < n && j - i < max && is_number(c[j]);) j++;
+        return j;
+    }
+    /* " ?[^\s\p{L}\p{N}]+[\r\n]*" */
+    j = i + (c[i] == ' ' && i + 1 < n && is_other(c[i + 1]) ? 1 : 0);
+    if (is_other(c[j])) {
+        while (j < n && is_other(c[j])) j++;
+        while (j < n && is_newline(c[j])) j++;
+        return j;
+    }
+    /* c[i] is whitespace now. \s*[\r\n]+ : \s* backs off to the last
+     * newline of the whitespace run, [\r\n]+ takes it (nothing follows it
+     * in the run that is a newline). */
+    size_t e = i, last_nl = 0;
+    bool nl = false;
+    while (e < n && is_space(c[e])) {
+        if (is_newline(c[e])) {
+            nl = true;
+            last_nl = e;
+        }
+        e++;
+    }
+    if (nl) return last_nl + 1;
+    /* \s+(?!\S): give back one space when a non-space follows; then \s+. */
+    if (e < n && e - i >= 2) return e - 1;
+    return e;
+}
+
 /* ------------------------------------------------------------------ */
 /* BPE merges                                                           */
 
@@ -99,7 +177,7 @@ typedef struct {
     uint32_t llen, rlen; /* lengths when queued: stale if either changed */
 } bpe_cand;
 
-typedef struct {
+struct bpe_scratch {
     tok_u32vec cps, offs;
     tok_bytes word, key;
     bpe_sym *syms;
@@ -107,9 +185,12 @@ typedef struct {
     bpe_cand *heap, *batch;
     size_t heap_n, heap_cap, batch_cap;
     tok_i32vec touched;
-} bpe_scratch;
+};
 
-static void scratch_free(bpe_scratch *s) {
+bpe_scratch *bpe_scratch_new(void) { return calloc(1, sizeof(bpe_scratch)); }
+
+void bpe_scratch_free(bpe_scratch *s) {
+    if (!s) return;
     free(s->cps.v);
     free(s->offs.v);
     free(s->word.v);
@@ -118,6 +199,7 @@ static void scratch_free(bpe_scratch *s) {
     free(s->heap);
     free(s->batch);
     free(s->touched.v);
+    free(s);
 }
 
 static bool cand_less(const bpe_cand *a, const bpe_cand *b) {
@@ -180,22 +262,52 @@ static bool cand_valid(const bpe_scratch *s, const bpe_cand *c) {
     return a->len == c->llen && a->next == c->right && s->syms[c->right].len == c->rlen;
 }
 
-/* BPE of one pre-token (raw bytes b[0..m), m > 0), appending ids. */
-static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_scratch *s,
-                    tok_i32vec *out, char *err, size_t errlen) {
-    if (m > INT32_MAX / 2) return set_err(err, errlen, "text too long");
-    if (m > s->syms_cap) {
-        bpe_sym *ns = realloc(s->syms, m * sizeof *ns);
+int tok_push_unknown(const tokenizer *t, const char *sym, size_t len, tok_i32vec *out,
+                     bool *prev_unk, char *err, size_t errlen) {
+    if (t->byte_fallback) {
+        /* Only when every byte has its token (HF's rule); else <unk>. */
+        size_t k = 0;
+        while (k < len && t->byte_ids[(unsigned char)sym[k]] >= 0) k++;
+        if (k == len) {
+            for (k = 0; k < len; k++)
+                if (tok_i32_push(out, t->byte_ids[(unsigned char)sym[k]])) goto oom;
+            *prev_unk = false;
+            return 0;
+        }
+    }
+    if (t->unk_id < 0)
+        return set_err(err, errlen,
+                       "token \"%.*s\" is not in the vocabulary and there "
+                       "is no unknown token",
+                       (int)(len > 64 ? 64 : len), sym);
+    if (!(t->fuse_unk && *prev_unk) && tok_i32_push(out, t->unk_id)) goto oom;
+    *prev_unk = true;
+    return 0;
+oom:
+    return set_err(err, errlen, "out of memory");
+}
+
+int bpe_merge_word(const tokenizer *t, const char *w, size_t n, bpe_scratch *s, tok_i32vec *out,
+                   char *err, size_t errlen) {
+    if (n > INT32_MAX / 2) return set_err(err, errlen, "text too long");
+    if (n > s->syms_cap) {
+        bpe_sym *ns = realloc(s->syms, n * sizeof *ns);
         if (!ns) goto oom;
         s->syms = ns;
-        s->syms_cap = m;
+        s->syms_cap = n;
     }
-    s->word.n = 0;
-    for (size_t k = 0; k < m; k++) {
-        uint32_t start = (uint32_t)s->word.n;
-        if (tok_bytes_put_cp(&s->word, byte_char(b[k]))) goto oom;
-        s->syms[k] = (bpe_sym){start, (uint32_t)s->word.n - start, (int32_t)k - 1,
-                               k + 1 < m ? (int32_t)k + 1 : -1};
+    if (w != s->word.v) {
+        s->word.n = 0;
+        if (tok_bytes_append(&s->word, w, n)) goto oom;
+    }
+    /* One symbol per code point. */
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        size_t start = i;
+        tok_utf8_next(s->word.v, n, &i);
+        s->syms[m] = (bpe_sym){(uint32_t)start, (uint32_t)(i - start), (int32_t)m - 1, -1};
+        if (m > 0) s->syms[m - 1].next = (int32_t)m;
+        m++;
     }
     s->heap_n = 0;
     for (size_t k = 0; k + 1 < m; k++)
@@ -234,40 +346,73 @@ static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_sc
             if (s->syms[x].next >= 0 && queue_pair(t, s, x, s->syms[x].next)) goto oom;
         }
     }
+    bool prev_unk = false;
     for (int32_t k = 0; k >= 0; k = s->syms[k].next) {
+        const char *sym = s->word.v + s->syms[k].start;
         int32_t id;
-        if (!tok_map_get(&t->vocab, s->word.v + s->syms[k].start, s->syms[k].len, &id)) {
-            if (t->unk_id < 0)
-                return set_err(err, errlen,
-                               "token \"%.*s\" is not in the vocabulary and there "
-                               "is no unknown token",
-                               (int)s->syms[k].len, s->word.v + s->syms[k].start);
-            id = t->unk_id;
+        if (tok_map_get(&t->vocab, sym, s->syms[k].len, &id)) {
+            if (tok_i32_push(out, id)) goto oom;
+            prev_unk = false;
+        } else if (tok_push_unknown(t, sym, s->syms[k].len, out, &prev_unk, err, errlen)) {
+            return -1;
         }
-        if (tok_i32_push(out, id)) goto oom;
     }
     return 0;
 oom:
     return set_err(err, errlen, "out of memory");
 }
 
+/* Byte-level BPE of one pre-token (raw bytes b[0..m), m > 0): bytes to
+ * GPT-2's printable characters, then merges (or, with ignore_merges, the
+ * whole pre-token when the vocabulary has it). */
+static int bpe_word(const tokenizer *t, const unsigned char *b, size_t m, bpe_scratch *s,
+                    tok_i32vec *out, char *err, size_t errlen) {
+    s->word.n = 0;
+    for (size_t k = 0; k < m; k++)
+        if (tok_bytes_put_cp(&s->word, byte_char(b[k])))
+            return set_err(err, errlen, "out of memory");
+    int32_t id;
+    if (t->ignore_merges && tok_map_get(&t->vocab, s->word.v, s->word.n, &id)) {
+        if (tok_i32_push(out, id)) return set_err(err, errlen, "out of memory");
+        return 0;
+    }
+    return bpe_merge_word(t, s->word.v, s->word.n, s, out, err, errlen);
+}
+
+/* out = NFC(text) as UTF-8 (uses the scratch's arrays, left empty). */
+static int nfc_text(const char *text, size_t len, bpe_scratch *s, tok_bytes *out) {
+    tok_u32vec tmp = {0}, normed = {0};
+    int rc = tok_utf8_decode(text, len, &s->cps, NULL) ||
+             tok_nfc(s->cps.v, s->cps.n, &normed, &tmp) || tok_bytes_append(out, "", 0);
+    for (size_t i = 0; i < normed.n && rc == 0; i++) rc = tok_bytes_put_cp(out, normed.v[i]);
+    s->cps.n = 0;
+    free(tmp.v);
+    free(normed.v);
+    return rc ? -1 : 0;
+}
+
 int bpe_tokenize(const tokenizer *t, const char *text, size_t len, size_t cap, tok_i32vec *out,
                  char *err, size_t errlen) {
-    bpe_scratch s;
-    memset(&s, 0, sizeof s);
-    int rc = 0;
-    if (tok_utf8_decode(text, len, &s.cps, &s.offs)) {
-        set_err(err, errlen, "out of memory");
-        rc = -1;
+    bpe_scratch *s = bpe_scratch_new();
+    tok_bytes normed = {0};
+    if (!s || (t->nfc && nfc_text(text, len, s, &normed)) ||
+        tok_utf8_decode(normed.v ? normed.v : text, normed.v ? normed.n : len, &s->cps, &s->offs)) {
+        bpe_scratch_free(s);
+        free(normed.v);
+        return set_err(err, errlen, "out of memory");
     }
-    size_t i = 0, n = s.cps.n;
+    if (normed.v) text = normed.v;
+    int rc = 0;
+    size_t i = 0, n = s->cps.n;
     while (rc == 0 && i < n && out->n < cap) {
-        size_t j = pretoken_end(s.cps.v, n, i);
-        size_t b0 = s.offs.v[i], b1 = s.offs.v[j];
-        rc = bpe_word(t, (const unsigned char *)text + b0, b1 - b0, &s, out, err, errlen);
+        size_t j = t->pretok == PRETOK_GPT2 ? pretoken_end(s->cps.v, n, i)
+                                            : pretoken_end_llama3(s->cps.v, n, i, t->pretok);
+        size_t b0 = s->offs.v[i], b1 = s->offs.v[j];
+        rc = bpe_word(t, (const unsigned char *)text + b0, b1 - b0, s, out, err, errlen);
         i = j;
     }
-    scratch_free(&s);
+    bpe_scratch_free(s);
+    free(normed.v);
     return rc;
 }
 
@@ -398,34 +543,68 @@ static bool empty_or_null(const json_value *v) {
            (json_type_of(v) == JSON_STRING && (json_string(v, &n), n == 0));
 }
 
-int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg, char *err,
-                            size_t errlen) {
-    const json_value *model = json_get(root, "model");
+/* The pre-tokenizer regexes recognised in a Split pre-tokenizer, exactly as
+ * tokenizer.json spells them (matched as strings: the matcher for each is
+ * written by hand above, there is no general regex engine). */
+static const struct {
+    const char *pattern;
+    tok_pretok kind;
+} known_splits[] = {
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     PRETOK_LLAMA3},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     PRETOK_QWEN2},
+};
+
+/* Sequence [Split{Regex: known pattern, Isolated}, ByteLevel{use_regex:
+ * false}]: LLaMA-3 / Qwen2. 0 with t->pretok set, or -1. */
+static int split_then_bytelevel(tokenizer *t, const json_value *pre, char *err, size_t errlen) {
+    const json_value *seq = json_get(pre, "pretokenizers");
+    const json_value *split = json_at(seq, 0), *bl = json_at(seq, 1);
+    const char *st = json_string(json_get(split, "type"), NULL);
+    const char *bt = json_string(json_get(bl, "type"), NULL);
+    const char *beh = json_string(json_get(split, "behavior"), NULL);
+    size_t plen;
+    const char *pat = json_string(json_get(json_get(split, "pattern"), "Regex"), &plen);
+    if (json_len(seq) != 2 || !st || strcmp(st, "Split") != 0 || !bt ||
+        strcmp(bt, "ByteLevel") != 0 || json_bool(json_get(bl, "use_regex")) ||
+        json_bool(json_get(bl, "add_prefix_space")) || !beh || strcmp(beh, "Isolated") != 0 ||
+        json_bool(json_get(split, "invert")) || !pat)
+        return set_err(err, errlen,
+                       "tokenizer.json: a Sequence pre-tokenizer must be [Split (regex, "
+                       "Isolated), ByteLevel (use_regex false)]");
+    for (size_t i = 0; i < sizeof known_splits / sizeof known_splits[0]; i++) {
+        if (strlen(known_splits[i].pattern) == plen &&
+            memcmp(known_splits[i].pattern, pat, plen) == 0) {
+            t->pretok = known_splits[i].kind;
+            return 0;
+        }
+    }
+    return set_err(err, errlen,
+                   "tokenizer.json: Split pattern \"%.80s\" is not one of the known "
+                   "pre-tokenizer regexes (GPT-2, LLaMA-3, Qwen2)",
+                   pat);
+}
+
+int bpe_load_model_json(tokenizer *t, const json_value *model, char *err, size_t errlen) {
     if (!empty_or_null(json_get(model, "dropout")) ||
         !empty_or_null(json_get(model, "continuing_subword_prefix")) ||
-        !empty_or_null(json_get(model, "end_of_word_suffix")) ||
-        json_bool(json_get(model, "byte_fallback")) ||
-        json_bool(json_get(model, "ignore_merges"))) {
+        !empty_or_null(json_get(model, "end_of_word_suffix")))
         return set_err(err, errlen,
-                       "tokenizer.json: BPE with dropout, subword prefix/suffix, "
-                       "byte fallback or ignore_merges is not supported");
-    }
-    const json_value *norm = json_get(root, "normalizer");
-    if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
-        return set_err(err, errlen, "tokenizer.json: normalizers are not supported");
-    const json_value *pre = json_get(root, "pre_tokenizer");
-    const char *ptype = json_string(json_get(pre, "type"), NULL);
-    const json_value *use_regex = json_get(pre, "use_regex");
-    if (!ptype || strcmp(ptype, "ByteLevel") != 0 ||
-        (json_type_of(use_regex) == JSON_BOOL && !json_bool(use_regex))) {
-        return set_err(err, errlen,
-                       "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
-                       "regex) is supported, not \"%s\"",
-                       ptype ? ptype : "none");
-    }
-    t->add_prefix_space = json_bool(json_get(pre, "add_prefix_space"));
-
+                       "tokenizer.json: BPE with dropout or a subword prefix/suffix is "
+                       "not supported");
+    t->byte_fallback = json_bool(json_get(model, "byte_fallback"));
+    t->ignore_merges = json_bool(json_get(model, "ignore_merges"));
+    t->fuse_unk = json_bool(json_get(model, "fuse_unk"));
     if (put_vocab(t, json_get(model, "vocab"), "tokenizer.json", err, errlen)) return -1;
+    size_t ul;
+    const char *unk = json_string(json_get(model, "unk_token"), &ul);
+    if (unk && !tok_map_get(&t->vocab, unk, ul, &t->unk_id))
+        return set_err(err, errlen, "tokenizer.json: unk_token \"%.*s\" is not in the vocabulary",
+                       (int)(ul > 64 ? 64 : ul), unk);
+    spm_find_byte_tokens(t);
     const json_value *merges = json_get(model, "merges");
     if (json_type_of(merges) != JSON_ARRAY)
         return set_err(err, errlen, "tokenizer.json: model.merges must be an array");
@@ -459,6 +638,36 @@ int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_val
         }
     }
     free(key.v);
-    if (rc) return -1;
+    return rc;
+}
+
+int bpe_load_tokenizer_json(tokenizer *t, const json_value *root, const json_value *cfg, char *err,
+                            size_t errlen) {
+    const json_value *norm = json_get(root, "normalizer");
+    const char *ntype = json_string(json_get(norm, "type"), NULL);
+    if (ntype && strcmp(ntype, "NFC") == 0)
+        t->nfc = true; /* Qwen2 */
+    else if (json_type_of(norm) != JSON_MISSING && json_type_of(norm) != JSON_NULL)
+        return set_err(err, errlen,
+                       "tokenizer.json: normalizer \"%s\" is not supported (only NFC is, "
+                       "with a byte-level BPE)",
+                       ntype ? ntype : "?");
+    const json_value *pre = json_get(root, "pre_tokenizer");
+    const char *ptype = json_string(json_get(pre, "type"), NULL);
+    const json_value *use_regex = json_get(pre, "use_regex");
+    if (ptype && strcmp(ptype, "Sequence") == 0) {
+        if (split_then_bytelevel(t, pre, err, errlen)) return -1;
+    } else if (!ptype || strcmp(ptype, "ByteLevel") != 0 ||
+               (json_type_of(use_regex) == JSON_BOOL && !json_bool(use_regex))) {
+        return set_err(err, errlen,
+                       "tokenizer.json: only the ByteLevel pre-tokenizer (with its "
+                       "regex) is supported, not \"%s\"",
+                       ptype ? ptype : "none");
+    } else {
+        t->add_prefix_space = json_bool(json_get(pre, "add_prefix_space"));
+    }
+    if (bpe_load_model_json(t, json_get(root, "model"), err, errlen)) return -1;
+    if (t->byte_fallback)
+        return set_err(err, errlen, "tokenizer.json: byte-level BPE with byte_fallback");
     return cfg_prefix_space(t, cfg, err, errlen);
 }

@@ -1,11 +1,12 @@
 /* tokenizer.c — the tokenizer front end: loading a Hugging Face tokenizer
- * folder, special and added tokens, and building model input. The two
- * algorithms (wordpiece.c, bpe.c) are reached through tokenizer_internal.h;
- * the utilities all three use (arrays, hash map, UTF-8, file reading) are in
- * tokutil.c.
+ * folder, special and added tokens, and building model input. The
+ * algorithms (wordpiece.c, bpe.c, spm.c) are reached through
+ * tokenizer_internal.h; the utilities they all use (arrays, hash map,
+ * UTF-8, file reading) are in tokutil.c.
  *
  * Loading: the file set decides the kind (see tokenizer.h); the algorithm
- * file (wordpiece.c / bpe.c) reads its vocabulary into t->vocab, then this
+ * file (wordpiece.c / bpe.c / spm.c / spmodel.c) reads its vocabulary into
+ * t->vocab, then this
  * file resolves the special tokens by name (tokenizer_config.json and
  * special_tokens_map.json may rename them) and builds the list of added
  * tokens that are matched literally in text, as transformers' Trie does.
@@ -14,7 +15,8 @@
  * (longest match at the leftmost position; lstrip/rstrip tokens swallow the
  * neighbouring whitespace), hand each plain piece to the algorithm and each
  * added token to its id. Then the pair is truncated longest-first and
- * wrapped in special tokens.
+ * wrapped in special tokens: a table of what goes before and after each
+ * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs).
  *
  * Truncation only ever keeps the first max_len - specials tokens of each
  * sequence, and longest-first gives the same result whether a sequence's
@@ -53,8 +55,8 @@ static int added_find(const tokenizer *t, const char *s, size_t len) {
     return -1;
 }
 
-static int added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool lstrip,
-                      bool rstrip) {
+static int added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool lstrip, bool rstrip,
+                      bool special) {
     tok_added *na = realloc(t->added, (t->n_added + 1) * sizeof *na);
     if (!na) return -1;
     t->added = na;
@@ -62,8 +64,13 @@ static int added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool 
     if (!c) return -1;
     memcpy(c, s, len);
     c[len] = '\0';
-    t->added[t->n_added++] = (tok_added){c, len, id, lstrip, rstrip};
+    t->added[t->n_added++] = (tok_added){c, len, id, lstrip, rstrip, special};
     return 0;
+}
+
+int tok_added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool special) {
+    if (added_find(t, s, len) >= 0) return 0;
+    return added_push(t, s, len, id, false, false, special);
 }
 
 /* Entries {content, lstrip, rstrip} with the id either in field "id"
@@ -78,14 +85,17 @@ static int add_entry(tokenizer *t, const json_value *e, int64_t id, const char *
     if (tok_utf8_invalid_at(c, clen) < clen)
         return set_err(err, errlen, "%s: added token is not valid UTF-8", where);
     bool ls = json_bool(json_get(e, "lstrip")), rs = json_bool(json_get(e, "rstrip"));
+    bool sp = json_bool(json_get(e, "special"));
     int k = added_find(t, c, clen);
     if (k >= 0) {
         t->added[k].id = (int32_t)id;
         t->added[k].lstrip = ls;
         t->added[k].rstrip = rs;
+        t->added[k].special = sp;
         return 0;
     }
-    if (added_push(t, c, clen, (int32_t)id, ls, rs)) return set_err(err, errlen, "out of memory");
+    if (added_push(t, c, clen, (int32_t)id, ls, rs, sp))
+        return set_err(err, errlen, "out of memory");
     return 0;
 }
 
@@ -117,25 +127,36 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
     return 0;
 }
 
+/* Whether the model input is a causal LM's ([BOS] text [EOS], as the
+ * config says) rather than an encoder's ([CLS] text [SEP]). */
+static bool is_causal(const tokenizer *t) {
+    return t->kind == TOKENIZER_SPM_BPE || t->kind == TOKENIZER_SPM_UNIGRAM ||
+           (t->kind == TOKENIZER_BPE && t->pretok != PRETOK_GPT2);
+}
+
 typedef struct {
     const char *key; /* tokenizer_config.json / special_tokens_map.json key */
-    const char *wordpiece_default, *bpe_default;
+    /* default names: WordPiece, RoBERTa-style BPE, SentencePiece */
+    const char *wordpiece_default, *bpe_default, *spm_default;
     int32_t *slot;             /* where the id goes (NULL: only matched in text) */
     bool required, bpe_lstrip; /* RobertaTokenizer gives <mask> lstrip=True */
 } special_spec;
 
 static int resolve_special(tokenizer *t, const json_value *cfg, const json_value *stm, char *err,
                            size_t errlen) {
-    bool wp = t->kind == TOKENIZER_WORDPIECE;
+    bool wp = t->kind == TOKENIZER_WORDPIECE, causal = is_causal(t);
+    bool spm = t->kind == TOKENIZER_SPM_BPE || t->kind == TOKENIZER_SPM_UNIGRAM;
     int32_t unused = -1;
+    /* Encoders need [CLS] [SEP] [PAD] ([UNK] for WordPiece); a causal LM
+     * needs none of them (LLaMA has no pad token). */
     const special_spec specs[] = {
-        {"cls_token", "[CLS]", "<s>", &t->cls_id, true, false},
-        {"sep_token", "[SEP]", "</s>", &t->sep_id, true, false},
-        {"pad_token", "[PAD]", "<pad>", &t->pad_id, true, false},
-        {"unk_token", "[UNK]", "<unk>", &t->unk_id, wp, false},
-        {"mask_token", "[MASK]", "<mask>", &unused, false, true},
-        {"bos_token", NULL, "<s>", &unused, false, false},
-        {"eos_token", NULL, "</s>", &unused, false, false},
+        {"cls_token", "[CLS]", "<s>", NULL, &t->cls_id, !causal, false},
+        {"sep_token", "[SEP]", "</s>", NULL, &t->sep_id, !causal, false},
+        {"pad_token", "[PAD]", "<pad>", NULL, &t->pad_id, !causal, false},
+        {"unk_token", "[UNK]", "<unk>", "<unk>", &t->unk_id, wp, false},
+        {"mask_token", "[MASK]", "<mask>", NULL, &unused, false, true},
+        {"bos_token", NULL, "<s>", "<s>", &t->bos_id, false, false},
+        {"eos_token", NULL, "</s>", "</s>", &t->eos_id, false, false},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         const special_spec *sp = &specs[i];
@@ -143,7 +164,10 @@ static int resolve_special(tokenizer *t, const json_value *cfg, const json_value
         const char *name = token_name(stm, sp->key, &len);
         if (!name) name = token_name(cfg, sp->key, &len);
         if (!name) {
-            name = wp ? sp->wordpiece_default : sp->bpe_default;
+            name = wp       ? sp->wordpiece_default
+                   : spm    ? sp->spm_default
+                   : causal ? NULL
+                            : sp->bpe_default;
             len = name ? strlen(name) : 0;
         }
         int32_t id = -1;
@@ -152,15 +176,96 @@ static int resolve_special(tokenizer *t, const json_value *cfg, const json_value
             if (k >= 0)
                 id = t->added[k].id;
             else if (tok_map_get(&t->vocab, name, len, &id)) {
-                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false))
+                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false, true))
                     return set_err(err, errlen, "out of memory");
             }
         }
         if (id < 0 && sp->required)
             return set_err(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
                            (int)(len > 64 ? 64 : len), name ? name : "");
-        *sp->slot = id;
+        if (id >= 0 || *sp->slot < 0) *sp->slot = id;
     }
+    return 0;
+}
+
+/* A causal LM's BOS/EOS: tokenizer_config.json's add_bos_token /
+ * add_eos_token when given (transformers' Llama tokenizers rebuild their
+ * post-processor from them), else tokenizer.json's TemplateProcessing
+ * "single" template (special tokens before / after $A: LLaMA-3's
+ * "<|begin_of_text|> $A"), else SentencePiece's defaults (BOS, no EOS) or,
+ * for byte-level models, none. */
+static int causal_wrap(tokenizer *t, const json_value *cfg, const json_value *tj, char *err,
+                       size_t errlen) {
+    bool spm = t->kind != TOKENIZER_BPE;
+    bool add_bos = spm, add_eos = false;
+    const json_value *pp = json_get(tj, "post_processor");
+    const char *ptype = json_string(json_get(pp, "type"), NULL);
+    if (ptype && strcmp(ptype, "Sequence") == 0) { /* LLaMA-3: [ByteLevel, TemplateProcessing] */
+        const json_value *procs = json_get(pp, "processors");
+        for (size_t i = 0; i < json_len(procs); i++) {
+            const char *pt = json_string(json_get(json_at(procs, i), "type"), NULL);
+            if (pt && strcmp(pt, "TemplateProcessing") == 0) {
+                pp = json_at(procs, i);
+                ptype = pt;
+                break;
+            }
+        }
+    }
+    if (ptype && strcmp(ptype, "TemplateProcessing") == 0) {
+        const json_value *single = json_get(pp, "single");
+        bool after = false;
+        add_bos = add_eos = false;
+        for (size_t i = 0; i < json_len(single); i++) {
+            const json_value *it = json_at(single, i);
+            if (json_type_of(json_get(it, "Sequence")) == JSON_OBJECT) {
+                after = true;
+                continue;
+            }
+            size_t nl;
+            const char *name = json_string(json_get(json_get(it, "SpecialToken"), "id"), &nl);
+            int32_t id = -1;
+            int k = name ? added_find(t, name, nl) : -1;
+            if (k >= 0)
+                id = t->added[k].id;
+            else if (!name || !tok_map_get(&t->vocab, name, nl, &id))
+                return set_err(err, errlen,
+                               "tokenizer.json: post_processor names a special token that is "
+                               "not in the vocabulary");
+            /* The template's tokens are the ones used, whatever the names. */
+            if (!after) {
+                add_bos = true;
+                t->bos_id = id;
+            } else {
+                add_eos = true;
+                t->eos_id = id;
+            }
+        }
+    }
+    const json_value *b = json_get(cfg, "add_bos_token"), *e = json_get(cfg, "add_eos_token");
+    if (json_type_of(b) == JSON_BOOL) add_bos = json_bool(b);
+    if (json_type_of(e) == JSON_BOOL) add_eos = json_bool(e);
+    if ((add_bos && t->bos_id < 0) || (add_eos && t->eos_id < 0))
+        return set_err(err, errlen, "the tokenizer adds a %s token but the vocabulary has none",
+                       add_bos && t->bos_id < 0 ? "BOS" : "EOS");
+    tok_wrap *w = &t->wrap;
+    if (add_bos) w->ids[0][w->n[0]++] = t->bos_id, w->ids[2][w->n[2]++] = t->bos_id;
+    if (add_eos) w->ids[1][w->n[1]++] = t->eos_id, w->ids[3][w->n[3]++] = t->eos_id;
+    w->type_b = 1; /* LlamaTokenizer's token types: 0 for a, 1 for b */
+    return 0;
+}
+
+static int make_wrap(tokenizer *t, const json_value *cfg, const json_value *tj, char *err,
+                     size_t errlen) {
+    tok_wrap *w = &t->wrap;
+    memset(w, 0, sizeof *w);
+    if (is_causal(t)) return causal_wrap(t, cfg, tj, err, errlen);
+    bool wp = t->kind == TOKENIZER_WORDPIECE;
+    /* BERT: [CLS] a [SEP] b [SEP]; RoBERTa: <s> a </s></s> b </s>. */
+    w->ids[0][w->n[0]++] = t->cls_id;
+    w->ids[1][w->n[1]++] = t->sep_id;
+    if (!wp) w->ids[2][w->n[2]++] = t->sep_id;
+    w->ids[3][w->n[3]++] = t->sep_id;
+    w->type_b = wp ? 1 : 0;
     return 0;
 }
 
@@ -171,7 +276,8 @@ static int cmp_added_longest_first(const void *a, const void *b) {
 
 static int finish_load(tokenizer *t, const json_value *cfg, const json_value *stm,
                        const json_value *tj, char *err, size_t errlen) {
-    if (load_added_tokens(t, cfg, tj, err, errlen) || resolve_special(t, cfg, stm, err, errlen))
+    if (load_added_tokens(t, cfg, tj, err, errlen) || resolve_special(t, cfg, stm, err, errlen) ||
+        make_wrap(t, cfg, tj, err, errlen))
         return -1;
     qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
     memset(t->added_first_byte, 0, sizeof t->added_first_byte);
@@ -205,21 +311,38 @@ const char *const tokenizer_file_names[] = {
     "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
+    "tokenizer.model",
 };
 const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
 
+/* Whether a tokenizer.json BPE is byte-level: its pre-tokenizer is
+ * ByteLevel or a Sequence holding one (else SentencePiece-style). */
+static bool json_bpe_is_byte_level(const json_value *tj) {
+    const json_value *pre = json_get(tj, "pre_tokenizer");
+    const char *type = json_string(json_get(pre, "type"), NULL);
+    if (type && strcmp(type, "ByteLevel") == 0) return true;
+    const json_value *seq = json_get(pre, "pretokenizers");
+    for (size_t i = 0; i < json_len(seq); i++) {
+        const char *et = json_string(json_get(json_at(seq, i), "type"), NULL);
+        if (et && strcmp(et, "ByteLevel") == 0) return true;
+    }
+    return false;
+}
+
 /* Which tokenizer the folder's files make: vocab.txt (WordPiece), else
  * vocab.json + merges.txt (byte-level BPE), else tokenizer.json when its
- * model is BPE (*tj: the parsed file, for the loader). The one rule both
+ * model is BPE (*tj: the parsed file, for the loader; byte-level or
+ * SentencePiece-style by its pre-tokenizer), else tokenizer.model
+ * (*sp_model; the kind is read with the file). The one rule both
  * tokenizer_load_dir and tokenizer_probe_dir follow. */
-static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files, json_value **tj,
-                           char *err, size_t errlen) {
+static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files, bool *sp_model,
+                           json_value **tj, char *err, size_t errlen) {
     char path[PATH_MAX];
     struct stat st;
 #define HAS_FILE(name) \
     (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &st) == 0)
     *tj = NULL;
-    *bpe_files = false;
+    *bpe_files = *sp_model = false;
     if (HAS_FILE("vocab.txt")) {
         *kind = TOKENIZER_WORDPIECE;
         return 0;
@@ -229,34 +352,40 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
         *bpe_files = true;
         return 0;
     }
-#undef HAS_FILE
     int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, tj, err, errlen);
     if (r < 0) return -1;
-    if (r == 0)
+    if (r == 0) {
+        if (HAS_FILE("tokenizer.model")) {
+            *kind = TOKENIZER_SPM_BPE;
+            *sp_model = true;
+            return 0;
+        }
         return set_err(err, errlen,
                        "%s: no tokenizer files (expected vocab.txt, "
-                       "vocab.json + merges.txt, or tokenizer.json)",
+                       "vocab.json + merges.txt, tokenizer.json or tokenizer.model)",
                        dir);
+    }
+#undef HAS_FILE
     size_t tl;
     const char *type = json_string(json_get(json_get(*tj, "model"), "type"), &tl);
     if (!type || strcmp(type, "BPE") != 0) {
         set_err(err, errlen,
                 "%s/tokenizer.json: model type \"%s\" is not supported "
-                "without vocab.txt (only byte-level BPE is)",
+                "without vocab.txt (only BPE is)",
                 dir, type ? type : "?");
         json_free(*tj);
         *tj = NULL;
         return -1;
     }
-    *kind = TOKENIZER_BPE;
+    *kind = json_bpe_is_byte_level(*tj) ? TOKENIZER_BPE : TOKENIZER_SPM_BPE;
     return 0;
 }
 
 int tokenizer_probe_dir(const char *dir, char *err, size_t errlen) {
     tokenizer_kind kind;
-    bool bpe_files;
+    bool bpe_files, sp_model;
     json_value *tj;
-    if (tokenizer_files(dir, &kind, &bpe_files, &tj, err, errlen) != 0) return -1;
+    if (tokenizer_files(dir, &kind, &bpe_files, &sp_model, &tj, err, errlen) != 0) return -1;
     json_free(tj);
     return 0;
 }
@@ -268,20 +397,25 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen) {
         set_err(err, errlen, "out of memory");
         return NULL;
     }
-    t->cls_id = t->sep_id = t->pad_id = t->unk_id = -1;
+    t->cls_id = t->sep_id = t->pad_id = t->unk_id = t->bos_id = t->eos_id = -1;
+    for (int b = 0; b < 256; b++) t->byte_ids[b] = -1;
     if (tok_read_json(dir, "tokenizer_config.json", TOKENIZER_MAX_FILE_BYTES, &cfg, err, errlen) <
             0 ||
         tok_read_json(dir, "special_tokens_map.json", TOKENIZER_MAX_FILE_BYTES, &stm, err, errlen) <
             0)
         goto fail;
 
-    bool bpe_files;
-    if (tokenizer_files(dir, &t->kind, &bpe_files, &tj, err, errlen) != 0) goto fail;
+    bool bpe_files, sp_model;
+    if (tokenizer_files(dir, &t->kind, &bpe_files, &sp_model, &tj, err, errlen) != 0) goto fail;
     int rc;
     if (t->kind == TOKENIZER_WORDPIECE)
         rc = wordpiece_load(t, dir, cfg, err, errlen);
     else if (bpe_files)
         rc = bpe_load_files(t, dir, cfg, err, errlen);
+    else if (sp_model)
+        rc = spmodel_load(t, dir, err, errlen); /* sets the kind, BPE or Unigram */
+    else if (t->kind == TOKENIZER_SPM_BPE)
+        rc = spm_load_tokenizer_json(t, tj, err, errlen);
     else
         rc = bpe_load_tokenizer_json(t, tj, cfg, err, errlen);
     if (rc || finish_load(t, cfg, stm, tj, err, errlen)) goto fail;
@@ -304,6 +438,8 @@ void tokenizer_free(tokenizer *t) {
     for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->id_key_off);
+    free(t->scores);
+    charsmap_free(t->charsmap);
     free(t);
 }
 
@@ -363,7 +499,7 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
     if (cap == 0) return 0;
 
     char *prefixed = NULL;
-    if (t->kind == TOKENIZER_BPE && t->add_prefix_space && n > 0) {
+    if (t->kind == TOKENIZER_BPE && t->pretok == PRETOK_GPT2 && t->add_prefix_space && n > 0) {
         /* RobertaTokenizer.prepare_for_tokenization: prepend a space unless
          * the text already starts with whitespace. */
         size_t i = 0;
@@ -410,10 +546,15 @@ static int encode_sequence(const tokenizer *t, const char *s, size_t n, size_t c
                 rc = -1;
             }
         } else if (pc->end > pc->start) {
-            rc = t->kind == TOKENIZER_WORDPIECE
-                     ? wordpiece_tokenize(t, s + pc->start, pc->end - pc->start, cap, out, err,
-                                          errlen)
-                     : bpe_tokenize(t, s + pc->start, pc->end - pc->start, cap, out, err, errlen);
+            const char *ps = s + pc->start;
+            size_t pn = pc->end - pc->start;
+            switch (t->kind) {
+            case TOKENIZER_WORDPIECE:
+                rc = wordpiece_tokenize(t, ps, pn, cap, out, err, errlen);
+                break;
+            case TOKENIZER_BPE: rc = bpe_tokenize(t, ps, pn, cap, out, err, errlen); break;
+            default: rc = spm_tokenize(t, ps, pn, pc->start == 0, cap, out, err, errlen);
+            }
         }
     }
 done:
@@ -423,8 +564,8 @@ done:
 }
 
 int tokenizer_num_special_tokens(const tokenizer *t, int pair) {
-    if (!pair) return 2;
-    return t->kind == TOKENIZER_BPE ? 4 : 3;
+    const tok_wrap *w = &t->wrap;
+    return w->n[0] + w->n[1] + (pair ? w->n[2] + w->n[3] : 0);
 }
 
 int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, const char *text_b,
@@ -434,7 +575,7 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, con
     int nspecial = tokenizer_num_special_tokens(t, pair);
     *len = 0;
     if (!text_a) return set_err(err, errlen, "text_a is NULL");
-    if (max_len < nspecial)
+    if (max_len < nspecial || max_len < 1)
         return set_err(err, errlen, "max_len %d leaves no room for the %d special tokens", max_len,
                        nspecial);
     size_t budget = (size_t)(max_len - nspecial);
@@ -451,22 +592,21 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, con
             else
                 lb--;
         }
+        const tok_wrap *w = &t->wrap;
         int n = 0;
-        bool bpe = t->kind == TOKENIZER_BPE;
 #define EMIT(id, ty)                      \
     do {                                  \
         ids[n] = (id);                    \
         if (type_ids) type_ids[n] = (ty); \
         n++;                              \
     } while (0)
-        EMIT(t->cls_id, 0);
+        for (int k = 0; k < w->n[0]; k++) EMIT(w->ids[0][k], 0);
         for (size_t i = 0; i < la; i++) EMIT(a.v[i], 0);
-        EMIT(t->sep_id, 0);
+        for (int k = 0; k < w->n[1]; k++) EMIT(w->ids[1][k], 0);
         if (pair) {
-            int ty = bpe ? 0 : 1;
-            if (bpe) EMIT(t->sep_id, 0);
-            for (size_t i = 0; i < lb; i++) EMIT(b.v[i], ty);
-            EMIT(t->sep_id, ty);
+            for (int k = 0; k < w->n[2]; k++) EMIT(w->ids[2][k], w->type_b);
+            for (size_t i = 0; i < lb; i++) EMIT(b.v[i], w->type_b);
+            for (int k = 0; k < w->n[3]; k++) EMIT(w->ids[3][k], w->type_b);
         }
 #undef EMIT
         *len = n;
@@ -474,6 +614,21 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, con
     free(a.v);
     free(b.v);
     return rc;
+}
+
+int tokenizer_tokenize(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                       char *err, size_t errlen) {
+    tok_i32vec v = {0};
+    *ids = NULL;
+    *n = 0;
+    if (!text && len > 0) return set_err(err, errlen, "text is NULL");
+    if (encode_sequence(t, text ? text : "", len, SIZE_MAX, &v, "text", err, errlen)) {
+        free(v.v);
+        return -1;
+    }
+    *ids = v.v;
+    *n = v.n;
+    return 0;
 }
 
 int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b, int max_len,
@@ -488,6 +643,10 @@ int32_t tokenizer_pad_id(const tokenizer *t) { return t->pad_id; }
 int32_t tokenizer_cls_id(const tokenizer *t) { return t->cls_id; }
 int32_t tokenizer_sep_id(const tokenizer *t) { return t->sep_id; }
 int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
+int32_t tokenizer_bos_id(const tokenizer *t) { return t->bos_id; }
+int32_t tokenizer_eos_id(const tokenizer *t) { return t->eos_id; }
+int tokenizer_adds_bos(const tokenizer *t) { return is_causal(t) && t->wrap.n[0] > 0; }
+int tokenizer_adds_eos(const tokenizer *t) { return is_causal(t) && t->wrap.n[1] > 0; }
 int32_t tokenizer_vocab_size(const tokenizer *t) { return t->vocab_size; }
 
 const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {

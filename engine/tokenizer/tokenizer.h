@@ -1,29 +1,48 @@
-/* tokenizer.h — text to model input ids, in process, for BERT and RoBERTa.
+/* tokenizer.h — text to model input ids and back, in process, for BERT,
+ * RoBERTa and the LLaMA family of causal LMs.
  *
- * Two tokenizers behind one interface, each a re-implementation of the
- * Hugging Face "slow" (Python) tokenizer it stands for, so that a model
- * fine-tuned here sees the same ids it would see from transformers:
+ * Four tokenizers behind one interface, each a re-implementation of the
+ * Hugging Face tokenizer it stands for, so that a model fine-tuned here sees
+ * the same ids it would see from transformers:
  *   - WordPiece (BertTokenizer): clean text, CJK split, NFC, lower-case and
  *     strip accents (configurable), punctuation split, greedy longest-match
  *     WordPiece with "##" continuations. Input: [CLS] a [SEP] (b [SEP]).
- *   - byte-level BPE (RobertaTokenizer / GPT-2): the GPT-2 pre-tokenisation
- *     regex, bytes mapped to printable characters, merges by rank.
- *     Input: <s> a </s> (</s> b </s>), token types all 0.
- * Special tokens written literally in the text ("[SEP]", "<mask>") become
- * their ids, as in transformers. Character classes come from Python's
+ *   - byte-level BPE: a pre-tokenisation regex (GPT-2's for RoBERTa; the
+ *     LLaMA-3 / Qwen2 Split regex), bytes mapped to printable characters,
+ *     merges by rank (ignore_merges: a pre-token in the vocabulary is one
+ *     token). RoBERTa input: <s> a </s> (</s> b </s>), token types all 0.
+ *   - SentencePiece BPE (LLaMA-2, Mistral, TinyLlama): spaces as "▁" with a
+ *     dummy prefix, merges by rank over characters, byte fallback to
+ *     "<0xNN>" tokens.
+ *   - SentencePiece Unigram (tokenizer.model only): Viterbi over piece scores.
+ *   Causal-LM input: [BOS] a [EOS] as add_bos_token / add_eos_token (or the
+ *   tokenizer.json template) say; pairs repeat it for b (token type 1).
+ * Added tokens written literally in the text ("[SEP]", "<mask>", "<s>",
+ * "<|eot_id|>") become their ids, as in transformers: they are split out
+ * first and each plain piece between them is tokenized on its own (so the
+ * SentencePiece dummy prefix goes before each piece, as transformers'
+ * legacy Llama tokenizers do). Character classes come from Python's
  * unicodedata (see unicode_tables.h).
  *
  * tokenizer_load_dir() picks the kind from the files of a Hugging Face model
- * folder: vocab.txt => WordPiece; else vocab.json + merges.txt => BPE; else
- * tokenizer.json whose model.type is "BPE" (with a ByteLevel pre-tokenizer)
- * => BPE. tokenizer_config.json and special_tokens_map.json, when present,
- * supply do_lower_case (default true), strip_accents (default: follows
- * do_lower_case), tokenize_chinese_chars (default true), add_prefix_space
- * (default false), special token names and added_tokens_decoder.
- * Not supported (load fails with a message): do_basic_tokenize = false,
- * WordPiece from tokenizer.json alone, tokenizer.json normalizers and
- * non-byte-level BPE. The "normalized" and "single_word" flags of added
- * tokens are ignored; tokens with lstrip/rstrip are honoured.
+ * folder: vocab.txt => WordPiece; else vocab.json + merges.txt => byte-level
+ * BPE; else tokenizer.json whose model.type is "BPE": byte-level when its
+ * pre-tokenizer is ByteLevel (alone, or after a Split with the LLaMA-3 or
+ * Qwen2 regex; an NFC normalizer, as Qwen2's, is applied), else
+ * SentencePiece-style (Prepend/Replace normalizer or Metaspace
+ * pre-tokenizer); else tokenizer.model (SentencePiece BPE or
+ * Unigram, with its normalizer: identity or a precompiled charsmap such as
+ * nmt_nfkc). tokenizer_config.json and
+ * special_tokens_map.json, when present, supply do_lower_case (default
+ * true), strip_accents (default: follows do_lower_case),
+ * tokenize_chinese_chars (default true), add_prefix_space (default false),
+ * add_bos_token / add_eos_token, special token names and
+ * added_tokens_decoder. Not supported (load fails with a message):
+ * do_basic_tokenize = false, WordPiece or Unigram from tokenizer.json alone,
+ * other tokenizer.json normalizers, other Split
+ * regexes, a tokenizer.json Precompiled normalizer. The
+ * "normalized" and "single_word" flags of added tokens are ignored; tokens
+ * with lstrip/rstrip are honoured.
  *
  * A loaded tokenizer is immutable: tokenizer_encode() may be called from
  * several threads at once (each call allocates its own scratch space).
@@ -36,7 +55,12 @@
 
 typedef struct tokenizer tokenizer;
 
-typedef enum { TOKENIZER_WORDPIECE, TOKENIZER_BPE } tokenizer_kind;
+typedef enum {
+    TOKENIZER_WORDPIECE,  /* BERT */
+    TOKENIZER_BPE,        /* byte-level BPE: GPT-2/RoBERTa, LLaMA-3, Qwen2 */
+    TOKENIZER_SPM_BPE,    /* SentencePiece BPE: LLaMA-2, Mistral, TinyLlama */
+    TOKENIZER_SPM_UNIGRAM /* SentencePiece Unigram (tokenizer.model) */
+} tokenizer_kind;
 
 /* BertTokenizer's max_input_chars_per_word: longer words become [UNK]. */
 #define WORDPIECE_MAX_INPUT_CHARS_PER_WORD 100
@@ -78,6 +102,17 @@ int tokenizer_encode_n(const tokenizer *t, const char *text_a, size_t len_a, con
                        size_t len_b, int max_len, int32_t *ids, int32_t *type_ids, int *len,
                        char *err, size_t errlen);
 
+/* The ids of text (len bytes) alone: no special tokens added, no
+ * truncation (causal-LM data joins prompt and completion itself). *ids is
+ * malloc'd (free it; NULL when *n is 0). 0, or -1 with a message. */
+int tokenizer_tokenize(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
+                       char *err, size_t errlen);
+/* Ids back to text (see decode.c for each kind's rules); skip_special drops
+ * special tokens (BOS, EOS, <|...|>). *text is malloc'd and NUL-terminated,
+ * *len its length. Any id outside the vocabulary is an error. */
+int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                     char **text, size_t *len, char *err, size_t errlen);
+
 tokenizer_kind tokenizer_kind_of(const tokenizer *t);
 int32_t tokenizer_pad_id(const tokenizer *t);
 /* First token of every input: [CLS] (WordPiece) or <s> (BPE). */
@@ -86,6 +121,13 @@ int32_t tokenizer_cls_id(const tokenizer *t);
 int32_t tokenizer_sep_id(const tokenizer *t);
 /* [UNK] / <unk>; -1 when the BPE vocabulary has none. */
 int32_t tokenizer_unk_id(const tokenizer *t);
+/* Causal LMs: BOS / EOS ids (-1 when none) and whether tokenizer_encode
+ * puts them around a sequence (always 0 for encoder tokenizers, whose
+ * [CLS]/<s> and [SEP]/</s> are the cls/sep ids above). */
+int32_t tokenizer_bos_id(const tokenizer *t);
+int32_t tokenizer_eos_id(const tokenizer *t);
+int tokenizer_adds_bos(const tokenizer *t);
+int tokenizer_adds_eos(const tokenizer *t);
 /* One more than the largest id the tokenizer can produce (vocabulary and
  * added tokens): the model's embedding table must have at least this many rows. */
 int32_t tokenizer_vocab_size(const tokenizer *t);
