@@ -391,8 +391,7 @@ static void test_tensors_and_names(void **s) {
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         bool want = p->group == PGROUP_ADAPTER &&
-                    (p->role == PROLE_SD || p->role == PROLE_SB ||
-                     model_module(m, p->module)->ffn);
+                    (p->role == PROLE_SD || p->role == PROLE_SB || model_module(m, p->module)->ffn);
         if (p->trainable != want) fail_msg("%s: trainable %d", p->name, p->trainable);
         if (p->group == PGROUP_ADAPTER && (p->role == PROLE_A || p->role == PROLE_B))
             assert_int_equal(p->trainable, p->module >= LLAMA_GATE);

@@ -87,7 +87,8 @@ void causal_attention_backward(float *dq, float *dk, float *dv, const float *dou
                 float *row = P + (size_t)t * S;
                 for (int s = 0; s < S; s++)
                     row[s] = visible(a, mb, t, s) ? expf(row[s] - lb[t]) : 0.0f;
-                const float *dor = dout + qoff + (size_t)t * ldq, *orow = out + qoff + (size_t)t * ldq;
+                const float *dor = dout + qoff + (size_t)t * ldq,
+                            *orow = out + qoff + (size_t)t * ldq;
                 float d = 0.0f;
                 for (int c = 0; c < hd; c++) d += dor[c] * orow[c];
                 D[t] = d;

@@ -177,8 +177,8 @@ static int llama_build(aflo_model *m, char *err, size_t errlen) {
 
     int H = d->H, I = d->I;
     char name[96];
-    d->embed = model_add_param(m, "embed_tokens.weight", d->V, H, PGROUP_BASE, PROLE_EMBEDDING, -1,
-                               -1);
+    d->embed =
+        model_add_param(m, "embed_tokens.weight", d->V, H, PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
     for (int l = 0; l < d->L; l++) {
         llama_layer *ly = &d->layers[l];
         snprintf(name, sizeof name, "layers.%d.input_layernorm.weight", l);
@@ -366,7 +366,9 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
 }
 
 /* The output embedding: lm_head, or embed_tokens when tied. */
-static aflo_param *out_embedding(const llama_model *d) { return d->lm_head ? d->lm_head : d->embed; }
+static aflo_param *out_embedding(const llama_model *d) {
+    return d->lm_head ? d->lm_head : d->embed;
+}
 
 static int llama_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err,
                          size_t errlen) {
@@ -493,7 +495,6 @@ static const aflo_family_variant llama_variants[] = {
      LLAMA_SLIDING_WINDOW},
     {"qwen2", "Qwen2", "Qwen2ForCausalLM", "model.", llama_head_names, "[]", LLAMA_QKV_BIAS},
 };
-
 
 const aflo_family llama_family = {
     .name = "llama",

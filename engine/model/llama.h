@@ -13,16 +13,7 @@
 
 /* The family's module table, in forward order: aflo_param.module and the
  * bits of aflo_adapter_config.targets of a LLaMA-family model. */
-enum {
-    LLAMA_Q,
-    LLAMA_K,
-    LLAMA_V,
-    LLAMA_O,
-    LLAMA_GATE,
-    LLAMA_UP,
-    LLAMA_DOWN,
-    LLAMA_MODULE_COUNT
-};
+enum { LLAMA_Q, LLAMA_K, LLAMA_V, LLAMA_O, LLAMA_GATE, LLAMA_UP, LLAMA_DOWN, LLAMA_MODULE_COUNT };
 
 /* The AFLoRA authors' GSM8K targets for LLaMA-7B: q, k, v, up, down. */
 #define LLAMA_DEFAULT_TARGETS \

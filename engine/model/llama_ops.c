@@ -111,11 +111,12 @@ void rope_tables(float *cos_t, float *sin_t, const double *inv_freq, int S, int 
 }
 
 /* sign +1: the forward rotation, -1: its transpose. */
-static void rope_rotate(float *x, const int32_t *pos, const float *cos_t, const float *sin_t,
-                        int N, int heads, int head_dim, float sign) {
+static void rope_rotate(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
+                        int heads, int head_dim, float sign) {
     int half = head_dim / 2;
     size_t row = (size_t)heads * head_dim;
-#pragma omp parallel for schedule(static) num_threads(engine_threads()) if (big_enough((size_t)N, row))
+#pragma omp parallel for schedule(static) \
+    num_threads(engine_threads()) if (big_enough((size_t)N, row))
     for (int n = 0; n < N; n++) {
         const float *cr = cos_t + (size_t)pos[n] * half;
         const float *sr = sin_t + (size_t)pos[n] * half;
