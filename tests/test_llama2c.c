@@ -134,7 +134,8 @@ static void ref_forward(const ref_model *r, const int32_t *tokens, int T, double
                 for (int i = 0; i < hs; i++) {
                     double o = 0;
                     for (int t = 0; t <= pos; t++)
-                        o += att[t] / sum * vc[((size_t)l * T + t) * kvd + (size_t)(h / grp) * hs + i];
+                        o += att[t] / sum *
+                             vc[((size_t)l * T + t) * kvd + (size_t)(h / grp) * hs + i];
                     xb[h * hs + i] = o;
                 }
             }
@@ -353,8 +354,7 @@ static void test_stories_greedy(void **state) {
     for (int t = 1; t <= GREEDY; t++) rev[t] = eng_ids[GREEDY + 1 - t];
     float rev_loss;
     engine_forward(m, rev, GREEDY + 1, &rev_loss);
-    fprintf(stderr, "stories260K greedy from BOS: loss %.4f (reversed %.4f), ids", loss,
-            rev_loss);
+    fprintf(stderr, "stories260K greedy from BOS: loss %.4f (reversed %.4f), ids", loss, rev_loss);
     for (int t = 0; t <= GREEDY; t++) fprintf(stderr, " %d", eng_ids[t]);
     fprintf(stderr, "\n");
     assert_true(loss < 1.0f);
@@ -383,7 +383,8 @@ static void test_stories_pytorch_reference(void **state) {
     aflo_model *m = load(STORIES_PATH);
     float loss;
     const float *lg = engine_forward(m, tok, T, &loss);
-    for (int t = 0; t + 1 < T; t++) assert_int_equal(argmax_f(lg + (size_t)t * 512, 512), tok[t + 1]);
+    for (int t = 0; t + 1 < T; t++)
+        assert_int_equal(argmax_f(lg + (size_t)t * 512, 512), tok[t + 1]);
     double want = json_number(json_get(root, "loss"));
     if (fabs(loss - want) > 1e-4 * fmax(1.0, fabs(want)))
         fail_msg("loss %.7f, PyTorch float64 %.7f", loss, want);

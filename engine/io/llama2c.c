@@ -61,8 +61,7 @@ static int read_header(FILE *f, const char *path, llama2c_header *hd, char *err,
                        "share KV heads evenly",
                        path, dim, nh, nkv);
     struct stat st;
-    if (fstat(fileno(f), &st) != 0)
-        return set_err(err, errlen, "%s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0) return set_err(err, errlen, "%s: %s", path, strerror(errno));
     uint64_t want = sizeof(int32_t) * H_COUNT + sizeof(float) * body_floats(hd);
     if ((uint64_t)st.st_size != want)
         return set_err(err, errlen,
@@ -155,8 +154,7 @@ static int read_body(reader *r, const llama2c_header *hd, char *err, size_t errl
     };
     for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
         for (int l = 0; l < L; l++)
-            if (read_tensor(r, kinds[k].fmt, l, kinds[k].permute, head_dim, err, errlen))
-                return -1;
+            if (read_tensor(r, kinds[k].fmt, l, kinds[k].permute, head_dim, err, errlen)) return -1;
     if (read_tensor(r, "norm.weight", -1, false, 0, err, errlen)) return -1;
     /* skip run.c's RoPE tables */
     long tables = (long)((size_t)hd->h[H_SEQ] * (size_t)head_dim * sizeof(float));
