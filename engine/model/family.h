@@ -56,19 +56,22 @@
  * docs/llama.md), known now so the seam does not need to move:
  *   - config fields: aflo_config is BERT-shaped; DeBERTa-v2 needs its
  *     relative-attention settings (position_buckets, max_relative_positions,
- *     pos_att_type, share_att_key), LLaMA rms_norm_eps, rope_theta,
- *     num_key_value_heads and head_dim. They join aflo_config and config.c's
- *     field table; config_finish fills what a variant implies.
+ *     pos_att_type, share_att_key). They join aflo_config and config.c's
+ *     field table (as LLaMA's did); config_finish fills what a variant
+ *     implies.
  *   - a disentangled-attention DeBERTa shares BERT's block paths and FFN
  *     modules but its own query_proj/key_proj/value_proj targets and a
  *     "deberta." prefix; rel_embeddings and the encoder LayerNorm are base
  *     tensors outside the blocks (layer -1), declared by its build.
- *   - LLaMA brings a causal-LM task (a new aflo_task, bit in tasks): labels
- *     per token in aflo_batch, lm_head (absent when tied to embed_tokens) as
- *     its head, no biases, "model." as its prefix, "layers." as its block
- *     prefix, and modules q/k/v/o_proj, gate/up/down_proj (ffn: the mlp
- *     ones). The loader's head rule (head_layers, output rows = labels) is
- *     sequence classification's; a causal-LM head needs its own.
+ *   - LLaMA (llama.c, done): TASK_CAUSAL_LM with labels per token
+ *     (aflo_batch.token_labels), its config fields in aflo_config, "model."
+ *     as its prefix, "layers." as its block prefix, modules q/k/v/o_proj,
+ *     gate/up/down_proj (ffn: the mlp ones). lm_head (absent when tied to
+ *     embed_tokens) is a base tensor, frozen for adapter methods, named
+ *     beside "model." through head_names; head_layers is empty. The
+ *     loader's head rule (output rows = labels) is sequence
+ *     classification's, so hfmodel_load refuses causal LMs until they get
+ *     their own.
  *
  * The registry (family.c) is one table of families. Lookups: by family name,
  * by config.json model_type, by model_type and architectures together (the
