@@ -264,9 +264,11 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     if (fam->config_finish) fam->config_finish(c, v);
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
-    if (act && strcmp(act, fam->hidden_act) != 0)
+    /* a family that names none implements BERT's */
+    const char *want_act = fam->hidden_act ? fam->hidden_act : SUPPORTED_HIDDEN_ACT;
+    if (act && strcmp(act, want_act) != 0)
         return set_err(err, errlen, "config.json: hidden_act \"%s\" is not supported (only \"%s\")",
-                       act, fam->hidden_act);
+                       act, want_act);
 
     if (read_string(root, "position_embedding_type", &pos, err, errlen)) return -1;
     if (pos && strcmp(pos, SUPPORTED_POSITION_EMBEDDING) != 0)

@@ -121,7 +121,7 @@ struct aflo_family {
      * a checkpoint's layer when it is complete and fits. NULL-terminated. */
     const char *const *head_layers;
     unsigned tasks;         /* bit (1u << aflo_task) per head it has */
-    const char *hidden_act; /* the config.json hidden_act it implements: "gelu" */
+    const char *hidden_act; /* the config.json hidden_act it implements; NULL: "gelu" */
 
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */
