@@ -169,25 +169,105 @@ static const char LLAMA_2_7B[] =
     " \"intermediate_size\": 11008, \"max_position_embeddings\": 4096, \"model_type\": \"llama\","
     " \"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"rms_norm_eps\": 1e-05,"
     " \"vocab_size\": 32000}";
+static const char GPT2[] =
+    "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", \"n_embd\": 768,"
+    " \"n_head\": 12, \"n_layer\": 12, \"vocab_size\": 50257}";
 #define SUPPORTED                                                                         \
     "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification " \
     "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                      \
-    "CamembertForSequenceClassification (camembert))"
+    "CamembertForSequenceClassification (camembert), LlamaForCausalLM (llama), "          \
+    "MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2))"
+
+/* The LLaMA family's configs: defaults, what each variant implies, RoPE
+ * scaling, and the writer reading back to the same struct. */
+static void test_llama_configs(void **state) {
+    (void)state;
+    aflo_config c, back;
+    if (from_text(&c, LLAMA_2_7B)) fail_msg("%s", errbuf);
+    assert_string_equal(c.model_type, "llama");
+    assert_int_equal(c.num_key_value_heads, 32); /* absent: one KV head per query head */
+    assert_int_equal(config_head_dim(&c), 128);
+    assert_float_equal(c.rms_norm_eps, 1e-5f, 0);
+    assert_float_equal(c.rope_theta, 10000.0f, 0);
+    assert_int_equal(c.rope_scaling, ROPE_SCALING_NONE);
+    assert_false(c.tie_word_embeddings);
+    assert_false(c.qkv_bias);
+    assert_int_equal(c.sliding_window, 0);
+
+    /* Llama 3.1: GQA, llama3 RoPE scaling, null pad id */
+    char *t =
+        replaced(LLAMA_2_7B, "\"vocab_size\": 32000",
+                 "\"vocab_size\": 128256, \"num_key_value_heads\": 8, \"rope_theta\": 500000.0,"
+                 " \"pad_token_id\": null, \"rope_scaling\": {\"factor\": 8.0, "
+                 "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                 "\"original_max_position_embeddings\": 8192, \"rope_type\": \"llama3\"}");
+    if (from_text(&c, t)) fail_msg("%s", errbuf);
+    assert_int_equal(c.num_key_value_heads, 8);
+    assert_int_equal(c.rope_scaling, ROPE_SCALING_LLAMA3);
+    assert_float_equal(c.rope_factor, 8.0f, 0);
+    assert_int_equal(c.rope_original_max_position_embeddings, 8192);
+    char *json = config_to_json(&c);
+    assert_non_null(json);
+    if (from_text(&back, json)) fail_msg("%s in %s", errbuf, json);
+    assert_memory_equal(&c, &back, sizeof c);
+    free(json);
+    free(t);
+    /* linear scaling in the older key, and schemes that are not implemented */
+    t = replaced(LLAMA_2_7B, "{", "{\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2}, ");
+    if (from_text(&c, t)) fail_msg("%s", errbuf);
+    assert_int_equal(c.rope_scaling, ROPE_SCALING_LINEAR);
+    free(t);
+    t = replaced(LLAMA_2_7B, "{", "{\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}, ");
+    expect_error(t, "rope_scaling type \"yarn\" is not supported");
+    free(t);
+    t = replaced(LLAMA_2_7B, "\"silu\"", "\"gelu\"");
+    expect_error(t, "hidden_act \"gelu\" is not supported (only \"silu\")");
+    free(t);
+    t = replaced(LLAMA_2_7B, "{", "{\"num_key_value_heads\": 5, ");
+    expect_error(t, "num_key_value_heads 5 must divide num_attention_heads 32");
+    free(t);
+
+    /* Mistral windows its attention; Qwen2 biases q/k/v and ignores its
+     * window unless use_sliding_window (refused) */
+    t = replaced(LLAMA_2_7B, "\"llama\"",
+                 "\"mistral\", \"sliding_window\": 4096, \"tie_word_embeddings\": true");
+    if (from_text(&c, t)) fail_msg("%s", errbuf);
+    assert_int_equal(c.sliding_window, 4096);
+    assert_true(c.tie_word_embeddings);
+    json = config_to_json(&c);
+    assert_non_null(json);
+    if (from_text(&back, json)) fail_msg("%s in %s", errbuf, json);
+    assert_memory_equal(&c, &back, sizeof c);
+    free(json);
+    free(t);
+    t = replaced(LLAMA_2_7B, "\"llama\"",
+                 "\"qwen2\", \"sliding_window\": 4096, \"use_sliding_window\": false");
+    if (from_text(&c, t)) fail_msg("%s", errbuf);
+    assert_int_equal(c.sliding_window, 0);
+    assert_true(c.qkv_bias);
+    free(t);
+    t = replaced(LLAMA_2_7B, "\"llama\"", "\"qwen2\", \"use_sliding_window\": true");
+    expect_error(t, "use_sliding_window true is not supported");
+    free(t);
+    t = replaced(LLAMA_2_7B, "{", "{\"tie_word_embeddings\": 1, ");
+    expect_error(t, "tie_word_embeddings must be a boolean, got number");
+    free(t);
+}
 
 static void test_unsupported_architectures(void **state) {
     (void)state;
     expect_error(DEBERTA_V3_BASE,
                  "config.json: unsupported architecture model_type \"deberta-v2\" " SUPPORTED);
     expect_error(
-        LLAMA_2_7B,
-        "config.json: unsupported architecture LlamaForCausalLM, model_type \"llama\" " SUPPORTED);
+        GPT2,
+        "config.json: unsupported architecture GPT2LMHeadModel, model_type \"gpt2\" " SUPPORTED);
     char *t = replaced(ROBERTA_BASE, "\"roberta\"", "\"electra\"");
     expect_error(t,
                  "unsupported architecture RobertaForMaskedLM, model_type \"electra\" " SUPPORTED);
     free(t);
-    /* no model_type (BERT's default) but a LLaMA class */
-    t = replaced(MINIMAL, "{", "{\"architectures\": [\"LlamaForCausalLM\"], ");
-    expect_error(t, "unsupported architecture LlamaForCausalLM " SUPPORTED);
+    /* no model_type (BERT's default) but a GPT-2 class */
+    t = replaced(MINIMAL, "{", "{\"architectures\": [\"GPT2LMHeadModel\"], ");
+    expect_error(t, "unsupported architecture GPT2LMHeadModel " SUPPORTED);
     free(t);
     t = replaced(MINIMAL, "{", "{\"architectures\": [7], ");
     expect_error(t, "architectures must be an array of strings");
@@ -474,7 +554,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),     cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_wrong_types),  cmocka_unit_test(test_hidden_act_and_positions),
         cmocka_unit_test(test_bad_json),     cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_llama_configs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "model/bert.h"
+#include "model/llama.h"
 #include "model/config.h"
 #include "model/family.h"
 #include "io/hfmodel.h"
@@ -22,17 +23,20 @@
 #define SUPPORTED                                                                         \
     "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification " \
     "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                      \
-    "CamembertForSequenceClassification (camembert))"
+    "CamembertForSequenceClassification (camembert), LlamaForCausalLM (llama), "          \
+    "MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2))"
 
 static char errbuf[1024];
 
 static void test_lookups(void **state) {
     (void)state;
     assert_ptr_equal(family_by_name("bert"), &bert_family);
-    assert_null(family_by_name("llama"));
-    assert_int_equal(family_count(), 1);
+    assert_ptr_equal(family_by_name("llama"), &llama_family);
+    assert_null(family_by_name("deberta"));
+    assert_int_equal(family_count(), 2);
     assert_ptr_equal(family_at(0), &bert_family);
-    assert_null(family_at(1));
+    assert_ptr_equal(family_at(1), &llama_family);
+    assert_null(family_at(2));
 
     const aflo_family_variant *v = NULL;
     assert_ptr_equal(family_for_model_type("camembert", &v), &bert_family);
@@ -40,6 +44,11 @@ static void test_lookups(void **state) {
     assert_string_equal(v->hf_prefix, "roberta.");
     assert_true(v->flags & BERT_ROBERTA_POSITIONS);
     assert_null(family_for_model_type("electra", NULL));
+    assert_ptr_equal(family_for_model_type("qwen2", &v), &llama_family);
+    assert_string_equal(v->architecture, "Qwen2ForCausalLM");
+    assert_true(v->flags & LLAMA_QKV_BIAS);
+    assert_ptr_equal(family_for_config(NULL, "MistralForCausalLM", &v, NULL, 0), &llama_family);
+    assert_string_equal(v->model_type, "mistral");
 
     /* model_type decides; architectures only when it is absent */
     assert_ptr_equal(family_for_config("bert", "RobertaForMaskedLM", &v, errbuf, sizeof errbuf),
@@ -61,8 +70,8 @@ static void test_unsupported_messages(void **state) {
                                 "\"electra\" " SUPPORTED);
     assert_null(family_for_config("electra", NULL, NULL, errbuf, sizeof errbuf));
     assert_string_equal(errbuf, "unsupported architecture model_type \"electra\" " SUPPORTED);
-    assert_null(family_for_config(NULL, "LlamaForCausalLM", NULL, errbuf, sizeof errbuf));
-    assert_string_equal(errbuf, "unsupported architecture LlamaForCausalLM " SUPPORTED);
+    assert_null(family_for_config(NULL, "GPT2LMHeadModel", NULL, errbuf, sizeof errbuf));
+    assert_string_equal(errbuf, "unsupported architecture GPT2LMHeadModel " SUPPORTED);
 
     /* a model cannot be made of a type no family reads */
     aflo_config c;
@@ -121,7 +130,8 @@ static void test_config_type_from_architectures(void **state) {
     assert_int_equal(c.roberta_positions, 1);
 }
 
-/* The union of target names a spec accepts is BERT's six, in its order. */
+/* The union of target names a spec accepts is BERT's six, in its order:
+ * LLaMA's join when job specs offer its task. */
 static void test_target_names(void **state) {
     (void)state;
     const char *names[FAMILY_MAX_MODULES];
@@ -132,6 +142,8 @@ static void test_target_names(void **state) {
     assert_int_equal(family_module_index(&bert_family, "output.dense"), BERT_OUTPUT);
     assert_int_equal(family_module_index(&bert_family, "q_proj"), -1);
     assert_int_equal(family_all_modules(&bert_family), 0x3F);
+    assert_int_equal(family_module_index(&llama_family, "q_proj"), LLAMA_Q);
+    assert_int_equal(family_all_modules(&llama_family), 0x7F);
 }
 
 /* Every adapted tensor names its module; the module's path is in its name

@@ -754,13 +754,16 @@ static void test_probe(void **state) {
                "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
                "\"hidden_act\": \"silu\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
                "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"vocab_size\": 32000}");
-    expect_probe(state, -1, false,
-                 "unsupported architecture LlamaForCausalLM, model_type \"llama\" "
-                 "(supported: BertForSequenceClassification (bert)");
-    /* and loading says the same, before any training could start */
+    /* a causal LM's config reads, but no job trains one yet */
+    expect_probe(state, -1, true, "model_type \"llama\" is a causal language model");
+    /* and loading it for classification is refused before any training could start */
     assert_null(load(state, NUM_LABELS, NULL));
-    assert_non_null(
-        strstr(errbuf, "unsupported architecture LlamaForCausalLM, model_type \"llama\""));
+    assert_non_null(strstr(errbuf, "task: the llama family has no head for this task"));
+    write_text(path, "{\"architectures\": [\"GPT2LMHeadModel\"], \"model_type\": \"gpt2\", "
+                     "\"n_embd\": 768, \"n_head\": 12, \"n_layer\": 12, \"vocab_size\": 50257}");
+    expect_probe(state, -1, false,
+                 "unsupported architecture GPT2LMHeadModel, model_type \"gpt2\" "
+                 "(supported: BertForSequenceClassification (bert)");
 }
 
 int main(void) {

@@ -98,6 +98,9 @@ static char *frozen_json(aflo_model *m, const adapter_export_info *info) {
 
 int adapter_export_native(aflo_model *m, const char *path, const adapter_export_info *info,
                           char *err, size_t errlen) {
+    if (model_task(m) == TASK_CAUSAL_LM) /* no native format for it yet (issue 11) */
+        return set_err(err, errlen, "%s: adapters of causal-LM models cannot be exported yet",
+                       path);
     const aflo_adapter_config *ac = model_adapter_config(m);
     const aflo_config *c = model_config(m);
     const char *base_model = info && info->base_model ? info->base_model : "";
@@ -366,6 +369,9 @@ static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, co
 }
 
 int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen) {
+    if (model_task(m) == TASK_CAUSAL_LM)
+        return set_err(err, errlen, "%s: adapters of causal-LM models cannot be imported yet",
+                       path);
     st_file *f = st_open(path, err, errlen);
     if (!f) return -1;
     adapter_native_meta meta;

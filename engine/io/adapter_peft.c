@@ -326,6 +326,8 @@ static char *peft_config_json(const aflo_model *m, const char *base_model, float
 
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info, char *err,
                         size_t errlen) {
+    if (model_task(m) == TASK_CAUSAL_LM) /* CAUSAL_LM PEFT export comes with issue 11 */
+        return set_err(err, errlen, "%s: causal-LM adapters cannot be exported to PEFT yet", dir);
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen,
@@ -599,6 +601,8 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     adapter_import_report local;
     adapter_import_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
+    if (model_task(m) == TASK_CAUSAL_LM)
+        return set_err(err, errlen, "%s: causal-LM adapters cannot be imported from PEFT yet", dir);
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen,

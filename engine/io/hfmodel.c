@@ -612,6 +612,10 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     hf_load_report local;
     hf_load_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
+    if (task == TASK_CAUSAL_LM) { /* the head rule below is sequence classification's */
+        set_err(err, errlen, "%s: loading causal-LM checkpoints is not supported yet", dir);
+        return NULL;
+    }
     aflo_config c;
     if (hfmodel_read_config(dir, &c, err, errlen)) return NULL;
     weight_set w;
@@ -639,6 +643,13 @@ int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err,
     *config_read = false;
     if (hfmodel_read_config(dir, c, err, errlen)) return -1;
     *config_read = true;
+    /* A decoder reads (its config is known) but has no task a job trains yet. */
+    const aflo_family *fam = family_for_model_type(c->model_type, NULL);
+    if (!(fam->tasks & ((1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION))))
+        return set_err(err, errlen,
+                       "%s: model_type \"%s\" is a causal language model; jobs fine-tune "
+                       "sequence classification and regression only so far",
+                       dir, c->model_type);
     if (tokenizer_probe_dir(dir, err, errlen)) return -1;
     /* Opening the weights maps the files and validates every header; no
      * tensor data is read. */

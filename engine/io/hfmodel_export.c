@@ -50,6 +50,8 @@ static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errle
 
 int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
                             const adapter_export_info *info, char *err, size_t errlen) {
+    if (model_task(m) == TASK_CAUSAL_LM)
+        return set_err(err, errlen, "%s: causal-LM models cannot be exported yet", dir);
     if (model_adapter_config(m)->method != METHOD_FULL)
         return set_err(err, errlen,
                        "%s: only a fully fine-tuned model (method full) is exported as a whole "

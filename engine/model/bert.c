@@ -635,6 +635,7 @@ const aflo_family bert_family = {
     .hf_ignored = bert_hf_ignored,
     .head_layers = bert_head_layers,
     .tasks = (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION),
+    .hidden_act = "gelu",
     .config_finish = bert_config_finish,
     .max_tokens = bert_max_tokens,
     .max_params = bert_max_params,

@@ -1,21 +1,25 @@
-/* config.c — read, check and write a BERT-family config.json.
+/* config.c — read, check and write a model's config.json (BERT and LLaMA
+ * families).
  *
- * The numeric fields are one table (name, kind, required, default, where it
- * lives in aflo_config), so reading, defaults and error messages cannot drift
- * apart; the two string fields (model_type, hidden_act) and the one
- * architecture switch (position_embedding_type) are handled by hand after it.
- * Keys the table does not know are ignored: Hugging Face configs carry many
- * (initializer_range, transformers_version, id2label, ...) that do not change
- * the encoder's forward pass.
+ * The numeric and boolean fields are one table (name, kind, required,
+ * default, where it lives in aflo_config), so reading, defaults and error
+ * messages cannot drift apart; a field that is not required may also be
+ * null, which transformers writes for an unset optional value (pad_token_id,
+ * sliding_window, head_dim) and which means its default. The string fields
+ * (model_type, hidden_act), BERT's position_embedding_type and LLaMA's
+ * rope_scaling object are handled by hand after it. Keys the table does not
+ * know are ignored: Hugging Face configs carry many (initializer_range,
+ * transformers_version, id2label, ...) that do not change the forward pass.
+ * Every field is read whatever the family; each family uses its own.
  *
  * What follows from the model type comes from the family registry
  * (family.h): which types are read at all (family_for_config: a model_type,
  * or without one architectures[0], that no family reads is refused before
  * any other field as "unsupported architecture ... (supported: ...)"), the
- * variant's config_finish (RoBERTa position numbering) on reading, its
- * sequence-classification class on writing. So everything that reads a
- * config.json — the loader, the model probe, GET /models — refuses another
- * family's folder in the same words.
+ * activation it implements, the variant's config_finish (RoBERTa position
+ * numbering, LLaMA's derived fields) once the fields are read, its class on
+ * writing. So everything that reads a config.json — the loader, the model
+ * probe, GET /models — refuses another family's folder in the same words.
  *
  * config_from_json() also runs config_validate(), so a config that reads
  * successfully is usable. config_to_json() prints floats with the fewest
@@ -43,14 +47,17 @@
 #define BERT_DEFAULT_LAYER_NORM_EPS 1e-12
 #define BERT_DEFAULT_DROPOUT 0.1
 #define BERT_DEFAULT_MODEL_TYPE "bert"
-/* The only activation implemented: transformers' "gelu" is the exact erf
- * form; "gelu_new"/"gelu_fast" are tanh approximations and would silently
- * change the model if accepted. */
+/* Defaults of transformers' LlamaConfig (models/llama/configuration_llama.py). */
+#define LLAMA_DEFAULT_RMS_NORM_EPS 1e-6
+#define LLAMA_DEFAULT_ROPE_THETA 10000.0
+/* BERT's only activation: transformers' "gelu" is the exact erf form;
+ * "gelu_new"/"gelu_fast" are tanh approximations and would silently change
+ * the model if accepted. Each family names its own (aflo_family.hidden_act). */
 #define SUPPORTED_HIDDEN_ACT "gelu"
 /* Learned absolute positions; "relative_key*" adds attention terms we lack. */
 #define SUPPORTED_POSITION_EMBEDDING "absolute"
 
-typedef enum { FIELD_INT, FIELD_FLOAT } field_kind;
+typedef enum { FIELD_INT, FIELD_FLOAT, FIELD_BOOL } field_kind;
 
 typedef struct {
     const char *name;
@@ -77,22 +84,39 @@ static const config_field config_fields[] = {
      offsetof(aflo_config, hidden_dropout_prob)},
     {"attention_probs_dropout_prob", FIELD_FLOAT, 0, BERT_DEFAULT_DROPOUT,
      offsetof(aflo_config, attention_probs_dropout_prob)},
+    {"rms_norm_eps", FIELD_FLOAT, 0, LLAMA_DEFAULT_RMS_NORM_EPS,
+     offsetof(aflo_config, rms_norm_eps)},
+    {"rope_theta", FIELD_FLOAT, 0, LLAMA_DEFAULT_ROPE_THETA, offsetof(aflo_config, rope_theta)},
+    {"num_key_value_heads", FIELD_INT, 0, 0, offsetof(aflo_config, num_key_value_heads)},
+    {"head_dim", FIELD_INT, 0, 0, offsetof(aflo_config, head_dim)},
+    {"tie_word_embeddings", FIELD_BOOL, 0, 0, offsetof(aflo_config, tie_word_embeddings)},
+    {"sliding_window", FIELD_INT, 0, 0, offsetof(aflo_config, sliding_window)},
+    {"use_sliding_window", FIELD_BOOL, 0, 0, offsetof(aflo_config, use_sliding_window)},
+    {"attention_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, attention_bias)},
+    {"mlp_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, mlp_bias)},
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
 
 static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err,
                       size_t errlen) {
     void *dst = (char *)c + f->offset;
-    if (!v) {
+    if (!v || (!f->required && json_type_of(v) == JSON_NULL)) {
         if (f->required)
             return set_err(err, errlen, "config.json: missing required field %s", f->name);
         if (f->kind == FIELD_INT)
             *(int *)dst = (int)f->default_value;
+        else if (f->kind == FIELD_BOOL)
+            *(bool *)dst = f->default_value != 0;
         else
             *(float *)dst = (float)f->default_value;
         return 0;
     }
-    if (f->kind == FIELD_INT) {
+    if (f->kind == FIELD_BOOL) {
+        if (json_type_of(v) != JSON_BOOL)
+            return set_err(err, errlen, "config.json: %s must be a boolean, got %s", f->name,
+                           json_type_name(json_type_of(v)));
+        *(bool *)dst = json_bool(v);
+    } else if (f->kind == FIELD_INT) {
         if (!json_is_int(v)) {
             const char *what = json_type_of(v) == JSON_NUMBER ? "a non-integer number"
                                                               : json_type_name(json_type_of(v));
@@ -134,6 +158,77 @@ static int read_string(const json_value *root, const char *name, const char **ou
     return 0;
 }
 
+/* A number member of a rope_scaling object; -1 when absent or not a number. */
+static int rope_number(const json_value *obj, const char *key, double *out, bool required,
+                       char *err, size_t errlen) {
+    const json_value *x = json_get(obj, key);
+    if (!x) {
+        if (required) return set_err(err, errlen, "config.json: rope_scaling lacks \"%s\"", key);
+        return 0;
+    }
+    if (json_type_of(x) != JSON_NUMBER || !(fabs(json_number(x)) <= (double)FLT_MAX))
+        return set_err(err, errlen, "config.json: rope_scaling.%s must be a number", key);
+    *out = json_number(x);
+    return 0;
+}
+
+/* rope_scaling (null or absent: none), or the newer rope_parameters, which
+ * also carries rope_theta. Its type is "rope_type" (older files: "type"):
+ * "default", "linear" (factor) or "llama3" (factor, low_freq_factor,
+ * high_freq_factor, original_max_position_embeddings); every other scheme
+ * (dynamic, yarn, longrope, ...) changes the positions differently and is
+ * refused by name. */
+static int read_rope_scaling(aflo_config *c, const json_value *root, char *err, size_t errlen) {
+    c->rope_scaling = ROPE_SCALING_NONE;
+    const char *key = "rope_scaling";
+    const json_value *rs = json_get(root, key);
+    if (!rs || json_type_of(rs) == JSON_NULL) {
+        key = "rope_parameters";
+        rs = json_get(root, key);
+    }
+    if (!rs || json_type_of(rs) == JSON_NULL) return 0;
+    if (json_type_of(rs) != JSON_OBJECT)
+        return set_err(err, errlen, "config.json: %s must be an object, got %s", key,
+                       json_type_name(json_type_of(rs)));
+    double theta = c->rope_theta;
+    if (rope_number(rs, "rope_theta", &theta, false, err, errlen)) return -1;
+    c->rope_theta = (float)theta;
+    const json_value *t = json_get(rs, "rope_type");
+    if (!t) t = json_get(rs, "type");
+    const char *type = json_string(t, NULL);
+    if (!type) return set_err(err, errlen, "config.json: %s needs a string rope_type", key);
+    if (strcmp(type, "default") == 0) return 0;
+    double factor = 1, lo = 0, hi = 0, orig = 0;
+    if (strcmp(type, "linear") == 0) {
+        c->rope_scaling = ROPE_SCALING_LINEAR;
+        if (rope_number(rs, "factor", &factor, true, err, errlen)) return -1;
+    } else if (strcmp(type, "llama3") == 0) {
+        c->rope_scaling = ROPE_SCALING_LLAMA3;
+        if (rope_number(rs, "factor", &factor, true, err, errlen) ||
+            rope_number(rs, "low_freq_factor", &lo, true, err, errlen) ||
+            rope_number(rs, "high_freq_factor", &hi, true, err, errlen) ||
+            rope_number(rs, "original_max_position_embeddings", &orig, true, err, errlen))
+            return -1;
+        if (!(hi > lo && lo > 0) || !(orig >= 1 && orig <= INT_MAX))
+            return set_err(err, errlen,
+                           "config.json: rope_scaling llama3 needs high_freq_factor > "
+                           "low_freq_factor > 0 and original_max_position_embeddings >= 1");
+    } else {
+        return set_err(err, errlen,
+                       "config.json: rope_scaling type \"%s\" is not supported (only "
+                       "\"linear\" and \"llama3\")",
+                       type);
+    }
+    if (!(factor >= 1))
+        return set_err(err, errlen, "config.json: rope_scaling.factor must be >= 1, got %g",
+                       factor);
+    c->rope_factor = (float)factor;
+    c->rope_low_freq_factor = (float)lo;
+    c->rope_high_freq_factor = (float)hi;
+    c->rope_original_max_position_embeddings = (int)orig;
+    return 0;
+}
+
 static int fill_config(aflo_config *c, const json_value *root, char *err, size_t errlen) {
     if (json_type_of(root) != JSON_OBJECT)
         return set_err(err, errlen, "config.json: top level must be an object, got %s",
@@ -161,16 +256,19 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     if (!fam) return set_err(err, errlen, "config.json: %s", why);
     strcpy(c->model_type, v->model_type);
     c->roberta_positions = 0;
-    if (fam->config_finish) fam->config_finish(c, v);
 
     for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
         if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen))
             return -1;
+    if (read_rope_scaling(c, root, err, errlen)) return -1;
+    if (fam->config_finish) fam->config_finish(c, v);
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
-    if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
+    /* a family that names none implements BERT's */
+    const char *want_act = fam->hidden_act ? fam->hidden_act : SUPPORTED_HIDDEN_ACT;
+    if (act && strcmp(act, want_act) != 0)
         return set_err(err, errlen, "config.json: hidden_act \"%s\" is not supported (only \"%s\")",
-                       act, SUPPORTED_HIDDEN_ACT);
+                       act, want_act);
 
     if (read_string(root, "position_embedding_type", &pos, err, errlen)) return -1;
     if (pos && strcmp(pos, SUPPORTED_POSITION_EMBEDDING) != 0)
@@ -212,10 +310,24 @@ int config_validate(const aflo_config *c, char *err, size_t errlen) {
         if (positive[i].value <= 0)
             return set_err(err, errlen, "config: %s must be positive, got %d", positive[i].name,
                            positive[i].value);
-    if (c->hidden_size % c->num_attention_heads != 0)
+    if (c->head_dim < 0)
+        return set_err(err, errlen, "config: head_dim must be positive, got %d", c->head_dim);
+    if (c->head_dim == 0 && c->hidden_size % c->num_attention_heads != 0)
         return set_err(err, errlen,
                        "config: hidden_size %d is not divisible by num_attention_heads %d",
                        c->hidden_size, c->num_attention_heads);
+    if (c->num_key_value_heads < 0 ||
+        (c->num_key_value_heads > 0 && c->num_attention_heads % c->num_key_value_heads != 0))
+        return set_err(err, errlen,
+                       "config: num_key_value_heads %d must divide num_attention_heads %d",
+                       c->num_key_value_heads, c->num_attention_heads);
+    if (c->sliding_window < 0)
+        return set_err(err, errlen, "config: sliding_window must not be negative, got %d",
+                       c->sliding_window);
+    /* Qwen2's window covers only the layers from max_window_layers on. */
+    if (c->use_sliding_window)
+        return set_err(err, errlen, "config: use_sliding_window true is not supported");
+    if (c->mlp_bias) return set_err(err, errlen, "config: mlp_bias true is not supported");
     if (c->pad_token_id < 0 || c->pad_token_id >= c->vocab_size)
         return set_err(err, errlen, "config: pad_token_id %d must be in [0, vocab_size %d)",
                        c->pad_token_id, c->vocab_size);
@@ -268,7 +380,65 @@ static int put_label(FILE *m, const config_task *t, int k) {
 
 char *config_to_json(const aflo_config *c) { return config_to_json_task(c, NULL); }
 
+/* A decoder's config.json (LlamaConfig and its Mistral/Qwen2 kin): the keys
+ * config_from_json reads for it, sorted. */
+static char *decoder_config_json(const aflo_config *c, const aflo_family_variant *v) {
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *m = open_memstream(&buf, &size);
+    if (!m) return NULL;
+    char eps[32], theta[32], f[32], lo[32], hi[32];
+    format_float(eps, sizeof eps, c->rms_norm_eps);
+    format_float(theta, sizeof theta, c->rope_theta);
+    format_float(f, sizeof f, c->rope_factor);
+    format_float(lo, sizeof lo, c->rope_low_freq_factor);
+    format_float(hi, sizeof hi, c->rope_high_freq_factor);
+    fprintf(m, "{\n  \"architectures\": [\n    \"%s\"\n  ],\n", v->architecture);
+    fprintf(m, "  \"attention_bias\": %s,\n", c->attention_bias ? "true" : "false");
+    if (c->head_dim > 0) fprintf(m, "  \"head_dim\": %d,\n", c->head_dim);
+    fprintf(m,
+            "  \"hidden_act\": \"%s\",\n"
+            "  \"hidden_size\": %d,\n"
+            "  \"intermediate_size\": %d,\n"
+            "  \"max_position_embeddings\": %d,\n"
+            "  \"model_type\": \"%s\",\n"
+            "  \"num_attention_heads\": %d,\n"
+            "  \"num_hidden_layers\": %d,\n"
+            "  \"num_key_value_heads\": %d,\n"
+            "  \"rms_norm_eps\": %s,\n",
+            family_for_model_type(c->model_type, NULL)->hidden_act, c->hidden_size,
+            c->intermediate_size, c->max_position_embeddings, v->model_type, c->num_attention_heads,
+            c->num_hidden_layers, config_kv_heads(c), eps);
+    if (c->rope_scaling == ROPE_SCALING_LINEAR)
+        fprintf(m, "  \"rope_scaling\": {\"factor\": %s, \"rope_type\": \"linear\"},\n", f);
+    else if (c->rope_scaling == ROPE_SCALING_LLAMA3)
+        fprintf(m,
+                "  \"rope_scaling\": {\"factor\": %s, \"high_freq_factor\": %s, "
+                "\"low_freq_factor\": %s, \"original_max_position_embeddings\": %d, "
+                "\"rope_type\": \"llama3\"},\n",
+                f, hi, lo, c->rope_original_max_position_embeddings);
+    else
+        fputs("  \"rope_scaling\": null,\n", m);
+    fprintf(m, "  \"rope_theta\": %s,\n", theta);
+    if (c->sliding_window > 0) fprintf(m, "  \"sliding_window\": %d,\n", c->sliding_window);
+    fprintf(m,
+            "  \"tie_word_embeddings\": %s,\n"
+            "  \"vocab_size\": %d\n"
+            "}\n",
+            c->tie_word_embeddings ? "true" : "false", c->vocab_size);
+    int bad = ferror(m);
+    if (fclose(m) != 0 || bad) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 char *config_to_json_task(const aflo_config *c, const config_task *task) {
+    const aflo_family_variant *v = NULL;
+    const aflo_family *fam = family_for_model_type(c->model_type, &v);
+    /* A causal LM has no sequence-classification head to describe. */
+    if (fam && (fam->tasks & (1u << TASK_CAUSAL_LM))) return decoder_config_json(c, v);
     char *buf = NULL;
     size_t size = 0;
     FILE *m = open_memstream(&buf, &size);
@@ -277,8 +447,6 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
     size_t mt_len = strnlen(c->model_type, sizeof c->model_type);
     char model_type[2 * 6 * sizeof c->model_type + 3]; /* worst case: every byte as \u00XX */
     json_quote(model_type, sizeof model_type, c->model_type, mt_len);
-    const aflo_family_variant *v = NULL;
-    family_for_model_type(c->model_type, &v);
     char eps[32], hdrop[32], adrop[32];
     format_float(eps, sizeof eps, c->layer_norm_eps);
     format_float(hdrop, sizeof hdrop, c->hidden_dropout_prob);

@@ -1,10 +1,16 @@
-/* config.h — a BERT-family encoder's hyperparameters, read from a Hugging
- * Face config.json (text in memory; the caller reads the file). */
+/* config.h — a model's hyperparameters, read from a Hugging Face
+ * config.json (text in memory; the caller reads the file): BERT-family
+ * encoders and LLaMA-family decoders (LLaMA, Mistral, Qwen2) share one
+ * struct; each family reads the fields it needs. */
 #ifndef AFLO_CONFIG_H
 #define AFLO_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* config.json's rope_scaling (transformers' ROPE_INIT_FUNCTIONS): none,
+ * "linear" (positions divided by factor) and "llama3" (per-frequency). */
+typedef enum { ROPE_SCALING_NONE, ROPE_SCALING_LINEAR, ROPE_SCALING_LLAMA3 } aflo_rope_scaling;
 
 typedef struct {
     char model_type[32]; /* "bert", "roberta", ... */
@@ -22,7 +28,33 @@ typedef struct {
     float layer_norm_eps;
     float hidden_dropout_prob;
     float attention_probs_dropout_prob;
+
+    /* LLaMA family (llama.c); BERT ignores them. */
+    float rms_norm_eps;
+    float rope_theta;
+    aflo_rope_scaling rope_scaling;
+    float rope_factor;                         /* linear, llama3 */
+    float rope_low_freq_factor;                /* llama3 */
+    float rope_high_freq_factor;               /* llama3 */
+    int rope_original_max_position_embeddings; /* llama3 */
+    int num_key_value_heads; /* grouped-query attention; num_attention_heads when absent */
+    int head_dim;            /* 0: hidden_size / num_attention_heads */
+    bool tie_word_embeddings;
+    int sliding_window;      /* Mistral: keys within this many positions; 0: none */
+    bool use_sliding_window; /* Qwen2's switch (refused: it windows some layers only) */
+    bool attention_bias;     /* LLaMA's: q, k, v and o_proj have biases */
+    bool qkv_bias;           /* Qwen2: q, k, v_proj have biases (set by the variant) */
+    bool mlp_bias;           /* gate/up/down biases (refused) */
 } aflo_config;
+
+/* The attention head size: head_dim when given, else hidden / heads. */
+static inline int config_head_dim(const aflo_config *c) {
+    return c->head_dim > 0 ? c->head_dim : c->hidden_size / c->num_attention_heads;
+}
+/* KV heads: num_key_value_heads when given, else one per query head. */
+static inline int config_kv_heads(const aflo_config *c) {
+    return c->num_key_value_heads > 0 ? c->num_key_value_heads : c->num_attention_heads;
+}
 
 /* Fill c from config.json text. Only model types a family of the registry
  * reads (family.h; without model_type, the type of architectures[0], and

@@ -10,12 +10,18 @@
 #include <string.h>
 
 #include "model/bert.h"
+#include "model/llama.h"
 #include "base/errmsg.h"
 
 static const aflo_family *const families[] = {
     &bert_family,
+    &llama_family,
 };
 #define N_FAMILIES ((int)(sizeof families / sizeof *families))
+
+/* The tasks a job spec offers (daemon/spec.c): a family with none of them
+ * (a causal LM, until jobs train those) adds no target_modules names. */
+#define SPEC_TASKS ((1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION))
 
 int family_count(void) { return N_FAMILIES; }
 
@@ -115,7 +121,7 @@ unsigned family_all_modules(const aflo_family *f) {
 int family_target_names(const char *names[FAMILY_MAX_MODULES]) {
     int n = 0;
     for (int i = 0; i < N_FAMILIES; i++)
-        for (int k = 0; k < families[i]->n_modules; k++) {
+        for (int k = 0; k < families[i]->n_modules && (families[i]->tasks & SPEC_TASKS); k++) {
             const char *t = families[i]->modules[k].target;
             int j = 0;
             while (j < n && strcmp(names[j], t) != 0) j++;

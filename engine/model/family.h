@@ -28,13 +28,16 @@
  *                into config.json, the attribute under which task classes
  *                keep the base model ("roberta."), and the task head's
  *                checkpoint names where they are not that prefix + the
- *                engine's name (RoBERTa: classifier.dense, classifier.out_proj).
+ *                engine's name (RoBERTa: classifier.dense, classifier.out_proj;
+ *                LLaMA's lm_head, a base tensor outside the blocks and
+ *                outside "model.").
  *   hf_ignored   checkpoint tensors a sequence-classification load skips
  *                (pre-training heads, buffers); an entry ending in "." is a
  *                prefix.
  *   head_layers  the task head's linear layers (BERT: pooler.dense,
  *                classifier), which a checkpoint may or may not carry.
  *   tasks        the heads it has, bit (1u << aflo_task).
+ *   hidden_act   the one activation it implements, by config.json's name.
  *   functions    config_finish (config fields that follow from the variant),
  *                max_tokens (the longest sequence its positions reach),
  *                max_params + build (declare every tensor with
@@ -53,19 +56,22 @@
  * docs/llama.md), known now so the seam does not need to move:
  *   - config fields: aflo_config is BERT-shaped; DeBERTa-v2 needs its
  *     relative-attention settings (position_buckets, max_relative_positions,
- *     pos_att_type, share_att_key), LLaMA rms_norm_eps, rope_theta,
- *     num_key_value_heads and head_dim. They join aflo_config and config.c's
- *     field table; config_finish fills what a variant implies.
+ *     pos_att_type, share_att_key). They join aflo_config and config.c's
+ *     field table (as LLaMA's did); config_finish fills what a variant
+ *     implies.
  *   - a disentangled-attention DeBERTa shares BERT's block paths and FFN
  *     modules but its own query_proj/key_proj/value_proj targets and a
  *     "deberta." prefix; rel_embeddings and the encoder LayerNorm are base
  *     tensors outside the blocks (layer -1), declared by its build.
- *   - LLaMA brings a causal-LM task (a new aflo_task, bit in tasks): labels
- *     per token in aflo_batch, lm_head (absent when tied to embed_tokens) as
- *     its head, no biases, "model." as its prefix, "layers." as its block
- *     prefix, and modules q/k/v/o_proj, gate/up/down_proj (ffn: the mlp
- *     ones). The loader's head rule (head_layers, output rows = labels) is
- *     sequence classification's; a causal-LM head needs its own.
+ *   - LLaMA (llama.c, done): TASK_CAUSAL_LM with labels per token
+ *     (aflo_batch.token_labels), its config fields in aflo_config, "model."
+ *     as its prefix, "layers." as its block prefix, modules q/k/v/o_proj,
+ *     gate/up/down_proj (ffn: the mlp ones). lm_head (absent when tied to
+ *     embed_tokens) is a base tensor, frozen for adapter methods, named
+ *     beside "model." through head_names; head_layers is empty. The
+ *     loader's head rule (output rows = labels) is sequence
+ *     classification's, so hfmodel_load refuses causal LMs until they get
+ *     their own.
  *
  * The registry (family.c) is one table of families. Lookups: by family name,
  * by config.json model_type, by model_type and architectures together (the
@@ -114,7 +120,8 @@ struct aflo_family {
      * with .weight and .bias; the last has num_labels rows. The loader keeps
      * a checkpoint's layer when it is complete and fits. NULL-terminated. */
     const char *const *head_layers;
-    unsigned tasks; /* bit (1u << aflo_task) per head it has */
+    unsigned tasks;         /* bit (1u << aflo_task) per head it has */
+    const char *hidden_act; /* the config.json hidden_act it implements; NULL: "gelu" */
 
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */
@@ -167,7 +174,8 @@ void family_supported_text(char *buf, size_t cap);
 int family_max_tokens(const aflo_config *c);
 
 /* The checkpoint name of an engine tensor under variant v, as its task class
- * names it: v's hf_prefix + name, or for a task-head tensor (head) whose
+ * names it: v's hf_prefix + name, or for a task-head tensor or another
+ * tensor outside the blocks (head; model_hf_name passes both) whose
  * name starts with an entry of v->head_names, that entry's hf + the rest
  * (RoBERTa: "classifier.weight" -> "classifier.out_proj.weight"). 0, or -1
  * when it does not fit cap. model_hf_name() is this for a model's tensor. */
@@ -183,7 +191,9 @@ int family_module_index(const aflo_family *f, const char *target);
 unsigned family_all_modules(const aflo_family *f);
 
 /* Every target_modules name some family accepts, without repeats, in
- * registry order (BERT's six first); at most FAMILY_MAX_MODULES. A job spec
+ * registry order (BERT's six first); at most FAMILY_MAX_MODULES. Only
+ * families with a task a job spec offers (classification, regression)
+ * count: LLaMA's names join when jobs train causal LMs. A job spec
  * checks names against these before its model (and so its family) is known;
  * family_module_index() checks them against the model's family at job
  * start. Returns the count; names[i] point into the module tables. */

@@ -73,7 +73,8 @@ static void count(aflo_flops *f, aflo_flop_kind kind, size_t M, size_t N, size_t
 /* The layer's tensors have the shapes its in/out/rank promise (gemm trusts
  * them as strides). */
 static void assert_shapes(const aflo_linear *l) {
-    assert(l->W->shape[0] == l->out && l->W->shape[1] == l->in && l->b->size == (size_t)l->out);
+    assert(l->W->shape[0] == l->out && l->W->shape[1] == l->in);
+    assert(!l->b || l->b->size == (size_t)l->out);
     if (!linear_adapted(l)) return;
     assert(l->A->shape[0] == l->rank && l->A->shape[1] == l->in);
     assert(l->B->shape[0] == l->out && l->B->shape[1] == l->rank);
@@ -236,7 +237,7 @@ static void skinny_forward(const aflo_linear *l, float *Y, const float *X, int N
 void linear_forward(const aflo_linear *l, float *Y, const float *X, int N, aflo_linear_acts acts,
                     aflo_linear_scratch scratch, aflo_flops *f) {
     assert_shapes(l);
-    const float *bias = l->bias_by_caller ? NULL : l->b->data;
+    const float *bias = l->bias_by_caller || !l->b ? NULL : l->b->data;
     if (linear_adapted(l) && skinny_rank(l)) {
         skinny_forward(l, Y, X, N, bias, acts, scratch, f);
         return;

@@ -15,7 +15,7 @@
 
 typedef struct {
     int in, out;
-    aflo_param *W, *b;           /* base weight (out x in) and bias */
+    aflo_param *W, *b;           /* base weight (out x in) and bias (NULL: none, as LLaMA) */
     aflo_param *A, *B, *sd, *sb; /* adapter; all NULL when not adapted;
                                           sd/sb NULL for LoRA */
     int rank;

@@ -159,11 +159,18 @@ static aflo_model *model_declare(const aflo_config *c, const aflo_adapter_config
         set_err(err, errlen, "target_modules: no module selected");
         return NULL;
     }
-    if (!(fam->tasks & (1u << task))) {
+    if ((unsigned)task >= TASK_COUNT || !(fam->tasks & (1u << task))) {
         set_err(err, errlen, "task: the %s family has no head for this task", fam->name);
         return NULL;
     }
-    if (task == TASK_REGRESSION ? num_labels != 1 : (num_labels < 2 || num_labels > 100000)) {
+    if (task == TASK_CAUSAL_LM && num_labels != c->vocab_size) {
+        set_err(err, errlen, "num_labels: %d is not valid for causal_lm (must be vocab_size %d)",
+                num_labels, c->vocab_size);
+        return NULL;
+    }
+    if (task == TASK_REGRESSION       ? num_labels != 1
+        : task == TASK_CLASSIFICATION ? (num_labels < 2 || num_labels > 100000)
+                                      : false) {
         set_err(err, errlen, "num_labels: %d is not valid for %s", num_labels,
                 task == TASK_REGRESSION ? "regression (must be 1)" : "classification (>= 2)");
         return NULL;
@@ -266,7 +273,9 @@ aflo_param *model_find_param(aflo_model *m, const char *name) {
 }
 
 int model_hf_name(const aflo_model *m, const aflo_param *p, char *buf, size_t cap) {
-    return family_hf_name(m->variant, p->name, p->group == PGROUP_HEAD, buf, cap);
+    /* head_names also place base tensors outside the blocks (LLaMA's
+     * lm_head, beside "model.", not in it) */
+    return family_hf_name(m->variant, p->name, p->group == PGROUP_HEAD || p->layer < 0, buf, cap);
 }
 
 int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t n, char *err,

@@ -69,7 +69,13 @@ typedef struct {
     aflo_projections projections;
 } aflo_adapter_config;
 
-typedef enum { TASK_CLASSIFICATION, TASK_REGRESSION } aflo_task;
+/* TASK_CAUSAL_LM: next-token prediction over the vocabulary (num_labels =
+ * vocab_size); labels per token in aflo_batch.token_labels. */
+typedef enum { TASK_CLASSIFICATION, TASK_REGRESSION, TASK_CAUSAL_LM, TASK_COUNT } aflo_task;
+
+/* A token label that carries no loss (padding, a prompt): PyTorch's
+ * cross-entropy ignore_index, which Hugging Face's data collators write. */
+#define LABEL_IGNORE (-100)
 
 typedef enum { PGROUP_BASE, PGROUP_ADAPTER, PGROUP_HEAD } aflo_param_group;
 typedef enum {
@@ -106,6 +112,10 @@ typedef struct {
     const uint8_t *attention_mask; /* 1 = real token; may be NULL: all real */
     const int32_t *labels;         /* classification targets, or NULL */
     const float *targets;          /* regression targets, or NULL */
+    /* causal LM: batch x seq labels, unshifted (the model predicts
+     * token_labels[t+1] from position t, as transformers' LlamaForCausalLM
+     * does), LABEL_IGNORE where no loss is taken; or NULL */
+    const int32_t *token_labels;
 } aflo_batch;
 
 typedef struct aflo_model aflo_model;
@@ -172,7 +182,9 @@ void model_set_dropout_key(aflo_model *m, uint64_t key);
 void model_set_training(aflo_model *m, bool training);
 
 /* Forward a batch. Returns the mean loss when the batch has labels/targets,
- * else 0. Logits (batch x num_labels) stay readable via model_logits() until
+ * else 0 (causal LM: the mean over the positions whose next token has a
+ * label, 0 when none has). Logits (batch x num_labels; causal LM batch x seq
+ * x vocab_size) stay readable via model_logits() until
  * the next forward. Fails (-1 with message) on ids out of range or a batch
  * larger than reserved. */
 int model_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen);

@@ -103,6 +103,11 @@ void trainer_free(aflo_trainer *t) {
 
 aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
                              const aflo_dataset *eval, char *err, size_t errlen) {
+    /* Its datasets hold one label per example; per-token labels come later. */
+    if (model_task(m) == TASK_CAUSAL_LM) {
+        set_err(err, errlen, "the trainer does not train causal-LM models yet");
+        return NULL;
+    }
     if (validate(tc, train, err, errlen) != 0) return NULL;
     aflo_trainer *t = calloc(1, sizeof *t);
     if (!t) goto oom;
@@ -472,6 +477,8 @@ aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const at
 int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
              aflo_metrics *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    if (model_task(m) == TASK_CAUSAL_LM)
+        return set_err(err, errlen, "evaluation of causal-LM models is not supported yet");
     int n = d->n, L = model_num_labels(m);
     bool cls = model_task(m) == TASK_CLASSIFICATION;
     aflo_batch_buffers bb;

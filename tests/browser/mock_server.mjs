@@ -72,7 +72,7 @@ const LABELS = { 'attention.output.dense': 'attention output', 'intermediate.den
 const MODELS = [
   { name: 'demo', usable: true, builtin: true, architecture: 'bert', layers: 2, hidden_size: 32, intermediate_size: 64, attention_heads: 4, vocab_size: 96, parameters: 23_392, steps_per_epoch: 63 },
   { name: 'mini-bert', usable: true, builtin: false, architecture: 'bert', layers: 4, hidden_size: 256, intermediate_size: 1024, attention_heads: 4, vocab_size: 30522, parameters: 11_170_560, steps_per_epoch: 40 },
-  { name: 'llama-7b', usable: false, builtin: false, reason: 'llama-7b: config.json: unsupported architecture LlamaForCausalLM, model_type "llama" (supported: BertForSequenceClassification (bert), RobertaForSequenceClassification (roberta), XLMRobertaForSequenceClassification (xlm-roberta), CamembertForSequenceClassification (camembert))' },
+  { name: 'llama-7b', usable: false, builtin: false, reason: 'llama-7b: model_type "llama" is a causal language model; jobs fine-tune sequence classification and regression only so far' },
 ];
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' };
 

@@ -526,29 +526,27 @@ class DaemonTest(unittest.TestCase):
         family reads is refused for (the supported list to its end), naming
         the model instead of the server's path, however long that path is."""
         data = os.path.join(self.tmp.name, "d" * 200, "e" * 200)
-        folder = os.path.join(data, "models", "llama")
+        folder = os.path.join(data, "models", "gpt2")
         os.makedirs(folder)
         with open(os.path.join(folder, "config.json"), "w") as f:
-            json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                       "vocab_size": 32000, "hidden_size": 4096, "num_hidden_layers": 32,
-                       "num_attention_heads": 32, "intermediate_size": 11008,
-                       "hidden_act": "silu"}, f)
+            json.dump({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+                       "vocab_size": 50257, "n_embd": 768, "n_layer": 12, "n_head": 12}, f)
         d = Daemon(data).start()
         self.daemons.append(d)
-        want = ("llama: config.json: unsupported architecture LlamaForCausalLM, model_type "
-                "\"llama\" (supported: BertForSequenceClassification (bert), ")
+        want = ("gpt2: config.json: unsupported architecture GPT2LMHeadModel, model_type "
+                "\"gpt2\" (supported: BertForSequenceClassification (bert), ")
         st, _, ms = d.request("GET", "/models")
         self.assertEqual(st, 200)
-        llama = next(m for m in ms["models"] if m["name"] == "llama")
-        self.assertFalse(llama["usable"])
-        self.assertTrue(llama["reason"].startswith(want), llama["reason"])
-        self.assertTrue(llama["reason"].endswith("(camembert))"), llama["reason"])
-        st, _, e = d.request("POST", "/jobs", {"model": "llama",
+        gpt2 = next(m for m in ms["models"] if m["name"] == "gpt2")
+        self.assertFalse(gpt2["usable"])
+        self.assertTrue(gpt2["reason"].startswith(want), gpt2["reason"])
+        self.assertTrue(gpt2["reason"].endswith("(qwen2))"), gpt2["reason"])
+        st, _, e = d.request("POST", "/jobs", {"model": "gpt2",
                                                "dataset": {"train": "0123456789abcdef"}})
         self.assertEqual(st, 400, e)
         self.assertEqual(e["error"]["code"], "unusable_model")
         self.assertEqual(e["error"]["field"], "model")
-        self.assertTrue(e["error"]["message"].endswith("(camembert))"), e)
+        self.assertTrue(e["error"]["message"].endswith("(qwen2))"), e)
         self.assertNotIn("d" * 200, e["error"]["message"])
 
     def test_token_required_for_changes_and_downloads(self):
