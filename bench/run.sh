@@ -16,7 +16,12 @@
 # so. --coretype default leaves OpenBLAS to its own choice; --coretype NAME
 # forces NAME.
 #
+# --baseline BUILD also runs BUILD/bench/step (an older build of the engine,
+# e.g. a checkout of an earlier commit built with make bench) before each
+# method's C run, and prints the before/after ratios measured in this run.
+#
 # usage: bench/run.sh [--steps N] [--threads N] [--methods a,b,...] [--coretype auto|default|NAME]
+#                     [--baseline BUILD]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +29,7 @@ steps=3
 threads=$(nproc)
 methods=aflora,aflora-all,aflora-frozen,elora,lora,full
 coretype=auto
+baseline=
 py=/usr/bin/python3
 while (($#)); do
   case $1 in
@@ -31,7 +37,8 @@ while (($#)); do
     --threads) threads=$2; shift 2 ;;
     --methods) methods=$2; shift 2 ;;
     --coretype) coretype=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --baseline) baseline=$2; shift 2 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +79,9 @@ echo "step benchmark: steps=$steps threads=$threads methods=$methods" \
 start=$SECONDS
 IFS=, read -ra list <<<"$methods"
 for m in "${list[@]}"; do
+  if [[ -n $baseline ]]; then
+    "$baseline/bench/step" --method "$m" --steps "$steps" --threads "$threads" >"$out/b-$m.txt"
+  fi
   t0=$SECONDS
   build/bench/step --method "$m" --steps "$steps" --threads "$threads" >"$out/c-$m.txt"
   t1=$SECONDS
@@ -126,6 +136,17 @@ for n in names:
     b = t[n]
     print(f"  {n:<14} {b['zero_grad_ms']:7.1f} {b['forward_ms']:8.0f} {b['backward_ms']:8.0f} "
           f"{b['optimizer_ms']:7.1f}  cpu {b['median_step_cpu_ms']:6.0f}")
+
+import os
+if all(os.path.exists(f"{out}/b-{n}.txt") for n in names):
+    print("\nbefore (--baseline build) / after (this build), C side, same run:")
+    for n in names:
+        b = last_json(f"{out}/b-{n}.txt")["methods"][0]
+        a = c[n]
+        print(f"  {n:<14} {b['median_ms']:7.0f} ms -> {a['median_ms']:7.0f} ms  "
+              f"{b['median_ms'] / a['median_ms']:5.2f}x faster; "
+              f"{b['pct_of_sgemm_peak']:5.1f}% -> {a['pct_of_sgemm_peak']:5.1f}% of sgemm; "
+              f"{b['maxrss_mb']:5.0f} -> {a['maxrss_mb']:5.0f} MB")
 
 if "elora" in c:
     print("\nELoRA : AFLoRA ratios (time C, time torch, FLOPs C):")
