@@ -22,7 +22,7 @@
 # shared machine.
 #
 # usage: bench/threads.sh [--methods a,b] [--steps N] [--threads N] [--rounds N]
-#                         [--coretype NAME] [--build DIR]
+#                         [--coretype NAME] [--build DIR] [--setups a,b,...]
 #   OPENBLAS_CORETYPE is kept from the environment unless --coretype is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +32,7 @@ steps=2
 threads=$(nproc)
 rounds=2
 build=build
+setups=(pthreads pthreads-passive openmp openmp-passive)
 openmp_dir=/usr/lib/x86_64-linux-gnu/openblas-openmp
 while (($#)); do
   case $1 in
@@ -41,6 +42,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
+    --setups) IFS=, read -ra setups <<<"$2"; shift 2 ;;
     -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "threads.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -53,7 +55,6 @@ if [[ ! -e $openmp_dir/libopenblas.so.0 ]]; then
   exit 1
 fi
 
-setups=(pthreads pthreads-passive openmp openmp-passive)
 # Runs $step with setup $1's environment; the rest of the arguments are step's.
 run_setup() {
   local s=$1; shift
@@ -99,9 +100,9 @@ def record(s, m, r):
     with open(f"{out}/{s}-{m}-{r}.txt") as f:
         return json.loads([l for l in f if l.startswith("{")][-1])
 
-base = "pthreads-passive"
+base = "pthreads-passive" if "pthreads-passive" in setups else setups[0]
 print(f"\n{'method':<14} {'setup':<17} {'step ms':>8} {'cpu ms':>8} {'sgemm GF/s':>10} "
-      f"{'vs passive':>10}  per round (ms)")
+      f"{'vs ' + base:>20}  per round (ms)")
 for m in methods:
     med = {}
     for s in setups:
@@ -112,8 +113,8 @@ for m in methods:
         med[s] = (statistics.median(ms), statistics.median(cpu), statistics.median(peak), ms)
     for s in setups:
         t, c, p, ms = med[s]
-        print(f"{m:<14} {s:<17} {t:>8.0f} {c:>8.0f} {p:>10.1f} {t / med[base][0]:>9.2f}x  "
+        print(f"{m:<14} {s:<17} {t:>8.0f} {c:>8.0f} {p:>10.1f} {t / med[base][0]:>19.2f}x  "
               + " ".join(f"{x:.0f}" for x in ms))
 print("step ms: median over rounds of each process's median step; cpu ms: process CPU time "
-      "of that step (spinning included); vs passive: step time / pthreads-passive's")
+      "of that step (spinning included); vs: step time / that setup's")
 EOF
