@@ -16,6 +16,9 @@
 #                     OMP_WAIT_POLICY unset — OpenBLAS then runs its GEMMs on
 #                     the same libgomp team as the engine's kernels
 #   openmp-passive    the OpenMP build with OMP_WAIT_POLICY=passive
+#   pthreads-passive-t4  pthreads, passive, and OPENBLAS_THREAD_TIMEOUT=4: idle
+#                     OpenBLAS server threads sleep after 2^4 cycles instead
+#                     of spinning up to 2^28 (only with --setups)
 # Rounds run the setups in rotating order so that load from other work drifts
 # over all of them alike; the table shows each setup's median over rounds and
 # its ratio to pthreads-passive. Only ratios within one run mean anything on a
@@ -43,7 +46,7 @@ while (($#)); do
     --coretype) export OPENBLAS_CORETYPE=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --setups) IFS=, read -ra setups <<<"$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "threads.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -63,6 +66,7 @@ run_setup() {
     pthreads-passive) env OMP_WAIT_POLICY=passive "$step" "$@" ;;
     openmp) env -u OMP_WAIT_POLICY LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       "$step" "$@" ;;
+    pthreads-passive-t4) env OMP_WAIT_POLICY=passive OPENBLAS_THREAD_TIMEOUT=4 "$step" "$@" ;;
     openmp-passive) env OMP_WAIT_POLICY=passive \
       LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$step" "$@" ;;
   esac
