@@ -16,13 +16,16 @@
 #                     OMP_WAIT_POLICY unset — OpenBLAS then runs its GEMMs on
 #                     the same libgomp team as the engine's kernels
 #   openmp-passive    the OpenMP build with OMP_WAIT_POLICY=passive
+#   pthreads-passive-t4  pthreads, passive, and OPENBLAS_THREAD_TIMEOUT=4: idle
+#                     OpenBLAS server threads sleep after 2^4 cycles instead
+#                     of spinning up to 2^28 (only with --setups)
 # Rounds run the setups in rotating order so that load from other work drifts
 # over all of them alike; the table shows each setup's median over rounds and
 # its ratio to pthreads-passive. Only ratios within one run mean anything on a
 # shared machine.
 #
 # usage: bench/threads.sh [--methods a,b] [--steps N] [--threads N] [--rounds N]
-#                         [--coretype NAME] [--build DIR]
+#                         [--coretype NAME] [--build DIR] [--setups a,b,...]
 #   OPENBLAS_CORETYPE is kept from the environment unless --coretype is given.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +35,7 @@ steps=2
 threads=$(nproc)
 rounds=2
 build=build
+setups=(pthreads pthreads-passive openmp openmp-passive)
 openmp_dir=/usr/lib/x86_64-linux-gnu/openblas-openmp
 while (($#)); do
   case $1 in
@@ -41,7 +45,8 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --coretype) export OPENBLAS_CORETYPE=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --setups) IFS=, read -ra setups <<<"$2"; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "threads.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +58,6 @@ if [[ ! -e $openmp_dir/libopenblas.so.0 ]]; then
   exit 1
 fi
 
-setups=(pthreads pthreads-passive openmp openmp-passive)
 # Runs $step with setup $1's environment; the rest of the arguments are step's.
 run_setup() {
   local s=$1; shift
@@ -62,6 +66,7 @@ run_setup() {
     pthreads-passive) env OMP_WAIT_POLICY=passive "$step" "$@" ;;
     openmp) env -u OMP_WAIT_POLICY LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
       "$step" "$@" ;;
+    pthreads-passive-t4) env OMP_WAIT_POLICY=passive OPENBLAS_THREAD_TIMEOUT=4 "$step" "$@" ;;
     openmp-passive) env OMP_WAIT_POLICY=passive \
       LD_LIBRARY_PATH="$openmp_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$step" "$@" ;;
   esac
@@ -99,9 +104,9 @@ def record(s, m, r):
     with open(f"{out}/{s}-{m}-{r}.txt") as f:
         return json.loads([l for l in f if l.startswith("{")][-1])
 
-base = "pthreads-passive"
+base = "pthreads-passive" if "pthreads-passive" in setups else setups[0]
 print(f"\n{'method':<14} {'setup':<17} {'step ms':>8} {'cpu ms':>8} {'sgemm GF/s':>10} "
-      f"{'vs passive':>10}  per round (ms)")
+      f"{'vs ' + base:>20}  per round (ms)")
 for m in methods:
     med = {}
     for s in setups:
@@ -112,8 +117,8 @@ for m in methods:
         med[s] = (statistics.median(ms), statistics.median(cpu), statistics.median(peak), ms)
     for s in setups:
         t, c, p, ms = med[s]
-        print(f"{m:<14} {s:<17} {t:>8.0f} {c:>8.0f} {p:>10.1f} {t / med[base][0]:>9.2f}x  "
+        print(f"{m:<14} {s:<17} {t:>8.0f} {c:>8.0f} {p:>10.1f} {t / med[base][0]:>19.2f}x  "
               + " ".join(f"{x:.0f}" for x in ms))
 print("step ms: median over rounds of each process's median step; cpu ms: process CPU time "
-      "of that step (spinning included); vs passive: step time / pthreads-passive's")
+      "of that step (spinning included); vs: step time / that setup's")
 EOF
