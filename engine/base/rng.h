@@ -8,6 +8,7 @@
 #ifndef AFLO_RNG_H
 #define AFLO_RNG_H
 
+#include <math.h>
 #include <stdint.h>
 
 typedef struct {
@@ -34,5 +35,16 @@ static inline uint64_t rng_hash(uint64_t key, uint64_t counter) {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
+
+/* Dropout with probability p from the counter hash, shared by every kernel
+ * that drops: element i is kept when u(i) = (rng_hash(..) >> 40) * 2^-24 >= p,
+ * i.e. when rng_hash(..) >> 40 >= rng_drop_threshold(p) = ceil(p * 2^24)
+ * (exact in double); p >= 1 gives 2^24, above every 24-bit value. Kept
+ * elements are scaled by rng_drop_scale(p) = 1/(1-p) (0 when p >= 1). */
+static inline int64_t rng_drop_threshold(float p) {
+    double t = ceil((double)p * 16777216.0);
+    return t > 16777216.0 ? 16777216 : (int64_t)t;
+}
+static inline float rng_drop_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
 
 #endif

@@ -11,6 +11,7 @@
 #include <omp.h>
 #endif
 
+#include "base/rng.h"
 #include "model/attention_kern.h"
 
 static const attention_kernels *const variants[ISA_COUNT] = {
@@ -48,12 +49,9 @@ static attention_job job_of(const attention_opts *o) {
     j.dp = attn_roundup(o->head_dim, ATTN_PAD);
     j.group = o->heads / o->kv_heads;
     if (o->dropout > 0.0f) {
-        /* ops.c keeps element i when u >= p, u = (hash >> 40) * 2^-24,
-         * i.e. when hash >> 40 >= ceil(p * 2^24) (p * 2^24 is exact). */
-        double t = ceil((double)o->dropout * 16777216.0);
         j.drop_on = 1;
-        j.drop_thr = t > 16777216.0 ? 16777216 : (int64_t)t;
-        j.drop_scale = o->dropout < 1.0f ? 1.0f / (1.0f - o->dropout) : 0.0f;
+        j.drop_thr = rng_drop_threshold(o->dropout);
+        j.drop_scale = rng_drop_scale(o->dropout);
     }
     return j;
 }

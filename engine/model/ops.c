@@ -38,6 +38,7 @@
 #include "model/ops.h"
 
 #include "base/isa.h"
+#include "base/rng.h"
 #include "model/gemm.h"
 #include "model/ops_kern.h"
 
@@ -309,12 +310,8 @@ static void dropout_apply(float *y, const float *x, size_t n, float p, uint64_t 
         return;
     }
     const ops_kernels *k = variants[isa_level()];
-    /* u >= p  <=>  (hash >> 40) * 2^-24 >= p  <=>  (hash >> 40) >= ceil(p * 2^24),
-     * p * 2^24 being exact in double; p >= 1 drops everything (thr above
-     * every 24-bit value) and never forms 1/(1-p). */
-    double t = ceil((double)p * 16777216.0);
-    const ops_drop d = {.thr = t > 16777216.0 ? 16777216 : (int32_t)t,
-                        .scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f,
+    const ops_drop d = {.thr = (int32_t)rng_drop_threshold(p),
+                        .scale = rng_drop_scale(p),
                         .seed = seed,
                         .base = stream << 32};
     const size_t nb = blocks_of(n);

@@ -9,6 +9,7 @@
  * thread count. */
 #include "model/resnorm.h"
 
+#include "base/rng.h"
 #include "model/gemm.h"
 #include "model/resnorm_kern.h"
 
@@ -36,10 +37,8 @@ static resnorm_drop drop_of(float p, uint64_t seed, uint64_t stream) {
     resnorm_drop d = {0};
     if (!(p > 0.0f)) return d;
     d.on = 1;
-    /* u >= p  <=>  k*2^-24 >= p  <=>  k >= ceil(p*2^24): p*2^24 is exact. */
-    double t = ceil((double)p * 16777216.0);
-    d.thr = t > 16777216.0 ? 16777216 : (int64_t)t;
-    d.scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; /* as ops.c's dropout */
+    d.thr = rng_drop_threshold(p);
+    d.scale = rng_drop_scale(p);
     d.seed = seed;
     d.base = stream << 32;
     return d;
