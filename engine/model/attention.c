@@ -95,6 +95,7 @@ void attention_forward(const attention_opts *o, attention_rows out, float *lse, 
     j.lse = lse;
     const size_t per = attention_scratch_floats(o);
     const int units = o->batch * o->kv_heads, nt = thread_count(units, scratch_threads);
+    (void)nt; /* read only by the OpenMP pragma; unused in builds without -fopenmp */
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int u = 0; u < units; u++)
         kern->forward_unit(&j, u / o->kv_heads, u % o->kv_heads,
@@ -129,6 +130,7 @@ void attention_backward(const attention_opts *o, attention_rows dq, attention_ro
     j.lse = (float *)lse; /* read only in backward */
     const size_t per = attention_scratch_floats(o);
     const int units = o->batch * o->kv_heads, nt = thread_count(units, scratch_threads);
+    (void)nt; /* read only by the OpenMP pragma; unused in builds without -fopenmp */
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int u = 0; u < units; u++)
         kern->backward_unit(&j, u / o->kv_heads, u % o->kv_heads,

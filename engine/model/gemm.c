@@ -179,8 +179,14 @@ int engine_blas_self_check(char *err, size_t errlen) {
     float *C = malloc(most_c * sizeof *C), *C0 = malloc(most_c * sizeof *C0);
     int rc = 0;
     if (!A || !B || !C || !C0) rc = set_err(err, errlen, "sgemm self-check: out of memory");
+    /* One thread: the check is of the core's kernels, not of the thread
+     * split; it stays quick and does not wake OpenBLAS's pool before the
+     * daemon has chosen its thread count. */
+    int had = openblas_get_num_threads();
+    openblas_set_num_threads(1);
     for (size_t i = 0; rc == 0 && i < sizeof check_shapes / sizeof *check_shapes; i++)
         rc = check_one(&check_shapes[i], A, B, C, C0, err, errlen);
+    openblas_set_num_threads(had);
     free(A);
     free(B);
     free(C);

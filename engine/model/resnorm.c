@@ -29,7 +29,7 @@ static const resnorm_kernels *const variants[ISA_COUNT] = {
 
 static int blocks_of(int N) { return (N + RESNORM_BLOCK - 1) / RESNORM_BLOCK; }
 
-static int parallel(int N, int C) {
+static inline int parallel(int N, int C) { /* inline: unused without OpenMP */
     return (size_t)N * (size_t)C >= (size_t)RESNORM_PARALLEL_MIN_ELEMS;
 }
 
