@@ -491,11 +491,19 @@ enum MHD_Result h_job_freezing(api_req *r) {
     enum MHD_Result ret;
     f.schedule = cJSON_CreateArray();
     if (!f.schedule) goto oom;
+    const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
+    api_model_info mi;
+    bool known =
+        model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 && mi.described;
+    /* api_model_info.architecture is the config's model_type */
+    const aflo_family *fam = known ? family_for_model_type(mi.architecture, NULL) : NULL;
     /* Modules in the order the spec lists them (its normalised form lists
-     * every adapted module), then any others the events name. */
+     * every family's names by default: those the model's family lacks are
+     * left out), then any others the events name. */
     const cJSON *tm = cJSON_GetObjectItemCaseSensitive(spec, "target_modules"), *it;
     cJSON_ArrayForEach (it, tm) {
-        if (cJSON_IsString(it) && module_index(&f, it->valuestring, true) == -2) goto oom;
+        if (!cJSON_IsString(it) || (fam && family_module_index(fam, it->valuestring) < 0)) continue;
+        if (module_index(&f, it->valuestring, true) == -2) goto oom;
     }
     int64_t after = 0;
     for (;;) {
@@ -512,14 +520,8 @@ enum MHD_Result h_job_freezing(api_req *r) {
         if (rc != 0) goto oom;
         if (n < FREEZE_PAGE) break;
     }
-    const char *model = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(spec, "model"));
-    api_model_info mi;
-    bool known =
-        model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 && mi.described;
     int layers = known ? mi.layers : 0;
     if (f.max_layer + 1 > layers) layers = f.max_layer + 1;
-    /* api_model_info.architecture is the config's model_type */
-    const aflo_family *fam = known ? family_for_model_type(mi.architecture, NULL) : NULL;
 
     root = cJSON_CreateObject();
     cJSON *mods = f.n_modules ? cJSON_CreateStringArray((const char *const *)f.modules, f.n_modules)

@@ -30,6 +30,7 @@
 #include "request.h"
 #include "spec.h"
 #include "io/textdata.h"
+#include "model/family.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -349,6 +350,15 @@ enum MHD_Result h_jobs_create(api_req *r) {
     if (!model.usable) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
                           "model: '%s' cannot be used: %s", spec.model, model.reason);
+        goto out;
+    }
+    /* a usable folder may still lack the head the spec's task needs */
+    const aflo_family *fam = family_for_model_type(model.architecture, NULL);
+    if (fam && !(fam->tasks & (1u << spec.task))) {
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
+                          "model: '%s' (a %s) cannot train task %s%s", spec.model, fam->description,
+                          spec_task_name(spec.task),
+                          fam->tasks & (1u << TASK_CAUSAL_LM) ? "; use task \"causal_lm\"" : "");
         goto out;
     }
     if (!(st = api_store(r))) goto out;

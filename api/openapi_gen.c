@@ -362,7 +362,7 @@ const char api_openapi_json[] =
     "        \"properties\": {\n"
     "          \"name\": {\"type\": \"string\", \"description\": \"What a job spec's model field names.\"},\n"
     "          \"usable\": {\"type\": \"boolean\", \"description\": \"Whether a job can train on it.\"},\n"
-    "          \"reason\": {\"type\": \"string\", \"description\": \"Why not (usable=false only), e.g. llama-7b: config.json: unsupported architecture LlamaForCausalLM, model_type \\\"llama\\\" (supported: BertForSequenceClassification (bert), ...). The sizes below are present whenever config.json could be read.\"},\n"
+    "          \"reason\": {\"type\": \"string\", \"description\": \"Why not (usable=false only), e.g. gpt2: config.json: unsupported architecture GPT2LMHeadModel, model_type \\\"gpt2\\\" (supported: BertForSequenceClassification (bert), ...). The sizes below are present whenever config.json could be read.\"},\n"
     "          \"architecture\": {\"type\": \"string\", \"description\": \"config.json model_type (bert, roberta).\"},\n"
     "          \"builtin\": {\"type\": \"boolean\"},\n"
     "          \"layers\": {\"type\": \"integer\"},\n"

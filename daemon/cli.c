@@ -77,7 +77,10 @@ static void run_freeze(void *ctx, const aflo_freeze_event *e) {
 static void run_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
     const aflo_metrics *m = e->metrics;
-    if (m->classification)
+    if (m->causal_lm)
+        printf("eval    epoch %d  loss %.4f  perplexity %.4f  rows %d\n", JOB_EPOCH_SHOWN(e->epoch),
+               m->loss, exp(m->loss), m->n);
+    else if (m->classification)
         printf("eval    epoch %d  loss %.4f  accuracy %.4f  f1 %.4f  mcc %.4f\n",
                JOB_EPOCH_SHOWN(e->epoch), m->loss, m->accuracy, m->f1, m->mcc);
     else
@@ -158,9 +161,13 @@ static int cmd_run(int argc, char **argv) {
         char best[48] = "no evaluation, last epoch kept";
         if (r.summary.best_epoch >= 0)
             snprintf(best, sizeof best, "best epoch %d", JOB_EPOCH_SHOWN(r.summary.best_epoch));
-        printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n"
-               "adapter %s/adapter/\nmetrics %s/metrics.json\n",
-               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg, out, out);
+        printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n",
+               r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg);
+        if (spec.task == TASK_CAUSAL_LM) /* see job.c's write_outputs */
+            printf("adapter none: causal-LM adapters cannot be exported yet\n");
+        else
+            printf("adapter %s/adapter/\n", out);
+        printf("metrics %s/metrics.json\n", out);
         rc = 0;
     } else if (o == JOB_CANCELLED) {
         fprintf(stderr,

@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "model/gemm.h"
 #include "io/hfmodel.h"
 #include "io/hfmodel_export.h"
+#include "io/lmdata.h"
 #include "synth.h"
 #include "io/textdata.h"
 #include "tokenizer/tokenizer.h"
@@ -304,8 +306,36 @@ static void record_inputs(const textdata_spec *ts, const char *train_path, adapt
     in->format = ts->format != TEXTDATA_AUTO ? ts->format : textdata_format_from_path(train_path);
 }
 
-static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok, job_data *jd,
-                     char *err, size_t errlen) {
+static void log_msg(const job_args *a, const char *fmt, const char *arg);
+
+/* causal_lm: JSON Lines rows rendered, tokenised and labelled (lmdata.h);
+ * what was cut at max_seq_len or skipped is logged. */
+static int load_lm_data(const job_args *a, const tokenizer *tok, int vocab_size,
+                        const char *train_path, const char *eval_path, job_data *jd, char *err,
+                        size_t errlen) {
+    const aflo_job_spec *s = a->spec;
+    lmdata_opts o = {.max_seq_len = s->max_seq_len,
+                     .train_on_inputs = s->train_on_inputs,
+                     .vocab_size = vocab_size};
+    const char *paths[2] = {train_path, eval_path};
+    aflo_dataset *sets[2] = {&jd->train, &jd->eval};
+    const char *what[2] = {"training data", "evaluation data"};
+    dataset_init(&jd->train);
+    dataset_init(&jd->eval);
+    for (int k = 0; k < (jd->has_eval ? 2 : 1); k++) {
+        lmdata_stats st;
+        if (lmdata_load(paths[k], tok, &o, sets[k], &st, err, errlen)) return -1;
+        char line[512], msg[600];
+        lmdata_describe(&st, s->max_seq_len, line, sizeof line);
+        snprintf(msg, sizeof msg, "%s: %s", what[k], line);
+        log_msg(a, "%s", msg);
+    }
+    jd->num_labels = vocab_size;
+    return 0;
+}
+
+static int load_data(const job_args *a, const char *model_dir, const tokenizer *tok, int vocab_size,
+                     job_data *jd, char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
     textdata_spec ts;
     char train_path[4096], eval_path[4096];
@@ -333,6 +363,8 @@ static int load_data(const job_args *a, const char *model_dir, const tokenizer *
         jd->has_eval = true;
     }
     record_inputs(&ts, train_path, &jd->inputs);
+    if (s->task == TASK_CAUSAL_LM)
+        return load_lm_data(a, tok, vocab_size, train_path, eval_path, jd, err, errlen);
     ts.task = s->task == TASK_REGRESSION ? TEXTDATA_REGRESSION : TEXTDATA_CLASSIFICATION;
     /* The training file fixes the class ids (textdata.h: integers are their
      * own ids, other labels sorted, or as declared) and the checks that need
@@ -369,7 +401,9 @@ static int load_data(const job_args *a, const char *model_dir, const tokenizer *
 static cJSON *metrics_object(const aflo_metrics *m) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    if (m->classification) {
+    if (m->causal_lm) {
+        cJSON_AddNumberToObject(o, "perplexity", exp(m->loss));
+    } else if (m->classification) {
         cJSON_AddNumberToObject(o, "accuracy", m->accuracy);
         cJSON_AddNumberToObject(o, "f1", m->f1);
         cJSON_AddNumberToObject(o, "mcc", m->mcc);
@@ -450,6 +484,15 @@ static int write_outputs(const job_args *a, const char *model_dir, aflo_model *m
                          const job_data *jd, const base_name *base, const char *metrics_json,
                          char *err, size_t errlen) {
     char dir[4096], path[4096];
+    if (model_task(m) == TASK_CAUSAL_LM) {
+        /* no adapter format takes a causal LM yet (issue 11's export part):
+         * the run's metrics are its result */
+        log_msg(a, "%s",
+                "adapter export skipped: causal-LM adapters cannot be exported yet; "
+                "metrics.json holds the run's results");
+        if (path_join(path, sizeof path, a->work_dir, "metrics.json", err, errlen) != 0) return -1;
+        return write_file_atomic(path, metrics_json, strlen(metrics_json), err, errlen);
+    }
     if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
         make_dir(dir, err, errlen) != 0)
         return -1;
@@ -781,7 +824,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (hfmodel_probe(model_dir, &mc, &config_read, err, errlen) != 0) goto done;
     tok = tokenizer_load_dir(model_dir, err, errlen);
     if (!tok) goto done;
-    if (load_data(a, model_dir, tok, &jd, err, errlen) != 0) goto done;
+    if (load_data(a, model_dir, tok, mc.vocab_size, &jd, err, errlen) != 0) goto done;
     if (recorded && check_recorded_data(a, recorded, &jd, checkpoint, err, errlen) != 0) goto done;
     if (!(record_text = run_record(s, &jd))) {
         snprintf(err, errlen, "out of memory");
@@ -811,6 +854,9 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     aflo_train_config tc;
     spec_to_train_config(s, &tc);
     tc.pad_id = tokenizer_pad_id(tok);
+    /* LLaMA tokenizers often have no pad token: any id does, the mask and
+     * LABEL_IGNORE hide the padding */
+    if (tc.pad_id < 0) tc.pad_id = tokenizer_eos_id(tok) >= 0 ? tokenizer_eos_id(tok) : 0;
     t = trainer_create(m, &tc, &jd.train, jd.has_eval ? &jd.eval : NULL, err, errlen);
     if (!t) goto done;
     if (trainer_set_checkpoint_note(t, record_text) != 0) {

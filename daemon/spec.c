@@ -99,18 +99,30 @@ _Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
-static const char *const task_choices[] = {
-    [TASK_CLASSIFICATION] = "classification", [TASK_REGRESSION] = "regression"};
+static const char *const task_choices[] = {[TASK_CLASSIFICATION] = "classification",
+                                           [TASK_REGRESSION] = "regression",
+                                           [TASK_CAUSAL_LM] = "causal_lm"};
 static const char *const format_choices[] = {[TEXTDATA_AUTO] = "auto",
                                              [TEXTDATA_TSV] = "tsv",
                                              [TEXTDATA_CSV] = "csv",
                                              [TEXTDATA_JSONL] = "jsonl"};
 /* metrics_lookup's names; spec_to_train_config hands these static strings to
  * the trainer. */
-static const char *const metric_choices[] = {
-    [SPEC_METRIC_ACCURACY] = "accuracy", [SPEC_METRIC_F1] = "f1",
-    [SPEC_METRIC_MCC] = "mcc",           [SPEC_METRIC_PEARSON] = "pearson",
-    [SPEC_METRIC_SPEARMAN] = "spearman", [SPEC_METRIC_MSE] = "mse"};
+static const char *const metric_choices[] = {[SPEC_METRIC_ACCURACY] = "accuracy",
+                                             [SPEC_METRIC_F1] = "f1",
+                                             [SPEC_METRIC_MCC] = "mcc",
+                                             [SPEC_METRIC_PEARSON] = "pearson",
+                                             [SPEC_METRIC_SPEARMAN] = "spearman",
+                                             [SPEC_METRIC_MSE] = "mse",
+                                             [SPEC_METRIC_PERPLEXITY] = "perplexity"};
+const char *spec_task_name(aflo_task t) { return (unsigned)t < TASK_COUNT ? task_choices[t] : "?"; }
+
+/* The task each metric judges. */
+static const aflo_task metric_task[SPEC_METRIC_COUNT] = {
+    [SPEC_METRIC_ACCURACY] = TASK_CLASSIFICATION, [SPEC_METRIC_F1] = TASK_CLASSIFICATION,
+    [SPEC_METRIC_MCC] = TASK_CLASSIFICATION,      [SPEC_METRIC_PEARSON] = TASK_REGRESSION,
+    [SPEC_METRIC_SPEARMAN] = TASK_REGRESSION,     [SPEC_METRIC_MSE] = TASK_REGRESSION,
+    [SPEC_METRIC_PERPLEXITY] = TASK_CAUSAL_LM};
 
 /* The defaults that are lookups (rank by method, metric by task). */
 static const double rank_by_method[METHOD_COUNT] = {[METHOD_AFLORA] = DEFAULT_RANK_AFLORA,
@@ -118,7 +130,8 @@ static const double rank_by_method[METHOD_COUNT] = {[METHOD_AFLORA] = DEFAULT_RA
                                                     [METHOD_LORA] = DEFAULT_RANK_LORA,
                                                     [METHOD_FULL] = NAN};
 static const int metric_by_task[] = {[TASK_CLASSIFICATION] = DEFAULT_METRIC_CLASSIFICATION,
-                                     [TASK_REGRESSION] = DEFAULT_METRIC_REGRESSION};
+                                     [TASK_REGRESSION] = DEFAULT_METRIC_REGRESSION,
+                                     [TASK_CAUSAL_LM] = SPEC_METRIC_PERPLEXITY};
 _Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
                    sizeof task_choices / sizeof *task_choices,
                "one default metric per task");
@@ -144,12 +157,16 @@ const spec_field_info spec_fields[] = {
     {.name = "task",
      .type = SPEC_T_ENUM,
      .choices = task_choices,
-     .n_choices = 2,
+     .n_choices = TASK_COUNT,
      .def = TASK_CLASSIFICATION,
      .methods = SPEC_ALL_METHODS,
      .offset = OFF(task),
-     .doc = "Classification (cross-entropy over num_labels classes) or regression (one "
-            "output, mean squared error, e.g. STS-B)."},
+     .doc = "Classification (cross-entropy over num_labels classes), regression (one "
+            "output, mean squared error, e.g. STS-B), or causal_lm: fine-tune a LLaMA-family "
+            "decoder (llama, mistral, qwen2) on next-token prediction from JSON Lines rows "
+            "{\"text\"}, {\"prompt\", \"completion\"}, Alpaca {\"instruction\", \"input\", "
+            "\"output\"} or {\"input_ids\", \"labels\"} (see train_on_inputs); evaluation "
+            "reports loss and perplexity."},
     {.name = "num_labels",
      .type = SPEC_T_INT,
      .min = 1,
@@ -235,8 +252,9 @@ const spec_field_info spec_fields[] = {
      .def_by_task = metric_by_task,
      .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
             "f1 (class id 1 positive; binary tasks only) or mcc for classification; pearson, "
-            "spearman or mse (the lowest wins) for regression. GLUE judges CoLA by mcc, STS-B "
-            "by pearson and MRPC by f1. No effect without dataset.eval."},
+            "spearman or mse (the lowest wins) for regression; perplexity (the lowest wins) "
+            "for causal_lm. GLUE judges CoLA by mcc, STS-B by pearson and MRPC by f1. No "
+            "effect without dataset.eval."},
     {.name = "method",
      .type = SPEC_T_ENUM,
      .choices = method_names,
@@ -447,6 +465,13 @@ const spec_field_info spec_fields[] = {
      .methods = SPEC_ALL_METHODS,
      .offset = OFF(dropout),
      .doc = "Apply the base model's dropout (its config's probabilities) while training."},
+    {.name = "train_on_inputs",
+     .type = SPEC_T_BOOL,
+     .def = false,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(train_on_inputs),
+     .doc = "causal_lm only: the loss covers the prompt too ({\"prompt\"} and Alpaca rows), "
+            "not only the completion and its end-of-sequence token."},
     {.name = "init_adapter",
      .type = SPEC_T_STRING,
      .optional = true,
@@ -1122,6 +1147,25 @@ static int check_columns(parse_ctx *c, textdata_format fmt, const char *which) {
     return 0;
 }
 
+/* causal_lm reads JSON Lines only (lmdata.h): the format, given or from
+ * the file names, must say so. */
+static int check_lm_dataset(parse_ctx *c) {
+    const spec_dataset *d = &c->s->dataset;
+    const char *refs[2] = {d->train, d->eval};
+    const char *names[2] = {"dataset.train", "dataset.eval"};
+    for (int r = 0; r < 2; r++) {
+        if (!refs[r] || spec_is_dataset_id(refs[r])) continue;
+        textdata_format fmt = d->format;
+        if (fmt == TEXTDATA_AUTO) fmt = textdata_format_from_path(refs[r]);
+        if (fmt != TEXTDATA_JSONL)
+            return fail(c->e, SPEC_E_CONFLICT,
+                        d->format == TEXTDATA_AUTO ? names[r] : "dataset.format",
+                        "task causal_lm reads JSON Lines (.jsonl or .json, or dataset.format "
+                        "\"jsonl\")");
+    }
+    return 0;
+}
+
 static int check_dataset(parse_ctx *c) {
     aflo_job_spec *s = c->s;
     spec_dataset *d = &s->dataset;
@@ -1173,7 +1217,21 @@ static int resolve(parse_ctx *c) {
 
     /* Labels. */
     bool nl_given = given(c, "num_labels");
-    if (s->task == TASK_REGRESSION) {
+    if (given(c, "train_on_inputs") && s->task != TASK_CAUSAL_LM)
+        return fail(c->e, SPEC_E_CONFLICT, "train_on_inputs",
+                    "applies only to task causal_lm (task is %s)", task_choices[s->task]);
+    if (s->task == TASK_CAUSAL_LM) {
+        /* a causal LM predicts its vocabulary from rows of its own forms */
+        static const char *const not_lm[] = {"num_labels", "dataset.labels", "dataset.text_fields",
+                                             "dataset.label_field", "dataset.has_header"};
+        for (size_t k = 0; k < sizeof not_lm / sizeof *not_lm; k++)
+            if (given(c, not_lm[k]))
+                return fail(c->e, SPEC_E_CONFLICT, not_lm[k],
+                            "does not apply to task causal_lm (its rows are JSON Lines of "
+                            "text, prompt/completion, instruction/output or input_ids; the "
+                            "labels are the next tokens)");
+        s->num_labels = SPEC_NUM_LABELS_UNSET;
+    } else if (s->task == TASK_REGRESSION) {
         if (nl_given && s->num_labels != 1)
             return fail(c->e, SPEC_E_CONFLICT, "num_labels",
                         "must be 1 for regression (one output), got %d", s->num_labels);
@@ -1192,20 +1250,26 @@ static int resolve(parse_ctx *c) {
     }
 
     /* The best-epoch metric must be one of the task's. */
-    bool regression_metric = s->metric >= SPEC_METRIC_PEARSON;
     if (!given(c, "metric"))
         s->metric = (spec_metric)metric_by_task[s->task];
-    else if (s->task == TASK_REGRESSION && !regression_metric)
-        return fail(c->e, SPEC_E_CONFLICT, "metric",
-                    "\"%s\" is a classification metric (task is regression); use \"pearson\", "
-                    "\"spearman\" or \"mse\"",
-                    metric_choices[s->metric]);
-    else if (s->task == TASK_CLASSIFICATION && regression_metric)
-        return fail(c->e, SPEC_E_CONFLICT, "metric",
-                    "\"%s\" is a regression metric (task is classification); use \"accuracy\", "
-                    "\"f1\" or \"mcc\"",
-                    metric_choices[s->metric]);
-    else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
+    else if (metric_task[s->metric] != s->task) {
+        char use[128] = "";
+        size_t len = 0;
+        int n = 0, total = 0;
+        for (int k = 0; k < SPEC_METRIC_COUNT; k++) total += metric_task[k] == s->task;
+        for (int k = 0; k < SPEC_METRIC_COUNT && len < sizeof use; k++) {
+            if (metric_task[k] != s->task) continue;
+            n++;
+            len += (size_t)snprintf(use + len, sizeof use - len, "%s\"%s\"",
+                                    n == 1       ? ""
+                                    : n == total ? " or "
+                                                 : ", ",
+                                    metric_choices[k]);
+        }
+        return fail(c->e, SPEC_E_CONFLICT, "metric", "\"%s\" is a %s metric (task is %s); use %s",
+                    metric_choices[s->metric], task_choices[metric_task[s->metric]],
+                    task_choices[s->task], use);
+    } else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "f1 scores class 1 against the rest and needs a binary task (num_labels is "
                     "%d); use \"accuracy\" or \"mcc\"",
@@ -1228,6 +1292,7 @@ static int resolve(parse_ctx *c) {
         if (!s->has_dataset)
             return fail(c->e, SPEC_E_MISSING_FIELD, "dataset",
                         "is required unless model is \"" SPEC_DEMO_MODEL "\"");
+        if (s->task == TASK_CAUSAL_LM && check_lm_dataset(c)) return -1;
         if (check_dataset(c)) return -1;
     }
 
@@ -1394,7 +1459,7 @@ int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
     ac->rank = s->rank;
     ac->alpha = (float)s->alpha;
     ac->projections = s->trainable_projections;
-    ac->targets = family_all_modules(family);
+    ac->targets = family->default_targets ? family->default_targets : family_all_modules(family);
     if (s->target_modules == all_target_names()) return 0; /* the default */
     const char *names[FAMILY_MAX_MODULES];
     int count = family_target_names(names);
@@ -1499,7 +1564,11 @@ static bool emit_object(const aflo_job_spec *s, const char *prefix, cJSON *obj, 
             item = number_json(get_int(s, f), exact);
             break;
         case SPEC_T_NUMBER: item = number_json(get_double(s, f), exact); break;
-        case SPEC_T_BOOL: item = cJSON_CreateBool(get_bool(s, f)); break;
+        case SPEC_T_BOOL:
+            /* only causal_lm has it: other specs' records stay as they were */
+            if (f->offset == OFF(train_on_inputs) && s->task != TASK_CAUSAL_LM) continue;
+            item = cJSON_CreateBool(get_bool(s, f));
+            break;
         case SPEC_T_ENUM: item = cJSON_CreateString(f->choices[get_enum(s, f)]); break;
         case SPEC_T_OBJECT:
             if (strcmp(f->name, "dataset") == 0 && !s->has_dataset) continue;
@@ -1586,7 +1655,8 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->learning_rate == b->learning_rate && a->head_learning_rate == b->head_learning_rate &&
            a->weight_decay == b->weight_decay && a->warmup_ratio == b->warmup_ratio &&
            a->max_grad_norm == b->max_grad_norm && a->seed == b->seed && a->threads == b->threads &&
-           a->dropout == b->dropout && streq(a->init_adapter, b->init_adapter);
+           a->dropout == b->dropout && a->train_on_inputs == b->train_on_inputs &&
+           streq(a->init_adapter, b->init_adapter);
 }
 
 /* ---- documentation --------------------------------------------------------------- */
@@ -1685,7 +1755,10 @@ static void default_doc(const spec_field_info *f, char *buf, size_t n) {
         case SPEC_T_COLUMNS: snprintf(buf, n, "`[\"%s\"]`", f->def_str); break;
         case SPEC_T_COLUMN: snprintf(buf, n, "`\"%s\"`", f->def_str); break;
         case SPEC_T_MODULES:
-            snprintf(buf, n, "every module of the model's family (all six for BERT/RoBERTa)");
+            snprintf(buf, n,
+                     "every module of the model's family (all six for BERT/RoBERTa); q_proj, "
+                     "k_proj, v_proj, up_proj and down_proj for LLaMA/Mistral/Qwen2 (the AFLoRA "
+                     "authors' LLaMA targets)");
             break;
         default: snprintf(buf, n, "see its fields"); break;
         }

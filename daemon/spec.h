@@ -88,14 +88,16 @@ typedef struct {
 } spec_freeze;
 
 /* The evaluation metric that picks the best epoch; names as metrics_lookup
- * takes them. The first three judge classification, the rest regression. */
+ * takes them. The first three judge classification, the next three
+ * regression, perplexity causal_lm. */
 typedef enum {
     SPEC_METRIC_ACCURACY,
     SPEC_METRIC_F1,
     SPEC_METRIC_MCC,
     SPEC_METRIC_PEARSON,
     SPEC_METRIC_SPEARMAN,
-    SPEC_METRIC_MSE, /* minimised; every other one maximised */
+    SPEC_METRIC_MSE,        /* minimised; every other one maximised but perplexity */
+    SPEC_METRIC_PERPLEXITY, /* causal_lm's: minimised */
     SPEC_METRIC_COUNT
 } spec_metric;
 
@@ -120,7 +122,8 @@ typedef struct {
     uint64_t seed;
     int threads; /* 0: one per core */
     bool dropout;
-    char *init_adapter; /* NULL: fresh adapter; "job:<id>" or a path */
+    bool train_on_inputs; /* causal_lm: prompt tokens carry loss too */
+    char *init_adapter;   /* NULL: fresh adapter; "job:<id>" or a path */
 } aflo_job_spec;
 
 /* ---- errors --------------------------------------------------------------- */
@@ -166,6 +169,8 @@ void spec_free(aflo_job_spec *s);
 bool spec_is_demo(const aflo_job_spec *s);
 /* Whether a dataset reference is an uploaded dataset's id (16 lowercase hex
  * characters, as store.h makes them) rather than a file path. */
+/* The spec's name of a task: "classification", "regression", "causal_lm". */
+const char *spec_task_name(aflo_task t);
 bool spec_is_dataset_id(const char *ref);
 /* num_labels, or its fallback when unset (2: binary classification). The
  * worker should prefer the label count it finds in the training data. */

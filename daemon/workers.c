@@ -199,7 +199,9 @@ static void on_eval(void *ctx, const aflo_eval_info *e) {
     cJSON_AddNumberToObject(o, "step", (double)e->step);
     cJSON *mt = cJSON_AddObjectToObject(o, "metrics");
     const aflo_metrics *x = e->metrics;
-    if (x->classification) {
+    if (x->causal_lm) {
+        cJSON_AddNumberToObject(mt, "perplexity", isfinite(exp(x->loss)) ? exp(x->loss) : 0);
+    } else if (x->classification) {
         cJSON_AddNumberToObject(mt, "accuracy", x->accuracy);
         cJSON_AddNumberToObject(mt, "f1", x->f1);
         cJSON_AddNumberToObject(mt, "mcc", x->mcc);

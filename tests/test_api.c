@@ -1023,8 +1023,9 @@ static void test_jobs(void **state) {
         {"broken", "gelu_new"},
         {"deberta", "unsupported architecture model_type \"deberta-v2\" (supported: "
                     "BertForSequenceClassification (bert), RobertaForSequenceClassification"},
-        {"llama", "model_type \"llama\" is a causal language model; jobs fine-tune sequence "
-                  "classification and regression only so far"},
+        /* usable, but for causal_lm only: this spec's task is classification */
+        {"llama", "model: 'llama' (a LLaMA/Mistral/Qwen2 decoder) cannot train task "
+                  "classification; use task \"causal_lm\""},
         {"no-tokenizer", "no tokenizer files"},
     };
     for (size_t i = 0; i < sizeof unusable / sizeof *unusable; i++) {
@@ -2107,10 +2108,9 @@ static void test_models(void **state) {
                            "unsupported architecture model_type \"deberta-v2\" (supported: "
                            "BertForSequenceClassification (bert)"));
     assert_string_equal(json_str(llama, "name"), "llama");
-    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(llama, "usable")));
-    /* a decoder's config reads, but jobs do not train causal LMs yet */
-    assert_non_null(
-        strstr(json_str(llama, "reason"), "model_type \"llama\" is a causal language model"));
+    /* a decoder folder is usable (for task causal_lm; POST /jobs checks the task) */
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(llama, "usable")));
+    assert_null(cJSON_GetObjectItem(llama, "reason"));
     /* A folder without tokenizer files: described from its config, unusable,
      * and the message names the model, not the server's path. */
     assert_string_equal(json_str(notok, "name"), "no-tokenizer");

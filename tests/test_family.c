@@ -130,15 +130,26 @@ static void test_config_type_from_architectures(void **state) {
     assert_int_equal(c.roberta_positions, 1);
 }
 
-/* The union of target names a spec accepts is BERT's six, in its order:
- * LLaMA's join when job specs offer its task. */
+/* The union of target names a spec accepts is BERT's six, then LLaMA's
+ * seven (job specs offer causal_lm), in registry order. */
 static void test_target_names(void **state) {
     (void)state;
     const char *names[FAMILY_MAX_MODULES];
-    static const char *const want[] = {
-        "query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"};
-    assert_int_equal(family_target_names(names), 6);
-    for (int i = 0; i < 6; i++) assert_string_equal(names[i], want[i]);
+    static const char *const want[] = {"query",
+                                       "key",
+                                       "value",
+                                       "attention.output.dense",
+                                       "intermediate.dense",
+                                       "output.dense",
+                                       "q_proj",
+                                       "k_proj",
+                                       "v_proj",
+                                       "o_proj",
+                                       "gate_proj",
+                                       "up_proj",
+                                       "down_proj"};
+    assert_int_equal(family_target_names(names), 13);
+    for (int i = 0; i < 13; i++) assert_string_equal(names[i], want[i]);
     assert_int_equal(family_module_index(&bert_family, "output.dense"), BERT_OUTPUT);
     assert_int_equal(family_module_index(&bert_family, "q_proj"), -1);
     assert_int_equal(family_all_modules(&bert_family), 0x3F);

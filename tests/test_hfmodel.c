@@ -754,8 +754,9 @@ static void test_probe(void **state) {
                "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "
                "\"hidden_act\": \"silu\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
                "\"num_attention_heads\": 32, \"num_hidden_layers\": 32, \"vocab_size\": 32000}");
-    /* a causal LM's config reads, but no job trains one yet */
-    expect_probe(state, -1, true, "model_type \"llama\" is a causal language model");
+    /* a causal LM's config reads and is usable (for causal_lm): the probe
+     * reads headers, not tensor names */
+    expect_probe(state, 0, true, NULL);
     /* and loading it for classification is refused before any training could start */
     assert_null(load(state, NUM_LABELS, NULL));
     assert_non_null(strstr(errbuf, "task: the llama family has no head for this task"));
@@ -764,6 +765,143 @@ static void test_probe(void **state) {
     expect_probe(state, -1, false,
                  "unsupported architecture GPT2LMHeadModel, model_type \"gpt2\" "
                  "(supported: BertForSequenceClassification (bert)");
+}
+
+/* ---------------------------------------------------------------- LLaMA family */
+
+/* transformers' LlamaConfig / Qwen2Config as save_pretrained writes them
+ * (the fields the engine reads, plus some it does not). */
+static void write_llama_config(void **state, const char *type, const char *arch, bool tied) {
+    char path[600], text[1024];
+    path_in(path, sizeof path, state, "config.json");
+    snprintf(text, sizeof text,
+             "{\"architectures\": [\"%s\"], \"model_type\": \"%s\", \"hidden_act\": \"silu\", "
+             "\"hidden_size\": 8, \"intermediate_size\": 12, \"num_attention_heads\": 4, "
+             "\"num_key_value_heads\": 2, \"num_hidden_layers\": 2, \"vocab_size\": 19, "
+             "\"max_position_embeddings\": 64, \"rms_norm_eps\": 1e-06, \"rope_theta\": "
+             "10000.0, \"tie_word_embeddings\": %s, \"torch_dtype\": \"float32\", "
+             "\"bos_token_id\": 1, \"eos_token_id\": 2, \"attention_dropout\": 0.0}",
+             arch, type, tied ? "true" : "false");
+    write_text(path, text);
+}
+
+/* A random causal-LM model of the folder's config (values exact in F16). */
+static aflo_model *llama_source(void **state) {
+    aflo_config c;
+    assert_int_equal(hfmodel_read_config((const char *)*state, &c, errbuf, sizeof errbuf), 0);
+    aflo_adapter_config ac = full_ac();
+    aflo_model *m =
+        model_create(&c, &ac, TASK_CAUSAL_LM, c.vocab_size, SRC_SEED, errbuf, sizeof errbuf);
+    if (!m) fail_msg("%s", errbuf);
+    aflo_rng rng;
+    rng_seed(&rng, 99);
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        for (size_t j = 0; j < p->size; j++)
+            p->data[j] = (float)((int)rng_below(&rng, 255) - 127) / 1024.0f;
+    }
+    return m;
+}
+
+/* model.safetensors under LlamaForCausalLM's names: "model." + the engine's
+ * name, lm_head.weight beside it, and a rotary_emb.inv_freq buffer per
+ * block as older checkpoints have; skip: an engine name to leave out;
+ * reshape: one to write with its rows halved. */
+static void write_llama_weights(void **state, aflo_model *src, const char *skip,
+                                const char *reshape) {
+    st_writer *w = st_writer_new();
+    assert_non_null(w);
+    char name[160];
+    for (int i = 0; i < model_param_count(src); i++) {
+        aflo_param *p = model_param(src, i);
+        if (skip && strcmp(p->name, skip) == 0) continue;
+        bool head = strncmp(p->name, "lm_head.", 8) == 0;
+        snprintf(name, sizeof name, head ? "%s" : "model.%s", p->name);
+        int64_t shape[2] = {p->shape[0], p->shape[1]};
+        if (reshape && strcmp(p->name, reshape) == 0) shape[0] /= 2;
+        assert_int_equal(
+            st_writer_add(w, name, shape, (size_t)p->ndim, p->data, errbuf, sizeof errbuf), 0);
+    }
+    static const float inv_freq[2] = {1.0f, 0.01f};
+    int64_t fshape[1] = {2};
+    for (int l = 0; l < model_config(src)->num_hidden_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.rotary_emb.inv_freq", l);
+        assert_int_equal(st_writer_add(w, name, fshape, 1, inv_freq, errbuf, sizeof errbuf), 0);
+    }
+    char path[600];
+    path_in(path, sizeof path, state, "model.safetensors");
+    assert_int_equal(st_writer_write(w, path, errbuf, sizeof errbuf), 0);
+    st_writer_free(w);
+}
+
+static aflo_model *load_causal(void **state, hf_load_report *rep) {
+    aflo_adapter_config ac = aflora_ac();
+    /* num_labels is ignored for causal LMs: the vocabulary size is used */
+    return hfmodel_load((const char *)*state, &ac, TASK_CAUSAL_LM, 0, LOAD_SEED, rep, errbuf,
+                        sizeof errbuf);
+}
+
+static void assert_llama_base_equal(aflo_model *got, aflo_model *want, int want_count) {
+    int checked = 0;
+    for (int i = 0; i < model_param_count(got); i++) {
+        aflo_param *p = model_param(got, i);
+        if (p->group != PGROUP_BASE) continue;
+        assert_same_tensor(got, want, p->name, p->name);
+        checked++;
+    }
+    assert_int_equal(checked, want_count);
+}
+
+static void test_llama_causal_lm_loads(void **state) {
+    write_llama_config(state, "llama", "LlamaForCausalLM", false);
+    aflo_model *src = llama_source(state);
+    write_llama_weights(state, src, NULL, NULL);
+    hf_load_report rep;
+    aflo_model *m = load_causal(state, &rep);
+    if (!m) fail_msg("load failed: %s", errbuf);
+    assert_int_equal(model_task(m), TASK_CAUSAL_LM);
+    assert_int_equal(model_num_labels(m), 19);
+    /* embed, norm, lm_head + per block 2 norms and 7 weights */
+    assert_llama_base_equal(m, src, 3 + 2 * 9);
+    assert_int_equal(rep.tensors_loaded, 3 + 2 * 9);
+    assert_int_equal(rep.tensors_ignored, 2); /* the inv_freq buffers */
+    assert_int_equal(rep.tensors_unknown, 0);
+    assert_int_equal(rep.info[0], '\0');
+    /* the adapter is fresh: AFLoRA's q/k/v/up/down... all targeted here */
+    assert_non_null(model_find_param(m, "layers.1.mlp.down_proj.lora_A"));
+    model_free(m);
+    model_free(src);
+    /* the probe calls such a folder usable once it has a tokenizer */
+    char tj[600];
+    path_in(tj, sizeof tj, state, "tokenizer.json");
+    write_text(tj, "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}");
+    expect_probe(state, 0, true, NULL);
+}
+
+/* Qwen2, tied: no lm_head in the file (transformers drops it), q/k/v biases. */
+static void test_qwen2_tied_loads(void **state) {
+    write_llama_config(state, "qwen2", "Qwen2ForCausalLM", true);
+    aflo_model *src = llama_source(state);
+    assert_null(model_find_param(src, "lm_head.weight"));
+    assert_non_null(model_find_param(src, "layers.0.self_attn.q_proj.bias"));
+    write_llama_weights(state, src, NULL, NULL);
+    aflo_model *m = load_causal(state, NULL);
+    if (!m) fail_msg("load failed: %s", errbuf);
+    assert_llama_base_equal(m, src, 2 + 2 * 12);
+    model_free(m);
+    model_free(src);
+}
+
+/* Missing and mis-shaped tensors: one message that lists them all. */
+static void test_llama_problems_listed(void **state) {
+    write_llama_config(state, "mistral", "MistralForCausalLM", false);
+    aflo_model *src = llama_source(state);
+    write_llama_weights(state, src, "layers.1.mlp.up_proj.weight", "lm_head.weight");
+    assert_null(load_causal(state, NULL));
+    if (!strstr(errbuf, "layers.1.mlp.up_proj.weight missing") ||
+        !strstr(errbuf, "lm_head.weight has shape [9, 8], expected [19, 8]"))
+        fail_msg("got <%s>", errbuf);
+    model_free(src);
 }
 
 int main(void) {
@@ -781,6 +919,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sharded_f16_bf16, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_probe, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_llama_causal_lm_loads, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_qwen2_tied_loads, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_llama_problems_listed, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_hfmodel_info_single_f32, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_name_or_path, tmpdir_setup, tmpdir_teardown),

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "model/bert.h"
+#include "model/family.h"
 #include "spec.h"
 
 /* JSON written with ' for " so the cases stay readable. Returns a static
@@ -103,8 +104,8 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_null(s.dataset.train);
     assert_int_equal(s.method, METHOD_AFLORA);
     assert_int_equal(s.rank, 4);
-    assert_true(s.alpha == 8.0);              /* 2 x rank */
-    assert_int_equal(s.target_modules, 0x3F); /* all six modules */
+    assert_true(s.alpha == 8.0);                /* 2 x rank */
+    assert_int_equal(s.target_modules, 0x1FFF); /* every family's names: BERT's 6, LLaMA's 7 */
     assert_int_equal(s.trainable_projections, PROJ_FFN);
     assert_true(s.freeze.initial_warmup_epochs == 1.0);
     assert_true(s.freeze.final_warmup_epochs == 14.0); /* 70% of 20 */
@@ -150,7 +151,8 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_int_equal(n, (int)(sizeof keys / sizeof keys[0]));
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "freeze");
     assert_true(cJSON_GetObjectItemCaseSensitive(fr, "final_warmup_epochs")->valuedouble == 14.0);
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "target_modules")), 6);
+    /* the default: every family's names (BERT's six, LLaMA's seven) */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "target_modules")), 13);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "trainable_projections")->valuestring,
                         "ffn");
     cJSON_Delete(j);
@@ -305,8 +307,9 @@ static void test_target_modules_bind_to_the_family(void **state) {
     const char *bad = J("{'model':'demo','target_modules':['qkv']}");
     assert_int_equal(spec_parse(bad, strlen(bad), &s, &e), -1);
     assert_non_null(strstr(e.message, "\"qkv\" is not a module; use query, key, value, "
-                                      "attention.output.dense, intermediate.dense or "
-                                      "output.dense"));
+                                      "attention.output.dense, intermediate.dense, "
+                                      "output.dense, q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                      "up_proj or down_proj"));
 }
 
 static void test_freeze_defaults_scale_with_epochs(void **state) {
@@ -883,7 +886,14 @@ static void test_metric(void **state) {
     for (int i = 0; i < spec_field_count; i++)
         if (strcmp(spec_fields[i].name, "metric") == 0) row = i;
     assert_true(row >= 0);
-    assert_int_equal(spec_fields[row].n_choices, 6);
+    assert_int_equal(spec_fields[row].n_choices, 7);
+    assert_string_equal(spec_fields[row].choices[6], "perplexity");
+    aflo_metrics lm = {.causal_lm = true, .loss = 2.0};
+    double ppl = 0;
+    assert_int_equal(metrics_lookup(&lm, "perplexity", &ppl), 0);
+    assert_true(ppl == exp(2.0));
+    assert_int_equal(metrics_lookup(&m, "perplexity", &ppl), -1);
+    assert_int_equal(metrics_lookup(&lm, "accuracy", &ppl), -1);
     for (int k = 0; k < 6; k++) {
         double v = 0;
         bool classification = k < 3; /* accuracy, f1, mcc */
@@ -1092,6 +1102,7 @@ static const char *const ALL_FIELDS[] = {
     "seed",
     "threads",
     "dropout",
+    "train_on_inputs",
     "init_adapter",
     "length_bucketing",
 };
@@ -1143,8 +1154,9 @@ static void test_markdown_lists_every_field(void **state) {
     const char *glue = strstr(r, "CoLA by mcc, STS-B by pearson and MRPC by f1");
     assert_true(glue && glue < eol);
     assert_non_null(strstr(r, "| string | \"accuracy\" for classification, \"pearson\" for "
-                              "regression | `\"accuracy\"`, `\"f1\"`, `\"mcc\"`, `\"pearson\"`, "
-                              "`\"spearman\"`, `\"mse\"` |"));
+                              "regression, \"perplexity\" for causal_lm | `\"accuracy\"`, "
+                              "`\"f1\"`, `\"mcc\"`, `\"pearson\"`, `\"spearman\"`, `\"mse\"`, "
+                              "`\"perplexity\"` |"));
     r = find_row(md, "length_bucketing");
     assert_non_null(strstr(r, "| boolean | `false` | `true`, `false` |"));
     free(md);
@@ -1254,6 +1266,70 @@ static void test_parse_file_and_codes(void **state) {
     assert_string_equal(spec_error_code_name(SPEC_E_COUNT), "unknown");
 }
 
+/* task causal_lm: JSON Lines only, no labels or columns, perplexity by
+ * default, train_on_inputs only for it. */
+static void test_causal_lm(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_train_config tc;
+    parse_ok(J("{'model':'tiny-llama','task':'causal_lm','dataset':{'train':'t.jsonl',"
+               "'eval':'e.json'},'train_on_inputs':true}"),
+             &s);
+    assert_int_equal(s.task, TASK_CAUSAL_LM);
+    assert_int_equal(s.metric, SPEC_METRIC_PERPLEXITY);
+    assert_true(s.train_on_inputs);
+    spec_to_train_config(&s, &tc);
+    assert_string_equal(tc.select_metric, "perplexity");
+    cJSON *j = spec_to_json(&s);
+    assert_non_null(j);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "task")->valuestring, "causal_lm");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "train_on_inputs")));
+    cJSON_Delete(j);
+    spec_free(&s);
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.tsv'}}"), SPEC_E_CONFLICT,
+                 "dataset.train", "task causal_lm reads JSON Lines");
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'num_labels':3}"),
+                 SPEC_E_CONFLICT, "num_labels", "does not apply to task causal_lm");
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl',"
+                   "'text_fields':['a']}}"),
+                 SPEC_E_CONFLICT, "dataset.text_fields", "does not apply to task causal_lm");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'train_on_inputs':false}"),
+                 SPEC_E_CONFLICT, "train_on_inputs",
+                 "applies only to task causal_lm (task is classification)");
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'metric':'mcc'}"),
+                 SPEC_E_CONFLICT, "metric",
+                 "\"mcc\" is a classification metric (task is causal_lm); use \"perplexity\"");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'metric':'perplexity'}"),
+                 SPEC_E_CONFLICT, "metric",
+                 "\"perplexity\" is a causal_lm metric (task is classification); use "
+                 "\"accuracy\", \"f1\" or \"mcc\"");
+    expect_error(J("{'model':'demo','task':'causal_lm'}"), SPEC_E_CONFLICT, "task",
+                 "the demo dataset is binary classification");
+}
+
+/* A LLaMA-family model's default targets are the AFLoRA authors' (q, k, v,
+ * up, down); named targets map to its own module indices. */
+static void test_llama_targets(void **state) {
+    (void)state;
+    char err_buf[256];
+    aflo_job_spec s;
+    aflo_adapter_config ac;
+    const aflo_family *llama = family_by_name("llama");
+    assert_non_null(llama);
+    parse_ok(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'}}"), &s);
+    assert_int_equal(spec_to_adapter_config(&s, llama, &ac, err_buf, sizeof err_buf), 0);
+    assert_int_equal(ac.targets, (1u << 0) | (1u << 1) | (1u << 2) | (1u << 5) | (1u << 6));
+    spec_free(&s);
+    parse_ok(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+               "'target_modules':['o_proj','gate_proj']}"),
+             &s);
+    assert_int_equal(spec_to_adapter_config(&s, llama, &ac, err_buf, sizeof err_buf), 0);
+    assert_int_equal(ac.targets, (1u << 3) | (1u << 4));
+    spec_free(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_minimal_demo_gets_every_default),
@@ -1269,6 +1345,8 @@ int main(void) {
         cmocka_unit_test(test_train_config),
         cmocka_unit_test(test_defaults_are_the_engines),
         cmocka_unit_test(test_metric),
+        cmocka_unit_test(test_causal_lm),
+        cmocka_unit_test(test_llama_targets),
         cmocka_unit_test(test_length_bucketing_field),
         cmocka_unit_test(test_init_adapter_forms),
         cmocka_unit_test(test_round_trip),

@@ -358,8 +358,12 @@ static name_kind canonical_name(const aflo_family *fam, const char *in, char *ou
             in += strlen(fam->variants[v].hf_prefix);
             break;
         }
+    /* hf_ignored: "x." a prefix, "*x" a suffix, else the whole name */
     for (const char *const *ig = fam->hf_ignored; ig && *ig; ig++)
-        if (ends_with(*ig, ".") ? starts_with(in, *ig) : strcmp(in, *ig) == 0) return NAME_IGNORED;
+        if ((*ig)[0] == '*'       ? ends_with(in, *ig + 1)
+            : ends_with(*ig, ".") ? starts_with(in, *ig)
+                                  : strcmp(in, *ig) == 0)
+            return NAME_IGNORED;
 
     int n;
     const aflo_name_map *h = head_rename(fam, in);
@@ -612,12 +616,11 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     hf_load_report local;
     hf_load_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
-    if (task == TASK_CAUSAL_LM) { /* the head rule below is sequence classification's */
-        set_err(err, errlen, "%s: loading causal-LM checkpoints is not supported yet", dir);
-        return NULL;
-    }
     aflo_config c;
     if (hfmodel_read_config(dir, &c, err, errlen)) return NULL;
+    /* a causal LM's "labels" are its vocabulary; its family has no head
+     * layers, so the head rules of load_into do not apply */
+    if (task == TASK_CAUSAL_LM) num_labels = c.vocab_size;
     weight_set w;
     if (weights_open(&w, dir, err, errlen)) return NULL;
     rep->shards = w.nfiles;
@@ -643,13 +646,6 @@ int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err,
     *config_read = false;
     if (hfmodel_read_config(dir, c, err, errlen)) return -1;
     *config_read = true;
-    /* A decoder reads (its config is known) but has no task a job trains yet. */
-    const aflo_family *fam = family_for_model_type(c->model_type, NULL);
-    if (!(fam->tasks & ((1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION))))
-        return set_err(err, errlen,
-                       "%s: model_type \"%s\" is a causal language model; jobs fine-tune "
-                       "sequence classification and regression only so far",
-                       dir, c->model_type);
     if (tokenizer_probe_dir(dir, err, errlen)) return -1;
     /* Opening the weights maps the files and validates every header; no
      * tensor data is read. */

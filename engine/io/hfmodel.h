@@ -8,7 +8,10 @@
  * names of BertModel, BertForSequenceClassification, RobertaModel and
  * RobertaForSequenceClassification are understood, with or without the
  * "bert." / "roberta." prefix, and the pre-training heads (cls.*, lm_head.*)
- * are skipped. A model type no family reads is refused: "unsupported
+ * are skipped. For the LLaMA family (llama, mistral, qwen2) the
+ * LlamaForCausalLM names are read ("model." prefix, lm_head.weight beside
+ * it, absent when tie_word_embeddings; rotary_emb.inv_freq buffers
+ * skipped), as a TASK_CAUSAL_LM model. A model type no family reads is refused: "unsupported
  * architecture X, model_type "t" (supported: ...)".
  *
  * The task head is the family's head layers (BERT: pooler dense + tanh +
@@ -79,7 +82,8 @@ void hf_head_info_free(hf_head_info *h);
 /* Create a model from dir/config.json with the caller's adapter config, task,
  * labels and seed (model_create), then fill its base weights (and the head
  * where the file has a usable one) from the folder's safetensors. F16 and
- * BF16 weights are converted exactly. report may be NULL. Returns NULL with
+ * BF16 weights are converted exactly. report may be NULL. For
+ * TASK_CAUSAL_LM num_labels is ignored (the vocabulary size is used). Returns NULL with
  * a message on any error. */
 aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_task task,
                          int num_labels, uint64_t seed, hf_load_report *report, char *err,

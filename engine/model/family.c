@@ -20,8 +20,8 @@ static const aflo_family *const families[] = {
 #define N_FAMILIES ((int)(sizeof families / sizeof *families))
 
 /* The tasks a job spec offers (daemon/spec.c): a family with none of them
- * (a causal LM, until jobs train those) adds no target_modules names. */
-#define SPEC_TASKS ((1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION))
+ * adds no target_modules names. */
+#define SPEC_TASKS ((1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION) | (1u << TASK_CAUSAL_LM))
 
 int family_count(void) { return N_FAMILIES; }
 

@@ -33,7 +33,7 @@
  *                outside "model.").
  *   hf_ignored   checkpoint tensors a sequence-classification load skips
  *                (pre-training heads, buffers); an entry ending in "." is a
- *                prefix.
+ *                prefix, one starting with "*" a suffix.
  *   head_layers  the task head's linear layers (BERT: pooler.dense,
  *                classifier), which a checkpoint may or may not carry.
  *   tasks        the heads it has, bit (1u << aflo_task).
@@ -68,10 +68,9 @@
  *     as its prefix, "layers." as its block prefix, modules q/k/v/o_proj,
  *     gate/up/down_proj (ffn: the mlp ones). lm_head (absent when tied to
  *     embed_tokens) is a base tensor, frozen for adapter methods, named
- *     beside "model." through head_names; head_layers is empty. The
- *     loader's head rule (output rows = labels) is sequence
- *     classification's, so hfmodel_load refuses causal LMs until they get
- *     their own.
+ *     beside "model." through head_names; head_layers is empty, so the
+ *     loader's head rule (output rows = labels) does not apply; RoPE's
+ *     rotary_emb.inv_freq buffers are ignored ("*" suffix entries).
  *
  * The registry (family.c) is one table of families. Lookups: by family name,
  * by config.json model_type, by model_type and architectures together (the
@@ -120,7 +119,10 @@ struct aflo_family {
      * with .weight and .bias; the last has num_labels rows. The loader keeps
      * a checkpoint's layer when it is complete and fits. NULL-terminated. */
     const char *const *head_layers;
-    unsigned tasks;         /* bit (1u << aflo_task) per head it has */
+    unsigned tasks; /* bit (1u << aflo_task) per head it has */
+    /* The modules a job adapts when its spec leaves target_modules at its
+     * default; 0: every module. */
+    unsigned default_targets;
     const char *hidden_act; /* the config.json hidden_act it implements; NULL: "gelu" */
 
     /* Fields of c that follow from the variant (config.c calls it after
@@ -192,8 +194,8 @@ unsigned family_all_modules(const aflo_family *f);
 
 /* Every target_modules name some family accepts, without repeats, in
  * registry order (BERT's six first); at most FAMILY_MAX_MODULES. Only
- * families with a task a job spec offers (classification, regression)
- * count: LLaMA's names join when jobs train causal LMs. A job spec
+ * families with a task a job spec offers (classification, regression,
+ * causal_lm) count, so LLaMA's seven follow. A job spec
  * checks names against these before its model (and so its family) is known;
  * family_module_index() checks them against the model's family at job
  * start. Returns the count; names[i] point into the module tables. */

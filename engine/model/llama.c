@@ -6,7 +6,7 @@
  * N = batch*seq tokens:
  *   xn1 = RMSNorm(x)                                   input_layernorm
  *   q, k, v = linear(xn1); q, k = RoPE(q, k)            (adapted)
- *   ctx = causal grouped-query attention(q, k, v)       causal_attn.h
+ *   ctx = causal grouped-query attention(q, k, v)       attention.h
  *   h   = x + o_proj(ctx)                               (adapted)
  *   xn2 = RMSNorm(h)                                    post_attention_layernorm
  *   out = h + down_proj(silu(gate_proj(xn2)) * up_proj(xn2))   (adapted)
@@ -36,7 +36,7 @@
 #include <string.h>
 
 #include "base/errmsg.h"
-#include "model/causal_attn.h"
+#include "model/attention.h"
 #include "model/linear.h"
 #include "model/llama_ops.h"
 #include "model/model_internal.h"
@@ -63,7 +63,9 @@ typedef struct {
     /* activations: pointers into the model's arena (llama_layout) */
     llama_acts *la;
     float *x0, *rstd_f, *xf, *lse_lm, *dlogits, *cos_t, *sin_t;
-    float *scratch_act, *scratch_out, *scratch_r, *scratch_or, *scratch_attn;
+    float *scratch_act, *scratch_out, *scratch_r, *scratch_or;
+    float *scratch_attn; /* attn_threads slices of attention_scratch_floats */
+    int attn_threads;
     float *d_cur, *d_prev, *d_h, *d_xn, *d_ctx, *dq, *dk, *dv, *d_g, *d_u;
     int32_t *ids, *pos, *targets;
     uint8_t *mask;
@@ -71,6 +73,7 @@ typedef struct {
     /* the current batch */
     int B, S, N, n_targets;
     bool has_labels;
+    bool training; /* m->training for this forward (lin_scratch reads it) */
 } llama_model;
 
 /* ---------------------------------------------------------------- tensor table */
@@ -253,7 +256,6 @@ static size_t llama_layout(aflo_model *m, float *base, int Bm, int Sm) {
             if (lin->sb && !linear_folds_sb(lin)) TAKE(a->ad[mod].h3, N * (size_t)lin->out);
         }
     }
-    causal_attn_shape shape = {.seq = Sm};
     TAKE(d->rstd_f, N);
     TAKE(d->xf, N * H);
     TAKE(m->logits, N * V);
@@ -265,7 +267,10 @@ static size_t llama_layout(aflo_model *m, float *base, int Bm, int Sm) {
     TAKE(d->scratch_out, N * maxdim);
     TAKE(d->scratch_r, 2 * N * (r ? r : 1));
     TAKE(d->scratch_or, 2 * maxdim * (r ? r : 1));
-    TAKE(d->scratch_attn, causal_attn_scratch_floats(&shape));
+    attention_opts ao = {
+        .batch = Bm, .heads = d->nh, .kv_heads = d->nkv, .seq = Sm, .head_dim = d->hd};
+    d->attn_threads = attention_max_threads();
+    TAKE(d->scratch_attn, attention_scratch_floats(&ao) * (size_t)d->attn_threads);
     TAKE(d->d_cur, N * H);
     TAKE(d->d_prev, N * H);
     TAKE(d->d_h, N * H);
@@ -320,18 +325,25 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
 }
 
 static aflo_linear_scratch lin_scratch(const llama_model *d) {
-    return (aflo_linear_scratch){.r2 = d->scratch_r, .out = d->scratch_out, .or2 = d->scratch_or};
+    return (aflo_linear_scratch){
+        .r2 = d->scratch_r, .out = d->scratch_out, .or2 = d->scratch_or, .merge_ok = d->training};
 }
 
-static causal_attn_shape attn_shape(const llama_model *d) {
-    return (causal_attn_shape){.batch = d->B,
-                               .seq = d->S,
-                               .n_heads = d->nh,
-                               .n_kv_heads = d->nkv,
-                               .head_dim = d->hd,
-                               .window = d->window,
-                               .key_mask = d->mask};
+/* Causal grouped-query attention over the current batch, padding keys
+ * masked, Mistral's window when set; no dropout (LLaMA has none). */
+static attention_opts attn_opts(const llama_model *d) {
+    return (attention_opts){.batch = d->B,
+                            .heads = d->nh,
+                            .kv_heads = d->nkv,
+                            .seq = d->S,
+                            .head_dim = d->hd,
+                            .scale = 1.0f / sqrtf((float)d->hd),
+                            .key_mask = d->mask,
+                            .causal = true,
+                            .window = d->window};
 }
+
+static attention_rows rows(float *p, int ld) { return (attention_rows){p, ld}; }
 
 static void add_inplace(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
@@ -351,8 +363,9 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
         linear_forward(&ly->lin[mod], qkv[mod], a->xn1, N, a->ad[mod], sc, &m->flops);
     rope_forward(a->q, d->pos, d->cos_t, d->sin_t, N, d->nh, d->hd);
     rope_forward(a->k, d->pos, d->cos_t, d->sin_t, N, d->nkv, d->hd);
-    causal_attn_shape shape = attn_shape(d);
-    causal_attention_forward(a->ctx, a->lse, a->q, a->k, a->v, &shape, d->scratch_attn, &m->flops);
+    attention_opts ao = attn_opts(d);
+    attention_forward(&ao, rows(a->ctx, d->qd), a->lse, rows(a->q, d->qd), rows(a->k, d->kvd),
+                      rows(a->v, d->kvd), d->scratch_attn, d->attn_threads, &m->flops);
     linear_forward(&ly->lin[LLAMA_O], a->h, a->ctx, N, a->ad[LLAMA_O], sc, &m->flops);
     add_inplace(a->h, x, (size_t)N * H);
 
@@ -374,6 +387,7 @@ static int llama_forward(aflo_model *m, const aflo_batch *b, float *loss, char *
                          size_t errlen) {
     llama_model *d = m->impl;
     if (load_batch(m, b, err, errlen) != 0) return -1;
+    d->training = m->training;
     int N = d->N, H = d->H, V = d->V;
     embedding_forward(d->x0, d->ids, d->embed->data, N, H, 0);
     const float *x = d->x0;
@@ -420,9 +434,11 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     /* h = x + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))) */
     linear_backward(&ly->lin[LLAMA_O], d->d_ctx, false, d->d_h, a->ctx, N, a->ad[LLAMA_O], sc,
                     &m->flops);
-    causal_attn_shape shape = attn_shape(d);
-    causal_attention_backward(d->dq, d->dk, d->dv, d->d_ctx, a->ctx, a->lse, a->q, a->k, a->v,
-                              &shape, d->scratch_attn, &m->flops);
+    attention_opts ao = attn_opts(d);
+    attention_backward(&ao, rows(d->dq, d->qd), rows(d->dk, d->kvd), rows(d->dv, d->kvd),
+                       rows(d->d_ctx, d->qd), rows(a->ctx, d->qd), a->lse, rows(a->q, d->qd),
+                       rows(a->k, d->kvd), rows(a->v, d->kvd), d->scratch_attn, d->attn_threads,
+                       &m->flops);
     rope_backward(d->dq, d->pos, d->cos_t, d->sin_t, N, d->nh, d->hd);
     rope_backward(d->dk, d->pos, d->cos_t, d->sin_t, N, d->nkv, d->hd);
     float *dqkv[3] = {d->dq, d->dk, d->dv};
@@ -489,6 +505,10 @@ static const aflo_name_map llama_head_names[] = {
     {NULL, NULL},
 };
 
+/* Older checkpoints saved RoPE's inverse frequencies as a buffer in every
+ * block; they follow from the config (rope_inv_freq). */
+static const char *const llama_hf_ignored[] = {"*.rotary_emb.inv_freq", NULL};
+
 static const aflo_family_variant llama_variants[] = {
     {"llama", "Llama", "LlamaForCausalLM", "model.", llama_head_names, "[]", 0},
     {"mistral", "Mistral", "MistralForCausalLM", "model.", llama_head_names, "[]",
@@ -504,9 +524,10 @@ const aflo_family llama_family = {
     .modules = llama_modules,
     .n_modules = LLAMA_MODULE_COUNT,
     .block_prefix = "layers.",
-    .hf_ignored = NULL, /* the loader does not read causal LMs yet */
+    .hf_ignored = llama_hf_ignored,
     .head_layers = NULL,
     .tasks = 1u << TASK_CAUSAL_LM,
+    .default_targets = LLAMA_DEFAULT_TARGETS,
     .hidden_act = "silu",
     .config_finish = llama_config_finish,
     .max_tokens = NULL,

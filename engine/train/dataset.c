@@ -1,7 +1,9 @@
-/* dataset.c — growable flat arrays of tokenised examples; padded batches;
- * length bucketing of an epoch's order. */
+/* dataset.c — growable flat arrays of tokenised examples; padded batches
+ * (with per-token labels for causal LMs); length bucketing of an epoch's
+ * order. */
 #include "train/dataset.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,7 @@ void dataset_free(aflo_dataset *d) {
     free(d->offsets);
     free(d->labels);
     free(d->targets);
+    free(d->token_labels);
     memset(d, 0, sizeof *d);
 }
 
@@ -31,15 +34,19 @@ static int grow_all(void **arrs[], int n, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, int len,
-                int32_t label, float target) {
+/* One example; token_labels non-NULL exactly for a causal-LM dataset (a
+ * dataset is one kind or the other from its first example on). */
+static int add_row(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids,
+                   const int32_t *token_labels, int len, int32_t label, float target) {
     if (len < 0) return -1;
-    void **tok[] = {(void **)&d->ids, (void **)&d->type_ids};
+    bool lm = token_labels != NULL;
+    if (d->n > 0 && lm != (d->token_labels != NULL)) return -1;
+    void **tok[] = {(void **)&d->ids, (void **)&d->type_ids, (void **)&d->token_labels};
     void **per[] = {(void **)&d->labels, (void **)&d->targets};
     /* offsets (size_t) and labels/targets (4 bytes) share cap_n: offsets grows
      * from a copy first, then the same need takes cap_n to the same value */
     size_t off_cap = d->cap_n;
-    if (grow_all(tok, 2, &d->cap_tokens, d->ntokens + (size_t)len, sizeof(int32_t)) ||
+    if (grow_all(tok, lm ? 3 : 2, &d->cap_tokens, d->ntokens + (size_t)len, sizeof(int32_t)) ||
         grow_all((void **[]){(void **)&d->offsets}, 1, &off_cap, (size_t)d->n + 2,
                  sizeof *d->offsets) ||
         grow_all(per, 2, &d->cap_n, (size_t)d->n + 2, sizeof(int32_t)))
@@ -50,6 +57,7 @@ int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, in
         memcpy(d->type_ids + d->ntokens, type_ids, (size_t)len * sizeof *type_ids);
     else
         memset(d->type_ids + d->ntokens, 0, (size_t)len * sizeof *type_ids);
+    if (lm) memcpy(d->token_labels + d->ntokens, token_labels, (size_t)len * sizeof *ids);
     d->ntokens += (size_t)len;
     d->labels[d->n] = label;
     d->targets[d->n] = target;
@@ -57,6 +65,25 @@ int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, in
     d->offsets[d->n] = d->ntokens;
     if (len > d->max_len) d->max_len = len;
     return 0;
+}
+
+int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, int len,
+                int32_t label, float target) {
+    return add_row(d, ids, type_ids, NULL, len, label, target);
+}
+
+int dataset_add_lm(aflo_dataset *d, const int32_t *ids, const int32_t *token_labels, int len) {
+    if (!token_labels) return -1;
+    return add_row(d, ids, NULL, token_labels, len, 0, 0.0f);
+}
+
+size_t dataset_loss_tokens(const aflo_dataset *d, int i) {
+    if (!d->token_labels) return 0;
+    size_t n = 0;
+    /* position t predicts label t+1: the first label is never a target */
+    for (size_t k = d->offsets[i] + 1; k < d->offsets[i + 1]; k++)
+        n += d->token_labels[k] != LABEL_IGNORE;
+    return n;
 }
 
 int batch_buffers_init(aflo_batch_buffers *bb, int max_batch, int max_seq) {
@@ -69,7 +96,9 @@ int batch_buffers_init(aflo_batch_buffers *bb, int max_batch, int max_seq) {
     bb->mask = malloc(n);
     bb->labels = malloc((size_t)max_batch * sizeof *bb->labels);
     bb->targets = malloc((size_t)max_batch * sizeof *bb->targets);
-    if (!bb->ids || !bb->type_ids || !bb->mask || !bb->labels || !bb->targets) {
+    bb->token_labels = malloc(n * sizeof *bb->token_labels);
+    if (!bb->ids || !bb->type_ids || !bb->mask || !bb->labels || !bb->targets ||
+        !bb->token_labels) {
         batch_buffers_free(bb);
         return -1;
     }
@@ -82,6 +111,7 @@ void batch_buffers_free(aflo_batch_buffers *bb) {
     free(bb->mask);
     free(bb->labels);
     free(bb->targets);
+    free(bb->token_labels);
     memset(bb, 0, sizeof *bb);
 }
 
@@ -102,10 +132,14 @@ void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_
         memcpy(bb->ids + row, ids, (size_t)len * sizeof *ids);
         memcpy(bb->type_ids + row, tt, (size_t)len * sizeof *tt);
         memset(bb->mask + row, 1, (size_t)len);
+        if (d->token_labels)
+            memcpy(bb->token_labels + row, d->token_labels + d->offsets[idx[i]],
+                   (size_t)len * sizeof *ids);
         for (int s = len; s < S; s++) {
             bb->ids[row + s] = pad_id;
             bb->type_ids[row + s] = 0;
             bb->mask[row + s] = 0;
+            bb->token_labels[row + s] = LABEL_IGNORE; /* padding carries no loss */
         }
         bb->labels[i] = d->labels[idx[i]];
         bb->targets[i] = d->targets[idx[i]];
@@ -116,7 +150,8 @@ void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_
                         .token_type_ids = bb->type_ids,
                         .attention_mask = bb->mask,
                         .labels = bb->labels,
-                        .targets = bb->targets};
+                        .targets = bb->targets,
+                        .token_labels = d->token_labels ? bb->token_labels : NULL};
 }
 
 /* Stable merge sort of idx[0..n) by example length, bottom-up, with tmp of n

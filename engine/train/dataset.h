@@ -9,6 +9,7 @@
 #ifndef AFLO_DATASET_H
 #define AFLO_DATASET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +23,10 @@ typedef struct {
     size_t *offsets;         /* n + 1 */
     int32_t *labels;         /* n: class ids (classification) */
     float *targets;          /* n: values (regression) */
-    int max_len;             /* longest example */
+    /* ntokens: causal LM's labels per token (model.h: unshifted,
+     * LABEL_IGNORE where no loss is taken), NULL for the other tasks */
+    int32_t *token_labels;
+    int max_len; /* longest example */
     size_t cap_n, cap_tokens;
 } aflo_dataset;
 
@@ -31,6 +35,12 @@ void dataset_free(aflo_dataset *d);
 /* Append one example (copied). type_ids may be NULL (all 0). -1 on OOM. */
 int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, int len,
                 int32_t label, float target);
+/* Append one causal-LM example: ids and their labels (both len). -1 on OOM
+ * or when the dataset already holds examples of the other kind. */
+int dataset_add_lm(aflo_dataset *d, const int32_t *ids, const int32_t *token_labels, int len);
+/* Next-token targets of example i: labels other than LABEL_IGNORE after its
+ * first token (0 without token labels). */
+size_t dataset_loss_tokens(const aflo_dataset *d, int i);
 static inline int dataset_len(const aflo_dataset *d, int i) {
     return (int)(d->offsets[i + 1] - d->offsets[i]);
 }
@@ -38,7 +48,7 @@ static inline int dataset_len(const aflo_dataset *d, int i) {
 /* Buffers for one batch of up to max_batch examples of up to max_seq tokens. */
 typedef struct {
     int max_batch, max_seq;
-    int32_t *ids, *type_ids, *labels;
+    int32_t *ids, *type_ids, *labels, *token_labels;
     uint8_t *mask;
     float *targets;
 } aflo_batch_buffers;
@@ -47,7 +57,7 @@ int batch_buffers_init(aflo_batch_buffers *bb, int max_batch, int max_seq);
 void batch_buffers_free(aflo_batch_buffers *bb);
 
 /* Gather examples idx[0..count) into a padded batch (pad with pad_id, mask
- * 0). Examples longer than max_seq are cut (the tokenizer normally already
+ * 0; right padding, token labels LABEL_IGNORE there). Examples longer than max_seq are cut (the tokenizer normally already
  * truncated them). */
 void dataset_make_batch(const aflo_dataset *d, const int *idx, int count, int32_t pad_id,
                         aflo_batch_buffers *bb, aflo_batch *out);

@@ -179,23 +179,34 @@ int metrics_lookup(const aflo_metrics *m, const char *name, double *value) {
     if (!m || !name || !value) return -1;
     /* A metric of the other group was never computed: asking for it is a
      * task/metric mismatch the caller should hear about, not a silent 0. */
+    enum { CLS, REG, LM };
     static const struct {
         const char *name;
-        bool classification;
+        int group;
         size_t offset;
     } table[] = {
-        {"accuracy", true, offsetof(aflo_metrics, accuracy)},
-        {"f1", true, offsetof(aflo_metrics, f1)},
-        {"mcc", true, offsetof(aflo_metrics, mcc)},
-        {"pearson", false, offsetof(aflo_metrics, pearson)},
-        {"spearman", false, offsetof(aflo_metrics, spearman)},
-        {"mse", false, offsetof(aflo_metrics, mse)},
+        {"accuracy", CLS, offsetof(aflo_metrics, accuracy)},
+        {"f1", CLS, offsetof(aflo_metrics, f1)},
+        {"mcc", CLS, offsetof(aflo_metrics, mcc)},
+        {"pearson", REG, offsetof(aflo_metrics, pearson)},
+        {"spearman", REG, offsetof(aflo_metrics, spearman)},
+        {"mse", REG, offsetof(aflo_metrics, mse)},
     };
+    if (strcmp(name, "perplexity") == 0) {
+        if (!m->causal_lm) return -1;
+        *value = exp(m->loss);
+        return 0;
+    }
+    int group = m->causal_lm ? LM : m->classification ? CLS : REG;
     for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
         if (strcmp(name, table[k].name) != 0) continue;
-        if (table[k].classification != m->classification) return -1;
+        if (table[k].group != group) return -1;
         memcpy(value, (const char *)m + table[k].offset, sizeof *value);
         return 0;
     }
     return -1;
+}
+
+bool metrics_lower_is_better(const char *name) {
+    return strcmp(name, "mse") == 0 || strcmp(name, "perplexity") == 0;
 }

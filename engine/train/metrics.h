@@ -7,7 +7,11 @@
 #include <stdint.h>
 
 typedef struct {
-    bool classification;      /* which group below is filled */
+    bool classification; /* which group below is filled */
+    /* causal LM: only loss (the mean over target tokens) and n are filled,
+     * perplexity is exp(loss). A bool in the padding after the first:
+     * checkpoints store this struct's bytes, and its size stays. */
+    bool causal_lm;
     double accuracy, f1, mcc; /* f1: positive class 1, only meaningful for 2 labels */
     double pearson, spearman, mse;
     double loss; /* mean eval loss, filled by the caller */
@@ -22,7 +26,9 @@ int metrics_classification(const int32_t *pred, const int32_t *gold, int n, int 
 int metrics_regression(const float *pred, const float *gold, int n, aflo_metrics *out);
 
 /* The metric a task is judged by, by name: "accuracy", "f1", "mcc",
- * "pearson", "spearman", "mse" (lower is better for mse only). */
+ * "pearson", "spearman", "mse", "perplexity" (causal LM). */
 int metrics_lookup(const aflo_metrics *m, const char *name, double *value);
+/* Whether a smaller value of the named metric is better (mse, perplexity). */
+bool metrics_lower_is_better(const char *name);
 
 #endif

@@ -55,13 +55,16 @@ static bool decays(const aflo_param *p) {
     return p->role != PROLE_BIAS && p->role != PROLE_NORM_WEIGHT && p->role != PROLE_NORM_BIAS;
 }
 
-static int validate(const aflo_train_config *tc, const aflo_dataset *train, char *err,
-                    size_t errlen) {
+static int validate(const aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
+                    char *err, size_t errlen) {
 #define CHECK(cond, ...)                                       \
     do {                                                       \
         if (!(cond)) return set_err(err, errlen, __VA_ARGS__); \
     } while (0)
     CHECK(train && train->n > 0, "dataset: the training set is empty");
+    CHECK((model_task(m) == TASK_CAUSAL_LM) == (train->token_labels != NULL), "dataset: %s",
+          model_task(m) == TASK_CAUSAL_LM ? "a causal LM trains on examples with labels per token"
+                                          : "examples with labels per token need a causal LM");
     CHECK(tc->epochs >= 1, "epochs: must be >= 1");
     CHECK(tc->batch_size >= 1, "batch_size: must be >= 1");
     CHECK(tc->grad_accum >= 1, "grad_accum: must be >= 1");
@@ -103,12 +106,7 @@ void trainer_free(aflo_trainer *t) {
 
 aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
                              const aflo_dataset *eval, char *err, size_t errlen) {
-    /* Its datasets hold one label per example; per-token labels come later. */
-    if (model_task(m) == TASK_CAUSAL_LM) {
-        set_err(err, errlen, "the trainer does not train causal-LM models yet");
-        return NULL;
-    }
-    if (validate(tc, train, err, errlen) != 0) return NULL;
+    if (validate(m, tc, train, err, errlen) != 0) return NULL;
     aflo_trainer *t = calloc(1, sizeof *t);
     if (!t) goto oom;
     t->m = m;
@@ -278,6 +276,12 @@ static void apply_freezes(aflo_trainer *t, long step, int count, const aflo_prog
     }
 }
 
+/* What an example weighs in a step's mean loss: 1, or a causal LM's target
+ * tokens (its loss is a mean over those). */
+static double example_weight(const aflo_dataset *d, int i) {
+    return d->token_labels ? (double)dataset_loss_tokens(d, i) : 1.0;
+}
+
 /* One optimizer step (1-based `step`) over micro-batches starting at
  * position *pos of this epoch's order. Returns the mean loss, NAN on error. */
 static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm, char *err,
@@ -290,22 +294,26 @@ static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm,
     int remaining = n - *pos;
     int micro_count = (remaining + tc->batch_size - 1) / tc->batch_size;
     if (micro_count > tc->grad_accum) micro_count = tc->grad_accum;
-    /* Each micro-batch's loss is a mean over its examples; weighting it by
-     * count/total makes the step's gradient the mean over all its examples. */
+    /* Each micro-batch's loss is a mean over its examples (a causal LM's:
+     * over its target tokens); weighting it by its share of the step's
+     * examples (tokens) makes the step's gradient their mean. */
     int total = remaining < micro_count * tc->batch_size ? remaining : micro_count * tc->batch_size;
+    double weight_total = 0;
+    for (int i = 0; i < total; i++) weight_total += example_weight(t->train, t->order[*pos + i]);
+    if (weight_total <= 0) weight_total = 1; /* no target at all: a zero step */
     double loss_sum = 0;
-    int examples = 0;
     model_set_training(m, true);
     for (micro = 0; micro < micro_count; micro++) {
         int count = n - *pos < tc->batch_size ? n - *pos : tc->batch_size;
+        double w = 0;
+        for (int i = 0; i < count; i++) w += example_weight(t->train, t->order[*pos + i]);
         aflo_batch b;
         dataset_make_batch(t->train, t->order + *pos, count, tc->pad_id, &t->bb, &b);
         model_set_dropout_key(m, rng_hash(tc->seed, (uint64_t)step * 1024 + (uint64_t)micro));
         float loss;
         if (model_forward(m, &b, &loss, err, errlen) != 0) return NAN;
-        model_backward(m, (float)count / (float)total);
-        loss_sum += (double)loss * count;
-        examples += count;
+        model_backward(m, (float)(w / weight_total));
+        loss_sum += (double)loss * w;
         *pos += count;
     }
     *grad_norm = tc->max_grad_norm > 0
@@ -322,15 +330,15 @@ static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm,
                      decays(p) ? tc->weight_decay : 0.0f, tc->adam_beta1, tc->adam_beta2,
                      tc->adam_eps, step);
     }
-    return (float)(loss_sum / examples);
+    return (float)(loss_sum / weight_total);
 }
 
 static double metric_score(const aflo_trainer *t, const aflo_metrics *mt) {
     const char *name = t->tc.select_metric;
-    if (!name) name = mt->classification ? "accuracy" : "pearson";
+    if (!name) name = mt->causal_lm ? "perplexity" : mt->classification ? "accuracy" : "pearson";
     double v;
     if (metrics_lookup(mt, name, &v) != 0) return -INFINITY;
-    return strcmp(name, "mse") == 0 ? -v : v;
+    return metrics_lower_is_better(name) ? -v : v;
 }
 
 static void snapshot_best(aflo_trainer *t) {
@@ -474,11 +482,53 @@ aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const at
     return st;
 }
 
+/* A causal LM: the mean next-token loss over every target token of the
+ * set (each batch's mean weighted by its tokens) and its exponential, the
+ * perplexity. */
+static int evaluate_lm(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
+                       aflo_metrics *out, char *err, size_t errlen) {
+    if (!d->token_labels && d->n > 0)
+        return set_err(err, errlen, "evaluation data: a causal LM needs labels per token");
+    aflo_batch_buffers bb;
+    int *idx = malloc((size_t)batch_size * sizeof *idx);
+    int rc = -1;
+    if (!idx || batch_buffers_init(&bb, batch_size, d->max_len ? d->max_len : 1)) {
+        free(idx);
+        return set_err(err, errlen, "out of memory during evaluation");
+    }
+    if (model_reserve(m, batch_size, d->max_len ? d->max_len : 1, err, errlen) != 0) goto done;
+    model_set_dropout(m, false);
+    model_set_training(m, false);
+    double loss_sum = 0, tokens = 0;
+    for (int start = 0; start < d->n; start += batch_size) {
+        int count = d->n - start < batch_size ? d->n - start : batch_size;
+        double w = 0;
+        for (int i = 0; i < count; i++) {
+            idx[i] = start + i;
+            w += (double)dataset_loss_tokens(d, start + i);
+        }
+        aflo_batch b;
+        dataset_make_batch(d, idx, count, pad_id, &bb, &b);
+        float loss;
+        if (model_forward(m, &b, &loss, err, errlen) != 0) goto done;
+        loss_sum += (double)loss * w;
+        tokens += w;
+    }
+    out->causal_lm = true;
+    out->loss = tokens > 0 ? loss_sum / tokens : 0;
+    out->n = d->n;
+    rc = 0;
+done:
+    batch_buffers_free(&bb);
+    free(idx);
+    return rc;
+}
+
 int evaluate(aflo_model *m, const aflo_dataset *d, int batch_size, int32_t pad_id,
              aflo_metrics *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (model_task(m) == TASK_CAUSAL_LM)
-        return set_err(err, errlen, "evaluation of causal-LM models is not supported yet");
+        return evaluate_lm(m, d, batch_size, pad_id, out, err, errlen);
     int n = d->n, L = model_num_labels(m);
     bool cls = model_task(m) == TASK_CLASSIFICATION;
     aflo_batch_buffers bb;

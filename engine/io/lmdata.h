@@ -1,0 +1,83 @@
+/* lmdata.h — causal-LM training data: JSON Lines rows rendered, tokenised
+ * and labelled into a dataset with labels per token (dataset.h).
+ *
+ * One JSON object per line (blank lines skipped); each row is one of these
+ * forms, told apart by its keys (other keys are ignored):
+ *   {"text": t}                        loss on every token
+ *   {"prompt": p, "completion": c}     loss on the completion only, unless
+ *                                      train_on_inputs (then on all of it)
+ *   {"instruction": i, "input": x, "output": o}
+ *                                      Alpaca: the prompt is the Stanford
+ *                                      Alpaca template with i (and x, when
+ *                                      "input" is present and not empty: the
+ *                                      template has a variant without it),
+ *                                      the completion o
+ *   {"input_ids": [...], "labels": [...]}
+ *                                      already tokenised: used as given (no
+ *                                      BOS/EOS added); labels optional (the
+ *                                      ids then), the same length, each an id
+ *                                      or -100 (LABEL_IGNORE)
+ * Rendered rows are [BOS] prompt completion [EOS]: BOS when the tokenizer
+ * adds one (tokenizer_adds_bos, as tokenizer(text) would), EOS always when
+ * the tokenizer has one, so the model learns where an answer ends; a text
+ * row is a completion with an empty prompt. Prompt and completion are
+ * tokenised separately and joined, so the boundary between them is exact.
+ * Chat rows ({"messages": [...]}) are refused with a message: there are no
+ * chat templates yet.
+ *
+ * Rows longer than max_seq_len tokens are cut there (the start kept) and
+ * counted; a row left with no target token (a prompt that fills the whole
+ * length) is skipped and counted. Loading is all or nothing: any malformed
+ * row fails the load with the file and its line number. */
+#ifndef AFLO_LMDATA_H
+#define AFLO_LMDATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tokenizer/tokenizer.h"
+#include "train/dataset.h"
+
+typedef enum {
+    LMDATA_TEXT,
+    LMDATA_PROMPT_COMPLETION,
+    LMDATA_ALPACA,
+    LMDATA_TOKENS,
+    LMDATA_FORM_COUNT
+} lmdata_form;
+
+typedef struct {
+    int max_seq_len;      /* >= 2 */
+    bool train_on_inputs; /* prompt tokens carry loss too */
+    int vocab_size; /* ids of input_ids rows must be below it (the model's; 0: the tokenizer's) */
+} lmdata_opts;
+
+typedef struct {
+    int rows;                        /* examples added */
+    int by_form[LMDATA_FORM_COUNT];  /* of them, per form */
+    int truncated;                   /* rows cut at max_seq_len */
+    int skipped;                     /* rows with no target token left, not added */
+    long tokens;                     /* tokens of the examples added */
+    long loss_tokens;                /* of them, next-token targets */
+} lmdata_stats;
+
+/* The rows of the file at path appended to d (dataset_init'd and empty);
+ * stats may be NULL. 0, or -1 with "path: line N: what is wrong" (d is then
+ * left empty). */
+int lmdata_load(const char *path, const tokenizer *tok, const lmdata_opts *o, aflo_dataset *d,
+                lmdata_stats *stats, char *err, size_t errlen);
+/* The same from text in memory; name stands for the file in messages. */
+int lmdata_parse(const char *text, size_t len, const char *name, const tokenizer *tok,
+                 const lmdata_opts *o, aflo_dataset *d, lmdata_stats *stats, char *err,
+                 size_t errlen);
+
+/* The Alpaca prompt for an instruction and an input (input may be NULL or
+ * empty: the variant without it). malloc'd, NUL-terminated; NULL on OOM. */
+char *lmdata_alpaca_prompt(const char *instruction, size_t ilen, const char *input, size_t inlen);
+
+/* One line describing stats ("120 rows (text 20, prompt/completion 100), 5321
+ * tokens, 3002 with loss; 3 cut at max_seq_len 256; 1 skipped: no target
+ * left"). */
+void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t cap);
+
+#endif

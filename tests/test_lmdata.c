@@ -1,0 +1,291 @@
+/* test_lmdata.c — causal-LM data (engine/io/lmdata.h) with the sp_bpe
+ * fixture tokenizer (add_bos_token true, add_eos_token false): each row
+ * form's ids and labels against the tokenizer's own output, the Alpaca
+ * template text, prompt masking and train_on_inputs, truncation and skip
+ * counts, the errors and their line numbers, and the padded batches the
+ * trainer gets (right padding, LABEL_IGNORE on padding). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/lmdata.h"
+#include "tokenizer/tokenizer.h"
+#include "train/dataset.h"
+
+static char err[512];
+
+static int setup(void **state) {
+    tokenizer *t = tokenizer_load_dir("tests/tokenizer_fixtures/sp_bpe", err, sizeof err);
+    if (!t) fprintf(stderr, "%s\n", err);
+    *state = t;
+    return t ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    tokenizer_free(*state);
+    return 0;
+}
+
+/* ids of text alone, n returned (the caller frees). */
+static int32_t *tok_ids(const tokenizer *t, const char *text, size_t *n) {
+    int32_t *ids = NULL;
+    assert_int_equal(tokenizer_tokenize(t, text, strlen(text), &ids, n, err, sizeof err), 0);
+    return ids;
+}
+
+/* An expected row built piece by piece: ids and labels. */
+typedef struct {
+    int32_t ids[512], labels[512];
+    int n;
+} row;
+
+static void add(row *r, int32_t id, bool loss) {
+    assert_true(r->n < 512);
+    r->ids[r->n] = id;
+    r->labels[r->n++] = loss ? id : LABEL_IGNORE;
+}
+
+static void add_text(row *r, const tokenizer *t, const char *text, bool loss) {
+    size_t n;
+    int32_t *ids = tok_ids(t, text, &n);
+    for (size_t i = 0; i < n; i++) add(r, ids[i], loss);
+    free(ids);
+}
+
+static void assert_row(const aflo_dataset *d, int i, const row *want) {
+    assert_int_equal(dataset_len(d, i), want->n);
+    const int32_t *ids = d->ids + d->offsets[i], *lab = d->token_labels + d->offsets[i];
+    for (int k = 0; k < want->n; k++) {
+        if (ids[k] != want->ids[k]) fail_msg("row %d id %d: %d, want %d", i, k, ids[k], want->ids[k]);
+        if (lab[k] != want->labels[k])
+            fail_msg("row %d label %d: %d, want %d", i, k, lab[k], want->labels[k]);
+    }
+}
+
+static int parse(const tokenizer *t, const char *text, int max_len, bool inputs, aflo_dataset *d,
+                 lmdata_stats *st) {
+    lmdata_opts o = {.max_seq_len = max_len, .train_on_inputs = inputs};
+    return lmdata_parse(text, strlen(text), "data.jsonl", t, &o, d, st, err, sizeof err);
+}
+
+static void test_forms(void **state) {
+    const tokenizer *t = *state;
+    int32_t bos = tokenizer_bos_id(t), eos = tokenizer_eos_id(t);
+    assert_true(bos >= 0 && eos >= 0 && bos != eos);
+    assert_true(tokenizer_adds_bos(t));
+    const char *text = "{\"text\": \"the cat sat\"}\n"
+                       "\n"
+                       "{\"prompt\": \"Q: hello\", \"completion\": \" world\", \"id\": 7}\n"
+                       "{\"instruction\": \"Say hi\", \"input\": \"to Bob\", \"output\": \"hi Bob\"}\n"
+                       "{\"instruction\": \"Say hi\", \"input\": \"\", \"output\": \"hi\"}\r\n"
+                       "{\"input_ids\": [5, 6, 7, 8], \"labels\": [-100, -100, 7, 8]}\n"
+                       "{\"input_ids\": [9, 10]}";
+    for (int inputs = 0; inputs <= 1; inputs++) {
+        aflo_dataset d;
+        dataset_init(&d);
+        lmdata_stats st;
+        if (parse(t, text, 512, inputs, &d, &st)) fail_msg("%s", err);
+        assert_int_equal(d.n, 6);
+        assert_int_equal(st.rows, 6);
+        assert_int_equal(st.by_form[LMDATA_TEXT], 1);
+        assert_int_equal(st.by_form[LMDATA_PROMPT_COMPLETION], 1);
+        assert_int_equal(st.by_form[LMDATA_ALPACA], 2);
+        assert_int_equal(st.by_form[LMDATA_TOKENS], 2);
+        assert_int_equal(st.truncated + st.skipped, 0);
+        assert_int_equal(st.tokens, (long)d.ntokens);
+
+        row r = {.n = 0};
+        add(&r, bos, true); /* a text row: loss on everything */
+        add_text(&r, t, "the cat sat", true);
+        add(&r, eos, true);
+        assert_row(&d, 0, &r);
+
+        r.n = 0; /* prompt masked unless train_on_inputs; EOS after the completion */
+        add(&r, bos, inputs);
+        add_text(&r, t, "Q: hello", inputs);
+        add_text(&r, t, " world", true);
+        add(&r, eos, true);
+        assert_row(&d, 1, &r);
+
+        r.n = 0;
+        add(&r, bos, inputs);
+        add_text(&r, t,
+                 "Below is an instruction that describes a task, paired with an input that "
+                 "provides further context. Write a response that appropriately completes the "
+                 "request.\n\n### Instruction:\nSay hi\n\n### Input:\nto Bob\n\n### Response:",
+                 inputs);
+        add_text(&r, t, "hi Bob", true);
+        add(&r, eos, true);
+        assert_row(&d, 2, &r);
+
+        r.n = 0; /* empty input: the variant without it */
+        add(&r, bos, inputs);
+        add_text(&r, t,
+                 "Below is an instruction that describes a task. Write a response that "
+                 "appropriately completes the request.\n\n### Instruction:\nSay hi\n\n"
+                 "### Response:",
+                 inputs);
+        add_text(&r, t, "hi", true);
+        add(&r, eos, true);
+        assert_row(&d, 3, &r);
+
+        row ids = {.ids = {5, 6, 7, 8}, .labels = {LABEL_IGNORE, LABEL_IGNORE, 7, 8}, .n = 4};
+        assert_row(&d, 4, &ids);
+        row plain = {.ids = {9, 10}, .labels = {9, 10}, .n = 2}; /* no BOS/EOS added */
+        assert_row(&d, 5, &plain);
+
+        long targets = 0;
+        for (int i = 0; i < d.n; i++) targets += (long)dataset_loss_tokens(&d, i);
+        assert_int_equal(targets, st.loss_tokens);
+        assert_int_equal(dataset_loss_tokens(&d, 4), 2);
+        dataset_free(&d);
+    }
+}
+
+static void test_alpaca_prompt(void **state) {
+    (void)state;
+    char *p = lmdata_alpaca_prompt("A", 1, NULL, 0);
+    assert_non_null(p);
+    assert_string_equal(p, "Below is an instruction that describes a task. Write a response that "
+                           "appropriately completes the request.\n\n### Instruction:\nA\n\n"
+                           "### Response:");
+    free(p);
+    p = lmdata_alpaca_prompt("A", 1, "B", 1);
+    assert_non_null(p);
+    assert_non_null(strstr(p, "paired with an input"));
+    assert_non_null(strstr(p, "### Instruction:\nA\n\n### Input:\nB\n\n### Response:"));
+    free(p);
+}
+
+static void test_truncation_and_skips(void **state) {
+    const tokenizer *t = *state;
+    size_t np;
+    int32_t *pid = tok_ids(t, "one two three four five six seven", &np);
+    free(pid);
+    assert_true(np >= 4);
+    int max = 4;
+    char text[512];
+    snprintf(text, sizeof text,
+             "{\"text\": \"one two three four five six seven\"}\n"
+             "{\"prompt\": \"one two three four five six seven\", \"completion\": \"x\"}\n"
+             "{\"text\": \"a\"}\n");
+    aflo_dataset d;
+    dataset_init(&d);
+    lmdata_stats st;
+    if (parse(t, text, max, false, &d, &st)) fail_msg("%s", err);
+    /* row 1 cut to max; row 2 cut too, leaving only masked prompt: skipped */
+    assert_int_equal(st.truncated, 2);
+    assert_int_equal(st.skipped, 1);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(dataset_len(&d, 0), max);
+    char line[256];
+    lmdata_describe(&st, max, line, sizeof line);
+    assert_non_null(strstr(line, "2 rows (text 2)"));
+    assert_non_null(strstr(line, "2 cut at max_seq_len 4"));
+    assert_non_null(strstr(line, "1 skipped"));
+    /* with the prompt trained on, the cut row keeps targets */
+    if (parse(t, text, max, true, &d, &st)) fail_msg("%s", err);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(st.skipped, 0);
+    dataset_free(&d);
+}
+
+/* Each bad file: the message names the file, the line and what is wrong,
+ * and the dataset is left as it was (empty). */
+static void test_errors_with_lines(void **state) {
+    const tokenizer *t = *state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{\"text\": \"a\"}\n\n{\"text\": 3}\n", "data.jsonl: line 3: \"text\" must be a string, got number"},
+        {"{\"text\": \"a\"}\n{\"prompt\": \"p\"}\n", "line 2: \"completion\" is missing"},
+        {"{\"completion\": \"c\"}\n", "line 1: \"prompt\" is missing"},
+        {"{\"text\": \"a\", \"prompt\": \"p\", \"completion\": \"c\"}\n",
+         "line 1: the row mixes the text and prompt/completion forms"},
+        {"{\"instruction\": \"i\"}\n", "line 1: \"output\" is missing"},
+        {"{\"instruction\": \"i\", \"input\": 1, \"output\": \"o\"}\n",
+         "line 1: \"input\" must be a string"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+         "line 1: chat rows ({\"messages\": [...]}) are not supported yet"},
+        {"{\"foo\": 1}\n", "line 1: no row form"},
+        {"[1, 2]\n", "line 1: a row must be a JSON object, got array"},
+        {"{\"text\": \"a\"}\n{\"text\": \"b\"\n", "line 2: not valid JSON"},
+        {"{\"input_ids\": []}\n", "line 1: \"input_ids\" must be a non-empty array"},
+        {"{\"input_ids\": [1, 99999]}\n", "line 1: input_ids[1] is not a token id below"},
+        {"{\"input_ids\": [1, 2], \"labels\": [1]}\n", "line 1: \"labels\" must be an array as long"},
+        {"{\"input_ids\": [1, 2], \"labels\": [1, -5]}\n", "line 1: labels[1] must be a token id"},
+        {"{\"input_ids\": [1, 2], \"labels\": [-100, -100]}\n", "no example with a token to learn"},
+        {"\n  \n", "no example with a token to learn (0 rows skipped)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        aflo_dataset d;
+        dataset_init(&d);
+        err[0] = '\0';
+        assert_int_equal(parse(t, cases[i].text, 64, false, &d, NULL), -1);
+        if (!strstr(err, cases[i].want)) fail_msg("case %zu: <%s>, want <%s>", i, err, cases[i].want);
+        assert_int_equal(d.n, 0);
+        dataset_free(&d);
+    }
+    aflo_dataset d;
+    dataset_init(&d);
+    assert_int_equal(parse(t, "{\"text\": \"a\"}", 1, false, &d, NULL), -1);
+    assert_non_null(strstr(err, "max_seq_len: a causal LM needs at least 2 tokens"));
+    lmdata_opts o = {.max_seq_len = 8};
+    assert_int_equal(lmdata_load("/nonexistent/x.jsonl", t, &o, &d, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent/x.jsonl"));
+}
+
+/* Batches: right padding, mask 0 and LABEL_IGNORE on padding, the rows'
+ * labels where real; a classification dataset keeps token_labels NULL. */
+static void test_batches(void **state) {
+    (void)state;
+    aflo_dataset d;
+    dataset_init(&d);
+    int32_t a[] = {3, 4, 5}, la[] = {LABEL_IGNORE, 4, 5}, b[] = {6}, lb[] = {6};
+    assert_int_equal(dataset_add_lm(&d, a, la, 3), 0);
+    assert_int_equal(dataset_add_lm(&d, b, lb, 1), 0);
+    assert_int_equal(dataset_add(&d, a, NULL, 3, 0, 0.0f), -1); /* one kind per dataset */
+    aflo_batch_buffers bb;
+    assert_int_equal(batch_buffers_init(&bb, 2, 3), 0);
+    int idx[2] = {1, 0};
+    aflo_batch bt;
+    dataset_make_batch(&d, idx, 2, 0, &bb, &bt);
+    assert_int_equal(bt.seq, 3);
+    assert_non_null(bt.token_labels);
+    const int32_t want_ids[6] = {6, 0, 0, 3, 4, 5};
+    const int32_t want_lab[6] = {6, LABEL_IGNORE, LABEL_IGNORE, LABEL_IGNORE, 4, 5};
+    const uint8_t want_mask[6] = {1, 0, 0, 1, 1, 1};
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(bt.input_ids[i], want_ids[i]);
+        assert_int_equal(bt.token_labels[i], want_lab[i]);
+        assert_int_equal(bt.attention_mask[i], want_mask[i]);
+    }
+    batch_buffers_free(&bb);
+    dataset_free(&d);
+    dataset_init(&d);
+    assert_int_equal(dataset_add(&d, a, NULL, 3, 1, 0.0f), 0);
+    assert_int_equal(dataset_add_lm(&d, a, la, 3), -1);
+    assert_int_equal(batch_buffers_init(&bb, 1, 3), 0);
+    int one = 0;
+    dataset_make_batch(&d, &one, 1, 0, &bb, &bt);
+    assert_null(bt.token_labels);
+    batch_buffers_free(&bb);
+    dataset_free(&d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_alpaca_prompt),
+        cmocka_unit_test(test_truncation_and_skips),
+        cmocka_unit_test(test_errors_with_lines),
+        cmocka_unit_test(test_batches),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
