@@ -241,8 +241,8 @@ static int prompt_ids(const generate_opts *o, const tokenizer *tok, int32_t **id
     if (o->prompt_ids) return parse_ids(o->prompt_ids, ids, n, err, errlen);
     if (!tok)
         return set_err(err, errlen,
-                        "--prompt needs a tokenizer (a model folder with one, or --tokenizer); "
-                        "give --prompt-ids instead");
+                       "--prompt needs a tokenizer (a model folder with one, or --tokenizer); "
+                       "give --prompt-ids instead");
     int32_t *t = NULL;
     size_t nt = 0;
     if (tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), &t, &nt, err, errlen)) return -1;
@@ -278,7 +278,8 @@ int cmd_generate(int argc, char **argv) {
     }
     m = load_model(&o, err, sizeof err);
     if (!m) goto done;
-    if (!o.eos_given) o.gp.eos_id = tok ? tokenizer_eos_id(tok) : is_dir(o.model) ? -1 : LLAMA2C_STOP_ID;
+    if (!o.eos_given)
+        o.gp.eos_id = tok ? tokenizer_eos_id(tok) : is_dir(o.model) ? -1 : LLAMA2C_STOP_ID;
     if (prompt_ids(&o, tok, &ids, &n, err, sizeof err)) goto done;
     if (generate(m, ids, n, &o.gp, &r, err, sizeof err)) goto done;
     if (print_result(tok, ids, n, &r, o.gp.eos_id, err, sizeof err)) goto done;

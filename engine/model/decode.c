@@ -17,8 +17,9 @@ struct aflo_decode {
 aflo_decode *decode_open(aflo_model *m, int max_tokens, char *err, size_t errlen) {
     const aflo_family *f = model_family(m);
     if (!f->decoder || model_task(m) != TASK_CAUSAL_LM) {
-        set_err(err, errlen, "the %s family has no incremental decoder (generation needs a "
-                             "causal language model)",
+        set_err(err, errlen,
+                "the %s family has no incremental decoder (generation needs a "
+                "causal language model)",
                 f->name);
         return NULL;
     }
@@ -47,12 +48,12 @@ int decode_append(aflo_decode *d, const int32_t *ids, int n, float *logits, char
                   size_t errlen) {
     if (n < 1) return set_err(err, errlen, "decode: nothing to append");
     if (n > d->cap - d->len)
-        return set_err(err, errlen, "decode: %d more tokens exceed the %d positions reserved",
-                       n, d->cap);
+        return set_err(err, errlen, "decode: %d more tokens exceed the %d positions reserved", n,
+                       d->cap);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= d->vocab)
-            return set_err(err, errlen, "decode: id %d outside the vocabulary of %d",
-                           (int)ids[i], d->vocab);
+            return set_err(err, errlen, "decode: id %d outside the vocabulary of %d", (int)ids[i],
+                           d->vocab);
     for (int done = 0; done < n; done += DECODE_CHUNK) {
         int k = n - done < DECODE_CHUNK ? n - done : DECODE_CHUNK;
         /* A failure midway leaves positions beyond d->len written but not

@@ -70,11 +70,9 @@ static int check_params(const gen_params *p, int n_prompt, char *err, size_t err
                        "the prompt is empty (a causal LM needs at least one token, "
                        "usually BOS)");
     if (p->max_new_tokens < 0)
-        return set_err(err, errlen, "max_new_tokens must be >= 0, got %d",
-                       p->max_new_tokens);
+        return set_err(err, errlen, "max_new_tokens must be >= 0, got %d", p->max_new_tokens);
     if (!(p->temperature >= 0.0f) || !isfinite(p->temperature))
-        return set_err(err, errlen, "temperature must be >= 0, got %g",
-                       (double)p->temperature);
+        return set_err(err, errlen, "temperature must be >= 0, got %g", (double)p->temperature);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return set_err(err, errlen, "top_p must be in (0, 1], got %g", (double)p->top_p);
     return 0;
@@ -86,8 +84,9 @@ int generate(aflo_model *m, const int32_t *prompt, int n_prompt, const gen_param
     if (check_params(p, n_prompt, err, errlen)) return -1;
     int max_pos = family_max_tokens(model_config(m));
     if (n_prompt > max_pos)
-        return set_err(err, errlen, "a prompt of %d tokens exceeds the model's %d "
-                                    "positions",
+        return set_err(err, errlen,
+                       "a prompt of %d tokens exceeds the model's %d "
+                       "positions",
                        n_prompt, max_pos);
     /* P + G - 1 positions: at most max_pos - P + 1 new tokens. */
     int max_new = p->max_new_tokens;

@@ -33,9 +33,8 @@
 
 /* The module paths of llama.c's table (llama_modules), in the same order. */
 static const char *const module_path[LLAMA_MODULE_COUNT] = {
-    [LLAMA_Q] = "self_attn.q_proj",  [LLAMA_K] = "self_attn.k_proj",
-    [LLAMA_V] = "self_attn.v_proj",  [LLAMA_O] = "self_attn.o_proj",
-    [LLAMA_GATE] = "mlp.gate_proj", [LLAMA_UP] = "mlp.up_proj",
+    [LLAMA_Q] = "self_attn.q_proj", [LLAMA_K] = "self_attn.k_proj", [LLAMA_V] = "self_attn.v_proj",
+    [LLAMA_O] = "self_attn.o_proj", [LLAMA_GATE] = "mlp.gate_proj", [LLAMA_UP] = "mlp.up_proj",
     [LLAMA_DOWN] = "mlp.down_proj",
 };
 
@@ -97,8 +96,8 @@ static void llama_dec_close(void *state) {
             free(d->layers[l].v);
         }
     free(d->layers);
-    float *bufs[] = {d->cos_t, d->sin_t, d->x,  d->xn, d->q,  d->ctx,  d->h,  d->g,  d->u,
-                     d->rstd,  d->probs, d->h1, d->h3, d->r2, d->sout, d->or2};
+    float *bufs[] = {d->cos_t, d->sin_t, d->x,     d->xn, d->q,  d->ctx, d->h,    d->g,
+                     d->u,     d->rstd,  d->probs, d->h1, d->h3, d->r2,  d->sout, d->or2};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(d->ids);
     free(d->pos);
@@ -177,9 +176,9 @@ static void *llama_dec_open(aflo_model *m, int max_tokens, char *err, size_t err
     d->ids = malloc(R * sizeof *d->ids);
     d->pos = malloc(R * sizeof *d->pos);
     double *inv_freq = malloc((size_t)d->hd / 2 * sizeof *inv_freq);
-    if (!d->cos_t || !d->sin_t || !d->x || !d->xn || !d->q || !d->ctx || !d->h || !d->g ||
-        !d->u || !d->rstd || !d->probs || !d->h1 || !d->h3 || !d->r2 || !d->sout || !d->or2 ||
-        !d->ids || !d->pos || !inv_freq) {
+    if (!d->cos_t || !d->sin_t || !d->x || !d->xn || !d->q || !d->ctx || !d->h || !d->g || !d->u ||
+        !d->rstd || !d->probs || !d->h1 || !d->h3 || !d->r2 || !d->sout || !d->or2 || !d->ids ||
+        !d->pos || !inv_freq) {
         free(inv_freq);
         goto oom;
     }
@@ -269,8 +268,8 @@ static int llama_dec_append(void *state, const int32_t *ids, int n, int pos, flo
     }
     const float *last = d->x + (size_t)(n - 1) * H;
     rmsnorm_forward(d->xn, d->rstd, last, d->norm, 1, H, d->eps);
-    gemm(&m->flops, FLOP_FORWARD, false, true, 1, d->V, H, 1.0f, d->xn, H, d->head, H, 0.0f,
-         logits, d->V);
+    gemm(&m->flops, FLOP_FORWARD, false, true, 1, d->V, H, 1.0f, d->xn, H, d->head, H, 0.0f, logits,
+         d->V);
     return 0;
 }
 
