@@ -1,11 +1,13 @@
 /* cli.c — the one-shot commands: `aflorad run`, `aflorad predict`,
- * `aflorad init-demo`, `aflorad spec-doc`. `run` goes through job_run(),
+ * `aflorad init-demo`, `aflorad spec-doc` (and, from cli_lm.c, `generate`
+ * and `convert`). `run` goes through job_run(),
  * exactly the code path of the daemon's workers; Ctrl-C checkpoints and
  * stops, and running the same command again resumes.
  *
  * Each command is a row of commands[] with its usage text; cli_dispatch
  * answers --help/-h for all of them before the command reads its options. */
 #include "cli.h"
+#include "cli_lm.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -453,6 +455,8 @@ static const command commands[] = {
     {"predict", cmd_predict, predict_usage},
     {"init-demo", cmd_init_demo, init_demo_usage},
     {"spec-doc", cmd_spec_doc, spec_doc_usage},
+    {"generate", cmd_generate, generate_usage},
+    {"convert", cmd_convert, convert_usage},
 };
 
 bool cli_help_requested(int argc, char **argv) {

@@ -21,6 +21,10 @@ static void usage(FILE *f) {
            "           (the same spec only); --restart discards the checkpoint\n"
            "  predict --model M [--adapter FILE_OR_DIR] (--text T [--text-pair P] | --input FILE)\n"
            "           predictions as JSON lines, from either adapter form or a fine-tuned model\n"
+           "  generate --model M [--adapter A] (--prompt T | --prompt-ids 1,2,3) [options]\n"
+           "           continue a prompt with a causal language model (JSON out)\n"
+           "  convert llama2c FILE OUTDIR\n"
+           "           write a llama2.c checkpoint as a Hugging Face LLaMA folder\n"
            "  init-demo DIR\n"
            "           write the built-in demo model and dataset into DIR\n"
            "  demo [options]\n"
@@ -38,7 +42,8 @@ static void usage(FILE *f) {
 static const struct {
     const char *name;
     bool quiet;
-} computing_commands[] = {{"serve", false}, {"run", false}, {"demo", false}, {"predict", true}};
+} computing_commands[] = {
+    {"serve", false}, {"run", false}, {"demo", false}, {"predict", true}, {"generate", true}};
 
 /* 0 to go on, else the exit status. */
 static int setup_blas_for(const char *command, int *argc, char **argv) {

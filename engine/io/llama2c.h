@@ -35,4 +35,11 @@ int llama2c_read_config(const char *path, aflo_config *c, char *err, size_t errl
 aflo_model *llama2c_load(const char *path, const aflo_adapter_config *ac, uint64_t seed, char *err,
                          size_t errlen);
 
+/* Write the checkpoint at path as a Hugging Face LLaMA folder outdir
+ * (config.json with LlamaForCausalLM, model.safetensors under transformers'
+ * names; see llama2c_convert.c), atomically: created or replaced whole, or
+ * left as it was. An existing outdir is replaced only when it holds nothing
+ * but those two files. 0, or -1 with a message. */
+int llama2c_convert(const char *path, const char *outdir, char *err, size_t errlen);
+
 #endif

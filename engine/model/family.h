@@ -84,6 +84,7 @@
 #include <stddef.h>
 
 #include "model/config.h"
+#include "model/decode.h"
 #include "model/model.h"
 
 /* Bits of aflo_adapter_config.targets and of a job spec's target_modules. */
@@ -146,6 +147,9 @@ struct aflo_family {
     /* model_forward / model_backward (model.h), after model.c's checks. */
     int (*forward)(aflo_model *m, const aflo_batch *b, float *loss, char *err, size_t errlen);
     void (*backward)(aflo_model *m, float loss_scale);
+    /* Incremental decoding for generation (decode.h); NULL: the family
+     * cannot generate (encoders). */
+    const aflo_decoder *decoder;
 };
 
 /* The variant of a model's config.json model_type. */

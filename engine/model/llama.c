@@ -537,4 +537,5 @@ const aflo_family llama_family = {
     .layout = llama_layout,
     .forward = llama_forward,
     .backward = llama_backward,
+    .decoder = &llama_decoder,
 };

@@ -20,5 +20,7 @@ enum { LLAMA_Q, LLAMA_K, LLAMA_V, LLAMA_O, LLAMA_GATE, LLAMA_UP, LLAMA_DOWN, LLA
     ((1u << LLAMA_Q) | (1u << LLAMA_K) | (1u << LLAMA_V) | (1u << LLAMA_UP) | (1u << LLAMA_DOWN))
 
 extern const aflo_family llama_family;
+/* Its incremental decoder (llama_decode.c). */
+extern const aflo_decoder llama_decoder;
 
 #endif
