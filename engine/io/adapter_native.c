@@ -5,6 +5,7 @@
 
 #include "io/adapter_internal.h"
 #include "base/errmsg.h"
+#include "model/config.h"
 #include "model/family.h"
 #include "base/json.h"
 #include "base/problems.h"
@@ -16,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const task_names[] = {
-    [TASK_CLASSIFICATION] = "classification", [TASK_REGRESSION] = "regression"};
+static const char *const task_names[TASK_COUNT] = {[TASK_CLASSIFICATION] = "classification",
+                                                   [TASK_REGRESSION] = "regression",
+                                                   [TASK_CAUSAL_LM] = "causal_lm"};
 
 /* Tensors a native file of this model holds. */
 static bool native_holds(const aflo_model *m, const aflo_param *p) {
@@ -98,9 +100,6 @@ static char *frozen_json(aflo_model *m, const adapter_export_info *info) {
 
 int adapter_export_native(aflo_model *m, const char *path, const adapter_export_info *info,
                           char *err, size_t errlen) {
-    if (model_task(m) == TASK_CAUSAL_LM) /* no native format for it yet (issue 11) */
-        return set_err(err, errlen, "%s: adapters of causal-LM models cannot be exported yet",
-                       path);
     const aflo_adapter_config *ac = model_adapter_config(m);
     const aflo_config *c = model_config(m);
     const char *base_model = info && info->base_model ? info->base_model : "";
@@ -129,7 +128,8 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
         int64_t shape[2] = {p->shape[0], p->shape[1]};
         if (st_writer_add(w, p->name, shape, (size_t)p->ndim, p->data, err, errlen)) goto out;
     }
-    char rank[16], alpha[32], nl[16], vocab[16], hidden[16], inter[16], layers[16], heads[16];
+    char rank[16], alpha[32], nl[16], vocab[16], hidden[16], inter[16], layers[16], heads[16],
+        kv_heads[16];
     snprintf(rank, sizeof rank, "%d", ac->method == METHOD_FULL ? 0 : ac->rank);
     adapter_format_float(alpha, sizeof alpha, ac->alpha);
     snprintf(nl, sizeof nl, "%d", model_num_labels(m));
@@ -138,6 +138,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
     snprintf(inter, sizeof inter, "%d", c->intermediate_size);
     snprintf(layers, sizeof layers, "%d", c->num_hidden_layers);
     snprintf(heads, sizeof heads, "%d", c->num_attention_heads);
+    snprintf(kv_heads, sizeof kv_heads, "%d", config_kv_heads(c));
     const struct {
         const char *key, *value;
     } meta[] = {
@@ -155,6 +156,7 @@ int adapter_export_native(aflo_model *m, const char *path, const adapter_export_
         {"intermediate_size", inter},
         {"num_hidden_layers", layers},
         {"num_attention_heads", heads},
+        {"num_key_value_heads", kv_heads},
         {"task", task_names[model_task(m)]},
         {"num_labels", nl},
         {"labels", labels},
@@ -258,18 +260,26 @@ static int parse_meta(const st_file *f, const char *path, adapter_native_meta *m
     if (meta_enum(f, path, "method", method_names, METHOD_COUNT, &method, err, errlen) ||
         meta_enum(f, path, "trainable_projections", projections_names, PROJ_COUNT, &proj, err,
                   errlen) ||
-        meta_enum(f, path, "task", task_names, 2, &task, err, errlen))
+        meta_enum(f, path, "task", task_names, TASK_COUNT, &task, err, errlen))
         return -1;
     meta->ac.method = (aflo_method)method;
     meta->ac.projections = (aflo_projections)proj;
     meta->task = (aflo_task)task;
     if (meta_int(f, path, "rank", 0, 65536, &meta->ac.rank, err, errlen) ||
-        meta_int(f, path, "num_labels", 1, 100000, &meta->num_labels, err, errlen) ||
+        /* a causal LM's labels are its vocabulary (LLaMA-3: 128256) */
+        meta_int(f, path, "num_labels", 1, 1 << 30, &meta->num_labels, err, errlen) ||
         meta_int(f, path, "vocab_size", 1, 1 << 30, &meta->vocab_size, err, errlen) ||
         meta_int(f, path, "hidden_size", 1, 1 << 30, &meta->hidden_size, err, errlen) ||
         meta_int(f, path, "intermediate_size", 1, 1 << 30, &meta->intermediate_size, err, errlen) ||
         meta_int(f, path, "num_hidden_layers", 1, 1 << 20, &meta->num_hidden_layers, err, errlen) ||
         meta_int(f, path, "num_attention_heads", 1, 1 << 20, &meta->num_attention_heads, err,
+                 errlen))
+        return -1;
+    /* optional: files from before grouped-query models lack it (their
+     * models had one KV head per query head) */
+    meta->num_key_value_heads = meta->num_attention_heads;
+    if (st_metadata(f, "num_key_value_heads") &&
+        meta_int(f, path, "num_key_value_heads", 1, 1 << 20, &meta->num_key_value_heads, err,
                  errlen))
         return -1;
     if (meta_get(f, path, "alpha", &s, err, errlen)) return -1;
@@ -357,21 +367,21 @@ static int check_meta_matches(const adapter_native_meta *meta, aflo_model *m, co
     if (strcmp(meta->model_type, c->model_type) != 0 || meta->hidden_size != c->hidden_size ||
         meta->intermediate_size != c->intermediate_size ||
         meta->num_hidden_layers != c->num_hidden_layers ||
-        meta->num_attention_heads != c->num_attention_heads || meta->vocab_size != c->vocab_size)
+        meta->num_attention_heads != c->num_attention_heads ||
+        meta->num_key_value_heads != config_kv_heads(c) || meta->vocab_size != c->vocab_size)
         return set_err(err, errlen,
                        "%s: adapter was trained on a %s model (%d layers, hidden %d, intermediate "
-                       "%d, %d heads, vocab %d); this model is %s (%d, %d, %d, %d, %d)",
+                       "%d, %d heads, %d KV heads, vocab %d); this model is %s (%d, %d, %d, %d, "
+                       "%d, %d)",
                        path, meta->model_type, meta->num_hidden_layers, meta->hidden_size,
-                       meta->intermediate_size, meta->num_attention_heads, meta->vocab_size,
-                       c->model_type, c->num_hidden_layers, c->hidden_size, c->intermediate_size,
-                       c->num_attention_heads, c->vocab_size);
+                       meta->intermediate_size, meta->num_attention_heads,
+                       meta->num_key_value_heads, meta->vocab_size, c->model_type,
+                       c->num_hidden_layers, c->hidden_size, c->intermediate_size,
+                       c->num_attention_heads, config_kv_heads(c), c->vocab_size);
     return 0;
 }
 
 int adapter_import_native(aflo_model *m, const char *path, char *err, size_t errlen) {
-    if (model_task(m) == TASK_CAUSAL_LM)
-        return set_err(err, errlen, "%s: adapters of causal-LM models cannot be imported yet",
-                       path);
     st_file *f = st_open(path, err, errlen);
     if (!f) return -1;
     adapter_native_meta meta;

@@ -4,7 +4,9 @@
  * under the model's own tensor names — for method "full", every base tensor
  * too — and a "__metadata__" block describing the job: format
  * "aflorad-adapter", version "1", method, rank, alpha, target_modules,
- * trainable_projections, base model and its dimensions, task, num_labels,
+ * trainable_projections, base model and its dimensions (num_key_value_heads
+ * too: grouped-query models), task ("classification", "regression",
+ * "causal_lm"; a causal LM's num_labels is its vocabulary), num_labels,
  * labels, metrics, the step at which each projection froze and, when known,
  * how the training text was read ("inputs", adapter_info.h). Importing checks
  * all of it against the model before copying a single value.
@@ -34,6 +36,7 @@ typedef struct {
     int num_labels;
     char model_type[32];
     int vocab_size, hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
+    int num_key_value_heads; /* num_attention_heads in files that do not record it */
     /* malloc'd, NUL-terminated; released by adapter_native_meta_free */
     char *base_model;      /* as given at export */
     char *labels_json;     /* JSON array of label names */

@@ -8,6 +8,8 @@
  *     files never contain "default". The PeftModel wraps the transformers
  *     model as base_model.model, giving
  *       base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight
+ *     and for a LlamaForCausalLM (decoder under "model.")
+ *       base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
  *     (lora_A: r x in, lora_B: out x r, nn.Linear weight layout).
  *   - modules_to_save: ModulesToSaveWrapper.adapter_state_dict() returns the
  *     wrapped copy's keys without "modules_to_save.<adapter>.", so the head is
@@ -21,6 +23,8 @@
  *     without the attention output, the exact set is written as a regular
  *     expression string instead, which PEFT applies with re.fullmatch.
  *   - scaling = lora_alpha / r (no use_rslora).
+ *   - task_type is the PeftModel class PeftModel.from_pretrained builds:
+ *     SEQ_CLS for our classifiers, CAUSAL_LM for the LLaMA family.
  * Every key is PEFT's root + the tensor's name in a transformers checkpoint
  * of the model's type (model_hf_name), and modules_to_save is the family
  * variant's: for RoBERTa the engine's pooler and classifier are its
@@ -188,13 +192,73 @@ static int put_quoted(FILE *f, const char *s) {
     return 0;
 }
 
+/* What a PEFT folder says about the model's task: adapter_config's
+ * task_type (PEFT's TaskType), the model card's pipeline tag, the
+ * transformers class that loads the base model, and the task in words. */
+static const struct {
+    const char *task_type, *pipeline_tag, *auto_class, *what;
+} peft_tasks[TASK_COUNT] = {
+    [TASK_CLASSIFICATION] = {"SEQ_CLS", "text-classification", "AutoModelForSequenceClassification",
+                             "sequence classification"},
+    [TASK_REGRESSION] = {"SEQ_CLS", "text-classification", "AutoModelForSequenceClassification",
+                         "sequence regression"},
+    [TASK_CAUSAL_LM] = {"CAUSAL_LM", "text-generation", "AutoModelForCausalLM",
+                        "causal language modelling"},
+};
+
+/* vLLM's default --max-lora-rank (vllm/config/lora.py, LoRAConfig.max_lora_rank):
+ * it refuses adapters of a higher rank unless started with a larger one. */
+#define VLLM_DEFAULT_MAX_LORA_RANK 16
+
+/* The model card's labels section: a sequence classifier's classes. */
+static int readme_labels(FILE *f, const aflo_model *m, const adapter_export_info *info) {
+    int oom = 0;
+    fputs("## Labels\n\n", f);
+    if (model_task(m) == TASK_REGRESSION) {
+        fputs("One output (`num_labels` 1, `problem_type` \"regression\").\n\n", f);
+        return 0;
+    }
+    fprintf(f,
+            "%d classes. config.json here is the base model's configuration with this task's "
+            "head: `num_labels`, `problem_type` and `id2label` / `label2id`:\n\n```json\n{",
+            model_num_labels(m));
+    for (int k = 0; k < model_num_labels(m); k++) {
+        fprintf(f, "%s\"%d\": ", k ? ", " : "", k);
+        char id[16];
+        snprintf(id, sizeof id, "%d", k);
+        oom |= put_quoted(f, info && info->labels ? info->labels[k] : id);
+    }
+    fputs("}\n```\n\n", f);
+    return oom;
+}
+
+/* The model card's serving notes for a causal LM: what vLLM and llama.cpp
+ * need to take the folder. */
+static void readme_serving(FILE *f, const aflo_model *m) {
+    int r = model_adapter_config(m)->rank;
+    fputs("## Serving\n\n- vLLM (`--enable-lora`) ", f);
+    if (r <= VLLM_DEFAULT_MAX_LORA_RANK)
+        fprintf(f, "takes it as it is (rank %d is within its default `--max-lora-rank` %d).\n", r,
+                VLLM_DEFAULT_MAX_LORA_RANK);
+    else
+        fprintf(f,
+                "needs `--max-lora-rank` of at least %d: its default (%d) refuses higher "
+                "ranks.\n",
+                r, VLLM_DEFAULT_MAX_LORA_RANK);
+    fputs("- llama.cpp: `convert_lora_to_gguf.py` converts the folder; it holds only `lora_A` "
+          "and `lora_B` tensors.\n\n",
+          f);
+}
+
 /* README.md beside the adapter: a model card saying what the folder is, where
- * base_model_name_or_path came from, the labels and how to load it with them
- * (PEFT's own save_pretrained writes a README.md there too). */
+ * base_model_name_or_path came from, the labels (or, for a causal LM, how
+ * to serve it) and how to load it (PEFT's own save_pretrained writes a
+ * README.md there too). */
 static char *peft_readme(const aflo_model *m, const adapter_export_info *info,
                          const char *base_model) {
     const aflo_adapter_config *ac = model_adapter_config(m);
-    const bool regression = model_task(m) == TASK_REGRESSION;
+    const aflo_task task = model_task(m);
+    const bool causal = task == TASK_CAUSAL_LM;
     const adapter_base_source src = info ? info->base_model_source : ADAPTER_BASE_UNSPECIFIED;
     char *buf = NULL;
     size_t size = 0;
@@ -207,12 +271,12 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info,
         oom |= put_quoted(f, base_model);
         fputc('\n', f);
     }
-    fprintf(f, "pipeline_tag: text-classification\ntags:\n- aflorad\n- lora\n- %s\n---\n\n",
-            method_names[ac->method]);
+    fprintf(f, "pipeline_tag: %s\ntags:\n- aflorad\n- lora\n- %s\n---\n\n",
+            peft_tasks[task].pipeline_tag, method_names[ac->method]);
     fprintf(f,
             "# %s adapter (rank %d), trained by aflorad\n\n"
-            "A PEFT LoRA adapter for sequence %s, for `peft.PeftModel.from_pretrained`.%s\n\n",
-            method_names[ac->method], ac->rank, regression ? "regression" : "classification",
+            "A PEFT LoRA adapter for %s, for `peft.PeftModel.from_pretrained`.%s\n\n",
+            method_names[ac->method], ac->rank, peft_tasks[task].what,
             ac->method == METHOD_LORA
                 ? ""
                 : " The method's vectors are folded into `lora_A` and `lora_B` "
@@ -233,33 +297,22 @@ static char *peft_readme(const aflo_model *m, const adapter_export_info *info,
         break;
     case ADAPTER_BASE_UNSPECIFIED: fputs(".\n\n", f); break;
     }
-    fputs("## Labels\n\n", f);
-    if (regression) {
-        fputs("One output (`num_labels` 1, `problem_type` \"regression\").\n\n", f);
-    } else {
-        fprintf(f,
-                "%d classes. config.json here is the base model's configuration with this task's "
-                "head: `num_labels`, `problem_type` and `id2label` / `label2id`:\n\n```json\n{",
-                model_num_labels(m));
-        for (int k = 0; k < model_num_labels(m); k++) {
-            fprintf(f, "%s\"%d\": ", k ? ", " : "", k);
-            char id[16];
-            snprintf(id, sizeof id, "%d", k);
-            oom |= put_quoted(f, info && info->labels ? info->labels[k] : id);
-        }
-        fputs("}\n```\n\n", f);
-    }
-    fputs("## Loading\n\n```python\n"
-          "from transformers import AutoConfig, AutoModelForSequenceClassification\n"
-          "from peft import PeftModel\n\n"
-          "adapter = \"path/to/this/folder\"\n"
-          "config = AutoConfig.from_pretrained(adapter)  # config.json: the labels\n"
-          "model = AutoModelForSequenceClassification.from_pretrained(",
-          f);
+    if (causal)
+        readme_serving(f, m);
+    else
+        oom |= readme_labels(f, m, info);
+    fprintf(f,
+            "## Loading\n\n```python\nfrom transformers import %s%s\nfrom peft import PeftModel\n\n"
+            "adapter = \"path/to/this/folder\"\n",
+            causal ? "" : "AutoConfig, ", peft_tasks[task].auto_class);
+    if (!causal)
+        fputs("config = AutoConfig.from_pretrained(adapter)  # config.json: the labels\n", f);
+    fprintf(f, "model = %s.from_pretrained(", peft_tasks[task].auto_class);
     oom |= put_quoted(f, base_model[0] ? base_model : "BASE_MODEL");
-    fputs(", config=config)\n"
-          "model = PeftModel.from_pretrained(model, adapter)\n```\n",
-          f);
+    fprintf(f,
+            "%s)\n"
+            "model = PeftModel.from_pretrained(model, adapter)\n```\n",
+            causal ? "" : ", config=config");
     int bad = ferror(f);
     if (fclose(f) || bad || oom) {
         free(buf);
@@ -311,11 +364,13 @@ static char *peft_config_json(const aflo_model *m, const char *base_model, float
             quoted, alpha, model_variant(m)->peft_modules_to_save, ac->rank);
     free(quoted);
     write_target_modules(f, model_family(m), ac->targets);
-    fprintf(f, ",\n"
-               "  \"task_type\": \"SEQ_CLS\",\n"
-               "  \"use_dora\": false,\n"
-               "  \"use_rslora\": false\n"
-               "}\n");
+    fprintf(f,
+            ",\n"
+            "  \"task_type\": \"%s\",\n"
+            "  \"use_dora\": false,\n"
+            "  \"use_rslora\": false\n"
+            "}\n",
+            peft_tasks[model_task(m)].task_type);
     int bad = ferror(f);
     if (fclose(f) || bad) {
         free(buf);
@@ -326,8 +381,6 @@ static char *peft_config_json(const aflo_model *m, const char *base_model, float
 
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info, char *err,
                         size_t errlen) {
-    if (model_task(m) == TASK_CAUSAL_LM) /* CAUSAL_LM PEFT export comes with issue 11 */
-        return set_err(err, errlen, "%s: causal-LM adapters cannot be exported to PEFT yet", dir);
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen,
@@ -563,7 +616,9 @@ int adapter_peft_read_config(const char *dir, aflo_adapter_config *ac, char *bas
         }
     }
     st_close(f);
-    if (!targets) return set_err(err, errlen, "%s: no lora_A tensors of encoder layers found", dir);
+    if (!targets)
+        return set_err(err, errlen, "%s: no lora_A tensors of a supported model's layers found",
+                       dir);
     memset(ac, 0, sizeof *ac);
     ac->method = METHOD_LORA;
     ac->rank = pc.r;
@@ -601,8 +656,6 @@ int adapter_import_peft(aflo_model *m, const char *dir, adapter_import_report *r
     adapter_import_report local;
     adapter_import_report *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
-    if (model_task(m) == TASK_CAUSAL_LM)
-        return set_err(err, errlen, "%s: causal-LM adapters cannot be imported from PEFT yet", dir);
     const aflo_adapter_config *ac = model_adapter_config(m);
     if (ac->method == METHOD_FULL)
         return set_err(err, errlen,

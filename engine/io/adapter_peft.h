@@ -22,6 +22,13 @@
  *     so lora_A = diag(s_d)·A, lora_B = diag(s_b)·B and lora_alpha = r
  *     (scale 1). The folded adapter computes the same function.
  *   - The head (pooler + classifier) goes under modules_to_save.
+ *   - A causal LM (the LLaMA family) is task_type "CAUSAL_LM" with
+ *     modules_to_save null: its lm_head is a base weight, so the folder
+ *     holds only lora_A/lora_B, keyed
+ *     base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight
+ *     (PEFT's root + LlamaForCausalLM's names); config.json is the base
+ *     model's, and the README says what vLLM (--max-lora-rank above 16)
+ *     and llama.cpp need to take it.
  *   - Full fine-tuning has no low-rank adapter: PEFT export is refused.
  *
  * The folder is written as a whole (folder.h): assembled in a sibling
@@ -44,7 +51,8 @@
 
 /* Write dir/adapter_config.json, dir/adapter_model.safetensors, dir/config.json,
  * dir/README.md and, when info has inputs, dir/aflorad.json; the tensors keyed
- * as PEFT keys the model's type (bert, roberta, ...: its family's naming). An
+ * as PEFT keys the model's type (bert, roberta, llama, ...: its family's
+ * naming). An
  * existing dir is replaced only when it holds nothing but those files. */
 int adapter_export_peft(aflo_model *m, const char *dir, const adapter_export_info *info, char *err,
                         size_t errlen);

@@ -50,8 +50,6 @@ static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errle
 
 int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenizer_dir,
                             const adapter_export_info *info, char *err, size_t errlen) {
-    if (model_task(m) == TASK_CAUSAL_LM)
-        return set_err(err, errlen, "%s: causal-LM models cannot be exported yet", dir);
     if (model_adapter_config(m)->method != METHOD_FULL)
         return set_err(err, errlen,
                        "%s: only a fully fine-tuned model (method full) is exported as a whole "
@@ -73,9 +71,10 @@ int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenize
     for (int i = 0; i < model_param_count(m); i++) {
         aflo_param *p = model_param(m, i);
         int64_t shape[2] = {p->shape[0], p->shape[1]};
-        /* transformers' name in a *ForSequenceClassification checkpoint:
-         * the encoder under "bert."/"roberta.", the head as the family's
-         * variant names it (RoBERTa: classifier.dense, classifier.out_proj) */
+        /* transformers' name in the task class's checkpoint: the encoder
+         * under "bert."/"roberta.", the head as the family's variant names
+         * it (RoBERTa: classifier.dense, classifier.out_proj); a decoder
+         * under "model." with lm_head beside it (none when tied) */
         if (model_hf_name(m, p, key, sizeof key)) {
             set_err(err, errlen, "%s: tensor name %s is too long", dir, p->name);
             goto out;

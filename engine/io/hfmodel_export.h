@@ -10,6 +10,11 @@
  * (adapter_info.h). It is usable as a base model by aflorad (hfmodel_load)
  * and by transformers' AutoModelForSequenceClassification.
  *
+ * A causal LM (the LLaMA family) is written as its *ForCausalLM checkpoint:
+ * the decoder's config.json (config_to_json_task: no head to describe),
+ * tensors under "model." and lm_head.weight beside it (left out when tied to
+ * embed_tokens), for AutoModelForCausalLM.
+ *
  * The folder is written as a whole (folder.h): readers see the old set of
  * files or the new set. */
 #ifndef AFLO_HFMODEL_EXPORT_H

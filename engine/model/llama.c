@@ -509,11 +509,13 @@ static const aflo_name_map llama_head_names[] = {
  * block; they follow from the config (rope_inv_freq). */
 static const char *const llama_hf_ignored[] = {"*.rotary_emb.inv_freq", NULL};
 
+/* modules_to_save null: a causal LM's PEFT folder holds only lora_A/lora_B
+ * (lm_head is a base weight), as PEFT writes it for CAUSAL_LM. */
 static const aflo_family_variant llama_variants[] = {
-    {"llama", "Llama", "LlamaForCausalLM", "model.", llama_head_names, "[]", 0},
-    {"mistral", "Mistral", "MistralForCausalLM", "model.", llama_head_names, "[]",
+    {"llama", "Llama", "LlamaForCausalLM", "model.", llama_head_names, "null", 0},
+    {"mistral", "Mistral", "MistralForCausalLM", "model.", llama_head_names, "null",
      LLAMA_SLIDING_WINDOW},
-    {"qwen2", "Qwen2", "Qwen2ForCausalLM", "model.", llama_head_names, "[]", LLAMA_QKV_BIAS},
+    {"qwen2", "Qwen2", "Qwen2ForCausalLM", "model.", llama_head_names, "null", LLAMA_QKV_BIAS},
 };
 
 const aflo_family llama_family = {
