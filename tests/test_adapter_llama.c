@@ -55,7 +55,7 @@ static char err[1024];
 static const char *const hf_paths[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                         "mlp.down_proj"};
-static const char *const hf_targets[7] = {"q_proj",    "k_proj", "v_proj", "o_proj",
+static const char *const hf_targets[7] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                           "gate_proj", "up_proj", "down_proj"};
 
 /* ---------------------------------------------------------------- helpers */
@@ -550,11 +550,15 @@ static void native_round_trip(void **state, aflo_method method, const char *type
     model_free(m);
 }
 
-static void test_native_aflora(void **state) { native_round_trip(state, METHOD_AFLORA, "llama", false); }
+static void test_native_aflora(void **state) {
+    native_round_trip(state, METHOD_AFLORA, "llama", false);
+}
 static void test_native_lora_mistral(void **state) {
     native_round_trip(state, METHOD_LORA, "mistral", false);
 }
-static void test_native_full_tied(void **state) { native_round_trip(state, METHOD_FULL, "llama", true); }
+static void test_native_full_tied(void **state) {
+    native_round_trip(state, METHOD_FULL, "llama", true);
+}
 
 /* ---------------------------------------------------------------- whole model, README */
 
@@ -647,8 +651,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fold_lora_subset, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_fold_elora_rank_1024, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_fold_aflora_qwen2, tmpdir_setup, tmpdir_teardown),
-        cmocka_unit_test_setup_teardown(test_peft_import_round_trip, tmpdir_setup,
-                                        tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_peft_import_round_trip, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_aflora, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_lora_mistral, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_native_full_tied, tmpdir_setup, tmpdir_teardown),

@@ -62,7 +62,8 @@ static void assert_row(const aflo_dataset *d, int i, const row *want) {
     assert_int_equal(dataset_len(d, i), want->n);
     const int32_t *ids = d->ids + d->offsets[i], *lab = d->token_labels + d->offsets[i];
     for (int k = 0; k < want->n; k++) {
-        if (ids[k] != want->ids[k]) fail_msg("row %d id %d: %d, want %d", i, k, ids[k], want->ids[k]);
+        if (ids[k] != want->ids[k])
+            fail_msg("row %d id %d: %d, want %d", i, k, ids[k], want->ids[k]);
         if (lab[k] != want->labels[k])
             fail_msg("row %d label %d: %d, want %d", i, k, lab[k], want->labels[k]);
     }
@@ -79,13 +80,14 @@ static void test_forms(void **state) {
     int32_t bos = tokenizer_bos_id(t), eos = tokenizer_eos_id(t);
     assert_true(bos >= 0 && eos >= 0 && bos != eos);
     assert_true(tokenizer_adds_bos(t));
-    const char *text = "{\"text\": \"the cat sat\"}\n"
-                       "\n"
-                       "{\"prompt\": \"Q: hello\", \"completion\": \" world\", \"id\": 7}\n"
-                       "{\"instruction\": \"Say hi\", \"input\": \"to Bob\", \"output\": \"hi Bob\"}\n"
-                       "{\"instruction\": \"Say hi\", \"input\": \"\", \"output\": \"hi\"}\r\n"
-                       "{\"input_ids\": [5, 6, 7, 8], \"labels\": [-100, -100, 7, 8]}\n"
-                       "{\"input_ids\": [9, 10]}";
+    const char *text =
+        "{\"text\": \"the cat sat\"}\n"
+        "\n"
+        "{\"prompt\": \"Q: hello\", \"completion\": \" world\", \"id\": 7}\n"
+        "{\"instruction\": \"Say hi\", \"input\": \"to Bob\", \"output\": \"hi Bob\"}\n"
+        "{\"instruction\": \"Say hi\", \"input\": \"\", \"output\": \"hi\"}\r\n"
+        "{\"input_ids\": [5, 6, 7, 8], \"labels\": [-100, -100, 7, 8]}\n"
+        "{\"input_ids\": [9, 10]}";
     for (int inputs = 0; inputs <= 1; inputs++) {
         aflo_dataset d;
         dataset_init(&d);
@@ -203,7 +205,8 @@ static void test_errors_with_lines(void **state) {
     static const struct {
         const char *text, *want;
     } cases[] = {
-        {"{\"text\": \"a\"}\n\n{\"text\": 3}\n", "data.jsonl: line 3: \"text\" must be a string, got number"},
+        {"{\"text\": \"a\"}\n\n{\"text\": 3}\n",
+         "data.jsonl: line 3: \"text\" must be a string, got number"},
         {"{\"text\": \"a\"}\n{\"prompt\": \"p\"}\n", "line 2: \"completion\" is missing"},
         {"{\"completion\": \"c\"}\n", "line 1: \"prompt\" is missing"},
         {"{\"text\": \"a\", \"prompt\": \"p\", \"completion\": \"c\"}\n",
@@ -218,7 +221,8 @@ static void test_errors_with_lines(void **state) {
         {"{\"text\": \"a\"}\n{\"text\": \"b\"\n", "line 2: not valid JSON"},
         {"{\"input_ids\": []}\n", "line 1: \"input_ids\" must be a non-empty array"},
         {"{\"input_ids\": [1, 99999]}\n", "line 1: input_ids[1] is not a token id below"},
-        {"{\"input_ids\": [1, 2], \"labels\": [1]}\n", "line 1: \"labels\" must be an array as long"},
+        {"{\"input_ids\": [1, 2], \"labels\": [1]}\n",
+         "line 1: \"labels\" must be an array as long"},
         {"{\"input_ids\": [1, 2], \"labels\": [1, -5]}\n", "line 1: labels[1] must be a token id"},
         {"{\"input_ids\": [1, 2], \"labels\": [-100, -100]}\n", "no example with a token to learn"},
         {"\n  \n", "no example with a token to learn (0 rows skipped)"},
@@ -228,7 +232,8 @@ static void test_errors_with_lines(void **state) {
         dataset_init(&d);
         err[0] = '\0';
         assert_int_equal(parse(t, cases[i].text, 64, false, &d, NULL), -1);
-        if (!strstr(err, cases[i].want)) fail_msg("case %zu: <%s>, want <%s>", i, err, cases[i].want);
+        if (!strstr(err, cases[i].want))
+            fail_msg("case %zu: <%s>, want <%s>", i, err, cases[i].want);
         assert_int_equal(d.n, 0);
         dataset_free(&d);
     }

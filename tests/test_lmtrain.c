@@ -123,8 +123,8 @@ static void test_eval_is_token_mean(void **state) {
     for (int i = 0; i < d.n; i++) {
         aflo_dataset single;
         dataset_init(&single);
-        assert_int_equal(dataset_add_lm(&single, d.ids + d.offsets[i], d.token_labels + d.offsets[i],
-                                        dataset_len(&d, i)),
+        assert_int_equal(dataset_add_lm(&single, d.ids + d.offsets[i],
+                                        d.token_labels + d.offsets[i], dataset_len(&d, i)),
                          0);
         assert_int_equal(evaluate(m, &single, 1, 0, &one, err, sizeof err), 0);
         double w = (double)dataset_loss_tokens(&d, i);

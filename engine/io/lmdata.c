@@ -114,8 +114,8 @@ static int push_text(ctx *c, size_t *n, const char *text, size_t len, bool loss)
 }
 
 /* The string value of key, or an error naming it. */
-static int get_string(ctx *c, const json_value *row, const char *key, bool required,
-                      const char **s, size_t *len) {
+static int get_string(ctx *c, const json_value *row, const char *key, bool required, const char **s,
+                      size_t *len) {
     const json_value *v = json_get(row, key);
     *s = NULL;
     *len = 0;
@@ -162,8 +162,8 @@ static int take_ids(ctx *c, const json_value *row, size_t *n) {
         v = json_at(labels, i);
         int64_t lab = json_is_int(v) ? json_int(v) : -1;
         if (!json_is_int(v) || (lab != LABEL_IGNORE && (lab < 0 || lab >= c->o->vocab_size)))
-            return row_err(c, "labels[%zu] must be a token id below %d or %d", i,
-                           c->o->vocab_size, LABEL_IGNORE);
+            return row_err(c, "labels[%zu] must be a token id below %d or %d", i, c->o->vocab_size,
+                           LABEL_IGNORE);
         c->labels[i] = (int32_t)lab;
     }
     *n = k;
@@ -212,7 +212,8 @@ static int add_row(ctx *c, const char *line, size_t len) {
         break;
     case LMDATA_PROMPT_COMPLETION:
         if (get_string(c, row, "prompt", true, &a, &alen) ||
-            get_string(c, row, "completion", true, &b, &blen) || render(c, &n, c->o->train_on_inputs, a, alen, b, blen))
+            get_string(c, row, "completion", true, &b, &blen) ||
+            render(c, &n, c->o->train_on_inputs, a, alen, b, blen))
             goto done;
         break;
     case LMDATA_ALPACA: {
@@ -279,8 +280,8 @@ int lmdata_parse(const char *text, size_t len, const char *name, const tokenizer
     if (opts.vocab_size <= 0) opts.vocab_size = tokenizer_vocab_size(tok);
     aflo_dataset out;
     dataset_init(&out);
-    ctx c = {.name = name, .tok = tok, .o = &opts, .d = &out, .st = stats, .err = err,
-             .errlen = errlen};
+    ctx c = {
+        .name = name, .tok = tok, .o = &opts, .d = &out, .st = stats, .err = err, .errlen = errlen};
     int rc = 0;
     /* a UTF-8 byte order mark is not part of the first row */
     size_t pos = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
@@ -317,11 +318,11 @@ int lmdata_load(const char *path, const tokenizer *tok, const lmdata_opts *o, af
 
 void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t cap) {
     size_t used = 0;
-#define ADD(...)                                                  \
-    do {                                                          \
-        if (used >= cap) break;                                   \
-        int k_ = snprintf(buf + used, cap - used, __VA_ARGS__);   \
-        if (k_ > 0) used += (size_t)k_;                           \
+#define ADD(...)                                                \
+    do {                                                        \
+        if (used >= cap) break;                                 \
+        int k_ = snprintf(buf + used, cap - used, __VA_ARGS__); \
+        if (k_ > 0) used += (size_t)k_;                         \
     } while (0)
     if (cap == 0) return;
     buf[0] = '\0';

@@ -53,12 +53,12 @@ typedef struct {
 } lmdata_opts;
 
 typedef struct {
-    int rows;                        /* examples added */
-    int by_form[LMDATA_FORM_COUNT];  /* of them, per form */
-    int truncated;                   /* rows cut at max_seq_len */
-    int skipped;                     /* rows with no target token left, not added */
-    long tokens;                     /* tokens of the examples added */
-    long loss_tokens;                /* of them, next-token targets */
+    int rows;                       /* examples added */
+    int by_form[LMDATA_FORM_COUNT]; /* of them, per form */
+    int truncated;                  /* rows cut at max_seq_len */
+    int skipped;                    /* rows with no target token left, not added */
+    long tokens;                    /* tokens of the examples added */
+    long loss_tokens;               /* of them, next-token targets */
 } lmdata_stats;
 
 /* The rows of the file at path appended to d (dataset_init'd and empty);
