@@ -165,10 +165,7 @@ static int cmd_run(int argc, char **argv) {
             snprintf(best, sizeof best, "best epoch %d", JOB_EPOCH_SHOWN(r.summary.best_epoch));
         printf("done    %ld steps in %.1f s; %s; average trainable parameters %.0f\n",
                r.summary.steps_done, r.summary.elapsed_s, best, r.summary.trainable_avg);
-        if (spec.task == TASK_CAUSAL_LM) /* see job.c's write_outputs */
-            printf("adapter none: causal-LM adapters cannot be exported yet\n");
-        else
-            printf("adapter %s/adapter/\n", out);
+        printf("adapter %s/adapter/\n", out);
         printf("metrics %s/metrics.json\n", out);
         rc = 0;
     } else if (o == JOB_CANCELLED) {

@@ -37,7 +37,8 @@ const char generate_usage[] =
     "  Continue a prompt with a causal language model and print JSON: prompt_ids, ids,\n"
     "  text (when the model has a tokenizer), finish_reason (eos or length).\n"
     "  --model M            a Hugging Face model folder, or a llama2.c checkpoint (.bin)\n"
-    "  --adapter A          an adapter of M: a PEFT folder or a native .safetensors file\n"
+    "  --adapter A          an adapter of M: a PEFT folder, a native .safetensors file or\n"
+    "                       the adapter/ folder `aflorad run` prints\n"
     "  --tokenizer DIR      tokenizer files to use (default: the model folder's)\n"
     "  --prompt TEXT        text, tokenized with BOS first when the tokenizer adds it\n"
     "  --prompt-ids LIST    token ids, comma-separated (no BOS is added)\n"
@@ -62,6 +63,13 @@ typedef struct {
 static bool is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool has_file(const char *dir, const char *name) {
+    char path[4096];
+    struct stat st;
+    return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
+           stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -163,11 +171,27 @@ static int parse_ids(const char *s, int32_t **ids, int *n, char *err, size_t err
  * method full (no adapter tensors). */
 static aflo_model *load_model(const generate_opts *o, char *err, size_t errlen) {
     aflo_adapter_config ac = {.method = METHOD_FULL};
-    bool peft = o->adapter && is_dir(o->adapter);
-    if (peft && adapter_peft_read_config(o->adapter, &ac, NULL, 0, err, errlen)) return NULL;
-    if (o->adapter && !peft) {
+    char native[4096];
+    const char *adapter = o->adapter;
+    bool peft = adapter && is_dir(adapter);
+    if (peft && !has_file(adapter, PEFT_CONFIG_FILE)) {
+        /* the adapter/ folder `aflorad run` prints: its native file, as
+         * predict takes it */
+        if (!has_file(adapter, "adapter.safetensors")) {
+            set_err(err, errlen,
+                    "--adapter: %s: a folder with neither adapter.safetensors (the adapter/ "
+                    "folder `aflorad run` writes) nor %s (a PEFT folder)",
+                    adapter, PEFT_CONFIG_FILE);
+            return NULL;
+        }
+        snprintf(native, sizeof native, "%s/adapter.safetensors", adapter);
+        adapter = native;
+        peft = false;
+    }
+    if (peft && adapter_peft_read_config(adapter, &ac, NULL, 0, err, errlen)) return NULL;
+    if (adapter && !peft) {
         adapter_native_meta meta;
-        if (adapter_native_read_meta(o->adapter, &meta, err, errlen)) return NULL;
+        if (adapter_native_read_meta(adapter, &meta, err, errlen)) return NULL;
         ac = meta.ac;
         adapter_native_meta_free(&meta);
     }
@@ -179,9 +203,9 @@ static aflo_model *load_model(const generate_opts *o, char *err, size_t errlen) 
     } else {
         m = llama2c_load(o->model, &ac, 0, err, errlen);
     }
-    if (!m || !o->adapter) return m;
-    int rc = peft ? adapter_import_peft(m, o->adapter, NULL, err, errlen)
-                  : adapter_import_native(m, o->adapter, err, errlen);
+    if (!m || !adapter) return m;
+    int rc = peft ? adapter_import_peft(m, adapter, NULL, err, errlen)
+                  : adapter_import_native(m, adapter, err, errlen);
     if (rc == 0) return m;
     model_free(m);
     return NULL;

@@ -484,15 +484,6 @@ static int write_outputs(const job_args *a, const char *model_dir, aflo_model *m
                          const job_data *jd, const base_name *base, const char *metrics_json,
                          char *err, size_t errlen) {
     char dir[4096], path[4096];
-    if (model_task(m) == TASK_CAUSAL_LM) {
-        /* no adapter format takes a causal LM yet (issue 11's export part):
-         * the run's metrics are its result */
-        log_msg(a, "%s",
-                "adapter export skipped: causal-LM adapters cannot be exported yet; "
-                "metrics.json holds the run's results");
-        if (path_join(path, sizeof path, a->work_dir, "metrics.json", err, errlen) != 0) return -1;
-        return write_file_atomic(path, metrics_json, strlen(metrics_json), err, errlen);
-    }
     if (path_join(dir, sizeof dir, a->work_dir, "adapter", err, errlen) != 0 ||
         make_dir(dir, err, errlen) != 0)
         return -1;

@@ -4,7 +4,8 @@ tiny random LLaMA folder (make_tiny_llama.py: config.json, model.safetensors
 in LlamaForCausalLM's names, the sp_bpe fixture tokenizer) and a small
 prompt/completion JSON Lines set, with AFLoRA. Checks that the evaluation
 loss falls, perplexity is exp(loss), projections freeze, the best epoch is
-the lowest eval loss, and that bad rows fail before training with their
+the lowest eval loss, that the adapter is exported (native and PEFT
+CAUSAL_LM) and changes greedy generation, and that bad rows fail before training with their
 line number."""
 import json
 import math
@@ -85,7 +86,26 @@ class CausalTest(unittest.TestCase):
         freezes = [l for l in p.stdout.splitlines() if l.startswith("freeze ")]
         self.assertEqual(len(freezes), 2 * 2 * 2, freezes)
         self.assertTrue(all(("up_proj" in l or "down_proj" in l) for l in freezes), freezes)
-        self.assertIn("adapter export skipped", p.stdout)
+        self.assertIn("adapter out_a/adapter/", p.stdout)
+        adapter = os.path.join(self.dir, "out_a", "adapter")
+        with open(os.path.join(adapter, "peft", "adapter_config.json")) as f:
+            config = json.load(f)
+        self.assertEqual(config["task_type"], "CAUSAL_LM")
+        self.assertEqual(sorted(config["target_modules"]),
+                         ["down_proj", "k_proj", "q_proj", "up_proj", "v_proj"])
+        # the exported adapter changes what the model says, and its three
+        # forms (the run's folder, the native file, the PEFT fold) agree
+        def greedy(*extra):
+            out = run("generate", "--model", os.path.join(self.dir, "tiny-llama"), "--prompt",
+                      "say red:", "--max-new-tokens", "8", *extra, cwd=self.dir)
+            return json.loads(out.stdout)["ids"]
+        base = greedy()
+        tuned = [greedy("--adapter", a) for a in
+                 (adapter, os.path.join(adapter, "adapter.safetensors"),
+                  os.path.join(adapter, "peft"))]
+        self.assertNotEqual(tuned[0], base)
+        self.assertEqual(tuned[0], tuned[1])
+        self.assertEqual(tuned[0], tuned[2])
 
     def test_bad_rows_fail_before_training_with_their_line(self):
         bad = rows(3, 0) + [{"prompt": "p"}]
