@@ -813,8 +813,13 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     aflo_config mc;
     bool config_read;
     if (hfmodel_probe(model_dir, &mc, &config_read, err, errlen) != 0) goto done;
-    tok = tokenizer_load_dir(model_dir, err, errlen);
-    if (!tok) goto done;
+    /* a causal LM without tokenizer files trains on {"input_ids"} rows
+     * (lmdata says so for any other row) */
+    if (s->task != TASK_CAUSAL_LM ||
+        tokenizer_probe_dir(model_dir, err, errlen) != TOKENIZER_NONE) {
+        tok = tokenizer_load_dir(model_dir, err, errlen);
+        if (!tok) goto done;
+    }
     if (load_data(a, model_dir, tok, mc.vocab_size, &jd, err, errlen) != 0) goto done;
     if (recorded && check_recorded_data(a, recorded, &jd, checkpoint, err, errlen) != 0) goto done;
     if (!(record_text = run_record(s, &jd))) {
@@ -844,10 +849,10 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
 
     aflo_train_config tc;
     spec_to_train_config(s, &tc);
-    tc.pad_id = tokenizer_pad_id(tok);
+    tc.pad_id = tok ? tokenizer_pad_id(tok) : -1;
     /* LLaMA tokenizers often have no pad token: any id does, the mask and
      * LABEL_IGNORE hide the padding */
-    if (tc.pad_id < 0) tc.pad_id = tokenizer_eos_id(tok) >= 0 ? tokenizer_eos_id(tok) : 0;
+    if (tc.pad_id < 0) tc.pad_id = tok && tokenizer_eos_id(tok) >= 0 ? tokenizer_eos_id(tok) : 0;
     t = trainer_create(m, &tc, &jd.train, jd.has_eval ? &jd.eval : NULL, err, errlen);
     if (!t) goto done;
     if (trainer_set_checkpoint_note(t, record_text) != 0) {

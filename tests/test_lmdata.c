@@ -246,6 +246,32 @@ static void test_errors_with_lines(void **state) {
     assert_non_null(strstr(err, "/nonexistent/x.jsonl"));
 }
 
+/* A model without tokenizer files (tok NULL): token-id rows load as given,
+ * any text row is refused by line, and the vocabulary size must be given. */
+static void test_without_tokenizer(void **state) {
+    (void)state;
+    aflo_dataset d;
+    dataset_init(&d);
+    lmdata_opts o = {.max_seq_len = 8, .vocab_size = 10};
+    const char *ids = "{\"input_ids\": [1, 5, 9]}\n";
+    assert_int_equal(
+        lmdata_parse(ids, strlen(ids), "ids.jsonl", NULL, &o, &d, NULL, err, sizeof err), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(dataset_len(&d, 0), 3);
+    dataset_free(&d);
+    dataset_init(&d);
+    const char *mixed = "{\"input_ids\": [1, 5]}\n{\"text\": \"a\"}\n";
+    assert_int_equal(
+        lmdata_parse(mixed, strlen(mixed), "m.jsonl", NULL, &o, &d, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "m.jsonl: line 2: the model has no tokenizer files"));
+    assert_int_equal(d.n, 0);
+    o.vocab_size = 0;
+    assert_int_equal(
+        lmdata_parse(ids, strlen(ids), "ids.jsonl", NULL, &o, &d, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no vocabulary size"));
+    dataset_free(&d);
+}
+
 /* Batches: right padding, mask 0 and LABEL_IGNORE on padding, the rows'
  * labels where real; a classification dataset keeps token_labels NULL. */
 static void test_batches(void **state) {
@@ -290,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_alpaca_prompt),
         cmocka_unit_test(test_truncation_and_skips),
         cmocka_unit_test(test_errors_with_lines),
+        cmocka_unit_test(test_without_tokenizer),
         cmocka_unit_test(test_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

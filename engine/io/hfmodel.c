@@ -646,7 +646,11 @@ int hfmodel_probe(const char *dir, aflo_config *c, bool *config_read, char *err,
     *config_read = false;
     if (hfmodel_read_config(dir, c, err, errlen)) return -1;
     *config_read = true;
-    if (tokenizer_probe_dir(dir, err, errlen)) return -1;
+    /* a causal LM may come without one: it trains on token ids */
+    int tr = tokenizer_probe_dir(dir, err, errlen);
+    const aflo_family *fam = family_for_model_type(c->model_type, NULL);
+    if (tr == TOKENIZER_NONE && fam && (fam->tasks & (1u << TASK_CAUSAL_LM))) tr = 0;
+    if (tr) return -1;
     /* Opening the weights maps the files and validates every header; no
      * tensor data is read. */
     weight_set w;

@@ -92,7 +92,8 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
 /* Whether dir is a model folder the engine can fine-tune, checked without
  * loading it: config.json (an architecture a model family reads, consistent
  * sizes: config_from_json), the
- * tokenizer files (tokenizer_probe_dir) and the weights (model.safetensors or
+ * tokenizer files (tokenizer_probe_dir; a causal LM may have none: it can
+ * train on token ids) and the weights (model.safetensors or
  * every shard of the index, headers validated, tensor data never read; a
  * folder with only pytorch_model.bin gets the command that converts it).
  * Returns 0 when usable, else -1 with the reason in err. *config_read is set

@@ -18,6 +18,7 @@
 typedef struct {
     st_writer *w;
     const char *config_json, *inputs_text, *tokenizer_dir;
+    bool tokenizer_optional; /* a causal LM trained on token ids may have none */
 } hf_model_files;
 
 static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errlen) {
@@ -36,7 +37,7 @@ static int fill_hf_model(const char *staging, void *ctx, char *err, size_t errle
         if (copy_file_atomic(src, path, err, errlen)) return -1;
         copied++;
     }
-    if (copied == 0)
+    if (copied == 0 && !hf->tokenizer_optional)
         return set_err(err, errlen, "%s: no tokenizer files to copy into the model folder",
                        hf->tokenizer_dir);
     if (hf->inputs_text) {
@@ -89,7 +90,7 @@ int adapter_export_hf_model(aflo_model *m, const char *dir, const char *tokenize
     names[n++] = ADAPTER_INPUTS_FILE;
     for (int i = 0; i < tokenizer_file_count && n < sizeof names / sizeof *names; i++)
         names[n++] = tokenizer_file_names[i];
-    hf_model_files hf = {w, config, inputs, tokenizer_dir};
+    hf_model_files hf = {w, config, inputs, tokenizer_dir, model_task(m) == TASK_CAUSAL_LM};
     rc = write_folder_atomic(dir, names, n, fill_hf_model, &hf, err, errlen);
 out:
     st_writer_free(w);

@@ -205,6 +205,10 @@ static int add_row(ctx *c, const char *line, size_t len) {
         goto done;
     }
     if (form_of(c, row, &form)) goto done;
+    if (form != LMDATA_TOKENS && !c->tok) {
+        row_err(c, "the model has no tokenizer files: only {\"input_ids\"} rows can be used");
+        goto done;
+    }
     switch (form) {
     case LMDATA_TEXT:
         if (get_string(c, row, "text", true, &a, &alen) || render(c, &n, true, NULL, 0, a, alen))
@@ -277,7 +281,9 @@ int lmdata_parse(const char *text, size_t len, const char *name, const tokenizer
         return set_err(err, errlen, "max_seq_len: a causal LM needs at least 2 tokens, got %d",
                        o->max_seq_len);
     lmdata_opts opts = *o;
-    if (opts.vocab_size <= 0) opts.vocab_size = tokenizer_vocab_size(tok);
+    if (opts.vocab_size <= 0 && tok) opts.vocab_size = tokenizer_vocab_size(tok);
+    if (opts.vocab_size <= 0)
+        return set_err(err, errlen, "%s: no vocabulary size (no tokenizer and none given)", name);
     aflo_dataset out;
     dataset_init(&out);
     ctx c = {

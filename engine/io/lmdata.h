@@ -62,7 +62,9 @@ typedef struct {
 } lmdata_stats;
 
 /* The rows of the file at path appended to d (dataset_init'd and empty);
- * stats may be NULL. 0, or -1 with "path: line N: what is wrong" (d is then
+ * stats may be NULL. tok may be NULL (a model folder without tokenizer
+ * files): then only {"input_ids"} rows are accepted and o->vocab_size must
+ * be given. 0, or -1 with "path: line N: what is wrong" (d is then
  * left empty). */
 int lmdata_load(const char *path, const tokenizer *tok, const lmdata_opts *o, aflo_dataset *d,
                 lmdata_stats *stats, char *err, size_t errlen);

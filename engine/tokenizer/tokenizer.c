@@ -334,7 +334,8 @@ static bool json_bpe_is_byte_level(const json_value *tj) {
  * model is BPE (*tj: the parsed file, for the loader; byte-level or
  * SentencePiece-style by its pre-tokenizer), else tokenizer.model
  * (*sp_model; the kind is read with the file). The one rule both
- * tokenizer_load_dir and tokenizer_probe_dir follow. */
+ * tokenizer_load_dir and tokenizer_probe_dir follow. 0, TOKENIZER_NONE when
+ * the folder has no tokenizer files, or -1. */
 static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files, bool *sp_model,
                            json_value **tj, char *err, size_t errlen) {
     char path[PATH_MAX];
@@ -360,10 +361,11 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
             *sp_model = true;
             return 0;
         }
-        return set_err(err, errlen,
-                       "%s: no tokenizer files (expected vocab.txt, "
-                       "vocab.json + merges.txt, tokenizer.json or tokenizer.model)",
-                       dir);
+        set_err(err, errlen,
+                "%s: no tokenizer files (expected vocab.txt, "
+                "vocab.json + merges.txt, tokenizer.json or tokenizer.model)",
+                dir);
+        return TOKENIZER_NONE;
     }
 #undef HAS_FILE
     size_t tl;
@@ -385,7 +387,8 @@ int tokenizer_probe_dir(const char *dir, char *err, size_t errlen) {
     tokenizer_kind kind;
     bool bpe_files, sp_model;
     json_value *tj;
-    if (tokenizer_files(dir, &kind, &bpe_files, &sp_model, &tj, err, errlen) != 0) return -1;
+    int r = tokenizer_files(dir, &kind, &bpe_files, &sp_model, &tj, err, errlen);
+    if (r != 0) return r;
     json_free(tj);
     return 0;
 }

@@ -82,7 +82,10 @@ extern const int tokenizer_file_count;
 tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen);
 /* Whether dir holds tokenizer files tokenizer_load_dir can use (the same
  * choice of files; tokenizer.json is parsed for its model type), without
- * building the vocabulary: 0, or -1 with the reason in err. */
+ * building the vocabulary: 0; TOKENIZER_NONE when there are no tokenizer
+ * files at all (a causal LM trained on token ids needs none); -1 when they
+ * are unusable. err says why whenever it is not 0. */
+#define TOKENIZER_NONE 1
 int tokenizer_probe_dir(const char *dir, char *err, size_t errlen);
 void tokenizer_free(tokenizer *t);
 

@@ -9,8 +9,9 @@ EOS and --max-new-tokens must stop it, --prompt must go through the
 tokenizer (the sp_bpe fixture, BOS first) and come back as text, and bad
 input must fail with a message. The real stories260K
 (../shared/data/stories260K/stories260K.bin; skipped with a message when
-absent) must give the committed reference's greedy ids, and convert must
-write a folder with every tensor."""
+absent) must give the committed reference's greedy ids, convert must
+write a folder with every tensor that continues BOS the same way, and AFLoRA
+on that tokenizer-less folder must learn token-id rows."""
 import json
 import os
 import struct
@@ -192,6 +193,49 @@ class StoriesTest(unittest.TestCase):
             # embed + 5 layers x 9 + norm; tied: no lm_head
             self.assertEqual(len(names), 1 + 5 * 9 + 1)
             self.assertIn("model.layers.4.mlp.down_proj.weight", names)
+            # the converted folder (rotate-half order) continues BOS as the
+            # original file does under llama2.c's own pairing
+            want = read_json(os.path.join(GOLDEN, "stories260k_reference.json"))["greedy_ids"]
+            got = generate("--model", out, "--prompt-ids", "1", "--max-new-tokens",
+                           str(len(want) - 1), "--eos-id", "-1")
+            self.assertEqual([1] + got["ids"], want)
+
+    def test_aflora_on_token_ids_lowers_eval_loss(self):
+        """A real pretrained model without a tokenizer fine-tunes on
+        {"input_ids"} rows: four fixed random sequences, learnt by heart."""
+        import random
+        rnd = random.Random(3)
+        seqs = [[1] + [rnd.randrange(3, 512) for _ in range(40)] for _ in range(4)]
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "stories260K")
+            run("convert", "llama2c", STORIES, model)
+            for name, rows in (("train.jsonl", seqs * 8), ("eval.jsonl", seqs)):
+                with open(os.path.join(tmp, name), "w") as f:
+                    f.writelines(json.dumps({"input_ids": s}) + "\n" for s in rows)
+            spec = {"model": model, "task": "causal_lm", "method": "aflora", "rank": 8,
+                    "dataset": {"train": os.path.join(tmp, "train.jsonl"),
+                                "eval": os.path.join(tmp, "eval.jsonl")},
+                    "epochs": 4, "batch_size": 8, "learning_rate": 0.01, "threads": 1}
+            with open(os.path.join(tmp, "spec.json"), "w") as f:
+                json.dump(spec, f)
+            out = os.path.join(tmp, "out")
+            run("run", os.path.join(tmp, "spec.json"), "--out", out)
+            losses = [e["metrics"]["loss"] for e in
+                      read_json(os.path.join(out, "metrics.json"))["epochs"]]
+            self.assertEqual(len(losses), 4)
+            self.assertLess(losses[-1], losses[0] - 0.5, losses)
+            config = read_json(os.path.join(out, "adapter", "peft", "adapter_config.json"))
+            self.assertEqual(config["task_type"], "CAUSAL_LM")
+            # a text row needs the tokenizer this folder lacks: refused by line
+            with open(os.path.join(tmp, "text.jsonl"), "w") as f:
+                f.write('{"text": "Once upon a time"}\n')
+            spec["dataset"] = {"train": os.path.join(tmp, "text.jsonl")}
+            with open(os.path.join(tmp, "spec2.json"), "w") as f:
+                json.dump(spec, f)
+            p = run("run", os.path.join(tmp, "spec2.json"), "--out", os.path.join(tmp, "o2"),
+                    check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("line 1: the model has no tokenizer files", p.stderr + p.stdout)
 
 
 if __name__ == "__main__":
