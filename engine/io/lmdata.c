@@ -191,32 +191,12 @@ static int chat_template_of(ctx *c) {
 
 /* The messages of a chat row, checked, into m (n of them, malloc'd). */
 static int chat_messages(ctx *c, const json_value *row, chat_message **m, size_t *n) {
-    const json_value *msgs = json_get(row, "messages");
-    *m = NULL;
-    *n = json_len(msgs);
-    if (json_type_of(msgs) != JSON_ARRAY || *n == 0)
-        return row_err(c, "\"messages\" must be a non-empty array of {\"role\", \"content\"}");
-    *m = malloc(*n * sizeof **m);
-    if (!*m) return row_err(c, "out of memory");
-    bool answer = false;
-    for (size_t i = 0; i < *n; i++) {
-        const json_value *e = json_at(msgs, i), *role = json_get(e, "role"),
-                         *content = json_get(e, "content");
-        if (json_type_of(e) != JSON_OBJECT)
-            return row_err(c, "messages[%zu] must be an object, got %s", i,
-                           json_type_name(json_type_of(e)));
-        if (json_type_of(role) != JSON_STRING || json_type_of(content) != JSON_STRING)
-            return row_err(c, "messages[%zu] needs \"role\" and \"content\" strings", i);
-        size_t rl;
-        const char *r = json_string(role, &rl);
-        if (chat_role_parse(r, rl, &(*m)[i].role))
-            return row_err(c, "messages[%zu]: role \"%.*s\" is not system, user or assistant", i,
-                           (int)(rl > 40 ? 40 : rl), r);
-        (*m)[i].content = json_string(content, &(*m)[i].len);
-        answer |= (*m)[i].role == CHAT_ASSISTANT;
-    }
-    if (!answer) return row_err(c, "no assistant message: a chat row needs an answer to train on");
-    return 0;
+    char terr[400];
+    if (chat_messages_from_json(json_get(row, "messages"), m, n, terr, sizeof terr))
+        return row_err(c, "%s", terr);
+    for (size_t i = 0; i < *n; i++)
+        if ((*m)[i].role == CHAT_ASSISTANT) return 0;
+    return row_err(c, "no assistant message: a chat row needs an answer to train on");
 }
 
 /* A chat row: the template's text, tokenised span by span, loss on the

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "base/errmsg.h"
+#include "base/json.h"
 
 const char *const chat_family_names[CHAT_FAMILY_COUNT] = {
     [CHAT_LLAMA2] = "llama2",
@@ -184,6 +185,34 @@ int chat_role_parse(const char *s, size_t len, chat_role *role) {
             return 0;
         }
     return -1;
+}
+
+int chat_messages_from_json(const json_value *arr, chat_message **m, size_t *n, char *err,
+                            size_t errlen) {
+    *m = NULL;
+    *n = json_len(arr);
+    if (json_type_of(arr) != JSON_ARRAY || *n == 0)
+        return set_err(err, errlen,
+                       "\"messages\" must be a non-empty array of {\"role\", \"content\"}");
+    *m = malloc(*n * sizeof **m);
+    if (!*m) return set_err(err, errlen, "out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        const json_value *e = json_at(arr, i), *role = json_get(e, "role"),
+                         *content = json_get(e, "content");
+        if (json_type_of(e) != JSON_OBJECT)
+            return set_err(err, errlen, "messages[%zu] must be an object, got %s", i,
+                           json_type_name(json_type_of(e)));
+        if (json_type_of(role) != JSON_STRING || json_type_of(content) != JSON_STRING)
+            return set_err(err, errlen, "messages[%zu] needs \"role\" and \"content\" strings", i);
+        size_t rl;
+        const char *r = json_string(role, &rl);
+        if (chat_role_parse(r, rl, &(*m)[i].role))
+            return set_err(err, errlen,
+                           "messages[%zu]: role \"%.*s\" is not system, user or assistant", i,
+                           (int)(rl > 40 ? 40 : rl), r);
+        (*m)[i].content = json_string(content, &(*m)[i].len);
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */

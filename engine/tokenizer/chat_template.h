@@ -39,6 +39,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/json.h"
+
 typedef enum { CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_FAMILY_COUNT } chat_family;
 extern const char *const chat_family_names[CHAT_FAMILY_COUNT];
 
@@ -77,6 +79,14 @@ void chat_template_free(chat_template *t);
 /* The role named s (len bytes): 0, or -1 when it is none of system, user,
  * assistant. */
 int chat_role_parse(const char *s, size_t len, chat_role *role);
+
+/* The messages of a JSON array of {"role", "content"} objects (json.h
+ * values; contents point into the JSON, which must outlive *m): *m
+ * malloc'd (free it, also on error), *n of them. 0, or -1 with a message
+ * naming the message by its index (not an array or empty, not an object,
+ * role or content not a string, an unknown role). */
+int chat_messages_from_json(const json_value *arr, chat_message **m, size_t *n, char *err,
+                            size_t errlen);
 
 /* Render n messages; add_generation_prompt appends what opens an assistant
  * turn (Llama-3 and ChatML; Llama-2 and Mistral prompts end with [/INST]
