@@ -361,8 +361,9 @@ static int prompt_ids(const generate_opts *o, const tokenizer *tok, int32_t **id
     if (o->prompt_ids) return parse_ids(o->prompt_ids, ids, n, err, errlen);
     if (!tok)
         return set_err(err, errlen,
-                       "--prompt and --messages need a tokenizer (a model folder with one, or "
-                       "--tokenizer); give --prompt-ids instead");
+                       "%s needs a tokenizer (a model folder with one, or --tokenizer); give "
+                       "--prompt-ids instead",
+                       o->messages ? "--messages" : "--prompt");
     int32_t *t = NULL;
     size_t nt = 0;
     if (tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), &t, &nt, err, errlen)) return -1;
