@@ -19,6 +19,7 @@
 
 #include "base/folder.h"
 #include "base/json.h"
+#include "testutil.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -191,9 +192,10 @@ static void test_render_errors(void **state) {
 /* A tokenizer folder: sp_bpe's tokenizer.json and the given config (and
  * chat_template.jinja when jinja is not NULL). */
 static tokenizer *folder_with(const char *dir, const char *config, const char *jinja) {
-    char path[512], cmd[1024];
-    snprintf(cmd, sizeof cmd, "cp tests/tokenizer_fixtures/sp_bpe/tokenizer.json %s/", dir);
-    assert_int_equal(system(cmd), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (copy_file_atomic("tests/tokenizer_fixtures/sp_bpe/tokenizer.json", path, err, sizeof err))
+        fail_msg("%s", err);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -213,9 +215,7 @@ static tokenizer *folder_with(const char *dir, const char *config, const char *j
 }
 
 static void test_tokenizer_template(void **state) {
-    (void)state;
-    char dir[] = "/tmp/aflo_chat_XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    const char *dir = *state;
     tokenizer *t = tokenizer_load_dir("tests/tokenizer_fixtures/sp_bpe", err, sizeof err);
     assert_non_null(t);
     assert_null(tokenizer_chat_template(t));
@@ -236,16 +236,15 @@ static void test_tokenizer_template(void **state) {
     t = folder_with(dir, "{}", "J{{ x }}");
     assert_string_equal(tokenizer_chat_template(t), "J{{ x }}");
     tokenizer_free(t);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_families),           cmocka_unit_test(test_matches_jinja),
-        cmocka_unit_test(test_unknown_templates),  cmocka_unit_test(test_render_errors),
-        cmocka_unit_test(test_tokenizer_template),
+        cmocka_unit_test(test_families),
+        cmocka_unit_test(test_matches_jinja),
+        cmocka_unit_test(test_unknown_templates),
+        cmocka_unit_test(test_render_errors),
+        cmocka_unit_test_setup_teardown(test_tokenizer_template, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -258,9 +258,10 @@ static void test_errors_with_lines(void **state) {
 static tokenizer *chat_tokenizer(const char *name, char *dir) {
     strcpy(dir, "/tmp/aflo_lmchat_XXXXXX");
     assert_non_null(mkdtemp(dir));
-    char path[256], cmd[512];
-    snprintf(cmd, sizeof cmd, "cp tests/tokenizer_fixtures/sp_bpe/tokenizer.json %s/", dir);
-    assert_int_equal(system(cmd), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (copy_file_atomic("tests/tokenizer_fixtures/sp_bpe/tokenizer.json", path, err, sizeof err))
+        fail_msg("%s", err);
     snprintf(path, sizeof path, "tests/chat_fixtures/templates/%s.jinja", name);
     size_t len;
     char *src = access(path, R_OK) == 0 ? read_text_file(path, 1 << 20, &len, err, sizeof err)
