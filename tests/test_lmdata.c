@@ -335,15 +335,29 @@ static void test_chat_rows(void **state) {
         rm_dir(dir);
     }
 
-    tokenizer *t = chat_tokenizer("chatml", dir);
-    assert_true(tokenizer_adds_bos(t));
+    /* Mistral: one BOS at the start, the system message in the first [INST] */
+    tokenizer *t = chat_tokenizer("mistral", dir);
     aflo_dataset d;
     dataset_init(&d);
     lmdata_stats st;
+    if (parse(t, text, 512, false, &d, &st)) fail_msg("%s", err);
+    row r = {.n = 0};
+    add_text(&r, t, "<s> [INST] Be brief.\n\nhi there [/INST]", false);
+    add_text(&r, t, " hello</s>", true);
+    add_text(&r, t, " [INST] and? [/INST]", false);
+    add_text(&r, t, " bye</s>", true);
+    assert_row(&d, 0, &r);
+    dataset_free(&d);
+    tokenizer_free(t);
+    rm_dir(dir);
+
+    t = chat_tokenizer("chatml", dir);
+    assert_true(tokenizer_adds_bos(t));
+    dataset_init(&d);
     const char *one = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
                       "{\"role\": \"assistant\", \"content\": \"hello\"}]}";
     if (parse(t, one, 512, false, &d, &st)) fail_msg("%s", err);
-    row r = {.n = 0};
+    r.n = 0;
     add_text(&r, t, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", false);
     add_text(&r, t, "hello<|im_end|>", true);
     add_text(&r, t, "\n", false);
