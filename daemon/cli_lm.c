@@ -3,8 +3,9 @@
  * generate loads the model (a Hugging Face folder, or a llama2.c .bin file),
  * its adapter when given (a PEFT folder or a native .safetensors file, as
  * `aflorad predict` reads them), turns --prompt into ids with the model's
- * tokenizer (BOS first when the tokenizer adds one) or takes --prompt-ids,
- * runs generate() (engine/model/generate.h) and prints one JSON object:
+ * tokenizer (BOS first when the tokenizer adds one), takes --prompt-ids, or
+ * renders --messages (a conversation) with the model's chat template and
+ * the prompt that opens the assistant's turn, then runs generate() (engine/model/generate.h) and prints one JSON object:
  *   {"prompt_ids": [...], "ids": [...], "text": "...", "finish_reason":
  *    "eos" | "length", "eos_id": N}
  * with "text" only when a tokenizer exists (special tokens skipped). */
@@ -20,11 +21,13 @@
 #include <sys/stat.h>
 
 #include "base/errmsg.h"
+#include "base/folder.h"
 #include "io/adapter_native.h"
 #include "io/adapter_peft.h"
 #include "io/hfmodel.h"
 #include "io/llama2c.h"
 #include "model/generate.h"
+#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
 /* llama2.c's training data separates stories with BOS and has no EOS, and
@@ -32,8 +35,12 @@
  * tokenizer. */
 #define LLAMA2C_STOP_ID 1
 
+/* Larger than any conversation typed for a prompt. */
+#define MESSAGES_MAX_BYTES ((size_t)16 << 20)
+
 const char generate_usage[] =
-    "usage: aflorad generate --model M (--prompt TEXT | --prompt-ids 1,2,3) [options]\n"
+    "usage: aflorad generate --model M (--prompt TEXT | --prompt-ids 1,2,3 | --messages FILE)\n"
+    "                        [options]\n"
     "  Continue a prompt with a causal language model and print JSON: prompt_ids, ids,\n"
     "  text (when the model has a tokenizer), finish_reason (eos or length).\n"
     "  --model M            a Hugging Face model folder, or a llama2.c checkpoint (.bin)\n"
@@ -42,12 +49,18 @@ const char generate_usage[] =
     "  --tokenizer DIR      tokenizer files to use (default: the model folder's)\n"
     "  --prompt TEXT        text, tokenized with BOS first when the tokenizer adds it\n"
     "  --prompt-ids LIST    token ids, comma-separated (no BOS is added)\n"
+    "  --messages FILE      a conversation: a JSON array of {\"role\", \"content\"} (system,\n"
+    "                       user, assistant), or an object with it as \"messages\"; rendered\n"
+    "                       with the model's chat template (tokenizer_config.json) and the\n"
+    "                       prompt for the assistant's answer\n"
     "  --max-new-tokens N   at most N new tokens (default 64)\n"
     "  --temperature T      0 (default): greedy; else sample from softmax(logits/T)\n"
     "  --top-p P            sample only from the most probable tokens of mass P (default 1)\n"
     "  --seed S             the sampler's seed (default 0)\n"
-    "  --eos-id N           stop after this id (default: the tokenizer's EOS; for a\n"
-    "                       llama2.c file without tokenizer 1, BOS, as llama2.c's run.c)\n";
+    "  --eos-id N           stop after this id (default: the tokenizer's EOS; with\n"
+    "                       --messages the template's end-of-turn token when it is one\n"
+    "                       token, as <|im_end|> or <|eot_id|>; for a llama2.c file\n"
+    "                       without tokenizer 1, BOS, as llama2.c's run.c)\n";
 
 const char convert_usage[] =
     "usage: aflorad convert llama2c FILE OUTDIR\n"
@@ -55,7 +68,7 @@ const char convert_usage[] =
     "  (config.json with LlamaForCausalLM, model.safetensors), atomically.\n";
 
 typedef struct {
-    const char *model, *adapter, *tokenizer_dir, *prompt, *prompt_ids;
+    const char *model, *adapter, *tokenizer_dir, *prompt, *prompt_ids, *messages;
     gen_params gp;
     bool eos_given;
 } generate_opts;
@@ -119,6 +132,8 @@ static int parse_generate(int argc, char **argv, generate_opts *o) {
             o->prompt = v;
         else if (!strcmp(a, "--prompt-ids"))
             o->prompt_ids = v;
+        else if (!strcmp(a, "--messages"))
+            o->messages = v;
         else if (!strcmp(a, "--max-new-tokens")) {
             if (parse_long(a, v, 0, INT_MAX, &x)) return 2;
             o->gp.max_new_tokens = (int)x;
@@ -138,7 +153,7 @@ static int parse_generate(int argc, char **argv, generate_opts *o) {
             return 2;
         }
     }
-    if (!o->model || (!o->prompt == !o->prompt_ids)) {
+    if (!o->model || (!!o->prompt + !!o->prompt_ids + !!o->messages) != 1) {
         fputs(generate_usage, stderr);
         return 2;
     }
@@ -259,14 +274,96 @@ done:
     return rc;
 }
 
+/* Append the ids of text to *ids (*n of them, room for *cap). */
+static int append_tokens(const tokenizer *tok, const char *text, size_t len, int32_t **ids, int *n,
+                         size_t *cap, char *err, size_t errlen) {
+    int32_t *t = NULL;
+    size_t nt = 0;
+    if (tokenizer_tokenize(tok, text, len, &t, &nt, err, errlen)) return -1;
+    if ((size_t)*n + nt > *cap) {
+        size_t c = *cap ? *cap : 64;
+        while (c < (size_t)*n + nt) c *= 2;
+        int32_t *g = realloc(*ids, c * sizeof *g);
+        if (!g) {
+            free(t);
+            return set_err(err, errlen, "out of memory");
+        }
+        *ids = g;
+        *cap = c;
+    }
+    if (nt) memcpy(*ids + *n, t, nt * sizeof *t);
+    *n += (int)nt;
+    free(t);
+    return 0;
+}
+
+/* --messages: the conversation rendered with the tokenizer's chat template
+ * and the generation prompt, tokenised span by span as lmdata tokenises
+ * chat rows for training (so the prompt's ids are those the model was
+ * tuned on); the template writes BOS itself. *eot gets the end-of-turn id
+ * when that text is one token (else -1). */
+static int messages_ids(const char *path, const tokenizer *tok, int32_t **ids, int *n, int32_t *eot,
+                        char *err, size_t errlen) {
+    chat_template ct = {0};
+    chat_rendered r = {0};
+    chat_message *m = NULL;
+    size_t nm = 0, cap = 0;
+    char merr[512];
+    int rc = -1;
+    *ids = NULL;
+    *n = 0;
+    *eot = -1;
+    const char *src = tokenizer_chat_template(tok);
+    if (!src)
+        return set_err(err, errlen,
+                       "--messages needs the model's chat template, and the tokenizer has none "
+                       "(no \"chat_template\" in tokenizer_config.json)");
+    int32_t bos = tokenizer_bos_id(tok), eos = tokenizer_eos_id(tok);
+    const char *eos_text = eos >= 0 ? tokenizer_id_to_token(tok, eos) : NULL;
+    if (chat_template_parse(src, &ct, err, errlen)) return -1;
+    json_value *doc = read_json_file(path, MESSAGES_MAX_BYTES, err, errlen);
+    if (!doc) {
+        chat_template_free(&ct);
+        return -1;
+    }
+    const json_value *arr = json_type_of(doc) == JSON_OBJECT ? json_get(doc, "messages") : doc;
+    if (chat_messages_from_json(arr, &m, &nm, merr, sizeof merr) ||
+        chat_render(&ct, m, nm, true, bos >= 0 ? tokenizer_id_to_token(tok, bos) : NULL, eos_text,
+                    &r, merr, sizeof merr)) {
+        set_err(err, errlen, "--messages: %s: %s", path, merr);
+        goto done;
+    }
+    for (size_t i = 0; i < r.n; i++)
+        if (append_tokens(tok, r.text + r.spans[i].off, r.spans[i].len, ids, n, &cap, err, errlen))
+            goto done;
+    const char *end = chat_end_of_turn(&ct, eos_text);
+    int32_t *e = NULL;
+    size_t ne = 0;
+    if (end && tokenizer_tokenize(tok, end, strlen(end), &e, &ne, err, errlen)) goto done;
+    if (ne == 1) *eot = e[0];
+    free(e);
+    rc = 0;
+done:
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+    }
+    chat_rendered_free(&r);
+    free(m);
+    chat_template_free(&ct);
+    json_free(doc);
+    return rc;
+}
+
 /* The prompt's ids: --prompt-ids, or --prompt through the tokenizer. */
 static int prompt_ids(const generate_opts *o, const tokenizer *tok, int32_t **ids, int *n,
                       char *err, size_t errlen) {
     if (o->prompt_ids) return parse_ids(o->prompt_ids, ids, n, err, errlen);
     if (!tok)
         return set_err(err, errlen,
-                       "--prompt needs a tokenizer (a model folder with one, or --tokenizer); "
-                       "give --prompt-ids instead");
+                       "%s needs a tokenizer (a model folder with one, or --tokenizer); give "
+                       "--prompt-ids instead",
+                       o->messages ? "--messages" : "--prompt");
     int32_t *t = NULL;
     size_t nt = 0;
     if (tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), &t, &nt, err, errlen)) return -1;
@@ -304,7 +401,13 @@ int cmd_generate(int argc, char **argv) {
     if (!m) goto done;
     if (!o.eos_given)
         o.gp.eos_id = tok ? tokenizer_eos_id(tok) : is_dir(o.model) ? -1 : LLAMA2C_STOP_ID;
-    if (prompt_ids(&o, tok, &ids, &n, err, sizeof err)) goto done;
+    if (o.messages && tok) {
+        int32_t eot;
+        if (messages_ids(o.messages, tok, &ids, &n, &eot, err, sizeof err)) goto done;
+        if (!o.eos_given && eot >= 0) o.gp.eos_id = eot;
+    } else if (prompt_ids(&o, tok, &ids, &n, err, sizeof err)) {
+        goto done;
+    }
     if (generate(m, ids, n, &o.gp, &r, err, sizeof err)) goto done;
     if (print_result(tok, ids, n, &r, o.gp.eos_id, err, sizeof err)) goto done;
     rc = 0;

@@ -165,7 +165,9 @@ const spec_field_info spec_fields[] = {
             "output, mean squared error, e.g. STS-B), or causal_lm: fine-tune a LLaMA-family "
             "decoder (llama, mistral, qwen2) on next-token prediction from JSON Lines rows "
             "{\"text\"}, {\"prompt\", \"completion\"}, Alpaca {\"instruction\", \"input\", "
-            "\"output\"} or {\"input_ids\", \"labels\"} (see train_on_inputs); evaluation "
+            "\"output\"}, {\"input_ids\", \"labels\"} or chat {\"messages\": [{\"role\", "
+            "\"content\"}]} (rendered with the model's chat template: Llama-2, Mistral, "
+            "Llama-3 or ChatML; loss on the assistant turns) (see train_on_inputs); evaluation "
             "reports loss and perplexity."},
     {.name = "num_labels",
      .type = SPEC_T_INT,
@@ -470,8 +472,9 @@ const spec_field_info spec_fields[] = {
      .def = false,
      .methods = SPEC_ALL_METHODS,
      .offset = OFF(train_on_inputs),
-     .doc = "causal_lm only: the loss covers the prompt too ({\"prompt\"} and Alpaca rows), "
-            "not only the completion and its end-of-sequence token."},
+     .doc = "causal_lm only: the loss covers the prompt too ({\"prompt\"} and Alpaca rows; "
+            "in chat rows the system and user turns and the role headers), not only the "
+            "completion (assistant turns) and its end-of-sequence (end-of-turn) token."},
     {.name = "init_adapter",
      .type = SPEC_T_STRING,
      .optional = true,

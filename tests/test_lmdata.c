@@ -2,7 +2,8 @@
  * fixture tokenizer (add_bos_token true, add_eos_token false): each row
  * form's ids and labels against the tokenizer's own output, the Alpaca
  * template text, prompt masking and train_on_inputs, truncation and skip
- * counts, the errors and their line numbers, and the padded batches the
+ * counts, the errors and their line numbers, chat rows (templates from
+ * tests/chat_fixtures, labels only on assistant turns), and the padded batches the
  * trainer gets (right padding, LABEL_IGNORE on padding). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "base/folder.h"
+#include "base/json.h"
 #include "io/lmdata.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dataset.h"
@@ -214,8 +219,8 @@ static void test_errors_with_lines(void **state) {
         {"{\"instruction\": \"i\"}\n", "line 1: \"output\" is missing"},
         {"{\"instruction\": \"i\", \"input\": 1, \"output\": \"o\"}\n",
          "line 1: \"input\" must be a string"},
-        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
-         "line 1: chat rows ({\"messages\": [...]}) are not supported yet"},
+        {"{\"text\": \"a\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n",
+         "line 2: chat rows need the model's chat template, and the tokenizer has none"},
         {"{\"foo\": 1}\n", "line 1: no row form"},
         {"[1, 2]\n", "line 1: a row must be a JSON object, got array"},
         {"{\"text\": \"a\"}\n{\"text\": \"b\"\n", "line 2: not valid JSON"},
@@ -272,6 +277,155 @@ static void test_without_tokenizer(void **state) {
     dataset_free(&d);
 }
 
+/* sp_bpe's tokenizer in a temporary folder whose tokenizer_config.json has
+ * the chat template of tests/chat_fixtures/templates/NAME.jinja (or the
+ * template text itself when name is not a file there). dir receives the
+ * folder (remove it with rm_dir). */
+static tokenizer *chat_tokenizer(const char *name, char *dir) {
+    strcpy(dir, "/tmp/aflo_lmchat_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (copy_file_atomic("tests/tokenizer_fixtures/sp_bpe/tokenizer.json", path, err, sizeof err))
+        fail_msg("%s", err);
+    snprintf(path, sizeof path, "tests/chat_fixtures/templates/%s.jinja", name);
+    size_t len;
+    char *src = access(path, R_OK) == 0 ? read_text_file(path, 1 << 20, &len, err, sizeof err)
+                                        : strdup(name);
+    assert_non_null(src);
+    size_t qn = json_quote(NULL, 0, src, strlen(src));
+    char *q = malloc(qn + 1);
+    assert_non_null(q);
+    json_quote(q, qn + 1, src, strlen(src));
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "{\"add_bos_token\": true, \"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+            "\"chat_template\": %s}",
+            q);
+    assert_int_equal(fclose(f), 0);
+    free(q);
+    free(src);
+    tokenizer *t = tokenizer_load_dir(dir, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    return t;
+}
+
+static void rm_dir(const char *dir) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Chat rows: the ids are the template's text tokenised span by span (the
+ * spans written out here by hand from the published templates), loss on the
+ * assistant turns and their end token only, no BOS of the tokenizer's added
+ * (Llama-2 writes its own before each [INST], ChatML none). */
+static void test_chat_rows(void **state) {
+    (void)state;
+    const char *text =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": "
+        "\"user\", \"content\": \"hi there\"}, {\"role\": \"assistant\", \"content\": "
+        "\"hello\"}, {\"role\": \"user\", \"content\": \"and?\"}, {\"role\": "
+        "\"assistant\", \"content\": \"bye\"}]}\n"
+        "{\"text\": \"plain\"}\n";
+    char dir[64];
+    for (int inputs = 0; inputs <= 1; inputs++) {
+        tokenizer *t = chat_tokenizer("llama2", dir);
+        int32_t bos = tokenizer_bos_id(t), eos = tokenizer_eos_id(t);
+        aflo_dataset d;
+        dataset_init(&d);
+        lmdata_stats st;
+        if (parse(t, text, 512, inputs, &d, &st)) fail_msg("%s", err);
+        assert_int_equal(st.by_form[LMDATA_CHAT], 1);
+        assert_int_equal(st.by_form[LMDATA_TEXT], 1);
+        row r = {.n = 0};
+        add_text(&r, t, "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nhi there [/INST]", inputs);
+        add_text(&r, t, " hello </s>", true);
+        add_text(&r, t, "<s>[INST] and? [/INST]", inputs);
+        add_text(&r, t, " bye </s>", true);
+        assert_row(&d, 0, &r);
+        /* the template's <s> and </s> became the BOS / EOS ids, BOS not doubled */
+        const int32_t *ids = d.ids + d.offsets[0], *lab = d.token_labels + d.offsets[0];
+        assert_int_equal(ids[0], bos);
+        assert_int_not_equal(ids[1], bos);
+        int eos_loss = 0;
+        for (int i = 0; i < dataset_len(&d, 0); i++) eos_loss += lab[i] == eos;
+        assert_int_equal(eos_loss, 2);
+        char line[256];
+        lmdata_describe(&st, 512, line, sizeof line);
+        assert_non_null(strstr(line, "2 rows (text 1, chat 1)"));
+        dataset_free(&d);
+        tokenizer_free(t);
+        rm_dir(dir);
+    }
+
+    /* Mistral: one BOS at the start, the system message in the first [INST] */
+    tokenizer *t = chat_tokenizer("mistral", dir);
+    aflo_dataset d;
+    dataset_init(&d);
+    lmdata_stats st;
+    if (parse(t, text, 512, false, &d, &st)) fail_msg("%s", err);
+    row r = {.n = 0};
+    add_text(&r, t, "<s> [INST] Be brief.\n\nhi there [/INST]", false);
+    add_text(&r, t, " hello</s>", true);
+    add_text(&r, t, " [INST] and? [/INST]", false);
+    add_text(&r, t, " bye</s>", true);
+    assert_row(&d, 0, &r);
+    dataset_free(&d);
+    tokenizer_free(t);
+    rm_dir(dir);
+
+    t = chat_tokenizer("chatml", dir);
+    assert_true(tokenizer_adds_bos(t));
+    dataset_init(&d);
+    const char *one = "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, "
+                      "{\"role\": \"assistant\", \"content\": \"hello\"}]}";
+    if (parse(t, one, 512, false, &d, &st)) fail_msg("%s", err);
+    r.n = 0;
+    add_text(&r, t, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", false);
+    add_text(&r, t, "hello<|im_end|>", true);
+    add_text(&r, t, "\n", false);
+    assert_row(&d, 0, &r);
+    assert_int_not_equal(d.ids[0], tokenizer_bos_id(t)); /* ChatML writes no BOS */
+    /* cut at max_seq_len like any row */
+    int max = r.n - 2;
+    if (parse(t, one, max, false, &d, &st)) fail_msg("%s", err);
+    assert_int_equal(st.truncated, 1);
+    assert_int_equal(dataset_len(&d, 0), max);
+
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"{\"messages\": [{\"role\": \"tool\", \"content\": \"x\"}]}",
+         "line 1: messages[0]: role \"tool\" is not system, user or assistant"},
+        {"{\"text\": \"a\"}\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}",
+         "line 2: no assistant message"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": "
+         "\"assistant\", \"content\": \"  \"}]}",
+         "line 1: messages[1] (assistant) is empty"},
+        {"{\"messages\": [{\"role\": \"user\", \"content\": 5}]}",
+         "line 1: messages[0] needs \"role\" and \"content\" strings"},
+        {"{\"messages\": []}", "line 1: \"messages\" must be a non-empty array"},
+        {"{\"messages\": [\"hi\"]}", "line 1: messages[0] must be an object, got string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        assert_int_equal(parse(t, bad[i].text, 64, false, &d, NULL), -1);
+        if (!strstr(err, bad[i].want)) fail_msg("case %zu: <%s>, want <%s>", i, err, bad[i].want);
+    }
+    dataset_free(&d);
+    tokenizer_free(t);
+    rm_dir(dir);
+
+    t = chat_tokenizer("{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}", dir);
+    assert_int_equal(parse(t, one, 64, false, &d, NULL), -1);
+    assert_non_null(strstr(err, "data.jsonl: line 1: unknown chat template \"{% for m in"));
+    tokenizer_free(t);
+    rm_dir(dir);
+}
+
 /* Batches: right padding, mask 0 and LABEL_IGNORE on padding, the rows'
  * labels where real; a classification dataset keeps token_labels NULL. */
 static void test_batches(void **state) {
@@ -317,6 +471,7 @@ int main(void) {
         cmocka_unit_test(test_truncation_and_skips),
         cmocka_unit_test(test_errors_with_lines),
         cmocka_unit_test(test_without_tokenizer),
+        cmocka_unit_test(test_chat_rows),
         cmocka_unit_test(test_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

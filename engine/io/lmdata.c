@@ -2,7 +2,9 @@
  *
  * Per line: parse, pick the row's form from its keys (a table of forms and
  * the keys that mark them), render it to (prompt, completion) texts or take
- * its ids, tokenise, join with BOS/EOS, mask the prompt's labels, cut at
+ * its ids, or render a chat row with the tokenizer's chat template
+ * (tokenizer/chat_template.h), tokenise, join with BOS/EOS, mask the
+ * prompt's labels, cut at
  * max_seq_len, and append. Everything goes into a dataset of its own that
  * replaces the caller's only when the whole file passed. */
 #include "io/lmdata.h"
@@ -16,6 +18,7 @@
 #include "base/errmsg.h"
 #include "base/folder.h"
 #include "base/json.h"
+#include "tokenizer/chat_template.h"
 
 /* Larger than any fine-tuning set meant for a CPU. */
 #define LMDATA_MAX_BYTES ((size_t)1 << 30)
@@ -50,6 +53,7 @@ static const struct {
     [LMDATA_PROMPT_COMPLETION] = {"prompt", "completion", "prompt/completion"},
     [LMDATA_ALPACA] = {"instruction", "output", "instruction/input/output"},
     [LMDATA_TOKENS] = {"input_ids", NULL, "input_ids"},
+    [LMDATA_CHAT] = {"messages", NULL, "chat"},
 };
 
 typedef struct {
@@ -63,6 +67,8 @@ typedef struct {
     char *err;
     size_t errlen;
     int line;
+    chat_template chat; /* parsed at the first chat row */
+    bool have_chat;
 } ctx;
 
 static int row_err(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -170,11 +176,57 @@ static int take_ids(ctx *c, const json_value *row, size_t *n) {
     return 0;
 }
 
+/* The tokenizer's chat template, recognised once. */
+static int chat_template_of(ctx *c) {
+    if (c->have_chat) return 0;
+    const char *src = tokenizer_chat_template(c->tok);
+    if (!src)
+        return row_err(c, "chat rows need the model's chat template, and the tokenizer has none "
+                          "(no \"chat_template\" in tokenizer_config.json)");
+    char terr[400];
+    if (chat_template_parse(src, &c->chat, terr, sizeof terr)) return row_err(c, "%s", terr);
+    c->have_chat = true;
+    return 0;
+}
+
+/* The messages of a chat row, checked, into m (n of them, malloc'd). */
+static int chat_messages(ctx *c, const json_value *row, chat_message **m, size_t *n) {
+    char terr[400];
+    if (chat_messages_from_json(json_get(row, "messages"), m, n, terr, sizeof terr))
+        return row_err(c, "%s", terr);
+    for (size_t i = 0; i < *n; i++)
+        if ((*m)[i].role == CHAT_ASSISTANT) return 0;
+    return row_err(c, "no assistant message: a chat row needs an answer to train on");
+}
+
+/* A chat row: the template's text, tokenised span by span, loss on the
+ * assistant turns (all of it with train_on_inputs). No BOS/EOS of the
+ * tokenizer's: the template writes its own. */
+static int take_chat(ctx *c, const json_value *row, size_t *n) {
+    chat_message *m = NULL;
+    size_t nm;
+    chat_rendered r;
+    char terr[400];
+    int rc = -1;
+    if (chat_template_of(c) || chat_messages(c, row, &m, &nm)) goto out_m;
+    int32_t bos = tokenizer_bos_id(c->tok), eos = tokenizer_eos_id(c->tok);
+    if (chat_render(&c->chat, m, nm, false, bos >= 0 ? tokenizer_id_to_token(c->tok, bos) : NULL,
+                    eos >= 0 ? tokenizer_id_to_token(c->tok, eos) : NULL, &r, terr, sizeof terr)) {
+        row_err(c, "%s", terr);
+        goto out_m;
+    }
+    rc = 0;
+    for (size_t i = 0; rc == 0 && i < r.n; i++)
+        rc = push_text(c, n, r.text + r.spans[i].off, r.spans[i].len,
+                       r.spans[i].train || c->o->train_on_inputs);
+    chat_rendered_free(&r);
+out_m:
+    free(m);
+    return rc;
+}
+
 /* Which form the row is: exactly one must match. */
 static int form_of(ctx *c, const json_value *row, lmdata_form *form) {
-    if (json_get(row, "messages"))
-        return row_err(c, "chat rows ({\"messages\": [...]}) are not supported yet (no chat "
-                          "templates): write them as {\"prompt\", \"completion\"} rows");
     int found = -1;
     for (int f = 0; f < LMDATA_FORM_COUNT; f++) {
         bool has = json_get(row, forms[f].key) || (forms[f].also && json_get(row, forms[f].also));
@@ -186,7 +238,8 @@ static int form_of(ctx *c, const json_value *row, lmdata_form *form) {
     }
     if (found < 0)
         return row_err(c, "no row form: expected \"text\", \"prompt\" + \"completion\", "
-                          "\"instruction\" (+ \"input\") + \"output\", or \"input_ids\"");
+                          "\"instruction\" (+ \"input\") + \"output\", \"input_ids\" or "
+                          "\"messages\"");
     *form = (lmdata_form)found;
     return 0;
 }
@@ -237,6 +290,9 @@ static int add_row(ctx *c, const char *line, size_t len) {
     }
     case LMDATA_TOKENS:
         if (take_ids(c, row, &n)) goto done;
+        break;
+    case LMDATA_CHAT:
+        if (take_chat(c, row, &n)) goto done;
         break;
     case LMDATA_FORM_COUNT: break;
     }
@@ -300,6 +356,7 @@ int lmdata_parse(const char *text, size_t len, const char *name, const tokenizer
     }
     free(c.ids);
     free(c.labels);
+    chat_template_free(&c.chat);
     if (rc == 0 && out.n == 0)
         rc = set_err(err, errlen, "%s: no example with a token to learn (%d rows skipped)", name,
                      stats->skipped);

@@ -17,13 +17,25 @@
  *                                      BOS/EOS added); labels optional (the
  *                                      ids then), the same length, each an id
  *                                      or -100 (LABEL_IGNORE)
+ *   {"messages": [{"role", "content"}, ...]}
+ *                                      chat: roles system, user, assistant,
+ *                                      contents non-empty strings, at least
+ *                                      one assistant message; rendered with
+ *                                      the tokenizer's chat template
+ *                                      (tokenizer/chat_template.h), loss on
+ *                                      the assistant turns and the token that
+ *                                      ends each (on everything with
+ *                                      train_on_inputs)
  * Rendered rows are [BOS] prompt completion [EOS]: BOS when the tokenizer
  * adds one (tokenizer_adds_bos, as tokenizer(text) would), EOS always when
  * the tokenizer has one, so the model learns where an answer ends; a text
  * row is a completion with an empty prompt. Prompt and completion are
  * tokenised separately and joined, so the boundary between them is exact.
- * Chat rows ({"messages": [...]}) are refused with a message: there are no
- * chat templates yet.
+ * A chat row is the template's text alone (no BOS/EOS added: the template
+ * writes its own, as transformers' apply_chat_template), each span of it
+ * (turns, role headers) tokenised separately in the same way; a tokenizer
+ * without a chat template, or with one chat_template.h does not know, fails
+ * the load at the first chat row.
  *
  * Rows longer than max_seq_len tokens are cut there (the start kept) and
  * counted; a row left with no target token (a prompt that fills the whole
@@ -43,6 +55,7 @@ typedef enum {
     LMDATA_PROMPT_COMPLETION,
     LMDATA_ALPACA,
     LMDATA_TOKENS,
+    LMDATA_CHAT,
     LMDATA_FORM_COUNT
 } lmdata_form;
 

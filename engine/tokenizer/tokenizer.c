@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 
 #include "base/errmsg.h"
+#include "base/folder.h"
 #include "tokenizer/unicode_tables.h"
 
 /* ------------------------------------------------------------------ */
@@ -303,6 +304,37 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
     return 0;
 }
 
+/* The chat template: tokenizer_config.json's "chat_template", a string or
+ * a list of {"name", "template"} (the one named "default"), else the
+ * chat_template.jinja file newer transformers write beside it. A list
+ * without "default" leaves none. */
+static int load_chat_template(tokenizer *t, const char *dir, const json_value *cfg, char *err,
+                              size_t errlen) {
+    const json_value *ct = json_get(cfg, "chat_template");
+    const char *s = NULL;
+    size_t len = 0;
+    if (json_type_of(ct) == JSON_STRING) s = json_string(ct, &len);
+    for (size_t i = 0; json_type_of(ct) == JSON_ARRAY && i < json_len(ct); i++) {
+        const json_value *e = json_at(ct, i);
+        const char *name = json_string(json_get(e, "name"), NULL);
+        if (name && strcmp(name, "default") == 0) s = json_string(json_get(e, "template"), &len);
+    }
+    if (s) {
+        t->chat_template = malloc(len + 1);
+        if (!t->chat_template) return set_err(err, errlen, "out of memory");
+        memcpy(t->chat_template, s, len);
+        t->chat_template[len] = '\0';
+        return 0;
+    }
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/chat_template.jinja", dir) >= (int)sizeof path ||
+        stat(path, &st) != 0)
+        return 0;
+    t->chat_template = read_text_file(path, TOKENIZER_MAX_FILE_BYTES, &len, err, errlen);
+    return t->chat_template ? 0 : -1;
+}
+
 const char *const tokenizer_file_names[] = {
     "vocab.txt",
     "vocab.json",
@@ -312,6 +344,7 @@ const char *const tokenizer_file_names[] = {
     "special_tokens_map.json",
     "added_tokens.json",
     "tokenizer.model",
+    "chat_template.jinja",
 };
 const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
 
@@ -421,7 +454,9 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen) {
         rc = spm_load_tokenizer_json(t, tj, err, errlen);
     else
         rc = bpe_load_tokenizer_json(t, tj, cfg, err, errlen);
-    if (rc || finish_load(t, cfg, stm, tj, err, errlen)) goto fail;
+    if (rc || finish_load(t, cfg, stm, tj, err, errlen) ||
+        load_chat_template(t, dir, cfg, err, errlen))
+        goto fail;
     json_free(cfg);
     json_free(stm);
     json_free(tj);
@@ -442,6 +477,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->added);
     free(t->id_key_off);
     free(t->scores);
+    free(t->chat_template);
     charsmap_free(t->charsmap);
     free(t);
 }
@@ -651,6 +687,7 @@ int32_t tokenizer_eos_id(const tokenizer *t) { return t->eos_id; }
 int tokenizer_adds_bos(const tokenizer *t) { return is_causal(t) && t->wrap.n[0] > 0; }
 int tokenizer_adds_eos(const tokenizer *t) { return is_causal(t) && t->wrap.n[1] > 0; }
 int32_t tokenizer_vocab_size(const tokenizer *t) { return t->vocab_size; }
+const char *tokenizer_chat_template(const tokenizer *t) { return t->chat_template; }
 
 const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
     if (id < 0 || id >= t->vocab_size) return NULL;

@@ -134,6 +134,11 @@ int tokenizer_adds_eos(const tokenizer *t);
 /* One more than the largest id the tokenizer can produce (vocabulary and
  * added tokens): the model's embedding table must have at least this many rows. */
 int32_t tokenizer_vocab_size(const tokenizer *t);
+/* The chat template text (tokenizer_config.json's "chat_template": the
+ * string, or of a list of {"name", "template"} the "default" one; else the
+ * folder's chat_template.jinja), NUL-terminated; NULL when there is none.
+ * chat_template.h renders it. */
+const char *tokenizer_chat_template(const tokenizer *t);
 /* Special tokens added around one sequence (pair = 0) or a pair (pair = 1). */
 int tokenizer_num_special_tokens(const tokenizer *t, int pair);
 /* The vocabulary string of an id (NUL-terminated), or NULL. For logs/tests. */

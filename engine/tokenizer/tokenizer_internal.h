@@ -95,6 +95,7 @@ struct tokenizer {
     /* model input */
     int32_t bos_id, eos_id;
     tok_wrap wrap;
+    char *chat_template; /* tokenizer_config.json's, or chat_template.jinja; NULL if none */
 };
 
 /* Load: fill t's vocabulary and options from the folder's files. cfg is

@@ -5,11 +5,14 @@ in LlamaForCausalLM's names, the sp_bpe fixture tokenizer) and a small
 prompt/completion JSON Lines set, with AFLoRA. Checks that the evaluation
 loss falls, perplexity is exp(loss), projections freeze, the best epoch is
 the lowest eval loss, that the adapter is exported (native and PEFT
-CAUSAL_LM) and changes greedy generation, and that bad rows fail before training with their
-line number."""
+CAUSAL_LM) and changes greedy generation, that bad rows fail before training with their
+line number, and that chat rows train through the model's chat template (a copy of the
+folder with the ChatML template of tests/chat_fixtures) and generate --messages renders
+it, while a folder without a template, or with an unknown one, is refused by name."""
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +29,24 @@ def rows(n, offset):
     return [{"prompt": f"say {WORDS[(i + offset) % len(WORDS)]}:",
              "completion": " " + " ".join([WORDS[(i + offset) % len(WORDS)]] * 3)}
             for i in range(n)]
+
+
+def chats(n, offset):
+    return [{"messages": [{"role": "user", "content": f"say {WORDS[(i + offset) % len(WORDS)]}"},
+                          {"role": "assistant",
+                           "content": " ".join([WORDS[(i + offset) % len(WORDS)]] * 3)}]}
+            for i in range(n)]
+
+
+def with_template(src, dst, template):
+    """A copy of the model folder src whose tokenizer_config.json has template."""
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, "tokenizer_config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["chat_template"] = template
+    with open(path, "w") as f:
+        json.dump(config, f)
 
 
 def write_jsonl(path, items):
@@ -50,6 +71,14 @@ class CausalTest(unittest.TestCase):
                         os.path.join(cls.dir, "tiny-llama"), "1"], check=True)
         write_jsonl(os.path.join(cls.dir, "train.jsonl"), rows(48, 0))
         write_jsonl(os.path.join(cls.dir, "eval.jsonl"), rows(8, 3))
+        write_jsonl(os.path.join(cls.dir, "chat_train.jsonl"), chats(48, 0))
+        write_jsonl(os.path.join(cls.dir, "chat_eval.jsonl"), chats(8, 3))
+        with open(os.path.join(HERE, "..", "chat_fixtures", "templates", "chatml.jinja")) as f:
+            chatml = f.read()
+        with_template(os.path.join(cls.dir, "tiny-llama"), os.path.join(cls.dir, "tiny-chat"),
+                      chatml)
+        with_template(os.path.join(cls.dir, "tiny-llama"), os.path.join(cls.dir, "tiny-odd"),
+                      "{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}")
 
     @classmethod
     def tearDownClass(cls):
@@ -116,14 +145,45 @@ class CausalTest(unittest.TestCase):
         self.assertIn("bad.jsonl: line 4: \"completion\" is missing", p.stderr + p.stdout)
         self.assertNotIn("step ", p.stdout)
 
-    def test_chat_rows_are_refused_by_name(self):
-        write_jsonl(os.path.join(self.dir, "chat.jsonl"),
-                    [{"messages": [{"role": "user", "content": "hi"}]}])
-        p = run("run", self.spec("c.json", dataset={"train": "chat.jsonl"}), "--out", "out_c",
-                cwd=self.dir, check=False)
-        self.assertNotEqual(p.returncode, 0)
-        self.assertIn("chat rows", p.stderr + p.stdout)
+    def test_chat_rows_train_with_the_chat_template(self):
+        p = run("run", self.spec("c.json", model=os.path.join(self.dir, "tiny-chat"),
+                                 dataset={"train": "chat_train.jsonl", "eval": "chat_eval.jsonl"}),
+                "--out", "out_c", cwd=self.dir)
+        self.assertIn("training data: 48 rows (chat 48)", p.stdout)
+        with open(os.path.join(self.dir, "out_c", "metrics.json")) as f:
+            losses = [e["metrics"]["loss"] for e in json.load(f)["epochs"]]
+        self.assertLess(losses[-1], losses[0] - 0.5, losses)
+        # generate --messages: the ChatML prompt with the assistant's header,
+        # no BOS (ChatML writes none): --prompt's ids of that text after its BOS
+        with open(os.path.join(self.dir, "conv.json"), "w") as f:
+            json.dump({"messages": [{"role": "user", "content": "say red"}]}, f)
 
+        def gen(*extra):
+            out = run("generate", "--model", os.path.join(self.dir, "tiny-chat"),
+                      "--max-new-tokens", "6", "--adapter", os.path.join("out_c", "adapter"),
+                      *extra, cwd=self.dir)
+            return json.loads(out.stdout)
+        chat = gen("--messages", "conv.json")
+        text = gen("--prompt", "<|im_start|>user\nsay red<|im_end|>\n<|im_start|>assistant\n")
+        self.assertEqual(chat["prompt_ids"], text["prompt_ids"][1:])
+        # <|im_end|> is no single token of this tokenizer: generation stops at its EOS
+        self.assertEqual(chat["eos_id"], 2)
+        self.assertTrue(chat["ids"])
+
+    def test_chat_rows_need_a_known_template(self):
+        write_jsonl(os.path.join(self.dir, "chat1.jsonl"), chats(2, 0))
+        for model, want in (("tiny-llama", "line 1: chat rows need the model's chat template"),
+                            ("tiny-odd", "line 1: unknown chat template \"{% for m in messages")):
+            p = run("run", self.spec("d.json", model=os.path.join(self.dir, model),
+                                     dataset={"train": "chat1.jsonl"}),
+                    "--out", "out_d", cwd=self.dir, check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(want, p.stderr + p.stdout)
+            self.assertNotIn("step ", p.stdout)
+        p = run("generate", "--model", os.path.join(self.dir, "tiny-odd"), "--messages",
+                "missing.json", cwd=self.dir, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("unknown chat template", p.stderr)
 
 if __name__ == "__main__":
     unittest.main()
