@@ -133,9 +133,8 @@ static void count_by_hand(void *ctx, const aflo_eval_info *ev) {
         snprintf(want, sizeof want, "7");
         int32_t *pids = NULL, ids[32];
         size_t np = 0;
-        assert_int_equal(tokenizer_tokenize(h->tok, prompt, strlen(prompt), &pids, &np, err,
-                                            sizeof err),
-                         0);
+        assert_int_equal(
+            tokenizer_tokenize(h->tok, prompt, strlen(prompt), &pids, &np, err, sizeof err), 0);
         assert_true(np + 1 < 32);
         ids[0] = tokenizer_bos_id(h->tok);
         memcpy(ids + 1, pids, np * sizeof *ids);
@@ -147,9 +146,8 @@ static void count_by_hand(void *ctx, const aflo_eval_info *ev) {
         if (generate(h->m, ids, (int)np + 1, &p, &r, err, sizeof err)) fail_msg("%s", err);
         char *text;
         size_t len;
-        assert_int_equal(tokenizer_decode(h->tok, r.ids, (size_t)r.n, 1, &text, &len, err,
-                                          sizeof err),
-                         0);
+        assert_int_equal(
+            tokenizer_decode(h->tok, r.ids, (size_t)r.n, 1, &text, &len, err, sizeof err), 0);
         const char *s = text;
         trim(&s, &len);
         hits += len == strlen(want) && memcmp(s, want, len) == 0;
@@ -260,8 +258,11 @@ static void test_rule_per_row_and_no_flops(void **state) {
     fixed_detok f = {.say = "The answer is 7.", .eos = first, .max_new = 5};
     aflo_train_config tc = config(1);
     tc.lr = 1e-7f; /* the adapters barely move: the first token stays */
-    tc.gen_eval = (aflo_gen_eval){
-        .rule = ANSWER_GSM8K, .max_new_tokens = 5, .eos_id = first, .detok = fixed, .detok_ctx = &f};
+    tc.gen_eval = (aflo_gen_eval){.rule = ANSWER_GSM8K,
+                                  .max_new_tokens = 5,
+                                  .eos_id = first,
+                                  .detok = fixed,
+                                  .detok_ctx = &f};
     aflo_trainer *t = trainer_create(m, &tc, &train, &eval, err, sizeof err);
     if (!t) fail_msg("%s", err);
     aflo_train_summary sum;
@@ -338,8 +339,11 @@ static void test_best_epoch_by_exact_match(void **state) {
     epoch_detok d = {.rows = 4};
     aflo_train_config tc = config(3);
     tc.select_metric = "exact_match";
-    tc.gen_eval = (aflo_gen_eval){
-        .rule = ANSWER_GSM8K, .max_new_tokens = 3, .eos_id = -1, .detok = by_epoch, .detok_ctx = &d};
+    tc.gen_eval = (aflo_gen_eval){.rule = ANSWER_GSM8K,
+                                  .max_new_tokens = 3,
+                                  .eos_id = -1,
+                                  .detok = by_epoch,
+                                  .detok_ctx = &d};
     aflo_trainer *t = trainer_create(m, &tc, &train, &eval, err, sizeof err);
     if (!t) fail_msg("%s", err);
     aflo_train_summary sum;
