@@ -422,7 +422,7 @@ const char api_openapi_json[] =
     "              \"freezable\": {\"type\": \"integer\", \"description\": \"Adapter projection matrices that can freeze.\"}\n"
     "            }\n"
     "          },\n"
-    "          \"metrics\": {\"type\": \"object\", \"nullable\": true, \"description\": \"Once succeeded, metrics.json: epochs (one {epoch, step, metrics} per evaluation; metrics per task: accuracy, f1, mcc or pearson, spearman, mse, and loss), best_epoch (counted from 1; null without evaluation, when the last epoch's adapter is kept), best (that epoch's metrics: the kept adapter's), steps, final_loss, flops, trainable_params_avg, trainable_params_final, elapsed_s, labels. Null before.\"},\n"
+    "          \"metrics\": {\"type\": \"object\", \"nullable\": true, \"description\": \"Once succeeded, metrics.json: epochs (one {epoch, step, metrics} per evaluation; metrics per task: accuracy, f1, mcc or pearson, spearman, mse, or perplexity and, with an answer_rule, exact_match and exact_match_rows (causal_lm); and loss), best_epoch (counted from 1; null without evaluation, when the last epoch's adapter is kept), best (that epoch's metrics: the kept adapter's), steps, final_loss, flops, trainable_params_avg, trainable_params_final, elapsed_s, labels. Null before.\"},\n"
     "          \"spec\": {\"$ref\": \"#/components/schemas/JobSpec\"}\n"
     "        }\n"
     "      },\n"

@@ -79,7 +79,12 @@ static void run_freeze(void *ctx, const aflo_freeze_event *e) {
 static void run_eval(void *ctx, const aflo_eval_info *e) {
     (void)ctx;
     const aflo_metrics *m = e->metrics;
-    if (m->causal_lm)
+    if (m->causal_lm && m->has_exact_match)
+        printf("eval    epoch %d  loss %.4f  perplexity %.4f  exact_match %.4f (%d of %d)  rows "
+               "%d\n",
+               JOB_EPOCH_SHOWN(e->epoch), m->loss, exp(m->loss), m->exact_match,
+               (int)lround(m->exact_match * m->judged), m->judged, m->n);
+    else if (m->causal_lm)
         printf("eval    epoch %d  loss %.4f  perplexity %.4f  rows %d\n", JOB_EPOCH_SHOWN(e->epoch),
                m->loss, exp(m->loss), m->n);
     else if (m->classification)

@@ -324,6 +324,8 @@ static int load_lm_data(const job_args *a, const tokenizer *tok, int vocab_size,
     dataset_init(&jd->eval);
     for (int k = 0; k < (jd->has_eval ? 2 : 1); k++) {
         lmdata_stats st;
+        /* the evaluation rows' prompts and completions, to judge generations by */
+        o.keep_references = k == 1 && s->answer_rule != ANSWER_NONE;
         if (lmdata_load(paths[k], tok, &o, sets[k], &st, err, errlen)) return -1;
         char line[512], msg[600];
         lmdata_describe(&st, s->max_seq_len, line, sizeof line);
@@ -412,9 +414,20 @@ static cJSON *metrics_object(const aflo_metrics *m) {
         cJSON_AddNumberToObject(o, "spearman", m->spearman);
         cJSON_AddNumberToObject(o, "mse", m->mse);
     }
+    if (m->has_exact_match) {
+        cJSON_AddNumberToObject(o, "exact_match", m->exact_match);
+        cJSON_AddNumberToObject(o, "exact_match_rows", m->judged);
+    }
     cJSON_AddNumberToObject(o, "loss", m->loss);
     cJSON_AddNumberToObject(o, "n", m->n);
     return o;
+}
+
+/* Exact-match evaluation's detokenizer (lmeval.h): the job's tokenizer,
+ * special tokens skipped. */
+static int detok(void *ctx, const int32_t *ids, int n, char **text, size_t *len, char *err,
+                 size_t errlen) {
+    return tokenizer_decode(ctx, ids, (size_t)n, 1, text, len, err, errlen);
 }
 
 typedef struct {
@@ -853,6 +866,9 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     /* LLaMA tokenizers often have no pad token: any id does, the mask and
      * LABEL_IGNORE hide the padding */
     if (tc.pad_id < 0) tc.pad_id = tok && tokenizer_eos_id(tok) >= 0 ? tokenizer_eos_id(tok) : 0;
+    tc.gen_eval.eos_id = tok ? tokenizer_eos_id(tok) : -1;
+    tc.gen_eval.detok = detok;
+    tc.gen_eval.detok_ctx = tok;
     t = trainer_create(m, &tc, &jd.train, jd.has_eval ? &jd.eval : NULL, err, errlen);
     if (!t) goto done;
     if (trainer_set_checkpoint_note(t, record_text) != 0) {

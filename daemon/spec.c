@@ -96,6 +96,7 @@ _Static_assert(sizeof(aflo_method) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(aflo_projections) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(textdata_format) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(answer_rule) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -114,7 +115,8 @@ static const char *const metric_choices[] = {[SPEC_METRIC_ACCURACY] = "accuracy"
                                              [SPEC_METRIC_PEARSON] = "pearson",
                                              [SPEC_METRIC_SPEARMAN] = "spearman",
                                              [SPEC_METRIC_MSE] = "mse",
-                                             [SPEC_METRIC_PERPLEXITY] = "perplexity"};
+                                             [SPEC_METRIC_PERPLEXITY] = "perplexity",
+                                             [SPEC_METRIC_EXACT_MATCH] = "exact_match"};
 const char *spec_task_name(aflo_task t) { return (unsigned)t < TASK_COUNT ? task_choices[t] : "?"; }
 
 /* The task each metric judges. */
@@ -122,7 +124,7 @@ static const aflo_task metric_task[SPEC_METRIC_COUNT] = {
     [SPEC_METRIC_ACCURACY] = TASK_CLASSIFICATION, [SPEC_METRIC_F1] = TASK_CLASSIFICATION,
     [SPEC_METRIC_MCC] = TASK_CLASSIFICATION,      [SPEC_METRIC_PEARSON] = TASK_REGRESSION,
     [SPEC_METRIC_SPEARMAN] = TASK_REGRESSION,     [SPEC_METRIC_MSE] = TASK_REGRESSION,
-    [SPEC_METRIC_PERPLEXITY] = TASK_CAUSAL_LM};
+    [SPEC_METRIC_PERPLEXITY] = TASK_CAUSAL_LM,    [SPEC_METRIC_EXACT_MATCH] = TASK_CAUSAL_LM};
 
 /* The defaults that are lookups (rank by method, metric by task). */
 static const double rank_by_method[METHOD_COUNT] = {[METHOD_AFLORA] = DEFAULT_RANK_AFLORA,
@@ -168,7 +170,7 @@ const spec_field_info spec_fields[] = {
             "\"output\"}, {\"input_ids\", \"labels\"} or chat {\"messages\": [{\"role\", "
             "\"content\"}]} (rendered with the model's chat template: Llama-2, Mistral, "
             "Llama-3 or ChatML; loss on the assistant turns) (see train_on_inputs); evaluation "
-            "reports loss and perplexity."},
+            "reports loss and perplexity, and exact_match with an answer_rule."},
     {.name = "num_labels",
      .type = SPEC_T_INT,
      .min = 1,
@@ -255,8 +257,9 @@ const spec_field_info spec_fields[] = {
      .doc = "The evaluation metric that picks the best epoch (whose adapter is kept): accuracy, "
             "f1 (class id 1 positive; binary tasks only) or mcc for classification; pearson, "
             "spearman or mse (the lowest wins) for regression; perplexity (the lowest wins) "
-            "for causal_lm. GLUE judges CoLA by mcc, STS-B by pearson and MRPC by f1. No "
-            "effect without dataset.eval."},
+            "or, with an answer_rule, exact_match (the highest wins; the earliest of equal "
+            "epochs) for causal_lm. GLUE judges CoLA by mcc, STS-B by pearson and MRPC by f1. "
+            "No effect without dataset.eval."},
     {.name = "method",
      .type = SPEC_T_ENUM,
      .choices = method_names,
@@ -475,6 +478,29 @@ const spec_field_info spec_fields[] = {
      .doc = "causal_lm only: the loss covers the prompt too ({\"prompt\"} and Alpaca rows; "
             "in chat rows the system and user turns and the role headers), not only the "
             "completion (assistant turns) and its end-of-sequence (end-of-turn) token."},
+    {.name = "answer_rule",
+     .type = SPEC_T_ENUM,
+     .choices = answer_rule_names,
+     .n_choices = ANSWER_RULE_COUNT,
+     .def = ANSWER_NONE,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(answer_rule),
+     .doc = "causal_lm only: after each epoch's loss, generate greedily from the prompt of "
+            "every dataset.eval row with a completion ({\"prompt\", \"completion\"} and "
+            "Alpaca rows) and report exact_match, the fraction whose answer equals the "
+            "completion's. exact: the whole generated text and the completion, whitespace "
+            "trimmed at both ends; gsm8k: the first number after \"####\", else the last number "
+            "(commas between thousands dropped, \"7.0\", \"7.\" and \"007\" read as 7, a "
+            "text without a number never matches); none: no generation."},
+    {.name = "eval_max_new_tokens",
+     .type = SPEC_T_INT,
+     .min = 1,
+     .max = LMEVAL_MAX_NEW_TOKENS,
+     .def = LMEVAL_DEFAULT_MAX_NEW_TOKENS,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(eval_max_new_tokens),
+     .doc = "causal_lm with an answer_rule: a generation stops at the end-of-sequence token or "
+            "after this many tokens (or where the model's positions end)."},
     {.name = "init_adapter",
      .type = SPEC_T_STRING,
      .optional = true,
@@ -1204,6 +1230,25 @@ static int check_dataset(parse_ctx *c) {
     return 0;
 }
 
+/* Fields of one kind of task only: refused for the others, and left out
+ * of their normalised spec (so it parses back). A causal LM predicts its
+ * vocabulary from rows of its own forms: no labels, no columns. */
+static const char *const not_lm[] = {"num_labels", "dataset.labels", "dataset.text_fields",
+                                     "dataset.label_field", "dataset.has_header"};
+static const char *const lm_only[] = {"train_on_inputs", "answer_rule", "eval_max_new_tokens"};
+
+static bool listed(const char *name, const char *const *list, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(name, list[k]) == 0) return true;
+    return false;
+}
+
+/* Whether the field belongs in s's normalised spec by its task. */
+static bool task_has_field(const aflo_job_spec *s, const char *name) {
+    if (s->task == TASK_CAUSAL_LM) return !listed(name, not_lm, sizeof not_lm / sizeof *not_lm);
+    return !listed(name, lm_only, sizeof lm_only / sizeof *lm_only);
+}
+
 static int resolve(parse_ctx *c) {
     aflo_job_spec *s = c->s;
     char list[64], m[16];
@@ -1220,13 +1265,14 @@ static int resolve(parse_ctx *c) {
 
     /* Labels. */
     bool nl_given = given(c, "num_labels");
-    if (given(c, "train_on_inputs") && s->task != TASK_CAUSAL_LM)
-        return fail(c->e, SPEC_E_CONFLICT, "train_on_inputs",
-                    "applies only to task causal_lm (task is %s)", task_choices[s->task]);
+    for (size_t k = 0; k < sizeof lm_only / sizeof *lm_only; k++)
+        if (given(c, lm_only[k]) && s->task != TASK_CAUSAL_LM)
+            return fail(c->e, SPEC_E_CONFLICT, lm_only[k],
+                        "applies only to task causal_lm (task is %s)", task_choices[s->task]);
+    if (given(c, "eval_max_new_tokens") && s->answer_rule == ANSWER_NONE)
+        return fail(c->e, SPEC_E_CONFLICT, "eval_max_new_tokens",
+                    "has no effect without an answer_rule (answer_rule is \"none\")");
     if (s->task == TASK_CAUSAL_LM) {
-        /* a causal LM predicts its vocabulary from rows of its own forms */
-        static const char *const not_lm[] = {"num_labels", "dataset.labels", "dataset.text_fields",
-                                             "dataset.label_field", "dataset.has_header"};
         for (size_t k = 0; k < sizeof not_lm / sizeof *not_lm; k++)
             if (given(c, not_lm[k]))
                 return fail(c->e, SPEC_E_CONFLICT, not_lm[k],
@@ -1272,7 +1318,11 @@ static int resolve(parse_ctx *c) {
         return fail(c->e, SPEC_E_CONFLICT, "metric", "\"%s\" is a %s metric (task is %s); use %s",
                     metric_choices[s->metric], task_choices[metric_task[s->metric]],
                     task_choices[s->task], use);
-    } else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
+    } else if (s->metric == SPEC_METRIC_EXACT_MATCH && s->answer_rule == ANSWER_NONE)
+        return fail(c->e, SPEC_E_CONFLICT, "metric",
+                    "exact_match needs generations to judge: set answer_rule (\"exact\" or "
+                    "\"gsm8k\")");
+    else if (s->metric == SPEC_METRIC_F1 && s->num_labels > 2)
         return fail(c->e, SPEC_E_CONFLICT, "metric",
                     "f1 scores class 1 against the rest and needs a binary task (num_labels is "
                     "%d); use \"accuracy\" or \"mcc\"",
@@ -1453,6 +1503,9 @@ void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc) {
     tc->dropout = s->dropout;
     tc->select_metric = metric_choices[s->metric];
     tc->length_bucketing = s->length_bucketing;
+    /* the caller adds the detokenizer and the end-of-sequence id */
+    tc->gen_eval.rule = s->answer_rule;
+    tc->gen_eval.max_new_tokens = s->eval_max_new_tokens;
 }
 
 int spec_to_adapter_config(const aflo_job_spec *s, const aflo_family *family,
@@ -1552,7 +1605,9 @@ static cJSON *column_json(const spec_column *c, bool exact_text) {
 static bool emit_object(const aflo_job_spec *s, const char *prefix, cJSON *obj, bool exact) {
     for (int i = 0; i < N_FIELDS; i++) {
         const spec_field_info *f = &spec_fields[i];
-        if (!is_child(f, prefix) || !(f->methods & (1u << s->method))) continue;
+        if (!is_child(f, prefix) || !(f->methods & (1u << s->method)) ||
+            !task_has_field(s, f->name))
+            continue;
         const char *key = leaf(f->name);
         cJSON *item = NULL;
         switch (f->type) {
@@ -1564,14 +1619,12 @@ static bool emit_object(const aflo_job_spec *s, const char *prefix, cJSON *obj, 
         }
         case SPEC_T_INT:
             if (f->offset == OFF(num_labels) && s->num_labels == SPEC_NUM_LABELS_UNSET) continue;
+            /* only with an answer rule, where it applies */
+            if (f->offset == OFF(eval_max_new_tokens) && s->answer_rule == ANSWER_NONE) continue;
             item = number_json(get_int(s, f), exact);
             break;
         case SPEC_T_NUMBER: item = number_json(get_double(s, f), exact); break;
-        case SPEC_T_BOOL:
-            /* only causal_lm has it: other specs' records stay as they were */
-            if (f->offset == OFF(train_on_inputs) && s->task != TASK_CAUSAL_LM) continue;
-            item = cJSON_CreateBool(get_bool(s, f));
-            break;
+        case SPEC_T_BOOL: item = cJSON_CreateBool(get_bool(s, f)); break;
         case SPEC_T_ENUM: item = cJSON_CreateString(f->choices[get_enum(s, f)]); break;
         case SPEC_T_OBJECT:
             if (strcmp(f->name, "dataset") == 0 && !s->has_dataset) continue;
@@ -1659,6 +1712,7 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->weight_decay == b->weight_decay && a->warmup_ratio == b->warmup_ratio &&
            a->max_grad_norm == b->max_grad_norm && a->seed == b->seed && a->threads == b->threads &&
            a->dropout == b->dropout && a->train_on_inputs == b->train_on_inputs &&
+           a->answer_rule == b->answer_rule && a->eval_max_new_tokens == b->eval_max_new_tokens &&
            streq(a->init_adapter, b->init_adapter);
 }
 

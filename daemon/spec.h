@@ -89,15 +89,16 @@ typedef struct {
 
 /* The evaluation metric that picks the best epoch; names as metrics_lookup
  * takes them. The first three judge classification, the next three
- * regression, perplexity causal_lm. */
+ * regression, perplexity and exact_match (with an answer_rule) causal_lm. */
 typedef enum {
     SPEC_METRIC_ACCURACY,
     SPEC_METRIC_F1,
     SPEC_METRIC_MCC,
     SPEC_METRIC_PEARSON,
     SPEC_METRIC_SPEARMAN,
-    SPEC_METRIC_MSE,        /* minimised; every other one maximised but perplexity */
-    SPEC_METRIC_PERPLEXITY, /* causal_lm's: minimised */
+    SPEC_METRIC_MSE,         /* minimised; every other one maximised but perplexity */
+    SPEC_METRIC_PERPLEXITY,  /* causal_lm's: minimised */
+    SPEC_METRIC_EXACT_MATCH, /* causal_lm with an answer_rule */
     SPEC_METRIC_COUNT
 } spec_metric;
 
@@ -122,8 +123,10 @@ typedef struct {
     uint64_t seed;
     int threads; /* 0: one per core */
     bool dropout;
-    bool train_on_inputs; /* causal_lm: prompt tokens carry loss too */
-    char *init_adapter;   /* NULL: fresh adapter; "job:<id>" or a path */
+    bool train_on_inputs;    /* causal_lm: prompt tokens carry loss too */
+    answer_rule answer_rule; /* causal_lm: exact-match evaluation (lmeval.h) */
+    int eval_max_new_tokens; /* its generations' length limit */
+    char *init_adapter;      /* NULL: fresh adapter; "job:<id>" or a path */
 } aflo_job_spec;
 
 /* ---- errors --------------------------------------------------------------- */
@@ -181,7 +184,9 @@ const char *spec_init_adapter_job(const aflo_job_spec *s);
 
 /* Fill a trainer config: train_config_defaults() for what the spec does not
  * cover (Adam moments, pad_id — set pad_id from the tokenizer), then every
- * spec value. select_metric points at a static string, not into *s. */
+ * spec value (gen_eval: rule and max_new_tokens; set its detokenizer and
+ * eos_id from the tokenizer). select_metric points at a static string, not
+ * into *s. */
 void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc);
 /* The adapter config for a model of this family (the model's, from its
  * config.json): target_modules become the family's module bits. The spec

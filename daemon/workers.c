@@ -201,6 +201,7 @@ static void on_eval(void *ctx, const aflo_eval_info *e) {
     const aflo_metrics *x = e->metrics;
     if (x->causal_lm) {
         cJSON_AddNumberToObject(mt, "perplexity", isfinite(exp(x->loss)) ? exp(x->loss) : 0);
+        if (x->has_exact_match) cJSON_AddNumberToObject(mt, "exact_match", x->exact_match);
     } else if (x->classification) {
         cJSON_AddNumberToObject(mt, "accuracy", x->accuracy);
         cJSON_AddNumberToObject(mt, "f1", x->f1);

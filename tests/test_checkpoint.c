@@ -191,8 +191,25 @@ static void test_folder_sync_einval_is_not_a_failure(void **state) {
     free_setup(&s);
 }
 
+/* A version 2 file's two metrics records end where exact_match begins:
+ * cut the rest of each from a version 3 file whose first starts at at. */
+static void strip_exact_match(uint8_t *buf, size_t *len, size_t at) {
+    size_t full = sizeof(aflo_metrics), kept = offsetof(aflo_metrics, exact_match);
+    for (int k = 1; k >= 0; k--) { /* the last record first: the first's offset stays */
+        size_t from = at + (size_t)k * full + kept, cut = full - kept;
+        memmove(buf + from, buf + from + cut, *len - from - cut);
+        *len -= cut;
+    }
+}
+
+static void redo_crc(uint8_t *buf, size_t len) {
+    uint32_t crc = crc32_bitwise(buf, len - 4);
+    memcpy(buf + len - 4, &crc, 4);
+}
+
 /* The caller's note comes back from the header alone, and does not disturb
- * loading; a version 1 file (before notes) still loads and has no note. */
+ * loading; version 2 files (metrics without exact match) and version 1
+ * files (before notes) still load, the latter with no note. */
 static void test_note_round_trip_and_version_1(void **state) {
     setup s;
     make_setup(&s, 5);
@@ -208,16 +225,23 @@ static void test_note_round_trip_and_version_1(void **state) {
     free(got);
     assert_int_equal(trainer_load_checkpoint(s.t, path, err, sizeof err), 0);
 
-    /* The same file as version 1 wrote it: no note section, CRC redone. */
+    /* The same file as version 2 wrote it: metrics records without
+     * exact_match; it loads. Then as version 1: no note section either. */
     size_t len;
     uint8_t *buf = slurp(path, &len);
+    size_t metrics_at = 8 + 4 + 4 + strlen(note) + 6 * 8 + 3 * 8 + 4 + sizeof(aflo_flops);
+    strip_exact_match(buf, &len, metrics_at);
+    uint32_t v2 = 2;
+    memcpy(buf + 8, &v2, 4);
+    redo_crc(buf, len);
+    spill(path, buf, len);
+    if (trainer_load_checkpoint(s.t, path, err, sizeof err) != 0) fail_msg("%s", err);
     size_t note_at = 8 + 4, cut = 4 + strlen(note);
     uint32_t v1 = 1;
     memcpy(buf + 8, &v1, 4);
     memmove(buf + note_at, buf + note_at + cut, len - note_at - cut);
     len -= cut;
-    uint32_t crc = crc32_bitwise(buf, len - 4);
-    memcpy(buf + len - 4, &crc, 4);
+    redo_crc(buf, len);
     spill(path, buf, len);
     free(buf);
     got = (char *)1;
@@ -230,7 +254,7 @@ static void test_note_round_trip_and_version_1(void **state) {
     assert_int_equal(checkpoint_read_note(path, &got, err, sizeof err), -1);
     assert_non_null(strstr(err, "not an aflorad checkpoint"));
     uint8_t head[16] = "AFLOCKPT";
-    uint32_t v2 = 2, big = 1000;
+    uint32_t big = 1000;
     memcpy(head + 8, &v2, 4);
     memcpy(head + 12, &big, 4);
     spill(path, head, sizeof head);

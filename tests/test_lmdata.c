@@ -3,8 +3,9 @@
  * form's ids and labels against the tokenizer's own output, the Alpaca
  * template text, prompt masking and train_on_inputs, truncation and skip
  * counts, the errors and their line numbers, chat rows (templates from
- * tests/chat_fixtures, labels only on assistant turns), and the padded batches the
- * trainer gets (right padding, LABEL_IGNORE on padding). */
+ * tests/chat_fixtures, labels only on assistant turns), the padded batches the
+ * trainer gets (right padding, LABEL_IGNORE on padding), and the generation
+ * references evaluation data keeps (prompt length and completion text). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -153,6 +154,83 @@ static void test_forms(void **state) {
         assert_int_equal(dataset_loss_tokens(&d, 4), 2);
         dataset_free(&d);
     }
+}
+
+/* keep_references: prompt/completion and Alpaca rows keep [BOS] prompt's
+ * length and their completion text; text, input_ids and cut-prompt rows
+ * have none; without the option nothing is kept. */
+static void test_references(void **state) {
+    const tokenizer *t = *state;
+    const char *text =
+        "{\"text\": \"the cat sat\"}\n"
+        "{\"prompt\": \"Q: 2+2\", \"completion\": \" #### 4\"}\n"
+        "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n"
+        "{\"input_ids\": [5, 6, 7, 8]}\n"
+        "{\"prompt\": \"one two three four five six seven eight\", \"completion\": \"x\"}\n"
+        "{\"prompt\": \"Q:\", \"completion\": \"\"}\n";
+    /* the fixture's tokens are short: "Q: 2+2" is 7, row 1 is cut in its
+     * completion (still judged), the Alpaca prompt and row 4's are cut */
+    lmdata_opts o = {.max_seq_len = 16, .train_on_inputs = true, .keep_references = true};
+    aflo_dataset d;
+    dataset_init(&d);
+    lmdata_stats st;
+    if (lmdata_parse(text, strlen(text), "eval.jsonl", t, &o, &d, &st, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(d.n, 6);
+    assert_int_equal(d.n_refs, 6);
+    /* rows 1 (prompt/completion) and 5 (empty completion: EOS is its
+     * answer); the Alpaca prompt does not fit 16 tokens, nor does row 4's */
+    assert_int_equal(st.references, 2);
+    size_t np;
+    int32_t *pids = tok_ids(t, "Q: 2+2", &np);
+    assert_int_equal(d.prompt_len[1], 1 + (int)np);
+    assert_true(d.prompt_len[1] < dataset_len(&d, 1));
+    assert_int_equal(d.ids[d.offsets[1]], tokenizer_bos_id(t));
+    for (size_t k = 0; k < np; k++) assert_int_equal(d.ids[d.offsets[1] + 1 + k], pids[k]);
+    free(pids);
+    assert_int_equal((int)(d.ref_offsets[2] - d.ref_offsets[1]), 7);
+    assert_memory_equal(d.ref_text + d.ref_offsets[1], " #### 4", 7);
+    assert_true(dataset_has_reference(&d, 1));
+    assert_true(dataset_has_reference(&d, 5));
+    assert_int_equal(d.ref_offsets[6] - d.ref_offsets[5], 0);
+    for (int i = 0; i < 5; i++) {
+        if (i == 1) continue;
+        assert_false(dataset_has_reference(&d, i));
+        assert_int_equal(d.prompt_len[i], 0);
+        assert_int_equal(d.ref_offsets[i + 1] - d.ref_offsets[i], 0);
+    }
+    char line[256];
+    lmdata_describe(&st, 16, line, sizeof line);
+    assert_non_null(strstr(line, "; 2 with a completion to judge"));
+    /* a long enough row length keeps the Alpaca row's reference too */
+    o.max_seq_len = 512;
+    if (lmdata_parse(text, strlen(text), "eval.jsonl", t, &o, &d, &st, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(st.references, 4);
+    assert_true(dataset_has_reference(&d, 2));
+    assert_memory_equal(d.ref_text + d.ref_offsets[2], "hi", 2);
+    /* training data keeps nothing */
+    o.keep_references = false;
+    if (lmdata_parse(text, strlen(text), "train.jsonl", t, &o, &d, &st, err, sizeof err))
+        fail_msg("%s", err);
+    assert_null(d.prompt_len);
+    assert_null(d.ref_text);
+    assert_false(dataset_has_reference(&d, 1));
+    assert_int_equal(st.references, 0);
+    dataset_free(&d);
+
+    /* dataset_set_reference keeps its order: only for the last example */
+    dataset_init(&d);
+    int32_t ids[3] = {1, 5, 6};
+    assert_int_equal(dataset_set_reference(&d, 1, "a", 1), -1); /* no example yet */
+    assert_int_equal(dataset_add_lm(&d, ids, ids, 3), 0);
+    assert_int_equal(dataset_set_reference(&d, 4, "a", 1), -1); /* past its length */
+    assert_int_equal(dataset_set_reference(&d, 2, "a", 1), 0);
+    assert_int_equal(dataset_set_reference(&d, 2, "a", 1), -1); /* twice */
+    assert_int_equal(dataset_add_lm(&d, ids, ids, 3), 0);
+    assert_int_equal(dataset_add_lm(&d, ids, ids, 3), 0);
+    assert_int_equal(dataset_set_reference(&d, 1, "b", 1), -1); /* one skipped */
+    dataset_free(&d);
 }
 
 static void test_alpaca_prompt(void **state) {
@@ -467,6 +545,7 @@ static void test_batches(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),
+        cmocka_unit_test(test_references),
         cmocka_unit_test(test_alpaca_prompt),
         cmocka_unit_test(test_truncation_and_skips),
         cmocka_unit_test(test_errors_with_lines),

@@ -886,8 +886,17 @@ static void test_metric(void **state) {
     for (int i = 0; i < spec_field_count; i++)
         if (strcmp(spec_fields[i].name, "metric") == 0) row = i;
     assert_true(row >= 0);
-    assert_int_equal(spec_fields[row].n_choices, 7);
+    assert_int_equal(spec_fields[row].n_choices, 8);
     assert_string_equal(spec_fields[row].choices[6], "perplexity");
+    assert_string_equal(spec_fields[row].choices[7], "exact_match");
+    /* exact_match: a causal LM's, and only once it was computed */
+    aflo_metrics em = {.causal_lm = true, .exact_match = 0.25, .judged = 4};
+    double got = -1;
+    assert_int_equal(metrics_lookup(&em, "exact_match", &got), -1);
+    em.has_exact_match = true;
+    assert_int_equal(metrics_lookup(&em, "exact_match", &got), 0);
+    assert_true(got == 0.25);
+    assert_false(metrics_lower_is_better("exact_match"));
     aflo_metrics lm = {.causal_lm = true, .loss = 2.0};
     double ppl = 0;
     assert_int_equal(metrics_lookup(&lm, "perplexity", &ppl), 0);
@@ -1050,6 +1059,14 @@ static void test_equal_detects_differences(void **state) {
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'length_bucketing':true}",
     };
+    /* and the causal-LM fields */
+    static const char *const lm_base =
+        "{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},'answer_rule':'exact'}";
+    static const char *const lm_variants[] = {
+        "{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},'answer_rule':'gsm8k'}",
+        "{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},'answer_rule':'exact',"
+        "'eval_max_new_tokens':9}",
+    };
     aflo_job_spec a, b;
     parse_ok(J(base), &a);
     parse_ok(J(base), &b);
@@ -1058,6 +1075,13 @@ static void test_equal_detects_differences(void **state) {
     for (size_t i = 0; i < sizeof variants / sizeof variants[0]; i++) {
         parse_ok(J(variants[i]), &b);
         if (spec_equal(&a, &b)) fail_msg("variant %zu compares equal", i);
+        spec_free(&b);
+    }
+    spec_free(&a);
+    parse_ok(J(lm_base), &a);
+    for (size_t i = 0; i < sizeof lm_variants / sizeof lm_variants[0]; i++) {
+        parse_ok(J(lm_variants[i]), &b);
+        if (spec_equal(&a, &b)) fail_msg("causal-LM variant %zu compares equal", i);
         spec_free(&b);
     }
     spec_free(&a);
@@ -1103,6 +1127,8 @@ static const char *const ALL_FIELDS[] = {
     "threads",
     "dropout",
     "train_on_inputs",
+    "answer_rule",
+    "eval_max_new_tokens",
     "init_adapter",
     "length_bucketing",
 };
@@ -1156,7 +1182,11 @@ static void test_markdown_lists_every_field(void **state) {
     assert_non_null(strstr(r, "| string | \"accuracy\" for classification, \"pearson\" for "
                               "regression, \"perplexity\" for causal_lm | `\"accuracy\"`, "
                               "`\"f1\"`, `\"mcc\"`, `\"pearson\"`, `\"spearman\"`, `\"mse\"`, "
-                              "`\"perplexity\"` |"));
+                              "`\"perplexity\"`, `\"exact_match\"` |"));
+    r = find_row(md, "answer_rule");
+    assert_non_null(strstr(r, "| string | `\"none\"` | `\"none\"`, `\"exact\"`, `\"gsm8k\"` |"));
+    r = find_row(md, "eval_max_new_tokens");
+    assert_non_null(strstr(r, "| integer | `256` | an integer from 1 to 4096 |"));
     r = find_row(md, "length_bucketing");
     assert_non_null(strstr(r, "| boolean | `false` | `true`, `false` |"));
     free(md);
@@ -1300,13 +1330,85 @@ static void test_causal_lm(void **state) {
     expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
                    "'metric':'mcc'}"),
                  SPEC_E_CONFLICT, "metric",
-                 "\"mcc\" is a classification metric (task is causal_lm); use \"perplexity\"");
+                 "\"mcc\" is a classification metric (task is causal_lm); use \"perplexity\" or "
+                 "\"exact_match\"");
     expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'metric':'perplexity'}"),
                  SPEC_E_CONFLICT, "metric",
                  "\"perplexity\" is a causal_lm metric (task is classification); use "
                  "\"accuracy\", \"f1\" or \"mcc\"");
     expect_error(J("{'model':'demo','task':'causal_lm'}"), SPEC_E_CONFLICT, "task",
                  "the demo dataset is binary classification");
+}
+
+/* answer_rule and eval_max_new_tokens: causal_lm's, the second only with
+ * a rule; metric exact_match only with a rule; into the trainer's
+ * gen_eval; in the normalised spec only where they apply. */
+static void test_answer_rule(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_train_config tc;
+    parse_ok(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl','eval':'e.jsonl'},"
+               "'answer_rule':'gsm8k','eval_max_new_tokens':64,'metric':'exact_match'}"),
+             &s);
+    assert_int_equal(s.answer_rule, ANSWER_GSM8K);
+    assert_int_equal(s.eval_max_new_tokens, 64);
+    assert_int_equal(s.metric, SPEC_METRIC_EXACT_MATCH);
+    spec_to_train_config(&s, &tc);
+    assert_int_equal(tc.gen_eval.rule, ANSWER_GSM8K);
+    assert_int_equal(tc.gen_eval.max_new_tokens, 64);
+    assert_string_equal(tc.select_metric, "exact_match");
+    cJSON *j = spec_to_json(&s);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "answer_rule")->valuestring, "gsm8k");
+    assert_int_equal(cJSON_GetObjectItemCaseSensitive(j, "eval_max_new_tokens")->valueint, 64);
+    cJSON_Delete(j);
+    spec_free(&s);
+    /* defaults: no rule, 256 tokens; the limit is left out of the JSON */
+    parse_ok(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'}}"), &s);
+    assert_int_equal(s.answer_rule, ANSWER_NONE);
+    assert_int_equal(s.eval_max_new_tokens, LMEVAL_DEFAULT_MAX_NEW_TOKENS);
+    spec_to_train_config(&s, &tc);
+    assert_int_equal(tc.gen_eval.rule, ANSWER_NONE);
+    j = spec_to_json(&s);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "answer_rule")->valuestring, "none");
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "eval_max_new_tokens"));
+    cJSON_Delete(j);
+    spec_free(&s);
+    /* other tasks' specs do not mention them */
+    parse_ok(J("{'model':'m','dataset':{'train':'t.tsv'}}"), &s);
+    j = spec_to_json(&s);
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "answer_rule"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(j, "eval_max_new_tokens"));
+    cJSON_Delete(j);
+    spec_free(&s);
+    round_trip(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl','eval':'e.jsonl'},"
+                 "'answer_rule':'exact','eval_max_new_tokens':4096}"));
+    round_trip(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                 "'answer_rule':'none'}"));
+
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'answer_rule':'gsm8k'}"),
+                 SPEC_E_CONFLICT, "answer_rule",
+                 "applies only to task causal_lm (task is classification)");
+    expect_error(J("{'model':'m','task':'regression','dataset':{'train':'t.tsv'},"
+                   "'eval_max_new_tokens':8}"),
+                 SPEC_E_CONFLICT, "eval_max_new_tokens",
+                 "applies only to task causal_lm (task is regression)");
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'eval_max_new_tokens':8}"),
+                 SPEC_E_CONFLICT, "eval_max_new_tokens", "has no effect without an answer_rule");
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'answer_rule':'exact','eval_max_new_tokens':0}"),
+                 SPEC_E_OUT_OF_RANGE, "eval_max_new_tokens", NULL);
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'answer_rule':'exact','eval_max_new_tokens':4097}"),
+                 SPEC_E_OUT_OF_RANGE, "eval_max_new_tokens", NULL);
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'answer_rule':'regex'}"),
+                 SPEC_E_INVALID_VALUE, "answer_rule", NULL);
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'metric':'exact_match'}"),
+                 SPEC_E_CONFLICT, "metric", "exact_match needs generations to judge");
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'metric':'exact_match'}"),
+                 SPEC_E_CONFLICT, "metric", "\"exact_match\" is a causal_lm metric");
 }
 
 /* A LLaMA-family model's default targets are the AFLoRA authors' (q, k, v,
@@ -1346,6 +1448,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_are_the_engines),
         cmocka_unit_test(test_metric),
         cmocka_unit_test(test_causal_lm),
+        cmocka_unit_test(test_answer_rule),
         cmocka_unit_test(test_llama_targets),
         cmocka_unit_test(test_length_bucketing_field),
         cmocka_unit_test(test_init_adapter_forms),

@@ -69,6 +69,7 @@ typedef struct {
     int line;
     chat_template chat; /* parsed at the first chat row */
     bool have_chat;
+    size_t prompt_end; /* render: tokens of [BOS] prompt in the row */
 } ctx;
 
 static int row_err(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -141,6 +142,7 @@ static int render(ctx *c, size_t *n, bool prompt_loss, const char *prompt, size_
         push(c, n, tokenizer_bos_id(c->tok), prompt_loss))
         return row_err(c, "out of memory");
     if (plen && push_text(c, n, prompt, plen, prompt_loss)) return -1;
+    c->prompt_end = *n;
     if (clen && push_text(c, n, comp, clen, true)) return -1;
     if (tokenizer_eos_id(c->tok) >= 0 && push(c, n, tokenizer_eos_id(c->tok), true))
         return row_err(c, "out of memory");
@@ -251,8 +253,8 @@ static int add_row(ctx *c, const char *line, size_t len) {
     int rc = -1;
     lmdata_form form = LMDATA_TEXT;
     size_t n = 0;
-    const char *a, *b, *x;
-    size_t alen, blen, xlen;
+    const char *a, *b = NULL, *x;
+    size_t alen, blen = 0, xlen;
     if (json_type_of(row) != JSON_OBJECT) {
         row_err(c, "a row must be a JSON object, got %s", json_type_name(json_type_of(row)));
         goto done;
@@ -310,6 +312,18 @@ static int add_row(ctx *c, const char *line, size_t len) {
     if (dataset_add_lm(c->d, c->ids, c->labels, (int)n)) {
         row_err(c, "out of memory");
         goto done;
+    }
+    if (c->o->keep_references) {
+        /* a completion to judge: the row has one, and its whole prompt
+         * (at least one token to generate from) survived the cut */
+        bool judged = (form == LMDATA_PROMPT_COMPLETION || form == LMDATA_ALPACA) &&
+                      c->prompt_end >= 1 && c->prompt_end <= n;
+        if (dataset_set_reference(c->d, judged ? (int)c->prompt_end : 0, judged ? b : NULL,
+                                  judged ? blen : 0)) {
+            row_err(c, "out of memory");
+            goto done;
+        }
+        c->st->references += judged;
     }
     c->st->rows++;
     c->st->by_form[form]++;
@@ -399,5 +413,6 @@ void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t c
     ADD("), %ld tokens, %ld with loss", s->tokens, s->loss_tokens);
     if (s->truncated) ADD("; %d cut at max_seq_len %d", s->truncated, max_seq_len);
     if (s->skipped) ADD("; %d skipped: no target token left", s->skipped);
+    if (s->references) ADD("; %d with a completion to judge", s->references);
 #undef ADD
 }

@@ -63,6 +63,12 @@ typedef struct {
     int max_seq_len;      /* >= 2 */
     bool train_on_inputs; /* prompt tokens carry loss too */
     int vocab_size; /* ids of input_ids rows must be below it (the model's; 0: the tokenizer's) */
+    /* Evaluation data: keep each row's generation reference
+     * (dataset_set_reference): for prompt/completion and Alpaca rows the
+     * length of [BOS] prompt and the completion text (Alpaca's output);
+     * text and input_ids rows have none (prompt length 0), nor has a row
+     * whose prompt was cut at max_seq_len or is empty without BOS. */
+    bool keep_references;
 } lmdata_opts;
 
 typedef struct {
@@ -72,6 +78,7 @@ typedef struct {
     int skipped;                    /* rows with no target token left, not added */
     long tokens;                    /* tokens of the examples added */
     long loss_tokens;               /* of them, next-token targets */
+    int references;                 /* keep_references: rows with a prompt to judge */
 } lmdata_stats;
 
 /* The rows of the file at path appended to d (dataset_init'd and empty);
@@ -92,7 +99,7 @@ char *lmdata_alpaca_prompt(const char *instruction, size_t ilen, const char *inp
 
 /* One line describing stats ("120 rows (text 20, prompt/completion 100), 5321
  * tokens, 3002 with loss; 3 cut at max_seq_len 256; 1 skipped: no target
- * left"). */
+ * left"; "; 100 with a completion to judge" when references were kept). */
 void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t cap);
 
 #endif

@@ -7,7 +7,8 @@
  *       not interpreted here: see trainer_set_checkpoint_note)
  *   u64 step, epoch, pos, total_steps, n_tensors, best_epoch+1
  *   f64 trainable_sum, best_score, elapsed
- *   f32 last_loss; FLOPs so far; metrics best, last (raw struct bytes)
+ *   f32 last_loss; FLOPs so far; metrics best, last (raw struct bytes;
+ *       version 2 and older: the bytes before exact_match)
  *   per tensor: u32 name length, name, u64 size, u8 trainable, u8 has_adam,
  *               data[size], then m[size], v[size] when has_adam
  *   u64 freezer blob length, blob
@@ -16,9 +17,10 @@
  * Written through the atomic writer (atomicfile.h: a temporary beside PATH,
  * fsync'd, renamed over PATH, then the folder fsync'd): a crash leaves the
  * old checkpoint or the new one, never a torn file. Version 1 files (no
- * note) still load. */
+ * note) and version 2 files (metrics without exact match) still load. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +31,12 @@
 #include "train/train_internal.h"
 
 #define CKPT_MAGIC "AFLOCKPT"
-#define CKPT_VERSION 2u
+#define CKPT_VERSION 3u
 #define CKPT_FIRST_NOTE_VERSION 2u
+#define CKPT_FIRST_EXACT_MATCH_VERSION 3u
+/* Version 2's metrics struct ended with n and its padding. */
+_Static_assert(offsetof(aflo_metrics, exact_match) == offsetof(aflo_metrics, n) + sizeof(double),
+               "version 2 metrics records are the bytes before exact_match");
 /* A note is a few KB of JSON; anything near this is not one. */
 #define CKPT_NOTE_MAX ((size_t)1 << 20)
 
@@ -313,8 +319,15 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
     take(&in, &last_loss, sizeof last_loss);
     aflo_flops flops;
     take(&in, &flops, sizeof flops);
-    take(&in, &best_m, sizeof best_m);
-    take(&in, &last_m, sizeof last_m);
+    /* older files end each metrics record where exact_match begins */
+    size_t mbytes = version >= CKPT_FIRST_EXACT_MATCH_VERSION ? sizeof best_m
+                                                              : offsetof(aflo_metrics, exact_match);
+    memset(&best_m, 0, sizeof best_m);
+    memset(&last_m, 0, sizeof last_m);
+    take(&in, &best_m, mbytes);
+    take(&in, &last_m, mbytes);
+    if (version < CKPT_FIRST_EXACT_MATCH_VERSION) /* its byte was padding then */
+        best_m.has_exact_match = last_m.has_exact_match = false;
     if (total != t->total_steps || np != (uint64_t)t->np || epoch > t->tc.epochs ||
         pos > t->train->n) {
         set_err(err, errlen,

@@ -16,6 +16,9 @@ void dataset_free(aflo_dataset *d) {
     free(d->labels);
     free(d->targets);
     free(d->token_labels);
+    free(d->prompt_len);
+    free(d->ref_offsets);
+    free(d->ref_text);
     memset(d, 0, sizeof *d);
 }
 
@@ -75,6 +78,28 @@ int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, in
 int dataset_add_lm(aflo_dataset *d, const int32_t *ids, const int32_t *token_labels, int len) {
     if (!token_labels) return -1;
     return add_row(d, ids, NULL, token_labels, len, 0, 0.0f);
+}
+
+int dataset_set_reference(aflo_dataset *d, int prompt_len, const char *text, size_t len) {
+    if (d->n == 0 || d->n_refs != d->n - 1 || prompt_len < 0 ||
+        prompt_len > dataset_len(d, d->n - 1))
+        return -1;
+    /* ref_offsets has one more entry than prompt_len: grow it from a copy
+     * of the capacity first, as add_row does with offsets */
+    size_t off_cap = d->cap_refs;
+    size_t used = d->n_refs ? d->ref_offsets[d->n_refs] : 0;
+    if (grow_all((void **[]){(void **)&d->ref_offsets}, 1, &off_cap, (size_t)d->n + 1,
+                 sizeof *d->ref_offsets) ||
+        grow_all((void **[]){(void **)&d->prompt_len}, 1, &d->cap_refs, (size_t)d->n + 1,
+                 sizeof *d->prompt_len) ||
+        grow_all((void **[]){(void **)&d->ref_text}, 1, &d->cap_ref_bytes, used + len + 1, 1))
+        return -1;
+    d->ref_offsets[0] = 0;
+    if (len) memcpy(d->ref_text + used, text, len);
+    d->prompt_len[d->n_refs] = prompt_len;
+    d->ref_offsets[d->n_refs + 1] = used + len;
+    d->n_refs++;
+    return 0;
 }
 
 size_t dataset_loss_tokens(const aflo_dataset *d, int i) {

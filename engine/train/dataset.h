@@ -28,6 +28,16 @@ typedef struct {
     int32_t *token_labels;
     int max_len; /* longest example */
     size_t cap_n, cap_tokens;
+    /* Causal-LM evaluation references (dataset_set_reference), NULL when
+     * none were kept: per example, how many of its first tokens are the
+     * prompt to generate from (BOS included; 0: the row has no completion
+     * to judge) and its reference completion text,
+     * ref_text[ref_offsets[i] .. ref_offsets[i + 1]), not NUL-terminated. */
+    int32_t *prompt_len;
+    size_t *ref_offsets;
+    char *ref_text;
+    int n_refs;
+    size_t cap_refs, cap_ref_bytes;
 } aflo_dataset;
 
 void dataset_init(aflo_dataset *d);
@@ -38,6 +48,16 @@ int dataset_add(aflo_dataset *d, const int32_t *ids, const int32_t *type_ids, in
 /* Append one causal-LM example: ids and their labels (both len). -1 on OOM
  * or when the dataset already holds examples of the other kind. */
 int dataset_add_lm(aflo_dataset *d, const int32_t *ids, const int32_t *token_labels, int len);
+/* Give the example just added (the last) its generation reference:
+ * prompt_len (0 <= prompt_len <= its length; 0 when it has no completion)
+ * and the reference completion text (len bytes, copied). A dataset keeps
+ * references for every example or for none: call it after each add from
+ * the first example on. -1 on OOM or when that order is broken. */
+int dataset_set_reference(aflo_dataset *d, int prompt_len, const char *text, size_t len);
+/* Whether example i has a prompt and reference to judge a generation by. */
+static inline bool dataset_has_reference(const aflo_dataset *d, int i) {
+    return d->prompt_len && i < d->n_refs && d->prompt_len[i] > 0;
+}
 /* Next-token targets of example i: labels other than LABEL_IGNORE after its
  * first token (0 without token labels). */
 size_t dataset_loss_tokens(const aflo_dataset *d, int i);

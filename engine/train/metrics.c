@@ -197,6 +197,11 @@ int metrics_lookup(const aflo_metrics *m, const char *name, double *value) {
         *value = exp(m->loss);
         return 0;
     }
+    if (strcmp(name, "exact_match") == 0) {
+        if (!m->causal_lm || !m->has_exact_match) return -1;
+        *value = m->exact_match;
+        return 0;
+    }
     int group = m->causal_lm ? LM : m->classification ? CLS : REG;
     for (size_t k = 0; k < sizeof table / sizeof table[0]; k++) {
         if (strcmp(name, table[k].name) != 0) continue;

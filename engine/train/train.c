@@ -42,6 +42,8 @@ void train_config_defaults(aflo_train_config *tc, int epochs) {
     tc->pad_id = 0;
     tc->select_metric = NULL;
     tc->length_bucketing = TRAIN_DEFAULT_LENGTH_BUCKETING;
+    tc->gen_eval = (aflo_gen_eval){
+        .rule = ANSWER_NONE, .max_new_tokens = LMEVAL_DEFAULT_MAX_NEW_TOKENS, .eos_id = -1};
 }
 
 static double now_s(void) {
@@ -56,7 +58,7 @@ static bool decays(const aflo_param *p) {
 }
 
 static int validate(const aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
-                    char *err, size_t errlen) {
+                    const aflo_dataset *eval, char *err, size_t errlen) {
 #define CHECK(cond, ...)                                       \
     do {                                                       \
         if (!(cond)) return set_err(err, errlen, __VA_ARGS__); \
@@ -80,6 +82,11 @@ static int validate(const aflo_model *m, const aflo_train_config *tc, const aflo
     CHECK(tc->freeze_initial_epochs + tc->freeze_final_epochs <= tc->epochs,
           "initial_warmup_epochs + final_warmup_epochs (%g + %g) exceed epochs (%d)",
           tc->freeze_initial_epochs, tc->freeze_final_epochs, tc->epochs);
+    if (tc->gen_eval.rule != ANSWER_NONE) {
+        CHECK(model_task(m) == TASK_CAUSAL_LM, "answer_rule: applies only to a causal LM");
+        /* without evaluation data it has nothing to do */
+        if (eval && eval->n > 0 && lmeval_check(&tc->gen_eval, eval, err, errlen)) return -1;
+    }
 #undef CHECK
     return 0;
 }
@@ -106,7 +113,7 @@ void trainer_free(aflo_trainer *t) {
 
 aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const aflo_dataset *train,
                              const aflo_dataset *eval, char *err, size_t errlen) {
-    if (validate(m, tc, train, err, errlen) != 0) return NULL;
+    if (validate(m, tc, train, eval, err, errlen) != 0) return NULL;
     aflo_trainer *t = calloc(1, sizeof *t);
     if (!t) goto oom;
     t->m = m;
@@ -426,6 +433,15 @@ static int end_of_epoch(aflo_trainer *t, const aflo_progress *pr, char *err, siz
         aflo_flops keep = *model_flops(t->m);
         if (evaluate(t->m, t->eval, t->tc.batch_size, t->tc.pad_id, &mt, err, errlen) != 0)
             return -1;
+        if (t->tc.gen_eval.rule != ANSWER_NONE) {
+            int matched, judged;
+            if (evaluate_exact_match(t->m, t->eval, &t->tc.gen_eval, &matched, &judged, err,
+                                     errlen) != 0)
+                return -1;
+            mt.has_exact_match = true;
+            mt.judged = judged;
+            mt.exact_match = (double)matched / judged; /* lmeval_check: judged >= 1 */
+        }
         *model_flops(t->m) = keep; /* FLOPs of training only */
         model_set_dropout(t->m, t->tc.dropout);
         t->last_metrics = mt;

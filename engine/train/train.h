@@ -20,6 +20,7 @@
 
 #include "train/dataset.h"
 #include "model/gemm.h"
+#include "train/lmeval.h"
 #include "train/metrics.h"
 #include "model/model.h"
 
@@ -41,12 +42,16 @@ typedef struct {
     bool dropout;
     int32_t pad_id;
     /* Metric that picks the best epoch (metrics_lookup name); NULL:
-     * accuracy for classification, pearson for regression. "mse" is
-     * minimised, every other metric maximised. */
+     * accuracy for classification, pearson for regression, perplexity for
+     * a causal LM. "mse" and "perplexity" are minimised, every other
+     * metric maximised ("exact_match" needs gen_eval). */
     const char *select_metric;
     /* Length bucketing: batches of similar-length examples (less padding),
      * still in random batch order; see train_epoch_order. */
     bool length_bucketing;
+    /* Causal LM: exact-match evaluation after each epoch's loss pass
+     * (lmeval.h); rule ANSWER_NONE (the default): none. */
+    aflo_gen_eval gen_eval;
 } aflo_train_config;
 
 /* Length bucketing sorts chunks of this many optimizer steps' worth of
@@ -106,7 +111,8 @@ double train_default_final_warmup_epochs(int epochs);
 
 /* Every field at its default: the constants above, the freezing phases for
  * `epochs`, freeze.h's delta_t and score betas, pad_id 0, select_metric
- * NULL (accuracy or pearson by task). */
+ * NULL (accuracy, pearson or perplexity by task), no exact-match
+ * evaluation. */
 void train_config_defaults(aflo_train_config *tc, int epochs);
 
 typedef struct {

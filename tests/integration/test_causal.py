@@ -8,7 +8,12 @@ the lowest eval loss, that the adapter is exported (native and PEFT
 CAUSAL_LM) and changes greedy generation, that bad rows fail before training with their
 line number, and that chat rows train through the model's chat template (a copy of the
 folder with the ChatML template of tests/chat_fixtures) and generate --messages renders
-it, while a folder without a template, or with an unknown one, is refused by name."""
+it, while a folder without a template, or with an unknown one, is refused by name. With answer_rule gsm8k on questions whose training answer is
+always "#### 7", exact_match is reported per epoch, counts only the rows
+with a completion, rises from the first epoch to the share of evaluation
+rows whose reference answer is 7 once the model has learnt the constant,
+beats what the untuned model says, and picks the best epoch when it is the
+metric."""
 import json
 import math
 import os
@@ -49,6 +54,11 @@ def with_template(src, dst, template):
         json.dump(config, f)
 
 
+def questions(n, offset, answer):
+    return [{"prompt": f"Q: how many {WORDS[(i + offset) % len(WORDS)]}s?",
+             "completion": f" #### {answer}"} for i in range(n)]
+
+
 def write_jsonl(path, items):
     with open(path, "w") as f:
         for r in items:
@@ -79,6 +89,13 @@ class CausalTest(unittest.TestCase):
                       chatml)
         with_template(os.path.join(cls.dir, "tiny-llama"), os.path.join(cls.dir, "tiny-odd"),
                       "{% for m in messages %}<|user|>{{ m['content'] }}{% endfor %}")
+        # every training answer is 7; of the 8 judged evaluation rows 6
+        # answer 7 (one written "7.0": the gsm8k rule reads it as 7) and 2
+        # answer 3; the text rows have nothing to judge
+        write_jsonl(os.path.join(cls.dir, "q_train.jsonl"), questions(48, 0, 7))
+        cls.q_eval = (questions(5, 3, 7) + questions(1, 1, "7.0") + questions(2, 5, 3)
+                      + [{"text": "seven is 7"}, {"text": "three"}])
+        write_jsonl(os.path.join(cls.dir, "q_eval.jsonl"), cls.q_eval)
 
     @classmethod
     def tearDownClass(cls):
@@ -135,6 +152,52 @@ class CausalTest(unittest.TestCase):
         self.assertNotEqual(tuned[0], base)
         self.assertEqual(tuned[0], tuned[1])
         self.assertEqual(tuned[0], tuned[2])
+
+    def test_gsm8k_exact_match(self):
+        spec = self.spec("q.json", method="lora",
+                         dataset={"train": "q_train.jsonl", "eval": "q_eval.jsonl"},
+                         answer_rule="gsm8k", eval_max_new_tokens=8, metric="exact_match")
+        p = run("run", spec, "--out", "out_q", cwd=self.dir)
+        self.assertIn("evaluation data: 10 rows", p.stdout)
+        self.assertIn("8 with a completion to judge", p.stdout)
+        evals = [l for l in p.stdout.splitlines() if l.startswith("eval ")]
+        self.assertEqual(len(evals), 5)
+        self.assertTrue(all("exact_match" in l and "of 8)" in l for l in evals), evals)
+        with open(os.path.join(self.dir, "out_q", "metrics.json")) as f:
+            metrics = json.load(f)
+        ems = []
+        for e in metrics["epochs"]:
+            m = e["metrics"]
+            self.assertEqual(m["n"], 10)
+            self.assertEqual(m["exact_match_rows"], 8)
+            self.assertGreaterEqual(m["exact_match"], 0.0)
+            self.assertLessEqual(m["exact_match"], 1.0)
+            hits = m["exact_match"] * 8
+            self.assertAlmostEqual(hits, round(hits), places=9)  # a count of rows
+            ems.append(m["exact_match"])
+        # the constant is learnt: every 7-row right, the two 3-rows wrong
+        self.assertLess(ems[0], ems[-1], ems)
+        self.assertEqual(ems[-1], 6 / 8, ems)
+        # the untuned model answers 7 on fewer rows: it never even says "7"
+        said_seven = 0
+        for row in self.q_eval[:8]:
+            out = run("generate", "--model", os.path.join(self.dir, "tiny-llama"), "--prompt",
+                      row["prompt"], "--max-new-tokens", "8", cwd=self.dir)
+            said_seven += "7" in json.loads(out.stdout)["text"]
+        self.assertLess(said_seven, ems[-1] * 8)
+        # the best epoch is the first with the highest exact_match
+        self.assertEqual(metrics["best_epoch"], ems.index(max(ems)) + 1)
+        self.assertEqual(metrics["best"]["exact_match"], max(ems))
+
+    def test_answer_rule_needs_rows_to_judge(self):
+        spec = self.spec("t.json", dataset={"train": "q_train.jsonl", "eval": "train_text.jsonl"},
+                         answer_rule="exact")
+        write_jsonl(os.path.join(self.dir, "train_text.jsonl"), [{"text": "only text"}])
+        p = run("run", spec, "--out", "out_t", cwd=self.dir, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("answer_rule: the evaluation data has no row with a completion to judge",
+                      p.stderr + p.stdout)
+        self.assertNotIn("step ", p.stdout)
 
     def test_bad_rows_fail_before_training_with_their_line(self):
         bad = rows(3, 0) + [{"prompt": "p"}]
