@@ -308,7 +308,9 @@ static void test_global_norm_every_level(void **state) {
         for (int threads = 1; threads <= 2; threads++) {
             engine_set_threads(threads);
             double got = grad_global_norm(cg, sizes, 4);
-            if (fabs(got - want) > 1e-13 * want) fail_msg("norm %.17g vs %.17g", got, want);
+            /* 1e-12: valgrind runs x87 long double at double precision,
+             * which leaves the reference itself ~3e-13 off */
+            if (fabs(got - want) > 1e-12 * want) fail_msg("norm %.17g vs %.17g", got, want);
             if (!have_first) first = got, have_first = true;
             /* fixed order: the same bits at every level and thread count */
             assert_true(got == first);
