@@ -252,8 +252,9 @@ static void report(const result *r, int threads) {
     double gfs = gf / (r->median.total * 1e-3);
     const step_times *t = &r->median;
     double grew = r->rss_after_mb - r->rss_before_mb, est = (double)r->est.total / BENCH_MIB;
-    printf("\nstep %.0f ms (forward %.0f, backward %.0f, clip+AdamW %.1f, zero %.1f; CPU %.0f ms)\n",
-           t->total, t->fwd, t->bwd, t->opt, t->zero, t->cpu);
+    printf(
+        "\nstep %.0f ms (forward %.0f, backward %.0f, clip+AdamW %.1f, zero %.1f; CPU %.0f ms)\n",
+        t->total, t->fwd, t->bwd, t->opt, t->zero, t->cpu);
     printf("FLOPs %.1f G (forward %.1f, backward-input %.1f, backward-weight %.2f): %.1f GFLOP/s, "
            "%.1f%% of the sgemm rate %.1f (cube %.1f, %dx%dx%d projection %.1f)\n",
            gf, (double)r->flops.by_kind[FLOP_FORWARD] * 1e-9,

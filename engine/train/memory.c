@@ -30,8 +30,7 @@ int train_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, a
     out->weights = mm.base + mm.trainable;
     out->grads = mm.grads;
     out->optimizer = 2 * trainable + (has_eval ? trainable : 0);
-    if (ac->method == METHOD_AFLORA)
-        out->optimizer += FREEZER_FLOATS_PER_ELEMENT * mm.projections;
+    if (ac->method == METHOD_AFLORA) out->optimizer += FREEZER_FLOATS_PER_ELEMENT * mm.projections;
     out->activations = mm.activations;
     out->data = 0;
     train_memory_total(out);
