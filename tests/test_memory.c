@@ -68,9 +68,8 @@ static void llama_config(aflo_config *c, int vocab, int hidden, int inter, int l
 static void check_parts(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                         int num_labels, bool has_eval) {
     aflo_job_memory est;
-    assert_int_equal(train_estimate_memory(c, ac, task, num_labels, 3, 40, has_eval, &est, err,
-                                           sizeof err),
-                     0);
+    assert_int_equal(
+        train_estimate_memory(c, ac, task, num_labels, 3, 40, has_eval, &est, err, sizeof err), 0);
     aflo_model *m = model_create(c, ac, task, num_labels, 5, err, sizeof err);
     if (!m) fail_msg("%s", err);
     size_t all = 0, trainable = 0, ab = 0;
@@ -151,8 +150,7 @@ static void test_estimate_matches_the_measured_peak(void **state) {
     float *a = calloc((size_t)W * W * 3, sizeof *a);
     assert_non_null(a);
     aflo_flops fl = {0};
-    gemm(&fl, FLOP_FORWARD, false, true, W, W, W, 1.0f, a, W, a + W * W, W, 0.0f, a + 2 * W * W,
-         W);
+    gemm(&fl, FLOP_FORWARD, false, true, W, W, W, 1.0f, a, W, a + W * W, W, 0.0f, a + 2 * W * W, W);
     free(a);
 
     aflo_config c;
