@@ -13,6 +13,11 @@
 #include <stddef.h>
 
 #define SYSMEM_LIMIT_ENV "AFLORAD_MEMORY_LIMIT"
+/* For the commands' --help. */
+#define SYSMEM_USAGE                                                                      \
+    "  AFLORAD_MEMORY_LIMIT (environment) memory a job may take, e.g. 8G (default: the\n" \
+    "                     MemAvailable of /proc/meminfo at job start); a job estimated\n" \
+    "                     above it is refused\n"
 
 /* The limit in bytes into *bytes and where it came from into *source
  * ("AFLORAD_MEMORY_LIMIT" or "MemAvailable"). 0; -1 with a message when the
