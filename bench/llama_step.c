@@ -8,8 +8,8 @@
  * Weights: random, rounded to bf16 precision (a checkpoint in bf16 holds
  * exactly such values), then kept in fp32 as the engine keeps every weight
  * today (16-bit checkpoints are widened at load; nothing is computed in
- * bf16). They are uniform with the init's std 0.02 (a hash per element,
- * so filling 1.1e9 of them takes seconds, not the minute of normal draws);
+ * bf16). They are uniform with the init's std 0.02, from a counter hash
+ * per element on all threads (cheaper than 1.1e9 sequential normal draws);
  * norms are 1. The adapter is AFLoRA r=32 on q, k, v, up and down (the
  * family's default targets), projections trainable on the FFN ones (up,
  * down), as at the start of training.
