@@ -45,26 +45,8 @@ done
 
 make --no-print-directory bench >/dev/null
 
-# Which core OpenBLAS picks by itself (its own detection, no override).
-detected=$(env -u OPENBLAS_CORETYPE "$py" -c \
-  'import ctypes; l = ctypes.CDLL("libopenblas.so.0"); l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())')
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-case $coretype in
-  auto)
-    if [[ -z ${OPENBLAS_CORETYPE:-} && $detected == Prescott ]]; then
-      if [[ $flags == *avx512f* && $flags == *avx512bw* && $flags == *avx512vl* ]]; then
-        export OPENBLAS_CORETYPE=SkylakeX
-      elif [[ $flags == *avx2* && $flags == *fma* ]]; then
-        export OPENBLAS_CORETYPE=Haswell
-      fi
-      if [[ -n ${OPENBLAS_CORETYPE:-} ]]; then
-        echo "note: OpenBLAS detected '$detected' (its generic fallback) on this CPU;" \
-             "using OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (--coretype default to keep '$detected')"
-      fi
-    fi ;;
-  default) unset OPENBLAS_CORETYPE ;;
-  *) export OPENBLAS_CORETYPE=$coretype ;;
-esac
+source bench/blas_core.sh
+bench_blas_core "$coretype" "$py"
 
 # Idle OpenMP threads must sleep, not spin against OpenBLAS's threads (the
 # aflorad binary sets this itself; the bench program is run directly).

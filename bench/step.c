@@ -39,10 +39,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "train/optim.h"
 #include "base/rng.h"
+#include "train/memory.h"
 #include "train/train.h"
 
 /* BERT-base (bert-base-uncased config.json). */
@@ -82,8 +84,6 @@
 #define PEAK_PROJ_N BERT_INTERMEDIATE
 #define PEAK_PROJ_K BERT_HIDDEN
 #define PEAK_PROJ_REPS 5
-
-#define MIB (1024.0 * 1024.0)
 
 typedef struct {
     const char *name;
@@ -134,6 +134,7 @@ typedef struct {
     size_t trainable;  /* elements trained in the timed steps */
     int trainable_tensors;
     aflo_memory mem;
+    aflo_job_memory est; /* train_estimate_memory for this method, no eval set */
     size_t adam_bytes;
     double maxrss_before_mb, maxrss_after_mb;
     float first_loss; /* of the warm-up step, before any update: ~ln 2 */
@@ -143,24 +144,6 @@ typedef struct {
 typedef struct {
     double cube, proj, best;
 } sgemm_peak;
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static double cpu_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-static double maxrss_mb(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1.0;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
-}
 
 static void bert_base_config(aflo_config *c) {
     memset(c, 0, sizeof *c);
@@ -195,7 +178,7 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
     memset(r, 0, sizeof *r);
     r->v = v;
     r->steps = steps;
-    r->maxrss_before_mb = maxrss_mb();
+    r->maxrss_before_mb = bench_maxrss_mb();
 
     aflo_config c;
     bert_base_config(&c);
@@ -208,6 +191,9 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
     int32_t *ids = NULL, *labels = NULL;
     uint8_t *mask = NULL;
 
+    if (train_estimate_memory(&c, &v->ac, TASK_CLASSIFICATION, BENCH_LABELS, BENCH_BATCH, BENCH_SEQ,
+                              false, &r->est, err, errlen) != 0)
+        return -1;
     aflo_model *m =
         model_create(&c, &v->ac, TASK_CLASSIFICATION, BENCH_LABELS, BENCH_SEED, err, errlen);
     if (!m) return -1;
@@ -267,14 +253,14 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
         aflo_flops *f = model_flops(m);
         memset(f, 0, sizeof *f);
         model_set_dropout_key(m, rng_hash(BENCH_SEED, (uint64_t)s));
-        double c0 = cpu_ms();
-        double t0 = now_ms();
+        double c0 = bench_cpu_ms();
+        double t0 = bench_now_ms();
         model_zero_grad(m);
-        double t1 = now_ms();
+        double t1 = bench_now_ms();
         if (model_forward(m, &b, &r->loss, err, errlen) != 0) goto out;
-        double t2 = now_ms();
+        double t2 = bench_now_ms();
         model_backward(m, 1.0f);
-        double t3 = now_ms();
+        double t3 = bench_now_ms();
         grad_clip_global_norm(grads, sizes, n, TRAIN_DEFAULT_MAX_GRAD_NORM);
         for (int i = 0; i < n; i++) {
             aflo_param *p = tp[i];
@@ -283,8 +269,8 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
             adamw_update(p->data, p->grad, &adam[i], lr, wd, TRAIN_ADAM_BETA1, TRAIN_ADAM_BETA2,
                          TRAIN_ADAM_EPS, s + 1);
         }
-        double t4 = now_ms();
-        double c4 = cpu_ms();
+        double t4 = bench_now_ms();
+        double c4 = bench_cpu_ms();
         if (s == 0) {
             r->first_loss = r->loss;
             continue;
@@ -298,7 +284,7 @@ static int run_variant(const variant *v, int steps, bool dropout, result *r, cha
     /* Even counts: the lower middle, so the parts add up to a step that happened. */
     r->median = sorted[(steps - 1) / 2];
     r->mem = model_memory(m);
-    r->maxrss_after_mb = maxrss_mb();
+    r->maxrss_after_mb = bench_maxrss_mb();
     r->ran = true;
     rc = 0;
     goto out;
@@ -318,41 +304,11 @@ out:
     return rc;
 }
 
-/* Best GFLOP/s of reps calls of C (M x N) = A (M x K) op(B), after one
- * untimed call. */
-static double time_sgemm(int M, int N, int K, bool trans_b, int reps, char *err, size_t errlen) {
-    float *A = malloc((size_t)M * K * sizeof *A);
-    float *B = malloc((size_t)K * N * sizeof *B);
-    float *C = malloc((size_t)M * N * sizeof *C);
-    if (!A || !B || !C) {
-        free(A);
-        free(B);
-        free(C);
-        snprintf(err, errlen, "sgemm peak: out of memory");
-        return -1.0;
-    }
-    aflo_rng rng;
-    rng_seed(&rng, BENCH_SEED);
-    for (size_t i = 0; i < (size_t)M * K; i++) A[i] = rng_uniform_range(&rng, -1.0f, 1.0f);
-    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = rng_uniform_range(&rng, -1.0f, 1.0f);
-    double best = 0.0;
-    for (int rep = 0; rep <= reps; rep++) {
-        double t0 = now_ms();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
-                    A, K, B, trans_b ? K : N, 0.0f, C, N);
-        double ms = now_ms() - t0;
-        double gf = 2.0 * M * N * K / (ms * 1e6);
-        if (rep > 0 && gf > best) best = gf;
-    }
-    free(A);
-    free(B);
-    free(C);
-    return best;
-}
-
 static int measure_peak(sgemm_peak *pk, char *err, size_t errlen) {
-    pk->cube = time_sgemm(PEAK_CUBE, PEAK_CUBE, PEAK_CUBE, false, PEAK_CUBE_REPS, err, errlen);
-    pk->proj = time_sgemm(PEAK_PROJ_M, PEAK_PROJ_N, PEAK_PROJ_K, true, PEAK_PROJ_REPS, err, errlen);
+    pk->cube = bench_time_sgemm(PEAK_CUBE, PEAK_CUBE, PEAK_CUBE, false, PEAK_CUBE_REPS, BENCH_SEED,
+                                err, errlen);
+    pk->proj = bench_time_sgemm(PEAK_PROJ_M, PEAK_PROJ_N, PEAK_PROJ_K, true, PEAK_PROJ_REPS,
+                                BENCH_SEED, err, errlen);
     if (pk->cube < 0 || pk->proj < 0) return -1;
     pk->best = pk->cube > pk->proj ? pk->cube : pk->proj;
     return 0;
@@ -384,8 +340,21 @@ static void print_table(const result *res, int nres, const sgemm_peak *pk) {
                (double)r->flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
                (double)r->flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9,
                (double)flops_total(&r->flops) * 1e-9, gfs, 100.0 * gfs / pk->best,
-               (double)arenas_bytes(&r->mem) / MIB, (double)r->adam_bytes / MIB, r->maxrss_after_mb,
-               r->maxrss_after_mb - r->maxrss_before_mb);
+               (double)arenas_bytes(&r->mem) / BENCH_MIB, (double)r->adam_bytes / BENCH_MIB,
+               r->maxrss_after_mb, r->maxrss_after_mb - r->maxrss_before_mb);
+    }
+    printf("memory: the job estimate (train/memory.h) against the growth of peak RSS while the "
+           "method ran\n");
+    for (int i = 0; i < nres; i++) {
+        const result *r = &res[i];
+        if (!r->ran) continue;
+        double est = (double)r->est.total / BENCH_MIB,
+               grew = r->maxrss_after_mb - r->maxrss_before_mb;
+        printf("  %-14s estimate %8.1f MiB (weights %.1f, grads %.1f, optimizer %.1f, activations "
+               "%.1f), measured %8.1f MiB, estimate/measured %.2f\n",
+               r->v->name, est, (double)r->est.weights / BENCH_MIB,
+               (double)r->est.grads / BENCH_MIB, (double)r->est.optimizer / BENCH_MIB,
+               (double)r->est.activations / BENCH_MIB, grew, grew > 0 ? est / grew : 0.0);
     }
     printf("sgemm peak: %.1f GFLOP/s (%dx%dx%d cube %.1f, %dx%dx%d projection %.1f)\n", pk->best,
            PEAK_CUBE, PEAK_CUBE, PEAK_CUBE, pk->cube, PEAK_PROJ_M, PEAK_PROJ_N, PEAK_PROJ_K,
@@ -411,49 +380,16 @@ static void print_ratios(const result *res, int nres) {
     }
 }
 
-/* JSON string of s with quotes, backslashes and control bytes escaped. */
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
-}
-
-static void cpu_model(char *out, size_t outlen) {
-    snprintf(out, outlen, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *colon = strchr(line, ':');
-        if (!colon) break;
-        colon++;
-        while (*colon == ' ' || *colon == '\t') colon++;
-        snprintf(out, outlen, "%s", colon);
-        out[strcspn(out, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
-}
-
 static void print_json(const result *res, int nres, const sgemm_peak *pk, int steps, bool dropout) {
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    bench_cpu_model(cpu, sizeof cpu);
     printf("{\"bench\":\"step\",\"side\":\"c\",\"batch\":%d,\"seq\":%d,\"steps\":%d,"
            "\"dropout\":%s,\"threads\":%d,\"nproc\":%ld,\"cpu\":",
            BENCH_BATCH, BENCH_SEQ, steps, dropout ? "true" : "false", engine_threads(),
            sysconf(_SC_NPROCESSORS_ONLN));
-    json_str(cpu);
+    bench_json_str(cpu);
     printf(",\"openblas\":");
-    json_str(openblas_get_config());
+    bench_json_str(openblas_get_config());
     printf(",\"sgemm_peak_gflops\":{\"cube_%d\":%.2f,\"proj_%dx%dx%d\":%.2f,\"best\":%.2f}",
            PEAK_CUBE, pk->cube, PEAK_PROJ_M, PEAK_PROJ_N, PEAK_PROJ_K, pk->proj, pk->best);
     printf(",\"methods\":[");
@@ -483,9 +419,12 @@ static void print_json(const result *res, int nres, const sgemm_peak *pk, int st
                (unsigned long long)flops_total(&r->flops), gfs, 100.0 * gfs / pk->best);
         printf("\"memory_bytes\":{\"base\":%zu,\"trainable\":%zu,\"grads\":%zu,"
                "\"activations\":%zu,\"adam\":%zu,\"accounted\":%zu},"
+               "\"estimate_bytes\":{\"weights\":%zu,\"grads\":%zu,\"optimizer\":%zu,"
+               "\"activations\":%zu,\"total\":%zu},"
                "\"maxrss_mb\":%.1f,\"maxrss_delta_mb\":%.1f}",
                r->mem.base, r->mem.trainable, r->mem.grads, r->mem.activations, r->adam_bytes,
-               arenas_bytes(&r->mem) + r->adam_bytes, r->maxrss_after_mb,
+               arenas_bytes(&r->mem) + r->adam_bytes, r->est.weights, r->est.grads,
+               r->est.optimizer, r->est.activations, r->est.total, r->maxrss_after_mb,
                r->maxrss_after_mb - r->maxrss_before_mb);
     }
     printf("]}\n");

@@ -29,6 +29,7 @@
 #include "io/safetensors.h"
 #include "spec.h"
 #include "synth.h"
+#include "sysmem.h"
 #include "io/textdata.h"
 #include "tokenizer/tokenizer.h"
 
@@ -114,7 +115,8 @@ static const char run_usage[] =
     "  --models-dir DIR   where model names resolve (default $AFLORAD_MODELS_DIR or models)\n"
     "  --restart          discard DIR's checkpoint and start from step 1\n"
     "  --blas-core NAME   OpenBLAS kernels (also AFLORAD_BLAS_CORE): auto, SkylakeX, Haswell,\n"
-    "                     ... or none (default: OPENBLAS_CORETYPE if set, else auto)\n";
+    "                     ... or none (default: OPENBLAS_CORETYPE if set, else "
+    "auto)\n" SYSMEM_USAGE;
 
 static int cmd_run(int argc, char **argv) {
     const char *spec_path = NULL, *out = NULL, *models = models_dir_default();

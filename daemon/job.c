@@ -19,6 +19,8 @@
 #include "io/hfmodel_export.h"
 #include "io/lmdata.h"
 #include "synth.h"
+#include "sysmem.h"
+#include "train/memory.h"
 #include "io/textdata.h"
 #include "tokenizer/tokenizer.h"
 
@@ -775,6 +777,70 @@ static int check_recorded_data(const job_args *a, const cJSON *record, const job
 
 /* ---------------------------------------------------------------- the job */
 
+/* The memory the job will hold (train/memory.h), logged before the model
+ * loads; a job whose estimate exceeds what the machine has (sysmem.h) is
+ * refused, naming the estimate, the limit and what to lower. The
+ * activations grow with batch_size x the longest example, which max_seq_len
+ * caps; the weights do not shrink with either. When the limit cannot be
+ * read the estimate is logged and the job runs. */
+static int check_memory(const job_args *a, const aflo_config *mc, const aflo_adapter_config *ac,
+                        const job_data *jd, char *err, size_t errlen) {
+    const aflo_job_spec *s = a->spec;
+    int seq = jd->train.max_len;
+    if (jd->has_eval && jd->eval.max_len > seq) seq = jd->eval.max_len;
+    if (seq < 1) seq = 1; /* as trainer_create reserves */
+    aflo_job_memory est;
+    char why[512];
+    if (train_estimate_memory(mc, ac, s->task, jd->num_labels, s->batch_size, seq, jd->has_eval,
+                              &est, why, sizeof why) != 0) {
+        log_msg(a, "memory: not estimated (%s)", why);
+        return 0; /* the model load reports the problem itself */
+    }
+    est.data =
+        train_dataset_bytes(&jd->train) + (jd->has_eval ? train_dataset_bytes(&jd->eval) : 0);
+    train_memory_total(&est);
+    char total[32], w[32], act[32], opt[32], gr[32], dat[32], parts[400];
+    sysmem_format(total, sizeof total, est.total);
+    sysmem_format(w, sizeof w, est.weights);
+    sysmem_format(act, sizeof act, est.activations);
+    sysmem_format(opt, sizeof opt, est.optimizer);
+    sysmem_format(gr, sizeof gr, est.grads);
+    sysmem_format(dat, sizeof dat, est.data);
+    snprintf(parts, sizeof parts,
+             "weights %s (fp32), activations %s (batch %d x %d tokens), optimizer %s, "
+             "gradients %s, data %s",
+             w, act, s->batch_size, seq, opt, gr, dat);
+    size_t limit;
+    const char *source;
+    char line[1000];
+    int known = sysmem_limit(&limit, &source, why, sizeof why);
+    if (known < 0) {
+        snprintf(err, errlen, "memory: %s", why);
+        return -1;
+    }
+    if (known > 0) {
+        snprintf(line, sizeof line, "estimated %s (%s); not checked: %s", total, parts, why);
+        log_msg(a, "memory: %s", line);
+        return 0;
+    }
+    char lim[32];
+    sysmem_format(lim, sizeof lim, limit);
+    snprintf(line, sizeof line, "estimated %s (%s); %s %s", total, parts, source, lim);
+    log_msg(a, "memory: %s", line);
+    if (est.total <= limit) return 0;
+    const char *hint =
+        est.weights + est.grads + est.optimizer + est.data > limit
+            ? "the weights and optimizer alone exceed it: use a smaller model or a machine with "
+              "more memory"
+            : "lower batch_size or max_seq_len (activations grow with batch_size x the longest "
+              "example), or use a smaller model";
+    snprintf(err, errlen,
+             "memory: this job needs an estimated %s (%s) but %s is %s; %s (batch_size %d, "
+             "max_seq_len %d, longest example %d tokens)",
+             total, parts, source, lim, hint, s->batch_size, s->max_seq_len, seq);
+    return -1;
+}
+
 job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
     memset(r, 0, sizeof *r);
@@ -846,6 +912,7 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
         spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
         goto done;
+    if (check_memory(a, &mc, &ac, &jd, err, errlen) != 0) goto done;
     hf_load_report rep;
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "server.h"
 #include "store.h"
+#include "sysmem.h"
 #include "workers.h"
 
 /* A job the daemon died under this many times is failed, not requeued (a
@@ -116,6 +117,7 @@ static void serve_usage(FILE *f) {
                 options[i].help, options[i].def[0] ? options[i].def : "none");
     /* read in main, before the libraries load (blas_setup.h) */
     fputs(BLAS_CORE_USAGE, f);
+    fputs(SYSMEM_USAGE, f); /* read by each job (job.c) */
 }
 
 /* Defaults, then environment, then flags. */

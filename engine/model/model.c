@@ -315,6 +315,11 @@ aflo_memory model_memory(const aflo_model *m) {
         .grads = m->grad_floats * sizeof(float),
         .activations = m->act_floats * sizeof(float),
     };
+    for (int i = 0; i < m->nparams; i++) {
+        const aflo_param *p = &m->params[i];
+        if (p->trainable && (p->role == PROLE_A || p->role == PROLE_B))
+            mem.projections += p->size * sizeof(float);
+    }
     return mem;
 }
 

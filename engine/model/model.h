@@ -199,9 +199,12 @@ void model_zero_grad(aflo_model *m);
 /* FLOPs executed so far by kind; reset by the caller (e.g. per step). */
 aflo_flops *model_flops(aflo_model *m);
 
-/* Bytes in each arena: base weights, adapters+head, gradients, activations. */
+/* Bytes in each arena: base weights, adapters+head, gradients, activations;
+ * and, within the trainable arena, the A and B matrices that train now (what
+ * AFLoRA's freezer keeps scores for: train/memory.h). */
 typedef struct {
     size_t base, trainable, grads, activations;
+    size_t projections;
 } aflo_memory;
 aflo_memory model_memory(const aflo_model *m);
 /* What model_create + model_reserve(batch, seq) would hold, from the family's

@@ -332,6 +332,42 @@ class CliTest(unittest.TestCase):
         with open(os.path.join(self.dir, name), "w") as f:
             f.write(header + "\n" + "".join(f"{t}\t{l}\n" for t, l in body))
 
+    def test_memory_estimate_is_logged_and_a_job_that_cannot_fit_is_refused(self):
+        spec = self.small_spec(epochs=1, max_seq_len=64)
+        self.write_spec("mem.json", spec)
+        # fits: the estimate is logged, with its parts and the limit it was checked against
+        p = run("run", "mem.json", "--out", "mem_ok", cwd=self.dir,
+                env={"AFLORAD_MEMORY_LIMIT": "64G"})
+        line = next(l for l in p.stdout.splitlines() if "memory: estimated" in l)
+        for part in ("weights", "activations", "(batch 16 x", "optimizer",
+                     "AFLORAD_MEMORY_LIMIT 64.00 GiB"):
+            self.assertIn(part, line)
+        # cannot fit: refused before the model loads, naming the estimate, the
+        # limit and what to lower; no adapter is written
+        p = run("run", "mem.json", "--out", "mem_no", cwd=self.dir, check=False,
+                env={"AFLORAD_MEMORY_LIMIT": "1M"})
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("memory: this job needs an estimated", p.stderr)
+        self.assertIn("AFLORAD_MEMORY_LIMIT is 1.0 MiB", p.stderr)
+        self.assertIn("batch_size 16", p.stderr)
+        self.assertIn("max_seq_len 64", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "mem_no/adapter")))
+        # the estimate shrinks with the batch: what the message tells users to lower
+        def estimate(out, batch):
+            self.write_spec(f"{out}.json", dict(spec, batch_size=batch))
+            p = run("run", f"{out}.json", "--out", out, cwd=self.dir, check=False,
+                    env={"AFLORAD_MEMORY_LIMIT": "1K"})
+            return p.stderr.split("needs an estimated ")[1].split(" (")[0]
+        big, small = estimate("mem_b16", 16), estimate("mem_b2", 2)
+        unit = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+        to_mib = lambda s: float(s.split()[0]) * unit[s.split()[1]]  # noqa: E731
+        self.assertLess(to_mib(small), to_mib(big))
+        # a malformed limit is an error naming the variable
+        p = run("run", "mem.json", "--out", "mem_bad", cwd=self.dir, check=False,
+                env={"AFLORAD_MEMORY_LIMIT": "lots"})
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("AFLORAD_MEMORY_LIMIT", p.stderr)
+
     def test_label_problems_fail_before_training(self):
         # each fails while loading the data: no training step, no adapter
         self.write_relabelled("ints.tsv", "small.tsv", {"negative": "0", "positive": "1"})

@@ -1,0 +1,53 @@
+/* memory.h — how much memory a training job will hold, before it starts.
+ *
+ * The estimate adds what the engine allocates for the job, from the model's
+ * tensor declarations and activation layout (model_estimate_memory) and the
+ * trainer's own state:
+ *   weights      every tensor of the model in fp32, as loaded (16-bit
+ *                checkpoints are widened to fp32 at load: nothing stays bf16)
+ *   grads        one float per element trainable at the start
+ *   optimizer    AdamW's two moments per trainable element; AFLoRA's freezer
+ *                keeps three score arrays per element of a trainable A or B
+ *                and a selection scratch of at most one more; with an
+ *                evaluation set, a copy of the trainable tensors at the best
+ *                epoch
+ *   activations  the activation arena sized for (batch, seq): what forward
+ *                saves for backward in every block, the logits and their
+ *                gradient (a causal LM: 2 x batch x seq x vocab floats), the
+ *                backward's and the kernels' scratch
+ *   data         the tokenised datasets, when the caller has them
+ * It is what the job holds at its peak (after the first optimizer step, when
+ * every moment is written), not counting the process itself, the libraries'
+ * own buffers (OpenBLAS's packing buffers) or files mapped while loading.
+ * Training only lowers it: freezing frees moments. Nothing here reads the
+ * machine: comparing with what is available is the caller's business. */
+#ifndef AFLO_TRAIN_MEMORY_H
+#define AFLO_TRAIN_MEMORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "model/model.h"
+#include "train/dataset.h"
+
+typedef struct {
+    size_t weights, grads, optimizer, activations, data;
+    size_t total; /* the sum */
+} aflo_job_memory;
+
+/* The estimate for a job training model config c with adapter ac on batches
+ * of up to batch x seq tokens (seq: the longest example the trainer will
+ * reserve for), with or without an evaluation set. data starts at 0 (add
+ * train_dataset_bytes and train_memory_total again). 0, or -1 with a message
+ * for settings model_create would refuse. */
+int train_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                          int num_labels, int batch, int seq, bool has_eval, aflo_job_memory *out,
+                          char *err, size_t errlen);
+
+/* Bytes a tokenised dataset holds (its arrays as allocated). */
+size_t train_dataset_bytes(const aflo_dataset *d);
+
+/* Recompute out->total from the parts. */
+void train_memory_total(aflo_job_memory *out);
+
+#endif
