@@ -520,7 +520,7 @@ enum MHD_Result h_job_freezing(api_req *r) {
         if (rc != 0) goto oom;
         if (n < FREEZE_PAGE) break;
     }
-    int layers = known ? mi.layers : 0;
+    int layers = known ? mi.info.layers : 0;
     if (f.max_layer + 1 > layers) layers = f.max_layer + 1;
 
     root = cJSON_CreateObject();

@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 
 #include "api_internal.h"
+#include "modelinfo.h"
 #include "store.h"
 
 enum MHD_Result h_healthz(api_req *r);
@@ -54,10 +55,9 @@ cJSON *api_dataset_json(const store_dataset *d);
  * /models and checked by POST /jobs. */
 typedef struct {
     char name[256];
-    bool described;        /* config.json was read: the sizes below are set */
-    char architecture[64]; /* model_type: "bert", "roberta" */
-    int layers, hidden_size, intermediate_size, attention_heads, vocab_size;
-    int64_t parameters; /* computed from the sizes (BERT encoder + pooler) */
+    bool described;        /* config.json was read: info is set */
+    char architecture[64]; /* model_type: "bert", "roberta", "llama" */
+    model_info info;       /* family, tasks, sizes, tokenizer, memory (modelinfo.h) */
     bool builtin;
     bool usable;      /* the engine can fine-tune it (hfmodel_probe) */
     char reason[512]; /* why not, when !usable */

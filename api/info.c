@@ -7,7 +7,9 @@
  * headers — no tensor data, no math), so a folder listed as usable is one a
  * job can train on, and POST /jobs refuses the others with the same reason.
  * The parameter count is worked out from the config's sizes (a BERT encoder
- * with its pooler). */
+ * with its pooler for the demo; the weight files' element count otherwise),
+ * and the rest of a model's description (family, tasks, tokenizer, chat
+ * template, memory estimate) is modelinfo.h's, cached per folder. */
 #include "api_internal.h"
 #include "model/config.h"
 #include "counters.h"
@@ -31,28 +33,12 @@
 #define DEMO_MODEL "demo"
 #define MODELS_MAX 1000
 
-/* Elements of a BERT encoder + pooler: embeddings (word, position, token
- * type, LayerNorm), per layer four attention projections, two LayerNorms and
- * the two FFN projections (all with biases), and the pooler dense layer. For
- * bert-base this gives 109 482 240, the count transformers reports. */
-static int64_t bert_parameters(int64_t V, int64_t P, int64_t T, int64_t H, int64_t I, int64_t L) {
-    int64_t embeddings = (V + P + T) * H + 2 * H;
-    int64_t layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
-    int64_t pooler = H * H + H;
-    return embeddings + L * layer + pooler;
-}
-
-/* A model's architecture, sizes and parameter count, from its config. */
-static void describe(api_model_info *m, const aflo_config *c) {
+/* A model's architecture and description from its config (modelinfo.h;
+ * dir NULL: the built-in demo, which has no files). */
+static void describe(api_model_info *m, const char *dir, const aflo_config *c) {
     m->described = true;
     snprintf(m->architecture, sizeof m->architecture, "%s", c->model_type);
-    m->layers = c->num_hidden_layers;
-    m->hidden_size = c->hidden_size;
-    m->intermediate_size = c->intermediate_size;
-    m->attention_heads = c->num_attention_heads;
-    m->vocab_size = c->vocab_size;
-    m->parameters = bert_parameters(c->vocab_size, c->max_position_embeddings, c->type_vocab_size,
-                                    c->hidden_size, c->intermediate_size, c->num_hidden_layers);
+    modelinfo_describe(dir, c, &m->info);
 }
 
 /* The built-in demo, described from the engine's demo config (synth.h). */
@@ -61,7 +47,7 @@ static void demo_info(api_model_info *m) {
     strcpy(m->name, DEMO_MODEL);
     aflo_config c;
     synth_demo_config(&c);
-    describe(m, &c);
+    describe(m, NULL, &c);
     m->builtin = true;
     m->usable = true;
 }
@@ -142,8 +128,59 @@ int api_model_lookup(api_server *s, const char *name, bool check_usable, api_mod
         memcpy(out->reason, why, n);
         out->reason[n] = '\0';
     }
-    if (read) describe(out, &c);
+    if (read) describe(out, path, &c);
     return 0;
+}
+
+static bool add_string_or_null(cJSON *o, const char *key, const char *v) {
+    return v && v[0] ? cJSON_AddStringToObject(o, key, v) != NULL
+                     : cJSON_AddNullToObject(o, key) != NULL;
+}
+
+/* The family's target_modules names, and those a job adapts by default. */
+static bool add_targets(cJSON *o, const aflo_family *f) {
+    cJSON *all = cJSON_AddArrayToObject(o, "target_modules");
+    cJSON *def = cJSON_AddArrayToObject(o, "default_target_modules");
+    if (!all || !def) return false;
+    for (int i = 0; f && i < f->n_modules; i++) {
+        const char *name = f->modules[i].target;
+        if (!cJSON_AddItemToArray(all, cJSON_CreateString(name))) return false;
+        if ((!f->default_targets || (f->default_targets & (1u << i))) &&
+            !cJSON_AddItemToArray(def, cJSON_CreateString(name)))
+            return false;
+    }
+    return true;
+}
+
+static bool add_description(cJSON *o, const api_model_info *m) {
+    const model_info *i = &m->info;
+    const char *tasks[TASK_COUNT];
+    int nt = modelinfo_task_names(i, tasks, TASK_COUNT);
+    cJSON *ta = cJSON_AddArrayToObject(o, "tasks");
+    if (!ta) return false;
+    for (int k = 0; k < nt; k++)
+        if (!cJSON_AddItemToArray(ta, cJSON_CreateString(tasks[k]))) return false;
+    bool ok = cJSON_AddStringToObject(o, "architecture", m->architecture) &&
+              add_string_or_null(o, "family", i->family ? i->family->name : NULL) &&
+              cJSON_AddNumberToObject(o, "layers", i->layers) &&
+              cJSON_AddNumberToObject(o, "hidden_size", i->hidden_size) &&
+              cJSON_AddNumberToObject(o, "intermediate_size", i->intermediate_size) &&
+              cJSON_AddNumberToObject(o, "attention_heads", i->attention_heads) &&
+              cJSON_AddNumberToObject(o, "vocab_size", i->vocab_size) &&
+              cJSON_AddNumberToObject(o, "context_length", i->context_length) &&
+              api_add_int(o, "parameters", i->parameters) &&
+              add_string_or_null(o, "dtype", i->dtype) &&
+              cJSON_AddBoolToObject(o, "tokenizer", i->tokenizer) &&
+              add_string_or_null(o, "tokenizer_kind", i->tokenizer_kind) &&
+              add_string_or_null(o, "chat_template", i->chat_template) &&
+              (!i->chat_template_error[0] ||
+               cJSON_AddStringToObject(o, "chat_template_error", i->chat_template_error)) &&
+              add_targets(o, i->family) &&
+              (i->train_memory_bytes >= 0
+                   ? api_add_int(o, "train_memory_bytes", i->train_memory_bytes) != NULL
+                   : cJSON_AddNullToObject(o, "train_memory_bytes") != NULL) &&
+              cJSON_AddStringToObject(o, "train_memory_note", i->train_memory_note);
+    return ok;
 }
 
 static cJSON *model_json(const api_model_info *m) {
@@ -152,14 +189,7 @@ static cJSON *model_json(const api_model_info *m) {
               cJSON_AddBoolToObject(o, "usable", m->usable) &&
               (m->usable || cJSON_AddStringToObject(o, "reason", m->reason)) &&
               cJSON_AddBoolToObject(o, "builtin", m->builtin);
-    if (ok && m->described)
-        ok = cJSON_AddStringToObject(o, "architecture", m->architecture) &&
-             cJSON_AddNumberToObject(o, "layers", m->layers) &&
-             cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size) &&
-             cJSON_AddNumberToObject(o, "intermediate_size", m->intermediate_size) &&
-             cJSON_AddNumberToObject(o, "attention_heads", m->attention_heads) &&
-             cJSON_AddNumberToObject(o, "vocab_size", m->vocab_size) &&
-             api_add_int(o, "parameters", m->parameters);
+    if (ok && m->described) ok = add_description(o, m);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;

@@ -166,6 +166,12 @@ static void on_step(void *ctx, const aflo_step_info *s) {
     cJSON_AddNumberToObject(o, "remaining_fraction", s->remaining_fraction);
     cJSON_AddNumberToObject(o, "elapsed_s", s->elapsed_s);
     cJSON_AddNumberToObject(o, "memory_bytes", (double)s->memory_bytes);
+    if (s->tokens_seen > 0) { /* a causal LM: its target tokens */
+        cJSON_AddNumberToObject(o, "tokens", (double)s->tokens);
+        cJSON_AddNumberToObject(o, "tokens_seen", (double)s->tokens_seen);
+        cJSON_AddNumberToObject(o, "tokens_per_second",
+                                s->step_s > 0 ? (double)s->tokens / s->step_s : 0);
+    }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!text) return;

@@ -48,13 +48,27 @@ char *lmdata_alpaca_prompt(const char *instruction, size_t ilen, const char *inp
  * the others are required too (NULL when none). */
 static const struct {
     const char *key, *also, *name;
+    const char *id; /* lmdata_form_name */
 } forms[LMDATA_FORM_COUNT] = {
-    [LMDATA_TEXT] = {"text", NULL, "text"},
-    [LMDATA_PROMPT_COMPLETION] = {"prompt", "completion", "prompt/completion"},
-    [LMDATA_ALPACA] = {"instruction", "output", "instruction/input/output"},
-    [LMDATA_TOKENS] = {"input_ids", NULL, "input_ids"},
-    [LMDATA_CHAT] = {"messages", NULL, "chat"},
+    [LMDATA_TEXT] = {"text", NULL, "text", "text"},
+    [LMDATA_PROMPT_COMPLETION] = {"prompt", "completion", "prompt/completion", "prompt_completion"},
+    [LMDATA_ALPACA] = {"instruction", "output", "instruction/input/output", "alpaca"},
+    [LMDATA_TOKENS] = {"input_ids", NULL, "input_ids", "input_ids"},
+    [LMDATA_CHAT] = {"messages", NULL, "chat", "chat"},
 };
+
+const char *lmdata_form_name(lmdata_form f) {
+    return f >= 0 && f < LMDATA_FORM_COUNT ? forms[f].id : "?";
+}
+
+int lmdata_form_from_name(const char *name, lmdata_form *f) {
+    for (int i = 0; name && i < LMDATA_FORM_COUNT; i++)
+        if (strcmp(forms[i].id, name) == 0) {
+            *f = (lmdata_form)i;
+            return 0;
+        }
+    return -1;
+}
 
 typedef struct {
     const char *name;
@@ -246,58 +260,79 @@ static int form_of(ctx *c, const json_value *row, lmdata_form *form) {
     return 0;
 }
 
-static int add_row(ctx *c, const char *line, size_t len) {
-    char jerr[200];
-    json_value *row = json_parse(line, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
-    if (!row) return row_err(c, "not valid JSON: %s", jerr);
-    int rc = -1;
-    lmdata_form form = LMDATA_TEXT;
-    size_t n = 0;
+/* The tokens of row (of this form) into c->ids / c->labels, *n of them;
+ * *ref / *reflen the completion text to judge (prompt/completion and Alpaca
+ * rows), else NULL. */
+static int build_row(ctx *c, const json_value *row, lmdata_form form, size_t *n, const char **ref,
+                     size_t *reflen) {
     const char *a, *b = NULL, *x;
     size_t alen, blen = 0, xlen;
-    if (json_type_of(row) != JSON_OBJECT) {
-        row_err(c, "a row must be a JSON object, got %s", json_type_name(json_type_of(row)));
-        goto done;
-    }
-    if (form_of(c, row, &form)) goto done;
-    if (form != LMDATA_TOKENS && !c->tok) {
-        row_err(c, "the model has no tokenizer files: only {\"input_ids\"} rows can be used");
-        goto done;
-    }
+    *n = 0;
+    *ref = NULL;
+    *reflen = 0;
+    if (form != LMDATA_TOKENS && !c->tok)
+        return row_err(c,
+                       "the model has no tokenizer files: only {\"input_ids\"} rows can be used");
     switch (form) {
     case LMDATA_TEXT:
-        if (get_string(c, row, "text", true, &a, &alen) || render(c, &n, true, NULL, 0, a, alen))
-            goto done;
-        break;
+        return get_string(c, row, "text", true, &a, &alen) || render(c, n, true, NULL, 0, a, alen)
+                   ? -1
+                   : 0;
     case LMDATA_PROMPT_COMPLETION:
         if (get_string(c, row, "prompt", true, &a, &alen) ||
             get_string(c, row, "completion", true, &b, &blen) ||
-            render(c, &n, c->o->train_on_inputs, a, alen, b, blen))
-            goto done;
+            render(c, n, c->o->train_on_inputs, a, alen, b, blen))
+            return -1;
         break;
     case LMDATA_ALPACA: {
         if (get_string(c, row, "instruction", true, &a, &alen) ||
             get_string(c, row, "input", false, &x, &xlen) ||
             get_string(c, row, "output", true, &b, &blen))
-            goto done;
+            return -1;
         char *prompt = lmdata_alpaca_prompt(a, alen, x, xlen);
-        if (!prompt) {
-            row_err(c, "out of memory");
-            goto done;
-        }
-        int r = render(c, &n, c->o->train_on_inputs, prompt, strlen(prompt), b, blen);
+        if (!prompt) return row_err(c, "out of memory");
+        int r = render(c, n, c->o->train_on_inputs, prompt, strlen(prompt), b, blen);
         free(prompt);
-        if (r) goto done;
+        if (r) return -1;
         break;
     }
-    case LMDATA_TOKENS:
-        if (take_ids(c, row, &n)) goto done;
-        break;
-    case LMDATA_CHAT:
-        if (take_chat(c, row, &n)) goto done;
-        break;
+    case LMDATA_TOKENS: return take_ids(c, row, n);
+    case LMDATA_CHAT: return take_chat(c, row, n);
     case LMDATA_FORM_COUNT: break;
     }
+    *ref = b;
+    *reflen = blen;
+    return 0;
+}
+
+/* A parsed JSON object row and its form, or an error. */
+static json_value *parse_row(ctx *c, const char *line, size_t len, lmdata_form *form) {
+    char jerr[200];
+    json_value *row = json_parse(line, len, JSON_DEFAULT_MAX_DEPTH, jerr, sizeof jerr);
+    if (!row) {
+        row_err(c, "not valid JSON: %s", jerr);
+        return NULL;
+    }
+    if (json_type_of(row) != JSON_OBJECT) {
+        row_err(c, "a row must be a JSON object, got %s", json_type_name(json_type_of(row)));
+        json_free(row);
+        return NULL;
+    }
+    if (form_of(c, row, form)) {
+        json_free(row);
+        return NULL;
+    }
+    return row;
+}
+
+static int add_row(ctx *c, const char *line, size_t len) {
+    lmdata_form form = LMDATA_TEXT;
+    json_value *row = parse_row(c, line, len, &form);
+    if (!row) return -1;
+    int rc = -1;
+    size_t n = 0, blen;
+    const char *b;
+    if (build_row(c, row, form, &n, &b, &blen)) goto done;
     if (n > (size_t)c->o->max_seq_len) {
         n = (size_t)c->o->max_seq_len;
         c->st->truncated++;
@@ -415,4 +450,122 @@ void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t c
     if (s->skipped) ADD("; %d skipped: no target token left", s->skipped);
     if (s->references) ADD("; %d with a completion to judge", s->references);
 #undef ADD
+}
+
+/* ---- upload checks ----------------------------------------------------------- */
+
+static bool all_space(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return false;
+    return true;
+}
+
+/* A chat row's messages without a template: roles known (from_json), no
+ * empty turn, system only first, an assistant answer. */
+static int check_chat(ctx *c, const json_value *row) {
+    chat_message *m = NULL;
+    size_t n;
+    int rc = chat_messages(c, row, &m, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (all_space(m[i].content, m[i].len))
+            rc = row_err(c, "messages[%zu]: the %s turn is empty", i, chat_role_names[m[i].role]);
+        else if (m[i].role == CHAT_SYSTEM && i > 0)
+            rc = row_err(c, "messages[%zu]: a system message may only come first", i);
+    }
+    free(m);
+    return rc;
+}
+
+/* One row of an upload: its form, checked; its tokens counted when the row
+ * can be (a tokenizer, or input_ids). *n = -1 when not counted. */
+static int check_row(ctx *c, const lmdata_check_opts *o, const char *line, size_t len,
+                     lmdata_form *form, long *n) {
+    *n = -1;
+    size_t max_line = o->max_line_bytes ? o->max_line_bytes : LMDATA_CHECK_MAX_LINE;
+    if (!o->tok && len > max_line)
+        return row_err(c, "the row is %zu bytes, over the limit of %zu per line", len, max_line);
+    json_value *row = parse_row(c, line, len, form);
+    if (!row) return -1;
+    int rc = 0;
+    size_t k = 0, blen;
+    const char *b;
+    if (*form == LMDATA_CHAT) rc = check_chat(c, row);
+    if (rc == 0 && (o->tok || *form == LMDATA_TOKENS)) {
+        rc = build_row(c, row, *form, &k, &b, &blen);
+        if (rc == 0) *n = (long)k;
+    } else if (rc == 0) {
+        /* no tokenizer: the fields' types only */
+        const char *a, *x;
+        size_t alen, xlen;
+        switch (*form) {
+        case LMDATA_TEXT: rc = get_string(c, row, "text", true, &a, &alen); break;
+        case LMDATA_PROMPT_COMPLETION:
+            rc = get_string(c, row, "prompt", true, &a, &alen) ||
+                         get_string(c, row, "completion", true, &b, &blen)
+                     ? -1
+                     : 0;
+            break;
+        case LMDATA_ALPACA:
+            rc = get_string(c, row, "instruction", true, &a, &alen) ||
+                         get_string(c, row, "input", false, &x, &xlen) ||
+                         get_string(c, row, "output", true, &b, &blen)
+                     ? -1
+                     : 0;
+            break;
+        default: break;
+        }
+    }
+    int max_ids = o->max_ids > 0 ? o->max_ids : LMDATA_CHECK_MAX_IDS;
+    if (rc == 0 && !o->tok && *form == LMDATA_TOKENS && *n > max_ids)
+        rc = row_err(c, "\"input_ids\" has %ld ids, over the limit of %d", *n, max_ids);
+    json_free(row);
+    return rc;
+}
+
+int lmdata_check(const char *text, size_t len, const char *name, const lmdata_check_opts *o,
+                 lmdata_check_result *r, char *err, size_t errlen) {
+    memset(r, 0, sizeof *r);
+    lmdata_opts opts = {.max_seq_len = INT32_MAX, .vocab_size = o->vocab_size};
+    if (opts.vocab_size <= 0 && o->tok) opts.vocab_size = tokenizer_vocab_size(o->tok);
+    if (opts.vocab_size <= 0) opts.vocab_size = INT32_MAX; /* ids checked for sign only */
+    lmdata_stats st;
+    ctx c = {.name = name, .tok = o->tok, .o = &opts, .st = &st, .err = err, .errlen = errlen};
+    int rc = 0, first_line = 0;
+    bool counted = true;
+    size_t pos = len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    while (pos < len && rc == 0) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        c.line++;
+        if (!blank(text + pos, end - pos)) {
+            lmdata_form form;
+            long n;
+            rc = check_row(&c, o, text + pos, end - pos, &form, &n);
+            if (rc == 0 && r->rows > 0 && form != r->form)
+                rc = row_err(&c, "a %s row, but line %d is %s: a dataset holds rows of one form",
+                             forms[form].name, first_line, forms[r->form].name);
+            if (rc == 0) {
+                if (r->rows++ == 0) {
+                    r->form = form;
+                    first_line = c.line;
+                }
+                if (n < 0) counted = false;
+                if (n > 0) r->tokens += n;
+                if (n > r->longest) r->longest = (int)n;
+                if (o->context_length > 0 && n > o->context_length && r->over_context++ == 0)
+                    r->first_over_line = c.line;
+            }
+        }
+        pos = end + 1;
+    }
+    free(c.ids);
+    free(c.labels);
+    chat_template_free(&c.chat);
+    if (rc) return -1;
+    if (r->rows == 0) return set_err(err, errlen, "%s: no rows (the file is empty)", name);
+    if (!counted) {
+        r->tokens = -1;
+        r->longest = 0;
+    }
+    return 0;
 }

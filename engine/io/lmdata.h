@@ -102,4 +102,46 @@ char *lmdata_alpaca_prompt(const char *instruction, size_t ilen, const char *inp
  * left"; "; 100 with a completion to judge" when references were kept). */
 void lmdata_describe(const lmdata_stats *s, int max_seq_len, char *buf, size_t cap);
 
+/* The form's name in the daemon's API: "text", "prompt_completion",
+ * "alpaca", "input_ids", "chat" ("?" when out of range). */
+const char *lmdata_form_name(lmdata_form f);
+/* The form of such a name: 0, or -1 when it is none. */
+int lmdata_form_from_name(const char *name, lmdata_form *f);
+
+/* ---- checking an upload -------------------------------------------------------
+ * lmdata_check proves a file's rows are causal-LM rows of one form before any
+ * model is chosen (the daemon's POST /datasets): each row parsed, its form
+ * told, its fields typed, chat rows' roles known, no empty turn, a system
+ * message only first and an assistant answer; all rows one form. Without a
+ * tokenizer a line may hold at most max_line_bytes and an input_ids row at
+ * most max_ids ids (the limits are what any model could still use). With
+ * one (a model chosen), every row is rendered and tokenised as lmdata_load
+ * would (chat rows with its template), its tokens counted, and rows longer
+ * than context_length counted, not refused: training cuts them. */
+#define LMDATA_CHECK_MAX_IDS 131072             /* the longest context of a LLaMA-3.1 */
+#define LMDATA_CHECK_MAX_LINE ((size_t)1 << 20) /* 1 MiB: a few hundred thousand words */
+
+typedef struct {
+    const tokenizer *tok;  /* NULL: structure only */
+    int vocab_size;        /* input_ids below it; 0: the tokenizer's, or any id >= 0 */
+    int context_length;    /* rows longer are counted (r->over_context); 0: none */
+    int max_ids;           /* without tok; 0: LMDATA_CHECK_MAX_IDS */
+    size_t max_line_bytes; /* without tok; 0: LMDATA_CHECK_MAX_LINE */
+} lmdata_check_opts;
+
+typedef struct {
+    lmdata_form form;    /* of every row */
+    int rows;            /* non-blank lines */
+    long tokens;         /* of every row as rendered; -1 when not counted (no tokenizer and
+                            not input_ids rows) */
+    int longest;         /* tokens of the longest row, when counted */
+    int over_context;    /* rows longer than context_length */
+    int first_over_line; /* the line of the first of them */
+} lmdata_check_result;
+
+/* 0, or -1 with "name: line N: what is wrong" (the field named). A file
+ * with no row fails. */
+int lmdata_check(const char *text, size_t len, const char *name, const lmdata_check_opts *o,
+                 lmdata_check_result *r, char *err, size_t errlen);
+
 #endif

@@ -291,8 +291,8 @@ static double example_weight(const aflo_dataset *d, int i) {
 
 /* One optimizer step (1-based `step`) over micro-batches starting at
  * position *pos of this epoch's order. Returns the mean loss, NAN on error. */
-static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm, char *err,
-                        size_t errlen) {
+static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm, long *tokens,
+                        char *err, size_t errlen) {
     const aflo_train_config *tc = &t->tc;
     aflo_model *m = t->m;
     model_zero_grad(m);
@@ -307,6 +307,7 @@ static float train_step(aflo_trainer *t, long step, int *pos, double *grad_norm,
     int total = remaining < micro_count * tc->batch_size ? remaining : micro_count * tc->batch_size;
     double weight_total = 0;
     for (int i = 0; i < total; i++) weight_total += example_weight(t->train, t->order[*pos + i]);
+    *tokens = t->train->token_labels ? (long)weight_total : 0;
     if (weight_total <= 0) weight_total = 1; /* no target at all: a zero step */
     double loss_sum = 0;
     model_set_training(m, true);
@@ -387,13 +388,15 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
     aflo_model *m = t->m;
     long step = t->step + 1;
     aflo_flops before = *model_flops(m);
-    double gnorm = 0;
-    float loss = train_step(t, step, &t->pos, &gnorm, err, errlen);
+    double gnorm = 0, start = now_s();
+    long tokens = 0;
+    float loss = train_step(t, step, &t->pos, &gnorm, &tokens, err, errlen);
     if (isnan(loss)) return -1;
     if (!isfinite(loss))
         return set_err(err, errlen, "training diverged: loss is %g at step %ld", loss, step);
     t->step = step;
     t->last_loss = loss;
+    t->tokens_seen += tokens;
     if (t->freezer) {
         for (int i = 0; i < t->nf; i++) t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
         freeze_score_update(t->freezer, step, t->fgrads);
@@ -420,6 +423,9 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
         .remaining_fraction = t->freezer ? schedule_remaining_fraction(&t->fc, step) : 1.0,
         .memory_bytes = working_set(t),
         .elapsed_s = t->elapsed_before + now_s() - t0,
+        .tokens = tokens,
+        .tokens_seen = t->tokens_seen,
+        .step_s = now_s() - start,
     };
     for (int kind = 0; kind < FLOP_KINDS; kind++)
         info.step_flops.by_kind[kind] = model_flops(m)->by_kind[kind] - before.by_kind[kind];
@@ -466,6 +472,23 @@ static int end_of_epoch(aflo_trainer *t, const aflo_progress *pr, char *err, siz
     return 0;
 }
 
+/* The targets of the steps already taken: every finished epoch saw each
+ * example once, the current one the first pos of its order (built by the
+ * caller), so a run resumed from a checkpoint counts as one that never
+ * stopped. */
+static void recount_tokens_seen(aflo_trainer *t) {
+    const aflo_dataset *d = t->train;
+    t->tokens_seen = 0;
+    if (!d->token_labels) return;
+    long per_epoch = 0;
+    for (int i = 0; i < d->n; i++) per_epoch += (long)dataset_loss_tokens(d, i);
+    int epochs = t->epoch < t->tc.epochs ? t->epoch : t->tc.epochs;
+    t->tokens_seen = per_epoch * epochs;
+    if (t->epoch < t->tc.epochs)
+        for (int i = 0; i < t->pos && i < d->n; i++)
+            t->tokens_seen += (long)dataset_loss_tokens(d, t->order[i]);
+}
+
 aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const atomic_int *cancel,
                               aflo_train_summary *sum, char *err, size_t errlen) {
     aflo_train_summary local;
@@ -474,6 +497,7 @@ aflo_train_status trainer_run(aflo_trainer *t, const aflo_progress *pr, const at
     model_set_dropout(t->m, t->tc.dropout);
     if (t->step == 0) memset(model_flops(t->m), 0, sizeof(aflo_flops));
     if (t->epoch < t->tc.epochs) epoch_order(t, t->epoch);
+    recount_tokens_seen(t);
     aflo_train_status st = TRAIN_DONE;
     while (t->epoch < t->tc.epochs) {
         if (t->pos < t->train->n) {

@@ -131,6 +131,11 @@ typedef struct {
                                     moments still held + activations: the step's peak
                                     working set (allocated once, so peak = this) */
     double elapsed_s;
+    /* A causal LM's next-token targets (tokens carrying a label): in this
+     * step, and since the start of training (a resumed run recounts the
+     * steps before it); 0 for encoders. step_s: this step's wall time. */
+    long tokens, tokens_seen;
+    double step_s;
 } aflo_step_info;
 
 typedef struct {

@@ -44,7 +44,11 @@ struct aflo_trainer {
     float last_loss;
     float *best;           /* snapshot of every p[i]->data at the best epoch */
     double elapsed_before; /* seconds spent before a resume */
-    char *ckpt_note;       /* written into every checkpoint (owned; may be NULL) */
+    /* a causal LM's target tokens trained on so far; not checkpointed:
+     * trainer_run recounts them from (epoch, pos), since every epoch visits
+     * each example once in an order rebuilt from the seed */
+    long tokens_seen;
+    char *ckpt_note; /* written into every checkpoint (owned; may be NULL) */
 };
 
 #endif
