@@ -17,7 +17,16 @@
  * Which columns to check: ?text_field= (and ?text_b_field=, ?label_field=)
  * name them; without, TSV/CSV check the first column and JSONL the first key
  * of the first row whose value is a string — enough to prove every row
- * parses and has it. A job's spec picks its columns later. */
+ * parses and has it. A job's spec picks its columns later.
+ *
+ * ?task=causal_lm uploads JSON Lines of causal-LM rows instead, checked by
+ * the engine's lmdata_check (one row form per dataset, detected from the
+ * rows; chat roles and empty turns; without a model, at most 1 MiB a line
+ * and 131,072 ids a row). ?model=NAME checks them with that model's
+ * tokenizer (chat rows with its template) and counts the tokens and the
+ * rows over its context. The record keeps the task, the form (encoder
+ * uploads: "columns") and the token count, which POST /jobs checks against
+ * the job's task. */
 #include "api_internal.h"
 #include "dbpool.h"
 #include "handlers.h"
@@ -25,7 +34,10 @@
 #include "log.h"
 #include "reply.h"
 #include "request.h"
+#include "base/folder.h"
+#include "io/lmdata.h"
 #include "io/textdata.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +57,9 @@ typedef struct {
     char id[STORE_ID_SIZE]; /* drawn when the upload begins */
     textdata_format format;
     textdata_task task;
+    bool task_given; /* ?task= named one */
+    bool causal_lm;  /* ?task=causal_lm: lmdata rows, not textdata columns */
+    char model[256]; /* ?model= (causal_lm): count and check with its tokenizer */
     bool no_header;
     char name[NAME_MAX_BYTES + 1];
     char text_field[FIELD_MAX_BYTES + 1], text_b_field[FIELD_MAX_BYTES + 1];
@@ -99,6 +114,36 @@ static int parse_params(api_req *r, upload_params *p) {
                     NAME_MAX_BYTES);
         return -1;
     }
+    const char *task = api_query(r, "task");
+    if (task) {
+        p->task_given = true;
+        if (strcmp(task, "classification") == 0)
+            p->task = TEXTDATA_CLASSIFICATION;
+        else if (strcmp(task, "regression") == 0)
+            p->task = TEXTDATA_REGRESSION;
+        else if (strcmp(task, "causal_lm") == 0)
+            p->causal_lm = true;
+        else {
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "task",
+                        "task must be classification, regression or causal_lm");
+            return -1;
+        }
+    }
+    const char *model = api_query(r, "model");
+    if (model && !p->causal_lm) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "model",
+                    "model is used with task=causal_lm only (its tokenizer counts the rows' "
+                    "tokens)");
+        return -1;
+    }
+    if (model) {
+        if (!text_param_ok(model, sizeof p->model - 1, false)) {
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "model",
+                        "model must be the name of a model (GET /models lists them)");
+            return -1;
+        }
+        strcpy(p->model, model);
+    }
     const char *fmt = api_query(r, "format");
     if (fmt) {
         if (strcmp(fmt, "tsv") == 0)
@@ -113,6 +158,7 @@ static int parse_params(api_req *r, upload_params *p) {
             return -1;
         }
     }
+    if (p->format == TEXTDATA_AUTO && p->causal_lm) p->format = TEXTDATA_JSONL;
     if (p->format == TEXTDATA_AUTO && name) p->format = textdata_format_from_path(name);
     if (p->format == TEXTDATA_AUTO)
         p->format = format_from_content_type(api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE));
@@ -121,6 +167,12 @@ static int parse_params(api_req *r, upload_params *p) {
                     "cannot tell the file format: give ?format=tsv|csv|jsonl, a ?name= ending in "
                     ".tsv, .csv or .jsonl, or a Content-Type of text/tab-separated-values, "
                     "text/csv or application/x-ndjson");
+        return -1;
+    }
+    if (p->causal_lm && p->format != TEXTDATA_JSONL) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "format",
+                    "causal_lm datasets are JSON Lines (format jsonl), not %s",
+                    textdata_format_name(p->format));
         return -1;
     }
     snprintf(p->name, sizeof p->name, "%s", name ? name : "upload");
@@ -137,18 +189,6 @@ static int parse_params(api_req *r, upload_params *p) {
         else {
             reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "header",
                         "header must be true or false");
-            return -1;
-        }
-    }
-    const char *task = api_query(r, "task");
-    if (task) {
-        if (strcmp(task, "classification") == 0)
-            p->task = TEXTDATA_CLASSIFICATION;
-        else if (strcmp(task, "regression") == 0)
-            p->task = TEXTDATA_REGRESSION;
-        else {
-            reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_parameter", "task",
-                        "task must be classification or regression");
             return -1;
         }
     }
@@ -169,6 +209,26 @@ static enum MHD_Result reply_write_error(api_req *r, int e) {
                        "writing the upload failed: %s", strerror(e));
 }
 
+/* ?model=: a model a causal-LM job could train, so its tokenizer can count
+ * the rows. 0, or -1 after replying. */
+static int check_model_param(api_req *r, const upload_params *p) {
+    if (!p->model[0]) return 0;
+    api_model_info mi;
+    char err[1024];
+    if (api_model_lookup(r->srv, p->model, false, &mi, err, sizeof err) != 0) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_model", "model", "model: %s", err);
+        return -1;
+    }
+    if (!mi.usable || mi.builtin || !(mi.info.tasks & (1u << TASK_CAUSAL_LM))) {
+        char tasks[128];
+        modelinfo_tasks_text(&mi.info, tasks, sizeof tasks);
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
+                    "model: '%s' cannot train causal_lm (its tasks: %s)", p->model, tasks);
+        return -1;
+    }
+    return 0;
+}
+
 enum MHD_Result datasets_upload_begin(api_req *r) {
     const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (ct && (strncasecmp(ct, "multipart/form-data", 19) == 0 ||
@@ -180,7 +240,7 @@ enum MHD_Result datasets_upload_begin(api_req *r) {
     upload_params *p = malloc(sizeof *p);
     if (!p) return MHD_NO;
     r->upload_state = p;
-    if (parse_params(r, p) != 0) return MHD_YES;
+    if (parse_params(r, p) != 0 || check_model_param(r, p) != 0) return MHD_YES;
     store_new_id(p->id);
     char path[4096 + 32], err[256];
     snprintf(path, sizeof path, "%s/%s.%s", r->srv->datasets_dir, p->id,
@@ -248,10 +308,134 @@ static void rename_in_message(char *msg, size_t cap, const char *tmp_path, const
     memcpy(msg, name, nl);
 }
 
+/* A causal-LM upload's rows checked (lmdata_check): without a model for
+ * what any model could use, with one tokenised by its tokenizer. 0 with the
+ * result, or -1 after replying (400 naming the line and field). */
+static int check_causal_rows(api_req *r, const upload_params *p, lmdata_check_result *res) {
+    api_server *s = r->srv;
+    char err[1024], path[4096];
+    size_t len;
+    char *text = read_text_file(r->up.file.tmp, s->max_upload, &len, err, sizeof err);
+    if (!text) {
+        reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io_error", NULL, "reading the upload: %s",
+                    err);
+        return -1;
+    }
+    lmdata_check_opts o = {0};
+    tokenizer *tok = NULL;
+    if (p->model[0]) {
+        api_model_info mi;
+        if (api_model_lookup(s, p->model, false, &mi, err, sizeof err) != 0) {
+            free(text);
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "unknown_model", "model", "model: %s", err);
+            return -1;
+        }
+        o.vocab_size = mi.info.vocab_size;
+        o.context_length = mi.info.context_length;
+        snprintf(path, sizeof path, "%s/%s", s->models_dir, p->model);
+        if (mi.info.tokenizer && !(tok = tokenizer_load_dir(path, err, sizeof err))) {
+            free(text);
+            reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
+                        "model: '%s': its tokenizer cannot be loaded", p->model);
+            return -1;
+        }
+        o.tok = tok;
+    }
+    int rc = lmdata_check(text, len, p->name, &o, res, err, sizeof err);
+    free(text);
+    tokenizer_free(tok);
+    if (rc == 0 && p->model[0] && !o.tok && res->form != LMDATA_TOKENS) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", "model",
+                    "%s: %s rows need a tokenizer, and model '%s' has none: only input_ids rows "
+                    "can be used",
+                    p->name, lmdata_form_name(res->form), p->model);
+        return -1;
+    }
+    if (rc != 0) {
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_dataset", NULL, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* With ?model=: the rows longer than its context (training cuts them). */
+static bool add_context_report(cJSON *body, const char *model, const lmdata_check_result *lm) {
+    cJSON *o = cJSON_AddObjectToObject(body, "model_check");
+    return o && cJSON_AddStringToObject(o, "model", model) &&
+           api_add_int(o, "longest", lm->longest) &&
+           api_add_int(o, "over_context", lm->over_context) &&
+           (lm->over_context == 0 ? cJSON_AddNullToObject(o, "first_over_line") != NULL
+                                  : api_add_int(o, "first_over_line", lm->first_over_line) != NULL);
+}
+
+/* The uploaded file committed and recorded: encoder_rows, the rows of an
+ * encoder upload (textdata checked them), or NULL for a causal-LM upload,
+ * checked here. Replies 201 with the record. */
+static enum MHD_Result create_record(api_req *r, const int *encoder_rows) {
+    upload_params *p = r->upload_state;
+    api_upload *u = &r->up;
+    char err[1024];
+    lmdata_check_result lm;
+    int rows;
+    if (encoder_rows) {
+        rows = *encoder_rows;
+    } else {
+        if (check_causal_rows(r, p, &lm) != 0) return MHD_YES;
+        rows = lm.rows;
+    }
+    store *st = api_store(r);
+    if (!st) return MHD_YES;
+    store_dataset d = {0};
+    d.tokens = STORE_COUNT_NONE;
+    if (!encoder_rows) {
+        d.task = "causal_lm";
+        d.form = (char *)lmdata_form_name(lm.form);
+        if (lm.tokens >= 0) d.tokens = lm.tokens;
+    } else {
+        d.task = !p->task_given                   ? NULL
+                 : p->task == TEXTDATA_REGRESSION ? "regression"
+                                                  : "classification";
+        d.form = "columns";
+    }
+    memcpy(d.id, p->id, sizeof d.id);
+    char final_path[4096 + 32];
+    snprintf(final_path, sizeof final_path, "%s", u->file.path);
+    if (atomic_file_commit(&u->file, err, sizeof err) != 0) {
+        int e = errno;
+        unlink(final_path); /* in place when only the directory fsync failed */
+        return reply_write_error(r, e);
+    }
+    d.name = p->name;
+    d.format = (char *)textdata_format_name(p->format);
+    d.rows = rows;
+    d.bytes = (int64_t)u->bytes;
+    sha256_final_hex(&u->sha, d.sha256);
+    d.path = final_path;
+    char id[STORE_ID_SIZE];
+    if (store_dataset_create(st, &d, id, err, sizeof err) != 0) {
+        unlink(final_path);
+        return reply_store_error(r, st, err);
+    }
+    store_dataset got;
+    if (store_dataset_get(st, id, &got, err, sizeof err) != 0) return reply_store_error(r, st, err);
+    cJSON *body = api_dataset_json(&got);
+    store_dataset_clear(&got);
+    if (body && !encoder_rows && p->model[0] && !add_context_report(body, p->model, &lm)) {
+        cJSON_Delete(body);
+        body = NULL;
+    }
+    log_info("dataset %s uploaded: %s, %d rows, %llu bytes", id, p->name, rows,
+             (unsigned long long)u->bytes);
+    char loc[64];
+    snprintf(loc, sizeof loc, "/datasets/%s", id);
+    return reply_json_at(r, MHD_HTTP_CREATED, body, loc);
+}
+
 enum MHD_Result h_datasets_create(api_req *r) {
     api_server *s = r->srv;
     upload_params *p = r->upload_state;
     api_upload *u = &r->up;
+    if (p->causal_lm) return create_record(r, NULL);
     textdata_spec spec = {0};
     spec.format = p->format;
     spec.task = p->task;
@@ -279,37 +463,7 @@ enum MHD_Result h_datasets_create(api_req *r) {
     int rows = textdata_count(&td);
     textdata_free(&td);
 
-    store *st = api_store(r);
-    if (!st) return MHD_YES;
-    store_dataset d = {0};
-    memcpy(d.id, p->id, sizeof d.id);
-    char final_path[4096 + 32];
-    snprintf(final_path, sizeof final_path, "%s", u->file.path);
-    if (atomic_file_commit(&u->file, err, sizeof err) != 0) {
-        int e = errno;
-        unlink(final_path); /* in place when only the directory fsync failed */
-        return reply_write_error(r, e);
-    }
-    d.name = p->name;
-    d.format = (char *)textdata_format_name(p->format);
-    d.rows = rows;
-    d.bytes = (int64_t)u->bytes;
-    sha256_final_hex(&u->sha, d.sha256);
-    d.path = final_path;
-    char id[STORE_ID_SIZE];
-    if (store_dataset_create(st, &d, id, err, sizeof err) != 0) {
-        unlink(final_path);
-        return reply_store_error(r, st, err);
-    }
-    store_dataset got;
-    if (store_dataset_get(st, id, &got, err, sizeof err) != 0) return reply_store_error(r, st, err);
-    cJSON *body = api_dataset_json(&got);
-    store_dataset_clear(&got);
-    log_info("dataset %s uploaded: %s, %d rows, %llu bytes", id, p->name, rows,
-             (unsigned long long)u->bytes);
-    char loc[64];
-    snprintf(loc, sizeof loc, "/datasets/%s", id);
-    return reply_json_at(r, MHD_HTTP_CREATED, body, loc);
+    return create_record(r, &rows);
 }
 
 cJSON *api_dataset_json(const store_dataset *d) {
@@ -319,8 +473,14 @@ cJSON *api_dataset_json(const store_dataset *d) {
     if (!o || !name || !cJSON_AddStringToObject(o, "id", d->id) ||
         !cJSON_AddStringToObject(o, "name", name) ||
         !cJSON_AddStringToObject(o, "format", d->format ? d->format : "") ||
-        !api_add_int(o, "rows", d->rows) || !api_add_int(o, "bytes", d->bytes) ||
-        !cJSON_AddStringToObject(o, "sha256", d->sha256) ||
+        !(d->task ? cJSON_AddStringToObject(o, "task", d->task)
+                  : cJSON_AddNullToObject(o, "task")) ||
+        !(d->form ? cJSON_AddStringToObject(o, "form", d->form)
+                  : cJSON_AddNullToObject(o, "form")) ||
+        !api_add_int(o, "rows", d->rows) ||
+        !(d->tokens >= 0 ? api_add_int(o, "tokens", d->tokens)
+                         : cJSON_AddNullToObject(o, "tokens")) ||
+        !api_add_int(o, "bytes", d->bytes) || !cJSON_AddStringToObject(o, "sha256", d->sha256) ||
         !api_add_time(o, "created_at", d->created_at)) {
         free(name);
         cJSON_Delete(o);

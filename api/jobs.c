@@ -23,6 +23,7 @@
 #include "api_internal.h"
 #include "dbpool.h"
 #include "handlers.h"
+#include "io/lmdata.h"
 #include "job.h"
 #include "log.h"
 #include "predict.h"
@@ -213,6 +214,31 @@ static int check_dataset_rows(const aflo_job_spec *spec, const store_dataset *d,
     return -1;
 }
 
+/* The dataset's recorded form against the job's task: causal-LM rows for
+ * causal_lm, text-and-label columns for the encoders. Records of an older
+ * database have no form: the rows check below stays the judge. false after
+ * replying. */
+static bool dataset_fits_task(api_req *r, const aflo_job_spec *spec, const store_dataset *d,
+                              const char *field) {
+    if (!d->form) return true;
+    lmdata_form form;
+    bool lm = lmdata_form_from_name(d->form, &form) == 0;
+    bool causal = spec->task == TASK_CAUSAL_LM;
+    if (lm == causal) return true;
+    if (causal)
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "dataset_task_mismatch", field,
+                    "%s: dataset %s holds %s rows for an encoder task, not causal-LM rows: "
+                    "upload JSON Lines with ?task=causal_lm (text, prompt/completion, Alpaca, "
+                    "chat messages or input_ids rows)",
+                    field, d->id, d->form);
+    else
+        reply_error(r, MHD_HTTP_BAD_REQUEST, "dataset_task_mismatch", field,
+                    "%s: dataset %s holds causal-LM rows (form %s), which task %s cannot train "
+                    "on: use task \"causal_lm\" or upload text-and-label rows",
+                    field, d->id, d->form, spec_task_name(spec->task));
+    return false;
+}
+
 /* A dataset reference of the spec: an existing uploaded dataset. On failure
  * replies (400 naming the field, or 500) and returns -1. */
 static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, const char *ref,
@@ -232,6 +258,10 @@ static int check_dataset_ref(api_req *r, store *st, const aflo_job_spec *spec, c
                         "%s: no dataset has the id %s (GET /datasets lists them)", field, ref);
         else
             reply_store_error(r, st, err);
+        return -1;
+    }
+    if (!dataset_fits_task(r, spec, &d, field)) {
+        store_dataset_clear(&d);
         return -1;
     }
     const char *blamed;
@@ -353,12 +383,13 @@ enum MHD_Result h_jobs_create(api_req *r) {
         goto out;
     }
     /* a usable folder may still lack the head the spec's task needs */
-    const aflo_family *fam = family_for_model_type(model.architecture, NULL);
-    if (fam && !(fam->tasks & (1u << spec.task))) {
-        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unusable_model", "model",
-                          "model: '%s' (a %s) cannot train task %s%s", spec.model, fam->description,
-                          spec_task_name(spec.task),
-                          fam->tasks & (1u << TASK_CAUSAL_LM) ? "; use task \"causal_lm\"" : "");
+    const aflo_family *fam = model.info.family;
+    if (fam && !(model.info.tasks & (1u << spec.task))) {
+        char tasks[128];
+        modelinfo_tasks_text(&model.info, tasks, sizeof tasks);
+        ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "unsupported_task", "task",
+                          "task: model '%s' (a %s) cannot train task %s; its tasks: %s", spec.model,
+                          fam->description, spec_task_name(spec.task), tasks);
         goto out;
     }
     if (!(st = api_store(r))) goto out;

@@ -169,10 +169,33 @@ static const char MIGRATION_0003_SQL[] =
     "    CONSTRAINT job_crashes_nonnegative CHECK (crashes >= 0);\n"
     ;
 
+static const char MIGRATION_0004_SQL[] =
+    "-- 0004_dataset_form.sql — what an uploaded dataset holds, as the upload found\n"
+    "-- it: the task it was checked for and the row form.\n"
+    "--\n"
+    "-- task: \"classification\", \"regression\" or \"causal_lm\" when the upload named\n"
+    "-- one (\?task=), NULL when it did not (an encoder upload checked for its\n"
+    "-- text column only). form: a causal-LM upload's row form (text,\n"
+    "-- prompt_completion, alpaca, chat, input_ids: one per dataset), \"columns\"\n"
+    "-- for the encoders' text-and-label rows. tokens: the rows' tokens when the\n"
+    "-- upload could count them (a model's tokenizer, or input_ids rows), else\n"
+    "-- NULL. Datasets of an older database have all three NULL: POST /jobs then\n"
+    "-- skips the form check, as before.\n"
+    "\n"
+    "ALTER TABLE datasets ADD COLUMN task TEXT\n"
+    "    CONSTRAINT dataset_task_known\n"
+    "    CHECK (task IS NULL OR task IN ('classification', 'regression', 'causal_lm'));\n"
+    "ALTER TABLE datasets ADD COLUMN form TEXT\n"
+    "    CONSTRAINT dataset_form_nonempty CHECK (form IS NULL OR length(form) > 0);\n"
+    "ALTER TABLE datasets ADD COLUMN tokens INTEGER\n"
+    "    CONSTRAINT dataset_tokens_nonnegative CHECK (tokens IS NULL OR tokens >= 0);\n"
+    ;
+
 const migration migrations_embedded[] = {
     { 1, "0001_init", MIGRATION_0001_SQL },
     { 2, "0002_epochs_from_one", MIGRATION_0002_SQL },
     { 3, "0003_job_crashes", MIGRATION_0003_SQL },
+    { 4, "0004_dataset_form", MIGRATION_0004_SQL },
 };
 
 const size_t migrations_embedded_count =

@@ -24,9 +24,8 @@
 
 /* The files a description reads; their size and mtime sign it. */
 static const char *const signed_files[] = {
-    "config.json",          "tokenizer.json",   "tokenizer_config.json",
-    "tokenizer.model",      "vocab.txt",        "model.safetensors",
-    "model.safetensors.index.json", "special_tokens_map.json",
+    "config.json", "tokenizer.json",    "tokenizer_config.json",        "tokenizer.model",
+    "vocab.txt",   "model.safetensors", "model.safetensors.index.json", "special_tokens_map.json",
 };
 #define SIGNED_FILES (sizeof signed_files / sizeof *signed_files)
 
@@ -97,10 +96,8 @@ static void estimate_memory(const aflo_config *c, model_info *m) {
     if (spec_to_adapter_config(&s, m->family, &ac, why, sizeof why) != 0 ||
         train_estimate_memory(c, &ac, task,
                               task == TASK_CAUSAL_LM ? c->vocab_size : spec_num_labels(&s),
-                              s.batch_size, seq, false, &est,
-                              why, sizeof why) != 0) {
-        snprintf(m->train_memory_note, sizeof m->train_memory_note, "not estimated: %.200s",
-                 why);
+                              s.batch_size, seq, false, &est, why, sizeof why) != 0) {
+        snprintf(m->train_memory_note, sizeof m->train_memory_note, "not estimated: %.200s", why);
     } else {
         m->train_memory_bytes = (int64_t)est.total;
         snprintf(m->train_memory_note, sizeof m->train_memory_note,
@@ -125,6 +122,31 @@ static int64_t bert_parameters(const aflo_config *c) {
     return embeddings + L * layer + H * H + H;
 }
 
+/* Elements of a LLaMA-family decoder from its sizes: the embedding, per
+ * layer two RMSNorm weights, q and o (H x H), k and v (kv_dim x H) and the
+ * three MLP projections, the final norm, and lm_head unless tied to the
+ * embedding (the count transformers' LlamaForCausalLM reports). */
+static int64_t llama_parameters(const aflo_config *c) {
+    int64_t V = c->vocab_size, H = c->hidden_size, I = c->intermediate_size;
+    int64_t L = c->num_hidden_layers;
+    int64_t kv = (int64_t)config_kv_heads(c) * config_head_dim(c);
+    int64_t layer = 2 * H + 2 * H * H + 2 * kv * H + 3 * H * I;
+    return V * H + L * layer + H + (c->tie_word_embeddings ? 0 : V * H);
+}
+
+/* The count from the config, per family (data over branches); NULL: the
+ * weight files' element count. */
+static const struct {
+    const char *family;
+    int64_t (*count)(const aflo_config *c);
+} parameter_counts[] = {{"bert", bert_parameters}, {"llama", llama_parameters}};
+
+static int64_t (*parameter_counter(const aflo_family *f))(const aflo_config *) {
+    for (size_t i = 0; f && i < sizeof parameter_counts / sizeof *parameter_counts; i++)
+        if (strcmp(parameter_counts[i].family, f->name) == 0) return parameter_counts[i].count;
+    return NULL;
+}
+
 static void describe_tokenizer(const char *dir, model_info *m) {
     char err[512];
     tokenizer *tok = tokenizer_load_dir(dir, err, sizeof err);
@@ -136,8 +158,7 @@ static void describe_tokenizer(const char *dir, model_info *m) {
     if (src) {
         chat_template t;
         if (chat_template_parse(src, &t, err, sizeof err) == 0) {
-            snprintf(m->chat_template, sizeof m->chat_template, "%s",
-                     chat_family_names[t.family]);
+            snprintf(m->chat_template, sizeof m->chat_template, "%s", chat_family_names[t.family]);
             chat_template_free(&t);
         } else {
             snprintf(m->chat_template_error, sizeof m->chat_template_error, "%.250s", err);
@@ -157,11 +178,12 @@ static void describe_uncached(const char *dir, const aflo_config *c, model_info 
     m->attention_heads = c->num_attention_heads;
     m->vocab_size = c->vocab_size;
     m->context_length = family_max_tokens(c);
-    m->parameters = bert_parameters(c);
+    int64_t (*count)(const aflo_config *) = parameter_counter(m->family);
+    m->parameters = count ? count(c) : 0;
     hf_model_info hi;
     char err[512];
     if (dir && hfmodel_info(dir, &hi, err, sizeof err) == 0) {
-        m->parameters = (int64_t)hi.num_params;
+        if (!count) m->parameters = (int64_t)hi.num_params;
         snprintf(m->dtype, sizeof m->dtype, "%s", hi.dtype);
     } else if (!dir) {
         /* the demo: created in fp32, with its WordPiece vocabulary (synth.h) */

@@ -33,12 +33,12 @@ typedef struct {
     char model_type[32];       /* config.json model_type: "llama", "bert" */
     unsigned tasks;            /* bit (1u << aflo_task) per task a job may give */
     int layers, hidden_size, intermediate_size, attention_heads, vocab_size;
-    int context_length;  /* the longest sequence its positions reach */
-    int64_t parameters;  /* elements of the weight files (or from the sizes) */
-    char dtype[8];       /* stored: "F32", "BF16", "F16", "mixed"; "" unknown */
-    bool tokenizer;      /* tokenizer files that load */
-    char tokenizer_kind[16];    /* "wordpiece", "bytelevel_bpe", ...; "" none */
-    char chat_template[16];     /* recognised family: "llama3", ...; "" none */
+    int context_length;      /* the longest sequence its positions reach */
+    int64_t parameters;      /* from the sizes (the count transformers gives), else the files' */
+    char dtype[8];           /* stored: "F32", "BF16", "F16", "mixed"; "" unknown */
+    bool tokenizer;          /* tokenizer files that load */
+    char tokenizer_kind[16]; /* "wordpiece", "bytelevel_bpe", ...; "" none */
+    char chat_template[16];  /* recognised family: "llama3", ...; "" none */
     char chat_template_error[256]; /* a template present but not recognised */
     int64_t train_memory_bytes;    /* -1 when not estimated */
     char train_memory_note[256];   /* the settings estimated, or why not */

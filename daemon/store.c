@@ -56,6 +56,7 @@ typedef enum {
     COL_INT,           /* int */
     COL_INT64,         /* int64_t */
     COL_TIME,          /* int64_t unix ms; NULL reads STORE_TIME_NONE */
+    COL_COUNT,         /* int64_t; NULL reads STORE_COUNT_NONE */
     COL_DOUBLE,        /* double */
     COL_DOUBLE_OR_NAN, /* double; NULL reads NAN (SQLite stores no NaN) */
     COL_TEXT,          /* char *, a malloc'd copy; NULL reads NULL */
@@ -115,7 +116,8 @@ static const column JOB_COLS[] = {
 };
 static const row_layout JOB_ROW = ROW_LAYOUT(JOB_COLS, store_job);
 
-#define DATASET_COLUMNS "id, name, format, rows, bytes, sha256, created_at, path"
+#define DATASET_COLUMNS \
+    "id, name, format, rows, bytes, sha256, created_at, path, task, form, tokens"
 static const column DATASET_COLS[] = {
     {"id", COL_CHARS, MEMBER(store_dataset, id)},
     {"name", COL_TEXT, MEMBER(store_dataset, name)},
@@ -125,6 +127,9 @@ static const column DATASET_COLS[] = {
     {"sha256", COL_CHARS, MEMBER(store_dataset, sha256)},
     {"created_at", COL_TIME, MEMBER(store_dataset, created_at)},
     {"path", COL_TEXT, MEMBER(store_dataset, path)},
+    {"task", COL_TEXT, MEMBER(store_dataset, task)},
+    {"form", COL_TEXT, MEMBER(store_dataset, form)},
+    {"tokens", COL_COUNT, MEMBER(store_dataset, tokens)},
 };
 static const row_layout DATASET_ROW = ROW_LAYOUT(DATASET_COLS, store_dataset);
 
@@ -289,8 +294,8 @@ static const char *const STMT_SQL[STMT_COUNT] = {
         "FROM events WHERE job_id = ?1",
     [STMT_EVENT_LIST] = "SELECT " EVENT_COLUMNS " FROM events WHERE job_id = ?1 AND seq > ?2 "
                         "ORDER BY seq LIMIT ?3",
-    [STMT_DATASET_INSERT] =
-        "INSERT INTO datasets (" DATASET_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [STMT_DATASET_INSERT] = "INSERT INTO datasets (" DATASET_COLUMNS
+                            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [STMT_DATASET_GET] = "SELECT " DATASET_COLUMNS " FROM datasets WHERE id = ?1",
     [STMT_DATASET_LIST] =
         "SELECT " DATASET_COLUMNS " FROM datasets ORDER BY created_at DESC, rowid DESC "
@@ -561,6 +566,7 @@ static int layout_matches(sqlite3_stmt *st, const row_layout *l) {
         switch (c->type) {
         case COL_INT: want = sizeof(int); break;
         case COL_INT64:
+        case COL_COUNT:
         case COL_TIME: want = sizeof(int64_t); break;
         case COL_DOUBLE:
         case COL_DOUBLE_OR_NAN: want = sizeof(double); break;
@@ -604,6 +610,9 @@ static int read_row(sqlite3_stmt *st, const row_layout *l, void *row) {
         case COL_INT64: *(int64_t *)m = sqlite3_column_int64(st, i); break;
         case COL_TIME:
             *(int64_t *)m = is_null ? STORE_TIME_NONE : sqlite3_column_int64(st, i);
+            break;
+        case COL_COUNT:
+            *(int64_t *)m = is_null ? STORE_COUNT_NONE : sqlite3_column_int64(st, i);
             break;
         case COL_DOUBLE: *(double *)m = sqlite3_column_double(st, i); break;
         case COL_DOUBLE_OR_NAN: *(double *)m = is_null ? NAN : sqlite3_column_double(st, i); break;
@@ -1378,6 +1387,12 @@ int store_dataset_create(store *s, const store_dataset *d, char id_out[STORE_ID_
     sqlite3_bind_text(st, 6, d->sha256, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, now_ms());
     sqlite3_bind_text(st, 8, d->path, -1, SQLITE_STATIC);
+    bind_text(st, 9, d->task);
+    bind_text(st, 10, d->form);
+    if (d->tokens >= 0)
+        sqlite3_bind_int64(st, 11, d->tokens);
+    else
+        sqlite3_bind_null(st, 11);
     if (insert_with_id(s, st, id, generate, "creating dataset", err, errlen) != 0) {
         /* The primary key is the one constraint of datasets that conflicts. */
         if (!generate && s->last_error == STORE_E_CONFLICT)

@@ -49,6 +49,8 @@ struct sqlite3;
 #define STORE_LIST_LIMIT_MAX 1000
 #define STORE_STATUS_ANY (-1) /* store_job_list: no status filter */
 #define STORE_TIME_NONE 0
+/* A count that was not taken (a nullable INTEGER column). */
+#define STORE_COUNT_NONE (-1)
 
 typedef struct store store;
 
@@ -138,6 +140,9 @@ typedef struct {
     char sha256[STORE_SHA256_SIZE]; /* lowercase hex */
     int64_t created_at;             /* set by the store on create */
     char *path;                     /* where the file lives */
+    char *task;     /* "classification", "regression", "causal_lm"; NULL: not named */
+    char *form;     /* causal_lm: "text", "chat", ...; encoders "columns"; NULL: older */
+    int64_t tokens; /* STORE_COUNT_NONE when not counted */
 } store_dataset;
 
 /* What store_job_request_cancel() did. */
