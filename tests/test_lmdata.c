@@ -542,6 +542,124 @@ static void test_batches(void **state) {
     dataset_free(&d);
 }
 
+/* lmdata_check: the form of every row and the first misfit by line. */
+static int check(const tokenizer *t, const char *text, int context, lmdata_check_result *r) {
+    lmdata_check_opts o = {.tok = t, .context_length = context};
+    return lmdata_check(text, strlen(text), "up.jsonl", &o, r, err, sizeof err);
+}
+
+static void expect_check_error(const char *text, const char *want) {
+    lmdata_check_result r;
+    assert_int_equal(check(NULL, text, 0, &r), -1);
+    if (!strstr(err, want)) fail_msg("%s: got '%s', want '%s'", text, err, want);
+}
+
+static void test_check_forms(void **state) {
+    const tokenizer *t = *state;
+    const struct {
+        const char *text;
+        lmdata_form form;
+        const char *name;
+    } cases[] = {
+        {"{\"text\":\"the cat\"}\n\n{\"text\":\"a dog\"}\n", LMDATA_TEXT, "text"},
+        {"{\"prompt\":\"p\",\"completion\":\"c\"}\n", LMDATA_PROMPT_COMPLETION,
+         "prompt_completion"},
+        {"{\"instruction\":\"i\",\"output\":\"o\"}\n", LMDATA_ALPACA, "alpaca"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+         "{\"role\":\"assistant\",\"content\":\"yo\"}]}\n",
+         LMDATA_CHAT, "chat"},
+        {"{\"input_ids\":[1,2,3],\"labels\":[-100,2,3]}\n", LMDATA_TOKENS, "input_ids"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lmdata_check_result r;
+        if (check(NULL, cases[i].text, 0, &r) != 0) fail_msg("%s: %s", cases[i].text, err);
+        assert_int_equal(r.form, cases[i].form);
+        assert_string_equal(lmdata_form_name(r.form), cases[i].name);
+        lmdata_form back;
+        assert_int_equal(lmdata_form_from_name(cases[i].name, &back), 0);
+        assert_int_equal(back, cases[i].form);
+        /* without a tokenizer only input_ids rows are counted */
+        assert_int_equal(r.tokens, cases[i].form == LMDATA_TOKENS ? 3 : -1);
+    }
+    lmdata_check_result r;
+    assert_int_equal(check(NULL, "{\"text\":\"a\"}\n\n{\"text\":\"b\"}\n", 0, &r), 0);
+    assert_int_equal(r.rows, 2);
+    lmdata_form f;
+    assert_int_equal(lmdata_form_from_name("columns", &f), -1);
+
+    /* with the tokenizer: the tokens lmdata_parse would give, rows over the
+     * context counted with the first one's line */
+    const char *text = "{\"text\":\"hello world\"}\n{\"text\":\"hi\"}\n";
+    assert_int_equal(check(t, text, 0, &r), 0);
+    aflo_dataset d;
+    dataset_init(&d);
+    lmdata_stats st;
+    assert_int_equal(parse(t, text, 1000, false, &d, &st), 0);
+    assert_int_equal(r.tokens, st.tokens);
+    assert_int_equal(r.longest, dataset_len(&d, 0) > dataset_len(&d, 1) ? dataset_len(&d, 0)
+                                                                        : dataset_len(&d, 1));
+    assert_int_equal(check(t, text, dataset_len(&d, 1), &r), 0);
+    assert_int_equal(r.over_context, dataset_len(&d, 0) > dataset_len(&d, 1));
+    assert_int_equal(r.first_over_line, 1);
+    dataset_free(&d);
+    /* chat rows with a tokenizer need its template: the sp_bpe fixture has none */
+    assert_int_equal(check(t,
+                           "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                           "{\"role\":\"assistant\",\"content\":\"yo\"}]}\n",
+                           0, &r),
+                     -1);
+    assert_non_null(strstr(err, "up.jsonl: line 1: chat rows need the model's chat template"));
+}
+
+static void test_check_errors(void **state) {
+    (void)state;
+    expect_check_error("", "up.jsonl: no rows");
+    expect_check_error("{\"text\":\"a\"}\n{\"prompt\":\"p\",\"completion\":\"c\"}\n",
+                       "up.jsonl: line 2: a prompt/completion row, but line 1 is text");
+    expect_check_error("{\"text\":\"a\"}\n{\"prompt\":\"p\"}\n",
+                       "up.jsonl: line 2: \"completion\" is missing");
+    expect_check_error("{\"text\":3}\n", "line 1: \"text\" must be a string");
+    expect_check_error("{\"instruction\":\"i\",\"input\":4,\"output\":\"o\"}\n",
+                       "line 1: \"input\" must be a string");
+    expect_check_error("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"bot\",\"content\":\"yo\"}]}\n",
+                       "line 1: ");
+    expect_check_error("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"assistant\",\"content\":\" \\n\"}]}\n",
+                       "line 1: messages[1]: the assistant turn is empty");
+    expect_check_error("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"system\",\"content\":\"s\"},"
+                       "{\"role\":\"assistant\",\"content\":\"a\"}]}\n",
+                       "line 1: messages[1]: a system message may only come first");
+    expect_check_error("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n",
+                       "line 1: no assistant message");
+    expect_check_error("{\"input_ids\":[1,-2]}\n", "line 1: input_ids[1]");
+    expect_check_error("[1]\n", "line 1: a row must be a JSON object");
+    expect_check_error("{\"text\":\"a\",\"prompt\":\"p\",\"completion\":\"c\"}\n", "the row mixes");
+    /* the limits without a model, just over each */
+    lmdata_check_result r;
+    size_t n = LMDATA_CHECK_MAX_IDS + 1;
+    char *big = malloc(n * 2 + 64);
+    assert_non_null(big);
+    size_t k = (size_t)sprintf(big, "{\"input_ids\":[");
+    for (size_t i = 0; i < n; i++) k += (size_t)sprintf(big + k, "%s1", i ? "," : "");
+    k += (size_t)sprintf(big + k, "]}\n");
+    lmdata_check_opts o = {0};
+    assert_int_equal(lmdata_check(big, k, "up.jsonl", &o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: \"input_ids\" has 131073 ids, over the limit of 131072"));
+    /* one id fewer passes (the line is still under 1 MiB) */
+    k = (size_t)sprintf(big, "{\"input_ids\":[");
+    for (size_t i = 0; i + 1 < n; i++) k += (size_t)sprintf(big + k, "%s1", i ? "," : "");
+    k += (size_t)sprintf(big + k, "]}\n");
+    if (lmdata_check(big, k, "up.jsonl", &o, &r, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(r.tokens, LMDATA_CHECK_MAX_IDS);
+    free(big);
+    o.max_line_bytes = 16;
+    const char *line = "{\"text\":\"seventeen\"}\n"; /* 20 bytes */
+    assert_int_equal(lmdata_check(line, strlen(line), "up.jsonl", &o, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "line 1: the row is 20 bytes, over the limit of 16 per line"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forms),
@@ -552,6 +670,8 @@ int main(void) {
         cmocka_unit_test(test_without_tokenizer),
         cmocka_unit_test(test_chat_rows),
         cmocka_unit_test(test_batches),
+        cmocka_unit_test(test_check_forms),
+        cmocka_unit_test(test_check_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

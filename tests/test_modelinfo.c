@@ -1,0 +1,214 @@
+/* test_modelinfo.c — model folders described (daemon/modelinfo.h): a
+ * LLaMA-2-7B-shaped config (the published parameter count), BF16 weights
+ * told by their header, the sp_bpe fixture tokenizer with and without a
+ * chat template (recognised, unknown), the family's targets and tasks, the
+ * memory estimate at the defaults, the demo without files, and the cache:
+ * an edited folder is described again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/folder.h"
+#include "io/hfmodel.h"
+#include "modelinfo.h"
+#include "synth.h"
+#include "testutil.h"
+
+static const char llama7b[] =
+    "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
+    "\"vocab_size\":32000,\"hidden_size\":4096,\"num_hidden_layers\":32,"
+    "\"num_attention_heads\":32,\"intermediate_size\":11008,\"hidden_act\":\"silu\","
+    "\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-05}";
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+static void copy_file(const char *from, const char *to) {
+    size_t len;
+    char e[256];
+    char *text = read_text_file(from, 1 << 24, &len, e, sizeof e);
+    if (!text) fail_msg("%s", e);
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    free(text);
+}
+
+/* One tensor of rows x cols in dtype (2 or 4 bytes), its data a hole. */
+static void write_sparse_safetensors(const char *path, const char *dtype, long rows, long cols) {
+    char header[256];
+    long bytes = rows * cols * (strcmp(dtype, "F32") == 0 ? 4 : 2);
+    int n = snprintf(header, sizeof header,
+                     "{\"model.embed_tokens.weight\":{\"dtype\":\"%s\",\"shape\":[%ld,%ld],"
+                     "\"data_offsets\":[0,%ld]}}",
+                     dtype, rows, cols, bytes);
+    while (n % 8) header[n++] = ' ';
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(len, 1, 8, f), 8);
+    assert_int_equal(fwrite(header, 1, (size_t)n, f), (size_t)n);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(truncate(path, 8 + n + bytes), 0);
+}
+
+/* A 7B-shaped folder at dir with the sp_bpe tokenizer and BF16 weights. */
+static void make_llama(const char *dir) {
+    char p[4200];
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, llama7b);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    copy_file("tests/tokenizer_fixtures/sp_bpe/tokenizer.json", p);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    copy_file("tests/tokenizer_fixtures/sp_bpe/tokenizer_config.json", p);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_sparse_safetensors(p, "BF16", 32000, 4096);
+}
+
+static void describe(const char *dir, model_info *m) {
+    aflo_config c;
+    char e[512];
+    if (hfmodel_read_config(dir, &c, e, sizeof e) != 0) fail_msg("%s", e);
+    modelinfo_describe(dir, &c, m);
+}
+
+/* tokenizer_config.json of dir: the fixture's with "chat_template": template. */
+static void set_template(const char *dir, const char *template_json) {
+    char p[4200], e[256];
+    size_t len;
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    char *text = read_text_file("tests/tokenizer_fixtures/sp_bpe/tokenizer_config.json", 1 << 20,
+                                &len, e, sizeof e);
+    assert_non_null(text);
+    char *brace = strrchr(text, '}');
+    assert_non_null(brace);
+    *brace = '\0';
+    size_t cap = len + strlen(template_json) + 64;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    snprintf(out, cap, "%s, \"chat_template\": %s}\n", text, template_json);
+    write_file(p, out);
+    free(out);
+    free(text);
+}
+
+static void test_llama_folder(void **state) {
+    char dir[4096];
+    path_in(dir, sizeof dir, state, "llama");
+    make_llama(dir);
+    model_info m;
+    describe(dir, &m);
+    assert_non_null(m.family);
+    assert_string_equal(m.family->name, "llama");
+    assert_int_equal(m.tasks, 1u << TASK_CAUSAL_LM);
+    const char *names[TASK_COUNT];
+    assert_int_equal(modelinfo_task_names(&m, names, TASK_COUNT), 1);
+    assert_string_equal(names[0], "causal_lm");
+    /* Llama-2-7b-hf: transformers reports 6 738 415 616 parameters */
+    assert_int_equal(m.parameters, 6738415616LL);
+    assert_string_equal(m.dtype, "BF16");
+    assert_int_equal(m.vocab_size, 32000);
+    assert_int_equal(m.context_length, 4096);
+    assert_true(m.tokenizer);
+    assert_string_equal(m.tokenizer_kind, "spm_bpe");
+    assert_string_equal(m.chat_template, "");
+    assert_string_equal(m.chat_template_error, "");
+    /* the estimate holds at least the fp32 weights, and says its settings */
+    assert_true(m.train_memory_bytes > 4 * m.parameters);
+    assert_non_null(strstr(m.train_memory_note, "task causal_lm"));
+
+    /* an edited folder is described again: a ChatML template, then one the
+     * engine does not know */
+    size_t len;
+    char e[256];
+    char *chatml = read_text_file("tests/chat_fixtures/templates/chatml.jinja", 1 << 20, &len, e,
+                                  sizeof e);
+    assert_non_null(chatml);
+    char *quoted = malloc(len * 2 + 3), *q = quoted;
+    assert_non_null(quoted);
+    *q++ = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (chatml[i] == '"' || chatml[i] == '\\') *q++ = '\\';
+        if (chatml[i] == '\n') {
+            *q++ = '\\';
+            *q++ = 'n';
+            continue;
+        }
+        *q++ = chatml[i];
+    }
+    *q++ = '"';
+    *q = '\0';
+    set_template(dir, quoted);
+    free(quoted);
+    free(chatml);
+    describe(dir, &m);
+    assert_string_equal(m.chat_template, "chatml");
+    set_template(dir, "\"{{ messages }} and more\"");
+    describe(dir, &m);
+    assert_true(m.tokenizer);
+    assert_string_equal(m.chat_template, "");
+    assert_true(m.chat_template_error[0] != '\0');
+    modelinfo_cache_clear();
+}
+
+/* The built-in demo has no files: described from its config, fp32, its
+ * WordPiece vocabulary, BERT's tasks and targets. */
+static void test_demo(void **state) {
+    (void)state;
+    aflo_config c;
+    synth_demo_config(&c);
+    model_info m;
+    modelinfo_describe(NULL, &c, &m);
+    assert_string_equal(m.family->name, "bert");
+    assert_int_equal(m.tasks, (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION));
+    char text[64];
+    modelinfo_tasks_text(&m, text, sizeof text);
+    assert_string_equal(text, "classification, regression");
+    assert_string_equal(m.dtype, "F32");
+    assert_string_equal(m.tokenizer_kind, "wordpiece");
+    assert_int_equal(m.context_length, c.max_position_embeddings);
+    /* by hand: embeddings 162*32+64, a layer 8544, pooler 1056 */
+    assert_int_equal(m.parameters, 5248 + 2 * 8544 + 1056);
+    assert_true(m.train_memory_bytes > 4 * m.parameters);
+    assert_non_null(strstr(m.train_memory_note, "task classification"));
+}
+
+/* A folder whose weights cannot be read keeps the config's description. */
+static void test_unreadable_weights(void **state) {
+    char dir[4096], p[4200];
+    path_in(dir, sizeof dir, state, "noweights");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, llama7b);
+    model_info m;
+    describe(dir, &m);
+    assert_int_equal(m.parameters, 6738415616LL);
+    assert_string_equal(m.dtype, "");
+    assert_false(m.tokenizer);
+    assert_string_equal(m.tokenizer_kind, "");
+    modelinfo_cache_clear();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_llama_folder, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test(test_demo),
+        cmocka_unit_test_setup_teardown(test_unreadable_weights, tmpdir_setup, tmpdir_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
