@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,95 @@ static void test_aflora_learns_and_freezes(void **state) {
     tokenizer_free(tok);
 }
 
+/* Step reports of a run: each step's targets and the running count. */
+typedef struct {
+    long tokens[64], seen[64];
+    long first_step, steps;
+    long cancel_at; /* cancel after this step (0: never) */
+    atomic_int *cancel;
+} step_log;
+
+static void on_step_log(void *ctx, const aflo_step_info *i) {
+    step_log *l = ctx;
+    if (l->steps == 0) l->first_step = i->step;
+    assert_true(l->steps < 64);
+    l->tokens[l->steps] = i->tokens;
+    l->seen[l->steps++] = i->tokens_seen;
+    assert_true(i->step_s >= 0);
+    if (l->cancel_at && i->step == l->cancel_at) atomic_store(l->cancel, 1);
+}
+
+/* tokens counts a step's targets; tokens_seen their sum since the start,
+ * also across a resume from a checkpoint taken mid-epoch (recounted from
+ * the rebuilt epoch order, not saved). */
+static void test_tokens_seen_across_resume(void **state) {
+    (void)state;
+    tokenizer *tok = load_tok();
+    aflo_dataset train;
+    load_rows(tok, 10, 0, &train); /* 3 steps an epoch at batch 4: 4, 4, 2 */
+    long per_epoch = 0;
+    for (int i = 0; i < train.n; i++) per_epoch += (long)dataset_loss_tokens(&train, i);
+    aflo_train_config tc;
+    train_config_defaults(&tc, 3);
+    tc.batch_size = 4;
+    tc.dropout = false;
+    tc.length_bucketing = false;
+
+    aflo_model *m = tiny_llama(tokenizer_vocab_size(tok), METHOD_LORA);
+    aflo_trainer *t = trainer_create(m, &tc, &train, NULL, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    step_log whole = {0};
+    aflo_progress pr = {.ctx = &whole, .on_step = on_step_log};
+    assert_int_equal(trainer_run(t, &pr, NULL, NULL, err, sizeof err), TRAIN_DONE);
+    assert_int_equal(whole.steps, 9);
+    long sum = 0;
+    for (int i = 0; i < 9; i++) {
+        assert_true(whole.tokens[i] > 0);
+        sum += whole.tokens[i];
+        assert_int_equal(whole.seen[i], sum);
+    }
+    assert_int_equal(whole.seen[2], per_epoch);
+    assert_int_equal(whole.seen[8], 3 * per_epoch);
+    trainer_free(t);
+    model_free(m);
+
+    /* the same run stopped after step 5 (mid-epoch 2), checkpointed, and
+     * resumed by a fresh trainer: its steps report what the whole run did */
+    atomic_int cancel = 0;
+    m = tiny_llama(tokenizer_vocab_size(tok), METHOD_LORA);
+    t = trainer_create(m, &tc, &train, NULL, err, sizeof err);
+    assert_non_null(t);
+    step_log first = {.cancel_at = 5, .cancel = &cancel};
+    pr.ctx = &first;
+    assert_int_equal(trainer_run(t, &pr, &cancel, NULL, err, sizeof err), TRAIN_CANCELLED);
+    assert_int_equal(first.steps, 5);
+    char path[] = "/tmp/test_lmtrain_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(trainer_save_checkpoint(t, path, err, sizeof err), 0);
+    aflo_model *m2 = tiny_llama(tokenizer_vocab_size(tok), METHOD_LORA);
+    aflo_trainer *t2 = trainer_create(m2, &tc, &train, NULL, err, sizeof err);
+    assert_non_null(t2);
+    if (trainer_load_checkpoint(t2, path, err, sizeof err)) fail_msg("%s", err);
+    step_log rest = {0};
+    pr.ctx = &rest;
+    assert_int_equal(trainer_run(t2, &pr, NULL, NULL, err, sizeof err), TRAIN_DONE);
+    assert_int_equal(rest.first_step, 6);
+    assert_int_equal(rest.steps, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(rest.tokens[i], whole.tokens[5 + i]);
+        assert_int_equal(rest.seen[i], whole.seen[5 + i]);
+    }
+    unlink(path);
+    trainer_free(t2);
+    trainer_free(t);
+    model_free(m2);
+    model_free(m);
+    dataset_free(&train);
+    tokenizer_free(tok);
+}
+
 static void test_refusals(void **state) {
     (void)state;
     tokenizer *tok = load_tok();
@@ -227,6 +317,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_is_token_mean),
         cmocka_unit_test(test_aflora_learns_and_freezes),
+        cmocka_unit_test(test_tokens_seen_across_resume),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

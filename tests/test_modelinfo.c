@@ -136,8 +136,8 @@ static void test_llama_folder(void **state) {
      * engine does not know */
     size_t len;
     char e[256];
-    char *chatml = read_text_file("tests/chat_fixtures/templates/chatml.jinja", 1 << 20, &len, e,
-                                  sizeof e);
+    char *chatml =
+        read_text_file("tests/chat_fixtures/templates/chatml.jinja", 1 << 20, &len, e, sizeof e);
     assert_non_null(chatml);
     char *quoted = malloc(len * 2 + 3), *q = quoted;
     assert_non_null(quoted);
