@@ -1402,7 +1402,36 @@ static void test_datasets(void **state) {
     assert_true(g.bytes == 4976728000LL);
     assert_string_equal(g.sha256, SHA_EMPTY);
     assert_true(g.created_at >= before && g.created_at <= after);
+    /* tokens 0 is a count; task and form unset read NULL */
+    assert_int_equal(g.tokens, 0);
+    assert_null(g.task);
+    assert_null(g.form);
     store_dataset_clear(&g);
+
+    /* A causal-LM upload's task, form and token count; a count not taken
+     * reads STORE_COUNT_NONE, and a task outside the three is refused. */
+    d.task = (char *)"causal_lm";
+    d.form = (char *)"chat";
+    d.tokens = 123456789012LL;
+    char c[STORE_ID_SIZE];
+    assert_int_equal(store_dataset_create(s, &d, c, err, sizeof err), 0);
+    assert_int_equal(store_dataset_get(s, c, &g, err, sizeof err), 0);
+    assert_string_equal(g.task, "causal_lm");
+    assert_string_equal(g.form, "chat");
+    assert_true(g.tokens == 123456789012LL);
+    store_dataset_clear(&g);
+    assert_int_equal(store_dataset_delete(s, c, err, sizeof err), 0);
+    d.tokens = STORE_COUNT_NONE;
+    assert_int_equal(store_dataset_create(s, &d, c, err, sizeof err), 0);
+    assert_int_equal(store_dataset_get(s, c, &g, err, sizeof err), 0);
+    assert_int_equal(g.tokens, STORE_COUNT_NONE);
+    store_dataset_clear(&g);
+    assert_int_equal(store_dataset_delete(s, c, err, sizeof err), 0);
+    d.task = (char *)"translation";
+    assert_int_equal(store_dataset_create(s, &d, c, err, sizeof err), -1);
+    d.task = NULL;
+    d.form = NULL;
+    d.tokens = 0;
 
     /* Caller-chosen id; duplicates and malformed ids refused. */
     char b[STORE_ID_SIZE];
