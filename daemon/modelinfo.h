@@ -11,11 +11,13 @@
  * estimate (train_estimate_memory with the job spec's defaults). No tensor
  * is allocated and no matrix is touched.
  *
- * Loading a tokenizer is the cost (a 128k-entry vocabulary takes a tenth of
- * a second), so descriptions are cached per folder and reused while the
- * size and mtime of its config, tokenizer and weight index files are
- * unchanged; the cache is shared by the API's threads (a mutex) and holds
- * MODELINFO_CACHE_SLOTS folders. */
+ * Loading a tokenizer is the cost (it parses the whole vocabulary and
+ * merges: a LLaMA-3 tokenizer.json is 9 MB), so descriptions are cached per
+ * folder and reused while the size and mtime of its config, tokenizer and
+ * weight files are unchanged; the cache is shared by the API's threads (a
+ * mutex) and holds MODELINFO_CACHE_SLOTS folders. The weights' headers are
+ * read again only when a folder changes; hfmodel_probe (usability) still
+ * runs on every GET /models, as before. */
 #ifndef AFLO_MODELINFO_H
 #define AFLO_MODELINFO_H
 
