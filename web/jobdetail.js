@@ -340,7 +340,7 @@ export function renderJobDetail(root, id) {
       stat('Latest loss', fmtNum(lastLoss), n > 1 ? `smoothed ${fmtNum(smooth(S.loss)[n - 1])}` : null, null, 'stat-loss'),
       stat(job && !TERMINAL.has(job.status) ? 'Best eval so far' : 'Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—',
         best ? `epoch ${best.epoch}` : bestMissing(), null, 'stat-best'),
-      isCausal() ? stat('Tokens per second', fmtNum(n ? S.tps[n - 1] : null, 3),
+      isCausal() ? stat('Tokens per second', fmtNum(n ? S.tps[n - 1] : null),
         n && S.tokensSeen[n - 1] !== null ? `${fmtInt(S.tokensSeen[n - 1])} tokens seen` : null, null, 'stat-tokens') : null,
       isCausal() ? stat('Perplexity', fmtNum(lastPpl()), lastEvalPpl() !== null ? `eval ${fmtNum(lastEvalPpl())}` : 'exp(smoothed training loss)', null, 'stat-perplexity') : null,
       stat('Trainable now', fmtInt(tNow), `time average ${fmtInt(tAvg)}`, TRAINABLE_AVG_HELP, 'stat-trainable'),
@@ -428,6 +428,7 @@ export function renderJobDetail(root, id) {
         { name: 'evaluation', xs: evp.map((e) => e.step), ys: evp.map(evalPpl), markers: true, color: PALETTE[1], dash: '6 3' },
       ] });
       charts.tps.update({ xDomain, series: [{ name: 'tokens/s', xs, ys: S.tps, color: PALETTE[2] }] });
+      pplHost.dataset.evalPoints = String(evp.length);   // for tests, like data-points
     }
 
     const ev = evals.slice().sort((a, b) => a.epoch - b.epoch);
