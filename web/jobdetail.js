@@ -260,19 +260,20 @@ export function renderJobDetail(root, id) {
       return;
     }
     schedPanel.hidden = method !== 'aflora';
+    // Rows: the modules this job adapts, as the freezing data describes them
+    // (the model family's labels), the spec's names until it has answered.
+    const model = models ? models.find((x) => x.name === job.model) : null;
+    const rows = heatmapRows(job.spec, freezing, model);
+    const ffn = rows.filter((r) => r.ffn).map((r) => r.label);
     heatNote.textContent = {
       aflora: (job.spec.trainable_projections || 'ffn') === 'ffn'
-        ? 'trainable_projections "ffn": only the FFN layers (intermediate, output) start with trainable A and B; the attention projections are frozen from the start, as in the authors\' code.'
+        ? `trainable_projections "ffn": only the feed-forward modules${ffn.length ? ` (${ffn.join(', ')})` : ''} start with trainable A and B; the attention projections are frozen from the start, as in the authors' code.`
         : `trainable_projections "${job.spec.trainable_projections}".`,
       elora: 'ELoRA: A and B are random and frozen from the start; only the vectors train.',
       lora: 'LoRA: A and B train to the end; nothing freezes.',
     }[method] || '';
     const layers = layerCount();
     if (!layers) { heatNote.textContent += ' Waiting for the model\'s layer count…'; return; }
-    // Rows: the modules this job adapts, as the freezing data describes them
-    // (the model family's labels), the spec's names until it has answered.
-    const model = models ? models.find((x) => x.name === job.model) : null;
-    const rows = heatmapRows(job.spec, freezing, model);
     const byName = new Map(rows.map((r) => [r.name, r]));
     heatmap.configure({
       layers,
