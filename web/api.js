@@ -450,8 +450,6 @@ export function heatmapRows(spec, freezing, model) {
   const adapted = adaptedModules(spec, model);
   if (!adapted) return rows;
   const keep = rows.filter((r) => adapted.includes(r.name));
-  // a row the freezing data lacks but the job adapts (no event yet): add it
-  for (const name of adapted) if (!keep.some((r) => r.name === name)) keep.push({ name, label: name, ffn: null });
   return keep.length ? keep : rows;
 }
 
