@@ -21,14 +21,23 @@
 // jobs list and its filter show the jobs; with an API token the page asks
 // for it and downloads with it; the page logged no script error and the
 // daemon stops cleanly (so an ASan build can be tested this way too:
-// AFLORAD_BIN=build-asan/aflorad). Screenshots of the job page (light, dark,
-// narrow) go to tests/artifacts/dashboard*.png.
+// AFLORAD_BIN=build-asan/aflorad). Causal LMs (a tiny random LLaMA from
+// tests/integration/make_tiny_llama.py): the form offers causal_lm with its
+// fields, the family's target modules and the uploaded file's form, warns
+// about chat rows without a chat template; a job shows perplexity and
+// tokens/s; the heatmap's rows are the modules the job adapts (LLaMA's five
+// by default, seven when asked; no BERT row); the playground streams both
+// completions side by side (equal to the API's JSON replies), stops on Stop
+// and Escape, and shows errors in their column. Tests needing an endpoint
+// the daemon lacks (issue 12's API) are reported SKIP with the reason and
+// counted apart. Screenshots of the job page (light, dark, narrow) and the
+// playground go to tests/artifacts/dashboard*.png.
 //
 //   node tests/browser/dashboard.test.mjs          real daemon (build/aflorad)
 //   node tests/browser/dashboard.test.mjs --mock   mock_server.mjs instead (UI work)
 // Environment: AFLORAD_BIN (default build/aflorad), CHROMIUM (default
 // /usr/bin/chromium), HEADFUL=1 to watch.
-// Prints one line per test and "N passed, M failed"; exits 1 on any failure.
+// Prints one line per test and "N passed, M failed[, K skipped]"; exits 1 on any failure.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

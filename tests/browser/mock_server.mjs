@@ -11,11 +11,21 @@
 // must be built: AFLORAD_BIN, default build/aflorad), and the mock takes its
 // field list and defaults from it rather than from a copy.
 //
-//   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0]
+//   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0] [--gen-token-ms 60]
 //
 // --drop-sse-every N cuts every SSE connection after N events, to watch the
 // page reconnect with Last-Event-ID. POST /_mock/jobs/{id}/fail makes a job
 // fail right after its next evaluation (the browser test's failed job).
+//
+// Causal LMs, after issue 12's API contract: LLaMA models in GET /models
+// (tasks, family, target_modules and their defaults, chat template or its
+// absence, training memory), POST /datasets?task=causal_lm detecting the
+// row form, causal_lm jobs whose step events carry tokens, tokens_seen and
+// tokens_per_second and whose evaluations carry perplexity, and
+// POST /models/{name}/generate and /jobs/{id}/generate as JSON or SSE
+// (token, done, error; --gen-token-ms between tokens). GET
+// /_mock/generate-log lists the generation requests and whether the client
+// hung up early (Stop).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
