@@ -63,7 +63,7 @@ export function renderJobDetail(root, id) {
   const freezes = new Map();           // cellKey -> {layer, module, matrix, step, score}
   const logs = [];
   let connection = 'connecting';
-  let playDispose = null;
+  let playground = null;
   const isCausal = () => !!(job && job.spec && job.spec.task === 'causal_lm');
 
   // ---- skeleton ---------------------------------------------------------------
@@ -189,10 +189,11 @@ export function renderJobDetail(root, id) {
     const causal = isCausal();
     pplPanel.hidden = !causal;
     tpsPanel.hidden = !causal;
-    if (causal && job.status === 'succeeded' && !playDispose) {
+    if (causal && job.status === 'succeeded' && !playground) {
       playPanel.hidden = false;
-      playDispose = renderPlayground(playHost, { jobId: id, model: job.model });
+      playground = renderPlayground(playHost, { jobId: id, model: job.model });
     }
+    if (playground && models) playground.setModel(models.find((x) => x.name === job.model) || null);
     configureHeatmap();
     renderProgress();
   }
@@ -605,7 +606,7 @@ export function renderJobDetail(root, id) {
     clearInterval(pollTimer);
     if (stream) stream.close();
     Object.values(charts).forEach((c) => c.destroy());
-    if (playDispose) playDispose();
+    if (playground) playground.dispose();
   }
 
   function methodText(spec) {
@@ -619,7 +620,7 @@ export function renderJobDetail(root, id) {
 
   // ---- start ----------------------------------------------------------------------
   (async () => {
-    api.models().then((m) => { models = m; configureHeatmap(); }).catch(() => {});
+    api.models().then((m) => { models = m; configureHeatmap(); if (job) renderHeader(); }).catch(() => {});
     await refreshJob();
     if (disposed || !job) return;
     addLog(`job ${id} opened`, 'muted');

@@ -41,7 +41,7 @@ function column(id, title, sub) {
       el.dataset.tokens = '0';
       el.setAttribute('aria-busy', 'true');
       text.textContent = '';
-      status.textContent = 'waiting for the first token…';
+      status.textContent = 'Generating…';
       error.hidden = true;
       error.textContent = '';
     },
@@ -58,7 +58,8 @@ function column(id, title, sub) {
   };
 }
 
-/** root: the element to fill; jobId: the finished causal_lm job; model: its base model. */
+/** root: the element to fill; jobId: the finished causal_lm job; model: its
+ *  base model's name. Returns {setModel(normalised model), dispose()}. */
 export function renderPlayground(root, { jobId, model }) {
   let controller = null;
   let disposed = false;
@@ -70,6 +71,7 @@ export function renderPlayground(root, { jobId, model }) {
     r.addEventListener('change', showMode);
     mode.append(h('label', { for: r.id }, r, h('span', null, text)));
   }
+  const chatNote = h('p', { class: 'help', id: 'pg-chat-note' });
   const promptLabel = h('label', { for: 'pg-prompt' }, 'Prompt');
   const prompt = h('textarea', { id: 'pg-prompt', rows: 4, required: true, 'aria-describedby': 'pg-keys' });
   const system = h('textarea', { id: 'pg-system', rows: 2 });
@@ -83,7 +85,7 @@ export function renderPlayground(root, { jobId, model }) {
   const stop = h('button', { type: 'button', class: 'secondary', id: 'pg-stop', disabled: true }, 'Stop');
   const formError = h('p', { class: 'field-error', id: 'pg-form-error', role: 'alert', hidden: true });
   const form = h('form', { id: 'playground-form', class: 'pg-form', novalidate: true, 'aria-label': 'Generation prompt and settings' },
-    mode,
+    mode, chatNote,
     h('div', { class: 'field' }, promptLabel, prompt),
     systemWrap,
     h('div', { class: 'grid pg-settings' }, maxWrap, tempWrap, topWrap, seedWrap),
@@ -142,8 +144,7 @@ export function renderPlayground(root, { jobId, model }) {
           if (ev.type === 'token' && d && typeof d === 'object') {
             tokens++;
             col.text.append(document.createTextNode(typeof d.text === 'string' ? d.text : ''));
-            col.el.dataset.tokens = String(tokens);
-            col.status.textContent = `${fmtInt(tokens)} tokens…`;
+            col.el.dataset.tokens = String(tokens);   // the status line (a live region) speaks only at start and end
           } else if (ev.type === 'done' || ev.type === 'json') {
             ended = true;
             if (d && typeof d.text === 'string') col.text.textContent = d.text;   // the whole completion, as the daemon decoded it
@@ -216,9 +217,23 @@ export function renderPlayground(root, { jobId, model }) {
   document.addEventListener('keydown', onKey);
   setRunning(false);
 
-  return () => {
-    disposed = true;
-    abort();
-    document.removeEventListener('keydown', onKey);
+  return {
+    /** What GET /models says of the base model: a chat turn needs its chat
+     *  template (the same one renders both sides); known absent, the chat
+     *  choice is disabled and says why. */
+    setModel(mi) {
+      const r = form.querySelector('#pg-mode-chat');
+      const none = !!mi && mi.tokenizer !== null && !mi.chatTemplate;
+      r.disabled = none;
+      if (none && r.checked) { form.querySelector('#pg-mode-prompt').checked = true; showMode(); }
+      chatNote.textContent = !mi || mi.tokenizer === null ? ''
+        : mi.chatTemplate ? `Chat messages are rendered with the model's chat template (${mi.chatTemplate}).`
+          : `${mi.name} has no known chat template${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}: send a plain prompt.`;
+    },
+    dispose() {
+      disposed = true;
+      abort();
+      document.removeEventListener('keydown', onKey);
+    },
   };
 }

@@ -1073,6 +1073,34 @@ async function main() {
     }
   });
 
+  await test('a chat message goes to both sides as messages when the model has a chat template', async () => {
+    await needGenerate();
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    if (!('chat_template' in lm)) skip('GET /models does not say chat_template (issue 12\'s API branch)');
+    await openPlayground();
+    if (!lm.chat_template) {
+      await page.waitForFunction(() => document.querySelector('#pg-mode-chat').disabled, null, { timeout: 5000 });
+      assert(/no known chat template/.test(await page.textContent('#pg-chat-note')), 'the playground says why chat is off');
+      return;
+    }
+    await page.check('#pg-mode-chat', { force: true });
+    assert(await page.isVisible('#pg-system'), 'a system message field in chat mode');
+    assertEq(await page.textContent('label[for="pg-prompt"]'), 'User message', 'the prompt is the user message');
+    await page.fill('#pg-system', 'Be brief.');
+    await page.fill('#pg-prompt', 'Tell a story');
+    await page.fill('#pg-max-new-tokens', '4');
+    await page.click('#pg-generate');
+    await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => document.getElementById(c).dataset.state === 'done'), null, { timeout: 30000 });
+    if (MOCK) {
+      const last = (await apiGet('/_mock/generate-log')).slice(-2);
+      const want = JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Tell a story' }]);
+      for (const e of last) {
+        assertEq(JSON.stringify(e.body.messages), want, `${e.target} got the messages`);
+        assert(!('prompt' in e.body), 'and no prompt');
+      }
+    }
+  });
+
   await test('generation errors are shown in the column they belong to', async () => {
     await needGenerate();
     await openPlayground();
