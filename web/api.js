@@ -147,6 +147,7 @@ export function normalizeModel(m) {
     tokenizer: typeof m.tokenizer === 'boolean' ? m.tokenizer : null,
     tokenizerKind: m.tokenizer_kind ?? null,
     chatTemplate: typeof m.chat_template === 'string' && m.chat_template ? m.chat_template : null,
+    chatTemplateKnown: 'chat_template' in m,    // false: the daemon does not say (not: there is none)
     chatTemplateError: m.chat_template_error ?? null,
     targetModules: strList(m.target_modules),   // the family's adapter names
     defaultTargetModules: strList(m.default_target_modules),

@@ -532,11 +532,12 @@ export function renderNewJob(root) {
       ? `Training data: ${d.form ? `${FORM_TEXT[d.form] || d.form} rows` : 'form not reported by the daemon'}${d.rows !== null ? `, ${fmtInt(d.rows)} rows` : ''}${d.tokens !== null ? `, ${fmtInt(d.tokens)} tokens` : ''}.`
       : 'Training data: upload a JSON Lines file to see its form (text, prompt/completion, Alpaca, chat or input_ids).';
     if (d && d.form) dataForm.dataset.form = d.form; else delete dataForm.dataset.form;
-    const tpl = mi ? mi.chatTemplate : null;
-    chatInfo.textContent = !mi ? '' : tpl ? `Chat template: ${tpl}.`
+    const known = !!(mi && mi.chatTemplateKnown);
+    const tpl = known ? mi.chatTemplate : null;
+    chatInfo.textContent = !known ? '' : tpl ? `Chat template: ${tpl}.`
       : `Chat template: none known${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}.`;
     const chatData = !!(d && d.form === 'chat');
-    chatWarning.hidden = !(chatData && mi && !tpl);
+    chatWarning.hidden = !(chatData && known && !tpl);
     chatWarning.textContent = chatWarning.hidden ? ''
       : `${d.name} holds chat messages, but ${mi.name} has no known chat template${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}: the daemon cannot render its turns. Choose a model with a template, or convert the rows to prompt/completion.`;
   }

@@ -223,10 +223,10 @@ export function renderPlayground(root, { jobId, model }) {
      *  choice is disabled and says why. */
     setModel(mi) {
       const r = form.querySelector('#pg-mode-chat');
-      const none = !!mi && mi.tokenizer !== null && !mi.chatTemplate;
+      const none = !!mi && mi.chatTemplateKnown && !mi.chatTemplate;
       r.disabled = none;
       if (none && r.checked) { form.querySelector('#pg-mode-prompt').checked = true; showMode(); }
-      chatNote.textContent = !mi || mi.tokenizer === null ? ''
+      chatNote.textContent = !mi || !mi.chatTemplateKnown ? ''
         : mi.chatTemplate ? `Chat messages are rendered with the model's chat template (${mi.chatTemplate}).`
           : `${mi.name} has no known chat template${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}: send a plain prompt.`;
     },
