@@ -1042,6 +1042,11 @@ async function main() {
     assert((await page.textContent('#pg-base-status')).startsWith(`Done: ${base.completion_tokens} tokens`), 'base status line');
     if (MOCK) assert(base.text !== tuned.text, 'before and after differ');
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-playground.png'), fullPage: true });
+    await page.setViewportSize({ width: 420, height: 900 });
+    await sleep(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    assert(overflow <= 1, `no horizontal page scroll on the causal-LM job page in a narrow window (${overflow}px)`);
   });
 
   await test('Stop and Escape abort both streams, and the daemon sees the requests end', async () => {
