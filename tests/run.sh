@@ -91,7 +91,9 @@ if (( c_tests && py_tests )) && [[ -x tests/browser/run.sh && -z ${AFLORAD_SKIP_
   if (( rc != 0 && f == 0 )); then f=1; fi
   passed=$((passed + p)); failed=$((failed + f))
   if (( rc != 0 )); then failed_names+=("browser"); echo "$out" | tail -n 60; fi
-  printf '%-28s %3d passed %3d failed\n' "browser (chromium)" "$p" "$f"
+  sk=$(grep -Eo '[0-9]+ skipped' <<<"${line:-}" | awk '{print $1+0}')   # counted neither way
+  printf '%-28s %3d passed %3d failed%s\n' "browser (chromium)" "$p" "$f" "${sk:+ $sk skipped}"
+  (( ${sk:-0} )) && grep -E '^SKIP ' <<<"$out" | cut -c1-200
 fi
 
 (( ${#failed_names[@]} )) && echo "failing: ${failed_names[*]}"

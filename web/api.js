@@ -67,7 +67,8 @@ async function request(method, path, { body, contentType, signal } = {}) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
   if (!res.ok) {
-    const e = (data && data.error) || {};
+    const raw = data && data.error;
+    const e = typeof raw === 'string' ? { message: raw } : raw || {};   // {"error": "text"} too
     let msg = e.message || (text && !data ? text.slice(0, 300) : `HTTP ${res.status} ${res.statusText}`);
     if (res.status === 401 && !token) msg += ' — set the API token (button at the top right).';
     throw new ApiError(res.status, e.code || `http_${res.status}`, msg, e.field);
@@ -125,6 +126,8 @@ export function normalizeMatrix(x) {
 
 // ---- models and datasets ------------------------------------------------------
 
+const strList = (x) => (Array.isArray(x) ? x.filter((v) => typeof v === 'string') : null);
+
 export function normalizeModel(m) {
   return {
     name: m.name ?? m.id ?? '?',
@@ -132,9 +135,24 @@ export function normalizeModel(m) {
     reason: m.reason ?? null,
     builtin: !!m.builtin,
     architecture: m.architecture ?? m.model_type ?? '',
+    family: m.family ?? null,
     layers: num(pick(m.layers, m.num_hidden_layers)),
     hiddenSize: num(pick(m.hidden_size, m.hidden)),
     parameters: num(pick(m.parameters, m.params, m.parameter_count)),
+    // causal LMs (and every model of a daemon that says): what it can be trained for
+    tasks: strList(m.tasks),                    // null: the daemon does not say (every task offered)
+    dtype: m.dtype ?? null,
+    vocabSize: num(m.vocab_size),
+    contextLength: num(pick(m.context_length, m.max_position_embeddings)),
+    tokenizer: typeof m.tokenizer === 'boolean' ? m.tokenizer : null,
+    tokenizerKind: m.tokenizer_kind ?? null,
+    chatTemplate: typeof m.chat_template === 'string' && m.chat_template ? m.chat_template : null,
+    chatTemplateKnown: 'chat_template' in m,    // false: the daemon does not say (not: there is none)
+    chatTemplateError: m.chat_template_error ?? null,
+    targetModules: strList(m.target_modules),   // the family's adapter names
+    defaultTargetModules: strList(m.default_target_modules),
+    trainMemoryBytes: num(m.train_memory_bytes),
+    trainMemoryNote: m.train_memory_note ?? null,
   };
 }
 
@@ -142,6 +160,7 @@ export function normalizeDataset(d) {
   return {
     id: d.id, name: d.name ?? d.id, format: d.format ?? '', rows: num(d.rows),
     bytes: num(d.bytes), sha256: d.sha256 ?? '', createdAt: toMs(d.created_at),
+    task: d.task ?? null, form: d.form ?? null, tokens: num(d.tokens),
   };
 }
 
@@ -162,14 +181,14 @@ function flopsOf(o, prefix) {
 /** The headline metric of a metrics object: accuracy, else Pearson, else MCC, ... */
 export function headlineMetric(m) {
   if (!m || typeof m !== 'object') return null;
-  for (const k of ['accuracy', 'pearson', 'mcc', 'f1', 'spearman', 'mse']) {
+  for (const k of ['accuracy', 'pearson', 'mcc', 'f1', 'spearman', 'mse', 'exact_match', 'perplexity']) {
     if (num(m[k]) !== null) return { name: k, value: m[k] };
   }
   return null;
 }
 
 /** Metrics where the lowest value wins (the spec's metric field says so for mse). */
-export const LOWER_IS_BETTER = new Set(['mse']);
+export const LOWER_IS_BETTER = new Set(['mse', 'perplexity']);
 
 /** The metric that picks a job's best epoch: spec.metric (every normalised
  *  spec has it), else the headline of what there is (jobs of older daemons). */
@@ -249,6 +268,9 @@ export function parseStep(d) {
     projTotal: num(d.projections_total),
     remaining: num(pick(d.remaining_fraction, d.r)),
     elapsed: num(d.elapsed_s),
+    tokens: num(d.tokens),                      // causal_lm: tokens in this step's batch
+    tokensSeen: num(d.tokens_seen),
+    tokensPerSecond: num(d.tokens_per_second),
   };
 }
 
@@ -406,6 +428,32 @@ export function targetModules(spec) {
   return t.map((name) => ({ name: normalizeModule(name), label: name, ffn: null }));
 }
 
+/** The modules a job adapts, when the spec says (null: unknown). A spec
+ *  left at the default lists every family's names (its normalised form);
+ *  the daemon then adapts the model family's default_target_modules (LLaMA:
+ *  q, k, v, up, down). An explicit list names only the family's modules,
+ *  since the daemon refuses others when the job starts. */
+export function adaptedModules(spec, model) {
+  const t = Array.isArray(spec.target_modules) ? spec.target_modules.map(normalizeModule) : null;
+  if (!t) return model && model.defaultTargetModules ? model.defaultTargetModules.map(normalizeModule) : null;
+  const family = model && model.targetModules ? new Set(model.targetModules.map(normalizeModule)) : null;
+  if (family && t.some((n) => !family.has(n))) {
+    return model.defaultTargetModules ? model.defaultTargetModules.map(normalizeModule) : t.filter((n) => family.has(n));
+  }
+  return t;
+}
+
+/** The heatmap's rows for a job: the freezing data's module_info (the
+ *  family's labels and ffn flags) or, until it answers, the spec's names,
+ *  kept to the modules the job adapts (adaptedModules): never a fixed list. */
+export function heatmapRows(spec, freezing, model) {
+  const rows = (freezing && freezing.moduleInfo) || targetModules(spec);
+  const adapted = adaptedModules(spec, model);
+  if (!adapted) return rows;
+  const keep = rows.filter((r) => adapted.includes(r.name));
+  return keep.length ? keep : rows;
+}
+
 // ---- the calls -----------------------------------------------------------------
 
 const enc = encodeURIComponent;
@@ -420,11 +468,18 @@ export const api = {
   },
   models: async () => asArray(await request('GET', '/models'), 'models').map(normalizeModel),
   datasets: async () => asArray(await request('GET', '/datasets'), 'datasets').map(normalizeDataset),
-  uploadDataset: async (file) => {
+  /** task "causal_lm" (and the model, whose tokenizer counts the tokens)
+   *  makes the daemon validate the causal-LM JSONL forms. */
+  uploadDataset: async (file, { task, model } = {}) => {
     const ext = (file.name.split('.').pop() || '').toLowerCase();
     const type = { tsv: 'text/tab-separated-values', csv: 'text/csv', jsonl: 'application/x-ndjson', json: 'application/x-ndjson' }[ext]
       || 'application/octet-stream';
-    return normalizeDataset(await request('POST', `/datasets?name=${enc(file.name)}`, { body: file, contentType: type }));
+    const q = new URLSearchParams({ name: file.name });
+    if (task === 'causal_lm') {
+      q.set('task', task);
+      if (model) q.set('model', model);
+    }
+    return normalizeDataset(await request('POST', `/datasets?${q}`, { body: file, contentType: type }));
   },
   /** -> {jobs: [normalised], total: number|null} */
   jobs: async ({ status = '', limit = 50, offset = 0 } = {}, signal) => {
@@ -442,6 +497,10 @@ export const api = {
   cancelJob: async (id) => request('POST', `/jobs/${enc(id)}/cancel`),
   freezing: async (id, signal) => normalizeFreezing(await request('GET', `/jobs/${enc(id)}/freezing`, { signal }) || {}),
   eventsUrl: (id) => `/jobs/${enc(id)}/events`,
+  /** POST targets of generation: the base model, or a finished job's adapter. */
+  modelGenerateUrl: (name) => `/models/${enc(name)}/generate`,
+  jobGenerateUrl: (id) => `/jobs/${enc(id)}/generate`,
+  authHeaders: () => (getToken() ? { Authorization: `Bearer ${getToken()}` } : {}),
   adapterUrl: (id, file) => `/jobs/${enc(id)}/adapter/${file}`,
   /** Download through fetch (needed when a token must be sent); returns a Blob. */
   download: async (url) => {

@@ -18,11 +18,12 @@
 // savings); the saving of a step is that minus the weight-gradient FLOPs it
 // really spent, and the figure shown is the sum over steps.
 import { h, clear, fill, fmtInt, fmtNum, fmtFlops, fmtPercent, fmtTime, fmtDuration, throttle, infoTip } from './util.js';
-import { api, TERMINAL, startsTrainable, targetModules, ApiError, getToken, bestOfEvals } from './api.js';
+import { api, TERMINAL, startsTrainable, heatmapRows, ApiError, getToken, bestOfEvals } from './api.js';
 import { followJobEvents } from './events.js';
 import { LineChart, smooth, PALETTE } from './charts.js';
 import { FreezeHeatmap } from './heatmap.js';
 import { statusBadge } from './jobs.js';
+import { renderPlayground } from './playground.js';
 
 const POLL_LIVE_MS = 4000;           // header refresh while the stream is up
 const POLL_FALLBACK_MS = 1500;       // when the stream cannot be opened
@@ -45,6 +46,7 @@ function newSeries() {
   return {
     xs: [], loss: [], lr: [], fF: [], fBI: [], fBW: [], cF: [], cBI: [], cBW: [],
     savedStep: [], savedCum: [], tNow: [], tAvg: [], projTrain: [], r: [], elapsed: [],
+    tps: [], tokensSeen: [],
     base: null,
   };
 }
@@ -61,6 +63,8 @@ export function renderJobDetail(root, id) {
   const freezes = new Map();           // cellKey -> {layer, module, matrix, step, score}
   const logs = [];
   let connection = 'connecting';
+  let playground = null;
+  const isCausal = () => !!(job && job.spec && job.spec.task === 'causal_lm');
 
   // ---- skeleton ---------------------------------------------------------------
   const title = h('h2', { tabindex: -1 }, 'Job ', h('code', null, id));
@@ -86,15 +90,28 @@ export function renderJobDetail(root, id) {
   const flopsCumHost = h('div', { id: 'chart-flops-cum' });
   const paramsHost = h('div', { id: 'chart-params' });
   const logList = h('ul', { class: 'log', 'aria-label': 'Job log' });
+  const pplHost = h('div', { id: 'chart-perplexity' });
+  const tpsHost = h('div', { id: 'chart-tokens' });
+  const playHost = h('div', { id: 'playground-host' });
   const specPre = h('pre', { class: 'code' });
 
   const heatPanel = panel('Freezing heatmap (Figure 5)',
-    'Each cell is one adapter projection matrix (A: down-projection, B: up-projection) of one encoder layer, coloured by the optimisation step at which AFLoRA froze it. Cells fill in as freeze events arrive.',
+    'Each cell is one adapter projection matrix (A: down-projection, B: up-projection) of one layer (the rows are the modules this job adapts), coloured by the optimisation step at which AFLoRA froze it. Cells fill in as freeze events arrive.',
     heatNote, heatHost);
   const schedPanel = panel('Freezing schedule',
     'r(t): the fraction of trainable projections the cubic schedule allows at step t (1 during the initial warm-up, 0 in the final phase). The second line counts the A and B matrices still training.',
     schedHost);
 
+  const pplPanel = panel('Perplexity',
+    'exp(loss): the training loss of every step, smoothed (exponential moving average, weight 0.9), and the evaluation set\'s perplexity after each epoch (markers).',
+    pplHost);
+  const tpsPanel = panel('Tokens per second',
+    'Training throughput of every step as the daemon reports it (tokens_per_second); the total seen so far is in the figures above.', tpsHost);
+  const playPanel = h('section', { class: 'panel wide', id: 'playground', 'aria-labelledby': 'playground-title' },
+    h('h3', { id: 'playground-title' }, 'Playground: base model vs fine-tuned'), playHost);
+  pplPanel.hidden = true;
+  tpsPanel.hidden = true;
+  playPanel.hidden = true;
   const section = h('section', { class: 'job-detail', 'aria-labelledby': 'job-title' });
   root.append(section);
   section.append(
@@ -103,7 +120,9 @@ export function renderJobDetail(root, id) {
     errorBox, meta, progress, stats,
     h('div', { class: 'panels' },
       panel('Training loss', 'Loss of every optimisation step (thin line) and its exponential moving average (weight 0.9, bias-corrected).', lossHost),
+      pplPanel, tpsPanel,
       panel('Learning rate', null, lrHost),
+      playPanel,
       heatPanel, schedPanel,
       panel('FLOPs per step', 'What the engine executed in each optimisation step, by kind. Freezing A and B removes their weight-gradient GEMMs.', flopsStepHost),
       panel('Cumulative FLOPs', SAVED_FLOPS_HELP, flopsCumHost),
@@ -121,6 +140,8 @@ export function renderJobDetail(root, id) {
     sched: new LineChart(schedHost, { title: 'Freezing schedule', xLabel: 'step', yLabel: 'r(t)', y2Label: 'matrices training', includeZero: true, y2IncludeZero: true, y2Format: (v) => fmtInt(v) }),
     flopsStep: new LineChart(flopsStepHost, { title: 'FLOPs per step', xLabel: 'step', yLabel: 'FLOP per step', yFormat: fmtFlops, includeZero: true }),
     flopsCum: new LineChart(flopsCumHost, { title: 'Cumulative FLOPs', xLabel: 'step', yLabel: 'FLOP', yFormat: fmtFlops, includeZero: true }),
+    ppl: new LineChart(pplHost, { title: 'Perplexity', xLabel: 'step', yLabel: 'perplexity' }),
+    tps: new LineChart(tpsHost, { title: 'Tokens per second', xLabel: 'step', yLabel: 'tokens/s', includeZero: true, height: 180 }),
     params: new LineChart(paramsHost, { title: 'Trainable parameters', xLabel: 'step', yLabel: 'parameters', yFormat: (v) => fmtNum(v, 3), includeZero: true }),
   };
   const heatmap = new FreezeHeatmap(heatHost);
@@ -165,6 +186,14 @@ export function renderJobDetail(root, id) {
       fill(errorBox, h('strong', null, job.status === 'cancelled' ? 'Cancelled: ' : 'Error: '), job.error);
     } else if (!errorBox.dataset.local) errorBox.hidden = true;
     specPre.textContent = JSON.stringify(job.spec, null, 2);
+    const causal = isCausal();
+    pplPanel.hidden = !causal;
+    tpsPanel.hidden = !causal;
+    if (causal && job.status === 'succeeded' && !playground) {
+      playPanel.hidden = false;
+      playground = renderPlayground(playHost, { jobId: id, model: job.model });
+    }
+    if (playground && models) playground.setModel(models.find((x) => x.name === job.model) || null);
     configureHeatmap();
     renderProgress();
   }
@@ -232,18 +261,20 @@ export function renderJobDetail(root, id) {
       return;
     }
     schedPanel.hidden = method !== 'aflora';
+    // Rows: the modules this job adapts, as the freezing data describes them
+    // (the model family's labels), the spec's names until it has answered.
+    const model = models ? models.find((x) => x.name === job.model) : null;
+    const rows = heatmapRows(job.spec, freezing, model);
+    const ffn = rows.filter((r) => r.ffn).map((r) => r.label);
     heatNote.textContent = {
       aflora: (job.spec.trainable_projections || 'ffn') === 'ffn'
-        ? 'trainable_projections "ffn": only the FFN layers (intermediate, output) start with trainable A and B; the attention projections are frozen from the start, as in the authors\' code.'
+        ? `trainable_projections "ffn": only the feed-forward modules${ffn.length ? ` (${ffn.join(', ')})` : ''} start with trainable A and B; the attention projections are frozen from the start, as in the authors' code.`
         : `trainable_projections "${job.spec.trainable_projections}".`,
       elora: 'ELoRA: A and B are random and frozen from the start; only the vectors train.',
       lora: 'LoRA: A and B train to the end; nothing freezes.',
     }[method] || '';
     const layers = layerCount();
     if (!layers) { heatNote.textContent += ' Waiting for the model\'s layer count…'; return; }
-    // Rows: the model family's modules as the freezing data describes them,
-    // the spec's names until it has answered.
-    const rows = (freezing && freezing.moduleInfo) || targetModules(job.spec);
     const byName = new Map(rows.map((r) => [r.name, r]));
     heatmap.configure({
       layers,
@@ -311,6 +342,9 @@ export function renderJobDetail(root, id) {
       stat('Latest loss', fmtNum(lastLoss), n > 1 ? `smoothed ${fmtNum(smooth(S.loss)[n - 1])}` : null, null, 'stat-loss'),
       stat(job && !TERMINAL.has(job.status) ? 'Best eval so far' : 'Best eval', best ? `${best.name} ${fmtNum(best.value)}` : '—',
         best ? `epoch ${best.epoch}` : bestMissing(), null, 'stat-best'),
+      isCausal() ? stat('Tokens per second', fmtNum(n ? S.tps[n - 1] : null),
+        n && S.tokensSeen[n - 1] !== null ? `${fmtInt(S.tokensSeen[n - 1])} tokens seen` : null, null, 'stat-tokens') : null,
+      isCausal() ? stat('Perplexity', fmtNum(lastPpl()), lastEvalPpl() !== null ? `eval ${fmtNum(lastEvalPpl())}` : 'exp(smoothed training loss)', null, 'stat-perplexity') : null,
       stat('Trainable now', fmtInt(tNow), `time average ${fmtInt(tAvg)}`, TRAINABLE_AVG_HELP, 'stat-trainable'),
       stat('Matrices training', projT !== null ? `${fmtInt(projT)} of ${fmtInt(S.projTrain[0])}` : job && job.freezable ? `${fmtInt(job.freezable - job.frozen)} of ${fmtInt(job.freezable)}` : '—',
         projT !== null ? `A and B that started trainable (${fmtInt(lastStepInfo.projTotal)} in all)` : 'A and B that started trainable', null, 'stat-proj'),
@@ -318,6 +352,22 @@ export function renderJobDetail(root, id) {
       stat('Saved by freezing (est.)', saved !== null ? fmtFlops(saved) : '—',
         saved !== null && baseline > 0 ? `${fmtPercent(saved / baseline)} of the no-freeze job` : null, SAVED_FLOPS_HELP, 'stat-saved'),
     );
+  }
+
+  /** exp(smoothed training loss) at the last step. */
+  function lastPpl() {
+    const n = S.loss.length;
+    if (!n) return job && job.loss !== null ? Math.exp(job.loss) : null;
+    return Math.exp(smooth(S.loss)[n - 1]);
+  }
+  function lastEvalPpl() {
+    const ev = evals.filter((e) => Number.isFinite(evalPpl(e))).sort((a, b) => a.epoch - b.epoch);
+    return ev.length ? evalPpl(ev[ev.length - 1]) : null;
+  }
+  /** An eval's perplexity: reported, else exp(eval loss). */
+  function evalPpl(e) {
+    if (Number.isFinite(e.metrics.perplexity)) return e.metrics.perplexity;
+    return Number.isFinite(e.metrics.loss) ? Math.exp(e.metrics.loss) : null;
   }
 
   /** A finished job: what it kept (job.best, the API's metrics — the jobs
@@ -373,10 +423,19 @@ export function renderJobDetail(root, id) {
       { name: 'smoothed', xs, ys: smooth(S.loss), width: 2.2, color: PALETTE[1], dash: '' },
     ] });
     charts.lr.update({ xDomain, series: [{ name: 'learning rate', xs, ys: S.lr, color: PALETTE[2] }] });
+    if (isCausal()) {
+      const evp = evals.filter((e) => Number.isFinite(evalPpl(e)) && Number.isFinite(e.step)).sort((a, b) => a.step - b.step);
+      charts.ppl.update({ xDomain, series: [
+        { name: 'training (smoothed)', xs, ys: smooth(S.loss).map((v) => (Number.isFinite(v) ? Math.exp(v) : null)), color: PALETTE[0], width: 2 },
+        { name: 'evaluation', xs: evp.map((e) => e.step), ys: evp.map(evalPpl), markers: true, color: PALETTE[1], dash: '6 3' },
+      ] });
+      charts.tps.update({ xDomain, series: [{ name: 'tokens/s', xs, ys: S.tps, color: PALETTE[2] }] });
+      pplHost.dataset.evalPoints = String(evp.length);   // for tests, like data-points
+    }
 
     const ev = evals.slice().sort((a, b) => a.epoch - b.epoch);
     const ex = ev.map((e) => e.epoch);
-    const names = ['accuracy', 'f1', 'mcc', 'pearson', 'spearman'].filter((k) => ev.some((e) => Number.isFinite(e.metrics[k])));
+    const names = ['accuracy', 'f1', 'mcc', 'pearson', 'spearman', 'exact_match'].filter((k) => ev.some((e) => Number.isFinite(e.metrics[k])));
     const evalSeries = names.map((k, i) => ({ name: k, xs: ex, ys: ev.map((e) => e.metrics[k]), markers: true, color: PALETTE[i], dash: ['', '6 3', '2 3', '8 3 2 3', '1 2'][i] }));
     if (ev.some((e) => Number.isFinite(e.metrics.loss))) evalSeries.push({ name: 'eval loss', xs: ex, ys: ev.map((e) => e.metrics.loss), axis: 'right', markers: true, color: PALETTE[5], dash: '4 2' });
     if (ev.some((e) => Number.isFinite(e.metrics.mse)) && !names.length) evalSeries.unshift({ name: 'mse', xs: ex, ys: ev.map((e) => e.metrics.mse), markers: true, color: PALETTE[0] });
@@ -416,7 +475,8 @@ export function renderJobDetail(root, id) {
   function renderEvalTable(ev, names) {
     if (!ev.length) { fill(evalTable, h('p', { class: 'muted' }, 'No evaluation yet (one per epoch when the job has an eval set).')); return; }
     const best = bestEval();
-    const cols = names.concat(ev.some((e) => Number.isFinite(e.metrics.mse)) && !names.includes('mse') ? ['mse'] : [], ['loss']);
+    const cols = names.concat(ev.some((e) => Number.isFinite(e.metrics.mse)) && !names.includes('mse') ? ['mse'] : [],
+      ev.some((e) => Number.isFinite(e.metrics.perplexity)) ? ['perplexity'] : [], ['loss']);
     fill(evalTable, h('table', { class: 'data' },
       h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'epoch'), h('th', { scope: 'col' }, 'step'), cols.map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, ev.map((e) => h('tr', { class: best && best.epoch === e.epoch ? 'best' : null },
@@ -459,6 +519,7 @@ export function renderJobDetail(root, id) {
     S.savedStep.push(saved); S.savedCum.push(prevSaved + saved);
     S.tNow.push(s.trainableNow); S.tAvg.push(s.trainableAvg); S.projTrain.push(s.projTrainable);
     S.r.push(s.remaining); S.elapsed.push(s.elapsed);
+    S.tps.push(s.tokensPerSecond); S.tokensSeen.push(s.tokensSeen);
     if (s.totalSteps) lastStepInfo.totalSteps = s.totalSteps;
     if (s.epoch !== null) lastStepInfo.epoch = s.epoch;
     if (s.projTotal !== null) lastStepInfo.projTotal = s.projTotal;
@@ -545,6 +606,7 @@ export function renderJobDetail(root, id) {
     clearInterval(pollTimer);
     if (stream) stream.close();
     Object.values(charts).forEach((c) => c.destroy());
+    if (playground) playground.dispose();
   }
 
   function methodText(spec) {
@@ -558,7 +620,7 @@ export function renderJobDetail(root, id) {
 
   // ---- start ----------------------------------------------------------------------
   (async () => {
-    api.models().then((m) => { models = m; configureHeatmap(); }).catch(() => {});
+    api.models().then((m) => { models = m; configureHeatmap(); if (job) renderHeader(); }).catch(() => {});
     await refreshJob();
     if (disposed || !job) return;
     addLog(`job ${id} opened`, 'muted');

@@ -30,6 +30,8 @@ const GROUPS = [
   { legend: 'Model and task', fields: ['model', 'task', 'num_labels', 'metric'] },
   { legend: 'Data', id: 'data-group', fields: ['dataset.*'] },
   { legend: 'Adapter', fields: ['method', 'rank', 'alpha', 'trainable_projections', 'target_modules', 'init_adapter'] },
+  { legend: 'Causal language model', id: 'lm-group', fields: ['train_on_inputs', 'activation_checkpointing', 'answer_rule', 'eval_max_new_tokens'],
+    note: 'Next-token training on JSON Lines rows (text, prompt/completion, Alpaca, chat messages or input_ids); evaluation reports loss and perplexity.' },
   { legend: 'Adaptive freezing (AFLoRA)', id: 'freeze-group', object: 'freeze', fields: ['freeze.*'],
     note: 'The cubic schedule keeps every projection trainable during the initial warm-up, freezes the least sensitive ones every Δt steps in between, and freezes what is left at the start of the final phase.' },
   { legend: 'Training', fields: ['*'] },
@@ -50,7 +52,23 @@ const LABELS = {
   length_bucketing: 'Length bucketing (batch similar lengths together)', learning_rate: 'Learning rate',
   head_learning_rate: 'Head learning rate', weight_decay: 'Weight decay', warmup_ratio: 'Warm-up ratio',
   max_grad_norm: 'Max gradient norm', seed: 'Seed', threads: 'Threads', dropout: "Dropout (the base model's)",
+  train_on_inputs: 'Train on inputs (loss on the prompt too)', activation_checkpointing: 'Activation checkpointing',
+  answer_rule: 'Answer rule (exact match)', eval_max_new_tokens: 'Max new tokens when judging answers',
 };
+/** Fields of one kind of task (daemon/spec.c refuses them for the others,
+ *  and so the form hides them): used when the schema has no x-tasks. */
+const TASK_FIELDS = {
+  causal_lm: ['train_on_inputs', 'answer_rule', 'eval_max_new_tokens'],
+  encoder: ['num_labels', 'dataset.labels', 'dataset.text_fields', 'dataset.label_field', 'dataset.has_header'],
+};
+const ENCODER_TASKS = ['classification', 'regression'];
+/** Metrics by task (the metric field's enum mixes them). */
+const METRIC_TASKS = { perplexity: ['causal_lm'], exact_match: ['causal_lm'] };
+const metricFits = (metric, task) => (METRIC_TASKS[metric] || ENCODER_TASKS).includes(task);
+/** The causal-LM row forms the daemon detects, as people call them. */
+const FORM_TEXT = { text: 'plain text', prompt_completion: 'prompt / completion', alpaca: 'Alpaca (instruction / input / output)', chat: 'chat messages', input_ids: 'token ids' };
+const fmtBytes = (b) => (b >= 1 << 30 ? `${(b / (1 << 30)).toFixed(2)} GiB` : b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${fmtInt(b)} bytes`);
+
 const METHOD_TEXT = { aflora: 'AFLoRA', elora: 'ELoRA', lora: 'LoRA', full: 'Full fine-tuning' };
 
 const labelOf = (name) => LABELS[name] || name.split('.').pop().replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
@@ -62,9 +80,17 @@ export function flattenSchema(schema, prefix = '', inherited = null) {
     const name = prefix ? `${prefix}.${key}` : key;
     const methods = s['x-methods'] || inherited;
     if (s.type === 'object' && s.properties) out.push(...flattenSchema(s, name, methods));
-    else out.push({ name, s, methods, required: (schema.required || []).includes(key) });
+    else out.push({ name, s, methods, tasks: tasksOf(name, s), required: (schema.required || []).includes(key) });
   }
   return out;
+}
+
+/** The tasks a field applies to (null: all): the schema's x-tasks, else TASK_FIELDS. */
+function tasksOf(name, s) {
+  if (Array.isArray(s['x-tasks'])) return s['x-tasks'];
+  if (TASK_FIELDS.causal_lm.includes(name)) return ['causal_lm'];
+  if (TASK_FIELDS.encoder.includes(name)) return ENCODER_TASKS;
+  return null;
 }
 
 function setPath(obj, path, value) {
@@ -252,21 +278,34 @@ export function renderNewJob(root) {
     return f;
   }
 
-  /** An array of enum strings (target_modules): one checkbox each; the default all. */
+  /** An array of enum strings (target_modules): one checkbox each, the
+   *  default checked. For target_modules the boxes are the chosen model's
+   *  family's names (GET /models target_modules) with its defaults checked;
+   *  a daemon that does not list them gets the schema's whole enum. */
   function checksControl(f) {
-    const items = f.s.items.enum;
-    const def = Array.isArray(f.s.default) ? f.s.default : items;
-    const box = h('fieldset', { class: 'checks' }, h('legend', null, labelOf(f.name)));
-    for (const m of items) {
-      const c = h('input', { type: 'checkbox', value: m });
-      c.checked = def.includes(m);
-      c.addEventListener('change', update);
-      box.append(h('label', null, c, ` ${m}`));
-    }
+    const box = h('fieldset', { class: 'checks', id: f.name === 'target_modules' ? 'target-modules' : null }, h('legend', null, labelOf(f.name)));
     const errorEl = h('p', { class: 'field-error', hidden: true });
-    f.wrap = h('div', { class: 'field', dataset: { field: f.name } }, box, errorEl,
-      h('p', { class: 'help' }, firstSentence(f.s.description)));
-    Object.assign(f, { input: box.querySelector('input'), errorEl });
+    const help = h('p', { class: 'help' }, firstSentence(f.s.description));
+    f.wrap = h('div', { class: 'field', dataset: { field: f.name } }, box, errorEl, help);
+    let def = [];
+    let itemsKey = '';
+    f.setItems = (items, defaults) => {
+      const key = JSON.stringify([items, defaults]);
+      if (key === itemsKey) return;
+      itemsKey = key;
+      def = defaults;
+      for (const l of [...box.querySelectorAll('label')]) l.remove();
+      for (const m of items) {
+        const c = h('input', { type: 'checkbox', value: m });
+        c.checked = def.includes(m);
+        c.defaultChecked = c.checked;      // what the form's Reset returns to
+        c.addEventListener('change', update);
+        box.append(h('label', null, c, ` ${m}`));
+      }
+      f.input = box.querySelector('input');
+    };
+    f.setItems(f.s.items.enum, Array.isArray(f.s.default) ? f.s.default : f.s.items.enum);
+    Object.assign(f, { errorEl });
     f.get = () => {
       const on = [...box.querySelectorAll('input')].filter((c) => c.checked).map((c) => c.value);
       if (!on.length) return { error: 'choose at least one' };
@@ -301,7 +340,8 @@ export function renderNewJob(root) {
       const keep = sel.value;
       fill(sel,
         h('option', { value: '' }, optional ? '— none —' : '— choose —'),
-        datasets.map((d) => h('option', { value: d.id }, `${d.name} · ${d.rows !== null ? `${fmtInt(d.rows)} rows` : d.format} · ${d.id}`)));
+        datasets.map((d) => h('option', { value: d.id }, [d.name, d.form ? FORM_TEXT[d.form] || d.form : null,
+          d.rows !== null ? `${fmtInt(d.rows)} rows` : d.format, d.id].filter(Boolean).join(' · '))));
       sel.value = [...sel.options].some((o) => o.value === keep) ? keep : '';
     };
     f.get = () => {
@@ -356,13 +396,15 @@ export function renderNewJob(root) {
     uploadErr.hidden = true;
     uploadStatus.textContent = `Uploading ${file.name} (${fmtInt(file.size)} bytes)…`;
     try {
-      const d = await api.uploadDataset(file);
+      const mc = controls.get('model');
+      const d = await api.uploadDataset(file, { task: currentTask(), model: mc ? mc.input.value : null });
       await loadDatasets();
       const train = controls.get('dataset.train');
       const ev = controls.get('dataset.eval');
       if (train && !train.input.value) train.input.value = d.id;
       else if (ev && !ev.input.value) ev.input.value = d.id;
-      uploadStatus.textContent = `Uploaded ${d.name}: ${d.rows !== null ? `${fmtInt(d.rows)} rows, ` : ''}id ${d.id}.`;
+      uploadStatus.textContent = `Uploaded ${d.name}: ${[d.form ? `form ${FORM_TEXT[d.form] || d.form}` : null,
+        d.rows !== null ? `${fmtInt(d.rows)} rows` : null, d.tokens !== null ? `${fmtInt(d.tokens)} tokens` : null, `id ${d.id}`].filter(Boolean).join(', ')}.`;
       upload.value = '';
       update();
     } catch (e) {
@@ -373,12 +415,18 @@ export function renderNewJob(root) {
   });
   const uploadBox = h('div', { class: 'field', dataset: { field: 'upload' } },
     h('label', { for: 'dataset-upload' }, 'Upload a data file (TSV, CSV or JSONL)'), upload, uploadStatus, uploadErr);
+  // causal_lm: the training data's detected form, and the model's chat template
+  const dataForm = h('p', { class: 'help', id: 'data-form', 'aria-live': 'polite' });
+  const chatInfo = h('p', { class: 'help', id: 'chat-template' });
+  const chatWarning = h('p', { class: 'warning', id: 'chat-warning', role: 'status', hidden: true });
+  const lmInfo = h('div', { class: 'lm-info' }, dataForm, chatInfo, chatWarning);
   const dataDemoNote = h('p', { class: 'note' }, 'The demo model trains on its own built-in synthetic sentiment data; a spec for it names no dataset.');
 
   // ---- building the form from the schema --------------------------------------------------
   let dataFields = null;
   let freezeBox = null;
   let freezeMethods = null;
+  let lmBox = null;
 
   function build() {
     const fields = flattenSchema(schema);
@@ -410,9 +458,10 @@ export function renderNewJob(root) {
         const m = controls.get('method');
         body = [m ? m.wrap : null, h('div', { class: 'grid' }, made.filter((w) => !m || w !== m.wrap))];
       } else {
-        body = [g.note ? h('p', { class: 'help' }, g.note) : null, h('div', { class: 'grid' }, made)];
+        body = [g.note ? h('p', { class: 'help' }, g.note) : null, g.id === 'lm-group' ? lmInfo : null, h('div', { class: 'grid' }, made)];
       }
       const box = h('fieldset', { class: 'group', id: g.id || null }, h('legend', null, g.legend), body);
+      if (g.id === 'lm-group') lmBox = box;
       if (g.object) {
         freezeBox = box;
         freezeMethods = (schema.properties[g.object] || {})['x-methods'] || null;
@@ -425,12 +474,72 @@ export function renderNewJob(root) {
   form.addEventListener('submit', onSubmit);
 
   // ---- behaviour ---------------------------------------------------------------------
-  const applies = (f) => !f.methods || f.methods.includes(method());
+  const currentTask = () => {
+    const t = controls.get('task');
+    return t ? t.input.value : 'classification';
+  };
+  const applies = (f) => (!f.methods || f.methods.includes(method())) && (!f.tasks || f.tasks.includes(currentTask()));
 
-  function isDemo() {
+  function selectedModel() {
     const mc = controls.get('model');
-    const mi = mc ? models.find((x) => x.name === mc.input.value) : null;
+    return mc ? models.find((x) => x.name === mc.input.value) || null : null;
+  }
+  function isDemo() {
+    const mi = selectedModel();
     return !!(mi && mi.builtin);
+  }
+
+  /** The choices that follow the model: its tasks, its family's target
+   *  modules, the metrics of the task. */
+  function followModel(mi) {
+    const task = controls.get('task');
+    if (task) {
+      const offered = mi && mi.tasks ? mi.tasks : null;
+      for (const o of task.input.options) {
+        const ok = !offered || offered.includes(o.value);
+        o.disabled = !ok;
+        o.hidden = !ok;
+      }
+      if (offered && offered.length && !offered.includes(task.input.value)) task.input.value = offered[0];
+    }
+    const tm = controls.get('target_modules');
+    if (tm && tm.setItems) {
+      const items = mi && mi.targetModules && mi.targetModules.length ? mi.targetModules : tm.s.items.enum;
+      const defs = mi && mi.targetModules && mi.targetModules.length
+        ? (mi.defaultTargetModules || mi.targetModules).filter((x) => items.includes(x))
+        : (Array.isArray(tm.s.default) ? tm.s.default : items);
+      tm.setItems(items, defs);
+    }
+    const metric = controls.get('metric');
+    if (metric) {
+      const t = currentTask();
+      for (const o of metric.input.options) {
+        if (!o.value) continue;
+        const ok = metricFits(o.value, t);
+        o.disabled = !ok;
+        o.hidden = !ok;
+      }
+      if (metric.input.value && !metricFits(metric.input.value, t)) metric.input.value = '';
+    }
+  }
+
+  /** The causal-LM notes: the training data's form, the model's chat template
+   *  and a warning when chat rows meet a model without a known one. */
+  function describeLm(mi) {
+    const train = controls.get('dataset.train');
+    const d = train && train.input.value ? datasets.find((x) => x.id === train.input.value) : null;
+    dataForm.textContent = d
+      ? `Training data: ${d.form ? `${FORM_TEXT[d.form] || d.form} rows` : 'form not reported by the daemon'}${d.rows !== null ? `, ${fmtInt(d.rows)} rows` : ''}${d.tokens !== null ? `, ${fmtInt(d.tokens)} tokens` : ''}.`
+      : 'Training data: upload a JSON Lines file to see its form (text, prompt/completion, Alpaca, chat or input_ids).';
+    if (d && d.form) dataForm.dataset.form = d.form; else delete dataForm.dataset.form;
+    const known = !!(mi && mi.chatTemplateKnown);
+    const tpl = known ? mi.chatTemplate : null;
+    chatInfo.textContent = !known ? '' : tpl ? `Chat template: ${tpl}.`
+      : `Chat template: none known${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}.`;
+    const chatData = !!(d && d.form === 'chat');
+    chatWarning.hidden = !(chatData && known && !tpl);
+    chatWarning.textContent = chatWarning.hidden ? ''
+      : `${d.name} holds chat messages, but ${mi.name} has no known chat template${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}: the daemon cannot render its turns. Choose a model with a template, or convert the rows to prompt/completion.`;
   }
 
   function update() {
@@ -441,15 +550,22 @@ export function renderNewJob(root) {
       dataFields.hidden = demo;
       dataDemoNote.hidden = !demo;
     }
+    const mi = selectedModel();
+    followModel(mi);
+    const causal = currentTask() === 'causal_lm';
     if (freezeBox) freezeBox.hidden = !!freezeMethods && !freezeMethods.includes(method());
+    if (lmBox) lmBox.hidden = !causal;
     for (const f of controls.values()) {
-      if (f.methods) f.wrap.hidden = !applies(f);
+      if (f.methods || f.tasks) f.wrap.hidden = !applies(f);
       if (f.refresh) f.refresh();
     }
-    const mc = controls.get('model');
-    const mi = mc ? models.find((x) => x.name === mc.input.value) : null;
-    modelInfo.textContent = mi ? [mi.architecture, mi.layers !== null ? `${mi.layers} layers` : null, mi.hiddenSize !== null ? `hidden ${mi.hiddenSize}` : null,
-      mi.parameters !== null ? `${fmtInt(mi.parameters)} parameters` : null].filter(Boolean).join(' · ') : '';
+    if (causal) describeLm(mi);
+    fill(modelInfo, mi ? [mi.architecture, mi.dtype, mi.layers !== null ? `${mi.layers} layers` : null, mi.hiddenSize !== null ? `hidden ${mi.hiddenSize}` : null,
+      mi.parameters !== null ? `${fmtInt(mi.parameters)} parameters` : null, mi.vocabSize !== null ? `vocabulary ${fmtInt(mi.vocabSize)}` : null,
+      mi.contextLength !== null ? `context ${fmtInt(mi.contextLength)}` : null,
+      mi.tokenizer === null ? null : mi.tokenizer ? `tokenizer${mi.tokenizerKind ? ` (${mi.tokenizerKind})` : ''}` : 'no tokenizer'].filter(Boolean).join(' · ') : '',
+    mi && mi.trainMemoryBytes !== null ? h('span', { id: 'model-memory', class: 'block' },
+      `Training at the default settings needs about ${fmtBytes(mi.trainMemoryBytes)}${mi.trainMemoryNote ? ` (${mi.trainMemoryNote})` : ''}.`) : null);
     const { spec } = buildSpec();
     preview.textContent = JSON.stringify(spec, null, 2);
     const token = getToken() ? ' \\\n  -H "Authorization: Bearer $AFLORAD_TOKEN"' : '';

@@ -21,19 +21,28 @@
 // jobs list and its filter show the jobs; with an API token the page asks
 // for it and downloads with it; the page logged no script error and the
 // daemon stops cleanly (so an ASan build can be tested this way too:
-// AFLORAD_BIN=build-asan/aflorad). Screenshots of the job page (light, dark,
-// narrow) go to tests/artifacts/dashboard*.png.
+// AFLORAD_BIN=build-asan/aflorad). Causal LMs (a tiny random LLaMA from
+// tests/integration/make_tiny_llama.py): the form offers causal_lm with its
+// fields, the family's target modules and the uploaded file's form, warns
+// about chat rows without a chat template; a job shows perplexity and
+// tokens/s; the heatmap's rows are the modules the job adapts (LLaMA's five
+// by default, seven when asked; no BERT row); the playground streams both
+// completions side by side (equal to the API's JSON replies), stops on Stop
+// and Escape, and shows errors in their column. Tests needing an endpoint
+// the daemon lacks (issue 12's API) are reported SKIP with the reason and
+// counted apart. Screenshots of the job page (light, dark, narrow) and the
+// playground go to tests/artifacts/dashboard*.png.
 //
 //   node tests/browser/dashboard.test.mjs          real daemon (build/aflorad)
 //   node tests/browser/dashboard.test.mjs --mock   mock_server.mjs instead (UI work)
 // Environment: AFLORAD_BIN (default build/aflorad), CHROMIUM (default
 // /usr/bin/chromium), HEADFUL=1 to watch.
-// Prints one line per test and "N passed, M failed"; exits 1 on any failure.
+// Prints one line per test and "N passed, M failed[, K skipped]"; exits 1 on any failure.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -54,6 +63,11 @@ const UPLOAD_TRAIN_ROWS = 320;     // 10 steps per epoch at batch 32
 const UPLOAD_EVAL_ROWS = 64;
 const UPLOAD_EPOCHS = 3;
 const TOKEN = 'browser-test-token-0123456789';
+const LM_MODEL = 'tiny-llama';      // the mock's, and the folder make_tiny_llama.py writes for the daemon
+const LM_EPOCHS = 3;
+const LLAMA_ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const LLAMA_DEFAULT = ['q_proj', 'k_proj', 'v_proj', 'up_proj', 'down_proj'];
+const BERT_MODULES = ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
 const RESTART_AFTER_STEPS = 100;   // the demo checkpoints every epoch (63 steps)
 const START_TIMEOUT_MS = 15000;
 const TRAIN_TIMEOUT_MS = 180000;
@@ -65,6 +79,10 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 // ---- tiny runner -------------------------------------------------------------------
 const results = [];
+/** Thrown by a test that cannot run against this daemon (an endpoint of a
+ *  branch not merged yet): reported as SKIP, counted apart, never a pass. */
+class Skip extends Error {}
+const skip = (why) => { throw new Skip(why); };
 let blockedBy = null;      // a failed step that later tests cannot do without
 /** opts.critical: when this fails, the tests after it are reported failed without running. */
 async function test(name, fn, opts = {}) {
@@ -79,6 +97,11 @@ async function test(name, fn, opts = {}) {
     results.push({ name, ok: true });
     console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   } catch (e) {
+    if (e instanceof Skip) {
+      results.push({ name, ok: false, skipped: true });
+      console.log(`SKIP ${name}: ${e.message}`);
+      return;
+    }
     results.push({ name, ok: false, error: e });
     if (opts.critical) blockedBy = name;
     console.log(`FAIL ${name}: ${e && e.stack ? e.stack.split('\n').slice(0, 3).join('\n     ') : e}`);
@@ -111,6 +134,9 @@ function startServer(port = 0, extra = []) {
         // a model folder besides the built-in demo, for the upload test
         const r = spawnSync(BIN, ['init-demo', path.join(dataDir, 'models', 'tiny')], { encoding: 'utf8' });
         if (r.status !== 0) return reject(new Error(`init-demo failed: ${r.stderr}`));
+        // and a tiny random LLaMA with a tokenizer, for the causal-LM tests
+        const l = spawnSync('python3', [path.join(ROOT, 'tests/integration/make_tiny_llama.py'), path.join(dataDir, 'models', LM_MODEL)], { encoding: 'utf8' });
+        if (l.status !== 0) return reject(new Error(`make_tiny_llama.py failed: ${l.stderr}`));
       }
       cmd = BIN;
       args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--web-dir', path.join(ROOT, 'web'),
@@ -144,6 +170,13 @@ async function stopServer() {
 
 // ---- API helpers (node side, independent of the page) ----------------------------------------
 let BASE = '';
+async function listModels() {
+  const r = await apiGet('/models');
+  return Array.isArray(r) ? r : r.models;
+}
+/** A causal LM by what GET /models says (tasks), or by its architecture
+ *  where the daemon does not say yet. */
+const isCausalModel = (m) => (Array.isArray(m.tasks) ? m.tasks.includes('causal_lm') : m.architecture === 'llama');
 async function apiGet(p) {
   const res = await fetch(BASE + p, { headers: { Accept: 'application/json' } });
   assert(res.ok, `GET ${p}: HTTP ${res.status}`);
@@ -201,6 +234,29 @@ function schemaFields(schema, prefix = '') {
 
 /** A number as the page prints it (util.js fmtNum, 4 significant digits). */
 const pageNum = (x) => String(Number(x.toPrecision(4)));
+
+/** Causal-LM JSON Lines of one form (lmdata.h's): short stories the sp_bpe
+ *  fixture tokenizer reads. */
+function lmRows(form, rows) {
+  const who = ['the fox', 'a cat', 'the old man', 'a girl', 'the dog'];
+  const did = ['ran home', 'found a ball', 'sang a song', 'slept', 'ate bread'];
+  const out = [];
+  for (let i = 0; i < rows; i++) {
+    const a = who[i % who.length]; const b = did[(i * 3) % did.length];
+    if (form === 'text') out.push({ text: `Once ${a} ${b}.` });
+    else if (form === 'prompt_completion') out.push({ prompt: `Once ${a}`, completion: ` ${b}.` });
+    else out.push({ messages: [{ role: 'user', content: `What did ${a} do?` }, { role: 'assistant', content: `It ${b}.` }] });
+  }
+  return `${out.map((o) => JSON.stringify(o)).join('\n')}\n`;
+}
+
+/** The heatmap's rows as the page draws them: [{module, label}] in order. */
+async function heatRows() {
+  return page.$$eval('#heatmap tbody tr', (trs) => trs.map((tr) => ({
+    module: tr.querySelector('td') ? tr.querySelector('td').dataset.module : null,
+    label: tr.querySelector('th').textContent,
+  })));
+}
 
 /** A small two-class TSV (GLUE SST-2 layout) the demo vocabulary can read. */
 function sentimentTsv(rows, seed) {
@@ -337,7 +393,10 @@ async function main() {
       else if (Array.isArray(s.enum)) got = await page.inputValue(`${sel} select`);
       else if (s.type === 'array' && s.items && s.items.enum) {
         got = await page.$$eval(`${sel} input[type="checkbox"]`, (cs) => cs.filter((c) => c.checked).map((c) => c.value));
-        assertEq(JSON.stringify(got), JSON.stringify(want), `${name}: default`);
+        // target_modules: the chosen model's family's defaults when GET /models names them
+        const demo = name === 'target_modules' ? (await listModels()).find((m) => m.name === 'demo') : null;
+        const defs = demo && Array.isArray(demo.default_target_modules) ? demo.default_target_modules : want;
+        assertEq(JSON.stringify(got), JSON.stringify(defs), `${name}: default`);
         continue;
       } else {
         got = await page.getAttribute(`${sel} input`, 'placeholder');
@@ -533,7 +592,9 @@ async function main() {
     fs.writeFileSync(dev, sentimentTsv(UPLOAD_EVAL_ROWS, 2));
     await page.goto(`${BASE}/#/new`);
     await page.waitForSelector('#model option[value="demo"]', { state: 'attached' });
-    const other = await page.$$eval('#model option', (os) => os.filter((o) => o.value !== 'demo' && !o.disabled).map((o) => o.value));
+    // an encoder folder (not the causal LM the later tests use)
+    const encoders = (await listModels()).filter((m) => m.usable && !m.builtin && !isCausalModel(m)).map((m) => m.name);
+    const other = await page.$$eval('#model option', (os, enc) => os.filter((o) => enc.includes(o.value) && !o.disabled).map((o) => o.value), encoders);
     assert(other.length > 0, 'a model folder besides demo is listed');
     await page.selectOption('#model', other[0]);
     await page.waitForSelector('#dataset-upload', { state: 'visible' });
@@ -676,6 +737,408 @@ async function main() {
     await page.waitForURL(new RegExp(`#/jobs/${jobId}$`));
   });
 
+  // ---- causal language models (issue 12) -----------------------------------------------
+  // Parts that need endpoints of issue 12's API (causal-LM uploads, the new
+  // GET /models fields, generation) SKIP with the reason against a daemon
+  // that lacks them: skips are counted apart, never as passes.
+  /** Load the page anew at a route (going to the URL it shows already would
+   *  keep the view and whatever was typed into it). */
+  const fresh = async (route) => { await page.goto('about:blank'); await page.goto(`${BASE}/${route}`); };
+  let lmJobId = null;      // a succeeded causal_lm job with the default target modules
+  let lmTrainId = null;    // its training data
+  let lmDataWhy = null;    // why causal-LM data cannot be uploaded to this daemon
+  /** The trained causal-LM job: a skip when the daemon cannot train one, a
+   *  failure when it could and the training test failed. */
+  const needLmJob = () => {
+    if (lmDataWhy) skip(lmDataWhy);
+    assert(lmJobId, 'a succeeded causal-LM job (the training test failed)');
+  };
+
+  await test('sse.js parses events split anywhere: CRLF, CR, comments, multi-line data, ids', async () => {
+    const { SSEParser } = await import(pathToFileURL(path.join(ROOT, 'web/sse.js')).href);
+    const text = ': comment\r\nevent: token\r\ndata: {"a":1}\r\n\r\nevent: done\ndata: line1\ndata:line2\n\nid: 7\ndata: x\r\rdata: unterminated';
+    const want = JSON.stringify([{ type: 'token', data: '{"a":1}', id: '' }, { type: 'done', data: 'line1\nline2', id: '' }, { type: 'message', data: 'x', id: '7' }]);
+    for (const size of [1, 2, 3, 7, text.length]) {
+      const got = [];
+      const p = new SSEParser((e) => got.push(e));
+      for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
+      p.end();
+      assertEq(JSON.stringify(got), want, `events fed in chunks of ${size}`);
+    }
+  });
+
+  await test('the new-job form offers causal_lm for a LLaMA model, with its fields and not the encoder ones', async () => {
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    assert(lm && lm.usable, `${LM_MODEL} is listed and usable (${lm && lm.reason})`);
+    await fresh('#/new');
+    await page.waitForSelector(`#model option[value="${LM_MODEL}"]`, { state: 'attached' });
+    assert(await page.isHidden('#lm-group'), 'no causal-LM group for the demo model');
+    await page.selectOption('#model', LM_MODEL);
+    const taskSel = '.field[data-field="task"] select';
+    if (Array.isArray(lm.tasks)) {
+      assertEq(await page.inputValue(taskSel), 'causal_lm', 'the task follows the model (GET /models tasks)');
+      assert(await page.$eval(`${taskSel} option[value="classification"]`, (o) => o.disabled), 'classification is not offered for a causal LM');
+    } else {
+      await page.selectOption(taskSel, 'causal_lm');   // a daemon that does not list tasks: every task is offered
+    }
+    assert(await page.isVisible('#lm-group'), 'the causal-LM group shows');
+    for (const f of ['train_on_inputs', 'answer_rule', 'max_seq_len', 'target_modules']) assert(await page.isVisible(`.field[data-field="${f}"]`), `${f} shown`);
+    for (const f of ['num_labels', 'dataset.label_field', 'dataset.text_fields', 'dataset.has_header', 'dataset.labels']) {
+      assert(await page.isHidden(`.field[data-field="${f}"]`), `${f} hidden for causal_lm`);
+    }
+    assert(await page.$eval('.field[data-field="metric"] option[value="accuracy"]', (o) => o.disabled), 'accuracy is not a causal-LM metric');
+    assert(!(await page.$eval('.field[data-field="metric"] option[value="perplexity"]', (o) => o.disabled)), 'perplexity is');
+    const shown = await page.$eval('.field[data-field="metric"] select', (sel) => sel.options[sel.selectedIndex].textContent);
+    assert(/perplexity/.test(shown), `metric default for causal_lm: ${shown}`);
+    await page.check('.field[data-field="train_on_inputs"] input');
+    await page.fill('.field[data-field="max_seq_len"] input', '64');
+    const schema = (await apiGet('/openapi.json')).components.schemas.JobSpec;
+    const ac = !!schema.properties.activation_checkpointing;
+    if (ac) await page.selectOption('.field[data-field="activation_checkpointing"] select', 'on');
+    const spec = JSON.parse(await page.textContent('#spec-preview'));
+    const want = { model: LM_MODEL, task: 'causal_lm', max_seq_len: 64, train_on_inputs: true, ...(ac ? { activation_checkpointing: 'on' } : {}) };
+    for (const [k, v] of Object.entries(want)) assertEq(spec[k], v, `spec.${k}`);
+    for (const k of ['num_labels', 'metric']) assert(!(k in spec), `no ${k} in the spec`);
+    // back to an encoder: its task and fields return
+    await page.selectOption('#model', 'demo');
+    if (Array.isArray(lm.tasks)) assertEq(await page.inputValue(taskSel), 'classification', 'the demo model\'s task');
+    else await page.selectOption(taskSel, 'classification');
+    assert(await page.isHidden('#lm-group'), 'the causal-LM group hides again');
+    assert(!('train_on_inputs' in JSON.parse(await page.textContent('#spec-preview'))), 'a hidden field is not sent');
+  });
+
+  await test('target modules are the chosen model\'s family\'s: LLaMA\'s seven (five checked by default), BERT\'s six', async () => {
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    if (!Array.isArray(lm.target_modules)) skip('GET /models does not list target_modules / default_target_modules (issue 12\'s API branch)');
+    assertEq(JSON.stringify(lm.target_modules), JSON.stringify(LLAMA_ALL), 'the API lists LLaMA\'s modules');
+    assertEq(JSON.stringify(lm.default_target_modules), JSON.stringify(LLAMA_DEFAULT), 'and its defaults');
+    await fresh('#/new');
+    await page.waitForSelector(`#model option[value="${LM_MODEL}"]`, { state: 'attached' });
+    const boxes = () => page.$$eval('#target-modules input', (cs) => cs.map((c) => ({ v: c.value, on: c.checked })));
+    let b = await boxes();
+    assertEq(JSON.stringify(b.map((x) => x.v)), JSON.stringify(BERT_MODULES), 'demo (BERT): its six modules only');
+    await page.selectOption('#model', LM_MODEL);
+    b = await boxes();
+    assertEq(JSON.stringify(b.map((x) => x.v)), JSON.stringify(LLAMA_ALL), 'LLaMA: its seven');
+    assertEq(JSON.stringify(b.filter((x) => x.on).map((x) => x.v)), JSON.stringify(LLAMA_DEFAULT), 'checked: the family\'s defaults');
+    assert(!('target_modules' in JSON.parse(await page.textContent('#spec-preview'))), 'the defaults send nothing');
+    await page.check('#target-modules input[value="o_proj"]');
+    await page.check('#target-modules input[value="gate_proj"]');
+    assertEq(JSON.stringify(JSON.parse(await page.textContent('#spec-preview')).target_modules), JSON.stringify(LLAMA_ALL), 'all seven sent');
+  });
+
+  await test('an uploaded causal-LM file shows its form; chat rows on a model without a chat template are warned about', async () => {
+    const probe = await fetch(`${BASE}/datasets?name=probe.jsonl&task=causal_lm&model=${LM_MODEL}`, {
+      method: 'POST', headers: { 'Content-Type': 'application/x-ndjson' }, body: lmRows('text', 4) });
+    const pd = await probe.json().catch(() => null);
+    if (!probe.ok || !pd || !pd.form) {
+      lmDataWhy = `this daemon does not take causal-LM datasets yet: POST /datasets?task=causal_lm answered ${probe.status} ${JSON.stringify(pd && pd.error ? pd.error : pd).slice(0, 160)} (issue 12's API branch)`;
+      skip(lmDataWhy);
+    }
+    assertEq(pd.form, 'text', 'the probe\'s form');
+    const models = await listModels();
+    const lm = models.find((m) => m.name === LM_MODEL);
+    const pc = path.join(scratch, 'pc.jsonl');
+    const chat = path.join(scratch, 'chat.jsonl');
+    fs.writeFileSync(pc, lmRows('prompt_completion', 12));
+    fs.writeFileSync(chat, lmRows('chat', 10));
+    await fresh('#/new');
+    await page.waitForSelector(`#model option[value="${LM_MODEL}"]`, { state: 'attached' });
+    await page.selectOption('#model', LM_MODEL);
+    if (!Array.isArray(lm.tasks)) await page.selectOption('.field[data-field="task"] select', 'causal_lm');
+    await page.setInputFiles('#dataset-upload', pc);
+    await page.waitForFunction(() => document.querySelector('#upload-status').textContent.startsWith('Uploaded pc.jsonl'));
+    assert(/prompt \/ completion/.test(await page.textContent('#upload-status')), `upload status names the form: ${await page.textContent('#upload-status')}`);
+    assertEq(await page.getAttribute('#data-form', 'data-form'), 'prompt_completion', 'the data form shown');
+    assert(/12 rows/.test(await page.textContent('#data-form')), `rows shown: ${await page.textContent('#data-form')}`);
+    if (!('chat_template' in lm)) skip('GET /models does not say chat_template (issue 12\'s API branch); the data form was checked');
+    assert((await page.textContent('#chat-template')).includes(lm.chat_template || 'none known'), 'the model\'s chat template (or none) is named');
+    // chat rows: into the training picker, whichever model is chosen
+    await page.selectOption('.field[data-field="dataset.train"] select', '');
+    await page.setInputFiles('#dataset-upload', chat);
+    const upErr = page.locator('.field[data-field="upload"] .field-error');
+    await page.waitForFunction(() => document.querySelector('#upload-status').textContent.startsWith('Uploaded chat.jsonl')
+      || !document.querySelector('.field[data-field="upload"] .field-error').hidden);
+    if (await upErr.isVisible()) {
+      // a daemon may refuse chat rows for a model without a template at upload: the form says why
+      assert(!lm.chat_template && /template/i.test(await upErr.textContent()), `upload refused: ${await upErr.textContent()}`);
+      return;
+    }
+    assertEq(await page.getAttribute('#data-form', 'data-form'), 'chat', 'chat form shown');
+    const noTpl = lm.chat_template ? models.find((m) => m.usable && isCausalModel(m) && 'chat_template' in m && !m.chat_template) : lm;
+    if (lm.chat_template) assert(await page.isHidden('#chat-warning'), 'no warning: the model has a template');
+    if (!noTpl) return;
+    await page.selectOption('#model', noTpl.name);
+    const warn = page.locator('#chat-warning');
+    await warn.waitFor({ state: 'visible' });
+    assert(/no known chat template/.test(await warn.textContent()), `warning: ${await warn.textContent()}`);
+    assert(/none known/.test(await page.textContent('#chat-template')), 'no template shown as such');
+  });
+
+  await test('a causal-LM job trained from the form shows loss, perplexity and tokens per second', async () => {
+    if (lmDataWhy) skip(lmDataWhy);
+    const train = path.join(scratch, 'lm-train.jsonl');
+    const dev = path.join(scratch, 'lm-dev.jsonl');
+    fs.writeFileSync(train, lmRows('prompt_completion', 48));
+    fs.writeFileSync(dev, lmRows('prompt_completion', 16));
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    await fresh('#/new');
+    await page.waitForSelector(`#model option[value="${LM_MODEL}"]`, { state: 'attached' });
+    await page.selectOption('#model', LM_MODEL);
+    if (!Array.isArray(lm.tasks)) await page.selectOption('.field[data-field="task"] select', 'causal_lm');
+    for (const [file, field] of [[train, 'dataset.train'], [dev, 'dataset.eval']]) {
+      await page.setInputFiles('#dataset-upload', file);
+      await page.waitForFunction((n) => document.querySelector('#upload-status').textContent.startsWith(`Uploaded ${n}`), path.basename(file));
+      assert(/prompt \/ completion/.test(await page.textContent('#upload-status')), 'prompt/completion form detected');
+      const id = await page.inputValue(`.field[data-field="${field}"] select`);
+      assert(/^[0-9a-f]{16}$/.test(id), `${field} picks the uploaded dataset (${id})`);
+      if (field === 'dataset.train') lmTrainId = id;
+    }
+    await page.fill('.field[data-field="epochs"] input', String(LM_EPOCHS));
+    await page.fill('.field[data-field="batch_size"] input', '8');
+    await page.fill('.field[data-field="max_seq_len"] input', '32');
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/);
+    const id = page.url().match(/#\/jobs\/([0-9a-f]+)$/)[1];
+    await page.waitForSelector('.job-detail[data-status="succeeded"]', { timeout: TRAIN_TIMEOUT_MS });
+    lmJobId = id;
+    const job = await apiGet(`/jobs/${id}`);
+    assertEq(job.spec.task, 'causal_lm', 'the API stored the task');
+    const total = job.progress.total_steps;
+    assert(await page.isVisible('#chart-perplexity'), 'perplexity chart shown');
+    assertEq(await settledPoints('#chart-perplexity', total), total, 'one training-perplexity point per step');
+    await page.waitForFunction((n) => Number(document.querySelector('#chart-perplexity').dataset.evalPoints) === n, LM_EPOCHS, { timeout: 5000 }).catch(() => {});
+    assertEq(Number(await page.getAttribute('#chart-perplexity', 'data-eval-points')), LM_EPOCHS, 'one eval perplexity per epoch');
+    const evals = (await allEvents(id)).filter((e) => e.type === 'eval');
+    const lastPpl = evals[evals.length - 1].data.metrics.perplexity;
+    assert(Number.isFinite(lastPpl), 'eval events carry perplexity');
+    assertEq(await page.textContent('#stat-perplexity .stat-sub'), `eval ${pageNum(lastPpl)}`, 'the last eval perplexity on the page');
+    const heads = await page.$$eval('.eval-table thead th', (ths) => ths.map((t) => t.textContent));
+    assert(heads.includes('perplexity'), `eval table has a perplexity column (${heads})`);
+    assert(await page.isHidden('#chart-flops-step') === false, 'the FLOP charts stay');
+  });
+
+  await test('the causal-LM job page shows tokens per second from the step events', async () => {
+    needLmJob();
+    const steps = (await allEvents(lmJobId)).filter((e) => e.type === 'step');
+    if (!steps.some((e) => Number.isFinite(e.data.tokens_per_second))) skip('the daemon\'s step events carry no tokens_per_second yet (issue 12\'s API branch)');
+    const last = steps[steps.length - 1].data;
+    assertEq(await settledPoints('#chart-tokens', steps.length), steps.length, 'one tokens/s point per step');
+    assertEq(await page.textContent('#stat-tokens .stat-value'), pageNum(last.tokens_per_second), 'the last step\'s tokens/s');
+    assert((await page.textContent('#stat-tokens .stat-sub')).includes(last.tokens_seen.toLocaleString('en-US')), 'tokens seen');
+  });
+
+  /** Every cell of the page's heatmap against GET /jobs/{id}/freezing. */
+  async function checkCells(id) {
+    const api = freezingMap(await apiGet(`/jobs/${id}/freezing`));
+    const dom = await page.$$eval('#heatmap td', (tds) => tds.map((td) => ({
+      key: `${td.dataset.layer}|${td.dataset.module}|${td.dataset.matrix}`, state: td.dataset.state, step: td.dataset.step ?? null })));
+    let frozen = 0;
+    for (const c of dom) {
+      assert(api.has(c.key), `cell ${c.key} is in the API data`);
+      const want = api.get(c.key);
+      if (want !== null) { frozen++; assertEq(c.step, String(want), `cell ${c.key} step`); } else assert(c.state !== 'frozen', `cell ${c.key} not frozen`);
+    }
+    assert(frozen > 0, 'some cells froze');
+    return api;
+  }
+
+  await test('the LLaMA job\'s heatmap rows are the modules it adapts (q, k, v, up, down by default), not the BERT list', async () => {
+    needLmJob();
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    if (!Array.isArray(lm.default_target_modules)) skip('GET /models has no default_target_modules (issue 12\'s API branch): the page cannot tell which of the family\'s modules a default job adapts');
+    await fresh(`#/jobs/${lmJobId}`);
+    await page.waitForSelector('.job-detail[data-status="succeeded"]');
+    await page.waitForFunction((n) => document.querySelectorAll('#heatmap tbody tr').length === n, LLAMA_DEFAULT.length * 2, { timeout: 10000 }).catch(() => {});
+    const rows = await heatRows();
+    const labels = { q_proj: 'query', k_proj: 'key', v_proj: 'value', up_proj: 'up', down_proj: 'down' };
+    assertEq(JSON.stringify(rows), JSON.stringify(LLAMA_DEFAULT.flatMap((m) => ['A', 'B'].map((x) => ({ module: m, label: `${labels[m]} ${x}` })))), 'rows: the job\'s modules with the family\'s labels');
+    assert(!rows.some((r) => BERT_MODULES.includes(r.module)), 'no BERT module');
+    await checkCells(lmJobId);
+  });
+
+  await test('a LLaMA job with all seven target modules shows seven module rows', async () => {
+    if (lmDataWhy) skip(lmDataWhy);
+    assert(lmTrainId, 'causal-LM training data (the training test failed)');
+    const created = await fetch(`${BASE}/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: LM_MODEL, task: 'causal_lm', dataset: { train: lmTrainId }, target_modules: LLAMA_ALL, epochs: 2, batch_size: 8, max_seq_len: 32, threads: 1 }) });
+    const body = await created.json();
+    assertEq(created.status, 201, `job created (${JSON.stringify(body.error || '')})`);
+    const t0 = Date.now();
+    let job;
+    while ((job = await apiGet(`/jobs/${body.id}`)).status !== 'succeeded') {
+      assert(!['failed', 'cancelled'].includes(job.status), `the job ended ${job.status}: ${job.error}`);
+      assert(Date.now() - t0 < TRAIN_TIMEOUT_MS, 'the job did not finish');
+      await sleep(100);
+    }
+    await fresh(`#/jobs/${body.id}`);
+    await page.waitForSelector('.job-detail[data-status="succeeded"]');
+    await page.waitForFunction((n) => document.querySelectorAll('#heatmap tbody tr').length === n, LLAMA_ALL.length * 2, { timeout: 10000 }).catch(() => {});
+    const rows = await heatRows();
+    assertEq(JSON.stringify(rows.map((r) => r.module)), JSON.stringify(LLAMA_ALL.flatMap((m) => [m, m])), 'seven modules, A and B each, in the family\'s order');
+    for (const l of ['attention output A', 'gate B']) assert(rows.some((r) => r.label === l), `row ${l}`);
+    await checkCells(body.id);
+  });
+
+  // ---- the playground --------------------------------------------------------------------
+  async function needGenerate() {
+    needLmJob();
+    const r = await fetch(`${BASE}/jobs/${lmJobId}/generate`, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify({ prompt: 'Once', max_new_tokens: 2 }) });
+    if (r.status === 404) skip('the daemon answers 404 for POST /jobs/{id}/generate: generation is not in this build yet (issue 12\'s API branch)');
+    assert(r.ok, `POST /jobs/{id}/generate: HTTP ${r.status} ${await r.text()}`);
+  }
+  async function genJson(p, body) {
+    const r = await fetch(BASE + p, { method: 'POST', headers: { 'Content-Type': 'application/json', Accept: 'application/json' }, body: JSON.stringify(body) });
+    assert(r.ok, `POST ${p}: HTTP ${r.status}`);
+    return r.json();
+  }
+  const colState = () => page.evaluate(() => Object.fromEntries(['pg-base', 'pg-tuned'].map((c) => {
+    const el = document.getElementById(c);
+    return [c, { state: el.dataset.state, tokens: Number(el.dataset.tokens) }];
+  })));
+  async function openPlayground() {
+    await fresh(`#/jobs/${lmJobId}`);
+    await page.waitForSelector('#playground-form');
+  }
+
+  await test('the playground streams the base model\'s and the fine-tuned completions side by side', async () => {
+    await needGenerate();
+    await openPlayground();
+    const N = 16;
+    await page.fill('#pg-prompt', 'Once the fox');
+    await page.fill('#pg-max-new-tokens', String(N));
+    // count the text updates of each column: streamed means more than one
+    await page.evaluate(() => {
+      window.__pg = { 'pg-base': [], 'pg-tuned': [] };
+      for (const c of Object.keys(window.__pg)) {
+        // one entry per change: the page appends every token on its own
+        new MutationObserver((records) => { for (const r of records) window.__pg[c].push(r.type); })
+          .observe(document.getElementById(`${c}-text`), { childList: true, characterData: true, subtree: true });
+      }
+    });
+    await page.focus('#pg-prompt');
+    await page.keyboard.press('Control+Enter');
+    let together = false;
+    const t0 = Date.now();
+    for (;;) {
+      const s = await colState();
+      if (s['pg-base'].state === 'streaming' && s['pg-tuned'].state === 'streaming' && s['pg-base'].tokens > 0 && s['pg-tuned'].tokens > 0) together = true;
+      if (['done', 'error'].includes(s['pg-base'].state) && ['done', 'error'].includes(s['pg-tuned'].state)) break;
+      assert(Date.now() - t0 < 60000, 'generation did not finish');
+      await sleep(20);
+    }
+    const s = await colState();
+    assertEq(s['pg-base'].state, 'done', `base column (${await page.textContent('#pg-base-error')})`);
+    assertEq(s['pg-tuned'].state, 'done', `fine-tuned column (${await page.textContent('#pg-tuned-error')})`);
+    const updates = await page.evaluate(() => window.__pg);
+    for (const c of ['pg-base', 'pg-tuned']) assert(updates[c].length >= N, `${c} shown token by token (${updates[c].length} changes for ${N} tokens)`);
+    if (MOCK) assert(together, 'both columns streamed at the same time');   // a daemon may queue one behind the other
+    const body = { prompt: 'Once the fox', max_new_tokens: N, temperature: 0, top_p: 1, seed: 42 };
+    const base = await genJson(`/models/${LM_MODEL}/generate`, body);
+    const tuned = await genJson(`/jobs/${lmJobId}/generate`, body);
+    assertEq(await page.textContent('#pg-base-text'), base.text, 'base completion = the API\'s (greedy is repeatable)');
+    assertEq(await page.textContent('#pg-tuned-text'), tuned.text, 'fine-tuned completion = the API\'s');
+    assert((await page.textContent('#pg-base-status')).startsWith(`Done: ${base.completion_tokens} tokens`), 'base status line');
+    if (MOCK) assert(base.text !== tuned.text, 'before and after differ');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-playground.png'), fullPage: true });
+    await page.setViewportSize({ width: 420, height: 900 });
+    await sleep(300);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    await page.setViewportSize({ width: 1280, height: 900 });
+    assert(overflow <= 1, `no horizontal page scroll on the causal-LM job page in a narrow window (${overflow}px)`);
+  });
+
+  await test('Stop and Escape abort both streams, and the daemon sees the requests end', async () => {
+    await needGenerate();
+    await openPlayground();
+    const N = 200;
+    await page.fill('#pg-prompt', 'Once a cat');
+    await page.fill('#pg-max-new-tokens', String(N));
+    for (const how of ['button', 'Escape']) {
+      await page.click('#pg-generate');
+      await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => Number(document.getElementById(c).dataset.tokens) >= 2
+        || document.getElementById(c).dataset.state !== 'streaming'), null, { timeout: 30000 });
+      if (how === 'button') await page.click('#pg-stop'); else await page.keyboard.press('Escape');
+      await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => document.getElementById(c).dataset.state !== 'streaming'), null, { timeout: 5000 });
+      const s = await colState();
+      if (!MOCK && (s['pg-base'].state === 'done' || s['pg-tuned'].state === 'done')) skip('generation finished before Stop could be pressed (the tiny model is too fast to interrupt)');
+      for (const c of ['pg-base', 'pg-tuned']) {
+        assertEq(s[c].state, 'stopped', `${c} stopped by ${how}`);
+        assert(s[c].tokens < N, `${c} stopped early (${s[c].tokens} of ${N})`);
+      }
+      assert(/Stopped after/.test(await page.textContent('#pg-base-status')), 'the column says it was stopped');
+      assert(await page.isDisabled('#pg-stop') && !(await page.isDisabled('#pg-generate')), 'buttons back to idle');
+      if (MOCK) {
+        await sleep(200);
+        const log = await apiGet('/_mock/generate-log');
+        const last = log.slice(-2);
+        assert(last.length === 2 && last.every((e) => e.aborted), `the server saw both requests end early: ${JSON.stringify(last.map((e) => [e.target, e.aborted, e.sent]))}`);
+      }
+    }
+  });
+
+  await test('a chat message goes to both sides as messages when the model has a chat template', async () => {
+    await needGenerate();
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    if (!('chat_template' in lm)) skip('GET /models does not say chat_template (issue 12\'s API branch)');
+    await openPlayground();
+    if (!lm.chat_template) {
+      await page.waitForFunction(() => document.querySelector('#pg-mode-chat').disabled, null, { timeout: 5000 });
+      assert(/no known chat template/.test(await page.textContent('#pg-chat-note')), 'the playground says why chat is off');
+      return;
+    }
+    await page.check('#pg-mode-chat', { force: true });
+    assert(await page.isVisible('#pg-system'), 'a system message field in chat mode');
+    assertEq(await page.textContent('label[for="pg-prompt"]'), 'User message', 'the prompt is the user message');
+    await page.fill('#pg-system', 'Be brief.');
+    await page.fill('#pg-prompt', 'Tell a story');
+    await page.fill('#pg-max-new-tokens', '4');
+    await page.click('#pg-generate');
+    await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => document.getElementById(c).dataset.state === 'done'), null, { timeout: 30000 });
+    if (MOCK) {
+      const last = (await apiGet('/_mock/generate-log')).slice(-2);
+      const want = JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Tell a story' }]);
+      for (const e of last) {
+        assertEq(JSON.stringify(e.body.messages), want, `${e.target} got the messages`);
+        assert(!('prompt' in e.body), 'and no prompt');
+      }
+    }
+  });
+
+  await test('generation errors are shown in the column they belong to', async () => {
+    await needGenerate();
+    await openPlayground();
+    await page.fill('#pg-prompt', '');
+    await page.click('#pg-generate');
+    await page.locator('#pg-form-error').waitFor({ state: 'visible' });
+    // a value the daemon refuses: both columns say why, naming the field
+    await page.fill('#pg-prompt', 'Once');
+    await page.fill('#pg-max-new-tokens', '0');
+    await page.click('#pg-generate');
+    await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => document.getElementById(c).dataset.state === 'error'), null, { timeout: 10000 });
+    for (const c of ['pg-base', 'pg-tuned']) {
+      const t = await page.textContent(`#${c}-error`);
+      assert(/max_new_tokens/.test(t) && /HTTP 4\d\d/.test(t), `${c} error names the field and status: ${t}`);
+    }
+    if (!MOCK) return;
+    // the queue is full for the fine-tuned side only: the base column goes on
+    await page.fill('#pg-max-new-tokens', '6');
+    await page.fill('#pg-prompt', '[mock:busy] Once');
+    await page.click('#pg-generate');
+    await page.waitForFunction(() => document.getElementById('pg-base').dataset.state === 'done' && document.getElementById('pg-tuned').dataset.state === 'error');
+    const busy = await page.textContent('#pg-tuned-error');
+    assert(/queue is full/.test(busy) && /HTTP 503/.test(busy) && /Try again in 2 s/.test(busy), `503 shown with Retry-After: ${busy}`);
+    assert(await page.isHidden('#pg-base-error'), 'no error in the base column');
+    // an error event mid-stream: the tokens so far stay, the message joins them
+    await page.fill('#pg-prompt', '[mock:error] Once');
+    await page.click('#pg-generate');
+    await page.waitForFunction(() => ['pg-base', 'pg-tuned'].every((c) => document.getElementById(c).dataset.state === 'error'));
+    assert(/NaN logits/.test(await page.textContent('#pg-base-error')), 'the error event\'s message');
+    assertEq(Number(await page.getAttribute('#pg-base', 'data-tokens')), 3, 'the tokens before the error are kept');
+    assert((await page.textContent('#pg-base-text')).length > 0, 'and shown');
+  });
+
   if (!MOCK) {
     await test('with an API token the page asks for it, sends it, and downloads with it', async () => {
       await stopServer();
@@ -731,7 +1194,8 @@ try {
   for (const d of [...tempDirs, profile, scratch]) if (d) fs.rmSync(d, { recursive: true, force: true });
 }
 const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed + (fatal ? 1 : 0);
+const skipped = results.filter((r) => r.skipped).length;
+const failed = results.length - passed - skipped + (fatal ? 1 : 0);
 if (failed) console.log(`# server log (tail):\n${serverLog.split('\n').slice(-25).join('\n')}`);
-console.log(`${passed} passed, ${failed} failed`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed ? 1 : 0);

@@ -11,11 +11,21 @@
 // must be built: AFLORAD_BIN, default build/aflorad), and the mock takes its
 // field list and defaults from it rather than from a copy.
 //
-//   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0]
+//   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0] [--gen-token-ms 60]
 //
 // --drop-sse-every N cuts every SSE connection after N events, to watch the
 // page reconnect with Last-Event-ID. POST /_mock/jobs/{id}/fail makes a job
 // fail right after its next evaluation (the browser test's failed job).
+//
+// Causal LMs, after issue 12's API contract: LLaMA models in GET /models
+// (tasks, family, target_modules and their defaults, chat template or its
+// absence, training memory), POST /datasets?task=causal_lm detecting the
+// row form, causal_lm jobs whose step events carry tokens, tokens_seen and
+// tokens_per_second and whose evaluations carry perplexity, and
+// POST /models/{name}/generate and /jobs/{id}/generate as JSON or SSE
+// (token, done, error; --gen-token-ms between tokens). GET
+// /_mock/generate-log lists the generation requests and whether the client
+// hung up early (Stop).
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,6 +47,12 @@ function loadSpecSchema() {
   return JSON.parse(r.stdout);
 }
 const SPEC_SCHEMA = loadSpecSchema();
+// Fields of the API contract (issue 12) the daemon's table may not have yet:
+// added so the form's causal-LM controls can be driven against the mock.
+SPEC_SCHEMA.properties.activation_checkpointing ??= {
+  type: 'string', enum: ['auto', 'off', 'on'], default: 'auto',
+  description: 'Recompute each block\'s activations in the backward pass instead of keeping them: less memory, about a third more compute; auto turns it on when the job would not fit otherwise.',
+};
 
 /** [{name: "freeze.delta_t", s, methods}] for every leaf field of the schema. */
 function specFields(schema, prefix = '', inherited = null) {
@@ -65,15 +81,39 @@ const PORT = Number(arg('port', 8089));
 const STEP_MS = Number(arg('step-ms', 25));
 const DROP_SSE_EVERY = Number(arg('drop-sse-every', 0));
 
-const MODULES = ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
-const FFN = ['intermediate.dense', 'output.dense'];
-// The BERT family's row labels, as GET /jobs/{id}/freezing sends them in module_info.
-const LABELS = { 'attention.output.dense': 'attention output', 'intermediate.dense': 'intermediate', 'output.dense': 'output' };
+// The families' module tables (engine/model/bert.c, llama.c): target name,
+// label, feed-forward; and the modules a job adapts by default.
+const FAMILIES = {
+  bert: {
+    modules: [['query', 'query', false], ['key', 'key', false], ['value', 'value', false],
+      ['attention.output.dense', 'attention output', false], ['intermediate.dense', 'intermediate', true], ['output.dense', 'output', true]],
+    defaults: null,                       // every module
+  },
+  llama: {
+    modules: [['q_proj', 'query', false], ['k_proj', 'key', false], ['v_proj', 'value', false], ['o_proj', 'attention output', false],
+      ['gate_proj', 'gate', true], ['up_proj', 'up', true], ['down_proj', 'down', true]],
+    defaults: ['q_proj', 'k_proj', 'v_proj', 'up_proj', 'down_proj'],
+  },
+};
+const familyNames = (f) => FAMILIES[f].modules.map((m) => m[0]);
+const familyDefaults = (f) => FAMILIES[f].defaults || familyNames(f);
+const moduleRow = (f, name) => FAMILIES[f] && FAMILIES[f].modules.find((m) => m[0] === name);
+const bertModel = (x) => ({ family: 'bert', tasks: ['classification', 'regression'], dtype: 'float32', tokenizer: true, tokenizer_kind: 'wordpiece',
+  chat_template: null, chat_template_error: null, target_modules: familyNames('bert'), default_target_modules: familyDefaults('bert'), ...x });
+const llamaModel = (x) => ({ usable: true, builtin: false, architecture: 'llama', family: 'llama', tasks: ['causal_lm'], dtype: 'float32', layers: 2, hidden_size: 32, intermediate_size: 64,
+  attention_heads: 4, vocab_size: 420, context_length: 256, parameters: 52_288, tokenizer: true, tokenizer_kind: 'bpe',
+  target_modules: familyNames('llama'), default_target_modules: familyDefaults('llama'),
+  train_memory_bytes: 48_500_000, train_memory_note: 'batch 32 x 128 tokens, activation checkpointing off', steps_per_epoch: 20, ...x });
 const MODELS = [
-  { name: 'demo', usable: true, builtin: true, architecture: 'bert', layers: 2, hidden_size: 32, intermediate_size: 64, attention_heads: 4, vocab_size: 96, parameters: 23_392, steps_per_epoch: 63 },
-  { name: 'mini-bert', usable: true, builtin: false, architecture: 'bert', layers: 4, hidden_size: 256, intermediate_size: 1024, attention_heads: 4, vocab_size: 30522, parameters: 11_170_560, steps_per_epoch: 40 },
-  { name: 'llama-7b', usable: false, builtin: false, reason: 'llama-7b: model_type "llama" is a causal language model; jobs fine-tune sequence classification and regression only so far' },
+  bertModel({ name: 'demo', usable: true, builtin: true, architecture: 'bert', layers: 2, hidden_size: 32, intermediate_size: 64, attention_heads: 4, vocab_size: 96, context_length: 64, parameters: 23_392, train_memory_bytes: 9_400_000, train_memory_note: 'batch 32 x 128 tokens', steps_per_epoch: 63 }),
+  bertModel({ name: 'mini-bert', usable: true, builtin: false, architecture: 'bert', layers: 4, hidden_size: 256, intermediate_size: 1024, attention_heads: 4, vocab_size: 30522, context_length: 512, parameters: 11_170_560, train_memory_bytes: 310_000_000, train_memory_note: 'batch 32 x 128 tokens', steps_per_epoch: 40 }),
+  llamaModel({ name: 'tiny-llama', chat_template: 'chatml', chat_template_error: null }),
+  llamaModel({ name: 'tiny-llama-base', chat_template: null, chat_template_error: 'tokenizer_config.json has no chat_template' }),
+  { name: 'broken', usable: false, builtin: false, reason: 'broken: config.json: model_type "gpt2" is not supported (supported: bert, roberta, llama, mistral, qwen2)' },
 ];
+/** The daemon's task tables (daemon/spec.c not_lm, lm_only). */
+const NOT_LM = ['num_labels', 'dataset.labels', 'dataset.text_fields', 'dataset.label_field', 'dataset.has_header'];
+const LM_ONLY = ['train_on_inputs', 'answer_rule', 'eval_max_new_tokens'];
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png' };
 
 const datasets = [];
@@ -123,6 +163,22 @@ function validate(spec) {
   const model = MODELS.find((m) => m.name === spec.model);
   if (!model) return ['unknown_model', `unknown model "${spec.model}"`, 'model'];
   if (!model.usable) return ['unusable_model', `model: '${model.name}' cannot be used: ${model.reason}`, 'model'];
+  const task = spec.task ?? 'classification';
+  if (model.tasks && !model.tasks.includes(task)) {
+    return ['invalid_value', `task: model '${model.name}' (${model.family}) cannot be trained for ${task}; it offers ${model.tasks.join(', ')}`, 'task'];
+  }
+  for (const f of LM_ONLY) {
+    if (getPath(spec, f) !== undefined && task !== 'causal_lm') return ['conflict', `${f}: applies only to task causal_lm (task is ${task})`, f];
+  }
+  if (task === 'causal_lm') {
+    for (const f of NOT_LM) {
+      if (getPath(spec, f) !== undefined) return ['conflict', `${f}: does not apply to task causal_lm (its rows are JSON Lines; the labels are the next tokens)`, f];
+    }
+  }
+  if (Array.isArray(spec.target_modules) && model.family) {
+    const bad = spec.target_modules.find((n) => !familyNames(model.family).includes(n));
+    if (bad !== undefined) return ['invalid_value', `target_modules: "${bad}" is not a module of this model (a ${model.family}); its modules: ${familyNames(model.family).join(', ')}`, 'target_modules'];
+  }
   const method = spec.method ?? 'aflora';
   if (!['aflora', 'elora', 'lora', 'full'].includes(method)) return ['bad_value', 'method must be one of aflora, elora, lora, full', 'method'];
   if (spec.model === 'demo' && spec.dataset) return ['bad_field', 'the demo model trains on its built-in data: leave dataset out', 'dataset'];
@@ -195,6 +251,11 @@ function normalise(spec) {
     out.freeze.final_warmup_epochs ??= 0.7 * out.epochs;
   }
   if (method() === 'lora') out.alpha ??= 2 * out.rank;
+  for (const f of out.task === 'causal_lm' ? NOT_LM : LM_ONLY) {   // the other task's fields
+    const parts = f.split('.');
+    const parent = parts.length > 1 ? getPath(out, parts.slice(0, -1).join('.')) : out;
+    if (parent) delete parent[parts[parts.length - 1]];
+  }
   return out;
 }
 
@@ -213,12 +274,21 @@ function setStatus(job, status, error = null) {
   emit(job, 'status', { status, ...(error ? { error } : {}) });
 }
 
-function startsTrainable(spec, module) {
+function startsTrainable(spec, family, module) {
   if (spec.method === 'lora' || spec.method === 'full') return true;
   if (spec.method === 'elora') return false;
   if (spec.trainable_projections === 'all') return true;
   if (spec.trainable_projections === 'none') return false;
-  return FFN.includes(module);
+  const row = moduleRow(family, module);
+  return !!(row && row[2]);
+}
+
+/** The modules a job adapts: the spec's list, or (left at the default, which
+ *  lists every family's names) the family's default targets. */
+function adaptedModules(spec, family) {
+  const names = familyNames(family);
+  const t = spec.target_modules || names;
+  return t.some((n) => !names.includes(n)) ? familyDefaults(family) : t;
 }
 
 function startJob(job) {
@@ -231,14 +301,17 @@ function startJob(job) {
   const tf = Math.floor(spec.method === 'aflora' ? spec.freeze.final_warmup_epochs * spe : 0);
   const dt = spec.method === 'aflora' ? spec.freeze.delta_t : 1;
   const layers = model.layers;
-  const mods = spec.target_modules || MODULES;
+  const mods = adaptedModules(spec, model.family);
+  const causal = spec.task === 'causal_lm';
   const trainable = [];
   for (let l = 0; l < layers; l++) for (const m of mods) for (const x of ['A', 'B']) {
     job.freezing.set(`${l}|${m}|${x}`, null);
-    if (spec.method === 'aflora' && startsTrainable(spec, m)) trainable.push({ layer: l, module: m, matrix: x, rank: Math.random() });
+    if (spec.method === 'aflora' && startsTrainable(spec, model.family, m)) trainable.push({ layer: l, module: m, matrix: x, rank: Math.random() });
   }
-  // intermediate A freezes last, as in the paper's Figure 5
-  trainable.sort((a, b) => (a.module === 'intermediate.dense' && a.matrix === 'A') - (b.module === 'intermediate.dense' && b.matrix === 'A') || a.rank - b.rank);
+  // the first FFN module's A freezes last, as intermediate A does in the paper's Figure 5
+  const last = mods.find((m) => startsTrainable({ method: 'aflora', trainable_projections: 'ffn' }, model.family, m));
+  trainable.sort((a, b) => (a.module === last && a.matrix === 'A') - (b.module === last && b.matrix === 'A') || a.rank - b.rank);
+  let tokensSeen = 0;
   const nTrainable0 = trainable.length;
   const r = (t) => (t <= ti ? 1 : t > T - tf ? 0 : (1 - (t - ti) / (T - ti - tf)) ** 3);
   const perMatrixW = 2 * 32 * 128 * 4 * 64;       // weight-gradient FLOPs of one A or B
@@ -267,24 +340,34 @@ function startJob(job) {
       }
     }
     const nMat = spec.method === 'aflora' ? trainable.length : spec.method === 'lora' ? layers * mods.length * 2 : 0;
+    // a causal LM's loss starts near ln(vocabulary)
     const scale = step % spe === 0 ? 0.6 : 1;                  // short last batch
     const f = { forward: fwd * scale, backward_input: bin * scale, backward_weight: (headW + nMat * perMatrixW) * scale };
     for (const k of Object.keys(cum)) cum[k] += f[k];
     const trainableNow = 1618 + nMat * 4 * 96;
     avgSum += trainableNow;
-    const loss = 0.35 + 0.4 * Math.exp(-step / (T / 3)) + 0.12 * (Math.random() - 0.5);
+    const loss = causal ? 2.2 + 3.8 * Math.exp(-step / (T / 3)) + 0.2 * (Math.random() - 0.5)
+      : 0.35 + 0.4 * Math.exp(-step / (T / 3)) + 0.12 * (Math.random() - 0.5);
     const lrPeak = spec.learning_rate;
     const wu = Math.max(1, Math.round(spec.warmup_ratio * T));
     const lr = step <= wu ? (lrPeak * step) / wu : (lrPeak * (T - step)) / Math.max(1, T - wu);
     const d = { step, total_steps: T, epoch, loss, lr, flops: f, flops_total: { ...cum }, trainable_now: trainableNow, trainable_avg: avgSum / step,
-      projections_trainable: nMat, projections_total: layers * 12, remaining_fraction: r(step), elapsed_s: (step * STEP_MS) / 1000 };
+      projections_trainable: nMat, projections_total: layers * mods.length * 2, remaining_fraction: r(step), elapsed_s: (step * STEP_MS) / 1000 };
+    if (causal) {
+      const tokens = Math.round(spec.batch_size * spec.max_seq_len * (0.6 + 0.2 * Math.random()) * scale);
+      tokensSeen += tokens;
+      Object.assign(d, { tokens, tokens_seen: tokensSeen, tokens_per_second: 5200 + 800 * Math.random() });
+    }
     Object.assign(job.progress, { step, epoch, loss, flops: { ...cum, total: cum.forward + cum.backward_input + cum.backward_weight },
       trainable_now: trainableNow, trainable_avg: avgSum / step, frozen: nTrainable0 - trainable.length, freezable: nTrainable0 });
     job.schedule.push({ step, r: r(step) });
     emit(job, 'step', d);
     if (step % spe === 0) {
       const acc = Math.min(0.95, 0.55 + 0.4 * (step / T) + 0.03 * Math.random());
-      const metrics = { accuracy: acc, f1: acc - 0.02, mcc: 2 * acc - 1.05, loss: loss + 0.05 };
+      const evalLoss = loss + (causal ? 0.3 : 0.05);
+      const metrics = causal
+        ? { loss: evalLoss, perplexity: Math.exp(evalLoss), ...(spec.answer_rule && spec.answer_rule !== 'none' ? { exact_match: acc / 2, exact_match_rows: 16 } : {}) }
+        : { accuracy: acc, f1: acc - 0.02, mcc: 2 * acc - 1.05, loss: evalLoss };
       job.evals.push({ epoch, step, metrics });
       emit(job, 'eval', { epoch, step, metrics });
       if (job.failAfterEval) {
@@ -297,7 +380,7 @@ function startJob(job) {
       clearInterval(job.timer);
       // the best epoch by spec.metric, as the daemon picks it (mse: lowest)
       const k = spec.metric;
-      const better = (a, b) => (k === 'mse' ? b.metrics[k] < a.metrics[k] : b.metrics[k] > a.metrics[k]);
+      const better = (a, b) => (['mse', 'perplexity'].includes(k) ? b.metrics[k] < a.metrics[k] : b.metrics[k] > a.metrics[k]);
       const best = job.evals.reduce((a, b) => (better(a, b) ? b : a), job.evals[0]);
       job.metrics = { best_epoch: best ? best.epoch : null, ...(best ? { best: best.metrics } : {}), epochs: job.evals, steps: T, final_loss: loss,
         flops: cum, trainable_params_avg: avgSum / T };
@@ -325,17 +408,118 @@ function jobJson(j) {
  *  schedule is r(t) of every step so far. */
 function freezingJson(j) {
   const model = MODELS.find((m) => m.name === j.spec.model);
-  const modules = j.spec.target_modules || [];
+  // like api/events.c: the spec's names the family has (all of the family's
+  // for a spec left at the default), whatever the job adapts of them
+  const modules = (j.spec.target_modules || []).filter((m) => moduleRow(model.family, m));
   const grid = (mat, what) => Array.from({ length: model.layers }, (_, l) =>
     modules.map((m) => { const c = j.freezing.get(`${l}|${m}|${mat}`); return c ? c[what] : null; }));
   return {
     job_id: j.id, status: j.status, method: j.spec.method, trainable_projections: j.spec.trainable_projections ?? null,
-    total_steps: j.progress.total_steps ?? 0, layers: model.layers, family: 'bert', modules,
-    module_info: modules.map((m) => ({ name: m, label: LABELS[m] || m, ffn: FFN.includes(m) })),
+    total_steps: j.progress.total_steps ?? 0, layers: model.layers, family: model.family, modules,
+    module_info: modules.map((m) => ({ name: m, label: moduleRow(model.family, m)[1], ffn: moduleRow(model.family, m)[2] })),
     frozen_at: { A: grid('A', 'step'), B: grid('B', 'step') },
     scores: { A: grid('A', 'score'), B: grid('B', 'score') },
     schedule: j.schedule,
   };
+}
+
+// ---- causal-LM data and generation ------------------------------------------------------
+/** The causal-LM JSONL form of the rows (every row the same), rows and a
+ *  token count (about 4 characters a token), or {error} naming the line. */
+function causalForm(text) {
+  const FORMS = [['messages', 'chat'], ['input_ids', 'input_ids'], ['instruction', 'alpaca'], ['prompt', 'prompt_completion'], ['text', 'text']];
+  let form = null; let rows = 0; let chars = 0;
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    if (!lines[i].trim()) continue;
+    let o;
+    try { o = JSON.parse(lines[i]); } catch (e) { return { error: `line ${i + 1}: not JSON (${e.message})` }; }
+    const f = o && typeof o === 'object' ? FORMS.find(([k]) => k in o) : null;
+    if (!f) return { error: `line ${i + 1}: a row needs text, prompt/completion, instruction/output, messages or input_ids` };
+    if (form && f[1] !== form) return { error: `line ${i + 1}: a ${f[1]} row in a file of ${form} rows` };
+    form = f[1];
+    if (form === 'chat') {
+      for (const [k, m] of o.messages.entries()) {
+        if (!['system', 'user', 'assistant'].includes(m.role)) return { error: `line ${i + 1}: messages[${k}].role "${m.role}" is not system, user or assistant` };
+        if (!m.content) return { error: `line ${i + 1}: messages[${k}].content is empty` };
+      }
+    }
+    rows++;
+    chars += form === 'input_ids' ? 4 * o.input_ids.length : lines[i].length;
+  }
+  if (!rows) return { error: 'the file has no rows' };
+  return { form, rows, tokens: Math.ceil(chars / 4) };
+}
+
+// Generation: deterministic words per (prompt, seed, which side), one SSE
+// `token` every GEN_TOKEN_MS. "[mock:busy]" in the prompt makes the job's
+// endpoint answer 503 (queue full, Retry-After); "[mock:error]" makes both
+// fail mid-stream with an `error` event. Every request is logged for the test
+// (GET /_mock/generate-log): its body, and whether the client hung up early.
+const GEN_TOKEN_MS = Number(arg('gen-token-ms', 60));
+const BASE_WORDS = [' the', ' of', ' and', ' a', ' to', ' in', ' is', ' it', ' that', ' was'];
+const TUNED_WORDS = [' Once', ' upon', ' a', ' time', ' there', ' lived', ' a', ' little', ' fox', '.'];
+const genLog = [];
+
+function hash32(text) {
+  let x = 2166136261;
+  for (const c of text) { x ^= c.codePointAt(0); x = Math.imul(x, 16777619) >>> 0; }
+  return x;
+}
+
+function generation(body, tuned) {
+  const words = tuned ? TUNED_WORDS : BASE_WORDS;
+  const prompt = body.prompt ?? JSON.stringify(body.messages ?? body.prompt_ids);
+  const n = body.max_new_tokens ?? 64;
+  const greedy = !(body.temperature > 0);
+  const out = [];
+  let x = hash32(`${prompt}|${greedy ? '' : body.seed ?? 0}`);
+  for (let i = 0; i < n; i++) {
+    x = Math.imul(x ^ (x >>> 15), 2246822507) >>> 0;
+    const k = tuned && greedy ? i % words.length : x % words.length;
+    out.push({ id: 10 + words.indexOf(words[k]) + (tuned ? 100 : 0), text: words[k], index: i });
+  }
+  return { tokens: out, promptTokens: Math.ceil(prompt.length / 4) };
+}
+
+async function generate(req, res, { model, job }) {
+  let body;
+  try { body = JSON.parse((await readBody(req, 1 << 20)).toString('utf8')); } catch (e) { return send(res, 400, { error: `malformed JSON: ${e.message}` }); }
+  const entry = { target: job ? `job:${job.id}` : `model:${model.name}`, body, aborted: false, status: 200 };
+  genLog.push(entry);
+  const refuse = (status, msg, headers) => { entry.status = status; return send(res, status, { error: msg }, headers); };
+  const given = ['prompt', 'messages', 'prompt_ids'].filter((k) => body[k] !== undefined);
+  if (given.length !== 1) return refuse(400, 'prompt: give exactly one of prompt, messages or prompt_ids');
+  if (body.messages && !model.chat_template) return refuse(400, `messages: model '${model.name}' has no chat template (${model.chat_template_error}); send a prompt`);
+  if (body.max_new_tokens !== undefined && !(Number.isInteger(body.max_new_tokens) && body.max_new_tokens >= 1 && body.max_new_tokens <= 512)) {
+    return refuse(400, 'max_new_tokens: must be an integer between 1 and 512');
+  }
+  const prompt = String(body.prompt ?? '');
+  if (job && prompt.includes('[mock:busy]')) return refuse(503, 'the generation queue is full (4 waiting, 1 running); try again later', { 'Retry-After': '2' });
+  const { tokens, promptTokens } = generation(body, !!job);
+  const t0 = now();
+  const reply = () => ({ text: tokens.map((t) => t.text).join(''), ids: tokens.map((t) => t.id), prompt_tokens: promptTokens,
+    completion_tokens: tokens.length, finish_reason: 'length', seconds: (now() - t0) / 1000 });
+  if (!(req.headers.accept || '').includes('text/event-stream')) return send(res, 200, reply());
+  res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+  let i = 0;
+  const timer = setInterval(() => {
+    if (prompt.includes('[mock:error]') && i === 3) {
+      clearInterval(timer);
+      res.end(`event: error\ndata: ${JSON.stringify({ error: 'mock: the model produced NaN logits at token 3' })}\n\n`);
+      return;
+    }
+    if (i < tokens.length) {
+      // CRLF line ends on odd tokens: the page's parser must take both
+      const nl = i % 2 ? '\r\n' : '\n';
+      res.write(`event: token${nl}data: ${JSON.stringify(tokens[i])}${nl}${nl}`);
+      i++;
+      return;
+    }
+    clearInterval(timer);
+    res.end(`event: done\ndata: ${JSON.stringify(reply())}\n\n`);
+  }, GEN_TOKEN_MS);
+  res.on('close', () => { if (!res.writableEnded) { entry.aborted = true; entry.sent = i; } clearInterval(timer); });
 }
 
 // ---- SSE --------------------------------------------------------------------------------
@@ -395,6 +579,11 @@ const server = http.createServer(async (req, res) => {
       const lines = text.split('\n').filter((l) => l.trim());
       const d = { id: newId(), name, format: fmt === 'json' ? 'jsonl' : fmt, rows: Math.max(0, lines.length - (fmt === 'jsonl' ? 0 : 1)), bytes: body.length,
         sha256: crypto.createHash('sha256').update(body).digest('hex'), created_at: now() };
+      if (url.searchParams.get('task') === 'causal_lm') {
+        const lm = causalForm(text);
+        if (lm.error) return fail(res, 400, 'invalid_dataset', lm.error, 'body');
+        Object.assign(d, { task: 'causal_lm', form: lm.form, rows: lm.rows, tokens: lm.tokens });
+      }
       datasets.unshift(d);
       // the header's columns, to check a spec's label_field against (not in the API's answer)
       const columns = fmt === 'tsv' ? lines[0].split('\t') : fmt === 'csv' ? lines[0].split(',') : null;
@@ -420,6 +609,14 @@ const server = http.createServer(async (req, res) => {
       const list = [...jobs.values()].filter((j) => !st || j.status === st).sort((a, b) => b.created_at - a.created_at);
       return send(res, 200, { jobs: list.slice(offset, offset + limit).map(jobJson), total: list.length, limit, offset });
     }
+    if (req.method === 'GET' && p === '/_mock/generate-log') return send(res, 200, genLog);
+    const mg = p.match(/^\/models\/([^/]+)\/generate$/);
+    if (mg && req.method === 'POST') {
+      const model = MODELS.find((x) => x.name === decodeURIComponent(mg[1]));
+      if (!model) return send(res, 404, { error: `model: no model named ${mg[1]}` });
+      if (!(model.tasks || []).includes('causal_lm')) return send(res, 400, { error: `model: '${model.name}' is not a causal language model` });
+      return generate(req, res, { model });
+    }
     const hook = p.match(/^\/_mock\/jobs\/([0-9a-f]{16})\/fail$/);
     if (req.method === 'POST' && hook) {
       const job = jobs.get(hook[1]);
@@ -444,6 +641,11 @@ const server = http.createServer(async (req, res) => {
         return send(res, 200, job.events.filter((e) => e.id > after).slice(0, limit));
       }
       if (req.method === 'GET' && sub === '/freezing') return send(res, 200, freezingJson(job));
+      if (req.method === 'POST' && sub === '/generate') {
+        if (job.spec.task !== 'causal_lm') return send(res, 400, { error: `job ${job.id} trained task ${job.spec.task}, not causal_lm: it has nothing to generate with` });
+        if (job.status !== 'succeeded') return send(res, 409, { error: `job ${job.id} is ${job.status}; its adapter generates once it has succeeded` });
+        return generate(req, res, { model: MODELS.find((x) => x.name === job.spec.model), job });
+      }
       const dl = sub.match(/^\/adapter\/(adapter\.safetensors|peft\.tar)$/);
       if (req.method === 'GET' && dl) {
         if (job.status !== 'succeeded') return fail(res, 409, 'not_ready', `the adapter is available once the job has succeeded (it is ${job.status})`);
