@@ -59,8 +59,10 @@ static void test_half_widening(void **s) {
         half_to_f32(got, codes, ALL, HALF_F16);
         for (int i = 0; i < ALL; i++) {
             uint32_t want = bits_of(st_f16_to_f32((uint16_t)i));
-            if (bits_of(got[i]) != want) fail_msg("f16 %04x: %08x, want %08x", i, bits_of(got[i]), want);
-            if (bits_of(half_one_to_f32((uint16_t)i, HALF_F16)) != want) fail_msg("f16 one %04x", i);
+            if (bits_of(got[i]) != want)
+                fail_msg("f16 %04x: %08x, want %08x", i, bits_of(got[i]), want);
+            if (bits_of(half_one_to_f32((uint16_t)i, HALF_F16)) != want)
+                fail_msg("f16 one %04x", i);
         }
         half_to_f32(got, codes, ALL, HALF_BF16);
         for (int i = 0; i < ALL; i++)
@@ -186,9 +188,10 @@ static void write_folder(const char *dir, aflo_model *m, uint16_t **codes, const
             snprintf(shape, sizeof shape, "[%d,%d]", p->shape[0], p->shape[1]);
         else
             snprintf(shape, sizeof shape, "[%d]", p->shape[0]);
-        len += (size_t)snprintf(hdr + len, cap - len,
-                                "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
-                                off ? "," : "", name, dtype, shape, off, off + bytes);
+        len +=
+            (size_t)snprintf(hdr + len, cap - len,
+                             "%s\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
+                             off ? "," : "", name, dtype, shape, off, off + bytes);
         off += bytes;
         assert_true(len < cap - 256);
     }
@@ -235,8 +238,11 @@ static void make_batch(batch_buf *t, int vocab, int salt) {
         t->mask[i] = real;
         t->labels[i] = real ? t->ids[i] : LABEL_IGNORE;
     }
-    t->b = (aflo_batch){
-        .batch = B, .seq = S, .input_ids = t->ids, .attention_mask = t->mask, .token_labels = t->labels};
+    t->b = (aflo_batch){.batch = B,
+                        .seq = S,
+                        .input_ids = t->ids,
+                        .attention_mask = t->mask,
+                        .token_labels = t->labels};
 }
 
 /* Every trainable gradient of m, concatenated (caller frees). */
