@@ -111,6 +111,36 @@ class CausalTest(unittest.TestCase):
             json.dump(spec, f)
         return name
 
+    def test_bf16_folder_trains_as_its_f32_twin(self):
+        # the same numbers stored bf16 and f32: the bf16 folder's frozen
+        # weights stay 16-bit (mapped, widened per product), with activation
+        # checkpointing on, and the run's losses are the f32 run's, bit for bit
+        for name, dtype in (("tiny-bf16", "BF16"), ("tiny-f32-bf16", "F32-BF16")):
+            subprocess.run([sys.executable, os.path.join(HERE, "make_tiny_llama.py"),
+                            os.path.join(self.dir, name), "1", "--dtype", dtype], check=True)
+        p16 = run("run", self.spec("bf16.json", model=os.path.join(self.dir, "tiny-bf16"),
+                                   epochs=2, activation_checkpointing="on"),
+                  "--out", "out_bf16", cwd=self.dir)
+        self.assertIn("frozen weights kept 16-bit", p16.stdout)
+        self.assertIn("activation checkpointing: on", p16.stdout)
+        self.assertIn("frozen base 16-bit", p16.stdout)
+        self.assertIn("checkpointed", p16.stdout)
+        p32 = run("run", self.spec("f32.json", model=os.path.join(self.dir, "tiny-f32-bf16"),
+                                   epochs=2), "--out", "out_f32", cwd=self.dir)
+        self.assertNotIn("kept 16-bit", p32.stdout)
+        self.assertNotIn("activation checkpointing: on", p32.stdout)  # auto: too small to pay
+        metrics = []
+        for out in ("out_bf16", "out_f32"):
+            with open(os.path.join(self.dir, out, "metrics.json")) as f:
+                metrics.append([e["metrics"]["loss"] for e in json.load(f)["epochs"]])
+        self.assertEqual(metrics[0], metrics[1])
+        self.assertEqual(len(metrics[0]), 2)
+        # a classification spec cannot ask for it
+        bad = self.spec("bad.json", activation_checkpointing="on", task="classification")
+        p = run("run", bad, "--out", "out_bad", cwd=self.dir, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("activation_checkpointing", p.stderr + p.stdout)
+
     def test_aflora_causal_lm_learns_and_freezes(self):
         p = run("run", self.spec("a.json"), "--out", "out_a", cwd=self.dir)
         self.assertIn("freeze", p.stdout)  # projections froze and were reported
