@@ -17,6 +17,7 @@ metric."""
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,9 @@ def write_jsonl(path, items):
             f.write(json.dumps(r) + "\n")
 
 
-def run(*args, cwd, check=True):
-    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def run(*args, cwd, check=True, env=None):
+    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, **(env or {})))
     if check and p.returncode != 0:
         raise AssertionError(f"aflorad {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p
@@ -140,6 +142,36 @@ class CausalTest(unittest.TestCase):
         p = run("run", bad, "--out", "out_bad", cwd=self.dir, check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("activation_checkpointing", p.stderr + p.stdout)
+
+    def test_memory_limit_between_the_plans(self):
+        # long token-id rows, so checkpointing's saving shows in the estimate;
+        # a limit between the two plans: "off" is refused with the advice to
+        # turn it on, "auto" turns it on and runs
+        rng = random.Random(5)
+        long_rows = [{"input_ids": [rng.randrange(3, 420) for _ in range(200)]}
+                     for _ in range(16)]
+        write_jsonl(os.path.join(self.dir, "long.jsonl"), long_rows)
+
+        def estimate(mode, limit="64G", check=True):
+            spec = self.spec(f"mem_{mode}.json", dataset={"train": "long.jsonl"}, epochs=1,
+                             batch_size=16, max_seq_len=256, activation_checkpointing=mode)
+            return run("run", spec, "--out", f"out_mem_{mode}", cwd=self.dir, check=check,
+                       env={"AFLORAD_MEMORY_LIMIT": limit})
+
+        def mib(p):
+            line = next(l for l in p.stdout.splitlines() if "memory: estimated" in l)
+            value, unit = line.split("memory: estimated ")[1].split(" ")[:2]
+            return float(value) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit[:3]]
+
+        off, on = mib(estimate("off")), mib(estimate("on"))
+        self.assertLess(on, off - 1.0)  # at least a MiB saved
+        limit = f"{int((on + off) / 2 * 1024)}K"
+        p = estimate("off", limit, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('set activation_checkpointing to "on"', p.stderr)
+        p = estimate("auto", limit)
+        self.assertIn("activation checkpointing: on", p.stdout)
+        self.assertIn("checkpointed", p.stdout)
 
     def test_aflora_causal_lm_learns_and_freezes(self):
         p = run("run", self.spec("a.json"), "--out", "out_a", cwd=self.dir)
