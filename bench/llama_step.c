@@ -6,9 +6,12 @@
  * memory estimate (train/memory.h) beside the measured growth.
  *
  * Weights: random, rounded to bf16 precision (a checkpoint in bf16 holds
- * exactly such values), then kept in fp32 as the engine keeps every weight
- * today (16-bit checkpoints are widened at load; nothing is computed in
- * bf16). They are uniform with the init's std 0.02, from a counter hash
+ * exactly such values), kept in fp32 by default (as a model loads from an
+ * F32 folder), or with --bf16 as 16-bit codes (model_keep_half: as a BF16
+ * folder loads under an adapter method; the codes are on the heap here, in
+ * the mapped file there, resident either way once read), widened before each
+ * product. --checkpointing turns on activation checkpointing
+ * (model_set_checkpointing). They are uniform with the init's std 0.02, from a counter hash
  * per element on all threads (cheaper than 1.1e9 sequential normal draws);
  * norms are 1. The adapter is AFLoRA r=32 on q, k, v, up and down (the
  * family's default targets), projections trainable on the FFN ones (up,
@@ -102,9 +105,19 @@ static float round_bf16(float x) {
     return x;
 }
 
+static void free_codes(void *ctx) {
+    void **list = ctx;
+    for (int i = 0; list && list[i]; i++) free(list[i]);
+    free(list);
+}
+
 /* Base weights: uniform of std INIT_STD rounded to bf16, from a counter
- * hash so the threads fill their rows independently; norms 1. */
-static void fill_base(aflo_model *m) {
+ * hash so the threads fill their rows independently; norms 1. With bf16,
+ * what the model may keep 16-bit is kept as bf16 codes of those values. */
+static int fill_base(aflo_model *m, bool bf16, char *err, size_t errlen) {
+    void **codes = NULL;
+    int ncodes = 0;
+    if (bf16 && !(codes = calloc((size_t)model_param_count(m) + 1, sizeof *codes))) goto oom;
     const float half = INIT_STD * sqrtf(3.0f); /* U(-a, a) has std a/sqrt(3) */
     int np = model_param_count(m);
     for (int i = 0; i < np; i++) {
@@ -117,12 +130,37 @@ static void fill_base(aflo_model *m) {
             continue;
         }
         uint64_t key = rng_hash(BENCH_SEED, (uint64_t)i);
+        if (bf16 && model_may_keep_half(m, p)) {
+            uint16_t *h = malloc((size_t)n * sizeof *h);
+            if (!h) goto oom;
+            codes[ncodes++] = h;
+#pragma omp parallel for schedule(static)
+            for (long j = 0; j < n; j++) {
+                float u = (float)(rng_hash(key, (uint64_t)j) >> 40) * (1.0f / 16777216.0f);
+                float x = round_bf16((2.0f * u - 1.0f) * half);
+                uint32_t bits;
+                memcpy(&bits, &x, sizeof bits);
+                h[j] = (uint16_t)(bits >> 16);
+            }
+            if (model_keep_half(m, p, h, HALF_BF16, err, errlen) != 0) goto fail;
+            continue;
+        }
 #pragma omp parallel for schedule(static)
         for (long j = 0; j < n; j++) {
             float u = (float)(rng_hash(key, (uint64_t)j) >> 40) * (1.0f / 16777216.0f);
             d[j] = round_bf16((2.0f * u - 1.0f) * half);
         }
     }
+    if (!bf16) return 0;
+    if (model_compact_base(m, err, errlen) != 0 ||
+        model_attach(m, free_codes, codes, err, errlen) != 0)
+        goto fail;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory filling the weights");
+fail:
+    free_codes(codes);
+    return -1;
 }
 
 static bool decays(const aflo_param *p) {
@@ -131,6 +169,7 @@ static bool decays(const aflo_param *p) {
 
 typedef struct {
     int layers, steps;
+    bool bf16, checkpointing;
     step_times t[MAX_STEPS], median;
     aflo_flops flops;
     size_t trainable;
@@ -151,9 +190,12 @@ static int run(result *r, char *err, size_t errlen) {
                               .alpha = 0.0f,
                               .targets = LLAMA_DEFAULT_TARGETS,
                               .projections = PROJ_FFN};
-    if (train_estimate_memory(&c, &ac, TASK_CAUSAL_LM, TL_VOCAB, BENCH_BATCH, BENCH_SEQ, false,
-                              &r->est, err, errlen) != 0)
+    aflo_memory_plan_choice plan;
+    if (train_estimate_memory_plan(&c, &ac, TASK_CAUSAL_LM, TL_VOCAB, BENCH_BATCH, BENCH_SEQ, false,
+                                   r->bf16, r->checkpointing ? CHECKPOINTING_ON : CHECKPOINTING_OFF,
+                                   0, &plan, err, errlen) != 0)
         return -1;
+    r->est = plan.mem;
     r->rss_before_mb = bench_maxrss_mb();
     int rc = -1, n = 0;
     aflo_param **tp = NULL;
@@ -165,9 +207,11 @@ static int run(result *r, char *err, size_t errlen) {
         model_create_ex(&c, &ac, TASK_CAUSAL_LM, TL_VOCAB, BENCH_SEED, false, err, errlen);
     if (!m) return -1;
     double f0 = bench_now_ms();
-    fill_base(m);
+    if (fill_base(m, r->bf16, err, errlen) != 0) goto out;
     r->fill_ms = bench_now_ms() - f0;
-    if (model_reserve(m, BENCH_BATCH, BENCH_SEQ, err, errlen) != 0) goto out;
+    if (model_set_checkpointing(m, r->checkpointing, err, errlen) != 0 ||
+        model_reserve(m, BENCH_BATCH, BENCH_SEQ, err, errlen) != 0)
+        goto out;
     model_set_training(m, true);
 
     int np = model_param_count(m);
@@ -273,8 +317,10 @@ static void report(const result *r, int threads) {
            (double)r->est.activations / BENCH_MIB, grew > 0 ? est / grew : 0.0);
 
     printf("{\"bench\":\"llama_step\",\"side\":\"c\",\"layers\":%d,\"batch\":%d,\"seq\":%d,"
-           "\"rank\":%d,\"steps\":%d,\"threads\":%d,\"nproc\":%ld,\"cpu\":",
+           "\"rank\":%d,\"steps\":%d,\"threads\":%d,\"bf16\":%s,\"checkpointing\":%s,"
+           "\"nproc\":%ld,\"cpu\":",
            r->layers, BENCH_BATCH, BENCH_SEQ, AFLORA_RANK, r->steps, threads,
+           r->bf16 ? "true" : "false", r->checkpointing ? "true" : "false",
            sysconf(_SC_NPROCESSORS_ONLN));
     bench_json_str(cpu);
     printf(",\"openblas\":");
@@ -302,10 +348,12 @@ static void report(const result *r, int threads) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: llama_step [--steps N] [--layers L] [--threads N]\n"
+            "usage: llama_step [--steps N] [--layers L] [--threads N] [--bf16] [--checkpointing]\n"
             "  --steps N    timed steps after one warm-up step (default %d)\n"
             "  --layers L   decoder layers (default %d, TinyLlama's; fewer for a quick check)\n"
-            "  --threads N  engine/OpenBLAS threads (default: all online cores)\n",
+            "  --threads N  engine/OpenBLAS threads (default: all online cores)\n"
+            "  --bf16       keep the frozen base weights as bf16, widened per product\n"
+            "  --checkpointing  recompute each block's activations in backward\n",
             DEFAULT_STEPS, TL_LAYERS);
 }
 
@@ -318,6 +366,14 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(argv[i], "--bf16") == 0) {
+            r.bf16 = true;
+            continue;
+        }
+        if (strcmp(argv[i], "--checkpointing") == 0) {
+            r.checkpointing = true;
+            continue;
         }
         if (i + 1 >= argc) {
             usage(stderr);
@@ -342,9 +398,11 @@ int main(int argc, char **argv) {
     engine_set_blas_threads(threads);
     engine_set_threads(threads);
     printf("TinyLlama-1.1B-shaped training step (%d layers): batch %d x seq %d, AFLoRA r=%d on "
-           "q,k,v,up,down, %d timed step%s after 1 warm-up, %d thread%s\n",
+           "q,k,v,up,down, %d timed step%s after 1 warm-up, %d thread%s; base weights %s, "
+           "checkpointing %s\n",
            r.layers, BENCH_BATCH, BENCH_SEQ, AFLORA_RANK, r.steps, r.steps == 1 ? "" : "s",
-           engine_threads(), engine_threads() == 1 ? "" : "s");
+           engine_threads(), engine_threads() == 1 ? "" : "s", r.bf16 ? "bf16" : "fp32",
+           r.checkpointing ? "on" : "off");
     fflush(stdout);
     char err[512];
     if (run(&r, err, sizeof err) != 0) {

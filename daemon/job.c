@@ -781,23 +781,44 @@ static int check_recorded_data(const job_args *a, const cJSON *record, const job
  * loads; a job whose estimate exceeds what the machine has (sysmem.h) is
  * refused, naming the estimate, the limit and what to lower. The
  * activations grow with batch_size x the longest example, which max_seq_len
- * caps; the weights do not shrink with either. When the limit cannot be
- * read the estimate is logged and the job runs. */
-static int check_memory(const job_args *a, const aflo_config *mc, const aflo_adapter_config *ac,
-                        const job_data *jd, char *err, size_t errlen) {
+ * caps; the weights do not shrink with either. The plan follows the folder
+ * (16-bit weights stay 16-bit under an adapter method) and the spec's
+ * activation_checkpointing, whose "auto" also turns it on when the job fits
+ * only with it; *checkpointing says what was chosen. When the limit cannot
+ * be read the estimate is logged and the job runs. */
+static int check_memory(const job_args *a, const char *model_dir, const aflo_config *mc,
+                        const aflo_adapter_config *ac, const job_data *jd, bool *checkpointing,
+                        char *err, size_t errlen) {
     const aflo_job_spec *s = a->spec;
+    *checkpointing = s->task == TASK_CAUSAL_LM && s->activation_checkpointing == CHECKPOINTING_ON;
     int seq = jd->train.max_len;
     if (jd->has_eval && jd->eval.max_len > seq) seq = jd->eval.max_len;
     if (seq < 1) seq = 1; /* as trainer_create reserves */
-    aflo_job_memory est;
-    char why[512];
-    if (train_estimate_memory(mc, ac, s->task, jd->num_labels, s->batch_size, seq, jd->has_eval,
-                              &est, why, sizeof why) != 0) {
+    char why[512], limit_why[512];
+    size_t limit;
+    const char *source;
+    int known = sysmem_limit(&limit, &source, limit_why, sizeof limit_why);
+    if (known < 0) {
+        snprintf(err, errlen, "memory: %s", limit_why);
+        return -1;
+    }
+    hf_model_info info;
+    bool half = ac->method != METHOD_FULL && hfmodel_info(model_dir, &info, why, sizeof why) == 0 &&
+                (strcmp(info.dtype, "BF16") == 0 || strcmp(info.dtype, "F16") == 0);
+    aflo_checkpointing ck =
+        s->task == TASK_CAUSAL_LM ? s->activation_checkpointing : CHECKPOINTING_OFF;
+    size_t data =
+        train_dataset_bytes(&jd->train) + (jd->has_eval ? train_dataset_bytes(&jd->eval) : 0);
+    aflo_memory_plan_choice plan;
+    if (train_estimate_memory_plan(
+            mc, ac, s->task, jd->num_labels, s->batch_size, seq, jd->has_eval, half, ck,
+            known == 0 && limit > data ? limit - data : 0, &plan, why, sizeof why) != 0) {
         log_msg(a, "memory: not estimated (%s)", why);
         return 0; /* the model load reports the problem itself */
     }
-    est.data =
-        train_dataset_bytes(&jd->train) + (jd->has_eval ? train_dataset_bytes(&jd->eval) : 0);
+    *checkpointing = plan.checkpointing;
+    aflo_job_memory est = plan.mem;
+    est.data = data;
     train_memory_total(&est);
     char total[32], w[32], act[32], opt[32], gr[32], dat[32], parts[400];
     sysmem_format(total, sizeof total, est.total);
@@ -807,19 +828,13 @@ static int check_memory(const job_args *a, const aflo_config *mc, const aflo_ada
     sysmem_format(gr, sizeof gr, est.grads);
     sysmem_format(dat, sizeof dat, est.data);
     snprintf(parts, sizeof parts,
-             "weights %s (fp32), activations %s (batch %d x %d tokens), optimizer %s, "
+             "weights %s (%s), activations %s (batch %d x %d tokens%s), optimizer %s, "
              "gradients %s, data %s",
-             w, act, s->batch_size, seq, opt, gr, dat);
-    size_t limit;
-    const char *source;
+             w, plan.half_weights ? "frozen base 16-bit" : "fp32", act, s->batch_size, seq,
+             plan.checkpointing ? ", checkpointed" : "", opt, gr, dat);
     char line[1000];
-    int known = sysmem_limit(&limit, &source, why, sizeof why);
-    if (known < 0) {
-        snprintf(err, errlen, "memory: %s", why);
-        return -1;
-    }
     if (known > 0) {
-        snprintf(line, sizeof line, "estimated %s (%s); not checked: %s", total, parts, why);
+        snprintf(line, sizeof line, "estimated %s (%s); not checked: %s", total, parts, limit_why);
         log_msg(a, "memory: %s", line);
         return 0;
     }
@@ -828,8 +843,18 @@ static int check_memory(const job_args *a, const aflo_config *mc, const aflo_ada
     snprintf(line, sizeof line, "estimated %s (%s); %s %s", total, parts, source, lim);
     log_msg(a, "memory: %s", line);
     if (est.total <= limit) return 0;
+    /* would checkpointing, which the spec turned off, make it fit? */
+    bool ckpt_fits = !plan.checkpointing && plan.can_checkpoint && plan.with.total + data <= limit;
+    char with[32];
+    sysmem_format(with, sizeof with, plan.with.total + data);
+    char ckpt_hint[200];
+    snprintf(ckpt_hint, sizeof ckpt_hint,
+             "set activation_checkpointing to \"on\" (or \"auto\"): the job would then need "
+             "an estimated %s",
+             with);
     const char *hint =
-        est.weights + est.grads + est.optimizer + est.data > limit
+        ckpt_fits ? ckpt_hint
+        : est.weights + est.grads + est.optimizer + est.data > limit
             ? "the weights and optimizer alone exceed it: use a smaller model or a machine with "
               "more memory"
             : "lower batch_size or max_seq_len (activations grow with batch_size x the longest "
@@ -912,11 +937,19 @@ job_outcome job_run(const job_args *a, job_result *r, char *err, size_t errlen) 
     if (!(fam = family_for_config(mc.model_type, NULL, NULL, err, errlen)) ||
         spec_to_adapter_config(s, fam, &ac, err, errlen) != 0)
         goto done;
-    if (check_memory(a, &mc, &ac, &jd, err, errlen) != 0) goto done;
+    bool checkpointing;
+    if (check_memory(a, model_dir, &mc, &ac, &jd, &checkpointing, err, errlen) != 0) goto done;
     hf_load_report rep;
     m = hfmodel_load(model_dir, &ac, s->task, jd.num_labels, s->seed, &rep, err, errlen);
     if (!m) goto done;
     if (rep.info[0]) log_msg(a, "model: %s", rep.info);
+    if (rep.tensors_half) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", rep.tensors_half);
+        log_msg(a, "model: %s frozen weights kept 16-bit, mapped from the folder", n);
+    }
+    if (model_set_checkpointing(m, checkpointing, err, errlen) != 0) goto done;
+    if (checkpointing) log_msg(a, "%s", "activation checkpointing: on");
     if (s->init_adapter) {
         /* every class id has a name (textdata.h: ids the data lacks by their
          * number); regression has none */

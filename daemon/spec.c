@@ -98,6 +98,7 @@ _Static_assert(sizeof(aflo_projections) == sizeof(int), "enums are stored as int
 _Static_assert(sizeof(textdata_format) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(answer_rule) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(aflo_checkpointing) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -515,6 +516,18 @@ const spec_field_info spec_fields[] = {
      .offset = OFF(eval_max_new_tokens),
      .doc = "causal_lm with an answer_rule: a generation stops at the end-of-sequence token or "
             "after this many tokens (or where the model's positions end)."},
+    {.name = "activation_checkpointing",
+     .type = SPEC_T_ENUM,
+     .choices = checkpointing_names,
+     .n_choices = CHECKPOINTING_COUNT,
+     .def = CHECKPOINTING_AUTO,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(activation_checkpointing),
+     .doc = "causal_lm only: keep only each decoder block's input through the forward and "
+            "recompute the block's activations in backward (one more forward of the blocks, "
+            "about a third more compute, for the activations of all blocks but one). on, off, "
+            "or auto: on when it saves more than 1 GiB or when the job fits in memory only "
+            "with it."},
     {.name = "init_adapter",
      .type = SPEC_T_STRING,
      .optional = true,
@@ -1249,7 +1262,8 @@ static int check_dataset(parse_ctx *c) {
  * vocabulary from rows of its own forms: no labels, no columns. */
 static const char *const not_lm[] = {"num_labels", "dataset.labels", "dataset.text_fields",
                                      "dataset.label_field", "dataset.has_header"};
-static const char *const lm_only[] = {"train_on_inputs", "answer_rule", "eval_max_new_tokens"};
+static const char *const lm_only[] = {"train_on_inputs", "answer_rule", "eval_max_new_tokens",
+                                      "activation_checkpointing"};
 
 static bool listed(const char *name, const char *const *list, size_t n) {
     for (size_t k = 0; k < n; k++)
@@ -1733,6 +1747,7 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->max_grad_norm == b->max_grad_norm && a->seed == b->seed && a->threads == b->threads &&
            a->dropout == b->dropout && a->train_on_inputs == b->train_on_inputs &&
            a->answer_rule == b->answer_rule && a->eval_max_new_tokens == b->eval_max_new_tokens &&
+           a->activation_checkpointing == b->activation_checkpointing &&
            streq(a->init_adapter, b->init_adapter);
 }
 

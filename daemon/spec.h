@@ -38,6 +38,7 @@
 #include "model/family.h"
 #include "model/model.h"
 #include "io/textdata.h"
+#include "train/memory.h"
 #include "train/train.h"
 
 /* Limits on the document. A spec with a thousand declared labels and a few
@@ -124,10 +125,11 @@ typedef struct {
     uint64_t seed;
     int threads; /* 0: one per core */
     bool dropout;
-    bool train_on_inputs;    /* causal_lm: prompt tokens carry loss too */
-    answer_rule answer_rule; /* causal_lm: exact-match evaluation (lmeval.h) */
-    int eval_max_new_tokens; /* its generations' length limit */
-    char *init_adapter;      /* NULL: fresh adapter; "job:<id>" or a path */
+    bool train_on_inputs;                        /* causal_lm: prompt tokens carry loss too */
+    answer_rule answer_rule;                     /* causal_lm: exact-match evaluation (lmeval.h) */
+    int eval_max_new_tokens;                     /* its generations' length limit */
+    aflo_checkpointing activation_checkpointing; /* causal_lm (train/memory.h) */
+    char *init_adapter;                          /* NULL: fresh adapter; "job:<id>" or a path */
 } aflo_job_spec;
 
 /* ---- errors --------------------------------------------------------------- */

@@ -9,7 +9,10 @@
  * ru_maxrss over the run must be within ESTIMATE_FACTOR of the estimate,
  * either way. The model is large enough that the process's own noise (a
  * few MiB) is small beside it; OpenBLAS is warmed up first so its buffers
- * are not counted in the growth. Under valgrind or a sanitizer the process's
+ * are not counted in the growth. A second run holds the base weights
+ * 16-bit (as a BF16 folder loads under an adapter method) and checkpoints
+ * its activations; its peak is read from VmHWM after resetting it
+ * (/proc/self/clear_refs), as ru_maxrss cannot be reset. Under valgrind or a sanitizer the process's
  * memory is the tool's, so that comparison is skipped. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +20,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,10 +203,154 @@ static void test_estimate_matches_the_measured_peak(void **state) {
                  ratio, ESTIMATE_FACTOR, ESTIMATE_FACTOR);
 }
 
+/* Peak RSS since the last reset_peak(), MiB; -1 when /proc cannot tell. */
+static double vm_hwm_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lf kB", &kib) == 1) break;
+    fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
+static bool reset_peak(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return false;
+    bool ok = fputs("5", f) >= 0; /* 5: reset the peak RSS to the current RSS */
+    return fclose(f) == 0 && ok;
+}
+
+static double vm_rss_mib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %lf kB", &kib) == 1) break;
+    fclose(f);
+    return kib < 0 ? -1 : kib / 1024.0;
+}
+
+static void free_codes(void *ctx) {
+    void **list = ctx;
+    for (int i = 0; list[i]; i++) free(list[i]);
+    free(list);
+}
+
+/* Base weights kept 16-bit from random BF16 codes (what hfmodel_load does
+ * with a BF16 folder, the codes here on the heap, there in the mapped file:
+ * resident either way once read), norms 1. */
+static aflo_model *half_model(const aflo_config *c, const aflo_adapter_config *ac) {
+    aflo_model *m =
+        model_create_ex(c, ac, TASK_CAUSAL_LM, c->vocab_size, 3, false, err, sizeof err);
+    if (!m) fail_msg("%s", err);
+    void **list = calloc((size_t)model_param_count(m) + 1, sizeof *list);
+    assert_non_null(list);
+    aflo_rng rng;
+    rng_seed(&rng, 8);
+    int n = 0;
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        if (p->role == PROLE_NORM_WEIGHT)
+            for (size_t j = 0; j < p->size; j++) p->data[j] = 1.0f;
+        if (!model_may_keep_half(m, p)) continue;
+        uint16_t *codes = malloc(p->size * sizeof *codes);
+        assert_non_null(codes);
+        for (size_t j = 0; j < p->size; j++) /* +-[2^-7, 2^-6): a weight's scale */
+            codes[j] = (uint16_t)((rng_below(&rng, 2) << 15) | (120 << 7) | rng_below(&rng, 128));
+        list[n++] = codes;
+        assert_int_equal(model_keep_half(m, p, codes, HALF_BF16, err, sizeof err), 0);
+    }
+    assert_int_equal(model_compact_base(m, err, sizeof err), 0);
+    assert_int_equal(model_attach(m, free_codes, list, err, sizeof err), 0);
+    return m;
+}
+
+static void test_estimate_half_checkpointed_matches_the_measured_peak(void **state) {
+    (void)state;
+    if (UNDER_SANITIZER || getenv("AFLORAD_VALGRIND")) skip();
+    aflo_config c;
+    llama_config(&c, 8000, 768, 2048, 5);
+    aflo_adapter_config ac = {METHOD_AFLORA, 16, 0.0f, ALL_MODULES, PROJ_FFN};
+    const int batch = 2, len = 192;
+    aflo_dataset train, eval;
+    dataset_init(&train);
+    dataset_init(&eval);
+    aflo_rng rng;
+    rng_seed(&rng, 12);
+    add_rows(&train, 2, len, c.vocab_size, &rng);
+    add_rows(&eval, 2, len, c.vocab_size, &rng);
+    aflo_memory_plan_choice plan;
+    assert_int_equal(train_estimate_memory_plan(&c, &ac, TASK_CAUSAL_LM, c.vocab_size, batch, len,
+                                                true, true, CHECKPOINTING_ON, 0, &plan, err,
+                                                sizeof err),
+                     0);
+    assert_true(plan.checkpointing && plan.half_weights && plan.can_checkpoint);
+    /* what each saves, by the estimate */
+    aflo_job_memory full;
+    assert_int_equal(train_estimate_memory(&c, &ac, TASK_CAUSAL_LM, c.vocab_size, batch, len, true,
+                                           &full, err, sizeof err),
+                     0);
+    assert_true(plan.without.activations == full.activations);
+    assert_true(plan.with.activations < full.activations * 7 / 10);
+    assert_true(plan.with.weights < full.weights * 8 / 10); /* lm_head widens whole */
+    /* auto: on when the saving passes CHECKPOINT_AUTO_MIN_SAVING, or to fit */
+    aflo_memory_plan_choice au;
+    assert_int_equal(train_estimate_memory_plan(&c, &ac, TASK_CAUSAL_LM, c.vocab_size, batch, len,
+                                                true, true, CHECKPOINTING_AUTO, 0, &au, err,
+                                                sizeof err),
+                     0);
+    assert_false(au.checkpointing); /* saves ~0.3 GiB */
+    assert_int_equal(train_estimate_memory_plan(&c, &ac, TASK_CAUSAL_LM, c.vocab_size, batch, len,
+                                                true, true, CHECKPOINTING_AUTO, plan.with.total + 1,
+                                                &au, err, sizeof err),
+                     0);
+    assert_true(au.checkpointing);
+    assert_int_equal(au.mem.total, plan.with.total);
+
+    /* the heap the previous test freed goes back first, or this one's
+     * allocations reuse it unseen */
+    malloc_trim(0);
+    if (!reset_peak()) skip();
+    double before = vm_rss_mib();
+    aflo_model *m = half_model(&c, &ac);
+    assert_int_equal(model_set_checkpointing(m, true, err, sizeof err), 0);
+    aflo_train_config tc;
+    train_config_defaults(&tc, 1);
+    tc.batch_size = batch;
+    tc.pad_id = 0;
+    aflo_trainer *t = trainer_create(m, &tc, &train, &eval, err, sizeof err);
+    if (!t) fail_msg("%s", err);
+    aflo_train_summary sum;
+    aflo_progress pr = {0};
+    assert_int_equal(trainer_run(t, &pr, NULL, &sum, err, sizeof err), TRAIN_DONE);
+    double grew = vm_hwm_mib() - before;
+    aflo_memory mm = model_memory(m);
+    assert_int_equal(mm.base + mm.trainable + mm.widen, plan.mem.weights);
+    trainer_free(t);
+    model_free(m);
+    dataset_free(&train);
+    dataset_free(&eval);
+
+    double e = (double)plan.mem.total / (1024.0 * 1024.0), ratio = e / grew;
+    fprintf(stderr,
+            "memory (16-bit, checkpointed): estimate %.1f MiB (weights %.1f, activations %.1f; "
+            "%.1f MiB without checkpointing), peak RSS grew %.1f MiB: estimate/measured %.3f\n",
+            e, (double)plan.mem.weights / 1048576.0, (double)plan.mem.activations / 1048576.0,
+            (double)plan.without.total / 1048576.0, grew, ratio);
+    assert_true(e > 150.0);
+    if (!(ratio <= ESTIMATE_FACTOR && ratio >= 1.0 / ESTIMATE_FACTOR))
+        fail_msg("estimate %.1f MiB vs measured %.1f MiB: ratio %.3f outside 1/%.2f..%.2f", e, grew,
+                 ratio, ESTIMATE_FACTOR, ESTIMATE_FACTOR);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parts_follow_the_tensor_table),
         cmocka_unit_test(test_estimate_matches_the_measured_peak),
+        cmocka_unit_test(test_estimate_half_checkpointed_matches_the_measured_peak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1219,6 +1219,7 @@ static const char *const ALL_FIELDS[] = {
     "train_on_inputs",
     "answer_rule",
     "eval_max_new_tokens",
+    "activation_checkpointing",
     "init_adapter",
     "length_bucketing",
 };
@@ -1407,6 +1408,7 @@ static void test_causal_lm(void **state) {
     assert_int_equal(s.task, TASK_CAUSAL_LM);
     assert_int_equal(s.metric, SPEC_METRIC_PERPLEXITY);
     assert_true(s.train_on_inputs);
+    assert_int_equal(s.activation_checkpointing, CHECKPOINTING_AUTO);
     spec_to_train_config(&s, &tc);
     assert_string_equal(tc.select_metric, "perplexity");
     cJSON *j = spec_to_json(&s);
@@ -1423,6 +1425,17 @@ static void test_causal_lm(void **state) {
     expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl',"
                    "'text_fields':['a']}}"),
                  SPEC_E_CONFLICT, "dataset.text_fields", "does not apply to task causal_lm");
+    parse_ok(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+               "'activation_checkpointing':'on'}"),
+             &s);
+    assert_int_equal(s.activation_checkpointing, CHECKPOINTING_ON);
+    spec_free(&s);
+    expect_error(J("{'model':'m','task':'causal_lm','dataset':{'train':'t.jsonl'},"
+                   "'activation_checkpointing':'always'}"),
+                 SPEC_E_INVALID_VALUE, "activation_checkpointing", NULL);
+    expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'activation_checkpointing':'on'}"),
+                 SPEC_E_CONFLICT, "activation_checkpointing",
+                 "applies only to task causal_lm (task is classification)");
     expect_error(J("{'model':'m','dataset':{'train':'t.tsv'},'train_on_inputs':false}"),
                  SPEC_E_CONFLICT, "train_on_inputs",
                  "applies only to task causal_lm (task is classification)");

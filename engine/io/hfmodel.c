@@ -16,7 +16,14 @@
  *      every claimed tensor of the right shape and a float dtype, each of the
  *      family's head layers complete or absent. All problems go into one
  *      bounded error;
- *   5. copy (st_read_f32_at converts F16/BF16), fill in the report.
+ *   5. copy (st_read_f32_at converts F16/BF16), fill in the report. A
+ *      frozen F16/BF16 weight the model may keep 16-bit (model_may_keep_half:
+ *      LLaMA-family projections and embeddings under an adapter method) is
+ *      not copied: the model points at its bytes in the mapping, and the
+ *      open files are handed to the model (model_attach), which unmaps them
+ *      when freed. So a model folder must not be rewritten in place while a
+ *      job uses it (replace it by renaming a new folder over it: the old
+ *      mapping stays valid).
  * Nothing is copied until the whole folder has passed step 4, and the model
  * is freed on any error, so a caller never sees a half-loaded model.
  * Nothing here names a family's tensors: the family descriptor does. */
@@ -211,6 +218,12 @@ static void weights_close(weight_set *w) {
     free(w->files);
     free(w->entries);
     memset(w, 0, sizeof *w);
+}
+
+static void weights_release(void *ctx) {
+    weight_set *w = ctx;
+    weights_close(w);
+    free(w);
 }
 
 static int no_weights_error(const char *dir, char *err, size_t errlen) {
@@ -580,6 +593,21 @@ static int load_into(aflo_model *m, const weight_set *w, hf_load_report *rep, co
         aflo_param *p = model_param(m, i);
         const weight_entry *e = &w->entries[cx.src[i].entry];
         char rerr[256];
+        st_dtype dt = st_dtype_of(w->files[e->file], e->index);
+        if ((dt == ST_BF16 || dt == ST_F16) && model_may_keep_half(m, p)) {
+            size_t nbytes;
+            const void *bits = st_data(w->files[e->file], e->index, &nbytes);
+            assert(nbytes == p->size * sizeof(uint16_t)); /* shape checked above */
+            if (model_keep_half(m, p, bits, dt == ST_BF16 ? HALF_BF16 : HALF_F16, rerr,
+                                sizeof rerr)) {
+                set_err(err, errlen, "%s: %s", dir, rerr);
+                free(cx.src);
+                return -1;
+            }
+            rep->tensors_loaded++;
+            rep->tensors_half++;
+            continue;
+        }
         if (st_read_f32_at(w->files[e->file], e->index, p->data, p->size, rerr, sizeof rerr)) {
             set_err(err, errlen, "%s: %s: %s", dir, e->name, rerr);
             free(cx.src);
@@ -634,9 +662,25 @@ aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_ta
     }
     if (load_into(m, &w, rep, dir, err, errlen)) {
         model_free(m);
-        m = NULL;
+        weights_close(&w);
+        return NULL;
     }
-    weights_close(&w);
+    if (rep->tensors_half == 0) {
+        weights_close(&w);
+        return m;
+    }
+    /* 16-bit tensors point into the mappings: the model keeps them open */
+    char cerr[256];
+    weight_set *kept = malloc(sizeof *kept);
+    if (!kept || model_compact_base(m, cerr, sizeof cerr) ||
+        model_attach(m, weights_release, kept, cerr, sizeof cerr)) {
+        set_err(err, errlen, "%s: %s", dir, kept ? cerr : "out of memory");
+        free(kept);
+        model_free(m);
+        weights_close(&w);
+        return NULL;
+    }
+    *kept = w;
     return m;
 }
 

@@ -44,7 +44,8 @@ typedef struct {
                                     (BERT's pooler: pooler.dense or RoBERTa classifier.dense) */
     bool classifier_pretrained;    /* the head's output layer from the file (labels matched) */
     int file_num_labels;           /* rows of the file's classifier; 0 when it has none */
-    int tensors_loaded;            /* tensors copied into the model */
+    int tensors_loaded;            /* tensors copied into the model (or kept 16-bit) */
+    int tensors_half;              /* of those, kept 16-bit in the mapped file (model_keep_half) */
     int tensors_ignored;           /* known-unused tensors skipped (lm_head.*, position_ids, ...) */
     int tensors_unknown;           /* names the engine does not know, skipped */
     int shards;                    /* safetensors files read */
@@ -82,7 +83,10 @@ void hf_head_info_free(hf_head_info *h);
 /* Create a model from dir/config.json with the caller's adapter config, task,
  * labels and seed (model_create), then fill its base weights (and the head
  * where the file has a usable one) from the folder's safetensors. F16 and
- * BF16 weights are converted exactly. report may be NULL. For
+ * BF16 weights are converted exactly, or, where the model may keep them
+ * 16-bit (model_may_keep_half), used in place from the mapped file, which
+ * the model then keeps open until model_free: do not rewrite a model folder
+ * in place while a job uses it. report may be NULL. For
  * TASK_CAUSAL_LM num_labels is ignored (the vocabulary size is used). Returns NULL with
  * a message on any error. */
 aflo_model *hfmodel_load(const char *dir, const aflo_adapter_config *ac, aflo_task task,

@@ -94,6 +94,7 @@ static const config_field config_fields[] = {
     {"use_sliding_window", FIELD_BOOL, 0, 0, offsetof(aflo_config, use_sliding_window)},
     {"attention_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, attention_bias)},
     {"mlp_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, mlp_bias)},
+    {"attention_dropout", FIELD_FLOAT, 0, 0, offsetof(aflo_config, attention_dropout)},
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
 
@@ -337,8 +338,9 @@ int config_validate(const aflo_config *c, char *err, size_t errlen) {
     } dropouts[] = {
         {"hidden_dropout_prob", c->hidden_dropout_prob},
         {"attention_probs_dropout_prob", c->attention_probs_dropout_prob},
+        {"attention_dropout", c->attention_dropout},
     };
-    for (size_t i = 0; i < 2; i++) /* written so NaN fails too */
+    for (size_t i = 0; i < sizeof dropouts / sizeof *dropouts; i++) /* written so NaN fails too */
         if (!(dropouts[i].value >= 0.0f && dropouts[i].value < 1.0f))
             return set_err(err, errlen, "config: %s must be in [0, 1), got %g", dropouts[i].name,
                            (double)dropouts[i].value);
@@ -395,6 +397,11 @@ static char *decoder_config_json(const aflo_config *c, const aflo_family_variant
     format_float(hi, sizeof hi, c->rope_high_freq_factor);
     fprintf(m, "{\n  \"architectures\": [\n    \"%s\"\n  ],\n", v->architecture);
     fprintf(m, "  \"attention_bias\": %s,\n", c->attention_bias ? "true" : "false");
+    if (c->attention_dropout > 0.0f) {
+        char adrop[32];
+        format_float(adrop, sizeof adrop, c->attention_dropout);
+        fprintf(m, "  \"attention_dropout\": %s,\n", adrop);
+    }
     if (c->head_dim > 0) fprintf(m, "  \"head_dim\": %d,\n", c->head_dim);
     fprintf(m,
             "  \"hidden_act\": \"%s\",\n"

@@ -45,6 +45,8 @@ typedef struct {
     bool attention_bias;     /* LLaMA's: q, k, v and o_proj have biases */
     bool qkv_bias;           /* Qwen2: q, k, v_proj have biases (set by the variant) */
     bool mlp_bias;           /* gate/up/down biases (refused) */
+    float attention_dropout; /* LLaMA family: dropout on the attention weights (0 in
+                                released configs) */
 } aflo_config;
 
 /* The attention head size: head_dim when given, else hidden / heads. */

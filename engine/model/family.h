@@ -125,6 +125,11 @@ struct aflo_family {
      * default; 0: every module. */
     unsigned default_targets;
     const char *hidden_act; /* the config.json hidden_act it implements; NULL: "gelu" */
+    /* Frozen base weights (role weight and embedding) may stay 16-bit
+     * (model_keep_half): every read of them goes through param_f32(). */
+    bool half_weights;
+    /* Its layout and backward honour m->checkpointing (model_set_checkpointing). */
+    bool checkpointing;
 
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */

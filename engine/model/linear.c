@@ -86,6 +86,13 @@ static inline float *grad_if_trainable(const aflo_param *p) {
     return p && p->trainable ? p->grad : NULL;
 }
 
+/* The base weight as floats: widened whole when it is kept 16-bit (a whole
+ * matrix to BLAS gives the bits of the float32-loaded model; widening
+ * tile by tile changed OpenBLAS's last bits). */
+static inline const float *weight(const aflo_linear *l, aflo_linear_scratch scratch) {
+    return param_f32(l->W, scratch.wide);
+}
+
 static inline bool skinny_rank(const aflo_linear *l) { return l->rank <= SB_FOLD_MAX_RANK; }
 
 /* ------------------------------------------------- skinny products, threaded */
@@ -162,7 +169,7 @@ static void fill_bsd(float *restrict Bsd, const aflo_linear *l) {
 static const float *merged_weight(const aflo_linear *l, aflo_linear_scratch scratch, aflo_flops *f,
                                   aflo_flop_kind kind) {
     fill_bsd(scratch.or2, l);
-    skinny_axpy(f, kind, scratch.out, l->in, l->W->data, l->in, NULL, scratch.or2, l->rank,
+    skinny_axpy(f, kind, scratch.out, l->in, weight(l, scratch), l->in, NULL, scratch.or2, l->rank,
                 l->A->data, l->in, l->rank, l->out);
     return scratch.out;
 }
@@ -226,7 +233,8 @@ static void skinny_forward(const aflo_linear *l, float *Y, const float *X, int N
         skinny_xat(f, FLOP_FORWARD, acts.h1, NULL, NULL, X, in, l->A->data, in, r, N);
         return;
     }
-    gemm(f, FLOP_FORWARD, false, true, N, out, in, 1.0f, X, in, l->W->data, in, 0.0f, Y, out);
+    gemm(f, FLOP_FORWARD, false, true, N, out, in, 1.0f, X, in, weight(l, scratch), in, 0.0f, Y,
+         out);
     float *h2 = sd ? scratch.r2 : acts.h1;
     skinny_xat(f, FLOP_FORWARD, acts.h1, sd ? h2 : NULL, sd, X, in, l->A->data, in, r, N);
     float *BT = scratch.or2;
@@ -242,8 +250,8 @@ void linear_forward(const aflo_linear *l, float *Y, const float *X, int N, aflo_
         skinny_forward(l, Y, X, N, bias, acts, scratch, f);
         return;
     }
-    gemm(f, FLOP_FORWARD, false, true, N, l->out, l->in, 1.0f, X, l->in, l->W->data, l->in, 0.0f, Y,
-         l->out);
+    gemm(f, FLOP_FORWARD, false, true, N, l->out, l->in, 1.0f, X, l->in, weight(l, scratch), l->in,
+         0.0f, Y, l->out);
     if (!linear_adapted(l) || !l->sb) {
         if (bias) bias_forward(Y, bias, N, l->out);
         if (!linear_adapted(l)) return;
@@ -279,7 +287,8 @@ static void skinny_backward(const aflo_linear *l, float *dX, bool accumulate_dx,
 
     bool merged = dX && merge_dx(l, N);
     if (dX) {
-        const float *W = merged ? merged_weight(l, scratch, f, FLOP_BACKWARD_INPUT) : l->W->data;
+        const float *W =
+            merged ? merged_weight(l, scratch, f, FLOP_BACKWARD_INPUT) : weight(l, scratch);
         gemm(f, FLOP_BACKWARD_INPUT, false, false, N, in, out, 1.0f, dY, out, W, in,
              accumulate_dx ? 1.0f : 0.0f, dX, in);
     }
@@ -377,8 +386,8 @@ void linear_backward(const aflo_linear *l, float *dX, bool accumulate_dx, const 
         return;
     }
     if (dX)
-        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, l->out, 1.0f, dY, l->out, l->W->data,
-             l->in, accumulate_dx ? 1.0f : 0.0f, dX, l->in);
+        gemm(f, FLOP_BACKWARD_INPUT, false, false, N, l->in, l->out, 1.0f, dY, l->out,
+             weight(l, scratch), l->in, accumulate_dx ? 1.0f : 0.0f, dX, l->in);
     if (!linear_adapted(l)) {
         if (db) colsum(db, dY, N, l->out);
         return;

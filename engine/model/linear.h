@@ -47,6 +47,9 @@ typedef struct {
     /* The caller allows the merged weight in forward (model_set_training:
      * a training forward); false keeps each row's bits independent of N. */
     bool merge_ok;
+    /* Room for the widened W when it is kept 16-bit (param_f32): the
+     * model's widening buffer; unused otherwise. */
+    float *wide;
 } aflo_linear_scratch;
 
 static inline bool linear_adapted(const aflo_linear *l) { return l->A != NULL; }

@@ -20,8 +20,23 @@
  * SwiGLU product is recomputed in backward (N*I floats a block).
  *
  * Positions are 0..seq-1 whatever the padding (transformers' default
- * position_ids), so padding belongs on the right. There is no dropout
- * (LLaMA has none; attention_dropout is 0 in the configs this reads).
+ * position_ids), so padding belongs on the right. The only dropout is
+ * config attention_dropout on the attention weights (0 in released
+ * configs), as LlamaAttention applies it while training; each block draws
+ * its masks from its own counter stream (attn_opts).
+ *
+ * Activation checkpointing (model_set_checkpointing): the layout gives each
+ * block only its output (the next block's input) and one shared set of the
+ * other activations; backward runs block l's forward again from its input
+ * to refill that set, then block l's backward. The last block's set is
+ * still there after the forward, so L-1 blocks run twice. Every kernel is
+ * deterministic and dropout masks are counter-based, so the rerun writes
+ * the very bits the first forward wrote.
+ *
+ * 16-bit weights (model_keep_half): projections go through linear.c, which
+ * widens each into the model's buffer (d->wide); the embedding is widened
+ * row by row as it is gathered, lm_head (or the tied embedding) whole before
+ * its products.
  *
  * lm_head is a base weight (group BASE): it trains only with method full,
  * like the embeddings, and the adapter formats leave it out; its
@@ -69,6 +84,7 @@ typedef struct {
     float *d_cur, *d_prev, *d_h, *d_xn, *d_ctx, *dq, *dk, *dv, *d_g, *d_u;
     int32_t *ids, *pos, *targets;
     uint8_t *mask;
+    float *wide; /* the model's widening buffer for 16-bit weights (model_wide_buffer) */
 
     /* the current batch */
     int B, S, N, n_targets;
@@ -235,6 +251,11 @@ static size_t llama_layout(aflo_model *m, float *base, int Bm, int Sm) {
     TAKE(d->x0, N * H);
     for (int l = 0; l < d->L; l++) {
         llama_acts dummy, *a = base ? &d->la[l] : &dummy;
+        if (m->checkpointing && l > 0) { /* block 0's set, shared; its own output */
+            if (base) *a = d->la[0];
+            TAKE(a->out, N * H);
+            continue;
+        }
         TAKE(a->rstd1, N);
         TAKE(a->xn1, N * H);
         TAKE(a->q, N * qd);
@@ -325,13 +346,19 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
 }
 
 static aflo_linear_scratch lin_scratch(const llama_model *d) {
-    return (aflo_linear_scratch){
-        .r2 = d->scratch_r, .out = d->scratch_out, .or2 = d->scratch_or, .merge_ok = d->training};
+    return (aflo_linear_scratch){.r2 = d->scratch_r,
+                                 .out = d->scratch_out,
+                                 .or2 = d->scratch_or,
+                                 .merge_ok = d->training,
+                                 .wide = d->wide};
 }
 
 /* Causal grouped-query attention over the current batch, padding keys
- * masked, Mistral's window when set; no dropout (LLaMA has none). */
-static attention_opts attn_opts(const llama_model *d) {
+ * masked, Mistral's window when set; attention_dropout while training
+ * with dropout on, block l's masks from streams (l+1)<<24 + b*heads + h
+ * (as bert.c's dstream: distinct for every block and head). */
+static attention_opts attn_opts(const aflo_model *m, int l) {
+    const llama_model *d = m->impl;
     return (attention_opts){.batch = d->B,
                             .heads = d->nh,
                             .kv_heads = d->nkv,
@@ -340,7 +367,10 @@ static attention_opts attn_opts(const llama_model *d) {
                             .scale = 1.0f / sqrtf((float)d->hd),
                             .key_mask = d->mask,
                             .causal = true,
-                            .window = d->window};
+                            .window = d->window,
+                            .dropout = m->dropout ? m->cfg.attention_dropout : 0.0f,
+                            .dropout_seed = m->dropout_key,
+                            .dropout_stream = (uint64_t)(l + 1) << 24};
 }
 
 static attention_rows rows(float *p, int ld) { return (attention_rows){p, ld}; }
@@ -363,7 +393,7 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
         linear_forward(&ly->lin[mod], qkv[mod], a->xn1, N, a->ad[mod], sc, &m->flops);
     rope_forward(a->q, d->pos, d->cos_t, d->sin_t, N, d->nh, d->hd);
     rope_forward(a->k, d->pos, d->cos_t, d->sin_t, N, d->nkv, d->hd);
-    attention_opts ao = attn_opts(d);
+    attention_opts ao = attn_opts(m, l);
     attention_forward(&ao, rows(a->ctx, d->qd), a->lse, rows(a->q, d->qd), rows(a->k, d->kvd),
                       rows(a->v, d->kvd), d->scratch_attn, d->attn_threads, &m->flops);
     linear_forward(&ly->lin[LLAMA_O], a->h, a->ctx, N, a->ad[LLAMA_O], sc, &m->flops);
@@ -383,21 +413,34 @@ static aflo_param *out_embedding(const llama_model *d) {
     return d->lm_head ? d->lm_head : d->embed;
 }
 
+/* x[i] = embedding row ids[i], widened row by row when kept 16-bit. */
+static void embed_rows(float *x, const llama_model *d) {
+    const aflo_param *E = d->embed;
+    if (!E->half) {
+        embedding_forward(x, d->ids, E->data, d->N, d->H, 0);
+        return;
+    }
+    size_t H = (size_t)d->H;
+    for (int i = 0; i < d->N; i++)
+        half_to_f32(x + i * H, E->half + (size_t)d->ids[i] * H, H, E->half_kind);
+}
+
 static int llama_forward(aflo_model *m, const aflo_batch *b, float *loss, char *err,
                          size_t errlen) {
     llama_model *d = m->impl;
     if (load_batch(m, b, err, errlen) != 0) return -1;
     d->training = m->training;
+    d->wide = model_wide_buffer(m);
     int N = d->N, H = d->H, V = d->V;
-    embedding_forward(d->x0, d->ids, d->embed->data, N, H, 0);
+    embed_rows(d->x0, d);
     const float *x = d->x0;
     for (int l = 0; l < d->L; l++) {
         layer_forward(m, l, x);
         x = d->la[l].out;
     }
     rmsnorm_forward(d->xf, d->rstd_f, x, d->norm->data, N, H, m->cfg.rms_norm_eps);
-    gemm(&m->flops, FLOP_FORWARD, false, true, N, V, H, 1.0f, d->xf, H, out_embedding(d)->data, H,
-         0.0f, m->logits, V);
+    gemm(&m->flops, FLOP_FORWARD, false, true, N, V, H, 1.0f, d->xf, H,
+         param_f32(out_embedding(d), d->wide), H, 0.0f, m->logits, V);
     if (d->has_labels && loss) {
         double sum = token_cross_entropy_forward(d->lse_lm, m->logits, d->targets, N, V);
         *loss = d->n_targets ? (float)(sum / d->n_targets) : 0.0f;
@@ -434,7 +477,7 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
     /* h = x + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))) */
     linear_backward(&ly->lin[LLAMA_O], d->d_ctx, false, d->d_h, a->ctx, N, a->ad[LLAMA_O], sc,
                     &m->flops);
-    attention_opts ao = attn_opts(d);
+    attention_opts ao = attn_opts(m, l);
     attention_backward(&ao, rows(d->dq, d->qd), rows(d->dk, d->kvd), rows(d->dv, d->kvd),
                        rows(d->d_ctx, d->qd), rows(a->ctx, d->qd), a->lse, rows(a->q, d->qd),
                        rows(a->k, d->kvd), rows(a->v, d->kvd), d->scratch_attn, d->attn_threads,
@@ -467,14 +510,17 @@ static void llama_backward(aflo_model *m, float loss_scale) {
         any_below = m->params[i].trainable && &m->params[i] != d->lm_head;
     if (!any_below) return;
 
-    gemm(&m->flops, FLOP_BACKWARD_INPUT, false, false, N, H, V, 1.0f, d->dlogits, V, W->data, H,
-         0.0f, d->d_xn, H);
+    gemm(&m->flops, FLOP_BACKWARD_INPUT, false, false, N, H, V, 1.0f, d->dlogits, V,
+         param_f32(W, d->wide), H, 0.0f, d->d_xn, H);
     const float *xl = d->L > 0 ? d->la[d->L - 1].out : d->x0;
     rmsnorm_backward(d->d_cur, grad_of(d->norm), d->d_xn, xl, d->rstd_f, d->norm->data, N, H);
 
     bool emb_trains = d->embed->trainable;
     for (int l = d->L - 1; l >= 0; l--) {
         const float *x = l > 0 ? d->la[l - 1].out : d->x0;
+        /* Checkpointing: rebuild block l's activations (the last block's
+         * are still there). */
+        if (m->checkpointing && l < d->L - 1) layer_forward(m, l, x);
         /* Block 0's input gradient is only wanted when what is below trains. */
         bool want_dx = l > 0 || emb_trains || d->layers[0].ln1->trainable;
         layer_backward(m, l, x, want_dx);
@@ -531,6 +577,8 @@ const aflo_family llama_family = {
     .tasks = 1u << TASK_CAUSAL_LM,
     .default_targets = LLAMA_DEFAULT_TARGETS,
     .hidden_act = "silu",
+    .half_weights = true,
+    .checkpointing = true,
     .config_finish = llama_config_finish,
     .max_tokens = NULL,
     .max_params = llama_max_params,

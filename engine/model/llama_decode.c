@@ -17,7 +17,9 @@
  * checks every position. The adapted linear layers are rebuilt here from
  * the tensor table by name (W, bias, lora_A/B, s_d/s_b; LoRA's alpha/r), so
  * this file needs nothing from llama.c's private state. Adapters are never
- * merged into the weight (an inference forward). */
+ * merged into the weight (an inference forward). Weights kept 16-bit are
+ * widened as llama.c widens them: embedding rows on gather, the others whole
+ * into the model's widening buffer before each product. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +51,8 @@ typedef struct {
     int H, I, nh, nkv, hd, qd, kvd, L, V, window, cap;
     float eps;
     dec_layer *layers;
-    const float *embed, *norm, *head;
+    const aflo_param *embed, *head;
+    const float *norm;
     float *cos_t, *sin_t; /* cap x hd/2 */
     /* rows of the current chunk (DECODE_CHUNK) */
     float *x, *xn, *q, *ctx, *h, *g, *u, *rstd, *probs;
@@ -131,9 +134,9 @@ static void *llama_dec_open(aflo_model *m, int max_tokens, char *err, size_t err
         set_err(err, errlen, "decode: the model lacks its embedding, final norm or lm_head");
         goto fail;
     }
-    d->embed = embed->data;
+    d->embed = embed;
     d->norm = norm->data;
-    d->head = head->data;
+    d->head = head;
     d->layers = calloc((size_t)d->L, sizeof *d->layers);
     if (!d->layers) goto oom;
     size_t R = DECODE_CHUNK, r = 1, maxdim = (size_t)d->H;
@@ -240,13 +243,20 @@ static int llama_dec_append(void *state, const int32_t *ids, int n, int pos, flo
     llama_dec *d = state;
     aflo_model *m = d->m;
     int H = d->H, I = d->I;
-    aflo_linear_scratch sc = {.r2 = d->r2, .out = d->sout, .or2 = d->or2, .merge_ok = false};
+    float *wide = model_wide_buffer(m);
+    aflo_linear_scratch sc = {
+        .r2 = d->r2, .out = d->sout, .or2 = d->or2, .merge_ok = false, .wide = wide};
     aflo_linear_acts acts = {.h1 = d->h1, .h3 = d->h3};
     for (int i = 0; i < n; i++) {
         d->ids[i] = ids[i];
         d->pos[i] = pos + i;
     }
-    embedding_forward(d->x, d->ids, d->embed, n, H, 0);
+    if (d->embed->half)
+        for (int i = 0; i < n; i++)
+            half_to_f32(d->x + (size_t)i * H, d->embed->half + (size_t)d->ids[i] * H, (size_t)H,
+                        d->embed->half_kind);
+    else
+        embedding_forward(d->x, d->ids, d->embed->data, n, H, 0);
     for (int l = 0; l < d->L; l++) {
         dec_layer *ly = &d->layers[l];
         float *kn = ly->k + (size_t)pos * d->kvd, *vn = ly->v + (size_t)pos * d->kvd;
@@ -268,8 +278,8 @@ static int llama_dec_append(void *state, const int32_t *ids, int n, int pos, flo
     }
     const float *last = d->x + (size_t)(n - 1) * H;
     rmsnorm_forward(d->xn, d->rstd, last, d->norm, 1, H, d->eps);
-    gemm(&m->flops, FLOP_FORWARD, false, true, 1, d->V, H, 1.0f, d->xn, H, d->head, H, 0.0f, logits,
-         d->V);
+    gemm(&m->flops, FLOP_FORWARD, false, true, 1, d->V, H, 1.0f, d->xn, H, param_f32(d->head, wide),
+         H, 0.0f, logits, d->V);
     return 0;
 }
 

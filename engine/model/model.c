@@ -242,6 +242,10 @@ void model_free(aflo_model *m) {
     free(m->train_arena);
     free(m->grad_arena);
     free(m->act_arena);
+    free(m->wide);
+    for (int i = 0; i < m->n_half_copies; i++) free(m->half_copies[i]);
+    free(m->half_copies);
+    if (m->release) m->release(m->release_ctx);
     free(m);
 }
 
@@ -293,6 +297,96 @@ void model_freeze_param(aflo_model *m, aflo_param *p) {
     p->trainable = false;
 }
 
+/* ---------------------------------------------------------------- 16-bit weights */
+
+bool model_may_keep_half(const aflo_model *m, const aflo_param *p) {
+    return m->family->half_weights && !base_trains(m) && p->group == PGROUP_BASE &&
+           (p->role == PROLE_WEIGHT || p->role == PROLE_EMBEDDING) && !p->trainable && !p->grad;
+}
+
+int model_keep_half(aflo_model *m, aflo_param *p, const void *bits, aflo_half_kind kind, char *err,
+                    size_t errlen) {
+    if (!model_may_keep_half(m, p) || (kind != HALF_BF16 && kind != HALF_F16))
+        return set_err(err, errlen, "tensor %s: cannot be kept 16-bit", p->name);
+    if (p->size > m->wide_floats) {
+        float *w = malloc(p->size * sizeof(float));
+        if (!w) return set_err(err, errlen, "out of memory widening %s", p->name);
+        free(m->wide);
+        m->wide = w;
+        m->wide_floats = p->size;
+    }
+    const uint16_t *h = bits;
+    if ((uintptr_t)bits % sizeof(uint16_t)) { /* safetensors offsets are byte offsets */
+        void **copies = realloc(m->half_copies, (size_t)(m->n_half_copies + 1) * sizeof *copies);
+        if (!copies) return set_err(err, errlen, "out of memory keeping %s", p->name);
+        m->half_copies = copies;
+        uint16_t *c = malloc(p->size * sizeof *c);
+        if (!c) return set_err(err, errlen, "out of memory keeping %s", p->name);
+        memcpy(c, bits, p->size * sizeof *c);
+        m->half_copies[m->n_half_copies++] = c;
+        h = c;
+    }
+    p->half = h;
+    p->half_kind = kind;
+    p->data = NULL;
+    return 0;
+}
+
+int model_compact_base(aflo_model *m, char *err, size_t errlen) {
+    size_t need = 0;
+    for (int i = 0; i < m->nparams; i++)
+        if (m->params[i].group == PGROUP_BASE && !m->params[i].half) need += m->params[i].size;
+    if (need == m->base_floats) return 0;
+    float *arena = malloc((need ? need : 1) * sizeof(float));
+    if (!arena) return set_err(err, errlen, "out of memory building the model");
+    size_t off = 0;
+    for (int i = 0; i < m->nparams; i++) {
+        aflo_param *p = &m->params[i];
+        if (p->group != PGROUP_BASE || p->half) continue;
+        memcpy(arena + off, p->data, p->size * sizeof(float));
+        p->data = arena + off;
+        off += p->size;
+    }
+    free(m->base_arena);
+    m->base_arena = arena;
+    m->base_floats = need;
+    return 0;
+}
+
+int model_attach(aflo_model *m, void (*release)(void *), void *ctx, char *err, size_t errlen) {
+    if (m->release) return set_err(err, errlen, "model: something is already attached");
+    m->release = release;
+    m->release_ctx = ctx;
+    return 0;
+}
+
+const float *param_f32(const aflo_param *p, float *wide) {
+    if (!p->half) return p->data;
+    half_to_f32(wide, p->half, p->size, p->half_kind);
+    return wide;
+}
+
+float *model_wide_buffer(aflo_model *m) { return m->wide; }
+
+/* ---------------------------------------------------------------- checkpointing */
+
+int model_set_checkpointing(aflo_model *m, bool on, char *err, size_t errlen) {
+    if (on && !m->family->checkpointing)
+        return set_err(err, errlen, "activation_checkpointing: the %s family does not support it",
+                       m->family->name);
+    if (on == m->checkpointing) return 0;
+    m->checkpointing = on;
+    if (!m->act_arena) return 0;
+    int batch = m->max_batch, seq = m->max_seq;
+    free(m->act_arena);
+    m->act_arena = NULL;
+    m->act_floats = 0;
+    m->max_batch = m->max_seq = 0;
+    return model_reserve(m, batch, seq, err, errlen);
+}
+
+bool model_checkpointing(const aflo_model *m) { return m->checkpointing; }
+
 size_t model_trainable_elements(const aflo_model *m) {
     size_t n = 0;
     for (int i = 0; i < m->nparams; i++)
@@ -319,7 +413,10 @@ aflo_memory model_memory(const aflo_model *m) {
         const aflo_param *p = &m->params[i];
         if (p->trainable && (p->role == PROLE_A || p->role == PROLE_B))
             mem.projections += p->size * sizeof(float);
+        if (p->half) mem.base_half += p->size * sizeof(uint16_t);
     }
+    mem.base += mem.base_half;
+    mem.widen = m->wide_floats * sizeof(float);
     return mem;
 }
 
@@ -351,13 +448,37 @@ int model_reserve(aflo_model *m, int batch, int seq, char *err, size_t errlen) {
 int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                           int num_labels, int batch, int seq, aflo_memory *out, char *err,
                           size_t errlen) {
+    aflo_memory_plan plan = {false, false};
+    return model_estimate_memory_plan(c, ac, task, num_labels, batch, seq, &plan, out, err, errlen);
+}
+
+int model_estimate_memory_plan(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                               int num_labels, int batch, int seq, const aflo_memory_plan *plan,
+                               aflo_memory *out, char *err, size_t errlen) {
     if (batch < 1 || seq < 1)
         return set_err(err, errlen, "batch (%d) and sequence length (%d) must be positive", batch,
                        seq);
     aflo_model *m = model_declare(c, ac, task, num_labels, err, errlen);
     if (!m) return -1;
+    if (model_set_checkpointing(m, plan->checkpointing, err, errlen)) {
+        model_free(m);
+        return -1;
+    }
     m->act_floats = m->family->layout(m, NULL, batch, seq);
     *out = model_memory(m);
+    if (plan->half_weights) {
+        /* as model_keep_half + model_compact_base would leave it */
+        size_t half = 0, widest = 0;
+        for (int i = 0; i < m->nparams; i++) {
+            const aflo_param *p = &m->params[i];
+            if (!model_may_keep_half(m, p)) continue;
+            half += p->size;
+            if (p->size > widest) widest = p->size;
+        }
+        out->base -= half * (sizeof(float) - sizeof(uint16_t));
+        out->base_half = half * sizeof(uint16_t);
+        out->widen = widest * sizeof(float);
+    }
     model_free(m);
     return 0;
 }

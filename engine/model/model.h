@@ -39,6 +39,7 @@
 
 #include "model/config.h"
 #include "model/gemm.h"
+#include "model/half.h"
 
 typedef enum { METHOD_AFLORA, METHOD_ELORA, METHOD_LORA, METHOD_FULL, METHOD_COUNT } aflo_method;
 extern const char *const method_names[METHOD_COUNT];
@@ -92,7 +93,11 @@ typedef enum {
 
 typedef struct {
     char name[96];
-    float *data;
+    float *data; /* NULL when the tensor is kept 16-bit (half) */
+    /* A frozen base tensor kept in its stored 16-bit form (model_keep_half):
+     * read it through param_f32(). NULL otherwise. */
+    const uint16_t *half;
+    aflo_half_kind half_kind;
     float *grad; /* NULL when this tensor never trains in this job */
     size_t size;
     int ndim, shape[2];
@@ -164,6 +169,54 @@ int model_set_tensor(aflo_model *m, const char *name, const float *data, size_t 
 
 /* Stop training a tensor (a frozen projection): no more gradient for it. */
 void model_freeze_param(aflo_model *m, aflo_param *p);
+/* 16-bit base weights. A LLaMA-family model under an adapter method may
+ * keep its frozen projection and embedding weights as the BF16/F16 values of
+ * the checkpoint (mapped from the safetensors file), widened to float32 just
+ * before each product into one scratch buffer per model: half the memory of
+ * the weights, the same floats in every product (widening is exact).
+ *
+ * Whether p may be kept 16-bit: a base weight or embedding of a family
+ * with half_weights that does not train (method full trains them: float32). */
+bool model_may_keep_half(const aflo_model *m, const aflo_param *p);
+/* Keep p as the p->size 16-bit values at bits (p->data becomes NULL). bits
+ * must stay valid while the model lives (model_attach); when not 2-byte
+ * aligned they are copied to an aligned buffer the model owns. Grows the
+ * model's widening buffer to p->size floats. -1 with a message (not
+ * allowed for p, out of memory). */
+int model_keep_half(aflo_model *m, aflo_param *p, const void *bits, aflo_half_kind kind, char *err,
+                    size_t errlen);
+/* After the model_keep_half calls: move the float32 base tensors into an
+ * arena of their own size, releasing the space of those kept 16-bit. */
+int model_compact_base(aflo_model *m, char *err, size_t errlen);
+/* release(ctx) runs at model_free, after everything else (the mapped files
+ * the 16-bit weights live in). One per model; a second call is an error. */
+int model_attach(aflo_model *m, void (*release)(void *), void *ctx, char *err, size_t errlen);
+/* p's values as float32: p->data, or p's 16-bit values widened into wide
+ * (at least p->size floats), which is returned. */
+const float *param_f32(const aflo_param *p, float *wide);
+/* The model's widening buffer: room for its largest 16-bit tensor; NULL
+ * when it has none. One product at a time uses it. */
+float *model_wide_buffer(aflo_model *m);
+
+/* Activation checkpointing: keep only each block's input through the
+ * forward and, in backward, run the block's forward again to rebuild what
+ * its backward needs, then its backward. Saves the activations of all
+ * blocks but one for one extra forward of the blocks (counted as forward
+ * FLOPs). Dropout masks come from counters (rng.h), so the rerun draws the
+ * same ones. Off by default; a family without support (family.h:
+ * checkpointing) refuses it. Changing it re-lays a reserved activation
+ * arena for the same batch x seq. */
+int model_set_checkpointing(aflo_model *m, bool on, char *err, size_t errlen);
+bool model_checkpointing(const aflo_model *m);
+
+/* Checkpointing by default ("auto") when it saves more than this much
+ * activation memory: below a GiB it saves less than a tenth of a 24 GiB
+ * machine, which does not decide whether a job fits, while it costs a
+ * third more forward compute (one more forward of every block). The
+ * TinyLlama-1.1B shape at 1 x 256 saves 0.44 GiB (stays off); at 4 x 512
+ * 3.6 GiB (on) (train/memory.h's estimate). */
+#define CHECKPOINT_AUTO_MIN_SAVING ((size_t)1 << 30)
+
 /* Elements of all currently trainable tensors. */
 size_t model_trainable_elements(const aflo_model *m);
 
@@ -205,6 +258,8 @@ aflo_flops *model_flops(aflo_model *m);
 typedef struct {
     size_t base, trainable, grads, activations;
     size_t projections;
+    size_t base_half; /* of base: the tensors kept 16-bit (pages of the mapped file) */
+    size_t widen;     /* the widening buffer of 16-bit weights */
 } aflo_memory;
 aflo_memory model_memory(const aflo_model *m);
 /* What model_create + model_reserve(batch, seq) would hold, from the family's
@@ -214,5 +269,14 @@ aflo_memory model_memory(const aflo_model *m);
 int model_estimate_memory(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
                           int num_labels, int batch, int seq, aflo_memory *out, char *err,
                           size_t errlen);
+/* How the estimated model would be held: half_weights, every tensor
+ * model_may_keep_half allows kept 16-bit; checkpointing as
+ * model_set_checkpointing (an error for a family without it). */
+typedef struct {
+    bool half_weights, checkpointing;
+} aflo_memory_plan;
+int model_estimate_memory_plan(const aflo_config *c, const aflo_adapter_config *ac, aflo_task task,
+                               int num_labels, int batch, int seq, const aflo_memory_plan *plan,
+                               aflo_memory *out, char *err, size_t errlen);
 
 #endif

@@ -45,6 +45,16 @@ struct aflo_model {
     int max_batch, max_seq;
     float *logits; /* batch x num_labels of the last forward */
 
+    /* 16-bit base weights (model_keep_half): the widening buffer, copies
+     * of unaligned tensors, and what holds the mapped files */
+    float *wide;
+    size_t wide_floats;
+    void **half_copies;
+    int n_half_copies;
+    void (*release)(void *);
+    void *release_ctx;
+    bool checkpointing;
+
     bool dropout;
     uint64_t dropout_key;
     bool training; /* model_set_training */

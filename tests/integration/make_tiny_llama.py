@@ -12,7 +12,11 @@ initializer_range, norms 1, except lm_head: std 0.5, a pretrained head's
 scale (at 0.02 a frozen head caps every logit near 0.02 sqrt(hidden), and
 no adapter below it could move the loss much).
 
-usage: make_tiny_llama.py OUT_DIR [SEED]"""
+With --dtype BF16 the tensors are stored as bfloat16 (each value rounded
+to nearest, ties to even); --dtype F32-BF16 stores those same rounded values
+as F32, so the two folders hold the same numbers in two widths.
+
+usage: make_tiny_llama.py OUT_DIR [SEED] [--dtype F32|BF16|F32-BF16]"""
 import json
 import os
 import random
@@ -73,11 +77,25 @@ def tensors(cfg, rng):
     return out
 
 
-def write_safetensors(path, items):
+def bf16_bits(values):
+    """Each float32 value's bfloat16 code, rounded to nearest even."""
+    out = []
+    for (u,) in struct.iter_unpack("<I", struct.pack(f"<{len(values)}f", *values)):
+        out.append(((u + 0x7FFF + ((u >> 16) & 1)) >> 16) & 0xFFFF)
+    return out
+
+
+def write_safetensors(path, items, dtype="F32"):
     header, blobs, off = {}, [], 0
     for name, shape, values in items:
-        data = struct.pack(f"<{len(values)}f", *values)
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [off, off + len(data)]}
+        if dtype == "F32":
+            data = struct.pack(f"<{len(values)}f", *values)
+        elif dtype == "BF16":
+            data = struct.pack(f"<{len(values)}H", *bf16_bits(values))
+        else:  # F32-BF16: the bf16 values, stored as float32
+            data = struct.pack(f"<{len(values)}I", *[b << 16 for b in bf16_bits(values)])
+        stored = "BF16" if dtype == "BF16" else "F32"
+        header[name] = {"dtype": stored, "shape": shape, "data_offsets": [off, off + len(data)]}
         blobs.append(data)
         off += len(data)
     header["__metadata__"] = {"format": "pt"}
@@ -91,12 +109,21 @@ def write_safetensors(path, items):
 
 
 def main():
-    out = sys.argv[1]
-    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    args = sys.argv[1:]
+    dtype = "F32"
+    if "--dtype" in args:
+        i = args.index("--dtype")
+        dtype = args[i + 1]
+        del args[i:i + 2]
+    assert dtype in ("F32", "BF16", "F32-BF16"), dtype
+    out = args[0]
+    seed = int(args[1]) if len(args) > 1 else 0
     os.makedirs(out, exist_ok=True)
+    cfg = dict(CONFIG, torch_dtype="bfloat16" if dtype == "BF16" else "float32")
     with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(CONFIG, f, indent=2)
-    write_safetensors(os.path.join(out, "model.safetensors"), tensors(CONFIG, random.Random(seed)))
+        json.dump(cfg, f, indent=2)
+    write_safetensors(os.path.join(out, "model.safetensors"), tensors(CONFIG, random.Random(seed)),
+                      dtype)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(TOKENIZER, name), os.path.join(out, name))
 

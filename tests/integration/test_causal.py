@@ -17,6 +17,7 @@ metric."""
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,9 @@ def write_jsonl(path, items):
             f.write(json.dumps(r) + "\n")
 
 
-def run(*args, cwd, check=True):
-    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def run(*args, cwd, check=True, env=None):
+    p = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, **(env or {})))
     if check and p.returncode != 0:
         raise AssertionError(f"aflorad {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p
@@ -110,6 +112,66 @@ class CausalTest(unittest.TestCase):
         with open(os.path.join(self.dir, name), "w") as f:
             json.dump(spec, f)
         return name
+
+    def test_bf16_folder_trains_as_its_f32_twin(self):
+        # the same numbers stored bf16 and f32: the bf16 folder's frozen
+        # weights stay 16-bit (mapped, widened per product), with activation
+        # checkpointing on, and the run's losses are the f32 run's, bit for bit
+        for name, dtype in (("tiny-bf16", "BF16"), ("tiny-f32-bf16", "F32-BF16")):
+            subprocess.run([sys.executable, os.path.join(HERE, "make_tiny_llama.py"),
+                            os.path.join(self.dir, name), "1", "--dtype", dtype], check=True)
+        p16 = run("run", self.spec("bf16.json", model=os.path.join(self.dir, "tiny-bf16"),
+                                   epochs=2, activation_checkpointing="on"),
+                  "--out", "out_bf16", cwd=self.dir)
+        self.assertIn("frozen weights kept 16-bit", p16.stdout)
+        self.assertIn("activation checkpointing: on", p16.stdout)
+        self.assertIn("frozen base 16-bit", p16.stdout)
+        self.assertIn("checkpointed", p16.stdout)
+        p32 = run("run", self.spec("f32.json", model=os.path.join(self.dir, "tiny-f32-bf16"),
+                                   epochs=2), "--out", "out_f32", cwd=self.dir)
+        self.assertNotIn("kept 16-bit", p32.stdout)
+        self.assertNotIn("activation checkpointing: on", p32.stdout)  # auto: too small to pay
+        metrics = []
+        for out in ("out_bf16", "out_f32"):
+            with open(os.path.join(self.dir, out, "metrics.json")) as f:
+                metrics.append([e["metrics"]["loss"] for e in json.load(f)["epochs"]])
+        self.assertEqual(metrics[0], metrics[1])
+        self.assertEqual(len(metrics[0]), 2)
+        # a classification spec cannot ask for it
+        bad = self.spec("bad.json", activation_checkpointing="on", task="classification")
+        p = run("run", bad, "--out", "out_bad", cwd=self.dir, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("activation_checkpointing", p.stderr + p.stdout)
+
+    def test_memory_limit_between_the_plans(self):
+        # long token-id rows, so checkpointing's saving shows in the estimate;
+        # a limit between the two plans: "off" is refused with the advice to
+        # turn it on, "auto" turns it on and runs
+        rng = random.Random(5)
+        long_rows = [{"input_ids": [rng.randrange(3, 420) for _ in range(200)]}
+                     for _ in range(16)]
+        write_jsonl(os.path.join(self.dir, "long.jsonl"), long_rows)
+
+        def estimate(mode, limit="64G", check=True):
+            spec = self.spec(f"mem_{mode}.json", dataset={"train": "long.jsonl"}, epochs=1,
+                             batch_size=16, max_seq_len=256, activation_checkpointing=mode)
+            return run("run", spec, "--out", f"out_mem_{mode}", cwd=self.dir, check=check,
+                       env={"AFLORAD_MEMORY_LIMIT": limit})
+
+        def mib(p):
+            line = next(l for l in p.stdout.splitlines() if "memory: estimated" in l)
+            value, unit = line.split("memory: estimated ")[1].split(" ")[:2]
+            return float(value) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit[:3]]
+
+        off, on = mib(estimate("off")), mib(estimate("on"))
+        self.assertLess(on, off - 1.0)  # at least a MiB saved
+        limit = f"{int((on + off) / 2 * 1024)}K"
+        p = estimate("off", limit, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('set activation_checkpointing to "on"', p.stderr)
+        p = estimate("auto", limit)
+        self.assertIn("activation checkpointing: on", p.stdout)
+        self.assertIn("checkpointed", p.stdout)
 
     def test_aflora_causal_lm_learns_and_freezes(self):
         p = run("run", self.spec("a.json"), "--out", "out_a", cwd=self.dir)
