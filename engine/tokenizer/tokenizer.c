@@ -16,7 +16,9 @@
  * neighbouring whitespace), hand each plain piece to the algorithm and each
  * added token to its id. Then the pair is truncated longest-first and
  * wrapped in special tokens: a table of what goes before and after each
- * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs).
+ * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs;
+ * a SentencePiece model is an encoder's when its vocabulary has [CLS] and
+ * [SEP], detect_spm_encoder).
  *
  * Truncation only ever keeps the first max_len - specials tokens of each
  * sequence, and longest-first gives the same result whether a sequence's

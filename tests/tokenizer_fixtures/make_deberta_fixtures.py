@@ -17,7 +17,8 @@ next to itself (CI never runs it; the C tests read the committed files):
                                      vocab [piece, score] with unk_id, the
                                      [CLS] $A [SEP] $B [SEP] template
   deberta_expected.tsv               kind  a(hex)  b(hex or -)  ids  decoded(hex or -)
-    sp     SentencePieceProcessor.encode(a), and decode(ids) when the ids
+    sp     SentencePieceProcessor.encode(a) for the strings below and 40
+           random ones, and decode(ids) when the ids
            hold no [UNK] (decode writes " \u2047 " for it, transformers "[UNK]")
     lower  encode(a.lower()): do_lower_case true (transformers lower-cases
            with str.lower() before SentencePiece)
@@ -32,6 +33,7 @@ import base64
 import io
 import json
 import os
+import random
 
 import sentencepiece as spm
 
@@ -77,6 +79,18 @@ SP_CASES = [
     "a" * 300,
     "The Model TEXT \u00c9T\u00c9",
 ]
+# Random strings from pieces the normalizer treats each its own way.
+RANDOM_POOL = ["a", "e", "h", "l", "o", "t", "the", " ", " ", "\t", "\n", "\u00a0", "\u3000",
+               "\uff46", "\u00e9", "e\u0301", "\ufb01", "\U0001F600", "\u5317", "\u2581",
+               "H", "E", "1", "\u2460", ".", "\u0007", "model", "\u00c9"]
+
+
+def random_cases(count=40):
+    rng = random.Random(13)
+    return ["".join(rng.choice(RANDOM_POOL) for _ in range(rng.randint(1, 16)))
+            for _ in range(count)]
+
+
 LOWER_CASES = ["Hello World!", "The Model TEXT \u00c9T\u00c9", "\u0130stanbul \u03a3\u039f\u03a3",
                "\uff21\uff22\uff23 DEF"]
 PAIRS = [("hello world", "the second sentence"), ("", "only b"), ("only a", ""),
@@ -204,7 +218,7 @@ def main():
 
     cls, sep, unk, mask = 1, 2, sp.unk_id(), VOCAB
     rows = []
-    for s in SP_CASES:
+    for s in SP_CASES + random_cases():
         ids = sp.encode(s)
         rows.append(("sp", s, None, ids, sp.decode(ids) if unk not in ids else None))
     for s in LOWER_CASES:
