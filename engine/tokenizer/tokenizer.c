@@ -349,7 +349,8 @@ static int finish_load(tokenizer *t, const json_value *cfg, const json_value *st
     if (load_added_tokens(t, cfg, tj, err, errlen)) return -1;
     detect_spm_encoder(t, cfg, stm);
     if (resolve_special(t, cfg, stm, err, errlen) || make_wrap(t, cfg, tj, err, errlen)) return -1;
-    qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
+    /* qsort's pointer must not be NULL even for no elements (C11 7.22.5). */
+    if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
     memset(t->added_first_byte, 0, sizeof t->added_first_byte);
     int64_t maxid = -1;
     for (size_t i = 0; i < t->n_added; i++) {
