@@ -378,10 +378,10 @@ static void test_malformed(void **state) {
          "\"replacement\": \"\xe2\x96\x81\"}, \"model\": {\"type\": \"Unigram\", \"unk_id\": 0, "
          "\"vocab\": [[\"<unk>\", 0]]}}",
          "normalizer \"NFKD\""},
-        {"{\"normalizer\": {\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}, "
-         "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\"}, "
+        {"{\"normalizer\": {\"type\": \"Strip\", \"strip_left\": false, \"strip_right\": "
+         "true}, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\"}, "
          "\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0]]}}",
-         "with Strip but not"},
+         "normalizer \"Strip\""},
         {"{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": "
          "\"Punctuation\"}, {\"type\": \"Metaspace\", \"replacement\": \"\xe2\x96\x81\"}]}, "
          "\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0]]}}",
@@ -402,6 +402,55 @@ static void test_malformed(void **state) {
         write_file(state, "tokenizer.json", bad[i].json, strlen(bad[i].json));
         expect_load_error(state, bad[i].want);
     }
+}
+
+/* The converters before DebertaV2Converter had Strip wrote [Precompiled,
+ * Replace " {2,}"]: runs of spaces still become one, but a trailing one
+ * stays, a last ▁ after Metaspace (the fast tokenizer's ids, not
+ * SentencePiece's); a leading one is the ▁ Metaspace would prepend. */
+static void test_json_without_strip(void **state) {
+    size_t len;
+    char *tj = read_all(FIXTURES "/deberta_json/tokenizer.json", &len);
+    const char strip[] = "{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}, ";
+    char *at = strstr(tj, strip);
+    assert_non_null(at);
+    memmove(at, at + sizeof strip - 1, len - (size_t)(at - tj) - (sizeof strip - 1) + 1);
+    write_file(state, "tokenizer.json", tj, strlen(tj));
+    free(tj);
+    tokenizer *t = load_state_dir(state);
+    tokenizer *ref = load_fixture("deberta_spm");
+    assert_string_equal(tokenizer_id_to_token(t, 4), "\xe2\x96\x81");
+    static const struct {
+        const char *text, *ref_text; /* ref_text's spm.model ids, then a ▁ when last */
+        bool last_space;
+    } cases[] = {
+        {"hello world", "hello world", false},
+        {"  hello   world", "hello world", false},
+        {"hello ", "hello", true},
+        {"  hello  world \t", "hello world", true},
+        {" ", "", true},
+        {"\xe3\x80\x80", "", true},
+        {"", "", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t *got, *want;
+        size_t ng, nw;
+        char err[256];
+        if (tokenizer_tokenize(t, cases[i].text, strlen(cases[i].text), &got, &ng, err,
+                               sizeof err) ||
+            tokenizer_tokenize(ref, cases[i].ref_text, strlen(cases[i].ref_text), &want, &nw, err,
+                               sizeof err))
+            fail_msg("tokenize: %s", err);
+        int32_t exp[32];
+        assert_true(nw < 31);
+        if (nw) memcpy(exp, want, nw * sizeof *want);
+        if (cases[i].last_space) exp[nw++] = 4;
+        expect_ids(got, ng, exp, nw, "without Strip", cases[i].text, strlen(cases[i].text));
+        free(got);
+        free(want);
+    }
+    tokenizer_free(ref);
+    tokenizer_free(t);
 }
 
 /* A minimal Unigram tokenizer.json without a charsmap (identity), with
@@ -515,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_files_agree),
         cmocka_unit_test_setup_teardown(test_malformed, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_json_without_strip, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_minimal_json, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

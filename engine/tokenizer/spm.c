@@ -27,11 +27,13 @@
  * runs of ' ' (remove_extra_whitespaces), the dummy prefix, ' ' -> ▁.
  *
  * A Unigram tokenizer.json is the same model as transformers converts it
- * (DebertaV2Converter, SpmConverter): normalizer [Lowercase?, Strip,
- * Precompiled charsmap, Replace " {2,}" -> " "], pre-tokenizer Metaspace
+ * (DebertaV2Converter, SpmConverter): normalizer [Lowercase?, Strip?,
+ * Precompiled charsmap?, Replace " {2,}" -> " "?], pre-tokenizer Metaspace
  * (maybe after WhitespaceSplit), model {vocab: [[piece, score]], unk_id,
- * byte_fallback}. It is read into the same flags as the .model, so both give
- * SentencePiece's ids. Two differences of the Rust pipeline are not
+ * byte_fallback}. It is read into the same flags as the .model, so with
+ * Strip and Replace (today's DebertaV2Converter) both give SentencePiece's
+ * ids; without Strip (older converters) a trailing space stays a last ▁ as
+ * in the fast tokenizer. Two differences of the Rust pipeline are not
  * imitated: Strip removes Unicode whitespace before the charsmap rather than
  * the ' ' it leaves (the same text for nmt_nfkc, which maps whitespace to
  * ' '), and Metaspace's split runs the Viterbi per ▁word (the same pieces
@@ -69,7 +71,7 @@ static int spm_normalize(const tokenizer *t, const char *s, size_t n, bool at_st
     out->n = 0;
     if (tok_bytes_append(out, "", 0)) return -1;
     size_t i = 0, end = n;
-    if (t->sp_remove_extra_spaces) {
+    if (t->sp_strip_spaces) {
         while (i < end && s[i] == ' ') i++;
         while (end > i && s[end - 1] == ' ') end--;
     }
@@ -79,7 +81,7 @@ static int spm_normalize(const tokenizer *t, const char *s, size_t n, bool at_st
     if (prefix && tok_bytes_append(out, SP_SPACE, SP_SPACE_LEN)) return -1;
     for (; i < end; i++) {
         if (s[i] == ' ') {
-            if (t->sp_remove_extra_spaces && s[i - 1] == ' ') continue; /* i > start here */
+            if (t->sp_collapse_spaces && i > 0 && s[i - 1] == ' ') continue;
             if (t->sp_escape_spaces ? tok_bytes_append(out, SP_SPACE, SP_SPACE_LEN)
                                     : tok_bytes_append(out, " ", 1))
                 return -1;
@@ -329,13 +331,10 @@ static int unigram_normalizer(tokenizer *t, const json_value *norm, char *err, s
                            type ? type : "?");
         }
     }
-    if (strip != collapse)
-        return set_err(err, errlen,
-                       "tokenizer.json: a Unigram normalizer with %s but not %s is not supported "
-                       "(SentencePiece removes extra whitespace with both)",
-                       strip ? "Strip" : "Replace \" {2,}\"",
-                       strip ? "Replace \" {2,}\"" : "Strip");
-    if (strip) t->sp_remove_extra_spaces = true;
+    /* Both are SentencePiece's remove_extra_whitespaces; converters before
+     * DebertaV2Converter gained Strip leave a trailing space (a last ▁). */
+    t->sp_strip_spaces = strip;
+    t->sp_collapse_spaces = collapse;
     return 0;
 }
 
@@ -349,7 +348,7 @@ static int unigram_pretokenizer(tokenizer *t, const json_value *pre, char *err, 
         const json_value *e = list ? json_at(list, i) : pre;
         const char *type = json_string(json_get(e, "type"), NULL);
         if (json_type_is(e, "WhitespaceSplit") && !meta) {
-            t->sp_remove_extra_spaces = true;
+            t->sp_strip_spaces = t->sp_collapse_spaces = true;
         } else if (json_type_is(e, "Metaspace") && !meta) {
             if (metaspace(t, e, err, errlen)) return -1;
             meta = true;

@@ -308,7 +308,7 @@ int spmodel_load(tokenizer *t, const char *dir, const char *file, char *err, siz
         t->fuse_unk = true; /* SentencePiece merges runs of unknown pieces */
         t->sp_prefix = m.add_dummy_prefix ? SP_PREFIX_ALWAYS : SP_PREFIX_NEVER;
         t->sp_escape_spaces = true;
-        t->sp_remove_extra_spaces = m.remove_extra_ws;
+        t->sp_strip_spaces = t->sp_collapse_spaces = m.remove_extra_ws;
         t->unk_score = (isfinite(min_score) ? min_score : 0.0f) - SP_UNK_PENALTY;
         spm_find_byte_tokens(t);
         t->scores = malloc(m.n * sizeof *t->scores);

@@ -39,7 +39,7 @@
  * SentencePiece-style (Prepend/Replace normalizer or Metaspace
  * pre-tokenizer; else tokenizer.json whose model.type is "Unigram"
  * (SentencePiece's as transformers converts it: Precompiled charsmap,
- * Strip + Replace or WhitespaceSplit, Metaspace); else tokenizer.model or
+ * Strip, Replace " {2,}" or WhitespaceSplit, Metaspace); else tokenizer.model or
  * spm.model (SentencePiece BPE or Unigram, with its normalizer: identity or
  * a precompiled charsmap such as nmt_nfkc). tokenizer_config.json and
  * special_tokens_map.json, when present, supply do_lower_case (default

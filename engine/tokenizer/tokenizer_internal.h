@@ -87,7 +87,8 @@ struct tokenizer {
     bool sp_prefix_unless_space; /* Metaspace: no prefix when the text starts with one */
     bool sp_escape_spaces;       /* ' ' -> U+2581 */
     bool sp_split;               /* Metaspace split: BPE each "▁word" on its own */
-    bool sp_remove_extra_spaces; /* strip and collapse ' ' runs (normalizer_spec) */
+    bool sp_strip_spaces;        /* strip ' ' at both ends (remove_extra_whitespaces, Strip) */
+    bool sp_collapse_spaces;     /* runs of ' ' become one (the same, Replace " {2,}") */
     tok_charsmap *charsmap;      /* the model's precompiled normalizer, or NULL */
     bool sp_encoder;             /* [CLS] a [SEP] b [SEP] input (DeBERTa-v3), not BOS/EOS */
     float *scores;               /* Unigram: log-probability of each id (NAN: not a piece) */
@@ -112,7 +113,7 @@ int bpe_load_model_json(tokenizer *t, const json_value *model, char *err, size_t
  * pre-tokenizer, byte fallback): spm.c. */
 int spm_load_tokenizer_json(tokenizer *t, const json_value *root, char *err, size_t errlen);
 /* tokenizer.json Unigram (SentencePiece's as transformers converts it:
- * Precompiled charsmap, Strip + Replace or WhitespaceSplit, Metaspace): spm.c. */
+ * Precompiled charsmap, Strip, Replace or WhitespaceSplit, Metaspace): spm.c. */
 int spm_load_unigram_json(tokenizer *t, const json_value *root, char *err, size_t errlen);
 /* A SentencePiece model file, dir/file (tokenizer.model, spm.model:
  * ModelProto, BPE or Unigram): spmodel.c. */
