@@ -433,14 +433,14 @@ static void test_json_without_strip(void **state) {
         {"", "", false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int32_t *got, *want;
-        size_t ng, nw;
+        int32_t *got = NULL, *want = NULL;
+        size_t ng = 0, nw = 0;
         char err[256];
-        if (tokenizer_tokenize(t, cases[i].text, strlen(cases[i].text), &got, &ng, err,
-                               sizeof err) ||
-            tokenizer_tokenize(ref, cases[i].ref_text, strlen(cases[i].ref_text), &want, &nw, err,
+        if (tokenizer_tokenize(t, cases[i].text, strlen(cases[i].text), &got, &ng, err, sizeof err))
+            fail_msg("tokenizer.json: %s", err);
+        if (tokenizer_tokenize(ref, cases[i].ref_text, strlen(cases[i].ref_text), &want, &nw, err,
                                sizeof err))
-            fail_msg("tokenize: %s", err);
+            fail_msg("spm.model: %s", err);
         int32_t exp[32];
         assert_true(nw < 31);
         if (nw) memcpy(exp, want, nw * sizeof *want);
