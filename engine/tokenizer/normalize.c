@@ -2,7 +2,8 @@
  * generated tables (unicode_tables.c), on arrays of code points: BERT's
  * tokenizer runs NFC and, to strip accents, NFD; Qwen2's tokenizer.json has
  * an NFC normalizer. Hangul syllables are composed and decomposed
- * arithmetically (Unicode ch. 3.12), the tables leave them out. */
+ * arithmetically (Unicode ch. 3.12), the tables leave them out. Also
+ * Python's str.lower(), which BERT's and DeBERTa's do_lower_case apply. */
 #include "tokenizer/normalize.h"
 
 #include <stdbool.h>
@@ -24,6 +25,13 @@
 /* Below this no code point changes under NFC or combines with a neighbour
  * (the first combining mark is U+0300), so Latin-1 text skips NFC. */
 #define NFC_QUICK_LIMIT 0x300u
+
+/* The code points str.lower() treats specially. */
+#define CP_FINAL_SIGMA 0x3C2u
+#define CP_SMALL_SIGMA 0x3C3u
+#define CP_CAPITAL_SIGMA 0x3A3u
+#define CP_DOTTED_CAPITAL_I 0x130u
+#define CP_COMBINING_DOT_ABOVE 0x307u
 
 /* Append the canonical decomposition of in[0..n) to out and put each run of
  * combining marks in canonical order. */
@@ -111,5 +119,46 @@ int tok_nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp) {
         o[on++] = ch;
     }
     out->n = on;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lower-casing                                                         */
+
+/* CPython's final-sigma context: Cased (Case_Ignorable)* Σ !((Case_Ignorable)* Cased). */
+static bool final_sigma(const uint32_t *w, size_t n, size_t i) {
+    size_t j = i;
+    uint32_t c = 0;
+    bool found = false;
+    while (j > 0) {
+        c = w[--j];
+        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) {
+            found = true;
+            break;
+        }
+    }
+    if (!found || !(uni_flags(c) & UNI_CASED)) return false;
+    for (j = i + 1; j < n; j++) {
+        c = w[j];
+        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) return !(uni_flags(c) & UNI_CASED);
+    }
+    return true;
+}
+
+int tok_lower(const uint32_t *w, size_t n, tok_u32vec *out) {
+    out->n = 0;
+    if (tok_u32_reserve(out, n + 1)) return -1;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t cp = w[i];
+        if (cp == CP_DOTTED_CAPITAL_I) {
+            if (tok_u32_push(out, 'i') || tok_u32_push(out, CP_COMBINING_DOT_ABOVE)) return -1;
+            continue;
+        }
+        if (cp == CP_CAPITAL_SIGMA)
+            cp = final_sigma(w, n, i) ? CP_FINAL_SIGMA : CP_SMALL_SIGMA;
+        else
+            cp = uni_lower(cp);
+        if (tok_u32_push(out, cp)) return -1;
+    }
     return 0;
 }

@@ -1,4 +1,4 @@
-/* normalize.h — NFD and NFC on code points (see normalize.c). Not part of
+/* normalize.h — NFD, NFC and str.lower() on code points (see normalize.c). Not part of
  * the engine's API. */
 #ifndef AFLO_TOK_NORMALIZE_H
 #define AFLO_TOK_NORMALIZE_H
@@ -13,5 +13,10 @@
 int tok_nfd_append(const uint32_t *in, size_t n, tok_u32vec *out);
 /* out = NFC(in[0..n)) (replaced); tmp is scratch. 0, or -1 on OOM. */
 int tok_nfc(const uint32_t *in, size_t n, tok_u32vec *out, tok_u32vec *tmp);
+
+/* out = Python's str.lower() of in[0..n) (replaced): full mapping, with
+ * U+0130 -> i + U+0307 and the final-sigma rule over the whole of in.
+ * 0, or -1 on OOM. */
+int tok_lower(const uint32_t *in, size_t n, tok_u32vec *out);
 
 #endif

@@ -1,6 +1,6 @@
-/* spmodel.c — reading SentencePiece's tokenizer.model (a serialized
- * ModelProto, protobuf wire format) into a tokenizer, for folders that have
- * no tokenizer.json.
+/* spmodel.c — reading a SentencePiece model file (a serialized ModelProto,
+ * protobuf wire format: LLaMA's tokenizer.model, DeBERTa-v3's spm.model)
+ * into a tokenizer, for folders that have no tokenizer.json.
  *
  * The wire format is a sequence of (tag, value): tag = varint field << 3 |
  * wire type; types 0 varint, 1 eight bytes, 2 varint length + bytes, 5 four
@@ -31,6 +31,7 @@
 #include "tokenizer/tokutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -190,8 +191,8 @@ static int parse_normalizer(const pb_field *outer, sp_model *m) {
     return k;
 }
 
-static int parse_model(const unsigned char *buf, size_t len, sp_model *m, char *err,
-                       size_t errlen) {
+static int parse_model(const unsigned char *buf, size_t len, const char *name, sp_model *m,
+                       char *err, size_t errlen) {
     pb_reader r = {buf, buf + len};
     pb_field f;
     int k;
@@ -201,12 +202,11 @@ static int parse_model(const unsigned char *buf, size_t len, sp_model *m, char *
         if (f.wire != 2) continue;
         if (f.field == 1) {
             if (m->n >= TOKENIZER_MAX_VOCAB)
-                return set_err(err, errlen, "tokenizer.model: more than %d pieces",
-                               TOKENIZER_MAX_VOCAB);
+                return set_err(err, errlen, "%s: more than %d pieces", name, TOKENIZER_MAX_VOCAB);
             if (tok_grow((void **)&m->pieces, &m->cap, m->n + 1, sizeof *m->pieces))
                 return set_err(err, errlen, "out of memory");
             if (parse_piece(&f, &m->pieces[m->n]))
-                return set_err(err, errlen, "tokenizer.model: piece %zu is malformed", m->n);
+                return set_err(err, errlen, "%s: piece %zu is malformed", name, m->n);
             m->n++;
         } else if (f.field == 2) {
             if (parse_trainer(&f, m) < 0) k = -1;
@@ -215,8 +215,8 @@ static int parse_model(const unsigned char *buf, size_t len, sp_model *m, char *
         }
         if (k < 0) break;
     }
-    if (k < 0) return set_err(err, errlen, "tokenizer.model: not a valid SentencePiece model");
-    if (m->n == 0) return set_err(err, errlen, "tokenizer.model: no pieces");
+    if (k < 0) return set_err(err, errlen, "%s: not a valid SentencePiece model", name);
+    if (m->n == 0) return set_err(err, errlen, "%s: no pieces", name);
     return 0;
 }
 
@@ -268,34 +268,36 @@ static int build_merges(tokenizer *t, const sp_model *m, char *err, size_t errle
     return rc ? set_err(err, errlen, "out of memory") : 0;
 }
 
-int spmodel_load(tokenizer *t, const char *dir, char *err, size_t errlen) {
-    char *buf;
+int spmodel_load(tokenizer *t, const char *dir, const char *file, char *err, size_t errlen) {
+    char *buf, name[512];
     size_t len;
-    int r =
-        tok_read_file(dir, "tokenizer.model", TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
+    int r = tok_read_file(dir, file, TOKENIZER_MAX_FILE_BYTES, &buf, &len, err, errlen);
     if (r <= 0) {
-        if (r == 0) set_err(err, errlen, "%s/tokenizer.model: not found", dir);
+        if (r == 0) set_err(err, errlen, "%s/%s: not found", dir, file);
         return -1;
     }
+    /* Messages name the file as dir/file (shortened if the path is long). */
+    snprintf(name, sizeof name, "%s/%s", dir, file);
     sp_model m = {0};
-    int rc = parse_model((const unsigned char *)buf, len, &m, err, errlen);
+    int rc = parse_model((const unsigned char *)buf, len, name, &m, err, errlen);
     if (rc == 0 && m.model_type != SP_MODEL_BPE && m.model_type != SP_MODEL_UNIGRAM)
-        rc = set_err(err, errlen,
-                     "tokenizer.model: model type %d is not supported (only BPE and Unigram)",
+        rc = set_err(err, errlen, "%s: model type %d is not supported (only BPE and Unigram)", name,
                      m.model_type);
     if (rc == 0 && m.charsmap_len > 0) {
-        t->charsmap = charsmap_new(m.charsmap, m.charsmap_len, err, errlen);
-        if (!t->charsmap) rc = -1;
+        char why[256];
+        t->charsmap = charsmap_new(m.charsmap, m.charsmap_len, why, sizeof why);
+        if (!t->charsmap) rc = set_err(err, errlen, "%s: %s", name, why);
     }
     if (rc == 0 && (m.ws_suffix || !m.escape_ws))
         rc = set_err(err, errlen,
-                     "tokenizer.model: treat_whitespace_as_suffix and unescaped whitespace are "
-                     "not supported");
+                     "%s: treat_whitespace_as_suffix and unescaped whitespace are "
+                     "not supported",
+                     name);
     float min_score = INFINITY;
     for (size_t i = 0; i < m.n && rc == 0; i++) {
         const sp_piece *p = &m.pieces[i];
         if (p->len == 0 || tok_utf8_invalid_at(p->piece, p->len) < p->len)
-            rc = set_err(err, errlen, "tokenizer.model: piece %zu is empty or not UTF-8", i);
+            rc = set_err(err, errlen, "%s: piece %zu is empty or not UTF-8", name, i);
         else if (tok_map_put(&t->vocab, p->piece, p->len, (int32_t)i, NULL))
             rc = set_err(err, errlen, "out of memory");
         if (p->type == SP_NORMAL && p->score < min_score) min_score = p->score;
@@ -306,7 +308,7 @@ int spmodel_load(tokenizer *t, const char *dir, char *err, size_t errlen) {
         t->fuse_unk = true; /* SentencePiece merges runs of unknown pieces */
         t->sp_prefix = m.add_dummy_prefix ? SP_PREFIX_ALWAYS : SP_PREFIX_NEVER;
         t->sp_escape_spaces = true;
-        t->sp_remove_extra_spaces = m.remove_extra_ws;
+        t->sp_strip_spaces = t->sp_collapse_spaces = m.remove_extra_ws;
         t->unk_score = (isfinite(min_score) ? min_score : 0.0f) - SP_UNK_PENALTY;
         spm_find_byte_tokens(t);
         t->scores = malloc(m.n * sizeof *t->scores);

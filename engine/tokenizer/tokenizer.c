@@ -16,7 +16,9 @@
  * neighbouring whitespace), hand each plain piece to the algorithm and each
  * added token to its id. Then the pair is truncated longest-first and
  * wrapped in special tokens: a table of what goes before and after each
- * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs).
+ * sequence (make_wrap: [CLS]/[SEP] for encoders, BOS/EOS for causal LMs;
+ * a SentencePiece model is an encoder's when its vocabulary has [CLS] and
+ * [SEP], detect_spm_encoder).
  *
  * Truncation only ever keeps the first max_len - specials tokens of each
  * sequence, and longest-first gives the same result whether a sequence's
@@ -131,60 +133,126 @@ static int load_added_tokens(tokenizer *t, const json_value *cfg, const json_val
 /* Whether the model input is a causal LM's ([BOS] text [EOS], as the
  * config says) rather than an encoder's ([CLS] text [SEP]). */
 static bool is_causal(const tokenizer *t) {
-    return t->kind == TOKENIZER_SPM_BPE || t->kind == TOKENIZER_SPM_UNIGRAM ||
+    return ((t->kind == TOKENIZER_SPM_BPE || t->kind == TOKENIZER_SPM_UNIGRAM) && !t->sp_encoder) ||
            (t->kind == TOKENIZER_BPE && t->pretok != PRETOK_GPT2);
 }
 
+/* The special-token conventions a tokenizer follows, the columns of
+ * special_spec's default names. */
+typedef enum {
+    STYLE_WORDPIECE,   /* BERT: [CLS] [SEP] [PAD] [UNK] [MASK] */
+    STYLE_BPE,         /* RoBERTa: <s> </s> <pad> <unk> <mask> */
+    STYLE_SPM_CAUSAL,  /* LLaMA's SentencePiece: <unk> <s> </s> only */
+    STYLE_SPM_ENCODER, /* DeBERTa-v3's SentencePiece: BERT's names */
+    STYLE_COUNT
+} special_style;
+
+static special_style style_of(const tokenizer *t) {
+    if (t->kind == TOKENIZER_WORDPIECE) return STYLE_WORDPIECE;
+    if (t->kind == TOKENIZER_BPE) return STYLE_BPE;
+    return t->sp_encoder ? STYLE_SPM_ENCODER : STYLE_SPM_CAUSAL;
+}
+
 typedef struct {
-    const char *key; /* tokenizer_config.json / special_tokens_map.json key */
-    /* default names: WordPiece, RoBERTa-style BPE, SentencePiece */
-    const char *wordpiece_default, *bpe_default, *spm_default;
-    int32_t *slot;             /* where the id goes (NULL: only matched in text) */
-    bool required, bpe_lstrip; /* RobertaTokenizer gives <mask> lstrip=True */
+    const char *key;               /* tokenizer_config.json / special_tokens_map.json key */
+    const char *dflt[STYLE_COUNT]; /* default name per style (byte-level causal BPE: none) */
+    bool required_by_encoders, lstrip_bpe; /* RobertaTokenizer gives <mask> lstrip=True */
+    bool add_if_missing;                   /* DebertaV2Tokenizer adds [MASK] after the pieces */
 } special_spec;
+
+/* Encoders need [CLS] [SEP] [PAD] ([UNK] for WordPiece); a causal LM
+ * needs none of them (LLaMA has no pad token). DebertaV2Tokenizer's BOS and
+ * EOS are its [CLS] and [SEP]. */
+enum { SPEC_CLS, SPEC_SEP, SPEC_PAD, SPEC_UNK, SPEC_MASK, SPEC_BOS, SPEC_EOS, SPEC_COUNT };
+static const special_spec special_specs[SPEC_COUNT] = {
+    [SPEC_CLS] = {"cls_token", {"[CLS]", "<s>", NULL, "[CLS]"}, true, false, false},
+    [SPEC_SEP] = {"sep_token", {"[SEP]", "</s>", NULL, "[SEP]"}, true, false, false},
+    [SPEC_PAD] = {"pad_token", {"[PAD]", "<pad>", NULL, "[PAD]"}, true, false, false},
+    [SPEC_UNK] = {"unk_token", {"[UNK]", "<unk>", "<unk>", "[UNK]"}, false, false, false},
+    [SPEC_MASK] = {"mask_token", {"[MASK]", "<mask>", NULL, "[MASK]"}, false, true, true},
+    [SPEC_BOS] = {"bos_token", {NULL, "<s>", "<s>", "[CLS]"}, false, false, false},
+    [SPEC_EOS] = {"eos_token", {NULL, "</s>", "</s>", "[SEP]"}, false, false, false},
+};
+
+/* The name of special token spec in style: special_tokens_map.json's,
+ * else tokenizer_config.json's, else the style's default (NULL: none). */
+static const char *special_name(const json_value *cfg, const json_value *stm, int spec,
+                                special_style style, bool causal, size_t *len) {
+    const special_spec *sp = &special_specs[spec];
+    const char *name = token_name(stm, sp->key, len);
+    if (!name) name = token_name(cfg, sp->key, len);
+    if (!name) {
+        name = style == STYLE_BPE && causal ? NULL : sp->dflt[style];
+        *len = name ? strlen(name) : 0;
+    }
+    return name;
+}
+
+/* The id a token name has, as an added token or in the vocabulary; -1. */
+static int32_t token_id(const tokenizer *t, const char *name, size_t len) {
+    int32_t id = -1;
+    if (!name || len == 0) return -1;
+    int k = added_find(t, name, len);
+    if (k >= 0) return t->added[k].id;
+    return tok_map_get(&t->vocab, name, len, &id) ? id : -1;
+}
+
+/* A SentencePiece model is an encoder's (DeBERTa-v3, ALBERT) when its
+ * vocabulary has the [CLS] and [SEP] tokens (by the config's names or
+ * BERT's): they, not BOS/EOS, wrap its input. LLaMA-family models have
+ * neither. */
+static void detect_spm_encoder(tokenizer *t, const json_value *cfg, const json_value *stm) {
+    if (t->kind != TOKENIZER_SPM_BPE && t->kind != TOKENIZER_SPM_UNIGRAM) return;
+    size_t lc, ls;
+    const char *cls = special_name(cfg, stm, SPEC_CLS, STYLE_SPM_ENCODER, false, &lc);
+    const char *sep = special_name(cfg, stm, SPEC_SEP, STYLE_SPM_ENCODER, false, &ls);
+    t->sp_encoder = token_id(t, cls, lc) >= 0 && token_id(t, sep, ls) >= 0;
+}
+
+/* One more than the largest id of the vocabulary and the added tokens. */
+static int64_t next_free_id(const tokenizer *t) {
+    int64_t maxid = -1;
+    tok_map_entry e;
+    for (size_t pos = 0; tok_map_next(&t->vocab, &pos, &e);)
+        if (e.value > maxid) maxid = e.value;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id > maxid) maxid = t->added[i].id;
+    return maxid + 1;
+}
 
 static int resolve_special(tokenizer *t, const json_value *cfg, const json_value *stm, char *err,
                            size_t errlen) {
-    bool wp = t->kind == TOKENIZER_WORDPIECE, causal = is_causal(t);
-    bool spm = t->kind == TOKENIZER_SPM_BPE || t->kind == TOKENIZER_SPM_UNIGRAM;
-    int32_t unused = -1;
-    /* Encoders need [CLS] [SEP] [PAD] ([UNK] for WordPiece); a causal LM
-     * needs none of them (LLaMA has no pad token). */
-    const special_spec specs[] = {
-        {"cls_token", "[CLS]", "<s>", NULL, &t->cls_id, !causal, false},
-        {"sep_token", "[SEP]", "</s>", NULL, &t->sep_id, !causal, false},
-        {"pad_token", "[PAD]", "<pad>", NULL, &t->pad_id, !causal, false},
-        {"unk_token", "[UNK]", "<unk>", "<unk>", &t->unk_id, wp, false},
-        {"mask_token", "[MASK]", "<mask>", NULL, &unused, false, true},
-        {"bos_token", NULL, "<s>", "<s>", &t->bos_id, false, false},
-        {"eos_token", NULL, "</s>", "</s>", &t->eos_id, false, false},
-    };
-    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-        const special_spec *sp = &specs[i];
+    bool causal = is_causal(t);
+    special_style style = style_of(t);
+    int32_t mask = -1;
+    int32_t *slots[SPEC_COUNT] = {&t->cls_id, &t->sep_id, &t->pad_id, &t->unk_id,
+                                  &mask,      &t->bos_id, &t->eos_id};
+    for (int i = 0; i < SPEC_COUNT; i++) {
+        const special_spec *sp = &special_specs[i];
         size_t len = 0;
-        const char *name = token_name(stm, sp->key, &len);
-        if (!name) name = token_name(cfg, sp->key, &len);
-        if (!name) {
-            name = wp       ? sp->wordpiece_default
-                   : spm    ? sp->spm_default
-                   : causal ? NULL
-                            : sp->bpe_default;
-            len = name ? strlen(name) : 0;
-        }
+        const char *name = special_name(cfg, stm, i, style, causal, &len);
         int32_t id = -1;
         if (name && len > 0) {
             int k = added_find(t, name, len);
             if (k >= 0)
                 id = t->added[k].id;
             else if (tok_map_get(&t->vocab, name, len, &id)) {
-                if (added_push(t, name, len, id, !wp && sp->bpe_lstrip, false, true))
+                if (added_push(t, name, len, id, style == STYLE_BPE && sp->lstrip_bpe, false, true))
+                    return set_err(err, errlen, "out of memory");
+            } else if (sp->add_if_missing && style == STYLE_SPM_ENCODER) {
+                int64_t next = next_free_id(t);
+                if (next > INT32_MAX - 1) return set_err(err, errlen, "too many tokens");
+                id = (int32_t)next;
+                if (added_push(t, name, len, id, false, false, true))
                     return set_err(err, errlen, "out of memory");
             }
         }
-        if (id < 0 && sp->required)
+        bool required = sp->required_by_encoders && !causal;
+        if (i == SPEC_UNK) required = style == STYLE_WORDPIECE;
+        if (id < 0 && required)
             return set_err(err, errlen, "the vocabulary has no %s \"%.*s\"", sp->key,
                            (int)(len > 64 ? 64 : len), name ? name : "");
-        if (id >= 0 || *sp->slot < 0) *sp->slot = id;
+        if (id >= 0 || *slots[i] < 0) *slots[i] = id;
     }
     return 0;
 }
@@ -260,13 +328,14 @@ static int make_wrap(tokenizer *t, const json_value *cfg, const json_value *tj, 
     tok_wrap *w = &t->wrap;
     memset(w, 0, sizeof *w);
     if (is_causal(t)) return causal_wrap(t, cfg, tj, err, errlen);
-    bool wp = t->kind == TOKENIZER_WORDPIECE;
-    /* BERT: [CLS] a [SEP] b [SEP]; RoBERTa: <s> a </s></s> b </s>. */
+    /* BERT and DeBERTa: [CLS] a [SEP] b [SEP], types 1 from b on;
+     * RoBERTa: <s> a </s></s> b </s>, types all 0. */
+    bool roberta = t->kind == TOKENIZER_BPE;
     w->ids[0][w->n[0]++] = t->cls_id;
     w->ids[1][w->n[1]++] = t->sep_id;
-    if (!wp) w->ids[2][w->n[2]++] = t->sep_id;
+    if (roberta) w->ids[2][w->n[2]++] = t->sep_id;
     w->ids[3][w->n[3]++] = t->sep_id;
-    w->type_b = wp ? 1 : 0;
+    w->type_b = roberta ? 0 : 1;
     return 0;
 }
 
@@ -277,10 +346,11 @@ static int cmp_added_longest_first(const void *a, const void *b) {
 
 static int finish_load(tokenizer *t, const json_value *cfg, const json_value *stm,
                        const json_value *tj, char *err, size_t errlen) {
-    if (load_added_tokens(t, cfg, tj, err, errlen) || resolve_special(t, cfg, stm, err, errlen) ||
-        make_wrap(t, cfg, tj, err, errlen))
-        return -1;
-    qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
+    if (load_added_tokens(t, cfg, tj, err, errlen)) return -1;
+    detect_spm_encoder(t, cfg, stm);
+    if (resolve_special(t, cfg, stm, err, errlen) || make_wrap(t, cfg, tj, err, errlen)) return -1;
+    /* qsort's pointer must not be NULL even for no elements (C11 7.22.5). */
+    if (t->n_added) qsort(t->added, t->n_added, sizeof *t->added, cmp_added_longest_first);
     memset(t->added_first_byte, 0, sizeof t->added_first_byte);
     int64_t maxid = -1;
     for (size_t i = 0; i < t->n_added; i++) {
@@ -344,6 +414,7 @@ const char *const tokenizer_file_names[] = {
     "special_tokens_map.json",
     "added_tokens.json",
     "tokenizer.model",
+    "spm.model",
     "chat_template.jinja",
 };
 const int tokenizer_file_count = (int)(sizeof tokenizer_file_names / sizeof *tokenizer_file_names);
@@ -362,21 +433,27 @@ static bool json_bpe_is_byte_level(const json_value *tj) {
     return false;
 }
 
+/* SentencePiece model files, in the order they are looked for:
+ * transformers' name for LLaMA-family and most models, then DeBERTa-v3's. */
+static const char *const sp_model_names[] = {"tokenizer.model", "spm.model"};
+
 /* Which tokenizer the folder's files make: vocab.txt (WordPiece), else
  * vocab.json + merges.txt (byte-level BPE), else tokenizer.json when its
- * model is BPE (*tj: the parsed file, for the loader; byte-level or
- * SentencePiece-style by its pre-tokenizer), else tokenizer.model
- * (*sp_model; the kind is read with the file). The one rule both
- * tokenizer_load_dir and tokenizer_probe_dir follow. 0, TOKENIZER_NONE when
- * the folder has no tokenizer files, or -1. */
-static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files, bool *sp_model,
-                           json_value **tj, char *err, size_t errlen) {
+ * model is BPE or Unigram (*tj: the parsed file, for the loader; a BPE is
+ * byte-level or SentencePiece-style by its pre-tokenizer), else
+ * tokenizer.model or spm.model (*sp_model: the file's name; the kind is
+ * read with the file). The one rule both tokenizer_load_dir and
+ * tokenizer_probe_dir follow. 0, TOKENIZER_NONE when the folder has no
+ * tokenizer files, or -1. */
+static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_files,
+                           const char **sp_model, json_value **tj, char *err, size_t errlen) {
     char path[PATH_MAX];
     struct stat st;
 #define HAS_FILE(name) \
     (snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path && stat(path, &st) == 0)
     *tj = NULL;
-    *bpe_files = *sp_model = false;
+    *bpe_files = false;
+    *sp_model = NULL;
     if (HAS_FILE("vocab.txt")) {
         *kind = TOKENIZER_WORDPIECE;
         return 0;
@@ -389,24 +466,31 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
     int r = tok_read_json(dir, "tokenizer.json", TOKENIZER_MAX_FILE_BYTES, tj, err, errlen);
     if (r < 0) return -1;
     if (r == 0) {
-        if (HAS_FILE("tokenizer.model")) {
-            *kind = TOKENIZER_SPM_BPE;
-            *sp_model = true;
-            return 0;
+        for (size_t i = 0; i < sizeof sp_model_names / sizeof *sp_model_names; i++) {
+            if (HAS_FILE(sp_model_names[i])) {
+                *kind = TOKENIZER_SPM_BPE;
+                *sp_model = sp_model_names[i];
+                return 0;
+            }
         }
         set_err(err, errlen,
                 "%s: no tokenizer files (expected vocab.txt, "
-                "vocab.json + merges.txt, tokenizer.json or tokenizer.model)",
+                "vocab.json + merges.txt, tokenizer.json or tokenizer.model), nor DeBERTa's "
+                "spm.model",
                 dir);
         return TOKENIZER_NONE;
     }
 #undef HAS_FILE
     size_t tl;
     const char *type = json_string(json_get(json_get(*tj, "model"), "type"), &tl);
+    if (type && strcmp(type, "Unigram") == 0) {
+        *kind = TOKENIZER_SPM_UNIGRAM;
+        return 0;
+    }
     if (!type || strcmp(type, "BPE") != 0) {
         set_err(err, errlen,
                 "%s/tokenizer.json: model type \"%s\" is not supported "
-                "without vocab.txt (only BPE is)",
+                "without vocab.txt (only BPE and Unigram are)",
                 dir, type ? type : "?");
         json_free(*tj);
         *tj = NULL;
@@ -416,9 +500,32 @@ static int tokenizer_files(const char *dir, tokenizer_kind *kind, bool *bpe_file
     return 0;
 }
 
+/* tokenizer_config.json's options for a SentencePiece model file (a
+ * tokenizer.json carries its own in its normalizer): do_lower_case
+ * (DebertaV2Tokenizer's default false); split_by_punct, which no model we
+ * know sets, is refused rather than ignored. */
+static int spm_config(tokenizer *t, const char *dir, const json_value *cfg, char *err,
+                      size_t errlen) {
+    const json_value *lower = json_get(cfg, "do_lower_case");
+    const json_value *punct = json_get(cfg, "split_by_punct");
+    json_type lt = json_type_of(lower), pt = json_type_of(punct);
+    if ((lt != JSON_MISSING && lt != JSON_NULL && lt != JSON_BOOL) ||
+        (pt != JSON_MISSING && pt != JSON_NULL && pt != JSON_BOOL))
+        return set_err(err, errlen,
+                       "%s/tokenizer_config.json: do_lower_case and split_by_punct must be "
+                       "booleans",
+                       dir);
+    if (pt == JSON_BOOL && json_bool(punct))
+        return set_err(err, errlen,
+                       "%s/tokenizer_config.json: split_by_punct = true is not supported", dir);
+    t->do_lower_case = lt == JSON_BOOL && json_bool(lower);
+    return 0;
+}
+
 int tokenizer_probe_dir(const char *dir, char *err, size_t errlen) {
     tokenizer_kind kind;
-    bool bpe_files, sp_model;
+    bool bpe_files;
+    const char *sp_model;
     json_value *tj;
     int r = tokenizer_files(dir, &kind, &bpe_files, &sp_model, &tj, err, errlen);
     if (r != 0) return r;
@@ -441,15 +548,18 @@ tokenizer *tokenizer_load_dir(const char *dir, char *err, size_t errlen) {
             0)
         goto fail;
 
-    bool bpe_files, sp_model;
+    bool bpe_files;
+    const char *sp_model;
     if (tokenizer_files(dir, &t->kind, &bpe_files, &sp_model, &tj, err, errlen) != 0) goto fail;
     int rc;
     if (t->kind == TOKENIZER_WORDPIECE)
         rc = wordpiece_load(t, dir, cfg, err, errlen);
     else if (bpe_files)
         rc = bpe_load_files(t, dir, cfg, err, errlen);
-    else if (sp_model)
-        rc = spmodel_load(t, dir, err, errlen); /* sets the kind, BPE or Unigram */
+    else if (sp_model) /* sets the kind, BPE or Unigram */
+        rc = spmodel_load(t, dir, sp_model, err, errlen) || spm_config(t, dir, cfg, err, errlen);
+    else if (t->kind == TOKENIZER_SPM_UNIGRAM)
+        rc = spm_load_unigram_json(t, tj, err, errlen);
     else if (t->kind == TOKENIZER_SPM_BPE)
         rc = spm_load_tokenizer_json(t, tj, err, errlen);
     else

@@ -1,5 +1,5 @@
 /* tokenizer.h — text to model input ids and back, in process, for BERT,
- * RoBERTa and the LLaMA family of causal LMs.
+ * RoBERTa, DeBERTa-v3 and the LLaMA family of causal LMs.
  *
  * Four tokenizers behind one interface, each a re-implementation of the
  * Hugging Face tokenizer it stands for, so that a model fine-tuned here sees
@@ -14,9 +14,16 @@
  *   - SentencePiece BPE (LLaMA-2, Mistral, TinyLlama): spaces as "▁" with a
  *     dummy prefix, merges by rank over characters, byte fallback to
  *     "<0xNN>" tokens.
- *   - SentencePiece Unigram (tokenizer.model only): Viterbi over piece scores.
+ *   - SentencePiece Unigram (DeBERTa-v3; tokenizer.model, spm.model or
+ *     tokenizer.json): Viterbi over piece scores, unknown characters one
+ *     [UNK] per run (or bytes with byte fallback).
+ *   SentencePiece text is lower-cased when do_lower_case says so, then
+ *   normalized by the model's precompiled charsmap (nmt_nfkc), stripped of
+ *   extra spaces (remove_extra_whitespaces), given the dummy prefix ▁.
  *   Causal-LM input: [BOS] a [EOS] as add_bos_token / add_eos_token (or the
- *   tokenizer.json template) say; pairs repeat it for b (token type 1).
+ *   tokenizer.json template) say; pairs repeat it for b (token type 1). A
+ *   SentencePiece model whose vocabulary has [CLS] and [SEP] is an
+ *   encoder's (DeBERTa-v3): [CLS] a [SEP] b [SEP] like BERT's.
  * Added tokens written literally in the text ("[SEP]", "<mask>", "<s>",
  * "<|eot_id|>") become their ids, as in transformers: they are split out
  * first and each plain piece between them is tokenized on its own (so the
@@ -30,17 +37,20 @@
  * pre-tokenizer is ByteLevel (alone, or after a Split with the LLaMA-3 or
  * Qwen2 regex; an NFC normalizer, as Qwen2's, is applied), else
  * SentencePiece-style (Prepend/Replace normalizer or Metaspace
- * pre-tokenizer); else tokenizer.model (SentencePiece BPE or
- * Unigram, with its normalizer: identity or a precompiled charsmap such as
- * nmt_nfkc). tokenizer_config.json and
+ * pre-tokenizer; else tokenizer.json whose model.type is "Unigram"
+ * (SentencePiece's as transformers converts it: Precompiled charsmap,
+ * Strip, Replace " {2,}" or WhitespaceSplit, Metaspace); else tokenizer.model or
+ * spm.model (SentencePiece BPE or Unigram, with its normalizer: identity or
+ * a precompiled charsmap such as nmt_nfkc). tokenizer_config.json and
  * special_tokens_map.json, when present, supply do_lower_case (default
- * true), strip_accents (default: follows do_lower_case),
+ * true for WordPiece, false for SentencePiece), strip_accents (default:
+ * follows do_lower_case),
  * tokenize_chinese_chars (default true), add_prefix_space (default false),
  * add_bos_token / add_eos_token, special token names and
  * added_tokens_decoder. Not supported (load fails with a message):
- * do_basic_tokenize = false, WordPiece or Unigram from tokenizer.json alone,
- * other tokenizer.json normalizers, other Split
- * regexes, a tokenizer.json Precompiled normalizer. The
+ * do_basic_tokenize = false, split_by_punct = true, WordPiece from
+ * tokenizer.json alone, other tokenizer.json normalizers and
+ * pre-tokenizers, other Split regexes. The
  * "normalized" and "single_word" flags of added tokens are ignored; tokens
  * with lstrip/rstrip are honoured.
  *
@@ -59,7 +69,7 @@ typedef enum {
     TOKENIZER_WORDPIECE,  /* BERT */
     TOKENIZER_BPE,        /* byte-level BPE: GPT-2/RoBERTa, LLaMA-3, Qwen2 */
     TOKENIZER_SPM_BPE,    /* SentencePiece BPE: LLaMA-2, Mistral, TinyLlama */
-    TOKENIZER_SPM_UNIGRAM /* SentencePiece Unigram (tokenizer.model) */
+    TOKENIZER_SPM_UNIGRAM /* SentencePiece Unigram: DeBERTa-v3 (spm.model, tokenizer.json) */
 } tokenizer_kind;
 
 /* BertTokenizer's max_input_chars_per_word: longer words become [UNK]. */
@@ -94,9 +104,10 @@ void tokenizer_free(tokenizer *t);
  * truncated longest-first (one token at a time from the longer segment, the
  * second on ties — as transformers' "longest_first") so the total is
  * <= max_len. ids (and type_ids, unless NULL) must hold max_len entries;
- * *len gets the count. Token types: WordPiece 0 for [CLS] a [SEP], 1 for
- * b [SEP]; BPE all 0. Returns 0, or -1 with a message (invalid UTF-8,
- * max_len smaller than the special tokens, out of memory). */
+ * *len gets the count. Token types: WordPiece and DeBERTa-v3 0 for
+ * [CLS] a [SEP], 1 for b [SEP]; RoBERTa all 0; causal LMs 0 for a, 1 for
+ * b. Returns 0, or -1 with a message (invalid UTF-8, max_len smaller than
+ * the special tokens, out of memory). */
 int tokenizer_encode(const tokenizer *t, const char *text_a, const char *text_b, int max_len,
                      int32_t *ids, int32_t *type_ids, int *len, char *err, size_t errlen);
 /* Same with explicit byte lengths (texts may contain NUL, which is dropped

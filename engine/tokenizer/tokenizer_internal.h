@@ -3,7 +3,7 @@
  * spmodel.c and unigram.c for SentencePiece; decode.c back to text): the
  * tokenizer struct they share and each algorithm's entry points, load and
  * tokenize (BPE loads from vocab.json + merges.txt or tokenizer.json,
- * SentencePiece from tokenizer.json or tokenizer.model).
+ * SentencePiece from tokenizer.json, tokenizer.model or spm.model).
  *
  * The front end picks the algorithm, calls its load function to fill the
  * vocabulary (and merges and options), then resolves special and added
@@ -67,7 +67,7 @@ struct tokenizer {
     size_t n_added;
     uint8_t added_first_byte[32]; /* bitset of the added tokens' first bytes */
 
-    /* WordPiece (BertTokenizer options) */
+    /* WordPiece (BertTokenizer options); do_lower_case also SentencePiece's */
     bool do_lower_case;
     bool tokenize_chinese_chars;
     int strip_accents; /* -1 unset (follows do_lower_case), 0, 1 */
@@ -87,8 +87,10 @@ struct tokenizer {
     bool sp_prefix_unless_space; /* Metaspace: no prefix when the text starts with one */
     bool sp_escape_spaces;       /* ' ' -> U+2581 */
     bool sp_split;               /* Metaspace split: BPE each "▁word" on its own */
-    bool sp_remove_extra_spaces; /* strip and collapse ' ' runs (normalizer_spec) */
-    tok_charsmap *charsmap;      /* tokenizer.model's precompiled normalizer, or NULL */
+    bool sp_strip_spaces;        /* strip ' ' at both ends (remove_extra_whitespaces, Strip) */
+    bool sp_collapse_spaces;     /* runs of ' ' become one (the same, Replace " {2,}") */
+    tok_charsmap *charsmap;      /* the model's precompiled normalizer, or NULL */
+    bool sp_encoder;             /* [CLS] a [SEP] b [SEP] input (DeBERTa-v3), not BOS/EOS */
     float *scores;               /* Unigram: log-probability of each id (NAN: not a piece) */
     float unk_score;             /* Unigram: the score of an unknown character */
 
@@ -110,8 +112,12 @@ int bpe_load_model_json(tokenizer *t, const json_value *model, char *err, size_t
 /* tokenizer.json BPE with SentencePiece conventions (normalizer or Metaspace
  * pre-tokenizer, byte fallback): spm.c. */
 int spm_load_tokenizer_json(tokenizer *t, const json_value *root, char *err, size_t errlen);
-/* tokenizer.model (SentencePiece ModelProto, BPE or Unigram): spmodel.c. */
-int spmodel_load(tokenizer *t, const char *dir, char *err, size_t errlen);
+/* tokenizer.json Unigram (SentencePiece's as transformers converts it:
+ * Precompiled charsmap, Strip, Replace or WhitespaceSplit, Metaspace): spm.c. */
+int spm_load_unigram_json(tokenizer *t, const json_value *root, char *err, size_t errlen);
+/* A SentencePiece model file, dir/file (tokenizer.model, spm.model:
+ * ModelProto, BPE or Unigram): spmodel.c. */
+int spmodel_load(tokenizer *t, const char *dir, const char *file, char *err, size_t errlen);
 /* Add a literal token (special: dropped by decode with skip_special); a
  * token already listed keeps its entry. 0, or -1 on OOM. */
 int tok_added_push(tokenizer *t, const char *s, size_t len, int32_t id, bool special);

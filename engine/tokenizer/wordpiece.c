@@ -32,12 +32,6 @@
 #include "base/errmsg.h"
 #include "tokenizer/unicode_tables.h"
 
-#define CP_FINAL_SIGMA 0x3C2u
-#define CP_SMALL_SIGMA 0x3C3u
-#define CP_CAPITAL_SIGMA 0x3A3u
-#define CP_DOTTED_CAPITAL_I 0x130u
-#define CP_COMBINING_DOT_ABOVE 0x307u
-
 /* ------------------------------------------------------------------ */
 /* Character classes as BertTokenizer defines them                      */
 
@@ -69,46 +63,7 @@ static bool is_bert_control(uint32_t cp) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Lower-casing and accents                                             */
-
-/* CPython's final-sigma context: Cased (Case_Ignorable)* Σ !((Case_Ignorable)* Cased). */
-static bool final_sigma(const uint32_t *w, size_t n, size_t i) {
-    size_t j = i;
-    uint32_t c = 0;
-    bool found = false;
-    while (j > 0) {
-        c = w[--j];
-        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) {
-            found = true;
-            break;
-        }
-    }
-    if (!found || !(uni_flags(c) & UNI_CASED)) return false;
-    for (j = i + 1; j < n; j++) {
-        c = w[j];
-        if (!(uni_flags(c) & UNI_CASE_IGNORABLE)) return !(uni_flags(c) & UNI_CASED);
-    }
-    return true;
-}
-
-/* out = str.lower(w[0..n)). */
-static int lower_word(const uint32_t *w, size_t n, tok_u32vec *out) {
-    out->n = 0;
-    if (tok_u32_reserve(out, n + 1)) return -1;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t cp = w[i];
-        if (cp == CP_DOTTED_CAPITAL_I) {
-            if (tok_u32_push(out, 'i') || tok_u32_push(out, CP_COMBINING_DOT_ABOVE)) return -1;
-            continue;
-        }
-        if (cp == CP_CAPITAL_SIGMA)
-            cp = final_sigma(w, n, i) ? CP_FINAL_SIGMA : CP_SMALL_SIGMA;
-        else
-            cp = uni_lower(cp);
-        if (tok_u32_push(out, cp)) return -1;
-    }
-    return 0;
-}
+/* Accents                                                               */
 
 /* out = w without accents: NFD, then drop nonspacing marks. */
 static int strip_accents(const uint32_t *w, size_t n, tok_u32vec *out) {
@@ -196,7 +151,7 @@ static int tokenize_word(const tokenizer *t, const uint32_t *w, size_t n, wp_scr
     if (is_never_split(t, w, n, s)) return wordpiece_piece(t, w, n, s, out);
     bool strip = t->strip_accents < 0 ? t->do_lower_case : t->strip_accents == 1;
     if (t->do_lower_case) {
-        if (lower_word(w, n, &s->low)) return -1;
+        if (tok_lower(w, n, &s->low)) return -1;
         w = s->low.v;
         n = s->low.n;
     }
