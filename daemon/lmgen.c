@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/errmsg.h"
+#include "base/json.h"
 #include "io/adapter_native.h"
 #include "io/adapter_peft.h"
 #include "io/hfmodel.h"
@@ -114,8 +115,8 @@ int lmgen_prompt_text(const tokenizer *tok, const char *text, size_t len, int32_
     return -1;
 }
 
-#define NO_TEMPLATE                                                                  \
-    "messages need the model's chat template, and the tokenizer has none (no "      \
+#define NO_TEMPLATE                                                            \
+    "messages need the model's chat template, and the tokenizer has none (no " \
     "\"chat_template\" in tokenizer_config.json)"
 
 int lmgen_chat_template_check(const tokenizer *tok, char *err, size_t errlen) {
@@ -168,6 +169,40 @@ done:
     chat_rendered_free(&r);
     free(m);
     chat_template_free(&ct);
+    return rc;
+}
+
+/* Conversations in a request are small; deeper than this is not one. */
+#define MESSAGES_MAX_DEPTH 8
+
+int lmgen_prompt(const tokenizer *tok, const lmgen_request *req, int32_t **ids, int *n,
+                 int32_t *eos_id, char *err, size_t errlen) {
+    *ids = NULL;
+    *n = 0;
+    *eos_id = tok ? tokenizer_eos_id(tok) : -1;
+    if (req->kind == LMGEN_PROMPT_IDS) {
+        if (!(*ids = malloc((size_t)(req->n_ids > 0 ? req->n_ids : 1) * sizeof **ids)))
+            return set_err(err, errlen, "out of memory");
+        if (req->n_ids > 0) memcpy(*ids, req->ids, (size_t)req->n_ids * sizeof **ids);
+        *n = req->n_ids;
+        return 0;
+    }
+    const char *what = req->kind == LMGEN_PROMPT_TEXT ? "prompt" : "messages";
+    if (!tok)
+        return set_err(err, errlen,
+                       "%s needs the model's tokenizer, and the model folder has none: give "
+                       "prompt_ids instead",
+                       what);
+    if (req->kind == LMGEN_PROMPT_TEXT)
+        return lmgen_prompt_text(tok, req->text, strlen(req->text), ids, n, err, errlen);
+    char jerr[256];
+    json_value *msgs =
+        json_parse(req->text, strlen(req->text), MESSAGES_MAX_DEPTH, jerr, sizeof jerr);
+    if (!msgs) return set_err(err, errlen, "messages: %s", jerr);
+    int32_t eot;
+    int rc = lmgen_prompt_messages(tok, msgs, ids, n, &eot, err, errlen);
+    json_free(msgs);
+    if (rc == 0 && eot >= 0) *eos_id = eot;
     return rc;
 }
 
@@ -281,10 +316,13 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int lmgen_run(aflo_model *m, const tokenizer *tok, int32_t *prompt, int n_prompt,
+int lmgen_run(aflo_model *m, const tokenizer *tok, const int32_t *prompt, int n_prompt,
               const gen_params *p, lmgen_token_fn fn, void *user, lmgen_report *rep, char *err,
               size_t errlen) {
-    *rep = (lmgen_report){.prompt = prompt, .n_prompt = n_prompt, .eos_id = p->eos_id};
+    *rep = (lmgen_report){.n_prompt = n_prompt, .eos_id = p->eos_id};
+    if (!(rep->prompt = malloc((size_t)(n_prompt > 0 ? n_prompt : 1) * sizeof *prompt)))
+        return set_err(err, errlen, "out of memory");
+    if (n_prompt > 0) memcpy(rep->prompt, prompt, (size_t)n_prompt * sizeof *prompt);
     run_state s = {.has_text = tok != NULL, .fn = fn, .user = user, .err = err, .errlen = errlen};
     lmgen_text_init(&s.text, tok);
     gen_params gp = *p;
@@ -308,6 +346,8 @@ int lmgen_run(aflo_model *m, const tokenizer *tok, int32_t *prompt, int n_prompt
 
 void lmgen_report_free(lmgen_report *rep) {
     gen_result_free(&rep->r);
+    free(rep->prompt);
+    rep->prompt = NULL;
     free(rep->text);
     rep->text = NULL;
 }

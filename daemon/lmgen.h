@@ -26,10 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/json.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+
+/* base/json.h's parsed document (only lmgen_prompt_messages takes one). */
+typedef struct json_value json_value;
 
 /* llama2.c's training data separates stories with BOS and has no EOS, and
  * its run.c stops when BOS comes out: the stop id for a .bin without a
@@ -90,20 +92,40 @@ void lmgen_text_free(lmgen_text *t);
  * tokenizer) and 0-based index; non-zero stops the run (finish "stopped"). */
 typedef int (*lmgen_token_fn)(void *user, int32_t id, const char *piece, int index);
 
+/* What the daemon is asked for: the prompt in one of three forms and the
+ * sampling settings. */
+typedef enum { LMGEN_PROMPT_TEXT, LMGEN_PROMPT_MESSAGES, LMGEN_PROMPT_IDS } lmgen_prompt_kind;
+
 typedef struct {
-    int32_t *prompt; /* the prompt's ids (not owned) */
+    lmgen_prompt_kind kind;
+    const char *text;   /* TEXT: the prompt; MESSAGES: the conversation, a JSON array */
+    const int32_t *ids; /* IDS */
+    int n_ids;
+    gen_params gp; /* eos_id is chosen from the tokenizer (lmgen_prompt) */
+} lmgen_request;
+
+/* The request's prompt ids (*ids malloc'd) and the stop id: the
+ * tokenizer's EOS, or the chat template's end of turn for messages (-1
+ * without tokenizer). 0, or -1 with a message naming what is wrong with
+ * the request (tok NULL for text or messages, bad messages, no template). */
+int lmgen_prompt(const tokenizer *tok, const lmgen_request *req, int32_t **ids, int *n,
+                 int32_t *eos_id, char *err, size_t errlen);
+
+typedef struct {
+    int32_t *prompt; /* the prompt's ids (a copy) */
     int n_prompt;
     int32_t eos_id;
-    gen_result r;  /* the generated ids and why it ended */
-    char *text;    /* their text (special tokens skipped); NULL without tokenizer */
+    gen_result r;   /* the generated ids and why it ended */
+    char *text;     /* their text (special tokens skipped); NULL without tokenizer */
     double seconds; /* generate()'s wall time, prefill included */
 } lmgen_report;
 
 /* generate() after prompt with p (its on_token is replaced), turning ids to
  * text with tok (may be NULL) and calling on_token (may be NULL). rep gets
- * the result (free with lmgen_report_free; prompt is only referenced). 0,
+ * the result (free with lmgen_report_free). When text was held back at the
+ * end (a character cut short), on_token gets it last with id -1. 0,
  * or -1 with a message. */
-int lmgen_run(aflo_model *m, const tokenizer *tok, int32_t *prompt, int n_prompt,
+int lmgen_run(aflo_model *m, const tokenizer *tok, const int32_t *prompt, int n_prompt,
               const gen_params *p, lmgen_token_fn on_token, void *user, lmgen_report *rep,
               char *err, size_t errlen);
 void lmgen_report_free(lmgen_report *rep);

@@ -127,8 +127,8 @@ static void test_prompt_text_puts_bos_first(void **state) {
     free(ids);
     free(plain);
     /* no template in the fixture: messages are refused by name */
-    json_value *msgs = json_parse("[{\"role\": \"user\", \"content\": \"hi\"}]", 35, 8, err,
-                                  sizeof err);
+    json_value *msgs =
+        json_parse("[{\"role\": \"user\", \"content\": \"hi\"}]", 35, 8, err, sizeof err);
     assert_non_null(msgs);
     int32_t eot;
     assert_int_equal(lmgen_prompt_messages(tok, msgs, &ids, &n, &eot, err, sizeof err), -1);
@@ -199,9 +199,8 @@ static void test_run_reports_pieces_and_stops(void **state) {
     assert_memory_equal(l.ids, want.ids, (size_t)want.n * sizeof *want.ids);
     char *full;
     size_t len;
-    assert_int_equal(tokenizer_decode(tok, want.ids, (size_t)want.n, 1, &full, &len, err,
-                                      sizeof err),
-                     0);
+    assert_int_equal(
+        tokenizer_decode(tok, want.ids, (size_t)want.n, 1, &full, &len, err, sizeof err), 0);
     assert_string_equal(rep.text, full);
     assert_string_equal(l.text, full);
     free(full);
