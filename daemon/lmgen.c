@@ -2,6 +2,7 @@
  * generation (see lmgen.h). */
 #include "lmgen.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,7 +374,7 @@ cJSON *lmgen_report_json(const lmgen_report *rep, bool details) {
     ok = ok && cJSON_AddNumberToObject(o, "prompt_tokens", rep->n_prompt) &&
          cJSON_AddNumberToObject(o, "completion_tokens", rep->r.n) &&
          cJSON_AddStringToObject(o, "finish_reason", gen_finish_names[rep->r.finish]) &&
-         cJSON_AddNumberToObject(o, "seconds", rep->seconds);
+         cJSON_AddNumberToObject(o, "seconds", round(rep->seconds * 1e6) / 1e6);
     if (ok && details) {
         cJSON *pi = ids_json(rep->prompt, rep->n_prompt);
         ok = cJSON_AddItemToObject(o, "prompt_ids", pi) &&

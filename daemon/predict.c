@@ -365,8 +365,9 @@ cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status 
 
 /* ---------------------------------------------------------------- the cache */
 
-/* Job ids are 16 characters; anything a caller uses as a key fits. */
-#define CACHE_KEY_MAX 64
+/* Job ids are 16 characters, "model:" + a model name (at most 255) the
+ * longest key. */
+#define CACHE_KEY_MAX 272
 
 /* The adapter file a predictor was loaded from: another inode, size or
  * mtime means it was replaced (written anew by a retried job). */
