@@ -86,8 +86,8 @@ static bool is_integer(const cJSON *v, double lo, double hi) {
 
 /* Parse and check the body; 0, or -1 after replying 400. */
 static int parse_body(api_req *r, gen_body *b, enum MHD_Result *ret) {
-    static const char *const known[] = {"prompt", "messages",    "prompt_ids", "max_new_tokens",
-                                        "temperature", "top_p", "seed"};
+    static const char *const known[] = {"prompt",      "messages", "prompt_ids", "max_new_tokens",
+                                        "temperature", "top_p",    "seed"};
     char msg[512];
     memset(b, 0, sizeof *b);
     b->req.gp = gen_params_default();
@@ -101,7 +101,8 @@ static int parse_body(api_req *r, gen_body *b, enum MHD_Result *ret) {
     }
     for (const cJSON *k = body->child; k; k = k->next) {
         bool ok = false;
-        for (size_t i = 0; i < sizeof known / sizeof *known; i++) ok |= !strcmp(k->string, known[i]);
+        for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+            ok |= !strcmp(k->string, known[i]);
         if (!ok) {
             char field[64];
             snprintf(field, sizeof field, "%.60s", k->string);
@@ -141,19 +142,21 @@ static int parse_body(api_req *r, gen_body *b, enum MHD_Result *ret) {
         if (n < 1 || n > MAX_MESSAGES) {
             snprintf(msg, sizeof msg,
                      "expected an array of 1 to %d messages {\"role\", \"content\"}, got %s",
-                     MAX_MESSAGES, n < 0 ? "another type" : n == 0 ? "none" : "more");
+                     MAX_MESSAGES,
+                     n < 0    ? "another type"
+                     : n == 0 ? "none"
+                              : "more");
             *ret = bad(r, n < 0 ? "wrong_type" : "out_of_range", "messages", msg);
             goto out;
         }
         for (int i = 0; i < n; i++) {
             const cJSON *m = cJSON_GetArrayItem(messages, i);
             char field[64];
-            const char *bad_key = !cJSON_IsObject(m) ? ""
-                                  : !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role"))
-                                      ? ".role"
-                                  : !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "content"))
-                                      ? ".content"
-                                      : NULL;
+            const char *bad_key =
+                !cJSON_IsObject(m)                                                ? ""
+                : !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "role"))    ? ".role"
+                : !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(m, "content")) ? ".content"
+                                                                                  : NULL;
             if (bad_key) {
                 snprintf(field, sizeof field, "messages[%d]%s", i, bad_key);
                 *ret = bad(r, "wrong_type", field,
@@ -163,8 +166,8 @@ static int parse_body(api_req *r, gen_body *b, enum MHD_Result *ret) {
             }
         }
         if (!(b->messages = cJSON_PrintUnformatted(messages))) {
-            *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                               "out of memory");
+            *ret =
+                reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
             goto out;
         }
         b->req.kind = LMGEN_PROMPT_MESSAGES;
@@ -178,8 +181,8 @@ static int parse_body(api_req *r, gen_body *b, enum MHD_Result *ret) {
             goto out;
         }
         if (!(b->ids = malloc((size_t)n * sizeof *b->ids))) {
-            *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                               "out of memory");
+            *ret =
+                reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL, "out of memory");
             goto out;
         }
         for (int i = 0; i < n; i++) {
@@ -301,8 +304,7 @@ static void stream_free(void *cls) {
 /* The task ended before streaming (or a JSON request ended): its reply. */
 static enum MHD_Result reply_end(api_req *r, gen_task *t, gen_end e, const char *field) {
     switch (e) {
-    case GEN_END_OK:
-        return reply_json(r, MHD_HTTP_OK, cJSON_Duplicate(gen_task_result(t), true));
+    case GEN_END_OK: return reply_json(r, MHD_HTTP_OK, cJSON_Duplicate(gen_task_result(t), true));
     case GEN_END_INPUT:
         return reply_error(r, MHD_HTTP_BAD_REQUEST, "invalid_value", field, "%s: %s", field,
                            gen_task_message(t));

@@ -135,8 +135,8 @@ static void sse_event(gen_task *t, const char *event, const char *data) {
         t->buf = nb;
         t->cap = cap;
     }
-    t->len += (size_t)snprintf(t->buf + t->len, t->cap - t->len, "event: %s\ndata: %s\n\n", event,
-                               data);
+    t->len +=
+        (size_t)snprintf(t->buf + t->len, t->cap - t->len, "event: %s\ndata: %s\n\n", event, data);
 }
 
 /* End the task (once); with streaming, its last event too. */
@@ -232,8 +232,10 @@ static int on_token(void *user, int32_t id, const char *piece, int index) {
     if (t->sse) {
         cJSON *o = cJSON_CreateObject();
         char *data = NULL;
-        if (o && (id >= 0 ? cJSON_AddNumberToObject(o, "id", id) : cJSON_AddNullToObject(o, "id")) &&
-            (piece ? cJSON_AddStringToObject(o, "text", piece) : cJSON_AddNullToObject(o, "text")) &&
+        if (o &&
+            (id >= 0 ? cJSON_AddNumberToObject(o, "id", id) : cJSON_AddNullToObject(o, "id")) &&
+            (piece ? cJSON_AddStringToObject(o, "text", piece)
+                   : cJSON_AddNullToObject(o, "text")) &&
             cJSON_AddNumberToObject(o, "index", index))
             data = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
@@ -293,8 +295,7 @@ static void *worker(void *arg) {
         p->head = t->next;
         if (!p->head) p->tail = NULL;
         p->waiting--;
-        for (slot = 0; p->running[slot]; slot++) {
-        }
+        for (slot = 0; p->running[slot]; slot++) {}
         p->running[slot] = t;
         pthread_mutex_unlock(&p->mu);
         run_task(p, t);
@@ -352,7 +353,7 @@ gen_submit_status gen_pool_submit(gen_pool *p, const gen_task_spec *spec, gen_ta
     pthread_mutex_lock(&p->mu);
     int busy = 0;
     for (int i = 0; i < p->concurrency; i++) busy += p->running[i] != NULL;
-    gen_submit_status st = p->stopping                               ? GEN_E_STOPPING
+    gen_submit_status st = p->stopping                                      ? GEN_E_STOPPING
                            : p->waiting + busy >= p->concurrency + p->queue ? GEN_E_QUEUE_FULL
                                                                             : GEN_SUBMITTED;
     pthread_mutex_unlock(&p->mu);
@@ -363,7 +364,7 @@ gen_submit_status gen_pool_submit(gen_pool *p, const gen_task_spec *spec, gen_ta
     /* checked again: the pool may have filled or begun stopping meanwhile */
     busy = 0;
     for (int i = 0; i < p->concurrency; i++) busy += p->running[i] != NULL;
-    st = p->stopping                                         ? GEN_E_STOPPING
+    st = p->stopping                                      ? GEN_E_STOPPING
          : p->waiting + busy >= p->concurrency + p->queue ? GEN_E_QUEUE_FULL
                                                           : GEN_SUBMITTED;
     if (st == GEN_SUBMITTED) {

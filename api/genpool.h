@@ -60,11 +60,11 @@ gen_submit_status gen_pool_submit(gen_pool *p, const gen_task_spec *spec, gen_ta
 
 /* How a task ended. */
 typedef enum {
-    GEN_END_NONE = 0,  /* not yet */
-    GEN_END_OK,        /* result set */
-    GEN_END_INPUT,     /* the request is at fault (message) */
-    GEN_END_INTERNAL,  /* the server is (message) */
-    GEN_END_STOPPING   /* dropped from the queue: the server stops */
+    GEN_END_NONE = 0, /* not yet */
+    GEN_END_OK,       /* result set */
+    GEN_END_INPUT,    /* the request is at fault (message) */
+    GEN_END_INTERNAL, /* the server is (message) */
+    GEN_END_STOPPING  /* dropped from the queue: the server stops */
 } gen_end;
 
 /* Wait up to ms for news: the task ended, or (with streaming) it has
