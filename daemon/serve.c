@@ -122,7 +122,7 @@ static void serve_usage(FILE *f) {
     fprintf(f, "usage: aflorad serve [options]   (each option also reads its environment "
                "variable)\n");
     for (size_t i = 0; i < N_OPTIONS; i++)
-        fprintf(f, "  %-20s %-26s %s (default: %s)\n", options[i].flag, options[i].env,
+        fprintf(f, "  %-22s %-29s %s (default: %s)\n", options[i].flag, options[i].env,
                 options[i].help, options[i].def[0] ? options[i].def : "none");
     /* read in main, before the libraries load (blas_setup.h) */
     fputs(BLAS_CORE_USAGE, f);
