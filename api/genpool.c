@@ -118,7 +118,7 @@ static gen_task *task_new(const gen_task_spec *s) {
 /* Append one SSE event (t->mu held). */
 static void sse_event(gen_task *t, const char *event, const char *data) {
     size_t need = strlen(event) + strlen(data) + 18;
-    if (t->len + need > t->cap) {
+    if (t->len + need > t->cap && t->off > 0) {
         /* what was read is gone: move the unread part to the front */
         memmove(t->buf, t->buf + t->off, t->len - t->off);
         t->len -= t->off;
