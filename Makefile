@@ -147,11 +147,12 @@ test-integration-asan:
 	@tests/run.sh build-asan --py-only
 
 # ThreadSanitizer over what runs on several threads: the worker pool, the
-# store, the API and checkpointing (C tests), and the daemon with two workers
-# (integration test). Built without OpenMP: libgomp is not instrumented, so
-# TSan would take its barriers for races; the kernels' OpenMP loops split
-# rows among threads of their own, while the threads TSan must see (workers,
-# HTTP, SQLite) are plain pthreads. Any report fails the run (reports go to
+# store, the API and checkpointing (C tests), the daemon with two workers
+# and its generation pool (integration tests). Built without OpenMP: libgomp
+# is not instrumented, so TSan would take its barriers for races; the
+# kernels' OpenMP loops split rows among threads of their own, while the
+# threads TSan must see (workers, HTTP, generation, SQLite) are plain
+# pthreads. Any report fails the run (reports go to
 # build-tsan/tsan.*); none is suppressed.
 TSAN_FLAGS := BUILD=build-tsan OMP= OPT="-O1 -Wno-unknown-pragmas" \
 	SANITIZE="-fsanitize=thread -fno-omit-frame-pointer"
@@ -165,6 +166,9 @@ test-tsan:
 	$(TSAN_ENV) AFLORAD_BUILD=build-tsan python3 tests/integration/test_daemon.py \
 	  >build-tsan/test_daemon.log 2>&1 || { tail -n 40 build-tsan/test_daemon.log; rc=1; }; \
 	tail -n 3 build-tsan/test_daemon.log; \
+	$(TSAN_ENV) AFLORAD_BUILD=build-tsan python3 tests/integration/test_daemon_generate.py \
+	  >build-tsan/test_daemon_generate.log 2>&1 || { tail -n 40 build-tsan/test_daemon_generate.log; rc=1; }; \
+	tail -n 3 build-tsan/test_daemon_generate.log; \
 	if ls build-tsan/tsan.* >/dev/null 2>&1; then cat build-tsan/tsan.*; \
 	  echo "ThreadSanitizer reported the races above"; rc=1; fi; \
 	exit $$rc

@@ -25,6 +25,7 @@
 #include <microhttpd.h>
 
 #include "base/atomicfile.h"
+#include "genpool.h"
 #include "predict.h"
 #include "server.h"
 #include "sha256.h"
@@ -77,8 +78,12 @@ struct api_server {
     /* requests by route (api_route_count = no route matched) and status */
     atomic_uint_fast64_t *http_counts;
 
-    /* loaded models for POST /jobs/{id}/predict, by job id */
+    /* loaded models for POST /jobs/{id}/predict and the generation routes,
+     * by job id (or "model:<name>") */
     predict_cache *predict;
+    /* the generation pool (genpool.h) and its limits */
+    gen_pool *gen;
+    int generate_concurrency, generate_max_tokens;
 };
 
 typedef struct {

@@ -5,8 +5,10 @@
  * cancelling, retrying and predicting (and the OpenAPI JobSpec schema);
  * events.c: a job's events (SSE or JSON) and its freezing grid; files.c:
  * adapter downloads and the web UI's static files; info.c: health, metrics,
- * the OpenAPI document and the models. Every handler is named by a row of
- * the route table (routes.c) and answers through reply.h. */
+ * the OpenAPI document and the models. The generation routes have a header
+ * of their own (generate.h: generate.c, on genpool.c's threads). Every
+ * handler is named by a row of the route table (routes.c) and answers
+ * through reply.h. */
 #ifndef AFLO_API_HANDLERS_H
 #define AFLO_API_HANDLERS_H
 

@@ -23,6 +23,7 @@
  * the rows to label its per-route counts. */
 #include "routes.h"
 
+#include "generate.h"
 #include "handlers.h"
 #include "reply.h"
 #include "request.h"
@@ -43,6 +44,7 @@ const api_route api_routes[] = {
     {"GET", "/metrics", h_metrics, BODY_NONE, 0},
     {"GET", "/openapi.json", h_openapi, BODY_NONE, 0},
     {"GET", "/models", h_models, BODY_NONE, 0},
+    {"POST", "/models/{name}/generate", h_model_generate, BODY_JSON, ROUTE_AUTH},
     {"POST", "/datasets", h_datasets_create, BODY_UPLOAD, ROUTE_AUTH},
     {"GET", "/datasets", h_datasets_list, BODY_NONE, 0},
     {"GET", "/datasets/{id}", h_dataset_get, BODY_NONE, 0},
@@ -56,6 +58,7 @@ const api_route api_routes[] = {
     {"GET", "/jobs/{id}/freezing", h_job_freezing, BODY_NONE, 0},
     {"GET", "/jobs/{id}/adapter/{file}", h_job_adapter, BODY_NONE, ROUTE_AUTH | ROUTE_TAIL},
     {"POST", "/jobs/{id}/predict", h_job_predict, BODY_JSON, ROUTE_AUTH},
+    {"POST", "/jobs/{id}/generate", h_job_generate, BODY_JSON, ROUTE_AUTH},
     {"GET", "/", h_static, BODY_NONE, 0},
     {"GET", "/{path}", h_static, BODY_NONE, ROUTE_TAIL},
 };

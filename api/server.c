@@ -36,7 +36,8 @@
  * and frees everything, including a half-written upload.
  *
  * Shutdown (api_stop): unregister from the workers, MHD_quiesce_daemon (no
- * new connections), wake every SSE reader so its stream ends (clients
+ * new connections), stop the generation pool (queued requests get 503,
+ * running ones stop at their next token), wake every SSE reader so its stream ends (clients
  * reconnect with Last-Event-ID to the next server), then MHD_stop_daemon,
  * which joins the connection threads.
  *
@@ -181,6 +182,9 @@ void api_config_defaults(api_config *c) {
     c->max_connections = API_DEFAULT_MAX_CONNECTIONS;
     c->connection_timeout_s = API_DEFAULT_CONNECTION_TIMEOUT_S;
     c->predict_cache = API_DEFAULT_PREDICT_CACHE;
+    c->generate_concurrency = API_DEFAULT_GENERATE_CONCURRENCY;
+    c->generate_queue = API_DEFAULT_GENERATE_QUEUE;
+    c->generate_max_tokens = API_DEFAULT_GENERATE_MAX_TOKENS;
 }
 
 /* "host:port", "[v6]:port" or ":port" into a socket address. */
@@ -304,6 +308,8 @@ static void server_free(api_server *s) {
     pthread_mutex_destroy(&s->ev_mu);
     pthread_cond_destroy(&s->ev_cv);
     free(s->http_counts);
+    gen_pool_stop(s->gen); /* joined before the cache it uses goes */
+    gen_pool_free(s->gen);
     predict_cache_free(s->predict); /* MHD has stopped: nobody holds an entry */
     free(s->openapi);
     free(s->data_dir);
@@ -348,6 +354,14 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen,
                  "api: body limits, JSON depth, connection limit and predict cache "
                  "must be > 0");
+        return NULL;
+    }
+    if (cfg->generate_concurrency < 1 || cfg->generate_queue < 0 || cfg->generate_max_tokens < 1 ||
+        cfg->generate_max_tokens > API_GENERATE_MAX_TOKENS_LIMIT) {
+        snprintf(err, errlen,
+                 "api: generate concurrency must be >= 1, the generate queue >= 0 and the "
+                 "generate max tokens from 1 to %d",
+                 API_GENERATE_MAX_TOKENS_LIMIT);
         return NULL;
     }
     struct sockaddr_storage addr;
@@ -413,6 +427,11 @@ api_server *api_start(const api_config *cfg, char *err, size_t errlen) {
         goto fail;
     }
     if (api_dbpool_open(s, cfg->max_connections, err, errlen) != 0) goto fail;
+    s->generate_concurrency = cfg->generate_concurrency;
+    s->generate_max_tokens = cfg->generate_max_tokens;
+    if (!(s->gen = gen_pool_new(cfg->generate_concurrency, cfg->generate_queue, s->predict,
+                                s->models_dir, err, errlen)))
+        goto fail;
 
     const char *spec = cfg->listen ? cfg->listen : API_DEFAULT_LISTEN;
     if (probe_listen(&addr, addr_len, spec, err, errlen) != 0) goto fail;
@@ -454,6 +473,9 @@ void api_stop(api_server *s) {
     until.tv_nsec += STOP_DRAIN_MS * 1000000L;
     until.tv_sec += until.tv_nsec / 1000000000L;
     until.tv_nsec %= 1000000000L;
+    /* Queued generations get 503 "stopping", running ones stop at their next
+     * token (finish "stopped"): their connections can then answer. */
+    gen_pool_stop(s->gen);
     pthread_mutex_lock(&s->ev_mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->ev_cv);

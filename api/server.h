@@ -50,6 +50,17 @@
  * the demo — so two cover a base model and its comparison without letting
  * predictions take the memory the workers train in. */
 #define API_DEFAULT_PREDICT_CACHE 2
+/* Generation (POST .../generate) runs on a pool of its own: one request at
+ * a time by default, so generating takes at most one core's share from
+ * training; eight more may wait (a playground asks for two completions at
+ * once), the rest get 503. */
+#define API_DEFAULT_GENERATE_CONCURRENCY 1
+#define API_DEFAULT_GENERATE_QUEUE 8
+/* New tokens a request may ask for: the default limit, and the most any
+ * configuration allows (a KV cache of 1024 positions stays small, and a
+ * request of seconds, not minutes, on a CPU). */
+#define API_DEFAULT_GENERATE_MAX_TOKENS 512
+#define API_GENERATE_MAX_TOKENS_LIMIT 1024
 
 typedef struct {
     const char *listen;     /* "host:port", "[v6]:port" or ":port"; port 0 =
@@ -64,8 +75,11 @@ typedef struct {
     int max_json_depth;
     unsigned max_connections;
     unsigned connection_timeout_s;
-    int predict_cache; /* models kept loaded for predictions (>= 1) */
-    workers *workers;  /* NULL: jobs are stored and stay queued (tests) */
+    int predict_cache;        /* models kept loaded for predictions and generation (>= 1) */
+    int generate_concurrency; /* generations at once (>= 1) */
+    int generate_queue;       /* generation requests waiting at most (>= 0) */
+    int generate_max_tokens;  /* max_new_tokens limit, 1..API_GENERATE_MAX_TOKENS_LIMIT */
+    workers *workers;         /* NULL: jobs are stored and stay queued (tests) */
 } api_config;
 
 typedef struct api_server api_server;

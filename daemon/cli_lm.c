@@ -5,9 +5,10 @@
  * `aflorad predict` reads them), turns --prompt into ids with the model's
  * tokenizer (BOS first when the tokenizer adds one), takes --prompt-ids, or
  * renders --messages (a conversation) with the model's chat template and
- * the prompt that opens the assistant's turn, then runs generate() (engine/model/generate.h) and prints one JSON object:
- *   {"prompt_ids": [...], "ids": [...], "text": "...", "finish_reason":
- *    "eos" | "length", "eos_id": N}
+ * the prompt that opens the assistant's turn, then runs generate() (engine/model/generate.h) — all of which lmgen.h
+ * does, as the daemon's generation endpoints do — and prints one JSON
+ * object: {"text", "ids", "prompt_tokens", "completion_tokens",
+ * "finish_reason" ("eos" | "length"), "seconds", "prompt_ids", "eos_id"},
  * with "text" only when a tokenizer exists (special tokens skipped). */
 #include "cli_lm.h"
 
@@ -22,18 +23,10 @@
 
 #include "base/errmsg.h"
 #include "base/folder.h"
-#include "io/adapter_native.h"
-#include "io/adapter_peft.h"
-#include "io/hfmodel.h"
 #include "io/llama2c.h"
+#include "lmgen.h"
 #include "model/generate.h"
-#include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
-
-/* llama2.c's training data separates stories with BOS and has no EOS, and
- * its run.c stops when BOS comes out: the stop id for a .bin without a
- * tokenizer. */
-#define LLAMA2C_STOP_ID 1
 
 /* Larger than any conversation typed for a prompt. */
 #define MESSAGES_MAX_BYTES ((size_t)16 << 20)
@@ -76,13 +69,6 @@ typedef struct {
 static bool is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool has_file(const char *dir, const char *name) {
-    char path[4096];
-    struct stat st;
-    return snprintf(path, sizeof path, "%s/%s", dir, name) < (int)sizeof path &&
-           stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int parse_long(const char *flag, const char *v, long lo, long hi, long *out) {
@@ -182,203 +168,27 @@ static int parse_ids(const char *s, int32_t **ids, int *n, char *err, size_t err
     }
 }
 
-/* The model with its adapter: the adapter's config when there is one, else
- * method full (no adapter tensors). */
-static aflo_model *load_model(const generate_opts *o, char *err, size_t errlen) {
-    aflo_adapter_config ac = {.method = METHOD_FULL};
-    char native[4096];
-    const char *adapter = o->adapter;
-    bool peft = adapter && is_dir(adapter);
-    if (peft && !has_file(adapter, PEFT_CONFIG_FILE)) {
-        /* the adapter/ folder `aflorad run` prints: its native file, as
-         * predict takes it */
-        if (!has_file(adapter, "adapter.safetensors")) {
-            set_err(err, errlen,
-                    "--adapter: %s: a folder with neither adapter.safetensors (the adapter/ "
-                    "folder `aflorad run` writes) nor %s (a PEFT folder)",
-                    adapter, PEFT_CONFIG_FILE);
-            return NULL;
-        }
-        snprintf(native, sizeof native, "%s/adapter.safetensors", adapter);
-        adapter = native;
-        peft = false;
-    }
-    if (peft && adapter_peft_read_config(adapter, &ac, NULL, 0, err, errlen)) return NULL;
-    if (adapter && !peft) {
-        adapter_native_meta meta;
-        if (adapter_native_read_meta(adapter, &meta, err, errlen)) return NULL;
-        ac = meta.ac;
-        adapter_native_meta_free(&meta);
-    }
-    aflo_model *m;
-    if (is_dir(o->model)) {
-        aflo_config c;
-        if (hfmodel_read_config(o->model, &c, err, errlen)) return NULL;
-        m = hfmodel_load(o->model, &ac, TASK_CAUSAL_LM, c.vocab_size, 0, NULL, err, errlen);
-    } else {
-        m = llama2c_load(o->model, &ac, 0, err, errlen);
-    }
-    if (!m || !adapter) return m;
-    int rc = peft ? adapter_import_peft(m, adapter, NULL, err, errlen)
-                  : adapter_import_native(m, adapter, err, errlen);
-    if (rc == 0) return m;
-    model_free(m);
-    return NULL;
-}
-
-static cJSON *ids_json(const int32_t *ids, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && i < n; i++)
-        if (!cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]))) {
-            cJSON_Delete(a);
-            return NULL;
-        }
-    return a;
-}
-
-static int print_result(const tokenizer *tok, const int32_t *prompt, int n_prompt,
-                        const gen_result *r, int32_t eos_id, char *err, size_t errlen) {
-    cJSON *o = cJSON_CreateObject();
-    char *text = NULL, *out = NULL;
-    size_t len;
-    int rc = -1;
-    if (!o) goto oom;
-    cJSON *pi = ids_json(prompt, n_prompt), *gi = ids_json(r->ids, r->n);
-    if (!cJSON_AddItemToObject(o, "prompt_ids", pi)) {
-        cJSON_Delete(pi);
-        cJSON_Delete(gi);
-        goto oom;
-    }
-    if (!cJSON_AddItemToObject(o, "ids", gi)) {
-        cJSON_Delete(gi);
-        goto oom;
-    }
-    if (tok) {
-        if (tokenizer_decode(tok, r->ids, (size_t)r->n, 1, &text, &len, err, errlen)) goto done;
-        if (!cJSON_AddStringToObject(o, "text", text)) goto oom;
-    }
-    if (!cJSON_AddStringToObject(o, "finish_reason", gen_finish_names[r->finish]) ||
-        !cJSON_AddNumberToObject(o, "eos_id", eos_id))
-        goto oom;
-    out = cJSON_Print(o);
-    if (!out) goto oom;
-    puts(out);
-    rc = 0;
-    goto done;
-oom:
-    set_err(err, errlen, "out of memory");
-done:
-    free(out);
-    free(text);
-    cJSON_Delete(o);
-    return rc;
-}
-
-/* Append the ids of text to *ids (*n of them, room for *cap). */
-static int append_tokens(const tokenizer *tok, const char *text, size_t len, int32_t **ids, int *n,
-                         size_t *cap, char *err, size_t errlen) {
-    int32_t *t = NULL;
-    size_t nt = 0;
-    if (tokenizer_tokenize(tok, text, len, &t, &nt, err, errlen)) return -1;
-    if ((size_t)*n + nt > *cap) {
-        size_t c = *cap ? *cap : 64;
-        while (c < (size_t)*n + nt) c *= 2;
-        int32_t *g = realloc(*ids, c * sizeof *g);
-        if (!g) {
-            free(t);
-            return set_err(err, errlen, "out of memory");
-        }
-        *ids = g;
-        *cap = c;
-    }
-    if (nt) memcpy(*ids + *n, t, nt * sizeof *t);
-    *n += (int)nt;
-    free(t);
-    return 0;
-}
-
-/* --messages: the conversation rendered with the tokenizer's chat template
- * and the generation prompt, tokenised span by span as lmdata tokenises
- * chat rows for training (so the prompt's ids are those the model was
- * tuned on); the template writes BOS itself. *eot gets the end-of-turn id
- * when that text is one token (else -1). */
-static int messages_ids(const char *path, const tokenizer *tok, int32_t **ids, int *n, int32_t *eot,
-                        char *err, size_t errlen) {
-    chat_template ct = {0};
-    chat_rendered r = {0};
-    chat_message *m = NULL;
-    size_t nm = 0, cap = 0;
-    char merr[512];
-    int rc = -1;
-    *ids = NULL;
-    *n = 0;
-    *eot = -1;
-    const char *src = tokenizer_chat_template(tok);
-    if (!src)
-        return set_err(err, errlen,
-                       "--messages needs the model's chat template, and the tokenizer has none "
-                       "(no \"chat_template\" in tokenizer_config.json)");
-    int32_t bos = tokenizer_bos_id(tok), eos = tokenizer_eos_id(tok);
-    const char *eos_text = eos >= 0 ? tokenizer_id_to_token(tok, eos) : NULL;
-    if (chat_template_parse(src, &ct, err, errlen)) return -1;
-    json_value *doc = read_json_file(path, MESSAGES_MAX_BYTES, err, errlen);
-    if (!doc) {
-        chat_template_free(&ct);
-        return -1;
-    }
-    const json_value *arr = json_type_of(doc) == JSON_OBJECT ? json_get(doc, "messages") : doc;
-    if (chat_messages_from_json(arr, &m, &nm, merr, sizeof merr) ||
-        chat_render(&ct, m, nm, true, bos >= 0 ? tokenizer_id_to_token(tok, bos) : NULL, eos_text,
-                    &r, merr, sizeof merr)) {
-        set_err(err, errlen, "--messages: %s: %s", path, merr);
-        goto done;
-    }
-    for (size_t i = 0; i < r.n; i++)
-        if (append_tokens(tok, r.text + r.spans[i].off, r.spans[i].len, ids, n, &cap, err, errlen))
-            goto done;
-    const char *end = chat_end_of_turn(&ct, eos_text);
-    int32_t *e = NULL;
-    size_t ne = 0;
-    if (end && tokenizer_tokenize(tok, end, strlen(end), &e, &ne, err, errlen)) goto done;
-    if (ne == 1) *eot = e[0];
-    free(e);
-    rc = 0;
-done:
-    if (rc) {
-        free(*ids);
-        *ids = NULL;
-    }
-    chat_rendered_free(&r);
-    free(m);
-    chat_template_free(&ct);
-    json_free(doc);
-    return rc;
-}
-
-/* The prompt's ids: --prompt-ids, or --prompt through the tokenizer. */
+/* The prompt's ids from --prompt-ids, --prompt or --messages; *eot gets the
+ * chat template's one-token end of turn (else -1). */
 static int prompt_ids(const generate_opts *o, const tokenizer *tok, int32_t **ids, int *n,
-                      char *err, size_t errlen) {
+                      int32_t *eot, char *err, size_t errlen) {
+    *eot = -1;
     if (o->prompt_ids) return parse_ids(o->prompt_ids, ids, n, err, errlen);
     if (!tok)
         return set_err(err, errlen,
                        "%s needs a tokenizer (a model folder with one, or --tokenizer); give "
                        "--prompt-ids instead",
                        o->messages ? "--messages" : "--prompt");
-    int32_t *t = NULL;
-    size_t nt = 0;
-    if (tokenizer_tokenize(tok, o->prompt, strlen(o->prompt), &t, &nt, err, errlen)) return -1;
-    int32_t bos = tokenizer_adds_bos(tok) ? tokenizer_bos_id(tok) : -1;
-    *ids = malloc((nt + 1) * sizeof **ids);
-    if (!*ids) {
-        free(t);
-        return set_err(err, errlen, "out of memory");
-    }
-    *n = 0;
-    if (bos >= 0) (*ids)[(*n)++] = bos;
-    if (nt) memcpy(*ids + *n, t, nt * sizeof *t);
-    *n += (int)nt;
-    free(t);
-    return 0;
+    if (o->prompt) return lmgen_prompt_text(tok, o->prompt, strlen(o->prompt), ids, n, err, errlen);
+    if (lmgen_chat_template_check(tok, err, errlen)) return -1; /* before reading the file */
+    json_value *doc = read_json_file(o->messages, MESSAGES_MAX_BYTES, err, errlen);
+    if (!doc) return -1;
+    const json_value *arr = json_type_of(doc) == JSON_OBJECT ? json_get(doc, "messages") : doc;
+    char merr[768];
+    int rc = lmgen_prompt_messages(tok, arr, ids, n, eot, merr, sizeof merr);
+    json_free(doc);
+    if (rc) set_err(err, errlen, "--messages: %s: %s", o->messages, merr);
+    return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -390,30 +200,37 @@ int cmd_generate(int argc, char **argv) {
     aflo_model *m = NULL;
     int32_t *ids = NULL;
     int n = 0;
-    gen_result r = {0};
+    lmgen_report rep = {0};
+    cJSON *out = NULL;
+    char *text = NULL;
     rc = 1;
     const char *tok_dir = o.tokenizer_dir ? o.tokenizer_dir : is_dir(o.model) ? o.model : NULL;
     if (tok_dir && (o.tokenizer_dir || tokenizer_probe_dir(tok_dir, err, sizeof err) == 0)) {
         tok = tokenizer_load_dir(tok_dir, err, sizeof err);
         if (!tok) goto done;
     }
-    m = load_model(&o, err, sizeof err);
+    m = lmgen_load(o.model, o.adapter, err, sizeof err);
     if (!m) goto done;
     if (!o.eos_given)
-        o.gp.eos_id = tok ? tokenizer_eos_id(tok) : is_dir(o.model) ? -1 : LLAMA2C_STOP_ID;
-    if (o.messages && tok) {
-        int32_t eot;
-        if (messages_ids(o.messages, tok, &ids, &n, &eot, err, sizeof err)) goto done;
-        if (!o.eos_given && eot >= 0) o.gp.eos_id = eot;
-    } else if (prompt_ids(&o, tok, &ids, &n, err, sizeof err)) {
+        o.gp.eos_id = tok ? tokenizer_eos_id(tok) : is_dir(o.model) ? -1 : LMGEN_LLAMA2C_STOP_ID;
+    int32_t eot;
+    if (prompt_ids(&o, tok, &ids, &n, &eot, err, sizeof err)) goto done;
+    if (!o.eos_given && eot >= 0) o.gp.eos_id = eot;
+    if (lmgen_run(m, tok, ids, n, &o.gp, NULL, NULL, &rep, err, sizeof err)) goto done;
+    /* no "text" without a tokenizer (rather than null: the CLI's format) */
+    if ((out = lmgen_report_json(&rep, true)) && !tok)
+        cJSON_DeleteItemFromObjectCaseSensitive(out, "text");
+    if (!out || !(text = cJSON_Print(out))) {
+        set_err(err, sizeof err, "out of memory");
         goto done;
     }
-    if (generate(m, ids, n, &o.gp, &r, err, sizeof err)) goto done;
-    if (print_result(tok, ids, n, &r, o.gp.eos_id, err, sizeof err)) goto done;
+    puts(text);
     rc = 0;
 done:
     if (rc) fprintf(stderr, "generate: %s\n", err);
-    gen_result_free(&r);
+    free(text);
+    cJSON_Delete(out);
+    lmgen_report_free(&rep);
     free(ids);
     model_free(m);
     tokenizer_free(tok);

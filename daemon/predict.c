@@ -22,6 +22,7 @@
 typedef struct cache_entry cache_entry;
 
 struct predictor {
+    bool lm; /* a causal LM (predictor_open_lm): generates, never classifies */
     aflo_model *m;
     tokenizer *tok;
     char **labels;
@@ -208,6 +209,73 @@ predictor *predictor_open(const char *models_dir, const char *model, const char 
     return p;
 }
 
+predictor *predictor_open_lm(const char *models_dir, const char *model, const char *adapter,
+                             char *err, size_t errlen) {
+    char model_dir[4096];
+    if (job_model_dir(models_dir, model, model_dir, sizeof model_dir, err, errlen) != 0)
+        return NULL;
+    predictor *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->lm = true;
+    char terr[512];
+    int probe = tokenizer_probe_dir(model_dir, terr, sizeof terr);
+    if (probe == -1) {
+        snprintf(err, errlen, "model %s: its tokenizer cannot be used: %s", model, terr);
+        goto fail;
+    }
+    if (probe == 0 && !(p->tok = tokenizer_load_dir(model_dir, err, errlen))) goto fail;
+    if (!(p->m = lmgen_load(model_dir, adapter, err, errlen))) goto fail;
+    p->max_len = family_max_tokens(model_config(p->m));
+    return p;
+fail:
+    predictor_free(p);
+    return NULL;
+}
+
+int predictor_generate(predictor *p, const lmgen_request *req, lmgen_token_fn on_token, void *user,
+                       lmgen_report *rep, predict_status *status, char *err, size_t errlen) {
+    predict_status local;
+    if (!status) status = &local;
+    *status = PREDICT_E_INPUT;
+    memset(rep, 0, sizeof *rep);
+    if (!p->lm) {
+        snprintf(err, errlen, "the model is not a causal language model: it cannot generate");
+        return -1;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    lmgen_request r = *req;
+    if (lmgen_prompt(p->tok, req, &ids, &n, &r.gp.eos_id, err, errlen) != 0) return -1;
+    int vocab = model_config(p->m)->vocab_size;
+    int rc = -1;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) {
+            snprintf(err, errlen, "prompt_ids[%d]: %d is outside the model's vocabulary (0 to %d)",
+                     i, ids[i], vocab - 1);
+            goto out;
+        }
+    if (n < 1) {
+        snprintf(err, errlen, "the prompt has no tokens (a causal LM needs at least one)");
+        goto out;
+    }
+    if (n >= p->max_len) {
+        snprintf(err, errlen,
+                 "the prompt has %d tokens: the model's %d positions leave no room for a new "
+                 "one (at most %d prompt tokens)",
+                 n, p->max_len, p->max_len - 1);
+        goto out;
+    }
+    *status = PREDICT_E_INTERNAL;
+    rc = lmgen_run(p->m, p->tok, ids, n, &r.gp, on_token, user, rep, err, errlen);
+    if (rc == 0) *status = PREDICT_OK;
+out:
+    free(ids);
+    return rc;
+}
+
 const adapter_inputs *predictor_inputs(const predictor *p) { return &p->inputs; }
 
 void predictor_describe_fields(const predictor *p, char *buf, size_t cap) {
@@ -243,6 +311,10 @@ cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status 
     predict_status local;
     if (!status) status = &local;
     *status = PREDICT_E_INPUT;
+    if (p->lm) {
+        snprintf(err, errlen, "the model is a causal language model: it generates, not predicts");
+        return NULL;
+    }
     const char *bad = !json_utf8_valid(a, strlen(a))        ? "the text"
                       : b && !json_utf8_valid(b, strlen(b)) ? "the second text"
                                                             : NULL;
@@ -293,8 +365,9 @@ cJSON *predictor_run(predictor *p, const char *a, const char *b, predict_status 
 
 /* ---------------------------------------------------------------- the cache */
 
-/* Job ids are 16 characters; anything a caller uses as a key fits. */
-#define CACHE_KEY_MAX 64
+/* Job ids are 16 characters, "model:" + a model name (at most 255) the
+ * longest key. */
+#define CACHE_KEY_MAX 272
 
 /* The adapter file a predictor was loaded from: another inode, size or
  * mtime means it was replaced (written anew by a retried job). */
@@ -307,6 +380,7 @@ typedef struct {
 
 struct cache_entry {
     char key[CACHE_KEY_MAX];
+    bool lm; /* loaded with predictor_open_lm */
     file_id id;
     predictor *p; /* NULL while loading */
     bool loading;
@@ -377,25 +451,28 @@ static cache_entry *detach(predict_cache *c, cache_entry *e) {
     return e;
 }
 
-predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
-                                 const char *model, const char *adapter, char *err, size_t errlen) {
+/* An entry for key of the kind (lm) over adapter (NULL: none, only for
+ * LMs), loaded if absent, stale or of the other kind. */
+static predictor *acquire(predict_cache *c, bool lm, const char *key, const char *models_dir,
+                          const char *model, const char *adapter, char *err, size_t errlen) {
     if (strlen(key) >= CACHE_KEY_MAX) {
         snprintf(err, errlen, "predict cache: key too long");
         return NULL;
     }
     struct stat st;
-    if (stat(adapter, &st) != 0) {
+    file_id id = {0};
+    if (adapter && stat(adapter, &st) != 0) {
         snprintf(err, errlen, "%s: %s", adapter, strerror(errno));
         return NULL;
     }
-    file_id id = {st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+    if (adapter) id = (file_id){st.st_dev, st.st_ino, st.st_size, st.st_mtim};
     cache_entry *e = NULL, *unused = NULL;
     pthread_mutex_lock(&c->mu);
     for (;;) {
         e = NULL;
         for (int i = 0; i < c->capacity && !e; i++)
             if (c->slots[i] && strcmp(c->slots[i]->key, key) == 0) e = c->slots[i];
-        if (e && !same_file(&e->id, &id)) {
+        if (e && (!same_file(&e->id, &id) || e->lm != lm)) {
             cache_entry *gone = detach(c, e);
             if (gone) { /* free outside the lock */
                 pthread_mutex_unlock(&c->mu);
@@ -439,6 +516,7 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
         return NULL;
     }
     snprintf(e->key, sizeof e->key, "%s", key);
+    e->lm = lm;
     e->id = id;
     e->loading = true;
     e->users = 1;
@@ -449,7 +527,8 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
     pthread_mutex_unlock(&c->mu);
     entry_free(unused);
 
-    predictor *p = predictor_open(models_dir, model, adapter, err, errlen);
+    predictor *p = lm ? predictor_open_lm(models_dir, model, adapter, err, errlen)
+                      : predictor_open(models_dir, model, adapter, err, errlen);
     pthread_mutex_lock(&c->mu);
     e->loading = false;
     if (!p) {
@@ -467,6 +546,17 @@ predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *
     pthread_mutex_unlock(&c->mu);
     pthread_mutex_lock(&e->run);
     return p;
+}
+
+predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
+                                 const char *model, const char *adapter, char *err, size_t errlen) {
+    return acquire(c, false, key, models_dir, model, adapter, err, errlen);
+}
+
+predictor *predict_cache_acquire_lm(predict_cache *c, const char *key, const char *models_dir,
+                                    const char *model, const char *adapter, char *err,
+                                    size_t errlen) {
+    return acquire(c, true, key, models_dir, model, adapter, err, errlen);
 }
 
 void predict_cache_release(predict_cache *c, predictor *p) {

@@ -8,10 +8,15 @@
  * kind of file and refuse a pair for a single-text adapter or the reverse.
  * A predictor is not thread-safe (it owns activations).
  *
- * predict_cache keeps a few loaded predictors for the API, keyed by job id,
- * so a prediction does not reload the model: least recently used out, at
- * most `capacity` loaded at once, forward passes of one entry serialised,
- * reloaded when the adapter file is replaced (a retried job). */
+ * A causal LM's predictor (predictor_open_lm) generates text instead:
+ * predictor_generate takes a request in the daemon's terms (lmgen.h) and
+ * returns its report, so callers never see the model either.
+ *
+ * predict_cache keeps a few loaded predictors for the API, keyed by job id
+ * (a base model for generation: "model:<name>"), so a request does not
+ * reload the model: least recently used out, at most `capacity` loaded at
+ * once, the users of one entry serialised, reloaded when the adapter file
+ * is replaced (a retried job). */
 #ifndef AFLO_PREDICT_H
 #define AFLO_PREDICT_H
 
@@ -21,6 +26,7 @@
 #include <stdint.h>
 
 #include "io/adapter_info.h"
+#include "lmgen.h"
 
 /* Longest input, in tokens, a prediction accepts (also capped by the model). */
 #define PREDICT_MAX_TOKENS 4096
@@ -37,6 +43,11 @@ typedef enum { PREDICT_OK = 0, PREDICT_E_INPUT, PREDICT_E_INTERNAL } predict_sta
  * classifier: method full's adapter/model/). NULL with a message on error. */
 predictor *predictor_open(const char *models_dir, const char *model, const char *adapter, char *err,
                           size_t errlen);
+/* A causal LM for generation: model (a name under models_dir or a path)
+ * with the native adapter file adapter (NULL: the base model alone), and
+ * the model folder's tokenizer when it has one (prompt_ids work without). */
+predictor *predictor_open_lm(const char *models_dir, const char *model, const char *adapter,
+                             char *err, size_t errlen);
 void predictor_free(predictor *p);
 
 /* How the adapter's training text was read; n_fields 0 when it was not
@@ -55,6 +66,14 @@ int predictor_check_pair(const predictor *p, bool has_pair, char *err, size_t er
  * error; *status (may be NULL) says whether the input was at fault. */
 cJSON *predictor_run(predictor *p, const char *text_a, const char *text_b, predict_status *status,
                      char *err, size_t errlen);
+
+/* Generate for req with a causal LM's predictor: the prompt built from the
+ * request (lmgen_prompt), checked against the model (ids in its
+ * vocabulary, a prompt that leaves room for a token), then lmgen_run with
+ * on_token (may be NULL). 0 with *rep filled (lmgen_report_free it), or -1
+ * with a message and *status saying whether the request was at fault. */
+int predictor_generate(predictor *p, const lmgen_request *req, lmgen_token_fn on_token, void *user,
+                       lmgen_report *rep, predict_status *status, char *err, size_t errlen);
 
 /* ---- the API's cache --------------------------------------------------------
  * Memory: each entry holds one base model's weights (about 4 bytes a
@@ -80,6 +99,11 @@ void predict_cache_free(predict_cache *c);
  * the file or the model cannot be loaded. */
 predictor *predict_cache_acquire(predict_cache *c, const char *key, const char *models_dir,
                                  const char *model, const char *adapter, char *err, size_t errlen);
+/* The same for a causal LM (predictor_open_lm): key "model:<name>" for a
+ * base model (adapter NULL), the job id for a job's adapter on its model. */
+predictor *predict_cache_acquire_lm(predict_cache *c, const char *key, const char *models_dir,
+                                    const char *model, const char *adapter, char *err,
+                                    size_t errlen);
 void predict_cache_release(predict_cache *c, predictor *p);
 void predict_cache_stats_read(predict_cache *c, predict_cache_stats *out);
 

@@ -54,6 +54,7 @@ typedef struct {
     int workers;
     int threads_per_job;
     int predict_cache;
+    int generate_concurrency, generate_queue, generate_max_tokens;
 } serve_config;
 
 typedef enum { OPT_STRING, OPT_INT } opt_type;
@@ -84,6 +85,14 @@ static const serve_option options[] = {
     {"--predict-cache", "AFLORAD_PREDICT_CACHE", "2",
      "models kept loaded for predictions (each holds its base model's weights)",
      INT_OPT(predict_cache)},
+    {"--generate-concurrency", "AFLORAD_GENERATE_CONCURRENCY", "1",
+     "text generations run at once (POST .../generate), beside training",
+     INT_OPT(generate_concurrency)},
+    {"--generate-queue", "AFLORAD_GENERATE_QUEUE", "8",
+     "generation requests that may wait; beyond, 503 with Retry-After", INT_OPT(generate_queue)},
+    {"--generate-max-tokens", "AFLORAD_GENERATE_MAX_TOKENS", "512",
+     "the largest max_new_tokens a generation request may ask for (at most 1024)",
+     INT_OPT(generate_max_tokens)},
 };
 #define N_OPTIONS (sizeof options / sizeof *options)
 
@@ -114,7 +123,7 @@ static void serve_usage(FILE *f) {
     fprintf(f, "usage: aflorad serve [options]   (each option also reads its environment "
                "variable)\n");
     for (size_t i = 0; i < N_OPTIONS; i++)
-        fprintf(f, "  %-20s %-26s %s (default: %s)\n", options[i].flag, options[i].env,
+        fprintf(f, "  %-22s %-29s %s (default: %s)\n", options[i].flag, options[i].env,
                 options[i].help, options[i].def[0] ? options[i].def : "none");
     /* read in main, before the libraries load (blas_setup.h) */
     fputs(BLAS_CORE_USAGE, f);
@@ -144,8 +153,15 @@ static int load_config(serve_config *c, int argc, char **argv) {
         }
         if (set_option(c, o, argv[++a]) != 0) return -1;
     }
-    if (c->workers < 1 || c->predict_cache < 1) {
-        fprintf(stderr, "serve: --workers and --predict-cache must be at least 1\n");
+    if (c->workers < 1 || c->predict_cache < 1 || c->generate_concurrency < 1) {
+        fprintf(stderr,
+                "serve: --workers, --predict-cache and --generate-concurrency must be at least "
+                "1\n");
+        return -1;
+    }
+    if (c->generate_max_tokens < 1 || c->generate_max_tokens > API_GENERATE_MAX_TOKENS_LIMIT) {
+        fprintf(stderr, "serve: --generate-max-tokens must be from 1 to %d\n",
+                API_GENERATE_MAX_TOKENS_LIMIT);
         return -1;
     }
     if (!c->models_dir[0] && snprintf(c->models_dir, sizeof c->models_dir, "%s/models",
@@ -263,6 +279,9 @@ int serve_main(int argc, char **argv) {
     ac.token = c.token[0] ? c.token : NULL;
     ac.workers = w;
     ac.predict_cache = c.predict_cache;
+    ac.generate_concurrency = c.generate_concurrency;
+    ac.generate_queue = c.generate_queue;
+    ac.generate_max_tokens = c.generate_max_tokens;
     api_server *api = api_start(&ac, err, sizeof err);
     if (!api) {
         log_error("starting the API: %s", err);

@@ -3,11 +3,13 @@
 # then (full runs only) the dashboard's browser test
 # (tests/integration/test_*.py) against BUILD/aflorad; --c-only or --py-only
 # runs one kind. Prints one closing line
-# "N passed, N failed" and exits non-zero if anything failed.
+# "N passed, N failed, N skipped" (skipped: integration tests that skip
+# themselves, e.g. for want of ../shared/data; neither passed nor failed)
+# and exits non-zero if anything failed.
 set -u
 build=${1:-build}
 mode=${2:-all}
-passed=0; failed=0; failed_names=()
+passed=0; failed=0; skipped=0; failed_names=()
 [[ -n ${VALGRIND:-} ]] && export AFLORAD_VALGRIND=1
 # OpenBLAS reads its kernel set (OPENBLAS_CORETYPE) when it loads: the
 # aflorad binary chooses and checks one itself (daemon/blas_setup.c), the
@@ -75,10 +77,16 @@ if (( py_tests )); then
     out=$(AFLORAD_BUILD="$build" python3 "$t" 2>&1); rc=$?
     p=$(grep -Eo '^Ran [0-9]+' <<<"$out" | awk '{print $2+0}'); p=${p:-0}
     f=$(grep -Eo 'failures=[0-9]+|errors=[0-9]+' <<<"$out" | awk -F= '{s+=$2} END {print s+0}')
+    # unittest's closing line: "OK (skipped=2)" / "FAILED (failures=1, skipped=2)"
+    s=$(grep -E '^(OK|FAILED) \(' <<<"$out" | grep -Eo 'skipped=[0-9]+' | awk -F= '{s+=$2} END {print s+0}')
     if (( rc != 0 && f == 0 )); then f=1; fi
-    passed=$((passed + p - f)); failed=$((failed + f))
+    passed=$((passed + p - f - s)); failed=$((failed + f)); skipped=$((skipped + s))
     if (( rc != 0 )); then failed_names+=("$(basename "$t")"); echo "$out" | tail -n 60; fi
-    printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$((p - f))" "$f"
+    if (( s > 0 )); then
+      printf '%-28s %3d passed %3d failed %3d skipped\n' "$(basename "$t")" "$((p - f - s))" "$f" "$s"
+    else
+      printf '%-28s %3d passed %3d failed\n' "$(basename "$t")" "$((p - f))" "$f"
+    fi
   done
 fi
 
@@ -92,10 +100,11 @@ if (( c_tests && py_tests )) && [[ -x tests/browser/run.sh && -z ${AFLORAD_SKIP_
   passed=$((passed + p)); failed=$((failed + f))
   if (( rc != 0 )); then failed_names+=("browser"); echo "$out" | tail -n 60; fi
   sk=$(grep -Eo '[0-9]+ skipped' <<<"${line:-}" | awk '{print $1+0}')   # counted neither way
+  skipped=$((skipped + ${sk:-0}))
   printf '%-28s %3d passed %3d failed%s\n' "browser (chromium)" "$p" "$f" "${sk:+ $sk skipped}"
   (( ${sk:-0} )) && grep -E '^SKIP ' <<<"$out" | cut -c1-200
 fi
 
 (( ${#failed_names[@]} )) && echo "failing: ${failed_names[*]}"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 (( failed == 0 && passed > 0 ))

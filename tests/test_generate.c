@@ -361,6 +361,60 @@ static void test_generate_eos_and_length(void **state) {
     model_free(m);
 }
 
+/* on_token's record: the ids and indices it saw, and when to ask to stop. */
+typedef struct {
+    int32_t ids[32];
+    int index[32];
+    int n, stop_after; /* stop_after: return 1 on this many calls (0: never) */
+} token_log;
+
+static int log_token(void *user, int32_t id, int index) {
+    token_log *l = user;
+    l->ids[l->n] = id;
+    l->index[l->n] = index;
+    l->n++;
+    return l->stop_after > 0 && l->n >= l->stop_after;
+}
+
+static void test_generate_on_token(void **state) {
+    (void)state;
+    aflo_model *m = gen_model();
+    int32_t prompt[2] = {1, 7};
+    gen_params p = gen_params_default();
+    p.max_new_tokens = 9;
+    gen_result a, b;
+    assert_int_equal(generate(m, prompt, 2, &p, &a, err, sizeof err), 0);
+    /* called once per token, in order, with the ids of the result */
+    token_log l = {0};
+    p.on_token = log_token;
+    p.user = &l;
+    assert_int_equal(generate(m, prompt, 2, &p, &b, err, sizeof err), 0);
+    assert_int_equal(b.finish, GEN_FINISH_LENGTH);
+    assert_int_equal(l.n, 9);
+    assert_int_equal(b.n, 9);
+    assert_memory_equal(l.ids, a.ids, 9 * sizeof *a.ids);
+    assert_memory_equal(b.ids, a.ids, 9 * sizeof *a.ids);
+    for (int i = 0; i < 9; i++) assert_int_equal(l.index[i], i);
+    gen_result_free(&b);
+    /* non-zero on the 4th token: it is kept, nothing more is made */
+    l = (token_log){.stop_after = 4};
+    assert_int_equal(generate(m, prompt, 2, &p, &b, err, sizeof err), 0);
+    assert_int_equal(b.finish, GEN_FINISH_STOPPED);
+    assert_string_equal(gen_finish_names[b.finish], "stopped");
+    assert_int_equal(l.n, 4);
+    assert_int_equal(b.n, 4);
+    assert_memory_equal(b.ids, a.ids, 4 * sizeof *a.ids);
+    gen_result_free(&b);
+    /* stopping on the first token */
+    l = (token_log){.stop_after = 1};
+    assert_int_equal(generate(m, prompt, 2, &p, &b, err, sizeof err), 0);
+    assert_int_equal(b.finish, GEN_FINISH_STOPPED);
+    assert_int_equal(b.n, 1);
+    gen_result_free(&b);
+    gen_result_free(&a);
+    model_free(m);
+}
+
 static void test_generate_refusals(void **state) {
     (void)state;
     aflo_model *m = gen_model();
@@ -400,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_generate_greedy),
         cmocka_unit_test(test_generate_sampling_seeded),
         cmocka_unit_test(test_generate_eos_and_length),
+        cmocka_unit_test(test_generate_on_token),
         cmocka_unit_test(test_generate_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

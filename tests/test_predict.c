@@ -25,7 +25,9 @@
 #include "io/adapter_peft.h"
 #include "io/hfmodel.h"
 #include "io/hfmodel_export.h"
+#include "base/rng.h"
 #include "job.h"
+#include "model/generate.h"
 #include "predict.h"
 #include "io/safetensors.h"
 #include "testutil.h"
@@ -403,6 +405,95 @@ static void test_roberta_model(void **state) {
     predictor_free(pf);
 }
 
+/* A causal LM: a random tiny LLaMA written as a LlamaForCausalLM folder
+ * with the sp_bpe tokenizer, generated from as a base model through the
+ * cache (keyed "model:<name>"), as generate() does on the same weights;
+ * refusals of the request's fault say so; an entry of the other kind under
+ * the same key is reloaded. */
+static void test_causal_lm(void **state) {
+    char models[600], dir[700];
+    path_in(models, sizeof models, state, "models");
+    assert_int_equal(mkdir(models, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/llama", models);
+    tokenizer *tok = tokenizer_load_dir("tests/tokenizer_fixtures/sp_bpe", errbuf, sizeof errbuf);
+    assert_non_null(tok);
+    aflo_config c = {.model_type = "llama",
+                     .vocab_size = tokenizer_vocab_size(tok),
+                     .hidden_size = 16,
+                     .intermediate_size = 24,
+                     .num_hidden_layers = 2,
+                     .num_attention_heads = 4,
+                     .num_key_value_heads = 2,
+                     .max_position_embeddings = 32,
+                     .type_vocab_size = 1,
+                     .rms_norm_eps = 1e-5f,
+                     .rope_theta = 10000.0f,
+                     .layer_norm_eps = 1e-12f};
+    tokenizer_free(tok);
+    aflo_adapter_config full = {.method = METHOD_FULL};
+    aflo_model *m = model_create(&c, &full, TASK_CAUSAL_LM, c.vocab_size, 5, errbuf, sizeof errbuf);
+    assert_non_null(m);
+    aflo_rng rng;
+    rng_seed(&rng, 6);
+    for (int i = 0; i < model_param_count(m); i++) {
+        aflo_param *p = model_param(m, i);
+        for (size_t k = 0; k < p->size; k++) p->data[k] = rng_uniform_range(&rng, -0.4f, 0.4f);
+    }
+    if (adapter_export_hf_model(m, dir, "tests/tokenizer_fixtures/sp_bpe", NULL, errbuf,
+                                sizeof errbuf))
+        fail_msg("%s", errbuf);
+    int32_t prompt[] = {1, 300, 17};
+    gen_params gp = gen_params_default();
+    gp.max_new_tokens = 10;
+    gp.eos_id = 2; /* the tokenizer's EOS, which predictor_generate picks */
+    gen_result want;
+    assert_int_equal(generate(m, prompt, 3, &gp, &want, errbuf, sizeof errbuf), 0);
+    model_free(m);
+
+    predict_cache *cache = predict_cache_new(1);
+    predictor *p = predict_cache_acquire_lm(cache, "model:llama", models, "llama", NULL, errbuf,
+                                            sizeof errbuf);
+    if (!p) fail_msg("%s", errbuf);
+    lmgen_request req = {.kind = LMGEN_PROMPT_IDS, .ids = prompt, .n_ids = 3, .gp = gp};
+    lmgen_report rep;
+    predict_status st;
+    assert_int_equal(predictor_generate(p, &req, NULL, NULL, &rep, &st, errbuf, sizeof errbuf), 0);
+    assert_int_equal(st, PREDICT_OK);
+    assert_int_equal(rep.r.n, want.n);
+    assert_memory_equal(rep.r.ids, want.ids, (size_t)want.n * sizeof *want.ids);
+    assert_non_null(rep.text);
+    lmgen_report_free(&rep);
+    /* the request's faults: an id outside the vocabulary, a prompt that
+     * fills the 32 positions */
+    int32_t bad[32] = {1, 5000};
+    req.ids = bad;
+    req.n_ids = 2;
+    assert_int_equal(predictor_generate(p, &req, NULL, NULL, &rep, &st, errbuf, sizeof errbuf), -1);
+    assert_int_equal(st, PREDICT_E_INPUT);
+    assert_non_null(strstr(errbuf, "vocabulary"));
+    bad[1] = 7;
+    req.n_ids = 32;
+    assert_int_equal(predictor_generate(p, &req, NULL, NULL, &rep, &st, errbuf, sizeof errbuf), -1);
+    assert_int_equal(st, PREDICT_E_INPUT);
+    assert_non_null(strstr(errbuf, "positions"));
+    /* it generates, it does not classify */
+    assert_null(predictor_run(p, "text", NULL, &st, errbuf, sizeof errbuf));
+    assert_int_equal(st, PREDICT_E_INPUT);
+    predict_cache_release(cache, p);
+    /* a second request is a hit */
+    p = predict_cache_acquire_lm(cache, "model:llama", models, "llama", NULL, errbuf,
+                                 sizeof errbuf);
+    assert_non_null(p);
+    predict_cache_release(cache, p);
+    predict_cache_stats cs;
+    predict_cache_stats_read(cache, &cs);
+    assert_int_equal(cs.loads, 1);
+    assert_int_equal(cs.hits, 1);
+    assert_int_equal(cs.entries, 1);
+    predict_cache_free(cache);
+    gen_result_free(&want);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cache_shared_by_threads, tmpdir_setup,
@@ -413,6 +504,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_label_names_agree_across_forms, tmpdir_setup,
                                         tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_roberta_model, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_causal_lm, tmpdir_setup, tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,7 +11,7 @@
 #include "model/decode.h"
 #include "model/family.h"
 
-const char *const gen_finish_names[GEN_FINISH_COUNT] = {"eos", "length"};
+const char *const gen_finish_names[GEN_FINISH_COUNT] = {"eos", "length", "stopped"};
 
 gen_params gen_params_default(void) {
     return (gen_params){.max_new_tokens = 64, .temperature = 0.0f, .top_p = 1.0f, .eos_id = -1};
@@ -110,6 +110,10 @@ int generate(aflo_model *m, const int32_t *prompt, int n_prompt, const gen_param
     for (;;) {
         int32_t t = gen_choose(logits, V, p->temperature, p->top_p, &rng, cand);
         out->ids[out->n++] = t;
+        if (p->on_token && p->on_token(p->user, t, out->n - 1)) {
+            out->finish = GEN_FINISH_STOPPED;
+            break;
+        }
         if (t == p->eos_id) {
             out->finish = GEN_FINISH_EOS;
             break;

@@ -20,9 +20,10 @@
 #include "model/model.h"
 
 /* Why generation stopped. */
-typedef enum { GEN_FINISH_EOS, GEN_FINISH_LENGTH, GEN_FINISH_COUNT } gen_finish;
-/* "eos", "length" (the names OpenAI-style APIs and transformers use: "stop"
- * is "eos" here, since no stop strings exist). */
+typedef enum { GEN_FINISH_EOS, GEN_FINISH_LENGTH, GEN_FINISH_STOPPED, GEN_FINISH_COUNT } gen_finish;
+/* "eos", "length", "stopped" (the names OpenAI-style APIs and transformers
+ * use: "stop" is "eos" here, since no stop strings exist; "stopped" is the
+ * caller's on_token asking to end: a client gone, a server stopping). */
 extern const char *const gen_finish_names[GEN_FINISH_COUNT];
 
 typedef struct {
@@ -31,9 +32,15 @@ typedef struct {
     float top_p;        /* in (0, 1]; 1: no nucleus cut */
     uint64_t seed;
     int32_t eos_id; /* generation stops after emitting it; -1: none */
+    /* Called after each generated token (id, its 0-based index among the
+     * new tokens) with user; non-zero ends generation at once with finish
+     * "stopped" (the token stays in the result). NULL: none. Lets a caller
+     * stream tokens and stop a generation nobody waits for any more. */
+    int (*on_token)(void *user, int32_t id, int index);
+    void *user;
 } gen_params;
 
-/* Defaults: 64 new tokens, greedy, top_p 1, seed 0, no EOS. */
+/* Defaults: 64 new tokens, greedy, top_p 1, seed 0, no EOS, no callback. */
 gen_params gen_params_default(void);
 
 typedef struct {
@@ -44,7 +51,8 @@ typedef struct {
 
 /* Generate after prompt (n_prompt >= 1 ids: a causal LM needs at least one
  * position, usually BOS). Stops at eos_id or after max_new_tokens, or when
- * the model's positions (family_max_tokens) run out: finish "length". The
+ * the model's positions (family_max_tokens) run out: finish "length", or
+ * when on_token returns non-zero: finish "stopped". The
  * caller frees out with gen_result_free. 0, or -1 with a message (bad
  * settings, ids outside the vocabulary, a prompt longer than the model's
  * positions, out of memory). */
