@@ -35,6 +35,7 @@
 #include "reply.h"
 #include "request.h"
 #include "server.h"
+#include "spec.h"
 
 #include <errno.h>
 #include <math.h>
@@ -479,6 +480,35 @@ static cJSON *module_info_json(const freeze_data *f, const aflo_family *fam) {
     return arr;
 }
 
+/* The job's adapted modules as columns (see h_job_freezing). 0, or -1
+ * when out of memory. */
+static int add_job_modules(freeze_data *f, const char *spec_text, const aflo_family *fam) {
+    aflo_job_spec js;
+    aflo_adapter_config ac;
+    char err[256];
+    if (fam && spec_parse(spec_text, strlen(spec_text), &js, NULL) == 0) {
+        int rc = spec_to_adapter_config(&js, fam, &ac, err, sizeof err);
+        spec_free(&js);
+        if (rc == 0) {
+            for (int k = 0; k < fam->n_modules; k++)
+                if ((ac.targets & (1u << k)) && module_index(f, fam->modules[k].target, true) == -2)
+                    return -1;
+            return 0;
+        }
+    }
+    cJSON *spec = cJSON_Parse(spec_text);
+    const cJSON *it;
+    cJSON_ArrayForEach (it, cJSON_GetObjectItemCaseSensitive(spec, "target_modules")) {
+        if (!cJSON_IsString(it) || (fam && family_module_index(fam, it->valuestring) < 0)) continue;
+        if (module_index(f, it->valuestring, true) == -2) {
+            cJSON_Delete(spec);
+            return -1;
+        }
+    }
+    cJSON_Delete(spec);
+    return 0;
+}
+
 enum MHD_Result h_job_freezing(api_req *r) {
     store *st = api_store(r);
     if (!st) return MHD_YES;
@@ -497,14 +527,12 @@ enum MHD_Result h_job_freezing(api_req *r) {
         model && api_model_lookup(r->srv, model, false, &mi, err, sizeof err) == 0 && mi.described;
     /* api_model_info.architecture is the config's model_type */
     const aflo_family *fam = known ? family_for_model_type(mi.architecture, NULL) : NULL;
-    /* Modules in the order the spec lists them (its normalised form lists
-     * every family's names by default: those the model's family lacks are
-     * left out), then any others the events name. */
-    const cJSON *tm = cJSON_GetObjectItemCaseSensitive(spec, "target_modules"), *it;
-    cJSON_ArrayForEach (it, tm) {
-        if (!cJSON_IsString(it) || (fam && family_module_index(fam, it->valuestring) < 0)) continue;
-        if (module_index(&f, it->valuestring, true) == -2) goto oom;
-    }
+    /* The modules the job adapts, in the family's order: its spec resolved
+     * against the family, so a spec left at the default lists the family's
+     * default targets (q, k, v, up, down for LLaMA), not every name. With
+     * no family known, the names the spec lists. Then any others the events
+     * name. */
+    if (add_job_modules(&f, j.spec, fam) != 0) goto oom;
     int64_t after = 0;
     for (;;) {
         store_event *ev;

@@ -491,8 +491,8 @@ async function generate(req, res, { model, job }) {
   const given = ['prompt', 'messages', 'prompt_ids'].filter((k) => body[k] !== undefined);
   if (given.length !== 1) return refuse(400, 'prompt: give exactly one of prompt, messages or prompt_ids');
   if (body.messages && !model.chat_template) return refuse(400, `messages: model '${model.name}' has no chat template (${model.chat_template_error}); send a prompt`);
-  if (body.max_new_tokens !== undefined && !(Number.isInteger(body.max_new_tokens) && body.max_new_tokens >= 1 && body.max_new_tokens <= 512)) {
-    return refuse(400, 'max_new_tokens: must be an integer between 1 and 512');
+  if (body.max_new_tokens !== undefined && !(Number.isInteger(body.max_new_tokens) && body.max_new_tokens >= 0 && body.max_new_tokens <= 512)) {
+    return refuse(400, "max_new_tokens: expected an integer from 0 to 512 (this server's limit, --generate-max-tokens)");
   }
   const prompt = String(body.prompt ?? '');
   if (job && prompt.includes('[mock:busy]')) return refuse(503, 'the generation queue is full (4 waiting, 1 running); try again later', { 'Retry-After': '2' });

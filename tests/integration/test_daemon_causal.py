@@ -275,6 +275,14 @@ class DaemonCausalTest(unittest.TestCase):
             out = os.path.join(self.tmp.name, "unpacked")
             archive.extractall(out)
         self.assertTrue(os.path.isfile(os.path.join(out, "peft", "adapter_model.safetensors")))
+        # the Figure-5 data has a column per module the job adapts: the
+        # family's default targets, not every LLaMA module
+        st, _, fz = self.d.request("GET", f"/jobs/{job['id']}/freezing")
+        self.assertEqual(st, 200, fz)
+        default = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+        self.assertEqual(fz["modules"], default)
+        self.assertEqual([m["name"] for m in fz["module_info"]], default)
+        self.assertEqual(sorted(cfg["target_modules"]), sorted(default))
 
     def test_stories260k(self):
         if not self.stories:

@@ -138,7 +138,7 @@ class GenerateTest(unittest.TestCase):
                                       "--generate-max-tokens", "1024"]).start()
         rows = "".join(json.dumps({"prompt": f"say {w}:", "completion": " " + " ".join([w] * 3)})
                        + "\n" for w in WORDS * 6)
-        st, _, ds = cls.d.request("POST", "/datasets?name=train.jsonl", rows,
+        st, _, ds = cls.d.request("POST", "/datasets?name=train.jsonl&task=causal_lm", rows,
                                   {"Content-Type": "application/jsonl"})
         assert st == 201, ds
         st, _, job = cls.d.request("POST", "/jobs", {
