@@ -129,6 +129,14 @@ struct aflo_family {
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */
     void (*config_finish)(aflo_config *c, const aflo_family_variant *v);
+    /* Refuse what the family does not implement (config_validate calls
+     * it), with a message naming the key. May be NULL. */
+    int (*config_check)(const aflo_config *c, char *err, size_t errlen);
+    /* type_vocab_size may be 0: no token-type embeddings (DeBERTa-v3). */
+    bool token_types_optional;
+    /* Its config.json carries DeBERTa's relative-attention keys
+     * (relative_attention, pos_att_type, ...): config_to_json writes them. */
+    bool relative_attention_keys;
     /* The longest token sequence (special tokens included) a model of this
      * config takes: what its position embeddings reach. May be NULL:
      * max_position_embeddings. */
