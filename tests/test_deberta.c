@@ -358,7 +358,8 @@ static void attention_fd(unsigned pos, float dropout) {
     attn_loss(&o, G, ctx, probs, in, scratch);
     deberta_attn_backward(&o, dq, dk, dv, dqr, dkr, G, probs, q, k, v, qr, kr, scratch, 1, NULL);
     for (int t = 0; t < 5; t++) {
-        bool used = t < 3 || (t == 3 && (pos & CONFIG_POS_P2C)) || (t == 4 && (pos & CONFIG_POS_C2P));
+        bool used =
+            t < 3 || (t == 3 && (pos & CONFIG_POS_P2C)) || (t == 4 && (pos & CONFIG_POS_C2P));
         if (!used) continue;
         double num = 0, den = 0;
         for (size_t i = 0; i < sizes[t]; i++) {
@@ -449,8 +450,8 @@ static int check_gradients(aflo_model *m, const aflo_batch *b) {
     return checked;
 }
 
-static void model_fd(const char *json, aflo_method method, aflo_task task, int labels,
-                     bool dropout, int min_tensors) {
+static void model_fd(const char *json, aflo_method method, aflo_task task, int labels, bool dropout,
+                     int min_tensors) {
     aflo_model *m = make_model(json, method, task, labels, ALL_MODULES);
     randomize(m, 99);
     fixture_batch fb;
@@ -510,8 +511,8 @@ static void refuse(const char *json, const char *needle) {
     if (!strstr(errbuf, needle)) fail_msg("message \"%s\" lacks \"%s\"", errbuf, needle);
 }
 
-#define BASE                                                                                     \
-    "{\"model_type\": \"deberta-v2\", \"vocab_size\": 30, \"hidden_size\": 8, "                   \
+#define BASE                                                                    \
+    "{\"model_type\": \"deberta-v2\", \"vocab_size\": 30, \"hidden_size\": 8, " \
     "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 12, "
 
 static void test_config(void **s) {
@@ -748,15 +749,22 @@ static void test_load_hf_folder(void **state) {
     snprintf(names[n++], 128, "deberta.encoder.rel_embeddings.weight");
     snprintf(names[n++], 128, "deberta.encoder.LayerNorm.weight");
     snprintf(names[n++], 128, "deberta.encoder.LayerNorm.bias");
-    static const char *const block[] = {
-        "attention.self.query_proj.weight",      "attention.self.query_proj.bias",
-        "attention.self.key_proj.weight",        "attention.self.key_proj.bias",
-        "attention.self.value_proj.weight",      "attention.self.value_proj.bias",
-        "attention.output.dense.weight",         "attention.output.dense.bias",
-        "attention.output.LayerNorm.weight",     "attention.output.LayerNorm.bias",
-        "intermediate.dense.weight",             "intermediate.dense.bias",
-        "output.dense.weight",                   "output.dense.bias",
-        "output.LayerNorm.weight",               "output.LayerNorm.bias"};
+    static const char *const block[] = {"attention.self.query_proj.weight",
+                                        "attention.self.query_proj.bias",
+                                        "attention.self.key_proj.weight",
+                                        "attention.self.key_proj.bias",
+                                        "attention.self.value_proj.weight",
+                                        "attention.self.value_proj.bias",
+                                        "attention.output.dense.weight",
+                                        "attention.output.dense.bias",
+                                        "attention.output.LayerNorm.weight",
+                                        "attention.output.LayerNorm.bias",
+                                        "intermediate.dense.weight",
+                                        "intermediate.dense.bias",
+                                        "output.dense.weight",
+                                        "output.dense.bias",
+                                        "output.LayerNorm.weight",
+                                        "output.LayerNorm.bias"};
     for (int l = 0; l < c->num_hidden_layers; l++)
         for (size_t k = 0; k < sizeof block / sizeof *block; k++)
             snprintf(names[n++], 128, "deberta.encoder.layer.%d.%s", l, block[k]);
@@ -771,15 +779,14 @@ static void test_load_hf_folder(void **state) {
         aflo_param *p = model_find_param(src, engine);
         if (!p) fail_msg("no engine tensor for %s", names[i]);
         int64_t shape[2] = {p->shape[0], p->shape[1]};
-        assert_int_equal(st_writer_add(w, names[i], shape, (size_t)p->ndim, p->data, errbuf,
-                                       sizeof errbuf),
-                         0);
+        assert_int_equal(
+            st_writer_add(w, names[i], shape, (size_t)p->ndim, p->data, errbuf, sizeof errbuf), 0);
     }
     static const float junk[4] = {1, 2, 3, 4};
     const int64_t four[1] = {4};
-    assert_int_equal(st_writer_add(w, "deberta.embeddings.position_ids", four, 1, junk, errbuf,
-                                   sizeof errbuf),
-                     0);
+    assert_int_equal(
+        st_writer_add(w, "deberta.embeddings.position_ids", four, 1, junk, errbuf, sizeof errbuf),
+        0);
     assert_int_equal(
         st_writer_add(w, "lm_predictions.lm_head.bias", four, 1, junk, errbuf, sizeof errbuf), 0);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
@@ -789,8 +796,8 @@ static void test_load_hf_folder(void **state) {
     aflo_adapter_config ac = {
         .method = METHOD_AFLORA, .rank = 2, .targets = ALL_MODULES, .projections = PROJ_FFN};
     hf_load_report rep;
-    aflo_model *m = hfmodel_load(dir, &ac, TASK_CLASSIFICATION, LABELS, 1, &rep, errbuf,
-                                 sizeof errbuf);
+    aflo_model *m =
+        hfmodel_load(dir, &ac, TASK_CLASSIFICATION, LABELS, 1, &rep, errbuf, sizeof errbuf);
     if (!m) fail_msg("load: %s", errbuf);
     assert_true(rep.pooler_pretrained && rep.classifier_pretrained);
     assert_int_equal(rep.tensors_ignored, 2);

@@ -298,8 +298,8 @@ static int read_bit_list(const json_value *root, const char *key, const named_bi
             bool blank = true;
             for (size_t z = a; z < b; z++) blank &= s[z] == ' ' || s[z] == '\t';
             if (!bit && !blank)
-                return set_err(err, errlen, "config.json: %s entry \"%.*s\" is not supported",
-                               key, (int)(b - a), s + a);
+                return set_err(err, errlen, "config.json: %s entry \"%.*s\" is not supported", key,
+                               (int)(b - a), s + a);
             *out |= bit;
             a = b + 1;
         }
@@ -322,8 +322,8 @@ static int read_relative_attention(aflo_config *c, const json_value *root, char 
     if (read_string(root, "pooler_hidden_act", &act, err, errlen)) return -1;
     if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
         return set_err(err, errlen,
-                       "config.json: pooler_hidden_act \"%s\" is not supported (only \"%s\")",
-                       act, SUPPORTED_HIDDEN_ACT);
+                       "config.json: pooler_hidden_act \"%s\" is not supported (only \"%s\")", act,
+                       SUPPORTED_HIDDEN_ACT);
     return 0;
 }
 

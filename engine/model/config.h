@@ -50,10 +50,10 @@ typedef struct {
      * them. Relative positions are bucketed when position_buckets > 0;
      * max_relative_positions < 1 means max_position_embeddings. */
     bool relative_attention;
-    bool position_biased_input; /* absolute position embeddings added to the input */
-    bool share_att_key;         /* positional keys/queries through key_proj/query_proj */
+    bool position_biased_input;   /* absolute position embeddings added to the input */
+    bool share_att_key;           /* positional keys/queries through key_proj/query_proj */
     bool norm_rel_ebd_layer_norm; /* norm_rel_ebd "layer_norm": LayerNorm on rel_embeddings */
-    unsigned pos_att_type;      /* CONFIG_POS_C2P | CONFIG_POS_P2C */
+    unsigned pos_att_type;        /* CONFIG_POS_C2P | CONFIG_POS_P2C */
     int position_buckets;
     int max_relative_positions;
     int conv_kernel_size;   /* refused when > 0 (DeBERTa's ConvLayer) */

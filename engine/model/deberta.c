@@ -59,8 +59,7 @@ typedef struct {
 } deberta_layer;
 
 typedef struct {
-    float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2,
-        *out;
+    float *q, *k, *v, *probs, *ctx, *res1, *mean1, *rstd1, *h1, *inter, *res2, *mean2, *rstd2, *out;
     float *kr, *qr; /* 2*span x H */
     aflo_linear_acts ad[DEBERTA_MODULE_COUNT];
     aflo_linear_acts ad_pos[2]; /* the positional path through an adapted key/query_proj */
@@ -141,7 +140,8 @@ static int deberta_build(aflo_model *m, char *err, size_t errlen) {
     e->pos = c->relative_attention ? c->pos_att_type : 0;
     e->span = rel_span(c);
     e->P = c->relative_attention ? 2 * e->span : 0;
-    int terms = ((c->pos_att_type & CONFIG_POS_C2P) != 0) + ((c->pos_att_type & CONFIG_POS_P2C) != 0);
+    int terms =
+        ((c->pos_att_type & CONFIG_POS_C2P) != 0) + ((c->pos_att_type & CONFIG_POS_P2C) != 0);
     e->scale = 1.0f / sqrtf((float)e->hd * (float)(1 + terms));
     e->layers = calloc((size_t)e->L, sizeof *e->layers);
     e->la = calloc((size_t)e->L, sizeof *e->la);
@@ -157,8 +157,8 @@ static int deberta_build(aflo_model *m, char *err, size_t errlen) {
                                   PROLE_EMBEDDING, -1, -1);
     if (c->position_biased_input)
         e->pos_emb =
-            model_add_param(m, "embeddings.position_embeddings.weight",
-                            c->max_position_embeddings, H, PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
+            model_add_param(m, "embeddings.position_embeddings.weight", c->max_position_embeddings,
+                            H, PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
     if (c->type_vocab_size > 0)
         e->type_emb = model_add_param(m, "embeddings.token_type_embeddings.weight",
                                       c->type_vocab_size, H, PGROUP_BASE, PROLE_EMBEDDING, -1, -1);
@@ -400,8 +400,10 @@ static int load_batch(aflo_model *m, const aflo_batch *b, char *err, size_t errl
         if (!e->mask[bi * e->S])
             return set_err(err, errlen, "sequence %d: first token is masked out", bi);
     }
-    if (e->P) deberta_rel_index(e->rel_idx, e->S, e->span, c->position_buckets, rel_max_position(c));
-    else memset(e->rel_idx, 0, (size_t)e->S * e->S * sizeof *e->rel_idx);
+    if (e->P)
+        deberta_rel_index(e->rel_idx, e->S, e->span, c->position_buckets, rel_max_position(c));
+    else
+        memset(e->rel_idx, 0, (size_t)e->S * e->S * sizeof *e->rel_idx);
     e->has_labels = false;
     if (m->task == TASK_CLASSIFICATION && b->labels) {
         for (int bi = 0; bi < e->B; bi++) {
@@ -478,11 +480,11 @@ static void layer_forward(aflo_model *m, int l, const float *x) {
     resnorm_forward(a->h1, a->res1, a->mean1, a->rstd1, x, e->scratch_h, ly->ln1_w->data,
                     ly->ln1_b->data, N, H, m->cfg.layer_norm_eps, ph, m->dropout_key,
                     dstream(l, SITE_ATTN_OUT, 0));
-    linear_forward(&ly->lin[DEBERTA_INTERMEDIATE], a->inter, a->h1, N,
-                   a->ad[DEBERTA_INTERMEDIATE], lin_scratch(e), &m->flops);
+    linear_forward(&ly->lin[DEBERTA_INTERMEDIATE], a->inter, a->h1, N, a->ad[DEBERTA_INTERMEDIATE],
+                   lin_scratch(e), &m->flops);
     bias_gelu_forward(e->scratch_big, a->inter, ly->lin[DEBERTA_INTERMEDIATE].b->data, N, I);
-    linear_forward(&ly->lin[DEBERTA_OUTPUT], e->scratch_h, e->scratch_big, N,
-                   a->ad[DEBERTA_OUTPUT], lin_scratch(e), &m->flops);
+    linear_forward(&ly->lin[DEBERTA_OUTPUT], e->scratch_h, e->scratch_big, N, a->ad[DEBERTA_OUTPUT],
+                   lin_scratch(e), &m->flops);
     resnorm_forward(a->out, a->res2, a->mean2, a->rstd2, a->h1, e->scratch_h, ly->ln2_w->data,
                     ly->ln2_b->data, N, H, m->cfg.layer_norm_eps, ph, m->dropout_key,
                     dstream(l, SITE_FFN_OUT, 0));
@@ -506,8 +508,7 @@ static int deberta_forward(aflo_model *m, const aflo_batch *b, float *loss, char
     if (e->P) {
         if (e->rel_ln_w) {
             layernorm_forward(e->rel_ln, e->rel_mean, e->rel_rstd, e->rel_emb->data,
-                              e->rel_ln_w->data, e->rel_ln_b->data, e->P, H,
-                              m->cfg.layer_norm_eps);
+                              e->rel_ln_w->data, e->rel_ln_b->data, e->P, H, m->cfg.layer_norm_eps);
             e->rel = e->rel_ln;
         } else {
             e->rel = e->rel_emb->data;
@@ -597,8 +598,8 @@ static void layer_backward(aflo_model *m, int l, const float *x, bool want_dx) {
 
     float *dres1 = want_dx ? e->d_prev : (drop ? NULL : e->d_tmp);
     resnorm_backward(dres1, drop ? e->d_tmp : NULL, grad_of(ly->ln1_w), grad_of(ly->ln1_b),
-                     e->scratch_ln, e->d_h1, a->res1, a->mean1, a->rstd1, ly->ln1_w->data, N, H,
-                     ph, m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
+                     e->scratch_ln, e->d_h1, a->res1, a->mean1, a->rstd1, ly->ln1_w->data, N, H, ph,
+                     m->dropout_key, dstream(l, SITE_ATTN_OUT, 0));
     const float *d_ao = drop ? e->d_tmp : dres1;
     linear_backward(&ly->lin[DEBERTA_ATTN_OUT], e->dctx, false, d_ao, a->ctx, N,
                     a->ad[DEBERTA_ATTN_OUT], lin_scratch(e), &m->flops);
@@ -722,8 +723,9 @@ static int deberta_config_check(const aflo_config *c, char *err, size_t errlen) 
                        "config: pos_att_type needs relative_attention true (relative_attention "
                        "false with position terms is not supported)");
     if (c->relative_attention && rel_span(c) < 1)
-        return set_err(err, errlen, "config: position_buckets / max_relative_positions give no "
-                                    "relative positions");
+        return set_err(err, errlen,
+                       "config: position_buckets / max_relative_positions give no "
+                       "relative positions");
     return 0;
 }
 

@@ -213,11 +213,10 @@ static void backward_head(const deberta_attn_opts *o, int h, float *dq, float *d
     }
 }
 
-void deberta_attn_backward(const deberta_attn_opts *o, float *dq, float *dk, float *dv,
-                           float *dqr, float *dkr, const float *dctx, const float *probs,
-                           const float *q, const float *k, const float *v, const float *qr,
-                           const float *kr, float *scratch, int scratch_threads,
-                           aflo_flops *flops) {
+void deberta_attn_backward(const deberta_attn_opts *o, float *dq, float *dk, float *dv, float *dqr,
+                           float *dkr, const float *dctx, const float *probs, const float *q,
+                           const float *k, const float *v, const float *qr, const float *kr,
+                           float *scratch, int scratch_threads, aflo_flops *flops) {
     assert(!(o->pos & CONFIG_POS_C2P) || (kr && dkr));
     assert(!(o->pos & CONFIG_POS_P2C) || (qr && dqr));
     const size_t per = deberta_attn_scratch_floats(o);

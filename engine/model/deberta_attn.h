@@ -32,13 +32,13 @@
 
 typedef struct {
     int batch, heads, seq, head_dim;
-    int ld;           /* row stride of q, k, v, ctx and their gradients (H) */
-    int span;         /* positional rows are 2*span, row stride ld */
-    unsigned pos;     /* CONFIG_POS_C2P | CONFIG_POS_P2C (config.h) */
-    float scale;      /* 1/sqrt(head_dim * (1 + number of positional terms)) */
-    const int32_t *rel_idx; /* seq x seq: idx(i,j) (deberta_rel_index) */
-    const uint8_t *mask;    /* batch x seq, nonzero = real token */
-    float dropout;          /* on the probabilities; 0: off */
+    int ld;                                /* row stride of q, k, v, ctx and their gradients (H) */
+    int span;                              /* positional rows are 2*span, row stride ld */
+    unsigned pos;                          /* CONFIG_POS_C2P | CONFIG_POS_P2C (config.h) */
+    float scale;                           /* 1/sqrt(head_dim * (1 + number of positional terms)) */
+    const int32_t *rel_idx;                /* seq x seq: idx(i,j) (deberta_rel_index) */
+    const uint8_t *mask;                   /* batch x seq, nonzero = real token */
+    float dropout;                         /* on the probabilities; 0: off */
     uint64_t dropout_seed, dropout_stream; /* head (b,h) uses stream + b*heads + h */
 } deberta_attn_opts;
 
@@ -64,10 +64,9 @@ void deberta_attn_forward(const deberta_attn_opts *o, float *ctx, float *probs, 
 
 /* dq, dk, dv (batch*seq x ld) and dqr, dkr (2*span x ld; NULL when the
  * term is off) are overwritten, from dctx and the forward's inputs. */
-void deberta_attn_backward(const deberta_attn_opts *o, float *dq, float *dk, float *dv,
-                           float *dqr, float *dkr, const float *dctx, const float *probs,
-                           const float *q, const float *k, const float *v, const float *qr,
-                           const float *kr, float *scratch, int scratch_threads,
-                           aflo_flops *flops);
+void deberta_attn_backward(const deberta_attn_opts *o, float *dq, float *dk, float *dv, float *dqr,
+                           float *dkr, const float *dctx, const float *probs, const float *q,
+                           const float *k, const float *v, const float *qr, const float *kr,
+                           float *scratch, int scratch_threads, aflo_flops *flops);
 
 #endif
