@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "train/freeze.h"
+#include "presets.h"
 #include "store.h"
 
 /* ---- module names ------------------------------------------------------------ */
@@ -146,6 +147,19 @@ _Static_assert(sizeof metric_by_task / sizeof *metric_by_task ==
 #define ADAPTER_METHODS (ONLY(METHOD_AFLORA) | ONLY(METHOD_ELORA) | ONLY(METHOD_LORA))
 
 const spec_field_info spec_fields[] = {
+    {.name = "preset",
+     .type = SPEC_T_STRING,
+     .optional = true,
+     .min = 1,
+     .max = PRESET_MAX_NAME,
+     .methods = SPEC_ALL_METHODS,
+     .offset = OFF(preset),
+     .doc = "Start from a named recipe: glue/cola, glue/mnli, glue/mrpc, glue/qnli, glue/qqp, "
+            "glue/rte, glue/sst2 or glue/stsb, the AFLoRA authors' settings for that GLUE task "
+            "(task, metric, epochs, learning rates for method aflora, examples per step, "
+            "max_seq_len 256, warm-up, weight decay, clipping, seed and, for a dataset object, "
+            "the text_fields of Hugging Face's copy of the task; README: Presets). Any field "
+            "given explicitly overrides the preset's."},
     {.name = "model",
      .type = SPEC_T_STRING,
      .required = true,
@@ -1416,6 +1430,11 @@ int spec_parse(const char *json, size_t len, aflo_job_spec *out, aflo_spec_error
              json_type_name(root));
         goto done;
     }
+    char perr[SPEC_MESSAGE_MAX];
+    if (preset_apply(root, perr, sizeof perr)) {
+        fail(err, SPEC_E_INVALID_VALUE, "preset", "%s", perr);
+        goto done;
+    }
     parse_ctx c = {.s = out, .e = err};
     apply_static_defaults(out);
     if (parse_object(&c, root, "") || resolve(&c)) goto done;
@@ -1452,6 +1471,7 @@ int spec_parse_file(const char *path, aflo_job_spec *out, aflo_spec_error *err) 
 
 void spec_free(aflo_job_spec *s) {
     if (!s) return;
+    free(s->preset);
     free(s->model);
     free(s->dataset.train);
     free(s->dataset.eval);
@@ -1687,8 +1707,8 @@ static bool column_equal(const spec_column *a, const spec_column *b) {
 
 bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
     const spec_dataset *da = &a->dataset, *db = &b->dataset;
-    if (!streq(a->model, b->model) || a->task != b->task || a->num_labels != b->num_labels ||
-        a->has_dataset != b->has_dataset)
+    if (!streq(a->preset, b->preset) || !streq(a->model, b->model) || a->task != b->task ||
+        a->num_labels != b->num_labels || a->has_dataset != b->has_dataset)
         return false;
     if (!streq(da->train, db->train) || !streq(da->eval, db->eval) || da->format != db->format ||
         da->n_text_fields != db->n_text_fields ||
@@ -1881,6 +1901,18 @@ char *spec_doc_markdown(void) {
         }
         sb_str(&b, " |\n");
     }
+    /* The presets' values, so the README shows what each one fills in. */
+    char *presets = preset_doc_markdown();
+    if (!presets) b.oom = true;
+    sb_str(&b, "\nPresets (`preset`), from the AFLoRA authors' scripts "
+               "`glue/ipt_deberta_base_<task>.sh` (github.com/zeyuliu1037/AFLoRA); every one "
+               "also sets max_seq_len 256, warmup_ratio 0.06, weight_decay 0.1, "
+               "max_grad_norm 0.1 and seed 42, and the learning rates only for method aflora. "
+               "Examples per step are the scripts' 64 per GPU times their GPUs. The mnli and "
+               "qqp scripts pass --lora_r 1024; the paper's AFLoRA results are rank 4 on every "
+               "task, which stays the default rank:\n\n");
+    if (presets) sb_str(&b, presets);
+    free(presets);
     if (b.oom) {
         free(b.buf);
         return NULL;

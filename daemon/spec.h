@@ -103,6 +103,7 @@ typedef enum {
 } spec_metric;
 
 typedef struct {
+    char *preset; /* NULL, or the preset (presets.h) the spec started from */
     char *model;
     aflo_task task;
     int num_labels;   /* SPEC_NUM_LABELS_UNSET: from the data */

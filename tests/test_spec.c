@@ -24,6 +24,7 @@
 
 #include "model/bert.h"
 #include "model/family.h"
+#include "presets.h"
 #include "spec.h"
 
 /* JSON written with ' for " so the cases stay readable. Returns a static
@@ -1023,6 +1024,92 @@ static void test_round_trip(void **state) {
                  "'label_field':1}}"));
     round_trip(J("{'model':'m','task':'regression','metric':'mse',"
                  "'dataset':{'train':'stsb.tsv'}}"));
+    round_trip(J("{'model':'m','preset':'glue/stsb','dataset':{'train':'stsb.tsv'}}"));
+}
+
+/* ---- presets ----------------------------------------------------------------- */
+
+/* A preset fills what the spec leaves out, with the authors' per-task values. */
+static void test_preset_fills_the_recipe(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(J("{'model':'m','preset':'glue/mrpc','dataset':{'train':'mrpc.tsv'}}"), &s);
+    assert_string_equal(s.preset, "glue/mrpc");
+    assert_int_equal(s.task, TASK_CLASSIFICATION);
+    assert_int_equal(s.metric, SPEC_METRIC_ACCURACY);
+    assert_int_equal(s.epochs, 20);
+    assert_true(s.learning_rate == 1e-2);
+    assert_true(s.head_learning_rate == 8e-2);
+    assert_int_equal(s.batch_size * s.grad_accum, 64);
+    assert_int_equal(s.max_seq_len, 256);
+    assert_true(s.warmup_ratio == 0.06);
+    assert_true(s.weight_decay == 0.1);
+    assert_true(s.max_grad_norm == 0.1);
+    assert_int_equal(s.seed, 42);
+    assert_int_equal(s.rank, 4);
+    assert_int_equal(s.dataset.n_text_fields, 2);
+    assert_string_equal(s.dataset.text_fields[0].name, "sentence1");
+    assert_string_equal(s.dataset.text_fields[1].name, "sentence2");
+    spec_free(&s);
+
+    /* The four-GPU scripts: 256 examples per step; STS-B is regression by Pearson. */
+    parse_ok(J("{'model':'m','preset':'glue/qnli','dataset':{'train':'q.tsv'}}"), &s);
+    assert_int_equal(s.batch_size * s.grad_accum, 256);
+    assert_true(s.learning_rate == 1e-3);
+    assert_int_equal(s.epochs, 10);
+    spec_free(&s);
+    parse_ok(J("{'model':'m','preset':'glue/stsb','dataset':{'train':'s.tsv'}}"), &s);
+    assert_int_equal(s.task, TASK_REGRESSION);
+    assert_int_equal(s.metric, SPEC_METRIC_PEARSON);
+    assert_int_equal(spec_num_labels(&s), 1);
+    spec_free(&s);
+    parse_ok(J("{'model':'m','preset':'glue/cola','dataset':{'train':'c.tsv'}}"), &s);
+    assert_int_equal(s.metric, SPEC_METRIC_MCC);
+    assert_int_equal(s.dataset.n_text_fields, 1);
+    spec_free(&s);
+    /* The demo model has no dataset object: the preset adds none. */
+    parse_ok(J("{'model':'demo','preset':'glue/sst2'}"), &s);
+    assert_false(s.has_dataset);
+    assert_int_equal(s.epochs, 10);
+    spec_free(&s);
+}
+
+/* Whatever the spec gives wins; other methods keep their own learning rates. */
+static void test_preset_is_overridden(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    parse_ok(J("{'model':'m','preset':'glue/rte','epochs':3,'head_learning_rate':0.5,"
+               "'metric':'f1','dataset':{'train':'r.tsv','text_fields':['a','b']}}"),
+             &s);
+    assert_int_equal(s.epochs, 3);
+    assert_true(s.head_learning_rate == 0.5);
+    assert_true(s.learning_rate == 1e-2);
+    assert_int_equal(s.metric, SPEC_METRIC_F1);
+    assert_string_equal(s.dataset.text_fields[0].name, "a");
+    spec_free(&s);
+    aflo_job_spec d;
+    parse_ok(J("{'model':'m','method':'full','dataset':{'train':'r.tsv'}}"), &d);
+    parse_ok(J("{'model':'m','method':'full','preset':'glue/stsb','dataset':{'train':'r.tsv'}}"),
+             &s);
+    assert_true(s.learning_rate == d.learning_rate);
+    assert_true(s.head_learning_rate == d.head_learning_rate);
+    assert_int_equal(s.epochs, 20);
+    spec_free(&s);
+    spec_free(&d);
+}
+
+static void test_preset_errors(void **state) {
+    (void)state;
+    expect_error(J("{'model':'m','preset':'glue/wnli','dataset':{'train':'t'}}"),
+                 SPEC_E_INVALID_VALUE, "preset", "known: glue/cola");
+    expect_error(J("{'model':'m','preset':'glue/rte','task':'causal_lm','dataset':{'train':'t'}}"),
+                 SPEC_E_INVALID_VALUE, "preset", "causal_lm");
+    expect_error(J("{'model':'m','preset':7,'dataset':{'train':'t'}}"), SPEC_E_WRONG_TYPE, "preset",
+                 NULL);
+    /* A preset's value is validated like a typed one: stsb's regression
+     * refuses a classification metric given with it. */
+    expect_error(J("{'model':'m','preset':'glue/stsb','metric':'mcc','dataset':{'train':'t'}}"),
+                 SPEC_E_CONFLICT, "metric", NULL);
 }
 
 /* spec_equal must see a change in any one field, or the round trip proves nothing. */
@@ -1060,6 +1147,8 @@ static void test_equal_detects_differences(void **state) {
         "'labels':['x','y']},'epochs':5,'seed':1,'metric':'mcc'}",
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'length_bucketing':true}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'preset':'glue/rte'}",
     };
     /* and the causal-LM fields */
     static const char *const lm_base =
@@ -1093,6 +1182,7 @@ static void test_equal_detects_differences(void **state) {
 
 /* Every field of the task statement, typed out independently of the table. */
 static const char *const ALL_FIELDS[] = {
+    "preset",
     "model",
     "task",
     "num_labels",
@@ -1151,6 +1241,15 @@ static void test_markdown_lists_every_field(void **state) {
     for (int i = 0; i < N_ALL_FIELDS; i++)
         if (!find_row(md, ALL_FIELDS[i])) fail_msg("no row for %s", ALL_FIELDS[i]);
     int rows = 0;
+    /* The field table ends where the presets' paragraph and table begin. */
+    char *presets = strstr(md, "\nPresets (`preset`)");
+    assert_non_null(presets);
+    for (const char *const *n = preset_names; *n; n++) {
+        char row[64];
+        snprintf(row, sizeof row, "\n| `%s` |", *n);
+        if (!strstr(presets, row)) fail_msg("no preset row for %s", *n);
+    }
+    presets[0] = '\0';
     for (const char *p = md; (p = strstr(p, "\n| `")); p++) rows++;
     assert_int_equal(rows, N_ALL_FIELDS);
     /* Each row has 5 cells: 6 unescaped '|' on its line. */
@@ -1455,6 +1554,9 @@ int main(void) {
         cmocka_unit_test(test_length_bucketing_field),
         cmocka_unit_test(test_init_adapter_forms),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_preset_fills_the_recipe),
+        cmocka_unit_test(test_preset_is_overridden),
+        cmocka_unit_test(test_preset_errors),
         cmocka_unit_test(test_equal_detects_differences),
         cmocka_unit_test(test_markdown_lists_every_field),
         cmocka_unit_test(test_schema),
