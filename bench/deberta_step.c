@@ -115,8 +115,7 @@ static int run_variant(const variant *v, int layers, int steps, result *r, char 
     rng_seed(&rng, BENCH_SEED);
     for (size_t i = 0; i < ntok; i++) ids[i] = (int32_t)rng_below(&rng, (uint64_t)c.vocab_size);
     for (int i = 0; i < BENCH_BATCH; i++) labels[i] = (int32_t)rng_below(&rng, BENCH_LABELS);
-    aflo_batch b = {
-        .batch = BENCH_BATCH, .seq = BENCH_SEQ, .input_ids = ids, .labels = labels};
+    aflo_batch b = {.batch = BENCH_BATCH, .seq = BENCH_SEQ, .input_ids = ids, .labels = labels};
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
         memset(model_flops(m), 0, sizeof(aflo_flops));
         double t0 = bench_now_ms();
@@ -176,9 +175,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--method") == 0 && i + 1 < argc)
             only = argv[++i];
         else {
-            fprintf(stderr,
-                    "usage: deberta_step [--steps N] [--method aflora|elora|lora|full] "
-                    "[--layers L] [--threads T]\n");
+            fprintf(stderr, "usage: deberta_step [--steps N] [--method aflora|elora|lora|full] "
+                            "[--layers L] [--threads T]\n");
             return 2;
         }
     }
@@ -204,8 +202,8 @@ int main(int argc, char **argv) {
             return 1;
         }
         const result *r = &res[k];
-        printf("%-8s %11zu %10.1f %9.1f %9.1f %8.1f | %9.2f %9.2f %9.2f %9.2f\n",
-               variants[k].name, r->trainable, r->total, r->fwd, r->bwd, r->opt,
+        printf("%-8s %11zu %10.1f %9.1f %9.1f %8.1f | %9.2f %9.2f %9.2f %9.2f\n", variants[k].name,
+               r->trainable, r->total, r->fwd, r->bwd, r->opt,
                (double)r->flops.by_kind[FLOP_FORWARD] * 1e-9,
                (double)r->flops.by_kind[FLOP_BACKWARD_INPUT] * 1e-9,
                (double)r->flops.by_kind[FLOP_BACKWARD_WEIGHT] * 1e-9,
