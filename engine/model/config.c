@@ -1,4 +1,4 @@
-/* config.c — read, check and write a model's config.json (BERT and LLaMA
+/* config.c — read, check and write a model's config.json (BERT, DeBERTa and LLaMA
  * families).
  *
  * The numeric and boolean fields are one table (name, kind, required,
@@ -6,8 +6,12 @@
  * messages cannot drift apart; a field that is not required may also be
  * null, which transformers writes for an unset optional value (pad_token_id,
  * sliding_window, head_dim) and which means its default. The string fields
- * (model_type, hidden_act), BERT's position_embedding_type and LLaMA's
- * rope_scaling object are handled by hand after it. Keys the table does not
+ * (model_type, hidden_act), BERT's position_embedding_type, LLaMA's
+ * rope_scaling object and DeBERTa's list keys (pos_att_type, norm_rel_ebd:
+ * "a|b" strings or arrays, unknown entries refused by name) are handled by
+ * hand after it. A model type whose transformers config class has other
+ * defaults (DebertaV2Config: type_vocab_size 0, layer_norm_eps 1e-7) says so
+ * in type_defaults. Keys the table does not
  * know are ignored: Hugging Face configs carry many (initializer_range,
  * transformers_version, id2label, ...) that do not change the forward pass.
  * Every field is read whatever the family; each family uses its own.
