@@ -19,6 +19,7 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,13 +180,6 @@ static const char *find_web_dir(const serve_config *c, char *buf, size_t cap) {
     return NULL;
 }
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig) {
-    (void)sig;
-    stop_requested = 1;
-}
-
 int serve_main(int argc, char **argv) {
     if (cli_help_requested(argc, argv)) {
         serve_usage(stdout);
@@ -237,6 +231,17 @@ int serve_main(int argc, char **argv) {
                  rq.requeued, rq.cancelled, rq.failed, MAX_CRASHES);
     store_close(db);
 
+    /* SIGINT/SIGTERM are blocked before any thread starts (threads inherit
+     * the mask) and taken by sigwait below: a signal that comes while the
+     * daemon is still starting waits for it instead of killing it, and no
+     * worker or HTTP thread is ever interrupted by one. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     workers_config wc = {.db_path = db_path,
                          .data_dir = c.data_dir,
                          .models_dir = c.models_dir,
@@ -277,11 +282,8 @@ int serve_main(int argc, char **argv) {
     printf("listening on %s:%u\n", host[0] ? host : "0.0.0.0", api_port(api));
     fflush(stdout);
 
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    while (!stop_requested) pause();
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0) {}
 
     log_info("shutting down: running jobs checkpoint and resume at the next start");
     api_stop(api);
