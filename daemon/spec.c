@@ -1848,9 +1848,9 @@ static void default_doc(const spec_field_info *f, char *buf, size_t n) {
         case SPEC_T_COLUMN: snprintf(buf, n, "`\"%s\"`", f->def_str); break;
         case SPEC_T_MODULES:
             snprintf(buf, n,
-                     "every module of the model's family (all six for BERT/RoBERTa); q_proj, "
-                     "k_proj, v_proj, up_proj and down_proj for LLaMA/Mistral/Qwen2 (the AFLoRA "
-                     "authors' LLaMA targets)");
+                     "every module of the model's family (all six for BERT/RoBERTa and "
+                     "DeBERTa); q_proj, k_proj, v_proj, up_proj and down_proj for "
+                     "LLaMA/Mistral/Qwen2 (the AFLoRA authors' LLaMA targets)");
             break;
         default: snprintf(buf, n, "see its fields"); break;
         }

@@ -66,7 +66,7 @@ fi
 (( c_tests )) && [[ -z ${VALGRIND:-} ]] && for level in base avx2 avx512; do
   [[ $level == "$default_level" ]] && continue
   level_ok "$level" || { printf '%-28s not run (CPU or valgrind)\n' "[$level]"; continue; }
-  for name in test_golden test_model test_train test_llama test_llama_mem test_lmtrain; do
+  for name in test_golden test_model test_train test_llama test_llama_mem test_lmtrain test_deberta; do
     [[ -x $build/tests/$name ]] && run_c_test "$name [$level]" "$build/tests/$name" AFLORAD_ISA="$level"
   done
 done

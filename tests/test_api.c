@@ -189,11 +189,10 @@ static void make_tree(fixture *f) {
          "\"num_hidden_layers\":1,\"num_attention_heads\":2,"
          "\"intermediate_size\":16,\"hidden_act\":\"gelu_new\"}",
          true, true},
-        {"deberta",
-         "{\"model_type\":\"deberta-v2\",\"vocab_size\":128100,\"hidden_size\":768,"
+        {"electra",
+         "{\"model_type\":\"electra\",\"vocab_size\":30522,\"hidden_size\":768,"
          "\"num_hidden_layers\":12,\"num_attention_heads\":12,"
-         "\"intermediate_size\":3072,\"hidden_act\":\"gelu\","
-         "\"relative_attention\":true,\"type_vocab_size\":0}",
+         "\"intermediate_size\":3072,\"hidden_act\":\"gelu\"}",
          true, true},
         {"llama",
          "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\","
@@ -1021,7 +1020,7 @@ static void test_jobs(void **state) {
         const char *model, *why;
     } unusable[] = {
         {"broken", "gelu_new"},
-        {"deberta", "unsupported architecture model_type \"deberta-v2\" (supported: "
+        {"electra", "unsupported architecture model_type \"electra\" (supported: "
                     "BertForSequenceClassification (bert), RobertaForSequenceClassification"},
         {"no-tokenizer", "no tokenizer files"},
     };
@@ -2079,7 +2078,7 @@ static void test_models(void **state) {
     const cJSON *ms = cJSON_GetObjectItem(r.json, "models");
     assert_int_equal(cJSON_GetArraySize(ms), 6); /* demo, then the folders by name */
     const cJSON *demo = cJSON_GetArrayItem(ms, 0), *bert = cJSON_GetArrayItem(ms, 1),
-                *broken = cJSON_GetArrayItem(ms, 2), *deberta = cJSON_GetArrayItem(ms, 3),
+                *broken = cJSON_GetArrayItem(ms, 2), *electra = cJSON_GetArrayItem(ms, 3),
                 *llama = cJSON_GetArrayItem(ms, 4), *notok = cJSON_GetArrayItem(ms, 5);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(demo, "usable")));
     assert_string_equal(json_str(demo, "name"), "demo");
@@ -2108,10 +2107,10 @@ static void test_models(void **state) {
     assert_true(cJSON_IsFalse(cJSON_GetObjectItem(broken, "usable")));
     assert_non_null(strstr(json_str(broken, "reason"), "gelu_new"));
     /* Other families: usable false, saying what is supported. */
-    assert_string_equal(json_str(deberta, "name"), "deberta");
-    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(deberta, "usable")));
-    assert_non_null(strstr(json_str(deberta, "reason"),
-                           "unsupported architecture model_type \"deberta-v2\" (supported: "
+    assert_string_equal(json_str(electra, "name"), "electra");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(electra, "usable")));
+    assert_non_null(strstr(json_str(electra, "reason"),
+                           "unsupported architecture model_type \"electra\" (supported: "
                            "BertForSequenceClassification (bert)"));
     assert_string_equal(json_str(llama, "name"), "llama");
     /* a decoder folder is usable (for task causal_lm; POST /jobs checks the task) */

@@ -16,6 +16,7 @@
 #include "model/llama.h"
 #include "model/config.h"
 #include "model/family.h"
+#include "model/deberta.h"
 #include "io/hfmodel.h"
 #include "model/model.h"
 #include "testutil.h"
@@ -23,8 +24,9 @@
 #define SUPPORTED                                                                         \
     "(supported: BertForSequenceClassification (bert), RobertaForSequenceClassification " \
     "(roberta), XLMRobertaForSequenceClassification (xlm-roberta), "                      \
-    "CamembertForSequenceClassification (camembert), LlamaForCausalLM (llama), "          \
-    "MistralForCausalLM (mistral), Qwen2ForCausalLM (qwen2))"
+    "CamembertForSequenceClassification (camembert), DebertaV2ForSequenceClassification " \
+    "(deberta-v2), LlamaForCausalLM (llama), MistralForCausalLM (mistral), "              \
+    "Qwen2ForCausalLM (qwen2))"
 
 static char errbuf[1024];
 
@@ -32,11 +34,13 @@ static void test_lookups(void **state) {
     (void)state;
     assert_ptr_equal(family_by_name("bert"), &bert_family);
     assert_ptr_equal(family_by_name("llama"), &llama_family);
-    assert_null(family_by_name("deberta"));
-    assert_int_equal(family_count(), 2);
+    assert_ptr_equal(family_by_name("deberta"), &deberta_family);
+    assert_null(family_by_name("electra"));
+    assert_int_equal(family_count(), 3);
     assert_ptr_equal(family_at(0), &bert_family);
-    assert_ptr_equal(family_at(1), &llama_family);
-    assert_null(family_at(2));
+    assert_ptr_equal(family_at(1), &deberta_family);
+    assert_ptr_equal(family_at(2), &llama_family);
+    assert_null(family_at(3));
 
     const aflo_family_variant *v = NULL;
     assert_ptr_equal(family_for_model_type("camembert", &v), &bert_family);
@@ -130,8 +134,9 @@ static void test_config_type_from_architectures(void **state) {
     assert_int_equal(c.roberta_positions, 1);
 }
 
-/* The union of target names a spec accepts is BERT's six, then LLaMA's
- * seven (job specs offer causal_lm), in registry order. */
+/* The union of target names a spec accepts is BERT's six, DeBERTa's three
+ * of its own (its other three are BERT's), then LLaMA's seven (job specs
+ * offer causal_lm), in registry order. */
 static void test_target_names(void **state) {
     (void)state;
     const char *names[FAMILY_MAX_MODULES];
@@ -141,6 +146,9 @@ static void test_target_names(void **state) {
                                        "attention.output.dense",
                                        "intermediate.dense",
                                        "output.dense",
+                                       "query_proj",
+                                       "key_proj",
+                                       "value_proj",
                                        "q_proj",
                                        "k_proj",
                                        "v_proj",
@@ -148,8 +156,10 @@ static void test_target_names(void **state) {
                                        "gate_proj",
                                        "up_proj",
                                        "down_proj"};
-    assert_int_equal(family_target_names(names), 13);
-    for (int i = 0; i < 13; i++) assert_string_equal(names[i], want[i]);
+    assert_int_equal(family_target_names(names), 16);
+    for (int i = 0; i < 16; i++) assert_string_equal(names[i], want[i]);
+    assert_int_equal(family_module_index(&deberta_family, "output.dense"), DEBERTA_OUTPUT);
+    assert_int_equal(family_module_index(&deberta_family, "query"), -1);
     assert_int_equal(family_module_index(&bert_family, "output.dense"), BERT_OUTPUT);
     assert_int_equal(family_module_index(&bert_family, "q_proj"), -1);
     assert_int_equal(family_all_modules(&bert_family), 0x3F);

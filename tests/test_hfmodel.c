@@ -744,11 +744,10 @@ static void test_probe(void **state) {
     /* other families are refused before anything else is looked at */
     path_in(path, sizeof path, state, "config.json");
     write_text(path,
-               "{\"model_type\": \"deberta-v2\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
-               " \"num_attention_heads\": 12, \"intermediate_size\": 3072, \"vocab_size\": 128100,"
-               " \"type_vocab_size\": 0, \"relative_attention\": true}");
+               "{\"model_type\": \"electra\", \"hidden_size\": 768, \"num_hidden_layers\": 12,"
+               " \"num_attention_heads\": 12, \"intermediate_size\": 3072, \"vocab_size\": 30522}");
     expect_probe(state, -1, false,
-                 "unsupported architecture model_type \"deberta-v2\" (supported: "
+                 "unsupported architecture model_type \"electra\" (supported: "
                  "BertForSequenceClassification (bert)");
     write_text(path,
                "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", "

@@ -105,8 +105,9 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_null(s.dataset.train);
     assert_int_equal(s.method, METHOD_AFLORA);
     assert_int_equal(s.rank, 4);
-    assert_true(s.alpha == 8.0);                /* 2 x rank */
-    assert_int_equal(s.target_modules, 0x1FFF); /* every family's names: BERT's 6, LLaMA's 7 */
+    assert_true(s.alpha == 8.0); /* 2 x rank */
+    /* every family's names: BERT's 6, DeBERTa's own 3, LLaMA's 7 */
+    assert_int_equal(s.target_modules, 0xFFFF);
     assert_int_equal(s.trainable_projections, PROJ_FFN);
     assert_true(s.freeze.initial_warmup_epochs == 1.0);
     assert_true(s.freeze.final_warmup_epochs == 14.0); /* 70% of 20 */
@@ -152,8 +153,8 @@ static void test_minimal_demo_gets_every_default(void **state) {
     assert_int_equal(n, (int)(sizeof keys / sizeof keys[0]));
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "freeze");
     assert_true(cJSON_GetObjectItemCaseSensitive(fr, "final_warmup_epochs")->valuedouble == 14.0);
-    /* the default: every family's names (BERT's six, LLaMA's seven) */
-    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "target_modules")), 13);
+    /* the default: every family's names (BERT's six, DeBERTa's own three, LLaMA's seven) */
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "target_modules")), 16);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(j, "trainable_projections")->valuestring,
                         "ffn");
     cJSON_Delete(j);
@@ -309,7 +310,8 @@ static void test_target_modules_bind_to_the_family(void **state) {
     assert_int_equal(spec_parse(bad, strlen(bad), &s, &e), -1);
     assert_non_null(strstr(e.message, "\"qkv\" is not a module; use query, key, value, "
                                       "attention.output.dense, intermediate.dense, "
-                                      "output.dense, q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                      "output.dense, query_proj, key_proj, value_proj, q_proj, "
+                                      "k_proj, v_proj, o_proj, gate_proj, "
                                       "up_proj or down_proj"));
 }
 

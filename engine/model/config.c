@@ -1,4 +1,4 @@
-/* config.c — read, check and write a model's config.json (BERT and LLaMA
+/* config.c — read, check and write a model's config.json (BERT, DeBERTa and LLaMA
  * families).
  *
  * The numeric and boolean fields are one table (name, kind, required,
@@ -6,8 +6,12 @@
  * messages cannot drift apart; a field that is not required may also be
  * null, which transformers writes for an unset optional value (pad_token_id,
  * sliding_window, head_dim) and which means its default. The string fields
- * (model_type, hidden_act), BERT's position_embedding_type and LLaMA's
- * rope_scaling object are handled by hand after it. Keys the table does not
+ * (model_type, hidden_act), BERT's position_embedding_type, LLaMA's
+ * rope_scaling object and DeBERTa's list keys (pos_att_type, norm_rel_ebd:
+ * "a|b" strings or arrays, unknown entries refused by name) are handled by
+ * hand after it. A model type whose transformers config class has other
+ * defaults (DebertaV2Config: type_vocab_size 0, layer_norm_eps 1e-7) says so
+ * in type_defaults. Keys the table does not
  * know are ignored: Hugging Face configs carry many (initializer_range,
  * transformers_version, id2label, ...) that do not change the forward pass.
  * Every field is read whatever the family; each family uses its own.
@@ -30,6 +34,7 @@
 #include "model/family.h"
 #include "base/json.h"
 
+#include <ctype.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -95,8 +100,37 @@ static const config_field config_fields[] = {
     {"attention_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, attention_bias)},
     {"mlp_bias", FIELD_BOOL, 0, 0, offsetof(aflo_config, mlp_bias)},
     {"attention_dropout", FIELD_FLOAT, 0, 0, offsetof(aflo_config, attention_dropout)},
+    /* DeBERTa-v2 (transformers' DebertaV2Config defaults) */
+    {"relative_attention", FIELD_BOOL, 0, 0, offsetof(aflo_config, relative_attention)},
+    {"position_biased_input", FIELD_BOOL, 0, 1, offsetof(aflo_config, position_biased_input)},
+    {"share_att_key", FIELD_BOOL, 0, 0, offsetof(aflo_config, share_att_key)},
+    {"position_buckets", FIELD_INT, 0, -1, offsetof(aflo_config, position_buckets)},
+    {"max_relative_positions", FIELD_INT, 0, -1, offsetof(aflo_config, max_relative_positions)},
+    {"conv_kernel_size", FIELD_INT, 0, 0, offsetof(aflo_config, conv_kernel_size)},
+    {"embedding_size", FIELD_INT, 0, 0, offsetof(aflo_config, embedding_size)},
+    {"pooler_hidden_size", FIELD_INT, 0, 0, offsetof(aflo_config, pooler_hidden_size)},
 };
 #define N_CONFIG_FIELDS (sizeof config_fields / sizeof config_fields[0])
+
+/* Where a model type's transformers config class has another default than
+ * the table's: DebertaV2Config has no token types and eps 1e-7. */
+static const struct {
+    const char *model_type, *field;
+    double value;
+} type_defaults[] = {
+    {"deberta-v2", "type_vocab_size", 0},
+    {"deberta-v2", "layer_norm_eps", 1e-7},
+};
+
+/* The table's field with model_type's default where that differs. */
+static config_field field_for(const config_field *f, const char *model_type) {
+    config_field out = *f;
+    for (size_t i = 0; i < sizeof type_defaults / sizeof *type_defaults; i++)
+        if (strcmp(type_defaults[i].model_type, model_type) == 0 &&
+            strcmp(type_defaults[i].field, f->name) == 0)
+            out.default_value = type_defaults[i].value;
+    return out;
+}
 
 static int read_field(aflo_config *c, const config_field *f, const json_value *v, char *err,
                       size_t errlen) {
@@ -230,6 +264,74 @@ static int read_rope_scaling(aflo_config *c, const json_value *root, char *err, 
     return 0;
 }
 
+/* One "|"-separated list entry (DebertaV2Config lower-cases and strips
+ * them) against a table of names; the bit of the match, 0 when none. */
+typedef struct {
+    const char *name;
+    unsigned bit;
+} named_bit;
+
+static unsigned entry_bit(const char *s, size_t len, const named_bit *t, size_t n) {
+    while (len && (*s == ' ' || *s == '\t')) s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t')) len--;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = t[i].name;
+        size_t k = 0;
+        while (k < len && a[k] && tolower((unsigned char)s[k]) == a[k]) k++;
+        if (k == len && !a[k]) return t[i].bit;
+    }
+    return 0;
+}
+
+/* A DeBERTa list key: a string "p2c|c2p" or an array of strings; each
+ * non-blank entry must name an entry of t. */
+static int read_bit_list(const json_value *root, const char *key, const named_bit *t, size_t n,
+                         unsigned *out, char *err, size_t errlen) {
+    *out = 0;
+    const json_value *v = json_get(root, key);
+    if (!v || json_type_of(v) == JSON_NULL) return 0;
+    bool list = json_type_of(v) == JSON_ARRAY;
+    for (size_t i = 0; i < (list ? json_len(v) : 1); i++) {
+        size_t len;
+        const char *s = json_string(list ? json_at(v, i) : v, &len);
+        if (!s)
+            return set_err(err, errlen, "config.json: %s must be a string or a list of strings",
+                           key);
+        for (size_t a = 0, b = 0; b <= len; b++) {
+            if (b < len && s[b] != '|') continue;
+            unsigned bit = entry_bit(s + a, b - a, t, n);
+            bool blank = true;
+            for (size_t z = a; z < b; z++) blank &= s[z] == ' ' || s[z] == '\t';
+            if (!bit && !blank)
+                return set_err(err, errlen, "config.json: %s entry \"%.*s\" is not supported", key,
+                               (int)(b - a), s + a);
+            *out |= bit;
+            a = b + 1;
+        }
+    }
+    return 0;
+}
+
+/* DeBERTa's string keys: pos_att_type ("c2p", "p2c"; "p2p" and others are
+ * refused), norm_rel_ebd ("layer_norm" or "none"), pooler_hidden_act. */
+static int read_relative_attention(aflo_config *c, const json_value *root, char *err,
+                                   size_t errlen) {
+    static const named_bit pos_types[] = {{"c2p", CONFIG_POS_C2P}, {"p2c", CONFIG_POS_P2C}};
+    static const named_bit rel_norms[] = {{"layer_norm", 1u}, {"none", 2u}};
+    unsigned norm;
+    if (read_bit_list(root, "pos_att_type", pos_types, 2, &c->pos_att_type, err, errlen) ||
+        read_bit_list(root, "norm_rel_ebd", rel_norms, 2, &norm, err, errlen))
+        return -1;
+    c->norm_rel_ebd_layer_norm = (norm & 1u) != 0;
+    const char *act;
+    if (read_string(root, "pooler_hidden_act", &act, err, errlen)) return -1;
+    if (act && strcmp(act, SUPPORTED_HIDDEN_ACT) != 0)
+        return set_err(err, errlen,
+                       "config.json: pooler_hidden_act \"%s\" is not supported (only \"%s\")", act,
+                       SUPPORTED_HIDDEN_ACT);
+    return 0;
+}
+
 static int fill_config(aflo_config *c, const json_value *root, char *err, size_t errlen) {
     if (json_type_of(root) != JSON_OBJECT)
         return set_err(err, errlen, "config.json: top level must be an object, got %s",
@@ -258,10 +360,12 @@ static int fill_config(aflo_config *c, const json_value *root, char *err, size_t
     strcpy(c->model_type, v->model_type);
     c->roberta_positions = 0;
 
-    for (size_t i = 0; i < N_CONFIG_FIELDS; i++)
-        if (read_field(c, &config_fields[i], json_get(root, config_fields[i].name), err, errlen))
-            return -1;
+    for (size_t i = 0; i < N_CONFIG_FIELDS; i++) {
+        config_field f = field_for(&config_fields[i], c->model_type);
+        if (read_field(c, &f, json_get(root, f.name), err, errlen)) return -1;
+    }
     if (read_rope_scaling(c, root, err, errlen)) return -1;
+    if (read_relative_attention(c, root, err, errlen)) return -1;
     if (fam->config_finish) fam->config_finish(c, v);
 
     if (read_string(root, "hidden_act", &act, err, errlen)) return -1;
@@ -305,12 +409,18 @@ int config_validate(const aflo_config *c, char *err, size_t errlen) {
         {"num_attention_heads", c->num_attention_heads},
         {"intermediate_size", c->intermediate_size},
         {"max_position_embeddings", c->max_position_embeddings},
-        {"type_vocab_size", c->type_vocab_size},
     };
     for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
         if (positive[i].value <= 0)
             return set_err(err, errlen, "config: %s must be positive, got %d", positive[i].name,
                            positive[i].value);
+    /* A family without token types (DeBERTa-v3) reads type_vocab_size 0. */
+    const aflo_family *fam = family_for_model_type(c->model_type, NULL);
+    int min_types = fam && fam->token_types_optional ? 0 : 1;
+    if (c->type_vocab_size < min_types)
+        return set_err(err, errlen, "config: type_vocab_size must be %s, got %d",
+                       min_types ? "positive" : "non-negative", c->type_vocab_size);
+    if (fam && fam->config_check && fam->config_check(c, err, errlen)) return -1;
     if (c->head_dim < 0)
         return set_err(err, errlen, "config: head_dim must be positive, got %d", c->head_dim);
     if (c->head_dim == 0 && c->hidden_size % c->num_attention_heads != 0)
@@ -492,20 +602,46 @@ char *config_to_json_task(const aflo_config *c, const config_task *task) {
     }
     fprintf(m,
             "  \"layer_norm_eps\": %s,\n"
-            "  \"max_position_embeddings\": %d,\n"
-            "  \"model_type\": %s,\n"
+            "  \"max_position_embeddings\": %d,\n",
+            eps, c->max_position_embeddings);
+    /* DeBERTa's keys (config_from_json reads them back to the same fields) */
+    bool deberta = fam && fam->relative_attention_keys;
+    if (deberta) fprintf(m, "  \"max_relative_positions\": %d,\n", c->max_relative_positions);
+    fprintf(m, "  \"model_type\": %s,\n", model_type);
+    if (deberta)
+        fprintf(m, "  \"norm_rel_ebd\": \"%s\",\n",
+                c->norm_rel_ebd_layer_norm ? "layer_norm" : "none");
+    fprintf(m,
             "  \"num_attention_heads\": %d,\n"
             "  \"num_hidden_layers\": %d,\n",
-            eps, c->max_position_embeddings, model_type, c->num_attention_heads,
-            c->num_hidden_layers);
+            c->num_attention_heads, c->num_hidden_layers);
     if (task) fprintf(m, "  \"num_labels\": %d,\n", task->regression ? 1 : task->num_labels);
-    fprintf(m,
-            "  \"pad_token_id\": %d,\n"
-            "  \"position_embedding_type\": \"%s\",\n",
-            c->pad_token_id, SUPPORTED_POSITION_EMBEDDING);
+    fprintf(m, "  \"pad_token_id\": %d,\n", c->pad_token_id);
+    if (deberta) {
+        const char *pos[] = {"[]", "[\"c2p\"]", "[\"p2c\"]", "[\"p2c\", \"c2p\"]"};
+        fprintf(m,
+                "  \"pooler_dropout\": 0,\n"
+                "  \"pooler_hidden_act\": \"%s\",\n",
+                SUPPORTED_HIDDEN_ACT);
+        if (c->pooler_hidden_size > 0)
+            fprintf(m, "  \"pooler_hidden_size\": %d,\n", c->pooler_hidden_size);
+        fprintf(m,
+                "  \"pos_att_type\": %s,\n"
+                "  \"position_biased_input\": %s,\n"
+                "  \"position_buckets\": %d,\n",
+                pos[c->pos_att_type & 3u], c->position_biased_input ? "true" : "false",
+                c->position_buckets);
+    } else {
+        fprintf(m, "  \"position_embedding_type\": \"%s\",\n", SUPPORTED_POSITION_EMBEDDING);
+    }
     if (task)
         fprintf(m, "  \"problem_type\": \"%s\",\n",
                 task->regression ? "regression" : "single_label_classification");
+    if (deberta)
+        fprintf(m,
+                "  \"relative_attention\": %s,\n"
+                "  \"share_att_key\": %s,\n",
+                c->relative_attention ? "true" : "false", c->share_att_key ? "true" : "false");
     fprintf(m,
             "  \"type_vocab_size\": %d,\n"
             "  \"vocab_size\": %d\n"

@@ -47,7 +47,25 @@ typedef struct {
     bool mlp_bias;           /* gate/up/down biases (refused) */
     float attention_dropout; /* LLaMA family: dropout on the attention weights (0 in
                                 released configs) */
+
+    /* DeBERTa-v2/v3 (deberta.c, docs/deberta.md); other families ignore
+     * them. Relative positions are bucketed when position_buckets > 0;
+     * max_relative_positions < 1 means max_position_embeddings. */
+    bool relative_attention;
+    bool position_biased_input;   /* absolute position embeddings added to the input */
+    bool share_att_key;           /* positional keys/queries through key_proj/query_proj */
+    bool norm_rel_ebd_layer_norm; /* norm_rel_ebd "layer_norm": LayerNorm on rel_embeddings */
+    unsigned pos_att_type;        /* CONFIG_POS_C2P | CONFIG_POS_P2C */
+    int position_buckets;
+    int max_relative_positions;
+    int conv_kernel_size;   /* refused when > 0 (DeBERTa's ConvLayer) */
+    int embedding_size;     /* 0: hidden_size; another is refused (embed_proj) */
+    int pooler_hidden_size; /* 0: hidden_size; another is refused */
 } aflo_config;
+
+/* aflo_config.pos_att_type bits: content-to-position and position-to-content. */
+#define CONFIG_POS_C2P 1u
+#define CONFIG_POS_P2C 2u
 
 /* The attention head size: head_dim when given, else hidden / heads. */
 static inline int config_head_dim(const aflo_config *c) {

@@ -10,11 +10,13 @@
 #include <string.h>
 
 #include "model/bert.h"
+#include "model/deberta.h"
 #include "model/llama.h"
 #include "base/errmsg.h"
 
 static const aflo_family *const families[] = {
     &bert_family,
+    &deberta_family,
     &llama_family,
 };
 #define N_FAMILIES ((int)(sizeof families / sizeof *families))

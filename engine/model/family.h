@@ -1,6 +1,6 @@
 /* family.h — the seam between the engine and one model architecture.
  *
- * A model family (BERT/RoBERTa today; DeBERTa and LLaMA next) is one
+ * A model family (BERT/RoBERTa, DeBERTa, LLaMA) is one
  * constant aflo_family: data — the config.json model types it reads, the
  * Hugging Face names of its tensors, its adapted linear layers — and the few
  * functions that know its mathematics. aflo_model (model.h) holds a pointer
@@ -54,15 +54,14 @@
  *
  * What the next families add beyond their own file (docs/deberta.md,
  * docs/llama.md), known now so the seam does not need to move:
- *   - config fields: aflo_config is BERT-shaped; DeBERTa-v2 needs its
- *     relative-attention settings (position_buckets, max_relative_positions,
- *     pos_att_type, share_att_key). They join aflo_config and config.c's
- *     field table (as LLaMA's did); config_finish fills what a variant
- *     implies.
- *   - a disentangled-attention DeBERTa shares BERT's block paths and FFN
- *     modules but its own query_proj/key_proj/value_proj targets and a
- *     "deberta." prefix; rel_embeddings and the encoder LayerNorm are base
- *     tensors outside the blocks (layer -1), declared by its build.
+ *   - DeBERTa (deberta.c, done): its relative-attention settings
+ *     (position_buckets, max_relative_positions, pos_att_type,
+ *     share_att_key, norm_rel_ebd) joined aflo_config and config.c's field
+ *     table; config_check refuses what it does not implement and
+ *     token_types_optional lets type_vocab_size be 0. It shares BERT's block
+ *     paths and FFN modules, has its own query_proj/key_proj/value_proj
+ *     targets and a "deberta." prefix; rel_embeddings and the encoder
+ *     LayerNorm are base tensors outside the blocks (layer -1).
  *   - LLaMA (llama.c, done): TASK_CAUSAL_LM with labels per token
  *     (aflo_batch.token_labels), its config fields in aflo_config, "model."
  *     as its prefix, "layers." as its block prefix, modules q/k/v/o_proj,
@@ -134,6 +133,14 @@ struct aflo_family {
     /* Fields of c that follow from the variant (config.c calls it after
      * reading config.json). May be NULL. */
     void (*config_finish)(aflo_config *c, const aflo_family_variant *v);
+    /* Refuse what the family does not implement (config_validate calls
+     * it), with a message naming the key. May be NULL. */
+    int (*config_check)(const aflo_config *c, char *err, size_t errlen);
+    /* type_vocab_size may be 0: no token-type embeddings (DeBERTa-v3). */
+    bool token_types_optional;
+    /* Its config.json carries DeBERTa's relative-attention keys
+     * (relative_attention, pos_att_type, ...): config_to_json writes them. */
+    bool relative_attention_keys;
     /* The longest token sequence (special tokens included) a model of this
      * config takes: what its position embeddings reach. May be NULL:
      * max_position_embeddings. */
