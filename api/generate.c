@@ -25,6 +25,7 @@
  * decoder made of its bytes. */
 #include "generate.h"
 
+#include "api_internal.h"
 #include "dbpool.h"
 #include "genpool.h"
 #include "handlers.h"
@@ -262,7 +263,11 @@ static bool client_gone(struct MHD_Connection *c) {
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* A streamed generation counts as one of the server's SSE clients, so
+ * api_stop lets it send its last events ("done", finish "stopped") before
+ * the connections close. */
 typedef struct {
+    api_server *srv;
     struct MHD_Connection *conn;
     gen_task *t;
     int64_t last_sent_ms;
@@ -298,7 +303,12 @@ static void stream_free(void *cls) {
     gen_stream *gs = cls;
     gen_task_cancel(gs->t); /* a no-op once it ended */
     gen_task_release(gs->t);
+    api_server *srv = gs->srv;
     free(gs);
+    pthread_mutex_lock(&srv->ev_mu); /* api_stop may be waiting for the last one */
+    atomic_fetch_sub(&srv->sse_clients, 1);
+    pthread_cond_broadcast(&srv->ev_cv);
+    pthread_mutex_unlock(&srv->ev_mu);
 }
 
 /* The task ended before streaming (or a JSON request ended): its reply. */
@@ -365,9 +375,11 @@ static enum MHD_Result run(api_req *r, const gen_body *b, const char *key, const
         gen_task_release(t);
         return MHD_NO;
     }
+    gs->srv = r->srv;
     gs->conn = r->conn;
     gs->t = t;
     gs->last_sent_ms = api_mono_ms();
+    atomic_fetch_add(&r->srv->sse_clients, 1);
     struct MHD_Response *resp =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, gs, stream_free);
     if (!resp) {
