@@ -402,27 +402,7 @@ enum MHD_Result h_job_generate(api_req *r) {
     memset(&spec, 0, sizeof spec);
     store *st = api_store(r);
     if (!st) goto out;
-    char err[1024];
-    store_job j;
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
-        ret = reply_store_error(r, st, err);
-        goto out;
-    }
-    if (j.status != STORE_JOB_SUCCEEDED) {
-        ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
-                          "job %s is %s: generation needs a job that has succeeded", r->id,
-                          store_job_status_name(j.status));
-        store_job_clear(&j);
-        goto out;
-    }
-    aflo_spec_error se;
-    int bad_spec = spec_parse(j.spec, strlen(j.spec), &spec, &se);
-    store_job_clear(&j);
-    if (bad_spec) {
-        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                          "job %s: its stored spec is invalid: %s", r->id, se.message);
-        goto out;
-    }
+    if (api_succeeded_job_spec(r, st, "generation needs", &spec, &ret) != 0) goto out;
     if (spec.task != TASK_CAUSAL_LM) {
         ret = reply_error(r, MHD_HTTP_BAD_REQUEST, "wrong_task", "task",
                           "job %s was trained for task %s: only causal_lm jobs generate text "

@@ -21,6 +21,7 @@
 
 #include "api_internal.h"
 #include "modelinfo.h"
+#include "spec.h"
 #include "store.h"
 
 enum MHD_Result h_healthz(api_req *r);
@@ -40,6 +41,12 @@ enum MHD_Result h_job_events(api_req *r);
 enum MHD_Result h_job_freezing(api_req *r);
 enum MHD_Result h_job_adapter(api_req *r);
 enum MHD_Result h_job_predict(api_req *r);
+/* The spec of job r->id, which must have succeeded; `use` says what needs
+ * it ("generation needs", "predictions need"). 0, or -1 after replying (the
+ * store's error, 409 while the job has not succeeded, 500 for a stored spec
+ * that does not parse) with *ret set. The caller spec_free()s it. */
+int api_succeeded_job_spec(api_req *r, store *st, const char *use, aflo_job_spec *spec,
+                           enum MHD_Result *ret);
 enum MHD_Result h_static(api_req *r);
 
 /* POST /datasets streams its body: begin runs after the headers (may reply

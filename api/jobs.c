@@ -634,6 +634,32 @@ static int check_pairs(api_req *r, const aflo_job_spec *spec, cJSON *inputs, enu
     return 0;
 }
 
+int api_succeeded_job_spec(api_req *r, store *st, const char *use, aflo_job_spec *spec,
+                           enum MHD_Result *ret) {
+    char err[1024];
+    store_job j;
+    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
+        *ret = reply_store_error(r, st, err);
+        return -1;
+    }
+    if (j.status != STORE_JOB_SUCCEEDED) {
+        *ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
+                           "job %s is %s: %s a job that has succeeded", r->id,
+                           store_job_status_name(j.status), use);
+        store_job_clear(&j);
+        return -1;
+    }
+    aflo_spec_error se;
+    int bad_spec = spec_parse(j.spec, strlen(j.spec), spec, &se);
+    store_job_clear(&j);
+    if (bad_spec) {
+        *ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
+                           "job %s: its stored spec is invalid: %s", r->id, se.message);
+        return -1;
+    }
+    return 0;
+}
+
 enum MHD_Result h_job_predict(api_req *r) {
     enum MHD_Result ret = MHD_YES;
     cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
@@ -644,27 +670,7 @@ enum MHD_Result h_job_predict(api_req *r) {
     predictor *p = NULL;
     cJSON *out = NULL;
     if (!inputs || !(st = api_store(r))) goto out;
-    char err[1024];
-    store_job j;
-    if (store_job_get(st, r->id, &j, err, sizeof err) != 0) {
-        ret = reply_store_error(r, st, err);
-        goto out;
-    }
-    if (j.status != STORE_JOB_SUCCEEDED) {
-        ret = reply_error(r, MHD_HTTP_CONFLICT, "conflict", NULL,
-                          "job %s is %s: predictions need a job that has succeeded", r->id,
-                          store_job_status_name(j.status));
-        store_job_clear(&j);
-        goto out;
-    }
-    aflo_spec_error se;
-    int bad_spec = spec_parse(j.spec, strlen(j.spec), &spec, &se);
-    store_job_clear(&j);
-    if (bad_spec) {
-        ret = reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", NULL,
-                          "job %s: its stored spec is invalid: %s", r->id, se.message);
-        goto out;
-    }
+    if (api_succeeded_job_spec(r, st, "predictions need", &spec, &ret) != 0) goto out;
     if (check_pairs(r, &spec, inputs, &ret) != 0) goto out;
 
     char adapter[PATH_MAX];
@@ -675,6 +681,7 @@ enum MHD_Result h_job_predict(api_req *r) {
                           r->id, strerror(errno));
         goto out;
     }
+    char err[1024];
     p = predict_cache_acquire(r->srv->predict, r->id, r->srv->models_dir, spec.model, adapter, err,
                               sizeof err);
     if (!p) {

@@ -56,21 +56,6 @@ static attention_job job_of(const attention_opts *o) {
     return j;
 }
 
-static int thread_count(int units, int scratch_threads) {
-    int n = engine_threads();
-    if (n > scratch_threads) n = scratch_threads;
-    if (n > units) n = units;
-    return n > 0 ? n : 1;
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 static void count(aflo_flops *flops, aflo_flop_kind kind, const attention_opts *o, int products) {
     if (!flops) return;
     flops->by_kind[kind] += (uint64_t)products * 2ULL * (uint64_t)o->seq * (uint64_t)o->seq *
@@ -94,12 +79,12 @@ void attention_forward(const attention_opts *o, attention_rows out, float *lse, 
     j.out = out;
     j.lse = lse;
     const size_t per = attention_scratch_floats(o);
-    const int units = o->batch * o->kv_heads, nt = thread_count(units, scratch_threads);
+    const int units = o->batch * o->kv_heads, nt = engine_team_size(units, scratch_threads);
     (void)nt; /* read only by the OpenMP pragma; unused in builds without -fopenmp */
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int u = 0; u < units; u++)
         kern->forward_unit(&j, u / o->kv_heads, u % o->kv_heads,
-                           scratch + (size_t)thread_id() * per);
+                           scratch + (size_t)engine_thread_id() * per);
     count(flops, FLOP_FORWARD, o, 2); /* Q K^T and P V */
 }
 
@@ -129,11 +114,11 @@ void attention_backward(const attention_opts *o, attention_rows dq, attention_ro
     j.dv = dv;
     j.lse = (float *)lse; /* read only in backward */
     const size_t per = attention_scratch_floats(o);
-    const int units = o->batch * o->kv_heads, nt = thread_count(units, scratch_threads);
+    const int units = o->batch * o->kv_heads, nt = engine_team_size(units, scratch_threads);
     (void)nt; /* read only by the OpenMP pragma; unused in builds without -fopenmp */
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int u = 0; u < units; u++)
         kern->backward_unit(&j, u / o->kv_heads, u % o->kv_heads,
-                            scratch + (size_t)thread_id() * per);
+                            scratch + (size_t)engine_thread_id() * per);
     count(flops, FLOP_BACKWARD_INPUT, o, 4); /* dO V^T, P^T dO, dS K, dS^T Q */
 }

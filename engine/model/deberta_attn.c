@@ -42,21 +42,6 @@ size_t deberta_attn_scratch_floats(const deberta_attn_opts *o) {
     return 2 * (size_t)o->seq * o->seq;
 }
 
-static int thread_count(int units, int scratch_threads) {
-    int n = engine_threads();
-    if (n > scratch_threads) n = scratch_threads;
-    if (n > units) n = units;
-    return n > 0 ? n : 1;
-}
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* Lanes of the baseline ISA (this file is not multi-ISA): the sum's order
  * is fixed by the compiler's vector width, the same on every run. */
 static float dot(const float *a, const float *b, int n) {
@@ -141,12 +126,12 @@ void deberta_attn_forward(const deberta_attn_opts *o, float *ctx, float *probs, 
     assert(!(o->pos & CONFIG_POS_C2P) || kr);
     assert(!(o->pos & CONFIG_POS_P2C) || qr);
     const size_t per = deberta_attn_scratch_floats(o);
-    const int units = o->batch * o->heads, nt = thread_count(units, scratch_threads);
+    const int units = o->batch * o->heads, nt = engine_team_size(units, scratch_threads);
     (void)nt; /* read only by the OpenMP pragma */
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int u = 0; u < units; u++)
         forward_unit(o, u / o->heads, u % o->heads, ctx, probs, q, k, v, qr, kr,
-                     scratch + (size_t)thread_id() * per);
+                     scratch + (size_t)engine_thread_id() * per);
     count(flops, FLOP_FORWARD, o, 2 + pos_terms(o->pos));
 }
 
@@ -224,11 +209,11 @@ void deberta_attn_backward(const deberta_attn_opts *o, float *dq, float *dk, flo
     assert(!(o->pos & CONFIG_POS_C2P) || (kr && dkr));
     assert(!(o->pos & CONFIG_POS_P2C) || (qr && dqr));
     const size_t per = deberta_attn_scratch_floats(o);
-    const int nt = thread_count(o->heads, scratch_threads);
+    const int nt = engine_team_size(o->heads, scratch_threads);
     (void)nt;
 #pragma omp parallel for schedule(dynamic) num_threads(nt) if (nt > 1)
     for (int h = 0; h < o->heads; h++)
         backward_head(o, h, dq, dk, dv, dqr, dkr, dctx, probs, q, k, v, qr, kr,
-                      scratch + (size_t)thread_id() * per);
+                      scratch + (size_t)engine_thread_id() * per);
     count(flops, FLOP_BACKWARD_INPUT, o, 4 + 2 * pos_terms(o->pos));
 }

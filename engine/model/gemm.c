@@ -56,6 +56,21 @@ void engine_set_threads(int n) {
 
 int engine_threads(void) { return engine_nthreads; }
 
+int engine_team_size(int units, int scratch_threads) {
+    int n = engine_threads();
+    if (n > scratch_threads) n = scratch_threads;
+    if (n > units) n = units;
+    return n > 0 ? n : 1;
+}
+
+int engine_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 void engine_set_blas_threads(int n) { openblas_set_num_threads(threads_or_cores(n)); }
 
 int engine_blas_threads(void) { return openblas_get_num_threads(); }

@@ -41,6 +41,11 @@ static inline uint64_t flops_total(const aflo_flops *f) {
  * do not see each other's. n <= 0 means all online cores. */
 void engine_set_threads(int n);
 int engine_threads(void);
+/* A parallel region over `units` independent pieces, each thread with its
+ * own slice of a scratch sized for scratch_threads: the team size (at least
+ * 1, at most engine_threads()), and inside the region the slice index. */
+int engine_team_size(int units, int scratch_threads);
+int engine_thread_id(void);
 /* OpenBLAS's thread count, process-wide (0.3.21 has no per-thread setting):
  * set it once, before trainers run concurrently — one caller with every
  * BLAS thread, or one BLAS thread per concurrent caller (platform-facts.md:
