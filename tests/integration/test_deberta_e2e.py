@@ -13,12 +13,13 @@ accuracy is far above chance and the loss falls, the FFN projections
 freeze, the PEFT folder is a SEQ_CLS LoRA adapter on DeBERTa's module names
 with pooler and classifier saved whole, and `aflorad predict` gives the same
 predictions through the native and the PEFT adapter, on a file of pairs and
-on one pair. `aflorad serve` lists the folder (family deberta, architecture
-deberta-v2, classification and regression, an spm_unigram tokenizer, the
-parameters DebertaV2ForSequenceClassification has), trains a job of the
-same preset on uploaded files, reports its freezing on DeBERTa's modules
-with the family's labels, serves its adapter (native, PEFT tar) and
-predicts pairs as the CLI does with the downloaded adapter."""
+on one pair; "glue/stsb" trains and exports a regression head the same way.
+`aflorad serve` lists the folder (family deberta, architecture deberta-v2,
+classification and regression, an spm_unigram tokenizer, the parameters
+DebertaV2ForSequenceClassification has), trains a job of the RTE preset on
+uploaded files, reports its freezing on DeBERTa's modules with the
+family's labels, serves its adapter (native, PEFT tar) and predicts pairs
+as the CLI does with the downloaded adapter."""
 import io
 import json
 import os
@@ -163,6 +164,36 @@ class DebertaEndToEndTest(unittest.TestCase):
         s1, s2, _ = self.dev[3]
         one = self.predict("out/adapter/peft", "--text", s1, "--text-pair", s2)
         self.assert_same_predictions(one, native[3:4])
+
+    def test_cli_regression_preset(self):
+        """glue/stsb on pairs scored by how often sentence2 says "always":
+        the regression head trains and exports (problem_type regression)."""
+        r = random.Random(3)
+        rows = []
+        for i in range(320):
+            k = r.randrange(4)
+            s2 = " ".join([r.choice(SUBJECTS)] + ["always"] * k + ["fine"])
+            rows.append((f"{r.choice(SUBJECTS)} is fine", s2, f"{1.5 * k:.1f}"))
+        for name, part in (("sts.tsv", rows[:256]), ("sts_dev.tsv", rows[256:])):
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(tsv(part))
+        spec = dict(QUICK, model=self.model, preset="glue/stsb",
+                    dataset={"train": "sts.tsv", "eval": "sts_dev.tsv"})
+        with open(os.path.join(self.dir, "sts.json"), "w") as f:
+            json.dump(spec, f)
+        run("run", "sts.json", "--out", "out_sts", cwd=self.dir)
+        metrics = load_json(os.path.join(self.dir, "out_sts", "metrics.json"))
+        self.assertGreaterEqual(metrics["best"]["pearson"], 0.8)
+        peft = os.path.join(self.dir, "out_sts", "adapter", "peft")
+        self.assertEqual(load_json(os.path.join(peft, "adapter_config.json"))["task_type"],
+                         "SEQ_CLS")
+        model_cfg = load_json(os.path.join(peft, "config.json"))
+        self.assertEqual((model_cfg["problem_type"], model_cfg["num_labels"]), ("regression", 1))
+        native = self.predict("out_sts/adapter/adapter.safetensors", "--input", "sts_dev.tsv")
+        exported = self.predict("out_sts/adapter/peft", "--input", "sts_dev.tsv")
+        self.assertEqual(len(native), 64)
+        for a, b in zip(native, exported):
+            self.assertAlmostEqual(a["value"], b["value"], delta=1e-4 * max(1.0, abs(a["value"])))
 
     def test_daemon_lists_trains_and_serves(self):
         data = os.path.join(self.dir, "data")
