@@ -24,8 +24,15 @@
 
 /* The files a description reads; their size and mtime sign it. */
 static const char *const signed_files[] = {
-    "config.json", "tokenizer.json",    "tokenizer_config.json",        "tokenizer.model",
-    "vocab.txt",   "model.safetensors", "model.safetensors.index.json", "special_tokens_map.json",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "spm.model",
+    "vocab.txt",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "special_tokens_map.json",
 };
 #define SIGNED_FILES (sizeof signed_files / sizeof *signed_files)
 
@@ -134,12 +141,52 @@ static int64_t llama_parameters(const aflo_config *c) {
     return V * H + L * layer + H + (c->tie_word_embeddings ? 0 : V * H);
 }
 
+/* transformers' DebertaV2ForSequenceClassification has 2 labels unless the
+ * config names more; the config reader keeps no labels (a job's dataset
+ * sets them), so the count takes that default. */
+#define DEBERTA_DEFAULT_NUM_LABELS 2
+
+/* Elements of DebertaV2ForSequenceClassification from its sizes, as
+ * transformers builds it (the engine refuses embed_proj, ConvLayer and a
+ * pooler_hidden_size other than hidden): word embeddings, absolute positions
+ * only with position_biased_input, token types only when type_vocab_size >
+ * 0, the embedding LayerNorm; per layer BERT's block plus, without
+ * share_att_key, pos_key_proj (c2p) and pos_query_proj (p2c); with
+ * relative_attention 2 x span rel_embeddings rows (span: position_buckets,
+ * else max_relative_positions, else max_position_embeddings); the encoder's
+ * LayerNorm when norm_rel_ebd is layer_norm (transformers builds it from
+ * that key alone); the ContextPooler's dense and
+ * the classifier. Counted from the config because a hub checkpoint's weights
+ * are the pre-training model's (lm_predictions.*, no pooler or classifier).
+ * deberta-v3-base: 184 423 682. */
+static int64_t deberta_parameters(const aflo_config *c) {
+    int64_t V = c->vocab_size, P = c->max_position_embeddings, T = c->type_vocab_size;
+    int64_t H = c->hidden_size, I = c->intermediate_size, L = c->num_hidden_layers;
+    int64_t embeddings = (V + (c->position_biased_input ? P : 0) + T) * H + 2 * H;
+    int64_t layer = 4 * (H * H + H) + 2 * H + (H * I + I) + (I * H + H) + 2 * H;
+    if (!c->share_att_key) {
+        if (c->pos_att_type & CONFIG_POS_C2P) layer += H * H + H;
+        if (c->pos_att_type & CONFIG_POS_P2C) layer += H * H + H;
+    }
+    int64_t relative = 0;
+    if (c->relative_attention) {
+        int64_t span = c->position_buckets > 0         ? c->position_buckets
+                       : c->max_relative_positions > 0 ? c->max_relative_positions
+                                                       : P;
+        relative = 2 * span * H;
+    }
+    if (c->norm_rel_ebd_layer_norm) relative += 2 * H;
+    int64_t head = H * H + H + DEBERTA_DEFAULT_NUM_LABELS * (H + 1);
+    return embeddings + L * layer + relative + head;
+}
+
 /* The count from the config, per family (data over branches); NULL: the
  * weight files' element count. */
 static const struct {
     const char *family;
     int64_t (*count)(const aflo_config *c);
-} parameter_counts[] = {{"bert", bert_parameters}, {"llama", llama_parameters}};
+} parameter_counts[] = {
+    {"bert", bert_parameters}, {"deberta", deberta_parameters}, {"llama", llama_parameters}};
 
 static int64_t (*parameter_counter(const aflo_family *f))(const aflo_config *) {
     for (size_t i = 0; f && i < sizeof parameter_counts / sizeof *parameter_counts; i++)

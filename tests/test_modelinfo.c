@@ -1,5 +1,8 @@
 /* test_modelinfo.c — model folders described (daemon/modelinfo.h): a
- * LLaMA-2-7B-shaped config (the published parameter count), BF16 weights
+ * LLaMA-2-7B-shaped config (the published parameter count), DeBERTa-v3-base
+ * and v2-style configs with the deberta_spm tokenizer (counted from the
+ * config as DebertaV2ForSequenceClassification; the spm.model signs the
+ * cache), BF16 weights
  * told by their header, the sp_bpe fixture tokenizer with and without a
  * chat template (recognised, unknown), the family's targets and tasks, the
  * memory estimate at the defaults, the demo without files, and the cache:
@@ -47,14 +50,16 @@ static void copy_file(const char *from, const char *to) {
     free(text);
 }
 
-/* One tensor of rows x cols in dtype (2 or 4 bytes), its data a hole. */
-static void write_sparse_safetensors(const char *path, const char *dtype, long rows, long cols) {
+/* One tensor named name of rows x cols in dtype (2 or 4 bytes), its data a
+ * hole. */
+static void write_sparse_tensor(const char *path, const char *name, const char *dtype, long rows,
+                                long cols) {
     char header[256];
     long bytes = rows * cols * (strcmp(dtype, "F32") == 0 ? 4 : 2);
     int n = snprintf(header, sizeof header,
-                     "{\"model.embed_tokens.weight\":{\"dtype\":\"%s\",\"shape\":[%ld,%ld],"
+                     "{\"%s\":{\"dtype\":\"%s\",\"shape\":[%ld,%ld],"
                      "\"data_offsets\":[0,%ld]}}",
-                     dtype, rows, cols, bytes);
+                     name, dtype, rows, cols, bytes);
     while (n % 8) header[n++] = ' ';
     unsigned char len[8];
     for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)n >> (8 * i));
@@ -64,6 +69,10 @@ static void write_sparse_safetensors(const char *path, const char *dtype, long r
     assert_int_equal(fwrite(header, 1, (size_t)n, f), (size_t)n);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(truncate(path, 8 + n + bytes), 0);
+}
+
+static void write_sparse_safetensors(const char *path, const char *dtype, long rows, long cols) {
+    write_sparse_tensor(path, "model.embed_tokens.weight", dtype, rows, cols);
 }
 
 /* A 7B-shaped folder at dir with the sp_bpe tokenizer and BF16 weights. */
@@ -204,9 +213,84 @@ static void test_unreadable_weights(void **state) {
     modelinfo_cache_clear();
 }
 
+/* microsoft/deberta-v3-base's config.json (the keys the engine reads). */
+static const char deberta_v3_base[] =
+    "{\"model_type\":\"deberta-v2\",\"vocab_size\":128100,\"hidden_size\":768,"
+    "\"num_hidden_layers\":12,\"num_attention_heads\":12,\"intermediate_size\":3072,"
+    "\"hidden_act\":\"gelu\",\"max_position_embeddings\":512,\"type_vocab_size\":0,"
+    "\"layer_norm_eps\":1e-7,\"relative_attention\":true,\"max_relative_positions\":-1,"
+    "\"position_buckets\":256,\"norm_rel_ebd\":\"layer_norm\",\"share_att_key\":true,"
+    "\"pos_att_type\":\"p2c|c2p\",\"position_biased_input\":false,\"pad_token_id\":0}";
+
+/* A v2-style config: absolute positions, token types, separate positional
+ * projections, no buckets, no LayerNorm on the relative embeddings. */
+static const char deberta_v2_style[] =
+    "{\"model_type\":\"deberta-v2\",\"vocab_size\":1000,\"hidden_size\":64,"
+    "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"intermediate_size\":96,"
+    "\"hidden_act\":\"gelu\",\"max_position_embeddings\":128,\"type_vocab_size\":2,"
+    "\"relative_attention\":true,\"max_relative_positions\":-1,\"position_buckets\":-1,"
+    "\"norm_rel_ebd\":\"none\",\"share_att_key\":false,\"pos_att_type\":[\"p2c\",\"c2p\"],"
+    "\"position_biased_input\":true}";
+
+/* A DeBERTa folder at dir: config, the deberta_spm tokenizer as the hub
+ * ships it (spm.model + tokenizer_config.json), and weights of the
+ * pre-training checkpoint's shape (the word embeddings only here: the
+ * count must come from the config, not the file). */
+static void make_deberta(const char *dir, const char *config, long vocab, long hidden) {
+    char p[4200];
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    write_file(p, config);
+    snprintf(p, sizeof p, "%s/spm.model", dir);
+    copy_file("tests/tokenizer_fixtures/deberta_spm/spm.model", p);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    copy_file("tests/tokenizer_fixtures/deberta_spm/tokenizer_config.json", p);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    write_sparse_tensor(p, "deberta.embeddings.word_embeddings.weight", "F32", vocab, hidden);
+}
+
+static void test_deberta_folders(void **state) {
+    char dir[4096], p[4200];
+    path_in(dir, sizeof dir, state, "deberta-v3-base");
+    make_deberta(dir, deberta_v3_base, 128100, 768);
+    model_info m;
+    describe(dir, &m);
+    assert_non_null(m.family);
+    assert_string_equal(m.family->name, "deberta");
+    assert_string_equal(m.model_type, "deberta-v2");
+    assert_int_equal(m.tasks, (1u << TASK_CLASSIFICATION) | (1u << TASK_REGRESSION));
+    /* DebertaV2ForSequenceClassification(deberta-v3-base), 2 labels:
+     * 184 423 682, as tests/golden/make_deberta_golden.py's port of
+     * transformers' modules counts it (98.4M of it the embedding) */
+    assert_int_equal(m.parameters, 184423682LL);
+    assert_string_equal(m.dtype, "F32");
+    assert_int_equal(m.context_length, 512);
+    assert_true(m.tokenizer);
+    assert_string_equal(m.tokenizer_kind, "spm_unigram");
+    assert_true(m.train_memory_bytes > 4 * m.parameters);
+
+    /* spm.model signs the description: a broken one is seen at once */
+    snprintf(p, sizeof p, "%s/spm.model", dir);
+    write_file(p, "not a protobuf");
+    describe(dir, &m);
+    assert_false(m.tokenizer);
+    assert_string_equal(m.tokenizer_kind, "");
+
+    /* v2 style: absolute positions (128 x 64), token types (2 x 64), no
+     * rel LayerNorm, pos_key_proj and pos_query_proj per layer, span 128:
+     * 206 114 by the same port */
+    path_in(dir, sizeof dir, state, "deberta-v2-style");
+    make_deberta(dir, deberta_v2_style, 1000, 64);
+    describe(dir, &m);
+    assert_string_equal(m.family->name, "deberta");
+    assert_int_equal(m.parameters, 206114LL);
+    modelinfo_cache_clear();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_llama_folder, tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_deberta_folders, tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test(test_demo),
         cmocka_unit_test_setup_teardown(test_unreadable_weights, tmpdir_setup, tmpdir_teardown),
     };
