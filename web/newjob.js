@@ -594,7 +594,7 @@ export function renderNewJob(root) {
    *  untouched, so nothing stale is sent as an override. */
   function syncPreset() {
     const pc = controls.get('preset');
-    if (!pc) return;
+    if (!pc || !pc.s['x-presets']) return;       // a daemon whose schema lists no values: a text field
     const chosen = applies(pc) ? pc.input.value : '';
     const changed = chosen !== presetApplied;
     presetApplied = chosen;
