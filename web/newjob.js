@@ -621,7 +621,12 @@ export function renderNewJob(root) {
   function describePreset(name, wants) {
     if (!name) { fill(presetValues); presetValues.hidden = true; return; }
     presetValues.hidden = false;
-    const items = [...wants].map(([k, v]) => h('li', { dataset: { field: k } }, `${labelOf(k)}: ${show(v)}`));
+    const items = [...wants].map(([k, v]) => {
+      const f = controls.get(k);
+      const mine = f && f.input && presetShown.has(k) && f.input.value !== presetShown.get(k) ? f.input.value.trim() : '';
+      return h('li', { dataset: { field: k }, class: mine ? 'overridden' : null },
+        `${labelOf(k)}: ${show(v)}${mine ? ` (overridden: ${mine})` : ''}`);
+    });
     if (wants.has('batch_size') && wants.has('grad_accum')) {
       const b = wants.get('batch_size'); const a = wants.get('grad_accum');
       items.push(h('li', { dataset: { field: 'examples_per_step' } }, `Examples per step: ${b * a} (${b} × ${a})`));

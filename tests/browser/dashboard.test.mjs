@@ -941,6 +941,7 @@ async function main() {
     await page.selectOption('#preset', 'glue/stsb');
     await page.fill('.field[data-field="epochs"] input', '3');
     assertEq(JSON.stringify(await previewSpec()), JSON.stringify({ model, preset: 'glue/stsb', dataset: { train }, epochs: 3 }), 'the changed field is sent');
+    assert(/overridden: 3/.test(await page.textContent('#preset-values li[data-field="epochs"]')), 'the list marks the overridden epochs');
     // the learning rates are aflora's: another method clears them, aflora brings them back
     await page.check('#method-lora', { force: true });
     assertEq(await fieldValue('learning_rate'), '', 'LoRA: no preset learning rate in the field');
