@@ -122,6 +122,28 @@ int preset_apply(cJSON *root, char *err, size_t errlen) {
     return 0;
 }
 
+cJSON *preset_fields_json(const char *name, const char *method, char *err, size_t errlen) {
+    cJSON *root = cJSON_CreateObject();
+    bool ok = root && cJSON_AddStringToObject(root, "preset", name) &&
+              (!method || cJSON_AddStringToObject(root, "method", method)) &&
+              cJSON_AddObjectToObject(root, "dataset");
+    if (!ok) {
+        snprintf(err, errlen, "out of memory");
+        cJSON_Delete(root);
+        return NULL;
+    }
+    if (preset_apply(root, err, errlen) != 0) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "preset");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "method");
+    /* the dataset's fields last, as the spec table orders them */
+    cJSON_AddItemToObject(root, "dataset",
+                          cJSON_DetachItemFromObjectCaseSensitive(root, "dataset"));
+    return root;
+}
+
 char *preset_doc_markdown(void) {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);

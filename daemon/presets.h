@@ -28,6 +28,14 @@ int preset_apply(cJSON *root, char *err, size_t errlen);
 /* The names, "glue/cola" ... in table order, NULL-terminated. */
 extern const char *const preset_names[];
 
+/* What preset `name` fills into a spec that names only `method` (NULL: the
+ * default, aflora) and an empty dataset object: a JSON object of spec fields
+ * ({"task": ..., "dataset": {"text_fields": [...]}}), without "preset" and
+ * "method". preset_apply itself makes it, so what clients are shown is what
+ * the daemon fills. NULL with a message in err (unknown name, out of
+ * memory). */
+cJSON *preset_fields_json(const char *name, const char *method, char *err, size_t errlen);
+
 /* A Markdown table of the presets and their sources for the README,
  * malloc'd; NULL when out of memory. */
 char *preset_doc_markdown(void);

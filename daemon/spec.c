@@ -1995,6 +1995,60 @@ static cJSON *default_by(const spec_field_info *f) {
 
 static cJSON *object_schema(const char *prefix);
 
+/* One preset as a client shows it: {"fields": what it fills for the default
+ * method, "field_methods": {key: [methods]} for the keys it fills only for
+ * some methods (the learning rates: aflora's)}. From preset_fields_json, so
+ * the numbers live in presets.c alone. */
+static cJSON *preset_schema_entry(const char *name) {
+    char perr[160];
+    cJSON *e = cJSON_CreateObject(), *by = cJSON_CreateObject();
+    cJSON *fields = preset_fields_json(name, NULL, perr, sizeof perr);
+    cJSON *per[METHOD_COUNT] = {NULL};
+    bool ok = e && by && fields;
+    for (int m = 0; ok && m < METHOD_COUNT; m++)
+        ok = (per[m] = preset_fields_json(name, method_names[m], perr, sizeof perr)) != NULL;
+    for (const cJSON *k = ok ? fields->child : NULL; ok && k; k = k->next) {
+        const char *names[METHOD_COUNT];
+        int n = 0;
+        for (int m = 0; m < METHOD_COUNT; m++)
+            if (cJSON_GetObjectItemCaseSensitive(per[m], k->string)) names[n++] = method_names[m];
+        if (n < METHOD_COUNT) ok = put(by, k->string, string_array(names, n));
+    }
+    for (int m = 0; m < METHOD_COUNT; m++) cJSON_Delete(per[m]);
+    if (ok) {
+        ok = put(e, "fields", fields);
+        fields = NULL;
+    }
+    if (ok) {
+        ok = put(e, "field_methods", by);
+        by = NULL;
+    }
+    cJSON_Delete(fields);
+    cJSON_Delete(by);
+    if (!ok) {
+        cJSON_Delete(e);
+        return NULL;
+    }
+    return e;
+}
+
+/* The preset field's schema beyond its type: the names (enum), the encoder
+ * tasks it is for (x-tasks) and what each one fills (x-presets), so a form
+ * can show and pre-fill a recipe without a copy of its numbers. */
+static bool preset_schema(cJSON *p) {
+    int n = 0;
+    while (preset_names[n]) n++;
+    const char *tasks[] = {task_choices[TASK_CLASSIFICATION], task_choices[TASK_REGRESSION]};
+    cJSON *all = cJSON_CreateObject();
+    bool ok = all && put(p, "enum", string_array(preset_names, n)) &&
+              put(p, "x-tasks", string_array(tasks, 2));
+    for (int i = 0; ok && i < n; i++)
+        ok = put(all, preset_names[i], preset_schema_entry(preset_names[i]));
+    if (ok) return put(p, "x-presets", all);
+    cJSON_Delete(all);
+    return false;
+}
+
 static cJSON *field_schema(const spec_field_info *f) {
     if (f->type == SPEC_T_OBJECT) return object_schema(f->name);
     cJSON *p = f->type == SPEC_T_COLUMN ? column_schema() : cJSON_CreateObject();
@@ -2005,6 +2059,7 @@ static cJSON *field_schema(const spec_field_info *f) {
         ok = put(p, "type", cJSON_CreateString("string")) &&
              put(p, "minLength", cJSON_CreateNumber(f->min)) &&
              put(p, "maxLength", cJSON_CreateNumber(f->max));
+        if (ok && f->offset == OFF(preset)) ok = preset_schema(p);
         break;
     case SPEC_T_INT:
     case SPEC_T_NUMBER:

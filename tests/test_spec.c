@@ -1098,6 +1098,91 @@ static void test_preset_is_overridden(void **state) {
     spec_free(&d);
 }
 
+/* The schema carries each preset's values (x-presets) for the dashboard,
+ * and they are what the daemon stores for a spec naming only the preset:
+ * every field of "fields" equals the parsed spec's, for every preset. */
+static void test_preset_schema(void **state) {
+    (void)state;
+    cJSON *sc = spec_schema_json();
+    assert_non_null(sc);
+    cJSON *pp = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sc, "properties"),
+                                                 "preset");
+    cJSON *names = cJSON_GetObjectItemCaseSensitive(pp, "enum");
+    assert_int_equal(cJSON_GetArraySize(names), 8);
+    cJSON *tasks = cJSON_GetObjectItemCaseSensitive(pp, "x-tasks");
+    assert_int_equal(cJSON_GetArraySize(tasks), 2);
+    for (cJSON *t = tasks->child; t; t = t->next)
+        assert_string_not_equal(t->valuestring, "causal_lm");
+    cJSON *all = cJSON_GetObjectItemCaseSensitive(pp, "x-presets");
+    assert_int_equal(cJSON_GetArraySize(all), 8);
+    for (cJSON *n = names->child; n; n = n->next) {
+        cJSON *e = cJSON_GetObjectItemCaseSensitive(all, n->valuestring);
+        if (!e) fail_msg("x-presets lacks %s", n->valuestring);
+        cJSON *fields = cJSON_GetObjectItemCaseSensitive(e, "fields");
+        char buf[160];
+        snprintf(buf, sizeof buf,
+                 "{\"model\":\"m\",\"preset\":\"%s\",\"dataset\":{\"train\":\"t.tsv\"}}",
+                 n->valuestring);
+        aflo_job_spec s;
+        parse_ok(buf, &s);
+        cJSON *stored = spec_to_json(&s);
+        assert_non_null(stored);
+        assert_true(cJSON_GetArraySize(fields) >= 12);
+        for (cJSON *f = fields->child; f; f = f->next) {
+            cJSON *got = cJSON_GetObjectItemCaseSensitive(stored, f->string);
+            if (strcmp(f->string, "dataset") == 0) {
+                f = f->child;
+                got = cJSON_GetObjectItemCaseSensitive(got, f->string);
+                assert_true(cJSON_Compare(f, got, true));
+                f = cJSON_GetObjectItemCaseSensitive(fields, "dataset");
+                continue;
+            }
+            if (!cJSON_Compare(f, got, true))
+                fail_msg("%s: x-presets %s differs from the stored spec", n->valuestring,
+                         f->string);
+        }
+        /* The learning rates are filled for aflora only; nothing else is
+         * method-dependent. */
+        cJSON *by = cJSON_GetObjectItemCaseSensitive(e, "field_methods");
+        assert_int_equal(cJSON_GetArraySize(by), 2);
+        static const char *const rates[] = {"learning_rate", "head_learning_rate"};
+        for (int k = 0; k < 2; k++) {
+            cJSON *ms = cJSON_GetObjectItemCaseSensitive(by, rates[k]);
+            assert_int_equal(cJSON_GetArraySize(ms), 1);
+            assert_string_equal(cJSON_GetArrayItem(ms, 0)->valuestring, "aflora");
+        }
+        cJSON_Delete(stored);
+        spec_free(&s);
+    }
+    cJSON *stsb = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(all, "glue/stsb"), "fields");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(stsb, "task")->valuestring, "regression");
+    assert_true(cJSON_GetObjectItemCaseSensitive(stsb, "epochs")->valuedouble == 20);
+    cJSON_Delete(sc);
+}
+
+/* The accessor: what preset_apply fills, per method; unknown names named. */
+static void test_preset_fields_json(void **state) {
+    (void)state;
+    char err[256];
+    cJSON *a = preset_fields_json("glue/rte", NULL, err, sizeof err);
+    cJSON *l = preset_fields_json("glue/rte", "lora", err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(l);
+    assert_null(cJSON_GetObjectItemCaseSensitive(a, "preset"));
+    assert_null(cJSON_GetObjectItemCaseSensitive(a, "method"));
+    assert_true(cJSON_GetObjectItemCaseSensitive(a, "head_learning_rate")->valuedouble == 4e-2);
+    assert_null(cJSON_GetObjectItemCaseSensitive(l, "learning_rate"));
+    assert_int_equal(cJSON_GetArraySize(a), cJSON_GetArraySize(l) + 2);
+    cJSON *tf = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a, "dataset"),
+                                                 "text_fields");
+    assert_int_equal(cJSON_GetArraySize(tf), 2);
+    cJSON_Delete(a);
+    cJSON_Delete(l);
+    assert_null(preset_fields_json("glue/wnli", NULL, err, sizeof err));
+    assert_non_null(strstr(err, "unknown preset"));
+}
+
 static void test_preset_errors(void **state) {
     (void)state;
     expect_error(J("{'model':'m','preset':'glue/wnli','dataset':{'train':'t'}}"),
@@ -1570,6 +1655,8 @@ int main(void) {
         cmocka_unit_test(test_preset_fills_the_recipe),
         cmocka_unit_test(test_preset_is_overridden),
         cmocka_unit_test(test_preset_errors),
+        cmocka_unit_test(test_preset_schema),
+        cmocka_unit_test(test_preset_fields_json),
         cmocka_unit_test(test_equal_detects_differences),
         cmocka_unit_test(test_markdown_lists_every_field),
         cmocka_unit_test(test_schema),

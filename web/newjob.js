@@ -17,6 +17,13 @@
 // (models, uploaded datasets, succeeded jobs for init_adapter). A field the
 // layout does not name still appears, under "Training".
 //
+// Presets: the preset field's schema lists the recipes and what each fills
+// (x-presets, from daemon/presets.c). Choosing one writes its values into
+// the fields it sets, visibly, and lists them under the select; a field
+// still showing the preset's value is left out of the spec (the daemon fills
+// it from the preset), one the user changed is sent and overrides it. A new
+// choice of preset (or none) rewrites the fields the old one had set.
+//
 // Validation is the daemon's: a 4xx answer's error.field (a dotted path
 // such as "freeze.delta_t" or "dataset.text_fields[1]") is matched to the
 // form control carrying that data-field, and the message appears beside it.
@@ -27,7 +34,7 @@ import { api, getToken } from './api.js';
 
 /** Where fields go ('*' = the rest of that object), in order. */
 const GROUPS = [
-  { legend: 'Model and task', fields: ['model', 'task', 'num_labels', 'metric'] },
+  { legend: 'Model and task', fields: ['model', 'preset', 'task', 'num_labels', 'metric'] },
   { legend: 'Data', id: 'data-group', fields: ['dataset.*'] },
   { legend: 'Adapter', fields: ['method', 'rank', 'alpha', 'trainable_projections', 'target_modules', 'init_adapter'] },
   { legend: 'Causal language model', id: 'lm-group', fields: ['train_on_inputs', 'activation_checkpointing', 'answer_rule', 'eval_max_new_tokens'],
@@ -39,7 +46,7 @@ const GROUPS = [
 
 /** Labels people read; a field without one is named after its key. */
 const LABELS = {
-  model: 'Base model', task: 'Task', num_labels: 'Number of labels', metric: 'Best-epoch metric',
+  model: 'Base model', preset: 'Preset (the authors\' GLUE recipe)', task: 'Task', num_labels: 'Number of labels', metric: 'Best-epoch metric',
   'dataset.train': 'Training data', 'dataset.eval': 'Evaluation data (optional)', 'dataset.format': 'Format',
   'dataset.text_fields': 'Text field(s)', 'dataset.label_field': 'Label field',
   'dataset.labels': 'Label names (optional)', 'dataset.has_header': 'First row is a header (TSV/CSV)',
@@ -314,6 +321,18 @@ export function renderNewJob(root) {
     return f;
   }
 
+  /** The recipe select (none + x-presets' names) and the list of what the
+   *  chosen one sets; the pre-filling is syncPreset's. */
+  const presetValues = h('ul', { class: 'help preset-values', id: 'preset-values', 'aria-live': 'polite' });
+  function presetControl(f) {
+    const sel = h('select', { name: f.name, id: 'preset' });
+    fieldWrap(f, sel, presetValues);
+    fill(sel, h('option', { value: '' }, '— none —'), Object.keys(f.s['x-presets']).map((n) => h('option', { value: n }, n)));
+    f.get = () => (sel.value ? { value: sel.value } : { skip: true });
+    sel.addEventListener('change', update);
+    return f;
+  }
+
   // GET /models lists "demo" and every folder of the daemon's models
   // directory; the API accepts no other model (no server paths).
   const modelInfo = h('p', { class: 'help', id: 'model-info' });
@@ -375,6 +394,7 @@ export function renderNewJob(root) {
     if (f.name === 'dataset.train' || f.name === 'dataset.eval') return datasetControl(f, !f.required);
     if (f.name === 'init_adapter') return adapterControl(f);
     if (f.name === 'method') return methodControl(f);
+    if (f.name === 'preset' && s['x-presets']) return presetControl(f);
     if (s.type === 'boolean') return boolControl(f);
     if (Array.isArray(s.enum)) return enumControl(f);
     if (s.type === 'array' && s.items && Array.isArray(s.items.enum)) return checksControl(f);
@@ -542,6 +562,81 @@ export function renderNewJob(root) {
       : `${d.name} holds chat messages, but ${mi.name} has no known chat template${mi.chatTemplateError ? ` (${mi.chatTemplateError})` : ''}: the daemon cannot render its turns. Choose a model with a template, or convert the rows to prompt/completion.`;
   }
 
+  // ---- presets ------------------------------------------------------------------------
+  const presetShown = new Map();     // field -> the text the preset put in its control
+  let presetApplied = '';            // the preset those values are from ('' none)
+
+  /** The chosen preset's values for the current method, flattened:
+   *  Map("dataset.text_fields" -> value). */
+  function presetWants(name) {
+    const out = new Map();
+    const p = name ? controls.get('preset').s['x-presets'][name] : null;
+    if (!p) return out;
+    const walk = (o, prefix) => {
+      for (const [k, v] of Object.entries(o)) {
+        const key = prefix ? `${prefix}.${k}` : k;
+        if (!prefix && p.field_methods && p.field_methods[k] && !p.field_methods[k].includes(method())) continue;
+        if (v && typeof v === 'object' && !Array.isArray(v)) walk(v, key);
+        else out.set(key, v);
+      }
+    };
+    walk(p.fields, '');
+    return out;
+  }
+  const atDefault = (f) => f.input.value === (f.input.tagName === 'SELECT' ? f.def ?? '' : '');
+  const resetControl = (f) => { f.input.value = f.input.tagName === 'SELECT' ? f.def ?? '' : ''; };
+
+  /** Write the chosen preset's values into the controls they belong to:
+   *  all of them when the choice changed; otherwise only controls the user
+   *  has not touched (still showing the preset's value, or their default
+   *  where the preset newly applies, e.g. the learning rates on a switch
+   *  back to aflora). Values the preset no longer sets are cleared where
+   *  untouched, so nothing stale is sent as an override. */
+  function syncPreset() {
+    const pc = controls.get('preset');
+    if (!pc || !pc.s['x-presets']) return;       // a daemon whose schema lists no values: a text field
+    const chosen = applies(pc) ? pc.input.value : '';
+    const changed = chosen !== presetApplied;
+    presetApplied = chosen;
+    const wants = presetWants(chosen);
+    for (const [name, shown] of [...presetShown]) {
+      if (wants.has(name)) continue;
+      const f = controls.get(name);
+      if (f && f.input.value === shown) resetControl(f);
+      presetShown.delete(name);
+    }
+    for (const [name, v] of wants) {
+      const f = controls.get(name);
+      if (!f || !f.input || !('value' in f.input)) continue;
+      const text = show(v);
+      const untouched = presetShown.has(name) ? f.input.value === presetShown.get(name) : atDefault(f);
+      if (changed || untouched) f.input.value = text;
+      presetShown.set(name, text);
+    }
+    describePreset(chosen, wants);
+  }
+
+  /** What the preset sets, as a list under the select (examples per step
+   *  spelled out: batch_size x grad_accum). */
+  function describePreset(name, wants) {
+    if (!name) { fill(presetValues); presetValues.hidden = true; return; }
+    presetValues.hidden = false;
+    const items = [...wants].map(([k, v]) => {
+      const f = controls.get(k);
+      const mine = f && f.input && presetShown.has(k) && f.input.value !== presetShown.get(k) ? f.input.value.trim() : '';
+      return h('li', { dataset: { field: k }, class: mine ? 'overridden' : null },
+        `${labelOf(k)}: ${show(v)}${mine ? ` (overridden: ${mine})` : ''}`);
+    });
+    if (wants.has('batch_size') && wants.has('grad_accum')) {
+      const b = wants.get('batch_size'); const a = wants.get('grad_accum');
+      items.push(h('li', { dataset: { field: 'examples_per_step' } }, `Examples per step: ${b * a} (${b} × ${a})`));
+    }
+    const p = controls.get('preset').s['x-presets'][name];
+    const methodOnly = Object.entries(p.field_methods || {}).filter(([, ms]) => !ms.includes(method())).map(([k, ms]) => `${labelOf(k).toLowerCase()} (${ms.join(', ')} only)`);
+    if (methodOnly.length) items.push(h('li', { class: 'muted' }, `Not set for ${METHOD_TEXT[method()] || method()}: ${methodOnly.join(', ')}.`));
+    fill(presetValues, h('li', { class: 'preset-head' }, `${name} sets (change any field to override it):`), items);
+  }
+
   function update() {
     if (!schema) return;
     const demo = isDemo();
@@ -552,6 +647,8 @@ export function renderNewJob(root) {
     }
     const mi = selectedModel();
     followModel(mi);
+    syncPreset();
+    followModel(mi);       // the preset may have changed the task (and so the metrics offered)
     const causal = currentTask() === 'causal_lm';
     if (freezeBox) freezeBox.hidden = !!freezeMethods && !freezeMethods.includes(method());
     if (lmBox) lmBox.hidden = !causal;
@@ -580,6 +677,8 @@ export function renderNewJob(root) {
     for (const [name, f] of controls) {
       if (!applies(f)) continue;
       if (name.startsWith('dataset.') && demo) continue;
+      // still the preset's value: the daemon fills it from the preset
+      if (presetShown.has(name) && f.input.value === presetShown.get(name)) continue;
       const r = f.get();
       if (r.error) errors.set(name, r.error);
       else if (!r.skip) setPath(spec, name, r.value);

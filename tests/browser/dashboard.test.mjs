@@ -28,7 +28,12 @@
 // tokens/s; the heatmap's rows are the modules the job adapts (LLaMA's five
 // by default, seven when asked; no BERT row); the playground streams both
 // completions side by side (equal to the API's JSON replies), stops on Stop
-// and Escape, and shows errors in their column. Tests needing an endpoint
+// and Escape, and shows errors in their column. Presets: the form offers the
+// eight GLUE recipes for an encoder model (not a causal LM), pre-fills and
+// lists a chosen one's values (glue/stsb: regression, 20 epochs), sends only
+// what the user changed, and the stored spec (GET /jobs/{id}) shows the
+// preset's values with an explicit field overriding them (on the encoder
+// model folder with an STS-B-shaped upload: the demo model refuses regression). Tests needing an endpoint
 // the daemon lacks (issue 12's API) are reported SKIP with the reason and
 // counted apart. Screenshots of the job page (light, dark, narrow) and the
 // playground go to tests/artifacts/dashboard*.png.
@@ -825,6 +830,144 @@ async function main() {
     await page.check('#target-modules input[value="o_proj"]');
     await page.check('#target-modules input[value="gate_proj"]');
     assertEq(JSON.stringify(JSON.parse(await page.textContent('#spec-preview')).target_modules), JSON.stringify(LLAMA_ALL), 'all seven sent');
+  });
+
+  // ---- presets (issue 13): the authors' GLUE recipes in the form ------------------------
+  /** The preset field's schema: names and values come from the daemon (x-presets). */
+  const presetSchema = async () => (await apiGet('/openapi.json')).components.schemas.JobSpec.properties.preset;
+  const previewSpec = async () => JSON.parse(await page.textContent('#spec-preview'));
+  const fieldValue = (name) => page.inputValue(`.field[data-field="${name}"] input, .field[data-field="${name}"] select`);
+  /** Cancel a job the preset tests created, so it does not hold the worker. */
+  const cancelJob = async (id) => { await fetch(`${BASE}/jobs/${id}/cancel`, { method: 'POST' }); };
+  /** STS-B's layout (sentence1, sentence2, a score), uploaded once: the demo
+   *  model trains only its built-in binary task and refuses regression, so
+   *  stsb jobs run on the encoder folder with this file. -> {model, train}. */
+  let stsbData = null;
+  async function stsbJobData() {
+    if (stsbData) return stsbData;
+    const words = ['good', 'bad', 'cat', 'music', 'road', 'city', 'happy', 'sad'];
+    const rows = ['sentence1\tsentence2\tlabel'];
+    for (let i = 0; i < 40; i++) rows.push(`the ${words[i % 8]} ${words[(i * 3) % 8]}\tthe ${words[(i * 5) % 8]} ${words[(i + 1) % 8]}\t${(i % 6) * 0.8}`);
+    const r = await fetch(`${BASE}/datasets?name=stsb.tsv`, { method: 'POST', headers: { 'Content-Type': 'text/tab-separated-values' }, body: `${rows.join('\n')}\n` });
+    const d = await r.json();
+    assert(r.ok, `upload stsb.tsv: HTTP ${r.status} ${JSON.stringify(d)}`);
+    const model = (await listModels()).find((m) => m.usable && !m.builtin && !isCausalModel(m));
+    assert(model, 'an encoder model folder besides demo');
+    stsbData = { model: model.name, train: d.id };
+    return stsbData;
+  }
+  /** A fresh form on the encoder folder with the STS-B file chosen. */
+  async function stsbForm() {
+    const { model, train } = await stsbJobData();
+    await fresh('#/new');
+    await page.waitForSelector(`.field[data-field="dataset.train"] option[value="${train}"]`, { state: 'attached' });
+    await page.selectOption('#model', model);
+    await page.selectOption('.field[data-field="dataset.train"] select', train);
+    return { model, train };
+  }
+  /** Submit the form -> the new job's id (a refusal's message when it stays). */
+  async function submitForm() {
+    await page.click('#submit-job');
+    await page.waitForURL(/#\/jobs\/[0-9a-f]+$/, { timeout: 10000 }).catch(() => {});
+    const m = page.url().match(/#\/jobs\/([0-9a-f]+)$/);
+    if (!m) {
+      const errs = await page.$$eval('.field-error:not([hidden]), #form-error:not([hidden])', (es) => es.map((e) => e.textContent));
+      throw new Error(`the form was not accepted: ${errs.join('; ')}`);
+    }
+    return m[1];
+  }
+
+  await test('the form offers the eight GLUE presets for an encoder model and hides them for a causal LM', async () => {
+    const ps = await presetSchema();
+    assert(ps && ps['x-presets'], 'the JobSpec schema lists the presets\' values (x-presets)');
+    const names = Object.keys(ps['x-presets']);
+    assertEq(JSON.stringify(names), JSON.stringify(['glue/cola', 'glue/mnli', 'glue/mrpc', 'glue/qnli', 'glue/qqp', 'glue/rte', 'glue/sst2', 'glue/stsb']), 'the eight presets');
+    await fresh('#/new');
+    await page.waitForSelector(`#model option[value="${LM_MODEL}"]`, { state: 'attached' });
+    assert(await page.isVisible('#preset'), 'the preset select shows for the demo model');
+    const options = await page.$$eval('#preset option', (os) => os.map((o) => o.value));
+    assertEq(JSON.stringify(options), JSON.stringify(['', ...names]), 'none, then the eight');
+    assertEq(await page.inputValue('#preset'), '', 'none chosen by default');
+    assert(await page.isHidden('#preset-values'), 'no values listed without a preset');
+    await page.selectOption('#model', LM_MODEL);
+    const lm = (await listModels()).find((m) => m.name === LM_MODEL);
+    if (!Array.isArray(lm.tasks)) await page.selectOption('.field[data-field="task"] select', 'causal_lm');
+    assert(await page.isHidden('.field[data-field="preset"]'), 'no presets for a causal LM');
+    await page.selectOption('#model', 'demo');
+    if (!Array.isArray(lm.tasks)) await page.selectOption('.field[data-field="task"] select', 'classification');
+    assert(await page.isVisible('#preset'), 'back for the demo model');
+  });
+
+  let stsbFields = null;
+  await test('choosing glue/stsb switches the task to regression and pre-fills and lists its values; the job stores them', async () => {
+    const stsb = (await presetSchema())['x-presets']['glue/stsb'];
+    stsbFields = stsb.fields;
+    assertEq(stsb.fields.task, 'regression', 'the schema: stsb is regression');
+    const { model, train } = await stsbForm();
+    await page.selectOption('#preset', 'glue/stsb');
+    assertEq(await fieldValue('task'), 'regression', 'task switched');
+    assertEq(await fieldValue('metric'), stsb.fields.metric, 'metric pre-filled');
+    assertEq(await fieldValue('epochs'), '20', 'epochs pre-filled');
+    for (const k of ['learning_rate', 'head_learning_rate', 'batch_size', 'grad_accum', 'max_seq_len', 'warmup_ratio', 'seed']) {
+      assertEq(await fieldValue(k), String(stsb.fields[k]), `${k} pre-filled`);
+    }
+    assertEq(await fieldValue('dataset.text_fields'), stsb.fields.dataset.text_fields.join(', '), 'text fields pre-filled');
+    assert(await page.isVisible('#preset-values'), 'the preset\'s values are listed');
+    const listed = await page.$$eval('#preset-values li[data-field]', (ls) => Object.fromEntries(ls.map((l) => [l.dataset.field, l.textContent])));
+    assert(/regression/.test(listed.task), `lists the task: ${listed.task}`);
+    assert(/pearson/.test(listed.metric), `lists the metric: ${listed.metric}`);
+    assert(/\b20\b/.test(listed.epochs), `lists the epochs: ${listed.epochs}`);
+    assert(listed.learning_rate.includes(String(stsb.fields.learning_rate)), `lists the learning rate: ${listed.learning_rate}`);
+    assert(listed.max_seq_len.includes('256'), `lists max_seq_len: ${listed.max_seq_len}`);
+    assert(listed['dataset.text_fields'].includes('sentence1, sentence2'), `lists the text fields: ${listed['dataset.text_fields']}`);
+    const per = stsb.fields.batch_size * stsb.fields.grad_accum;
+    assert(listed.examples_per_step.includes(String(per)), `lists the examples per step (${per}): ${listed.examples_per_step}`);
+    // the preset's values are the daemon's to fill: the spec names the preset alone
+    assertEq(JSON.stringify(await previewSpec()), JSON.stringify({ model, preset: 'glue/stsb', dataset: { train } }), 'spec sent');
+    const id = await submitForm();
+    await cancelJob(id);
+    const { spec } = await apiGet(`/jobs/${id}`);
+    assertEq(spec.preset, 'glue/stsb', 'stored preset');
+    assertEq(spec.task, 'regression', 'stored task');
+    assertEq(spec.epochs, 20, 'stored epochs');
+    assertEq(spec.metric, stsb.fields.metric, 'stored metric');
+    assertEq(spec.learning_rate, stsb.fields.learning_rate, 'stored learning rate');
+    assertEq(JSON.stringify(spec.dataset.text_fields), JSON.stringify(stsb.fields.dataset.text_fields), 'stored text fields');
+  });
+
+  await test('a field changed away from the preset overrides it; another preset, a method or none leave no stale value', async () => {
+    assert(stsbFields, 'the previous test read the preset');
+    const { model, train } = await stsbForm();
+    await page.selectOption('#preset', 'glue/stsb');
+    await page.fill('.field[data-field="epochs"] input', '3');
+    assertEq(JSON.stringify(await previewSpec()), JSON.stringify({ model, preset: 'glue/stsb', dataset: { train }, epochs: 3 }), 'the changed field is sent');
+    assert(/overridden: 3/.test(await page.textContent('#preset-values li[data-field="epochs"]')), 'the list marks the overridden epochs');
+    // the learning rates are aflora's: another method clears them, aflora brings them back
+    await page.check('#method-lora', { force: true });
+    assertEq(await fieldValue('learning_rate'), '', 'LoRA: no preset learning rate in the field');
+    assert(!('learning_rate' in await previewSpec()), 'nor in the spec');
+    assert(/LoRA/.test(await page.textContent('#preset-values')), 'the list says what the preset does not set for LoRA');
+    await page.check('#method-aflora', { force: true });
+    assertEq(await fieldValue('learning_rate'), String(stsbFields.learning_rate), 'AFLoRA: the preset\'s learning rate again');
+    // another preset replaces the old one's values, the typed epochs included
+    await page.selectOption('#preset', 'glue/sst2');
+    assertEq(await fieldValue('task'), 'classification', 'sst2: classification');
+    assertEq(JSON.stringify(await previewSpec()), JSON.stringify({ model, preset: 'glue/sst2', dataset: { train } }), 'no stale stsb value is sent');
+    // none: the fields return to their defaults
+    await page.selectOption('#preset', '');
+    assertEq(await fieldValue('epochs'), '', 'epochs back to the default');
+    assertEq(await fieldValue('metric'), '', 'metric back to the default');
+    assertEq(JSON.stringify(await previewSpec()), JSON.stringify({ model, dataset: { train } }), 'nothing of a preset is sent');
+    // an explicit value wins in the stored spec
+    await page.selectOption('#preset', 'glue/stsb');
+    await page.fill('.field[data-field="epochs"] input', '3');
+    const id = await submitForm();
+    await cancelJob(id);
+    const { spec } = await apiGet(`/jobs/${id}`);
+    assertEq(spec.preset, 'glue/stsb', 'stored preset');
+    assertEq(spec.epochs, 3, 'the explicit epochs override the preset\'s 20');
+    assertEq(spec.task, 'regression', 'the rest is the preset\'s');
+    assertEq(spec.max_seq_len, stsbFields.max_seq_len, 'max_seq_len the preset\'s');
   });
 
   await test('an uploaded causal-LM file shows its form; chat rows on a model without a chat template are warned about', async () => {

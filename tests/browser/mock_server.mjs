@@ -9,7 +9,8 @@
 // The job spec is the daemon's own: /openapi.json serves the JobSpec schema
 // that `aflorad spec-doc --json` prints from the spec table (so the binary
 // must be built: AFLORAD_BIN, default build/aflorad), and the mock takes its
-// field list and defaults from it rather than from a copy.
+// field list and defaults from it rather than from a copy — the presets'
+// values too (x-presets), which POST /jobs applies as the daemon does.
 //
 //   node tests/browser/mock_server.mjs [--port 8089] [--step-ms 25] [--drop-sse-every 0] [--gen-token-ms 60]
 //
@@ -151,6 +152,26 @@ function unknownKey(obj, prefix) {
       const inner = unknownKey(v, name);
       if (inner) return inner;
     }
+  }
+  return null;
+}
+
+/** The daemon's preset_apply, from the schema's x-presets (presets.c's table
+ *  as spec-doc --json prints it): fills what the spec leaves out; the
+ *  learning rates only for the methods field_methods names. -> an error
+ *  triple like validate's, or null. */
+function applyPreset(spec) {
+  if (!spec || typeof spec !== 'object' || typeof spec.preset !== 'string') return null;
+  const all = (SPEC_SCHEMA.properties.preset || {})['x-presets'] || {};
+  const p = all[spec.preset];
+  if (!p) return ['invalid_value', `preset: unknown preset "${spec.preset}"; known: ${Object.keys(all).join(', ')}`, 'preset'];
+  if (spec.task === 'causal_lm') return ['invalid_value', `preset: preset ${spec.preset} is a GLUE recipe for an encoder task; task is causal_lm`, 'preset'];
+  const method = spec.method ?? 'aflora';
+  for (const [k, v] of Object.entries(p.fields)) {
+    if (p.field_methods[k] && !p.field_methods[k].includes(method)) continue;
+    if (k === 'dataset') {
+      if (spec.dataset && typeof spec.dataset === 'object') for (const [dk, dv] of Object.entries(v)) spec.dataset[dk] ??= structuredClone(dv);
+    } else spec[k] ??= structuredClone(v);
   }
   return null;
 }
@@ -593,7 +614,7 @@ const server = http.createServer(async (req, res) => {
     if (req.method === 'POST' && p === '/jobs') {
       let spec;
       try { spec = JSON.parse((await readBody(req, 1 << 20)).toString('utf8')); } catch (e) { return fail(res, 400, 'invalid_json', `malformed JSON: ${e.message}`); }
-      const bad = validate(spec);
+      const bad = applyPreset(spec) || validate(spec);
       if (bad) return fail(res, bad[3] || 400, bad[0], bad[1], bad[2]);
       const job = { id: newId(), status: 'queued', spec: normalise(spec), progress: { step: 0, total_steps: null, epoch: 0, loss: null }, metrics: null,
         error: null, created_at: now(), started_at: null, finished_at: null, events: [], evals: [], freezing: new Map(), schedule: [] };

@@ -294,6 +294,11 @@ class CliTest(unittest.TestCase):
         self.assertEqual(props["metric"]["x-default-by"]["task"]["regression"], "pearson")
         self.assertEqual(props["dataset"]["properties"]["label_field"]["default"], "label")
         self.assertIn("init_adapter", props)
+        # the presets' values, for the dashboard's form (presets.c's table)
+        stsb = props["preset"]["x-presets"]["glue/stsb"]
+        self.assertEqual((stsb["fields"]["task"], stsb["fields"]["epochs"]), ("regression", 20))
+        self.assertEqual(stsb["field_methods"], {"learning_rate": ["aflora"], "head_learning_rate": ["aflora"]})
+        self.assertEqual(len(props["preset"]["enum"]), 8)
 
     def test_bad_specs_fail_with_clear_messages(self):
         cases = [
