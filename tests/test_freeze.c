@@ -22,7 +22,7 @@
 #define ERRLEN 256
 
 static aflo_freeze_config cfg(double b1, double b2, int dt, long T, long ti, long tf) {
-    aflo_freeze_config c = {b1, b2, dt, T, ti, tf};
+    aflo_freeze_config c = {b1, b2, dt, T, ti, tf, FREEZE_SENS_GRAD};
     return c;
 }
 
@@ -101,7 +101,7 @@ static void test_window_and_ema_by_hand(void **state) {
     for (long t = 1; t <= 6; t++) {
         float both[2] = {ga[t - 1], gb[t - 1]};
         const float *g[3] = {&ga[t - 1], &gb[t - 1], both};
-        freeze_score_update(f, t, g);
+        freeze_score_update(f, t, g, NULL);
         for (int i = 0; i < 3; i++) assert_near(freezer_matrix_score(f, i), want[t - 1][i], 1e-12);
     }
     freezer_free(f);
@@ -118,8 +118,8 @@ static void test_default_betas_one_boundary(void **state) {
     aflo_freezer *f = make(&c, 1, sizes, tr);
     const float two = 2.0f, seven = 7.0f;
     const float *g1[1] = {&two}, *g2[1] = {&seven};
-    freeze_score_update(f, 1, g1);
-    freeze_score_update(f, 2, g2); /* 7 starts the next window, not this boundary */
+    freeze_score_update(f, 1, g1, NULL);
+    freeze_score_update(f, 2, g2, NULL); /* 7 starts the next window, not this boundary */
     assert_near(freezer_matrix_score(f, 0), 0.0255, 1e-8);
     freezer_free(f);
 }
@@ -141,7 +141,7 @@ static void three_update(aflo_freezer *f, long t) {
     const float *g[3] = {freezer_is_frozen(f, 0) ? NULL : G_M0,
                          freezer_is_frozen(f, 1) ? NULL : G_M1,
                          freezer_is_frozen(f, 2) ? NULL : G_M2};
-    freeze_score_update(f, t, g);
+    freeze_score_update(f, t, g, NULL);
 }
 
 static void test_k_zero_freezes_nothing(void **state) {
@@ -210,7 +210,7 @@ static void test_threshold_decision_three_matrices(void **state) {
     /* nothing left: scoring stops (all gradients NULL), no more decisions */
     const float *none[3] = {NULL, NULL, NULL};
     for (long t = 5; t <= 10; t++) {
-        freeze_score_update(f, t, none);
+        freeze_score_update(f, t, none, NULL);
         assert_int_equal(freeze_decide(f, t, out), 0);
     }
     freezer_free(f);
@@ -259,7 +259,7 @@ static void test_decisions_only_at_multiples_and_final_once(void **state) {
     for (long t = 1; t <= 30; t++) {
         const float *g[M];
         for (int j = 0; j < M; j++) g[j] = freezer_is_frozen(f, j) ? NULL : &grad[j];
-        freeze_score_update(f, t, g);
+        freeze_score_update(f, t, g, NULL);
         int nf = freeze_decide(f, t, out);
         assert_true(nf >= 0);
         if (nf > 0) {
@@ -296,7 +296,7 @@ static void test_final_phase_freezes_all_left_once(void **state) {
     for (long t = 1; t <= 20; t++) {
         const float *gs[3] = {freezer_is_frozen(f, 0) ? NULL : g, NULL,
                               freezer_is_frozen(f, 2) ? NULL : g};
-        freeze_score_update(f, t, gs);
+        freeze_score_update(f, t, gs, NULL);
         int nf = freeze_decide(f, t, out);
         if (t == 11) {
             assert_int_equal(nf, 2);
@@ -327,10 +327,10 @@ static void test_overlapping_phases_warmup_first(void **state) {
     const float *gs[1] = {g};
     int out[1];
     for (long t = 1; t <= 6; t++) {
-        freeze_score_update(f, t, gs);
+        freeze_score_update(f, t, gs, NULL);
         assert_int_equal(freeze_decide(f, t, out), 0);
     }
-    freeze_score_update(f, 7, gs);
+    freeze_score_update(f, 7, gs, NULL);
     assert_int_equal(freeze_decide(f, 7, out), 1);
     assert_int_equal(freezer_frozen_step(f, 0), 7);
     freezer_free(f);
@@ -398,8 +398,8 @@ static void test_decision_matches_sort_reference(void **state) {
         aflo_freezer *f = make(&c, M, sizes, tr);
         const float *g[M];
         for (int j = 0; j < M; j++) g[j] = tr[j] ? grads[j] : NULL;
-        freeze_score_update(f, 1, g);
-        freeze_score_update(f, 2, g);
+        freeze_score_update(f, 1, g, NULL);
+        freeze_score_update(f, 2, g, NULL);
         int out[M];
         int nf = freeze_decide(f, 2, out);
         assert_int_equal(nf, nwant);
@@ -439,7 +439,7 @@ static int rt_step(aflo_freezer *f, long t, int *out) {
     rt_grads(t, g);
     const float *gp[RT_M];
     for (int j = 0; j < RT_M; j++) gp[j] = freezer_is_frozen(f, j) ? NULL : g[j];
-    freeze_score_update(f, t, gp);
+    freeze_score_update(f, t, gp, NULL);
     return freeze_decide(f, t, out);
 }
 
@@ -638,7 +638,7 @@ static void test_create_rejects_bad_input(void **state) {
     freezer_free(f);
     f = make(&c, 0, NULL, NULL);
     int out[1];
-    freeze_score_update(f, 10, NULL);
+    freeze_score_update(f, 10, NULL, NULL);
     assert_int_equal(freeze_decide(f, 71, out), 0);
     assert_int_equal(freezer_trainable_count(f), 0);
     freezer_free(f);
@@ -707,7 +707,7 @@ static void test_score_update_every_level(void **state) {
             aflo_freezer *f = make(&c, 3, LV_SIZES, LV_TRAIN);
             for (long t = 1; t <= LV_STEPS; t++) {
                 lv_grads(g, t);
-                freeze_score_update(f, t, (const float *const *)g);
+                freeze_score_update(f, t, (const float *const *)g, NULL);
             }
             /* float storage of the EMAs: a few float ulps from the double path */
             for (int i = 0; i < 2; i++)
