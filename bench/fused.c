@@ -203,7 +203,7 @@ static void score_old(void *c) {
 }
 static void score_new(void *c) {
     score_ctx *s = c;
-    freeze_score_update(s->f, s->t, s->grads);
+    freeze_score_update(s->f, s->t, s->grads, NULL);
 }
 
 /* ------------------------------------------------------------------ resnorm */
@@ -365,7 +365,7 @@ int main(int argc, char **argv) {
     s.g = xmalloc(SCORE_N * 4);
     if (!s.ibar || !s.ubar || !s.iwin) return 1;
     fill(s.g, SCORE_N, 3, -1, 1);
-    aflo_freeze_config fc = {0.85, 0.95, 10, 1000000, 1000000, 0};
+    aflo_freeze_config fc = {0.85, 0.95, 10, 1000000, 1000000, 0, FREEZE_SENS_GRAD};
     bool tr[SCORE_MATS];
     size_t off = 0;
     for (int i = 0; i < SCORE_MATS; i++) {

@@ -572,6 +572,28 @@ static bool resume_free(const char *path) {
     return false;
 }
 
+/* Spec fields added after checkpoints began recording their run, with the
+ * value every run had before the field existed: a record without one ran
+ * that way, so a spec at that value is the same run (a checkpoint of an
+ * older daemon still resumes) and any other value is a difference. */
+static const struct {
+    const char *path, *json;
+} RESUME_ADDED_FIELDS[] = {
+    {"freeze.enabled", "true"},
+    {"freeze.sensitivity", "\"grad\""},
+};
+
+static bool added_at_old_value(const char *path, const cJSON *now) {
+    for (size_t i = 0; i < sizeof RESUME_ADDED_FIELDS / sizeof *RESUME_ADDED_FIELDS; i++) {
+        if (strcmp(path, RESUME_ADDED_FIELDS[i].path) != 0) continue;
+        cJSON *old = cJSON_Parse(RESUME_ADDED_FIELDS[i].json);
+        bool same = old && cJSON_Compare(old, now, true);
+        cJSON_Delete(old);
+        return same;
+    }
+    return false;
+}
+
 typedef struct {
     char *out;
     size_t cap, len;
@@ -606,7 +628,8 @@ static void diff_objects(diff_buf *d, const char *prefix, const cJSON *then, con
     }
     cJSON_ArrayForEach (it, now) { /* set now, absent then */
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->string);
-        if (!resume_free(path) && !cJSON_GetObjectItemCaseSensitive(then, it->string))
+        if (!resume_free(path) && !cJSON_GetObjectItemCaseSensitive(then, it->string) &&
+            !added_at_old_value(path, it))
             diff_add(d, path, NULL, it);
     }
 }

@@ -99,6 +99,7 @@ _Static_assert(sizeof(textdata_format) == sizeof(int), "enums are stored as int"
 _Static_assert(sizeof(spec_metric) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(answer_rule) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(aflo_checkpointing) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(aflo_freeze_sensitivity) == sizeof(int), "enums are stored as int");
 
 /* ---- the table -------------------------------------------------------------- */
 
@@ -325,6 +326,25 @@ const spec_field_info spec_fields[] = {
      .methods = ONLY(METHOD_AFLORA),
      .doc = "Adaptive freezing of the projections (AFLoRA's freezing score and cubic "
             "schedule). initial_warmup_epochs + final_warmup_epochs must not exceed epochs."},
+    {.name = "freeze.enabled",
+     .type = SPEC_T_BOOL,
+     .def = 1,
+     .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.enabled),
+     .doc = "false: nothing is scored and no projection ever freezes; the A and B that start "
+            "trainable (trainable_projections) train to the end, and their weight gradients "
+            "are computed and counted every step (the paper's Table 4 \"trainable\" row). The "
+            "other freeze fields are then unused."},
+    {.name = "freeze.sensitivity",
+     .type = SPEC_T_ENUM,
+     .choices = freeze_sensitivity_names,
+     .n_choices = FREEZE_SENS_COUNT,
+     .def = FREEZE_SENS_GRAD,
+     .methods = ONLY(METHOD_AFLORA),
+     .offset = OFF(freeze.sensitivity),
+     .doc = "What the freezing score smooths, per element of A or B: grad, |∇L(p)| (AFLoRA's "
+            "choice), or weight_grad, |p·∇L(p)| (AdaLoRA's importance), p being the value "
+            "after the step's update."},
     {.name = "freeze.initial_warmup_epochs",
      .type = SPEC_T_NUMBER,
      .min = 0,
@@ -1533,6 +1553,8 @@ void spec_to_train_config(const aflo_job_spec *s, aflo_train_config *tc) {
     tc->delta_t = s->freeze.delta_t;
     tc->score_beta1 = s->freeze.beta1;
     tc->score_beta2 = s->freeze.beta2;
+    tc->freeze_enabled = s->freeze.enabled;
+    tc->freeze_sensitivity = s->freeze.sensitivity;
     tc->seed = s->seed;
     tc->dropout = s->dropout;
     tc->select_metric = metric_choices[s->metric];
@@ -1739,7 +1761,8 @@ bool spec_equal(const aflo_job_spec *a, const aflo_job_spec *b) {
            a->freeze.initial_warmup_epochs == b->freeze.initial_warmup_epochs &&
            a->freeze.final_warmup_epochs == b->freeze.final_warmup_epochs &&
            a->freeze.delta_t == b->freeze.delta_t && a->freeze.beta1 == b->freeze.beta1 &&
-           a->freeze.beta2 == b->freeze.beta2 && a->epochs == b->epochs &&
+           a->freeze.beta2 == b->freeze.beta2 && a->freeze.enabled == b->freeze.enabled &&
+           a->freeze.sensitivity == b->freeze.sensitivity && a->epochs == b->epochs &&
            a->batch_size == b->batch_size && a->grad_accum == b->grad_accum &&
            a->max_seq_len == b->max_seq_len && a->length_bucketing == b->length_bucketing &&
            a->learning_rate == b->learning_rate && a->head_learning_rate == b->head_learning_rate &&

@@ -83,6 +83,8 @@ typedef struct {
 } spec_dataset;
 
 typedef struct {
+    bool enabled; /* false: A and B never freeze */
+    aflo_freeze_sensitivity sensitivity;
     double initial_warmup_epochs, final_warmup_epochs;
     int delta_t;
     double beta1, beta2;

@@ -22,7 +22,7 @@
 #define ERRLEN 256
 
 static aflo_freeze_config cfg(double b1, double b2, int dt, long T, long ti, long tf) {
-    aflo_freeze_config c = {b1, b2, dt, T, ti, tf};
+    aflo_freeze_config c = {b1, b2, dt, T, ti, tf, FREEZE_SENS_GRAD};
     return c;
 }
 
@@ -101,7 +101,7 @@ static void test_window_and_ema_by_hand(void **state) {
     for (long t = 1; t <= 6; t++) {
         float both[2] = {ga[t - 1], gb[t - 1]};
         const float *g[3] = {&ga[t - 1], &gb[t - 1], both};
-        freeze_score_update(f, t, g);
+        freeze_score_update(f, t, g, NULL);
         for (int i = 0; i < 3; i++) assert_near(freezer_matrix_score(f, i), want[t - 1][i], 1e-12);
     }
     freezer_free(f);
@@ -118,8 +118,8 @@ static void test_default_betas_one_boundary(void **state) {
     aflo_freezer *f = make(&c, 1, sizes, tr);
     const float two = 2.0f, seven = 7.0f;
     const float *g1[1] = {&two}, *g2[1] = {&seven};
-    freeze_score_update(f, 1, g1);
-    freeze_score_update(f, 2, g2); /* 7 starts the next window, not this boundary */
+    freeze_score_update(f, 1, g1, NULL);
+    freeze_score_update(f, 2, g2, NULL); /* 7 starts the next window, not this boundary */
     assert_near(freezer_matrix_score(f, 0), 0.0255, 1e-8);
     freezer_free(f);
 }
@@ -141,7 +141,7 @@ static void three_update(aflo_freezer *f, long t) {
     const float *g[3] = {freezer_is_frozen(f, 0) ? NULL : G_M0,
                          freezer_is_frozen(f, 1) ? NULL : G_M1,
                          freezer_is_frozen(f, 2) ? NULL : G_M2};
-    freeze_score_update(f, t, g);
+    freeze_score_update(f, t, g, NULL);
 }
 
 static void test_k_zero_freezes_nothing(void **state) {
@@ -210,7 +210,7 @@ static void test_threshold_decision_three_matrices(void **state) {
     /* nothing left: scoring stops (all gradients NULL), no more decisions */
     const float *none[3] = {NULL, NULL, NULL};
     for (long t = 5; t <= 10; t++) {
-        freeze_score_update(f, t, none);
+        freeze_score_update(f, t, none, NULL);
         assert_int_equal(freeze_decide(f, t, out), 0);
     }
     freezer_free(f);
@@ -259,7 +259,7 @@ static void test_decisions_only_at_multiples_and_final_once(void **state) {
     for (long t = 1; t <= 30; t++) {
         const float *g[M];
         for (int j = 0; j < M; j++) g[j] = freezer_is_frozen(f, j) ? NULL : &grad[j];
-        freeze_score_update(f, t, g);
+        freeze_score_update(f, t, g, NULL);
         int nf = freeze_decide(f, t, out);
         assert_true(nf >= 0);
         if (nf > 0) {
@@ -296,7 +296,7 @@ static void test_final_phase_freezes_all_left_once(void **state) {
     for (long t = 1; t <= 20; t++) {
         const float *gs[3] = {freezer_is_frozen(f, 0) ? NULL : g, NULL,
                               freezer_is_frozen(f, 2) ? NULL : g};
-        freeze_score_update(f, t, gs);
+        freeze_score_update(f, t, gs, NULL);
         int nf = freeze_decide(f, t, out);
         if (t == 11) {
             assert_int_equal(nf, 2);
@@ -327,10 +327,10 @@ static void test_overlapping_phases_warmup_first(void **state) {
     const float *gs[1] = {g};
     int out[1];
     for (long t = 1; t <= 6; t++) {
-        freeze_score_update(f, t, gs);
+        freeze_score_update(f, t, gs, NULL);
         assert_int_equal(freeze_decide(f, t, out), 0);
     }
-    freeze_score_update(f, 7, gs);
+    freeze_score_update(f, 7, gs, NULL);
     assert_int_equal(freeze_decide(f, 7, out), 1);
     assert_int_equal(freezer_frozen_step(f, 0), 7);
     freezer_free(f);
@@ -398,8 +398,8 @@ static void test_decision_matches_sort_reference(void **state) {
         aflo_freezer *f = make(&c, M, sizes, tr);
         const float *g[M];
         for (int j = 0; j < M; j++) g[j] = tr[j] ? grads[j] : NULL;
-        freeze_score_update(f, 1, g);
-        freeze_score_update(f, 2, g);
+        freeze_score_update(f, 1, g, NULL);
+        freeze_score_update(f, 2, g, NULL);
         int out[M];
         int nf = freeze_decide(f, 2, out);
         assert_int_equal(nf, nwant);
@@ -439,7 +439,7 @@ static int rt_step(aflo_freezer *f, long t, int *out) {
     rt_grads(t, g);
     const float *gp[RT_M];
     for (int j = 0; j < RT_M; j++) gp[j] = freezer_is_frozen(f, j) ? NULL : g[j];
-    freeze_score_update(f, t, gp);
+    freeze_score_update(f, t, gp, NULL);
     return freeze_decide(f, t, out);
 }
 
@@ -630,6 +630,10 @@ static void test_create_rejects_bad_input(void **state) {
     bad = c;
     bad.final_steps = -1;
     assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
+    bad = c;
+    bad.sensitivity = FREEZE_SENS_COUNT;
+    assert_null(freezer_create(&bad, 2, sizes, tr_ok, err, sizeof err));
+    assert_non_null(strstr(err, "sensitivity"));
     assert_null(freezer_create(NULL, 2, sizes, tr_ok, err, sizeof err));
     assert_null(freezer_create(&c, -1, sizes, tr_ok, err, sizeof err));
 
@@ -638,7 +642,7 @@ static void test_create_rejects_bad_input(void **state) {
     freezer_free(f);
     f = make(&c, 0, NULL, NULL);
     int out[1];
-    freeze_score_update(f, 10, NULL);
+    freeze_score_update(f, 10, NULL, NULL);
     assert_int_equal(freeze_decide(f, 71, out), 0);
     assert_int_equal(freezer_trainable_count(f), 0);
     freezer_free(f);
@@ -707,7 +711,7 @@ static void test_score_update_every_level(void **state) {
             aflo_freezer *f = make(&c, 3, LV_SIZES, LV_TRAIN);
             for (long t = 1; t <= LV_STEPS; t++) {
                 lv_grads(g, t);
-                freeze_score_update(f, t, (const float *const *)g);
+                freeze_score_update(f, t, (const float *const *)g, NULL);
             }
             /* float storage of the EMAs: a few float ulps from the double path */
             for (int i = 0; i < 2; i++)
@@ -734,6 +738,163 @@ static void test_score_update_every_level(void **state) {
     for (int i = 0; i < 3; i++) free(g[i]);
 }
 
+/* ------------------------------------------------------------- sensitivity */
+
+static aflo_freeze_config sens_cfg(aflo_freeze_sensitivity sens, int dt) {
+    aflo_freeze_config c = cfg(0.5, 0.5, dt, 1000, 1000, 0);
+    c.sensitivity = sens;
+    return c;
+}
+
+/* One element: |g| and |p * g|, by hand. */
+static void test_sensitivity_element_by_hand(void **state) {
+    (void)state;
+    assert_true(freeze_sensitivity_element(FREEZE_SENS_GRAD, 2.0f, -0.25f) == 0.25f);
+    assert_true(freeze_sensitivity_element(FREEZE_SENS_GRAD, 0.0f, 3.0f) == 3.0f);
+    assert_true(freeze_sensitivity_element(FREEZE_SENS_WEIGHT_GRAD, 2.0f, -0.25f) == 0.5f);
+    assert_true(freeze_sensitivity_element(FREEZE_SENS_WEIGHT_GRAD, -4.0f, -0.125f) == 0.5f);
+    assert_true(freeze_sensitivity_element(FREEZE_SENS_WEIGHT_GRAD, 0.0f, 3.0f) == 0.0f);
+    assert_string_equal(freeze_sensitivity_names[FREEZE_SENS_GRAD], "grad");
+    assert_string_equal(freeze_sensitivity_names[FREEZE_SENS_WEIGHT_GRAD], "weight_grad");
+}
+
+/* A 4-element matrix, beta1 = beta2 = 0.5, delta_t = 1 (every step after
+ * the first closes a window of one step). With I1 the step-1 sensitivity:
+ * Ibar = I1/2, Ubar = |I1 - I1/2|/2 = I1/4, s = mean(I1^2)/8.
+ *   p1 = {2, -0.5, 0, 4}, g1 = {0.25, 0.5, 3, -0.125}
+ *   grad:        I1 = {0.25, 0.5, 3, 0.125}  s = 9.328125/32 = 0.2915039...
+ *   weight_grad: I1 = {0.5, 0.25, 0, 0.5}    s = 0.5625/32   = 0.017578125
+ * Step 2 (p2 = 1 everywhere, g2 = {1, 0.5, 0.25, 2}, so I2 = g2 under
+ * both), closed at step 3, weight_grad: Ibar = Ibar/2 + I2/2 =
+ * {0.625, 0.3125, 0.125, 1.125}, Ubar = Ubar/2 + |I2 - Ibar|/2 =
+ * {0.25, 0.125, 0.0625, 0.5}, s = 0.765625/4 = 0.19140625. All exact in
+ * float. */
+static void test_weight_grad_score_by_hand(void **state) {
+    (void)state;
+    static const float p1[4] = {2, -0.5f, 0, 4}, g1[4] = {0.25f, 0.5f, 3, -0.125f};
+    static const float p2[4] = {1, 1, 1, 1}, g2[4] = {1, 0.5f, 0.25f, 2};
+    const size_t sizes[1] = {4};
+    const bool tr[1] = {true};
+    const float *gp1[1] = {g1}, *pp1[1] = {p1}, *gp2[1] = {g2}, *pp2[1] = {p2};
+
+    aflo_freeze_config cg = sens_cfg(FREEZE_SENS_GRAD, 1);
+    aflo_freezer *f = make(&cg, 1, sizes, tr);
+    freeze_score_update(f, 1, gp1, NULL); /* grad does not read weights */
+    freeze_score_update(f, 2, gp2, NULL);
+    assert_true(freezer_matrix_score(f, 0) == 9.328125 / 32);
+    freezer_free(f);
+
+    aflo_freeze_config cw = sens_cfg(FREEZE_SENS_WEIGHT_GRAD, 1);
+    f = make(&cw, 1, sizes, tr);
+    freeze_score_update(f, 1, gp1, pp1);
+    freeze_score_update(f, 2, gp2, pp2);
+    assert_true(freezer_matrix_score(f, 0) == 0.017578125);
+    freeze_score_update(f, 3, gp2, pp2);
+    assert_true(freezer_matrix_score(f, 0) == 0.19140625);
+    freezer_free(f);
+}
+
+/* Same gradients, weights three times larger: grad scores the two matrices
+ * alike, weight_grad 9 times higher (Ibar and Ubar are both linear in I). */
+static void test_weight_grad_differs_when_weights_differ(void **state) {
+    (void)state;
+    enum { N = 6 };
+    float g[N], p0[N], p1[N];
+    const size_t sizes[2] = {N, N};
+    const bool tr[2] = {true, true};
+    double score[FREEZE_SENS_COUNT][2];
+    for (int sens = 0; sens < FREEZE_SENS_COUNT; sens++) {
+        aflo_freeze_config c = sens_cfg((aflo_freeze_sensitivity)sens, 2);
+        aflo_freezer *f = make(&c, 2, sizes, tr);
+        for (long t = 1; t <= 7; t++) {
+            for (int e = 0; e < N; e++) {
+                g[e] = (float)((e % 3) - 1) * 0.25f + 0.0625f * (float)t;
+                p0[e] = 0.5f + 0.25f * (float)e - 0.125f * (float)t;
+                p1[e] = 3 * p0[e];
+            }
+            const float *gs[2] = {g, g}, *ps[2] = {p0, p1};
+            freeze_score_update(f, t, gs, ps);
+        }
+        score[sens][0] = freezer_matrix_score(f, 0);
+        score[sens][1] = freezer_matrix_score(f, 1);
+        freezer_free(f);
+    }
+    assert_true(score[FREEZE_SENS_GRAD][0] > 0);
+    assert_true(score[FREEZE_SENS_GRAD][0] == score[FREEZE_SENS_GRAD][1]);
+    assert_near(score[FREEZE_SENS_WEIGHT_GRAD][1] / score[FREEZE_SENS_WEIGHT_GRAD][0], 9.0, 1e-5);
+    assert_true(score[FREEZE_SENS_WEIGHT_GRAD][0] != score[FREEZE_SENS_GRAD][0]);
+}
+
+/* A matrix past one parallel chunk and many product blocks (70001
+ * elements, 2 threads): weight_grad gives exactly the bits of grad fed the
+ * float products p * g. */
+static void test_weight_grad_large_matrix_exact(void **state) {
+    (void)state;
+    const size_t n = 70001;
+    float *g = malloc(n * sizeof *g), *p = malloc(n * sizeof *p), *pg = malloc(n * sizeof *pg);
+    assert_true(g && p && pg);
+    const size_t sizes[1] = {n};
+    const bool tr[1] = {true};
+    aflo_freeze_config cw = sens_cfg(FREEZE_SENS_WEIGHT_GRAD, 3),
+                       cg = sens_cfg(FREEZE_SENS_GRAD, 3);
+    engine_set_threads(2);
+    aflo_freezer *fw = make(&cw, 1, sizes, tr), *fg = make(&cg, 1, sizes, tr);
+    for (long t = 1; t <= 7; t++) {
+        for (size_t e = 0; e < n; e++) {
+            g[e] = (float)((e * 7 + (size_t)t * 13) % 101) / 101.0f - 0.5f;
+            p[e] = (float)((e * 3 + (size_t)t) % 37) / 37.0f - 0.3f;
+            pg[e] = p[e] * g[e];
+        }
+        const float *gw[1] = {g}, *pw[1] = {p}, *gg[1] = {pg};
+        freeze_score_update(fw, t, gw, pw);
+        freeze_score_update(fg, t, gg, NULL);
+    }
+    engine_set_threads(0);
+    double sw = freezer_matrix_score(fw, 0);
+    assert_true(sw > 0);
+    assert_true(sw == freezer_matrix_score(fg, 0));
+    freezer_free(fw);
+    freezer_free(fg);
+    free(g), free(p), free(pg);
+}
+
+/* The blob records the sensitivity (in the slot that was reserved, so a
+ * grad blob carries the 0 every older blob has there); a freezer with the
+ * other one refuses it. */
+static void test_blob_keeps_sensitivity(void **state) {
+    (void)state;
+    const size_t sizes[1] = {4};
+    const bool tr[1] = {true};
+    static const float g[4] = {1, 2, 3, 4}, p[4] = {1, 1, 1, 1};
+    const float *gs[1] = {g}, *ps[1] = {p};
+    aflo_freeze_config cw = sens_cfg(FREEZE_SENS_WEIGHT_GRAD, 2),
+                       cg = sens_cfg(FREEZE_SENS_GRAD, 2);
+    aflo_freezer *fw = make(&cw, 1, sizes, tr), *fg = make(&cg, 1, sizes, tr);
+    freeze_score_update(fw, 1, gs, ps);
+    freeze_score_update(fg, 1, gs, NULL);
+    size_t nw = freezer_state_size(fw), ng = freezer_state_size(fg);
+    unsigned char *bw = malloc(nw), *bg = malloc(ng);
+    assert_true(bw && bg);
+    assert_int_equal(freezer_save(fw, bw, nw), 0);
+    assert_int_equal(freezer_save(fg, bg, ng), 0);
+    /* bytes 12..15: the sensitivity, little-endian */
+    assert_true(bw[12] == 1 && bw[13] == 0 && bw[14] == 0 && bw[15] == 0);
+    assert_true(bg[12] == 0 && bg[13] == 0 && bg[14] == 0 && bg[15] == 0);
+    char err[ERRLEN] = "";
+    aflo_freezer *other = make(&cg, 1, sizes, tr);
+    assert_int_equal(freezer_load(other, bw, nw, err, sizeof err), -1);
+    assert_non_null(strstr(err, "sensitivity weight_grad"));
+    freezer_free(other);
+    other = make(&cw, 1, sizes, tr);
+    assert_int_equal(freezer_load(other, bg, ng, err, sizeof err), -1);
+    assert_non_null(strstr(err, "this run scores by weight_grad"));
+    assert_int_equal(freezer_load(other, bw, nw, err, sizeof err), 0);
+    freezer_free(other);
+    freezer_free(fw);
+    freezer_free(fg);
+    free(bw), free(bg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedule_hand_cases),
@@ -751,6 +912,11 @@ int main(void) {
         cmocka_unit_test(test_bad_blobs_rejected),
         cmocka_unit_test(test_create_rejects_bad_input),
         cmocka_unit_test(test_score_update_every_level),
+        cmocka_unit_test(test_sensitivity_element_by_hand),
+        cmocka_unit_test(test_weight_grad_score_by_hand),
+        cmocka_unit_test(test_weight_grad_differs_when_weights_differ),
+        cmocka_unit_test(test_weight_grad_large_matrix_exact),
+        cmocka_unit_test(test_blob_keeps_sensitivity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

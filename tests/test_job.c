@@ -48,6 +48,25 @@ static void test_spec_differences(void **state) {
     /* a short buffer truncates but still counts */
     assert_int_equal(job_spec_differences(base, changed, out, 20), 5);
     assert_true(strlen(out) < 20);
+    /* a record from before freeze.enabled/sensitivity existed ran with true
+     * and "grad": the same run at those values, a different one otherwise */
+    const char *added = "{\"model\":\"demo\",\"epochs\":3,\"learning_rate\":0.01,\"threads\":1,"
+                        "\"freeze\":{\"enabled\":true,\"sensitivity\":\"grad\",\"delta_t\":10,"
+                        "\"beta1\":0.85},\"dataset\":{\"train\":\"a.tsv\",\"format\":\"auto\"}}";
+    assert_int_equal(job_spec_differences(base, added, out, sizeof out), 0);
+    const char *other = "{\"model\":\"demo\",\"epochs\":3,\"learning_rate\":0.01,\"threads\":1,"
+                        "\"freeze\":{\"enabled\":false,\"sensitivity\":\"weight_grad\","
+                        "\"delta_t\":10,\"beta1\":0.85},\"dataset\":{\"train\":\"a.tsv\","
+                        "\"format\":\"auto\"}}";
+    assert_int_equal(job_spec_differences(base, other, out, sizeof out), 2);
+    assert_string_equal(out, "freeze.enabled: checkpoint (not set), spec false; "
+                             "freeze.sensitivity: checkpoint (not set), spec \"weight_grad\"");
+    /* both recorded: compared like any field, whichever way round */
+    assert_int_equal(job_spec_differences(added, other, out, sizeof out), 2);
+    assert_string_equal(out, "freeze.enabled: checkpoint true, spec false; "
+                             "freeze.sensitivity: checkpoint \"grad\", spec \"weight_grad\"");
+    assert_int_equal(job_spec_differences(other, added, out, sizeof out), 2);
+    assert_int_equal(job_spec_differences(other, base, out, sizeof out), 2);
     assert_int_equal(job_spec_differences("[1]", base, out, sizeof out), -1);
     assert_int_equal(job_spec_differences(base, "{not json", out, sizeof out), -1);
 }

@@ -462,6 +462,15 @@ static const error_case field_errors[] = {
     {"{'model':'demo','freeze':{'beta2':-0.1}}", SPEC_E_OUT_OF_RANGE, "freeze.beta2"},
     {"{'model':'demo','freeze':{'beta2':[0.9]}}", SPEC_E_WRONG_TYPE, "freeze.beta2"},
     {"{'model':'demo','freeze':{'delta':10}}", SPEC_E_UNKNOWN_FIELD, "freeze.delta"},
+    {"{'model':'demo','freeze':{'enabled':0}}", SPEC_E_WRONG_TYPE, "freeze.enabled"},
+    {"{'model':'demo','freeze':{'enabled':'false'}}", SPEC_E_WRONG_TYPE, "freeze.enabled"},
+    {"{'model':'demo','freeze':{'enabled':null}}", SPEC_E_WRONG_TYPE, "freeze.enabled"},
+    {"{'model':'demo','freeze':{'sensitivity':'magnitude'}}", SPEC_E_INVALID_VALUE,
+     "freeze.sensitivity"},
+    {"{'model':'demo','freeze':{'sensitivity':'Grad'}}", SPEC_E_INVALID_VALUE,
+     "freeze.sensitivity"},
+    {"{'model':'demo','freeze':{'sensitivity':1}}", SPEC_E_WRONG_TYPE, "freeze.sensitivity"},
+    {"{'model':'demo','freeze':{'sensitivity':['grad']}}", SPEC_E_WRONG_TYPE, "freeze.sensitivity"},
     /* training */
     {"{'model':'demo','epochs':0}", SPEC_E_OUT_OF_RANGE, "epochs"},
     {"{'model':'demo','epochs':1001}", SPEC_E_OUT_OF_RANGE, "epochs"},
@@ -523,6 +532,10 @@ static const error_case field_errors[] = {
     {"{'model':'demo','method':'lora','trainable_projections':'all'}", SPEC_E_CONFLICT,
      "trainable_projections"},
     {"{'model':'demo','method':'lora','freeze':{'delta_t':5}}", SPEC_E_CONFLICT, "freeze"},
+    {"{'model':'demo','method':'lora','freeze':{'enabled':false}}", SPEC_E_CONFLICT, "freeze"},
+    {"{'model':'demo','method':'elora','freeze':{'sensitivity':'grad'}}", SPEC_E_CONFLICT,
+     "freeze"},
+    {"{'model':'demo','method':'full','freeze':{'enabled':true}}", SPEC_E_CONFLICT, "freeze"},
     {"{'model':'demo','method':'full','rank':4}", SPEC_E_CONFLICT, "rank"},
     {"{'model':'demo','method':'full','target_modules':['query']}", SPEC_E_CONFLICT,
      "target_modules"},
@@ -821,6 +834,8 @@ static void test_defaults_are_the_engines(void **state) {
         assert_int_equal(got.delta_t, want.delta_t);
         assert_true(got.score_beta1 == want.score_beta1);
         assert_true(got.score_beta2 == want.score_beta2);
+        assert_int_equal(got.freeze_enabled, want.freeze_enabled);
+        assert_int_equal(got.freeze_sensitivity, want.freeze_sensitivity);
         assert_int_equal(got.seed, want.seed);
         assert_int_equal(got.dropout, want.dropout);
         assert_int_equal(got.pad_id, want.pad_id);
@@ -1223,6 +1238,10 @@ static void test_equal_detects_differences(void **state) {
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'freeze':{'beta2':0.9}}",
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'freeze':{'enabled':false}}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
+        "'labels':['x','y']},'epochs':5,'seed':1,'freeze':{'sensitivity':'weight_grad'}}",
+        "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'target_modules':['query']}",
         "{'model':'m','dataset':{'train':'t.tsv','eval':'d.tsv','text_fields':['a','b'],"
         "'labels':['x','y']},'epochs':5,'seed':1,'init_adapter':'a.bin'}",
@@ -1286,6 +1305,8 @@ static const char *const ALL_FIELDS[] = {
     "target_modules",
     "trainable_projections",
     "freeze",
+    "freeze.enabled",
+    "freeze.sensitivity",
     "freeze.initial_warmup_epochs",
     "freeze.final_warmup_epochs",
     "freeze.delta_t",
@@ -1429,6 +1450,48 @@ static void test_schema(void **state) {
         cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(fr, "x-methods"), 0)->valuestring,
         "aflora");
     cJSON_Delete(sc);
+}
+
+/* freeze.enabled and freeze.sensitivity: defaults, parsing, the trainer's
+ * config and the normalised JSON (which a checkpoint's record compares). */
+static void test_freeze_switches(void **state) {
+    (void)state;
+    aflo_job_spec s;
+    aflo_train_config tc;
+    parse_ok(J("{'model':'demo'}"), &s);
+    assert_true(s.freeze.enabled);
+    assert_int_equal(s.freeze.sensitivity, FREEZE_SENS_GRAD);
+    cJSON *j = spec_to_json(&s);
+    cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "freeze");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(fr, "enabled")));
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(fr, "sensitivity")->valuestring, "grad");
+    cJSON_Delete(j);
+    spec_free(&s);
+
+    parse_ok(J("{'model':'demo','freeze':{'enabled':false,'sensitivity':'weight_grad'}}"), &s);
+    assert_false(s.freeze.enabled);
+    assert_int_equal(s.freeze.sensitivity, FREEZE_SENS_WEIGHT_GRAD);
+    spec_to_train_config(&s, &tc);
+    assert_false(tc.freeze_enabled);
+    assert_int_equal(tc.freeze_sensitivity, FREEZE_SENS_WEIGHT_GRAD);
+    char *text = spec_to_json_string(&s, false);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "\"enabled\":false"));
+    assert_non_null(strstr(text, "\"sensitivity\":\"weight_grad\""));
+    aflo_job_spec back;
+    parse_ok(text, &back); /* the normalised form parses to the same spec */
+    assert_true(spec_equal(&s, &back));
+    spec_free(&back);
+    free(text);
+    spec_free(&s);
+    /* the table's choices are the engine's names, by value */
+    for (int i = 0; i < spec_field_count; i++) {
+        const spec_field_info *f = &spec_fields[i];
+        if (strcmp(f->name, "freeze.sensitivity") != 0) continue;
+        assert_int_equal(f->n_choices, FREEZE_SENS_COUNT);
+        assert_string_equal(f->choices[FREEZE_SENS_GRAD], "grad");
+        assert_string_equal(f->choices[FREEZE_SENS_WEIGHT_GRAD], "weight_grad");
+    }
 }
 
 static void test_table_agrees_with_engine_names(void **state) {
@@ -1660,6 +1723,7 @@ int main(void) {
         cmocka_unit_test(test_equal_detects_differences),
         cmocka_unit_test(test_markdown_lists_every_field),
         cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_freeze_switches),
         cmocka_unit_test(test_table_agrees_with_engine_names),
         cmocka_unit_test(test_parse_file_and_codes),
     };

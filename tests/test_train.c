@@ -186,6 +186,157 @@ static void test_long_aflora_learns_and_freezes(void **st) {
     free_setup(&s);
 }
 
+/* A short AFLoRA run on 160 examples, 4 epochs of 10 steps, freezing
+ * decisions every 2 steps from step 5 to 20 (then the final phase). */
+static void short_freezing_run(setup *s, recorder *r, bool enabled, aflo_freeze_sensitivity sens) {
+    make_setup(s, METHOD_AFLORA, 160, 4, 16);
+    s->tc.freeze_enabled = enabled;
+    s->tc.freeze_sensitivity = sens;
+    s->tc.delta_t = 2;
+    s->tc.freeze_initial_epochs = 0.4;
+    s->tc.freeze_final_epochs = 2;
+    make_trainer(s);
+    aflo_train_summary sum;
+    assert_int_equal(run(s, r, &sum), TRAIN_DONE);
+}
+
+/* freeze.enabled false: nothing ever freezes, the projections that start
+ * trainable train to the end, and each step still computes (and counts)
+ * their weight gradients. */
+static void test_freezing_disabled_keeps_projections(void **st) {
+    (void)st;
+    setup on, off;
+    recorder *ron = calloc(1, sizeof *ron), *roff = calloc(1, sizeof *roff);
+    assert_true(ron && roff);
+    short_freezing_run(&on, ron, true, FREEZE_SENS_GRAD);
+    short_freezing_run(&off, roff, false, FREEZE_SENS_GRAD);
+
+    assert_int_equal(ron->nev, 2 * 2 * 2); /* the ffn A and B of 2 layers all froze */
+    assert_int_equal(roff->nev, 0);
+    assert_int_equal(roff->steps, trainer_total_steps(off.t));
+    assert_int_equal(roff->trainable_last, roff->trainable_first);
+    assert_true(roff->trainable_avg == (double)roff->trainable_first);
+    assert_int_equal(roff->trainable_first, ron->trainable_first);
+    assert_true(ron->trainable_last < ron->trainable_first);
+    int nproj = 0;
+    uint64_t proj_elems = 0;
+    for (int i = 0; i < model_param_count(off.m); i++) {
+        aflo_param *p = model_param(off.m, i);
+        if (p->role != PROLE_A && p->role != PROLE_B) continue;
+        bool ffn = p->module == BERT_INTERMEDIATE || p->module == BERT_OUTPUT;
+        assert_int_equal(p->trainable, ffn); /* trainable_projections ffn, unchanged */
+        assert_int_equal(trainer_frozen_step(off.t, p), -1);
+        nproj += ffn;
+        if (ffn) proj_elems += p->size;
+    }
+    assert_int_equal(nproj, 8);
+    /* Same step-1 work, and the last step's weight gradients are still those
+     * of step 1 where the freezing run dropped the projections' */
+    assert_int_equal(roff->weight_flops_first, ron->weight_flops_first);
+    /* Same step-1 work. At the last step (the same batch in both runs) the
+     * difference is exactly the dA and dB products the freezing run dropped:
+     * 2 * (r * in + out * r) per token and projection pair, i.e. twice the
+     * projections' elements per token, over the batch's 16 padded rows. */
+    assert_int_equal(roff->weight_flops_first, ron->weight_flops_first);
+    assert_true(roff->weight_flops_last > ron->weight_flops_last);
+    uint64_t diff = roff->weight_flops_last - ron->weight_flops_last, per_token = 2 * proj_elems;
+    assert_int_equal(diff % per_token, 0);
+    assert_int_equal((diff / per_token) % 16, 0);
+    /* identical until the first freeze (the score never touches the weights) */
+    long first_freeze = ron->ev[0].step;
+    for (long i = 0; i < first_freeze; i++) assert_true(roff->loss[i] == ron->loss[i]);
+    free(ron);
+    free(roff);
+    free_setup(&on);
+    free_setup(&off);
+}
+
+/* The sensitivity decides the freezing order on a fixed seed (issue 14's
+ * proof item): |grad| and |P * grad| freeze the projections in a different
+ * sequence (that one setup always gives the same run is
+ * test_deterministic_losses' business). */
+static void test_sensitivity_changes_freezing_order(void **st) {
+    (void)st;
+    setup a, b;
+    recorder *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb);
+    assert_true(ra && rb);
+    short_freezing_run(&a, ra, true, FREEZE_SENS_GRAD);
+    short_freezing_run(&b, rb, true, FREEZE_SENS_WEIGHT_GRAD);
+    assert_int_equal(ra->nev, 8);
+    assert_int_equal(rb->nev, 8);
+    bool differ = false;
+    for (int i = 0; i < 8; i++) {
+        fprintf(stderr, "  %-44s step %3ld   |  %-44s step %3ld\n", ra->ev[i].name, ra->ev[i].step,
+                rb->ev[i].name, rb->ev[i].step);
+        if (strcmp(ra->ev[i].name, rb->ev[i].name) != 0 || ra->ev[i].step != rb->ev[i].step)
+            differ = true;
+    }
+    assert_true(differ);
+    free(ra);
+    free(rb);
+    free_setup(&a);
+    free_setup(&b);
+}
+
+/* A checkpoint made with one freezing setup is refused by a run with
+ * another: a different sensitivity, freezing turned off, or turned on. */
+static void try_resume(const char *path, bool enabled, aflo_freeze_sensitivity sens,
+                       const char *want) {
+    setup s;
+    make_setup(&s, METHOD_AFLORA, 160, 4, 16);
+    s.tc.freeze_enabled = enabled;
+    s.tc.freeze_sensitivity = sens;
+    make_trainer(&s);
+    char err[512] = "";
+    int rc = trainer_load_checkpoint(s.t, path, err, sizeof err);
+    if (want) {
+        assert_int_equal(rc, -1);
+        if (!strstr(err, want)) fail_msg("error '%s' lacks '%s'", err, want);
+    } else {
+        if (rc != 0) fail_msg("%s", err);
+    }
+    free_setup(&s);
+}
+
+static void save_at_step(const char *path, bool enabled, aflo_freeze_sensitivity sens) {
+    setup s;
+    make_setup(&s, METHOD_AFLORA, 160, 4, 16);
+    s.tc.freeze_enabled = enabled;
+    s.tc.freeze_sensitivity = sens;
+    make_trainer(&s);
+    recorder *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    atomic_int cancel = 0;
+    r->cancel = &cancel;
+    r->cancel_at = 3;
+    aflo_train_summary sum;
+    assert_int_equal(run(&s, r, &sum), TRAIN_CANCELLED);
+    char err[512];
+    assert_int_equal(trainer_save_checkpoint(s.t, path, err, sizeof err), 0);
+    free(r);
+    free_setup(&s);
+}
+
+static void test_checkpoint_keeps_freezing_setup(void **st) {
+    (void)st;
+    char dir[] = "/tmp/aflo_ckpt_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/state.ckpt", dir);
+
+    save_at_step(path, true, FREEZE_SENS_WEIGHT_GRAD);
+    try_resume(path, true, FREEZE_SENS_WEIGHT_GRAD, NULL);
+    try_resume(path, true, FREEZE_SENS_GRAD, "sensitivity weight_grad");
+    try_resume(path, false, FREEZE_SENS_WEIGHT_GRAD, "does not freeze");
+
+    save_at_step(path, false, FREEZE_SENS_GRAD);
+    try_resume(path, false, FREEZE_SENS_GRAD, NULL);
+    try_resume(path, true, FREEZE_SENS_GRAD, "no freezing state");
+
+    unlink(path);
+    rmdir(dir);
+}
+
 static void losses_of(recorder *r, int threads, bool dropout) {
     engine_set_threads(threads);
     setup s;
@@ -598,6 +749,9 @@ int main(void) {
         cmocka_unit_test(test_grad_accumulation_matches_large_batch),
         cmocka_unit_test(test_bad_train_config_rejected),
         cmocka_unit_test(test_other_methods_train),
+        cmocka_unit_test(test_freezing_disabled_keeps_projections),
+        cmocka_unit_test(test_sensitivity_changes_freezing_order),
+        cmocka_unit_test(test_checkpoint_keeps_freezing_setup),
         cmocka_unit_test(test_checkpoint_resume_is_exact),
         cmocka_unit_test(test_long_restore_best_epoch),
         cmocka_unit_test(test_length_bucketing_cuts_padding),

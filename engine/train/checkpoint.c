@@ -384,6 +384,12 @@ int trainer_load_checkpoint(aflo_trainer *t, const char *path, char *err, size_t
         set_err(err, errlen, "checkpoint %s: truncated or has trailing bytes", path);
         goto out;
     }
+    /* A run with freezing turned on or off (freeze.enabled) differs from the
+     * checkpoint's in whether it has freezing state at all. */
+    if (t->freezer && !blob_len) {
+        set_err(err, errlen, "checkpoint %s: has no freezing state but this run freezes", path);
+        goto out;
+    }
     if (t->freezer && freezer_load(t->freezer, blob, blob_len, err, errlen) != 0) goto out;
     if (!t->freezer && blob_len) {
         set_err(err, errlen, "checkpoint %s: has freezing state but this run does not freeze",

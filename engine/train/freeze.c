@@ -15,7 +15,10 @@
  * freeze.
  *
  * The score update's element loops are optim_kern.c's vector kernels (same
- * bits at every ISA level).
+ * bits at every ISA level). They take |x| of what they are given: the
+ * gradient itself for the grad sensitivity; for weight_grad the products
+ * P * grad, formed a block at a time in a stack buffer (elementwise, so the
+ * blocking changes no bit and nothing is allocated per step).
  *
  * EMAs are stored in float and computed in double; the matrix mean s(P) is
  * always computed by the same function in the same order, so the value that
@@ -34,12 +37,14 @@
 
 /* Elements per work unit of the parallel score update (64K floats). */
 #define SCORE_CHUNK ((size_t)1 << 16)
+/* Elements per stack block of P * grad products (4 KB). */
+#define SENS_BLOCK 1024
 /* Score arrays per matrix: Ibar, Ubar, Iwin. */
 #define SCORE_ARRAYS 3
 /* Checkpoint blob identification: "AFFZ" little-endian, format version 1. */
 #define FREEZER_BLOB_MAGIC 0x5A464641u
 #define FREEZER_BLOB_VERSION 1u
-/* Fixed part of the blob: magic, version, n, reserved (4 x u32); config
+/* Fixed part of the blob: magic, version, n, sensitivity (4 x u32); config
  * (2 x f64 + 4 x i64); window count (i64); trailing checksum (u64). */
 #define BLOB_HEADER_BYTES (4 * 4)
 #define BLOB_CONFIG_BYTES (6 * 8)
@@ -69,6 +74,23 @@ struct aflo_freezer {
     size_t scratch_cap;
 };
 
+/* ------------------------------------------------------------- sensitivity */
+
+const char *const freeze_sensitivity_names[FREEZE_SENS_COUNT] = {
+    [FREEZE_SENS_GRAD] = "grad",
+    [FREEZE_SENS_WEIGHT_GRAD] = "weight_grad",
+};
+
+/* Whether a sensitivity multiplies the gradient by the weight. */
+static const bool SENS_READS_WEIGHTS[FREEZE_SENS_COUNT] = {
+    [FREEZE_SENS_GRAD] = false,
+    [FREEZE_SENS_WEIGHT_GRAD] = true,
+};
+
+float freeze_sensitivity_element(aflo_freeze_sensitivity s, float p, float g) {
+    return SENS_READS_WEIGHTS[s] ? fabsf(p * g) : fabsf(g);
+}
+
 /* ------------------------------------------------------------------ schedule */
 
 double schedule_remaining_fraction(const aflo_freeze_config *c, long t) {
@@ -90,6 +112,8 @@ static int config_check(const aflo_freeze_config *c, char *err, size_t errlen) {
         return set_err(err, errlen, "freezer: beta2 must be in [0, 1), got %g", c->beta2);
     if (c->delta_t < 1)
         return set_err(err, errlen, "freezer: delta_t must be >= 1, got %d", c->delta_t);
+    if ((unsigned)c->sensitivity >= FREEZE_SENS_COUNT)
+        return set_err(err, errlen, "freezer: unknown sensitivity %d", (int)c->sensitivity);
     if (c->total_steps < 0 || c->initial_steps < 0 || c->final_steps < 0)
         return set_err(err, errlen,
                        "freezer: total/initial/final steps must be >= 0 (got %ld/%ld/%ld)",
@@ -164,34 +188,64 @@ void freezer_free(aflo_freezer *f) {
 
 /* ------------------------------------------------------------------- score */
 
-void freeze_score_update(aflo_freezer *f, long t, const float *const *grads) {
+/* The window/EMA update of elements [0, n) of one matrix's arrays. */
+typedef struct {
+    const optim_kernels *kern;
+    bool boundary;
+    double b1, b2, inv_count;
+} score_step;
+
+static void score_kernel(const score_step *st, float *ibar, float *ubar, float *iwin,
+                         const float *x, size_t n) {
+    if (st->boundary)
+        st->kern->score_boundary(ibar, ubar, iwin, x, n, st->b1, st->b2, st->inv_count);
+    else
+        st->kern->score_accumulate(iwin, x, n);
+}
+
+/* Elements [0, n) under the sensitivity: the kernels take |x|, so x is the
+ * gradient, or P * grad formed block by block (fabsf(p * g) as in
+ * freeze_sensitivity_element). */
+static void score_span(const score_step *st, bool weighted, float *ibar, float *ubar, float *iwin,
+                       const float *g, const float *p, size_t n) {
+    if (!weighted) {
+        score_kernel(st, ibar, ubar, iwin, g, n);
+        return;
+    }
+    float prod[SENS_BLOCK];
+    for (size_t e = 0; e < n; e += SENS_BLOCK) {
+        size_t len = n - e < SENS_BLOCK ? n - e : SENS_BLOCK;
+        for (size_t k = 0; k < len; k++) prod[k] = p[e + k] * g[e + k];
+        score_kernel(st, ibar + e, ubar + e, iwin + e, prod, len);
+    }
+}
+
+void freeze_score_update(aflo_freezer *f, long t, const float *const *grads,
+                         const float *const *params) {
     if (f->n_trainable == 0) return; /* scoring stops when none is left */
     const bool boundary = (t % f->cfg.delta_t == 0) && f->window_count > 0;
-    const double b1 = f->cfg.beta1, b2 = f->cfg.beta2;
-    const double inv_count = boundary ? 1.0 / (double)f->window_count : 0.0;
+    const score_step st = {.kern = optim_kern(),
+                           .boundary = boundary,
+                           .b1 = f->cfg.beta1,
+                           .b2 = f->cfg.beta2,
+                           .inv_count = boundary ? 1.0 / (double)f->window_count : 0.0};
+    const bool weighted = SENS_READS_WEIGHTS[f->cfg.sensitivity];
 
-    const optim_kernels *kern = optim_kern();
     for (int i = 0; i < f->n; i++) {
         if (!f->state[i]) continue;
         const size_t n = f->sizes[i];
         float *ibar = f->state[i], *ubar = ibar + n, *iwin = ibar + 2 * n;
-        const float *g = grads[i];
+        const float *g = grads[i], *p = weighted ? params[i] : NULL;
         /* Elementwise, so any split among threads gives the same bits. */
         const size_t nc = (n + SCORE_CHUNK - 1) / SCORE_CHUNK;
         if (nc <= 1) { /* AFLoRA's usual case: no OpenMP region (~1 us each) */
-            if (boundary)
-                kern->score_boundary(ibar, ubar, iwin, g, n, b1, b2, inv_count);
-            else
-                kern->score_accumulate(iwin, g, n);
+            score_span(&st, weighted, ibar, ubar, iwin, g, p, n);
             continue;
         }
 #pragma omp parallel for schedule(static) num_threads(engine_threads())
         for (size_t c = 0; c < nc; c++) {
             size_t e = c * SCORE_CHUNK, len = n - e < SCORE_CHUNK ? n - e : SCORE_CHUNK;
-            if (boundary)
-                kern->score_boundary(ibar + e, ubar + e, iwin + e, g + e, len, b1, b2, inv_count);
-            else
-                kern->score_accumulate(iwin + e, g + e, len);
+            score_span(&st, weighted, ibar + e, ubar + e, iwin + e, g + e, p ? p + e : NULL, len);
         }
     }
     f->window_count = boundary ? 1 : f->window_count + 1;
@@ -417,7 +471,7 @@ int freezer_save(const aflo_freezer *f, void *buf, size_t n) {
     put_u32(&p, FREEZER_BLOB_MAGIC);
     put_u32(&p, FREEZER_BLOB_VERSION);
     put_u32(&p, (uint32_t)f->n);
-    put_u32(&p, 0); /* reserved */
+    put_u32(&p, (uint32_t)f->cfg.sensitivity);
     put_config(&p, &f->cfg);
     put_i64(&p, f->window_count);
     for (int i = 0; i < f->n; i++) {
@@ -448,7 +502,12 @@ int freezer_load(aflo_freezer *f, const void *buf, size_t n, char *err, size_t e
         if (get_u64(&q) != fnv1a(start, n - BLOB_CHECKSUM_BYTES))
             return set_err(err, errlen, "freezer state: checksum mismatch (corrupt or truncated)");
     }
-    p += 4; /* reserved */
+    uint32_t sensitivity = get_u32(&p);
+    if (sensitivity != (uint32_t)f->cfg.sensitivity)
+        return set_err(
+            err, errlen, "freezer state: saved with sensitivity %s, this run scores by %s",
+            sensitivity < FREEZE_SENS_COUNT ? freeze_sensitivity_names[sensitivity] : "(unknown)",
+            freeze_sensitivity_names[f->cfg.sensitivity]);
 
     unsigned char want[BLOB_CONFIG_BYTES], *w = want;
     put_config(&w, &f->cfg);

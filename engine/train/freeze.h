@@ -26,6 +26,23 @@
 #define AFLO_FREEZE_DEFAULT_BETA2 0.95 /* EMA of uncertainty */
 #define AFLO_FREEZE_DEFAULT_DELTA_T 10 /* window length, steps */
 
+/* The element sensitivity I(t) that the score smooths (aflora.md §3; the
+ * paper's Figure 4 compares choices of it). The values are stored in
+ * checkpoints: append, never renumber. */
+typedef enum {
+    FREEZE_SENS_GRAD = 0,        /* |grad P|: AFLoRA's choice, the default */
+    FREEZE_SENS_WEIGHT_GRAD = 1, /* |P * grad P|: AdaLoRA's (and PLATON's) importance */
+    FREEZE_SENS_COUNT
+} aflo_freeze_sensitivity;
+
+/* The sensitivities' names as the job spec spells them, by value. */
+extern const char *const freeze_sensitivity_names[FREEZE_SENS_COUNT];
+
+/* I for one element with value p and gradient g under sensitivity s: what
+ * freeze_score_update adds to the window (exposed so tests can check it by
+ * hand; the update itself uses vector kernels with the same arithmetic). */
+float freeze_sensitivity_element(aflo_freeze_sensitivity s, float p, float g);
+
 typedef struct {
     double beta1;       /* EMA of sensitivity, default 0.85, in [0, 1) */
     double beta2;       /* EMA of uncertainty, default 0.95, in [0, 1) */
@@ -34,6 +51,8 @@ typedef struct {
     long initial_steps; /* t_i: no freezing while t <= t_i */
     long final_steps;   /* t_f: everything still trainable freezes at the
                             first step t > T - t_f */
+    /* what I(t) is; zero, the default, is FREEZE_SENS_GRAD */
+    aflo_freeze_sensitivity sensitivity;
 } aflo_freeze_config;
 
 /* r(t), the fraction of score elements that should still train at 1-based
@@ -52,13 +71,17 @@ aflo_freezer *freezer_create(const aflo_freeze_config *c, int n_matrices, const 
                              const bool *trainable, char *err, size_t errlen);
 void freezer_free(aflo_freezer *f); /* NULL is fine */
 
-/* Step t (1-based, called once per optimizer step, after the gradient of the
- * step is final). grads[i] is matrix i's gradient (ignored, and may be NULL,
- * for frozen matrices). At a window boundary (t % delta_t == 0, window
- * non-empty) the window mean updates Ibar then Ubar (with the new Ibar) and
- * the window restarts with this step's |grad|; otherwise |grad| is added to
- * the window. Does nothing once every matrix is frozen. */
-void freeze_score_update(aflo_freezer *f, long t, const float *const *grads);
+/* Step t (1-based, called once per optimizer step, after the optimizer has
+ * updated the parameters with the step's gradient). grads[i] is matrix i's
+ * gradient and params[i] its values (both ignored, and may be NULL, for
+ * frozen matrices; params may be NULL altogether when the sensitivity is
+ * FREEZE_SENS_GRAD, which does not read weights). Each element contributes
+ * freeze_sensitivity_element(sensitivity, p, g). At a window boundary
+ * (t % delta_t == 0, window non-empty) the window mean updates Ibar then Ubar (with the new Ibar) and
+ * the window restarts with this step's sensitivity; otherwise the sensitivity
+ * is added to the window. Does nothing once every matrix is frozen. */
+void freeze_score_update(aflo_freezer *f, long t, const float *const *grads,
+                         const float *const *params);
 
 /* Decision at step t, called right after freeze_score_update for the same t.
  * Writes the indices of the matrices frozen now into newly_frozen (capacity
@@ -81,10 +104,11 @@ double freezer_matrix_score(const aflo_freezer *f,
  * Kept because freezer_matrix_score is 0 once the score state is freed. */
 double freezer_frozen_score(const aflo_freezer *f, int i);
 
-/* Checkpoint hooks. The blob is little-endian: magic, version, the config,
+/* Checkpoint hooks. The blob is little-endian: magic, version, matrix count,
+ * the sensitivity (a slot that was reserved and zero, i.e. grad, before
+ * there was a choice, so older blobs still load), the rest of the config,
  * the window count, per matrix its size, frozen step and frozen score, the
- * three score
- * arrays of every trainable matrix, and a 64-bit FNV-1a checksum of all of
+ * three score arrays of every trainable matrix, and a 64-bit FNV-1a checksum of all of
  * that. freezer_save returns 0, or -1 if n < freezer_state_size(f).
  * freezer_load accepts only a blob saved by a freezer with the same config,
  * sizes and initially-trainable set; on any error it returns -1, writes err

@@ -37,6 +37,8 @@ void train_config_defaults(aflo_train_config *tc, int epochs) {
     tc->delta_t = AFLO_FREEZE_DEFAULT_DELTA_T;
     tc->score_beta1 = AFLO_FREEZE_DEFAULT_BETA1;
     tc->score_beta2 = AFLO_FREEZE_DEFAULT_BETA2;
+    tc->freeze_enabled = true;
+    tc->freeze_sensitivity = FREEZE_SENS_GRAD;
     tc->seed = TRAIN_DEFAULT_SEED;
     tc->dropout = TRAIN_DEFAULT_DROPOUT;
     tc->pad_id = 0;
@@ -102,6 +104,7 @@ void trainer_free(aflo_trainer *t) {
     free(t->fp);
     free(t->fp_index);
     free(t->fgrads);
+    free(t->fparams);
     free(t->newly);
     freezer_free(t->freezer);
     free(t->order);
@@ -135,10 +138,11 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
     t->fp = calloc((size_t)n, sizeof *t->fp);
     t->fp_index = calloc((size_t)n, sizeof *t->fp_index);
     t->fgrads = calloc((size_t)n, sizeof *t->fgrads);
+    t->fparams = calloc((size_t)n, sizeof *t->fparams);
     t->newly = calloc((size_t)n, sizeof *t->newly);
     t->order = calloc((size_t)train->n * (tc->length_bucketing ? 2 : 1), sizeof *t->order);
     if (!t->p || !t->adam || !t->grads || !t->sizes || !t->fp || !t->fp_index || !t->fgrads ||
-        !t->newly || !t->order)
+        !t->fparams || !t->newly || !t->order)
         goto oom;
 
     bool freezing = model_adapter_config(m)->method == METHOD_AFLORA;
@@ -171,7 +175,9 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
             t->nf++;
         }
     }
-    if (t->nf > 0) {
+    /* Without freezing the projections are still listed (the step report
+     * counts them), but nothing scores them: no freezer at all. */
+    if (t->nf > 0 && tc->freeze_enabled) {
         long spe = t->steps_per_epoch;
         t->fc = (aflo_freeze_config){
             .beta1 = tc->score_beta1,
@@ -180,6 +186,7 @@ aflo_trainer *trainer_create(aflo_model *m, const aflo_train_config *tc, const a
             .total_steps = t->total_steps,
             .initial_steps = lround(tc->freeze_initial_epochs * (double)spe),
             .final_steps = lround(tc->freeze_final_epochs * (double)spe),
+            .sensitivity = tc->freeze_sensitivity,
         };
         t->freezer = freezer_create(&t->fc, t->nf, fsizes, ftrain, err, errlen);
         if (!t->freezer) {
@@ -398,8 +405,12 @@ static int run_one_step(aflo_trainer *t, const aflo_progress *pr, double t0, cha
     t->last_loss = loss;
     t->tokens_seen += tokens;
     if (t->freezer) {
-        for (int i = 0; i < t->nf; i++) t->fgrads[i] = t->fp[i]->trainable ? t->fp[i]->grad : NULL;
-        freeze_score_update(t->freezer, step, t->fgrads);
+        for (int i = 0; i < t->nf; i++) {
+            bool on = t->fp[i]->trainable;
+            t->fgrads[i] = on ? t->fp[i]->grad : NULL;
+            t->fparams[i] = on ? t->fp[i]->data : NULL; /* after this step's update */
+        }
+        freeze_score_update(t->freezer, step, t->fgrads, t->fparams);
         int count = freeze_decide(t->freezer, step, t->newly);
         if (count < 0) return set_err(err, errlen, "out of memory in the freezing decision");
         apply_freezes(t, step, count, pr);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "train/dataset.h"
+#include "train/freeze.h"
 #include "model/gemm.h"
 #include "train/lmeval.h"
 #include "train/metrics.h"
@@ -38,6 +39,10 @@ typedef struct {
     double freeze_initial_epochs, freeze_final_epochs;
     int delta_t;
     double score_beta1, score_beta2;
+    /* false: AFLoRA's A and B never freeze (no scoring at all): those that
+     * start trainable train to the end (the paper's Table 4 "trainable") */
+    bool freeze_enabled;
+    aflo_freeze_sensitivity freeze_sensitivity; /* what the score smooths */
     uint64_t seed;
     bool dropout;
     int32_t pad_id;
@@ -110,7 +115,8 @@ double train_default_initial_warmup_epochs(int epochs);
 double train_default_final_warmup_epochs(int epochs);
 
 /* Every field at its default: the constants above, the freezing phases for
- * `epochs`, freeze.h's delta_t and score betas, pad_id 0, select_metric
+ * `epochs`, freeze.h's delta_t and score betas, freezing enabled with the
+ * grad sensitivity, pad_id 0, select_metric
  * NULL (accuracy, pearson or perplexity by task), no exact-match
  * evaluation. */
 void train_config_defaults(aflo_train_config *tc, int epochs);

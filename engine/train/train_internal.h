@@ -25,6 +25,7 @@ struct aflo_trainer {
     aflo_param **fp; /* matrix i of the freezer */
     int *fp_index;   /* its index in p[], -1 if it never trained */
     const float **fgrads;
+    const float **fparams; /* their values, for sensitivities that read weights */
     int *newly;
     aflo_freezer *freezer;
     aflo_freeze_config fc;
