@@ -203,7 +203,7 @@ static void short_freezing_run(setup *s, recorder *r, bool enabled, aflo_freeze_
 /* freeze.enabled false: nothing ever freezes, the projections that start
  * trainable train to the end, and each step still computes (and counts)
  * their weight gradients. */
-static void test_freezing_disabled_keeps_projections(void **st) {
+static void test_long_freezing_disabled_keeps_projections(void **st) {
     (void)st;
     setup on, off;
     recorder *ron = calloc(1, sizeof *ron), *roff = calloc(1, sizeof *roff);
@@ -255,7 +255,7 @@ static void test_freezing_disabled_keeps_projections(void **st) {
  * proof item): |grad| and |P * grad| freeze the projections in a different
  * sequence (that one setup always gives the same run is
  * test_deterministic_losses' business). */
-static void test_sensitivity_changes_freezing_order(void **st) {
+static void test_long_sensitivity_changes_freezing_order(void **st) {
     (void)st;
     setup a, b;
     recorder *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb);
@@ -738,8 +738,8 @@ static void test_length_bucketing_trains_and_resumes(void **st) {
 
 int main(void) {
     engine_set_threads(1);
-    /* Under valgrind (make test-valgrind) the two long training runs are
-     * skipped — reported as skipped, not passed; every code path they use
+    /* Under valgrind (make test-valgrind) the long training runs (minutes
+     * each there) are skipped — reported as skipped, not passed; every code path they use
      * also runs in the shorter tests, and both run in the plain and ASan passes. */
     if (getenv("AFLORAD_VALGRIND")) cmocka_set_skip_filter("test_long_*");
     const struct CMUnitTest tests[] = {
@@ -749,8 +749,8 @@ int main(void) {
         cmocka_unit_test(test_grad_accumulation_matches_large_batch),
         cmocka_unit_test(test_bad_train_config_rejected),
         cmocka_unit_test(test_other_methods_train),
-        cmocka_unit_test(test_freezing_disabled_keeps_projections),
-        cmocka_unit_test(test_sensitivity_changes_freezing_order),
+        cmocka_unit_test(test_long_freezing_disabled_keeps_projections),
+        cmocka_unit_test(test_long_sensitivity_changes_freezing_order),
         cmocka_unit_test(test_checkpoint_keeps_freezing_setup),
         cmocka_unit_test(test_checkpoint_resume_is_exact),
         cmocka_unit_test(test_long_restore_best_epoch),
