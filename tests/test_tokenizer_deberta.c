@@ -30,22 +30,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
 static void write_file(void **state, const char *name, const char *data, size_t len) {
     char path[512];
     path_in(path, sizeof path, state, name);
@@ -57,7 +41,7 @@ static void write_file(void **state, const char *name, const char *data, size_t 
 
 static void copy_fixture(void **state, const char *from, const char *name) {
     size_t len;
-    char *b = read_all(from, &len);
+    char *b = read_test_file(from, &len);
     write_file(state, name, b, len);
     free(b);
 }
@@ -133,7 +117,7 @@ static size_t unhex(const char *h, char *out, size_t cap) {
  * or -; '#' lines are comments. Empty fields are kept (strtok would not). */
 static row *read_rows(size_t *count) {
     size_t len;
-    char *buf = read_all(FIXTURES "/deberta_expected.tsv", &len);
+    char *buf = read_test_file(FIXTURES "/deberta_expected.tsv", &len);
     row *rs = calloc(128, sizeof *rs);
     assert_non_null(rs);
     size_t n = 0;
@@ -288,7 +272,7 @@ static void test_lower_case(void **state) {
     tokenizer_free(t);
 
     size_t len;
-    char *tj = read_all(FIXTURES "/deberta_json/tokenizer.json", &len);
+    char *tj = read_test_file(FIXTURES "/deberta_json/tokenizer.json", &len);
     const char *strip = strstr(tj, "{\"type\": \"Strip\"");
     assert_non_null(strip);
     const char lower[] = "{\"type\": \"Lowercase\"}, ";
@@ -347,7 +331,7 @@ static void test_truncation(void **state) {
  * tokenizer.json we cannot follow, with what it is. */
 static void test_malformed(void **state) {
     size_t len;
-    char *m = read_all(FIXTURES "/deberta_spm/spm.model", &len);
+    char *m = read_test_file(FIXTURES "/deberta_spm/spm.model", &len);
     write_file(state, "spm.model", m, 1000); /* cut inside a piece list */
     expect_load_error(state, "/spm.model: ");
     write_file(state, "spm.model", "", 0);
@@ -410,7 +394,7 @@ static void test_malformed(void **state) {
  * SentencePiece's); a leading one is the ▁ Metaspace would prepend. */
 static void test_json_without_strip(void **state) {
     size_t len;
-    char *tj = read_all(FIXTURES "/deberta_json/tokenizer.json", &len);
+    char *tj = read_test_file(FIXTURES "/deberta_json/tokenizer.json", &len);
     const char strip[] = "{\"type\": \"Strip\", \"strip_left\": true, \"strip_right\": true}, ";
     char *at = strstr(tj, strip);
     assert_non_null(at);

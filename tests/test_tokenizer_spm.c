@@ -22,28 +22,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "tokenizer/tokenizer.h"
 
 #define FIXTURES "tests/tokenizer_fixtures"
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
 
 static void write_all(const char *dir, const char *name, const char *data, size_t len) {
     char path[512];
@@ -102,7 +87,7 @@ static tokenizer *load_fixture_dir(const char *sub) {
 /* The sp_bpe model from tokenizer.model alone (no tokenizer.json). */
 static tokenizer *load_sp_bpe_model(void) {
     size_t len;
-    char *m = read_all(FIXTURES "/sp_bpe/tokenizer.model", &len);
+    char *m = read_test_file(FIXTURES "/sp_bpe/tokenizer.model", &len);
     char err[256];
     tokenizer *t = load_files(err, sizeof err, "tokenizer.model", m, len, NULL);
     free(m);
@@ -173,7 +158,7 @@ static int hexval(char c) {
 /* expected.tsv: model \t kind \t hex text \t ids, '#' lines are comments. */
 static sp_case *read_cases(size_t *count) {
     size_t len;
-    char *buf = read_all(FIXTURES "/expected.tsv", &len);
+    char *buf = read_test_file(FIXTURES "/expected.tsv", &len);
     sp_case *cs = calloc(128, sizeof *cs);
     assert_non_null(cs);
     size_t n = 0;
@@ -317,7 +302,7 @@ static void test_sp_bos_eos(void **state) {
     /* add_eos_token true, add_bos_token false (the config wins over the
      * tokenizer.json template). */
     size_t tl, ml;
-    char *tj = read_all(FIXTURES "/sp_bpe/tokenizer.json", &tl);
+    char *tj = read_test_file(FIXTURES "/sp_bpe/tokenizer.json", &tl);
     const char cfg[] = "{\"add_bos_token\": false, \"add_eos_token\": true}";
     t = load_files(err, sizeof err, "tokenizer.json", tj, tl, "tokenizer_config.json", cfg,
                    strlen(cfg), NULL);
@@ -335,7 +320,7 @@ static void test_sp_bos_eos(void **state) {
     tokenizer_free(t);
     free(tj);
     /* tokenizer.model alone: SentencePiece's defaults, BOS only. */
-    char *m = read_all(FIXTURES "/sp_bpe/tokenizer.model", &ml);
+    char *m = read_test_file(FIXTURES "/sp_bpe/tokenizer.model", &ml);
     t = load_files(err, sizeof err, "tokenizer.model", m, ml, NULL);
     if (!t) fail_msg("load: %s", err);
     assert_true(tokenizer_adds_bos(t));
@@ -351,7 +336,7 @@ static void test_sp_bos_eos(void **state) {
 static void test_sp_metaspace(void **state) {
     (void)state;
     size_t tl;
-    char *tj = read_all(FIXTURES "/sp_bpe/tokenizer.json", &tl);
+    char *tj = read_test_file(FIXTURES "/sp_bpe/tokenizer.json", &tl);
     const char *norm = strstr(tj, "\"normalizer\"");
     const char *pre_end = strstr(tj, "\"post_processor\"");
     assert_non_null(norm);
@@ -430,7 +415,7 @@ static void test_sp_model_corrupt(void **state) {
     (void)state;
     size_t len;
     /* sp_rules: pieces, trainer and normalizer specs and a charsmap. */
-    char *m = read_all(FIXTURES "/sp_rules/tokenizer.model", &len);
+    char *m = read_test_file(FIXTURES "/sp_rules/tokenizer.model", &len);
     char *dir = make_dir();
     char err[256];
     /* Text that walks the charsmap's trie (fullwidth h, the ligature, 12). */

@@ -2,6 +2,9 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -10,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <cmocka.h>
 #include <unistd.h>
 
 #include "base/atomicfile.h"
@@ -122,3 +127,19 @@ void fsync_counts_reset(void) {
 
 int fsync_dir_calls(void) { return atomic_load(&seam_dir_calls); }
 int fsync_file_calls(void) { return atomic_load(&seam_file_calls); }
+
+char *read_test_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = '\0';
+    *len = (size_t)n;
+    return buf;
+}

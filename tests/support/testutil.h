@@ -23,6 +23,10 @@ int tmpdir_teardown(void **state);
 /* out = <the test's folder>/name */
 void path_in(char *out, size_t cap, void **state, const char *name);
 
+/* The whole file, NUL-terminated (malloc'd; *len without the NUL); a
+ * missing or unreadable file fails the test. */
+char *read_test_file(const char *path, size_t *len);
+
 /* How many of the atomic writer's temporary files (atomicfile.h) dir holds;
  * -1 when it cannot be read. */
 int count_atomic_temps(const char *dir);
